@@ -1,0 +1,43 @@
+"""pfilter: tcpdump's filter language compiled to classic BPF and run at native speed over
+batches of packets from pcap/pcapng files.
+
+    prog = pfilter.compile("ip and tcp port 80")
+    with pfilter.open("capture.pcap") as cap:
+        for batch in cap:
+            hits = prog.match_batch(batch)
+
+This module only re-exports the public API (see ../shared/DESIGN.md).
+"""
+from .batch import PacketBatch
+from .errors import CaptureFormatError, FilterError, FilterSyntaxError, InvalidProgramError
+from .program import Program
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "open", "filter_file", "classify", "Program", "PacketBatch", "FilterError",
+           "FilterSyntaxError", "InvalidProgramError", "CaptureFormatError", "__version__"]
+
+
+def compile(expr, linktype="EN10MB", snaplen=262144, optimize=True):
+    """Compile a pcap-filter expression into a validated Program for the given link type."""
+    from .compiler.driver import compile_expression
+    return compile_expression(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
+
+
+def open(path, **options):
+    """Open a pcap or pcapng capture (format from the magic bytes): a context manager and an
+    iterable of PacketBatch objects."""
+    from .capture import open_capture
+    return open_capture(path, **options)
+
+
+def filter_file(src, dst, expr, **options):
+    """Copy the packets of capture `src` that match `expr` into `dst`; returns stats."""
+    from .capture.filterfile import filter_file as _filter_file
+    return _filter_file(src, dst, expr, **options)
+
+
+def classify(source, rules, **options):
+    """Evaluate many named filters over every packet of `source` in one pass."""
+    from .classify import classify as _classify
+    return _classify(source, rules, **options)

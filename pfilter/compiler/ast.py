@@ -1,0 +1,233 @@
+"""The syntax tree of a pcap-filter expression. Imports nothing from pfilter.
+
+The parser builds it; lowering (gencode) walks it left to right, in source order, because some
+primitives (`vlan`, `mpls`, `pppoes`, `geneve`) change how the rest of the expression is compiled.
+Every node carries `pos` and `end`: the half-open span of its text in the expression, so errors
+found after parsing can still point at the source.
+
+Qualifier inheritance (`host a or b`, `tcp dst port ftp or ftp-data`, `not host a and b`) is
+resolved by the parser: every `Id` carries its complete qualifiers.
+
+Qualifier vocabulary (strings, the words of the language; None when absent):
+  proto: "link" (ether/link/fddi/tr/wlan's link layer), "ip", "ip6", "arp", "rarp", "tcp",
+         "udp", "sctp", "icmp", "icmp6", "igmp", "igrp", "pim", "vrrp", "carp", "ah", "esp",
+         "atalk", "aarp", "decnet", "lat", "sca", "moprc", "mopdl", "iso", "esis", "isis",
+         "clnp", "stp", "ipx", "netbeui", "l1", "l2", "iih", "snp", "csnp", "psnp", "lsp",
+         "radio"
+         (the parser maps synonyms: "ether"/"fddi"/"tr"/"wlan" -> "link" but keeps the spelling
+          in `proto_word` for messages)
+  dir:   "src", "dst", "src or dst", "src and dst", "addr1", "addr2", "addr3", "addr4",
+         "ra", "ta"
+  kind:  "host", "net", "port", "portrange", "gateway", "proto", "protochain"
+"""
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+
+@dataclass(frozen=True)
+class Node:
+    pos: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Qualifiers:
+    proto: Optional[str] = None
+    dir: Optional[str] = None
+    kind: Optional[str] = None
+    proto_word: Optional[str] = None  # as written ("ether", "fddi", ...), for messages
+
+
+# ----------------------------------------------------------------------------- boolean structure
+
+@dataclass(frozen=True)
+class And(Node):
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Or(Node):
+    left: "Expr"
+    right: "Expr"
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: "Expr"
+
+
+# ----------------------------------------------------------------------------- qualified ids
+
+@dataclass(frozen=True)
+class Id(Node):
+    """`[proto] [dir] [kind] value`, e.g. `tcp dst port 80`, `net 10.0.0.0/8`, `host foo`.
+
+    value_kind says how the lexer saw the value:
+      "num"   a number (decimal, 0x hex, 0 octal): `value` is an int
+      "name"  a name (host, service, protocol, network, ether host, or `\\escaped` keyword):
+              `value` is the text without the backslash
+      "ipv4"  1 to 4 dotted numbers `10`, `10.1`, `10.1.2.3` when written with dots: `value` is
+              the text (the number of parts matters: `net 10.1` is a /16)
+      "ipv6"  an IPv6 address: `value` is the text
+      "mac"   a MAC address in any notation: `value` is 6 bytes
+    `masklen` (from `/N`) or `mask` (from `mask A.B.C.D`, text) for networks, else None.
+    `portrange` ids carry the range as value_kind "range", value (lo_text, hi_text) as written
+    (each a number text or a service name).
+    """
+    quals: Qualifiers
+    value_kind: str
+    value: object
+    masklen: Optional[int] = None
+    mask: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ProtoAbbrev(Node):
+    """A protocol keyword on its own: `tcp`, `ip6`, `arp`, `isis`, `l1`, `iih`, `stp`, ..."""
+    proto: str
+    proto_word: Optional[str] = None
+
+
+# ----------------------------------------------------------------------------- other primitives
+
+@dataclass(frozen=True)
+class Broadcast(Node):
+    """`[ether|ip|...] broadcast`; proto None when unqualified."""
+    proto: Optional[str]
+
+
+@dataclass(frozen=True)
+class Multicast(Node):
+    proto: Optional[str]
+
+
+@dataclass(frozen=True)
+class Less(Node):
+    """`less N`: wire length <= N."""
+    value: int
+
+
+@dataclass(frozen=True)
+class Greater(Node):
+    """`greater N`: wire length >= N."""
+    value: int
+
+
+@dataclass(frozen=True)
+class ByteOp(Node):
+    """`byte N op V` with op in "&", "|", "<", ">", "="."""
+    index: int
+    op: str
+    value: int
+
+
+@dataclass(frozen=True)
+class Inbound(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Outbound(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Ifindex(Node):
+    value: int
+
+
+@dataclass(frozen=True)
+class Vlan(Node):
+    """`vlan [id]`."""
+    id: Optional[int]
+
+
+@dataclass(frozen=True)
+class Mpls(Node):
+    label: Optional[int]
+
+
+@dataclass(frozen=True)
+class Pppoed(Node):
+    pass
+
+
+@dataclass(frozen=True)
+class Pppoes(Node):
+    session: Optional[int]
+
+
+@dataclass(frozen=True)
+class Geneve(Node):
+    vni: Optional[int]
+
+
+@dataclass(frozen=True)
+class Llc(Node):
+    """`llc` or `llc i|s|u|rr|rnr|rej|ui|ua|disc|dm|sabme|test|xid|frmr`: kind None or the word."""
+    kind: Optional[str]
+
+
+@dataclass(frozen=True)
+class PfField(Node):
+    """PFLOG fields: field in "ifname", "ruleset", "rnr", "srnr", "reason", "action";
+    value is an int or a name (text)."""
+    field: str
+    value: Union[int, str]
+
+
+@dataclass(frozen=True)
+class Wlan(Node):
+    """802.11: field in "type", "subtype", "type_subtype", "dir"; value an int, or for
+    type_subtype a (type, subtype) pair of ints (names resolved by the parser)."""
+    field: str
+    value: object
+
+
+# ----------------------------------------------------------------------------- arithmetic
+
+@dataclass(frozen=True)
+class Number(Node):
+    value: int
+
+
+@dataclass(frozen=True)
+class Length(Node):
+    """`len` / `length`: the wire length."""
+
+
+@dataclass(frozen=True)
+class Load(Node):
+    """`proto[index]` or `proto[index:size]`, size 1, 2 or 4 (default 1). proto is a qualifier
+    proto ("link" for ether/link, "ip", "tcp", "radio", ...)."""
+    proto: str
+    index: "Arith"
+    size: int = 1
+    proto_word: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Binary(Node):
+    """op in "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>"."""
+    op: str
+    left: "Arith"
+    right: "Arith"
+
+
+@dataclass(frozen=True)
+class Negate(Node):
+    operand: "Arith"
+
+
+@dataclass(frozen=True)
+class Relation(Node):
+    """`arith relop arith`, op in "=", "!=", ">", "<", ">=", "<=" ("==" is parsed as "=")."""
+    op: str
+    left: "Arith"
+    right: "Arith"
+
+
+Arith = Union[Number, Length, Load, Binary, Negate]
+Expr = Union[And, Or, Not, Id, ProtoAbbrev, Broadcast, Multicast, Less, Greater, ByteOp, Inbound,
+             Outbound, Ifindex, Vlan, Mpls, Pppoed, Pppoes, Geneve, Llc, PfField, Wlan, Relation]

@@ -1,0 +1,52 @@
+"""Exceptions pfilter raises on bad input. Imports nothing from pfilter.
+
+Every error caused by the caller's input is a FilterError, itself a ValueError, so
+`except ValueError` keeps working for code that does not know pfilter.
+"""
+
+
+class FilterError(ValueError):
+    """Base class of every error pfilter raises on bad input."""
+
+
+class FilterSyntaxError(FilterError):
+    """An expression that does not parse.
+
+    `.position` is the 0-based offset of the offending token in `.expression`;
+    str() shows the expression with a caret under that spot and what was expected there.
+    """
+
+    def __init__(self, message, expression="", position=0, length=1):
+        self.message = message
+        self.expression = expression
+        self.position = position
+        self.length = max(1, length)
+        super().__init__(self._render())
+
+    def _render(self):
+        if not self.expression:
+            return self.message
+        caret = " " * self.position + "^" * min(self.length, max(1, len(self.expression) - self.position))
+        return f"{self.message}\n  {self.expression}\n  {caret}"
+
+
+class InvalidProgramError(FilterError):
+    """A cBPF program the validator refuses. `.index` names the offending instruction (or None)."""
+
+    def __init__(self, message, index=None):
+        self.index = index
+        super().__init__(message if index is None else f"instruction {index}: {message}")
+
+
+class CaptureFormatError(FilterError):
+    """A damaged or unsupported capture file. `.offset` is the file offset of the damage."""
+
+    def __init__(self, message, offset=None, path=None):
+        self.offset = offset
+        self.path = path
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if offset is not None:
+            where.append(f"offset {offset}")
+        super().__init__(f"{': '.join(where)}: {message}" if where else message)

@@ -1,0 +1,34 @@
+"""Build script: compiles the Cython extensions in pfilter/ (cython and numpy are build requirements).
+
+PFILTER_DEBUG=1 rebuilds with Cython's bounds checks, wraparound and C asserts turned back on.
+"""
+import os
+from pathlib import Path
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("PFILTER_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+extra = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3"]
+
+# Every pfilter/**/*.pyx becomes an extension of the same dotted name (pfilter/_vm.pyx -> pfilter._vm).
+extensions = [
+    Extension(str(src.with_suffix("")).replace(os.sep, "."), [str(src)],
+              include_dirs=[numpy.get_include()], extra_compile_args=extra,
+              define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
+    for src in sorted(Path("pfilter").rglob("*.pyx"))
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives,
+                            annotate=os.environ.get("PFILTER_ANNOTATE") == "1"))
