@@ -1,0 +1,149 @@
+"""The pure-Python twin of pfilter/_vm.pyx: the same semantics, instruction for instruction.
+
+Imports pfilter.opcodes and pfilter.validate (for MAX_BACKWARD_JUMPS) only. Selected instead of the
+Cython VM when PFILTER_PUREPYTHON=1 is set at import time or the extension is not built; the test
+suite runs every VM test against both.
+
+Semantics are libpcap's bpf_filter(): registers A and X start at 0, scratch memory M[] at 0; loads
+are big-endian; a load past the captured length, or a division/modulo by X = 0, makes the program
+return 0; a shift by X >= 32 gives 0; `len` is the wire length. Linux metadata loads (SKF_AD_*)
+read past any real packet and so return 0, as in libpcap's userland.
+"""
+import numpy as np
+
+from .validate import MAX_BACKWARD_JUMPS
+
+M32 = 0xFFFFFFFF
+
+
+def run_one(insns, pkt, wirelen):
+    """Run a validated program (list of (code, jt, jf, k)) on one packet (bytes); return u32."""
+    A = X = 0
+    mem = [0] * 16
+    buflen = len(pkt)
+    pc = 0
+    back = 0
+    while True:
+        code, jt, jf, k = insns[pc]
+        pc += 1
+        if code == 0x06:        # ret #k
+            return k
+        elif code == 0x16:      # ret a
+            return A
+        elif code == 0x20:      # ld [k]
+            if k > buflen or 4 > buflen - k:
+                return 0
+            A = int.from_bytes(pkt[k:k + 4], "big")
+        elif code == 0x28:      # ldh [k]
+            if k > buflen or 2 > buflen - k:
+                return 0
+            A = (pkt[k] << 8) | pkt[k + 1]
+        elif code == 0x30:      # ldb [k]
+            if k >= buflen:
+                return 0
+            A = pkt[k]
+        elif code == 0x80:      # ld #pktlen
+            A = wirelen
+        elif code == 0x81:      # ldx #pktlen
+            X = wirelen
+        elif code == 0x40:      # ld [x + k]
+            o = (X + k) & M32
+            if k > buflen or X > buflen - k or 4 > buflen - o:
+                return 0
+            A = int.from_bytes(pkt[o:o + 4], "big")
+        elif code == 0x48:      # ldh [x + k]
+            o = (X + k) & M32
+            if k > buflen or X > buflen - k or 2 > buflen - o:
+                return 0
+            A = (pkt[o] << 8) | pkt[o + 1]
+        elif code == 0x50:      # ldb [x + k]
+            if k >= buflen or X >= buflen - k:
+                return 0
+            A = pkt[X + k]
+        elif code == 0xB1:      # ldxb 4*([k]&0xf)
+            if k >= buflen:
+                return 0
+            X = (pkt[k] & 0xF) << 2
+        elif code == 0x00:      # ld #k
+            A = k
+        elif code == 0x01:      # ldx #k
+            X = k
+        elif code == 0x60:      # ld M[k]
+            A = mem[k]
+        elif code == 0x61:      # ldx M[k]
+            X = mem[k]
+        elif code == 0x02:      # st M[k]
+            mem[k] = A
+        elif code == 0x03:      # stx M[k]
+            mem[k] = X
+        elif code == 0x05:      # ja
+            if k & 0x80000000:
+                back += 1
+                if back > MAX_BACKWARD_JUMPS:
+                    return 0
+                pc += k - (1 << 32)
+            else:
+                pc += k
+        elif code == 0x15:      # jeq #k
+            pc += jt if A == k else jf
+        elif code == 0x25:      # jgt #k
+            pc += jt if A > k else jf
+        elif code == 0x35:      # jge #k
+            pc += jt if A >= k else jf
+        elif code == 0x45:      # jset #k
+            pc += jt if A & k else jf
+        elif code == 0x1D:      # jeq x
+            pc += jt if A == X else jf
+        elif code == 0x2D:      # jgt x
+            pc += jt if A > X else jf
+        elif code == 0x3D:      # jge x
+            pc += jt if A >= X else jf
+        elif code == 0x4D:      # jset x
+            pc += jt if A & X else jf
+        elif code & 0x07 == 0x04:   # ALU
+            op = code & 0xF0
+            if op == 0x80:
+                A = (-A) & M32
+                continue
+            v = X if code & 0x08 else k
+            if op == 0x00:
+                A = (A + v) & M32
+            elif op == 0x10:
+                A = (A - v) & M32
+            elif op == 0x20:
+                A = (A * v) & M32
+            elif op == 0x30:
+                if v == 0:
+                    return 0
+                A //= v
+            elif op == 0x90:
+                if v == 0:
+                    return 0
+                A %= v
+            elif op == 0x50:
+                A &= v
+            elif op == 0x40:
+                A |= v
+            elif op == 0xA0:
+                A ^= v
+            elif op == 0x60:
+                A = (A << v) & M32 if v < 32 else 0
+            elif op == 0x70:
+                A = A >> v if v < 32 else 0
+            else:
+                raise AssertionError(f"unvalidated opcode 0x{code:x}")
+        elif code == 0x07:      # tax
+            X = A
+        elif code == 0x87:      # txa
+            A = X
+        else:
+            raise AssertionError(f"unvalidated opcode 0x{code:x}")
+
+
+def run_batch(insns, data, offsets, caplen, wirelen, out):
+    """Fill out[i] with the program's return value for packet i of the batch arrays."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    for i in range(len(offsets)):
+        o = int(offsets[i])
+        out[i] = run_one(insns, raw[o:o + int(caplen[i])], int(wirelen[i]))
+    return out

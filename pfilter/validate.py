@@ -1,0 +1,58 @@
+"""The cBPF validator: refuses, before anything runs, every program that could misbehave.
+
+Imports only pfilter.errors and pfilter.opcodes. Runs once per program; the VMs then trust it
+(they still bound backward jumps, the one thing no static check can decide).
+
+What it refuses, each with InvalidProgramError naming the instruction:
+  an empty program; more than BPF_MAXINSNS (4096) instructions; an unknown opcode (`ret x`
+  included); a jump whose target is outside the program; a scratch-memory index >= 16; a constant
+  division or modulo by zero; a constant shift by 32 or more; a last instruction that is not `ret`.
+
+Divergence: libpcap's bpf_validate() refuses every backward `ja`, yet libpcap's own code generator
+emits one for `ip6 protochain`; this validator accepts a backward `ja` that stays inside the program.
+The VMs bound the number of backward jumps a packet may take (MAX_BACKWARD_JUMPS), so every
+program terminates.
+"""
+from .errors import InvalidProgramError
+from .opcodes import (BPF_ALU, BPF_DIV, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
+                      BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_RET, BPF_RSH, BPF_ST,
+                      BPF_STX, VALID_OPCODES, BPF_CLASS, BPF_MODE, BPF_OP, BPF_SRC)
+
+#: how many backward jumps one packet may take before the program gives up and returns 0
+MAX_BACKWARD_JUMPS = 1 << 18
+
+
+def validate(insns):
+    """Check a sequence of (code, jt, jf, k) tuples; raise InvalidProgramError or return None."""
+    n = len(insns)
+    if n == 0:
+        raise InvalidProgramError("empty program: a cBPF program needs at least a `ret`")
+    if n > BPF_MAXINSNS:
+        raise InvalidProgramError(f"program has {n} instructions, more than the limit of {BPF_MAXINSNS}")
+    for i, (code, jt, jf, k) in enumerate(insns):
+        if code not in VALID_OPCODES:
+            what = "`ret x` is not a cBPF instruction" if code == (BPF_RET | 0x08) else f"unknown opcode 0x{code:x}"
+            raise InvalidProgramError(what, i)
+        cls = BPF_CLASS(code)
+        if cls in (BPF_LD, BPF_LDX) and BPF_MODE(code) == BPF_MEM or cls in (BPF_ST, BPF_STX):
+            if k >= BPF_MEMWORDS:
+                raise InvalidProgramError(f"scratch memory index {k} out of range (M[0]..M[{BPF_MEMWORDS - 1}])", i)
+        elif cls == BPF_ALU and BPF_SRC(code) == BPF_K:
+            op = BPF_OP(code)
+            if op in (BPF_DIV, BPF_MOD) and k == 0:
+                raise InvalidProgramError("division by constant zero" if op == BPF_DIV else "modulo by constant zero", i)
+            if op in (BPF_LSH, BPF_RSH) and k >= 32:
+                raise InvalidProgramError(f"constant shift by {k} (must be < 32)", i)
+        elif cls == BPF_JMP:
+            if BPF_OP(code) == BPF_JA:
+                off = k - (1 << 32) if k & 0x80000000 else k
+                target = i + 1 + off
+                if not 0 <= target < n:
+                    raise InvalidProgramError(f"jump to {target}, outside the program (0..{n - 1})", i)
+            else:
+                for label, off in (("true", jt), ("false", jf)):
+                    if i + 1 + off >= n:
+                        raise InvalidProgramError(
+                            f"{label} branch jumps to {i + 1 + off}, past the end of the program ({n} instructions)", i)
+    if BPF_CLASS(insns[-1][0]) != BPF_RET:
+        raise InvalidProgramError("the last instruction must be `ret`", n - 1)
