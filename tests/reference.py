@@ -1,0 +1,213 @@
+"""The reference implementations the tests compare pfilter with: libpcap 1.10.3 (Debian's
+libpcap0.8) through ctypes, and the tcpdump binary. Test-only; never imported by pfilter.
+
+When the reference is missing, `require_libpcap()` / `require_tcpdump()` skip the test on a
+developer machine but FAIL it when CI=true: CI must compare, never skip.
+"""
+import ctypes
+import ctypes.util
+import functools
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+CORPUS = SHARED / "corpus"
+PCAPS = CORPUS / "pcaps"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class RefError(Exception):
+    """libpcap refused an expression or a file; the message is libpcap's."""
+
+
+def _missing(what):
+    msg = f"reference not available: {what}"
+    if IN_CI:
+        pytest.fail(msg + " (CI=true: the test command must install it)")
+    pytest.skip(msg)
+
+
+class _Prog(ctypes.Structure):
+    _fields_ = [("bf_len", ctypes.c_uint), ("bf_insns", ctypes.c_void_p)]
+
+
+class _Insn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint32)]
+
+
+class _Hdr(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long),
+                ("caplen", ctypes.c_uint32), ("len", ctypes.c_uint32)]
+
+
+@functools.lru_cache(maxsize=None)
+def _lib():
+    name = ctypes.util.find_library("pcap") or "libpcap.so.0.8"
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    lib.pcap_open_offline_with_tstamp_precision.restype = ctypes.c_void_p
+    lib.pcap_open_offline_with_tstamp_precision.argtypes = [ctypes.c_char_p, ctypes.c_uint, ctypes.c_char_p]
+    lib.pcap_open_dead_with_tstamp_precision.restype = ctypes.c_void_p
+    lib.pcap_open_dead_with_tstamp_precision.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+    lib.pcap_compile.argtypes = [ctypes.c_void_p, ctypes.POINTER(_Prog), ctypes.c_char_p, ctypes.c_int, ctypes.c_uint32]
+    lib.pcap_geterr.restype = ctypes.c_char_p
+    lib.pcap_geterr.argtypes = [ctypes.c_void_p]
+    lib.pcap_next_ex.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.POINTER(_Hdr)), ctypes.POINTER(ctypes.c_void_p)]
+    lib.pcap_offline_filter.argtypes = [ctypes.POINTER(_Prog), ctypes.POINTER(_Hdr), ctypes.c_void_p]
+    lib.bpf_filter.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint, ctypes.c_uint]
+    lib.bpf_filter.restype = ctypes.c_uint
+    lib.bpf_validate.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    for f in ("pcap_datalink", "pcap_snapshot", "pcap_close", "pcap_freecode"):
+        getattr(lib, f).argtypes = [ctypes.c_void_p] if f != "pcap_freecode" else [ctypes.POINTER(_Prog)]
+    lib.pcap_lib_version.restype = ctypes.c_char_p
+    lib.pcap_datalink_val_to_name.restype = ctypes.c_char_p
+    lib.pcap_datalink_val_to_name.argtypes = [ctypes.c_int]
+    return lib
+
+
+def libpcap():
+    """The loaded libpcap (a test needing it skips, or fails under CI, when it is absent)."""
+    lib = _lib()
+    if lib is None:
+        _missing("libpcap (apt-get install libpcap0.8)")
+    return lib
+
+
+def version():
+    return libpcap().pcap_lib_version().decode()
+
+
+def _open(path, nano=True):
+    lib = libpcap()
+    err = ctypes.create_string_buffer(512)
+    p = lib.pcap_open_offline_with_tstamp_precision(str(path).encode(), 1 if nano else 0, err)
+    if not p:
+        raise RefError(err.value.decode(errors="replace"))
+    return p
+
+
+def _prog_tuples(prog):
+    insns = ctypes.cast(prog.bf_insns, ctypes.POINTER(_Insn))
+    return [(insns[i].code, insns[i].jt, insns[i].jf, insns[i].k) for i in range(prog.bf_len)]
+
+
+@functools.lru_cache(maxsize=4096)
+def compile(expr, dlt=1, optimize=False, snaplen=262144):
+    """libpcap's bytecode for expr on a dead handle (as `tcpdump -y DLT -d`), as a tuple of tuples."""
+    lib = libpcap()
+    p = lib.pcap_open_dead_with_tstamp_precision(int(dlt), int(snaplen), 0)
+    try:
+        prog = _Prog()
+        if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1 if optimize else 0, 0xFFFFFFFF) != 0:
+            raise RefError(lib.pcap_geterr(p).decode(errors="replace"))
+        out = tuple(_prog_tuples(prog))
+        lib.pcap_freecode(ctypes.byref(prog))
+        return out
+    finally:
+        lib.pcap_close(p)
+
+
+def compile_for_capture(path, expr, optimize=False):
+    """libpcap's bytecode for expr on the capture's own savefile handle (as `tcpdump -r`)."""
+    lib = libpcap()
+    p = _open(path)
+    try:
+        prog = _Prog()
+        if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1 if optimize else 0, 0xFFFFFFFF) != 0:
+            raise RefError(lib.pcap_geterr(p).decode(errors="replace"))
+        out = tuple(_prog_tuples(prog))
+        lib.pcap_freecode(ctypes.byref(prog))
+        return out
+    finally:
+        lib.pcap_close(p)
+
+
+@functools.lru_cache(maxsize=1024)
+def read_capture(path):
+    """(dlt, snaplen, [(bytes, wirelen, ts_ns)], error) as libpcap reads the file (nanosecond
+    precision); error is libpcap's message when it stopped on a damaged record, else None."""
+    lib = libpcap()
+    p = _open(path)
+    try:
+        dlt, snap = lib.pcap_datalink(p), lib.pcap_snapshot(p)
+        hdr, data, pkts = ctypes.POINTER(_Hdr)(), ctypes.c_void_p(), []
+        while True:
+            r = lib.pcap_next_ex(p, ctypes.byref(hdr), ctypes.byref(data))
+            if r != 1:
+                break
+            h = hdr.contents
+            pkts.append((ctypes.string_at(data, h.caplen), h.len, h.tv_sec * 1_000_000_000 + h.tv_usec))
+        err = lib.pcap_geterr(p).decode(errors="replace") if r == -1 else None
+        return dlt, snap, pkts, err
+    finally:
+        lib.pcap_close(p)
+
+
+def bpf_filter(insns, packet, wirelen=None):
+    """libpcap's userland interpreter on one packet."""
+    lib = libpcap()
+    arr = (_Insn * len(insns))(*[_Insn(*t) for t in insns])
+    return lib.bpf_filter(ctypes.addressof(arr), packet, len(packet) if wirelen is None else wirelen, len(packet))
+
+
+def tcpdump():
+    """Path of the tcpdump binary."""
+    path = shutil.which("tcpdump") or ("/usr/bin/tcpdump" if os.path.exists("/usr/bin/tcpdump") else None)
+    if path is None:
+        _missing("tcpdump (apt-get install tcpdump)")
+    return path
+
+
+def tcpdump_dump(expr, dlt_name="EN10MB", fmt="d", optimize=False):
+    """`tcpdump -y DLT [-O] -d/-dd/-ddd EXPR` output text (tcpdump's -O turns optimization OFF)."""
+    cmd = [tcpdump(), "-y", dlt_name, "-" + fmt]
+    if not optimize:
+        cmd.append("-O")
+    cmd += ["--", expr] if expr else []
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RefError(r.stderr.strip())
+    return r.stdout
+
+
+# ----------------------------------------------------------------------------- the corpus
+
+def corpus_expected(kind="en10mb"):
+    """[{dlt, expr, opt, unopt}] from ../shared/corpus/expected."""
+    path = CORPUS / "expected" / f"{kind}_libpcap-1.10.3.jsonl"
+    if not path.exists():
+        _missing(f"shared corpus {path}")
+    return [json.loads(l) for l in path.open() if l.strip()]
+
+
+def corpus_expressions():
+    """{DLT name: [expressions]} for every corpus expression file."""
+    exprs = {"EN10MB": [l.strip() for l in (CORPUS / "expressions/en10mb.txt").open() if l.strip()]}
+    for line in (CORPUS / "expressions/other_dlt.tsv").open():
+        if line.strip():
+            dlt, e = line.rstrip("\n").split("\t", 1)
+            exprs.setdefault(dlt, []).append(e)
+    return exprs
+
+
+def corpus_pcaps():
+    """[dict] rows of ../shared/corpus/pcaps.tsv, with 'file' the Path of the capture."""
+    path = CORPUS / "pcaps.tsv"
+    if not path.exists():
+        _missing(f"shared corpus {path}")
+    lines = path.read_text().splitlines()
+    head = lines[0].split("\t")
+    rows = []
+    for line in lines[1:]:
+        row = dict(zip(head, line.split("\t")))
+        row["file"] = PCAPS / row["copied_as"]
+        rows.append(row)
+    return rows
