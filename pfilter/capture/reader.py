@@ -1,0 +1,737 @@
+"""Capture reader: pcap and pcapng files (optionally gzip/zstd/xz/bzip2-compressed) as a stream of
+PacketBatch objects of bounded size.
+
+Imports pfilter.batch and pfilter.errors, and the record scanners (the Cython pfilter.capture._reader,
+or its pure-Python twin pfilter.capture._pyscan when PFILTER_PUREPYTHON=1 or the extension is not
+built). Never the compiler or the VM.
+
+How it reads: the file is seen through *windows*, each a numpy uint8 array over a memory map of a
+stretch of the file (plain files) or over a fresh buffer filled by large reads (compressed input,
+pipes). A batch's `data` is its window: no packet is copied, no Python object is made per packet;
+the scanner fills offset/length/timestamp arrays in C with the GIL released. A window is unmapped
+when the last batch that uses it is gone, so memory stays bounded whatever the file size.
+
+Format facts follow libpcap 1.10.3 (sf-pcap.c, sf-pcapng.c): link-type upper bits masked, snapshot
+length 0 or above INT_MAX replaced by the link type's maximum, records longer than the snapshot
+length cut to it, records longer than the link type's maximum refused, the same error texts.
+Damage raises CaptureFormatError with the file offset of the damaged record, but only after every
+intact packet before it was delivered (the batch first, the error on the next call).
+"""
+import bz2
+import gzip
+import io
+import lzma
+import mmap
+import os
+import struct
+import sys
+
+import numpy as np
+
+from ..batch import PacketBatch
+from ..errors import CaptureFormatError, FilterError
+
+if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
+    from . import _pyscan as _scan
+else:
+    try:
+        from . import _reader as _scan
+    except ImportError:  # extension not built: the pure-Python twin keeps everything working
+        from . import _pyscan as _scan
+
+ST_LIMIT, ST_MORE, ST_BADCAPLEN, ST_BLOCK, ST_BADLEN, ST_UNALIGNED, ST_TOOBIG, ST_TRAILER, \
+    ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END = range(12)
+TS_MICRO, TS_NANO, TS_DECUP, TS_GENERAL = range(4)
+
+PCAP_MAGIC = 0xA1B2C3D4
+PCAP_MAGIC_NSEC = 0xA1B23C4D
+PCAP_MAGIC_KUZNETZOV = 0xA1B2CD34
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
+
+MAXIMUM_SNAPLEN = 262144
+INT_MAX = 0x7FFFFFFF
+LT_LINKTYPE_MASK = 0x03FFFFFF
+SHB_INSANE_MAX = 1024 * 1024
+INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
+
+DEFAULT_BATCH_PACKETS = 65536
+DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
+DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+
+_HOST_LITTLE = sys.byteorder == "little"
+
+
+def max_snaplen_for_linktype(linktype):
+    """The largest packet libpcap accepts for a link type."""
+    # libpcap: max_snaplen_for_dlt()
+    return {231: 128 * 1024 * 1024,   # DBUS
+            279: 8 * 1024 * 1024,     # EBHSCR
+            249: 1024 * 1024,         # USBPCAP
+            }.get(linktype, MAXIMUM_SNAPLEN)
+
+
+def adjust_snaplen(linktype, snaplen):
+    """A header's snapshot length as libpcap uses it: 0 or above INT_MAX means the maximum."""
+    # libpcap: pcap_adjust_snapshot()
+    if snaplen == 0 or snaplen > INT_MAX:
+        return max_snaplen_for_linktype(linktype)
+    return snaplen
+
+
+def _max_blocksize(linktype):
+    # libpcap: MAX_BLOCKSIZE_FOR_SNAPLEN()
+    return max(INITIAL_MAX_BLOCKSIZE, 8 + 20 + max_snaplen_for_linktype(linktype) + 131072 + 4)
+
+
+class _MapSource:
+    """Windows over a regular file through read-only memory maps."""
+
+    def __init__(self, f, window):
+        self.f = f
+        self.size = os.fstat(f.fileno()).st_size
+        self.window_bytes = window
+
+    def window(self, pos, need):
+        """(array, base, at_eof) with base <= pos covering pos..pos+need unless the file ends."""
+        gran = mmap.ALLOCATIONGRANULARITY
+        base = pos - pos % gran
+        length = min(self.size - base, max(self.window_bytes, pos - base + need))
+        if length <= 0:
+            return np.zeros(0, np.uint8), pos, True
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        try:
+            mm = mmap.mmap(self.f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=base)
+        except (OSError, ValueError):
+            self.f.seek(base)
+            return np.frombuffer(self.f.read(length), np.uint8), base, base + length >= self.size
+        return np.frombuffer(mm, np.uint8), base, base + length >= self.size
+
+    def close(self):
+        pass
+
+
+class _StreamSource:
+    """Windows filled by large reads from a stream (decompressors, pipes); each window is a new
+    buffer, so earlier batches stay valid."""
+
+    def __init__(self, stream, window, what):
+        self.stream = stream
+        self.window_bytes = window
+        self.what = what
+        self.arr = np.zeros(0, np.uint8)
+        self.base = 0
+        self.eof = False
+
+    def window(self, pos, need):
+        keep = self.arr[pos - self.base:] if pos - self.base < len(self.arr) else self.arr[:0]
+        if self.eof:
+            self.arr, self.base = keep, pos
+            return keep, pos, True
+        size = max(self.window_bytes, need)
+        buf = np.empty(size, np.uint8)
+        filled = len(keep)
+        buf[:filled] = keep
+        view = memoryview(buf)
+        while filled < size:
+            try:
+                got = self.stream.readinto(view[filled:])
+            except MemoryError:
+                raise
+            except Exception as e:  # zlib, lzma, bz2 and zstd each have their own error classes
+                raise CaptureFormatError(f"damaged {self.what} data: {e}", pos + filled) from None
+            if not got:
+                self.eof = True
+                break
+            filled += got
+        self.arr, self.base = buf[:filled], pos
+        return self.arr, pos, self.eof
+
+    def close(self):
+        try:
+            self.stream.close()
+        except Exception:
+            pass
+
+
+def _open_stream(path):
+    """(binary file object, display name, owns) for a path, '-' (stdin) or a file object."""
+    if path == "-" or path is sys.stdin:
+        return sys.stdin.buffer, "-", False
+    if hasattr(path, "read"):
+        return path, getattr(path, "name", "<stream>"), False
+    try:
+        return open(os.fspath(path), "rb"), os.fspath(path), True
+    except IsADirectoryError:
+        raise FilterError(f"{path}: is a directory") from None
+    except OSError as e:
+        raise FilterError(f"{path}: {e.strerror or e}") from None
+
+
+def _peek(f, n):
+    if hasattr(f, "peek"):
+        try:
+            return f.peek(n)[:n]
+        except (OSError, ValueError):
+            pass
+    if f.seekable():
+        here = f.tell()
+        data = f.read(n)
+        f.seek(here)
+        return data
+    return b""
+
+
+def _decompressor(f, head):
+    """(stream, name) for compressed input, or (None, None)."""
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb"), "gzip"
+    if head[:4] == b"\x28\xb5\x2f\xfd":
+        try:
+            import zstandard
+        except ImportError:
+            raise CaptureFormatError("zstd-compressed capture: install the zstandard package", 0) from None
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True), "zstd"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(f), "xz"
+    if head[:3] == b"BZh":
+        return bz2.BZ2File(f), "bzip2"
+    return None, None
+
+
+class Capture:
+    """An open capture file: a context manager and an iterator of PacketBatch.
+
+    Attributes: format ("pcap" or "pcapng"), linktype (LINKTYPE_ value of the header or of the
+    first interface, upper bits masked), snaplen (as libpcap uses it), ts_resolution ("us"/"ns"),
+    byteorder ("little"/"big", of the first section), version (major, minor), linktype_ext (the
+    pcap header's upper link-type bits), compression (None, "gzip", "zstd", "xz", "bzip2"),
+    interfaces (pcapng: one dict per interface seen so far), path, packets_read."""
+
+    def __init__(self, path, batch_packets=DEFAULT_BATCH_PACKETS, batch_bytes=DEFAULT_BATCH_BYTES,
+                 window_bytes=DEFAULT_WINDOW_BYTES):
+        if batch_packets < 1 or batch_bytes < 1 or window_bytes < 1:
+            raise FilterError("batch_packets, batch_bytes and window_bytes must be positive")
+        self.batch_packets = int(batch_packets)
+        self.batch_bytes = int(batch_bytes)
+        self._f, self.path, self._owns = _open_stream(path)
+        self._src = None
+        self._arr = np.zeros(0, np.uint8)
+        self._base = 0
+        self._eof = False
+        self._pos = 0
+        self._pending = None
+        self._done = False
+        self.packets_read = 0
+        self.compression = None
+        self.linktype_ext = 0
+        self.interfaces = []
+        try:
+            head = _peek(self._f, 6)
+            stream, self.compression = _decompressor(self._f, head)
+            if stream is not None:
+                self._src = _StreamSource(stream, window_bytes, self.compression)
+            elif self._is_regular():
+                self._src = _MapSource(self._f, window_bytes)
+            else:
+                self._src = _StreamSource(self._f, window_bytes, "input")
+            self._open_header()
+        except BaseException:
+            self.close()
+            raise
+
+    def _is_regular(self):
+        try:
+            import stat
+            return stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            return False
+
+    # -- windows ---------------------------------------------------------------------------------
+
+    def _error(self, message, offset):
+        return CaptureFormatError(message, offset, self.path)
+
+    def _ensure(self, pos, need):
+        """Make the current window cover pos..pos+need if the file has that many bytes; return
+        how many bytes from pos are available (at most need)."""
+        end = self._base + len(self._arr)
+        if pos < self._base or pos + need > end:
+            if not (self._eof and pos >= self._base and end >= pos):
+                self._arr, self._base, self._eof = self._src.window(pos, need)
+                end = self._base + len(self._arr)
+        return max(0, min(need, end - pos))
+
+    def _prefix(self):
+        """struct byte-order prefix of the current section."""
+        return "<" if _HOST_LITTLE != self._swapped else ">"
+
+    def _bytes(self, pos, n):
+        got = self._ensure(pos, n)
+        start = pos - self._base
+        return self._arr[start:start + got].tobytes()
+
+    # -- headers ---------------------------------------------------------------------------------
+
+    def _open_header(self):
+        head = self._bytes(0, 4)
+        if len(head) < 4:
+            raise self._error(f"truncated dump file; tried to read 4 file header bytes, only got {len(head)}", 0)
+        magic_le = struct.unpack("<I", head)[0]
+        if magic_le == PCAPNG_SHB:
+            self._open_pcapng()
+            return
+        for order, prefix in (("little", "<"), ("big", ">")):
+            magic = struct.unpack(prefix + "I", head)[0]
+            if magic in (PCAP_MAGIC, PCAP_MAGIC_NSEC, PCAP_MAGIC_KUZNETZOV):
+                self._open_pcap(magic, order, prefix)
+                return
+        raise self._error("unknown file format", 0)
+
+    def _open_pcap(self, magic, order, prefix):
+        # libpcap: pcap_check_header()
+        hdr = self._bytes(0, 24)
+        if len(hdr) < 24:
+            raise self._error(
+                f"truncated dump file; tried to read 24 file header bytes, only got {len(hdr)}", 0)
+        major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(prefix + "HHiIII", hdr[4:])
+        if major < 2:
+            raise self._error("archaic pcap savefile format", 4)
+        if not ((major == 2 and minor <= 4) or (major == 543 and minor == 0)):
+            raise self._error(f"unsupported pcap savefile version {major}.{minor}", 4)
+        self.format = "pcap"
+        self.byteorder = order
+        self.version = (major, minor)
+        self._swapped = (order == "little") != _HOST_LITTLE
+        self.linktype = linktype & LT_LINKTYPE_MASK
+        self.linktype_ext = linktype & ~LT_LINKTYPE_MASK & 0xFFFFFFFF
+        self.snaplen_raw = snaplen
+        self.snaplen = adjust_snaplen(self.linktype, snaplen)
+        self._nsec = magic == PCAP_MAGIC_NSEC
+        self.ts_resolution = "ns" if self._nsec else "us"
+        self.kuznetzov = magic == PCAP_MAGIC_KUZNETZOV
+        if major == 2 and minor < 3 or major == 543:
+            self._lengths_swapped = 2
+        elif major == 2 and minor == 3:
+            self._lengths_swapped = 1
+        else:
+            self._lengths_swapped = 0
+        if self.kuznetzov:
+            self._hdrsize = 24
+            if self.linktype == 1:
+                self.snaplen = min(self.snaplen + 14, INT_MAX)
+        else:
+            self._hdrsize = 16
+        self._maxcap = max_snaplen_for_linktype(self.linktype)
+        self._pos = 24
+
+    def _open_pcapng(self):
+        # libpcap: pcap_ng_check_header()
+        self.format = "pcapng"
+        self._ifaces = _InterfaceTable()
+        self._section_base = 0
+        self._max_blocksize = INITIAL_MAX_BLOCKSIZE
+        head = self._bytes(0, 12)
+        if len(head) < 12:
+            raise self._error("unknown file format", 0)
+        if struct.unpack("<I", head[8:12])[0] == PCAPNG_BOM:
+            self.byteorder = "little"
+        elif struct.unpack(">I", head[8:12])[0] == PCAPNG_BOM:
+            self.byteorder = "big"
+        else:
+            raise self._error("unknown file format", 0)
+        self._swapped = (self.byteorder == "little") != _HOST_LITTLE
+        prefix = "<" if self.byteorder == "little" else ">"
+        total = struct.unpack(prefix + "I", head[4:8])[0]
+        if total < 28 or total > SHB_INSANE_MAX:
+            raise self._error(
+                f"Section Header Block in pcapng dump file has invalid length 28 < _{total}_ < "
+                f"{SHB_INSANE_MAX} (BT_SHB_INSANE_MAX)", 0)
+        shb = self._bytes(0, total)
+        if len(shb) < total:
+            raise self._error(f"truncated pcapng dump file; tried to read {total - 12} bytes, "
+                              f"only got {len(shb) - 12}", 0)
+        major, minor = struct.unpack(prefix + "HH", shb[12:16])
+        if not (major == 1 and minor in (0, 2)):
+            raise self._error(f"unsupported pcapng savefile version {major}.{minor}", 12)
+        self.version = (major, minor)
+        # libpcap checks the trailer of the first SHB only through the next read; so do we.
+        self._pos = total
+        while True:
+            block = self._read_block(self._pos)
+            if block is None:
+                raise self._error("the capture file has no Interface Description Blocks", self._pos)
+            btype, total, body = block
+            if btype == BT_IDB:
+                self._add_interface(body, self._pos)
+                self._pos += total
+                break
+            if btype in (BT_EPB, BT_SPB, BT_PB):
+                raise self._error(
+                    "the capture file has a packet block before any Interface Description Blocks", self._pos)
+            if btype == PCAPNG_SHB:
+                self._new_section(self._pos)
+                continue
+            self._pos += total
+        first = self.interfaces[0]
+        self.linktype = first["linktype"]
+        self.snaplen = first["snaplen"]
+        self.ts_resolution = "ns" if first["units"] > 1000000 else "us"
+        self._max_blocksize = _max_blocksize(self.linktype)
+
+    def _read_block(self, pos):
+        """(type, total length, body bytes without trailer) of the block at pos; None at EOF."""
+        # libpcap: read_block()
+        prefix = self._prefix()
+        hdr = self._bytes(pos, 8)
+        if not hdr:
+            return None
+        if len(hdr) < 8:
+            raise self._error(f"truncated pcapng dump file; tried to read 8 bytes, only got {len(hdr)}", pos)
+        btype, total = struct.unpack(prefix + "II", hdr)
+        if btype == PCAPNG_SHB:
+            return btype, 0, b""
+        self._check_block_length(total, pos)
+        data = self._bytes(pos, total)
+        if len(data) < total:
+            raise self._error(f"truncated pcapng dump file; tried to read {total - 8} bytes, "
+                              f"only got {len(data) - 8}", pos)
+        if struct.unpack(prefix + "I", data[-4:])[0] != total:
+            raise self._error("block total length in header and trailer don't match", pos)
+        return btype, total, data[8:-4]
+
+    def _check_block_length(self, total, pos):
+        if total < 12:
+            raise self._error(f"block in pcapng dump file has a length of {total} < 12", pos)
+        if total % 4:
+            raise self._error(f"block in pcapng dump file has a length of {total} that is not a multiple of 4", pos)
+        if total > self._max_blocksize:
+            raise self._error(f"pcapng block size {total} > maximum {self._max_blocksize}", pos)
+
+    def _new_section(self, pos):
+        """A Section Header Block at pos (not the first): byte order may change; interfaces reset."""
+        head = self._bytes(pos, 12)
+        if len(head) < 12:
+            raise self._error(f"truncated pcapng dump file; tried to read 12 bytes, only got {len(head)}", pos)
+        if struct.unpack("<I", head[8:12])[0] == PCAPNG_BOM:
+            order = "little"
+        elif struct.unpack(">I", head[8:12])[0] == PCAPNG_BOM:
+            order = "big"
+        else:
+            raise self._error("the file has a section with a bad byte order magic field", pos)
+        # Divergence: libpcap refuses a section whose byte order differs from the first one's;
+        # the pcapng format allows it, so the new section is read in its own byte order.
+        self._swapped = (order == "little") != _HOST_LITTLE
+        prefix = "<" if order == "little" else ">"
+        total = struct.unpack(prefix + "I", head[4:8])[0]
+        self._check_block_length(total, pos)
+        if total < 28:
+            raise self._error(f"block of type {PCAPNG_SHB} in pcapng dump file is too short", pos)
+        data = self._bytes(pos, total)
+        if len(data) < total:
+            raise self._error(f"truncated pcapng dump file; tried to read {total - 8} bytes, "
+                              f"only got {len(data) - 8}", pos)
+        if struct.unpack(prefix + "I", data[-4:])[0] != total:
+            raise self._error("block total length in header and trailer don't match", pos)
+        major = struct.unpack(prefix + "H", data[12:14])[0]
+        if major != 1:
+            raise self._error(f"unknown pcapng savefile major version number {major}", pos)
+        self._section_base = len(self.interfaces)
+        self._ifaces.reset()
+        self._pos = pos + total
+
+    def _add_interface(self, body, pos):
+        # libpcap: add_interface(), process_idb_options()
+        prefix = self._prefix()
+        if len(body) < 8:
+            raise self._error(f"block of type {BT_IDB} in pcapng dump file is too short", pos)
+        linktype, _reserved, snaplen = struct.unpack(prefix + "HHI", body[:8])
+        units, is_binary, tsoffset, name = 1000000, False, 0, None
+        saw_tsresol = saw_tsoffset = False
+        i = 8
+        while i < len(body):
+            if len(body) - i < 4:
+                raise self._error(f"block of type {BT_IDB} in pcapng dump file is too short", pos)
+            code, length = struct.unpack(prefix + "HH", body[i:i + 4])
+            padded = (length + 3) // 4 * 4
+            i += 4
+            if len(body) - i < padded:
+                raise self._error(f"block of type {BT_IDB} in pcapng dump file is too short", pos)
+            value = body[i:i + length]
+            i += padded
+            if code == 0:
+                if length != 0:
+                    raise self._error(
+                        f"Interface Description Block has opt_endofopt option with length {length} != 0", pos)
+                break
+            if code == 9:
+                if length != 1:
+                    raise self._error(
+                        f"Interface Description Block has if_tsresol option with length {length} != 1", pos)
+                if saw_tsresol:
+                    raise self._error("Interface Description Block has more than one if_tsresol option", pos)
+                saw_tsresol = True
+                v = value[0]
+                if v & 0x80:
+                    if v & 0x7F > 63:
+                        raise self._error(f"Interface Description Block if_tsresol option resolution "
+                                          f"2^-{v & 0x7F} is too high", pos)
+                    units, is_binary = 1 << (v & 0x7F), True
+                else:
+                    if v > 19:
+                        raise self._error(f"Interface Description Block if_tsresol option resolution "
+                                          f"10^-{v} is too high", pos)
+                    units = 10 ** v
+            elif code == 14:
+                if length != 8:
+                    raise self._error(
+                        f"Interface Description Block has if_tsoffset option with length {length} != 8", pos)
+                if saw_tsoffset:
+                    raise self._error("Interface Description Block has more than one if_tsoffset option", pos)
+                saw_tsoffset = True
+                tsoffset = struct.unpack(prefix + "q", value)[0]
+            elif code == 2:
+                name = value.decode("utf-8", "replace")
+        if units == 1000000:
+            mode = TS_MICRO
+        elif units == 1000000000:
+            mode = TS_NANO
+        elif not is_binary and units < 1000000000:
+            mode = TS_DECUP
+        else:
+            mode = TS_GENERAL
+        # Divergence: libpcap refuses an interface whose link type or snapshot length differs from
+        # the first interface's; pfilter gives each packet its own interface's link type.
+        snap = adjust_snaplen(linktype, snaplen)
+        self._ifaces.add(linktype, snap, mode, units, tsoffset)
+        self.interfaces.append({"linktype": linktype, "snaplen": snap, "units": units,
+                                "tsoffset": tsoffset, "name": name, "offset": pos})
+
+    # -- iteration -------------------------------------------------------------------------------
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._pending is not None:
+            err, self._pending = self._pending, None
+            self._done = True
+            raise err
+        if self._done or self._src is None:
+            raise StopIteration
+        try:
+            batch = self._next_batch()
+        except CaptureFormatError:
+            self._done = True
+            raise
+        if batch is None:
+            self._done = True
+            raise StopIteration
+        self.packets_read += len(batch)
+        return batch
+
+    def _alloc(self, room, per_record):
+        cap = max(1, min(self.batch_packets, room // per_record + 1))
+        return (np.empty(cap, np.int64), np.empty(cap, np.uint32), np.empty(cap, np.uint32),
+                np.empty(cap, np.int64), np.empty(cap, np.int64))
+
+    def _next_batch(self):
+        while True:
+            self._ensure(self._pos, 1)
+            if self.format == "pcap":
+                result = self._scan_pcap()
+            else:
+                result = self._scan_pcapng()
+            if result is not None:
+                return result
+            if self._done:
+                return None
+
+    def _finish(self, n, arrays, extra=None):
+        """A batch from the first n entries, or None."""
+        if n == 0:
+            return None
+        offsets, caplen, wirelen, stamps, fileoffs = (a[:n] for a in arrays)
+        if extra is None:
+            return PacketBatch(self._arr, offsets, caplen, wirelen, stamps, self.linktype,
+                               file_offsets=fileoffs)
+        ifaces, linktypes = extra[0][:n], extra[1][:n]
+        return PacketBatch(self._arr, offsets, caplen, wirelen, stamps, int(linktypes[0]),
+                           linktypes=linktypes, interfaces=ifaces, file_offsets=fileoffs)
+
+    def _defer(self, batch, err):
+        """Deliver the intact packets first, the error on the next call."""
+        if batch is None:
+            raise err
+        self._pending = err
+        return batch
+
+    def _scan_pcap(self):
+        rel = self._pos - self._base
+        arrays = self._alloc(len(self._arr) - rel, self._hdrsize)
+        n, newrel, status, info = _scan.scan_pcap(
+            self._arr, rel, self._swapped, self._hdrsize, self._nsec, self.snaplen, self._maxcap,
+            self._lengths_swapped, self._base, *arrays, len(arrays[0]), self.batch_bytes)
+        batch = self._finish(n, arrays)
+        self._pos = self._base + newrel
+        if status == ST_LIMIT:
+            return batch
+        if status == ST_END:
+            if self._eof:
+                self._done = True
+            else:
+                self._ensure(self._pos, self._hdrsize)
+            return batch
+        if status == ST_MORE:
+            avail = self._ensure(self._pos, int(info))
+            if avail >= info:
+                return batch
+            return self._defer(batch, self._truncated_pcap(avail))
+        # ST_BADCAPLEN
+        if info > self.snaplen:
+            msg = f"invalid packet capture length {info}, bigger than snaplen of {self.snaplen}"
+        else:
+            msg = f"invalid packet capture length {info}, bigger than maximum of {self._maxcap}"
+        return self._defer(batch, self._error(msg, self._pos))
+
+    def _truncated_pcap(self, avail):
+        # libpcap: pcap_next_packet() messages
+        if avail < self._hdrsize:
+            return self._error(f"truncated dump file; tried to read {self._hdrsize} header bytes, "
+                               f"only got {avail}", self._pos)
+        hdr = self._bytes(self._pos, self._hdrsize)
+        prefix = self._prefix()
+        caplen, wirelen = struct.unpack(prefix + "II", hdr[8:16])
+        if self._lengths_swapped == 2 or (self._lengths_swapped == 1 and caplen > wirelen):
+            caplen = wirelen
+        got = avail - self._hdrsize
+        if caplen > self.snaplen and got < self.snaplen:
+            return self._error(f"truncated dump file; tried to read {self.snaplen} captured bytes, "
+                               f"only got {got}", self._pos)
+        return self._error(f"truncated dump file; tried to read {caplen} captured bytes, only got {got}",
+                           self._pos)
+
+    def _scan_pcapng(self):
+        rel = self._pos - self._base
+        arrays = self._alloc(len(self._arr) - rel, 12)
+        cap = len(arrays[0])
+        extra = (np.empty(cap, np.uint32), np.empty(cap, np.uint16))
+        t = self._ifaces
+        n, newrel, status, info = _scan.scan_pcapng(
+            self._arr, rel, self._swapped, self._base, t.linktype, t.snaplen, t.tsmode, t.units,
+            t.tsoffset, t.count, self._section_base, self._max_blocksize, *arrays, *extra,
+            cap, self.batch_bytes)
+        batch = self._finish(n, arrays, extra)
+        self._pos = self._base + newrel
+        pos = self._pos
+        if status == ST_LIMIT:
+            return batch
+        if status == ST_END:
+            if self._eof:
+                self._done = True
+            else:
+                self._ensure(pos, 8)
+            return batch
+        try:
+            if status == ST_MORE:
+                avail = self._ensure(pos, int(info))
+                if avail >= info:
+                    return batch
+                if avail < 8:
+                    raise self._error(f"truncated pcapng dump file; tried to read 8 bytes, only got {avail}", pos)
+                raise self._error(f"truncated pcapng dump file; tried to read {info - 8} bytes, "
+                                  f"only got {avail - 8}", pos)
+            if status == ST_BLOCK:
+                hdr = self._bytes(pos, 4)
+                if struct.unpack("<I", hdr)[0] == PCAPNG_SHB:
+                    self._new_section(pos)
+                else:
+                    btype, total, body = self._read_block(pos)
+                    self._add_interface(body, pos)
+                    self._pos = pos + total
+                return batch
+            raise self._error(self._pcapng_message(status, info), pos)
+        except CaptureFormatError as err:
+            return self._defer(batch, err)
+
+    def _pcapng_message(self, status, info):
+        if status == ST_BADLEN:
+            return f"block in pcapng dump file has a length of {info} < 12"
+        if status == ST_UNALIGNED:
+            return f"block in pcapng dump file has a length of {info} that is not a multiple of 4"
+        if status == ST_TOOBIG:
+            return f"pcapng block size {info} > maximum {self._max_blocksize}"
+        if status == ST_TRAILER:
+            return "block total length in header and trailer don't match"
+        if status == ST_SHORT:
+            return f"block of type {info} in pcapng dump file is too short"
+        if status == ST_NOIFACE:
+            return (f"a packet arrived on interface {info}, but there's no Interface Description "
+                    f"Block for that interface")
+        if status == ST_CAPLEN:
+            hdr = self._bytes(self._pos, 12)
+            btype, _total, iface = struct.unpack(self._prefix() + "III", hdr)
+            if btype == BT_SPB:
+                iface = 0
+            elif btype == BT_PB:
+                iface = struct.unpack(self._prefix() + "H", hdr[8:10])[0]
+            snap = int(self._ifaces.snaplen[iface]) if iface < self._ifaces.count else self.snaplen
+            return f"invalid packet capture length {info}, bigger than snaplen of {snap}"
+        return f"pcapng reader status {status}"
+
+    # -- context manager -------------------------------------------------------------------------
+
+    def close(self):
+        """Release the file; batches already delivered stay valid."""
+        self._done = True
+        self._arr = np.zeros(0, np.uint8)
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+        if self._owns and self._f is not None:
+            self._f.close()
+        self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self):
+        return (f"<Capture {self.path!r} {getattr(self, 'format', '?')} linktype "
+                f"{getattr(self, 'linktype', '?')} snaplen {getattr(self, 'snaplen', '?')}>")
+
+
+class _InterfaceTable:
+    """Per-interface arrays of the current pcapng section, as the scanner reads them."""
+
+    def __init__(self):
+        self.count = 0
+        self.linktype = np.zeros(4, np.uint16)
+        self.snaplen = np.zeros(4, np.uint32)
+        self.tsmode = np.zeros(4, np.int32)
+        self.units = np.zeros(4, np.uint64)
+        self.tsoffset = np.zeros(4, np.int64)
+
+    def reset(self):
+        self.count = 0
+
+    def add(self, linktype, snaplen, mode, units, tsoffset):
+        if self.count == len(self.linktype):
+            for name in ("linktype", "snaplen", "tsmode", "units", "tsoffset"):
+                old = getattr(self, name)
+                new = np.zeros(2 * len(old), old.dtype)
+                new[:len(old)] = old
+                setattr(self, name, new)
+        i = self.count
+        self.linktype[i], self.snaplen[i], self.tsmode[i] = linktype, snaplen, mode
+        self.units[i], self.tsoffset[i] = units, tsoffset
+        self.count += 1
+
+
+def open_capture(path, **options):
+    """Open a pcap or pcapng capture (format from the magic bytes, compression detected too)."""
+    return Capture(path, **options)
