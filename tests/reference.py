@@ -211,3 +211,47 @@ def corpus_pcaps():
         row["file"] = PCAPS / row["copied_as"]
         rows.append(row)
     return rows
+
+
+# ----------------------------------------------------------------------------- libpcap in bulk
+
+@functools.lru_cache(maxsize=1)
+def _batch_lib():
+    import tempfile
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not Path("/usr/include/pcap/pcap.h").exists():
+        _missing("a C compiler and libpcap headers (apt-get install gcc libpcap0.8-dev)")
+    out = Path(tempfile.mkdtemp(prefix="pfilter-ref-")) / "libpcap_batch.so"
+    src = Path(__file__).resolve().parent / "native" / "libpcap_batch.c"
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src), "-lpcap"], check=True)
+    lib = ctypes.CDLL(str(out))
+    lib.libpcap_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    return lib
+
+
+def bpf_filter_batch(insns, batch):
+    """libpcap's bpf_filter() on every packet of a pfilter PacketBatch: uint32 array."""
+    import numpy as np
+    lib = _batch_lib()
+    arr = np.array([tuple(t) for t in insns], dtype=[("code", "<u2"), ("jt", "u1"), ("jf", "u1"), ("k", "<u4")])
+    out = np.zeros(len(batch), dtype=np.uint32)
+    ptr = lambda a: a.ctypes.data if len(a) else None
+    lib.libpcap_run_batch(arr.ctypes.data, ptr(batch.data), ptr(batch.offsets), ptr(batch.caplen),
+                          ptr(batch.wirelen), len(batch), out.ctypes.data)
+    return out
+
+
+def corpus_batches():
+    """{(dlt, snaplen): PacketBatch} of every corpus capture libpcap reads, packets as libpcap
+    delivers them, grouped by link type and snapshot length."""
+    import pfilter
+    groups = {}
+    for row in corpus_pcaps():
+        try:
+            dlt, snap, pkts, _ = read_capture(str(row["file"]))
+        except RefError:
+            continue
+        groups.setdefault((dlt, snap), []).extend(pkts)
+    return {key: pfilter.PacketBatch.from_packets([p for p, _, _ in pkts], wirelens=[w for _, w, _ in pkts], linktype=key[0])
+            for key, pkts in groups.items() if pkts}
