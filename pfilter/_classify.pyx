@@ -1,0 +1,549 @@
+# cython: language_level=3
+"""The multi-rule engine behind pfilter.classify: every rule over every packet in one nogil pass.
+
+Imports nothing from pfilter. pfilter.classify (the planner) hands it a *plan*, plain numpy arrays:
+
+* `code`: all rule programs rewritten into one array of `cl_insn` (16 bytes: code, jt, jf, k with
+  absolute 32-bit jump targets), rule r starting at `starts[r]`. Opcodes are cBPF's, plus one:
+  OP_TEST (k = test-node id, jt/jf = where to go when the test is true/false).
+* value nodes: straight-line, side-effect-free instruction runs that read no register or scratch
+  word they did not set themselves (`ldh [12]`; `ldxb 4*([14]&0xf); ldh [x + 16]`). Their result
+  (A, X, or "a load fell off the packet") depends on the packet only, so it is computed at most
+  once per packet, whichever rule gets there first, and replayed for the others.
+* test nodes: a value node followed by a conditional jump (`jeq #0x800`): its outcome is memoised
+  per packet the same way. Rules that repeat a test (the EtherType, the IP protocol, the fragment
+  check, the header length and port load) share one node.
+
+Memo entries are stamped with the packet's sequence number, so nothing is reset between packets.
+Semantics are those of pfilter._vm (libpcap's bpf_filter): A, X, M[] start at 0, big-endian loads,
+a load past the captured length or a division by X = 0 returns 0, shifts by X >= 32 give 0,
+`len` is the wire length, at most MAX_BACKWARD_JUMPS backward `ja` per packet and rule.
+"""
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memset
+
+cdef extern from *:
+    """
+    typedef struct { uint16_t code; uint16_t aux; uint32_t jt; uint32_t jf; uint32_t k; } cl_insn;
+    """
+    ctypedef struct cl_insn:
+        uint16_t code
+        uint16_t aux
+        uint32_t jt
+        uint32_t jf
+        uint32_t k
+
+DEF MAX_BACKWARD_JUMPS = 262144
+DEF OP_TEST = 0x100
+
+MAX_BACKWARD_JUMPS_VALUE = MAX_BACKWARD_JUMPS
+OP_TEST_VALUE = OP_TEST
+INSN_SIZE = sizeof(cl_insn)
+
+# test-node results
+DEF T_FALSE = 0
+DEF T_TRUE = 1
+DEF T_ABORT = 2
+
+
+cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 8) | p[1]
+
+
+ctypedef struct Memo:
+    # value nodes
+    const cl_insn* vcode
+    const uint32_t* vstart
+    const uint32_t* vlen
+    const uint8_t* vwrites     # bit 0: writes A, bit 1: writes X
+    uint32_t* vstamp
+    uint8_t* vabort
+    uint32_t* vA
+    uint32_t* vX
+    # test nodes
+    const uint32_t* tvalue
+    const uint16_t* tcode
+    const uint32_t* tk
+    uint32_t* tstamp
+    uint8_t* tres
+    uint32_t cur              # stamp of the current packet (never 0)
+
+
+cdef inline void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
+                            uint32_t wirelen) noexcept nogil:
+    """Run value node v on the packet and record A, X and whether it aborted."""
+    cdef const cl_insn* pc = m.vcode + m.vstart[v]
+    cdef const cl_insn* end = pc + m.vlen[v]
+    cdef uint32_t A = 0, X = 0, k
+    cdef uint16_t op
+    cdef uint8_t abort = 0
+    while pc < end:
+        k = pc.k
+        op = pc.code
+        if op == 0x20:        # ld [k]
+            if k > buflen or 4 > buflen - k:
+                abort = 1
+                break
+            A = load32(p + k)
+        elif op == 0x28:      # ldh [k]
+            if k > buflen or 2 > buflen - k:
+                abort = 1
+                break
+            A = load16(p + k)
+        elif op == 0x30:      # ldb [k]
+            if k >= buflen:
+                abort = 1
+                break
+            A = p[k]
+        elif op == 0x40:      # ld [x + k]
+            if k > buflen or X > buflen - k or 4 > buflen - (X + k):
+                abort = 1
+                break
+            A = load32(p + X + k)
+        elif op == 0x48:      # ldh [x + k]
+            if k > buflen or X > buflen - k or 2 > buflen - (X + k):
+                abort = 1
+                break
+            A = load16(p + X + k)
+        elif op == 0x50:      # ldb [x + k]
+            if k >= buflen or X >= buflen - k:
+                abort = 1
+                break
+            A = p[X + k]
+        elif op == 0xb1:      # ldxb 4*([k]&0xf)
+            if k >= buflen:
+                abort = 1
+                break
+            X = (p[k] & 0xf) << 2
+        elif op == 0x80:      # ld #pktlen
+            A = wirelen
+        elif op == 0x81:      # ldx #pktlen
+            X = wirelen
+        elif op == 0x00:      # ld #k
+            A = k
+        elif op == 0x01:      # ldx #k
+            X = k
+        elif op == 0x04:      # add #k
+            A += k
+        elif op == 0x14:      # sub #k
+            A -= k
+        elif op == 0x24:      # mul #k
+            A *= k
+        elif op == 0x34:      # div #k
+            if k == 0:
+                abort = 1
+                break
+            A = A // k
+        elif op == 0x94:      # mod #k
+            if k == 0:
+                abort = 1
+                break
+            A = A % k
+        elif op == 0x54:      # and #k
+            A &= k
+        elif op == 0x44:      # or #k
+            A |= k
+        elif op == 0xa4:      # xor #k
+            A ^= k
+        elif op == 0x64:      # lsh #k
+            A = (A << k) if k < 32 else 0
+        elif op == 0x74:      # rsh #k
+            A = (A >> k) if k < 32 else 0
+        elif op == 0x0c:      # add x
+            A += X
+        elif op == 0x1c:      # sub x
+            A -= X
+        elif op == 0x2c:      # mul x
+            A *= X
+        elif op == 0x3c:      # div x
+            if X == 0:
+                abort = 1
+                break
+            A = A // X
+        elif op == 0x9c:      # mod x
+            if X == 0:
+                abort = 1
+                break
+            A = A % X
+        elif op == 0x5c:      # and x
+            A &= X
+        elif op == 0x4c:      # or x
+            A |= X
+        elif op == 0xac:      # xor x
+            A ^= X
+        elif op == 0x6c:      # lsh x
+            A = (A << X) if X < 32 else 0
+        elif op == 0x7c:      # rsh x
+            A = (A >> X) if X < 32 else 0
+        elif op == 0x84:      # neg
+            A = 0u - A
+        elif op == 0x07:      # tax
+            X = A
+        elif op == 0x87:      # txa
+            A = X
+        else:                      # the planner only puts the opcodes above in value nodes
+            abort = 1
+            break
+        pc += 1
+    m.vA[v] = A
+    m.vX[v] = X
+    m.vabort[v] = abort
+    m.vstamp[v] = m.cur
+
+
+cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t buflen,
+                              uint32_t wirelen) noexcept nogil:
+    """The outcome of test node t on this packet (T_FALSE, T_TRUE or T_ABORT), memoised."""
+    cdef uint32_t v, A, k
+    cdef uint8_t r
+    if m.tstamp[t] == m.cur:
+        return m.tres[t]
+    v = m.tvalue[t]
+    if m.vstamp[v] != m.cur:
+        eval_value(m, v, p, buflen, wirelen)
+    if m.vabort[v]:
+        r = T_ABORT
+    else:
+        A = m.vA[v]
+        k = m.tk[t]
+        if m.tcode[t] & 0x08:      # BPF_X: compare with X
+            k = m.vX[v]
+        if (m.tcode[t] & 0xf0) == 0x10:
+            r = A == k
+        elif (m.tcode[t] & 0xf0) == 0x20:
+            r = A > k
+        elif (m.tcode[t] & 0xf0) == 0x30:
+            r = A >= k
+        else:                      # 0x40: jset
+            r = (A & k) != 0
+    m.tres[t] = r
+    m.tstamp[t] = m.cur
+    return r
+
+
+cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, bint usesmem, Memo* m,
+                              const uint8_t* p, uint32_t buflen, uint32_t wirelen) noexcept nogil:
+    """The return value of the rule program at code[start] on one packet."""
+    cdef uint32_t A = 0, X = 0, k, v
+    cdef uint32_t mem[16]
+    cdef const cl_insn* pc = code + start
+    cdef uint32_t back = 0
+    cdef uint8_t r
+    cdef uint16_t op
+    if usesmem:
+        memset(mem, 0, sizeof(mem))
+    while True:
+        k = pc.k
+        op = pc.code
+        # op is a C integer compared with constants only: Cython emits one C `switch`.
+        if op == OP_TEST:
+            r = eval_test(m, k, p, buflen, wirelen)
+            if r == T_ABORT:
+                return 0
+            v = m.tvalue[k]
+            if m.vwrites[v] & 1:
+                A = m.vA[v]
+            if m.vwrites[v] & 2:
+                X = m.vX[v]
+            pc = code + (pc.jt if r else pc.jf)
+            continue
+        elif op == 0x06:      # ret #k
+            return k
+        elif op == 0x16:      # ret a
+            return A
+        elif op == 0x20:      # ld [k]
+            if k > buflen or 4 > buflen - k:
+                return 0
+            A = load32(p + k)
+        elif op == 0x28:      # ldh [k]
+            if k > buflen or 2 > buflen - k:
+                return 0
+            A = load16(p + k)
+        elif op == 0x30:      # ldb [k]
+            if k >= buflen:
+                return 0
+            A = p[k]
+        elif op == 0x80:      # ld #pktlen
+            A = wirelen
+        elif op == 0x81:      # ldx #pktlen
+            X = wirelen
+        elif op == 0x40:      # ld [x + k]
+            if k > buflen or X > buflen - k or 4 > buflen - (X + k):
+                return 0
+            A = load32(p + X + k)
+        elif op == 0x48:      # ldh [x + k]
+            if k > buflen or X > buflen - k or 2 > buflen - (X + k):
+                return 0
+            A = load16(p + X + k)
+        elif op == 0x50:      # ldb [x + k]
+            if k >= buflen or X >= buflen - k:
+                return 0
+            A = p[X + k]
+        elif op == 0xb1:      # ldxb 4*([k]&0xf)
+            if k >= buflen:
+                return 0
+            X = (p[k] & 0xf) << 2
+        elif op == 0x00:      # ld #k
+            A = k
+        elif op == 0x01:      # ldx #k
+            X = k
+        elif op == 0x60:      # ld M[k]
+            A = mem[k & 15]
+        elif op == 0x61:      # ldx M[k]
+            X = mem[k & 15]
+        elif op == 0x02:      # st M[k]
+            mem[k & 15] = A
+        elif op == 0x03:      # stx M[k]
+            mem[k & 15] = X
+        elif op == 0x05:      # ja (absolute target in jt; aux = 1 when it goes backward)
+            if pc.aux:
+                back += 1
+                if back > MAX_BACKWARD_JUMPS:
+                    return 0
+            pc = code + pc.jt
+            continue
+        elif op == 0x15:      # jeq #k
+            pc = code + (pc.jt if A == k else pc.jf)
+            continue
+        elif op == 0x25:      # jgt #k
+            pc = code + (pc.jt if A > k else pc.jf)
+            continue
+        elif op == 0x35:      # jge #k
+            pc = code + (pc.jt if A >= k else pc.jf)
+            continue
+        elif op == 0x45:      # jset #k
+            pc = code + (pc.jt if (A & k) else pc.jf)
+            continue
+        elif op == 0x1d:      # jeq x
+            pc = code + (pc.jt if A == X else pc.jf)
+            continue
+        elif op == 0x2d:      # jgt x
+            pc = code + (pc.jt if A > X else pc.jf)
+            continue
+        elif op == 0x3d:      # jge x
+            pc = code + (pc.jt if A >= X else pc.jf)
+            continue
+        elif op == 0x4d:      # jset x
+            pc = code + (pc.jt if (A & X) else pc.jf)
+            continue
+        elif op == 0x04:      # add #k
+            A += k
+        elif op == 0x14:      # sub #k
+            A -= k
+        elif op == 0x24:      # mul #k
+            A *= k
+        elif op == 0x34:      # div #k
+            if k == 0:
+                return 0
+            A = A // k
+        elif op == 0x94:      # mod #k
+            if k == 0:
+                return 0
+            A = A % k
+        elif op == 0x54:      # and #k
+            A &= k
+        elif op == 0x44:      # or #k
+            A |= k
+        elif op == 0xa4:      # xor #k
+            A ^= k
+        elif op == 0x64:      # lsh #k
+            A = (A << k) if k < 32 else 0
+        elif op == 0x74:      # rsh #k
+            A = (A >> k) if k < 32 else 0
+        elif op == 0x0c:      # add x
+            A += X
+        elif op == 0x1c:      # sub x
+            A -= X
+        elif op == 0x2c:      # mul x
+            A *= X
+        elif op == 0x3c:      # div x
+            if X == 0:
+                return 0
+            A = A // X
+        elif op == 0x9c:      # mod x
+            if X == 0:
+                return 0
+            A = A % X
+        elif op == 0x5c:      # and x
+            A &= X
+        elif op == 0x4c:      # or x
+            A |= X
+        elif op == 0xac:      # xor x
+            A ^= X
+        elif op == 0x6c:      # lsh x
+            A = (A << X) if X < 32 else 0
+        elif op == 0x7c:      # rsh x
+            A = (A >> X) if X < 32 else 0
+        elif op == 0x84:      # neg
+            A = 0u - A
+        elif op == 0x07:      # tax
+            X = A
+        elif op == 0x87:      # txa
+            A = X
+        else:                      # unreachable for planned programs
+            return 0
+        pc += 1
+
+
+cdef inline const void* _ptr(const uint8_t[::1] buf) noexcept:
+    return <const void*>&buf[0] if buf.shape[0] else NULL
+
+
+cdef class RuleEngine:
+    """A plan (see the module docstring) ready to run; `run` evaluates every rule on a batch."""
+
+    cdef object _keep
+    cdef const cl_insn* code
+    cdef uint32_t ncode
+    cdef const uint32_t* starts
+    cdef const uint8_t* usesmem
+    cdef Py_ssize_t nrules
+    cdef const cl_insn* vcode
+    cdef const uint32_t* vstart
+    cdef const uint32_t* vlen
+    cdef const uint8_t* vwrites
+    cdef Py_ssize_t nvalues
+    cdef const uint32_t* tvalue
+    cdef const uint16_t* tcode
+    cdef const uint32_t* tk
+    cdef Py_ssize_t ntests
+
+    def __init__(self, code, starts, usesmem, vcode, vstart, vlen, vwrites, tvalue, tcode, tk):
+        """Arrays of the plan: code/vcode raw bytes of cl_insn arrays; the rest as named in
+        pfilter.classify.Plan. The planner has checked every jump target and node index."""
+        cdef const uint8_t[::1] b_code = code
+        cdef const uint8_t[::1] b_vcode = vcode
+        cdef const uint32_t[::1] a_starts = starts
+        cdef const uint8_t[::1] a_usesmem = usesmem
+        cdef const uint32_t[::1] a_vstart = vstart
+        cdef const uint32_t[::1] a_vlen = vlen
+        cdef const uint8_t[::1] a_vwrites = vwrites
+        cdef const uint32_t[::1] a_tvalue = tvalue
+        cdef const uint16_t[::1] a_tcode = tcode
+        cdef const uint32_t[::1] a_tk = tk
+        if b_code.shape[0] % sizeof(cl_insn) or b_vcode.shape[0] % sizeof(cl_insn):
+            raise ValueError("code arrays are not whole cl_insn records")
+        if a_usesmem.shape[0] != a_starts.shape[0]:
+            raise ValueError("starts and usesmem differ in length")
+        if not (a_vstart.shape[0] == a_vlen.shape[0] == a_vwrites.shape[0]):
+            raise ValueError("value-node arrays differ in length")
+        if not (a_tvalue.shape[0] == a_tcode.shape[0] == a_tk.shape[0]):
+            raise ValueError("test-node arrays differ in length")
+        self._keep = (code, starts, usesmem, vcode, vstart, vlen, vwrites, tvalue, tcode, tk)
+        self.code = <const cl_insn*>_ptr(b_code)
+        self.ncode = b_code.shape[0] // sizeof(cl_insn)
+        self.vcode = <const cl_insn*>_ptr(b_vcode)
+        self.starts = &a_starts[0] if a_starts.shape[0] else NULL
+        self.usesmem = &a_usesmem[0] if a_usesmem.shape[0] else NULL
+        self.nrules = a_starts.shape[0]
+        self.vstart = &a_vstart[0] if a_vstart.shape[0] else NULL
+        self.vlen = &a_vlen[0] if a_vlen.shape[0] else NULL
+        self.vwrites = &a_vwrites[0] if a_vwrites.shape[0] else NULL
+        self.nvalues = a_vstart.shape[0]
+        self.tvalue = &a_tvalue[0] if a_tvalue.shape[0] else NULL
+        self.tcode = &a_tcode[0] if a_tcode.shape[0] else NULL
+        self.tk = &a_tk[0] if a_tk.shape[0] else NULL
+        self.ntests = a_tvalue.shape[0]
+
+    @property
+    def nrules(self):
+        return self.nrules
+
+    def run(self, const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
+            const uint32_t[::1] wirelen, rows, out, bint packed, int64_t[::1] counts,
+            int64_t[::1] nbytes):
+        """Evaluate every rule on packets `rows` (int64 indices; None = all) of a batch.
+
+        out: None (counts only), a C-contiguous uint8 array of shape (n, nrules) receiving 1 where
+        rule r accepts packet i (it must arrive zeroed), or with packed=True shape
+        (n, ceil(nrules/8)) receiving the bits in np.packbits order (first rule = 0x80 of byte 0).
+        Row i of out is packet i of the batch. counts[r] and nbytes[r] (sum of wire lengths) are
+        incremented for every accepting packet. Runs without the GIL."""
+        cdef Py_ssize_t n = offsets.shape[0]
+        cdef Py_ssize_t nrows, j, i, r
+        cdef Py_ssize_t nr = self.nrules
+        cdef const int64_t[::1] a_rows
+        cdef const int64_t* prows = NULL
+        cdef uint8_t[:, ::1] a_out
+        cdef uint8_t* pout = NULL
+        cdef Py_ssize_t width = 0
+        cdef const uint8_t* base = <const uint8_t*>_ptr(data)
+        cdef const uint8_t* p
+        cdef uint32_t buflen, wl, res
+        cdef Memo m
+        cdef int64_t* pc
+        cdef int64_t* pb
+        if caplen.shape[0] != n or wirelen.shape[0] != n:
+            raise ValueError("batch arrays differ in length")
+        if counts.shape[0] != nr or nbytes.shape[0] != nr:
+            raise ValueError("counts and nbytes need one entry per rule")
+        if rows is None:
+            nrows = n
+        else:
+            a_rows = rows
+            nrows = a_rows.shape[0]
+            prows = &a_rows[0] if nrows else NULL
+            for j in range(nrows):
+                if a_rows[j] < 0 or a_rows[j] >= n:
+                    raise IndexError(f"row {a_rows[j]} outside the batch (0..{n - 1})")
+        if out is not None:
+            a_out = out
+            width = (nr + 7) // 8 if packed else nr
+            if a_out.shape[0] != n or a_out.shape[1] != width:
+                raise ValueError(f"out must have shape ({n}, {width})")
+            pout = &a_out[0, 0] if n and width else NULL
+        # every packet's bytes must lie inside data (PacketBatch checks this; so do we, once)
+        for i in range(n):
+            if offsets[i] < 0 or offsets[i] + <int64_t>caplen[i] > data.shape[0]:
+                raise ValueError(f"packet {i} lies outside the data buffer")
+        if nr == 0 or nrows == 0:
+            return
+        m.vcode = self.vcode
+        m.vstart = self.vstart
+        m.vlen = self.vlen
+        m.vwrites = self.vwrites
+        m.tvalue = self.tvalue
+        m.tcode = self.tcode
+        m.tk = self.tk
+        m.vstamp = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
+        m.vabort = <uint8_t*>calloc(self.nvalues + 1, sizeof(uint8_t))
+        m.vA = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
+        m.vX = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
+        m.tstamp = <uint32_t*>calloc(self.ntests + 1, sizeof(uint32_t))
+        m.tres = <uint8_t*>calloc(self.ntests + 1, sizeof(uint8_t))
+        if (m.vstamp == NULL or m.vabort == NULL or m.vA == NULL or m.vX == NULL
+                or m.tstamp == NULL or m.tres == NULL):
+            free(m.vstamp); free(m.vabort); free(m.vA); free(m.vX); free(m.tstamp); free(m.tres)
+            raise MemoryError()
+        m.cur = 0
+        pc = &counts[0]
+        pb = &nbytes[0]
+        try:
+            with nogil:
+                for j in range(nrows):
+                    i = prows[j] if prows != NULL else j
+                    p = base + offsets[i]
+                    buflen = caplen[i]
+                    wl = wirelen[i]
+                    m.cur += 1
+                    if m.cur == 0:     # stamp wrapped after 2**32 packets: forget every memo
+                        memset(m.vstamp, 0, (self.nvalues + 1) * sizeof(uint32_t))
+                        memset(m.tstamp, 0, (self.ntests + 1) * sizeof(uint32_t))
+                        m.cur = 1
+                    for r in range(nr):
+                        res = run_rule(self.code, self.starts[r], self.usesmem[r], &m, p, buflen, wl)
+                        if res:
+                            pc[r] += 1
+                            pb[r] += wl
+                            if pout != NULL:
+                                if packed:
+                                    pout[i * width + (r >> 3)] |= <uint8_t>(0x80 >> (r & 7))
+                                else:
+                                    pout[i * width + r] = 1
+        finally:
+            free(m.vstamp); free(m.vabort); free(m.vA); free(m.vX); free(m.tstamp); free(m.tres)

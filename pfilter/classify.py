@@ -1,0 +1,655 @@
+"""pfilter.classify: many named filters over every packet, in one pass.
+
+Imports pfilter.errors, pfilter.opcodes, pfilter.batch, pfilter.program, pfilter.linktypes, and at
+call time pfilter.compile (the compiler) and pfilter.open (the capture reader); its engine is the
+Cython module pfilter._classify (nothing from pfilter), with a pure-Python fallback that runs
+each rule's Program.match_batch (PFILTER_PUREPYTHON=1, or the extension not built).
+
+    result = pfilter.classify("big.pcap", {"web": "tcp port 80 or tcp port 443",
+                                           "dns": "udp port 53", "v6": "ip6"})
+    result.counts, result.bytes        # packets and wire bytes per rule
+    result.matrix                      # bool, packets x rules
+    result.labels(default="other")     # first matching rule per packet
+
+Design: test nodes memoised per packet
+--------------------------------------
+Rules written by people repeat each other: nearly every rule starts with the EtherType test
+(`ldh [12]; jeq #0x800`), IP rules then test the protocol (`ldb [23]; jeq #6`), the fragment
+offset (`ldh [20]; jset #0x1fff`) and compute the header length (`ldxb 4*([14]&0xf)`) before
+loading a port. Run one after another, N rules repeat that work N times, and N separate passes
+over a batch also stream the packet bytes through the cache N times.
+
+Three designs were weighed. (1) Merging every program into one decision graph (a BDD over the
+tests) shares the most but can blow up exponentially in the number of rules and needs a
+semantics-preserving merge of cBPF control flow, registers and scratch memory: the riskiest
+route to "each column equals the rule's own verdicts". (2) Shared-prefix evaluation (a trie of
+the programs' leading instructions) shares only an identical *prefix* and stops at the first
+difference, e.g. right after the EtherType test for `ip6 ...` against `ip ...`. (3) Hash-consing
+pure tests into memoised nodes shares a test wherever it sits in each program and leaves the
+control flow of every program untouched. pfilter uses (3):
+
+* The planner (`plan`) cuts each validated program into basic blocks. A block that starts at a
+  jump target, runs straight-line instructions and ends in a conditional jump, and that reads no
+  register or scratch word it did not set itself, computes a *pure* function of the packet: its
+  straight-line part is a **value node** (result: A, X, or "a load fell off the packet") and the
+  whole block a **test node** (value node + jump opcode + k; result: true, false or abort).
+  Nodes are hash-consed across all rules by their instructions, so `ldh [12]` is one value node
+  and `ldh [12]; jeq #0x800` one test node however many rules contain it.
+* The block's first instruction is replaced by OP_TEST (node id, absolute true/false targets);
+  every other instruction, and every impure block (scratch memory, registers set by an earlier
+  block, `ret`, `ja`), runs unchanged in a cBPF interpreter (pfilter._vm's semantics).
+* The engine (pfilter._classify.RuleEngine.run, nogil) loops packets outermost and rules inside:
+  the packet stays in L1 for every rule, and each node is evaluated at most once per packet
+  (entries stamped with the packet's sequence number, so nothing is cleared between packets).
+  On a memo hit the node's A and X are restored, so later blocks that read them run unchanged.
+
+Correctness argument: a test node's result and register effects depend on the packet alone (it
+reads nothing it did not write, writes no scratch memory, and an abort returns 0 from whichever
+program reaches it, exactly as the plain interpreter would); no jump enters a node's block
+except at its first instruction (blocks start at leaders). So each rule computes exactly what its
+program computes; the tests check every column against Program.match_batch and libpcap.
+
+Measured (bench/test_bench_classify.py, 1M generated packets, 64 rules; see
+bench/results/latest_classify.md): one classify pass against 64 separate Program.match_batch
+passes and against 64 `tcpdump --count` runs; the memo removes about half of the instructions
+each rule executes on typical traffic.
+"""
+import csv
+import io
+import os
+import sys
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .batch import PacketBatch
+from .errors import FilterError, FilterSyntaxError, InvalidProgramError
+from .opcodes import (BPF_ALU, BPF_ABS, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
+                      BPF_MISC, BPF_MSH, BPF_NEG, BPF_RET, BPF_TAX, BPF_X, VALID_OPCODES,
+                      BPF_CLASS, BPF_MISCOP, BPF_MODE, BPF_OP, BPF_SRC)
+
+_PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
+if _PURE:
+    _engine = None
+else:
+    try:
+        from . import _classify as _engine
+    except ImportError:
+        _engine = None
+
+__all__ = ["classify", "Classification", "parse_rules", "plan", "cli_main"]
+
+#: opcode of the engine's test-node pseudo-instruction (outside cBPF's 8-bit opcode space)
+OP_TEST = 0x100
+
+#: the engine's instruction record: cBPF opcode, aux (1 = backward `ja`), absolute targets, k
+CL_INSN_DTYPE = np.dtype([("code", "<u2"), ("aux", "<u2"), ("jt", "<u4"), ("jf", "<u4"), ("k", "<u4")])
+
+
+# ----------------------------------------------------------------------------- rules
+
+def parse_rules(rules):
+    """Normalise `rules` into a list of (name, rule) pairs, rule an expression string or a
+    Program. Accepts a mapping name -> rule, a list of expressions (names = the expressions), or
+    the path of a rules file: `name: expression` per line, `#` starts a comment, blank lines are
+    ignored. Names are non-empty, without whitespace or ':', and unique."""
+    if isinstance(rules, (str, os.PathLike)):
+        return _read_rules_file(Path(rules))
+    if isinstance(rules, Mapping):
+        pairs = [(k, v) for k, v in rules.items()]
+    else:
+        try:
+            items = list(rules)
+        except TypeError:
+            raise FilterError(f"rules must be a mapping, a list of expressions or a rules file, "
+                              f"not {type(rules).__name__}") from None
+        pairs = [(e, e) for e in items]
+    seen = set()
+    out = []
+    for name, rule in pairs:
+        if not isinstance(name, str) or not name.strip():
+            raise FilterError(f"rule name must be a non-empty string, not {name!r}")
+        if not isinstance(rule, str) and not _is_program(rule):
+            raise FilterError(f"rule {name!r}: expected an expression or a Program, not {type(rule).__name__}")
+        if name in seen:
+            raise FilterError(f"duplicate rule name {name!r}")
+        seen.add(name)
+        out.append((name, rule))
+    if not out:
+        raise FilterError("no rules given")
+    return out
+
+
+def _read_rules_file(path):
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise FilterError(f"{path}: cannot read rules file: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise FilterError(f"{path}: rules file is not text") from None
+    out, where = [], {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, expr = line.partition(":")
+        name, expr = name.strip(), expr.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            raise FilterError(f"{path}:{lineno}: expected 'name: expression', got {line!r}")
+        if not expr:
+            raise FilterError(f"{path}:{lineno}: rule {name!r} has no expression")
+        if name in where:
+            raise FilterError(f"{path}:{lineno}: duplicate rule name {name!r} (first on line {where[name]})")
+        where[name] = lineno
+        out.append((name, expr))
+    if not out:
+        raise FilterError(f"{path}: no rules in the file")
+    return out
+
+
+def _is_program(obj):
+    return hasattr(obj, "to_tuples") and hasattr(obj, "instructions")
+
+
+# ----------------------------------------------------------------------------- the planner
+
+def _reads_writes(code):
+    """(reads A, reads X, writes A, writes X, pure) for a straight-line instruction; pure is False
+    for scratch-memory access and for anything that is not straight-line."""
+    cls = BPF_CLASS(code)
+    if cls == BPF_LD:
+        mode = BPF_MODE(code)
+        if mode in (BPF_ABS, BPF_IMM, BPF_LEN):
+            return False, False, True, False, True
+        if mode == BPF_IND:
+            return False, True, True, False, True
+        return False, False, True, False, False            # ld M[k]
+    if cls == BPF_LDX:
+        if BPF_MODE(code) in (BPF_IMM, BPF_LEN, BPF_MSH):
+            return False, False, False, True, True
+        return False, False, False, True, False            # ldx M[k]
+    if cls == BPF_ALU:
+        usesx = BPF_OP(code) != BPF_NEG and BPF_SRC(code) == BPF_X
+        return True, usesx, True, False, True
+    if cls == BPF_MISC:
+        if BPF_MISCOP(code) == BPF_TAX:
+            return True, False, False, True, True
+        return False, True, True, False, True              # txa
+    return False, False, False, False, False               # st, stx, ret, jumps
+
+
+class Plan:
+    """All rule programs rewritten for the engine (see the module docstring), as numpy arrays:
+    code (CL_INSN_DTYPE), starts (u4 per rule), usesmem (u1 per rule); value nodes: vcode,
+    vstart, vlen, vwrites (bit 0 A, bit 1 X); test nodes: tvalue, tcode, tk. `stats` counts the
+    test-node sites and how many distinct nodes they share."""
+
+    def __init__(self, programs):
+        values, tests = {}, {}
+        vcode, vstart, vlen, vwrites = [], [], [], []
+        tvalue, tcode, tk = [], [], []
+        code, starts, usesmem = [], [], []
+        sites = 0
+        for prog in programs:
+            insns = [tuple(int(v) for v in t) for t in prog]
+            _check(insns)
+            base = len(code)
+            n = len(insns)
+            starts.append(base)
+            usesmem.append(any(BPF_CLASS(c) in (BPF_LD, BPF_LDX) and BPF_MODE(c) == 0x60 for c, _, _, _ in insns))
+            leaders = {0}
+            for i, (c, jt, jf, k) in enumerate(insns):
+                if BPF_CLASS(c) == BPF_JMP:
+                    if BPF_OP(c) == BPF_JA:
+                        leaders.add(i + 1 + _s32(k))
+                    else:
+                        leaders.update((i + 1 + jt, i + 1 + jf))
+                    leaders.add(i + 1)
+                elif BPF_CLASS(c) == BPF_RET:
+                    leaders.add(i + 1)
+            rows = []
+            for i, (c, jt, jf, k) in enumerate(insns):
+                if BPF_CLASS(c) == BPF_JMP:
+                    if BPF_OP(c) == BPF_JA:
+                        rows.append((c, 1 if k & 0x80000000 else 0, base + i + 1 + _s32(k), 0, k))
+                    else:
+                        rows.append((c, 0, base + i + 1 + jt, base + i + 1 + jf, k))
+                else:
+                    rows.append((c, 0, 0, 0, k))
+            for i in sorted(leaders):
+                if i >= n:
+                    continue
+                node = _pure_block(insns, i, leaders)
+                if node is None:
+                    continue
+                j, writes = node
+                vkey = tuple((c, k) for c, _, _, k in insns[i:j])
+                v = values.get(vkey)
+                if v is None:
+                    v = values[vkey] = len(vstart)
+                    vstart.append(len(vcode))
+                    vlen.append(j - i)
+                    vwrites.append(writes)
+                    vcode.extend((c, 0, 0, 0, k) for c, k in vkey)
+                c, jt, jf, k = insns[j]
+                tkey = (v, c, k)
+                t = tests.get(tkey)
+                if t is None:
+                    t = tests[tkey] = len(tvalue)
+                    tvalue.append(v)
+                    tcode.append(c)
+                    tk.append(k)
+                rows[i] = (OP_TEST, 0, base + j + 1 + jt, base + j + 1 + jf, t)
+                sites += 1
+            code.extend(rows)
+        self.code = np.array(code, dtype=CL_INSN_DTYPE)
+        self.starts = np.array(starts, dtype=np.uint32)
+        self.usesmem = np.array(usesmem, dtype=np.uint8)
+        self.vcode = np.array(vcode, dtype=CL_INSN_DTYPE)
+        self.vstart = np.array(vstart, dtype=np.uint32)
+        self.vlen = np.array(vlen, dtype=np.uint32)
+        self.vwrites = np.array(vwrites, dtype=np.uint8)
+        self.tvalue = np.array(tvalue, dtype=np.uint32)
+        self.tcode = np.array(tcode, dtype=np.uint16)
+        self.tk = np.array(tk, dtype=np.uint32)
+        self.stats = {"rules": len(starts), "instructions": len(code), "test_sites": sites,
+                      "test_nodes": len(tvalue), "value_nodes": len(vstart)}
+
+    def engine(self):
+        """The Cython RuleEngine for this plan."""
+        return _engine.RuleEngine(self.code.view(np.uint8), self.starts, self.usesmem,
+                                  self.vcode.view(np.uint8), self.vstart, self.vlen, self.vwrites,
+                                  self.tvalue, self.tcode, self.tk)
+
+
+def plan(programs):
+    """A Plan for a list of programs (Program objects or lists of (code, jt, jf, k) tuples)."""
+    return Plan([p.to_tuples() if _is_program(p) else p for p in programs])
+
+
+def _s32(k):
+    return k - (1 << 32) if k & 0x80000000 else k
+
+
+def _check(insns):
+    """What the engine's memory safety rests on (Program has validated this already; foreign
+    tuples may not have been): known opcodes, scratch index < 16, jumps inside, `ret` last."""
+    n = len(insns)
+    if n == 0:
+        raise InvalidProgramError("empty program")
+    for i, (c, jt, jf, k) in enumerate(insns):
+        if c not in VALID_OPCODES:
+            raise InvalidProgramError(f"unknown opcode 0x{c:x}", i)
+        if c in (0x60, 0x61, 0x02, 0x03) and k >= 16:
+            raise InvalidProgramError(f"scratch memory index {k} out of range", i)
+        if BPF_CLASS(c) == BPF_JMP:
+            targets = [i + 1 + _s32(k)] if BPF_OP(c) == BPF_JA else [i + 1 + jt, i + 1 + jf]
+            if any(not 0 <= t < n for t in targets):
+                raise InvalidProgramError("jump outside the program", i)
+    if BPF_CLASS(insns[-1][0]) != BPF_RET:
+        raise InvalidProgramError("the last instruction must be `ret`", n - 1)
+
+
+def _pure_block(insns, i, leaders):
+    """(j, writes) when insns[i:j] is a pure straight-line run ending in the conditional jump
+    insns[j], with no leader inside; writes has bit 0 set if it writes A, bit 1 if X. Else None."""
+    has_a = has_x = False
+    j = i
+    n = len(insns)
+    while j < n:
+        if j != i and j in leaders:
+            return None
+        c = insns[j][0]
+        if BPF_CLASS(c) == BPF_JMP:
+            if BPF_OP(c) == BPF_JA or j == i or not has_a or (BPF_SRC(c) == BPF_X and not has_x):
+                return None
+            return j, (1 if has_a else 0) | (2 if has_x else 0)
+        ra, rx, wa, wx, pure = _reads_writes(c)
+        if not pure or (ra and not has_a) or (rx and not has_x):
+            return None
+        has_a |= wa
+        has_x |= wx
+        j += 1
+    return None
+
+
+# ----------------------------------------------------------------------------- results
+
+class Classification:
+    """The result of pfilter.classify.
+
+    rules: tuple of rule names; expressions: tuple of the rules' expressions (or Programs);
+    matrix: bool array (packets x rules), or with packed=True np.packbits(bool_matrix, axis=1)
+    (uint8, packets x ceil(rules/8)), or None with counts_only=True;
+    counts / bytes: int64 per rule (packets accepted, their wire bytes);
+    packets / total_bytes: totals over all packets; matched / matched_bytes: packets accepted by
+    at least one rule; wirelen, timestamps: per packet (None with counts_only=True)."""
+
+    def __init__(self, rules, expressions, matrix, packed, counts, nbytes, packets, total_bytes,
+                 matched, matched_bytes, wirelen, timestamps, order, default):
+        self.rules = tuple(rules)
+        self.expressions = tuple(expressions)
+        self.matrix = matrix
+        self.packed = packed
+        self.counts = counts
+        self.bytes = nbytes
+        self.packets = packets
+        self.total_bytes = total_bytes
+        self.matched = matched
+        self.matched_bytes = matched_bytes
+        self.wirelen = wirelen
+        self.timestamps = timestamps
+        self.order = tuple(order) if order is not None else self.rules
+        self.default = default
+
+    def __len__(self):
+        return self.packets
+
+    def __repr__(self):
+        return f"<Classification {self.packets} packets x {len(self.rules)} rules>"
+
+    def column(self, name):
+        """The bool column of one rule."""
+        r = self._index(name)
+        if self.matrix is None:
+            raise FilterError("counts_only=True keeps no matrix")
+        if not self.packed:
+            return self.matrix[:, r]
+        return (self.matrix[:, r >> 3] & (0x80 >> (r & 7))) != 0
+
+    def bool_matrix(self):
+        """The matrix as bool (packets x rules), unpacking it if it was packed."""
+        if self.matrix is None:
+            raise FilterError("counts_only=True keeps no matrix")
+        if not self.packed:
+            return self.matrix
+        return np.unpackbits(self.matrix, axis=1, count=len(self.rules)).astype(bool)
+
+    def _index(self, name):
+        try:
+            return self.rules.index(name)
+        except ValueError:
+            raise FilterError(f"no rule named {name!r}") from None
+
+    def label_codes(self, order=None):
+        """(codes, names): codes[i] is the index in names of the first rule of `order` (default:
+        classify's order, else the rules' order) that accepts packet i, -1 if none does."""
+        if self.matrix is None:
+            raise FilterError("labels need the matrix: classify(..., counts_only=True) keeps none")
+        names = tuple(self.order if order is None else order)
+        idx = [self._index(nm) for nm in names]
+        codes = np.full(self.packets, -1, dtype=np.int32)
+        chunk = 1 << 16
+        for s in range(0, self.packets, chunk):
+            block = self.matrix[s:s + chunk]
+            if self.packed:
+                block = np.unpackbits(block, axis=1, count=len(self.rules))
+            sub = block[:, idx].astype(bool, copy=False) if idx else np.zeros((len(block), 0), bool)
+            if sub.shape[1]:
+                hit = sub.any(axis=1)
+                codes[s:s + len(block)] = np.where(hit, sub.argmax(axis=1), -1)
+        return codes, names
+
+    def labels(self, order=None, default=Ellipsis, codes=False):
+        """First-match label per packet: the name of the first rule of `order` that accepts it,
+        else `default` (default: classify's default). A numpy str array, or an object array when
+        the default is None; with codes=True the pair (codes, names) of label_codes()."""
+        c, names = self.label_codes(order)
+        if codes:
+            return c, names
+        default = self.default if default is Ellipsis else default
+        if default is None:
+            table = np.array(list(names) + [None], dtype=object)
+        else:
+            table = np.array(list(names) + [str(default)], dtype=str)
+        return table[c]       # -1 picks the default, the last entry
+
+    def to_pandas(self):
+        """A pandas DataFrame: one bool column per rule (index: packet number), plus `wirelen`
+        and `timestamp` (datetime64[ns]) columns unless a rule already has that name."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Classification.to_pandas() needs pandas: pip install 'pfilter[pandas]'") from None
+        m = self.bool_matrix()
+        cols = {name: m[:, r] for r, name in enumerate(self.rules)}
+        if "wirelen" not in cols and self.wirelen is not None:
+            cols["wirelen"] = self.wirelen
+        if "timestamp" not in cols and self.timestamps is not None:
+            cols["timestamp"] = pd.to_datetime(self.timestamps, unit="ns")
+        df = pd.DataFrame(cols)
+        df.index.name = "packet"
+        return df
+
+    def table(self):
+        """The per-rule table the CLI prints: rule, packets, bytes, share of all packets."""
+        width = max([len("rule"), len("(no rule)")] + [len(r) for r in self.rules])
+        lines = [f"{'rule':<{width}}  {'packets':>12}  {'bytes':>15}  {'share':>7}"]
+
+        def row(name, p, b):
+            share = 100.0 * p / self.packets if self.packets else 0.0
+            return f"{name:<{width}}  {p:>12}  {b:>15}  {share:>6.2f}%"
+
+        for r, name in enumerate(self.rules):
+            lines.append(row(name, int(self.counts[r]), int(self.bytes[r])))
+        lines.append(row("(no rule)", self.packets - self.matched, self.total_bytes - self.matched_bytes))
+        lines.append(row("total", self.packets, self.total_bytes))
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- classify
+
+def _iter_batches(source):
+    """PacketBatch objects from a path, a list of paths, a batch, or an iterable of batches."""
+    if isinstance(source, PacketBatch):
+        yield source
+        return
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    elif not hasattr(source, "__iter__"):
+        raise FilterError(f"source must be a path, a PacketBatch or an iterable of them, not {type(source).__name__}")
+    from . import open as open_capture
+    for item in source:
+        if isinstance(item, PacketBatch):
+            yield item
+        elif isinstance(item, (str, os.PathLike)):
+            with open_capture(item) as cap:
+                yield from cap
+        else:
+            raise FilterError(f"source items must be paths or PacketBatch objects, not {type(item).__name__}")
+
+
+class _RuleSet:
+    """The rules compiled (lazily, once per link type) and planned for the engine."""
+
+    def __init__(self, pairs, optimize, snaplen):
+        self.pairs = pairs
+        self.optimize = optimize
+        self.snaplen = snaplen
+        self._by_linktype = {}
+
+    def programs(self, linktype):
+        entry = self._by_linktype.get(linktype)
+        if entry is None:
+            progs = []
+            for name, rule in self.pairs:
+                if _is_program(rule):
+                    progs.append(rule)
+                    continue
+                from . import compile as compile_expression
+                try:
+                    progs.append(compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
+                                                    optimize=self.optimize))
+                except FilterSyntaxError as e:
+                    raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
+                                            e.length) from e
+                except FilterError as e:
+                    raise FilterError(f"rule {name!r}: {e}") from e
+            eng = plan(progs).engine() if _engine is not None else None
+            entry = self._by_linktype[linktype] = (progs, eng)
+        return entry
+
+
+def _run_batch(ruleset, batch, linktype, out, packed, counts, nbytes):
+    """Evaluate every rule on one batch; returns the per-packet 'some rule matched' mask."""
+    if linktype is not None or batch.linktypes is None:
+        groups = [(batch.linktype if linktype is None else linktype, None)]
+    else:
+        groups = [(int(lt), np.flatnonzero(batch.linktypes == lt).astype(np.int64))
+                  for lt in np.unique(batch.linktypes)]
+    for lt, rows in groups:
+        progs, eng = ruleset.programs(lt)
+        if eng is not None:
+            eng.run(batch.data, batch.offsets, batch.caplen, batch.wirelen, rows, out, packed, counts, nbytes)
+            continue
+        # pure-Python fallback: each rule's own Program over the batch
+        sub = batch if rows is None else batch.select(np.isin(np.arange(len(batch)), rows))
+        target = np.arange(len(batch)) if rows is None else rows
+        for r, prog in enumerate(progs):
+            hit = prog.match_batch(sub)
+            counts[r] += int(hit.sum())
+            nbytes[r] += int(sub.wirelen[hit].sum(dtype=np.int64))
+            if out is not None:
+                if packed:
+                    out[target[hit], r >> 3] |= np.uint8(0x80 >> (r & 7))
+                else:
+                    out[target[hit], r] = 1
+
+
+def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
+             counts_only=False, optimize=True, snaplen=262144):
+    """Evaluate many named filters over every packet of `source` in one pass.
+
+    source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
+    iterable of batches. rules: mapping name -> expression (or Program), list of expressions
+    (each its own name), or a rules-file path (`name: expression` lines, `#` comments).
+    linktype: compile for this link type instead of each batch's own. order / default: the
+    first-match order and no-match label used by .labels(). packed: keep the matrix as
+    np.packbits(matrix, axis=1). counts_only: keep no per-packet data (streams any file size).
+    optimize / snaplen: passed to pfilter.compile. Returns a Classification."""
+    pairs = parse_rules(rules)
+    names = [n for n, _ in pairs]
+    if order is not None:
+        order = list(order)
+        unknown = [o for o in order if o not in names]
+        if unknown:
+            raise FilterError(f"order names unknown rule(s): {', '.join(map(repr, unknown))}")
+    if linktype is not None:
+        from .linktypes import linktype_number
+        linktype = linktype_number(linktype)
+    ruleset = _RuleSet(pairs, optimize, snaplen)
+    nr = len(pairs)
+    width = (nr + 7) // 8 if packed else nr
+    counts = np.zeros(nr, dtype=np.int64)
+    nbytes = np.zeros(nr, dtype=np.int64)
+    blocks, wirelens, stamps = [], [], []
+    packets = total_bytes = matched = matched_bytes = 0
+    keep_packed = packed or counts_only   # counts_only: a packed block, just for `matched`
+    bwidth = (nr + 7) // 8 if keep_packed else nr
+    for batch in _iter_batches(source):
+        n = len(batch)
+        out = np.zeros((n, bwidth), dtype=np.uint8)
+        _run_batch(ruleset, batch, linktype, out, keep_packed, counts, nbytes)
+        hit = out.any(axis=1)
+        packets += n
+        total_bytes += int(batch.wirelen.sum(dtype=np.int64))
+        matched += int(hit.sum())
+        matched_bytes += int(batch.wirelen[hit].sum(dtype=np.int64))
+        if not counts_only:
+            blocks.append(out)
+            wirelens.append(batch.wirelen)
+            stamps.append(batch.timestamps)
+    if not packets and ruleset.pairs and not ruleset._by_linktype:
+        # nothing to read: still compile for the requested (or Ethernet) link type, so that a bad
+        # rule is reported whatever the source
+        ruleset.programs(1 if linktype is None else linktype)
+    matrix = wirelen = timestamps = None
+    if not counts_only:
+        matrix = blocks[0] if len(blocks) == 1 else (np.concatenate(blocks) if blocks
+                                                     else np.zeros((0, width), np.uint8))
+        if not packed:
+            matrix = matrix.view(bool)
+        wirelen = np.concatenate(wirelens) if wirelens else np.zeros(0, np.uint32)
+        timestamps = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+    return Classification(names, [r for _, r in pairs], matrix, packed, counts, nbytes, packets,
+                          total_bytes, matched, matched_bytes, wirelen, timestamps, order, default)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise _UsageError(message)
+
+    ap = Parser(prog="pfilter classify", description="Classify every packet by many named filters in one pass.")
+    ap.add_argument("-r", dest="files", action="append", required=True, metavar="FILE",
+                    help="capture to read (pcap or pcapng); repeatable")
+    ap.add_argument("-R", dest="rules", required=True, metavar="RULES",
+                    help="rules file: 'name: expression' per line, '#' comments")
+    ap.add_argument("--labels", metavar="OUT", help="write the first-match label of every packet to OUT.csv or OUT.npy")
+    ap.add_argument("--default", default="", metavar="LABEL", help="label of packets no rule accepts (default: empty)")
+    ap.add_argument("-y", dest="linktype", metavar="LINKTYPE", help="compile the rules for this link type")
+    ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
+    return ap
+
+
+def cli_main(argv):
+    """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]`:
+    prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr.
+    Returns the exit status: 0 ok, 1 bad input, 2 bad usage."""
+    argv = list(argv)
+    if argv and argv[0] == "classify":
+        argv = argv[1:]
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        print(f"pfilter classify: {e}", file=sys.stderr)
+        return 2
+    if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
+        print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
+        return 2
+    try:
+        result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
+                          packed=True, counts_only=not args.labels, optimize=args.optimize)
+        sys.stdout.write(result.table())
+        if args.labels:
+            _write_labels(args.labels, result.labels())
+    except (FilterError, OSError) as e:
+        msg = e.message if isinstance(e, FilterSyntaxError) else str(e).splitlines()[0]
+        print(f"pfilter classify: {msg}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _write_labels(path, labels):
+    """labels to OUT.npy (numpy str array) or OUT.csv (header `packet,label`, one row a packet)."""
+    if Path(path).suffix.lower() == ".npy":
+        np.save(path, labels)
+        return
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["packet", "label"])
+    w.writerows(zip(range(len(labels)), labels.tolist()))
+    Path(path).write_text(buf.getvalue())
+
+
+class _CallableModule(types.ModuleType):
+    """`import pfilter.classify` rebinds the package attribute `pfilter.classify` (the function
+    pfilter/__init__.py defines) to this module; calling the module calls classify() so that
+    `pfilter.classify(source, rules)` works before and after, and `pfilter.classify.cli_main`
+    too."""
+
+    def __call__(self, source, rules, **options):
+        return classify(source, rules, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,172 @@
+"""The multi-rule engine (pfilter._classify via pfilter.classify): every column of the matrix must
+equal that rule's own verdicts, packet for packet, on real captures. Rules are compiled by libpcap
+here (reference.compile), so these tests check the engine independently of pfilter's compiler;
+test_classify_compiled.py repeats the check with pfilter.compile."""
+import importlib
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+
+clmod = importlib.import_module("pfilter.classify")   # the module (pfilter.classify is also callable)
+
+# >= 20 rules mixing ip / ip6 / vlan / ports / arithmetic / scratch memory / indirect loads
+RULES = [
+    "ip", "ip6", "arp", "tcp", "udp", "icmp", "icmp6", "ip or ip6", "not ip",
+    "tcp port 80", "tcp port 443", "udp port 53", "port 53", "tcp portrange 8000-8999",
+    "tcp dst port 80", "src port 1024", "port 80 or port 443", "not port 22 and not port 53",
+    "vlan", "vlan 100", "vlan and ip", "vlan and tcp port 80", "tcp port 80 or (vlan and tcp port 80)",
+    "ip6 and tcp port 443", "ip6 and udp port 53", "ip6 protochain 6",
+    "host 192.168.1.1", "net 10.0.0.0/8", "net 192.168.0.0/16", "ether broadcast",
+    "ip multicast", "ip6 multicast", "len > 1000", "less 64", "len - 14 > 1000", "len * 2 > 3000",
+    "len % 2 = 0", "ip[2:2] / 4 > 100", "ip[2:2] - 20 > 1400", "(ip[0] & 0xf) * 4 > 20",
+    "ip[6:2] & 0x1fff != 0", "tcp[tcpflags] & tcp-syn != 0", "tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)",
+    "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420", "udp port 53 and udp[10] & 0x80 = 0",
+    "ip[ip[0] & 0xf] = 0", "tcp port 80 and (((ip[2:2] - ((ip[0]&0xf)<<2)) - ((tcp[12]&0xf0)>>2)) != 0)",
+    "icmp[icmptype] = icmp-echo", "mpls", "pppoes and ip6",
+]
+
+CAPTURES = [
+    "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap",
+    "pcapplusplus__Pcap++Test__PcapExamples__example.pcap",
+    "tcpdump__afs.pcap",
+    "pcapplusplus__Pcap++Test__PcapExamples__DnsPackets.pcap",
+    "pcapplusplus__Packet++Test__PacketExamples__ArpRequestWithVlan.pcap",
+    "pcapplusplus__Packet++Test__PacketExamples__llc_vlan.pcap",
+    "pcapplusplus__Packet++Test__PacketExamples__MplsPackets.pcap",
+    "pcapplusplus__Packet++Test__PacketExamples__PPPoESession.pcap",
+    "pcapplusplus__Packet++Test__PacketExamples__IcmpV6_EchoMessages.pcap",
+    "libpcap__AH-IPcomp-IPv6.pcap",
+    "dpkt__dns_icmp.pcap",
+    "dpkt__truncated_dns.pcap",
+]
+
+
+def _batch(names, truncate=None):
+    """One batch of every packet of the named EN10MB captures, as libpcap reads them; truncate
+    cuts every packet to that many captured bytes (wire length unchanged)."""
+    pkts, wires = [], []
+    for name in names:
+        path = ref.PCAPS / name
+        if not path.exists():
+            ref._missing(f"corpus capture {path}")
+        dlt, _, recs, _ = ref.read_capture(path)
+        assert dlt == 1, name
+        pkts += [p if truncate is None else p[:truncate] for p, _, _ in recs]
+        wires += [w for _, w, _ in recs]
+    return pfilter.PacketBatch.from_packets(pkts, wirelens=wires, linktype=1)
+
+
+def _programs(exprs, optimize):
+    ref.libpcap()
+    return {e: pfilter.Program.from_tuples(ref.compile(e, 1, optimize)) for e in exprs}
+
+
+@pytest.fixture(scope="module")
+def corpus_batch():
+    return _batch(CAPTURES)
+
+
+def _assert_columns_equal_own_verdicts(batch, progs, result):
+    assert result.matrix.shape == (len(batch), len(progs))
+    for r, (name, prog) in enumerate(progs.items()):
+        own = prog.match_batch(batch)
+        diff = np.flatnonzero(own != result.matrix[:, r])
+        assert diff.size == 0, f"rule {name!r}: {diff.size} packets differ, first #{diff[0]}"
+        assert result.counts[r] == own.sum()
+        assert result.bytes[r] == batch.wirelen[own].sum(dtype=np.int64)
+
+
+@pytest.mark.parametrize("optimize", [True, False], ids=["optimized", "unoptimized"])
+def test_every_column_equals_the_rules_own_verdicts_on_corpus_captures(corpus_batch, optimize):
+    progs = _programs(RULES, optimize)
+    result = pfilter.classify(corpus_batch, progs)
+    assert len(corpus_batch) > 10000
+    _assert_columns_equal_own_verdicts(corpus_batch, progs, result)
+    # the rule set is not trivial on this traffic: most rules match something, none matches all
+    assert (result.counts > 0).sum() >= 30
+    assert (result.counts < len(corpus_batch)).all() or "ip or ip6" in RULES
+
+
+def test_columns_equal_libpcaps_own_verdicts(corpus_batch):
+    progs = _programs(RULES[:24], True)
+    result = pfilter.classify(corpus_batch, progs)
+    sample = range(0, len(corpus_batch), 7)
+    for r, (name, prog) in enumerate(progs.items()):
+        tuples = prog.to_tuples()
+        for i in sample:
+            want = ref.bpf_filter(tuples, corpus_batch.packet(i), int(corpus_batch.wirelen[i])) != 0
+            assert result.matrix[i, r] == want, (name, i)
+
+
+def test_every_corpus_expression_classified_together_matches_its_own_program():
+    batch = _batch(CAPTURES[:2] + CAPTURES[4:])
+    exprs = []
+    for e in ref.corpus_expressions()["EN10MB"]:
+        try:
+            ref.compile(e, 1, True)
+        except ref.RefError:
+            continue
+        exprs.append(e)
+    assert len(exprs) > 400
+    progs = _programs(exprs, True)
+    _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
+
+
+def test_truncated_packets_abort_a_shared_test_for_every_rule_that_reaches_it(corpus_batch):
+    batch = _batch(CAPTURES[:3], truncate=30)          # port and header loads fall off the packet
+    progs = _programs(RULES, True)
+    _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
+
+
+def test_rules_share_test_nodes():
+    progs = _programs(["tcp port 80", "tcp port 443", "udp port 53", "ip", "ip and tcp"], True)
+    stats = clmod.plan(list(progs.values())).stats
+    assert stats["test_nodes"] < stats["test_sites"]
+    # the EtherType test `ldh [12]; jeq #0x800` is one node for all five rules
+    p = clmod.plan(list(progs.values()))
+    ethertype = [t for t in range(len(p.tvalue)) if p.tcode[t] == 0x15 and p.tk[t] == 0x800
+                 and p.vlen[p.tvalue[t]] == 1 and p.vcode[p.vstart[p.tvalue[t]]]["k"] == 12]
+    assert len(ethertype) == 1
+    assert (p.code["code"] == clmod.OP_TEST).sum() == stats["test_sites"]
+
+
+def test_scratch_memory_and_backward_jumps_run_unchanged():
+    # st/ld M[] (unoptimized arithmetic), a backward ja (protochain) and a register read across
+    # blocks, next to rules sharing their first test
+    progs = _programs(["ip6 protochain 6", "ip[2:2] - 20 > 1400", "ip[2:2] * 2 > 3000", "ip6", "ip"], False)
+    batch = _batch(CAPTURES[:2] + ["libpcap__AH-IPcomp-IPv6.pcap"])
+    _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
+
+
+def test_foreign_programs_with_x_compares_and_division_by_x_zero():
+    # jgt x / div x / ret a: not libpcap's output, written by hand
+    tuples = {
+        "a_gt_x": [(0x80, 0, 0, 0), (0x07, 0, 0, 0), (0x30, 0, 0, 14), (0x2d, 0, 1, 0),
+                   (0x06, 0, 0, 1), (0x06, 0, 0, 0)],
+        "len_div_byte": [(0xb1, 0, 0, 14), (0x00, 0, 0, 0), (0x3c, 0, 0, 0), (0x81, 0, 0, 0),
+                         (0x87, 0, 0, 0), (0x3c, 0, 0, 0), (0x16, 0, 0, 0)],
+        "ret_a": [(0x30, 0, 0, 23), (0x16, 0, 0, 0)],
+        "same_ldh12": [(0x28, 0, 0, 12), (0x15, 0, 1, 0x800), (0x06, 0, 0, 1), (0x06, 0, 0, 0)],
+    }
+    progs = {k: pfilter.Program.from_tuples(v) for k, v in tuples.items()}
+    batch = _batch(CAPTURES[:1], truncate=20)
+    _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
+
+
+def test_pure_python_fallback_gives_the_same_matrix(corpus_batch, monkeypatch):
+    progs = _programs(RULES[:25], True)
+    fast = pfilter.classify(corpus_batch, progs)
+    monkeypatch.setattr(clmod, "_engine", None)
+    slow = pfilter.classify(corpus_batch, progs, packed=True)
+    assert np.array_equal(np.unpackbits(slow.matrix, axis=1, count=25).astype(bool), fast.matrix)
+    assert np.array_equal(fast.counts, slow.counts) and np.array_equal(fast.bytes, slow.bytes)
+
+
+def test_engine_refuses_a_program_whose_jump_leaves_it():
+    with pytest.raises(pfilter.InvalidProgramError):
+        clmod.plan([[(0x15, 5, 0, 1), (0x06, 0, 0, 0)]])
+    with pytest.raises(pfilter.InvalidProgramError):
+        clmod.plan([[(0x28, 0, 0, 12)]])
