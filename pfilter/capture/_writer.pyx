@@ -1,0 +1,91 @@
+# cython: language_level=3
+"""Record assemblers for the writers: selected packets of a batch laid out as pcap records or
+pcapng Enhanced Packet Blocks (little-endian) in one output buffer, in C with the GIL released.
+
+Imports nothing from pfilter. pfilter/capture/writer.py sizes the buffer, calls these, and holds
+the pure-Python fallback with the same results.
+"""
+from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
+from libc.string cimport memcpy
+
+
+cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
+    p[0] = v & 0xFF
+    p[1] = (v >> 8) & 0xFF
+    p[2] = (v >> 16) & 0xFF
+    p[3] = (v >> 24) & 0xFF
+
+
+cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) noexcept nogil:
+    # Floor division, so pre-1970 times keep a fraction in [0, 1 s) as libpcap reads them.
+    cdef int64_t s = ts // 1000000000
+    cdef int64_t f = ts % 1000000000
+    if f < 0:
+        f += 1000000000
+        s -= 1
+    sec[0] = <uint32_t>s
+    frac[0] = <uint32_t>(f if nsec else f // 1000)
+
+
+def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
+                 const uint32_t[::1] wirelen, const int64_t[::1] stamps, const int64_t[::1] index,
+                 bint nsec, uint8_t[::1] out):
+    """Write packets data[offsets[i]:+caplen[i]] for i in index as pcap records into out;
+    returns the bytes written (out must hold 16 * len(index) + their caplens)."""
+    cdef Py_ssize_t k, n = index.shape[0], pos = 0
+    cdef int64_t i
+    cdef uint32_t sec, frac, cap
+    cdef uint8_t* o = &out[0] if out.shape[0] > 0 else NULL
+    cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            cap = caplen[i]
+            split_ts(stamps[i], nsec, &sec, &frac)
+            put32(o + pos, sec)
+            put32(o + pos + 4, frac)
+            put32(o + pos + 8, cap)
+            put32(o + pos + 12, wirelen[i])
+            if cap:
+                memcpy(o + pos + 16, d + offsets[i], cap)
+            pos += 16 + cap
+    return pos
+
+
+def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
+                const uint32_t[::1] wirelen, const int64_t[::1] stamps, const int64_t[::1] index,
+                const uint32_t[::1] iface_out, bint nsec, uint8_t[::1] out):
+    """Write packets i in index as Enhanced Packet Blocks on interface iface_out[k] (k-th selected
+    packet), timestamps in ns (nsec) or us units; returns the bytes written (out must hold
+    32 * len(index) + their caplens rounded up to 4)."""
+    cdef Py_ssize_t k, n = index.shape[0], pos = 0
+    cdef int64_t i
+    cdef uint32_t cap, padded, total, j
+    cdef uint64_t t
+    cdef int64_t ts
+    cdef uint8_t* o = &out[0] if out.shape[0] > 0 else NULL
+    cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            cap = caplen[i]
+            padded = (cap + 3) & ~(<uint32_t>3)
+            total = 32 + padded
+            ts = stamps[i]
+            if not nsec:
+                ts = ts // 1000 if ts >= 0 else -((-ts + 999) // 1000)
+            t = <uint64_t>ts
+            put32(o + pos, 6)
+            put32(o + pos + 4, total)
+            put32(o + pos + 8, iface_out[k])
+            put32(o + pos + 12, <uint32_t>(t >> 32))
+            put32(o + pos + 16, <uint32_t>t)
+            put32(o + pos + 20, cap)
+            put32(o + pos + 24, wirelen[i])
+            if cap:
+                memcpy(o + pos + 28, d + offsets[i], cap)
+            for j in range(cap, padded):
+                o[pos + 28 + j] = 0
+            put32(o + pos + 28 + padded, total)
+            pos += total
+    return pos
