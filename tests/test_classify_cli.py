@@ -1,0 +1,85 @@
+"""`pfilter classify -r FILE -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]`, through
+pfilter.classify.cli_main(argv): the per-rule table, the labels files, one-line errors."""
+import csv
+import importlib
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+
+clmod = importlib.import_module("pfilter.classify")
+
+PCAP = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap"
+PCAP2 = ref.PCAPS / "tcpdump__afs.pcap"
+RULES_TEXT = "# classes\nweb: tcp port 80 or tcp port 443\ndns: udp port 53\nv6: ip6\nudp: udp\n"
+
+
+@pytest.fixture
+def rules(tmp_path):
+    if not PCAP.exists():
+        ref._missing(f"corpus capture {PCAP}")
+    f = tmp_path / "classes.rules"
+    f.write_text(RULES_TEXT)
+    return f
+
+
+def test_prints_a_row_per_rule_with_packets_bytes_and_share(rules, capsys):
+    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    want = pfilter.classify(PCAP, rules)
+    assert out[0].split() == ["rule", "packets", "bytes", "share"]
+    rows = {line.split()[0]: line.split()[1:] for line in out[1:]}
+    for r, name in enumerate(want.rules):
+        assert rows[name][:2] == [str(want.counts[r]), str(want.bytes[r])]
+    assert rows["total"][:2] == [str(want.packets), str(want.total_bytes)]
+
+
+def test_accepts_the_subcommand_name_and_several_captures(rules, capsys):
+    assert clmod.cli_main(["classify", "-r", str(PCAP), "-r", str(PCAP2), "-R", str(rules)]) == 0
+    total = capsys.readouterr().out.splitlines()[-1].split()
+    assert int(total[1]) == pfilter.classify([PCAP, PCAP2], rules, counts_only=True).packets
+
+
+def test_writes_first_match_labels_to_csv(rules, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out), "--default", "other"]) == 0
+    with out.open() as f:
+        rows = list(csv.reader(f))
+    want = pfilter.classify(PCAP, rules, default="other").labels()
+    assert rows[0] == ["packet", "label"]
+    assert [r[1] for r in rows[1:]] == list(want)
+    assert rows[5][0] == "4"
+
+
+def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
+    out = tmp_path / "labels.npy"
+    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out)]) == 0
+    labels = np.load(out)
+    assert labels.dtype.kind == "U" and len(labels) == 4709
+    assert set(labels) == {"web", "dns", "v6", "udp", ""}
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["-R", "RULES"], 2, "the following arguments are required: -r"),
+    (["-r", "CAP"], 2, "the following arguments are required: -R"),
+    (["-r", "CAP", "-R", "RULES", "--labels", "out.txt"], 2, "--labels needs a .csv or .npy"),
+    (["-r", "/nonexistent.pcap", "-R", "RULES"], 1, "/nonexistent.pcap"),
+    (["-r", "CAP", "-R", "/nonexistent.rules"], 1, "cannot read rules file"),
+])
+def test_errors_are_one_line_on_stderr_with_a_nonzero_status(rules, capsys, argv, status, message):
+    argv = [str(PCAP) if a == "CAP" else str(rules) if a == "RULES" else a for a in argv]
+    assert clmod.cli_main(argv) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.splitlines()
+    assert len(err) == 1 and err[0].startswith("pfilter classify: ") and message in err[0]
+
+
+def test_a_rule_that_does_not_compile_is_one_line_naming_the_rule(tmp_path, capsys):
+    f = tmp_path / "bad.rules"
+    f.write_text("ok: tcp\nbroken: tcp port\n")
+    assert clmod.cli_main(["-r", str(PCAP), "-R", str(f)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "rule 'broken'" in err[0]
