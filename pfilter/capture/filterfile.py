@@ -1,0 +1,181 @@
+"""filter_file: copy the packets of one or more captures that match an expression into a new
+capture (the `pfilter -r IN -w OUT EXPR` path), streaming batch by batch.
+
+Imports the reader and writers of pfilter.capture, pfilter.errors, and pfilter.compile /
+pfilter.Program (the compiler and the VM) through the public package.
+
+For pcapng input whose interfaces have different link types, the expression is compiled once per
+link type and each packet is judged by its own link type's program. Memory stays bounded: a batch
+and its window are dropped once written.
+"""
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import CaptureFormatError, FilterError
+from .reader import open_capture
+from .writer import format_for_path, open_writer
+
+
+@dataclass
+class FilterStats:
+    """What filter_file did: packets read, matched and written, bytes of packet data written,
+    wall seconds, and the inputs it read."""
+    read: int = 0
+    matched: int = 0
+    written: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    files: list = field(default_factory=list)
+
+    def __getitem__(self, key):
+        return getattr(self, key)
+
+    def keys(self):
+        return asdict(self).keys()
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class ProgramSet:
+    """The expression's Program per link type, compiled on first need."""
+
+    def __init__(self, expr, snaplen=None, optimize=True, linktype=None):
+        self.expr = expr
+        self.snaplen = snaplen
+        self.optimize = optimize
+        self.forced_linktype = linktype
+        self._programs = {}
+
+    def for_linktype(self, linktype, snaplen=None):
+        import pfilter
+        if isinstance(self.expr, pfilter.Program):
+            return self.expr
+        lt = self.forced_linktype if self.forced_linktype is not None else int(linktype)
+        key = (lt, self.snaplen or snaplen or 262144)
+        prog = self._programs.get(key)
+        if prog is None:
+            prog = pfilter.compile(self.expr, linktype=lt, snaplen=key[1], optimize=self.optimize)
+            self._programs[key] = prog
+        return prog
+
+    def match(self, batch, snaplen=None):
+        """Bool mask of the batch's packets the expression accepts."""
+        if batch.linktypes is None or self.forced_linktype is not None:
+            return self.for_linktype(batch.linktype, snaplen).match_batch(batch)
+        kinds = np.unique(batch.linktypes)
+        if len(kinds) == 1:
+            return self.for_linktype(int(kinds[0]), snaplen).match_batch(batch)
+        mask = np.zeros(len(batch), dtype=bool)
+        for lt in kinds:
+            mask |= self.for_linktype(int(lt), snaplen).match_batch(batch) & (batch.linktypes == lt)
+        return mask
+
+
+def _inputs(src):
+    if isinstance(src, (list, tuple)):
+        return list(src)
+    return [src]
+
+
+def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
+                progress=None, format=None, ts_resolution=None, batch_packets=None,
+                on_batch=None):
+    """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
+
+    src: a path, '-', a file object, or a list of them (read in order into one output).
+    dst: a path, '-' for standard output, or None to count without writing.
+    linktype / snaplen: override the capture's for compiling (like tcpdump -y / -s).
+    count: stop after this many matching packets (tcpdump -c); `read` then counts the packets
+    up to the last of them.
+    progress: called as progress(bytes_done, bytes_total, stats) after each batch.
+    format: "pcap" or "pcapng" (default: from dst's name, else pcap).
+    ts_resolution: "us" or "ns" for pcap output (default: the first input's).
+    on_batch: called as on_batch(batch, indices) for the matched packets of each batch.
+
+    Returns a FilterStats. A damaged input raises CaptureFormatError after the packets before
+    the damage were written and the output committed (as tcpdump leaves them); the exception
+    carries the stats as `.stats`."""
+    started = time.perf_counter()
+    stats = FilterStats()
+    sources = _inputs(src)
+    if not sources:
+        raise FilterError("no input capture")
+    if count is not None and count < 0:
+        raise FilterError("count must not be negative")
+    programs = ProgramSet(expr, snaplen, optimize, linktype)
+    writer = None
+    total_bytes = sum(_size(s) for s in sources)
+    done_bytes = 0
+    selected = 0
+    try:
+        for s in sources:
+            with open_capture(s, **({"batch_packets": batch_packets} if batch_packets else {})) as cap:
+                stats.files.append(cap.path)
+                programs.for_linktype(cap.linktype, cap.snaplen)
+                if writer is None and dst is not None:
+                    writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                try:
+                    for batch in cap:
+                        n = len(batch)
+                        stats.read += n
+                        mask = programs.match(batch, cap.snaplen)
+                        idx = np.flatnonzero(mask)
+                        stats.matched += len(idx)
+                        if count is not None and selected + len(idx) >= count:
+                            cut = count - selected
+                            stats.matched -= len(idx) - cut
+                            if cut:
+                                stats.read -= n - 1 - int(idx[cut - 1])
+                            idx = idx[:cut]
+                        selected += len(idx)
+                        if writer is not None and len(idx):
+                            writer.write(batch, idx)
+                            stats.written += len(idx)
+                            stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
+                        if on_batch is not None and len(idx):
+                            on_batch(batch, idx)
+                        if progress is not None and batch.file_offsets is not None and n:
+                            progress(done_bytes + int(batch.file_offsets[-1]), total_bytes, stats)
+                        del batch, mask
+                        if count is not None and selected >= count:
+                            break
+                except CaptureFormatError as err:
+                    stats.seconds = time.perf_counter() - started
+                    err.stats = stats
+                    if writer is not None:
+                        writer.close()
+                        writer = None
+                    raise
+                done_bytes += _size(s)
+            if count is not None and selected >= count:
+                break
+        if writer is not None:
+            writer.close()
+            writer = None
+    finally:
+        if writer is not None:
+            writer.abort()
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _size(s):
+    try:
+        return os.path.getsize(s) if isinstance(s, (str, os.PathLike)) and s != "-" else 0
+    except OSError:
+        return 0
+
+
+def _writer_for(dst, cap, format, ts_resolution, sources):
+    fmt = format or format_for_path(dst)
+    if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
+        raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
+                          f"(name the output .pcapng)")
+    return open_writer(dst, format=fmt, linktype=cap.linktype, snaplen=cap.snaplen,
+                       ts_resolution=ts_resolution or cap.ts_resolution,
+                       linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
+                       protect=[s for s in sources if isinstance(s, (str, os.PathLike))])
