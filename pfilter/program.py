@@ -25,7 +25,10 @@ _PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
 if not _PURE:
     try:
         from . import _vm as _cvm
-    except ImportError:  # extension not built: fall back to the twin, and say so in VM_NAME
+    except ImportError:  # extension not built: fall back to the twin, and say so
+        import warnings
+        warnings.warn("pfilter's compiled VM is not built (pip install . or pip install -e .); "
+                      "using the pure-Python VM, which is about 1000x slower", RuntimeWarning, stacklevel=2)
         _cvm = None
 else:
     _cvm = None
