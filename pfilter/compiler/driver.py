@@ -1,0 +1,113 @@
+"""The compiler driver: expression text to a validated Program.
+Imports pfilter.errors, pfilter.program, pfilter.linktypes (optional), pfilter.optimizer
+(optional) and the pfilter.compiler stages.
+
+    parse (parser.py) -> lower (gencode.Codegen over a LinkContext) -> block graph
+    -> linearize (emit.py) -> optimize (pfilter.optimizer, when asked and installed)
+    -> Program.from_tuples (validation)
+
+Programs are immutable, so compilations are memoized on (expression, DLT, snaplen, optimize,
+netmask).
+"""
+
+from functools import lru_cache
+
+from pfilter.errors import FilterError
+from pfilter.compiler.emit import linearize
+from pfilter.compiler.gencode import Codegen
+from pfilter.compiler.linkctx import DLT, dlt_from_linktype, link_context
+
+__all__ = ["compile_expression", "compile_to_tuples", "resolve_linktype"]
+
+# Names accepted for link types besides DLT_* names (LINKTYPE_* spellings and aliases).
+_NAME_ALIASES = {"ETHERNET": "EN10MB", "LINUX_SLL1": "LINUX_SLL", "IEEE802_11_RADIOTAP":
+                 "IEEE802_11_RADIO", "RADIOTAP": "IEEE802_11_RADIO", "CHDLC": "C_HDLC",
+                 "IPV4": "IPV4", "IPV6": "IPV6", "PPP_HDLC": "PPP_SERIAL"}
+
+
+def resolve_linktype(linktype):
+    """The DLT number libpcap would use for a link-type name or LINKTYPE/DLT number."""
+    if isinstance(linktype, bool):
+        raise FilterError(f"unknown link type {linktype!r}")
+    if isinstance(linktype, int):
+        return dlt_from_linktype(linktype)
+    if isinstance(linktype, str):
+        try:
+            from pfilter.linktypes import linktype_number
+        except ImportError:
+            linktype_number = None
+        text = linktype.strip()
+        if text.isdigit():
+            return dlt_from_linktype(int(text))
+        key = text.upper()
+        if key.startswith(("DLT_", "LINKTYPE_")):
+            key = key.split("_", 1)[1]
+        key = _NAME_ALIASES.get(key, key)
+        if key in DLT:
+            return DLT[key]
+        if linktype_number is not None:
+            try:
+                return dlt_from_linktype(int(linktype_number(linktype)))
+            except (ValueError, KeyError, TypeError, LookupError):
+                pass
+        raise FilterError(f"unknown link type {linktype!r}")
+    raise FilterError(f"unknown link type {linktype!r}")
+
+
+def _parse(expr):
+    from pfilter.compiler.parser import parse
+    return parse(expr)
+
+
+def compile_to_tuples(expr, dlt=1, snaplen=262144, netmask=None, savefile=True):
+    """libpcap's unoptimized program for `expr` as a list of (code, jt, jf, k).
+
+    `savefile` False compiles as libpcap does for a live or dead handle (what `tcpdump -y DLT
+    -d` prints); it only changes `ip6` on NULL/LOOP (one AF_INET6 value instead of three).
+    """
+    if not isinstance(expr, str):
+        raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
+    if snaplen == 0:
+        raise FilterError("snaplen of 0 rejects all packets")
+    ctx = link_context(dlt)
+    node = _parse(expr) if expr.strip() else None
+    gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile)
+    try:
+        root = gen.compile(node)
+    except RecursionError:
+        raise FilterError("expression too complex to compile") from None
+    return linearize(root)
+
+
+@lru_cache(maxsize=4096)
+def _compile_cached(expr, dlt, snaplen, optimize, netmask):
+    from pfilter.program import Program
+    tuples = compile_to_tuples(expr, dlt, snaplen, netmask)
+    if optimize:
+        try:
+            from pfilter.optimizer import optimize_program
+        except ImportError:
+            optimize_program = None
+        if optimize_program is not None:
+            tuples = optimize_program(tuples)
+    return Program.from_tuples(tuples)
+
+
+def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None):
+    """Compile a pcap-filter expression into a Program (the meaning is libpcap 1.10.3's).
+
+    `linktype` is a DLT/LINKTYPE name or number. `netmask` is the IPv4 netmask `ip broadcast`
+    needs; None means unknown (libpcap's PCAP_NETMASK_UNKNOWN: `ip broadcast` is an error),
+    0 is what tcpdump passes when reading a file. An empty expression accepts every packet.
+    """
+    dlt = resolve_linktype(linktype)
+    if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 <= snaplen <= 0xFFFFFFFF:
+        raise FilterError(f"invalid snaplen {snaplen!r}")
+    if netmask is not None and (not isinstance(netmask, int) or not 0 <= netmask <= 0xFFFFFFFF):
+        raise FilterError(f"invalid netmask {netmask!r}")
+    if not isinstance(expr, str):
+        raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
+    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask)
+
+
+compile_expression.cache_clear = _compile_cached.cache_clear

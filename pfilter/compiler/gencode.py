@@ -1,0 +1,2420 @@
+"""Lowering: the pcap-filter AST to a graph of basic blocks, with libpcap 1.10.3's meaning.
+Imports pfilter.errors, pfilter.opcodes, pfilter.compiler.{ast,blocks,linkctx,names}.
+
+`Codegen(link_context, ...)` holds the state of one compilation (libpcap's compiler_state_t):
+the current link-layer offsets, which `vlan`, `mpls`, `pppoes` and `geneve` shift for the
+rest of the expression, and the scratch-register allocator. `lower(node)` walks the AST left
+to right, in source order, exactly as libpcap's grammar actions run, so the blocks (and
+therefore the linearized program) come out the same as libpcap's unoptimized output.
+
+Each `gen_*` method mirrors the libpcap function it names; differences are marked
+`Divergence:`.
+"""
+
+from pfilter.errors import FilterError
+from pfilter.opcodes import (
+    BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND,
+    BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN,
+    BPF_LSH, BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR,
+    BPF_RET, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
+)
+from pfilter.compiler import ast as A
+from pfilter.compiler.blocks import JMP, Block, Stmt, backpatch, gen_and, gen_not, gen_or
+from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
+
+__all__ = ["Codegen"]
+
+
+ETHERMTU = 1500
+
+ETHERTYPE_IP = 0x0800
+ETHERTYPE_ARP = 0x0806
+ETHERTYPE_REVARP = 0x8035
+ETHERTYPE_IPV6 = 0x86DD
+ETHERTYPE_ATALK = 0x809B
+ETHERTYPE_AARP = 0x80F3
+ETHERTYPE_DN = 0x6003
+ETHERTYPE_SCA = 0x6007
+ETHERTYPE_LAT = 0x6004
+ETHERTYPE_MOPDL = 0x6001
+ETHERTYPE_MOPRC = 0x6002
+ETHERTYPE_NS = 0x0600
+ETHERTYPE_IPX = 0x8137
+ETHERTYPE_TEB = 0x6558
+ETHERTYPE_8021Q = 0x8100
+ETHERTYPE_8021AD = 0x88A8
+ETHERTYPE_8021QINQ = 0x9100
+ETHERTYPE_MPLS = 0x8847
+ETHERTYPE_PPPOED = 0x8863
+ETHERTYPE_PPPOES = 0x8864
+
+LLCSAP_IP = 0x06
+LLCSAP_ISONS = 0xFE
+LLCSAP_NETBEUI = 0xF0
+LLCSAP_IPX = 0xE0
+LLCSAP_SNAP = 0xAA
+LLCSAP_8021D = 0x42
+
+ISO8473_CLNP = 0x81
+ISO9542_ESIS = 0x82
+ISO10589_ISIS = 0x83
+ISIS_L1_LAN_IIH = 15
+ISIS_L2_LAN_IIH = 16
+ISIS_PTP_IIH = 17
+ISIS_L1_LSP = 18
+ISIS_L2_LSP = 20
+ISIS_L1_CSNP = 24
+ISIS_L2_CSNP = 25
+ISIS_L1_PSNP = 26
+ISIS_L2_PSNP = 27
+
+IPPROTO_HOPOPTS = 0
+IPPROTO_ICMP = 1
+IPPROTO_IGMP = 2
+IPPROTO_TCP = 6
+IPPROTO_IGRP = 9
+IPPROTO_UDP = 17
+IPPROTO_ROUTING = 43
+IPPROTO_FRAGMENT = 44
+IPPROTO_ESP = 50
+IPPROTO_AH = 51
+IPPROTO_ICMPV6 = 58
+IPPROTO_NONE = 59
+IPPROTO_DSTOPTS = 60
+IPPROTO_PIM = 103
+IPPROTO_VRRP = 112
+IPPROTO_CARP = 112
+IPPROTO_SCTP = 132
+PROTO_UNDEF = -1
+
+PPP_IP = 0x0021
+PPP_OSI = 0x0023
+PPP_NS = 0x0025
+PPP_DECNET = 0x0027
+PPP_APPLE = 0x0029
+PPP_IPX = 0x002B
+PPP_VJC = 0x002D
+PPP_VJNC = 0x002F
+PPP_BRPDU = 0x0031
+PPP_IPV6 = 0x0057
+PPP_MPLS_UCAST = 0x0281
+
+LINUX_SLL_P_802_3 = 0x0001
+LINUX_SLL_P_802_2 = 0x0004
+LINUX_SLL_OUTGOING = 4
+
+LLC_S_FMT = 1
+LLC_U_FMT = 3
+LLC_S_CMD_MASK = 0x0F
+LLC_U_CMD_MASK = 0xEF
+LLC_S_SUBTYPES = {"rr": 0x01, "rnr": 0x05, "rej": 0x09}
+LLC_U_SUBTYPES = {"ui": 0x03, "ua": 0x63, "disc": 0x43, "dm": 0x0F, "sabme": 0x6F,
+                  "test": 0xE3, "xid": 0xAF, "frmr": 0x87}
+
+IEEE80211_FC0_TYPE_MASK = 0x0C
+IEEE80211_FC0_SUBTYPE_MASK = 0xF0
+IEEE80211_FC0_TYPE_CTL = 0x04
+IEEE80211_FC0_SUBTYPE_CTS = 0xC0
+IEEE80211_FC0_SUBTYPE_ACK = 0xD0
+IEEE80211_FC1_DIR_MASK = 0x03
+IEEE80211_FC1_DIR_DSTODS = 0x03
+
+# struct pfloghdr field offsets (libpcap's pflog.h on Linux)
+PFLOG_AF, PFLOG_ACTION, PFLOG_REASON, PFLOG_IFNAME, PFLOG_RULESET = 1, 2, 3, 4, 20
+PFLOG_RULENR, PFLOG_SUBRULENR, PFLOG_DIR = 36, 40, 60
+PFLOG_IFNAMSIZ = 16
+PF_IN, PF_OUT = 1, 2
+AF_INET, AF_INET6_LINUX = 2, 10
+PF_REASONS = ("match", "bad-offset", "fragment", "short", "normalize", "memory",
+              "bad-timestamp", "congestion", "ip-option", "proto-cksum", "state-mismatch",
+              "state-insert", "state-limit", "src-limit", "synproxy")
+PF_ACTIONS = {"pass": 0, "accept": 0, "drop": 1, "block": 1, "scrub": 2, "noscrub": 3,
+              "nat": 4, "nonat": 5, "binat": 6, "nobinat": 7, "rdr": 8, "nordr": 9,
+              "synproxy-drop": 10}
+
+IPNET_OUTBOUND, IPNET_INBOUND = 1, 2
+IPH_AF_INET, IPH_AF_INET6 = 2, 26
+PPP_PPPD_IN, PPP_PPPD_OUT = 0, 1
+ARCTYPE_IP, ARCTYPE_IP_OLD, ARCTYPE_ARP, ARCTYPE_ARP_OLD = 212, 240, 213, 241
+ARCTYPE_REVARP, ARCTYPE_ATALK, ARCTYPE_INET6 = 214, 221, 0xC4
+
+BSD_AFNUM_INET6_BSD, BSD_AFNUM_INET6_FREEBSD, BSD_AFNUM_INET6_DARWIN = 24, 28, 30
+
+GENEVE_PORT = 6081
+
+# Where a load is relative to (libpcap: enum e_offrel).
+OR_PACKET, OR_LINKHDR, OR_PREVLINKHDR, OR_LLC, OR_PREVMPLSHDR, OR_LINKTYPE, OR_LINKPL, \
+    OR_LINKPL_NOSNAP, OR_TRAN_IPV4, OR_TRAN_IPV6 = range(10)
+
+_SIZE_CODE = {1: BPF_B, 2: BPF_H, 4: BPF_W}
+
+_ARITH_OPS = {"+": BPF_ADD, "-": BPF_SUB, "*": BPF_MUL, "/": BPF_DIV, "%": BPF_MOD,
+              "&": BPF_AND, "|": BPF_OR, "^": BPF_XOR, "<<": BPF_LSH, ">>": BPF_RSH}
+# relop -> (jump, reversed) (libpcap grammar: relop / irelop)
+_RELOPS = {">": (BPF_JGT, False), ">=": (BPF_JGE, False), "=": (BPF_JEQ, False),
+           "<=": (BPF_JGT, True), "<": (BPF_JGE, True), "!=": (BPF_JEQ, True)}
+
+# The dir qualifier words; None is libpcap's Q_DEFAULT.
+Q_SRC, Q_DST, Q_OR, Q_AND = "src", "dst", "src or dst", "src and dst"
+_WLAN_DIRS = ("addr1", "addr2", "addr3", "addr4", "ra", "ta")
+
+
+def _swap32(v):
+    return int.from_bytes((v & 0xFFFFFFFF).to_bytes(4, "big"), "little")
+
+
+def _swap16(v):
+    return ((v & 0xFF) << 8) | ((v >> 8) & 0xFF)
+
+
+def _atoin(text):
+    """libpcap: __pcap_atoin(): dotted decimal to (value, bits), bits -1 when a part > 255."""
+    value = 0
+    bits = 0
+    for part in text.split("."):
+        n = 0
+        for ch in part:
+            if not ch.isdigit():
+                return value, -1
+            n = n * 10 + ord(ch) - 48
+            if n > 255:
+                return value, -1
+        value = ((value << 8) | n) & 0xFFFFFFFF
+        bits += 8
+    return value, bits
+
+
+def _atodn(text):
+    """libpcap: __pcap_atodn(): `area.node` to a DECnet address, None if malformed."""
+    parts = text.split(".")
+    try:
+        area, node = int(parts[0]), int(parts[1])
+    except (ValueError, IndexError):
+        return None
+    return ((area << 10) & 0o176000) | (node & 0o1777)
+
+
+def _scanf_int(text):
+    """The leading decimal integer of text the way sscanf("%d") reads it, and the rest."""
+    i = 0
+    n = len(text)
+    while i < n and text[i] in " \t\n":
+        i += 1
+    j = i
+    if j < n and text[j] in "+-":
+        j += 1
+    k = j
+    while k < n and text[k].isdigit():
+        k += 1
+    if k == j:
+        return None, text
+    return int(text[i:k]), text[k:]
+
+
+def _names():
+    from pfilter.compiler import names
+    return names
+
+
+class Arth:
+    """An arithmetic value being computed (libpcap: struct arth): code in `s` leaves it in
+    scratch register `regno`; `b` holds the protocol checks it depends on (or None)."""
+
+    __slots__ = ("s", "b", "regno")
+
+    def __init__(self, s, regno, b=None):
+        self.s = s
+        self.regno = regno
+        self.b = b
+
+
+class _AbsOffset:
+    """libpcap: bpf_abs_offset: constant part, plus a scratch register when variable."""
+
+    __slots__ = ("is_variable", "constant_part", "reg")
+
+    def __init__(self, constant_part=0, is_variable=False, reg=-1):
+        self.constant_part = constant_part
+        self.is_variable = is_variable
+        self.reg = reg
+
+    def copy(self):
+        return _AbsOffset(self.constant_part, self.is_variable, self.reg)
+
+
+def _err(msg):
+    raise FilterError(msg)
+
+
+class Codegen:
+    """The state of one compilation (libpcap: compiler_state_t) and the gen_* routines."""
+
+    def __init__(self, link, snaplen=262144, netmask=None, savefile=True):
+        self.link = link
+        self.snaplen = snaplen
+        self.netmask = netmask
+        self.savefile = savefile
+        self.regused = [False] * BPF_MEMWORDS
+        self.curreg = 0
+        dlt = link.dlt
+        self.outermostlinktype = dlt
+        self.prevlinktype = dlt
+        self.linktype = dlt
+        self.off_linkhdr = _AbsOffset(link.off_linkhdr, link.linkhdr_variable)
+        self.off_linkpl = _AbsOffset(link.off_linkpl, link.linkpl_variable)
+        self.off_linktype = _AbsOffset(link.off_linktype)
+        self.off_outermostlinkhdr = self.off_linkhdr.copy()
+        self.off_prevlinkhdr = self.off_linkhdr.copy()
+        self.off_nl = link.off_nl
+        self.off_nl_nosnap = link.off_nl_nosnap
+        self.is_geneve = False
+        self.is_vlan_vloffset = False
+        self.label_stack_depth = 0
+        self.vlan_stack_depth = 0
+        self.no_optimize = False
+
+    # ------------------------------------------------------------------ driver entry points
+
+    def compile(self, node):
+        """The root block of the finished graph for `node` (None: accept every packet)."""
+        if node is None:
+            return self.gen_retblk(self.snaplen)
+        b = self.lower(node)
+        return self.finish_parse(b)
+
+    def finish_parse(self, p):
+        # libpcap: finish_parse()
+        self.insert_compute_vloffsets(p.head)
+        ppi = self.gen_ppi_dlt_check()
+        if ppi is not None:
+            gen_and(ppi, p)
+        backpatch(p, self.gen_retblk(self.snaplen))
+        p.sense = not p.sense
+        backpatch(p, self.gen_retblk(0))
+        return p.head
+
+    # ------------------------------------------------------------------ primitives
+
+    @staticmethod
+    def gen_retblk(v):
+        return Block(BPF_RET | BPF_K, v & 0xFFFFFFFF)
+
+    def alloc_reg(self):
+        # libpcap: alloc_reg()
+        for _ in range(BPF_MEMWORDS):
+            if self.regused[self.curreg]:
+                self.curreg = (self.curreg + 1) % BPF_MEMWORDS
+            else:
+                self.regused[self.curreg] = True
+                return self.curreg
+        _err("too many registers needed to evaluate expression")
+
+    def free_reg(self, n):
+        self.regused[n] = False
+
+    def _linktype_desc(self, dlt=None):
+        dlt = self.linktype if dlt is None else dlt
+        return _DLT_DESCRIPTIONS.get(dlt) or f"DLT {dlt}"
+
+    def gen_load_absoffsetrel(self, off, offset, size):
+        # libpcap: gen_load_absoffsetrel()
+        s = self.gen_abs_offset_varpart(off)
+        if s is not None:
+            s.append(Stmt(BPF_LD | BPF_IND | size, off.constant_part + offset))
+            return s
+        return [Stmt(BPF_LD | BPF_ABS | size, off.constant_part + offset)]
+
+    def gen_load_a(self, offrel, offset, size):
+        # libpcap: gen_load_a()
+        if offrel == OR_PACKET:
+            return [Stmt(BPF_LD | BPF_ABS | size, offset)]
+        if offrel == OR_LINKHDR:
+            return self.gen_load_absoffsetrel(self.off_linkhdr, offset, size)
+        if offrel == OR_PREVLINKHDR:
+            return self.gen_load_absoffsetrel(self.off_prevlinkhdr, offset, size)
+        if offrel == OR_LLC:
+            return self.gen_load_absoffsetrel(self.off_linkpl, offset, size)
+        if offrel == OR_PREVMPLSHDR:
+            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() - 4 + offset, size)
+        if offrel == OR_LINKPL:
+            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() + offset, size)
+        if offrel == OR_LINKPL_NOSNAP:
+            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl_nosnap() + offset, size)
+        if offrel == OR_LINKTYPE:
+            return self.gen_load_absoffsetrel(self.off_linktype, offset, size)
+        if offrel == OR_TRAN_IPV4:
+            s = self.gen_loadx_iphdrlen()
+            s.append(Stmt(BPF_LD | BPF_IND | size,
+                          self.off_linkpl.constant_part + self._nl() + offset))
+            return s
+        if offrel == OR_TRAN_IPV6:
+            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() + 40 + offset, size)
+        raise AssertionError(offrel)
+
+    def _nl(self):
+        # Divergence: libpcap computes with OFFSET_NOT_SET (0xffffffff) and emits a load
+        # that always fails; reaching here with no network layer is a compile error instead.
+        if self.off_nl is None or self.off_linkpl.constant_part is None:
+            _err(f"no network-layer header on {self._linktype_desc()}")
+        return self.off_nl
+
+    def _nl_nosnap(self):
+        if self.off_nl_nosnap is None or self.off_linkpl.constant_part is None:
+            _err(f"no network-layer header on {self._linktype_desc()}")
+        return self.off_nl_nosnap
+
+    def gen_loadx_iphdrlen(self):
+        # libpcap: gen_loadx_iphdrlen()
+        s = self.gen_abs_offset_varpart(self.off_linkpl)
+        if s is not None:
+            s.append(Stmt(BPF_LD | BPF_IND | BPF_B, self.off_linkpl.constant_part + self._nl()))
+            s.append(Stmt(BPF_ALU | BPF_AND | BPF_K, 0xF))
+            s.append(Stmt(BPF_ALU | BPF_LSH | BPF_K, 2))
+            s.append(Stmt(BPF_ALU | BPF_ADD | BPF_X))
+            s.append(Stmt(BPF_MISC | BPF_TAX))
+            return s
+        return [Stmt(BPF_LDX | BPF_MSH | BPF_B, self.off_linkpl.constant_part + self._nl())]
+
+    def gen_abs_offset_varpart(self, off):
+        # libpcap: gen_abs_offset_varpart()
+        if off.is_variable:
+            if off.reg == -1:
+                off.reg = self.alloc_reg()
+            return [Stmt(BPF_LDX | BPF_MEM, off.reg)]
+        return None
+
+    def gen_uncond(self, rsense):
+        # libpcap: gen_uncond()
+        return Block(JMP(BPF_JEQ), 0, [Stmt(BPF_LD | BPF_IMM, 0 if rsense else 1)])
+
+    def gen_true(self):
+        return self.gen_uncond(True)
+
+    def gen_false(self):
+        return self.gen_uncond(False)
+
+    def gen_ncmp(self, offrel, offset, size, mask, jtype, reverse, v):
+        # libpcap: gen_ncmp()
+        s = self.gen_load_a(offrel, offset, size)
+        if mask != 0xFFFFFFFF:
+            s.append(Stmt(BPF_ALU | BPF_AND | BPF_K, mask & 0xFFFFFFFF))
+        b = Block(JMP(jtype), v & 0xFFFFFFFF, s)
+        if reverse and jtype in (BPF_JGT, BPF_JGE):
+            gen_not(b)
+        return b
+
+    def gen_cmp(self, offrel, offset, size, v):
+        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JEQ, False, v)
+
+    def gen_cmp_gt(self, offrel, offset, size, v):
+        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGT, False, v)
+
+    def gen_cmp_ge(self, offrel, offset, size, v):
+        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGE, False, v)
+
+    def gen_cmp_lt(self, offrel, offset, size, v):
+        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGE, True, v)
+
+    def gen_cmp_le(self, offrel, offset, size, v):
+        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGT, True, v)
+
+    def gen_mcmp(self, offrel, offset, size, v, mask):
+        return self.gen_ncmp(offrel, offset, size, mask, BPF_JEQ, False, v)
+
+    def gen_bcmp(self, offrel, offset, size, v):
+        # libpcap: gen_bcmp(): compare `size` bytes, last word first
+        b = None
+        while size >= 4:
+            tmp = self.gen_cmp(offrel, offset + size - 4, BPF_W,
+                               int.from_bytes(v[size - 4:size], "big"))
+            if b is not None:
+                gen_and(b, tmp)
+            b = tmp
+            size -= 4
+        while size >= 2:
+            tmp = self.gen_cmp(offrel, offset + size - 2, BPF_H,
+                               int.from_bytes(v[size - 2:size], "big"))
+            if b is not None:
+                gen_and(b, tmp)
+            b = tmp
+            size -= 2
+        if size > 0:
+            tmp = self.gen_cmp(offrel, offset, BPF_B, v[0])
+            if b is not None:
+                gen_and(b, tmp)
+            b = tmp
+        return b
+
+    # ------------------------------------------------------------------ variable-length headers
+
+    def _load_radiotap_like_llprefixlen(self):
+        # libpcap: gen_load_radiotap_llprefixlen() / gen_load_ppi_llprefixlen()
+        if self.off_linkhdr.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_B | BPF_ABS, 3), Stmt(BPF_ALU | BPF_LSH | BPF_K, 8),
+                Stmt(BPF_MISC | BPF_TAX), Stmt(BPF_LD | BPF_B | BPF_ABS, 2),
+                Stmt(BPF_ALU | BPF_OR | BPF_X), Stmt(BPF_ST, self.off_linkhdr.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_avs_llprefixlen(self):
+        # libpcap: gen_load_avs_llprefixlen()
+        if self.off_linkhdr.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_W | BPF_ABS, 4), Stmt(BPF_ST, self.off_linkhdr.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_prism_llprefixlen(self):
+        # libpcap: gen_load_prism_llprefixlen()
+        self.no_optimize = True
+        if self.off_linkhdr.reg == -1:
+            return None
+        s = [Stmt(BPF_LD | BPF_W | BPF_ABS, 0), Stmt(BPF_ALU | BPF_AND | BPF_K, 0xFFFFF000)]
+        jeq_avs = Stmt(JMP(BPF_JEQ), 0x80211000)
+        s.append(jeq_avs)
+        s2 = Stmt(BPF_LD | BPF_W | BPF_ABS, 4)
+        s.append(s2)
+        jeq_avs.jt = s2
+        jcommon = Stmt(JMP(BPF_JA), 1)
+        s.append(jcommon)
+        s2 = Stmt(BPF_LD | BPF_W | BPF_IMM, 144)
+        s.append(s2)
+        jeq_avs.jf = s2
+        s2 = Stmt(BPF_ST, self.off_linkhdr.reg)
+        s.append(s2)
+        jcommon.jf = s2
+        s.append(Stmt(BPF_MISC | BPF_TAX))
+        return s
+
+    def _load_pflog_llprefixlen(self):
+        # libpcap: gen_load_pflog_llprefixlen()
+        if self.off_linkpl.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_B | BPF_ABS, 0), Stmt(BPF_ALU | BPF_ADD | BPF_K, 3),
+                Stmt(BPF_ALU | BPF_AND | BPF_K, 0xFFFFFFFC), Stmt(BPF_ST, self.off_linkpl.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_802_11_header_len(self, s, snext):
+        # libpcap: gen_load_802_11_header_len()
+        if self.off_linkpl.reg == -1:
+            return s
+        self.no_optimize = True
+        reg = self.off_linkpl.reg
+        if s is None:
+            s = [Stmt(BPF_LDX | BPF_IMM, self.off_outermostlinkhdr.constant_part)]
+        s += [Stmt(BPF_MISC | BPF_TXA), Stmt(BPF_ALU | BPF_ADD | BPF_K, 24), Stmt(BPF_ST, reg),
+              Stmt(BPF_LD | BPF_IND | BPF_B, 0)]
+        j_data1 = Stmt(JMP(BPF_JSET), 0x08)
+        s.append(j_data1)
+        j_data2 = Stmt(JMP(BPF_JSET), 0x04)
+        j_data1.jt = j_data2
+        s.append(j_data2)
+        j_data1.jf = snext
+        j_data2.jt = snext
+        j_qos = Stmt(JMP(BPF_JSET), 0x80)
+        j_data2.jf = j_qos
+        s.append(j_qos)
+        s2 = Stmt(BPF_LD | BPF_MEM, reg)
+        j_qos.jt = s2
+        s += [s2, Stmt(BPF_ALU | BPF_ADD | BPF_IMM, 2), Stmt(BPF_ST, reg)]
+        if self.linktype == DLT["IEEE802_11_RADIO"]:
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_W, 4)
+            j_qos.jf = s2
+            s.append(s2)
+            j_flags = Stmt(JMP(BPF_JSET), _swap32(0x00000002))
+            s.append(j_flags)
+            j_flags.jf = snext
+            j_ext = Stmt(JMP(BPF_JSET), _swap32(0x80000000))
+            s.append(j_ext)
+            j_flags.jt = j_ext
+            j_ext.jt = snext
+            j_tsft = Stmt(JMP(BPF_JSET), _swap32(0x00000001))
+            s.append(j_tsft)
+            j_ext.jf = j_tsft
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 16)
+            s.append(s2)
+            j_tsft.jt = s2
+            j_tsft_pad = Stmt(JMP(BPF_JSET), 0x20)
+            s.append(j_tsft_pad)
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 8)
+            s.append(s2)
+            j_tsft.jf = s2
+            j_notsft_pad = Stmt(JMP(BPF_JSET), 0x20)
+            s.append(j_notsft_pad)
+            roundup = Stmt(BPF_LD | BPF_MEM, reg)
+            s += [roundup, Stmt(BPF_ALU | BPF_ADD | BPF_IMM, 3),
+                  Stmt(BPF_ALU | BPF_AND | BPF_IMM, 0xFFFFFFFC), Stmt(BPF_ST, reg)]
+            j_tsft_pad.jt = roundup
+            j_tsft_pad.jf = snext
+            j_notsft_pad.jt = roundup
+            j_notsft_pad.jf = snext
+        else:
+            j_qos.jf = snext
+        return s
+
+    def insert_compute_vloffsets(self, b):
+        # libpcap: insert_compute_vloffsets()
+        if self.off_linkpl.reg != -1 and self.off_linkhdr.is_variable and self.off_linkhdr.reg == -1:
+            self.off_linkhdr.reg = self.alloc_reg()
+        outer = self.outermostlinktype
+        s = None
+        if outer == DLT["PRISM_HEADER"]:
+            s = self._load_prism_llprefixlen()
+        elif outer == DLT["IEEE802_11_RADIO_AVS"]:
+            s = self._load_avs_llprefixlen()
+        elif outer in (DLT["IEEE802_11_RADIO"], DLT["PPI"]):
+            s = self._load_radiotap_like_llprefixlen()
+        if outer in WLAN_DLTS:
+            s = self._load_802_11_header_len(s, b.stmts[0] if b.stmts else None)
+        elif outer == DLT["PFLOG"]:
+            s = self._load_pflog_llprefixlen()
+        if s is None and self.is_vlan_vloffset:
+            if self.off_linkpl.reg == -1:
+                self.off_linkpl.reg = self.alloc_reg()
+            if self.off_linktype.reg == -1:
+                self.off_linktype.reg = self.alloc_reg()
+            s = [Stmt(BPF_LD | BPF_W | BPF_IMM, 0), Stmt(BPF_ST, self.off_linkpl.reg),
+                 Stmt(BPF_ST, self.off_linktype.reg)]
+        if s is not None:
+            b.stmts = s + b.stmts
+
+    def gen_ppi_dlt_check(self):
+        # libpcap: gen_ppi_dlt_check()
+        if self.linktype == DLT["PPI"]:
+            return Block(JMP(BPF_JEQ), _swap32(DLT["IEEE802_11"]), [Stmt(BPF_LD | BPF_W | BPF_ABS, 4)])
+        return None
+
+    # ------------------------------------------------------------------ link-layer types
+
+    def gen_prevlinkhdr_check(self):
+        # libpcap: gen_prevlinkhdr_check()
+        if self.is_geneve:
+            return self.gen_geneve_ll_check()
+        if self.prevlinktype == DLT["SUNATM"]:
+            b0 = self.gen_cmp(OR_PREVLINKHDR, 4, BPF_H, 0xFF00)
+            gen_not(b0)
+            return b0
+        return None
+
+    def gen_ether_linktype(self, ll_proto):
+        # libpcap: gen_ether_linktype()
+        if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == LLCSAP_IPX:
+            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
+            gen_or(b0, b1)
+            b0 = self.gen_snap(0x000000, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            if ll_proto == ETHERTYPE_ATALK:
+                b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
+            else:
+                b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto <= ETHERMTU:
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LINKTYPE, 2, BPF_B, ll_proto)
+            gen_and(b0, b1)
+            return b1
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    def gen_loopback_linktype(self, ll_proto):
+        # libpcap: gen_loopback_linktype(); the AF_ value is in host byte order for NULL/ENC.
+        # Divergence: libpcap also byte-swaps it when the savefile was written on a host of the
+        # other byte order; pfilter compiles without the file and assumes little-endian.
+        if self.linktype in (DLT["NULL"], DLT["ENC"]):
+            ll_proto = _swap32(ll_proto)
+        return self.gen_cmp(OR_LINKHDR, 0, BPF_W, ll_proto)
+
+    def gen_ipnet_linktype(self, ll_proto):
+        # libpcap: gen_ipnet_linktype()
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET6)
+        return self.gen_false()
+
+    def gen_linux_sll_linktype(self, ll_proto):
+        # libpcap: gen_linux_sll_linktype()
+        if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == LLCSAP_IPX:
+            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+            b1 = self.gen_snap(0x000000, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_3)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            if ll_proto == ETHERTYPE_ATALK:
+                b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
+            else:
+                b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto <= ETHERMTU:
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            b1 = self.gen_cmp(OR_LINKHDR, self.off_linkpl.constant_part, BPF_B, ll_proto)
+            gen_and(b0, b1)
+            return b1
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    @staticmethod
+    def ethertype_to_ppptype(ll_proto):
+        return {ETHERTYPE_IP: PPP_IP, ETHERTYPE_IPV6: PPP_IPV6, ETHERTYPE_DN: PPP_DECNET,
+                ETHERTYPE_ATALK: PPP_APPLE, ETHERTYPE_NS: PPP_NS, LLCSAP_ISONS: PPP_OSI,
+                LLCSAP_8021D: PPP_BRPDU, LLCSAP_IPX: PPP_IPX}.get(ll_proto, ll_proto)
+
+    def gen_linktype(self, ll_proto):
+        # libpcap: gen_linktype()
+        if self.label_stack_depth > 0:
+            return self.gen_mpls_linktype(ll_proto)
+        lt = self.linktype
+        if lt in ETHER_DLTS:
+            b0 = self.gen_prevlinkhdr_check() if not self.is_geneve else None
+            b1 = self.gen_ether_linktype(ll_proto)
+            if b0 is not None:
+                gen_and(b0, b1)
+            return b1
+        if lt in (DLT["C_HDLC"], DLT["HDLC"]):
+            if ll_proto == LLCSAP_ISONS:
+                ll_proto = (ll_proto << 8) | LLCSAP_ISONS
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+        if lt in WLAN_DLTS:
+            b0 = self.gen_check_802_11_data_frame()
+            b1 = self.gen_llc_linktype(ll_proto)
+            gen_and(b0, b1)
+            return b1
+        if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["ATM_RFC1483"], DLT["ATM_CLIP"], DLT["IP_OVER_FC"]):
+            return self.gen_llc_linktype(ll_proto)
+        if lt == DLT["SUNATM"]:
+            _err("filtering on SunATM is not supported")
+        if lt == DLT["LINUX_SLL"]:
+            return self.gen_linux_sll_linktype(ll_proto)
+        if lt in (DLT["SLIP"], DLT["SLIP_BSDOS"], DLT["RAW"]):
+            if ll_proto == ETHERTYPE_IP:
+                return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x40, 0xF0)
+            if ll_proto == ETHERTYPE_IPV6:
+                return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x60, 0xF0)
+            return self.gen_false()
+        if lt == DLT["IPV4"]:
+            return self.gen_true() if ll_proto == ETHERTYPE_IP else self.gen_false()
+        if lt == DLT["IPV6"]:
+            return self.gen_true() if ll_proto == ETHERTYPE_IPV6 else self.gen_false()
+        if lt in (DLT["PPP"], DLT["PPP_PPPD"], DLT["PPP_SERIAL"], DLT["PPP_ETHER"]):
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
+        if lt == DLT["PPP_BSDOS"]:
+            if ll_proto == ETHERTYPE_IP:
+                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_IP)
+                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJC)
+                gen_or(b0, b1)
+                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJNC)
+                gen_or(b1, b0)
+                return b0
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
+        if lt in (DLT["NULL"], DLT["LOOP"], DLT["ENC"]):
+            if ll_proto == ETHERTYPE_IP:
+                return self.gen_loopback_linktype(AF_INET)
+            if ll_proto == ETHERTYPE_IPV6:
+                if self.savefile:
+                    b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_BSD)
+                    b1 = self.gen_loopback_linktype(BSD_AFNUM_INET6_FREEBSD)
+                    gen_or(b0, b1)
+                    b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_DARWIN)
+                    gen_or(b0, b1)
+                    return b1
+                return self.gen_loopback_linktype(AF_INET6_LINUX)
+            return self.gen_false()
+        if lt == DLT["PFLOG"]:
+            if ll_proto == ETHERTYPE_IP:
+                return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET)
+            if ll_proto == ETHERTYPE_IPV6:
+                return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET6_LINUX)
+            return self.gen_false()
+        if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
+            if ll_proto == ETHERTYPE_IPV6:
+                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_INET6)
+            if ll_proto == ETHERTYPE_IP:
+                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_IP)
+                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_IP_OLD)
+                gen_or(b0, b1)
+                return b1
+            if ll_proto == ETHERTYPE_ARP:
+                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ARP)
+                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ARP_OLD)
+                gen_or(b0, b1)
+                return b1
+            if ll_proto == ETHERTYPE_REVARP:
+                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_REVARP)
+            if ll_proto == ETHERTYPE_ATALK:
+                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ATALK)
+            return self.gen_false()
+        if lt == DLT["LTALK"]:
+            return self.gen_true() if ll_proto == ETHERTYPE_ATALK else self.gen_false()
+        if lt == DLT["FRELAY"]:
+            if ll_proto == ETHERTYPE_IP:
+                return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0xCC)
+            if ll_proto == ETHERTYPE_IPV6:
+                return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0x8E)
+            if ll_proto == LLCSAP_ISONS:
+                b0 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO8473_CLNP)
+                b1 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO9542_ESIS)
+                b2 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO10589_ISIS)
+                gen_or(b1, b2)
+                gen_or(b0, b2)
+                return b2
+            return self.gen_false()
+        if lt == DLT["MFR"]:
+            _err("Multi-link Frame Relay link-layer type filtering not implemented")
+        if lt in JUNIPER_DLTS:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x4D474300, 0xFFFFFF00)
+        if lt == DLT["BACNET_MS_TP"]:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x55FF0000, 0xFFFF0000)
+        if lt == DLT["IPNET"]:
+            return self.gen_ipnet_linktype(ll_proto)
+        unimpl = _NO_LINKTYPE_FILTERING.get(lt)
+        if unimpl is not None:
+            _err(f"{unimpl} link-layer type filtering not implemented")
+        if self.off_linktype.constant_part is not None:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+        _err(f"{self._linktype_desc()} link-layer type filtering not implemented")
+
+    def gen_snap(self, orgcode, ptype):
+        # libpcap: gen_snap()
+        block = bytes([LLCSAP_SNAP, LLCSAP_SNAP, 0x03, (orgcode >> 16) & 0xFF,
+                       (orgcode >> 8) & 0xFF, orgcode & 0xFF, (ptype >> 8) & 0xFF, ptype & 0xFF])
+        return self.gen_bcmp(OR_LLC, 0, 8, block)
+
+    def gen_llc_linktype(self, ll_proto):
+        # libpcap: gen_llc_linktype()
+        if ll_proto in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):
+            return self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+        if ll_proto == LLCSAP_IPX:
+            return self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+        if ll_proto == ETHERTYPE_ATALK:
+            return self.gen_snap(0x080007, ETHERTYPE_ATALK)
+        if ll_proto <= ETHERMTU:
+            return self.gen_cmp(OR_LLC, 0, BPF_B, ll_proto)
+        return self.gen_cmp(OR_LLC, 6, BPF_H, ll_proto)
+
+    def gen_check_802_11_data_frame(self):
+        # libpcap: gen_check_802_11_data_frame()
+        b0 = Block(JMP(BPF_JSET), 0x08, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+        b1 = Block(JMP(BPF_JSET), 0x04, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+        gen_not(b1)
+        gen_and(b1, b0)
+        return b0
+
+    def gen_mpls_linktype(self, ll_proto):
+        # libpcap: gen_mpls_linktype()
+        if ll_proto == ETHERTYPE_IP:
+            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x40, 0xF0)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == ETHERTYPE_IPV6:
+            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x60, 0xF0)
+            gen_and(b0, b1)
+            return b1
+        _err("unsupported protocol over mpls")
+
+    # ------------------------------------------------------------------ LLC
+
+    def gen_llc_internal(self):
+        # libpcap: gen_llc_internal()
+        lt = self.linktype
+        if lt == DLT["EN10MB"]:
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
+            gen_not(b1)
+            gen_and(b0, b1)
+            return b1
+        if lt == DLT["SUNATM"]:
+            _err("filtering on SunATM is not supported")
+        if lt in (DLT["IEEE802"], DLT["FDDI"], DLT["ATM_RFC1483"]):
+            return self.gen_true()
+        if lt in WLAN_DLTS:
+            return self.gen_check_802_11_data_frame()
+        _err(f"'llc' not supported for {self._linktype_desc()}")
+
+    def gen_llc(self, kind):
+        # libpcap: gen_llc(), gen_llc_i(), gen_llc_s(), gen_llc_u(), gen_llc_*_subtype()
+        if kind is None:
+            return self.gen_llc_internal()
+        k = kind.lower()
+        if k == "i":
+            b0 = self.gen_llc_internal()
+            b1 = Block(JMP(BPF_JSET), 0x01, self.gen_load_a(OR_LLC, 2, BPF_B))
+            gen_not(b1)
+            gen_and(b0, b1)
+            return b1
+        if k in ("s", "u"):
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_FMT if k == "s" else LLC_U_FMT, 0x03)
+            gen_and(b0, b1)
+            return b1
+        if k in LLC_S_SUBTYPES:
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_SUBTYPES[k], LLC_S_CMD_MASK)
+            gen_and(b0, b1)
+            return b1
+        if k in LLC_U_SUBTYPES:
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_U_SUBTYPES[k], LLC_U_CMD_MASK)
+            gen_and(b0, b1)
+            return b1
+        _err(f'unknown LLC type name "{kind}"')
+
+    # ------------------------------------------------------------------ hosts
+
+    def gen_hostop(self, addr, mask, dir, ll_proto, src_off, dst_off):
+        # libpcap: gen_hostop()
+        if dir == Q_SRC:
+            offset = src_off
+        elif dir == Q_DST:
+            offset = dst_off
+        elif dir == Q_AND:
+            b0 = self.gen_hostop(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
+            b1 = self.gen_hostop(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+            gen_and(b0, b1)
+            return b1
+        elif dir is None or dir == Q_OR:
+            b0 = self.gen_hostop(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
+            b1 = self.gen_hostop(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+            gen_or(b0, b1)
+            return b1
+        else:
+            self._wlan_dir_error_addr(dir)
+        b0 = self.gen_linktype(ll_proto)
+        b1 = self.gen_mcmp(OR_LINKPL, offset, BPF_W, addr, mask)
+        gen_and(b0, b1)
+        return b1
+
+    @staticmethod
+    def _wlan_dir_error_addr(dir, what="addresses other than 802.11 MAC addresses"):
+        if dir in ("ra", "ta"):
+            _err(f"'{dir}' is not a valid qualifier for {what}")
+        n = dir[-1]
+        _err(f"'addr{n}' and 'address{n}' are not valid qualifiers for {what}")
+
+    def gen_hostop6(self, addr, mask, dir, ll_proto, src_off, dst_off):
+        # libpcap: gen_hostop6()
+        if dir == Q_SRC:
+            offset = src_off
+        elif dir == Q_DST:
+            offset = dst_off
+        elif dir == Q_AND:
+            b0 = self.gen_hostop6(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
+            b1 = self.gen_hostop6(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+            gen_and(b0, b1)
+            return b1
+        elif dir is None or dir == Q_OR:
+            b0 = self.gen_hostop6(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
+            b1 = self.gen_hostop6(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+            gen_or(b0, b1)
+            return b1
+        else:
+            self._wlan_dir_error_addr(dir)
+        a = [int.from_bytes(addr[i:i + 4], "big") for i in range(0, 16, 4)]
+        m = [int.from_bytes(mask[i:i + 4], "big") for i in range(0, 16, 4)]
+        b1 = self.gen_mcmp(OR_LINKPL, offset + 12, BPF_W, a[3], m[3])
+        b0 = self.gen_mcmp(OR_LINKPL, offset + 8, BPF_W, a[2], m[2])
+        gen_and(b0, b1)
+        b0 = self.gen_mcmp(OR_LINKPL, offset + 4, BPF_W, a[1], m[1])
+        gen_and(b0, b1)
+        b0 = self.gen_mcmp(OR_LINKPL, offset + 0, BPF_W, a[0], m[0])
+        gen_and(b0, b1)
+        b0 = self.gen_linktype(ll_proto)
+        gen_and(b0, b1)
+        return b1
+
+    def gen_ehostop(self, eaddr, dir):
+        # libpcap: gen_ehostop()
+        if dir == Q_SRC:
+            return self.gen_bcmp(OR_LINKHDR, 6, 6, eaddr)
+        if dir == Q_DST:
+            return self.gen_bcmp(OR_LINKHDR, 0, 6, eaddr)
+        if dir == Q_AND:
+            b0 = self.gen_ehostop(eaddr, Q_SRC)
+            b1 = self.gen_ehostop(eaddr, Q_DST)
+            gen_and(b0, b1)
+            return b1
+        if dir is None or dir == Q_OR:
+            b0 = self.gen_ehostop(eaddr, Q_SRC)
+            b1 = self.gen_ehostop(eaddr, Q_DST)
+            gen_or(b0, b1)
+            return b1
+        self._wlan_only_error(dir, " with 802.11 headers")
+
+    @staticmethod
+    def _wlan_only_error(dir, tail=""):
+        if dir in ("ra", "ta"):
+            _err(f"'{dir}' is only supported on 802.11{tail}")
+        n = dir[-1]
+        _err(f"'addr{n}' and 'address{n}' are only supported on 802.11{tail}")
+
+    def _gen_mac_hostop(self, src_off, dst_off, eaddr, dir):
+        # libpcap: gen_fhostop(), gen_thostop(), gen_ipfchostop(): fixed MAC offsets
+        if dir == Q_SRC:
+            return self.gen_bcmp(OR_LINKHDR, src_off, 6, eaddr)
+        if dir == Q_DST:
+            return self.gen_bcmp(OR_LINKHDR, dst_off, 6, eaddr)
+        if dir == Q_AND or dir is None or dir == Q_OR:
+            b0 = self._gen_mac_hostop(src_off, dst_off, eaddr, Q_SRC)
+            b1 = self._gen_mac_hostop(src_off, dst_off, eaddr, Q_DST)
+            (gen_and if dir == Q_AND else gen_or)(b0, b1)
+            return b1
+        self._wlan_only_error(dir)
+
+    def _jset_block(self, offset, k, negate=False):
+        b = Block(JMP(BPF_JSET), k, self.gen_load_a(OR_LINKHDR, offset, BPF_B))
+        if negate:
+            gen_not(b)
+        return b
+
+    def gen_wlanhostop(self, eaddr, dir):
+        # libpcap: gen_wlanhostop()
+        if dir == Q_SRC:
+            b1 = self._jset_block(1, 0x01)
+            b0 = self.gen_bcmp(OR_LINKHDR, 24, 6, eaddr)
+            gen_and(b1, b0)
+            b2 = self._jset_block(1, 0x01, True)
+            b1 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
+            gen_and(b2, b1)
+            gen_or(b1, b0)
+            b1 = self._jset_block(1, 0x02)
+            gen_and(b1, b0)
+            b2 = self._jset_block(1, 0x02, True)
+            b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
+            gen_and(b2, b1)
+            gen_or(b1, b0)
+            b1 = self._jset_block(0, 0x08)
+            gen_and(b1, b0)
+            b2 = self._jset_block(0, 0x08, True)
+            b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
+            gen_and(b2, b1)
+            gen_or(b1, b0)
+            b1 = self._jset_block(0, 0x04, True)
+            gen_and(b1, b0)
+            return b0
+        if dir == Q_DST:
+            b1 = self._jset_block(1, 0x01)
+            b0 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
+            gen_and(b1, b0)
+            b2 = self._jset_block(1, 0x01, True)
+            b1 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
+            gen_and(b2, b1)
+            gen_or(b1, b0)
+            b1 = self._jset_block(0, 0x08)
+            gen_and(b1, b0)
+            b2 = self._jset_block(0, 0x08, True)
+            b1 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
+            gen_and(b2, b1)
+            gen_or(b1, b0)
+            b1 = self._jset_block(0, 0x04, True)
+            gen_and(b1, b0)
+            return b0
+        if dir == Q_AND or dir is None or dir == Q_OR:
+            b0 = self.gen_wlanhostop(eaddr, Q_SRC)
+            b1 = self.gen_wlanhostop(eaddr, Q_DST)
+            (gen_and if dir == Q_AND else gen_or)(b0, b1)
+            return b1
+        if dir == "addr1":
+            return self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
+        if dir in ("addr2", "ta"):
+            b0 = self.gen_mcmp(OR_LINKHDR, 0, BPF_B, IEEE80211_FC0_TYPE_CTL, IEEE80211_FC0_TYPE_MASK)
+            gen_not(b0)
+            b1 = self.gen_mcmp(OR_LINKHDR, 0, BPF_B, IEEE80211_FC0_SUBTYPE_CTS, IEEE80211_FC0_SUBTYPE_MASK)
+            gen_not(b1)
+            b2 = self.gen_mcmp(OR_LINKHDR, 0, BPF_B, IEEE80211_FC0_SUBTYPE_ACK, IEEE80211_FC0_SUBTYPE_MASK)
+            gen_not(b2)
+            gen_and(b1, b2)
+            gen_or(b0, b2)
+            if dir == "ta":
+                b1 = self._jset_block(0, 0x08)
+                gen_and(b1, b2)
+            b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
+            gen_and(b2, b1)
+            return b1
+        if dir == "addr3":
+            b0 = self.gen_mcmp(OR_LINKHDR, 0, BPF_B, IEEE80211_FC0_TYPE_CTL, IEEE80211_FC0_TYPE_MASK)
+            gen_not(b0)
+            b1 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
+            gen_and(b0, b1)
+            return b1
+        if dir == "addr4":
+            b0 = self.gen_mcmp(OR_LINKHDR, 1, BPF_B, IEEE80211_FC1_DIR_DSTODS, IEEE80211_FC1_DIR_MASK)
+            b1 = self.gen_bcmp(OR_LINKHDR, 24, 6, eaddr)
+            gen_and(b0, b1)
+            return b1
+        if dir == "ra":
+            b1 = self._jset_block(0, 0x08)
+            b0 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
+            gen_and(b1, b0)
+            return b0
+        raise AssertionError(dir)
+
+    def gen_dnhostop(self, addr, dir):
+        # libpcap: gen_dnhostop()
+        if dir == Q_DST:
+            offset_sh, offset_lh = 1, 7
+        elif dir == Q_SRC:
+            offset_sh, offset_lh = 3, 15
+        elif dir == Q_AND or dir is None or dir == Q_OR:
+            b0 = self.gen_dnhostop(addr, Q_SRC)
+            b1 = self.gen_dnhostop(addr, Q_DST)
+            (gen_and if dir == Q_AND else gen_or)(b0, b1)
+            return b1
+        else:
+            self._wlan_dir_error_addr(dir)
+        a = _swap16(addr & 0xFFFF)
+        b0 = self.gen_linktype(ETHERTYPE_DN)
+        tmp = self.gen_mcmp(OR_LINKPL, 2, BPF_H, _swap16(0x0681), _swap16(0x07FF))
+        b1 = self.gen_cmp(OR_LINKPL, 2 + 1 + offset_lh, BPF_H, a)
+        gen_and(tmp, b1)
+        tmp = self.gen_mcmp(OR_LINKPL, 2, BPF_B, 0x06, 0x7)
+        b2 = self.gen_cmp(OR_LINKPL, 2 + offset_lh, BPF_H, a)
+        gen_and(tmp, b2)
+        gen_or(b2, b1)
+        tmp = self.gen_mcmp(OR_LINKPL, 2, BPF_H, _swap16(0x0281), _swap16(0x07FF))
+        b2 = self.gen_cmp(OR_LINKPL, 2 + 1 + offset_sh, BPF_H, a)
+        gen_and(tmp, b2)
+        gen_or(b2, b1)
+        tmp = self.gen_mcmp(OR_LINKPL, 2, BPF_B, 0x02, 0x7)
+        b2 = self.gen_cmp(OR_LINKPL, 2 + offset_sh, BPF_H, a)
+        gen_and(tmp, b2)
+        gen_or(b2, b1)
+        gen_and(b0, b1)
+        return b1
+
+    def gen_host(self, addr, mask, proto, dir, kind):
+        # libpcap: gen_host()
+        typestr = "net" if kind == "net" else "host"
+        if proto is None:
+            b0 = self.gen_host(addr, mask, "ip", dir, kind)
+            if self.label_stack_depth == 0:
+                b1 = self.gen_host(addr, mask, "arp", dir, kind)
+                gen_or(b0, b1)
+                b0 = self.gen_host(addr, mask, "rarp", dir, kind)
+                gen_or(b1, b0)
+            return b0
+        if proto == "link":
+            _err(f"link-layer modifier applied to {typestr}")
+        if proto == "ip":
+            return self.gen_hostop(addr, mask, dir, ETHERTYPE_IP, 12, 16)
+        if proto == "rarp":
+            return self.gen_hostop(addr, mask, dir, ETHERTYPE_REVARP, 14, 24)
+        if proto == "arp":
+            return self.gen_hostop(addr, mask, dir, ETHERTYPE_ARP, 14, 24)
+        if proto == "decnet":
+            return self.gen_dnhostop(addr, dir)
+        if proto == "ip6":
+            _err("'ip6' modifier applied to ip host")
+        special = {"atalk": "AppleTalk", "lat": "LAT", "sca": "SCA", "moprc": "MOPRC",
+                   "mopdl": "MOPDL", "aarp": "AARP", "iso": "ISO", "ipx": "IPX"}
+        if proto in special:
+            _err(f"{special[proto]} host filtering not implemented")
+        _err(f"'{_qword(proto)}' modifier applied to {typestr}")
+
+    def gen_host6(self, addr, mask, proto, dir, kind):
+        # libpcap: gen_host6()
+        typestr = "net" if kind == "net" else "host"
+        if proto is None or proto == "ip6":
+            return self.gen_hostop6(addr, mask, dir, ETHERTYPE_IPV6, 8, 24)
+        if proto == "link":
+            _err(f"link-layer modifier applied to ip6 {typestr}")
+        if proto == "atalk":
+            _err(f"AppleTalk modifier applied to ip6 {typestr}")
+        _err(f"'{_qword(proto)}' modifier applied to ip6 {typestr}")
+
+    # ------------------------------------------------------------------ protocols
+
+    def gen_proto_abbrev(self, proto):
+        # libpcap: gen_proto_abbrev_internal()
+        simple_proto = {"sctp": (IPPROTO_SCTP, None), "tcp": (IPPROTO_TCP, None),
+                        "udp": (IPPROTO_UDP, None), "icmp": (IPPROTO_ICMP, "ip"),
+                        "igmp": (IPPROTO_IGMP, "ip"), "igrp": (IPPROTO_IGRP, "ip"),
+                        "pim": (IPPROTO_PIM, None), "vrrp": (IPPROTO_VRRP, "ip"),
+                        "carp": (IPPROTO_CARP, "ip"), "icmp6": (IPPROTO_ICMPV6, "ip6"),
+                        "ah": (IPPROTO_AH, None), "esp": (IPPROTO_ESP, None),
+                        "esis": (ISO9542_ESIS, "iso"), "isis": (ISO10589_ISIS, "iso"),
+                        "clnp": (ISO8473_CLNP, "iso")}
+        if proto in simple_proto:
+            v, p = simple_proto[proto]
+            return self.gen_proto(v, p, None)
+        linktypes = {"ip": ETHERTYPE_IP, "arp": ETHERTYPE_ARP, "rarp": ETHERTYPE_REVARP,
+                     "atalk": ETHERTYPE_ATALK, "aarp": ETHERTYPE_AARP, "decnet": ETHERTYPE_DN,
+                     "sca": ETHERTYPE_SCA, "lat": ETHERTYPE_LAT, "mopdl": ETHERTYPE_MOPDL,
+                     "moprc": ETHERTYPE_MOPRC, "ip6": ETHERTYPE_IPV6, "iso": LLCSAP_ISONS,
+                     "stp": LLCSAP_8021D, "ipx": LLCSAP_IPX, "netbeui": LLCSAP_NETBEUI}
+        if proto in linktypes:
+            return self.gen_linktype(linktypes[proto])
+        isis = {"l1": (ISIS_L1_LAN_IIH, ISIS_PTP_IIH, ISIS_L1_LSP, ISIS_L1_CSNP, ISIS_L1_PSNP),
+                "l2": (ISIS_L2_LAN_IIH, ISIS_PTP_IIH, ISIS_L2_LSP, ISIS_L2_CSNP, ISIS_L2_PSNP),
+                "iih": (ISIS_L1_LAN_IIH, ISIS_L2_LAN_IIH, ISIS_PTP_IIH),
+                "lsp": (ISIS_L1_LSP, ISIS_L2_LSP),
+                "snp": (ISIS_L1_CSNP, ISIS_L2_CSNP, ISIS_L1_PSNP, ISIS_L2_PSNP),
+                "csnp": (ISIS_L1_CSNP, ISIS_L2_CSNP),
+                "psnp": (ISIS_L1_PSNP, ISIS_L2_PSNP)}
+        if proto in isis:
+            types = isis[proto]
+            b0 = self.gen_proto(types[0], "isis", None)
+            b1 = self.gen_proto(types[1], "isis", None)
+            gen_or(b0, b1)
+            for t in types[2:]:
+                b0 = self.gen_proto(t, "isis", None)
+                gen_or(b0, b1)
+            return b1
+        if proto == "link":
+            _err("link layer applied in wrong context")
+        if proto == "radio":
+            _err("'radio' is not a valid protocol type")
+        raise AssertionError(proto)
+
+    def gen_ipfrag(self):
+        # libpcap: gen_ipfrag(): not a fragment other than the first
+        b = Block(JMP(BPF_JSET), 0x1FFF, self.gen_load_a(OR_LINKPL, 6, BPF_H))
+        gen_not(b)
+        return b
+
+    def _dir_pair(self, atom, dir, what):
+        if dir == Q_SRC:
+            return atom(0)
+        if dir == Q_DST:
+            return atom(2)
+        if dir == Q_AND or dir is None or dir == Q_OR:
+            tmp = atom(0)
+            b1 = atom(2)
+            (gen_and if dir == Q_AND else gen_or)(tmp, b1)
+            return b1
+        self._wlan_dir_error_addr(dir, what)
+
+    def gen_portop(self, port, proto, dir):
+        # libpcap: gen_portop()
+        tmp = self.gen_cmp(OR_LINKPL, 9, BPF_B, proto)
+        b0 = self.gen_ipfrag()
+        gen_and(tmp, b0)
+        b1 = self._dir_pair(lambda off: self.gen_cmp(OR_TRAN_IPV4, off, BPF_H, port), dir, "ports")
+        gen_and(b0, b1)
+        return b1
+
+    def gen_port(self, port, ip_proto, dir):
+        # libpcap: gen_port()
+        b0 = self.gen_linktype(ETHERTYPE_IP)
+        if ip_proto == PROTO_UNDEF:
+            tmp = self.gen_portop(port, IPPROTO_TCP, dir)
+            b1 = self.gen_portop(port, IPPROTO_UDP, dir)
+            gen_or(tmp, b1)
+            tmp = self.gen_portop(port, IPPROTO_SCTP, dir)
+            gen_or(tmp, b1)
+        else:
+            b1 = self.gen_portop(port, ip_proto, dir)
+        gen_and(b0, b1)
+        return b1
+
+    def gen_portop6(self, port, proto, dir):
+        # libpcap: gen_portop6()
+        b0 = self.gen_cmp(OR_LINKPL, 6, BPF_B, proto)
+        b1 = self._dir_pair(lambda off: self.gen_cmp(OR_TRAN_IPV6, off, BPF_H, port), dir, "ports")
+        gen_and(b0, b1)
+        return b1
+
+    def gen_port6(self, port, ip_proto, dir):
+        # libpcap: gen_port6()
+        b0 = self.gen_linktype(ETHERTYPE_IPV6)
+        if ip_proto == PROTO_UNDEF:
+            tmp = self.gen_portop6(port, IPPROTO_TCP, dir)
+            b1 = self.gen_portop6(port, IPPROTO_UDP, dir)
+            gen_or(tmp, b1)
+            tmp = self.gen_portop6(port, IPPROTO_SCTP, dir)
+            gen_or(tmp, b1)
+        else:
+            b1 = self.gen_portop6(port, ip_proto, dir)
+        gen_and(b0, b1)
+        return b1
+
+    def _portrangeatom(self, offrel, off, v1, v2):
+        # libpcap: gen_portrangeatom() / gen_portrangeatom6()
+        if v1 > v2:
+            v1, v2 = v2, v1
+        b1 = self.gen_cmp_ge(offrel, off, BPF_H, v1)
+        b2 = self.gen_cmp_le(offrel, off, BPF_H, v2)
+        gen_and(b1, b2)
+        return b2
+
+    def gen_portrangeop(self, p1, p2, proto, dir):
+        # libpcap: gen_portrangeop()
+        tmp = self.gen_cmp(OR_LINKPL, 9, BPF_B, proto)
+        b0 = self.gen_ipfrag()
+        gen_and(tmp, b0)
+        b1 = self._dir_pair(lambda off: self._portrangeatom(OR_TRAN_IPV4, off, p1, p2), dir,
+                            "port ranges")
+        gen_and(b0, b1)
+        return b1
+
+    def gen_portrange(self, p1, p2, ip_proto, dir):
+        # libpcap: gen_portrange()
+        b0 = self.gen_linktype(ETHERTYPE_IP)
+        if ip_proto == PROTO_UNDEF:
+            tmp = self.gen_portrangeop(p1, p2, IPPROTO_TCP, dir)
+            b1 = self.gen_portrangeop(p1, p2, IPPROTO_UDP, dir)
+            gen_or(tmp, b1)
+            tmp = self.gen_portrangeop(p1, p2, IPPROTO_SCTP, dir)
+            gen_or(tmp, b1)
+        else:
+            b1 = self.gen_portrangeop(p1, p2, ip_proto, dir)
+        gen_and(b0, b1)
+        return b1
+
+    def gen_portrangeop6(self, p1, p2, proto, dir):
+        # libpcap: gen_portrangeop6()
+        b0 = self.gen_cmp(OR_LINKPL, 6, BPF_B, proto)
+        b1 = self._dir_pair(lambda off: self._portrangeatom(OR_TRAN_IPV6, off, p1, p2), dir,
+                            "port ranges")
+        gen_and(b0, b1)
+        return b1
+
+    def gen_portrange6(self, p1, p2, ip_proto, dir):
+        # libpcap: gen_portrange6()
+        b0 = self.gen_linktype(ETHERTYPE_IPV6)
+        if ip_proto == PROTO_UNDEF:
+            tmp = self.gen_portrangeop6(p1, p2, IPPROTO_TCP, dir)
+            b1 = self.gen_portrangeop6(p1, p2, IPPROTO_UDP, dir)
+            gen_or(tmp, b1)
+            tmp = self.gen_portrangeop6(p1, p2, IPPROTO_SCTP, dir)
+            gen_or(tmp, b1)
+        else:
+            b1 = self.gen_portrangeop6(p1, p2, ip_proto, dir)
+        gen_and(b0, b1)
+        return b1
+
+    def lookup_proto(self, name, proto):
+        # libpcap: lookup_proto()
+        names = _names()
+        if proto in (None, "ip", "ip6"):
+            v = names.protocol_number(name)
+            if v is None:
+                _err(f"unknown ip proto '{name}'")
+            return v
+        if proto == "link":
+            v = names.ethertype_number(name)
+            if v is None:
+                v = names.llc_sap_number(name)
+                if v is None:
+                    _err(f"unknown ether proto '{name}'")
+            return v
+        if proto == "iso":
+            v = {"esis": ISO9542_ESIS, "isis": ISO10589_ISIS, "clnp": ISO8473_CLNP}.get(name)
+            if v is None:
+                _err(f"unknown osi proto '{name}'")
+            return v
+        return None
+
+    def gen_protochain(self, v, proto):
+        # libpcap: gen_protochain(); the scratch register is taken before the ip/ip6 split
+        # and, on that path, never given back (this shapes register numbers that follow).
+        reg2 = self.alloc_reg()
+        if proto is None:
+            b0 = self.gen_protochain(v, "ip")
+            b = self.gen_protochain(v, "ip6")
+            gen_or(b0, b)
+            return b
+        if proto not in ("ip", "ip6"):
+            _err("bad protocol applied for 'protochain'")
+        if self.off_linkpl.is_variable:
+            _err("'protochain' not supported with variable length headers")
+        self.no_optimize = True
+        base = self.off_linkpl.constant_part + self._nl()
+        s = []
+        if proto == "ip":
+            b0 = self.gen_linktype(ETHERTYPE_IP)
+            s.append(Stmt(BPF_LD | BPF_ABS | BPF_B, base + 9))
+            s.append(Stmt(BPF_LDX | BPF_MSH | BPF_B, base))
+        else:
+            b0 = self.gen_linktype(ETHERTYPE_IPV6)
+            s.append(Stmt(BPF_LD | BPF_ABS | BPF_B, base + 6))
+            s.append(Stmt(BPF_LDX | BPF_IMM, 40))
+        again = len(s)
+        j_v = Stmt(BPF_JMP | BPF_JEQ | BPF_K, v)
+        s.append(j_v)
+        j_none = Stmt(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_NONE)
+        s.append(j_none)
+        j_v.jf = j_none
+        j_frag = None
+        if proto == "ip6":
+            v6 = []
+            for k in (IPPROTO_HOPOPTS, IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_FRAGMENT):
+                st = Stmt(BPF_JMP | BPF_JEQ | BPF_K, k)
+                (v6[-1] if v6 else j_none).jf = st
+                v6.append(st)
+                s.append(st)
+            j_frag = v6[-1]
+            advance = Stmt(BPF_LD | BPF_IND | BPF_B, base)
+            s += [advance, Stmt(BPF_ST, reg2), Stmt(BPF_LD | BPF_IND | BPF_B, base + 1),
+                  Stmt(BPF_ALU | BPF_ADD | BPF_K, 1), Stmt(BPF_ALU | BPF_MUL | BPF_K, 8),
+                  Stmt(BPF_ALU | BPF_ADD | BPF_X, 0), Stmt(BPF_MISC | BPF_TAX)]
+            last = Stmt(BPF_LD | BPF_MEM, reg2)
+            s.append(last)
+            ja = Stmt(BPF_JMP | BPF_JA, (again - len(s) - 1) & 0xFFFFFFFF)
+            s.append(ja)
+            last.jf = ja
+            for st in v6:
+                st.jt = advance
+        else:
+            nop = Stmt(BPF_ALU | BPF_ADD | BPF_K, 0)
+            s.append(nop)
+            j_none.jf = nop
+        j_ah = Stmt(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_AH)
+        s.append(j_ah)
+        if j_frag is not None:
+            j_frag.jf = j_ah
+        txa = Stmt(BPF_MISC | BPF_TXA)
+        j_ah.jt = txa
+        s.append(txa)
+        s.append(Stmt(BPF_LD | BPF_IND | BPF_B, base))
+        st = Stmt(BPF_ST, reg2)
+        s.append(st)
+        txa2 = Stmt(BPF_MISC | BPF_TXA)
+        st.jt = txa2
+        s.append(txa2)
+        s += [Stmt(BPF_ALU | BPF_ADD | BPF_K, 1), Stmt(BPF_MISC | BPF_TAX),
+              Stmt(BPF_LD | BPF_IND | BPF_B, base), Stmt(BPF_ALU | BPF_ADD | BPF_K, 2),
+              Stmt(BPF_ALU | BPF_MUL | BPF_K, 4), Stmt(BPF_MISC | BPF_TAX),
+              Stmt(BPF_LD | BPF_MEM, reg2)]
+        s.append(Stmt(BPF_JMP | BPF_JA, (again - len(s) - 1) & 0xFFFFFFFF))
+        end = Stmt(BPF_ALU | BPF_ADD | BPF_K, 0)
+        s.append(end)
+        j_none.jt = end
+        j_ah.jf = end
+        j_v.jt = end
+        b = Block(JMP(BPF_JEQ), v, s)
+        self.free_reg(reg2)
+        gen_and(b0, b)
+        return b
+
+    def gen_proto(self, v, proto, dir):
+        # libpcap: gen_proto()
+        if dir is not None:
+            _err("direction applied to 'proto'")
+        if proto is None:
+            b0 = self.gen_proto(v, "ip", dir)
+            b1 = self.gen_proto(v, "ip6", dir)
+            gen_or(b0, b1)
+            return b1
+        if proto == "link":
+            return self.gen_linktype(v)
+        if proto == "ip":
+            b0 = self.gen_linktype(ETHERTYPE_IP)
+            b1 = self.gen_cmp(OR_LINKPL, 9, BPF_B, v)
+            gen_and(b0, b1)
+            return b1
+        if proto == "ip6":
+            b0 = self.gen_linktype(ETHERTYPE_IPV6)
+            b2 = self.gen_cmp(OR_LINKPL, 6, BPF_B, IPPROTO_FRAGMENT)
+            b1 = self.gen_cmp(OR_LINKPL, 40, BPF_B, v)
+            gen_and(b2, b1)
+            b2 = self.gen_cmp(OR_LINKPL, 6, BPF_B, v)
+            gen_or(b2, b1)
+            gen_and(b0, b1)
+            return b1
+        if proto == "iso":
+            if self.linktype == DLT["FRELAY"]:
+                return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | v)
+            if self.linktype in (DLT["C_HDLC"], DLT["HDLC"]):
+                b0 = self.gen_linktype((LLCSAP_ISONS << 8) | LLCSAP_ISONS)
+                b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 1, BPF_B, v)
+                gen_and(b0, b1)
+                return b1
+            b0 = self.gen_linktype(LLCSAP_ISONS)
+            b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 0, BPF_B, v)
+            gen_and(b0, b1)
+            return b1
+        if proto == "isis":
+            b0 = self.gen_proto(ISO10589_ISIS, "iso", None)
+            b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 4, BPF_B, v)
+            gen_and(b0, b1)
+            return b1
+        special = {"arp": "arp does not encapsulate another protocol",
+                   "rarp": "rarp does not encapsulate another protocol",
+                   "atalk": "AppleTalk encapsulation is not specifiable",
+                   "decnet": "DECNET encapsulation is not specifiable",
+                   "lat": "LAT does not encapsulate another protocol",
+                   "sca": "SCA does not encapsulate another protocol",
+                   "moprc": "MOPRC does not encapsulate another protocol",
+                   "mopdl": "MOPDL does not encapsulate another protocol",
+                   "clnp": "'clnp proto' is not supported"}
+        if proto in special:
+            _err(special[proto])
+        _err(f"'{_qword(proto)} proto' is bogus")
+
+    # ------------------------------------------------------------------ qualified ids
+
+    def gen_scode(self, name, q):
+        # libpcap: gen_scode()
+        proto, dir, kind = q.proto, q.dir, q.kind
+        names = _names()
+        if kind == "net":
+            addr = names.network_number(name)
+            if not addr:
+                _err(f"unknown network '{name}'")
+            mask = 0xFFFFFFFF
+            while addr and (addr & 0xFF000000) == 0:
+                addr = (addr << 8) & 0xFFFFFFFF
+                mask = (mask << 8) & 0xFFFFFFFF
+            return self.gen_host(addr, mask, proto, dir, kind)
+        if kind is None or kind == "host":
+            if proto == "link":
+                lt = self.linktype
+                eaddr = names.ether_host(name)
+                if lt in ETHER_DLTS:
+                    if eaddr is None:
+                        _err(f"unknown ether host '{name}'")
+                    tmp = self.gen_prevlinkhdr_check()
+                    b = self.gen_ehostop(eaddr, dir)
+                    if tmp is not None:
+                        gen_and(tmp, b)
+                    return b
+                for dlts, what in _MAC_LINKS:
+                    if lt in dlts:
+                        if eaddr is None:
+                            _err(f"unknown {what} host '{name}'")
+                        return self._gen_mac_hostop_for(eaddr, dir)
+                _err("only ethernet/FDDI/token ring/802.11/ATM LANE/Fibre Channel supports "
+                     "link-level host name")
+            if proto == "decnet":
+                _err(f"decnet name support not included, '{name}' cannot be translated\n")
+            v4, v6 = names.host_addresses(name)
+            if not v4 and not v6:
+                _err(f"unknown host '{name}'")
+            tproto = tproto6 = proto
+            if self.off_linktype.constant_part is None and tproto is None:
+                tproto, tproto6 = "ip", "ip6"
+            b = None
+            for a in v4:
+                if tproto == "ip6":
+                    continue
+                tmp = self.gen_host(a, 0xFFFFFFFF, tproto, dir, kind)
+                if b is not None:
+                    gen_or(b, tmp)
+                b = tmp
+            for a in v6:
+                if tproto6 == "ip":
+                    continue
+                tmp = self.gen_host6(bytes(a), b"\xff" * 16, tproto6, dir, kind)
+                if b is not None:
+                    gen_or(b, tmp)
+                b = tmp
+            if b is None:
+                _err(f"unknown host '{name}'" + ("" if proto is None else " for specified address family"))
+            return b
+        if kind == "port":
+            if proto not in (None, "udp", "tcp", "sctp"):
+                _err("illegal qualifier of 'port'")
+            port, real = self._nametoport(name)
+            if port is None:
+                _err(f"unknown port '{name}'")
+            real = self._port_proto_check(proto, real, f"port '{name}'")
+            if port < 0:
+                _err(f"illegal port number {port} < 0")
+            if port > 65535:
+                _err(f"illegal port number {port} > 65535")
+            b = self.gen_port(port, real, dir)
+            gen_or(self.gen_port6(port, real, dir), b)
+            return b
+        if kind == "portrange":
+            if proto not in (None, "udp", "tcp", "sctp"):
+                _err("illegal qualifier of 'portrange'")
+            p1, p2, real = self._nametoportrange(name)
+            if p1 is None:
+                _err(f"unknown port in range '{name}'")
+            real = self._port_proto_check(proto, real, f"port in range '{name}'")
+            for p in (p1, p2):
+                if p < 0:
+                    _err(f"illegal port number {p} < 0")
+                if p > 65535:
+                    _err(f"illegal port number {p} > 65535")
+            b = self.gen_portrange(p1, p2, real, dir)
+            gen_or(self.gen_portrange6(p1, p2, real, dir), b)
+            return b
+        if kind == "gateway":
+            _err("'gateway' not supported in this configuration")
+        if kind == "proto":
+            real = self.lookup_proto(name, proto)
+            if real is not None and real >= 0:
+                return self.gen_proto(real, proto, dir)
+            _err(f"unknown protocol: {name}")
+        if kind == "protochain":
+            real = self.lookup_proto(name, proto)
+            if real is not None and real >= 0:
+                return self.gen_protochain(real, proto)
+            _err(f"unknown protocol: {name}")
+        _err("syntax error in filter expression")
+
+    def _gen_mac_hostop_for(self, eaddr, dir):
+        lt = self.linktype
+        if lt == DLT["FDDI"]:
+            return self._gen_mac_hostop(6 + 1, 0 + 1, eaddr, dir)
+        if lt == DLT["IEEE802"]:
+            return self._gen_mac_hostop(8, 2, eaddr, dir)
+        if lt in WLAN_DLTS:
+            return self.gen_wlanhostop(eaddr, dir)
+        if lt == DLT["IP_OVER_FC"]:
+            return self._gen_mac_hostop(10, 2, eaddr, dir)
+        raise AssertionError(lt)
+
+    @staticmethod
+    def _port_proto_check(proto, real, what):
+        if proto == "udp":
+            if real == IPPROTO_TCP:
+                _err(f"{what} is tcp")
+            if real == IPPROTO_SCTP:
+                _err(f"{what} is sctp")
+            return IPPROTO_UDP
+        if proto == "tcp":
+            if real == IPPROTO_UDP:
+                _err(f"{what} is udp")
+            if real == IPPROTO_SCTP:
+                _err(f"{what} is sctp")
+            return IPPROTO_TCP
+        if proto == "sctp":
+            if real == IPPROTO_UDP:
+                _err(f"{what} is udp")
+            if real == IPPROTO_TCP:
+                _err(f"{what} is tcp")
+            return IPPROTO_SCTP
+        return real
+
+    @staticmethod
+    def _nametoport(name):
+        """libpcap: pcap_nametoport(): (port, proto) or (None, None)."""
+        n, rest = _scanf_int(name)
+        if n is not None and rest == "" and name.strip().isdigit():
+            return n, PROTO_UNDEF
+        ports = _names().service_ports(name) or {}
+        tcp = ports.get("tcp")
+        udp = ports.get("udp")
+        if tcp is not None:
+            if udp is not None and udp == tcp:
+                return tcp, PROTO_UNDEF
+            return tcp, IPPROTO_TCP
+        if udp is not None:
+            return udp, IPPROTO_UDP
+        return None, None
+
+    def _nametoportrange(self, name):
+        """libpcap: pcap_nametoportrange(): (p1, p2, proto) or (None, None, None)."""
+        p1, rest = _scanf_int(name)
+        if p1 is not None and rest.startswith("-"):
+            p2, _ = _scanf_int(rest[1:])
+            if p2 is not None:
+                return p1, p2, PROTO_UNDEF
+        if "-" not in name:
+            return None, None, None
+        lo, hi = name.split("-", 1)
+        p1, proto1 = self._nametoport(lo)
+        if p1 is None:
+            return None, None, None
+        p2, proto2 = self._nametoport(hi)
+        if p2 is None:
+            return None, None, None
+        return p1, p2, (proto1 if proto1 == proto2 else PROTO_UNDEF)
+
+    def gen_mcode(self, s1, s2, masklen, q):
+        # libpcap: gen_mcode()
+        n, nlen = _atoin(s1)
+        if nlen < 0:
+            _err(f"invalid IPv4 address '{s1}'")
+        n = (n << (32 - nlen)) & 0xFFFFFFFF
+        if s2 is not None:
+            m, mlen = _atoin(s2)
+            if mlen < 0:
+                _err(f"invalid IPv4 address '{s2}'")
+            m = (m << (32 - mlen)) & 0xFFFFFFFF
+            if n & ~m & 0xFFFFFFFF:
+                _err(f'non-network bits set in "{s1} mask {s2}"')
+        else:
+            if masklen > 32:
+                _err("mask length must be <= 32")
+            m = 0 if masklen == 0 else (0xFFFFFFFF << (32 - masklen)) & 0xFFFFFFFF
+            if n & ~m & 0xFFFFFFFF:
+                _err(f'non-network bits set in "{s1}/{masklen}"')
+        if q.kind == "net":
+            return self.gen_host(n, m, q.proto, q.dir, q.kind)
+        _err("Mask syntax for networks only")
+
+    def gen_ncode(self, s, v, q):
+        # libpcap: gen_ncode()
+        proto, dir, kind = q.proto, q.dir, q.kind
+        if s is None:
+            vlen = 32
+        elif proto == "decnet":
+            v = _atodn(s)
+            if v is None:
+                _err(f"malformed decnet address '{s}'")
+            vlen = 32
+        else:
+            v, vlen = _atoin(s)
+            if vlen < 0:
+                _err(f"invalid IPv4 address '{s}'")
+        if kind in (None, "host", "net"):
+            if proto == "decnet":
+                return self.gen_host(v, 0, proto, dir, kind)
+            if proto == "link":
+                _err("illegal link layer address")
+            mask = 0xFFFFFFFF
+            if s is None and kind == "net":
+                while v and (v & 0xFF000000) == 0:
+                    v = (v << 8) & 0xFFFFFFFF
+                    mask = (mask << 8) & 0xFFFFFFFF
+            else:
+                v = (v << (32 - vlen)) & 0xFFFFFFFF
+                mask = (mask << (32 - vlen)) & 0xFFFFFFFF
+            return self.gen_host(v, mask, proto, dir, kind)
+        if kind in ("port", "portrange"):
+            ipp = {"udp": IPPROTO_UDP, "tcp": IPPROTO_TCP, "sctp": IPPROTO_SCTP,
+                   None: PROTO_UNDEF}.get(proto, "bad")
+            if ipp == "bad":
+                _err(f"illegal qualifier of '{kind}'")
+            if v > 65535:
+                _err(f"illegal port number {v} > 65535")
+            if kind == "port":
+                b = self.gen_port(v, ipp, dir)
+                gen_or(self.gen_port6(v, ipp, dir), b)
+            else:
+                b = self.gen_portrange(v, v, ipp, dir)
+                gen_or(self.gen_portrange6(v, v, ipp, dir), b)
+            return b
+        if kind == "gateway":
+            _err("'gateway' requires a name")
+        if kind == "proto":
+            return self.gen_proto(v, proto, dir)
+        if kind == "protochain":
+            return self.gen_protochain(v, proto)
+        _err("syntax error in filter expression")
+
+    def gen_mcode6(self, s1, s2, masklen, q):
+        # libpcap: gen_mcode6()
+        if s2 is not None:
+            _err(f"no mask {s2} supported")
+        try:
+            addr = bytes(_names().parse_ipv6(s1))
+        except FilterError:
+            raise
+        except Exception:
+            _err(f"invalid ip6 address {s1}")
+        if masklen > 128:
+            _err("mask length must be <= 128")
+        mask = ((1 << 128) - 1) ^ ((1 << (128 - masklen)) - 1)
+        if int.from_bytes(addr, "big") & ~mask & ((1 << 128) - 1):
+            _err(f'non-network bits set in "{s1}/{masklen}"')
+        mask_b = mask.to_bytes(16, "big")
+        if q.kind in (None, "host"):
+            if masklen != 128:
+                _err("Mask syntax for networks only")
+            return self.gen_host6(addr, mask_b, q.proto, q.dir, q.kind)
+        if q.kind == "net":
+            return self.gen_host6(addr, mask_b, q.proto, q.dir, q.kind)
+        _err("invalid qualifier against IPv6 address")
+
+    def gen_ecode(self, eaddr, q):
+        # libpcap: gen_ecode()
+        if q.kind in (None, "host") and q.proto == "link":
+            lt = self.linktype
+            if lt in ETHER_DLTS:
+                tmp = self.gen_prevlinkhdr_check()
+                b = self.gen_ehostop(eaddr, q.dir)
+                if tmp is not None:
+                    gen_and(tmp, b)
+                return b
+            if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["IP_OVER_FC"]) or lt in WLAN_DLTS:
+                return self._gen_mac_hostop_for(eaddr, q.dir)
+            _err("ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM "
+                 "LANE/Fibre Channel")
+        _err("ethernet address used in non-ether expression")
+
+    # ------------------------------------------------------------------ arithmetic
+
+    def gen_loadi(self, val):
+        # libpcap: gen_loadi_internal()
+        reg = self.alloc_reg()
+        return Arth([Stmt(BPF_LD | BPF_IMM, val & 0xFFFFFFFF), Stmt(BPF_ST, reg)], reg)
+
+    def gen_loadlen(self):
+        # libpcap: gen_loadlen()
+        reg = self.alloc_reg()
+        return Arth([Stmt(BPF_LD | BPF_LEN), Stmt(BPF_ST, reg)], reg)
+
+    def gen_neg(self, a):
+        # libpcap: gen_neg()
+        a.s += [Stmt(BPF_LD | BPF_MEM, a.regno), Stmt(BPF_ALU | BPF_NEG, 0), Stmt(BPF_ST, a.regno)]
+        return a
+
+    def gen_arth(self, code, a0, a1):
+        # libpcap: gen_arth()
+        first = a1.s[0]
+        if first.code == BPF_LD | BPF_IMM:
+            if code == BPF_DIV and first.k == 0:
+                _err("division by zero")
+            if code == BPF_MOD and first.k == 0:
+                _err("modulus by zero")
+            if code in (BPF_LSH, BPF_RSH) and first.k > 31:
+                _err("shift by more than 31 bits")
+        a0.s += a1.s
+        a0.s += [Stmt(BPF_LDX | BPF_MEM, a1.regno), Stmt(BPF_LD | BPF_MEM, a0.regno),
+                 Stmt(BPF_ALU | BPF_X | code)]
+        self.free_reg(a0.regno)
+        self.free_reg(a1.regno)
+        a0.regno = self.alloc_reg()
+        a0.s.append(Stmt(BPF_ST, a0.regno))
+        return a0
+
+    def gen_load(self, proto, inst, size):
+        # libpcap: gen_load_internal()
+        regno = self.alloc_reg()
+        self.free_reg(inst.regno)
+        size_code = _SIZE_CODE.get(size)
+        if size_code is None:
+            _err("data size must be 1, 2, or 4")
+        if proto == "radio":
+            if self.linktype not in (DLT["IEEE802_11_RADIO_AVS"], DLT["IEEE802_11_RADIO"],
+                                     DLT["PRISM_HEADER"]):
+                _err("radio information not present in capture")
+            inst.s += [Stmt(BPF_LDX | BPF_MEM, inst.regno), Stmt(BPF_LD | BPF_IND | size_code)]
+        elif proto == "link":
+            s = self.gen_abs_offset_varpart(self.off_linkhdr)
+            if s is not None:
+                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                      Stmt(BPF_MISC | BPF_TAX)]
+            else:
+                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
+            s.append(Stmt(BPF_LD | BPF_IND | size_code, self.off_linkhdr.constant_part))
+            inst.s += s
+        elif proto in ("ip", "arp", "rarp", "atalk", "decnet", "sca", "lat", "moprc", "mopdl",
+                       "ip6"):
+            s = self.gen_abs_offset_varpart(self.off_linkpl)
+            if s is not None:
+                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                      Stmt(BPF_MISC | BPF_TAX)]
+            else:
+                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
+            s.append(Stmt(BPF_LD | BPF_IND | size_code, self.off_linkpl.constant_part + self._nl()))
+            inst.s += s
+            b = self.gen_proto_abbrev(proto)
+            if inst.b is not None:
+                gen_and(inst.b, b)
+            inst.b = b
+        elif proto in ("sctp", "tcp", "udp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp"):
+            s = self.gen_loadx_iphdrlen()
+            s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                  Stmt(BPF_MISC | BPF_TAX),
+                  Stmt(BPF_LD | BPF_IND | size_code, self.off_linkpl.constant_part + self._nl())]
+            inst.s += s
+            b = self.gen_ipfrag()
+            gen_and(self.gen_proto_abbrev(proto), b)
+            if inst.b is not None:
+                gen_and(inst.b, b)
+            gen_and(self.gen_proto_abbrev("ip"), b)
+            inst.b = b
+        elif proto == "icmp6":
+            b = self.gen_proto_abbrev("ip6")
+            if inst.b is not None:
+                gen_and(inst.b, b)
+            inst.b = b
+            b = self.gen_cmp(OR_LINKPL, 6, BPF_B, 58)
+            if inst.b is not None:
+                gen_and(inst.b, b)
+            inst.b = b
+            s = self.gen_abs_offset_varpart(self.off_linkpl)
+            if s is not None:
+                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                      Stmt(BPF_MISC | BPF_TAX)]
+            else:
+                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
+            s.append(Stmt(BPF_LD | BPF_IND | size_code,
+                          self.off_linkpl.constant_part + self._nl() + 40))
+            inst.s += s
+        else:
+            _err("unsupported index operation")
+        inst.regno = regno
+        inst.s.append(Stmt(BPF_ST, regno))
+        return inst
+
+    def gen_relation(self, code, a0, a1, reversed_):
+        # libpcap: gen_relation_internal()
+        s0 = [Stmt(BPF_LDX | BPF_MEM, a1.regno), Stmt(BPF_LD | BPF_MEM, a0.regno)]
+        if code == BPF_JEQ:
+            s0.append(Stmt(BPF_ALU | BPF_SUB | BPF_X))
+            b = Block(JMP(code))
+        else:
+            b = Block(BPF_JMP | code | BPF_X)
+        if reversed_:
+            gen_not(b)
+        b.stmts = a0.s + a1.s + s0
+        self.free_reg(a0.regno)
+        self.free_reg(a1.regno)
+        if a0.b is not None:
+            if a1.b is not None:
+                gen_and(a0.b, a1.b)
+                tmp = a1.b
+            else:
+                tmp = a0.b
+        else:
+            tmp = a1.b
+        if tmp is not None:
+            gen_and(tmp, b)
+        return b
+
+    def gen_len(self, jmp, n):
+        # libpcap: gen_len()
+        return Block(JMP(jmp), n & 0xFFFFFFFF, [Stmt(BPF_LD | BPF_LEN)])
+
+    def gen_byteop(self, op, idx, val):
+        # libpcap: gen_byteop()
+        if op == "=":
+            return self.gen_cmp(OR_LINKHDR, idx, BPF_B, val)
+        if op == "<":
+            return self.gen_cmp_lt(OR_LINKHDR, idx, BPF_B, val)
+        if op == ">":
+            return self.gen_cmp_gt(OR_LINKHDR, idx, BPF_B, val)
+        # Divergence: libpcap 1.10.3 applies the `&`/`|` to whatever is in A without loading
+        # byte `idx` first (so `byte 0 & 1` never matches); pfilter loads the byte, as the
+        # primitive means: true when `link[idx] op val` is nonzero.
+        s = self.gen_load_a(OR_LINKHDR, idx, BPF_B)
+        s.append(Stmt(BPF_ALU | (BPF_OR if op == "|" else BPF_AND) | BPF_K, val & 0xFFFFFFFF))
+        b = Block(JMP(BPF_JEQ), 0, s)
+        gen_not(b)
+        return b
+
+    # ------------------------------------------------------------------ broadcast / multicast
+
+    def gen_broadcast(self, proto):
+        # libpcap: gen_broadcast()
+        ebroadcast = b"\xff" * 6
+        if proto in (None, "link"):
+            lt = self.linktype
+            if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
+                return self.gen_ahostop(b"\x00", Q_DST)
+            if lt in ETHER_DLTS:
+                b1 = self.gen_prevlinkhdr_check()
+                b0 = self.gen_ehostop(ebroadcast, Q_DST)
+                if b1 is not None:
+                    gen_and(b1, b0)
+                return b0
+            if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["IP_OVER_FC"]) or lt in WLAN_DLTS:
+                return self._gen_mac_hostop_for(ebroadcast, Q_DST)
+            _err("not a broadcast link")
+        if proto == "ip":
+            if self.netmask is None:
+                _err("netmask not known, so 'ip broadcast' not supported")
+            b0 = self.gen_linktype(ETHERTYPE_IP)
+            hostmask = ~self.netmask & 0xFFFFFFFF
+            b1 = self.gen_mcmp(OR_LINKPL, 16, BPF_W, 0, hostmask)
+            b2 = self.gen_mcmp(OR_LINKPL, 16, BPF_W, hostmask, hostmask)
+            gen_or(b1, b2)
+            gen_and(b0, b2)
+            return b2
+        _err("only link-layer/IP broadcast filters supported")
+
+    def gen_mac_multicast(self, offset):
+        # libpcap: gen_mac_multicast()
+        return Block(JMP(BPF_JSET), 1, self.gen_load_a(OR_LINKHDR, offset, BPF_B))
+
+    def gen_multicast(self, proto):
+        # libpcap: gen_multicast()
+        if proto in (None, "link"):
+            lt = self.linktype
+            if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
+                return self.gen_ahostop(b"\x00", Q_DST)
+            if lt in ETHER_DLTS:
+                b1 = self.gen_prevlinkhdr_check()
+                b0 = self.gen_mac_multicast(0)
+                if b1 is not None:
+                    gen_and(b1, b0)
+                return b0
+            if lt == DLT["FDDI"]:
+                return self.gen_mac_multicast(1)
+            if lt == DLT["IEEE802"]:
+                return self.gen_mac_multicast(2)
+            if lt in WLAN_DLTS:
+                b1 = self._jset_block(1, 0x01)
+                b0 = self.gen_mac_multicast(16)
+                gen_and(b1, b0)
+                b2 = self._jset_block(1, 0x01, True)
+                b1 = self.gen_mac_multicast(4)
+                gen_and(b2, b1)
+                gen_or(b1, b0)
+                b1 = self._jset_block(0, 0x08)
+                gen_and(b1, b0)
+                b2 = self._jset_block(0, 0x08, True)
+                b1 = self.gen_mac_multicast(4)
+                gen_and(b2, b1)
+                gen_or(b1, b0)
+                b1 = self._jset_block(0, 0x04, True)
+                gen_and(b1, b0)
+                return b0
+            if lt == DLT["IP_OVER_FC"]:
+                return self.gen_mac_multicast(2)
+        elif proto == "ip":
+            b0 = self.gen_linktype(ETHERTYPE_IP)
+            b1 = self.gen_cmp_ge(OR_LINKPL, 16, BPF_B, 224)
+            gen_and(b0, b1)
+            return b1
+        elif proto == "ip6":
+            b0 = self.gen_linktype(ETHERTYPE_IPV6)
+            b1 = self.gen_cmp(OR_LINKPL, 24, BPF_B, 255)
+            gen_and(b0, b1)
+            return b1
+        _err("link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/"
+             "802.11/ATM LANE/Fibre Channel")
+
+    def gen_ahostop(self, eaddr, dir):
+        # libpcap: gen_ahostop()
+        if dir == Q_SRC:
+            return self.gen_bcmp(OR_LINKHDR, 0, 1, eaddr)
+        if dir == Q_DST:
+            return self.gen_bcmp(OR_LINKHDR, 1, 1, eaddr)
+        if dir == Q_AND or dir is None or dir == Q_OR:
+            b0 = self.gen_ahostop(eaddr, Q_SRC)
+            b1 = self.gen_ahostop(eaddr, Q_DST)
+            (gen_and if dir == Q_AND else gen_or)(b0, b1)
+            return b1
+        self._wlan_only_error(dir)
+
+    # ------------------------------------------------------------------ direction, interfaces
+
+    def gen_ifindex(self, ifindex):
+        # libpcap: gen_ifindex()
+        if self.linktype == DLT["LINUX_SLL2"]:
+            return self.gen_cmp(OR_LINKHDR, 4, BPF_W, ifindex)
+        _err(f"ifindex not supported on {self._linktype_desc()} when reading savefiles")
+
+    def gen_inbound(self, dir):
+        # libpcap: gen_inbound(); dir 0 = inbound, 1 = outbound
+        lt = self.linktype
+        if lt == DLT["SLIP"]:
+            return self.gen_relation(BPF_JEQ, self.gen_load("link", self.gen_loadi(0), 1),
+                                     self.gen_loadi(0), bool(dir))
+        if lt == DLT["IPNET"]:
+            return self.gen_cmp(OR_LINKHDR, 2, BPF_H, IPNET_OUTBOUND if dir else IPNET_INBOUND)
+        if lt == DLT["LINUX_SLL"]:
+            b0 = self.gen_cmp(OR_LINKHDR, 0, BPF_H, LINUX_SLL_OUTGOING)
+            if not dir:
+                gen_not(b0)
+            return b0
+        if lt == DLT["LINUX_SLL2"]:
+            b0 = self.gen_cmp(OR_LINKHDR, 10, BPF_B, LINUX_SLL_OUTGOING)
+            if not dir:
+                gen_not(b0)
+            return b0
+        if lt == DLT["PFLOG"]:
+            return self.gen_cmp(OR_LINKHDR, PFLOG_DIR, BPF_B, PF_OUT if dir else PF_IN)
+        if lt == DLT["PPP_PPPD"]:
+            return self.gen_cmp(OR_LINKHDR, 0, BPF_B, PPP_PPPD_OUT if dir else PPP_PPPD_IN)
+        if lt in JUNIPER_DLTS:
+            return self.gen_mcmp(OR_LINKHDR, 3, BPF_B, 0 if dir else 1, 0x01)
+        _err(f"inbound/outbound not supported on {self._linktype_desc()} when reading savefiles")
+
+    # ------------------------------------------------------------------ PFLOG
+
+    def gen_pf(self, field, value):
+        # libpcap: gen_pf_ifname(), gen_pf_ruleset(), gen_pf_rnr(), gen_pf_srnr(),
+        # gen_pf_reason(), gen_pf_action()
+        if field == "reason" and isinstance(value, str):
+            low = value.lower()
+            if low not in PF_REASONS:
+                _err(f'unknown PF reason "{value}"')
+            value = PF_REASONS.index(low)
+        if field == "action" and isinstance(value, str):
+            v = PF_ACTIONS.get(value.lower())
+            if v is None:
+                _err(f'unknown PF action "{value}"')
+            value = v
+        if self.linktype != DLT["PFLOG"]:
+            word = {"ifname": "ifname", "ruleset": "ruleset", "rnr": "rnr", "srnr": "srnr",
+                    "reason": "reason", "action": "action"}[field]
+            _err(f"{word} supported only on PF linktype")
+        if field == "ifname":
+            raw = str(value).encode()
+            if len(raw) >= PFLOG_IFNAMSIZ:
+                _err(f"ifname interface names can only be {PFLOG_IFNAMSIZ - 1} characters")
+            return self.gen_bcmp(OR_LINKHDR, PFLOG_IFNAME, len(raw), raw)
+        if field == "ruleset":
+            raw = str(value).encode()
+            if len(raw) >= 16:
+                _err("ruleset names can only be 15 characters")
+            return self.gen_bcmp(OR_LINKHDR, PFLOG_RULESET, len(raw), raw)
+        if field == "rnr":
+            return self.gen_cmp(OR_LINKHDR, PFLOG_RULENR, BPF_W, int(value))
+        if field == "srnr":
+            return self.gen_cmp(OR_LINKHDR, PFLOG_SUBRULENR, BPF_W, int(value))
+        if field == "reason":
+            return self.gen_cmp(OR_LINKHDR, PFLOG_REASON, BPF_B, int(value))
+        if field == "action":
+            return self.gen_cmp(OR_LINKHDR, PFLOG_ACTION, BPF_B, int(value))
+        raise AssertionError(field)
+
+    # ------------------------------------------------------------------ 802.11
+
+    def gen_p80211_type(self, type_, mask):
+        # libpcap: gen_p80211_type()
+        if self.linktype in WLAN_DLTS and self.linktype != DLT["PPI"]:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, type_, mask)
+        _err("802.11 link-layer types supported only on 802.11")
+
+    def gen_p80211_fcdir(self, fcdir):
+        # libpcap: gen_p80211_fcdir()
+        if not (self.linktype in WLAN_DLTS and self.linktype != DLT["PPI"]):
+            _err("frame direction supported only with 802.11 headers")
+        return self.gen_mcmp(OR_LINKHDR, 1, BPF_B, fcdir, IEEE80211_FC1_DIR_MASK)
+
+    def gen_wlan(self, field, value):
+        if field == "dir":
+            return self.gen_p80211_fcdir(int(value))
+        if isinstance(value, tuple):
+            t, st = value
+            if t & ~IEEE80211_FC0_TYPE_MASK:
+                _err(f"invalid 802.11 type value 0x{t:02x}")
+            if st & ~IEEE80211_FC0_SUBTYPE_MASK:
+                _err(f"invalid 802.11 subtype value 0x{st:02x}")
+            return self.gen_p80211_type(t | st, IEEE80211_FC0_TYPE_MASK | IEEE80211_FC0_SUBTYPE_MASK)
+        if field == "type":
+            if value & ~IEEE80211_FC0_TYPE_MASK:
+                _err(f"invalid 802.11 type value 0x{value:02x}")
+            return self.gen_p80211_type(value, IEEE80211_FC0_TYPE_MASK)
+        return self.gen_p80211_type(value, IEEE80211_FC0_TYPE_MASK | IEEE80211_FC0_SUBTYPE_MASK)
+
+    # ------------------------------------------------------------------ encapsulations
+
+    def _push_linkhdr(self, new_linktype, is_variable, constant_part, reg):
+        # libpcap: PUSH_LINKHDR()
+        self.prevlinktype = self.linktype
+        self.off_prevlinkhdr = self.off_linkhdr.copy()
+        self.linktype = new_linktype
+        self.off_linkhdr = _AbsOffset(constant_part, is_variable, reg)
+        self.is_geneve = False
+
+    def gen_vlan(self, vlan_num):
+        # libpcap: gen_vlan() for a savefile (no BPF_SPECIAL_VLAN_HANDLING): the
+        # gen_vlan_no_bpf_extensions() variant.
+        if self.label_stack_depth > 0:
+            _err("no VLAN match after MPLS")
+        if self.linktype in ETHER_DLTS or (self.linktype in WLAN_DLTS and self.linktype != DLT["PPI"]):
+            b0 = self.gen_linktype(ETHERTYPE_8021Q)
+            b1 = self.gen_linktype(ETHERTYPE_8021AD)
+            gen_or(b0, b1)
+            b0 = b1
+            b1 = self.gen_linktype(ETHERTYPE_8021QINQ)
+            gen_or(b0, b1)
+            b0 = b1
+            if vlan_num is not None:
+                if vlan_num > 0x0FFF:
+                    _err(f"VLAN tag {vlan_num} greater than maximum {0x0FFF}")
+                b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_H, vlan_num, 0x0FFF)
+                gen_and(b0, b1)
+                b0 = b1
+            self.off_linkpl.constant_part += 4
+            self.off_linktype.constant_part += 4
+        else:
+            _err(f"no VLAN support for {self._linktype_desc()}")
+        self.vlan_stack_depth += 1
+        return b0
+
+    def gen_mpls(self, label):
+        # libpcap: gen_mpls()
+        if self.label_stack_depth > 0:
+            b0 = self.gen_mcmp(OR_PREVMPLSHDR, 2, BPF_B, 0, 0x01)
+        else:
+            lt = self.linktype
+            if lt in (DLT["C_HDLC"], DLT["HDLC"]) or lt in ETHER_DLTS:
+                b0 = self.gen_linktype(ETHERTYPE_MPLS)
+            elif lt == DLT["PPP"]:
+                b0 = self.gen_linktype(PPP_MPLS_UCAST)
+            else:
+                _err(f"no MPLS support for {self._linktype_desc()}")
+        if label is not None:
+            if label > 0xFFFFF:
+                _err(f"MPLS label {label} greater than maximum {0xFFFFF}")
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_W, (label << 12) & 0xFFFFFFFF, 0xFFFFF000)
+            gen_and(b0, b1)
+            b0 = b1
+        self.off_nl_nosnap = self._nl_nosnap() + 4
+        self.off_nl = self._nl() + 4
+        self.label_stack_depth += 1
+        return b0
+
+    def gen_pppoed(self):
+        # libpcap: gen_pppoed()
+        return self.gen_linktype(ETHERTYPE_PPPOED)
+
+    def gen_pppoes(self, sess_num):
+        # libpcap: gen_pppoes()
+        b0 = self.gen_linktype(ETHERTYPE_PPPOES)
+        if sess_num is not None:
+            if sess_num > 0xFFFF:
+                _err(f"PPPoE session number {sess_num} greater than maximum {0xFFFF}")
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_W, sess_num, 0x0000FFFF)
+            gen_and(b0, b1)
+            b0 = b1
+        self._push_linkhdr(DLT["PPP"], self.off_linkpl.is_variable,
+                           self.off_linkpl.constant_part + self._nl() + 6, self.off_linkpl.reg)
+        self.off_linktype = self.off_linkhdr.copy()
+        self.off_linkpl.constant_part = self.off_linkhdr.constant_part + 2
+        self.off_nl = 0
+        self.off_nl_nosnap = 0
+        return b0
+
+    def _geneve_check(self, v6, vni):
+        # libpcap: gen_geneve_check()
+        if v6:
+            b0 = self.gen_port6(GENEVE_PORT, IPPROTO_UDP, Q_DST)
+            offrel = OR_TRAN_IPV6
+        else:
+            b0 = self.gen_port(GENEVE_PORT, IPPROTO_UDP, Q_DST)
+            offrel = OR_TRAN_IPV4
+        b1 = self.gen_mcmp(offrel, 8, BPF_B, 0, 0xC0)
+        gen_and(b0, b1)
+        b0 = b1
+        if vni is not None:
+            if vni > 0xFFFFFF:
+                _err(f"Geneve VNI {vni} greater than maximum {0xFFFFFF}")
+            b1 = self.gen_mcmp(offrel, 12, BPF_W, (vni << 8) & 0xFFFFFFFF, 0xFFFFFF00)
+            gen_and(b0, b1)
+            b0 = b1
+        return b0
+
+    def gen_geneve(self, vni):
+        # libpcap: gen_geneve(), gen_geneve4(), gen_geneve6(), gen_geneve_offsets()
+        b0 = self._geneve_check(False, vni)
+        s = self.gen_loadx_iphdrlen()
+        s.append(Stmt(BPF_MISC | BPF_TXA))
+        b1 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)
+        gen_and(b0, b1)
+        g4 = b1
+
+        b0 = self._geneve_check(True, vni)
+        s = self.gen_abs_offset_varpart(self.off_linkpl)
+        if s is not None:
+            s += [Stmt(BPF_LD | BPF_IMM, 40), Stmt(BPF_ALU | BPF_ADD | BPF_X, 0)]
+        else:
+            s = [Stmt(BPF_LD | BPF_IMM, 40)]
+        s.append(Stmt(BPF_MISC | BPF_TAX))
+        b1 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)
+        gen_and(b0, b1)
+        gen_or(g4, b1)
+        b0 = b1
+
+        s = [Stmt(BPF_ALU | BPF_ADD | BPF_K, self.off_linkpl.constant_part + self._nl() + 8),
+             Stmt(BPF_MISC | BPF_TAX), Stmt(BPF_ALU | BPF_ADD | BPF_K, 2)]
+        self.off_linktype = _AbsOffset(0, True, self.alloc_reg())
+        s += [Stmt(BPF_ST, self.off_linktype.reg), Stmt(BPF_LD | BPF_IND | BPF_B, 0),
+              Stmt(BPF_ALU | BPF_AND | BPF_K, 0x3F), Stmt(BPF_ALU | BPF_MUL | BPF_K, 4),
+              Stmt(BPF_ALU | BPF_ADD | BPF_K, 8), Stmt(BPF_ALU | BPF_ADD | BPF_X, 0)]
+        self._push_linkhdr(DLT["EN10MB"], True, 0, self.alloc_reg())
+        s.append(Stmt(BPF_ST, self.off_linkhdr.reg))
+        self.no_optimize = True
+        s += [Stmt(BPF_LD | BPF_IND | BPF_H, 2), Stmt(BPF_LDX | BPF_MEM, self.off_linkhdr.reg)]
+        j_proto = Stmt(JMP(BPF_JEQ), ETHERTYPE_TEB)
+        s.append(j_proto)
+        txa = Stmt(BPF_MISC | BPF_TXA)
+        s.append(txa)
+        j_proto.jt = txa
+        s += [Stmt(BPF_ALU | BPF_ADD | BPF_K, 12), Stmt(BPF_ST, self.off_linktype.reg),
+              Stmt(BPF_ALU | BPF_ADD | BPF_K, 2), Stmt(BPF_MISC | BPF_TAX)]
+        self.off_linkpl = _AbsOffset(0, True, self.alloc_reg())
+        stx = Stmt(BPF_STX, self.off_linkpl.reg)
+        s.append(stx)
+        j_proto.jf = stx
+        self.off_nl = 0
+
+        b1 = self.gen_true()
+        b1.stmts = s + b1.stmts
+        gen_and(b0, b1)
+        self.is_geneve = True
+        return b1
+
+    def gen_geneve_ll_check(self):
+        # libpcap: gen_geneve_ll_check()
+        s = [Stmt(BPF_LD | BPF_MEM, self.off_linkhdr.reg),
+             Stmt(BPF_LDX | BPF_MEM, self.off_linkpl.reg)]
+        b0 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)
+        gen_not(b0)
+        return b0
+
+    # ------------------------------------------------------------------ the AST walk
+
+    def lower(self, node):
+        """The partial result (a block with open exits) for an expression node."""
+        meth = self._dispatch.get(type(node))
+        if meth is None:
+            _err(f"unsupported expression element {type(node).__name__}")
+        return meth(self, node)
+
+    def _lower_and(self, n):
+        b0 = self.lower(n.left)
+        b1 = self.lower(n.right)
+        gen_and(b0, b1)
+        return b1
+
+    def _lower_or(self, n):
+        b0 = self.lower(n.left)
+        b1 = self.lower(n.right)
+        gen_or(b0, b1)
+        return b1
+
+    def _lower_not(self, n):
+        b = self.lower(n.operand)
+        gen_not(b)
+        return b
+
+    def _lower_id(self, n):
+        q = n.quals
+        vk = n.value_kind
+        if vk == "num":
+            return self.gen_ncode(None, n.value & 0xFFFFFFFF, q)
+        if vk == "ipv4":
+            if n.masklen is not None:
+                return self.gen_mcode(n.value, None, n.masklen, q)
+            if n.mask is not None:
+                return self.gen_mcode(n.value, n.mask, 0, q)
+            if q.kind in ("port", "portrange", "proto", "protochain"):
+                _err(f"'{q.kind}' modifier applied to ip host")
+            return self.gen_ncode(n.value, 0, q)
+        if vk == "ipv6":
+            return self.gen_mcode6(n.value, n.mask, 128 if n.masklen is None else n.masklen, q)
+        if vk == "mac":
+            return self.gen_ecode(bytes(n.value), q)
+        if vk == "range":
+            lo, hi = n.value
+            return self.gen_scode(f"{lo}-{hi}", q)
+        if vk == "name":
+            return self.gen_scode(n.value, q)
+        raise AssertionError(vk)
+
+    def _lower_abbrev(self, n):
+        return self.gen_proto_abbrev(n.proto)
+
+    def _lower_relation(self, n):
+        code, rev = _RELOPS[n.op]
+        a0 = self.arith(n.left)
+        a1 = self.arith(n.right)
+        return self.gen_relation(code, a0, a1, rev)
+
+    def arith(self, n):
+        """An Arth for an arithmetic node, evaluated left to right as libpcap's grammar does."""
+        t = type(n)
+        if t is A.Number:
+            return self.gen_loadi(n.value)
+        if t is A.Length:
+            return self.gen_loadlen()
+        if t is A.Load:
+            inst = self.arith(n.index)
+            return self.gen_load(n.proto, inst, n.size)
+        if t is A.Binary:
+            a0 = self.arith(n.left)
+            a1 = self.arith(n.right)
+            return self.gen_arth(_ARITH_OPS[n.op], a0, a1)
+        if t is A.Negate:
+            return self.gen_neg(self.arith(n.operand))
+        _err(f"unsupported arithmetic element {t.__name__}")
+
+    _dispatch = {
+        A.And: _lower_and,
+        A.Or: _lower_or,
+        A.Not: _lower_not,
+        A.Id: _lower_id,
+        A.ProtoAbbrev: _lower_abbrev,
+        A.Relation: _lower_relation,
+        A.Broadcast: lambda self, n: self.gen_broadcast(n.proto),
+        A.Multicast: lambda self, n: self.gen_multicast(n.proto),
+        A.Less: lambda self, n: self._less(n.value),
+        A.Greater: lambda self, n: self.gen_len(BPF_JGE, n.value),
+        A.ByteOp: lambda self, n: self.gen_byteop(n.op, n.index, n.value),
+        A.Inbound: lambda self, n: self.gen_inbound(0),
+        A.Outbound: lambda self, n: self.gen_inbound(1),
+        A.Ifindex: lambda self, n: self.gen_ifindex(n.value),
+        A.Vlan: lambda self, n: self.gen_vlan(n.id),
+        A.Mpls: lambda self, n: self.gen_mpls(n.label),
+        A.Pppoed: lambda self, n: self.gen_pppoed(),
+        A.Pppoes: lambda self, n: self.gen_pppoes(n.session),
+        A.Geneve: lambda self, n: self.gen_geneve(n.vni),
+        A.Llc: lambda self, n: self.gen_llc(n.kind),
+        A.PfField: lambda self, n: self.gen_pf(n.field, n.value),
+        A.Wlan: lambda self, n: self.gen_wlan(n.field, n.value),
+    }
+
+    def _less(self, n):
+        # libpcap: gen_less(): "less" is really less-or-equal
+        b = self.gen_len(BPF_JGT, n)
+        gen_not(b)
+        return b
+
+
+# The spelling libpcap uses for each qualifier in messages.
+def _qword(proto):
+    return {"l1": "l1", "l2": "l2", "iih": "iih", "lsp": "lsp", "snp": "snp", "csnp": "csnp",
+            "psnp": "psnp"}.get(proto, proto)
+
+
+_MAC_LINKS = (
+    (frozenset({DLT["FDDI"]}), "FDDI"),
+    (frozenset({DLT["IEEE802"]}), "token ring"),
+    (WLAN_DLTS, "802.11"),
+    (frozenset({DLT["IP_OVER_FC"]}), "Fibre Channel"),
+)
+
+_NO_LINKTYPE_FILTERING = {
+    DLT["LINUX_IRDA"]: "IrDA", DLT["DOCSIS"]: "DOCSIS", DLT["MTP2"]: "MTP2",
+    DLT["MTP2_WITH_PHDR"]: "MTP2", DLT["ERF"]: "ERF", DLT["PFSYNC"]: "PFSYNC",
+    DLT["LINUX_LAPD"]: "LAPD", DLT["USB_FREEBSD"]: "USB", DLT["USB_LINUX"]: "USB",
+    DLT["USB_LINUX_MMAPPED"]: "USB", DLT["USBPCAP"]: "USB",
+    DLT["BLUETOOTH_HCI_H4"]: "Bluetooth", DLT["BLUETOOTH_HCI_H4_WITH_PHDR"]: "Bluetooth",
+    DLT["CAN20B"]: "CAN", DLT["CAN_SOCKETCAN"]: "CAN",
+    DLT["IEEE802_15_4_WITHFCS"]: "IEEE 802.15.4", DLT["IEEE802_15_4_LINUX"]: "IEEE 802.15.4",
+    DLT["IEEE802_15_4_NONASK_PHY"]: "IEEE 802.15.4", DLT["IEEE802_15_4_NOFCS"]: "IEEE 802.15.4",
+    DLT["IEEE802_15_4_TAP"]: "IEEE 802.15.4", DLT["IEEE802_16_MAC_CPS_RADIO"]: "IEEE 802.16",
+    DLT["SITA"]: "SITA", DLT["RAIF1"]: "RAIF1", DLT["IPMB_KONTRON"]: "IPMB",
+    DLT["IPMB_LINUX"]: "IPMB", DLT["AX25_KISS"]: "AX.25", DLT["NFLOG"]: "NFLOG",
+}
+
+# pcap_datalink_val_to_description() for the link types whose names appear in messages.
+_DLT_DESCRIPTIONS = {
+    DLT["NULL"]: "BSD loopback", DLT["EN10MB"]: "Ethernet", DLT["RAW"]: "Raw IP",
+    DLT["LINUX_SLL"]: "Linux cooked v1", DLT["LINUX_SLL2"]: "Linux cooked v2",
+    DLT["LOOP"]: "OpenBSD loopback", DLT["PPP"]: "PPP", DLT["PPP_SERIAL"]: "PPP over serial",
+    DLT["C_HDLC"]: "Cisco HDLC", DLT["IEEE802_11"]: "802.11",
+    DLT["IEEE802_11_RADIO"]: "802.11 plus radiotap header", DLT["PFLOG"]: "OpenBSD pflog file",
+    DLT["IPV4"]: "Raw IPv4", DLT["IPV6"]: "Raw IPv6", DLT["FRELAY"]: "Frame Relay",
+    DLT["IPNET"]: "Solaris ipnet", DLT["NFLOG"]: "Linux netfilter log messages",
+    DLT["PPP_ETHER"]: "PPPoE", DLT["FDDI"]: "FDDI", DLT["IEEE802"]: "Token ring",
+    DLT["SLIP"]: "SLIP", DLT["PRISM_HEADER"]: "802.11 plus Prism header",
+    DLT["IEEE802_11_RADIO_AVS"]: "802.11 plus AVS radio information header",
+    DLT["PPI"]: "Per-Packet Information", DLT["ENC"]: "OpenBSD encapsulated IP",
+}

@@ -1,0 +1,168 @@
+"""Link-layer contexts: where each link type puts its type field, its payload and the network
+header, as libpcap 1.10.3's init_linktype() lays them out. Imports pfilter.errors only.
+
+A `LinkContext` is an immutable description chosen by DLT number. The code generator copies
+its offsets into its own mutable state at the start of each compilation, because `vlan`,
+`mpls`, `pppoes` and `geneve` shift them for the rest of the expression.
+
+Offsets are absolute from the start of the packet, except `off_nl` / `off_nl_nosnap`, which
+are relative to the link-layer payload (libpcap's convention). `None` means "not set"
+(libpcap's OFFSET_NOT_SET): the link type has no such field.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+from pfilter.errors import FilterError
+
+__all__ = ["LinkContext", "link_context", "dlt_from_linktype", "DLT", "DLT_NAMES"]
+
+# DLT values as libpcap on Linux defines them (pcap/dlt.h).
+DLT = dict(
+    NULL=0, EN10MB=1, EN3MB=2, AX25=3, PRONET=4, CHAOS=5, IEEE802=6, ARCNET=7, SLIP=8, PPP=9,
+    FDDI=10, ATM_RFC1483=11, RAW=12, SLIP_BSDOS=15, PPP_BSDOS=16, ATM_CLIP=19,
+    PPP_SERIAL=50, PPP_ETHER=51, SYMANTEC_FIREWALL=99, C_HDLC=104, IEEE802_11=105,
+    FRELAY=107, LOOP=108, ENC=109, HDLC=112, LINUX_SLL=113, LTALK=114, PFLOG=117,
+    PRISM_HEADER=119, IP_OVER_FC=122, SUNATM=123, IEEE802_11_RADIO=127, ARCNET_LINUX=129,
+    JUNIPER_MLPPP=130, JUNIPER_MLFR=131, JUNIPER_ES=132, JUNIPER_GGSN=133, JUNIPER_MFR=134,
+    JUNIPER_ATM2=135, JUNIPER_SERVICES=136, JUNIPER_ATM1=137, APPLE_IP_OVER_IEEE1394=138,
+    MTP2_WITH_PHDR=139, MTP2=140, MTP3=141, SCCP=142, DOCSIS=143, LINUX_IRDA=144,
+    IEEE802_11_RADIO_AVS=163, JUNIPER_MONITOR=164, BACNET_MS_TP=165, PPP_PPPD=166,
+    JUNIPER_PPPOE=167, JUNIPER_PPPOE_ATM=168, LINUX_LAPD=177, JUNIPER_ETHER=178,
+    JUNIPER_PPP=179, JUNIPER_FRELAY=180, JUNIPER_CHDLC=181, MFR=182, JUNIPER_VP=183,
+    USB_FREEBSD=186, BLUETOOTH_HCI_H4=187, USB_LINUX=189, CAN20B=190,
+    IEEE802_15_4_LINUX=191, PPI=192, IEEE802_16_MAC_CPS_RADIO=193, JUNIPER_ISM=194,
+    IEEE802_15_4_WITHFCS=195, SITA=196, ERF=197, RAIF1=198, IPMB_KONTRON=199,
+    JUNIPER_ST=200, BLUETOOTH_HCI_H4_WITH_PHDR=201, AX25_KISS=202, IPMB_LINUX=209,
+    IEEE802_15_4_NONASK_PHY=215, USB_LINUX_MMAPPED=220, IPNET=226, CAN_SOCKETCAN=227,
+    IPV4=228, IPV6=229, IEEE802_15_4_NOFCS=230, JUNIPER_VS=232, JUNIPER_SRX_E2E=233,
+    JUNIPER_FIBRECHANNEL=234, JUNIPER_ATM_CEMIC=238, NFLOG=239, NETANALYZER=240,
+    NETANALYZER_TRANSPARENT=241, PFSYNC=246, USBPCAP=249, LINUX_SLL2=276,
+    IEEE802_15_4_TAP=283,
+)
+DLT_NAMES = {v: k for k, v in DLT.items()}
+
+DLT_MATCHING_MIN = 104
+DLT_MATCHING_MAX = 289
+
+# LINKTYPE_* values (the numbers in capture files) that differ from the DLT_* values
+# libpcap uses on Linux (libpcap: linktype_to_dlt()), plus the BSD spellings of DLT_RAW.
+_LINKTYPE_TO_DLT = {
+    100: DLT["ATM_RFC1483"], 101: DLT["RAW"], 14: DLT["RAW"], 102: DLT["SLIP_BSDOS"],
+    103: DLT["PPP_BSDOS"], 106: DLT["ATM_CLIP"], 121: DLT["PFSYNC"],
+}
+
+# The 802.11 family: 802.11 headers, possibly behind a radio header.
+WLAN_DLTS = frozenset(DLT[n] for n in (
+    "IEEE802_11", "PRISM_HEADER", "IEEE802_11_RADIO_AVS", "IEEE802_11_RADIO", "PPI"))
+ETHER_DLTS = frozenset(DLT[n] for n in ("EN10MB", "NETANALYZER", "NETANALYZER_TRANSPARENT"))
+JUNIPER_DLTS = frozenset(DLT[n] for n in (
+    "JUNIPER_MFR", "JUNIPER_MLFR", "JUNIPER_MLPPP", "JUNIPER_ATM1", "JUNIPER_ATM2",
+    "JUNIPER_PPPOE", "JUNIPER_PPPOE_ATM", "JUNIPER_GGSN", "JUNIPER_ES", "JUNIPER_MONITOR",
+    "JUNIPER_SERVICES", "JUNIPER_ETHER", "JUNIPER_PPP", "JUNIPER_FRELAY", "JUNIPER_CHDLC",
+    "JUNIPER_VP", "JUNIPER_ST", "JUNIPER_ISM", "JUNIPER_VS", "JUNIPER_SRX_E2E",
+    "JUNIPER_FIBRECHANNEL", "JUNIPER_ATM_CEMIC"))
+
+
+@dataclass(frozen=True)
+class LinkContext:
+    """How one link type lays out its headers (libpcap: init_linktype())."""
+    dlt: int
+    name: str
+    off_linktype: Optional[int]      # the type field (or LLC header), absolute
+    off_linkpl: Optional[int]        # the link-layer payload, absolute (constant part)
+    off_nl: Optional[int]            # network header, relative to the payload
+    off_nl_nosnap: Optional[int]     # the same when there is 802.2 LLC but no SNAP
+    off_linkhdr: int = 0             # start of the link-layer header (constant part)
+    linkhdr_variable: bool = False   # a variable-length prefix precedes the link header
+    linkpl_variable: bool = False    # the link header itself is variable-length
+
+    @property
+    def is_wlan(self):
+        return self.dlt in WLAN_DLTS
+
+    @property
+    def is_ether(self):
+        return self.dlt in ETHER_DLTS
+
+
+def _lc(dlt, ltype, lpl, nl, nosnap, **kw):
+    return LinkContext(dlt, DLT_NAMES.get(dlt, str(dlt)), ltype, lpl, nl, nosnap, **kw)
+
+
+_N = None   # OFFSET_NOT_SET
+
+_TABLE = {}
+
+
+def _add(names, ltype, lpl, nl, nosnap, **kw):
+    for n in names.split():
+        _TABLE[DLT[n]] = _lc(DLT[n], ltype, lpl, nl, nosnap, **kw)
+
+
+_add("ARCNET", 2, 6, 0, 0)
+_add("ARCNET_LINUX", 4, 8, 0, 0)
+_add("EN10MB", 12, 14, 0, 3)
+_add("SLIP", _N, 16, 0, 0)
+_add("SLIP_BSDOS", _N, 24, 0, 0)
+_add("NULL LOOP", 0, 4, 0, 0)
+_add("ENC", 0, 12, 0, 0)
+_add("PPP PPP_PPPD C_HDLC HDLC PPP_SERIAL", 2, 4, 0, 0)
+_add("PPP_ETHER", 6, 8, 0, 0)
+_add("PPP_BSDOS", 5, 24, 0, 0)
+_add("FDDI", 13, 13, 8, 3)
+_add("IEEE802", 14, 14, 8, 3)
+_add("PRISM_HEADER IEEE802_11_RADIO_AVS IEEE802_11_RADIO", 24, 0, 8, 3,
+     linkhdr_variable=True, linkpl_variable=True)
+_add("IEEE802_11", 24, 0, 8, 3, linkpl_variable=True)
+_add("PPI", 24, 0, 8, 3, linkhdr_variable=True, linkpl_variable=True)
+_add("ATM_RFC1483 ATM_CLIP", 0, 0, 8, 3)
+_add("SUNATM", 4, 4, 8, 3)
+_add("RAW IPV4 IPV6", _N, 0, 0, 0)
+_add("LINUX_SLL", 14, 16, 0, 0)
+_add("LINUX_SLL2", 0, 20, 0, 0)
+_add("LTALK", _N, 0, 0, 0)
+_add("IP_OVER_FC", 16, 16, 8, 3)
+_add("FRELAY", _N, 0, 0, 0)
+_add("MFR", _N, 0, 4, 0)
+_add("APPLE_IP_OVER_IEEE1394", 16, 18, 0, 0)
+_add("SYMANTEC_FIREWALL", 6, 44, 0, 0)
+_add("PFLOG", 0, 0, 0, 0, linkpl_variable=True)
+_add("JUNIPER_MFR JUNIPER_MLFR JUNIPER_MLPPP JUNIPER_PPP JUNIPER_CHDLC JUNIPER_FRELAY",
+     4, 4, 0, _N)
+_add("JUNIPER_ATM1", 4, 4, 0, 10)
+_add("JUNIPER_ATM2", 8, 8, 0, 10)
+_add("JUNIPER_PPPOE JUNIPER_ETHER", 16, 14, 18, 21)
+_add("JUNIPER_PPPOE_ATM", 4, 6, 0, _N)
+_add("JUNIPER_GGSN", 6, 12, 0, _N)
+_add("JUNIPER_ES", 6, _N, _N, _N)
+_add("JUNIPER_MONITOR", 12, 12, 0, _N)
+_add("BACNET_MS_TP", _N, _N, _N, _N)
+_add("JUNIPER_SERVICES", 12, _N, _N, _N)
+_add("JUNIPER_VP JUNIPER_ST", 18, _N, _N, _N)
+_add("JUNIPER_ISM JUNIPER_VS JUNIPER_SRX_E2E JUNIPER_FIBRECHANNEL JUNIPER_ATM_CEMIC",
+     8, _N, _N, _N)
+_add("MTP2 MTP2_WITH_PHDR ERF", _N, _N, _N, _N)
+_add("PFSYNC", _N, 4, 0, 0)
+_add("AX25_KISS", _N, _N, _N, _N)
+_add("IPNET", 1, 24, 0, _N)
+_add("NETANALYZER", 16, 18, 0, 3, off_linkhdr=4)
+_add("NETANALYZER_TRANSPARENT", 24, 26, 0, 3, off_linkhdr=12)
+
+
+def dlt_from_linktype(n):
+    """The DLT value libpcap uses for capture-file link type `n`."""
+    return _LINKTYPE_TO_DLT.get(n, n)
+
+
+def link_context(dlt):
+    """The LinkContext for a DLT number; FilterError for an unknown one."""
+    ctx = _TABLE.get(dlt)
+    if ctx is not None:
+        return ctx
+    if DLT_MATCHING_MIN <= dlt <= DLT_MATCHING_MAX:
+        # Only raw `link[N:M]` filtering is possible on these.
+        ctx = _lc(dlt, _N, _N, _N, _N)
+        _TABLE[dlt] = ctx
+        return ctx
+    raise FilterError(f"unknown data link type {dlt} (min {DLT_MATCHING_MIN}, max {DLT_MATCHING_MAX})")
