@@ -1,0 +1,76 @@
+"""The cBPF optimizer: a program in, an equivalent (usually smaller, faster) program out.
+
+Imports pfilter.opcodes and its own modules only; the compiler driver calls it, and it works
+on any valid cBPF program (ours, libpcap's, hand-written).
+
+    build graph (cfg.py) -> PASSES, repeated until none changes anything -> linearize
+
+Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
+own module. Why the loop terminates: every change strictly decreases the measure
+(statements, conditional jumps, sum of (4 - stmt_rank), blocks, sum over edges of
+(N - position of the target)), compared lexicographically, and no pass increases an earlier
+component while decreasing a later one. No pass count limit is needed or used.
+
+Equivalent means: the same return value for every packet (every captured length, every wire
+length), following libpcap's bpf_filter(): loads past the captured length and division by
+zero return 0, shifts by 32 or more give 0, arithmetic wraps at 32 bits. Programs with a
+backward jump (libpcap's protochain) are returned unchanged.
+"""
+
+from .cfg import build_graph
+from .constants import fold_constants
+from .deadcode import drop_covered_loads, prune_zero_paths, remove_dead_code
+from .jumps import thread_jumps
+from .linearize import linearize
+from .merge import merge_chains, merge_identical, simplify_edges
+from .redundancy import remove_redundant
+from .values import Values
+
+__all__ = ["optimize_program", "rejects_all", "PASSES"]
+
+PASSES = (
+    fold_constants,
+    remove_redundant,
+    thread_jumps,
+    simplify_edges,
+    remove_dead_code,
+    drop_covered_loads,
+    prune_zero_paths,
+    merge_chains,
+    merge_identical,
+)
+
+
+class Context:
+    """State shared by the passes of one optimization: the value-number table."""
+
+    def __init__(self):
+        self.vals = Values()
+
+
+def optimize_graph(graph, passes=PASSES):
+    ctx = Context()
+    changed = True
+    while changed:
+        changed = False
+        for p in passes:
+            if p(graph, ctx):
+                changed = True
+    return graph
+
+
+def optimize_program(insns):
+    """An equivalent program, usually smaller: list of (code, jt, jf, k) in, the same out."""
+    insns = [tuple(int(f) for f in i) for i in insns]
+    graph = build_graph(insns)
+    if graph is None:
+        return insns
+    optimize_graph(graph)
+    out = linearize(graph)
+    return out if len(out) <= len(insns) else insns
+
+
+def rejects_all(insns):
+    """True when the program provably returns 0 for every packet."""
+    out = optimize_program(insns)
+    return len(out) == 1 and out[0][0] == 0x06 and out[0][3] == 0

@@ -1,0 +1,111 @@
+"""Passes: dead-code and dead-store removal, loads covered by later loads, paths that can only
+reject.
+
+Imports pfilter.opcodes and pfilter.optimizer.{cfg,values} only.
+
+A statement may be dropped only if its result is never read AND dropping it cannot turn a
+"return 0" into something else: a packet load past the captured length, or a division by a
+zero X, makes bpf_filter return 0, so such a statement stays unless
+  - an earlier load on every path already proved the bytes are there (`remove_dead_code`), or
+  - every path after it either returns 0 or loads at least as far before any nonzero return
+    (`drop_covered_loads`: the later load aborts in its place, with the same result).
+The two justifications point in opposite directions, so they live in separate passes (each
+with a fresh analysis) and can never lean on each other in a circle.
+
+`prune_zero_paths` turns a block from which every path ends in `ret #0` into `ret #0`
+(its statements can only abort, which also returns 0).
+Each pass terminates: it removes statements or blocks, or turns blocks into bare `ret #0`.
+"""
+
+from pfilter.opcodes import BPF_K, BPF_RET
+
+from .cfg import RET
+from .values import Analysis, abs_load_bytes, anticipated_block, evaluate, stmt_def, stmt_uses, \
+    term_uses
+
+__all__ = ["remove_dead_code", "drop_covered_loads", "prune_zero_paths"]
+
+
+def remove_dead_code(graph, ctx):
+    """Drop statements whose results are never read and which cannot abort."""
+    vals = ctx.vals
+    an = Analysis(graph, vals)
+    live_in = {}
+    changed = False
+    for b in reversed(an.order):
+        live = term_uses(b)
+        for s in b.succ:
+            live |= live_in[s.id]
+        if b.stmts:
+            st = an.ins[b.id].copy()
+            safe = []
+            for code, k in b.stmts:
+                dest, v, check = evaluate(vals, st, code, k)
+                safe.append(st.satisfied(check))
+                st.note(check)
+                st.regs[dest] = v
+            keep = []
+            for (code, k), ok in zip(reversed(b.stmts), reversed(safe)):
+                d = stmt_def(code, k)
+                if ok and not live >> d & 1:
+                    changed = True
+                    continue
+                keep.append((code, k))
+                live = (live & ~(1 << d)) | stmt_uses(code, k)
+            keep.reverse()
+            b.stmts = keep
+        live_in[b.id] = live
+    return changed
+
+
+def drop_covered_loads(graph, ctx):
+    """Drop unread absolute loads that a later load on every path re-checks."""
+    order = graph.link_preds()
+    live_in = {}
+    ant = {}
+    changed = False
+    for b in reversed(order):
+        live = term_uses(b)
+        for s in b.succ:
+            live |= live_in[s.id]
+        if b.kind == RET:
+            a = anticipated_block(b, ant)
+        else:
+            a = min(ant[s.id] for s in b.succ)
+        keep = []
+        for code, k in reversed(b.stmts):
+            d = stmt_def(code, k)
+            n = abs_load_bytes(code, k)
+            if n and n <= a and not live >> d & 1:
+                changed = True
+                continue
+            keep.append((code, k))
+            live = (live & ~(1 << d)) | stmt_uses(code, k)
+            if n > a:
+                a = n
+        keep.reverse()
+        b.stmts = keep
+        live_in[b.id] = live
+        ant[b.id] = a
+    return changed
+
+
+def prune_zero_paths(graph, ctx):
+    """Blocks that can only lead to `ret #0` become `ret #0`."""
+    order = graph.link_preds()
+    zero = {}
+    changed = False
+    for b in reversed(order):
+        if b.kind == RET:
+            z = b.rcode & 0x18 == 0 and b.rk == 0
+            if z and b.stmts:
+                b.stmts = []
+                changed = True
+        else:
+            z = all(zero[s.id] for s in b.succ)
+            if z:
+                b.stmts = []
+                b.set_ret(BPF_RET | BPF_K, 0)
+                changed = True
+        zero[b.id] = z
+    return changed
