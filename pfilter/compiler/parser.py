@@ -1,6 +1,6 @@
 """The parser of pcap-filter expressions: tokens -> AST (pfilter.compiler.ast).
 
-May import pfilter.errors and pfilter.compiler.{lexer, ast}; nothing that generates code.
+May import pfilter.errors and pfilter.compiler.{lexer, names, ast}; nothing that generates code.
 
 A recursive-descent rendering of libpcap 1.10.3's grammar (grammar.y). Each method carries the
 grammar rules it stands for in a `# BNF:` comment, in the grammar's own nonterminal names.
@@ -26,6 +26,7 @@ import dataclasses
 
 from pfilter.compiler import ast
 from pfilter.compiler import lexer as L
+from pfilter.compiler import names
 from pfilter.errors import FilterError, FilterSyntaxError
 
 MAX_NESTING = 100
@@ -373,7 +374,7 @@ class Parser:
                 return self.make_id(q, "ipv6", t.value, t.pos, n.end, t, masklen=n.value), q
             return self.make_id(q, "ipv6", t.value, t.pos, t.end, t), q
         if t.kind == L.EID:
-            return self.make_id(q, "mac", mac_bytes(t.value), t.pos, t.end, t), q
+            return self.make_id(q, "mac", names.parse_mac(t.value), t.pos, t.end, t), q
         if t.kind == L.AID:
             return self.make_id(q, "aid", int(t.value[1:], 16), t.pos, t.end, t), q
         raise AssertionError(t.kind)
@@ -756,15 +757,3 @@ def _scan_int(text):
     if k == j:
         return None
     return int(text[:k]), k
-
-
-def mac_bytes(text):
-    """A MAC address in any notation the scanner accepts, as 6 bytes."""
-    for sep in (":", "-", "."):
-        if sep in text:
-            parts = text.split(sep)
-            if len(parts) == 6:
-                return bytes(int(p, 16) for p in parts)
-            return bytes.fromhex("".join(parts))
-    return bytes.fromhex(text)
-
