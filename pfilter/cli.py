@@ -1,0 +1,300 @@
+"""The `pfilter` command (also `python -m pfilter`): tcpdump's offline options with the same
+meaning, and sub-commands for what tcpdump lacks (`pfilter classify ...`).
+
+Imports the public pfilter API (compile, Program, errors), pfilter.capture (reader, writer,
+filter_file), pfilter.display and pfilter.linktypes; `classify` is imported only when its
+sub-command runs. Errors are one line on stderr ("pfilter: ..."), never a traceback, with a
+non-zero exit status.
+"""
+import argparse
+import os
+import sys
+
+EPILOG = """\
+examples:
+  pfilter -r in.pcap -w out.pcap 'ip and tcp port 80'   keep the HTTP packets
+  pfilter -r in.pcapng 'udp port 53 or icmp'            one tcpdump -n style line per match
+  pfilter -r in.pcap --count vlan and ip                how many packets match
+  pfilter -r captures/ -w all-dns.pcap udp port 53      every capture of a directory, one output
+  pfilter -r in.pcap.gz -c 100 -w first100.pcap tcp     gzip/zstd input; stop after 100 matches
+  pfilter -d 'ip host 192.0.2.1'                        the cBPF program, as tcpdump -d prints it
+  pfilter -y LINUX_SLL -ddd 'tcp'                       ... for another link type (-dd: C array)
+  pfilter -r in.pcap -F filter.txt -w out.pcap          the expression from a file
+  pfilter classify -r in.pcap -R rules.txt              many named filters, one pass (see --help)
+
+The expression is the trailing words, in tcpdump's language (man pcap-filter).
+Output is pcap (pcapng when the output name ends in .pcapng or with --format pcapng), with the
+input's timestamp resolution unless --micro / --nano say otherwise.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def build_parser():
+    p = _Parser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
+                "compiled to classic BPF and run at native speed.", epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-r", dest="read", action="append", metavar="FILE",
+                   help="read packets from FILE (pcap or pcapng, maybe gzip/zstd/xz/bzip2; '-' is "
+                        "standard input; a directory means every capture in it); repeatable")
+    p.add_argument("-w", dest="write", metavar="FILE",
+                   help="write the matching packets to FILE ('-' is standard output) instead of "
+                        "printing them")
+    p.add_argument("-d", dest="dump", action="count", default=0,
+                   help="print the compiled program and exit: -d as text, -dd as a C array, "
+                        "-ddd as decimal numbers")
+    p.add_argument("-y", dest="linktype", metavar="LINKTYPE",
+                   help="link type to compile for (name like EN10MB or number); default: the "
+                        "capture's, or EN10MB without -r")
+    p.add_argument("-s", dest="snaplen", type=int, metavar="SNAPLEN",
+                   help="snapshot length to compile for (default: the capture's, 262144 without -r)")
+    p.add_argument("-c", dest="count", type=int, metavar="COUNT",
+                   help="stop after COUNT matching packets")
+    p.add_argument("-O", dest="no_optimize", action="store_true",
+                   help="do not optimize the program")
+    p.add_argument("-F", dest="filter_file", metavar="FILE",
+                   help="read the expression from FILE ('#' starts a comment); trailing words "
+                        "are then ignored")
+    p.add_argument("--count", dest="count_only", action="store_true",
+                   help="print only the number of matching packets")
+    p.add_argument("-n", dest="numeric", action="store_true",
+                   help="do not resolve addresses (pfilter never does; accepted for tcpdump habits)")
+    p.add_argument("-q", dest="quiet", action="store_true",
+                   help="no 'reading from file' line, no final count line")
+    p.add_argument("--nano", dest="resolution", action="store_const", const="ns",
+                   help="nanosecond timestamps in output and printed times")
+    p.add_argument("--micro", dest="resolution", action="store_const", const="us",
+                   help="microsecond timestamps in output and printed times")
+    p.add_argument("--time-stamp-precision", dest="resolution", choices=("micro", "nano"),
+                   help=argparse.SUPPRESS)
+    p.add_argument("--format", choices=("pcap", "pcapng"),
+                   help="output format (default: pcapng for a .pcapng name, else pcap)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (shown on a terminal for large inputs)")
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("expression", nargs="*",
+                   help="the filter expression (tcpdump syntax); empty matches every packet")
+    return p
+
+
+def _version():
+    from . import __version__
+    return f"pfilter {__version__}"
+
+
+def _fail(message, status=1):
+    sys.stderr.write(f"pfilter: {message}\n")
+    sys.stderr.flush()
+    return status
+
+
+def _one_line(err):
+    """An error as one line: FilterSyntaxError's caret drawing becomes 'at offset N'."""
+    from .errors import FilterSyntaxError
+    if isinstance(err, FilterSyntaxError) and err.expression:
+        return f"{err.message} (at offset {err.position} of '{err.expression}')"
+    return " ".join(str(err).split("\n")[:1]) or type(err).__name__
+
+
+def _expression(args):
+    if args.filter_file:
+        try:
+            with open(args.filter_file, encoding="utf-8", errors="replace") as f:
+                lines = [line.split("#", 1)[0] for line in f]
+        except OSError as e:
+            from .errors import FilterError
+            raise FilterError(f"{args.filter_file}: {e.strerror or e}") from None
+        return " ".join(" ".join(lines).split())
+    words = list(args.expression)
+    if words and words[0] == "--":
+        words = words[1:]
+    return " ".join(words)
+
+
+def _sources(paths):
+    """Input paths; a directory stands for the capture files in it (sorted, recursively)."""
+    from .capture.reader import _decompressor
+    out = []
+    for path in paths:
+        if path != "-" and os.path.isdir(path):
+            found = []
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    full = os.path.join(root, name)
+                    if _looks_like_capture(full):
+                        found.append(full)
+            if not found:
+                from .errors import FilterError
+                raise FilterError(f"{path}: no capture files in this directory")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
+           b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34", b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"\x28\xb5\x2f\xfd",
+           b"\xfd7zXZ", b"BZh")
+
+
+def _looks_like_capture(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        return False
+    return any(head.startswith(m) for m in _MAGICS)
+
+
+def _linktype_label(linktype):
+    from .linktypes import LINKTYPE_TO_DLT, linktype_name
+    return linktype_name(LINKTYPE_TO_DLT.get(linktype, linktype))
+
+
+def _compile(expr, linktype, snaplen, optimize):
+    import pfilter
+    prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
+    if optimize and prog.rejects_all:
+        from .errors import FilterError
+        raise FilterError("expression rejects all packets")
+    return prog
+
+
+def _progress_bar(args, sources):
+    if not args.progress or not sys.stderr.isatty():
+        return None, None
+    total = 0
+    for s in sources:
+        try:
+            total += os.path.getsize(s) if s != "-" else 0
+        except OSError:
+            pass
+    if total < 64 * 1024 * 1024:
+        return None, None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, None
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+               leave=False, desc="pfilter")
+
+    def update(done, _total, _stats):
+        bar.update(max(0, done - bar.n))
+    return bar, update
+
+
+def main(argv=None):
+    """Entry point of the `pfilter` console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "classify":
+        try:
+            from .classify import cli_main
+        except ImportError as e:
+            return _fail(f"classify is not available: {e}")
+        return cli_main(argv[1:])
+    try:
+        return _run(build_parser().parse_intermixed_args(argv))
+    except _UsageError as e:
+        sys.stderr.write(build_parser().format_usage())
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except MemoryError:
+        return _fail("out of memory")
+    except ValueError as e:   # FilterError and its subclasses are ValueErrors
+        return _fail(_one_line(e))
+    except OSError as e:
+        return _fail(f"{getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}"
+                     f"{e.strerror or e}")
+
+
+def _run(args):
+    from .capture import open_capture
+    from .capture.filterfile import ProgramSet, filter_file
+    from .errors import CaptureFormatError, FilterError
+    from .linktypes import linktype_number
+
+    expr = _expression(args)
+    optimize = not args.no_optimize
+    resolution = {"micro": "us", "nano": "ns"}.get(args.resolution, args.resolution)
+    forced_lt = linktype_number(args.linktype) if args.linktype is not None else None
+    if args.snaplen is not None and args.snaplen <= 0:
+        args.snaplen = 262144
+    if args.count is not None and args.count <= 0:
+        raise FilterError(f"invalid packet count {args.count}")
+
+    sources = _sources(args.read) if args.read else []
+    if args.dump:
+        lt, snap = forced_lt, args.snaplen
+        if sources and (lt is None or snap is None):
+            with open_capture(sources[0]) as cap:
+                lt = cap.linktype if lt is None else lt
+                snap = cap.snaplen if snap is None else snap
+        prog = _compile(expr, 1 if lt is None else lt, snap or 262144, optimize)
+        sys.stdout.write(prog.dump({1: "d", 2: "dd"}.get(args.dump, "ddd")))
+        return 0
+    if not sources:
+        raise FilterError("no input: give a capture file with -r FILE (pfilter reads captures, "
+                          "it does not capture)")
+
+    # Compile (and refuse) before creating any output, for the first input's link type.
+    with open_capture(sources[0]) as cap:
+        first_lt, first_snap, first_res = cap.linktype, cap.snaplen, cap.ts_resolution
+        if not args.quiet:
+            sys.stderr.write(f"reading from file {cap.path}, link-type {_linktype_label(cap.linktype)}, "
+                             f"snapshot length {cap.snaplen}\n")
+    _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize)
+
+    out_res = resolution or first_res
+    printer = None
+    if args.write is None and not args.count_only:
+        from .display import batch_lines
+        out = sys.stdout
+
+        def printer(batch, idx):
+            out.write("".join(line + "\n" for line in batch_lines(batch, idx, out_res)))
+
+    bar, update = _progress_bar(args, sources)
+    status = 0
+    stats = None
+    try:
+        stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
+                            count=args.count, optimize=optimize, progress=update,
+                            format=args.format, ts_resolution=out_res, on_batch=printer)
+    except CaptureFormatError as err:
+        stats = getattr(err, "stats", None)
+        if bar is not None:
+            bar.close()
+            bar = None
+        sys.stdout.flush()
+        _fail(_one_line(err))
+        status = 1
+    finally:
+        if bar is not None:
+            bar.close()
+    sys.stdout.flush()
+    if stats is not None:
+        shown = stats.written if args.write is not None else stats.matched
+        if args.count_only:
+            sys.stdout.write(f"{shown} packet{'s' if shown != 1 else ''}\n")
+            sys.stdout.flush()
+        if not args.quiet:
+            verb = "written" if args.write is not None else "matched"
+            sys.stderr.write(f"{shown} packet{'s' if shown != 1 else ''} {verb}, {stats.read} read"
+                             f"{f' from {len(stats.files)} files' if len(stats.files) > 1 else ''}"
+                             f" in {stats.seconds:.2f} s\n")
+    return status
