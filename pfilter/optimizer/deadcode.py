@@ -20,7 +20,7 @@ Each pass terminates: it removes statements or blocks, or turns blocks into bare
 from pfilter.opcodes import BPF_K, BPF_RET
 
 from .cfg import RET
-from .values import Analysis, abs_load_bytes, anticipated_block, evaluate, stmt_def, stmt_uses, \
+from .values import INF, Analysis, abs_load_bytes, evaluate, stmt_def, stmt_uses, \
     term_uses
 
 __all__ = ["remove_dead_code", "drop_covered_loads", "prune_zero_paths"]
@@ -69,7 +69,7 @@ def drop_covered_loads(graph, ctx):
         for s in b.succ:
             live |= live_in[s.id]
         if b.kind == RET:
-            a = anticipated_block(b, ant)
+            a = INF if (b.rcode & 0x18 == 0 and b.rk == 0) else 0
         else:
             a = min(ant[s.id] for s in b.succ)
         keep = []
