@@ -90,7 +90,7 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask):
             optimize_program = None
         if optimize_program is not None:
             tuples = optimize_program(tuples)
-    return Program.from_tuples(tuples)
+    return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr)
 
 
 def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None):

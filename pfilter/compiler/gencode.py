@@ -11,6 +11,8 @@ Each `gen_*` method mirrors the libpcap function it names; differences are marke
 `Divergence:`.
 """
 
+import socket
+
 from pfilter.errors import FilterError
 from pfilter.opcodes import (
     BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND,
@@ -1480,9 +1482,8 @@ class Codegen:
     def gen_scode(self, name, q):
         # libpcap: gen_scode()
         proto, dir, kind = q.proto, q.dir, q.kind
-        names = _names()
         if kind == "net":
-            addr = names.network_number(name)
+            addr = _names().network_number(name)
             if not addr:
                 _err(f"unknown network '{name}'")
             mask = 0xFFFFFFFF
@@ -1491,6 +1492,7 @@ class Codegen:
                 mask = (mask << 8) & 0xFFFFFFFF
             return self.gen_host(addr, mask, proto, dir, kind)
         if kind is None or kind == "host":
+            names = _names()
             if proto == "link":
                 lt = self.linktype
                 eaddr = names.ether_host(name)
@@ -1725,10 +1727,8 @@ class Codegen:
         if s2 is not None:
             _err(f"no mask {s2} supported")
         try:
-            addr = bytes(_names().parse_ipv6(s1))
-        except FilterError:
-            raise
-        except Exception:
+            addr = socket.inet_pton(socket.AF_INET6, s1)
+        except (OSError, ValueError):
             _err(f"invalid ip6 address {s1}")
         if masklen > 128:
             _err("mask length must be <= 128")
@@ -2277,17 +2277,19 @@ class Codegen:
             _err(f"unsupported expression element {type(node).__name__}")
         return meth(self, node)
 
-    def _lower_and(self, n):
-        b0 = self.lower(n.left)
-        b1 = self.lower(n.right)
-        gen_and(b0, b1)
-        return b1
-
-    def _lower_or(self, n):
-        b0 = self.lower(n.left)
-        b1 = self.lower(n.right)
-        gen_or(b0, b1)
-        return b1
+    def _lower_chain(self, n):
+        # `a or b or c ...` parses left-deep; walk the left spine iteratively so that chains
+        # of thousands of terms need no deep recursion, lowering operands left to right.
+        spine = []
+        while type(n) in (A.And, A.Or):
+            spine.append(n)
+            n = n.left
+        b0 = self.lower(n)
+        for node in reversed(spine):
+            b1 = self.lower(node.right)
+            (gen_and if type(node) is A.And else gen_or)(b0, b1)
+            b0 = b1
+        return b0
 
     def _lower_not(self, n):
         b = self.lower(n.operand)
@@ -2346,8 +2348,8 @@ class Codegen:
         _err(f"unsupported arithmetic element {t.__name__}")
 
     _dispatch = {
-        A.And: _lower_and,
-        A.Or: _lower_or,
+        A.And: _lower_chain,
+        A.Or: _lower_chain,
         A.Not: _lower_not,
         A.Id: _lower_id,
         A.ProtoAbbrev: _lower_abbrev,
