@@ -1760,6 +1760,16 @@ class Codegen:
                  "LANE/Fibre Channel")
         _err("ethernet address used in non-ether expression")
 
+    def gen_acode(self, aid, q):
+        # libpcap: gen_acode(): an ARCnet address (`$2b`).
+        # Divergence: libpcap 1.10.3 converts the text with pcap_ether_aton(), which reads the
+        # `$` as a digit (so `$2b` compares against 0xd2); pfilter compares against 0x2b.
+        if self.linktype in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
+            if q.kind in (None, "host") and q.proto == "link":
+                return self.gen_ahostop(bytes([aid]), q.dir)
+            _err("ARCnet address used in non-arc expression")
+        _err("aid supported only on ARCnet")
+
     # ------------------------------------------------------------------ arithmetic
 
     def gen_loadi(self, val):
@@ -2313,6 +2323,8 @@ class Codegen:
             return self.gen_mcode6(n.value, n.mask, 128 if n.masklen is None else n.masklen, q)
         if vk == "mac":
             return self.gen_ecode(bytes(n.value), q)
+        if vk == "aid":
+            return self.gen_acode(int(n.value) & 0xFF, q)
         if vk == "range":
             lo, hi = n.value
             return self.gen_scode(f"{lo}-{hi}", q)
