@@ -22,6 +22,7 @@ from .constants import fold_constants
 from .deadcode import drop_covered_loads, prune_zero_paths, remove_dead_code
 from .jumps import thread_jumps
 from .linearize import linearize
+from .peephole import fold_index_arithmetic, fold_into_jumps
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant
 from .values import Values
@@ -31,6 +32,8 @@ __all__ = ["optimize_program", "rejects_all", "PASSES"]
 PASSES = (
     fold_constants,
     remove_redundant,
+    fold_into_jumps,
+    fold_index_arithmetic,
     thread_jumps,
     simplify_edges,
     remove_dead_code,

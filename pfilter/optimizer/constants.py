@@ -6,13 +6,14 @@ Rewrites, each to an equivalent and cheaper form (`stmt_rank` only goes up, so t
 terminates and never undoes itself):
   - a load or computation whose value is a known constant -> `ld #c` / `ldx #c` (when it cannot
     abort here: a load past the captured length must still return 0);
+  - an X-relative load with X known -> the absolute load of the same bytes;
   - an ALU operation or jump whose X operand is a known constant -> its K form;
   - a statement that always aborts (constant division by zero reached through X, an X-relative
     load beyond 4 GB) -> `ret #0`, the value bpf_filter returns;
   - `ret a` with A known -> `ret #k`.
 """
 
-from pfilter.opcodes import BPF_DIV, BPF_IMM, BPF_LD, BPF_LDX, BPF_MOD, BPF_RET, BPF_K
+from pfilter.opcodes import BPF_ABS, BPF_DIV, BPF_IMM, BPF_IND, BPF_LD, BPF_LDX, BPF_MOD, BPF_RET, BPF_K
 
 from .cfg import COND, RET
 from .values import ALWAYS, A, X, Analysis, evaluate, stmt_rank
@@ -38,6 +39,9 @@ def fold_constants(graph, ctx):
             c = st.const(vals, v)
             if c is not None and dest in (A, X) and stmt_rank(code) < 4 and st.satisfied(check):
                 form = ((BPF_LD if dest == A else BPF_LDX) | BPF_IMM, c)
+            elif code & 0xE0 == BPF_IND and (code & 7) in (BPF_LD, BPF_LDX) and v is not None \
+                    and vals.exprs[v][0] == "abs":
+                form = ((code & ~0xE0) | BPF_ABS, vals.exprs[v][2])
             elif (code & 7) == 4 and code & 0x08:
                 cx = st.const(vals, st.regs[X])
                 if cx is not None and not (code & 0xF0 in (BPF_DIV, BPF_MOD) and cx == 0) \

@@ -94,6 +94,42 @@ class Values:
     def k(self, c):
         return self.get(("k", c & M32))
 
+    def bound(self, v, depth=0):
+        """An upper bound of value v (over all packets)."""
+        e = self.exprs[v]
+        if depth > 32:
+            return M32
+        kind = e[0]
+        if kind == "k":
+            return e[1]
+        if kind == "msh":
+            return 60
+        if kind in ("abs", "ind"):
+            return (1 << (8 * LOAD_BYTES[e[1]])) - 1
+        if kind == "alu":
+            op, a, b = e[1], e[2], e[3]
+            cb = self.consts[b]
+            if op == BPF_AND:
+                return min(self.bound(a, depth + 1), self.bound(b, depth + 1))
+            if op == BPF_RSH and cb is not None:
+                return self.bound(a, depth + 1) >> cb if cb < 32 else 0
+            if op == BPF_LSH and cb is not None and cb < 32:
+                return min(M32, self.bound(a, depth + 1) << cb)
+            if op == BPF_ADD:
+                return min(M32, self.bound(a, depth + 1) + self.bound(b, depth + 1))
+        return M32
+
+    def split_offset(self, v):
+        """(base, c) with v == base + c exactly (no 32-bit wraparound), c a constant >= 0."""
+        e = self.exprs[v]
+        if e[0] == "alu" and e[1] == BPF_ADD:
+            a, b = e[2], e[3]
+            for base, other in ((a, b), (b, a)):
+                c = self.consts[other]
+                if c is not None and self.bound(base) + c <= M32:
+                    return base, c
+        return v, 0
+
     def alu(self, op, a, b, ca, cb):
         """Value number of `a op b` (ca, cb: their constants or None); None if it divides by 0."""
         if op == BPF_NEG:
@@ -289,7 +325,7 @@ def add_fact_to(facts, v, op, c, taken):
 
 def stmt_rank(code):
     """How cheap a statement form is (higher is better): constant 4, register copy 3, scratch
-    load 2, packet load or K-operand ALU 1, X-operand ALU 0. Rewrites only ever raise it."""
+    load 2, absolute load or K-operand ALU 1, X-relative load or X-operand ALU 0. Rewrites only ever raise it."""
     cls = code & 7
     if cls in (BPF_LD, BPF_LDX):
         mode = code & 0xE0
@@ -297,6 +333,8 @@ def stmt_rank(code):
             return 4
         if mode == BPF_MEM:
             return 2
+        if mode == BPF_IND:
+            return 0
         return 1
     if cls == BPF_MISC:
         return 3
@@ -336,6 +374,9 @@ def evaluate(vals, st, code, k):
                 if off > M32:
                     return dest, vals.get(("ind", size, xv, k)), ALWAYS
                 return dest, vals.get(("abs", size, off)), ("abs", off + nb)
+            base, extra = vals.split_offset(xv)
+            if extra and k + extra <= M32:
+                xv, k = base, k + extra
             return dest, vals.get(("ind", size, xv, k)), ("ind", xv, k + nb, k + nb)
         raise ValueError(f"unknown load mode in {code:#x}")
     if cls == BPF_ST:
