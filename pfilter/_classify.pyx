@@ -24,9 +24,16 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 cdef extern from *:
+    void __builtin_prefetch(const void* addr) noexcept nogil
+
+cdef extern from *:
     """
     typedef struct { uint16_t code; uint16_t aux; uint32_t jt; uint32_t jf; uint32_t k; } cl_insn;
+    #define CL_LEAF_ACCEPT 0xFFFFFFFEu  /* a test-node target folded from `ret #k`, k != 0 */
+    #define CL_LEAF_REJECT 0xFFFFFFFFu  /* ... from `ret #0` */
     """
+    const uint32_t LEAF_ACCEPT "CL_LEAF_ACCEPT"
+    const uint32_t LEAF_REJECT "CL_LEAF_REJECT"
     ctypedef struct cl_insn:
         uint16_t code
         uint16_t aux
@@ -35,10 +42,13 @@ cdef extern from *:
         uint32_t k
 
 DEF MAX_BACKWARD_JUMPS = 262144
+DEF PREFETCH_AHEAD = 8         # rows ahead whose packet headers are prefetched
 DEF OP_TEST = 0x100
 
 MAX_BACKWARD_JUMPS_VALUE = MAX_BACKWARD_JUMPS
 OP_TEST_VALUE = OP_TEST
+LEAF_ACCEPT_VALUE = LEAF_ACCEPT
+LEAF_REJECT_VALUE = LEAF_REJECT
 INSN_SIZE = sizeof(cl_insn)
 
 # test-node results
@@ -55,22 +65,30 @@ cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 8) | p[1]
 
 
+ctypedef struct ValueMemo:   # one value node's result on the packet stamped `stamp`
+    uint32_t stamp
+    uint32_t A
+    uint32_t X
+    uint32_t abort
+
+
+ctypedef struct TestMemo:    # one test node's result on the packet stamped `stamp`
+    uint32_t stamp
+    uint32_t res
+
+
 ctypedef struct Memo:
     # value nodes
     const cl_insn* vcode
     const uint32_t* vstart
     const uint32_t* vlen
     const uint8_t* vwrites     # bit 0: writes A, bit 1: writes X
-    uint32_t* vstamp
-    uint8_t* vabort
-    uint32_t* vA
-    uint32_t* vX
+    ValueMemo* vm
     # test nodes
     const uint32_t* tvalue
     const uint16_t* tcode
     const uint32_t* tk
-    uint32_t* tstamp
-    uint8_t* tres
+    TestMemo* tm
     uint32_t cur              # stamp of the current packet (never 0)
 
 
@@ -190,10 +208,10 @@ cdef inline void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t bufl
             abort = 1
             break
         pc += 1
-    m.vA[v] = A
-    m.vX[v] = X
-    m.vabort[v] = abort
-    m.vstamp[v] = m.cur
+    m.vm[v].A = A
+    m.vm[v].X = X
+    m.vm[v].abort = abort
+    m.vm[v].stamp = m.cur
 
 
 cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t buflen,
@@ -201,18 +219,18 @@ cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t bu
     """The outcome of test node t on this packet (T_FALSE, T_TRUE or T_ABORT), memoised."""
     cdef uint32_t v, A, k
     cdef uint8_t r
-    if m.tstamp[t] == m.cur:
-        return m.tres[t]
+    if m.tm[t].stamp == m.cur:
+        return <uint8_t>m.tm[t].res
     v = m.tvalue[t]
-    if m.vstamp[v] != m.cur:
+    if m.vm[v].stamp != m.cur:
         eval_value(m, v, p, buflen, wirelen)
-    if m.vabort[v]:
+    if m.vm[v].abort:
         r = T_ABORT
     else:
-        A = m.vA[v]
+        A = m.vm[v].A
         k = m.tk[t]
         if m.tcode[t] & 0x08:      # BPF_X: compare with X
-            k = m.vX[v]
+            k = m.vm[v].X
         if (m.tcode[t] & 0xf0) == 0x10:
             r = A == k
         elif (m.tcode[t] & 0xf0) == 0x20:
@@ -221,15 +239,15 @@ cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t bu
             r = A >= k
         else:                      # 0x40: jset
             r = (A & k) != 0
-    m.tres[t] = r
-    m.tstamp[t] = m.cur
+    m.tm[t].res = r
+    m.tm[t].stamp = m.cur
     return r
 
 
 cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, bint usesmem, Memo* m,
                               const uint8_t* p, uint32_t buflen, uint32_t wirelen) noexcept nogil:
     """The return value of the rule program at code[start] on one packet."""
-    cdef uint32_t A = 0, X = 0, k, v
+    cdef uint32_t A = 0, X = 0, k, v, t, target
     cdef uint32_t mem[16]
     cdef const cl_insn* pc = code + start
     cdef uint32_t back = 0
@@ -238,21 +256,25 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, bint usesmem,
     if usesmem:
         memset(mem, 0, sizeof(mem))
     while True:
+        # chains of test nodes, without the switch; a test's target may be a folded `ret`
+        while pc.code == OP_TEST:
+            t = pc.k
+            r = eval_test(m, t, p, buflen, wirelen)
+            if r == T_ABORT:
+                return 0
+            target = pc.jt if r else pc.jf
+            if target >= LEAF_ACCEPT:
+                return target == LEAF_ACCEPT
+            v = m.tvalue[t]
+            if m.vwrites[v] & 1:
+                A = m.vm[v].A
+            if m.vwrites[v] & 2:
+                X = m.vm[v].X
+            pc = code + target
         k = pc.k
         op = pc.code
         # op is a C integer compared with constants only: Cython emits one C `switch`.
-        if op == OP_TEST:
-            r = eval_test(m, k, p, buflen, wirelen)
-            if r == T_ABORT:
-                return 0
-            v = m.tvalue[k]
-            if m.vwrites[v] & 1:
-                A = m.vA[v]
-            if m.vwrites[v] & 2:
-                X = m.vX[v]
-            pc = code + (pc.jt if r else pc.jf)
-            continue
-        elif op == 0x06:      # ret #k
+        if op == 0x06:        # ret #k
             return k
         elif op == 0x16:      # ret a
             return A
@@ -474,6 +496,7 @@ cdef class RuleEngine:
         cdef Py_ssize_t width = 0
         cdef const uint8_t* base = <const uint8_t*>_ptr(data)
         cdef const uint8_t* p
+        cdef const uint8_t* ahead
         cdef uint32_t buflen, wl, res
         cdef Memo m
         cdef int64_t* pc
@@ -510,15 +533,11 @@ cdef class RuleEngine:
         m.tvalue = self.tvalue
         m.tcode = self.tcode
         m.tk = self.tk
-        m.vstamp = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
-        m.vabort = <uint8_t*>calloc(self.nvalues + 1, sizeof(uint8_t))
-        m.vA = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
-        m.vX = <uint32_t*>calloc(self.nvalues + 1, sizeof(uint32_t))
-        m.tstamp = <uint32_t*>calloc(self.ntests + 1, sizeof(uint32_t))
-        m.tres = <uint8_t*>calloc(self.ntests + 1, sizeof(uint8_t))
-        if (m.vstamp == NULL or m.vabort == NULL or m.vA == NULL or m.vX == NULL
-                or m.tstamp == NULL or m.tres == NULL):
-            free(m.vstamp); free(m.vabort); free(m.vA); free(m.vX); free(m.tstamp); free(m.tres)
+        m.vm = <ValueMemo*>calloc(self.nvalues + 1, sizeof(ValueMemo))
+        m.tm = <TestMemo*>calloc(self.ntests + 1, sizeof(TestMemo))
+        if m.vm == NULL or m.tm == NULL:
+            free(m.vm)
+            free(m.tm)
             raise MemoryError()
         m.cur = 0
         pc = &counts[0]
@@ -527,13 +546,17 @@ cdef class RuleEngine:
             with nogil:
                 for j in range(nrows):
                     i = prows[j] if prows != NULL else j
+                    if j + PREFETCH_AHEAD < nrows:   # the headers of a packet a few rows ahead
+                        ahead = base + offsets[prows[j + PREFETCH_AHEAD] if prows != NULL else j + PREFETCH_AHEAD]
+                        __builtin_prefetch(ahead)
+                        __builtin_prefetch(ahead + 64)
                     p = base + offsets[i]
                     buflen = caplen[i]
                     wl = wirelen[i]
                     m.cur += 1
                     if m.cur == 0:     # stamp wrapped after 2**32 packets: forget every memo
-                        memset(m.vstamp, 0, (self.nvalues + 1) * sizeof(uint32_t))
-                        memset(m.tstamp, 0, (self.ntests + 1) * sizeof(uint32_t))
+                        memset(m.vm, 0, (self.nvalues + 1) * sizeof(ValueMemo))
+                        memset(m.tm, 0, (self.ntests + 1) * sizeof(TestMemo))
                         m.cur = 1
                     for r in range(nr):
                         res = run_rule(self.code, self.starts[r], self.usesmem[r], &m, p, buflen, wl)
@@ -546,4 +569,5 @@ cdef class RuleEngine:
                                 else:
                                     pout[i * width + r] = 1
         finally:
-            free(m.vstamp); free(m.vabort); free(m.vA); free(m.vX); free(m.tstamp); free(m.tres)
+            free(m.vm)
+            free(m.tm)

@@ -66,8 +66,8 @@ import numpy as np
 
 from .batch import PacketBatch
 from .errors import FilterError, FilterSyntaxError, InvalidProgramError
-from .opcodes import (BPF_ALU, BPF_ABS, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP, BPF_LD, BPF_LDX, BPF_LEN,
-                      BPF_MISC, BPF_MSH, BPF_NEG, BPF_RET, BPF_TAX, BPF_X, VALID_OPCODES,
+from .opcodes import (BPF_ALU, BPF_ABS, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
+                      BPF_LEN, BPF_MISC, BPF_MSH, BPF_NEG, BPF_RET, BPF_TAX, BPF_X, VALID_OPCODES,
                       BPF_CLASS, BPF_MISCOP, BPF_MODE, BPF_OP, BPF_SRC)
 
 _PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
@@ -83,6 +83,9 @@ __all__ = ["classify", "Classification", "parse_rules", "plan", "cli_main"]
 
 #: opcode of the engine's test-node pseudo-instruction (outside cBPF's 8-bit opcode space)
 OP_TEST = 0x100
+#: test-node targets that stand for `ret #k` with k != 0 (accept) and `ret #0` (reject)
+LEAF_ACCEPT = 0xFFFFFFFE
+LEAF_REJECT = 0xFFFFFFFF
 
 #: the engine's instruction record: cBPF opcode, aux (1 = backward `ja`), absolute targets, k
 CL_INSN_DTYPE = np.dtype([("code", "<u2"), ("aux", "<u2"), ("jt", "<u4"), ("jf", "<u4"), ("k", "<u4")])
@@ -209,6 +212,13 @@ class Plan:
                     leaders.add(i + 1)
                 elif BPF_CLASS(c) == BPF_RET:
                     leaders.add(i + 1)
+            def target(at, base=base, insns=insns):
+                # a test's target that is `ret #k` is folded into a leaf: accept (k != 0) or reject
+                c, _, _, k = insns[at]
+                if c == BPF_RET | BPF_K:
+                    return LEAF_ACCEPT if k else LEAF_REJECT
+                return base + at
+
             rows = []
             for i, (c, jt, jf, k) in enumerate(insns):
                 if BPF_CLASS(c) == BPF_JMP:
@@ -241,7 +251,7 @@ class Plan:
                     tvalue.append(v)
                     tcode.append(c)
                     tk.append(k)
-                rows[i] = (OP_TEST, 0, base + j + 1 + jt, base + j + 1 + jf, t)
+                rows[i] = (OP_TEST, 0, target(j + 1 + jt), target(j + 1 + jf), t)
                 sites += 1
             code.extend(rows)
         self.code = np.array(code, dtype=CL_INSN_DTYPE)
