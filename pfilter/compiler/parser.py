@@ -88,8 +88,9 @@ VALUE_WANTED = {
     "protochain": "a protocol number or \\name", None: "an address or name",
 }
 
-# Units: what `_unit` parsed.
-TERM, ID_, ARITH = "term", "id", "arith"
+# Units: what `_unit` parsed. PID_GROUP is an id of the form `( pid )`: an id, but one that
+# cannot begin a pid (`pid: nid | qid and id | qid or id`, and `qid` is a pnum or a pid).
+TERM, ID_, ARITH, PID_GROUP = "term", "id", "arith", "pid group"
 
 
 def parse(expression):
@@ -236,6 +237,8 @@ class Parser:
                 raise self.expected("an expression to negate")
             kind, inner, q2 = self._unit(q, ids_ok, arith_ok=False, terms_ok=terms_ok)
             self.leave()
+            if kind == PID_GROUP:
+                kind = ID_
             return kind, ast.Not(t.pos, inner.end, inner), q2
         if t.kind in NID_TOKENS:
             if not ids_ok:
@@ -264,7 +267,7 @@ class Parser:
             # BNF: rterm: paren expr ')'      ($$.q = $1.q: what preceded the paren)
             return TERM, node, q
         # BNF: id: paren pid ')'
-        return ID_, node, q2
+        return PID_GROUP, node, q2
 
     def _group(self, q, ids_ok, terms_ok):
         """`(` ... `)`: a parenthesized expression, pid, pnum or arithmetic expression."""
@@ -274,7 +277,11 @@ class Parser:
         if self.tok.kind == L.EOF:
             raise self.error(f"unbalanced parenthesis: the '(' at offset {open_tok.pos} is never "
                              f"closed", open_tok)
+        first = self.tok
         kind, node, q2 = self._unit(q, ids_ok, arith_ok=True, terms_ok=terms_ok)
+        if kind == PID_GROUP:
+            raise self.error("a parenthesized list of values cannot begin a parenthesized "
+                             "group: remove the inner parentheses", first)
         if kind == TERM:
             node, q2 = self.parse_expr_rest(node, q2)
         elif kind == ID_:
