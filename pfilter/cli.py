@@ -159,13 +159,83 @@ def _linktype_label(linktype):
     return linktype_name(LINKTYPE_TO_DLT.get(linktype, linktype))
 
 
-def _compile(expr, linktype, snaplen, optimize):
+def _cache_dir():
+    if os.environ.get("PFILTER_NO_CACHE", "") not in ("", "0"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pfilter", "programs")
+
+
+def _compiler_stamp():
+    """Changes whenever the compiler's sources (or the version) change."""
+    from . import __version__
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = [__version__]
+    for sub in ("compiler", "optimizer"):
+        try:
+            entries = sorted(os.scandir(os.path.join(here, sub)), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.endswith(".py"):
+                st = e.stat()
+                parts.append(f"{sub}/{e.name}:{st.st_mtime_ns}:{st.st_size}")
+    for name in ("linktypes.py", "program.py", "validate.py"):
+        try:
+            st = os.stat(os.path.join(here, name))
+            parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+        except OSError:
+            pass
+    return "|".join(parts)
+
+
+def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
+    """pfilter.compile with an on-disk cache of the resulting instructions (~/.cache/pfilter,
+    keyed by the expression, link type, snapshot length, optimization and the compiler's source
+    files; PFILTER_NO_CACHE=1 turns it off): a repeated command skips importing the compiler.
+    Raises FilterError("expression rejects all packets") for such an optimized program, as
+    tcpdump does."""
+    import hashlib
+    import json
+
+    from .errors import FilterError
+    from .program import Program
+    directory = _cache_dir()
+    path = None
+    if directory is not None:
+        key = hashlib.sha256(json.dumps([_compiler_stamp(), expr, str(linktype), int(snaplen),
+                                         bool(optimize)]).encode()).hexdigest()
+        path = os.path.join(directory, key[:2], key + ".json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                entry = json.load(f)
+            prog = Program.from_tuples(entry["insns"], linktype=linktype, snaplen=snaplen, source=expr)
+            rejects = bool(entry["rejects_all"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        else:
+            if optimize and rejects:
+                raise FilterError("expression rejects all packets")
+            return prog
     import pfilter
     prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
-    if optimize and prog.rejects_all:
-        from .errors import FilterError
+    rejects = bool(prog.rejects_all) if optimize else False
+    if path is not None:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"insns": prog.to_tuples(), "rejects_all": rejects}, f)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    if rejects:
         raise FilterError("expression rejects all packets")
     return prog
+
+
+def _compile(expr, linktype, snaplen, optimize):
+    return cached_compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
 
 
 def _progress_bar(args, sources):
@@ -220,6 +290,8 @@ def main(argv=None):
     except OSError as e:
         return _fail(f"{getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}"
                      f"{e.strerror or e}")
+    except Exception as e:   # a bug in pfilter: still one line, and say so
+        return _fail(f"internal error: {type(e).__name__}: {e}", 3)
 
 
 def _run(args):
@@ -274,7 +346,8 @@ def _run(args):
     try:
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
-                            format=args.format, ts_resolution=out_res, on_batch=printer)
+                            format=args.format, ts_resolution=out_res, on_batch=printer,
+                            compiler=cached_compile)
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
         if bar is not None:

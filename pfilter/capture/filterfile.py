@@ -9,6 +9,7 @@ link type and each packet is judged by its own link type's program. Memory stays
 and its window are dropped once written.
 """
 import os
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -17,6 +18,14 @@ import numpy as np
 from ..errors import CaptureFormatError, FilterError
 from .reader import open_capture
 from .writer import format_for_path, open_writer
+
+
+# Batches small enough to stay in the CPU cache between reading, filtering and writing: each
+# packet then comes from DRAM once. (1 MB measured best on a 2 MB-L2 machine: 0.13 s vs 0.53 s
+# with 32 MB batches for reading and filtering 1 GB.)
+CACHE_BATCH_BYTES = 1 << 20
+# Batches a helper thread reads ahead of the filtering (0: read in the calling thread).
+READ_AHEAD = int(os.environ.get("PFILTER_READ_AHEAD", "4"))
 
 
 @dataclass
@@ -43,11 +52,12 @@ class FilterStats:
 class ProgramSet:
     """The expression's Program per link type, compiled on first need."""
 
-    def __init__(self, expr, snaplen=None, optimize=True, linktype=None):
+    def __init__(self, expr, snaplen=None, optimize=True, linktype=None, compiler=None):
         self.expr = expr
         self.snaplen = snaplen
         self.optimize = optimize
         self.forced_linktype = linktype
+        self.compiler = compiler
         self._programs = {}
 
     def for_linktype(self, linktype, snaplen=None):
@@ -58,7 +68,8 @@ class ProgramSet:
         key = (lt, self.snaplen or snaplen or 262144)
         prog = self._programs.get(key)
         if prog is None:
-            prog = pfilter.compile(self.expr, linktype=lt, snaplen=key[1], optimize=self.optimize)
+            compile_ = self.compiler or pfilter.compile
+            prog = compile_(self.expr, linktype=lt, snaplen=key[1], optimize=self.optimize)
             self._programs[key] = prog
         return prog
 
@@ -75,6 +86,50 @@ class ProgramSet:
         return mask
 
 
+def _read_ahead(cap, depth, stop):
+    """The capture's batches, read by a helper thread up to `depth` batches ahead: the scanner
+    and the VM both release the GIL, so reading overlaps filtering and writing on a second core.
+    A reader error arrives in order, after the batches before it."""
+    import queue
+    import threading
+    q = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for batch in cap:
+                while not stop.is_set():
+                    try:
+                        q.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as e:   # handed to the consumer, raised there in order
+            q.put(e)
+
+    thread = threading.Thread(target=produce, name="pfilter-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
 def _inputs(src):
     if isinstance(src, (list, tuple)):
         return list(src)
@@ -83,7 +138,7 @@ def _inputs(src):
 
 def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
-                on_batch=None):
+                batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, or a list of them (read in order into one output).
@@ -95,6 +150,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     format: "pcap" or "pcapng" (default: from dst's name, else pcap).
     ts_resolution: "us" or "ns" for pcap output (default: the first input's).
     on_batch: called as on_batch(batch, indices) for the matched packets of each batch.
+    compiler: called like pfilter.compile to make each link type's Program (the CLI passes
+    one with an on-disk cache).
 
     Returns a FilterStats. A damaged input raises CaptureFormatError after the packets before
     the damage were written and the output committed (as tcpdump leaves them); the exception
@@ -106,20 +163,22 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
         raise FilterError("no input capture")
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
-    programs = ProgramSet(expr, snaplen, optimize, linktype)
+    programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
     writer = None
     total_bytes = sum(_size(s) for s in sources)
     done_bytes = 0
     selected = 0
     try:
         for s in sources:
-            with open_capture(s, **({"batch_packets": batch_packets} if batch_packets else {})) as cap:
+            with open_capture(s, batch_bytes=batch_bytes, **({"batch_packets": batch_packets} if batch_packets else {})) as cap:
                 stats.files.append(cap.path)
                 programs.for_linktype(cap.linktype, cap.snaplen)
                 if writer is None and dst is not None:
                     writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                stop = threading.Event()
+                batches = _read_ahead(cap, READ_AHEAD, stop) if READ_AHEAD else cap
                 try:
-                    for batch in cap:
+                    for batch in batches:
                         n = len(batch)
                         stats.read += n
                         mask = programs.match(batch, cap.snaplen)
@@ -150,6 +209,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                         writer.close()
                         writer = None
                     raise
+                finally:
+                    if READ_AHEAD:
+                        batches.close()
                 done_bytes += _size(s)
             if count is not None and selected >= count:
                 break

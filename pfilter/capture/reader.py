@@ -17,10 +17,7 @@ length cut to it, records longer than the link type's maximum refused, the same 
 Damage raises CaptureFormatError with the file offset of the damaged record, but only after every
 intact packet before it was delivered (the batch first, the error on the next call).
 """
-import bz2
-import gzip
 import io
-import lzma
 import mmap
 import os
 import struct
@@ -58,7 +55,7 @@ INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
 
 DEFAULT_BATCH_PACKETS = 65536
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
-DEFAULT_WINDOW_BYTES = 64 * 1024 * 1024
+DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 
 _HOST_LITTLE = sys.byteorder == "little"
 
@@ -186,6 +183,7 @@ def _peek(f, n):
 def _decompressor(f, head):
     """(stream, name) for compressed input, or (None, None)."""
     if head[:2] == b"\x1f\x8b":
+        import gzip
         return gzip.GzipFile(fileobj=f, mode="rb"), "gzip"
     if head[:4] == b"\x28\xb5\x2f\xfd":
         try:
@@ -194,8 +192,10 @@ def _decompressor(f, head):
             raise CaptureFormatError("zstd-compressed capture: install the zstandard package", 0) from None
         return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True), "zstd"
     if head[:6] == b"\xfd7zXZ\x00":
+        import lzma
         return lzma.LZMAFile(f), "xz"
     if head[:3] == b"BZh":
+        import bz2
         return bz2.BZ2File(f), "bzip2"
     return None, None
 
