@@ -19,8 +19,10 @@ their targets' positions grows, bounded), each settled test removes a conditiona
 """
 
 from .cfg import COND, GOTO
-from .values import A, NREGS, Analysis, State, anticipated_block, decide_jump, edge_fact, \
-    evaluate, live_block
+from pfilter.opcodes import BPF_JEQ
+
+from .values import ALWAYS, A, NREGS, Analysis, State, add_fact_to, anticipated_block, decide_jump, \
+    edge_fact, evaluate, live_block
 
 __all__ = ["thread_jumps"]
 
@@ -46,6 +48,9 @@ def thread_jumps(graph, ctx):
     return changed
 
 
+WALK_BUDGET = 24    # blocks visited per edge while looking for a later target
+
+
 def _thread_edges(vals, an, p, b, live_in, ant):
     out = an.outs[p.id]
     changed = False
@@ -56,33 +61,68 @@ def _thread_edges(vals, an, p, b, live_in, ant):
             st = State(list(out.regs), edge_fact(vals, out, p.jcode, p.jk, slot == 0), out.proven, out.pind)
         else:
             st = out.copy()
-        entry_regs = list(st.regs)
-        loads = []
-        ok = True
-        for code, k in b.stmts:
-            dest, v, check = evaluate(vals, st, code, k)
-            if not st.satisfied(check):
-                if check is None or check[0] != "abs":
-                    ok = False
-                    break
-                loads.append(check[1])
-            st.note(check)
-            st.regs[dest] = v
-        if not ok:
-            continue
-        d = decide_jump(vals, st, b.jcode, b.jk)
-        if d is None:
-            continue
-        s = b.succ[0] if d else b.succ[1]
-        if loads and max(loads) > ant[s.id]:
-            continue
-        live = live_in[s.id]
-        for r in range(NREGS):
-            if live >> r & 1 and st.regs[r] != entry_regs[r]:
-                c = st.const(vals, st.regs[r])
-                if c is None or c != st.const(vals, entry_regs[r]):
-                    break
-        else:
-            p.succ[slot] = s
+        budget = [WALK_BUDGET]
+        found = _walk(vals, st, list(st.regs), b, 0, live_in, ant, budget)
+        if found:
+            best = max(found, key=lambda blk: blk.order)
+            p.succ[slot] = best
             changed = True
     return changed
+
+
+def _walk(vals, st, entry_regs, b, need, live_in, ant, budget):
+    """Blocks after b that every execution from state st (at b's entry) reaches with the same
+    values in all registers live there, and without skipping a load that could abort (other
+    than ones the target re-checks: `need` is the largest such byte count so far)."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return []
+    st = st.copy()
+    for code, k in b.stmts:
+        dest, v, check = evaluate(vals, st, code, k)
+        if not st.satisfied(check):
+            if check is None or check is ALWAYS or check[0] != "abs":
+                return []
+            if check[1] > need:
+                need = check[1]
+        st.note(check)
+        st.regs[dest] = v
+    if b.kind == GOTO:
+        return _arrive(vals, st, entry_regs, b.succ[0], need, live_in, ant, budget)
+    if b.kind != COND:
+        return []
+    d = decide_jump(vals, st, b.jcode, b.jk)
+    if d is not None:
+        return _arrive(vals, st, entry_regs, b.succ[0] if d else b.succ[1], need, live_in, ant, budget)
+    if b.jcode & 0x08:
+        return []
+    a = st.regs[A]
+    vs = st.fact(a)[5]
+    if vs is None or len(vs) > 8:
+        return []
+    common = None
+    for c in vs:
+        sub = State(st.regs, add_fact_to(st.facts, a, BPF_JEQ, c, True), st.proven, st.pind)
+        d = decide_jump(vals, sub, b.jcode, b.jk)
+        found = _arrive(vals, sub, entry_regs, b.succ[0] if d else b.succ[1], need, live_in, ant, budget)
+        ids = {blk.id: blk for blk in found}
+        common = ids if common is None else {i: blk for i, blk in common.items() if i in ids}
+        if not common:
+            return []
+    return list(common.values())
+
+
+def _arrive(vals, st, entry_regs, s, need, live_in, ant, budget):
+    found = []
+    if need <= ant[s.id] and _same_live(vals, st, entry_regs, live_in[s.id]):
+        found.append(s)
+    return found + _walk(vals, st, entry_regs, s, need, live_in, ant, budget)
+
+
+def _same_live(vals, st, entry_regs, live):
+    for r in range(NREGS):
+        if live >> r & 1 and st.regs[r] != entry_regs[r]:
+            c = st.const(vals, st.regs[r])
+            if c is None or c != st.const(vals, entry_regs[r]):
+                return False
+    return True

@@ -169,13 +169,29 @@ class Values:
 
 
 # ---------------------------------------------------------------------------------------- facts
-# A fact is (lo, hi, excluded frozenset, zero_bits, nonzero_masks frozenset).
-TOP = (0, M32, frozenset(), 0, frozenset())
+# A fact is (lo, hi, excluded frozenset, zero_bits, nonzero_masks frozenset, possible values):
+# the last is a frozenset of the only values possible, or None when unknown.
+TOP = (0, M32, frozenset(), 0, frozenset(), None)
+VS_CAP = 16         # possible values kept per value
+
+
+def _test(op, a, c):
+    if op == BPF_JEQ:
+        return a == c
+    if op == BPF_JGT:
+        return a > c
+    if op == BPF_JGE:
+        return a >= c
+    return bool(a & c)
 
 
 def decide(f, op, c):
     """True/False when fact f settles `value op c`, else None."""
-    lo, hi, ex, zero, nz = f
+    lo, hi, ex, zero, nz, vs = f
+    if vs is not None:
+        outcomes = {_test(op, a, c) for a in vs}
+        if len(outcomes) == 1:
+            return outcomes.pop()
     if op == BPF_JEQ:
         if lo == hi:
             return lo == c
@@ -215,27 +231,29 @@ def decide(f, op, c):
 
 def add_fact(f, op, c, taken):
     """Fact f refined by the outcome `taken` of `value op c`."""
-    lo, hi, ex, zero, nz = f
+    lo, hi, ex, zero, nz, vs = f
+    if vs is not None:
+        vs = frozenset(a for a in vs if _test(op, a, c) == taken)
     if op == BPF_JEQ:
         if taken:
-            return (c, c, frozenset(), 0, frozenset())
+            return (c, c, frozenset(), 0, frozenset(), frozenset((c,)))
         if c == lo and lo < hi:
-            return (lo + 1, hi, ex, zero, nz)
+            return (lo + 1, hi, ex, zero, nz, vs)
         if c == hi and lo < hi:
-            return (lo, hi - 1, ex, zero, nz)
+            return (lo, hi - 1, ex, zero, nz, vs)
         if lo <= c <= hi and c not in ex and len(ex) < SET_CAP:
-            return (lo, hi, ex | {c}, zero, nz)
-        return f
+            return (lo, hi, ex | {c}, zero, nz, vs)
+        return (lo, hi, ex, zero, nz, vs)
     if op == BPF_JGT:
-        return (max(lo, c + 1), hi, ex, zero, nz) if taken else (lo, min(hi, c), ex, zero, nz)
+        return (max(lo, c + 1), hi, ex, zero, nz, vs) if taken else (lo, min(hi, c), ex, zero, nz, vs)
     if op == BPF_JGE:
-        return (max(lo, c), hi, ex, zero, nz) if taken else (lo, min(hi, c - 1), ex, zero, nz)
+        return (max(lo, c), hi, ex, zero, nz, vs) if taken else (lo, min(hi, c - 1), ex, zero, nz, vs)
     if op == BPF_JSET:
         if taken:
             if c in nz or len(nz) >= SET_CAP:
-                return f
-            return (lo, hi, ex, zero, nz | {c})
-        return (lo, hi, ex, zero | c, nz)
+                return (lo, hi, ex, zero, nz, vs)
+            return (lo, hi, ex, zero, nz | {c}, vs)
+        return (lo, hi, ex, zero | c, nz, vs)
     return f
 
 
@@ -246,7 +264,12 @@ def meet_fact(f, g):
                    and decide(g, BPF_JEQ, c) is False)
     nz = frozenset(m for m in (f[4] | g[4]) if decide(f, BPF_JSET, m) is True
                    and decide(g, BPF_JSET, m) is True)
-    return (min(f[0], g[0]), max(f[1], g[1]), ex, f[3] & g[3], nz)
+    vs = None
+    if f[5] is not None and g[5] is not None:
+        vs = f[5] | g[5]
+        if len(vs) > VS_CAP:
+            vs = None
+    return (min(f[0], g[0]), max(f[1], g[1]), ex, f[3] & g[3], nz, vs)
 
 
 class State:
