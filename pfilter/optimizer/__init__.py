@@ -25,6 +25,7 @@ from .linearize import linearize
 from .peephole import fold_index_arithmetic, fold_into_jumps
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant
+from .reorder import group_tests
 from .values import Values
 
 __all__ = ["optimize_program", "rejects_all", "PASSES"]
@@ -41,6 +42,7 @@ PASSES = (
     prune_zero_paths,
     merge_chains,
     merge_identical,
+    group_tests,
 )
 
 
