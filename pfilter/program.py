@@ -102,7 +102,8 @@ class Program:
     """A validated cBPF program. Immutable: `instructions` is a read-only numpy structured array
     (code u2, jt u1, jf u1, k u4), laid out exactly like `struct bpf_insn`."""
 
-    __slots__ = ("instructions", "_raw", "_tuples", "_rejects_all", "linktype", "snaplen", "source")
+    __slots__ = ("instructions", "_raw", "_decoded", "_clear_mem", "_tuples", "_rejects_all", "linktype",
+                 "snaplen", "source")
 
     def __init__(self, instructions, *, linktype=None, snaplen=None, source=None):
         arr = np.array(instructions, dtype=INSN_DTYPE, copy=True).reshape(-1)
@@ -111,6 +112,11 @@ class Program:
         arr.flags.writeable = False
         self.instructions = arr
         self._raw = np.frombuffer(arr.tobytes(), dtype=np.uint8)
+        if _cvm is not None:
+            self._decoded = np.frombuffer(_cvm.decode(self._raw), dtype=np.uint8)
+            self._clear_mem = bool(_cvm.reads_scratch(self._raw))
+        else:
+            self._decoded, self._clear_mem = None, True
         self._tuples = tuples
         self._rejects_all = None
         self.linktype = linktype
@@ -212,8 +218,8 @@ class Program:
         """The program's return value (0 = reject) on one packet; wirelen defaults to len(packet)."""
         packet = bytes(packet)
         wl = len(packet) if wirelen is None else int(wirelen)
-        if _cvm is not None:
-            return int(_cvm.run_one(self._raw, np.frombuffer(packet, np.uint8) if packet else np.zeros(0, np.uint8), wl))
+        if _cvm is not None and self._decoded is not None:
+            return int(_cvm.run_one(self._decoded, np.frombuffer(packet, np.uint8) if packet else np.zeros(0, np.uint8), wl))
         return _pyvm.run_one(self._tuples, packet, wl)
 
     def run_batch(self, batch, out=None):
@@ -223,8 +229,8 @@ class Program:
         n = len(batch)
         if out is None:
             out = np.empty(n, dtype=np.uint32)
-        if _cvm is not None:
-            _cvm.run_batch(self._raw, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
+        if _cvm is not None and self._decoded is not None:
+            _cvm.run_batch(self._decoded, self._clear_mem, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
         else:
             _pyvm.run_batch(self._tuples, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
         return out
@@ -232,8 +238,9 @@ class Program:
     def run_indexed(self, batch, index, out):
         """Run only packets `index` (int64 array) of the batch, writing out[index]."""
         index = np.ascontiguousarray(index, dtype=np.int64)
-        if _cvm is not None:
-            _cvm.run_indexed(self._raw, batch.data, batch.offsets, batch.caplen, batch.wirelen, index, out)
+        if _cvm is not None and self._decoded is not None:
+            _cvm.run_indexed(self._decoded, self._clear_mem, batch.data, batch.offsets, batch.caplen, batch.wirelen,
+                             index, out)
         else:
             for i in index:
                 o = int(batch.offsets[i])
@@ -248,8 +255,8 @@ class Program:
     def count_steps(self, batch):
         """Instructions executed per packet (uint64 array): the program's path lengths."""
         steps = np.zeros(len(batch), dtype=np.uint64)
-        if _cvm is not None:
-            _cvm.count_steps(self._raw, batch.data, batch.offsets, batch.caplen, batch.wirelen, steps)
+        if _cvm is not None and self._decoded is not None:
+            _cvm.count_steps(self._decoded, batch.data, batch.offsets, batch.caplen, batch.wirelen, steps)
             return steps
         for i in range(len(batch)):
             steps[i] = _count_steps_py(self._tuples, batch.packet(i), int(batch.wirelen[i]))

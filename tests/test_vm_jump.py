@@ -45,3 +45,27 @@ def test_endless_backward_loop_is_cut_off_and_rejects(vm):
 def test_return_a_and_return_constant(vm):
     assert run([(BPF_LD | BPF_IMM, 0, 0, 1234), RET_A]) == 1234
     assert run([(BPF_RET | BPF_K, 0, 0, 0xFFFFFFFF)]) == 0xFFFFFFFF
+
+
+def test_jump_into_the_middle_of_a_fused_load_and_compare_pair(vm):
+    # insn 2-3 (ldh; jeq) fuse in the Cython VM; insn 1 jumps straight to the jeq at 3 with A = 7.
+    prog = [(BPF_LD | BPF_IMM, 0, 0, 7),
+            (BPF_JMP | BPF_JA, 0, 0, 1),
+            (BPF_LD | BPF_H | BPF_ABS, 0, 0, 0),
+            (BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 7),
+            (BPF_RET | BPF_K, 0, 0, 1), (BPF_RET | BPF_K, 0, 0, 2)]
+    assert run(prog, b"\x00\x09") == 1
+    assert run(prog[:1] + [(BPF_JMP | BPF_JA, 0, 0, 0)] + prog[2:], b"\x00\x09") == 2
+
+
+def test_fused_load_past_caplen_still_rejects(vm):
+    prog = [(BPF_LD | BPF_W | BPF_ABS, 0, 0, 2), (BPF_JMP | BPF_JGE | BPF_K, 0, 0, 0), ACCEPT]
+    assert run(prog, b"\x01\x02\x03\x04\x05") == 0
+    assert run(prog, b"\x01\x02\x03\x04\x05\x06") == 0xFFFF
+
+
+def test_count_steps_counts_cbpf_instructions_on_the_taken_path(vm):
+    import pfilter
+    prog = pfilter.Program.from_tuples([(0x28, 0, 0, 12), (0x15, 0, 1, 0x800), (6, 0, 0, 1), (6, 0, 0, 0)])
+    batch = pfilter.PacketBatch.from_packets([b"\x00" * 12 + b"\x08\x00", b"\x00" * 14, b"\x00" * 5])
+    assert prog.count_steps(batch).tolist() == [3, 3, 1]
