@@ -6,8 +6,9 @@ optimized bytecode), optimize libpcap's unoptimized program with pfilter.optimiz
   - size: instructions, pfilter vs libpcap -O;
   - path length: instructions executed per packet, averaged over every EN10MB corpus packet;
   - whether libpcap's -O program is even equivalent to its unoptimized one (same return value on
-    every corpus packet and on truncated copies of 300 of them): where it is not, libpcap
-    dropped a load, and pfilter, which must keep it, may legitimately be larger.
+    every corpus packet, on truncated copies of 300 of them, and on probe packets steered into
+    every branch and cut where loads stop fitting: tests/test_optimizer_probes.py): where it is
+    not, libpcap dropped or reordered a load, and pfilter, which must not, may be larger.
 Prints one line per expression (--all) or the worst cases, then totals. Run from the repository:
 
     python3 bench/optimizer_report.py [--all] [--worst 25]
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import pfilter  # noqa: E402
 import reference  # noqa: E402
 from pfilter.optimizer import optimize_program  # noqa: E402
+from test_optimizer_probes import base_packets, probe_batch  # noqa: E402
 
 
 def en10mb_batches():
@@ -52,6 +54,7 @@ def main():
 
     rows = reference.corpus_expected("en10mb")
     full, trunc = en10mb_batches()
+    bases = base_packets()
     npk = len(full)
     t_opt = 0.0
     recs = []
@@ -62,8 +65,9 @@ def main():
         p_ours = pfilter.Program.from_tuples(ours)
         p_lib = pfilter.Program.from_tuples(r["opt"])
         p_un = pfilter.Program.from_tuples(r["unopt"])
-        lib_ok = all(np.array_equal(p_un.run_batch(b), p_lib.run_batch(b)) for b in (full, trunc))
-        ours_ok = all(np.array_equal(p_un.run_batch(b), p_ours.run_batch(b)) for b in (full, trunc))
+        probes = probe_batch(r["unopt"], bases)
+        lib_ok = all(np.array_equal(p_un.run_batch(b), p_lib.run_batch(b)) for b in (full, trunc, probes))
+        ours_ok = all(np.array_equal(p_un.run_batch(b), p_ours.run_batch(b)) for b in (full, trunc, probes))
         recs.append(dict(expr=r["expr"], unopt=len(r["unopt"]), lib=len(r["opt"]), ours=len(ours),
                          lib_steps=float(p_lib.count_steps(full).sum()) / npk,
                          ours_steps=float(p_ours.count_steps(full).sum()) / npk,
