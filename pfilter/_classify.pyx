@@ -82,7 +82,7 @@ ctypedef struct Memo:
     const cl_insn* vcode
     const uint32_t* vstart
     const uint32_t* vlen
-    const uint8_t* vwrites     # bit 0: writes A, bit 1: writes X
+    const int32_t* vparent     # the node whose A and X this one starts from; -1: from 0, 0
     ValueMemo* vm
     # test nodes
     const uint32_t* tvalue
@@ -92,14 +92,24 @@ ctypedef struct Memo:
     uint32_t cur              # stamp of the current packet (never 0)
 
 
-cdef inline void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
-                            uint32_t wirelen) noexcept nogil:
+cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
+                     uint32_t wirelen) noexcept nogil:
     """Run value node v on the packet and record A, X and whether it aborted."""
     cdef const cl_insn* pc = m.vcode + m.vstart[v]
     cdef const cl_insn* end = pc + m.vlen[v]
     cdef uint32_t A = 0, X = 0, k
     cdef uint16_t op
     cdef uint8_t abort = 0
+    cdef int32_t parent = m.vparent[v]
+    if parent >= 0:
+        # a rule reaches v only through its parent, so the parent is normally memoised already
+        if m.vm[parent].stamp != m.cur:
+            eval_value(m, <uint32_t>parent, p, buflen, wirelen)
+        A = m.vm[parent].A
+        X = m.vm[parent].X
+        abort = <uint8_t>m.vm[parent].abort
+        if abort:
+            pc = end
     while pc < end:
         k = pc.k
         op = pc.code
@@ -265,11 +275,12 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, bint usesmem,
             target = pc.jt if r else pc.jf
             if target >= LEAF_ACCEPT:
                 return target == LEAF_ACCEPT
-            v = m.tvalue[t]
-            if m.vwrites[v] & 1:
-                A = m.vm[v].A
-            if m.vwrites[v] & 2:
-                X = m.vm[v].X
+            if pc.aux:             # the registers the test's block sets, for blocks after it
+                v = m.tvalue[t]
+                if pc.aux & 1:
+                    A = m.vm[v].A
+                if pc.aux & 2:
+                    X = m.vm[v].X
             pc = code + target
         k = pc.k
         op = pc.code
@@ -428,14 +439,14 @@ cdef class RuleEngine:
     cdef const cl_insn* vcode
     cdef const uint32_t* vstart
     cdef const uint32_t* vlen
-    cdef const uint8_t* vwrites
+    cdef const int32_t* vparent
     cdef Py_ssize_t nvalues
     cdef const uint32_t* tvalue
     cdef const uint16_t* tcode
     cdef const uint32_t* tk
     cdef Py_ssize_t ntests
 
-    def __init__(self, code, starts, usesmem, vcode, vstart, vlen, vwrites, tvalue, tcode, tk):
+    def __init__(self, code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk):
         """Arrays of the plan: code/vcode raw bytes of cl_insn arrays; the rest as named in
         pfilter.classify.Plan. The planner has checked every jump target and node index."""
         cdef const uint8_t[::1] b_code = code
@@ -444,19 +455,28 @@ cdef class RuleEngine:
         cdef const uint8_t[::1] a_usesmem = usesmem
         cdef const uint32_t[::1] a_vstart = vstart
         cdef const uint32_t[::1] a_vlen = vlen
-        cdef const uint8_t[::1] a_vwrites = vwrites
+        cdef const int32_t[::1] a_vparent = vparent
         cdef const uint32_t[::1] a_tvalue = tvalue
         cdef const uint16_t[::1] a_tcode = tcode
         cdef const uint32_t[::1] a_tk = tk
+        cdef Py_ssize_t i
         if b_code.shape[0] % sizeof(cl_insn) or b_vcode.shape[0] % sizeof(cl_insn):
             raise ValueError("code arrays are not whole cl_insn records")
         if a_usesmem.shape[0] != a_starts.shape[0]:
             raise ValueError("starts and usesmem differ in length")
-        if not (a_vstart.shape[0] == a_vlen.shape[0] == a_vwrites.shape[0]):
+        if not (a_vstart.shape[0] == a_vlen.shape[0] == a_vparent.shape[0]):
             raise ValueError("value-node arrays differ in length")
+        for i in range(a_vparent.shape[0]):
+            if a_vparent[i] >= i:
+                raise ValueError("a value node's parent must come before it")
+            if a_vstart[i] + a_vlen[i] > b_vcode.shape[0] // sizeof(cl_insn):
+                raise ValueError("a value node's code lies outside vcode")
+        for i in range(a_tvalue.shape[0]):
+            if a_tvalue[i] >= a_vstart.shape[0]:
+                raise ValueError("a test node names no value node")
         if not (a_tvalue.shape[0] == a_tcode.shape[0] == a_tk.shape[0]):
             raise ValueError("test-node arrays differ in length")
-        self._keep = (code, starts, usesmem, vcode, vstart, vlen, vwrites, tvalue, tcode, tk)
+        self._keep = (code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk)
         self.code = <const cl_insn*>_ptr(b_code)
         self.ncode = b_code.shape[0] // sizeof(cl_insn)
         self.vcode = <const cl_insn*>_ptr(b_vcode)
@@ -465,7 +485,7 @@ cdef class RuleEngine:
         self.nrules = a_starts.shape[0]
         self.vstart = &a_vstart[0] if a_vstart.shape[0] else NULL
         self.vlen = &a_vlen[0] if a_vlen.shape[0] else NULL
-        self.vwrites = &a_vwrites[0] if a_vwrites.shape[0] else NULL
+        self.vparent = &a_vparent[0] if a_vparent.shape[0] else NULL
         self.nvalues = a_vstart.shape[0]
         self.tvalue = &a_tvalue[0] if a_tvalue.shape[0] else NULL
         self.tcode = &a_tcode[0] if a_tcode.shape[0] else NULL
@@ -497,7 +517,7 @@ cdef class RuleEngine:
         cdef const uint8_t* base = <const uint8_t*>_ptr(data)
         cdef const uint8_t* p
         cdef const uint8_t* ahead
-        cdef uint32_t buflen, wl, res
+        cdef uint32_t buflen, wl, hit, bits
         cdef Memo m
         cdef int64_t* pc
         cdef int64_t* pb
@@ -529,7 +549,7 @@ cdef class RuleEngine:
         m.vcode = self.vcode
         m.vstart = self.vstart
         m.vlen = self.vlen
-        m.vwrites = self.vwrites
+        m.vparent = self.vparent
         m.tvalue = self.tvalue
         m.tcode = self.tcode
         m.tk = self.tk
@@ -558,16 +578,21 @@ cdef class RuleEngine:
                         memset(m.vm, 0, (self.nvalues + 1) * sizeof(ValueMemo))
                         memset(m.tm, 0, (self.ntests + 1) * sizeof(TestMemo))
                         m.cur = 1
+                    # branch-free bookkeeping: a verdict depends on the packet, so a branch on
+                    # it would be mispredicted whenever the traffic changes
+                    bits = 0
                     for r in range(nr):
-                        res = run_rule(self.code, self.starts[r], self.usesmem[r], &m, p, buflen, wl)
-                        if res:
-                            pc[r] += 1
-                            pb[r] += wl
-                            if pout != NULL:
-                                if packed:
-                                    pout[i * width + (r >> 3)] |= <uint8_t>(0x80 >> (r & 7))
-                                else:
-                                    pout[i * width + r] = 1
+                        hit = run_rule(self.code, self.starts[r], self.usesmem[r], &m, p, buflen, wl) != 0
+                        pc[r] += hit
+                        pb[r] += wl & (0u - hit)
+                        if pout != NULL:
+                            if packed:
+                                bits |= hit << (7 - (r & 7))
+                                if (r & 7) == 7 or r == nr - 1:
+                                    pout[i * width + (r >> 3)] = <uint8_t>bits
+                                    bits = 0
+                            else:
+                                pout[i * width + r] = <uint8_t>hit
         finally:
             free(m.vm)
             free(m.tm)

@@ -185,92 +185,162 @@ def _reads_writes(code):
 
 class Plan:
     """All rule programs rewritten for the engine (see the module docstring), as numpy arrays:
-    code (CL_INSN_DTYPE), starts (u4 per rule), usesmem (u1 per rule); value nodes: vcode,
-    vstart, vlen, vwrites (bit 0 A, bit 1 X); test nodes: tvalue, tcode, tk. `stats` counts the
-    test-node sites and how many distinct nodes they share."""
+    code (CL_INSN_DTYPE; an OP_TEST's aux says which registers it sets: bit 0 A, bit 1 X),
+    starts (u4 per rule), usesmem (u1 per rule); value nodes: vparent (i4, -1 = none), vcode,
+    vstart, vlen; test nodes: tvalue, tcode, tk. `stats` counts the test-node sites and how many
+    distinct nodes they share."""
 
     def __init__(self, programs):
-        values, tests = {}, {}
-        vcode, vstart, vlen, vwrites = [], [], [], []
-        tvalue, tcode, tk = [], [], []
+        self._values, self._tests = {}, {}
+        self.vparent, self.vcode, self.vstart, self.vlen = [], [], [], []
+        self.tvalue, self.tcode, self.tk = [], [], []
         code, starts, usesmem = [], [], []
-        sites = 0
+        self._sites = 0
+        self._value(-1, ())          # the root: A = X = 0, as every program starts
         for prog in programs:
             insns = [tuple(int(v) for v in t) for t in prog]
             _check(insns)
-            base = len(code)
-            n = len(insns)
-            starts.append(base)
-            usesmem.append(any(BPF_CLASS(c) in (BPF_LD, BPF_LDX) and BPF_MODE(c) == 0x60 for c, _, _, _ in insns))
-            leaders = {0}
-            for i, (c, jt, jf, k) in enumerate(insns):
-                if BPF_CLASS(c) == BPF_JMP:
-                    if BPF_OP(c) == BPF_JA:
-                        leaders.add(i + 1 + _s32(k))
-                    else:
-                        leaders.update((i + 1 + jt, i + 1 + jf))
-                    leaders.add(i + 1)
-                elif BPF_CLASS(c) == BPF_RET:
-                    leaders.add(i + 1)
-            def target(at, base=base, insns=insns):
-                # a test's target that is `ret #k` is folded into a leaf: accept (k != 0) or reject
-                c, _, _, k = insns[at]
-                if c == BPF_RET | BPF_K:
-                    return LEAF_ACCEPT if k else LEAF_REJECT
-                return base + at
-
-            rows = []
-            for i, (c, jt, jf, k) in enumerate(insns):
-                if BPF_CLASS(c) == BPF_JMP:
-                    if BPF_OP(c) == BPF_JA:
-                        rows.append((c, 1 if k & 0x80000000 else 0, base + i + 1 + _s32(k), 0, k))
-                    else:
-                        rows.append((c, 0, base + i + 1 + jt, base + i + 1 + jf, k))
-                else:
-                    rows.append((c, 0, 0, 0, k))
-            for i in sorted(leaders):
-                if i >= n:
-                    continue
-                node = _pure_block(insns, i, leaders)
-                if node is None:
-                    continue
-                j, writes = node
-                vkey = tuple((c, k) for c, _, _, k in insns[i:j])
-                v = values.get(vkey)
-                if v is None:
-                    v = values[vkey] = len(vstart)
-                    vstart.append(len(vcode))
-                    vlen.append(j - i)
-                    vwrites.append(writes)
-                    vcode.extend((c, 0, 0, 0, k) for c, k in vkey)
-                c, jt, jf, k = insns[j]
-                tkey = (v, c, k)
-                t = tests.get(tkey)
-                if t is None:
-                    t = tests[tkey] = len(tvalue)
-                    tvalue.append(v)
-                    tcode.append(c)
-                    tk.append(k)
-                rows[i] = (OP_TEST, 0, target(j + 1 + jt), target(j + 1 + jf), t)
-                sites += 1
-            code.extend(rows)
+            starts.append(len(code))
+            usesmem.append(any(c in (0x60, 0x61) for c, _, _, _ in insns))
+            code.extend(self._rewrite(insns, len(code)))
         self.code = np.array(code, dtype=CL_INSN_DTYPE)
         self.starts = np.array(starts, dtype=np.uint32)
         self.usesmem = np.array(usesmem, dtype=np.uint8)
-        self.vcode = np.array(vcode, dtype=CL_INSN_DTYPE)
-        self.vstart = np.array(vstart, dtype=np.uint32)
-        self.vlen = np.array(vlen, dtype=np.uint32)
-        self.vwrites = np.array(vwrites, dtype=np.uint8)
-        self.tvalue = np.array(tvalue, dtype=np.uint32)
-        self.tcode = np.array(tcode, dtype=np.uint16)
-        self.tk = np.array(tk, dtype=np.uint32)
-        self.stats = {"rules": len(starts), "instructions": len(code), "test_sites": sites,
-                      "test_nodes": len(tvalue), "value_nodes": len(vstart)}
+        self.vparent = np.array(self.vparent, dtype=np.int32)
+        self.vcode = np.array(self.vcode, dtype=CL_INSN_DTYPE)
+        self.vstart = np.array(self.vstart, dtype=np.uint32)
+        self.vlen = np.array(self.vlen, dtype=np.uint32)
+        self.tvalue = np.array(self.tvalue, dtype=np.uint32)
+        self.tcode = np.array(self.tcode, dtype=np.uint16)
+        self.tk = np.array(self.tk, dtype=np.uint32)
+        self.stats = {"rules": len(starts), "instructions": len(code), "test_sites": self._sites,
+                      "test_nodes": len(self.tvalue), "value_nodes": len(self.vstart)}
+        del self._values, self._tests
+
+    def _value(self, parent, run):
+        """The value node computing `run` ((code, k) pairs) from parent's A and X (or from 0, 0)."""
+        key = (parent, run)
+        v = self._values.get(key)
+        if v is None:
+            v = self._values[key] = len(self.vstart)
+            self.vparent.append(parent)
+            self.vstart.append(len(self.vcode))
+            self.vlen.append(len(run))
+            self.vcode.extend((c, 0, 0, 0, k) for c, k in run)
+        return v
+
+    def _test(self, v, c, k):
+        key = (v, c, k)
+        t = self._tests.get(key)
+        if t is None:
+            t = self._tests[key] = len(self.tvalue)
+            self.tvalue.append(v)
+            self.tcode.append(c)
+            self.tk.append(k)
+        return t
+
+    def _rewrite(self, insns, base):
+        """The program's rows for the engine: jump targets made absolute, every pure block
+        replaced by OP_TEST at its first instruction.
+
+        A block may read A or X set by an earlier block when, on every path into it, that
+        register holds the output of one known value node (its *source*): the block then becomes
+        a value node whose parent is that source (`ldh [x + 16]` after `ldxb 4*([14]&0xf);
+        ldh [x + 14]`, `jeq #0x800` after `ldh [12]; jeq #0x86dd`). Sources flow forward through
+        the blocks in order (jumps go forward); a program with a backward `ja` gets none."""
+        n = len(insns)
+        leaders = {0}
+        backward = False
+        for i, (c, jt, jf, k) in enumerate(insns):
+            if BPF_CLASS(c) == BPF_JMP:
+                if BPF_OP(c) == BPF_JA:
+                    leaders.add(i + 1 + _s32(k))
+                    backward |= bool(k & 0x80000000)
+                else:
+                    leaders.update((i + 1 + jt, i + 1 + jf))
+                leaders.add(i + 1)
+            elif BPF_CLASS(c) == BPF_RET:
+                leaders.add(i + 1)
+
+        def target(at):
+            # a test's target that is `ret #k` is folded into a leaf: accept (k != 0) or reject
+            c, _, _, k = insns[at]
+            if c == BPF_RET | BPF_K:
+                return LEAF_ACCEPT if k else LEAF_REJECT
+            return base + at
+
+        rows = []
+        for i, (c, jt, jf, k) in enumerate(insns):
+            if BPF_CLASS(c) == BPF_JMP:
+                if BPF_OP(c) == BPF_JA:
+                    rows.append((c, 1 if k & 0x80000000 else 0, base + i + 1 + _s32(k), 0, k))
+                else:
+                    rows.append((c, 0, base + i + 1 + jt, base + i + 1 + jf, k))
+            else:
+                rows.append((c, 0, 0, 0, k))
+
+        unknown = None
+        sources = {0: (0, 0)}        # leader -> (source of A, source of X); 0 is the root node
+
+        def flow(to, a, x):
+            if backward:
+                return
+            if to in sources:
+                pa, px = sources[to]
+                sources[to] = (pa if pa == a else unknown, px if px == x else unknown)
+            else:
+                sources[to] = (a, x)
+
+        for i in sorted(leaders):
+            if i >= n:
+                continue
+            a_src, x_src = sources.get(i, (unknown, unknown))
+            node = _pure_block(insns, i, leaders, a_src is not unknown, x_src is not unknown)
+            if node is not None:
+                j, writes, reads_a, reads_x = node
+                if reads_a and reads_x and a_src != x_src:
+                    node = None
+            if node is not None:
+                parent = a_src if reads_a else x_src if reads_x else -1
+                run = tuple((c, k) for c, _, _, k in insns[i:j])
+                v = parent if not run else self._value(parent, run)
+                c, jt, jf, k = insns[j]
+                t = self._test(v, c, k)
+                rows[i] = (OP_TEST, writes, target(j + 1 + jt), target(j + 1 + jf), t)
+                self._sites += 1
+                a_out = v if writes & 1 else a_src
+                x_out = v if writes & 2 else x_src
+                flow(j + 1 + jt, a_out, x_out)
+                flow(j + 1 + jf, a_out, x_out)
+                continue
+            # an ordinary block: what it writes is no longer known
+            j = i
+            while True:
+                c, jt, jf, k = insns[j]
+                ra, rx, wa, wx, _ = _reads_writes(c)
+                if wa:
+                    a_src = unknown
+                if wx:
+                    x_src = unknown
+                if BPF_CLASS(c) == BPF_JMP:
+                    if BPF_OP(c) == BPF_JA:
+                        flow(j + 1 + _s32(k), a_src, x_src)
+                    else:
+                        flow(j + 1 + jt, a_src, x_src)
+                        flow(j + 1 + jf, a_src, x_src)
+                    break
+                if BPF_CLASS(c) == BPF_RET:
+                    break
+                j += 1
+                if j in leaders:
+                    flow(j, a_src, x_src)
+                    break
+        return rows
 
     def engine(self):
         """The Cython RuleEngine for this plan."""
         return _engine.RuleEngine(self.code.view(np.uint8), self.starts, self.usesmem,
-                                  self.vcode.view(np.uint8), self.vstart, self.vlen, self.vwrites,
+                                  self.vparent, self.vcode.view(np.uint8), self.vstart, self.vlen,
                                   self.tvalue, self.tcode, self.tk)
 
 
@@ -302,10 +372,13 @@ def _check(insns):
         raise InvalidProgramError("the last instruction must be `ret`", n - 1)
 
 
-def _pure_block(insns, i, leaders):
-    """(j, writes) when insns[i:j] is a pure straight-line run ending in the conditional jump
-    insns[j], with no leader inside; writes has bit 0 set if it writes A, bit 1 if X. Else None."""
+def _pure_block(insns, i, leaders, a_known, x_known):
+    """(j, writes, reads_a, reads_x) when insns[i:j] is a straight-line run without scratch
+    memory ending in the conditional jump insns[j], with no leader inside, reading an incoming
+    register only if it is known (a_known, x_known). writes: bit 0 A, bit 1 X; reads_a/reads_x:
+    it reads the incoming A/X. Else None."""
     has_a = has_x = False
+    reads_a = reads_x = False
     j = i
     n = len(insns)
     while j < n:
@@ -313,12 +386,24 @@ def _pure_block(insns, i, leaders):
             return None
         c = insns[j][0]
         if BPF_CLASS(c) == BPF_JMP:
-            if BPF_OP(c) == BPF_JA or j == i or not has_a or (BPF_SRC(c) == BPF_X and not has_x):
+            if BPF_OP(c) == BPF_JA:
                 return None
-            return j, (1 if has_a else 0) | (2 if has_x else 0)
-        ra, rx, wa, wx, pure = _reads_writes(c)
-        if not pure or (ra and not has_a) or (rx and not has_x):
-            return None
+            ra, rx = True, BPF_SRC(c) == BPF_X
+            wa = wx = False
+        else:
+            ra, rx, wa, wx, pure = _reads_writes(c)
+            if not pure:
+                return None
+        if ra and not has_a:
+            if not a_known:
+                return None
+            reads_a = True
+        if rx and not has_x:
+            if not x_known:
+                return None
+            reads_x = True
+        if BPF_CLASS(c) == BPF_JMP:
+            return j, (1 if has_a else 0) | (2 if has_x else 0), reads_a, reads_x
         has_a |= wa
         has_x |= wx
         j += 1
