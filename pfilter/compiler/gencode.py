@@ -716,7 +716,10 @@ class Codegen:
         if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["ATM_RFC1483"], DLT["ATM_CLIP"], DLT["IP_OVER_FC"]):
             return self.gen_llc_linktype(ll_proto)
         if lt == DLT["SUNATM"]:
-            _err("filtering on SunATM is not supported")
+            b0 = self.gen_atm_llc_check()
+            b1 = self.gen_llc_linktype(ll_proto)
+            gen_and(b0, b1)
+            return b1
         if lt == DLT["LINUX_SLL"]:
             return self.gen_linux_sll_linktype(ll_proto)
         if lt in (DLT["SLIP"], DLT["SLIP_BSDOS"], DLT["RAW"]):
@@ -833,6 +836,11 @@ class Codegen:
         gen_and(b1, b0)
         return b0
 
+    def gen_atm_llc_check(self):
+        # libpcap: gen_atmfield_code_internal(A_PROTOTYPE, PT_LLC, BPF_JEQ, 0): the protocol
+        # type nibble of the SunATM pseudo-header (libpcap reads it at offset PROTO_POS = 0)
+        return self.gen_ncmp(OR_LINKHDR, 0, BPF_B, 0x0F, BPF_JEQ, False, 0x02)
+
     def gen_mpls_linktype(self, ll_proto):
         # libpcap: gen_mpls_linktype()
         if ll_proto == ETHERTYPE_IP:
@@ -860,7 +868,9 @@ class Codegen:
             gen_and(b0, b1)
             return b1
         if lt == DLT["SUNATM"]:
-            _err("filtering on SunATM is not supported")
+            b0 = self.gen_atm_llc_check()
+            self.linktype = self.prevlinktype     # libpcap: gen_atmtype_llc()
+            return b0
         if lt in (DLT["IEEE802"], DLT["FDDI"], DLT["ATM_RFC1483"]):
             return self.gen_true()
         if lt in WLAN_DLTS:

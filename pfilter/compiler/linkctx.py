@@ -49,7 +49,7 @@ DLT_MATCHING_MAX = 289
 # libpcap uses on Linux (libpcap: linktype_to_dlt()), plus the BSD spellings of DLT_RAW.
 _LINKTYPE_TO_DLT = {
     100: DLT["ATM_RFC1483"], 101: DLT["RAW"], 14: DLT["RAW"], 102: DLT["SLIP_BSDOS"],
-    103: DLT["PPP_BSDOS"], 106: DLT["ATM_CLIP"], 121: DLT["PFSYNC"],
+    103: DLT["PPP_BSDOS"], 106: DLT["ATM_CLIP"], 246: DLT["PFSYNC"],
 }
 
 # The 802.11 family: 802.11 headers, possibly behind a radio header.
