@@ -637,12 +637,12 @@ class Parser:
 
     def parse_llc(self, t):
         # BNF: pllc: LLC | LLC ID | LLC PF_RNR
+        # The grammar takes the PF_RNR token whichever way it is spelled: `llc rulenum` is
+        # `llc rnr` there, and so here.
         v = self.tok
-        if v.kind == "PF_RNR" and v.text == "rnr":
+        if v.kind == "PF_RNR":
             self.advance()
             return ast.Llc(t.pos, v.end, "rnr")
-        if v.kind == "PF_RNR":
-            raise self.semantic(f'unknown LLC type name "{v.text}"', v)
         if v.kind != L.ID:
             return ast.Llc(t.pos, t.end, None)
         self.advance()
