@@ -1,0 +1,165 @@
+"""Pass: regroup chains of tests that share an exit, so each value is loaded once.
+
+Imports pfilter.optimizer.{cfg,values} only.
+
+A chain is a run of conditional blocks b1 -> b2 -> ... -> bn where each block either leaves
+to one common exit E or falls to the next (bi, i >= 2, has no other predecessor), and each
+block only computes the value it tests into A (a packet load, then K-operand ALU operations;
+or nothing, testing the value already in A). The chain means "go to E if any test holds, else
+to F", so the tests may run in any order and a value tested twice need only be loaded once:
+
+    ldh [54]; jeq #22 -> E; ldh [56]; jeq #22 -> E; ldh [54]; jeq #53 -> E; ldh [56]; jeq #53 -> E
+    becomes  ldh [54]; jeq #22 -> E; jeq #53 -> E; ldh [56]; jeq #22 -> E; jeq #53 -> E
+
+except for what a load past the captured length does (the program returns 0):
+  - when E is `ret #0`, an abort and the exit give the same result: any order is fine;
+  - otherwise a test may only run after every load that preceded it in the original chain and
+    before any load that followed it (which could abort first), so tests are regrouped only
+    inside the windows between loads that could abort. This is where libpcap's -O changes
+    results (its `or` pull-up moves `[54] == 443` before the load of [56]); pfilter does not.
+Applied only when it shortens the chain. Terminates: each rewrite removes statements.
+"""
+
+from .cfg import COND, RET
+from .values import A, Analysis, evaluate, liveness
+
+__all__ = ["group_tests"]
+
+
+def _value_stmts(stmts):
+    """Is this a block that only computes A from the packet (a load, then K-operand ALU)?"""
+    if not stmts:
+        return True
+    code, k = stmts[0]
+    if code & 7 != 0 or code & 0xE0 not in (0x20, 0x40, 0x80):
+        return False
+    for code, k in stmts[1:]:
+        if code & 0x0F != 0x04 or code & 0xF0 in (0x30, 0x90):
+            return False
+    return True
+
+
+def _chain(b, exit_slot, used):
+    e = b.succ[exit_slot]
+    chain = [(b, exit_slot)]
+    cur = b
+    while True:
+        nxt = cur.succ[1 - chain[-1][1]]
+        if nxt.id in used or nxt is e or len(nxt.preds) != 1 or nxt.kind != COND or nxt.jcode & 0x08 \
+                or not _value_stmts(nxt.stmts) or e not in nxt.succ or nxt.succ[0] is nxt.succ[1]:
+            break
+        chain.append((nxt, 0 if nxt.succ[0] is e else 1))
+        cur = nxt
+    return chain
+
+
+def group_tests(graph, ctx):
+    vals = ctx.vals
+    an = Analysis(graph, vals)
+    live_in = liveness(an.order)
+    used = set()
+    changed = False
+    for b in an.order:
+        if b.id in used or b.kind != COND or b.jcode & 0x08 or not b.stmts or not _value_stmts(b.stmts) \
+                or b.succ[0] is b.succ[1]:
+            continue
+        best = None
+        for slot in (0, 1):
+            ch = _chain(b, slot, used)
+            if len(ch) >= 2 and (best is None or len(ch) > len(best)):
+                best = ch
+        if best is None:
+            continue
+        e = best[0][0].succ[best[0][1]]
+        last, last_slot = best[-1]
+        f = last.succ[1 - last_slot]
+        if live_in[e.id] & 1 or live_in[f.id] & 1:
+            continue
+        if _regroup(vals, an, best, e, f):
+            changed = True
+        for blk, _ in best:
+            used.add(blk.id)
+    return changed
+
+
+def _regroup(vals, an, chain, e, f):
+    st = an.ins[chain[0][0].id].copy()
+    tests = []          # (key, op code, k, exit on true)
+    recipe = {}
+    aborting = []       # keys whose first load could abort, in order
+    window = []         # per test: how many aborting loads precede it
+    key = None
+    old_size = 0
+    for blk, slot in chain:
+        old_size += len(blk.stmts) + 1
+        if blk.stmts:
+            may_abort = False
+            for code, k in blk.stmts:
+                dest, v, check = evaluate(vals, st, code, k)
+                if not st.satisfied(check):
+                    may_abort = True
+                st.note(check)
+                st.regs[dest] = v
+            key = st.regs[A]
+            if key not in recipe:
+                recipe[key] = list(blk.stmts)
+                if may_abort:
+                    aborting.append(key)
+            elif may_abort:
+                return False
+        elif key is None:
+            return False
+        tests.append((key, blk.jcode, blk.jk, slot == 0))
+        window.append(len(aborting))
+    zero_exit = e.kind == RET and not e.stmts and e.rcode == 0x06 and e.rk == 0
+    if zero_exit:
+        window = [0] * len(tests)
+    schedule = []       # (stmts, test, key)
+    entry_key = an.ins[chain[0][0].id].regs[A]
+    for w in sorted(set(window)):
+        group = [t for t, tw in zip(tests, window) if tw == w]
+        keys = []
+        if w and not zero_exit:
+            keys.append(aborting[w - 1])
+        if not keys and any(t[0] == entry_key for t in group) and not schedule:
+            keys.append(entry_key)
+        for t in group:
+            if t[0] not in keys:
+                keys.append(t[0])
+        current = entry_key if not schedule else schedule[-1][2]
+        for kk in keys:
+            mine = [t for t in group if t[0] == kk]
+            if not mine:
+                schedule.append((recipe[kk], None, kk))
+                current = kk
+                continue
+            for i, t in enumerate(mine):
+                stmts = recipe[kk] if (i == 0 and current != kk) else []
+                schedule.append((stmts, t, kk))
+                current = kk
+    # fold a bare load (no test) into the next scheduled test's statements
+    merged = []
+    pending = []
+    for stmts, t, kk in schedule:
+        if t is None:
+            pending = list(stmts)
+            continue
+        if pending and stmts:
+            return False
+        merged.append((pending or list(stmts), t))
+        pending = []
+    if pending:
+        return False
+    new_size = sum(len(s) + 1 for s, _ in merged)
+    if new_size >= old_size or len(merged) != len(chain):
+        return False
+    blocks = [blk for blk, _ in chain]
+    for i, (stmts, (kk, code, k, on_true)) in enumerate(merged):
+        blk = blocks[i]
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else f
+        blk.stmts = stmts
+        if on_true:
+            blk.set_cond(code, k, e, nxt)
+        else:
+            blk.set_cond(code, k, nxt, e)
+    return True
