@@ -144,7 +144,7 @@ class Parser:
         err.message, err.expression, err.position = message, self.expression, pos
         return err
 
-    def expected(self, what, token=None):
+    def expected(self, what, token=None, value=False):
         t = token or self.tok
         prev = self.tokens[self.i - 1].text if self.i > 0 else None
         if t.kind == L.EOF:
@@ -154,7 +154,7 @@ class Parser:
         if t.kind == ")" and not self.inside_parens():
             return self.error("unbalanced parenthesis: ')' without a matching '('", t)
         after = f" after {prev!r}" if prev is not None else ""
-        return self.error(f"expected {what}{after}, found {t.text!r}", t)
+        return self.error(f"expected {what}{after}, found {t.text!r}{_hint(t, value)}", t)
 
     def inside_parens(self):
         depth = 0
@@ -252,7 +252,7 @@ class Parser:
             left = self.parse_arith()
             return self._after_arith(left, q, ids_ok, arith_ok, terms_ok, start=t)
         if not terms_ok:
-            raise self.expected(VALUE_WANTED[None if q is QERR else q.kind])
+            raise self.expected(VALUE_WANTED[None if q is QERR else q.kind], value=True)
         node, q2 = self.parse_rterm(q)
         return TERM, node, q2
 
@@ -315,10 +315,13 @@ class Parser:
 
     def error_bare_value(self, t, end=None):
         end = t.end if end is None else end
-        return FilterSyntaxError(
-            f"{self.expression[t.pos:end]!r} has no qualifier here: write what it is "
-            f"(e.g. 'host', 'net', 'port' or 'proto' before it)",
-            self.expression, t.pos, end - t.pos)
+        text = self.expression[t.pos:end]
+        hint = _hint(t)
+        if not hint:
+            hint = (" (a value without 'host', 'net', 'port', 'proto', ... before it takes the "
+                    "qualifiers of the primitive before 'and'/'or', and there are none here)")
+        return FilterSyntaxError(f"{text!r} is not a primitive{hint}", self.expression, t.pos,
+                                 end - t.pos)
 
     # ------------------------------------------------------------------------- ids
 
@@ -345,7 +348,7 @@ class Parser:
                                      f"{VALUE_WANTED[None if q is QERR else q.kind]}", t)
                 return self.make_id(q, "num", node.value, node.pos, node.end, t), q
             return node, q2
-        raise self.expected(VALUE_WANTED[None if q is QERR else q.kind])
+        raise self.expected(VALUE_WANTED[None if q is QERR else q.kind], value=True)
 
     def parse_nid(self, q):
         # BNF: nid: ID | HID '/' NUM | HID NETMASK HID | HID | HID6 '/' NUM | HID6
@@ -550,7 +553,8 @@ class Parser:
         v = self.tok
         if k in ("PF_IFNAME", "PF_RSET"):
             if v.kind != L.ID:
-                raise self.expected("an interface name" if k == "PF_IFNAME" else "a ruleset name")
+                raise self.expected("an interface name" if k == "PF_IFNAME" else "a ruleset name",
+                                    value=True)
             self.advance()
             return ast.PfField(t.pos, v.end, "ifname" if k == "PF_IFNAME" else "ruleset", v.value)
         if k in ("PF_RNR", "PF_SRNR"):
@@ -741,6 +745,20 @@ class Parser:
             raise self.expected("']' or ':size'")
         close = self.advance()
         return ast.Load(p.pos, close.end, p.value, index, size, p.text)
+
+
+def _hint(t, value=True):
+    """A short explanation of a token that is often misplaced, for error messages."""
+    if value and t.text in L.KEYWORDS and t.kind not in ("AND", "OR", "!"):
+        return f" ({t.text!r} is a keyword: write '\\{t.text}' to use it as a name)"
+    if t.kind == "NETMASK":
+        return " ('mask' follows a dotted IPv4 network, as in 'net 10.0.0.0 mask 255.0.0.0')"
+    if t.kind == L.ID and "-" in t.text and not t.text.startswith("\\"):
+        if t.text.startswith(("icmp-", "icmp6-", "tcp-")):
+            return f" ({t.text!r} is not one of the named constants)"
+        return (f" ({t.text!r} reads as one name, like a port range: put spaces around '-' "
+                f"to subtract)")
+    return ""
 
 
 def _shifts(left_op, right_op):
