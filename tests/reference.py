@@ -255,3 +255,22 @@ def corpus_batches():
         groups.setdefault((dlt, snap), []).extend(pkts)
     return {key: pfilter.PacketBatch.from_packets([p for p, _, _ in pkts], wirelens=[w for _, w, _ in pkts], linktype=key[0])
             for key, pkts in groups.items() if pkts}
+
+
+@functools.lru_cache(maxsize=None)
+def _empty_savefile(dlt, snaplen, big_endian=False):
+    """An empty pcap file of the given link type: compiling on its handle gives libpcap's
+    savefile semantics (as `tcpdump -r`), which differ from a dead handle's for a few link types."""
+    import struct
+    import tempfile
+    linktype = {12: 101, 15: 102, 16: 103, 11: 100, 19: 106}.get(dlt, dlt)
+    fmt = ">IHHiIII" if big_endian else "<IHHiIII"
+    path = Path(tempfile.mkdtemp(prefix="pfilter-ref-")) / f"empty-{dlt}-{snaplen}.pcap"
+    path.write_bytes(struct.pack(fmt, 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+    return path
+
+
+@functools.lru_cache(maxsize=8192)
+def compile_savefile(expr, dlt=1, optimize=False, snaplen=262144, big_endian=False):
+    """libpcap's bytecode for expr as `tcpdump -r FILE` compiles it for a capture of link type dlt."""
+    return compile_for_capture(_empty_savefile(dlt, snaplen, big_endian), expr, optimize)

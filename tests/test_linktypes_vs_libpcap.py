@@ -104,7 +104,7 @@ def test_link_type_agrees_with_libpcap_on_reencapsulated_packets(name, corpus_pa
     problems, compiled = [], 0
     for expr in exprs:
         try:
-            theirs = ref.compile(expr, dlt, False, 262144)
+            theirs = ref.compile_savefile(expr, dlt, False, 262144)
         except ref.RefError as e:
             theirs = e
         try:

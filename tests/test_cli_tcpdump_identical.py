@@ -1,0 +1,94 @@
+"""`pfilter -r IN -w OUT EXPR` writes the same file as `tcpdump -r IN -w OUT EXPR`, byte for byte,
+for every corpus capture tcpdump reads and each benchmark expression; where tcpdump refuses (the
+file or the expression for that link type) pfilter refuses too, and where tcpdump stops on a
+damaged record both keep the packets before it and exit non-zero.
+
+tcpdump writes microsecond files unless told --nano; pfilter keeps the input's resolution, so
+nanosecond inputs are compared with `tcpdump --nano`.
+"""
+import subprocess
+
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter import cli
+
+TWENTY_HOSTS = " or ".join(f"host {h}" for h in (
+    "10.0.0.7", "10.0.0.42", "10.0.1.13", "10.0.1.99", "192.0.2.17",
+    "192.0.2.38", "198.51.100.5", "198.51.100.33", "203.0.113.9", "203.0.113.20",
+    "172.16.0.1", "172.16.5.4", "172.31.255.1", "100.64.0.1", "10.9.9.9",
+    "192.168.1.1", "192.168.1.254", "8.8.8.8", "1.1.1.1", "9.9.9.9"))
+EXPRESSIONS = ["ip and tcp port 80", "tcp", "udp port 53 or icmp", "vlan and ip", TWENTY_HOSTS]
+IDS = ["ip-tcp-80", "tcp", "dns-or-icmp", "vlan-ip", "20-host-or"]
+
+# pcapng files with interfaces of several link types or snapshot lengths: tcpdump (libpcap)
+# stops at the second interface, pfilter reads on (see test_capture_equality.DIVERGENT).
+DIVERGENT = {"pcapplusplus__Pcap++Test__PcapExamples__pcapng-example.pcapng",
+             "pcapplusplus__Pcap++Test__PcapExamples__too_many_interfaces.pcapng"}
+
+
+def _resolution(path):
+    try:
+        with pfilter.open(path) as cap:
+            return cap.ts_resolution
+    except pfilter.FilterError:
+        return "us"
+
+
+def run_tcpdump(path, out, expr):
+    cmd = [ref.tcpdump(), "-r", str(path), "-w", str(out)]
+    if _resolution(path) == "ns":
+        cmd.append("--nano")
+    done = subprocess.run(cmd + [expr], capture_output=True, text=True)
+    return done.returncode, done.stderr
+
+
+def run_pfilter(path, out, expr, capsys):
+    status = cli.main(["-q", "-r", str(path), "-w", str(out), expr])
+    err = capsys.readouterr().err
+    return status, err
+
+
+@pytest.mark.parametrize("expr", EXPRESSIONS, ids=IDS)
+def test_pfilter_writes_what_tcpdump_writes_for_every_corpus_capture(tmp_path, capsys, expr):
+    rows = ref.corpus_pcaps()
+    ours, theirs = tmp_path / "pfilter.pcap", tmp_path / "tcpdump.pcap"
+    compared = refused = stopped = 0
+    failures = []
+    for row in rows:
+        name = row["copied_as"]
+        for f in (ours, theirs):
+            f.unlink(missing_ok=True)
+        t_status, t_err = run_tcpdump(row["file"], theirs, expr)
+        if name in DIVERGENT:
+            assert t_status != 0
+            continue
+        p_status, p_err = run_pfilter(row["file"], ours, expr, capsys)
+        t_last = t_err.strip().splitlines()[-1] if t_err.strip() else ""
+        if t_status != 0 and not theirs.exists():
+            if p_status == 0 or ours.exists():
+                failures.append(f"{name}: tcpdump refused ({t_last}), pfilter did not")
+            refused += 1
+            continue
+        if (p_status == 0) != (t_status == 0):
+            failures.append(f"{name}: tcpdump status {t_status} ({t_last}), pfilter {p_status} ({p_err.strip()})")
+            continue
+        stopped += t_status != 0
+        if ours.read_bytes() != theirs.read_bytes():
+            failures.append(f"{name}: output differs")
+            continue
+        compared += 1
+    assert not failures, f"{len(failures)} captures differ:\n" + "\n".join(failures)
+    assert compared >= 600, (compared, refused, stopped)
+
+
+def test_a_damaged_capture_keeps_the_good_packets_and_fails_like_tcpdump(tmp_path, capsys):
+    from test_capture_formats import build_pcap
+    src = tmp_path / "in.pcap"
+    src.write_bytes(build_pcap() + b"\x01\x02\x03")
+    t_status, _ = run_tcpdump(src, tmp_path / "t.pcap", "")
+    p_status, p_err = run_pfilter(src, tmp_path / "p.pcap", "", capsys)
+    assert t_status == 1 and p_status == 1
+    assert p_err.startswith("pfilter: ") and "truncated dump file" in p_err and p_err.count("\n") == 1
+    assert (tmp_path / "t.pcap").read_bytes() == (tmp_path / "p.pcap").read_bytes()
