@@ -18,10 +18,12 @@ __all__ = ["compile", "open", "filter_file", "classify", "Program", "PacketBatch
            "FilterSyntaxError", "InvalidProgramError", "CaptureFormatError", "__version__"]
 
 
-def compile(expr, linktype="EN10MB", snaplen=262144, optimize=True):
-    """Compile a pcap-filter expression into a validated Program for the given link type."""
+def compile(expr, linktype="EN10MB", snaplen=262144, optimize=True, **options):
+    """Compile a pcap-filter expression into a validated Program for the given link type
+    (a DLT name or number). `snaplen` is what accepting programs return; options are passed to
+    the compiler (e.g. `netmask` for `ip broadcast`)."""
     from .compiler.driver import compile_expression
-    return compile_expression(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
+    return compile_expression(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
 
 
 def open(path, **options):
