@@ -30,7 +30,7 @@ class Stmt:
 
     def __init__(self, code, k=0):
         self.code = code
-        self.k = k
+        self.k = k & 0xFFFFFFFF
         self.jt = None
         self.jf = None
 
@@ -45,7 +45,7 @@ class Block:
 
     def __init__(self, code, k=0, stmts=None):
         self.code = code
-        self.k = k
+        self.k = k & 0xFFFFFFFF
         self.stmts = stmts if stmts is not None else []
         self.jt = None
         self.jf = None

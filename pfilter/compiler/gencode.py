@@ -22,7 +22,7 @@ from pfilter.opcodes import (
 )
 from pfilter.compiler import ast as A
 from pfilter.compiler.blocks import JMP, Block, Stmt, backpatch, gen_and, gen_not, gen_or
-from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
+from pfilter.compiler.linkctx import DLT, DLT_DESCRIPTIONS, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
 
 __all__ = ["Codegen"]
 
@@ -248,6 +248,14 @@ def _err(msg):
     raise FilterError(msg)
 
 
+OFFSET_NOT_SET = 0xFFFFFFFF
+
+
+def _set(offset):
+    """A LinkContext offset as libpcap holds it: None (no such field) is OFFSET_NOT_SET."""
+    return OFFSET_NOT_SET if offset is None else offset
+
+
 class Codegen:
     """The state of one compilation (libpcap: compiler_state_t) and the gen_* routines."""
 
@@ -263,12 +271,12 @@ class Codegen:
         self.prevlinktype = dlt
         self.linktype = dlt
         self.off_linkhdr = _AbsOffset(link.off_linkhdr, link.linkhdr_variable)
-        self.off_linkpl = _AbsOffset(link.off_linkpl, link.linkpl_variable)
-        self.off_linktype = _AbsOffset(link.off_linktype)
+        self.off_linkpl = _AbsOffset(_set(link.off_linkpl), link.linkpl_variable)
+        self.off_linktype = _AbsOffset(_set(link.off_linktype))
         self.off_outermostlinkhdr = self.off_linkhdr.copy()
         self.off_prevlinkhdr = self.off_linkhdr.copy()
-        self.off_nl = link.off_nl
-        self.off_nl_nosnap = link.off_nl_nosnap
+        self.off_nl = _set(link.off_nl)
+        self.off_nl_nosnap = _set(link.off_nl_nosnap)
         self.is_geneve = False
         self.is_vlan_vloffset = False
         self.label_stack_depth = 0
@@ -316,7 +324,7 @@ class Codegen:
 
     def _linktype_desc(self, dlt=None):
         dlt = self.linktype if dlt is None else dlt
-        return _DLT_DESCRIPTIONS.get(dlt) or f"DLT {dlt}"
+        return DLT_DESCRIPTIONS.get(dlt) or f"DLT {dlt}"
 
     def gen_load_absoffsetrel(self, off, offset, size):
         # libpcap: gen_load_absoffsetrel()
@@ -354,15 +362,11 @@ class Codegen:
         raise AssertionError(offrel)
 
     def _nl(self):
-        # Divergence: libpcap computes with OFFSET_NOT_SET (0xffffffff) and emits a load
-        # that always fails; reaching here with no network layer is a compile error instead.
-        if self.off_nl is None or self.off_linkpl.constant_part is None:
-            _err(f"no network-layer header on {self._linktype_desc()}")
+        # An unset offset is libpcap's OFFSET_NOT_SET (0xffffffff) and takes part in the
+        # (32-bit, wrapping) arithmetic just as in libpcap.
         return self.off_nl
 
     def _nl_nosnap(self):
-        if self.off_nl_nosnap is None or self.off_linkpl.constant_part is None:
-            _err(f"no network-layer header on {self._linktype_desc()}")
         return self.off_nl_nosnap
 
     def gen_loadx_iphdrlen(self):
@@ -806,7 +810,7 @@ class Codegen:
         unimpl = _NO_LINKTYPE_FILTERING.get(lt)
         if unimpl is not None:
             _err(f"{unimpl} link-layer type filtering not implemented")
-        if self.off_linktype.constant_part is not None:
+        if self.off_linktype.constant_part != OFFSET_NOT_SET:
             return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
         _err(f"{self._linktype_desc()} link-layer type filtering not implemented")
 
@@ -1527,7 +1531,7 @@ class Codegen:
             if not v4 and not v6:
                 _err(f"unknown host '{name}'")
             tproto = tproto6 = proto
-            if self.off_linktype.constant_part is None and tproto is None:
+            if self.off_linktype.constant_part == OFFSET_NOT_SET and tproto is None:
                 tproto, tproto6 = "ip", "ip6"
             b = None
             for a in v4:
@@ -2040,8 +2044,11 @@ class Codegen:
         # libpcap: gen_inbound(); dir 0 = inbound, 1 = outbound
         lt = self.linktype
         if lt == DLT["SLIP"]:
-            return self.gen_relation(BPF_JEQ, self.gen_load("link", self.gen_loadi(0), 1),
-                                     self.gen_loadi(0), bool(dir))
+            # libpcap passes both operands as call arguments, which GCC evaluates right to
+            # left: the constant's register is taken first.
+            a1 = self.gen_loadi(0)
+            a0 = self.gen_load("link", self.gen_loadi(0), 1)
+            return self.gen_relation(BPF_JEQ, a0, a1, bool(dir))
         if lt == DLT["IPNET"]:
             return self.gen_cmp(OR_LINKHDR, 2, BPF_H, IPNET_OUTBOUND if dir else IPNET_INBOUND)
         if lt == DLT["LINUX_SLL"]:
@@ -2160,8 +2167,8 @@ class Codegen:
                 b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_H, vlan_num, 0x0FFF)
                 gen_and(b0, b1)
                 b0 = b1
-            self.off_linkpl.constant_part += 4
-            self.off_linktype.constant_part += 4
+            self.off_linkpl.constant_part = (self.off_linkpl.constant_part + 4) & 0xFFFFFFFF
+            self.off_linktype.constant_part = (self.off_linktype.constant_part + 4) & 0xFFFFFFFF
         else:
             _err(f"no VLAN support for {self._linktype_desc()}")
         self.vlan_stack_depth += 1
@@ -2185,8 +2192,8 @@ class Codegen:
             b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_W, (label << 12) & 0xFFFFFFFF, 0xFFFFF000)
             gen_and(b0, b1)
             b0 = b1
-        self.off_nl_nosnap = self._nl_nosnap() + 4
-        self.off_nl = self._nl() + 4
+        self.off_nl_nosnap = (self.off_nl_nosnap + 4) & 0xFFFFFFFF
+        self.off_nl = (self.off_nl + 4) & 0xFFFFFFFF
         self.label_stack_depth += 1
         return b0
 
@@ -2204,9 +2211,10 @@ class Codegen:
             gen_and(b0, b1)
             b0 = b1
         self._push_linkhdr(DLT["PPP"], self.off_linkpl.is_variable,
-                           self.off_linkpl.constant_part + self._nl() + 6, self.off_linkpl.reg)
+                           (self.off_linkpl.constant_part + self._nl() + 6) & 0xFFFFFFFF,
+                           self.off_linkpl.reg)
         self.off_linktype = self.off_linkhdr.copy()
-        self.off_linkpl.constant_part = self.off_linkhdr.constant_part + 2
+        self.off_linkpl.constant_part = (self.off_linkhdr.constant_part + 2) & 0xFFFFFFFF
         self.off_nl = 0
         self.off_nl_nosnap = 0
         return b0
@@ -2426,19 +2434,4 @@ _NO_LINKTYPE_FILTERING = {
     DLT["IEEE802_15_4_TAP"]: "IEEE 802.15.4", DLT["IEEE802_16_MAC_CPS_RADIO"]: "IEEE 802.16",
     DLT["SITA"]: "SITA", DLT["RAIF1"]: "RAIF1", DLT["IPMB_KONTRON"]: "IPMB",
     DLT["IPMB_LINUX"]: "IPMB", DLT["AX25_KISS"]: "AX.25", DLT["NFLOG"]: "NFLOG",
-}
-
-# pcap_datalink_val_to_description() for the link types whose names appear in messages.
-_DLT_DESCRIPTIONS = {
-    DLT["NULL"]: "BSD loopback", DLT["EN10MB"]: "Ethernet", DLT["RAW"]: "Raw IP",
-    DLT["LINUX_SLL"]: "Linux cooked v1", DLT["LINUX_SLL2"]: "Linux cooked v2",
-    DLT["LOOP"]: "OpenBSD loopback", DLT["PPP"]: "PPP", DLT["PPP_SERIAL"]: "PPP over serial",
-    DLT["C_HDLC"]: "Cisco HDLC", DLT["IEEE802_11"]: "802.11",
-    DLT["IEEE802_11_RADIO"]: "802.11 plus radiotap header", DLT["PFLOG"]: "OpenBSD pflog file",
-    DLT["IPV4"]: "Raw IPv4", DLT["IPV6"]: "Raw IPv6", DLT["FRELAY"]: "Frame Relay",
-    DLT["IPNET"]: "Solaris ipnet", DLT["NFLOG"]: "Linux netfilter log messages",
-    DLT["PPP_ETHER"]: "PPPoE", DLT["FDDI"]: "FDDI", DLT["IEEE802"]: "Token ring",
-    DLT["SLIP"]: "SLIP", DLT["PRISM_HEADER"]: "802.11 plus Prism header",
-    DLT["IEEE802_11_RADIO_AVS"]: "802.11 plus AVS radio information header",
-    DLT["PPI"]: "Per-Packet Information", DLT["ENC"]: "OpenBSD encapsulated IP",
 }

@@ -1,0 +1,60 @@
+"""Every link type in the corpus: the compiler's program, or its error, is libpcap's.
+
+For each link type among the corpus captures, libpcap 1.10.3 compiles a set of probe
+expressions on that capture's own savefile handle (as `tcpdump -r` does), and pfilter compiles
+them for the same DLT and snaplen: the unoptimized bytecode must be identical, or both must
+refuse with the same message.
+"""
+import pytest
+
+import reference
+from pfilter.compiler.driver import compile_to_tuples
+from pfilter.errors import FilterError
+
+PROBES = [
+    "ip", "ip6", "arp", "rarp", "tcp", "udp port 53", "host 1.2.3.4", "net 10.0.0.0/8",
+    "ether host 1:2:3:4:5:6", "ether src 1:2:3:4:5:6", "ether broadcast", "ether multicast",
+    "vlan", "vlan 5 and ip", "mpls", "mpls 3 and ip6", "pppoes", "pppoes 1 and tcp", "pppoed",
+    "geneve", "geneve 1 and ip", "llc", "llc u", "stp", "ipx", "iso", "decnet", "atalk", "aarp",
+    "netbeui", "clnp", "isis", "l1", "sca", "lat", "moprc", "link[0] = 1", "link[2:2] > 5",
+    "inbound", "outbound", "ifindex 1", "ip6 protochain 6", "ip protochain 17", "ip multicast",
+    "ip6 multicast", "tcp[13] = 2", "icmp6[0] = 1", "udp[8:4] = 1", "radio[0] = 1",
+    "wlan type mgt", "wlan subtype beacon", "dir tods", "wlan addr2 1:2:3:4:5:6",
+    "wlan ra 1:2:3:4:5:6", "len > 100", "proto 17", "ether proto 0x88cc", "ip host 1.2.3.4 and udp",
+    "on eth0", "rnr 3", "action pass", "not ip and not ip6",
+]
+
+
+def _capture_per_link_type():
+    seen = {}
+    for row in reference.corpus_pcaps():
+        try:
+            dlt, snap, _pkts, _err = reference.read_capture(str(row["file"]))
+        except reference.RefError:
+            continue
+        seen.setdefault(dlt, (row["file"], snap))
+    return sorted(seen.items())
+
+
+@pytest.fixture(scope="module")
+def captures():
+    return _capture_per_link_type()
+
+
+def test_probe_expressions_match_libpcap_on_every_corpus_link_type(captures):
+    assert len(captures) > 30
+    mismatches = []
+    for dlt, (path, snap) in captures:
+        for expr in PROBES:
+            try:
+                ref = list(reference.compile_for_capture(str(path), expr))
+            except reference.RefError as err:
+                ref = f"error: {err}"
+            try:
+                ours = compile_to_tuples(expr, dlt, snap)
+            except FilterError as err:
+                ours = f"error: {str(err).splitlines()[0]}"
+            if ours != ref:
+                mismatches.append((dlt, expr, ref if isinstance(ref, str) else len(ref),
+                                   ours if isinstance(ours, str) else len(ours)))
+    assert not mismatches, mismatches[:20]
