@@ -88,6 +88,8 @@ def test_arbitrary_text_parses_or_raises_filter_errors(text):
 @given(st.one_of(token_strings, mutated_corpus()))
 def test_random_expressions_are_accepted_exactly_when_libpcap_accepts_them(text):
     reference.libpcap()
+    if "\0" in text:
+        text = text.replace("\0", " ")    # libpcap would stop reading at the NUL
     outcome, detail = libpcap_outcome(text)
     try:
         tree = parse(text)
