@@ -1,7 +1,7 @@
 """Capture writers: pcap (microsecond or nanosecond magic) and pcapng, little-endian, written
 atomically (a temporary file in the destination's directory, renamed over it on success).
 
-Imports pfilter.batch and pfilter.errors, and the record assemblers of pfilter.capture._writer
+Imports pfilter.batch, pfilter.errors and pfilter.linktypes, and the record assemblers of pfilter.capture._writer
 (Cython; a pure-Python fallback here gives the same bytes). Records keep each packet's original
 wire length. A writer refuses a destination that is one of its inputs (same device and inode).
 
@@ -28,6 +28,14 @@ except ImportError:
 PCAP_MAGIC = 0xA1B2C3D4
 PCAP_MAGIC_NSEC = 0xA1B23C4D
 FORMATS = ("pcap", "pcapng")
+
+
+def file_linktype(linktype):
+    """The LINKTYPE_ value libpcap writes for a link type read from a file: a DLT number used
+    as a file value (12 for raw IP) becomes its LINKTYPE_ (101)."""
+    # libpcap: dlt_to_linktype(linktype_to_dlt())
+    from ..linktypes import LINKTYPE_TO_DLT, linktype_for_file
+    return linktype_for_file(LINKTYPE_TO_DLT.get(linktype, linktype))
 
 
 def same_file(a, b):
@@ -184,7 +192,7 @@ class PcapWriter(CaptureWriter):
         super().__init__(dst, protect)
         magic = PCAP_MAGIC_NSEC if self.nsec else PCAP_MAGIC
         self._emit(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, self.snaplen & 0xFFFFFFFF,
-                               (self.linktype | int(linktype_ext)) & 0xFFFFFFFF))
+                               (file_linktype(self.linktype) | int(linktype_ext)) & 0xFFFFFFFF))
 
     def write(self, batch, which=None):
         """Write the batch's packets (all, a bool mask, or int indices); returns how many."""
@@ -193,7 +201,8 @@ class PcapWriter(CaptureWriter):
             return 0
         if batch.linktypes is not None:
             lts = batch.linktypes[idx]
-            if (lts != self.linktype).any():
+            if (lts != self.linktype).any() and any(file_linktype(int(lt)) != file_linktype(self.linktype)
+                                                    for lt in np.unique(lts)):
                 other = int(lts[lts != self.linktype][0])
                 raise FilterError(f"a packet of link type {other} cannot go into a pcap file of link "
                                   f"type {self.linktype}: write pcapng instead")
@@ -256,7 +265,7 @@ class PcapngWriter(CaptureWriter):
             opts += _option(9, b"\x09")
         if opts:
             opts += _option(0, b"")
-        body = struct.pack("<HHI", linktype, 0, snaplen & 0xFFFFFFFF) + opts
+        body = struct.pack("<HHI", file_linktype(linktype), 0, snaplen & 0xFFFFFFFF) + opts
         total = 12 + len(body)
         self._emit(struct.pack("<II", 1, total) + body + struct.pack("<I", total))
         self._out_ids[key] = len(self._out_ids)
