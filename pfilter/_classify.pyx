@@ -21,7 +21,7 @@ a load past the captured length or a division by X = 0 returns 0, shifts by X >=
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from *:
     void __builtin_prefetch(const void* addr) noexcept nogil
@@ -90,6 +90,101 @@ ctypedef struct Memo:
     const uint32_t* tk
     TestMemo* tm
     uint32_t cur              # stamp of the current packet (never 0)
+
+
+ctypedef struct ClassEntry:  # where one rule resumes for packets of one class
+    uint32_t rule
+    uint32_t entry           # code index to resume at
+    int32_t ra               # value node whose A the rule holds there (-1: A is still 0)
+    int32_t rx               # ... whose X (-1: X is still 0)
+
+
+ctypedef struct ClassTable:  # packet classes seen so far, found by key
+    uint64_t* keys
+    int32_t* index           # per slot: class number, -1 = empty slot
+    uint32_t nslots          # a power of two, >= 2 * maxclasses
+    uint32_t nclasses
+    uint32_t maxclasses
+    Py_ssize_t nrules
+    Py_ssize_t width         # bytes in a row of the output (nrules, or nrules / 8 packed)
+    bint packed
+    ClassEntry* entries      # class c: its nres[c] undecided rules at entries[c * nrules]
+    uint32_t* nres
+    uint8_t* const_hit       # class c: the verdicts already decided, at [c * nrules] (0/1)
+    uint8_t* const_row       # ... as an output row (bool or packed), at [c * width]
+    int64_t* packets         # class c: packets seen, and their wire bytes
+    int64_t* nbytes
+
+
+cdef int32_t class_lookup(ClassTable* ct, uint64_t key, const cl_insn* code,
+                          const uint32_t* starts, const uint8_t* is_sig, Memo* m) noexcept nogil:
+    """The class of the packet whose signature tests gave `key` (their outcomes, memoised for
+    this packet), made now if it is new: every rule is walked through the signature tests its
+    path meets; a rule that reaches `ret` that way is decided for the whole class, the others
+    resume where the walk stopped. -1 when the table is full."""
+    cdef uint32_t h = <uint32_t>((key * 0x9E3779B97F4A7C15ULL) >> 40) & (ct.nslots - 1)
+    cdef ClassEntry* ent
+    cdef Py_ssize_t r, c
+    cdef const cl_insn* pc
+    cdef uint32_t t, res, target, nres = 0
+    cdef int32_t ra, rx
+    cdef uint8_t* hit
+    cdef uint8_t* row
+    while ct.index[h] >= 0:
+        if ct.keys[h] == key:
+            return ct.index[h]
+        h = (h + 1) & (ct.nslots - 1)
+    if ct.nclasses >= ct.maxclasses:
+        return -1
+    c = ct.nclasses
+    ct.nclasses += 1
+    ct.keys[h] = key
+    ct.index[h] = <int32_t>c
+    ent = ct.entries + c * ct.nrules
+    hit = ct.const_hit + c * ct.nrules
+    row = ct.const_row + c * ct.width
+    for r in range(ct.nrules):
+        ra = rx = -1
+        pc = code + starts[r]
+        while True:
+            if pc.code != OP_TEST or not is_sig[pc.k]:
+                ent[nres].rule = <uint32_t>r
+                ent[nres].entry = <uint32_t>(pc - code)
+                ent[nres].ra = ra
+                ent[nres].rx = rx
+                nres += 1
+                break
+            t = pc.k
+            res = m.tm[t].res
+            if res == T_ABORT:
+                break
+            if pc.aux & 1:
+                ra = <int32_t>m.tvalue[t]
+            if pc.aux & 2:
+                rx = <int32_t>m.tvalue[t]
+            target = pc.jt if res else pc.jf
+            if target >= LEAF_ACCEPT:
+                if target == LEAF_ACCEPT:
+                    hit[r] = 1
+                    if ct.packed:
+                        row[r >> 3] |= <uint8_t>(0x80 >> (r & 7))
+                    else:
+                        row[r] = 1
+                break
+            pc = code + target
+    ct.nres[c] = nres
+    return <int32_t>c
+
+
+cdef void free_classes(ClassTable* ct) noexcept nogil:
+    free(ct.keys)
+    free(ct.index)
+    free(ct.entries)
+    free(ct.nres)
+    free(ct.const_hit)
+    free(ct.const_row)
+    free(ct.packets)
+    free(ct.nbytes)
 
 
 cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
@@ -254,10 +349,12 @@ cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t bu
     return r
 
 
-cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, bint usesmem, Memo* m,
-                              const uint8_t* p, uint32_t buflen, uint32_t wirelen) noexcept nogil:
-    """The return value of the rule program at code[start] on one packet."""
-    cdef uint32_t A = 0, X = 0, k, v, t, target
+cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, uint32_t X,
+                              bint usesmem, Memo* m, const uint8_t* p, uint32_t buflen,
+                              uint32_t wirelen) noexcept nogil:
+    """The return value of the rule program entered at code[start] with registers A and X
+    (0 and 0 at a program's start) and M[] zeroed."""
+    cdef uint32_t k, v, t, target
     cdef uint32_t mem[16]
     cdef const cl_insn* pc = code + start
     cdef uint32_t back = 0
@@ -445,8 +542,13 @@ cdef class RuleEngine:
     cdef const uint16_t* tcode
     cdef const uint32_t* tk
     cdef Py_ssize_t ntests
+    cdef const uint32_t* sig
+    cdef Py_ssize_t nsig
+    cdef uint8_t* is_sig
+    cdef uint32_t maxclasses
 
-    def __init__(self, code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk):
+    def __init__(self, code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk,
+                 signature, uint32_t maxclasses=1024):
         """Arrays of the plan: code/vcode raw bytes of cl_insn arrays; the rest as named in
         pfilter.classify.Plan. The planner has checked every jump target and node index."""
         cdef const uint8_t[::1] b_code = code
@@ -459,7 +561,15 @@ cdef class RuleEngine:
         cdef const uint32_t[::1] a_tvalue = tvalue
         cdef const uint16_t[::1] a_tcode = tcode
         cdef const uint32_t[::1] a_tk = tk
+        cdef const uint32_t[::1] a_sig = signature
         cdef Py_ssize_t i
+        if a_sig.shape[0] > 32:
+            raise ValueError("at most 32 signature tests (2 bits each in a 64-bit key)")
+        if maxclasses < 1 or maxclasses > (1 << 20):
+            raise ValueError("maxclasses must be in 1..2**20")
+        for i in range(a_sig.shape[0]):
+            if a_sig[i] >= a_tk.shape[0]:
+                raise ValueError("a signature entry names no test node")
         if b_code.shape[0] % sizeof(cl_insn) or b_vcode.shape[0] % sizeof(cl_insn):
             raise ValueError("code arrays are not whole cl_insn records")
         if a_usesmem.shape[0] != a_starts.shape[0]:
@@ -476,7 +586,7 @@ cdef class RuleEngine:
                 raise ValueError("a test node names no value node")
         if not (a_tvalue.shape[0] == a_tcode.shape[0] == a_tk.shape[0]):
             raise ValueError("test-node arrays differ in length")
-        self._keep = (code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk)
+        self._keep = (code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk, signature)
         self.code = <const cl_insn*>_ptr(b_code)
         self.ncode = b_code.shape[0] // sizeof(cl_insn)
         self.vcode = <const cl_insn*>_ptr(b_vcode)
@@ -491,6 +601,17 @@ cdef class RuleEngine:
         self.tcode = &a_tcode[0] if a_tcode.shape[0] else NULL
         self.tk = &a_tk[0] if a_tk.shape[0] else NULL
         self.ntests = a_tvalue.shape[0]
+        self.sig = &a_sig[0] if a_sig.shape[0] else NULL
+        self.nsig = a_sig.shape[0]
+        self.maxclasses = maxclasses
+        self.is_sig = <uint8_t*>calloc(self.ntests + 1, sizeof(uint8_t))
+        if self.is_sig == NULL:
+            raise MemoryError()
+        for i in range(self.nsig):
+            self.is_sig[a_sig[i]] = 1
+
+    def __dealloc__(self):
+        free(self.is_sig)
 
     @property
     def nrules(self):
@@ -498,14 +619,15 @@ cdef class RuleEngine:
 
     def run(self, const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
             const uint32_t[::1] wirelen, rows, out, bint packed, int64_t[::1] counts,
-            int64_t[::1] nbytes):
+            int64_t[::1] nbytes, bint classes=True):
         """Evaluate every rule on packets `rows` (int64 indices; None = all) of a batch.
 
         out: None (counts only), a C-contiguous uint8 array of shape (n, nrules) receiving 1 where
         rule r accepts packet i (it must arrive zeroed), or with packed=True shape
         (n, ceil(nrules/8)) receiving the bits in np.packbits order (first rule = 0x80 of byte 0).
         Row i of out is packet i of the batch. counts[r] and nbytes[r] (sum of wire lengths) are
-        incremented for every accepting packet. Runs without the GIL."""
+        incremented for every accepting packet. classes=False turns packet classes off (see
+        Plan.signature). Runs without the GIL; returns the number of packet classes made."""
         cdef Py_ssize_t n = offsets.shape[0]
         cdef Py_ssize_t nrows, j, i, r
         cdef Py_ssize_t nr = self.nrules
@@ -521,6 +643,12 @@ cdef class RuleEngine:
         cdef Memo m
         cdef int64_t* pc
         cdef int64_t* pb
+        cdef ClassTable ct
+        cdef ClassEntry* ent
+        cdef uint64_t key
+        cdef uint32_t A0, X0
+        cdef int32_t cls
+        cdef Py_ssize_t s, q, nsig = self.nsig if classes else 0
         if caplen.shape[0] != n or wirelen.shape[0] != n:
             raise ValueError("batch arrays differ in length")
         if counts.shape[0] != nr or nbytes.shape[0] != nr:
@@ -545,7 +673,7 @@ cdef class RuleEngine:
             if offsets[i] < 0 or offsets[i] + <int64_t>caplen[i] > data.shape[0]:
                 raise ValueError(f"packet {i} lies outside the data buffer")
         if nr == 0 or nrows == 0:
-            return
+            return 0
         m.vcode = self.vcode
         m.vstart = self.vstart
         m.vlen = self.vlen
@@ -562,6 +690,31 @@ cdef class RuleEngine:
         m.cur = 0
         pc = &counts[0]
         pb = &nbytes[0]
+        memset(&ct, 0, sizeof(ct))
+        if nsig:
+            ct.nslots = 1
+            while ct.nslots < 2 * self.maxclasses:
+                ct.nslots *= 2
+            ct.maxclasses = self.maxclasses
+            ct.nrules = nr
+            ct.packed = packed
+            ct.width = (nr + 7) // 8 if packed else nr
+            ct.keys = <uint64_t*>calloc(ct.nslots, sizeof(uint64_t))
+            ct.index = <int32_t*>calloc(ct.nslots, sizeof(int32_t))
+            ct.entries = <ClassEntry*>calloc(<size_t>ct.maxclasses * nr, sizeof(ClassEntry))
+            ct.nres = <uint32_t*>calloc(ct.maxclasses, sizeof(uint32_t))
+            ct.const_hit = <uint8_t*>calloc(<size_t>ct.maxclasses * nr, 1)
+            ct.const_row = <uint8_t*>calloc(<size_t>ct.maxclasses * ct.width, 1)
+            ct.packets = <int64_t*>calloc(ct.maxclasses, sizeof(int64_t))
+            ct.nbytes = <int64_t*>calloc(ct.maxclasses, sizeof(int64_t))
+            if (ct.keys == NULL or ct.index == NULL or ct.entries == NULL or ct.nres == NULL
+                    or ct.const_hit == NULL or ct.const_row == NULL or ct.packets == NULL
+                    or ct.nbytes == NULL):
+                free_classes(&ct)
+                free(m.vm)
+                free(m.tm)
+                raise MemoryError()
+            memset(ct.index, 0xff, ct.nslots * sizeof(int32_t))
         try:
             with nogil:
                 for j in range(nrows):
@@ -580,9 +733,36 @@ cdef class RuleEngine:
                         m.cur = 1
                     # branch-free bookkeeping: a verdict depends on the packet, so a branch on
                     # it would be mispredicted whenever the traffic changes
+                    cls = -1
+                    if nsig:
+                        key = 0
+                        for s in range(nsig):
+                            key |= (<uint64_t>eval_test(&m, self.sig[s], p, buflen, wl)) << (2 * s)
+                        cls = class_lookup(&ct, key, self.code, self.starts, self.is_sig, &m)
+                    if cls >= 0:
+                        # the class decided most rules: copy its row, count it once at the end,
+                        # and run only the rules it left open, from where they stopped
+                        ct.packets[cls] += 1
+                        ct.nbytes[cls] += wl
+                        if pout != NULL:
+                            memcpy(pout + i * width, ct.const_row + cls * width, width)
+                        ent = ct.entries + cls * nr
+                        for q in range(ct.nres[cls]):
+                            r = ent[q].rule
+                            A0 = m.vm[ent[q].ra].A if ent[q].ra >= 0 else 0
+                            X0 = m.vm[ent[q].rx].X if ent[q].rx >= 0 else 0
+                            hit = run_rule(self.code, ent[q].entry, A0, X0, self.usesmem[r], &m, p, buflen, wl) != 0
+                            pc[r] += hit
+                            pb[r] += wl & (0u - hit)
+                            if pout != NULL:
+                                if packed:
+                                    pout[i * width + (r >> 3)] |= <uint8_t>(hit << (7 - (r & 7)))
+                                else:
+                                    pout[i * width + r] = <uint8_t>hit
+                        continue
                     bits = 0
                     for r in range(nr):
-                        hit = run_rule(self.code, self.starts[r], self.usesmem[r], &m, p, buflen, wl) != 0
+                        hit = run_rule(self.code, self.starts[r], 0, 0, self.usesmem[r], &m, p, buflen, wl) != 0
                         pc[r] += hit
                         pb[r] += wl & (0u - hit)
                         if pout != NULL:
@@ -593,6 +773,13 @@ cdef class RuleEngine:
                                     bits = 0
                             else:
                                 pout[i * width + r] = <uint8_t>hit
+            for s in range(ct.nclasses):       # the verdicts each class decided
+                for r in range(nr):
+                    if ct.const_hit[s * nr + r]:
+                        pc[r] += ct.packets[s]
+                        pb[r] += ct.nbytes[s]
         finally:
+            free_classes(&ct)
             free(m.vm)
             free(m.tm)
+        return ct.nclasses

@@ -213,8 +213,10 @@ class Plan:
         self.tvalue = np.array(self.tvalue, dtype=np.uint32)
         self.tcode = np.array(self.tcode, dtype=np.uint16)
         self.tk = np.array(self.tk, dtype=np.uint32)
+        self.signature = np.array(_signature(code, starts), dtype=np.uint32)
         self.stats = {"rules": len(starts), "instructions": len(code), "test_sites": self._sites,
-                      "test_nodes": len(self.tvalue), "value_nodes": len(self.vstart)}
+                      "test_nodes": len(self.tvalue), "value_nodes": len(self.vstart),
+                      "signature_tests": len(self.signature)}
         del self._values, self._tests
 
     def _value(self, parent, run):
@@ -337,11 +339,40 @@ class Plan:
                     break
         return rows
 
-    def engine(self):
-        """The Cython RuleEngine for this plan."""
+    def engine(self, maxclasses=1024):
+        """The Cython RuleEngine for this plan; past `maxclasses` packet classes in one batch,
+        packets of new classes run every rule from its start."""
         return _engine.RuleEngine(self.code.view(np.uint8), self.starts, self.usesmem,
                                   self.vparent, self.vcode.view(np.uint8), self.vstart, self.vlen,
-                                  self.tvalue, self.tcode, self.tk)
+                                  self.tvalue, self.tcode, self.tk, self.signature, maxclasses)
+
+
+#: how many test sites deep into each rule the signature looks, and its size (2 bits a test)
+SIGNATURE_DEPTH = 5
+SIGNATURE_TESTS = 24
+
+
+def _signature(code, starts):
+    """The signature tests: test nodes that at least two rules meet within their first
+    SIGNATURE_DEPTH tests, the most shared first, at most SIGNATURE_TESTS. The engine evaluates
+    them first on every packet; their outcomes name the packet's class, and for each class
+    every rule resumes after the signature tests it would have passed through."""
+    users = {}
+    for r, start in enumerate(starts):
+        seen, frontier = set(), [start]
+        for _ in range(SIGNATURE_DEPTH):
+            nxt = []
+            for at in frontier:
+                row = code[at]
+                if row[0] != OP_TEST or row[4] in seen:
+                    continue
+                seen.add(row[4])
+                nxt += [x for x in (row[2], row[3]) if x < LEAF_ACCEPT]
+            frontier = nxt
+        for t in seen:
+            users[t] = users.get(t, 0) + 1
+    shared = sorted((t for t, n in users.items() if n >= 2), key=lambda t: (-users[t], t))
+    return sorted(shared[:SIGNATURE_TESTS])
 
 
 def plan(programs):

@@ -170,3 +170,38 @@ def test_engine_refuses_a_program_whose_jump_leaves_it():
         clmod.plan([[(0x15, 5, 0, 1), (0x06, 0, 0, 0)]])
     with pytest.raises(pfilter.InvalidProgramError):
         clmod.plan([[(0x28, 0, 0, 12)]])
+
+
+def _engine_matrix(batch, progs, packed=False, rows=None, **options):
+    p = clmod.plan(list(progs))
+    eng = p.engine(**{k: v for k, v in options.items() if k == "maxclasses"})
+    nr = len(progs)
+    out = np.zeros((len(batch), (nr + 7) // 8 if packed else nr), np.uint8)
+    counts, nbytes = np.zeros(nr, np.int64), np.zeros(nr, np.int64)
+    eng.run(batch.data, batch.offsets, batch.caplen, batch.wirelen, rows, out, packed, counts, nbytes,
+            options.get("classes", True))
+    return out, counts, nbytes
+
+
+@pytest.mark.parametrize("options", [{"classes": False}, {"maxclasses": 1}, {"maxclasses": 3}],
+                         ids=["no-classes", "one-class", "three-classes"])
+def test_packet_classes_change_nothing_even_when_the_table_fills(corpus_batch, options):
+    progs = _programs(RULES, True)
+    assert clmod.plan(list(progs.values())).stats["signature_tests"] >= 8
+    want = _engine_matrix(corpus_batch, progs.values())
+    got = _engine_matrix(corpus_batch, progs.values(), **options)
+    for a, b in zip(want, got):
+        assert np.array_equal(a, b)
+
+
+def test_packed_output_and_row_subsets_agree_with_the_bool_matrix(corpus_batch):
+    progs = _programs(RULES, True)
+    full, counts, nbytes = _engine_matrix(corpus_batch, progs.values())
+    packed, pc, pb = _engine_matrix(corpus_batch, progs.values(), packed=True)
+    assert np.array_equal(packed, np.packbits(full, axis=1))
+    assert np.array_equal(pc, counts) and np.array_equal(pb, nbytes)
+    rows = np.arange(1, len(corpus_batch), 3, dtype=np.int64)
+    sub, sc, sb = _engine_matrix(corpus_batch, progs.values(), rows=rows)
+    assert np.array_equal(sub[rows], full[rows])
+    assert not sub[np.setdiff1d(np.arange(len(corpus_batch)), rows)].any()
+    assert np.array_equal(sc, full[rows].sum(axis=0, dtype=np.int64))
