@@ -1,0 +1,210 @@
+"""The `pfilter` command's options and messages: tcpdump's meanings for -r/-w/-d/-dd/-ddd/-y/-s/
+-c/-O/-F/--count/-n, several inputs and directories, summaries without -w, one-line errors with
+a non-zero status (never a traceback), "expression rejects all packets", --help with examples,
+`python -m pfilter`, and the `classify` sub-command's dispatch.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter import cli
+from test_capture_formats import build_pcap, epb, idb, shb
+
+ROOT = Path(__file__).resolve().parents[1]
+HTTP = ref.PCAPS / "dpkt__http.pcap"
+DNS_ICMP = ref.PCAPS / "dpkt__dns_icmp.pcap"
+
+
+@pytest.fixture(autouse=True)
+def no_program_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def run(capsys, *argv):
+    status = cli.main(list(map(str, argv)))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def packets(path):
+    with pfilter.open(path) as cap:
+        return [b.packet(i) for b in cap for i in range(len(b))]
+
+
+def test_dump_formats_equal_tcpdumps(capsys):
+    for flag, fmt in (("-d", "d"), ("-dd", "dd"), ("-ddd", "ddd")):
+        status, out, _ = run(capsys, flag, "ip and tcp port 80")
+        assert status == 0
+        assert out == ref.tcpdump_dump("ip and tcp port 80", "EN10MB", fmt, optimize=True)
+
+
+def test_dump_unoptimized_and_for_another_link_type(capsys):
+    status, out, _ = run(capsys, "-O", "-y", "LINUX_SLL", "-d", "tcp")
+    assert status == 0
+    assert out == ref.tcpdump_dump("tcp", "LINUX_SLL", "d", optimize=False)
+
+
+def test_dump_with_a_capture_compiles_for_its_link_type(capsys):
+    sll = next(r["file"] for r in ref.corpus_pcaps() if r["linktype"] == "113")
+    status, out, _ = run(capsys, "-r", sll, "-ddd", "udp")
+    theirs = subprocess.run([ref.tcpdump(), "-r", str(sll), "-ddd", "udp"], capture_output=True, text=True)
+    assert status == 0 and out == theirs.stdout
+
+
+def test_summary_lines_without_w_look_like_tcpdump_n(capsys):
+    status, out, err = run(capsys, "-r", DNS_ICMP, "-n", "icmp")
+    assert status == 0
+    lines = out.splitlines()
+    theirs = subprocess.run([ref.tcpdump(), "-n", "-r", str(DNS_ICMP), "icmp"], capture_output=True,
+                            text=True, env=dict(os.environ, TZ="UTC")).stdout.splitlines()
+    assert len(lines) == len(theirs) > 0
+    for ours, their in zip(lines, theirs):
+        assert ours.split(" ")[0][-7:] == their.split(" ")[0][-7:]     # same seconds and microseconds
+        assert ours.split(": ")[0].split(" ", 1)[1] == their.split(": ")[0].split(" ", 1)[1]   # IP a > b
+        assert "ICMP" in ours and ours.endswith(their.rsplit(",", 1)[1])    # same length
+    assert f"{len(lines)} packets matched" in err and err.startswith("reading from file")
+
+
+def test_tcp_and_udp_summaries_show_ports_and_lengths(capsys):
+    status, out, _ = run(capsys, "-r", HTTP, "-c", "3", "tcp")
+    assert status == 0
+    first = out.splitlines()[0]
+    assert " IP " in first and " > " in first and "Flags [" in first and ", length " in first
+    status, out, _ = run(capsys, "-r", DNS_ICMP, "-c", "1", "udp port 53")
+    assert ".53: UDP, length" in out or ".53 > " in out
+
+
+def test_count_prints_the_number_like_tcpdump(capsys):
+    status, out, _ = run(capsys, "-r", HTTP, "--count", "tcp port 80")
+    theirs = subprocess.run([ref.tcpdump(), "-r", str(HTTP), "--count", "tcp port 80"], capture_output=True, text=True)
+    assert status == 0 and out.strip() == theirs.stdout.strip()
+
+
+def test_c_stops_after_count_matches(tmp_path, capsys):
+    status, _, err = run(capsys, "-r", HTTP, "-c", "5", "-w", tmp_path / "o.pcap", "tcp")
+    assert status == 0 and len(packets(tmp_path / "o.pcap")) == 5
+    assert "5 packets written" in err
+
+
+def test_expression_from_file_with_comments_ignores_trailing_words(tmp_path, capsys):
+    f = tmp_path / "filter.txt"
+    f.write_text("# web traffic\ntcp port 80   # only http\n")
+    status, _, _ = run(capsys, "-r", HTTP, "-F", f, "-w", tmp_path / "a.pcap", "udp")
+    run(capsys, "-r", HTTP, "-w", tmp_path / "b.pcap", "tcp port 80")
+    assert status == 0 and packets(tmp_path / "a.pcap") == packets(tmp_path / "b.pcap")
+
+
+def test_options_may_follow_the_expression_words(tmp_path, capsys):
+    status, _, _ = run(capsys, "tcp", "port", "80", "-r", HTTP, "-w", tmp_path / "o.pcap")
+    assert status == 0 and len(packets(tmp_path / "o.pcap")) > 0
+
+
+def test_several_inputs_and_a_directory_go_into_one_output(tmp_path, capsys):
+    d = tmp_path / "caps"
+    d.mkdir()
+    (d / "a.pcap").write_bytes(build_pcap([b"\x00" * 14 + b"a"], [(1, 0)]))
+    (d / "b.pcap").write_bytes(build_pcap([b"\x00" * 14 + b"b", b"\x00" * 14 + b"c"], [(2, 0), (3, 0)]))
+    (d / "notes.txt").write_text("not a capture")
+    status, _, err = run(capsys, "-r", d, "-r", d / "a.pcap", "-w", tmp_path / "o.pcap")
+    assert status == 0
+    assert [p[-1:] for p in packets(tmp_path / "o.pcap")] == [b"a", b"b", b"c", b"a"]
+    assert "4 packets written, 4 read from 3 files" in err
+
+
+def test_nanosecond_input_gives_nanosecond_output_unless_micro(tmp_path, capsys):
+    src = tmp_path / "ns.pcap"
+    src.write_bytes(build_pcap([b"\x00" * 20], [(5, 123456789)], nsec=True))
+    run(capsys, "-r", src, "-w", tmp_path / "a.pcap")
+    run(capsys, "-r", src, "--micro", "-w", tmp_path / "b.pcap")
+    with pfilter.open(tmp_path / "a.pcap") as a, pfilter.open(tmp_path / "b.pcap") as b:
+        assert a.ts_resolution == "ns" and next(iter(a)).timestamps[0] == 5_123_456_789
+        assert b.ts_resolution == "us" and next(iter(b)).timestamps[0] == 5_123_456_000
+
+
+def test_pcapng_output_by_name_or_format(tmp_path, capsys):
+    run(capsys, "-r", HTTP, "-c", "3", "-w", tmp_path / "o.pcapng", "tcp")
+    run(capsys, "-r", HTTP, "-c", "3", "--format", "pcapng", "-w", tmp_path / "o.cap", "tcp")
+    for name in ("o.pcapng", "o.cap"):
+        with pfilter.open(tmp_path / name) as cap:
+            assert cap.format == "pcapng"
+    assert packets(tmp_path / "o.pcapng") == packets(tmp_path / "o.cap")
+
+
+def test_mixed_link_type_pcapng_is_filtered_per_interface(tmp_path, capsys):
+    eth = bytes(12) + b"\x08\x00" + bytes([0x45]) + bytes(8) + b"\x11" + bytes(10)
+    sll = bytes(14) + b"\x08\x00" + bytes([0x45]) + bytes(8) + b"\x11" + bytes(10)
+    arp = bytes(12) + b"\x08\x06" + bytes(28)
+    src = tmp_path / "mixed.pcapng"
+    src.write_bytes(shb() + idb(linktype=1) + idb(linktype=113)
+                    + epb("<", 0, 1, eth) + epb("<", 1, 2, sll) + epb("<", 0, 3, arp))
+    status, _, _ = run(capsys, "-r", src, "-w", tmp_path / "o.pcapng", "udp")
+    assert status == 0 and packets(tmp_path / "o.pcapng") == [eth, sll]
+    status, _, err = run(capsys, "-r", src, "-w", tmp_path / "o.pcap", "udp")
+    assert status == 1 and "pcapng" in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-r", HTTP, "tcp", "and", "not", "tcp"], "pfilter: expression rejects all packets"),
+    (["-d", "tcp and not tcp"], "pfilter: expression rejects all packets"),
+    (["-r", HTTP, "tcp", "port"], "pfilter: "),
+    (["-r", "/nonexistent/x.pcap", "tcp"], "pfilter: /nonexistent/x.pcap: No such file or directory"),
+    (["-r", ref.PCAPS / "libpcap__pcap-invalid-version-2.pcap"], "unsupported pcap savefile version 2.5"),
+    (["tcp"], "pfilter: no input"),
+    (["-r", HTTP, "-y", "NO_SUCH_LINK", "tcp"], "pfilter: "),
+    (["-r", HTTP, "-c", "0", "tcp"], "pfilter: invalid packet count"),
+    (["--no-such-option"], "pfilter: unrecognized arguments"),
+])
+def test_errors_are_one_line_with_nonzero_status(capsys, argv, message):
+    status, out, err = run(capsys, *argv)
+    assert status != 0
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("pfilter: ") and message in last
+    assert "Traceback" not in err
+
+
+def test_rejects_all_is_allowed_unoptimized(tmp_path, capsys):
+    status, _, _ = run(capsys, "-O", "-r", HTTP, "-w", tmp_path / "o.pcap", "tcp and not tcp")
+    assert status == 0 and packets(tmp_path / "o.pcap") == []
+
+
+def test_writing_over_the_input_is_refused(tmp_path, capsys):
+    src = tmp_path / "in.pcap"
+    src.write_bytes(HTTP.read_bytes())
+    status, _, err = run(capsys, "-r", src, "-w", src, "tcp")
+    assert status == 1 and "refusing to overwrite the input" in err
+    assert src.read_bytes() == HTTP.read_bytes()
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "examples:" in out and "pfilter -r in.pcap -w out.pcap" in out
+
+
+def test_classify_subcommand_dispatches_to_classify_cli(monkeypatch):
+    import types
+    seen = []
+    fake = types.ModuleType("pfilter.classify")
+    fake.cli_main = lambda argv: seen.append(argv) or 7
+    monkeypatch.setitem(sys.modules, "pfilter.classify", fake)
+    monkeypatch.setattr(pfilter, "classify", fake, raising=False)
+    assert cli.main(["classify", "-r", "x.pcap", "-R", "rules.txt"]) == 7
+    assert seen == [["-r", "x.pcap", "-R", "rules.txt"]]
+
+
+def test_python_dash_m_and_a_compiled_program_cache(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "pfilter", "-r", str(HTTP), "-w", str(tmp_path / "o.pcap"), "tcp port 80"]
+    for _ in range(2):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.splitlines()[-1].startswith(f"{len(packets(tmp_path / 'o.pcap'))} packets written")
+    assert list((tmp_path / "cache" / "pfilter" / "programs").rglob("*.json"))
+    done = subprocess.run(cmd[:3] + ["-X", "importtime"] + cmd[3:], capture_output=True, text=True, env=env)
+    assert "pfilter.compiler" not in done.stderr       # the second run skipped the compiler
