@@ -65,25 +65,31 @@ def compile_to_tuples(expr, dlt=1, snaplen=262144, netmask=None, savefile=True):
     `savefile` False compiles as libpcap does for a live or dead handle (what `tcpdump -y DLT
     -d` prints); it only changes `ip6` on NULL/LOOP (one AF_INET6 value instead of three).
     """
+    return _generate(expr, dlt, snaplen, netmask, savefile)[0]
+
+
+def _generate(expr, dlt, snaplen, netmask=None, savefile=True):
+    """(tuples, optimizable): the unoptimized program, and False when libpcap would not run
+    its optimizer on it (block-local and backward jumps: protochain, Geneve, 802.11)."""
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
     if snaplen == 0:
         raise FilterError("snaplen of 0 rejects all packets")
     ctx = link_context(dlt)
-    node = _parse(expr) if expr.strip() else None
     gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile)
     try:
+        node = _parse(expr) if expr.strip() else None
         root = gen.compile(node)
     except RecursionError:
-        raise FilterError("expression too complex to compile") from None
-    return linearize(root)
+        raise FilterError("expression too deeply nested to compile") from None
+    return linearize(root), not gen.no_optimize
 
 
 @lru_cache(maxsize=4096)
 def _compile_cached(expr, dlt, snaplen, optimize, netmask):
     from pfilter.program import Program
-    tuples = compile_to_tuples(expr, dlt, snaplen, netmask)
-    if optimize:
+    tuples, optimizable = _generate(expr, dlt, snaplen, netmask)
+    if optimize and optimizable:
         try:
             from pfilter.optimizer import optimize_program
         except ImportError:
