@@ -127,9 +127,6 @@ class Parser:
             self.i += 1
         return t
 
-    def prev_text(self):
-        return self.tokens[self.i - 1].text if self.i > 0 else None
-
     def error(self, message, token=None):
         t = token or self.tok
         return FilterSyntaxError(message, self.expression, t.pos, max(1, t.end - t.pos))
@@ -223,8 +220,9 @@ class Parser:
         """One operand of `and`/`or`, or the first thing inside `(`.
 
         Returns (kind, node, q): kind TERM (q: what it passes on), ID_ (an id that inherited
-        q), or ARITH (only when arith_ok: an arithmetic expression followed by ')', to be
-        continued by the caller, e.g. `(ip[0] & 0xf) * 4 > 20`).
+        q), PID_GROUP (`( pid )`, an id too), or ARITH (only when arith_ok: an arithmetic
+        expression followed by ')', to be continued by the caller, as in
+        `(ip[0] & 0xf) * 4 > 20`).
         """
         # BNF: term: rterm | not term
         # BNF: nid: not id
@@ -309,19 +307,22 @@ class Parser:
             return ID_, self.make_id(q, "num", left.value, left.pos, left.end, start), q
         if isinstance(left, ast.Number) and not ids_ok:
             if t.kind in ("AND", "OR", L.EOF, ")"):
-                raise self.error_bare_value(start, end=left.end)
+                raise self.error_bare_value(start, pos=left.pos, end=left.end)
         raise self.expected("a comparison operator (=, !=, <, <=, >, >=) or an arithmetic "
                             "operator")
 
-    def error_bare_value(self, t, end=None):
+    def error_bare_value(self, t, pos=None, end=None):
+        """A value with no qualifiers to inherit (the grammar's qerr): `tcp and 80`."""
+        pos = t.pos if pos is None else pos
         end = t.end if end is None else end
-        text = self.expression[t.pos:end]
+        text = self.expression[pos:end]
         hint = _hint(t)
         if not hint:
-            hint = (" (a value without 'host', 'net', 'port', 'proto', ... before it takes the "
-                    "qualifiers of the primitive before 'and'/'or', and there are none here)")
-        return FilterSyntaxError(f"{text!r} is not a primitive{hint}", self.expression, t.pos,
-                                 end - t.pos)
+            hint = (": a bare value needs 'host', 'net', 'port', 'proto', ... before it, or "
+                    "must follow 'and'/'or' after a primitive that has them, to take its "
+                    "qualifiers")
+        return FilterSyntaxError(f"{text!r} is not a primitive{hint}", self.expression, pos,
+                                 end - pos)
 
     # ------------------------------------------------------------------------- ids
 
@@ -391,7 +392,7 @@ class Parser:
 
     def make_id(self, q, value_kind, value, pos, end, token, masklen=None, mask=None):
         if q is QERR:
-            raise self.error_bare_value(token, end=end)
+            raise self.error_bare_value(token, pos=pos, end=end)
         if q.kind == "portrange" and value_kind == "num":
             value_kind, value = "range", (str(value), str(value))
         return ast.Id(pos, end, q, value_kind, value, masklen, mask)
