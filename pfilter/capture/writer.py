@@ -9,10 +9,8 @@ wire length. A writer refuses a destination that is one of its inputs (same devi
         w.write(batch, indices)          # or w.write(batch) for every packet
 """
 import os
-import stat
 import struct
 import sys
-import tempfile
 
 import numpy as np
 
@@ -28,6 +26,8 @@ except ImportError:
 PCAP_MAGIC = 0xA1B2C3D4
 PCAP_MAGIC_NSEC = 0xA1B23C4D
 FORMATS = ("pcap", "pcapng")
+# Records are assembled into a staging buffer of this size and written in one system call.
+STAGE_BYTES = 8 * 1024 * 1024
 
 
 def file_linktype(linktype):
@@ -57,7 +57,8 @@ def format_for_path(path, default="pcap"):
 
 
 class _AtomicFile:
-    """A binary file written under a temporary name and renamed to `path` on commit()."""
+    """A binary file written under a temporary name in the destination's directory and renamed
+    to `path` on commit()."""
 
     def __init__(self, path, protect=()):
         self.path = path
@@ -71,19 +72,27 @@ class _AtomicFile:
         if os.path.isdir(path):
             raise FilterError(f"{path}: is a directory")
         directory = os.path.dirname(os.path.abspath(path))
-        try:
-            fd, self.tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                                            suffix=".tmp")
-        except OSError as e:
-            raise FilterError(f"{path}: {e.strerror or e}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        self.f = os.fdopen(fd, "wb", buffering=1 << 20)
+        for _attempt in range(100):
+            tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            try:
+                # 0o666 less the umask, as any new file (tcpdump's output too)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise FilterError(f"{path}: {e.strerror or e}") from None
+        else:
+            raise FilterError(f"{path}: cannot create a temporary file next to it")
+        self.tmp = tmp
+        self.f = os.fdopen(fd, "wb", buffering=0)
 
     def write(self, data):
+        view = memoryview(data).cast("B")
         try:
-            self.f.write(data)
+            while len(view):
+                n = self.f.write(view)
+                view = view[n:]
         except OSError as e:
             raise FilterError(f"{self.path}: {e.strerror or e}") from None
 
@@ -142,15 +151,44 @@ class CaptureWriter:
         self.packets_written = 0
         self.bytes_written = 0
         self._closed = False
+        self._buf = np.empty(STAGE_BYTES, np.uint8)
+        self._fill = 0
+
+    def _stage(self, size):
+        """Room for `size` bytes in the staging buffer (flushed or grown as needed)."""
+        if self._fill + size > len(self._buf):
+            self._flush()
+            if size > len(self._buf):
+                self._buf = np.empty(size, np.uint8)
+        return self._buf[self._fill:]
+
+    def _staged(self, used):
+        self._fill += used
+        self.bytes_written += used
+
+    def _flush(self):
+        if self._fill:
+            self._out.write(memoryview(self._buf)[:self._fill])
+            self._fill = 0
 
     def _emit(self, data):
-        self._out.write(data)
-        self.bytes_written += len(data)
+        room = self._stage(len(data))
+        room[:len(data)] = np.frombuffer(data, np.uint8)
+        self._staged(len(data))
+
+    def flush(self):
+        """Hand everything written so far to the operating system."""
+        self._flush()
 
     def close(self):
         """Finish the file and move it into place."""
         if not self._closed:
             self._closed = True
+            try:
+                self._flush()
+            except BaseException:
+                self._out.abort()
+                raise
             self._out.commit()
 
     def abort(self):
@@ -208,7 +246,7 @@ class PcapWriter(CaptureWriter):
                                   f"type {self.linktype}: write pcapng instead")
         caplen = batch.caplen[idx]
         size = 16 * len(idx) + int(caplen.sum(dtype=np.int64))
-        out = np.empty(size, np.uint8)
+        out = self._stage(size)
         if _native is not None:
             used = _native.pcap_records(batch.data, batch.offsets, batch.caplen, batch.wirelen,
                                         batch.timestamps, idx, self.nsec, out)
@@ -223,7 +261,7 @@ class PcapWriter(CaptureWriter):
             blob = b"".join(parts)
             out[:len(blob)] = np.frombuffer(blob, np.uint8)
             used = len(blob)
-        self._emit(memoryview(out)[:used])
+        self._staged(used)
         self.packets_written += len(idx)
         return len(idx)
 
@@ -298,7 +336,7 @@ class PcapngWriter(CaptureWriter):
         ids = self._iface_ids(batch, idx)
         caplen = batch.caplen[idx].astype(np.int64)
         size = 32 * len(idx) + int(((caplen + 3) & ~3).sum())
-        out = np.empty(size, np.uint8)
+        out = self._stage(size)
         if _native is not None:
             used = _native.pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
                                        batch.timestamps, idx, ids, self.nsec, out)
@@ -317,7 +355,7 @@ class PcapngWriter(CaptureWriter):
             blob = b"".join(parts)
             out[:len(blob)] = np.frombuffer(blob, np.uint8)
             used = len(blob)
-        self._emit(memoryview(out)[:used])
+        self._staged(used)
         self.packets_written += len(idx)
         return len(idx)
 
