@@ -198,3 +198,9 @@ def test_named_constants_have_libpcaps_values():
     assert [c[f"tcp-{f}"] for f in ("fin", "syn", "rst", "push", "ack", "urg", "ece", "cwr")] == \
         [1, 2, 4, 8, 16, 32, 64, 128]
     assert names.named_constant("icmp-bogus") is None
+
+
+def test_enormous_texts_are_refused_cleanly():
+    with pytest.raises(FilterError):
+        names.parse_ipv4("1" * 5000 + ".1")
+    assert names.port_range("1" * 5000 + "-2")[0] > 65535

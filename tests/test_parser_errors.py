@@ -156,3 +156,19 @@ def test_long_flat_chains_parse_without_recursion():
 def test_non_string_input_is_a_filter_error():
     with pytest.raises(FilterError):
         tokenize(b"tcp")
+
+
+@pytest.mark.parametrize("expr", [
+    "port " + "9" * 5000, "portrange " + "1" * 5000 + "-2", "host " + "1" * 5000 + ".1",
+    "ip[0] = 0x" + "f" * 5000, "port 0" + "7" * 5000,
+])
+def test_enormous_numbers_are_filter_errors_not_crashes(expr):
+    try:
+        parse(expr)
+    except FilterError:
+        pass
+
+
+def test_leading_zeros_do_not_overflow():
+    assert parse("ip[0] = 0x" + "0" * 50 + "1").right.value == 1
+    assert parse("portrange " + "0" * 30 + "80-90").value == ("80", "90")

@@ -133,7 +133,8 @@ def check_against_libpcap(expr, dlt=1):
         return "semantic error left to the code generator"
     text = explicit(tree)
     again = libpcap_outcome(text, dlt)
-    assert again == ("ok", detail), f"{expr!r} parsed as {text!r}, which libpcap compiles differently"
+    assert again == ("ok", detail), \
+        f"{expr!r} parsed as {text!r}, which libpcap compiles differently"
     return "same meaning"
 
 
@@ -193,7 +194,8 @@ SYNTAX_CASES = [
     "host 1.2.3.4 and (5.6.7.8 or port 80)", "(80)", "host (1+2)", "less (64)",
     "ip[0:(2)] = 1", "host 1.2.3.4 and ((5.6.7.8) or 1.1.1.1)",
     "host 1.2.3.4 and ((5.6.7.8 or 1.1.1.1))", "((1.1.1.1))", "host 1.1.1.1 and (((2.2.2.2)))",
-    "host 1.1.1.1 and ((2.2.2.2 and 3.3.3.3) or 4.4.4.4)", "src or 1.2.3.4", "ip[0] = 1 and 4", "(host 1.2.3.4) and 5.6.7.8",
+    "host 1.1.1.1 and ((2.2.2.2 and 3.3.3.3) or 4.4.4.4)", "src or 1.2.3.4", "ip[0] = 1 and 4",
+    "(host 1.2.3.4) and 5.6.7.8",
     "vlan 1 + 2", "not", "src host 1.2.3.4 and (80) = 80 or 5.6.7.8",
 ]
 

@@ -48,8 +48,8 @@ def test_not_covers_only_the_first_primitive_and_its_qualifiers_pass_on():
 
 def test_values_in_parentheses_inherit_from_before_the_parenthesis():
     tree = parse("host 1.1.1.1 and (2.2.2.2 or 3.3.3.3)")
-    assert same(tree, ast.And(0, 0, Id(HOST, "ipv4", "1.1.1.1"),
-                              ast.Or(0, 0, Id(HOST, "ipv4", "2.2.2.2"), Id(HOST, "ipv4", "3.3.3.3"))))
+    inner = ast.Or(0, 0, Id(HOST, "ipv4", "2.2.2.2"), Id(HOST, "ipv4", "3.3.3.3"))
+    assert same(tree, ast.And(0, 0, Id(HOST, "ipv4", "1.1.1.1"), inner))
 
 
 def test_parenthesized_expression_passes_on_what_preceded_it():

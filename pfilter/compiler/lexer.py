@@ -36,10 +36,6 @@ class Token:
     end: int
     value: object = None
 
-    def describe(self):
-        """The token as a message shows it."""
-        return "end of expression" if self.kind == EOF else repr(self.text)
-
 
 def _kw(kind, *words, value=None):
     return {w: (kind, value) for w in words}
@@ -111,7 +107,7 @@ for _w in ("fisu", "lssu", "lsu", "msu", "hfisu", "hlssu", "hmsu"):
 for _w in ("sio", "opc", "dpc", "sls", "hsio", "hopc", "hdpc", "hsls"):
     KEYWORDS.update(_kw(MTP3FIELD, _w, value=_w))
 
-# ----------------------------------------------------------------------------- the scanner's patterns
+# ------------------------------------------------------------------------- the scanner's patterns
 
 _N = r"(?:[0-9]+|0[xX][0-9A-Fa-f]+)"
 _B = r"[0-9A-Fa-f][0-9A-Fa-f]?"
@@ -172,14 +168,16 @@ def _longest(regexes, text, pos):
 def _stou(text, expression, pos):
     """libpcap: stou(). A NUM token's value: decimal, 0x hex or 0 octal, at most 32 bits."""
     if text[:2] in ("0x", "0X"):
-        value = int(text[2:], 16)
+        digits, base, widest = text[2:], 16, 8
     elif text[0] == "0" and len(text) > 1:
         if any(c in "89" for c in text):
             raise FilterSyntaxError(f"number {text} contains a non-octal digit", expression, pos,
                                     len(text))
-        value = int(text, 8)
+        digits, base, widest = text, 8, 11
     else:
-        value = int(text)
+        digits, base, widest = text, 10, 10
+    digits = digits.lstrip("0") or "0"
+    value = int(digits, base) if len(digits) <= widest else 1 << 32
     if value > 0xFFFFFFFF:
         raise FilterSyntaxError(f"number {text} overflows 32 bits", expression, pos, len(text))
     return value

@@ -162,7 +162,9 @@ def _scan_int(text):
         k += 1
     if k == j:
         return None
-    return int(text[:k]), k
+    digits = text[j:k].lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 18 else 10 ** 18   # past any port or part
+    return (-value if text[:1] == "-" else value), k
 
 
 # ----------------------------------------------------------------------------- protocols, hosts
@@ -291,7 +293,7 @@ def parse_ipv4(text):
         raise FilterError(f"invalid IPv4 address '{text}'")
     value = 0
     for p in parts:
-        if not p or not p.isdigit() or not p.isascii() or int(p) > 255:
+        if not (p.isascii() and p.isdigit()) or len(p.lstrip("0")) > 3 or int(p) > 255:
             raise FilterError(f"invalid IPv4 address '{text}'")
         value = (value << 8) | int(p)
     return value, len(parts)

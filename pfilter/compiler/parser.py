@@ -782,4 +782,6 @@ def _scan_int(text):
         k += 1
     if k == j:
         return None
-    return int(text[:k]), k
+    digits = text[j:k].lstrip("0") or "0"
+    value = int(digits) if len(digits) <= 18 else 10 ** 18   # past any port or part
+    return (-value if text[:1] == "-" else value), k
