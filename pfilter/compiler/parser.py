@@ -9,7 +9,10 @@ Qualifier inheritance follows the grammar's `$<blk>0` mechanics: every `and`, `o
 `(` passes on the qualifiers of what stands before it, so a bare value (`host a or b`,
 `tcp dst port ftp or ftp-data`, `not host a and b`, `host a and (b or c)`) inherits the
 qualifiers of the primitive before it. A protocol name, a comparison or any other primitive
-leaves nothing to inherit (the grammar's `qerr`), so `tcp and 80` or `1=1 and 80` are errors;
+leaves nothing to inherit (the grammar's `qerr`), so `tcp and 80` or `1=1 and 80` are errors
+(libpcap reports them from its code generator, "syntax error in filter expression"; here they
+are FilterSyntaxErrors from the parser. Divergence: so a semantic error earlier in the same
+expression, like an unknown host, is reported by libpcap first and by pfilter second);
 a parenthesized expression passes on what stood before its `(`, so in
 `host a and (tcp) and b`, `b` is a host.
 
@@ -30,7 +33,10 @@ from pfilter.compiler import names
 from pfilter.errors import FilterError, FilterSyntaxError
 
 MAX_NESTING = 100
-"""Deepest nesting of parentheses, `not`s, brackets and unary minus accepted."""
+"""Deepest nesting of parentheses, `not`s, brackets, unary minus and `%`/`^` chains accepted.
+
+Divergence: libpcap's bison stack allows about 10000 levels; past 100 pfilter reports
+"nested too deeply" instead of recursing (and no real filter nests that deep)."""
 
 QERR = "qerr"
 """The grammar's `qerr`: no qualifiers to inherit."""
