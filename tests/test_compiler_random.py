@@ -2,7 +2,7 @@
 
 Random expressions are built from primitives of every kind (qualified ids, protocol
 abbreviations, encapsulations that shift offsets, packet loads and arithmetic) joined with
-and/or/not and parentheses; for several link types, pfilter's unoptimized program must be
+and/or/not and parentheses; for about fifty link types, pfilter's unoptimized program must be
 libpcap's instruction for instruction, or both must refuse the expression with the same
 message. Deterministic (fixed seeds) so a failure reproduces.
 """
@@ -34,7 +34,10 @@ PRIMITIVES = [
     "ip[2:2] * 2 / 3 % 5 ^ 1 | 2 & 6 << 1 >> 1 != 0", "sctp[0:4] = 1", "igmp[0] = 0x11",
     "vrrp[1] = 3", "pim[0] = 1", "link[0] = 1", "ip[len - 20] = 1",
 ]
-LINK_TYPES = [1, 113, 12, 127, 9, 0, 276, 105]
+LINK_TYPES = [1, 1, 1, 1, 113, 12, 127, 9, 0, 276, 105,            # Ethernet weighted up
+              6, 7, 8, 10, 11, 15, 16, 19, 50, 51, 99, 104, 107, 108, 109, 112, 114, 117, 119,
+              122, 123, 129, 130, 132, 136, 138, 140, 163, 164, 165, 166, 178, 192, 226, 228,
+              229, 239, 240, 241]
 
 
 def _expr(rng, depth=0):
