@@ -58,3 +58,26 @@ def test_probe_expressions_match_libpcap_on_every_corpus_link_type(captures):
                 mismatches.append((dlt, expr, ref if isinstance(ref, str) else len(ref),
                                    ours if isinstance(ours, str) else len(ours)))
     assert not mismatches, mismatches[:20]
+
+
+def _null_capture(path, big_endian):
+    import struct
+    e = ">" if big_endian else "<"
+    af = struct.pack(e + "I", 2)                        # AF_INET in the writer's byte order
+    ip = bytes.fromhex("450000140000000040060000c0a80001c0a80002")
+    pkt = af + ip
+    path.write_bytes(struct.pack(e + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 0) +
+                     struct.pack(e + "IIII", 0, 0, len(pkt), len(pkt)) + pkt)
+    return pkt
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_null_address_family_follows_the_byte_order_of_the_capture_writer(tmp_path, big_endian):
+    path = tmp_path / "null.pcap"
+    pkt = _null_capture(path, big_endian)
+    for expr in ("ip", "ip6", "tcp or ip6"):
+        ref = list(reference.compile_for_capture(str(path), expr))
+        assert compile_to_tuples(expr, 0, 65535, swapped=big_endian) == ref
+    from pfilter.compiler.driver import compile_expression
+    assert compile_expression("ip", linktype="NULL", swapped=big_endian).run(pkt)
+    assert not compile_expression("ip", linktype="NULL", swapped=not big_endian).run(pkt)

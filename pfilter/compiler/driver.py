@@ -59,16 +59,16 @@ def _parse(expr):
     return parse(expr)
 
 
-def compile_to_tuples(expr, dlt=1, snaplen=262144, netmask=None, savefile=True):
+def compile_to_tuples(expr, dlt=1, snaplen=262144, netmask=None, savefile=True, swapped=False):
     """libpcap's unoptimized program for `expr` as a list of (code, jt, jf, k).
 
     `savefile` False compiles as libpcap does for a live or dead handle (what `tcpdump -y DLT
     -d` prints); it only changes `ip6` on NULL/LOOP (one AF_INET6 value instead of three).
     """
-    return _generate(expr, dlt, snaplen, netmask, savefile)[0]
+    return _generate(expr, dlt, snaplen, netmask, savefile, swapped)[0]
 
 
-def _generate(expr, dlt, snaplen, netmask=None, savefile=True):
+def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False):
     """(tuples, optimizable): the unoptimized program, and False when libpcap would not run
     its optimizer on it (block-local and backward jumps: protochain, Geneve, 802.11)."""
     if not isinstance(expr, str):
@@ -76,7 +76,7 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True):
     if snaplen == 0:
         raise FilterError("snaplen of 0 rejects all packets")
     ctx = link_context(dlt)
-    gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile)
+    gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile, swapped=swapped)
     try:
         node = _parse(expr) if expr.strip() else None
         root = gen.compile(node)
@@ -86,9 +86,9 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True):
 
 
 @lru_cache(maxsize=4096)
-def _compile_cached(expr, dlt, snaplen, optimize, netmask):
+def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False):
     from pfilter.program import Program
-    tuples, optimizable = _generate(expr, dlt, snaplen, netmask)
+    tuples, optimizable = _generate(expr, dlt, snaplen, netmask, swapped=swapped)
     if optimize and optimizable:
         try:
             from pfilter.optimizer import optimize_program
@@ -99,12 +99,16 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask):
     return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr)
 
 
-def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None):
+def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None,
+                       swapped=False):
     """Compile a pcap-filter expression into a Program (the meaning is libpcap 1.10.3's).
 
     `linktype` is a DLT/LINKTYPE name or number. `netmask` is the IPv4 netmask `ip broadcast`
     needs; None means unknown (libpcap's PCAP_NETMASK_UNKNOWN: `ip broadcast` is an error),
-    0 is what tcpdump passes when reading a file. An empty expression accepts every packet.
+    0 is what tcpdump passes when reading a file. `swapped` True says the capture was written
+    by a host of the other byte order (big-endian): NULL and ENC headers then hold the address
+    family in that order, as libpcap assumes for such savefiles. An empty expression accepts
+    every packet.
     """
     dlt = resolve_linktype(linktype)
     if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 <= snaplen <= 0xFFFFFFFF:
@@ -113,7 +117,7 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
         raise FilterError(f"invalid netmask {netmask!r}")
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
-    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask)
+    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask, bool(swapped))
 
 
 compile_expression.cache_clear = _compile_cached.cache_clear

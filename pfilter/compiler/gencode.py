@@ -259,11 +259,12 @@ def _set(offset):
 class Codegen:
     """The state of one compilation (libpcap: compiler_state_t) and the gen_* routines."""
 
-    def __init__(self, link, snaplen=262144, netmask=None, savefile=True):
+    def __init__(self, link, snaplen=262144, netmask=None, savefile=True, swapped=False):
         self.link = link
         self.snaplen = snaplen
         self.netmask = netmask
         self.savefile = savefile
+        self.swapped = swapped
         self.regused = [False] * BPF_MEMWORDS
         self.curreg = 0
         dlt = link.dlt
@@ -641,10 +642,12 @@ class Codegen:
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
 
     def gen_loopback_linktype(self, ll_proto):
-        # libpcap: gen_loopback_linktype(); the AF_ value is in host byte order for NULL/ENC.
-        # Divergence: libpcap also byte-swaps it when the savefile was written on a host of the
-        # other byte order; pfilter compiles without the file and assumes little-endian.
+        # libpcap: gen_loopback_linktype(); for NULL/ENC the AF_ value is in the byte order of
+        # the host that wrote the capture: this (little-endian) host's, unless `swapped` says
+        # the savefile came from a host of the other byte order.
         if self.linktype in (DLT["NULL"], DLT["ENC"]):
+            if self.savefile and self.swapped:
+                ll_proto = _swap32(ll_proto)
             ll_proto = _swap32(ll_proto)
         return self.gen_cmp(OR_LINKHDR, 0, BPF_W, ll_proto)
 
