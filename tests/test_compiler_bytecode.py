@@ -98,3 +98,22 @@ def test_linktype_names_and_numbers_resolve_to_libpcaps_dlt_values():
     assert resolve_linktype("RAW") == resolve_linktype(101) == resolve_linktype(14) == 12
     assert resolve_linktype("LINUX_SLL2") == 276
     assert resolve_linktype("LINKTYPE_IEEE802_11_RADIOTAP") == 127
+
+
+def test_offsets_shifted_by_vlan_do_not_leak_into_the_next_compilation():
+    plain = compile_to_tuples("ip", 1)
+    assert compile_to_tuples("vlan and ip", 1) != plain
+    assert compile_to_tuples("ip", 1) == plain
+    assert compile_to_tuples("geneve and ip", 1) != plain
+    assert compile_to_tuples("ip", 1) == plain == [(0x28, 0, 0, 12), (0x15, 0, 1, 0x800),
+                                                   (0x06, 0, 0, 262144), (0x06, 0, 0, 0)]
+
+
+def test_lowering_api_takes_an_ast_and_a_link_context():
+    from pfilter.compiler.emit import linearize
+    from pfilter.compiler.gencode import lower
+    from pfilter.compiler.linkctx import link_context
+    from pfilter.compiler.parser import parse
+    root = lower(parse("udp port 53"), link_context(113), snaplen=96)
+    assert linearize(root) == list(reference.compile("udp port 53", 113, snaplen=96))
+    assert linearize(lower(None, link_context(1), snaplen=5)) == [(0x06, 0, 0, 5)]

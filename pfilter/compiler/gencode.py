@@ -24,7 +24,7 @@ from pfilter.compiler import ast as A
 from pfilter.compiler.blocks import JMP, Block, Stmt, backpatch, gen_and, gen_not, gen_or
 from pfilter.compiler.linkctx import DLT, DLT_DESCRIPTIONS, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
 
-__all__ = ["Codegen"]
+__all__ = ["Codegen", "lower"]
 
 
 ETHERMTU = 1500
@@ -216,6 +216,12 @@ def _scanf_int(text):
 def _names():
     from pfilter.compiler import names
     return names
+
+
+def lower(node, link, **options):
+    """The root block of the finished graph for an AST (None: accept every packet), compiled
+    for LinkContext `link`; options as Codegen's (snaplen, netmask, savefile, swapped)."""
+    return Codegen(link, **options).compile(node)
 
 
 class Arth:
