@@ -26,7 +26,7 @@ from .peephole import fold_index_arithmetic, fold_into_jumps
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant
 from .reorder import group_tests
-from .values import Values
+from .values import Analysis, Values
 
 __all__ = ["optimize_program", "rejects_all", "PASSES"]
 
@@ -47,10 +47,26 @@ PASSES = (
 
 
 class Context:
-    """State shared by the passes of one optimization: the value-number table."""
+    """State shared by the passes of one optimization: the value-number table, and the last
+    dataflow analysis while it still describes the graph."""
 
     def __init__(self):
         self.vals = Values()
+        self._analysis = None
+
+    def analysis(self, graph):
+        if self._analysis is None:
+            self._analysis = Analysis(graph, self.vals)
+        return self._analysis
+
+    def invalidate(self):
+        self._analysis = None
+
+
+# Passes whose rewrites keep every value where it was (they only swap a statement for one
+# computing the same value, or drop one recomputing a value already in place), so the
+# analysis made before them still holds after them.
+PRESERVE_ANALYSIS = (fold_constants, remove_redundant)
 
 
 def optimize_graph(graph, passes=PASSES):
@@ -61,6 +77,8 @@ def optimize_graph(graph, passes=PASSES):
         for p in passes:
             if p(graph, ctx):
                 changed = True
+                if p not in PRESERVE_ANALYSIS:
+                    ctx.invalidate()
     return graph
 
 

@@ -24,7 +24,7 @@ __all__ = ["fold_constants"]
 def fold_constants(graph, ctx):
     """Replace computations with known results by constants; True if anything changed."""
     vals = ctx.vals
-    an = Analysis(graph, vals)
+    an = ctx.analysis(graph)
     changed = False
     for b in an.order:
         st = an.ins[b.id].copy()

@@ -20,7 +20,7 @@ Each pass terminates: it removes statements or blocks, or turns blocks into bare
 from pfilter.opcodes import BPF_K, BPF_RET
 
 from .cfg import RET
-from .values import INF, Analysis, abs_load_bytes, evaluate, stmt_def, stmt_uses, \
+from .values import INF, abs_load_bytes, evaluate, stmt_def, stmt_uses, \
     term_uses
 
 __all__ = ["remove_dead_code", "drop_covered_loads", "prune_zero_paths"]
@@ -28,8 +28,10 @@ __all__ = ["remove_dead_code", "drop_covered_loads", "prune_zero_paths"]
 
 def remove_dead_code(graph, ctx):
     """Drop statements whose results are never read and which cannot abort."""
+    if not _has_dead(graph):
+        return False
     vals = ctx.vals
-    an = Analysis(graph, vals)
+    an = ctx.analysis(graph)
     live_in = {}
     changed = False
     for b in reversed(an.order):
@@ -109,3 +111,18 @@ def prune_zero_paths(graph, ctx):
                 changed = True
         zero[b.id] = z
     return changed
+
+
+def _has_dead(graph):
+    live_in = {}
+    for b in reversed(graph.blocks()):
+        live = term_uses(b)
+        for s in b.succ:
+            live |= live_in[s.id]
+        for code, k in reversed(b.stmts):
+            d = stmt_def(code, k)
+            if not live >> d & 1:
+                return True
+            live = (live & ~(1 << d)) | stmt_uses(code, k)
+        live_in[b.id] = live
+    return False

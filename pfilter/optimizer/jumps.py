@@ -29,7 +29,7 @@ __all__ = ["thread_jumps"]
 
 def thread_jumps(graph, ctx):
     vals = ctx.vals
-    an = Analysis(graph, vals)
+    an = ctx.analysis(graph)
     live_in = {}
     ant = {}
     changed = False

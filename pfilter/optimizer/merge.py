@@ -16,21 +16,31 @@ from .cfg import COND, GOTO
 __all__ = ["simplify_edges", "merge_chains", "merge_identical"]
 
 
-def _skip_empty(b):
+def _skip_empty(b, memo):
+    """The first block from b that is not an empty `goto` (memoized along the way)."""
+    path = []
     while b.kind == GOTO and not b.stmts:
+        t = memo.get(b.id)
+        if t is not None:
+            b = t
+            break
+        path.append(b.id)
         b = b.succ[0]
+    for i in path:
+        memo[i] = b
     return b
 
 
 def simplify_edges(graph, ctx):
     changed = False
-    entry = _skip_empty(graph.entry)
+    memo = {}
+    entry = _skip_empty(graph.entry, memo)
     if entry is not graph.entry:
         graph.entry = entry
         changed = True
     for b in graph.blocks():
         for i, s in enumerate(b.succ):
-            t = _skip_empty(s)
+            t = _skip_empty(s, memo)
             if t is not s:
                 b.succ[i] = t
                 changed = True

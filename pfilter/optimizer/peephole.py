@@ -25,7 +25,7 @@ the same bytes, the same bounds check. Terminates: each rewrite removes statemen
 from pfilter.opcodes import BPF_ADD, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_SUB, BPF_XOR
 
 from .cfg import COND
-from .values import M32, X, Analysis, evaluate, live_block, stmt_def, stmt_uses, term_uses
+from .values import M32, X, evaluate, live_block, stmt_def, stmt_uses, term_uses
 
 __all__ = ["fold_into_jumps", "fold_index_arithmetic"]
 
@@ -76,8 +76,10 @@ _TAX = 0x07
 
 
 def fold_index_arithmetic(graph, ctx):
+    if not any(_has_index_arithmetic(b.stmts) for b in graph.blocks()):
+        return False
     vals = ctx.vals
-    an = Analysis(graph, vals)
+    an = ctx.analysis(graph)
     live_in = {}
     changed = False
     for b in reversed(an.order):
@@ -153,3 +155,10 @@ def _short_index_pattern(vals, stmts, i, xvals, after):
     if code & 0xE7 != 0x40 or k + c > M32 or after[i + 3] & 2:
         return False
     return vals.bound(xvals[i]) + c <= M32
+
+
+def _has_index_arithmetic(stmts):
+    for i in range(len(stmts) - 2):
+        if stmts[i][0] == _ADD_X and stmts[i + 1][0] == _TAX and stmts[i + 2][0] & 0xE7 == 0x40:
+            return True
+    return False

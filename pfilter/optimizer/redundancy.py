@@ -28,7 +28,7 @@ def _is_packet_load(code):
 def remove_redundant(graph, ctx):
     """Drop recomputations, turn computations of values held elsewhere into copies."""
     vals = ctx.vals
-    an = Analysis(graph, vals)
+    an = ctx.analysis(graph)
     changed = False
     for b in an.order:
         st = an.ins[b.id].copy()

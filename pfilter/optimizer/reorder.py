@@ -21,7 +21,7 @@ Applied only when it shortens the chain. Terminates: each rewrite removes statem
 """
 
 from .cfg import COND, RET
-from .values import A, Analysis, evaluate, liveness
+from .values import A, evaluate, liveness
 
 __all__ = ["group_tests"]
 
@@ -53,13 +53,9 @@ def _chain(b, exit_slot, used):
     return chain
 
 
-def group_tests(graph, ctx):
-    vals = ctx.vals
-    an = Analysis(graph, vals)
-    live_in = liveness(an.order)
+def _chains(order):
     used = set()
-    changed = False
-    for b in an.order:
+    for b in order:
         if b.id in used or b.kind != COND or b.jcode & 0x08 or not b.stmts or not _value_stmts(b.stmts) \
                 or b.succ[0] is b.succ[1]:
             continue
@@ -70,6 +66,22 @@ def group_tests(graph, ctx):
                 best = ch
         if best is None:
             continue
+        if sum(1 for blk, _ in best if blk.stmts) < 2:
+            continue
+        for blk, _ in best:
+            used.add(blk.id)
+        yield best
+
+
+def group_tests(graph, ctx):
+    chains = list(_chains(graph.link_preds()))
+    if not chains:
+        return False
+    vals = ctx.vals
+    an = ctx.analysis(graph)
+    live_in = liveness(an.order)
+    changed = False
+    for best in chains:
         e = best[0][0].succ[best[0][1]]
         last, last_slot = best[-1]
         f = last.succ[1 - last_slot]
@@ -77,8 +89,6 @@ def group_tests(graph, ctx):
             continue
         if _regroup(vals, an, best, e, f):
             changed = True
-        for blk, _ in best:
-            used.add(blk.id)
     return changed
 
 

@@ -34,7 +34,7 @@ from .cfg import COND, RET
 M32 = 0xFFFFFFFF
 A, X = 0, 1
 NREGS = 18          # A, X, M[0..15]; M[i] is register 2 + i
-FACT_CAP = 48       # facts kept per state (oldest dropped first)
+FACT_CAP = 16       # facts kept per state (oldest dropped first)
 SET_CAP = 24        # excluded constants / set-bit masks kept per value
 LOAD_BYTES = {BPF_W: 4, BPF_H: 2, BPF_B: 1}
 ALWAYS = "always"   # a statement that always makes the program return 0
