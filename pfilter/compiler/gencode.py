@@ -707,121 +707,142 @@ class Codegen:
                 LLCSAP_8021D: PPP_BRPDU, LLCSAP_IPX: PPP_IPX}.get(ll_proto, ll_proto)
 
     def gen_linktype(self, ll_proto):
-        # libpcap: gen_linktype()
+        """Test that the packet's link layer carries `ll_proto` (an Ethernet type, or an LLC
+        SAP when <= 1500), the way the current link type says it (libpcap: gen_linktype())."""
         if self.label_stack_depth > 0:
             return self.gen_mpls_linktype(ll_proto)
-        lt = self.linktype
-        if lt in ETHER_DLTS:
-            b0 = self.gen_prevlinkhdr_check() if not self.is_geneve else None
-            b1 = self.gen_ether_linktype(ll_proto)
-            if b0 is not None:
-                gen_and(b0, b1)
-            return b1
-        if lt in (DLT["C_HDLC"], DLT["HDLC"]):
-            if ll_proto == LLCSAP_ISONS:
-                ll_proto = (ll_proto << 8) | LLCSAP_ISONS
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
-        if lt in WLAN_DLTS:
-            b0 = self.gen_check_802_11_data_frame()
-            b1 = self.gen_llc_linktype(ll_proto)
-            gen_and(b0, b1)
-            return b1
-        if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["ATM_RFC1483"], DLT["ATM_CLIP"], DLT["IP_OVER_FC"]):
-            return self.gen_llc_linktype(ll_proto)
-        if lt == DLT["SUNATM"]:
-            b0 = self.gen_atm_llc_check()
-            b1 = self.gen_llc_linktype(ll_proto)
-            gen_and(b0, b1)
-            return b1
-        if lt == DLT["LINUX_SLL"]:
-            return self.gen_linux_sll_linktype(ll_proto)
-        if lt in (DLT["SLIP"], DLT["SLIP_BSDOS"], DLT["RAW"]):
-            if ll_proto == ETHERTYPE_IP:
-                return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x40, 0xF0)
-            if ll_proto == ETHERTYPE_IPV6:
-                return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x60, 0xF0)
-            return self.gen_false()
-        if lt == DLT["IPV4"]:
-            return self.gen_true() if ll_proto == ETHERTYPE_IP else self.gen_false()
-        if lt == DLT["IPV6"]:
-            return self.gen_true() if ll_proto == ETHERTYPE_IPV6 else self.gen_false()
-        if lt in (DLT["PPP"], DLT["PPP_PPPD"], DLT["PPP_SERIAL"], DLT["PPP_ETHER"]):
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
-        if lt == DLT["PPP_BSDOS"]:
-            if ll_proto == ETHERTYPE_IP:
-                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_IP)
-                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJC)
-                gen_or(b0, b1)
-                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJNC)
-                gen_or(b1, b0)
-                return b0
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
-        if lt in (DLT["NULL"], DLT["LOOP"], DLT["ENC"]):
-            if ll_proto == ETHERTYPE_IP:
-                return self.gen_loopback_linktype(AF_INET)
-            if ll_proto == ETHERTYPE_IPV6:
-                if self.savefile:
-                    b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_BSD)
-                    b1 = self.gen_loopback_linktype(BSD_AFNUM_INET6_FREEBSD)
-                    gen_or(b0, b1)
-                    b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_DARWIN)
-                    gen_or(b0, b1)
-                    return b1
-                return self.gen_loopback_linktype(AF_INET6_LINUX)
-            return self.gen_false()
-        if lt == DLT["PFLOG"]:
-            if ll_proto == ETHERTYPE_IP:
-                return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET)
-            if ll_proto == ETHERTYPE_IPV6:
-                return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET6_LINUX)
-            return self.gen_false()
-        if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
-            if ll_proto == ETHERTYPE_IPV6:
-                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_INET6)
-            if ll_proto == ETHERTYPE_IP:
-                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_IP)
-                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_IP_OLD)
-                gen_or(b0, b1)
-                return b1
-            if ll_proto == ETHERTYPE_ARP:
-                b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ARP)
-                b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ARP_OLD)
-                gen_or(b0, b1)
-                return b1
-            if ll_proto == ETHERTYPE_REVARP:
-                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_REVARP)
-            if ll_proto == ETHERTYPE_ATALK:
-                return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ATALK)
-            return self.gen_false()
-        if lt == DLT["LTALK"]:
-            return self.gen_true() if ll_proto == ETHERTYPE_ATALK else self.gen_false()
-        if lt == DLT["FRELAY"]:
-            if ll_proto == ETHERTYPE_IP:
-                return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0xCC)
-            if ll_proto == ETHERTYPE_IPV6:
-                return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0x8E)
-            if ll_proto == LLCSAP_ISONS:
-                b0 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO8473_CLNP)
-                b1 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO9542_ESIS)
-                b2 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO10589_ISIS)
-                gen_or(b1, b2)
-                gen_or(b0, b2)
-                return b2
-            return self.gen_false()
-        if lt == DLT["MFR"]:
-            _err("Multi-link Frame Relay link-layer type filtering not implemented")
-        if lt in JUNIPER_DLTS:
-            return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x4D474300, 0xFFFFFF00)
-        if lt == DLT["BACNET_MS_TP"]:
-            return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x55FF0000, 0xFFFF0000)
-        if lt == DLT["IPNET"]:
-            return self.gen_ipnet_linktype(ll_proto)
-        unimpl = _NO_LINKTYPE_FILTERING.get(lt)
+        handler = _LINKTYPE_TESTS.get(self.linktype)
+        if handler is not None:
+            return handler(self, ll_proto)
+        unimpl = _NO_LINKTYPE_FILTERING.get(self.linktype)
         if unimpl is not None:
             _err(f"{unimpl} link-layer type filtering not implemented")
         if self.off_linktype.constant_part != OFFSET_NOT_SET:
+            # A type field of unknown kind: assume it holds an Ethernet type.
             return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
         _err(f"{self._linktype_desc()} link-layer type filtering not implemented")
+
+    # The per-link-type tests gen_linktype() dispatches to (table _LINKTYPE_TESTS below).
+
+    def _lt_ether(self, ll_proto):
+        b0 = self.gen_prevlinkhdr_check() if not self.is_geneve else None
+        b1 = self.gen_ether_linktype(ll_proto)
+        if b0 is not None:
+            gen_and(b0, b1)
+        return b1
+
+    def _lt_chdlc(self, ll_proto):
+        if ll_proto == LLCSAP_ISONS:
+            ll_proto = (ll_proto << 8) | LLCSAP_ISONS
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    def _lt_wlan(self, ll_proto):
+        b0 = self.gen_check_802_11_data_frame()
+        b1 = self.gen_llc_linktype(ll_proto)
+        gen_and(b0, b1)
+        return b1
+
+    def _lt_llc(self, ll_proto):
+        return self.gen_llc_linktype(ll_proto)
+
+    def _lt_sunatm(self, ll_proto):
+        b0 = self.gen_atm_llc_check()
+        b1 = self.gen_llc_linktype(ll_proto)
+        gen_and(b0, b1)
+        return b1
+
+    def _lt_raw(self, ll_proto):
+        # no type field: look at the IP version nibble
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x40, 0xF0)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x60, 0xF0)
+        return self.gen_false()
+
+    def _lt_ipv4(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_IP else self.gen_false()
+
+    def _lt_ipv6(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_IPV6 else self.gen_false()
+
+    def _lt_ppp(self, ll_proto):
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
+
+    def _lt_ppp_bsdos(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_IP)
+            b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJC)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJNC)
+            gen_or(b1, b0)
+            return b0
+        return self._lt_ppp(ll_proto)
+
+    def _lt_loopback(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_loopback_linktype(AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            if self.savefile:
+                # the AF_INET6 values of the BSDs, FreeBSD and Darwin: any may be in a file
+                b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_BSD)
+                b1 = self.gen_loopback_linktype(BSD_AFNUM_INET6_FREEBSD)
+                gen_or(b0, b1)
+                b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_DARWIN)
+                gen_or(b0, b1)
+                return b1
+            return self.gen_loopback_linktype(AF_INET6_LINUX)
+        return self.gen_false()
+
+    def _lt_pflog(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET6_LINUX)
+        return self.gen_false()
+
+    def _lt_arcnet(self, ll_proto):
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_INET6)
+        pairs = {ETHERTYPE_IP: (ARCTYPE_IP, ARCTYPE_IP_OLD), ETHERTYPE_ARP: (ARCTYPE_ARP, ARCTYPE_ARP_OLD)}
+        if ll_proto in pairs:
+            new, old = pairs[ll_proto]
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, new)
+            b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, old)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto == ETHERTYPE_REVARP:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_REVARP)
+        if ll_proto == ETHERTYPE_ATALK:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ATALK)
+        return self.gen_false()
+
+    def _lt_ltalk(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_ATALK else self.gen_false()
+
+    def _lt_frelay(self, ll_proto):
+        # the NLPID after a 2-byte address and the UI control byte
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0xCC)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0x8E)
+        if ll_proto == LLCSAP_ISONS:
+            b0 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO8473_CLNP)
+            b1 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO9542_ESIS)
+            b2 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO10589_ISIS)
+            gen_or(b1, b2)
+            gen_or(b0, b2)
+            return b2
+        return self.gen_false()
+
+    def _lt_mfr(self, ll_proto):
+        _err("Multi-link Frame Relay link-layer type filtering not implemented")
+
+    def _lt_juniper(self, ll_proto):
+        # only the magic number of the Juniper pseudo-header is checked
+        return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x4D474300, 0xFFFFFF00)
+
+    def _lt_bacnet(self, ll_proto):
+        return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x55FF0000, 0xFFFF0000)
 
     def gen_snap(self, orgcode, ptype):
         # libpcap: gen_snap()
@@ -2423,6 +2444,30 @@ def _qword(proto):
     return {"l1": "l1", "l2": "l2", "iih": "iih", "lsp": "lsp", "snp": "snp", "csnp": "csnp",
             "psnp": "psnp"}.get(proto, proto)
 
+
+def _linktype_tests():
+    table = {}
+    groups = [
+        (ETHER_DLTS, Codegen._lt_ether), (("C_HDLC", "HDLC"), Codegen._lt_chdlc),
+        (WLAN_DLTS, Codegen._lt_wlan),
+        (("FDDI", "IEEE802", "ATM_RFC1483", "ATM_CLIP", "IP_OVER_FC"), Codegen._lt_llc),
+        (("SUNATM",), Codegen._lt_sunatm), (("LINUX_SLL",), Codegen.gen_linux_sll_linktype),
+        (("SLIP", "SLIP_BSDOS", "RAW"), Codegen._lt_raw), (("IPV4",), Codegen._lt_ipv4),
+        (("IPV6",), Codegen._lt_ipv6), (("PPP", "PPP_PPPD", "PPP_SERIAL", "PPP_ETHER"), Codegen._lt_ppp),
+        (("PPP_BSDOS",), Codegen._lt_ppp_bsdos), (("NULL", "LOOP", "ENC"), Codegen._lt_loopback),
+        (("PFLOG",), Codegen._lt_pflog), (("ARCNET", "ARCNET_LINUX"), Codegen._lt_arcnet),
+        (("LTALK",), Codegen._lt_ltalk), (("FRELAY",), Codegen._lt_frelay), (("MFR",), Codegen._lt_mfr),
+        (JUNIPER_DLTS, Codegen._lt_juniper), (("BACNET_MS_TP",), Codegen._lt_bacnet),
+        (("IPNET",), Codegen.gen_ipnet_linktype),
+    ]
+    for dlts, fn in groups:
+        for d in dlts:
+            table[DLT[d] if isinstance(d, str) else d] = fn
+    return table
+
+
+# DLT -> how gen_linktype() tests the link-layer protocol on it.
+_LINKTYPE_TESTS = _linktype_tests()
 
 _MAC_LINKS = (
     (frozenset({DLT["FDDI"]}), "FDDI"),
