@@ -86,9 +86,9 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False):
 
 
 @lru_cache(maxsize=4096)
-def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False):
+def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefile=True):
     from pfilter.program import Program
-    tuples, optimizable = _generate(expr, dlt, snaplen, netmask, swapped=swapped)
+    tuples, optimizable = _generate(expr, dlt, snaplen, netmask, savefile, swapped)
     if optimize and optimizable:
         try:
             from pfilter.optimizer import optimize_program
@@ -100,15 +100,17 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False):
 
 
 def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None,
-                       swapped=False):
+                       swapped=False, savefile=True):
     """Compile a pcap-filter expression into a Program (the meaning is libpcap 1.10.3's).
 
     `linktype` is a DLT/LINKTYPE name or number. `netmask` is the IPv4 netmask `ip broadcast`
     needs; None means unknown (libpcap's PCAP_NETMASK_UNKNOWN: `ip broadcast` is an error),
     0 is what tcpdump passes when reading a file. `swapped` True says the capture was written
     by a host of the other byte order (big-endian): NULL and ENC headers then hold the address
-    family in that order, as libpcap assumes for such savefiles. An empty expression accepts
-    every packet.
+    family in that order, as libpcap assumes for such savefiles. `savefile` False compiles as
+    libpcap does without a capture file (`tcpdump -y DLT -d`): `ip6` on NULL/LOOP then tests
+    only Linux's AF_INET6 instead of the three BSD values a file may hold. An empty
+    expression accepts every packet.
     """
     dlt = resolve_linktype(linktype)
     if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 <= snaplen <= 0xFFFFFFFF:
@@ -117,7 +119,7 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
         raise FilterError(f"invalid netmask {netmask!r}")
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
-    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask, bool(swapped))
+    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask, bool(swapped), bool(savefile))
 
 
 compile_expression.cache_clear = _compile_cached.cache_clear
