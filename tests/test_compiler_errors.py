@@ -107,3 +107,16 @@ def test_unknown_link_type_is_a_filter_error():
 def test_non_string_expression_is_a_filter_error():
     with pytest.raises(FilterError):
         pfilter.compile(b"ip")
+
+
+def test_numpy_integers_are_accepted_for_link_type_snaplen_and_netmask():
+    import numpy as np
+    prog = compile_expression("ip broadcast", linktype=np.uint16(113), snaplen=np.int64(1500),
+                              netmask=np.uint32(0xFFFFFF00))
+    assert prog.linktype == 113 and type(prog.linktype) is int and prog.snaplen == 1500
+
+
+@pytest.mark.parametrize("snaplen", [-1, 2**32, True, "100", 1.0])
+def test_bad_snaplen_is_a_filter_error(snaplen):
+    with pytest.raises(FilterError):
+        compile_expression("ip", snaplen=snaplen)

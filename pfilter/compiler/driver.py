@@ -10,6 +10,7 @@ Programs are immutable, so compilations are memoized on (expression, DLT, snaple
 netmask).
 """
 
+import operator
 from functools import lru_cache
 
 from pfilter.errors import FilterError
@@ -29,8 +30,9 @@ def resolve_linktype(linktype):
     """The DLT number libpcap would use for a link-type name or LINKTYPE/DLT number."""
     if isinstance(linktype, bool):
         raise FilterError(f"unknown link type {linktype!r}")
-    if isinstance(linktype, int):
-        return dlt_from_linktype(linktype)
+    number = _as_int(linktype)
+    if number is not None:
+        return dlt_from_linktype(number)
     if isinstance(linktype, str):
         try:
             from pfilter.linktypes import linktype_number
@@ -52,6 +54,16 @@ def resolve_linktype(linktype):
                 pass
         raise FilterError(f"unknown link type {linktype!r}")
     raise FilterError(f"unknown link type {linktype!r}")
+
+
+def _as_int(value):
+    """value as a Python int when it is an integer (numpy integers included), else None."""
+    if isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
 
 
 def _parse(expr):
@@ -113,13 +125,17 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
     expression accepts every packet.
     """
     dlt = resolve_linktype(linktype)
-    if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 <= snaplen <= 0xFFFFFFFF:
+    snap = _as_int(snaplen)
+    if snap is None or not 0 <= snap <= 0xFFFFFFFF:
         raise FilterError(f"invalid snaplen {snaplen!r}")
-    if netmask is not None and (not isinstance(netmask, int) or not 0 <= netmask <= 0xFFFFFFFF):
-        raise FilterError(f"invalid netmask {netmask!r}")
+    if netmask is not None:
+        mask = _as_int(netmask)
+        if mask is None or not 0 <= mask <= 0xFFFFFFFF:
+            raise FilterError(f"invalid netmask {netmask!r}")
+        netmask = mask
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
-    return _compile_cached(expr, dlt, snaplen, bool(optimize), netmask, bool(swapped), bool(savefile))
+    return _compile_cached(expr, dlt, snap, bool(optimize), netmask, bool(swapped), bool(savefile))
 
 
 compile_expression.cache_clear = _compile_cached.cache_clear
