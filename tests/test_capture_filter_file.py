@@ -92,3 +92,25 @@ def test_on_batch_sees_the_selected_indices():
 def test_negative_count_is_refused():
     with pytest.raises(pfilter.FilterError):
         pfilter.filter_file(MANY, None, "tcp", count=-1)
+
+
+def test_inputs_of_different_link_types_need_pcapng_output(tmp_path):
+    from test_capture_formats import epb, idb, shb
+    eth = tmp_path / "eth.pcap"
+    eth.write_bytes(build_pcap([bytes(12) + b"\x08\x00" + bytes(20)], [(1, 0)], linktype=1))
+    raw = tmp_path / "raw.pcap"
+    raw.write_bytes(build_pcap([bytes([0x45]) + bytes(19)], [(2, 0)], linktype=101))
+    ng = tmp_path / "two.pcapng"
+    ng.write_bytes(shb() + idb(linktype=113, name="a") + idb(linktype=1, name="b")
+                   + epb("<", 1, 3, bytes(14)) + epb("<", 0, 4, bytes(16)))
+    with pytest.raises(pfilter.FilterError, match="write pcapng"):
+        pfilter.filter_file([eth, raw], tmp_path / "o.pcap", "")
+    assert not (tmp_path / "o.pcap").exists()
+    stats = pfilter.filter_file([eth, raw, ng, ng], tmp_path / "o.pcapng", "")
+    assert stats.written == 6
+    with pfilter.open(tmp_path / "o.pcapng") as cap:
+        got = [(int(b.linktypes[i]), int(b.interfaces[i])) for b in cap for i in range(len(b))]
+        names = [i["name"] for i in cap.interfaces]
+    # one output interface per input interface: eth, raw, then each pcapng input's two
+    assert got == [(1, 0), (101, 1), (1, 3), (113, 2), (1, 5), (113, 4)]
+    assert names == [None, None, "a", "b", "a", "b"]

@@ -175,6 +175,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 programs.for_linktype(cap.linktype, cap.snaplen)
                 if writer is None and dst is not None:
                     writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                if writer is not None and writer.format == "pcapng":
+                    writer.interfaces, writer.source = cap.interfaces, len(stats.files) - 1
                 stop = threading.Event()
                 batches = _read_ahead(cap, READ_AHEAD, stop) if READ_AHEAD else cap
                 try:

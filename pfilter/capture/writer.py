@@ -238,11 +238,12 @@ class PcapWriter(CaptureWriter):
         if len(idx) == 0:
             return 0
         if batch.linktypes is not None:
-            lts = batch.linktypes[idx]
-            if (lts != self.linktype).any() and any(file_linktype(int(lt)) != file_linktype(self.linktype)
-                                                    for lt in np.unique(lts)):
-                other = int(lts[lts != self.linktype][0])
-                raise FilterError(f"a packet of link type {other} cannot go into a pcap file of link "
+            kinds = [int(lt) for lt in np.unique(batch.linktypes[idx])]
+        else:
+            kinds = [batch.linktype]
+        for lt in kinds:
+            if lt != self.linktype and file_linktype(lt) != file_linktype(self.linktype):
+                raise FilterError(f"a packet of link type {lt} cannot go into a pcap file of link "
                                   f"type {self.linktype}: write pcapng instead")
         caplen = batch.caplen[idx]
         size = 16 * len(idx) + int(caplen.sum(dtype=np.int64))
@@ -286,6 +287,7 @@ class PcapngWriter(CaptureWriter):
         self.snaplen = int(snaplen)
         self.nsec = ts_resolution == "ns"
         self.interfaces = interfaces   # the input's interface list (dicts), read when needed
+        self.source = 0                # which input `interfaces` belongs to (several inputs)
         self._out_ids = {}
         super().__init__(dst, protect)
         opts = _option(4, b"pfilter") + _option(0, b"")
@@ -316,7 +318,8 @@ class PcapngWriter(CaptureWriter):
             out = np.empty(len(idx), np.uint32)
             for iface in np.unique(src):
                 info = self.interfaces[int(iface)]
-                oid = self._interface(("if", int(iface)), info["linktype"], info["snaplen"], info.get("name"))
+                oid = self._interface(("if", self.source, int(iface)), info["linktype"], info["snaplen"],
+                                      info.get("name"))
                 out[src == iface] = oid
             return out
         if batch.linktypes is not None:
