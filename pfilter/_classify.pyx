@@ -92,11 +92,31 @@ ctypedef struct Memo:
     uint32_t cur              # stamp of the current packet (never 0)
 
 
-ctypedef struct ClassEntry:  # where one rule resumes for packets of one class
-    uint32_t rule
-    uint32_t entry           # code index to resume at
+# How a rule stands for the packets of one class.
+DEF R_DECIDED = 0            # the signature tests decide it: const_hit holds the verdict
+DEF R_DEFAULT = 1            # decided when every equality test of a group it meets is false;
+                             # run again from `entry` when one of them is true for the packet
+DEF R_OPEN = 2               # run from `entry` for every packet
+
+
+ctypedef struct RuleAt:      # where one rule stands for the packets of one class
+    uint32_t status
+    uint32_t entry           # code index to resume at (after the signature tests)
     int32_t ra               # value node whose A the rule holds there (-1: A is still 0)
     int32_t rx               # ... whose X (-1: X is still 0)
+
+
+ctypedef struct Groups:      # equality groups: value nodes compared with many constants
+    Py_ssize_t n
+    const uint32_t* value    # group g's value node
+    const uint32_t* start    # its constants: const[start[g] : start[g + 1]], ascending
+    const uint32_t* consts
+    const uint32_t* test     # the test node `jeq #const` of each constant
+    const int32_t* tgroup    # per test node: its group, -1 = none
+    const uint32_t* trig_start   # per test node t: rules meeting t, trig[trig_start[t]:...]
+    const uint32_t* trig
+    const uint32_t* grule_start  # per group g: rules meeting any of its tests
+    const uint32_t* grule
 
 
 ctypedef struct ClassTable:  # packet classes seen so far, found by key
@@ -108,28 +128,35 @@ ctypedef struct ClassTable:  # packet classes seen so far, found by key
     Py_ssize_t nrules
     Py_ssize_t width         # bytes in a row of the output (nrules, or nrules / 8 packed)
     bint packed
-    ClassEntry* entries      # class c: its nres[c] undecided rules at entries[c * nrules]
-    uint32_t* nres
-    uint8_t* const_hit       # class c: the verdicts already decided, at [c * nrules] (0/1)
+    RuleAt* at               # class c: at[c * nrules + r]
+    uint32_t* open_rules     # class c: its nopen[c] R_OPEN rules at open_rules[c * nrules]
+    uint32_t* nopen
+    uint8_t* const_hit       # class c: verdicts of R_DECIDED and R_DEFAULT rules, [c * nrules]
     uint8_t* const_row       # ... as an output row (bool or packed), at [c * width]
+    uint8_t* live            # class c: group g matters to one of its R_DEFAULT rules, [c * ngroups]
     int64_t* packets         # class c: packets seen, and their wire bytes
     int64_t* nbytes
 
 
 cdef int32_t class_lookup(ClassTable* ct, uint64_t key, const cl_insn* code,
-                          const uint32_t* starts, const uint8_t* is_sig, Memo* m) noexcept nogil:
+                          const uint32_t* starts, const uint8_t* is_sig, const Groups* gr,
+                          Memo* m) noexcept nogil:
     """The class of the packet whose signature tests gave `key` (their outcomes, memoised for
-    this packet), made now if it is new: every rule is walked through the signature tests its
-    path meets; a rule that reaches `ret` that way is decided for the whole class, the others
-    resume where the walk stopped. -1 when the table is full."""
+    this packet), made now if it is new. Every rule is walked through the signature tests its
+    path meets: one that reaches `ret` is R_DECIDED for the whole class. The others walk on,
+    taking every equality-group test as false: one that reaches `ret` that way is R_DEFAULT
+    (the group lookup runs it again for a packet where one of those tests is true); the rest
+    are R_OPEN. -1 when the table is full."""
     cdef uint32_t h = <uint32_t>((key * 0x9E3779B97F4A7C15ULL) >> 40) & (ct.nslots - 1)
-    cdef ClassEntry* ent
+    cdef RuleAt* at
     cdef Py_ssize_t r, c
     cdef const cl_insn* pc
-    cdef uint32_t t, res, target, nres = 0
-    cdef int32_t ra, rx
+    cdef uint32_t t, res, target, nopen = 0
+    cdef int32_t ra, rx, g
+    cdef bint assumed
     cdef uint8_t* hit
     cdef uint8_t* row
+    cdef uint8_t* live
     while ct.index[h] >= 0:
         if ct.keys[h] == key:
             return ct.index[h]
@@ -140,23 +167,33 @@ cdef int32_t class_lookup(ClassTable* ct, uint64_t key, const cl_insn* code,
     ct.nclasses += 1
     ct.keys[h] = key
     ct.index[h] = <int32_t>c
-    ent = ct.entries + c * ct.nrules
+    at = ct.at + c * ct.nrules
     hit = ct.const_hit + c * ct.nrules
     row = ct.const_row + c * ct.width
+    live = ct.live + c * gr.n
     for r in range(ct.nrules):
         ra = rx = -1
         pc = code + starts[r]
+        at[r].status = R_OPEN
+        assumed = False
         while True:
-            if pc.code != OP_TEST or not is_sig[pc.k]:
-                ent[nres].rule = <uint32_t>r
-                ent[nres].entry = <uint32_t>(pc - code)
-                ent[nres].ra = ra
-                ent[nres].rx = rx
-                nres += 1
+            if pc.code != OP_TEST:
                 break
             t = pc.k
-            res = m.tm[t].res
-            if res == T_ABORT:
+            if is_sig[t]:
+                res = m.tm[t].res
+                if res == T_ABORT:
+                    at[r].status = R_DEFAULT if assumed else R_DECIDED
+                    break
+            elif gr.n and gr.tgroup[t] >= 0:
+                if not assumed:        # resume here, where the signature tests end
+                    at[r].entry = <uint32_t>(pc - code)
+                    at[r].ra = ra
+                    at[r].rx = rx
+                    assumed = True
+                live[gr.tgroup[t]] = 1
+                res = 0
+            else:
                 break
             if pc.aux & 1:
                 ra = <int32_t>m.tvalue[t]
@@ -164,6 +201,7 @@ cdef int32_t class_lookup(ClassTable* ct, uint64_t key, const cl_insn* code,
                 rx = <int32_t>m.tvalue[t]
             target = pc.jt if res else pc.jf
             if target >= LEAF_ACCEPT:
+                at[r].status = R_DEFAULT if assumed else R_DECIDED
                 if target == LEAF_ACCEPT:
                     hit[r] = 1
                     if ct.packed:
@@ -172,17 +210,41 @@ cdef int32_t class_lookup(ClassTable* ct, uint64_t key, const cl_insn* code,
                         row[r] = 1
                 break
             pc = code + target
-    ct.nres[c] = nres
+        if at[r].status == R_OPEN:
+            if not assumed:
+                at[r].entry = <uint32_t>(pc - code)
+                at[r].ra = ra
+                at[r].rx = rx
+            ct.open_rules[c * ct.nrules + nopen] = <uint32_t>r
+            nopen += 1
+    ct.nopen[c] = nopen
     return <int32_t>c
+
+
+cdef inline Py_ssize_t find_const(const uint32_t* consts, Py_ssize_t lo, Py_ssize_t hi,
+                                  uint32_t value) noexcept nogil:
+    """Index of value in the ascending consts[lo:hi], or -1."""
+    cdef Py_ssize_t mid, end = hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if consts[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < end and consts[lo] == value:
+        return lo
+    return -1
 
 
 cdef void free_classes(ClassTable* ct) noexcept nogil:
     free(ct.keys)
     free(ct.index)
-    free(ct.entries)
-    free(ct.nres)
+    free(ct.at)
+    free(ct.open_rules)
+    free(ct.nopen)
     free(ct.const_hit)
     free(ct.const_row)
+    free(ct.live)
     free(ct.packets)
     free(ct.nbytes)
 
@@ -546,9 +608,11 @@ cdef class RuleEngine:
     cdef Py_ssize_t nsig
     cdef uint8_t* is_sig
     cdef uint32_t maxclasses
+    cdef Groups groups
 
     def __init__(self, code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk,
-                 signature, uint32_t maxclasses=1024):
+                 signature, gvalue, gstart, gconst, gtest, tgroup, trig_start, trig, grule_start,
+                 grule, uint32_t maxclasses=1024):
         """Arrays of the plan: code/vcode raw bytes of cl_insn arrays; the rest as named in
         pfilter.classify.Plan. The planner has checked every jump target and node index."""
         cdef const uint8_t[::1] b_code = code
@@ -562,7 +626,39 @@ cdef class RuleEngine:
         cdef const uint16_t[::1] a_tcode = tcode
         cdef const uint32_t[::1] a_tk = tk
         cdef const uint32_t[::1] a_sig = signature
-        cdef Py_ssize_t i
+        cdef const uint32_t[::1] a_gvalue = gvalue
+        cdef const uint32_t[::1] a_gstart = gstart
+        cdef const uint32_t[::1] a_gconst = gconst
+        cdef const uint32_t[::1] a_gtest = gtest
+        cdef const int32_t[::1] a_tgroup = tgroup
+        cdef const uint32_t[::1] a_trig_start = trig_start
+        cdef const uint32_t[::1] a_trig = trig
+        cdef const uint32_t[::1] a_grule_start = grule_start
+        cdef const uint32_t[::1] a_grule = grule
+        cdef Py_ssize_t i, ng = a_gvalue.shape[0], nt = a_tk.shape[0], nrl = a_starts.shape[0]
+        if a_gstart.shape[0] != ng + 1 or a_grule_start.shape[0] != ng + 1:
+            raise ValueError("group index arrays need one entry per group plus one")
+        if a_gconst.shape[0] != a_gtest.shape[0] or a_gstart[ng] != a_gconst.shape[0] or a_gstart[0] != 0:
+            raise ValueError("group constants and tests differ")
+        if a_tgroup.shape[0] != nt or a_trig_start.shape[0] != nt + 1 or a_trig_start[nt] != a_trig.shape[0]:
+            raise ValueError("test-node group arrays differ in length")
+        if a_grule_start[ng] != a_grule.shape[0] or a_trig_start[0] != 0 or a_grule_start[0] != 0:
+            raise ValueError("group rule lists are inconsistent")
+        for i in range(ng):
+            if a_gvalue[i] >= a_vstart.shape[0] or a_gstart[i] > a_gstart[i + 1] or a_grule_start[i] > a_grule_start[i + 1]:
+                raise ValueError("a group names no value node, or its ranges go backwards")
+        for i in range(a_gtest.shape[0]):
+            if a_gtest[i] >= nt:
+                raise ValueError("a group test names no test node")
+        for i in range(nt):
+            if a_tgroup[i] >= ng or a_trig_start[i] > a_trig_start[i + 1]:
+                raise ValueError("a test node names no group, or its rule range goes backwards")
+        for i in range(a_trig.shape[0]):
+            if a_trig[i] >= nrl:
+                raise ValueError("a trigger names no rule")
+        for i in range(a_grule.shape[0]):
+            if a_grule[i] >= nrl:
+                raise ValueError("a group rule names no rule")
         if a_sig.shape[0] > 32:
             raise ValueError("at most 32 signature tests (2 bits each in a 64-bit key)")
         if maxclasses < 1 or maxclasses > (1 << 20):
@@ -586,7 +682,18 @@ cdef class RuleEngine:
                 raise ValueError("a test node names no value node")
         if not (a_tvalue.shape[0] == a_tcode.shape[0] == a_tk.shape[0]):
             raise ValueError("test-node arrays differ in length")
-        self._keep = (code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk, signature)
+        self._keep = (code, starts, usesmem, vparent, vcode, vstart, vlen, tvalue, tcode, tk, signature,
+                      gvalue, gstart, gconst, gtest, tgroup, trig_start, trig, grule_start, grule)
+        self.groups.n = ng
+        self.groups.value = &a_gvalue[0] if ng else NULL
+        self.groups.start = &a_gstart[0]
+        self.groups.consts = &a_gconst[0] if a_gconst.shape[0] else NULL
+        self.groups.test = &a_gtest[0] if a_gtest.shape[0] else NULL
+        self.groups.tgroup = &a_tgroup[0] if nt else NULL
+        self.groups.trig_start = &a_trig_start[0]
+        self.groups.trig = &a_trig[0] if a_trig.shape[0] else NULL
+        self.groups.grule_start = &a_grule_start[0]
+        self.groups.grule = &a_grule[0] if a_grule.shape[0] else NULL
         self.code = <const cl_insn*>_ptr(b_code)
         self.ncode = b_code.shape[0] // sizeof(cl_insn)
         self.vcode = <const cl_insn*>_ptr(b_vcode)
@@ -644,11 +751,15 @@ cdef class RuleEngine:
         cdef int64_t* pc
         cdef int64_t* pb
         cdef ClassTable ct
-        cdef ClassEntry* ent
+        cdef RuleAt* at
+        cdef uint8_t* chit
+        cdef const uint32_t* lst
+        cdef uint32_t* rstamp = NULL
         cdef uint64_t key
-        cdef uint32_t A0, X0
+        cdef uint32_t A0, X0, v, t
         cdef int32_t cls
-        cdef Py_ssize_t s, q, nsig = self.nsig if classes else 0
+        cdef Py_ssize_t s, q, g, nl, ix, ng = self.groups.n
+        cdef Py_ssize_t nsig = self.nsig if classes else 0
         if caplen.shape[0] != n or wirelen.shape[0] != n:
             raise ValueError("batch arrays differ in length")
         if counts.shape[0] != nr or nbytes.shape[0] != nr:
@@ -701,16 +812,20 @@ cdef class RuleEngine:
             ct.width = (nr + 7) // 8 if packed else nr
             ct.keys = <uint64_t*>calloc(ct.nslots, sizeof(uint64_t))
             ct.index = <int32_t*>calloc(ct.nslots, sizeof(int32_t))
-            ct.entries = <ClassEntry*>calloc(<size_t>ct.maxclasses * nr, sizeof(ClassEntry))
-            ct.nres = <uint32_t*>calloc(ct.maxclasses, sizeof(uint32_t))
+            ct.at = <RuleAt*>calloc(<size_t>ct.maxclasses * nr, sizeof(RuleAt))
+            ct.open_rules = <uint32_t*>calloc(<size_t>ct.maxclasses * nr, sizeof(uint32_t))
+            ct.nopen = <uint32_t*>calloc(ct.maxclasses, sizeof(uint32_t))
             ct.const_hit = <uint8_t*>calloc(<size_t>ct.maxclasses * nr, 1)
             ct.const_row = <uint8_t*>calloc(<size_t>ct.maxclasses * ct.width, 1)
+            ct.live = <uint8_t*>calloc(<size_t>ct.maxclasses * ng + 1, 1)
             ct.packets = <int64_t*>calloc(ct.maxclasses, sizeof(int64_t))
             ct.nbytes = <int64_t*>calloc(ct.maxclasses, sizeof(int64_t))
-            if (ct.keys == NULL or ct.index == NULL or ct.entries == NULL or ct.nres == NULL
-                    or ct.const_hit == NULL or ct.const_row == NULL or ct.packets == NULL
-                    or ct.nbytes == NULL):
+            rstamp = <uint32_t*>calloc(nr, sizeof(uint32_t))
+            if (ct.keys == NULL or ct.index == NULL or ct.at == NULL or ct.open_rules == NULL
+                    or ct.nopen == NULL or ct.const_hit == NULL or ct.const_row == NULL
+                    or ct.live == NULL or ct.packets == NULL or ct.nbytes == NULL or rstamp == NULL):
                 free_classes(&ct)
+                free(rstamp)
                 free(m.vm)
                 free(m.tm)
                 raise MemoryError()
@@ -730,6 +845,8 @@ cdef class RuleEngine:
                     if m.cur == 0:     # stamp wrapped after 2**32 packets: forget every memo
                         memset(m.vm, 0, (self.nvalues + 1) * sizeof(ValueMemo))
                         memset(m.tm, 0, (self.ntests + 1) * sizeof(TestMemo))
+                        if rstamp != NULL:
+                            memset(rstamp, 0, nr * sizeof(uint32_t))
                         m.cur = 1
                     # branch-free bookkeeping: a verdict depends on the packet, so a branch on
                     # it would be mispredicted whenever the traffic changes
@@ -738,20 +855,22 @@ cdef class RuleEngine:
                         key = 0
                         for s in range(nsig):
                             key |= (<uint64_t>eval_test(&m, self.sig[s], p, buflen, wl)) << (2 * s)
-                        cls = class_lookup(&ct, key, self.code, self.starts, self.is_sig, &m)
+                        cls = class_lookup(&ct, key, self.code, self.starts, self.is_sig, &self.groups, &m)
                     if cls >= 0:
                         # the class decided most rules: copy its row, count it once at the end,
-                        # and run only the rules it left open, from where they stopped
+                        # run the rules it left open from where they stopped, and run again the
+                        # R_DEFAULT rules whose group test is true for this packet
                         ct.packets[cls] += 1
                         ct.nbytes[cls] += wl
                         if pout != NULL:
                             memcpy(pout + i * width, ct.const_row + cls * width, width)
-                        ent = ct.entries + cls * nr
-                        for q in range(ct.nres[cls]):
-                            r = ent[q].rule
-                            A0 = m.vm[ent[q].ra].A if ent[q].ra >= 0 else 0
-                            X0 = m.vm[ent[q].rx].X if ent[q].rx >= 0 else 0
-                            hit = run_rule(self.code, ent[q].entry, A0, X0, self.usesmem[r], &m, p, buflen, wl) != 0
+                        at = ct.at + cls * nr
+                        chit = ct.const_hit + cls * nr
+                        for q in range(ct.nopen[cls]):
+                            r = ct.open_rules[cls * nr + q]
+                            A0 = m.vm[at[r].ra].A if at[r].ra >= 0 else 0
+                            X0 = m.vm[at[r].rx].X if at[r].rx >= 0 else 0
+                            hit = run_rule(self.code, at[r].entry, A0, X0, self.usesmem[r], &m, p, buflen, wl) != 0
                             pc[r] += hit
                             pb[r] += wl & (0u - hit)
                             if pout != NULL:
@@ -759,6 +878,43 @@ cdef class RuleEngine:
                                     pout[i * width + (r >> 3)] |= <uint8_t>(hit << (7 - (r & 7)))
                                 else:
                                     pout[i * width + r] = <uint8_t>hit
+                        for g in range(ng):
+                            if not ct.live[cls * ng + g]:
+                                continue
+                            v = self.groups.value[g]
+                            if m.vm[v].stamp != m.cur:
+                                eval_value(&m, v, p, buflen, wl)
+                            if m.vm[v].abort:      # every test of the group aborts
+                                lst = self.groups.grule + self.groups.grule_start[g]
+                                nl = self.groups.grule_start[g + 1] - self.groups.grule_start[g]
+                            else:
+                                ix = find_const(self.groups.consts, self.groups.start[g],
+                                                self.groups.start[g + 1], m.vm[v].A)
+                                if ix < 0:
+                                    continue
+                                t = self.groups.test[ix]
+                                lst = self.groups.trig + self.groups.trig_start[t]
+                                nl = self.groups.trig_start[t + 1] - self.groups.trig_start[t]
+                            for q in range(nl):
+                                r = lst[q]
+                                if at[r].status != R_DEFAULT or rstamp[r] == m.cur:
+                                    continue
+                                rstamp[r] = m.cur
+                                A0 = m.vm[at[r].ra].A if at[r].ra >= 0 else 0
+                                X0 = m.vm[at[r].rx].X if at[r].rx >= 0 else 0
+                                hit = run_rule(self.code, at[r].entry, A0, X0, self.usesmem[r], &m, p, buflen, wl) != 0
+                                if hit != chit[r]:     # undo what the class will count
+                                    if hit:
+                                        pc[r] += 1
+                                        pb[r] += wl
+                                    else:
+                                        pc[r] -= 1
+                                        pb[r] -= wl
+                                    if pout != NULL:
+                                        if packed:
+                                            pout[i * width + (r >> 3)] ^= <uint8_t>(0x80 >> (r & 7))
+                                        else:
+                                            pout[i * width + r] = <uint8_t>hit
                         continue
                     bits = 0
                     for r in range(nr):
@@ -780,6 +936,7 @@ cdef class RuleEngine:
                         pb[r] += ct.nbytes[s]
         finally:
             free_classes(&ct)
+            free(rstamp)
             free(m.vm)
             free(m.tm)
         return ct.nclasses

@@ -214,9 +214,11 @@ class Plan:
         self.tcode = np.array(self.tcode, dtype=np.uint16)
         self.tk = np.array(self.tk, dtype=np.uint32)
         self.signature = np.array(_signature(code, starts), dtype=np.uint32)
+        self._groups(code, starts)
         self.stats = {"rules": len(starts), "instructions": len(code), "test_sites": self._sites,
                       "test_nodes": len(self.tvalue), "value_nodes": len(self.vstart),
-                      "signature_tests": len(self.signature)}
+                      "signature_tests": len(self.signature), "groups": len(self.gvalue),
+                      "group_tests": len(self.gtest)}
         del self._values, self._tests
 
     def _value(self, parent, run):
@@ -339,17 +341,56 @@ class Plan:
                     break
         return rows
 
+    def _groups(self, code, starts):
+        """Equality groups: a value node that tests `jeq #k` against at least GROUP_TESTS
+        constants outside the signature (ports, addresses). At most one of those tests is true
+        for a packet, and one lookup finds it. Arrays: gvalue, gstart/gconst/gtest (constants
+        ascending), tgroup (per test node), trig_start/trig (rules meeting each test node),
+        grule_start/grule (rules meeting any test of each group)."""
+        ntests = len(self.tvalue)
+        sig = set(int(t) for t in self.signature)
+        by_value = {}
+        for t in range(ntests):
+            if self.tcode[t] == BPF_JMP | 0x10 and t not in sig:     # jeq #k
+                by_value.setdefault(int(self.tvalue[t]), []).append(t)
+        groups = sorted((v, sorted(ts, key=lambda t: int(self.tk[t]))) for v, ts in by_value.items()
+                        if len(ts) >= GROUP_TESTS)
+        users = [set() for _ in range(ntests)]
+        ends = list(starts[1:]) + [len(code)]
+        for r, (a, b) in enumerate(zip(starts, ends)):
+            for row in code[a:b]:
+                if row[0] == OP_TEST:
+                    users[row[4]].add(r)
+        self.gvalue = np.array([v for v, _ in groups], dtype=np.uint32)
+        self.gstart = np.cumsum([0] + [len(ts) for _, ts in groups]).astype(np.uint32)
+        self.gtest = np.array([t for _, ts in groups for t in ts], dtype=np.uint32)
+        self.gconst = self.tk[self.gtest] if len(self.gtest) else np.zeros(0, np.uint32)
+        self.tgroup = np.full(ntests, -1, dtype=np.int32)
+        grule = []
+        for g, (_, ts) in enumerate(groups):
+            self.tgroup[ts] = g
+            grule.append(sorted(set().union(*(users[t] for t in ts))))
+        self.grule_start = np.cumsum([0] + [len(x) for x in grule]).astype(np.uint32)
+        self.grule = np.array([r for x in grule for r in x], dtype=np.uint32)
+        trig = [sorted(users[t]) if self.tgroup[t] >= 0 else [] for t in range(ntests)]
+        self.trig_start = np.cumsum([0] + [len(x) for x in trig]).astype(np.uint32)
+        self.trig = np.array([r for x in trig for r in x], dtype=np.uint32)
+
     def engine(self, maxclasses=1024):
         """The Cython RuleEngine for this plan; past `maxclasses` packet classes in one batch,
         packets of new classes run every rule from its start."""
         return _engine.RuleEngine(self.code.view(np.uint8), self.starts, self.usesmem,
                                   self.vparent, self.vcode.view(np.uint8), self.vstart, self.vlen,
-                                  self.tvalue, self.tcode, self.tk, self.signature, maxclasses)
+                                  self.tvalue, self.tcode, self.tk, self.signature, self.gvalue,
+                                  self.gstart, self.gconst, self.gtest, self.tgroup, self.trig_start,
+                                  self.trig, self.grule_start, self.grule, maxclasses)
 
 
 #: how many test sites deep into each rule the signature looks, and its size (2 bits a test)
 SIGNATURE_DEPTH = 5
 SIGNATURE_TESTS = 24
+#: constants a value node must be compared with (`jeq #k`) to become an equality group
+GROUP_TESTS = 2
 
 
 def _signature(code, starts):

@@ -205,3 +205,50 @@ def test_packed_output_and_row_subsets_agree_with_the_bool_matrix(corpus_batch):
     assert np.array_equal(sub[rows], full[rows])
     assert not sub[np.setdiff1d(np.arange(len(corpus_batch)), rows)].any()
     assert np.array_equal(sc, full[rows].sum(axis=0, dtype=np.int64))
+
+
+def _frequent_fields(batch, top):
+    """The most frequent TCP/UDP ports, IPv4 and IPv6 addresses in an Ethernet batch (dpkt)."""
+    import collections
+    import ipaddress
+
+    import dpkt
+    ports, v4, v6 = collections.Counter(), collections.Counter(), collections.Counter()
+    for i in range(len(batch)):
+        try:
+            eth = dpkt.ethernet.Ethernet(batch.packet(i))
+        except dpkt.UnpackError:
+            continue
+        ip = eth.data
+        if isinstance(ip, dpkt.ip.IP):
+            v4.update([ipaddress.IPv4Address(ip.src), ipaddress.IPv4Address(ip.dst)])
+        elif isinstance(ip, dpkt.ip6.IP6):
+            v6.update([ipaddress.IPv6Address(ip.src), ipaddress.IPv6Address(ip.dst)])
+        else:
+            continue
+        if isinstance(ip.data, (dpkt.tcp.TCP, dpkt.udp.UDP)):
+            ports.update([ip.data.sport, ip.data.dport])
+    return ([p for p, _ in ports.most_common(top)], [str(a) for a, _ in v4.most_common(top)],
+            [str(a) for a, _ in v6.most_common(top // 2)])
+
+
+def _udp_53_to_53():
+    eth = bytes.fromhex("ffffffffffff020000000001080045000024000100004011000000a000010a000002")
+    return eth + bytes.fromhex("00350035001000000000000000000000")
+
+
+def test_equality_groups_of_many_ports_and_hosts_decide_like_each_rules_program(corpus_batch):
+    ports, hosts, hosts6 = _frequent_fields(corpus_batch, 40)
+    assert len(ports) == 40 and len(hosts) == 40 and 53 in ports
+    exprs = ([f"tcp port {p}" for p in ports[:20]] + [f"udp dst port {p}" for p in ports[10:30]]
+             + [f"src port {p}" for p in ports[25:40]] + [f"host {h}" for h in hosts]
+             + [f"ip6 host {h}" for h in hosts6] + [f"net {h.rsplit('.', 1)[0]}.0/24" for h in hosts[:10]]
+             + [f"vlan and tcp port {p}" for p in ports[:5]] + ["udp port 53", "ip", "ip6", "tcp"])
+    progs = _programs(list(dict.fromkeys(exprs)), True)
+    plan = clmod.plan(list(progs.values()))
+    assert plan.stats["groups"] >= 8 and plan.stats["group_tests"] >= 100
+    extra = pfilter.PacketBatch.from_packets([_udp_53_to_53()] * 3)     # both ports in one group
+    for batch in (corpus_batch, _batch(CAPTURES[:3], truncate=36), extra):
+        _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
+        packed = pfilter.classify(batch, progs, packed=True)
+        assert np.array_equal(packed.bool_matrix(), pfilter.classify(batch, progs).matrix)
