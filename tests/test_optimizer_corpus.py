@@ -72,4 +72,17 @@ def test_corpus_sizes_meet_issue_4_targets():
     not_larger = sum(o <= t for o, t in zip(ours, theirs))
     assert sum(ours) < sum(theirs)
     assert not_larger >= 0.95 * len(rows)
-    assert max(o / t for o, t in zip(ours, theirs)) <= 1.10
+
+
+def test_programs_over_10_percent_larger_than_libpcap_are_ones_libpcap_gets_wrong():
+    # libpcap -O is allowed to be smaller only by dropping or reordering a load (which changes
+    # its verdict on some truncated packet: the probes find one); pfilter must keep the load.
+    from test_optimizer_probes import base_packets, disagreements, probe_batch
+    bases = base_packets()
+    unexplained = []
+    for r in reference.corpus_expected("en10mb"):
+        ours = optimize_program(r["unopt"])
+        if len(ours) > 1.10 * len(r["opt"]):
+            if not len(disagreements(r["unopt"], r["opt"], probe_batch(r["unopt"], bases))):
+                unexplained.append(f"{r['expr']!r}: {len(ours)} vs libpcap {len(r['opt'])}")
+    assert not unexplained, "\n".join(unexplained)
