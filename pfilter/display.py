@@ -2,9 +2,10 @@
 output without -w.
 
 Imports dpkt only (no other pfilter layer). Display is for people, not the hot path: one dpkt
-decode per printed packet. The lines follow tcpdump's shape (time, protocol family, addresses
-and ports, protocol, length) without its full protocol dissection; any packet dpkt cannot
-decode still gets a line, never an exception.
+decode per printed packet (link layer, IPv4/IPv6, TCP/UDP/ICMP/ICMPv6). The lines follow
+tcpdump's shape (time, protocol family, addresses and ports, protocol, length) without its full
+protocol dissection; a packet dpkt cannot decode is described from its raw headers, so every
+packet still gets a line, never an exception.
 """
 import socket
 import struct
@@ -155,9 +156,79 @@ def _ip_any(data, wirelen):
     return f"raw, length {wirelen}"
 
 
+def _dpkt_network(packet, linktype):
+    """(EtherType, network-layer dpkt object or bytes) through dpkt's link-layer decoders."""
+    if linktype == 1:
+        frame = dpkt.ethernet.Ethernet(packet)
+        return frame.type, frame.data
+    if linktype == 113:
+        frame = dpkt.sll.SLL(packet)
+        return frame.ethtype, frame.data
+    if linktype == 276:
+        frame = dpkt.sll2.SLL2(packet)
+        return frame.ethtype, frame.data
+    if linktype in (0, 108):
+        family = struct.unpack("=I", packet[:4])[0]
+        return (0x86DD if family in (10, 24, 28, 30) or socket.ntohl(family) in (10, 24, 28, 30)
+                else 0x0800), packet[4:]
+    if linktype in (101, 12, 14, 228, 229):
+        return (0x86DD if packet and packet[0] >> 4 == 6 else 0x0800), packet
+    return None, None
+
+
+def _dpkt_transport(ip, src, dst, plen):
+    t = ip.data
+    if isinstance(t, dpkt.tcp.TCP):
+        return (f"{src}.{t.sport} > {dst}.{t.dport}: Flags [{_tcp_flags(t.flags)}], "
+                f"length {max(0, plen - t.off * 4)}")
+    if isinstance(t, dpkt.udp.UDP):
+        return f"{src}.{t.sport} > {dst}.{t.dport}: UDP, length {max(0, t.ulen - 8)}"
+    if isinstance(t, dpkt.icmp.ICMP):
+        name = ICMP_TYPES.get(t.type, f"type {t.type}")
+        extra = ""
+        if t.type in (0, 8) and isinstance(t.data, dpkt.icmp.ICMP.Echo):
+            extra = f", id {t.data.id}, seq {t.data.seq}"
+        elif t.type == 3:
+            name = f"unreachable code {t.code}"
+        return f"{src} > {dst}: ICMP {name}{extra}, length {plen}"
+    if isinstance(t, dpkt.icmp6.ICMP6):
+        return f"{src} > {dst}: ICMP6, {ICMP6_TYPES.get(t.type, f'type {t.type}')}, length {plen}"
+    return None
+
+
+def _describe_dpkt(packet, linktype, wirelen):
+    """The description from dpkt's decode, or None where dpkt gives no decoded layer."""
+    etype, net = _dpkt_network(packet, linktype)
+    if etype is None:
+        return None
+    if linktype == 1 and etype <= 1500:
+        return f"802.3, length {wirelen}: LLC"
+    if isinstance(net, bytes):
+        net = {0x0800: dpkt.ip.IP, 0x86DD: dpkt.ip6.IP6, 0x0806: dpkt.arp.ARP}.get(etype, bytes)(net)
+    if isinstance(net, dpkt.ip.IP):
+        if net.offset:          # a later fragment: no transport header to show
+            return None
+        src, dst = _ip4(net.src), _ip4(net.dst)
+        line = _dpkt_transport(net, src, dst, max(0, net.len - net.hl * 4))
+        return None if line is None else "IP " + line
+    if isinstance(net, dpkt.ip6.IP6):
+        src, dst = _ip6(net.src), _ip6(net.dst)
+        hdrs = sum(len(bytes(h)) for h in getattr(net, "extension_hdrs", {}).values() if h is not None)
+        line = _dpkt_transport(net, src, dst, max(0, net.plen - hdrs))
+        return None if line is None else "IP6 " + line
+    return None
+
+
 def describe(packet, linktype, wirelen=None):
-    """The part of a tcpdump -n line after the time, for one packet of a link type."""
+    """The part of a tcpdump -n line after the time, for one packet of a link type: dpkt's
+    decode where it has one, else a direct reading of the headers."""
     wirelen = len(packet) if wirelen is None else wirelen
+    try:
+        line = _describe_dpkt(packet, linktype, wirelen)
+        if line is not None:
+            return line
+    except Exception:   # dpkt raises many kinds of errors on short or odd packets: read directly
+        pass
     try:
         if linktype == 1:
             return _ethernet(packet, wirelen)
