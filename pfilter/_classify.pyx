@@ -1,23 +1,22 @@
 # cython: language_level=3
 """The multi-rule engine behind pfilter.classify: every rule over every packet in one nogil pass.
 
-Imports nothing from pfilter. pfilter.classify (the planner) hands it a *plan*, plain numpy arrays:
+Imports nothing from pfilter. The planner in pfilter.classify (whose docstring explains the
+design) hands it plain numpy arrays:
 
-* `code`: all rule programs rewritten into one array of `cl_insn` (16 bytes: code, jt, jf, k with
-  absolute 32-bit jump targets), rule r starting at `starts[r]`. Opcodes are cBPF's, plus one:
-  OP_TEST (k = test-node id, jt/jf = where to go when the test is true/false).
-* value nodes: straight-line, side-effect-free instruction runs that read no register or scratch
-  word they did not set themselves (`ldh [12]`; `ldxb 4*([14]&0xf); ldh [x + 16]`). Their result
-  (A, X, or "a load fell off the packet") depends on the packet only, so it is computed at most
-  once per packet, whichever rule gets there first, and replayed for the others.
-* test nodes: a value node followed by a conditional jump (`jeq #0x800`): its outcome is memoised
-  per packet the same way. Rules that repeat a test (the EtherType, the IP protocol, the fragment
-  check, the header length and port load) share one node.
+* `code`: all rule programs rewritten into one array of `cl_insn` (16 bytes: code, aux, jt, jf,
+  k with absolute 32-bit jump targets), rule r starting at `starts[r]`. Opcodes are cBPF's plus
+  OP_TEST (k = test node, jt/jf = targets, which may be LEAF_ACCEPT / LEAF_REJECT; aux = the
+  registers the node's block sets, bit 0 A, bit 1 X).
+* value nodes (`vparent`, `vcode`, `vstart`, `vlen`): straight-line runs that depend on the
+  packet and their parent's A and X only; test nodes (`tvalue`, `tcode`, `tk`): a value node and
+  a conditional jump. Both are memoised per packet (stamped with its sequence number).
+* `signature`: the test nodes whose outcomes name a packet's class (ClassTable, class_lookup);
+  equality groups (`Groups`): value nodes compared with many constants, found by binary search.
 
-Memo entries are stamped with the packet's sequence number, so nothing is reset between packets.
-Semantics are those of pfilter._vm (libpcap's bpf_filter): A, X, M[] start at 0, big-endian loads,
-a load past the captured length or a division by X = 0 returns 0, shifts by X >= 32 give 0,
-`len` is the wire length, at most MAX_BACKWARD_JUMPS backward `ja` per packet and rule.
+Semantics are those of pfilter._vm (libpcap's bpf_filter): A, X, M[] start at 0, big-endian
+loads, a load past the captured length or a division by X = 0 returns 0, shifts by X >= 32
+give 0, `len` is the wire length, at most MAX_BACKWARD_JUMPS backward `ja` per packet and rule.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free

@@ -11,48 +11,79 @@ each rule's Program.match_batch (PFILTER_PUREPYTHON=1, or the extension not buil
     result.matrix                      # bool, packets x rules
     result.labels(default="other")     # first matching rule per packet
 
-Design: test nodes memoised per packet
---------------------------------------
+Design: shared test nodes, packet classes, equality groups
+----------------------------------------------------------
 Rules written by people repeat each other: nearly every rule starts with the EtherType test
 (`ldh [12]; jeq #0x800`), IP rules then test the protocol (`ldb [23]; jeq #6`), the fragment
 offset (`ldh [20]; jset #0x1fff`) and compute the header length (`ldxb 4*([14]&0xf)`) before
-loading a port. Run one after another, N rules repeat that work N times, and N separate passes
-over a batch also stream the packet bytes through the cache N times.
+comparing a port or an address with a constant. Run one after another, N rules repeat that work
+N times, and N separate passes over a batch also stream the packet bytes through the cache N
+times.
 
 Three designs were weighed. (1) Merging every program into one decision graph (a BDD over the
 tests) shares the most but can blow up exponentially in the number of rules and needs a
 semantics-preserving merge of cBPF control flow, registers and scratch memory: the riskiest
 route to "each column equals the rule's own verdicts". (2) Shared-prefix evaluation (a trie of
-the programs' leading instructions) shares only an identical *prefix* and stops at the first
-difference, e.g. right after the EtherType test for `ip6 ...` against `ip ...`. (3) Hash-consing
-pure tests into memoised nodes shares a test wherever it sits in each program and leaves the
-control flow of every program untouched. pfilter uses (3):
+the programs' leading instructions) stops sharing at the first difference, e.g. right after the
+EtherType test for `ip6 ...` against `ip ...`. (3) Hash-consing pure tests into memoised nodes
+shares a test wherever it sits and leaves each program's control flow untouched. pfilter builds
+on (3) and then gets most of (1)'s benefit without merging programs, in four layers:
 
-* The planner (`plan`) cuts each validated program into basic blocks. A block that starts at a
-  jump target, runs straight-line instructions and ends in a conditional jump, and that reads no
-  register or scratch word it did not set itself, computes a *pure* function of the packet: its
-  straight-line part is a **value node** (result: A, X, or "a load fell off the packet") and the
-  whole block a **test node** (value node + jump opcode + k; result: true, false or abort).
-  Nodes are hash-consed across all rules by their instructions, so `ldh [12]` is one value node
-  and `ldh [12]; jeq #0x800` one test node however many rules contain it.
-* The block's first instruction is replaced by OP_TEST (node id, absolute true/false targets);
-  every other instruction, and every impure block (scratch memory, registers set by an earlier
-  block, `ret`, `ja`), runs unchanged in a cBPF interpreter (pfilter._vm's semantics).
-* The engine (pfilter._classify.RuleEngine.run, nogil) loops packets outermost and rules inside:
-  the packet stays in L1 for every rule, and each node is evaluated at most once per packet
-  (entries stamped with the packet's sequence number, so nothing is cleared between packets).
-  On a memo hit the node's A and X are restored, so later blocks that read them run unchanged.
+1. **Test nodes** (`Plan._rewrite`). Each validated program is cut into basic blocks. A block
+   that runs straight-line code without scratch memory and ends in a conditional jump is a
+   *value node* (its straight-line part; result A, X, or "a load fell off the packet") plus a
+   jump: a *test node* (result true, false or abort). Nodes are hash-consed across all rules by
+   their instructions: `ldh [12]` is one value node and `ldh [12]; jeq #0x800` one test node
+   however many rules contain them. The block's first instruction becomes OP_TEST (node id,
+   absolute targets; a target that is `ret #k` is folded into accept/reject); everything else
+   runs unchanged in a cBPF interpreter with pfilter._vm's semantics.
+2. **Register sources.** A block that reads A or X set by an earlier block is still pure when,
+   on every path into it, that register holds the output of one known value node: a forward
+   dataflow pass finds that node and makes it the new value node's *parent*. So `ldh [x + 16]`
+   after `ldxb 4*([14]&0xf); ldh [x + 14]`, and `jeq #0x800` after `ldh [12]; jeq #0x86dd`,
+   become shared nodes too; typical optimized rules become chains of test nodes only.
+3. **Packet classes** (`_signature`). The test nodes that at least two rules meet near their
+   start (EtherType, protocol, fragment, VLAN tests; at most 24) are evaluated first on every
+   packet; their outcomes (2 bits each) are the packet's class key. The first packet of a class
+   walks every rule through the signature tests on its path: a rule that reaches `ret` is
+   decided for the whole class (its verdict is copied from the class row and counted once per
+   class at the end); the others resume, for every packet of the class, where the walk stopped.
+   A class table holds up to 1024 classes per batch (real traffic has tens); past that, packets
+   run every rule from its start.
+4. **Equality groups** (`Plan._groups`). A value node compared (`jeq #k`) with many constants
+   outside the signature, such as a port or an address field, is a group: at most one of its
+   tests is true for a packet, and one binary search over the sorted constants finds it. The
+   class walk goes on through group tests taking them as false; a rule that then reaches `ret`
+   is decided "by default". Per packet, each group that matters to the class is looked up once,
+   and only the rules that meet the matching test (or all of the group's rules, when the field
+   lies past the captured bytes) run again from where the signature left them.
 
-Correctness argument: a test node's result and register effects depend on the packet alone (it
-reads nothing it did not write, writes no scratch memory, and an abort returns 0 from whichever
-program reaches it, exactly as the plain interpreter would); no jump enters a node's block
-except at its first instruction (blocks start at leaders). So each rule computes exactly what its
-program computes; the tests check every column against Program.match_batch and libpcap.
+The engine (pfilter._classify.RuleEngine.run, nogil) loops over packets outermost and rules
+inside, so a packet stays in L1 for every rule; node results are memoised per packet (stamped
+with the packet's sequence number, nothing cleared between packets); on a memo hit the block's
+A and X are restored for the blocks after it.
 
-Measured (bench/test_bench_classify.py, 1M generated packets, 64 rules; see
-bench/results/latest_classify.md): one classify pass against 64 separate Program.match_batch
-passes and against 64 `tcpdump --count` runs; the memo removes about half of the instructions
-each rule executes on typical traffic.
+Correctness argument: a test node reads nothing but the packet and its parent's outputs, which
+equal the registers on every path into it, and writes no scratch memory; an abort returns 0
+from whichever rule reaches it, as the interpreter would; no jump enters a block except at its
+first instruction. A class decision is a replay of the rule's own path under outcomes that are
+part of the class key; a default decision assumes group tests false and is redone whenever one
+is not. So every column equals the rule's own Program verdicts; the tests check this against
+Program.match_batch and libpcap's bpf_filter on corpus captures, with classes on and off, a
+full class table, packed output and row subsets.
+
+Measured (CPU time per packet for all rules, counts only, 126k packets of the generated
+benchmark capture, 2-core VM; `separate` = one Program.match_batch pass per rule):
+
+    rules   separate   1. nodes+2. sources   +3. classes   +4. groups
+        1       8 ns             19 ns           15 ns         15 ns
+       16     261 ns            181 ns          115 ns         81 ns
+       64    1037 ns            653 ns          404 ns        327 ns
+      256    4597 ns           2589 ns         1504 ns        356 ns
+
+A single rule is run by the plain VM (Program.run_batch) instead. bench/test_bench_classify.py
+measures the 1M-packet figures and the comparison with 64 `tcpdump --count` runs
+(bench/results/latest_classify.md).
 """
 import csv
 import io
@@ -654,13 +685,14 @@ class _RuleSet:
                                             e.length) from e
                 except FilterError as e:
                     raise FilterError(f"rule {name!r}: {e}") from e
-            eng = plan(progs).engine() if _engine is not None else None
+            # one rule gains nothing from the engine: the VM runs it alone
+            eng = plan(progs).engine() if _engine is not None and len(progs) > 1 else None
             entry = self._by_linktype[linktype] = (progs, eng)
         return entry
 
 
 def _run_batch(ruleset, batch, linktype, out, packed, counts, nbytes):
-    """Evaluate every rule on one batch; returns the per-packet 'some rule matched' mask."""
+    """Evaluate every rule on one batch into out, counts and nbytes (see RuleEngine.run)."""
     if linktype is not None or batch.linktypes is None:
         groups = [(batch.linktype if linktype is None else linktype, None)]
     else:
@@ -671,18 +703,20 @@ def _run_batch(ruleset, batch, linktype, out, packed, counts, nbytes):
         if eng is not None:
             eng.run(batch.data, batch.offsets, batch.caplen, batch.wirelen, rows, out, packed, counts, nbytes)
             continue
-        # pure-Python fallback: each rule's own Program over the batch
-        sub = batch if rows is None else batch.select(np.isin(np.arange(len(batch)), rows))
-        target = np.arange(len(batch)) if rows is None else rows
+        # a single rule, or no engine: each rule's own Program over the batch
         for r, prog in enumerate(progs):
-            hit = prog.match_batch(sub)
+            if rows is None:
+                hit = prog.match_batch(batch)
+            else:
+                verdicts = np.zeros(len(batch), dtype=np.uint32)
+                hit = prog.run_indexed(batch, rows, verdicts) != 0
             counts[r] += int(hit.sum())
-            nbytes[r] += int(sub.wirelen[hit].sum(dtype=np.int64))
+            nbytes[r] += int(batch.wirelen[hit].sum(dtype=np.int64))
             if out is not None:
                 if packed:
-                    out[target[hit], r >> 3] |= np.uint8(0x80 >> (r & 7))
+                    out[hit, r >> 3] |= np.uint8(0x80 >> (r & 7))
                 else:
-                    out[target[hit], r] = 1
+                    out[hit, r] = 1
 
 
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,

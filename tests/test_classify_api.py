@@ -144,6 +144,8 @@ def test_rules_are_compiled_for_each_packets_own_link_type():
     batch.linktypes = np.array([1, 101, 1, 101], dtype=np.uint16)
     result = pfilter.classify(batch, {"dns": "udp port 53", "ip": "ip", "arp": "arp"})
     assert result.matrix.tolist() == [[True, True, False]] * 4
+    alone = pfilter.classify(batch, ["udp port 53"])       # one rule: the VM runs it alone
+    assert alone.matrix.tolist() == [[True]] * 4 and alone.bytes.tolist() == [2 * len(eth) + 2 * len(raw)]
     forced = pfilter.classify(pfilter.PacketBatch.from_packets([raw], linktype=1), ["ip"], linktype="RAW")
     assert forced.matrix.tolist() == [[True]]
 
