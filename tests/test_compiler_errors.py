@@ -120,3 +120,34 @@ def test_numpy_integers_are_accepted_for_link_type_snaplen_and_netmask():
 def test_bad_snaplen_is_a_filter_error(snaplen):
     with pytest.raises(FilterError):
         compile_expression("ip", snaplen=snaplen)
+
+
+_PROTOS = ("ip ip6 arp rarp tcp udp icmp icmp6 sctp igmp igrp pim vrrp carp ah esp atalk aarp decnet "
+           "lat sca moprc mopdl iso esis isis clnp stp ipx netbeui l1 l2 iih snp csnp psnp lsp radio "
+           "link").split()
+_TAILS = ("host 1.2.3.4", "net 10.0.0.0/8", "host ::1", "net fe80::/10", "proto 1", "protochain 1",
+          "port 1", "portrange 1-2", "net loopback", "1.2.3.4", "host 1:2:3:4:5:6", "proto \\tcp",
+          "broadcast", "multicast", "[0] = 1", "src 10.1", "dst and src host 10.1.2")
+
+
+def test_every_protocol_qualifier_with_every_kind_of_id_is_libpcaps_program_or_error():
+    mismatches = []
+    for proto in _PROTOS:
+        for tail in _TAILS:
+            expr = f"{proto}{tail}" if tail.startswith("[") else f"{proto} {tail}"
+            try:
+                ref = list(reference.compile(expr, 1))
+            except reference.RefError as err:
+                ref = f"error: {err}".rstrip("\n")
+            try:
+                ours = compile_to_tuples(expr, 1, savefile=False)
+            except FilterSyntaxError:
+                if isinstance(ref, str) and "syntax error" in ref:
+                    continue
+                ours = "syntax error"
+            except FilterError as err:
+                ours = f"error: {err}".rstrip("\n")
+            if ours != ref:
+                mismatches.append((expr, ref if isinstance(ref, str) else len(ref),
+                                   ours if isinstance(ours, str) else len(ours)))
+    assert not mismatches, mismatches[:10]

@@ -1188,7 +1188,7 @@ class Codegen:
                    "mopdl": "MOPDL", "aarp": "AARP", "iso": "ISO", "ipx": "IPX"}
         if proto in special:
             _err(f"{special[proto]} host filtering not implemented")
-        _err(f"'{_qword(proto)}' modifier applied to {typestr}")
+        _err(f"'{proto}' modifier applied to {typestr}")
 
     def gen_host6(self, addr, mask, proto, dir, kind):
         # libpcap: gen_host6()
@@ -1199,7 +1199,7 @@ class Codegen:
             _err(f"link-layer modifier applied to ip6 {typestr}")
         if proto == "atalk":
             _err(f"AppleTalk modifier applied to ip6 {typestr}")
-        _err(f"'{_qword(proto)}' modifier applied to ip6 {typestr}")
+        _err(f"'{proto}' modifier applied to ip6 {typestr}")
 
     # ------------------------------------------------------------------ protocols
 
@@ -1519,7 +1519,7 @@ class Codegen:
                    "clnp": "'clnp proto' is not supported"}
         if proto in special:
             _err(special[proto])
-        _err(f"'{_qword(proto)} proto' is bogus")
+        _err(f"'{proto} proto' is bogus")
 
     # ------------------------------------------------------------------ qualified ids
 
@@ -2437,12 +2437,6 @@ class Codegen:
         b = self.gen_len(BPF_JGT, n)
         gen_not(b)
         return b
-
-
-# The spelling libpcap uses for each qualifier in messages.
-def _qword(proto):
-    return {"l1": "l1", "l2": "l2", "iih": "iih", "lsp": "lsp", "snp": "snp", "csnp": "csnp",
-            "psnp": "psnp"}.get(proto, proto)
 
 
 def _linktype_tests():
