@@ -28,6 +28,10 @@ input's timestamp resolution unless --micro / --nano say otherwise.
 """
 
 
+# Inputs smaller than this finish too fast for a progress bar to help.
+PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise _UsageError(message)
@@ -243,11 +247,12 @@ def _progress_bar(args, sources):
         return None, None
     total = 0
     for s in sources:
+        path = getattr(s, "path", s)
         try:
-            total += os.path.getsize(s) if s != "-" else 0
-        except OSError:
+            total += os.path.getsize(path) if path != "-" else 0
+        except (OSError, TypeError):
             pass
-    if total < 64 * 1024 * 1024:
+    if total < PROGRESS_MIN_BYTES:
         return None, None
     try:
         from tqdm import tqdm
@@ -257,7 +262,7 @@ def _progress_bar(args, sources):
                leave=False, desc="pfilter")
 
     def update(done, _total, _stats):
-        bar.update(max(0, done - bar.n))
+        bar.update(max(0, min(done, total) - bar.n))
     return bar, update
 
 
@@ -324,12 +329,18 @@ def _run(args):
                           "it does not capture)")
 
     # Compile (and refuse) before creating any output, for the first input's link type.
-    with open_capture(sources[0]) as cap:
-        first_lt, first_snap, first_res = cap.linktype, cap.snaplen, cap.ts_resolution
+    # The first input is opened once (it may be a pipe) and handed to filter_file open.
+    first = open_capture(sources[0])
+    try:
+        first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
         if not args.quiet:
-            sys.stderr.write(f"reading from file {cap.path}, link-type {_linktype_label(cap.linktype)}, "
-                             f"snapshot length {cap.snaplen}\n")
-    _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize)
+            sys.stderr.write(f"reading from file {first.path}, link-type {_linktype_label(first.linktype)}, "
+                             f"snapshot length {first.snaplen}\n")
+        _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize)
+    except BaseException:
+        first.close()
+        raise
+    sources[0] = first
 
     out_res = resolution or first_res
     printer = None

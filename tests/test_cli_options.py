@@ -208,3 +208,25 @@ def test_python_dash_m_and_a_compiled_program_cache(tmp_path):
     assert list((tmp_path / "cache" / "pfilter" / "programs").rglob("*.json"))
     done = subprocess.run(cmd[:3] + ["-X", "importtime"] + cmd[3:], capture_output=True, text=True, env=env)
     assert "pfilter.compiler" not in done.stderr       # the second run skipped the compiler
+
+
+def test_standard_input_is_read_once(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    out = tmp_path / "o.pcap"
+    done = subprocess.run([sys.executable, "-m", "pfilter", "-r", "-", "-w", str(out), "tcp port 80"],
+                          input=HTTP.read_bytes(), capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    theirs = subprocess.run([ref.tcpdump(), "-r", "-", "-w", "-", "tcp port 80"], input=HTTP.read_bytes(),
+                            capture_output=True).stdout
+    assert out.read_bytes() == theirs
+
+
+def test_progress_bar_on_a_terminal_for_large_inputs(monkeypatch, tmp_path, capsys):
+    pytest.importorskip("tqdm")
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 1000)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    status, _, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "tcp")
+    assert status == 0 and "\rpfilter:" in err and "/25.2k [" in err
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 10**12)
+    status, _, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "tcp")
+    assert status == 0 and "\r" not in err

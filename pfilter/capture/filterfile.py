@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import CaptureFormatError, FilterError
-from .reader import open_capture
+from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
 
 
@@ -141,7 +141,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
-    src: a path, '-', a file object, or a list of them (read in order into one output).
+    src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
+    output).
     dst: a path, '-' for standard output, or None to count without writing.
     linktype / snaplen: override the capture's for compiling (like tcpdump -y / -s).
     count: stop after this many matching packets (tcpdump -c); `read` then counts the packets
@@ -170,7 +171,15 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     selected = 0
     try:
         for s in sources:
-            with open_capture(s, batch_bytes=batch_bytes, **({"batch_packets": batch_packets} if batch_packets else {})) as cap:
+            if isinstance(s, Capture):      # opened by the caller (the CLI reads its header first)
+                s.batch_bytes = batch_bytes
+                if batch_packets:
+                    s.batch_packets = batch_packets
+                opened = s
+            else:
+                opened = open_capture(s, batch_bytes=batch_bytes,
+                                      **({"batch_packets": batch_packets} if batch_packets else {}))
+            with opened as cap:
                 stats.files.append(cap.path)
                 programs.for_linktype(cap.linktype, cap.snaplen)
                 if writer is None and dst is not None:
@@ -228,6 +237,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
 
 
 def _size(s):
+    if isinstance(s, Capture):
+        s = s.path
     try:
         return os.path.getsize(s) if isinstance(s, (str, os.PathLike)) and s != "-" else 0
     except OSError:
@@ -242,4 +253,5 @@ def _writer_for(dst, cap, format, ts_resolution, sources):
     return open_writer(dst, format=fmt, linktype=cap.linktype, snaplen=cap.snaplen,
                        ts_resolution=ts_resolution or cap.ts_resolution,
                        linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
-                       protect=[s for s in sources if isinstance(s, (str, os.PathLike))])
+                       protect=[s.path if isinstance(s, Capture) else s for s in sources
+                                if isinstance(s, (str, os.PathLike, Capture))])
