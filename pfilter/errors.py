@@ -26,8 +26,11 @@ class FilterSyntaxError(FilterError):
     def _render(self):
         if not self.expression:
             return self.message
-        caret = " " * self.position + "^" * min(self.length, max(1, len(self.expression) - self.position))
-        return f"{self.message}\n  {self.expression}\n  {caret}"
+        # whitespace that is not a plain space (tab, newline) is shown as one space, so the caret
+        # sits under the offending character in any terminal
+        shown = "".join(" " if c.isspace() else c for c in self.expression)
+        caret = " " * self.position + "^" * min(self.length, max(1, len(shown) - self.position))
+        return f"{self.message}\n  {shown}\n  {caret}"
 
 
 class InvalidProgramError(FilterError):

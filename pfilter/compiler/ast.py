@@ -71,9 +71,10 @@ class Id(Node):
               the text (the number of parts matters: `net 10.1` is a /16)
       "ipv6"  an IPv6 address: `value` is the text
       "mac"   a MAC address in any notation: `value` is 6 bytes
+      "aid"   an ARCnet address `$xx`: `value` is an int
     `masklen` (from `/N`) or `mask` (from `mask A.B.C.D`, text) for networks, else None.
-    `portrange` ids carry the range as value_kind "range", value (lo_text, hi_text) as written
-    (each a number text or a service name).
+    Every `portrange` id (`portrange 80` included) has value_kind "range" and value
+    (lo_text, hi_text): each a service name, or a number written out in decimal.
     """
     quals: Qualifiers
     value_kind: str
@@ -172,7 +173,8 @@ class Llc(Node):
 @dataclass(frozen=True)
 class PfField(Node):
     """PFLOG fields: field in "ifname", "ruleset", "rnr", "srnr", "reason", "action";
-    value is an int or a name (text)."""
+    value is an int or a name (text); the parser has already turned reason and action names
+    into their numbers."""
     field: str
     value: Union[int, str]
 
