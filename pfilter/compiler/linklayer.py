@@ -1,0 +1,571 @@
+"""How each link type is recognized and parsed: the link-layer half of the code generator.
+Imports pfilter.errors, pfilter.opcodes and pfilter.compiler.{blocks,constants,linkctx}.
+
+`LinkLayerMixin` holds the gen_* routines that depend on the link type: the test for a
+link-layer protocol (libpcap's gen_linktype() and the per-link-type functions it dispatches
+to through the table `_LINKTYPE_TESTS`), LLC, and the code that computes variable header
+lengths (radiotap, Prism, AVS, PPI, 802.11, pflog) at the start of the program. It relies on
+the primitives of pfilter.compiler.gencode.Codegen (gen_cmp, gen_load_a, ...), which mixes it in.
+Adding a link type means a LinkContext entry (linkctx.py) and, if its type field is not a plain
+Ethernet type, one small function here.
+"""
+
+from pfilter.errors import FilterError
+from pfilter.opcodes import (
+    BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ,
+    BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH, BPF_MEM, BPF_MISC, BPF_OR, BPF_ST, BPF_TAX,
+    BPF_TXA, BPF_W, BPF_X,
+)
+from pfilter.compiler.blocks import JMP, Block, Stmt, gen_and, gen_not, gen_or
+from pfilter.compiler.constants import (
+    AF_INET, AF_INET6_LINUX, ARCTYPE_ARP, ARCTYPE_ARP_OLD, ARCTYPE_ATALK, ARCTYPE_INET6,
+    ARCTYPE_IP, ARCTYPE_IP_OLD, ARCTYPE_REVARP, BSD_AFNUM_INET6_BSD, BSD_AFNUM_INET6_DARWIN,
+    BSD_AFNUM_INET6_FREEBSD, ETHERMTU, ETHERTYPE_AARP, ETHERTYPE_ARP, ETHERTYPE_ATALK,
+    ETHERTYPE_DN, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_IPX, ETHERTYPE_NS, ETHERTYPE_REVARP,
+    IPH_AF_INET, IPH_AF_INET6, ISO10589_ISIS, ISO8473_CLNP, ISO9542_ESIS, LINUX_SLL_P_802_2,
+    LINUX_SLL_P_802_3, LLCSAP_8021D, LLCSAP_IP, LLCSAP_IPX, LLCSAP_ISONS, LLCSAP_NETBEUI,
+    LLCSAP_SNAP, LLC_S_CMD_MASK, LLC_S_FMT, LLC_S_SUBTYPES, LLC_U_CMD_MASK, LLC_U_FMT,
+    LLC_U_SUBTYPES, OFFSET_NOT_SET, OR_LINKHDR, OR_LINKPL, OR_LINKTYPE, OR_LLC, OR_PREVLINKHDR,
+    PFLOG_AF, PPP_APPLE, PPP_BRPDU, PPP_DECNET, PPP_IP, PPP_IPV6, PPP_IPX, PPP_NS, PPP_OSI,
+    PPP_VJC, PPP_VJNC, swap32,
+)
+from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
+
+
+def _err(msg):
+    raise FilterError(msg)
+
+
+class LinkLayerMixin:
+    """Link-type-dependent code generation; mixed into Codegen."""
+
+    # ------------------------------------------------------------------ variable-length headers
+
+    def _load_radiotap_like_llprefixlen(self):
+        # libpcap: gen_load_radiotap_llprefixlen() / gen_load_ppi_llprefixlen()
+        if self.off_linkhdr.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_B | BPF_ABS, 3), Stmt(BPF_ALU | BPF_LSH | BPF_K, 8),
+                Stmt(BPF_MISC | BPF_TAX), Stmt(BPF_LD | BPF_B | BPF_ABS, 2),
+                Stmt(BPF_ALU | BPF_OR | BPF_X), Stmt(BPF_ST, self.off_linkhdr.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_avs_llprefixlen(self):
+        # libpcap: gen_load_avs_llprefixlen()
+        if self.off_linkhdr.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_W | BPF_ABS, 4), Stmt(BPF_ST, self.off_linkhdr.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_prism_llprefixlen(self):
+        # libpcap: gen_load_prism_llprefixlen()
+        self.no_optimize = True
+        if self.off_linkhdr.reg == -1:
+            return None
+        s = [Stmt(BPF_LD | BPF_W | BPF_ABS, 0), Stmt(BPF_ALU | BPF_AND | BPF_K, 0xFFFFF000)]
+        jeq_avs = Stmt(JMP(BPF_JEQ), 0x80211000)
+        s.append(jeq_avs)
+        s2 = Stmt(BPF_LD | BPF_W | BPF_ABS, 4)
+        s.append(s2)
+        jeq_avs.jt = s2
+        jcommon = Stmt(JMP(BPF_JA), 1)
+        s.append(jcommon)
+        s2 = Stmt(BPF_LD | BPF_W | BPF_IMM, 144)
+        s.append(s2)
+        jeq_avs.jf = s2
+        s2 = Stmt(BPF_ST, self.off_linkhdr.reg)
+        s.append(s2)
+        jcommon.jf = s2
+        s.append(Stmt(BPF_MISC | BPF_TAX))
+        return s
+
+    def _load_pflog_llprefixlen(self):
+        # libpcap: gen_load_pflog_llprefixlen()
+        if self.off_linkpl.reg == -1:
+            return None
+        return [Stmt(BPF_LD | BPF_B | BPF_ABS, 0), Stmt(BPF_ALU | BPF_ADD | BPF_K, 3),
+                Stmt(BPF_ALU | BPF_AND | BPF_K, 0xFFFFFFFC), Stmt(BPF_ST, self.off_linkpl.reg),
+                Stmt(BPF_MISC | BPF_TAX)]
+
+    def _load_802_11_header_len(self, s, snext):
+        # libpcap: gen_load_802_11_header_len()
+        if self.off_linkpl.reg == -1:
+            return s
+        self.no_optimize = True
+        reg = self.off_linkpl.reg
+        if s is None:
+            s = [Stmt(BPF_LDX | BPF_IMM, self.off_outermostlinkhdr.constant_part)]
+        s += [Stmt(BPF_MISC | BPF_TXA), Stmt(BPF_ALU | BPF_ADD | BPF_K, 24), Stmt(BPF_ST, reg),
+              Stmt(BPF_LD | BPF_IND | BPF_B, 0)]
+        j_data1 = Stmt(JMP(BPF_JSET), 0x08)
+        s.append(j_data1)
+        j_data2 = Stmt(JMP(BPF_JSET), 0x04)
+        j_data1.jt = j_data2
+        s.append(j_data2)
+        j_data1.jf = snext
+        j_data2.jt = snext
+        j_qos = Stmt(JMP(BPF_JSET), 0x80)
+        j_data2.jf = j_qos
+        s.append(j_qos)
+        s2 = Stmt(BPF_LD | BPF_MEM, reg)
+        j_qos.jt = s2
+        s += [s2, Stmt(BPF_ALU | BPF_ADD | BPF_IMM, 2), Stmt(BPF_ST, reg)]
+        if self.linktype == DLT["IEEE802_11_RADIO"]:
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_W, 4)
+            j_qos.jf = s2
+            s.append(s2)
+            j_flags = Stmt(JMP(BPF_JSET), swap32(0x00000002))
+            s.append(j_flags)
+            j_flags.jf = snext
+            j_ext = Stmt(JMP(BPF_JSET), swap32(0x80000000))
+            s.append(j_ext)
+            j_flags.jt = j_ext
+            j_ext.jt = snext
+            j_tsft = Stmt(JMP(BPF_JSET), swap32(0x00000001))
+            s.append(j_tsft)
+            j_ext.jf = j_tsft
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 16)
+            s.append(s2)
+            j_tsft.jt = s2
+            j_tsft_pad = Stmt(JMP(BPF_JSET), 0x20)
+            s.append(j_tsft_pad)
+            s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 8)
+            s.append(s2)
+            j_tsft.jf = s2
+            j_notsft_pad = Stmt(JMP(BPF_JSET), 0x20)
+            s.append(j_notsft_pad)
+            roundup = Stmt(BPF_LD | BPF_MEM, reg)
+            s += [roundup, Stmt(BPF_ALU | BPF_ADD | BPF_IMM, 3),
+                  Stmt(BPF_ALU | BPF_AND | BPF_IMM, 0xFFFFFFFC), Stmt(BPF_ST, reg)]
+            j_tsft_pad.jt = roundup
+            j_tsft_pad.jf = snext
+            j_notsft_pad.jt = roundup
+            j_notsft_pad.jf = snext
+        else:
+            j_qos.jf = snext
+        return s
+
+    def insert_compute_vloffsets(self, b):
+        # libpcap: insert_compute_vloffsets()
+        if self.off_linkpl.reg != -1 and self.off_linkhdr.is_variable and self.off_linkhdr.reg == -1:
+            self.off_linkhdr.reg = self.alloc_reg()
+        outer = self.outermostlinktype
+        s = None
+        if outer == DLT["PRISM_HEADER"]:
+            s = self._load_prism_llprefixlen()
+        elif outer == DLT["IEEE802_11_RADIO_AVS"]:
+            s = self._load_avs_llprefixlen()
+        elif outer in (DLT["IEEE802_11_RADIO"], DLT["PPI"]):
+            s = self._load_radiotap_like_llprefixlen()
+        if outer in WLAN_DLTS:
+            s = self._load_802_11_header_len(s, b.stmts[0] if b.stmts else None)
+        elif outer == DLT["PFLOG"]:
+            s = self._load_pflog_llprefixlen()
+        if s is None and self.is_vlan_vloffset:
+            if self.off_linkpl.reg == -1:
+                self.off_linkpl.reg = self.alloc_reg()
+            if self.off_linktype.reg == -1:
+                self.off_linktype.reg = self.alloc_reg()
+            s = [Stmt(BPF_LD | BPF_W | BPF_IMM, 0), Stmt(BPF_ST, self.off_linkpl.reg),
+                 Stmt(BPF_ST, self.off_linktype.reg)]
+        if s is not None:
+            b.stmts = s + b.stmts
+
+    def gen_ppi_dlt_check(self):
+        # libpcap: gen_ppi_dlt_check()
+        if self.linktype == DLT["PPI"]:
+            return Block(JMP(BPF_JEQ), swap32(DLT["IEEE802_11"]), [Stmt(BPF_LD | BPF_W | BPF_ABS, 4)])
+        return None
+
+    # ------------------------------------------------------------------ link-layer types
+
+    def gen_prevlinkhdr_check(self):
+        # libpcap: gen_prevlinkhdr_check()
+        if self.is_geneve:
+            return self.gen_geneve_ll_check()
+        if self.prevlinktype == DLT["SUNATM"]:
+            b0 = self.gen_cmp(OR_PREVLINKHDR, 4, BPF_H, 0xFF00)
+            gen_not(b0)
+            return b0
+        return None
+
+    def gen_ether_linktype(self, ll_proto):
+        # libpcap: gen_ether_linktype()
+        if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == LLCSAP_IPX:
+            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
+            gen_or(b0, b1)
+            b0 = self.gen_snap(0x000000, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            if ll_proto == ETHERTYPE_ATALK:
+                b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
+            else:
+                b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto <= ETHERMTU:
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LINKTYPE, 2, BPF_B, ll_proto)
+            gen_and(b0, b1)
+            return b1
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    def gen_loopback_linktype(self, ll_proto):
+        # libpcap: gen_loopback_linktype(); for NULL/ENC the AF_ value is in the byte order of
+        # the host that wrote the capture: this (little-endian) host's, unless `swapped` says
+        # the savefile came from a host of the other byte order.
+        if self.linktype in (DLT["NULL"], DLT["ENC"]):
+            if self.savefile and self.swapped:
+                ll_proto = swap32(ll_proto)
+            ll_proto = swap32(ll_proto)
+        return self.gen_cmp(OR_LINKHDR, 0, BPF_W, ll_proto)
+
+    def gen_ipnet_linktype(self, ll_proto):
+        # libpcap: gen_ipnet_linktype()
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET6)
+        return self.gen_false()
+
+    def gen_linux_sll_linktype(self, ll_proto):
+        # libpcap: gen_linux_sll_linktype()
+        if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == LLCSAP_IPX:
+            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+            b1 = self.gen_snap(0x000000, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_3)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            if ll_proto == ETHERTYPE_ATALK:
+                b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
+            else:
+                b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto <= ETHERMTU:
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            b1 = self.gen_cmp(OR_LINKHDR, self.off_linkpl.constant_part, BPF_B, ll_proto)
+            gen_and(b0, b1)
+            return b1
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    @staticmethod
+    def ethertype_to_ppptype(ll_proto):
+        return {ETHERTYPE_IP: PPP_IP, ETHERTYPE_IPV6: PPP_IPV6, ETHERTYPE_DN: PPP_DECNET,
+                ETHERTYPE_ATALK: PPP_APPLE, ETHERTYPE_NS: PPP_NS, LLCSAP_ISONS: PPP_OSI,
+                LLCSAP_8021D: PPP_BRPDU, LLCSAP_IPX: PPP_IPX}.get(ll_proto, ll_proto)
+
+    def gen_linktype(self, ll_proto):
+        """Test that the packet's link layer carries `ll_proto` (an Ethernet type, or an LLC
+        SAP when <= 1500), the way the current link type says it (libpcap: gen_linktype())."""
+        if self.label_stack_depth > 0:
+            return self.gen_mpls_linktype(ll_proto)
+        handler = _LINKTYPE_TESTS.get(self.linktype)
+        if handler is not None:
+            return handler(self, ll_proto)
+        unimpl = _NO_LINKTYPE_FILTERING.get(self.linktype)
+        if unimpl is not None:
+            _err(f"{unimpl} link-layer type filtering not implemented")
+        if self.off_linktype.constant_part != OFFSET_NOT_SET:
+            # A type field of unknown kind: assume it holds an Ethernet type.
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+        _err(f"{self._linktype_desc()} link-layer type filtering not implemented")
+
+    # The per-link-type tests gen_linktype() dispatches to (table _LINKTYPE_TESTS below).
+
+    def _lt_ether(self, ll_proto):
+        b0 = self.gen_prevlinkhdr_check() if not self.is_geneve else None
+        b1 = self.gen_ether_linktype(ll_proto)
+        if b0 is not None:
+            gen_and(b0, b1)
+        return b1
+
+    def _lt_chdlc(self, ll_proto):
+        if ll_proto == LLCSAP_ISONS:
+            ll_proto = (ll_proto << 8) | LLCSAP_ISONS
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    def _lt_wlan(self, ll_proto):
+        b0 = self.gen_check_802_11_data_frame()
+        b1 = self.gen_llc_linktype(ll_proto)
+        gen_and(b0, b1)
+        return b1
+
+    def _lt_llc(self, ll_proto):
+        return self.gen_llc_linktype(ll_proto)
+
+    def _lt_sunatm(self, ll_proto):
+        b0 = self.gen_atm_llc_check()
+        b1 = self.gen_llc_linktype(ll_proto)
+        gen_and(b0, b1)
+        return b1
+
+    def _lt_raw(self, ll_proto):
+        # no type field: look at the IP version nibble
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x40, 0xF0)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_mcmp(OR_LINKHDR, 0, BPF_B, 0x60, 0xF0)
+        return self.gen_false()
+
+    def _lt_ipv4(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_IP else self.gen_false()
+
+    def _lt_ipv6(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_IPV6 else self.gen_false()
+
+    def _lt_ppp(self, ll_proto):
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, self.ethertype_to_ppptype(ll_proto))
+
+    def _lt_ppp_bsdos(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_IP)
+            b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJC)
+            gen_or(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJNC)
+            gen_or(b1, b0)
+            return b0
+        return self._lt_ppp(ll_proto)
+
+    def _lt_loopback(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_loopback_linktype(AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            if self.savefile:
+                # the AF_INET6 values of the BSDs, FreeBSD and Darwin: any may be in a file
+                b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_BSD)
+                b1 = self.gen_loopback_linktype(BSD_AFNUM_INET6_FREEBSD)
+                gen_or(b0, b1)
+                b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_DARWIN)
+                gen_or(b0, b1)
+                return b1
+            return self.gen_loopback_linktype(AF_INET6_LINUX)
+        return self.gen_false()
+
+    def _lt_pflog(self, ll_proto):
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET6_LINUX)
+        return self.gen_false()
+
+    def _lt_arcnet(self, ll_proto):
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_INET6)
+        pairs = {ETHERTYPE_IP: (ARCTYPE_IP, ARCTYPE_IP_OLD), ETHERTYPE_ARP: (ARCTYPE_ARP, ARCTYPE_ARP_OLD)}
+        if ll_proto in pairs:
+            new, old = pairs[ll_proto]
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, new)
+            b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, old)
+            gen_or(b0, b1)
+            return b1
+        if ll_proto == ETHERTYPE_REVARP:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_REVARP)
+        if ll_proto == ETHERTYPE_ATALK:
+            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ATALK)
+        return self.gen_false()
+
+    def _lt_ltalk(self, ll_proto):
+        return self.gen_true() if ll_proto == ETHERTYPE_ATALK else self.gen_false()
+
+    def _lt_frelay(self, ll_proto):
+        # the NLPID after a 2-byte address and the UI control byte
+        if ll_proto == ETHERTYPE_IP:
+            return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0xCC)
+        if ll_proto == ETHERTYPE_IPV6:
+            return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | 0x8E)
+        if ll_proto == LLCSAP_ISONS:
+            b0 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO8473_CLNP)
+            b1 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO9542_ESIS)
+            b2 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO10589_ISIS)
+            gen_or(b1, b2)
+            gen_or(b0, b2)
+            return b2
+        return self.gen_false()
+
+    def _lt_mfr(self, ll_proto):
+        _err("Multi-link Frame Relay link-layer type filtering not implemented")
+
+    def _lt_juniper(self, ll_proto):
+        # only the magic number of the Juniper pseudo-header is checked
+        return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x4D474300, 0xFFFFFF00)
+
+    def _lt_bacnet(self, ll_proto):
+        return self.gen_mcmp(OR_LINKHDR, 0, BPF_W, 0x55FF0000, 0xFFFF0000)
+
+    def gen_snap(self, orgcode, ptype):
+        # libpcap: gen_snap()
+        block = bytes([LLCSAP_SNAP, LLCSAP_SNAP, 0x03, (orgcode >> 16) & 0xFF,
+                       (orgcode >> 8) & 0xFF, orgcode & 0xFF, (ptype >> 8) & 0xFF, ptype & 0xFF])
+        return self.gen_bcmp(OR_LLC, 0, 8, block)
+
+    def gen_llc_linktype(self, ll_proto):
+        # libpcap: gen_llc_linktype()
+        if ll_proto in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):
+            return self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
+        if ll_proto == LLCSAP_IPX:
+            return self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+        if ll_proto == ETHERTYPE_ATALK:
+            return self.gen_snap(0x080007, ETHERTYPE_ATALK)
+        if ll_proto <= ETHERMTU:
+            return self.gen_cmp(OR_LLC, 0, BPF_B, ll_proto)
+        return self.gen_cmp(OR_LLC, 6, BPF_H, ll_proto)
+
+    def gen_check_802_11_data_frame(self):
+        # libpcap: gen_check_802_11_data_frame()
+        b0 = Block(JMP(BPF_JSET), 0x08, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+        b1 = Block(JMP(BPF_JSET), 0x04, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
+        gen_not(b1)
+        gen_and(b1, b0)
+        return b0
+
+    def gen_atm_llc_check(self):
+        # libpcap: gen_atmfield_code_internal(A_PROTOTYPE, PT_LLC, BPF_JEQ, 0): the protocol
+        # type nibble of the SunATM pseudo-header (libpcap reads it at offset PROTO_POS = 0)
+        return self.gen_ncmp(OR_LINKHDR, 0, BPF_B, 0x0F, BPF_JEQ, False, 0x02)
+
+    def gen_mpls_linktype(self, ll_proto):
+        # libpcap: gen_mpls_linktype()
+        if ll_proto == ETHERTYPE_IP:
+            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x40, 0xF0)
+            gen_and(b0, b1)
+            return b1
+        if ll_proto == ETHERTYPE_IPV6:
+            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
+            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x60, 0xF0)
+            gen_and(b0, b1)
+            return b1
+        _err("unsupported protocol over mpls")
+
+    # ------------------------------------------------------------------ LLC
+
+    def gen_llc_internal(self):
+        # libpcap: gen_llc_internal()
+        lt = self.linktype
+        if lt == DLT["EN10MB"]:
+            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+            gen_not(b0)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
+            gen_not(b1)
+            gen_and(b0, b1)
+            return b1
+        if lt == DLT["SUNATM"]:
+            b0 = self.gen_atm_llc_check()
+            self.linktype = self.prevlinktype     # libpcap: gen_atmtype_llc()
+            return b0
+        if lt in (DLT["IEEE802"], DLT["FDDI"], DLT["ATM_RFC1483"]):
+            return self.gen_true()
+        if lt in WLAN_DLTS:
+            return self.gen_check_802_11_data_frame()
+        _err(f"'llc' not supported for {self._linktype_desc()}")
+
+    def gen_llc(self, kind):
+        # libpcap: gen_llc(), gen_llc_i(), gen_llc_s(), gen_llc_u(), gen_llc_*_subtype()
+        if kind is None:
+            return self.gen_llc_internal()
+        k = kind.lower()
+        if k == "i":
+            b0 = self.gen_llc_internal()
+            b1 = Block(JMP(BPF_JSET), 0x01, self.gen_load_a(OR_LLC, 2, BPF_B))
+            gen_not(b1)
+            gen_and(b0, b1)
+            return b1
+        if k in ("s", "u"):
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_FMT if k == "s" else LLC_U_FMT, 0x03)
+            gen_and(b0, b1)
+            return b1
+        if k in LLC_S_SUBTYPES:
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_SUBTYPES[k], LLC_S_CMD_MASK)
+            gen_and(b0, b1)
+            return b1
+        if k in LLC_U_SUBTYPES:
+            b0 = self.gen_llc_internal()
+            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_U_SUBTYPES[k], LLC_U_CMD_MASK)
+            gen_and(b0, b1)
+            return b1
+        _err(f'unknown LLC type name "{kind}"')
+
+
+def _linktype_tests():
+    m = LinkLayerMixin
+    groups = [
+        (ETHER_DLTS, m._lt_ether),
+        (("C_HDLC", "HDLC"), m._lt_chdlc),
+        (WLAN_DLTS, m._lt_wlan),
+        (("FDDI", "IEEE802", "ATM_RFC1483", "ATM_CLIP", "IP_OVER_FC"), m._lt_llc),
+        (("SUNATM",), m._lt_sunatm),
+        (("LINUX_SLL",), m.gen_linux_sll_linktype),
+        (("SLIP", "SLIP_BSDOS", "RAW"), m._lt_raw),
+        (("IPV4",), m._lt_ipv4),
+        (("IPV6",), m._lt_ipv6),
+        (("PPP", "PPP_PPPD", "PPP_SERIAL", "PPP_ETHER"), m._lt_ppp),
+        (("PPP_BSDOS",), m._lt_ppp_bsdos),
+        (("NULL", "LOOP", "ENC"), m._lt_loopback),
+        (("PFLOG",), m._lt_pflog),
+        (("ARCNET", "ARCNET_LINUX"), m._lt_arcnet),
+        (("LTALK",), m._lt_ltalk),
+        (("FRELAY",), m._lt_frelay),
+        (("MFR",), m._lt_mfr),
+        (JUNIPER_DLTS, m._lt_juniper),
+        (("BACNET_MS_TP",), m._lt_bacnet),
+        (("IPNET",), m.gen_ipnet_linktype),
+    ]
+    table = {}
+    for dlts, fn in groups:
+        for d in dlts:
+            table[DLT[d] if isinstance(d, str) else d] = fn
+    return table
+
+
+# DLT -> how gen_linktype() tests the link-layer protocol on it.
+_LINKTYPE_TESTS = _linktype_tests()
+
+
+_NO_LINKTYPE_FILTERING = {
+    DLT["LINUX_IRDA"]: "IrDA", DLT["DOCSIS"]: "DOCSIS", DLT["MTP2"]: "MTP2",
+    DLT["MTP2_WITH_PHDR"]: "MTP2", DLT["ERF"]: "ERF", DLT["PFSYNC"]: "PFSYNC",
+    DLT["LINUX_LAPD"]: "LAPD", DLT["USB_FREEBSD"]: "USB", DLT["USB_LINUX"]: "USB",
+    DLT["USB_LINUX_MMAPPED"]: "USB", DLT["USBPCAP"]: "USB",
+    DLT["BLUETOOTH_HCI_H4"]: "Bluetooth", DLT["BLUETOOTH_HCI_H4_WITH_PHDR"]: "Bluetooth",
+    DLT["CAN20B"]: "CAN", DLT["CAN_SOCKETCAN"]: "CAN",
+    DLT["IEEE802_15_4_WITHFCS"]: "IEEE 802.15.4", DLT["IEEE802_15_4_LINUX"]: "IEEE 802.15.4",
+    DLT["IEEE802_15_4_NONASK_PHY"]: "IEEE 802.15.4", DLT["IEEE802_15_4_NOFCS"]: "IEEE 802.15.4",
+    DLT["IEEE802_15_4_TAP"]: "IEEE 802.15.4", DLT["IEEE802_16_MAC_CPS_RADIO"]: "IEEE 802.16",
+    DLT["SITA"]: "SITA", DLT["RAIF1"]: "RAIF1", DLT["IPMB_KONTRON"]: "IPMB",
+    DLT["IPMB_LINUX"]: "IPMB", DLT["AX25_KISS"]: "AX.25", DLT["NFLOG"]: "NFLOG",
+}
