@@ -112,6 +112,48 @@ def test_mutated_corpus_files_never_crash(tmp_path, pick, flips, cut):
     check(tmp_path, bytes(data))
 
 
+def _ng_block(order, btype, body, total=None, trailer=None):
+    body += b"\0" * ((-len(body)) % 4)
+    n = 12 + len(body)
+    return (struct.pack(order + "II", btype, n if total is None else total) + body
+            + struct.pack(order + "I", n if trailer is None else trailer))
+
+
+def ng_blocks(o):
+    """Strategy: one pcapng block of byte order o, mostly well-formed, sometimes not."""
+    return st.one_of(
+        st.builds(lambda lt, snap, opts: _ng_block(o, 1, struct.pack(o + "HHI", lt, 0, snap) + opts),
+                  st.sampled_from([1, 101, 113, 0, 65535]), st.sampled_from([0, 64, 65535, 2**31]),
+                  st.sampled_from([b"", struct.pack(o + "HHB3x", 9, 1, 9), struct.pack(o + "HHB3x", 9, 1, 0x94),
+                                   struct.pack(o + "HH", 14, 8) + b"\xff" * 8, struct.pack(o + "HHB3x", 9, 1, 200),
+                                   struct.pack(o + "HH", 0, 0), struct.pack(o + "HH", 2, 3) + b"eth\0"])),
+        st.builds(lambda i, hi, lo, cap, data: _ng_block(o, 6, struct.pack(o + "IIIII", i, hi, lo, cap, len(data)) + data),
+                  st.integers(0, 3), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                  st.integers(0, 80), st.binary(max_size=64)),
+        st.builds(lambda data: _ng_block(o, 6, struct.pack(o + "IIIII", 0, 0, 7, len(data), len(data)) + data),
+                  st.binary(max_size=64)),
+        st.builds(lambda data: _ng_block(o, 3, struct.pack(o + "I", len(data) + 3) + data), st.binary(max_size=64)),
+        st.builds(lambda i, data: _ng_block(o, 2, struct.pack(o + "HHIIII", i, 0, 0, 5, len(data), len(data)) + data),
+                  st.integers(0, 2), st.binary(max_size=32)),
+        st.builds(lambda o2, major: _ng_block(o2, 0x0A0D0D0A, struct.pack(o2 + "IHHq", 0x1A2B3C4D, major, 0, -1)),
+                  st.sampled_from("<>"), st.sampled_from([1, 1, 2])),
+        st.builds(lambda t, body: _ng_block(o, t, body), st.sampled_from([4, 5, 0xBAD]), st.binary(max_size=20)),
+        st.builds(lambda t, total, trailer: _ng_block(o, t, b"\0" * 8, total, trailer),
+                  st.sampled_from([1, 6, 3]), st.sampled_from([None, 8, 13, 2**31]), st.sampled_from([None, 0, 24])),
+    )
+
+
+@SETTINGS
+@given(order=st.sampled_from("<>"), data=st.data())
+def test_structured_pcapng_block_sequences_never_crash(tmp_path, order, data):
+    """Blocks of the section's byte order (a new SHB may switch it; later blocks then read wrong,
+    which is damage too), starting with an interface most of the time."""
+    head = _ng_block(order, 0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    first = data.draw(st.sampled_from([_ng_block(order, 1, struct.pack(order + "HHI", 1, 0, 0))] * 4 + [b""]))
+    blocks = data.draw(st.lists(ng_blocks(order), max_size=12))
+    check(tmp_path, head + first + b"".join(blocks))
+
+
 @pytest.mark.skipif(not CORPUS, reason="shared corpus missing")
 @SETTINGS
 @given(pick=st.integers(0, 10**6), window=st.integers(1, 3000), batch=st.integers(1, 20))

@@ -29,6 +29,11 @@ DIVERGENT = {"pcapplusplus__Pcap++Test__PcapExamples__pcapng-example.pcapng",
              "pcapplusplus__Pcap++Test__PcapExamples__too_many_interfaces.pcapng"}
 
 
+@pytest.fixture(autouse=True)
+def private_program_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 def _resolution(path):
     try:
         with pfilter.open(path) as cap:
