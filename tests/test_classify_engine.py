@@ -261,3 +261,26 @@ def test_equality_groups_of_many_ports_and_hosts_decide_like_each_rules_program(
         _assert_columns_equal_own_verdicts(batch, progs, pfilter.classify(batch, progs))
         packed = pfilter.classify(batch, progs, packed=True)
         assert np.array_equal(packed.bool_matrix(), pfilter.classify(batch, progs).matrix)
+
+
+def test_random_rule_sets_on_random_captures_match_each_rules_program():
+    import random
+    rnd = random.Random(11)
+    exprs = ref.corpus_expressions()["EN10MB"]
+    rows = [r for r in ref.corpus_pcaps()
+            if r["dlt"] == "DLT_EN10MB" and r["category"] == "clean" and int(r["packets"]) < 700]
+    for trial in range(8):
+        names = [r["copied_as"] for r in rnd.sample(rows, 6)]
+        batch = _batch(names, truncate=rnd.choice([None, 20, 34, 40, 60]))
+        progs = {}
+        for e in rnd.sample(exprs, rnd.choice([3, 20, 80])):
+            optimize = rnd.random() < 0.5
+            try:
+                progs[(e, optimize)] = pfilter.Program.from_tuples(ref.compile(e, 1, optimize))
+            except ref.RefError:
+                continue
+        result = pfilter.classify(batch, {f"r{i}": p for i, p in enumerate(progs.values())},
+                                  packed=trial % 2 == 1)
+        m = result.bool_matrix()
+        for r, (key, prog) in enumerate(progs.items()):
+            assert np.array_equal(prog.match_batch(batch), m[:, r]), (trial, key)
