@@ -605,14 +605,17 @@ class Classification:
         return table[c]       # -1 picks the default, the last entry
 
     def to_pandas(self):
-        """A pandas DataFrame: one bool column per rule (index: packet number), plus `wirelen`
-        and `timestamp` (datetime64[ns]) columns unless a rule already has that name."""
+        """A pandas DataFrame: one bool column per rule (index: packet number), plus `label`
+        (labels() with classify's order and default), `wirelen` and `timestamp`
+        (datetime64[ns]) columns unless a rule already has that name."""
         try:
             import pandas as pd
         except ImportError:
             raise ImportError("Classification.to_pandas() needs pandas: pip install 'pfilter[pandas]'") from None
         m = self.bool_matrix()
         cols = {name: m[:, r] for r, name in enumerate(self.rules)}
+        if "label" not in cols:
+            cols["label"] = self.labels()
         if "wirelen" not in cols and self.wirelen is not None:
             cols["wirelen"] = self.wirelen
         if "timestamp" not in cols and self.timestamps is not None:

@@ -241,8 +241,10 @@ def test_to_pandas_without_pandas_says_what_to_install(full, monkeypatch):
 def test_to_pandas_has_a_bool_column_per_rule(full):
     pytest.importorskip("pandas")
     df = full.to_pandas()
-    assert list(df.columns[:len(RULES)]) == list(RULES)
+    assert list(df.columns) == list(RULES) + ["label", "wirelen", "timestamp"]
     assert len(df) == full.packets and df["web"].sum() == full.counts[0]
+    assert list(df["label"]) == list(full.labels())
+    assert df["wirelen"].sum() == full.total_bytes and str(df["timestamp"].dtype) == "datetime64[ns]"
 
 
 def test_pfilter_classify_stays_callable_after_the_module_is_imported(batches):
