@@ -243,7 +243,7 @@ def test_to_pandas_has_a_bool_column_per_rule(full):
     df = full.to_pandas()
     assert list(df.columns) == list(RULES) + ["label", "wirelen", "timestamp"]
     assert len(df) == full.packets and df["web"].sum() == full.counts[0]
-    assert list(df["label"]) == list(full.labels())
+    assert list(df["label"].fillna("-")) == list(full.labels(default="-"))
     assert df["wirelen"].sum() == full.total_bytes and str(df["timestamp"].dtype) == "datetime64[ns]"
 
 
