@@ -5,6 +5,8 @@ store them). Imports pfilter.errors only.
 DLT number the compiler works with; `linktype_name` goes back. File values that differ from the
 Linux DLT values (LINKTYPE_RAW 101, ...) map onto the DLT as libpcap's linktype_to_dlt() does.
 """
+import operator
+
 from .errors import FilterError
 
 #: DLT name -> number, as <pcap/dlt.h> defines them on Linux
@@ -14,7 +16,7 @@ DLT = {
     "FDDI": 10, "ATM_RFC1483": 11, "RAW": 12, "SLIP_BSDOS": 15, "PPP_BSDOS": 16,
     "HIPPI": 15, "PFSYNC": 246, "ATM_CLIP": 19, "REDBACK_SMARTEDGE": 32, "PPP_SERIAL": 50,
     "PPP_ETHER": 51, "SYMANTEC_FIREWALL": 99, "C_HDLC": 104, "IEEE802_11": 105, "FRELAY": 107,
-    "LOOP": 108, "ENC": 109, "HDLC": 16, "LINUX_SLL": 113, "LTALK": 114,
+    "LOOP": 108, "ENC": 109, "HDLC": 112, "LINUX_SLL": 113, "LTALK": 114,
     "ECONET": 115, "IPFILTER": 116, "PFLOG": 117, "CISCO_IOS": 118, "PRISM_HEADER": 119,
     "AIRONET_HEADER": 120, "IP_OVER_FC": 122, "SUNATM": 123, "RIO": 124, "PCI_EXP": 125,
     "AURORA": 126, "IEEE802_11_RADIO": 127, "TZSP": 128, "ARCNET_LINUX": 129, "JUNIPER_MLPPP": 130,
@@ -55,6 +57,10 @@ DLT = {
 #: LINKTYPE_* values (in files) that differ from the Linux DLT_* value they stand for
 LINKTYPE_TO_DLT = {100: 11, 101: 12, 102: 15, 103: 16, 106: 19, 14: 12}
 
+#: other names users write for link types
+ALIASES = {"ETHERNET": 1, "ETHER": 1, "SLL": 113, "LINUX_SLL1": 113, "SLL2": 276, "RAW_IP": 12,
+           "RADIOTAP": 127, "IEEE802_11_RADIOTAP": 127, "WIFI": 105, "CHDLC": 104, "PPP_HDLC": 50}
+
 #: the preferred name of each DLT number (first name listed wins; aliases below)
 _NAME_OF = {}
 for _name, _num in DLT.items():
@@ -70,10 +76,10 @@ DLT_TO_LINKTYPE = {11: 100, 12: 101, 15: 102, 16: 103, 19: 106}
 def linktype_number(value):
     """The DLT number for a name or number (LINKTYPE_ numbers accepted); FilterError if unknown."""
     if isinstance(value, bool):
-        raise FilterError(f"unknown link type {value!r}")
-    if isinstance(value, int):
-        num = value
-    else:
+        raise FilterError(f"unknown data link type {value!r}")
+    try:
+        num = operator.index(value)  # ints, numpy integers
+    except TypeError:
         text = str(value).strip()
         try:
             num = int(text, 0)
@@ -84,13 +90,11 @@ def linktype_number(value):
                     key = key[len(prefix):]
             if key in DLT:
                 return DLT[key]
-            aliases = {"ETHERNET": 1, "ETHER": 1, "SLL": 113, "SLL2": 276, "RAW_IP": 12,
-                       "RADIOTAP": 127, "WIFI": 105}
-            if key in aliases:
-                return aliases[key]
+            if key in ALIASES:
+                return ALIASES[key]
             raise FilterError(f"unknown data link type {text!r}") from None
     if num < 0 or num > 0xFFFF:
-        raise FilterError(f"link type {num} out of range")
+        raise FilterError(f"unknown data link type {num}")
     return LINKTYPE_TO_DLT.get(num, num)
 
 

@@ -16,44 +16,14 @@ from functools import lru_cache
 from pfilter.errors import FilterError
 from pfilter.compiler.emit import linearize
 from pfilter.compiler.gencode import Codegen
-from pfilter.compiler.linkctx import DLT, dlt_from_linktype, link_context
+from pfilter.compiler.linkctx import link_context
+from pfilter.linktypes import linktype_number
 
 __all__ = ["compile_expression", "compile_to_tuples", "resolve_linktype"]
 
-# Names accepted for link types besides DLT_* names (LINKTYPE_* spellings and aliases).
-_NAME_ALIASES = {"ETHERNET": "EN10MB", "LINUX_SLL1": "LINUX_SLL", "IEEE802_11_RADIOTAP":
-                 "IEEE802_11_RADIO", "RADIOTAP": "IEEE802_11_RADIO", "CHDLC": "C_HDLC",
-                 "IPV4": "IPV4", "IPV6": "IPV6", "PPP_HDLC": "PPP_SERIAL"}
-
-
 def resolve_linktype(linktype):
     """The DLT number libpcap would use for a link-type name or LINKTYPE/DLT number."""
-    if isinstance(linktype, bool):
-        raise FilterError(f"unknown link type {linktype!r}")
-    number = _as_int(linktype)
-    if number is not None:
-        return dlt_from_linktype(number)
-    if isinstance(linktype, str):
-        try:
-            from pfilter.linktypes import linktype_number
-        except ImportError:
-            linktype_number = None
-        text = linktype.strip()
-        if text.isdigit():
-            return dlt_from_linktype(int(text))
-        key = text.upper()
-        if key.startswith(("DLT_", "LINKTYPE_")):
-            key = key.split("_", 1)[1]
-        key = _NAME_ALIASES.get(key, key)
-        if key in DLT:
-            return DLT[key]
-        if linktype_number is not None:
-            try:
-                return dlt_from_linktype(int(linktype_number(linktype)))
-            except (ValueError, KeyError, TypeError, LookupError):
-                pass
-        raise FilterError(f"unknown link type {linktype!r}")
-    raise FilterError(f"unknown link type {linktype!r}")
+    return linktype_number(linktype)
 
 
 def _as_int(value):

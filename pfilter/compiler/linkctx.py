@@ -1,5 +1,5 @@
 """Link-layer contexts: where each link type puts its type field, its payload and the network
-header, as libpcap 1.10.3's init_linktype() lays them out. Imports pfilter.errors only.
+header, as libpcap 1.10.3's init_linktype() lays them out. Imports pfilter.errors and pfilter.linktypes only.
 
 A `LinkContext` is an immutable description chosen by DLT number. The code generator copies
 its offsets into its own mutable state at the start of each compilation, because `vlan`,
@@ -14,33 +14,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 from pfilter.errors import FilterError
+from pfilter.linktypes import DLT, LINKTYPE_TO_DLT, linktype_name
 
 __all__ = ["LinkContext", "link_context", "dlt_from_linktype", "DLT", "DLT_NAMES", "DLT_DESCRIPTIONS"]
 
-# DLT values as libpcap on Linux defines them (pcap/dlt.h).
-DLT = dict(
-    NULL=0, EN10MB=1, EN3MB=2, AX25=3, PRONET=4, CHAOS=5, IEEE802=6, ARCNET=7, SLIP=8, PPP=9,
-    FDDI=10, ATM_RFC1483=11, RAW=12, SLIP_BSDOS=15, PPP_BSDOS=16, ATM_CLIP=19,
-    PPP_SERIAL=50, PPP_ETHER=51, SYMANTEC_FIREWALL=99, C_HDLC=104, IEEE802_11=105,
-    FRELAY=107, LOOP=108, ENC=109, HDLC=112, LINUX_SLL=113, LTALK=114, PFLOG=117,
-    PRISM_HEADER=119, IP_OVER_FC=122, SUNATM=123, IEEE802_11_RADIO=127, ARCNET_LINUX=129,
-    JUNIPER_MLPPP=130, JUNIPER_MLFR=131, JUNIPER_ES=132, JUNIPER_GGSN=133, JUNIPER_MFR=134,
-    JUNIPER_ATM2=135, JUNIPER_SERVICES=136, JUNIPER_ATM1=137, APPLE_IP_OVER_IEEE1394=138,
-    MTP2_WITH_PHDR=139, MTP2=140, MTP3=141, SCCP=142, DOCSIS=143, LINUX_IRDA=144,
-    IEEE802_11_RADIO_AVS=163, JUNIPER_MONITOR=164, BACNET_MS_TP=165, PPP_PPPD=166,
-    JUNIPER_PPPOE=167, JUNIPER_PPPOE_ATM=168, LINUX_LAPD=177, JUNIPER_ETHER=178,
-    JUNIPER_PPP=179, JUNIPER_FRELAY=180, JUNIPER_CHDLC=181, MFR=182, JUNIPER_VP=183,
-    USB_FREEBSD=186, BLUETOOTH_HCI_H4=187, USB_LINUX=189, CAN20B=190,
-    IEEE802_15_4_LINUX=191, PPI=192, IEEE802_16_MAC_CPS_RADIO=193, JUNIPER_ISM=194,
-    IEEE802_15_4_WITHFCS=195, SITA=196, ERF=197, RAIF1=198, IPMB_KONTRON=199,
-    JUNIPER_ST=200, BLUETOOTH_HCI_H4_WITH_PHDR=201, AX25_KISS=202, IPMB_LINUX=209,
-    IEEE802_15_4_NONASK_PHY=215, USB_LINUX_MMAPPED=220, IPNET=226, CAN_SOCKETCAN=227,
-    IPV4=228, IPV6=229, IEEE802_15_4_NOFCS=230, JUNIPER_VS=232, JUNIPER_SRX_E2E=233,
-    JUNIPER_FIBRECHANNEL=234, JUNIPER_ATM_CEMIC=238, NFLOG=239, NETANALYZER=240,
-    NETANALYZER_TRANSPARENT=241, PFSYNC=246, USBPCAP=249, LINUX_SLL2=276,
-    IEEE802_15_4_TAP=283,
-)
-DLT_NAMES = {v: k for k, v in DLT.items()}
+# DLT numbers and names come from pfilter.linktypes, the one table of them.
+DLT_NAMES = {v: linktype_name(v) for v in set(DLT.values())}
 
 # libpcap's pcap_datalink_val_to_description(), for messages that name a link type.
 DLT_DESCRIPTIONS = {
@@ -111,13 +90,6 @@ DLT_DESCRIPTIONS = {
 
 DLT_MATCHING_MIN = 104
 DLT_MATCHING_MAX = 289
-
-# LINKTYPE_* values (the numbers in capture files) that differ from the DLT_* values
-# libpcap uses on Linux (libpcap: linktype_to_dlt()), plus the BSD spellings of DLT_RAW.
-_LINKTYPE_TO_DLT = {
-    100: DLT["ATM_RFC1483"], 101: DLT["RAW"], 14: DLT["RAW"], 102: DLT["SLIP_BSDOS"],
-    103: DLT["PPP_BSDOS"], 106: DLT["ATM_CLIP"], 246: DLT["PFSYNC"],
-}
 
 # The 802.11 family: 802.11 headers, possibly behind a radio header.
 WLAN_DLTS = frozenset(DLT[n] for n in (
@@ -219,7 +191,7 @@ _add("NETANALYZER_TRANSPARENT", 24, 26, 0, 3, off_linkhdr=12)
 
 def dlt_from_linktype(n):
     """The DLT value libpcap uses for capture-file link type `n`."""
-    return _LINKTYPE_TO_DLT.get(n, n)
+    return LINKTYPE_TO_DLT.get(n, n)
 
 
 def link_context(dlt):
