@@ -42,6 +42,7 @@ cdef extern from *:
 
 DEF MAX_BACKWARD_JUMPS = 262144
 DEF PREFETCH_AHEAD = 8         # rows ahead whose packet headers are prefetched
+DEF MAX_CLASS_ENTRIES = 4194304   # bounds the class table (16 bytes an entry) of one run()
 DEF OP_TEST = 0x100
 
 MAX_BACKWARD_JUMPS_VALUE = MAX_BACKWARD_JUMPS
@@ -803,9 +804,10 @@ cdef class RuleEngine:
         memset(&ct, 0, sizeof(ct))
         if nsig:
             ct.nslots = 1
-            while ct.nslots < 2 * self.maxclasses:
+            # at most MAX_CLASS_ENTRIES (class, rule) entries, whatever the number of rules
+            ct.maxclasses = min(self.maxclasses, max(16, MAX_CLASS_ENTRIES // nr))
+            while ct.nslots < 2 * ct.maxclasses:
                 ct.nslots *= 2
-            ct.maxclasses = self.maxclasses
             ct.nrules = nr
             ct.packed = packed
             ct.width = (nr + 7) // 8 if packed else nr
