@@ -189,6 +189,11 @@ def test_counts_only_streaming_equals_full_mode(full):
            (full.packets, full.total_bytes, full.matched, full.matched_bytes)
     with pytest.raises(pfilter.FilterError, match="counts_only"):
         lean.labels()
+    with pfilter.open(PCAP, batch_packets=500) as cap:      # ten batches, streamed
+        streamed = pfilter.classify(cap, RULES, counts_only=True)
+    assert np.array_equal(streamed.counts, full.counts) and streamed.matched == full.matched
+    with pfilter.open(PCAP, batch_packets=500) as cap:
+        assert np.array_equal(pfilter.classify(cap, RULES).matrix, full.matrix)
 
 
 def test_labels_name_the_first_matching_rule_in_order(full):
