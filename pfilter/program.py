@@ -16,7 +16,7 @@ import numpy as np
 
 from .batch import PacketBatch
 from .errors import InvalidProgramError
-from .opcodes import SKF_AD_OFF
+from .opcodes import BPF_MAXINSNS, SKF_AD_OFF
 from .validate import validate
 
 INSN_DTYPE = np.dtype([("code", "<u2"), ("jt", "u1"), ("jf", "u1"), ("k", "<u4")])
@@ -105,10 +105,10 @@ class Program:
     __slots__ = ("instructions", "_raw", "_decoded", "_clear_mem", "_tuples", "_rejects_all", "linktype",
                  "snaplen", "source")
 
-    def __init__(self, instructions, *, linktype=None, snaplen=None, source=None):
+    def __init__(self, instructions, *, linktype=None, snaplen=None, source=None, max_insns=BPF_MAXINSNS):
         arr = np.array(instructions, dtype=INSN_DTYPE, copy=True).reshape(-1)
         tuples = [tuple(int(v) for v in row) for row in arr.tolist()]
-        validate(tuples)
+        validate(tuples, max_insns)
         arr.flags.writeable = False
         self.instructions = arr
         self._raw = np.frombuffer(arr.tobytes(), dtype=np.uint8)
@@ -196,6 +196,8 @@ class Program:
 
     def sock_fprog(self):
         """The `struct sock_filter[]` bytes Linux takes in SO_ATTACH_FILTER (native byte order)."""
+        if len(self) > BPF_MAXINSNS:
+            raise InvalidProgramError(f"the kernel takes at most {BPF_MAXINSNS} instructions; this program has {len(self)}")
         return b"".join(struct.pack("=HBBI", *t) for t in self._tuples)
 
     @property

@@ -4,7 +4,8 @@ Imports only pfilter.errors and pfilter.opcodes. Runs once per program; the VMs 
 (they still bound backward jumps, the one thing no static check can decide).
 
 What it refuses, each with InvalidProgramError naming the instruction:
-  an empty program; more than BPF_MAXINSNS (4096) instructions; an unknown opcode (`ret x`
+  an empty program; more than BPF_MAXINSNS (4096) instructions (COMPILED_MAX_INSNS for programs
+  pfilter's compiler made); an unknown opcode (`ret x`
   included); a jump whose target is outside the program; a scratch-memory index >= 16; a constant
   division or modulo by zero; a constant shift by 32 or more; a last instruction that is not `ret`.
 
@@ -21,14 +22,21 @@ from .opcodes import (BPF_ALU, BPF_DIV, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
 #: how many backward jumps one packet may take before the program gives up and returns 0
 MAX_BACKWARD_JUMPS = 1 << 18
 
+#: the length limit for programs pfilter's own compiler produced. Divergence: the kernel and
+#: libpcap's bpf_validate() stop at BPF_MAXINSNS (4096), the limit every program from outside
+#: gets here too; libpcap's userland compiler and interpreter have no limit, and a filter naming
+#: 1,000 hosts compiles to more than 4096 instructions. Such programs run in pfilter's VMs (and
+#: in libpcap's bpf_filter) but Program.sock_fprog() refuses them, as the kernel would.
+COMPILED_MAX_INSNS = 1 << 22
 
-def validate(insns):
+
+def validate(insns, max_insns=BPF_MAXINSNS):
     """Check a sequence of (code, jt, jf, k) tuples; raise InvalidProgramError or return None."""
     n = len(insns)
     if n == 0:
         raise InvalidProgramError("empty program: a cBPF program needs at least a `ret`")
-    if n > BPF_MAXINSNS:
-        raise InvalidProgramError(f"program has {n} instructions, more than the limit of {BPF_MAXINSNS}")
+    if n > max_insns:
+        raise InvalidProgramError(f"program has {n} instructions, more than the limit of {max_insns}")
     for i, (code, jt, jf, k) in enumerate(insns):
         if code not in VALID_OPCODES:
             what = "`ret x` is not a cBPF instruction" if code == (BPF_RET | 0x08) else f"unknown opcode 0x{code:x}"

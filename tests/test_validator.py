@@ -2,6 +2,7 @@
 import pytest
 
 import pfilter
+import pfilter.validate
 from pfilter.opcodes import *  # noqa: F403
 
 OK = (BPF_RET | BPF_K, 0, 0, 1)
@@ -76,3 +77,11 @@ def test_malformed_tuples_are_refused_not_crashed():
 def test_invalid_program_error_is_a_filter_error_and_a_value_error():
     err = refused([])
     assert isinstance(err, pfilter.FilterError) and isinstance(err, ValueError)
+
+
+def test_compiled_programs_may_exceed_4096_instructions_but_not_the_kernel():
+    big = [(BPF_LD | BPF_IMM, 0, 0, 0)] * 5000 + [OK]
+    prog = pfilter.Program.from_tuples(big, max_insns=pfilter.validate.COMPILED_MAX_INSNS)
+    assert len(prog) == 5001 and prog.run(b"") == 1
+    with pytest.raises(pfilter.InvalidProgramError, match="4096"):
+        prog.sock_fprog()

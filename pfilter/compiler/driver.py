@@ -70,6 +70,7 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False):
 @lru_cache(maxsize=4096)
 def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefile=True):
     from pfilter.program import Program
+    from pfilter.validate import COMPILED_MAX_INSNS
     tuples, optimizable = _generate(expr, dlt, snaplen, netmask, savefile, swapped)
     if optimize and optimizable:
         try:
@@ -78,7 +79,7 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefi
             optimize_program = None
         if optimize_program is not None:
             tuples = optimize_program(tuples)
-    return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr)
+    return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
 
 
 def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None,
