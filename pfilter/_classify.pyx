@@ -415,7 +415,7 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
                               bint usesmem, Memo* m, const uint8_t* p, uint32_t buflen,
                               uint32_t wirelen) noexcept nogil:
     """The return value of the rule program entered at code[start] with registers A and X
-    (0 and 0 at a program's start) and M[] zeroed."""
+    (0 and 0 at a program's start) and M[] zeroed. libpcap: bpf_filter(), plus OP_TEST."""
     cdef uint32_t k, v, t, target
     cdef uint32_t mem[16]
     cdef const cl_insn* pc = code + start

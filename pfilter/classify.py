@@ -1,9 +1,10 @@
 """pfilter.classify: many named filters over every packet, in one pass.
 
-Imports pfilter.errors, pfilter.opcodes, pfilter.batch, pfilter.program, pfilter.linktypes, and at
-call time pfilter.compile (the compiler) and pfilter.open (the capture reader); its engine is the
-Cython module pfilter._classify (nothing from pfilter), with a pure-Python fallback that runs
-each rule's Program.match_batch (PFILTER_PUREPYTHON=1, or the extension not built).
+Imports pfilter.errors, pfilter.opcodes, pfilter.batch, pfilter.linktypes, and at call time
+pfilter.compile (the compiler) and pfilter.open (the capture reader); rules may also be Program
+objects (anything with to_tuples()). Its engine is the Cython module pfilter._classify (which
+imports nothing from pfilter); without it (PFILTER_PUREPYTHON=1, or not built), and for a
+single rule, each rule's own Program.match_batch runs instead.
 
     result = pfilter.classify("big.pcap", {"web": "tcp port 80 or tcp port 443",
                                            "dns": "udp port 53", "v6": "ip6"})
@@ -118,7 +119,8 @@ OP_TEST = 0x100
 LEAF_ACCEPT = 0xFFFFFFFE
 LEAF_REJECT = 0xFFFFFFFF
 
-#: the engine's instruction record: cBPF opcode, aux (1 = backward `ja`), absolute targets, k
+#: the engine's instruction record: opcode, aux (`ja`: 1 = backward; OP_TEST: the registers its
+#: block sets, bit 0 A, bit 1 X), absolute jump targets, k
 CL_INSN_DTYPE = np.dtype([("code", "<u2"), ("aux", "<u2"), ("jt", "<u4"), ("jf", "<u4"), ("k", "<u4")])
 
 
