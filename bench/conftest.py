@@ -364,9 +364,10 @@ def result_table(name, title, columns, notes=()):
 
 
 def machine_note():
+    reader = f", batch read by {BATCH_INFO['reader']}" if "reader" in BATCH_INFO else ""
     return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()}, "
-            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
-            f"{libpcap_version()}")
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python {platform.python_version()}, "
+            f"numpy {np.__version__}, {libpcap_version()}{reader}")
 
 
 def pytest_terminal_summary(terminalreporter):
