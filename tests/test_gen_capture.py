@@ -1,6 +1,7 @@
 """Tests of scripts/gen_capture.py, the generator of data/ and of the benchmark captures: it is
 deterministic, reproduces data/sample.pcap, writes what dpkt, libpcap and tcpdump read back, and
-gives the traffic mix it promises. Imports dpkt, numpy and the script (by path), not pfilter.
+gives the traffic mix it promises; and the benchmark's C baseline (bench/baseline/bpf_loop.c)
+counts on it what tcpdump counts. Imports dpkt, numpy and the script (by path), not pfilter.
 """
 import importlib.util
 import ipaddress
@@ -227,3 +228,21 @@ def test_the_benchmark_twenty_host_filter_matches_some_but_not_most_packets():
     assert 0.02 * 3000 < matched < 0.5 * 3000
     for expr in conftest.STANDARD_EXPRESSIONS:
         assert 0 < _tcpdump_count(SAMPLE, expr) < 3000, expr
+
+
+def test_bench_c_baseline_matches_what_tcpdump_counts_on_the_sample(tmp_path):
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        if IN_CI:
+            pytest.fail("no C compiler (CI=true: the test command must install gcc)")
+        pytest.skip("no C compiler")
+    exe = tmp_path / "bpf_loop"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline" / "bpf_loop.c"), "-lpcap"],
+                   check=True, capture_output=True)
+    for expr in ("ip and tcp port 80", "vlan and ip", "udp port 53 or icmp"):
+        program = subprocess.run([_tcpdump(), "-ddd", "-r", str(SAMPLE), expr], capture_output=True, text=True,
+                                 check=True).stdout
+        report = subprocess.run([str(exe), "-n", "1", str(SAMPLE)], input=program, capture_output=True, text=True,
+                                check=True).stdout
+        counts = dict(re.findall(r'"(packets|matched)": (\d+)', report))
+        assert (int(counts["packets"]), int(counts["matched"])) == (3000, _tcpdump_count(SAMPLE, expr)), expr
