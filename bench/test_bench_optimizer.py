@@ -1,0 +1,98 @@
+"""Optimizer speed and scaling, and its results against libpcap's -O (size, path length).
+
+Imports pfilter.optimizer, pfilter.compiler.driver, the helpers of bench/conftest.py and
+tests/reference.py (libpcap's bytecode for the corpus, ../shared/corpus/expected). The full
+per-expression report is `python3 bench/optimizer_report.py`.
+
+- time to optimize every EN10MB corpus program (libpcap's unoptimized bytecode);
+- time and peak traced memory to optimize an `or` of N `host` clauses (targets: 1,000 clauses
+  well under 2 s and 300 MB; 10,000 under 30 s), i.e. compile time vs expression size;
+- corpus totals: instructions and executed instructions per packet, pfilter vs libpcap -O.
+"""
+import statistics
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from conftest import ROUNDS, result_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import reference  # noqa: E402
+from pfilter.compiler import driver  # noqa: E402
+from pfilter.optimizer import optimize_program  # noqa: E402
+
+TABLE = result_table(
+    "optimizer", "Optimizer: time, scaling, and results vs libpcap -O",
+    ["case", "insns in", "insns out", "seconds", "peak MB", "note"],
+    notes=["`or` of N hosts: pfilter's unoptimized bytecode (libpcap-identical), optimized; "
+           "seconds = best round; peak MB = tracemalloc peak of one extra run. Targets: 1,000 hosts "
+           "< 2 s and < 300 MB, 10,000 hosts < 30 s."])
+
+
+def _corpus():
+    try:
+        return reference.corpus_expected("en10mb")
+    except reference.RefError as err:
+        pytest.skip(str(err))
+
+
+def test_optimizer_time_over_the_corpus(benchmark):
+    rows = _corpus()
+    progs = [r["unopt"] for r in rows]
+    benchmark.pedantic(lambda: [optimize_program(p) for p in progs], rounds=ROUNDS, iterations=1)
+    times = []
+    for p in progs:
+        t0 = time.perf_counter()
+        optimize_program(p)
+        times.append(1e3 * (time.perf_counter() - t0))
+    times.sort()
+    TABLE.add("corpus", case=f"corpus ({len(progs)} expressions)", **{
+        "insns in": sum(map(len, progs)), "insns out": sum(len(optimize_program(p)) for p in progs),
+        "seconds": benchmark.stats.stats.min,
+        "note": f"median {statistics.median(times):.2f} ms, max {times[-1]:.1f} ms per expression"})
+
+
+@pytest.mark.parametrize("clauses", [10, 100, 1000, 3000, 10000])
+def test_optimizer_time_for_an_or_of_host_clauses(benchmark, clauses):
+    expr = " or ".join(f"host 10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(1, clauses + 1))
+    prog = driver.compile_to_tuples(expr, 1, 262144)
+    rounds = 1 if clauses >= 3000 else max(1, ROUNDS // 2)
+    out = benchmark.pedantic(lambda: optimize_program(prog), rounds=rounds, iterations=1)
+    peak = None
+    if clauses <= 1000:
+        tracemalloc.start()
+        optimize_program(prog)
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+    TABLE.add(f"hosts-{clauses}", case=f"`or` of {clauses} hosts", **{
+        "insns in": len(prog), "insns out": len(out), "seconds": benchmark.stats.stats.min,
+        "peak MB": peak, "note": ""})
+    if clauses == 1000:
+        assert benchmark.stats.stats.min < 2.0 and peak < 300
+    if clauses == 10000:
+        assert benchmark.stats.stats.min < 30.0
+
+
+def test_optimized_corpus_is_smaller_and_shorter_than_libpcap_o(benchmark):
+    import pfilter
+    rows = _corpus()
+    batches = [b for (dlt, _), b in reference.corpus_batches().items() if dlt == 1]
+    pkts = [(b.packet(i), int(b.wirelen[i])) for b in batches for i in range(len(b))]
+    batch = pfilter.PacketBatch.from_packets([p for p, _ in pkts], wirelens=[w for _, w in pkts])
+    ours = benchmark.pedantic(lambda: [optimize_program(r["unopt"]) for r in rows], rounds=1, iterations=1)
+    size_ours = sum(map(len, ours))
+    size_lib = sum(len(r["opt"]) for r in rows)
+    steps_ours = steps_lib = 0.0
+    for r, o in zip(rows, ours):
+        steps_ours += float(pfilter.Program.from_tuples(o).count_steps(batch).sum()) / len(batch)
+        steps_lib += float(pfilter.Program.from_tuples(r["opt"]).count_steps(batch).sum()) / len(batch)
+    le = sum(len(o) <= len(r["opt"]) for r, o in zip(rows, ours))
+    TABLE.add("sizes", case="corpus size vs libpcap -O", **{
+        "insns in": sum(len(r["unopt"]) for r in rows), "insns out": size_ours,
+        "note": f"libpcap -O {size_lib}; pfilter <= libpcap for {le}/{len(rows)}"})
+    TABLE.add("steps", case="executed insns per packet, summed over expressions", **{
+        "note": f"pfilter {steps_ours:.1f}, libpcap -O {steps_lib:.1f} ({len(batch)} corpus packets)"})
+    assert size_ours < size_lib
