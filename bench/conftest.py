@@ -326,6 +326,20 @@ def record_rate(benchmark, packets, baseline_ns=None, **extra):
     return best
 
 
+def interleaved_best(functions, rounds=ROUNDS):
+    """Fastest time (seconds) of each function, timed in alternation round by round, so that a
+    load spike on a shared machine hits every contender alike; a ratio of two of these is steadier
+    than a ratio of two benchmarks run one after the other."""
+    import time
+    best = [float("inf")] * len(functions)
+    for _ in range(rounds):
+        for i, fn in enumerate(functions):
+            started = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
 class ResultTable:
     """Rows gathered during the run, printed as a markdown table at the end and written to
     bench/results/latest_<name>.md."""
