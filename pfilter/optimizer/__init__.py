@@ -3,7 +3,8 @@
 Imports pfilter.opcodes and its own modules only; the compiler driver calls it, and it works
 on any valid cBPF program (ours, libpcap's, hand-written).
 
-    build graph (cfg.py) -> PASSES, repeated until none changes anything -> linearize
+    build graph (cfg.py) -> PASSES, repeated until none changes anything
+        -> order_dispatch (common packets first; once) -> PASSES again if it swapped -> linearize
 
 Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
 own module. Why the loop terminates: every change strictly decreases the measure
@@ -25,6 +26,7 @@ from .deadcode import drop_covered_loads, prune_zero_paths, remove_dead_code
 from .jumps import thread_jumps
 from .linearize import linearize
 from .peephole import fold_index_arithmetic, fold_into_jumps
+from .ordering import order_dispatch
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant
 from .reorder import group_tests
@@ -97,6 +99,8 @@ def optimize_program(insns):
     gc.disable()
     try:
         optimize_graph(graph)
+        if order_dispatch(graph, None):
+            optimize_graph(graph)
         out = linearize(graph)
     finally:
         if enabled:

@@ -96,6 +96,22 @@ class Graph:
                 s.preds.append(b)
         return order
 
+    def renumber(self):
+        """Make `order` topological again (Kahn's algorithm, old order breaking ties)."""
+        import heapq
+        blocks = self.link_preds()
+        indeg = {b.id: len(b.preds) for b in blocks}
+        heap = [(self.entry.order, self.entry.id, self.entry)]
+        n = 0
+        while heap:
+            b = heapq.heappop(heap)[2]
+            b.order = n
+            n += 1
+            for s in {s.id: s for s in b.succ}.values():
+                indeg[s.id] -= sum(1 for t in b.succ if t is s)
+                if indeg[s.id] == 0:
+                    heapq.heappush(heap, (s.order, s.id, s))
+
     def size(self):
         return sum(len(b.stmts) + 1 for b in self.blocks())
 
