@@ -86,3 +86,25 @@ def test_programs_over_10_percent_larger_than_libpcap_are_ones_libpcap_gets_wron
             if not len(disagreements(r["unopt"], r["opt"], probe_batch(r["unopt"], bases))):
                 unexplained.append(f"{r['expr']!r}: {len(ours)} vs libpcap {len(r['opt'])}")
     assert not unexplained, "\n".join(unexplained)
+
+
+def test_compiled_corpus_expressions_give_the_same_verdicts_optimized_or_not(batches):
+    from pfilter.compiler.driver import compile_to_tuples
+    batch = batches[1]
+    bad = []
+    for expr in [r["expr"] for r in reference.corpus_expected("en10mb")]:
+        try:
+            plain = compile_to_tuples(expr, 1)
+        except pfilter.FilterError:
+            continue
+        want = pfilter.Program.from_tuples(plain).run_batch(batch)
+        got = pfilter.compile(expr, optimize=True).run_batch(batch)
+        if not np.array_equal(want, got):
+            bad.append(expr)
+    assert not bad, bad[:20]
+
+
+def test_program_rejects_all_uses_the_optimizer():
+    assert pfilter.compile("ip and arp", optimize=False).rejects_all
+    assert pfilter.compile("not ip and ip", optimize=False).rejects_all
+    assert not pfilter.compile("ip or arp", optimize=False).rejects_all

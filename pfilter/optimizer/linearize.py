@@ -3,7 +3,8 @@
 Imports pfilter.opcodes and pfilter.optimizer.cfg only.
 
 Order: a topological order that places the target of a `goto` right after its block when it
-can (saving the `ja`), bare `ret` blocks last (accepting ones first, as libpcap does).
+can (saving the `ja`), bare `ret` blocks last (accepting ones first, as libpcap does). A `goto`
+to a bare `ret` elsewhere becomes a copy of that `ret` (same size as `ja`, one step shorter).
 
 Emission runs from the last block to the first, so every jump target is already placed and
 its distance known exactly. A conditional jump offset is 8 bits: when a target is more than 255
@@ -69,9 +70,13 @@ def linearize(graph):
         if b.kind == RET:
             rev.append((b.rcode, 0, 0, b.rk))
         elif b.kind == GOTO:
-            t = pos[b.succ[0].id]
+            s = b.succ[0]
+            t = pos[s.id]
             if t != len(rev) - 1:
-                rev.append((BPF_JMP | BPF_JA, 0, 0, len(rev) - t - 1))
+                if _bare_ret(s):
+                    rev.append((s.rcode, 0, 0, s.rk))     # a copy of the `ret` beats `ja` to it
+                else:
+                    rev.append((BPF_JMP | BPF_JA, 0, 0, len(rev) - t - 1))
         else:
             targets = list({s.id: s for s in b.succ}.values())
             base = len(rev)
