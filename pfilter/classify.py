@@ -743,7 +743,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     iterable of batches. rules: mapping name -> expression (or Program), list of expressions
     (each its own name), or a rules-file path (`name: expression` lines, `#` comments).
     linktype: compile for this link type instead of each batch's own. order / default: the
-    first-match order and no-match label used by .labels(). packed: keep the matrix as
+    first-match order (rule names; rules left out never label a packet) and the label of packets
+    no rule in the order accepts, used by .labels() and the CLI. packed: keep the matrix as
     np.packbits(matrix, axis=1). counts_only: keep no per-packet data (streams any file size).
     optimize / snaplen: passed to pfilter.compile. Returns a Classification."""
     pairs = parse_rules(rules)
