@@ -11,8 +11,10 @@ tax/txa) and one terminator:
     kind == COND   conditional jump `jcode`/`jk`: true edge `succ[0]`, false edge `succ[1]`
 
 Programs with only forward jumps make the graph a DAG; `order` is a topological key (the
-position the block had in the input, or a fresh key between its neighbours for new blocks).
+position the block had in the input; `renumber` recomputes it after a pass that needs to).
 """
+
+import heapq
 
 from pfilter.opcodes import BPF_CLASS, BPF_JA, BPF_JMP, BPF_OP, BPF_RET
 
@@ -98,7 +100,6 @@ class Graph:
 
     def renumber(self):
         """Make `order` topological again (Kahn's algorithm, old order breaking ties)."""
-        import heapq
         blocks = self.link_preds()
         indeg = {b.id: len(b.preds) for b in blocks}
         heap = [(self.entry.order, self.entry.id, self.entry)]

@@ -16,7 +16,7 @@ terminates and never undoes itself):
 from pfilter.opcodes import BPF_ABS, BPF_DIV, BPF_IMM, BPF_IND, BPF_LD, BPF_LDX, BPF_MOD, BPF_RET, BPF_K
 
 from .cfg import COND, RET
-from .values import ALWAYS, A, X, Analysis, evaluate, stmt_rank
+from .values import ALWAYS, A, X, evaluate, stmt_rank
 
 __all__ = ["fold_constants"]
 

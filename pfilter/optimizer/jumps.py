@@ -21,7 +21,7 @@ their targets' positions grows, bounded), each settled test removes a conditiona
 from .cfg import COND, GOTO
 from pfilter.opcodes import BPF_JEQ
 
-from .values import ALWAYS, A, NREGS, Analysis, State, add_fact_to, anticipated_block, decide_jump, \
+from .values import ALWAYS, A, NREGS, State, add_fact_to, anticipated_block, decide_jump, \
     edge_fact, evaluate, live_block
 
 __all__ = ["thread_jumps"]

@@ -18,7 +18,7 @@ import heapq
 
 from pfilter.opcodes import BPF_JA, BPF_JMP
 
-from .cfg import COND, GOTO, RET
+from .cfg import GOTO, RET
 
 __all__ = ["linearize", "layout"]
 
@@ -65,7 +65,6 @@ def linearize(graph):
     rev = []            # instructions in reverse order; jump fields hold final offsets
     pos = {}            # block id -> reverse index of its first instruction
     tramps = {}         # block id -> reverse indices of trampolines to it (ascending)
-    retcopy = {}
     for b in reversed(blocks):
         if b.kind == RET:
             rev.append((b.rcode, 0, 0, b.rk))

@@ -13,7 +13,7 @@ raises its `stmt_rank`.
 
 from pfilter.opcodes import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MSH, BPF_TAX, BPF_TXA
 
-from .values import A, X, Analysis, evaluate, stmt_rank
+from .values import A, X, evaluate, stmt_rank
 
 __all__ = ["remove_redundant"]
 
