@@ -1,7 +1,8 @@
 """The multi-rule engine (pfilter._classify via pfilter.classify): every column of the matrix must
-equal that rule's own verdicts, packet for packet, on real captures. Rules are compiled by libpcap
-here (reference.compile), so these tests check the engine independently of pfilter's compiler;
-test_classify_compiled.py repeats the check with pfilter.compile."""
+equal that rule's own verdicts, packet for packet, on real captures. Most rules here are compiled
+by libpcap (reference.compile), so these tests check the engine independently of pfilter's
+compiler; test_rules_compiled_by_pfilter_each_give_their_programs_verdicts repeats the check
+through pfilter.compile (optimized and not)."""
 import importlib
 
 import numpy as np
@@ -88,6 +89,16 @@ def test_every_column_equals_the_rules_own_verdicts_on_corpus_captures(corpus_ba
     # the rule set is not trivial on this traffic: most rules match something, none matches all
     assert (result.counts > 0).sum() >= 30
     assert (result.counts < len(corpus_batch)).all() or "ip or ip6" in RULES
+
+
+def test_rules_compiled_by_pfilter_each_give_their_programs_verdicts(corpus_batch):
+    result = pfilter.classify(corpus_batch, RULES)          # expressions: pfilter.compile
+    for r, expr in enumerate(RULES):
+        own = pfilter.compile(expr, linktype="EN10MB").match_batch(corpus_batch)
+        assert np.array_equal(result.column(expr), own), expr
+        assert result.counts[r] == own.sum()
+    unoptimized = pfilter.classify(corpus_batch, RULES, optimize=False, packed=True)
+    assert np.array_equal(unoptimized.bool_matrix(), result.matrix)
 
 
 def test_columns_equal_libpcaps_own_verdicts(corpus_batch):
