@@ -28,7 +28,7 @@ from .linearize import linearize
 from .peephole import fold_index_arithmetic, fold_into_jumps
 from .ordering import order_dispatch
 from .merge import merge_chains, merge_identical, simplify_edges
-from .redundancy import remove_redundant
+from .redundancy import remove_redundant, remove_redundant_blocks
 from .reorder import group_tests
 from .values import Analysis, Values
 
@@ -37,6 +37,7 @@ __all__ = ["optimize_program", "rejects_all", "PASSES"]
 PASSES = (
     fold_constants,
     remove_redundant,
+    remove_redundant_blocks,
     fold_into_jumps,
     fold_index_arithmetic,
     thread_jumps,

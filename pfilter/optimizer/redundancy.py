@@ -7,15 +7,16 @@ analysis meets states at merges) is removed; `ldh [12]` after `ldh [12]; jeq #0x
 typical case. A statement whose value already sits in another register becomes a copy
 (`tax`, `txa`, `ld M[i]`), which frees the code that computed it for dead-code removal. A load
 is only removed or turned into a copy where it cannot abort (the same bytes were loaded before,
-or the register holding the value proves it). Terminates: each change removes a statement or
-raises its `stmt_rank`.
+or the register holding the value proves it). `remove_redundant_blocks` does the same for a
+whole block whose net effect leaves every live register as it was. Terminates: each change
+removes statements or raises a `stmt_rank`.
 """
 
 from pfilter.opcodes import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MSH, BPF_TAX, BPF_TXA
 
-from .values import A, X, evaluate, stmt_rank
+from .values import NREGS, A, X, evaluate, live_block, stmt_rank, term_uses
 
-__all__ = ["remove_redundant"]
+__all__ = ["remove_redundant", "remove_redundant_blocks"]
 
 _RANK_MEM = stmt_rank(BPF_LD | BPF_MEM)
 _RANK_COPY = stmt_rank(BPF_MISC | BPF_TAX)
@@ -57,4 +58,41 @@ def remove_redundant(graph, ctx):
             st.note(check)
             st.regs[dest] = v
         b.stmts = new
+    return changed
+
+
+def remove_redundant_blocks(graph, ctx):
+    """Drop every statement of a block that, taken as a whole, recomputes what is already in
+    place: `ldb [x]; and #0xfc` again after `ldb [x]; and #0xfc; jeq #0xc0` false leaves A as it
+    was, though neither statement alone is redundant (the load changes A in between)."""
+    vals = ctx.vals
+    an = ctx.analysis(graph)
+    live_in = {}
+    changed = False
+    for b in reversed(an.order):
+        if b.stmts:
+            live = term_uses(b)
+            for s in b.succ:
+                live |= live_in[s.id]
+            entry = an.ins[b.id]
+            st = entry.copy()
+            ok = True
+            for code, k in b.stmts:
+                dest, v, check = evaluate(vals, st, code, k)
+                if not st.satisfied(check):
+                    ok = False
+                    break
+                st.note(check)
+                st.regs[dest] = v
+            if ok:
+                for r in range(NREGS):
+                    if live >> r & 1 and st.regs[r] != entry.regs[r]:
+                        c = st.const(vals, st.regs[r])
+                        if c is None or c != entry.const(vals, entry.regs[r]):
+                            ok = False
+                            break
+            if ok:
+                b.stmts = []
+                changed = True
+        live_in[b.id] = live_block(b, live_in)
     return changed
