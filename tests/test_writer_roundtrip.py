@@ -166,3 +166,18 @@ def test_pcap_header_keeps_link_type_extension_bits(tmp_path):
     with PcapWriter(dst, linktype=1, linktype_ext=0x14000000) as w:
         w.write(batch())
     assert struct.unpack("<I", dst.read_bytes()[20:24])[0] == 0x14000001
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("native", [True, False])
+def test_out_of_range_fractions_are_copied_as_tcpdump_writes_them(tmp_path, monkeypatch, order, native):
+    import subprocess
+    from test_capture_formats import build_pcap
+    if not native:
+        monkeypatch.setattr(writer_mod, "_native", None)
+    src = tmp_path / "in.pcap"
+    src.write_bytes(build_pcap([b"\x00" * 20, b"\x01" * 30], [(1544488577, 1159821166), (-5, -7)], order=order))
+    pfilter.filter_file(src, tmp_path / "p.pcap", "")
+    subprocess.run([ref.tcpdump(), "-r", str(src), "-w", str(tmp_path / "t.pcap")], capture_output=True)
+    assert (tmp_path / "p.pcap").read_bytes() == (tmp_path / "t.pcap").read_bytes()
+    assert struct.unpack("<ii", (tmp_path / "p.pcap").read_bytes()[24:32]) == (1544488577, 1159821166)

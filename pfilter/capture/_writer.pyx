@@ -16,6 +16,13 @@ cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
     p[3] = (v >> 24) & 0xFF
 
 
+cdef extern from *:
+    """
+    static inline uint32_t pfw_bswap32(uint32_t v) { return __builtin_bswap32(v); }
+    """
+    uint32_t pfw_bswap32(uint32_t v) nogil
+
+
 cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) noexcept nogil:
     # Floor division, so pre-1970 times keep a fraction in [0, 1 s) as libpcap reads them.
     cdef int64_t s = ts // 1000000000
@@ -29,9 +36,14 @@ cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) 
 
 def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
                  const uint32_t[::1] wirelen, const int64_t[::1] stamps, const int64_t[::1] index,
-                 bint nsec, uint8_t[::1] out):
+                 bint nsec, uint8_t[::1] out, int raw_back=0, bint raw_swapped=False):
     """Write packets data[offsets[i]:+caplen[i]] for i in index as pcap records into out;
-    returns the bytes written (out must hold 16 * len(index) + their caplens)."""
+    returns the bytes written (out must hold 16 * len(index) + their caplens).
+
+    raw_back > 0: each packet's own pcap record header starts raw_back bytes before its data
+    (the batch is a pcap window of the same timestamp resolution): its seconds and fraction
+    fields are copied as they are (byte-swapped when raw_swapped), as libpcap hands them to
+    tcpdump, rather than recomputed from the timestamp."""
     cdef Py_ssize_t k, n = index.shape[0], pos = 0
     cdef int64_t i
     cdef uint32_t sec, frac, cap
@@ -41,7 +53,14 @@ def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
         for k in range(n):
             i = index[k]
             cap = caplen[i]
-            split_ts(stamps[i], nsec, &sec, &frac)
+            if raw_back > 0:
+                memcpy(&sec, d + offsets[i] - raw_back, 4)
+                memcpy(&frac, d + offsets[i] - raw_back + 4, 4)
+                if raw_swapped:
+                    sec = pfw_bswap32(sec)
+                    frac = pfw_bswap32(frac)
+            else:
+                split_ts(stamps[i], nsec, &sec, &frac)
             put32(o + pos, sec)
             put32(o + pos + 4, frac)
             put32(o + pos + 8, cap)

@@ -184,8 +184,12 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 programs.for_linktype(cap.linktype, cap.snaplen)
                 if writer is None and dst is not None:
                     writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                raw = None
                 if writer is not None and writer.format == "pcapng":
                     writer.interfaces, writer.source = cap.interfaces, len(stats.files) - 1
+                elif writer is not None and cap.format == "pcap" and cap.ts_resolution == (
+                        "ns" if writer.nsec else "us"):
+                    raw = cap.pcap_layout       # timestamps copied as recorded, as tcpdump does
                 stop = threading.Event()
                 batches = _read_ahead(cap, READ_AHEAD, stop) if READ_AHEAD else cap
                 try:
@@ -203,7 +207,10 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                             idx = idx[:cut]
                         selected += len(idx)
                         if writer is not None and len(idx):
-                            writer.write(batch, idx)
+                            if raw is not None:
+                                writer.write(batch, idx, raw)
+                            else:
+                                writer.write(batch, idx)
                             stats.written += len(idx)
                             stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
                         if on_batch is not None and len(idx):

@@ -326,6 +326,14 @@ class Capture:
         self._maxcap = max_snaplen_for_linktype(self.linktype)
         self._pos = 24
 
+    @property
+    def pcap_layout(self):
+        """(record header size, swapped) of a classic pcap file, whose batches then hold each
+        record's header just before its data; None for pcapng."""
+        if self.format != "pcap":
+            return None
+        return self._hdrsize, self._swapped
+
     def _open_pcapng(self):
         # libpcap: pcap_ng_check_header()
         self.format = "pcapng"

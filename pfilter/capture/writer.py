@@ -232,11 +232,16 @@ class PcapWriter(CaptureWriter):
         self._emit(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, self.snaplen & 0xFFFFFFFF,
                                (file_linktype(self.linktype) | int(linktype_ext)) & 0xFFFFFFFF))
 
-    def write(self, batch, which=None):
-        """Write the batch's packets (all, a bool mask, or int indices); returns how many."""
+    def write(self, batch, which=None, raw_layout=None):
+        """Write the batch's packets (all, a bool mask, or int indices); returns how many.
+
+        raw_layout: (header size, swapped) when the batch is a classic pcap window of this
+        writer's timestamp resolution (Capture.pcap_layout): timestamps are then copied from
+        each record's header as they are, as tcpdump writes them, even out-of-range fractions."""
         idx = _index(batch, which)
         if len(idx) == 0:
             return 0
+        raw_back, raw_swapped = raw_layout if raw_layout is not None else (0, False)
         if batch.linktypes is not None:
             kinds = [int(lt) for lt in np.unique(batch.linktypes[idx])]
         else:
@@ -250,13 +255,17 @@ class PcapWriter(CaptureWriter):
         out = self._stage(size)
         if _native is not None:
             used = _native.pcap_records(batch.data, batch.offsets, batch.caplen, batch.wirelen,
-                                        batch.timestamps, idx, self.nsec, out)
+                                        batch.timestamps, idx, self.nsec, out, raw_back, raw_swapped)
         else:
             used, parts = 0, []
             for i in idx:
-                sec, frac = _split_ts_py(batch.timestamps[i], self.nsec)
                 c = int(batch.caplen[i])
                 o = int(batch.offsets[i])
+                if raw_back:
+                    sec, frac = struct.unpack((">" if raw_swapped == (sys.byteorder == "little") else "<") + "II",
+                                              batch.data[o - raw_back:o - raw_back + 8].tobytes())
+                else:
+                    sec, frac = _split_ts_py(batch.timestamps[i], self.nsec)
                 parts.append(struct.pack("<IIII", sec, frac, c, int(batch.wirelen[i])))
                 parts.append(batch.data[o:o + c].tobytes())
             blob = b"".join(parts)
