@@ -1,5 +1,6 @@
 """`pfilter -r IN -w OUT EXPR` writes the same file as `tcpdump -r IN -w OUT EXPR`, byte for byte,
-for every corpus capture tcpdump reads and each benchmark expression; where tcpdump refuses (the
+for every corpus capture tcpdump reads and each benchmark expression (and the empty one, which
+copies every packet); where tcpdump refuses (the
 file or the expression for that link type) pfilter refuses too, and where tcpdump stops on a
 damaged record both keep the packets before it and exit non-zero.
 
@@ -20,8 +21,8 @@ TWENTY_HOSTS = " or ".join(f"host {h}" for h in (
     "192.0.2.38", "198.51.100.5", "198.51.100.33", "203.0.113.9", "203.0.113.20",
     "172.16.0.1", "172.16.5.4", "172.31.255.1", "100.64.0.1", "10.9.9.9",
     "192.168.1.1", "192.168.1.254", "8.8.8.8", "1.1.1.1", "9.9.9.9"))
-EXPRESSIONS = ["ip and tcp port 80", "tcp", "udp port 53 or icmp", "vlan and ip", TWENTY_HOSTS]
-IDS = ["ip-tcp-80", "tcp", "dns-or-icmp", "vlan-ip", "20-host-or"]
+EXPRESSIONS = ["ip and tcp port 80", "tcp", "udp port 53 or icmp", "vlan and ip", TWENTY_HOSTS, ""]
+IDS = ["ip-tcp-80", "tcp", "dns-or-icmp", "vlan-ip", "20-host-or", "every-packet"]
 
 # pcapng files with interfaces of several link types or snapshot lengths: tcpdump (libpcap)
 # stops at the second interface, pfilter reads on (see test_capture_equality.DIVERGENT).
