@@ -71,7 +71,8 @@ def _table():
         ["rules", "classify ns/pkt", "ns/pkt/rule", "separate passes ns/pkt", "speedup vs separate",
          "tcpdump runs ns/pkt", "speedup vs tcpdump", "test nodes / sites"],
         notes=["classify: pfilter.classify(batch, rules) with Programs (compile excluded), best of rounds;",
-               "separate passes: Program.match_batch once per rule over the same batch;",
+               "separate passes: Program.match_batch once per rule over the same batch; the speedup",
+               "divides it by a counts-only classify pass timed just before each round (same load);",
                "tcpdump runs: `tcpdump --count -r FILE RULE` once per rule (wall time, file in page cache)."])
 
 
@@ -103,22 +104,28 @@ def test_classify_n_rules_in_one_pass(benchmark, bench_batch, programs, n):
 @pytest.mark.parametrize("n", RULE_COUNTS)
 def test_separate_passes_one_per_rule(benchmark, bench_batch, programs, n):
     rules = _rules(programs, n)
+    one_pass = []
 
     def separate():
         return [p.match_batch(bench_batch).sum() for p in rules.values()]
 
-    counts = benchmark.pedantic(separate, rounds=2 if n <= 64 else 1, iterations=1)
+    def classify_first():
+        # one classify pass right before each round of separate passes: the speedup compares
+        # runs made under the same load on a shared machine
+        t0 = time.perf_counter()
+        pfilter.classify(bench_batch, rules, counts_only=True)
+        one_pass.append(time.perf_counter() - t0)
+
+    counts = benchmark.pedantic(separate, setup=classify_first, rounds=2 if n <= 64 else 1, iterations=1)
     reference = pfilter.classify(bench_batch, rules, counts_only=True)
     assert list(reference.counts) == [int(c) for c in counts]
     if getattr(benchmark, "stats", None):
         sep = benchmark.stats["min"] * 1e9 / len(bench_batch)
-        row = _table().rows.get(n, {})
-        cells = {"separate passes ns/pkt": sep}
-        if row.get("classify ns/pkt"):
-            cells["speedup vs separate"] = f"{sep / row['classify ns/pkt']:.2f}x"
-        _table().add(n, rules=n, **cells)
-        if n == 64 and row.get("classify ns/pkt"):
-            assert sep / row["classify ns/pkt"] >= 2.0, "64 rules: one pass is not 2x faster than 64 passes"
+        speedup = benchmark.stats["min"] / min(one_pass)
+        benchmark.extra_info["speedup"] = round(speedup, 2)
+        _table().add(n, rules=n, **{"separate passes ns/pkt": sep, "speedup vs separate": f"{speedup:.2f}x"})
+        if n == 64:
+            assert speedup >= 2.0, "64 rules: one pass is not 2x faster than 64 separate passes"
 
 
 def test_classify_64_rules_against_64_tcpdump_runs(benchmark, big_capture, bench_batch, programs):
