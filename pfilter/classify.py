@@ -832,6 +832,8 @@ def cli_main(argv):
     except _UsageError as e:
         print(f"pfilter classify: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:           # --help
+        return e.code if isinstance(e.code, int) else 0
     if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
         print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
         return 2

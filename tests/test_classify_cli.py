@@ -77,6 +77,12 @@ def test_errors_are_one_line_on_stderr_with_a_nonzero_status(rules, capsys, argv
     assert len(err) == 1 and err[0].startswith("pfilter classify: ") and message in err[0]
 
 
+def test_help_describes_the_options_and_returns_zero(capsys):
+    assert clmod.cli_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "usage: pfilter classify" in out and "--labels" in out and "-R RULES" in out
+
+
 def test_a_rule_that_does_not_compile_is_one_line_naming_the_rule(tmp_path, capsys):
     f = tmp_path / "bad.rules"
     f.write_text("ok: tcp\nbroken: tcp port\n")
