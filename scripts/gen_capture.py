@@ -13,8 +13,8 @@ Traffic mix (shares of packets, approximately): IPv4 about 70% (TCP to 80/443/22
 high ports, UDP DNS/NTP/mDNS/QUIC/syslog/SNMP, ICMP echo/unreachable/time exceeded, some IPv4
 fragments and IP options), IPv6 about 20% (TCP, UDP, DNS, ICMPv6 echo and neighbour discovery),
 ARP about 4%, 802.3 LLC (STP) about 1%; about 5% of frames carry an 802.1Q VLAN tag. Frame sizes
-run from 42-byte ARP frames to 1514-byte full-size segments (1518 tagged); half of the short frames are padded
-to Ethernet's 60-byte minimum, as a receiving NIC delivers them.
+run from 42-byte ARP frames to 1514-byte full-size segments (1518 tagged); half of the short
+frames are padded to Ethernet's 60-byte minimum, as a receiving NIC delivers them.
 
 Hosts: IPv4 clients 10.0.0.1-10.0.0.100 and 10.0.1.1-10.0.1.100, servers 192.0.2.1-40,
 198.51.100.1-40 and 203.0.113.1-20, resolvers 10.0.255.53 and 192.0.2.53; IPv6 clients
