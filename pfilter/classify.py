@@ -689,7 +689,8 @@ class _RuleSet:
                     raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
                                             e.length) from e
                 except FilterError as e:
-                    raise FilterError(f"rule {name!r}: {e}") from e
+                    from .linktypes import linktype_name
+                    raise FilterError(f"rule {name!r} (link type {linktype_name(linktype)}): {e}") from e
             # one rule gains nothing from the engine: the VM runs it alone
             eng = plan(progs).engine() if _engine is not None and len(progs) > 1 else None
             entry = self._by_linktype[linktype] = (progs, eng)
