@@ -89,3 +89,13 @@ def test_a_rule_that_does_not_compile_is_one_line_naming_the_rule(tmp_path, caps
     assert clmod.cli_main(["-r", str(PCAP), "-R", str(f)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "rule 'broken'" in err[0]
+
+
+def test_the_pfilter_command_dispatches_classify(rules):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", str(PCAP), "-R", str(rules)],
+                          capture_output=True, text=True, cwd=ref.ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].split() == ["rule", "packets", "bytes", "share"]
+    assert done.stdout.splitlines()[-1].split()[:2] == ["total", "4709"]
