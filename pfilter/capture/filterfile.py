@@ -25,7 +25,7 @@ from .writer import format_for_path, open_writer
 # with 32 MB batches for reading and filtering 1 GB.)
 CACHE_BATCH_BYTES = 1 << 20
 # Batches a helper thread reads ahead of the filtering (0: read in the calling thread).
-READ_AHEAD = int(os.environ.get("PFILTER_READ_AHEAD", "4"))
+READ_AHEAD = int(os.environ.get("PFILTER_READ_AHEAD", "2"))
 
 
 @dataclass

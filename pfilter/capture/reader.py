@@ -224,6 +224,7 @@ class Capture:
         self._pending = None
         self._done = False
         self.packets_read = 0
+        self._last_n = 0
         self.compression = None
         self.linktype_ext = 0
         self.interfaces = []
@@ -537,10 +538,14 @@ class Capture:
             self._done = True
             raise StopIteration
         self.packets_read += len(batch)
+        self._last_n = len(batch)
         return batch
 
     def _alloc(self, room, per_record):
-        cap = max(1, min(self.batch_packets, room // per_record + 1))
+        """Arrays for the next batch. Their size follows the last batch's packet count (a batch
+        that fills them simply ends there, the next gets twice the room): arrays sized for
+        batch_packets would be fresh memory maps, faulted in and unmapped every batch."""
+        cap = max(1, min(self.batch_packets, room // per_record + 1, max(4096, 2 * self._last_n)))
         return (np.empty(cap, np.int64), np.empty(cap, np.uint32), np.empty(cap, np.uint32),
                 np.empty(cap, np.int64), np.empty(cap, np.int64))
 
