@@ -182,28 +182,52 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             pc = prog + pc.jt
             continue
         elif pc.op == 0x15:      # jeq #k
-            pc = prog + (pc.jt if A == k else pc.jf)
+            if A == k:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x1d:      # jeq x
-            pc = prog + (pc.jt if A == X else pc.jf)
+            if A == X:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x25:      # jgt #k
-            pc = prog + (pc.jt if A > k else pc.jf)
+            if A > k:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x2d:      # jgt x
-            pc = prog + (pc.jt if A > X else pc.jf)
+            if A > X:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x35:      # jge #k
-            pc = prog + (pc.jt if A >= k else pc.jf)
+            if A >= k:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x3d:      # jge x
-            pc = prog + (pc.jt if A >= X else pc.jf)
+            if A >= X:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x45:      # jset #k
-            pc = prog + (pc.jt if (A & k) else pc.jf)
+            if (A & k):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x4d:      # jset x
-            pc = prog + (pc.jt if (A & X) else pc.jf)
+            if (A & X):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_20_15:   # ld [k]; jeq #k2
             if k > buflen or 4 > buflen - k:
@@ -211,7 +235,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_20_25:   # ld [k]; jgt #k2
             if k > buflen or 4 > buflen - k:
@@ -219,7 +246,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_20_35:   # ld [k]; jge #k2
             if k > buflen or 4 > buflen - k:
@@ -227,7 +257,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_20_45:   # ld [k]; jset #k2
             if k > buflen or 4 > buflen - k:
@@ -235,7 +268,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_28_15:   # ldh [k]; jeq #k2
             if k > buflen or 2 > buflen - k:
@@ -243,7 +279,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_28_25:   # ldh [k]; jgt #k2
             if k > buflen or 2 > buflen - k:
@@ -251,7 +290,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_28_35:   # ldh [k]; jge #k2
             if k > buflen or 2 > buflen - k:
@@ -259,7 +301,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_28_45:   # ldh [k]; jset #k2
             if k > buflen or 2 > buflen - k:
@@ -267,7 +312,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_30_15:   # ldb [k]; jeq #k2
             if k >= buflen:
@@ -275,7 +323,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_30_25:   # ldb [k]; jgt #k2
             if k >= buflen:
@@ -283,7 +334,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_30_35:   # ldb [k]; jge #k2
             if k >= buflen:
@@ -291,7 +345,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_30_45:   # ldb [k]; jset #k2
             if k >= buflen:
@@ -299,7 +356,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_40_15:   # ld [x+k]; jeq #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
@@ -307,7 +367,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_40_25:   # ld [x+k]; jgt #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
@@ -315,7 +378,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_40_35:   # ld [x+k]; jge #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
@@ -323,7 +389,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_40_45:   # ld [x+k]; jset #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
@@ -331,7 +400,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_48_15:   # ldh [x+k]; jeq #k2
             if k > buflen or X > buflen - k or 2 > buflen - (X + k):
@@ -339,7 +411,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_48_25:   # ldh [x+k]; jgt #k2
             if k > buflen or X > buflen - k or 2 > buflen - (X + k):
@@ -347,7 +422,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_48_35:   # ldh [x+k]; jge #k2
             if k > buflen or X > buflen - k or 2 > buflen - (X + k):
@@ -355,7 +433,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_48_45:   # ldh [x+k]; jset #k2
             if k > buflen or X > buflen - k or 2 > buflen - (X + k):
@@ -363,7 +444,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_50_15:   # ldb [x+k]; jeq #k2
             if k >= buflen or X >= buflen - k:
@@ -371,7 +455,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_50_25:   # ldb [x+k]; jgt #k2
             if k >= buflen or X >= buflen - k:
@@ -379,7 +466,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_50_35:   # ldb [x+k]; jge #k2
             if k >= buflen or X >= buflen - k:
@@ -387,7 +477,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_50_45:   # ldb [x+k]; jset #k2
             if k >= buflen or X >= buflen - k:
@@ -395,31 +488,46 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_54_15:   # and #k; jeq #k2
             A &= k
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A == pc.k2 else pc.jf)
+            if A == pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_54_25:   # and #k; jgt #k2
             A &= k
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A > pc.k2 else pc.jf)
+            if A > pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_54_35:   # and #k; jge #k2
             A &= k
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if A >= pc.k2 else pc.jf)
+            if A >= pc.k2:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == FUSED_54_45:   # and #k; jset #k2
             A &= k
             if counter_t is Count:
                 counter.n += 1
-            pc = prog + (pc.jt if (A & pc.k2) else pc.jf)
+            if (A & pc.k2):
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
             continue
         elif pc.op == 0x04:      # add #k
             A += k
