@@ -199,23 +199,27 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
     files; PFILTER_NO_CACHE=1 turns it off): a repeated command skips importing the compiler.
     Raises FilterError("expression rejects all packets") for such an optimized program, as
     tcpdump does."""
-    import hashlib
-    import json
+    import zlib
 
     from .errors import FilterError
     from .program import Program
     directory = _cache_dir()
     path = None
     if directory is not None:
-        key = hashlib.sha256(json.dumps([_compiler_stamp(), expr, str(linktype), int(snaplen),
-                                         bool(optimize)]).encode()).hexdigest()
-        path = os.path.join(directory, key[:2], key + ".json")
+        # The file holds its full key on the first line, so a hash collision is only a miss.
+        key = repr((_compiler_stamp(), expr, str(linktype), int(snaplen), bool(optimize)))
+        raw = key.encode("utf-8", "surrogatepass")
+        name = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):x}"
+        path = os.path.join(directory, name[:2], name + ".txt")
         try:
-            with open(path, encoding="utf-8") as f:
-                entry = json.load(f)
-            prog = Program.from_tuples(entry["insns"], linktype=linktype, snaplen=snaplen, source=expr)
-            rejects = bool(entry["rejects_all"])
-        except (OSError, ValueError, KeyError, TypeError):
+            with open(path, encoding="utf-8", errors="surrogatepass") as f:
+                lines = f.read().split("\n")
+            if lines[0] != key:
+                raise ValueError("another key")
+            rejects = lines[1] == "rejects-all"
+            prog = Program.from_tuples([tuple(int(v) for v in line.split()) for line in lines[2:] if line],
+                                       linktype=linktype, snaplen=snaplen, source=expr)
+        except (OSError, ValueError, IndexError, TypeError, FilterError):
             pass
         else:
             if optimize and rejects:
@@ -228,8 +232,9 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"insns": prog.to_tuples(), "rejects_all": rejects}, f)
+            with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
+                f.write(key + "\n" + ("rejects-all" if rejects else "ok") + "\n"
+                        + "".join(f"{c} {jt} {jf} {k}\n" for c, jt, jf, k in prog.to_tuples()))
             os.replace(tmp, path)
         except OSError:
             pass

@@ -205,7 +205,7 @@ def test_python_dash_m_and_a_compiled_program_cache(tmp_path):
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert done.returncode == 0, done.stderr
         assert done.stderr.splitlines()[-1].startswith(f"{len(packets(tmp_path / 'o.pcap'))} packets written")
-    assert list((tmp_path / "cache" / "pfilter" / "programs").rglob("*.json"))
+    assert list((tmp_path / "cache" / "pfilter" / "programs").rglob("*.txt"))
     done = subprocess.run(cmd[:3] + ["-X", "importtime"] + cmd[3:], capture_output=True, text=True, env=env)
     assert "pfilter.compiler" not in done.stderr       # the second run skipped the compiler
 

@@ -11,7 +11,6 @@ and its window are dropped once written.
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -28,25 +27,34 @@ CACHE_BATCH_BYTES = 1 << 20
 READ_AHEAD = int(os.environ.get("PFILTER_READ_AHEAD", "2"))
 
 
-@dataclass
 class FilterStats:
     """What filter_file did: packets read, matched and written, bytes of packet data written,
-    wall seconds, and the inputs it read."""
-    read: int = 0
-    matched: int = 0
-    written: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    files: list = field(default_factory=list)
+    wall seconds, and the inputs it read. Reads like a dict too (stats["written"])."""
+
+    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files")
+    FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
+
+    def __init__(self, read=0, matched=0, written=0, bytes=0, seconds=0.0, files=None):
+        self.read, self.matched, self.written, self.bytes = read, matched, written, bytes
+        self.seconds = seconds
+        self.files = [] if files is None else files
 
     def __getitem__(self, key):
+        if key not in self.FIELDS:
+            raise KeyError(key)
         return getattr(self, key)
 
     def keys(self):
-        return asdict(self).keys()
+        return list(self.FIELDS)
 
     def as_dict(self):
-        return asdict(self)
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def __eq__(self, other):
+        return isinstance(other, FilterStats) and self.as_dict() == other.as_dict()
+
+    def __repr__(self):
+        return "FilterStats(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.FIELDS) + ")"
 
 
 class ProgramSet:
