@@ -295,3 +295,17 @@ def test_random_rule_sets_on_random_captures_match_each_rules_program():
         m = result.bool_matrix()
         for r, (key, prog) in enumerate(progs.items()):
             assert np.array_equal(prog.match_batch(batch), m[:, r]), (trial, key)
+
+
+def test_threads_split_a_batch_and_give_the_same_result(corpus_batch, monkeypatch):
+    _require_engine()
+    progs = _programs(RULES, True)
+    one = pfilter.classify(corpus_batch, progs)
+    monkeypatch.setattr(clmod, "MIN_PACKETS_PER_THREAD", 1000)      # the corpus batch is small
+    for packed in (False, True):
+        many = pfilter.classify(corpus_batch, progs, threads=3, packed=packed)
+        assert np.array_equal(many.bool_matrix(), one.matrix)
+        assert np.array_equal(many.counts, one.counts) and np.array_equal(many.bytes, one.bytes)
+        assert many.matched == one.matched
+    with pytest.raises(pfilter.FilterError, match="threads"):
+        pfilter.classify(corpus_batch, progs, threads=0)
