@@ -850,11 +850,14 @@ def _parser():
     ap.add_argument("--default", default="", metavar="LABEL", help="label of packets no rule accepts (default: empty)")
     ap.add_argument("-y", dest="linktype", metavar="LINKTYPE", help="compile the rules for this link type")
     ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
+    ap.add_argument("-j", "--threads", type=int, default=1, metavar="N",
+                    help="threads sharing each batch (default 1)")
     return ap
 
 
 def cli_main(argv):
-    """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]`:
+    """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
+    [-y LINKTYPE] [-O] [-j N]`:
     prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr.
     Returns the exit status: 0 ok, 1 bad input, 2 bad usage."""
     argv = list(argv)
@@ -872,7 +875,8 @@ def cli_main(argv):
         return 2
     try:
         result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
-                          packed=True, counts_only=not args.labels, optimize=args.optimize)
+                          packed=True, counts_only=not args.labels, optimize=args.optimize,
+                          threads=args.threads)
         sys.stdout.write(result.table())
         if args.labels:
             _write_labels(args.labels, result.labels())

@@ -37,7 +37,7 @@ def test_prints_a_row_per_rule_with_packets_bytes_and_share(rules, capsys):
 
 
 def test_accepts_the_subcommand_name_and_several_captures(rules, capsys):
-    assert clmod.cli_main(["classify", "-r", str(PCAP), "-r", str(PCAP2), "-R", str(rules)]) == 0
+    assert clmod.cli_main(["classify", "-r", str(PCAP), "-r", str(PCAP2), "-R", str(rules), "-j", "2"]) == 0
     total = capsys.readouterr().out.splitlines()[-1].split()
     assert int(total[1]) == pfilter.classify([PCAP, PCAP2], rules, counts_only=True).packets
 
@@ -65,6 +65,7 @@ def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
     (["-R", "RULES"], 2, "the following arguments are required: -r"),
     (["-r", "CAP"], 2, "the following arguments are required: -R"),
     (["-r", "CAP", "-R", "RULES", "--labels", "out.txt"], 2, "--labels needs a .csv or .npy"),
+    (["-r", "CAP", "-R", "RULES", "-j", "0"], 1, "threads must be a positive integer"),
     (["-r", "/nonexistent.pcap", "-R", "RULES"], 1, "/nonexistent.pcap"),
     (["-r", "CAP", "-R", "/nonexistent.rules"], 1, "cannot read rules file"),
 ])
