@@ -3,8 +3,10 @@
 Imports pfilter.opcodes and its own modules only; the compiler driver calls it, and it works
 on any valid cBPF program (ours, libpcap's, hand-written).
 
-    build graph (cfg.py) -> PASSES, repeated until none changes anything
-        -> order_dispatch (common packets first; once) -> PASSES again if it swapped -> linearize
+    build graph (cfg.py) -> PASSES (but merge_identical), repeated until none changes anything
+        -> exit_early (shorter paths for long test chains; once) -> PASSES to their fixpoint
+        -> order_dispatch (common packets first; once) -> PASSES again if it swapped
+        -> linearize
 
 Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
 own module. Why the loop terminates: every change strictly decreases the measure
@@ -29,7 +31,7 @@ from .peephole import fold_index_arithmetic, fold_into_jumps
 from .ordering import order_dispatch
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant, remove_redundant_blocks
-from .reorder import group_tests
+from .reorder import exit_early, group_tests
 from .values import Analysis, Values
 
 __all__ = ["optimize_program", "rejects_all", "PASSES"]
@@ -68,6 +70,10 @@ class Context:
         self._analysis = None
 
 
+# Until exit_early has run, identical tails of different chains stay apart (merging them first
+# would hide the chains it looks for).
+PASSES_BEFORE_EXITS = tuple(p for p in PASSES if p is not merge_identical)
+
 # Passes whose rewrites keep every value where it was (they only swap a statement for one
 # computing the same value, or drop one recomputing a value already in place), so the
 # analysis made before them still holds after them.
@@ -84,7 +90,7 @@ def optimize_graph(graph, passes=PASSES):
                 changed = True
                 if p not in PRESERVE_ANALYSIS:
                     ctx.invalidate()
-    return graph
+    return ctx
 
 
 def optimize_program(insns):
@@ -99,8 +105,10 @@ def optimize_program(insns):
     enabled = gc.isenabled()
     gc.disable()
     try:
-        optimize_graph(graph)
-        if order_dispatch(graph, None):
+        ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
+        exit_early(graph, ctx)
+        ctx = optimize_graph(graph)
+        if order_dispatch(graph, ctx):
             optimize_graph(graph)
         out = linearize(graph)
     finally:

@@ -23,7 +23,7 @@ Applied only when it shortens the chain. Terminates: each rewrite removes statem
 from .cfg import COND, RET
 from .values import A, evaluate, liveness
 
-__all__ = ["group_tests"]
+__all__ = ["group_tests", "exit_early"]
 
 
 def _value_stmts(stmts):
@@ -92,7 +92,11 @@ def group_tests(graph, ctx):
     return changed
 
 
-def _regroup(vals, an, chain, e, f):
+EARLY_MIN = 3       # deferred tests of one value worth an early-exit block (exit_early)
+
+
+def _regroup(vals, an, chain, e, f, graph=None):
+    """Rewrite one chain; with `graph`, also move deferred tests early (see exit_early)."""
     st = an.ins[chain[0][0].id].copy()
     tests = []          # (key, op code, k, exit on true)
     recipe = {}
@@ -124,6 +128,17 @@ def _regroup(vals, an, chain, e, f):
     zero_exit = e.kind == RET and not e.stmts and e.rcode == 0x06 and e.rk == 0
     if zero_exit:
         window = [0] * len(tests)
+    exits = [None] * len(tests)     # None: E; (s, w): the loads of windows s+1..w, then E
+    if graph is not None and not zero_exit:
+        for s in range(1, len(aborting) + 1):
+            deferred = [j for j, t in enumerate(tests) if t[0] == aborting[s - 1] and window[j] > s]
+            if len(deferred) >= EARLY_MIN:
+                for j in deferred:
+                    exits[j] = (s, window[j])
+                    window[j] = s
+        if not any(exits):
+            return False
+    tests = [t + (x,) for t, x in zip(tests, exits)]
     schedule = []       # (stmts, test, key)
     entry_key = an.ins[chain[0][0].id].regs[A]
     for w in sorted(set(window)):
@@ -161,15 +176,49 @@ def _regroup(vals, an, chain, e, f):
     if pending:
         return False
     new_size = sum(len(s) + 1 for s, _ in merged)
-    if new_size >= old_size or len(merged) != len(chain):
+    if len(merged) != len(chain) or (graph is None and new_size >= old_size):
         return False
     blocks = [blk for blk, _ in chain]
-    for i, (stmts, (kk, code, k, on_true)) in enumerate(merged):
+    landing = {}
+    for i, (stmts, (kk, code, k, on_true, x)) in enumerate(merged):
         blk = blocks[i]
         nxt = blocks[i + 1] if i + 1 < len(blocks) else f
+        out = e
+        if x is not None:
+            out = landing.get(x)
+            if out is None:
+                # the loads the test originally came after (their aborts), then E
+                out = landing[x] = graph.new_block((blocks[-1].order + e.order) / 2)
+                out.stmts = [recipe[aborting[j]][0] for j in range(x[0], x[1])]
+                out.set_goto(e)
         blk.stmts = stmts
         if on_true:
-            blk.set_cond(code, k, e, nxt)
+            blk.set_cond(code, k, out, nxt)
         else:
-            blk.set_cond(code, k, nxt, e)
+            blk.set_cond(code, k, nxt, out)
     return True
+
+
+def exit_early(graph, ctx):
+    """Final, one-shot variant of group_tests for exits that are not `ret #0`: a value's tests
+    that had to wait for later loads (they may abort first) run while the value is still in A,
+    exiting through a block that performs those loads and then goes to E, instead of reloading
+    the value after them. Trades one instruction for a shorter path: `host a or host b or ...`
+    then tests every source address, loads the destination once and tests every one of them,
+    as libpcap -O does, but without skipping the destination load on a match."""
+    chains = list(_chains(graph.link_preds()))
+    if not chains:
+        return False
+    vals = ctx.vals
+    an = ctx.analysis(graph)
+    live_in = liveness(an.order)
+    changed = False
+    for best in chains:
+        e = best[0][0].succ[best[0][1]]
+        last, last_slot = best[-1]
+        f = last.succ[1 - last_slot]
+        if live_in[e.id] & 1 or live_in[f.id] & 1:
+            continue
+        if _regroup(vals, an, best, e, f, graph):
+            changed = True
+    return changed
