@@ -181,3 +181,26 @@ def test_out_of_range_fractions_are_copied_as_tcpdump_writes_them(tmp_path, monk
     subprocess.run([ref.tcpdump(), "-r", str(src), "-w", str(tmp_path / "t.pcap")], capture_output=True)
     assert (tmp_path / "p.pcap").read_bytes() == (tmp_path / "t.pcap").read_bytes()
     assert struct.unpack("<ii", (tmp_path / "p.pcap").read_bytes()[24:32]) == (1544488577, 1159821166)
+
+
+@pytest.mark.parametrize("snaplen", [65535, 25])
+def test_records_copied_verbatim_from_the_input_equal_assembled_ones(tmp_path, monkeypatch, snaplen):
+    """pcap in, pcap out: records whose header already reads right go out with writev straight
+    from the input's map; a cut record (caplen > snaplen) makes the batch assemble instead."""
+    from test_capture_formats import build_pcap
+    rng = np.random.default_rng(3)
+    pkts = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 60, 400)]
+    src = tmp_path / "in.pcap"
+    src.write_bytes(build_pcap(pkts, [(i, i) for i in range(len(pkts))], snaplen=snaplen))
+    prog = pfilter.Program.from_tuples([(0x30, 0, 0, 0), (0x45, 0, 1, 1), (6, 0, 0, 65535), (6, 0, 0, 0)])  # odd first byte
+    outputs, calls = [], []
+    real = writer_mod._native.write_runs
+    monkeypatch.setattr(writer_mod._native, "write_runs", lambda *a: calls.append(a[-1]) or real(*a))
+    for minimum in (0, 10**12):
+        monkeypatch.setattr(writer_mod, "VERBATIM_MIN_BYTES", minimum)
+        pfilter.filter_file(src, tmp_path / f"o{minimum}.pcap", prog, batch_packets=37)
+        outputs.append((tmp_path / f"o{minimum}.pcap").read_bytes())
+    assert outputs[0] == outputs[1]
+    assert (len(calls) > 5) == (snaplen == 65535)      # no verbatim batch holds a cut record
+    got = [p for p in read_all(tmp_path / "o0.pcap")[0]]
+    assert [p for p, *_ in got] == [p[:snaplen] for p in pkts if p and p[0] & 1]

@@ -7,6 +7,7 @@ the pure-Python fallback with the same results.
 """
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memcpy
+from posix.uio cimport iovec, writev
 
 
 cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
@@ -108,3 +109,85 @@ def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint3
             put32(o + pos + 28 + padded, total)
             pos += total
     return pos
+
+
+cdef extern from "<limits.h>":
+    int IOV_MAX
+
+cdef extern from "<errno.h>":
+    int errno
+    int EINTR
+
+
+def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
+                       const uint32_t[::1] caplen, const uint32_t[::1] wirelen,
+                       const int64_t[::1] index, int64_t[::1] starts, int64_t[::1] ends):
+    """When every selected packet's 16-byte record header, just before its data, already says
+    what this writer would write (host byte order, caplen and wirelen as in the batch; the
+    caller has checked byte order and resolution), fill starts/ends with the byte ranges of
+    data holding those records, consecutive records merged, and return how many; else -1."""
+    cdef Py_ssize_t k, n = index.shape[0], runs = 0
+    cdef int64_t i, start, end
+    cdef uint32_t c, w
+    cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            start = offsets[i] - 16
+            if start < 0:
+                runs = -1
+                break
+            memcpy(&c, d + start + 8, 4)
+            memcpy(&w, d + start + 12, 4)
+            if c != caplen[i] or w != wirelen[i]:
+                runs = -1
+                break
+            end = offsets[i] + c
+            if runs > 0 and ends[runs - 1] == start:
+                ends[runs - 1] = end
+            else:
+                starts[runs] = start
+                ends[runs] = end
+                runs += 1
+    return runs
+
+
+cdef int _write_runs(int fd, const uint8_t* d, const int64_t* starts, const int64_t* ends,
+                     Py_ssize_t runs) noexcept nogil:
+    cdef iovec vec[1024]
+    cdef Py_ssize_t r = 0, cnt, j, got
+    cdef int limit = 1024 if IOV_MAX > 1024 or IOV_MAX <= 0 else IOV_MAX
+    while r < runs:
+        cnt = 0
+        while cnt < limit and r + cnt < runs:
+            vec[cnt].iov_base = <void*>(d + starts[r + cnt])
+            vec[cnt].iov_len = <size_t>(ends[r + cnt] - starts[r + cnt])
+            cnt += 1
+        j = 0
+        while j < cnt:
+            got = writev(fd, &vec[j], <int>(cnt - j))
+            if got < 0:
+                if errno == EINTR:
+                    continue
+                return errno
+            while j < cnt and got >= <Py_ssize_t>vec[j].iov_len:
+                got -= vec[j].iov_len
+                j += 1
+            if j < cnt and got > 0:
+                vec[j].iov_base = <void*>(<const uint8_t*>vec[j].iov_base + got)
+                vec[j].iov_len -= got
+        r += cnt
+    return 0
+
+
+def write_runs(int fd, const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1] ends,
+               Py_ssize_t runs):
+    """writev() the ranges data[starts[r]:ends[r]] to fd in order, straight from the buffer
+    (a memory map of the input), IOV_MAX at a time, finishing partial writes. Returns 0, or the
+    errno of a failed write."""
+    cdef int err = 0
+    if runs <= 0:
+        return 0
+    with nogil:
+        err = _write_runs(fd, &data[0], &starts[0], &ends[0], runs)
+    return err
