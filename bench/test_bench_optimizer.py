@@ -32,6 +32,16 @@ TABLE = result_table(
            "< 2 s and < 300 MB, 10,000 hosts < 30 s."])
 
 
+def _seconds(benchmark, fn):
+    """Best round from pytest-benchmark, or one timed call under --benchmark-disable."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is not None:
+        return stats.stats.min
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def _corpus():
     try:
         return reference.corpus_expected("en10mb")
@@ -51,7 +61,7 @@ def test_optimizer_time_over_the_corpus(benchmark):
     times.sort()
     TABLE.add("corpus", case=f"corpus ({len(progs)} expressions)", **{
         "insns in": sum(map(len, progs)), "insns out": sum(len(optimize_program(p)) for p in progs),
-        "seconds": benchmark.stats.stats.min,
+        "seconds": _seconds(benchmark, lambda: [optimize_program(p) for p in progs]),
         "note": f"median {statistics.median(times):.2f} ms, max {times[-1]:.1f} ms per expression"})
 
 
@@ -67,13 +77,13 @@ def test_optimizer_time_for_an_or_of_host_clauses(benchmark, clauses):
         optimize_program(prog)
         peak = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
+    seconds = _seconds(benchmark, lambda: optimize_program(prog))
     TABLE.add(f"hosts-{clauses}", case=f"`or` of {clauses} hosts", **{
-        "insns in": len(prog), "insns out": len(out), "seconds": benchmark.stats.stats.min,
-        "peak MB": peak, "note": ""})
+        "insns in": len(prog), "insns out": len(out), "seconds": seconds, "peak MB": peak, "note": ""})
     if clauses == 1000:
-        assert benchmark.stats.stats.min < 2.0 and peak < 300
+        assert seconds < 2.0 and peak < 300
     if clauses == 10000:
-        assert benchmark.stats.stats.min < 30.0
+        assert seconds < 30.0
 
 
 def test_optimized_corpus_is_smaller_and_shorter_than_libpcap_o(benchmark):
