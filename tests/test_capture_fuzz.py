@@ -98,12 +98,17 @@ def test_random_bytes_alone_never_crash(tmp_path, data):
     check(tmp_path, data)
 
 
-@pytest.mark.skipif(not CORPUS, reason="shared corpus missing")
+def require_corpus():
+    if not CORPUS:
+        ref._missing(f"shared corpus {ref.CORPUS}")
+
+
 @SETTINGS
 @given(pick=st.integers(0, 10**6), flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
                                                     min_size=1, max_size=8),
        cut=st.one_of(st.none(), st.integers(0, 10**6)))
 def test_mutated_corpus_files_never_crash(tmp_path, pick, flips, cut):
+    require_corpus()
     data = bytearray(CORPUS[pick % len(CORPUS)])
     for pos, value in flips:
         data[pos % len(data)] = value
@@ -154,10 +159,10 @@ def test_structured_pcapng_block_sequences_never_crash(tmp_path, order, data):
     check(tmp_path, head + first + b"".join(blocks))
 
 
-@pytest.mark.skipif(not CORPUS, reason="shared corpus missing")
 @SETTINGS
 @given(pick=st.integers(0, 10**6), window=st.integers(1, 3000), batch=st.integers(1, 20))
 def test_mutated_files_read_the_same_through_tiny_windows(tmp_path, pick, window, batch):
+    require_corpus()
     data = bytearray(CORPUS[pick % len(CORPUS)])
     data[(pick * 31) % len(data)] ^= 0x40
     path = tmp_path / "fuzz.cap"

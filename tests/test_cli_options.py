@@ -13,7 +13,7 @@ import pytest
 import pfilter
 import reference as ref
 from pfilter import cli
-from test_capture_formats import build_pcap, epb, idb, shb
+from test_capture_formats import build_pcap, epb, idb, shb, optional_package
 
 ROOT = Path(__file__).resolve().parents[1]
 HTTP = ref.PCAPS / "dpkt__http.pcap"
@@ -222,7 +222,7 @@ def test_standard_input_is_read_once(tmp_path):
 
 
 def test_progress_bar_on_a_terminal_for_large_inputs(monkeypatch, tmp_path, capsys):
-    pytest.importorskip("tqdm")
+    optional_package("tqdm")
     monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 1000)
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     status, _, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "tcp")
