@@ -56,9 +56,11 @@ def build_parser():
                         "-ddd as decimal numbers")
     p.add_argument("-y", dest="linktype", metavar="LINKTYPE",
                    help="link type to compile for (name like EN10MB or number); default: the "
-                        "capture's, or EN10MB without -r")
+                        "capture's, or EN10MB without -r. With -r it overrides the file's (tcpdump "
+                        "ignores -y there)")
     p.add_argument("-s", dest="snaplen", type=int, metavar="SNAPLEN",
-                   help="snapshot length to compile for (default: the capture's, 262144 without -r)")
+                   help="snapshot length to compile for without -r (default 262144); with -r the "
+                        "capture's is used, as tcpdump does")
     p.add_argument("-c", dest="count", type=int, metavar="COUNT",
                    help="stop after COUNT matching packets")
     p.add_argument("-O", dest="no_optimize", action="store_true",
@@ -313,9 +315,13 @@ def _run(args):
     expr = _expression(args)
     optimize = not args.no_optimize
     resolution = {"micro": "us", "nano": "ns"}.get(args.resolution, args.resolution)
+    # Divergence: with -r, tcpdump ignores -y; pfilter compiles for it (a file whose header
+    # names the wrong link type can still be filtered).
     forced_lt = linktype_number(args.linktype) if args.linktype is not None else None
     if args.snaplen is not None and args.snaplen <= 0:
         args.snaplen = 262144
+    if args.read:
+        args.snaplen = None     # tcpdump -r compiles for the file's snapshot length, whatever -s says
     if args.count is not None and args.count <= 0:
         raise FilterError(f"invalid packet count {args.count}")
 

@@ -230,3 +230,11 @@ def test_progress_bar_on_a_terminal_for_large_inputs(monkeypatch, tmp_path, caps
     monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 10**12)
     status, _, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "tcp")
     assert status == 0 and "\r" not in err
+
+
+def test_snaplen_option_is_ignored_with_a_capture_like_tcpdump(capsys):
+    status, out, _ = run(capsys, "-r", HTTP, "-s", "100", "-d", "tcp")
+    theirs = subprocess.run([ref.tcpdump(), "-r", str(HTTP), "-s", "100", "-d", "tcp"], capture_output=True, text=True)
+    assert status == 0 and out == theirs.stdout
+    status, out, _ = run(capsys, "-s", "100", "-d", "tcp")
+    assert status == 0 and out == ref.tcpdump_dump("tcp", "EN10MB", "d", optimize=True).replace("#262144", "#100")
