@@ -90,12 +90,51 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     size_mb = huge_capture.stat().st_size / 2**20
     table = result_table("filter_file", "pfilter -r -w vs tcpdump -r -w (same run, interleaved)",
                          ["expression", "matched MB", "tcpdump s", "pfilter s", "ratio",
-                          "tcpdump CPU s", "pfilter CPU s", "pfilter peak MB", "tcpdump peak MB"],
+                          "tcpdump CPU s", "pfilter CPU s", "pfilter peak MB", "tcpdump peak MB",
+                          "pfilter in-process s"],
                          notes=[f"Input: {HUGE_PACKETS} generated packets, {size_mb:.0f} MB; fastest of "
                                 f"{rounds} interleaved runs each (wall; CPU = user + system of that "
-                                f"run); target ratio <= {TARGET_RATIO}, peak < {MEMORY_LIMIT_MB} MB."])
+                                f"run); target ratio <= {TARGET_RATIO}, peak < {MEMORY_LIMIT_MB} MB. "
+                                f"'in-process': pfilter.filter_file called from Python, start-up excluded."])
     table.add(expr, **{"expression": expression_id(expr), "matched MB": ours.stat().st_size / 2**20,
                        "tcpdump s": td_wall, "pfilter s": pf_wall, "ratio": ratio,
                        "tcpdump CPU s": td_cpu, "pfilter CPU s": pf_cpu,
                        "pfilter peak MB": pf_mem, "tcpdump peak MB": td_mem})
     assert pf_mem < MEMORY_LIMIT_MB, f"peak memory {pf_mem:.0f} MB"
+
+
+def test_reader_throughput(benchmark, huge_capture):
+    """pfilter.open over the whole file (batches of the filter path's size), no filtering."""
+    import pfilter
+    from pfilter.capture.filterfile import CACHE_BATCH_BYTES
+
+    def read():
+        n = 0
+        with pfilter.open(huge_capture, batch_bytes=CACHE_BATCH_BYTES) as cap:
+            for batch in cap:
+                n += len(batch)
+        return n
+    n = benchmark.pedantic(read, rounds=max(1, min(ROUNDS, 3)), iterations=1)
+    assert n == HUGE_PACKETS
+    size = huge_capture.stat().st_size
+    best = benchmark.stats["min"] if getattr(benchmark, "stats", None) else None
+    if best:
+        benchmark.extra_info.update(gb_per_s=round(size / best / 1e9, 2), ns_per_packet=round(best * 1e9 / n, 1))
+        result_table("reader", "pfilter.open throughput (in process)", ["what", "seconds", "GB/s", "ns/packet"]).add(
+            "read", what=f"{n} packets, {size / 2**20:.0f} MB", seconds=best, **{"GB/s": size / best / 1e9,
+                                                                                "ns/packet": best * 1e9 / n})
+
+
+@pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
+def test_filter_file_in_process(benchmark, huge_capture, tmp_path, expr):
+    """pfilter.filter_file called from Python (no interpreter start-up, program compiled
+    beforehand): the engine's own time for the command's work."""
+    import pfilter
+    prog = pfilter.compile(expr)
+    out = tmp_path / "o.pcap"
+    stats = benchmark.pedantic(lambda: pfilter.filter_file(huge_capture, out, prog),
+                               rounds=max(1, min(ROUNDS, 3)), iterations=1)
+    assert stats.read == HUGE_PACKETS
+    best = benchmark.stats["min"] if getattr(benchmark, "stats", None) else None
+    if best:
+        result_table("filter_file", "", []).add(expr, **{"pfilter in-process s": best})
