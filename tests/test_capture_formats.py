@@ -336,7 +336,9 @@ def test_tiny_windows_and_batches_give_the_same_packets(tmp_path, fmt):
     ref, _ = read_all(path)
     assert [p for p, *_ in ref] == pkts
     for options in (dict(window_bytes=1), dict(window_bytes=4096, batch_packets=7),
-                    dict(batch_bytes=1), dict(window_bytes=10000, batch_bytes=5000)):
+                    dict(batch_bytes=1), dict(window_bytes=10000, batch_bytes=5000),
+                    dict(reuse_buffer=True, window_bytes=5000, batch_packets=3),
+                    dict(reuse_buffer=True, window_bytes=1)):
         got, _ = read_all(path, **options)
         assert got == ref, options
     with pfilter.open(path, batch_packets=7) as cap:

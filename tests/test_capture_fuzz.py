@@ -168,3 +168,5 @@ def test_mutated_files_read_the_same_through_tiny_windows(tmp_path, pick, window
     path = tmp_path / "fuzz.cap"
     path.write_bytes(bytes(data))
     assert read_everything(path) == read_everything(path, window_bytes=window, batch_packets=batch)
+    assert read_everything(path) == read_everything(path, window_bytes=window, batch_packets=batch,
+                                                    reuse_buffer=True)

@@ -110,13 +110,17 @@ class _MapSource:
 
 
 class _StreamSource:
-    """Windows filled by large reads from a stream (decompressors, pipes); each window is a new
-    buffer, so earlier batches stay valid."""
+    """Windows filled by large reads from a stream (decompressors, pipes, or any file when
+    `reuse`): each window is a new buffer, so earlier batches stay valid; with `reuse` one
+    buffer serves every window (it stays in the CPU cache), and a batch is only valid until the
+    next one is read."""
 
-    def __init__(self, stream, window, what):
+    def __init__(self, stream, window, what, reuse=False):
         self.stream = stream
         self.window_bytes = window
         self.what = what
+        self.reuse = reuse
+        self.buf = None
         self.arr = np.zeros(0, np.uint8)
         self.base = 0
         self.eof = False
@@ -127,9 +131,15 @@ class _StreamSource:
             self.arr, self.base = keep, pos
             return keep, pos, True
         size = max(self.window_bytes, need)
-        buf = np.empty(size, np.uint8)
         filled = len(keep)
-        buf[:filled] = keep
+        if self.reuse and self.buf is not None and len(self.buf) >= size:
+            buf = self.buf
+            buf[:filled] = keep.copy() if filled else keep     # the leftover may overlap its target
+        else:
+            buf = np.empty(size, np.uint8)
+            buf[:filled] = keep
+            if self.reuse:
+                self.buf = buf
         view = memoryview(buf)
         while filled < size:
             try:
@@ -207,10 +217,14 @@ class Capture:
     first interface, upper bits masked), snaplen (as libpcap uses it), ts_resolution ("us"/"ns"),
     byteorder ("little"/"big", of the first section), version (major, minor), linktype_ext (the
     pcap header's upper link-type bits), compression (None, "gzip", "zstd", "xz", "bzip2"),
-    interfaces (pcapng: one dict per interface seen so far), path, packets_read."""
+    interfaces (pcapng: one dict per interface seen so far), path, packets_read.
+
+    reuse_buffer=True reads every window into one buffer with read() instead of mapping the
+    file: the data stays in the CPU cache between reading, filtering and writing, but each batch
+    is only valid until the next is read (filter_file uses it so)."""
 
     def __init__(self, path, batch_packets=DEFAULT_BATCH_PACKETS, batch_bytes=DEFAULT_BATCH_BYTES,
-                 window_bytes=DEFAULT_WINDOW_BYTES):
+                 window_bytes=DEFAULT_WINDOW_BYTES, reuse_buffer=False):
         if batch_packets < 1 or batch_bytes < 1 or window_bytes < 1:
             raise FilterError("batch_packets, batch_bytes and window_bytes must be positive")
         self.batch_packets = int(batch_packets)
@@ -232,11 +246,11 @@ class Capture:
             head = _peek(self._f, 6)
             stream, self.compression = _decompressor(self._f, head)
             if stream is not None:
-                self._src = _StreamSource(stream, window_bytes, self.compression)
-            elif self._is_regular():
+                self._src = _StreamSource(stream, window_bytes, self.compression, reuse_buffer)
+            elif self._is_regular() and not reuse_buffer:
                 self._src = _MapSource(self._f, window_bytes)
             else:
-                self._src = _StreamSource(self._f, window_bytes, "input")
+                self._src = _StreamSource(self._f, window_bytes, "input", reuse_buffer)
             self._open_header()
         except BaseException:
             self.close()
@@ -573,13 +587,6 @@ class Capture:
         return PacketBatch(self._arr, offsets, caplen, wirelen, stamps, int(linktypes[0]),
                            linktypes=linktypes, interfaces=ifaces, file_offsets=fileoffs)
 
-    def _defer(self, batch, err):
-        """Deliver the intact packets first, the error on the next call."""
-        if batch is None:
-            raise err
-        self._pending = err
-        return batch
-
     def _scan_pcap(self):
         rel = self._pos - self._base
         arrays = self._alloc(len(self._arr) - rel, self._hdrsize)
@@ -588,25 +595,29 @@ class Capture:
             self._lengths_swapped, self._base, *arrays, len(arrays[0]), self.batch_bytes)
         batch = self._finish(n, arrays)
         self._pos = self._base + newrel
-        if status == ST_LIMIT:
+        if batch is not None:
+            # Deliver first; whatever stopped the scan (window edge, damage) is met again by the
+            # next call's scan. The window is not touched before the batch is consumed.
+            if status == ST_END and self._eof:
+                self._done = True
             return batch
         if status == ST_END:
             if self._eof:
                 self._done = True
             else:
                 self._ensure(self._pos, self._hdrsize)
-            return batch
+            return None
         if status == ST_MORE:
             avail = self._ensure(self._pos, int(info))
             if avail >= info:
-                return batch
-            return self._defer(batch, self._truncated_pcap(avail))
+                return None
+            raise self._truncated_pcap(avail)
         # ST_BADCAPLEN
         if info > self.snaplen:
             msg = f"invalid packet capture length {info}, bigger than snaplen of {self.snaplen}"
         else:
             msg = f"invalid packet capture length {info}, bigger than maximum of {self._maxcap}"
-        return self._defer(batch, self._error(msg, self._pos))
+        raise self._error(msg, self._pos)
 
     def _truncated_pcap(self, avail):
         # libpcap: pcap_next_packet() messages
@@ -636,37 +647,35 @@ class Capture:
             t.tsoffset, t.count, self._section_base, self._max_blocksize, *arrays, *extra,
             cap, self.batch_bytes)
         batch = self._finish(n, arrays, extra)
-        self._pos = self._base + newrel
-        pos = self._pos
-        if status == ST_LIMIT:
+        self._pos = pos = self._base + newrel
+        if batch is not None:       # deliver first, as in _scan_pcap
+            if status == ST_END and self._eof:
+                self._done = True
             return batch
         if status == ST_END:
             if self._eof:
                 self._done = True
             else:
                 self._ensure(pos, 8)
-            return batch
-        try:
-            if status == ST_MORE:
-                avail = self._ensure(pos, int(info))
-                if avail >= info:
-                    return batch
-                if avail < 8:
-                    raise self._error(f"truncated pcapng dump file; tried to read 8 bytes, only got {avail}", pos)
-                raise self._error(f"truncated pcapng dump file; tried to read {info - 8} bytes, "
-                                  f"only got {avail - 8}", pos)
-            if status == ST_BLOCK:
-                hdr = self._bytes(pos, 4)
-                if struct.unpack("<I", hdr)[0] == PCAPNG_SHB:
-                    self._new_section(pos)
-                else:
-                    btype, total, body = self._read_block(pos)
-                    self._add_interface(body, pos)
-                    self._pos = pos + total
-                return batch
-            raise self._error(self._pcapng_message(status, info), pos)
-        except CaptureFormatError as err:
-            return self._defer(batch, err)
+            return None
+        if status == ST_MORE:
+            avail = self._ensure(pos, int(info))
+            if avail >= info:
+                return None
+            if avail < 8:
+                raise self._error(f"truncated pcapng dump file; tried to read 8 bytes, only got {avail}", pos)
+            raise self._error(f"truncated pcapng dump file; tried to read {info - 8} bytes, "
+                              f"only got {avail - 8}", pos)
+        if status == ST_BLOCK:
+            hdr = self._bytes(pos, 4)
+            if struct.unpack("<I", hdr)[0] == PCAPNG_SHB:
+                self._new_section(pos)
+            else:
+                _btype, total, body = self._read_block(pos)
+                self._add_interface(body, pos)
+                self._pos = pos + total
+            return None
+        raise self._error(self._pcapng_message(status, info), pos)
 
     def _pcapng_message(self, status, info):
         if status == ST_BADLEN:
