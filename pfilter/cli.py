@@ -308,7 +308,7 @@ def main(argv=None):
 
 def _run(args):
     from .capture import open_capture
-    from .capture.filterfile import ProgramSet, filter_file
+    from .capture.filterfile import filter_file, open_for_filtering
     from .errors import CaptureFormatError, FilterError
     from .linktypes import linktype_number
 
@@ -341,7 +341,7 @@ def _run(args):
 
     # Compile (and refuse) before creating any output, for the first input's link type.
     # The first input is opened once (it may be a pipe) and handed to filter_file open.
-    first = open_capture(sources[0])
+    first = open_for_filtering(sources[0])
     try:
         first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
         if not args.quiet:

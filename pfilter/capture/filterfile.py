@@ -144,6 +144,17 @@ def _read_ahead(cap, depth, stop):
         thread.join()
 
 
+def open_for_filtering(path, batch_bytes=CACHE_BATCH_BYTES, batch_packets=None):
+    """A Capture opened the way filter_file reads: cache-sized batches, and (unless a thread
+    reads ahead) one reused read buffer, since each batch is finished with before the next."""
+    options = dict(batch_bytes=batch_bytes)
+    if batch_packets:
+        options["batch_packets"] = batch_packets
+    if REUSE_BUFFER and not READ_AHEAD:
+        options.update(reuse_buffer=True, window_bytes=REUSE_WINDOW_BYTES)
+    return open_capture(path, **options)
+
+
 def _inputs(src):
     if isinstance(src, (list, tuple)):
         return list(src)
@@ -180,9 +191,6 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
-    # Each batch is finished with before the next is read (unless a thread reads ahead), so one
-    # cache-sized buffer can serve every window.
-    reuse = {} if READ_AHEAD or not REUSE_BUFFER else dict(reuse_buffer=True, window_bytes=REUSE_WINDOW_BYTES)
     writer = None
     total_bytes = sum(_size(s) for s in sources)
     done_bytes = 0
@@ -195,8 +203,7 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                     s.batch_packets = batch_packets
                 opened = s
             else:
-                opened = open_capture(s, batch_bytes=batch_bytes, **reuse,
-                                      **({"batch_packets": batch_packets} if batch_packets else {}))
+                opened = open_for_filtering(s, batch_bytes, batch_packets)
             with opened as cap:
                 stats.files.append(cap.path)
                 programs.for_linktype(cap.linktype, cap.snaplen)
