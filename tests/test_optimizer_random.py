@@ -4,7 +4,7 @@ the original on random packets and on probe packets steered into its branches.
 """
 import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import pfilter
@@ -111,6 +111,7 @@ def expressions(draw, depth=0):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(expressions())
+@example("not ((tcp) and (not (((not (ip)) and (not (ip6))) and (not (arp)))))")  # empty value set
 def test_optimized_random_filter_expressions_return_what_unoptimized_ones_do(expr):
     import reference
     from test_optimizer_probes import base_packets, disagreements, probe_batch

@@ -98,7 +98,7 @@ def _walk(vals, st, entry_regs, b, need, live_in, ant, budget):
         return []
     a = st.regs[A]
     vs = st.fact(a)[5]
-    if vs is None or len(vs) > 8:
+    if not vs or len(vs) > 8:      # unknown, too many, or none (a path that cannot happen)
         return []
     common = None
     for c in vs:

@@ -474,7 +474,8 @@ def decide_jump(vals, st, jcode, jk):
 
 class Analysis:
     """Forward dataflow over the DAG: `ins[id]` and `outs[id]` (state before the terminator)
-    of every reachable block, in one pass in topological order."""
+    of every reachable block, in one pass in topological order. The states may be shared
+    between blocks and edges: copy one (State.copy) before changing it."""
 
     def __init__(self, graph, vals):
         self.vals = vals
@@ -488,11 +489,12 @@ class Analysis:
             else:
                 st = self.meet(b, [self.edge_state(p, b) for p in b.preds])
             self.ins[b.id] = st
-            st = st.copy()
-            for code, k in b.stmts:
-                dest, v, check = evaluate(vals, st, code, k)
-                st.note(check)
-                st.regs[dest] = v
+            if b.stmts:
+                st = st.copy()
+                for code, k in b.stmts:
+                    dest, v, check = evaluate(vals, st, code, k)
+                    st.note(check)
+                    st.regs[dest] = v
             self.outs[b.id] = st
 
     def edge_state(self, p, b):
@@ -507,8 +509,7 @@ class Analysis:
 
     def meet(self, b, states):
         if len(states) == 1:
-            s = states[0]
-            return State(list(s.regs), s.facts, s.proven, s.pind)
+            return states[0]        # states are never changed in place (users copy them)
         vals = self.vals
         first = states[0]
         regs = list(first.regs)
