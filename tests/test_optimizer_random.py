@@ -96,7 +96,10 @@ PRIMITIVES = ["ip", "ip6", "arp", "tcp", "udp", "icmp", "port 80", "port 53", "s
               "host 10.0.0.1", "src host 192.168.1.1", "net 10.0.0.0/8", "ip6 net 2001:db8::/32",
               "tcp[13] & 2 != 0", "len > 100", "ether[0] & 1 = 1", "ip[6:2] & 0x1fff = 0",
               "udp[8] = 0x45", "ether host ff:ff:ff:ff:ff:ff", "portrange 1-1023", "ip proto 47",
-              "vlan", "tcp[tcpflags] & tcp-syn != 0", "icmp[0] = 8", "ip[2:2] > 576"]
+              "vlan", "tcp[tcpflags] & tcp-syn != 0", "icmp[0] = 8", "ip[2:2] > 576", "mpls", "icmp6",
+              "ip[2:2] - ((ip[0] & 0xf) << 2) > 100", "tcp[((tcp[12:1] & 0xf0) >> 2)] = 0x16",
+              "ether src 00:11:22:33:44:55", "ip multicast", "len < 100", "udp[4:2] < 16",
+              "ip6 proto 58", "tcp dst portrange 8000-8080", "ip[0] & 0xf > 5", "arp[6:2] = 1"]
 
 
 @st.composite

@@ -37,19 +37,19 @@ from .values import Analysis, Values
 __all__ = ["optimize_program", "rejects_all", "PASSES"]
 
 PASSES = (
-    fold_constants,
-    remove_redundant,
-    remove_redundant_blocks,
-    fold_into_jumps,
-    fold_index_arithmetic,
-    thread_jumps,
-    simplify_edges,
-    remove_dead_code,
-    drop_covered_loads,
-    prune_zero_paths,
-    merge_chains,
-    merge_identical,
-    group_tests,
+    fold_constants,             # constant folding and propagation (A, X, M[], branch facts)
+    remove_redundant,           # value numbering, redundant-load elimination, copies
+    remove_redundant_blocks,    # ... for a whole block whose net effect is already in place
+    fold_into_jumps,            # peephole: `and #m; jeq #0` -> `jset #m`, ...
+    fold_index_arithmetic,      # peephole: `ld #c; add x; tax; ld [x+d]` -> `ld [x+d+c]`
+    thread_jumps,               # jump threading: tests decided by the path are bypassed
+    simplify_edges,             # tests with one target, empty blocks
+    remove_dead_code,           # dead code and dead stores (never a load that may abort)
+    drop_covered_loads,         # unread loads that a later load re-checks on every path
+    prune_zero_paths,           # blocks that can only reject become `ret #0`
+    merge_chains,               # a block and its only successor become one
+    merge_identical,            # identical blocks (and so identical tails) become one
+    group_tests,                # and/or pull-up: tests sharing an exit grouped by value
 )
 
 
