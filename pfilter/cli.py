@@ -384,7 +384,7 @@ def _run(args):
     sys.stdout.flush()
     if stats is not None:
         shown = stats.written if args.write is not None else stats.matched
-        if args.count_only:
+        if args.count_only and args.write != "-":     # never into a capture on standard output
             sys.stdout.write(f"{shown} packet{'s' if shown != 1 else ''}\n")
             sys.stdout.flush()
         if not args.quiet:
