@@ -4,7 +4,7 @@ the original on random packets and on probe packets steered into its branches.
 """
 import random
 
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import pfilter
@@ -118,7 +118,10 @@ def expressions(draw, depth=0):
 def test_optimized_random_filter_expressions_return_what_unoptimized_ones_do(expr):
     import reference
     from test_optimizer_probes import base_packets, disagreements, probe_batch
-    insns = reference.compile(expr, 1, optimize=False)
+    try:
+        insns = reference.compile(expr, 1, optimize=False)
+    except reference.RefError:          # e.g. `mpls` then `arp`: libpcap refuses the pair
+        assume(False)
     opt = optimize_program(insns)
     d = disagreements(insns, opt, probe_batch(insns, base_packets()))
     assert not len(d), (expr, len(d))
