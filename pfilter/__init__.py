@@ -6,16 +6,30 @@ batches of packets from pcap/pcapng files.
         for batch in cap:
             hits = prog.match_batch(batch)
 
-This module only re-exports the public API (see ../shared/DESIGN.md).
+This module only re-exports the public API (see ../shared/DESIGN.md). Program and PacketBatch
+are imported on first use, so that `import pfilter.cli` stays light until it needs numpy (the
+command sets numpy's thread options before that).
 """
-from .batch import PacketBatch
 from .errors import CaptureFormatError, FilterError, FilterSyntaxError, InvalidProgramError
-from .program import Program
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "open", "filter_file", "classify", "Program", "PacketBatch", "FilterError",
            "FilterSyntaxError", "InvalidProgramError", "CaptureFormatError", "__version__"]
+
+
+def __getattr__(name):
+    if name == "Program":
+        from .program import Program
+        return Program
+    if name == "PacketBatch":
+        from .batch import PacketBatch
+        return PacketBatch
+    raise AttributeError(f"module 'pfilter' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | {"Program", "PacketBatch"})
 
 
 def compile(expr, linktype="EN10MB", snaplen=262144, optimize=True, **options):
