@@ -199,7 +199,7 @@ def _compiler_stamp():
     return "|".join(parts)
 
 
-def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
+def cached_compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
     """pfilter.compile with an on-disk cache of the resulting instructions (~/.cache/pfilter,
     keyed by the expression, link type, snapshot length, optimization and the compiler's source
     files; PFILTER_NO_CACHE=1 turns it off): a repeated command skips importing the compiler.
@@ -213,7 +213,7 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
     path = None
     if directory is not None:
         # The file holds its full key on the first line, so a hash collision is only a miss.
-        key = repr((_compiler_stamp(), expr, str(linktype), int(snaplen), bool(optimize)))
+        key = repr((_compiler_stamp(), expr, str(linktype), int(snaplen), bool(optimize), sorted(options.items())))
         raw = key.encode("utf-8", "surrogatepass")
         name = f"{zlib.crc32(raw):08x}{zlib.adler32(raw):08x}{len(raw):x}"
         path = os.path.join(directory, name[:2], name + ".txt")
@@ -232,7 +232,7 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
                 raise FilterError("expression rejects all packets")
             return prog
     import pfilter
-    prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
+    prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
     rejects = bool(prog.rejects_all) if optimize else False
     if path is not None:
         try:
@@ -249,8 +249,11 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True):
     return prog
 
 
-def _compile(expr, linktype, snaplen, optimize):
-    return cached_compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize)
+def _compile(expr, linktype, snaplen, optimize, **options):
+    """As tcpdump compiles: netmask 0 (`ip broadcast` is accepted), savefile semantics unless
+    told otherwise (`-d` without `-r` compiles for a live handle, like `tcpdump -y DLT -d`)."""
+    options.setdefault("netmask", 0)
+    return cached_compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
 
 
 def _progress_bar(args, sources):
@@ -331,12 +334,14 @@ def _run(args):
 
     sources = _sources(args.read) if args.read else []
     if args.dump:
-        lt, snap = forced_lt, args.snaplen
-        if sources and (lt is None or snap is None):
+        lt, snap, swapped = forced_lt, args.snaplen, False
+        if sources:
             with open_capture(sources[0]) as cap:
                 lt = cap.linktype if lt is None else lt
                 snap = cap.snaplen if snap is None else snap
-        prog = _compile(expr, 1 if lt is None else lt, snap or 262144, optimize)
+                swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
+        prog = _compile(expr, 1 if lt is None else lt, snap or 262144, optimize,
+                        savefile=bool(sources), swapped=swapped)
         sys.stdout.write(prog.dump({1: "d", 2: "dd"}.get(args.dump, "ddd")))
         return 0
     if not sources:
@@ -348,10 +353,11 @@ def _run(args):
     first = open_for_filtering(sources[0])
     try:
         first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
+        _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize,
+                 swapped=getattr(first, "byteorder", sys.byteorder) != sys.byteorder)
         if not args.quiet:
             sys.stderr.write(f"reading from file {first.path}, link-type {_linktype_label(first.linktype)}, "
                              f"snapshot length {first.snaplen}\n")
-        _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize)
     except BaseException:
         first.close()
         raise

@@ -9,6 +9,7 @@ link type and each packet is judged by its own link type's program. Memory stays
 and its window are dropped once written.
 """
 import os
+import sys
 import threading
 import time
 
@@ -75,29 +76,33 @@ class ProgramSet:
         self.compiler = compiler
         self._programs = {}
 
-    def for_linktype(self, linktype, snaplen=None):
+    def for_linktype(self, linktype, snaplen=None, swapped=False):
+        """The Program for a link type, compiled as `tcpdump -r` does for a savefile: netmask 0
+        (so `ip broadcast` works) and, for NULL/ENC, the AF value in the file's byte order
+        (`swapped`: the file was written on a host of the other byte order)."""
         import pfilter
         if isinstance(self.expr, pfilter.Program):
             return self.expr
         lt = self.forced_linktype if self.forced_linktype is not None else int(linktype)
-        key = (lt, self.snaplen or snaplen or 262144)
+        key = (lt, self.snaplen or snaplen or 262144, bool(swapped))
         prog = self._programs.get(key)
         if prog is None:
             compile_ = self.compiler or pfilter.compile
-            prog = compile_(self.expr, linktype=lt, snaplen=key[1], optimize=self.optimize)
+            prog = compile_(self.expr, linktype=lt, snaplen=key[1], optimize=self.optimize,
+                            netmask=0, swapped=key[2])
             self._programs[key] = prog
         return prog
 
-    def match(self, batch, snaplen=None):
+    def match(self, batch, snaplen=None, swapped=False):
         """Bool mask of the batch's packets the expression accepts."""
         if batch.linktypes is None or self.forced_linktype is not None:
-            return self.for_linktype(batch.linktype, snaplen).match_batch(batch)
+            return self.for_linktype(batch.linktype, snaplen, swapped).match_batch(batch)
         kinds = np.unique(batch.linktypes)
         if len(kinds) == 1:
-            return self.for_linktype(int(kinds[0]), snaplen).match_batch(batch)
+            return self.for_linktype(int(kinds[0]), snaplen, swapped).match_batch(batch)
         mask = np.zeros(len(batch), dtype=bool)
         for lt in kinds:
-            mask |= self.for_linktype(int(lt), snaplen).match_batch(batch) & (batch.linktypes == lt)
+            mask |= self.for_linktype(int(lt), snaplen, swapped).match_batch(batch) & (batch.linktypes == lt)
         return mask
 
 
@@ -207,7 +212,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 opened = open_for_filtering(s, batch_bytes, batch_packets)
             with opened as cap:
                 stats.files.append(cap.path)
-                programs.for_linktype(cap.linktype, cap.snaplen)
+                swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
+                programs.for_linktype(cap.linktype, cap.snaplen, swapped)
                 if writer is None and dst is not None:
                     writer = _writer_for(dst, cap, format, ts_resolution, sources)
                 raw = None
@@ -222,7 +228,7 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                     for batch in batches:
                         n = len(batch)
                         stats.read += n
-                        mask = programs.match(batch, cap.snaplen)
+                        mask = programs.match(batch, cap.snaplen, swapped)
                         idx = np.flatnonzero(mask)
                         stats.matched += len(idx)
                         if count is not None and selected + len(idx) >= count:
