@@ -9,6 +9,8 @@ zero X, makes bpf_filter return 0, so such a statement stays unless
   - an earlier load on every path already proved the bytes are there (`remove_dead_code`), or
   - every path after it either returns 0 or loads at least as far before any nonzero return
     (`drop_covered_loads`: the later load aborts in its place, with the same result).
+Divergence: libpcap's optimizer drops unread loads outright (`net 0.0.0.0/0` loses its
+load of the address), accepting packets too short to hold them; pfilter keeps such a load.
 The two justifications point in opposite directions, so they live in separate passes (each
 with a fresh analysis) and can never lean on each other in a circle.
 

@@ -15,8 +15,10 @@ except for what a load past the captured length does (the program returns 0):
   - when E is `ret #0`, an abort and the exit give the same result: any order is fine;
   - otherwise a test may only run after every load that preceded it in the original chain and
     before any load that followed it (which could abort first), so tests are regrouped only
-    inside the windows between loads that could abort. This is where libpcap's -O changes
-    results (its `or` pull-up moves `[54] == 443` before the load of [56]); pfilter does not.
+    inside the windows between loads that could abort.
+Divergence: libpcap's or/and pull-up (optimize.c: or_pullup(), and_pullup()) moves such tests
+across loads (`[54] == 443` before the load of [56] in `port 80 or 443`), which changes its
+verdict on truncated packets; pfilter keeps the loads and is sometimes a few instructions longer.
 Applied only when it shortens the chain. Terminates: each rewrite removes statements.
 """
 
