@@ -243,3 +243,26 @@ def test_every_pass_that_changes_the_graph_decreases_the_measure():
                     after = measure(graph)
                     assert after < before, f"{p.__name__} on {row['expr']!r}: {before} -> {after}"
         linearize(graph)
+
+
+@pytest.mark.parametrize("expr", [
+    " or ".join(f"host 10.0.0.{i}" for i in range(1, 7)),
+    " or ".join(f"port {p}" for p in (21, 22, 25, 80, 443)),
+    " or ".join(f"net {n}.0.0.0/8" for n in (10, 11, 12, 13)),
+    " or ".join(f"src host 192.168.0.{i}" for i in range(1, 5)) + " or dst host 10.9.9.9",
+])
+def test_long_or_chains_exit_early_and_stay_equivalent(expr):
+    insns = libpcap_unopt(expr)
+    opt = same_everywhere(insns)
+    assert len(opt) < len(insns)
+
+
+def test_host_list_loads_each_address_once_on_the_ipv4_path():
+    # exit_early: the source address is tested against every host before the destination is
+    # loaded (a match exits through a block that still loads the destination)
+    insns = libpcap_unopt(" or ".join(f"host 10.0.0.{i}" for i in range(1, 7)))
+    opt = optimize_program(insns)
+    assert sum(1 for c, _, _, k in opt if c == 0x20 and k == 26) == 1
+    src_match = bytes(12) + b"\x08\x00" + bytes(12) + bytes([10, 0, 0, 4]) + bytes([1, 2, 3, 4])
+    assert run(opt, src_match) == ACCEPT
+    assert run(opt, src_match[:30]) == run(insns, src_match[:30]) == 0
