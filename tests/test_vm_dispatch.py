@@ -41,3 +41,9 @@ def test_batch_loop_releases_the_gil(generated_c):
         m = re.search(r"def " + name + r"\(.*?\n(.*?)\n\ndef ", PYX.read_text() + "\n\ndef ", re.S)
         assert m and "with nogil:" in m.group(1), name
     assert "Py_UNBLOCK_THREADS" in generated_c or "PyEval_SaveThread" in generated_c
+
+
+def test_vm_source_is_what_its_generator_writes():
+    gen = PYX.parents[1] / "scripts" / "gen_vm.py"
+    r = subprocess.run([sys.executable, str(gen), "--check"])
+    assert r.returncode == 0, "pfilter/_vm.pyx is out of date: run python3 scripts/gen_vm.py"
