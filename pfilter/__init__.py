@@ -55,5 +55,5 @@ def filter_file(src, dst, expr, **options):
 
 def classify(source, rules, **options):
     """Evaluate many named filters over every packet of `source` in one pass."""
-    from .classify import classify as _classify
+    from .classifier import classify as _classify
     return _classify(source, rules, **options)

@@ -285,7 +285,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "classify":
         try:
-            from .classify import cli_main
+            from .classifier import cli_main
         except ImportError as e:
             return _fail(f"classify is not available: {e}")
         return cli_main(argv[1:])

@@ -1,5 +1,5 @@
 """`pfilter classify -r FILE -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]`, through
-pfilter.classify.cli_main(argv): the per-rule table, the labels files, one-line errors."""
+pfilter.classifier.cli_main(argv): the per-rule table, the labels files, one-line errors."""
 import csv
 import importlib
 
@@ -9,7 +9,7 @@ import pytest
 import pfilter
 import reference as ref
 
-clmod = importlib.import_module("pfilter.classify")
+clmod = importlib.import_module("pfilter.classifier")
 
 PCAP = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap"
 PCAP2 = ref.PCAPS / "tcpdump__afs.pcap"

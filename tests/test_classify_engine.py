@@ -11,7 +11,7 @@ import pytest
 import pfilter
 import reference as ref
 
-clmod = importlib.import_module("pfilter.classify")   # the module (pfilter.classify is also callable)
+clmod = importlib.import_module("pfilter.classifier")   # the module (pfilter.classify is also callable)
 
 # >= 20 rules mixing ip / ip6 / vlan / ports / arithmetic / scratch memory / indirect loads
 RULES = [

@@ -1,4 +1,4 @@
-"""pfilter.classify: many named filters over every packet, in one pass.
+"""pfilter.classifier, the engine behind pfilter.classify(): many named filters over every packet, in one pass.
 
 Imports pfilter.errors, pfilter.opcodes, pfilter.batch, pfilter.linktypes, and at call time
 pfilter.compile (the compiler) and pfilter.open (the capture reader); rules may also be Program
@@ -90,7 +90,6 @@ import csv
 import io
 import os
 import sys
-import types
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -897,16 +896,3 @@ def _write_labels(path, labels):
     w.writerow(["packet", "label"])
     w.writerows(zip(range(len(labels)), labels.tolist()))
     Path(path).write_text(buf.getvalue())
-
-
-class _CallableModule(types.ModuleType):
-    """`import pfilter.classify` rebinds the package attribute `pfilter.classify` (the function
-    pfilter/__init__.py defines) to this module; calling the module calls classify() so that
-    `pfilter.classify(source, rules)` works before and after, and `pfilter.classify.cli_main`
-    too."""
-
-    def __call__(self, source, rules, **options):
-        return classify(source, rules, **options)
-
-
-sys.modules[__name__].__class__ = _CallableModule
