@@ -6,7 +6,8 @@ on any valid cBPF program (ours, libpcap's, hand-written).
     build graph (cfg.py) -> PASSES (but merge_identical), repeated until none changes anything
         -> exit_early (shorter paths for long test chains; once) -> PASSES to their fixpoint
         -> order_dispatch (common packets first; once) -> PASSES again if it swapped
-        -> linearize
+        -> split_sets (long jeq chains become a search over sorted constants; once)
+        -> PASSES again if it split one -> linearize
 
 Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
 own module. Why the loop terminates: every change strictly decreases the measure
@@ -32,6 +33,7 @@ from .ordering import order_dispatch
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant, remove_redundant_blocks
 from .reorder import exit_early, group_tests
+from .search import split_sets
 from .values import Analysis, Values
 
 __all__ = ["optimize_program", "rejects_all", "PASSES"]
@@ -109,6 +111,8 @@ def optimize_program(insns):
         exit_early(graph, ctx)
         ctx = optimize_graph(graph)
         if order_dispatch(graph, ctx):
+            ctx = optimize_graph(graph)
+        if split_sets(graph, ctx):
             optimize_graph(graph)
         out = linearize(graph)
     finally:

@@ -1,0 +1,86 @@
+"""Final pass: long chains of equality tests become a search over sorted constants.
+
+Imports pfilter.optimizer.cfg only.
+
+A set test is a chain of equality tests of the value in A, all leaving to one exit T,
+
+    B: jeq #c1 -> T, else C2     C2: jeq #c2 -> T, else C3   ...   Cn: jeq #cn -> T, else F
+
+where C2..Cn have no statements and no other predecessor. It means "A in {c1..cn} -> T, else
+F", so the tests may run in any order and in any shape: a packet whose value is in none of
+them (usually most packets: `host a or host b or ...` against busy traffic) walks all n. Here
+the constants are split at their (unsigned) median by one `jgt`, recursively, until each part
+holds at most LEAF_MAX constants, which stay a chain in their original order:
+
+    jgt #c(m) -> (jeq chain of the upper half), else (jeq chain of the lower half)
+
+Each `jgt` costs one instruction and halves the tests every packet walks; an or of 20 hosts
+walks 7 tests per address instead of 20, an or of 1,000 hosts 17 instead of 1,000. No load
+moves and A is not changed, so every verdict, truncated packets included, is the same.
+Divergence: libpcap's optimizer keeps the chain (and drops the second address's load on a
+match to save a step; pfilter keeps the load, and the search is what makes its path shorter).
+Runs once, after the other passes, right before linearization: it adds conditional jumps, so
+it is not one of the PASSES (whose measure only decreases). Each chain is rewritten once and
+the recursion halves the constants, so it ends.
+"""
+
+from .cfg import COND
+
+__all__ = ["split_sets", "LEAF_MAX"]
+
+_JEQ_K = 0x15
+_JGT_K = 0x25
+LEAF_MAX = 8        # a chain of more constants than this is split
+
+
+def _set_chain(b):
+    """The blocks of the set test starting at b (b itself first)."""
+    t = b.succ[0]
+    chain = [b]
+    cur = b
+    while True:
+        nxt = cur.succ[1]
+        if nxt is t or nxt.kind != COND or nxt.jcode != _JEQ_K or nxt.stmts or len(nxt.preds) != 1 \
+                or nxt.succ[0] is not t:
+            return chain
+        chain.append(nxt)
+        cur = nxt
+
+
+def _search(graph, consts, t, f, order):
+    """The first block of a search for consts (distinct, in test order): T when found, else F."""
+    if len(consts) <= LEAF_MAX:
+        nxt = f
+        for c in reversed(consts):
+            blk = graph.new_block(order)
+            blk.set_cond(_JEQ_K, c, t, nxt)
+            nxt = blk
+        return nxt
+    ranked = sorted(consts)
+    pivot = ranked[len(ranked) // 2 - 1]
+    low = [c for c in consts if c <= pivot]
+    high = [c for c in consts if c > pivot]
+    blk = graph.new_block(order)
+    blk.set_cond(_JGT_K, pivot, _search(graph, high, t, f, order), _search(graph, low, t, f, order))
+    return blk
+
+
+def split_sets(graph, ctx):
+    order = graph.link_preds()
+    seen = set()
+    changed = False
+    for b in order:
+        if b.id in seen or b.kind != COND or b.jcode != _JEQ_K or b.succ[0] is b.succ[1]:
+            continue
+        chain = _set_chain(b)
+        seen.update(c.id for c in chain)
+        t, f = b.succ[0], chain[-1].succ[1]
+        consts = list(dict.fromkeys(c.jk for c in chain))
+        if len(consts) <= LEAF_MAX or f is t:
+            continue
+        root = _search(graph, consts, t, f, b.order)
+        b.set_cond(root.jcode, root.jk, root.succ[0], root.succ[1])
+        changed = True
+    if changed:
+        graph.renumber()
+    return changed
