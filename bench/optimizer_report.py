@@ -4,7 +4,9 @@
 For every EN10MB corpus expression (../shared/corpus/expected: libpcap's unoptimized and
 optimized bytecode), optimize libpcap's unoptimized program with pfilter.optimizer and compare:
   - size: instructions, pfilter vs libpcap -O;
-  - path length: instructions executed per packet, averaged over every EN10MB corpus packet;
+  - path length: instructions executed per packet, averaged over every EN10MB corpus packet
+    (also for the five standard benchmark expressions of bench/conftest.py, whose path must be
+    no longer than libpcap -O's: issue 4);
   - whether libpcap's -O program is even equivalent to its unoptimized one (same return value on
     every corpus packet, on truncated copies of 300 of them, and on probe packets steered into
     every branch and cut where loads stop fitting: tests/test_optimizer_probes.py): where it is
@@ -13,7 +15,8 @@ Prints one line per expression (--all) or the worst cases, then totals. Run from
 
     python3 bench/optimizer_report.py [--all] [--worst 25]
 
-Imports pfilter and tests/reference.py (libpcap through ctypes, corpus helpers).
+Imports pfilter, tests/reference.py (libpcap through ctypes, corpus helpers) and the standard
+expressions of bench/conftest.py.
 """
 import argparse
 import random
@@ -31,6 +34,9 @@ import pfilter  # noqa: E402
 import reference  # noqa: E402
 from pfilter.optimizer import optimize_program  # noqa: E402
 from test_optimizer_probes import base_packets, probe_batch  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from conftest import STANDARD_EXPRESSIONS, expression_id  # noqa: E402
 
 
 def en10mb_batches():
@@ -106,6 +112,15 @@ def main():
     print(f"  executed instructions per packet ({npk} packets), summed over expressions: "
           f"libpcap -O {sum(x['lib_steps'] for x in recs):.1f}, pfilter {sum(x['ours_steps'] for x in recs):.1f}; "
           f"pfilter <= libpcap for {sum(x['ours_steps'] <= x['lib_steps'] + 1e-9 for x in recs)}/{n}")
+    print("\nstandard benchmark expressions (pfilter.compile vs libpcap -O), executed instructions per packet:")
+    for expr in STANDARD_EXPRESSIONS:
+        ours = pfilter.compile(expr)
+        lib = pfilter.Program.from_tuples(reference.compile(expr, 1, optimize=True))
+        s_ours = float(ours.count_steps(full).sum()) / npk
+        s_lib = float(lib.count_steps(full).sum()) / npk
+        flag = "" if s_ours <= s_lib else "  [LONGER than libpcap -O]"
+        print(f"  {s_ours:8.3f} vs {s_lib:8.3f}  (size {len(ours.to_tuples())} vs {len(lib.to_tuples())})  "
+              f"{expression_id(expr)}{flag}")
 
 
 if __name__ == "__main__":

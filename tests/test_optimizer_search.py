@@ -73,6 +73,10 @@ def _scattered_hosts(n):
         "1.2.3.4", "1.2.3.4", "9.9.9.9", "10.0.0.1")), id="extreme-and-repeated-hosts"),
     pytest.param(" or ".join(f"ip proto {p}" for p in range(1, 20)), id="19-ip-protocols"),
     pytest.param("tcp and (" + _scattered_hosts(12) + ") and not port 22", id="12-hosts-inside-and"),
+    pytest.param("ether[0] > 10 and (" + " or ".join(f"ether[0] = {v}" for v in range(3, 30)) + ")",
+                 id="constants-partly-excluded-by-an-earlier-test"),
+    pytest.param("not (" + " or ".join(f"ether[0] >> 4 = {v}" for v in range(16)) + ")",
+                 id="not-every-value-a-byte-shift-can-have"),
 ])
 def test_search_trees_return_what_the_unoptimized_program_does(expr):
     insns = reference.compile(expr, 1, optimize=False)
@@ -91,3 +95,10 @@ def test_consecutive_constants_shrink_to_range_tests():
     opt = optimize_program(insns)
     assert len(opt) < 80
     assert not len(disagreements(insns, opt, probe_batch(insns, base_packets())))
+
+
+def test_a_chain_of_every_value_a_can_have_leaves_only_the_load():
+    # the byte must still be there (a load past the captured length returns 0)
+    insns = reference.compile(" or ".join(f"ether[0] & 15 = {v}" for v in range(16)), 1, optimize=False)
+    opt = optimize_program(insns)
+    assert opt == [(0x30, 0, 0, 0), (0x06, 0, 0, 262144)]

@@ -7,7 +7,7 @@ on any valid cBPF program (ours, libpcap's, hand-written).
         -> exit_early (shorter paths for long test chains; once) -> PASSES to their fixpoint
         -> order_dispatch (common packets first; once) -> PASSES again if it swapped
         -> split_sets (long jeq chains become a search over sorted constants; once)
-        -> PASSES again if it split one -> linearize
+        -> PASSES again if a chain turned out to decide nothing -> linearize
 
 Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
 own module. Why the loop terminates: every change strictly decreases the measure
@@ -56,12 +56,14 @@ PASSES = (
 
 
 class Context:
-    """State shared by the passes of one optimization: the value-number table, and the last
-    dataflow analysis while it still describes the graph."""
+    """State shared by the passes of one optimization: the value-number table, the last
+    dataflow analysis while it still describes the graph, and whether a one-shot pass left
+    work for PASSES (`resimplify`)."""
 
     def __init__(self):
         self.vals = Values()
         self._analysis = None
+        self.resimplify = False
 
     def analysis(self, graph):
         if self._analysis is None:
@@ -112,7 +114,7 @@ def optimize_program(insns):
         ctx = optimize_graph(graph)
         if order_dispatch(graph, ctx):
             ctx = optimize_graph(graph)
-        if split_sets(graph, ctx):
+        if split_sets(graph, ctx) and ctx.resimplify:
             optimize_graph(graph)
         out = linearize(graph)
     finally:

@@ -1,6 +1,6 @@
 """Final pass: long chains of equality tests become a search over sorted constants.
 
-Imports pfilter.optimizer.cfg only.
+Imports pfilter.optimizer.{cfg,values} only.
 
 A set test is a chain of equality tests of the value in A, all leaving to one exit T,
 
@@ -14,6 +14,10 @@ holds at most LEAF_MAX constants, which stay a chain in their original order:
 
     jgt #c(m) -> (jeq chain of the upper half), else (jeq chain of the lower half)
 
+A part that holds every value A can have below its `jgt` tests and what the dataflow analysis
+knows of A at the chain (a run of consecutive constants: `port 1000 or port 1001 or ...`)
+needs no test at all: it goes straight to T. Constants A cannot have are not tested.
+
 Each `jgt` costs one instruction and halves the tests every packet walks; an or of 20 hosts
 walks 7 tests per address instead of 20, an or of 1,000 hosts 17 instead of 1,000. No load
 moves and A is not changed, so every verdict, truncated packets included, is the same.
@@ -25,11 +29,13 @@ the recursion halves the constants, so it ends.
 """
 
 from .cfg import COND
+from .values import A
 
 __all__ = ["split_sets", "LEAF_MAX"]
 
 _JEQ_K = 0x15
 _JGT_K = 0x25
+M32 = 0xFFFFFFFF
 LEAF_MAX = 8        # a chain of more constants than this is split
 
 
@@ -47,8 +53,11 @@ def _set_chain(b):
         cur = nxt
 
 
-def _search(graph, consts, t, f, order):
-    """The first block of a search for consts (distinct, in test order): T when found, else F."""
+def _search(graph, consts, t, f, order, lo=-1, hi=M32):
+    """The first block of a search for consts (distinct, in test order, all in lo < c <= hi,
+    which is all A can be here): T when found, else F."""
+    if len(consts) == hi - lo:
+        return t            # every value A can have here is one of them
     if len(consts) <= LEAF_MAX:
         nxt = f
         for c in reversed(consts):
@@ -58,10 +67,12 @@ def _search(graph, consts, t, f, order):
         return nxt
     ranked = sorted(consts)
     pivot = ranked[len(ranked) // 2 - 1]
-    low = [c for c in consts if c <= pivot]
-    high = [c for c in consts if c > pivot]
+    high = _search(graph, [c for c in consts if c > pivot], t, f, order, pivot, hi)
+    low = _search(graph, [c for c in consts if c <= pivot], t, f, order, lo, pivot)
+    if high is t and low is t:
+        return t
     blk = graph.new_block(order)
-    blk.set_cond(_JGT_K, pivot, _search(graph, high, t, f, order), _search(graph, low, t, f, order))
+    blk.set_cond(_JGT_K, pivot, high, low)
     return blk
 
 
@@ -69,6 +80,7 @@ def split_sets(graph, ctx):
     order = graph.link_preds()
     seen = set()
     changed = False
+    an = None           # the analysis of the graph as it was (a rewrite keeps every value)
     for b in order:
         if b.id in seen or b.kind != COND or b.jcode != _JEQ_K or b.succ[0] is b.succ[1]:
             continue
@@ -78,9 +90,20 @@ def split_sets(graph, ctx):
         consts = list(dict.fromkeys(c.jk for c in chain))
         if len(consts) <= LEAF_MAX or f is t:
             continue
-        root = _search(graph, consts, t, f, b.order)
-        b.set_cond(root.jcode, root.jk, root.succ[0], root.succ[1])
+        if an is None:
+            an = ctx.analysis(graph)
+        st = an.outs[b.id]
+        a = st.regs[A]
+        lo, hi = st.fact(a)[0], min(st.fact(a)[1], ctx.vals.bound(a))
+        consts = [c for c in consts if lo <= c <= hi]
+        root = _search(graph, consts, t, f, b.order, lo - 1, hi)
+        if root is t or root is f:
+            b.set_goto(root)        # the chain decided nothing: what computed A may be dead now
+            ctx.resimplify = True
+        else:
+            b.set_cond(root.jcode, root.jk, root.succ[0], root.succ[1])
         changed = True
     if changed:
+        ctx.invalidate()
         graph.renumber()
     return changed
