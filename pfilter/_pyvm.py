@@ -16,8 +16,9 @@ from .validate import MAX_BACKWARD_JUMPS
 M32 = 0xFFFFFFFF
 
 
-def run_one(insns, pkt, wirelen):
-    """Run a validated program (list of (code, jt, jf, k)) on one packet (bytes); return u32."""
+def run_one(insns, pkt, wirelen, steps=None):
+    """Run a validated program (list of (code, jt, jf, k)) on one packet (bytes); return u32.
+    `steps`, a one-element list, receives the number of instructions executed."""
     A = X = 0
     mem = [0] * 16
     buflen = len(pkt)
@@ -26,6 +27,8 @@ def run_one(insns, pkt, wirelen):
     while True:
         code, jt, jf, k = insns[pc]
         pc += 1
+        if steps is not None:
+            steps[0] += 1
         if code == 0x06:        # ret #k
             return k
         elif code == 0x16:      # ret a

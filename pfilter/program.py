@@ -261,19 +261,7 @@ class Program:
             _cvm.count_steps(self._decoded, batch.data, batch.offsets, batch.caplen, batch.wirelen, steps)
             return steps
         for i in range(len(batch)):
-            steps[i] = _count_steps_py(self._tuples, batch.packet(i), int(batch.wirelen[i]))
+            counter = [0]
+            _pyvm.run_one(self._tuples, batch.packet(i), int(batch.wirelen[i]), counter)
+            steps[i] = counter[0]
         return steps
-
-
-def _count_steps_py(insns, pkt, wirelen):
-    """Path length by replaying with the Python VM on prefixes of the program (slow; tests only)."""
-    counter = [0]
-    orig = list(insns)
-
-    class Counting(list):
-        def __getitem__(self, i):
-            counter[0] += 1
-            return list.__getitem__(self, i)
-
-    _pyvm.run_one(Counting(orig), pkt, wirelen)
-    return counter[0]
