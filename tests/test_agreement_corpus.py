@@ -10,21 +10,13 @@ import numpy as np
 import pfilter
 import reference as ref
 
-DOCUMENTED_DIVERGENCES = {"byte 0 & 1"}
-
-
-def _dlt_name(dlt):
-    name = ref.libpcap().pcap_datalink_val_to_name(dlt)
-    return name.decode() if name else str(dlt)
-
-
 def test_every_corpus_expression_selects_what_libpcap_selects_on_every_corpus_capture():
     exprs = ref.corpus_expressions()
     pairs = packets = refused = 0
     diffs = []
     for (dlt, snap), batch in sorted(ref.corpus_batches().items()):
-        for expr in exprs.get(_dlt_name(dlt), []):
-            if expr in DOCUMENTED_DIVERGENCES:
+        for expr in exprs.get(ref.dlt_name(dlt), []):
+            if expr in ref.DOCUMENTED_DIVERGENCES:
                 continue
             try:
                 theirs = ref.compile_savefile(expr, dlt, False, snap)

@@ -12,7 +12,7 @@ from pfilter.errors import FilterError
 from pfilter.compiler.driver import compile_to_tuples, resolve_linktype
 
 # Expressions whose bytecode differs from libpcap's on purpose (see gencode.gen_byteop).
-DIVERGENT = {"byte 0 & 1"}
+DIVERGENT = reference.DOCUMENTED_DIVERGENCES
 
 
 def _cases(kind):

@@ -17,10 +17,6 @@ import reference as ref
 
 ETH_IP, ETH_IP6, ETH_ARP = 0x0800, 0x86DD, 0x0806
 
-#: expressions where pfilter deliberately follows the manual instead of libpcap 1.10.3 (README,
-#: "Differences from tcpdump"), compared in tests of their own
-DOCUMENTED_DIVERGENCES = {"byte 0 & 1"}
-
 LINK_EXPRESSIONS = {
     "LINUX_SLL": ["inbound", "outbound", "inbound and tcp", "outbound or arp", "not inbound and ip6",
                   "ether proto 0x88cc", "link[0:2] = 4", "vlan", "ifindex 2", "ether host 00:11:22:33:44:55"],
@@ -100,7 +96,7 @@ def test_link_type_agrees_with_libpcap_on_reencapsulated_packets(name, corpus_pa
         pkts.append(hdr + body)
         wirelens.append(len(hdr) + wl)
     batch = pfilter.PacketBatch.from_packets(pkts, wirelens=wirelens, linktype=dlt)
-    exprs = [e for e in ref.corpus_expressions()["EN10MB"] + LINK_EXPRESSIONS[name] if e not in DOCUMENTED_DIVERGENCES]
+    exprs = [e for e in ref.corpus_expressions()["EN10MB"] + LINK_EXPRESSIONS[name] if e not in ref.DOCUMENTED_DIVERGENCES]
     problems, compiled = [], 0
     for expr in exprs:
         try:

@@ -19,11 +19,6 @@ def batches():
     return ref.corpus_batches()
 
 
-def _dlt_name(dlt):
-    name = ref.libpcap().pcap_datalink_val_to_name(dlt)
-    return name.decode() if name else str(dlt)
-
-
 def test_every_corpus_program_gives_libpcaps_return_values(batches):
     from pfilter import program
     if program._cvm is None:
@@ -32,7 +27,7 @@ def test_every_corpus_program_gives_libpcaps_return_values(batches):
     programs = packets = 0
     diffs = []
     for (dlt, snap), batch in sorted(batches.items()):
-        for expr in exprs.get(_dlt_name(dlt), []):
+        for expr in exprs.get(ref.dlt_name(dlt), []):
             for optimize in (False, True):
                 try:
                     insns = ref.compile(expr, dlt, optimize, snap)

@@ -202,23 +202,13 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
                 break
             body = b + p + 8
             bodylen = total - 12
-            if btype == 6:
+            if btype == 6 or btype == 2:
+                # enhanced packet block, or the obsolete packet block (16-bit interface id)
                 if bodylen < 20:
                     status = ST_SHORT
                     info = btype
                     break
-                iface = rd32(body, swapped)
-                t = (<uint64_t>rd32(body + 4, swapped) << 32) | rd32(body + 8, swapped)
-                cap = rd32(body + 12, swapped)
-                wire = rd32(body + 16, swapped)
-                datapos = p + 28
-                bodylen -= 20
-            elif btype == 2:
-                if bodylen < 20:
-                    status = ST_SHORT
-                    info = btype
-                    break
-                iface = rd16(body, swapped)
+                iface = rd32(body, swapped) if btype == 6 else rd16(body, swapped)
                 t = (<uint64_t>rd32(body + 4, swapped) << 32) | rd32(body + 8, swapped)
                 cap = rd32(body + 12, swapped)
                 wire = rd32(body + 16, swapped)

@@ -76,22 +76,7 @@ def _chains(order):
 
 
 def group_tests(graph, ctx):
-    chains = list(_chains(graph.link_preds()))
-    if not chains:
-        return False
-    vals = ctx.vals
-    an = ctx.analysis(graph)
-    live_in = liveness(an.order)
-    changed = False
-    for best in chains:
-        e = best[0][0].succ[best[0][1]]
-        last, last_slot = best[-1]
-        f = last.succ[1 - last_slot]
-        if live_in[e.id] & 1 or live_in[f.id] & 1:
-            continue
-        if _regroup(vals, an, best, e, f):
-            changed = True
-    return changed
+    return _regroup_chains(graph, ctx, early_exits=False)
 
 
 EARLY_MIN = 3       # deferred tests of one value worth an early-exit block (exit_early)
@@ -208,6 +193,12 @@ def exit_early(graph, ctx):
     the value after them. Trades one instruction for a shorter path: `host a or host b or ...`
     then tests every source address, loads the destination once and tests every one of them,
     as libpcap -O does, but without skipping the destination load on a match."""
+    return _regroup_chains(graph, ctx, early_exits=True)
+
+
+def _regroup_chains(graph, ctx, early_exits):
+    """Regroup every chain of tests whose exits do not read A (shared by group_tests and
+    exit_early; `early_exits` also moves deferred tests early)."""
     chains = list(_chains(graph.link_preds()))
     if not chains:
         return False
@@ -221,6 +212,6 @@ def exit_early(graph, ctx):
         f = last.succ[1 - last_slot]
         if live_in[e.id] & 1 or live_in[f.id] & 1:
             continue
-        if _regroup(vals, an, best, e, f, graph):
+        if _regroup(vals, an, best, e, f, graph if early_exits else None):
             changed = True
     return changed
