@@ -642,21 +642,33 @@ def reads_scratch(const uint8_t[::1] raw):
     return False
 
 
+cdef void run_packets(const uint8_t* prog, bint clear_mem, const uint8_t* base, const int64_t* offsets,
+                      const uint32_t* caplen, const uint32_t* wirelen, Py_ssize_t n,
+                      uint32_t* out) noexcept nogil:
+    """out[i] = return value of the decoded program on the packet at base + offsets[i]. The C
+    entry point other extensions cimport (pfilter/_vm.pxd): the capture fast path runs it on
+    its own buffers without a Python object."""
+    cdef Py_ssize_t i
+    cdef const vm_insn* insns = <const vm_insn*>prog
+    cdef NoCount* nocount = NULL
+    for i in range(n):
+        if i + PREFETCH_AHEAD < n:
+            PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
+            PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
+        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, nocount)
+
+
 def run_batch(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, const int64_t[::1] offsets,
               const uint32_t[::1] caplen, const uint32_t[::1] wirelen, uint32_t[::1] out):
     """out[i] = return value of the decoded program on packet i."""
-    cdef Py_ssize_t i, n = offsets.shape[0]
-    cdef const vm_insn* insns = <const vm_insn*>&prog[0]
+    cdef Py_ssize_t n = offsets.shape[0]
     cdef const uint8_t* base = &data[0] if data.shape[0] else NULL
-    cdef NoCount* nocount = NULL
     if caplen.shape[0] < n or wirelen.shape[0] < n or out.shape[0] < n:
         raise ValueError("batch arrays are shorter than offsets")
+    if n == 0:
+        return out
     with nogil:
-        for i in range(n):
-            if i + PREFETCH_AHEAD < n:
-                PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
-                PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
-            out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, nocount)
+        run_packets(&prog[0], clear_mem, base, &offsets[0], &caplen[0], &wirelen[0], n, &out[0])
     return out
 
 

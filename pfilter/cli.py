@@ -130,7 +130,6 @@ def _expression(args):
 
 def _sources(paths):
     """Input paths; a directory stands for the capture files in it (sorted, recursively)."""
-    from .capture.reader import _decompressor
     out = []
     for path in paths:
         if path != "-" and os.path.isdir(path):
@@ -199,16 +198,13 @@ def _compiler_stamp():
     return "|".join(parts)
 
 
-def cached_compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
-    """pfilter.compile with an on-disk cache of the resulting instructions (~/.cache/pfilter,
-    keyed by the expression, link type, snapshot length, optimization and the compiler's source
-    files; PFILTER_NO_CACHE=1 turns it off): a repeated command skips importing the compiler.
-    Raises FilterError("expression rejects all packets") for such an optimized program, as
-    tcpdump does."""
+def cached_program(expr, linktype=1, snaplen=262144, optimize=True, **options):
+    """The expression compiled, as (instruction tuples, rejects_all, Program or None), through an
+    on-disk cache of the instructions (~/.cache/pfilter, keyed by the expression, link type,
+    snapshot length, optimization, options and the compiler's source files; PFILTER_NO_CACHE=1
+    turns it off). A cache hit imports neither the compiler nor numpy (the Program is then None);
+    rejects_all is only decided for optimized programs."""
     import zlib
-
-    from .errors import FilterError
-    from .program import Program
     directory = _cache_dir()
     path = None
     if directory is not None:
@@ -220,33 +216,54 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
         try:
             with open(path, encoding="utf-8", errors="surrogatepass") as f:
                 lines = f.read().split("\n")
-            if lines[0] != key:
+            if lines[0] != key or lines[1] not in ("ok", "rejects-all"):
                 raise ValueError("another key")
-            rejects = lines[1] == "rejects-all"
-            prog = Program.from_tuples([tuple(int(v) for v in line.split()) for line in lines[2:] if line],
-                                       linktype=linktype, snaplen=snaplen, source=expr)
-        except (OSError, ValueError, IndexError, TypeError, FilterError):
+            tuples = [tuple(int(v) for v in line.split()) for line in lines[2:] if line]
+            from .validate import COMPILED_MAX_INSNS, validate
+            validate(tuples, COMPILED_MAX_INSNS)     # a damaged entry is a miss
+        except (OSError, ValueError, IndexError):
             pass
         else:
-            if optimize and rejects:
-                raise FilterError("expression rejects all packets")
-            return prog
+            return tuples, lines[1] == "rejects-all", None
     import pfilter
     prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
     rejects = bool(prog.rejects_all) if optimize else False
+    tuples = prog.to_tuples()
     if path is not None:
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = f"{path}.{os.getpid()}.tmp"
             with open(tmp, "w", encoding="utf-8", errors="surrogatepass") as f:
                 f.write(key + "\n" + ("rejects-all" if rejects else "ok") + "\n"
-                        + "".join(f"{c} {jt} {jf} {k}\n" for c, jt, jf, k in prog.to_tuples()))
+                        + "".join(f"{c} {jt} {jf} {k}\n" for c, jt, jf, k in tuples))
             os.replace(tmp, path)
         except OSError:
             pass
-    if rejects:
+    return tuples, rejects, prog
+
+
+def cached_compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
+    """pfilter.compile through the on-disk cache of cached_program: a repeated command skips
+    importing the compiler. Raises FilterError("expression rejects all packets") for such an
+    optimized program, as tcpdump does."""
+    from .errors import FilterError
+    tuples, rejects, prog = cached_program(expr, linktype, snaplen, optimize, **options)
+    if optimize and rejects:
         raise FilterError("expression rejects all packets")
+    if prog is None:
+        from .program import Program
+        prog = Program.from_tuples(tuples, linktype=linktype, snaplen=snaplen, source=expr)
     return prog
+
+
+def _program_tuples(expr, linktype, snaplen, optimize, **options):
+    """Like _compile, as instruction tuples (numpy-free on a cache hit)."""
+    from .errors import FilterError
+    options.setdefault("netmask", 0)
+    tuples, rejects, _prog = cached_program(expr, linktype, snaplen, optimize, **options)
+    if optimize and rejects:
+        raise FilterError("expression rejects all packets")
+    return tuples
 
 
 def _compile(expr, linktype, snaplen, optimize, **options):
@@ -314,8 +331,6 @@ def main(argv=None):
 
 
 def _run(args):
-    from .capture import open_capture
-    from .capture.filterfile import filter_file, open_for_filtering
     from .errors import CaptureFormatError, FilterError
     from .linktypes import linktype_number
 
@@ -334,6 +349,7 @@ def _run(args):
 
     sources = _sources(args.read) if args.read else []
     if args.dump:
+        from .capture import open_capture
         lt, snap, swapped = forced_lt, args.snaplen, False
         if sources:
             with open_capture(sources[0]) as cap:
@@ -348,16 +364,41 @@ def _run(args):
         raise FilterError("no input: give a capture file with -r FILE (pfilter reads captures, "
                           "it does not capture)")
 
+    announced = []
+
+    def announce(path, linktype, snaplen):
+        if not args.quiet and not announced:
+            sys.stderr.write(f"reading from file {path}, link-type {_linktype_label(linktype)}, "
+                             f"snapshot length {snaplen}\n")
+        announced.append(path)
+
+    if len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
+        # One plain pcap file to copy or count: the fast path, numpy-free (None: not for this input).
+        from .capture.fastpath import fast_filter_file
+
+        def program_for(linktype, snaplen, swapped):
+            lt = forced_lt if forced_lt is not None else linktype
+            return _program_tuples(expr, lt, args.snaplen or snaplen, optimize, swapped=swapped)
+        bar, update = _progress_bar(args, sources)
+        try:
+            stats = fast_filter_file(sources[0], args.write, program_for, count=args.count,
+                                     format=args.format, ts_resolution=resolution, progress=update,
+                                     announce=announce)
+        finally:
+            if bar is not None:
+                bar.close()
+        if stats is not None:
+            return _report(args, stats, 0)
+
     # Compile (and refuse) before creating any output, for the first input's link type.
     # The first input is opened once (it may be a pipe) and handed to filter_file open.
+    from .capture.filterfile import filter_file, open_for_filtering
     first = open_for_filtering(sources[0])
     try:
         first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
         _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize,
                  swapped=getattr(first, "byteorder", sys.byteorder) != sys.byteorder)
-        if not args.quiet:
-            sys.stderr.write(f"reading from file {first.path}, link-type {_linktype_label(first.linktype)}, "
-                             f"snapshot length {first.snaplen}\n")
+        announce(first.path, first.linktype, first.snaplen)
     except BaseException:
         first.close()
         raise
@@ -391,6 +432,11 @@ def _run(args):
     finally:
         if bar is not None:
             bar.close()
+    return _report(args, stats, status)
+
+
+def _report(args, stats, status):
+    """The --count line on standard output and the final summary on standard error."""
     sys.stdout.flush()
     if stats is not None:
         shown = stats.written if args.write is not None else stats.matched

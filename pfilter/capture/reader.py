@@ -30,6 +30,7 @@ import numpy as np
 
 from ..batch import PacketBatch
 from ..errors import CaptureFormatError, FilterError
+from .files import adjust_snaplen, max_snaplen_for_linktype, parse_pcap_header, pcap_magic_order
 
 if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
     from . import _pyscan as _scan
@@ -43,16 +44,10 @@ ST_LIMIT, ST_MORE, ST_BADCAPLEN, ST_BLOCK, ST_BADLEN, ST_UNALIGNED, ST_TOOBIG, S
     ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END = range(12)
 TS_MICRO, TS_NANO, TS_DECUP, TS_GENERAL = range(4)
 
-PCAP_MAGIC = 0xA1B2C3D4
-PCAP_MAGIC_NSEC = 0xA1B23C4D
-PCAP_MAGIC_KUZNETZOV = 0xA1B2CD34
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BOM = 0x1A2B3C4D
 BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
 
-MAXIMUM_SNAPLEN = 262144
-INT_MAX = 0x7FFFFFFF
-LT_LINKTYPE_MASK = 0x03FFFFFF
 SHB_INSANE_MAX = 1024 * 1024
 INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
 
@@ -61,23 +56,6 @@ DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
 
 _HOST_LITTLE = sys.byteorder == "little"
-
-
-def max_snaplen_for_linktype(linktype):
-    """The largest packet libpcap accepts for a link type."""
-    # libpcap: max_snaplen_for_dlt()
-    return {231: 128 * 1024 * 1024,   # DBUS
-            279: 8 * 1024 * 1024,     # EBHSCR
-            249: 1024 * 1024,         # USBPCAP
-            }.get(linktype, MAXIMUM_SNAPLEN)
-
-
-def adjust_snaplen(linktype, snaplen):
-    """A header's snapshot length as libpcap uses it: 0 or above INT_MAX means the maximum."""
-    # libpcap: pcap_adjust_snapshot()
-    if snaplen == 0 or snaplen > INT_MAX:
-        return max_snaplen_for_linktype(linktype)
-    return snaplen
 
 
 def _max_blocksize(linktype):
@@ -300,48 +278,27 @@ class Capture:
         if magic_le == PCAPNG_SHB:
             self._open_pcapng()
             return
-        for order, prefix in (("little", "<"), ("big", ">")):
-            magic = struct.unpack(prefix + "I", head)[0]
-            if magic in (PCAP_MAGIC, PCAP_MAGIC_NSEC, PCAP_MAGIC_KUZNETZOV):
-                self._open_pcap(magic, order, prefix)
-                return
+        if pcap_magic_order(head) is not None:
+            self._open_pcap()
+            return
         raise self._error("unknown file format", 0)
 
-    def _open_pcap(self, magic, order, prefix):
-        # libpcap: pcap_check_header()
-        hdr = self._bytes(0, 24)
-        if len(hdr) < 24:
-            raise self._error(
-                f"truncated dump file; tried to read 24 file header bytes, only got {len(hdr)}", 0)
-        major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(prefix + "HHiIII", hdr[4:])
-        if major < 2:
-            raise self._error("archaic pcap savefile format", 4)
-        if not ((major == 2 and minor <= 4) or (major == 543 and minor == 0)):
-            raise self._error(f"unsupported pcap savefile version {major}.{minor}", 4)
+    def _open_pcap(self):
+        h = parse_pcap_header(self._bytes(0, 24), self.path)
         self.format = "pcap"
-        self.byteorder = order
-        self.version = (major, minor)
-        self._swapped = (order == "little") != _HOST_LITTLE
-        self.linktype = linktype & LT_LINKTYPE_MASK
-        self.linktype_ext = linktype & ~LT_LINKTYPE_MASK & 0xFFFFFFFF
-        self.snaplen_raw = snaplen
-        self.snaplen = adjust_snaplen(self.linktype, snaplen)
-        self._nsec = magic == PCAP_MAGIC_NSEC
-        self.ts_resolution = "ns" if self._nsec else "us"
-        self.kuznetzov = magic == PCAP_MAGIC_KUZNETZOV
-        if major == 2 and minor < 3 or major == 543:
-            self._lengths_swapped = 2
-        elif major == 2 and minor == 3:
-            self._lengths_swapped = 1
-        else:
-            self._lengths_swapped = 0
-        if self.kuznetzov:
-            self._hdrsize = 24
-            if self.linktype == 1:
-                self.snaplen = min(self.snaplen + 14, INT_MAX)
-        else:
-            self._hdrsize = 16
-        self._maxcap = max_snaplen_for_linktype(self.linktype)
+        self.byteorder = h.byteorder
+        self.version = h.version
+        self._swapped = h.swapped
+        self.linktype = h.linktype
+        self.linktype_ext = h.linktype_ext
+        self.snaplen_raw = h.snaplen_raw
+        self.snaplen = h.snaplen
+        self._nsec = h.nsec
+        self.ts_resolution = h.ts_resolution
+        self.kuznetzov = h.kuznetzov
+        self._lengths_swapped = h.lengths_swapped
+        self._hdrsize = h.hdrsize
+        self._maxcap = h.maxcap
         self._pos = 24
 
     @property

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from ..errors import FilterError
+from .files import AtomicFile, file_linktype, format_for_path, pcap_file_header
 
 try:
     if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
@@ -23,8 +24,6 @@ try:
 except ImportError:
     _native = None
 
-PCAP_MAGIC = 0xA1B2C3D4
-PCAP_MAGIC_NSEC = 0xA1B23C4D
 FORMATS = ("pcap", "pcapng")
 # Records are assembled into a staging buffer of this size and written in one system call.
 STAGE_BYTES = 8 * 1024 * 1024
@@ -32,103 +31,6 @@ STAGE_BYTES = 8 * 1024 * 1024
 # same byte order and resolution) go out with writev straight from the input's memory map when
 # they add up to at least this much; smaller amounts are cheaper to gather into the stage.
 VERBATIM_MIN_BYTES = 64 * 1024
-
-
-def file_linktype(linktype):
-    """The LINKTYPE_ value libpcap writes for a link type read from a file: a DLT number used
-    as a file value (12 for raw IP) becomes its LINKTYPE_ (101)."""
-    # libpcap: dlt_to_linktype(linktype_to_dlt())
-    from ..linktypes import LINKTYPE_TO_DLT, linktype_for_file
-    return linktype_for_file(LINKTYPE_TO_DLT.get(linktype, linktype))
-
-
-def same_file(a, b):
-    """True when paths a and b name the same existing file (device and inode)."""
-    try:
-        sa, sb = os.stat(a), os.stat(b)
-    except (OSError, TypeError, ValueError):
-        return False
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def format_for_path(path, default="pcap"):
-    """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
-    name = os.fspath(path).lower() if path not in (None, "-") else ""
-    for suffix in (".gz", ".zst", ".xz", ".bz2"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-    return "pcapng" if name.endswith((".pcapng", ".ntar", ".scap")) else default
-
-
-class _AtomicFile:
-    """A binary file written under a temporary name in the destination's directory and renamed
-    to `path` on commit()."""
-
-    def __init__(self, path, protect=()):
-        self.path = path
-        if path == "-":
-            self.f, self.tmp = sys.stdout.buffer, None
-            return
-        path = os.fspath(path)
-        for src in protect:
-            if src not in (None, "-") and not hasattr(src, "read") and same_file(path, src):
-                raise FilterError(f"{path}: refusing to overwrite the input file {src}")
-        if os.path.isdir(path):
-            raise FilterError(f"{path}: is a directory")
-        directory = os.path.dirname(os.path.abspath(path))
-        for _attempt in range(100):
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-            try:
-                # 0o666 less the umask, as any new file (tcpdump's output too)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-                break
-            except FileExistsError:
-                continue
-            except OSError as e:
-                raise FilterError(f"{path}: {e.strerror or e}") from None
-        else:
-            raise FilterError(f"{path}: cannot create a temporary file next to it")
-        self.tmp = tmp
-        self.f = os.fdopen(fd, "wb", buffering=0)
-
-    def write(self, data):
-        view = memoryview(data).cast("B")
-        try:
-            while len(view):
-                n = self.f.write(view)
-                view = view[n:]
-        except OSError as e:
-            raise FilterError(f"{self.path}: {e.strerror or e}") from None
-
-    def fileno(self):
-        """The file descriptor, for writes that bypass Python (everything before is flushed)."""
-        self.f.flush()
-        return self.f.fileno()
-
-    def commit(self):
-        if self.tmp is None:
-            self.f.flush()
-            return
-        try:
-            self.f.close()
-            os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise FilterError(f"{self.path}: {e.strerror or e}") from None
-        self.tmp = None
-
-    def abort(self):
-        if self.tmp is None:
-            return
-        try:
-            self.f.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(self.tmp)
-        except OSError:
-            pass
-        self.tmp = None
 
 
 def _index(batch, which):
@@ -155,7 +57,7 @@ class CaptureWriter:
     format = None
 
     def __init__(self, dst, protect=()):
-        self._out = _AtomicFile(dst, protect)
+        self._out = AtomicFile(dst, protect)
         self.path = dst
         self.packets_written = 0
         self.bytes_written = 0
@@ -237,9 +139,7 @@ class PcapWriter(CaptureWriter):
         self.snaplen = int(snaplen)
         self.nsec = ts_resolution == "ns"
         super().__init__(dst, protect)
-        magic = PCAP_MAGIC_NSEC if self.nsec else PCAP_MAGIC
-        self._emit(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, self.snaplen & 0xFFFFFFFF,
-                               (file_linktype(self.linktype) | int(linktype_ext)) & 0xFFFFFFFF))
+        self._emit(pcap_file_header(self.linktype, self.snaplen, self.nsec, linktype_ext))
 
     def write(self, batch, which=None, raw_layout=None):
         """Write the batch's packets (all, a bool mask, or int indices); returns how many.

@@ -1,0 +1,192 @@
+"""The fast path of filter_file: one classic pcap file in, its matching records copied as they are
+into a pcap file (or only counted), by pfilter.capture._fastcopy, without numpy.
+
+Imports pfilter.errors, pfilter.validate, pfilter._vm and pfilter.capture.files / _fastcopy; never
+numpy, the compiler or the reader, so the `pfilter` command starts in a few milliseconds when its
+compiled program is cached (pfilter.cli). Everything it does not handle goes to filter_file's
+general path, which gives the same bytes: fast_filter_file then returns None before writing
+anything, or, when it meets a record a plain copy would get wrong (caplen above the snapshot
+length, a record cut by the end of the file), after dropping its temporary output, so the general
+path starts over and applies libpcap's rules and error messages.
+
+It applies when: the input is one regular, uncompressed pcap file of version 2.4 with
+little-endian headers (what the writer writes) on a little-endian host, standard 16-byte record
+headers; the output is a pcap file (not standard output) of the input's timestamp resolution, or
+there is no output (counting); and nothing wants the packets themselves (no printing).
+"""
+import os
+import struct
+import sys
+import threading
+import time
+
+from ..errors import FilterError
+from .files import AtomicFile, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
+
+# Largest record a chunk's headroom must hold; link types allowing more take the general path.
+MAX_FAST_RECORD = 1 << 20
+# How often (seconds) the progress callback is called while the copy runs.
+PROGRESS_INTERVAL = 0.1
+
+
+class FilterStats:
+    """What filter_file did: packets read, matched and written, bytes of packet data written,
+    wall seconds, and the inputs it read. Reads like a dict too (stats["written"])."""
+
+    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files")
+    FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
+
+    def __init__(self, read=0, matched=0, written=0, bytes=0, seconds=0.0, files=None):
+        self.read, self.matched, self.written, self.bytes = read, matched, written, bytes
+        self.seconds = seconds
+        self.files = [] if files is None else files
+
+    def __getitem__(self, key):
+        if key not in self.FIELDS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def keys(self):
+        return list(self.FIELDS)
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in self.FIELDS}
+
+    def __eq__(self, other):
+        return isinstance(other, FilterStats) and self.as_dict() == other.as_dict()
+
+    def __repr__(self):
+        return "FilterStats(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.FIELDS) + ")"
+
+
+def _native():
+    if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
+        return None
+    if os.environ.get("PFILTER_NO_FASTPATH", "") not in ("", "0"):
+        return None
+    try:
+        from .. import _vm
+        from . import _fastcopy
+    except ImportError:
+        return None
+    return _vm, _fastcopy
+
+
+def _eligible_header(src):
+    """The PcapHeader of src when the fast path can read it, else None."""
+    if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-"):
+        return None
+    try:
+        with open(src, "rb") as f:
+            if not os.path.isfile(src):
+                return None
+            head = f.read(24)
+    except OSError:
+        return None
+    if len(head) < 24 or sys.byteorder != "little" or pcap_magic_order(head) is None:
+        return None
+    try:
+        h = parse_pcap_header(head, src)
+    except ValueError:
+        return None
+    if h.byteorder != "little" or h.version != (2, 4) or h.kuznetzov or h.hdrsize != 16:
+        return None
+    if min(h.snaplen, h.maxcap) > MAX_FAST_RECORD:
+        return None
+    return h
+
+
+def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resolution=None,
+                     progress=None, announce=None):
+    """filter_file's fast path, or None when it does not apply (see the module docstring).
+
+    program_for(linktype, snaplen, swapped): the expression compiled for the file, as
+    (code, jt, jf, k) tuples; it may raise FilterError (e.g. "expression rejects all packets"),
+    which propagates. announce(path, linktype, snaplen) is called once the program is ready,
+    before the pass. progress(bytes_done, bytes_total, stats) is called while it runs."""
+    if isinstance(src, (list, tuple)):
+        if len(src) != 1:
+            return None
+        src = src[0]
+    if count is not None and count <= 0:
+        return None
+    native = _native()
+    if native is None:
+        return None
+    _vm, _fastcopy = native
+    h = _eligible_header(src)
+    if h is None:
+        return None
+    if dst is not None:
+        if not isinstance(dst, (str, os.PathLike)) or dst == "-":
+            return None
+        if (format or format_for_path(dst)) != "pcap" or ts_resolution not in (None, h.ts_resolution):
+            return None
+    started = time.perf_counter()
+    decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
+    if announce is not None:
+        announce(src, h.linktype, h.snaplen)
+    out = None
+    in_fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if dst is not None:
+            out = AtomicFile(dst, protect=[src])
+            out.write(pcap_file_header(h.linktype, h.snaplen, h.nsec, h.linktype_ext))
+        job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
+                                 24, min(h.snaplen, h.maxcap), count if count else -1)
+        status = _run(job, progress, os.fstat(in_fd).st_size, src)
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    finally:
+        os.close(in_fd)
+    if status not in ("eof", "count"):
+        if out is not None:
+            out.abort()
+        if status == "write-error":
+            raise FilterError(f"{dst}: {os.strerror(job.error)}")
+        return None           # the general path starts over and says what is wrong, if anything
+    if out is not None:
+        out.commit()
+    written = job.matched if out is not None else 0
+    return FilterStats(read=job.read, matched=job.matched, written=written,
+                       bytes=job.bytes if out is not None else 0,
+                       seconds=time.perf_counter() - started, files=[src])
+
+
+def _decode(_vm, tuples):
+    from ..validate import COMPILED_MAX_INSNS, validate
+    tuples = [tuple(int(v) for v in t) for t in tuples]
+    validate(tuples, COMPILED_MAX_INSNS)
+    raw = b"".join(struct.pack("<HBBI", *t) for t in tuples)
+    return _vm.decode(raw), bool(_vm.reads_scratch(raw))
+
+
+def _run(job, progress, total, src):
+    """job.run() in a helper thread, so that this one can report progress and take Ctrl-C (the
+    pass itself runs without the GIL)."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["status"] = job.run()
+        except BaseException as e:      # handed to the calling thread
+            outcome["error"] = e
+
+    thread = threading.Thread(target=work, name="pfilter-copy", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(PROGRESS_INTERVAL)
+            if progress is not None:
+                progress(job.done, total, FilterStats(read=job.read, matched=job.matched, files=[src]))
+    except BaseException:
+        job.cancel()
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    if progress is not None:
+        progress(job.done, total, FilterStats(read=job.read, matched=job.matched, files=[src]))
+    return outcome["status"]
