@@ -63,6 +63,28 @@ def format_for_path(path, default="pcap"):
     return "pcapng" if name.endswith((".pcapng", ".ntar", ".scap")) else default
 
 
+def _exchange(tmp, path):
+    """Swap the finished temporary file with an existing destination in one atomic step
+    (renameat2 RENAME_EXCHANGE), then remove the temporary name, which now holds the old file.
+    True when done; False when the destination does not exist or the system cannot exchange
+    (then os.replace does it). Why not always os.replace: ext4 forces the new file's delayed
+    allocation out at a rename over an existing file (auto_da_alloc), 0.15-0.25 s for 700 MB,
+    which an exchange does not trigger; either way the destination always names a whole file."""
+    if not os.path.lexists(path):
+        return False
+    try:
+        from ._fastcopy import exchange_paths
+    except ImportError:
+        return False
+    if not exchange_paths(os.fsencode(tmp), os.fsencode(path)):
+        return False
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
+    return True
+
+
 class AtomicFile:
     """A binary file written under a temporary name in the destination's directory and renamed
     to `path` on commit()."""
@@ -114,7 +136,8 @@ class AtomicFile:
             return
         try:
             self.f.close()
-            os.replace(self.tmp, self.path)
+            if not _exchange(self.tmp, self.path):
+                os.replace(self.tmp, self.path)
         except OSError as e:
             self.abort()
             raise FilterError(f"{self.path}: {e.strerror or e}") from None
