@@ -68,7 +68,9 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     require(tcpdump is not None, "tcpdump (apt-get install tcpdump)")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     ours, theirs = tmp_path / "pfilter.pcap", tmp_path / "tcpdump.pcap"
-    pf_cmd = [sys.executable, "-m", "pfilter", "-q", "-r", str(huge_capture), "-w", str(ours), expr]
+    script = Path(sys.executable).with_name("pfilter")      # the installed console script
+    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
+    pf_cmd = launcher + ["-q", "-r", str(huge_capture), "-w", str(ours), expr]
     td_cmd = [tcpdump, "-r", str(huge_capture), "-w", str(theirs), expr]
     rounds = max(1, min(ROUNDS, 3))
 
@@ -95,11 +97,12 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     table = result_table("filter_file", "pfilter -r -w vs tcpdump -r -w (same run, interleaved)",
                          ["expression", "matched MB", "tcpdump s", "pfilter s", "ratio",
                           "tcpdump CPU s", "pfilter CPU s", "pfilter peak MB", "tcpdump peak MB",
-                          "pfilter in-process s"],
+                          "pfilter in-process s", "general path in-process s"],
                          notes=[f"Input: {HUGE_PACKETS} generated packets, {size_mb:.0f} MB; fastest of "
                                 f"{rounds} interleaved runs each (wall; CPU = user + system of that "
                                 f"run); target ratio <= {TARGET_RATIO}, peak < {MEMORY_LIMIT_MB} MB. "
-                                f"'in-process': pfilter.filter_file called from Python, start-up excluded."])
+                                f"'in-process': pfilter.filter_file called from Python, start-up excluded "
+                                f"(fast path, and the general numpy-batch path for comparison)."])
     table.add(expr, **{"expression": expression_id(expr), "matched MB": ours.stat().st_size / 2**20,
                        "tcpdump s": td_wall, "pfilter s": pf_wall, "ratio": ratio,
                        "tcpdump CPU s": td_cpu, "pfilter CPU s": pf_cpu,
@@ -129,11 +132,16 @@ def test_reader_throughput(benchmark, huge_capture):
                                                                                 "ns/packet": best * 1e9 / n})
 
 
+@pytest.mark.parametrize("path", ["fast", "general"])
 @pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
-def test_filter_file_in_process(benchmark, huge_capture, tmp_path, expr):
+def test_filter_file_in_process(benchmark, huge_capture, tmp_path, monkeypatch, expr, path):
     """pfilter.filter_file called from Python (no interpreter start-up, program compiled
-    beforehand): the engine's own time for the command's work."""
+    beforehand): the engine's own time for the command's work, on the fast path (the default
+    for a plain pcap file) and on the general path (PFILTER_NO_FASTPATH=1: batches in numpy
+    arrays, the path every other input takes)."""
     import pfilter
+    if path == "general":
+        monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
     prog = pfilter.compile(expr)
     out = tmp_path / "o.pcap"
     stats = benchmark.pedantic(lambda: pfilter.filter_file(huge_capture, out, prog),
@@ -141,4 +149,5 @@ def test_filter_file_in_process(benchmark, huge_capture, tmp_path, expr):
     assert stats.read == HUGE_PACKETS
     best = benchmark.stats["min"] if getattr(benchmark, "stats", None) else None
     if best:
-        result_table("filter_file", "", []).add(expr, **{"pfilter in-process s": best})
+        column = "pfilter in-process s" if path == "fast" else "general path in-process s"
+        result_table("filter_file", "", []).add(expr, **{column: best})

@@ -248,3 +248,30 @@ def test_cli_with_a_cached_program_never_imports_numpy(tmp_path):
                            capture_output=True, text=True, check=True).stdout.split() for i in range(2)]
     assert outs[1] == ["0", "False"], outs          # the second run finds the program in the cache
     assert open(tmp_path / "o0.pcap", "rb").read() == open(tmp_path / "o1.pcap", "rb").read()
+
+
+def test_output_over_an_existing_file_is_swapped_in_whole(tmp_path, small_chunks):
+    src, _ = generated(tmp_path, n=300)
+    dst = tmp_path / "out.pcap"
+    dst.write_bytes(b"old contents")
+    other = tmp_path / "elsewhere.pcap"
+    other.write_bytes(b"the link's target")
+    link = tmp_path / "link.pcap"
+    link.symlink_to(other)
+    for target in (dst, link):
+        stats = pfilter.filter_file(src, target, "tcp")
+        assert stats.written > 0
+        general(src, tmp_path / "ref.pcap", "tcp")
+        assert target.read_bytes() == (tmp_path / "ref.pcap").read_bytes()
+        assert not target.is_symlink()
+    assert other.read_bytes() == b"the link's target"          # replaced the link, not its target
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_exchange_paths_swaps_or_says_it_cannot(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"A")
+    b.write_bytes(b"B")
+    assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(b)) is True
+    assert (a.read_bytes(), b.read_bytes()) == (b"B", b"A")
+    assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(tmp_path / "missing")) is False
