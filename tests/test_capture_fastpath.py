@@ -275,3 +275,26 @@ def test_exchange_paths_swaps_or_says_it_cannot(tmp_path):
     assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(b)) is True
     assert (a.read_bytes(), b.read_bytes()) == (b"B", b"A")
     assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(tmp_path / "missing")) is False
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_output_to_a_device_is_written_into_it_not_replaced(tmp_path, monkeypatch, fast):
+    if not fast:
+        monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
+    src, _ = generated(tmp_path, n=200)
+    before = os.stat("/dev/null")
+    stats = pfilter.filter_file(src, "/dev/null", "tcp")
+    after = os.stat("/dev/null")
+    assert stats.written > 0
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    import threading
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+    reader.start()
+    pfilter.filter_file(src, fifo, "tcp")
+    reader.join(10)
+    general(src, tmp_path / "ref.pcap", "tcp")
+    assert got == [(tmp_path / "ref.pcap").read_bytes()]
+    assert fifo.exists() and not fifo.is_file()

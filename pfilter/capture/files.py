@@ -87,10 +87,12 @@ def _exchange(tmp, path):
 
 class AtomicFile:
     """A binary file written under a temporary name in the destination's directory and renamed
-    to `path` on commit()."""
+    to `path` on commit(). A destination that exists and is not a regular file (/dev/null, a
+    FIFO, a terminal) is written directly, as tcpdump does: it cannot be replaced."""
 
     def __init__(self, path, protect=()):
         self.path = path
+        self.direct = False
         if path == "-":
             self.f, self.tmp = sys.stdout.buffer, None
             return
@@ -100,6 +102,12 @@ class AtomicFile:
                 raise FilterError(f"{path}: refusing to overwrite the input file {src}")
         if os.path.isdir(path):
             raise FilterError(f"{path}: is a directory")
+        if os.path.exists(path) and not os.path.isfile(path):
+            try:
+                self.f, self.tmp, self.direct = open(path, "wb", buffering=0), None, True
+            except OSError as e:
+                raise FilterError(f"{path}: {e.strerror or e}") from None
+            return
         directory = os.path.dirname(os.path.abspath(path))
         for _attempt in range(100):
             tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -132,7 +140,10 @@ class AtomicFile:
 
     def commit(self):
         if self.tmp is None:
-            self.f.flush()
+            try:
+                self.f.close() if self.direct else self.f.flush()
+            except OSError as e:
+                raise FilterError(f"{self.path}: {e.strerror or e}") from None
             return
         try:
             self.f.close()
@@ -145,6 +156,11 @@ class AtomicFile:
 
     def abort(self):
         if self.tmp is None:
+            if self.direct:
+                try:
+                    self.f.close()
+                except OSError:
+                    pass
             return
         try:
             self.f.close()
