@@ -7,7 +7,9 @@ on any valid cBPF program (ours, libpcap's, hand-written).
         -> exit_early (shorter paths for long test chains; once) -> PASSES to their fixpoint
         -> order_dispatch (common packets first; once) -> PASSES again if it swapped
         -> split_sets (long jeq chains become a search over sorted constants; once)
-        -> PASSES again if a chain turned out to decide nothing -> linearize
+        -> PASSES again if a chain turned out to decide nothing
+        -> merge_rebased (IPv6 tails into their IPv4 twins; repeated, then PASSES) -> linearize
+    (a second run merges the twin tails first, before exit_early; the smaller program wins)
 
 Each pass is a function `pass(graph, ctx) -> bool` (True when it changed the graph), in its
 own module. Why the loop terminates: every change strictly decreases the measure
@@ -28,10 +30,11 @@ from .constants import fold_constants
 from .deadcode import drop_covered_loads, prune_zero_paths, remove_dead_code
 from .jumps import thread_jumps
 from .linearize import linearize
-from .peephole import fold_index_arithmetic, fold_into_jumps
+from .peephole import fold_index_arithmetic, fold_into_jumps, narrow_masked_loads
 from .ordering import order_dispatch
 from .merge import merge_chains, merge_identical, simplify_edges
 from .redundancy import remove_redundant, remove_redundant_blocks
+from .rebase import merge_rebased
 from .reorder import exit_early, group_tests
 from .search import split_sets
 from .values import Analysis, Values
@@ -44,6 +47,7 @@ PASSES = (
     remove_redundant_blocks,    # ... for a whole block whose net effect is already in place
     fold_into_jumps,            # peephole: `and #m; jeq #0` -> `jset #m`, ...
     fold_index_arithmetic,      # peephole: `ld #c; add x; tax; ld [x+d]` -> `ld [x+d+c]`
+    narrow_masked_loads,        # peephole: `ld [k]; and #0xffff0000; jeq` -> `ldh [k]; jeq`
     thread_jumps,               # jump threading: tests decided by the path are bypassed
     simplify_edges,             # tests with one target, empty blocks
     remove_dead_code,           # dead code and dead stores (never a load that may abort)
@@ -97,11 +101,42 @@ def optimize_graph(graph, passes=PASSES):
     return ctx
 
 
-def optimize_program(insns):
-    """An equivalent program, usually smaller: list of (code, jt, jf, k) in, the same out."""
-    insns = [tuple(int(f) for f in i) for i in insns]
+def _rebase_all(graph, ctx):
+    """merge_rebased until it finds nothing more; whether it changed the graph."""
+    rebased = False
+    while merge_rebased(graph, ctx):
+        rebased = True
+    return rebased
+
+
+def _pipeline(insns, rebase_first):
+    """One run of the passes over a fresh graph of insns; None when rebase_first finds no
+    tail to merge (that run would be the plain one again)."""
     graph = build_graph(insns)
-    if graph is None:
+    ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
+    if rebase_first:
+        if not _rebase_all(graph, ctx):
+            return None
+        ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
+    exit_early(graph, ctx)
+    ctx = optimize_graph(graph)
+    if order_dispatch(graph, ctx):
+        ctx = optimize_graph(graph)
+    if split_sets(graph, ctx) and ctx.resimplify:
+        optimize_graph(graph)
+    if _rebase_all(graph, ctx):
+        optimize_graph(graph)
+    return linearize(graph)
+
+
+def optimize_program(insns):
+    """An equivalent program, usually smaller: list of (code, jt, jf, k) in, the same out.
+
+    Runs the pipeline twice when the program has twin tails for merge_rebased: merging them
+    first (before exit_early reshapes each tail its own way) and merging what is left at the
+    end; the smaller result wins (the plain one on a tie)."""
+    insns = [tuple(int(f) for f in i) for i in insns]
+    if build_graph(insns) is None:
         return insns
     # The optimizer allocates millions of small objects and frees nothing until it ends:
     # Python's cyclic collector would rescan them all again and again (quadratic time on
@@ -109,14 +144,12 @@ def optimize_program(insns):
     enabled = gc.isenabled()
     gc.disable()
     try:
-        ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
-        exit_early(graph, ctx)
-        ctx = optimize_graph(graph)
-        if order_dispatch(graph, ctx):
-            ctx = optimize_graph(graph)
-        if split_sets(graph, ctx) and ctx.resimplify:
-            optimize_graph(graph)
-        out = linearize(graph)
+        out = _pipeline(insns, rebase_first=False)
+        # Only programs with both absolute and X-indexed packet loads can have twin tails.
+        modes = {code & 0xE7 for code, _jt, _jf, _k in insns}
+        alt = _pipeline(insns, rebase_first=True) if {0x20, 0x40} <= modes else None
+        if alt is not None and len(alt) < len(out):
+            out = alt
     finally:
         if enabled:
             gc.enable()

@@ -13,6 +13,16 @@ When A is not read after the jump (dead in both successors), a block ending in
 
 loses the ALU statement.
 
+`narrow_masked_loads` reads only the bytes a mask keeps, when A is not read after the jump:
+
+    ld [k]; and #0xffff0000; jeq #(v << 16)   ->   ldh [k]; jeq #v
+    ld [k]; and #0x000000ff; jeq #v           ->   ldb [k + 3]; jeq #v
+    (any mask that keeps one or two whole, adjacent bytes of a word or halfword load)
+
+The narrower load checks fewer captured bytes; so unless it ends where the wide one ended, it
+is used only where every path after the block either returns 0 or loads at least as far before
+any nonzero return (libpcap's IPv6 `net` code has such a load: `ip6 src net 2001:db8:1::/48`).
+
 `fold_index_arithmetic` rewrites libpcap's way of reaching a transport-header field,
 
     ld #c; ldxb 4*([k]&0xf); add x; tax; ldh [x + d]   ->   ldxb 4*([k]&0xf); ldh [x + d + c]
@@ -22,12 +32,13 @@ loses the ALU statement.
 the same bytes, the same bounds check. Terminates: each rewrite removes statements.
 """
 
-from pfilter.opcodes import BPF_ADD, BPF_ALU, BPF_AND, BPF_JEQ, BPF_JMP, BPF_JSET, BPF_K, BPF_SUB, BPF_XOR
+from pfilter.opcodes import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_JEQ, BPF_JMP,
+                             BPF_JSET, BPF_K, BPF_LD, BPF_SUB, BPF_W, BPF_XOR)
 
 from .cfg import COND
-from .values import M32, X, evaluate, live_block, stmt_def, stmt_uses, term_uses
+from .values import M32, X, anticipated, evaluate, live_block, liveness, stmt_def, stmt_uses, term_uses
 
-__all__ = ["fold_into_jumps", "fold_index_arithmetic"]
+__all__ = ["fold_into_jumps", "fold_index_arithmetic", "narrow_masked_loads"]
 
 
 def fold_into_jumps(graph, ctx):
@@ -69,6 +80,56 @@ def _fold(b, alu, c):
         b.jk = c & d
         return True
     return False
+
+
+_WIDTH = {BPF_W: 4, BPF_H: 2}
+_SIZE_CODE = {1: BPF_B, 2: BPF_H}
+
+
+def _kept_bytes(mask, width):
+    """(first byte, count) when mask keeps exactly 1 or 2 whole adjacent bytes of a
+    width-byte big-endian value, else None."""
+    kept = [i for i in range(width) if (mask >> (8 * (width - 1 - i))) & 0xFF]
+    if not kept or any((mask >> (8 * (width - 1 - i))) & 0xFF != 0xFF for i in kept):
+        return None
+    if mask >> (8 * width):
+        return None
+    if len(kept) not in (1, 2) or kept[-1] - kept[0] != len(kept) - 1:
+        return None
+    return kept[0], len(kept)
+
+
+def narrow_masked_loads(graph, ctx):
+    order = graph.link_preds()
+    live_in = None
+    ant = None
+    changed = False
+    for b in order:
+        if b.kind != COND or b.jcode != BPF_JMP | BPF_JEQ | BPF_K or len(b.stmts) < 2:
+            continue
+        (lcode, k), (acode, m) = b.stmts[-2], b.stmts[-1]
+        if acode != BPF_ALU | BPF_AND | BPF_K or lcode & 0xE7 != BPF_LD | BPF_ABS or lcode & 0x18 not in _WIDTH:
+            continue
+        width = _WIDTH[lcode & 0x18]
+        field = _kept_bytes(m, width)
+        if field is None or k >= 0x10000000:
+            continue
+        first, size = field
+        shift = 8 * (width - first - size)
+        if b.jk & ~m & M32:
+            continue                        # never equal: fold_into_jumps drops the test
+        if live_in is None:
+            live_in = liveness(order)
+            ant = anticipated(order)
+        if any(live_in[s.id] & 1 for s in b.succ):
+            continue
+        end = k + first + size
+        if end < k + width and min(ant[s.id] for s in b.succ) < k + width:
+            continue
+        b.stmts[-2:] = [(BPF_LD | _SIZE_CODE[size] | BPF_ABS, k + first)]
+        b.jk = b.jk >> shift
+        changed = True
+    return changed
 
 
 _ADD_X = BPF_ALU | BPF_ADD | 0x08
