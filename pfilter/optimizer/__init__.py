@@ -109,15 +109,8 @@ def _rebase_all(graph, ctx):
     return rebased
 
 
-def _pipeline(insns, rebase_first):
-    """One run of the passes over a fresh graph of insns; None when rebase_first finds no
-    tail to merge (that run would be the plain one again)."""
-    graph = build_graph(insns)
-    ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
-    if rebase_first:
-        if not _rebase_all(graph, ctx):
-            return None
-        ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
+def _finish(graph, ctx):
+    """Everything after the first round of passes, up to the linear program."""
     exit_early(graph, ctx)
     ctx = optimize_graph(graph)
     if order_dispatch(graph, ctx):
@@ -132,11 +125,13 @@ def _pipeline(insns, rebase_first):
 def optimize_program(insns):
     """An equivalent program, usually smaller: list of (code, jt, jf, k) in, the same out.
 
-    Runs the pipeline twice when the program has twin tails for merge_rebased: merging them
-    first (before exit_early reshapes each tail its own way) and merging what is left at the
-    end; the smaller result wins (the plain one on a tie)."""
+    When the program has both absolute and X-indexed packet loads (so maybe twin tails for
+    merge_rebased), the passes after the first round run twice: on the graph as it is, and on
+    a copy whose twin tails were merged first (before exit_early reshapes each tail its own
+    way); the smaller program wins (the first on a tie)."""
     insns = [tuple(int(f) for f in i) for i in insns]
-    if build_graph(insns) is None:
+    graph = build_graph(insns)
+    if graph is None:
         return insns
     # The optimizer allocates millions of small objects and frees nothing until it ends:
     # Python's cyclic collector would rescan them all again and again (quadratic time on
@@ -144,12 +139,17 @@ def optimize_program(insns):
     enabled = gc.isenabled()
     gc.disable()
     try:
-        out = _pipeline(insns, rebase_first=False)
-        # Only programs with both absolute and X-indexed packet loads can have twin tails.
-        modes = {code & 0xE7 for code, _jt, _jf, _k in insns}
-        alt = _pipeline(insns, rebase_first=True) if {0x20, 0x40} <= modes else None
-        if alt is not None and len(alt) < len(out):
-            out = alt
+        ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
+        twin = None
+        if {0x20, 0x40} <= {code & 0xE7 for code, _jt, _jf, _k in insns}:
+            twin = graph.clone()
+        out = _finish(graph, ctx)
+        if twin is not None:
+            tctx = Context()
+            if _rebase_all(twin, tctx):
+                alt = _finish(twin, optimize_graph(twin, PASSES_BEFORE_EXITS))
+                if len(alt) < len(out):
+                    out = alt
     finally:
         if enabled:
             gc.enable()

@@ -116,6 +116,19 @@ class Graph:
     def size(self):
         return sum(len(b.stmts) + 1 for b in self.blocks())
 
+    def clone(self):
+        """An independent copy of the reachable graph (same ids and order; preds left empty
+        until link_preds)."""
+        copies = {}
+        for b in self.blocks():
+            c = Block(b.id, b.order)
+            c.stmts = list(b.stmts)
+            c.kind, c.rcode, c.rk, c.jcode, c.jk = b.kind, b.rcode, b.rk, b.jcode, b.jk
+            copies[b.id] = c
+        for b in self.blocks():
+            copies[b.id].succ = [copies[s.id] for s in b.succ]
+        return Graph(copies[self.entry.id], self.next_id)
+
 
 def build_graph(insns):
     """The graph of a linear program, or None when it has a backward (or zero-length-loop) jump
