@@ -48,11 +48,7 @@ cdef extern from "<pthread.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     ssize_t pread(int fd, void* buf, size_t count, int64_t offset)
 
-cdef extern from "<sys/uio.h>" nogil:
-    cdef struct iovec:
-        void* iov_base
-        size_t iov_len
-    ssize_t writev(int fd, const iovec* iov, int iovcnt)
+include "writev.pxi"
 
 cdef extern from *:
     """
@@ -70,10 +66,6 @@ cdef extern from *:
     """
     int pf_exchange(const char* a, const char* b) nogil
 
-cdef extern from "<errno.h>":
-    int errno
-    int EINTR
-    int ENOMEM
 
 # Status codes (pfilter.capture.fastpath reads them by name from STATUS).
 cdef enum:
@@ -133,25 +125,6 @@ cdef struct Worker:
     iovec* vec
 
 
-cdef int _write_all(int fd, iovec* vec, int cnt) noexcept nogil:
-    """writev every byte of vec[0:cnt]; 0 or errno."""
-    cdef int j = 0
-    cdef ssize_t got
-    while j < cnt:
-        got = writev(fd, &vec[j], cnt - j)
-        if got < 0:
-            if errno == EINTR:
-                continue
-            return errno
-        while j < cnt and got >= <ssize_t>vec[j].iov_len:
-            got -= vec[j].iov_len
-            j += 1
-        if j < cnt and got > 0:
-            vec[j].iov_base = <void*>(<uint8_t*>vec[j].iov_base + got)
-            vec[j].iov_len -= got
-    return 0
-
-
 cdef void _finish(Shared* sh, int status, int error, int64_t offset) noexcept nogil:
     """Stop the pass (called by the worker whose turn it is)."""
     pthread_mutex_lock(&sh.mu)
@@ -204,7 +177,7 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
         else:
             if nvec == IOV_BATCH:
                 if sh.out_fd >= 0:
-                    err = _write_all(sh.out_fd, vec, nvec)
+                    err = write_all(sh.out_fd, vec, nvec)
                     if err:
                         break
                 nvec = 0
@@ -214,7 +187,7 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
         if want >= 0 and sh.matched >= want:
             break
     if not err and nvec and sh.out_fd >= 0:
-        err = _write_all(sh.out_fd, vec, nvec)
+        err = write_all(sh.out_fd, vec, nvec)
     if err:
         _finish(sh, ST_WRITE_ERROR, err, region_off)
         return False

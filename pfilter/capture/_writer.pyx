@@ -7,7 +7,8 @@ the pure-Python fallback with the same results.
 """
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memcpy
-from posix.uio cimport iovec, writev
+
+include "writev.pxi"
 
 
 cdef inline void put32(uint8_t* p, uint32_t v) noexcept nogil:
@@ -114,10 +115,6 @@ def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint3
 cdef extern from "<limits.h>":
     int IOV_MAX
 
-cdef extern from "<errno.h>":
-    int errno
-    int EINTR
-
 
 def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
                        const uint32_t[::1] caplen, const uint32_t[::1] wirelen,
@@ -155,7 +152,8 @@ def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
 cdef int _write_runs(int fd, const uint8_t* d, const int64_t* starts, const int64_t* ends,
                      Py_ssize_t runs) noexcept nogil:
     cdef iovec vec[1024]
-    cdef Py_ssize_t r = 0, cnt, j, got
+    cdef Py_ssize_t r = 0, cnt
+    cdef int err
     cdef int limit = 1024 if IOV_MAX > 1024 or IOV_MAX <= 0 else IOV_MAX
     while r < runs:
         cnt = 0
@@ -163,19 +161,9 @@ cdef int _write_runs(int fd, const uint8_t* d, const int64_t* starts, const int6
             vec[cnt].iov_base = <void*>(d + starts[r + cnt])
             vec[cnt].iov_len = <size_t>(ends[r + cnt] - starts[r + cnt])
             cnt += 1
-        j = 0
-        while j < cnt:
-            got = writev(fd, &vec[j], <int>(cnt - j))
-            if got < 0:
-                if errno == EINTR:
-                    continue
-                return errno
-            while j < cnt and got >= <Py_ssize_t>vec[j].iov_len:
-                got -= vec[j].iov_len
-                j += 1
-            if j < cnt and got > 0:
-                vec[j].iov_base = <void*>(<const uint8_t*>vec[j].iov_base + got)
-                vec[j].iov_len -= got
+        err = write_all(fd, vec, <int>cnt)
+        if err:
+            return err
         r += cnt
     return 0
 
