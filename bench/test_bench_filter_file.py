@@ -28,11 +28,17 @@ MEMORY_LIMIT_MB = 200
 GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
-def _run(cmd, env=None, tmp=None):
+def _run(cmd, env=None, tmp=None, out=None):
     """(wall seconds, CPU seconds, peak RSS in MB) of one command; fails on a non-zero exit.
 
     The peak comes from GNU time when installed: a child forked straight from pytest would
-    report pytest's own high-water mark (Linux keeps it across exec)."""
+    report pytest's own high-water mark (Linux keeps it across exec). Before the clock starts,
+    the previous run's output `out` is removed and dirty pages are written back (os.sync), so
+    neither command pays for the other's output (freeing it, or the kernel flushing it to disk
+    in the middle of the run): on a 2-core machine that alone moved ratios by 0.1."""
+    if out is not None and os.path.exists(out):
+        os.unlink(out)
+    os.sync()
     report = None
     if GNU_TIME and tmp is not None:
         report = tmp / "rss.txt"
@@ -72,7 +78,7 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
     pf_cmd = launcher + ["-q", "-r", str(huge_capture), "-w", str(ours), expr]
     td_cmd = [tcpdump, "-r", str(huge_capture), "-w", str(theirs), expr]
-    rounds = max(1, min(ROUNDS, 3))
+    rounds = max(1, ROUNDS)
 
     # Byte-compile pfilter as `pip install` would (this environment sets PYTHONDONTWRITEBYTECODE,
     # which would make every run compile pfilter's sources again).
@@ -81,9 +87,9 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     _run(pf_cmd, env)                     # warm the page cache and check it works
     td_runs, pf_runs = [], []
     for _ in range(rounds):               # interleaved, so both see the same machine load
-        td_runs.append(_run(td_cmd, tmp=tmp_path))
-        pf_runs.append(_run(pf_cmd, env, tmp=tmp_path))
-    benchmark.pedantic(lambda: pf_runs.append(_run(pf_cmd, env, tmp=tmp_path)), rounds=1, iterations=1)
+        td_runs.append(_run(td_cmd, tmp=tmp_path, out=theirs))
+        pf_runs.append(_run(pf_cmd, env, tmp=tmp_path, out=ours))
+    benchmark.pedantic(lambda: pf_runs.append(_run(pf_cmd, env, tmp=tmp_path, out=ours)), rounds=1, iterations=1)
     td_wall, td_cpu, td_mem = _best(td_runs)
     pf_wall, pf_cpu, pf_mem = _best(pf_runs)
     ratio = pf_wall / td_wall
@@ -144,7 +150,11 @@ def test_filter_file_in_process(benchmark, huge_capture, tmp_path, monkeypatch, 
         monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
     prog = pfilter.compile(expr)
     out = tmp_path / "o.pcap"
-    stats = benchmark.pedantic(lambda: pfilter.filter_file(huge_capture, out, prog),
+    def fresh():                          # as in _run: no previous output to free or flush
+        if out.exists():
+            out.unlink()
+        os.sync()
+    stats = benchmark.pedantic(lambda: pfilter.filter_file(huge_capture, out, prog), setup=fresh,
                                rounds=max(1, min(ROUNDS, 3)), iterations=1)
     assert stats.read == HUGE_PACKETS
     best = benchmark.stats["min"] if getattr(benchmark, "stats", None) else None
