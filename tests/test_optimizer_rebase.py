@@ -98,3 +98,69 @@ def test_masked_word_stays_wide_when_nothing_after_it_checks_the_length():
     pkt = bytes(12) + b"\x08\x00" + bytes(12) + b"\x0a\x01"       # 28 bytes, src starts 10.1
     assert run(opt, pkt) == run(unopt, pkt) == 0
     assert run(opt, pkt + b"\x02\x03") == run(unopt, pkt + b"\x02\x03") != 0
+
+
+def _random_twins(rng):
+    """A program whose two arms (picked by one packet byte) run the same random tail, one with
+    absolute loads [k + c], the other after `ldxb 4*([0]&0xf)` with indexed loads [x + k]; tails
+    may use A, M[], ALU, even X (which must stop the merge), and the exits may read X."""
+    c = rng.choice([0, 4, 20, 40])
+    tail = []
+    for _ in range(rng.randint(2, 7)):
+        kind = rng.choice(["load", "load", "alu", "st", "ldm", "jmp", "jmp", "x"])
+        if kind == "load":
+            size = rng.choice([0x00, 0x08, 0x10])
+            tail.append(("load", size, rng.randint(0, 30)))
+        elif kind == "alu":
+            tail.append(((0x04 | rng.choice([0x00, 0x10, 0x50, 0x40, 0xA0]), 0, 0, rng.choice([1, 3, 0xFF]))))
+        elif kind == "st":
+            tail.append((0x02, 0, 0, rng.randint(0, 3)))
+        elif kind == "ldm":
+            tail.append((0x60, 0, 0, rng.randint(0, 3)))
+        elif kind == "x":
+            tail.append(rng.choice([(0x87, 0, 0, 0), (0x0C, 0, 0, 0)]))   # txa, add x
+        else:
+            tail.append(("jmp", rng.choice([0x15, 0x25, 0x45]), rng.choice([0, 1, 2, 0x45, 0x80])))
+    exits = rng.choice([[(0x06, 0, 0, 7)], [(0x87, 0, 0, 0), (0x16, 0, 0, 0)], [(0x16, 0, 0, 0)]])
+
+    def arm(indexed):
+        out = [(0xB1, 0, 0, 0)] if indexed else []
+        for t in tail:
+            if t[0] == "load":
+                out.append(((0x40 if indexed else 0x20) | t[1], 0, 0, t[2] if indexed else t[2] + c))
+            elif t[0] == "jmp":
+                out.append(("jmp", t[1], t[2]))
+            else:
+                out.append(t)
+        return out
+    first, second = arm(False), arm(True)
+    body = [(0x02, 0, 0, i) for i in range(4)] + [(0x30, 0, 0, 1), ("split",)] + first + [("goto_end",)] + second
+    # lay out: jumps in the arms go to the reject at the very end (forward), split picks an arm
+    n_exit = len(exits)
+    total = len(body) + n_exit + 1
+    prog = []
+    for i, ins in enumerate(body):
+        if ins[0] == "split":
+            prog.append((0x45, 0, len(first) + 1, 0x80))            # jset #0x80: indexed arm
+        elif ins[0] == "goto_end":
+            prog.append((0x05, 0, 0, len(second)))                  # ja to the exits
+        elif ins[0] == "jmp":
+            to_reject = total - 1 - (i + 1)
+            prog.append((ins[1], 0, to_reject, ins[2]))
+        else:
+            prog.append(ins)
+    return prog + exits + [(0x06, 0, 0, 0)]
+
+
+def test_random_twin_tails_merge_only_when_it_means_the_same():
+    rng = random.Random(11)
+    pkts = [bytes(rng.getrandbits(8) for _ in range(n)) for n in list(range(0, 80)) * 3]
+    batch = pfilter.PacketBatch.from_packets(pkts, wirelens=[100] * len(pkts), linktype=1)
+    merged = 0
+    for _ in range(600):
+        prog = _random_twins(rng)
+        pfilter.Program.from_tuples(prog)
+        opt = optimize_program(prog)
+        assert not len(disagreements(prog, opt, batch)), prog
+        merged += any(code == 0x01 for code, _jt, _jf, _k in opt)
+    assert merged >= 10                     # the pass did fire on some of them
