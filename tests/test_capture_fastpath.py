@@ -298,3 +298,16 @@ def test_output_to_a_device_is_written_into_it_not_replaced(tmp_path, monkeypatc
     general(src, tmp_path / "ref.pcap", "tcp")
     assert got == [(tmp_path / "ref.pcap").read_bytes()]
     assert fifo.exists() and not fifo.is_file()
+
+
+def test_a_pass_runs_once(tmp_path):
+    src, _ = generated(tmp_path, n=20)
+    from pfilter import _vm
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        job = _fastcopy.PcapCopy(_vm.decode(pfilter.compile("").instructions.tobytes()), False, fd, -1, 24, 262144)
+        assert job.run() == "eof" and (job.read, job.matched) == (20, 20)
+        with pytest.raises(RuntimeError):
+            job.run()
+    finally:
+        os.close(fd)

@@ -273,6 +273,7 @@ cdef class PcapCopy:
     cdef Shared* sh
     cdef readonly int64_t written
     cdef volatile int cancelled
+    cdef bint ran
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES):
@@ -286,6 +287,7 @@ cdef class PcapCopy:
         self.chunk = max(chunk, 1 << 16)
         self.written = 0
         self.cancelled = 0
+        self.ran = False
         self.sh = <Shared*>malloc(sizeof(Shared))
         if self.sh == NULL:
             raise MemoryError()
@@ -336,6 +338,9 @@ cdef class PcapCopy:
         cdef pthread_t thread
         cdef Py_ssize_t cap_records = self.chunk // HDR + 2
         cdef int i, ok = 1, started = 0
+        if self.ran:
+            raise RuntimeError("a PcapCopy runs once")
+        self.ran = True
         sh.in_fd, sh.out_fd, sh.start = self.in_fd, self.out_fd, self.start
         sh.chunk, sh.headroom = self.chunk, HDR + self.limit
         sh.prog = self.prog
