@@ -164,8 +164,8 @@ def _looks_like_capture(path):
 
 
 def _linktype_label(linktype):
-    from .linktypes import LINKTYPE_TO_DLT, linktype_name
-    return linktype_name(LINKTYPE_TO_DLT.get(linktype, linktype))
+    from .linktypes import linktype_label
+    return linktype_label(linktype)
 
 
 def _cache_dir():

@@ -104,6 +104,39 @@ def linktype_name(num):
     return _NAME_OF.get(num, str(num))
 
 
+#: how tcpdump describes a link type ("reading from file ..., link-type EN10MB (Ethernet)"):
+#: libpcap's name and description; types libpcap has no name for (USER0..15) show as a number
+DESCRIPTIONS = {
+    0: ("NULL", "BSD loopback"), 1: ("EN10MB", "Ethernet"), 6: ("IEEE802", "Token ring"),
+    8: ("SLIP", "SLIP"), 9: ("PPP", "PPP"), 10: ("FDDI", "FDDI"),
+    11: ("ATM_RFC1483", "RFC 1483 LLC-encapsulated ATM"), 12: ("RAW", "Raw IP"),
+    50: ("PPP_SERIAL", "PPP over serial"), 51: ("PPP_ETHER", "PPPoE"), 104: ("C_HDLC", "Cisco HDLC"),
+    105: ("IEEE802_11", "802.11"), 107: ("FRELAY", "Frame Relay"), 108: ("LOOP", "OpenBSD loopback"),
+    109: ("ENC", "OpenBSD encapsulated IP"), 113: ("LINUX_SLL", "Linux cooked v1"),
+    117: ("PFLOG", "OpenBSD pflog file"), 123: ("SUNATM", "Sun raw ATM"),
+    127: ("IEEE802_11_RADIO", "802.11 plus radiotap header"), 129: ("ARCNET_LINUX", "Linux ARCNET"),
+    140: ("MTP2", "SS7 MTP2"), 165: ("BACNET_MS_TP", "BACnet MS/TP"),
+    178: ("JUNIPER_ETHER", "Juniper Ethernet"), 195: ("IEEE802_15_4", "IEEE 802.15.4 with FCS"),
+    226: ("IPNET", "Solaris ipnet"), 228: ("IPV4", "Raw IPv4"), 229: ("IPV6", "Raw IPv6"),
+    231: ("DBUS", "D-Bus"), 239: ("NFLOG", "Linux netfilter log messages"),
+    242: ("IPOIB", "RFC 4391 IP-over-Infiniband"), 253: ("NETLINK", "Linux netlink"),
+    258: ("PKTAP", "Apple DLT_PKTAP"), 271: ("VSOCK", "Linux vsock"), 276: ("LINUX_SLL2", "Linux cooked v2"),
+    281: ("DSA_TAG_BRCM", "Broadcom tag"), 282: ("DSA_TAG_BRCM_PREPEND", "Broadcom tag (prepended)"),
+    284: ("DSA_TAG_DSA", "Marvell DSA"), 285: ("DSA_TAG_EDSA", "Marvell EDSA"),
+}
+
+
+def linktype_label(num):
+    """A link type as tcpdump names it when reading a file: "EN10MB (Ethernet)"; a USERn type
+    as its number; one missing from DESCRIPTIONS by its DLT name alone."""
+    num = LINKTYPE_TO_DLT.get(num, num)
+    if num in DESCRIPTIONS:
+        return "%s (%s)" % DESCRIPTIONS[num]
+    if 147 <= num <= 162:
+        return str(num)
+    return linktype_name(num)
+
+
 def linktype_for_file(dlt):
     """The LINKTYPE_ value to store in a capture file header for a DLT number."""
     return DLT_TO_LINKTYPE.get(dlt, dlt)

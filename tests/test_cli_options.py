@@ -237,3 +237,23 @@ def test_snaplen_option_is_ignored_with_a_capture_like_tcpdump(capsys):
     assert status == 0 and out == theirs.stdout
     status, out, _ = run(capsys, "-s", "100", "-d", "tcp")
     assert status == 0 and out == ref.tcpdump_dump("tcp", "EN10MB", "d", optimize=True).replace("#262144", "#100")
+
+
+def test_reading_line_names_the_link_type_as_tcpdump_does(capsys, tmp_path):
+    """One capture per corpus link type: pfilter's 'reading from file' line is tcpdump's."""
+    seen = set()
+    checked = 0
+    for row in ref.corpus_pcaps():
+        if row["dlt"] in seen or row["malformed_flags"]:
+            continue
+        seen.add(row["dlt"])
+        done = subprocess.run([ref.tcpdump(), "-r", str(row["file"]), "-c", "1", "-w", os.devnull],
+                              capture_output=True, text=True)
+        theirs = [line for line in done.stderr.splitlines() if line.startswith("reading from file")]
+        if not theirs:
+            continue
+        cli.main(["-r", str(row["file"]), "-c", "1", "-w", str(tmp_path / "o.pcap")])
+        ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reading from file")]
+        assert ours == theirs, row["copied_as"]
+        checked += 1
+    assert checked >= 20
