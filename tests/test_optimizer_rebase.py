@@ -164,3 +164,26 @@ def test_random_twin_tails_merge_only_when_it_means_the_same():
         assert not len(disagreements(prog, opt, batch)), prog
         merged += any(code == 0x01 for code, _jt, _jf, _k in opt)
     assert merged >= 10                     # the pass did fire on some of them
+
+
+def test_shareable_programs_keep_the_twins_apart_and_mean_the_same():
+    merged = pfilter.compile("tcp port 80 or udp port 53")
+    apart = pfilter.compile("tcp port 80 or udp port 53", optimize="shareable")
+    assert (0x01, 0, 0, 40) in merged.to_tuples()
+    assert (0x01, 0, 0, 40) not in apart.to_tuples()
+    for batch in short_and_long(reference.compile("tcp port 80 or udp port 53", 1, optimize=False)):
+        assert (merged.run_batch(batch) == apart.run_batch(batch)).all()
+
+
+def test_classify_compiles_text_rules_shareable(monkeypatch):
+    from pfilter.compiler import driver
+    seen = []
+    real = driver.compile_expression
+
+    def spy(expr, **kw):
+        seen.append(kw.get("optimize"))
+        return real(expr, **kw)
+    monkeypatch.setattr(driver, "compile_expression", spy)
+    batch = pfilter.PacketBatch.from_packets([bytes(60)], linktype=1)
+    pfilter.classify(batch, {"a": "tcp port 80", "b": "udp"})
+    assert seen and all(o == driver.SHAREABLE for o in seen)

@@ -78,8 +78,14 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefi
         except ImportError:
             optimize_program = None
         if optimize_program is not None:
-            tuples = optimize_program(tuples)
+            tuples = optimize_program(tuples, merge_twins=optimize != SHAREABLE)
     return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
+
+
+#: `optimize` value for programs that many rules run side by side (pfilter.classify): optimized,
+#: but with the IPv6 and IPv4 copies of a transport test kept apart (no `merge_rebased`), so
+#: that each copy reads its fields at a fixed place and the classifier can share it across rules.
+SHAREABLE = "shareable"
 
 
 def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, netmask=None,
@@ -93,7 +99,7 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
     family in that order, as libpcap assumes for such savefiles. `savefile` False compiles as
     libpcap does without a capture file (`tcpdump -y DLT -d`): `ip6` on NULL/LOOP then tests
     only Linux's AF_INET6 instead of the three BSD values a file may hold. An empty
-    expression accepts every packet.
+    expression accepts every packet. `optimize` is True, False or SHAREABLE ("shareable").
     """
     dlt = resolve_linktype(linktype)
     snap = _as_int(snaplen)
@@ -106,7 +112,8 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
         netmask = mask
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
-    return _compile_cached(expr, dlt, snap, bool(optimize), netmask, bool(swapped), bool(savefile))
+    opt = SHAREABLE if optimize == SHAREABLE else bool(optimize)
+    return _compile_cached(expr, dlt, snap, opt, netmask, bool(swapped), bool(savefile))
 
 
 compile_expression.cache_clear = _compile_cached.cache_clear

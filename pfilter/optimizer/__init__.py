@@ -109,7 +109,7 @@ def _rebase_all(graph, ctx):
     return rebased
 
 
-def _finish(graph, ctx):
+def _finish(graph, ctx, merge_twins=True):
     """Everything after the first round of passes, up to the linear program."""
     exit_early(graph, ctx)
     ctx = optimize_graph(graph)
@@ -117,18 +117,19 @@ def _finish(graph, ctx):
         ctx = optimize_graph(graph)
     if split_sets(graph, ctx) and ctx.resimplify:
         optimize_graph(graph)
-    if _rebase_all(graph, ctx):
+    if merge_twins and _rebase_all(graph, ctx):
         optimize_graph(graph)
     return linearize(graph)
 
 
-def optimize_program(insns):
+def optimize_program(insns, merge_twins=True):
     """An equivalent program, usually smaller: list of (code, jt, jf, k) in, the same out.
 
     When the program has both absolute and X-indexed packet loads (so maybe twin tails for
     merge_rebased), the passes after the first round run twice: on the graph as it is, and on
     a copy whose twin tails were merged first (before exit_early reshapes each tail its own
-    way); the smaller program wins (the first on a tie)."""
+    way); the smaller program wins (the first on a tie). merge_twins=False skips merge_rebased
+    altogether (for rule sets, whose per-family tests are shared across rules)."""
     insns = [tuple(int(f) for f in i) for i in insns]
     graph = build_graph(insns)
     if graph is None:
@@ -141,9 +142,9 @@ def optimize_program(insns):
     try:
         ctx = optimize_graph(graph, PASSES_BEFORE_EXITS)
         twin = None
-        if {0x20, 0x40} <= {code & 0xE7 for code, _jt, _jf, _k in insns}:
+        if merge_twins and {0x20, 0x40} <= {code & 0xE7 for code, _jt, _jf, _k in insns}:
             twin = graph.clone()
-        out = _finish(graph, ctx)
+        out = _finish(graph, ctx, merge_twins)
         if twin is not None:
             tctx = Context()
             if _rebase_all(twin, tctx):
