@@ -152,7 +152,7 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     written = job.matched if out is not None else 0
     return FilterStats(read=job.read, matched=job.matched, written=written,
                        bytes=job.bytes if out is not None else 0,
-                       seconds=time.perf_counter() - started, files=[src])
+                       seconds=time.perf_counter() - started, files=[os.fspath(src)])
 
 
 def _decode(_vm, tuples):
