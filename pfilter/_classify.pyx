@@ -249,13 +249,113 @@ cdef void free_classes(ClassTable* ct) noexcept nogil:
     free(ct.nbytes)
 
 
+cdef inline int step(uint16_t op, uint32_t k, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
+                     uint32_t* A, uint32_t* X) noexcept nogil:
+    """One statement (load, ALU, tax/txa) on registers A and X: 1 done, 0 the program returns
+    0 here (a load past the captured length, a division by zero), -1 not such a statement.
+    Shared by value nodes and rule programs; libpcap: bpf_filter()."""
+    # op is a C integer compared with constants only: Cython emits one C `switch`.
+    if op == 0x20:        # ld [k]
+        if k > buflen or 4 > buflen - k:
+            return 0
+        A[0] = load32(p + k)
+    elif op == 0x28:      # ldh [k]
+        if k > buflen or 2 > buflen - k:
+            return 0
+        A[0] = load16(p + k)
+    elif op == 0x30:      # ldb [k]
+        if k >= buflen:
+            return 0
+        A[0] = p[k]
+    elif op == 0x40:      # ld [x + k]
+        if k > buflen or X[0] > buflen - k or 4 > buflen - (X[0] + k):
+            return 0
+        A[0] = load32(p + X[0] + k)
+    elif op == 0x48:      # ldh [x + k]
+        if k > buflen or X[0] > buflen - k or 2 > buflen - (X[0] + k):
+            return 0
+        A[0] = load16(p + X[0] + k)
+    elif op == 0x50:      # ldb [x + k]
+        if k >= buflen or X[0] >= buflen - k:
+            return 0
+        A[0] = p[X[0] + k]
+    elif op == 0xb1:      # ldxb 4*([k]&0xf)
+        if k >= buflen:
+            return 0
+        X[0] = (p[k] & 0xf) << 2
+    elif op == 0x80:      # ld #pktlen
+        A[0] = wirelen
+    elif op == 0x81:      # ldx #pktlen
+        X[0] = wirelen
+    elif op == 0x00:      # ld #k
+        A[0] = k
+    elif op == 0x01:      # ldx #k
+        X[0] = k
+    elif op == 0x04:      # add #k
+        A[0] += k
+    elif op == 0x14:      # sub #k
+        A[0] -= k
+    elif op == 0x24:      # mul #k
+        A[0] *= k
+    elif op == 0x34:      # div #k
+        if k == 0:
+            return 0
+        A[0] = A[0] // k
+    elif op == 0x94:      # mod #k
+        if k == 0:
+            return 0
+        A[0] = A[0] % k
+    elif op == 0x54:      # and #k
+        A[0] &= k
+    elif op == 0x44:      # or #k
+        A[0] |= k
+    elif op == 0xa4:      # xor #k
+        A[0] ^= k
+    elif op == 0x64:      # lsh #k
+        A[0] = (A[0] << k) if k < 32 else 0
+    elif op == 0x74:      # rsh #k
+        A[0] = (A[0] >> k) if k < 32 else 0
+    elif op == 0x0c:      # add x
+        A[0] += X[0]
+    elif op == 0x1c:      # sub x
+        A[0] -= X[0]
+    elif op == 0x2c:      # mul x
+        A[0] *= X[0]
+    elif op == 0x3c:      # div x
+        if X[0] == 0:
+            return 0
+        A[0] = A[0] // X[0]
+    elif op == 0x9c:      # mod x
+        if X[0] == 0:
+            return 0
+        A[0] = A[0] % X[0]
+    elif op == 0x5c:      # and x
+        A[0] &= X[0]
+    elif op == 0x4c:      # or x
+        A[0] |= X[0]
+    elif op == 0xac:      # xor x
+        A[0] ^= X[0]
+    elif op == 0x6c:      # lsh x
+        A[0] = (A[0] << X[0]) if X[0] < 32 else 0
+    elif op == 0x7c:      # rsh x
+        A[0] = (A[0] >> X[0]) if X[0] < 32 else 0
+    elif op == 0x84:      # neg
+        A[0] = 0u - A[0]
+    elif op == 0x07:      # tax
+        X[0] = A[0]
+    elif op == 0x87:      # txa
+        A[0] = X[0]
+    else:
+        return -1
+    return 1
+
+
 cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
                      uint32_t wirelen) noexcept nogil:
     """Run value node v on the packet and record A, X and whether it aborted."""
     cdef const cl_insn* pc = m.vcode + m.vstart[v]
     cdef const cl_insn* end = pc + m.vlen[v]
-    cdef uint32_t A = 0, X = 0, k
-    cdef uint16_t op
+    cdef uint32_t A = 0, X = 0
     cdef uint8_t abort = 0
     cdef int32_t parent = m.vparent[v]
     if parent >= 0:
@@ -268,110 +368,8 @@ cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
         if abort:
             pc = end
     while pc < end:
-        k = pc.k
-        op = pc.code
-        if op == 0x20:        # ld [k]
-            if k > buflen or 4 > buflen - k:
-                abort = 1
-                break
-            A = load32(p + k)
-        elif op == 0x28:      # ldh [k]
-            if k > buflen or 2 > buflen - k:
-                abort = 1
-                break
-            A = load16(p + k)
-        elif op == 0x30:      # ldb [k]
-            if k >= buflen:
-                abort = 1
-                break
-            A = p[k]
-        elif op == 0x40:      # ld [x + k]
-            if k > buflen or X > buflen - k or 4 > buflen - (X + k):
-                abort = 1
-                break
-            A = load32(p + X + k)
-        elif op == 0x48:      # ldh [x + k]
-            if k > buflen or X > buflen - k or 2 > buflen - (X + k):
-                abort = 1
-                break
-            A = load16(p + X + k)
-        elif op == 0x50:      # ldb [x + k]
-            if k >= buflen or X >= buflen - k:
-                abort = 1
-                break
-            A = p[X + k]
-        elif op == 0xb1:      # ldxb 4*([k]&0xf)
-            if k >= buflen:
-                abort = 1
-                break
-            X = (p[k] & 0xf) << 2
-        elif op == 0x80:      # ld #pktlen
-            A = wirelen
-        elif op == 0x81:      # ldx #pktlen
-            X = wirelen
-        elif op == 0x00:      # ld #k
-            A = k
-        elif op == 0x01:      # ldx #k
-            X = k
-        elif op == 0x04:      # add #k
-            A += k
-        elif op == 0x14:      # sub #k
-            A -= k
-        elif op == 0x24:      # mul #k
-            A *= k
-        elif op == 0x34:      # div #k
-            if k == 0:
-                abort = 1
-                break
-            A = A // k
-        elif op == 0x94:      # mod #k
-            if k == 0:
-                abort = 1
-                break
-            A = A % k
-        elif op == 0x54:      # and #k
-            A &= k
-        elif op == 0x44:      # or #k
-            A |= k
-        elif op == 0xa4:      # xor #k
-            A ^= k
-        elif op == 0x64:      # lsh #k
-            A = (A << k) if k < 32 else 0
-        elif op == 0x74:      # rsh #k
-            A = (A >> k) if k < 32 else 0
-        elif op == 0x0c:      # add x
-            A += X
-        elif op == 0x1c:      # sub x
-            A -= X
-        elif op == 0x2c:      # mul x
-            A *= X
-        elif op == 0x3c:      # div x
-            if X == 0:
-                abort = 1
-                break
-            A = A // X
-        elif op == 0x9c:      # mod x
-            if X == 0:
-                abort = 1
-                break
-            A = A % X
-        elif op == 0x5c:      # and x
-            A &= X
-        elif op == 0x4c:      # or x
-            A |= X
-        elif op == 0xac:      # xor x
-            A ^= X
-        elif op == 0x6c:      # lsh x
-            A = (A << X) if X < 32 else 0
-        elif op == 0x7c:      # rsh x
-            A = (A >> X) if X < 32 else 0
-        elif op == 0x84:      # neg
-            A = 0u - A
-        elif op == 0x07:      # tax
-            X = A
-        elif op == 0x87:      # txa
-            A = X
-        else:                      # the planner only puts the opcodes above in value nodes
+        # the planner puts only loads, ALU, tax and txa in value nodes
+        if step(pc.code, pc.k, p, buflen, wirelen, &A, &X) <= 0:
             abort = 1
             break
         pc += 1
@@ -448,42 +446,6 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
             return k
         elif op == 0x16:      # ret a
             return A
-        elif op == 0x20:      # ld [k]
-            if k > buflen or 4 > buflen - k:
-                return 0
-            A = load32(p + k)
-        elif op == 0x28:      # ldh [k]
-            if k > buflen or 2 > buflen - k:
-                return 0
-            A = load16(p + k)
-        elif op == 0x30:      # ldb [k]
-            if k >= buflen:
-                return 0
-            A = p[k]
-        elif op == 0x80:      # ld #pktlen
-            A = wirelen
-        elif op == 0x81:      # ldx #pktlen
-            X = wirelen
-        elif op == 0x40:      # ld [x + k]
-            if k > buflen or X > buflen - k or 4 > buflen - (X + k):
-                return 0
-            A = load32(p + X + k)
-        elif op == 0x48:      # ldh [x + k]
-            if k > buflen or X > buflen - k or 2 > buflen - (X + k):
-                return 0
-            A = load16(p + X + k)
-        elif op == 0x50:      # ldb [x + k]
-            if k >= buflen or X >= buflen - k:
-                return 0
-            A = p[X + k]
-        elif op == 0xb1:      # ldxb 4*([k]&0xf)
-            if k >= buflen:
-                return 0
-            X = (p[k] & 0xf) << 2
-        elif op == 0x00:      # ld #k
-            A = k
-        elif op == 0x01:      # ldx #k
-            X = k
         elif op == 0x60:      # ld M[k]
             A = mem[k & 15]
         elif op == 0x61:      # ldx M[k]
@@ -523,62 +485,8 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
         elif op == 0x4d:      # jset x
             pc = code + (pc.jt if (A & X) else pc.jf)
             continue
-        elif op == 0x04:      # add #k
-            A += k
-        elif op == 0x14:      # sub #k
-            A -= k
-        elif op == 0x24:      # mul #k
-            A *= k
-        elif op == 0x34:      # div #k
-            if k == 0:
-                return 0
-            A = A // k
-        elif op == 0x94:      # mod #k
-            if k == 0:
-                return 0
-            A = A % k
-        elif op == 0x54:      # and #k
-            A &= k
-        elif op == 0x44:      # or #k
-            A |= k
-        elif op == 0xa4:      # xor #k
-            A ^= k
-        elif op == 0x64:      # lsh #k
-            A = (A << k) if k < 32 else 0
-        elif op == 0x74:      # rsh #k
-            A = (A >> k) if k < 32 else 0
-        elif op == 0x0c:      # add x
-            A += X
-        elif op == 0x1c:      # sub x
-            A -= X
-        elif op == 0x2c:      # mul x
-            A *= X
-        elif op == 0x3c:      # div x
-            if X == 0:
-                return 0
-            A = A // X
-        elif op == 0x9c:      # mod x
-            if X == 0:
-                return 0
-            A = A % X
-        elif op == 0x5c:      # and x
-            A &= X
-        elif op == 0x4c:      # or x
-            A |= X
-        elif op == 0xac:      # xor x
-            A ^= X
-        elif op == 0x6c:      # lsh x
-            A = (A << X) if X < 32 else 0
-        elif op == 0x7c:      # rsh x
-            A = (A >> X) if X < 32 else 0
-        elif op == 0x84:      # neg
-            A = 0u - A
-        elif op == 0x07:      # tax
-            X = A
-        elif op == 0x87:      # txa
-            A = X
-        else:                      # unreachable for planned programs
-            return 0
+        elif step(op, k, p, buflen, wirelen, &A, &X) <= 0:
+            return 0               # aborted, or an opcode planned programs never hold
         pc += 1
 
 

@@ -453,46 +453,31 @@ class Codegen(LinkLayerMixin):
             gen_not(b)
         return b
 
+    def _by_flag(self, offset, bit, when_set, when_clear):
+        """(flag bit set and when_set) or (bit clear and when_clear()), the blocks made in
+        libpcap's order; when_set is a block already made or a function making it."""
+        b1 = self._jset_block(offset, bit)
+        b0 = when_set() if callable(when_set) else when_set
+        gen_and(b1, b0)
+        b2 = self._jset_block(offset, bit, True)
+        b1 = when_clear()
+        gen_and(b2, b1)
+        gen_or(b1, b0)
+        return b0
+
     def gen_wlanhostop(self, eaddr, dir):
         # libpcap: gen_wlanhostop()
-        if dir == Q_SRC:
-            b1 = self._jset_block(1, 0x01)
-            b0 = self.gen_bcmp(OR_LINKHDR, 24, 6, eaddr)
-            gen_and(b1, b0)
-            b2 = self._jset_block(1, 0x01, True)
-            b1 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
-            gen_and(b2, b1)
-            gen_or(b1, b0)
-            b1 = self._jset_block(1, 0x02)
-            gen_and(b1, b0)
-            b2 = self._jset_block(1, 0x02, True)
-            b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
-            gen_and(b2, b1)
-            gen_or(b1, b0)
-            b1 = self._jset_block(0, 0x08)
-            gen_and(b1, b0)
-            b2 = self._jset_block(0, 0x08, True)
-            b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
-            gen_and(b2, b1)
-            gen_or(b1, b0)
-            b1 = self._jset_block(0, 0x04, True)
-            gen_and(b1, b0)
-            return b0
-        if dir == Q_DST:
-            b1 = self._jset_block(1, 0x01)
-            b0 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
-            gen_and(b1, b0)
-            b2 = self._jset_block(1, 0x01, True)
-            b1 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
-            gen_and(b2, b1)
-            gen_or(b1, b0)
-            b1 = self._jset_block(0, 0x08)
-            gen_and(b1, b0)
-            b2 = self._jset_block(0, 0x08, True)
-            b1 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
-            gen_and(b2, b1)
-            gen_or(b1, b0)
-            b1 = self._jset_block(0, 0x04, True)
+        def at(offset):
+            return lambda: self.gen_bcmp(OR_LINKHDR, offset, 6, eaddr)
+        if dir in (Q_SRC, Q_DST):
+            if dir == Q_SRC:      # from-DS: SA in addr3 (or addr4 with to-DS too), else addr2
+                b0 = self._by_flag(1, 0x01, at(24), at(16))
+                b0 = self._by_flag(1, 0x02, b0, at(10))
+            else:                 # to-DS: DA in addr3, else addr1
+                b0 = self._by_flag(1, 0x01, at(16), at(4))
+            # data frames go by the DS bits; management frames: SA in addr2, DA in addr1
+            b0 = self._by_flag(0, 0x08, b0, at(10 if dir == Q_SRC else 4))
+            b1 = self._jset_block(0, 0x04, True)      # never a control frame
             gen_and(b1, b0)
             return b0
         if dir == Q_AND or dir is None or dir == Q_OR:
