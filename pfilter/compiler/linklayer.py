@@ -189,29 +189,26 @@ class LinkLayerMixin:
             return b0
         return None
 
-    def gen_ether_linktype(self, ll_proto):
-        # libpcap: gen_ether_linktype()
+    def _ether_llc(self):
+        """Ethernet: the frame is 802.3 with an 802.2 header (length field, not a type)."""
+        b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
+        gen_not(b0)
+        return b0
+
+    def _sll_llc(self):
+        """Linux cooked: the protocol field says 802.2."""
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+
+    def _llc_linktype(self, ll_proto, llc, dsap):
+        """What gen_ether_linktype() and gen_linux_sll_linktype() test alike for everything
+        but IPX: `llc` makes the "802.2 frame" block, `dsap` is where the DSAP byte is."""
         if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
-            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
-            gen_not(b0)
+            b0 = llc()
             b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
             gen_and(b0, b1)
             return b1
-        if ll_proto == LLCSAP_IPX:
-            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
-            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
-            gen_or(b0, b1)
-            b0 = self.gen_snap(0x000000, ETHERTYPE_IPX)
-            gen_or(b0, b1)
-            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
-            gen_not(b0)
-            gen_and(b0, b1)
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
-            gen_or(b0, b1)
-            return b1
         if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
-            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
-            gen_not(b0)
+            b0 = llc()
             if ll_proto == ETHERTYPE_ATALK:
                 b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
             else:
@@ -221,12 +218,26 @@ class LinkLayerMixin:
             gen_or(b0, b1)
             return b1
         if ll_proto <= ETHERMTU:
-            b0 = self.gen_cmp_gt(OR_LINKTYPE, 0, BPF_H, ETHERMTU)
-            gen_not(b0)
-            b1 = self.gen_cmp(OR_LINKTYPE, 2, BPF_B, ll_proto)
+            b0 = llc()
+            b1 = self.gen_cmp(dsap[0], dsap[1], BPF_B, ll_proto)
             gen_and(b0, b1)
             return b1
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+
+    def gen_ether_linktype(self, ll_proto):
+        # libpcap: gen_ether_linktype()
+        if ll_proto == LLCSAP_IPX:
+            b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
+            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
+            gen_or(b0, b1)
+            b0 = self.gen_snap(0x000000, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            b0 = self._ether_llc()
+            gen_and(b0, b1)
+            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
+            gen_or(b0, b1)
+            return b1
+        return self._llc_linktype(ll_proto, self._ether_llc, (OR_LINKTYPE, 2))
 
     def gen_loopback_linktype(self, ll_proto):
         # libpcap: gen_loopback_linktype(); for NULL/ENC the AF_ value is in the byte order of
@@ -248,38 +259,18 @@ class LinkLayerMixin:
 
     def gen_linux_sll_linktype(self, ll_proto):
         # libpcap: gen_linux_sll_linktype()
-        if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
-            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
-            gen_and(b0, b1)
-            return b1
         if ll_proto == LLCSAP_IPX:
             b0 = self.gen_cmp(OR_LLC, 0, BPF_B, LLCSAP_IPX)
             b1 = self.gen_snap(0x000000, ETHERTYPE_IPX)
             gen_or(b0, b1)
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
+            b0 = self._sll_llc()
             gen_and(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_3)
             gen_or(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
             gen_or(b0, b1)
             return b1
-        if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
-            if ll_proto == ETHERTYPE_ATALK:
-                b1 = self.gen_snap(0x080007, ETHERTYPE_ATALK)
-            else:
-                b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
-            gen_and(b0, b1)
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
-            gen_or(b0, b1)
-            return b1
-        if ll_proto <= ETHERMTU:
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_2)
-            b1 = self.gen_cmp(OR_LINKHDR, self.off_linkpl.constant_part, BPF_B, ll_proto)
-            gen_and(b0, b1)
-            return b1
-        return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
+        return self._llc_linktype(ll_proto, self._sll_llc, (OR_LINKHDR, self.off_linkpl.constant_part))
 
     @staticmethod
     def ethertype_to_ppptype(ll_proto):
