@@ -424,6 +424,14 @@ class Capture:
         self._ifaces.reset()
         self._pos = pos + total
 
+    def _idb_option_once(self, option, length, want, seen, pos):
+        """An IDB option that must have `want` bytes and appear at most once (libpcap's checks)."""
+        if length != want:
+            raise self._error(f"Interface Description Block has {option} option with length {length} != {want}", pos)
+        if option in seen:
+            raise self._error(f"Interface Description Block has more than one {option} option", pos)
+        seen.add(option)
+
     def _add_interface(self, body, pos):
         # libpcap: add_interface(), process_idb_options()
         prefix = self._prefix()
@@ -431,7 +439,7 @@ class Capture:
             raise self._error(f"block of type {BT_IDB} in pcapng dump file is too short", pos)
         linktype, _reserved, snaplen = struct.unpack(prefix + "HHI", body[:8])
         units, is_binary, tsoffset, name = 1000000, False, 0, None
-        saw_tsresol = saw_tsoffset = False
+        seen = set()
         i = 8
         while i < len(body):
             if len(body) - i < 4:
@@ -449,12 +457,7 @@ class Capture:
                         f"Interface Description Block has opt_endofopt option with length {length} != 0", pos)
                 break
             if code == 9:
-                if length != 1:
-                    raise self._error(
-                        f"Interface Description Block has if_tsresol option with length {length} != 1", pos)
-                if saw_tsresol:
-                    raise self._error("Interface Description Block has more than one if_tsresol option", pos)
-                saw_tsresol = True
+                self._idb_option_once("if_tsresol", length, 1, seen, pos)
                 v = value[0]
                 if v & 0x80:
                     if v & 0x7F > 63:
@@ -467,12 +470,7 @@ class Capture:
                                           f"10^-{v} is too high", pos)
                     units = 10 ** v
             elif code == 14:
-                if length != 8:
-                    raise self._error(
-                        f"Interface Description Block has if_tsoffset option with length {length} != 8", pos)
-                if saw_tsoffset:
-                    raise self._error("Interface Description Block has more than one if_tsoffset option", pos)
-                saw_tsoffset = True
+                self._idb_option_once("if_tsoffset", length, 8, seen, pos)
                 tsoffset = struct.unpack(prefix + "q", value)[0]
             elif code == 2:
                 name = value.decode("utf-8", "replace")
