@@ -108,7 +108,12 @@ def _prog_tuples(prog):
 def compile(expr, dlt=1, optimize=False, snaplen=262144):
     """libpcap's bytecode for expr on a dead handle (as `tcpdump -y DLT -d`), as a tuple of tuples."""
     lib = libpcap()
-    p = lib.pcap_open_dead_with_tstamp_precision(int(dlt), int(snaplen), 0)
+    return _compile_on(lib.pcap_open_dead_with_tstamp_precision(int(dlt), int(snaplen), 0), expr, optimize)
+
+
+def _compile_on(p, expr, optimize):
+    """pcap_compile on handle p (closed afterwards), netmask unknown; RefError on refusal."""
+    lib = libpcap()
     try:
         prog = _Prog()
         if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1 if optimize else 0, 0xFFFFFFFF) != 0:
@@ -122,17 +127,7 @@ def compile(expr, dlt=1, optimize=False, snaplen=262144):
 
 def compile_for_capture(path, expr, optimize=False):
     """libpcap's bytecode for expr on the capture's own savefile handle (as `tcpdump -r`)."""
-    lib = libpcap()
-    p = _open(path)
-    try:
-        prog = _Prog()
-        if lib.pcap_compile(p, ctypes.byref(prog), expr.encode(), 1 if optimize else 0, 0xFFFFFFFF) != 0:
-            raise RefError(lib.pcap_geterr(p).decode(errors="replace"))
-        out = tuple(_prog_tuples(prog))
-        lib.pcap_freecode(ctypes.byref(prog))
-        return out
-    finally:
-        lib.pcap_close(p)
+    return _compile_on(_open(path), expr, optimize)
 
 
 @functools.lru_cache(maxsize=1024)

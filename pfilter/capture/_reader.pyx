@@ -58,6 +58,15 @@ cdef enum:
     TS_GENERAL = 3    # anything else: 128-bit scale
 
 
+cdef inline Py_ssize_t prefetch_ahead(const uint8_t* b, Py_ssize_t pf, Py_ssize_t p,
+                                     Py_ssize_t end) noexcept nogil:
+    """Prefetch b[pf:] up to PREFETCH_AHEAD bytes past p (the record being read); the new pf."""
+    while pf < p + PREFETCH_AHEAD and pf < end:
+        pf_prefetch(b + pf)
+        pf += 64
+    return pf
+
+
 cdef inline uint32_t rd32(const uint8_t* p, bint sw) noexcept nogil:
     cdef uint32_t v
     memcpy(&v, p, 4)
@@ -92,9 +101,7 @@ def scan_pcap(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int hdrsize,
     cdef Py_ssize_t pf = pos
     with nogil:
         while True:
-            while pf < p + PREFETCH_AHEAD and pf < end:
-                pf_prefetch(b + pf)
-                pf += 64
+            pf = prefetch_ahead(b, pf, p, end)
             if p == end:
                 status = ST_END
                 break
@@ -160,9 +167,7 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
     cdef Py_ssize_t pf = pos
     with nogil:
         while True:
-            while pf < p + PREFETCH_AHEAD and pf < end:
-                pf_prefetch(b + pf)
-                pf += 64
+            pf = prefetch_ahead(b, pf, p, end)
             if p == end:
                 status = ST_END
                 break
