@@ -65,6 +65,13 @@ class CaptureWriter:
         self._buf = np.empty(STAGE_BYTES, np.uint8)
         self._fill = 0
 
+    def _set_format(self, linktype, snaplen, ts_resolution):
+        if ts_resolution not in ("us", "ns"):
+            raise FilterError(f"timestamp resolution must be 'us' or 'ns', not {ts_resolution!r}")
+        self.linktype = int(linktype)
+        self.snaplen = int(snaplen)
+        self.nsec = ts_resolution == "ns"
+
     def _stage(self, size):
         """Room for `size` bytes in the staging buffer (flushed or grown as needed)."""
         if self._fill + size > len(self._buf):
@@ -133,11 +140,7 @@ class PcapWriter(CaptureWriter):
 
     def __init__(self, dst, linktype=1, snaplen=262144, ts_resolution="us", linktype_ext=0,
                  protect=()):
-        if ts_resolution not in ("us", "ns"):
-            raise FilterError(f"timestamp resolution must be 'us' or 'ns', not {ts_resolution!r}")
-        self.linktype = int(linktype)
-        self.snaplen = int(snaplen)
-        self.nsec = ts_resolution == "ns"
+        self._set_format(linktype, snaplen, ts_resolution)
         super().__init__(dst, protect)
         self._emit(pcap_file_header(self.linktype, self.snaplen, self.nsec, linktype_ext))
 
@@ -226,11 +229,7 @@ class PcapngWriter(CaptureWriter):
 
     def __init__(self, dst, linktype=1, snaplen=262144, ts_resolution="us", interfaces=None,
                  protect=()):
-        if ts_resolution not in ("us", "ns"):
-            raise FilterError(f"timestamp resolution must be 'us' or 'ns', not {ts_resolution!r}")
-        self.linktype = int(linktype)
-        self.snaplen = int(snaplen)
-        self.nsec = ts_resolution == "ns"
+        self._set_format(linktype, snaplen, ts_resolution)
         self.interfaces = interfaces   # the input's interface list (dicts), read when needed
         self.source = 0                # which input `interfaces` belongs to (several inputs)
         self._out_ids = {}
