@@ -134,9 +134,9 @@ def port_range(name):
     "%d-%d" is tried first (numbers, any trailing text ignored, proto None); otherwise the text
     is split at its first '-' and both halves are looked up as services.
     """
-    lo = _scan_int(name)
+    lo = scan_int(name)
     if lo is not None and name[lo[1]:lo[1] + 1] == "-":
-        hi = _scan_int(name[lo[1] + 1:])
+        hi = scan_int(name[lo[1] + 1:])
         if hi is not None:
             return lo[0], hi[0], None
     first, sep, second = name.partition("-")
@@ -152,7 +152,7 @@ def port_range(name):
     return a[0], b[0], proto
 
 
-def _scan_int(text):
+def scan_int(text):
     """sscanf("%d") at the start of text: (value, characters used) or None."""
     j = 0
     if text[:1] in ("+", "-"):
@@ -332,8 +332,8 @@ def parse_mac(text):
 def parse_decnet(text):
     """libpcap: __pcap_atodn(): "area.node" -> the 16-bit DECnet address, or None."""
     area_part, sep, rest = text.partition(".")
-    area = _scan_int(area_part)
-    node = _scan_int(rest) if sep else None
+    area = scan_int(area_part)
+    node = scan_int(rest) if sep else None
     if area is None or area[1] != len(area_part) or node is None:
         return None
     return ((area[0] << 10) & 0o176000) | (node[0] & 0o1777)

@@ -409,8 +409,8 @@ class Parser:
         lo, sep, hi = text.partition("-")
         if not sep:
             raise self.semantic(f"unknown port in range '{text}' (expected a-b)", t)
-        digits_lo = _scan_int(lo)
-        digits_hi = _scan_int(hi) if digits_lo is not None and digits_lo[1] == len(lo) else None
+        digits_lo = names.scan_int(lo)
+        digits_hi = names.scan_int(hi) if digits_lo is not None and digits_lo[1] == len(lo) else None
         if digits_lo is not None and digits_lo[1] == len(lo) and digits_hi is not None:
             return (str(digits_lo[0]), str(digits_hi[0]))
         return (lo, hi)
@@ -777,17 +777,3 @@ def _shifts(left_op, right_op):
         return True
     return rp > lp
 
-
-def _scan_int(text):
-    """sscanf("%d") on the start of text: (value, characters used) or None."""
-    j = 0
-    if j < len(text) and text[j] in "+-":
-        j += 1
-    k = j
-    while k < len(text) and text[k].isdigit():
-        k += 1
-    if k == j:
-        return None
-    digits = text[j:k].lstrip("0") or "0"
-    value = int(digits) if len(digits) <= 18 else 10 ** 18   # past any port or part
-    return (-value if text[:1] == "-" else value), k
