@@ -32,10 +32,11 @@ def lib():
     return own
 
 
-def _service_names():
+def _names_in(path):
+    """Every name and alias in a services/protocols-style file (none when it is missing)."""
     out = []
     try:
-        with open("/etc/services") as f:
+        with open(path) as f:
             for line in f:
                 fields = line.split("#", 1)[0].split()
                 if len(fields) >= 2:
@@ -43,7 +44,11 @@ def _service_names():
                     out.extend(fields[2:])
     except OSError:
         pass
-    return sorted(set(out))
+    return out
+
+
+def _service_names():
+    return sorted(set(_names_in("/etc/services")))
 
 
 SERVICES = _service_names()
@@ -91,17 +96,7 @@ def test_port_ranges_resolve_as_pcap_nametoportrange_does(lib, text):
 
 
 def _protocol_names():
-    out = []
-    try:
-        with open("/etc/protocols") as f:
-            for line in f:
-                fields = line.split("#", 1)[0].split()
-                if len(fields) >= 2:
-                    out.append(fields[0])
-                    out.extend(fields[2:])
-    except OSError:
-        pass
-    return out
+    return _names_in("/etc/protocols")
 
 
 def test_every_protocol_resolves_as_pcap_nametoproto_does(lib):

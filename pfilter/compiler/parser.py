@@ -776,4 +776,3 @@ def _shifts(left_op, right_op):
     if lp is None or rp is None:
         return True
     return rp > lp
-
