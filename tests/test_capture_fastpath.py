@@ -15,7 +15,7 @@ import pytest
 
 import pfilter
 import reference as ref
-from pfilter.capture import _fastcopy, fastpath
+from pfilter.capture import _fastcopy, _writer
 
 EXPRESSIONS = ["", "tcp", "udp port 53 or icmp", "vlan and ip", "ip and tcp port 80", "ip6"]
 
@@ -272,9 +272,9 @@ def test_exchange_paths_swaps_or_says_it_cannot(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.write_bytes(b"A")
     b.write_bytes(b"B")
-    assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(b)) is True
+    assert _writer.exchange_paths(os.fsencode(a), os.fsencode(b)) is True
     assert (a.read_bytes(), b.read_bytes()) == (b"B", b"A")
-    assert _fastcopy.exchange_paths(os.fsencode(a), os.fsencode(tmp_path / "missing")) is False
+    assert _writer.exchange_paths(os.fsencode(a), os.fsencode(tmp_path / "missing")) is False
 
 
 @pytest.mark.parametrize("fast", [True, False])

@@ -50,21 +50,6 @@ cdef extern from "<unistd.h>" nogil:
 
 include "writev.pxi"
 
-cdef extern from *:
-    """
-    #include <fcntl.h>
-    #include <stdio.h>
-    #include <sys/syscall.h>
-    #include <unistd.h>
-    static int pf_exchange(const char* a, const char* b) {
-    #if defined(SYS_renameat2)
-        return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */);
-    #else
-        return -1;
-    #endif
-    }
-    """
-    int pf_exchange(const char* a, const char* b) nogil
 
 
 # Status codes (pfilter.capture.fastpath reads them by name from STATUS).
@@ -384,13 +369,3 @@ cdef class PcapCopy:
         self.written = sh.matched if self.out_fd >= 0 else 0
         return STATUS[sh.status]
 
-
-def exchange_paths(bytes a, bytes b):
-    """Atomically swap the files named a and b (renameat2 RENAME_EXCHANGE, same filesystem).
-    True when done; False when this system or filesystem cannot (EINVAL, ENOSYS, ...)."""
-    cdef const char* pa = a
-    cdef const char* pb = b
-    cdef int r
-    with nogil:
-        r = pf_exchange(pa, pb)
-    return r == 0

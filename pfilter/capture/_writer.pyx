@@ -179,3 +179,33 @@ def write_runs(int fd, const uint8_t[::1] data, const int64_t[::1] starts, const
     with nogil:
         err = _write_runs(fd, &data[0], &starts[0], &ends[0], runs)
     return err
+
+
+# Swapping two names atomically, for committing an output over an existing file
+# (pfilter.capture.files.AtomicFile).
+cdef extern from *:
+    """
+    #include <fcntl.h>
+    #include <stdio.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    static int pf_exchange(const char* a, const char* b) {
+    #if defined(SYS_renameat2)
+        return (int)syscall(SYS_renameat2, AT_FDCWD, a, AT_FDCWD, b, 2 /* RENAME_EXCHANGE */);
+    #else
+        return -1;
+    #endif
+    }
+    """
+    int pf_exchange(const char* a, const char* b) nogil
+
+
+def exchange_paths(bytes a, bytes b):
+    """Atomically swap the files named a and b (renameat2 RENAME_EXCHANGE, same filesystem).
+    True when done; False when this system or filesystem cannot (EINVAL, ENOSYS, ...)."""
+    cdef const char* pa = a
+    cdef const char* pb = b
+    cdef int r
+    with nogil:
+        r = pf_exchange(pa, pb)
+    return r == 0

@@ -15,6 +15,7 @@ headers; the output is a pcap file (not standard output) of the input's timestam
 there is no output (counting); and nothing wants the packets themselves (no printing).
 """
 import os
+import stat
 import struct
 import sys
 import threading
@@ -72,28 +73,27 @@ def _native():
     return _vm, _fastcopy
 
 
-def _eligible_header(src):
-    """The PcapHeader of src when the fast path can read it, else None."""
-    if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-"):
+def _open_eligible(src):
+    """(file descriptor, PcapHeader) of src when the fast path can read it, else None: one
+    open for the header check and the pass."""
+    if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-") or sys.byteorder != "little":
         return None
     try:
-        with open(src, "rb") as f:
-            if not os.path.isfile(src):
-                return None
-            head = f.read(24)
+        fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
-    if len(head) < 24 or sys.byteorder != "little" or pcap_magic_order(head) is None:
-        return None
     try:
-        h = parse_pcap_header(head, src)
-    except ValueError:
-        return None
-    if h.byteorder != "little" or h.version != (2, 4) or h.kuznetzov or h.hdrsize != 16:
-        return None
-    if min(h.snaplen, h.maxcap) > MAX_FAST_RECORD:
-        return None
-    return h
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            head = os.pread(fd, 24, 0)
+            if len(head) == 24 and pcap_magic_order(head) is not None:
+                h = parse_pcap_header(head, src)
+                if (h.byteorder == "little" and h.version == (2, 4) and not h.kuznetzov
+                        and h.hdrsize == 16 and min(h.snaplen, h.maxcap) <= MAX_FAST_RECORD):
+                    return fd, h
+    except (OSError, ValueError):
+        pass
+    os.close(fd)
+    return None
 
 
 def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resolution=None,
@@ -110,25 +110,25 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         src = src[0]
     if count is not None and count <= 0:
         return None
+    if dst is not None and (not isinstance(dst, (str, os.PathLike)) or dst == "-"
+                            or (format or format_for_path(dst)) != "pcap"):
+        return None
     native = _native()
     if native is None:
         return None
     _vm, _fastcopy = native
-    h = _eligible_header(src)
-    if h is None:
+    opened = _open_eligible(src)
+    if opened is None:
         return None
-    if dst is not None:
-        if not isinstance(dst, (str, os.PathLike)) or dst == "-":
-            return None
-        if (format or format_for_path(dst)) != "pcap" or ts_resolution not in (None, h.ts_resolution):
-            return None
-    started = time.perf_counter()
-    decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
-    if announce is not None:
-        announce(src, h.linktype, h.snaplen)
+    in_fd, h = opened
     out = None
-    in_fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
+        if dst is not None and ts_resolution not in (None, h.ts_resolution):
+            return None
+        started = time.perf_counter()
+        decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
+        if announce is not None:
+            announce(src, h.linktype, h.snaplen)
         if dst is not None:
             out = AtomicFile(dst, protect=[src])
             out.write(pcap_file_header(h.linktype, h.snaplen, h.nsec, h.linktype_ext))
@@ -149,8 +149,7 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         return None           # the general path starts over and says what is wrong, if anything
     if out is not None:
         out.commit()
-    written = job.matched if out is not None else 0
-    return FilterStats(read=job.read, matched=job.matched, written=written,
+    return FilterStats(read=job.read, matched=job.matched, written=job.written,
                        bytes=job.bytes if out is not None else 0,
                        seconds=time.perf_counter() - started, files=[os.fspath(src)])
 

@@ -73,7 +73,7 @@ def _exchange(tmp, path):
     if not os.path.lexists(path):
         return False
     try:
-        from ._fastcopy import exchange_paths
+        from ._writer import exchange_paths
     except ImportError:
         return False
     if not exchange_paths(os.fsencode(tmp), os.fsencode(path)):
