@@ -29,6 +29,12 @@ extensions = [
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     for src in sorted(Path("pfilter").rglob("*.pyx"))
 ]
+# PFILTER_BUILD_ONLY=pfilter/_vm.pyx[,pfilter/capture/_reader.pyx] builds just those extensions
+# (`python setup.py build_ext --inplace`), so that one extension can be rebuilt while another is
+# being edited.
+ONLY = [p for p in os.environ.get("PFILTER_BUILD_ONLY", "").split(",") if p]
+if ONLY:
+    extensions = [e for e in extensions if e.sources[0] in ONLY]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
                             annotate=os.environ.get("PFILTER_ANNOTATE") == "1"))
