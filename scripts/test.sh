@@ -1,18 +1,50 @@
 #!/usr/bin/env bash
-# The README's second command: install what the tests need (Debian's libpcap0.8, tcpdump and the
-# name databases as references; Python test packages), build pfilter, and run the test suite.
+# The README's second command (CI's .ci/run calls it): install what the tests need, build pfilter
+# in place and run the test suite. Extra arguments go to pytest.
+#
+# - As root on Debian/Ubuntu it installs the Debian packages first (noninteractive): libpcap0.8,
+#   tcpdump and netbase are the references the tests compare with; gcc, python3-dev, python3-venv
+#   and libpcap0.8-dev build pfilter and the tests' libpcap helper. As another user it installs
+#   nothing system-wide, and the tests that need a missing reference skip, naming it.
+# - Python packages go into a virtual environment (Debian's python3 refuses system-wide pip,
+#   PEP 668): the active one if any, else ./.venv, created on first use and reused after.
+# - Tests that need the third-party capture corpus read it from $PFILTER_CORPUS (default
+#   ../shared/corpus beside the clone) and skip, naming it, when it is absent.
+# With CI=true a test whose reference or corpus is missing fails instead of skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  want="libpcap0.8 libpcap0.8-dev tcpdump netbase gcc"
+  # python3-venv / python3-dev only when this python lacks them (a python built from source has both)
+  "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || want="$want python3-venv"
+  "$PYTHON" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+    >/dev/null 2>&1 || want="$want python3-dev"
   need=""
-  for pkg in libpcap0.8 libpcap0.8-dev tcpdump netbase gcc; do
+  for pkg in $want; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
   done
   if [ -n "$need" ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    echo "test.sh: apt-get install$need" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
   fi
 fi
+
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  VENV="$VIRTUAL_ENV"
+else
+  VENV="$PWD/.venv"
+  if ! "$VENV/bin/python" -c "" >/dev/null 2>&1; then
+    echo "test.sh: creating the virtual environment $VENV" >&2
+    "$PYTHON" -m venv --clear "$VENV"
+  fi
+fi
+export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
+
 # compat: a plain path entry instead of an import hook, so the `pfilter` command starts as fast
 # as from a regular install (the hook costs ~12 ms at every interpreter start).
-python3 -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
-python3 -m pytest -q -p no:cacheprovider tests "$@"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"

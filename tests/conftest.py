@@ -6,6 +6,32 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import reference  # noqa: E402  (tests/ is on sys.path from here on)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "missing_reference(what): a placeholder case standing for "
+                            "corpus cases that could not be built; skips (fails when CI=true) naming what")
+
+
+def pytest_runtest_setup(item):
+    reference.check_missing_reference(item)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the tests skipped for lack of the third-party corpus (one line per test function)."""
+    names = {}
+    for rep in terminalreporter.stats.get("skipped", []):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        if "corpus" in reason:
+            name = rep.nodeid.split("[", 1)[0]
+            names[name] = names.get(name, 0) + 1
+    if names:
+        terminalreporter.write_sep("-", f"{sum(names.values())} tests skipped: no corpus at {reference.CORPUS} "
+                                        "(PFILTER_CORPUS)")
+        for name, n in sorted(names.items()):
+            terminalreporter.write_line(f"{name}" + (f" ({n} cases)" if n > 1 else ""))
+
 
 @pytest.fixture(params=["cython", "python"])
 def vm(request, monkeypatch):

@@ -1,8 +1,14 @@
 """The reference implementations the tests compare pfilter with: libpcap 1.10.3 (Debian's
 libpcap0.8) through ctypes, and the tcpdump binary. Test-only; never imported by pfilter.
 
-When the reference is missing, `require_libpcap()` / `require_tcpdump()` skip the test on a
-developer machine but FAIL it when CI=true: CI must compare, never skip.
+When a reference is missing (libpcap, tcpdump, a C compiler, a file of the third-party corpus),
+the helpers here skip the test, naming what is missing, on a developer machine, and FAIL it when
+CI=true: CI must compare, never skip.
+
+The corpus (real captures, expressions and libpcap's expected bytecode; never copied into the
+repository) is the directory $PFILTER_CORPUS, absolute or relative to the repository root,
+default ../shared/corpus. Tests reach it only through this module: `corpus_file()` inside a test,
+`corpus_params()` for parametrize lists built at collection time.
 """
 import ctypes
 import ctypes.util
@@ -16,8 +22,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-CORPUS = SHARED / "corpus"
+CORPUS = (ROOT / os.environ.get("PFILTER_CORPUS", "../shared/corpus")).resolve()
 PCAPS = CORPUS / "pcaps"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -36,6 +41,40 @@ def _missing(what):
     if IN_CI:
         pytest.fail(msg + " (CI=true: the test command must install it)")
     pytest.skip(msg)
+
+
+def corpus_file(rel):
+    """Path of the corpus file `rel` (relative to the corpus directory, or a Path under it); the
+    test skips naming the file (fails when CI=true) when it is absent."""
+    path = CORPUS / rel
+    if not path.exists():
+        _missing(f"corpus file {path} (set PFILTER_CORPUS to the corpus directory)")
+    return path
+
+
+def corpus_pcap(name):
+    """Path of the corpus capture `name` (in pcaps/); skips naming it (fails when CI=true) when absent."""
+    return corpus_file(PCAPS / name)
+
+
+def corpus_params(cases, nargs=1):
+    """The parameter list `cases()` builds from the corpus at collection time, for
+    @pytest.mark.parametrize. When the corpus is absent, one placeholder case instead (its
+    arguments None) that skips naming the missing file, or fails when CI=true: collection never
+    fails and never skips a whole module silently."""
+    try:
+        return list(cases())
+    except (pytest.skip.Exception, pytest.fail.Exception) as e:
+        what = str(getattr(e, "msg", e))
+    return [pytest.param(*[None] * nargs, id="corpus-missing", marks=pytest.mark.missing_reference(what))]
+
+
+def check_missing_reference(item):
+    """Called before each test (conftest.py): a placeholder from corpus_params skips or fails."""
+    for mark in item.iter_markers("missing_reference"):
+        if IN_CI:
+            pytest.fail(mark.args[0] + " (CI=true: the test command must install it)")
+        pytest.skip(mark.args[0])
 
 
 class _Prog(ctypes.Structure):
@@ -187,17 +226,20 @@ def tcpdump_dump(expr, dlt="EN10MB", fmt="d", optimize=False):
 # ----------------------------------------------------------------------------- the corpus
 
 def corpus_expected(kind="en10mb"):
-    """[{dlt, expr, opt, unopt}] from ../shared/corpus/expected."""
-    path = CORPUS / "expected" / f"{kind}_libpcap-1.10.3.jsonl"
-    if not path.exists():
-        _missing(f"shared corpus {path}")
+    """[{dlt, expr, opt, unopt}] from the corpus's expected/ (libpcap 1.10.3's bytecode)."""
+    path = corpus_file(f"expected/{kind}_libpcap-1.10.3.jsonl")
     return [json.loads(l) for l in path.open() if l.strip()]
+
+
+def corpus_lines(rel):
+    """The non-blank lines of corpus file `rel`, stripped."""
+    return [l.strip() for l in corpus_file(rel).open() if l.strip()]
 
 
 def corpus_expressions():
     """{DLT name: [expressions]} for every corpus expression file."""
-    exprs = {"EN10MB": [l.strip() for l in (CORPUS / "expressions/en10mb.txt").open() if l.strip()]}
-    for line in (CORPUS / "expressions/other_dlt.tsv").open():
+    exprs = {"EN10MB": corpus_lines("expressions/en10mb.txt")}
+    for line in corpus_file("expressions/other_dlt.tsv").open():
         if line.strip():
             dlt, e = line.rstrip("\n").split("\t", 1)
             exprs.setdefault(dlt, []).append(e)
@@ -205,11 +247,8 @@ def corpus_expressions():
 
 
 def corpus_pcaps():
-    """[dict] rows of ../shared/corpus/pcaps.tsv, with 'file' the Path of the capture."""
-    path = CORPUS / "pcaps.tsv"
-    if not path.exists():
-        _missing(f"shared corpus {path}")
-    lines = path.read_text().splitlines()
+    """[dict] rows of the corpus's pcaps.tsv, with 'file' the Path of the capture."""
+    lines = corpus_file("pcaps.tsv").read_text().splitlines()
     head = lines[0].split("\t")
     rows = []
     for line in lines[1:]:

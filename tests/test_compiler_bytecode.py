@@ -1,6 +1,6 @@
 """The compiler's unoptimized output against libpcap 1.10.3's, instruction for instruction.
 
-Golden data: ../shared/corpus/expected/*_libpcap-1.10.3.jsonl, produced by libpcap 1.10.3
+Golden data: the corpus's expected/*_libpcap-1.10.3.jsonl (tests/reference.py finds it), produced by libpcap 1.10.3
 (`tcpdump -y DLT -O -ddd`, a dead handle, snaplen 262144, netmask 0 as tcpdump passes it).
 Every corpus expression must match exactly, except the deliberate differences listed in
 DIVERGENT (their meaning is tested in test_compiler_semantics.py).
@@ -25,12 +25,12 @@ def _ours(dlt, expr):
     return compile_to_tuples(expr, resolve_linktype(dlt), 262144, netmask=0, savefile=False)
 
 
-@pytest.mark.parametrize("dlt,expr,unopt", _cases("en10mb"))
+@pytest.mark.parametrize("dlt,expr,unopt", reference.corpus_params(lambda: _cases("en10mb"), 3))
 def test_ethernet_expression_compiles_to_libpcaps_exact_unoptimized_program(dlt, expr, unopt):
     assert _ours(dlt, expr) == [tuple(x) for x in unopt]
 
 
-@pytest.mark.parametrize("dlt,expr,unopt", _cases("other_dlt"))
+@pytest.mark.parametrize("dlt,expr,unopt", reference.corpus_params(lambda: _cases("other_dlt"), 3))
 def test_other_link_type_expression_compiles_to_libpcaps_exact_unoptimized_program(dlt, expr, unopt):
     assert _ours(dlt, expr) == [tuple(x) for x in unopt]
 

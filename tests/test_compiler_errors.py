@@ -1,6 +1,6 @@
 """Expressions the compiler must refuse, and expressions that can never match.
 
-Golden data: ../shared/corpus/expressions/bad.tsv (invalid expressions with tcpdump 4.99.3's
+Golden data: the corpus's expressions/bad.tsv (invalid expressions with tcpdump 4.99.3's
 message) and rejects_all.txt. libpcap's semantic messages are kept word for word; its bare
 "syntax error" is replaced by the parser's more specific FilterSyntaxError.
 """
@@ -15,9 +15,7 @@ _SYNTAX = ("can't parse filter expression: syntax error", "syntax error in filte
 
 
 def _bad_rows():
-    path = reference.CORPUS / "expressions" / "bad.tsv"
-    if not path.exists():
-        reference._missing(f"shared corpus {path}")
+    path = reference.corpus_file("expressions/bad.tsv")
     rows = []
     for line in path.open():
         if line.strip():
@@ -26,7 +24,7 @@ def _bad_rows():
     return rows
 
 
-@pytest.mark.parametrize("expr,libpcap_msg", _bad_rows())
+@pytest.mark.parametrize("expr,libpcap_msg", reference.corpus_params(_bad_rows, 2))
 def test_invalid_expression_raises_filter_error_never_anything_else(expr, libpcap_msg):
     with pytest.raises(FilterError) as err:
         compile_expression(expr)
@@ -37,8 +35,7 @@ def test_invalid_expression_raises_filter_error_never_anything_else(expr, libpca
 
 
 def _rejects_all():
-    path = reference.CORPUS / "expressions" / "rejects_all.txt"
-    return [l.strip() for l in path.open() if l.strip()]
+    return reference.corpus_lines("expressions/rejects_all.txt")
 
 
 @pytest.mark.parametrize("optimize", [False, True])

@@ -169,8 +169,7 @@ def test_x_relative_load_at_constant_x_becomes_absolute():
 
 # --------------------------------------------------------------------- whole programs
 
-@pytest.mark.parametrize("expr", [l.strip() for l in (reference.CORPUS / "expressions/rejects_all.txt").open()
-                                  if l.strip()] if (reference.CORPUS / "expressions/rejects_all.txt").exists() else [])
+@pytest.mark.parametrize("expr", reference.corpus_params(lambda: reference.corpus_lines("expressions/rejects_all.txt")))
 def test_expressions_that_never_match_optimize_to_ret_0(expr):
     insns = libpcap_unopt(expr)
     assert rejects_all(insns)

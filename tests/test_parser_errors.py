@@ -1,37 +1,32 @@
 """Errors the front end raises: always a FilterError, a FilterSyntaxError for syntax, with a
 caret under the offending token and words that say what was expected."""
-from pathlib import Path
 
 import pytest
 
+import reference
 from pfilter.compiler.lexer import tokenize
 from pfilter.compiler.parser import MAX_NESTING, parse
 from pfilter.errors import FilterError, FilterSyntaxError
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
-
 
 def _bad_rows():
-    path = CORPUS / "expressions" / "bad.tsv"
-    if not path.exists():
-        return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in reference.corpus_file("expressions/bad.tsv").read_text().splitlines():
         if line.strip():
             expr, message = line.split("\t", 1)
             rows.append((expr, message))
     return rows
 
 
-BAD = _bad_rows()
-SYNTAX_BAD = [e for e, m in BAD if "syntax error" in m]
+def _syntax_bad():
+    return [e for e, m in _bad_rows() if "syntax error" in m]
 
 
 def test_the_corpus_of_bad_expressions_is_there():
-    assert len(SYNTAX_BAD) >= 50
+    assert len(_syntax_bad()) >= 50
 
 
-@pytest.mark.parametrize("expr", SYNTAX_BAD)
+@pytest.mark.parametrize("expr", reference.corpus_params(_syntax_bad))
 def test_libpcap_syntax_errors_are_syntax_errors_with_a_position(expr):
     with pytest.raises(FilterSyntaxError) as info:
         parse(expr)
@@ -43,7 +38,8 @@ def test_libpcap_syntax_errors_are_syntax_errors_with_a_position(expr):
     assert caret_line.index("^") - 2 == err.position
 
 
-@pytest.mark.parametrize("expr,message", [e for e in BAD if "syntax error" not in e[1]])
+@pytest.mark.parametrize("expr,message", reference.corpus_params(
+    lambda: [e for e in _bad_rows() if "syntax error" not in e[1]], 2))
 def test_other_bad_expressions_parse_or_raise_a_filter_error(expr, message):
     try:
         parse(expr)

@@ -1,7 +1,6 @@
 """Fuzzing the front end: whatever the text, parse() returns a tree (or None) or raises a
 FilterError, never anything else. A differential round against libpcap checks that random
 token strings are accepted exactly when libpcap accepts them, with the same meaning."""
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +14,6 @@ from pfilter.compiler.parser import parse
 from pfilter.errors import FilterError, FilterSyntaxError
 from test_parser_reference import explicit, is_libpcap_syntax_error, libpcap_outcome
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 
 VALUES = ["1.2.3.4", "10.1", "10.0.0.0/8", "0", "80", "0x50", "017", "4294967295", "::1",
           "fe80::/10", "::ffff:1.2.3.4", "aa:bb:cc:dd:ee:ff", "aabb.ccdd.eeff", "$1f",
@@ -27,11 +25,9 @@ VOCABULARY = sorted(KEYWORDS) + sorted(NAMED_CONSTANTS)[:10] + VALUES + PUNCT
 
 
 def _corpus_expressions():
-    exprs = []
-    path = CORPUS / "expressions" / "en10mb.txt"
-    if path.exists():
-        exprs = [line for line in path.read_text().splitlines() if line.strip()]
-    return exprs or ["tcp port 80 and host 1.2.3.4"]
+    path = reference.CORPUS / "expressions" / "en10mb.txt"
+    exprs = reference.corpus_lines(path) if path.exists() else []
+    return exprs or ["tcp port 80 and host 1.2.3.4"]   # the mutation test still runs without the corpus
 
 
 CORPUS_EXPRS = _corpus_expressions()

@@ -1,6 +1,5 @@
 """The lexer reproduces flex's choices in libpcap's scanner.l: longest match first, then the
 rule listed first; and every corpus expression parses."""
-from pathlib import Path
 
 import pytest
 
@@ -9,7 +8,7 @@ from pfilter.compiler.names import NAMED_CONSTANTS
 from pfilter.compiler.parser import parse
 from pfilter.errors import FilterSyntaxError
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+import reference
 
 
 def kinds(text):
@@ -86,26 +85,16 @@ def test_characters_outside_the_language_are_syntax_errors(text):
 
 
 def _corpus():
-    out = []
-    en = CORPUS / "expressions" / "en10mb.txt"
-    if en.exists():
-        out += [("EN10MB", e) for e in en.read_text().splitlines() if e.strip()]
-    other = CORPUS / "expressions" / "other_dlt.tsv"
-    if other.exists():
-        out += [tuple(line.split("\t", 1)) for line in other.read_text().splitlines() if line]
-    return out
-
-
-CORPUS_CASES = _corpus()
+    return [(dlt, e) for dlt, exprs in reference.corpus_expressions().items() for e in exprs]
 
 
 def test_corpus_is_there():
-    assert len(CORPUS_CASES) > 500
+    assert len(_corpus()) > 500
 
 
 def test_every_corpus_expression_parses():
     failures = []
-    for dlt, expr in CORPUS_CASES:
+    for dlt, expr in _corpus():
         try:
             parse(expr)
         except Exception as err:  # noqa: BLE001 - collect every failure

@@ -149,7 +149,7 @@ DLT_NUMBERS = {"EN10MB": 1, "RAW": 12, "LINUX_SLL": 113, "LINUX_SLL2": 276, "NUL
                "LOOP": 108, "PPP": 9, "PFLOG": 117, "IEEE802_11": 105, "IEEE802_11_RADIO": 127}
 
 
-@pytest.mark.parametrize("dlt_name,expr", list(_corpus_cases()))
+@pytest.mark.parametrize("dlt_name,expr", reference.corpus_params(_corpus_cases, 2))
 def test_corpus_expression_means_what_libpcap_means(dlt_name, expr):
     reference.libpcap()
     dlt = DLT_NUMBERS.get(dlt_name, 1)
