@@ -158,14 +158,10 @@ def parse_rules(rules):
 
 
 def _read_rules_file(path):
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise FilterError(f"{path}: cannot read rules file: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise FilterError(f"{path}: rules file is not text") from None
+    from ._textfile import read_text_file
+    text = read_text_file(path, "rules file")     # OSError when it cannot be read
     out, where = [], {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(text.split("\n"), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -883,11 +879,23 @@ def cli_main(argv):
         sys.stdout.write(result.table())
         if args.labels:
             _write_labels(args.labels, result.labels())
+    except BrokenPipeError:
+        raise                         # pfilter.cli.main: a closed standard output ends quietly
     except (FilterError, OSError) as e:
-        msg = e.message if isinstance(e, FilterSyntaxError) else str(e).splitlines()[0]
-        print(f"pfilter classify: {msg}", file=sys.stderr)
+        print(f"pfilter classify: {_error_line(e, args.rules)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _error_line(err, rules_path):
+    """An error as one line; a file-system failure names its file (and the rules file as such)."""
+    if isinstance(err, FilterSyntaxError):
+        return err.message
+    if isinstance(err, OSError) and err.strerror:
+        name = err.filename if err.filename is not None else ""
+        what = "cannot read rules file: " if name and os.fsdecode(name) == rules_path else ""
+        return f"{os.fsdecode(name)}: {what}{err.strerror}" if name else err.strerror
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def _write_labels(path, labels):

@@ -46,8 +46,10 @@ class _UsageError(Exception):
 
 
 def build_parser():
+    commands = "".join(f"  pfilter {name} {synopsis}\n      {text}\n"
+                       for name, (synopsis, text) in SUBCOMMANDS.items())
     p = _Parser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
-                "compiled to classic BPF and run at native speed.", epilog=EPILOG,
+                "compiled to classic BPF and run at native speed.", epilog=f"commands:\n{commands}\n{EPILOG}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-r", dest="read", action="append", metavar="FILE",
                    help="read packets from FILE (pcap or pcapng, maybe gzip/zstd/xz/bzip2; '-' is "
@@ -91,6 +93,9 @@ def build_parser():
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
+    # the usage names the sub-commands too
+    p.usage = p.format_usage()[len("usage: "):].rstrip() + "".join(
+        f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
     return p
 
 
@@ -115,12 +120,8 @@ def _one_line(err):
 
 def _expression(args):
     if args.filter_file:
-        try:
-            with open(args.filter_file, encoding="utf-8", errors="replace") as f:
-                lines = [line.split("#", 1)[0] for line in f]
-        except OSError as e:
-            from .errors import FilterError
-            raise FilterError(f"{args.filter_file}: {e.strerror or e}") from None
+        from ._textfile import read_text_file
+        lines = [line.split("#", 1)[0] for line in read_text_file(args.filter_file, "filter file").splitlines()]
         return " ".join(" ".join(lines).split())
     words = list(args.expression)
     if words and words[0] == "--":
@@ -297,16 +298,29 @@ def _progress_bar(args, sources):
     return bar, update
 
 
+#: the sub-commands: name -> (synopsis, one line of help) (each is `pfilter NAME ...`, with its own --help)
+SUBCOMMANDS = {
+    "classify": ("-r FILE [-r FILE ...] -R RULES [options]",
+                 "label every packet by many named filters in one pass (pfilter classify --help)"),
+}
+
+
+def _subcommand(name, argv):
+    """Run `pfilter NAME argv...`; its errors are its own one-line messages, while Ctrl-C and a
+    closed standard output are handled by main() as for every command."""
+    try:
+        from .classifier import cli_main
+    except ImportError as e:
+        return _fail(f"{name} is not available: {e}")
+    return cli_main(argv)
+
+
 def main(argv=None):
     """Entry point of the `pfilter` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "classify":
-        try:
-            from .classifier import cli_main
-        except ImportError as e:
-            return _fail(f"classify is not available: {e}")
-        return cli_main(argv[1:])
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv[0], argv[1:])
         return _run(build_parser().parse_intermixed_args(argv))
     except _UsageError as e:
         sys.stderr.write(build_parser().format_usage())

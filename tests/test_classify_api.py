@@ -74,9 +74,10 @@ def test_rules_file_errors_name_the_line(tmp_path, text, message):
         clmod.parse_rules(f)
 
 
-def test_a_missing_rules_file_is_a_filter_error(tmp_path):
-    with pytest.raises(pfilter.FilterError, match="cannot read rules file"):
+def test_a_missing_rules_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
         pfilter.classify([], tmp_path / "nope.rules")
+    assert e.value.filename == str(tmp_path / "nope.rules")
 
 
 @pytest.mark.parametrize("rules, message", [
