@@ -396,16 +396,9 @@ def _progress_bar(args, sources):
             pass
     if total < PROGRESS_MIN_BYTES:
         return None, None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None, None
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-               leave=False, desc="pfilter")
-
-    def update(done, _total, _stats):
-        bar.update(max(0, min(done, total) - bar.n))
-    return bar, update
+    from ._progress import ProgressBar     # tqdm's bar when installed, else a built-in one
+    bar = ProgressBar(total, "pfilter")
+    return bar, bar
 
 
 #: the sub-commands: name -> (synopsis, one line of help) (each is `pfilter NAME ...`, with its own --help)
