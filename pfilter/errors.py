@@ -3,6 +3,11 @@
 Every error caused by the caller's input is a FilterError, itself a ValueError, so
 `except ValueError` keeps working for code that does not know pfilter.
 """
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .capture.fastpath import FilterStats
 
 
 class FilterError(ValueError):
@@ -16,14 +21,19 @@ class FilterSyntaxError(FilterError):
     str() shows the expression with a caret under that spot and what was expected there.
     """
 
-    def __init__(self, message, expression="", position=0, length=1):
+    message: str
+    expression: str
+    position: int
+    length: int
+
+    def __init__(self, message: str, expression: str = "", position: int = 0, length: int = 1) -> None:
         self.message = message
         self.expression = expression
         self.position = position
         self.length = max(1, length)
         super().__init__(self._render())
 
-    def _render(self):
+    def _render(self) -> str:
         if not self.expression:
             return self.message
         # whitespace that is not a plain space (tab, newline) is shown as one space, so the caret
@@ -36,15 +46,24 @@ class FilterSyntaxError(FilterError):
 class InvalidProgramError(FilterError):
     """A cBPF program the validator refuses. `.index` names the offending instruction (or None)."""
 
-    def __init__(self, message, index=None):
+    index: int | None
+
+    def __init__(self, message: str, index: int | None = None) -> None:
         self.index = index
         super().__init__(message if index is None else f"instruction {index}: {message}")
 
 
 class CaptureFormatError(FilterError):
-    """A damaged or unsupported capture file. `.offset` is the file offset of the damage."""
+    """A damaged or unsupported capture file. `.offset` is the file offset of the damage (in
+    the decompressed stream for compressed input), `.path` the file's name. From
+    pfilter.filter_file, `.stats` is the FilterStats of the packets before the damage (which
+    were written); else None."""
 
-    def __init__(self, message, offset=None, path=None):
+    offset: int | None
+    path: str | bytes | None
+    stats: FilterStats | None = None
+
+    def __init__(self, message: str, offset: int | None = None, path: str | bytes | None = None) -> None:
         self.offset = offset
         self.path = path
         where = []

@@ -8,9 +8,12 @@ Text formats are tcpdump's: `dump("d")` is `tcpdump -d` (libpcap's bpf_image), `
 `-dd` (C initializers), `dump("ddd")` is `-ddd` (decimal, count first); `from_text` reads `-dd`,
 `-ddd`, and the one-line `N,code jt jf k,...` form of bpf_asm/iptables.
 """
+from __future__ import annotations
+
 import os
 import re
 import struct
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +21,12 @@ from .batch import PacketBatch
 from .errors import InvalidProgramError
 from .opcodes import BPF_MAXINSNS, SKF_AD_OFF
 from .validate import validate
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, Literal
+
+    from numpy.typing import NDArray
 
 INSN_DTYPE = np.dtype([("code", "<u2"), ("jt", "u1"), ("jf", "u1"), ("k", "<u4")])
 
@@ -105,7 +114,14 @@ class Program:
     __slots__ = ("instructions", "_raw", "_decoded", "_clear_mem", "_tuples", "_rejects_all", "linktype",
                  "snaplen", "source")
 
-    def __init__(self, instructions, *, linktype=None, snaplen=None, source=None, max_insns=BPF_MAXINSNS):
+    instructions: NDArray[np.void]
+    linktype: int | None
+    snaplen: int | None
+    source: str | None
+
+    def __init__(self, instructions: Iterable[tuple[int, int, int, int]] | NDArray[np.void], *,
+                 linktype: int | None = None, snaplen: int | None = None, source: str | None = None,
+                 max_insns: int = BPF_MAXINSNS) -> None:
         arr = np.array(instructions, dtype=INSN_DTYPE, copy=True).reshape(-1)
         tuples = [tuple(int(v) for v in row) for row in arr.tolist()]
         validate(tuples, max_insns)
@@ -125,7 +141,7 @@ class Program:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_tuples(cls, tuples, **meta):
+    def from_tuples(cls, tuples: Iterable[tuple[int, int, int, int]], **meta: Any) -> Program:
         """A Program from (code, jt, jf, k) tuples (foreign programs welcome: they are validated)."""
         rows = []
         for i, t in enumerate(tuples):
@@ -141,7 +157,7 @@ class Program:
         return cls(rows, **meta)
 
     @classmethod
-    def from_text(cls, text, **meta):
+    def from_text(cls, text: str, **meta: Any) -> Program:
         """A Program from `tcpdump -dd` or `-ddd` output (or `N,code jt jf k,...`)."""
         text = text.strip()
         if not text:
@@ -167,22 +183,22 @@ class Program:
         return cls.from_tuples(insns, **meta)
 
     # ------------------------------------------------------------------ views
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._tuples)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Program) and self._tuples == other._tuples
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(tuple(self._tuples))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Program {len(self)} instructions>"
 
-    def to_tuples(self):
+    def to_tuples(self) -> list[tuple[int, int, int, int]]:
         return list(self._tuples)
 
-    def dump(self, fmt="d"):
+    def dump(self, fmt: Literal["d", "dd", "ddd"] = "d") -> str:
         """Text identical to `tcpdump -d` ("d"), `-dd` ("dd") or `-ddd` ("ddd"), newline-terminated."""
         if fmt == "d":
             lines = [image(t, i) for i, t in enumerate(self._tuples)]
@@ -194,14 +210,14 @@ class Program:
             raise ValueError(f"dump format must be 'd', 'dd' or 'ddd', not {fmt!r}")
         return "\n".join(lines) + "\n"
 
-    def sock_fprog(self):
+    def sock_fprog(self) -> bytes:
         """The `struct sock_filter[]` bytes Linux takes in SO_ATTACH_FILTER (native byte order)."""
         if len(self) > BPF_MAXINSNS:
             raise InvalidProgramError(f"the kernel takes at most {BPF_MAXINSNS} instructions; this program has {len(self)}")
         return b"".join(struct.pack("=HBBI", *t) for t in self._tuples)
 
     @property
-    def rejects_all(self):
+    def rejects_all(self) -> bool:
         """True when the program provably returns 0 for every packet."""
         if self._rejects_all is None:
             if all(c != 0x16 and not (c == 0x06 and k) for c, _, _, k in self._tuples):
@@ -216,7 +232,7 @@ class Program:
         return self._rejects_all
 
     # ------------------------------------------------------------------ running
-    def run(self, packet, wirelen=None):
+    def run(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> int:
         """The program's return value (0 = reject) on one packet; wirelen defaults to len(packet)."""
         packet = bytes(packet)
         wl = len(packet) if wirelen is None else int(wirelen)
@@ -224,7 +240,7 @@ class Program:
             return int(_cvm.run_one(self._decoded, np.frombuffer(packet, np.uint8) if packet else np.zeros(0, np.uint8), wl))
         return _pyvm.run_one(self._tuples, packet, wl)
 
-    def run_batch(self, batch, out=None):
+    def run_batch(self, batch: PacketBatch, out: NDArray[np.uint32] | None = None) -> NDArray[np.uint32]:
         """One uint32 return value per packet of a PacketBatch."""
         if not isinstance(batch, PacketBatch):
             raise TypeError(f"run_batch needs a PacketBatch, not {type(batch).__name__}")
@@ -237,7 +253,8 @@ class Program:
             _pyvm.run_batch(self._tuples, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
         return out
 
-    def run_indexed(self, batch, index, out):
+    def run_indexed(self, batch: PacketBatch, index: NDArray[np.integer[Any]],
+                    out: NDArray[np.uint32]) -> NDArray[np.uint32]:
         """Run only packets `index` (int64 array) of the batch, writing out[index]."""
         index = np.ascontiguousarray(index, dtype=np.int64)
         if _cvm is not None and self._decoded is not None:
@@ -250,11 +267,11 @@ class Program:
                                        int(batch.wirelen[i]))
         return out
 
-    def match_batch(self, batch):
+    def match_batch(self, batch: PacketBatch) -> NDArray[np.bool_]:
         """One bool per packet: did the program accept it (nonzero return)?"""
         return self.run_batch(batch) != 0
 
-    def count_steps(self, batch):
+    def count_steps(self, batch: PacketBatch) -> NDArray[np.uint64]:
         """Instructions executed per packet (uint64 array): the program's path lengths."""
         steps = np.zeros(len(batch), dtype=np.uint64)
         if _cvm is not None and self._decoded is not None:
