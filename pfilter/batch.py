@@ -3,9 +3,18 @@
 Imports only pfilter.errors. Holds no Python object per packet: one uint8 buffer with all packet
 bytes back to back, and parallel arrays of offsets, captured lengths, wire lengths, timestamps.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .errors import FilterError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike, NDArray
 
 
 class PacketBatch:
@@ -17,8 +26,19 @@ class PacketBatch:
     __slots__ = ("data", "offsets", "caplen", "wirelen", "timestamps", "linktype", "linktypes",
                  "interfaces", "file_offsets")
 
-    def __init__(self, data, offsets, caplen, wirelen, timestamps=None, linktype=1, linktypes=None,
-                 interfaces=None, file_offsets=None):
+    data: NDArray[np.uint8]
+    offsets: NDArray[np.int64]
+    caplen: NDArray[np.uint32]
+    wirelen: NDArray[np.uint32]
+    timestamps: NDArray[np.int64]
+    linktype: int
+    linktypes: NDArray[np.uint16] | None
+    interfaces: NDArray[np.uint32] | None
+    file_offsets: NDArray[np.int64] | None
+
+    def __init__(self, data: ArrayLike, offsets: ArrayLike, caplen: ArrayLike, wirelen: ArrayLike,
+                 timestamps: ArrayLike | None = None, linktype: int = 1, linktypes: ArrayLike | None = None,
+                 interfaces: ArrayLike | None = None, file_offsets: ArrayLike | None = None) -> None:
         self.data = np.ascontiguousarray(data, dtype=np.uint8)
         self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         self.caplen = np.ascontiguousarray(caplen, dtype=np.uint32)
@@ -38,7 +58,9 @@ class PacketBatch:
             raise FilterError("PacketBatch offsets/caplen point outside the data buffer")
 
     @classmethod
-    def from_packets(cls, packets, wirelens=None, linktype=1, timestamps=None):
+    def from_packets(cls, packets: Iterable[bytes | bytearray | memoryview],
+                     wirelens: ArrayLike | None = None, linktype: int = 1,
+                     timestamps: ArrayLike | None = None) -> PacketBatch:
         """Build a batch from a list of bytes-like packets; wire lengths default to the lengths."""
         packets = [bytes(p) for p in packets]
         lens = np.fromiter((len(p) for p in packets), dtype=np.uint32, count=len(packets))
@@ -54,18 +76,19 @@ class PacketBatch:
                 raise FilterError("wirelens and packets differ in length")
         return cls(data, offsets, lens, wl, timestamps=timestamps, linktype=linktype)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.offsets)
 
-    def packet(self, i):
+    def packet(self, i: int) -> bytes:
         """The captured bytes of packet i."""
         o = int(self.offsets[i])
         return self.data[o:o + int(self.caplen[i])].tobytes()
 
-    def linktype_of(self, i):
+    def linktype_of(self, i: int) -> int:
+        """The link type of packet i."""
         return self.linktype if self.linktypes is None else int(self.linktypes[i])
 
-    def select(self, mask):
+    def select(self, mask: NDArray[np.bool_]) -> PacketBatch:
         """A new batch with the packets where mask (bool array) is true, compacted."""
         idx = np.flatnonzero(mask)
         caplen = self.caplen[idx]
@@ -82,5 +105,5 @@ class PacketBatch:
                            self.linktype, pick(self.linktypes), pick(self.interfaces),
                            pick(self.file_offsets))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<PacketBatch {len(self)} packets, {len(self.data)} bytes, linktype {self.linktype}>"
