@@ -20,6 +20,8 @@ length cut to it, records longer than the link type's maximum refused, the same 
 Damage raises CaptureFormatError with the file offset of the damaged record, but only after every
 intact packet before it was delivered (the batch first, the error on the next call).
 """
+from __future__ import annotations
+
 import io
 import mmap
 import os
@@ -31,6 +33,13 @@ import numpy as np
 from ..batch import PacketBatch
 from ..errors import CaptureFormatError, FilterError
 from .files import adjust_snaplen, max_snaplen_for_linktype, parse_pcap_header, pcap_magic_order
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Any, Literal
+
+    from .._typing import InputArg
 
 if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
     from . import _pyscan as _scan
@@ -204,8 +213,23 @@ class Capture:
     file: the data stays in the CPU cache between reading, filtering and writing, but each batch
     is only valid until the next is read (filter_file uses it so)."""
 
-    def __init__(self, path, batch_packets=DEFAULT_BATCH_PACKETS, batch_bytes=DEFAULT_BATCH_BYTES,
-                 window_bytes=DEFAULT_WINDOW_BYTES, reuse_buffer=False):
+    format: Literal["pcap", "pcapng"]
+    linktype: int
+    snaplen: int
+    ts_resolution: Literal["us", "ns"]
+    byteorder: Literal["little", "big"]
+    version: tuple[int, int]
+    linktype_ext: int
+    compression: str | None
+    interfaces: list[dict[str, Any]]
+    path: str | bytes
+    packets_read: int
+    batch_packets: int
+    batch_bytes: int
+
+    def __init__(self, path: InputArg, batch_packets: int = DEFAULT_BATCH_PACKETS,
+                 batch_bytes: int = DEFAULT_BATCH_BYTES, window_bytes: int = DEFAULT_WINDOW_BYTES,
+                 reuse_buffer: bool = False) -> None:
         if batch_packets < 1 or batch_bytes < 1 or window_bytes < 1:
             raise FilterError("batch_packets, batch_bytes and window_bytes must be positive")
         self.batch_packets = int(batch_packets)
@@ -302,7 +326,7 @@ class Capture:
         self._pos = 24
 
     @property
-    def pcap_layout(self):
+    def pcap_layout(self) -> tuple[int, bool] | None:
         """(record header size, swapped) of a classic pcap file, whose batches then hold each
         record's header just before its data; None for pcapng."""
         if self.format != "pcap":
@@ -491,10 +515,10 @@ class Capture:
 
     # -- iteration -------------------------------------------------------------------------------
 
-    def __iter__(self):
+    def __iter__(self) -> Capture:
         return self
 
-    def __next__(self):
+    def __next__(self) -> PacketBatch:
         if self._pending is not None:
             err, self._pending = self._pending, None
             self._done = True
@@ -662,7 +686,7 @@ class Capture:
 
     # -- context manager -------------------------------------------------------------------------
 
-    def close(self):
+    def close(self) -> None:
         """Release the file; batches already delivered stay valid."""
         self._done = True
         self._arr = np.zeros(0, np.uint8)
@@ -673,14 +697,15 @@ class Capture:
             self._f.close()
         self._f = None
 
-    def __enter__(self):
+    def __enter__(self) -> Capture:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         self.close()
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Capture {self.path!r} {getattr(self, 'format', '?')} linktype "
                 f"{getattr(self, 'linktype', '?')} snaplen {getattr(self, 'snaplen', '?')}>")
 
@@ -712,6 +737,6 @@ class _InterfaceTable:
         self.count += 1
 
 
-def open_capture(path, **options):
+def open_capture(path: InputArg, **options: Any) -> Capture:
     """Open a pcap or pcapng capture (format from the magic bytes, compression detected too)."""
     return Capture(path, **options)
