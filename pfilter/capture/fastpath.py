@@ -14,6 +14,8 @@ little-endian headers (what the writer writes) on a little-endian host, standard
 headers; the output is a pcap file (not standard output) of the input's timestamp resolution, or
 there is no output (counting); and nothing wants the packets themselves (no printing).
 """
+from __future__ import annotations
+
 import os
 import stat
 import struct
@@ -22,6 +24,10 @@ import threading
 import time
 
 from ..errors import FilterError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 from .files import AtomicFile, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
 
 # Largest record a chunk's headroom must hold; link types allowing more take the general path.
@@ -37,26 +43,34 @@ class FilterStats:
     __slots__ = ("read", "matched", "written", "bytes", "seconds", "files")
     FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
 
-    def __init__(self, read=0, matched=0, written=0, bytes=0, seconds=0.0, files=None):
+    read: int
+    matched: int
+    written: int
+    files: list[str]
+    seconds: float
+    bytes: int
+
+    def __init__(self, read: int = 0, matched: int = 0, written: int = 0, bytes: int = 0,
+                 seconds: float = 0.0, files: list[str] | None = None) -> None:
         self.read, self.matched, self.written, self.bytes = read, matched, written, bytes
         self.seconds = seconds
         self.files = [] if files is None else files
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         if key not in self.FIELDS:
             raise KeyError(key)
         return getattr(self, key)
 
-    def keys(self):
+    def keys(self) -> list[str]:
         return list(self.FIELDS)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.FIELDS}
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, FilterStats) and self.as_dict() == other.as_dict()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "FilterStats(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in self.FIELDS) + ")"
 
 
