@@ -86,12 +86,15 @@ A single rule is run by the plain VM (Program.run_batch) instead. bench/test_ben
 measures the 1M-packet figures and the comparison with 64 `tcpdump --count` runs
 (bench/results/latest_classify.md).
 """
+from __future__ import annotations
+
 import csv
 import io
 import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -100,6 +103,16 @@ from .errors import FilterError, FilterSyntaxError, InvalidProgramError
 from .opcodes import (BPF_ALU, BPF_ABS, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
                       BPF_LEN, BPF_MISC, BPF_MSH, BPF_NEG, BPF_RET, BPF_TAX, BPF_X, VALID_OPCODES,
                       BPF_CLASS, BPF_MISCOP, BPF_MODE, BPF_OP, BPF_SRC)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import EllipsisType
+    from typing import Any, Literal
+
+    import pandas as pd
+    from numpy.typing import NDArray
+
+    from .program import Program
 
 _PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
 if _PURE:
@@ -522,8 +535,28 @@ class Classification:
     packets / total_bytes: totals over all packets; matched / matched_bytes: packets accepted by
     at least one rule; wirelen, timestamps: per packet (None with counts_only=True)."""
 
-    def __init__(self, rules, expressions, matrix, packed, counts, nbytes, packets, total_bytes,
-                 matched, matched_bytes, wirelen, timestamps, order, default):
+    rules: tuple[str, ...]
+    expressions: tuple[str | Program, ...]
+    matrix: NDArray[np.bool_] | NDArray[np.uint8] | None
+    packed: bool
+    counts: NDArray[np.int64]
+    packets: int
+    total_bytes: int
+    matched: int
+    matched_bytes: int
+    wirelen: NDArray[np.uint32] | None
+    timestamps: NDArray[np.int64] | None
+    order: tuple[str, ...]
+    default: str | None
+    inapplicable: list[tuple[str, str, str]]
+    bytes: NDArray[np.int64]
+
+    def __init__(self, rules: Sequence[str], expressions: Sequence[str | Program],
+                 matrix: NDArray[np.bool_] | NDArray[np.uint8] | None, packed: bool,
+                 counts: NDArray[np.int64], nbytes: NDArray[np.int64], packets: int, total_bytes: int,
+                 matched: int, matched_bytes: int, wirelen: NDArray[np.uint32] | None,
+                 timestamps: NDArray[np.int64] | None, order: Sequence[str] | None,
+                 default: str | None) -> None:
         self.rules = tuple(rules)
         self.expressions = tuple(expressions)
         self.matrix = matrix
@@ -539,13 +572,13 @@ class Classification:
         self.order = tuple(order) if order is not None else self.rules
         self.default = default
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.packets
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Classification {self.packets} packets x {len(self.rules)} rules>"
 
-    def column(self, name):
+    def column(self, name: str) -> NDArray[np.bool_]:
         """The bool column of one rule."""
         r = self._index(name)
         if self.matrix is None:
@@ -554,7 +587,7 @@ class Classification:
             return self.matrix[:, r]
         return (self.matrix[:, r >> 3] & (0x80 >> (r & 7))) != 0
 
-    def bool_matrix(self):
+    def bool_matrix(self) -> NDArray[np.bool_]:
         """The matrix as bool (packets x rules), unpacking it if it was packed."""
         if self.matrix is None:
             raise FilterError("counts_only=True keeps no matrix")
@@ -568,7 +601,7 @@ class Classification:
         except ValueError:
             raise FilterError(f"no rule named {name!r}") from None
 
-    def label_codes(self, order=None):
+    def label_codes(self, order: Sequence[str] | None = None) -> tuple[NDArray[np.int32], tuple[str, ...]]:
         """(codes, names): codes[i] is the index in names of the first rule of `order` (default:
         classify's order, else the rules' order) that accepts packet i, -1 if none does."""
         if self.matrix is None:
@@ -587,7 +620,14 @@ class Classification:
                 codes[s:s + len(block)] = np.where(hit, sub.argmax(axis=1), -1)
         return codes, names
 
-    def labels(self, order=None, default=Ellipsis, codes=False):
+    @overload
+    def labels(self, order: Sequence[str] | None = None, default: str | None | EllipsisType = Ellipsis,
+               codes: Literal[False] = False) -> NDArray[Any]: ...
+    @overload
+    def labels(self, order: Sequence[str] | None = None, default: str | None | EllipsisType = Ellipsis, *,
+               codes: Literal[True]) -> tuple[NDArray[np.int32], tuple[str, ...]]: ...
+    def labels(self, order: Sequence[str] | None = None, default: str | None | EllipsisType = Ellipsis,
+               codes: bool = False) -> NDArray[Any] | tuple[NDArray[np.int32], tuple[str, ...]]:
         """First-match label per packet: the name of the first rule of `order` that accepts it,
         else `default` (default: classify's default). A numpy str array, or an object array when
         the default is None; with codes=True the pair (codes, names) of label_codes()."""
@@ -601,7 +641,7 @@ class Classification:
             table = np.array(list(names) + [str(default)], dtype=str)
         return table[c]       # -1 picks the default, the last entry
 
-    def to_pandas(self):
+    def to_pandas(self) -> pd.DataFrame:
         """A pandas DataFrame: one bool column per rule (index: packet number), plus `label`
         (labels() with classify's order and default), `wirelen` and `timestamp`
         (datetime64[ns]) columns unless a rule already has that name."""
@@ -621,7 +661,7 @@ class Classification:
         df.index.name = "packet"
         return df
 
-    def table(self):
+    def table(self) -> str:
         """The per-rule table the CLI prints: rule, packets, bytes, share of all packets."""
         width = max([len("rule"), len("(no rule)")] + [len(r) for r in self.rules])
         lines = [f"{'rule':<{width}}  {'packets':>12}  {'bytes':>15}  {'share':>7}"]
