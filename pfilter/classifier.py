@@ -92,6 +92,7 @@ import csv
 import io
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, overload
@@ -99,7 +100,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 
 from .batch import PacketBatch
-from .errors import FilterError, FilterSyntaxError, InvalidProgramError
+from .errors import CaptureFormatError, FilterError, FilterSyntaxError, InvalidProgramError
 from .opcodes import (BPF_ALU, BPF_ABS, BPF_IMM, BPF_IND, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX,
                       BPF_LEN, BPF_MISC, BPF_MSH, BPF_NEG, BPF_RET, BPF_TAX, BPF_X, VALID_OPCODES,
                       BPF_CLASS, BPF_MISCOP, BPF_MODE, BPF_OP, BPF_SRC)
@@ -123,7 +124,7 @@ else:
     except ImportError:
         _engine = None
 
-__all__ = ["classify", "Classification", "parse_rules", "plan", "cli_main"]
+__all__ = ["classify", "Classification", "RuleLinkTypeWarning", "parse_rules", "plan", "cli_main"]
 
 #: opcode of the engine's test-node pseudo-instruction (outside cBPF's 8-bit opcode space)
 OP_TEST = 0x100
@@ -533,7 +534,9 @@ class Classification:
     (uint8, packets x ceil(rules/8)), or None with counts_only=True;
     counts / bytes: int64 per rule (packets accepted, their wire bytes);
     packets / total_bytes: totals over all packets; matched / matched_bytes: packets accepted by
-    at least one rule; wirelen, timestamps: per packet (None with counts_only=True)."""
+    at least one rule; wirelen, timestamps: per packet (None with counts_only=True);
+    inapplicable: (rule name, link type name, reason) for each rule that had no meaning on a link
+    type of the input and so matched no packet of it (see RuleLinkTypeWarning)."""
 
     rules: tuple[str, ...]
     expressions: tuple[str | Program, ...]
@@ -571,6 +574,7 @@ class Classification:
         self.timestamps = timestamps
         self.order = tuple(order) if order is not None else self.rules
         self.default = default
+        self.inapplicable = []
 
     def __len__(self) -> int:
         return self.packets
@@ -679,34 +683,85 @@ class Classification:
 
 # ----------------------------------------------------------------------------- classify
 
-def _iter_batches(source):
-    """PacketBatch objects from a path, a list of paths, a batch, or an iterable of batches."""
+def _sources(source):
+    """source as an iterable of paths and batches, and the bytes of its files when they are
+    known beforehand (a path or a list/tuple of paths; 0 otherwise)."""
     if isinstance(source, PacketBatch):
-        yield source
-        return
+        return [source], 0
     if isinstance(source, (str, os.PathLike)):
         source = [source]
     elif not hasattr(source, "__iter__"):
         raise FilterError(f"source must be a path, a PacketBatch or an iterable of them, not {type(source).__name__}")
+    total = 0
+    if isinstance(source, (list, tuple)):
+        for item in source:
+            if isinstance(item, (str, os.PathLike)):
+                try:
+                    total += os.path.getsize(item)
+                except OSError:
+                    pass        # reported when the file is opened
+    return source, total
+
+
+def _iter_batches(source):
+    """(batch, bytes read so far) from the paths and batches of _sources(); the byte count is
+    the files' offsets (a batch given directly counts its data bytes)."""
     from . import open as open_capture
+    done = 0
     for item in source:
         if isinstance(item, PacketBatch):
-            yield item
+            done += int(item.data.nbytes)
+            yield item, done
         elif isinstance(item, (str, os.PathLike)):
             with open_capture(item) as cap:
-                yield from cap
+                for batch in cap:
+                    offsets = getattr(batch, "file_offsets", None)
+                    yield batch, done + (int(offsets[-1]) if offsets is not None and len(offsets) else 0)
+            try:
+                done += os.path.getsize(item)
+            except OSError:
+                pass
         else:
             raise FilterError(f"source items must be paths or PacketBatch objects, not {type(item).__name__}")
+
+
+class RuleLinkTypeWarning(UserWarning):
+    """A rule has no meaning on a link type of the input (`ether host ...` on a NULL capture,
+    `vlan` on raw IP): it matches no packet of that link type. Classification.inapplicable
+    lists every such (rule, link type, reason)."""
 
 
 class _RuleSet:
     """The rules compiled (lazily, once per link type) and planned for the engine."""
 
-    def __init__(self, pairs, optimize, snaplen):
+    def __init__(self, pairs, optimize, snaplen, forced_linktype=False):
         self.pairs = pairs
         self.optimize = optimize
         self.snaplen = snaplen
+        self.forced_linktype = forced_linktype
+        #: (rule name, link type name, reason) of each rule that cannot apply to a link type
+        self.inapplicable = []
         self._by_linktype = {}
+
+    def _compile(self, rule, linktype):
+        from .compiler.driver import SHAREABLE, compile_expression
+        # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules.
+        return compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
+                                  optimize=SHAREABLE if self.optimize else False)
+
+    def _applies_elsewhere(self, rule, linktype):
+        """True when the rule compiles for some other common link type: its error on
+        `linktype` is then about that link type, not about the rule."""
+        from .linktypes import DESCRIPTIONS
+        for other in [1] + sorted(DESCRIPTIONS):
+            if other == linktype:
+                continue
+            try:
+                self._compile(rule, other)
+            except FilterError:
+                continue
+            return True
+        return False
 
     def programs(self, linktype):
         entry = self._by_linktype.get(linktype)
@@ -716,17 +771,27 @@ class _RuleSet:
                 if _is_program(rule):
                     progs.append(rule)
                     continue
-                from .compiler.driver import SHAREABLE, compile_expression
                 try:
-                    # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules.
-                    progs.append(compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
-                                                    optimize=SHAREABLE if self.optimize else False))
+                    progs.append(self._compile(rule, linktype))
                 except FilterSyntaxError as e:
                     raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
                                             e.length) from e
                 except FilterError as e:
                     from .linktypes import linktype_name
-                    raise FilterError(f"rule {name!r} (link type {linktype_name(linktype)}): {e}") from e
+                    lt_name = linktype_name(linktype)
+                    # A rule the input's link type gives no meaning to (`ether host` on NULL)
+                    # matches nothing there; one that compiles nowhere, or for the link type
+                    # the caller named, is an error.
+                    if self.forced_linktype or not self._applies_elsewhere(rule, linktype):
+                        raise FilterError(f"rule {name!r} (link type {lt_name}): {e}") from e
+                    reason = str(e).split("\n")[0]
+                    self.inapplicable.append((name, lt_name, reason))
+                    warnings.warn(RuleLinkTypeWarning(
+                        f"rule {name!r} cannot apply to link type {lt_name} ({reason}): it matches "
+                        f"no packet of that link type"), stacklevel=4)
+                    from .program import Program
+                    progs.append(Program.from_tuples([(BPF_RET | BPF_K, 0, 0, 0)], linktype=linktype,
+                                                     snaplen=self.snaplen))
             # one rule gains nothing from the engine: the VM runs it alone
             eng = plan(progs).engine() if _engine is not None and len(progs) > 1 else None
             entry = self._by_linktype[linktype] = (progs, eng)
@@ -792,7 +857,7 @@ def _row_any(out):
 
 
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
-             counts_only=False, optimize=True, snaplen=262144, threads=1):
+             counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None):
     """Evaluate many named filters over every packet of `source` in one pass.
 
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
@@ -807,7 +872,16 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     np.packbits(matrix, axis=1). counts_only: keep no per-packet data (streams any file size).
     optimize / snaplen: for compiling expressions (optimize False: unoptimized). threads: split each large batch over this
     many threads (None: one per CPU), each running the engine without the GIL on its own rows.
-    Returns a Classification."""
+    progress: True shows a progress bar on standard error (tqdm's when installed); a callable
+    is called as progress(bytes_done, bytes_total, packets_done) after each batch (bytes_total
+    is 0 when the source's size is not known beforehand).
+
+    Returns a Classification. A rule that has no meaning on a link type of the input (`ether
+    host ...` on a NULL capture) matches no packet of that link type: a RuleLinkTypeWarning says
+    so and the result's `inapplicable` lists it (with `linktype` given, it is an error instead).
+    A damaged capture raises CaptureFormatError after the packets before the damage were
+    classified; the exception's `partial` attribute is the Classification of those packets.
+    Reading errors (a missing file) raise the matching OSError."""
     pairs = parse_rules(rules)
     names = [n for n, _ in pairs]
     if order is not None:
@@ -818,7 +892,7 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     if linktype is not None:
         from .linktypes import linktype_number
         linktype = linktype_number(linktype)
-    ruleset = _RuleSet(pairs, optimize, snaplen)
+    ruleset = _RuleSet(pairs, optimize, snaplen, forced_linktype=linktype is not None)
     nr = len(pairs)
     width = (nr + 7) // 8 if packed else nr
     counts = np.zeros(nr, dtype=np.int64)
@@ -830,12 +904,31 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     threads = (os.cpu_count() or 1) if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise FilterError(f"threads must be a positive integer or None, not {threads!r}")
+    items, size = _sources(source)
+    from ._progress import progress_callback
+    report, close_progress = progress_callback(progress, size, "classify")
+
+    def result():
+        matrix = wirelen = timestamps = None
+        if not counts_only:
+            matrix = blocks[0] if len(blocks) == 1 else (np.concatenate(blocks) if blocks
+                                                         else np.zeros((0, width), np.uint8))
+            if not packed:
+                matrix = matrix.view(bool)
+            wirelen = np.concatenate(wirelens) if wirelens else np.zeros(0, np.uint32)
+            timestamps = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
+        res = Classification(names, [r for _, r in pairs], matrix, packed, counts.copy(), nbytes.copy(),
+                             packets, total_bytes, matched, matched_bytes, wirelen, timestamps, order,
+                             default)
+        res.inapplicable = list(ruleset.inapplicable)
+        return res
+
     pool = None
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
         pool = ThreadPoolExecutor(threads, thread_name_prefix="pfilter-classify")
     try:
-        for batch in _iter_batches(source):
+        for batch, done in _iter_batches(items):
             n = len(batch)
             out = np.zeros((n, bwidth), dtype=np.uint8)
             _run_batch(ruleset, batch, linktype, out, keep_packed, counts, nbytes, pool, threads)
@@ -848,23 +941,21 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
                 blocks.append(out)
                 wirelens.append(batch.wirelen)
                 stamps.append(batch.timestamps)
+            if report is not None:
+                report(done, size, packets)
+    except CaptureFormatError as err:
+        # the packets before the damage are classified: the caller gets them with the error
+        err.partial = result()
+        raise
     finally:
         if pool is not None:
             pool.shutdown()
+        close_progress()
     if not packets and ruleset.pairs and not ruleset._by_linktype:
         # nothing to read: still compile for the requested (or Ethernet) link type, so that a bad
         # rule is reported whatever the source
         ruleset.programs(1 if linktype is None else linktype)
-    matrix = wirelen = timestamps = None
-    if not counts_only:
-        matrix = blocks[0] if len(blocks) == 1 else (np.concatenate(blocks) if blocks
-                                                     else np.zeros((0, width), np.uint8))
-        if not packed:
-            matrix = matrix.view(bool)
-        wirelen = np.concatenate(wirelens) if wirelens else np.zeros(0, np.uint32)
-        timestamps = np.concatenate(stamps) if stamps else np.zeros(0, np.int64)
-    return Classification(names, [r for _, r in pairs], matrix, packed, counts, nbytes, packets,
-                          total_bytes, matched, matched_bytes, wirelen, timestamps, order, default)
+    return result()
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -891,14 +982,21 @@ def _parser():
     ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
     ap.add_argument("-j", "--threads", type=int, default=1, metavar="N",
                     help="threads sharing each batch (default 1)")
+    ap.add_argument("--progress", dest="progress", action="store_true", default=None,
+                    help="show a progress bar on standard error (default: on a terminal, for large inputs)")
+    ap.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="no progress bar")
     return ap
 
 
 def cli_main(argv):
     """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
-    [-y LINKTYPE] [-O] [-j N]`:
-    prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr.
-    Returns the exit status: 0 ok, 1 bad input, 2 bad usage."""
+    [-y LINKTYPE] [-O] [-j N] [--progress | --no-progress]`:
+    prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr. A rule
+    that cannot apply to a link type of the input is one warning line and matches nothing
+    there. A damaged capture: the table (and labels) of the packets before the damage, then the
+    error line. Returns the exit status: 0 ok, 1 bad input, 2 bad usage. (Ctrl-C and a closed
+    standard output are handled by pfilter.cli.main, as for every command.)"""
     argv = list(argv)
     if argv and argv[0] == "classify":
         argv = argv[1:]
@@ -912,19 +1010,61 @@ def cli_main(argv):
     if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
         print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
         return 2
-    try:
-        result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
-                          packed=True, counts_only=not args.labels, optimize=args.optimize,
-                          threads=args.threads)
-        sys.stdout.write(result.table())
-        if args.labels:
-            _write_labels(args.labels, result.labels())
-    except BrokenPipeError:
-        raise                         # pfilter.cli.main: a closed standard output ends quietly
-    except (FilterError, OSError) as e:
-        print(f"pfilter classify: {_error_line(e, args.rules)}", file=sys.stderr)
-        return 1
-    return 0
+    status = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuleLinkTypeWarning)
+        try:
+            try:
+                result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
+                                  packed=True, counts_only=not args.labels, optimize=args.optimize,
+                                  threads=args.threads, progress=_cli_progress(args))
+            except CaptureFormatError as e:
+                result = getattr(e, "partial", None)
+                if result is None or not result.packets:
+                    raise
+                _warn_lines(caught)
+                failure = e
+            else:
+                _warn_lines(caught)
+                failure = None
+            sys.stdout.write(result.table())
+            sys.stdout.flush()
+            if args.labels:
+                _write_labels(args.labels, result.labels(), protect=list(args.files) + [args.rules])
+            if failure is not None:
+                raise failure
+        except BrokenPipeError:
+            raise                         # pfilter.cli.main: a closed standard output ends quietly
+        except (FilterError, OSError) as e:
+            _warn_lines(caught)
+            print(f"pfilter classify: {_error_line(e, args.rules)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _warn_lines(caught):
+    """The recorded RuleLinkTypeWarnings as one stderr line each (once each)."""
+    for w in caught:
+        if issubclass(w.category, RuleLinkTypeWarning):
+            print(f"pfilter classify: warning: {w.message}", file=sys.stderr)
+    caught.clear()
+
+
+def _cli_progress(args):
+    """--progress: a bar; --no-progress: none; neither: a bar on a terminal for large inputs
+    (the same threshold as the other commands)."""
+    if args.progress is not None:
+        return args.progress
+    if not sys.stderr.isatty():
+        return None
+    from .cli import PROGRESS_MIN_BYTES
+    total = 0
+    for f in args.files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            pass
+    return True if total >= PROGRESS_MIN_BYTES else None
 
 
 def _error_line(err, rules_path):
@@ -938,13 +1078,24 @@ def _error_line(err, rules_path):
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _write_labels(path, labels):
-    """labels to OUT.npy (numpy str array) or OUT.csv (header `packet,label`, one row a packet)."""
+def _write_labels(path, labels, protect=()):
+    """labels to OUT.npy (numpy str array) or OUT.csv (header `packet,label`, one row a packet),
+    atomically (the file appears whole or not at all) and never over a file of `protect`."""
     if Path(path).suffix.lower() == ".npy":
-        np.save(path, labels)
-        return
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["packet", "label"])
-    w.writerows(zip(range(len(labels)), labels.tolist()))
-    Path(path).write_text(buf.getvalue())
+        buf = io.BytesIO()
+        np.save(buf, labels)
+        data = buf.getbuffer()
+    else:
+        text = io.StringIO()
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(["packet", "label"])
+        w.writerows(zip(range(len(labels)), labels.tolist()))
+        data = text.getvalue().encode("utf-8")
+    from .capture.files import AtomicFile
+    out = AtomicFile(path, protect=protect)
+    try:
+        out.write(data)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()

@@ -98,10 +98,14 @@ def test_a_rule_that_does_not_compile_is_reported_with_its_name(batches):
     assert info.value.expression == "tcp port"
 
 
-def test_a_rule_meaningless_for_a_link_type_names_the_rule_and_the_link_type():
+def test_a_rule_meaningless_for_a_named_link_type_names_the_rule_and_the_link_type():
     raw = pfilter.PacketBatch.from_packets([bytes(20)], linktype=101)
     with pytest.raises(pfilter.FilterError, match=r"rule 'mac' \(link type RAW\): "):
-        pfilter.classify(raw, {"ip": "ip", "mac": "ether host 00:11:22:33:44:55"})
+        pfilter.classify(raw, {"ip": "ip", "mac": "ether host 00:11:22:33:44:55"}, linktype="RAW")
+    # on the input's own link type it matches nothing there, with a warning (tests/test_classify_robust.py)
+    with pytest.warns(clmod.RuleLinkTypeWarning, match=r"rule 'mac' cannot apply to link type RAW"):
+        result = pfilter.classify(raw, {"ip": "ip", "mac": "ether host 00:11:22:33:44:55"})
+    assert result.counts[1] == 0 and result.inapplicable[0][:2] == ("mac", "RAW")
 
 
 def test_a_rule_that_does_not_compile_is_reported_even_without_packets():
