@@ -89,15 +89,24 @@ def _native():
 
 def _open_eligible(src):
     """(file descriptor, PcapHeader) of src when the fast path can read it, else None: one
-    open for the header check and the pass."""
+    open for the header check and the pass. Whether src is a regular file is decided from its
+    stat() before opening it: anything else (a FIFO, a terminal, a device) is left unopened for
+    the general path, since opening a FIFO here and again there would take its writer's data
+    (or its life: SIGPIPE) away."""
     if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-") or sys.byteorder != "little":
         return None
     try:
-        fd = os.open(src, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        before = os.stat(src)
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        # O_NONBLOCK: should the name have become a FIFO since, the open does not wait for it
+        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
+            os.set_blocking(fd, True)
             head = os.pread(fd, 24, 0)
             if len(head) == 24 and pcap_magic_order(head) is not None:
                 h = parse_pcap_header(head, src)
@@ -135,7 +144,7 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     if opened is None:
         return None
     in_fd, h = opened
-    out = None
+    out = job = None
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
             return None
@@ -149,20 +158,36 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
                                  24, min(h.snaplen, h.maxcap), count if count else -1)
         status = _run(job, progress, os.fstat(in_fd).st_size, src)
+        if status not in ("eof", "count"):
+            if status == "write-error":
+                raise OSError(job.error, os.strerror(job.error), out.path)
+            if out is not None:
+                out.abort()
+            return None       # the general path starts over and says what is wrong, if anything
+        if out is not None:
+            out.commit()
+    except KeyboardInterrupt as err:
+        # Interrupted (Ctrl-C, SIGTERM, SIGHUP): the pass has stopped between chunks, so the
+        # output holds whole records; keep them as a valid capture, as tcpdump does.
+        if out is not None:
+            if job is not None:
+                out.commit()
+            else:
+                out.abort()
+        err.stats = _stats(job, out, src, started if job is not None else time.perf_counter())
+        raise
     except BaseException:
         if out is not None:
             out.abort()
         raise
     finally:
         os.close(in_fd)
-    if status not in ("eof", "count"):
-        if out is not None:
-            out.abort()
-        if status == "write-error":
-            raise FilterError(f"{dst}: {os.strerror(job.error)}")
-        return None           # the general path starts over and says what is wrong, if anything
-    if out is not None:
-        out.commit()
+    return _stats(job, out, src, started)
+
+
+def _stats(job, out, src, started):
+    if job is None:
+        return FilterStats(seconds=time.perf_counter() - started, files=[os.fspath(src)])
     return FilterStats(read=job.read, matched=job.matched, written=job.written,
                        bytes=job.bytes if out is not None else 0,
                        seconds=time.perf_counter() - started, files=[os.fspath(src)])

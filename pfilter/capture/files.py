@@ -2,14 +2,17 @@
 and written as libpcap does), snapshot-length rules, output format from a name, and atomic output
 files that refuse to overwrite an input.
 
-Imports pfilter.errors and pfilter.linktypes only, so that the command's fast path
+Imports pfilter.errors, pfilter.linktypes and pfilter._signals only, so that the command's fast path
 (pfilter.capture.fastpath) can use them without loading numpy; reader.py and writer.py build on
 them.
 """
+import errno
 import os
+import stat
 import struct
 import sys
 
+from .._signals import deferred
 from ..errors import CaptureFormatError, FilterError
 
 PCAP_MAGIC = 0xA1B2C3D4
@@ -56,73 +59,123 @@ def same_file(a, b):
 
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
-    name = os.fspath(path).lower() if path not in (None, "-") else ""
+    name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
     for suffix in (".gz", ".zst", ".xz", ".bz2"):
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return "pcapng" if name.endswith((".pcapng", ".ntar", ".scap")) else default
 
 
-def _exchange(tmp, path):
-    """Swap the finished temporary file with an existing destination in one atomic step
-    (renameat2 RENAME_EXCHANGE), then remove the temporary name, which now holds the old file.
-    True when done; False when the destination does not exist or the system cannot exchange
-    (then os.replace does it). Why not always os.replace: ext4 forces the new file's delayed
-    allocation out at a rename over an existing file (auto_da_alloc), 0.15-0.25 s for 700 MB,
-    which an exchange does not trigger; either way the destination always names a whole file."""
-    if not os.path.lexists(path):
-        return False
-    try:
-        from ._writer import exchange_paths
-    except ImportError:
-        return False
-    if not exchange_paths(os.fsencode(tmp), os.fsencode(path)):
-        return False
-    try:
-        os.unlink(tmp)
-    except OSError:
-        pass
-    return True
+# Create outputs as unnamed files (Linux O_TMPFILE) that get their name only on commit; False
+# (tests) or a file system without it: a short-named temporary file instead.
+USE_O_TMPFILE = hasattr(os, "O_TMPFILE")
+
+
+def _os_error(err, path):
+    """err (an OSError) naming `path`, of the same subclass (FileNotFoundError, ...)."""
+    return OSError(err.errno, err.strerror or str(err), os.fsdecode(path)) if err.errno else err
+
+
+def output_target(path):
+    """The file an output path writes: a symbolic link is followed (to its target, existing or
+    not), as tcpdump's fopen() does, so the link stays and its target is replaced."""
+    path = os.fspath(path)
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 class AtomicFile:
-    """A binary file written under a temporary name in the destination's directory and renamed
-    to `path` on commit(). A destination that exists and is not a regular file (/dev/null, a
-    FIFO, a terminal) is written directly, as tcpdump does: it cannot be replaced."""
+    """A binary output file that appears whole under its name on commit(), or not at all.
+
+    A regular destination (new or existing) is written as an unnamed file in its directory
+    (O_TMPFILE) and linked in on commit: no name exists before, so no signal or crash leaves a
+    temporary file behind. Over an existing file the new one gets the old one's mode and
+    ownership, is flushed to disk (fsync), linked under a short temporary name and renamed over
+    the old in one step, so the name always holds a whole file, the old or the new. Where
+    O_TMPFILE is missing, a short-named temporary file is written instead and removed on abort.
+    A symbolic link is written through (its target is replaced, the link stays). A destination
+    that exists and is not a regular file (/dev/null, a FIFO, a terminal) is written directly, as
+    tcpdump does: it cannot be replaced. File-system failures raise the OSError subclass of their
+    errno (FileNotFoundError, PermissionError, ...) naming the path."""
 
     def __init__(self, path, protect=()):
-        self.path = path
-        self.direct = False
-        if path == "-":
-            self.f, self.tmp = sys.stdout.buffer, None
+        self.path = os.fsdecode(path) if isinstance(path, bytes) else path
+        self.direct = False       # written in place (standard output, a device, a FIFO)
+        self.named = None         # the temporary file's name (fallback without O_TMPFILE)
+        self.replaces = None      # os.stat_result of the file being replaced, if any
+        self._fd = -1
+        self._finished = False    # committed or aborted
+        if path in ("-", b"-"):
+            self.f, self.direct = sys.stdout.buffer, True
             return
-        path = os.fspath(path)
+        target = output_target(path)
         for src in protect:
-            if src not in (None, "-") and not hasattr(src, "read") and same_file(path, src):
-                raise FilterError(f"{path}: refusing to overwrite the input file {src}")
-        if os.path.isdir(path):
-            raise FilterError(f"{path}: is a directory")
-        if os.path.exists(path) and not os.path.isfile(path):
+            if src not in (None, "-") and not hasattr(src, "read") and same_file(target, src):
+                raise FilterError(f"{self.path}: refusing to overwrite the input file {src}")
+        self.target = target
+        try:
+            st = os.stat(target)
+        except FileNotFoundError:
+            st = None
+        except OSError as e:
+            raise _os_error(e, self.path) from None
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), self.path)
+        if st is not None and not stat.S_ISREG(st.st_mode):
             try:
-                self.f, self.tmp, self.direct = open(path, "wb", buffering=0), None, True
+                self.f, self.direct = open(target, "wb", buffering=0), True
             except OSError as e:
-                raise FilterError(f"{path}: {e.strerror or e}") from None
+                raise _os_error(e, self.path) from None
             return
-        directory = os.path.dirname(os.path.abspath(path))
+        self._dir = -1            # the destination's directory, open: names are made relative to it
+        self._name = os.path.basename(target)
+        try:
+            self._dir = os.open(os.path.dirname(os.path.abspath(target)),
+                                os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = self._unnamed()
+            if fd < 0:
+                fd = self._named_temp()
+            self._fd = fd
+            if st is not None:
+                self.replaces = st
+                _copy_owner_and_mode(fd, st)
+        except OSError as e:
+            self._discard()
+            raise _os_error(e, self.path) from None
+        self.f = os.fdopen(fd, "wb", buffering=0, closefd=False)
+
+    def _unnamed(self):
+        """An O_TMPFILE file descriptor in the directory, or -1 when the system cannot make one
+        (or cannot link it later through /proc)."""
+        if not USE_O_TMPFILE:
+            return -1
+        try:
+            # 0o666 less the umask, as any new file (tcpdump's output too)
+            fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o666, dir_fd=self._dir)
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                return -1
+            raise
+        if not os.path.exists(f"/proc/self/fd/{fd}"):
+            os.close(fd)
+            return -1
+        return fd
+
+    def _named_temp(self):
         for _attempt in range(100):
-            tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+            name = _short_temp_name()
             try:
-                # 0o666 less the umask, as any new file (tcpdump's output too)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-                break
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666,
+                             dir_fd=self._dir)
             except FileExistsError:
                 continue
-            except OSError as e:
-                raise FilterError(f"{path}: {e.strerror or e}") from None
-        else:
-            raise FilterError(f"{path}: cannot create a temporary file next to it")
-        self.tmp = tmp
-        self.f = os.fdopen(fd, "wb", buffering=0)
+            self.named = name
+            return fd
+        raise FileExistsError(errno.EEXIST, "cannot create a temporary file next to it", self.path)
+
+    def _link(self, name):
+        """Give the unnamed file `name` in the directory (linkat through /proc, following the
+        link: the only way without privileges)."""
+        os.link(f"/proc/self/fd/{self._fd}", name, dst_dir_fd=self._dir, follow_symlinks=True)
 
     def write(self, data):
         view = memoryview(data).cast("B")
@@ -131,7 +184,7 @@ class AtomicFile:
                 n = self.f.write(view)
                 view = view[n:]
         except OSError as e:
-            raise FilterError(f"{self.path}: {e.strerror or e}") from None
+            raise _os_error(e, self.path) from None
 
     def fileno(self):
         """The file descriptor, for writes that bypass Python (everything before is flushed)."""
@@ -139,40 +192,109 @@ class AtomicFile:
         return self.f.fileno()
 
     def commit(self):
-        if self.tmp is None:
-            try:
-                self.f.close() if self.direct else self.f.flush()
-            except OSError as e:
-                raise FilterError(f"{self.path}: {e.strerror or e}") from None
-            return
-        try:
-            self.f.close()
-            if not _exchange(self.tmp, self.path):
-                os.replace(self.tmp, self.path)
-        except OSError as e:
-            self.abort()
-            raise FilterError(f"{self.path}: {e.strerror or e}") from None
-        self.tmp = None
-
-    def abort(self):
-        if self.tmp is None:
+        """Give the finished file its name (flushed to disk first when it replaces one)."""
+        with deferred():
+            if self._finished:
+                return
+            self._finished = True
             if self.direct:
                 try:
-                    self.f.close()
-                except OSError:
-                    pass
-            return
-        try:
-            self.f.close()
-        except OSError:
-            pass
-        try:
-            os.unlink(self.tmp)
-        except OSError:
-            pass
-        self.tmp = None
+                    self.f.flush()
+                    if self.f is not sys.stdout.buffer:
+                        self.f.close()
+                except OSError as e:
+                    raise _os_error(e, self.path) from None
+                return
+            if self._fd < 0:
+                return
+            try:
+                self._link_in()
+            except OSError as e:
+                self._discard()
+                raise _os_error(e, self.path) from None
+            self._close_fd()
+
+    def _link_in(self):
+        replacing = os.path.lexists(self.target)
+        if self.named is None and not replacing:
+            try:
+                self._link(self._name)
+                return
+            except FileExistsError:       # created meanwhile: replace it as below
+                replacing = True
+        if replacing:
+            # The data reaches the disk before the name does, so a crash right after never
+            # leaves an empty file where the old output was. (A new name needs no such care:
+            # nothing is lost if it ends up empty.)
+            os.fsync(self._fd)
+        if self.named is None:
+            for _attempt in range(100):
+                name = _short_temp_name()
+                try:
+                    self._link(name)
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise FileExistsError(errno.EEXIST, "cannot create a temporary name next to it", self.path)
+            self.named = name
+        os.replace(self.named, self._name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        self.named = None
+
+    def abort(self):
+        """Drop the file; an existing destination is left as it was."""
+        with deferred():
+            if self._finished:
+                return
+            self._finished = True
+            if self.direct:
+                if self.f is not sys.stdout.buffer:
+                    try:
+                        self.f.close()
+                    except OSError:
+                        pass
+                return
+            self._discard()
+
+    def _discard(self):
+        if self.named is not None:
+            try:
+                os.unlink(self.named, dir_fd=self._dir)
+            except OSError:
+                pass
+            self.named = None
+        self._close_fd()
+
+    def _close_fd(self):
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                self.f.close()
+            except (OSError, AttributeError):
+                pass
+            os.close(fd)
+        if getattr(self, "_dir", -1) >= 0:
+            fd, self._dir = self._dir, -1
+            os.close(fd)
 
 
+def _short_temp_name():
+    """A temporary name short enough next to any output name (the name limit is per component)."""
+    return f".pf{os.urandom(5).hex()}.tmp"
+
+
+def _copy_owner_and_mode(fd, st):
+    """Give a replacement file the mode and, as far as permitted, the owner and group of the
+    file it replaces (chown first: it may clear set-id bits that chmod then restores)."""
+    if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except PermissionError:
+            try:
+                os.fchown(fd, -1, st.st_gid)       # a group the user belongs to
+            except PermissionError:
+                pass
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
 def pcap_file_header(linktype, snaplen, nsec, linktype_ext=0):

@@ -1,19 +1,23 @@
 """Capture writers: pcap (microsecond or nanosecond magic) and pcapng, little-endian, written
-atomically (a temporary file in the destination's directory, renamed over it on success).
+atomically (pfilter.capture.files.AtomicFile: the file gets its name whole on close, or never).
+A signal handled by pfilter._signals.interruptible waits while a writer puts records out, so an
+interruption leaves whole records, and close() then keeps them as a valid capture.
 
-Imports pfilter.batch, pfilter.errors and pfilter.linktypes, and the record assemblers of pfilter.capture._writer
+Imports pfilter.batch, pfilter.errors, pfilter.linktypes and pfilter._signals, and the record assemblers of pfilter.capture._writer
 (Cython; a pure-Python fallback here gives the same bytes). Records keep each packet's original
 wire length. A writer refuses a destination that is one of its inputs (same device and inode).
 
     with open_writer("out.pcap", linktype=1, snaplen=262144, ts_resolution="ns") as w:
         w.write(batch, indices)          # or w.write(batch) for every packet
 """
+import functools
 import os
 import struct
 import sys
 
 import numpy as np
 
+from .._signals import deferred
 from ..errors import FilterError
 from .files import AtomicFile, file_linktype, format_for_path, pcap_file_header
 
@@ -43,6 +47,15 @@ def _index(batch, which):
             raise FilterError("mask and batch differ in length")
         return np.flatnonzero(which).astype(np.int64, copy=False)
     return np.ascontiguousarray(which, dtype=np.int64)
+
+
+def _uninterrupted(method):
+    """Run a writer method with signals deferred (pfilter._signals): its records go out whole."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with deferred():
+            return method(self, *args, **kwargs)
+    return run
 
 
 def _split_ts_py(ts, nsec):
@@ -94,12 +107,15 @@ class CaptureWriter:
         room[:len(data)] = np.frombuffer(data, np.uint8)
         self._staged(len(data))
 
+    @_uninterrupted
     def flush(self):
         """Hand everything written so far to the operating system."""
         self._flush()
 
+    @_uninterrupted
     def close(self):
-        """Finish the file and move it into place."""
+        """Finish the file and move it into place (also after an interruption: the records
+        written so far make a valid capture)."""
         if not self._closed:
             self._closed = True
             try:
@@ -144,6 +160,7 @@ class PcapWriter(CaptureWriter):
         super().__init__(dst, protect)
         self._emit(pcap_file_header(self.linktype, self.snaplen, self.nsec, linktype_ext))
 
+    @_uninterrupted
     def write(self, batch, which=None, raw_layout=None):
         """Write the batch's packets (all, a bool mask, or int indices); returns how many.
 
@@ -209,7 +226,7 @@ class PcapWriter(CaptureWriter):
             return False
         err = _native.write_runs(fd, batch.data, starts, ends, runs)
         if err:
-            raise FilterError(f"{self.path}: {os.strerror(err)}")
+            raise OSError(err, os.strerror(err), self._out.path)
         self.bytes_written += size
         self.packets_written += len(idx)
         return True
@@ -275,6 +292,7 @@ class PcapngWriter(CaptureWriter):
         oid = self._interface(("lt", int(batch.linktype)), int(batch.linktype), self.snaplen)
         return np.full(len(idx), oid, np.uint32)
 
+    @_uninterrupted
     def write(self, batch, which=None):
         """Write the batch's packets (all, a bool mask, or int indices); returns how many."""
         idx = _index(batch, which)
