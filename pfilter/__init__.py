@@ -25,7 +25,7 @@ __all__ = ["compile", "open", "write", "filter_file", "classify", "Program", "Pa
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from typing import Literal, overload
+    from typing import Any, Literal, overload
 
     import numpy as np
     from numpy.typing import NDArray
@@ -112,9 +112,9 @@ def open(path: InputArg, mode: str = "r", *, batch_packets: int | None = None,
 
     Missing or unreadable files raise the matching OSError (FileNotFoundError, ...); a damaged
     capture raises CaptureFormatError."""
-    reading = {"batch_packets": batch_packets, "batch_bytes": batch_bytes,
+    reading: dict[str, Any] = {"batch_packets": batch_packets, "batch_bytes": batch_bytes,
                "window_bytes": window_bytes, "reuse_buffer": reuse_buffer or None}
-    writing = {"format": format, "linktype": linktype, "snaplen": snaplen,
+    writing: dict[str, Any] = {"format": format, "linktype": linktype, "snaplen": snaplen,
                "ts_resolution": ts_resolution}
     if mode in ("r", "rb"):
         _only_options(mode, writing)
@@ -125,12 +125,12 @@ def open(path: InputArg, mode: str = "r", *, batch_packets: int | None = None,
         if hasattr(path, "write") or hasattr(path, "read"):
             raise FilterError("pfilter.open(..., 'w') needs a file name or '-', not a file object")
         from .capture.output import Writer
-        return Writer(path, format=format, linktype=linktype, snaplen=snaplen,  # type: ignore[arg-type]
+        return Writer(path, format=format, linktype=linktype, snaplen=snaplen,
                       ts_resolution=ts_resolution or "us")
     raise FilterError(f"mode must be 'r' or 'w', not {mode!r}")
 
 
-def _only_options(mode: str, others: dict[str, object]) -> None:
+def _only_options(mode: str, others: Mapping[str, object]) -> None:
     given = [k for k, v in others.items() if v is not None]
     if given:
         raise FilterError(f"{', '.join(given)}: not an option of pfilter.open in mode {mode!r}")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .._typing import CaptureFormat, IndexArg, LinkTypeArg, PathArg, TsResolution
     from ..batch import PacketBatch
     from .reader import Capture
-    from .writer import CaptureWriter
+    from .writer import PcapngWriter, PcapWriter
 
 __all__ = ["Writer", "write"]
 
@@ -48,7 +48,8 @@ class Writer:
     def __init__(self, path: PathArg, *, format: CaptureFormat | None = None,
                  linktype: LinkTypeArg | None = None, snaplen: int | None = None,
                  ts_resolution: TsResolution = "us", _like: Capture | None = None) -> None:
-        from .writer import FORMATS, format_for_path
+        from .files import format_for_path
+        from .writer import FORMATS
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         if format is not None and format not in FORMATS:
@@ -69,11 +70,11 @@ class Writer:
         self.packets_written = 0
         self.closed = False
         self._like = _like
-        self._out: CaptureWriter | None = None
+        self._out: PcapWriter | PcapngWriter | None = None
         if self.linktype is not None:
             self._open(self.linktype)
 
-    def _open(self, linktype: int) -> CaptureWriter:
+    def _open(self, linktype: int) -> PcapWriter | PcapngWriter:
         from .files import max_snaplen_for_linktype
         from .writer import open_writer
         like = self._like
