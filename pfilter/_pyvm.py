@@ -1,17 +1,18 @@
 """The pure-Python twin of pfilter/_vm.pyx: the same semantics, instruction for instruction.
 
-Imports pfilter.opcodes and pfilter.validate (for MAX_BACKWARD_JUMPS) only. Selected instead of the
+Imports pfilter.validate (for loop_budget) only. Selected instead of the
 Cython VM when PFILTER_PUREPYTHON=1 is set at import time or the extension is not built; the test
 suite runs every VM test against both.
 
 Semantics are libpcap's bpf_filter(): registers A and X start at 0, scratch memory M[] at 0; loads
 are big-endian; a load past the captured length, or a division/modulo by X = 0, makes the program
 return 0; a shift by X >= 32 gives 0; `len` is the wire length. Linux metadata loads (SKF_AD_*)
-read past any real packet and so return 0, as in libpcap's userland.
+read past any real packet and so return 0, as in libpcap's userland. A taken backward `ja`
+charges its loop's span against pfilter.validate.loop_budget(caplen); past it the program returns 0.
 """
 import numpy as np
 
-from .validate import MAX_BACKWARD_JUMPS
+from .validate import loop_budget
 
 M32 = 0xFFFFFFFF
 
@@ -23,7 +24,7 @@ def run_one(insns, pkt, wirelen, steps=None):
     mem = [0] * 16
     buflen = len(pkt)
     pc = 0
-    back = 0
+    spent, budget = 0, loop_budget(buflen)
     while True:
         code, jt, jf, k = insns[pc]
         pc += 1
@@ -80,9 +81,9 @@ def run_one(insns, pkt, wirelen, steps=None):
         elif code == 0x03:      # stx M[k]
             mem[k] = X
         elif code == 0x05:      # ja
-            if k & 0x80000000:
-                back += 1
-                if back > MAX_BACKWARD_JUMPS:
+            if k & 0x80000000:  # backward: charge the loop's span, target through this ja
+                spent += (1 << 32) - k
+                if spent > budget:
                     return 0
                 pc += k - (1 << 32)
             else:

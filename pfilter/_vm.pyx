@@ -3,7 +3,7 @@
 """The cBPF virtual machine: one C `switch` on the opcode inside a `nogil` loop.
 
 Imports nothing from pfilter (the validator in pfilter/validate.py has already checked every
-program; MAX_BACKWARD_JUMPS below must equal pfilter.validate.MAX_BACKWARD_JUMPS). The
+program; the LOOP_BUDGET_* values below are written from pfilter/validate.py). The
 pure-Python twin is pfilter/_pyvm.py; both follow libpcap's bpf_filter() exactly:
 
 * A, X and M[0..15] start at 0; loads are big-endian;
@@ -11,8 +11,15 @@ pure-Python twin is pfilter/_pyvm.py; both follow libpcap's bpf_filter() exactly
   (`k > buflen or size > buflen - k`);
 * division or modulo by X = 0 returns 0; a shift by X >= 32 gives 0;
 * `ld #pktlen` is the wire length;
-* a backward `ja` (libpcap's `ip6 protochain` loop) is allowed, but one packet may take at most
-  MAX_BACKWARD_JUMPS of them, after which the program returns 0: every program terminates.
+* a backward `ja` (libpcap's `ip6 protochain` loop) is allowed; each one taken charges the span of
+  its loop, and past pfilter.validate.loop_budget(caplen) the program returns 0.
+
+The batch entry points trust nothing they are handed: each packet's offset and caplen are
+checked against the data buffer (without overflow) as the packet is read, and a bad one stops
+the run and is reported (its index returned), so a PacketBatch changed after it was built cannot
+make the VM read outside its buffer. They run in chunks of bounded work, and between chunks take
+the GIL back to let a signal handler run (Ctrl-C raises KeyboardInterrupt within a fraction of a
+second, however long the batch or the program).
 
 Linux metadata loads (k >= SKF_AD_OFF as u32) fall past any real packet, so return 0, as in
 libpcap's userland interpreter.
@@ -25,6 +32,7 @@ up most of every compiled filter. The second instruction of a pair stays in plac
 that lands on it still finds it. Scratch memory is cleared per packet only for programs that
 read it. Nothing else changes: the semantics are instruction-for-instruction those of cBPF.
 """
+from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
@@ -51,12 +59,20 @@ cdef extern from *:
     ctypedef struct vm_insn:
         uint32_t op      # a cBPF opcode, or a FUSED_* opcode (> 0xff)
         uint32_t k       # the operand (load offset, constant)
-        uint32_t k2      # fused: the jump's constant
+        uint32_t k2      # fused: the jump's constant; backward ja: the span it loops over
         uint32_t jt      # absolute index of the true target (ja: the target)
         uint32_t jf      # absolute index of the false target
 
 cdef enum:
-    MAX_BACKWARD_JUMPS = 262144
+    # pfilter.validate.loop_budget(caplen) = min(BASE + PER_BYTE * caplen, MAX)
+    LOOP_BUDGET_BASE = 65536
+    LOOP_BUDGET_PER_BYTE = 32
+    LOOP_BUDGET_MAX = 16777216
+    # One chunk of a batch run (between two looks at pending signals) is at most CHUNK_WORK
+    # instructions of straight-line work (CHUNK_WORK // program length packets, at most
+    # CHUNK_PACKETS) plus about CHUNK_WORK of loop charges: a few hundred milliseconds at worst.
+    CHUNK_WORK = 1 << 26
+    CHUNK_PACKETS = 1 << 20
     # Batches are far larger than the CPU caches, so the loop is bound by memory latency: it asks
     # for the headers of the packet PREFETCH_AHEAD places ahead while it filters this one.
     PREFETCH_AHEAD = 8
@@ -91,7 +107,7 @@ cdef enum:
     FUSED_54_45 = 0x11B
 
 
-MAX_BACKWARD_JUMPS_VALUE = MAX_BACKWARD_JUMPS
+LOOP_BUDGET_VALUES = (LOOP_BUDGET_BASE, LOOP_BUDGET_PER_BYTE, LOOP_BUDGET_MAX)
 
 ctypedef struct NoCount:
     char unused
@@ -112,14 +128,20 @@ cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 8) | p[1]
 
 
+cdef inline uint64_t loop_budget(uint32_t caplen) noexcept nogil:
+    cdef uint64_t b = LOOP_BUDGET_BASE + <uint64_t>LOOP_BUDGET_PER_BYTE * caplen
+    return b if b < LOOP_BUDGET_MAX else LOOP_BUDGET_MAX
+
+
 cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
-                             bint clear_mem, counter_t* counter) noexcept nogil:
-    """Run one packet. With a Count counter, counter.n receives the number of cBPF instructions
+                             bint clear_mem, uint64_t* spent, counter_t* counter) noexcept nogil:
+    """Run one packet. spent[0] grows by the loop charges of this packet (the caller sums them
+    over a chunk). With a Count counter, counter.n receives the number of cBPF instructions
     executed (a fused instruction counts as the two it stands for once its load succeeded)."""
     cdef uint32_t A = 0, X = 0, k
     cdef uint32_t mem[16]
     cdef const vm_insn* pc = prog
-    cdef uint32_t back = 0
+    cdef uint64_t start = spent[0]
     if clear_mem:
         memset(mem, 0, sizeof(mem))
     while True:
@@ -175,10 +197,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             mem[k & 15] = A
         elif pc.op == 0x03:      # stx M[k]
             mem[k & 15] = X
-        elif pc.op == 0x05:      # ja (target absolute; backward ones are counted)
-            if pc.jt <= <uint32_t>(pc - prog):
-                back += 1
-                if back > MAX_BACKWARD_JUMPS:
+        elif pc.op == 0x05:      # ja (target absolute; a backward one charges its span, k2)
+            if pc.k2:
+                spent[0] += pc.k2
+                if spent[0] - start > loop_budget(buflen):
                     return 0
             pc = prog + pc.jt
             continue
@@ -619,6 +641,8 @@ def decode(const uint8_t[::1] raw):
         dst[i].jt = dst[i].jf = 0
         if c == 0x05:
             dst[i].jt = <uint32_t>(i + 1 + <int32_t>src[i].k)
+            if <int32_t>src[i].k < 0:       # backward: the loop spans target..i
+                dst[i].k2 = <uint32_t>(i + 1) - dst[i].jt
         elif (c & 0x07) == 0x05:
             dst[i].jt = <uint32_t>(i + 1 + src[i].jt)
             dst[i].jf = <uint32_t>(i + 1 + src[i].jf)
@@ -647,69 +671,157 @@ cdef void run_packets(const uint8_t* prog, bint clear_mem, const uint8_t* base, 
                       uint32_t* out) noexcept nogil:
     """out[i] = return value of the decoded program on the packet at base + offsets[i]. The C
     entry point other extensions cimport (pfilter/_vm.pxd): the capture fast path runs it on
-    its own buffers without a Python object."""
+    buffers its own scanner laid out, so it checks nothing and runs in one piece."""
     cdef Py_ssize_t i
     cdef const vm_insn* insns = <const vm_insn*>prog
     cdef NoCount* nocount = NULL
+    cdef uint64_t spent = 0
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
             PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
-        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, nocount)
+        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, &spent, nocount)
+
+
+cdef inline bint inside(int64_t offset, uint32_t caplen, Py_ssize_t size) noexcept nogil:
+    """Whether bytes [offset, offset + caplen) lie in a buffer of `size` bytes (no overflow)."""
+    return 0 <= offset <= size and <int64_t>caplen <= size - offset
+
+
+cdef Py_ssize_t chunk_packets(const uint8_t[::1] prog) noexcept:
+    """Packets per chunk: CHUNK_WORK instructions of straight-line work at the program's length."""
+    cdef Py_ssize_t n = prog.shape[0] // sizeof(vm_insn)
+    cdef Py_ssize_t per = CHUNK_WORK // (n if n > 0 else 1)
+    return 1 if per < 1 else CHUNK_PACKETS if per > CHUNK_PACKETS else per
+
+
+def first_bad_packet(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen):
+    """The index of the first packet whose offset and caplen point outside data, or -1."""
+    cdef Py_ssize_t i, n = offsets.shape[0], size = data.shape[0], bad = -1
+    if caplen.shape[0] < n:
+        return min(n, caplen.shape[0])
+    with nogil:
+        for i in range(n):
+            if not inside(offsets[i], caplen[i], size):
+                bad = i
+                break
+    return bad
 
 
 def run_batch(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, const int64_t[::1] offsets,
               const uint32_t[::1] caplen, const uint32_t[::1] wirelen, uint32_t[::1] out):
-    """out[i] = return value of the decoded program on packet i."""
-    cdef Py_ssize_t n = offsets.shape[0]
-    cdef const uint8_t* base = &data[0] if data.shape[0] else NULL
-    if caplen.shape[0] < n or wirelen.shape[0] < n or out.shape[0] < n:
-        raise ValueError("batch arrays are shorter than offsets")
-    if n == 0:
-        return out
-    with nogil:
-        run_packets(&prog[0], clear_mem, base, &offsets[0], &caplen[0], &wirelen[0], n, &out[0])
-    return out
+    """out[i] = return value of the decoded program on packet i. Returns -1, or the index of the
+    first packet whose offset/caplen point outside data (out is then filled up to it)."""
+    cdef Py_ssize_t n = offsets.shape[0], size = data.shape[0], i = 0, stop, bad = -1
+    cdef Py_ssize_t per = chunk_packets(prog)
+    cdef const uint8_t* base = &data[0] if size else NULL
+    cdef const vm_insn* insns = <const vm_insn*>&prog[0]
+    cdef NoCount* nocount = NULL
+    cdef uint64_t spent
+    cdef int64_t o
+    cdef uint32_t c
+    if caplen.shape[0] != n or wirelen.shape[0] != n or out.shape[0] != n:
+        raise ValueError("batch arrays and out differ in length")
+    while i < n and bad < 0:
+        with nogil:
+            spent = 0
+            stop = n if n - i < per else i + per
+            while i < stop:
+                o = offsets[i]
+                c = caplen[i]
+                if not inside(o, c, size):
+                    bad = i
+                    break
+                if i + PREFETCH_AHEAD < n:
+                    PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
+                    PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
+                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount)
+                i += 1
+                if spent >= CHUNK_WORK:
+                    break
+        PyErr_CheckSignals()
+    return bad
 
 
 def run_indexed(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, const int64_t[::1] offsets,
                 const uint32_t[::1] caplen, const uint32_t[::1] wirelen, const int64_t[::1] index,
                 uint32_t[::1] out):
-    """out[index[j]] = return value on packet index[j]: run a subset (one link type of a mixed batch)."""
-    cdef Py_ssize_t j, i, n = index.shape[0], npk = offsets.shape[0]
+    """out[index[j]] = return value on packet index[j]: run a subset (one link type of a mixed batch).
+    Returns -1, or the first packet whose offset/caplen point outside data. An index outside the
+    batch (the caller has refused them) is skipped."""
+    cdef Py_ssize_t j = 0, i, stop, n = index.shape[0], npk = offsets.shape[0], size = data.shape[0]
+    cdef Py_ssize_t bad = -1, per = chunk_packets(prog)
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
-    cdef const uint8_t* base = &data[0] if data.shape[0] else NULL
+    cdef const uint8_t* base = &data[0] if size else NULL
     cdef NoCount* nocount = NULL
-    with nogil:
-        for j in range(n):
-            if j + PREFETCH_AHEAD < n and 0 <= index[j + PREFETCH_AHEAD] < npk:
-                PF_PREFETCH(base + offsets[index[j + PREFETCH_AHEAD]])
-            i = index[j]
-            if 0 <= i < npk:
-                out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, nocount)
-    return out
+    cdef uint64_t spent
+    cdef int64_t o
+    cdef uint32_t c
+    if caplen.shape[0] != npk or wirelen.shape[0] != npk or out.shape[0] != npk:
+        raise ValueError("batch arrays and out differ in length")
+    while j < n and bad < 0:
+        with nogil:
+            spent = 0
+            stop = n if n - j < per else j + per
+            while j < stop:
+                if j + PREFETCH_AHEAD < n and 0 <= index[j + PREFETCH_AHEAD] < npk:
+                    PF_PREFETCH(base + offsets[index[j + PREFETCH_AHEAD]])
+                i = index[j]
+                j += 1
+                if not 0 <= i < npk:
+                    continue
+                o = offsets[i]
+                c = caplen[i]
+                if not inside(o, c, size):
+                    bad = i
+                    break
+                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount)
+                if spent >= CHUNK_WORK:
+                    break
+        PyErr_CheckSignals()
+    return bad
 
 
 def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[::1] offsets,
                 const uint32_t[::1] caplen, const uint32_t[::1] wirelen, uint64_t[::1] steps):
-    """steps[i] = number of cBPF instructions executed for packet i (path length)."""
-    cdef Py_ssize_t i, n = offsets.shape[0]
+    """steps[i] = number of cBPF instructions executed for packet i (path length). Returns -1, or
+    the first packet whose offset/caplen point outside data."""
+    cdef Py_ssize_t n = offsets.shape[0], size = data.shape[0], i = 0, stop, bad = -1
+    cdef Py_ssize_t per = chunk_packets(prog)
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
-    cdef const uint8_t* base = &data[0] if data.shape[0] else NULL
-    cdef Count c
-    with nogil:
-        for i in range(n):
-            c.n = 0
-            bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], True, &c)
-            steps[i] = c.n
-    return steps
+    cdef const uint8_t* base = &data[0] if size else NULL
+    cdef Count cnt
+    cdef uint64_t spent
+    cdef int64_t o
+    cdef uint32_t c
+    if caplen.shape[0] != n or wirelen.shape[0] != n or steps.shape[0] != n:
+        raise ValueError("batch arrays and steps differ in length")
+    while i < n and bad < 0:
+        with nogil:
+            spent = 0
+            stop = n if n - i < per else i + per
+            while i < stop:
+                o = offsets[i]
+                c = caplen[i]
+                if not inside(o, c, size):
+                    bad = i
+                    break
+                cnt.n = 0
+                bpf_run(insns, base + o, c, wirelen[i], True, &spent, &cnt)
+                steps[i] = cnt.n
+                i += 1
+                if spent >= CHUNK_WORK:
+                    break
+        PyErr_CheckSignals()
+    return bad
 
 
 def run_one(const uint8_t[::1] prog, const uint8_t[::1] packet, uint32_t wirelen):
     """Return value of the decoded program on one packet."""
     cdef const uint8_t* p = &packet[0] if packet.shape[0] else NULL
     cdef uint32_t r
+    cdef uint64_t spent = 0
     cdef NoCount* nocount = NULL
     with nogil:
-        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, nocount)
+        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, &spent, nocount)
     return r

@@ -10,6 +10,7 @@ Text formats are tcpdump's: `dump("d")` is `tcpdump -d` (libpcap's bpf_image), `
 """
 from __future__ import annotations
 
+import operator
 import os
 import re
 import struct
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batch import PacketBatch
-from .errors import InvalidProgramError
+from .batch import PacketBatch, first_bad_packet, packet_bytes
+from .errors import FilterError, InvalidProgramError
 from .opcodes import BPF_MAXINSNS, SKF_AD_OFF
 from .validate import validate
 
@@ -104,7 +105,34 @@ def image(insn, n):
     return f"({n:03d}) {op:<8} {operand}"
 
 
-_DD_LINE = re.compile(r"\{\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\}")
+# Numbers in program text: ASCII decimal or 0x hex only (not int()'s Unicode digits or `1_000`).
+_NUM = r"(0[xX][0-9a-fA-F]+|[0-9]+)"
+_DD_INSN = r"\{\s*" + r"\s*,\s*".join([_NUM] * 4) + r"\s*\}\s*,?"
+_DD_ONE = re.compile(_DD_INSN, re.ASCII)
+_DD_LINE = re.compile(r"(?:\s*" + _DD_INSN + r")+", re.ASCII)   # one or more on a line
+_DDD_LINE = re.compile(r"\s*".join([_NUM] * 4), re.ASCII)
+_COUNT = re.compile(_NUM, re.ASCII)
+
+
+def _number(text: str) -> int:
+    return int(text, 16) if text[:2] in ("0x", "0X") else int(text, 10)
+
+
+def _insn_rows(rows: Any, signed_k: bool) -> list[tuple[int, int, int, int]]:
+    """(code, jt, jf, k) rows checked field by field (integers only, each in its field's range;
+    k may be negative down to -2**31 when signed_k) -> list of unsigned tuples."""
+    out = []
+    for i, t in enumerate(rows):
+        try:
+            code, jt, jf, k = (operator.index(v) for v in t)
+        except (TypeError, ValueError):
+            raise InvalidProgramError(f"not a (code, jt, jf, k) tuple of integers: {t!r}", i) from None
+        if not (0 <= code <= 0xFFFF and 0 <= jt <= 0xFF and 0 <= jf <= 0xFF):
+            raise InvalidProgramError(f"field out of range in {t!r}", i)
+        if not (-(1 << 31) if signed_k else 0) <= k <= 0xFFFFFFFF:
+            raise InvalidProgramError(f"k out of range in {t!r}", i)
+        out.append((code, jt, jf, k & 0xFFFFFFFF))
+    return out
 
 
 class Program:
@@ -122,7 +150,15 @@ class Program:
     def __init__(self, instructions: Iterable[tuple[int, int, int, int]] | NDArray[np.void], *,
                  linktype: int | None = None, snaplen: int | None = None, source: str | None = None,
                  max_insns: int = BPF_MAXINSNS) -> None:
-        arr = np.array(instructions, dtype=INSN_DTYPE, copy=True).reshape(-1)
+        if isinstance(instructions, np.ndarray) and instructions.dtype == INSN_DTYPE:
+            arr = np.array(instructions, dtype=INSN_DTYPE, copy=True).reshape(-1)
+        else:
+            try:
+                rows = _insn_rows(instructions, signed_k=False)
+            except TypeError:
+                raise InvalidProgramError(f"a program is a sequence of (code, jt, jf, k) tuples, not "
+                                          f"{type(instructions).__name__}") from None
+            arr = np.array(rows, dtype=INSN_DTYPE).reshape(-1)
         tuples = [tuple(int(v) for v in row) for row in arr.tolist()]
         validate(tuples, max_insns)
         arr.flags.writeable = False
@@ -143,42 +179,48 @@ class Program:
     @classmethod
     def from_tuples(cls, tuples: Iterable[tuple[int, int, int, int]], **meta: Any) -> Program:
         """A Program from (code, jt, jf, k) tuples (foreign programs welcome: they are validated)."""
-        rows = []
-        for i, t in enumerate(tuples):
-            try:
-                code, jt, jf, k = (int(v) for v in t)
-            except (TypeError, ValueError):
-                raise InvalidProgramError(f"not a (code, jt, jf, k) tuple: {t!r}", i) from None
-            if not (0 <= code <= 0xFFFF and 0 <= jt <= 0xFF and 0 <= jf <= 0xFF):
-                raise InvalidProgramError(f"field out of range in {t!r}", i)
-            if not -(1 << 31) <= k <= 0xFFFFFFFF:
-                raise InvalidProgramError(f"k out of range in {t!r}", i)
-            rows.append((code, jt, jf, k & 0xFFFFFFFF))
-        return cls(rows, **meta)
+        try:
+            rows = _insn_rows(tuples, signed_k=True)
+        except TypeError:
+            raise InvalidProgramError(f"a program is a sequence of (code, jt, jf, k) tuples, not "
+                                      f"{type(tuples).__name__}") from None
+        return cls(np.array(rows, dtype=INSN_DTYPE).reshape(-1), **meta)
 
     @classmethod
     def from_text(cls, text: str, **meta: Any) -> Program:
-        """A Program from `tcpdump -dd` or `-ddd` output (or `N,code jt jf k,...`)."""
-        text = text.strip()
-        if not text:
+        """A Program from `tcpdump -dd` or `-ddd` output (or `N,code jt jf k,...`).
+
+        Every non-blank line must be one instruction (`{ code, jt, jf, k },` or `code jt jf k`,
+        numbers in ASCII decimal or 0x hex); any other line raises InvalidProgramError naming it."""
+        if not isinstance(text, str):
+            raise InvalidProgramError(f"program text must be a str, not {type(text).__name__}")
+        stripped = text.strip()
+        if not stripped:
             raise InvalidProgramError("empty program text")
-        found = _DD_LINE.findall(text)
-        if found:
-            return cls.from_tuples([tuple(int(f, 0) for f in row) for row in found], **meta)
-        if "," in text and "\n" not in text:
-            parts = [p.strip() for p in text.split(",") if p.strip()]
-            head, rows = parts[0], parts[1:]
+        if "," in stripped and "\n" not in stripped and not stripped.startswith("{"):
+            # bpf_asm / xt_bpf: `N,code jt jf k,code jt jf k,...` (a trailing comma allowed)
+            parts = [p.strip() for p in stripped.split(",")]
+            if parts[-1] == "":
+                parts.pop()
+            lines = [(f"item {n + 1}", part) for n, part in enumerate(parts)]
         else:
-            lines = [l.strip() for l in text.splitlines() if l.strip()]
-            head, rows = lines[0], lines[1:]
-        try:
-            count = int(head)
-            insns = [tuple(int(f) for f in r.split()) for r in rows]
-        except ValueError:
-            raise InvalidProgramError("program text is neither `-dd` nor `-ddd` output") from None
-        if any(len(r) != 4 for r in insns):
-            raise InvalidProgramError("each instruction needs 4 numbers: code jt jf k")
-        if count != len(insns):
+            lines = [(f"line {n}", line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        dd = lines[0][1].startswith("{")
+        if not dd:
+            where, head = lines[0]
+            if not _COUNT.fullmatch(head):
+                raise InvalidProgramError(f"{where}: {head!r} is not an instruction count "
+                                          "(`tcpdump -ddd` output starts with one)")
+            count, lines = _number(head), lines[1:]
+        pattern, form = (_DD_LINE, "{ code, jt, jf, k },") if dd else (_DDD_LINE, "code jt jf k")
+        insns = []
+        for where, line in lines:
+            m = pattern.fullmatch(line)
+            if m is None:
+                raise InvalidProgramError(f"{where}: {line!r} is not an instruction `{form}`")
+            found = _DD_ONE.findall(line) if dd else [m.groups()]
+            insns.extend(tuple(_number(f) for f in row) for row in found)
+        if not dd and count != len(insns):
             raise InvalidProgramError(f"program text announces {count} instructions but holds {len(insns)}")
         return cls.from_tuples(insns, **meta)
 
@@ -234,37 +276,45 @@ class Program:
     # ------------------------------------------------------------------ running
     def run(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> int:
         """The program's return value (0 = reject) on one packet; wirelen defaults to len(packet)."""
-        packet = bytes(packet)
-        wl = len(packet) if wirelen is None else int(wirelen)
+        packet = packet_bytes(packet)
+        wl = len(packet) if wirelen is None else _wirelen(wirelen)
         if _cvm is not None and self._decoded is not None:
             return int(_cvm.run_one(self._decoded, np.frombuffer(packet, np.uint8) if packet else np.zeros(0, np.uint8), wl))
         return _pyvm.run_one(self._tuples, packet, wl)
 
     def run_batch(self, batch: PacketBatch, out: NDArray[np.uint32] | None = None) -> NDArray[np.uint32]:
         """One uint32 return value per packet of a PacketBatch."""
-        if not isinstance(batch, PacketBatch):
-            raise TypeError(f"run_batch needs a PacketBatch, not {type(batch).__name__}")
-        n = len(batch)
-        if out is None:
-            out = np.empty(n, dtype=np.uint32)
+        data, offsets, caplen, wirelen = _arrays(batch, "run_batch")
+        n = len(offsets)
+        out = np.empty(n, dtype=np.uint32) if out is None else _out(out, n)
         if _cvm is not None and self._decoded is not None:
-            _cvm.run_batch(self._decoded, self._clear_mem, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
+            bad = _cvm.run_batch(self._decoded, self._clear_mem, data, offsets, caplen, wirelen, out)
         else:
-            _pyvm.run_batch(self._tuples, batch.data, batch.offsets, batch.caplen, batch.wirelen, out)
+            bad = first_bad_packet(data, offsets, caplen)
+            if bad < 0:
+                _pyvm.run_batch(self._tuples, data, offsets, caplen, wirelen, out)
+        if bad >= 0:
+            raise batch.bounds_error(bad)
         return out
 
     def run_indexed(self, batch: PacketBatch, index: NDArray[np.integer[Any]],
                     out: NDArray[np.uint32]) -> NDArray[np.uint32]:
-        """Run only packets `index` (int64 array) of the batch, writing out[index]."""
-        index = np.ascontiguousarray(index, dtype=np.int64)
+        """Run only packets `index` (integer array, each in 0..len(batch)-1) of the batch, writing
+        out[index]; out is a uint32 array of len(batch)."""
+        data, offsets, caplen, wirelen = _arrays(batch, "run_indexed")
+        n = len(offsets)
+        index = _indices(index, n)
+        out = _out(out, n)
         if _cvm is not None and self._decoded is not None:
-            _cvm.run_indexed(self._decoded, self._clear_mem, batch.data, batch.offsets, batch.caplen, batch.wirelen,
-                             index, out)
+            bad = _cvm.run_indexed(self._decoded, self._clear_mem, data, offsets, caplen, wirelen, index, out)
         else:
-            for i in index:
-                o = int(batch.offsets[i])
-                out[i] = _pyvm.run_one(self._tuples, batch.data[o:o + int(batch.caplen[i])].tobytes(),
-                                       int(batch.wirelen[i]))
+            bad = first_bad_packet(data, offsets, caplen, index)
+            if bad < 0:
+                for i in index:
+                    o = int(offsets[i])
+                    out[i] = _pyvm.run_one(self._tuples, data[o:o + int(caplen[i])].tobytes(), int(wirelen[i]))
+        if bad >= 0:
+            raise batch.bounds_error(bad)
         return out
 
     def match_batch(self, batch: PacketBatch) -> NDArray[np.bool_]:
@@ -273,12 +323,55 @@ class Program:
 
     def count_steps(self, batch: PacketBatch) -> NDArray[np.uint64]:
         """Instructions executed per packet (uint64 array): the program's path lengths."""
-        steps = np.zeros(len(batch), dtype=np.uint64)
+        data, offsets, caplen, wirelen = _arrays(batch, "count_steps")
+        steps = np.zeros(len(offsets), dtype=np.uint64)
         if _cvm is not None and self._decoded is not None:
-            _cvm.count_steps(self._decoded, batch.data, batch.offsets, batch.caplen, batch.wirelen, steps)
-            return steps
-        for i in range(len(batch)):
-            counter = [0]
-            _pyvm.run_one(self._tuples, batch.packet(i), int(batch.wirelen[i]), counter)
-            steps[i] = counter[0]
+            bad = _cvm.count_steps(self._decoded, data, offsets, caplen, wirelen, steps)
+        else:
+            bad = first_bad_packet(data, offsets, caplen)
+            if bad < 0:
+                for i in range(len(offsets)):
+                    counter = [0]
+                    o = int(offsets[i])
+                    _pyvm.run_one(self._tuples, data[o:o + int(caplen[i])].tobytes(), int(wirelen[i]), counter)
+                    steps[i] = counter[0]
+        if bad >= 0:
+            raise batch.bounds_error(bad)
         return steps
+
+
+def _arrays(batch: object, what: str) -> tuple[Any, Any, Any, Any]:
+    """The batch's arrays for a VM run (FilterError for anything but an intact PacketBatch)."""
+    if not isinstance(batch, PacketBatch):
+        raise FilterError(f"{what} needs a PacketBatch, not {type(batch).__name__}")
+    return batch.native_arrays()
+
+
+def _out(out: object, n: int) -> Any:
+    """`out` when it is a writable, contiguous uint32 array of n entries; else FilterError."""
+    if not (isinstance(out, np.ndarray) and out.dtype == np.uint32 and out.shape == (n,)
+            and out.flags.c_contiguous and out.flags.writeable):
+        what = (f"{out.dtype} array of shape {out.shape}" if isinstance(out, np.ndarray)
+                else type(out).__name__)
+        raise FilterError(f"out must be a writable contiguous uint32 array of {n} entries, not {what}")
+    return out
+
+
+def _indices(index: Any, n: int) -> Any:
+    """A private int64 copy of `index` (integers, each in 0..n-1); else FilterError."""
+    arr = np.asarray(index)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise FilterError(f"packet indices must be a 1-D integer array, not {arr.dtype} of shape {arr.shape}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
+        raise FilterError(f"packet indices must lie in 0..{n - 1}")
+    return np.array(arr, dtype=np.int64, copy=True)
+
+
+def _wirelen(wirelen: object) -> int:
+    try:
+        wl = operator.index(wirelen)
+    except TypeError:
+        raise FilterError(f"wirelen must be an integer, not {type(wirelen).__name__}") from None
+    if not 0 <= wl <= 0xFFFFFFFF:
+        raise FilterError(f"wirelen must lie in 0..{0xFFFFFFFF}, not {wl}")
+    return wl

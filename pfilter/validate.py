@@ -11,16 +11,31 @@ What it refuses, each with InvalidProgramError naming the instruction:
 
 Divergence: libpcap's bpf_validate() refuses every backward `ja`, yet libpcap's own code generator
 emits one for `ip6 protochain`; this validator accepts a backward `ja` that stays inside the program.
-The VMs bound the number of backward jumps a packet may take (MAX_BACKWARD_JUMPS), so every
-program terminates.
+The VMs bound the instructions a packet may spend in loops (loop_budget below), so every program
+runs in a time bounded by the packet's length.
 """
 from .errors import InvalidProgramError
 from .opcodes import (BPF_ALU, BPF_DIV, BPF_JA, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LSH,
                       BPF_MAXINSNS, BPF_MEM, BPF_MEMWORDS, BPF_MOD, BPF_RET, BPF_RSH, BPF_ST,
                       BPF_STX, VALID_OPCODES, BPF_CLASS, BPF_MODE, BPF_OP, BPF_SRC)
 
-#: how many backward jumps one packet may take before the program gives up and returns 0
-MAX_BACKWARD_JUMPS = 1 << 18
+#: The loop budget, the one rule every VM (pfilter._vm, pfilter._pyvm, pfilter._classify) follows.
+#: Each taken backward `ja` charges the instructions its loop spans (from its target through the
+#: `ja` itself); once one packet's charges pass loop_budget(caplen) the program returns 0. So no
+#: packet runs more than loop_budget(caplen) + len(program) instructions.
+#: Divergence: libpcap's bpf_filter() loops for as long as the program does (and counted
+#: 262144 backward jumps here before, ~1e9 instructions for a 4096-instruction loop). libpcap's
+#: own loop, `protochain`, advances at least 8 captured bytes per pass of at most 43
+#: instructions, under 6 per byte: far inside the budget, so it never changes its answers.
+LOOP_BUDGET_BASE = 1 << 16
+LOOP_BUDGET_PER_BYTE = 32
+LOOP_BUDGET_MAX = 1 << 24
+
+
+def loop_budget(caplen):
+    """Instructions a packet of `caplen` captured bytes may spend in loops."""
+    return min(LOOP_BUDGET_BASE + LOOP_BUDGET_PER_BYTE * caplen, LOOP_BUDGET_MAX)
+
 
 #: the length limit for programs pfilter's own compiler produced. Divergence: the kernel and
 #: libpcap's bpf_validate() stop at BPF_MAXINSNS (4096), the limit every program from outside
