@@ -6,7 +6,7 @@ batches of packets from pcap/pcapng files.
         for batch in cap:
             hits = prog.match_batch(batch)
 
-This module only re-exports the public API (see ../shared/DESIGN.md). Program and PacketBatch
+This module only re-exports the public API (README.md describes it). Program and PacketBatch
 are imported on first use, so that `import pfilter.cli` stays light until it needs numpy (the
 command sets numpy's thread options before that).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .errors import CaptureFormatError, FilterError, FilterSyntaxError, InvalidProgramError
 
+# The one place the version is written: the package metadata (pyproject.toml) reads it.
 __version__ = "0.1.0"
 
 __all__ = ["compile", "open", "write", "filter_file", "classify", "Program", "PacketBatch", "Capture",
