@@ -92,10 +92,22 @@ def linktype_number(value):
                 return DLT[key]
             if key in ALIASES:
                 return ALIASES[key]
-            raise FilterError(f"unknown data link type {text!r}") from None
+            raise FilterError(f"unknown data link type {text!r}{_known_names_hint(key)}") from None
     if num < 0 or num > 0xFFFF:
         raise FilterError(f"unknown data link type {num}")
     return LINKTYPE_TO_DLT.get(num, num)
+
+
+def _known_names_hint(key):
+    """'; did you mean ...? known names: ...': close matches, then the names tcpdump describes
+    (the common ones; the full list is DLT and ALIASES), in one line."""
+    import difflib
+    close = difflib.get_close_matches(key, list(DLT) + list(ALIASES), n=3, cutoff=0.6)
+    common = [name for name in (DESCRIPTIONS[n][0] for n in sorted(DESCRIPTIONS)) if name in DLT]
+    others = len(set(DLT) | set(ALIASES)) - len(common)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return (f"{hint}; known names: {', '.join(common)} and {others} more (a DLT_ or LINKTYPE_ "
+            f"name, or a number)")
 
 
 def linktype_name(num):
