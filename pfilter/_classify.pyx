@@ -16,7 +16,7 @@ design) hands it plain numpy arrays:
 
 Semantics are those of pfilter._vm (libpcap's bpf_filter): A, X, M[] start at 0, big-endian
 loads, a load past the captured length or a division by X = 0 returns 0, shifts by X >= 32
-give 0, `len` is the wire length, at most MAX_BACKWARD_JUMPS backward `ja` per packet and rule.
+give 0, `len` is the wire length, the loop budget of pfilter.validate.loop_budget per packet and rule.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
@@ -40,12 +40,14 @@ cdef extern from *:
         uint32_t jf
         uint32_t k
 
-DEF MAX_BACKWARD_JUMPS = 262144
+DEF LOOP_BUDGET_BASE = 65536       # pfilter.validate.loop_budget: min(BASE + PER_BYTE * caplen, MAX)
+DEF LOOP_BUDGET_PER_BYTE = 32
+DEF LOOP_BUDGET_MAX = 16777216
 DEF PREFETCH_AHEAD = 8         # rows ahead whose packet headers are prefetched
 DEF MAX_CLASS_ENTRIES = 4194304   # bounds the class table (16 bytes an entry) of one run()
 DEF OP_TEST = 0x100
 
-MAX_BACKWARD_JUMPS_VALUE = MAX_BACKWARD_JUMPS
+LOOP_BUDGET_VALUES = (LOOP_BUDGET_BASE, LOOP_BUDGET_PER_BYTE, LOOP_BUDGET_MAX)
 OP_TEST_VALUE = OP_TEST
 LEAF_ACCEPT_VALUE = LEAF_ACCEPT
 LEAF_REJECT_VALUE = LEAF_REJECT
@@ -417,7 +419,7 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
     cdef uint32_t k, v, t, target
     cdef uint32_t mem[16]
     cdef const cl_insn* pc = code + start
-    cdef uint32_t back = 0
+    cdef uint64_t back = 0
     cdef uint8_t r
     cdef uint16_t op
     if usesmem:
@@ -455,9 +457,9 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
         elif op == 0x03:      # stx M[k]
             mem[k & 15] = X
         elif op == 0x05:      # ja (absolute target in jt; aux = 1 when it goes backward)
-            if pc.aux:
-                back += 1
-                if back > MAX_BACKWARD_JUMPS:
+            if pc.aux:            # charge the loop's span (rows keep their program positions)
+                back += <uint32_t>(pc - code) + 1 - pc.jt
+                if back > LOOP_BUDGET_BASE + <uint64_t>LOOP_BUDGET_PER_BYTE * buflen or back > LOOP_BUDGET_MAX:
                     return 0
             pc = code + pc.jt
             continue

@@ -805,6 +805,7 @@ MIN_PACKETS_PER_THREAD = 16384
 def _run_batch(ruleset, batch, linktype, out, packed, counts, nbytes, pool=None, threads=1):
     """Evaluate every rule on one batch into out, counts and nbytes (see RuleEngine.run); with a
     thread pool, disjoint slices of the rows run in parallel (the engine releases the GIL)."""
+    batch.check()   # the engine trusts offsets/caplen: a batch changed since it was built stops here
     if linktype is not None or batch.linktypes is None:
         groups = [(batch.linktype if linktype is None else linktype, None)]
     else:
