@@ -1,22 +1,28 @@
 """filter_file: copy the packets of one or more captures that match an expression into a new
 capture (the `pfilter -r IN -w OUT EXPR` path), streaming batch by batch.
 
-Imports the reader and writers of pfilter.capture, pfilter.errors, and pfilter.compile /
-pfilter.Program (the compiler and the VM) through the public package.
+Imports the reader and writers of pfilter.capture, pfilter.errors, pfilter._signals,
+pfilter._progress, and pfilter.compile / pfilter.Program (the compiler and the VM) through the
+public package.
 
 For pcapng input whose interfaces have different link types, the expression is compiled once per
 link type and each packet is judged by its own link type's program. Memory stays bounded: a batch
 and its window are dropped once written.
 """
 import os
+import signal
+import stat
 import sys
 import threading
 import time
 
 import numpy as np
 
+from .._progress import progress_callback
+from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats, fast_filter_file
+from .files import MAXIMUM_SNAPLEN, max_snaplen_for_linktype
 from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
 
@@ -134,8 +140,13 @@ def open_for_filtering(path, batch_bytes=CACHE_BATCH_BYTES, batch_packets=None):
 
 def _inputs(src):
     if isinstance(src, (list, tuple)):
-        return list(src)
-    return [src]
+        return [_path(s) for s in src]
+    return [_path(src)]
+
+
+def _path(p):
+    """A bytes file name as str (the reader and writers name files in messages)."""
+    return os.fsdecode(p) if isinstance(p, bytes) else p
 
 
 def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
@@ -149,7 +160,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     linktype / snaplen: override the capture's for compiling (like tcpdump -y / -s).
     count: stop after this many matching packets (tcpdump -c); `read` then counts the packets
     up to the last of them.
-    progress: called as progress(bytes_done, bytes_total, stats) after each batch.
+    progress: True for a progress bar on standard error (tqdm's when installed), or a callable
+    called as progress(bytes_done, bytes_total, stats) as the pass goes on.
     format: "pcap" or "pcapng" (default: from dst's name, else pcap).
     ts_resolution: "us" or "ns" for pcap output (default: the first input's).
     on_batch: called as on_batch(batch, indices) for the matched packets of each batch; the
@@ -157,16 +169,34 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     compiler: called like pfilter.compile to make each link type's Program (the CLI passes
     one with an on-disk cache).
 
+    The output's snapshot length is the input's; with several inputs, the largest of theirs
+    (read from their headers before writing), so that no reader cuts a record of a later input.
+
     Returns a FilterStats. A damaged input raises CaptureFormatError after the packets before
-    the damage were written and the output committed (as tcpdump leaves them); the exception
-    carries the stats as `.stats`."""
-    started = time.perf_counter()
-    stats = FilterStats()
+    the damage were written and the output committed (as tcpdump leaves them); so does an
+    interruption (KeyboardInterrupt: Ctrl-C, or SIGTERM/SIGHUP under the command), which leaves
+    the whole packets written so far as a valid capture. Either exception carries the stats as
+    `.stats`. File-system failures raise the OSError subclass of their errno; the destination
+    is then left as it was."""
     sources = _inputs(src)
+    dst = _path(dst)
     if not sources:
         raise FilterError("no input capture")
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
+    report, close_progress = progress_callback(progress, sum(_size(s) for s in sources))
+    try:
+        with interruptible((signal.SIGINT,)):
+            return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
+                                ts_resolution, batch_packets, batch_bytes, on_batch, compiler)
+    finally:
+        close_progress()
+
+
+def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
+                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler):
+    started = time.perf_counter()
+    stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
     if on_batch is None and batch_packets is None:
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
@@ -204,24 +234,25 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 try:
                     for batch in batches:
                         n = len(batch)
-                        stats.read += n
                         mask = programs.match(batch, cap.snaplen, swapped)
                         idx = np.flatnonzero(mask)
-                        stats.matched += len(idx)
-                        if count is not None and selected + len(idx) >= count:
-                            cut = count - selected
-                            stats.matched -= len(idx) - cut
-                            if cut:
-                                stats.read -= n - 1 - int(idx[cut - 1])
-                            idx = idx[:cut]
-                        selected += len(idx)
-                        if writer is not None and len(idx):
-                            if raw is not None:
-                                writer.write(batch, idx, raw)
-                            else:
-                                writer.write(batch, idx)
-                            stats.written += len(idx)
-                            stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
+                        with deferred():      # an interruption comes after the batch is counted
+                            stats.read += n
+                            stats.matched += len(idx)
+                            if count is not None and selected + len(idx) >= count:
+                                cut = count - selected
+                                stats.matched -= len(idx) - cut
+                                if cut:
+                                    stats.read -= n - 1 - int(idx[cut - 1])
+                                idx = idx[:cut]
+                            selected += len(idx)
+                            if writer is not None and len(idx):
+                                if raw is not None:
+                                    writer.write(batch, idx, raw)
+                                else:
+                                    writer.write(batch, idx)
+                                stats.written += len(idx)
+                                stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
                         if on_batch is not None and len(idx):
                             on_batch(batch, idx)
                         if progress is not None and batch.file_offsets is not None and n:
@@ -229,12 +260,13 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                         del batch, mask
                         if count is not None and selected >= count:
                             break
-                except CaptureFormatError as err:
+                except (CaptureFormatError, KeyboardInterrupt) as err:
+                    # the packets before the damage (or the interruption) make a valid capture
                     stats.seconds = time.perf_counter() - started
                     err.stats = stats
                     if writer is not None:
-                        writer.close()
-                        writer = None
+                        w, writer = writer, None
+                        w.close()
                     raise
                 finally:
                     if READ_AHEAD:
@@ -243,8 +275,17 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
             if count is not None and selected >= count:
                 break
         if writer is not None:
-            writer.close()
-            writer = None
+            w, writer = writer, None
+            w.close()
+    except KeyboardInterrupt as err:
+        # between inputs (opening the next one): keep what was written
+        if writer is not None:
+            w, writer = writer, None
+            w.close()
+        if not hasattr(err, "stats"):
+            stats.seconds = time.perf_counter() - started
+            err.stats = stats
+        raise
     finally:
         if writer is not None:
             writer.abort()
@@ -266,8 +307,47 @@ def _writer_for(dst, cap, format, ts_resolution, sources):
     if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
         raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
                           f"(name the output .pcapng)")
-    return open_writer(dst, format=fmt, linktype=cap.linktype, snaplen=cap.snaplen,
+    return open_writer(dst, format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
                        ts_resolution=ts_resolution or cap.ts_resolution,
                        linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
                        protect=[s.path if isinstance(s, Capture) else s for s in sources
                                 if isinstance(s, (str, os.PathLike, Capture))])
+
+
+def _output_snaplen(first, sources):
+    """The snapshot length of the output header, decided before writing: the first input's
+    (as tcpdump writes it) when it is the only one; with several, the largest of the inputs'
+    (as mergecap does), read from each header, or the link type's maximum (libpcap's 262144 for
+    most) when an input cannot be looked at beforehand (standard input, a FIFO, a file object).
+    A record longer than the header's snapshot length is cut back by every reader: no input's
+    record may be."""
+    if len(sources) == 1:
+        return first.snaplen
+    snaplen = _capture_snaplen(first)
+    for s in sources[1:]:
+        other = _peek_snaplen(s)
+        if other is None:
+            return max(snaplen, max_snaplen_for_linktype(first.linktype))
+        snaplen = max(snaplen, other)
+    return snaplen
+
+
+def _capture_snaplen(cap):
+    """A capture's largest snapshot length (pcapng: over the interfaces seen so far)."""
+    return max([cap.snaplen] + [int(i.get("snaplen") or MAXIMUM_SNAPLEN) for i in (cap.interfaces or [])])
+
+
+def _peek_snaplen(src):
+    """The snapshot length of a capture named by a path to a regular file (its header read on
+    a separate open; the pass opens it again later), else None."""
+    if isinstance(src, Capture):
+        return _capture_snaplen(src)
+    if not isinstance(src, (str, os.PathLike)) or src == "-":
+        return None
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode):
+            return None
+        with open_capture(src) as cap:
+            return _capture_snaplen(cap)
+    except (OSError, FilterError):
+        return None       # the pass reports what is wrong with it
