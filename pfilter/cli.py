@@ -90,6 +90,9 @@ def build_parser():
                    help="output format (default: pcapng for a .pcapng name, else pcap)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (shown on a terminal for large inputs)")
+    p.add_argument("--progress", dest="progress", action="store_const", const="always",
+                   help="a progress bar on standard error even when it is not a terminal or the "
+                        "input is small")
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
@@ -385,7 +388,8 @@ def _compile(expr, linktype, snaplen, optimize, **options):
 
 
 def _progress_bar(args, sources):
-    if not args.progress or not sys.stderr.isatty():
+    always = args.progress == "always"
+    if not args.progress or not (always or sys.stderr.isatty()):
         return None, None
     total = 0
     for s in sources:
@@ -394,7 +398,7 @@ def _progress_bar(args, sources):
             total += os.path.getsize(path) if path != "-" else 0
         except (OSError, TypeError):
             pass
-    if total < PROGRESS_MIN_BYTES:
+    if total < PROGRESS_MIN_BYTES and not always:
         return None, None
     from ._progress import ProgressBar     # tqdm's bar when installed, else a built-in one
     bar = ProgressBar(total, "pfilter")
@@ -428,14 +432,13 @@ def main(argv=None):
     except _UsageError as e:
         sys.stderr.write(build_parser().format_usage())
         return _fail(str(e), 2)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except BrokenPipeError:
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
-        return 0
+    except KeyboardInterrupt as e:    # Ctrl-C, or SIGTERM/SIGHUP (pfilter._signals)
+        from ._signals import exit_status, signal_name
+        return _fail(f"interrupted by {signal_name(e)}", exit_status(e))
+    except BrokenPipeError:           # the reader of standard output went away: quietly, as tcpdump
+        from ._signals import BROKEN_PIPE_STATUS, silence_stdout
+        silence_stdout()
+        return BROKEN_PIPE_STATUS
     except MemoryError:
         return _fail("out of memory")
     except ValueError as e:   # FilterError and its subclasses are ValueErrors
@@ -481,6 +484,35 @@ def _run(args):
         raise FilterError("no input: give a capture file with -r FILE (pfilter reads captures, "
                           "it does not capture)")
 
+    from ._signals import interruptible
+    with interruptible():     # SIGINT, SIGTERM, SIGHUP: keep what was written, say so, 128 + signum
+        try:
+            return _filter(args, expr, sources, forced_lt, optimize, resolution)
+        except KeyboardInterrupt as err:
+            return _interrupted(args, err)
+
+
+def _interrupted(args, err):
+    """One line for an interrupted -r run (the packets written so far were kept as a valid
+    capture); the exit status is 128 + the signal number."""
+    from ._signals import exit_status, signal_name
+    stats = getattr(err, "stats", None)
+    what = f"interrupted by {signal_name(err)}"
+    if stats is not None and args.write not in (None, "-"):
+        what += (f": {stats.written} packet{'s' if stats.written != 1 else ''} written to {args.write}"
+                 f" ({stats.read} read)")
+    elif stats is not None:
+        what += f" after {stats.read} packet{'s' if stats.read != 1 else ''} read"
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    return _fail(what, exit_status(err))
+
+
+def _filter(args, expr, sources, forced_lt, optimize, resolution):
+    """The -r path: filter, copy (-w), count (--count) or print the packets of the inputs."""
+    from .errors import CaptureFormatError
     announced = []
 
     def announce(path, linktype, snaplen):
