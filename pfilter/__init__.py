@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = ["compile", "open", "write", "filter_file", "classify", "Program", "PacketBatch", "Capture",
            "Writer", "FilterStats", "Classification", "FilterError", "FilterSyntaxError",
-           "InvalidProgramError", "CaptureFormatError", "__version__"]
+           "InvalidProgramError", "CaptureFormatError", "RuleLinkTypeWarning", "__version__"]
 
 # The classes below load on first use (numpy and the VM with them). Type checkers see them as
 # plain imports; `typing` itself is not imported at run time, to keep the command's start fast.
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .capture.fastpath import FilterStats
     from .capture.output import Writer
     from .capture.reader import Capture
-    from .classifier import Classification
+    from .classifier import Classification, RuleLinkTypeWarning
     from .program import Program
 else:
     def overload(func):
@@ -46,7 +46,7 @@ else:
 
     _LAZY = {"Program": "program", "PacketBatch": "batch", "Capture": "capture.reader",
              "Writer": "capture.output", "FilterStats": "capture.fastpath",
-             "Classification": "classifier"}
+             "Classification": "classifier", "RuleLinkTypeWarning": "classifier"}
 
     def __getattr__(name):
         module = _LAZY.get(name)
@@ -179,8 +179,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     (like tcpdump -y / -s).
     count: stop after this many matching packets (tcpdump -c).
     optimize: as for pfilter.compile.
-    progress: True shows a progress bar on standard error; a callable is called as
-    progress(bytes_done, bytes_total, stats) after each batch.
+    progress: True shows a progress bar on standard error (tqdm's when installed); a callable
+    is called as progress(bytes_done, bytes_total, stats) as the pass goes on.
     format: "pcap" or "pcapng" (None: from dst's name, else pcap).
     ts_resolution: "us" or "ns" for pcap output (None: the first input's).
     batch_packets / batch_bytes: batch size limits (None: the defaults, sized for the CPU cache).
@@ -190,7 +190,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
-    `.stats`."""
+    `.stats`. File-system failures raise the matching OSError (FileNotFoundError, ...)."""
     from .capture.filterfile import filter_file as _filter_file
     extra = {} if batch_bytes is None else {"batch_bytes": batch_bytes}
     stats: FilterStats = _filter_file(src, dst, expr, linktype=linktype, snaplen=snaplen, count=count,
@@ -222,11 +222,18 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     counts_only: keep no per-packet data (streams captures of any size).
     optimize / snaplen: for compiling expressions (optimize False: unoptimized).
     threads: split each large batch over this many threads (None: one per CPU).
-    progress: True shows a progress bar on standard error; a callable is called with the
-    progress after each batch."""
+    progress: True shows a progress bar on standard error (tqdm's when installed); a callable
+    is called as progress(bytes_done, bytes_total, packets_done) after each batch (bytes_total
+    is 0 when the source's size is not known beforehand).
+
+    A rule that has no meaning on a link type of the input (`ether host ...` on a NULL capture)
+    matches no packet of that link type: a RuleLinkTypeWarning says so and the result's
+    `inapplicable` lists it (with `linktype` given, it is an error instead). A damaged capture
+    raises CaptureFormatError after the packets before the damage were classified; its
+    `partial` attribute is the Classification of those packets. File-system failures raise
+    the matching OSError."""
     from .classifier import classify as _classify
-    extra = {} if progress is None else {"progress": progress}
     result: Classification = _classify(source, rules, linktype=linktype, order=order, default=default,
                                        packed=packed, counts_only=counts_only, optimize=optimize,
-                                       snaplen=snaplen, threads=threads, **extra)
+                                       snaplen=snaplen, threads=threads, progress=progress)
     return result

@@ -8,6 +8,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .capture.fastpath import FilterStats
+    from .classifier import Classification
 
 
 class FilterError(ValueError):
@@ -57,11 +58,13 @@ class CaptureFormatError(FilterError):
     """A damaged or unsupported capture file. `.offset` is the file offset of the damage (in
     the decompressed stream for compressed input), `.path` the file's name. From
     pfilter.filter_file, `.stats` is the FilterStats of the packets before the damage (which
-    were written); else None."""
+    were written); from pfilter.classify, `.partial` is the Classification of those packets;
+    else both are None."""
 
     offset: int | None
     path: str | bytes | None
     stats: FilterStats | None = None
+    partial: Classification | None = None
 
     def __init__(self, message: str, offset: int | None = None, path: str | bytes | None = None) -> None:
         self.offset = offset

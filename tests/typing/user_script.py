@@ -4,6 +4,7 @@ type a user would write down, so a signature that loses its annotations fails th
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,19 @@ def errors() -> str:
     return ""
 
 
+def damaged(src: str) -> int:
+    warnings.simplefilter("ignore", pfilter.RuleLinkTypeWarning)
+    try:
+        pfilter.classify(src, ["tcp"], counts_only=True)
+    except pfilter.CaptureFormatError as e:
+        offset: int | None = e.offset
+        partial: pfilter.Classification | None = e.partial
+        return partial.packets if partial is not None else 0
+    except FileNotFoundError:
+        return -1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     src, outdir = argv[1], Path(argv[2])
     n = web_packets(src, outdir / "web.pcap")
@@ -82,6 +96,7 @@ def main(argv: list[str]) -> int:
     table = classified(src)
     built = pfilter.PacketBatch.from_packets([b"\x00" * 60], linktype=1)
     assert pfilter.write(outdir / "one.pcap", built) == 1
+    assert damaged(str(outdir / "missing.pcap")) == -1
     print(n, stats.written, table["web"], errors())
     return 0
 
