@@ -26,6 +26,11 @@ examples:
   pfilter -r in.pcap -F filter.txt -w out.pcap          the expression from a file
   pfilter classify -r in.pcap -R rules.txt              many named filters, one pass (see --help)
 
+environment:
+  XDG_CACHE_HOME                                        compiled programs are kept in
+                                                        $XDG_CACHE_HOME/pfilter (default ~/.cache)
+  PFILTER_NO_CACHE=1                                    compile every time, keep no cache
+
 The expression is the trailing words, in tcpdump's language (man pcap-filter).
 Output is pcap (pcapng when the output name ends in .pcapng or with --format pcapng), with the
 input's timestamp resolution unless --micro / --nano say otherwise.
