@@ -1,7 +1,7 @@
 """Compile time: expression text to a validated Program, uncached.
 
 Imports pfilter.compiler.driver and the helpers of bench/conftest.py; reads the corpus
-expressions from ../shared/corpus/expressions/en10mb.txt.
+expressions from the corpus's expressions/en10mb.txt (tests/reference.py: $PFILTER_CORPUS).
 
 Per corpus expression, the median over the corpus of the best-of-ROUNDS time (target: under
 1 ms for the whole pipeline without the optimizer), for three stages: the back end alone
@@ -10,6 +10,7 @@ linearize, validate) and the default optimized one. Also the time to compile an 
 hosts (target: well under 2 s), libpcap's bytecode for which needs inserted long jumps.
 """
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from conftest import ROUNDS, result_table
 
 from pfilter.compiler import driver
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from reference import CORPUS  # noqa: E402
 
 TABLE = result_table(
     "compile", "Compile time per expression (uncached), EN10MB corpus",
@@ -31,7 +33,7 @@ TABLE = result_table(
 def _expressions():
     path = CORPUS / "expressions" / "en10mb.txt"
     if not path.exists():
-        pytest.skip(f"shared corpus missing: {path}")
+        pytest.skip(f"corpus missing: {path} (PFILTER_CORPUS)")
     return [line.strip() for line in path.open() if line.strip()]
 
 

@@ -12,6 +12,7 @@ import reference  # noqa: E402  (tests/ is on sys.path from here on)
 def pytest_configure(config):
     config.addinivalue_line("markers", "missing_reference(what): a placeholder case standing for "
                             "corpus cases that could not be built; skips (fails when CI=true) naming what")
+    config.addinivalue_line("markers", "needs_corpus(path): the test reads this corpus file (present)")
 
 
 def pytest_runtest_setup(item):

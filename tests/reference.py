@@ -23,7 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = (ROOT / os.environ.get("PFILTER_CORPUS", "../shared/corpus")).resolve()
-PCAPS = CORPUS / "pcaps"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 #: expressions where pfilter deliberately follows the manual instead of libpcap 1.10.3 (README,
@@ -36,25 +35,59 @@ class RefError(Exception):
     """libpcap refused an expression or a file; the message is libpcap's."""
 
 
-def _missing(what):
+def _message(what):
     msg = f"reference not available: {what}"
-    if IN_CI:
-        pytest.fail(msg + " (CI=true: the test command must install it)")
-    pytest.skip(msg)
+    return msg + " (CI=true: the test command must install it)" if IN_CI else msg
+
+
+def _missing(what):
+    (pytest.fail if IN_CI else pytest.skip)(_message(what))
+
+
+def _corpus_missing(path):
+    return f"corpus file {path} (set PFILTER_CORPUS to the corpus directory)"
+
+
+class _CorpusPath(type(Path())):
+    """A path under the corpus that checks, each time it is used as a path (str(), os.fspath(),
+    open(), exists(), ...), that the file is there: when it is not, the test using it skips naming
+    it (fails when CI=true). Module-level constants such as `ref.PCAPS / "x.pcap"` are built at
+    collection time, when nothing may skip; the check waits for the test that uses them."""
+
+    def __str__(self):
+        text = super().__str__()
+        if not os.path.exists(text):
+            _missing(_corpus_missing(text))
+        return text
+
+    def __fspath__(self):
+        return self.__str__()
+
+    def __repr__(self):
+        return f"CorpusPath({super().__str__()!r})"
+
+
+#: the corpus's captures; every path derived from it (PCAPS / name) checks on use, see _CorpusPath
+PCAPS = _CorpusPath(CORPUS / "pcaps")
+
+
+def needs_corpus(rel):
+    """A mark for a test or module (`pytestmark = ref.needs_corpus("pcaps.tsv")`) whose data come
+    from corpus file `rel` at collection time: when the file is absent, its tests skip naming it
+    (fail when CI=true) instead of running on empty data."""
+    path = CORPUS / rel
+    if path.exists():
+        return pytest.mark.needs_corpus(str(path))
+    return pytest.mark.missing_reference(_message(_corpus_missing(path)))
 
 
 def corpus_file(rel):
     """Path of the corpus file `rel` (relative to the corpus directory, or a Path under it); the
     test skips naming the file (fails when CI=true) when it is absent."""
-    path = CORPUS / rel
+    path = Path(CORPUS / rel)
     if not path.exists():
-        _missing(f"corpus file {path} (set PFILTER_CORPUS to the corpus directory)")
+        _missing(_corpus_missing(path))
     return path
-
-
-def corpus_pcap(name):
-    """Path of the corpus capture `name` (in pcaps/); skips naming it (fails when CI=true) when absent."""
-    return corpus_file(PCAPS / name)
 
 
 def corpus_params(cases, nargs=1):
@@ -251,7 +284,7 @@ def corpus_pcaps():
     rows = []
     for line in lines[1:]:
         row = dict(zip(head, line.split("\t")))
-        row["file"] = PCAPS / row["copied_as"]
+        row["file"] = Path(CORPUS / "pcaps" / row["copied_as"])
         rows.append(row)
     return rows
 

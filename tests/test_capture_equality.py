@@ -10,6 +10,7 @@ import pfilter
 import reference as ref
 
 ROWS = ref.corpus_pcaps() if ref.CORPUS.exists() else []
+pytestmark = ref.needs_corpus("pcaps.tsv")
 
 # Files libpcap refuses or stops on where pfilter deliberately reads on: pcapng with interfaces
 # of several link types or snapshot lengths (libpcap's handle has one link type; pfilter gives
