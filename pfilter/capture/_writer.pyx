@@ -3,9 +3,14 @@
 pcapng Enhanced Packet Blocks (little-endian) in one output buffer, in C with the GIL released.
 
 Imports nothing from pfilter. pfilter/capture/writer.py sizes the buffer, calls these, and holds
-the pure-Python fallback with the same results.
+the pure-Python fallback with the same results. The assemblers trust none of the arrays they are
+handed (a PacketBatch's arrays are writable): each selected index, each packet's bounds in data
+(without overflow, as pfilter._vm checks them), the record header room in front of it and the
+room left in out are checked as the packet is copied; a failure stops the copy and is returned as
+-1 - i for packet i (or -1 - len(offsets) for an index outside the batch).
 """
 from libc.stdint cimport uint8_t, uint32_t, int64_t, uint64_t
+from libc.errno cimport EINVAL
 from libc.string cimport memcpy
 
 include "writev.pxi"
@@ -25,6 +30,11 @@ cdef extern from *:
     uint32_t pfw_bswap32(uint32_t v) nogil
 
 
+cdef inline bint inside(int64_t offset, uint32_t caplen, Py_ssize_t size) noexcept nogil:
+    """Whether bytes [offset, offset + caplen) lie in a buffer of `size` bytes (no overflow)."""
+    return 0 <= offset <= size and <int64_t>caplen <= size - offset
+
+
 cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) noexcept nogil:
     # Floor division, so pre-1970 times keep a fraction in [0, 1 s) as libpcap reads them.
     cdef int64_t s = ts // 1000000000
@@ -40,21 +50,32 @@ def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
                  const uint32_t[::1] wirelen, const int64_t[::1] stamps, const int64_t[::1] index,
                  bint nsec, uint8_t[::1] out, int raw_back=0, bint raw_swapped=False):
     """Write packets data[offsets[i]:+caplen[i]] for i in index as pcap records into out;
-    returns the bytes written (out must hold 16 * len(index) + their caplens).
+    returns the bytes written (out must hold 16 * len(index) + their caplens), or -1 - i when
+    packet i (index or bounds) is bad.
 
     raw_back > 0: each packet's own pcap record header starts raw_back bytes before its data
     (the batch is a pcap window of the same timestamp resolution): its seconds and fraction
     fields are copied as they are (byte-swapped when raw_swapped), as libpcap hands them to
     tcpdump, rather than recomputed from the timestamp."""
-    cdef Py_ssize_t k, n = index.shape[0], pos = 0
+    cdef Py_ssize_t k, n = index.shape[0], pos = 0, npk = offsets.shape[0], size = data.shape[0]
+    cdef Py_ssize_t room = out.shape[0]
     cdef int64_t i
     cdef uint32_t sec, frac, cap
     cdef uint8_t* o = &out[0] if out.shape[0] > 0 else NULL
     cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    if caplen.shape[0] != npk or wirelen.shape[0] != npk or stamps.shape[0] != npk or raw_back < 0:
+        raise ValueError("pcap_records: arrays differ in length")
     with nogil:
         for k in range(n):
             i = index[k]
+            if not 0 <= i < npk:
+                pos = -1 - npk
+                break
             cap = caplen[i]
+            if (not inside(offsets[i], cap, size) or offsets[i] < raw_back
+                    or <int64_t>cap + 16 > room - pos):
+                pos = -1 - i
+                break
             if raw_back > 0:
                 memcpy(&sec, d + offsets[i] - raw_back, 4)
                 memcpy(&frac, d + offsets[i] - raw_back + 4, 4)
@@ -78,18 +99,28 @@ def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint3
                 const uint32_t[::1] iface_out, bint nsec, uint8_t[::1] out):
     """Write packets i in index as Enhanced Packet Blocks on interface iface_out[k] (k-th selected
     packet), timestamps in ns (nsec) or us units; returns the bytes written (out must hold
-    32 * len(index) + their caplens rounded up to 4)."""
-    cdef Py_ssize_t k, n = index.shape[0], pos = 0
+    32 * len(index) + their caplens rounded up to 4), or -1 - i when packet i is bad."""
+    cdef Py_ssize_t k, n = index.shape[0], pos = 0, npk = offsets.shape[0], size = data.shape[0]
+    cdef Py_ssize_t room = out.shape[0]
     cdef int64_t i
     cdef uint32_t cap, padded, total, j
     cdef uint64_t t
     cdef int64_t ts
     cdef uint8_t* o = &out[0] if out.shape[0] > 0 else NULL
     cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    if (caplen.shape[0] != npk or wirelen.shape[0] != npk or stamps.shape[0] != npk
+            or iface_out.shape[0] < n):
+        raise ValueError("pcapng_epbs: arrays differ in length")
     with nogil:
         for k in range(n):
             i = index[k]
+            if not 0 <= i < npk:
+                pos = -1 - npk
+                break
             cap = caplen[i]
+            if not inside(offsets[i], cap, size) or ((<int64_t>cap + 3) & ~(<int64_t>3)) + 32 > room - pos:
+                pos = -1 - i
+                break
             padded = (cap + 3) & ~(<uint32_t>3)
             total = 32 + padded
             ts = stamps[i]
@@ -122,14 +153,20 @@ def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
     """When every selected packet's 16-byte record header, just before its data, already says
     what this writer would write (host byte order, caplen and wirelen as in the batch; the
     caller has checked byte order and resolution), fill starts/ends with the byte ranges of
-    data holding those records, consecutive records merged, and return how many; else -1."""
-    cdef Py_ssize_t k, n = index.shape[0], runs = 0
+    data holding those records, consecutive records merged, and return how many; else -1 (also
+    for an index or a packet out of bounds: the caller's general path then reports it)."""
+    cdef Py_ssize_t k, n = index.shape[0], runs = 0, npk = offsets.shape[0], size = data.shape[0]
     cdef int64_t i, start, end
     cdef uint32_t c, w
     cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    if caplen.shape[0] != npk or wirelen.shape[0] != npk or starts.shape[0] < n or ends.shape[0] < n:
+        return -1
     with nogil:
         for k in range(n):
             i = index[k]
+            if not 0 <= i < npk or not inside(offsets[i], caplen[i], size):
+                runs = -1
+                break
             start = offsets[i] - 16
             if start < 0:
                 runs = -1
@@ -172,10 +209,16 @@ def write_runs(int fd, const uint8_t[::1] data, const int64_t[::1] starts, const
                Py_ssize_t runs):
     """writev() the ranges data[starts[r]:ends[r]] to fd in order, straight from the buffer
     (a memory map of the input), IOV_MAX at a time, finishing partial writes. Returns 0, or the
-    errno of a failed write."""
+    errno of a failed write (EINVAL for a range outside data)."""
     cdef int err = 0
+    cdef Py_ssize_t r, size = data.shape[0]
     if runs <= 0:
         return 0
+    if runs > starts.shape[0] or runs > ends.shape[0]:
+        return EINVAL
+    for r in range(runs):
+        if not 0 <= starts[r] <= ends[r] <= size:
+            return EINVAL
     with nogil:
         err = _write_runs(fd, &data[0], &starts[0], &ends[0], runs)
     return err

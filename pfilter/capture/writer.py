@@ -38,15 +38,62 @@ VERBATIM_MIN_BYTES = 64 * 1024
 
 
 def _index(batch, which):
-    """int64 indices of the packets to write: all, a bool mask, or indices."""
+    """int64 indices of the packets to write: all, a bool mask, or indices (integers in
+    0..len(batch)-1; a private copy). FilterError for anything else, or for a batch whose arrays
+    are no longer what a PacketBatch holds."""
+    from ..batch import PacketBatch
+    if not isinstance(batch, PacketBatch):
+        raise FilterError(f"a writer writes a PacketBatch, not {type(batch).__name__}")
+    n = len(batch.native_arrays()[1])
+    ts = batch.timestamps
+    if not (isinstance(ts, np.ndarray) and ts.dtype == np.int64 and ts.shape == (n,) and ts.flags.c_contiguous):
+        raise FilterError("PacketBatch timestamps is no longer a contiguous int64 array of one entry per packet")
     if which is None:
-        return np.arange(len(batch), dtype=np.int64)
+        return np.arange(n, dtype=np.int64)
     which = np.asarray(which)
+    if which.ndim != 1:
+        raise FilterError(f"packets to write: a 1-D bool mask or integer indices, not shape {which.shape}")
     if which.dtype == np.bool_:
-        if len(which) != len(batch):
+        if len(which) != n:
             raise FilterError("mask and batch differ in length")
         return np.flatnonzero(which).astype(np.int64, copy=False)
-    return np.ascontiguousarray(which, dtype=np.int64)
+    if which.size == 0:
+        return np.zeros(0, np.int64)
+    if which.dtype.kind not in "iu":
+        raise FilterError(f"packets to write: a bool mask or integer indices, not {which.dtype}")
+    if int(which.min()) < 0 or int(which.max()) >= n:
+        raise FilterError(f"packet indices to write must lie in 0..{n - 1}")
+    return np.array(which, dtype=np.int64, copy=True)
+
+
+def _raw_layout(raw_layout):
+    """(record header size, swapped) from a Capture's pcap_layout: a classic pcap record header
+    is 16 bytes, or 24 in the modified (Kuznetzov) format; (0, False) when None."""
+    if raw_layout is None:
+        return 0, False
+    try:
+        size, swapped = raw_layout
+    except (TypeError, ValueError):
+        raise FilterError(f"raw_layout must be (header size, swapped), not {raw_layout!r}") from None
+    if isinstance(size, bool) or size not in (16, 24) or not isinstance(swapped, (bool, np.bool_)):
+        raise FilterError(f"raw_layout must be (16 or 24, bool), not {raw_layout!r}")
+    return int(size), bool(swapped)
+
+
+def _bad_packet(batch, code):
+    """The FilterError for an assembler's failure code -1 - i (packet i, or len(batch): an index)."""
+    i = -1 - code
+    if 0 <= i < len(batch):
+        return batch.bounds_error(i)
+    return FilterError("packet index outside the batch")
+
+
+def _check_python(batch, idx, before=0):
+    """The pure-Python path's version of the assemblers' per-packet checks."""
+    from ..batch import first_bad_packet
+    bad = first_bad_packet(batch.data, batch.offsets, batch.caplen, idx, before)
+    if bad >= 0:
+        raise batch.bounds_error(bad)
 
 
 def _uninterrupted(method):
@@ -170,7 +217,7 @@ class PcapWriter(CaptureWriter):
         idx = _index(batch, which)
         if len(idx) == 0:
             return 0
-        raw_back, raw_swapped = raw_layout if raw_layout is not None else (0, False)
+        raw_back, raw_swapped = _raw_layout(raw_layout)
         if batch.linktypes is not None:
             kinds = [int(lt) for lt in np.unique(batch.linktypes[idx])]
         else:
@@ -187,7 +234,10 @@ class PcapWriter(CaptureWriter):
         if _native is not None:
             used = _native.pcap_records(batch.data, batch.offsets, batch.caplen, batch.wirelen,
                                         batch.timestamps, idx, self.nsec, out, raw_back, raw_swapped)
+            if used < 0:
+                raise _bad_packet(batch, used)
         else:
+            _check_python(batch, idx, raw_back)
             used, parts = 0, []
             for i in idx:
                 c = int(batch.caplen[i])
@@ -305,7 +355,10 @@ class PcapngWriter(CaptureWriter):
         if _native is not None:
             used = _native.pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
                                        batch.timestamps, idx, ids, self.nsec, out)
+            if used < 0:
+                raise _bad_packet(batch, used)
         else:
+            _check_python(batch, idx)
             parts = []
             for k, i in enumerate(idx):
                 c = int(batch.caplen[i])
