@@ -31,7 +31,9 @@ class Writer:
 
     The file appears at `path` complete when the writer is closed (or its `with` block ends
     without an exception); an exception inside the block, or abort(), leaves whatever was at
-    `path` untouched. "-" writes to standard output (not atomic).
+    `path` untouched. "-" writes to standard output (not atomic). The file is created when the
+    link type is known: at once when `linktype` is given, else at the first write (or close),
+    which is then where a file-system failure (a missing directory: FileNotFoundError) shows.
 
     format: "pcap" or "pcapng" (None: pcapng for a .pcapng/.ntar name, else pcap).
     linktype: the file's link type, a DLT name or number (None: the first batch's; a file that
