@@ -928,6 +928,7 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
         pool = ThreadPoolExecutor(threads, thread_name_prefix="pfilter-classify")
+    done = 0
     try:
         for batch, done in _iter_batches(items):
             n = len(batch)
@@ -944,6 +945,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
                 stamps.append(batch.timestamps)
             if report is not None:
                 report(done, size, packets)
+        if report is not None:      # the batches' offsets are where their last packets start
+            report(size or done, size, packets)
     except CaptureFormatError as err:
         # the packets before the damage are classified: the caller gets them with the error
         err.partial = result()

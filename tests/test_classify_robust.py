@@ -1,0 +1,253 @@
+"""pfilter.classify and `pfilter classify` on awkward input: captures of several link types where a
+rule has no meaning on one of them (it matches nothing there, with one warning), damaged
+captures (the intact packets are classified and reported before the error), rules files with a
+byte-order mark, NUL bytes or no end (/dev/zero), and progress bars.
+
+Captures are built from the repository's data/sample.pcap; libpcap (through tests/reference.py)
+decides which packets each rule accepts and where a damaged file stops.
+"""
+import os
+import struct
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter import classifier as clmod
+from test_capture_formats import build_pcap
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "sample.pcap"
+RULES = {"web": "tcp port 80 or tcp port 443", "dns": "udp port 53", "mac": "ether host 02:00:5e:00:00:fe",
+         "tagged": "vlan", "v4": "ip"}
+
+
+@pytest.fixture(scope="module")
+def null_capture(tmp_path_factory):
+    """The IPv4 packets of data/sample.pcap as a NULL (BSD loopback) capture: the Ethernet
+    header replaced by the 4-byte address family in the writer's byte order."""
+    _dlt, _snap, pkts, _err = ref.read_capture(str(SAMPLE))
+    frames = [p for p, _w, _t in pkts if p[12:14] == b"\x08\x00"]
+    packets = [struct.pack("<I", 2) + p[14:] for p in frames]
+    times = [(1_700_000_000 + i, i) for i in range(len(packets))]
+    path = tmp_path_factory.mktemp("null") / "null.pcap"
+    path.write_bytes(build_pcap(packets, times, linktype=0, snaplen=262144))
+    assert len(packets) > 100
+    return path
+
+
+def libpcap_counts(path, rules):
+    """Packets of `path` each rule accepts, by libpcap's compiler and interpreter on the file's
+    own handle; None for a rule libpcap refuses to compile for the file's link type."""
+    _dlt, _snap, pkts, _err = ref.read_capture(str(path))
+    out = {}
+    for name, expr in rules.items():
+        try:
+            insns = ref.compile_for_capture(str(path), expr, optimize=True)
+        except ref.RefError:
+            out[name] = None
+            continue
+        out[name] = sum(1 for p, wire, _t in pkts if ref.bpf_filter(insns, p, wire))
+    return out
+
+
+def test_a_rule_without_meaning_on_a_link_type_matches_nothing_there_with_one_warning(null_capture):
+    eth, null = libpcap_counts(SAMPLE, RULES), libpcap_counts(null_capture, RULES)
+    # libpcap refuses exactly the link-layer rules on NULL, and accepts them on Ethernet
+    assert [n for n, c in null.items() if c is None] == ["mac", "tagged"]
+    assert all(c is not None for c in eth.values()) and eth["mac"] > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = pfilter.classify([SAMPLE, null_capture, SAMPLE], RULES)
+    lines = [str(w.message) for w in caught if issubclass(w.category, clmod.RuleLinkTypeWarning)]
+    assert len(lines) == 2 and all("link type NULL" in line for line in lines)
+    assert {line.split("'")[1] for line in lines} == {"mac", "tagged"}
+    assert [(r, lt) for r, lt, _why in result.inapplicable] == [("mac", "NULL"), ("tagged", "NULL")]
+    for r, name in enumerate(result.rules):
+        assert result.counts[r] == 2 * eth[name] + (null[name] or 0), name
+    # per packet: the NULL file's rows of the inapplicable rules are all false
+    n_eth = len(ref.read_capture(str(SAMPLE))[2])
+    null_rows = result.bool_matrix()[n_eth:n_eth + len(ref.read_capture(str(null_capture))[2])]
+    assert not null_rows[:, result.rules.index("mac")].any()
+    assert null_rows[:, result.rules.index("v4")].all()
+
+
+def test_a_rule_that_compiles_for_no_link_type_is_still_an_error(null_capture):
+    with pytest.raises(pfilter.FilterError, match="rule 'bad'"):
+        pfilter.classify([SAMPLE, null_capture], {"ok": "ip", "bad": "tcp port no-such-service-name"})
+
+
+def test_a_rule_without_meaning_on_the_named_link_type_is_an_error(null_capture):
+    with pytest.raises(pfilter.FilterError, match=r"rule 'mac' \(link type NULL\)"):
+        pfilter.classify(null_capture, RULES, linktype="NULL")
+
+
+def test_cli_prints_one_warning_line_per_rule_and_link_type(null_capture, tmp_path, capsys):
+    rules = tmp_path / "r.rules"
+    rules.write_text("".join(f"{k}: {v}\n" for k, v in RULES.items()))
+    status = clmod.cli_main(["-r", str(SAMPLE), "-r", str(null_capture), "-r", str(null_capture), "-R", str(rules)])
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert status == 0 and len(lines) == 2
+    assert all(line.startswith("pfilter classify: warning: rule '") and "cannot apply to link type NULL" in line
+               and line.endswith("it matches no packet of that link type") for line in lines)
+    assert {line.split("'")[1] for line in lines} == {"mac", "tagged"}
+    rows = {line.rsplit(None, 3)[0]: int(line.rsplit(None, 3)[1]) for line in out.splitlines()[1:]}
+    null = libpcap_counts(null_capture, RULES)
+    eth = libpcap_counts(SAMPLE, RULES)
+    assert rows["mac"] == eth["mac"] and rows["v4"] == eth["v4"] + 2 * null["v4"]
+
+
+# ----------------------------------------------------------------------------- damaged captures
+
+@pytest.fixture(scope="module")
+def truncated(tmp_path_factory):
+    """data/sample.pcap cut inside a record: libpcap reads the records before it, then fails."""
+    data = SAMPLE.read_bytes()
+    path = tmp_path_factory.mktemp("cut") / "cut.pcap"
+    path.write_bytes(data[: len(data) * 2 // 3])
+    _dlt, _snap, pkts, err = ref.read_capture(str(path))
+    assert err and "truncated" in err and 0 < len(pkts)
+    return path
+
+
+def test_a_damaged_capture_raises_with_the_classification_of_the_intact_packets(truncated):
+    rules = {k: v for k, v in RULES.items() if k != "tagged"}
+    with pytest.raises(pfilter.CaptureFormatError) as info:
+        pfilter.classify([SAMPLE, truncated], rules)
+    partial = info.value.partial
+    intact = len(ref.read_capture(str(truncated))[2])
+    assert partial.packets == len(ref.read_capture(str(SAMPLE))[2]) + intact
+    eth, cut = libpcap_counts(SAMPLE, rules), libpcap_counts(truncated, rules)
+    assert [int(c) for c in partial.counts] == [eth[n] + cut[n] for n in partial.rules]
+    assert partial.bool_matrix().shape == (partial.packets, len(rules))
+    # the offset is that of the first damaged record, after every intact one
+    assert info.value.offset == 24 + sum(16 + len(p) for p, _w, _t in ref.read_capture(str(truncated))[2])
+
+
+def test_cli_prints_the_table_of_the_intact_packets_then_the_error_line(truncated, tmp_path, capsys):
+    rules = tmp_path / "r.rules"
+    rules.write_text("web: tcp port 80 or tcp port 443\ndns: udp port 53\n")
+    labels = tmp_path / "labels.csv"
+    status = clmod.cli_main(["-r", str(truncated), "-R", str(rules), "--labels", str(labels)])
+    out, err = capsys.readouterr()
+    intact = len(ref.read_capture(str(truncated))[2])
+    assert status == 1
+    assert out.splitlines()[-1].split()[:2] == ["total", str(intact)]
+    assert len(err.splitlines()) == 1 and err.startswith("pfilter classify: ") and "truncated" in err
+    assert len(labels.read_text().splitlines()) == intact + 1
+
+
+def test_a_capture_damaged_before_its_first_packet_gives_only_the_error_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(SAMPLE.read_bytes()[:24] + b"\xff" * 40)
+    rules = tmp_path / "r.rules"
+    rules.write_text("web: tcp\n")
+    assert clmod.cli_main(["-r", str(bad), "-R", str(rules)]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- rules files
+
+def test_a_byte_order_mark_is_not_part_of_the_first_rule_name(tmp_path):
+    f = tmp_path / "bom.rules"
+    f.write_bytes(b"\xef\xbb\xbfweb: tcp\ndns: udp port 53\n")
+    assert [n for n, _ in clmod.parse_rules(f)] == ["web", "dns"]
+    assert pfilter.classify(SAMPLE, f).counts[0] == libpcap_counts(SAMPLE, {"web": "tcp"})["web"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"web: tcp\n\0dns: udp\n", "is not text (NUL byte at offset 9)"),
+    (b"web: tcp\ndns: udp port \xff53\n", "is not UTF-8 text (byte 0xff at offset 23)"),
+    (b"\xef\xbb\xbfweb: tcp\n\0", "is not text (NUL byte at offset 12)"),
+])
+def test_a_rules_file_that_is_not_text_is_one_filter_error(tmp_path, content, message):
+    f = tmp_path / "x.rules"
+    f.write_bytes(content)
+    with pytest.raises(pfilter.FilterError) as info:
+        clmod.parse_rules(f)
+    assert str(info.value) == f"{f}: rules file {message}"
+
+
+def test_a_rules_file_over_the_limit_is_refused(tmp_path, monkeypatch):
+    from pfilter import _textfile
+    f = tmp_path / "big.rules"
+    f.write_text("web: tcp\n" + "# comment\n" * 89)
+    assert f.stat().st_size == 899
+    monkeypatch.setattr(_textfile, "MAX_TEXT_FILE_BYTES", 898)
+    with pytest.raises(pfilter.FilterError, match="rules file larger than 898 bytes"):
+        clmod.parse_rules(f)
+    monkeypatch.setattr(_textfile, "MAX_TEXT_FILE_BYTES", 899)
+    assert clmod.parse_rules(f) == [("web", "tcp")]
+
+
+def test_cli_rules_from_dev_zero_is_one_line_and_bounded(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", str(SAMPLE), "-R", "/dev/zero"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == ["pfilter classify: /dev/zero: rules file larger than 8 MiB"]
+
+
+# ----------------------------------------------------------------------------- progress
+
+def test_progress_callable_sees_bytes_and_packets_up_to_the_files_sizes(null_capture):
+    seen = []
+    result = pfilter.classify([SAMPLE, null_capture], {"a": "tcp", "b": "udp"},
+                              progress=lambda done, total, packets: seen.append((done, total, packets)))
+    total = SAMPLE.stat().st_size + null_capture.stat().st_size
+    assert seen and all(t == total for _d, t, _p in seen)
+    assert [d for d, _t, _p in seen] == sorted(d for d, _t, _p in seen) and seen[-1][0] == total
+    assert seen[-1][2] == result.packets
+
+
+def test_progress_true_draws_the_built_in_bar_without_tqdm(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)        # import tqdm fails
+    pfilter.classify(SAMPLE, {"a": "tcp", "b": "udp"}, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\rclassify: ") and "%" in err and err.endswith("\r")   # drawn, then cleared
+
+
+def test_progress_rejects_what_is_neither_a_flag_nor_a_callable():
+    with pytest.raises(pfilter.FilterError, match="progress must be"):
+        pfilter.classify(SAMPLE, {"a": "tcp"}, progress="yes")
+
+
+def test_cli_progress_on_request_and_on_a_terminal_for_large_inputs(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    rules = tmp_path / "r.rules"
+    rules.write_text("a: tcp\nb: udp\n")
+    argv = ["-r", str(SAMPLE), "-R", str(rules)]
+    assert clmod.cli_main(argv + ["--progress"]) == 0
+    assert "\rclassify: " in capsys.readouterr().err
+    assert clmod.cli_main(argv) == 0
+    assert capsys.readouterr().err == ""                  # not a terminal
+    from pfilter import cli
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", SAMPLE.stat().st_size)
+    assert clmod.cli_main(argv) == 0
+    assert "\rclassify: " in capsys.readouterr().err
+    assert clmod.cli_main(argv + ["--no-progress"]) == 0
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", SAMPLE.stat().st_size + 1)
+    assert clmod.cli_main(argv) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_labels_are_written_atomically_and_never_over_an_input(tmp_path, capsys):
+    rules = tmp_path / "r.csv"
+    rules.write_text("a: tcp\n")
+    before = rules.read_bytes()
+    assert clmod.cli_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(rules)]) == 1
+    assert "refusing to overwrite" in capsys.readouterr().err and rules.read_bytes() == before
+    out = tmp_path / "l.npy"
+    assert clmod.cli_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(out)]) == 0
+    labels = np.load(out)
+    assert list(labels) == list(pfilter.classify(SAMPLE, rules, default="").labels())
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
