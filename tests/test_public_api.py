@@ -338,3 +338,15 @@ def test_a_closed_writer_refuses_more_packets(tmp_path):
     with pytest.raises(pfilter.FilterError, match="closed"):
         out.write(batch)
     assert out.closed and out.packets_written == 1
+
+
+def test_file_system_failures_of_the_writer_are_oserrors(tmp_path):
+    batch = pfilter.PacketBatch.from_packets([b"\x00" * 60])
+    missing = tmp_path / "no-such-dir" / "o.pcap"
+    with pytest.raises(FileNotFoundError):
+        pfilter.open(missing, "w", linktype="EN10MB")
+    with pytest.raises(FileNotFoundError):
+        pfilter.write(missing, batch)            # created at the first batch: raised there
+    with pytest.raises(IsADirectoryError):
+        pfilter.write(tmp_path, batch)
+    assert os.listdir(tmp_path) == []
