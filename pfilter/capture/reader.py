@@ -23,8 +23,8 @@ intact packet before it was delivered (the batch first, the error on the next ca
 from __future__ import annotations
 
 import io
-import mmap
 import os
+import stat
 import struct
 import sys
 
@@ -72,132 +72,244 @@ def _max_blocksize(linktype):
     return max(INITIAL_MAX_BLOCKSIZE, 8 + 20 + max_snaplen_for_linktype(linktype) + 131072 + 4)
 
 
-class _MapSource:
-    """Windows over a regular file through read-only memory maps."""
+class _Source:
+    """Windows of the input, each a numpy array filled by reads (never a memory map: a file
+    truncated while it is read would kill the process with SIGBUS; a short read just ends the
+    data, and the damaged record is reported like any truncated file).
 
-    def __init__(self, f, window):
-        self.f = f
-        self.size = os.fstat(f.fileno()).st_size
+    `fill(view, at)` reads into the memoryview and returns the byte count (0 at the end); `at`
+    is the file position, used when `positional` (a regular file, read with pread: any position
+    can be asked for). A stream is read forward only and its leftover bytes move to the next
+    window. Each window is a buffer of the pool whose earlier windows no delivered batch still
+    uses (the pool's buffers stay faulted in and cached, so reading costs one copy from the page
+    cache); with `reuse` one buffer serves every window and a batch is only valid until the next
+    one is read. `error` is set by a decompressor whose data ended early or was damaged: the
+    window then simply ends there."""
+
+    POOL = 2
+
+    def __init__(self, fill, window, positional=False, reuse=False, inflater=None):
+        self.fill = fill
         self.window_bytes = window
-
-    def window(self, pos, need):
-        """(array, base, at_eof) with base <= pos covering pos..pos+need unless the file ends."""
-        gran = mmap.ALLOCATIONGRANULARITY
-        base = pos - pos % gran
-        length = min(self.size - base, max(self.window_bytes, pos - base + need))
-        if length <= 0:
-            return np.zeros(0, np.uint8), pos, True
-        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-        try:
-            mm = mmap.mmap(self.f.fileno(), length, flags=flags, prot=mmap.PROT_READ, offset=base)
-        except (OSError, ValueError):
-            self.f.seek(base)
-            return np.frombuffer(self.f.read(length), np.uint8), base, base + length >= self.size
-        return np.frombuffer(mm, np.uint8), base, base + length >= self.size
-
-    def close(self):
-        pass
-
-
-class _StreamSource:
-    """Windows filled by large reads from a stream (decompressors, pipes, or any file when
-    `reuse`): each window is a new buffer, so earlier batches stay valid; with `reuse` one
-    buffer serves every window (it stays in the CPU cache), and a batch is only valid until the
-    next one is read."""
-
-    def __init__(self, stream, window, what, reuse=False):
-        self.stream = stream
-        self.window_bytes = window
-        self.what = what
+        self.positional = positional
         self.reuse = reuse
-        self.buf = None
+        self.inflater = inflater
+        self.pool = []
         self.arr = np.zeros(0, np.uint8)
         self.base = 0
         self.eof = False
 
+    @property
+    def error(self):
+        return self.inflater.error if self.inflater is not None else None
+
+    def _buffer(self, size):
+        if self.reuse:
+            if not self.pool or len(self.pool[0]) < size:
+                self.pool = [np.empty(size, np.uint8)]
+            return self.pool[0]
+        for buf in self.pool:
+            # references: the pool, `buf` and getrefcount's argument; any more are views (batches)
+            if len(buf) >= size and sys.getrefcount(buf) <= 3:
+                return buf
+        buf = np.empty(size, np.uint8)
+        self.pool.append(buf)
+        del self.pool[:-self.POOL]      # a buffer still in use by batches lives on through them
+        return buf
+
     def window(self, pos, need):
-        keep = self.arr[pos - self.base:] if pos - self.base < len(self.arr) else self.arr[:0]
-        if self.eof:
-            self.arr, self.base = keep, pos
-            return keep, pos, True
-        size = max(self.window_bytes, need)
-        filled = len(keep)
-        if self.reuse and self.buf is not None and len(self.buf) >= size:
-            buf = self.buf
-            buf[:filled] = keep.copy() if filled else keep     # the leftover may overlap its target
+        """(array, base, at_eof) with base <= pos covering pos..pos+need unless the input ends."""
+        rel = pos - self.base
+        if self.positional or not 0 <= rel <= len(self.arr):
+            keep = self.arr[:0]
         else:
-            buf = np.empty(size, np.uint8)
-            buf[:filled] = keep
-            if self.reuse:
-                self.buf = buf
+            keep = self.arr[rel:]
+            if self.eof:
+                self.arr, self.base = keep, pos
+                return keep, pos, True
+        size = max(self.window_bytes, need)
+        buf = self._buffer(size)
+        filled = len(keep)
+        if filled:
+            buf[:filled] = keep.copy() if keep.base is buf else keep
         view = memoryview(buf)
+        eof = False
         while filled < size:
-            try:
-                got = self.stream.readinto(view[filled:])
-            except MemoryError:
-                raise
-            except Exception as e:  # zlib, lzma, bz2 and zstd each have their own error classes
-                raise CaptureFormatError(f"damaged {self.what} data: {e}", pos + filled) from None
+            got = self.fill(view[filled:size], pos + filled)
             if not got:
-                self.eof = True
+                eof = True
                 break
             filled += got
-        self.arr, self.base = buf[:filled], pos
-        return self.arr, pos, self.eof
+        self.arr, self.base, self.eof = buf[:filled], pos, eof
+        return self.arr, pos, eof
 
     def close(self):
+        self.pool = []
+        self.arr = np.zeros(0, np.uint8)
+
+
+class _Inflater:
+    """A compressed stream decompressed here rather than through gzip.GzipFile and its kin: a
+    stream cut short or damaged then yields every byte before the damage (those classes lose
+    the last buffer, zstandard's reader ends silently) and `error` says what went wrong.
+    Concatenated members/streams/frames are read on, as zcat does. Output per step is bounded
+    (max_length; zstd, which has none, gets small input pieces)."""
+
+    CHUNK = 1 << 16
+    ZSTD_CHUNK = 4096       # a 4-byte zstd block can expand to 128 KB: at most 128 MB per step
+    STEP = 1 << 20          # decompressed bytes asked for per step (gzip, xz, bzip2)
+
+    def __init__(self, f, kind):
+        self.f = f
+        self.kind = kind
+        self.error = None
+        self.done = False
+        self.pending = memoryview(b"")
+        self.input = b""
+        self.started = False        # the current member has produced or consumed anything
+        self.d = self._new()
+
+    def _new(self):
+        if self.kind == "gzip":
+            import zlib
+            return zlib.decompressobj(31)
+        if self.kind == "xz":
+            import lzma
+            return lzma.LZMADecompressor()
+        if self.kind == "bzip2":
+            import bz2
+            return bz2.BZ2Decompressor()
+        import zstandard
+        return zstandard.ZstdDecompressor().decompressobj()
+
+    def _read(self):
+        data, self.input = self.input, b""
+        return data or self.f.read(self.CHUNK)
+
+    def _step(self):
+        """Decompress some more into self.pending; False at the end or at damage (`error`)."""
+        d = self.d
+        if d.eof:
+            rest, self.input = d.unused_data + self.input, b""
+            rest = rest or self.f.read(self.CHUNK)
+            if not rest.strip(b"\0"):
+                return False            # the end (xz allows zero padding, gzip ignores it)
+            self.d = d = self._new()
+            self.input = rest
+        if self.kind == "zstd":
+            data = self._read()
+            data, self.input = data[:self.ZSTD_CHUNK], data[self.ZSTD_CHUNK:]
+        elif self.kind == "gzip":
+            data = d.unconsumed_tail or self._read()
+        else:
+            data = self._read() if d.needs_input else b""
+        if not data and (self.kind != "xz" and self.kind != "bzip2" or d.needs_input):
+            self.error = f"{self.kind} data ends early"
+            return False
         try:
-            self.stream.close()
-        except Exception:
-            pass
+            if self.kind == "zstd":
+                out = d.decompress(data)
+            else:
+                out = d.decompress(data, self.STEP)
+        except MemoryError:
+            raise
+        except Exception as e:      # zlib.error, lzma.LZMAError, OSError from bz2, ZstdError
+            self.error = f"damaged {self.kind} data: {e}"
+            return False
+        self.pending = memoryview(out)
+        return True
+
+    def readinto(self, view):
+        n = 0
+        while n < len(view) and not self.done:
+            if not len(self.pending):
+                if not self._step():
+                    self.done = True
+                continue
+            k = min(len(self.pending), len(view) - n)
+            view[n:n + k] = self.pending[:k]
+            self.pending = self.pending[k:]
+            n += k
+        return n
 
 
 def _open_stream(path):
-    """(binary file object, display name, owns) for a path, '-' (stdin) or a file object."""
-    if path == "-" or path is sys.stdin:
+    """(binary file object, display name, owns) for a path, '-' (stdin) or a file object.
+    File-system failures raise the OSError subclass (FileNotFoundError, IsADirectoryError,
+    PermissionError...) with errno and filename; a text-mode file object is a FilterError."""
+    if isinstance(path, str) and path == "-" or path is sys.stdin:
         return sys.stdin.buffer, "-", False
     if hasattr(path, "read"):
+        if isinstance(path, io.TextIOBase):
+            raise FilterError(f"{getattr(path, 'name', '<stream>')}: a capture must be opened in binary "
+                              f"mode ('rb'), not text mode")
         return path, getattr(path, "name", "<stream>"), False
-    try:
-        return open(os.fspath(path), "rb"), os.fspath(path), True
-    except IsADirectoryError:
-        raise FilterError(f"{path}: is a directory") from None
-    except OSError as e:
-        raise FilterError(f"{path}: {e.strerror or e}") from None
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise FilterError(f"a capture is a path or a binary file object, not {type(path).__name__}")
+    name = os.fspath(path)
+    return open(name, "rb"), os.fsdecode(name), True
 
 
 def _peek(f, n):
     if hasattr(f, "peek"):
         try:
-            return f.peek(n)[:n]
+            data = f.peek(n)[:n]
         except (OSError, ValueError):
-            pass
+            data = None
+        if data is not None:
+            return _binary(f, data)
     if f.seekable():
         here = f.tell()
         data = f.read(n)
         f.seek(here)
-        return data
+        return _binary(f, data)
     return b""
 
 
-def _decompressor(f, head):
-    """(stream, name) for compressed input, or (None, None)."""
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-        return gzip.GzipFile(fileobj=f, mode="rb"), "gzip"
-    if head[:4] == b"\x28\xb5\x2f\xfd":
-        try:
-            import zstandard
-        except ImportError:
-            raise CaptureFormatError("zstd-compressed capture: install the zstandard package", 0) from None
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True), "zstd"
-    if head[:6] == b"\xfd7zXZ\x00":
-        import lzma
-        return lzma.LZMAFile(f), "xz"
-    if head[:3] == b"BZh":
-        import bz2
-        return bz2.BZ2File(f), "bzip2"
-    return None, None
+def _binary(f, data):
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise FilterError(f"{getattr(f, 'name', '<stream>')}: a capture must be read from a binary file, "
+                          f"not one that returns {type(data).__name__}")
+    return bytes(data)
+
+
+_COMPRESSION_MAGICS = ((b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd"), (b"\xfd7zXZ\x00", "xz"),
+                       (b"BZh", "bzip2"))
+
+
+def _compression(head):
+    """The compression named by a file's first bytes, or None."""
+    for magic, kind in _COMPRESSION_MAGICS:
+        if head.startswith(magic):
+            if kind == "zstd":
+                try:
+                    import zstandard  # noqa: F401
+                except ImportError:
+                    raise CaptureFormatError("zstd-compressed capture: install the zstandard package", 0) from None
+            return kind
+    return None
+
+
+def _regular_fd(f):
+    """The file descriptor of a regular file (read with pread), else None."""
+    try:
+        fd = f.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
+        return None
+
+
+def _pread(fd, start):
+    def fill(view, at):
+        return os.preadv(fd, [view], start + at)     # releases the GIL
+    return fill
+
+
+def _readinto(stream):
+    def fill(view, at):
+        got = stream.readinto(view)
+        return got or 0
+    return fill
 
 
 class Capture:
@@ -249,29 +361,37 @@ class Capture:
         self.interfaces = []
         try:
             head = _peek(self._f, 6)
-            stream, self.compression = _decompressor(self._f, head)
-            if stream is not None:
-                self._src = _StreamSource(stream, window_bytes, self.compression, reuse_buffer)
-            elif self._is_regular() and not reuse_buffer:
-                self._src = _MapSource(self._f, window_bytes)
+            self.compression = _compression(head)
+            fd = _regular_fd(self._f)
+            if self.compression is not None:
+                inflater = _Inflater(self._f, self.compression)
+                self._src = _Source(_readinto(inflater), window_bytes, reuse=reuse_buffer, inflater=inflater)
+            elif fd is not None:
+                self._src = _Source(_pread(fd, self._f.tell() if not self._owns else 0), window_bytes,
+                                    positional=True, reuse=reuse_buffer)
             else:
-                self._src = _StreamSource(self._f, window_bytes, "input", reuse_buffer)
+                self._src = _Source(_readinto(self._f), window_bytes, reuse=reuse_buffer)
             self._open_header()
         except BaseException:
             self.close()
             raise
 
-    def _is_regular(self):
-        try:
-            import stat
-            return stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
-        except (OSError, AttributeError, io.UnsupportedOperation):
-            return False
-
     # -- windows ---------------------------------------------------------------------------------
 
     def _error(self, message, offset):
+        error = self._src.error if self._src is not None else None
+        if error:       # the decompressed data ended early or was damaged: the cause comes last
+            message = f"{message}; {error}"
         return CaptureFormatError(message, offset, self.path)
+
+    def _at_end(self):
+        """The data ended exactly after a record: the end, unless a decompressor saw damage
+        (raised on the next call, after the batch being delivered)."""
+        error = self._src.error if self._src is not None else None
+        if error:
+            self._pending = CaptureFormatError(error, self._pos, self.path)
+        else:
+            self._done = True
 
     def _ensure(self, pos, need):
         """Make the current window cover pos..pos+need if the file has that many bytes; return
@@ -554,6 +674,9 @@ class Capture:
                 result = self._scan_pcapng()
             if result is not None:
                 return result
+            if self._pending is not None:
+                err, self._pending = self._pending, None
+                raise err
             if self._done:
                 return None
 
@@ -581,11 +704,11 @@ class Capture:
             # Deliver first; whatever stopped the scan (window edge, damage) is met again by the
             # next call's scan. The window is not touched before the batch is consumed.
             if status == ST_END and self._eof:
-                self._done = True
+                self._at_end()
             return batch
         if status == ST_END:
             if self._eof:
-                self._done = True
+                self._at_end()
             else:
                 self._ensure(self._pos, self._hdrsize)
             return None
@@ -632,11 +755,11 @@ class Capture:
         self._pos = pos = self._base + newrel
         if batch is not None:       # deliver first, as in _scan_pcap
             if status == ST_END and self._eof:
-                self._done = True
+                self._at_end()
             return batch
         if status == ST_END:
             if self._eof:
-                self._done = True
+                self._at_end()
             else:
                 self._ensure(pos, 8)
             return None
