@@ -164,11 +164,23 @@ _MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1
 
 
 def _looks_like_capture(path):
+    """Whether a directory entry starts with a capture's magic. Only regular files are read:
+    opened non-blocking (a FIFO that appears under the name cannot hang the open), and anything
+    else is skipped with a one-line warning."""
+    import stat
     try:
-        with open(path, "rb") as f:
-            head = f.read(6)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            sys.stderr.write(f"pfilter: warning: {path}: not a regular file, skipped\n")
+            return False
+        head = os.pread(fd, 6, 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return any(head.startswith(m) for m in _MAGICS)
 
 

@@ -276,3 +276,20 @@ def test_concatenated_compressed_streams_are_read_on(tmp_path, kind):
     data = COMPRESSORS[kind](raw) + COMPRESSORS[kind](body)
     got, err = packets_of(write(tmp_path, f"a.pcap.{kind}", data))
     assert err is None and got == PKTS * 2
+
+
+# ----------------------------------------------------------------------------- 18.9: -r DIR with a FIFO
+
+def test_a_fifo_in_an_input_directory_is_skipped_not_opened(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    write(d, "a.pcap", build_pcap())
+    os.mkfifo(d / "b.pcap")             # nobody ever writes it: opening it to read would block
+    write(d, "c.pcap", build_pcap())
+    child = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(d), "--count", "ip or not ip"],
+                           capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert child.returncode == 0, child.stderr
+    assert child.stderr.count("\n") >= 1
+    warnings = [line for line in child.stderr.splitlines() if "b.pcap" in line]
+    assert warnings == [f"pfilter: warning: {d / 'b.pcap'}: not a regular file, skipped"]
+    assert str(2 * len(PKTS)) in child.stdout
