@@ -128,6 +128,8 @@ def _one_line(err):
 
 def _expression(args):
     if args.filter_file:
+        # Divergence: tcpdump reads a -F file of any size and bytes; pfilter reads at most
+        # MAX_TEXT_FILE_BYTES of UTF-8 without NUL (`-F /dev/zero` is refused, not read forever).
         from ._textfile import read_text_file
         lines = [line.split("#", 1)[0] for line in read_text_file(args.filter_file, "filter file").splitlines()]
         return " ".join(" ".join(lines).split())
