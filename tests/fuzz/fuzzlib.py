@@ -8,8 +8,8 @@ the test reports it as a failure with the input saved as an artifact.
 Volume (environment):
   PFILTER_FUZZ_SECONDS   time budget per target, in seconds, per worker (scripts/fuzz.sh sets it);
                          unset or 0: each target runs its own short count (the normal test suite)
-  PFILTER_FUZZ_EXAMPLES  inputs per target when there is no time budget (default: the target's
-                         own count, a few hundred; scaled by the target's weight)
+  PFILTER_FUZZ_EXAMPLES  inputs of a typical target when there is no time budget (default 300);
+                         a costly target runs its share (its own short count / 300 of it)
   PFILTER_FUZZ_JOBS      worker processes per target, in parallel (default 1)
   PFILTER_FUZZ_SEED      base seed (default 0: the normal suite is deterministic)
   PFILTER_FUZZ_INPUT_SECONDS  longest time one input may take before it counts as a hang
@@ -142,7 +142,9 @@ def _work(module, name, seed, examples, seconds, workdir):
         except BaseException:
             import traceback
             save_stats(done=True)
-            (workdir / "failure.txt").write_text(traceback.format_exc())
+            err = sys.exc_info()[1]
+            trace = "".join(traceback.format_tb(err.__traceback__)[-6:])
+            (workdir / "failure.txt").write_text(f"{type(err).__name__}: {str(err)[:1500]}\n{trace[-3000:]}")
             return 3
         run_seed += 1_000_003
         if state["inputs"] == before:
@@ -234,7 +236,7 @@ def run(name):
             if why is None:
                 continue
             art = _artifact(w["dir"], name, why.split()[0], w["seed"])
-            detail = _tail(w["dir"] / "failure.txt") or _tail(w["dir"] / "out.txt")
+            detail = _tail(w["dir"] / "failure.txt", 5000) or _tail(w["dir"] / "out.txt", 3000)
             failures.append(f"{name}: {why} after {st['inputs']} inputs (seed {w['seed']})\n"
                             + (f"input saved as {art}; reproduce: python3 tests/fuzz/fuzzlib.py replay {art}\n"
                                if art else "")
