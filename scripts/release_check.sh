@@ -28,17 +28,19 @@ fi
 # 2. the tools, in a throwaway environment
 step "installing build and twine"
 "$PYTHON" -m venv "$TMP/tools"
-"$TMP/tools/bin/python" -m pip install -q --disable-pip-version-check build twine
+"$TMP/tools/bin/python" -m pip install -q --disable-pip-version-check build twine >"$TMP/pip-tools.log" 2>&1 \
+  || { cat "$TMP/pip-tools.log" >&2; exit 1; }
 
 # 3. sdist, then the wheel built from the unpacked sdist
 step "building the sdist"
 "$TMP/tools/bin/python" -m build --sdist --outdir "$TMP/dist" "$TMP/src" >"$TMP/build-sdist.log" 2>&1 \
   || { cat "$TMP/build-sdist.log" >&2; exit 1; }
 SDIST="$(ls "$TMP"/dist/*.tar.gz)"
-for src in pfilter/_vm.pyx pfilter/_vm.pxd pfilter/capture/writev.pxi LICENSE CHANGELOG.md data/sample.pcap; do
-  tar -tzf "$SDIST" | grep -q "^[^/]*/$src\$" || { echo "release_check: $src missing from $(basename "$SDIST")" >&2; exit 1; }
+tar -tzf "$SDIST" | sed 's|^[^/]*/||' >"$TMP/sdist.txt"
+for src in pfilter/_vm.pyx pfilter/_vm.pxd pfilter/capture/writev.pxi pfilter/py.typed LICENSE CHANGELOG.md data/sample.pcap; do
+  grep -qxF "$src" "$TMP/sdist.txt" || { echo "release_check: $src missing from $(basename "$SDIST")" >&2; exit 1; }
 done
-if tar -tzf "$SDIST" | grep -E '^[^/]*/pfilter/.*\.(c|so|html)$'; then
+if grep -E '^pfilter/.*\.(c|so|html)$' "$TMP/sdist.txt"; then
   echo "release_check: build products in the sdist (above)" >&2; exit 1
 fi
 step "building the wheel from $(basename "$SDIST")"
@@ -47,11 +49,14 @@ tar -xzf "$SDIST" -C "$TMP/unpacked"
 "$TMP/tools/bin/python" -m build --wheel --outdir "$TMP/dist" "$TMP"/unpacked/* >"$TMP/build-wheel.log" 2>&1 \
   || { cat "$TMP/build-wheel.log" >&2; exit 1; }
 WHEEL="$(ls "$TMP"/dist/*.whl)"
-if "$TMP/tools/bin/python" -m zipfile -l "$WHEEL" | grep -E '\.(c|html|pyx|pxi) '; then
+"$TMP/tools/bin/python" -c "import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist(), sep='\n')" "$WHEEL" >"$TMP/wheel.txt"
+if grep -E '\.(c|html|pyx|pxi)$' "$TMP/wheel.txt"; then
   echo "release_check: sources or build products in the wheel (above)" >&2; exit 1
 fi
-"$TMP/tools/bin/python" -m zipfile -l "$WHEEL" | grep -q 'pfilter/py.typed' \
-  || { echo "release_check: py.typed missing from the wheel" >&2; exit 1; }
+for f in pfilter/py.typed pfilter/cli.py; do
+  grep -qxF "$f" "$TMP/wheel.txt" || { echo "release_check: $f missing from the wheel" >&2; exit 1; }
+done
+grep -qE '^pfilter/_vm\..*\.so$' "$TMP/wheel.txt" || { echo "release_check: no compiled VM in the wheel" >&2; exit 1; }
 
 step "twine check"
 "$TMP/tools/bin/python" -m twine check --strict "$TMP"/dist/*
@@ -59,7 +64,8 @@ step "twine check"
 # 4. the wheel in a fresh environment, run from a directory that is not the source tree
 step "installing $(basename "$WHEEL") into a fresh environment"
 "$PYTHON" -m venv "$TMP/user"
-"$TMP/user/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL"
+"$TMP/user/bin/python" -m pip install -q --disable-pip-version-check "$WHEEL" >"$TMP/pip-user.log" 2>&1 \
+  || { cat "$TMP/pip-user.log" >&2; exit 1; }
 mkdir "$TMP/run"
 cd "$TMP/run"
 expected="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$TMP/src/pfilter/__init__.py")"
