@@ -438,7 +438,9 @@ def _subcommand(name, argv):
         from .classifier import cli_main
     except ImportError as e:
         return _fail(f"{name} is not available: {e}")
-    return cli_main(argv)
+    from ._signals import interruptible
+    with interruptible():     # SIGINT, SIGTERM, SIGHUP: one line from main(), 128 + signum
+        return cli_main(argv)
 
 
 def main(argv=None):

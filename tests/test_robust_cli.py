@@ -258,24 +258,26 @@ def pcap_stream_then_wait(argv):
     return proc
 
 
-@pytest.mark.parametrize("argv", [
-    ["-r", "-", "tcp"],
-    ["--count", "-r", "-", "tcp"],
-    ["classify", "-r", "-", "-R", "RULES"],
+@pytest.mark.parametrize("argv, signum", [
+    (["-r", "-", "tcp"], signal.SIGINT),
+    (["--count", "-r", "-", "tcp"], signal.SIGINT),
+    (["classify", "-r", "-", "-R", "RULES"], signal.SIGINT),
+    (["classify", "-r", "-", "-R", "RULES"], signal.SIGTERM),
 ])
-def test_ctrl_c_is_one_line_and_status_130_in_every_command(tmp_path, argv):
+def test_ctrl_c_is_one_line_and_status_130_in_every_command(tmp_path, argv, signum):
     rules = tmp_path / "r.rules"
     rules.write_text("web: tcp\n")
     proc = pcap_stream_then_wait([str(rules) if a == "RULES" else a for a in argv])
     time.sleep(3)                       # started and blocked reading the pipe
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     try:
         _out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
     lines = [line for line in err.decode().splitlines() if not line.startswith("reading from file")]
-    assert proc.returncode == 130, err
-    assert len(lines) == 1 and lines[0].startswith("pfilter: interrupted") and b"Traceback" not in err
+    assert proc.returncode == 128 + signum, err
+    assert len(lines) == 1 and lines[0].startswith(f"pfilter: interrupted by {signal.Signals(signum).name}")
+    assert b"Traceback" not in err
 
 
 @pytest.mark.parametrize("argv", [
