@@ -1,0 +1,430 @@
+"""Outputs and the -r/-w path under stress (issues 18.8, 18.11, 18.15-18.18 and 19): FIFO inputs
+are opened once; several inputs give an output whose snapshot length covers every record;
+replacing a file keeps its mode and owner, writes through a symbolic link and reaches the disk
+first; no temporary name exists while writing, so no signal leaves one; long output names work;
+SIGINT/SIGTERM/SIGHUP keep the packets written as a valid capture; a closed pipe is quiet; a
+full disk never leaves a damaged or truncated output; progress=True draws a bar; file-system
+failures are OSError subclasses. Every output is read back with libpcap.
+"""
+import os
+import resource
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter.capture import files
+
+SAMPLE = ref.ROOT / "data" / "sample.pcap"
+PFILTER = [sys.executable, "-m", "pfilter"]
+
+
+def eth_ipv4(proto, size, seq):
+    """An Ethernet/IPv4 packet of `size` bytes (protocol 6 or 17), its payload marked by seq."""
+    ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, size - 14, seq & 0xFFFF, 0, 64, proto, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    l4 = struct.pack(">HHI", 1000 + seq % 7, 53 if proto == 17 else 80, seq)
+    body = bytes(12) + b"\x08\x00" + ip + l4
+    return body + bytes((seq + i) & 0xFF for i in range(size - len(body)))
+
+
+def pcap_bytes(packets, snaplen=262144, start=0):
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1)]
+    for i, p in enumerate(packets):
+        out.append(struct.pack("<IIII", start + i, i % 1000000, len(p), len(p)) + p)
+    return b"".join(out)
+
+
+def packets(n, sizes=(60, 200, 1000), seed=0):
+    return [eth_ipv4(17 if (i + seed) % 3 else 6, sizes[(i + seed) % len(sizes)], i + seed) for i in range(n)]
+
+
+def write_pcap(path, pkts, snaplen=262144):
+    path.write_bytes(pcap_bytes(pkts, snaplen))
+    return path
+
+
+def libpcap_packets(path):
+    """The packets libpcap reads from path (bytes only); fails on a damaged file."""
+    _dlt, _snap, pkts, err = read_capture(path)
+    assert err is None, err
+    return [p for p, _w, _t in pkts]
+
+
+def read_capture(path):
+    """ref.read_capture, not cached: these tests rewrite the same names."""
+    return ref.read_capture.__wrapped__(str(path))
+
+
+def is_udp(p):
+    return p[23] == 17
+
+
+@pytest.fixture(params=["fast", "general"])
+def path_kind(request, monkeypatch):
+    """Both filter_file paths: the numpy-free fast path and the general one."""
+    if request.param == "general":
+        monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
+    return request.param
+
+
+# -- 18.8: a FIFO as input is opened once ----------------------------------------------------------
+
+
+def feed_fifo(fifo, data, outcome):
+    def run():
+        try:
+            with open(fifo, "wb") as f:
+                f.write(data)
+            outcome.append("ok")
+        except OSError as e:          # the reader went away: what opening twice did
+            outcome.append(repr(e))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("how", ["api", "cli-w", "cli-count"])
+def test_fifo_input_is_read_whole_once_without_hanging(tmp_path, how):
+    pkts = packets(3000)
+    data = pcap_bytes(pkts)
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.pcap"
+    if how == "api":
+        cmd = [sys.executable, "-c", "import sys, pfilter; s = pfilter.filter_file(sys.argv[1], sys.argv[2], "
+               "'udp'); print(s.written)", str(fifo), str(out)]
+    elif how == "cli-w":
+        cmd = PFILTER + ["-q", "-r", str(fifo), "-w", str(out), "udp"]
+    else:
+        cmd = PFILTER + ["-q", "-r", str(fifo), "--count", "udp"]
+    outcome = []
+    writer = feed_fifo(fifo, data, outcome)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    writer.join(10)
+    want = [p for p in pkts if is_udp(p)]
+    assert run.returncode == 0, run.stderr
+    assert outcome == ["ok"]                       # the writer delivered everything to one reader
+    if how == "cli-count":
+        assert run.stdout == f"{len(want)} packets\n"
+    else:
+        assert libpcap_packets(out) == want
+
+
+# -- 18.11: several inputs, one output whose snapshot length covers every record -----------------
+
+
+def test_several_inputs_get_the_largest_snapshot_length_and_lose_no_byte(tmp_path, path_kind):
+    small = write_pcap(tmp_path / "small.pcap", packets(50, sizes=(60, 100)), snaplen=100)
+    large = write_pcap(tmp_path / "large.pcap", packets(50, sizes=(1500, 900), seed=1), snaplen=2000)
+    for order in ([small, large], [large, small]):
+        out = tmp_path / "out.pcap"
+        stats = pfilter.filter_file(order, out, "")
+        want = libpcap_packets(order[0]) + libpcap_packets(order[1])
+        assert libpcap_packets(out) == want and stats.written == 100
+        assert read_capture(out)[1] == 2000
+        tcpdump = subprocess.run([ref.tcpdump(), "-r", str(out), "-w", str(tmp_path / "td.pcap")],
+                                 capture_output=True)
+        assert tcpdump.returncode == 0 and libpcap_packets(tmp_path / "td.pcap") == want
+    single = tmp_path / "single.pcap"
+    pfilter.filter_file(small, single, "")
+    assert read_capture(single)[1] == 100     # one input: its own, as tcpdump writes
+
+
+def test_cli_several_inputs_one_of_them_a_fifo_gets_the_link_type_maximum(tmp_path):
+    small = write_pcap(tmp_path / "small.pcap", packets(20, sizes=(60, 100)), snaplen=100)
+    big = packets(20, sizes=(1500,), seed=2)
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    outcome = []
+    writer = feed_fifo(fifo, pcap_bytes(big, snaplen=1500), outcome)
+    out = tmp_path / "out.pcap"
+    run = subprocess.run(PFILTER + ["-q", "-r", str(small), "-r", str(fifo), "-w", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    writer.join(10)
+    assert run.returncode == 0, run.stderr
+    assert read_capture(out)[1] == 262144     # the FIFO's header could not be read first
+    assert libpcap_packets(out) == libpcap_packets(small) + big
+
+
+# -- 18.15 / 18.16: replacing a file --------------------------------------------------------------
+
+
+def test_replacing_a_file_keeps_its_mode_and_owner(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(200))
+    out = tmp_path / "out.pcap"
+    out.write_bytes(b"old")
+    os.chmod(out, 0o600)
+    owner = (os.getuid(), os.getgid())
+    if os.geteuid() == 0:
+        owner = (4242, 4343)
+        os.chown(out, *owner)
+    pfilter.filter_file(src, out, "udp")
+    st = os.stat(out)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and (st.st_uid, st.st_gid) == owner
+    assert libpcap_packets(out) == [p for p in packets(200) if is_udp(p)]
+    new = tmp_path / "new.pcap"
+    pfilter.filter_file(src, new, "udp")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(new).st_mode) == 0o666 & ~umask     # a new file: as any new file
+
+
+def test_a_symlinked_output_is_written_through(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(100))
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "target.pcap"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.pcap"
+    link.symlink_to(target)
+    dangling = tmp_path / "dangling.pcap"
+    dangling.symlink_to(tmp_path / "real" / "created.pcap")
+    want = [p for p in packets(100) if is_udp(p)]
+    for name in (link, dangling):
+        pfilter.filter_file(src, name, "udp")
+        assert name.is_symlink() and libpcap_packets(name) == want
+    assert libpcap_packets(target) == want and libpcap_packets(tmp_path / "real" / "created.pcap") == want
+    assert sorted(os.listdir(tmp_path / "real")) == ["created.pcap", "target.pcap"]
+
+
+def test_the_new_file_reaches_the_disk_before_it_replaces_an_existing_one(tmp_path, monkeypatch, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(100))
+    events = []
+    real_fsync, real_replace, real_link = os.fsync, os.replace, os.link
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda *a, **k: (events.append("replace"), real_replace(*a, **k))[1])
+    monkeypatch.setattr(os, "link", lambda *a, **k: (events.append("link"), real_link(*a, **k))[1])
+    out = tmp_path / "out.pcap"
+    pfilter.filter_file(src, out, "udp")
+    assert events == ["link"]                      # a new name: linked in, no fsync (fast case)
+    events.clear()
+    pfilter.filter_file(src, out, "tcp")
+    assert events == ["fsync", "link", "replace"]  # over an existing file: on disk first
+    assert libpcap_packets(out) == [p for p in packets(100) if not is_udp(p)]
+
+
+# -- 18.17 / 18.18: no temporary name, short names -------------------------------------------------
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_no_name_exists_while_writing_and_none_is_left_after_failure(tmp_path, monkeypatch, unnamed):
+    monkeypatch.setattr(files, "USE_O_TMPFILE", unnamed)
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "o.pcap"
+    seen = []
+
+    def look(batch, idx):
+        seen.append(sorted(os.listdir(tmp_path / "out")))
+        raise RuntimeError("stop")
+    with pytest.raises(RuntimeError):
+        pfilter.filter_file(src, out, "udp", on_batch=look, batch_packets=100)
+    if unnamed:
+        assert seen == [[]]                        # O_TMPFILE: nothing has a name until commit
+    else:
+        assert len(seen[0]) == 1 and len(seen[0][0]) <= 20 and seen[0][0].startswith(".pf")
+    assert os.listdir(tmp_path / "out") == []      # the failure left nothing
+
+
+@pytest.mark.parametrize("unnamed", [True, False])
+def test_output_names_of_any_allowed_length_work(tmp_path, monkeypatch, path_kind, unnamed):
+    monkeypatch.setattr(files, "USE_O_TMPFILE", unnamed)
+    src = write_pcap(tmp_path / "in.pcap", packets(100))
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / ("x" * 250 + ".pcap")    # 255 bytes, the limit of a name
+    for expr in ("udp", "tcp"):                        # new, then replacing
+        pfilter.filter_file(src, out, expr)
+        assert libpcap_packets(out) == [p for p in packets(100) if is_udp(p) == (expr == "udp")]
+    assert os.listdir(tmp_path / "out") == [out.name]
+
+
+def start_stalled(tmp_path, args, data, stdin=False):
+    """pfilter reading `data` from a FIFO (or its standard input) whose writer then stalls."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    if stdin:
+        proc = subprocess.Popen(PFILTER + ["-r", "-"] + args, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=out_dir)
+        writer = proc.stdin
+    else:
+        fifo = tmp_path / "in.fifo"
+        os.mkfifo(fifo)
+        proc = subprocess.Popen(PFILTER + ["-r", str(fifo)] + args, stderr=subprocess.PIPE, cwd=out_dir)
+        writer = open(fifo, "wb")
+    writer.write(data)
+    writer.flush()
+    return proc, writer
+
+
+def wait_for_progress(proc, out_dir, timeout=30):
+    """Until pfilter has read past its first window (it writes nothing before the end; its
+    progress shows in /proc as the input it consumed): a fixed pause, checked alive."""
+    deadline = time.monotonic() + timeout
+    time.sleep(1.0)
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            io = open(f"/proc/{proc.pid}/io").read()
+            if int(io.split("rchar: ")[1].split()[0]) > 8_000_000:
+                return
+        except (OSError, IndexError, ValueError):
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("sig, stdin", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
+                                        (signal.SIGINT, True)])
+def test_a_signal_keeps_the_packets_written_as_a_valid_capture(tmp_path, sig, stdin):
+    pkts = packets(12000, sizes=(1000,))
+    data = pcap_bytes(pkts)
+    proc, writer = start_stalled(tmp_path, ["-w", "kept.pcap", "udp"], data[:10_000_000], stdin)
+    try:
+        wait_for_progress(proc, tmp_path / "out")
+        proc.send_signal(sig)
+        err = proc.communicate(timeout=30)[1].decode()
+    finally:
+        writer.close()
+        proc.kill()
+    lines = err.splitlines()
+    assert proc.returncode == 128 + sig
+    assert len(lines) == 2 and lines[1].startswith(f"pfilter: interrupted by {signal.Signals(sig).name}: ")
+    kept = libpcap_packets(tmp_path / "out" / "kept.pcap")
+    want = [p for p in pkts if is_udp(p)]
+    assert 0 < len(kept) < len(want) and kept == want[:len(kept)]
+    assert f" {len(kept)} packets written to kept.pcap" in lines[1]
+    assert os.listdir(tmp_path / "out") == ["kept.pcap"]      # and nothing else, hidden or not
+
+
+def test_sigkill_leaves_no_file_and_the_old_output_intact(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.pcap").write_bytes(b"old contents")
+    proc, writer = start_stalled(tmp_path, ["-w", "old.pcap", "udp"], pcap_bytes(packets(12000, sizes=(1000,)))[:10_000_000])
+    try:
+        wait_for_progress(proc, tmp_path / "out")
+        proc.kill()
+        proc.wait(30)
+    finally:
+        writer.close()
+    assert os.listdir(tmp_path / "out") == ["old.pcap"]
+    assert (tmp_path / "out" / "old.pcap").read_bytes() == b"old contents"
+
+
+def test_an_interruption_in_the_api_keeps_whole_packets_with_the_stats(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(5000))
+    out = tmp_path / "out.pcap"
+    calls = []
+
+    def interrupt(done, total, stats):
+        calls.append(done)
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt) as e:
+        pfilter.filter_file(src, out, "udp", progress=interrupt)
+    kept = libpcap_packets(out)
+    assert calls and kept == [p for p in packets(5000) if is_udp(p)][:len(kept)]
+    assert e.value.stats.written == len(kept)
+    assert sorted(os.listdir(tmp_path)) == ["in.pcap", "out.pcap"]
+
+
+# -- 19: closed pipes, full disks -----------------------------------------------------------------
+
+
+def test_a_closed_output_pipe_ends_quietly_as_tcpdump(tmp_path):
+    ours = subprocess.Popen(PFILTER + ["-r", str(SAMPLE), "-w", "-", "udp"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    reader = subprocess.run([ref.tcpdump(), "-r", "-", "-c1"], stdin=ours.stdout, capture_output=True)
+    ours.stdout.close()
+    err = ours.communicate(timeout=60)[1].decode()
+    theirs = subprocess.Popen([ref.tcpdump(), "-r", str(SAMPLE), "-w", "-", "udp"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    subprocess.run([ref.tcpdump(), "-r", "-", "-c1"], stdin=theirs.stdout, capture_output=True)
+    theirs.stdout.close()
+    theirs_err = theirs.communicate(timeout=60)[1].decode()
+    assert reader.returncode == 0 and len(reader.stdout.splitlines()) == 1
+    assert ours.returncode == theirs.returncode == 0
+    assert "Broken pipe" not in err and "Traceback" not in err
+    assert len(err.splitlines()) == len(theirs_err.splitlines()) == 1    # "reading from file ..."
+
+
+@pytest.mark.parametrize("how", ["dev-full", "file-size-limit"])
+def test_a_full_disk_gives_one_line_and_leaves_the_old_output_intact(tmp_path, path_kind, how):
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))
+    (tmp_path / "out").mkdir()
+    old = tmp_path / "out" / "o.pcap"
+    old.write_bytes(b"old contents")
+    target = "/dev/full" if how == "dev-full" else str(old)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    run = subprocess.run(PFILTER + ["-q", "-r", str(src), "-w", target, ""], capture_output=True, text=True,
+                         preexec_fn=limit if how == "file-size-limit" else None, timeout=60)
+    message = "No space left on device" if how == "dev-full" else "File too large"
+    assert run.returncode == 1 and run.stderr == f"pfilter: {target}: {message}\n"
+    assert old.read_bytes() == b"old contents" and os.listdir(tmp_path / "out") == ["o.pcap"]
+
+
+def test_file_system_failures_are_oserror_subclasses(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(100))
+    with pytest.raises(FileNotFoundError) as e:
+        pfilter.filter_file(src, tmp_path / "missing" / "o.pcap", "udp")
+    assert e.value.filename == str(tmp_path / "missing" / "o.pcap")
+    (tmp_path / "dir.pcap").mkdir()
+    with pytest.raises(IsADirectoryError):
+        pfilter.filter_file(src, tmp_path / "dir.pcap", "udp")
+    with pytest.raises(OSError) as e:
+        pfilter.filter_file(src, "/dev/full", "udp")
+    assert e.value.errno == 28 and not isinstance(e.value, pfilter.FilterError)
+    with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input"):
+        pfilter.filter_file(src, src, "udp")           # a usage error stays a FilterError
+
+
+def test_bytes_paths_work(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(100))
+    stats = pfilter.filter_file(os.fsencode(src), os.fsencode(tmp_path / "o.pcap"), "udp")
+    assert libpcap_packets(tmp_path / "o.pcap") == [p for p in packets(100) if is_udp(p)]
+    assert stats.written == len(libpcap_packets(tmp_path / "o.pcap"))
+    pfilter.filter_file([os.fsencode(src)], os.fsencode(tmp_path / "o.pcapng"), "udp")
+    assert libpcap_packets(tmp_path / "o.pcapng") == libpcap_packets(tmp_path / "o.pcap")
+
+
+# -- 19: progress ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tqdm", [True, False])
+def test_progress_true_draws_a_bar_on_stderr(tmp_path, capsys, monkeypatch, path_kind, tqdm):
+    if not tqdm:
+        monkeypatch.setitem(sys.modules, "tqdm", None)      # the built-in bar
+    else:
+        pytest.importorskip("tqdm")
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))
+    stats = pfilter.filter_file(src, tmp_path / "o.pcap", "udp", progress=True)
+    err = capsys.readouterr().err
+    assert stats.written == sum(1 for p in packets(3000) if is_udp(p))
+    assert "pfilter" in err and ("%" in err or "B" in err)
+
+
+def test_progress_callable_sees_the_whole_input(tmp_path, path_kind):
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))
+    seen = []
+    pfilter.filter_file(src, tmp_path / "o.pcap", "udp", progress=lambda d, t, s: seen.append((d, t)))
+    assert seen and seen[-1][1] == os.path.getsize(src)
+    assert seen[-1][0] == os.path.getsize(src) or path_kind == "general"
+    assert all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    with pytest.raises(pfilter.FilterError, match="progress"):
+        pfilter.filter_file(src, tmp_path / "o.pcap", "udp", progress="yes")
+
+
+def test_cli_progress_option_shows_the_bar_off_a_terminal(tmp_path):
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))
+    env = dict(os.environ, PFILTER_NO_FASTPATH="1")
+    run = subprocess.run(PFILTER + ["-q", "--progress", "-r", str(src), "-w", str(tmp_path / "o.pcap"), "udp"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    quiet = subprocess.run(PFILTER + ["-q", "-r", str(src), "-w", str(tmp_path / "p.pcap"), "udp"],
+                           capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == quiet.returncode == 0
+    assert "pfilter" in run.stderr and quiet.stderr == ""
