@@ -17,6 +17,7 @@ cdef extern from *:
     #include <stdint.h>
     static inline uint32_t pf_bswap32(uint32_t v) { return __builtin_bswap32(v); }
     static inline uint16_t pf_bswap16(uint16_t v) { return __builtin_bswap16(v); }
+    static inline uint64_t pf_bswap64(uint64_t v) { return __builtin_bswap64(v); }
     static inline void pf_prefetch(const uint8_t* p) { __builtin_prefetch(p, 0, 0); }
     static inline uint64_t pf_scale_frac(uint64_t frac, uint64_t units) {
         return (uint64_t)(((unsigned __int128)frac * 1000000000u) / units);
@@ -24,6 +25,7 @@ cdef extern from *:
     """
     uint32_t pf_bswap32(uint32_t v) nogil
     uint16_t pf_bswap16(uint16_t v) nogil
+    uint64_t pf_bswap64(uint64_t v) nogil
     uint64_t pf_scale_frac(uint64_t frac, uint64_t units) nogil
     void pf_prefetch(const uint8_t* p) nogil
 
@@ -46,9 +48,10 @@ cdef enum:
     ST_NOIFACE = 9    # pcapng: packet on an interface without IDB; `info` = interface id
     ST_CAPLEN = 10    # pcapng: caplen above the interface's snapshot length; `info` = caplen
     ST_END = 11       # the window ends exactly at pos (no partial record)
+    ST_FULL = 12      # pcapng: an IDB at pos, but the interface table is full (grow it, call again)
 
 ST_NAMES = {0: "limit", 1: "more", 2: "badcaplen", 3: "block", 4: "badlen", 5: "unaligned",
-            6: "toobig", 7: "trailer", 8: "short", 9: "noiface", 10: "caplen", 11: "end"}
+            6: "toobig", 7: "trailer", 8: "short", 9: "noiface", 10: "caplen", 11: "end", 12: "full"}
 
 # Per-interface timestamp modes (pcapng).
 cdef enum:
@@ -71,6 +74,26 @@ cdef inline uint32_t rd32(const uint8_t* p, bint sw) noexcept nogil:
     cdef uint32_t v
     memcpy(&v, p, 4)
     return pf_bswap32(v) if sw else v
+
+
+cdef inline uint64_t rd64(const uint8_t* p, bint sw) noexcept nogil:
+    cdef uint64_t v
+    memcpy(&v, p, 8)
+    return pf_bswap64(v) if sw else v
+
+
+# Seconds a timestamp may have and still fit int64 nanoseconds (year 2262).
+cdef int64_t MAX_SECONDS = 9223372035
+
+
+cdef inline int64_t stamp_ns(uint64_t sec, uint64_t frac, int64_t tsoffset) noexcept nogil:
+    """libpcap's tv_sec (seconds + if_tsoffset, wrapping as its uint64 sum does) in ns. Seconds
+    beyond int64 nanoseconds keep their low 32 bits: what libpcap writes to a pcap file
+    (`tcpdump -w` stores tv_sec as 32 bits), so the packet's time is the one any pcap copy has."""
+    cdef int64_t s = <int64_t>(sec + <uint64_t>tsoffset)
+    if s > MAX_SECONDS or s < -MAX_SECONDS:
+        s = <int64_t><uint32_t>s
+    return s * 1000000000 + <int64_t>frac
 
 
 cdef inline uint16_t rd16(const uint8_t* p, bint sw) noexcept nogil:
@@ -140,31 +163,39 @@ def scan_pcap(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int hdrsize,
     return n, p, status, info
 
 
-def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t base,
-                const uint16_t[::1] if_linktype, const uint32_t[::1] if_snaplen,
-                const int32_t[::1] if_tsmode, const uint64_t[::1] if_units,
-                const int64_t[::1] if_tsoffset, Py_ssize_t n_ifaces, uint32_t if_base,
-                uint32_t max_blocksize,
+def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, int64_t base, uint32_t max_blocksize,
+                int64_t[::1] state, uint16_t[::1] if_linktype, uint32_t[::1] if_snaplen,
+                int32_t[::1] if_tsmode, uint64_t[::1] if_units, int64_t[::1] if_tsoffset,
+                int64_t[::1] if_offset, int64_t[::1] if_nameoff, uint16_t[::1] if_namelen,
                 int64_t[::1] offsets, uint32_t[::1] caplens, uint32_t[::1] wirelens,
                 int64_t[::1] stamps, int64_t[::1] fileoffs, uint32_t[::1] ifaces,
                 uint16_t[::1] linktypes, Py_ssize_t max_packets, Py_ssize_t max_bytes):
-    """Scan pcapng blocks of one section from buf[pos:]: EPB, SPB and PB become packets, other
-    block types are skipped, SHB and IDB stop the scan (ST_BLOCK). Interface ids are reported
-    plus `if_base` (the section's first interface in the file's list). Returns (packets, new_pos,
-    status, info)."""
-    # libpcap: pcap_ng_next_packet(), read_block()
+    """Scan pcapng blocks from buf[pos:]: EPB, SPB and PB become packets, other block types are
+    skipped. Section headers and interface descriptions are read here too, into `state`
+    ([byte order swapped, interfaces in the file, first interface of the current section]) and
+    the file-wide interface arrays (capacity: their length; name option as file offset and
+    length, -1 for none); one that is cut by the window edge, damaged, or unusual (snapshot
+    length 0 or above INT_MAX) stops the scan (ST_BLOCK) for Python, which reads it with
+    libpcap's messages. Interface ids are reported file-wide (section base + id). Returns
+    (packets, new_pos, status, info)."""
+    # libpcap: pcap_ng_next_packet(), read_block(), add_interface(), process_idb_options()
     cdef Py_ssize_t end = buf.shape[0]
     cdef Py_ssize_t n = 0, p = pos
     cdef Py_ssize_t nbytes = 0
     cdef const uint8_t* b = &buf[0] if end > 0 else NULL
     cdef const uint8_t* body
-    cdef uint32_t btype, total, bodylen, cap, wire, iface, snap
+    cdef uint32_t btype, total, bodylen, cap, wire, iface, snap, bom
     cdef uint64_t t, sec, frac, units
-    cdef int64_t ns
     cdef int status = ST_END
     cdef int64_t info = 0
     cdef Py_ssize_t datapos
     cdef Py_ssize_t pf = pos
+    cdef bint swapped = state[0] != 0, nsw, binary, bad
+    cdef int64_t count = state[1], section = state[2], capacity = if_linktype.shape[0]
+    cdef int64_t idx, tsoffset, nameoff
+    cdef uint32_t namelen
+    cdef uint32_t i, code, olen, padded, seen, v, k
+    cdef int32_t mode
     with nogil:
         while True:
             pf = prefetch_ahead(b, pf, p, end)
@@ -176,9 +207,28 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
                 info = 8
                 break
             btype = rd32(b + p, swapped)
-            if btype == 0x0A0D0D0A or btype == 1:
-                status = ST_BLOCK
-                break
+            if btype == 0x0A0D0D0A:
+                # a new section: its own byte order, its own interfaces
+                if end - p < 28:
+                    status = ST_BLOCK
+                    break
+                bom = rd32(b + p + 8, 0)
+                if bom == 0x1A2B3C4D:
+                    nsw = 0
+                elif bom == 0x4D3C2B1A:
+                    nsw = 1
+                else:
+                    status = ST_BLOCK
+                    break
+                total = rd32(b + p + 4, nsw)
+                if (total < 28 or total % 4 != 0 or total > max_blocksize or end - p < <Py_ssize_t>total
+                        or rd32(b + p + total - 4, nsw) != total or rd16(b + p + 12, nsw) != 1):
+                    status = ST_BLOCK
+                    break
+                swapped = nsw
+                section = count
+                p += total
+                continue
             total = rd32(b + p + 4, swapped)
             if total < 12:
                 status = ST_BADLEN
@@ -199,6 +249,93 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
             if rd32(b + p + total - 4, swapped) != total:
                 status = ST_TRAILER
                 break
+            if btype == 1:
+                if count >= capacity:
+                    status = ST_FULL
+                    break
+                body = b + p + 8
+                bodylen = total - 12
+                if bodylen < 8:
+                    status = ST_BLOCK
+                    break
+                snap = rd32(body + 4, swapped)
+                if snap == 0 or snap > 0x7FFFFFFF:
+                    status = ST_BLOCK
+                    break
+                units = 1000000
+                binary = 0
+                tsoffset = 0
+                nameoff = -1
+                namelen = 0
+                seen = 0
+                bad = 0
+                i = 8
+                while i < bodylen:
+                    if bodylen - i < 4:
+                        bad = 1
+                        break
+                    code = rd16(body + i, swapped)
+                    olen = rd16(body + i + 2, swapped)
+                    padded = (olen + 3) & ~(<uint32_t>3)
+                    i += 4
+                    if bodylen - i < padded:
+                        bad = 1
+                        break
+                    if code == 0:
+                        bad = olen != 0
+                        break
+                    if code == 9:
+                        if olen != 1 or seen & 1:
+                            bad = 1
+                            break
+                        seen |= 1
+                        v = body[i]
+                        if v & 0x80:
+                            if v & 0x7F > 63:
+                                bad = 1
+                                break
+                            units = (<uint64_t>1) << (v & 0x7F)
+                            binary = 1
+                        else:
+                            if v > 19:
+                                bad = 1
+                                break
+                            units = 1
+                            for k in range(v):
+                                units *= 10
+                            binary = 0
+                    elif code == 14:
+                        if olen != 8 or seen & 2:
+                            bad = 1
+                            break
+                        seen |= 2
+                        tsoffset = <int64_t>rd64(body + i, swapped)
+                    elif code == 2:
+                        nameoff = base + p + 8 + i
+                        namelen = olen
+                    i += padded
+                if bad:
+                    status = ST_BLOCK
+                    break
+                if units == 1000000:
+                    mode = TS_MICRO
+                elif units == 1000000000:
+                    mode = TS_NANO
+                elif not binary and units < 1000000000:
+                    mode = TS_DECUP
+                else:
+                    mode = TS_GENERAL
+                if_linktype[count] = rd16(body, swapped)
+                if_snaplen[count] = snap
+                if_tsmode[count] = mode
+                if_units[count] = units
+                if_tsoffset[count] = tsoffset
+                if_offset[count] = base + p
+                if_nameoff[count] = nameoff
+                if_namelen[count] = <uint16_t>namelen
+                count += 1
+                p += total
+                continue
             if btype != 6 and btype != 3 and btype != 2:
                 p += total
                 continue
@@ -230,17 +367,18 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
                 datapos = p + 12
                 bodylen -= 4
                 cap = wire
-                if n_ifaces > 0 and cap > if_snaplen[0]:
-                    cap = if_snaplen[0]
+                if count > section and cap > if_snaplen[section]:
+                    cap = if_snaplen[section]
                 # Divergence: libpcap reports a short block when an SPB holds less than
                 # min(len, snaplen); the pcapng spec takes the captured length from the block.
                 if cap > bodylen:
                     cap = bodylen
-            if iface >= n_ifaces:
+            if <int64_t>iface >= count - section:
                 status = ST_NOIFACE
                 info = iface
                 break
-            snap = if_snaplen[iface]
+            idx = section + iface
+            snap = if_snaplen[idx]
             if cap > snap:
                 status = ST_CAPLEN
                 info = cap
@@ -249,28 +387,30 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int64_t ba
                 status = ST_SHORT
                 info = btype
                 break
-            units = if_units[iface]
-            if if_tsmode[iface] == TS_MICRO:
+            units = if_units[idx]
+            if if_tsmode[idx] == TS_MICRO:
                 sec = t // 1000000
                 frac = (t % 1000000) * 1000
-            elif if_tsmode[iface] == TS_NANO:
+            elif if_tsmode[idx] == TS_NANO:
                 sec = t // 1000000000
                 frac = t % 1000000000
-            elif if_tsmode[iface] == TS_DECUP:
+            elif if_tsmode[idx] == TS_DECUP:
                 sec = t // units
                 frac = (t % units) * (1000000000 // units)
             else:
                 sec = t // units
                 frac = pf_scale_frac(t % units, units)
-            ns = <int64_t>((sec + <uint64_t>if_tsoffset[iface]) * 1000000000 + frac)
             offsets[n] = datapos
             caplens[n] = cap
             wirelens[n] = wire
-            stamps[n] = ns
+            stamps[n] = stamp_ns(sec, frac, if_tsoffset[idx])
             fileoffs[n] = base + p
-            ifaces[n] = if_base + iface
-            linktypes[n] = if_linktype[iface]
+            ifaces[n] = <uint32_t>idx
+            linktypes[n] = if_linktype[idx]
             n += 1
             nbytes += cap
             p += total
+    state[0] = swapped
+    state[1] = count
+    state[2] = section
     return n, p, status, info

@@ -50,7 +50,7 @@ else:
         from . import _pyscan as _scan
 
 ST_LIMIT, ST_MORE, ST_BADCAPLEN, ST_BLOCK, ST_BADLEN, ST_UNALIGNED, ST_TOOBIG, ST_TRAILER, \
-    ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END = range(12)
+    ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END, ST_FULL = range(13)
 TS_MICRO, TS_NANO, TS_DECUP, TS_GENERAL = range(4)
 
 PCAPNG_SHB = 0x0A0D0D0A
@@ -457,6 +457,7 @@ class Capture:
         # libpcap: pcap_ng_check_header()
         self.format = "pcapng"
         self._ifaces = _InterfaceTable()
+        self.interfaces = _InterfaceList(self._ifaces)
         self._section_base = 0
         self._max_blocksize = INITIAL_MAX_BLOCKSIZE
         head = self._bytes(0, 12)
@@ -564,8 +565,7 @@ class Capture:
         major = struct.unpack(prefix + "H", data[12:14])[0]
         if major != 1:
             raise self._error(f"unknown pcapng savefile major version number {major}", pos)
-        self._section_base = len(self.interfaces)
-        self._ifaces.reset()
+        self._section_base = self._ifaces.count
         self._pos = pos + total
 
     def _idb_option_once(self, option, length, want, seen, pos):
@@ -629,9 +629,7 @@ class Capture:
         # Divergence: libpcap refuses an interface whose link type or snapshot length differs from
         # the first interface's; pfilter gives each packet its own interface's link type.
         snap = adjust_snaplen(linktype, snaplen)
-        self._ifaces.add(linktype, snap, mode, units, tsoffset)
-        self.interfaces.append({"linktype": linktype, "snaplen": snap, "units": units,
-                                "tsoffset": tsoffset, "name": name, "offset": pos})
+        self._ifaces.add(linktype, snap, mode, units, tsoffset, pos, name)
 
     # -- iteration -------------------------------------------------------------------------------
 
@@ -747,10 +745,16 @@ class Capture:
         cap = len(arrays[0])
         extra = (np.empty(cap, np.uint32), np.empty(cap, np.uint16))
         t = self._ifaces
+        before = t.count
+        t.state[:] = (self._swapped, t.count, self._section_base)
         n, newrel, status, info = _scan.scan_pcapng(
-            self._arr, rel, self._swapped, self._base, t.linktype, t.snaplen, t.tsmode, t.units,
-            t.tsoffset, t.count, self._section_base, self._max_blocksize, *arrays, *extra,
-            cap, self.batch_bytes)
+            self._arr, rel, self._base, self._max_blocksize, t.state, t.linktype, t.snaplen, t.tsmode,
+            t.units, t.tsoffset, t.offset, t.nameoff, t.namelen, *arrays, *extra, cap, self.batch_bytes)
+        self._swapped, self._section_base = bool(t.state[0]), int(t.state[2])
+        t.count = int(t.state[1])
+        t.take_names(before, self._arr, self._base)
+        if status == ST_FULL:
+            t.grow()
         batch = self._finish(n, arrays, extra)
         self._pos = pos = self._base + newrel
         if batch is not None:       # deliver first, as in _scan_pcap
@@ -771,6 +775,8 @@ class Capture:
                 raise self._error(f"truncated pcapng dump file; tried to read 8 bytes, only got {avail}", pos)
             raise self._error(f"truncated pcapng dump file; tried to read {info - 8} bytes, "
                               f"only got {avail - 8}", pos)
+        if status == ST_FULL:       # the table has grown: scan on
+            return None
         if status == ST_BLOCK:
             hdr = self._bytes(pos, 4)
             if struct.unpack("<I", hdr)[0] == PCAPNG_SHB:
@@ -803,7 +809,8 @@ class Capture:
                 iface = 0
             elif btype == BT_PB:
                 iface = struct.unpack(self._prefix() + "H", hdr[8:10])[0]
-            snap = int(self._ifaces.snaplen[iface]) if iface < self._ifaces.count else self.snaplen
+            idx = self._section_base + iface
+            snap = int(self._ifaces.snaplen[idx]) if idx < self._ifaces.count else self.snaplen
             return f"invalid packet capture length {info}, bigger than snaplen of {snap}"
         return f"pcapng reader status {status}"
 
@@ -834,30 +841,74 @@ class Capture:
 
 
 class _InterfaceTable:
-    """Per-interface arrays of the current pcapng section, as the scanner reads them."""
+    """Every interface of a pcapng file (all sections), in arrays the scanner reads and extends
+    (a section's packets name interfaces from the section's first one, `state[2]`). Names are
+    kept only for the interfaces that have one: a file of a million interfaces costs about 50
+    bytes each (libpcap keeps a similar table)."""
+
+    FIELDS = (("linktype", np.uint16), ("snaplen", np.uint32), ("tsmode", np.int32), ("units", np.uint64),
+              ("tsoffset", np.int64), ("offset", np.int64), ("nameoff", np.int64), ("namelen", np.uint16))
 
     def __init__(self):
         self.count = 0
-        self.linktype = np.zeros(4, np.uint16)
-        self.snaplen = np.zeros(4, np.uint32)
-        self.tsmode = np.zeros(4, np.int32)
-        self.units = np.zeros(4, np.uint64)
-        self.tsoffset = np.zeros(4, np.int64)
+        self.state = np.zeros(3, np.int64)      # swapped, count, section base: the scanner's view
+        self.names = {}
+        for name, dtype in self.FIELDS:
+            setattr(self, name, np.zeros(16, dtype))
 
-    def reset(self):
-        self.count = 0
+    def grow(self):
+        for name, _dtype in self.FIELDS:
+            old = getattr(self, name)
+            new = np.zeros(2 * len(old), old.dtype)
+            new[:len(old)] = old
+            setattr(self, name, new)
 
-    def add(self, linktype, snaplen, mode, units, tsoffset):
+    def add(self, linktype, snaplen, mode, units, tsoffset, offset, name):
         if self.count == len(self.linktype):
-            for name in ("linktype", "snaplen", "tsmode", "units", "tsoffset"):
-                old = getattr(self, name)
-                new = np.zeros(2 * len(old), old.dtype)
-                new[:len(old)] = old
-                setattr(self, name, new)
+            self.grow()
         i = self.count
         self.linktype[i], self.snaplen[i], self.tsmode[i] = linktype, snaplen, mode
-        self.units[i], self.tsoffset[i] = units, tsoffset
+        self.units[i], self.tsoffset[i], self.offset[i] = units, tsoffset, offset
+        self.nameoff[i], self.namelen[i] = -1, 0
+        if name is not None:
+            self.names[i] = name
         self.count += 1
+
+    def take_names(self, start, window, base):
+        """The if_name options of the interfaces the scanner added from `start`, read from the
+        window they are in."""
+        for i in np.flatnonzero(self.nameoff[start:self.count] >= 0) + start:
+            at = int(self.nameoff[i]) - base
+            self.names[int(i)] = window[at:at + int(self.namelen[i])].tobytes().decode("utf-8", "replace")
+            self.nameoff[i] = -1
+
+
+class _InterfaceList:
+    """Capture.interfaces of a pcapng file: a read-only sequence of one dict per interface seen so
+    far (linktype, snaplen, units, tsoffset, name, offset), made when asked for."""
+
+    def __init__(self, table):
+        self._t = table
+
+    def __len__(self):
+        return self._t.count
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = self._t.count
+        if not -n <= i < n:
+            raise IndexError("interface index out of range")
+        i %= n
+        t = self._t
+        return {"linktype": int(t.linktype[i]), "snaplen": int(t.snaplen[i]), "units": int(t.units[i]),
+                "tsoffset": int(t.tsoffset[i]), "name": t.names.get(i), "offset": int(t.offset[i])}
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        return repr(list(self))
 
 
 def open_capture(path: InputArg, **options: Any) -> Capture:
