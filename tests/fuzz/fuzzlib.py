@@ -8,8 +8,8 @@ the test reports it as a failure with the input saved as an artifact.
 Volume (environment):
   PFILTER_FUZZ_SECONDS   time budget per target, in seconds, per worker (scripts/fuzz.sh sets it);
                          unset or 0: each target runs its own short count (the normal test suite)
-  PFILTER_FUZZ_EXAMPLES  inputs of a typical target when there is no time budget (default 300);
-                         a costly target runs its share (its own short count / 300 of it)
+  PFILTER_FUZZ_EXAMPLES  inputs of a typical target when there is no time budget (default 150);
+                         a costly target runs its share (its own short count / 150 of it)
   PFILTER_FUZZ_JOBS      worker processes per target, in parallel (default 1)
   PFILTER_FUZZ_SEED      base seed (default 0: the normal suite is deterministic)
   PFILTER_FUZZ_INPUT_SECONDS  longest time one input may take before it counts as a hang
@@ -50,16 +50,17 @@ TARGETS = {}
 
 
 class Target:
-    def __init__(self, name, strategy, check, module, examples, input_seconds):
+    def __init__(self, name, strategy, check, module, examples, input_seconds, cases):
         self.name, self.strategy, self.check, self.module = name, strategy, check, module
-        self.examples, self.input_seconds = examples, input_seconds
+        self.examples, self.input_seconds, self.cases = examples, input_seconds, list(cases)
 
 
-def target(name, strategy, examples=300, input_seconds=None):
+def target(name, strategy, examples=150, input_seconds=None, cases=()):
     """Decorator: register `check(input)` as fuzz target `name` over inputs drawn from `strategy`
-    (short run: `examples` inputs)."""
+    (short run: `examples` inputs); `cases`: inputs every worker runs first (failures found
+    before, kept as regression cases)."""
     def deco(check):
-        TARGETS[name] = Target(name, strategy, check, check.__module__, examples, input_seconds)
+        TARGETS[name] = Target(name, strategy, check, check.__module__, examples, input_seconds, cases)
         return check
     return deco
 
@@ -126,6 +127,16 @@ def _work(module, name, seed, examples, seconds, workdir):
             state["failing"] = True      # shrinking after the deadline must still run the check
             raise
 
+    try:
+        for case in tgt.cases:
+            body(case)
+    except BaseException:
+        import traceback
+        save_stats(done=True)
+        err = sys.exc_info()[1]
+        trace = "".join(traceback.format_tb(err.__traceback__)[-6:])
+        (workdir / "failure.txt").write_text(f"{type(err).__name__}: {str(err)[:1500]}\n{trace[-3000:]}")
+        return 3
     run_seed = seed
     while True:
         if deadline is not None and time.monotonic() > deadline:
@@ -182,7 +193,7 @@ def run(name):
     tgt = TARGETS[name]
     seconds = _env("PFILTER_FUZZ_SECONDS", 0.0)
     # PFILTER_FUZZ_EXAMPLES is the count of a default target; costly targets run a share of it
-    examples = 0 if seconds else max(1, round(_env("PFILTER_FUZZ_EXAMPLES", 300, int) * tgt.examples / 300))
+    examples = 0 if seconds else max(1, round(_env("PFILTER_FUZZ_EXAMPLES", 150, int) * tgt.examples / 150))
     jobs = max(1, _env("PFILTER_FUZZ_JOBS", 1, int))
     base_seed = _env("PFILTER_FUZZ_SEED", 0, int)
     bound = tgt.input_seconds or _env("PFILTER_FUZZ_INPUT_SECONDS", DEFAULT_INPUT_SECONDS)
@@ -275,6 +286,8 @@ def _summary(report):
     rows = [json.loads(l) for l in Path(report).read_text().splitlines() if l.strip()] if Path(report).exists() else []
     total = sum(r["inputs"] for r in rows)
     print("fuzzing volume (inputs tried per target):")
+    rows = [r for r in rows if not r["target"].startswith("selftest")]
+    total = sum(r["inputs"] for r in rows)
     for r in rows:
         status = "FAILED" if r["failed"] else "ok"
         print(f"  {r['target']:<18} {r['inputs']:>9}  in {r['seconds']:>6.1f} s x {r['workers']} worker(s)  {status}")
@@ -295,7 +308,7 @@ def main(argv):
             print("no failure")
         return 0
     if cmd == "count":
-        print(len(_all_targets()))
+        print(sum(1 for name in _all_targets() if not name.startswith("selftest")))
         return 0
     if cmd == "summary":
         _summary(argv[1])

@@ -168,7 +168,7 @@ def run_op(op, batch, x, tmp):
     return back, packets_of(batch, idx)
 
 
-@fuzzlib.target("batch", batch_inputs(), examples=300)
+@fuzzlib.target("batch", batch_inputs())
 def check_batch(x):
     args = [build_data(*x["data"]), build(*x["offsets"]), build(*x["caplen"]), build(*x["wirelen"]),
             None if x["timestamps"] is None else build(*x["timestamps"])]

@@ -116,7 +116,7 @@ def _path(data):
     return Path(f.name)
 
 
-@fuzzlib.target("reader", reader_inputs, examples=300)
+@fuzzlib.target("reader", reader_inputs)
 def check_reader(x):
     data, batch_packets, window, reuse, as_file_object = x
     path = _path(data)
@@ -138,7 +138,7 @@ RULES = {"web": "tcp port 80 or tcp port 443", "dns": "udp port 53", "v6": "ip6"
 
 
 @fuzzlib.target("filter_file", st.tuples(capture_files(), st.sampled_from(["tcp", "udp port 53", "ip or ip6", ""]),
-                                          st.sampled_from(["out.pcap", "out.pcapng"])), examples=200)
+                                          st.sampled_from(["out.pcap", "out.pcapng"])))
 def check_filter_file(x):
     data, expr, name = x
     path = _path(data)
@@ -152,7 +152,7 @@ def check_filter_file(x):
 
 
 @fuzzlib.target("classify", st.tuples(capture_files(), st.booleans(), st.booleans(), st.sampled_from([1, 2])),
-                examples=200)
+                examples=120)
 def check_classify(x):
     data, packed, counts_only, threads = x
     path = _path(data)

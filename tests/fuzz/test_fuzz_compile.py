@@ -88,7 +88,7 @@ def run_both_vms(prog, batch):
     return fast
 
 
-@fuzzlib.target("compile", compile_inputs(), examples=300)
+@fuzzlib.target("compile", compile_inputs())
 def check_compile(x):
     expr, linktype, snaplen, optimize = x
     prog = fuzzlib.outcome(pfilter.compile, expr, linktype=linktype, snaplen=snaplen, optimize=optimize,
@@ -123,7 +123,7 @@ def hostile_arguments(draw):
     return expr, linktype, snaplen, optimize, extra
 
 
-@fuzzlib.target("compile_args", hostile_arguments(), examples=300)
+@fuzzlib.target("compile_args", hostile_arguments())
 def check_compile_args(x):
     expr, linktype, snaplen, optimize, extra = x
     prog = fuzzlib.outcome(pfilter.compile, expr, linktype=linktype, snaplen=snaplen, optimize=optimize,
@@ -157,7 +157,7 @@ def long_expressions(draw):
 
 
 @fuzzlib.target("compile_long", st.tuples(long_expressions(), st.sampled_from([True, False])),
-                examples=6, input_seconds=120)
+                examples=4, input_seconds=120)
 def check_compile_long(x):
     expr, optimize = x
     prog = fuzzlib.outcome(pfilter.compile, expr, optimize=optimize, allowed=FilterError)

@@ -36,7 +36,7 @@ def clean(x):
 
 def _fails(name, tmp_path, monkeypatch):
     monkeypatch.setenv("PFILTER_FUZZ_ARTIFACTS", str(tmp_path))
-    for var in ("PFILTER_FUZZ_SECONDS", "PFILTER_FUZZ_EXAMPLES", "PFILTER_FUZZ_REPORT"):
+    for var in ("PFILTER_FUZZ_SECONDS", "PFILTER_FUZZ_EXAMPLES", "PFILTER_FUZZ_REPORT", "PFILTER_FUZZ_JOBS"):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(pytest.fail.Exception) as info:
         fuzzlib.run(name)
@@ -67,8 +67,9 @@ def test_an_unexpected_exception_fails_the_test_with_the_shrunk_input(tmp_path, 
 def test_a_clean_target_reports_its_volume(tmp_path, monkeypatch):
     report = tmp_path / "report.jsonl"
     monkeypatch.setenv("PFILTER_FUZZ_REPORT", str(report))
-    monkeypatch.setenv("PFILTER_FUZZ_EXAMPLES", "300")
+    monkeypatch.setenv("PFILTER_FUZZ_EXAMPLES", "150")
     monkeypatch.delenv("PFILTER_FUZZ_SECONDS", raising=False)
+    monkeypatch.delenv("PFILTER_FUZZ_JOBS", raising=False)
     inputs = fuzzlib.run("selftest_clean")
     assert 0 < inputs <= 40
     line = report.read_text().splitlines()[-1]
