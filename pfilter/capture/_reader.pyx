@@ -90,6 +90,8 @@ cdef inline int64_t stamp_ns(uint64_t sec, uint64_t frac, int64_t tsoffset) noex
     """libpcap's tv_sec (seconds + if_tsoffset, wrapping as its uint64 sum does) in ns. Seconds
     beyond int64 nanoseconds keep their low 32 bits: what libpcap writes to a pcap file
     (`tcpdump -w` stores tv_sec as 32 bits), so the packet's time is the one any pcap copy has."""
+    # Divergence: libpcap keeps such seconds whole in its 64-bit time_t (tcpdump prints them as
+    # they are); pfilter's int64-nanosecond timestamps cannot, and keep what `-w` would write.
     cdef int64_t s = <int64_t>(sec + <uint64_t>tsoffset)
     if s > MAX_SECONDS or s < -MAX_SECONDS:
         s = <int64_t><uint32_t>s

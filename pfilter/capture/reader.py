@@ -5,14 +5,16 @@ Imports pfilter.batch and pfilter.errors, and the record scanners (the Cython pf
 or its pure-Python twin pfilter.capture._pyscan when PFILTER_PUREPYTHON=1 or the extension is not
 built). Never the compiler or the VM.
 
-How it reads: the file is seen through *windows*, each a numpy uint8 array over a memory map of a
-stretch of the file (plain files) or over a fresh buffer filled by large reads (compressed input,
-pipes), or, with reuse_buffer=True, over one buffer refilled by read() for every window (the
-filter path: the data is still in the CPU cache when it is filtered and written). A batch's
-`data` is its window: no packet is copied, no Python object is made per packet; the scanner
-fills offset/length/timestamp arrays in C with the GIL released. A window is unmapped when the
-last batch that uses it is gone, so memory stays bounded whatever the file size. A batch is
-always delivered before its window is touched again.
+How it reads: the file is seen through *windows*, each a numpy uint8 array filled by large reads
+(pread for a regular file, readinto for pipes, a decompression loop for compressed input) into a
+small pool of buffers: a buffer is refilled only when no delivered batch still uses it, so batches
+stay valid as long as they are kept and memory stays bounded whatever the file size. Nothing is
+memory-mapped: a file truncated while it is read ends like a truncated file (tcpdump's message,
+the offset after the last intact packet), never with SIGBUS. With reuse_buffer=True one buffer
+serves every window (the filter path: the data is still in the CPU cache when it is filtered and
+written). A batch's `data` is its window: no packet is copied, no Python object is made per
+packet; the scanner fills offset/length/timestamp arrays in C with the GIL released (as pread
+releases it). A batch is always delivered before its window is touched again.
 
 Format facts follow libpcap 1.10.3 (sf-pcap.c, sf-pcapng.c): link-type upper bits masked, snapshot
 length 0 or above INT_MAX replaced by the link type's maximum, records longer than the snapshot
