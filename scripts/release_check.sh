@@ -82,7 +82,7 @@ prog = pfilter.compile('ip and tcp port 80')
 with pfilter.open(sys.argv[1]) as cap:
     print(sum(int(prog.match_batch(b).sum()) for b in cap))
 from pfilter import program
-assert program._cvm is not None, "the compiled VM is not in the wheel"" "$TMP/src/data/sample.pcap")"
+assert program._cvm is not None, 'the compiled VM is not in the wheel'" "$TMP/src/data/sample.pcap")"
 if [ -z "$n_cli" ] || [ "$n_cli" != "$n_api" ] || [ "$n_api" = 0 ]; then
   echo "release_check: the installed command wrote $n_cli packets, the API counts $n_api" >&2; exit 1
 fi
