@@ -516,6 +516,8 @@ def _run(args):
 def _interrupted(args, err):
     """One line for an interrupted -r run (the packets written so far were kept as a valid
     capture); the exit status is 128 + the signal number."""
+    # Divergence: tcpdump keeps the packets too but says "Interrupted system call" and exits 1;
+    # pfilter names the signal and exits as a shell reports a process it killed (130 for Ctrl-C).
     from ._signals import exit_status, signal_name
     stats = getattr(err, "stats", None)
     what = f"interrupted by {signal_name(err)}"

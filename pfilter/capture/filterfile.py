@@ -321,6 +321,8 @@ def _output_snaplen(first, sources):
     most) when an input cannot be looked at beforehand (standard input, a FIFO, a file object).
     A record longer than the header's snapshot length is cut back by every reader: no input's
     record may be."""
+    # Divergence: tcpdump -V (a list of files) writes the first file's snapshot length and
+    # later, longer records are cut back by every reader.
     if len(sources) == 1:
         return first.snaplen
     snaplen = _capture_snaplen(first)
