@@ -272,6 +272,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                     if READ_AHEAD:
                         batches.close()
                 done_bytes += _size(s)
+                if progress is not None:
+                    progress(done_bytes, total_bytes, stats)
             if count is not None and selected >= count:
                 break
         if writer is not None:
