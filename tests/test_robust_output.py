@@ -379,6 +379,9 @@ def test_file_system_failures_are_oserror_subclasses(tmp_path, path_kind):
     with pytest.raises(OSError) as e:
         pfilter.filter_file(src, "/dev/full", "udp")
     assert e.value.errno == 28 and not isinstance(e.value, pfilter.FilterError)
+    with pytest.raises(FileNotFoundError):
+        pfilter.filter_file(tmp_path / "missing.pcap", tmp_path / "o.pcap", "udp")
+    assert not (tmp_path / "o.pcap").exists()
     with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input"):
         pfilter.filter_file(src, src, "udp")           # a usage error stays a FilterError
 
