@@ -113,9 +113,20 @@ def _work(module, name, seed, examples, seconds, workdir):
         os.replace(tmp, stats_path)
         state["saved"] = time.monotonic()
 
+    def failed():
+        import traceback
+        save_stats(done=True)
+        err = sys.exc_info()[1]
+        trace = "".join(traceback.format_tb(err.__traceback__)[-6:])
+        (workdir / "failure.txt").write_text(f"{type(err).__name__}: {str(err)[:1500]}\n{trace[-3000:]}")
+        return 3
+
     def body(x):
         if deadline is not None and not state["failing"] and time.monotonic() > deadline:
             return
+        attempt(x)
+
+    def attempt(x):
         with open(current, "wb") as f:
             pickle.dump({"module": module, "target": name, "input": x}, f, protocol=4)
         state["inputs"] += 1
@@ -127,16 +138,6 @@ def _work(module, name, seed, examples, seconds, workdir):
             state["failing"] = True      # shrinking after the deadline must still run the check
             raise
 
-    try:
-        for case in tgt.cases:
-            body(case)
-    except BaseException:
-        import traceback
-        save_stats(done=True)
-        err = sys.exc_info()[1]
-        trace = "".join(traceback.format_tb(err.__traceback__)[-6:])
-        (workdir / "failure.txt").write_text(f"{type(err).__name__}: {str(err)[:1500]}\n{trace[-3000:]}")
-        return 3
     run_seed = seed
     while True:
         if deadline is not None and time.monotonic() > deadline:
@@ -151,15 +152,15 @@ def _work(module, name, seed, examples, seconds, workdir):
         try:
             with_seed(run_seed)(test)()
         except BaseException:
-            import traceback
-            save_stats(done=True)
-            err = sys.exc_info()[1]
-            trace = "".join(traceback.format_tb(err.__traceback__)[-6:])
-            (workdir / "failure.txt").write_text(f"{type(err).__name__}: {str(err)[:1500]}\n{trace[-3000:]}")
-            return 3
+            return failed()
         run_seed += 1_000_003
         if state["inputs"] == before:
             break                        # the strategy has nothing left to give
+    try:                                 # then the regression cases, whatever the time
+        for case in tgt.cases:
+            attempt(case)
+    except BaseException:
+        return failed()
     save_stats(done=True)
     return 0
 
