@@ -110,7 +110,7 @@ _NUM = r"(0[xX][0-9a-fA-F]+|[0-9]+)"
 _DD_INSN = r"\{\s*" + r"\s*,\s*".join([_NUM] * 4) + r"\s*\}\s*,?"
 _DD_ONE = re.compile(_DD_INSN, re.ASCII)
 _DD_LINE = re.compile(r"(?:\s*" + _DD_INSN + r")+", re.ASCII)   # one or more on a line
-_DDD_LINE = re.compile(r"\s*".join([_NUM] * 4), re.ASCII)
+_DDD_LINE = re.compile(r"\s+".join([_NUM] * 4), re.ASCII)
 _COUNT = re.compile(_NUM, re.ASCII)
 
 

@@ -201,6 +201,8 @@ def test_from_tuples_takes_a_signed_k_but_no_floats():
     ("2\n6 0 0 1\n6 0 0 x\n", "line 3"),
     ("2\n6 0 0 1\n6 0 0 1 7\n", "line 3"),
     ("1\n6 0 0 \u0666\n", "line 2"),
+    ("1\n60 0 1\n", "line 2"),            # three numbers: not `6 0 0 1` (found by tests/fuzz)
+    ("1\n6 00 1\n", "line 2"),
     ("1\n6 0 0 1_000\n", "line 2"),
     ("\u0661\n6 0 0 1\n", "line 1"),
     ("+1\n6 0 0 1\n", "line 1"),

@@ -233,8 +233,6 @@ def test_fuzz_program_from_tuples_and_run_batch():
     fuzzlib.run("program")
 
 
-@pytest.mark.xfail(strict=False, reason="new (reported to the lead): from_text's `code jt jf k` pattern joins the "
-                   "numbers with \\s*, so '60 0 1' reads as 6 0 0 1")
 def test_fuzz_program_from_text():
     fuzzlib.run("program_text")
 
