@@ -28,7 +28,7 @@ from ..errors import FilterError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-from .files import AtomicFile, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
+from .files import AtomicFile, compression_for_path, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
 
 # Largest record a chunk's headroom must hold; link types allowing more take the general path.
 MAX_FAST_RECORD = 1 << 20
@@ -134,7 +134,8 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     if count is not None and count <= 0:
         return None
     if dst is not None and (not isinstance(dst, (str, os.PathLike)) or dst == "-"
-                            or (format or format_for_path(dst)) != "pcap"):
+                            or (format or format_for_path(dst)) != "pcap"
+                            or compression_for_path(dst) is not None):
         return None
     native = _native()
     if native is None:

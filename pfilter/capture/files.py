@@ -57,13 +57,53 @@ def same_file(a, b):
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+#: output compression by the destination name's extension (the reader recognises all four by
+#: their magic numbers, whatever the name)
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".xz": "xz", ".bz2": "bzip2"}
+
+
+def compression_for_path(path):
+    """The compression an output name asks for ("gzip", "zstd", "xz", "bzip2"), or None."""
+    if path in (None, "-", b"-") or not isinstance(path, (str, bytes, os.PathLike)):
+        return None
+    name = os.fsdecode(path).lower()
+    for suffix, kind in COMPRESSION_SUFFIXES.items():
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
     name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
-    for suffix in (".gz", ".zst", ".xz", ".bz2"):
+    for suffix in COMPRESSION_SUFFIXES:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
     return "pcapng" if name.endswith((".pcapng", ".ntar", ".scap")) else default
+
+
+def compressor(kind, path=None):
+    """A streaming compressor (compress(data) -> bytes, flush() -> bytes) for `kind`; the zstd
+    one needs the zstandard package (the `zstd` extra): FilterError naming it when missing."""
+    if kind == "gzip":
+        import zlib
+        # level 6, as gzip(1); wbits 31: a gzip member that gzip, zcat and pfilter read
+        return zlib.compressobj(6, zlib.DEFLATED, 31)
+    if kind == "xz":
+        import lzma
+        return lzma.LZMACompressor(format=lzma.FORMAT_XZ)
+    if kind == "bzip2":
+        import bz2
+        return bz2.BZ2Compressor(9)
+    if kind == "zstd":
+        try:
+            import zstandard
+        except ImportError:
+            where = f"{os.fsdecode(path)}: " if path is not None else ""
+            raise FilterError(f"{where}zstd output needs the zstandard package: "
+                              f"pip install 'pfilter[zstd]'") from None
+        return zstandard.ZstdCompressor(level=3).compressobj()
+    raise FilterError(f"unknown compression {kind!r}")
 
 
 # Create outputs as unnamed files (Linux O_TMPFILE) that get their name only on commit; False
@@ -276,6 +316,52 @@ class AtomicFile:
         if getattr(self, "_dir", -1) >= 0:
             fd, self._dir = self._dir, -1
             os.close(fd)
+
+
+class CompressedAtomicFile(AtomicFile):
+    """An AtomicFile whose bytes are compressed on the way (gzip, zstd, xz or bzip2, from the
+    name's extension: compression_for_path); the compressed stream is finished on commit().
+    Writes cannot bypass it: fileno() raises ValueError, so writers take their buffered path."""
+
+    def __init__(self, path, protect=(), kind=None):
+        kind = kind or compression_for_path(path)
+        self._z = compressor(kind, path)      # before creating anything: a missing module is an error
+        self.compression = kind
+        super().__init__(path, protect)
+
+    def write(self, data):
+        out = self._z.compress(bytes(memoryview(data).cast("B")))
+        if out:
+            super().write(out)
+
+    def fileno(self):
+        raise ValueError(f"{self.path}: a compressed output has no file descriptor to write to")
+
+    def finish(self):
+        """Write the end of the compressed stream (idempotent); commit() does it too."""
+        if self._z is not None:
+            z, self._z = self._z, None
+            tail = z.flush()
+            if tail:
+                super().write(tail)
+
+    def commit(self):
+        if not self._finished:
+            try:
+                self.finish()
+            except BaseException:
+                self.abort()
+                raise
+        super().commit()
+
+
+def atomic_output(path, protect=()):
+    """The atomic output for `path`: compressed when its name ends in .gz, .zst, .xz or .bz2
+    (CompressedAtomicFile), else a plain AtomicFile. "-" (standard output) is never compressed."""
+    kind = compression_for_path(path)
+    if kind is not None:
+        return CompressedAtomicFile(path, protect, kind)
+    return AtomicFile(path, protect)
 
 
 def _short_temp_name():

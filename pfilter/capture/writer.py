@@ -19,7 +19,7 @@ import numpy as np
 
 from .._signals import deferred
 from ..errors import FilterError
-from .files import AtomicFile, file_linktype, format_for_path, pcap_file_header
+from .files import atomic_output, file_linktype, format_for_path, pcap_file_header
 
 try:
     if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
@@ -117,7 +117,7 @@ class CaptureWriter:
     format = None
 
     def __init__(self, dst, protect=()):
-        self._out = AtomicFile(dst, protect)
+        self._out = atomic_output(dst, protect)   # compressed by the name's extension
         self.path = dst
         self.packets_written = 0
         self.bytes_written = 0
