@@ -1783,6 +1783,19 @@ class Codegen(LinkLayerMixin):
 
     def arith(self, n):
         """An Arth for an arithmetic node, evaluated left to right as libpcap's grammar does."""
+        # `a + b + c ...` parses left-deep (a flat chain, not nesting): walk the left spine
+        # iteratively, as _lower_chain does, so chains of 10,000 terms need no deep recursion.
+        spine = []
+        while type(n) is A.Binary:
+            spine.append(n)
+            n = n.left
+        a0 = self._arith_operand(n)
+        for node in reversed(spine):
+            a0 = self.gen_arth(_ARITH_OPS[node.op], a0, self.arith(node.right))
+        return a0
+
+    def _arith_operand(self, n):
+        """An Arth for an arithmetic node other than a binary operation."""
         t = type(n)
         if t is A.Number:
             return self.gen_loadi(n.value)
@@ -1791,10 +1804,6 @@ class Codegen(LinkLayerMixin):
         if t is A.Load:
             inst = self.arith(n.index)
             return self.gen_load(n.proto, inst, n.size)
-        if t is A.Binary:
-            a0 = self.arith(n.left)
-            a1 = self.arith(n.right)
-            return self.gen_arth(_ARITH_OPS[n.op], a0, a1)
         if t is A.Negate:
             return self.gen_neg(self.arith(n.operand))
         _err(f"unsupported arithmetic element {t.__name__}")

@@ -61,9 +61,26 @@ class _Match:
         self.pq = {}
         self.qp = {}
         self.c = None
+        self._expanded = set()              # pairs whose successors are already on the stack
 
     def blocks(self, p, q, start=0):
-        """Whether p pairs with q's statements from `start` on (and their successors pair up)."""
+        """Whether p pairs with q's statements from `start` on (and their successors pair up).
+
+        Walks the pairs depth-first with an explicit stack (the regions may be thousands of
+        blocks deep: an `or` of many ports), in the order a recursive walk would take."""
+        stack = [(p, q, start)]
+        while stack:
+            p, q, start = stack.pop()
+            if not self._pair(p, q, start):
+                return False
+            if p is not q and (p.id, q.id) not in self._expanded:
+                self._expanded.add((p.id, q.id))
+                stack.extend(reversed(list(zip(p.succ, q.succ, (0,) * len(p.succ)))))
+        return True
+
+    def _pair(self, p, q, start):
+        """Whether block p can pair with q's statements from `start` on (successors aside);
+        records the pair."""
         if p is q:                          # a block both regions reach: X must not matter there
             return not self.live_in[p.id] & _X_BIT
         if p.id in self.pq or q.id in self.qp:
@@ -90,7 +107,7 @@ class _Match:
             return False
         self.pq[p.id] = q
         self.qp[q.id] = p
-        return all(self.blocks(ps, qs) for ps, qs in zip(p.succ, q.succ))
+        return True
 
 
 def _removable(order, root, region_ids):

@@ -81,6 +81,7 @@ class Values:
         self.ids = {}
         self.exprs = []
         self.consts = []
+        self._bounds = {}
 
     def get(self, expr):
         v = self.ids.get(expr)
@@ -95,7 +96,18 @@ class Values:
         return self.get(("k", c & M32))
 
     def bound(self, v, depth=0):
-        """An upper bound of value v (over all packets)."""
+        """An upper bound of value v (over all packets).
+
+        Looks at most 32 operations deep. Memoized per (value, depth): values are shared
+        (`x + x` names x once), so an unmemoized walk of `A = A + A` repeated n times would
+        take 2**n steps."""
+        key = (v, depth)
+        r = self._bounds.get(key)
+        if r is None:
+            r = self._bounds[key] = self._bound(v, depth)
+        return r
+
+    def _bound(self, v, depth):
         e = self.exprs[v]
         if depth > 32:
             return M32
