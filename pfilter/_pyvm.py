@@ -9,7 +9,12 @@ are big-endian; a load past the captured length, or a division/modulo by X = 0, 
 return 0; a shift by X >= 32 gives 0; `len` is the wire length. Linux metadata loads (SKF_AD_*)
 read past any real packet and so return 0, as in libpcap's userland. A taken backward `ja`
 charges its loop's span against pfilter.validate.loop_budget(caplen); past it the program returns 0.
+
+The seccomp mode (run_records) is run_one with host-order 32-bit loads over 64-byte
+`struct seccomp_data` records whose length is 64, as in pfilter/_vm.pyx.
 """
+import sys
+
 import numpy as np
 
 from .validate import loop_budget
@@ -17,9 +22,14 @@ from .validate import loop_budget
 M32 = 0xFFFFFFFF
 
 
-def run_one(insns, pkt, wirelen, steps=None):
+#: the seccomp mode's record: sizeof(struct seccomp_data)
+SECCOMP_RECORD = 64
+
+
+def run_one(insns, pkt, wirelen, steps=None, order="big"):
     """Run a validated program (list of (code, jt, jf, k)) on one packet (bytes); return u32.
-    `steps`, a one-element list, receives the number of instructions executed."""
+    `steps`, a one-element list, receives the number of instructions executed; `order` is the
+    byte order of 32-bit loads ("big" for packets, sys.byteorder for seccomp records)."""
     A = X = 0
     mem = [0] * 16
     buflen = len(pkt)
@@ -37,7 +47,7 @@ def run_one(insns, pkt, wirelen, steps=None):
         elif code == 0x20:      # ld [k]
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = int.from_bytes(pkt[k:k + 4], "big")
+            A = int.from_bytes(pkt[k:k + 4], order)
         elif code == 0x28:      # ldh [k]
             if k > buflen or 2 > buflen - k:
                 return 0
@@ -54,7 +64,7 @@ def run_one(insns, pkt, wirelen, steps=None):
             o = (X + k) & M32
             if k > buflen or X > buflen - k or 4 > buflen - o:
                 return 0
-            A = int.from_bytes(pkt[o:o + 4], "big")
+            A = int.from_bytes(pkt[o:o + 4], order)
         elif code == 0x48:      # ldh [x + k]
             o = (X + k) & M32
             if k > buflen or X > buflen - k or 2 > buflen - o:
@@ -150,4 +160,12 @@ def run_batch(insns, data, offsets, caplen, wirelen, out):
     for i in range(len(offsets)):
         o = int(offsets[i])
         out[i] = run_one(insns, raw[o:o + int(caplen[i])], int(wirelen[i]))
+    return out
+
+
+def run_records(insns, records, out):
+    """The seccomp mode: out[i] = the program's return value on 64-byte record i of `records`."""
+    raw = records.tobytes() if isinstance(records, np.ndarray) else bytes(records)
+    for i in range(len(out)):
+        out[i] = run_one(insns, raw[i * SECCOMP_RECORD:(i + 1) * SECCOMP_RECORD], SECCOMP_RECORD, order=sys.byteorder)
     return out

@@ -24,6 +24,11 @@ second, however long the batch or the program).
 Linux metadata loads (k >= SKF_AD_OFF as u32) fall past any real packet, so return 0, as in
 libpcap's userland interpreter.
 
+The seccomp mode (run_records, for pfilter.seccomp) is the same loop compiled a second time with
+host-order 32-bit loads (the fused type `order_t`), run over fixed 64-byte `struct seccomp_data`
+records whose length (`ld #len`) is 64, as the kernel's seccomp does. The packet loop's code is
+unchanged by it: the choice is made when Cython specialises the loop, not per load.
+
 How it beats libpcap's interpreter on the same bytecode: `decode()` turns a validated program,
 once, into an internal form (`vm_insn`) whose jump targets are absolute indexes, and where a
 packet load followed by a conditional jump (`ldh [12]; jeq #0x800`), or an `and #k` followed by
@@ -34,7 +39,7 @@ read it. Nothing else changes: the semantics are instruction-for-instruction tho
 """
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from *:
     """
@@ -76,6 +81,8 @@ cdef enum:
     # Batches are far larger than the CPU caches, so the loop is bound by memory latency: it asks
     # for the headers of the packet PREFETCH_AHEAD places ahead while it filters this one.
     PREFETCH_AHEAD = 8
+    # the seccomp mode's record: sizeof(struct seccomp_data)
+    SECCOMP_RECORD = 64
     # fused opcodes: 0x100 + n, dense after the cBPF opcodes so the C switch stays one jump table
     FUSED_20_15 = 0x100
     FUSED_20_25 = 0x101
@@ -119,9 +126,26 @@ ctypedef fused counter_t:
     NoCount
     Count
 
+ctypedef struct BigEndian:
+    char unused
+
+ctypedef struct HostOrder:
+    char unused
+
+# 32-bit loads: big-endian (packets, libpcap's bpf_filter) or host order (seccomp records)
+ctypedef fused order_t:
+    BigEndian
+    HostOrder
+
 
 cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline uint32_t load32_host(const uint8_t* p) noexcept nogil:
+    cdef uint32_t v
+    memcpy(&v, p, 4)
+    return v
 
 
 cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
@@ -134,10 +158,11 @@ cdef inline uint64_t loop_budget(uint32_t caplen) noexcept nogil:
 
 
 cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
-                             bint clear_mem, uint64_t* spent, counter_t* counter) noexcept nogil:
+                             bint clear_mem, uint64_t* spent, counter_t* counter, order_t* order) noexcept nogil:
     """Run one packet. spent[0] grows by the loop charges of this packet (the caller sums them
     over a chunk). With a Count counter, counter.n receives the number of cBPF instructions
-    executed (a fused instruction counts as the two it stands for once its load succeeded)."""
+    executed (a fused instruction counts as the two it stands for once its load succeeded).
+    `order` (always NULL) selects the 32-bit loads: BigEndian, or HostOrder for seccomp."""
     cdef uint32_t A = 0, X = 0, k
     cdef uint32_t mem[16]
     cdef const vm_insn* pc = prog
@@ -156,7 +181,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == 0x20:      # ld [k]
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = load32(p + k)
+            if order_t is HostOrder:
+                A = load32_host(p + k)
+            else:
+                A = load32(p + k)
         elif pc.op == 0x28:      # ldh [k]
             if k > buflen or 2 > buflen - k:
                 return 0
@@ -168,7 +196,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == 0x40:      # ld [x+k]
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
                 return 0
-            A = load32(p + X + k)
+            if order_t is HostOrder:
+                A = load32_host(p + X + k)
+            else:
+                A = load32(p + X + k)
         elif pc.op == 0x48:      # ldh [x+k]
             if k > buflen or X > buflen - k or 2 > buflen - (X + k):
                 return 0
@@ -255,7 +286,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_20_15:   # ld [k]; jeq #k2
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = load32(p + k)
+            if order_t is HostOrder:
+                A = load32_host(p + k)
+            else:
+                A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
             if A == pc.k2:
@@ -266,7 +300,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_20_25:   # ld [k]; jgt #k2
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = load32(p + k)
+            if order_t is HostOrder:
+                A = load32_host(p + k)
+            else:
+                A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
             if A > pc.k2:
@@ -277,7 +314,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_20_35:   # ld [k]; jge #k2
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = load32(p + k)
+            if order_t is HostOrder:
+                A = load32_host(p + k)
+            else:
+                A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
             if A >= pc.k2:
@@ -288,7 +328,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_20_45:   # ld [k]; jset #k2
             if k > buflen or 4 > buflen - k:
                 return 0
-            A = load32(p + k)
+            if order_t is HostOrder:
+                A = load32_host(p + k)
+            else:
+                A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
             if (A & pc.k2):
@@ -387,7 +430,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_40_15:   # ld [x+k]; jeq #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
                 return 0
-            A = load32(p + X + k)
+            if order_t is HostOrder:
+                A = load32_host(p + X + k)
+            else:
+                A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
             if A == pc.k2:
@@ -398,7 +444,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_40_25:   # ld [x+k]; jgt #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
                 return 0
-            A = load32(p + X + k)
+            if order_t is HostOrder:
+                A = load32_host(p + X + k)
+            else:
+                A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
             if A > pc.k2:
@@ -409,7 +458,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_40_35:   # ld [x+k]; jge #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
                 return 0
-            A = load32(p + X + k)
+            if order_t is HostOrder:
+                A = load32_host(p + X + k)
+            else:
+                A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
             if A >= pc.k2:
@@ -420,7 +472,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
         elif pc.op == FUSED_40_45:   # ld [x+k]; jset #k2
             if k > buflen or X > buflen - k or 4 > buflen - (X + k):
                 return 0
-            A = load32(p + X + k)
+            if order_t is HostOrder:
+                A = load32_host(p + X + k)
+            else:
+                A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
             if (A & pc.k2):
@@ -675,12 +730,13 @@ cdef void run_packets(const uint8_t* prog, bint clear_mem, const uint8_t* base, 
     cdef Py_ssize_t i
     cdef const vm_insn* insns = <const vm_insn*>prog
     cdef NoCount* nocount = NULL
+    cdef BigEndian* bigendian = NULL
     cdef uint64_t spent = 0
     for i in range(n):
         if i + PREFETCH_AHEAD < n:
             PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
             PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
-        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, &spent, nocount)
+        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, &spent, nocount, bigendian)
 
 
 cdef inline bint inside(int64_t offset, uint32_t caplen, Py_ssize_t size) noexcept nogil:
@@ -717,6 +773,7 @@ def run_batch(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, 
     cdef const uint8_t* base = &data[0] if size else NULL
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
     cdef NoCount* nocount = NULL
+    cdef BigEndian* bigendian = NULL
     cdef uint64_t spent
     cdef int64_t o
     cdef uint32_t c
@@ -735,7 +792,7 @@ def run_batch(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, 
                 if i + PREFETCH_AHEAD < n:
                     PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
                     PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
-                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount)
+                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount, bigendian)
                 i += 1
                 if spent >= CHUNK_WORK:
                     break
@@ -754,6 +811,7 @@ def run_indexed(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
     cdef const uint8_t* base = &data[0] if size else NULL
     cdef NoCount* nocount = NULL
+    cdef BigEndian* bigendian = NULL
     cdef uint64_t spent
     cdef int64_t o
     cdef uint32_t c
@@ -775,7 +833,7 @@ def run_indexed(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data
                 if not inside(o, c, size):
                     bad = i
                     break
-                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount)
+                out[i] = bpf_run(insns, base + o, c, wirelen[i], clear_mem, &spent, nocount, bigendian)
                 if spent >= CHUNK_WORK:
                     break
         PyErr_CheckSignals()
@@ -791,6 +849,7 @@ def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
     cdef const uint8_t* base = &data[0] if size else NULL
     cdef Count cnt
+    cdef BigEndian* bigendian = NULL
     cdef uint64_t spent
     cdef int64_t o
     cdef uint32_t c
@@ -807,7 +866,7 @@ def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[
                     bad = i
                     break
                 cnt.n = 0
-                bpf_run(insns, base + o, c, wirelen[i], True, &spent, &cnt)
+                bpf_run(insns, base + o, c, wirelen[i], True, &spent, &cnt, bigendian)
                 steps[i] = cnt.n
                 i += 1
                 if spent >= CHUNK_WORK:
@@ -816,12 +875,41 @@ def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[
     return bad
 
 
+def run_records(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] records, uint32_t[::1] out):
+    """The seccomp mode: out[i] = return value of the decoded program on the 64-byte record i of
+    `records` (struct seccomp_data, host byte order; `ld #len` is 64). Loads of a validated
+    seccomp program stay inside the record (pfilter.validate, seccomp=True); they are bounds
+    checked all the same, as in every mode."""
+    cdef Py_ssize_t n = records.shape[0] // SECCOMP_RECORD, i = 0, stop
+    cdef Py_ssize_t per = chunk_packets(prog)
+    cdef const uint8_t* base = &records[0] if n else NULL
+    cdef const vm_insn* insns = <const vm_insn*>&prog[0]
+    cdef NoCount* nocount = NULL
+    cdef HostOrder* host = NULL
+    cdef uint64_t spent
+    if records.shape[0] % SECCOMP_RECORD or out.shape[0] != n:
+        raise ValueError("records are not whole 64-byte records, or out differs in length")
+    while i < n:
+        with nogil:
+            spent = 0
+            stop = n if n - i < per else i + per
+            while i < stop:
+                out[i] = bpf_run(insns, base + i * SECCOMP_RECORD, SECCOMP_RECORD, SECCOMP_RECORD,
+                                 clear_mem, &spent, nocount, host)
+                i += 1
+                if spent >= CHUNK_WORK:
+                    break
+        PyErr_CheckSignals()
+    return -1
+
+
 def run_one(const uint8_t[::1] prog, const uint8_t[::1] packet, uint32_t wirelen):
     """Return value of the decoded program on one packet."""
     cdef const uint8_t* p = &packet[0] if packet.shape[0] else NULL
     cdef uint32_t r
     cdef uint64_t spent = 0
     cdef NoCount* nocount = NULL
+    cdef BigEndian* bigendian = NULL
     with nogil:
-        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, &spent, nocount)
+        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, &spent, nocount, bigendian)
     return r
