@@ -252,3 +252,81 @@ def exchange_paths(bytes a, bytes b):
     with nogil:
         r = pf_exchange(pa, pb)
     return r == 0
+
+
+# ----------------------------------------------------------------------------- duplicates
+
+cdef inline uint64_t _mix(uint64_t h) noexcept nogil:
+    h ^= h >> 33
+    h *= <uint64_t>0xFF51AFD7ED558CCD
+    h ^= h >> 33
+    h *= <uint64_t>0xC4CEB9FE1A85EC53
+    h ^= h >> 33
+    return h
+
+
+cdef inline void _digest(const uint8_t* p, uint32_t n, uint64_t* h1, uint64_t* h2) noexcept nogil:
+    """Two independent 64-bit hashes of p[0:n] (a 128-bit digest, as editcap's MD5 is)."""
+    cdef uint64_t a = <uint64_t>0x9E3779B97F4A7C15 ^ n, b = <uint64_t>0xD6E8FEB86659FD93 + n, w
+    cdef uint32_t i = 0
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        a = (a ^ w) * <uint64_t>0x100000001B3
+        a ^= a >> 29
+        b = (b + w) * <uint64_t>0xC2B2AE3D27D4EB4F
+        b = (b << 31) | (b >> 33)
+        i += 8
+    w = 0
+    if i < n:
+        memcpy(&w, p + i, n - i)
+        a = (a ^ w) * <uint64_t>0x100000001B3
+        b = (b + w) * <uint64_t>0xC2B2AE3D27D4EB4F
+    h1[0] = _mix(a)
+    h2[0] = _mix(b ^ <uint64_t>0x632BE59BD9B4E019)
+
+
+def dedup_select(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
+                 const int64_t[::1] index, uint64_t[::1] ring1, uint64_t[::1] ring2,
+                 uint32_t[::1] ringlen, int64_t[::1] state, int64_t[::1] keep):
+    """editcap -D: of the packets `index` (in order), keep in `keep` those whose captured length
+    and bytes (a 128-bit digest) equal none of the previous window - 1 packets' (window =
+    len(ring1); every packet, kept or not, enters the window, as editcap's does). The ring
+    arrays and state ([position, entries filled]) carry the window from call to call. Returns
+    how many were kept, or -1 - i when packet i (index or bounds) is bad."""
+    cdef Py_ssize_t k, n = index.shape[0], npk = offsets.shape[0], size = data.shape[0]
+    cdef Py_ssize_t w = ring1.shape[0], j, kept = 0
+    cdef int64_t i, pos = state[0], filled = state[1]
+    cdef uint64_t h1, h2
+    cdef uint32_t cap
+    cdef bint dup
+    cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
+    if caplen.shape[0] != npk or ring2.shape[0] != w or ringlen.shape[0] != w or w < 1:
+        raise ValueError("dedup_select: arrays differ in length")
+    if keep.shape[0] < n or state.shape[0] < 2:
+        raise ValueError("dedup_select: output too small")
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            if not 0 <= i < npk:
+                kept = -1 - npk
+                break
+            cap = caplen[i]
+            if not inside(offsets[i], cap, size):
+                kept = -1 - i
+                break
+            _digest(d + offsets[i] if cap else d, cap, &h1, &h2)
+            pos = (pos + 1) % w
+            ring1[pos], ring2[pos], ringlen[pos] = h1, h2, cap
+            if filled < w:
+                filled += 1
+            dup = False
+            for j in range(filled if filled < w else w):
+                if j != pos and ring1[j] == h1 and ring2[j] == h2 and ringlen[j] == cap:
+                    dup = True
+                    break
+            if not dup:
+                keep[kept] = i
+                kept += 1
+    if kept >= 0:
+        state[0], state[1] = pos, filled
+    return kept

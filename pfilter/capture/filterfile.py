@@ -151,7 +151,8 @@ def _path(p):
 
 def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
-                batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None):
+                batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
+                dedup=None, rotate=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -168,6 +169,12 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     batch's data may be reused once the callback returns (copy what must outlive it).
     compiler: called like pfilter.compile to make each link type's Program (the CLI passes
     one with an on-disk cache).
+    truncate: cut every written packet to this many bytes (wire length kept; the header's
+    snapshot length says it), as `editcap -s`. dedup: a window W (True: 5): drop a packet whose
+    captured bytes equal one of the W - 1 packets before it, as `editcap -D W`. rotate: a
+    pfilter.capture.rotate.Rotation (or dict: size bytes, seconds, files) for tcpdump's -C/-G/-W
+    (dst is then the name the files' names are made from). A dst ending in .gz, .zst, .xz or
+    .bz2 is compressed.
 
     The output's snapshot length is the input's; with several inputs, the largest of theirs
     (read from their headers before writing), so that no reader cuts a record of a later input.
@@ -188,17 +195,22 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     try:
         with interruptible((signal.SIGINT,)):
             return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
-                                ts_resolution, batch_packets, batch_bytes, on_batch, compiler)
+                                ts_resolution, batch_packets, batch_bytes, on_batch, compiler,
+                                (truncate, dedup, rotate))
     finally:
         close_progress()
 
 
 def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
-                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler):
+                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None)):
     started = time.perf_counter()
     stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
-    if on_batch is None and batch_packets is None:
+    truncate, dedup, rotate = edits
+    if rotate is not None and dst is None:
+        raise FilterError("rotating output files (-C/-G) needs an output file (-w)")
+    plain = truncate is None and not dedup and rotate is None
+    if on_batch is None and batch_packets is None and plain:
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
             progress=progress)
@@ -222,7 +234,12 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                 swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
                 programs.for_linktype(cap.linktype, cap.snaplen, swapped)
                 if writer is None and dst is not None:
-                    writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                    if plain:
+                        writer = _writer_for(dst, cap, format, ts_resolution, sources)
+                    else:
+                        from .split import Output
+                        writer = Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
+                                        truncate=truncate, dedup=dedup, rotate=rotate)
                 raw = None
                 if writer is not None and writer.format == "pcapng":
                     writer.interfaces, writer.source = cap.interfaces, len(stats.files) - 1
@@ -247,12 +264,17 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                                 idx = idx[:cut]
                             selected += len(idx)
                             if writer is not None and len(idx):
-                                if raw is not None:
-                                    writer.write(batch, idx, raw)
+                                if not plain:
+                                    before = writer.bytes_written
+                                    stats.written += writer.write(batch, idx, raw)
+                                    stats.bytes += writer.bytes_written - before
                                 else:
-                                    writer.write(batch, idx)
-                                stats.written += len(idx)
-                                stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
+                                    if raw is not None:
+                                        writer.write(batch, idx, raw)
+                                    else:
+                                        writer.write(batch, idx)
+                                    stats.written += len(idx)
+                                    stats.bytes += int(batch.caplen[idx].sum(dtype=np.int64))
                         if on_batch is not None and len(idx):
                             on_batch(batch, idx)
                         if progress is not None and batch.file_offsets is not None and n:
@@ -304,16 +326,22 @@ def _size(s):
         return 0
 
 
-def _writer_for(dst, cap, format, ts_resolution, sources):
+def _writer_args(dst, cap, format, ts_resolution, sources):
+    """open_writer's keyword arguments for an output of the inputs `sources`, the first open
+    as `cap` (also pfilter.capture.split's outputs, so every output says the same)."""
     fmt = format or format_for_path(dst)
     if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
         raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
                           f"(name the output .pcapng)")
-    return open_writer(dst, format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
-                       ts_resolution=ts_resolution or cap.ts_resolution,
-                       linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
-                       protect=[s.path if isinstance(s, Capture) else s for s in sources
-                                if isinstance(s, (str, os.PathLike, Capture))])
+    return dict(format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
+                ts_resolution=ts_resolution or cap.ts_resolution,
+                linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
+                protect=[s.path if isinstance(s, Capture) else s for s in sources
+                         if isinstance(s, (str, os.PathLike, Capture))])
+
+
+def _writer_for(dst, cap, format, ts_resolution, sources):
+    return open_writer(dst, **_writer_args(dst, cap, format, ts_resolution, sources))
 
 
 def _output_snaplen(first, sources):

@@ -1,0 +1,340 @@
+"""Outputs with editcap's and tcpdump's per-file operations, and sets of them written in one
+pass: `--snaplen` (truncate, as editcap -s), `--dedup` (as editcap -D), rotation (-C/-G/-W, as
+tcpdump), compression by extension (files.atomic_output), and `--split` (one file per rule).
+
+Imports numpy, pfilter.errors, the writers (pfilter.capture.writer) and rotation
+(pfilter.capture.rotate); the classifier and filter_file feed it batches and the indices of the
+packets to write. Nothing here touches a Python object per packet: selections are numpy index
+arrays, truncation is a caplen array, duplicates are found by pfilter.capture._writer.dedup_select
+(without the GIL), rotation points by vectorised sums over a batch.
+
+Atomicity: every file is written as an unnamed file and named only when it is complete
+(files.AtomicFile). An OutputSet names all its files at the end, after all of them were flushed,
+or none (abort); a rotated output names each file when the next one starts (a file of a
+rotation is complete then), and the last at the end.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from ..errors import FilterError
+from .rotate import Rotation
+from .files import format_for_path
+from .writer import _native, open_writer
+
+#: editcap -D's default window (its -d)
+DEDUP_DEFAULT_WINDOW = 5
+#: editcap's largest window
+DEDUP_MAX_WINDOW = 1000000
+
+
+def check_snaplen(snaplen):
+    """A --snaplen value: a positive integer up to 2^31 - 1 (None: no truncation)."""
+    if snaplen is None:
+        return None
+    if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 < snaplen <= 0x7FFFFFFF:
+        raise FilterError(f"invalid snaplen {snaplen!r} (a positive number of bytes)")
+    return snaplen
+
+
+def check_dedup(window):
+    """A --dedup window (packets, as editcap -D: a packet is compared with the window - 1
+    before it): None or 0 for none, True for editcap's default (5), up to 1000000."""
+    if window is None or window is False or window == 0:
+        return None
+    if window is True:
+        return DEDUP_DEFAULT_WINDOW
+    if isinstance(window, bool) or not isinstance(window, int) or not 0 < window <= DEDUP_MAX_WINDOW:
+        raise FilterError(f"invalid dedup window {window!r} (1 to {DEDUP_MAX_WINDOW} packets)")
+    return window
+
+
+class Dedup:
+    """The window of editcap -D over one output's packets, kept across batches."""
+
+    def __init__(self, window):
+        self.window = window
+        self.ring1 = np.zeros(window, np.uint64)
+        self.ring2 = np.zeros(window, np.uint64)
+        self.ringlen = np.zeros(window, np.uint32)
+        self.state = np.array([-1, 0], np.int64)
+        self._py = []          # pure-Python fallback: (caplen, digest) of the last window packets
+
+    def select(self, batch, idx):
+        """The packets of idx (in order) that are not duplicates."""
+        if _native is not None:
+            keep = np.empty(len(idx), np.int64)
+            n = _native.dedup_select(batch.data, batch.offsets, batch.caplen, idx, self.ring1,
+                                     self.ring2, self.ringlen, self.state, keep)
+            if n < 0:
+                from .writer import _bad_packet
+                raise _bad_packet(batch, n)
+            return keep[:n]
+        import hashlib
+        keep = []
+        for i in idx.tolist():
+            o, c = int(batch.offsets[i]), int(batch.caplen[i])
+            key = (c, hashlib.md5(batch.data[o:o + c].tobytes()).digest())
+            dup = key in self._py[-(self.window - 1):] if self.window > 1 else False
+            self._py.append(key)
+            del self._py[:-self.window]
+            if not dup:
+                keep.append(i)
+        return np.array(keep, np.int64)
+
+
+def truncated(batch, snaplen):
+    """The batch with every caplen cut to snaplen (wire lengths kept), as editcap -s writes;
+    the batch itself when no packet is longer."""
+    if snaplen is None or not len(batch) or int(batch.caplen.max()) <= snaplen:
+        return batch
+    from ..batch import PacketBatch
+    return PacketBatch(batch.data, batch.offsets, np.minimum(batch.caplen, np.uint32(snaplen)),
+                       batch.wirelen, batch.timestamps, batch.linktype, batch.linktypes,
+                       batch.interfaces)
+
+
+class Output:
+    """One destination of packets: a capture file (compressed by its extension), or a rotating
+    series of them, with optional truncation and duplicate removal. write(batch, idx, raw)
+    like a writer's; finish() flushes everything, commit() names the files, abort() drops the
+    unnamed ones.
+
+    writer_args: open_writer's keyword arguments (format, linktype, snaplen, ts_resolution,
+    linktype_ext, interfaces, protect); truncate: --snaplen (the header's snapshot length
+    becomes it, as editcap -s writes); dedup: a window; rotate: a Rotation."""
+
+    def __init__(self, path, writer_args, truncate=None, dedup=None, rotate=None):
+        self.path = os.fsdecode(path) if isinstance(path, bytes) else path
+        self.truncate = check_snaplen(truncate)
+        self.dedup = Dedup(check_dedup(dedup)) if check_dedup(dedup) else None
+        self.rotate = Rotation.make(rotate)
+        if self.rotate is not None and self.path == "-":
+            raise FilterError("rotating output files (-C/-G) needs a file name, not standard output")
+        self.args = dict(writer_args)
+        if self.truncate is not None:
+            self.args["snaplen"] = self.truncate
+        self.format = self.args.get("format") or format_for_path(self.path)
+        self.nsec = self.args.get("ts_resolution", "us") == "ns"
+        self.interfaces = self.args.get("interfaces")
+        self.source = 0
+        self.packets_written = 0
+        self.bytes_written = 0          # captured bytes of the packets written
+        self.files = []                 # names of the files started, in order
+        self.committed = []             # those already named
+        self.stopped = False            # -G -W: the last file is done, nothing more is written
+        self._writer = None
+        self._number = 0                # tcpdump's Cflag_count
+        self._periods = 0               # tcpdump's Gflag_count
+        self._started = None            # start (seconds) of the current -G period
+        self._closed = False
+        if self.rotate is None or self.rotate.seconds is None:
+            self._open(self.path if self.rotate is None else self.rotate.name(self.path, 0, None))
+
+    # -- files
+
+    def _open(self, name):
+        self._writer = open_writer(name, **self.args)
+        self.format = self._writer.format
+        self.files.append(name)
+        return self._writer
+
+    def _next_file(self, name):
+        """Finish the current file (named now: it is complete) and start `name`."""
+        if self._writer is not None:
+            w, self._writer = self._writer, None
+            w.close()
+            self.committed.append(w.path)
+        self._open(name)
+
+    # -- packets
+
+    def write(self, batch, idx=None, raw=None):
+        """Write packets idx of batch (all when None); returns how many were written (after
+        duplicate removal; -G -W may stop taking packets)."""
+        if self._closed:
+            raise FilterError(f"{self.path}: output is closed")
+        idx = np.arange(len(batch), dtype=np.int64) if idx is None else np.asarray(idx, dtype=np.int64)
+        if self.stopped or not len(idx):
+            return 0
+        batch = truncated(batch, self.truncate)
+        if self.dedup is not None:
+            idx = self.dedup.select(batch, idx)
+            if not len(idx):
+                return 0
+        if self.rotate is None:
+            n = self._put(batch, idx, raw)
+        else:
+            n = self._rotating(batch, idx, raw)
+        self.packets_written += n
+        return n
+
+    def _put(self, batch, idx, raw):
+        w = self._writer
+        if w.format == "pcapng":
+            w.interfaces, w.source = self.interfaces, self.source
+            n = w.write(batch, idx)
+        elif raw is not None:
+            n = w.write(batch, idx, raw)
+        else:
+            n = w.write(batch, idx)
+        self.bytes_written += int(batch.caplen[idx].sum(dtype=np.int64))
+        return n
+
+    def _record_sizes(self, batch, idx):
+        caplen = batch.caplen[idx].astype(np.int64)
+        if self.format == "pcapng":
+            return 32 + ((caplen + 3) & ~3)
+        return 16 + caplen
+
+    def _rotating(self, batch, idx, raw):
+        """tcpdump's per-packet checks (-G, then -C, then write), a run of packets at a time."""
+        rot = self.rotate
+        sizes = self._record_sizes(batch, idx)
+        secs = batch.timestamps[idx] // 1000000000 if rot.seconds is not None else None
+        written = 0
+        j, n = 0, len(idx)
+        while j < n:
+            if rot.seconds is not None:
+                t = int(secs[j])
+                if self._started is None:
+                    self._started = t
+                    self._open(rot.name(self.path, 0, t))
+                elif t - self._started >= rot.seconds:
+                    self._started = t
+                    self._periods += 1
+                    if rot.size is None and rot.files is not None and self._periods >= rot.files:
+                        # tcpdump: "Maximum file limit reached", and it stops
+                        self.stopped = True
+                        break
+                    self._number = 0
+                    self._next_file(rot.name(self.path, 0, t))
+            if rot.size is not None and self._writer.bytes_written > rot.size:
+                self._number += 1
+                if rot.files is not None and self._number >= rot.files:
+                    self._number = 0
+                self._next_file(rot.name(self.path, self._number, self._started))
+            # packets j..k-1 go into the current file: k is the next packet that rotates
+            k = n
+            if rot.seconds is not None and j + 1 < n:
+                late = (secs[j + 1:] - self._started) >= rot.seconds
+                if late.any():
+                    k = j + 1 + int(np.argmax(late))
+            if rot.size is not None and j + 1 < k:
+                before = self._writer.bytes_written + np.cumsum(sizes[j:k - 1])   # size before j+1..k-1
+                over = before > rot.size
+                if over.any():
+                    k = j + 1 + int(np.argmax(over))
+            written += self._put(batch, idx[j:k], raw)
+            j = k
+        return written
+
+    # -- the end
+
+    def finish(self):
+        """Flush everything written (the files stay unnamed until commit())."""
+        w = self._writer
+        if w is not None:
+            w.flush()
+            finish = getattr(w._out, "finish", None)
+            if finish is not None:
+                finish()
+
+    def commit(self):
+        """Name the files (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is None and self.rotate is not None and not self.files:
+            # -G and no packet at all: tcpdump still writes its first file (named for now)
+            import time
+            self._started = int(time.time())
+            self._open(self.rotate.name(self.path, 0, self._started))
+        if self._writer is not None:
+            w, self._writer = self._writer, None
+            w.close()
+            self.committed.append(w.path)
+
+    close = commit
+
+    def abort(self):
+        """Drop the file not yet named (those of a rotation already named stay)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            w, self._writer = self._writer, None
+            w.abort()
+
+    def __repr__(self):
+        return f"<Output {self.path!r} {self.packets_written} packets in {len(self.files)} file(s)>"
+
+
+class OutputSet:
+    """Several Outputs written in one pass that appear together: commit() flushes every file
+    first (a failure there drops them all), then names them; abort() drops them all."""
+
+    def __init__(self):
+        self.outputs = {}
+
+    def add(self, key, output):
+        self.outputs[key] = output
+        return output
+
+    def __getitem__(self, key):
+        return self.outputs[key]
+
+    def __iter__(self):
+        return iter(self.outputs.values())
+
+    def __len__(self):
+        return len(self.outputs)
+
+    def commit(self):
+        try:
+            for out in self.outputs.values():
+                out.finish()
+        except BaseException:
+            self.abort()
+            raise
+        first_error = None
+        for out in self.outputs.values():
+            try:
+                out.commit()
+            except BaseException as e:       # name the others anyway: each is whole
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
+
+    def abort(self):
+        for out in self.outputs.values():
+            out.abort()
+
+
+# ----------------------------------------------------------------------------- names
+
+_FIELD = re.compile(r"\{(\w*)\}")
+
+
+def split_paths(template, rules):
+    """{rule name: output path} from a template containing `{rule}` (each rule's name put in
+    its place). Names are checked to make distinct, plain file names: a rule name that is not
+    usable in a file name (a '/', '..', a NUL) is refused."""
+    if not isinstance(template, (str, os.PathLike)):
+        raise FilterError(f"split template must be a path with {{rule}}, not {type(template).__name__}")
+    template = os.fsdecode(template)
+    fields = _FIELD.findall(template)
+    if "rule" not in fields:
+        raise FilterError(f"split template {template!r} must contain {{rule}}")
+    unknown = sorted(set(fields) - {"rule"})
+    if unknown:
+        raise FilterError(f"split template {template!r}: unknown field {{{unknown[0]}}} (only {{rule}})")
+    paths = {}
+    for name in rules:
+        if "/" in name or "\0" in name or name in (".", ".."):
+            raise FilterError(f"rule name {name!r} cannot be part of a file name")
+        paths[name] = _FIELD.sub(lambda m: name, template)
+    return paths
