@@ -416,3 +416,288 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, int64_t base, uint32_t m
     state[1] = count
     state[2] = section
     return n, p, status, info
+
+
+# ------------------------------------------------------------------------------------ guarded maps
+#
+# A memory map of a file kills the process with SIGBUS when the file is truncated under it and a
+# page past the new end is read (log rotation with copytruncate does exactly that). The reader
+# maps plain files anyway (reading them costs no copy out of the page cache), but only through
+# GuardedMap: one process-wide SIGBUS handler, installed with the first map, knows every live
+# map's address range. A fault inside one of them maps anonymous zero pages over the rest of
+# that range and sets the range's `faulted` flag: the load is retried and reads zeros, and the
+# reader, which checks the flag after every scan, reads the rest of the file with pread (whose
+# short reads end it like any truncated file). Any other SIGBUS goes to the handler that was
+# there before, as the kernel would have delivered it (its flags and mask honoured; the
+# default action or SIG_IGN by restoring the default and raising the signal again), so that
+# faulthandler, ASan or the plain default still see faults that are not ours.
+#
+# The range table is fixed (GUARD_SLOTS entries, so the handler never allocates or locks) and
+# written under a per-slot sequence lock with atomic stores: maps are made and dropped in any
+# thread, with or without the GIL, while the handler may run in any other. A SIGBUS that
+# arrives while the handler is passing one on (the previous handler re-raising it, as
+# faulthandler does) takes the default action rather than going round again.
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <signal.h>
+    #include <string.h>
+    #include <stdint.h>
+    #include <sys/mman.h>
+    #include <unistd.h>
+    #include <pthread.h>
+
+    #define PF_GUARD_SLOTS 1024
+
+    typedef struct {
+        int used;               /* claimed by a map (compare-and-swap) */
+        unsigned seq;           /* sequence lock: odd while start/end are written */
+        uintptr_t start, end;   /* [start, end): the map, its end rounded up to a page */
+        int faulted;            /* a read past the file's end was turned into zeros */
+    } pf_guard_slot;
+
+    static pf_guard_slot pf_guard_table[PF_GUARD_SLOTS];
+    static int pf_guard_high;               /* every used slot is below this index */
+    static struct sigaction pf_guard_prev;  /* the SIGBUS action before ours */
+    static int pf_guard_passing;            /* a foreign SIGBUS is being passed on */
+    static uintptr_t pf_guard_pagesize;
+
+    static void pf_guard_default(int sig) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(sig, &dfl, NULL);
+        raise(sig);     /* blocked in this handler: delivered, with the default action, on return */
+    }
+
+    /* A SIGBUS that is not ours, to the action installed before ours, as the kernel would
+       deliver it. */
+    static void pf_guard_pass_on(int sig, siginfo_t *si, void *ctx) {
+        struct sigaction prev = pf_guard_prev;
+        sigset_t mask, old;
+        int kernel = si != NULL && si->si_code > 0;     /* a fault, not kill() or raise() */
+        if (__atomic_exchange_n(&pf_guard_passing, 1, __ATOMIC_ACQ_REL)) {
+            pf_guard_default(sig);                      /* it came back to us: no second round */
+            return;
+        }
+        if (!(prev.sa_flags & SA_SIGINFO) && prev.sa_handler == SIG_DFL) {
+            pf_guard_default(sig);
+        } else if (!(prev.sa_flags & SA_SIGINFO) && prev.sa_handler == SIG_IGN) {
+            if (kernel)         /* the kernel never lets a fault be ignored */
+                pf_guard_default(sig);
+        } else {
+            if (prev.sa_flags & SA_RESETHAND) {
+                struct sigaction dfl;
+                memset(&dfl, 0, sizeof dfl);
+                dfl.sa_handler = SIG_DFL;
+                sigaction(sig, &dfl, NULL);
+            }
+            pthread_sigmask(SIG_SETMASK, NULL, &mask);
+            for (int s = 1; s < NSIG; s++)
+                if (sigismember(&prev.sa_mask, s) == 1)
+                    sigaddset(&mask, s);
+            if (prev.sa_flags & SA_NODEFER)
+                sigdelset(&mask, sig);
+            pthread_sigmask(SIG_SETMASK, &mask, &old);
+            if (prev.sa_flags & SA_SIGINFO)
+                prev.sa_sigaction(sig, si, ctx);
+            else
+                prev.sa_handler(sig);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+        __atomic_store_n(&pf_guard_passing, 0, __ATOMIC_RELEASE);
+    }
+
+    /* The slot whose range holds addr (a stable reading of it), or -1. */
+    static int pf_guard_find(uintptr_t addr, uintptr_t *end) {
+        int high = __atomic_load_n(&pf_guard_high, __ATOMIC_ACQUIRE);
+        for (int i = 0; i < high; i++) {
+            pf_guard_slot *s = &pf_guard_table[i];
+            for (int tries = 0; tries < 1000; tries++) {
+                unsigned a = __atomic_load_n(&s->seq, __ATOMIC_ACQUIRE);
+                if (a & 1)
+                    continue;
+                uintptr_t lo = __atomic_load_n(&s->start, __ATOMIC_RELAXED);
+                uintptr_t hi = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
+                __atomic_thread_fence(__ATOMIC_ACQUIRE);
+                if (__atomic_load_n(&s->seq, __ATOMIC_RELAXED) != a)
+                    continue;
+                if (lo <= addr && addr < hi) {
+                    *end = hi;
+                    return i;
+                }
+                break;
+            }
+        }
+        return -1;
+    }
+
+    static void pf_guard_handler(int sig, siginfo_t *si, void *ctx) {
+        int saved = errno;
+        uintptr_t end;
+        int i;
+        if (si != NULL && si->si_code > 0
+                && (i = pf_guard_find((uintptr_t)si->si_addr, &end)) >= 0) {
+            uintptr_t page = (uintptr_t)si->si_addr & ~(pf_guard_pagesize - 1);
+            void *z = mmap((void *)page, end - page, PROT_READ,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+            if (z != MAP_FAILED) {
+                __atomic_store_n(&pf_guard_table[i].faulted, 1, __ATOMIC_RELEASE);
+                errno = saved;
+                return;         /* the load runs again and reads zeros */
+            }
+        }
+        pf_guard_pass_on(sig, si, ctx);
+        errno = saved;
+    }
+
+    /* Our handler on SIGBUS, over whatever is there unless it is ours already (so that one
+       installed after ours, or a reset to the default, does not leave maps unguarded).
+       Called with the GIL held. 0, or -1 with errno. */
+    static int pf_guard_install(void) {
+        struct sigaction cur, sa;
+        if (sigaction(SIGBUS, NULL, &cur) != 0)
+            return -1;
+        if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == pf_guard_handler)
+            return 0;
+        pf_guard_pagesize = (uintptr_t)sysconf(_SC_PAGESIZE);
+        pf_guard_prev = cur;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = pf_guard_handler;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        return sigaction(SIGBUS, &sa, NULL);
+    }
+
+    static void pf_guard_write(pf_guard_slot *s, uintptr_t start, uintptr_t end) {
+        unsigned q = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->seq, q + 1, __ATOMIC_RELAXED);
+        __atomic_thread_fence(__ATOMIC_RELEASE);
+        __atomic_store_n(&s->start, start, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->end, end, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->seq, q + 2, __ATOMIC_RELEASE);
+    }
+
+    /* Register [start, start + length rounded up to a page); the slot, or -1 when all are used. */
+    static int pf_guard_register(const void *start, size_t length) {
+        uintptr_t lo = (uintptr_t)start;
+        uintptr_t hi = (lo + length + pf_guard_pagesize - 1) & ~(pf_guard_pagesize - 1);
+        for (int i = 0; i < PF_GUARD_SLOTS; i++) {
+            int expected = 0;
+            if (!__atomic_compare_exchange_n(&pf_guard_table[i].used, &expected, 1, 0,
+                                             __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                continue;
+            __atomic_store_n(&pf_guard_table[i].faulted, 0, __ATOMIC_RELAXED);
+            pf_guard_write(&pf_guard_table[i], lo, hi);
+            int high = __atomic_load_n(&pf_guard_high, __ATOMIC_RELAXED);
+            while (high < i + 1 && !__atomic_compare_exchange_n(&pf_guard_high, &high, i + 1, 0,
+                                                                 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+                ;
+            return i;
+        }
+        return -1;
+    }
+
+    static void pf_guard_unregister(int i) {
+        pf_guard_write(&pf_guard_table[i], 0, 0);
+        __atomic_store_n(&pf_guard_table[i].used, 0, __ATOMIC_RELEASE);
+    }
+
+    static int pf_guard_faulted(int i) {
+        return __atomic_load_n(&pf_guard_table[i].faulted, __ATOMIC_ACQUIRE);
+    }
+
+    static int pf_guard_in_use(void) {
+        int n = 0;
+        for (int i = 0; i < PF_GUARD_SLOTS; i++)
+            n += __atomic_load_n(&pf_guard_table[i].used, __ATOMIC_ACQUIRE);
+        return n;
+    }
+
+    static void *pf_guard_map(int fd, int64_t offset, size_t length) {
+        void *p = mmap(NULL, length, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)offset);
+        return p == MAP_FAILED ? NULL : p;
+    }
+    """
+    enum: PF_GUARD_SLOTS
+    int pf_guard_install() nogil
+    int pf_guard_register(const void* start, size_t length) nogil
+    void pf_guard_unregister(int slot) nogil
+    int pf_guard_faulted(int slot) nogil
+    int pf_guard_in_use() nogil
+    void* pf_guard_map(int fd, int64_t offset, size_t length) nogil
+    int munmap(void* addr, size_t length) nogil
+
+from cpython.buffer cimport PyBuffer_FillInfo
+from libc.errno cimport errno
+
+GUARD_SLOTS = PF_GUARD_SLOTS
+
+
+cdef class GuardedMap:
+    """A read-only shared map of `length` bytes of a file from `offset` (a multiple of the page
+    size), populated when made, that a truncation of the file cannot turn into SIGBUS: pages
+    past the file's new end read as zeros and `faulted` becomes True. A buffer
+    (numpy.frombuffer); unmapped when the last reference to it goes. Made by map_file()."""
+
+    cdef const uint8_t* ptr
+    cdef size_t length
+    cdef int slot
+
+    def __cinit__(self):
+        self.ptr = NULL
+        self.length = 0
+        self.slot = -1
+
+    @property
+    def faulted(self):
+        """True once a read in the map went past the file's end (the file was truncated)."""
+        return self.slot >= 0 and pf_guard_faulted(self.slot) != 0
+
+    def __len__(self):
+        return self.length
+
+    def __getbuffer__(self, Py_buffer* buffer, int flags):
+        PyBuffer_FillInfo(buffer, self, <void*>self.ptr, self.length, 1, flags)
+
+    def __releasebuffer__(self, Py_buffer* buffer):
+        pass
+
+    def __dealloc__(self):
+        if self.ptr != NULL:
+            if self.slot >= 0:
+                pf_guard_unregister(self.slot)      # before the range can be someone else's
+            munmap(<void*>self.ptr, self.length)
+
+
+def map_file(int fd, int64_t offset, Py_ssize_t length):
+    """A GuardedMap of `length` bytes of file descriptor fd from `offset`, or None when the file
+    cannot be mapped (a file system without mmap, no address space) or every guard slot is in
+    use: the caller then reads the bytes instead. OSError if the handler cannot be installed."""
+    cdef void* p
+    cdef int slot = -1
+    cdef GuardedMap m
+    if length <= 0:
+        raise ValueError("a map needs a positive length")
+    if pf_guard_install() != 0:
+        raise OSError(errno, "cannot install the SIGBUS handler")
+    with nogil:
+        p = pf_guard_map(fd, offset, <size_t>length)
+        if p != NULL:
+            slot = pf_guard_register(p, <size_t>length)     # before anything reads the map
+            if slot < 0:
+                munmap(p, <size_t>length)
+                p = NULL
+    if p == NULL:
+        return None
+    m = GuardedMap.__new__(GuardedMap)
+    m.ptr = <const uint8_t*>p
+    m.length = <size_t>length
+    m.slot = slot
+    return m
+
+
+def guard_slots_in_use():
+    """How many guarded maps are alive (tests: every map is unregistered when dropped)."""
+    return pf_guard_in_use()
