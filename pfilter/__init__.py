@@ -166,7 +166,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 ts_resolution: TsResolution | None = None, batch_packets: int | None = None,
                 batch_bytes: int | None = None,
                 on_batch: Callable[[PacketBatch, NDArray[np.int64]], object] | None = None,
-                compiler: Callable[..., Program] | None = None) -> FilterStats:
+                compiler: Callable[..., Program] | None = None, truncate: int | None = None,
+                dedup: int | bool | None = None, rotate: Any = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -187,6 +188,11 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     on_batch: called as on_batch(batch, indices) with the matched packets of each batch; the
     batch's data may be reused once it returns (copy what must outlive it).
     compiler: called like pfilter.compile to make each link type's Program.
+    truncate: cut written packets to this many bytes, wire length kept (editcap -s).
+    dedup: drop a packet equal to one of the W - 1 before it (editcap -D W; True: W = 5).
+    rotate: tcpdump's -C/-G/-W as pfilter.capture.rotate.Rotation(size=BYTES, seconds=S,
+    files=W) or a dict of those; the files are named from dst as tcpdump names them.
+    A dst ending in .gz, .zst, .xz or .bz2 is compressed (.zst needs the zstd extra).
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
@@ -196,7 +202,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     stats: FilterStats = _filter_file(src, dst, expr, linktype=linktype, snaplen=snaplen, count=count,
                                       optimize=optimize, progress=progress, format=format,
                                       ts_resolution=ts_resolution, batch_packets=batch_packets,
-                                      on_batch=on_batch, compiler=compiler, **extra)
+                                      on_batch=on_batch, compiler=compiler, truncate=truncate,
+                                      dedup=dedup, rotate=rotate, **extra)
     return stats
 
 
@@ -205,7 +212,10 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
              linktype: LinkTypeArg | None = None, order: Sequence[str] | None = None,
              default: str | None = None, packed: bool = False, counts_only: bool = False,
              optimize: bool = True, snaplen: int = 262144, threads: int | None = 1,
-             progress: ProgressArg = None) -> Classification:
+             progress: ProgressArg = None, split: PathArg | None = None, first_match: bool = False,
+             unmatched: PathArg | None = None, format: CaptureFormat | None = None,
+             truncate: int | None = None, dedup: int | bool | None = None,
+             rotate: Any = None) -> Classification:
     """Evaluate many named filters over every packet of `source` in one pass; returns a
     Classification (per-rule counts and bytes, the packets x rules matrix, labels).
 
@@ -225,6 +235,11 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     progress: True shows a progress bar on standard error (tqdm's when installed); a callable
     is called as progress(bytes_done, bytes_total, packets_done) after each batch (bytes_total
     is 0 when the source's size is not known beforehand).
+    split: a file name template with {rule} ("out/{rule}.pcap"): each rule's packets into its
+    own file in the same pass, as `tcpdump -r SRC -w FILE RULE` writes it (first_match: only
+    into the first rule of `order` that matches); unmatched: a file for the packets no rule
+    accepts; format / truncate / dedup / rotate: as filter_file's. The files appear together
+    at the end, or none on an error. Classification.write() does the same from a result.
 
     A rule that has no meaning on a link type of the input (`ether host ...` on a NULL capture)
     matches no packet of that link type: a RuleLinkTypeWarning says so and the result's
@@ -235,5 +250,7 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     from .classifier import classify as _classify
     result: Classification = _classify(source, rules, linktype=linktype, order=order, default=default,
                                        packed=packed, counts_only=counts_only, optimize=optimize,
-                                       snaplen=snaplen, threads=threads, progress=progress)
+                                       snaplen=snaplen, threads=threads, progress=progress,
+                                       split=split, first_match=first_match, unmatched=unmatched,
+                                       format=format, truncate=truncate, dedup=dedup, rotate=rotate)
     return result

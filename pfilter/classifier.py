@@ -575,12 +575,48 @@ class Classification:
         self.order = tuple(order) if order is not None else self.rules
         self.default = default
         self.inapplicable = []
+        #: split files written: {rule name (None: unmatched): [file names]}
+        self.files: dict[str | None, list[str]] = {}
+        #: the capture paths classified (what write() reads again), None for other sources
+        self.source: list[str] | None = None
 
     def __len__(self) -> int:
         return self.packets
 
     def __repr__(self) -> str:
         return f"<Classification {self.packets} packets x {len(self.rules)} rules>"
+
+    def write(self, split: str | None = None, *, source: Any = None, first_match: bool = False,
+              unmatched: str | None = None, format: str | None = None, truncate: int | None = None,
+              dedup: int | bool | None = None, rotate: Any = None) -> dict[str | None, list[str]]:
+        """Write every rule's packets into its own file (`split`, a template with {rule}) and
+        the packets no rule accepts into `unmatched`, as classify(split=...) does, from this
+        result's matrix: the capture (`source`, default the paths classified) is read again but
+        no rule runs again. Returns {rule name (None: unmatched): [file names]}."""
+        if self.matrix is None:
+            raise FilterError("write needs the matrix: classify(..., counts_only=True) keeps none")
+        if split is None and unmatched is None:
+            raise FilterError("write needs split= (a template with {rule}) or unmatched=")
+        src = self.source if source is None else source
+        if src is None:
+            raise FilterError("write needs source= (the capture this result classified)")
+        items, _size = _sources(src)
+        sink = _SplitSink(items, self.rules, self.order, split, first_match, unmatched, format,
+                          truncate, dedup, rotate)
+        row = 0
+        try:
+            for batch, _done in _iter_batches(items, sink.opened):
+                n = len(batch)
+                if row + n > self.packets:
+                    raise FilterError(f"write: the source has more packets than the {self.packets} classified")
+                sink.write(batch, self.matrix[row:row + n].view(np.uint8), self.packed)
+                row += n
+            if row != self.packets:
+                raise FilterError(f"write: the source has {row} packets, {self.packets} were classified")
+            sink.commit()
+        finally:
+            sink.abort()
+        return sink.files()
 
     def column(self, name: str) -> NDArray[np.bool_]:
         """The bool column of one rule."""
@@ -703,9 +739,11 @@ def _sources(source):
     return source, total
 
 
-def _iter_batches(source):
+def _iter_batches(source, on_open=None):
     """(batch, bytes read so far) from the paths and batches of _sources(); the byte count is
-    the files' offsets (a batch given directly counts its data bytes)."""
+    the files' offsets (a batch given directly counts its data bytes). on_open(capture) is
+    called as each file is opened (then its batches are read the way filter_file reads them:
+    each batch is only valid until the next)."""
     from . import open as open_capture
     done = 0
     for item in source:
@@ -713,7 +751,14 @@ def _iter_batches(source):
             done += int(item.data.nbytes)
             yield item, done
         elif isinstance(item, (str, os.PathLike)):
-            with open_capture(item) as cap:
+            if on_open is not None:
+                from .capture.filterfile import open_for_filtering
+                opened = open_for_filtering(item)
+            else:
+                opened = open_capture(item)
+            with opened as cap:
+                if on_open is not None:
+                    on_open(cap)
                 for batch in cap:
                     offsets = getattr(batch, "file_offsets", None)
                     yield batch, done + (int(offsets[-1]) if offsets is not None and len(offsets) else 0)
@@ -858,7 +903,9 @@ def _row_any(out):
 
 
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
-             counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None):
+             counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None,
+             split=None, first_match=False, unmatched=None, format=None, truncate=None,
+             dedup=None, rotate=None):
     """Evaluate many named filters over every packet of `source` in one pass.
 
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
@@ -876,6 +923,16 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     progress: True shows a progress bar on standard error (tqdm's when installed); a callable
     is called as progress(bytes_done, bytes_total, packets_done) after each batch (bytes_total
     is 0 when the source's size is not known beforehand).
+
+    split: a path template containing {rule} ("out/{rule}.pcap", or .pcapng, optionally .gz,
+    .zst, .xz, .bz2): every rule's matching packets go into its own file in the same pass, each
+    file as `tcpdump -r IN -w FILE RULE` writes it; a packet goes into every rule it matches, or
+    with first_match=True only into the first of `order`. unmatched: a file for the packets no
+    rule (of `order`, with first_match) accepts. format: "pcap" or "pcapng" for those files
+    (default: by name). truncate / dedup / rotate: as filter_file's (editcap -s, editcap -D,
+    tcpdump -C/-G/-W), for each file. The files appear together when the pass ends; on an
+    error none of them does (a damaged input or an interruption keeps the packets before it,
+    as filter_file does). Classification.write() writes them later from a finished result.
 
     Returns a Classification. A rule that has no meaning on a link type of the input (`ether
     host ...` on a NULL capture) matches no packet of that link type: a RuleLinkTypeWarning says
@@ -906,6 +963,11 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     if not isinstance(threads, int) or threads < 1:
         raise FilterError(f"threads must be a positive integer or None, not {threads!r}")
     items, size = _sources(source)
+    writing = split is not None or unmatched is not None
+    if first_match and not writing:
+        raise FilterError("first_match applies to split files: give split= or unmatched=")
+    sink = _SplitSink(items, names, order, split, first_match, unmatched, format, truncate, dedup,
+                      rotate) if writing else None
     from ._progress import progress_callback
     report, close_progress = progress_callback(progress, size, "classify")
 
@@ -930,7 +992,7 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
         pool = ThreadPoolExecutor(threads, thread_name_prefix="pfilter-classify")
     done = 0
     try:
-        for batch, done in _iter_batches(items):
+        for batch, done in _iter_batches(items, sink.opened if sink is not None else None):
             n = len(batch)
             out = np.zeros((n, bwidth), dtype=np.uint8)
             _run_batch(ruleset, batch, linktype, out, keep_packed, counts, nbytes, pool, threads)
@@ -939,19 +1001,30 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
             total_bytes += int(batch.wirelen.sum(dtype=np.int64))
             matched += np.count_nonzero(hit)
             matched_bytes += int(batch.wirelen.sum(dtype=np.int64, where=hit))
+            if sink is not None:
+                sink.write(batch, out, keep_packed)
             if not counts_only:
                 blocks.append(out)
-                wirelens.append(batch.wirelen)
-                stamps.append(batch.timestamps)
+                # copies: a batch read for splitting lives only until the next one is read
+                wirelens.append(batch.wirelen.copy() if sink is not None else batch.wirelen)
+                stamps.append(batch.timestamps.copy() if sink is not None else batch.timestamps)
             if report is not None:
                 report(done, size, packets)
         if report is not None:      # the batches' offsets are where their last packets start
             report(size or done, size, packets)
-    except CaptureFormatError as err:
-        # the packets before the damage are classified: the caller gets them with the error
-        err.partial = result()
+        if sink is not None:
+            sink.commit()
+    except (CaptureFormatError, KeyboardInterrupt) as err:
+        # the packets before the damage are classified (and written, whole records, as
+        # filter_file keeps them): the caller gets them with the error
+        if sink is not None:
+            sink.commit()
+        if isinstance(err, CaptureFormatError):
+            err.partial = result()
         raise
     finally:
+        if sink is not None:
+            sink.abort()
         if pool is not None:
             pool.shutdown()
         close_progress()
@@ -959,7 +1032,127 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
         # nothing to read: still compile for the requested (or Ethernet) link type, so that a bad
         # rule is reported whatever the source
         ruleset.programs(1 if linktype is None else linktype)
-    return result()
+    res = result()
+    if sink is not None:
+        res.files = sink.files()
+    if isinstance(items, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in items):
+        res.source = [os.fsdecode(i) for i in items]
+    return res
+
+
+class _SplitSink:
+    """classify's split outputs: one pfilter.capture.split.Output per rule (and one for the
+    unmatched packets), created when the first input is opened (its header decides theirs, as
+    tcpdump -w takes the input's), written from each batch's verdict matrix, named together
+    at the end (OutputSet)."""
+
+    def __init__(self, items, names, order, split, first_match, unmatched, format, truncate, dedup,
+                 rotate):
+        from .capture.rotate import Rotation
+        from .capture.split import check_dedup, check_snaplen, split_paths
+        self.sources = [i for i in items if isinstance(i, (str, os.PathLike))] if isinstance(
+            items, (list, tuple)) else []
+        self.names = list(names)
+        self.order = [self.names.index(o) for o in (order if order is not None else names)]
+        self.paths = split_paths(split, self.names) if split is not None else {}
+        self.first_match = bool(first_match)
+        self.unmatched = os.fsdecode(unmatched) if unmatched is not None else None
+        if format is not None and format not in ("pcap", "pcapng"):
+            raise FilterError(f"unknown capture format {format!r} (pcap or pcapng)")
+        self.format = format
+        self.options = dict(truncate=check_snaplen(truncate), dedup=check_dedup(dedup),
+                            rotate=Rotation.make(rotate))
+        targets = list(self.paths.values()) + ([self.unmatched] if self.unmatched else [])
+        if len(set(targets)) != len(targets):
+            raise FilterError("split: two outputs would have the same file name")
+        self.set = None
+        self.raw = None
+
+    def opened(self, cap):
+        from .capture.filterfile import _writer_args
+        from .capture.split import Output, OutputSet
+        if self.set is None:
+            sources = self.sources or [cap]
+            outputs = OutputSet()
+            try:
+                for r, name in enumerate(self.names):
+                    if name in self.paths:
+                        path = self.paths[name]
+                        outputs.add(r, Output(path, _writer_args(path, cap, self.format, None, sources),
+                                              **self.options))
+                if self.unmatched:
+                    outputs.add(-1, Output(self.unmatched, _writer_args(self.unmatched, cap, self.format,
+                                                                        None, sources), **self.options))
+            except BaseException:
+                outputs.abort()
+                raise
+            self.set = outputs
+            self.nsec = cap.ts_resolution == "ns"
+        self.raw = cap.pcap_layout if cap.format == "pcap" and (cap.ts_resolution == "ns") == self.nsec else None
+        self.source = (self.source + 1) if hasattr(self, "source") else 0
+        for out in self.set:
+            out.interfaces, out.source = cap.interfaces, self.source
+
+    def _from_batch(self, batch):
+        """Outputs for batches given directly (no file header): the batch's link type, the
+        link type's largest snapshot length, microseconds."""
+        from .capture.files import max_snaplen_for_linktype
+        from .capture.split import Output, OutputSet
+        outputs = OutputSet()
+        args = dict(format=None, linktype=batch.linktype, snaplen=max_snaplen_for_linktype(batch.linktype),
+                    ts_resolution="us")
+        try:
+            for r, name in enumerate(self.names):
+                if name in self.paths:
+                    outputs.add(r, Output(self.paths[name], dict(args, format=self.format), **self.options))
+            if self.unmatched:
+                outputs.add(-1, Output(self.unmatched, dict(args, format=self.format), **self.options))
+        except BaseException:
+            outputs.abort()
+            raise
+        self.set = outputs
+        self.nsec = False
+
+    def write(self, batch, out, packed):
+        """Write the batch's packets by the verdicts `out` (packets x rules, packed or not)."""
+        if self.set is None:
+            self._from_batch(batch)
+        nr = len(self.names)
+        if packed:
+            verdicts = np.unpackbits(out, axis=1, count=nr).view(bool)
+        else:
+            verdicts = out.view(bool)
+        taken = np.zeros(len(batch), dtype=bool)
+        in_order = set(self.order)
+        for r in (self.order if self.first_match else range(nr)):
+            col = verdicts[:, r]
+            if self.first_match:
+                col = col & ~taken
+                taken |= col
+            elif self.unmatched and r in in_order:
+                taken |= col
+            if r in self.set.outputs:
+                idx = np.flatnonzero(col)
+                if len(idx):
+                    self.set[r].write(batch, idx, self.raw)
+        if self.unmatched:
+            idx = np.flatnonzero(~taken)
+            if len(idx):
+                self.set[-1].write(batch, idx, self.raw)
+
+    def commit(self):
+        if self.set is not None:
+            self.set.commit()
+
+    def abort(self):
+        if self.set is not None:
+            self.set.abort()
+
+    def files(self):
+        """{rule name (None: unmatched): [file names]}"""
+        if self.set is None:
+            return {}
+        return {(self.names[k] if k >= 0 else None): list(o.files) for k, o in self.set.outputs.items()}
 
 
 # ----------------------------------------------------------------------------- CLI
