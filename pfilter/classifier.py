@@ -1179,6 +1179,18 @@ def _parser():
     ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
     ap.add_argument("-j", "--threads", type=int, default=1, metavar="N",
                     help="threads sharing each batch (default 1)")
+    ap.add_argument("--split", metavar="TEMPLATE",
+                    help="write every rule's packets into its own file, the name TEMPLATE with "
+                         "{rule} replaced by the rule's name ('out/{rule}.pcap'; .pcapng, .gz, .zst, "
+                         ".xz, .bz2 by extension), in the same pass")
+    ap.add_argument("--first-match", action="store_true",
+                    help="with --split/--unmatched: a packet goes only into the first rule that "
+                         "matches it (default: into every one)")
+    ap.add_argument("--unmatched", metavar="FILE", help="write the packets no rule matches to FILE")
+    ap.add_argument("--format", choices=("pcap", "pcapng"),
+                    help="format of the split files (default: pcapng for a .pcapng name, else pcap)")
+    from .cli import add_output_options
+    add_output_options(ap)
     ap.add_argument("--progress", dest="progress", action="store_true", default=None,
                     help="show a progress bar on standard error (default: on a terminal, for large inputs)")
     ap.add_argument("--no-progress", dest="progress", action="store_false",
@@ -1188,7 +1200,8 @@ def _parser():
 
 def cli_main(argv):
     """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
-    [-y LINKTYPE] [-O] [-j N] [--progress | --no-progress]`:
+    [-y LINKTYPE] [-O] [-j N] [--split 'DIR/{rule}.pcap'] [--first-match] [--unmatched FILE]
+    [--format F] [--snaplen N] [--dedup[=W]] [-C MB] [-G S] [-W N] [--progress | --no-progress]`:
     prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr. A rule
     that cannot apply to a link type of the input is one warning line and matches nothing
     there. A damaged capture: the table (and labels) of the packets before the damage, then the
@@ -1197,8 +1210,9 @@ def cli_main(argv):
     argv = list(argv)
     if argv and argv[0] == "classify":
         argv = argv[1:]
+    from .cli import bare_dedup, output_edits
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(bare_dedup(argv))
     except _UsageError as e:
         print(f"pfilter classify: {e}", file=sys.stderr)
         return 2
@@ -1207,6 +1221,12 @@ def cli_main(argv):
     if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
         print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
         return 2
+    truncate, dedup, rotate = output_edits(args)
+    writing = args.split is not None or args.unmatched is not None
+    if not writing and (args.first_match or truncate or dedup or rotate or args.format):
+        print("pfilter classify: --first-match, --format, --snaplen, --dedup, -C and -G apply to "
+              "--split / --unmatched files", file=sys.stderr)
+        return 2
     status = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuleLinkTypeWarning)
@@ -1214,7 +1234,10 @@ def cli_main(argv):
             try:
                 result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
                                   packed=True, counts_only=not args.labels, optimize=args.optimize,
-                                  threads=args.threads, progress=_cli_progress(args))
+                                  threads=args.threads, progress=_cli_progress(args),
+                                  split=args.split, first_match=args.first_match,
+                                  unmatched=args.unmatched, format=args.format, truncate=truncate,
+                                  dedup=dedup, rotate=rotate)
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
                 if result is None or not result.packets:

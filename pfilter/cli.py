@@ -93,6 +93,7 @@ def build_parser():
                    help=argparse.SUPPRESS)
     p.add_argument("--format", choices=("pcap", "pcapng"),
                    help="output format (default: pcapng for a .pcapng name, else pcap)")
+    add_output_options(p)
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (shown on a terminal for large inputs)")
     p.add_argument("--progress", dest="progress", action="store_const", const="always",
@@ -105,6 +106,53 @@ def build_parser():
     p.usage = p.format_usage()[len("usage: "):].rstrip() + "".join(
         f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
     return p
+
+
+def add_output_options(p, rotation=True):
+    """The options that shape written files (also `pfilter classify --split`'s)."""
+    if rotation:
+        p.add_argument("-C", dest="file_size", type=_positive_int, metavar="FILE_SIZE",
+                       help="start a new output file once the current one holds more than "
+                            "FILE_SIZE million bytes (named OUT, OUT1, OUT2, ... as tcpdump -C does)")
+        p.add_argument("-G", dest="rotate_seconds", type=_positive_int, metavar="SECONDS",
+                       help="start a new output file every SECONDS of packet time, its name "
+                            "through strftime (tcpdump -G, by the packets' timestamps)")
+        p.add_argument("-W", dest="file_count", type=_positive_int, metavar="FILECOUNT",
+                       help="with -C: reuse the names after FILECOUNT files (OUT0 ... OUTn); with "
+                            "-G alone: stop after FILECOUNT files")
+    p.add_argument("--snaplen", dest="truncate", type=_positive_int, metavar="N",
+                   help="cut written packets to N bytes, keeping their wire length (editcap -s N)")
+    p.add_argument("--dedup", dest="dedup", type=_positive_int, metavar="WINDOW",
+                   help="--dedup or --dedup=WINDOW: drop a written packet whose bytes equal one of "
+                        "the WINDOW - 1 packets before it (editcap -D WINDOW; default 5)")
+
+
+def _positive_int(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def bare_dedup(argv):
+    """argv with a bare --dedup (no =WINDOW) given editcap's default window, so that the word
+    after it stays part of the expression."""
+    from .capture.split import DEDUP_DEFAULT_WINDOW
+    return [f"--dedup={DEDUP_DEFAULT_WINDOW}" if a == "--dedup" else a for a in argv]
+
+
+def output_edits(args):
+    """(truncate, dedup, rotate) for filter_file / classify from the parsed options; -W without
+    -C or -G is ignored, as tcpdump ignores it."""
+    rotate = None
+    if getattr(args, "file_size", None) or getattr(args, "rotate_seconds", None):
+        from .capture.rotate import C_UNIT
+        rotate = dict(size=args.file_size * C_UNIT if args.file_size else None,
+                      seconds=args.rotate_seconds, files=args.file_count)
+    return args.truncate, args.dedup, rotate
 
 
 def _version():
@@ -449,7 +497,7 @@ def main(argv=None):
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
-        return _run(build_parser().parse_intermixed_args(argv))
+        return _run(build_parser().parse_intermixed_args(bare_dedup(argv)))
     except _UsageError as e:
         sys.stderr.write(build_parser().format_usage())
         return _fail(str(e), 2)
@@ -535,7 +583,7 @@ def _interrupted(args, err):
 
 def _filter(args, expr, sources, forced_lt, optimize, resolution):
     """The -r path: filter, copy (-w), count (--count) or print the packets of the inputs."""
-    from .errors import CaptureFormatError
+    from .errors import CaptureFormatError, FilterError
     announced = []
 
     def announce(path, linktype, snaplen):
@@ -544,7 +592,11 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
                              f"snapshot length {snaplen}\n")
         announced.append(path)
 
-    if len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
+    truncate, dedup, rotate = output_edits(args)
+    if args.write is None and (truncate or dedup or rotate):
+        raise FilterError("-C, -G, --snaplen and --dedup shape the output file: give -w FILE")
+    plain = not (truncate or dedup or rotate)
+    if plain and len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
         # One plain pcap file to copy or count: the fast path, numpy-free (None: not for this input).
         from .capture.fastpath import fast_filter_file
 
@@ -592,7 +644,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
                             format=args.format, ts_resolution=out_res, on_batch=printer,
-                            compiler=cached_compile)
+                            compiler=cached_compile, truncate=truncate, dedup=dedup, rotate=rotate)
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
         if bar is not None:
