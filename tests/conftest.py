@@ -1,8 +1,15 @@
 """Shared fixtures: the VM under test (Cython and pure-Python twin) and corpus access."""
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+
+# A test run started in the background by a non-interactive shell (`cmd &`, nohup, some CI
+# runners) inherits SIGINT ignored, and so would every pfilter process the tests start, which
+# then cannot be interrupted: the Ctrl-C tests need the disposition of an interactive start.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
