@@ -140,7 +140,7 @@ def _positive_int(text):
 def bare_dedup(argv):
     """argv with a bare --dedup (no =WINDOW) given editcap's default window, so that the word
     after it stays part of the expression."""
-    from .capture.split import DEDUP_DEFAULT_WINDOW
+    from .capture.files import DEDUP_DEFAULT_WINDOW
     return [f"--dedup={DEDUP_DEFAULT_WINDOW}" if a == "--dedup" else a for a in argv]
 
 

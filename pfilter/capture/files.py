@@ -106,6 +106,12 @@ def compressor(kind, path=None):
     raise FilterError(f"unknown compression {kind!r}")
 
 
+#: --dedup's default window, editcap -D's (its -d), and editcap's largest (numpy-free here: the
+#: command's parser names them; pfilter.capture.split applies them)
+DEDUP_DEFAULT_WINDOW = 5
+DEDUP_MAX_WINDOW = 1000000
+
+
 # Create outputs as unnamed files (Linux O_TMPFILE) that get their name only on commit; False
 # (tests) or a file system without it: a short-named temporary file instead.
 USE_O_TMPFILE = hasattr(os, "O_TMPFILE")

@@ -22,13 +22,9 @@ import numpy as np
 
 from ..errors import FilterError
 from .rotate import Rotation
-from .files import format_for_path
+from .files import DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, format_for_path
 from .writer import _native, open_writer
 
-#: editcap -D's default window (its -d)
-DEDUP_DEFAULT_WINDOW = 5
-#: editcap's largest window
-DEDUP_MAX_WINDOW = 1000000
 
 
 def check_snaplen(snaplen):

@@ -1,0 +1,215 @@
+"""classify --split (issue 12): every rule's file is byte for byte what `tcpdump -r IN -w FILE
+RULE` writes, over corpus captures and 22 rules mixing link-layer and transport tests; the
+first-match and unmatched files equal tcpdump's output for the equivalent expressions; the set
+of files appears whole or not at all."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter.capture import split as split_mod
+
+RULES = {
+    "ip": "ip",
+    "ip6": "ip6",
+    "arp": "arp",
+    "tcp": "tcp",
+    "udp": "udp",
+    "icmp": "icmp or icmp6",
+    "web": "tcp port 80 or tcp port 443",
+    "dns": "udp port 53 or tcp port 53",
+    "syn": "tcp[tcpflags] & tcp-syn != 0",
+    "fin_rst": "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0",
+    "frag": "ip[6:2] & 0x3fff != 0",
+    "big": "greater 1000",
+    "small": "less 100",
+    "bcast": "ether broadcast",
+    "mcast": "ether multicast",
+    "unicast_src": "ether[6] & 1 = 0",
+    "vlan": "vlan",
+    "net10": "net 10.0.0.0/8",
+    "net192": "net 192.168.0.0/16",
+    "hi_ports": "tcp dst portrange 1024-65535",
+    "ttl_low": "ip[8] < 64",
+    "not_ip": "not ip and not ip6",
+}
+
+# EN10MB captures of the corpus: pcap (one big-endian), pcapng, several sizes
+CAPTURES = [
+    "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap",
+    "pcapplusplus__ExamplesTest__pcap_examples__ip-frag.pcap",
+    "pcapplusplus__Pcap++Test__PcapExamples__650HttpResponses.pcap",
+    "tcpdump__afs.pcap",
+    "tcpdump__pptp.pcap",
+    "tcpdump__of13_ericsson.pcapng",
+]
+
+
+def _tcpdump_write(src, dst, expr):
+    r = subprocess.run([ref.tcpdump(), "-r", str(src), "-w", str(dst), "--", expr],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return dst.read_bytes()
+
+
+def _rules_file(tmp_path, rules=RULES):
+    path = tmp_path / "rules.txt"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in rules.items()))
+    return path
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_each_split_file_is_what_tcpdump_writes_for_its_rule(tmp_path, name):
+    src = ref.corpus_file(f"pcaps/{name}")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = pfilter.classify(src, RULES, split=str(out / "{rule}.pcap"))
+    assert sorted(os.listdir(out)) == sorted(f"{r}.pcap" for r in RULES)
+    nonempty = 0
+    for r, expr in RULES.items():
+        want = _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr)
+        got = (out / f"{r}.pcap").read_bytes()
+        assert got == want, f"{name}: rule {r!r} ({expr})"
+        nonempty += len(got) > 24
+    assert nonempty >= 2     # the comparison covered packets, not only headers
+    assert result.files == {r: [str(out / f"{r}.pcap")] for r in RULES}
+    counts = dict(zip(result.rules, result.counts.tolist()))
+    for r in RULES:
+        with pfilter.open(out / f"{r}.pcap") as cap:
+            assert sum(len(b) for b in cap) == counts[r]
+
+
+def test_first_match_and_unmatched_equal_tcpdump_with_the_equivalent_expressions(tmp_path):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
+    order = ["web", "dns", "tcp", "udp", "arp", "ip6"]
+    rules = {r: RULES[r] for r in order}
+    out = tmp_path / "out"
+    out.mkdir()
+    pfilter.classify(src, rules, order=order, split=str(out / "{rule}.pcap"), first_match=True,
+                     unmatched=str(out / "rest.pcap"))
+    before = []
+    for r in order:
+        expr = f"({rules[r]})" + "".join(f" and not ({rules[b]})" for b in before)
+        assert (out / f"{r}.pcap").read_bytes() == _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr), r
+        before.append(r)
+    rest = "not (" + " or ".join(f"({rules[r]})" for r in order) + ")"
+    assert (out / "rest.pcap").read_bytes() == _tcpdump_write(src, tmp_path / "ref-rest.pcap", rest)
+    # without --first-match a packet goes into every rule: tcp holds the web packets too
+    every = tmp_path / "every"
+    every.mkdir()
+    pfilter.classify(src, rules, split=str(every / "{rule}.pcap"), unmatched=str(every / "rest.pcap"))
+    assert (every / "tcp.pcap").read_bytes() == _tcpdump_write(src, tmp_path / "ref-tcp.pcap", "tcp")
+    assert (every / "rest.pcap").read_bytes() == (out / "rest.pcap").read_bytes()
+
+
+def test_the_command_splits_and_classification_write_gives_the_same_files(tmp_path):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[2]}")
+    rules = _rules_file(tmp_path)
+    cli_dir, api_dir = tmp_path / "cli", tmp_path / "api"
+    cli_dir.mkdir()
+    api_dir.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", str(src), "-R", str(rules),
+                        "--split", str(cli_dir / "{rule}.pcap"), "--unmatched", str(cli_dir / "none.pcap")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "web" in r.stdout          # the table is still printed
+    result = pfilter.classify(src, rules)
+    files = result.write(str(api_dir / "{rule}.pcap"), unmatched=str(api_dir / "none.pcap"))
+    assert set(files) == set(RULES) | {None}
+    assert sorted(os.listdir(cli_dir)) == sorted(os.listdir(api_dir))
+    for f in os.listdir(cli_dir):
+        assert (cli_dir / f).read_bytes() == (api_dir / f).read_bytes(), f
+    assert (cli_dir / "web.pcap").read_bytes() == _tcpdump_write(src, tmp_path / "w.pcap", RULES["web"])
+
+
+def test_pcapng_and_compressed_split_files_hold_tcpdumps_packets(tmp_path):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
+    rules = {r: RULES[r] for r in ("tcp", "udp", "ip6")}
+    pfilter.classify(src, rules, split=str(tmp_path / "{rule}.pcapng.gz"))
+    seen = 0
+    for r, expr in rules.items():
+        want = _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr)
+        seen += len(want) > 24
+        assert (tmp_path / f"{r}.pcapng.gz").read_bytes()[:2] == b"\x1f\x8b"
+        with pfilter.open(tmp_path / f"{r}.pcapng.gz") as got, pfilter.open(tmp_path / f"ref-{r}.pcap") as exp:
+            assert got.format == "pcapng"
+            a, b = list(got), list(exp)
+            pa = [x.packet(i) for x in a for i in range(len(x))]
+            pb = [x.packet(i) for x in b for i in range(len(x))]
+            assert pa == pb
+            assert np.array_equal(np.concatenate([x.timestamps for x in a] or [np.zeros(0, np.int64)]),
+                                  np.concatenate([x.timestamps for x in b] or [np.zeros(0, np.int64)]))
+    assert seen == len(rules)        # every rule had packets to compare
+
+
+def test_a_failure_during_the_pass_leaves_none_of_the_files(tmp_path, monkeypatch):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tcp.pcap").write_bytes(b"old")        # an existing file stays as it was
+    calls = []
+    real = split_mod.Output.write
+
+    def failing(self, batch, idx=None, raw=None):
+        calls.append(self.path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device", self.path)
+        return real(self, batch, idx, raw)
+
+    monkeypatch.setattr(split_mod.Output, "write", failing)
+    with pytest.raises(OSError) as err:
+        pfilter.classify(src, {r: RULES[r] for r in ("ip", "tcp", "udp")}, split=str(out / "{rule}.pcap"))
+    assert err.value.errno == 28
+    assert len(calls) == 3
+    assert sorted(os.listdir(out)) == ["tcp.pcap"]
+    assert (out / "tcp.pcap").read_bytes() == b"old"
+
+
+def test_an_output_that_cannot_be_created_creates_none(tmp_path):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "udp.pcap").mkdir()          # a directory where the udp file would go
+    with pytest.raises(IsADirectoryError):
+        pfilter.classify(src, {r: RULES[r] for r in ("ip", "tcp", "udp")}, split=str(out / "{rule}.pcap"))
+    assert sorted(os.listdir(out)) == ["udp.pcap"]
+
+
+def test_a_damaged_input_keeps_the_packets_before_the_damage_in_every_file(tmp_path):
+    src = ref.corpus_file(f"pcaps/{CAPTURES[2]}")
+    data = src.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 2 // 3])       # ends inside a record
+    out = tmp_path / "out"
+    out.mkdir()
+    rules = {r: RULES[r] for r in ("tcp", "web", "small")}
+    with pytest.raises(pfilter.CaptureFormatError):
+        pfilter.classify(cut, rules, split=str(out / "{rule}.pcap"))
+    for r, expr in rules.items():
+        # tcpdump writes the same packets, then reports the truncation
+        subprocess.run([ref.tcpdump(), "-r", str(cut), "-w", str(tmp_path / f"ref-{r}.pcap"), expr],
+                       capture_output=True)
+        assert (out / f"{r}.pcap").read_bytes() == (tmp_path / f"ref-{r}.pcap").read_bytes(), r
+
+
+@pytest.mark.parametrize("template, message", [
+    ("out.pcap", "must contain {rule}"),
+    ("{rule}-{when}.pcap", "unknown field"),
+])
+def test_bad_templates_are_filter_errors(tmp_path, template, message):
+    with pytest.raises(pfilter.FilterError, match=message):
+        pfilter.classify(pfilter.PacketBatch.from_packets([b"\0" * 60]), {"a": "ip"},
+                         split=str(tmp_path / template))
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_command_refuses_output_options_without_split_files(tmp_path):
+    rules = _rules_file(tmp_path, {"a": "ip"})
+    r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", "x.pcap", "-R", str(rules),
+                        "--first-match"], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "--split" in r.stderr
