@@ -1,0 +1,181 @@
+"""Rotation (issue 12): `pfilter -r IN -w OUT -C/-G/-W` and `classify --split ... -C` produce the
+same file names holding the same bytes as tcpdump with the same options reading the same file.
+
+tcpdump 4.99 times -G by the wall clock even when reading a file; pfilter by the packets'
+timestamps (a Divergence, README). To compare the two, tcpdump runs with a small LD_PRELOAD
+library whose time() returns the timestamp of the packet being handled (and, before the first
+packet, the first packet's): tcpdump's own rotation logic and names, on the packets' clock."""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+
+SHIM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+#include <pcap/pcap.h>
+
+static time_t packet_time = (time_t)-1;
+static pcap_handler real_handler;
+
+static void handler(u_char *user, const struct pcap_pkthdr *h, const u_char *sp)
+{
+    packet_time = h->ts.tv_sec;
+    real_handler(user, h, sp);
+}
+
+int pcap_loop(pcap_t *p, int cnt, pcap_handler cb, u_char *user)
+{
+    int (*real)(pcap_t *, int, pcap_handler, u_char *) =
+        (int (*)(pcap_t *, int, pcap_handler, u_char *))dlsym(RTLD_NEXT, "pcap_loop");
+    real_handler = cb;
+    return real(p, cnt, handler, user);
+}
+
+time_t time(time_t *out)
+{
+    time_t t = packet_time;
+    if (t == (time_t)-1) {
+        const char *start = getenv("SHIM_START");
+        t = start ? (time_t)atoll(start) : 0;
+    }
+    if (out)
+        *out = t;
+    return t;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def packet_clock():
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None or not Path("/usr/include/pcap/pcap.h").exists():
+        ref._missing("a C compiler and libpcap headers (apt-get install gcc libpcap0.8-dev)")
+    out = Path(tempfile.mkdtemp(prefix="pfilter-clock-"))
+    (out / "shim.c").write_text(SHIM)
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out / "shim.so"), str(out / "shim.c"), "-ldl"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    yield out / "shim.so"
+    shutil.rmtree(out, ignore_errors=True)
+
+
+def _first_second(path):
+    with pfilter.open(path) as cap:
+        for batch in cap:
+            if len(batch):
+                return int(batch.timestamps[0] // 1_000_000_000)
+    return 0
+
+
+def _tcpdump(shim, src, outdir, opts, expr=()):
+    env = dict(os.environ, TZ="UTC", LD_PRELOAD=str(shim), SHIM_START=str(_first_second(src)))
+    # -Z root: tcpdump would otherwise give up root for its files after the first
+    r = subprocess.run([ref.tcpdump(), "-Z", "root", "-r", str(src), *opts, *expr],
+                       cwd=outdir, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _pfilter(src, outdir, opts, expr=()):
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), *opts, *expr],
+                       cwd=outdir, env=dict(os.environ, TZ="UTC"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def _files(d):
+    return {p.name: p.read_bytes() for p in sorted(Path(d).iterdir())}
+
+
+@pytest.fixture(scope="module")
+def timed_capture(tmp_path_factory):
+    """A generated capture spread over about 13 minutes of packet time (irregular gaps, one
+    jump backwards), large enough for -C 1 to rotate inside a -G 60 period."""
+    rng = np.random.default_rng(12)
+    n = 6000
+    gaps = rng.integers(0, 260, n).astype(np.int64) * 1_000_000    # up to 0.26 s
+    gaps[n // 2] = -40_000_000_000                                   # the clock steps back 40 s
+    ts = 1_700_000_123_456_789_000 + np.cumsum(gaps)
+    sizes = rng.integers(60, 1500, n)
+    packets = []
+    for i, size in enumerate(sizes):
+        frame = bytearray(rng.integers(0, 256, int(size), dtype=np.uint8).tobytes())
+        frame[12:14] = b"\x08\x00" if i % 3 else b"\x86\xdd"
+        packets.append(bytes(frame))
+    path = tmp_path_factory.mktemp("timed") / "timed.pcap"
+    pfilter.write(path, pfilter.PacketBatch.from_packets(packets, linktype=1, timestamps=ts))
+    return path
+
+
+@pytest.mark.parametrize("opts", [
+    ["-C", "1"],
+    ["-C", "1", "-W", "3"],
+    ["-C", "1", "-W", "1"],
+    ["-C", "1", "-W", "12"],
+])
+def test_size_rotation_matches_tcpdump(tmp_path, packet_clock, opts):
+    src = ref.corpus_file("pcaps/pcapplusplus__Pcap++Test__PcapExamples__example.pcap")
+    a, b = tmp_path / "tcpdump", tmp_path / "pfilter"
+    a.mkdir()
+    b.mkdir()
+    _tcpdump(packet_clock, src, a, [*opts, "-w", "out.pcap"])
+    _pfilter(src, b, [*opts, "-w", "out.pcap"])
+    want = _files(a)
+    assert len(want) >= 2 or opts[-1] == "1"
+    assert _files(b) == want
+
+
+@pytest.mark.parametrize("opts", [
+    ["-G", "60"],
+    ["-G", "60", "-W", "3"],
+    ["-G", "60", "-C", "1"],
+    ["-G", "120", "-C", "1", "-W", "2"],
+    ["-G", "3600", "-C", "1"],
+])
+def test_time_rotation_matches_tcpdump_on_the_packet_clock(tmp_path, packet_clock, timed_capture, opts):
+    a, b = tmp_path / "tcpdump", tmp_path / "pfilter"
+    a.mkdir()
+    b.mkdir()
+    name = ["-w", "cap-%Y%m%d-%H%M%S.pcap"]
+    _tcpdump(packet_clock, timed_capture, a, [*opts, *name], ["ip"])
+    _pfilter(timed_capture, b, [*opts, *name], ["ip"])
+    want = _files(a)
+    assert len(want) >= 2
+    assert _files(b) == want
+
+
+def test_split_files_rotate_as_tcpdump_does_for_each_rule(tmp_path, packet_clock):
+    src = ref.corpus_file("pcaps/pcapplusplus__Pcap++Test__PcapExamples__example.pcap")
+    rules = {"tcp": "tcp", "web": "tcp port 80", "udp": "udp"}
+    (tmp_path / "rules.txt").write_text("".join(f"{k}: {v}\n" for k, v in rules.items()))
+    b = tmp_path / "split"
+    b.mkdir()
+    r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", str(src), "-R",
+                        str(tmp_path / "rules.txt"), "--split", str(b / "{rule}.pcap"), "-C", "1", "-W", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    want = {}
+    for rule, expr in rules.items():
+        a = tmp_path / f"tcpdump-{rule}"
+        a.mkdir()
+        _tcpdump(packet_clock, src, a, ["-C", "1", "-W", "3", "-w", f"{rule}.pcap"], [expr])
+        want.update(_files(a))
+    assert len(want) > len(rules)
+    assert _files(b) == want
+
+
+def test_rotation_needs_a_file_name(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-r", "x.pcap", "-C", "1", "tcp"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "-w" in r.stderr
+    assert list(tmp_path.iterdir()) == []
