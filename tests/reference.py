@@ -242,6 +242,14 @@ def tcpdump():
     return path
 
 
+def editcap():
+    """Path of Wireshark's editcap (Debian's wireshark-common)."""
+    path = shutil.which("editcap")
+    if path is None:
+        _missing("editcap (apt-get install wireshark-common)")
+    return path
+
+
 def tcpdump_dump(expr, dlt="EN10MB", fmt="d", optimize=False):
     """`tcpdump -y DLT [-O] -d/-dd/-ddd EXPR` output text (tcpdump's -O turns optimization OFF)."""
     cmd = [tcpdump(), "-y", dlt, "-" + fmt]
