@@ -8,10 +8,11 @@ built). Never the compiler or the VM.
 How it reads: the file is seen through *windows*, each a numpy uint8 array. A plain regular file
 is read through memory maps (MAP_SHARED, populated when made: no copy out of the page cache),
 each a GuardedMap of the C scanner module: a file truncated while it is mapped (log rotation,
-copytruncate) never kills the process with SIGBUS; the pages past its new end read as zeros, the
-reader sees the map's `faulted` flag after the scan, drops what it scanned and reads the rest of
-the file with pread, so the file ends like any truncated file (tcpdump's message, the offset after
-the last intact packet). Everything else (pipes, compressed input, special files; every input of
+copytruncate) never kills the process with SIGBUS: the pages past its new end read as zeros.
+After every scan of a map the reader checks the map's `faulted` flag and the file's size; if the
+file is now shorter than the map, it drops what it scanned and reads the rest of the file with
+pread, so the file ends like any truncated file (tcpdump's message, the offset after the last
+intact packet). Everything else (pipes, compressed input, special files; every input of
 the pure-Python build, which has no signal handler; reuse_buffer=True) is read into a small pool
 of buffers (pread for a regular file, readinto for pipes, a decompression loop for compressed
 input): a buffer is refilled only when no delivered batch still uses it. Either way batches stay
@@ -111,6 +112,7 @@ class _Source:
         self.map_fd = map_fd
         self.start = start          # file offset of position 0 (a file object handed over mid-file)
         self.map = None
+        self.map_end = 0            # file offset where the current map ends
         self.pool = []
         self.arr = np.zeros(0, np.uint8)
         self.base = 0
@@ -121,8 +123,11 @@ class _Source:
         return self.inflater.error if self.inflater is not None else None
 
     def damaged(self):
-        """True if the current window is a map that was read past the file's end."""
-        return self.map is not None and self.map.faulted
+        """True if the current window is a map of a file that has since been cut below the map's
+        end: what was read from it may be zeros, either from pages past the new end (the map's
+        `faulted` flag) or from the tail of the new last page, which the kernel zeroes and which
+        reads without a fault. One fstat per scan."""
+        return self.map is not None and (self.map.faulted or os.fstat(self.map_fd).st_size < self.map_end)
 
     def stop_mapping(self):
         """Read with pread from now on (batches keep the maps they point into)."""
@@ -141,7 +146,7 @@ class _Source:
         gm = _scan.map_file(fd, first, length)
         if gm is None:
             return None
-        self.map = gm
+        self.map, self.map_end = gm, first + length
         skip = max(0, self.start - first)
         arr = np.frombuffer(gm, np.uint8)[skip:]
         return arr, first + skip - self.start, first + length >= size
