@@ -476,6 +476,8 @@ def _progress_bar(args, sources):
 SUBCOMMANDS = {
     "classify": ("-r FILE [-r FILE ...] -R RULES [options]",
                  "label every packet by many named filters in one pass (pfilter classify --help)"),
+    "seccomp": ("disasm|emu|asm|dump FILE|PID [SYSCALL ARGS...] [options]",
+                "read, run and write seccomp filters (pfilter seccomp --help)"),
 }
 
 
@@ -483,7 +485,10 @@ def _subcommand(name, argv):
     """Run `pfilter NAME argv...`; its errors are its own one-line messages, while Ctrl-C and a
     closed standard output are handled by main() as for every command."""
     try:
-        from .classifier import cli_main
+        if name == "seccomp":
+            from .seccomp.cli import cli_main
+        else:
+            from .classifier import cli_main
     except ImportError as e:
         return _fail(f"{name} is not available: {e}")
     from ._signals import interruptible
