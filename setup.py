@@ -1,6 +1,8 @@
 """Build script: compiles the Cython extensions in pfilter/ (cython and numpy are build requirements).
 
 PFILTER_DEBUG=1 rebuilds with Cython's bounds checks, wraparound and C asserts turned back on.
+PFILTER_ASAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (scripts/asan.sh builds
+so in a copy of the tree and runs tests with libasan preloaded).
 """
 import os
 from pathlib import Path
@@ -20,12 +22,15 @@ directives = {
     "embedsignature": True,
 }
 
-extra = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3"]
+ASAN = os.environ.get("PFILTER_ASAN", "") not in ("", "0")
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if ASAN else []
+
+extra = (["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O1", "-g"] if ASAN else ["-O3"]) + SANITIZE
 
 # Every pfilter/**/*.pyx becomes an extension of the same dotted name (pfilter/_vm.pyx -> pfilter._vm).
 extensions = [
     Extension(str(src.with_suffix("")).replace(os.sep, "."), [str(src)],
-              include_dirs=[numpy.get_include()], extra_compile_args=extra,
+              include_dirs=[numpy.get_include()], extra_compile_args=extra, extra_link_args=SANITIZE,
               define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])
     for src in sorted(Path("pfilter").rglob("*.pyx"))
 ]
