@@ -448,6 +448,13 @@ cdef extern from *:
     #include <unistd.h>
     #include <pthread.h>
 
+    #ifndef MAP_POPULATE
+    #define MAP_POPULATE 0      /* macOS: the pages fault in as they are read */
+    #endif
+    #ifndef MAP_ANONYMOUS
+    #define MAP_ANONYMOUS MAP_ANON
+    #endif
+
     #define PF_GUARD_SLOTS 1024
 
     typedef struct {
@@ -558,11 +565,12 @@ cdef extern from *:
        Called with the GIL held. 0, or -1 with errno. */
     static int pf_guard_install(void) {
         struct sigaction cur, sa;
+        if (!pf_guard_pagesize)
+            pf_guard_pagesize = (uintptr_t)sysconf(_SC_PAGESIZE);
         if (sigaction(SIGBUS, NULL, &cur) != 0)
             return -1;
         if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == pf_guard_handler)
             return 0;
-        pf_guard_pagesize = (uintptr_t)sysconf(_SC_PAGESIZE);
         pf_guard_prev = cur;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = pf_guard_handler;
