@@ -742,8 +742,7 @@ def _sources(source):
 def _iter_batches(source, on_open=None):
     """(batch, bytes read so far) from the paths and batches of _sources(); the byte count is
     the files' offsets (a batch given directly counts its data bytes). on_open(capture) is
-    called as each file is opened (then its batches are read the way filter_file reads them:
-    each batch is only valid until the next)."""
+    called as each file is opened (then its batches are read for writing split files)."""
     from . import open as open_capture
     done = 0
     for item in source:
@@ -752,8 +751,9 @@ def _iter_batches(source, on_open=None):
             yield item, done
         elif isinstance(item, (str, os.PathLike)):
             if on_open is not None:
-                from .capture.filterfile import open_for_filtering
-                opened = open_for_filtering(item)
+                # mapped, not read into a buffer: records are written straight from the page
+                # cache (one copy, not two); large batches: fewer calls per output file
+                opened = open_capture(item, batch_bytes=SPLIT_BATCH_BYTES)
             else:
                 opened = open_capture(item)
             with opened as cap:
@@ -1040,6 +1040,14 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     return res
 
 
+#: batches of split runs: 16 rule files over 1 GB spent 0.77 s of user CPU in 4 MB batches,
+#: 0.52 s in 16 MB ones (the writes go from the mapped file; the cache matters less)
+SPLIT_BATCH_BYTES = 16 << 20
+#: threads writing the split files of a batch (the writes release the GIL): the copy into the
+#: page cache is most of a split run's time
+SPLIT_WRITE_THREADS = 2
+
+
 class _SplitSink:
     """classify's split outputs: one pfilter.capture.split.Output per rule (and one for the
     unmatched packets), created when the first input is opened (its header decides theirs, as
@@ -1067,6 +1075,10 @@ class _SplitSink:
             raise FilterError("split: two outputs would have the same file name")
         self.set = None
         self.raw = None
+        self.pool = None
+        if SPLIT_WRITE_THREADS > 1 and (os.cpu_count() or 1) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self.pool = ThreadPoolExecutor(SPLIT_WRITE_THREADS, thread_name_prefix="pfilter-split")
 
     def opened(self, cap):
         from .capture.filterfile import _writer_args
@@ -1124,6 +1136,7 @@ class _SplitSink:
             verdicts = out.view(bool)
         taken = np.zeros(len(batch), dtype=bool)
         in_order = set(self.order)
+        jobs = []
         for r in (self.order if self.first_match else range(nr)):
             col = verdicts[:, r]
             if self.first_match:
@@ -1134,17 +1147,39 @@ class _SplitSink:
             if r in self.set.outputs:
                 idx = np.flatnonzero(col)
                 if len(idx):
-                    self.set[r].write(batch, idx, self.raw)
+                    jobs.append((self.set[r], idx))
         if self.unmatched:
             idx = np.flatnonzero(~taken)
             if len(idx):
-                self.set[-1].write(batch, idx, self.raw)
+                jobs.append((self.set[-1], idx))
+        if self.pool is None or len(jobs) < 2:
+            for out, idx in jobs:
+                out.write(batch, idx, self.raw)
+            return
+        # each output written by one job, all done before the next batch: every file keeps its
+        # packets in order
+        futures = [self.pool.submit(out.write, batch, idx, self.raw) for out, idx in jobs]
+        error = None
+        for f in futures:
+            try:
+                f.result()
+            except BaseException as e:
+                error = error or e
+        if error is not None:
+            raise error
+
+    def _shutdown(self):
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.shutdown()
 
     def commit(self):
+        self._shutdown()
         if self.set is not None:
             self.set.commit()
 
     def abort(self):
+        self._shutdown()
         if self.set is not None:
             self.set.abort()
 
