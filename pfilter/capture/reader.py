@@ -88,8 +88,8 @@ class _Source:
 
     Maps: each window is a fresh GuardedMap from a page boundary at or below the position asked
     for, at most to the file's size now; a batch keeps its map alive. `damaged()` says whether
-    the current map was read past the file's end (truncated since it was made): the caller then
-    calls `stop_mapping()` and reads again, with pread from then on.
+    the file was cut below the current map's end since it was made: the caller then calls
+    `stop_mapping()` and reads again, with pread from then on.
 
     Reads: `fill(view, at)` reads into the memoryview and returns the byte count (0 at the end);
     `at` is the file position, used when `positional` (a regular file, read with pread: any
