@@ -59,7 +59,8 @@ def record_offsets(data, fmt):
 
 TRUNCATED_WHILE_MAPPED = """
     import faulthandler, subprocess, sys
-    faulthandler.enable()               # as under pytest: the guard sits on top of faulthandler
+    if sys.argv[3] == "faulthandler-before":
+        faulthandler.enable()           # as under pytest: the guard goes on top of faulthandler
     import pfilter
     path, cut = sys.argv[1], int(sys.argv[2])
     n = 0
@@ -68,6 +69,8 @@ TRUNCATED_WHILE_MAPPED = """
             src = cap._src
             for b in cap:
                 n += len(b)
+                if n == 16 and sys.argv[3] == "faulthandler-after":
+                    faulthandler.enable()   # over the guard: the next scan puts the guard back on top
                 if n == 16:             # another process cuts the file (copytruncate) mid-read
                     m = src.map
                     assert m is not None and len(cap._arr) == len(m)    # all of the file in one map
@@ -81,16 +84,18 @@ TRUNCATED_WHILE_MAPPED = """
 
 
 @pytest.mark.parametrize("fmt", sorted(CAPTURES))
-@pytest.mark.parametrize("where", ["page", "mid-page", "near-end"])
-def test_a_file_truncated_while_mapped_ends_like_a_truncated_file(tmp_path, fmt, where):
+@pytest.mark.parametrize("where, handlers", [("page", "faulthandler-before"), ("mid-page", "faulthandler-before"),
+                                             ("near-end", "faulthandler-before"), ("page", "none"),
+                                             ("page", "faulthandler-after")])
+def test_a_file_truncated_while_mapped_ends_like_a_truncated_file(tmp_path, fmt, where, handlers):
     data = CAPTURES[fmt]()
-    path = write(tmp_path, f"mapped-{where}.{fmt}", data)
+    path = write(tmp_path, f"mapped-{where}-{handlers}.{fmt}", data)
     offsets = record_offsets(data, fmt)
     # the scanner's reads past the new end fault (SIGBUS, caught), except in the rest of the new
     # last page, which the kernel fills with zeros
     cut = {"page": len(data) // 2 // 4096 * 4096, "mid-page": len(data) // 2 + 5,
            "near-end": len(data) * 9 // 10}[where]
-    child = run_child(TRUNCATED_WHILE_MAPPED, path, cut)
+    child = run_child(TRUNCATED_WHILE_MAPPED, path, cut, handlers)
     assert child.returncode == 0, f"child died ({child.returncode}): {child.stderr[-800:]}"
     n, offset, unmapped, faulted, message = child.stdout.split(" ", 4)
     assert unmapped == "True", "the reader must have seen the cut and read on with pread"

@@ -707,6 +707,13 @@ def map_file(int fd, int64_t offset, Py_ssize_t length):
     return m
 
 
+def guard_sigbus():
+    """Put the guard's SIGBUS handler back on top if another was installed since (faulthandler
+    enabled after a map was made, say): the reader calls it before each scan of a map."""
+    if pf_guard_install() != 0:
+        raise OSError(errno, "cannot install the SIGBUS handler")
+
+
 def guard_slots_in_use():
     """How many guarded maps are alive (tests: every map is unregistered when dropped)."""
     return pf_guard_in_use()

@@ -767,6 +767,8 @@ class Capture:
     def _scan_pcap(self):
         rel = self._pos - self._base
         arrays = self._alloc(len(self._arr) - rel, self._hdrsize)
+        if self._src.map is not None:
+            _scan.guard_sigbus()
         n, newrel, status, info = _scan.scan_pcap(
             self._arr, rel, self._swapped, self._hdrsize, self._nsec, self.snaplen, self._maxcap,
             self._lengths_swapped, self._base, *arrays, len(arrays[0]), self.batch_bytes)
@@ -823,6 +825,8 @@ class Capture:
         t = self._ifaces
         before = t.count
         t.state[:] = (self._swapped, t.count, self._section_base)
+        if self._src.map is not None:
+            _scan.guard_sigbus()
         n, newrel, status, info = _scan.scan_pcapng(
             self._arr, rel, self._base, self._max_blocksize, t.state, t.linktype, t.snaplen, t.tsmode,
             t.units, t.tsoffset, t.offset, t.nameoff, t.namelen, *arrays, *extra, cap, self.batch_bytes)
