@@ -70,7 +70,9 @@ packet load followed by a conditional jump (`ldh [12]; jeq #0x800`), or an `and 
 one, becomes a single fused instruction: one dispatch instead of two for the pattern that makes
 up most of every compiled filter. The second instruction of a pair stays in place, so a jump
 that lands on it still finds it. Scratch memory is cleared per packet only for programs that
-read it. Nothing else changes: the semantics are instruction-for-instruction those of cBPF.
+read it. A run of JEQ_RUN_MIN or more `jeq #k` whose false branches each fall to the next (a
+seccomp allow list, a list of ports) becomes a scan in a tight loop, from wherever a jump enters
+it. Nothing else changes: the semantics are instruction-for-instruction those of cBPF.
 """
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -129,6 +131,8 @@ for lc in loads:
         fused.append((lc, jc, 0x100 + len(fused)))
 
 enum = "".join(f"    FUSED_{lc:02X}_{jc:02X} = 0x{code:X}\n" for lc, jc, code in fused)
+# a run of `jeq #k` tests, each false branch falling to the next (a seccomp allow list, a list of ports)
+enum += f"    JEQ_RUN = 0x{0x100 + len(fused):X}\n    JEQ_RUN_MIN = 4\n"
 
 body_head = '''
 
@@ -184,6 +188,7 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
     cdef uint32_t A = 0, X = 0, k
     cdef uint32_t mem[16]
     cdef const vm_insn* pc = prog
+    cdef const vm_insn* run_last
     cdef uint64_t start = spent[0]
     if clear_mem:
         memset(mem, 0, sizeof(mem))
@@ -267,7 +272,20 @@ jmp = ""
 for jc, (jn, jop) in jumps.items():
     jmp += f"        elif pc.op == 0x{jc:02x}:      # {jn.lower()} #k\n" + branch(cond(jc, 'k'))
     jmp += f"        elif pc.op == 0x{jc + 8:02x}:      # {jn.lower()} x\n" + branch(cond(jc, 'X'))
-fz = ""
+fz = '''        elif pc.op == JEQ_RUN:   # jeq #k, first of a run of k2 whose false branches fall to the next
+            run_last = pc + (pc.k2 - 1)
+            if counter_t is Count:
+                counter.n -= <uint64_t>(pc - prog)
+            while pc.k != A and pc < run_last:
+                pc += 1
+            if counter_t is Count:
+                counter.n += <uint64_t>(pc - prog)
+            if pc.k == A:
+                pc = prog + pc.jt
+            else:
+                pc = prog + pc.jf
+            continue
+'''
 for lc, jc, code in fused:
     fz += f"        elif pc.op == FUSED_{lc:02X}_{jc:02X}:   # {loads[lc]}; {jumps[jc][0].lower()} #k2\n" + load_stmt(lc, 12) + \
           "            if counter_t is Count:\n                counter.n += 1\n" + \
@@ -355,6 +373,7 @@ def decode(const uint8_t[::1] raw):
     cdef uint8_t[::1] view = out
     cdef vm_insn* dst = <vm_insn*>&view[0]
     cdef uint16_t c, nc
+    cdef uint32_t run
     for i in range(n):
         c = src[i].code
         dst[i].op = c
@@ -375,6 +394,16 @@ def decode(const uint8_t[::1] raw):
             dst[i].k2 = src[i + 1].k
             dst[i].jt = dst[i + 1].jt
             dst[i].jf = dst[i + 1].jf
+    # runs of `jeq #k` (JEQ_RUN): k2 = the instructions from i to the run's end
+    run = 0
+    for i in range(n - 1, -1, -1):
+        if src[i].code != 0x15:
+            run = 0
+            continue
+        run = run + 1 if run and src[i].jf == 0 else 1
+        if run >= JEQ_RUN_MIN:
+            dst[i].op = JEQ_RUN
+            dst[i].k2 = run
     return bytes(out)
 
 
