@@ -600,8 +600,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     truncate, dedup, rotate = output_edits(args)
     if args.write is None and (truncate or dedup or rotate):
         raise FilterError("-C, -G, --snaplen and --dedup shape the output file: give -w FILE")
-    plain = not (truncate or dedup or rotate)
-    if plain and len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
+    fast_ok = not dedup and not (rotate and rotate["seconds"])     # --snaplen and -C: fast path too
+    if fast_ok and len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
         # One plain pcap file to copy or count: the fast path, numpy-free (None: not for this input).
         from .capture.fastpath import fast_filter_file
 
@@ -610,9 +610,10 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
             return _program_tuples(expr, lt, args.snaplen or snaplen, optimize, swapped=swapped)
         bar, update = _progress_bar(args, sources)
         try:
+            from .capture.rotate import Rotation
             stats = fast_filter_file(sources[0], args.write, program_for, count=args.count,
                                      format=args.format, ts_resolution=resolution, progress=update,
-                                     announce=announce)
+                                     announce=announce, truncate=truncate, rotate=Rotation.make(rotate))
         finally:
             if bar is not None:
                 bar.close()

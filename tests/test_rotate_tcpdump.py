@@ -179,3 +179,48 @@ def test_rotation_needs_a_file_name(tmp_path):
     assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
     assert "-w" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("opts", [["-C", "1", "-W", "3"], ["--snaplen", "100", "-C", "1"], ["--snaplen", "64"]])
+def test_the_fast_path_rotates_and_truncates_as_the_general_path(tmp_path, opts):
+    from pfilter.capture.fastpath import fast_filter_file
+    from pfilter.capture.rotate import C_UNIT, Rotation
+    src = ref.corpus_file("pcaps/pcapplusplus__Pcap++Test__PcapExamples__example.pcap")
+    fast, general = tmp_path / "fast", tmp_path / "general"
+    fast.mkdir()
+    general.mkdir()
+    _pfilter(src, fast, [*opts, "-w", "out.pcap"], ["tcp"])
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), *opts, "-w", "out.pcap", "tcp"],
+                       cwd=general, env=dict(os.environ, PFILTER_NO_FASTPATH="1"), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert _files(fast) == _files(general)
+    # and the fast path did take it
+    size = int(opts[opts.index("-C") + 1]) * C_UNIT if "-C" in opts else None
+    files = int(opts[opts.index("-W") + 1]) if "-W" in opts else None
+    trunc = int(opts[opts.index("--snaplen") + 1]) if "--snaplen" in opts else None
+    other = tmp_path / "in-process"
+    other.mkdir()
+    stats = fast_filter_file(src, str(other / "out.pcap"),
+                             lambda lt, snap, sw: pfilter.compile("tcp", linktype=lt, snaplen=snap).to_tuples(),
+                             truncate=trunc, rotate=Rotation(size=size, files=files) if size else None)
+    assert stats is not None and stats.written > 0
+    assert _files(other) == _files(fast)
+
+
+def test_a_damaged_input_after_rotations_gives_tcpdumps_files(tmp_path, packet_clock):
+    src = ref.corpus_file("pcaps/pcapplusplus__Pcap++Test__PcapExamples__example.pcap")
+    data = src.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) * 3 // 4 + 7])        # ends inside a record, after 2 MB
+    a, b = tmp_path / "tcpdump", tmp_path / "pfilter"
+    a.mkdir()
+    b.mkdir()
+    env = dict(os.environ, TZ="UTC", LD_PRELOAD=str(packet_clock), SHIM_START="0")
+    subprocess.run([ref.tcpdump(), "-Z", "root", "-r", str(cut), "-C", "1", "-w", "out.pcap"], cwd=a, env=env,
+                   capture_output=True)
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(cut), "-C", "1", "-w", "out.pcap"],
+                       cwd=b, capture_output=True, text=True)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    want = _files(a)
+    assert len(want) >= 3
+    assert _files(b) == want

@@ -61,9 +61,11 @@ cdef enum:
     ST_READ_ERROR = 4  # pread failed: errno in `error`
     ST_WRITE_ERROR = 5 # writev failed: errno in `error`
     ST_CANCELLED = 6   # cancel() was called (from another thread)
+    ST_ROTATE = 7      # the output holds more than rotate_size bytes: the matching record at
+                       # stop_offset starts the next file (tcpdump -C)
 
 STATUS = {0: "eof", 1: "anomaly", 2: "truncated", 3: "count", 4: "read-error", 5: "write-error",
-          6: "cancelled"}
+          6: "cancelled", 7: "rotate"}
 
 cdef enum:
     NWORKERS = 2
@@ -86,6 +88,9 @@ cdef struct Shared:
     bint clear_mem
     uint32_t limit
     int64_t max_count
+    uint32_t truncate            # > 0: records written cut to this many bytes (editcap -s)
+    int64_t rotate_size          # >= 0: stop before a matching record once out_size exceeds it
+    int64_t out_size             # bytes in the output file so far (header included)
     volatile int* cancelled
     uint8_t* mem[NWORKERS]       # each worker's buffer: headroom + chunk
     # handed from chunk to chunk under mu
@@ -126,8 +131,9 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
     cdef Py_ssize_t head = sh.headroom, carry = sh.carry
     cdef Py_ssize_t p = head - carry, end = head + length, n = 0, k = 0, rest
     cdef int64_t region_off = sh.region_off
-    cdef uint32_t cap = 0, wire
+    cdef uint32_t cap = 0, wire, out_cap
     cdef int nvec = 0, err = 0
+    cdef bint rotate = False
     cdef int64_t want = sh.max_count
     cdef int64_t* offsets = w.offsets
     cdef uint32_t* caplens = w.caplens
@@ -155,10 +161,21 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
         sh.read += 1
         if w.verdicts[k] == 0:
             continue
+        if sh.rotate_size >= 0 and sh.out_size > sh.rotate_size:
+            sh.read -= 1          # judged again at the start of the next file's pass
+            rotate = True
+            break
         sh.matched += 1
-        sh.bytes += caplens[k]
+        out_cap = caplens[k]
+        if sh.truncate and out_cap > sh.truncate:
+            # cut as editcap -s: the header in the buffer says the new length (the record is
+            # not read again), the wire length stays
+            out_cap = sh.truncate
+            memcpy(base + offsets[k] - HDR + 8, &out_cap, 4)
+        sh.bytes += out_cap
+        sh.out_size += HDR + out_cap
         if nvec and <uint8_t*>vec[nvec - 1].iov_base + vec[nvec - 1].iov_len == base + offsets[k] - HDR:
-            vec[nvec - 1].iov_len += HDR + caplens[k]
+            vec[nvec - 1].iov_len += HDR + out_cap
         else:
             if nvec == IOV_BATCH:
                 if sh.out_fd >= 0:
@@ -167,7 +184,7 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
                         break
                 nvec = 0
             vec[nvec].iov_base = <void*>(base + offsets[k] - HDR)
-            vec[nvec].iov_len = HDR + caplens[k]
+            vec[nvec].iov_len = HDR + out_cap
             nvec += 1
         if want >= 0 and sh.matched >= want:
             break
@@ -175,6 +192,10 @@ cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept n
         err = write_all(sh.out_fd, vec, nvec)
     if err:
         _finish(sh, ST_WRITE_ERROR, err, region_off)
+        return False
+    if rotate:
+        sh.done = region_off + (offsets[k] - HDR) - (head - carry)
+        _finish(sh, ST_ROTATE, 0, sh.done)
         return False
     if want >= 0 and sh.matched >= want:
         sh.done = region_off + (offsets[k] + caplens[k]) - (head - carry)
@@ -242,7 +263,11 @@ cdef void* _work(void* arg) noexcept nogil:
 
 cdef class PcapCopy:
     """One pass over a classic, host-byte-order pcap file from `start` (the first record) to its
-    end: records whose program verdict is non-zero are written to out_fd (-1: only count).
+    end: records whose program verdict is non-zero are written to out_fd (-1: only count),
+    cut to `truncate` bytes when that is > 0 (editcap -s). rotate_size >= 0: the pass stops
+    (status "rotate", stop_offset the record's file offset) before a matching record once the
+    output holds more than rotate_size bytes (out_size: its size at the start), so that the
+    caller starts the next file and a new pass from there (tcpdump -C).
     `limit`: the largest caplen copied as is (min of snapshot length and link type maximum).
     After run(): read, matched, written, bytes (captured bytes written), stop_offset, status,
     error; `done` (file offset reached), `read` and `matched` may be read from another thread
@@ -254,6 +279,8 @@ cdef class PcapCopy:
     cdef int64_t start
     cdef uint32_t limit
     cdef int64_t max_count
+    cdef uint32_t truncate
+    cdef int64_t rotate_size
     cdef Py_ssize_t chunk
     cdef Shared* sh
     cdef readonly int64_t written
@@ -261,7 +288,8 @@ cdef class PcapCopy:
     cdef bint ran
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
-                 uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES):
+                 uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
+                 uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0):
         if not decoded_program:
             raise ValueError("empty program")
         self.prog = decoded_program
@@ -269,6 +297,8 @@ cdef class PcapCopy:
         self.in_fd, self.out_fd = in_fd, out_fd
         self.start, self.limit = start, limit
         self.max_count = max_count if max_count > 0 else -1
+        self.truncate = truncate
+        self.rotate_size = rotate_size if rotate_size >= 0 else -1
         self.chunk = max(chunk, 1 << 16)
         self.written = 0
         self.cancelled = 0
@@ -278,6 +308,7 @@ cdef class PcapCopy:
             raise MemoryError()
         self.sh.read = self.sh.matched = self.sh.bytes = 0
         self.sh.done = self.sh.stop_offset = start
+        self.sh.out_size = out_size
         self.sh.status = ST_EOF
         self.sh.error = 0
 
@@ -299,6 +330,10 @@ cdef class PcapCopy:
     @property
     def done(self):
         return self.sh.done
+
+    @property
+    def out_size(self):
+        return self.sh.out_size
 
     @property
     def stop_offset(self):
@@ -330,6 +365,7 @@ cdef class PcapCopy:
         sh.chunk, sh.headroom = self.chunk, HDR + self.limit
         sh.prog = self.prog
         sh.clear_mem, sh.limit, sh.max_count = self.clear_mem, self.limit, self.max_count
+        sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
         sh.cancelled = &self.cancelled
         sh.turn, sh.finished, sh.carry, sh.region_off = 0, 0, 0, self.start
         for i in range(NWORKERS):

@@ -120,8 +120,13 @@ def _open_eligible(src):
 
 
 def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resolution=None,
-                     progress=None, announce=None):
+                     progress=None, announce=None, truncate=None, rotate=None):
     """filter_file's fast path, or None when it does not apply (see the module docstring).
+
+    truncate: cut written records to this many bytes (editcap -s; the header says it).
+    rotate: a Rotation by size only (tcpdump -C, with -W): each time the output holds more than
+    rotate.size bytes before a matching record, the file is named and the pass goes on from that
+    record into the next file, named as tcpdump names them.
 
     program_for(linktype, snaplen, swapped): the expression compiled for the file, as
     (code, jt, jf, k) tuples; it may raise FilterError (e.g. "expression rejects all packets"),
@@ -132,6 +137,10 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
             return None
         src = src[0]
     if count is not None and count <= 0:
+        return None
+    if rotate is not None and (rotate.seconds is not None or rotate.size is None or dst is None):
+        return None
+    if truncate is not None and dst is None:
         return None
     if dst is not None and (not isinstance(dst, (str, os.PathLike)) or dst == "-"
                             or (format or format_for_path(dst)) != "pcap"
@@ -145,7 +154,7 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     if opened is None:
         return None
     in_fd, h = opened
-    out = job = None
+    out = job = total = None
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
             return None
@@ -153,23 +162,54 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
             announce(src, h.linktype, h.snaplen)
+        header = pcap_file_header(h.linktype, truncate if truncate is not None else h.snaplen, h.nsec,
+                                  h.linktype_ext)
+        number = 0
+        name = dst if rotate is None else rotate.name(dst, 0, None)
         if dst is not None:
-            out = AtomicFile(dst, protect=[src])
-            out.write(pcap_file_header(h.linktype, h.snaplen, h.nsec, h.linktype_ext))
-        job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
-                                 24, min(h.snaplen, h.maxcap), count if count else -1)
-        status = _run(job, progress, os.fstat(in_fd).st_size, src)
+            out = AtomicFile(name, protect=[src])
+            out.write(header)
+        total = _Totals()
+        start = 24
+        while True:
+            job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
+                                     start, min(h.snaplen, h.maxcap),
+                                     (count - total.matched) if count else -1,
+                                     truncate=truncate or 0,
+                                     rotate_size=rotate.size if rotate is not None else -1,
+                                     out_size=len(header))
+            status = _run(job, progress, os.fstat(in_fd).st_size, src, total)
+            total.add(job)
+            if status != "rotate":
+                break
+            # tcpdump -C: this file is complete; the next one starts with the record at
+            # stop_offset (the numbers wrap around after -W files)
+            if rotate.files is not None and number + 1 >= rotate.files:
+                number = 0
+            else:
+                number += 1
+            done, out = out, None
+            done.commit()
+            out = AtomicFile(rotate.name(dst, number, None), protect=[src])
+            out.write(header)
+            start = job.stop_offset
+        job = total
         if status not in ("eof", "count"):
             if status == "write-error":
                 raise OSError(job.error, os.strerror(job.error), out.path)
             if out is not None:
                 out.abort()
-            return None       # the general path starts over and says what is wrong, if anything
+            # the general path starts over and says what is wrong, if anything (files of a
+            # rotation named already are written again by it, whole, under the same names)
+            return None
         if out is not None:
             out.commit()
     except KeyboardInterrupt as err:
         # Interrupted (Ctrl-C, SIGTERM, SIGHUP): the pass has stopped between chunks, so the
         # output holds whole records; keep them as a valid capture, as tcpdump does.
+        if total is not None and job is not total:
+            total.add(job)
+            job = total
         if out is not None:
             if job is not None:
                 out.commit()
@@ -202,9 +242,26 @@ def _decode(_vm, tuples):
     return _vm.decode(raw), bool(_vm.reads_scratch(raw))
 
 
-def _run(job, progress, total, src):
+class _Totals:
+    """The counts of the passes of a rotated copy, added up (and the last pass's status)."""
+
+    def __init__(self):
+        self.read = self.matched = self.written = self.bytes = 0
+        self.error = 0
+
+    def add(self, job):
+        self.read += job.read
+        self.matched += job.matched
+        self.written += job.written
+        self.bytes += job.bytes
+        self.error = job.error
+
+
+def _run(job, progress, total, src, base=None):
     """job.run() in a helper thread, so that this one can report progress and take Ctrl-C (the
-    pass itself runs without the GIL)."""
+    pass itself runs without the GIL). base: the counts of the passes before (a _Totals)."""
+    r0 = base.read if base is not None else 0
+    m0 = base.matched if base is not None else 0
     outcome = {}
 
     def work():
@@ -219,13 +276,14 @@ def _run(job, progress, total, src):
         while thread.is_alive():
             thread.join(PROGRESS_INTERVAL)
             if progress is not None:
-                progress(job.done, total, FilterStats(read=job.read, matched=job.matched, files=[src]))
+                progress(job.done, total, FilterStats(read=r0 + job.read, matched=m0 + job.matched,
+                                                      files=[src]))
     except BaseException:
         job.cancel()
         thread.join()
         raise
     if "error" in outcome:
         raise outcome["error"]
-    if progress is not None:
-        progress(job.done, total, FilterStats(read=job.read, matched=job.matched, files=[src]))
+    if progress is not None and outcome.get("status") != "rotate":
+        progress(job.done, total, FilterStats(read=r0 + job.read, matched=m0 + job.matched, files=[src]))
     return outcome["status"]

@@ -209,11 +209,15 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     truncate, dedup, rotate = edits
     if rotate is not None and dst is None:
         raise FilterError("rotating output files (-C/-G) needs an output file (-w)")
+    from .rotate import Rotation
+    from .split import check_dedup, check_snaplen
+    truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)
     plain = truncate is None and not dedup and rotate is None
-    if on_batch is None and batch_packets is None and plain:
+    if on_batch is None and batch_packets is None and not dedup:
+        # --snaplen and -C rotation too (pcap to pcap); not --dedup or -G
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
-            progress=progress)
+            progress=progress, truncate=truncate, rotate=rotate)
         if fast is not None:
             return fast
     writer = None
