@@ -112,6 +112,9 @@ class Output:
             raise FilterError("rotating output files (-C/-G) needs a file name, not standard output")
         self.args = dict(writer_args)
         if self.truncate is not None:
+            # Divergence: editcap -F pcap -s N writes N as a pcap input's header snapshot length
+            # but keeps a pcapng input interface's; pfilter's header says N for every input
+            # (no record is longer). The packets are the same.
             self.args["snaplen"] = self.truncate
         self.format = self.args.get("format") or format_for_path(self.path)
         self.nsec = self.args.get("ts_resolution", "us") == "ns"
