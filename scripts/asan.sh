@@ -9,12 +9,23 @@
 #   bash scripts/asan.sh tests/test_vm_load.py -x   # other pytest arguments instead
 #
 # Needs what scripts/test.sh installs (gcc and its libasan/libubsan, the Python headers, Cython,
-# numpy, pytest, libpcap and tcpdump as references): run that first. ASAN_KEEP=1 keeps the
-# temporary tree. CPython never frees some memory by design, so leak detection is off; Python's
-# own allocator is replaced by malloc (PYTHONMALLOC=malloc) so that objects are checked too.
+# numpy, pytest, libpcap and tcpdump as references): run that first; its Python environment
+# is used (the active virtual environment, else ./.venv, else $PYTHON or python3).
+# ASAN_KEEP=1 keeps the temporary tree. CPython never frees some memory by design, so leak
+# detection is off; Python's own allocator is replaced by malloc (PYTHONMALLOC=malloc) so that
+# objects are checked too.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-py="${PYTHON:-python3}"
+# The Python environment scripts/test.sh installs into: the active virtual environment, else
+# ./.venv, else $PYTHON (default python3).
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  py="$VIRTUAL_ENV/bin/python"
+elif [ -x "$repo/.venv/bin/python" ]; then
+  py="$repo/.venv/bin/python"
+else
+  py="${PYTHON:-python3}"
+fi
+export PATH="$(dirname "$(command -v "$py")"):$PATH"
 
 if ! "$py" -c "import Cython, numpy, pytest" 2>/dev/null; then
   echo "asan.sh: Cython, numpy and pytest are missing: run scripts/test.sh first" >&2
@@ -37,7 +48,7 @@ mkdir -p "$tree" "$logs"
 if git -C "$repo" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   (cd "$repo" && git ls-files -z --cached --others --exclude-standard | tar -cf - --null -T -) | tar -xf - -C "$tree"
 else
-  (cd "$repo" && tar -cf - --exclude-vcs --exclude=./build --exclude='*.so' --exclude=__pycache__ \
+  (cd "$repo" && tar -cf - --exclude-vcs --exclude=./build --exclude=./.venv --exclude='*.so' --exclude=__pycache__ \
      --exclude='*.egg-info' --exclude=.mypy_cache --exclude=.hypothesis --exclude=.benchmarks .) | tar -xf - -C "$tree"
 fi
 find "$tree/pfilter" -name '*.pyx' | while read -r pyx; do rm -f "${pyx%.pyx}.c"; done
