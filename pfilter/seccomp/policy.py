@@ -10,7 +10,7 @@ the low half only, against the low 32 bits of the value and mask. On x86_64 with
 with the x32 bit is `badarch` unless nr is -1 (a tracer's skipped call); with x32 alone, a call
 without it is. Where two rules of one system call both match, the one added first decides.
 
-Differences from libseccomp: i386's socket and IPC calls are matched by their own numbers only
+Divergence (from libseccomp): i386's socket and IPC calls are matched by their own numbers only
 (libseccomp also matches them through the multiplexers socketcall and ipc); rules whose action
 is the default are kept (libseccomp refuses them).
 
