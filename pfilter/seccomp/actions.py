@@ -56,7 +56,7 @@ class Action(int):
         return int(self) & RET_DATA
 
     @property
-    def name(self) -> str:
+    def name(self) -> str | None:
         """libseccomp's name of the action without its data (ERRNO), or None when unknown."""
         return NAMES.get(self.action)
 
