@@ -233,3 +233,12 @@ def test_policy_of_many_rules_stays_within_jump_range():
     prog = p.compile()
     res = S.run(prog, S.records([(names[i % len(names)], i) for i in range(300)], arch="aarch64"))
     assert [S.Action(int(v)).data for v in res] == [i + 1 for i in range(300)]
+
+
+def test_readable_text_keeps_the_fields_an_instruction_ignores():
+    prog = S.load([(0x20, 7, 9, 0), (0x0c, 1, 2, 0xdead), (0x05, 3, 4, 0), (0x16, 5, 6, 0xbeef)])
+    text = S.disasm(prog)
+    assert "[jt=7 jf=9]" in text and "[jt=1 jf=2 k=0xdead]" in text and "[jt=5 jf=6 k=0xbeef]" in text
+    assert S.assemble(text) == prog
+    with pytest.raises(InvalidProgramError, match="unused field"):
+        S.assemble("A = nr [k=0x5]\nreturn A")

@@ -167,3 +167,22 @@ def test_there_are_at_least_30_filters_over_six_arches_and_every_action():
     assert {"ALLOW", "KILL", "KILL_PROCESS", "TRAP", "ERRNO", "TRACE", "LOG"} <= kinds
     ops = {c[1] for sp in SPECS for r in sp["rules"] for c in r[2]}
     assert ops == {"==", "!=", "<", "<=", ">", ">=", "&=="}
+
+
+def test_disasm_libseccomp_style_matches_on_every_seccomp_opcode(tools, tmp_path):
+    """Random programs over every opcode the seccomp validator accepts (ALU, scratch memory,
+    `ld #len`, `ret a`, jset, X operands), not only what libseccomp generates."""
+    import random
+    import subprocess
+
+    from test_seccomp_api import _random_program
+    _, disasm = tools
+    rnd = random.Random(4242)
+    for n in range(40):
+        prog = S.load(_random_program(rnd))
+        path = tmp_path / f"r{n}.bpf"
+        path.write_bytes(prog.sock_fprog())
+        with open(path, "rb") as f:
+            expected = subprocess.run([str(disasm), "-a", "x86_64"], stdin=f, capture_output=True, check=True).stdout
+        assert S.disasm(prog, style="libseccomp").encode() == expected
+        assert S.assemble(S.disasm(prog)) == prog

@@ -166,8 +166,20 @@ def disasm_readable(insns, arch=None) -> str:
     ctx = contexts(insns, tok)
     lines = []
     for i, ((code, jt, jf, k), (src, t)) in enumerate(zip(insns, ctx)):
-        lines.append(f"{i:04d}: {_statement(i, code, jt, jf, k, src, t)}")
+        extra = " ".join(f"{name}={v:#x}" if name == "k" else f"{name}={v}"
+                         for name, v in zip(("jt", "jf", "k"), (jt, jf, k)) if v and name in _ignored(code))
+        lines.append(f"{i:04d}: {_statement(i, code, jt, jf, k, src, t)}" + (f" [{extra}]" if extra else ""))
     return "\n".join(lines) + "\n"
+
+
+def _ignored(code: int) -> tuple[str, ...]:
+    """The fields an instruction does not use (shown as `[jt=1 k=0x5]` when not 0, so the text
+    keeps every bit of the program)."""
+    cls = code & 0x07
+    k_unused = (code in (0x80, 0x81, 0x84, 0x07, 0x87, 0x16)
+                or (cls in (_CLASS_ALU, _CLASS_JMP) and code & 0x08 and code != 0x05))
+    jumps = cls == _CLASS_JMP and code != 0x05
+    return (() if jumps else ("jt", "jf")) + (("k",) if k_unused else ())
 
 
 def _statement(i, code, jt, jf, k, src, tok):
@@ -208,6 +220,7 @@ _X_FROM = re.compile(r"X\s*=\s*(.+)", re.ASCII)
 _MEM_ST = re.compile(r"M\[\s*(" + _NUM + r")\s*\]\s*=\s*([AX])", re.ASCII)
 _MEM = re.compile(r"M\[\s*(" + _NUM + r")\s*\]", re.ASCII)
 _ALU = re.compile(r"A\s*(\+=|-=|\*=|/=|\|=|&=|<<=|>>=|%=|\^=)\s*(X|" + _NUM + r")", re.ASCII)
+_EXTRA = re.compile(r"\s*\[((?:jt|jf|k)=\w+(?:\s+(?:jt|jf|k)=\w+)*)\]\s*$", re.ASCII)
 _GOTO = re.compile(r"goto\s+(\w+)", re.ASCII)
 _IF = re.compile(r"if\s*\(\s*(?:(!)\s*\(\s*A\s*&\s*(\S+?)\s*\)|A\s*(==|!=|>=|<=|>|<|&)\s*(\S+?))\s*\)\s*"
                  r"goto\s+(\w+)(?:\s+else\s+goto\s+(\w+))?", re.ASCII)
@@ -262,7 +275,16 @@ def assemble_insns(text: str, arch=None) -> list[tuple[int, int, int, int]]:
 
     insns: list[list] = []      # [code, jt, jf, k] with k possibly a name (str) to resolve
     for i, (lineno, s) in enumerate(stmts):
-        insns.append(_parse_statement(s, lineno, i, target))
+        m = _EXTRA.search(s)
+        ins = _parse_statement(s[:m.start()] if m else s, lineno, i, target)
+        if m:
+            for item in m.group(1).split():
+                name, _, value = item.partition("=")
+                v = _number(value)
+                if v is None or name not in _ignored(ins[0]) or (name != "k" and v > 255):
+                    raise InvalidProgramError(f"line {lineno}: {item!r} is not an unused field of this instruction")
+                ins[("jt", "jf", "k").index(name) + 1] = v
+        insns.append(ins)
     # architecture names first (no context needed), then system call names in their context
     for ins in insns:
         if isinstance(ins[3], str) and ins[3].lower() in ARCHES and ins[3].lower() != "x32":
