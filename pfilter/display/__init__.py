@@ -1,0 +1,186 @@
+"""Packet lines as `tcpdump -n` 4.99 prints them, for the command's output without -w.
+
+A Printer holds tcpdump's display flags (-e, -t..-ttttt, -x/-xx/-X/-XX, -A/-AA, -S, -#, -v, -q)
+and the per-connection TCP state behind relative sequence numbers; `write_batch` prints the
+selected packets of a PacketBatch into a text stream, reading only those packets' bytes (the
+packets skipped never become Python objects) and writing one buffered block per batch.
+
+Layers: `link` (Ethernet, VLAN, MPLS, Linux cooked v1/v2, NULL/LOOP, raw IP, PPP, Cisco HDLC,
+NFLOG), `net` (ARP, IPv4, IPv6 and extension headers, ICMP, ICMPv6, IGMP, ESP/AH),
+`transport` (TCP, UDP), `apps` (DNS, NTP, BOOTP/DHCP, HTTP and other text protocols). tcpdump's
+wording is reproduced by own code (dpkt's objects do not carry it). Link types without a
+printer get tcpdump's `UNSUPPORTED` line with the packet in hex and ASCII. Nothing raises on a
+damaged packet: a printer that runs off the captured bytes ends the line with '[|proto]'.
+
+Imports the standard library and this package only.
+"""
+import time
+
+from . import link
+from ._util import ascii_dump, hex_lines
+
+__all__ = ["Printer", "describe", "summary", "format_time", "batch_lines"]
+
+
+def _hms(sec):
+    try:
+        tm = time.localtime(sec)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return tm
+
+
+class Printer:
+    """tcpdump's display flags and state. Counts as tcpdump counts them: e (-e), t (number of
+    -t: 1 no time, 2 seconds since 1970, 3 delta from the previous packet, 4 date and time,
+    5 delta from the first packet), x (-x 1, -xx 2), X (-X 1, -XX 2), A (-A 1, -AA 2),
+    S (absolute sequence numbers), number (-#), v (-v count), q (quick output);
+    resolution "us" or "ns" (tcpdump --nano); snaplen the capture's (for tcpdump's invalid
+    header report)."""
+
+    def __init__(self, e=0, t=0, x=0, X=0, A=0, S=False, number=False, v=0, q=False,
+                 resolution="us", snaplen=None):
+        self.e, self.t, self.x, self.X, self.A = int(e), int(t), int(x), int(X), int(A)
+        self.S, self.number, self.v, self.q = bool(S), bool(number), int(v), bool(q)
+        self.resolution = resolution
+        self.snaplen = snaplen
+        self.tcp_seq = {}
+        self.count = 0
+        self._prev_ns = None
+        self._first_ns = None
+        self._sec_cache = (None, "")
+
+    # ------------------------------------------------------------------ time stamps
+
+    def _frac(self, ns):
+        return f"{ns:09d}" if self.resolution == "ns" else f"{ns // 1000:06d}"
+
+    def _clock(self, sec):
+        cached_sec, text = self._sec_cache
+        if sec == cached_sec:
+            return text
+        tm = _hms(sec)
+        if tm is None:
+            text = "[timestamp overflow]"
+        elif self.t == 4:
+            text = f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d} {tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+        else:
+            text = f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}"
+        self._sec_cache = (sec, text)
+        return text
+
+    def _delta(self, d):
+        sign = " "
+        if d < 0:
+            sign, d = "-", -d
+        sec, frac = divmod(d, 1_000_000_000)
+        return f"{sign}{sec // 3600:02d}:{sec % 3600 // 60:02d}:{sec % 60:02d}.{self._frac(frac)} "
+
+    def stamp(self, ts_ns):
+        """The time stamp as tcpdump prints it before a packet, with its trailing space."""
+        t = self.t
+        if t == 1:
+            return ""
+        if self.resolution != "ns":
+            ts_ns -= ts_ns % 1000
+        if t == 3:
+            prev = self._prev_ns if self._prev_ns is not None else ts_ns
+            self._prev_ns = ts_ns
+            return self._delta(ts_ns - prev)
+        if t == 5:
+            if self._first_ns is None:
+                self._first_ns = ts_ns
+            return self._delta(ts_ns - self._first_ns)
+        sec, frac = divmod(ts_ns, 1_000_000_000)
+        if t == 2:
+            return f"{sec}.{self._frac(frac)} "
+        return f"{self._clock(sec)}.{self._frac(frac)} "
+
+    # ------------------------------------------------------------------ packets
+
+    def describe(self, packet, linktype, wirelen=None):
+        """(text after the time stamp, link-header length) for one packet."""
+        wirelen = len(packet) if wirelen is None else int(wirelen)
+        try:
+            text, hdrlen = link.describe(self, linktype, packet, wirelen)
+        except Exception:       # a printer ran off a damaged packet: tcpdump's truncation mark
+            return " [|pfilter]", len(packet)
+        if text is None:
+            return "UNSUPPORTED" + hex_lines(packet, True), len(packet)
+        return text, min(hdrlen, len(packet))
+
+    def format(self, packet, linktype, ts_ns, wirelen=None):
+        """One packet's full text (its lines, without the final newline), as tcpdump -n."""
+        self.count += 1
+        packet = bytes(packet)
+        caplen = len(packet)
+        wirelen = caplen if wirelen is None else int(wirelen)
+        bad = []
+        if caplen == 0:
+            bad.append(" caplen==0")
+        if wirelen == 0:
+            bad.append(" len==0")
+        elif wirelen < caplen:
+            bad.append(f" len({wirelen}) < caplen({caplen})")
+        if self.snaplen and caplen > self.snaplen:
+            bad.append(f" caplen({caplen}) > snapshot_length({self.snaplen})")
+        if bad:
+            return "[Invalid header:" + ",".join(bad) + "]"
+        head = f"{self.count:5d}  " if self.number else ""
+        head += self.stamp(int(ts_ns))
+        text, hdrlen = self.describe(packet, linktype, wirelen)
+        if self.X:
+            data = packet if self.X > 1 else packet[hdrlen:]
+            text += hex_lines(data, True)
+        elif self.x:
+            data = packet if self.x > 1 else packet[hdrlen:]
+            text += hex_lines(data, False)
+        elif self.A:
+            data = packet if self.A > 1 else packet[hdrlen:]
+            if data:
+                text += ascii_dump(data)
+        return head + text
+
+    def write_batch(self, batch, indices, out):
+        """Print the packets `indices` of a PacketBatch to the text stream `out` (one write)."""
+        data = memoryview(batch.data)
+        offsets, caplens = batch.offsets, batch.caplen
+        wirelens, stamps = batch.wirelen, batch.timestamps
+        lts = batch.linktypes
+        lt = batch.linktype
+        fmt = self.format
+        parts = []
+        for i in indices:
+            i = int(i)
+            o = int(offsets[i])
+            parts.append(fmt(data[o:o + int(caplens[i])].tobytes(), lt if lts is None else int(lts[i]),
+                             int(stamps[i]), int(wirelens[i])))
+        if parts:
+            parts.append("")
+            out.write("\n".join(parts))
+
+
+# ---------------------------------------------------------------------- the earlier API
+
+def format_time(ts_ns, resolution="us"):
+    """Local time of day as tcpdump prints it: HH:MM:SS.ffffff (or 9 digits for ns)."""
+    return Printer(resolution=resolution).stamp(int(ts_ns)).rstrip(" ")
+
+
+def describe(packet, linktype, wirelen=None):
+    """The part of a tcpdump -n line after the time, for one packet of a link type."""
+    return Printer().describe(bytes(packet), linktype, wirelen)[0]
+
+
+def summary(packet, linktype, ts_ns, wirelen=None, resolution="us"):
+    """A full tcpdump -n line: time and description."""
+    return Printer(resolution=resolution).format(packet, linktype, ts_ns, wirelen)
+
+
+def batch_lines(batch, indices, resolution="us", printer=None):
+    """The text of each packet `indices` of a PacketBatch (one string a packet; -x dumps and
+    -v's second lines inside it). Pass a Printer to keep TCP state across batches."""
+    p = printer or Printer(resolution=resolution)
+    for i in indices:
+        i = int(i)
+        yield p.format(batch.packet(i), batch.linktype_of(i), int(batch.timestamps[i]), int(batch.wirelen[i]))

@@ -1,0 +1,381 @@
+"""Application summaries at tcpdump's default verbosity, chosen by port as tcpdump's tcp_print
+and udp_print do: DNS (and mDNS), NTP, BOOTP/DHCP, HTTP (and the other text protocols' first
+line), SSH's banner; anything else is tcpdump's 'UDP, length N' or nothing after a TCP length.
+"""
+from ._util import ip4, ip6, mac, u16, u32
+
+# ----------------------------------------------------------------------------- by port
+
+HTTP_PORTS = (80, 8080)
+
+
+def tcp_app(p, sport, dport, data, length):
+    ports = (sport, dport)
+    if 23 in ports:
+        return ""
+    if 25 in ports:
+        return ": " + txtproto(p, data, length, "SMTP", None)
+    if 43 in ports:
+        return ": " + txtproto(p, data, length, "WHOIS", None)
+    if 179 in ports:
+        return ": BGP"
+    if 22 in ports:
+        return _ssh(data)
+    if 21 in ports:
+        return ": " + txtproto(p, data, length, "FTP", None)
+    if 80 in ports or 8080 in ports:
+        return ": " + txtproto(p, data, length, "HTTP", HTTP_CMDS, second_token=True)
+    if 554 in ports or 8554 in ports:
+        return ": " + txtproto(p, data, length, "RTSP", RTSP_CMDS, second_token=True)
+    if 53 in ports:
+        if len(data) < 2:
+            return " [|domain]"
+        return " " + dns(p, data[2:], u16(data, 0), False)
+    return ""
+
+
+def udp_app(p, sport, dport, data, length):
+    ports = (sport, dport)
+    if 53 in ports:
+        return dns(p, data, length, False)
+    if 67 in ports or 68 in ports:
+        return bootp(p, data, length)
+    if 123 in ports:
+        return ntp(p, data, length)
+    if 5353 in ports:
+        return dns(p, data, length, True)
+    return f"UDP, length {length}"
+
+
+# ----------------------------------------------------------------------------- text protocols
+
+HTTP_CMDS = frozenset(("GET PUT COPY HEAD LOCK MOVE POLL POST BCOPY BMOVE MKCOL TRACE LABEL MERGE DELETE "
+                       "SEARCH UNLOCK REPORT UPDATE NOTIFY BDELETE CONNECT OPTIONS CHECKIN PROPFIND "
+                       "CHECKOUT CCM_POST SUBSCRIBE PROPPATCH BPROPFIND BPROPPATCH UNCHECKOUT MKACTIVITY "
+                       "MKWORKSPACE UNSUBSCRIBE RPC_CONNECT VERSION-CONTROL BASELINE-CONTROL").split())
+RTSP_CMDS = frozenset("DESCRIBE ANNOUNCE GET_PARAMETER OPTIONS PAUSE PLAY RECORD REDIRECT SETUP "
+                      "SET_PARAMETER TEARDOWN".split())
+MAX_TOKEN = 128
+
+
+def _token(data, idx, n):
+    start = idx
+    while idx < n:
+        c = data[idx]
+        if c > 0x7F:
+            return 0, b""
+        if c in (0x20, 0x09, 0x0D, 0x0A):
+            break
+        if not 0x20 <= c < 0x7F:
+            return 0, b""
+        if idx - start + 2 > MAX_TOKEN + 1:
+            return 0, b""
+        idx += 1
+    tok = bytes(data[start:idx])
+    if not tok:
+        return 0, b""
+    while idx < n:
+        c = data[idx]
+        if c in (0x0D, 0x0A) or not 0x20 <= c < 0x7F or c not in (0x20, 0x09):
+            break
+        idx += 1
+    return idx, tok
+
+
+def _txt_line(data, idx, n, prefix, proto):
+    """(text, next index or 0) as tcpdump's print_txt_line."""
+    start = idx
+    while idx < n:
+        c = data[idx]
+        if c == 0x0A:
+            return prefix + bytes(data[start:idx]).decode("latin-1"), idx + 1
+        if c == 0x0D:
+            if idx + 1 >= n:
+                return "", 0
+            if data[idx + 1] == 0x0A:
+                return prefix + bytes(data[start:idx]).decode("latin-1"), idx + 2
+            return "", 0
+        if not (0x20 <= c < 0x7F or c == 0x09):
+            return "", 0
+        idx += 1
+    return prefix + bytes(data[start:idx]).decode("latin-1") + f" [|{proto.lower()}]", 0
+
+
+def txtproto(p, data, length, proto, cmds, second_token=False):
+    n = min(len(data), length)
+    print_this = cmds is None
+    if cmds is not None:
+        idx, tok = _token(data, 0, n)
+        if idx:
+            if tok.decode("ascii").upper() in cmds:
+                print_this = True
+            if second_token:
+                idx, tok = _token(data, idx, n)
+            if idx and len(tok) == 3 and tok.isdigit():
+                print_this = True
+    if p.v:
+        out = [proto, f", length: {length}"]
+        idx = 0
+        while idx < n:
+            text, idx = _txt_line(data, idx, n, "\n\t", proto)
+            out.append(text)
+            if not idx:
+                break
+        return "".join(out)
+    if print_this:
+        return proto + ": " + _txt_line(data, 0, n, "", proto)[0]
+    return proto
+
+
+def _ssh(data):
+    if len(data) < 4 or bytes(data[:4]) != b"SSH-":
+        return ""
+    end = bytes(data).find(b"\r\n")
+    if end < 0:
+        end = bytes(data).find(b"\n")
+    if end < 0 or end > 255:
+        return ""
+    return ": SSH: " + bytes(data[:end]).decode("latin-1")
+
+
+# ----------------------------------------------------------------------------- DNS
+
+DNS_TYPES = {1: "A", 2: "NS", 3: "MD", 4: "MF", 5: "CNAME", 6: "SOA", 7: "MB", 8: "MG", 9: "MR", 10: "NULL",
+             11: "WKS", 12: "PTR", 13: "HINFO", 14: "MINFO", 15: "MX", 16: "TXT", 17: "RP", 18: "AFSDB",
+             19: "X25", 20: "ISDN", 21: "RT", 22: "NSAP", 23: "NSAP_PTR", 24: "SIG", 25: "KEY", 26: "PX",
+             27: "GPOS", 28: "AAAA", 29: "LOC", 30: "NXT", 31: "EID", 32: "NIMLOC", 33: "SRV", 34: "ATMA",
+             35: "NAPTR", 36: "KX", 37: "CERT", 38: "A6", 39: "DNAME", 40: "SINK", 41: "OPT", 42: "APL",
+             43: "DS", 44: "SSHFP", 45: "IPSECKEY", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 49: "DHCID",
+             50: "NSEC3", 51: "NSEC3PARAM", 52: "TLSA", 53: "SMIMEA", 55: "HIP", 56: "NINFO", 57: "RKEY",
+             58: "TALINK", 59: "CDS", 60: "CDNSKEY", 61: "OPENPGPKEY", 62: "CSYNC", 63: "ZONEMD",
+             64: "SVCB", 65: "HTTPS", 99: "SPF", 100: "UINFO", 101: "UID", 102: "GID", 103: "UNSPEC",
+             104: "NID", 105: "L32", 106: "L64", 107: "LP", 108: "EUI48", 109: "EUI64", 249: "TKEY",
+             250: "TSIG", 251: "IXFR", 252: "AXFR", 253: "MAILB", 254: "MAILA", 255: "ANY", 256: "URI",
+             257: "CAA", 258: "AVC", 259: "DOA", 260: "AMTRELAY", 261: "RESINFO", 32768: "TA", 32769: "DLV"}
+DNS_CLASSES = {1: "IN", 3: "CHAOS", 4: "HS", 255: "ANY"}
+DNS_OPS = ["", " inv_q", " stat", " op3", " notify", " update", " op6", " op7", " op8", " updateA",
+           " updateD", " updateDA", " updateM", " updateMA", " zoneInit", " zoneRef"]
+DNS_RCODES = ["", " FormErr", " ServFail", " NXDomain", " NotImp", " Refused", " YXDomain", " YXRRSet",
+              " NXRRSet", " NotAuth", " NotZone", " Resp11", " Resp12", " Resp13", " Resp14", " NoChange"]
+
+
+class _Trunc(Exception):
+    pass
+
+
+def _name(msg, off, depth=0):
+    """(text, offset after the name in place) of a DNS name, as tcpdump's fqdn_print."""
+    labels = []
+    end = None
+    limit = off         # a compression pointer must point before the name it continues
+    n = len(msg)
+    while True:
+        if off >= n:
+            raise _Trunc
+        ln = msg[off]
+        if ln & 0xC0 == 0xC0:
+            if off + 1 >= n:
+                raise _Trunc
+            if end is None:
+                end = off + 2
+            target = ((ln & 0x3F) << 8) | msg[off + 1]
+            if target >= limit:
+                raise _Trunc
+            off = limit = target
+            continue
+        if ln & 0xC0:
+            raise _Trunc
+        if ln == 0:
+            off += 1
+            break
+        if off + 1 + ln > n:
+            raise _Trunc
+        labels.append(_label(msg[off + 1:off + 1 + ln]))
+        off += 1 + ln
+    text = "".join(lb + "." for lb in labels) or "."
+    return text, (end if end is not None else off)
+
+
+def _label(b):
+    out = []
+    for c in b:
+        if c == 0x2E or c == 0x5C:
+            out.append("\\" + chr(c))
+        elif 0x20 < c < 0x7F:
+            out.append(chr(c))
+        else:
+            out.append(_fn_char(c))
+    return "".join(out)
+
+
+def _fn_char(c):
+    s = ""
+    if c & 0x80:
+        s = "M-"
+        c &= 0x7F
+    if c < 0x20 or c == 0x7F:
+        return s + "^" + chr(c ^ 0x40)
+    return s + chr(c)
+
+
+def dns(p, msg, length, mdns):
+    try:
+        return _dns(p, msg, length, mdns)
+    except (_Trunc, IndexError):
+        return _dns_partial(p, msg, length, mdns)
+
+
+def _dns_partial(p, msg, length, mdns):
+    done = getattr(p, "_dns_out", None)
+    p._dns_out = None
+    return "".join(done or ()) + " [|domain]"
+
+
+def _dns(p, msg, length, mdns):
+    out = []
+    p._dns_out = out       # what is printed before a truncation
+    if len(msg) < 12:
+        raise _Trunc
+    ident, flags = u16(msg, 0), u16(msg, 2)
+    qd, an, ns, ar = u16(msg, 4), u16(msg, 6), u16(msg, 8), u16(msg, 10)
+    opcode = (flags >> 11) & 0xF
+    if flags & 0x8000:
+        out.append(f"{ident}{DNS_OPS[opcode]}{DNS_RCODES[flags & 0xF]}{'*' if flags & 0x0400 else ''}"
+                   f"{'' if flags & 0x0080 else '-'}{'|' if flags & 0x0200 else ''}{'$' if flags & 0x0020 else ''}")
+        if qd != 1:
+            out.append(f" [{qd}q]")
+        off = 12
+        for _ in range(qd):
+            _t, off = _name(msg, off)
+            off += 4
+        out.append(f" {an}/{ns}/{ar}")
+        first = True
+        left = an
+        while left:
+            if off >= len(msg) and not first:
+                break
+            text, off = _rr(p, msg, off, mdns)
+            out.append(("" if first else ",") + text)
+            first = False
+            left -= 1
+        if left:
+            raise _Trunc
+    else:
+        out.append(f"{ident}{DNS_OPS[opcode]}{'+' if flags & 0x0100 else ''}{'%' if flags & 0x0010 else ''}")
+        if flags & 0x6CF:
+            out.append(f" [b2&3=0x{flags:x}]")
+        if qd != 1:
+            out.append(f" [{qd}q]")
+        if an:
+            out.append(f" [{an}a]")
+        if ns:
+            out.append(f" [{ns}n]")
+        if ar:
+            out.append(f" [{ar}au]")
+        off = 12
+        left = qd
+        first = True
+        while left:
+            if off >= len(msg) and not first:
+                break
+            text, off = _question(msg, off, mdns)
+            out.append(text)
+            first = False
+            left -= 1
+        if left:
+            raise _Trunc
+    out.append(f" ({length})")
+    p._dns_out = None
+    return "".join(out)
+
+
+def _question(msg, off, mdns):
+    name, off = _name(msg, off)
+    if off + 4 > len(msg):
+        raise _Trunc
+    t, c = u16(msg, off), u16(msg, off + 2)
+    s = f" {DNS_TYPES.get(t, f'Type{t}')}"
+    cls = c & 0x7FFF if mdns else c
+    if cls != 1:
+        s += f" {DNS_CLASSES.get(cls, f'(Class {cls})')}"
+    if mdns:
+        s += " (QU)" if c & 0x8000 else " (QM)"
+    return s + "? " + name, off + 4
+
+
+def _rr(p, msg, off, mdns):
+    if p.v:
+        name, off = _name(msg, off)
+        s = " " + name
+    else:
+        _n, off = _name(msg, off)
+        s = ""
+    if off + 10 > len(msg):
+        raise _Trunc
+    t, c = u16(msg, off), u16(msg, off + 2)
+    rdlen = u16(msg, off + 8)
+    off += 10
+    cls = c & 0x7FFF if mdns else c
+    if cls != 1 and t != 41:
+        s += f" {DNS_CLASSES.get(cls, f'(Class {cls})')}"
+    if mdns and c & 0x8000 and t != 41:
+        s += " (Cache flush)"
+    s += f" {DNS_TYPES.get(t, f'Type{t}')}"
+    end = off + rdlen
+    if end > len(msg):
+        raise _Trunc
+    if t == 1 and rdlen >= 4:
+        s += f" {ip4(msg[off:off + 4])}"
+    elif t in (2, 5, 12, 39):
+        s += " " + _name(msg, off)[0]
+    elif t == 15:
+        s += f" {_name(msg, off + 2)[0]} {u16(msg, off)}"
+    elif t == 16:
+        i = off
+        while i < end:
+            ln = msg[i]
+            s += ' "' + "".join(chr(x) if 0x20 <= x < 0x7F else _fn_char(x) for x in msg[i + 1:i + 1 + ln]) + '"'
+            i += 1 + ln
+    elif t == 33:
+        s += f" {_name(msg, off + 6)[0]}:{u16(msg, off + 4)} {u16(msg, off)} {u16(msg, off + 2)}"
+    elif t == 28 and rdlen >= 16:
+        s += f" {ip6(msg[off:off + 16])}"
+    elif t == 41:
+        s += f" UDPsize={c}"
+        ttl = u32(msg, off - 6)
+        if ttl & 0x8000:
+            s += " DO"
+    elif t == 6 and p.v:
+        mname, o2 = _name(msg, off)
+        rname, o2 = _name(msg, o2)
+        s += f" {mname} {rname} {u32(msg, o2)} {u32(msg, o2 + 4)} {u32(msg, o2 + 8)} {u32(msg, o2 + 12)} {u32(msg, o2 + 16)}"
+    return s, end
+
+
+# ----------------------------------------------------------------------------- NTP, BOOTP
+
+NTP_MODES = {0: "unspecified", 1: "symmetric active", 2: "symmetric passive", 3: "Client", 4: "Server",
+             5: "Broadcast", 6: "Control Message", 7: "Reserved"}
+
+
+def ntp(p, b, length):
+    if len(b) < 1:
+        return "NTP [|ntp]"
+    mode = b[0] & 7
+    ver = (b[0] >> 3) & 7
+    out = f"NTPv{ver}, {NTP_MODES[mode]}"
+    if mode in (0, 1, 2, 3, 4, 5):
+        return out + f", length {length}"
+    if mode == 6:
+        return out + f", length {length}"
+    return out
+
+
+def bootp(p, b, length):
+    if len(b) < 1:
+        return "BOOTP/DHCP, [|bootp]"
+    op = b[0]
+    out = "BOOTP/DHCP, " + {1: "Request", 2: "Reply"}.get(op, f"unknown (0x{op:02x})")
+    if len(b) >= 34 and b[1] == 1 and b[2] == 6 and op == 1:
+        out += f" from {mac(b[28:34])}"
+    return out + f", length {length}"

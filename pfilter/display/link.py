@@ -1,0 +1,289 @@
+"""Link layers in tcpdump 4.99's words: Ethernet (-e header, VLAN, MPLS, 802.3/LLC), Linux
+cooked v1/v2, NULL/LOOP, raw IP, PPP, Cisco HDLC, NFLOG; anything else is tcpdump's
+'UNSUPPORTED' line with the packet in hex and ASCII.
+
+Each printer returns (text, link-header length); the header length is what -x leaves out.
+"""
+import socket
+
+from ._util import ETHERTYPE_NAMES, ethertype_name, hex_lines, mac, u16, u32
+from . import net
+
+
+def by_ethertype(p, etype, b, length):
+    """The network-layer text for an EtherType, or None when tcpdump has no printer for it."""
+    if etype == 0x0800:
+        return net.ipv4(p, b, length)
+    if etype == 0x86DD:
+        return net.ipv6(p, b, length)
+    if etype == 0x0806:
+        return net.arp(p, b, length)
+    if etype == 0x8035:
+        return net.arp(p, b, length, rarp=True)
+    if etype in (0x8847, 0x8848):
+        return mpls(p, b, length)
+    return None
+
+
+def mpls(p, b, length):
+    out = "MPLS"
+    i = 0
+    first = True
+    while True:
+        if len(b) < i + 4:
+            return out + " [|MPLS]"
+        v = u32(b, i)
+        label, tc, s, ttl = v >> 12, (v >> 9) & 7, v & 0x100, v & 0xFF
+        out += f"{' ' if first else ' '}(label {label}"
+        if label < 16:
+            names = {0: "IPv4 explicit NULL", 1: "router alert", 2: "IPv6 explicit NULL", 3: "implicit NULL"}
+            if label in names:
+                out += f" ({names[label]})"
+        out += f", tc {tc}{', [S]' if s else ''}, ttl {ttl})"
+        first = False
+        i += 4
+        if s:
+            break
+    rest = b[i:]
+    length -= i
+    if not rest:
+        return out
+    ver = rest[0] >> 4
+    if ver == 4:
+        return out + " " + net.ipv4(p, rest, length)
+    if ver == 6:
+        return out + " " + net.ipv6(p, rest, length)
+    return out
+
+
+def ethernet(p, b, wirelen):
+    if len(b) < 14:
+        return "[|ether]", len(b)
+    caplen = len(b)
+    dst, src = b[0:6], b[6:12]
+    etype = u16(b, 12)
+    off = 14
+    length = wirelen - 14
+    head = f"{mac(src)} > {mac(dst)}"
+    if etype <= 1500:
+        return _llc_frame(p, b, head, etype, wirelen)
+    text = ""
+    if p.e:
+        text = head + f", ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: "
+    while etype in (0x8100, 0x88A8, 0x9100):
+        if len(b) < off + 4:
+            return text + "[|vlan]", off
+        tag = u16(b, off)
+        etype = u16(b, off + 2)
+        if p.e:
+            text += f"vlan {tag & 0xFFF}, p {tag >> 13}{', DEI' if tag & 0x1000 else ''}, "
+            if etype > 1500:
+                text += f"ethertype {ethertype_name(etype)} (0x{etype:04x}), "
+        off += 4
+        length -= 4
+    data = b[off:]
+    body = by_ethertype(p, etype, data, length)
+    if body is None:
+        if not p.e:
+            text = head + f", ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " + text
+        return text + hex_lines(data, True), off
+    return text + body, off
+
+
+def _llc_frame(p, b, head, l802, wirelen):
+    text = head + f", 802.3, length {l802}: "
+    data = b[14:]
+    if len(data) < 3:
+        return text + "[|llc]", 14
+    dsap, ssap, ctrl = data[0], data[1], data[2]
+    llc = (f"LLC, dsap {_sap(dsap)} (0x{dsap & 0xFE:02x}) {'Group' if dsap & 1 else 'Individual'}, "
+           f"ssap {_sap(ssap)} (0x{ssap & 0xFE:02x}) {'Response' if ssap & 1 else 'Command'}, ctrl 0x{ctrl:02x}: ")
+    if p.e:
+        return text + llc + hex_lines(data[3:], True), 14
+    return text + llc + hex_lines(data[3:], True), 14
+
+
+_SAPS = {0x42: "STP", 0xFE: "OSI", 0xAA: "SNAP", 0xE0: "IPX", 0xF0: "NetBeui", 0x06: "IP", 0x00: "Null",
+         0x04: "SNA", 0x98: "ARP"[:0] or "Unknown"}
+
+
+def _sap(s):
+    return {0x42: "STP", 0xFE: "OSI", 0xAA: "SNAP", 0xE0: "IPX", 0xF0: "NetBeui", 0x06: "IP",
+            0x00: "Null", 0x04: "SNA"}.get(s & 0xFE, "Unknown")
+
+
+SLL_TYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+
+
+def sll(p, b, wirelen):
+    if len(b) < 16:
+        return "[|sll]", len(b)
+    ptype, halen, proto = u16(b, 0), u16(b, 4), u16(b, 14)
+    text = ""
+    if p.e:
+        text = f"{SLL_TYPES.get(ptype, '?'):>3} "
+        if halen == 6:
+            text += mac(b[6:12]) + " "
+        if proto <= 1500:
+            text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
+        else:
+            text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
+        text += f", length {wirelen}: "
+    data = b[16:]
+    body = by_ethertype(p, proto, data, wirelen - 16) if proto > 1500 else None
+    if body is None:
+        return text + hex_lines(data, True), 16
+    return text + body, 16
+
+
+def sll2(p, b, wirelen):
+    if len(b) < 20:
+        return "[|sll2]", len(b)
+    proto, ifindex, ptype, halen = u16(b, 0), u32(b, 4), b[10], b[11]
+    try:
+        name = socket.if_indextoname(ifindex)
+    except OSError:
+        name = "?"
+    text = f"{name:<5} {SLL_TYPES.get(ptype, '?'):<3} "
+    if p.e:
+        text += f"ifindex {ifindex} "
+        if halen == 6:
+            text += mac(b[12:18]) + " "
+        if proto <= 1500:
+            text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
+        else:
+            text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
+        text += f", length {wirelen}: "
+    data = b[20:]
+    body = by_ethertype(p, proto, data, wirelen - 20) if proto > 1500 else None
+    if body is None:
+        return text + hex_lines(data, True), 20
+    return text + body, 20
+
+
+AF_NAMES = {2: "IPv4", 10: "IPv6", 24: "IPv6", 28: "IPv6", 30: "IPv6", 7: "OSI", 16: "Appletalk", 23: "IPX"}
+
+
+def null(p, b, wirelen, loop=False):
+    if len(b) < 4:
+        return "[|null]", len(b)
+    fam = u32(b, 0) if loop else int.from_bytes(b[:4], "little")
+    if not loop and fam & 0xFFFF0000 and int.from_bytes(b[:4], "big") in AF_NAMES:
+        fam = int.from_bytes(b[:4], "big")
+    name = AF_NAMES.get(fam)
+    text = ""
+    if p.e or name not in ("IPv4", "IPv6"):
+        text = f"AF {name or 'Unknown'} ({fam}), length {wirelen}: "
+    data = b[4:]
+    if name == "IPv4":
+        return text + net.ipv4(p, data, wirelen - 4), 4
+    if name == "IPv6":
+        return text + net.ipv6(p, data, wirelen - 4), 4
+    return text + hex_lines(data, True), 4
+
+
+def raw(p, b, wirelen, version=None):
+    text = "ip: " if p.e else ""
+    if not b:
+        return text + "[|ip]", 0
+    v = version or b[0] >> 4
+    if v == 6:
+        return text + net.ipv6(p, b, wirelen), 0
+    return text + net.ipv4(p, b, wirelen), 0
+
+
+PPP_PROTOS = {0x0021: "IP", 0x0057: "IPv6", 0x0281: "MPLS", 0xC021: "LCP", 0x8021: "IPCP", 0x8057: "IP6CP",
+              0x80FD: "CCP", 0xC023: "PAP", 0xC223: "CHAP", 0x002D: "VJC", 0x002F: "VJNC"}
+
+
+def ppp(p, b, wirelen, hdlc=True):
+    off = 0
+    if len(b) >= 2 and b[0] == 0xFF and b[1] == 0x03:
+        off = 2
+    if len(b) < off + 1:
+        return "[|ppp]", len(b)
+    if b[off] & 1:
+        proto = b[off]
+        off += 1
+    else:
+        if len(b) < off + 2:
+            return "[|ppp]", len(b)
+        proto = u16(b, off)
+        off += 2
+    text = ""
+    if p.e:
+        text = f"{PPP_PROTOS.get(proto, 'unknown')} (0x{proto:04x}), length {wirelen}: "
+    data = b[off:]
+    if proto in (0x0021, 0x0800):
+        return text + net.ipv4(p, data, wirelen - off), off
+    if proto in (0x0057, 0x86DD):
+        return text + net.ipv6(p, data, wirelen - off), off
+    return None, off
+
+
+def chdlc(p, b, wirelen):
+    if len(b) < 4:
+        return "[|chdlc]", len(b)
+    addr, proto = b[0], u16(b, 2)
+    text = ""
+    if p.e:
+        cast = {0x0F: "unicast", 0x8F: "bcast"}.get(addr, f"0x{addr:02x}")
+        text = f"{cast}, ethertype {ethertype_name(proto)} (0x{proto:04x}), length {wirelen}: "
+    body = by_ethertype(p, proto, b[4:], wirelen - 4)
+    if body is None:
+        return None, 4
+    return text + body, 4
+
+
+def nflog(p, b, wirelen):
+    if len(b) < 4:
+        return "[|nflog]", len(b)
+    fam, ver, rid = b[0], b[1], u16(b, 2)
+    text = ""
+    if p.e:
+        text = f"version {ver}, resource ID {rid}, family {AF_NAMES.get(fam, 'Unknown')} ({fam}), length {wirelen}: "
+    off = 4
+    while off + 4 <= len(b):
+        tlen = int.from_bytes(b[off:off + 2], "little")
+        ttype = int.from_bytes(b[off + 2:off + 4], "little")
+        if tlen < 4:
+            break
+        if ttype == 9:
+            data = b[off + 4:off + tlen]
+            if fam == 2:
+                return text + net.ipv4(p, data, len(data)), off + 4
+            if fam == 10:
+                return text + net.ipv6(p, data, len(data)), off + 4
+            break
+        off += (tlen + 3) & ~3
+    return None, 4
+
+
+def describe(p, linktype, b, wirelen):
+    """(text, link-header length) for one packet; None text: tcpdump's unsupported form."""
+    if linktype == 1:
+        return ethernet(p, b, wirelen)
+    if linktype == 113:
+        return sll(p, b, wirelen)
+    if linktype == 276:
+        return sll2(p, b, wirelen)
+    if linktype == 0:
+        return null(p, b, wirelen)
+    if linktype == 108:
+        return null(p, b, wirelen, loop=True)
+    if linktype in (101, 12, 14):
+        return raw(p, b, wirelen)
+    if linktype == 228:
+        return raw(p, b, wirelen, 4)
+    if linktype == 229:
+        return raw(p, b, wirelen, 6)
+    if linktype in (9, 50):
+        return ppp(p, b, wirelen)
+    if linktype == 104:
+        return chdlc(p, b, wirelen)
+    if linktype == 239:
+        return nflog(p, b, wirelen)
+    return None, len(b)
+
+
+__all__ = ["describe", "ETHERTYPE_NAMES"]

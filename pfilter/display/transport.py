@@ -1,0 +1,231 @@
+"""TCP and UDP in tcpdump 4.99's words: flags, relative sequence numbers (tcpdump's
+tcp_seq_hash: one entry per connection, both directions, started by a packet with ACK, restarted
+by SYN), window, options, length, the -v checksum, and the application printers by port.
+"""
+from ._util import checksum_report, ones_sum, u16, u32
+from . import apps
+
+_FLAG_CHARS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
+               (0x40, "E"), (0x80, "W"))
+FLAG_TEXT = ["".join(c for bit, c in _FLAG_CHARS if f & bit) or "none" for f in range(256)]
+
+_OPT_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 6: "echo", 7: "echoreply",
+              8: "TS", 11: "cc", 12: "ccnew", 13: "", 19: "md5", 20: "scps", 28: "uto", 29: "tcp-ao",
+              30: "mptcp", 34: "tfo", 254: "exp"}
+M32 = 0xFFFFFFFF
+
+
+def _pseudo_sum(info, proto, length):
+    ver, src, dst = info[0], info[1], info[2]
+    return ones_sum(bytes(src) + bytes(dst) + (proto.to_bytes(2, "big") + length.to_bytes(2, "big") if ver == 4
+                    else length.to_bytes(4, "big") + bytes([0, 0, 0, proto])))
+
+
+def tcp(p, b, length, src, dst, info):
+    if len(b) < 4:
+        return f"{src} > {dst}: [|tcp]"
+    sport, dport = u16(b, 0), u16(b, 2)
+    head = f"{src}.{sport} > {dst}.{dport}: "
+    if len(b) < 20:
+        return head + "[|tcp]" if len(b) >= 4 else head
+    hlen = (b[12] >> 4) * 4
+    if hlen < 20:
+        return head + f"tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]"
+    seq, ack = u32(b, 4), u32(b, 8)
+    flags = b[13]
+    win = u16(b, 14)
+    if p.q:
+        out = head + f"tcp {length - hlen}"
+        if hlen > length:
+            out += f" [bad hdr length {hlen} - too long, > {length}]"
+        return out
+    out = head + "Flags [" + FLAG_TEXT[flags] + "]"
+    thseq = thack = 0
+    rev = False
+    if not p.S and flags & 0x10:
+        rev = sport > dport or (sport == dport and bytes(info[1]) > bytes(info[2]))
+        if rev:
+            key = (info[0], bytes(info[2]), bytes(info[1]), (dport << 16) | sport)
+        else:
+            key = (info[0], bytes(info[1]), bytes(info[2]), (sport << 16) | dport)
+        th = p.tcp_seq.get(key)
+        if th is None or flags & 0x02:
+            th = [seq, (ack - 1) & M32] if not rev else [(ack - 1) & M32, seq]
+            p.tcp_seq[key] = th
+        else:
+            if rev:
+                seq = (seq - th[1]) & M32
+                ack = (ack - th[0]) & M32
+            else:
+                seq = (seq - th[0]) & M32
+                ack = (ack - th[1]) & M32
+        thseq, thack = th
+    if hlen > length:
+        return out + f" [bad hdr length {hlen} - too long, > {length}]"
+    if p.v and not info[3] and len(b) >= length:
+        stored = u16(b, 16)
+        ok, should = checksum_report(stored, ones_sum(b[:length], _pseudo_sum(info, 6, length)))
+        out += f", cksum 0x{stored:04x}" + (" (correct)" if ok else f" (incorrect -> 0x{should:04x})")
+    dlen = length - hlen
+    if p.v > 1 or dlen > 0 or flags & 0x07:
+        out += f", seq {seq}"
+        if dlen > 0:
+            out += f":{(seq + dlen) & M32}"
+    if flags & 0x10:
+        out += f", ack {ack}"
+    out += f", win {win}"
+    if flags & 0x20:
+        out += f", urg {u16(b, 18)}"
+    if hlen > 20:
+        opts = _options(b[20:hlen], hlen - 20, rev, thseq, thack)
+        out += ", options [" + opts
+        if opts.endswith("[bad opt]"):
+            return out + "]"
+        out += "]"
+    out += f", length {dlen}"
+    if dlen <= 0:
+        return out
+    payload = b[hlen:length]
+    if flags & 0x04 and p.v:
+        return out + _rst_data(payload, dlen)
+    return out + apps.tcp_app(p, sport, dport, payload, dlen)
+
+
+def _rst_data(payload, dlen):
+    text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in payload[:dlen])
+    return f" [RST {text}]"
+
+
+def _options(o, hlen, rev, thseq, thack):
+    parts = []
+    i = 0
+    n = len(o)
+    while hlen > 0:
+        if i >= n:
+            return ",".join(parts) + ("," if parts else "") + "[|tcp]"
+        opt = o[i]
+        i += 1
+        if opt in (0, 1):
+            ln = 1
+        else:
+            if i >= n:
+                return ",".join(parts) + ("," if parts else "") + "[bad opt]"
+            ln = o[i]
+            i += 1
+            if ln < 2 or ln > hlen:
+                parts.append("[bad opt]")
+                return _join_bad(parts)
+            hlen -= 1
+        hlen -= 1
+        name = _OPT_NAMES.get(opt, f"unknown-{opt}")
+        datalen = 0
+        text = name
+        if opt in (0, 1, 4):
+            pass
+        elif opt == 2:
+            datalen = 2
+            if datalen > hlen or i + 2 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += f" {u16(o, i)}"
+        elif opt == 3:
+            datalen = 1
+            if datalen > hlen or i + 1 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += f" {o[i]}"
+        elif opt == 5:
+            datalen = ln - 2
+            if datalen > hlen or i + datalen > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            if datalen % 8:
+                text += " invalid sack"
+            else:
+                text += f" {datalen // 8} "
+                for j in range(0, datalen, 8):
+                    s, e = u32(o, i + j), u32(o, i + j + 4)
+                    if rev:
+                        s, e = (s - thseq) & M32, (e - thseq) & M32
+                    else:
+                        s, e = (s - thack) & M32, (e - thack) & M32
+                    text += f"{{{s}:{e}}}"
+        elif opt == 8:
+            datalen = 8
+            if datalen > hlen or i + 8 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += f" val {u32(o, i)} ecr {u32(o, i + 4)}"
+        elif opt in (6, 7, 11, 12, 13):
+            datalen = 4
+            if datalen > hlen or i + 4 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += f" {u32(o, i)}"
+        elif opt == 19:
+            datalen = 16
+            if datalen > hlen or i + 16 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += " shared secret not supplied with -M, can't check - " + bytes(o[i:i + 16]).hex()
+        elif opt == 28:
+            datalen = 2
+            if datalen > hlen or i + 2 > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            v = u16(o, i)
+            text += f" {v & 0x7FFF} {'m' if v & 0x8000 else 's'}"
+        else:
+            datalen = ln - 2
+            if datalen > hlen or i + datalen > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            if datalen:
+                text += " 0x" + bytes(o[i:i + datalen]).hex()
+        i += datalen
+        hlen -= datalen
+        total = datalen + (1 if opt in (0, 1) else 2)
+        if total != ln:
+            text += f"[len {ln}]"
+        parts.append(text)
+        if opt == 0:
+            break
+    return ",".join(parts)
+
+
+def _join_bad(parts):
+    return ",".join(parts)
+
+
+def udp(p, b, length, src, dst, info):
+    if len(b) < 8:
+        if len(b) >= 4:
+            return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|udp]"
+        return f"{src} > {dst}: [|udp]"
+    sport, dport = u16(b, 0), u16(b, 2)
+    head = f"{src}.{sport} > {dst}.{dport}: "
+    if length < 8:
+        return head + f"truncated-udp {length}"
+    ulen = u16(b, 4)
+    if ulen == 0 and length > 65535:
+        ulen = length
+    if ulen < 8:
+        return head + f"truncated-udplength {ulen}"
+    ulen -= 8
+    plen = length - 8
+    if ulen > plen:
+        return head + f"UDP, bad length {ulen} > {plen}"
+    plen = ulen
+    out = head
+    if p.v and not info[3]:
+        stored = u16(b, 6)
+        if info[0] == 4 and p.v > 1 or info[0] == 6:
+            if info[0] == 4 and stored == 0:
+                out += "[no cksum] "
+            elif len(b) >= plen + 8:
+                ok, should = checksum_report(stored, ones_sum(b[:plen + 8], _pseudo_sum(info, 17, plen + 8)))
+                out += "[udp sum ok] " if ok else f"[bad udp cksum 0x{stored:04x} -> 0x{should:04x}!] "
+    payload = b[8:8 + plen]
+    if p.q:
+        return out + f"UDP, length {plen}"
+    return out + apps.udp_app(p, sport, dport, payload, plen)
