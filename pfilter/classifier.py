@@ -1043,9 +1043,6 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
 #: batches of split runs: 16 rule files over 1 GB spent 0.77 s of user CPU in 4 MB batches,
 #: 0.52 s in 16 MB ones (the writes go from the mapped file; the cache matters less)
 SPLIT_BATCH_BYTES = 16 << 20
-#: threads writing the split files of a batch (the writes release the GIL): the copy into the
-#: page cache is most of a split run's time
-SPLIT_WRITE_THREADS = 2
 
 
 class _SplitSink:
@@ -1075,10 +1072,6 @@ class _SplitSink:
             raise FilterError("split: two outputs would have the same file name")
         self.set = None
         self.raw = None
-        self.pool = None
-        if SPLIT_WRITE_THREADS > 1 and (os.cpu_count() or 1) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            self.pool = ThreadPoolExecutor(SPLIT_WRITE_THREADS, thread_name_prefix="pfilter-split")
 
     def opened(self, cap):
         from .capture.filterfile import _writer_args
@@ -1135,6 +1128,8 @@ class _SplitSink:
         else:
             verdicts = out.view(bool)
         taken = np.zeros(len(batch), dtype=bool)
+        # (Writing the files of a batch from two threads was measured: no faster on the loaded
+        # 2-core machine, and the writers' signal deferral is per process, not per thread.)
         in_order = set(self.order)
         jobs = []
         for r in (self.order if self.first_match else range(nr)):
@@ -1152,34 +1147,14 @@ class _SplitSink:
             idx = np.flatnonzero(~taken)
             if len(idx):
                 jobs.append((self.set[-1], idx))
-        if self.pool is None or len(jobs) < 2:
-            for out, idx in jobs:
-                out.write(batch, idx, self.raw)
-            return
-        # each output written by one job, all done before the next batch: every file keeps its
-        # packets in order
-        futures = [self.pool.submit(out.write, batch, idx, self.raw) for out, idx in jobs]
-        error = None
-        for f in futures:
-            try:
-                f.result()
-            except BaseException as e:
-                error = error or e
-        if error is not None:
-            raise error
-
-    def _shutdown(self):
-        if self.pool is not None:
-            pool, self.pool = self.pool, None
-            pool.shutdown()
+        for out, idx in jobs:
+            out.write(batch, idx, self.raw)
 
     def commit(self):
-        self._shutdown()
         if self.set is not None:
             self.set.commit()
 
     def abort(self):
-        self._shutdown()
         if self.set is not None:
             self.set.abort()
 
