@@ -134,15 +134,16 @@ class _Source:
         self.map_fd = self.map = None
 
     def _map_window(self, pos, need):
-        """(array, base, at_eof) of a new guarded map, or None when the file cannot be mapped."""
+        """(array, base, at_eof) of a new guarded map, or None when there is nothing to map (at
+        the end, or a file whose size says nothing, as in /proc) or it cannot be mapped: the
+        window is then read."""
         fd = self.map_fd
         size = os.fstat(fd).st_size
         at = self.start + pos
         first = at - at % mmap.ALLOCATIONGRANULARITY
         length = min(size - first, max(self.window_bytes, at - first + need))
-        if length <= 0:
-            self.map = None
-            return np.zeros(0, np.uint8), pos, True
+        if length <= 0 or at >= size:
+            return None
         gm = _scan.map_file(fd, first, length)
         if gm is None:
             return None
@@ -171,7 +172,7 @@ class _Source:
             got = self._map_window(pos, need)
             if got is not None:
                 return got
-            self.map = None         # no map this time (all guard slots in use...): read it
+            self.map = None         # nothing to map (the end), or no map to be had: read it
         rel = pos - self.base
         if self.positional or not 0 <= rel <= len(self.arr):
             keep = self.arr[:0]
