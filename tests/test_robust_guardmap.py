@@ -384,3 +384,11 @@ def test_maps_made_and_dropped_in_threads_stay_guarded(tmp_path):
     child = run_child(THREADS, path)
     assert child.returncode == 0, f"child died ({child.returncode}): {child.stderr[-800:]}"
     assert child.stdout.split()[:2] == ["0", "0"], child.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_a_regular_file_whose_size_says_nothing_is_read_not_mapped():
+    """/proc files are regular files of size 0 that do hold bytes: nothing to map, so they are
+    read (here: not a capture, and said so, rather than an empty file)."""
+    with pytest.raises(pfilter.CaptureFormatError, match="unknown file format"):
+        pfilter.open("/proc/self/status")
