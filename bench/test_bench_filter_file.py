@@ -76,7 +76,7 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     ours, theirs = tmp_path / "pfilter.pcap", tmp_path / "tcpdump.pcap"
     script = Path(sys.executable).with_name("pfilter")      # the installed console script
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
-    pf_cmd = launcher + ["-q", "-r", str(huge_capture), "-w", str(ours), expr]
+    pf_cmd = launcher + ["--quiet", "-r", str(huge_capture), "-w", str(ours), expr]
     td_cmd = [tcpdump, "-r", str(huge_capture), "-w", str(theirs), expr]
     rounds = max(1, ROUNDS)
 

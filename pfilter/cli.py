@@ -83,8 +83,29 @@ def build_parser():
                    help="print only the number of matching packets")
     p.add_argument("-n", dest="numeric", action="store_true",
                    help="do not resolve addresses (pfilter never does; accepted for tcpdump habits)")
-    p.add_argument("-q", dest="quiet", action="store_true",
+    p.add_argument("--quiet", dest="quiet", action="store_true",
                    help="no 'reading from file' line, no final count line")
+    # tcpdump's display flags, for the lines printed without -w (pfilter.display.Printer)
+    p.add_argument("-e", dest="eflag", action="count", default=0,
+                   help="print the link-level header on each line")
+    p.add_argument("-t", dest="tflag", action="count", default=0,
+                   help="time stamps: -t none, -tt seconds since 1970, -ttt delta from the previous "
+                        "packet, -tttt date and time, -ttttt delta from the first packet")
+    p.add_argument("-x", dest="xflag", action="count", default=0,
+                   help="each packet in hex after its line (-xx: with the link-level header)")
+    p.add_argument("-X", dest="Xflag", action="count", default=0,
+                   help="each packet in hex and ASCII (-XX: with the link-level header)")
+    p.add_argument("-A", dest="Aflag", action="count", default=0,
+                   help="each packet in ASCII (-AA: with the link-level header)")
+    p.add_argument("-S", dest="Sflag", action="store_true",
+                   help="absolute TCP sequence numbers")
+    p.add_argument("-#", dest="numbered", action="store_true",
+                   help="a packet number at the start of each line")
+    p.add_argument("-v", dest="vflag", action="count", default=0,
+                   help="verbose: the IP header's TTL, id, flags, protocol, length; checksums")
+    p.add_argument("-q", dest="quick", action="store_true",
+                   help="quick output: less protocol information per line (tcpdump's -q; "
+                        "pfilter's quiet mode is --quiet)")
     p.add_argument("--nano", dest="resolution", action="store_const", const="ns",
                    help="nanosecond timestamps in output and printed times")
     p.add_argument("--micro", dest="resolution", action="store_const", const="us",
@@ -503,9 +524,9 @@ def main(argv=None):
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
         return _run(build_parser().parse_intermixed_args(bare_dedup(argv)))
-    except _UsageError as e:
+    except _UsageError as e:       # an unknown flag or a missing argument: status 1, as tcpdump
         sys.stderr.write(build_parser().format_usage())
-        return _fail(str(e), 2)
+        return _fail(str(e), 1)
     except KeyboardInterrupt as e:    # Ctrl-C, or SIGTERM/SIGHUP (pfilter._signals)
         from ._signals import exit_status, signal_name
         return _fail(f"interrupted by {signal_name(e)}", exit_status(e))
@@ -637,11 +658,15 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     out_res = resolution or first_res
     printer = None
     if args.write is None and not args.count_only:
-        from .display import batch_lines
+        from .display import Printer
         out = sys.stdout
+        # tcpdump prints microseconds, also from a nanosecond file, unless told --nano
+        lines = Printer(e=args.eflag, t=args.tflag, x=args.xflag, X=args.Xflag, A=args.Aflag, S=args.Sflag,
+                        number=args.numbered, v=args.vflag, q=args.quick, resolution=resolution or "us",
+                        snaplen=first_snap)
 
         def printer(batch, idx):
-            out.write("".join(line + "\n" for line in batch_lines(batch, idx, out_res)))
+            lines.write_batch(batch, idx, out)
 
     bar, update = _progress_bar(args, sources)
     status = 0

@@ -242,7 +242,7 @@ def test_corpus_pcaps_same_as_general_path(tmp_path, small_chunks, expr):
 def test_cli_with_a_cached_program_never_imports_numpy(tmp_path):
     src, _ = generated(tmp_path, n=200)
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-    code = ("import sys; from pfilter import cli; s = cli.main(['-q', '-r', sys.argv[1], '-w', sys.argv[2], "
+    code = ("import sys; from pfilter import cli; s = cli.main(['--quiet', '-r', sys.argv[1], '-w', sys.argv[2], "
             "'tcp']); print(s, 'numpy' in sys.modules)")
     outs = [subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / f"o{i}.pcap")], env=env,
                            capture_output=True, text=True, check=True).stdout.split() for i in range(2)]

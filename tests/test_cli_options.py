@@ -76,7 +76,7 @@ def test_tcp_and_udp_summaries_show_ports_and_lengths(capsys):
     first = out.splitlines()[0]
     assert " IP " in first and " > " in first and "Flags [" in first and ", length " in first
     status, out, _ = run(capsys, "-r", DNS_ICMP, "-c", "1", "udp port 53")
-    assert ".53: UDP, length" in out or ".53 > " in out
+    assert ".53: " in out and "? " in out and out.rstrip().endswith(")")   # tcpdump's DNS query summary
 
 
 def test_count_prints_the_number_like_tcpdump(capsys):

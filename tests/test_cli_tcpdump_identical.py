@@ -52,7 +52,7 @@ def run_tcpdump(path, out, expr):
 
 
 def run_pfilter(path, out, expr, capsys):
-    status = cli.main(["-q", "-r", str(path), "-w", str(out), expr])
+    status = cli.main(["--quiet", "-r", str(path), "-w", str(out), expr])
     err = capsys.readouterr().err
     return status, err
 

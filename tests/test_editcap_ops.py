@@ -96,7 +96,7 @@ def test_dedup_equals_editcap_D_across_batches(tmp_path, dup_capture, window):
 def test_dedup_and_snaplen_together_equal_editcap_on_the_command_line(tmp_path, name):
     src = ref.corpus_file(f"pcaps/{name}")
     want = _editcap(src, tmp_path / "e.pcap", "-s", "64", "-D", "5")
-    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), "-w", str(tmp_path / "p.pcap"),
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), "-w", str(tmp_path / "p.pcap"),
                         "--snaplen", "64", "--dedup"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert _packets(tmp_path / "p.pcap") == _packets(want)
@@ -126,7 +126,7 @@ def test_compressed_outputs_read_back_by_pfilter_and_by_tcpdump_after_decompress
     src = ref.corpus_file(f"pcaps/{CORPUS[1]}")
     plain, packed = tmp_path / "plain.pcap", tmp_path / f"out.pcap{suffix}"
     pfilter.filter_file(src, plain, "tcp")
-    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), "-w", str(packed), "tcp"],
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), "-w", str(packed), "tcp"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     data = packed.read_bytes()

@@ -167,13 +167,13 @@ def damage(entry, how):
 @pytest.mark.parametrize("how", ["garbage", "wrong program", "invalid program", "fifo", "directory"])
 def test_a_damaged_cache_entry_is_a_miss(tmp_path, how):
     out = tmp_path / "o.pcap"
-    assert command("-q", "-r", SAMPLE, "-w", out, "tcp port 443",
+    assert command("--quiet", "-r", SAMPLE, "-w", out, "tcp port 443",
                    env={"XDG_CACHE_HOME": str(tmp_path / "cache")}).returncode == 0
     (entry,) = cache_entries(tmp_path)
     shutil.copy(entry, entry.with_suffix(".bak"))
     damage(entry, how)
     want = subprocess.run([ref.tcpdump(), "-r", str(SAMPLE), "-w", "-", "tcp port 443"], capture_output=True).stdout
-    done = command("-q", "-r", SAMPLE, "-w", out, "tcp port 443", env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+    done = command("--quiet", "-r", SAMPLE, "-w", out, "tcp port 443", env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
                    timeout=30)
     assert done.returncode == 0 and done.stderr == "" and out.read_bytes() == want
 

@@ -102,9 +102,9 @@ def test_fifo_input_is_read_whole_once_without_hanging(tmp_path, how):
         cmd = [sys.executable, "-c", "import sys, pfilter; s = pfilter.filter_file(sys.argv[1], sys.argv[2], "
                "'udp'); print(s.written)", str(fifo), str(out)]
     elif how == "cli-w":
-        cmd = PFILTER + ["-q", "-r", str(fifo), "-w", str(out), "udp"]
+        cmd = PFILTER + ["--quiet", "-r", str(fifo), "-w", str(out), "udp"]
     else:
-        cmd = PFILTER + ["-q", "-r", str(fifo), "--count", "udp"]
+        cmd = PFILTER + ["--quiet", "-r", str(fifo), "--count", "udp"]
     outcome = []
     writer = feed_fifo(fifo, data, outcome)
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
@@ -146,7 +146,7 @@ def test_cli_several_inputs_one_of_them_a_fifo_gets_the_link_type_maximum(tmp_pa
     outcome = []
     writer = feed_fifo(fifo, pcap_bytes(big, snaplen=1500), outcome)
     out = tmp_path / "out.pcap"
-    run = subprocess.run(PFILTER + ["-q", "-r", str(small), "-r", str(fifo), "-w", str(out)],
+    run = subprocess.run(PFILTER + ["--quiet", "-r", str(small), "-r", str(fifo), "-w", str(out)],
                          capture_output=True, text=True, timeout=60)
     writer.join(10)
     assert run.returncode == 0, run.stderr
@@ -361,7 +361,7 @@ def test_a_full_disk_gives_one_line_and_leaves_the_old_output_intact(tmp_path, p
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-    run = subprocess.run(PFILTER + ["-q", "-r", str(src), "-w", target, ""], capture_output=True, text=True,
+    run = subprocess.run(PFILTER + ["--quiet", "-r", str(src), "-w", target, ""], capture_output=True, text=True,
                          preexec_fn=limit if how == "file-size-limit" else None, timeout=60)
     message = "No space left on device" if how == "dev-full" else "File too large"
     assert run.returncode == 1 and run.stderr == f"pfilter: {target}: {message}\n"
@@ -425,9 +425,9 @@ def test_progress_callable_sees_the_whole_input(tmp_path, path_kind):
 def test_cli_progress_option_shows_the_bar_off_a_terminal(tmp_path):
     src = write_pcap(tmp_path / "in.pcap", packets(3000))
     env = dict(os.environ, PFILTER_NO_FASTPATH="1")
-    run = subprocess.run(PFILTER + ["-q", "--progress", "-r", str(src), "-w", str(tmp_path / "o.pcap"), "udp"],
+    run = subprocess.run(PFILTER + ["--quiet", "--progress", "-r", str(src), "-w", str(tmp_path / "o.pcap"), "udp"],
                          capture_output=True, text=True, env=env, timeout=60)
-    quiet = subprocess.run(PFILTER + ["-q", "-r", str(src), "-w", str(tmp_path / "p.pcap"), "udp"],
+    quiet = subprocess.run(PFILTER + ["--quiet", "-r", str(src), "-w", str(tmp_path / "p.pcap"), "udp"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == quiet.returncode == 0
     assert "pfilter" in run.stderr and quiet.stderr == ""

@@ -87,7 +87,7 @@ def _tcpdump(shim, src, outdir, opts, expr=()):
 
 
 def _pfilter(src, outdir, opts, expr=()):
-    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), *opts, *expr],
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), *opts, *expr],
                        cwd=outdir, env=dict(os.environ, TZ="UTC"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -190,7 +190,7 @@ def test_the_fast_path_rotates_and_truncates_as_the_general_path(tmp_path, opts)
     fast.mkdir()
     general.mkdir()
     _pfilter(src, fast, [*opts, "-w", "out.pcap"], ["tcp"])
-    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(src), *opts, "-w", "out.pcap", "tcp"],
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), *opts, "-w", "out.pcap", "tcp"],
                        cwd=general, env=dict(os.environ, PFILTER_NO_FASTPATH="1"), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert _files(fast) == _files(general)
@@ -218,7 +218,7 @@ def test_a_damaged_input_after_rotations_gives_tcpdumps_files(tmp_path, packet_c
     env = dict(os.environ, TZ="UTC", LD_PRELOAD=str(packet_clock), SHIM_START="0")
     subprocess.run([ref.tcpdump(), "-Z", "root", "-r", str(cut), "-C", "1", "-w", "out.pcap"], cwd=a, env=env,
                    capture_output=True)
-    r = subprocess.run([sys.executable, "-m", "pfilter", "-q", "-r", str(cut), "-C", "1", "-w", "out.pcap"],
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(cut), "-C", "1", "-w", "out.pcap"],
                        cwd=b, capture_output=True, text=True)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     want = _files(a)
