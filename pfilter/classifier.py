@@ -753,7 +753,14 @@ def _iter_batches(source, on_open=None):
             if on_open is not None:
                 # mapped, not read into a buffer: records are written straight from the page
                 # cache (one copy, not two); large batches: fewer calls per output file
-                opened = open_capture(item, batch_bytes=SPLIT_BATCH_BYTES)
+                # (a pipe is read in filter_file's windows and batches: a window waits until it
+                # is full, and an interruption writes the packets of the full ones)
+                regular = item not in ("-", b"-") and os.path.isfile(item)
+                if regular:
+                    opened = open_capture(item, batch_bytes=SPLIT_BATCH_BYTES)
+                else:
+                    from .capture.filterfile import CACHE_BATCH_BYTES, REUSE_WINDOW_BYTES
+                    opened = open_capture(item, batch_bytes=CACHE_BATCH_BYTES, window_bytes=REUSE_WINDOW_BYTES)
             else:
                 opened = open_capture(item)
             with opened as cap:

@@ -213,3 +213,43 @@ def test_the_command_refuses_output_options_without_split_files(tmp_path):
                         "--first-match"], capture_output=True, text=True)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and "--split" in r.stderr
+
+
+def test_an_interruption_keeps_whole_records_in_every_split_file(tmp_path):
+    """SIGINT while classify --split reads a pipe: exit 130, one line, and every file is a
+    valid capture holding the first packets tcpdump writes for its rule."""
+    import signal
+    import time
+    corpus = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
+    src = tmp_path / "three-times.pcap"           # 8.8 MB: more than the 4 MiB a pipe window holds
+    with pfilter.open(corpus) as cap:
+        batches = list(cap)
+        pfilter.write(src, batches * 3, snaplen=cap.snaplen)
+    data = src.read_bytes()
+    rules = {r: RULES[r] for r in ("tcp", "udp", "small")}
+    rules_file = _rules_file(tmp_path, rules)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "pfilter", "classify", "-r", "-", "-R", str(rules_file),
+                             "--split", str(out / "{rule}.pcap")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(data[: len(data) * 2 // 3])      # a window and a half, then nothing
+        proc.stdin.flush()
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert len(err.decode().strip().splitlines()) == 1 and b"interrupted" in err
+    assert sorted(os.listdir(out)) == sorted(f"{r}.pcap" for r in rules)
+    for r, expr in rules.items():
+        got = (out / f"{r}.pcap").read_bytes()
+        want = _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr)
+        assert got[:24] == want[:24] and len(got) > 24, r
+        assert want[24:].startswith(got[24:]), r          # the first packets, whole
+        # a valid capture: tcpdump reads it to the end without an error
+        check = subprocess.run([ref.tcpdump(), "-r", str(out / f"{r}.pcap"), "-w", "/dev/null"],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
