@@ -258,6 +258,14 @@ class Program:
             raise InvalidProgramError(f"the kernel takes at most {BPF_MAXINSNS} instructions; this program has {len(self)}")
         return b"".join(struct.pack("=HBBI", *t) for t in self._tuples)
 
+    def to_ebpf(self, hook: Literal["xdp", "tc", "socket"] = "xdp", on_match: str | int | None = None,
+                on_miss: str | int | None = None) -> Any:
+        """An eBPF program (pfilter.ebpf.EbpfProgram) for the kernel hook giving this program's
+        verdicts: XDP ("pass"/"drop" by default), tc ("ok"/"shot") or a socket filter; `bytes()`
+        of it is the struct bpf_insn array, `.object()` an ELF object for bpftool and iproute2."""
+        from .ebpf import to_ebpf
+        return to_ebpf(self, hook, on_match, on_miss)
+
     @property
     def rejects_all(self) -> bool:
         """True when the program provably returns 0 for every packet."""

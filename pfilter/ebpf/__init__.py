@@ -187,10 +187,14 @@ def _packets(batch: Any) -> tuple[Any, int, Any, Any]:
     return keep, keep.ctypes.data, offsets, caplen
 
 
-def test_run_fd(fd: int, batch: Any, repeat: int = 1) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
+def test_run_fd(fd: int, batch: Any, repeat: int = 1,
+                refused: NDArray[np.bool_] | None = None) -> tuple[NDArray[np.uint32], NDArray[np.uint32]]:
     """BPF_PROG_TEST_RUN of the loaded program `fd` on every packet of `batch` (a PacketBatch or
     a list of bytes): (return values, ns per run). Every packet must hold at least 14 bytes
-    (the kernel runs no shorter frame: OSError EINVAL otherwise)."""
+    (the kernel runs no shorter frame: OSError EINVAL otherwise). The kernel refuses some frames
+    for skb programs (tc, socket: an IPv4 frame shorter than its 20-byte header, an IPv6 one
+    shorter than 40): OSError EINVAL, or, when `refused` (a bool array, one per packet) is given,
+    the packet is marked there and the run goes on."""
     keep, base, offsets, sizes = _packets(batch)
     if len(sizes) and int(sizes.min()) < TEST_RUN_MIN:
         i = int((sizes < TEST_RUN_MIN).argmax())
@@ -198,7 +202,7 @@ def test_run_fd(fd: int, batch: Any, repeat: int = 1) -> tuple[NDArray[np.uint32
                                      f"of {TEST_RUN_MIN} bytes or more")
     if not 1 <= repeat <= 0xFFFFFFFF:
         raise FilterError(f"repeat must lie in 1..{0xFFFFFFFF}, not {repeat}")
-    out = syscall.test_run_many(fd, base, offsets, sizes, repeat)
+    out = syscall.test_run_many(fd, base, offsets, sizes, repeat, refused)
     del keep
     return out
 
