@@ -120,6 +120,19 @@ def build_parser():
     p.add_argument("--progress", dest="progress", action="store_const", const="always",
                    help="a progress bar on standard error even when it is not a terminal or the "
                         "input is small")
+    # eBPF for the kernel's hooks (pfilter.ebpf); the listing and the object file are its cli's
+    p.add_argument("--ebpf", dest="ebpf", choices=("xdp", "tc", "socket"), metavar="HOOK",
+                   help="compile the expression to an eBPF program for HOOK (xdp, tc or socket) and "
+                        "write it as an ELF object to -o FILE (bpftool prog load FILE ...; tc filter "
+                        "... bpf obj FILE sec tc)")
+    p.add_argument("-o", dest="ebpf_output", metavar="FILE", help="the object file --ebpf writes")
+    p.add_argument("--ebpf-dump", dest="ebpf_dump", action="store_true",
+                   help="print the eBPF program's listing (for --ebpf HOOK; xdp without it)")
+    p.add_argument("--on-match", dest="on_match", metavar="VERDICT",
+                   help="the eBPF program's verdict for a matching packet (xdp: pass, tc: ok; "
+                        "socket: the bytes to keep, by default the filter's snapshot length)")
+    p.add_argument("--on-miss", dest="on_miss", metavar="VERDICT",
+                   help="its verdict for the others (xdp: drop, tc: shot)")
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
@@ -563,6 +576,9 @@ def _run(args):
         raise FilterError(f"invalid packet count {args.count}")
 
     sources = _sources(args.read) if args.read else []
+    if args.ebpf or args.ebpf_dump or args.ebpf_output:
+        from .ebpf.cli import run as run_ebpf
+        return run_ebpf(args, _compile(expr, 1 if forced_lt is None else forced_lt, args.snaplen or 262144, optimize))
     if args.dump:
         from .capture import open_capture
         lt, snap, swapped = forced_lt, args.snaplen, False
