@@ -44,7 +44,20 @@ def udp_app(p, sport, dport, data, length):
         return ntp(p, data, length)
     if 5353 in ports:
         return dns(p, data, length, True)
+    if 6343 in ports and not p.v:
+        return _sflow(data, length)
     return f"UDP, length {length}"
+
+
+def _sflow(b, length):
+    if len(b) < 8:
+        return "sFlow [|sflow]"
+    ver, af = u32(b, 0), u32(b, 4)
+    if af == 1 and len(b) >= 16:
+        return f"sFlowv{ver}, IPv4 agent {ip4(b[8:12])}, agent-id {u32(b, 12)}, length {length}"
+    if af == 2 and len(b) >= 28:
+        return f"sFlowv{ver}, IPv6 agent {ip6(b[8:24])}, agent-id {u32(b, 24)}, length {length}"
+    return f"sFlowv{ver}, length {length}"
 
 
 # ----------------------------------------------------------------------------- text protocols
@@ -113,7 +126,7 @@ def txtproto(p, data, length, proto, cmds, second_token=False):
                 idx, tok = _token(data, idx, n)
             if idx and len(tok) == 3 and tok.isdigit():
                 print_this = True
-    if p.v:
+    if p.v and print_this:
         out = [proto, f", length: {length}"]
         idx = 0
         while idx < n:

@@ -1,0 +1,96 @@
+"""pfilter's printed lines against `tcpdump -n -r`'s over the public capture corpus (issue 16):
+per link type and flag set (-n, -n -e, -n -tttt, -n -x, -n -v), the share of identical lines
+for the first PACKETS packets of every capture tcpdump reads. The table is printed (pytest -s,
+or scripts/display_agreement.py for the closing note); the thresholds are asserted.
+
+Both sides run in this process's time zone. The corpus comes through tests/reference.py (skips
+when absent, fails when CI=true); tcpdump is the reference binary (Debian's 4.99).
+"""
+import importlib.util
+import io
+import subprocess
+import sys
+
+import pytest
+
+import pfilter
+import reference as ref
+from pfilter.display import Printer
+
+PACKETS = 200
+#: issue 16's thresholds: identical lines per group of link types, and over all captures
+THRESHOLDS = {"Ethernet": 0.95, "Linux cooked": 0.95, "raw IP": 0.95, "all": 0.80}
+
+pytestmark = ref.needs_corpus("pcaps.tsv")
+
+
+def _agreement_module():
+    spec = importlib.util.spec_from_file_location("display_agreement", ref.ROOT / "scripts" / "display_agreement.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def table():
+    da = _agreement_module()
+    rows = ref.corpus_pcaps()
+    table, _ = da.measure(rows, da.FLAG_SETS, PACKETS, ref.tcpdump())
+    print("\n" + da.format_table(table))
+    return da, table
+
+
+@pytest.mark.parametrize("group", list(THRESHOLDS))
+def test_share_of_lines_identical_to_tcpdump(table, group):
+    da, t = table
+    worst = []
+    for flags, name, same, total in da.summarize(t):
+        if name == group and total:
+            worst.append((same / total, flags, same, total))
+    assert worst, f"no {group} captures in the corpus"
+    share, flags, same, total = min(worst)
+    assert share >= THRESHOLDS[group], (f"{group}, tcpdump {flags}: {same}/{total} lines identical "
+                                        f"({100 * share:.1f}% < {100 * THRESHOLDS[group]:.0f}%)")
+
+
+def _tcpdump(path, *flags, count=None):
+    more = ["-c", str(count)] if count else []
+    run = subprocess.run([ref.tcpdump(), "-n", "-r", str(path), *more, *flags], capture_output=True, text=True)
+    return run.stdout.splitlines()
+
+
+def _ours(path, count=None, **opts):
+    out = io.StringIO()
+    with pfilter.open(path) as cap:
+        p = Printer(**opts)
+        for b in cap:
+            p.write_batch(b, range(min(len(b), count or len(b))), out)
+            break
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("flags,opts", [
+    ((), {}), (("-e",), {"e": 1}), (("-t",), {"t": 1}), (("-tt",), {"t": 2}), (("-ttt",), {"t": 3}),
+    (("-tttt",), {"t": 4}), (("-ttttt",), {"t": 5}), (("-x",), {"x": 1}), (("-xx",), {"x": 2}),
+    (("-X",), {"X": 1}), (("-XX",), {"X": 2}), (("-A",), {"A": 1}), (("-S",), {"S": True}),
+    (("-#",), {"number": True}), (("-v",), {"v": 1}), (("-q",), {"q": True}),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_each_flag_prints_what_tcpdump_prints(flags, opts):
+    """TCP conversations with HTTP (relative sequence numbers, options, payload summaries)."""
+    path = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__tcp-reassembly.pcap"
+    assert _ours(path, count=60, **opts) == _tcpdump(path, *flags, count=60)
+
+
+def test_the_command_prints_tcpdumps_lines_with_the_flags():
+    path = ref.PCAPS / "dpkt__http.pcap"
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(path), "-e", "-v", "-#", "tcp"],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.splitlines() == _tcpdump(path, "-e", "-v", "-#", "tcp")
+
+
+def test_an_unknown_flag_exits_with_tcpdumps_status():
+    theirs = subprocess.run([ref.tcpdump(), "--no-such-flag"], capture_output=True)
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--no-such-flag"], capture_output=True, text=True)
+    assert ours.returncode == theirs.returncode != 0
+    assert ours.stderr.strip().splitlines()[-1].startswith("pfilter: ")
