@@ -295,6 +295,8 @@ def _terminator(a: _Asm, blk, blocks, hook: str, match: int | None) -> None:
         code, _jt, _jf, k = blk.term_insn[1]
         op = _JMP_OP[code & 0xF0]
         src = R8 if code & 0x08 else None
+        if src is not None:
+            k = 0                                    # the immediate of a register compare is reserved
         t, f = blk.succs
         if t == blk.index + 1 and op in _NEGATE:
             a.jump(I.jmp(_NEGATE[op], R7, src, imm=k, wide=False), ("block", f))
