@@ -1,0 +1,463 @@
+"""Native code for cBPF programs: machine code generated through llvmlite (LLVM's MCJIT) from
+pfilter.lowering, the lowering every compiled target shares. `Program.jit()` returns a
+NativeProgram with the Program's run / run_batch / run_indexed / match_batch and the VM's results
+on every input (tests/test_native_*.py hold it to that).
+
+Imports pfilter.lowering, .validate, .batch, .errors, and llvmlite only when code is generated:
+pfilter imports and runs without it; asking for native code then raises NativeUnavailableError
+naming the extra to install (`pip install 'pfilter-bpf[native]'`).
+
+The generated module holds, per program:
+  * `flt(p, caplen, wirelen, total) -> u32`, internal and always inlined: the lowering's blocks as
+    LLVM blocks, A/X/M[] as stack slots that mem2reg turns into SSA values, one length guard per
+    block where the lowering puts one (no check per load), the indirect-load guards redone when X
+    changes, big-endian loads, libpcap's division-by-zero and shift rules, and the loop budget
+    (a taken backward `ja` adds its span to `*total`; past validate.loop_budget(caplen) for this
+    packet the program returns 0);
+  * `run(data, size, offsets, caplen, wirelen, out, start, stop, status) -> i64`: the batch loop.
+    Each packet's offset and caplen are checked against the data buffer before it is read (a bad
+    one stops the run: status = 1 and its index returned, out filled up to it); the loop stops
+    early, returning the next index, once loop charges pass CHUNK_WORK, so that Python regains
+    control (Ctrl-C) between calls;
+  * `run_idx(..., index, ...)`: the same over the packets index[start:stop] (indexes outside the
+    batch skipped, as in the VM).
+One ctypes call per chunk of packets: ctypes releases the GIL around a call of a CFUNCTYPE
+foreign function, so the filtering runs without it. Compiled code is kept in memory by the
+program's hash (Lowering.digest); NativeProgram.compile_seconds says what generating it cost.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .batch import PacketBatch, packet_bytes
+from .errors import FilterError
+from .lowering import INDIRECT_LOADS, LOAD_SIZE, Lowering, lower
+from .validate import LOOP_BUDGET_BASE, LOOP_BUDGET_MAX, LOOP_BUDGET_PER_BYTE
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from .program import Program
+
+__all__ = ["NativeProgram", "NativeUnavailableError", "available", "jit", "cache_info", "EXTRA_HINT"]
+
+EXTRA_HINT = "pip install 'pfilter-bpf[native]' (llvmlite)"
+
+#: loop charges one call may spend before it returns to Python (as the VM's CHUNK_WORK)
+CHUNK_WORK = 1 << 26
+#: straight-line instructions one call may run: packets per call = CHUNK_WORK // program length
+PREFETCH_AHEAD = 8
+
+
+class NativeUnavailableError(ImportError):
+    """Native code was asked for but llvmlite is not installed (or cannot generate code here)."""
+
+
+_lock = threading.RLock()
+_engine: Any = None
+_tm: Any = None
+_cache: dict[str, tuple[Any, Any, float]] = {}
+_llvm_error: str | None = None
+
+
+def available() -> bool:
+    """True when native code can be generated (llvmlite importable and LLVM initialised)."""
+    try:
+        _init()
+    except NativeUnavailableError:
+        return False
+    return True
+
+
+def _init() -> Any:
+    global _engine, _tm, _llvm_error
+    if _engine is not None:
+        return _engine
+    if _llvm_error is not None:
+        raise NativeUnavailableError(_llvm_error)
+    with _lock:
+        if _engine is not None:
+            return _engine
+        try:
+            import llvmlite.binding as llvm
+        except ImportError:
+            _llvm_error = f"native code needs llvmlite, which is not installed: {EXTRA_HINT}"
+            raise NativeUnavailableError(_llvm_error) from None
+        try:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            target = llvm.Target.from_default_triple()
+            _tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                               features=llvm.get_host_cpu_features().flatten(), opt=3)
+            _engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _tm)
+        except Exception as exc:  # pragma: no cover - a broken LLVM build
+            _llvm_error = f"llvmlite cannot generate native code here ({exc}); {EXTRA_HINT}"
+            raise NativeUnavailableError(_llvm_error) from None
+    return _engine
+
+
+def cache_info() -> dict[str, int]:
+    """How many programs have native code in memory."""
+    return {"programs": len(_cache)}
+
+
+# ---------------------------------------------------------------------------------------------
+# IR generation
+
+def _module_ir(low: Lowering, name: str) -> str:
+    import llvmlite.binding as llvm
+    import llvmlite.ir as ir
+
+    i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    ptr = i8.as_pointer()
+    m = ir.Module(name=name)
+    m.triple = llvm.get_process_triple()
+    bswap32 = m.declare_intrinsic("llvm.bswap", [i32])
+    bswap16 = m.declare_intrinsic("llvm.bswap", [ir.IntType(16)])
+    prefetch = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, i32, i32, i32]), name="llvm.prefetch.p0")
+    i64p = i64.as_pointer()
+
+    # ---- the filter: one packet
+    flt = ir.Function(m, ir.FunctionType(i32, [ptr, i32, i32, i64p]), name=f"{name}_flt")
+    flt.linkage = "internal"
+    flt.attributes.add("alwaysinline")
+    flt.attributes.add("nounwind")
+    p, buflen, wirelen, total = flt.args
+    for a in (p, total):
+        a.add_attribute("noalias")
+    entry = flt.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    c32 = lambda v: ir.Constant(i32, v & 0xFFFFFFFF)  # noqa: E731
+    c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
+    regs = {"A": b.alloca(i32, name="A"), "X": b.alloca(i32, name="X")}
+    for w in sorted(low.mem_used):
+        regs[f"M{w}"] = b.alloca(i32, name=f"M{w}")
+    for r in regs.values():
+        b.store(c32(0), r)
+    len64 = b.zext(buflen, i64, name="len64")
+    start_total = budget = None
+    if low.has_loops:
+        start_total = b.load(total, name="start_total")
+        bud = b.add(c64(LOOP_BUDGET_BASE), b.mul(len64, c64(LOOP_BUDGET_PER_BYTE)))
+        budget = b.select(b.icmp_unsigned("<", bud, c64(LOOP_BUDGET_MAX)), bud, c64(LOOP_BUDGET_MAX), name="budget")
+    bbs = [flt.append_basic_block(f"b{blk.start}") for blk in low.blocks]
+    reject = flt.append_basic_block("reject")
+    ir.IRBuilder(reject).ret(c32(0))
+    b.branch(bbs[0])
+
+    def guard(b: Any, need: Any) -> Any:
+        """Branch to reject when len64 < need (i64); return a builder in the continuation."""
+        ok = b.icmp_unsigned(">=", len64, need)
+        cont = flt.append_basic_block()
+        b.cbranch(ok, cont, reject)
+        return ir.IRBuilder(cont)
+
+    def load_be(b: Any, off64: Any, size: int) -> Any:
+        addr = b.gep(p, [off64])
+        if size == 1:
+            return b.zext(b.load(addr), i32)
+        ty = ir.IntType(8 * size)
+        v = b.load(b.bitcast(addr, ty.as_pointer()), align=1)
+        v = b.call(bswap32 if size == 4 else bswap16, [v])
+        return v if size == 4 else b.zext(v, i32)
+
+    for blk, bb in zip(low.blocks, bbs):
+        b = ir.IRBuilder(bb)
+        if blk.length_check:
+            b = guard(b, c64(blk.length_check))
+        guards = {g.at: g.size for g in blk.indirect}
+        for pc, (code, _jt, _jf, k) in blk.body:
+            A = lambda: b.load(regs["A"])  # noqa: E731
+            X = lambda: b.load(regs["X"])  # noqa: E731
+            if pc in guards:
+                b = guard(b, b.add(b.zext(X(), i64), c64(guards[pc])))
+            if code in (0x20, 0x28, 0x30):
+                b.store(load_be(b, c64(k), LOAD_SIZE[code]), regs["A"])
+            elif code in INDIRECT_LOADS:
+                off = b.add(b.zext(X(), i64), c64(k))
+                b.store(load_be(b, off, LOAD_SIZE[code]), regs["A"])
+            elif code == 0xB1:
+                v = load_be(b, c64(k), 1)
+                b.store(b.shl(b.and_(v, c32(0xF)), c32(2)), regs["X"])
+            elif code == 0x00:
+                b.store(c32(k), regs["A"])
+            elif code == 0x01:
+                b.store(c32(k), regs["X"])
+            elif code == 0x80:
+                b.store(wirelen, regs["A"])
+            elif code == 0x81:
+                b.store(wirelen, regs["X"])
+            elif code == 0x60:
+                b.store(b.load(regs[f"M{k}"]), regs["A"])
+            elif code == 0x61:
+                b.store(b.load(regs[f"M{k}"]), regs["X"])
+            elif code == 0x02:
+                b.store(A(), regs[f"M{k}"])
+            elif code == 0x03:
+                b.store(X(), regs[f"M{k}"])
+            elif code == 0x07:
+                b.store(A(), regs["X"])
+            elif code == 0x87:
+                b.store(X(), regs["A"])
+            elif code == 0x84:
+                b.store(b.sub(c32(0), A()), regs["A"])
+            else:  # ALU with #k or X
+                a = A()
+                src = X() if code & 0x08 else c32(k)
+                op = code & 0xF0
+                if op in (0x30, 0x90):
+                    if code & 0x08:
+                        cont = flt.append_basic_block()
+                        b.cbranch(b.icmp_unsigned("==", src, c32(0)), reject, cont)
+                        b = ir.IRBuilder(cont)
+                    v = b.udiv(a, src) if op == 0x30 else b.urem(a, src)
+                elif op in (0x60, 0x70):
+                    amount = b.and_(src, c32(31))
+                    v = b.shl(a, amount) if op == 0x60 else b.lshr(a, amount)
+                    if code & 0x08:
+                        v = b.select(b.icmp_unsigned("<", src, c32(32)), v, c32(0))
+                else:
+                    v = {0x00: b.add, 0x10: b.sub, 0x20: b.mul, 0x40: b.or_, 0x50: b.and_,
+                         0xA0: b.xor}[op](a, src)
+                b.store(v, regs["A"])
+        if blk.term == "ret_k":
+            b.ret(c32(blk.term_insn[1][3]))  # type: ignore[index]
+        elif blk.term == "ret_a":
+            b.ret(b.load(regs["A"]))
+        elif blk.term in ("fall", "ja"):
+            if blk.charge:
+                t = b.add(b.load(total), c64(blk.charge))
+                b.store(t, total)
+                over = b.icmp_unsigned(">", b.sub(t, start_total), budget)
+                b.cbranch(over, reject, bbs[blk.succs[0]])
+            else:
+                b.branch(bbs[blk.succs[0]])
+        else:
+            code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
+            a = b.load(regs["A"])
+            src = b.load(regs["X"]) if code & 0x08 else c32(k)
+            op = code & 0xF0
+            if op == 0x10:
+                cond = b.icmp_unsigned("==", a, src)
+            elif op == 0x20:
+                cond = b.icmp_unsigned(">", a, src)
+            elif op == 0x30:
+                cond = b.icmp_unsigned(">=", a, src)
+            else:
+                cond = b.icmp_unsigned("!=", b.and_(a, src), c32(0))
+            b.cbranch(cond, bbs[blk.succs[0]], bbs[blk.succs[1]])
+
+    # ---- the batch loops
+    for indexed in (False, True):
+        args = [ptr, i64, i64p, i32.as_pointer(), i32.as_pointer(), i32.as_pointer(), i64, i64, i64p]
+        if indexed:
+            args[6:6] = [i64p, i64]
+        fn = ir.Function(m, ir.FunctionType(i64, args), name=f"{name}_{'run_idx' if indexed else 'run'}")
+        if indexed:
+            data, size, offsets, caplen, wl, out, index, npk, start, stop, status = fn.args
+        else:
+            data, size, offsets, caplen, wl, out, start, stop, status = fn.args
+            index = None
+        for a in (data, offsets, caplen, wl, out, status) + ((index,) if indexed else ()):
+            a.add_attribute("noalias")
+        eb = ir.IRBuilder(fn.append_basic_block("entry"))
+        tot = eb.alloca(i64, name="total")
+        eb.store(c64(0), tot)
+        head = fn.append_basic_block("head")
+        body = fn.append_basic_block("body")
+        done = fn.append_basic_block("done")
+        eb.branch(head)
+        hb = ir.IRBuilder(head)
+        j = hb.phi(i64, name="j")
+        j.add_incoming(start, eb.block)
+        hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
+        bb_ = ir.IRBuilder(body)
+        nxt = bb_.add(j, c64(1))
+        latch = fn.append_basic_block("latch")
+        if indexed:
+            i = bb_.load(bb_.gep(index, [j]))
+            # an index outside the batch (npk packets) is skipped: the caller refuses them
+            inb = bb_.and_(bb_.icmp_signed(">=", i, c64(0)), bb_.icmp_signed("<", i, npk))
+            check = fn.append_basic_block("inb")
+            bb_.cbranch(inb, check, latch)
+            bb_ = ir.IRBuilder(check)
+        else:
+            i = j
+            ahead = bb_.add(j, c64(PREFETCH_AHEAD))
+            pf = fn.append_basic_block("prefetch")
+            check = fn.append_basic_block("check")
+            bb_.cbranch(bb_.icmp_signed("<", ahead, stop), pf, check)
+            pb = ir.IRBuilder(pf)
+            po = pb.load(pb.gep(offsets, [ahead]))
+            po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
+            pb.call(prefetch, [pb.gep(data, [po]), c32(0), c32(3), c32(1)])
+            pb.branch(check)
+            bb_ = ir.IRBuilder(check)
+        o = bb_.load(bb_.gep(offsets, [i]))
+        c = bb_.load(bb_.gep(caplen, [i]))
+        ok = bb_.and_(bb_.and_(bb_.icmp_signed(">=", o, c64(0)), bb_.icmp_signed("<=", o, size)),
+                      bb_.icmp_signed("<=", bb_.zext(c, i64), bb_.sub(size, o)))
+        run = fn.append_basic_block("run")
+        bad = fn.append_basic_block("bad")
+        bb_.cbranch(ok, run, bad)
+        badb = ir.IRBuilder(bad)
+        badb.store(c64(1), status)
+        badb.ret(i)
+        rb = ir.IRBuilder(run)
+        r = rb.call(flt, [rb.gep(data, [o]), c, rb.load(rb.gep(wl, [i])), tot])
+        rb.store(r, rb.gep(out, [i]))
+        if low.has_loops:
+            early = fn.append_basic_block("early")
+            rb.cbranch(rb.icmp_unsigned(">=", rb.load(tot), c64(CHUNK_WORK)), early, latch)
+            ebb = ir.IRBuilder(early)
+            ebb.store(c64(0), status)
+            ebb.ret(nxt)
+        else:
+            rb.branch(latch)
+        lb = ir.IRBuilder(latch)
+        lb.branch(head)
+        j.add_incoming(nxt, latch)
+        db = ir.IRBuilder(done)
+        db.store(c64(0), status)
+        db.ret(stop)
+    return str(m)
+
+
+_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                        ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+_RUN_IDX = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
+                            ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                            ctypes.c_int64, ctypes.c_void_p)
+
+
+def _compile(low: Lowering) -> tuple[Any, Any, float]:
+    """(run, run_idx, seconds) for a lowering: from the cache, or generated now."""
+    hit = _cache.get(low.digest)
+    if hit is not None:
+        return hit
+    engine = _init()
+    import llvmlite.binding as llvm
+    with _lock:
+        hit = _cache.get(low.digest)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        name = f"pf{low.digest[:24]}"
+        mod = llvm.parse_assembly(_module_ir(low, name))
+        mod.verify()
+        pto = llvm.create_pipeline_tuning_options(speed_level=2)
+        pb = llvm.create_pass_builder(_tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        engine.add_module(mod)
+        engine.finalize_object()
+        run = _RUN(engine.get_function_address(f"{name}_run"))
+        run_idx = _RUN_IDX(engine.get_function_address(f"{name}_run_idx"))
+        seconds = time.perf_counter() - t0
+        _cache[low.digest] = (run, run_idx, seconds)
+        return _cache[low.digest]
+
+
+def jit(program: Program) -> NativeProgram:
+    """Native code for a Program (from the in-memory cache when it was compiled before)."""
+    return NativeProgram(program)
+
+
+class NativeProgram:
+    """Machine code for one Program: the same run / run_batch / run_indexed / match_batch, the
+    same results. `compile_seconds` is what generating the code took (0.0 when it came from the
+    cache); `program` is the Program it runs."""
+
+    __slots__ = ("program", "lowering", "compile_seconds", "_run", "_run_idx", "_per_call")
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.lowering = lower(program)
+        cached = self.lowering.digest in _cache
+        self._run, self._run_idx, seconds = _compile(self.lowering)
+        self.compile_seconds = 0.0 if cached else seconds
+        self._per_call = max(1, CHUNK_WORK // max(1, len(program)))
+
+    def __len__(self) -> int:
+        return len(self.program)
+
+    def __repr__(self) -> str:
+        return f"<NativeProgram {len(self.program)} instructions>"
+
+    @property
+    def linktype(self) -> int | None:
+        return self.program.linktype
+
+    @property
+    def snaplen(self) -> int | None:
+        return self.program.snaplen
+
+    @property
+    def source(self) -> str | None:
+        return self.program.source
+
+    def run(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> int:
+        """The program's return value (0 = reject) on one packet; wirelen defaults to len(packet)."""
+        from .program import _wirelen
+        data = packet_bytes(packet)
+        wl = len(data) if wirelen is None else _wirelen(wirelen)
+        arr = np.frombuffer(data, np.uint8) if data else np.zeros(1, np.uint8)
+        offsets = np.zeros(1, np.int64)
+        caplen = np.array([len(data)], np.uint32)
+        wlen = np.array([wl], np.uint32)
+        out = np.zeros(1, np.uint32)
+        self._call(arr, offsets, caplen, wlen, out, None)
+        return int(out[0])
+
+    def run_batch(self, batch: PacketBatch, out: NDArray[np.uint32] | None = None) -> NDArray[np.uint32]:
+        """One uint32 return value per packet of a PacketBatch."""
+        from .program import _arrays, _out
+        data, offsets, caplen, wirelen = _arrays(batch, "run_batch")
+        n = len(offsets)
+        out = np.empty(n, dtype=np.uint32) if out is None else _out(out, n)
+        bad = self._call(data, offsets, caplen, wirelen, out, None)
+        if bad >= 0:
+            raise batch.bounds_error(bad)
+        return out
+
+    def run_indexed(self, batch: PacketBatch, index: Any, out: NDArray[np.uint32]) -> NDArray[np.uint32]:
+        """Run only packets `index` of the batch, writing out[index] (as Program.run_indexed)."""
+        from .program import _arrays, _indices, _out
+        data, offsets, caplen, wirelen = _arrays(batch, "run_indexed")
+        n = len(offsets)
+        index = _indices(index, n)
+        out = _out(out, n)
+        bad = self._call(data, offsets, caplen, wirelen, out, index)
+        if bad >= 0:
+            raise batch.bounds_error(bad)
+        return out
+
+    def match_batch(self, batch: PacketBatch) -> NDArray[np.bool_]:
+        """One bool per packet: did the program accept it (nonzero return)?"""
+        return self.run_batch(batch) != 0
+
+    def _call(self, data: Any, offsets: Any, caplen: Any, wirelen: Any, out: Any, index: Any) -> int:
+        """Run the native loop over all packets (or index), a chunk per call; -1 or a bad index."""
+        npk = len(offsets)
+        if not (len(caplen) == len(wirelen) == len(out) == npk):
+            raise FilterError("batch arrays and out differ in length")
+        size = len(data)
+        dp = data.ctypes.data if size else out.ctypes.data  # never read when size is 0
+        op, cp, wp, outp = offsets.ctypes.data, caplen.ctypes.data, wirelen.ctypes.data, out.ctypes.data
+        status = np.zeros(1, np.int64)
+        sp = status.ctypes.data
+        n = npk if index is None else len(index)
+        i, per = 0, self._per_call
+        while i < n:
+            stop = min(n, i + per)
+            if index is None:
+                i = self._run(dp, size, op, cp, wp, outp, i, stop, sp)
+            else:
+                i = self._run_idx(dp, size, op, cp, wp, outp, index.ctypes.data, npk, i, stop, sp)
+            if status[0]:
+                return int(i)   # the packet (its index in the batch) that lies outside the data
+        return -1
