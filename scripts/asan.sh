@@ -16,6 +16,7 @@
 # objects are checked too.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+[ -f "$repo/setup.py" ] && [ -d "$repo/pfilter" ] || { echo "asan.sh: run it from a pfilter checkout" >&2; exit 2; }
 # The Python environment scripts/test.sh installs into: the active virtual environment, else
 # ./.venv, else $PYTHON (default python3).
 if [ -n "${VIRTUAL_ENV:-}" ]; then
