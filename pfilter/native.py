@@ -51,7 +51,9 @@ EXTRA_HINT = "pip install 'pfilter-bpf[native]' (llvmlite)"
 #: loop charges one call may spend before it returns to Python (as the VM's CHUNK_WORK)
 CHUNK_WORK = 1 << 26
 #: straight-line instructions one call may run: packets per call = CHUNK_WORK // program length
-PREFETCH_AHEAD = 8
+PREFETCH_AHEAD = 32
+PREFETCH_LINES = 2
+PREFETCH_LOCALITY = 0
 
 
 class NativeUnavailableError(ImportError):
@@ -109,7 +111,7 @@ def cache_info() -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # IR generation
 
-def _module_ir(low: Lowering, name: str) -> str:
+def _module_ir(low: Lowering, name: str, indexed: bool = False) -> str:
     import llvmlite.binding as llvm
     import llvmlite.ir as ir
 
@@ -253,78 +255,78 @@ def _module_ir(low: Lowering, name: str) -> str:
             b.cbranch(cond, bbs[blk.succs[0]], bbs[blk.succs[1]])
 
     # ---- the batch loops
-    for indexed in (False, True):
-        args = [ptr, i64, i64p, i32.as_pointer(), i32.as_pointer(), i32.as_pointer(), i64, i64, i64p]
-        if indexed:
-            args[6:6] = [i64p, i64]
-        fn = ir.Function(m, ir.FunctionType(i64, args), name=f"{name}_{'run_idx' if indexed else 'run'}")
-        if indexed:
-            data, size, offsets, caplen, wl, out, index, npk, start, stop, status = fn.args
-        else:
-            data, size, offsets, caplen, wl, out, start, stop, status = fn.args
-            index = None
-        for a in (data, offsets, caplen, wl, out, status) + ((index,) if indexed else ()):
-            a.add_attribute("noalias")
-        eb = ir.IRBuilder(fn.append_basic_block("entry"))
-        tot = eb.alloca(i64, name="total")
-        eb.store(c64(0), tot)
-        head = fn.append_basic_block("head")
-        body = fn.append_basic_block("body")
-        done = fn.append_basic_block("done")
-        eb.branch(head)
-        hb = ir.IRBuilder(head)
-        j = hb.phi(i64, name="j")
-        j.add_incoming(start, eb.block)
-        hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
-        bb_ = ir.IRBuilder(body)
-        nxt = bb_.add(j, c64(1))
-        latch = fn.append_basic_block("latch")
-        if indexed:
-            i = bb_.load(bb_.gep(index, [j]))
-            # an index outside the batch (npk packets) is skipped: the caller refuses them
-            inb = bb_.and_(bb_.icmp_signed(">=", i, c64(0)), bb_.icmp_signed("<", i, npk))
-            check = fn.append_basic_block("inb")
-            bb_.cbranch(inb, check, latch)
-            bb_ = ir.IRBuilder(check)
-        else:
-            i = j
-            ahead = bb_.add(j, c64(PREFETCH_AHEAD))
-            pf = fn.append_basic_block("prefetch")
-            check = fn.append_basic_block("check")
-            bb_.cbranch(bb_.icmp_signed("<", ahead, stop), pf, check)
-            pb = ir.IRBuilder(pf)
-            po = pb.load(pb.gep(offsets, [ahead]))
-            po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
-            pb.call(prefetch, [pb.gep(data, [po]), c32(0), c32(3), c32(1)])
-            pb.branch(check)
-            bb_ = ir.IRBuilder(check)
-        o = bb_.load(bb_.gep(offsets, [i]))
-        c = bb_.load(bb_.gep(caplen, [i]))
-        ok = bb_.and_(bb_.and_(bb_.icmp_signed(">=", o, c64(0)), bb_.icmp_signed("<=", o, size)),
-                      bb_.icmp_signed("<=", bb_.zext(c, i64), bb_.sub(size, o)))
-        run = fn.append_basic_block("run")
-        bad = fn.append_basic_block("bad")
-        bb_.cbranch(ok, run, bad)
-        badb = ir.IRBuilder(bad)
-        badb.store(c64(1), status)
-        badb.ret(i)
-        rb = ir.IRBuilder(run)
-        r = rb.call(flt, [rb.gep(data, [o]), c, rb.load(rb.gep(wl, [i])), tot])
-        rb.store(r, rb.gep(out, [i]))
-        if low.has_loops:
-            early = fn.append_basic_block("early")
-            rb.cbranch(rb.icmp_unsigned(">=", rb.load(tot), c64(CHUNK_WORK)), early, latch)
-            ebb = ir.IRBuilder(early)
-            ebb.store(c64(0), status)
-            ebb.ret(nxt)
-        else:
-            rb.branch(latch)
-        lb = ir.IRBuilder(latch)
-        lb.branch(head)
-        j.add_incoming(nxt, latch)
-        db = ir.IRBuilder(done)
-        db.store(c64(0), status)
-        db.ret(stop)
+    args = [ptr, i64, i64p, i32.as_pointer(), i32.as_pointer(), i32.as_pointer(), i64, i64, i64p]
+    if indexed:
+        args[6:6] = [i64p, i64]
+    fn = ir.Function(m, ir.FunctionType(i64, args), name=f"{name}_{'run_idx' if indexed else 'run'}")
+    if indexed:
+        data, size, offsets, caplen, wl, out, index, npk, start, stop, status = fn.args
+    else:
+        data, size, offsets, caplen, wl, out, start, stop, status = fn.args
+        index = None
+    for a in (data, offsets, caplen, wl, out, status) + ((index,) if indexed else ()):
+        a.add_attribute("noalias")
+    eb = ir.IRBuilder(fn.append_basic_block("entry"))
+    tot = eb.alloca(i64, name="total")
+    eb.store(c64(0), tot)
+    head = fn.append_basic_block("head")
+    body = fn.append_basic_block("body")
+    done = fn.append_basic_block("done")
+    eb.branch(head)
+    hb = ir.IRBuilder(head)
+    j = hb.phi(i64, name="j")
+    j.add_incoming(start, eb.block)
+    hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
+    bb_ = ir.IRBuilder(body)
+    nxt = bb_.add(j, c64(1))
+    latch = fn.append_basic_block("latch")
+    if indexed:
+        i = bb_.load(bb_.gep(index, [j]))
+        # an index outside the batch (npk packets) is skipped: the caller refuses them
+        inb = bb_.and_(bb_.icmp_signed(">=", i, c64(0)), bb_.icmp_signed("<", i, npk))
+        check = fn.append_basic_block("inb")
+        bb_.cbranch(inb, check, latch)
+        bb_ = ir.IRBuilder(check)
+    else:
+        i = j
+        ahead = bb_.add(j, c64(PREFETCH_AHEAD))
+        pf = fn.append_basic_block("prefetch")
+        check = fn.append_basic_block("check")
+        bb_.cbranch(bb_.icmp_signed("<", ahead, stop), pf, check)
+        pb = ir.IRBuilder(pf)
+        po = pb.load(pb.gep(offsets, [ahead]))
+        po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
+        for line in range(PREFETCH_LINES):
+            pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(64 * line))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
+        pb.branch(check)
+        bb_ = ir.IRBuilder(check)
+    o = bb_.load(bb_.gep(offsets, [i]))
+    c = bb_.load(bb_.gep(caplen, [i]))
+    ok = bb_.and_(bb_.and_(bb_.icmp_signed(">=", o, c64(0)), bb_.icmp_signed("<=", o, size)),
+                  bb_.icmp_signed("<=", bb_.zext(c, i64), bb_.sub(size, o)))
+    run = fn.append_basic_block("run")
+    bad = fn.append_basic_block("bad")
+    bb_.cbranch(ok, run, bad)
+    badb = ir.IRBuilder(bad)
+    badb.store(c64(1), status)
+    badb.ret(i)
+    rb = ir.IRBuilder(run)
+    r = rb.call(flt, [rb.gep(data, [o]), c, rb.load(rb.gep(wl, [i])), tot])
+    rb.store(r, rb.gep(out, [i]))
+    if low.has_loops:
+        early = fn.append_basic_block("early")
+        rb.cbranch(rb.icmp_unsigned(">=", rb.load(tot), c64(CHUNK_WORK)), early, latch)
+        ebb = ir.IRBuilder(early)
+        ebb.store(c64(0), status)
+        ebb.ret(nxt)
+    else:
+        rb.branch(latch)
+    lb = ir.IRBuilder(latch)
+    lb.branch(head)
+    j.add_incoming(nxt, latch)
+    db = ir.IRBuilder(done)
+    db.store(c64(0), status)
+    db.ret(stop)
     return str(m)
 
 
@@ -335,31 +337,31 @@ _RUN_IDX = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, cty
                             ctypes.c_int64, ctypes.c_void_p)
 
 
-def _compile(low: Lowering) -> tuple[Any, Any, float]:
-    """(run, run_idx, seconds) for a lowering: from the cache, or generated now."""
-    hit = _cache.get(low.digest)
+def _compile(low: Lowering, indexed: bool = False) -> tuple[Any, float]:
+    """(function, seconds) for a lowering's batch loop (`run`, or `run_idx` when indexed): from
+    the cache, or generated now."""
+    key = low.digest + ("/idx" if indexed else "")
+    hit = _cache.get(key)
     if hit is not None:
         return hit
     engine = _init()
     import llvmlite.binding as llvm
     with _lock:
-        hit = _cache.get(low.digest)
+        hit = _cache.get(key)
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        name = f"pf{low.digest[:24]}"
-        mod = llvm.parse_assembly(_module_ir(low, name))
+        name = f"pf{low.digest[:24]}{'i' if indexed else ''}"
+        mod = llvm.parse_assembly(_module_ir(low, name, indexed))
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=2)
         pb = llvm.create_pass_builder(_tm, pto)
         pb.getModulePassManager().run(mod, pb)
         engine.add_module(mod)
         engine.finalize_object()
-        run = _RUN(engine.get_function_address(f"{name}_run"))
-        run_idx = _RUN_IDX(engine.get_function_address(f"{name}_run_idx"))
-        seconds = time.perf_counter() - t0
-        _cache[low.digest] = (run, run_idx, seconds)
-        return _cache[low.digest]
+        fn = (_RUN_IDX if indexed else _RUN)(engine.get_function_address(f"{name}_{'run_idx' if indexed else 'run'}"))
+        _cache[key] = (fn, time.perf_counter() - t0)
+        return _cache[key]
 
 
 def jit(program: Program) -> NativeProgram:
@@ -378,7 +380,8 @@ class NativeProgram:
         self.program = program
         self.lowering = lower(program)
         cached = self.lowering.digest in _cache
-        self._run, self._run_idx, seconds = _compile(self.lowering)
+        self._run, seconds = _compile(self.lowering)
+        self._run_idx = None     # compiled on first use of run_indexed
         self.compile_seconds = 0.0 if cached else seconds
         self._per_call = max(1, CHUNK_WORK // max(1, len(program)))
 
@@ -457,6 +460,8 @@ class NativeProgram:
             if index is None:
                 i = self._run(dp, size, op, cp, wp, outp, i, stop, sp)
             else:
+                if self._run_idx is None:
+                    self._run_idx = _compile(self.lowering, indexed=True)[0]
                 i = self._run_idx(dp, size, op, cp, wp, outp, index.ctypes.data, npk, i, stop, sp)
             if status[0]:
                 return int(i)   # the packet (its index in the batch) that lies outside the data
