@@ -23,8 +23,10 @@ Hooks and verdicts (named as the kernel names them):
   socket  the legacy packet loads (LD_ABS/LD_IND); returns the cBPF program's own value (the
           bytes to keep) when on_match is None, else on_match; on_miss is 0 ("drop")
 The packet's bytes are the capture's; on a live interface the kernel may have removed a VLAN
-tag into metadata (VLAN offload) before tc and socket filters run, and a socket filter on an
-AF_INET socket sees the packet from its network header.
+tag into metadata (VLAN offload) before tc and socket filters run. A socket filter sees the
+frame from its link-layer header on an AF_PACKET socket (where libpcap attaches its filters);
+BPF_PROG_TEST_RUN hands it the frame from its network header, and an AF_INET socket's filter
+sees the packet from its transport header.
 
 Imports pfilter.errors, pfilter.lowering (and numpy for test_run); the submodules: insn
 (encoder, listing), emit (the emitter), elf (object files), syscall (bpf(2) through ctypes).
