@@ -6,32 +6,35 @@ from ._util import ip4, ip6, mac, u16, u32
 
 # ----------------------------------------------------------------------------- by port
 
-HTTP_PORTS = (80, 8080)
-
 
 def tcp_app(p, sport, dport, data, length):
-    ports = (sport, dport)
-    if 23 in ports:
+    a, b = TCP_PORTS.get(sport), TCP_PORTS.get(dport)
+    if a is None and b is None:
         return ""
-    if 25 in ports:
-        return ": " + txtproto(p, data, length, "SMTP", None)
-    if 43 in ports:
-        return ": " + txtproto(p, data, length, "WHOIS", None)
-    if 179 in ports:
-        return ": BGP"
-    if 22 in ports:
-        return _ssh(data)
-    if 21 in ports:
-        return ": " + txtproto(p, data, length, "FTP", None)
-    if 80 in ports or 8080 in ports:
-        return ": " + txtproto(p, data, length, "HTTP", HTTP_CMDS, second_token=True)
-    if 554 in ports or 8554 in ports:
-        return ": " + txtproto(p, data, length, "RTSP", RTSP_CMDS, second_token=True)
-    if 53 in ports:
-        if len(data) < 2:
-            return " [|domain]"
-        return " " + dns(p, data[2:], u16(data, 0), False)
-    return ""
+    rank, handler = min(x for x in (a, b) if x is not None)
+    return handler(p, data, length)
+
+
+def _tcp_dns(p, data, length):
+    if len(data) < 2:
+        return " [|domain]"
+    return " " + dns(p, data[2:], u16(data, 0), False)
+
+
+#: port -> (tcpdump's order of tests in tcp_print, printer of what follows the TCP length)
+TCP_PORTS = {}
+for _rank, (_ports, _fn) in enumerate((
+        ((23,), lambda p, d, n: ""),
+        ((25,), lambda p, d, n: ": " + txtproto(p, d, n, "SMTP", None)),
+        ((43,), lambda p, d, n: ": " + txtproto(p, d, n, "WHOIS", None)),
+        ((179,), lambda p, d, n: ": BGP"),
+        ((22,), lambda p, d, n: _ssh(d)),
+        ((21,), lambda p, d, n: ": " + txtproto(p, d, n, "FTP", None)),
+        ((80, 8080), lambda p, d, n: ": " + txtproto(p, d, n, "HTTP", HTTP_CMDS, second_token=True)),
+        ((554, 8554), lambda p, d, n: ": " + txtproto(p, d, n, "RTSP", RTSP_CMDS, second_token=True)),
+        ((53,), _tcp_dns))):
+    for _port in _ports:
+        TCP_PORTS[_port] = (_rank, _fn)
 
 
 def udp_app(p, sport, dport, data, length):
@@ -44,9 +47,32 @@ def udp_app(p, sport, dport, data, length):
         return ntp(p, data, length)
     if 5353 in ports:
         return dns(p, data, length, True)
+    if 514 in ports:
+        return _syslog(p, data, length)
     if 6343 in ports and not p.v:
         return _sflow(data, length)
     return f"UDP, length {length}"
+
+
+SYSLOG_FACILITIES = ("kernel user mail daemon auth syslog lpr news uucp cron authpriv ftp ntp security "
+                     "console cron local0 local1 local2 local3 local4 local5 local6 local7").split()
+SYSLOG_SEVERITIES = "emergency alert critical error warning notice info debug".split()
+
+
+def _syslog(p, b, length):
+    i, pri = 1, 0
+    if not b or b[0] != 0x3C:
+        return "[|syslog]"
+    while i < len(b) and i <= 4 and 0x30 <= b[i] <= 0x39:
+        pri = pri * 10 + b[i] - 0x30
+        i += 1
+    if i >= len(b) or b[i] != 0x3E or pri > 191:
+        return "[|syslog]"
+    fac, sev = pri >> 3, pri & 7
+    text = f"SYSLOG {SYSLOG_FACILITIES[fac] if fac < 24 else f'unknown ({fac})'}.{SYSLOG_SEVERITIES[sev]}, length: {length}"
+    if p.v:
+        text += "\n\tFacility " + f"{SYSLOG_FACILITIES[fac] if fac < 24 else 'unknown'} ({fac}), Severity {SYSLOG_SEVERITIES[sev]} ({sev})\n\tMsg: " + bytes(b[i + 1:length]).decode("latin-1").rstrip("\n")
+    return text
 
 
 def _sflow(b, length):
@@ -136,7 +162,7 @@ def txtproto(p, data, length, proto, cmds, second_token=False):
                 break
         return "".join(out)
     if print_this:
-        return proto + ": " + _txt_line(data, 0, n, "", proto)[0]
+        return proto + _txt_line(data, 0, n, ": ", proto)[0]
     return proto
 
 
@@ -209,7 +235,13 @@ def _name(msg, off, depth=0):
     return text, (end if end is not None else off)
 
 
+_PLAIN = bytes(c for c in range(0x21, 0x7F) if c not in (0x2E, 0x5C))
+
+
 def _label(b):
+    b = bytes(b)
+    if not b.translate(None, _PLAIN):         # nothing to escape
+        return b.decode("ascii")
     out = []
     for c in b:
         if c == 0x2E or c == 0x5C:

@@ -64,12 +64,13 @@ def ethernet(p, b, wirelen):
     etype = u16(b, 12)
     off = 14
     length = wirelen - 14
-    head = f"{mac(src)} > {mac(dst)}"
+    if etype == 0x0800 and not p.e:        # the common case first
+        return net.ipv4(p, b[14:], length), 14
     if etype <= 1500:
-        return _llc_frame(p, b, head, etype, wirelen)
+        return _llc_frame(p, b, f"{mac(src)} > {mac(dst)}", etype, wirelen)
     text = ""
     if p.e:
-        text = head + f", ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: "
+        text = f"{mac(src)} > {mac(dst)}, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: "
     while etype in (0x8100, 0x88A8, 0x9100):
         if len(b) < off + 4:
             return text + "[|vlan]", off
@@ -85,7 +86,7 @@ def ethernet(p, b, wirelen):
     body = by_ethertype(p, etype, data, length)
     if body is None:
         if not p.e:
-            text = head + f", ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " + text
+            text = f"{mac(src)} > {mac(dst)}, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " + text
         return text + hex_lines(data, True), off
     return text + body, off
 
@@ -98,9 +99,40 @@ def _llc_frame(p, b, head, l802, wirelen):
     dsap, ssap, ctrl = data[0], data[1], data[2]
     llc = (f"LLC, dsap {_sap(dsap)} (0x{dsap & 0xFE:02x}) {'Group' if dsap & 1 else 'Individual'}, "
            f"ssap {_sap(ssap)} (0x{ssap & 0xFE:02x}) {'Response' if ssap & 1 else 'Command'}, ctrl 0x{ctrl:02x}: ")
-    if p.e:
-        return text + llc + hex_lines(data[3:], True), 14
+    length = min(l802, wirelen - 14) - 3
+    if dsap == 0x42 and ssap == 0x42 and ctrl == 0x03:
+        return (text + llc if p.e else "") + stp(data[3:], length), 14
+    if dsap == 0xAA and ssap == 0xAA and ctrl == 0x03 and len(data) >= 8 and not any(data[3:6]):
+        etype = u16(data, 6)
+        body = by_ethertype(p, etype, data[8:], length - 5)
+        if body is not None:
+            snap = f"oui Ethernet (0x000000), ethertype {ethertype_name(etype)} (0x{etype:04x}), length {length - 5}: "
+            return text + llc[:-2] + ", " + snap + body if p.e else body, 14
     return text + llc + hex_lines(data[3:], True), 14
+
+
+STP_VERSIONS = {0: "802.1d", 2: "802.1w", 3: "802.1s", 4: "802.1aq"}
+STP_FLAGS = ((0x01, "Topology change"), (0x02, "Proposal"), (0x10, "Learn"), (0x20, "Forward"),
+             (0x40, "Agreement"), (0x80, "Topology change ACK"))
+
+
+def stp(b, length):
+    if len(b) < 4:
+        return "STP [|stp]"
+    ver, typ = b[2], b[3]
+    if ver not in STP_VERSIONS:
+        return f"STP Unknown STP protocol (0x{ver:04x})"
+    out = f"STP {STP_VERSIONS[ver]}, " + {0: "Config", 2: "Rapid STP", 0x80: "Topology Change"}.get(
+        typ, f"Unknown BPDU Type (0x{typ:02x})")
+    if typ == 0x80:
+        return out
+    if typ not in (0, 2) or len(b) < 27:
+        return out if typ not in (0, 2) else out + " [|stp]"
+    flags = ", ".join(name for bit, name in STP_FLAGS if b[4] & bit) or "none"
+    if typ == 0 or ver == 2:
+        bid = f"{b[17]:02x}{b[18]:02x}." + mac(b[19:25])
+        return out + f", Flags [{flags}], bridge-id {bid}.{u16(b, 25):04x}, length {length}"
+    return out + f", CIST Flags [{flags}], length {length}"
 
 
 _SAPS = {0x42: "STP", 0xFE: "OSI", 0xAA: "SNAP", 0xE0: "IPX", 0xF0: "NetBeui", 0x06: "IP", 0x00: "Null",

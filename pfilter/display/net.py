@@ -79,7 +79,7 @@ def ipv4(p, b, length):
     hlen = (b[0] & 0x0F) * 4
     if hlen < 20:
         return pre + f"bad-hlen {hlen}"
-    ip_len = u16(b, 2)
+    ip_len = (b[2] << 8) | b[3]
     if ip_len < hlen:
         return pre + f"bad-len {ip_len}"
     if ip_len > length:
@@ -88,9 +88,10 @@ def ipv4(p, b, length):
 
 
 def _ipv4_body(p, b, ip_len, hlen, length):
-    off = u16(b, 6)
+    off = (b[6] << 8) | b[7]
     proto = b[9]
-    src, dst = ip4(b[12:16]), ip4(b[16:20])
+    src = "%d.%d.%d.%d" % (b[12], b[13], b[14], b[15])
+    dst = "%d.%d.%d.%d" % (b[16], b[17], b[18], b[19])
     out = ""
     if p.v:
         tos = b[1]
@@ -289,14 +290,13 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
 
 # ----------------------------------------------------------------------------- ICMP
 
-ICMP_UNREACH = {0: "net {d} unreachable", 1: "host {d} unreachable", 2: "{d} protocol {pr} unreachable",
-                3: "{d} {prn} port {port} unreachable", 4: "{d} unreachable - need to frag",
-                5: "{d} unreachable - source route failed", 6: "{d} unreachable - unknown net",
-                7: "{d} unreachable - unknown host", 8: "{d} unreachable - source host isolated",
-                9: "net {d} unreachable - admin prohibited", 10: "host {d} unreachable - admin prohibited",
-                11: "net {d} unreachable - tos prohibited", 12: "host {d} unreachable - tos prohibited",
-                13: "{d} unreachable - admin prohibited filter", 14: "{d} unreachable - host precedence violation",
-                15: "{d} unreachable - precedence cutoff"}
+ICMP_UNREACH = {0: "net {d} unreachable", 1: "host {d} unreachable", 5: "{d} unreachable - source route failed",
+                6: "net {d} unreachable - unknown", 7: "host {d} unreachable - unknown",
+                8: "{d} unreachable - source host isolated", 9: "net {d} unreachable - admin prohibited",
+                10: "host {d} unreachable - admin prohibited", 11: "net {d} unreachable - tos prohibited",
+                12: "host {d} unreachable - tos prohibited", 13: "host {d} unreachable - admin prohibited filter",
+                14: "host {d} unreachable - host precedence violation",
+                15: "host {d} unreachable - precedence cutoff"}
 ICMP_SIMPLE = {4: "source quench", 9: "router advertisement", 10: "router solicitation",
                15: "information request", 16: "information reply", 17: "address mask request"}
 
@@ -391,13 +391,15 @@ def _icmp_unreach(b, code):
         if pr == 6:
             return f"{d} tcp port {port} unreachable"
         return f"{d} protocol {pr} port {port} unreachable"
+    if code == 2:
+        return f"{d} protocol {pr} unreachable"
     if code == 4:
         mtu = u16(b, 6)
         return f"{d} unreachable - need to frag (mtu {mtu})" if mtu else f"{d} unreachable - need to frag"
     fmt = ICMP_UNREACH.get(code)
     if fmt is None:
         return f"{d} unreachable - #{code}"
-    return fmt.format(d=d, pr=pr, prn="", port=0)
+    return fmt.format(d=d)
 
 
 def igmp(p, b, length):

@@ -2,6 +2,8 @@
 tcp_seq_hash: one entry per connection, both directions, started by a packet with ACK, restarted
 by SYN), window, options, length, the -v checksum, and the application printers by port.
 """
+import struct
+
 from ._util import checksum_report, ones_sum, u16, u32
 from . import apps
 
@@ -13,6 +15,7 @@ _OPT_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack",
               8: "TS", 11: "cc", 12: "ccnew", 13: "", 19: "md5", 20: "scps", 28: "uto", 29: "tcp-ao",
               30: "mptcp", 34: "tfo", 254: "exp"}
 M32 = 0xFFFFFFFF
+_TCP_HEADER = struct.Struct("!HHIIBBHHH").unpack_from
 
 
 def _pseudo_sum(info, proto, length):
@@ -24,16 +27,13 @@ def _pseudo_sum(info, proto, length):
 def tcp(p, b, length, src, dst, info):
     if len(b) < 4:
         return f"{src} > {dst}: [|tcp]"
-    sport, dport = u16(b, 0), u16(b, 2)
-    head = f"{src}.{sport} > {dst}.{dport}: "
     if len(b) < 20:
-        return head + "[|tcp]" if len(b) >= 4 else head
-    hlen = (b[12] >> 4) * 4
+        return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|tcp]"
+    sport, dport, seq, ack, hlen, flags, win, csum, urp = _TCP_HEADER(b)
+    head = f"{src}.{sport} > {dst}.{dport}: "
+    hlen = (hlen >> 4) * 4
     if hlen < 20:
         return head + f"tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]"
-    seq, ack = u32(b, 4), u32(b, 8)
-    flags = b[13]
-    win = u16(b, 14)
     if p.q:
         out = head + f"tcp {length - hlen}"
         if hlen > length:
@@ -43,11 +43,11 @@ def tcp(p, b, length, src, dst, info):
     thseq = thack = 0
     rev = False
     if not p.S and flags & 0x10:
-        rev = sport > dport or (sport == dport and bytes(info[1]) > bytes(info[2]))
+        rev = sport > dport or (sport == dport and info[1] > info[2])
         if rev:
-            key = (info[0], bytes(info[2]), bytes(info[1]), (dport << 16) | sport)
+            key = (info[2], info[1], (dport << 16) | sport)
         else:
-            key = (info[0], bytes(info[1]), bytes(info[2]), (sport << 16) | dport)
+            key = (info[1], info[2], (sport << 16) | dport)
         th = p.tcp_seq.get(key)
         if th is None or flags & 0x02:
             th = [seq, (ack - 1) & M32] if not rev else [(ack - 1) & M32, seq]
@@ -63,7 +63,7 @@ def tcp(p, b, length, src, dst, info):
     if hlen > length:
         return out + f" [bad hdr length {hlen} - too long, > {length}]"
     if p.v and not info[3] and len(b) >= length:
-        stored = u16(b, 16)
+        stored = csum
         ok, should = checksum_report(stored, ones_sum(b[:length], _pseudo_sum(info, 6, length)))
         out += f", cksum 0x{stored:04x}" + (" (correct)" if ok else f" (incorrect -> 0x{should:04x})")
     dlen = length - hlen
@@ -75,7 +75,7 @@ def tcp(p, b, length, src, dst, info):
         out += f", ack {ack}"
     out += f", win {win}"
     if flags & 0x20:
-        out += f", urg {u16(b, 18)}"
+        out += f", urg {urp}"
     if hlen > 20:
         opts = _options(b[20:hlen], hlen - 20, rev, thseq, thack)
         out += ", options [" + opts
@@ -212,10 +212,9 @@ def udp(p, b, length, src, dst, info):
     if ulen < 8:
         return head + f"truncated-udplength {ulen}"
     ulen -= 8
-    plen = length - 8
+    plen = min(ulen, length - 8)     # tcpdump trusts a UDP length beyond the IP payload (fragments)
     if ulen > plen:
-        return head + f"UDP, bad length {ulen} > {plen}"
-    plen = ulen
+        plen = ulen
     out = head
     if p.v and not info[3]:
         stored = u16(b, 6)
