@@ -47,7 +47,7 @@ def run_child(code, *args, env=None):
                           env=dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **(env or {})))
 
 
-def record_offsets(data, fmt):
+def record_offsets(fmt):
     """The file offset of every packet record, and the offset after the last one."""
     if fmt == "pcap":
         return list(np.cumsum([24] + [16 + len(p) for p in MANY]))
@@ -59,6 +59,7 @@ def record_offsets(data, fmt):
 
 TRUNCATED_WHILE_MAPPED = """
     import faulthandler, subprocess, sys
+    CUT = "import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))"
     if sys.argv[3] == "faulthandler-before":
         faulthandler.enable()           # as under pytest: the guard goes on top of faulthandler
     import pfilter
@@ -74,7 +75,7 @@ TRUNCATED_WHILE_MAPPED = """
                 if n == 16:             # another process cuts the file (copytruncate) mid-read
                     m = src.map
                     assert m is not None and len(cap._arr) == len(m)    # all of the file in one map
-                    subprocess.run(["truncate", "-s", str(cut), path], check=True)
+                    subprocess.run([sys.executable, "-c", CUT, path, str(cut)], check=True)
                     cap.batch_packets = 1 << 20         # the next scan runs across the cut
     except pfilter.CaptureFormatError as e:
         print(n, e.offset, src.map_fd is None, m.faulted, str(e))
@@ -90,7 +91,7 @@ TRUNCATED_WHILE_MAPPED = """
 def test_a_file_truncated_while_mapped_ends_like_a_truncated_file(tmp_path, fmt, where, handlers):
     data = CAPTURES[fmt]()
     path = write(tmp_path, f"mapped-{where}-{handlers}.{fmt}", data)
-    offsets = record_offsets(data, fmt)
+    offsets = record_offsets(fmt)
     # the scanner's reads past the new end fault (SIGBUS, caught), except in the rest of the new
     # last page, which the kernel fills with zeros
     cut = {"page": len(data) // 2 // 4096 * 4096, "mid-page": len(data) // 2 + 5,
@@ -146,13 +147,14 @@ def test_a_classify_of_a_file_truncated_while_mapped_gives_the_intact_part(tmp_p
         import subprocess, sys
         import pfilter
         from pfilter.capture import reader
+        CUT = "import os, sys; os.truncate(sys.argv[1], int(sys.argv[2]))"
         path, cut = sys.argv[1], int(sys.argv[2])
         scan = reader.Capture._scan_pcap
         calls = [0]
         def cutting(self):
             calls[0] += 1
             if calls[0] == 2:
-                subprocess.run(["truncate", "-s", str(cut), path], check=True)
+                subprocess.run([sys.executable, "-c", CUT, path, str(cut)], check=True)
             return scan(self)
         reader.Capture._scan_pcap = cutting
         init = reader.Capture.__init__
@@ -170,7 +172,7 @@ def test_a_classify_of_a_file_truncated_while_mapped_gives_the_intact_part(tmp_p
     n, offset, message = child.stdout.split(" ", 2)
     _dlt, _snap, want, want_err = ref.read_capture(str(path))
     assert int(n) == len(want) and want_err in message
-    assert int(offset) == record_offsets(data, "pcap")[len(want)]
+    assert int(offset) == record_offsets("pcap")[len(want)]
 
 
 # ----------------------------------------------------------------------------- SIGBUS that is not ours
@@ -298,7 +300,7 @@ def test_a_file_object_handed_over_mid_file_is_mapped_from_there(tmp_path):
             with pfilter.open(f, window_bytes=16384) as cap:
                 got = [(b.packet(i), int(b.file_offsets[i])) for b in cap for i in range(len(b))]
         assert [p for p, _ in got] == MANY
-        assert [o for _, o in got] == record_offsets(data, "pcap")[:-1]
+        assert [o for _, o in got] == record_offsets("pcap")[:-1]
 
 
 def test_when_every_guard_slot_is_taken_the_reader_reads_instead(tmp_path):
