@@ -51,6 +51,8 @@ def udp_app(p, sport, dport, data, length):
         return _syslog(p, data, length)
     if 6343 in ports and not p.v:
         return _sflow(data, length)
+    # Divergence: tcpdump decodes many more UDP protocols by port (SNMP, NFS, RIP, ISAKMP, ...);
+    # pfilter prints its generic UDP line for them.
     return f"UDP, length {length}"
 
 

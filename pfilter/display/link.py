@@ -85,6 +85,8 @@ def ethernet(p, b, wirelen):
     data = b[off:]
     body = by_ethertype(p, etype, data, length)
     if body is None:
+        # Divergence: an EtherType pfilter does not decode (LLDP, PTP, IPX, ...) is printed as
+        # tcpdump prints one it has no printer for: the Ethernet header, then the bytes in hex.
         if not p.e:
             text = f"{mac(src)} > {mac(dst)}, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " + text
         return text + hex_lines(data, True), off
@@ -315,6 +317,8 @@ def describe(p, linktype, b, wirelen):
         return chdlc(p, b, wirelen)
     if linktype == 239:
         return nflog(p, b, wirelen)
+    # Divergence: tcpdump has printers for many more link types (802.11/radiotap, ARCnet, IPoIB,
+    # DSA tags, ...); pfilter prints them as tcpdump prints a link type it cannot decode.
     return None, len(b)
 
 

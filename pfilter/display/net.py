@@ -285,6 +285,8 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
         return head + igmp(p, data, length)
     if proto == 59:
         return head + "no next header"     # tcpdump: IPv6 "no next header"
+    # Divergence: tcpdump decodes GRE, OSPF, PIM, VRRP, SCTP, ...; pfilter prints them as tcpdump
+    # prints an IP protocol it has no printer for.
     return head + f"ip-proto-{proto} {length}"
 
 
