@@ -61,7 +61,7 @@ else:
 
 def compile(expr: str, linktype: LinkTypeArg = "EN10MB", snaplen: int = 262144,
             optimize: OptimizeArg = True, *, netmask: int | None = None, swapped: bool = False,
-            savefile: bool = True) -> Program:
+            savefile: bool = True, backend: Literal["vm", "native", "auto"] = "vm") -> Program:
     """Compile a pcap-filter expression into a validated Program (libpcap 1.10.3's meaning).
 
     linktype: the link type the packets have, a DLT name or number ("EN10MB", "RAW", 1, ...).
@@ -73,11 +73,13 @@ def compile(expr: str, linktype: LinkTypeArg = "EN10MB", snaplen: int = 262144,
     swapped: the capture was written by a host of the other byte order (NULL and ENC headers
     then hold the address family in that order).
     savefile: False compiles as libpcap does without a capture file (`tcpdump -y DLT -d`).
+    backend: what runs the Program's batches (pfilter.backend): "vm", "native" (machine code,
+    the `native` extra) or "auto" (native code for large batches where llvmlite is installed).
     Raises FilterSyntaxError (with the position) or FilterError."""
     from .compiler.driver import compile_expression
     prog: Program = compile_expression(expr, linktype=linktype, snaplen=snaplen, optimize=optimize,
                                        netmask=netmask, swapped=swapped, savefile=savefile)
-    return prog
+    return prog if backend == "vm" else prog.with_backend(backend)
 
 
 @overload
@@ -167,7 +169,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 batch_bytes: int | None = None,
                 on_batch: Callable[[PacketBatch, NDArray[np.int64]], object] | None = None,
                 compiler: Callable[..., Program] | None = None, truncate: int | None = None,
-                dedup: int | bool | None = None, rotate: Any = None) -> FilterStats:
+                dedup: int | bool | None = None, rotate: Any = None,
+                backend: Literal["vm", "native", "auto"] | None = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -193,6 +196,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     rotate: tcpdump's -C/-G/-W as pfilter.capture.rotate.Rotation(size=BYTES, seconds=S,
     files=W) or a dict of those; the files are named from dst as tcpdump names them.
     A dst ending in .gz, .zst, .xz or .bz2 is compressed (.zst needs the zstd extra).
+    backend: "vm", "native" or "auto" (as for pfilter.compile; None: a Program's own, else "vm").
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
@@ -203,7 +207,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                                       optimize=optimize, progress=progress, format=format,
                                       ts_resolution=ts_resolution, batch_packets=batch_packets,
                                       on_batch=on_batch, compiler=compiler, truncate=truncate,
-                                      dedup=dedup, rotate=rotate, **extra)
+                                      dedup=dedup, rotate=rotate, backend=backend, **extra)
     return stats
 
 

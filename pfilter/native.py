@@ -385,6 +385,10 @@ class NativeProgram:
         self.compile_seconds = 0.0 if cached else seconds
         self._per_call = max(1, CHUNK_WORK // max(1, len(program)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # machine code does not travel: a pickled NativeProgram is compiled again where it lands
+        return (jit, (self.program,))
+
     def __len__(self) -> int:
         return len(self.program)
 

@@ -140,7 +140,7 @@ class Program:
     (code u2, jt u1, jf u1, k u4), laid out exactly like `struct bpf_insn`."""
 
     __slots__ = ("instructions", "_raw", "_decoded", "_clear_mem", "_tuples", "_rejects_all", "linktype",
-                 "snaplen", "source")
+                 "snaplen", "source", "backend", "_native")
 
     instructions: NDArray[np.void]
     linktype: int | None
@@ -174,6 +174,8 @@ class Program:
         self.linktype = linktype
         self.snaplen = snaplen
         self.source = source
+        self.backend = "vm"      # pfilter.backend: which engine runs it (with_backend)
+        self._native = None      # its NativeProgram, once jit() made it
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -225,6 +227,15 @@ class Program:
         return cls.from_tuples(insns, **meta)
 
     # ------------------------------------------------------------------ views
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # native code does not travel (pickle, copy): the copy compiles its own on first use
+        return None, {s: getattr(self, s) for s in self.__slots__ if s != "_native" and hasattr(self, s)}
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        for name, value in state[1].items():
+            setattr(self, name, value)
+        self._native = None
+
     def __len__(self) -> int:
         return len(self._tuples)
 
@@ -281,9 +292,34 @@ class Program:
                     self._rejects_all = bool(rejects_all(self._tuples))
         return self._rejects_all
 
+    # ------------------------------------------------------------------ engines
+    def jit(self) -> Any:
+        """Machine code for this program (pfilter.native.NativeProgram, needs the `native` extra:
+        llvmlite): the same run / run_batch / run_indexed / match_batch, identical results;
+        cached in memory by program hash."""
+        if self._native is None:
+            from .native import jit
+            self._native = jit(self)
+        return self._native
+
+    def with_backend(self, backend: Literal["vm", "native", "auto"]) -> Program:
+        """This program, run by `backend` ("vm", "native" or "auto", see pfilter.backend) from
+        run_batch / run_indexed / match_batch (and run, for "native")."""
+        import copy
+        from . import backend as _backend
+        if _backend.check(backend) == "native":
+            _backend.require_native()
+        if backend == self.backend:
+            return self
+        twin = copy.copy(self)
+        twin.backend = backend
+        return twin
+
     # ------------------------------------------------------------------ running
     def run(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> int:
         """The program's return value (0 = reject) on one packet; wirelen defaults to len(packet)."""
+        if self.backend == "native":
+            return int(self.jit().run(packet, wirelen))
         packet = packet_bytes(packet)
         wl = len(packet) if wirelen is None else _wirelen(wirelen)
         if _cvm is not None and self._decoded is not None:
@@ -294,6 +330,8 @@ class Program:
         """One uint32 return value per packet of a PacketBatch."""
         data, offsets, caplen, wirelen = _arrays(batch, "run_batch")
         n = len(offsets)
+        if self.backend != "vm" and _use_native(self.backend, n):
+            return self.jit().run_batch(batch, out)  # type: ignore[no-any-return]
         out = np.empty(n, dtype=np.uint32) if out is None else _out(out, n)
         if _cvm is not None and self._decoded is not None:
             bad = _cvm.run_batch(self._decoded, self._clear_mem, data, offsets, caplen, wirelen, out)
@@ -311,6 +349,8 @@ class Program:
         out[index]; out is a uint32 array of len(batch)."""
         data, offsets, caplen, wirelen = _arrays(batch, "run_indexed")
         n = len(offsets)
+        if self.backend != "vm" and _use_native(self.backend, int(np.size(index))):
+            return self.jit().run_indexed(batch, index, out)  # type: ignore[no-any-return]
         index = _indices(index, n)
         out = _out(out, n)
         if _cvm is not None and self._decoded is not None:
@@ -346,6 +386,11 @@ class Program:
         if bad >= 0:
             raise batch.bounds_error(bad)
         return steps
+
+
+def _use_native(backend: str, packets: int) -> bool:
+    from .backend import use_native
+    return use_native(backend, packets)
 
 
 def _arrays(batch: object, what: str) -> tuple[Any, Any, Any, Any]:

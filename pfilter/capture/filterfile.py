@@ -52,6 +52,7 @@ class ProgramSet:
         self.forced_linktype = linktype
         self.compiler = compiler
         self._programs = {}
+        self.native = False      # run the programs as native code (pfilter.backend decides)
 
     def for_linktype(self, linktype, snaplen=None, swapped=False):
         """The Program for a link type, compiled as `tcpdump -r` does for a savefile: netmask 0
@@ -70,16 +71,20 @@ class ProgramSet:
             self._programs[key] = prog
         return prog
 
+    def _engine(self, linktype, snaplen, swapped):
+        prog = self.for_linktype(linktype, snaplen, swapped)
+        return prog.jit() if self.native else prog
+
     def match(self, batch, snaplen=None, swapped=False):
         """Bool mask of the batch's packets the expression accepts."""
         if batch.linktypes is None or self.forced_linktype is not None:
-            return self.for_linktype(batch.linktype, snaplen, swapped).match_batch(batch)
+            return self._engine(batch.linktype, snaplen, swapped).match_batch(batch)
         kinds = np.unique(batch.linktypes)
         if len(kinds) == 1:
-            return self.for_linktype(int(kinds[0]), snaplen, swapped).match_batch(batch)
+            return self._engine(int(kinds[0]), snaplen, swapped).match_batch(batch)
         mask = np.zeros(len(batch), dtype=bool)
         for lt in kinds:
-            mask |= self.for_linktype(int(lt), snaplen, swapped).match_batch(batch) & (batch.linktypes == lt)
+            mask |= self._engine(int(lt), snaplen, swapped).match_batch(batch) & (batch.linktypes == lt)
         return mask
 
 
@@ -152,7 +157,7 @@ def _path(p):
 def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
-                dedup=None, rotate=None):
+                dedup=None, rotate=None, backend=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -174,7 +179,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     captured bytes equal one of the W - 1 packets before it, as `editcap -D W`. rotate: a
     pfilter.capture.rotate.Rotation (or dict: size bytes, seconds, files) for tcpdump's -C/-G/-W
     (dst is then the name the files' names are made from). A dst ending in .gz, .zst, .xz or
-    .bz2 is compressed.
+    .bz2 is compressed. backend: "vm", "native" or "auto" (pfilter.backend; None: the Program's
+    own, else "vm").
 
     The output's snapshot length is the input's; with several inputs, the largest of theirs
     (read from their headers before writing), so that no reader cuts a record of a later input.
@@ -196,16 +202,21 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
         with interruptible((signal.SIGINT,)):
             return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
                                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler,
-                                (truncate, dedup, rotate))
+                                (truncate, dedup, rotate), backend)
     finally:
         close_progress()
 
 
 def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
-                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None)):
+                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None),
+                 backend=None):
     started = time.perf_counter()
     stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
+    from ..backend import use_native
+    if backend is None:
+        backend = getattr(expr, "backend", "vm")
+    programs.native = use_native(backend, nbytes=sum(_size(s) for s in sources))
     truncate, dedup, rotate = edits
     if rotate is not None and dst is None:
         raise FilterError("rotating output files (-C/-G) needs an output file (-w)")
@@ -213,7 +224,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     from .split import check_dedup, check_snaplen
     truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)
     plain = truncate is None and not dedup and rotate is None
-    if on_batch is None and batch_packets is None and not dedup:
+    if on_batch is None and batch_packets is None and not dedup and not programs.native:
         # --snaplen and -C rotation too (pcap to pcap); not --dedup or -G
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
