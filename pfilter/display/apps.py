@@ -49,6 +49,12 @@ def udp_app(p, sport, dport, data, length):
         return dns(p, data, length, True)
     if 514 in ports:
         return _syslog(p, data, length)
+    if 520 in ports:
+        return _rip(data, length)
+    if 1985 in ports:
+        return _hsrp(data, length)
+    if 3784 in ports or 4784 in ports:
+        return _bfd(data, length, 4784 in ports and 3784 not in ports)
     if 6343 in ports and not p.v:
         return _sflow(data, length)
     # Divergence: tcpdump decodes many more UDP protocols by port (SNMP, NFS, RIP, ISAKMP, ...);
@@ -75,6 +81,50 @@ def _syslog(p, b, length):
     if p.v:
         text += "\n\tFacility " + f"{SYSLOG_FACILITIES[fac] if fac < 24 else 'unknown'} ({fac}), Severity {SYSLOG_SEVERITIES[sev]} ({sev})\n\tMsg: " + bytes(b[i + 1:length]).decode("latin-1").rstrip("\n")
     return text
+
+
+def _rip(b, length):
+    if len(b) < 2:
+        return "RIP [|rip]"
+    cmd = {1: "Request", 2: "Response", 3: "Trace on", 4: "Trace off", 5: "Poll", 6: "Poll Entry"}.get(
+        b[0], f"unknown command ({b[0]})")
+    return f"RIPv{b[1]}, {cmd}, length: {length}"
+
+
+HSRP_STATES = {0: "initial", 1: "learn", 2: "listen", 4: "speak", 8: "standby", 16: "active"}
+
+
+def _hsrp(b, length):
+    if len(b) < 1:
+        return "HSRP [|hsrp]"
+    out = f"HSRPv{b[0]}"
+    if b[0] != 0:
+        return out
+    if len(b) < 8:
+        return out + " [|hsrp]"
+    op = {0: "hello", 1: "coup", 2: "resign"}.get(b[1], f"unknown ({b[1]})")
+    out += f"-{op} {length}: state={HSRP_STATES.get(b[2], f'Unknown ({b[2]})')} group={b[6]} "
+    if b[7]:
+        out += f"[reserved={b[7]}!] "
+    if len(b) < 20:
+        return out + " [|hsrp]"
+    return out + f"addr={ip4(b[16:20])}"
+
+
+BFD_STATES = {0: "AdminDown", 1: "Down", 2: "Init", 3: "Up"}
+BFD_FLAGS = ((0x20, "Poll"), (0x10, "Final"), (0x08, "Control Plane Independent"),
+             (0x04, "Authentication Present"), (0x02, "Demand"), (0x01, "Multipoint"))
+
+
+def _bfd(b, length, multihop):
+    if len(b) < 2:
+        return "BFD [|bfd]"
+    ver = b[0] >> 5
+    if ver != 1:
+        return f"BFDv{ver}, length: {length}"
+    flags = ", ".join(n for bit, n in BFD_FLAGS if b[1] & bit) or "none"
+    return (f"BFDv1, {'Multihop' if multihop else 'Control'}, State {BFD_STATES[b[1] >> 6]}, "
+            f"Flags: [{flags}], length: {length}")
 
 
 def _sflow(b, length):

@@ -22,6 +22,8 @@ def by_ethertype(p, etype, b, length):
         return net.arp(p, b, length, rarp=True)
     if etype in (0x8847, 0x8848):
         return mpls(p, b, length)
+    if etype == 0x88CC:
+        return f"LLDP, length {length}"
     return None
 
 

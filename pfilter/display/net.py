@@ -117,7 +117,7 @@ def _ipv4_body(p, b, ip_len, hlen, length):
     plen = ip_len - hlen
     if off & 0x1FFF:
         return out + f"{src} > {dst}: ip-proto-{proto}"
-    info = (4, b[12:16], b[16:20], bool(off & 0x3FFF))
+    info = (4, b[12:16], b[16:20], bool(off & 0x3FFF), b[8])
     return out + demux(p, proto, payload, plen, src, dst, info)
 
 
@@ -179,7 +179,7 @@ def ipv6(p, b, length):
     pos = 0
     addrs = f"{src} > {dst}: "
     printed_addrs = False
-    info = [6, b[8:24], b[24:40], False]
+    info = [6, b[8:24], b[24:40], False, b[7]]
     while True:
         if nh in (0, 60):
             if len(data) < pos + 2:
@@ -283,6 +283,14 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
         return head + text + rest
     if proto == 2:
         return head + igmp(p, data, length)
+    if proto == 47:
+        return head + gre(p, data, length)
+    if proto == 112:
+        return head + vrrp(data, length, info[4])
+    if proto == 103:
+        return head + pim(data, length)
+    if proto == 88:
+        return head + eigrp(data, length, p.v)
     if proto == 59:
         return head + "no next header"     # tcpdump: IPv6 "no next header"
     # Divergence: tcpdump decodes GRE, OSPF, PIM, VRRP, SCTP, ...; pfilter prints them as tcpdump
@@ -519,3 +527,96 @@ def icmp6(p, b, length, info):
                     out += f" max resp delay: {u16(b, 4)} addr: {grp}"
     out += f", length {length}"
     return out
+
+
+# ----------------------------------------------------------------------------- GRE, VRRP, PIM, EIGRP
+
+_GRE_FLAGS = ((0x8000, "checksum present"), (0x4000, "routing present"), (0x2000, "key present"),
+              (0x1000, "sequence# present"), (0x0800, "strict source route"), (0x0080, "acknowledgment# present"))
+
+
+def gre(p, b, length):
+    if len(b) < 4:
+        return "GRE [|gre]"
+    flags, proto = u16(b, 0), u16(b, 2)
+    ver = flags & 7
+    out = f"GREv{ver}"
+    if ver != 0:
+        return out + f", length {length}" if ver != 1 else out + " [|gre]"
+    if p.v:
+        out += ", Flags [" + (", ".join(n for bit, n in _GRE_FLAGS if flags & bit) or "none") + "]"
+    off = 4
+    if flags & 0xC000:
+        if len(b) < off + 4:
+            return out + " [|gre]"
+        if p.v:
+            out += f", sum 0x{u16(b, off):x}"
+        if flags & 0x4000:
+            out += f", off 0x{u16(b, off + 2):x}"
+        off += 4
+    if flags & 0x2000:
+        if len(b) < off + 4:
+            return out + " [|gre]"
+        out += f", key=0x{u32(b, off):x}"
+        off += 4
+    if flags & 0x1000:
+        if len(b) < off + 4:
+            return out + " [|gre]"
+        out += f", seq {u32(b, off)}"
+        off += 4
+    if flags & 0x4000:
+        return out + f", length {length}: [routing]"
+    out += f", length {length}: "
+    inner = b[off:]
+    if proto == 0x0800:
+        return out + ipv4(_NoE(p), inner, length - off)
+    if proto == 0x86DD:
+        return out + ipv6(_NoE(p), inner, length - off)
+    if proto == 0x6558:
+        from .link import ethernet
+        return out + ethernet(p, inner, length - off)[0]
+    return out + f"gre-proto-0x{proto:x}"
+
+
+def vrrp(b, length, ttl):
+    if len(b) < 6:
+        return "VRRP [|vrrp]"
+    ver, typ = b[0] >> 4, b[0] & 0x0F
+    out = f"VRRPv{ver}, " + ("Advertisement" if typ == 1 else f"unknown type {typ}")
+    if ttl != 255:
+        out += f", (ttl {ttl})"
+    if ver not in (2, 3) or typ != 1:
+        return out
+    out += f", vrid {b[1]}, prio {b[2]}"
+    if ver == 2:
+        auth = {0: "none", 1: "simple", 2: "ah"}.get(b[4])
+        return out + f", authtype {auth}, intvl {b[5]}s, length {length}"
+    return out + f", intvl {((b[4] & 0x0F) << 8) | b[5]}cs, length {length}"
+
+
+PIM_TYPES = {0: "Hello", 1: "Register", 2: "Register Stop", 3: "Join / Prune", 4: "Bootstrap", 5: "Assert",
+             6: "Graft", 7: "Graft Acknowledgement", 8: "Candidate RP Advertisement", 9: "Prune Refresh",
+             10: "DF Election", 11: "ECMP Redirect"}
+
+
+def pim(b, length):
+    if len(b) < 1:
+        return "PIM [|pim]"
+    ver, typ = b[0] >> 4, b[0] & 0x0F
+    if ver != 2:
+        return f"PIMv{ver}"
+    return f"PIMv2, {PIM_TYPES.get(typ, 'Unknown Type')}, length {length}"
+
+
+EIGRP_OPCODES = {1: "Update", 2: "Request", 3: "Query", 4: "Reply", 5: "Hello", 6: "IPX SAP", 10: "SIA Query",
+                 11: "SIA Reply"}
+
+
+def eigrp(b, length, verbose):
+    if len(b) < 20:
+        return "EIGRP [|eigrp]"
+    if b[0] != 2:
+        return f"EIGRP version {b[0]} packet not supported"
+    if verbose:
+        return None or f"EIGRP {EIGRP_OPCODES.get(b[1], f'unknown ({b[1]})')}, length: {length}"
+    return f"EIGRP {EIGRP_OPCODES.get(b[1], f'unknown ({b[1]})')}, length: {length}"
