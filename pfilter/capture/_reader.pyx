@@ -423,15 +423,16 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, int64_t base, uint32_t m
 # A memory map of a file kills the process with SIGBUS when the file is truncated under it and a
 # page past the new end is read (log rotation with copytruncate does exactly that). The reader
 # maps plain files anyway (reading them costs no copy out of the page cache), but only through
-# GuardedMap: one process-wide SIGBUS handler, installed with the first map, knows every live
-# map's address range. A fault inside one of them maps anonymous zero pages over the rest of
-# that range and sets the range's `faulted` flag: the load is retried and reads zeros. The
-# reader checks the flag and the file's size after every scan (the tail of the new last page
-# reads as zeros without a fault) and reads the rest of a cut file with pread, whose short reads
-# end it like any truncated file. Any other SIGBUS goes to the handler that was
-# there before, as the kernel would have delivered it (its flags and mask honoured; the
-# default action or SIG_IGN by restoring the default and raising the signal again), so that
-# faulthandler, ASan or the plain default still see faults that are not ours.
+# GuardedMap: one process-wide SIGBUS handler, installed with the first map (and put back on top
+# before each scan of a map, should another have been installed since), knows every live map's
+# address range. A fault inside one of them maps anonymous zero pages over the rest of that range
+# and sets the range's `faulted` flag: the load is retried and reads zeros. The reader checks the
+# flag and the file's size after every scan (the tail of the new last page reads as zeros without
+# a fault) and reads the rest of a cut file with pread, whose short reads end it like any
+# truncated file. Any other SIGBUS goes to the action that was there before, as the kernel would
+# have delivered it (a handler with its flags and mask; the default action, and SIG_IGN for a
+# fault, by restoring the default and raising the signal again), so that faulthandler, ASan or
+# the plain default still see faults that are not ours.
 #
 # The range table is fixed (GUARD_SLOTS entries, so the handler never allocates or locks) and
 # written under a per-slot sequence lock with atomic stores: maps are made and dropped in any
