@@ -27,18 +27,22 @@ def pytest_runtest_setup(item):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Name the tests skipped for lack of the third-party corpus (one line per test function)."""
+    """Name the tests skipped for lack of third-party files outside the repository (the corpus,
+    $PFILTER_CORPUS; libseccomp's tools, $PFILTER_REFERENCE): one line per test function."""
+    import re
     names = {}
     for rep in terminalreporter.stats.get("skipped", []):
         reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-        if "corpus" in reason:
-            name = rep.nodeid.split("[", 1)[0]
-            names[name] = names.get(name, 0) + 1
+        setting = re.search(r"\(set (PFILTER_[A-Z_]+)", reason)
+        if setting:
+            key = (rep.nodeid.split("[", 1)[0], setting.group(1))
+            names[key] = names.get(key, 0) + 1
     if names:
-        terminalreporter.write_sep("-", f"{sum(names.values())} tests skipped: no corpus at {reference.CORPUS} "
-                                        "(PFILTER_CORPUS)")
-        for name, n in sorted(names.items()):
-            terminalreporter.write_line(f"{name}" + (f" ({n} cases)" if n > 1 else ""))
+        settings = sorted({v for _, v in names})
+        terminalreporter.write_sep("-", f"{sum(names.values())} tests skipped: third-party files missing "
+                                        f"(corpus: {reference.CORPUS}; set {', '.join(settings)})")
+        for (name, setting), n in sorted(names.items()):
+            terminalreporter.write_line(f"{name}" + (f" ({n} cases)" if n > 1 else "") + f"  [{setting}]")
 
 
 @pytest.fixture(params=["cython", "python"])
