@@ -81,6 +81,10 @@ def build_parser():
                         "are then ignored")
     p.add_argument("--count", dest="count_only", action="store_true",
                    help="print only the number of matching packets")
+    p.add_argument("--backend", choices=("vm", "native", "auto"), default="vm",
+                   help="what runs the filter: the VM (default), native code (needs llvmlite: "
+                        "pip install 'pfilter-bpf[native]'), or auto (native code for large inputs "
+                        "where llvmlite is installed)")
     p.add_argument("-n", dest="numeric", action="store_true",
                    help="do not resolve addresses (pfilter never does; accepted for tcpdump habits)")
     p.add_argument("--quiet", dest="quiet", action="store_true",
@@ -638,6 +642,9 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     if args.write is None and (truncate or dedup or rotate):
         raise FilterError("-C, -G, --snaplen and --dedup shape the output file: give -w FILE")
     fast_ok = not dedup and not (rotate and rotate["seconds"])     # --snaplen and -C: fast path too
+    from .backend import use_native
+    from .capture.filterfile import _size
+    fast_ok = fast_ok and not use_native(args.backend, nbytes=sum(_size(s) for s in sources))  # VM only
     if fast_ok and len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
         # One plain pcap file to copy or count: the fast path, numpy-free (None: not for this input).
         from .capture.fastpath import fast_filter_file
@@ -691,7 +698,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
                             format=args.format, ts_resolution=out_res, on_batch=printer,
-                            compiler=cached_compile, truncate=truncate, dedup=dedup, rotate=rotate)
+                            compiler=cached_compile, truncate=truncate, dedup=dedup, rotate=rotate,
+                            backend=args.backend)
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
         if bar is not None:

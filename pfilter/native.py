@@ -56,8 +56,9 @@ PREFETCH_LINES = 2
 PREFETCH_LOCALITY = 0
 
 
-class NativeUnavailableError(ImportError):
-    """Native code was asked for but llvmlite is not installed (or cannot generate code here)."""
+class NativeUnavailableError(FilterError, ImportError):
+    """Native code was asked for but llvmlite is not installed (or cannot generate code here).
+    A FilterError (the CLI prints it as one line) and an ImportError (a missing extra)."""
 
 
 _lock = threading.RLock()
