@@ -219,7 +219,7 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
              progress: ProgressArg = None, split: PathArg | None = None, first_match: bool = False,
              unmatched: PathArg | None = None, format: CaptureFormat | None = None,
              truncate: int | None = None, dedup: int | bool | None = None,
-             rotate: Any = None) -> Classification:
+             rotate: Any = None, backend: Literal["vm", "native", "auto"] = "vm") -> Classification:
     """Evaluate many named filters over every packet of `source` in one pass; returns a
     Classification (per-rule counts and bytes, the packets x rules matrix, labels).
 
@@ -250,11 +250,14 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     `inapplicable` lists it (with `linktype` given, it is an error instead). A damaged capture
     raises CaptureFormatError after the packets before the damage were classified; its
     `partial` attribute is the Classification of those packets. File-system failures raise
-    the matching OSError."""
+    the matching OSError.
+    backend: "vm", "native" or "auto" (pfilter.backend) for a single rule; a rule set runs the
+    shared-test engine (pfilter._classify) whatever the backend."""
     from .classifier import classify as _classify
     result: Classification = _classify(source, rules, linktype=linktype, order=order, default=default,
                                        packed=packed, counts_only=counts_only, optimize=optimize,
                                        snaplen=snaplen, threads=threads, progress=progress,
                                        split=split, first_match=first_match, unmatched=unmatched,
-                                       format=format, truncate=truncate, dedup=dedup, rotate=rotate)
+                                       format=format, truncate=truncate, dedup=dedup, rotate=rotate,
+                                       backend=backend)
     return result

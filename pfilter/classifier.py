@@ -846,6 +846,8 @@ class _RuleSet:
                                                      snaplen=self.snaplen))
             # one rule gains nothing from the engine: the VM runs it alone
             eng = plan(progs).engine() if _engine is not None and len(progs) > 1 else None
+            if eng is None and getattr(self, "backend", "vm") != "vm":   # pfilter.backend
+                progs = [p.with_backend(self.backend) for p in progs]
             entry = self._by_linktype[linktype] = (progs, eng)
         return entry
 
@@ -912,7 +914,7 @@ def _row_any(out):
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
              counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None,
              split=None, first_match=False, unmatched=None, format=None, truncate=None,
-             dedup=None, rotate=None):
+             dedup=None, rotate=None, backend="vm"):
     """Evaluate many named filters over every packet of `source` in one pass.
 
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
@@ -958,6 +960,10 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
         from .linktypes import linktype_number
         linktype = linktype_number(linktype)
     ruleset = _RuleSet(pairs, optimize, snaplen, forced_linktype=linktype is not None)
+    from .backend import check, require_native
+    ruleset.backend = check(backend)   # native code runs a single rule; rule sets use the engine
+    if backend == "native":
+        require_native()
     nr = len(pairs)
     width = (nr + 7) // 8 if packed else nr
     counts = np.zeros(nr, dtype=np.int64)
