@@ -112,23 +112,20 @@ class Printer:
     def format(self, packet, linktype, ts_ns, wirelen=None):
         """One packet's full text (its lines, without the final newline), as tcpdump -n."""
         self.count += 1
-        packet = bytes(packet)
+        if type(packet) is not bytes:
+            packet = bytes(packet)
         caplen = len(packet)
         wirelen = caplen if wirelen is None else int(wirelen)
-        bad = []
-        if caplen == 0:
-            bad.append(" caplen==0")
-        if wirelen == 0:
-            bad.append(" len==0")
-        elif wirelen < caplen:
-            bad.append(f" len({wirelen}) < caplen({caplen})")
-        if self.snaplen and caplen > self.snaplen:
-            bad.append(f" caplen({caplen}) > snapshot_length({self.snaplen})")
-        if bad:
-            return "[Invalid header:" + ",".join(bad) + "]"
+        if not caplen or wirelen < caplen or not wirelen or (self.snaplen and caplen > self.snaplen):
+            return self._invalid(caplen, wirelen)
         head = f"{self.count:5d}  " if self.number else ""
         head += self.stamp(int(ts_ns))
-        text, hdrlen = self.describe(packet, linktype, wirelen)
+        try:
+            text, hdrlen = link.describe(self, linktype, packet, wirelen)
+        except Exception:       # a printer ran off a damaged packet: tcpdump's truncation mark
+            text, hdrlen = " [|pfilter]", caplen
+        if text is None:
+            text, hdrlen = "UNSUPPORTED" + hex_lines(packet, True), caplen
         if self.X:
             data = packet if self.X > 1 else packet[hdrlen:]
             text += hex_lines(data, True)
@@ -141,20 +138,35 @@ class Printer:
                 text += ascii_dump(data)
         return head + text
 
+    def _invalid(self, caplen, wirelen):
+        """tcpdump's line for a record whose header cannot be right (no time stamp, no decoding)."""
+        bad = []
+        if caplen == 0:
+            bad.append(" caplen==0")
+        if wirelen == 0:
+            bad.append(" len==0")
+        elif wirelen < caplen:
+            bad.append(f" len({wirelen}) < caplen({caplen})")
+        if self.snaplen and caplen > self.snaplen:
+            bad.append(f" caplen({caplen}) > snapshot_length({self.snaplen})")
+        return "[Invalid header:" + ",".join(bad) + "]"
+
     def write_batch(self, batch, indices, out):
-        """Print the packets `indices` of a PacketBatch to the text stream `out` (one write)."""
+        """Print the packets `indices` of a PacketBatch to the text stream `out` (one write).
+        Only those packets' bytes are read; their fields come from the batch's arrays at once."""
+        if isinstance(indices, range) and indices.step == 1:
+            sel = slice(indices.start, indices.stop)
+        else:
+            sel = indices if hasattr(indices, "dtype") else list(indices)
+        offsets = batch.offsets[sel].tolist()
+        caplens = batch.caplen[sel].tolist()
+        wirelens = batch.wirelen[sel].tolist()
+        stamps = batch.timestamps[sel].tolist()
+        lts = [batch.linktype] * len(offsets) if batch.linktypes is None else batch.linktypes[sel].tolist()
         data = memoryview(batch.data)
-        offsets, caplens = batch.offsets, batch.caplen
-        wirelens, stamps = batch.wirelen, batch.timestamps
-        lts = batch.linktypes
-        lt = batch.linktype
         fmt = self.format
-        parts = []
-        for i in indices:
-            i = int(i)
-            o = int(offsets[i])
-            parts.append(fmt(data[o:o + int(caplens[i])].tobytes(), lt if lts is None else int(lts[i]),
-                             int(stamps[i]), int(wirelens[i])))
+        parts = [fmt(data[o:o + c].tobytes(), lt, ts, w)
+                 for o, c, w, ts, lt in zip(offsets, caplens, wirelens, stamps, lts)]
         if parts:
             parts.append("")
             out.write("\n".join(parts))
