@@ -28,6 +28,7 @@ for _rank, (_ports, _fn) in enumerate((
         ((25,), lambda p, d, n: ": " + txtproto(p, d, n, "SMTP", None)),
         ((43,), lambda p, d, n: ": " + txtproto(p, d, n, "WHOIS", None)),
         ((179,), lambda p, d, n: ": BGP"),
+        ((6633, 6653), lambda p, d, n: _openflow(d, n)),
         ((22,), lambda p, d, n: _ssh(d)),
         ((21,), lambda p, d, n: ": " + txtproto(p, d, n, "FTP", None)),
         ((80, 8080), lambda p, d, n: ": " + txtproto(p, d, n, "HTTP", HTTP_CMDS, second_token=True)),
@@ -51,6 +52,8 @@ def udp_app(p, sport, dport, data, length):
         return _syslog(p, data, length)
     if 520 in ports:
         return _rip(data, length)
+    if ports[0] in _RADIUS_PORTS or ports[1] in _RADIUS_PORTS:
+        return _radius(data, length)
     if 1985 in ports:
         return _hsrp(data, length)
     if 3784 in ports or 4784 in ports:
@@ -81,6 +84,19 @@ def _syslog(p, b, length):
     if p.v:
         text += "\n\tFacility " + f"{SYSLOG_FACILITIES[fac] if fac < 24 else 'unknown'} ({fac}), Severity {SYSLOG_SEVERITIES[sev]} ({sev})\n\tMsg: " + bytes(b[i + 1:length]).decode("latin-1").rstrip("\n")
     return text
+
+
+_RADIUS_PORTS = frozenset((1645, 1646, 1812, 1813, 3799))
+RADIUS_CODES = {1: "Access-Request", 2: "Access-Accept", 3: "Access-Reject", 4: "Accounting-Request",
+                5: "Accounting-Response", 11: "Access-Challenge", 12: "Status-Server", 13: "Status-Client",
+                40: "Disconnect-Request", 41: "Disconnect-ACK", 42: "Disconnect-NAK", 43: "CoA-Request",
+                44: "CoA-ACK", 45: "CoA-NAK", 255: "Reserved"}
+
+
+def _radius(b, length):
+    if len(b) < 4:
+        return "RADIUS [|radius]"
+    return f"RADIUS, {RADIUS_CODES.get(b[0], 'Unknown Command')} ({b[0]}), id: 0x{b[1]:02x} length: {u16(b, 2)}"
 
 
 def _rip(b, length):
@@ -216,6 +232,42 @@ def txtproto(p, data, length, proto, cmds, second_token=False):
     if print_this:
         return proto + _txt_line(data, 0, n, ": ", proto)[0]
     return proto
+
+
+OF10_TYPES = ("HELLO ERROR ECHO_REQUEST ECHO_REPLY VENDOR FEATURES_REQUEST FEATURES_REPLY GET_CONFIG_REQUEST "
+              "GET_CONFIG_REPLY SET_CONFIG PACKET_IN FLOW_REMOVED PORT_STATUS PACKET_OUT FLOW_MOD PORT_MOD "
+              "STATS_REQUEST STATS_REPLY BARRIER_REQUEST BARRIER_REPLY QUEUE_GET_CONFIG_REQUEST "
+              "QUEUE_GET_CONFIG_REPLY").split()
+OF13_TYPES = ("HELLO ERROR ECHO_REQUEST ECHO_REPLY EXPERIMENTER FEATURES_REQUEST FEATURES_REPLY GET_CONFIG_REQUEST "
+              "GET_CONFIG_REPLY SET_CONFIG PACKET_IN FLOW_REMOVED PORT_STATUS PACKET_OUT FLOW_MOD GROUP_MOD "
+              "PORT_MOD TABLE_MOD MULTIPART_REQUEST MULTIPART_REPLY BARRIER_REQUEST BARRIER_REPLY "
+              "QUEUE_GET_CONFIG_REQUEST QUEUE_GET_CONFIG_REPLY ROLE_REQUEST ROLE_REPLY GET_ASYNC_REQUEST "
+              "GET_ASYNC_REPLY SET_ASYNC METER_MOD").split()
+OF_VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3", 5: "1.4", 6: "1.5"}
+
+
+def _openflow(b, length):
+    out = [": OpenFlow"]
+    i, n = 0, min(len(b), length)
+    while i < length:
+        if i + 8 > n:
+            out.append(" [|openflow]")
+            break
+        ver, typ, mlen, xid = b[i], b[i + 1], u16(b, i + 2), u32(b, i + 4)
+        names = OF10_TYPES if ver == 1 else OF13_TYPES if ver in OF_VERSIONS else ()
+        name = names[typ] if typ < len(names) else f"unknown (0x{typ:02x})"
+        out.append(f"\n\tversion {OF_VERSIONS.get(ver, f'unknown (0x{ver:02x})')}, type {name}, "
+                   f"length {mlen}{' (too short!)' if mlen < 8 else ''}, xid 0x{xid:08x}")
+        if mlen < 8:
+            out.append(" (invalid)")
+            if i + 8 < length:
+                out.append(" [|openflow]")
+            break
+        if i + mlen > n:
+            out.append(" [|openflow]")
+            break
+        i += mlen
+    return "".join(out)
 
 
 def _ssh(data):
