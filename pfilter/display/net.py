@@ -291,6 +291,9 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
         return head + pim(data, length)
     if proto == 88:
         return head + eigrp(data, length, p.v)
+    if proto == 89 and len(data) >= 4 and data[0] in (2, 3) and not p.v:
+        return head + (f"OSPFv{data[0]}, {OSPF_TYPES.get(data[1], f'unknown packet type ({data[1]})')}, "
+                       f"length {u16(data, 2)}")
     if proto == 59:
         return head + "no next header"     # tcpdump: IPv6 "no next header"
     # Divergence: tcpdump decodes GRE, OSPF, PIM, VRRP, SCTP, ...; pfilter prints them as tcpdump
@@ -594,6 +597,7 @@ def vrrp(b, length, ttl):
     return out + f", intvl {((b[4] & 0x0F) << 8) | b[5]}cs, length {length}"
 
 
+OSPF_TYPES = {1: "Hello", 2: "Database Description", 3: "LS-Request", 4: "LS-Update", 5: "LS-Ack"}
 PIM_TYPES = {0: "Hello", 1: "Register", 2: "Register Stop", 3: "Join / Prune", 4: "Bootstrap", 5: "Assert",
              6: "Graft", 7: "Graft Acknowledgement", 8: "Candidate RP Advertisement", 9: "Prune Refresh",
              10: "DF Election", 11: "ECMP Redirect"}
