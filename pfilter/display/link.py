@@ -24,6 +24,14 @@ def by_ethertype(p, etype, b, length):
         return mpls(p, b, length)
     if etype == 0x88CC:
         return f"LLDP, length {length}"
+    if etype == 0x8864 and len(b) >= 8 and b[1] == 0:
+        text = f"PPPoE  [ses 0x{u16(b, 2):x}] "
+        pproto = u16(b, 6)
+        if pproto == 0x0021:
+            return text + net.ipv4(p, b[8:], length - 8)
+        if pproto == 0x0057:
+            return text + net.ipv6(p, b[8:], length - 8)
+        return None
     return None
 
 

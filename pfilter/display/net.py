@@ -117,7 +117,7 @@ def _ipv4_body(p, b, ip_len, hlen, length):
     plen = ip_len - hlen
     if off & 0x1FFF:
         return out + f"{src} > {dst}: ip-proto-{proto}"
-    info = (4, b[12:16], b[16:20], bool(off & 0x3FFF), b[8])
+    info = (4, b[12:16], b[16:20], bool(off & 0x3FFF), b[8], proto)
     return out + demux(p, proto, payload, plen, src, dst, info)
 
 
@@ -179,7 +179,7 @@ def ipv6(p, b, length):
     pos = 0
     addrs = f"{src} > {dst}: "
     printed_addrs = False
-    info = [6, b[8:24], b[24:40], False, b[7]]
+    info = [6, b[8:24], b[24:40], False, b[7], nh]
     while True:
         if nh in (0, 60):
             if len(data) < pos + 2:

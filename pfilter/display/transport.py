@@ -30,7 +30,8 @@ def tcp(p, b, length, src, dst, info):
     if len(b) < 20:
         return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|tcp]"
     sport, dport, seq, ack, hlen, flags, win, csum, urp = _TCP_HEADER(b)
-    head = f"{src}.{sport} > {dst}.{dport}: "
+    # tcpdump shows the addresses only when TCP follows the IP header directly
+    head = f"{src}.{sport} > {dst}.{dport}: " if info[5] == 6 else f"{sport} > {dport}: "
     hlen = (hlen >> 4) * 4
     if hlen < 20:
         return head + f"tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]"
@@ -203,7 +204,7 @@ def udp(p, b, length, src, dst, info):
             return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|udp]"
         return f"{src} > {dst}: [|udp]"
     sport, dport = u16(b, 0), u16(b, 2)
-    head = f"{src}.{sport} > {dst}.{dport}: "
+    head = f"{src}.{sport} > {dst}.{dport}: " if info[5] == 17 else f"{sport} > {dport}: "
     if length < 8:
         return head + f"truncated-udp {length}"
     ulen = u16(b, 4)
