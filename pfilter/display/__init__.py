@@ -106,7 +106,7 @@ class Printer:
         except Exception:       # a printer ran off a damaged packet: tcpdump's truncation mark
             return " [|pfilter]", len(packet)
         if text is None:
-            return "UNSUPPORTED" + hex_lines(packet, True), len(packet)
+            return "UNSUPPORTED" + hex_lines(packet, True), 0
         return text, min(hdrlen, len(packet))
 
     def format(self, packet, linktype, ts_ns, wirelen=None):
@@ -125,7 +125,7 @@ class Printer:
         except Exception:       # a printer ran off a damaged packet: tcpdump's truncation mark
             text, hdrlen = " [|pfilter]", caplen
         if text is None:
-            text, hdrlen = "UNSUPPORTED" + hex_lines(packet, True), caplen
+            text, hdrlen = "UNSUPPORTED" + hex_lines(packet, True), 0   # -x shows it again, as tcpdump
         if self.X:
             data = packet if self.X > 1 else packet[hdrlen:]
             text += hex_lines(data, True)
