@@ -26,10 +26,11 @@ M32 = 0xFFFFFFFF
 SECCOMP_RECORD = 64
 
 
-def run_one(insns, pkt, wirelen, steps=None, order="big"):
+def run_one(insns, pkt, wirelen, steps=None, order="big", trace=None):
     """Run a validated program (list of (code, jt, jf, k)) on one packet (bytes); return u32.
     `steps`, a one-element list, receives the number of instructions executed; `order` is the
-    byte order of 32-bit loads ("big" for packets, sys.byteorder for seccomp records)."""
+    byte order of 32-bit loads ("big" for packets, sys.byteorder for seccomp records); `trace`,
+    a list, receives (index, A, X) before every instruction executed (as _vm.trace_one)."""
     A = X = 0
     mem = [0] * 16
     buflen = len(pkt)
@@ -37,6 +38,8 @@ def run_one(insns, pkt, wirelen, steps=None, order="big"):
     spent, budget = 0, loop_budget(buflen)
     while True:
         code, jt, jf, k = insns[pc]
+        if trace is not None:
+            trace.append((pc, A, X))
         pc += 1
         if steps is not None:
             steps[0] += 1

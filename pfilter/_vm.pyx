@@ -126,9 +126,21 @@ ctypedef struct NoCount:
 ctypedef struct Count:
     uint64_t n
 
+# Tracing (Program.trace): the index, A and X before every executed instruction, in order
+ctypedef struct Trace:
+    uint32_t* rows      # cap rows of (pc, A, X)
+    uint64_t n          # instructions executed (past cap only counted: the caller retries)
+    uint64_t cap
+
+# Profiling (pfilter.profile): how often each instruction ran
+ctypedef struct Profile:
+    uint64_t* hits      # hits[pc] += 1 per executed instruction
+
 ctypedef fused counter_t:
     NoCount
     Count
+    Trace
+    Profile
 
 ctypedef struct BigEndian:
     char unused
@@ -156,6 +168,17 @@ cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
     return (<uint32_t>p[0] << 8) | p[1]
 
 
+cdef inline void note(Trace* t, Py_ssize_t pc, uint32_t A, uint32_t X) noexcept nogil:
+    """One row of a trace: instruction pc is about to run with A and X."""
+    cdef uint32_t* row
+    if t.n < t.cap:
+        row = t.rows + 3 * t.n
+        row[0] = <uint32_t>pc
+        row[1] = A
+        row[2] = X
+    t.n += 1
+
+
 cdef inline uint64_t loop_budget(uint32_t caplen) noexcept nogil:
     cdef uint64_t b = LOOP_BUDGET_BASE + <uint64_t>LOOP_BUDGET_PER_BYTE * caplen
     return b if b < LOOP_BUDGET_MAX else LOOP_BUDGET_MAX
@@ -166,17 +189,24 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
     """Run one packet. spent[0] grows by the loop charges of this packet (the caller sums them
     over a chunk). With a Count counter, counter.n receives the number of cBPF instructions
     executed (a fused instruction counts as the two it stands for once its load succeeded).
+    With a Trace or Profile counter, every cBPF instruction executed is noted by its index
+    (the two of a fused pair, and every `jeq` a JEQ_RUN scan passes, each on its own).
     `order` (always NULL) selects the 32-bit loads: BigEndian, or HostOrder for seccomp."""
     cdef uint32_t A = 0, X = 0, k
     cdef uint32_t mem[16]
     cdef const vm_insn* pc = prog
     cdef const vm_insn* run_last
+    cdef const vm_insn* q
     cdef uint64_t start = spent[0]
     if clear_mem:
         memset(mem, 0, sizeof(mem))
     while True:
         if counter_t is Count:
             counter.n += 1
+        elif counter_t is Trace:
+            note(counter, pc - prog, A, X)
+        elif counter_t is Profile:
+            counter.hits[pc - prog] += 1
         k = pc.k
         # The opcode is a C integer, so Cython emits a single C `switch` (see test_vm_dispatch).
         if pc.op == 0x06:        # ret #k
@@ -292,10 +322,19 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             run_last = pc + (pc.k2 - 1)
             if counter_t is Count:
                 counter.n -= <uint64_t>(pc - prog)
+            q = pc
             while pc.k != A and pc < run_last:
                 pc += 1
             if counter_t is Count:
                 counter.n += <uint64_t>(pc - prog)
+            elif counter_t is Trace:
+                while q < pc:
+                    q += 1
+                    note(counter, q - prog, A, X)
+            elif counter_t is Profile:
+                while q < pc:
+                    q += 1
+                    counter.hits[q - prog] += 1
             if pc.k == A:
                 pc = prog + pc.jt
             else:
@@ -310,6 +349,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -324,6 +367,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -338,6 +385,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -352,6 +403,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -363,6 +418,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -374,6 +433,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -385,6 +448,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -396,6 +463,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -407,6 +478,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -418,6 +493,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -429,6 +508,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -440,6 +523,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -454,6 +541,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -468,6 +559,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -482,6 +577,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -496,6 +595,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
                 A = load32(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -507,6 +610,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -518,6 +625,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -529,6 +640,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -540,6 +655,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = load16(p + X + k)
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -551,6 +670,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -562,6 +685,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -573,6 +700,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -584,6 +715,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A = p[X + k]
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -593,6 +728,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A &= k
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A == pc.k2:
                 pc = prog + pc.jt
             else:
@@ -602,6 +741,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A &= k
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A > pc.k2:
                 pc = prog + pc.jt
             else:
@@ -611,6 +754,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A &= k
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if A >= pc.k2:
                 pc = prog + pc.jt
             else:
@@ -620,6 +767,10 @@ cdef inline uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buf
             A &= k
             if counter_t is Count:
                 counter.n += 1
+            elif counter_t is Trace:
+                note(counter, pc - prog + 1, A, X)
+            elif counter_t is Profile:
+                counter.hits[pc - prog + 1] += 1
             if (A & pc.k2):
                 pc = prog + pc.jt
             else:
@@ -930,6 +1081,61 @@ def run_records(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] reco
                     break
         PyErr_CheckSignals()
     return -1
+
+
+def trace_one(const uint8_t[::1] prog, const uint8_t[::1] packet, uint32_t wirelen, uint32_t[::1] rows):
+    """(return value, instructions executed) of the decoded program on one packet; rows (3 per
+    instruction: its index, A and X before it) receives the first len(rows) // 3 of them."""
+    cdef const uint8_t* p = &packet[0] if packet.shape[0] else NULL
+    cdef uint32_t r
+    cdef uint64_t spent = 0
+    cdef Trace t
+    cdef BigEndian* bigendian = NULL
+    t.rows = &rows[0] if rows.shape[0] >= 3 else NULL
+    t.cap = rows.shape[0] // 3
+    t.n = 0
+    with nogil:
+        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, &spent, &t, bigendian)
+    return r, t.n
+
+
+def profile_batch(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[::1] offsets,
+                  const uint32_t[::1] caplen, const uint32_t[::1] wirelen, uint64_t[::1] hits,
+                  uint32_t[::1] out):
+    """run_batch that also adds to hits[i] the times instruction i ran (hits has one entry per
+    instruction). Returns -1, or the first packet whose offset/caplen point outside data."""
+    cdef Py_ssize_t n = offsets.shape[0], size = data.shape[0], i = 0, stop, bad = -1
+    cdef Py_ssize_t per = chunk_packets(prog)
+    cdef const vm_insn* insns = <const vm_insn*>&prog[0]
+    cdef const uint8_t* base = &data[0] if size else NULL
+    cdef Profile prof
+    cdef BigEndian* bigendian = NULL
+    cdef uint64_t spent
+    cdef int64_t o
+    cdef uint32_t c
+    if caplen.shape[0] != n or wirelen.shape[0] != n or out.shape[0] != n:
+        raise ValueError("batch arrays and out differ in length")
+    if <size_t>hits.shape[0] * sizeof(vm_insn) != <size_t>prog.shape[0]:
+        raise ValueError("hits needs one entry per instruction")
+    prof.hits = &hits[0]
+    while i < n and bad < 0:
+        with nogil:
+            spent = 0
+            stop = n if n - i < per else i + per
+            while i < stop:
+                o = offsets[i]
+                c = caplen[i]
+                if not inside(o, c, size):
+                    bad = i
+                    break
+                if i + PREFETCH_AHEAD < n:
+                    PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
+                out[i] = bpf_run(insns, base + o, c, wirelen[i], True, &spent, &prof, bigendian)
+                i += 1
+                if spent >= CHUNK_WORK:
+                    break
+        PyErr_CheckSignals()
+    return bad
 
 
 def run_one(const uint8_t[::1] prog, const uint8_t[::1] packet, uint32_t wirelen):
