@@ -281,6 +281,10 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
         text += "): "
         rest = demux(p, data[0], data[hl:], length - hl, src, dst, info, addrs_done=True)
         return head + text + rest
+    if proto == 108:
+        if len(data) < 4:
+            return head + "IPComp [|IPCOMP]"
+        return head + f"IPComp(cpi=0x{u16(data, 2):04x})"
     if proto == 2:
         return head + igmp(p, data, length)
     if proto == 47:

@@ -78,7 +78,7 @@ def tcp(p, b, length, src, dst, info):
     if flags & 0x20:
         out += f", urg {urp}"
     if hlen > 20:
-        opts = _options(b[20:hlen], hlen - 20, rev, thseq, thack)
+        opts = _options(b[20:hlen], hlen - 20, rev, thseq, thack, flags)
         out += ", options [" + opts
         if opts.endswith("[bad opt]"):
             return out + "]"
@@ -97,7 +97,49 @@ def _rst_data(payload, dlen):
     return f" [RST {text}]"
 
 
-def _options(o, hlen, rev, thseq, thack):
+_MPTCP_SUBTYPES = ("capable", "join", "dss", "add-addr", "rem-addr", "prio", "fail", "fast-close")
+
+
+def _mptcp(opt, ln, flags):
+    """tcpdump's print-mptcp.c wording for the MP_CAPABLE option; the others by name."""
+    if len(opt) < 3:
+        return " [|mptcp]"
+    sub = opt[2] >> 4
+    name = _MPTCP_SUBTYPES[sub] if sub < len(_MPTCP_SUBTYPES) else "unknown"
+    text = f" {ln} {name}"
+    if sub == 0:
+        ver = opt[2] & 0x0F
+        if ver > 1:
+            return text + f" Unknown Version ({ver})"
+        text += f" v{ver}"
+        if len(opt) > 3 and opt[3] & 0x80:
+            text += " csum"
+        if ln == 12 or ln >= 20:
+            text += f" {{0x{int.from_bytes(opt[4:12], 'big'):x}"
+            if ln >= 20:
+                text += f",0x{int.from_bytes(opt[12:20], 'big'):x}"
+            if ln in (14, 24) and flags & 0x10:
+                text += f",data_len={u16(opt, ln - 2)}"
+            text += "}"
+    elif sub == 2 and len(opt) >= 4:
+        f = opt[3]
+        i = 4
+        if f & 0x10:
+            text += " fin"
+        if f & 0x01:
+            w = 8 if f & 0x02 else 4
+            text += f" ack {int.from_bytes(opt[i:i + w], 'big')}"
+            i += w
+        if f & 0x04:
+            w = 8 if f & 0x08 else 4
+            text += f" seq {int.from_bytes(opt[i:i + w], 'big')} subseq {u32(opt, i + w)} len {u16(opt, i + w + 4)}"
+            i += w + 6
+            if ln - i >= 2:
+                text += f" csum 0x{u16(opt, i):x}"
+    return text
+
+
+def _options(o, hlen, rev, thseq, thack, flags=0):
     parts = []
     i = 0
     n = len(o)
@@ -176,6 +218,12 @@ def _options(o, hlen, rev, thseq, thack):
                 return _join_bad(parts)
             v = u16(o, i)
             text += f" {v & 0x7FFF} {'m' if v & 0x8000 else 's'}"
+        elif opt == 30:
+            datalen = ln - 2
+            if datalen > hlen or i + datalen > n:
+                parts.append(name + "[bad opt]")
+                return _join_bad(parts)
+            text += _mptcp(o[i - 2:i + datalen], ln, flags)
         else:
             datalen = ln - 2
             if datalen > hlen or i + datalen > n:
