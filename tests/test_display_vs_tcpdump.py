@@ -110,3 +110,14 @@ def test_an_unknown_flag_exits_with_tcpdumps_status():
     ours = subprocess.run([sys.executable, "-m", "pfilter", "--no-such-flag"], capture_output=True, text=True)
     assert ours.returncode == theirs.returncode != 0
     assert ours.stderr.strip().splitlines()[-1].startswith("pfilter: ")
+
+
+@pytest.mark.parametrize("flags", [[], ["--nano"], ["-ttt", "-S", "-#"], ["-tt", "-XX"], ["-AA"]],
+                         ids=lambda f: " ".join(f) or "plain")
+def test_a_nanosecond_capture_prints_as_tcpdump_with_the_same_flags(flags):
+    """tcpdump prints microseconds from a nanosecond file unless --nano; the command does the same."""
+    path = ref.PCAPS / "tcpdump__tcp-handshake-nano.pcap"
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(path), *flags],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.splitlines() == _tcpdump(path, *flags)
