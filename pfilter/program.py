@@ -140,7 +140,7 @@ class Program:
     (code u2, jt u1, jf u1, k u4), laid out exactly like `struct bpf_insn`."""
 
     __slots__ = ("instructions", "_raw", "_decoded", "_clear_mem", "_tuples", "_rejects_all", "linktype",
-                 "snaplen", "source", "backend", "_native")
+                 "snaplen", "source", "backend", "_native", "_compiled", "_origins")
 
     instructions: NDArray[np.void]
     linktype: int | None
@@ -176,6 +176,8 @@ class Program:
         self.source = source
         self.backend = "vm"      # pfilter.backend: which engine runs it (with_backend)
         self._native = None      # its NativeProgram, once jit() made it
+        self._compiled = None    # the compiler's arguments, for provenance (pfilter.explain)
+        self._origins = None     # per instruction, the source spans it came from (origins)
 
     # ------------------------------------------------------------------ construction
     @classmethod

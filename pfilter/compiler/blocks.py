@@ -8,6 +8,9 @@ libpcap does it: `sense` says which of the two fields is the link. `gen_and`, `g
 `gen_not` combine partial results in O(length of the shorter lists), so left-deep chains of
 thousands of `or`s stay linear.
 
+A block may carry its `origin`: the (start, end) span of the primitive of the expression
+whose lowering made it (set only when the compiler tracks provenance, see gencode.Codegen).
+
 Statements may carry block-local jumps (`jt`/`jf` pointing at other `Stmt` objects of the
 same block): libpcap uses them for `protochain`, Geneve and 802.11 header parsing.
 """
@@ -41,7 +44,7 @@ class Stmt:
 class Block:
     """A basic block: `stmts`, then the branch `code`/`k` to `jt` (true) or `jf` (false)."""
 
-    __slots__ = ("code", "k", "stmts", "jt", "jf", "sense", "head", "longjt", "longjf")
+    __slots__ = ("code", "k", "stmts", "jt", "jf", "sense", "head", "longjt", "longjf", "origin")
 
     def __init__(self, code, k=0, stmts=None):
         self.code = code
@@ -53,6 +56,7 @@ class Block:
         self.head = self
         self.longjt = 0
         self.longjf = 0
+        self.origin = None
 
     @property
     def is_ret(self):

@@ -19,7 +19,7 @@ from pfilter.compiler.gencode import Codegen
 from pfilter.compiler.linkctx import link_context
 from pfilter.linktypes import linktype_number
 
-__all__ = ["compile_expression", "compile_to_tuples", "resolve_linktype"]
+__all__ = ["compile_expression", "compile_to_tuples", "resolve_linktype", "compile_with_origins"]
 
 def resolve_linktype(linktype):
     """The DLT number libpcap would use for a link-type name or LINKTYPE/DLT number."""
@@ -50,21 +50,23 @@ def compile_to_tuples(expr, dlt=1, snaplen=262144, netmask=None, savefile=True, 
     return _generate(expr, dlt, snaplen, netmask, savefile, swapped)[0]
 
 
-def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False):
+def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False, origins=None):
     """(tuples, optimizable): the unoptimized program, and False when libpcap would not run
-    its optimizer on it (block-local and backward jumps: protochain, Geneve, 802.11)."""
+    its optimizer on it (block-local and backward jumps: protochain, Geneve, 802.11). A list
+    `origins` receives each instruction's primitive span (None: the final `ret`s)."""
     if not isinstance(expr, str):
         raise FilterError(f"filter expression must be a string, not {type(expr).__name__}")
     if snaplen == 0:
         raise FilterError("snaplen of 0 rejects all packets")
     ctx = link_context(dlt)
-    gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile, swapped=swapped)
+    gen = Codegen(ctx, snaplen=snaplen, netmask=netmask, savefile=savefile, swapped=swapped,
+                  track_origins=origins is not None)
     try:
         node = _parse(expr) if expr.strip() else None
         root = gen.compile(node)
     except RecursionError:
         raise FilterError("expression too deeply nested to compile") from None
-    return linearize(root), not gen.no_optimize
+    return linearize(root, origins), not gen.no_optimize
 
 
 @lru_cache(maxsize=4096)
@@ -79,7 +81,27 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefi
             optimize_program = None
         if optimize_program is not None:
             tuples = optimize_program(tuples, merge_twins=optimize != SHAREABLE)
-    return Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
+    prog = Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
+    prog._compiled = (expr, dlt, snaplen, optimize, netmask, swapped, savefile)
+    return prog
+
+
+def compile_with_origins(expr, dlt, snaplen, optimize, netmask=None, swapped=False, savefile=True):
+    """(tuples, origins): the program compile_expression makes (arguments as _compile_cached
+    receives them), and for each instruction the frozenset of (start, end) spans of the
+    primitives it came from; a merged instruction has them all, a final `ret` none.
+    Compiling with provenance never changes the code."""
+    spans = []
+    tuples, optimizable = _generate(expr, dlt, snaplen, netmask, savefile, swapped, spans)
+    origins = [frozenset() if s is None else frozenset((s,)) for s in spans]
+    if optimize and optimizable:
+        try:
+            from pfilter.optimizer import optimize_with_origins
+        except ImportError:
+            optimize_with_origins = None
+        if optimize_with_origins is not None:
+            tuples, origins = optimize_with_origins(tuples, origins, merge_twins=optimize != SHAREABLE)
+    return tuples, list(origins)
 
 
 #: `optimize` value for programs that many rules run side by side (pfilter.classify): optimized,

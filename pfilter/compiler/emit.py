@@ -66,8 +66,9 @@ def _stmt_code(b):
     return out
 
 
-def linearize(root):
-    """The program for the graph rooted at `root`, as a list of (code, jt, jf, k)."""
+def linearize(root, origins=None):
+    """The program for the graph rooted at `root`, as a list of (code, jt, jf, k). A list
+    `origins` receives each instruction's origin: its block's primitive span, or None."""
     # libpcap: icode_to_fcode()
     order = _layout_order(root)
     for b in order:
@@ -97,6 +98,8 @@ def linearize(root):
         prog.extend(_stmt_code(b))
         if b.jt is None:
             prog.append((b.code, 0, 0, b.k & 0xFFFFFFFF))
+            if origins is not None:
+                origins.extend([b.origin] * (len(prog) - len(origins)))
             continue
         base = offsets[id(b)] + len(b.stmts)
         offt = offsets[id(b.jt)] - base - 1
@@ -114,4 +117,6 @@ def linearize(root):
             jf = offf
         prog.append((b.code, jt, jf, b.k & 0xFFFFFFFF))
         prog.extend(extra)
+        if origins is not None:
+            origins.extend([b.origin] * (len(prog) - len(origins)))
     return prog

@@ -109,6 +109,19 @@ def _names():
     return names
 
 
+def _tag_origin(head, span):
+    """Give `span` to every block of a primitive's partial result not tagged yet: a new partial
+    result is not linked to any other one, so what its head reaches is its own."""
+    stack = [head]
+    while stack:
+        b = stack.pop()
+        if b is None or b.origin is not None:
+            continue
+        b.origin = span
+        stack.append(b.jt)
+        stack.append(b.jf)
+
+
 def lower(node, link, **options):
     """The root block of the finished graph for an AST (None: accept every packet), compiled
     for LinkContext `link`; options as Codegen's (snaplen, netmask, savefile, swapped)."""
@@ -153,8 +166,12 @@ def _set(offset):
 class Codegen(LinkLayerMixin):
     """The state of one compilation (libpcap: compiler_state_t) and the gen_* routines."""
 
-    def __init__(self, link, snaplen=262144, netmask=None, savefile=True, swapped=False):
+    def __init__(self, link, snaplen=262144, netmask=None, savefile=True, swapped=False,
+                 track_origins=False):
         self.link = link
+        # provenance (pfilter.explain): tag every block with the span of the primitive it
+        # was made for; never changes the code
+        self.track_origins = track_origins
         self.snaplen = snaplen
         self.netmask = netmask
         self.savefile = savefile
@@ -1725,7 +1742,10 @@ class Codegen(LinkLayerMixin):
         meth = self._dispatch.get(type(node))
         if meth is None:
             _err(f"unsupported expression element {type(node).__name__}")
-        return meth(self, node)
+        b = meth(self, node)
+        if self.track_origins and type(node) not in (A.And, A.Or, A.Not):
+            _tag_origin(b.head, (node.pos, node.end))
+        return b
 
     def _lower_chain(self, n):
         # `a or b or c ...` parses left-deep; walk the left spine iteratively so that chains

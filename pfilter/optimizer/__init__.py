@@ -39,7 +39,7 @@ from .reorder import exit_early, group_tests
 from .search import split_sets
 from .values import Analysis, Values
 
-__all__ = ["optimize_program", "rejects_all", "PASSES"]
+__all__ = ["optimize_program", "optimize_with_origins", "rejects_all", "PASSES"]
 
 PASSES = (
     fold_constants,             # constant folding and propagation (A, X, M[], branch facts)
@@ -109,8 +109,9 @@ def _rebase_all(graph, ctx):
     return rebased
 
 
-def _finish(graph, ctx, merge_twins=True):
-    """Everything after the first round of passes, up to the linear program."""
+def _finish(graph, ctx, merge_twins=True, origins=None):
+    """Everything after the first round of passes, up to the linear program (its instructions'
+    origins into the list `origins`, when given)."""
     exit_early(graph, ctx)
     ctx = optimize_graph(graph)
     if order_dispatch(graph, ctx):
@@ -119,7 +120,7 @@ def _finish(graph, ctx, merge_twins=True):
         optimize_graph(graph)
     if merge_twins and _rebase_all(graph, ctx):
         optimize_graph(graph)
-    return linearize(graph)
+    return linearize(graph, origins)
 
 
 def optimize_program(insns, merge_twins=True):
@@ -130,10 +131,20 @@ def optimize_program(insns, merge_twins=True):
     a copy whose twin tails were merged first (before exit_early reshapes each tail its own
     way); the smaller program wins (the first on a tie). merge_twins=False skips merge_rebased
     altogether (for rule sets, whose per-family tests are shared across rules)."""
+    return _optimize(insns, merge_twins, None)[0]
+
+
+def optimize_with_origins(insns, origins, merge_twins=True):
+    """optimize_program that also carries each instruction's origins (one iterable of source
+    spans per instruction) through every pass: (program, origins of its instructions)."""
+    return _optimize(insns, merge_twins, [frozenset(o) for o in origins])
+
+
+def _optimize(insns, merge_twins, origins):
     insns = [tuple(int(f) for f in i) for i in insns]
-    graph = build_graph(insns)
+    graph = build_graph(insns, origins)
     if graph is None:
-        return insns
+        return insns, origins
     # The optimizer allocates millions of small objects and frees nothing until it ends:
     # Python's cyclic collector would rescan them all again and again (quadratic time on
     # 100,000-instruction programs). Block cycles are collected once, afterwards.
@@ -144,17 +155,19 @@ def optimize_program(insns, merge_twins=True):
         twin = None
         if merge_twins and {0x20, 0x40} <= {code & 0xE7 for code, _jt, _jf, _k in insns}:
             twin = graph.clone()
-        out = _finish(graph, ctx, merge_twins)
+        out_origins = [] if origins is not None else None
+        out = _finish(graph, ctx, merge_twins, out_origins)
         if twin is not None:
             tctx = Context()
             if _rebase_all(twin, tctx):
-                alt = _finish(twin, optimize_graph(twin, PASSES_BEFORE_EXITS))
+                alt_origins = [] if origins is not None else None
+                alt = _finish(twin, optimize_graph(twin, PASSES_BEFORE_EXITS), origins=alt_origins)
                 if len(alt) < len(out):
-                    out = alt
+                    out, out_origins = alt, alt_origins
     finally:
         if enabled:
             gc.enable()
-    return out if len(out) <= len(insns) else insns
+    return (out, out_origins) if len(out) <= len(insns) else (insns, origins)
 
 
 def rejects_all(insns):

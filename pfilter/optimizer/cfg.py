@@ -10,6 +10,10 @@ tax/txa) and one terminator:
     kind == GOTO   unconditional edge to `succ[0]`
     kind == COND   conditional jump `jcode`/`jk`: true edge `succ[0]`, false edge `succ[1]`
 
+Every block has `origins`, a frozenset of the (start, end) source spans its instructions came
+from (empty unless build_graph was given them): passes that merge blocks, or move tests
+between them, give the result the union, so a merged instruction keeps all its origins.
+
 Programs with only forward jumps make the graph a DAG; `order` is a topological key (the
 position the block had in the input; `renumber` recomputes it after a pass that needs to).
 """
@@ -19,6 +23,7 @@ import heapq
 from pfilter.opcodes import BPF_CLASS, BPF_JA, BPF_JMP, BPF_OP, BPF_RET
 
 RET, GOTO, COND = 0, 1, 2
+NO_ORIGINS = frozenset()
 
 __all__ = ["RET", "GOTO", "COND", "Block", "Graph", "build_graph"]
 
@@ -26,7 +31,7 @@ __all__ = ["RET", "GOTO", "COND", "Block", "Graph", "build_graph"]
 class Block:
     """One basic block: statements then a terminator (see the module docstring)."""
 
-    __slots__ = ("id", "order", "stmts", "kind", "rcode", "rk", "jcode", "jk", "succ", "preds")
+    __slots__ = ("id", "order", "stmts", "kind", "rcode", "rk", "jcode", "jk", "succ", "preds", "origins")
 
     def __init__(self, bid, order):
         self.id = bid
@@ -39,6 +44,7 @@ class Block:
         self.jk = 0
         self.succ = []
         self.preds = []
+        self.origins = NO_ORIGINS
 
     def set_ret(self, code, k):
         self.kind, self.rcode, self.rk, self.succ = RET, code, k, []
@@ -124,15 +130,17 @@ class Graph:
             c = Block(b.id, b.order)
             c.stmts = list(b.stmts)
             c.kind, c.rcode, c.rk, c.jcode, c.jk = b.kind, b.rcode, b.rk, b.jcode, b.jk
+            c.origins = b.origins
             copies[b.id] = c
         for b in self.blocks():
             copies[b.id].succ = [copies[s.id] for s in b.succ]
         return Graph(copies[self.entry.id], self.next_id)
 
 
-def build_graph(insns):
+def build_graph(insns, origins=None):
     """The graph of a linear program, or None when it has a backward (or zero-length-loop) jump
-    or a jump out of range: such programs are left as they are."""
+    or a jump out of range: such programs are left as they are. `origins` (one iterable of
+    spans per instruction) gives each block the union of its instructions' origins."""
     n = len(insns)
     if n == 0:
         return None
@@ -156,6 +164,8 @@ def build_graph(insns):
     for idx, s in enumerate(starts):
         end = starts[idx + 1] if idx + 1 < len(starts) else n
         b = blocks[s]
+        if origins is not None:
+            b.origins = frozenset().union(*origins[s:end])
         i = s
         while i < end:
             code, jt, jf, k = insns[i]

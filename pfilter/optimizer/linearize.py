@@ -59,9 +59,11 @@ def layout(graph):
     return out + rets
 
 
-def linearize(graph):
-    """The program as a list of (code, jt, jf, k)."""
+def linearize(graph, origins=None):
+    """The program as a list of (code, jt, jf, k). A list `origins` receives each instruction's
+    origins (its block's; a trampoline's are those of the block that jumps through it)."""
     blocks = layout(graph)
+    rev_origins = []
     rev = []            # instructions in reverse order; jump fields hold final offsets
     pos = {}            # block id -> reverse index of its first instruction
     tramps = {}         # block id -> reverse indices of trampolines to it (ascending)
@@ -100,7 +102,11 @@ def linearize(graph):
         for code, k in reversed(b.stmts):
             rev.append((code, 0, 0, k))
         pos[b.id] = len(rev) - 1
+        if origins is not None:
+            rev_origins.extend([b.origins] * (len(rev) - len(rev_origins)))
     rev.reverse()
+    if origins is not None:
+        origins.extend(reversed(rev_origins))
     return rev
 
 

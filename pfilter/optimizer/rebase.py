@@ -145,8 +145,11 @@ def merge_rebased(graph, ctx):
             stmts = sum(len(b.stmts) for b in gone)
             if stmts < 2 or stmts + len(gone) - 2 < 1:
                 continue
+            for pid, qb in m.pq.items():     # the twins' origins join
+                qb.origins = qb.origins | next(b.origins for b in order if b.id == pid)
             if start:                       # split q where P joins it
                 tail = graph.new_block(q.order)
+                tail.origins = q.origins
                 tail.stmts = q.stmts[start:]
                 tail.kind, tail.rcode, tail.rk, tail.jcode, tail.jk = q.kind, q.rcode, q.rk, q.jcode, q.jk
                 tail.succ = list(q.succ)

@@ -166,6 +166,7 @@ def _regroup(vals, an, chain, e, f, graph=None):
     if len(merged) != len(chain) or (graph is None and new_size >= old_size):
         return False
     blocks = [blk for blk, _ in chain]
+    origins = frozenset().union(*(blk.origins for blk in blocks))   # tests move among them
     landing = {}
     for i, (stmts, (kk, code, k, on_true, x)) in enumerate(merged):
         blk = blocks[i]
@@ -176,9 +177,11 @@ def _regroup(vals, an, chain, e, f, graph=None):
             if out is None:
                 # the loads the test originally came after (their aborts), then E
                 out = landing[x] = graph.new_block((blocks[-1].order + e.order) / 2)
+                out.origins = origins
                 out.stmts = [recipe[aborting[j]][0] for j in range(x[0], x[1])]
                 out.set_goto(e)
         blk.stmts = stmts
+        blk.origins = origins
         if on_true:
             blk.set_cond(code, k, out, nxt)
         else:

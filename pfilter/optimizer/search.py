@@ -55,7 +55,7 @@ def _set_chain(b):
         cur = nxt
 
 
-def _search(graph, consts, t, f, order, lo=-1, hi=M32):
+def _search(graph, consts, t, f, order, lo=-1, hi=M32, origins=frozenset()):
     """The first block of a search for consts (distinct, in test order, all in lo < c <= hi,
     which is all A can be here): T when found, else F."""
     if len(consts) == hi - lo:
@@ -64,16 +64,18 @@ def _search(graph, consts, t, f, order, lo=-1, hi=M32):
         nxt = f
         for c in reversed(consts):
             blk = graph.new_block(order)
+            blk.origins = origins
             blk.set_cond(_JEQ_K, c, t, nxt)
             nxt = blk
         return nxt
     ranked = sorted(consts)
     pivot = ranked[len(ranked) // 2 - 1]
-    high = _search(graph, [c for c in consts if c > pivot], t, f, order, pivot, hi)
-    low = _search(graph, [c for c in consts if c <= pivot], t, f, order, lo, pivot)
+    high = _search(graph, [c for c in consts if c > pivot], t, f, order, pivot, hi, origins)
+    low = _search(graph, [c for c in consts if c <= pivot], t, f, order, lo, pivot, origins)
     if high is t and low is t:
         return t
     blk = graph.new_block(order)
+    blk.origins = origins
     blk.set_cond(_JGT_K, pivot, high, low)
     return blk
 
@@ -98,7 +100,9 @@ def split_sets(graph, ctx):
         a = st.regs[A]
         lo, hi = st.fact(a)[0], min(st.fact(a)[1], ctx.vals.bound(a))
         consts = [c for c in consts if lo <= c <= hi]
-        root = _search(graph, consts, t, f, b.order, lo - 1, hi)
+        origins = frozenset().union(*(c.origins for c in chain))
+        b.origins = origins
+        root = _search(graph, consts, t, f, b.order, lo - 1, hi, origins)
         if root is t or root is f:
             b.set_goto(root)        # the chain decided nothing: what computed A may be dead now
             ctx.resimplify = True
