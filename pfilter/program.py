@@ -191,6 +191,13 @@ class Program:
         return cls(np.array(rows, dtype=INSN_DTYPE).reshape(-1), **meta)
 
     @classmethod
+    def from_asm(cls, text: str, **meta: Any) -> Program:
+        """A Program from the Linux kernel's bpf_asm syntax (labels, `jeq #k, Lt, Lf`, ...; see
+        pfilter.asm); `dump("asm")` writes it."""
+        from .asm import assemble
+        return cls.from_tuples(assemble(text), **meta)
+
+    @classmethod
     def from_text(cls, text: str, **meta: Any) -> Program:
         """A Program from `tcpdump -dd` or `-ddd` output (or `N,code jt jf k,...`).
 
@@ -253,16 +260,20 @@ class Program:
     def to_tuples(self) -> list[tuple[int, int, int, int]]:
         return list(self._tuples)
 
-    def dump(self, fmt: Literal["d", "dd", "ddd"] = "d") -> str:
-        """Text identical to `tcpdump -d` ("d"), `-dd` ("dd") or `-ddd` ("ddd"), newline-terminated."""
+    def dump(self, fmt: Literal["d", "dd", "ddd", "asm"] = "d") -> str:
+        """Text identical to `tcpdump -d` ("d"), `-dd` ("dd") or `-ddd` ("ddd"), or the kernel's
+        bpf_asm syntax ("asm"), newline-terminated."""
         if fmt == "d":
             lines = [image(t, i) for i, t in enumerate(self._tuples)]
         elif fmt == "dd":
             lines = [f"{{ 0x{c:x}, {jt}, {jf}, 0x{k:08x} }}," for c, jt, jf, k in self._tuples]
         elif fmt == "ddd":
             lines = [str(len(self))] + [f"{c} {jt} {jf} {k}" for c, jt, jf, k in self._tuples]
+        elif fmt == "asm":
+            from .asm import disassemble
+            return disassemble(self._tuples)
         else:
-            raise ValueError(f"dump format must be 'd', 'dd' or 'ddd', not {fmt!r}")
+            raise ValueError(f"dump format must be 'd', 'dd', 'ddd' or 'asm', not {fmt!r}")
         return "\n".join(lines) + "\n"
 
     def sock_fprog(self) -> bytes:
@@ -293,6 +304,25 @@ class Program:
                 else:
                     self._rejects_all = bool(rejects_all(self._tuples))
         return self._rejects_all
+
+    # ------------------------------------------------------------------ looking inside
+    def trace(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> Any:
+        """The instructions executed on one packet (pfilter.trace.Trace: `.steps`, `.result`)."""
+        from .trace import trace
+        return trace(self, packet, wirelen)
+
+    def explain(self, packet: bytes | bytearray | memoryview, wirelen: int | None = None) -> Any:
+        """Why the expression accepts or rejects one packet (pfilter.explain.Explanation:
+        `.verdict`, `.span` of the deciding primitive, `.primitive_verdict`)."""
+        from .explain import explain
+        return explain(self, packet, wirelen)
+
+    @property
+    def origins(self) -> Any:
+        """Per instruction, the frozenset of (start, end) spans of the expression's primitives
+        it came from (None for a program not compiled from an expression)."""
+        from .explain import origins
+        return origins(self)
 
     # ------------------------------------------------------------------ engines
     def jit(self) -> Any:
