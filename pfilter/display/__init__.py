@@ -16,8 +16,17 @@ Imports the standard library and this package only.
 """
 import time
 
-from . import link
+from . import apps, link
 from ._util import ascii_dump, hex_lines
+
+try:
+    from . import _fast
+except ImportError:         # not built (a source checkout without the extension): Python only
+    _fast = None
+else:
+    # apps.TCP_PORTS's handlers, as the compiled printer needs to know them: 22 prints SSH's banner
+    # only (a payload starting "SSH-"), 23 (telnet) nothing, the others a summary of their own
+    _fast.set_app_ports({port: {22: 2, 23: 3}.get(port, 1) for port in apps.TCP_PORTS}, apps.UDP_APP_PORTS)
 
 __all__ = ["Printer", "describe", "summary", "format_time", "batch_lines"]
 
@@ -151,9 +160,42 @@ class Printer:
             bad.append(f" caplen({caplen}) > snapshot_length({self.snaplen})")
         return "[Invalid header:" + ",".join(bad) + "]"
 
+    def _fast_ok(self, batch):
+        """Whether the compiled printer (pfilter.display._fast) takes this batch: Ethernet, and
+        no display flag but a stateless time stamp form."""
+        return (_fast is not None and batch.linktypes is None and batch.linktype == 1 and self.t in (0, 1, 2, 4)
+                and not (self.e or self.x or self.X or self.A or self.v or self.q or self.number))
+
+    def _write_fast(self, batch, indices, out):
+        import numpy as np
+        if isinstance(indices, range):
+            idx = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
+        else:
+            idx = np.ascontiguousarray(indices, dtype=np.int64)
+        if not len(idx):
+            return
+        offsets = np.ascontiguousarray(batch.offsets, dtype=np.int64)
+        caplens = np.ascontiguousarray(batch.caplen, dtype=np.uint32)
+        wirelens = np.ascontiguousarray(batch.wirelen, dtype=np.uint32)
+        stamps = np.ascontiguousarray(batch.timestamps, dtype=np.int64)
+        data = np.ascontiguousarray(batch.data, dtype=np.uint8)
+        view = memoryview(data)
+        fmt = self.format
+
+        def slow(i):
+            o = int(offsets[i])
+            return fmt(view[o:o + int(caplens[i])].tobytes(), 1, int(stamps[i]), int(wirelens[i]))
+        out.write(_fast.format_batch(data, offsets, caplens, wirelens, stamps, idx, self.t,
+                                     self.resolution == "ns", None if self.S else self.tcp_seq, slow,
+                                     self.snaplen))
+
     def write_batch(self, batch, indices, out):
         """Print the packets `indices` of a PacketBatch to the text stream `out` (one write).
-        Only those packets' bytes are read; their fields come from the batch's arrays at once."""
+        Only those packets' bytes are read; their fields come from the batch's arrays at once.
+        Ethernet batches printed with the default flags go through the compiled printer, which
+        hands it back the packets it does not write itself."""
+        if self._fast_ok(batch):
+            return self._write_fast(batch, indices, out)
         if isinstance(indices, range) and indices.step == 1:
             sel = slice(indices.start, indices.stop)
         else:

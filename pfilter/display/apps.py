@@ -39,6 +39,7 @@ for _rank, (_ports, _fn) in enumerate((
 
 
 def udp_app(p, sport, dport, data, length):
+    """What follows 'a.p > b.q: ' for a UDP datagram (the ports it tests are UDP_APP_PORTS)."""
     ports = (sport, dport)
     if 53 in ports:
         return dns(p, data, length, False)
@@ -87,6 +88,8 @@ def _syslog(p, b, length):
 
 
 _RADIUS_PORTS = frozenset((1645, 1646, 1812, 1813, 3799))
+#: the UDP ports udp_app gives a summary for (pfilter.display._fast leaves those to Python)
+UDP_APP_PORTS = frozenset((53, 67, 68, 123, 514, 520, 1985, 3784, 4784, 5353, 6343)) | _RADIUS_PORTS
 RADIUS_CODES = {1: "Access-Request", 2: "Access-Accept", 3: "Access-Reject", 4: "Accounting-Request",
                 5: "Accounting-Response", 11: "Access-Challenge", 12: "Status-Server", 13: "Status-Client",
                 40: "Disconnect-Request", 41: "Disconnect-ACK", 42: "Disconnect-NAK", 43: "CoA-Request",

@@ -1,0 +1,520 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The common lines of `tcpdump -n` in C: Ethernet frames (no VLAN) carrying ARP requests and
+replies, IPv4 (unfragmented) or IPv6 (no extension header) with TCP (flags, relative sequence
+numbers through the Printer's shared table, the usual options), UDP to a port tcpdump decodes
+no application for, and ICMP echo. Every other packet is handed to `slow(i)`, the Python
+printer (pfilter.display), so the two give one text in packet order.
+
+Only the default display flags and time stamp forms 0, 1, 2 and 4 come here (Printer decides);
+the wording is the Python printer's, which tests/test_display_vs_tcpdump.py holds to tcpdump's.
+Imports nothing from pfilter.
+"""
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, strlen
+
+cdef extern from "time.h" nogil:
+    ctypedef long time_t
+    struct tm:
+        int tm_sec
+        int tm_min
+        int tm_hour
+        int tm_mday
+        int tm_mon
+        int tm_year
+    tm *localtime_r(const time_t *timep, tm *result)
+
+cdef extern from "arpa/inet.h" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, unsigned int size)
+
+DEF AF_INET6 = 10
+DEF M32 = 0xFFFFFFFF
+
+#: TCP ports whose payload tcpdump summarizes (apps.TCP_PORTS) and UDP ports it decodes
+#: (apps.udp_app): packets on them go to the Python printer
+cdef uint8_t tcp_app[65536]
+cdef uint8_t udp_app[65536]
+
+
+#: tcp_app codes: 0 no summary, 1 a summary the Python printer writes, 2 SSH (a banner line only
+#: when the payload starts with "SSH-"), 3 telnet (nothing: tcpdump prints no summary by default)
+def set_app_ports(tcp_codes, udp_ports):
+    cdef int i
+    for i in range(65536):
+        tcp_app[i] = 0
+        udp_app[i] = 0
+    for i, code in tcp_codes.items():
+        tcp_app[i] = code
+    for i in udp_ports:
+        udp_app[i] = 1
+
+
+cdef struct Out:
+    char *buf
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+cdef int grow(Out *o, Py_ssize_t need) except -1:
+    cdef Py_ssize_t cap
+    cdef char *nb
+    if o.len + need <= o.cap:
+        return 0
+    cap = o.cap * 2
+    while cap < o.len + need:
+        cap *= 2
+    nb = <char *>realloc(o.buf, cap)
+    if nb == NULL:
+        raise MemoryError()
+    o.buf = nb
+    o.cap = cap
+    return 0
+
+
+cdef inline void put(Out *o, const char *s, Py_ssize_t n) noexcept:
+    memcpy(o.buf + o.len, s, n)
+    o.len += n
+
+
+cdef inline void puts_(Out *o, const char *s) noexcept:
+    put(o, s, strlen(s))
+
+
+cdef inline void putc_(Out *o, char c) noexcept:
+    o.buf[o.len] = c
+    o.len += 1
+
+
+cdef inline void putu(Out *o, unsigned long long v) noexcept:
+    cdef char tmp[24]
+    cdef int n = 0
+    if v == 0:
+        putc_(o, b'0')
+        return
+    while v:
+        tmp[n] = <char>(48 + v % 10)
+        v //= 10
+        n += 1
+    while n:
+        n -= 1
+        putc_(o, tmp[n])
+
+
+cdef inline void putu_pad(Out *o, unsigned long v, int width) noexcept:
+    cdef char tmp[24]
+    cdef int n = 0
+    while v or n < width:
+        tmp[n] = <char>(48 + v % 10)
+        v //= 10
+        n += 1
+    while n:
+        n -= 1
+        putc_(o, tmp[n])
+
+
+cdef const char *HEX = b"0123456789abcdef"
+
+
+cdef inline void puthex2(Out *o, uint8_t v) noexcept:
+    putc_(o, HEX[v >> 4])
+    putc_(o, HEX[v & 15])
+
+
+cdef inline void put_ip4(Out *o, const uint8_t *a) noexcept:
+    putu(o, a[0]); putc_(o, b'.'); putu(o, a[1]); putc_(o, b'.'); putu(o, a[2]); putc_(o, b'.'); putu(o, a[3])
+
+
+cdef inline void put_ip6(Out *o, const uint8_t *a) noexcept:
+    cdef char tmp[64]
+    inet_ntop(AF_INET6, a, tmp, 64)
+    puts_(o, tmp)
+
+
+cdef inline void put_mac(Out *o, const uint8_t *a) noexcept:
+    cdef int i
+    for i in range(6):
+        if i:
+            putc_(o, b':')
+        puthex2(o, a[i])
+
+
+cdef inline unsigned int be16(const uint8_t *p) noexcept:
+    return (p[0] << 8) | p[1]
+
+
+cdef inline unsigned long be32(const uint8_t *p) noexcept:
+    return (<unsigned long>p[0] << 24) | (<unsigned long>p[1] << 16) | (<unsigned long>p[2] << 8) | p[3]
+
+
+cdef const char *FLAG_CHARS = b"FSRP.UEW"
+
+
+cdef inline void put_flags(Out *o, uint8_t f) noexcept:
+    cdef int i
+    if f == 0:
+        puts_(o, b"none")
+        return
+    for i in range(8):
+        if f & (1 << i):
+            putc_(o, FLAG_CHARS[i])
+
+
+cdef int options_ok(const uint8_t *opt, int n) noexcept:
+    """Whether the options are all of the kinds written here, with their usual lengths."""
+    cdef int i = 0, kind, ln
+    while i < n:
+        kind = opt[i]
+        if kind == 0:
+            return 1 if i + 1 == n or all_zero(opt + i + 1, n - i - 1) else 0
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= n:
+            return 0
+        ln = opt[i + 1]
+        if ln < 2 or i + ln > n:
+            return 0
+        if kind == 2 and ln != 4 or kind == 3 and ln != 3 or kind == 4 and ln != 2 or kind == 8 and ln != 10:
+            return 0
+        if kind == 5:
+            if (ln - 2) % 8 or ln == 2:
+                return 0
+        elif kind not in (2, 3, 4, 8):
+            return 0
+        i += ln
+    return 1
+
+
+cdef int all_zero(const uint8_t *p, int n) noexcept:
+    # tcpdump stops at eol; what follows is not shown, so any bytes will do
+    return 1
+
+
+cdef void put_options(Out *o, const uint8_t *opt, int n, int rev, unsigned long thseq, unsigned long thack) noexcept:
+    cdef int i = 0, kind, ln, j
+    cdef int first = 1
+    cdef unsigned long s, e
+    puts_(o, b", options [")
+    while i < n:
+        if not first:
+            putc_(o, b',')
+        first = 0
+        kind = opt[i]
+        if kind == 0:
+            puts_(o, b"eol")
+            break
+        if kind == 1:
+            puts_(o, b"nop")
+            i += 1
+            continue
+        ln = opt[i + 1]
+        if kind == 2:
+            puts_(o, b"mss "); putu(o, be16(opt + i + 2))
+        elif kind == 3:
+            puts_(o, b"wscale "); putu(o, opt[i + 2])
+        elif kind == 4:
+            puts_(o, b"sackOK")
+        elif kind == 8:
+            puts_(o, b"TS val "); putu(o, be32(opt + i + 2)); puts_(o, b" ecr "); putu(o, be32(opt + i + 6))
+        elif kind == 5:
+            puts_(o, b"sack "); putu(o, (ln - 2) // 8); putc_(o, b' ')
+            j = 2
+            while j < ln:
+                s = be32(opt + i + j)
+                e = be32(opt + i + j + 4)
+                if rev:
+                    s = (s - thseq) & M32
+                    e = (e - thseq) & M32
+                else:
+                    s = (s - thack) & M32
+                    e = (e - thack) & M32
+                putc_(o, b'{'); putu(o, s); putc_(o, b':'); putu(o, e); putc_(o, b'}')
+                j += 8
+        i += ln
+    putc_(o, b']')
+
+
+cdef class _Clock:
+    cdef time_t sec
+    cdef char text[32]
+    cdef int tlen
+    cdef int mode
+
+    def __cinit__(self, int mode):
+        self.sec = -1
+        self.mode = mode
+        self.tlen = 0
+
+
+cdef int put_stamp(Out *o, _Clock c, int64_t ts_ns, int ns) except -1:
+    cdef time_t sec = <time_t>(ts_ns // 1000000000)
+    cdef long frac = <long>(ts_ns % 1000000000)
+    cdef tm t
+    cdef Out tmp
+    if ts_ns < 0:
+        return 1            # the Python printer says what tcpdump says
+    if c.mode == 1:
+        return 0
+    if c.mode == 2:
+        putu(o, sec)
+    else:
+        if sec != c.sec:
+            if localtime_r(&sec, &t) == NULL:
+                return 1
+            tmp.buf = c.text
+            tmp.len = 0
+            tmp.cap = 32
+            if c.mode == 4:
+                putu_pad(&tmp, t.tm_year + 1900, 4); putc_(&tmp, b'-')
+                putu_pad(&tmp, t.tm_mon + 1, 2); putc_(&tmp, b'-')
+                putu_pad(&tmp, t.tm_mday, 2); putc_(&tmp, b' ')
+            putu_pad(&tmp, t.tm_hour, 2); putc_(&tmp, b':')
+            putu_pad(&tmp, t.tm_min, 2); putc_(&tmp, b':')
+            putu_pad(&tmp, t.tm_sec, 2)
+            c.tlen = <int>tmp.len
+            c.sec = sec
+        put(o, c.text, c.tlen)
+    putc_(o, b'.')
+    if ns:
+        putu_pad(o, frac, 9)
+    else:
+        putu_pad(o, frac // 1000, 6)
+    putc_(o, b' ')
+    return 0
+
+
+cdef int tcp_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail, long length,
+                  int v6, dict table) except -1:
+    """The TCP part of a line, or 0 when the packet is not for this path (nothing written)."""
+    cdef unsigned int sport, dport, hlen, win, urp
+    cdef unsigned long seq, ack, thseq = 0, thack = 0
+    cdef uint8_t flags
+    cdef long dlen
+    cdef int rev = 0, alen = 16 if v6 else 4
+    cdef object key, th
+    if avail < 20:
+        return 0
+    hlen = (t[12] >> 4) * 4
+    if hlen < 20 or hlen > length or hlen > avail:
+        return 0
+    sport = be16(t)
+    dport = be16(t + 2)
+    dlen = length - hlen
+    if dlen > 0 and (tcp_app[sport] or tcp_app[dport]) and tcp_app[sport] != 3 and tcp_app[dport] != 3:
+        if tcp_app[sport] == 1 or tcp_app[dport] == 1:
+            return 0
+        if avail >= hlen + 4 and t[hlen] == b'S' and t[hlen + 1] == b'S' and t[hlen + 2] == b'H' and t[hlen + 3] == b'-':
+            return 0            # an SSH banner
+    if hlen > 20 and not options_ok(t + 20, hlen - 20):
+        return 0
+    seq = be32(t + 4)
+    ack = be32(t + 8)
+    flags = t[13]
+    win = be16(t + 14)
+    urp = be16(t + 18)
+    cdef const uint8_t *src = ip + (8 if v6 else 12)
+    cdef const uint8_t *dst = ip + (24 if v6 else 16)
+    if table is not None and flags & 0x10:
+        rev = sport > dport or (sport == dport and memcmp_(src, dst, alen) > 0)
+        if rev:
+            key = (PyBytes_FromStringAndSize(<const char *>dst, alen), PyBytes_FromStringAndSize(<const char *>src, alen),
+                   (dport << 16) | sport)
+        else:
+            key = (PyBytes_FromStringAndSize(<const char *>src, alen), PyBytes_FromStringAndSize(<const char *>dst, alen),
+                   (sport << 16) | dport)
+        th = table.get(key)
+        if th is None or flags & 0x02:
+            if rev:
+                th = [(ack - 1) & M32, seq]
+            else:
+                th = [seq, (ack - 1) & M32]
+            table[key] = th
+        else:
+            if rev:
+                seq = (seq - <unsigned long>th[1]) & M32
+                ack = (ack - <unsigned long>th[0]) & M32
+            else:
+                seq = (seq - <unsigned long>th[0]) & M32
+                ack = (ack - <unsigned long>th[1]) & M32
+        thseq = th[0]
+        thack = th[1]
+    grow(o, 512 + 3 * hlen)
+    if v6:
+        puts_(o, b"IP6 "); put_ip6(o, src)
+    else:
+        puts_(o, b"IP "); put_ip4(o, src)
+    putc_(o, b'.'); putu(o, sport); puts_(o, b" > ")
+    if v6:
+        put_ip6(o, dst)
+    else:
+        put_ip4(o, dst)
+    putc_(o, b'.'); putu(o, dport); puts_(o, b": Flags [")
+    put_flags(o, flags)
+    putc_(o, b']')
+    if dlen > 0 or flags & 0x07:
+        puts_(o, b", seq "); putu(o, seq)
+        if dlen > 0:
+            putc_(o, b':'); putu(o, (seq + <unsigned long>dlen) & M32)
+    if flags & 0x10:
+        puts_(o, b", ack "); putu(o, ack)
+    puts_(o, b", win "); putu(o, win)
+    if flags & 0x20:
+        puts_(o, b", urg "); putu(o, urp)
+    if hlen > 20:
+        put_options(o, t + 20, hlen - 20, rev, thseq, thack)
+    puts_(o, b", length "); putu(o, dlen)
+    return 1
+
+
+cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, int n) noexcept:
+    cdef int i
+    for i in range(n):
+        if a[i] != b[i]:
+            return 1 if a[i] > b[i] else -1
+    return 0
+
+
+cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize_t caplen, long wirelen,
+                 dict table) except -1:
+    """IPv4/IPv6 after the Ethernet header (hdr bytes, VLAN tags included), or 0 when not for
+    this path."""
+    cdef const uint8_t *ip = p + hdr
+    cdef Py_ssize_t avail = caplen - hdr
+    cdef long length = wirelen - hdr
+    cdef unsigned int hlen, ip_len, proto, ulen, plen
+    cdef const uint8_t *t
+    cdef int v6 = etype == 0x86DD
+    if v6:
+        if avail < 40 or ip[0] >> 4 != 6:
+            return 0
+        plen = be16(ip + 4)
+        if plen == 0 or 40 + plen > length:
+            return 0
+        proto = ip[6]
+        hlen = 40
+        ip_len = 40 + plen
+    else:
+        if avail < 20 or ip[0] >> 4 != 4:
+            return 0
+        hlen = (ip[0] & 15) * 4
+        ip_len = be16(ip + 2)
+        if hlen < 20 or ip_len < hlen or ip_len > length or avail < hlen or be16(ip + 6) & 0x3FFF:
+            return 0
+        proto = ip[9]
+    t = ip + hlen
+    avail -= hlen
+    length = ip_len - hlen
+    if avail > length:
+        avail = length
+    if proto == 6:
+        return tcp_line(o, ip, t, avail, length, v6, table)
+    if proto == 17:
+        if avail < 8 or length < 8:
+            return 0
+        ulen = be16(t + 4)
+        if ulen < 8 or udp_app[be16(t)] or udp_app[be16(t + 2)]:
+            return 0
+        grow(o, 256)
+        puts_(o, b"IP6 " if v6 else b"IP ")
+        if v6:
+            put_ip6(o, ip + 8)
+        else:
+            put_ip4(o, ip + 12)
+        putc_(o, b'.'); putu(o, be16(t)); puts_(o, b" > ")
+        if v6:
+            put_ip6(o, ip + 24)
+        else:
+            put_ip4(o, ip + 16)
+        putc_(o, b'.'); putu(o, be16(t + 2)); puts_(o, b": UDP, length "); putu(o, ulen - 8)
+        return 1
+    if proto == 1 and not v6:
+        if avail < 8 or (t[0] != 0 and t[0] != 8):
+            return 0
+        grow(o, 256)
+        puts_(o, b"IP "); put_ip4(o, ip + 12); puts_(o, b" > "); put_ip4(o, ip + 16)
+        puts_(o, b": ICMP echo reply, id " if t[0] == 0 else b": ICMP echo request, id ")
+        putu(o, be16(t + 4)); puts_(o, b", seq "); putu(o, be16(t + 6))
+        puts_(o, b", length "); putu(o, length)
+        return 1
+    return 0
+
+
+cdef int arp_line(Out *o, const uint8_t *p, int hdr, Py_ssize_t caplen, long wirelen) except -1:
+    cdef const uint8_t *a = p + hdr
+    cdef unsigned int op
+    cdef int i, nonzero = 0
+    if caplen < hdr + 28 or be16(a) != 1 or be16(a + 2) != 0x0800 or a[4] != 6 or a[5] != 4:
+        return 0
+    op = be16(a + 6)
+    if op != 1 and op != 2:
+        return 0
+    grow(o, 256)
+    if op == 1:
+        puts_(o, b"ARP, Request who-has "); put_ip4(o, a + 24)
+        for i in range(6):
+            nonzero |= a[18 + i]
+        if nonzero:
+            puts_(o, b" ("); put_mac(o, a + 18); putc_(o, b')')
+        puts_(o, b" tell "); put_ip4(o, a + 14)
+    else:
+        puts_(o, b"ARP, Reply "); put_ip4(o, a + 14); puts_(o, b" is-at "); put_mac(o, a + 8)
+    puts_(o, b", length "); putu(o, wirelen - hdr)
+    return 1
+
+
+def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplens,
+                 const uint32_t[::1] wirelens, const int64_t[::1] stamps, const int64_t[::1] idx,
+                 int tmode, bint ns, dict table, slow, snaplen):
+    """The text of the packets idx (Ethernet) of a batch; slow(i) gives the Python printer's text
+    for a packet this path does not write. table: the Printer's TCP state (None with -S)."""
+    cdef Out o
+    cdef Py_ssize_t k, n = idx.shape[0], start
+    cdef int64_t i
+    cdef Py_ssize_t caplen
+    cdef long wirelen
+    cdef const uint8_t *p
+    cdef unsigned int etype
+    cdef int done, hdr
+    cdef long snap = snaplen or 0
+    cdef _Clock clock = _Clock(tmode)
+    cdef bytes text
+    o.cap = 1 << 16
+    o.len = 0
+    o.buf = <char *>malloc(o.cap)
+    if o.buf == NULL:
+        raise MemoryError()
+    try:
+        for k in range(n):
+            i = idx[k]
+            caplen = caplens[i]
+            wirelen = wirelens[i]
+            p = &data[0] + offsets[i] if caplen else NULL
+            done = 0
+            if caplen >= 14 and wirelen >= caplen and (snap == 0 or caplen <= snap):
+                etype = be16(p + 12)
+                hdr = 14
+                while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and caplen >= hdr + 4:
+                    etype = be16(p + hdr + 2)      # VLAN tags print nothing without -e
+                    hdr += 4
+                if etype == 0x0800 or etype == 0x86DD or etype == 0x0806:
+                    grow(&o, 64)
+                    start = o.len
+                    if put_stamp(&o, clock, stamps[i], ns) == 0:
+                        if etype == 0x0806:
+                            done = arp_line(&o, p, hdr, caplen, wirelen)
+                        else:
+                            done = ip_line(&o, p, hdr, etype, caplen, wirelen, table)
+                    if not done:
+                        o.len = start
+            if done:
+                grow(&o, 1)
+                putc_(&o, b'\n')
+            else:
+                text = (<str>slow(i)).encode("utf-8", "surrogateescape")
+                grow(&o, len(text) + 1)
+                put(&o, text, len(text))
+                putc_(&o, b'\n')
+        return o.buf[:o.len].decode("utf-8", "surrogateescape")
+    finally:
+        free(o.buf)
