@@ -516,17 +516,23 @@ SUBCOMMANDS = {
                  "label every packet by many named filters in one pass (pfilter classify --help)"),
     "seccomp": ("disasm|emu|asm|dump FILE|PID [SYSCALL ARGS...] [options]",
                 "read, run and write seccomp filters (pfilter seccomp --help)"),
+    "explain": ("-r FILE [-c N] [--packet I] EXPR",
+                "why the filter accepts or rejects each packet, caret under the deciding primitive"),
+    "debug": ("[-r FILE] [EXPR]", "an interactive stepper in the spirit of bpf_dbg (commands on standard input)"),
+    "profile": ("-r FILE EXPR", "per-instruction and per-primitive counts over a whole capture"),
 }
+
+#: the module holding each sub-command's cli_main and _parser
+SUBCOMMAND_MODULES = {"classify": "pfilter.classifier", "seccomp": "pfilter.seccomp.cli",
+                      "explain": "pfilter.explain", "debug": "pfilter.debugger", "profile": "pfilter.profile"}
 
 
 def _subcommand(name, argv):
     """Run `pfilter NAME argv...`; its errors are its own one-line messages, while Ctrl-C and a
     closed standard output are handled by main() as for every command."""
     try:
-        if name == "seccomp":
-            from .seccomp.cli import cli_main
-        else:
-            from .classifier import cli_main
+        import importlib
+        cli_main = importlib.import_module(SUBCOMMAND_MODULES[name]).cli_main
     except ImportError as e:
         return _fail(f"{name} is not available: {e}")
     from ._signals import interruptible

@@ -219,8 +219,16 @@ def _reason(expr: str, span: tuple[int, int], verdict: bool, mine: set[int], t: 
     value = getattr(node, "value", None)
     proto = (getattr(getattr(node, "quals", None), "proto", None) or "").upper()
     last_i, last = tests[-1]
-    if kind in ("port", "portrange") or (kind == "host" and getattr(node, "value_kind", "") == "ipv4"):
-        k = last.insn[3]
+    k = last.insn[3]
+    wanted = None
+    if kind in ("port", "portrange") and isinstance(value, int):
+        wanted = value
+    elif kind in ("port", "portrange") and isinstance(value, tuple) and str(value[0]).isdigit():
+        wanted = int(value[0])
+    elif kind == "host" and getattr(node, "value_kind", "") == "ipv4" and str(value).count(".") == 3:
+        parts = [int(v) for v in str(value).split(".")]
+        wanted = parts[0] << 24 | parts[1] << 16 | parts[2] << 8 | parts[3]
+    if wanted is not None and k == wanted and not last.insn[0] & 0x08:
         same = [s for _, s in tests if s.insn[3] == k and s.insn[0] == last.insn[0]]
         if kind == "host":
             vals = [_ip4(s.a_before) for s in same]
@@ -240,6 +248,21 @@ def _reason(expr: str, span: tuple[int, int], verdict: bool, mine: set[int], t: 
     rhs = f"0x{last.x_before:x} (X)" if last.insn[0] & 0x08 else f"0x{last.insn[3]:x}"
     op = last.insn[0] & 0xF0
     a = last.a_before
+    if last.insn[0] == 0x15 and not last.branch and not verdict:
+        # every `jeq #k` of the primitive that failed, those on the same value grouped
+        fails: list[tuple[str, int, list[str]]] = []
+        for i, s in tests:
+            if s.insn[0] != 0x15 or s.branch:
+                continue
+            f = _field(t, i)
+            kk = f"0x{s.insn[3]:x}"
+            if fails and fails[-1][0] == f and fails[-1][1] == s.a_before:
+                if kk not in fails[-1][2]:
+                    fails[-1][2].append(kk)
+            else:
+                fails.append((f, s.a_before, [kk]))
+        return f"{word}: " + "; ".join(f"{f} = 0x{v:x} is {'not' if len(ks) == 1 else 'none of'} {', '.join(ks)}"
+                                       for f, v, ks in fails)
     if op == 0x10:
         rel = "is" if last.branch else "is not"
     elif op == 0x20:
@@ -266,3 +289,88 @@ def _find(root: Any, span: tuple[int, int], A: Any) -> Any:
             if child is not None and hasattr(child, "pos"):
                 stack.append(child)
     return None
+
+
+# ---------------------------------------------------------------------------- the command
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> Any:
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:
+            raise _UsageError(message)
+
+    ap = Parser(prog="pfilter explain",
+                description="Say why the filter accepts or rejects packets of a capture, in the expression's "
+                            "terms: the verdict, the primitive that decided with a caret under it, and what it "
+                            "saw in the packet (the expression compiled for the capture's link type).")
+    ap.add_argument("-r", dest="read", required=True, metavar="FILE", help="the capture file (pcap or pcapng)")
+    ap.add_argument("-c", dest="count", type=int, default=None, metavar="N",
+                    help="explain at most N packets (after --matched/--unmatched)")
+    ap.add_argument("--packet", type=int, default=None, metavar="I",
+                    help="explain only packet I (1 is the first, as tcpdump -# numbers them)")
+    which = ap.add_mutually_exclusive_group()
+    which.add_argument("--matched", action="store_true", help="only the packets the filter accepts")
+    which.add_argument("--unmatched", action="store_true", help="only the packets the filter rejects")
+    ap.add_argument("expression", nargs="+", metavar="EXPR", help="the filter expression")
+    return ap
+
+
+def packets(path: str) -> Any:
+    """(number from 1, packet bytes, wire length, link type) for every packet of a capture."""
+    from . import open as _open
+    n = 0
+    with _open(path) as cap:
+        for batch in cap:
+            for i in range(len(batch)):
+                n += 1
+                yield n, batch.packet(i), int(batch.wirelen[i]), batch.linktype_of(i)
+
+
+def cli_main(argv: list[str]) -> int:
+    """`pfilter explain -r FILE [-c N] [--packet I] EXPR`."""
+    import sys
+
+    from . import compile as _compile
+    from .cli import _fail, _one_line
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as e:
+        sys.stderr.write(_parser().format_usage())
+        return _fail(str(e))
+    if args.count is not None and args.count < 0:
+        return _fail("-c needs a count >= 0")
+    if args.packet is not None and args.packet < 1:
+        return _fail("--packet counts from 1")
+    expr = " ".join(args.expression)
+    progs: dict[int, Any] = {}
+    shown = 0
+    out = sys.stdout
+    try:
+        for n, pkt, wl, lt in packets(args.read):
+            if args.packet is not None and n != args.packet:
+                if n > args.packet:
+                    break
+                continue
+            if args.count is not None and shown >= args.count:
+                break
+            prog = progs.get(lt)
+            if prog is None:
+                prog = progs[lt] = _compile(expr, linktype=lt)
+            x = explain(prog, pkt, wl)
+            if (args.matched and not x.verdict) or (args.unmatched and x.verdict):
+                continue
+            shown += 1
+            out.write(f"packet {n}" + (f": {x.summary}" if x.summary else "") + "\n" + str(x) + "\n")
+        if args.packet is not None and shown == 0 and not (args.matched or args.unmatched):
+            return _fail(f"{args.read}: no packet {args.packet}")
+    except ValueError as e:
+        return _fail(_one_line(e))
+    except OSError as e:
+        return _fail(f"{e.filename or args.read}: {e.strerror or e}")
+    out.flush()
+    return 0

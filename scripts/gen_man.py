@@ -104,9 +104,9 @@ def epilog_sections(text):
 
 def page():
     main = cli.build_parser()
-    from pfilter.classifier import _parser as classify_parser
-    from pfilter.seccomp.cli import _parser as seccomp_parser
-    subparsers = {"classify": classify_parser(), "seccomp": seccomp_parser()}
+    import importlib
+    subparsers = {name: importlib.import_module(module)._parser()
+                  for name, module in cli.SUBCOMMAND_MODULES.items()}
     sections = epilog_sections(main.epilog)
     by_title = {title: entries for title, entries in sections if title}
     notes = [entries[0] for title, entries in sections if title is None]
