@@ -38,16 +38,18 @@ cdef uint8_t udp_app[65536]
 
 
 #: tcp_app codes: 0 no summary, 1 a summary the Python printer writes, 2 SSH (a banner line only
-#: when the payload starts with "SSH-"), 3 telnet (nothing: tcpdump prints no summary by default)
-def set_app_ports(tcp_codes, udp_ports):
+#: when the payload starts with "SSH-"), 3 telnet (nothing: tcpdump prints no summary by default),
+#: 4..8 the text protocols HTTP, SMTP, FTP, WHOIS, RTSP (TXT_NAMES); udp_app: 0 none, 1 Python,
+#: 2 NTP, 3 syslog
+def set_app_ports(tcp_codes, udp_codes):
     cdef int i
     for i in range(65536):
         tcp_app[i] = 0
         udp_app[i] = 0
     for i, code in tcp_codes.items():
         tcp_app[i] = code
-    for i in udp_ports:
-        udp_app[i] = 1
+    for i, code in udp_codes.items():
+        udp_app[i] = code
 
 
 cdef struct Out:
@@ -301,11 +303,17 @@ cdef int tcp_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail,
     sport = be16(t)
     dport = be16(t + 2)
     dlen = length - hlen
+    cdef int app = 0
     if dlen > 0 and (tcp_app[sport] or tcp_app[dport]) and tcp_app[sport] != 3 and tcp_app[dport] != 3:
-        if tcp_app[sport] == 1 or tcp_app[dport] == 1:
+        if tcp_app[sport] and tcp_app[dport] and tcp_app[sport] != tcp_app[dport]:
+            return 0            # two printers compete: tcpdump's order decides (Python)
+        app = tcp_app[sport] or tcp_app[dport]
+        if app == 1:
             return 0
-        if avail >= hlen + 4 and t[hlen] == b'S' and t[hlen + 1] == b'S' and t[hlen + 2] == b'H' and t[hlen + 3] == b'-':
-            return 0            # an SSH banner
+        if app == 2:
+            if avail >= hlen + 4 and t[hlen] == b'S' and t[hlen + 1] == b'S' and t[hlen + 2] == b'H' and t[hlen + 3] == b'-':
+                return 0        # an SSH banner
+            app = 0
     if hlen > 20 and not options_ok(t + 20, hlen - 20):
         return 0
     seq = be32(t + 4)
@@ -364,7 +372,115 @@ cdef int tcp_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail,
     if hlen > 20:
         put_options(o, t + 20, hlen - 20, rev, thseq, thack)
     puts_(o, b", length "); putu(o, dlen)
+    if app >= 4:
+        grow(o, 64 + (avail - hlen if avail > hlen else 0))
+        puts_(o, b": ")
+        txtproto(o, t + hlen, min(avail - hlen, dlen), app)
     return 1
+
+
+#: the text protocols' names (tcp_app codes 4..8) and request words (HTTP, RTSP)
+cdef const char *TXT_NAMES[9]
+TXT_NAMES[4] = b"HTTP"
+TXT_NAMES[5] = b"SMTP"
+TXT_NAMES[6] = b"FTP"
+TXT_NAMES[7] = b"WHOIS"
+TXT_NAMES[8] = b"RTSP"
+cdef const char *TXT_TRUNC[9]
+TXT_TRUNC[4] = b" [|http]"
+TXT_TRUNC[5] = b" [|smtp]"
+TXT_TRUNC[6] = b" [|ftp]"
+TXT_TRUNC[7] = b" [|whois]"
+TXT_TRUNC[8] = b" [|rtsp]"
+cdef list HTTP_WORDS = []
+cdef list RTSP_WORDS = []
+
+
+def set_text_commands(http, rtsp):
+    HTTP_WORDS[:] = [w.encode("ascii") for w in http]
+    RTSP_WORDS[:] = [w.encode("ascii") for w in rtsp]
+
+
+cdef Py_ssize_t token(const uint8_t *d, Py_ssize_t idx, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *tlen) noexcept:
+    """tcpdump's fetch_token: (index after the token and its blanks, or 0)."""
+    cdef Py_ssize_t st = idx
+    cdef uint8_t c
+    while idx < n:
+        c = d[idx]
+        if c > 0x7F:
+            return 0
+        if c == 0x20 or c == 0x09 or c == 0x0D or c == 0x0A:
+            break
+        if c < 0x20 or c >= 0x7F:
+            return 0
+        if idx - st + 2 > 129:
+            return 0
+        idx += 1
+    if idx == st:
+        return 0
+    start[0] = st
+    tlen[0] = idx - st
+    while idx < n:
+        c = d[idx]
+        if c != 0x20 and c != 0x09:
+            break
+        idx += 1
+    return idx
+
+
+cdef int is_command(const uint8_t *d, Py_ssize_t st, Py_ssize_t tl, list words) noexcept:
+    cdef bytes w
+    cdef Py_ssize_t j
+    cdef uint8_t c
+    cdef const char *wp
+    for w in words:
+        if len(w) != tl:
+            continue
+        wp = w
+        for j in range(tl):
+            c = d[st + j]
+            if 0x61 <= c <= 0x7A:
+                c -= 32
+            if c != <uint8_t>wp[j]:
+                break
+        else:
+            return 1
+    return 0
+
+
+cdef void txtproto(Out *o, const uint8_t *d, Py_ssize_t n, int app) noexcept:
+    """tcpdump's txtproto_print without -v: the name, and the first line when it is a request
+    or response (or for protocols without request words)."""
+    cdef int print_this = app in (5, 6, 7)
+    cdef Py_ssize_t idx, st = 0, tl = 0, i
+    cdef uint8_t c
+    if n < 0:
+        n = 0
+    if not print_this:
+        idx = token(d, 0, n, &st, &tl)
+        if idx:
+            if is_command(d, st, tl, HTTP_WORDS if app == 4 else RTSP_WORDS):
+                print_this = 1
+            idx = token(d, idx, n, &st, &tl)
+            if idx and tl == 3 and 0x30 <= d[st] <= 0x39 and 0x30 <= d[st + 1] <= 0x39 and 0x30 <= d[st + 2] <= 0x39:
+                print_this = 1
+    puts_(o, TXT_NAMES[app])
+    if not print_this:
+        return
+    i = 0
+    while i < n:
+        c = d[i]
+        if c == 0x0A:
+            puts_(o, b": "); put(o, <const char *>d, i)
+            return
+        if c == 0x0D:
+            if i + 1 < n and d[i + 1] == 0x0A:
+                puts_(o, b": "); put(o, <const char *>d, i)
+            return
+        if not (0x20 <= c < 0x7F or c == 0x09):
+            return
+        i += 1
+    puts_(o, b": "); put(o, <const char *>d, n); puts_(o, TXT_TRUNC[app])
 
 
 cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, int n) noexcept:
@@ -383,6 +499,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
     cdef Py_ssize_t avail = caplen - hdr
     cdef long length = wirelen - hdr
     cdef unsigned int hlen, ip_len, proto, ulen, plen
+    cdef int ua, ub, app
     cdef const uint8_t *t
     cdef int v6 = etype == 0x86DD
     if v6:
@@ -399,9 +516,14 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
             return 0
         hlen = (ip[0] & 15) * 4
         ip_len = be16(ip + 2)
-        if hlen < 20 or ip_len < hlen or ip_len > length or avail < hlen or be16(ip + 6) & 0x3FFF:
+        if hlen < 20 or ip_len < hlen or ip_len > length or avail < hlen:
             return 0
         proto = ip[9]
+        if be16(ip + 6) & 0x1FFF:       # a later fragment
+            grow(o, 128)
+            puts_(o, b"IP "); put_ip4(o, ip + 12); puts_(o, b" > "); put_ip4(o, ip + 16)
+            puts_(o, b": ip-proto-"); putu(o, proto)
+            return 1
     t = ip + hlen
     avail -= hlen
     length = ip_len - hlen
@@ -413,7 +535,11 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
         if avail < 8 or length < 8:
             return 0
         ulen = be16(t + 4)
-        if ulen < 8 or udp_app[be16(t)] or udp_app[be16(t + 2)]:
+        ua, ub = udp_app[be16(t)], udp_app[be16(t + 2)]
+        if ulen < 8 or ua == 1 or ub == 1 or (ua and ub and ua != ub):
+            return 0
+        app = ua or ub
+        if app == 3 and not syslog_ok(t + 8, avail - 8):
             return 0
         grow(o, 256)
         puts_(o, b"IP6 " if v6 else b"IP ")
@@ -426,18 +552,100 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
             put_ip6(o, ip + 24)
         else:
             put_ip4(o, ip + 16)
-        putc_(o, b'.'); putu(o, be16(t + 2)); puts_(o, b": UDP, length "); putu(o, ulen - 8)
+        putc_(o, b'.'); putu(o, be16(t + 2)); puts_(o, b": ")
+        if app == 2 and avail > 8:
+            puts_(o, b"NTPv"); putu(o, (t[8] >> 3) & 7); puts_(o, b", "); puts_(o, NTP_MODES[t[8] & 7])
+            if t[8] & 7 != 7:
+                puts_(o, b", length "); putu(o, ulen - 8)
+        elif app == 3:
+            put_syslog(o, t + 8, ulen - 8)
+        else:
+            puts_(o, b"UDP, length "); putu(o, ulen - 8)
         return 1
     if proto == 1 and not v6:
-        if avail < 8 or (t[0] != 0 and t[0] != 8):
+        if avail < 8 or (t[0] != 0 and t[0] != 8 and t[0] != 11):
             return 0
         grow(o, 256)
         puts_(o, b"IP "); put_ip4(o, ip + 12); puts_(o, b" > "); put_ip4(o, ip + 16)
-        puts_(o, b": ICMP echo reply, id " if t[0] == 0 else b": ICMP echo request, id ")
-        putu(o, be16(t + 4)); puts_(o, b", seq "); putu(o, be16(t + 6))
+        if t[0] == 11:
+            puts_(o, b": ICMP time exceeded in-transit" if t[1] == 0 else
+                  b": ICMP ip reassembly time exceeded" if t[1] == 1 else b": ICMP time exceeded-#")
+            if t[1] > 1:
+                putu(o, t[1])
+        else:
+            puts_(o, b": ICMP echo reply, id " if t[0] == 0 else b": ICMP echo request, id ")
+            putu(o, be16(t + 4)); puts_(o, b", seq "); putu(o, be16(t + 6))
         puts_(o, b", length "); putu(o, length)
         return 1
+    if proto == 58 and v6 and avail >= 4:
+        return icmp6_line(o, ip, t, avail, length)
     return 0
+
+
+cdef int icmp6_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail, long length) except -1:
+    cdef uint8_t typ = t[0]
+    if typ == 128 or typ == 129:
+        if avail < 8:
+            return 0
+    elif typ == 135 or typ == 136:
+        if avail < 24:
+            return 0
+    elif typ == 143:
+        if avail < 8:
+            return 0
+    elif typ != 133 and typ != 134:
+        return 0
+    grow(o, 300)
+    puts_(o, b"IP6 "); put_ip6(o, ip + 8); puts_(o, b" > "); put_ip6(o, ip + 24); puts_(o, b": ICMP6, ")
+    if typ == 128 or typ == 129:
+        puts_(o, b"echo request, id " if typ == 128 else b"echo reply, id ")
+        putu(o, be16(t + 4)); puts_(o, b", seq "); putu(o, be16(t + 6))
+    elif typ == 135:
+        puts_(o, b"neighbor solicitation, who has "); put_ip6(o, t + 8)
+    elif typ == 136:
+        puts_(o, b"neighbor advertisement, tgt is "); put_ip6(o, t + 8)
+    elif typ == 143:
+        puts_(o, b"multicast listener report v2, "); putu(o, be16(t + 6)); puts_(o, b" group record(s)")
+    elif typ == 133:
+        puts_(o, b"router solicitation")
+    else:
+        puts_(o, b"router advertisement")
+    puts_(o, b", length "); putu(o, length)
+    return 1
+
+
+cdef const char *NTP_MODES[8]
+NTP_MODES[:] = [b"unspecified", b"symmetric active", b"symmetric passive", b"Client", b"Server",
+                b"Broadcast", b"Control Message", b"Reserved"]
+cdef const char *SYSLOG_FAC[24]
+SYSLOG_FAC[:] = [b"kernel", b"user", b"mail", b"daemon", b"auth", b"syslog", b"lpr", b"news", b"uucp",
+                 b"cron", b"authpriv", b"ftp", b"ntp", b"security", b"console", b"cron", b"local0",
+                 b"local1", b"local2", b"local3", b"local4", b"local5", b"local6", b"local7"]
+cdef const char *SYSLOG_SEV[8]
+SYSLOG_SEV[:] = [b"emergency", b"alert", b"critical", b"error", b"warning", b"notice", b"info", b"debug"]
+
+
+cdef int syslog_pri(const uint8_t *b, Py_ssize_t n) noexcept:
+    """The <PRI> value as apps._syslog reads it, or -1."""
+    cdef int i = 1, pri = 0
+    if n < 1 or b[0] != 0x3C:
+        return -1
+    while i < n and i <= 4 and 0x30 <= b[i] <= 0x39:
+        pri = pri * 10 + b[i] - 0x30
+        i += 1
+    if i >= n or b[i] != 0x3E or pri > 191:
+        return -1
+    return pri
+
+
+cdef int syslog_ok(const uint8_t *b, Py_ssize_t n) noexcept:
+    return syslog_pri(b, n) >= 0
+
+
+cdef void put_syslog(Out *o, const uint8_t *b, long length) noexcept:
+    cdef int pri = syslog_pri(b, length)
+    puts_(o, b"SYSLOG "); puts_(o, SYSLOG_FAC[pri >> 3]); putc_(o, b'.'); puts_(o, SYSLOG_SEV[pri & 7])
+    puts_(o, b", length: "); putu(o, length)
 
 
 cdef int arp_line(Out *o, const uint8_t *p, int hdr, Py_ssize_t caplen, long wirelen) except -1:
