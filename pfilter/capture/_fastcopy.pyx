@@ -5,16 +5,20 @@ records copied as they are, with no Python object and no numpy array anywhere.
 Imports the VM's C entry point (pfilter/_vm.pxd) and nothing else from pfilter; pfilter.capture.
 fastpath decides when it applies and falls back to filter_file for everything else.
 
-Two workers share the work symmetrically: the calling thread (GIL released) and one helper
-thread. Chunks of the file go to them in turn (even chunks to one, odd to the other). A worker
-pread()s its chunk into its own buffer, waits until the chunk before has been processed, then
-walks the records of its chunk, runs the program over them in one call, and writev()s the runs of
-consecutive matching records straight from its buffer to the output; meanwhile the other worker
-is reading the next chunk. Copying the file out of the page cache is most of the cost, and one
-core alone copies at about half the speed of two. A record cut by the end of a chunk is finished by
-copying its first part into the headroom in front of the next chunk (in the other worker's
-buffer; reads never touch the headroom), so every record is contiguous. Processing is strictly in
-chunk order, so the output is in file order.
+`workers` threads (the calling one, GIL released, and workers - 1 helpers; 1: the calling thread
+alone) share the file symmetrically: chunk i goes to worker i mod workers. A worker pread()s its
+chunk into its own buffer (in parallel with the others), then, in chunk order (the "walk turn"),
+walks the record headers from the first record boundary of the chunk, which the walk of the chunk
+before handed over; a record cut by the end of the chunk is finished by a pread of its rest into
+the buffer's tail room, so the chunk owns every record that starts in it and every record is
+contiguous. The walk is a few nanoseconds per record; the program then runs over the chunk's
+records in parallel with the other workers. In chunk order again (the "write turn") the worker
+counts its matches (-c, -C decide here), takes the next output offset for the bytes it will write
+and gives the turn on: its pwritev() of the runs of matching records, straight from its buffer,
+overlaps the other workers' writes. Outputs that cannot be written at an offset (a FIFO) are
+written with writev inside the write turn. The output is in file order and byte-identical
+whatever the number of workers; memory is one chunk (plus the tail room) and its record arrays
+per worker.
 
 The walk only accepts records a plain copy reproduces: caplen at most the file's snapshot length
 (and the link type's maximum), header in host byte order. At the first record that is not so, or
@@ -47,14 +51,17 @@ cdef extern from "<pthread.h>" nogil:
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t pread(int fd, void* buf, size_t count, int64_t offset)
+    int64_t lseek(int fd, int64_t offset, int whence)
 
 include "writev.pxi"
 
+cdef extern from "<sys/uio.h>" nogil:
+    ssize_t pwritev(int fd, const iovec* vec, int cnt, int64_t offset)
 
 
 # Status codes (pfilter.capture.fastpath reads them by name from STATUS).
 cdef enum:
-    ST_EOF = 0         # every record of the file was judged
+    ST_EOF = 0         # every record of the file (or of the range) was judged
     ST_ANOMALY = 1     # the record at stop_offset needs the general path (caplen above the limit)
     ST_TRUNCATED = 2   # the file ends inside the record at stop_offset
     ST_COUNT = 3       # max_count matches written
@@ -63,44 +70,50 @@ cdef enum:
     ST_CANCELLED = 6   # cancel() was called (from another thread)
     ST_ROTATE = 7      # the output holds more than rotate_size bytes: the matching record at
                        # stop_offset starts the next file (tcpdump -C)
+    ST_NONE = -1       # (a chunk that does not end the pass)
 
 STATUS = {0: "eof", 1: "anomaly", 2: "truncated", 3: "count", 4: "read-error", 5: "write-error",
           6: "cancelled", 7: "rotate"}
 
 cdef enum:
-    NWORKERS = 2
     HDR = 16
     IOV_BATCH = 1024
+    MAX_WORKERS = 256
 
 # One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
 # cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
 CHUNK_BYTES = 1 << 20
+# The most threads one pass runs.
+WORKERS_MAX = MAX_WORKERS
 
 
 cdef struct Shared:
     # fixed for the pass
     int in_fd
     int out_fd
+    bint positional              # the output takes pwritev at an offset (a regular file)
+    int nworkers
     int64_t start
+    int64_t end                  # >= 0: records starting at or after this offset are not ours
     Py_ssize_t chunk
-    Py_ssize_t headroom
+    Py_ssize_t tail              # room after a chunk for the rest of a record cut by its end
     const uint8_t* prog
     bint clear_mem
     uint32_t limit
     int64_t max_count
     uint32_t truncate            # > 0: records written cut to this many bytes (editcap -s)
     int64_t rotate_size          # >= 0: stop before a matching record once out_size exceeds it
-    int64_t out_size             # bytes in the output file so far (header included)
     volatile int* cancelled
-    uint8_t* mem[NWORKERS]       # each worker's buffer: headroom + chunk
     # handed from chunk to chunk under mu
     pthread_mutex_t mu
     pthread_cond_t cv
-    int64_t turn                 # the chunk to be processed next
+    int64_t walk_turn            # the chunk to be walked next
+    int64_t next_start           # its first record boundary (a file offset)
+    bint walk_over               # the walk has met the end of the pass
+    int64_t write_turn           # the chunk to be counted and given an output offset next
     int finished                 # set once processing must stop
-    Py_ssize_t carry             # bytes of a cut record waiting in the headroom of chunk `turn`
-    int64_t region_off           # file offset of the first of those bytes
-    # results (written by the worker whose turn it is)
+    # results (written by the worker whose write turn it is, or under mu)
+    int64_t out_size             # bytes in the output file so far (header included)
     int64_t read, matched, bytes, done, stop_offset
     int status, error
 
@@ -108,6 +121,7 @@ cdef struct Shared:
 cdef struct Worker:
     Shared* sh
     int id
+    uint8_t* buf
     int64_t* offsets
     uint32_t* caplens
     uint32_t* wirelens
@@ -115,159 +129,236 @@ cdef struct Worker:
     iovec* vec
 
 
+cdef bint _is_error(int status) noexcept nogil:
+    return status == ST_READ_ERROR or status == ST_WRITE_ERROR
+
+
 cdef void _finish(Shared* sh, int status, int error, int64_t offset) noexcept nogil:
-    """Stop the pass (called by the worker whose turn it is)."""
+    """Stop the pass. The first ending stands, except that an I/O error (from a write still
+    running for an earlier chunk) replaces an ending that is not one."""
     pthread_mutex_lock(&sh.mu)
-    sh.status, sh.error, sh.stop_offset = status, error, offset
+    if not sh.finished or (_is_error(status) and not _is_error(sh.status)):
+        sh.status, sh.error, sh.stop_offset = status, error, offset
     sh.finished = 1
     pthread_cond_broadcast(&sh.cv)
     pthread_mutex_unlock(&sh.mu)
 
 
-cdef bint _process(Worker* w, int64_t i, Py_ssize_t length, bint eof) noexcept nogil:
-    """Process chunk i (its turn has come); False once the pass is over."""
+cdef Py_ssize_t _fill(Shared* sh, uint8_t* buf, Py_ssize_t have, Py_ssize_t want, int64_t offset,
+                      int* err) noexcept nogil:
+    """pread bytes [have, want) of the buffer (the buffer starts at file offset `offset`);
+    the number of bytes in the buffer afterwards (less than want at the end of the file)."""
+    cdef Py_ssize_t n
+    while have < want:
+        n = pread(sh.in_fd, buf + have, <size_t>(want - have), offset + have)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            err[0] = errno
+            break
+        if n == 0:
+            break
+        have += n
+    return have
+
+
+cdef int pwrite_all(int fd, iovec* vec, int cnt, int64_t offset) noexcept nogil:
+    """pwritev every byte of vec[0:cnt] (cnt <= IOV_MAX) at offset; 0 or the errno."""
+    cdef int j = 0
+    cdef ssize_t got
+    while j < cnt:
+        got = pwritev(fd, &vec[j], cnt - j, offset)
+        if got < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        if got == 0:
+            return 28          # ENOSPC: a write that makes no progress
+        offset += got
+        while j < cnt and got >= <ssize_t>vec[j].iov_len:
+            got -= vec[j].iov_len
+            j += 1
+        if j < cnt and got > 0:
+            vec[j].iov_base = <void*>(<uint8_t*>vec[j].iov_base + got)
+            vec[j].iov_len -= got
+    return 0
+
+
+cdef int _write(Shared* sh, iovec* vec, int nvec, int64_t pos) noexcept nogil:
+    """Write the runs vec[0:nvec] at output offset pos (or at the file position), in batches."""
+    cdef int j = 0, k, err = 0
+    cdef int64_t size
+    cdef int m
+    while j < nvec and not err:
+        k = nvec - j if nvec - j < IOV_BATCH else IOV_BATCH
+        if sh.positional:
+            size = 0
+            for m in range(j, j + k):
+                size += vec[m].iov_len
+            err = pwrite_all(sh.out_fd, &vec[j], k, pos)
+            pos += size
+        else:
+            err = write_all(sh.out_fd, &vec[j], k)
+        j += k
+    return err
+
+
+cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
+    """Read, walk, judge and write chunk i; False once the pass is over for this worker."""
     cdef Shared* sh = w.sh
-    cdef uint8_t* base = sh.mem[w.id]
-    cdef Py_ssize_t head = sh.headroom, carry = sh.carry
-    cdef Py_ssize_t p = head - carry, end = head + length, n = 0, k = 0, rest
-    cdef int64_t region_off = sh.region_off
-    cdef uint32_t cap = 0, wire, out_cap
-    cdef int nvec = 0, err = 0
-    cdef bint rotate = False
-    cdef int64_t want = sh.max_count
-    cdef int64_t* offsets = w.offsets
-    cdef uint32_t* caplens = w.caplens
-    cdef iovec* vec = w.vec
-    if sh.cancelled[0]:
-        _finish(sh, ST_CANCELLED, 0, region_off)
+    cdef uint8_t* buf = w.buf
+    cdef int64_t offset = sh.start + i * sh.chunk, s, pos, rec_off = 0, want_count
+    cdef Py_ssize_t want = sh.chunk, got, lim, p, n = 0, k, have
+    cdef int err = 0, stop = ST_NONE, ending = ST_NONE, nvec = 0
+    cdef int64_t stop_at = 0, read = 0, matched = 0, nbytes = 0, size = 0, first_out
+    cdef uint32_t cap = 0, out_cap
+    cdef bint eof
+    if sh.end >= 0 and sh.end - offset < want:
+        want = sh.end - offset if sh.end > offset else 0
+    got = _fill(sh, buf, 0, want, offset, &err) if want > 0 else 0
+    eof = got < sh.chunk      # the file (or the range) ends in this chunk
+    # ---- walk turn: the records that start in this chunk
+    pthread_mutex_lock(&sh.mu)
+    while sh.walk_turn != i and not sh.finished and not sh.walk_over:
+        pthread_cond_wait(&sh.cv, &sh.mu)
+    if sh.finished or sh.walk_turn != i:
+        pthread_mutex_unlock(&sh.mu)
         return False
-    # Walk the records of [head - carry, head + length).
-    while end - p >= HDR:
-        memcpy(&cap, base + p + 8, 4)
-        memcpy(&wire, base + p + 12, 4)
+    s = sh.next_start
+    pthread_mutex_unlock(&sh.mu)
+    if err:
+        _finish(sh, ST_READ_ERROR, err, s)
+        return False
+    if sh.cancelled[0]:
+        _finish(sh, ST_CANCELLED, 0, s)
+        return False
+    p = s - offset
+    lim = got
+    have = got
+    while p < lim:
+        if have - p < HDR:
+            have = _fill(sh, buf, have, p + HDR, offset, &err)
+            if have - p < HDR:
+                stop = ST_READ_ERROR if err else ST_TRUNCATED
+                break
+        memcpy(&cap, buf + p + 8, 4)
         if cap > sh.limit:
+            stop = ST_ANOMALY
             break
-        if end - p - HDR < <Py_ssize_t>cap:
-            break
-        offsets[n] = p + HDR
-        caplens[n] = cap
-        w.wirelens[n] = wire
+        if have - p - HDR < <Py_ssize_t>cap:
+            have = _fill(sh, buf, have, p + HDR + cap, offset, &err)
+            if have - p - HDR < <Py_ssize_t>cap:
+                stop = ST_READ_ERROR if err else ST_TRUNCATED
+                break
+        w.offsets[n] = p + HDR
+        w.caplens[n] = cap
+        memcpy(&w.wirelens[n], buf + p + 12, 4)
         n += 1
         p += HDR + cap
+    if p < 0:        # (never: a boundary before the chunk)
+        p = 0
+    stop_at = offset + p
+    if stop == ST_NONE and eof:
+        stop = ST_EOF
+    pthread_mutex_lock(&sh.mu)
+    sh.done = stop_at
+    if stop != ST_NONE:
+        sh.walk_over = True
+    else:
+        sh.walk_turn = i + 1
+        sh.next_start = stop_at
+    pthread_cond_broadcast(&sh.cv)
+    pthread_mutex_unlock(&sh.mu)
+    # ---- judged in parallel with the other workers
     if n:
-        run_packets(sh.prog, sh.clear_mem, base, offsets, caplens, w.wirelens, n, w.verdicts)
-    # Write the runs of consecutive matching records.
+        run_packets(sh.prog, sh.clear_mem, buf, w.offsets, w.caplens, w.wirelens, n, w.verdicts)
+    # ---- write turn: count, decide -c / -C, take the output offset
+    pthread_mutex_lock(&sh.mu)
+    while sh.write_turn != i and not sh.finished:
+        pthread_cond_wait(&sh.cv, &sh.mu)
+    if sh.finished:
+        pthread_mutex_unlock(&sh.mu)
+        return False
+    pthread_mutex_unlock(&sh.mu)
+    want_count = sh.max_count - sh.matched if sh.max_count >= 0 else -1
+    first_out = sh.out_size
+    size = 0
     for k in range(n):
-        sh.read += 1
         if w.verdicts[k] == 0:
+            read += 1
             continue
-        if sh.rotate_size >= 0 and sh.out_size > sh.rotate_size:
-            sh.read -= 1          # judged again at the start of the next file's pass
-            rotate = True
+        if sh.rotate_size >= 0 and first_out + size > sh.rotate_size:
+            ending = ST_ROTATE
+            rec_off = offset + w.offsets[k] - HDR
             break
-        sh.matched += 1
-        out_cap = caplens[k]
+        read += 1
+        matched += 1
+        out_cap = w.caplens[k]
         if sh.truncate and out_cap > sh.truncate:
             # cut as editcap -s: the header in the buffer says the new length (the record is
             # not read again), the wire length stays
             out_cap = sh.truncate
-            memcpy(base + offsets[k] - HDR + 8, &out_cap, 4)
-        sh.bytes += out_cap
-        sh.out_size += HDR + out_cap
-        if nvec and <uint8_t*>vec[nvec - 1].iov_base + vec[nvec - 1].iov_len == base + offsets[k] - HDR:
-            vec[nvec - 1].iov_len += HDR + out_cap
+            memcpy(buf + w.offsets[k] - HDR + 8, &out_cap, 4)
+        nbytes += out_cap
+        size += HDR + out_cap
+        if nvec and <uint8_t*>w.vec[nvec - 1].iov_base + w.vec[nvec - 1].iov_len == buf + w.offsets[k] - HDR:
+            w.vec[nvec - 1].iov_len += HDR + out_cap
         else:
-            if nvec == IOV_BATCH:
-                if sh.out_fd >= 0:
-                    err = write_all(sh.out_fd, vec, nvec)
-                    if err:
-                        break
-                nvec = 0
-            vec[nvec].iov_base = <void*>(base + offsets[k] - HDR)
-            vec[nvec].iov_len = HDR + out_cap
+            w.vec[nvec].iov_base = <void*>(buf + w.offsets[k] - HDR)
+            w.vec[nvec].iov_len = HDR + out_cap
             nvec += 1
-        if want >= 0 and sh.matched >= want:
+        if want_count >= 0 and matched >= want_count:
+            ending = ST_COUNT
+            rec_off = offset + w.offsets[k] + w.caplens[k]
             break
-    if not err and nvec and sh.out_fd >= 0:
-        err = write_all(sh.out_fd, vec, nvec)
-    if err:
-        _finish(sh, ST_WRITE_ERROR, err, region_off)
-        return False
-    if rotate:
-        sh.done = region_off + (offsets[k] - HDR) - (head - carry)
-        _finish(sh, ST_ROTATE, 0, sh.done)
-        return False
-    if want >= 0 and sh.matched >= want:
-        sh.done = region_off + (offsets[k] + caplens[k]) - (head - carry)
-        _finish(sh, ST_COUNT, 0, sh.done)
-        return False
-    sh.done = region_off + (p - (head - carry))
-    rest = end - p
-    if rest >= HDR and cap > sh.limit:
-        _finish(sh, ST_ANOMALY, 0, sh.done)
-        return False
-    if eof:
-        _finish(sh, ST_TRUNCATED if rest else ST_EOF, 0, sh.done)
-        return False
-    # Hand the cut record to the next chunk's buffer (its headroom), and the turn with it.
-    if rest:
-        memcpy(sh.mem[(w.id + 1) % NWORKERS] + head - rest, base + p, <size_t>rest)
+    if ending == ST_NONE and stop != ST_NONE:
+        ending, rec_off = stop, stop_at
+    pos = sh.out_size
     pthread_mutex_lock(&sh.mu)
-    sh.carry = rest
-    sh.region_off = sh.done
-    sh.turn = i + 1
-    pthread_cond_broadcast(&sh.cv)
+    sh.read += read
+    sh.matched += matched
+    sh.bytes += nbytes
+    sh.out_size += size
+    if ending == ST_ROTATE or ending == ST_COUNT:
+        sh.done = rec_off
+    if sh.positional and ending == ST_NONE:
+        sh.write_turn = i + 1        # the next chunk may take its offset while this one writes
+        pthread_cond_broadcast(&sh.cv)
     pthread_mutex_unlock(&sh.mu)
+    if sh.out_fd >= 0 and nvec:
+        err = _write(sh, w.vec, nvec, pos)
+        if err:
+            _finish(sh, ST_WRITE_ERROR, err, offset)
+            return False
+    if ending != ST_NONE:
+        _finish(sh, ending, 0, rec_off)
+        return False
+    if not sh.positional:
+        pthread_mutex_lock(&sh.mu)
+        sh.write_turn = i + 1
+        pthread_cond_broadcast(&sh.cv)
+        pthread_mutex_unlock(&sh.mu)
     return True
 
 
 cdef void* _work(void* arg) noexcept nogil:
-    """A worker: read chunks id, id + NWORKERS, ...; process each when its turn comes."""
+    """A worker: chunks id, id + workers, ... until the pass is over."""
     cdef Worker* w = <Worker*>arg
-    cdef Shared* sh = w.sh
-    cdef int64_t i = w.id, offset
-    cdef Py_ssize_t got, n
-    cdef int err
-    cdef bint eof, go
-    cdef uint8_t* buf = sh.mem[w.id] + sh.headroom
-    while True:
-        offset = sh.start + i * sh.chunk
-        got = 0
-        err = 0
-        eof = False
-        while got < sh.chunk:
-            n = pread(sh.in_fd, buf + got, <size_t>(sh.chunk - got), offset + got)
-            if n < 0:
-                if errno == EINTR:
-                    continue
-                err = errno
-                break
-            if n == 0:
-                eof = True
-                break
-            got += n
-        pthread_mutex_lock(&sh.mu)
-        while sh.turn != i and not sh.finished:
-            pthread_cond_wait(&sh.cv, &sh.mu)
-        go = not sh.finished
-        pthread_mutex_unlock(&sh.mu)
-        if not go:
-            return NULL
-        if err:
-            _finish(sh, ST_READ_ERROR, err, sh.region_off)
-            return NULL
-        if not _process(w, i, got, eof):
-            return NULL
-        i += NWORKERS
+    cdef int64_t i = w.id
+    while _chunk(w, i):
+        i += w.sh.nworkers
+    return NULL
 
 
 cdef class PcapCopy:
     """One pass over a classic, host-byte-order pcap file from `start` (the first record) to its
-    end: records whose program verdict is non-zero are written to out_fd (-1: only count),
-    cut to `truncate` bytes when that is > 0 (editcap -s). rotate_size >= 0: the pass stops
-    (status "rotate", stop_offset the record's file offset) before a matching record once the
-    output holds more than rotate_size bytes (out_size: its size at the start), so that the
-    caller starts the next file and a new pass from there (tcpdump -C).
+    end (or to `end`: records starting at or after it are left out): records whose program
+    verdict is non-zero are written to out_fd (-1: only count), cut to `truncate` bytes when that
+    is > 0 (editcap -s). rotate_size >= 0: the pass stops (status "rotate", stop_offset the
+    record's file offset) before a matching record once the output holds more than rotate_size
+    bytes (out_size: its size at the start), so that the caller starts the next file and a new
+    pass from there (tcpdump -C). `workers`: threads sharing the pass (1: the calling thread
+    only); the output is the same whatever their number.
     `limit`: the largest caplen copied as is (min of snapshot length and link type maximum).
     After run(): read, matched, written, bytes (captured bytes written), stop_offset, status,
     error; `done` (file offset reached), `read` and `matched` may be read from another thread
@@ -276,12 +367,13 @@ cdef class PcapCopy:
     cdef bytes prog
     cdef bint clear_mem
     cdef int in_fd, out_fd
-    cdef int64_t start
+    cdef int64_t start, end
     cdef uint32_t limit
     cdef int64_t max_count
     cdef uint32_t truncate
     cdef int64_t rotate_size
     cdef Py_ssize_t chunk
+    cdef int nworkers
     cdef Shared* sh
     cdef readonly int64_t written
     cdef volatile int cancelled
@@ -289,17 +381,22 @@ cdef class PcapCopy:
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
-                 uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0):
+                 uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
+                 int64_t end=-1):
         if not decoded_program:
             raise ValueError("empty program")
+        if workers < 1 or workers > MAX_WORKERS:
+            raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {workers}")
         self.prog = decoded_program
         self.clear_mem = clear_mem
         self.in_fd, self.out_fd = in_fd, out_fd
         self.start, self.limit = start, limit
+        self.end = end if end >= 0 else -1
         self.max_count = max_count if max_count > 0 else -1
         self.truncate = truncate
         self.rotate_size = rotate_size if rotate_size >= 0 else -1
         self.chunk = max(chunk, 1 << 16)
+        self.nworkers = workers
         self.written = 0
         self.cancelled = 0
         self.ran = False
@@ -347,6 +444,10 @@ cdef class PcapCopy:
     def error(self):
         return self.sh.error
 
+    @property
+    def workers(self):
+        return self.nworkers
+
     def cancel(self):
         """Ask a running pass (in another thread) to stop at the next chunk."""
         self.cancelled = 1
@@ -354,30 +455,43 @@ cdef class PcapCopy:
     def run(self):
         """Do the pass (GIL released); returns the status name."""
         cdef Shared* sh = self.sh
-        cdef Worker workers[NWORKERS]
-        cdef pthread_t thread
-        cdef Py_ssize_t cap_records = self.chunk // HDR + 2
-        cdef int i, ok = 1, started = 0
+        cdef Worker* workers
+        cdef pthread_t* threads
+        cdef Py_ssize_t room = self.chunk + HDR + self.limit
+        cdef Py_ssize_t cap_records = room // HDR + 2
+        cdef int i, ok = 1, started = 0, nw = self.nworkers
         if self.ran:
             raise RuntimeError("a PcapCopy runs once")
         self.ran = True
-        sh.in_fd, sh.out_fd, sh.start = self.in_fd, self.out_fd, self.start
-        sh.chunk, sh.headroom = self.chunk, HDR + self.limit
+        sh.in_fd, sh.out_fd, sh.start, sh.end = self.in_fd, self.out_fd, self.start, self.end
+        sh.positional = False
+        if self.out_fd >= 0:
+            # pwritev needs a seekable output; the records go after what it holds already
+            sh.positional = lseek(self.out_fd, 0, 1) == sh.out_size
+        sh.nworkers = nw
+        sh.chunk, sh.tail = self.chunk, HDR + self.limit
         sh.prog = self.prog
         sh.clear_mem, sh.limit, sh.max_count = self.clear_mem, self.limit, self.max_count
         sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
         sh.cancelled = &self.cancelled
-        sh.turn, sh.finished, sh.carry, sh.region_off = 0, 0, 0, self.start
-        for i in range(NWORKERS):
-            sh.mem[i] = <uint8_t*>malloc(sh.headroom + self.chunk)
+        sh.walk_turn, sh.next_start, sh.walk_over = 0, self.start, False
+        sh.write_turn, sh.finished = 0, 0
+        workers = <Worker*>malloc(nw * sizeof(Worker))
+        threads = <pthread_t*>malloc(nw * sizeof(pthread_t))
+        if workers == NULL or threads == NULL:
+            free(workers)
+            free(threads)
+            raise MemoryError()
+        for i in range(nw):
             workers[i].sh = sh
             workers[i].id = i
+            workers[i].buf = <uint8_t*>malloc(room)
             workers[i].offsets = <int64_t*>malloc(cap_records * sizeof(int64_t))
             workers[i].caplens = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
             workers[i].wirelens = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
             workers[i].verdicts = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
-            workers[i].vec = <iovec*>malloc(IOV_BATCH * sizeof(iovec))
-            if (sh.mem[i] == NULL or workers[i].offsets == NULL or workers[i].caplens == NULL
+            workers[i].vec = <iovec*>malloc(cap_records * sizeof(iovec))
+            if (workers[i].buf == NULL or workers[i].offsets == NULL or workers[i].caplens == NULL
                     or workers[i].wirelens == NULL or workers[i].verdicts == NULL or workers[i].vec == NULL):
                 ok = 0
         try:
@@ -386,22 +500,101 @@ cdef class PcapCopy:
             pthread_mutex_init(&sh.mu, NULL)
             pthread_cond_init(&sh.cv, NULL)
             with nogil:
-                if pthread_create(&thread, NULL, _work, &workers[1]) == 0:
-                    started = 1
+                for i in range(1, nw):
+                    if pthread_create(&threads[i], NULL, _work, &workers[i]) != 0:
+                        break
+                    started += 1
+                if started == nw - 1:
                     _work(&workers[0])
-                    pthread_join(thread, NULL)
+                else:
+                    _finish(sh, ST_CANCELLED, 0, sh.start)
+                for i in range(1, started + 1):
+                    pthread_join(threads[i], NULL)
             pthread_cond_destroy(&sh.cv)
             pthread_mutex_destroy(&sh.mu)
-            if not started:
+            if started != nw - 1:
                 raise OSError("cannot start a worker thread")
         finally:
-            for i in range(NWORKERS):
-                free(sh.mem[i])
+            for i in range(nw):
+                free(workers[i].buf)
                 free(workers[i].offsets)
                 free(workers[i].caplens)
                 free(workers[i].wirelens)
                 free(workers[i].verdicts)
                 free(workers[i].vec)
+            free(workers)
+            free(threads)
         self.written = sh.matched if self.out_fd >= 0 else 0
         return STATUS[sh.status]
 
+
+def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64_t[::1] seconds,
+                 int64_t[::1] fractions, uint32_t[::1] caplens, uint32_t[::1] wirelens,
+                 bint swapped, Py_ssize_t chunk=CHUNK_BYTES):
+    """Walk the record headers of a classic pcap file from `start` (a record boundary) and
+    fill the arrays, up to their length: file offset, seconds, fraction (as recorded), captured
+    and wire length of each record (headers in the file's byte order: `swapped`). Reads only the
+    headers (one pread of 16 bytes per record when records are larger than a chunk; else the
+    chunks). end: stop at this offset (-1: the end of the file).
+    Returns (records filled, offset reached, status): status 0 at the end, 1 when the arrays are
+    full, 2 when the file ends inside a record (offset reached: its header)."""
+    cdef Py_ssize_t room = offsets.shape[0], n = 0, have = 0, p = 0
+    cdef int64_t base = start, pos = start
+    cdef uint8_t* buf = <uint8_t*>malloc(chunk + HDR)
+    cdef uint32_t cap, v
+    cdef uint32_t h[4]
+    cdef int err = 0, status = 0
+    cdef ssize_t got
+    cdef int k
+    if buf == NULL:
+        raise MemoryError()
+    if min(seconds.shape[0], fractions.shape[0], caplens.shape[0], wirelens.shape[0]) < room:
+        free(buf)
+        raise ValueError("the arrays must be as long as offsets")
+    try:
+        with nogil:
+            while True:
+                if end >= 0 and pos >= end:
+                    break
+                if n == room:
+                    status = 1
+                    break
+                # the header at pos: in the buffer, or read the buffer from pos
+                if not (base <= pos and pos + HDR <= base + have):
+                    base = pos
+                    have = 0
+                    while have < chunk:
+                        got = pread(fd, buf + have, <size_t>(chunk - have), base + have)
+                        if got < 0:
+                            if errno == EINTR:
+                                continue
+                            err = errno
+                            break
+                        if got == 0:
+                            break
+                        have += got
+                    if err:
+                        break
+                    if have == 0:
+                        break
+                    if have < HDR:
+                        status = 2
+                        break
+                p = pos - base
+                memcpy(h, buf + p, HDR)
+                if swapped:
+                    for k in range(4):
+                        v = h[k]
+                        h[k] = ((v >> 24) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | (v << 24))
+                offsets[n] = pos
+                seconds[n] = h[0]
+                fractions[n] = h[1]
+                caplens[n] = h[2]
+                wirelens[n] = h[3]
+                n += 1
+                pos += HDR + <int64_t>h[2]
+    finally:
+        free(buf)
+    if err:
+        raise OSError(err, "cannot read the capture")
+    return n, pos, status

@@ -119,10 +119,62 @@ def _open_eligible(src):
     return None
 
 
+def default_workers():
+    """The number of workers a pass uses unless told: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def check_workers(workers):
+    """workers as a number of threads (None: default_workers()); FilterError when it is not
+    1 to WORKERS_MAX."""
+    if workers is None:
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= WORKERS_MAX:
+        raise FilterError(f"workers must be a number from 1 to {WORKERS_MAX}, not {workers!r}")
+    return workers
+
+
+# The most threads one pass runs (pfilter.capture._fastcopy's MAX_WORKERS).
+WORKERS_MAX = 256
+
+
+def total_size(sources):
+    """The bytes of the inputs that are regular files by name (0 for the others)."""
+    total = 0
+    for s in sources:
+        s = getattr(s, "path", s)
+        try:
+            total += os.path.getsize(s) if isinstance(s, (str, bytes, os.PathLike)) and s not in ("-", b"-") else 0
+        except OSError:
+            pass
+    return total
+
+
+def _peek(src):
+    """The PcapHeader of src when the fast path can read it, else None (the file is closed)."""
+    opened = _open_eligible(src)
+    if opened is None:
+        return None
+    os.close(opened[0])
+    return opened[1]
+
+
 def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resolution=None,
-                     progress=None, announce=None, truncate=None, rotate=None):
+                     progress=None, announce=None, truncate=None, rotate=None, workers=None,
+                     byte_range=None):
     """filter_file's fast path, or None when it does not apply (see the module docstring).
 
+    src: a path or a list of paths (read in order into one output, as filter_file does: the
+    output's snapshot length is the largest of the inputs'; several inputs need one link type
+    and one timestamp resolution, and take neither truncate nor rotate).
+    workers: threads sharing the work (default: the usable cores); the output does not depend
+    on it. Counting several files (dst None, no count) runs the files in parallel, one worker
+    each; otherwise the workers share each file in turn. byte_range: (start, end) file offsets
+    of a single input (start a record boundary, end None or an offset): only the records
+    starting in [start, end) are filtered (pfilter.capture.index finds such offsets).
     truncate: cut written records to this many bytes (editcap -s; the header says it).
     rotate: a Rotation by size only (tcpdump -C, with -W): each time the output holds more than
     rotate.size bytes before a matching record, the file is named and the pass goes on from that
@@ -132,10 +184,10 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     (code, jt, jf, k) tuples; it may raise FilterError (e.g. "expression rejects all packets"),
     which propagates. announce(path, linktype, snaplen) is called once the program is ready,
     before the pass. progress(bytes_done, bytes_total, stats) is called while it runs."""
-    if isinstance(src, (list, tuple)):
-        if len(src) != 1:
-            return None
-        src = src[0]
+    sources = list(src) if isinstance(src, (list, tuple)) else [src]
+    if not sources or (len(sources) > 1 and (rotate is not None or truncate is not None
+                                             or byte_range is not None)):
+        return None
     if count is not None and count <= 0:
         return None
     if rotate is not None and (rotate.seconds is not None or rotate.size is None or dst is None):
@@ -146,19 +198,184 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
                             or (format or format_for_path(dst)) != "pcap"
                             or compression_for_path(dst) is not None):
         return None
+    workers = check_workers(workers)
     native = _native()
     if native is None:
         return None
     _vm, _fastcopy = native
+    if len(sources) == 1:
+        return _one_file(_vm, _fastcopy, sources[0], dst, program_for, count, ts_resolution, progress,
+                         announce, truncate, rotate, workers, byte_range)
+    headers = []
+    for s in sources:
+        h = _peek(s)
+        if h is None or (headers and h.linktype != headers[0].linktype):
+            return None
+        if ts_resolution not in (None, h.ts_resolution) and dst is not None:
+            return None
+        if headers and h.ts_resolution != headers[0].ts_resolution and dst is not None:
+            return None
+        headers.append(h)
+    if dst is None and count is None and workers > 1:
+        return _count_files(_vm, _fastcopy, sources, headers, program_for, progress, announce, workers)
+    return _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers)
+
+
+class _Programs:
+    """Decoded programs by (link type, snapshot length), compiled through program_for once."""
+
+    def __init__(self, _vm, program_for):
+        self._vm, self.program_for, self.cache = _vm, program_for, {}
+
+    def get(self, h):
+        key = (h.linktype, h.snaplen)
+        if key not in self.cache:
+            self.cache[key] = _decode(self._vm, self.program_for(h.linktype, h.snaplen, False))
+        return self.cache[key]
+
+
+def _count_files(_vm, _fastcopy, sources, headers, program_for, progress, announce, workers):
+    """Count the matches of several files, `workers` files at a time (one thread each)."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+    started = time.perf_counter()
+    programs = _Programs(_vm, program_for)
+    decoded = [programs.get(h) for h in headers]      # compiled (and refused) before any pass
+    if announce is not None:
+        announce(sources[0], headers[0].linktype, headers[0].snaplen)
+    jobs = [None] * len(sources)
+    stop = threading.Event()
+
+    def one(i):
+        if stop.is_set():
+            return "cancelled"
+        opened = _open_eligible(sources[i])
+        if opened is None:
+            return "anomaly"
+        fd, h = opened
+        try:
+            jobs[i] = job = _fastcopy.PcapCopy(decoded[i][0], decoded[i][1], fd, -1, 24,
+                                               min(h.snaplen, h.maxcap), workers=1)
+            if stop.is_set():
+                return "cancelled"
+            return job.run()
+        finally:
+            os.close(fd)
+
+    total = total_size(sources)
+    sizes = [total_size([s]) for s in sources]
+    with ThreadPoolExecutor(max_workers=min(workers, len(sources)), thread_name_prefix="pfilter-file") as pool:
+        futures = [pool.submit(one, i) for i in range(len(sources))]
+        try:
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=PROGRESS_INTERVAL)
+                if progress is not None:
+                    progress(_done(jobs, sizes), total, _sum(jobs, sources))
+            statuses = [f.result() for f in futures]
+        except BaseException:
+            stop.set()
+            for j in jobs:
+                if j is not None:
+                    j.cancel()
+            raise
+    if any(st != "eof" for st in statuses):
+        return None           # the general path says what is wrong, file by file
+    stats = _sum(jobs, sources)
+    stats.seconds = time.perf_counter() - started
+    if progress is not None:
+        progress(total, total, stats)
+    return stats
+
+
+def _done(jobs, sizes):
+    return sum(sizes[i] if j is not None and j.status == 0 and j.done >= sizes[i] else (j.done if j else 0)
+               for i, j in enumerate(jobs))
+
+
+def _sum(jobs, sources):
+    stats = FilterStats(files=[os.fspath(s) for s in sources])
+    for j in jobs:
+        if j is not None:
+            stats.read += j.read
+            stats.matched += j.matched
+    return stats
+
+
+def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers):
+    """Several files in order into one output (or counted), each pass shared by the workers."""
+    started = time.perf_counter()
+    programs = _Programs(_vm, program_for)
+    for h in headers:
+        programs.get(h)                   # compiled (and refused) before the output exists
+    if announce is not None:
+        announce(sources[0], headers[0].linktype, headers[0].snaplen)
+    first = headers[0]
+    header = pcap_file_header(first.linktype, max(h.snaplen for h in headers), first.nsec, first.linktype_ext)
+    out = None
+    total = _Totals()
+    grand = total_size(sources)
+    before = 0
+    try:
+        if dst is not None:
+            out = AtomicFile(dst, protect=list(sources))
+            out.write(header)
+        size = len(header)
+        for s, h in zip(sources, headers):
+            opened = _open_eligible(s)
+            if opened is None or opened[1].linktype != h.linktype or opened[1].snaplen != h.snaplen:
+                if opened is not None:
+                    os.close(opened[0])
+                if out is not None:
+                    out.abort()
+                return None
+            fd, _h = opened
+            try:
+                decoded, clear_mem = programs.get(h)
+                job = _fastcopy.PcapCopy(decoded, clear_mem, fd, out.fileno() if out is not None else -1, 24,
+                                         min(h.snaplen, h.maxcap), (count - total.matched) if count else -1,
+                                         out_size=size, workers=workers)
+                report = None
+                if progress is not None:
+                    def report(done, _total, st, before=before):
+                        progress(before + done, grand, st)
+                status = _run(job, report, os.fstat(fd).st_size, s, total)
+            finally:
+                os.close(fd)
+            total.add(job)
+            size = job.out_size
+            before += total_size([s])
+            if status == "write-error":
+                raise OSError(job.error, os.strerror(job.error), out.path)
+            if status == "count":
+                break
+            if status != "eof":
+                if out is not None:
+                    out.abort()
+                return None
+        if out is not None:
+            out.commit()
+    except KeyboardInterrupt as err:
+        if out is not None:
+            out.commit()
+        err.stats = _stats(total, out, sources, started)
+        raise
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    return _stats(total, out, sources, started)
+
+
+def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progress, announce,
+              truncate, rotate, workers, byte_range):
     opened = _open_eligible(src)
     if opened is None:
         return None
     in_fd, h = opened
     out = job = total = None
+    started = time.perf_counter()
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
             return None
-        started = time.perf_counter()
         decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
             announce(src, h.linktype, h.snaplen)
@@ -170,14 +387,17 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
             out = AtomicFile(name, protect=[src])
             out.write(header)
         total = _Totals()
-        start = 24
+        start, end = 24, -1
+        if byte_range is not None:
+            start = max(24, int(byte_range[0]))
+            end = -1 if byte_range[1] is None else max(start, int(byte_range[1]))
         while True:
             job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
                                      start, min(h.snaplen, h.maxcap),
                                      (count - total.matched) if count else -1,
                                      truncate=truncate or 0,
                                      rotate_size=rotate.size if rotate is not None else -1,
-                                     out_size=len(header))
+                                     out_size=len(header), workers=workers, end=end)
             status = _run(job, progress, os.fstat(in_fd).st_size, src, total)
             total.add(job)
             if status != "rotate":
@@ -227,11 +447,12 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 
 
 def _stats(job, out, src, started):
+    files = [os.fspath(s) for s in src] if isinstance(src, list) else [os.fspath(src)]
     if job is None:
-        return FilterStats(seconds=time.perf_counter() - started, files=[os.fspath(src)])
+        return FilterStats(seconds=time.perf_counter() - started, files=files)
     return FilterStats(read=job.read, matched=job.matched, written=job.written,
                        bytes=job.bytes if out is not None else 0,
-                       seconds=time.perf_counter() - started, files=[os.fspath(src)])
+                       seconds=time.perf_counter() - started, files=files)
 
 
 def _decode(_vm, tuples):
@@ -248,6 +469,7 @@ class _Totals:
     def __init__(self):
         self.read = self.matched = self.written = self.bytes = 0
         self.error = 0
+        self.out_size = 0
 
     def add(self, job):
         self.read += job.read
@@ -255,6 +477,7 @@ class _Totals:
         self.written += job.written
         self.bytes += job.bytes
         self.error = job.error
+        self.out_size = job.out_size
 
 
 def _run(job, progress, total, src, base=None):
