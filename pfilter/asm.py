@@ -6,7 +6,7 @@ Imports pfilter.errors and pfilter.opcodes only.
 
 The syntax: one instruction a line, an optional `label:` before it, comments from `;` to the end
 of the line or between `/*` and `*/`. Operands: `#k` (immediate; `#len` the packet length;
-`#proto`, `#type`, ... the Linux extensions), `M[k]`, `[k]`, `[x + k]`, `4*([k]&0xf)`, `x` (or
+`proto`, `ifidx`, `vlan_tci`, ... the Linux extensions, with or without `#`), `M[k]`, `[k]`, `[x + k]`, `4*([k]&0xf)`, `x` (or
 `%x`), `a` (`ret a`). Conditional jumps name their targets by label: `jeq #k, Ltrue, Lfalse`, or
 `jeq #k, Ltrue` (false falls through); `jne`/`jneq`, `jlt` and `jle` are `jeq`, `jge` and `jgt`
 with the targets swapped (`jne #k, L` jumps to L when A != k). Numbers are decimal, 0x hex, 0
@@ -107,6 +107,8 @@ def _target(i: int, where: str, name: str, labels: dict[str, int], n: int, wide:
     if name not in labels:
         raise InvalidProgramError(f"{where}: no label {name!r}")
     off = labels[name] - i - 1
+    if wide and off < -1:       # a backward `ja` (libpcap's protochain loop), 32-bit offset
+        return off & 0xFFFFFFFF
     if off < 0:
         raise InvalidProgramError(f"{where}: label {name!r} is not after the jump (cBPF jumps forward)")
     if labels[name] >= n:
@@ -130,8 +132,9 @@ def _one(i: int, where: str, op: str, arg: str, labels: dict[str, int], n: int) 
             raise bad
         if a.lower() in ("#len", "#pktlen", "len") and op in ("ld", "ldx"):
             return (cls | 0x80, 0, 0, 0)
-        if a.startswith("#") and op == "ld":
-            name = _EXT_ALIASES.get(a[1:].lower(), a[1:].lower())
+        if op == "ld" and re.fullmatch(r"#?[A-Za-z_]+", a):
+            word = a.lstrip("#").lower()
+            name = _EXT_ALIASES.get(word, word)
             if name in _EXT:
                 return (0x20, 0, 0, _SKF + _EXT[name])
             raise bad
@@ -246,7 +249,7 @@ def _text(i: int, insn: tuple[int, int, int, int]) -> str:
     if code == 0x87:
         return "txa"
     if code == 0x05:
-        return f"ja l{i + 1 + k}"
+        return f"ja l{i + 1 + (k - (1 << 32) if k & 0x80000000 else k)}"
     if cls == 0x05:
         src = "x" if code & 0x08 else f"#0x{k:x}"
         op = code & 0xF0
