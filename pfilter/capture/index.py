@@ -1,0 +1,233 @@
+"""A capture index: one pass over the record headers gives numpy arrays of record offsets,
+timestamps (ns), captured and wire lengths and link types. It cuts a file into byte ranges on
+record boundaries (the workers of a pass, the tasks of pfilter.dask), finds a time window by
+binary search (--after / --before), counts packets and fetches packet i, without reading the
+packets again.
+
+Imports numpy, pfilter.errors, pfilter.capture.files and (for what the fast walk does not take:
+pcapng, compressed files, other record header sizes) pfilter.capture.reader.
+
+Classic pcap files are walked by pfilter.capture._fastcopy.record_index, headers only; other
+captures through the reader (pcapng: the link type is each packet's interface's). The index is
+kept in memory; save() writes it to a file only when asked (`--index FILE`), never beside the
+input uncalled.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import CaptureFormatError, FilterError
+from .files import parse_pcap_header, pcap_magic_order
+
+# Records indexed per call of the header walk (memory: 32 bytes a record).
+INDEX_BLOCK = 1 << 18
+# The arrays a saved index holds (numpy .npz), and its format version.
+FIELDS = ("offsets", "timestamps", "caplen", "wirelen", "linktypes")
+VERSION = 1
+
+
+class CaptureIndex:
+    """The records of one capture: offsets (int64, the file offset of each record header; for
+    pcapng, of its block), timestamps (int64 ns since 1970), caplen, wirelen (uint32),
+    linktypes (uint16 per record). `path`, `format` ("pcap"/"pcapng"), `size` (the file's
+    bytes when indexed), `end` (the offset after the last whole record)."""
+
+    def __init__(self, path, format, offsets, timestamps, caplen, wirelen, linktypes, size, end):
+        self.path, self.format = path, format
+        self.offsets = np.asarray(offsets, np.int64)
+        self.timestamps = np.asarray(timestamps, np.int64)
+        self.caplen = np.asarray(caplen, np.uint32)
+        self.wirelen = np.asarray(wirelen, np.uint32)
+        self.linktypes = np.asarray(linktypes, np.uint16)
+        self.size, self.end = int(size), int(end)
+
+    def __len__(self):
+        return len(self.offsets)
+
+    def __repr__(self):
+        return f"<CaptureIndex {self.path!r} {len(self)} records>"
+
+    @property
+    def sorted(self):
+        """True when the timestamps never go back (a time window is then one run of records)."""
+        return bool(len(self) < 2 or np.all(np.diff(self.timestamps) >= 0))
+
+    def record_end(self, i):
+        """The file offset after record i."""
+        return int(self.offsets[i + 1]) if i + 1 < len(self) else self.end
+
+    def ranges(self, parts=None, max_bytes=None):
+        """Byte ranges [(start, end), ...] on record boundaries covering every record, about
+        equal in bytes: `parts` of them, or as many as keep each under max_bytes."""
+        n = len(self)
+        if n == 0:
+            return []
+        first = int(self.offsets[0])
+        span = max(self.end - first, 1)
+        if parts is None:
+            parts = max(1, -(-span // int(max_bytes))) if max_bytes else 1
+        parts = max(1, min(int(parts), n))
+        cuts = np.searchsorted(self.offsets, first + (np.arange(1, parts) * span) // parts)
+        bounds = sorted(set([0, *cuts.tolist(), n]))
+        return [(int(self.offsets[a]), self.record_end(b - 1)) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def window(self, after=None, before=None):
+        """(i, j): the records i..j-1 whose timestamps t (ns) satisfy after <= t < before
+        (editcap -A / -B), by binary search; FilterError when the timestamps are not sorted."""
+        if not self.sorted:
+            raise FilterError(f"{self.path}: timestamps out of order: a time window is not one run of records")
+        i = 0 if after is None else int(np.searchsorted(self.timestamps, after, "left"))
+        j = len(self) if before is None else int(np.searchsorted(self.timestamps, before, "left"))
+        return i, max(i, j)
+
+    def byte_range(self, i, j):
+        """The file offsets (start, end) of records i..j-1."""
+        if j <= i:
+            return (self.end, self.end)
+        return (int(self.offsets[i]), self.record_end(j - 1))
+
+    def packet(self, i):
+        """The captured bytes of record i (pcap only)."""
+        if self.format != "pcap":
+            raise FilterError("packet(i) reads classic pcap records only")
+        i = int(i)
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        off = int(self.offsets[i])
+        with open(self.path, "rb") as f:
+            f.seek(off + 16)
+            return f.read(int(self.caplen[i]))
+
+    def save(self, path):
+        """Write the index to `path` (numpy .npz; atomic: pfilter.capture.files.AtomicFile)."""
+        from .files import AtomicFile
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, version=np.int64(VERSION), path=np.array(os.fspath(self.path)), format=np.array(self.format),
+                 size=np.int64(self.size), end=np.int64(self.end), **{k: getattr(self, k) for k in FIELDS})
+        out = AtomicFile(os.fspath(path), protect=[self.path])
+        try:
+            out.write(buf.getvalue())
+        except BaseException:
+            out.abort()
+            raise
+        out.commit()
+
+    @classmethod
+    def load(cls, path):
+        """An index written by save()."""
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["version"]) != VERSION:
+                raise FilterError(f"{path}: index format {int(z['version'])}, not {VERSION}")
+            return cls(str(z["path"]), str(z["format"]), *(z[k] for k in FIELDS), int(z["size"]), int(z["end"]))
+
+
+def build_index(path):
+    """The CaptureIndex of a capture file (pcap, pcapng, compressed). A record cut by the end of
+    the file ends the index there (the records before it are indexed); damage that the reader
+    refuses raises its CaptureFormatError."""
+    path = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
+    fast = _pcap_index(path)
+    if fast is not None:
+        return fast
+    return _reader_index(path)
+
+
+def _pcap_index(path):
+    try:
+        from . import _fastcopy
+    except ImportError:
+        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        head = os.pread(fd, 24, 0)
+        if len(head) < 24 or pcap_magic_order(head) is None:
+            return None
+        h = parse_pcap_header(head, path)
+        if h.kuznetzov or h.hdrsize != 16 or h.lengths_swapped:
+            return None
+        size = os.fstat(fd).st_size
+        parts = {k: [] for k in ("off", "sec", "frac", "cap", "wire")}
+        pos = 24
+        while True:
+            room = INDEX_BLOCK
+            arrays = (np.empty(room, np.int64), np.empty(room, np.int64), np.empty(room, np.int64),
+                      np.empty(room, np.uint32), np.empty(room, np.uint32))
+            n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped)
+            for key, arr in zip(parts, arrays):
+                parts[key].append(arr[:n])
+            if status != 1:
+                break
+        cat = {k: np.concatenate(v) for k, v in parts.items()}
+        # the last record must be whole: else the index ends before it
+        ends = cat["off"] + 16 + cat["cap"].astype(np.int64)
+        whole = ends <= size
+        keep = int(np.argmin(whole)) if not whole.all() else len(whole)
+        mult = 1 if h.nsec else 1000
+        ts = cat["sec"][:keep] * 1_000_000_000 + cat["frac"][:keep] * mult
+        end = int(ends[keep - 1]) if keep else 24
+        return CaptureIndex(path, "pcap", cat["off"][:keep], ts, cat["cap"][:keep], cat["wire"][:keep],
+                            np.full(keep, h.linktype, np.uint16), size, end)
+    finally:
+        os.close(fd)
+
+
+def _reader_index(path):
+    from .reader import open_capture
+    offs, ts, cap, wire, lts = [], [], [], [], []
+    end = 0
+    with open_capture(path) as c:
+        fmt = c.format
+        for batch in c:
+            if batch.file_offsets is None:
+                raise FilterError(f"{path}: this input has no record offsets to index")
+            offs.append(np.asarray(batch.file_offsets, np.int64))
+            ts.append(np.asarray(batch.timestamps, np.int64))
+            cap.append(np.asarray(batch.caplen, np.uint32))
+            wire.append(np.asarray(batch.wirelen, np.uint32))
+            lts.append(np.asarray(batch.linktypes, np.uint16) if batch.linktypes is not None
+                       else np.full(len(batch), batch.linktype, np.uint16))
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    cat = [np.concatenate(a) if a else np.zeros(0, t)
+           for a, t in ((offs, np.int64), (ts, np.int64), (cap, np.uint32), (wire, np.uint32), (lts, np.uint16))]
+    return CaptureIndex(path, fmt, *cat, size, size)
+
+
+def parse_time(text):
+    """A time for --after / --before as ns since 1970 (an int): epoch seconds with a fraction
+    ("1700000000.25"), or ISO 8601 ("2023-11-14T22:13:20.25Z", "2023-11-14 22:13:20+01:00";
+    without a zone: local time, as editcap reads it). FilterError if it is neither."""
+    from decimal import Decimal, InvalidOperation
+    t = str(text).strip()
+    try:
+        d = Decimal(t)
+        if d.is_finite():
+            return int(d * 1_000_000_000)
+    except InvalidOperation:
+        pass
+    import datetime
+    import re
+    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?", t)
+    if m is None:
+        raise FilterError(f"invalid time {text!r}: give epoch seconds (1700000000.5) or ISO 8601 "
+                          f"(2023-11-14T22:13:20.5Z)")
+    try:
+        dt = datetime.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}")
+    except ValueError:
+        raise FilterError(f"invalid time {text!r}") from None
+    zone = m.group(4)
+    if zone == "Z":
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    elif zone:
+        z = zone.replace(":", "")
+        sign = -1 if z[0] == "-" else 1
+        dt = dt.replace(tzinfo=datetime.timezone(sign * datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5]))))
+    else:
+        dt = dt.astimezone()     # local time
+    frac = (m.group(3) or "").ljust(9, "0")
+    return int(dt.timestamp()) * 1_000_000_000 + int(frac)
