@@ -4,7 +4,8 @@
 #
 # - As root on Debian/Ubuntu it installs the Debian packages first (noninteractive): libpcap0.8,
 #   tcpdump, netbase and wireshark-common (editcap) are the references the tests compare with (python3-seccomp, for
-#   Debian's /usr/bin/python3, the seccomp tests' reference); gcc, python3-dev, python3-venv
+#   Debian's /usr/bin/python3, the seccomp tests' reference; bpftool and iproute2, which load the
+#   eBPF tests' objects); gcc, python3-dev, python3-venv
 #   and libpcap0.8-dev build pfilter and the tests' libpcap helper. As another user it installs
 #   nothing system-wide, and the tests that need a missing reference skip, naming it.
 # - Python packages go into a virtual environment (Debian's python3 refuses system-wide pip,
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  want="libpcap0.8 libpcap0.8-dev tcpdump netbase gcc python3-seccomp wireshark-common"
+  want="libpcap0.8 libpcap0.8-dev tcpdump netbase gcc python3-seccomp wireshark-common bpftool iproute2"
   # python3-venv / python3-dev only when this python lacks them (a python built from source has both)
   "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || want="$want python3-venv"
   "$PYTHON" -c "import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \

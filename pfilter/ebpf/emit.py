@@ -131,7 +131,8 @@ def emit(low: Lowering, hook: str, match: int | None, miss: int) -> list[Insn]:
         a.label(("block", blk.index))
         if not legacy and blk.length_check:
             if blk.length_check > MAX_PACKET_OFF:
-                # Divergence: XDP and tc packets are shorter than 64 KiB
+                # Divergence: the verifier follows packet pointers only to MAX_PACKET_OFF, so a
+                # load past 65,535 bytes misses (an XDP frame or a tc skb's head is shorter)
                 a.jump(I.ja(), MISS)
                 continue
             a(I.mov64(R3, R6), I.alu64(I.BPF_ADD, R3, imm=blk.length_check))
@@ -141,9 +142,9 @@ def emit(low: Lowering, hook: str, match: int | None, miss: int) -> list[Insn]:
             if pc in guards and not legacy:
                 size = guards[pc].size
                 if size > MAX_PACKET_OFF:
-                    a.jump(I.ja(), MISS)            # Divergence: as above
+                    a.jump(I.ja(), MISS)            # Divergence: as for length_check above
                     break
-                a(I.mov64(R3, R8))
+                a(I.mov64(R3, R8))             # Divergence: X + size past 65,535 misses (above)
                 a.jump(I.jmp(I.BPF_JGT, R3, imm=MAX_PACKET_OFF - size), MISS)
                 a(I.mov64(R2, R6), I.alu64(I.BPF_ADD, R2, R3), I.mov64(R3, R2), I.alu64(I.BPF_ADD, R3, imm=size))
                 a.jump(I.jmp(I.BPF_JGT, R3, R9), MISS)
