@@ -3,6 +3,7 @@ that packet the verdict the explanation states for it; the caret sits under its 
 verdict is the program's."""
 import functools
 
+import numpy as np
 import pytest
 
 import pfilter
@@ -59,14 +60,13 @@ def pools():
 
 def _sample(prog, batch, per_verdict=4):
     """Up to per_verdict accepted and rejected packets with distinct path lengths."""
-    out = prog.run_batch(batch)
-    steps = prog.count_steps(batch)
-    picked, count = {}, {True: 0, False: 0}
-    for i, (v, n) in enumerate(zip((out != 0).tolist(), steps.tolist())):
-        if (v, n) not in picked and count[v] < per_verdict:
-            picked[(v, n)] = i
-            count[v] += 1
-    return list(picked.values())
+    out = prog.run_batch(batch) != 0
+    key = prog.count_steps(batch).astype(np.int64) * 2 + out
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    acc = [int(i) for i in first if out[i]][:per_verdict]
+    rej = [int(i) for i in first if not out[i]][:per_verdict]
+    return acc + rej
 
 
 @pytest.mark.parametrize("dlt", ref.corpus_params(corpus_dlts))
