@@ -33,10 +33,11 @@ else:
     # apps.TCP_PORTS's handlers, as the compiled printer needs to know them: 22 prints SSH's banner
     # only (a payload starting "SSH-"), 23 (telnet) nothing, the others a summary of their own
     # only (a payload starting "SSH-"), 23 (telnet) nothing, the text protocols their first line
-    # (written in C too), the others a summary of their own; UDP: NTP and syslog in C too
+    # (written in C too), the others a summary of their own; UDP: NTP, syslog, DNS in C too
     _fast.set_app_ports({port: {22: 2, 23: 3, 80: 4, 8080: 4, 25: 5, 21: 6, 43: 7, 554: 8, 8554: 8}.get(port, 1)
                          for port in apps.TCP_PORTS},
-                        {port: {123: 2, 514: 3}.get(port, 1) for port in apps.UDP_APP_PORTS})
+                        {port: {123: 2, 514: 3, 53: 4, 5353: 5}.get(port, 1) for port in apps.UDP_APP_PORTS})
+    _fast.set_dns_names(apps.DNS_OPS, apps.DNS_RCODES, apps.DNS_TYPES, apps.DNS_CLASSES)
     _fast.set_text_commands(apps.HTTP_CMDS, apps.RTSP_CMDS)
 
 __all__ = ["Printer", "describe", "summary", "format_time", "batch_lines"]

@@ -40,7 +40,7 @@ cdef uint8_t udp_app[65536]
 #: tcp_app codes: 0 no summary, 1 a summary the Python printer writes, 2 SSH (a banner line only
 #: when the payload starts with "SSH-"), 3 telnet (nothing: tcpdump prints no summary by default),
 #: 4..8 the text protocols HTTP, SMTP, FTP, WHOIS, RTSP (TXT_NAMES); udp_app: 0 none, 1 Python,
-#: 2 NTP, 3 syslog
+#: 2 NTP, 3 syslog, 4 DNS, 5 mDNS
 def set_app_ports(tcp_codes, udp_codes):
     cdef int i
     for i in range(65536):
@@ -500,6 +500,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
     cdef long length = wirelen - hdr
     cdef unsigned int hlen, ip_len, proto, ulen, plen
     cdef int ua, ub, app
+    cdef Py_ssize_t start
     cdef const uint8_t *t
     cdef int v6 = etype == 0x86DD
     if v6:
@@ -541,7 +542,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
         app = ua or ub
         if app == 3 and not syslog_ok(t + 8, avail - 8):
             return 0
-        grow(o, 256)
+        grow(o, 512 + 4 * (avail if avail < 65536 else 65536))
         puts_(o, b"IP6 " if v6 else b"IP ")
         if v6:
             put_ip6(o, ip + 8)
@@ -559,6 +560,11 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
                 puts_(o, b", length "); putu(o, ulen - 8)
         elif app == 3:
             put_syslog(o, t + 8, ulen - 8)
+        elif app == 4 or app == 5:
+            start = o.len
+            if not dns_line(o, t + 8, min(avail - 8, ulen - 8), ulen - 8, app == 5):
+                o.len = start
+                return 0
         else:
             puts_(o, b"UDP, length "); putu(o, ulen - 8)
         return 1
@@ -726,3 +732,229 @@ def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
         return o.buf[:o.len].decode("utf-8", "surrogateescape")
     finally:
         free(o.buf)
+
+
+# ----------------------------------------------------------------------------- DNS (apps._dns)
+
+cdef list DNS_OPS_B = []
+cdef list DNS_RCODES_B = []
+cdef dict DNS_TYPES_B = {}
+cdef dict DNS_CLASSES_B = {}
+
+
+def set_dns_names(ops, rcodes, types, classes):
+    DNS_OPS_B[:] = [x.encode() for x in ops]
+    DNS_RCODES_B[:] = [x.encode() for x in rcodes]
+    DNS_TYPES_B.clear()
+    DNS_TYPES_B.update({k: v.encode() for k, v in types.items()})
+    DNS_CLASSES_B.clear()
+    DNS_CLASSES_B.update({k: v.encode() for k, v in classes.items()})
+
+
+cdef inline void put_bytes(Out *o, bytes b) noexcept:
+    put(o, b, len(b))
+
+
+cdef void put_type(Out *o, unsigned int t) noexcept:
+    cdef object name = DNS_TYPES_B.get(t)
+    if name is None:
+        puts_(o, b"Type"); putu(o, t)
+    else:
+        put_bytes(o, name)
+
+
+cdef int put_class(Out *o, unsigned int c) except -1:
+    cdef object name = DNS_CLASSES_B.get(c)
+    if name is None:
+        puts_(o, b"(Class "); putu(o, c); putc_(o, b')')
+    else:
+        put_bytes(o, name)
+    return 0
+
+
+cdef Py_ssize_t dns_name(Out *o, const uint8_t *m, Py_ssize_t n, Py_ssize_t off, int write) except -2:
+    """apps._name: writes the name (when write) and returns the offset after it in place, or -1
+    when the Python printer must say it (truncation, a bad pointer, a byte it escapes)."""
+    cdef Py_ssize_t end = -1, limit = off, target, j
+    cdef unsigned int ln
+    cdef int labels = 0
+    cdef uint8_t c
+    while True:
+        if off >= n:
+            return -1
+        ln = m[off]
+        if ln & 0xC0 == 0xC0:
+            if off + 1 >= n:
+                return -1
+            if end < 0:
+                end = off + 2
+            target = ((ln & 0x3F) << 8) | m[off + 1]
+            if target >= limit:
+                return -1
+            off = limit = target
+            continue
+        if ln & 0xC0:
+            return -1
+        if ln == 0:
+            off += 1
+            break
+        if off + 1 + ln > n:
+            return -1
+        if write:
+            for j in range(ln):
+                c = m[off + 1 + j]
+                if c <= 0x20 or c >= 0x7F or c == 0x2E or c == 0x5C:
+                    return -1
+            grow(o, ln + 2)
+            put(o, <const char *>m + off + 1, ln)
+            putc_(o, b'.')
+        labels += 1
+        off += 1 + ln
+    if write and not labels:
+        grow(o, 1)
+        putc_(o, b'.')
+    return end if end >= 0 else off
+
+
+cdef int dns_line(Out *o, const uint8_t *m, Py_ssize_t n, long length, int mdns) except -1:
+    """apps._dns without -v, or 0 (nothing usable written) for the Python printer."""
+    cdef unsigned int ident, flags, qd, an, ns, ar, opcode, t, c, cls, rdlen, left, q
+    cdef Py_ssize_t off, end
+    cdef int first
+    if n < 12:
+        return 0
+    ident = be16(m)
+    flags = be16(m + 2)
+    qd = be16(m + 4)
+    an = be16(m + 6)
+    ns = be16(m + 8)
+    ar = be16(m + 10)
+    opcode = (flags >> 11) & 0xF
+    putu(o, ident)
+    put_bytes(o, DNS_OPS_B[opcode])
+    off = 12
+    if flags & 0x8000:
+        put_bytes(o, DNS_RCODES_B[flags & 0xF])
+        if flags & 0x0400:
+            putc_(o, b'*')
+        if not flags & 0x0080:
+            putc_(o, b'-')
+        if flags & 0x0200:
+            putc_(o, b'|')
+        if flags & 0x0020:
+            putc_(o, b'$')
+        if qd != 1:
+            puts_(o, b" ["); putu(o, qd); puts_(o, b"q]")
+        for q in range(qd):
+            off = dns_name(o, m, n, off, 0)
+            if off < 0:
+                return 0
+            off += 4
+        putc_(o, b' '); putu(o, an); putc_(o, b'/'); putu(o, ns); putc_(o, b'/'); putu(o, ar)
+        first = 1
+        left = an
+        while left:
+            if off >= n and not first:
+                return 0
+            if not first:
+                putc_(o, b',')
+            off = dns_name(o, m, n, off, 0)
+            if off < 0 or off + 10 > n:
+                return 0
+            t = be16(m + off)
+            c = be16(m + off + 2)
+            rdlen = be16(m + off + 8)
+            off += 10
+            end = off + rdlen
+            if end > n:
+                return 0
+            cls = c & 0x7FFF if mdns else c
+            grow(o, 128)
+            if cls != 1 and t != 41:
+                putc_(o, b' ')
+                put_class(o, cls)
+            if mdns and c & 0x8000 and t != 41:
+                puts_(o, b" (Cache flush)")
+            putc_(o, b' ')
+            put_type(o, t)
+            if t == 1:
+                if rdlen >= 4:
+                    putc_(o, b' '); put_ip4(o, m + off)
+            elif t == 28:
+                if rdlen >= 16:
+                    putc_(o, b' '); put_ip6(o, m + off)
+            elif t == 2 or t == 5 or t == 12 or t == 39:
+                putc_(o, b' ')
+                if dns_name(o, m, n, off, 1) < 0:
+                    return 0
+            elif t == 15:
+                putc_(o, b' ')
+                if off + 2 > n or dns_name(o, m, n, off + 2, 1) < 0:
+                    return 0
+                grow(o, 16)
+                putc_(o, b' '); putu(o, be16(m + off))
+            else:
+                return 0
+            off = end
+            first = 0
+            left -= 1
+    else:
+        if flags & 0x0100:
+            putc_(o, b'+')
+        if flags & 0x0010:
+            putc_(o, b'%')
+        if flags & 0x6CF:
+            puts_(o, b" [b2&3=0x")
+            put_hex(o, flags)
+            putc_(o, b']')
+        if qd != 1:
+            puts_(o, b" ["); putu(o, qd); puts_(o, b"q]")
+        if an:
+            puts_(o, b" ["); putu(o, an); puts_(o, b"a]")
+        if ns:
+            puts_(o, b" ["); putu(o, ns); puts_(o, b"n]")
+        if ar:
+            puts_(o, b" ["); putu(o, ar); puts_(o, b"au]")
+        first = 1
+        left = qd
+        while left:
+            if off >= n and not first:
+                return 0
+            end = dns_name(o, m, n, off, 0)
+            if end < 0 or end + 4 > n:
+                return 0
+            t = be16(m + end)
+            c = be16(m + end + 2)
+            grow(o, 128)
+            putc_(o, b' ')
+            put_type(o, t)
+            cls = c & 0x7FFF if mdns else c
+            if cls != 1:
+                putc_(o, b' ')
+                put_class(o, cls)
+            if mdns:
+                puts_(o, b" (QU)" if c & 0x8000 else b" (QM)")
+            puts_(o, b"? ")
+            if dns_name(o, m, n, off, 1) < 0:
+                return 0
+            off = end + 4
+            first = 0
+            left -= 1
+    grow(o, 32)
+    puts_(o, b" ("); putu(o, length); putc_(o, b')')
+    return 1
+
+
+cdef void put_hex(Out *o, unsigned int v) noexcept:
+    cdef char tmp[8]
+    cdef int k = 0
+    if v == 0:
+        putc_(o, b'0')
+        return
+    while v:
+        tmp[k] = HEX[v & 15]
+        v >>= 4
+        k += 1
+    while k:
+        k -= 1
+        putc_(o, tmp[k])
