@@ -33,6 +33,8 @@ if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
   fi
+  # bpftool and tc are in /usr/sbin, which a root shell started with a plain PATH may lack
+  case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/sbin:/sbin" ;; esac
 fi
 
 if [ -n "${VIRTUAL_ENV:-}" ]; then
