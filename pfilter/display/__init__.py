@@ -197,9 +197,14 @@ class Printer:
         def slow(i):
             o = int(offsets[i])
             return fmt(view[o:o + int(caplens[i])].tobytes(), 1, int(stamps[i]), int(wirelens[i]))
-        out.write(_fast.format_batch(data, offsets, caplens, wirelens, stamps, idx, self.t,
-                                     self.resolution == "ns", None if self.S else self.tcp_seq, slow,
-                                     self.snaplen))
+        text = _fast.format_batch(data, offsets, caplens, wirelens, stamps, idx, self.t, self.resolution == "ns",
+                                  None if self.S else self.tcp_seq, slow, self.snaplen)
+        raw = getattr(out, "buffer", None)
+        if raw is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8":
+            out.flush()                 # the bytes go under the text layer, in order
+            raw.write(text)
+        else:
+            out.write(text.decode("utf-8", "surrogateescape"))
 
     def write_batch(self, batch, indices, out):
         """Print the packets `indices` of a PacketBatch to the text stream `out` (one write).

@@ -680,8 +680,9 @@ cdef int arp_line(Out *o, const uint8_t *p, int hdr, Py_ssize_t caplen, long wir
 def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplens,
                  const uint32_t[::1] wirelens, const int64_t[::1] stamps, const int64_t[::1] idx,
                  int tmode, bint ns, dict table, slow, snaplen):
-    """The text of the packets idx (Ethernet) of a batch; slow(i) gives the Python printer's text
-    for a packet this path does not write. table: the Printer's TCP state (None with -S)."""
+    """The text of the packets idx (Ethernet) of a batch, as UTF-8 bytes; slow(i) gives the Python
+    printer's text for a packet this path does not write. table: the Printer's TCP state (None
+    with -S)."""
     cdef Out o
     cdef Py_ssize_t k, n = idx.shape[0], start
     cdef int64_t i
@@ -711,7 +712,14 @@ def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
                 while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and caplen >= hdr + 4:
                     etype = be16(p + hdr + 2)      # VLAN tags print nothing without -e
                     hdr += 4
-                if etype == 0x0800 or etype == 0x86DD or etype == 0x0806:
+                if etype <= 1500 and hdr == 14:
+                    grow(&o, 256)
+                    start = o.len
+                    if put_stamp(&o, clock, stamps[i], ns) == 0:
+                        done = stp_line(&o, p, etype, caplen, wirelen)
+                    if not done:
+                        o.len = start
+                elif etype == 0x0800 or etype == 0x86DD or etype == 0x0806:
                     grow(&o, 64)
                     start = o.len
                     if put_stamp(&o, clock, stamps[i], ns) == 0:
@@ -729,7 +737,7 @@ def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
                 grow(&o, len(text) + 1)
                 put(&o, text, len(text))
                 putc_(&o, b'\n')
-        return o.buf[:o.len].decode("utf-8", "surrogateescape")
+        return o.buf[:o.len]
     finally:
         free(o.buf)
 
@@ -958,3 +966,42 @@ cdef void put_hex(Out *o, unsigned int v) noexcept:
     while k:
         k -= 1
         putc_(o, tmp[k])
+
+
+# ----------------------------------------------------------------------------- STP (link.stp)
+
+cdef const char *STP_VER[5]
+STP_VER[:] = [b"802.1d", NULL, b"802.1w", b"802.1s", b"802.1aq"]
+cdef const char *STP_FLAG_NAMES[8]
+STP_FLAG_NAMES[:] = [b"Topology change", b"Proposal", NULL, NULL, b"Learn", b"Forward", b"Agreement",
+                     b"Topology change ACK"]
+
+
+cdef int stp_line(Out *o, const uint8_t *p, unsigned int l802, Py_ssize_t caplen, long wirelen) except -1:
+    """An 802.3 frame with an STP BPDU (LLC 0x42 0x42 0x03), as link.stp prints it without -e."""
+    cdef const uint8_t *b = p + 17
+    cdef unsigned int ver, typ
+    cdef long length = (l802 if l802 < wirelen - 14 else wirelen - 14) - 3
+    cdef int k, any_flag = 0
+    if caplen < 17 + 27 or p[14] != 0x42 or p[15] != 0x42 or p[16] != 0x03:
+        return 0
+    ver = b[2]
+    typ = b[3]
+    if ver > 4 or ver == 1 or (typ != 0 and typ != 2):
+        return 0
+    puts_(o, b"STP "); puts_(o, STP_VER[ver]); puts_(o, b", Config" if typ == 0 else b", Rapid STP")
+    puts_(o, b", Flags [" if typ == 0 or ver == 2 else b", CIST Flags [")
+    for k in range(8):
+        if b[4] & (1 << k) and STP_FLAG_NAMES[k] != NULL:
+            if any_flag:
+                puts_(o, b", ")
+            puts_(o, STP_FLAG_NAMES[k])
+            any_flag = 1
+    if not any_flag:
+        puts_(o, b"none")
+    putc_(o, b']')
+    if typ == 0 or ver == 2:
+        puts_(o, b", bridge-id "); puthex2(o, b[17]); puthex2(o, b[18]); putc_(o, b'.'); put_mac(o, b + 19)
+        putc_(o, b'.'); puthex2(o, b[25]); puthex2(o, b[26])
+    puts_(o, b", length "); putu(o, length)
+    return 1
