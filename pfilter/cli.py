@@ -81,6 +81,27 @@ def build_parser():
                         "are then ignored")
     p.add_argument("--count", dest="count_only", action="store_true",
                    help="print only the number of matching packets")
+    p.add_argument("-V", dest="list_file", action="append", metavar="FILE",
+                   help="read the names of the input files from FILE, one a line (tcpdump -V); repeatable")
+    p.add_argument("-j", "--workers", dest="workers", type=_positive_int, metavar="N",
+                   help="threads sharing the work: the parts of one file, or several files at a "
+                        "time (default: the usable cores); the output does not depend on it")
+    p.add_argument("--merge", dest="merge", action="store_true",
+                   help="write the matches of all inputs in timestamp order (mergecap's order: "
+                        "equal timestamps keep the order of the inputs); without it the inputs are "
+                        "concatenated in the order given")
+    p.add_argument("--after", dest="after", metavar="TIME",
+                   help="only packets at or after TIME (editcap -A): epoch seconds (with a "
+                        "fraction) or ISO 8601 (2023-11-14T22:13:20.5Z; no zone: local time)")
+    p.add_argument("--before", dest="before", metavar="TIME",
+                   help="only packets before TIME (editcap -B), as --after")
+    p.add_argument("--index", dest="index_file", metavar="FILE",
+                   help="write the capture index of the (single) input to FILE (record offsets, "
+                        "timestamps, lengths; numpy .npz), before filtering")
+    p.add_argument("--scheduler", dest="scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster (the dask extra: pip install 'pfilter-bpf[dask]'): "
+                        "the scheduler's address (tcp://host:8786), or 'local' for a LocalCluster "
+                        "of this machine; inputs are split by index ranges across its workers")
     p.add_argument("--backend", choices=("vm", "native", "auto"), default="vm",
                    help="what runs the filter: the VM (default), native code (needs llvmlite: "
                         "pip install 'pfilter-bpf[native]'), or auto (native code for large inputs "
@@ -225,15 +246,34 @@ def _expression(args):
     return " ".join(words)
 
 
-def _sources(paths):
-    """Input paths; a directory stands for the capture files in it (sorted, recursively)."""
+def _sources(paths, lists=()):
+    """Input paths; a directory stands for the capture files in it (sorted, recursively; hidden
+    entries skipped), a name that does not exist but holds a wildcard for the names it matches
+    (sorted), and -V FILE for the names it lists (one a line)."""
     out = []
+    paths = list(paths or [])
+    for listing in lists or ():
+        from ._textfile import read_text_file
+        paths.extend(line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip())
+    expanded = []
     for path in paths:
+        if path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
+            import glob
+            matches = sorted(glob.glob(path))
+            if not matches:
+                from .errors import FilterError
+                raise FilterError(f"{path}: no file matches")
+            expanded.extend(matches)
+        else:
+            expanded.append(path)
+    for path in expanded:
         if path != "-" and os.path.isdir(path):
             found = []
             for root, dirs, files in os.walk(path):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 for name in sorted(files):
+                    if name.startswith("."):
+                        continue
                     full = os.path.join(root, name)
                     if _looks_like_capture(full):
                         found.append(full)
@@ -585,7 +625,7 @@ def _run(args):
     if args.count is not None and args.count <= 0:
         raise FilterError(f"invalid packet count {args.count}")
 
-    sources = _sources(args.read) if args.read else []
+    sources = _sources(args.read, args.list_file) if (args.read or args.list_file) else []
     if args.ebpf or args.ebpf_dump or args.ebpf_output:
         from .ebpf.cli import run as run_ebpf
         return run_ebpf(args, _compile(expr, 1 if forced_lt is None else forced_lt, args.snaplen or 262144, optimize))
@@ -649,10 +689,13 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         raise FilterError("-C, -G, --snaplen and --dedup shape the output file: give -w FILE")
     fast_ok = not dedup and not (rotate and rotate["seconds"])     # --snaplen and -C: fast path too
     from .backend import use_native
-    from .capture.filterfile import _size
-    fast_ok = fast_ok and not use_native(args.backend, nbytes=sum(_size(s) for s in sources))  # VM only
-    if fast_ok and len(sources) == 1 and (args.write not in (None, "-") or (args.write is None and args.count_only)):
-        # One plain pcap file to copy or count: the fast path, numpy-free (None: not for this input).
+    from .capture.fastpath import check_workers, total_size
+    workers = check_workers(args.workers)
+    fast_ok = fast_ok and not use_native(args.backend, nbytes=total_size(sources))  # VM only
+    if args.scheduler or args.merge or args.after or args.before or args.index_file:
+        return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
+    if fast_ok and (args.write not in (None, "-") or (args.write is None and args.count_only)):
+        # Plain pcap files to copy or count: the fast path, numpy-free (None: not for these inputs).
         from .capture.fastpath import fast_filter_file
 
         def program_for(linktype, snaplen, swapped):
@@ -661,9 +704,10 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         bar, update = _progress_bar(args, sources)
         try:
             from .capture.rotate import Rotation
-            stats = fast_filter_file(sources[0], args.write, program_for, count=args.count,
+            stats = fast_filter_file(sources, args.write, program_for, count=args.count,
                                      format=args.format, ts_resolution=resolution, progress=update,
-                                     announce=announce, truncate=truncate, rotate=Rotation.make(rotate))
+                                     announce=announce, truncate=truncate, rotate=Rotation.make(rotate),
+                                     workers=workers)
         finally:
             if bar is not None:
                 bar.close()
@@ -718,6 +762,66 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         if bar is not None:
             bar.close()
     return _report(args, stats, status)
+
+
+def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers):
+    """-r with --scheduler (a Dask cluster), --merge, --after/--before or --index."""
+    from .errors import FilterError
+    if args.index_file:
+        if len(sources) != 1:
+            raise FilterError("--index writes the index of one input: give one -r FILE")
+        from .capture.index import build_index
+        build_index(sources[0]).save(args.index_file)
+    after = before = None
+    if args.after or args.before:
+        from .capture.index import parse_time
+        after = parse_time(args.after) if args.after else None
+        before = parse_time(args.before) if args.before else None
+    edits = output_edits(args)
+    if args.scheduler:
+        if args.write is None and not args.count_only:
+            raise FilterError("--scheduler needs -w FILE (or DIR/) or --count")
+        if args.merge or after is not None or before is not None or any(edits):
+            raise FilterError("--scheduler takes neither --merge, --after/--before nor output options")
+        from . import dask as pdask
+        client, close = pdask.connect(args.scheduler)
+        try:
+            if args.count_only and args.write is None:
+                n = pdask.count(sources, expr, client=client)
+                from .capture.fastpath import FilterStats
+                stats = FilterStats(matched=n, files=list(sources))
+            else:
+                stats = pdask.filter_files(sources, expr, args.write, client=client)
+        finally:
+            close()
+        return _report(args, stats, 0)
+    if args.write is None and not args.count_only and args.merge:
+        raise FilterError("--merge writes a file: give -w FILE (or --count)")
+    from .capture.filterfile import filter_file
+    compiler = cached_compile
+    announce(sources[0], *_peek_linktype(sources[0]))
+    stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
+                        optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
+                        truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
+                        workers=workers, merge=args.merge, after=after, before=before,
+                        on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None)
+    return _report(args, stats, 0)
+
+
+def _peek_linktype(path):
+    from .capture import open_capture
+    with open_capture(path) as cap:
+        return cap.linktype, cap.snaplen
+
+
+def _printer(args, resolution):
+    from .display import Printer
+    lines = Printer(e=args.eflag, t=args.tflag, x=args.xflag, X=args.Xflag, A=args.Aflag, S=args.Sflag,
+                    number=args.numbered, v=args.vflag, q=args.quick, resolution=resolution or "us")
+
+    def printer(batch, idx):
+        lines.write_batch(batch, idx, sys.stdout)
+    return printer
 
 
 def _report(args, stats, status):

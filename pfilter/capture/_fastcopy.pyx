@@ -466,8 +466,8 @@ cdef class PcapCopy:
         sh.in_fd, sh.out_fd, sh.start, sh.end = self.in_fd, self.out_fd, self.start, self.end
         sh.positional = False
         if self.out_fd >= 0:
-            # pwritev needs a seekable output; the records go after what it holds already
-            sh.positional = lseek(self.out_fd, 0, 1) == sh.out_size
+            # pwritev needs a seekable output; the records go after the out_size bytes it holds
+            sh.positional = lseek(self.out_fd, 0, 1) >= 0
         sh.nworkers = nw
         sh.chunk, sh.tail = self.chunk, HDR + self.limit
         sh.prog = self.prog
@@ -524,6 +524,8 @@ cdef class PcapCopy:
                 free(workers[i].vec)
             free(workers)
             free(threads)
+        if sh.positional:
+            lseek(self.out_fd, sh.out_size, 0)    # the file position after what was written
         self.written = sh.matched if self.out_fd >= 0 else 0
         return STATUS[sh.status]
 

@@ -157,7 +157,8 @@ def _path(p):
 def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimize=True,
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
-                dedup=None, rotate=None, backend=None):
+                dedup=None, rotate=None, backend=None, workers=None, merge=False, after=None,
+                before=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -181,6 +182,14 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     (dst is then the name the files' names are made from). A dst ending in .gz, .zst, .xz or
     .bz2 is compressed. backend: "vm", "native" or "auto" (pfilter.backend; None: the Program's
     own, else "vm").
+    workers: threads sharing the work on the fast path (the parts of one file, or several files
+    counted at a time; default: the usable cores); the output does not depend on it.
+    merge: write the inputs' matches in timestamp order, as mergecap does (equal timestamps
+    keep the order of the inputs); without it the inputs are concatenated in the order given.
+    after / before: only packets with after <= timestamp < before (editcap -A / -B): ns since
+    1970 (int) or text (epoch seconds, ISO 8601; pfilter.capture.index.parse_time). A sorted
+    pcap input finds the window through its index (pfilter.capture.index) and reads nothing
+    else; others are scanned.
 
     The output's snapshot length is the input's; with several inputs, the largest of theirs
     (read from their headers before writing), so that no reader cuts a record of a later input.
@@ -195,6 +204,11 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     dst = _path(dst)
     if not sources:
         raise FilterError("no input capture")
+    from .fastpath import check_workers
+    from .index import parse_time
+    workers = check_workers(workers)
+    window = tuple(None if t is None else (int(t) if isinstance(t, (int, np.integer)) else parse_time(t))
+                   for t in (after, before))
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
     report, close_progress = progress_callback(progress, sum(_size(s) for s in sources))
@@ -202,14 +216,14 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
         with interruptible((signal.SIGINT,)):
             return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
                                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler,
-                                (truncate, dedup, rotate), backend)
+                                (truncate, dedup, rotate), backend, workers, merge, window)
     finally:
         close_progress()
 
 
 def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
                  ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None),
-                 backend=None):
+                 backend=None, workers=None, merge=False, window=(None, None)):
     started = time.perf_counter()
     stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
@@ -224,11 +238,25 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     from .split import check_dedup, check_snaplen
     truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)
     plain = truncate is None and not dedup and rotate is None
-    if on_batch is None and batch_packets is None and not dedup and not programs.native:
+    timed = window != (None, None)
+    if merge and len(sources) > 1:
+        if not plain:
+            raise FilterError("--merge writes one plain output: no -C/-G, --snaplen or --dedup")
+        from .merge import merge_filter
+        return merge_filter([s.path if isinstance(s, Capture) else s for s in sources], dst, programs, count,
+                            format, ts_resolution, window, on_batch, _writer_for)
+    byte_range = None
+    if timed and len(sources) == 1 and isinstance(sources[0], str) and _plain_pcap(sources[0]):
+        from .index import build_index
+        ix = build_index(sources[0])
+        if ix.format == "pcap" and ix.sorted:
+            byte_range = ix.byte_range(*ix.window(*window))
+    if (on_batch is None and batch_packets is None and not dedup and not programs.native
+            and (not timed or byte_range is not None)):
         # --snaplen and -C rotation too (pcap to pcap); not --dedup or -G
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
-            progress=progress, truncate=truncate, rotate=rotate)
+            progress=progress, truncate=truncate, rotate=rotate, workers=workers, byte_range=byte_range)
         if fast is not None:
             return fast
     writer = None
@@ -267,15 +295,21 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                     for batch in batches:
                         n = len(batch)
                         mask = programs.match(batch, cap.snaplen, swapped)
+                        inside = None
+                        if timed:     # editcap -A / -B: the packets outside are not read at all
+                            inside = _inside(batch.timestamps, window)
+                            mask &= inside
                         idx = np.flatnonzero(mask)
                         with deferred():      # an interruption comes after the batch is counted
-                            stats.read += n
+                            stats.read += n if inside is None else int(inside.sum())
                             stats.matched += len(idx)
                             if count is not None and selected + len(idx) >= count:
                                 cut = count - selected
                                 stats.matched -= len(idx) - cut
                                 if cut:
-                                    stats.read -= n - 1 - int(idx[cut - 1])
+                                    last = int(idx[cut - 1])
+                                    stats.read -= (n - 1 - last if inside is None
+                                                   else int(inside[last + 1:].sum()))
                                 idx = idx[:cut]
                             selected += len(idx)
                             if writer is not None and len(idx):
@@ -330,6 +364,29 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
             writer.abort()
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _inside(timestamps, window):
+    """Bool mask of the timestamps t (ns) with after <= t < before (editcap -A / -B)."""
+    after, before = window
+    inside = np.ones(len(timestamps), bool)
+    if after is not None:
+        inside &= timestamps >= after
+    if before is not None:
+        inside &= timestamps < before
+    return inside
+
+
+def _plain_pcap(path):
+    """Whether path names a regular file starting with a classic pcap magic."""
+    from .files import pcap_magic_order
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            return pcap_magic_order(f.read(24)) is not None
+    except (OSError, ValueError):
+        return False
 
 
 def _size(s):

@@ -1,0 +1,141 @@
+"""--merge: the matching packets of several captures in one output in timestamp order, in
+mergecap's order: each input is read in its own order, and the next packet written is the
+earliest of the inputs' next matching packets (any input's own order is kept).
+
+Divergence: on equal timestamps the issue asked for the first input's packet; mergecap (Wireshark
+4.0's merge.c: the last input whose head is "earlier or equal") takes the last input's, and
+pfilter follows mergecap, whose output it must equal.
+
+Imports numpy, pfilter.errors, pfilter.capture.reader and filterfile's writer helpers. Memory:
+one small batch per input; the runs of consecutive packets one input contributes are found with
+numpy and written as index arrays, so Python works per run, not per packet.
+"""
+import heapq
+import sys
+import time
+
+import numpy as np
+
+from ..errors import CaptureFormatError, FilterError
+from .fastpath import FilterStats
+from .reader import open_capture
+
+# Batches of each input: small, since every input holds one while the merge runs.
+MERGE_BATCH_BYTES = 1 << 18
+
+
+class _Input:
+    """One input's matching packets, a batch at a time: `batch`, `idx` (its matching rows) and
+    `ts` (their timestamps), `pos` (the next one)."""
+
+    def __init__(self, number, path, programs, window, stats):
+        self.number, self.programs, self.window, self.stats = number, programs, window, stats
+        self.cap = open_capture(path, batch_bytes=MERGE_BATCH_BYTES)
+        self.swapped = getattr(self.cap, "byteorder", sys.byteorder) != sys.byteorder
+        self.programs.for_linktype(self.cap.linktype, self.cap.snaplen, self.swapped)
+        self.batches = iter(self.cap)
+        self.batch = self.idx = self.ts = None
+        self.pos = 0
+
+    def advance(self):
+        """Load batches until one has a matching packet; False at the end of the input."""
+        while self.batch is None or self.pos >= len(self.idx):
+            self.batch = self.idx = self.ts = None
+            try:
+                batch = next(self.batches)
+            except StopIteration:
+                return False
+            mask = self.programs.match(batch, self.cap.snaplen, self.swapped)
+            after, before = self.window
+            if after is not None or before is not None:
+                inside = np.ones(len(batch), bool)
+                if after is not None:
+                    inside &= batch.timestamps >= after
+                if before is not None:
+                    inside &= batch.timestamps < before
+                mask &= inside
+                self.stats.read += int(inside.sum())
+            else:
+                self.stats.read += len(batch)
+            self.batch, self.idx, self.pos = batch, np.flatnonzero(mask), 0
+            self.ts = batch.timestamps[self.idx]
+        return True
+
+    def head(self):
+        return int(self.ts[self.pos])
+
+    def close(self):
+        self.cap.close()
+
+
+def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=None, window=(None, None),
+                 on_batch=None, writer_for=None):
+    """Write the packets of `sources` (paths) that `programs` (a filterfile.ProgramSet) accepts
+    to dst (None: count only) in mergecap's order; returns a FilterStats. window: (after,
+    before) in ns (editcap -A / -B). writer_for(dst, first_capture, sources): the output."""
+    started = time.perf_counter()
+    stats = FilterStats(files=[str(s) for s in sources])
+    inputs, writer = [], None
+    try:
+        for i, s in enumerate(sources):
+            inputs.append(_Input(i, s, programs, window, stats))
+        first = inputs[0].cap
+        if len({c.cap.linktype for c in inputs}) > 1 and (format or "") != "pcapng" and not str(dst or "").endswith(".pcapng"):
+            kinds = sorted({c.cap.linktype for c in inputs})
+            raise FilterError(f"inputs of several link types ({', '.join(map(str, kinds))}) need pcapng output "
+                              f"(name the output .pcapng)")
+        if dst is not None:
+            writer = writer_for(dst, first, format, ts_resolution, list(sources))
+        # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap
+        heap = [(c.head(), -c.number) for c in inputs if c.advance()]
+        heapq.heapify(heap)
+        left = count
+        while heap:
+            _t, nk = heapq.heappop(heap)
+            k = -nk
+            c = inputs[k]
+            # the run of c's packets that come before every other input's next one
+            if heap:
+                t2, nk2 = heap[0]
+                rest = c.ts[c.pos:]
+                ok = (rest < t2) | ((rest == t2) & (k > -nk2))
+                run = int(np.argmin(ok)) if not ok.all() else len(rest)
+                run = max(run, 1)
+            else:
+                run = len(c.idx) - c.pos
+            if left is not None:
+                run = min(run, left)
+            rows = c.idx[c.pos:c.pos + run]
+            c.pos += run
+            if writer is not None:
+                if writer.format == "pcapng":
+                    writer.interfaces, writer.source = c.cap.interfaces, k
+                writer.write(c.batch, rows)
+                stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
+                stats.written += len(rows)
+            stats.matched += len(rows)
+            if on_batch is not None:
+                on_batch(c.batch, rows)
+            if left is not None:
+                left -= run
+                if left <= 0:
+                    break
+            if c.advance():
+                heapq.heappush(heap, (c.head(), -k))
+        if writer is not None:
+            w, writer = writer, None
+            w.close()
+    except (CaptureFormatError, KeyboardInterrupt) as err:
+        stats.seconds = time.perf_counter() - started
+        err.stats = stats
+        if writer is not None:
+            w, writer = writer, None
+            w.close()
+        raise
+    finally:
+        if writer is not None:
+            writer.abort()
+        for c in inputs:
+            c.close()
+    stats.seconds = time.perf_counter() - started
+    return stats
