@@ -62,7 +62,8 @@ def merge_chains(graph, ctx):
             if len(s.preds) != 1 or s is graph.entry:
                 break
             b.stmts.extend(s.stmts)
-            b.origins = b.origins | s.origins
+            if s.origins:
+                b.origins = b.origins | s.origins
             b.kind, b.rcode, b.rk, b.jcode, b.jk, b.succ = s.kind, s.rcode, s.rk, s.jcode, s.jk, list(s.succ)
             for t in s.succ:
                 t.preds = [b if p is s else p for p in t.preds]
@@ -87,7 +88,8 @@ def merge_identical(graph, ctx):
             seen[sig] = b
         else:
             canon[b.id] = other
-            other.origins = other.origins | b.origins
+            if b.origins:
+                other.origins = other.origins | b.origins
             changed = True
     if graph.entry.id in canon:
         graph.entry = canon[graph.entry.id]
