@@ -303,6 +303,74 @@ def nflog(p, b, wirelen):
     return None, 4
 
 
+ARC_TYPES = {0xF0: "oldip", 0xF1: "oldarp", 0xD4: "ip", 0xD5: "arp", 0xD6: "rarp", 0xC4: "ipv6", 0xDD: "atalk"}
+
+
+def arcnet_linux(p, b, wirelen):
+    if len(b) < 5:
+        return "[|arcnet]", len(b)
+    typ = b[4]
+    hdr = 5 if typ in (0xF0, 0xF1) else 8
+    text = ""
+    if p.e:
+        text = f"{b[0]:02x} {b[1]:02x} {ARC_TYPES.get(b[2], f'{b[2]:02x}')} {wirelen}: "
+    data = b[hdr:]
+    if typ in (0xF0, 0xD4):
+        return text + net.ipv4(p, data, wirelen - hdr), hdr
+    if typ == 0xC4:
+        return text + net.ipv6(p, data, wirelen - hdr), hdr
+    if typ in (0xF1, 0xD5):
+        return text + net.arp(p, data, wirelen - hdr), hdr
+    if typ == 0xD6:
+        return text + net.arp(p, data, wirelen - hdr, rarp=True), hdr
+    return None, hdr
+
+
+def ipoib(p, b, wirelen):
+    if len(b) < 44:
+        return "[|ipoib]", len(b)
+    etype = u16(b, 40)
+    text = f"IPOIB, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " if p.e else ""
+    body = by_ethertype(p, etype, b[44:], wirelen - 44)
+    return (None if body is None else text + body), 44
+
+
+def ipnet(p, b, wirelen):
+    if len(b) < 24:
+        return "[|ipnet]", len(b)
+    fam = b[1]
+    text = ""
+    if p.e:
+        text = f"{u32(b, 16)} > {u32(b, 20)}, family {({2: 'IPv4', 26: 'IPv6'}).get(fam, 'Unknown')} ({fam}), length {wirelen}: "
+    if fam == 2:
+        return text + net.ipv4(p, b[24:], wirelen - 24), 24
+    if fam == 26:
+        return text + net.ipv6(p, b[24:], wirelen - 24), 24
+    return None, 24
+
+
+def frame_relay(p, b, wirelen):
+    if len(b) < 4 or b[0] & 1 or not b[1] & 1:
+        return None, 0
+    dlci = ((b[0] & 0xFC) << 2) | (b[1] >> 4)
+    flags = ", ".join(n for ok, n in ((b[0] & 0x02, "C!"), (b[1] & 0x02, "DE"), (b[1] & 0x04, "BECN"),
+                                      (b[1] & 0x08, "FECN")) if ok) or "none"
+    head = f"Q.922, hdr-len 2, DLCI {dlci}, Flags [{flags}], "
+    if b[2] == 0x03:
+        nlpid = b[3]
+        kind = {0xCC: (0x0800, "IP"), 0x8E: (0x86DD, "IPv6")}.get(nlpid)
+        if kind is None:
+            return None, 4
+        text = head + f"NLPID {kind[1]} (0x{nlpid:02x}), length {wirelen}: " if p.e else ""
+        return text + by_ethertype(p, kind[0], b[4:], wirelen - 4), 4
+    etype = u16(b, 2)
+    body = by_ethertype(p, etype, b[4:], wirelen - 4)
+    if body is None:
+        return None, 4
+    text = head + f"cisco-ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " if p.e else ""
+    return text + body, 4
+
+
 def describe(p, linktype, b, wirelen):
     """(text, link-header length) for one packet; None text: tcpdump's unsupported form."""
     if linktype == 1:
@@ -327,6 +395,14 @@ def describe(p, linktype, b, wirelen):
         return chdlc(p, b, wirelen)
     if linktype == 239:
         return nflog(p, b, wirelen)
+    if linktype == 129:
+        return arcnet_linux(p, b, wirelen)
+    if linktype == 242:
+        return ipoib(p, b, wirelen)
+    if linktype == 226:
+        return ipnet(p, b, wirelen)
+    if linktype == 107:
+        return frame_relay(p, b, wirelen)
     # Divergence: tcpdump has printers for many more link types (802.11/radiotap, ARCnet, IPoIB,
     # DSA tags, ...); pfilter prints them as tcpdump prints a link type it cannot decode.
     return None, len(b)

@@ -30,28 +30,33 @@ def arp(p, b, length, rarp=False):
         return pre + "[|ARP]"
     hrd, pro, hln, pln, op = u16(b, 0), u16(b, 2), b[4], b[5], u16(b, 6)
     need = 8 + 2 * (hln + pln)
-    if pro not in (0x0800, 0x0806) or pln != 4 or hln != 6 or len(b) < need:
+    if pro not in (0x0800, 0x0806) or pln != 4 or not hln or len(b) < need:
         if len(b) < need:
             return pre + f"[|ARP]"
         return pre + f"{_arp_hw(hrd)} (len {hln}), {_arp_pro(pro)} (len {pln}), {ARP_OPS.get(op, f'Unknown ({op})')}, length {length}"
-    sha, spa = b[8:14], b[14:18]
-    tha, tpa = b[18:24], b[24:28]
+    sha, spa = b[8:8 + hln], b[8 + hln:12 + hln]
+    tha, tpa = b[12 + hln:12 + 2 * hln], b[12 + 2 * hln:16 + 2 * hln]
+    hw = mac if hln == 6 else _linkaddr      # tcpdump prints other hardware addresses byte by byte
     if op == 1:
         who = f"who-has {ip4(tpa)}"
         if any(tha):
-            who += f" ({mac(tha)})"
+            who += f" ({hw(tha)})"
         return pre + f"Request {who} tell {ip4(spa)}, length {length}"
     if op == 2:
-        return pre + f"Reply {ip4(spa)} is-at {mac(sha)}, length {length}"
+        return pre + f"Reply {ip4(spa)} is-at {hw(sha)}, length {length}"
     if op == 3:
-        return pre + f"Reverse Request who-is {mac(tha)} tell {mac(sha)}, length {length}"
+        return pre + f"Reverse Request who-is {hw(tha)} tell {hw(sha)}, length {length}"
     if op == 4:
-        return pre + f"Reverse Reply {mac(tha)} at {ip4(tpa)}, length {length}"
+        return pre + f"Reverse Reply {hw(tha)} at {ip4(tpa)}, length {length}"
     if op == 8:
-        return pre + f"InVerse Request who-is {mac(tha)} tell {mac(sha)}, length {length}"
+        return pre + f"InVerse Request who-is {hw(tha)} tell {hw(sha)}, length {length}"
     if op == 9:
-        return pre + f"InVerse Reply {mac(tha)} at {ip4(tpa)}, length {length}"
+        return pre + f"InVerse Reply {hw(tha)} at {ip4(tpa)}, length {length}"
     return pre + f"Ethernet (len 6), IPv4 (len 4), Unknown ({op}), length {length}"
+
+
+def _linkaddr(b):
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def _arp_hw(h):
