@@ -1,0 +1,291 @@
+"""pfilter on a Dask cluster (the `dask` extra: pip install 'pfilter-bpf[dask]', which is
+dask.distributed): the same results as the local calls, with the work spread over the cluster's
+workers.
+
+    import pfilter.dask
+    from distributed import Client
+    client = Client("tcp://scheduler:8786")       # or None: the current client, else a LocalCluster
+    pfilter.dask.count(paths, "tcp port 80", client=client)             # the total
+    pfilter.dask.filter_files(paths, "tcp", "out.pcap", client=client)  # as `pfilter -r ... -w out.pcap`
+    pfilter.dask.filter_files(paths, "tcp", "outdir/", client=client)   # one output per input
+    pfilter.dask.classify(paths, rules, client=client)                 # one Classification
+
+Large classic pcap files are cut into byte ranges on record boundaries
+(pfilter.capture.index, computed by a task on a worker); the ranges travel to the workers, not
+the packets: every worker reads its range from the file itself, so the paths must name the same
+files on every worker (a shared file system), and so must the output's directory, where each
+range task writes its part. The parts are then joined in input order into the output (a
+temporary directory next to it is removed afterwards; the output appears atomically, as every
+pfilter output). Other captures (pcapng, compressed) are one task each.
+
+Imports pfilter.errors and pfilter.capture at once; dask.distributed only when a function is
+called, so `import pfilter.dask` works without the extra and the calls then raise
+DaskUnavailableError (a FilterError and an ImportError) naming it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import tempfile
+
+from .errors import FilterError
+
+# A range task's share of a large pcap file (bytes): large enough that a task's overhead
+# (a few ms on the scheduler) vanishes, small enough to spread a file over many workers.
+RANGE_BYTES = 256 << 20
+EXTRA = "pip install 'pfilter-bpf[dask]'"
+
+
+class DaskUnavailableError(FilterError, ImportError):
+    """dask.distributed is not installed (the `dask` extra)."""
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as e:
+        raise DaskUnavailableError(f"pfilter.dask needs dask.distributed ({e.name or e}): {EXTRA}") from None
+    return distributed
+
+
+def connect(address):
+    """(client, close) for the CLI's --scheduler: 'local' starts a LocalCluster of this machine
+    (one single-threaded worker process per usable core), anything else is a scheduler's address."""
+    distributed = _distributed()
+    if address == "local":
+        from .capture.fastpath import default_workers
+        cluster = distributed.LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+
+        def close():
+            client.close()
+            cluster.close()
+        return client, close
+    client = distributed.Client(address)
+    return client, client.close
+
+
+def _client(client):
+    """(client, close): the given one, the current one, or a temporary LocalCluster."""
+    distributed = _distributed()
+    if client is not None:
+        return client, lambda: None
+    try:
+        return distributed.get_client(), lambda: None
+    except ValueError:
+        return connect("local")
+
+
+# ---------------------------------------------------------------------------------- worker side
+
+@functools.lru_cache(maxsize=64)
+def _tuples(expr, linktype, snaplen):
+    import pfilter
+    prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, netmask=0)
+    if prog.rejects_all:
+        raise FilterError("expression rejects all packets")
+    return prog.to_tuples()
+
+
+def _plan_file(path, range_bytes):
+    """On a worker: the byte ranges of a file ([(start, end)]), or [None] (the whole file, as
+    one task) when it is not a classic pcap file the fast path reads."""
+    from .capture.fastpath import _peek
+    if _peek(path) is None:
+        return [None]
+    from .capture.index import build_index
+    ix = build_index(path)
+    if ix.size <= range_bytes or len(ix) < 2:
+        return [None]
+    return ix.ranges(max_bytes=range_bytes)
+
+
+def _run_part(path, expr, byte_range, part, ts_resolution):
+    """On a worker: filter one range of a pcap file, or the whole file (byte_range None), into
+    `part` (None: count only); the stats as a dict, or None when the fast path gave up inside
+    a range (damage, another timestamp resolution): the client then redoes the whole file."""
+    from .capture.fastpath import fast_filter_file
+    stats = fast_filter_file(path, part, lambda lt, snap, swapped: _tuples(expr, lt, snap),
+                             byte_range=byte_range, workers=1, ts_resolution=ts_resolution)
+    if stats is None:
+        if byte_range is not None:
+            return None
+        from .capture.filterfile import filter_file
+        stats = filter_file(path, part, expr, workers=1, ts_resolution=ts_resolution,
+                            format="pcap" if part is not None else None)
+    return stats.as_dict()
+
+
+# ---------------------------------------------------------------------------------- client side
+
+def _paths(paths):
+    if isinstance(paths, (str, bytes, os.PathLike)):
+        paths = [paths]
+    out = [os.fsdecode(p) if isinstance(p, bytes) else os.fspath(p) for p in paths]
+    if not out:
+        raise FilterError("no input capture")
+    return out
+
+
+def _plan(client, paths, range_bytes):
+    plans = client.gather(client.map(_plan_file, paths, [range_bytes] * len(paths), pure=False))
+    return [(i, p, r) for i, (p, ranges) in enumerate(zip(paths, plans)) for r in ranges]
+
+
+def _total(dicts, paths):
+    from .capture.fastpath import FilterStats
+    stats = FilterStats(files=list(paths))
+    for d in dicts:
+        if d is not None:
+            for k in ("read", "matched", "written", "bytes"):
+                setattr(stats, k, getattr(stats, k) + d[k])
+            stats.seconds = max(stats.seconds, d["seconds"])
+    return stats
+
+
+def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
+    """The number of packets of the captures `paths` that `expr` matches (as `pfilter -r ...
+    --count`), counted across the cluster's workers."""
+    paths = _paths(paths)
+    _tuples(expr, 1, 262144) if expr else None          # a syntax error is raised here, not on a worker
+    client, close = _client(client)
+    try:
+        tasks = _plan(client, paths, range_bytes)
+        results = _gather_parts(client, tasks, expr, [None] * len(tasks), [None] * len(tasks))
+        return _total(results, paths).matched
+    finally:
+        close()
+
+
+def _gather_parts(client, tasks, expr, parts, resolutions):
+    """Run the tasks [(input number, path, byte range)] (part files `parts`, timestamp
+    resolutions of their outputs); their stats dicts, in order."""
+    futures = client.map(_run_part, [p for _i, p, _r in tasks], [expr] * len(tasks), [r for _i, _p, r in tasks],
+                         parts, resolutions, pure=False)
+    results = client.gather(futures)
+    # an input whose range the fast path gave up on: the whole file, through the general path
+    for i in sorted({tasks[k][0] for k, r in enumerate(results) if r is None}):
+        ks = [k for k, t in enumerate(tasks) if t[0] == i]
+        for k in ks:
+            results[k] = None
+            if parts[k] is not None and os.path.exists(parts[k]):
+                os.unlink(parts[k])
+        results[ks[0]] = client.submit(_run_part, tasks[ks[0]][1], expr, None, parts[ks[0]], resolutions[ks[0]],
+                                       pure=False).result()
+    return results
+
+
+def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
+    """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
+    matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
+    a directory (existing, or a name ending in '/'): one output per input, named as the input.
+    Returns a FilterStats (the sums over all inputs)."""
+    from .capture.filterfile import _output_snaplen
+    from .capture.files import AtomicFile, format_for_path, pcap_file_header
+    from .capture.reader import open_capture
+    paths = _paths(paths)
+    out = os.fspath(out)
+    to_dir = out.endswith(os.sep) or os.path.isdir(out)
+    _tuples(expr, 1, 262144) if expr else None
+    if not to_dir and format_for_path(out) != "pcap":
+        raise FilterError(f"{out}: pfilter.dask writes pcap outputs (or a directory of them)")
+    if to_dir:
+        os.makedirs(out, exist_ok=True)
+        names = [os.path.basename(p) for p in paths]
+        if len(set(names)) != len(names):
+            raise FilterError(f"{out}: several inputs have the same name; give one output file instead")
+        targets = [os.path.join(out, n) for n in names]
+    else:
+        targets = [out] * len(paths)
+    client, close = _client(client)
+    work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
+    try:
+        tasks = _plan(client, paths, range_bytes)
+        parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
+        headers = {}
+        for i, p in enumerate(paths):
+            if to_dir or i == 0:
+                with open_capture(p) as cap:
+                    srcs = [p] if to_dir else paths
+                    headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
+                                                   cap.linktype_ext), cap.ts_resolution)
+        results = _gather_parts(client, tasks, expr, parts,
+                                [headers[t[0] if to_dir else 0][1] for t in tasks])
+        # join the parts in input order (their own pcap headers left out)
+        for i in (range(len(paths)) if to_dir else [0]):
+            header = headers[i][0]
+            mine = [k for k, t in enumerate(tasks) if not to_dir or t[0] == i]
+            dst = AtomicFile(targets[i], protect=paths)
+            try:
+                dst.write(header)
+                fd = dst.fileno()
+                for k in mine:
+                    if os.path.exists(parts[k]):
+                        _append(fd, parts[k])
+            except BaseException:
+                dst.abort()
+                raise
+            dst.commit()
+        return _total(results, paths)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        close()
+
+
+def _append(fd, part):
+    """Copy a part after its 24-byte header to fd (in the kernel where it can)."""
+    with open(part, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        pos = 24
+        while pos < size:
+            try:
+                n = os.copy_file_range(f.fileno(), fd, size - pos, pos)
+            except (AttributeError, OSError):
+                f.seek(pos)
+                data = f.read(min(size - pos, 1 << 22))
+                n = os.write(fd, data)
+            if n <= 0:
+                raise OSError(f"{part}: short copy")
+            pos += n
+
+
+def _classify_file(path, rules, options):
+    import pfilter
+    return pfilter.classify(path, rules, **options)
+
+
+def classify(paths, rules, client=None, **options):
+    """pfilter.classify over several captures, one task per input: a Classification whose
+    matrix rows are the inputs' packets in the order given and whose counts are the sums, as
+    pfilter.classify(paths, rules) gives (options: its keyword arguments, except split)."""
+    import numpy as np
+    from .classifier import Classification
+    if "split" in options or "unmatched" in options:
+        raise FilterError("pfilter.dask.classify does not write split files")
+    paths = _paths(paths)
+    client, close = _client(client)
+    try:
+        results = client.gather(client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths),
+                                           pure=False))
+    finally:
+        close()
+    first = results[0]
+
+    def cat(name):
+        parts = [getattr(r, name) for r in results]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
+    res = Classification(first.rules, first.expressions, cat("matrix"), first.packed,
+                         sum(r.counts for r in results), sum(r.bytes for r in results),
+                         sum(r.packets for r in results), sum(r.total_bytes for r in results),
+                         sum(r.matched for r in results), sum(r.matched_bytes for r in results),
+                         cat("wirelen"), cat("timestamps"), first.order, first.default)
+    seen = []
+    for r in results:
+        for item in r.inapplicable:
+            if item not in seen:
+                seen.append(item)
+    res.inapplicable = seen
+    res.source = list(paths)
+    return res
