@@ -282,3 +282,24 @@ def test_cli_errors_are_one_line(args, message, tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "x.o").exists()
+
+
+def test_jumps_beyond_16_bit_offsets_become_gotol():
+    """A program whose eBPF is longer than a 16-bit jump reaches: far jumps are `gotol` (and a
+    far conditional jump hops over one), and the kernel still gives the VM's verdicts."""
+    require_kernel()
+    n = 4000
+    insns = [(0x20, 0, 0, 0), (0x15, 0, 1, 0x01020304), (0x05, 0, 0, 2 * n + 1)]   # ld [0]; jeq; ja far
+    for i in range(n):
+        insns += [(0x01, 0, 0, i % 40), (0x50, 0, 0, 2)]                          # ldx #i; ldb [x + 2]
+    insns += [(0x16, 0, 0, 0), (0x06, 0, 0, 1)]                                    # ret a; ret #1
+    prog = pfilter.Program(insns, max_insns=len(insns))
+    eb = prog.to_ebpf("xdp")
+    assert len(eb) > 0x8000
+    assert any(i.code == I.BPF_JMP32 | I.BPF_JA for i in eb.insns) and "gotol" in eb.dump()
+    rng = np.random.default_rng(5)
+    frames = [bytes([1, 2, 3, 4]) + bytes(40), bytes(60), bytes(20), bytes(41), bytes(42)] + \
+             [rng.integers(0, 3, 44, dtype=np.uint8).tobytes() for _ in range(20)]
+    r = test_run(eb, frames)
+    assert list(r.matched) == [prog.run(f) != 0 for f in frames]
+    assert 0 < r.matched.sum() < len(frames)

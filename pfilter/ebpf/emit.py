@@ -46,7 +46,7 @@ _NEGATE = {I.BPF_JEQ: I.BPF_JNE, I.BPF_JGT: I.BPF_JLE, I.BPF_JGE: I.BPF_JLT}
 
 class EbpfLimitError(InvalidProgramError):
     """A cBPF program this eBPF target cannot express (a backward jump: the verifier needs a
-    bound; or more code than eBPF's 16-bit jump offsets reach)."""
+    bound)."""
 
 
 def _mem(k: int) -> int:
@@ -54,30 +54,60 @@ def _mem(k: int) -> int:
 
 
 class _Asm:
-    """Instructions with symbolic jump targets, resolved by `finish()`."""
+    """Instructions with symbolic jump targets, resolved by `finish()`. A jump whose target lies
+    beyond a 16-bit offset becomes `gotol` (BPF_JMP32 | BPF_JA, a 32-bit offset in imm; Linux
+    6.4+); a conditional one then jumps over a `gotol` to the far target:
+    `if cond goto +1; goto +1; gotol target`."""
 
     def __init__(self) -> None:
         self.code: list[Insn] = []
-        self.fixups: list[tuple[int, object]] = []
+        self.fixups: dict[int, object] = {}       # index in code -> label
         self.labels: dict[object, int] = {}
 
     def __call__(self, *insns: Insn) -> None:
         self.code.extend(insns)
 
     def jump(self, insn: Insn, label: object) -> None:
-        self.fixups.append((len(self.code), label))
+        self.fixups[len(self.code)] = label
         self.code.append(insn)
 
     def label(self, label: object) -> None:
         self.labels[label] = len(self.code)
 
     def finish(self) -> list[Insn]:
-        for at, label in self.fixups:
-            off = self.labels[label] - at - 1
-            if not -0x8000 <= off <= 0x7FFF:
-                raise EbpfLimitError(f"the eBPF code is too long for a 16-bit jump offset ({off})")
-            self.code[at] = self.code[at]._replace(off=off)
-        return self.code
+        n = len(self.code)
+        far: set[int] = set()                       # conditional jumps expanded to three instructions
+        while True:
+            addr, at = [], 0
+            for i in range(n + 1):
+                addr.append(at)
+                at += 3 if i in far else 1
+            grown = False
+            for i, label in self.fixups.items():
+                insn = self.code[i]
+                if insn.code == I.BPF_JMP | I.BPF_JA or i in far:
+                    continue
+                off = addr[self.labels[label]] - addr[i] - 1
+                if not -0x8000 <= off <= 0x7FFF:
+                    far.add(i)
+                    grown = True
+            if not grown:
+                break
+        out: list[Insn] = []
+        for i, insn in enumerate(self.code):
+            if i not in self.fixups:
+                out.append(insn)
+                continue
+            target = addr[self.labels[self.fixups[i]]]
+            if i in far:
+                out += [insn._replace(off=1), I.ja(1), Insn(I.BPF_JMP32 | I.BPF_JA, imm=target - addr[i] - 3)]
+                continue
+            off = target - addr[i] - 1
+            if insn.code == I.BPF_JMP | I.BPF_JA and not -0x8000 <= off <= 0x7FFF:
+                out.append(Insn(I.BPF_JMP32 | I.BPF_JA, imm=off))
+            else:
+                out.append(insn._replace(off=off))
+        return out
 
 
 MISS, MATCH = "miss", "match"
@@ -161,6 +191,11 @@ def emit(low: Lowering, hook: str, match: int | None, miss: int) -> list[Insn]:
     return drop_unreachable(a.finish())
 
 
+def _offset(insn: Insn) -> int:
+    """A jump's offset: `imm` for gotol (BPF_JMP32 | BPF_JA), else `off`."""
+    return insn.imm if insn.code == I.BPF_JMP32 | I.BPF_JA else insn.off
+
+
 def _successors(i: int, insn: Insn) -> tuple[int, ...]:
     cls, op = insn.code & 7, insn.code & 0xF0
     if cls not in (I.BPF_JMP, I.BPF_JMP32) or op == I.BPF_CALL:
@@ -168,7 +203,7 @@ def _successors(i: int, insn: Insn) -> tuple[int, ...]:
     if op == I.BPF_EXIT:
         return ()
     if op == I.BPF_JA:
-        return (i + 1 + insn.off,)
+        return (i + 1 + _offset(insn),)
     return (i + 1, i + 1 + insn.off)
 
 
@@ -192,7 +227,9 @@ def drop_unreachable(code: list[Insn]) -> list[Insn]:
     out = []
     for i, insn in enumerate(code):
         if i in seen:
-            if insn.code & 7 in (I.BPF_JMP, I.BPF_JMP32) and insn.code & 0xF0 not in (I.BPF_CALL, I.BPF_EXIT):
+            if insn.code == I.BPF_JMP32 | I.BPF_JA:
+                insn = insn._replace(imm=new_at[i + 1 + insn.imm] - new_at[i] - 1)
+            elif insn.code & 7 in (I.BPF_JMP, I.BPF_JMP32) and insn.code & 0xF0 not in (I.BPF_CALL, I.BPF_EXIT):
                 insn = insn._replace(off=new_at[i + 1 + insn.off] - new_at[i] - 1)
             out.append(insn)
     return out

@@ -165,7 +165,7 @@ def text(insn: Insn, helpers: dict[int, str] | None = None) -> str:
             name = (helpers or {}).get(imm)
             return f"call {name}#{imm}" if name else f"call {imm}"
         if op == BPF_JA:
-            return f"goto pc{_off(off)}"
+            return f"gotol pc{_off(imm)}" if cls == BPF_JMP32 else f"goto pc{_off(off)}"
         r = "r" if cls == BPF_JMP else "w"
         operand = f"{r}{src}" if code & BPF_X else (str(imm) if imm < 10 else hex(imm & 0xFFFFFFFF))
         return f"if {r}{dst} {_JMP.get(op, '?')} {operand} goto pc{_off(off)}"
