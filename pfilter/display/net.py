@@ -295,7 +295,7 @@ def demux(p, proto, data, length, src, dst, info, addrs_done=False):
     if proto == 47:
         return head + gre(p, data, length)
     if proto == 112:
-        return head + vrrp(data, length, info[4])
+        return head + vrrp(data, length, info[4], p.v, info[0] == 6)
     if proto == 103:
         return head + pim(data, length)
     if proto == 88:
@@ -590,7 +590,7 @@ def gre(p, b, length):
     return out + f"gre-proto-0x{proto:x}"
 
 
-def vrrp(b, length, ttl):
+def vrrp(b, length, ttl, verbose=0, v6=False):
     if len(b) < 6:
         return "VRRP [|vrrp]"
     ver, typ = b[0] >> 4, b[0] & 0x0F
@@ -602,8 +602,19 @@ def vrrp(b, length, ttl):
     out += f", vrid {b[1]}, prio {b[2]}"
     if ver == 2:
         auth = {0: "none", 1: "simple", 2: "ah"}.get(b[4])
-        return out + f", authtype {auth}, intvl {b[5]}s, length {length}"
-    return out + f", intvl {((b[4] & 0x0F) << 8) | b[5]}cs, length {length}"
+        out += f", authtype {auth}, intvl {b[5]}s, length {length}"
+    else:
+        out += f", intvl {((b[4] & 0x0F) << 8) | b[5]}cs, length {length}"
+    if verbose and b[3]:
+        size = 16 if v6 else 4
+        addrs = [b[8 + k * size:8 + (k + 1) * size] for k in range(b[3])]
+        if len(b) < 8 + b[3] * size:
+            return out + " [|vrrp]"
+        out += (f", addrs({b[3]}): " if b[3] > 1 else ", addrs: ") + ",".join(ip6(a) if v6 else ip4(a) for a in addrs)
+        if ver == 2 and b[4] == 1 and len(b) >= 16 + b[3] * 4:
+            key = bytes(b[8 + b[3] * 4:16 + b[3] * 4])
+            out += ' auth "' + key.split(b"\0")[0].decode("latin-1") + '"'
+    return out
 
 
 OSPF_TYPES = {1: "Hello", 2: "Database Description", 3: "LS-Request", 4: "LS-Update", 5: "LS-Ack"}
