@@ -121,3 +121,16 @@ def test_a_nanosecond_capture_prints_as_tcpdump_with_the_same_flags(flags):
                           capture_output=True, text=True)
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.splitlines() == _tcpdump(path, *flags)
+
+
+@pytest.mark.parametrize("args", [["tcp port 80"], ["-c", "7", "udp or icmp"], ["-tt", "udp or arp or icmp6"]],
+                         ids=lambda a: " ".join(a))
+def test_the_command_prints_the_matches_as_tcpdump(args):
+    """The selected packets of each batch (the compiled printer with an index subset)."""
+    path = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap"
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(path), *args],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    theirs = _tcpdump(path, *args)
+    assert len(theirs) > 5
+    assert ours.stdout.splitlines() == theirs

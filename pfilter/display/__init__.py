@@ -183,7 +183,8 @@ class Printer:
         if isinstance(indices, range):
             idx = np.arange(indices.start, indices.stop, indices.step, dtype=np.int64)
         else:
-            idx = np.ascontiguousarray(indices, dtype=np.int64)
+            idx = np.asarray(indices)
+            idx = np.flatnonzero(idx) if idx.dtype == bool else np.ascontiguousarray(idx, dtype=np.int64)
         if not len(idx):
             return
         offsets = np.ascontiguousarray(batch.offsets, dtype=np.int64)
