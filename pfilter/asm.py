@@ -9,8 +9,9 @@ of the line or between `/*` and `*/`. Operands: `#k` (immediate; `#len` the pack
 `proto`, `ifidx`, `vlan_tci`, ... the Linux extensions, with or without `#`), `M[k]`, `[k]`, `[x + k]`, `4*([k]&0xf)`, `x` (or
 `%x`), `a` (`ret a`). Conditional jumps name their targets by label: `jeq #k, Ltrue, Lfalse`, or
 `jeq #k, Ltrue` (false falls through); `jne`/`jneq`, `jlt` and `jle` are `jeq`, `jge` and `jgt`
-with the targets swapped (`jne #k, L` jumps to L when A != k). Numbers are decimal, 0x hex, 0
-octal or 0b binary, and may be negative.
+with the targets swapped (`jne #k, L` jumps to L when A != k); `ja L`/`jmp L` may also jump back
+(libpcap's protochain loop, which pfilter runs under a loop budget). Numbers are decimal, 0x hex,
+0 octal or 0b binary, and may be negative.
 """
 from __future__ import annotations
 
