@@ -49,6 +49,10 @@ def udp_app(p, sport, dport, data, length):
         return ntp(p, data, length)
     if 5353 in ports:
         return dns(p, data, length, True)
+    if 546 in ports or 547 in ports:
+        if not data:
+            return "dhcp6 [|dhcp6]"
+        return "dhcp6 " + DHCP6_TYPES.get(data[0], f"msgtype-{data[0]}") if not p.v else f"UDP, length {length}"
     if 514 in ports:
         return _syslog(p, data, length)
     if 520 in ports:
@@ -89,7 +93,10 @@ def _syslog(p, b, length):
 
 _RADIUS_PORTS = frozenset((1645, 1646, 1812, 1813, 3799))
 #: the UDP ports udp_app gives a summary for (pfilter.display._fast leaves those to Python)
-UDP_APP_PORTS = frozenset((53, 67, 68, 123, 514, 520, 1985, 3784, 4784, 5353, 6343)) | _RADIUS_PORTS
+UDP_APP_PORTS = frozenset((53, 67, 68, 123, 514, 520, 546, 547, 1985, 3784, 4784, 5353, 6343)) | _RADIUS_PORTS
+DHCP6_TYPES = {1: "solicit", 2: "advertise", 3: "request", 4: "confirm", 5: "renew", 6: "rebind", 7: "reply",
+               8: "release", 9: "decline", 10: "reconfigure", 11: "inf-req", 12: "relay-fwd", 13: "relay-reply",
+               14: "leasequery", 15: "leasequery-reply"}
 RADIUS_CODES = {1: "Access-Request", 2: "Access-Accept", 3: "Access-Reject", 4: "Accounting-Request",
                 5: "Accounting-Response", 11: "Access-Challenge", 12: "Status-Server", 13: "Status-Client",
                 40: "Disconnect-Request", 41: "Disconnect-ACK", 42: "Disconnect-NAK", 43: "CoA-Request",
