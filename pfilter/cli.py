@@ -787,9 +787,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         client, close = pdask.connect(args.scheduler)
         try:
             if args.count_only and args.write is None:
-                n = pdask.count(sources, expr, client=client)
-                from .capture.fastpath import FilterStats
-                stats = FilterStats(matched=n, files=list(sources))
+                stats = pdask.count_stats(sources, expr, client=client)
             else:
                 stats = pdask.filter_files(sources, expr, args.write, client=client)
         finally:

@@ -148,13 +148,18 @@ def _total(dicts, paths):
 def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
     """The number of packets of the captures `paths` that `expr` matches (as `pfilter -r ...
     --count`), counted across the cluster's workers."""
+    return count_stats(paths, expr, client, range_bytes=range_bytes).matched
+
+
+def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
+    """count()'s FilterStats (packets read and matched)."""
     paths = _paths(paths)
     _tuples(expr, 1, 262144) if expr else None          # a syntax error is raised here, not on a worker
     client, close = _client(client)
     try:
         tasks = _plan(client, paths, range_bytes)
         results = _gather_parts(client, tasks, expr, [None] * len(tasks), [None] * len(tasks))
-        return _total(results, paths).matched
+        return _total(results, paths)
     finally:
         close()
 

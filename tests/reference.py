@@ -250,6 +250,14 @@ def editcap():
     return path
 
 
+def mergecap():
+    """Path of Wireshark's mergecap (Debian's wireshark-common)."""
+    path = shutil.which("mergecap")
+    if path is None:
+        _missing("mergecap (apt-get install wireshark-common)")
+    return path
+
+
 def tcpdump_dump(expr, dlt="EN10MB", fmt="d", optimize=False):
     """`tcpdump -y DLT [-O] -d/-dd/-ddd EXPR` output text (tcpdump's -O turns optimization OFF)."""
     cmd = [tcpdump(), "-y", dlt, "-" + fmt]
