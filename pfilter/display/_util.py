@@ -51,7 +51,6 @@ def hex_lines(data, ascii_column=False, prefix="\n\t"):
     return "".join(out)
 
 
-
 def ascii_dump(data):
     """tcpdump's ascii_print (-A): a newline, then the bytes with non-printing ones as '.';
     newlines, tabs and spaces kept, a carriage return before a newline dropped."""
