@@ -110,6 +110,7 @@ class EbpfProgram:
         if self.match_value is not None and self.match_value == self.miss_value:
             raise FilterError(f"on_match and on_miss are both {self.on_match!r}")
         self.program = program
+        assert self.miss_value is not None
         self.insns = emit(lower(program), hook, self.match_value, self.miss_value)
 
     @property
@@ -145,9 +146,8 @@ class EbpfProgram:
         """Which return values mean "the filter matched" (a socket filter: nonzero)."""
         import numpy as np
         r = np.asarray(retvals).astype(np.int64) & 0xFFFFFFFF
-        if self.match_value is None:
-            return r != 0
-        return r == (self.match_value & 0xFFFFFFFF)
+        out: NDArray[np.bool_] = r != 0 if self.match_value is None else r == (self.match_value & 0xFFFFFFFF)
+        return out
 
 
 def to_ebpf(program: Any, hook: str = "xdp", on_match: str | int | None = None,
@@ -172,8 +172,6 @@ class TestRunResult(NamedTuple):
     retvals: NDArray[np.uint32]
     ns: NDArray[np.uint32]
     matched: NDArray[np.bool_] | None
-
-    __test__ = False
 
 
 def _packets(batch: Any) -> tuple[Any, int, Any, Any]:
@@ -204,9 +202,9 @@ def test_run_fd(fd: int, batch: Any, repeat: int = 1,
                                      f"of {TEST_RUN_MIN} bytes or more")
     if not 1 <= repeat <= 0xFFFFFFFF:
         raise FilterError(f"repeat must lie in 1..{0xFFFFFFFF}, not {repeat}")
-    out = syscall.test_run_many(fd, base, offsets, sizes, repeat, refused)
+    retvals, ns = syscall.test_run_many(fd, base, offsets, sizes, repeat, refused)
     del keep
-    return out
+    return retvals, ns
 
 
 test_run_fd.__test__ = False   # type: ignore[attr-defined]
@@ -214,7 +212,9 @@ test_run_fd.__test__ = False   # type: ignore[attr-defined]
 
 def test_run(prog: EbpfProgram, batch: Any, repeat: int = 1) -> TestRunResult:
     """Load `prog`, run it with BPF_PROG_TEST_RUN on every packet of `batch` (`repeat` times
-    each: `ns` is then the kernel's mean per run), close it."""
+    each: `ns` is then the kernel's mean per run), close it. An XDP run with repeat > 1 makes
+    the kernel swap its XDP dispatcher twice (two RCU grace periods, tens of milliseconds per
+    packet): repeat few packets many times rather than many packets."""
     fd = load(prog)
     try:
         retvals, ns = test_run_fd(fd, batch, repeat)

@@ -6,7 +6,7 @@ Imports pfilter.errors, pfilter.capture.files (the atomic output) and pfilter.eb
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 from ..errors import FilterError
 from . import to_ebpf
@@ -25,8 +25,8 @@ def run(args: Any, prog: Any) -> int:
         raise FilterError(f"--ebpf {hook} writes an object file: give -o FILE (or --ebpf-dump to print it)")
     eb = to_ebpf(prog, hook, _verdict(args.on_match), _verdict(args.on_miss))
     if args.ebpf_output:
-        from ..capture.files import AtomicFile
-        out = AtomicFile(args.ebpf_output)
+        from ..capture import files
+        out: Any = cast(Any, files).AtomicFile(args.ebpf_output)
         try:
             out.write(eb.object())
         except BaseException:

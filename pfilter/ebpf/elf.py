@@ -38,8 +38,8 @@ def object_file(code: bytes, section: str, symbol: str, license: str = "GPL") ->
     sh_names = [0, name(".strtab"), name(section), name("license"), name(".symtab")]
     sym_prog, sym_lic = name(symbol), name("_license")
     symtab = bytes(24)   # the null symbol
-    symtab += struct.pack(order + "IBBHQQ", sym_prog, STB_GLOBAL << 4 | STT_FUNC, 0, 2, 0, len(code))
-    symtab += struct.pack(order + "IBBHQQ", sym_lic, STB_GLOBAL << 4 | STT_OBJECT, 0, 3, 0, len(lic))
+    symtab = symtab + struct.pack(order + "IBBHQQ", sym_prog, STB_GLOBAL << 4 | STT_FUNC, 0, 2, 0, len(code))
+    symtab = symtab + struct.pack(order + "IBBHQQ", sym_lic, STB_GLOBAL << 4 | STT_OBJECT, 0, 3, 0, len(lic))
 
     body = bytearray(64)
     offsets = {}
@@ -51,7 +51,7 @@ def object_file(code: bytes, section: str, symbol: str, license: str = "GPL") ->
     shoff = len(body)
     headers = [bytes(64)]
     for idx, kind, flags, data, link, info, align, entsize in (
-            (1, SHT_STRTAB, 0, names, 0, 0, 1, 0),
+            (1, SHT_STRTAB, 0, bytes(names), 0, 0, 1, 0),
             (2, SHT_PROGBITS, SHF_ALLOC | SHF_EXECINSTR, code, 0, 0, 8, 0),
             (3, SHT_PROGBITS, SHF_ALLOC | SHF_WRITE, lic, 0, 0, 1, 0),
             (4, SHT_SYMTAB, 0, symtab, 1, 1, 8, 24)):

@@ -18,6 +18,8 @@ makes libpcap's bpf_filter() return 0. cBPF compares are unsigned 32-bit: JMP32.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import InvalidProgramError
 from ..lowering import INDIRECT_LOADS, LOAD_SIZE, Lowering
 from . import insn as I
@@ -306,7 +308,7 @@ def _body(a: _Asm, code: int, k: int, low: Lowering, hook: str, legacy: bool) ->
     return False
 
 
-def _terminator(a: _Asm, blk, blocks, hook: str, match: int | None) -> None:
+def _terminator(a: _Asm, blk: Any, blocks: Any, hook: str, match: int | None) -> None:
     nxt = ("block", blk.index + 1)
 
     def goto(target: int) -> None:

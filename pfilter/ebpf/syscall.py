@@ -11,6 +11,7 @@ import errno as _errno
 import os
 import platform
 import struct
+from typing import Any
 
 BPF_PROG_LOAD = 5
 BPF_PROG_TEST_RUN = 10
@@ -40,10 +41,10 @@ class VerifierError(OSError):
                               + (f"\n{tail}" if tail else ""))
 
 
-_libc = None
+_libc: tuple[Any, int] | None = None
 
 
-def _syscall():
+def _syscall() -> tuple[Any, int]:
     global _libc
     if _libc is None:
         if platform.system() != "Linux":
@@ -76,14 +77,14 @@ def prog_load(prog_type: int, insns: bytes, license: str = "GPL", name: str = "p
     code = ctypes.create_string_buffer(insns, len(insns) or 1)
     lic = ctypes.create_string_buffer(license.encode() + b"\0")
     attr = ctypes.create_string_buffer(ATTR_SIZE)
-    log = ctypes.create_string_buffer(LOG_SIZE) if log_level else None
+    log = ctypes.create_string_buffer(LOG_SIZE if log_level else 1)
 
     def fill(level: int) -> None:
         ctypes.memset(attr, 0, ATTR_SIZE)
         struct.pack_into("=IIQQIIQ", attr, 0, prog_type, len(insns) // 8, ctypes.addressof(code),
                          ctypes.addressof(lic), level, LOG_SIZE if level else 0,
                          ctypes.addressof(log) if level else 0)
-        attr[48:48 + 15] = name.encode()[:15].ljust(15, b"\0")
+        struct.pack_into("=15s", attr, 48, name.encode()[:15])
         struct.pack_into("=I", attr, 68, expected_attach_type)
 
     # Load without a log first (the fast path; a log of level 1 makes the verifier print every
@@ -99,7 +100,7 @@ def prog_load(prog_type: int, insns: bytes, license: str = "GPL", name: str = "p
     try:
         return bpf(BPF_PROG_LOAD, attr)      # the kernel accepted it the second time: unusual but fine
     except OSError as e:
-        text = log.value.decode(errors="replace") if log is not None else ""
+        text = log.value.decode(errors="replace")
         if e.errno == _errno.ENOSPC:          # the log overflowed: the first error stands, log truncated
             raise VerifierError(first, text) from None
         if text:
@@ -145,7 +146,8 @@ TEST_ATTR = [("prog_fd", "<u4"), ("retval", "<u4"), ("data_size_in", "<u4"), ("d
              ("data_in", "<u8"), ("data_out", "<u8"), ("repeat", "<u4"), ("duration", "<u4")]
 
 
-def test_run_many(fd: int, base: int, offsets, sizes, repeat: int = 1, refused=None):
+def test_run_many(fd: int, base: int, offsets: Any, sizes: Any, repeat: int = 1,
+                  refused: Any = None) -> tuple[Any, Any]:
     """BPF_PROG_TEST_RUN once per packet: packet i is the `sizes[i]` bytes at address
     base + offsets[i] (numpy int arrays). Returns (return values, ns per run) as numpy uint32
     arrays. One attr per packet is filled at once with numpy and the kernel writes the results
