@@ -500,7 +500,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
     cdef long length = wirelen - hdr
     cdef unsigned int hlen, ip_len, proto, ulen, plen
     cdef int ua, ub, app
-    cdef Py_ssize_t start
+    cdef Py_ssize_t start, ucap
     cdef const uint8_t *t
     cdef int v6 = etype == 0x86DD
     if v6:
@@ -540,7 +540,8 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
         if ulen < 8 or ua == 1 or ub == 1 or (ua and ub and ua != ub):
             return 0
         app = ua or ub
-        if app == 3 and not syslog_ok(t + 8, avail - 8):
+        ucap = min(avail, ulen) - 8      # the payload's captured bytes, as the Python printer slices it
+        if app == 3 and not syslog_ok(t + 8, ucap) or app == 2 and ucap < 1:
             return 0
         grow(o, 512 + 4 * (avail if avail < 65536 else 65536))
         puts_(o, b"IP6 " if v6 else b"IP ")
@@ -554,7 +555,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
         else:
             put_ip4(o, ip + 16)
         putc_(o, b'.'); putu(o, be16(t + 2)); puts_(o, b": ")
-        if app == 2 and avail > 8:
+        if app == 2:
             puts_(o, b"NTPv"); putu(o, (t[8] >> 3) & 7); puts_(o, b", "); puts_(o, NTP_MODES[t[8] & 7])
             if t[8] & 7 != 7:
                 puts_(o, b", length "); putu(o, ulen - 8)
@@ -983,7 +984,7 @@ cdef int stp_line(Out *o, const uint8_t *p, unsigned int l802, Py_ssize_t caplen
     cdef unsigned int ver, typ
     cdef long length = (l802 if l802 < wirelen - 14 else wirelen - 14) - 3
     cdef int k, any_flag = 0
-    if caplen < 17 + 27 or p[14] != 0x42 or p[15] != 0x42 or p[16] != 0x03:
+    if caplen < 17 + 27 or p[14] != 0x42 or p[15] != 0x42 or p[16] != 0x03 or length < 0:
         return 0
     ver = b[2]
     typ = b[3]
