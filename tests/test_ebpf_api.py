@@ -134,6 +134,12 @@ def test_test_run_gives_verdicts_and_the_kernels_ns_per_run():
     assert r.ns.dtype == np.uint32 and (r.ns > 0).all()
     with pytest.raises(OSError, match="14 bytes or more"):
         test_run(eb, [bytes(13)])
+    fd = load(eb)                                   # a loaded program, by its file descriptor
+    try:
+        r = test_run(fd, batch)
+        assert list(r.retvals) == [2, 2, 2, 1] and r.matched is None
+    finally:
+        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- the tools

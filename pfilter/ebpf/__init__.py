@@ -11,8 +11,9 @@ with pfilter's verdict on every packet.
 Route: the eBPF is emitted directly from pfilter.lowering (pfilter.ebpf.emit), the kernel's own
 cBPF-to-eBPF mapping as the model, rather than through LLVM's BPF target: the emitter places the
 hoisted bounds checks exactly where the verifier must see them (LLVM may merge or move them
-into shapes the verifier cannot follow), needs no optional dependency, and compiles in
-microseconds instead of LLVM's milliseconds per program.
+into shapes the verifier cannot follow), needs no optional dependency, and is faster: measured
+on the project's machine, 0.9 ms to lower and emit `ip and tcp port 80` against 2.6 ms for
+llvmlite 0.50's bpfel target to compile a two-block function, before any lowering to IR.
 
 Hooks and verdicts (named as the kernel names them):
   xdp     packet = the frame from its Ethernet header; on_match/on_miss among XDP_VERDICTS
@@ -210,11 +211,18 @@ def test_run_fd(fd: int, batch: Any, repeat: int = 1,
 test_run_fd.__test__ = False   # type: ignore[attr-defined]
 
 
-def test_run(prog: EbpfProgram, batch: Any, repeat: int = 1) -> TestRunResult:
-    """Load `prog`, run it with BPF_PROG_TEST_RUN on every packet of `batch` (`repeat` times
-    each: `ns` is then the kernel's mean per run), close it. An XDP run with repeat > 1 makes
-    the kernel swap its XDP dispatcher twice (two RCU grace periods, tens of milliseconds per
-    packet): repeat few packets many times rather than many packets."""
+def test_run(prog: EbpfProgram | int, batch: Any, repeat: int = 1) -> TestRunResult:
+    """Run `prog` (an EbpfProgram, loaded for the call and closed after; or the file descriptor
+    of a loaded program, then `matched` is None) with BPF_PROG_TEST_RUN on every packet of
+    `batch` (a PacketBatch or a list of bytes), `repeat` times each (`ns` is then the kernel's
+    mean per run). An XDP run with repeat > 1 makes the kernel swap its XDP dispatcher twice (two
+    RCU grace periods, tens of milliseconds per packet): repeat few packets many times rather
+    than many packets."""
+    if not isinstance(prog, EbpfProgram):
+        if isinstance(prog, bool) or not isinstance(prog, int):
+            raise FilterError(f"test_run takes an EbpfProgram or a file descriptor, not {type(prog).__name__}")
+        retvals, ns = test_run_fd(prog, batch, repeat)
+        return TestRunResult(retvals, ns, None)
     fd = load(prog)
     try:
         retvals, ns = test_run_fd(fd, batch, repeat)
