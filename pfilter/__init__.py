@@ -170,7 +170,9 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 on_batch: Callable[[PacketBatch, NDArray[np.int64]], object] | None = None,
                 compiler: Callable[..., Program] | None = None, truncate: int | None = None,
                 dedup: int | bool | None = None, rotate: Any = None,
-                backend: Literal["vm", "native", "auto"] | None = None) -> FilterStats:
+                backend: Literal["vm", "native", "auto"] | None = None, workers: int | None = None,
+                merge: bool = False, after: int | str | None = None,
+                before: int | str | None = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -197,6 +199,12 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     files=W) or a dict of those; the files are named from dst as tcpdump names them.
     A dst ending in .gz, .zst, .xz or .bz2 is compressed (.zst needs the zstd extra).
     backend: "vm", "native" or "auto" (as for pfilter.compile; None: a Program's own, else "vm").
+    workers: threads sharing the work (the parts of one pcap file, or several files counted at
+    a time; None: the usable cores); the output does not depend on it.
+    merge: several inputs in timestamp order, as mergecap (else concatenated in order).
+    after / before: only packets with after <= timestamp < before (editcap -A / -B), as ns
+    since 1970 or text (epoch seconds with a fraction, ISO 8601); a sorted pcap input finds the
+    window through its index (pfilter.capture.index) without reading the rest.
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
@@ -207,7 +215,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                                       optimize=optimize, progress=progress, format=format,
                                       ts_resolution=ts_resolution, batch_packets=batch_packets,
                                       on_batch=on_batch, compiler=compiler, truncate=truncate,
-                                      dedup=dedup, rotate=rotate, backend=backend, **extra)
+                                      dedup=dedup, rotate=rotate, backend=backend, workers=workers,
+                                      merge=merge, after=after, before=before, **extra)
     return stats
 
 

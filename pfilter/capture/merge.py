@@ -36,6 +36,7 @@ class _Input:
         self.batches = iter(self.cap)
         self.batch = self.idx = self.ts = None
         self.pos = 0
+        self.unit = 1         # timestamps compared in units of the output's resolution
 
     def advance(self):
         """Load batches until one has a matching packet; False at the end of the input."""
@@ -58,7 +59,7 @@ class _Input:
             else:
                 self.stats.read += len(batch)
             self.batch, self.idx, self.pos = batch, np.flatnonzero(mask), 0
-            self.ts = batch.timestamps[self.idx]
+            self.ts = batch.timestamps[self.idx] // self.unit
         return True
 
     def head(self):
@@ -86,6 +87,11 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                               f"(name the output .pcapng)")
         if dst is not None:
             writer = writer_for(dst, first, format, ts_resolution, list(sources))
+        # Timestamps are compared as the output holds them (microseconds: cut, as written), as
+        # mergecap compares the files tcpdump wrote.
+        if (ts_resolution or first.ts_resolution) == "us":
+            for c in inputs:
+                c.unit = 1000
         # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap
         heap = [(c.head(), -c.number) for c in inputs if c.advance()]
         heapq.heapify(heap)

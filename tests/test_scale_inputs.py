@@ -1,0 +1,165 @@
+"""Many inputs and time windows (issue 20): -r DIR (recursive, hidden entries and non-captures
+skipped), repeated -r, -V FILE, globs, files counted in parallel; --merge against mergecap of
+tcpdump's outputs; --after/--before against editcap -A/-B then tcpdump."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import pfilter
+import reference as ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import gen_capture  # noqa: E402
+
+# tcpdump's -r, in one place
+EXPRS = ["tcp", "udp port 53 or icmp"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Four captures in a tree: nested directory, a hidden file and directory (skipped), a text
+    file (skipped with a warning), a nanosecond and a pcapng capture."""
+    d = tmp_path_factory.mktemp("tree")
+    (d / "sub" / "deeper").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    paths = [d / "a.pcap", d / "sub" / "b.pcap", d / "sub" / "deeper" / "c.pcap", d / "sub" / "d.pcap"]
+    for i, p in enumerate(paths):
+        gen_capture.generate(p, 1500 + 300 * i, seed=10 + i)
+    gen_capture.generate(d / ".hidden" / "x.pcap", 100, seed=1)
+    gen_capture.generate(d / ".y.pcap", 100, seed=2)
+    (d / "notes.txt").write_text("not a capture\n")
+    return d, [str(p) for p in paths]
+
+
+def run(*args, check=True):
+    r = subprocess.run([sys.executable, "-m", "pfilter", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def tcpdump(*args):
+    return subprocess.run([ref.tcpdump(), *map(str, args)], check=True, capture_output=True)
+
+
+def count_tcpdump(path, expr):
+    return len(tcpdump("-n", "-r", path, expr).stdout.splitlines())
+
+
+def records(path):
+    """(timestamp ns, caplen, wirelen, bytes) of every packet, in order."""
+    out = []
+    with pfilter.open(str(path)) as cap:
+        for b in cap:
+            for i in range(len(b)):
+                o, c = int(b.offsets[i]), int(b.caplen[i])
+                out.append((int(b.timestamps[i]), c, int(b.wirelen[i]), b.data[o:o + c].tobytes()))
+    return out
+
+
+@pytest.mark.parametrize("expr", EXPRS)
+def test_directory_recursive_counts_equal_a_tcpdump_loop(inputs, expr):
+    d, paths = inputs
+    want = sum(count_tcpdump(p, expr) for p in paths)
+    for j in ("1", "2", "4"):
+        r = run("-r", d, "--count", "-j", j, expr)
+        assert r.stdout == f"{want} packets\n"
+        assert f"from {len(paths)} files" in r.stderr          # hidden entries skipped
+    assert "notes.txt" not in r.stderr or "skipped" in r.stderr
+
+
+def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
+    d, paths = inputs
+    out = tmp_path / "all.pcap"
+    run("--quiet", "-r", d, "-w", out, "tcp")
+    # sorted walk: a.pcap, then sub/b.pcap, sub/d.pcap before sub/deeper/? os.walk lists a
+    # directory's files before its subdirectories
+    order = [paths[0], paths[1], paths[3], paths[2]]
+    want = []
+    for k, p in enumerate(order):
+        tcpdump("-r", p, "-w", tmp_path / f"t{k}.pcap", "tcp")
+        want += records(tmp_path / f"t{k}.pcap")
+    assert records(out) == want
+    # the same through repeated -r, -V and a glob, with one and several workers
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(order) + "\n")
+    for how in (["-r", order[0], "-r", order[1], "-r", order[2], "-r", order[3]], ["-V", listing]):
+        for j in ("1", "3"):
+            o = tmp_path / f"o{j}.pcap"
+            run("--quiet", *how, "-j", j, "-w", o, "tcp")
+            assert o.read_bytes() == out.read_bytes()
+    g = tmp_path / "g.pcap"
+    run("--quiet", "-r", os.path.join(d, "sub", "*.pcap"), "-w", g, "tcp")
+    assert records(g) == records(tmp_path / "t1.pcap") + records(tmp_path / "t2.pcap")
+    r = run("-r", os.path.join(d, "nothing*.pcap"), "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.strip().endswith("no file matches")
+
+
+def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
+    d, paths = inputs
+    # a nanosecond and a pcapng input too, and an input with repeated timestamps (ties)
+    ns = tmp_path / "ns.pcap"
+    gen_capture.generate(ns, 700, seed=30, nanosecond=True)
+    ng = tmp_path / "ng.pcapng"
+    gen_capture.generate(ng, 600, seed=31, pcapng=True)
+    srcs = paths + [str(ns), str(ng)] + [paths[0]]          # the same file twice: every timestamp ties
+    for expr, (fmt, res) in zip(EXPRS, [("pcap", "--micro"), ("nsecpcap", "--nano")]):
+        parts = []
+        for k, p in enumerate(srcs):
+            parts.append(tmp_path / f"m{k}.pcap")
+            tcpdump("-r", p, "-w", parts[-1], *(["--nano"] if res == "--nano" else []), expr)
+        merged = tmp_path / "mergecap.pcap"
+        subprocess.run([ref.mergecap(), "-F", fmt, "-w", merged, *parts], check=True)
+        out = tmp_path / "merged.pcap"
+        inputs_args = sum((["-r", p] for p in srcs), [])
+        run("--quiet", "--merge", res, "-w", out, *inputs_args, expr)
+        got, want = records(out), records(merged)
+        assert len(got) == len(want) and got == want
+        c = run("--quiet", "--merge", "--count", *inputs_args, expr)
+        assert c.stdout == f"{len(want)} packets\n"
+
+
+@pytest.mark.parametrize("kind", ["pcap", "pcapng", "nanosecond"])
+def test_after_before_equal_editcap_then_tcpdump(tmp_path, kind):
+    src = tmp_path / ("in.pcapng" if kind == "pcapng" else "in.pcap")
+    gen_capture.generate(src, 4000, seed=40, pcapng=kind == "pcapng", nanosecond=kind == "nanosecond")
+    stamps = [r[0] for r in records(src)]
+    lo, hi = stamps[1000], stamps[2500]          # exact packet times: the bounds are tested
+    cases = [(f"{lo // 10**9}.{lo % 10**9:09d}", f"{hi // 10**9}.{hi % 10**9:09d}"), (None, f"{hi // 10**9}.{hi % 10**9:09d}"),
+             (f"{lo // 10**9}.{lo % 10**9:09d}", None)]
+    for after, before in cases:
+        ed = tmp_path / "ed.pcap"
+        cmd = [ref.editcap(), "-F", "nsecpcap" if kind == "nanosecond" else "pcap"]
+        if after:
+            cmd += ["-A", after]
+        if before:
+            cmd += ["-B", before]
+        subprocess.run(cmd + [str(src), str(ed)], check=True)
+        want = tmp_path / "want.pcap"
+        tcpdump("-r", ed, "-w", want, *(["--nano"] if kind == "nanosecond" else []), "tcp")
+        out = tmp_path / "out.pcap"
+        opts = (["--after", after] if after else []) + (["--before", before] if before else [])
+        run("--quiet", "-r", src, "-w", out, *opts, "tcp")
+        assert records(out) == records(want)
+        assert len(records(want)) > 100
+        n = run("--quiet", "-r", src, "--count", *opts, "tcp")
+        assert n.stdout == f"{len(records(want))} packets\n"
+
+
+def test_after_before_iso_8601_and_through_the_index(tmp_path):
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 3000, seed=41)
+    stamps = [r[0] for r in records(src)]
+    t = stamps[1500]
+    import datetime
+    iso = datetime.datetime.fromtimestamp(t // 10**9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") \
+        + f".{t % 10**9:09d}Z"
+    a = pfilter.filter_file(str(src), str(tmp_path / "a.pcap"), "", after=iso)
+    b = pfilter.filter_file(str(src), str(tmp_path / "b.pcap"), "", after=t)
+    assert a.written == b.written == 1500 == a.read       # the window is read, nothing else
+    assert records(tmp_path / "a.pcap") == records(src)[1500:]
+    r = run("-r", src, "--after", "soon", "tcp", check=False)
+    assert r.returncode == 1 and "invalid time" in r.stderr and "Traceback" not in r.stderr
