@@ -134,3 +134,14 @@ def test_the_command_prints_the_matches_as_tcpdump(args):
     theirs = _tcpdump(path, *args)
     assert len(theirs) > 5
     assert ours.stdout.splitlines() == theirs
+
+
+@pytest.mark.parametrize("name", ["dpkt__dns_icmp.pcap", "pcapplusplus__Pcap++Test__PcapExamples__sll.pcap",
+                                  "pcapplusplus__ExamplesTest__pcap_examples__tcp-reassembly.pcap"])
+@pytest.mark.parametrize("flags", [["-e", "-q"], ["-q", "-v"], ["-e", "-S"]], ids=lambda f: " ".join(f))
+def test_flag_combinations_print_as_tcpdump(name, flags):
+    path = ref.PCAPS / name
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-c", "100", "-r", str(path), *flags],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    assert ours.stdout.splitlines() == _tcpdump(path, "-c", "100", *flags)

@@ -80,7 +80,7 @@ def ethernet(p, b, wirelen):
         return _llc_frame(p, b, f"{mac(src)} > {mac(dst)}", etype, wirelen)
     text = ""
     if p.e:
-        text = f"{mac(src)} > {mac(dst)}, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: "
+        text = f"{mac(src)} > {mac(dst)}, {_etype_words(p, etype)}, length {wirelen}: "
     while etype in (0x8100, 0x88A8, 0x9100):
         if len(b) < off + 4:
             return text + "[|vlan]", off
@@ -89,7 +89,7 @@ def ethernet(p, b, wirelen):
         if p.e:
             text += f"vlan {tag & 0xFFF}, p {tag >> 13}{', DEI' if tag & 0x1000 else ''}, "
             if etype > 1500:
-                text += f"ethertype {ethertype_name(etype)} (0x{etype:04x}), "
+                text += f"{_etype_words(p, etype)}, "
         off += 4
         length -= 4
     data = b[off:]
@@ -101,6 +101,15 @@ def ethernet(p, b, wirelen):
             text = f"{mac(src)} > {mac(dst)}, ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen}: " + text
         return text + hex_lines(data, True), off
     return text + body, off
+
+
+def _etype_words(p, etype):
+    """How tcpdump names an EtherType in a link header: 'ethertype IPv4 (0x0800)', or with -q
+    'IPv4' ('Unknown Ethertype (0x....)')."""
+    if p.q:
+        name = ETHERTYPE_NAMES.get(etype)
+        return name if name else f"Unknown Ethertype (0x{etype:04x})"
+    return f"ethertype {ethertype_name(etype)} (0x{etype:04x})"
 
 
 def _llc_frame(p, b, head, l802, wirelen):
@@ -168,11 +177,12 @@ def sll(p, b, wirelen):
         text = f"{SLL_TYPES.get(ptype, '?'):>3} "
         if halen == 6:
             text += mac(b[6:12]) + " "
-        if proto <= 1500:
-            text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
-        else:
-            text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
-        text += f", length {wirelen}: "
+        if not p.q:             # tcpdump -q leaves out the protocol and length
+            if proto <= 1500:
+                text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
+            else:
+                text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
+            text += f", length {wirelen}: "
     data = b[16:]
     body = by_ethertype(p, proto, data, wirelen - 16) if proto > 1500 else None
     if body is None:

@@ -37,6 +37,8 @@ def arp(p, b, length, rarp=False):
     sha, spa = b[8:8 + hln], b[8 + hln:12 + hln]
     tha, tpa = b[12 + hln:12 + 2 * hln], b[12 + 2 * hln:16 + 2 * hln]
     hw = mac if hln == 6 else _linkaddr      # tcpdump prints other hardware addresses byte by byte
+    if p.v:
+        pre += f"{_arp_hw(hrd)} (len {hln}), {_arp_pro(pro)} (len {pln}), "
     if op == 1:
         who = f"who-has {ip4(tpa)}"
         if any(tha):
@@ -60,7 +62,8 @@ def _linkaddr(b):
 
 
 def _arp_hw(h):
-    return {1: "Ethernet", 6: "IEEE 802", 7: "ARCNet", 15: "Frame Relay", 16: "ATM", 32: "InfiniBand"}.get(h, f"Unknown Hardware ({h})")
+    return {1: "Ethernet", 6: "TokenRing", 7: "ArcNet", 15: "FrameRelay", 19: "ATM (RFC 2225)", 23: "Strip",
+            24: "IEEE 1394", 32: "InfiniBand"}.get(h, f"Unknown Hardware ({h})")
 
 
 def _arp_pro(t):
