@@ -1,0 +1,122 @@
+"""pfilter.dask on a real LocalCluster with two worker processes (issue 20): counts, outputs
+(one file, a directory) and classifications equal the local calls', large files split into index
+ranges across the workers; the CLI's --scheduler; without dask.distributed, one error naming
+the extra."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pfilter
+import reference as ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import gen_capture  # noqa: E402
+
+distributed = pytest.importorskip("distributed") if os.environ.get("CI", "").lower() != "true" else __import__("distributed")
+import pfilter.dask as pdask  # noqa: E402
+
+RULES = {"web": "tcp port 80 or tcp port 443", "dns": "udp port 53", "icmp": "icmp or icmp6"}
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dask")
+    paths = []
+    for i in range(3):
+        p = d / f"in{i}.pcap"
+        gen_capture.generate(p, 2500 + 500 * i, seed=50 + i)
+        paths.append(str(p))
+    ng = d / "in3.pcapng"
+    gen_capture.generate(ng, 800, seed=60, pcapng=True)
+    paths.append(str(ng))
+    return paths
+
+
+def tcpdump_count(path, expr):
+    out = subprocess.run([ref.tcpdump(), "-n", "-r", path, expr], check=True, capture_output=True)
+    return len(out.stdout.splitlines())
+
+
+@pytest.mark.parametrize("expr", ["tcp", "udp port 53 or icmp"])
+def test_count_equals_local_and_tcpdump(client, inputs, expr):
+    want = sum(tcpdump_count(p, expr) for p in inputs)
+    # 300 KB ranges: every pcap input is cut into several tasks
+    assert pdask.count(inputs, expr, client=client, range_bytes=300_000) == want
+    assert pdask.count(inputs, expr, client=client) == want
+    assert pfilter.filter_file(inputs, None, expr).matched == want
+    ranges = client.gather(client.map(pdask._plan_file, inputs, [300_000] * len(inputs), pure=False))
+    assert all(len(r) > 3 for r in ranges[:3]) and ranges[3] == [None]
+
+
+def test_filter_files_byte_identical_to_local(client, inputs, tmp_path):
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:3], str(local), "tcp")
+    out = tmp_path / "dask.pcap"
+    stats = pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
+    assert out.read_bytes() == local.read_bytes()
+    assert stats.written == pfilter.filter_file(inputs[:3], None, "tcp").matched
+    assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]        # no parts left behind
+    # with a pcapng input among them (one task for that file)
+    pfilter.filter_file(inputs, str(local), "udp port 53")
+    pdask.filter_files(inputs, "udp port 53", str(out), client=client, range_bytes=300_000)
+    assert out.read_bytes() == local.read_bytes()
+
+
+def test_filter_files_into_a_directory(client, inputs, tmp_path):
+    d = tmp_path / "out"
+    pdask.filter_files(inputs[:3], "ip and tcp port 80", str(d) + os.sep, client=client, range_bytes=300_000)
+    assert sorted(os.listdir(d)) == ["in0.pcap", "in1.pcap", "in2.pcap"]
+    for p in inputs[:3]:
+        want = tmp_path / "want.pcap"
+        subprocess.run([ref.tcpdump(), "-r", p, "-w", str(want), "ip and tcp port 80"], check=True,
+                       stderr=subprocess.DEVNULL)
+        assert (d / os.path.basename(p)).read_bytes() == want.read_bytes()
+
+
+def test_classify_equals_local(client, inputs):
+    got = pdask.classify(inputs, RULES, client=client)
+    want = pfilter.classify(inputs, RULES)
+    assert got.rules == want.rules and got.packets == want.packets == sum(2500 + 500 * i for i in range(3)) + 800
+    assert (got.counts == want.counts).all() and (got.bytes == want.bytes).all()
+    assert np.array_equal(got.matrix, want.matrix) and np.array_equal(got.timestamps, want.timestamps)
+    assert list(got.labels()) == list(want.labels())
+
+
+def test_cli_scheduler_address(client, inputs, tmp_path):
+    address = client.scheduler.address
+    out = tmp_path / "cli.pcap"
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[0], "-r",
+                        inputs[1], "-w", str(out), "tcp"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:2], str(local), "tcp")
+    assert out.read_bytes() == local.read_bytes()
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[2],
+                        "--count", "vlan and ip"], capture_output=True, text=True, timeout=120)
+    assert r.stdout == f"{tcpdump_count(inputs[2], 'vlan and ip')} packets\n"
+
+
+def test_without_dask_the_extra_is_named(tmp_path, inputs):
+    code = ("import sys; sys.modules['distributed'] = None; import pfilter, pfilter.dask as d\n"
+            "try:\n    d.count(sys.argv[1:], 'tcp')\nexcept pfilter.FilterError as e:\n"
+            "    print(type(e).__name__, isinstance(e, ImportError), e)\n")
+    r = subprocess.run([sys.executable, "-c", code, inputs[0]], capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("DaskUnavailableError True") and "pfilter-bpf[dask]" in r.stdout
+    # the CLI: one line, no traceback
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.modules['distributed'] = None; from pfilter.cli import main; "
+                        "sys.exit(main(sys.argv[1:]))", "--scheduler", "local", "-r", inputs[0], "--count", "tcp"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pfilter-bpf[dask]" in r.stderr
