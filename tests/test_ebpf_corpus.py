@@ -1,11 +1,13 @@
-"""Every Ethernet corpus expression as XDP and tc programs: the running kernel's verifier accepts
-each (programs with a backward jump, libpcap's `protochain` loop, are refused by pfilter.ebpf
-and counted), and BPF_PROG_TEST_RUN gives pfilter's VM verdict on every Ethernet corpus packet
-and on truncated copies of each.
+"""Every Ethernet corpus expression as XDP and tc programs (optimized, as pfilter.compile gives
+them; for XDP also unoptimized): the running kernel's verifier accepts each (programs with a
+backward jump, libpcap's `protochain` loop, are refused by pfilter.ebpf and counted), and
+BPF_PROG_TEST_RUN gives pfilter's VM verdict on every Ethernet corpus packet and on truncated
+copies of each.
 
 What the kernel cannot run is said, counted and asserted small: BPF_PROG_TEST_RUN takes frames of
 14 bytes up to about a page (a longer packet is run as its copy truncated to the largest size
-the hook takes, a shorter one not at all). The VM runs the same bytes with the wire length equal
+the hook takes, a shorter one not at all; the skb programs' harness, tc's, also refuses an IPv4
+frame shorter than 14 + 20 bytes and an IPv6 one shorter than 14 + 40). The VM runs the same bytes with the wire length equal
 to the captured length, as the hooks see a packet. The programs run 31 at a time inside one
 harness program (tests/ebpf_harness.py: the emitted instructions unchanged, as subprograms), so
 each test run gives 31 verdicts.
@@ -24,7 +26,9 @@ from pfilter.ebpf import EbpfLimitError, insn as I, load, syscall
 
 pytestmark = ref.needs_corpus("expressions/en10mb.txt")
 
-HOOKS = ("xdp", "tc")
+#: (hook, optimized): the targets checked
+TARGETS = [("xdp", True), ("tc", True), ("xdp", False)]
+TARGET_IDS = ["xdp", "tc", "xdp-unoptimized"]
 SEED = 14
 TIMES = {}
 
@@ -35,14 +39,17 @@ def _has_backward_jump(prog):
 
 @pytest.fixture(scope="module")
 def corpus_programs():
-    """[(expression, Program)] for every Ethernet corpus expression pfilter compiles."""
-    out, refused = [], 0
-    for expr in ref.corpus_lines("expressions/en10mb.txt"):
-        try:
-            out.append((expr, pfilter.compile(expr)))
-        except pfilter.FilterError:
-            refused += 1
-    assert len(out) > 400, f"only {len(out)} corpus expressions compile ({refused} refused)"
+    """{optimized: [(expression, Program)]} for every Ethernet corpus expression pfilter compiles."""
+    out = {}
+    for optimize in (True, False):
+        progs, refused = [], 0
+        for expr in ref.corpus_lines("expressions/en10mb.txt"):
+            try:
+                progs.append((expr, pfilter.compile(expr, optimize=optimize)))
+            except pfilter.FilterError:
+                refused += 1
+        assert len(progs) > 400, f"only {len(progs)} corpus expressions compile ({refused} refused)"
+        out[optimize] = progs
     return out
 
 
@@ -104,25 +111,25 @@ def corpus_packets():
 
 @pytest.fixture(scope="module")
 def emitted(corpus_programs):
-    """{hook: ([(expr, Program, EbpfProgram)], [expressions refused for a backward jump])}."""
+    """{(hook, optimized): ([(expr, Program, EbpfProgram)], [expressions refused for a backward jump])}."""
     out = {}
-    for hook in HOOKS:
+    for hook, optimize in TARGETS:
         ok, loops = [], []
-        for expr, prog in corpus_programs:
+        for expr, prog in corpus_programs[optimize]:
             try:
                 ok.append((expr, prog, prog.to_ebpf(hook)))
             except EbpfLimitError:
                 loops.append(expr)
-        out[hook] = (ok, loops)
+        out[hook, optimize] = (ok, loops)
     return out
 
 
-@pytest.mark.parametrize("hook", HOOKS)
-def test_every_corpus_expression_loads_in_the_kernel_verifier(hook, corpus_programs, emitted):
+@pytest.mark.parametrize("hook,optimize", TARGETS, ids=TARGET_IDS)
+def test_every_corpus_expression_loads_in_the_kernel_verifier(hook, optimize, corpus_programs, emitted):
     require_kernel()
-    ok, loops = emitted[hook]
+    ok, loops = emitted[hook, optimize]
     # refused exactly the programs with a backward jump
-    assert sorted(loops) == sorted(e for e, p in corpus_programs if _has_backward_jump(p))
+    assert sorted(loops) == sorted(e for e, p in corpus_programs[optimize] if _has_backward_jump(p))
     t0 = time.perf_counter()
     refused = []
     for expr, _prog, eb in ok:
@@ -133,17 +140,18 @@ def test_every_corpus_expression_loads_in_the_kernel_verifier(hook, corpus_progr
                 raise
             refused.append(f"{expr!r}: {str(e).splitlines()[-2:]}")
     TIMES[f"load {hook}"] = time.perf_counter() - t0
-    print(f"\n{hook}: {len(ok)} programs loaded, {len(loops)} refused for a backward jump (protochain)")
+    print(f"\n{hook}{'' if optimize else ' unoptimized'}: {len(ok)} programs loaded, {len(loops)} refused for a backward jump (protochain)")
     assert not refused, f"the verifier refused {len(refused)} {hook} programs:\n" + "\n".join(refused[:10])
 
 
-@pytest.mark.parametrize("hook", HOOKS)
-def test_kernel_verdicts_equal_the_vm_on_every_corpus_packet(hook, emitted, corpus_packets):
+@pytest.mark.parametrize("hook,optimize", TARGETS, ids=TARGET_IDS)
+def test_kernel_verdicts_equal_the_vm_on_every_corpus_packet(hook, optimize, emitted, corpus_packets):
     require_kernel()
-    ok, _ = emitted[hook]
+    ok, _ = emitted[hook, optimize]
     t0 = time.perf_counter()
     got, refused = verdict_matrix([eb for _, _, eb in ok], corpus_packets)
-    TIMES[f"run {hook}"] = time.perf_counter() - t0
+    label = hook if optimize else f"{hook} unoptimized"
+    TIMES[f"run {label}"] = time.perf_counter() - t0
     # the kernel's skb test harness refuses an IPv4 frame shorter than 14 + 20 bytes and an IPv6
     # one shorter than 14 + 40: those frames only, and only for skb programs
     sizes = corpus_packets.caplen.astype(int)
@@ -158,7 +166,7 @@ def test_kernel_verdicts_equal_the_vm_on_every_corpus_packet(hook, emitted, corp
             wrong.append(f"{expr!r}: {len(differ)} packets differ, first {i} ({len(corpus_packets.packet(i))} bytes, "
                          f"VM {'match' if want[i] else 'miss'})")
     matched = int(got.sum())
-    print(f"\n{hook}: {len(ok)} programs x {len(corpus_packets)} frames, {matched} matches, "
-          f"{TIMES[f'run {hook}']:.1f} s; {int(refused.sum())} short IP frames the kernel does not test-run")
+    print(f"\n{label}: {len(ok)} programs x {len(corpus_packets)} frames, {matched} matches, "
+          f"{TIMES[f'run {label}']:.1f} s; {int(refused.sum())} short IP frames the kernel does not test-run")
     assert matched > 0 and matched < got.size
-    assert not wrong, f"{len(wrong)} {hook} programs differ from the VM:\n" + "\n".join(wrong[:20])
+    assert not wrong, f"{len(wrong)} {label} programs differ from the VM:\n" + "\n".join(wrong[:20])
