@@ -481,6 +481,11 @@ def icmp6(p, b, length, info):
     t, code = b[0], b[1]
     name = ICMP6_TYPES.get(t, f"unknown icmp6 type ({t})")
     out = f"ICMP6, {name}"
+    if p.v and not info[3] and len(b) >= length:
+        stored = u16(b, 2)
+        pseudo = bytes(info[1]) + bytes(info[2]) + length.to_bytes(4, "big") + b"\0\0\0\x3a"
+        ok, should = checksum_report(stored, ones_sum(b[:length], ones_sum(pseudo)))
+        out = ("[icmp6 sum ok] " if ok else f"[bad icmp6 cksum 0x{stored:04x} -> 0x{should:04x}!] ") + out
     if t in (128, 129):
         if len(b) >= 8:
             out += f", id {u16(b, 4)}, seq {u16(b, 6)}"
@@ -540,7 +545,8 @@ def icmp6(p, b, length, info):
                     out += f" max resp delay: {u16(b, 4)} addr: {grp}"
                 else:
                     out += f" max resp delay: {u16(b, 4)} addr: {grp}"
-    out += f", length {length}"
+    if not p.v:             # with -v tcpdump ends with the type's own details instead
+        out += f", length {length}"
     return out
 
 
