@@ -221,6 +221,19 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     return _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers)
 
 
+# Files smaller than this are copied without a helper thread watching the pass (for progress and
+# Ctrl-C): it ends within milliseconds, and a thread per file would cost more than the pass.
+SMALL_FILE_BYTES = 16 << 20
+
+
+def _sized(nbytes, workers):
+    """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
+    chunk no larger than the file (a directory of small files allocates small buffers)."""
+    from ._fastcopy import CHUNK_BYTES
+    chunk = max(1 << 16, min(CHUNK_BYTES, nbytes))
+    return dict(chunk=chunk, workers=max(1, min(workers, -(-nbytes // chunk))))
+
+
 class _Programs:
     """Decoded programs by (link type, snapshot length), compiled through program_for once."""
 
@@ -254,7 +267,7 @@ def _count_files(_vm, _fastcopy, sources, headers, program_for, progress, announ
         fd, h = opened
         try:
             jobs[i] = job = _fastcopy.PcapCopy(decoded[i][0], decoded[i][1], fd, -1, 24,
-                                               min(h.snaplen, h.maxcap), workers=1)
+                                               min(h.snaplen, h.maxcap), **_sized(os.fstat(fd).st_size, 1))
             if stop.is_set():
                 return "cancelled"
             return job.run()
@@ -330,14 +343,18 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
             fd, _h = opened
             try:
                 decoded, clear_mem = programs.get(h)
+                nbytes = os.fstat(fd).st_size
                 job = _fastcopy.PcapCopy(decoded, clear_mem, fd, out.fileno() if out is not None else -1, 24,
                                          min(h.snaplen, h.maxcap), (count - total.matched) if count else -1,
-                                         out_size=size, workers=workers)
+                                         out_size=size, **_sized(nbytes, workers))
                 report = None
                 if progress is not None:
                     def report(done, _total, st, before=before):
                         progress(before + done, grand, st)
-                status = _run(job, report, os.fstat(fd).st_size, s, total)
+                if nbytes < SMALL_FILE_BYTES:
+                    status = job.run()        # done in milliseconds: no helper thread to watch it
+                else:
+                    status = _run(job, report, nbytes, s, total)
             finally:
                 os.close(fd)
             total.add(job)
