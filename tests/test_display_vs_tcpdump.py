@@ -25,7 +25,7 @@ TARGETS = {"Ethernet": 0.95, "Linux cooked": 0.95, "raw IP": 0.95, "all": 0.80}
 #: margin: a regression guard. The corpus is mostly tcpdump's own test suite, one exotic
 #: protocol per capture; the gap to TARGETS is the protocols pfilter prints in tcpdump's generic
 #: form (README, "Differences from tcpdump"). scripts/display_agreement.py prints the table.
-FLOORS = {"Ethernet": 0.40, "Linux cooked": 0.50, "raw IP": 0.90, "all": 0.40}
+FLOORS = {"Ethernet": 0.40, "Linux cooked": 0.55, "raw IP": 0.94, "all": 0.43}
 
 pytestmark = ref.needs_corpus("pcaps.tsv")
 

@@ -537,4 +537,101 @@ def bootp(p, b, length):
     out = "BOOTP/DHCP, " + {1: "Request", 2: "Reply"}.get(op, f"unknown (0x{op:02x})")
     if len(b) >= 34 and b[1] == 1 and b[2] == 6 and op == 1:
         out += f" from {mac(b[28:34])}"
-    return out + f", length {length}"
+    out += f", length {length}"
+    if not p.v or len(b) < 240:
+        return out
+    htype, hlen, hops, xid, secs, flags = b[1], b[2], b[3], u32(b, 4), u16(b, 8), u16(b, 10)
+    if htype != 1:
+        out += f", htype {htype}"
+    if htype != 1 or hlen != 6:
+        out += f", hlen {hlen}"
+    if hops:
+        out += f", hops {hops}"
+    if xid:
+        out += f", xid 0x{xid:x}"
+    if secs:
+        out += f", secs {secs}"
+    out += f", Flags [{'Broadcast' if flags & 0x8000 else 'none'}]"
+    if p.v > 1:
+        out += f" (0x{flags:04x})"
+    for name, off in (("Client-IP", 12), ("Your-IP", 16), ("Server-IP", 20), ("Gateway-IP", 24)):
+        if any(b[off:off + 4]):
+            out += f"\n\t  {name} {ip4(b[off:off + 4])}"
+    if htype == 1 and hlen == 6:
+        out += f"\n\t  Client-Ethernet-Address {mac(b[28:34])}"
+    for name, off, size in (("sname", 44, 64), ("file", 108, 128)):
+        if b[off]:
+            out += f'\n\t  {name} "' + bytes(b[off:off + size]).split(b"\0")[0].decode("latin-1") + '"'
+    if bytes(b[236:240]) == b"\x63\x82\x53\x63":
+        out += _dhcp_options(b[240:])
+    return out
+
+
+#: tcpdump's tag2str: option -> (format letter, name); i addresses, l/s 32/16-bit numbers,
+#: t text, b bytes, B booleans
+DHCP_OPTIONS = {1: "iSubnet-Mask", 2: "LTime-Zone", 3: "iDefault-Gateway", 4: "iTime-Server",
+                5: "iIEN-Name-Server", 6: "iDomain-Name-Server", 7: "iLOG", 8: "iCS", 9: "iLPR", 10: "iIM",
+                11: "iRL", 12: "tHostname", 13: "sBS", 14: "tDump", 15: "tDomain-Name", 16: "iSS", 17: "tRP",
+                18: "tEP", 19: "BIPF", 20: "BSRT", 21: "pPF", 22: "sMDR", 23: "bTTL", 24: "lMTU-Timeout",
+                25: "sMTU-Table", 26: "sMTU", 27: "BLSN", 28: "iBR", 29: "BMD", 30: "BMS",
+                31: "BRouter-Discovery", 32: "iRS", 33: "pStatic-Route", 34: "BTE", 35: "lAR", 36: "BE",
+                37: "bTTL", 38: "lKAI", 39: "BKAG", 40: "tYD", 41: "iYS", 42: "iNTP", 43: "bVendor-Option",
+                44: "iNetbios-Name-Server", 45: "iNDD", 46: "bNetbios-Node", 47: "tNetbios-Scope", 48: "iXFS",
+                49: "iXDM", 50: "iRequested-IP", 51: "lLease-Time", 52: "bOO", 53: " DHCP-Message",
+                54: "iServer-ID", 55: "bParameter-Request", 56: "tMSG", 57: "sMSZ", 58: "lRN", 59: "lRB",
+                60: "tVendor-Class", 61: "bClient-ID", 121: "?Classless-Static-Route",
+                249: "?Classless-Static-Route-Microsoft"}
+DHCP_MESSAGES = {1: "Discover", 2: "Offer", 3: "Request", 4: "Decline", 5: "ACK", 6: "NACK", 7: "Release",
+                 8: "Inform"}
+
+
+def _dhcp_options(b):
+    out = ["\n\t  Vendor-rfc1048 Extensions", "\n\t    Magic Cookie 0x63825363"]
+    i, n = 0, len(b)
+    while i < n:
+        tag = b[i]
+        i += 1
+        if tag == 0:
+            continue
+        if tag == 255:
+            break
+        entry = DHCP_OPTIONS.get(tag, "?Unknown")
+        kind, name = entry[0], entry[1:]
+        if i >= n:
+            out.append(" [|bootp]")
+            break
+        ln = b[i]
+        i += 1
+        data = b[i:i + ln]
+        if len(data) < ln:
+            out.append(f"\n\t    {name} ({tag}), length {ln}: [|bootp]")
+            break
+        i += ln
+        out.append(f"\n\t    {name} ({tag}), length {ln}{': ' if ln else ''}")
+        if kind == "?":
+            kind = "b" if ln & 1 else "s" if ln & 2 else "l"
+        if tag == 55:
+            for k, t in enumerate(data):
+                out.append(("\n\t      " if k % 4 == 0 else ", ") + f"{DHCP_OPTIONS.get(t, '?Unknown')[1:]} ({t})")
+        elif tag == 53 and ln >= 1:
+            out.append(DHCP_MESSAGES.get(data[0], f"Unknown ({data[0]})"))
+        elif tag == 61 and ln >= 1:
+            if data[0] == 1 and ln == 7:
+                out.append("ether " + mac(data[1:7]))
+            else:
+                out.append(f"hardware-type {data[0]}, " + ":".join(f"{x:02x}" for x in data[1:]))
+        elif tag == 46 and ln == 1:
+            out.append({1: "b-node", 2: "p-node", 4: "m-node", 8: "h-node"}.get(data[0], f"unknown (0x{data[0]:02x})"))
+        elif kind == "i":
+            out.append(",".join(ip4(data[k:k + 4]) for k in range(0, ln - 3, 4)))
+        elif kind == "l":
+            out.append(",".join(str(u32(data, k)) for k in range(0, ln - 3, 4)))
+        elif kind == "s":
+            out.append(",".join(str(u16(data, k)) for k in range(0, ln - 1, 2)))
+        elif kind == "t":
+            out.append('"' + bytes(data).decode("latin-1") + '"')
+        elif kind == "B":
+            out.append(",".join({0: "N", 1: "Y"}.get(x, f"{x}?") for x in data))
+        else:
+            out.append(".".join(str(x) for x in data))
+    return "".join(out)
