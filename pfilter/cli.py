@@ -257,6 +257,8 @@ def _sources(paths, lists=()):
         paths.extend(line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip())
     expanded = []
     for path in paths:
+        # Divergence: tcpdump opens a -r name as it is; pfilter expands a name that does not
+        # exist and holds a wildcard (a quoted 'day*.pcap'), in sorted order.
         if path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
             import glob
             matches = sorted(glob.glob(path))

@@ -2,9 +2,9 @@
 mergecap's order: each input is read in its own order, and the next packet written is the
 earliest of the inputs' next matching packets (any input's own order is kept).
 
-Divergence: on equal timestamps the issue asked for the first input's packet; mergecap (Wireshark
-4.0's merge.c: the last input whose head is "earlier or equal") takes the last input's, and
-pfilter follows mergecap, whose output it must equal.
+On equal timestamps mergecap (Wireshark 4.0's merge.c: the last input whose next packet is
+"earlier or equal") takes the later input's packet first (not the first input's, as issue 20
+supposed); pfilter follows mergecap, whose output it must equal (tests/test_scale_inputs.py).
 
 Imports numpy, pfilter.errors, pfilter.capture.reader and filterfile's writer helpers. Memory:
 one small batch per input; the runs of consecutive packets one input contributes are found with
