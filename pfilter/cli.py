@@ -311,7 +311,10 @@ def _looks_like_capture(path):
         return False
     finally:
         os.close(fd)
-    return any(head.startswith(m) for m in _MAGICS)
+    if not any(head.startswith(m) for m in _MAGICS):
+        sys.stderr.write(f"pfilter: warning: {path}: not a capture file, skipped\n")
+        return False
+    return True
 
 
 def _linktype_label(linktype):
@@ -799,7 +802,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         raise FilterError("--merge writes a file: give -w FILE (or --count)")
     from .capture.filterfile import filter_file
     compiler = cached_compile
-    announce(sources[0], *_peek_linktype(sources[0]))
+    if sources[0] != "-":         # (standard input is read once, by the pass)
+        announce(sources[0], *_peek_linktype(sources[0]))
     stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
                         optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
                         truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,

@@ -414,7 +414,8 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
                                      (count - total.matched) if count else -1,
                                      truncate=truncate or 0,
                                      rotate_size=rotate.size if rotate is not None else -1,
-                                     out_size=len(header), workers=workers, end=end)
+                                     out_size=len(header), end=end,
+                                     **_sized(os.fstat(in_fd).st_size - start if end < 0 else end - start, workers))
             status = _run(job, progress, os.fstat(in_fd).st_size, src, total)
             total.add(job)
             if status != "rotate":
