@@ -20,7 +20,7 @@ from ebpf_harness import require_kernel
 from reference import IN_CI
 
 import pfilter
-from pfilter.ebpf import (TC_VERDICTS, XDP_VERDICTS, EbpfLimitError, EbpfProgram, VerifierError, insn as I,
+from pfilter.ebpf import (TC_VERDICTS, XDP_VERDICTS, EbpfProgram, VerifierError, insn as I,
                           load, test_run, to_ebpf)
 
 ETH_IP = bytes(6) + bytes(6) + b"\x08\x00"
@@ -107,12 +107,54 @@ def test_socket_filter_returns_the_cbpf_value_or_on_match():
     assert list(r.retvals) == [1000, 0]
 
 
-def test_backward_jump_is_refused_with_a_clear_error():
+def ipv6_frame(chain, last=6, hdrlen=0):
+    """Ethernet + IPv6 whose next headers are `chain` (extension headers of (hdrlen + 1) * 8
+    bytes each), then `last`."""
+    nxt = (chain + [last])
+    body = b"".join(bytes([nxt[i + 1], hdrlen]) + bytes(6 + 8 * hdrlen) for i in range(len(chain)))
+    ip6 = b"\x60" + bytes(3) + len(body).to_bytes(2, "big") + bytes([nxt[0], 64]) + bytes(32)
+    return bytes(12) + b"\x86\xdd" + ip6 + body + bytes(20)
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_protochain_loops_as_the_vm_loops(hook):
+    """`protochain` walks the extension headers in a loop (a backward jump): the eBPF loops too,
+    under the VM's loop budget, and finds the protocol after any number of headers."""
+    require_kernel()
     prog = pfilter.compile("ip6 protochain 6")
     assert any(c == 0x05 and k & 0x80000000 for c, _, _, k in prog.to_tuples())
-    with pytest.raises(EbpfLimitError, match="backward jump") as e:
-        prog.to_ebpf("xdp")
-    assert isinstance(e.value, pfilter.InvalidProgramError) and e.value.index is not None
+    frames = [ipv6_frame([]), ipv6_frame([0]), ipv6_frame([0, 60, 43] * 20), ipv6_frame([0, 60, 43] * 20, last=17),
+              ipv6_frame([60] * 100, hdrlen=1), ipv6_frame([60] * 100, hdrlen=1)[:-40], ipv6_frame([0], last=17)]
+    want = [prog.run(f) != 0 for f in frames]
+    assert want == [True, True, True, False, True, False, False]
+    assert list(test_run(prog.to_ebpf(hook), frames).matched) == want
+
+
+def test_a_loop_that_never_ends_misses_when_the_budget_is_spent():
+    """`ja -1` forever: the VM returns 0 once loop_budget(caplen) is spent; so does the eBPF
+    (and a loop that ends within the budget matches)."""
+    require_kernel()
+    spin = pfilter.Program.from_tuples([(0x20, 0, 0, 0), (0x15, 1, 0, 7), (0x05, 0, 0, 0xFFFFFFFF),
+                                        (0x06, 0, 0, 1)])            # ld [0]; jeq #7 -> ret; ja -1
+    count = pfilter.Program.from_tuples([(0x00, 0, 0, 0), (0x04, 0, 0, 1), (0x25, 1, 0, 999),
+                                         (0x05, 0, 0, 0xFFFFFFFD), (0x06, 0, 0, 1)])   # 1000 laps, then ret 1
+    frames = [bytes(20), (7).to_bytes(4, "big") + bytes(16)]
+    for prog, want in ((spin, [False, True]), (count, [True, True])):
+        assert [prog.run(f) != 0 for f in frames] == want
+        for hook in ("xdp", "tc"):
+            assert list(test_run(prog.to_ebpf(hook), frames).matched) == want
+
+
+def test_a_loop_the_verifier_must_count_past_8192_laps_is_a_verifier_refusal():
+    """A loop whose state the verifier tracks as constants (a counter compared with a constant)
+    is walked lap by lap; past 8192 jumps the verifier gives up (E2BIG). A genuine limit of the
+    kernel, reported with its log; loops over packet data (protochain) converge."""
+    require_kernel()
+    too_far = pfilter.Program.from_tuples([(0x00, 0, 0, 0), (0x04, 0, 0, 1), (0x25, 1, 0, 99999),
+                                           (0x05, 0, 0, 0xFFFFFFFD), (0x06, 0, 0, 1)])
+    with pytest.raises(VerifierError, match="too complex") as e:
+        load(too_far.to_ebpf("xdp"))
+    assert "may_goto" in e.value.log
 
 
 def test_verifier_refusal_carries_the_verifier_log():
@@ -280,7 +322,7 @@ def test_cli_writes_the_object_and_dumps_the_listing(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--ebpf", "xdp", "tcp"], "give -o FILE"),
     (["-o", "x.o", "tcp"], "--ebpf HOOK"),
-    (["--ebpf", "xdp", "--ebpf-dump", "ip6 protochain 6"], "backward jump"),
+    (["--ebpf", "socket", "--ebpf-dump", "--on-match", "0", "tcp"], "bytes to keep"),
     (["--ebpf", "tc", "--ebpf-dump", "--on-miss", "drop", "tcp"], "not a tc verdict"),
 ])
 def test_cli_errors_are_one_line(args, message, tmp_path):

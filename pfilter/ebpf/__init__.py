@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import FilterError
 from . import elf, insn, syscall
-from .emit import HELPER_NAMES, EbpfLimitError, emit
+from .emit import HELPER_NAMES, emit
 from .syscall import VerifierError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["EbpfProgram", "EbpfLimitError", "VerifierError", "TestRunResult", "HOOKS", "XDP_VERDICTS",
+__all__ = ["EbpfProgram", "VerifierError", "TestRunResult", "HOOKS", "XDP_VERDICTS",
            "TC_VERDICTS", "to_ebpf", "load", "test_run", "test_run_fd"]
 
 XDP_VERDICTS = {"aborted": 0, "drop": 1, "pass": 2, "tx": 3, "redirect": 4}
@@ -153,8 +153,8 @@ class EbpfProgram:
 
 def to_ebpf(program: Any, hook: str = "xdp", on_match: str | int | None = None,
             on_miss: str | int | None = None) -> EbpfProgram:
-    """The eBPF program for `hook` ("xdp", "tc", "socket") giving `program`'s verdicts.
-    EbpfLimitError (an InvalidProgramError) for a program with a backward jump."""
+    """The eBPF program for `hook` ("xdp", "tc", "socket") giving `program`'s verdicts (a
+    backward jump loops under the VM's loop budget; see pfilter.ebpf.emit)."""
     return EbpfProgram(program, hook, on_match, on_miss)
 
 

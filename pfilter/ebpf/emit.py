@@ -1,6 +1,6 @@
 """The eBPF emitter: a Lowering (pfilter.lowering) -> eBPF instructions for one hook.
 
-Imports pfilter.lowering, pfilter.errors and pfilter.ebpf.insn. The model is the kernel's own
+Imports pfilter.lowering, pfilter.validate (the loop budget) and pfilter.ebpf.insn. The model is the kernel's own
 cBPF-to-eBPF mapping (net/core/filter.c: bpf_convert_filter), with the packet read through
 direct packet access for XDP and tc:
 
@@ -15,13 +15,21 @@ A block's hoisted length guard (`Block.length_check`) is one compare of R6 + len
 that also tells the verifier how far R6 may be read; `IndirectCheck`s do the same for R2. A
 failed guard, like a division by a zero X, goes to the `miss` exit, as a load past the end
 makes libpcap's bpf_filter() return 0. cBPF compares are unsigned 32-bit: JMP32.
+
+A backward jump (libpcap's `protochain` loop) keeps the VM's meaning: the prologue computes the
+packet's loop budget (pfilter.validate.loop_budget of the readable length) into a stack slot,
+each taken backward jump subtracts its charge and misses once the budget is spent, exactly as
+the VM returns 0, and then loops through `may_goto` (Linux 6.9+), which lets the verifier accept
+a loop it cannot count (the kernel bounds it at 8M iterations at run time, more than a budget
+over a 64 KiB packet allows). XDP and tc take the readable length as packet end - packet
+start, a pointer difference the verifier allows with CAP_PERFMON (root).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import InvalidProgramError
 from ..lowering import INDIRECT_LOADS, LOAD_SIZE, Lowering
+from ..validate import LOOP_BUDGET_BASE, LOOP_BUDGET_MAX, LOOP_BUDGET_PER_BYTE
 from . import insn as I
 from .insn import R0, R1, R2, R3, R4, R6, R7, R8, R9, R10, Insn
 
@@ -38,17 +46,16 @@ MAX_LEGACY_OFF = 0x7FFFFFFF
 SKB_LEN, SKB_DATA, SKB_DATA_END = 0, 76, 80       # struct __sk_buff
 XDP_DATA, XDP_DATA_END = 0, 4                     # struct xdp_md
 WIRELEN_SLOT = -68
+LEFT_SLOT = -80                                   # what is left of the loop budget (u64)
+#: BPF_JMP | BPF_JCOND with src BPF_MAY_GOTO: `may_goto +off` jumps once the kernel's own
+#: loop count (BPF_MAX_LOOPS, 8M) is spent; the verifier then needs no bound on the loop
+MAY_GOTO = I.BPF_JMP | 0xE0
 
 _SIZE = {4: I.BPF_W, 2: I.BPF_H, 1: I.BPF_B}
 _ALU_OP = {0x00: I.BPF_ADD, 0x10: I.BPF_SUB, 0x20: I.BPF_MUL, 0x30: I.BPF_DIV, 0x40: I.BPF_OR,
            0x50: I.BPF_AND, 0x60: I.BPF_LSH, 0x70: I.BPF_RSH, 0x90: I.BPF_MOD, 0xA0: I.BPF_XOR}
 _JMP_OP = {0x10: I.BPF_JEQ, 0x20: I.BPF_JGT, 0x30: I.BPF_JGE, 0x40: I.BPF_JSET}
 _NEGATE = {I.BPF_JEQ: I.BPF_JNE, I.BPF_JGT: I.BPF_JLE, I.BPF_JGE: I.BPF_JLT}
-
-
-class EbpfLimitError(InvalidProgramError):
-    """A cBPF program this eBPF target cannot express (a backward jump: the verifier needs a
-    bound)."""
 
 
 def _mem(k: int) -> int:
@@ -119,10 +126,6 @@ def emit(low: Lowering, hook: str, match: int | None, miss: int) -> list[Insn]:
     """eBPF for the lowered program at `hook` ("xdp", "tc", "socket"): returns `match` where the
     cBPF program returns nonzero (None, socket only: the cBPF return value itself, the bytes to
     keep), `miss` where it returns 0."""
-    if low.has_loops:
-        pc = next(b.term_insn[0] for b in low.blocks if b.charge and b.term_insn)
-        raise EbpfLimitError("a backward jump (libpcap's `protochain` loop) has no bound the eBPF "
-                             "verifier can check; eBPF targets refuse it", pc)
     legacy = hook == "socket"
     a = _Asm()
     # ------------------------------------------------------------------ prologue
@@ -149,6 +152,21 @@ def emit(low: Lowering, hook: str, match: int | None, miss: int) -> list[Insn]:
         a(I.mov64(R6, R1))
     else:
         raise ValueError(f"hook must be 'xdp', 'tc' or 'socket', not {hook!r}")
+    if low.has_loops:
+        # the VM's loop budget for this packet: loop_budget(caplen), caplen the bytes readable
+        if legacy:
+            a(I.ldx(I.BPF_W, R2, R6, SKB_LEN))
+        else:
+            a(I.mov64(R2, R9), I.alu64(I.BPF_SUB, R2, R6))
+        a(I.alu64(I.BPF_MUL, R2, imm=LOOP_BUDGET_PER_BYTE), I.alu64(I.BPF_ADD, R2, imm=LOOP_BUDGET_BASE))
+        # Divergence: a packet of more than (LOOP_BUDGET_MAX - BASE) / PER_BYTE bytes (510 KiB,
+        # more than XDP or a tc skb's head holds) misses rather than looping under the cap: the
+        # verifier must see the budget as a range, never as the constant cap, or it walks the
+        # loop iteration by iteration
+        a.jump(I.jmp(I.BPF_JGT, R2, imm=LOOP_BUDGET_MAX), MISS)
+        # a no-op on the value (<= LOOP_BUDGET_MAX) that makes the verifier's lower bound 0, so
+        # that the loop's states fall within the first one's and the walk converges
+        a(I.alu64(I.BPF_AND, R2, imm=2 * LOOP_BUDGET_MAX - 1), I.stx(I.BPF_DW, R10, LEFT_SLOT, R2))
     for reg in sorted(low.zero_init):
         if reg == "A":
             a(I.mov32(R7, imm=0))
@@ -317,6 +335,13 @@ def _terminator(a: _Asm, blk: Any, blocks: Any, hook: str, match: int | None) ->
 
     if blk.term == "fall":
         goto(blk.succs[0])
+    elif blk.term == "ja" and blk.charge:
+        # a backward jump: charge the loop budget as the VM does, then loop under may_goto
+        a(I.ldx(I.BPF_DW, R3, R10, LEFT_SLOT))
+        a.jump(I.jmp(I.BPF_JLT, R3, imm=blk.charge), MISS)
+        a(I.alu64(I.BPF_SUB, R3, imm=blk.charge), I.stx(I.BPF_DW, R10, LEFT_SLOT, R3))
+        a.jump(Insn(MAY_GOTO), MISS)
+        a.jump(I.ja(), ("block", blk.succs[0]))
     elif blk.term == "ja":
         goto(blk.succs[0])
     elif blk.term == "ret_k":
