@@ -341,7 +341,7 @@ def _terminator(a: _Asm, blk: Any, blocks: Any, hook: str, match: int | None) ->
         a.jump(I.jmp(I.BPF_JLT, R3, imm=blk.charge), MISS)
         a(I.alu64(I.BPF_SUB, R3, imm=blk.charge), I.stx(I.BPF_DW, R10, LEFT_SLOT, R3))
         # Divergence: the kernel stops a may_goto loop after BPF_MAX_LOOPS (8M) laps; the VM's
-        # budget allows more only for a loop of one or two instructions over a 256 KiB packet
+        # budget allows more only to a one-instruction loop over a packet of more than 256 KiB
         a.jump(Insn(MAY_GOTO), MISS)
         a.jump(I.ja(), ("block", blk.succs[0]))
     elif blk.term == "ja":
