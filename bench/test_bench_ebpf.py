@@ -28,7 +28,7 @@ from pfilter import PacketBatch, Program
 SAMPLE = 20000
 TIMED = 100
 REPEAT = 10000
-ROUNDS = 2
+ROUNDS = 3
 
 _empty = {}
 
