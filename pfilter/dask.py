@@ -90,16 +90,14 @@ def _tuples(expr, linktype, snaplen):
 
 
 def _plan_file(path, range_bytes):
-    """On a worker: the byte ranges of a file ([(start, end)]), or [None] (the whole file, as
-    one task) when it is not a classic pcap file the fast path reads."""
+    """On a worker: the byte ranges of a file ([(start, end or None)], starts guessed by
+    pfilter.capture.index.planned_ranges, checked after the pass), or [None] (the whole file,
+    as one task) when it is not a classic pcap file the fast path reads or is small."""
     from .capture.fastpath import _peek
-    if _peek(path) is None:
+    if _peek(path) is None or os.path.getsize(path) <= range_bytes:
         return [None]
-    from .capture.index import build_index
-    ix = build_index(path)
-    if ix.size <= range_bytes or len(ix) < 2:
-        return [None]
-    return ix.ranges(max_bytes=range_bytes)
+    from .capture.index import planned_ranges
+    return planned_ranges(path, range_bytes) or [None]
 
 
 def _run_part(path, expr, byte_range, part, ts_resolution):
@@ -115,7 +113,9 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
         from .capture.filterfile import filter_file
         stats = filter_file(path, part, expr, workers=1, ts_resolution=ts_resolution,
                             format="pcap" if part is not None else None)
-    return stats.as_dict()
+    result = stats.as_dict()
+    result["range_end"] = stats.range_end
+    return result
 
 
 # ---------------------------------------------------------------------------------- client side
@@ -170,8 +170,14 @@ def _gather_parts(client, tasks, expr, parts, resolutions):
     futures = client.map(_run_part, [p for _i, p, _r in tasks], [expr] * len(tasks), [r for _i, _p, r in tasks],
                          parts, resolutions, pure=False)
     results = client.gather(futures)
-    # an input whose range the fast path gave up on: the whole file, through the general path
-    for i in sorted({tasks[k][0] for k, r in enumerate(results) if r is None}):
+    # An input whose range the fast path gave up on, or whose ranges do not join (a guessed
+    # start that is not where the walk of the range before stopped): the whole file again.
+    redo = {tasks[k][0] for k, r in enumerate(results) if r is None}
+    for k in range(len(tasks) - 1):
+        if (tasks[k][0] == tasks[k + 1][0] and tasks[k][2] is not None and results[k] is not None
+                and results[k]["range_end"] != tasks[k + 1][2][0]):
+            redo.add(tasks[k][0])
+    for i in sorted(redo):
         ks = [k for k, t in enumerate(tasks) if t[0] == i]
         for k in ks:
             results[k] = None

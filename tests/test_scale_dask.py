@@ -120,3 +120,21 @@ def test_without_dask_the_extra_is_named(tmp_path, inputs):
                         "sys.exit(main(sys.argv[1:]))", "--scheduler", "local", "-r", inputs[0], "--count", "tcp"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pfilter-bpf[dask]" in r.stderr
+
+
+def test_ranges_that_do_not_join_are_redone(client, inputs):
+    """A range start that is not a record boundary (a bad guess) is caught by the walk of the
+    range before, and the file is filtered whole: the count stays exact."""
+    from pfilter.capture.index import build_index, planned_ranges
+    path = inputs[1]
+    planned = planned_ranges(path, 300_000)
+    ix = build_index(path)
+    assert len(planned) > 3 and all(int(ix.offsets[np.searchsorted(ix.offsets, a)]) == a for a, _ in planned)
+    want = tcpdump_count(path, "tcp")
+    (a, b), (c, _d) = planned[0], planned[1]
+    bad = [(0, path, (a, b)), (0, path, (b + 1, None))]       # one byte past a boundary
+    results = pdask._gather_parts(client, bad, "tcp", [None, None], [None, None])
+    assert sum(r["matched"] for r in results if r is not None) == want
+    good = [(0, path, r) for r in planned]
+    results = pdask._gather_parts(client, good, "tcp", [None] * len(good), [None] * len(good))
+    assert all(r is not None for r in results) and sum(r["matched"] for r in results) == want

@@ -40,7 +40,7 @@ class FilterStats:
     """What filter_file did: packets read, matched and written, bytes of packet data written,
     wall seconds, and the inputs it read. Reads like a dict too (stats["written"])."""
 
-    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files")
+    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files", "range_end")
     FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
 
     read: int
@@ -55,6 +55,9 @@ class FilterStats:
         self.read, self.matched, self.written, self.bytes = read, matched, written, bytes
         self.seconds = seconds
         self.files = [] if files is None else files
+        # with a byte range: the first record boundary at or after its end (where the walk of
+        # the range stopped; pfilter.dask checks it against the next range's start)
+        self.range_end = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.FIELDS:
@@ -431,6 +434,7 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
             out = AtomicFile(rotate.name(dst, number, None), protect=[src])
             out.write(header)
             start = job.stop_offset
+        walked = job.done
         job = total
         if status not in ("eof", "count"):
             if status == "write-error":
@@ -461,7 +465,10 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
         raise
     finally:
         os.close(in_fd)
-    return _stats(job, out, src, started)
+    stats = _stats(job, out, src, started)
+    if byte_range is not None and status == "eof":
+        stats.range_end = walked
+    return stats
 
 
 def _stats(job, out, src, started):

@@ -23,6 +23,10 @@ from .files import parse_pcap_header, pcap_magic_order
 
 # Records indexed per call of the header walk (memory: 32 bytes a record).
 INDEX_BLOCK = 1 << 18
+# Record headers in a row that resync() wants to see before it takes a position as a boundary.
+RESYNC_DEPTH = 64
+# How far (seconds) from the first record's time resync() takes a record's time as plausible.
+RESYNC_SPAN = 5 * 365 * 86400
 # The arrays a saved index holds (numpy .npz), and its format version.
 FIELDS = ("offsets", "timestamps", "caplen", "wirelen", "linktypes")
 VERSION = 1
@@ -196,6 +200,64 @@ def _reader_index(path):
     cat = [np.concatenate(a) if a else np.zeros(0, t)
            for a, t in ((offs, np.int64), (ts, np.int64), (cap, np.uint32), (wire, np.uint32), (lts, np.uint16))]
     return CaptureIndex(path, fmt, *cat, size, size)
+
+
+def resync(fd, header, offset, size, depth=RESYNC_DEPTH):
+    """A guess at the first record boundary at or after `offset` of a classic pcap file (the
+    PcapHeader `header`), from the bytes there alone: the first position from which `depth`
+    record headers in a row look sane (captured length within the snapshot length and the wire
+    length, fractions below a second, the first time within RESYNC_SPAN of the file's first
+    record's, each next within a day) or the chain ends exactly at the end of
+    the file. None if none is found. A guess only: pfilter.dask checks it against where the
+    walk of the range before stopped, which is exact."""
+    import struct as _struct
+    limit = min(header.snaplen, header.maxcap)
+    frac_max = 1_000_000_000 if header.nsec else 1_000_000
+    fmt = (">" if header.byteorder == "big" else "<") + "IIII"
+    want = (16 + limit) * 2 + 16 * depth + (1 << 16)
+    first = os.pread(fd, 16, 24)
+    if len(first) < 16:
+        return None
+    sec0 = _struct.unpack_from(fmt, first)[0]
+    data = os.pread(fd, want, offset)
+    n = len(data)
+    for start in range(0, min(n, 16 + limit + 1)):
+        p, seen, prev = start, 0, sec0
+        while seen < depth and p + 16 <= n:
+            sec, frac, cap, wire = _struct.unpack_from(fmt, data, p)
+            if (cap > limit or cap > wire or frac >= frac_max
+                    or abs(sec - (prev if seen else sec0)) > (86400 if seen else RESYNC_SPAN)):
+                break
+            prev = sec
+            p += 16 + cap
+            seen += 1
+        else:
+            if seen >= depth or offset + p == size:
+                return offset + start
+    return None
+
+
+def planned_ranges(path, max_bytes):
+    """Byte ranges [(start, end or None)] of about max_bytes each over a classic pcap file,
+    their starts guessed by resync() without reading the file (a few KB per cut), or None when
+    the file is not one the fast path reads. The walk of range k stops at the first record
+    boundary at or after its end, which must be range k + 1's start: the caller checks it."""
+    from .files import parse_pcap_header
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        head = os.pread(fd, 24, 0)
+        if len(head) < 24 or pcap_magic_order(head) is None:
+            return None
+        h = parse_pcap_header(head, path)
+        size = os.fstat(fd).st_size
+        starts = [24]
+        for cut in range(24 + max_bytes, size, max_bytes):
+            b = resync(fd, h, cut, size)
+            if b is not None and b > starts[-1] and b < size:
+                starts.append(b)
+        return [(a, b) for a, b in zip(starts, starts[1:])] + [(starts[-1], None)]
+    finally:
+        os.close(fd)
 
 
 def parse_time(text):
