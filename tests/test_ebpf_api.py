@@ -7,7 +7,6 @@ device of a private network namespace, a socket filter on a UDP socket.
 """
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys

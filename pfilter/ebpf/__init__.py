@@ -44,7 +44,6 @@ from .emit import HELPER_NAMES, emit
 from .syscall import VerifierError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
     from typing import Any
 
     import numpy as np
