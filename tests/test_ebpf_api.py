@@ -226,11 +226,12 @@ def test_object_loads_with_bpftool_as_the_same_instructions(hook, kind, bpffs, t
 
 
 def _in_netns(script):
-    """Run a shell script in a new network namespace (its loopback up), as root."""
+    """Run a shell script in a new network namespace (its loopback up) and a private mount
+    namespace (iproute2 mounts bpffs for its objects: that stays there), as root."""
     require_kernel()
     _tool("unshare")
     _tool("tc")
-    r = subprocess.run(["unshare", "--net", "sh", "-ec", "ip link set lo up\n" + script],
+    r = subprocess.run(["unshare", "--net", "--mount", "sh", "-ec", "ip link set lo up\n" + script],
                        capture_output=True, text=True, timeout=60)
     return r
 
