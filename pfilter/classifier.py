@@ -1180,6 +1180,11 @@ class _SplitSink:
 
 # ----------------------------------------------------------------------------- CLI
 
+def _usable_cores():
+    from .capture.fastpath import default_workers
+    return default_workers()
+
+
 class _UsageError(Exception):
     pass
 
@@ -1200,8 +1205,8 @@ def _parser():
     ap.add_argument("--default", default="", metavar="LABEL", help="label of packets no rule accepts (default: empty)")
     ap.add_argument("-y", dest="linktype", metavar="LINKTYPE", help="compile the rules for this link type")
     ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
-    ap.add_argument("-j", "--threads", type=int, default=1, metavar="N",
-                    help="threads sharing each batch (default 1)")
+    ap.add_argument("-j", "--workers", "--threads", dest="threads", type=int, default=None, metavar="N",
+                    help="threads sharing each batch (default: the usable cores)")
     ap.add_argument("--split", metavar="TEMPLATE",
                     help="write every rule's packets into its own file, the name TEMPLATE with "
                          "{rule} replaced by the rule's name ('out/{rule}.pcap'; .pcapng, .gz, .zst, "
@@ -1257,7 +1262,8 @@ def cli_main(argv):
             try:
                 result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
                                   packed=True, counts_only=not args.labels, optimize=args.optimize,
-                                  threads=args.threads, progress=_cli_progress(args),
+                                  threads=args.threads if args.threads is not None else _usable_cores(),
+                                  progress=_cli_progress(args),
                                   split=args.split, first_match=args.first_match,
                                   unmatched=args.unmatched, format=args.format, truncate=truncate,
                                   dedup=dedup, rotate=rotate)
