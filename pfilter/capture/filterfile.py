@@ -247,10 +247,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                             format, ts_resolution, window, on_batch, _writer_for)
     byte_range = None
     if timed and len(sources) == 1 and isinstance(sources[0], str) and _plain_pcap(sources[0]):
-        from .index import build_index
-        ix = build_index(sources[0])
-        if ix.format == "pcap" and ix.sorted:
-            byte_range = ix.byte_range(*ix.window(*window))
+        from .index import window_range
+        byte_range = window_range(sources[0], *window)      # None: not sorted, scanned below
     if (on_batch is None and batch_packets is None and not dedup and not programs.native
             and (not timed or byte_range is not None)):
         # --snaplen and -C rotation too (pcap to pcap); not --dedup or -G

@@ -140,42 +140,88 @@ def build_index(path):
 
 
 def _pcap_index(path):
+    opened = _pcap_blocks(path)
+    if opened is None:
+        return None
+    h, size, blocks = opened
+    parts = list(blocks)
+    cat = [np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, t)
+           for k, t in enumerate((np.int64, np.int64, np.uint32, np.uint32))]
+    end = int(cat[0][-1]) + 16 + int(cat[2][-1]) if len(cat[0]) else 24
+    return CaptureIndex(path, "pcap", *cat, np.full(len(cat[0]), h.linktype, np.uint16), size, end)
+
+
+def _pcap_blocks(path):
+    """(PcapHeader, file size, blocks) of a classic pcap file the header walk reads, else None:
+    blocks yields (offsets, timestamps ns, caplen, wirelen) arrays of up to INDEX_BLOCK records
+    of whole records, in file order (memory: one block)."""
     try:
         from . import _fastcopy
     except ImportError:
         return None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    try:
-        head = os.pread(fd, 24, 0)
-        if len(head) < 24 or pcap_magic_order(head) is None:
-            return None
-        h = parse_pcap_header(head, path)
-        if h.kuznetzov or h.hdrsize != 16 or h.lengths_swapped:
-            return None
-        size = os.fstat(fd).st_size
-        parts = {k: [] for k in ("off", "sec", "frac", "cap", "wire")}
-        pos = 24
-        while True:
-            room = INDEX_BLOCK
-            arrays = (np.empty(room, np.int64), np.empty(room, np.int64), np.empty(room, np.int64),
-                      np.empty(room, np.uint32), np.empty(room, np.uint32))
-            n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped)
-            for key, arr in zip(parts, arrays):
-                parts[key].append(arr[:n])
-            if status != 1:
-                break
-        cat = {k: np.concatenate(v) for k, v in parts.items()}
-        # the last record must be whole: else the index ends before it
-        ends = cat["off"] + 16 + cat["cap"].astype(np.int64)
-        whole = ends <= size
-        keep = int(np.argmin(whole)) if not whole.all() else len(whole)
-        mult = 1 if h.nsec else 1000
-        ts = cat["sec"][:keep] * 1_000_000_000 + cat["frac"][:keep] * mult
-        end = int(ends[keep - 1]) if keep else 24
-        return CaptureIndex(path, "pcap", cat["off"][:keep], ts, cat["cap"][:keep], cat["wire"][:keep],
-                            np.full(keep, h.linktype, np.uint16), size, end)
-    finally:
+    head = os.pread(fd, 24, 0)
+    if len(head) < 24 or pcap_magic_order(head) is None:
         os.close(fd)
+        return None
+    h = parse_pcap_header(head, path)
+    if h.kuznetzov or h.hdrsize != 16 or h.lengths_swapped:
+        os.close(fd)
+        return None
+    size = os.fstat(fd).st_size
+    mult = 1 if h.nsec else 1000
+
+    def blocks():
+        try:
+            pos = 24
+            arrays = (np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.int64),
+                      np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.uint32),
+                      np.empty(INDEX_BLOCK, np.uint32))
+            while True:
+                n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped)
+                off, sec, frac, cap, wire = (a[:n] for a in arrays)
+                whole = off + 16 + cap.astype(np.int64) <= size
+                keep = n if whole.all() else int(np.argmin(whole))
+                if keep:
+                    yield (off[:keep].copy(), sec[:keep] * 1_000_000_000 + frac[:keep] * mult, cap[:keep].copy(),
+                           wire[:keep].copy())
+                if status != 1 or keep < n:
+                    return
+        finally:
+            os.close(fd)
+    return h, size, blocks()
+
+
+def window_range(path, after=None, before=None):
+    """The byte range (start, end) of the records of a classic pcap file with after <= t <
+    before (ns), found by one walk of the record headers holding one block at a time (bounded
+    memory whatever the file's size); None when the file is not one the walk reads or its
+    timestamps go back (the window is then not one run of records)."""
+    opened = _pcap_blocks(path)
+    if opened is None:
+        return None
+    _h, _size, blocks = opened
+    start = end = None
+    last_ts, last_end = None, 24
+    for off, ts, cap, _wire in blocks:
+        if (last_ts is not None and ts[0] < last_ts) or (len(ts) > 1 and np.any(np.diff(ts) < 0)):
+            blocks.close()
+            return None
+        if start is None:
+            i = 0 if after is None else int(np.searchsorted(ts, after, "left"))
+            if i < len(ts):
+                start = int(off[i])
+        if end is None and before is not None:
+            j = int(np.searchsorted(ts, before, "left"))
+            if j < len(ts):
+                end = int(off[j])
+        last_ts = int(ts[-1])
+        last_end = int(off[-1]) + 16 + int(cap[-1])
+    if start is None:
+        start = last_end
+    if end is None:
+        end = last_end
+    return start, max(start, end)
 
 
 def _reader_index(path):
