@@ -66,7 +66,8 @@ def test_every_number_of_workers_writes_tcpdumps_bytes(tmp_path, capture, small_
     for workers in (1, 2, 3, 8):
         out = tmp_path / f"w{workers}.pcap"
         stats = fast_filter_file(capture, str(out), program_for(expr), workers=workers)
-        assert stats is not None and small_chunks[-1].workers == workers
+        # no more workers than the file has chunks (of the default size: 1 MB)
+        assert stats is not None and small_chunks[-1].workers == min(workers, -(-os.path.getsize(capture) // _fastcopy.CHUNK_BYTES))
         assert out.read_bytes() == want, workers
         assert stats.read == 6000 and stats.written == tcpdump_count(capture, expr)
 

@@ -55,6 +55,59 @@ cdef extern from "<unistd.h>" nogil:
 
 include "writev.pxi"
 
+# Workers' memory (a chunk buffer and its record arrays, one block each) is kept for the next
+# pass, a few blocks at most: a directory of small files would otherwise map and fault in fresh
+# zeroed pages for every file (measured: half the time of counting 1,000 files of 1 MB).
+cdef extern from *:
+    """
+    #include <pthread.h>
+    #include <stdlib.h>
+    #define PF_BLOCKS 4
+    static pthread_mutex_t pf_blocks_mu = PTHREAD_MUTEX_INITIALIZER;
+    static void *pf_blocks_p[PF_BLOCKS];
+    static size_t pf_blocks_n[PF_BLOCKS];
+
+    /* A block of at least n bytes (a kept one not more than twice that, else malloc'd); its
+       size in *got. NULL when out of memory. */
+    static void *pf_block_get(size_t n, size_t *got) {
+        void *p = NULL;
+        pthread_mutex_lock(&pf_blocks_mu);
+        for (int i = 0; i < PF_BLOCKS; i++) {
+            if (pf_blocks_p[i] && pf_blocks_n[i] >= n && pf_blocks_n[i] <= 2 * n) {
+                p = pf_blocks_p[i];
+                *got = pf_blocks_n[i];
+                pf_blocks_p[i] = NULL;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&pf_blocks_mu);
+        if (p == NULL) {
+            p = malloc(n);
+            *got = n;
+        }
+        return p;
+    }
+
+    /* Keep a block for the next pass, or free it when PF_BLOCKS are kept already. */
+    static void pf_block_put(void *p, size_t n) {
+        if (p == NULL)
+            return;
+        pthread_mutex_lock(&pf_blocks_mu);
+        for (int i = 0; i < PF_BLOCKS; i++) {
+            if (pf_blocks_p[i] == NULL) {
+                pf_blocks_p[i] = p;
+                pf_blocks_n[i] = n;
+                p = NULL;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&pf_blocks_mu);
+        free(p);
+    }
+    """
+    void* pf_block_get(size_t n, size_t* got) nogil
+    void pf_block_put(void* p, size_t n) nogil
+
 cdef extern from "<sys/uio.h>" nogil:
     ssize_t pwritev(int fd, const iovec* vec, int cnt, int64_t offset)
 
@@ -121,6 +174,8 @@ cdef struct Shared:
 cdef struct Worker:
     Shared* sh
     int id
+    void* block                  # the memory below, one block (pf_block_get)
+    size_t block_size
     uint8_t* buf
     int64_t* offsets
     uint32_t* caplens
@@ -459,6 +514,11 @@ cdef class PcapCopy:
         cdef pthread_t* threads
         cdef Py_ssize_t room = self.chunk + HDR + self.limit
         cdef Py_ssize_t cap_records = room // HDR + 2
+        cdef size_t a_buf = (room + 63) & ~(<size_t>63)
+        cdef size_t a_off = cap_records * sizeof(int64_t)
+        cdef size_t a_u32 = ((cap_records * sizeof(uint32_t)) + 15) & ~(<size_t>15)
+        cdef size_t need = a_buf + a_off + 3 * a_u32 + cap_records * sizeof(iovec)
+        cdef uint8_t* base
         cdef int i, ok = 1, started = 0, nw = self.nworkers
         if self.ran:
             raise RuntimeError("a PcapCopy runs once")
@@ -483,17 +543,21 @@ cdef class PcapCopy:
             free(threads)
             raise MemoryError()
         for i in range(nw):
+            workers[i].block = NULL
+        for i in range(nw):
             workers[i].sh = sh
             workers[i].id = i
-            workers[i].buf = <uint8_t*>malloc(room)
-            workers[i].offsets = <int64_t*>malloc(cap_records * sizeof(int64_t))
-            workers[i].caplens = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
-            workers[i].wirelens = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
-            workers[i].verdicts = <uint32_t*>malloc(cap_records * sizeof(uint32_t))
-            workers[i].vec = <iovec*>malloc(cap_records * sizeof(iovec))
-            if (workers[i].buf == NULL or workers[i].offsets == NULL or workers[i].caplens == NULL
-                    or workers[i].wirelens == NULL or workers[i].verdicts == NULL or workers[i].vec == NULL):
+            workers[i].block = pf_block_get(need, &workers[i].block_size)
+            if workers[i].block == NULL:
                 ok = 0
+                continue
+            base = <uint8_t*>workers[i].block
+            workers[i].buf = base
+            workers[i].offsets = <int64_t*>(base + a_buf)
+            workers[i].caplens = <uint32_t*>(base + a_buf + a_off)
+            workers[i].wirelens = <uint32_t*>(base + a_buf + a_off + a_u32)
+            workers[i].verdicts = <uint32_t*>(base + a_buf + a_off + 2 * a_u32)
+            workers[i].vec = <iovec*>(base + a_buf + a_off + 3 * a_u32)
         try:
             if not ok:
                 raise MemoryError()
@@ -516,12 +580,8 @@ cdef class PcapCopy:
                 raise OSError("cannot start a worker thread")
         finally:
             for i in range(nw):
-                free(workers[i].buf)
-                free(workers[i].offsets)
-                free(workers[i].caplens)
-                free(workers[i].wirelens)
-                free(workers[i].verdicts)
-                free(workers[i].vec)
+                if workers[i].block != NULL:
+                    pf_block_put(workers[i].block, workers[i].block_size)
             free(workers)
             free(threads)
         if sh.positional:
