@@ -209,6 +209,8 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     if len(sources) == 1:
         return _one_file(_vm, _fastcopy, sources[0], dst, program_for, count, ts_resolution, progress,
                          announce, truncate, rotate, workers, byte_range)
+    if dst is None and count is None and workers > 1:
+        return _count_files(_vm, _fastcopy, sources, program_for, progress, announce, workers)
     headers = []
     for s in sources:
         h = _peek(s)
@@ -219,8 +221,6 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         if headers and h.ts_resolution != headers[0].ts_resolution and dst is not None:
             return None
         headers.append(h)
-    if dst is None and count is None and workers > 1:
-        return _count_files(_vm, _fastcopy, sources, headers, program_for, progress, announce, workers)
     return _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers)
 
 
@@ -250,56 +250,84 @@ class _Programs:
         return self.cache[key]
 
 
-def _count_files(_vm, _fastcopy, sources, headers, program_for, progress, announce, workers):
-    """Count the matches of several files, `workers` files at a time (one thread each)."""
-    from concurrent.futures import ThreadPoolExecutor, wait
+def _count_files(_vm, _fastcopy, sources, program_for, progress, announce, workers):
+    """Count the matches of several files, `workers` threads each taking every workers-th file
+    (one pass each, GIL released); each file opened once, its program compiled on first need
+    (link types may differ: nothing is written). None when a file is not for the fast path."""
     started = time.perf_counter()
+    h0 = _peek(sources[0])
+    if h0 is None:
+        return None
     programs = _Programs(_vm, program_for)
-    decoded = [programs.get(h) for h in headers]      # compiled (and refused) before any pass
+    programs.get(h0)                      # compiled (and refused) before any pass
     if announce is not None:
-        announce(sources[0], headers[0].linktype, headers[0].snaplen)
+        announce(sources[0], h0.linktype, h0.snaplen)
+    lock = threading.Lock()
     jobs = [None] * len(sources)
     stop = threading.Event()
+    failed = []
 
-    def one(i):
-        if stop.is_set():
-            return "cancelled"
-        opened = _open_eligible(sources[i])
-        if opened is None:
-            return "anomaly"
-        fd, h = opened
-        try:
-            jobs[i] = job = _fastcopy.PcapCopy(decoded[i][0], decoded[i][1], fd, -1, 24,
-                                               min(h.snaplen, h.maxcap), **_sized(os.fstat(fd).st_size, 1))
-            if stop.is_set():
-                return "cancelled"
-            return job.run()
-        finally:
-            os.close(fd)
+    def share(k):
+        for i in range(k, len(sources), workers):
+            if stop.is_set() or failed:
+                return
+            opened = _open_eligible(sources[i])
+            if opened is None:
+                failed.append(i)
+                return
+            fd, h = opened
+            try:
+                with lock:
+                    decoded, clear_mem = programs.get(h)
+                job = _fastcopy.PcapCopy(decoded, clear_mem, fd, -1, 24, min(h.snaplen, h.maxcap),
+                                         **_sized(os.fstat(fd).st_size, 1))
+                jobs[i] = job
+                if job.run() != "eof":
+                    failed.append(i)
+                    return
+            finally:
+                os.close(fd)
 
     total = total_size(sources)
-    sizes = [total_size([s]) for s in sources]
-    with ThreadPoolExecutor(max_workers=min(workers, len(sources)), thread_name_prefix="pfilter-file") as pool:
-        futures = [pool.submit(one, i) for i in range(len(sources))]
-        try:
-            while not all(f.done() for f in futures):
-                wait(futures, timeout=PROGRESS_INTERVAL)
+    sizes = None
+    threads = [threading.Thread(target=_catching(share, k, failed), name="pfilter-files", daemon=True)
+               for k in range(min(workers, len(sources)))]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(PROGRESS_INTERVAL)
                 if progress is not None:
+                    sizes = sizes or [total_size([s]) for s in sources]
                     progress(_done(jobs, sizes), total, _sum(jobs, sources))
-            statuses = [f.result() for f in futures]
-        except BaseException:
-            stop.set()
-            for j in jobs:
-                if j is not None:
-                    j.cancel()
-            raise
-    if any(st != "eof" for st in statuses):
+    except BaseException:
+        stop.set()
+        for j in jobs:
+            if j is not None:
+                j.cancel()
+        for t in threads:
+            t.join()
+        raise
+    errors = [f for f in failed if isinstance(f, BaseException)]
+    if errors:
+        raise errors[0]
+    if failed:
         return None           # the general path says what is wrong, file by file
     stats = _sum(jobs, sources)
     stats.seconds = time.perf_counter() - started
     if progress is not None:
         progress(total, total, stats)
     return stats
+
+
+def _catching(fn, k, failed):
+    def run():
+        try:
+            fn(k)
+        except BaseException as e:        # raised again by the calling thread
+            failed.append(e)
+    return run
 
 
 def _done(jobs, sizes):
