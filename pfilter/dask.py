@@ -164,19 +164,28 @@ def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
         close()
 
 
-def _gather_parts(client, tasks, expr, parts, resolutions):
-    """Run the tasks [(input number, path, byte range)] (part files `parts`, timestamp
-    resolutions of their outputs); their stats dicts, in order."""
-    futures = client.map(_run_part, [p for _i, p, _r in tasks], [expr] * len(tasks), [r for _i, _p, r in tasks],
-                         parts, resolutions, pure=False)
+def _submit(client, tasks, expr, parts, resolutions):
+    """Futures of the tasks [(input number, path, byte range)], in order (part files `parts`,
+    timestamp resolutions of their outputs)."""
+    return client.map(_run_part, [p for _i, p, _r in tasks], [expr] * len(tasks), [r for _i, _p, r in tasks],
+                      parts, resolutions, pure=False)
+
+
+def _joins(tasks, results, k):
+    """Whether task k's range ends where task k + 1's starts (or they are of different files)."""
+    return (k + 1 >= len(tasks) or tasks[k][0] != tasks[k + 1][0] or tasks[k][2] is None
+            or results[k]["range_end"] == tasks[k + 1][2][0])
+
+
+def _gather_parts(client, tasks, expr, parts, resolutions, futures=None):
+    """Run the tasks; their stats dicts, in order. An input whose range the fast path gave up
+    on, or whose ranges do not join (a guessed start that is not where the walk of the range
+    before stopped), is filtered whole again."""
+    if futures is None:
+        futures = _submit(client, tasks, expr, parts, resolutions)
     results = client.gather(futures)
-    # An input whose range the fast path gave up on, or whose ranges do not join (a guessed
-    # start that is not where the walk of the range before stopped): the whole file again.
     redo = {tasks[k][0] for k, r in enumerate(results) if r is None}
-    for k in range(len(tasks) - 1):
-        if (tasks[k][0] == tasks[k + 1][0] and tasks[k][2] is not None and results[k] is not None
-                and results[k]["range_end"] != tasks[k + 1][2][0]):
-            redo.add(tasks[k][0])
+    redo |= {tasks[k][0] for k in range(len(tasks)) if results[k] is not None and not _joins(tasks, results, k)}
     for i in sorted(redo):
         ks = [k for k, t in enumerate(tasks) if t[0] == i]
         for k in ks:
@@ -222,8 +231,14 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
                     srcs = [p] if to_dir else paths
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
-        results = _gather_parts(client, tasks, expr, parts,
-                                [headers[t[0] if to_dir else 0][1] for t in tasks])
+        resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
+        futures = _submit(client, tasks, expr, parts, resolutions)
+        if not to_dir:
+            # one output: each part is joined as soon as it and those before it are done
+            streamed = _stream(futures, tasks, parts, targets[0], headers[0][0], paths)
+            if streamed is not None:
+                return _total(streamed, paths)
+        results = _gather_parts(client, tasks, expr, parts, resolutions, futures)
         # join the parts in input order (their own pcap headers left out)
         for i in (range(len(paths)) if to_dir else [0]):
             header = headers[i][0]
@@ -243,6 +258,30 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
     finally:
         shutil.rmtree(work, ignore_errors=True)
         close()
+
+
+def _stream(futures, tasks, parts, target, header, paths):
+    """Join the parts into target in order while later tasks still run; the results, or None
+    (nothing written) when a range needs redoing (then _gather_parts does it)."""
+    from .capture.files import AtomicFile
+    dst = AtomicFile(target, protect=paths)
+    results = []
+    try:
+        dst.write(header)
+        fd = dst.fileno()
+        for k, f in enumerate(futures):
+            r = f.result()
+            results.append(r)
+            if r is None or not _joins(tasks, results, k):
+                dst.abort()
+                return None
+            if os.path.exists(parts[k]):
+                _append(fd, parts[k])
+    except BaseException:
+        dst.abort()
+        raise
+    dst.commit()
+    return results
 
 
 def _append(fd, part):
