@@ -786,8 +786,10 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     if args.scheduler:
         if args.write is None and not args.count_only:
             raise FilterError("--scheduler needs -w FILE (or DIR/) or --count")
-        if args.merge or after is not None or before is not None or any(edits):
-            raise FilterError("--scheduler takes neither --merge, --after/--before nor output options")
+        if (args.merge or after is not None or before is not None or any(edits) or args.count
+                or forced_lt is not None or args.no_optimize):
+            raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O and the "
+                              "output options")
         from . import dask as pdask
         client, close = pdask.connect(args.scheduler)
         try:
