@@ -115,7 +115,36 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
                             format="pcap" if part is not None else None)
     result = stats.as_dict()
     result["range_end"] = stats.range_end
+    result["matched_bytes"] = stats.matched_bytes      # None: not the fast path
     return result
+
+
+def _write_range(path, expr, byte_range, target, offset, size):
+    """On a worker: write the matches of a range (or of the whole file) of a classic pcap file
+    into the shared file `target` at `offset` (its records exactly `size` bytes, known from the
+    counting pass); True when that is what was written."""
+    from .capture import _fastcopy
+    from .capture.fastpath import _decode, _open_eligible, _sized
+    from . import _vm
+    opened = _open_eligible(path)
+    if opened is None:
+        return False
+    in_fd, h = opened
+    try:
+        out_fd = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
+            start, end = (24, None) if byte_range is None else byte_range
+            end = -1 if end is None else end
+            job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
+                                     out_size=offset, end=end,
+                                     **_sized((os.fstat(in_fd).st_size if end < 0 else end) - start, 1))
+            status = job.run()
+            return status == "eof" and job.out_size == offset + size
+        finally:
+            os.close(out_fd)
+    finally:
+        os.close(in_fd)
 
 
 # ---------------------------------------------------------------------------------- client side
@@ -232,6 +261,10 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
         resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
+        if not to_dir:
+            direct = _write_in_place(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0])
+            if direct is not None:
+                return _total(direct, paths)
         futures = _submit(client, tasks, expr, parts, resolutions)
         if not to_dir:
             # one output: each part is joined as soon as it and those before it are done
@@ -258,6 +291,63 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
     finally:
         shutil.rmtree(work, ignore_errors=True)
         close()
+
+
+class _SharedOutput:
+    """pfilter's atomic output with a temporary file that has a name (next to the target), so
+    that the workers can open it and write their ranges into it."""
+
+    def __new__(cls, target, protect):
+        from .capture.files import AtomicFile
+
+        class Named(AtomicFile):
+            def _unnamed(self):
+                return -1
+        out = Named(target, protect=protect)
+        out.shared_path = None if getattr(out, "named", None) is None else os.path.join(
+            os.path.dirname(os.path.abspath(out.target)), out.named)
+        return out
+
+
+def _write_in_place(client, tasks, expr, paths, target, header, resolution):
+    """One output from classic pcap inputs of its timestamp resolution: a counting pass sizes
+    every range's output, then each range is written straight into the output at its offset
+    (no part files, no joining). None (nothing written) when that does not apply: an input off
+    the fast path, ranges that do not join, another resolution."""
+    from .capture.fastpath import _peek
+    for p in set(paths):
+        h = _peek(p)
+        if h is None or h.ts_resolution != resolution:
+            return None
+    counted = client.gather(_submit(client, tasks, expr, [None] * len(tasks), [None] * len(tasks)))
+    if any(r is None or r["matched_bytes"] is None for r in counted) or not all(
+            _joins(tasks, counted, k) for k in range(len(tasks))):
+        return None
+    sizes = [16 * r["matched"] + r["matched_bytes"] for r in counted]
+    offsets, pos = [], len(header)
+    for size in sizes:
+        offsets.append(pos)
+        pos += size
+    dst = _SharedOutput(target, paths)
+    try:
+        if dst.shared_path is None:          # written in place (a device): not for this
+            dst.abort()
+            return None
+        dst.write(header)
+        oks = client.gather(client.map(_write_range, [p for _i, p, _r in tasks], [expr] * len(tasks),
+                                       [r for _i, _p, r in tasks], [dst.shared_path] * len(tasks), offsets, sizes,
+                                       pure=False))
+        if not all(oks):
+            dst.abort()
+            return None
+        os.truncate(dst.shared_path, pos)
+    except BaseException:
+        dst.abort()
+        raise
+    dst.commit()
+    for r in counted:
+        r["written"], r["bytes"] = r["matched"], r["matched_bytes"]
+    return counted
 
 
 def _stream(futures, tasks, parts, target, header, paths):

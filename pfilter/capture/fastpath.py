@@ -40,7 +40,7 @@ class FilterStats:
     """What filter_file did: packets read, matched and written, bytes of packet data written,
     wall seconds, and the inputs it read. Reads like a dict too (stats["written"])."""
 
-    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files", "range_end")
+    __slots__ = ("read", "matched", "written", "bytes", "seconds", "files", "range_end", "matched_bytes")
     FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
 
     read: int
@@ -58,6 +58,9 @@ class FilterStats:
         # with a byte range: the first record boundary at or after its end (where the walk of
         # the range stopped; pfilter.dask checks it against the next range's start)
         self.range_end = None
+        # on the fast path: captured bytes of the matched packets, written or not (pfilter.dask
+        # sizes a range's output from a counting pass)
+        self.matched_bytes = None
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.FIELDS:
@@ -503,9 +506,11 @@ def _stats(job, out, src, started):
     files = [os.fspath(s) for s in src] if isinstance(src, list) else [os.fspath(src)]
     if job is None:
         return FilterStats(seconds=time.perf_counter() - started, files=files)
-    return FilterStats(read=job.read, matched=job.matched, written=job.written,
-                       bytes=job.bytes if out is not None else 0,
-                       seconds=time.perf_counter() - started, files=files)
+    stats = FilterStats(read=job.read, matched=job.matched, written=job.written,
+                        bytes=job.bytes if out is not None else 0,
+                        seconds=time.perf_counter() - started, files=files)
+    stats.matched_bytes = job.bytes
+    return stats
 
 
 def _decode(_vm, tuples):
