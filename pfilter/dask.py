@@ -13,10 +13,12 @@ workers.
 Large classic pcap files are cut into byte ranges on record boundaries
 (pfilter.capture.index, computed by a task on a worker); the ranges travel to the workers, not
 the packets: every worker reads its range from the file itself, so the paths must name the same
-files on every worker (a shared file system), and so must the output's directory, where each
-range task writes its part. The parts are then joined in input order into the output (a
-temporary directory next to it is removed afterwards; the output appears atomically, as every
-pfilter output). Other captures (pcapng, compressed) are one task each.
+files on every worker (a shared file system), and so must the output's directory. One output
+from classic pcap inputs: a counting pass sizes each range's share, then each worker writes its
+range straight into the output (a named temporary file next to it, renamed when complete) at
+its offset. Otherwise each range task writes a part file (in a temporary directory next to the
+output) and the parts are joined in input order as they complete. The output appears
+atomically, as every pfilter output. Other captures (pcapng, compressed) are one task each.
 
 Imports pfilter.errors and pfilter.capture at once; dask.distributed only when a function is
 called, so `import pfilter.dask` works without the extra and the calls then raise
