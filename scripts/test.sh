@@ -51,4 +51,8 @@ export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 # compat: a plain path entry instead of an import hook, so the `pfilter` command starts as fast
 # as from a regular install (the hook costs ~12 ms at every interpreter start).
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests "$@"
+# One pytest worker per usable core (pytest-xdist); PFILTER_TEST_JOBS=N sets the number, 0 runs
+# everything in this one process.
+jobs=(-n "${PFILTER_TEST_JOBS:-auto}")
+[ "${PFILTER_TEST_JOBS:-auto}" != 0 ] || jobs=()
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider "${jobs[@]}" tests "$@"
