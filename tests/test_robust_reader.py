@@ -122,16 +122,7 @@ def test_batches_kept_by_the_caller_stay_intact_while_reading_goes_on(tmp_path):
     assert len({id(b.data.base) for b in kept}) > 3       # several windows, each its own buffer
 
 
-def read_without_maps(monkeypatch):
-    """Read regular files with pread, as the pure-Python build does (no guarded maps; the mapped
-    path has its own tests in test_robust_guardmap.py)."""
-    from pfilter.capture import reader
-    if hasattr(reader._scan, "map_file"):
-        monkeypatch.delattr(reader._scan, "map_file")
-
-
-def test_window_buffers_are_reused_when_no_batch_holds_them(tmp_path, monkeypatch):
-    read_without_maps(monkeypatch)
+def test_window_buffers_are_reused_when_no_batch_holds_them(tmp_path):
     path = write(tmp_path, "a.pcap", many_pcap())
     buffers, got = set(), []
     with pfilter.open(path, window_bytes=32768, batch_packets=8) as cap:
@@ -143,17 +134,10 @@ def test_window_buffers_are_reused_when_no_batch_holds_them(tmp_path, monkeypatc
     assert len(buffers) <= 2           # about 20 windows, two buffers
 
 
-@pytest.mark.parametrize("how", ["pread", "reuse_buffer"])
-def test_the_read_path_maps_no_file(tmp_path, monkeypatch, how):
-    """No memory map on the read path (pure-Python build, reuse_buffer=True): /proc/self/maps
-    names no capture file."""
-    options = {}
-    if how == "pread":
-        read_without_maps(monkeypatch)
-    else:
-        options["reuse_buffer"] = True
+def test_the_reader_maps_no_file(tmp_path):
+    """No memory map anywhere on the read path: /proc/self/maps names no capture file."""
     path = write(tmp_path, "mapped-or-not.pcap", many_pcap())
-    with pfilter.open(path, **options) as cap:
+    with pfilter.open(path) as cap:
         b = next(iter(cap))
         maps = Path("/proc/self/maps").read_text() if Path("/proc/self/maps").exists() else ""
         assert str(path) not in maps

@@ -1,8 +1,6 @@
 """Pure-Python twin of pfilter.capture._reader: the same record scanners, same arguments, same
 results, for PFILTER_PUREPYTHON=1, for builds without the extension, and as the oracle the fuzz
-tests compare the Cython scanners against. It has no map_file (the C module's guarded memory
-maps): Python cannot install a SIGBUS handler that survives a truncated map, so the pure-Python
-build reads regular files with pread.
+tests compare the Cython scanners against.
 
 Imports nothing from pfilter.
 """

@@ -5,23 +5,16 @@ Imports pfilter.batch and pfilter.errors, and the record scanners (the Cython pf
 or its pure-Python twin pfilter.capture._pyscan when PFILTER_PUREPYTHON=1 or the extension is not
 built). Never the compiler or the VM.
 
-How it reads: the file is seen through *windows*, each a numpy uint8 array. A plain regular file
-is read through memory maps (MAP_SHARED, populated when made: no copy out of the page cache),
-each a GuardedMap of the C scanner module: a file truncated while it is mapped (log rotation,
-copytruncate) never kills the process with SIGBUS: the pages past its new end read as zeros.
-After every scan of a map the reader checks the map's `faulted` flag and the file's size; if the
-file is now shorter than the map, it drops what it scanned and reads the rest of the file with
-pread, so the file ends like any truncated file (tcpdump's message, the offset after the last
-intact packet). Everything else (pipes, compressed input, special files; every input of
-the pure-Python build, which has no signal handler; reuse_buffer=True) is read into a small pool
-of buffers (pread for a regular file, readinto for pipes, a decompression loop for compressed
-input): a buffer is refilled only when no delivered batch still uses it. Either way batches stay
-valid as long as they are kept (a batch keeps its map or buffer alive) and memory stays bounded
-whatever the file size. With reuse_buffer=True one buffer serves every window (the filter path:
-the data is still in the CPU cache when it is filtered and written). A batch's `data` is its
-window: no packet is copied, no Python object is made per packet; the scanner fills
-offset/length/timestamp arrays in C with the GIL released (as pread and mmap release it). A batch
-is always delivered before its window is touched again.
+How it reads: the file is seen through *windows*, each a numpy uint8 array filled by large reads
+(pread for a regular file, readinto for pipes, a decompression loop for compressed input) into a
+small pool of buffers: a buffer is refilled only when no delivered batch still uses it, so batches
+stay valid as long as they are kept and memory stays bounded whatever the file size. Nothing is
+memory-mapped: a file truncated while it is read ends like a truncated file (tcpdump's message,
+the offset after the last intact packet), never with SIGBUS. With reuse_buffer=True one buffer
+serves every window (the filter path: the data is still in the CPU cache when it is filtered and
+written). A batch's `data` is its window: no packet is copied, no Python object is made per
+packet; the scanner fills offset/length/timestamp arrays in C with the GIL released (as pread
+releases it). A batch is always delivered before its window is touched again.
 
 Format facts follow libpcap 1.10.3 (sf-pcap.c, sf-pcapng.c): link-type upper bits masked, snapshot
 length 0 or above INT_MAX replaced by the link type's maximum, records longer than the snapshot
@@ -32,7 +25,6 @@ intact packet before it was delivered (the batch first, the error on the next ca
 from __future__ import annotations
 
 import io
-import mmap
 import os
 import stat
 import struct
@@ -83,36 +75,27 @@ def _max_blocksize(linktype):
 
 
 class _Source:
-    """Windows of the input: guarded memory maps of a regular file (`map_fd`), or numpy arrays
-    filled by reads.
+    """Windows of the input, each a numpy array filled by reads (never a memory map: a file
+    truncated while it is read would kill the process with SIGBUS; a short read just ends the
+    data, and the damaged record is reported like any truncated file).
 
-    Maps: each window is a fresh GuardedMap from a page boundary at or below the position asked
-    for, at most to the file's size now; a batch keeps its map alive. `damaged()` says whether
-    the file was cut below the current map's end since it was made: the caller then calls
-    `stop_mapping()` and reads again, with pread from then on.
-
-    Reads: `fill(view, at)` reads into the memoryview and returns the byte count (0 at the end);
-    `at` is the file position, used when `positional` (a regular file, read with pread: any
-    position can be asked for; a short read just ends the data, and the damaged record is
-    reported like any truncated file). A stream is read forward only and its leftover bytes move
-    to the next window. Each window is a buffer of the pool whose earlier windows no delivered
-    batch still uses (the pool's buffers stay faulted in and cached, so reading costs one copy
-    from the page cache); with `reuse` one buffer serves every window and a batch is only valid
-    until the next one is read. `error` is set by a decompressor whose data ended early or was
-    damaged: the window then simply ends there."""
+    `fill(view, at)` reads into the memoryview and returns the byte count (0 at the end); `at`
+    is the file position, used when `positional` (a regular file, read with pread: any position
+    can be asked for). A stream is read forward only and its leftover bytes move to the next
+    window. Each window is a buffer of the pool whose earlier windows no delivered batch still
+    uses (the pool's buffers stay faulted in and cached, so reading costs one copy from the page
+    cache); with `reuse` one buffer serves every window and a batch is only valid until the next
+    one is read. `error` is set by a decompressor whose data ended early or was damaged: the
+    window then simply ends there."""
 
     POOL = 2
 
-    def __init__(self, fill, window, positional=False, reuse=False, inflater=None, map_fd=None, start=0):
+    def __init__(self, fill, window, positional=False, reuse=False, inflater=None):
         self.fill = fill
         self.window_bytes = window
         self.positional = positional
         self.reuse = reuse
         self.inflater = inflater
-        self.map_fd = map_fd
-        self.start = start          # file offset of position 0 (a file object handed over mid-file)
-        self.map = None
-        self.map_end = 0            # file offset where the current map ends
         self.pool = []
         self.arr = np.zeros(0, np.uint8)
         self.base = 0
@@ -121,36 +104,6 @@ class _Source:
     @property
     def error(self):
         return self.inflater.error if self.inflater is not None else None
-
-    def damaged(self):
-        """True if the current window is a map of a file that has since been cut below the map's
-        end: what was read from it may be zeros, either from pages past the new end (the map's
-        `faulted` flag) or from the tail of the new last page, which the kernel zeroes and which
-        reads without a fault. One fstat per scan."""
-        return self.map is not None and (self.map.faulted or os.fstat(self.map_fd).st_size < self.map_end)
-
-    def stop_mapping(self):
-        """Read with pread from now on (batches keep the maps they point into)."""
-        self.map_fd = self.map = None
-
-    def _map_window(self, pos, need):
-        """(array, base, at_eof) of a new guarded map, or None when there is nothing to map (at
-        the end, or a file whose size says nothing, as in /proc) or it cannot be mapped: the
-        window is then read."""
-        fd = self.map_fd
-        size = os.fstat(fd).st_size
-        at = self.start + pos
-        first = at - at % mmap.ALLOCATIONGRANULARITY
-        length = min(size - first, max(self.window_bytes, at - first + need))
-        if length <= 0 or at >= size:
-            return None
-        gm = _scan.map_file(fd, first, length)
-        if gm is None:
-            return None
-        self.map, self.map_end = gm, first + length
-        skip = max(0, self.start - first)
-        arr = np.frombuffer(gm, np.uint8)[skip:]
-        return arr, first + skip - self.start, first + length >= size
 
     def _buffer(self, size):
         if self.reuse:
@@ -168,11 +121,6 @@ class _Source:
 
     def window(self, pos, need):
         """(array, base, at_eof) with base <= pos covering pos..pos+need unless the input ends."""
-        if self.map_fd is not None:
-            got = self._map_window(pos, need)
-            if got is not None:
-                return got
-            self.map = None         # nothing to map (the end), or no map to be had: read it
         rel = pos - self.base
         if self.positional or not 0 <= rel <= len(self.arr):
             keep = self.arr[:0]
@@ -199,7 +147,6 @@ class _Source:
 
     def close(self):
         self.pool = []
-        self.map = None
         self.arr = np.zeros(0, np.uint8)
 
 
@@ -360,23 +307,6 @@ def _pread(fd, start):
     return fill
 
 
-def _source(f, owns, compression, window_bytes, reuse):
-    """How the input is read, decided here only: a plain regular file through guarded memory
-    maps (when the C scanner module is built: the pure-Python build has no SIGBUS handler and
-    reads with pread) unless reuse is asked for; a regular file otherwise with pread; compressed
-    input through the decompression loop; anything else (pipes, terminals, devices) with reads."""
-    if compression is not None:
-        inflater = _Inflater(f, compression)
-        return _Source(_readinto(inflater), window_bytes, reuse=reuse, inflater=inflater)
-    fd = _regular_fd(f)
-    if fd is None:
-        return _Source(_readinto(f), window_bytes, reuse=reuse)
-    start = 0 if owns else f.tell()
-    mapped = not reuse and hasattr(_scan, "map_file")
-    return _Source(_pread(fd, start), window_bytes, positional=True, reuse=reuse,
-                   map_fd=fd if mapped else None, start=start)
-
-
 def _readinto(stream):
     def fill(view, at):
         got = stream.readinto(view)
@@ -432,8 +362,17 @@ class Capture:
         self.linktype_ext = 0
         self.interfaces = []
         try:
-            self.compression = _compression(_peek(self._f, 6))
-            self._src = _source(self._f, self._owns, self.compression, window_bytes, reuse_buffer)
+            head = _peek(self._f, 6)
+            self.compression = _compression(head)
+            fd = _regular_fd(self._f)
+            if self.compression is not None:
+                inflater = _Inflater(self._f, self.compression)
+                self._src = _Source(_readinto(inflater), window_bytes, reuse=reuse_buffer, inflater=inflater)
+            elif fd is not None:
+                self._src = _Source(_pread(fd, self._f.tell() if not self._owns else 0), window_bytes,
+                                    positional=True, reuse=reuse_buffer)
+            else:
+                self._src = _Source(_readinto(self._f), window_bytes, reuse=reuse_buffer)
             self._open_header()
         except BaseException:
             self.close()
@@ -473,19 +412,7 @@ class Capture:
     def _bytes(self, pos, n):
         got = self._ensure(pos, n)
         start = pos - self._base
-        data = self._arr[start:start + got].tobytes()
-        if self._src.damaged():
-            self._unmapped()
-            return self._bytes(pos, n)
-        return data
-
-    def _unmapped(self):
-        """The current window is a map of a file truncated since it was made (some of it now
-        reads as zeros): forget what was scanned in it and read on with pread from self._pos,
-        where the file's new end is met as in any truncated file. None, for _next_batch."""
-        self._src.stop_mapping()
-        self._arr, self._base, self._eof = np.zeros(0, np.uint8), self._pos, False
-        return None
+        return self._arr[start:start + got].tobytes()
 
     # -- headers ---------------------------------------------------------------------------------
 
@@ -768,13 +695,9 @@ class Capture:
     def _scan_pcap(self):
         rel = self._pos - self._base
         arrays = self._alloc(len(self._arr) - rel, self._hdrsize)
-        if self._src.map is not None:
-            _scan.guard_sigbus()
         n, newrel, status, info = _scan.scan_pcap(
             self._arr, rel, self._swapped, self._hdrsize, self._nsec, self.snaplen, self._maxcap,
             self._lengths_swapped, self._base, *arrays, len(arrays[0]), self.batch_bytes)
-        if self._src.damaged():
-            return self._unmapped()
         batch = self._finish(n, arrays)
         self._pos = self._base + newrel
         if batch is not None:
@@ -826,13 +749,9 @@ class Capture:
         t = self._ifaces
         before = t.count
         t.state[:] = (self._swapped, t.count, self._section_base)
-        if self._src.map is not None:
-            _scan.guard_sigbus()
         n, newrel, status, info = _scan.scan_pcapng(
             self._arr, rel, self._base, self._max_blocksize, t.state, t.linktype, t.snaplen, t.tsmode,
             t.units, t.tsoffset, t.offset, t.nameoff, t.namelen, *arrays, *extra, cap, self.batch_bytes)
-        if self._src.damaged():     # the table's count and the section are not taken from the scan
-            return self._unmapped()
         self._swapped, self._section_base = bool(t.state[0]), int(t.state[2])
         t.count = int(t.state[1])
         t.take_names(before, self._arr, self._base)
