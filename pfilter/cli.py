@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from ._argparse import Parser as _Parser, UsageError as _UsageError
+
 # One filtering process needs no BLAS thread pool: spinning its threads up costs ~0.1 s of CPU
 # at numpy's import. Only the command does this, never `import pfilter`.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -41,13 +43,6 @@ input's timestamp resolution unless --micro / --nano say otherwise.
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise _UsageError(message)
-
-
-class _UsageError(Exception):
-    pass
 
 
 def build_parser():

@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .errors import FilterError
+from ._argparse import Parser, UsageError as _UsageError
 
 __all__ = ["Debugger", "cli_main"]
 
@@ -269,17 +270,7 @@ class Debugger(cmd.Cmd):
         self.say(str(self.program.explain(pkt, wl)))
 
 
-class _UsageError(Exception):
-    pass
-
-
 def _parser() -> Any:
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:
-            raise _UsageError(message)
-
     ap = Parser(prog="pfilter debug",
                 description="An interactive stepper for filters in the spirit of the kernel's bpf_dbg: load an "
                             "expression or a program and a capture, select a packet, step, set breakpoints, run, "

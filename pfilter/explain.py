@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import packet_bytes
 from .errors import FilterError
+from ._argparse import Parser, UsageError as _UsageError
 from .trace import Step, Trace, load_range, trace
 
 if TYPE_CHECKING:
@@ -293,17 +294,7 @@ def _find(root: Any, span: tuple[int, int], A: Any) -> Any:
 
 # ---------------------------------------------------------------------------- the command
 
-class _UsageError(Exception):
-    pass
-
-
 def _parser() -> Any:
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:
-            raise _UsageError(message)
-
     ap = Parser(prog="pfilter explain",
                 description="Say why the filter accepts or rejects packets of a capture, in the expression's "
                             "terms: the verdict, the primitive that decided with a caret under it, and what it "

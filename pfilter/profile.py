@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import FilterError
+from ._argparse import Parser, UsageError as _UsageError
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -152,17 +153,7 @@ def profile_file(expression: str, path: str, count: int | None = None, optimize:
 
 # ---------------------------------------------------------------------------- the command
 
-class _UsageError(Exception):
-    pass
-
-
 def _parser() -> Any:
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:
-            raise _UsageError(message)
-
     ap = Parser(prog="pfilter profile",
                 description="Count, per instruction and per primitive of the expression, how often the filter's "
                             "program ran it over a whole capture (the VM's batch loop with a counter), and print "

@@ -16,23 +16,15 @@ import os
 import platform
 import sys
 
+from .._argparse import Parser, UsageError as _UsageError
+
 COMMANDS = ("disasm", "emu", "asm", "dump")
 PTRACE_ATTACH, PTRACE_DETACH, PTRACE_SECCOMP_GET_FILTER = 16, 17, 0x420C
 _HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
               "riscv64": "riscv64", "i686": "i386", "i386": "i386"}.get(platform.machine().lower(), "x86_64")
 
 
-class _UsageError(Exception):
-    pass
-
-
 def _parser():
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise _UsageError(message)
-
     ap = Parser(prog="pfilter seccomp",
                 description="Read, run and write seccomp filters (classic BPF over struct seccomp_data): "
                             "disasm FILE shows a raw filter (libseccomp's export_bpf format) as text; emu FILE "
