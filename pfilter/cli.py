@@ -609,7 +609,7 @@ def main(argv=None):
 
 
 def _run(args):
-    from .errors import CaptureFormatError, FilterError
+    from .errors import FilterError
     from .linktypes import linktype_number
 
     expr = _expression(args)

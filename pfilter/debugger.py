@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from .errors import FilterError
-from ._argparse import Parser, UsageError as _UsageError
+from ._argparse import Parser, parse
 
 __all__ = ["Debugger", "cli_main"]
 
@@ -300,12 +300,9 @@ def _history() -> Any:
 
 def cli_main(argv: list[str]) -> int:
     """`pfilter debug [-r FILE] [EXPR]`: commands from standard input."""
-    from .cli import _fail
-    try:
-        args = _parser().parse_args(argv)
-    except _UsageError as e:
-        sys.stderr.write(_parser().format_usage())
-        return _fail(str(e))
+    args = parse(_parser(), argv)
+    if args is None:
+        return 1
     dbg = Debugger(stdin=None if sys.stdin.isatty() else sys.stdin)
     if not sys.stdin.isatty():
         dbg.prompt = ""

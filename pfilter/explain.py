@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import packet_bytes
 from .errors import FilterError
-from ._argparse import Parser, UsageError as _UsageError
+from ._argparse import Parser, parse
 from .trace import Step, Trace, load_range, trace
 
 if TYPE_CHECKING:
@@ -328,11 +328,9 @@ def cli_main(argv: list[str]) -> int:
 
     from . import compile as _compile
     from .cli import _fail, _one_line
-    try:
-        args = _parser().parse_args(argv)
-    except _UsageError as e:
-        sys.stderr.write(_parser().format_usage())
-        return _fail(str(e))
+    args = parse(_parser(), argv)
+    if args is None:
+        return 1
     if args.count is not None and args.count < 0:
         return _fail("-c needs a count >= 0")
     if args.packet is not None and args.packet < 1:

@@ -116,7 +116,7 @@ def _module_ir(low: Lowering, name: str, indexed: bool = False) -> str:
     import llvmlite.binding as llvm
     import llvmlite.ir as ir
 
-    i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
     ptr = i8.as_pointer()
     m = ir.Module(name=name)
     m.triple = llvm.get_process_triple()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import FilterError
-from ._argparse import Parser, UsageError as _UsageError
+from ._argparse import Parser, parse
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -170,11 +170,9 @@ def cli_main(argv: list[str]) -> int:
     import sys
 
     from .cli import _fail, _one_line
-    try:
-        args = _parser().parse_args(argv)
-    except _UsageError as e:
-        sys.stderr.write(_parser().format_usage())
-        return _fail(str(e))
+    args = parse(_parser(), argv)
+    if args is None:
+        return 1
     if args.count is not None and args.count < 0:
         return _fail("-c needs a count >= 0")
     expr = " ".join(args.expression)

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..errors import CaptureFormatError, FilterError
+from ..errors import FilterError
 from .files import parse_pcap_header, pcap_magic_order
 
 # Records indexed per call of the header walk (memory: 32 bytes a record).
@@ -227,7 +227,6 @@ def window_range(path, after=None, before=None):
 def _reader_index(path):
     from .reader import open_capture
     offs, ts, cap, wire, lts = [], [], [], [], []
-    end = 0
     with open_capture(path) as c:
         fmt = c.format
         for batch in c:

@@ -69,7 +69,6 @@ def mpls(p, b, length):
 def ethernet(p, b, wirelen):
     if len(b) < 14:
         return "[|ether]", len(b)
-    caplen = len(b)
     dst, src = b[0:6], b[6:12]
     etype = u16(b, 12)
     off = 14

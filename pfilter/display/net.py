@@ -32,7 +32,7 @@ def arp(p, b, length, rarp=False):
     need = 8 + 2 * (hln + pln)
     if pro not in (0x0800, 0x0806) or pln != 4 or not hln or len(b) < need:
         if len(b) < need:
-            return pre + f"[|ARP]"
+            return pre + "[|ARP]"
         return pre + f"{_arp_hw(hrd)} (len {hln}), {_arp_pro(pro)} (len {pln}), {ARP_OPS.get(op, f'Unknown ({op})')}, length {length}"
     sha, spa = b[8:8 + hln], b[8 + hln:12 + hln]
     tha, tpa = b[12 + hln:12 + 2 * hln], b[12 + 2 * hln:16 + 2 * hln]
