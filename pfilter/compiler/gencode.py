@@ -12,8 +12,6 @@ Each `gen_*` method mirrors the libpcap function it names; differences are marke
 `Divergence:`.
 """
 
-import socket
-
 from pfilter.errors import FilterError
 from pfilter.opcodes import (
     BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND, BPF_JA,
@@ -22,6 +20,7 @@ from pfilter.opcodes import (
     BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
 )
 from pfilter.compiler import ast as A
+from pfilter.compiler import names
 from pfilter.compiler.blocks import Block, JMP, Stmt, backpatch, gen_and, gen_not, gen_or
 from pfilter.compiler.constants import (
     ETHERTYPE_8021AD, ETHERTYPE_8021Q, ETHERTYPE_8021QINQ, ETHERTYPE_AARP, ETHERTYPE_ARP,
@@ -58,55 +57,6 @@ _RELOPS = {">": (BPF_JGT, False), ">=": (BPF_JGE, False), "=": (BPF_JEQ, False),
 # The dir qualifier words; None is libpcap's Q_DEFAULT.
 Q_SRC, Q_DST, Q_OR, Q_AND = "src", "dst", "src or dst", "src and dst"
 _WLAN_DIRS = ("addr1", "addr2", "addr3", "addr4", "ra", "ta")
-
-
-def _atoin(text):
-    """libpcap: __pcap_atoin(): dotted decimal to (value, bits), bits -1 when a part > 255."""
-    value = 0
-    bits = 0
-    for part in text.split("."):
-        n = 0
-        for ch in part:
-            if not ch.isdigit():
-                return value, -1
-            n = n * 10 + ord(ch) - 48
-            if n > 255:
-                return value, -1
-        value = ((value << 8) | n) & 0xFFFFFFFF
-        bits += 8
-    return value, bits
-
-
-def _atodn(text):
-    """libpcap: __pcap_atodn(): `area.node` to a DECnet address, None if malformed."""
-    parts = text.split(".")
-    try:
-        area, node = int(parts[0]), int(parts[1])
-    except (ValueError, IndexError):
-        return None
-    return ((area << 10) & 0o176000) | (node & 0o1777)
-
-
-def _scanf_int(text):
-    """The leading decimal integer of text the way sscanf("%d") reads it, and the rest."""
-    i = 0
-    n = len(text)
-    while i < n and text[i] in " \t\n":
-        i += 1
-    j = i
-    if j < n and text[j] in "+-":
-        j += 1
-    k = j
-    while k < n and text[k].isdigit():
-        k += 1
-    if k == j:
-        return None, text
-    return int(text[i:k]), text[k:]
-
-
-def _names():
-    from pfilter.compiler import names
-    return names
 
 
 def _tag_origin(head, span):
@@ -773,7 +723,6 @@ class Codegen(LinkLayerMixin):
 
     def lookup_proto(self, name, proto):
         # libpcap: lookup_proto()
-        names = _names()
         if proto in (None, "ip", "ip6"):
             v = names.protocol_number(name)
             if v is None:
@@ -787,7 +736,7 @@ class Codegen(LinkLayerMixin):
                     _err(f"unknown ether proto '{name}'")
             return v
         if proto == "iso":
-            v = {"esis": ISO9542_ESIS, "isis": ISO10589_ISIS, "clnp": ISO8473_CLNP}.get(name)
+            v = names.iso_proto_number(name)
             if v is None:
                 _err(f"unknown osi proto '{name}'")
             return v
@@ -936,7 +885,7 @@ class Codegen(LinkLayerMixin):
         # libpcap: gen_scode()
         proto, dir, kind = q.proto, q.dir, q.kind
         if kind == "net":
-            addr = _names().network_number(name)
+            addr = names.network_number(name)
             if not addr:
                 _err(f"unknown network '{name}'")
             mask = 0xFFFFFFFF
@@ -945,7 +894,6 @@ class Codegen(LinkLayerMixin):
                 mask = (mask << 8) & 0xFFFFFFFF
             return self.gen_host(addr, mask, proto, dir, kind)
         if kind is None or kind == "host":
-            names = _names()
             if proto == "link":
                 lt = self.linktype
                 eaddr = names.ether_host(name)
@@ -1069,50 +1017,28 @@ class Codegen(LinkLayerMixin):
 
     @staticmethod
     def _nametoport(name):
-        """libpcap: pcap_nametoport(): (port, proto) or (None, None)."""
-        n, rest = _scanf_int(name)
-        if n is not None and rest == "" and name.strip().isdigit():
-            return n, PROTO_UNDEF
-        ports = _names().service_ports(name) or {}
-        tcp = ports.get("tcp")
-        udp = ports.get("udp")
-        if tcp is not None:
-            if udp is not None and udp == tcp:
-                return tcp, PROTO_UNDEF
-            return tcp, IPPROTO_TCP
-        if udp is not None:
-            return udp, IPPROTO_UDP
-        return None, None
+        """libpcap: pcap_nametoport() (names.port_number): (port, IP protocol) or (None, None)."""
+        found = names.port_number(name)
+        if found is None:
+            return None, None
+        return found[0], _PORT_PROTO[found[1]]
 
-    def _nametoportrange(self, name):
-        """libpcap: pcap_nametoportrange(): (p1, p2, proto) or (None, None, None)."""
-        p1, rest = _scanf_int(name)
-        if p1 is not None and rest.startswith("-"):
-            p2, _ = _scanf_int(rest[1:])
-            if p2 is not None:
-                return p1, p2, PROTO_UNDEF
-        if "-" not in name:
+    @staticmethod
+    def _nametoportrange(name):
+        """libpcap: pcap_nametoportrange() (names.port_range): (p1, p2, IP protocol) or
+        (None, None, None)."""
+        found = names.port_range(name)
+        if found is None:
             return None, None, None
-        lo, hi = name.split("-", 1)
-        p1, proto1 = self._nametoport(lo)
-        if p1 is None:
-            return None, None, None
-        p2, proto2 = self._nametoport(hi)
-        if p2 is None:
-            return None, None, None
-        return p1, p2, (proto1 if proto1 == proto2 else PROTO_UNDEF)
+        return found[0], found[1], _PORT_PROTO[found[2]]
 
     def gen_mcode(self, s1, s2, masklen, q):
         # libpcap: gen_mcode()
-        n, nlen = _atoin(s1)
-        if nlen < 0:
-            _err(f"invalid IPv4 address '{s1}'")
-        n = (n << (32 - nlen)) & 0xFFFFFFFF
+        n, nparts = names.parse_ipv4(s1)
+        n = (n << (32 - 8 * nparts)) & 0xFFFFFFFF
         if s2 is not None:
-            m, mlen = _atoin(s2)
-            if mlen < 0:
-                _err(f"invalid IPv4 address '{s2}'")
-            m = (m << (32 - mlen)) & 0xFFFFFFFF
+            m, mparts = names.parse_ipv4(s2)
+            m = (m << (32 - 8 * mparts)) & 0xFFFFFFFF
             if n & ~m & 0xFFFFFFFF:
                 _err(f'non-network bits set in "{s1} mask {s2}"')
         else:
@@ -1131,14 +1057,13 @@ class Codegen(LinkLayerMixin):
         if s is None:
             vlen = 32
         elif proto == "decnet":
-            v = _atodn(s)
+            v = names.parse_decnet(s)
             if v is None:
                 _err(f"malformed decnet address '{s}'")
             vlen = 32
         else:
-            v, vlen = _atoin(s)
-            if vlen < 0:
-                _err(f"invalid IPv4 address '{s}'")
+            v, nparts = names.parse_ipv4(s)
+            vlen = 8 * nparts
         if kind in (None, "host", "net"):
             if proto == "decnet":
                 return self.gen_host(v, 0, proto, dir, kind)
@@ -1180,8 +1105,8 @@ class Codegen(LinkLayerMixin):
         if s2 is not None:
             _err(f"no mask {s2} supported")
         try:
-            addr = socket.inet_pton(socket.AF_INET6, s1)
-        except (OSError, ValueError):
+            addr = names.parse_ipv6(s1)
+        except FilterError:
             _err(f"invalid ip6 address {s1}")
         if masklen > 128:
             _err("mask length must be <= 128")
@@ -1859,6 +1784,9 @@ class Codegen(LinkLayerMixin):
         gen_not(b)
         return b
 
+
+# names.port_number()'s protocol ("tcp", "udp" or None: both) as libpcap's IP protocol number
+_PORT_PROTO = {None: PROTO_UNDEF, "tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 _MAC_LINKS = (
     (frozenset({DLT["FDDI"]}), "FDDI"),
