@@ -12,11 +12,11 @@ reads it: a batch changed after it was built raises FilterError there, never rea
 from __future__ import annotations
 
 import operator
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import _impl
 from .errors import FilterError
 
 if TYPE_CHECKING:
@@ -24,12 +24,7 @@ if TYPE_CHECKING:
 
     from numpy.typing import ArrayLike, NDArray
 
-_native: Any = None
-if os.environ.get("PFILTER_PUREPYTHON", "") in ("", "0"):
-    try:
-        from . import _vm as _native
-    except ImportError:
-        _native = None
+_native: Any = _impl.native("pfilter._vm")
 
 
 def packet_bytes(packet: object, what: str = "packet") -> bytes:

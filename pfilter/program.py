@@ -11,13 +11,13 @@ Text formats are tcpdump's: `dump("d")` is `tcpdump -d` (libpcap's bpf_image), `
 from __future__ import annotations
 
 import operator
-import os
 import re
 import struct
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _impl
 from .batch import PacketBatch, first_bad_packet, packet_bytes
 from .errors import FilterError, InvalidProgramError
 from .opcodes import BPF_MAXINSNS, SKF_AD_OFF
@@ -31,17 +31,11 @@ if TYPE_CHECKING:
 
 INSN_DTYPE = np.dtype([("code", "<u2"), ("jt", "u1"), ("jf", "u1"), ("k", "<u4")])
 
-_PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
-if not _PURE:
-    try:
-        from . import _vm as _cvm
-    except ImportError:  # extension not built: fall back to the twin, and say so
-        import warnings
-        warnings.warn("pfilter's compiled VM is not built (pip install . or pip install -e .); "
-                      "using the pure-Python VM, which is about 1000x slower", RuntimeWarning, stacklevel=2)
-        _cvm = None
-else:
-    _cvm = None
+_cvm = _impl.native("pfilter._vm")
+if _cvm is None and not _impl.PURE:  # extension not built: the twin runs, and we say so
+    import warnings
+    warnings.warn("pfilter's compiled VM is not built (pip install . or pip install -e .); "
+                  "using the pure-Python VM, which is about 1000x slower", RuntimeWarning, stacklevel=2)
 from . import _pyvm
 
 VM_NAME = "cython" if _cvm is not None else "python"

@@ -81,16 +81,11 @@ class FilterStats:
 
 
 def _native():
-    if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
-        return None
     if os.environ.get("PFILTER_NO_FASTPATH", "") not in ("", "0"):
         return None
-    try:
-        from .. import _vm
-        from . import _fastcopy
-    except ImportError:
-        return None
-    return _vm, _fastcopy
+    from .. import _impl
+    _vm, _fastcopy = _impl.native("pfilter._vm"), _impl.native("pfilter.capture._fastcopy")
+    return (_vm, _fastcopy) if _vm is not None and _fastcopy is not None else None
 
 
 def _open_eligible(src):

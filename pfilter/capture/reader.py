@@ -32,6 +32,7 @@ import sys
 
 import numpy as np
 
+from .. import _impl
 from ..batch import PacketBatch
 from ..errors import CaptureFormatError, FilterError
 from .files import adjust_snaplen, max_snaplen_for_linktype, parse_pcap_header, pcap_magic_order
@@ -43,13 +44,7 @@ if TYPE_CHECKING:
 
     from .._typing import InputArg
 
-if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
-    from . import _pyscan as _scan
-else:
-    try:
-        from . import _reader as _scan
-    except ImportError:  # extension not built: the pure-Python twin keeps everything working
-        from . import _pyscan as _scan
+_scan = _impl.pick("pfilter.capture._reader", "pfilter.capture._pyscan")
 
 ST_LIMIT, ST_MORE, ST_BADCAPLEN, ST_BLOCK, ST_BADLEN, ST_UNALIGNED, ST_TOOBIG, ST_TRAILER, \
     ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END, ST_FULL = range(13)

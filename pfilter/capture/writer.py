@@ -21,12 +21,9 @@ from .._signals import deferred
 from ..errors import FilterError
 from .files import atomic_output, file_linktype, format_for_path, pcap_file_header
 
-try:
-    if os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0"):
-        raise ImportError
-    from . import _writer as _native
-except ImportError:
-    _native = None
+from .. import _impl
+
+_native = _impl.native("pfilter.capture._writer")
 
 FORMATS = ("pcap", "pcapng")
 # Records are assembled into a staging buffer of this size and written in one system call.
