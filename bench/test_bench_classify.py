@@ -3,7 +3,7 @@ Program.match_batch passes and against N runs of `tcpdump --count -r FILE RULE`,
 table for 1, 16, 64 and 256 rules (ns per packet, all rules), written to
 bench/results/latest_classify.md.
 
-Imports pfilter's public API (compile, classify, Program), pfilter.classifier.plan for node counts,
+Imports pfilter's public API (compile, classify, Program), pfilter.classification.plan.plan for node counts,
 and the fixtures of bench/conftest.py (big_capture, bench_batch, result_table, require).
 Targets (issue 6): 64 rules at least 10x faster than 64 tcpdump runs and at least 2x faster
 than 64 separate pfilter passes.
@@ -19,7 +19,7 @@ import pytest
 import pfilter
 from conftest import ROUNDS, require, result_table
 
-clmod = importlib.import_module("pfilter.classifier")
+clmod = importlib.import_module("pfilter.classification.plan")
 
 RULE_COUNTS = (1, 16, 64, 256)
 

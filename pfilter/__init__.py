@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .capture.fastpath import FilterStats
     from .capture.output import Writer
     from .capture.reader import Capture
-    from .classifier import Classification, RuleLinkTypeWarning
+    from .classification import Classification, RuleLinkTypeWarning
     from .program import Program
 else:
     def overload(func):
@@ -46,7 +46,7 @@ else:
 
     _LAZY = {"Program": "program", "PacketBatch": "batch", "Capture": "capture.reader",
              "Writer": "capture.output", "FilterStats": "capture.fastpath",
-             "Classification": "classifier", "RuleLinkTypeWarning": "classifier"}
+             "Classification": "classification", "RuleLinkTypeWarning": "classification"}
 
     def __getattr__(name):
         module = _LAZY.get(name)
@@ -262,7 +262,7 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     the matching OSError.
     backend: "vm", "native" or "auto" (pfilter.backend) for a single rule; a rule set runs the
     shared-test engine (pfilter._classify) whatever the backend."""
-    from .classifier import classify as _classify
+    from .classification import classify as _classify
     result: Classification = _classify(source, rules, linktype=linktype, order=order, default=default,
                                        packed=packed, counts_only=counts_only, optimize=optimize,
                                        snaplen=snaplen, threads=threads, progress=progress,

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """The multi-rule engine behind pfilter.classify: every rule over every packet in one nogil pass.
 
-Imports nothing from pfilter. The planner in pfilter.classifier (whose docstring explains the
+Imports nothing from pfilter. The planner in pfilter.classification.plan (whose docstring explains the
 design) hands it plain numpy arrays:
 
 * `code`: all rule programs rewritten into one array of `cl_insn` (16 bytes: code, aux, jt, jf,
@@ -524,7 +524,7 @@ cdef class RuleEngine:
                  signature, gvalue, gstart, gconst, gtest, tgroup, trig_start, trig, grule_start,
                  grule, uint32_t maxclasses=1024):
         """Arrays of the plan: code/vcode raw bytes of cl_insn arrays; the rest as named in
-        pfilter.classifier.Plan. The planner has checked every jump target and node index."""
+        pfilter.classification.plan.Plan. The planner has checked every jump target and node index."""
         cdef const uint8_t[::1] b_code = code
         cdef const uint8_t[::1] b_vcode = vcode
         cdef const uint32_t[::1] a_starts = starts

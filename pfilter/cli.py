@@ -2,8 +2,8 @@
 meaning, and sub-commands for what tcpdump lacks (`pfilter classify ...`).
 
 Imports the public pfilter API (compile, Program, errors), pfilter.capture (reader, writer,
-filter_file), pfilter.display and pfilter.linktypes; `classify` is imported only when its
-sub-command runs. Errors are one line on stderr ("pfilter: ..."), never a traceback, with a
+filter_file), pfilter.display and pfilter.linktypes; pfilter.classification is imported only
+when `pfilter classify` (classify_main, below) runs. Errors are one line on stderr ("pfilter: ..."), never a traceback, with a
 non-zero exit status.
 """
 import argparse
@@ -562,17 +562,27 @@ SUBCOMMANDS = {
     "profile": ("-r FILE EXPR", "per-instruction and per-primitive counts over a whole capture"),
 }
 
-#: the module holding each sub-command's cli_main and _parser
-SUBCOMMAND_MODULES = {"classify": "pfilter.classifier", "seccomp": "pfilter.seccomp.cli",
-                      "explain": "pfilter.explain", "debug": "pfilter.debugger", "profile": "pfilter.profile"}
+#: each sub-command's entry point and parser: (module, main function, parser function)
+SUBCOMMAND_ENTRIES = {"classify": ("pfilter.cli", "classify_main", "classify_parser"),
+                      "seccomp": ("pfilter.seccomp.cli", "cli_main", "_parser"),
+                      "explain": ("pfilter.explain", "cli_main", "_parser"),
+                      "debug": ("pfilter.debugger", "cli_main", "_parser"),
+                      "profile": ("pfilter.profile", "cli_main", "_parser")}
+
+
+def subcommand_functions(name):
+    """(main, parser factory) of the sub-command `name`; ImportError when it cannot load."""
+    import importlib
+    module, main_name, parser_name = SUBCOMMAND_ENTRIES[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, main_name), getattr(mod, parser_name)
 
 
 def _subcommand(name, argv):
     """Run `pfilter NAME argv...`; its errors are its own one-line messages, while Ctrl-C and a
     closed standard output are handled by main() as for every command."""
     try:
-        import importlib
-        cli_main = importlib.import_module(SUBCOMMAND_MODULES[name]).cli_main
+        cli_main, _parser = subcommand_functions(name)
     except ImportError as e:
         return _fail(f"{name} is not available: {e}")
     from ._signals import interruptible
@@ -839,3 +849,175 @@ def _report(args, stats, status):
                              f"{f' from {len(stats.files)} files' if len(stats.files) > 1 else ''}"
                              f" in {stats.seconds:.2f} s\n")
     return status
+
+
+# ----------------------------------------------------------------------------- pfilter classify
+
+def _usable_cores():
+    from .capture.fastpath import default_workers
+    return default_workers()
+
+
+def classify_parser():
+    """The parser of `pfilter classify`."""
+    ap = _Parser(prog="pfilter classify", description="Classify every packet by many named filters in one pass.")
+    ap.add_argument("-r", dest="files", action="append", required=True, metavar="FILE",
+                    help="capture to read (pcap or pcapng); repeatable")
+    ap.add_argument("-R", dest="rules", required=True, metavar="RULES",
+                    help="rules file: 'name: expression' per line, '#' comments")
+    ap.add_argument("--labels", metavar="OUT", help="write the first-match label of every packet to OUT.csv or OUT.npy")
+    ap.add_argument("--default", default="", metavar="LABEL", help="label of packets no rule accepts (default: empty)")
+    ap.add_argument("-y", dest="linktype", metavar="LINKTYPE", help="compile the rules for this link type")
+    ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
+    ap.add_argument("-j", "--workers", "--threads", dest="threads", type=int, default=None, metavar="N",
+                    help="threads sharing each batch (default: the usable cores)")
+    ap.add_argument("--split", metavar="TEMPLATE",
+                    help="write every rule's packets into its own file, the name TEMPLATE with "
+                         "{rule} replaced by the rule's name ('out/{rule}.pcap'; .pcapng, .gz, .zst, "
+                         ".xz, .bz2 by extension), in the same pass")
+    ap.add_argument("--first-match", action="store_true",
+                    help="with --split/--unmatched: a packet goes only into the first rule that "
+                         "matches it (default: into every one)")
+    ap.add_argument("--unmatched", metavar="FILE", help="write the packets no rule matches to FILE")
+    ap.add_argument("--format", choices=("pcap", "pcapng"),
+                    help="format of the split files (default: pcapng for a .pcapng name, else pcap)")
+    add_output_options(ap)
+    ap.add_argument("--progress", dest="progress", action="store_true", default=None,
+                    help="show a progress bar on standard error (default: on a terminal, for large inputs)")
+    ap.add_argument("--no-progress", dest="progress", action="store_false",
+                    help="no progress bar")
+    return ap
+
+
+def classify_main(argv):
+    """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
+    [-y LINKTYPE] [-O] [-j N] [--split 'DIR/{rule}.pcap'] [--first-match] [--unmatched FILE]
+    [--format F] [--snaplen N] [--dedup[=W]] [-C MB] [-G S] [-W N] [--progress | --no-progress]`:
+    prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr. A rule
+    that cannot apply to a link type of the input is one warning line and matches nothing
+    there. A damaged capture: the table (and labels) of the packets before the damage, then the
+    error line. Returns the exit status: 0 ok, 1 bad input, 2 bad usage. (Ctrl-C and a closed
+    standard output are handled by pfilter.cli.main, as for every command.)"""
+    argv = list(argv)
+    if argv and argv[0] == "classify":
+        argv = argv[1:]
+    import warnings
+
+    from .classification import RuleLinkTypeWarning, classify
+    from .errors import CaptureFormatError, FilterError
+    try:
+        args = classify_parser().parse_args(bare_dedup(argv))
+    except _UsageError as e:
+        print(f"pfilter classify: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:           # --help
+        return e.code if isinstance(e.code, int) else 0
+    from pathlib import Path
+    if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
+        print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
+        return 2
+    truncate, dedup, rotate = output_edits(args)
+    writing = args.split is not None or args.unmatched is not None
+    if not writing and (args.first_match or truncate or dedup or rotate or args.format):
+        print("pfilter classify: --first-match, --format, --snaplen, --dedup, -C and -G apply to "
+              "--split / --unmatched files", file=sys.stderr)
+        return 2
+    status = 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuleLinkTypeWarning)
+        try:
+            try:
+                result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
+                                  packed=True, counts_only=not args.labels, optimize=args.optimize,
+                                  threads=args.threads if args.threads is not None else _usable_cores(),
+                                  progress=_classify_progress(args),
+                                  split=args.split, first_match=args.first_match,
+                                  unmatched=args.unmatched, format=args.format, truncate=truncate,
+                                  dedup=dedup, rotate=rotate)
+            except CaptureFormatError as e:
+                result = getattr(e, "partial", None)
+                if result is None or not result.packets:
+                    raise
+                _classify_warnings(caught)
+                failure = e
+            else:
+                _classify_warnings(caught)
+                failure = None
+            sys.stdout.write(result.table())
+            sys.stdout.flush()
+            if args.labels:
+                _write_labels(args.labels, result.labels(), protect=list(args.files) + [args.rules])
+            if failure is not None:
+                raise failure
+        except BrokenPipeError:
+            raise                         # pfilter.cli.main: a closed standard output ends quietly
+        except (FilterError, OSError) as e:
+            _classify_warnings(caught)
+            print(f"pfilter classify: {_classify_error(e, args.rules)}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _classify_warnings(caught):
+    """The recorded RuleLinkTypeWarnings as one stderr line each (once each)."""
+    from .classification import RuleLinkTypeWarning
+    for w in caught:
+        if issubclass(w.category, RuleLinkTypeWarning):
+            print(f"pfilter classify: warning: {w.message}", file=sys.stderr)
+    caught.clear()
+
+
+def _classify_progress(args):
+    """--progress: a bar; --no-progress: none; neither: a bar on a terminal for large inputs
+    (the same threshold as the other commands)."""
+    if args.progress is not None:
+        return args.progress
+    if not sys.stderr.isatty():
+        return None
+    total = 0
+    for f in args.files:
+        try:
+            total += os.path.getsize(f)
+        except OSError:
+            pass
+    return True if total >= PROGRESS_MIN_BYTES else None
+
+
+def _classify_error(err, rules_path):
+    """An error as one line; a file-system failure names its file (and the rules file as such)."""
+    from .errors import FilterSyntaxError
+    if isinstance(err, FilterSyntaxError):
+        return err.message
+    if isinstance(err, OSError) and err.strerror:
+        name = err.filename if err.filename is not None else ""
+        what = "cannot read rules file: " if name and os.fsdecode(name) == rules_path else ""
+        return f"{os.fsdecode(name)}: {what}{err.strerror}" if name else err.strerror
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _write_labels(path, labels, protect=()):
+    """labels to OUT.npy (numpy str array) or OUT.csv (header `packet,label`, one row a packet),
+    atomically (the file appears whole or not at all) and never over a file of `protect`."""
+    import io
+    from pathlib import Path
+
+    import numpy as np
+    if Path(path).suffix.lower() == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, labels)
+        data = buf.getbuffer()
+    else:
+        import csv
+        text = io.StringIO()
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(["packet", "label"])
+        w.writerows(zip(range(len(labels)), labels.tolist()))
+        data = text.getvalue().encode("utf-8")
+    from .capture.files import AtomicFile
+    out = AtomicFile(path, protect=protect)
+    try:
+        out.write(data)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()

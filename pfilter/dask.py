@@ -403,7 +403,7 @@ def classify(paths, rules, client=None, **options):
     matrix rows are the inputs' packets in the order given and whose counts are the sums, as
     pfilter.classify(paths, rules) gives (options: its keyword arguments, except split)."""
     import numpy as np
-    from .classifier import Classification
+    from .classification import Classification
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
     paths = _paths(paths)

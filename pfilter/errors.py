@@ -8,7 +8,7 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .capture.fastpath import FilterStats
-    from .classifier import Classification
+    from .classification import Classification
 
 
 class FilterError(ValueError):

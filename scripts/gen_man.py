@@ -6,7 +6,7 @@
 
 Everything on the page comes from pfilter.cli (build_parser: description, options, the epilog's
 sections: commands, examples, environment, closing notes; SUBCOMMANDS) and from each
-sub-command's parser (pfilter.classifier._parser, pfilter.seccomp.cli._parser), so --help and the page cannot disagree. The
+sub-command's parser (cli.SUBCOMMAND_ENTRIES: pfilter.cli.classify_parser, pfilter.seccomp.cli._parser, ...), so --help and the page cannot disagree. The
 output depends on nothing but those sources (no date, no terminal width): the committed page is
 checked against a fresh run by tests/test_robust_cli.py.
 """
@@ -104,9 +104,7 @@ def epilog_sections(text):
 
 def page():
     main = cli.build_parser()
-    import importlib
-    subparsers = {name: importlib.import_module(module)._parser()
-                  for name, module in cli.SUBCOMMAND_MODULES.items()}
+    subparsers = {name: cli.subcommand_functions(name)[1]() for name in cli.SUBCOMMAND_ENTRIES}
     sections = epilog_sections(main.epilog)
     by_title = {title: entries for title, entries in sections if title}
     notes = [entries[0] for title, entries in sections if title is None]

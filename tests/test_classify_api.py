@@ -10,7 +10,7 @@ import pytest
 import pfilter
 import reference as ref
 
-clmod = importlib.import_module("pfilter.classifier")
+clmod = importlib.import_module("pfilter.classification")
 
 PCAP = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap"
 PCAP2 = ref.PCAPS / "tcpdump__afs.pcap"
@@ -264,6 +264,7 @@ def test_to_pandas_has_a_bool_column_per_rule(full):
 
 
 def test_pfilter_classify_stays_a_function_after_the_engine_module_is_imported(batches):
-    import pfilter.classifier  # noqa: F401
+    import pfilter.classification  # noqa: F401
+    import pfilter.classification.run  # noqa: F401
     assert pfilter.classify(batches, ["tcp"]).rules == ("tcp",)
-    assert callable(pfilter.classifier.cli_main)
+    assert callable(pfilter.classify) and not hasattr(pfilter.classify, "__path__")

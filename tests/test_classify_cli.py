@@ -1,7 +1,6 @@
 """`pfilter classify -r FILE -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]`, through
-pfilter.classifier.cli_main(argv): the per-rule table, the labels files, one-line errors."""
+pfilter.cli.classify_main(argv): the per-rule table, the labels files, one-line errors."""
 import csv
-import importlib
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import pytest
 import pfilter
 import reference as ref
 
-clmod = importlib.import_module("pfilter.classifier")
+from pfilter import cli  # noqa: E402
 
 PCAP = ref.PCAPS / "pcapplusplus__ExamplesTest__pcap_examples__many-protocols.pcap"
 PCAP2 = ref.PCAPS / "tcpdump__afs.pcap"
@@ -26,7 +25,7 @@ def rules(tmp_path):
 
 
 def test_prints_a_row_per_rule_with_packets_bytes_and_share(rules, capsys):
-    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules)]) == 0
+    assert cli.classify_main(["-r", str(PCAP), "-R", str(rules)]) == 0
     out = capsys.readouterr().out.splitlines()
     want = pfilter.classify(PCAP, rules)
     assert out[0].split() == ["rule", "packets", "bytes", "share"]
@@ -37,14 +36,14 @@ def test_prints_a_row_per_rule_with_packets_bytes_and_share(rules, capsys):
 
 
 def test_accepts_the_subcommand_name_and_several_captures(rules, capsys):
-    assert clmod.cli_main(["classify", "-r", str(PCAP), "-r", str(PCAP2), "-R", str(rules), "-j", "2"]) == 0
+    assert cli.classify_main(["classify", "-r", str(PCAP), "-r", str(PCAP2), "-R", str(rules), "-j", "2"]) == 0
     total = capsys.readouterr().out.splitlines()[-1].split()
     assert int(total[1]) == pfilter.classify([PCAP, PCAP2], rules, counts_only=True).packets
 
 
 def test_writes_first_match_labels_to_csv(rules, tmp_path, capsys):
     out = tmp_path / "labels.csv"
-    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out), "--default", "other"]) == 0
+    assert cli.classify_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out), "--default", "other"]) == 0
     with out.open() as f:
         rows = list(csv.reader(f))
     want = pfilter.classify(PCAP, rules, default="other").labels()
@@ -55,7 +54,7 @@ def test_writes_first_match_labels_to_csv(rules, tmp_path, capsys):
 
 def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
     out = tmp_path / "labels.npy"
-    assert clmod.cli_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out)]) == 0
+    assert cli.classify_main(["-r", str(PCAP), "-R", str(rules), "--labels", str(out)]) == 0
     labels = np.load(out)
     assert labels.dtype.kind == "U" and len(labels) == 4709
     assert set(labels) == {"web", "dns", "v6", "udp", ""}
@@ -71,7 +70,7 @@ def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
 ])
 def test_errors_are_one_line_on_stderr_with_a_nonzero_status(rules, capsys, argv, status, message):
     argv = [str(PCAP) if a == "CAP" else str(rules) if a == "RULES" else a for a in argv]
-    assert clmod.cli_main(argv) == status
+    assert cli.classify_main(argv) == status
     captured = capsys.readouterr()
     assert captured.out == ""
     err = captured.err.splitlines()
@@ -79,7 +78,7 @@ def test_errors_are_one_line_on_stderr_with_a_nonzero_status(rules, capsys, argv
 
 
 def test_help_describes_the_options_and_returns_zero(capsys):
-    assert clmod.cli_main(["--help"]) == 0
+    assert cli.classify_main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "usage: pfilter classify" in out and "--labels" in out and "-R RULES" in out
 
@@ -87,7 +86,7 @@ def test_help_describes_the_options_and_returns_zero(capsys):
 def test_a_rule_that_does_not_compile_is_one_line_naming_the_rule(tmp_path, capsys):
     f = tmp_path / "bad.rules"
     f.write_text("ok: tcp\nbroken: tcp port\n")
-    assert clmod.cli_main(["-r", str(PCAP), "-R", str(f)]) == 1
+    assert cli.classify_main(["-r", str(PCAP), "-R", str(f)]) == 1
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "rule 'broken'" in err[0]
 

@@ -18,7 +18,8 @@ import pytest
 
 import pfilter
 import reference as ref
-from pfilter import classifier as clmod
+from pfilter import classification as clmod
+from pfilter import cli
 from test_capture_formats import build_pcap
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,7 @@ def test_a_rule_without_meaning_on_the_named_link_type_is_an_error(null_capture)
 def test_cli_prints_one_warning_line_per_rule_and_link_type(null_capture, tmp_path, capsys):
     rules = tmp_path / "r.rules"
     rules.write_text("".join(f"{k}: {v}\n" for k, v in RULES.items()))
-    status = clmod.cli_main(["-r", str(SAMPLE), "-r", str(null_capture), "-r", str(null_capture), "-R", str(rules)])
+    status = cli.classify_main(["-r", str(SAMPLE), "-r", str(null_capture), "-r", str(null_capture), "-R", str(rules)])
     out, err = capsys.readouterr()
     lines = err.splitlines()
     assert status == 0 and len(lines) == 2
@@ -134,7 +135,7 @@ def test_cli_prints_the_table_of_the_intact_packets_then_the_error_line(truncate
     rules = tmp_path / "r.rules"
     rules.write_text("web: tcp port 80 or tcp port 443\ndns: udp port 53\n")
     labels = tmp_path / "labels.csv"
-    status = clmod.cli_main(["-r", str(truncated), "-R", str(rules), "--labels", str(labels)])
+    status = cli.classify_main(["-r", str(truncated), "-R", str(rules), "--labels", str(labels)])
     out, err = capsys.readouterr()
     intact = len(ref.read_capture(str(truncated))[2])
     assert status == 1
@@ -148,7 +149,7 @@ def test_a_capture_damaged_before_its_first_packet_gives_only_the_error_line(tmp
     bad.write_bytes(SAMPLE.read_bytes()[:24] + b"\xff" * 40)
     rules = tmp_path / "r.rules"
     rules.write_text("web: tcp\n")
-    assert clmod.cli_main(["-r", str(bad), "-R", str(rules)]) == 1
+    assert cli.classify_main(["-r", str(bad), "-R", str(rules)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
 
@@ -224,19 +225,18 @@ def test_cli_progress_on_request_and_on_a_terminal_for_large_inputs(monkeypatch,
     rules = tmp_path / "r.rules"
     rules.write_text("a: tcp\nb: udp\n")
     argv = ["-r", str(SAMPLE), "-R", str(rules)]
-    assert clmod.cli_main(argv + ["--progress"]) == 0
+    assert cli.classify_main(argv + ["--progress"]) == 0
     assert "\rclassify: " in capsys.readouterr().err
-    assert clmod.cli_main(argv) == 0
+    assert cli.classify_main(argv) == 0
     assert capsys.readouterr().err == ""                  # not a terminal
-    from pfilter import cli
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", SAMPLE.stat().st_size)
-    assert clmod.cli_main(argv) == 0
+    assert cli.classify_main(argv) == 0
     assert "\rclassify: " in capsys.readouterr().err
-    assert clmod.cli_main(argv + ["--no-progress"]) == 0
+    assert cli.classify_main(argv + ["--no-progress"]) == 0
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", SAMPLE.stat().st_size + 1)
-    assert clmod.cli_main(argv) == 0
+    assert cli.classify_main(argv) == 0
     assert capsys.readouterr().err == ""
 
 
@@ -244,10 +244,10 @@ def test_labels_are_written_atomically_and_never_over_an_input(tmp_path, capsys)
     rules = tmp_path / "r.csv"
     rules.write_text("a: tcp\n")
     before = rules.read_bytes()
-    assert clmod.cli_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(rules)]) == 1
+    assert cli.classify_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(rules)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err and rules.read_bytes() == before
     out = tmp_path / "l.npy"
-    assert clmod.cli_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(out)]) == 0
+    assert cli.classify_main(["-r", str(SAMPLE), "-R", str(rules), "--labels", str(out)]) == 0
     labels = np.load(out)
     assert list(labels) == list(pfilter.classify(SAMPLE, rules, default="").labels())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -188,11 +188,8 @@ def test_help_has_examples(capsys):
 
 
 def test_classify_subcommand_dispatches_to_classify_cli(monkeypatch):
-    import types
     seen = []
-    fake = types.ModuleType("pfilter.classifier")
-    fake.cli_main = lambda argv: seen.append(argv) or 7
-    monkeypatch.setitem(sys.modules, "pfilter.classifier", fake)
+    monkeypatch.setattr(cli, "classify_main", lambda argv: seen.append(argv) or 7)
     assert cli.main(["classify", "-r", "x.pcap", "-R", "rules.txt"]) == 7
     assert seen == [["-r", "x.pcap", "-R", "rules.txt"]]
 

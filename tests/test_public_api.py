@@ -152,7 +152,7 @@ def test_exported_classes_declare_their_public_attributes(name):
 INTERNALS = {
     "compile": ("pfilter.compiler.driver", "compile_expression"),
     "filter_file": ("pfilter.capture.filterfile", "filter_file"),
-    "classify": ("pfilter.classifier", "classify"),
+    "classify": ("pfilter.classification.run", "classify"),
 }
 
 

@@ -205,8 +205,9 @@ def test_help_and_man_page_name_nothing_outside_the_repository(capsys):
         cli.main(["--help"])
     cli.main(["classify", "--help"])
     text = capsys.readouterr().out + (ROOT / "man" / "pfilter.1").read_text()
-    from pfilter import _progress, _textfile, classifier, display, linktypes
-    for module in (cli, classifier, display, linktypes, _progress, _textfile):
+    from pfilter import _progress, _textfile, classification, display, linktypes
+    from pfilter.classification import plan, result, rules, run
+    for module in (cli, classification, plan, result, rules, run, display, linktypes, _progress, _textfile):
         text += module.__doc__ or ""
     assert "../shared" not in text and "shared/" not in text
 

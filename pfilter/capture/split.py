@@ -3,7 +3,7 @@ pass: `--snaplen` (truncate, as editcap -s), `--dedup` (as editcap -D), rotation
 tcpdump), compression by extension (files.atomic_output), and `--split` (one file per rule).
 
 Imports numpy, pfilter.errors, the writers (pfilter.capture.writer) and rotation
-(pfilter.capture.rotate); the classifier and filter_file feed it batches and the indices of the
+(pfilter.capture.rotate); pfilter.classify (SplitSink) and filter_file feed it batches and the indices of the
 packets to write. Nothing here touches a Python object per packet: selections are numpy index
 arrays, truncation is a caplen array, duplicates are found by pfilter.capture._writer.dedup_select
 (without the GIL), rotation points by vectorised sums over a batch.
@@ -337,3 +337,122 @@ def split_paths(template, rules):
             raise FilterError(f"rule name {name!r} cannot be part of a file name")
         paths[name] = _FIELD.sub(lambda m: name, template)
     return paths
+
+
+SPLIT_BATCH_BYTES = 16 << 20
+
+
+class SplitSink:
+    """pfilter.classify's split outputs: one Output per rule (and one for the
+    unmatched packets), created when the first input is opened (its header decides theirs, as
+    tcpdump -w takes the input's), written from each batch's verdict matrix, named together
+    at the end (OutputSet)."""
+
+    def __init__(self, items, names, order, split, first_match, unmatched, format, truncate, dedup,
+                 rotate):
+        self.sources = [i for i in items if isinstance(i, (str, os.PathLike))] if isinstance(
+            items, (list, tuple)) else []
+        self.names = list(names)
+        self.order = [self.names.index(o) for o in (order if order is not None else names)]
+        self.paths = split_paths(split, self.names) if split is not None else {}
+        self.first_match = bool(first_match)
+        self.unmatched = os.fsdecode(unmatched) if unmatched is not None else None
+        if format is not None and format not in ("pcap", "pcapng"):
+            raise FilterError(f"unknown capture format {format!r} (pcap or pcapng)")
+        self.format = format
+        self.options = dict(truncate=check_snaplen(truncate), dedup=check_dedup(dedup),
+                            rotate=Rotation.make(rotate))
+        targets = list(self.paths.values()) + ([self.unmatched] if self.unmatched else [])
+        if len(set(targets)) != len(targets):
+            raise FilterError("split: two outputs would have the same file name")
+        self.set = None
+        self.raw = None
+
+    def opened(self, cap):
+        from .filterfile import _writer_args
+        if self.set is None:
+            sources = self.sources or [cap]
+            outputs = OutputSet()
+            try:
+                for r, name in enumerate(self.names):
+                    if name in self.paths:
+                        path = self.paths[name]
+                        outputs.add(r, Output(path, _writer_args(path, cap, self.format, None, sources),
+                                              **self.options))
+                if self.unmatched:
+                    outputs.add(-1, Output(self.unmatched, _writer_args(self.unmatched, cap, self.format,
+                                                                        None, sources), **self.options))
+            except BaseException:
+                outputs.abort()
+                raise
+            self.set = outputs
+            self.nsec = cap.ts_resolution == "ns"
+        self.raw = cap.pcap_layout if cap.format == "pcap" and (cap.ts_resolution == "ns") == self.nsec else None
+        self.source = (self.source + 1) if hasattr(self, "source") else 0
+        for out in self.set:
+            out.interfaces, out.source = cap.interfaces, self.source
+
+    def _from_batch(self, batch):
+        """Outputs for batches given directly (no file header): the batch's link type, the
+        link type's largest snapshot length, microseconds."""
+        from .files import max_snaplen_for_linktype
+        outputs = OutputSet()
+        args = dict(format=None, linktype=batch.linktype, snaplen=max_snaplen_for_linktype(batch.linktype),
+                    ts_resolution="us")
+        try:
+            for r, name in enumerate(self.names):
+                if name in self.paths:
+                    outputs.add(r, Output(self.paths[name], dict(args, format=self.format), **self.options))
+            if self.unmatched:
+                outputs.add(-1, Output(self.unmatched, dict(args, format=self.format), **self.options))
+        except BaseException:
+            outputs.abort()
+            raise
+        self.set = outputs
+        self.nsec = False
+
+    def write(self, batch, out, packed):
+        """Write the batch's packets by the verdicts `out` (packets x rules, packed or not)."""
+        if self.set is None:
+            self._from_batch(batch)
+        nr = len(self.names)
+        if packed:
+            verdicts = np.unpackbits(out, axis=1, count=nr).view(bool)
+        else:
+            verdicts = out.view(bool)
+        taken = np.zeros(len(batch), dtype=bool)
+        # (Writing the files of a batch from two threads was measured: no faster on the loaded
+        # 2-core machine, and the writers' signal deferral is per process, not per thread.)
+        in_order = set(self.order)
+        jobs = []
+        for r in (self.order if self.first_match else range(nr)):
+            col = verdicts[:, r]
+            if self.first_match:
+                col = col & ~taken
+                taken |= col
+            elif self.unmatched and r in in_order:
+                taken |= col
+            if r in self.set.outputs:
+                idx = np.flatnonzero(col)
+                if len(idx):
+                    jobs.append((self.set[r], idx))
+        if self.unmatched:
+            idx = np.flatnonzero(~taken)
+            if len(idx):
+                jobs.append((self.set[-1], idx))
+        for out, idx in jobs:
+            out.write(batch, idx, self.raw)
+
+    def commit(self):
+        if self.set is not None:
+            self.set.commit()
+
+    def abort(self):
+        if self.set is not None:
+            self.set.abort()
+
+    def files(self):
+        """{rule name (None: unmatched): [file names]}"""
+        if self.set is None:
+            return {}
+        return {(self.names[k] if k >= 0 else None): list(o.files) for k, o in self.set.outputs.items()}

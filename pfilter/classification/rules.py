@@ -1,0 +1,149 @@
+"""pfilter.classification.rules: the rules of pfilter.classify as (name, rule) pairs (a mapping, a
+list of expressions or a rules file), and their programs compiled per link type.
+
+Imports pfilter.errors, and at call time pfilter.compiler (compile_expression) and pfilter.program.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+from ..errors import FilterError, FilterSyntaxError
+from ..opcodes import BPF_K, BPF_RET
+
+__all__ = ["parse_rules", "is_program", "RuleLinkTypeWarning", "RuleSet"]
+
+
+def parse_rules(rules):
+    """Normalise `rules` into a list of (name, rule) pairs, rule an expression string or a
+    Program. Accepts a mapping name -> rule, a list of expressions (names = the expressions), or
+    the path of a rules file: `name: expression` per line, `#` starts a comment, blank lines are
+    ignored. Names are non-empty, without whitespace or ':', and unique."""
+    if isinstance(rules, (str, os.PathLike)):
+        return _read_rules_file(Path(rules))
+    if isinstance(rules, Mapping):
+        pairs = [(k, v) for k, v in rules.items()]
+    else:
+        try:
+            items = list(rules)
+        except TypeError:
+            raise FilterError(f"rules must be a mapping, a list of expressions or a rules file, "
+                              f"not {type(rules).__name__}") from None
+        pairs = [(e, e) for e in items]
+    seen = set()
+    out = []
+    for name, rule in pairs:
+        if not isinstance(name, str) or not name.strip():
+            raise FilterError(f"rule name must be a non-empty string, not {name!r}")
+        if not isinstance(rule, str) and not is_program(rule):
+            raise FilterError(f"rule {name!r}: expected an expression or a Program, not {type(rule).__name__}")
+        if name in seen:
+            raise FilterError(f"duplicate rule name {name!r}")
+        seen.add(name)
+        out.append((name, rule))
+    if not out:
+        raise FilterError("no rules given")
+    return out
+
+
+def _read_rules_file(path):
+    from .._textfile import read_text_file
+    text = read_text_file(path, "rules file")     # OSError when it cannot be read
+    out, where = [], {}
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, sep, expr = line.partition(":")
+        name, expr = name.strip(), expr.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            raise FilterError(f"{path}:{lineno}: expected 'name: expression', got {line!r}")
+        if not expr:
+            raise FilterError(f"{path}:{lineno}: rule {name!r} has no expression")
+        if name in where:
+            raise FilterError(f"{path}:{lineno}: duplicate rule name {name!r} (first on line {where[name]})")
+        where[name] = lineno
+        out.append((name, expr))
+    if not out:
+        raise FilterError(f"{path}: no rules in the file")
+    return out
+
+
+def is_program(obj):
+    return hasattr(obj, "to_tuples") and hasattr(obj, "instructions")
+
+
+class RuleLinkTypeWarning(UserWarning):
+    """A rule has no meaning on a link type of the input (`ether host ...` on a NULL capture,
+    `vlan` on raw IP): it matches no packet of that link type. Classification.inapplicable
+    lists every such (rule, link type, reason)."""
+
+
+class RuleSet:
+    """The rules compiled lazily, once per link type, and handed to `engine_for`."""
+
+    def __init__(self, pairs, optimize, snaplen, forced_linktype=False, engine_for=lambda progs: progs):
+        self.pairs = pairs
+        #: what runs the programs of one link type (pfilter.classification.run.engine_for)
+        self.engine_for = engine_for
+        self.optimize = optimize
+        self.snaplen = snaplen
+        self.forced_linktype = forced_linktype
+        #: (rule name, link type name, reason) of each rule that cannot apply to a link type
+        self.inapplicable = []
+        self._by_linktype = {}
+
+    def _compile(self, rule, linktype):
+        from ..compiler.driver import SHAREABLE, compile_expression
+        # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules.
+        return compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
+                                  optimize=SHAREABLE if self.optimize else False)
+
+    def _applies_elsewhere(self, rule, linktype):
+        """True when the rule compiles for some other common link type: its error on
+        `linktype` is then about that link type, not about the rule."""
+        from ..linktypes import DESCRIPTIONS
+        for other in [1] + sorted(DESCRIPTIONS):
+            if other == linktype:
+                continue
+            try:
+                self._compile(rule, other)
+            except FilterError:
+                continue
+            return True
+        return False
+
+    def programs(self, linktype):
+        """engine_for(the rules' programs for `linktype`), compiled and chosen once per link type."""
+        entry = self._by_linktype.get(linktype)
+        if entry is None:
+            progs = []
+            for name, rule in self.pairs:
+                if is_program(rule):
+                    progs.append(rule)
+                    continue
+                try:
+                    progs.append(self._compile(rule, linktype))
+                except FilterSyntaxError as e:
+                    raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
+                                            e.length) from e
+                except FilterError as e:
+                    from ..linktypes import linktype_name
+                    lt_name = linktype_name(linktype)
+                    # A rule the input's link type gives no meaning to (`ether host` on NULL)
+                    # matches nothing there; one that compiles nowhere, or for the link type
+                    # the caller named, is an error.
+                    if self.forced_linktype or not self._applies_elsewhere(rule, linktype):
+                        raise FilterError(f"rule {name!r} (link type {lt_name}): {e}") from e
+                    reason = str(e).split("\n")[0]
+                    self.inapplicable.append((name, lt_name, reason))
+                    warnings.warn(RuleLinkTypeWarning(
+                        f"rule {name!r} cannot apply to link type {lt_name} ({reason}): it matches "
+                        f"no packet of that link type"), stacklevel=4)
+                    from ..program import Program
+                    progs.append(Program.from_tuples([(BPF_RET | BPF_K, 0, 0, 0)], linktype=linktype,
+                                                     snaplen=self.snaplen))
+            entry = self._by_linktype[linktype] = self.engine_for(progs)
+        return entry
