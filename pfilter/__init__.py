@@ -260,8 +260,11 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     raises CaptureFormatError after the packets before the damage were classified; its
     `partial` attribute is the Classification of those packets. File-system failures raise
     the matching OSError.
-    backend: "vm", "native" or "auto" (pfilter.backend) for a single rule; a rule set runs the
-    shared-test engine (pfilter._classify) whatever the backend."""
+    backend: "vm", "native" or "auto" (pfilter.backend): a rule set runs the shared-test engine
+    (pfilter._classify) under "vm", its native code (pfilter.native.classifier_for) under
+    "native", and under "auto" native code for large inputs where llvmlite is installed; a single
+    rule runs as its own Program with that backend. "native" raises NativeUnavailableError when
+    native code is not available."""
     from .classification import classify as _classify
     result: Classification = _classify(source, rules, linktype=linktype, order=order, default=default,
                                        packed=packed, counts_only=counts_only, optimize=optimize,

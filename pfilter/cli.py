@@ -97,10 +97,7 @@ def build_parser():
                    help="run on a Dask cluster (the dask extra: pip install 'pfilter-bpf[dask]'): "
                         "the scheduler's address (tcp://host:8786), or 'local' for a LocalCluster "
                         "of this machine; inputs are split by index ranges across its workers")
-    p.add_argument("--backend", choices=("vm", "native", "auto"), default="vm",
-                   help="what runs the filter: the VM (default), native code (needs llvmlite: "
-                        "pip install 'pfilter-bpf[native]'), or auto (native code for large inputs "
-                        "where llvmlite is installed)")
+    add_backend_option(p, "the filter")
     p.add_argument("-n", dest="numeric", action="store_true",
                    help="do not resolve addresses (pfilter never does; accepted for tcpdump habits)")
     p.add_argument("--quiet", dest="quiet", action="store_true",
@@ -160,6 +157,15 @@ def build_parser():
     p.usage = p.format_usage()[len("usage: "):].rstrip() + "".join(
         f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
     return p
+
+
+def add_backend_option(p, what):
+    """--backend, checked by pfilter.backend (the one place the choice is made)."""
+    from .backend import BACKENDS
+    p.add_argument("--backend", choices=BACKENDS, default="vm",
+                   help=f"what runs {what}: the VM (default), native code (needs llvmlite: "
+                        "pip install 'pfilter-bpf[native]'), or auto (native code for large inputs "
+                        "where llvmlite is installed)")
 
 
 def add_output_options(p, rotation=True):
@@ -882,6 +888,7 @@ def classify_parser():
     ap.add_argument("--format", choices=("pcap", "pcapng"),
                     help="format of the split files (default: pcapng for a .pcapng name, else pcap)")
     add_output_options(ap)
+    add_backend_option(ap, "the rules")
     ap.add_argument("--progress", dest="progress", action="store_true", default=None,
                     help="show a progress bar on standard error (default: on a terminal, for large inputs)")
     ap.add_argument("--no-progress", dest="progress", action="store_false",
@@ -892,7 +899,8 @@ def classify_parser():
 def classify_main(argv):
     """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
     [-y LINKTYPE] [-O] [-j N] [--split 'DIR/{rule}.pcap'] [--first-match] [--unmatched FILE]
-    [--format F] [--snaplen N] [--dedup[=W]] [-C MB] [-G S] [-W N] [--progress | --no-progress]`:
+    [--format F] [--snaplen N] [--dedup[=W]] [-C MB] [-G S] [-W N] [--backend vm|native|auto]
+    [--progress | --no-progress]`:
     prints a per-rule table (rule, packets, bytes, share); errors are one line on stderr. A rule
     that cannot apply to a link type of the input is one warning line and matches nothing
     there. A damaged capture: the table (and labels) of the packets before the damage, then the
@@ -933,7 +941,7 @@ def classify_main(argv):
                                   progress=_classify_progress(args),
                                   split=args.split, first_match=args.first_match,
                                   unmatched=args.unmatched, format=args.format, truncate=truncate,
-                                  dedup=dedup, rotate=rotate)
+                                  dedup=dedup, rotate=rotate, backend=args.backend)
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
                 if result is None or not result.packets:

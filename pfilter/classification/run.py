@@ -102,18 +102,25 @@ def engine_for(progs, backend="vm", nbytes=None):
     program runs alone: a single rule (it gains nothing from the engine), or no engine built."""
     from .. import backend as _backend
     if len(progs) > 1 and _backend.use_native(backend, nbytes=nbytes):
-        from .. import native
-        classifier_for = getattr(native, "classifier_for", None)
+        classifier_for = _native_classifier_for(required=backend == "native")
         if classifier_for is not None:
             return progs, classifier_for(plan(progs))
-        if backend == "native":
-            raise native.NativeUnavailableError("native code for rule sets (pfilter.native.classifier_for) "
-                                                "is not available in this version; use backend='vm'")
     if len(progs) > 1 and _engine is not None:
         return progs, plan(progs).engine()
     if backend != "vm":
         progs = [p.with_backend(backend) for p in progs]
     return progs, None
+
+
+def _native_classifier_for(required):
+    """pfilter.native.classifier_for, or None when this version has none (NativeUnavailableError
+    instead when native code was `required`)."""
+    from .. import native
+    classifier_for = getattr(native, "classifier_for", None)
+    if classifier_for is None and required:
+        raise native.NativeUnavailableError("native code for rule sets (pfilter.native.classifier_for) "
+                                            "is not available in this version; use backend 'vm'")
+    return classifier_for
 
 
 #: fewest packets per thread worth a thread of its own
@@ -227,6 +234,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     check(backend)
     if backend == "native":
         require_native()
+        if len(pairs) > 1:
+            _native_classifier_for(required=True)     # refused before any output is created
     nr = len(pairs)
     width = (nr + 7) // 8 if packed else nr
     counts = np.zeros(nr, dtype=np.int64)
