@@ -143,7 +143,7 @@ def test_every_protocol_qualifier_with_every_kind_of_id_is_libpcaps_program_or_e
                     continue
                 ours = "syntax error"
             except FilterError as err:
-                ours = f"error: {err}".rstrip("\n")
+                ours = f"error: {err.message}".rstrip("\n")
             if ours != ref:
                 mismatches.append((expr, ref if isinstance(ref, str) else len(ref),
                                    ours if isinstance(ours, str) else len(ours)))

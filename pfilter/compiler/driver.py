@@ -66,6 +66,13 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False, or
         root = gen.compile(node)
     except RecursionError:
         raise FilterError("expression too deeply nested to compile") from None
+    except FilterError as err:
+        span = getattr(err, "span", None)
+        if span is None:
+            raise
+        # a semantic error of the code generator: shown with a caret under its primitive
+        from pfilter.compiler.parser import semantic_error
+        raise semantic_error(str(err), expr, *span) from None
     return linearize(root, origins), not gen.no_optimize
 
 

@@ -72,6 +72,13 @@ def _tag_origin(head, span):
         stack.append(b.jf)
 
 
+def _give_span(err, node):
+    """Mark a semantic error with the span of the innermost AST node it was raised for (the
+    driver turns it into a located error); an error that has one already keeps it."""
+    if getattr(err, "span", None) is None and getattr(err, "position", None) is None:
+        err.span = (node.pos, node.end)
+
+
 def lower(node, link, **options):
     """The root block of the finished graph for an AST (None: accept every packet), compiled
     for LinkContext `link`; options as Codegen's (snaplen, netmask, savefile, swapped)."""
@@ -1667,7 +1674,11 @@ class Codegen(LinkLayerMixin):
         meth = self._dispatch.get(type(node))
         if meth is None:
             _err(f"unsupported expression element {type(node).__name__}")
-        b = meth(self, node)
+        try:
+            b = meth(self, node)
+        except FilterError as err:
+            _give_span(err, node)
+            raise
         if self.track_origins and type(node) not in (A.And, A.Or, A.Not):
             _tag_origin(b.head, (node.pos, node.end))
         return b
@@ -1736,7 +1747,12 @@ class Codegen(LinkLayerMixin):
             n = n.left
         a0 = self._arith_operand(n)
         for node in reversed(spine):
-            a0 = self.gen_arth(_ARITH_OPS[node.op], a0, self.arith(node.right))
+            a1 = self.arith(node.right)
+            try:
+                a0 = self.gen_arth(_ARITH_OPS[node.op], a0, a1)
+            except FilterError as err:
+                _give_span(err, node)
+                raise
         return a0
 
     def _arith_operand(self, n):
@@ -1748,7 +1764,11 @@ class Codegen(LinkLayerMixin):
             return self.gen_loadlen()
         if t is A.Load:
             inst = self.arith(n.index)
-            return self.gen_load(n.proto, inst, n.size)
+            try:
+                return self.gen_load(n.proto, inst, n.size)
+            except FilterError as err:
+                _give_span(err, n)
+                raise
         if t is A.Negate:
             return self.gen_neg(self.arith(n.operand))
         _err(f"unsupported arithmetic element {t.__name__}")

@@ -110,6 +110,17 @@ def parse(expression):
     return Parser(expression).parse_prog()
 
 
+def semantic_error(message, expression, pos, end):
+    """A FilterError that is not a syntax error (the expression parses but means nothing on
+    this link type, a number is out of range, ...) and still shows where: its text is the
+    message, the expression and a caret under [pos, end); `.message`, `.expression`,
+    `.position` and `.length` as a FilterSyntaxError's."""
+    length = max(1, end - pos)
+    err = FilterError(str(FilterSyntaxError(message, expression, pos, length)))
+    err.message, err.expression, err.position, err.length = message, expression, pos, length
+    return err
+
+
 class Parser:
     def __init__(self, expression):
         self.expression = expression
@@ -140,12 +151,8 @@ class Parser:
     def semantic(self, message, token=None, pos=None, end=None):
         """A FilterError (not a syntax error) that still shows where."""
         t = token or self.tok
-        pos = t.pos if pos is None else pos
-        end = t.end if end is None else end
-        located = FilterSyntaxError(message, self.expression, pos, max(1, end - pos))
-        err = FilterError(str(located))
-        err.message, err.expression, err.position = message, self.expression, pos
-        return err
+        return semantic_error(message, self.expression, t.pos if pos is None else pos,
+                              t.end if end is None else end)
 
     def expected(self, what, token=None, value=False):
         t = token or self.tok
