@@ -335,7 +335,7 @@ def test_many_interfaces_and_sections_read_in_linear_time(tmp_path, n_ifaces, se
             assert ifaces[k]["snaplen"] == 1000 + i and ifaces[k]["linktype"] == 1 + i % 3
             assert ifaces[k]["units"] == (10**9 if i % 5 == 0 else 10**6)
         assert ifaces[1]["offset"] == data.index(idb("<", linktype=2, snaplen=1001))
-        table_bytes = sum(getattr(cap._ifaces, name).nbytes for name, _ in cap._ifaces.FIELDS)
+        table_bytes = sum(getattr(cap._fmt.ifaces, name).nbytes for name, _ in cap._fmt.ifaces.FIELDS)
     assert got == want
     # libpcap 1.10.3 reads such a file in ~0.05 s; the Python-per-block reader took ~9 s per 1M
     from pfilter.capture import reader

@@ -2,14 +2,13 @@
 results, for PFILTER_PUREPYTHON=1, for builds without the extension, and as the oracle the fuzz
 tests compare the Cython scanners against.
 
-Imports nothing from pfilter.
+Imports pfilter.capture._scancodes (status codes) only.
 """
 import struct
 
-ST_LIMIT, ST_MORE, ST_BADCAPLEN, ST_BLOCK, ST_BADLEN, ST_UNALIGNED, ST_TOOBIG, ST_TRAILER, \
-    ST_SHORT, ST_NOIFACE, ST_CAPLEN, ST_END, ST_FULL = range(13)
-MAX_SECONDS = 9223372035
-TS_MICRO, TS_NANO, TS_DECUP, TS_GENERAL = range(4)
+from ._scancodes import (MAX_SECONDS, ST_BADCAPLEN, ST_BADLEN, ST_BLOCK, ST_CAPLEN, ST_END, ST_FULL,
+                         ST_LIMIT, ST_MORE, ST_NOIFACE, ST_SHORT, ST_TOOBIG, ST_TRAILER, ST_UNALIGNED,
+                         ts_mode)
 
 _M64 = (1 << 64) - 1
 
@@ -112,14 +111,7 @@ def _idb(b, p, total, pre, base):
         elif code == 2:
             nameoff, namelen = base + p + 8 + i, olen
         i += padded
-    if units == 1000000:
-        mode = TS_MICRO
-    elif units == 1000000000:
-        mode = TS_NANO
-    elif not binary and units < 1000000000:
-        mode = TS_DECUP
-    else:
-        mode = TS_GENERAL
+    mode = ts_mode(units, binary)
     return linktype, snap, mode, units, tsoffset, nameoff, namelen
 
 

@@ -1,13 +1,14 @@
 # cython: language_level=3
 """Record scanners for pcap and pcapng: the reader's hot loop, in C with the GIL released.
 
-Imports nothing from pfilter. Each scanner walks records in one window of the file (a memory map
-or a read buffer) from a start position and fills caller-provided arrays (packet data offsets
-into the window, captured length, wire length, timestamp in ns, record file offset, and for
-pcapng interface id and link type). It stops when the batch is full, when the next record is not
-entirely inside the window, at a block only Python handles (pcapng SHB and IDB), or at damage,
-and says which with a status code; the Python side (pfilter.capture.reader) formats errors and
-decides about EOF. pfilter/capture/_pyscan.py is the pure-Python twin with the same contract.
+Imports pfilter.capture._scancodes (the status codes) only. Each scanner walks records in one
+window of the file (a read buffer) from a start position and fills caller-provided arrays
+(packet data offsets into the window, captured length, wire length, timestamp in ns, record file
+offset, and for pcapng interface id and link type). It stops when the batch is full, when the
+next record is not entirely inside the window, at a block only Python handles (pcapng SHB and
+IDB), or at damage, and says which with a status code; the Python side (pfilter.capture.pcap
+and .pcapng) formats errors and decides about EOF. pfilter/capture/_pyscan.py is the
+pure-Python twin with the same contract.
 """
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
@@ -34,31 +35,17 @@ cdef extern from *:
 cdef enum:
     PREFETCH_AHEAD = 8192
 
-# Status codes shared with _pyscan.py and reader.py.
-cdef enum:
-    ST_LIMIT = 0      # batch full (packet or byte bound); more records may follow
-    ST_MORE = 1       # the record at pos is not entirely in the window; `info` = bytes it needs
-    ST_BADCAPLEN = 2  # pcap: caplen above the link type's maximum; `info` = caplen
-    ST_BLOCK = 3      # pcapng: SHB or IDB at pos, for Python
-    ST_BADLEN = 4     # pcapng: block total length < 12; `info` = length
-    ST_UNALIGNED = 5  # pcapng: block total length not a multiple of 4
-    ST_TOOBIG = 6     # pcapng: block total length above the maximum
-    ST_TRAILER = 7    # pcapng: trailer length differs from header length
-    ST_SHORT = 8      # pcapng: block body too short for its fixed part or its packet; `info` = type
-    ST_NOIFACE = 9    # pcapng: packet on an interface without IDB; `info` = interface id
-    ST_CAPLEN = 10    # pcapng: caplen above the interface's snapshot length; `info` = caplen
-    ST_END = 11       # the window ends exactly at pos (no partial record)
-    ST_FULL = 12      # pcapng: an IDB at pos, but the interface table is full (grow it, call again)
-
-ST_NAMES = {0: "limit", 1: "more", 2: "badcaplen", 3: "block", 4: "badlen", 5: "unaligned",
-            6: "toobig", 7: "trailer", 8: "short", 9: "noiface", 10: "caplen", 11: "end", 12: "full"}
-
-# Per-interface timestamp modes (pcapng).
-cdef enum:
-    TS_MICRO = 0      # units 10^6
-    TS_NANO = 1       # units 10^9
-    TS_DECUP = 2      # units 10^k, k < 9: multiply the fraction
-    TS_GENERAL = 3    # anything else: 128-bit scale
+# Status codes and timestamp modes: pfilter.capture._scancodes (shared with the twin and the
+# reader), held here as C constants.
+from . import _scancodes as _codes
+cdef int ST_LIMIT = _codes.ST_LIMIT, ST_MORE = _codes.ST_MORE, ST_BADCAPLEN = _codes.ST_BADCAPLEN
+cdef int ST_BLOCK = _codes.ST_BLOCK, ST_BADLEN = _codes.ST_BADLEN, ST_UNALIGNED = _codes.ST_UNALIGNED
+cdef int ST_TOOBIG = _codes.ST_TOOBIG, ST_TRAILER = _codes.ST_TRAILER, ST_SHORT = _codes.ST_SHORT
+cdef int ST_NOIFACE = _codes.ST_NOIFACE, ST_CAPLEN = _codes.ST_CAPLEN, ST_END = _codes.ST_END
+cdef int ST_FULL = _codes.ST_FULL
+cdef int32_t TS_MICRO = _codes.TS_MICRO, TS_NANO = _codes.TS_NANO, TS_DECUP = _codes.TS_DECUP
+cdef int32_t TS_GENERAL = _codes.TS_GENERAL
+cdef int64_t MAX_SECONDS = _codes.MAX_SECONDS
 
 
 cdef inline Py_ssize_t prefetch_ahead(const uint8_t* b, Py_ssize_t pf, Py_ssize_t p,
@@ -80,10 +67,6 @@ cdef inline uint64_t rd64(const uint8_t* p, bint sw) noexcept nogil:
     cdef uint64_t v
     memcpy(&v, p, 8)
     return pf_bswap64(v) if sw else v
-
-
-# Seconds a timestamp may have and still fit int64 nanoseconds (year 2262).
-cdef int64_t MAX_SECONDS = 9223372035
 
 
 cdef inline int64_t stamp_ns(uint64_t sec, uint64_t frac, int64_t tsoffset) noexcept nogil:

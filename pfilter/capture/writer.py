@@ -3,8 +3,9 @@ atomically (pfilter.capture.files.AtomicFile: the file gets its name whole on cl
 A signal handled by pfilter._signals.interruptible waits while a writer puts records out, so an
 interruption leaves whole records, and close() then keeps them as a valid capture.
 
-Imports pfilter.batch, pfilter.errors, pfilter.linktypes and pfilter._signals, and the record assemblers of pfilter.capture._writer
-(Cython; a pure-Python fallback here gives the same bytes). Records keep each packet's original
+Imports pfilter.batch, pfilter.errors, pfilter.linktypes and pfilter._signals, and the record
+assemblers of pfilter.capture._writer (Cython) or its pure-Python twin pfilter.capture._pywriter
+(the same bytes), as pfilter._impl picks. Records keep each packet's original
 wire length. A writer refuses a destination that is one of its inputs (same device and inode).
 
     with open_writer("out.pcap", linktype=1, snaplen=262144, ts_resolution="ns") as w:
@@ -13,7 +14,6 @@ wire length. A writer refuses a destination that is one of its inputs (same devi
 import functools
 import os
 import struct
-import sys
 
 import numpy as np
 
@@ -22,8 +22,9 @@ from ..errors import FilterError
 from .files import atomic_output, file_linktype, format_for_path, pcap_file_header
 
 from .. import _impl
+from . import _pywriter
 
-_native = _impl.native("pfilter.capture._writer")
+_native = _impl.native("pfilter.capture._writer")     # None: the twin assembles, no writev path
 
 FORMATS = ("pcap", "pcapng")
 # Records are assembled into a staging buffer of this size and written in one system call.
@@ -85,12 +86,9 @@ def _bad_packet(batch, code):
     return FilterError("packet index outside the batch")
 
 
-def _check_python(batch, idx, before=0):
-    """The pure-Python path's version of the assemblers' per-packet checks."""
-    from ..batch import first_bad_packet
-    bad = first_bad_packet(batch.data, batch.offsets, batch.caplen, idx, before)
-    if bad >= 0:
-        raise batch.bounds_error(bad)
+def _assembler():
+    """The record assemblers: the extension, else (PFILTER_PUREPYTHON=1, not built) the twin."""
+    return _native if _native is not None else _pywriter
 
 
 def _uninterrupted(method):
@@ -100,11 +98,6 @@ def _uninterrupted(method):
         with deferred():
             return method(self, *args, **kwargs)
     return run
-
-
-def _split_ts_py(ts, nsec):
-    sec, frac = divmod(int(ts), 1000000000)
-    return sec & 0xFFFFFFFF, frac if nsec else frac // 1000
 
 
 class CaptureWriter:
@@ -228,27 +221,10 @@ class PcapWriter(CaptureWriter):
         if raw_back == 16 and not raw_swapped and _native is not None and self._verbatim(batch, idx, size):
             return len(idx)
         out = self._stage(size)
-        if _native is not None:
-            used = _native.pcap_records(batch.data, batch.offsets, batch.caplen, batch.wirelen,
-                                        batch.timestamps, idx, self.nsec, out, raw_back, raw_swapped)
-            if used < 0:
-                raise _bad_packet(batch, used)
-        else:
-            _check_python(batch, idx, raw_back)
-            used, parts = 0, []
-            for i in idx:
-                c = int(batch.caplen[i])
-                o = int(batch.offsets[i])
-                if raw_back:
-                    sec, frac = struct.unpack((">" if raw_swapped == (sys.byteorder == "little") else "<") + "II",
-                                              batch.data[o - raw_back:o - raw_back + 8].tobytes())
-                else:
-                    sec, frac = _split_ts_py(batch.timestamps[i], self.nsec)
-                parts.append(struct.pack("<IIII", sec, frac, c, int(batch.wirelen[i])))
-                parts.append(batch.data[o:o + c].tobytes())
-            blob = b"".join(parts)
-            out[:len(blob)] = np.frombuffer(blob, np.uint8)
-            used = len(blob)
+        used = _assembler().pcap_records(batch.data, batch.offsets, batch.caplen, batch.wirelen,
+                                         batch.timestamps, idx, self.nsec, out, raw_back, raw_swapped)
+        if used < 0:
+            raise _bad_packet(batch, used)
         self._staged(used)
         self.packets_written += len(idx)
         return len(idx)
@@ -349,27 +325,10 @@ class PcapngWriter(CaptureWriter):
         caplen = batch.caplen[idx].astype(np.int64)
         size = 32 * len(idx) + int(((caplen + 3) & ~3).sum())
         out = self._stage(size)
-        if _native is not None:
-            used = _native.pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
-                                       batch.timestamps, idx, ids, self.nsec, out)
-            if used < 0:
-                raise _bad_packet(batch, used)
-        else:
-            _check_python(batch, idx)
-            parts = []
-            for k, i in enumerate(idx):
-                c = int(batch.caplen[i])
-                o = int(batch.offsets[i])
-                ts = int(batch.timestamps[i])
-                t = (ts if self.nsec else ts // 1000) & 0xFFFFFFFFFFFFFFFF
-                pad = (-c) % 4
-                total = 32 + c + pad
-                parts.append(struct.pack("<IIIIIII", 6, total, int(ids[k]), t >> 32, t & 0xFFFFFFFF, c,
-                                         int(batch.wirelen[i])))
-                parts.append(batch.data[o:o + c].tobytes() + b"\0" * pad + struct.pack("<I", total))
-            blob = b"".join(parts)
-            out[:len(blob)] = np.frombuffer(blob, np.uint8)
-            used = len(blob)
+        used = _assembler().pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
+                                        batch.timestamps, idx, ids, self.nsec, out)
+        if used < 0:
+            raise _bad_packet(batch, used)
         self._staged(used)
         self.packets_written += len(idx)
         return len(idx)
