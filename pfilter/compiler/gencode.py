@@ -1,10 +1,10 @@
 """Lowering: the pcap-filter AST to a graph of basic blocks, with libpcap 1.10.3's meaning.
 Imports pfilter.errors, pfilter.opcodes and pfilter.compiler.{ast,blocks,constants,linkctx,
-linklayer,names}.
+linklayer,names,primitives}.
 
-`Codegen(link_context, ...)` holds the state of one compilation (libpcap's compiler_state_t):
-the current link-layer offsets, which `vlan`, `mpls`, `pppoes` and `geneve` shift for the
-rest of the expression, and the scratch-register allocator. `lower(node)` walks the AST left
+`Codegen(link_context, ...)` is built on linklayer.LinkLayer and primitives.Primitives, which
+hold the state of one compilation (libpcap's compiler_state_t: the link-layer offsets, the
+scratch registers) and the loads and comparisons. `lower(node)` walks the AST left
 to right, in source order, exactly as libpcap's grammar actions run, so the blocks (and
 therefore the linearized program) come out the same as libpcap's unoptimized output.
 
@@ -16,7 +16,7 @@ from pfilter.errors import FilterError
 from pfilter.opcodes import (
     BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM, BPF_IND, BPF_JA,
     BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JMP, BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH,
-    BPF_MEM, BPF_MEMWORDS, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR, BPF_RET,
+    BPF_MEM, BPF_MISC, BPF_MOD, BPF_MSH, BPF_MUL, BPF_NEG, BPF_OR,
     BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X, BPF_XOR,
 )
 from pfilter.compiler import ast as A
@@ -35,13 +35,14 @@ from pfilter.compiler.constants import (
     ISIS_L1_CSNP, ISIS_L1_LAN_IIH, ISIS_L1_LSP, ISIS_L1_PSNP, ISIS_L2_CSNP, ISIS_L2_LAN_IIH,
     ISIS_L2_LSP, ISIS_L2_PSNP, ISIS_PTP_IIH, ISO10589_ISIS, ISO8473_CLNP, ISO9542_ESIS,
     LINUX_SLL_OUTGOING, LLCSAP_8021D, LLCSAP_IPX, LLCSAP_ISONS, LLCSAP_NETBEUI, OFFSET_NOT_SET,
-    OR_LINKHDR, OR_LINKPL, OR_LINKPL_NOSNAP, OR_LINKTYPE, OR_LLC, OR_PACKET, OR_PREVLINKHDR,
+    OR_LINKHDR, OR_LINKPL, OR_LINKPL_NOSNAP,
     OR_PREVMPLSHDR, OR_TRAN_IPV4, OR_TRAN_IPV6, PFLOG_ACTION, PFLOG_DIR, PFLOG_IFNAME,
     PFLOG_IFNAMSIZ, PFLOG_REASON, PFLOG_RULENR, PFLOG_RULESET, PFLOG_SUBRULENR, PF_ACTIONS,
     PF_IN, PF_OUT, PF_REASONS, PPP_MPLS_UCAST, PPP_PPPD_IN, PPP_PPPD_OUT, PROTO_UNDEF, swap16,
 )
-from pfilter.compiler.linkctx import DLT, DLT_DESCRIPTIONS, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
-from pfilter.compiler.linklayer import LinkLayerMixin
+from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
+from pfilter.compiler.linklayer import LinkLayer
+from pfilter.compiler.primitives import AbsOffset, fail as _err
 
 __all__ = ["Codegen", "lower"]
 
@@ -97,60 +98,8 @@ class Arth:
         self.b = b
 
 
-class _AbsOffset:
-    """libpcap: bpf_abs_offset: constant part, plus a scratch register when variable."""
-
-    __slots__ = ("is_variable", "constant_part", "reg")
-
-    def __init__(self, constant_part=0, is_variable=False, reg=-1):
-        self.constant_part = constant_part
-        self.is_variable = is_variable
-        self.reg = reg
-
-    def copy(self):
-        return _AbsOffset(self.constant_part, self.is_variable, self.reg)
-
-
-def _err(msg):
-    raise FilterError(msg)
-
-
-def _set(offset):
-    """A LinkContext offset as libpcap holds it: None (no such field) is OFFSET_NOT_SET."""
-    return OFFSET_NOT_SET if offset is None else offset
-
-
-class Codegen(LinkLayerMixin):
+class Codegen(LinkLayer):
     """The state of one compilation (libpcap: compiler_state_t) and the gen_* routines."""
-
-    def __init__(self, link, snaplen=262144, netmask=None, savefile=True, swapped=False,
-                 track_origins=False):
-        self.link = link
-        # provenance (pfilter.explain): tag every block with the span of the primitive it
-        # was made for; never changes the code
-        self.track_origins = track_origins
-        self.snaplen = snaplen
-        self.netmask = netmask
-        self.savefile = savefile
-        self.swapped = swapped
-        self.regused = [False] * BPF_MEMWORDS
-        self.curreg = 0
-        dlt = link.dlt
-        self.outermostlinktype = dlt
-        self.prevlinktype = dlt
-        self.linktype = dlt
-        self.off_linkhdr = _AbsOffset(link.off_linkhdr, link.linkhdr_variable)
-        self.off_linkpl = _AbsOffset(_set(link.off_linkpl), link.linkpl_variable)
-        self.off_linktype = _AbsOffset(_set(link.off_linktype))
-        self.off_outermostlinkhdr = self.off_linkhdr.copy()
-        self.off_prevlinkhdr = self.off_linkhdr.copy()
-        self.off_nl = _set(link.off_nl)
-        self.off_nl_nosnap = _set(link.off_nl_nosnap)
-        self.is_geneve = False
-        self.is_vlan_vloffset = False
-        self.label_stack_depth = 0
-        self.vlan_stack_depth = 0
-        self.no_optimize = False
 
     # ------------------------------------------------------------------ driver entry points
 
@@ -173,153 +122,6 @@ class Codegen(LinkLayerMixin):
         return p.head
 
     # ------------------------------------------------------------------ primitives
-
-    @staticmethod
-    def gen_retblk(v):
-        return Block(BPF_RET | BPF_K, v & 0xFFFFFFFF)
-
-    def alloc_reg(self):
-        # libpcap: alloc_reg()
-        for _ in range(BPF_MEMWORDS):
-            if self.regused[self.curreg]:
-                self.curreg = (self.curreg + 1) % BPF_MEMWORDS
-            else:
-                self.regused[self.curreg] = True
-                return self.curreg
-        _err("too many registers needed to evaluate expression")
-
-    def free_reg(self, n):
-        self.regused[n] = False
-
-    def _linktype_desc(self, dlt=None):
-        dlt = self.linktype if dlt is None else dlt
-        return DLT_DESCRIPTIONS.get(dlt) or f"DLT {dlt}"
-
-    def gen_load_absoffsetrel(self, off, offset, size):
-        # libpcap: gen_load_absoffsetrel()
-        s = self.gen_abs_offset_varpart(off)
-        if s is not None:
-            s.append(Stmt(BPF_LD | BPF_IND | size, off.constant_part + offset))
-            return s
-        return [Stmt(BPF_LD | BPF_ABS | size, off.constant_part + offset)]
-
-    def gen_load_a(self, offrel, offset, size):
-        # libpcap: gen_load_a()
-        if offrel == OR_PACKET:
-            return [Stmt(BPF_LD | BPF_ABS | size, offset)]
-        if offrel == OR_LINKHDR:
-            return self.gen_load_absoffsetrel(self.off_linkhdr, offset, size)
-        if offrel == OR_PREVLINKHDR:
-            return self.gen_load_absoffsetrel(self.off_prevlinkhdr, offset, size)
-        if offrel == OR_LLC:
-            return self.gen_load_absoffsetrel(self.off_linkpl, offset, size)
-        if offrel == OR_PREVMPLSHDR:
-            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() - 4 + offset, size)
-        if offrel == OR_LINKPL:
-            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() + offset, size)
-        if offrel == OR_LINKPL_NOSNAP:
-            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl_nosnap() + offset, size)
-        if offrel == OR_LINKTYPE:
-            return self.gen_load_absoffsetrel(self.off_linktype, offset, size)
-        if offrel == OR_TRAN_IPV4:
-            s = self.gen_loadx_iphdrlen()
-            s.append(Stmt(BPF_LD | BPF_IND | size,
-                          self.off_linkpl.constant_part + self._nl() + offset))
-            return s
-        if offrel == OR_TRAN_IPV6:
-            return self.gen_load_absoffsetrel(self.off_linkpl, self._nl() + 40 + offset, size)
-        raise AssertionError(offrel)
-
-    def _nl(self):
-        # An unset offset is libpcap's OFFSET_NOT_SET (0xffffffff) and takes part in the
-        # (32-bit, wrapping) arithmetic just as in libpcap.
-        return self.off_nl
-
-    def _nl_nosnap(self):
-        return self.off_nl_nosnap
-
-    def gen_loadx_iphdrlen(self):
-        # libpcap: gen_loadx_iphdrlen()
-        s = self.gen_abs_offset_varpart(self.off_linkpl)
-        if s is not None:
-            s.append(Stmt(BPF_LD | BPF_IND | BPF_B, self.off_linkpl.constant_part + self._nl()))
-            s.append(Stmt(BPF_ALU | BPF_AND | BPF_K, 0xF))
-            s.append(Stmt(BPF_ALU | BPF_LSH | BPF_K, 2))
-            s.append(Stmt(BPF_ALU | BPF_ADD | BPF_X))
-            s.append(Stmt(BPF_MISC | BPF_TAX))
-            return s
-        return [Stmt(BPF_LDX | BPF_MSH | BPF_B, self.off_linkpl.constant_part + self._nl())]
-
-    def gen_abs_offset_varpart(self, off):
-        # libpcap: gen_abs_offset_varpart()
-        if off.is_variable:
-            if off.reg == -1:
-                off.reg = self.alloc_reg()
-            return [Stmt(BPF_LDX | BPF_MEM, off.reg)]
-        return None
-
-    def gen_uncond(self, rsense):
-        # libpcap: gen_uncond()
-        return Block(JMP(BPF_JEQ), 0, [Stmt(BPF_LD | BPF_IMM, 0 if rsense else 1)])
-
-    def gen_true(self):
-        return self.gen_uncond(True)
-
-    def gen_false(self):
-        return self.gen_uncond(False)
-
-    def gen_ncmp(self, offrel, offset, size, mask, jtype, reverse, v):
-        # libpcap: gen_ncmp()
-        s = self.gen_load_a(offrel, offset, size)
-        if mask != 0xFFFFFFFF:
-            s.append(Stmt(BPF_ALU | BPF_AND | BPF_K, mask & 0xFFFFFFFF))
-        b = Block(JMP(jtype), v & 0xFFFFFFFF, s)
-        if reverse and jtype in (BPF_JGT, BPF_JGE):
-            gen_not(b)
-        return b
-
-    def gen_cmp(self, offrel, offset, size, v):
-        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JEQ, False, v)
-
-    def gen_cmp_gt(self, offrel, offset, size, v):
-        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGT, False, v)
-
-    def gen_cmp_ge(self, offrel, offset, size, v):
-        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGE, False, v)
-
-    def gen_cmp_lt(self, offrel, offset, size, v):
-        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGE, True, v)
-
-    def gen_cmp_le(self, offrel, offset, size, v):
-        return self.gen_ncmp(offrel, offset, size, 0xFFFFFFFF, BPF_JGT, True, v)
-
-    def gen_mcmp(self, offrel, offset, size, v, mask):
-        return self.gen_ncmp(offrel, offset, size, mask, BPF_JEQ, False, v)
-
-    def gen_bcmp(self, offrel, offset, size, v):
-        # libpcap: gen_bcmp(): compare `size` bytes, last word first
-        b = None
-        while size >= 4:
-            tmp = self.gen_cmp(offrel, offset + size - 4, BPF_W,
-                               int.from_bytes(v[size - 4:size], "big"))
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
-            size -= 4
-        while size >= 2:
-            tmp = self.gen_cmp(offrel, offset + size - 2, BPF_H,
-                               int.from_bytes(v[size - 2:size], "big"))
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
-            size -= 2
-        if size > 0:
-            tmp = self.gen_cmp(offrel, offset, BPF_B, v[0])
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
-        return b
-
     # ------------------------------------------------------------------ hosts
 
     def gen_hostop(self, addr, mask, dir, ll_proto, src_off, dst_off):
@@ -420,12 +222,6 @@ class Codegen(LinkLayerMixin):
             (gen_and if dir == Q_AND else gen_or)(b0, b1)
             return b1
         self._wlan_only_error(dir)
-
-    def _jset_block(self, offset, k, negate=False):
-        b = Block(JMP(BPF_JSET), k, self.gen_load_a(OR_LINKHDR, offset, BPF_B))
-        if negate:
-            gen_not(b)
-        return b
 
     def _by_flag(self, offset, bit, when_set, when_clear):
         """(flag bit set and when_set) or (bit clear and when_clear()), the blocks made in
@@ -1511,14 +1307,6 @@ class Codegen(LinkLayerMixin):
 
     # ------------------------------------------------------------------ encapsulations
 
-    def _push_linkhdr(self, new_linktype, is_variable, constant_part, reg):
-        # libpcap: PUSH_LINKHDR()
-        self.prevlinktype = self.linktype
-        self.off_prevlinkhdr = self.off_linkhdr.copy()
-        self.linktype = new_linktype
-        self.off_linkhdr = _AbsOffset(constant_part, is_variable, reg)
-        self.is_geneve = False
-
     def gen_vlan(self, vlan_num):
         # libpcap: gen_vlan() for a savefile (no BPF_SPECIAL_VLAN_HANDLING): the
         # gen_vlan_no_bpf_extensions() variant.
@@ -1632,7 +1420,7 @@ class Codegen(LinkLayerMixin):
 
         s = [Stmt(BPF_ALU | BPF_ADD | BPF_K, self.off_linkpl.constant_part + self._nl() + 8),
              Stmt(BPF_MISC | BPF_TAX), Stmt(BPF_ALU | BPF_ADD | BPF_K, 2)]
-        self.off_linktype = _AbsOffset(0, True, self.alloc_reg())
+        self.off_linktype = AbsOffset(0, True, self.alloc_reg())
         s += [Stmt(BPF_ST, self.off_linktype.reg), Stmt(BPF_LD | BPF_IND | BPF_B, 0),
               Stmt(BPF_ALU | BPF_AND | BPF_K, 0x3F), Stmt(BPF_ALU | BPF_MUL | BPF_K, 4),
               Stmt(BPF_ALU | BPF_ADD | BPF_K, 8), Stmt(BPF_ALU | BPF_ADD | BPF_X, 0)]
@@ -1647,7 +1435,7 @@ class Codegen(LinkLayerMixin):
         j_proto.jt = txa
         s += [Stmt(BPF_ALU | BPF_ADD | BPF_K, 12), Stmt(BPF_ST, self.off_linktype.reg),
               Stmt(BPF_ALU | BPF_ADD | BPF_K, 2), Stmt(BPF_MISC | BPF_TAX)]
-        self.off_linkpl = _AbsOffset(0, True, self.alloc_reg())
+        self.off_linkpl = AbsOffset(0, True, self.alloc_reg())
         stx = Stmt(BPF_STX, self.off_linkpl.reg)
         s.append(stx)
         j_proto.jf = stx
@@ -1658,14 +1446,6 @@ class Codegen(LinkLayerMixin):
         gen_and(b0, b1)
         self.is_geneve = True
         return b1
-
-    def gen_geneve_ll_check(self):
-        # libpcap: gen_geneve_ll_check()
-        s = [Stmt(BPF_LD | BPF_MEM, self.off_linkhdr.reg),
-             Stmt(BPF_LDX | BPF_MEM, self.off_linkpl.reg)]
-        b0 = Block(BPF_JMP | BPF_JEQ | BPF_X, 0, s)
-        gen_not(b0)
-        return b0
 
     # ------------------------------------------------------------------ the AST walk
 

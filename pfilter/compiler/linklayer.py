@@ -1,16 +1,16 @@
 """How each link type is recognized and parsed: the link-layer half of the code generator.
-Imports pfilter.errors, pfilter.opcodes and pfilter.compiler.{blocks,constants,linkctx}.
+Imports pfilter.opcodes and pfilter.compiler.{blocks,constants,linkctx,primitives}.
 
-`LinkLayerMixin` holds the gen_* routines that depend on the link type: the test for a
+`LinkLayer` holds the gen_* routines that depend on the link type: the test for a
 link-layer protocol (libpcap's gen_linktype() and the per-link-type functions it dispatches
 to through the table `_LINKTYPE_TESTS`), LLC, and the code that computes variable header
-lengths (radiotap, Prism, AVS, PPI, 802.11, pflog) at the start of the program. It relies on
-the primitives of pfilter.compiler.gencode.Codegen (gen_cmp, gen_load_a, ...), which mixes it in.
+lengths (radiotap, Prism, AVS, PPI, 802.11, pflog) at the start of the program. It is built
+on the primitives of pfilter.compiler.primitives (gen_cmp, gen_load_a, ...); gencode.Codegen is
+built on it.
 Adding a link type means a LinkContext entry (linkctx.py) and, if its type field is not a plain
 Ethernet type, one small function here.
 """
 
-from pfilter.errors import FilterError
 from pfilter.opcodes import (
     BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ,
     BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH, BPF_MEM, BPF_MISC, BPF_OR, BPF_ST, BPF_TAX,
@@ -30,14 +30,11 @@ from pfilter.compiler.constants import (
     PPP_VJC, PPP_VJNC, swap32,
 )
 from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
+from pfilter.compiler.primitives import Primitives, fail as _err
 
 
-def _err(msg):
-    raise FilterError(msg)
-
-
-class LinkLayerMixin:
-    """Link-type-dependent code generation; mixed into Codegen."""
+class LinkLayer(Primitives):
+    """Link-type-dependent code generation, on the primitives; gencode.Codegen builds on it."""
 
     # ------------------------------------------------------------------ variable-length headers
 
@@ -513,7 +510,7 @@ class LinkLayerMixin:
 
 
 def _linktype_tests():
-    m = LinkLayerMixin
+    m = LinkLayer
     groups = [
         (ETHER_DLTS, m._lt_ether),
         (("C_HDLC", "HDLC"), m._lt_chdlc),
