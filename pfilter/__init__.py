@@ -172,7 +172,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 dedup: int | bool | None = None, rotate: Any = None,
                 backend: Literal["vm", "native", "auto"] | None = None, workers: int | None = None,
                 merge: bool = False, after: int | str | None = None,
-                before: int | str | None = None) -> FilterStats:
+                before: int | str | None = None, cache: bool = True) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -193,6 +193,9 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     on_batch: called as on_batch(batch, indices) with the matched packets of each batch; the
     batch's data may be reused once it returns (copy what must outlive it).
     compiler: called like pfilter.compile to make each link type's Program.
+    cache: without a compiler, compile through the on-disk program cache
+    ($XDG_CACHE_HOME/pfilter, pfilter.compiler.cache; PFILTER_NO_CACHE=1 turns it off): the
+    same programs, and a repeated expression skips the compiler. False: pfilter.compile.
     truncate: cut written packets to this many bytes, wire length kept (editcap -s).
     dedup: drop a packet equal to one of the W - 1 before it (editcap -D W; True: W = 5).
     rotate: tcpdump's -C/-G/-W as pfilter.capture.rotate.Rotation(size=BYTES, seconds=S,
@@ -216,7 +219,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                                       ts_resolution=ts_resolution, batch_packets=batch_packets,
                                       on_batch=on_batch, compiler=compiler, truncate=truncate,
                                       dedup=dedup, rotate=rotate, backend=backend, workers=workers,
-                                      merge=merge, after=after, before=before, **extra)
+                                      merge=merge, after=after, before=before, cache=cache, **extra)
     return stats
 
 

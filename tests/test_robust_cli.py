@@ -17,6 +17,7 @@ import pytest
 import pfilter
 import reference as ref
 from pfilter import _signals, cli
+from pfilter.compiler import cache
 from pfilter.linktypes import ALIASES, DLT, linktype_number
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,19 +94,19 @@ def cache_entries(tmp_path):
 
 
 def test_cache_stays_bounded_keeping_the_recently_used(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "CACHE_MAX_ENTRIES", 20)
-    monkeypatch.setattr(cli, "CACHE_PRUNE_EVERY", 1)
-    cli.cached_program("tcp port 1")
+    monkeypatch.setattr(cache, "CACHE_MAX_ENTRIES", 20)
+    monkeypatch.setattr(cache, "CACHE_PRUNE_EVERY", 1)
+    cache.cached_program("tcp port 1")
     sizes = []
     for i in range(2, 80):
-        cli.cached_program(f"tcp port {i}")
-        tuples, _rejects, prog = cli.cached_program("tcp port 1")     # used again: stays
+        cache.cached_program(f"tcp port {i}")
+        tuples, _rejects, prog = cache.cached_program("tcp port 1")     # used again: stays
         assert prog is None                                         # a hit
         sizes.append(len(cache_entries(tmp_path)))
     assert max(sizes) <= 20 and min(sizes[40:]) >= 15
     # the entries kept are the most recent ones, and the one used all along
-    assert cli.cached_program("tcp port 79")[2] is None
-    assert cli.cached_program("tcp port 2")[2] is not None
+    assert cache.cached_program("tcp port 79")[2] is None
+    assert cache.cached_program("tcp port 2")[2] is not None
     assert tuples == pfilter.compile("tcp port 1").to_tuples()
 
 
@@ -115,7 +116,7 @@ def test_cache_is_bounded_in_bytes_too(tmp_path):
         (directory / f"{i:02x}").mkdir(parents=True)
         (directory / f"{i:02x}" / f"e{i}.txt").write_bytes(b"x" * 1000)
         os.utime(directory / f"{i:02x}" / f"e{i}.txt", (1_000_000 + i, 1_000_000 + i))
-    assert cli.prune_cache(str(directory), max_entries=100, max_bytes=4000) == 7
+    assert cache.prune_cache(str(directory), max_entries=100, max_bytes=4000) == 7
     assert sorted(p.name for p in directory.rglob("*.txt")) == ["e7.txt", "e8.txt", "e9.txt"]
 
 
@@ -125,28 +126,28 @@ def test_cache_prunes_temporary_files_of_killed_runs_but_not_of_running_ones(tmp
     old, new = sub / "x.txt.1.aa.tmp", sub / "y.txt.2.bb.tmp"
     old.write_text("partial")
     new.write_text("partial")
-    os.utime(old, (time.time() - 2 * cli.CACHE_STALE_TMP_SECONDS,) * 2)
-    assert cli.prune_cache(str(tmp_path / "c")) == 1
+    os.utime(old, (time.time() - 2 * cache.CACHE_STALE_TMP_SECONDS,) * 2)
+    assert cache.prune_cache(str(tmp_path / "c")) == 1
     assert not old.exists() and new.exists()
 
 
 def test_a_cache_hit_never_lists_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "CACHE_PRUNE_EVERY", 1)
-    cli.cached_program("udp")
-    monkeypatch.setattr(cli, "prune_cache", lambda *a, **k: pytest.fail("pruned on a hit"))
+    monkeypatch.setattr(cache, "CACHE_PRUNE_EVERY", 1)
+    cache.cached_program("udp")
+    monkeypatch.setattr(cache, "prune_cache", lambda *a, **k: pytest.fail("pruned on a hit"))
     (entry,) = cache_entries(tmp_path)
     os.utime(entry, (1_000_000, 1_000_000))
-    assert cli.cached_program("udp")[2] is None
+    assert cache.cached_program("udp")[2] is None
     assert entry.stat().st_mtime > 1_000_000          # marked as recently used
 
 
 def test_cache_follows_xdg_cache_home_and_ignores_a_relative_one(tmp_path, monkeypatch):
-    assert cli._cache_dir() == str(tmp_path / "cache" / "pfilter" / "programs")
+    assert cache._cache_dir() == str(tmp_path / "cache" / "pfilter" / "programs")
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/dir")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cli._cache_dir() == str(tmp_path / "home" / ".cache" / "pfilter" / "programs")
+    assert cache._cache_dir() == str(tmp_path / "home" / ".cache" / "pfilter" / "programs")
     monkeypatch.setenv("PFILTER_NO_CACHE", "1")
-    assert cli._cache_dir() is None
+    assert cache._cache_dir() is None
 
 
 def damage(entry, how):

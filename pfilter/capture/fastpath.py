@@ -163,6 +163,17 @@ def _peek(src):
     return opened[1]
 
 
+def fast_path_applies(*, per_batch=False, batch_packets=None, dedup=None, native=False,
+                      window_found=True):
+    """Whether a request goes to fast_filter_file first (which may still decline its inputs,
+    returning None): the one place that choice is made, for filter_file and the `pfilter`
+    command. Not with a per-batch callback (on_batch; the command's printed packets), batches
+    of a chosen size, --dedup, native code (it runs numpy batches), or a time window the index
+    did not find; --snaplen and -C rotation are the fast path's own (it declines -G itself)."""
+    return (not per_batch and batch_packets is None and not dedup and not native
+            and window_found)
+
+
 def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resolution=None,
                      progress=None, announce=None, truncate=None, rotate=None, workers=None,
                      byte_range=None):

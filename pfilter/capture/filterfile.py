@@ -21,7 +21,7 @@ import numpy as np
 from .._progress import progress_callback
 from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
-from .fastpath import FilterStats, fast_filter_file
+from .fastpath import FilterStats, fast_filter_file, fast_path_applies
 from .files import MAXIMUM_SNAPLEN, max_snaplen_for_linktype
 from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
@@ -158,7 +158,7 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
                 dedup=None, rotate=None, backend=None, workers=None, merge=False, after=None,
-                before=None):
+                before=None, cache=True):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -173,8 +173,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     ts_resolution: "us" or "ns" for pcap output (default: the first input's).
     on_batch: called as on_batch(batch, indices) for the matched packets of each batch; the
     batch's data may be reused once the callback returns (copy what must outlive it).
-    compiler: called like pfilter.compile to make each link type's Program (the CLI passes
-    one with an on-disk cache).
+    compiler: called like pfilter.compile to make each link type's Program (default: pfilter.compile
+    through the on-disk program cache, pfilter.compiler.cache, unless cache=False or
+    PFILTER_NO_CACHE=1).
     truncate: cut every written packet to this many bytes (wire length kept; the header's
     snapshot length says it), as `editcap -s`. dedup: a window W (True: 5): drop a packet whose
     captured bytes equal one of the W - 1 packets before it, as `editcap -D W`. rotate: a
@@ -211,6 +212,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                    for t in (after, before))
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
+    if compiler is None and cache:
+        from ..compiler.cache import cached_compile as compiler
     report, close_progress = progress_callback(progress, sum(_size(s) for s in sources))
     try:
         with interruptible((signal.SIGINT,)):
@@ -249,9 +252,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     if timed and len(sources) == 1 and isinstance(sources[0], str) and _plain_pcap(sources[0]):
         from .index import window_range
         byte_range = window_range(sources[0], *window)      # None: not sorted, scanned below
-    if (on_batch is None and batch_packets is None and not dedup and not programs.native
-            and (not timed or byte_range is not None)):
-        # --snaplen and -C rotation too (pcap to pcap); not --dedup or -G
+    if fast_path_applies(per_batch=on_batch is not None, batch_packets=batch_packets, dedup=dedup,
+                         native=programs.native, window_found=not timed or byte_range is not None):
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
             progress=progress, truncate=truncate, rotate=rotate, workers=workers, byte_range=byte_range)
