@@ -5,6 +5,11 @@
   byte-identical to tcpdump's. Targets: --workers 1 CPU <= 0.7x and wall <= 0.8x tcpdump's;
   --workers 2 wall <= 0.35x.
 - Scaling 1 -> 2 workers for --count and -w (target >= 1.7x).
+- The floor, in the same run: what no filter can avoid with 2 workers, as a ratio to tcpdump:
+  the interpreter start (the launcher's Python and its site, importing nothing of pfilter), then
+  2 threads pread()ing the 1 GB in 1 MB chunks into reused buffers and pwrite()ing as many bytes
+  as the filter's output holds (FLOOR below: no walk, no filter). The w2 wall target cannot be
+  met below it.
 - A directory of 1,000 captures of about 1 MB (the 1 GB capture cut on record boundaries):
   `pfilter -r DIR --count` against a shell loop of `tcpdump -r FILE --count` (target >= 10x,
   equal counts).
@@ -39,7 +44,41 @@ SMALL_BYTES = 1 << 20
 NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} interleaved runs (wall; CPU = "
         "user + system of that command). Targets: workers 1 CPU <= 0.7x and wall <= 0.8x tcpdump's; workers 2 "
         "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
-        "busy 2-core machine a second worker finds no free core.")
+        "busy 2-core machine a second worker finds no free core. The floor: the interpreter start, 2 threads "
+        "reading the 1 GB and writing as many bytes as the output holds, no filter (bench/test_bench_scale.py's "
+        "FLOOR): what no 2-worker pass can go below; its ratios to tcpdump's wall and CPU.")
+
+
+# The floor of a 2-worker `-r -w` (see the module docstring): argv = input, output, bytes to
+# write, threads. Each thread preads every threads-th chunk and writes its share of the output
+# at the matching offset.
+FLOOR = """
+import os, sys, threading
+src, dst, want, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+chunk = 1 << 20
+fd = os.open(src, os.O_RDONLY)
+out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+size = os.fstat(fd).st_size
+n = -(-size // chunk)
+def share(k):
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    for i in range(k, n, threads):
+        os.preadv(fd, [buf], i * chunk)
+        a, b = i * chunk * want // size, min(size, (i + 1) * chunk) * want // size
+        if b > a:
+            os.pwrite(out, view[:b - a], a)
+ts = [threading.Thread(target=share, args=(k,)) for k in range(1, threads)]
+for t in ts:
+    t.start()
+share(0)
+for t in ts:
+    t.join()
+"""
+
+
+def _floor(src, dst, want, threads=2):
+    return [sys.executable, "-c", FLOOR, str(src), str(dst), str(want), str(threads)]
 
 
 def _env():
@@ -60,7 +99,8 @@ def _tcpdump():
 def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
-                         "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "peak MB w1 / w2"],
+                         "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "floor wall s",
+                         "floor wall ratio", "floor CPU ratio", "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
 
 
@@ -82,17 +122,22 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, expr):
           for w in (1, 2)}
     env = _env()
     _run(pf[1], env)
-    runs = {"td": [], 1: [], 2: []}
+    floor = _floor(huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24)
+    runs = {"td": [], 1: [], 2: [], "floor": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(_run(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
         for w in (1, 2):
             runs[w].append(_run(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
+        runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
     want = (tmp_path / "td.pcap").read_bytes()
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
+    assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
     (tw, tc, _tm), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
+    fw, fc, _fm = _best(runs["floor"])
     _table().add(expr, **{"expression": expression_id(expr), "tcpdump wall s": tw, "tcpdump CPU s": tc,
                        "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc, "w1 wall ratio": w1 / tw,
                        "w2 wall s": w2, "w2 wall ratio": w2 / tw, "w1 -> w2 scaling": w1 / w2,
+                       "floor wall s": fw, "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc,
                        "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"})
 
 
@@ -103,16 +148,20 @@ def test_count_scaling(huge_capture, tmp_path, compiled):
     counts = {w: subprocess.run(pf[w], env=env, capture_output=True, text=True, check=True).stdout for w in (1, 2)}
     want = subprocess.run(td, capture_output=True, text=True, check=True).stdout
     assert counts[1] == counts[2] == want          # "N packets" both
-    runs = {"td": [], 1: [], 2: []}
+    floor = _floor(huge_capture, tmp_path / "floor.bin", 0)
+    runs = {"td": [], 1: [], 2: [], "floor": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(_run(td, tmp=tmp_path))
         for w in (1, 2):
             runs[w].append(_run(pf[w], env, tmp=tmp_path))
+        runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
+    fw, fc, _fm = _best(runs["floor"])
     _table().add("count", **{
         "expression": "--count tcp", "tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1,
         "w1 CPU ratio": c1 / tc, "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 wall ratio": w2 / tw,
-        "w1 -> w2 scaling": w1 / w2, "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"})
+        "w1 -> w2 scaling": w1 / w2, "floor wall s": fw, "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc,
+        "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"})
 
 
 def test_read_strategies(huge_capture, tmp_path):
