@@ -116,7 +116,6 @@ def test_lexical_errors_point_at_the_token(expr, fragment):
     ("reason bogus", 'unknown PF reason "bogus"'),
     ("action bogus", 'unknown PF action "bogus"'),
     ("port 1.2.3.4", "'port' modifier applied to ip host"),
-    ("lane", "supported only on raw ATM"),
 ])
 def test_semantic_errors_of_the_grammar_are_filter_errors(expr, fragment):
     with pytest.raises(FilterError) as info:

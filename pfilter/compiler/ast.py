@@ -187,6 +187,25 @@ class Wlan(Node):
     value: object
 
 
+@dataclass(frozen=True)
+class Circuit(Node):
+    """A SunATM circuit or message class, or an MTP2 signal unit type (libpcap's atmtype,
+    atmmultitype and mtp2type): kind in "lane", "metac", "bcc", "oamf4ec", "oamf4sc", "sc",
+    "ilmic", "oam", "oamf4", "connectmsg", "metaconnect", "fisu", "lssu", "msu", "hfisu",
+    "hlssu", "hmsu"."""
+    kind: str
+
+
+@dataclass(frozen=True)
+class SignalField(Node):
+    """`field value`, `field relop value` or `field (v1 or v2 ...)` for an ATM cell field
+    (vpi, vci) or an SS7 MTP3 field (sio, opc, dpc, sls, and the MTP2-HSL hsio, hopc, hdpc,
+    hsls): op a relop ("=" for a bare value and for each value of a list), values the ints."""
+    field: str
+    op: str
+    values: tuple
+
+
 # ----------------------------------------------------------------------------- arithmetic
 
 @dataclass(frozen=True)
@@ -232,4 +251,5 @@ class Relation(Node):
 
 Arith = Union[Number, Length, Load, Binary, Negate]
 Expr = Union[And, Or, Not, Id, ProtoAbbrev, Broadcast, Multicast, Less, Greater, ByteOp, Inbound,
-             Outbound, Ifindex, Vlan, Mpls, Pppoed, Pppoes, Geneve, Llc, PfField, Wlan, Relation]
+             Outbound, Ifindex, Vlan, Mpls, Pppoed, Pppoes, Geneve, Llc, PfField, Wlan, Circuit,
+             SignalField, Relation]

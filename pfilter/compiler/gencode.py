@@ -57,6 +57,9 @@ _RELOPS = {">": (BPF_JGT, False), ">=": (BPF_JGE, False), "=": (BPF_JEQ, False),
 
 # The dir qualifier words; None is libpcap's Q_DEFAULT.
 Q_SRC, Q_DST, Q_OR, Q_AND = "src", "dst", "src or dst", "src and dst"
+# libpcap's atmtype and atmmultitype words (the other ast.Circuit kinds are mtp2type's)
+_ATM_KINDS = frozenset({"lane", "metac", "bcc", "oamf4ec", "oamf4sc", "sc", "ilmic", "oam", "oamf4",
+                        "connectmsg", "metaconnect"})
 _WLAN_DIRS = ("addr1", "addr2", "addr3", "addr4", "ra", "ta")
 
 
@@ -1508,6 +1511,21 @@ class Codegen(LinkLayer):
             return self.gen_scode(n.value, q)
         raise AssertionError(vk)
 
+    def _lower_signal_field(self, n):
+        # libpcap's grammar: atmfield atmvalue / mtp3field mtp3value; a parenthesized list
+        # ORs one equality test per value, left to right
+        gen = self.gen_atmfield if n.field in ("vpi", "vci") else self.gen_mtp3field
+        if len(n.values) == 1:
+            code, rev = _RELOPS[n.op]
+            return gen(n.field, n.values[0], code, rev)
+        b = None
+        for v in n.values:
+            b1 = gen(n.field, v)
+            if b is not None:
+                gen_or(b, b1)
+            b = b1
+        return b
+
     def _lower_abbrev(self, n):
         return self.gen_proto_abbrev(n.proto)
 
@@ -1576,6 +1594,9 @@ class Codegen(LinkLayer):
         A.Llc: lambda self, n: self.gen_llc(n.kind),
         A.PfField: lambda self, n: self.gen_pf(n.field, n.value),
         A.Wlan: lambda self, n: self.gen_wlan(n.field, n.value),
+        A.Circuit: lambda self, n: (self.gen_atmtype(n.kind) if n.kind in _ATM_KINDS
+                                    else self.gen_mtp2type(n.kind)),
+        A.SignalField: _lower_signal_field,
     }
 
     def _less(self, n):

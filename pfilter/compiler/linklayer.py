@@ -12,7 +12,7 @@ Ethernet type, one small function here.
 """
 
 from pfilter.opcodes import (
-    BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ,
+    BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JA, BPF_JEQ, BPF_JGT,
     BPF_JSET, BPF_K, BPF_LD, BPF_LDX, BPF_LSH, BPF_MEM, BPF_MISC, BPF_OR, BPF_ST, BPF_TAX,
     BPF_TXA, BPF_W, BPF_X,
 )
@@ -28,6 +28,11 @@ from pfilter.compiler.constants import (
     LLC_U_SUBTYPES, OFFSET_NOT_SET, OR_LINKHDR, OR_LINKPL, OR_LINKTYPE, OR_LLC, OR_PREVLINKHDR,
     PFLOG_AF, PPP_APPLE, PPP_BRPDU, PPP_DECNET, PPP_IP, PPP_IPV6, PPP_IPX, PPP_NS, PPP_OSI,
     PPP_VJC, PPP_VJNC, swap32,
+)
+from pfilter.compiler.constants import (
+    ATM_MSG_TYPE_POS, ATM_PROTO_POS, OR_PACKET, PT_LANE, PT_LLC, Q2931_CALL_PROCEED,
+    Q2931_CONNECT, Q2931_CONNECT_ACK, Q2931_RELEASE, Q2931_RELEASE_DONE, Q2931_SETUP,
+    SUNATM_PKT_BEGIN_POS, SUNATM_VCI_POS, SUNATM_VPI_POS,
 )
 from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
 from pfilter.compiler.primitives import Primitives, fail as _err
@@ -440,9 +445,8 @@ class LinkLayer(Primitives):
         return b0
 
     def gen_atm_llc_check(self):
-        # libpcap: gen_atmfield_code_internal(A_PROTOTYPE, PT_LLC, BPF_JEQ, 0): the protocol
-        # type nibble of the SunATM pseudo-header (libpcap reads it at offset PROTO_POS = 0)
-        return self.gen_ncmp(OR_LINKHDR, 0, BPF_B, 0x0F, BPF_JEQ, False, 0x02)
+        # libpcap: gen_atmfield_code_internal(A_PROTOTYPE, PT_LLC, BPF_JEQ, 0)
+        return self.gen_atmfield("proto", PT_LLC)
 
     def gen_mpls_linktype(self, ll_proto):
         # libpcap: gen_mpls_linktype()
@@ -457,6 +461,101 @@ class LinkLayer(Primitives):
             gen_and(b0, b1)
             return b1
         _err("unsupported protocol over mpls")
+
+    # ------------------------------------------------------------------ SunATM and SS7
+
+    def gen_atmfield(self, field, value, jtype=BPF_JEQ, reverse=False):
+        # libpcap: gen_atmfield_code_internal(): "vpi", "vci", the protocol type nibble
+        # ("proto") or the Q.2931 message type ("msgtype") of the SunATM pseudo-header
+        if field in ("vpi", "vci"):
+            if self.outermostlinktype != DLT["SUNATM"]:
+                _err(f"'{field}' supported only on raw ATM")
+            offset, size, mask = (SUNATM_VPI_POS, BPF_B, 0xFFFFFFFF) if field == "vpi" else \
+                (SUNATM_VCI_POS, BPF_H, 0xFFFFFFFF)
+        elif field == "proto":
+            offset, size, mask = ATM_PROTO_POS, BPF_B, 0x0F
+        else:
+            offset, size, mask = SUNATM_PKT_BEGIN_POS + ATM_MSG_TYPE_POS, BPF_B, 0xFFFFFFFF
+        return self.gen_ncmp(OR_LINKHDR, offset, size, mask, jtype, reverse, value)
+
+    def _atm_circuit(self, vci):
+        """vpi 0 and vci `vci` (libpcap: gen_atmtype_metac(), gen_atmtype_sc(), ...)."""
+        b0 = self.gen_atmfield("vpi", 0)
+        b1 = self.gen_atmfield("vci", vci)
+        gen_and(b0, b1)
+        return b1
+
+    def gen_atmtype(self, kind):
+        # libpcap: gen_atmtype_abbrev(), gen_atmmulti_abbrev(), gen_msg_abbrev()
+        if self.outermostlinktype != DLT["SUNATM"]:
+            _err(f"'{_ATM_WORDS.get(kind, kind)}' supported only on raw ATM")
+        if kind in _ATM_CIRCUITS:
+            return self._atm_circuit(_ATM_CIRCUITS[kind])
+        if kind in ("oam", "oamf4"):
+            b0 = self.gen_atmfield("vci", 3)
+            b1 = self.gen_atmfield("vci", 4)
+            gen_or(b0, b1)
+            b0 = self.gen_atmfield("vpi", 0)
+            gen_and(b0, b1)
+            return b1
+        if kind in ("connectmsg", "metaconnect"):
+            types = _Q2931_CONNECT if kind == "connectmsg" else _Q2931_METACONNECT
+            b0 = self.gen_atmfield("msgtype", types[0])
+            b1 = self.gen_atmfield("msgtype", types[1])
+            gen_or(b0, b1)
+            for t in types[2:]:
+                b0 = self.gen_atmfield("msgtype", t)
+                gen_or(b0, b1)
+            b0 = self._atm_circuit(5 if kind == "connectmsg" else 1)
+            gen_and(b0, b1)
+            return b1
+        if kind == "lane":
+            b1 = self.gen_atmfield("proto", PT_LANE)
+            # every later test sees LANE-encapsulated Ethernet after the pseudo-header
+            self._push_linkhdr(DLT["EN10MB"], False, SUNATM_PKT_BEGIN_POS + 2, -1)
+            self.off_linktype.constant_part = self.off_linkhdr.constant_part + 12
+            self.off_linkpl.constant_part = self.off_linkhdr.constant_part + 14
+            self.off_nl = 0
+            self.off_nl_nosnap = 3
+            return b1
+        raise AssertionError(kind)
+
+    def gen_mtp2type(self, kind):
+        # libpcap: gen_mtp2type_abbrev(): the length indicator of an MTP2 signal unit
+        offsets = _SS7_OFFSETS.get(self.linktype)
+        if offsets is None:
+            _err(f"'{kind}' supported only on {'MTP2_HSL' if kind[0] == 'h' else 'MTP2'}")
+        li, li_hsl = offsets[0], offsets[1]
+        if kind[0] == "h":       # MTP2-HSL: a 9-bit length in a 16-bit field
+            off, size, mask, two = li_hsl, BPF_H, 0xFF80, 0x0100
+        else:
+            off, size, mask, two = li, BPF_B, 0x3F, 2
+        if kind.endswith("fisu"):
+            return self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JEQ, False, 0)
+        if kind.endswith("msu"):
+            return self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, False, two)
+        b0 = self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, True, two)
+        b1 = self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, False, 0)
+        gen_and(b1, b0)
+        return b0
+
+    def gen_mtp3field(self, field, value, jtype=BPF_JEQ, reverse=False):
+        # libpcap: gen_mtp3field_code(); the h- fields (MTP2-HSL) are 3 bytes further on
+        base = field[1:] if field[0] == "h" else field
+        offsets = _SS7_OFFSETS.get(self.outermostlinktype)
+        if offsets is None:
+            _err(f"'{base}' supported only on SS7")
+        slot, limit, size, mask = _MTP3_FIELDS[base]
+        if value > limit:
+            _err(f"{base} value {value} too big; max value = {limit}")
+        if base == "opc":
+            value = ((value & 0x3C00) >> 10) + ((value & 0x3FC) << 6) + ((value & 0x3) << 22)
+        elif base == "dpc":
+            value = ((value & 0xFF) << 24) + ((value & 0x3F00) << 8)
+        elif base == "sls":
+            value <<= 4
+        offset = offsets[slot] + (3 if base != field else 0)
+        return self.gen_ncmp(OR_PACKET, offset, size, mask, jtype, reverse, value)
 
     # ------------------------------------------------------------------ LLC
 
@@ -539,6 +638,23 @@ def _linktype_tests():
             table[DLT[d] if isinstance(d, str) else d] = fn
     return table
 
+
+# atmtype words testing `vpi 0 and vci N`: N (libpcap: gen_atmtype_abbrev())
+_ATM_CIRCUITS = {"metac": 1, "bcc": 2, "oamf4sc": 3, "oamf4ec": 4, "sc": 5, "ilmic": 16}
+# the words libpcap's messages use for them
+_ATM_WORDS = {"oamf4sc": "oam4sc", "oamf4ec": "oam4ec"}
+# the Q.2931 message types of `connectmsg` and `metaconnect`, in libpcap's order
+_Q2931_CONNECT = (Q2931_SETUP, Q2931_CALL_PROCEED, Q2931_CONNECT, Q2931_CONNECT_ACK,
+                  Q2931_RELEASE, Q2931_RELEASE_DONE)
+_Q2931_METACONNECT = (Q2931_SETUP, Q2931_CALL_PROCEED, Q2931_CONNECT, Q2931_RELEASE,
+                      Q2931_RELEASE_DONE)
+# DLT -> packet offsets of the MTP2 length indicator (li, li_hsl) and the MTP3 sio, opc, dpc
+# and sls (libpcap: init_linktype())
+_SS7_OFFSETS = {DLT["MTP2"]: (2, 4, 3, 4, 4, 7), DLT["MTP2_WITH_PHDR"]: (6, 8, 7, 8, 8, 11),
+                DLT["ERF"]: (22, 24, 23, 24, 24, 27)}
+# MTP3 field -> (index in _SS7_OFFSETS, largest value, load size, mask)
+_MTP3_FIELDS = {"sio": (2, 255, BPF_B, 0xFFFFFFFF), "opc": (3, 16383, BPF_W, 0x00C0FF0F),
+                "dpc": (4, 16383, BPF_W, 0xFF3F0000), "sls": (5, 15, BPF_B, 0xF0)}
 
 # DLT -> how gen_linktype() tests the link-layer protocol on it.
 _LINKTYPE_TESTS = _linktype_tests()

@@ -674,26 +674,26 @@ class Parser:
         # BNF: atmmultitype: OAM | OAMF4 | CONNECTMSG | METACONNECT
         # BNF: atmfield atmvalue ; mtp2type ; mtp3field mtp3value
         # BNF: atmvalue: atmfieldvalue | relop NUM | irelop NUM | paren atmlistvalue ')'
-        # Divergence: pfilter has no ATM or SS7 link types, so these parse (to find syntax
-        # errors) and are then refused, as libpcap refuses them on every other link type.
-        if t.kind in (L.ATMFIELD, L.MTP3FIELD):
-            if self.tok.kind == L.NUM:
+        # BNF: atmlistvalue: atmfieldvalue | atmlistvalue or atmfieldvalue
+        # (mtp3value and mtp3listvalue alike)
+        if t.kind not in (L.ATMFIELD, L.MTP3FIELD):
+            return ast.Circuit(t.pos, t.end, "lssu" if t.value == "lsu" else t.value)
+        if self.tok.kind == L.NUM:
+            v = self.advance()
+            return ast.SignalField(t.pos, v.end, t.value, "=", (v.value,))
+        if self.tok.kind in RELOPS:
+            op = self.advance()
+            v = self.expect_num("a number")
+            return ast.SignalField(t.pos, v.end, t.value, RELOPS[op.kind], (v.value,))
+        if self.tok.kind == "(":
+            open_tok = self.advance()
+            values = [self.expect_num("a number").value]
+            while self.tok.kind == "OR":
                 self.advance()
-            elif self.tok.kind in RELOPS:
-                self.advance()
-                self.expect_num("a number")
-            elif self.tok.kind == "(":
-                open_tok = self.advance()
-                self.expect_num("a number")
-                while self.tok.kind == "OR":
-                    self.advance()
-                    self.expect_num("a number")
-                self.expect_close(open_tok)
-            else:
-                raise self.expected("a number, a comparison or a parenthesized list")
-        where = "raw ATM" if t.kind in (L.ATM, L.ATMFIELD) else (
-            "MTP2" if t.kind == L.MTP2 else "SS7")
-        raise self.semantic(f"'{t.text}' supported only on {where}", t)
+                values.append(self.expect_num("a number").value)
+            close = self.expect_close(open_tok)
+            return ast.SignalField(t.pos, close.end, t.value, "=", tuple(values))
+        raise self.expected("a number, a comparison or a parenthesized list")
 
     # ------------------------------------------------------------------------- arithmetic
 
