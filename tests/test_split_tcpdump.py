@@ -146,27 +146,105 @@ def test_pcapng_and_compressed_split_files_hold_tcpdumps_packets(tmp_path):
     assert seen == len(rules)        # every rule had packets to compare
 
 
-def test_a_failure_during_the_pass_leaves_none_of_the_files(tmp_path, monkeypatch):
+@pytest.mark.parametrize("path", ["fast", "general"])
+def test_a_failure_during_the_pass_leaves_none_of_the_files(tmp_path, monkeypatch, path):
+    """A write failing after others succeeded, on either path (the fast path's writer threads,
+    or Output.write): OSError, and none of the files appears."""
     src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
     out = tmp_path / "out"
     out.mkdir()
     (out / "tcp.pcap").write_bytes(b"old")        # an existing file stays as it was
     calls = []
-    real = split_mod.Output.write
+    if path == "general":
+        monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
+        real = split_mod.Output.write
 
-    def failing(self, batch, idx=None, raw=None):
-        calls.append(self.path)
-        if len(calls) == 3:
-            raise OSError(28, "No space left on device", self.path)
-        return real(self, batch, idx, raw)
+        def failing(self, batch, idx=None, raw=None):
+            calls.append(self.path)
+            if len(calls) == 3:
+                raise OSError(28, "No space left on device", self.path)
+            return real(self, batch, idx, raw)
+        monkeypatch.setattr(split_mod.Output, "write", failing)
+    else:
+        from pfilter.capture import _splitwrite
+        real_selected = _splitwrite.write_selected
 
-    monkeypatch.setattr(split_mod.Output, "write", failing)
+        def failing(*args):
+            calls.append(args)
+            if len(calls) == 2:              # the second writer's share of the first batch
+                return 28, 0
+            return real_selected(*args)
+        monkeypatch.setattr(_splitwrite, "write_selected", failing)
     with pytest.raises(OSError) as err:
         pfilter.classify(src, {r: RULES[r] for r in ("ip", "tcp", "udp")}, split=str(out / "{rule}.pcap"))
     assert err.value.errno == 28
-    assert len(calls) == 3
+    assert len(calls) == (3 if path == "general" else 2)
     assert sorted(os.listdir(out)) == ["tcp.pcap"]
     assert (out / "tcp.pcap").read_bytes() == b"old"
+
+
+def test_a_full_file_system_on_the_fast_path_gives_one_line_and_no_file(tmp_path):
+    """A real failure inside the fast path's writer threads (the file-size limit: EFBIG): the
+    command says so in one line, exits 1 and leaves none of the files."""
+    import resource
+    src = ref.corpus_file(f"pcaps/{CAPTURES[2]}")
+    rules = _rules_file(tmp_path, {r: RULES[r] for r in ("ip", "tcp", "small")})
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tcp.pcap").write_bytes(b"old")
+    limit = os.path.getsize(src) // 3
+    run = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", str(src), "-R", str(rules),
+                          "--split", str(out / "{rule}.pcap")], capture_output=True, text=True, timeout=120,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.count("\n") == 1 and "File too large" in run.stderr, run.stderr
+    assert sorted(os.listdir(out)) == ["tcp.pcap"] and (out / "tcp.pcap").read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("name", CAPTURES[:3])
+def test_the_fast_and_general_paths_write_the_same_files(tmp_path, monkeypatch, name):
+    """The fast path (plain pcap outputs written from the read buffer by threads) against the
+    writers (PFILTER_NO_FASTPATH), with first-match, an unmatched pcapng file (general path)
+    next to pcap ones (fast path) and all 22 rules."""
+    src = ref.corpus_file(f"pcaps/{name}")
+    order = list(RULES)[::-1]
+    runs = {}
+    for path in ("fast", "general"):
+        monkeypatch.setenv("PFILTER_NO_FASTPATH", "1" if path == "general" else "0")
+        for first in (False, True):
+            out = tmp_path / f"{path}-{first}"
+            out.mkdir()
+            pfilter.classify(src, RULES, order=order, split=str(out / "{rule}.pcap"), first_match=first,
+                             unmatched=str(out / "rest.pcapng"))
+            runs[path, first] = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    for first in (False, True):
+        assert runs["fast", first] == runs["general", first]
+        assert len(runs["fast", first]) == len(RULES) + 1
+
+
+def test_records_cut_to_the_snapshot_length_are_written_as_tcpdump_writes_them(tmp_path):
+    """Records longer than the file's snapshot length are cut by the reader, so their headers
+    in the file no longer say what is written: the fast path stops at the first one and the
+    writers take over from there, as tcpdump writes them."""
+    import random
+    import struct
+    rng = random.Random(3)
+    records = []
+    for i in range(3000):
+        n = rng.choice([10, 50, 150, 300]) if i >= 1000 else 10
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 28 + n, i, 0, 64, 17, 0, bytes([10, 0, 0, 1]),
+                         bytes([10, 0, 0, 2]))
+        frame = b"\xff" * 6 + b"\x00\x11\x22\x33\x44\x55\x08\x00" + ip + struct.pack(">HHHH", 1000 + i % 7, 53,
+                                                                                      8 + n, 0) + bytes(n)
+        records.append(struct.pack("<IIII", 1000 + i, i, len(frame), len(frame)) + frame)
+    src = tmp_path / "snap200.pcap"
+    src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 200, 1) + b"".join(records))
+    rules = {"a": "udp src port 1000 or udp src port 1003", "b": "greater 100", "c": "udp", "d": "less 60"}
+    out = tmp_path / "out"
+    out.mkdir()
+    pfilter.classify(src, rules, split=str(out / "{rule}.pcap"))
+    for r, expr in rules.items():
+        assert (out / f"{r}.pcap").read_bytes() == _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr), r
 
 
 def test_an_output_that_cannot_be_created_creates_none(tmp_path):

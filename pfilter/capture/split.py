@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import FilterError
 from .rotate import Rotation
-from .files import DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, format_for_path
+from .files import DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, file_linktype, format_for_path
 from .writer import _native, open_writer
 
 
@@ -313,6 +313,120 @@ class OutputSet:
             out.abort()
 
 
+# ----------------------------------------------------------------------------- the fast path
+
+#: the most (packets x outputs) entries a writer thread decides at a time (its range lists take
+#: 16 bytes an entry: 16 MB at most, touched only as far as there are ranges)
+FAST_ENTRIES = 1 << 20
+
+
+class FastSplit:
+    """The --split fast path (pfilter.capture._splitwrite): the records of a classic pcap input,
+    as they sit in the read buffer, written to the plain pcap outputs with writev() by
+    `workers` threads (GIL released), each taking a share of the outputs (balanced by the bytes
+    they took in the batch before), while the caller reads and classifies the next batch.
+    Outputs that truncate, remove duplicates, rotate, compress or write pcapng take the general
+    path (Output.write).
+
+    write() first waits for the previous batch's writes (each file's records stay in order, and
+    a read buffer is reused only once its records are out), then starts this batch's; drain()
+    waits for all of them (an interruption then leaves whole records in every file); a failed
+    write raises its OSError at the next write() or drain()."""
+
+    def __init__(self, native, workers):
+        from concurrent.futures import ThreadPoolExecutor
+        self.native = native
+        self.workers = max(1, int(workers))
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="pfilter-split")
+        self._pending = []          # (future, outputs, nbytes, npackets) of the writes in flight
+        self._scratch = [None] * self.workers     # each worker's range lists, reused
+        self._load = {}             # bytes each output took in the last batch (by id)
+
+    @staticmethod
+    def usable(out):
+        """Whether `out` (an Output) can take the fast path: one plain pcap file."""
+        w = out._writer
+        return (out.rotate is None and out.dedup is None and out.truncate is None and w is not None
+                and w.format == "pcap" and out.path != "-" and type(w._out) is AtomicFile)
+
+    def _lists(self, g, nout):
+        """Worker g's range lists (starts, ends, runs) for up to nout outputs, FAST_ENTRIES in
+        all: kept from batch to batch (the writes that used them are done when write() runs)."""
+        s = self._scratch[g]
+        if s is None or s[0].shape[0] < nout:
+            rows = max(1, FAST_ENTRIES // nout)
+            s = self._scratch[g] = (np.empty((nout, rows), np.int64), np.empty((nout, rows), np.int64),
+                                    np.empty(nout, np.int64))
+        return s
+
+    def write(self, batch, sel, outputs):
+        """Start writing packets of `batch` to `outputs` (Outputs that are usable()): packet i
+        to outputs[k] when sel[i, k] (a uint8 matrix). Returns how many of the batch's packets,
+        from the first, are being written: fewer than all at a packet whose record cannot be
+        copied as it is (its pcap record header does not say its caplen and wirelen); the
+        caller writes the rest on the general path, after wait()."""
+        self.wait()
+        n = self.native.verbatim_records(batch.data, batch.offsets, batch.caplen, batch.wirelen)
+        if not n:
+            return 0
+        data, offsets, caplen, wirelen = batch.data, batch.offsets[:n], batch.caplen[:n], batch.wirelen[:n]
+        groups = [[] for _ in range(self.workers)]
+        load = [0] * self.workers
+        order = sorted(range(len(outputs)), key=lambda k: -self._load.get(id(outputs[k]), 0))
+        for k in order:
+            g = load.index(min(load))
+            load[g] += self._load.get(id(outputs[k]), 0) + 1
+            groups[g].append(k)
+            w = outputs[k]._writer
+            if w._fill:
+                w.flush()                 # the header (or a general-path write) goes first
+        for g, ks in enumerate(groups):
+            if not ks:
+                continue
+            cols = np.array(ks, np.int64)
+            fds = np.array([outputs[k]._writer._out.fileno() for k in ks], np.int64)
+            starts, ends, runs = self._lists(g, len(outputs))
+            nbytes = np.zeros(len(ks), np.int64)
+            npk = np.zeros(len(ks), np.int64)
+            fut = self._pool.submit(self.native.write_selected, fds, data, offsets, caplen, wirelen, sel[:n],
+                                    cols, starts, ends, runs, nbytes, npk)
+            self._pending.append((fut, [outputs[k] for k in ks], nbytes, npk))
+        return n
+
+    def wait(self):
+        """Wait for the writes in flight; raise the first failure (an OSError naming its file)."""
+        pending, self._pending = self._pending, []
+        error = None
+        for fut, outs, nbytes, npk in pending:
+            err, k = fut.result()
+            for out, size, c in zip(outs, nbytes.tolist(), npk.tolist()):
+                self._load[id(out)] = size
+                out.packets_written += c
+                out.bytes_written += size - 16 * c
+                out._writer.packets_written += c
+                out._writer.bytes_written += size
+            if err and error is None:
+                error = (OSError(err, os.strerror(err), outs[k].path) if err > 0 else
+                         FilterError("the batch changed while its records were written"))
+        if error is not None:
+            raise error
+
+    def drain(self):
+        """wait(), with interruptions deferred until every write in flight is done."""
+        from .._signals import deferred
+        with deferred():
+            self.wait()
+
+    def close(self):
+        """Wait for the writes in flight (failures ignored: the caller is dropping the files)."""
+        try:
+            for fut, *_ in self._pending:
+                fut.exception()
+        finally:
+            self._pending = []
+            self._pool.shutdown()
+
+
 # ----------------------------------------------------------------------------- names
 
 _FIELD = re.compile(r"\{(\w*)\}")
@@ -367,6 +481,7 @@ class SplitSink:
             raise FilterError("split: two outputs would have the same file name")
         self.set = None
         self.raw = None
+        self.fast = None            # FastSplit once the first batch is written (False: none)
 
     def opened(self, cap):
         from .filterfile import _writer_args
@@ -420,11 +535,11 @@ class SplitSink:
             verdicts = np.unpackbits(out, axis=1, count=nr).view(bool)
         else:
             verdicts = out.view(bool)
+        # the packets each output takes: (key, bool column)
+        columns = []
         taken = np.zeros(len(batch), dtype=bool)
-        # (Writing the files of a batch from two threads was measured: no faster on the loaded
-        # 2-core machine, and the writers' signal deferral is per process, not per thread.)
         in_order = set(self.order)
-        jobs = []
+        plain = not self.first_match and not self.unmatched
         for r in (self.order if self.first_match else range(nr)):
             col = verdicts[:, r]
             if self.first_match:
@@ -433,21 +548,65 @@ class SplitSink:
             elif self.unmatched and r in in_order:
                 taken |= col
             if r in self.set.outputs:
-                idx = np.flatnonzero(col)
-                if len(idx):
-                    jobs.append((self.set[r], idx))
+                columns.append((r, col))
         if self.unmatched:
-            idx = np.flatnonzero(~taken)
+            columns.append((-1, ~taken))
+        fast, done = self._write_fast(batch, columns, verdicts if plain else None)
+        for key, col in columns:
+            first = done if key in fast else 0
+            idx = np.flatnonzero(col[first:])
             if len(idx):
-                jobs.append((self.set[-1], idx))
-        for out, idx in jobs:
-            out.write(batch, idx, self.raw)
+                if first:
+                    idx += first
+                self.set[key].write(batch, idx, self.raw)
+
+    def _write_fast(self, batch, columns, verdicts):
+        """Start writing the outputs that can take the fast path (FastSplit); returns their
+        keys and how many of the batch's packets were written to them. verdicts: the matrix,
+        when each output's column is the matrix's column of the same number."""
+        if self.fast is None:
+            native = None
+            if self.raw is not None and os.environ.get("PFILTER_NO_FASTPATH", "") in ("", "0"):
+                from .. import _impl
+                native = _impl.native("pfilter.capture._splitwrite")
+            if native is None:
+                self.fast = False
+            else:
+                from .fastpath import default_workers
+                self.fast = FastSplit(native, min(2, default_workers()))
+        if not self.fast or self.raw != (16, False) or batch.linktypes is not None or not len(batch):
+            return (), 0
+        lt = file_linktype(batch.linktype)
+        keys = [k for k, _ in columns if FastSplit.usable(self.set[k])
+                and file_linktype(self.set[k]._writer.linktype) == lt]
+        if not keys:
+            return (), 0
+        if verdicts is not None and keys == list(range(verdicts.shape[1])):
+            sel = verdicts.view(np.uint8)
+        else:
+            chosen = set(keys)
+            sel = np.column_stack([c for k, c in columns if k in chosen]).view(np.uint8)
+        done = self.fast.write(batch, sel, [self.set[k] for k in keys])
+        if done < len(batch):
+            self.fast.wait()        # the rest goes through the writers, after these records
+        return set(keys), done
 
     def commit(self):
+        if self.fast:
+            try:
+                self.fast.drain()
+            except BaseException:
+                self.abort()
+                raise
+            self.fast.close()
+            self.fast = False
         if self.set is not None:
             self.set.commit()
 
     def abort(self):
+        if self.fast:
+            self.fast.close()
+            self.fast = False
         if self.set is not None:
             self.set.abort()
 

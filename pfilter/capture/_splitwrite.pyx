@@ -1,0 +1,132 @@
+# cython: language_level=3
+"""The `--split` fast path: a batch's records, as they sit in the read buffer, written to many
+pcap files at once, in C with the GIL released.
+
+Imports nothing from pfilter. pfilter.capture.split (FastSplit) decides when it applies (classic
+pcap in and out, host byte order, same timestamp resolution, no truncation, duplicate removal,
+rotation or compression) and falls back to the writers of pfilter.capture.writer otherwise.
+
+select_runs walks the batch once, packet by packet, and for every output whose column of the
+selection matrix says yes extends that output's list of byte ranges (consecutive records merged
+into one range); write_outputs then writev()s each output's ranges straight from the buffer
+(one copy: the kernel's, into the page cache). Threads of pfilter.capture.split call
+write_outputs for disjoint sets of outputs at the same time.
+"""
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.errno cimport EINVAL
+from libc.string cimport memcpy
+
+include "writev.pxi"
+
+cdef extern from "<limits.h>":
+    int IOV_MAX
+
+
+def verbatim_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
+                     const uint32_t[::1] wirelen):
+    """How many of the batch's packets, from the first, lie in data behind a 16-byte pcap
+    record header that says their caplen and wirelen (host byte order): records that can be
+    copied as they are."""
+    cdef Py_ssize_t n = offsets.shape[0], size = data.shape[0], i
+    cdef const uint8_t* d = &data[0] if size > 0 else NULL
+    if caplen.shape[0] != n or wirelen.shape[0] != n:
+        raise ValueError("verbatim_records: arrays differ in length")
+    with nogil:
+        for i in range(n):
+            if not _verbatim(d, size, offsets[i], caplen[i], wirelen[i]):
+                break
+        else:
+            i = n
+    return i
+
+
+cdef inline bint _verbatim(const uint8_t* d, Py_ssize_t size, int64_t offset, uint32_t cap,
+                           uint32_t wire) noexcept nogil:
+    cdef uint32_t c, w
+    if offset < 16 or offset > size or <int64_t>cap > size - offset:
+        return False
+    memcpy(&c, d + offset - 8, 4)
+    memcpy(&w, d + offset - 4, 4)
+    return c == cap and w == wire
+
+
+cdef int _write_ranges(int fd, const uint8_t* d, const int64_t* starts, const int64_t* ends,
+                       int64_t runs) noexcept nogil:
+    cdef iovec vec[1024]
+    cdef int64_t r = 0
+    cdef int cnt, err
+    cdef int limit = 1024 if IOV_MAX > 1024 or IOV_MAX <= 0 else IOV_MAX
+    while r < runs:
+        cnt = 0
+        while cnt < limit and r + cnt < runs:
+            vec[cnt].iov_base = <void*>(d + starts[r + cnt])
+            vec[cnt].iov_len = <size_t>(ends[r + cnt] - starts[r + cnt])
+            cnt += 1
+        err = write_all(fd, vec, cnt)
+        if err:
+            return err
+        r += cnt
+    return 0
+
+
+def write_selected(const int64_t[::1] fds, const uint8_t[::1] data, const int64_t[::1] offsets,
+                   const uint32_t[::1] caplen, const uint32_t[::1] wirelen, const uint8_t[:, :] sel,
+                   const int64_t[::1] cols, int64_t[:, ::1] starts, int64_t[:, ::1] ends,
+                   int64_t[::1] runs, int64_t[::1] nbytes, int64_t[::1] npackets):
+    """Write to fds[k], for every k, the records of the packets i with sel[i, cols[k]] != 0, in
+    order, straight from data (writev; consecutive records in one range), starts.shape[1]
+    packets at a time (starts, ends: range lists, one row per k; runs: scratch, one per k);
+    nbytes[k] and npackets[k] get what was written to fds[k]. Every packet must be one that
+    verbatim_records() accepts. Returns (0, -1); (errno, k) when the write to fds[k] failed
+    (nothing more is written); (-1, -1) when a packet is not such a record (nothing written
+    from its chunk on)."""
+    cdef Py_ssize_t n = offsets.shape[0], nout = cols.shape[0], size = data.shape[0]
+    cdef Py_ssize_t rows = starts.shape[1], a, b, i, k
+    cdef int64_t start, end, r, col
+    cdef int err = 0
+    cdef int64_t failed = -1
+    cdef const uint8_t* d = &data[0] if size > 0 else NULL
+    if (caplen.shape[0] != n or wirelen.shape[0] != n or sel.shape[0] != n or fds.shape[0] < nout
+            or starts.shape[0] < nout or ends.shape[0] < nout or ends.shape[1] < rows
+            or runs.shape[0] < nout or nbytes.shape[0] < nout or npackets.shape[0] < nout
+            or (n > 0 and rows < 1)):
+        raise ValueError("write_selected: arrays differ in length")
+    for k in range(nout):
+        if not 0 <= cols[k] < sel.shape[1]:
+            raise ValueError("write_selected: column outside the selection")
+    with nogil:
+        for k in range(nout):
+            nbytes[k] = 0
+            npackets[k] = 0
+        a = 0
+        while a < n and not err:
+            b = a + rows if n - a > rows else n
+            for k in range(nout):
+                runs[k] = 0
+            for i in range(a, b):
+                if not _verbatim(d, size, offsets[i], caplen[i], wirelen[i]):
+                    err = -1
+                    break
+                start = offsets[i] - 16
+                end = offsets[i] + caplen[i]
+                for k in range(nout):
+                    if sel[i, cols[k]]:
+                        r = runs[k]
+                        if r > 0 and ends[k, r - 1] == start:
+                            ends[k, r - 1] = end
+                        else:
+                            starts[k, r] = start
+                            ends[k, r] = end
+                            runs[k] = r + 1
+                        nbytes[k] += end - start
+                        npackets[k] += 1
+            if err:
+                break
+            for k in range(nout):
+                if runs[k] > 0:
+                    err = _write_ranges(<int>fds[k], d, &starts[k, 0], &ends[k, 0], runs[k])
+                    if err:
+                        failed = k
+                        break
+            a = b
+    return err, failed
