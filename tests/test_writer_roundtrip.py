@@ -188,6 +188,8 @@ def test_records_copied_verbatim_from_the_input_equal_assembled_ones(tmp_path, m
     """pcap in, pcap out: records whose header already reads right go out with writev straight
     from the input's map; a cut record (caplen > snaplen) makes the batch assemble instead."""
     from test_capture_formats import build_pcap
+    if writer_mod._native is None:
+        pytest.skip("the writev path is pfilter.capture._writer's (PFILTER_PUREPYTHON=1 or not built)")
     rng = np.random.default_rng(3)
     pkts = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 60, 400)]
     src = tmp_path / "in.pcap"
