@@ -14,6 +14,25 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def capture_parser(prog, description, count_help):
+    """The parser of a sub-command that reads one capture: -r FILE and -c N; the caller adds the
+    rest (the expression last)."""
+    ap = Parser(prog=prog, description=description)
+    ap.add_argument("-r", dest="read", required=True, metavar="FILE", help="the capture file (pcap or pcapng)")
+    ap.add_argument("-c", dest="count", type=_count, default=None, metavar="N", help=count_help)
+    return ap
+
+
+def _count(text):
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("needs a count >= 0")
+    return value
+
+
 def parse(parser, argv):
     """`parser`'s namespace for `argv`; None after printing the usage and the error in one line
     (the caller then exits with status 1)."""

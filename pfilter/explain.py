@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import packet_bytes
 from .errors import FilterError
-from ._argparse import Parser, parse
+from ._argparse import capture_parser, parse
 from .trace import Step, Trace, load_range, trace
 
 if TYPE_CHECKING:
@@ -295,13 +295,11 @@ def _find(root: Any, span: tuple[int, int], A: Any) -> Any:
 # ---------------------------------------------------------------------------- the command
 
 def _parser() -> Any:
-    ap = Parser(prog="pfilter explain",
-                description="Say why the filter accepts or rejects packets of a capture, in the expression's "
-                            "terms: the verdict, the primitive that decided with a caret under it, and what it "
-                            "saw in the packet (the expression compiled for the capture's link type).")
-    ap.add_argument("-r", dest="read", required=True, metavar="FILE", help="the capture file (pcap or pcapng)")
-    ap.add_argument("-c", dest="count", type=int, default=None, metavar="N",
-                    help="explain at most N packets (after --matched/--unmatched)")
+    ap = capture_parser("pfilter explain",
+                        "Say why the filter accepts or rejects packets of a capture, in the expression's "
+                        "terms: the verdict, the primitive that decided with a caret under it, and what it "
+                        "saw in the packet (the expression compiled for the capture's link type).",
+                        "explain at most N packets (after --matched/--unmatched)")
     ap.add_argument("--packet", type=int, default=None, metavar="I",
                     help="explain only packet I (1 is the first, as tcpdump -# numbers them)")
     which = ap.add_mutually_exclusive_group()
@@ -331,8 +329,6 @@ def cli_main(argv: list[str]) -> int:
     args = parse(_parser(), argv)
     if args is None:
         return 1
-    if args.count is not None and args.count < 0:
-        return _fail("-c needs a count >= 0")
     if args.packet is not None and args.packet < 1:
         return _fail("--packet counts from 1")
     expr = " ".join(args.expression)

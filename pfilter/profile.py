@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import FilterError
-from ._argparse import Parser, parse
+from ._argparse import capture_parser, parse
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -154,12 +154,11 @@ def profile_file(expression: str, path: str, count: int | None = None, optimize:
 # ---------------------------------------------------------------------------- the command
 
 def _parser() -> Any:
-    ap = Parser(prog="pfilter profile",
-                description="Count, per instruction and per primitive of the expression, how often the filter's "
-                            "program ran it over a whole capture (the VM's batch loop with a counter), and print "
-                            "the -d listing with the counts, the hot instructions marked with *.")
-    ap.add_argument("-r", dest="read", required=True, metavar="FILE", help="the capture file (pcap or pcapng)")
-    ap.add_argument("-c", dest="count", type=int, default=None, metavar="N", help="only the first N packets")
+    ap = capture_parser("pfilter profile",
+                        "Count, per instruction and per primitive of the expression, how often the filter's "
+                        "program ran it over a whole capture (the VM's batch loop with a counter), and print "
+                        "the -d listing with the counts, the hot instructions marked with *.",
+                        "only the first N packets")
     ap.add_argument("-O", dest="no_optimize", action="store_true", help="profile the unoptimized program")
     ap.add_argument("expression", nargs="+", metavar="EXPR", help="the filter expression")
     return ap
@@ -173,8 +172,6 @@ def cli_main(argv: list[str]) -> int:
     args = parse(_parser(), argv)
     if args is None:
         return 1
-    if args.count is not None and args.count < 0:
-        return _fail("-c needs a count >= 0")
     expr = " ".join(args.expression)
     try:
         prof = profile_file(expr, args.read, args.count, optimize=not args.no_optimize)

@@ -132,6 +132,18 @@ def _read_ahead(cap, depth, stop):
         thread.join()
 
 
+def keep_written(writer, stats, started, err=None):
+    """Close `writer` (the caller has already dropped it, so that its `finally` does not abort
+    it): its whole packets so far make a valid capture. The stats get the time since `started`;
+    an error `err` (a damaged input, an interruption) carries them as err.stats, unless an inner
+    handler gave it stats already."""
+    if err is not None and getattr(err, "stats", None) is None:
+        stats.seconds = time.perf_counter() - started
+        err.stats = stats
+    if writer is not None:
+        writer.close()
+
+
 def open_for_filtering(path, batch_bytes=CACHE_BATCH_BYTES, batch_packets=None):
     """A Capture opened the way filter_file reads: cache-sized batches, and (unless a thread
     reads ahead) one reused read buffer, since each batch is finished with before the next."""
@@ -333,11 +345,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                             break
                 except (CaptureFormatError, KeyboardInterrupt) as err:
                     # the packets before the damage (or the interruption) make a valid capture
-                    stats.seconds = time.perf_counter() - started
-                    err.stats = stats
-                    if writer is not None:
-                        w, writer = writer, None
-                        w.close()
+                    w, writer = writer, None
+                    keep_written(w, stats, started, err)
                     raise
                 finally:
                     if READ_AHEAD:
@@ -352,12 +361,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
             w.close()
     except KeyboardInterrupt as err:
         # between inputs (opening the next one): keep what was written
-        if writer is not None:
-            w, writer = writer, None
-            w.close()
-        if not hasattr(err, "stats"):
-            stats.seconds = time.perf_counter() - started
-            err.stats = stats
+        w, writer = writer, None
+        keep_written(w, stats, started, err)
         raise
     finally:
         if writer is not None:

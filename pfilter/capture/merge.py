@@ -74,6 +74,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
     """Write the packets of `sources` (paths) that `programs` (a filterfile.ProgramSet) accepts
     to dst (None: count only) in mergecap's order; returns a FilterStats. window: (after,
     before) in ns (editcap -A / -B). writer_for(dst, first_capture, sources): the output."""
+    from .filterfile import keep_written
     started = time.perf_counter()
     stats = FilterStats(files=[str(s) for s in sources])
     inputs, writer = [], None
@@ -128,20 +129,16 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                     break
             if c.advance():
                 heapq.heappush(heap, (c.head(), -k))
-        if writer is not None:
-            w, writer = writer, None
-            w.close()
+        w, writer = writer, None
+        keep_written(w, stats, started)
     except (CaptureFormatError, KeyboardInterrupt) as err:
-        stats.seconds = time.perf_counter() - started
-        err.stats = stats
-        if writer is not None:
-            w, writer = writer, None
-            w.close()
+        w, writer = writer, None
+        keep_written(w, stats, started, err)
         raise
     finally:
-        if writer is not None:
-            writer.abort()
         for c in inputs:
             c.close()
+        if writer is not None:
+            writer.abort()
     stats.seconds = time.perf_counter() - started
     return stats

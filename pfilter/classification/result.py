@@ -59,18 +59,12 @@ class Classification:
                  matched: int, matched_bytes: int, wirelen: NDArray[np.uint32] | None,
                  timestamps: NDArray[np.int64] | None, order: Sequence[str] | None,
                  default: str | None) -> None:
-        self.rules = tuple(rules)
-        self.expressions = tuple(expressions)
-        self.matrix = matrix
-        self.packed = packed
-        self.counts = counts
-        self.bytes = nbytes
-        self.packets = packets
-        self.total_bytes = total_bytes
-        self.matched = matched
-        self.matched_bytes = matched_bytes
-        self.wirelen = wirelen
-        self.timestamps = timestamps
+        self.rules, self.expressions = tuple(rules), tuple(expressions)
+        self.matrix, self.packed = matrix, packed
+        self.counts, self.bytes = counts, nbytes
+        self.packets, self.total_bytes = packets, total_bytes
+        self.matched, self.matched_bytes = matched, matched_bytes
+        self.wirelen, self.timestamps = wirelen, timestamps
         self.order = tuple(order) if order is not None else self.rules
         self.default = default
         self.inapplicable = []

@@ -85,12 +85,10 @@ class RuleSet:
     """The rules compiled lazily, once per link type, and handed to `engine_for`."""
 
     def __init__(self, pairs, optimize, snaplen, forced_linktype=False, engine_for=lambda progs: progs):
-        self.pairs = pairs
+        self.pairs, self.optimize, self.snaplen = pairs, optimize, snaplen
+        self.forced_linktype = forced_linktype
         #: what runs the programs of one link type (pfilter.classification.run.engine_for)
         self.engine_for = engine_for
-        self.optimize = optimize
-        self.snaplen = snaplen
-        self.forced_linktype = forced_linktype
         #: (rule name, link type name, reason) of each rule that cannot apply to a link type
         self.inapplicable = []
         self._by_linktype = {}
