@@ -278,17 +278,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
         for i in (range(len(paths)) if to_dir else [0]):
             header = headers[i][0]
             mine = [k for k, t in enumerate(tasks) if not to_dir or t[0] == i]
-            dst = AtomicFile(targets[i], protect=paths)
-            try:
-                dst.write(header)
-                fd = dst.fileno()
-                for k in mine:
-                    if os.path.exists(parts[k]):
-                        _append(fd, parts[k])
-            except BaseException:
-                dst.abort()
-                raise
-            dst.commit()
+            _write_joined(AtomicFile(targets[i], protect=paths), header, mine, parts)
         return _total(results, paths)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -358,22 +348,30 @@ def _stream(futures, tasks, parts, target, header, paths):
     from .capture.files import AtomicFile
     dst = AtomicFile(target, protect=paths)
     results = []
+
+    def joins(k):
+        results.append(futures[k].result())
+        return results[-1] is not None and _joins(tasks, results, k)
+    return results if _write_joined(dst, header, range(len(futures)), parts, joins) else None
+
+
+def _write_joined(dst, header, ks, parts, before_each=None):
+    """Write header, then the parts ks in order (those that exist), into the AtomicFile dst and
+    name it: True. before_each(k) returning False first drops dst: False."""
     try:
         dst.write(header)
         fd = dst.fileno()
-        for k, f in enumerate(futures):
-            r = f.result()
-            results.append(r)
-            if r is None or not _joins(tasks, results, k):
+        for k in ks:
+            if before_each is not None and not before_each(k):
                 dst.abort()
-                return None
+                return False
             if os.path.exists(parts[k]):
                 _append(fd, parts[k])
     except BaseException:
         dst.abort()
         raise
     dst.commit()
-    return results
+    return True
 
 
 def _append(fd, part):
