@@ -15,6 +15,7 @@ import ctypes.util
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,6 +30,23 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 #: "Differences from tcpdump"); the differential tests leave them out and the compiler's own
 #: tests check the manual's meaning
 DOCUMENTED_DIVERGENCES = frozenset({"byte 0 & 1"})
+
+_ISIS_WORDS = frozenset({"isis", "l1", "l2", "iih", "lsp", "snp", "csnp", "psnp"})
+
+
+def fixed_since_1_10_3(dlt, expr, libpcap_program=None):
+    """Whether pfilter's program for expr on link type dlt deliberately differs from libpcap
+    1.10.3's `libpcap_program` because of a 1.10.3 bug libpcap has fixed since and pfilter fixes
+    the same way (README, "Differences from tcpdump"; tests/test_compiler_fixed_bugs.py checks
+    the fixed meaning): RFC 1051 system codes for ARCnet `ip`/`arp` (DLT 7, 129), the IS-IS PDU
+    type offset on C_HDLC/HDLC (104, 112), inbound/outbound on SLIP (8)."""
+    words = set(re.findall(r"[a-z0-9]+", expr.lower()))
+    if dlt in (7, 129):
+        return libpcap_program is not None and any(
+            code == 0x15 and k in (240, 241) for code, _jt, _jf, k in libpcap_program)
+    if dlt in (104, 112):
+        return bool(words & _ISIS_WORDS)
+    return dlt == 8 and bool(words & {"inbound", "outbound"})
 
 
 class RefError(Exception):

@@ -120,6 +120,9 @@ BSD_AFNUM_INET6_BSD, BSD_AFNUM_INET6_FREEBSD, BSD_AFNUM_INET6_DARWIN = 24, 28, 3
 
 GENEVE_PORT = 6081
 
+# the direction byte of the SLIP pseudo-header (libpcap's slip.h)
+SLIPDIR_IN, SLIPDIR_OUT = 0, 1
+
 # SunATM pseudo-header and Q.2931 (libpcap's sunatmpos.h, atmuni31.h)
 SUNATM_VPI_POS, SUNATM_VCI_POS, SUNATM_PKT_BEGIN_POS = 1, 2, 4
 ATM_PROTO_POS, ATM_MSG_TYPE_POS = 0, 5

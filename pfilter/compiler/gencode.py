@@ -38,7 +38,8 @@ from pfilter.compiler.constants import (
     OR_LINKHDR, OR_LINKPL, OR_LINKPL_NOSNAP,
     OR_PREVMPLSHDR, OR_TRAN_IPV4, OR_TRAN_IPV6, PFLOG_ACTION, PFLOG_DIR, PFLOG_IFNAME,
     PFLOG_IFNAMSIZ, PFLOG_REASON, PFLOG_RULENR, PFLOG_RULESET, PFLOG_SUBRULENR, PF_ACTIONS,
-    PF_IN, PF_OUT, PF_REASONS, PPP_MPLS_UCAST, PPP_PPPD_IN, PPP_PPPD_OUT, PROTO_UNDEF, swap16,
+    PF_IN, PF_OUT, PF_REASONS, PPP_MPLS_UCAST, PPP_PPPD_IN, PPP_PPPD_OUT, PROTO_UNDEF, SLIPDIR_IN,
+    SLIPDIR_OUT, swap16,
 )
 from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
 from pfilter.compiler.linklayer import LinkLayer
@@ -669,7 +670,13 @@ class Codegen(LinkLayer):
             return b1
         if proto == "isis":
             b0 = self.gen_proto(ISO10589_ISIS, "iso", None)
-            b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 4, BPF_B, v)
+            # Divergence: libpcap 1.10.3 reads the IS-IS PDU type at offset 4 of the payload
+            # on every link type, one byte early on C_HDLC/HDLC, where `iso proto` finds the
+            # IS-IS header one byte further on (so `csnp`, `l1`, `isis proto N`, ... miss);
+            # pfilter reads it at 5 there, as libpcap does since 1.11 ("Use the correct IS-IS
+            # PDU type offset for DLT_C_HDLC").
+            pdu_type = 5 if self.linktype in (DLT["C_HDLC"], DLT["HDLC"]) else 4
+            b1 = self.gen_cmp(OR_LINKPL_NOSNAP, pdu_type, BPF_B, v)
             gen_and(b0, b1)
             return b1
         special = {"arp": "arp does not encapsulate another protocol",
@@ -1214,11 +1221,12 @@ class Codegen(LinkLayer):
         # libpcap: gen_inbound(); dir 0 = inbound, 1 = outbound
         lt = self.linktype
         if lt == DLT["SLIP"]:
-            # libpcap passes both operands as call arguments, which GCC evaluates right to
-            # left: the constant's register is taken first.
-            a1 = self.gen_loadi(0)
-            a0 = self.gen_load("link", self.gen_loadi(0), 1)
-            return self.gen_relation(BPF_JEQ, a0, a1, bool(dir))
+            # Divergence: libpcap 1.10.3 tests `link[0] != 0` for `outbound`, so a direction
+            # byte other than 0 (in) and 1 (out), which SLIP does not define, counts as
+            # outbound; pfilter tests `link[0] = 1`, as libpcap does since 1.11 (its commit
+            # "Have "outbound" mean Tx only for DLT_SLIP"), with the same short program for
+            # `inbound` (`link[0] = 0`, which 1.10.3 computes through scratch registers).
+            return self.gen_cmp(OR_LINKHDR, 0, BPF_B, SLIPDIR_OUT if dir else SLIPDIR_IN)
         if lt == DLT["IPNET"]:
             return self.gen_cmp(OR_LINKHDR, 2, BPF_H, IPNET_OUTBOUND if dir else IPNET_INBOUND)
         if lt == DLT["LINUX_SLL"]:

@@ -18,8 +18,8 @@ from pfilter.opcodes import (
 )
 from pfilter.compiler.blocks import JMP, Block, Stmt, gen_and, gen_not, gen_or
 from pfilter.compiler.constants import (
-    AF_INET, AF_INET6_LINUX, ARCTYPE_ARP, ARCTYPE_ARP_OLD, ARCTYPE_ATALK, ARCTYPE_INET6,
-    ARCTYPE_IP, ARCTYPE_IP_OLD, ARCTYPE_REVARP, BSD_AFNUM_INET6_BSD, BSD_AFNUM_INET6_DARWIN,
+    AF_INET, AF_INET6_LINUX, ARCTYPE_ARP, ARCTYPE_ATALK, ARCTYPE_INET6, ARCTYPE_IP,
+    ARCTYPE_REVARP, BSD_AFNUM_INET6_BSD, BSD_AFNUM_INET6_DARWIN,
     BSD_AFNUM_INET6_FREEBSD, ETHERMTU, ETHERTYPE_AARP, ETHERTYPE_ARP, ETHERTYPE_ATALK,
     ETHERTYPE_DN, ETHERTYPE_IP, ETHERTYPE_IPV6, ETHERTYPE_IPX, ETHERTYPE_NS, ETHERTYPE_REVARP,
     IPH_AF_INET, IPH_AF_INET6, ISO10589_ISIS, ISO8473_CLNP, ISO9542_ESIS, LINUX_SLL_P_802_2,
@@ -375,20 +375,16 @@ class LinkLayer(Primitives):
         return self.gen_false()
 
     def _lt_arcnet(self, ll_proto):
-        if ll_proto == ETHERTYPE_IPV6:
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_INET6)
-        pairs = {ETHERTYPE_IP: (ARCTYPE_IP, ARCTYPE_IP_OLD), ETHERTYPE_ARP: (ARCTYPE_ARP, ARCTYPE_ARP_OLD)}
-        if ll_proto in pairs:
-            new, old = pairs[ll_proto]
-            b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, new)
-            b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_B, old)
-            gen_or(b0, b1)
-            return b1
-        if ll_proto == ETHERTYPE_REVARP:
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_REVARP)
-        if ll_proto == ETHERTYPE_ATALK:
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, ARCTYPE_ATALK)
-        return self.gen_false()
+        # Divergence: libpcap 1.10.3 also accepts the RFC 1051 system codes for IPv4 and ARP
+        # (240, 241), but reads the IPv4/ARP header where RFC 1201 puts it, so `ip` and `arp`
+        # programs that look into the header are wrong on RFC 1051 frames; pfilter tests only
+        # the RFC 1201 codes, as libpcap does since 1.11 ("Do not try matching RFC 1051
+        # system codes for ARCnet").
+        sc = {ETHERTYPE_IPV6: ARCTYPE_INET6, ETHERTYPE_IP: ARCTYPE_IP, ETHERTYPE_ARP: ARCTYPE_ARP,
+              ETHERTYPE_REVARP: ARCTYPE_REVARP, ETHERTYPE_ATALK: ARCTYPE_ATALK}.get(ll_proto)
+        if sc is None:
+            return self.gen_false()
+        return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, sc)
 
     def _lt_ltalk(self, ll_proto):
         return self.gen_true() if ll_proto == ETHERTYPE_ATALK else self.gen_false()
