@@ -53,7 +53,7 @@ CHUNK_WORK = 1 << 26
 #: straight-line instructions one call may run: packets per call = CHUNK_WORK // program length
 PREFETCH_AHEAD = 32
 PREFETCH_LINES = 2
-PREFETCH_LOCALITY = 0
+PREFETCH_LOCALITY = 3
 
 
 class NativeUnavailableError(FilterError, ImportError):
@@ -94,6 +94,10 @@ def _init() -> Any:
         try:
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
+            # keep the straight-line code's selects as cmov: by default x86 codegen turns some of
+            # them back into branches, data-dependent ones here
+            llvm.set_option("", "-x86-cmov-converter=false")
+            llvm.set_option("", "-disable-cgp-select2branch")
             target = llvm.Target.from_default_triple()
             _tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                                features=llvm.get_host_cpu_features().flatten(), opt=3)
@@ -112,150 +116,298 @@ def cache_info() -> dict[str, int]:
 # ---------------------------------------------------------------------------------------------
 # IR generation
 
+#: programs of up to this many blocks, without backward jumps, are compiled
+#: straight-line (every block evaluated under its reach predicate, no data-dependent branch):
+#: packets of a mixed stream take the program's paths in no predictable order, and a mispredicted
+#: branch costs more than the few instructions of the paths not taken
+STRAIGHT_MAX_BLOCKS = 24
+
+
+class _Ir:
+    """The llvmlite types, constants and intrinsics one module's code is built from."""
+
+    def __init__(self, m: Any) -> None:
+        import llvmlite.ir as ir
+        self.ir, self.m = ir, m
+        self.i1, self.i8, self.i16, self.i32, self.i64 = (ir.IntType(w) for w in (1, 8, 16, 32, 64))
+        self.ptr = self.i8.as_pointer()
+        self.i64p = self.i64.as_pointer()
+        self.bswap32 = m.declare_intrinsic("llvm.bswap", [self.i32])
+        self.bswap16 = m.declare_intrinsic("llvm.bswap", [self.i16])
+
+    def c32(self, v: int) -> Any:
+        return self.ir.Constant(self.i32, v & 0xFFFFFFFF)
+
+    def c64(self, v: int) -> Any:
+        return self.ir.Constant(self.i64, v)
+
+    def load_be(self, b: Any, addr: Any, size: int) -> Any:
+        """The big-endian 1-, 2- or 4-byte value at i8* addr, as i32."""
+        if size == 1:
+            return b.zext(b.load(addr), self.i32)
+        ty = self.ir.IntType(8 * size)
+        v = b.call(self.bswap32 if size == 4 else self.bswap16, [b.load(b.bitcast(addr, ty.as_pointer()), align=1)])
+        return v if size == 4 else b.zext(v, self.i32)
+
+    def function(self, name: str, ret: Any, args: list[Any], noalias: tuple[int, ...]) -> Any:
+        fn = self.ir.Function(self.m, self.ir.FunctionType(ret, args), name=name)
+        fn.attributes.add("nounwind")
+        for i in noalias:
+            fn.args[i].add_attribute("noalias")
+        return fn
+
+    def jcond(self, b: Any, code: int, a: Any, src: Any) -> Any:
+        """The i1 condition of a jeq/jgt/jge/jset on A and src."""
+        op = code & 0xF0
+        if op == 0x40:
+            return b.icmp_unsigned("!=", b.and_(a, src), self.c32(0))
+        return b.icmp_unsigned({0x10: "==", 0x20: ">", 0x30: ">="}[op], a, src)
+
+
+def _insn(t: _Ir, b: Any, code: int, k: int, regs: Any, load: Any, divisor: Any, wirelen: Any) -> Any:
+    """Emit one non-terminator instruction: regs maps "A", "X", "M<k>" to values (get/put),
+    load(b, off64, size) reads the packet, divisor(b, x) -> (builder, safe divisor) handles a zero
+    X; returns the builder to continue with."""
+    if code in (0x20, 0x28, 0x30, 0x40, 0x48, 0x50):
+        off = t.c64(k) if code < 0x40 else b.add(b.zext(regs.get("X"), t.i64), t.c64(k))
+        regs.put("A", load(b, off, LOAD_SIZE[code]))
+    elif code == 0xB1:
+        regs.put("X", b.shl(b.and_(load(b, t.c64(k), 1), t.c32(0xF)), t.c32(2)))
+    elif code in (0x00, 0x01):
+        regs.put("AX"[code], t.c32(k))
+    elif code in (0x80, 0x81):
+        regs.put("AX"[code & 1], wirelen)
+    elif code in (0x60, 0x61):
+        regs.put("AX"[code & 1], regs.get(f"M{k}"))
+    elif code in (0x02, 0x03):
+        regs.put(f"M{k}", regs.get("AX"[code & 1]))
+    elif code == 0x07:
+        regs.put("X", regs.get("A"))
+    elif code == 0x87:
+        regs.put("A", regs.get("X"))
+    elif code == 0x84:
+        regs.put("A", b.sub(t.c32(0), regs.get("A")))
+    else:  # ALU with #k or X
+        a = regs.get("A")
+        src = regs.get("X") if code & 0x08 else t.c32(k)
+        op = code & 0xF0
+        if op in (0x30, 0x90):
+            if code & 0x08:
+                b, src = divisor(b, src)
+            v = b.udiv(a, src) if op == 0x30 else b.urem(a, src)
+        elif op in (0x60, 0x70):
+            amount = b.and_(src, t.c32(31))
+            v = b.shl(a, amount) if op == 0x60 else b.lshr(a, amount)
+            if code & 0x08:
+                v = b.select(b.icmp_unsigned("<", src, t.c32(32)), v, t.c32(0))
+        else:
+            v = {0x00: b.add, 0x10: b.sub, 0x20: b.mul, 0x40: b.or_, 0x50: b.and_, 0xA0: b.xor}[op](a, src)
+        regs.put("A", v)
+    return b
+
+
+class _Slots:
+    """Registers in stack slots (mem2reg makes SSA values of them): for the branching code."""
+
+    def __init__(self, b: Any, names: list[str], zero: Any) -> None:
+        self.slots = {r: b.alloca(zero.type, name=r) for r in names}
+        for s in self.slots.values():
+            b.store(zero, s)
+        self.b = b
+
+    def get(self, r: str) -> Any:
+        return self.b.load(self.slots[r])
+
+    def put(self, r: str, v: Any) -> None:
+        self.b.store(v, self.slots[r])
+
+
+class _Values(dict):  # type: ignore[type-arg]
+    """Registers as SSA values: for the straight-line code."""
+
+    def get(self, r: str) -> Any:  # type: ignore[override]
+        return self[r]
+
+    def put(self, r: str, v: Any) -> None:
+        self[r] = v
+
+
+def _straight_line(low: Lowering) -> bool:
+    return not low.has_loops and len(low.blocks) <= STRAIGHT_MAX_BLOCKS
+
+
 def _module_ir(low: Lowering, name: str, indexed: bool = False) -> str:
     import llvmlite.binding as llvm
     import llvmlite.ir as ir
 
-    i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    ptr = i8.as_pointer()
     m = ir.Module(name=name)
     m.triple = llvm.get_process_triple()
-    bswap32 = m.declare_intrinsic("llvm.bswap", [i32])
-    bswap16 = m.declare_intrinsic("llvm.bswap", [ir.IntType(16)])
-    prefetch = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, i32, i32, i32]), name="llvm.prefetch.p0")
-    i64p = i64.as_pointer()
+    t = _Ir(m)
+    if _straight_line(low):
+        _straight_flt(t, low, name)
+    else:
+        _branching_flt(t, low, name)
+    return _batch_loops(t, low, name, indexed)
 
-    # ---- the filter: one packet
-    flt = ir.Function(m, ir.FunctionType(i32, [ptr, i32, i32, i64p]), name=f"{name}_flt")
+
+def _filter_function(t: _Ir, name: str) -> Any:
+    """`<name>_flt(p, caplen, wirelen, total) -> u32`, internal and always inlined."""
+    flt = t.function(f"{name}_flt", t.i32, [t.ptr, t.i32, t.i32, t.i64p], noalias=(0, 3))
     flt.linkage = "internal"
     flt.attributes.add("alwaysinline")
-    flt.attributes.add("nounwind")
+    return flt
+
+
+def _straight_flt(t: _Ir, low: Lowering, name: str) -> None:
+    """The filter of a loop-free program as one basic block. Blocks are evaluated in program order
+    (forward jumps only: a topological order), each under `reach`, the i1 "the packet's path runs
+    through here" (the or of the incoming edges' conditions). A register entering a block with
+    several predecessors takes the value of the edge that was taken (a select per edge). Every
+    packet load reads a real address: the packet's bytes when they are inside caplen, else a
+    zero word (the packet's path never uses such a value: its guard below fails first). `fail`
+    collects the VM's early returns of 0 on the path taken (a failed length guard, a division by
+    a zero X); the result is the reached return's value, or 0 when `fail`."""
+    ir = t.ir
+    flt = _filter_function(t, name)
+    p, caplen, wirelen, _total = flt.args
+    b = ir.IRBuilder(flt.append_basic_block("entry"))
+    zero_word = ir.GlobalVariable(t.m, ir.ArrayType(t.i8, 8), name=f"{name}_zero")
+    zero_word.initializer = ir.Constant(ir.ArrayType(t.i8, 8), None)
+    zero_word.global_constant = True
+    zero_word.linkage = "internal"
+    zero = b.bitcast(zero_word, t.ptr)
+    len64 = b.zext(caplen, t.i64, name="len64")
+    true, false = ir.Constant(t.i1, 1), ir.Constant(t.i1, 0)
+    fail, result = false, t.c32(0)
+    state = {"reach": true}
+
+    def load(b: Any, off: Any, size: int) -> Any:
+        inside = b.icmp_unsigned(">=", len64, b.add(off, t.c64(size)) if not isinstance(off, ir.Constant)
+                                 else t.c64(off.constant + size))
+        return t.load_be(b, b.select(inside, b.gep(p, [off]), zero), size)
+
+    def divisor(b: Any, x: Any) -> tuple[Any, Any]:
+        nonlocal fail
+        is0 = b.icmp_unsigned("==", x, t.c32(0))
+        fail = b.or_(fail, b.and_(state["reach"], is0))
+        return b, b.select(is0, t.c32(1), x)
+
+    incoming: list[list[tuple[Any, dict[str, Any]]]] = [[] for _ in low.blocks]
+    names = ["A", "X"] + [f"M{w}" for w in sorted(low.mem_used)]
+    regs = _Values((r, t.c32(0)) for r in names)
+    for blk in low.blocks:
+        if blk.index:
+            edges = incoming[blk.index]
+            if not edges:
+                continue
+            reach = edges[0][0]
+            for cond, _ in edges[1:]:
+                reach = b.or_(reach, cond)
+            regs = _Values()
+            for r in names:
+                vals = [st[r] for _, st in edges]
+                v = vals[-1]
+                if r in blk.live_in:
+                    for (cond, _), w in zip(edges[-2::-1], vals[-2::-1]):
+                        v = v if w is v else b.select(cond, w, v)
+                regs[r] = v
+            state["reach"] = reach
+        reach = state["reach"]
+        if blk.length_check:
+            fail = b.or_(fail, b.and_(reach, b.icmp_unsigned("<", len64, t.c64(blk.length_check))))
+        guards = {g.at: g.size for g in blk.indirect}
+        for pc, (code, _jt, _jf, k) in blk.body:
+            if pc in guards:
+                need = b.add(b.zext(regs["X"], t.i64), t.c64(guards[pc]))
+                fail = b.or_(fail, b.and_(reach, b.icmp_unsigned("<", len64, need)))
+            b = _insn(t, b, code, k, regs, load, divisor, wirelen)
+        if blk.term in ("ret_k", "ret_a"):
+            v = regs["A"] if blk.term == "ret_a" else t.c32(blk.term_insn[1][3])  # type: ignore[index]
+            result = b.select(reach, v, result)
+        elif blk.term == "jcond":
+            code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
+            cond = t.jcond(b, code, regs["A"], regs["X"] if code & 0x08 else t.c32(k))
+            if blk.succs[0] == blk.succs[1]:
+                incoming[blk.succs[0]].append((reach, regs))
+            else:
+                incoming[blk.succs[0]].append((b.and_(reach, cond), regs))
+                incoming[blk.succs[1]].append((b.and_(reach, b.not_(cond)), regs))
+        else:
+            incoming[blk.succs[0]].append((reach, regs))
+    b.ret(b.select(fail, t.c32(0), result))
+
+
+def _branching_flt(t: _Ir, low: Lowering, name: str) -> None:
+    """The filter as the lowering's blocks: a length guard per block where the lowering puts one,
+    the loop budget on backward jumps."""
+    ir = t.ir
+    flt = _filter_function(t, name)
     p, buflen, wirelen, total = flt.args
-    for a in (p, total):
-        a.add_attribute("noalias")
-    entry = flt.append_basic_block("entry")
-    b = ir.IRBuilder(entry)
-    c32 = lambda v: ir.Constant(i32, v & 0xFFFFFFFF)  # noqa: E731
-    c64 = lambda v: ir.Constant(i64, v)  # noqa: E731
-    regs = {"A": b.alloca(i32, name="A"), "X": b.alloca(i32, name="X")}
-    for w in sorted(low.mem_used):
-        regs[f"M{w}"] = b.alloca(i32, name=f"M{w}")
-    for r in regs.values():
-        b.store(c32(0), r)
-    len64 = b.zext(buflen, i64, name="len64")
+    b = ir.IRBuilder(flt.append_basic_block("entry"))
+    regs = _Slots(b, ["A", "X"] + [f"M{w}" for w in sorted(low.mem_used)], t.c32(0))
+    len64 = b.zext(buflen, t.i64, name="len64")
     start_total = budget = None
     if low.has_loops:
         start_total = b.load(total, name="start_total")
-        bud = b.add(c64(LOOP_BUDGET_BASE), b.mul(len64, c64(LOOP_BUDGET_PER_BYTE)))
-        budget = b.select(b.icmp_unsigned("<", bud, c64(LOOP_BUDGET_MAX)), bud, c64(LOOP_BUDGET_MAX), name="budget")
+        bud = b.add(t.c64(LOOP_BUDGET_BASE), b.mul(len64, t.c64(LOOP_BUDGET_PER_BYTE)))
+        budget = b.select(b.icmp_unsigned("<", bud, t.c64(LOOP_BUDGET_MAX)), bud, t.c64(LOOP_BUDGET_MAX))
     bbs = [flt.append_basic_block(f"b{blk.start}") for blk in low.blocks]
     reject = flt.append_basic_block("reject")
-    ir.IRBuilder(reject).ret(c32(0))
+    ir.IRBuilder(reject).ret(t.c32(0))
     b.branch(bbs[0])
 
-    def guard(b: Any, need: Any) -> Any:
-        """Branch to reject when len64 < need (i64); return a builder in the continuation."""
-        ok = b.icmp_unsigned(">=", len64, need)
+    def guard(b: Any, ok: Any) -> Any:
+        """Branch to reject unless ok; a builder in the continuation."""
         cont = flt.append_basic_block()
         b.cbranch(ok, cont, reject)
-        return ir.IRBuilder(cont)
+        regs.b = ir.IRBuilder(cont)
+        return regs.b
 
-    def load_be(b: Any, off64: Any, size: int) -> Any:
-        addr = b.gep(p, [off64])
-        if size == 1:
-            return b.zext(b.load(addr), i32)
-        ty = ir.IntType(8 * size)
-        v = b.load(b.bitcast(addr, ty.as_pointer()), align=1)
-        v = b.call(bswap32 if size == 4 else bswap16, [v])
-        return v if size == 4 else b.zext(v, i32)
+    def divisor(b: Any, x: Any) -> tuple[Any, Any]:
+        return guard(b, b.icmp_unsigned("!=", x, t.c32(0))), x
+
+    def load(b: Any, off: Any, size: int) -> Any:
+        return t.load_be(b, b.gep(p, [off]), size)
 
     for blk, bb in zip(low.blocks, bbs):
-        b = ir.IRBuilder(bb)
+        b = regs.b = ir.IRBuilder(bb)
         if blk.length_check:
-            b = guard(b, c64(blk.length_check))
+            b = guard(b, b.icmp_unsigned(">=", len64, t.c64(blk.length_check)))
         guards = {g.at: g.size for g in blk.indirect}
         for pc, (code, _jt, _jf, k) in blk.body:
-            A = lambda: b.load(regs["A"])  # noqa: E731
-            X = lambda: b.load(regs["X"])  # noqa: E731
             if pc in guards:
-                b = guard(b, b.add(b.zext(X(), i64), c64(guards[pc])))
-            if code in (0x20, 0x28, 0x30):
-                b.store(load_be(b, c64(k), LOAD_SIZE[code]), regs["A"])
-            elif code in INDIRECT_LOADS:
-                off = b.add(b.zext(X(), i64), c64(k))
-                b.store(load_be(b, off, LOAD_SIZE[code]), regs["A"])
-            elif code == 0xB1:
-                v = load_be(b, c64(k), 1)
-                b.store(b.shl(b.and_(v, c32(0xF)), c32(2)), regs["X"])
-            elif code == 0x00:
-                b.store(c32(k), regs["A"])
-            elif code == 0x01:
-                b.store(c32(k), regs["X"])
-            elif code == 0x80:
-                b.store(wirelen, regs["A"])
-            elif code == 0x81:
-                b.store(wirelen, regs["X"])
-            elif code == 0x60:
-                b.store(b.load(regs[f"M{k}"]), regs["A"])
-            elif code == 0x61:
-                b.store(b.load(regs[f"M{k}"]), regs["X"])
-            elif code == 0x02:
-                b.store(A(), regs[f"M{k}"])
-            elif code == 0x03:
-                b.store(X(), regs[f"M{k}"])
-            elif code == 0x07:
-                b.store(A(), regs["X"])
-            elif code == 0x87:
-                b.store(X(), regs["A"])
-            elif code == 0x84:
-                b.store(b.sub(c32(0), A()), regs["A"])
-            else:  # ALU with #k or X
-                a = A()
-                src = X() if code & 0x08 else c32(k)
-                op = code & 0xF0
-                if op in (0x30, 0x90):
-                    if code & 0x08:
-                        cont = flt.append_basic_block()
-                        b.cbranch(b.icmp_unsigned("==", src, c32(0)), reject, cont)
-                        b = ir.IRBuilder(cont)
-                    v = b.udiv(a, src) if op == 0x30 else b.urem(a, src)
-                elif op in (0x60, 0x70):
-                    amount = b.and_(src, c32(31))
-                    v = b.shl(a, amount) if op == 0x60 else b.lshr(a, amount)
-                    if code & 0x08:
-                        v = b.select(b.icmp_unsigned("<", src, c32(32)), v, c32(0))
-                else:
-                    v = {0x00: b.add, 0x10: b.sub, 0x20: b.mul, 0x40: b.or_, 0x50: b.and_,
-                         0xA0: b.xor}[op](a, src)
-                b.store(v, regs["A"])
+                b = guard(b, b.icmp_unsigned(">=", len64, b.add(b.zext(regs.get("X"), t.i64), t.c64(guards[pc]))))
+            b = _insn(t, b, code, k, regs, load, divisor, wirelen)
         if blk.term == "ret_k":
-            b.ret(c32(blk.term_insn[1][3]))  # type: ignore[index]
+            b.ret(t.c32(blk.term_insn[1][3]))  # type: ignore[index]
         elif blk.term == "ret_a":
-            b.ret(b.load(regs["A"]))
+            b.ret(regs.get("A"))
         elif blk.term in ("fall", "ja"):
             if blk.charge:
-                t = b.add(b.load(total), c64(blk.charge))
-                b.store(t, total)
-                over = b.icmp_unsigned(">", b.sub(t, start_total), budget)
+                spent = b.add(b.load(total), t.c64(blk.charge))
+                b.store(spent, total)
+                over = b.icmp_unsigned(">", b.sub(spent, start_total), budget)
                 b.cbranch(over, reject, bbs[blk.succs[0]])
             else:
                 b.branch(bbs[blk.succs[0]])
         else:
             code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
-            a = b.load(regs["A"])
-            src = b.load(regs["X"]) if code & 0x08 else c32(k)
-            op = code & 0xF0
-            if op == 0x10:
-                cond = b.icmp_unsigned("==", a, src)
-            elif op == 0x20:
-                cond = b.icmp_unsigned(">", a, src)
-            elif op == 0x30:
-                cond = b.icmp_unsigned(">=", a, src)
-            else:
-                cond = b.icmp_unsigned("!=", b.and_(a, src), c32(0))
+            a = regs.get("A")
+            if code == 0x15:
+                # each `jeq #k` sees A through an empty asm: LLVM would otherwise merge a chain of
+                # them into a switch and lower it as a binary search, whose branches depend on
+                # the value and mispredict on mixed traffic; a chain of rarely taken branches
+                # predicts well
+                a = b.asm(ir.FunctionType(t.i32, [t.i32]), "", "=r,0", [a], side_effect=True)
+            cond = t.jcond(b, code, a, regs.get("X") if code & 0x08 else t.c32(k))
             b.cbranch(cond, bbs[blk.succs[0]], bbs[blk.succs[1]])
 
-    # ---- the batch loops
+
+def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
+    """Add the batch loop (`run`, or `run_idx` when indexed) calling `<name>_flt`; the module's IR text."""
+    ir, m = t.ir, t.m
+    i32, i64, ptr, i64p, c32, c64 = t.i32, t.i64, t.ptr, t.i64p, t.c32, t.c64
+    flt = m.get_global(f"{name}_flt")
     args = [ptr, i64, i64p, i32.as_pointer(), i32.as_pointer(), i32.as_pointer(), i64, i64, i64p]
     if indexed:
         args[6:6] = [i64p, i64]
@@ -295,6 +447,7 @@ def _module_ir(low: Lowering, name: str, indexed: bool = False) -> str:
         check = fn.append_basic_block("check")
         bb_.cbranch(bb_.icmp_signed("<", ahead, stop), pf, check)
         pb = ir.IRBuilder(pf)
+        prefetch = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, i32, i32, i32]), name="llvm.prefetch.p0")
         po = pb.load(pb.gep(offsets, [ahead]))
         po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
         for line in range(PREFETCH_LINES):
