@@ -130,26 +130,12 @@ class Codegen(LinkLayer):
 
     def gen_hostop(self, addr, mask, dir, ll_proto, src_off, dst_off):
         # libpcap: gen_hostop()
-        if dir == Q_SRC:
-            offset = src_off
-        elif dir == Q_DST:
-            offset = dst_off
-        elif dir == Q_AND:
-            b0 = self.gen_hostop(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+        def one(d):
+            b0 = self.gen_linktype(ll_proto)
+            b1 = self.gen_mcmp(OR_LINKPL, src_off if d == Q_SRC else dst_off, BPF_W, addr, mask)
             gen_and(b0, b1)
             return b1
-        elif dir is None or dir == Q_OR:
-            b0 = self.gen_hostop(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop(addr, mask, Q_DST, ll_proto, src_off, dst_off)
-            gen_or(b0, b1)
-            return b1
-        else:
-            self._wlan_dir_error_addr(dir)
-        b0 = self.gen_linktype(ll_proto)
-        b1 = self.gen_mcmp(OR_LINKPL, offset, BPF_W, addr, mask)
-        gen_and(b0, b1)
-        return b1
+        return self._by_dir(dir, one, self._wlan_dir_error_addr)
 
     @staticmethod
     def _wlan_dir_error_addr(dir, what="addresses other than 802.11 MAC addresses"):
@@ -160,52 +146,26 @@ class Codegen(LinkLayer):
 
     def gen_hostop6(self, addr, mask, dir, ll_proto, src_off, dst_off):
         # libpcap: gen_hostop6()
-        if dir == Q_SRC:
-            offset = src_off
-        elif dir == Q_DST:
-            offset = dst_off
-        elif dir == Q_AND:
-            b0 = self.gen_hostop6(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop6(addr, mask, Q_DST, ll_proto, src_off, dst_off)
+        def one(d):
+            offset = src_off if d == Q_SRC else dst_off
+            a = [int.from_bytes(addr[i:i + 4], "big") for i in range(0, 16, 4)]
+            m = [int.from_bytes(mask[i:i + 4], "big") for i in range(0, 16, 4)]
+            b1 = self.gen_mcmp(OR_LINKPL, offset + 12, BPF_W, a[3], m[3])
+            b0 = self.gen_mcmp(OR_LINKPL, offset + 8, BPF_W, a[2], m[2])
+            gen_and(b0, b1)
+            b0 = self.gen_mcmp(OR_LINKPL, offset + 4, BPF_W, a[1], m[1])
+            gen_and(b0, b1)
+            b0 = self.gen_mcmp(OR_LINKPL, offset + 0, BPF_W, a[0], m[0])
+            gen_and(b0, b1)
+            b0 = self.gen_linktype(ll_proto)
             gen_and(b0, b1)
             return b1
-        elif dir is None or dir == Q_OR:
-            b0 = self.gen_hostop6(addr, mask, Q_SRC, ll_proto, src_off, dst_off)
-            b1 = self.gen_hostop6(addr, mask, Q_DST, ll_proto, src_off, dst_off)
-            gen_or(b0, b1)
-            return b1
-        else:
-            self._wlan_dir_error_addr(dir)
-        a = [int.from_bytes(addr[i:i + 4], "big") for i in range(0, 16, 4)]
-        m = [int.from_bytes(mask[i:i + 4], "big") for i in range(0, 16, 4)]
-        b1 = self.gen_mcmp(OR_LINKPL, offset + 12, BPF_W, a[3], m[3])
-        b0 = self.gen_mcmp(OR_LINKPL, offset + 8, BPF_W, a[2], m[2])
-        gen_and(b0, b1)
-        b0 = self.gen_mcmp(OR_LINKPL, offset + 4, BPF_W, a[1], m[1])
-        gen_and(b0, b1)
-        b0 = self.gen_mcmp(OR_LINKPL, offset + 0, BPF_W, a[0], m[0])
-        gen_and(b0, b1)
-        b0 = self.gen_linktype(ll_proto)
-        gen_and(b0, b1)
-        return b1
+        return self._by_dir(dir, one, self._wlan_dir_error_addr)
 
     def gen_ehostop(self, eaddr, dir):
         # libpcap: gen_ehostop()
-        if dir == Q_SRC:
-            return self.gen_bcmp(OR_LINKHDR, 6, 6, eaddr)
-        if dir == Q_DST:
-            return self.gen_bcmp(OR_LINKHDR, 0, 6, eaddr)
-        if dir == Q_AND:
-            b0 = self.gen_ehostop(eaddr, Q_SRC)
-            b1 = self.gen_ehostop(eaddr, Q_DST)
-            gen_and(b0, b1)
-            return b1
-        if dir is None or dir == Q_OR:
-            b0 = self.gen_ehostop(eaddr, Q_SRC)
-            b1 = self.gen_ehostop(eaddr, Q_DST)
-            gen_or(b0, b1)
-            return b1
-        self._wlan_only_error(dir, " with 802.11 headers")
+        return self._by_dir(dir, lambda d: self.gen_bcmp(OR_LINKHDR, 6 if d == Q_SRC else 0, 6, eaddr),
+                            lambda d: self._wlan_only_error(d, " with 802.11 headers"))
 
     @staticmethod
     def _wlan_only_error(dir, tail=""):
@@ -216,16 +176,8 @@ class Codegen(LinkLayer):
 
     def _gen_mac_hostop(self, src_off, dst_off, eaddr, dir):
         # libpcap: gen_fhostop(), gen_thostop(), gen_ipfchostop(): fixed MAC offsets
-        if dir == Q_SRC:
-            return self.gen_bcmp(OR_LINKHDR, src_off, 6, eaddr)
-        if dir == Q_DST:
-            return self.gen_bcmp(OR_LINKHDR, dst_off, 6, eaddr)
-        if dir == Q_AND or dir is None or dir == Q_OR:
-            b0 = self._gen_mac_hostop(src_off, dst_off, eaddr, Q_SRC)
-            b1 = self._gen_mac_hostop(src_off, dst_off, eaddr, Q_DST)
-            (gen_and if dir == Q_AND else gen_or)(b0, b1)
-            return b1
-        self._wlan_only_error(dir)
+        return self._by_dir(dir, lambda d: self.gen_bcmp(OR_LINKHDR, src_off if d == Q_SRC else dst_off,
+                                                         6, eaddr), self._wlan_only_error)
 
     def _by_flag(self, offset, bit, when_set, when_clear):
         """(flag bit set and when_set) or (bit clear and when_clear()), the blocks made in
@@ -254,11 +206,8 @@ class Codegen(LinkLayer):
             b1 = self._jset_block(0, 0x04, True)      # never a control frame
             gen_and(b1, b0)
             return b0
-        if dir == Q_AND or dir is None or dir == Q_OR:
-            b0 = self.gen_wlanhostop(eaddr, Q_SRC)
-            b1 = self.gen_wlanhostop(eaddr, Q_DST)
-            (gen_and if dir == Q_AND else gen_or)(b0, b1)
-            return b1
+        if dir in (Q_AND, Q_OR, None):
+            return self._by_dir(dir, lambda d: self.gen_wlanhostop(eaddr, d), None)
         if dir == "addr1":
             return self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
         if dir in ("addr2", "ta"):
@@ -296,17 +245,9 @@ class Codegen(LinkLayer):
 
     def gen_dnhostop(self, addr, dir):
         # libpcap: gen_dnhostop()
-        if dir == Q_DST:
-            offset_sh, offset_lh = 1, 7
-        elif dir == Q_SRC:
-            offset_sh, offset_lh = 3, 15
-        elif dir == Q_AND or dir is None or dir == Q_OR:
-            b0 = self.gen_dnhostop(addr, Q_SRC)
-            b1 = self.gen_dnhostop(addr, Q_DST)
-            (gen_and if dir == Q_AND else gen_or)(b0, b1)
-            return b1
-        else:
-            self._wlan_dir_error_addr(dir)
+        if dir not in (Q_SRC, Q_DST):
+            return self._by_dir(dir, lambda d: self.gen_dnhostop(addr, d), self._wlan_dir_error_addr)
+        offset_sh, offset_lh = (1, 7) if dir == Q_DST else (3, 15)
         a = swap16(addr & 0xFFFF)
         b0 = self.gen_linktype(ETHERTYPE_DN)
         tmp = self.gen_mcmp(OR_LINKPL, 2, BPF_H, swap16(0x0681), swap16(0x07FF))
@@ -418,60 +359,57 @@ class Codegen(LinkLayer):
         return b
 
     def _dir_pair(self, atom, dir, what):
-        if dir == Q_SRC:
-            return atom(0)
-        if dir == Q_DST:
-            return atom(2)
-        if dir == Q_AND or dir is None or dir == Q_OR:
-            tmp = atom(0)
-            b1 = atom(2)
-            (gen_and if dir == Q_AND else gen_or)(tmp, b1)
-            return b1
-        self._wlan_dir_error_addr(dir, what)
+        return self._by_dir(dir, lambda d: atom(0 if d == Q_SRC else 2),
+                            lambda d: self._wlan_dir_error_addr(d, what))
 
-    def gen_portop(self, port, proto, dir):
-        # libpcap: gen_portop()
-        tmp = self.gen_cmp(OR_LINKPL, 9, BPF_B, proto)
-        b0 = self.gen_ipfrag()
-        gen_and(tmp, b0)
-        b1 = self._dir_pair(lambda off: self.gen_cmp(OR_TRAN_IPV4, off, BPF_H, port), dir, "ports")
+    @staticmethod
+    def _by_dir(dir, one, bad):
+        """libpcap's switch on a dir qualifier: one(Q_SRC) or one(Q_DST); both, made in that
+        order and ANDed for `src and dst`, ORed for `src or dst` and for none; bad(dir) else."""
+        if dir in (Q_SRC, Q_DST):
+            return one(dir)
+        if dir in (Q_AND, Q_OR, None):
+            b0 = one(Q_SRC)
+            b1 = one(Q_DST)
+            (gen_and if dir == Q_AND else gen_or)(b0, b1)
+            return b1
+        return bad(dir)
+
+    def _transport_op(self, v6, proto, atom, dir, what):
+        # libpcap: gen_portop(), gen_portop6(), gen_portrangeop(), gen_portrangeop6():
+        # `proto` (in the IPv4 header: not a later fragment) and atom(port offset) by dir
+        if v6:
+            b0 = self.gen_cmp(OR_LINKPL, 6, BPF_B, proto)
+        else:
+            tmp = self.gen_cmp(OR_LINKPL, 9, BPF_B, proto)
+            b0 = self.gen_ipfrag()
+            gen_and(tmp, b0)
+        b1 = self._dir_pair(atom, dir, what)
         gen_and(b0, b1)
         return b1
 
-    def gen_port(self, port, ip_proto, dir):
-        # libpcap: gen_port()
-        b0 = self.gen_linktype(ETHERTYPE_IP)
+    def _gen_transport(self, v6, ip_proto, atom, dir, what):
+        # libpcap: gen_port(), gen_port6(), gen_portrange(), gen_portrange6(): IPv4 (IPv6) and
+        # the transport test for ip_proto, or for TCP, UDP and SCTP when PROTO_UNDEF
+        b0 = self.gen_linktype(ETHERTYPE_IPV6 if v6 else ETHERTYPE_IP)
         if ip_proto == PROTO_UNDEF:
-            tmp = self.gen_portop(port, IPPROTO_TCP, dir)
-            b1 = self.gen_portop(port, IPPROTO_UDP, dir)
+            tmp = self._transport_op(v6, IPPROTO_TCP, atom, dir, what)
+            b1 = self._transport_op(v6, IPPROTO_UDP, atom, dir, what)
             gen_or(tmp, b1)
-            tmp = self.gen_portop(port, IPPROTO_SCTP, dir)
+            tmp = self._transport_op(v6, IPPROTO_SCTP, atom, dir, what)
             gen_or(tmp, b1)
         else:
-            b1 = self.gen_portop(port, ip_proto, dir)
+            b1 = self._transport_op(v6, ip_proto, atom, dir, what)
         gen_and(b0, b1)
         return b1
 
-    def gen_portop6(self, port, proto, dir):
-        # libpcap: gen_portop6()
-        b0 = self.gen_cmp(OR_LINKPL, 6, BPF_B, proto)
-        b1 = self._dir_pair(lambda off: self.gen_cmp(OR_TRAN_IPV6, off, BPF_H, port), dir, "ports")
-        gen_and(b0, b1)
-        return b1
+    def gen_port(self, port, ip_proto, dir, v6=False):
+        offrel = OR_TRAN_IPV6 if v6 else OR_TRAN_IPV4
+        return self._gen_transport(v6, ip_proto, lambda off: self.gen_cmp(offrel, off, BPF_H, port),
+                                   dir, "ports")
 
     def gen_port6(self, port, ip_proto, dir):
-        # libpcap: gen_port6()
-        b0 = self.gen_linktype(ETHERTYPE_IPV6)
-        if ip_proto == PROTO_UNDEF:
-            tmp = self.gen_portop6(port, IPPROTO_TCP, dir)
-            b1 = self.gen_portop6(port, IPPROTO_UDP, dir)
-            gen_or(tmp, b1)
-            tmp = self.gen_portop6(port, IPPROTO_SCTP, dir)
-            gen_or(tmp, b1)
-        else:
-            b1 = self.gen_portop6(port, ip_proto, dir)
-        gen_and(b0, b1)
-        return b1
+        return self.gen_port(port, ip_proto, dir, True)
 
     def _portrangeatom(self, offrel, off, v1, v2):
         # libpcap: gen_portrangeatom() / gen_portrangeatom6()
@@ -482,51 +420,13 @@ class Codegen(LinkLayer):
         gen_and(b1, b2)
         return b2
 
-    def gen_portrangeop(self, p1, p2, proto, dir):
-        # libpcap: gen_portrangeop()
-        tmp = self.gen_cmp(OR_LINKPL, 9, BPF_B, proto)
-        b0 = self.gen_ipfrag()
-        gen_and(tmp, b0)
-        b1 = self._dir_pair(lambda off: self._portrangeatom(OR_TRAN_IPV4, off, p1, p2), dir,
-                            "port ranges")
-        gen_and(b0, b1)
-        return b1
-
-    def gen_portrange(self, p1, p2, ip_proto, dir):
-        # libpcap: gen_portrange()
-        b0 = self.gen_linktype(ETHERTYPE_IP)
-        if ip_proto == PROTO_UNDEF:
-            tmp = self.gen_portrangeop(p1, p2, IPPROTO_TCP, dir)
-            b1 = self.gen_portrangeop(p1, p2, IPPROTO_UDP, dir)
-            gen_or(tmp, b1)
-            tmp = self.gen_portrangeop(p1, p2, IPPROTO_SCTP, dir)
-            gen_or(tmp, b1)
-        else:
-            b1 = self.gen_portrangeop(p1, p2, ip_proto, dir)
-        gen_and(b0, b1)
-        return b1
-
-    def gen_portrangeop6(self, p1, p2, proto, dir):
-        # libpcap: gen_portrangeop6()
-        b0 = self.gen_cmp(OR_LINKPL, 6, BPF_B, proto)
-        b1 = self._dir_pair(lambda off: self._portrangeatom(OR_TRAN_IPV6, off, p1, p2), dir,
-                            "port ranges")
-        gen_and(b0, b1)
-        return b1
+    def gen_portrange(self, p1, p2, ip_proto, dir, v6=False):
+        offrel = OR_TRAN_IPV6 if v6 else OR_TRAN_IPV4
+        return self._gen_transport(v6, ip_proto, lambda off: self._portrangeatom(offrel, off, p1, p2),
+                                   dir, "port ranges")
 
     def gen_portrange6(self, p1, p2, ip_proto, dir):
-        # libpcap: gen_portrange6()
-        b0 = self.gen_linktype(ETHERTYPE_IPV6)
-        if ip_proto == PROTO_UNDEF:
-            tmp = self.gen_portrangeop6(p1, p2, IPPROTO_TCP, dir)
-            b1 = self.gen_portrangeop6(p1, p2, IPPROTO_UDP, dir)
-            gen_or(tmp, b1)
-            tmp = self.gen_portrangeop6(p1, p2, IPPROTO_SCTP, dir)
-            gen_or(tmp, b1)
-        else:
-            b1 = self.gen_portrangeop6(p1, p2, ip_proto, dir)
-        gen_and(b0, b1)
-        return b1
+        return self.gen_portrange(p1, p2, ip_proto, dir, True)
 
     def lookup_proto(self, name, proto):
         # libpcap: lookup_proto()
