@@ -58,3 +58,20 @@ def vm(request, monkeypatch):
     else:
         monkeypatch.setattr(program, "_cvm", None)
     return request.param
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """The fast path's PcapCopy jobs made with chunks of 64 KiB (the smallest it takes), so that
+    a small capture makes many chunks; the list of the jobs run."""
+    from pfilter.capture import _fastcopy
+    runs = []
+    real = _fastcopy.PcapCopy
+
+    def make(*args, **kw):
+        kw["chunk"] = 1 << 16
+        job = real(*args, **kw)
+        runs.append(job)
+        return job
+    monkeypatch.setattr(_fastcopy, "PcapCopy", make)
+    return runs

@@ -20,21 +20,6 @@ from pfilter.capture import _fastcopy, _writer
 EXPRESSIONS = ["", "tcp", "udp port 53 or icmp", "vlan and ip", "ip and tcp port 80", "ip6"]
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of 64 KiB (the smallest PcapCopy takes), and a count of the passes run."""
-    runs = []
-    real = _fastcopy.PcapCopy
-
-    def make(*args, **kw):
-        kw["chunk"] = 1 << 16
-        job = real(*args, **kw)
-        runs.append(job)
-        return job
-    monkeypatch.setattr(_fastcopy, "PcapCopy", make)
-    return runs
-
-
 def general(src, dst, expr, **kw):
     old = os.environ.get("PFILTER_NO_FASTPATH")
     os.environ["PFILTER_NO_FASTPATH"] = "1"

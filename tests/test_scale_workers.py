@@ -30,21 +30,6 @@ def capture(tmp_path_factory):
     return str(path)
 
 
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Chunks of 64 KiB, so that a small capture makes many chunks for the workers."""
-    real = _fastcopy.PcapCopy
-    runs = []
-
-    def make(*args, **kw):
-        kw["chunk"] = 1 << 16
-        job = real(*args, **kw)
-        runs.append(job)
-        return job
-    monkeypatch.setattr(_fastcopy, "PcapCopy", make)
-    return runs
-
-
 def tcpdump_write(src, dst, expr, *extra):
     subprocess.run([ref.tcpdump(), "-r", str(src), "-w", str(dst), *extra, expr], check=True,
                    stderr=subprocess.DEVNULL)

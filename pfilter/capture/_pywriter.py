@@ -36,15 +36,20 @@ def _first_bad(data, offsets, caplen, index, room, per_record, before=0, pad=Fal
     return k, (-1 - int(idx[k]) if ok_index[k] else -1 - npk)
 
 
+def _views(name, data, offsets, caplen, wirelen, stamps, out, ok):
+    """Byte views of data and out, after the extension's argument check (ValueError)."""
+    npk = len(offsets)
+    if len(caplen) != npk or len(wirelen) != npk or len(stamps) != npk or not ok:
+        raise ValueError(f"{name}: arrays differ in length")
+    mem = memoryview(np.asarray(data, np.uint8)).cast("B") if len(data) else b""
+    return mem, (memoryview(out).cast("B") if len(out) else None)
+
+
 def pcap_records(data, offsets, caplen, wirelen, stamps, index, nsec, out, raw_back=0, raw_swapped=False):
     """See pfilter.capture._writer.pcap_records."""
-    npk = len(offsets)
-    if len(caplen) != npk or len(wirelen) != npk or len(stamps) != npk or raw_back < 0:
-        raise ValueError("pcap_records: arrays differ in length")
+    mem, dst = _views("pcap_records", data, offsets, caplen, wirelen, stamps, out, raw_back >= 0)
     count, code = _first_bad(data, offsets, caplen, index, len(out), 16, raw_back)
     raw = struct.Struct(("<" if (sys.byteorder == "little") != bool(raw_swapped) else ">") + "II")
-    mem = memoryview(np.asarray(data, np.uint8)).cast("B") if len(data) else b""
-    dst = memoryview(out).cast("B") if len(out) else None
     pos = 0
     for k in range(count):
         i = int(index[k])
@@ -62,12 +67,8 @@ def pcap_records(data, offsets, caplen, wirelen, stamps, index, nsec, out, raw_b
 
 def pcapng_epbs(data, offsets, caplen, wirelen, stamps, index, iface_out, nsec, out):
     """See pfilter.capture._writer.pcapng_epbs."""
-    npk = len(offsets)
-    if len(caplen) != npk or len(wirelen) != npk or len(stamps) != npk or len(iface_out) < len(index):
-        raise ValueError("pcapng_epbs: arrays differ in length")
+    mem, dst = _views("pcapng_epbs", data, offsets, caplen, wirelen, stamps, out, len(iface_out) >= len(index))
     count, code = _first_bad(data, offsets, caplen, index, len(out), 32, pad=True)
-    mem = memoryview(np.asarray(data, np.uint8)).cast("B") if len(data) else b""
-    dst = memoryview(out).cast("B") if len(out) else None
     pos = 0
     for k in range(count):
         i = int(index[k])

@@ -164,17 +164,13 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, int64_t base, uint32_t m
     libpcap's messages. Interface ids are reported file-wide (section base + id). Returns
     (packets, new_pos, status, info)."""
     # libpcap: pcap_ng_next_packet(), read_block(), add_interface(), process_idb_options()
-    cdef Py_ssize_t end = buf.shape[0]
-    cdef Py_ssize_t n = 0, p = pos
-    cdef Py_ssize_t nbytes = 0
+    cdef Py_ssize_t end = buf.shape[0], n = 0, p = pos, nbytes = 0, datapos, pf = pos
     cdef const uint8_t* b = &buf[0] if end > 0 else NULL
     cdef const uint8_t* body
     cdef uint32_t btype, total, bodylen, cap, wire, iface, snap, bom
     cdef uint64_t t, sec, frac, units
     cdef int status = ST_END
     cdef int64_t info = 0
-    cdef Py_ssize_t datapos
-    cdef Py_ssize_t pf = pos
     cdef bint swapped = state[0] != 0, nsw, binary, bad
     cdef int64_t count = state[1], section = state[2], capacity = if_linktype.shape[0]
     cdef int64_t idx, tsoffset, nameoff

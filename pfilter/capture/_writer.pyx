@@ -35,6 +35,21 @@ cdef inline bint inside(int64_t offset, uint32_t caplen, Py_ssize_t size) noexce
     return 0 <= offset <= size and <int64_t>caplen <= size - offset
 
 
+cdef inline int64_t selected(const int64_t* index, Py_ssize_t k, const int64_t* offsets,
+                             const uint32_t* caplen, Py_ssize_t npk, Py_ssize_t size, int64_t before,
+                             int64_t record, bint pad, Py_ssize_t room) noexcept nogil:
+    """Packet index[k] when it is in the batch, lies in data (from `before`: room for a record
+    header) and its record (record bytes + caplen, rounded up to 4 when pad) fits in `room`;
+    else the failure code: -1 - npk for an index outside the batch, -1 - i for packet i."""
+    cdef int64_t i = index[k]
+    if not 0 <= i < npk:
+        return -1 - npk
+    cdef int64_t need = record + ((<int64_t>caplen[i] + 3) & ~(<int64_t>3) if pad else <int64_t>caplen[i])
+    if not inside(offsets[i], caplen[i], size) or offsets[i] < before or need > room:
+        return -1 - i
+    return i
+
+
 cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) noexcept nogil:
     # Floor division, so pre-1970 times keep a fraction in [0, 1 s) as libpcap reads them.
     cdef int64_t s = ts // 1000000000
@@ -65,17 +80,16 @@ def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
     cdef const uint8_t* d = &data[0] if data.shape[0] > 0 else NULL
     if caplen.shape[0] != npk or wirelen.shape[0] != npk or stamps.shape[0] != npk or raw_back < 0:
         raise ValueError("pcap_records: arrays differ in length")
+    cdef const int64_t* ix = &index[0] if n > 0 else NULL
+    cdef const int64_t* offs = &offsets[0] if npk > 0 else NULL
+    cdef const uint32_t* caps = &caplen[0] if npk > 0 else NULL
     with nogil:
         for k in range(n):
-            i = index[k]
-            if not 0 <= i < npk:
-                pos = -1 - npk
+            i = selected(ix, k, offs, caps, npk, size, raw_back, 16, False, room - pos)
+            if i < 0:
+                pos = i
                 break
             cap = caplen[i]
-            if (not inside(offsets[i], cap, size) or offsets[i] < raw_back
-                    or <int64_t>cap + 16 > room - pos):
-                pos = -1 - i
-                break
             if raw_back > 0:
                 memcpy(&sec, d + offsets[i] - raw_back, 4)
                 memcpy(&frac, d + offsets[i] - raw_back + 4, 4)
@@ -111,16 +125,16 @@ def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint3
     if (caplen.shape[0] != npk or wirelen.shape[0] != npk or stamps.shape[0] != npk
             or iface_out.shape[0] < n):
         raise ValueError("pcapng_epbs: arrays differ in length")
+    cdef const int64_t* ix = &index[0] if n > 0 else NULL
+    cdef const int64_t* offs = &offsets[0] if npk > 0 else NULL
+    cdef const uint32_t* caps = &caplen[0] if npk > 0 else NULL
     with nogil:
         for k in range(n):
-            i = index[k]
-            if not 0 <= i < npk:
-                pos = -1 - npk
+            i = selected(ix, k, offs, caps, npk, size, 0, 32, True, room - pos)
+            if i < 0:
+                pos = i
                 break
             cap = caplen[i]
-            if not inside(offsets[i], cap, size) or ((<int64_t>cap + 3) & ~(<int64_t>3)) + 32 > room - pos:
-                pos = -1 - i
-                break
             padded = (cap + 3) & ~(<uint32_t>3)
             total = 32 + padded
             ts = stamps[i]

@@ -26,6 +26,16 @@ INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
 
 _HOST_LITTLE = sys.byteorder == "little"
 
+# libpcap's messages for the damage the scanner reports ({info}: the status's value)
+_MESSAGES = {
+    ST_BADLEN: "block in pcapng dump file has a length of {info} < 12",
+    ST_UNALIGNED: "block in pcapng dump file has a length of {info} that is not a multiple of 4",
+    ST_TOOBIG: "pcapng block size {info} > maximum {maximum}",
+    ST_TRAILER: "block total length in header and trailer don't match",
+    ST_SHORT: "block of type {info} in pcapng dump file is too short",
+    ST_NOIFACE: "a packet arrived on interface {info}, but there's no Interface Description Block for that interface",
+}
+
 
 def _max_blocksize(linktype):
     # libpcap: MAX_BLOCKSIZE_FOR_SNAPLEN()
@@ -71,7 +81,7 @@ class PcapngFormat:
         shb = self.win.bytes(0, total)
         if len(shb) < total:
             raise self.win.error(f"truncated pcapng dump file; tried to read {total - 12} bytes, "
-                              f"only got {len(shb) - 12}", 0)
+                                 f"only got {len(shb) - 12}", 0)
         major, minor = struct.unpack(prefix + "HH", shb[12:16])
         if not (major == 1 and minor in (0, 2)):
             raise self.win.error(f"unsupported pcapng savefile version {major}.{minor}", 12)
@@ -114,13 +124,17 @@ class PcapngFormat:
         if btype == PCAPNG_SHB:
             return btype, 0, b""
         self._check_block_length(total, pos)
+        return btype, total, self._whole_block(pos, total, prefix)[8:-4]
+
+    def _whole_block(self, pos, total, prefix):
+        """The `total` bytes of the block at pos, its trailer checked."""
         data = self.win.bytes(pos, total)
         if len(data) < total:
             raise self.win.error(f"truncated pcapng dump file; tried to read {total - 8} bytes, "
-                              f"only got {len(data) - 8}", pos)
+                                 f"only got {len(data) - 8}", pos)
         if struct.unpack(prefix + "I", data[-4:])[0] != total:
             raise self.win.error("block total length in header and trailer don't match", pos)
-        return btype, total, data[8:-4]
+        return data
 
     def _check_block_length(self, total, pos):
         if total < 12:
@@ -149,12 +163,7 @@ class PcapngFormat:
         self._check_block_length(total, pos)
         if total < 28:
             raise self.win.error(f"block of type {PCAPNG_SHB} in pcapng dump file is too short", pos)
-        data = self.win.bytes(pos, total)
-        if len(data) < total:
-            raise self.win.error(f"truncated pcapng dump file; tried to read {total - 8} bytes, "
-                              f"only got {len(data) - 8}", pos)
-        if struct.unpack(prefix + "I", data[-4:])[0] != total:
-            raise self.win.error("block total length in header and trailer don't match", pos)
+        data = self._whole_block(pos, total, prefix)
         major = struct.unpack(prefix + "H", data[12:14])[0]
         if major != 1:
             raise self.win.error(f"unknown pcapng savefile major version number {major}", pos)
@@ -199,12 +208,12 @@ class PcapngFormat:
                 if v & 0x80:
                     if v & 0x7F > 63:
                         raise self.win.error(f"Interface Description Block if_tsresol option resolution "
-                                          f"2^-{v & 0x7F} is too high", pos)
+                                             f"2^-{v & 0x7F} is too high", pos)
                     units, is_binary = 1 << (v & 0x7F), True
                 else:
                     if v > 19:
                         raise self.win.error(f"Interface Description Block if_tsresol option resolution "
-                                          f"10^-{v} is too high", pos)
+                                             f"10^-{v} is too high", pos)
                     units = 10 ** v
             elif code == 14:
                 self._idb_option_once("if_tsoffset", length, 8, seen, pos)
@@ -265,19 +274,6 @@ class PcapngFormat:
         raise self.win.error(self._message(pos, status, info), pos)
 
     def _message(self, pos, status, info):
-        if status == ST_BADLEN:
-            return f"block in pcapng dump file has a length of {info} < 12"
-        if status == ST_UNALIGNED:
-            return f"block in pcapng dump file has a length of {info} that is not a multiple of 4"
-        if status == ST_TOOBIG:
-            return f"pcapng block size {info} > maximum {self._max_blocksize}"
-        if status == ST_TRAILER:
-            return "block total length in header and trailer don't match"
-        if status == ST_SHORT:
-            return f"block of type {info} in pcapng dump file is too short"
-        if status == ST_NOIFACE:
-            return (f"a packet arrived on interface {info}, but there's no Interface Description "
-                    f"Block for that interface")
         if status == ST_CAPLEN:
             hdr = self.win.bytes(pos, 12)
             btype, _total, iface = struct.unpack(self._prefix() + "III", hdr)
@@ -288,7 +284,8 @@ class PcapngFormat:
             idx = self._section_base + iface
             snap = int(self.ifaces.snaplen[idx]) if idx < self.ifaces.count else self.snaplen
             return f"invalid packet capture length {info}, bigger than snaplen of {snap}"
-        return f"pcapng reader status {status}"
+        return _MESSAGES.get(status, "pcapng reader status {status}").format(
+            info=info, status=status, maximum=self._max_blocksize)
 
 
 
