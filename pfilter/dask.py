@@ -14,10 +14,12 @@ Large classic pcap files are cut into byte ranges on record boundaries
 (pfilter.capture.index, computed by a task on a worker); the ranges travel to the workers, not
 the packets: every worker reads its range from the file itself, so the paths must name the same
 files on every worker (a shared file system), and so must the output's directory. One output
-from classic pcap inputs: a counting pass sizes each range's share, then each worker writes its
-range straight into the output (a named temporary file next to it, renamed when complete) at
-its offset. Otherwise each range task writes a part file (in a temporary directory next to the
-output) and the parts are joined in input order as they complete. The output appears
+from classic pcap inputs: the workers write into the output itself (a named temporary file next
+to it, renamed when complete); a range whose offset is known when its task starts (the ranges
+before it are done) is written there, the others into part files, each copied into the output
+in the kernel once the ranges before it are done (the input is read once). Otherwise each range
+task writes a part file (in a temporary directory next to the output) and the parts are joined
+in input order as they complete. The output appears
 atomically, as every pfilter output. Other captures (pcapng, compressed) are one task each.
 
 Imports pfilter.errors and pfilter.capture at once; dask.distributed only when a function is
@@ -121,16 +123,18 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     return result
 
 
-def _write_range(path, expr, byte_range, target, offset, size):
-    """On a worker: write the matches of a range (or of the whole file) of a classic pcap file
-    into the shared file `target` at `offset` (its records exactly `size` bytes, known from the
-    counting pass); True when that is what was written."""
+def _write_range(path, expr, byte_range, target, offset):
+    """On a worker: filter a range (or the whole file) of a classic pcap file into the shared
+    file `target` at `offset`; the stats dict of _run_part (out_size: the offset after its
+    records), or None when the fast path gave up inside it (damage): the client then starts over."""
+    import time
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
     from . import _vm
+    started = time.perf_counter()
     opened = _open_eligible(path)
     if opened is None:
-        return False
+        return None
     in_fd, h = opened
     try:
         out_fd = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
@@ -141,12 +145,46 @@ def _write_range(path, expr, byte_range, target, offset, size):
             job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
                                      out_size=offset, end=end,
                                      **_sized((os.fstat(in_fd).st_size if end < 0 else end) - start, 1))
-            status = job.run()
-            return status == "eof" and job.out_size == offset + size
+            if job.run() != "eof":
+                return None
         finally:
             os.close(out_fd)
     finally:
         os.close(in_fd)
+    return dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes,
+                out_size=job.out_size)
+
+
+def _copy_part(part, start, length, target, offset):
+    """On a worker: copy bytes [start, start + length) of a part file into the shared file
+    `target` at `offset`."""
+    fi = os.open(part, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fo = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _copy(fi, fo, start, length, offset, part)
+        finally:
+            os.close(fo)
+    finally:
+        os.close(fi)
+    return True
+
+
+def _copy(fi, fo, start, length, offset, name):
+    """Copy bytes [start, start + length) of the file fi into fo at offset (None: at its
+    position), in the kernel where it can."""
+    done = 0
+    while done < length:
+        at = None if offset is None else offset + done
+        try:
+            n = os.copy_file_range(fi, fo, length - done, start + done, at)
+        except (AttributeError, OSError):
+            data = os.pread(fi, min(length - done, 1 << 22), start + done)
+            n = 0 if not data else os.write(fo, data) if at is None else os.pwrite(fo, data, at)
+        if n <= 0:
+            raise OSError(f"{name}: short copy")
+        done += n
 
 
 # ---------------------------------------------------------------------------------- client side
@@ -228,10 +266,13 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None):
     return results
 
 
-def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
+def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
     a directory (existing, or a name ending in '/'): one output per input, named as the input.
+    range_bytes: the size of a range task (default: into one file, the inputs' size shared by
+    the cluster's threads, at least RANGE_BYTES: every task after the first of a round writes a
+    part file copied afterwards; into a directory, RANGE_BYTES).
     Returns a FilterStats (the sums over all inputs)."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, format_for_path, pcap_file_header
@@ -253,6 +294,12 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
     client, close = _client(client)
     work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
     try:
+        if range_bytes is None:
+            range_bytes = RANGE_BYTES
+            if not to_dir:
+                from .capture.fastpath import total_size
+                slots = max(1, sum(client.nthreads().values()))
+                range_bytes = max(range_bytes, -(-total_size(paths) // slots))
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
         headers = {}
@@ -264,7 +311,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=RANGE_BYTES):
                                                    cap.linktype_ext), cap.ts_resolution)
         resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
         if not to_dir:
-            direct = _write_in_place(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0])
+            direct = _write_in_place(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0], parts)
             if direct is not None:
                 return _total(direct, paths)
         futures = _submit(client, tasks, expr, parts, resolutions)
@@ -301,45 +348,105 @@ class _SharedOutput:
         return out
 
 
-def _write_in_place(client, tasks, expr, paths, target, header, resolution):
-    """One output from classic pcap inputs of its timestamp resolution: a counting pass sizes
-    every range's output, then each range is written straight into the output at its offset
-    (no part files, no joining). None (nothing written) when that does not apply: an input off
-    the fast path, ranges that do not join, another resolution."""
+# A part file is copied into the output in pieces of at least this many bytes, spread over the
+# workers (the last copies are what the output waits for).
+COPY_PIECE_BYTES = 32 << 20
+
+
+def _write_in_place(client, tasks, expr, paths, target, header, resolution, parts):
+    """One output from classic pcap inputs of its timestamp resolution, written by the workers
+    into the output itself: a task whose offset is known when it starts (the tasks before it
+    are done: their output sizes add up to it) writes its range there; one started while a task
+    before it still runs writes a part file, copied into the output (in the kernel, in pieces
+    across the workers) once its offset is known. Only the parts' matches are written twice,
+    not the input read twice. The results, or None (nothing written) when that does not apply:
+    an input off the fast path, another resolution, a range the fast path gave up on or whose
+    successor's guessed start it did not reach."""
+    from distributed import as_completed
     from .capture.fastpath import _peek
     for p in set(paths):
         h = _peek(p)
         if h is None or h.ts_resolution != resolution:
             return None
-    counted = client.gather(_submit(client, tasks, expr, [None] * len(tasks), [None] * len(tasks)))
-    if any(r is None or r["matched_bytes"] is None for r in counted) or not all(
-            _joins(tasks, counted, k) for k in range(len(tasks))):
-        return None
-    sizes = [16 * r["matched"] + r["matched_bytes"] for r in counted]
-    offsets, pos = [], len(header)
-    for size in sizes:
-        offsets.append(pos)
-        pos += size
+    n = len(tasks)
+    slots = max(1, sum(client.nthreads().values()))
     dst = _SharedOutput(target, paths)
+    futures = {}
     try:
         if dst.shared_path is None:          # written in place (a device): not for this
             dst.abort()
             return None
         dst.write(header)
-        oks = client.gather(client.map(_write_range, [p for _i, p, _r in tasks], [expr] * len(tasks),
-                                       [r for _i, _p, r in tasks], [dst.shared_path] * len(tasks), offsets, sizes,
-                                       pure=False))
-        if not all(oks):
-            dst.abort()
-            return None
-        os.truncate(dst.shared_path, pos)
+        shared = dst.shared_path
+        results, sizes, copies = [None] * n, [None] * n, []
+        offsets = [len(header)] + [None] * n          # offsets[k]: where task k's records go
+        known = 0                                     # offsets[0..known] are known
+        placed = [False] * n                          # written into the output (or copied there)
+        pending = as_completed()
+        queued = 0
+
+        def submit():
+            nonlocal queued
+            if queued < n:
+                k, queued = queued, queued + 1
+                _i, path, rng = tasks[k]
+                if k <= known:
+                    f = client.submit(_write_range, path, expr, rng, shared, offsets[k], pure=False)
+                else:
+                    f = client.submit(_run_part, path, expr, rng, parts[k], resolution, pure=False)
+                futures[f] = k
+            elif copies:
+                f = client.submit(_copy_part, *copies.pop(0), pure=False)
+                futures[f] = -1
+            else:
+                return False
+            pending.add(f)
+            return True
+
+        for _ in range(slots):
+            if not submit():
+                break
+        for f in pending:
+            k = futures.pop(f)
+            r = f.result()
+            if k >= 0:
+                if r is None or not _joins(tasks, [None] * k + [r], k):
+                    for other in futures:
+                        other.cancel()
+                    dst.abort()
+                    return None
+                results[k] = r
+                if "out_size" in r:
+                    placed[k] = True
+                    sizes[k] = r.pop("out_size") - offsets[k]
+                elif r["matched_bytes"] is not None:
+                    sizes[k] = 16 * r["matched"] + r["matched_bytes"]
+                else:                         # the general path took a damaged file
+                    for other in futures:
+                        other.cancel()
+                    dst.abort()
+                    return None
+                while known < n and sizes[known] is not None:
+                    offsets[known + 1] = offsets[known] + sizes[known]
+                    known += 1
+                    j = known - 1
+                    if not placed[j] and sizes[j]:
+                        piece = max(COPY_PIECE_BYTES, -(-sizes[j] // slots))
+                        copies.extend((parts[j], 24 + a, min(piece, sizes[j] - a), shared, offsets[j] + a)
+                                      for a in range(0, sizes[j], piece))
+                    placed[j] = True
+            while len(futures) < slots and submit():
+                pass
+        os.truncate(shared, offsets[n])
     except BaseException:
+        for other in futures:
+            other.cancel()
         dst.abort()
         raise
     dst.commit()
-    for r in counted:
+    for r in results:
         r["written"], r["bytes"] = r["matched"], r["matched_bytes"]
-    return counted
+    return results
 
 
 def _stream(futures, tasks, parts, target, header, paths):
@@ -375,20 +482,9 @@ def _write_joined(dst, header, ks, parts, before_each=None):
 
 
 def _append(fd, part):
-    """Copy a part after its 24-byte header to fd (in the kernel where it can)."""
+    """Copy a part after its 24-byte header to fd (at its position)."""
     with open(part, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        pos = 24
-        while pos < size:
-            try:
-                n = os.copy_file_range(f.fileno(), fd, size - pos, pos)
-            except (AttributeError, OSError):
-                f.seek(pos)
-                data = f.read(min(size - pos, 1 << 22))
-                n = os.write(fd, data)
-            if n <= 0:
-                raise OSError(f"{part}: short copy")
-            pos += n
+        _copy(f.fileno(), fd, 24, os.fstat(f.fileno()).st_size - 24, None, part)
 
 
 def _classify_file(path, rules, options):

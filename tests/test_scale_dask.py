@@ -138,3 +138,28 @@ def test_ranges_that_do_not_join_are_redone(client, inputs):
     good = [(0, path, r) for r in planned]
     results = pdask._gather_parts(client, good, "tcp", [None] * len(good), [None] * len(good))
     assert all(r is not None for r in results) and sum(r["matched"] for r in results) == want
+
+
+def test_one_output_written_in_place_and_from_parts(client, inputs, tmp_path, monkeypatch):
+    """Into one file, the workers write the output themselves: a range whose offset is known
+    when it starts goes straight into it, the others into part files copied in afterwards (in
+    pieces across the workers); byte-identical to the local call, no part left behind."""
+    taken = []
+    real = pdask._write_in_place
+
+    def spy(*args):
+        taken.append(real(*args))
+        return taken[-1]
+    monkeypatch.setattr(pdask, "_write_in_place", spy)
+    monkeypatch.setattr(pdask, "COPY_PIECE_BYTES", 50_000)       # several pieces per part
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:3], str(local), "ip and tcp port 80")
+    out = tmp_path / "dask.pcap"
+    stats = pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client, range_bytes=300_000)
+    assert len(taken) == 1 and taken[0] is not None           # not the fallback through part files only
+    assert out.read_bytes() == local.read_bytes()
+    assert stats.written == stats.matched == pfilter.filter_file(inputs[:3], None, "ip and tcp port 80").matched
+    assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
+    # the default ranges: the inputs shared by the two workers (two tasks: one in place, one part)
+    pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client)
+    assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
