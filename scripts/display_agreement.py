@@ -5,10 +5,20 @@ N packets of every capture tcpdump reads (default 200), tcpdump and pfilter give
 
     python3 scripts/display_agreement.py [--packets N] [--flags '-e' ...] [--worst K]
 
-Prints one table (link type x flag set: identical lines / tcpdump's lines, percent) and, with
---worst, the K captures with the most differing lines for each flag set. Lines are matched in
-order (difflib), so one missing or extra line costs one line, not the rest of the capture.
+Prints two tables (link type x flag set: identical lines / tcpdump's lines, percent): all the
+lines, and the lines of the packets in issue 16's scope (SCOPE below) only; with --worst, the K
+captures with the most differing lines for each flag set. Lines are matched in order (difflib),
+so one missing or extra line costs one line, not the rest of the capture.
 tests/test_display_vs_tcpdump.py asserts thresholds on the same numbers.
+
+The scope is decided by libpcap, not by pfilter: a packet is in scope when its link type is one
+issue 16 names (SCOPE_LINKTYPES) and libpcap's bpf_filter() matches it with `scope_filter()`
+compiled on the capture's own handle: ARP, or IPv4/IPv6 carrying ICMP, ICMPv6, TCP or UDP where
+the ports are DNS, NTP, DHCP or HTTP's, or ports tcpdump 4.99 prints generically (neither port
+in its print-udp.c/print-tcp.c port dispatch, DECODED_UDP/DECODED_TCP), over Ethernet with or
+without one VLAN tag. For the in-scope lines, tcpdump is given the same filter with `-c k` (k the
+number of in-scope packets among the first N, which are exactly the first k it matches) and the
+printer the indices of those packets.
 """
 import argparse
 import difflib
@@ -22,12 +32,61 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))     # reference.py: libpcap through ctypes
 
 #: the flag sets of issue 16, by name
 FLAG_SETS = {"-n": [], "-n -e": ["-e"], "-n -tttt": ["-tttt"], "-n -x": ["-x"], "-n -v": ["-v"]}
 #: the link types the issue names a threshold for, and what they are called in the table
 GROUPS = {1: "Ethernet", 113: "Linux cooked", 276: "Linux cooked", 101: "raw IP", 12: "raw IP",
           14: "raw IP", 228: "raw IP", 229: "raw IP"}
+
+
+#: the link types issue 16 names: NULL, Ethernet, PPP (and PPP in HDLC framing, PPPoE), raw IP,
+#: 802.11 and 802.11 with radiotap, LOOP, Linux cooked v1/v2
+SCOPE_LINKTYPES = {0, 1, 9, 50, 51, 12, 14, 101, 228, 229, 105, 127, 108, 113, 276}
+#: the ports tcpdump 4.99 decodes at default verbosity (print-udp.c's and print-tcp.c's port
+#: dispatch; ranges inclusive), less the ones the issue asks for (APP_PORTS)
+DECODED_UDP = [69, 88, 111, 137, 138, 161, 162, 319, 320, 496, 500, 514, 520, 521, 525, 546, 547, 646,
+               654, 698, 701, 750, 921, 1589, 1645, 1646, 1700, 1701, 1812, 1813, 1985, 2049, 2103, 2104,
+               3456, 3503, 3784, 3785, 3799, 4342, 4500, 4567, 4784, 4789, 4790, 5060, 5353, 5359, 6081,
+               6343, 6635, 6696, 6697, 6784, 7500, 8231, 8472, 8500, 12222, 12223, 17754, 30490, 49152,
+               (7000, 7009)]
+DECODED_TCP = [21, 22, 23, 25, 43, 111, 139, 179, 323, 445, 554, 639, 646, 1723, 2049, 6379, 6633, 6653,
+               8554, 10288]
+#: DNS, NTP, DHCP (BOOTP) and HTTP: the application summaries issue 16 asks for
+APP_PORTS = {"udp": [53, 67, 68, 123], "tcp": [53, 80, 8080]}
+
+
+def _ports(ports):
+    return " or ".join(f"portrange {p[0]}-{p[1]}" if isinstance(p, tuple) else f"port {p}" for p in ports)
+
+
+def scope_filter(linktype):
+    """The libpcap expression for the packets issue 16 scopes on a capture of this link type."""
+    transport = " or ".join(
+        f"({proto} and (({_ports(APP_PORTS[proto])}) or not ({_ports(decoded)})))"
+        for proto, decoded in (("udp", DECODED_UDP), ("tcp", DECODED_TCP)))
+    base = f"arp or ((ip or ip6) and (icmp or icmp6 or {transport}))"
+    return f"{base} or (vlan and ({base}))" if linktype == 1 else base
+
+
+def in_scope(path, linktype, packets, big_endian=False):
+    """Indices of the packets among the first `packets` that libpcap matches with scope_filter(),
+    or [] for a link type out of scope or a capture libpcap does not read."""
+    import reference as ref
+    if linktype not in SCOPE_LINKTYPES:
+        return []
+    import ctypes
+    try:
+        dlt, snaplen, pkts, _ = ref.read_capture(str(path))
+        insns = ref.compile_savefile(scope_filter(linktype), dlt, optimize=True, snaplen=snaplen,
+                                     big_endian=big_endian)
+    except ref.RefError:
+        return []
+    prog = (ref._Insn * len(insns))(*[ref._Insn(*t) for t in insns])
+    run = ref.libpcap().bpf_filter
+    return [i for i, (data, wirelen, _) in enumerate(pkts[:packets])
+            if run(ctypes.addressof(prog), data, wirelen, len(data))]
 
 
 def corpus_dir():
@@ -46,9 +105,10 @@ def corpus_rows(corpus=None):
     return rows
 
 
-def tcpdump_lines(path, flags, packets, tcpdump="tcpdump"):
-    """tcpdump -n's lines for the first `packets` packets, or None when tcpdump cannot read the file."""
-    run = subprocess.run([tcpdump, "-n", "-c", str(packets), "-r", str(path)] + flags,
+def tcpdump_lines(path, flags, packets, tcpdump="tcpdump", expr=None):
+    """tcpdump -n's lines for the first `packets` packets (that match expr), or None when tcpdump
+    cannot read the file."""
+    run = subprocess.run([tcpdump, "-n", "-c", str(packets), "-r", str(path)] + flags + ([expr] if expr else []),
                          capture_output=True, env=dict(os.environ, TZ=os.environ.get("TZ", "UTC")))
     text = run.stdout.decode("utf-8", "replace")
     if run.returncode != 0 and not text:
@@ -68,19 +128,22 @@ def printer_options(flags):
     return opts
 
 
-def pfilter_lines(path, flags, packets):
-    """pfilter's printed lines for the first `packets` packets (those before damage, if any)."""
+def pfilter_lines(path, flags, packets, indices=None):
+    """pfilter's printed lines for the first `packets` packets (those before damage, if any), or
+    for the packets at `indices` (sorted) only."""
     import pfilter
     from pfilter.display import Printer
     out = io.StringIO()
     try:
         with pfilter.open(path) as cap:
             p = Printer(snaplen=getattr(cap, "snaplen", None), **printer_options(flags))
-            left = packets
+            left, start = packets, 0
             for batch in cap:
                 n = min(left, len(batch))
-                p.write_batch(batch, range(n), out)
+                sel = range(n) if indices is None else [i - start for i in indices if start <= i < start + n]
+                p.write_batch(batch, sel, out)
                 left -= n
+                start += len(batch)
                 if left <= 0:
                     break
     except (pfilter.FilterError, OSError):
@@ -93,8 +156,9 @@ def matching(ours, theirs):
     return sum(b.size for b in sm.get_matching_blocks())
 
 
-def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False):
-    """{flag set: {link type: [identical, tcpdump's lines]}}, and per capture results."""
+def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False, scope=False):
+    """{flag set: {link type: [identical, tcpdump's lines]}}, and per capture results; with
+    scope=True, over the lines of the packets in scope only."""
     flag_sets = flag_sets or FLAG_SETS
     table = {name: defaultdict(lambda: [0, 0]) for name in flag_sets}
     per_file = defaultdict(list)
@@ -104,13 +168,19 @@ def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False)
     time.tzset()
     try:
         for row in rows:
+            lt = int(row["linktype"])
+            expr = indices = None
+            if scope:
+                indices = in_scope(row["file"], lt, packets, row.get("byteorder") == "BE")
+                if not indices:
+                    continue
+                expr = scope_filter(lt)
             for name, flags in flag_sets.items():
-                theirs = tcpdump_lines(row["file"], flags, packets, tcpdump)
+                theirs = tcpdump_lines(row["file"], flags, len(indices) if scope else packets, tcpdump, expr)
                 if theirs is None:
                     continue
-                ours = pfilter_lines(row["file"], flags, packets)
+                ours = pfilter_lines(row["file"], flags, packets, indices)
                 same = matching(ours, theirs)
-                lt = int(row["linktype"])
                 table[name][lt][0] += same
                 table[name][lt][1] += len(theirs)
                 if details:
@@ -162,6 +232,8 @@ def main(argv=None):
     ap.add_argument("--flags", action="append", help="one flag set (repeatable), e.g. '-e' or '-tttt'")
     ap.add_argument("--worst", type=int, default=0, help="show the K captures with the most differing lines")
     ap.add_argument("--only", help="only captures whose name contains this")
+    ap.add_argument("--scope", choices=["both", "all", "in"], default="both",
+                    help="all lines, the in-scope packets' lines, or both tables (default)")
     args = ap.parse_args(argv)
     tcpdump = shutil.which("tcpdump")
     if tcpdump is None:
@@ -170,11 +242,17 @@ def main(argv=None):
     if args.only:
         rows = [r for r in rows if args.only in r["copied_as"]]
     flag_sets = FLAG_SETS if not args.flags else {("-n " + f).strip(): f.split() for f in args.flags}
-    table, per_file = measure(rows, flag_sets, args.packets, tcpdump, details=bool(args.worst))
-    print(format_table(table))
+    for scope in ((False, True) if args.scope == "both" else (args.scope == "in",)):
+        table, per_file = measure(rows, flag_sets, args.packets, tcpdump, details=bool(args.worst), scope=scope)
+        print(f"\n### {'in-scope lines' if scope else 'all lines'}\n")
+        print(format_table(table))
+        show_worst(per_file, args.worst)
+
+
+def show_worst(per_file, worst):
     for name, files in per_file.items():
         files.sort(key=lambda f: -f[0])
-        for bad, fname, ours, theirs in files[:args.worst]:
+        for bad, fname, ours, theirs in files[:worst]:
             if not bad:
                 break
             print(f"\n## {name}: {fname}: {bad} lines differ")
