@@ -102,7 +102,7 @@ def merge(b0, b1):
 
 
 def gen_and(b0, b1):
-    """b1 becomes `b0 and b1` (b1 is the partial result to keep using)."""
+    """b1 becomes `b0 and b1` (b1 is the partial result to keep using); returns b1."""
     # libpcap: gen_and()
     backpatch(b0, b1.head)
     b0.sense = not b0.sense
@@ -110,16 +110,18 @@ def gen_and(b0, b1):
     merge(b1, b0)
     b1.sense = not b1.sense
     b1.head = b0.head
+    return b1
 
 
 def gen_or(b0, b1):
-    """b1 becomes `b0 or b1`."""
+    """b1 becomes `b0 or b1`; returns b1."""
     # libpcap: gen_or()
     b0.sense = not b0.sense
     backpatch(b0, b1.head)
     b0.sense = not b0.sense
     merge(b1, b0)
     b1.head = b0.head
+    return b1
 
 
 def gen_not(b):

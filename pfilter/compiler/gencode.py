@@ -133,8 +133,7 @@ class Codegen(LinkLayer):
         def one(d):
             b0 = self.gen_linktype(ll_proto)
             b1 = self.gen_mcmp(OR_LINKPL, src_off if d == Q_SRC else dst_off, BPF_W, addr, mask)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         return self._by_dir(dir, one, self._wlan_dir_error_addr)
 
     @staticmethod
@@ -158,8 +157,7 @@ class Codegen(LinkLayer):
             b0 = self.gen_mcmp(OR_LINKPL, offset + 0, BPF_W, a[0], m[0])
             gen_and(b0, b1)
             b0 = self.gen_linktype(ll_proto)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         return self._by_dir(dir, one, self._wlan_dir_error_addr)
 
     def gen_ehostop(self, eaddr, dir):
@@ -188,8 +186,7 @@ class Codegen(LinkLayer):
         b2 = self._jset_block(offset, bit, True)
         b1 = when_clear()
         gen_and(b2, b1)
-        gen_or(b1, b0)
-        return b0
+        return gen_or(b1, b0)
 
     def gen_wlanhostop(self, eaddr, dir):
         # libpcap: gen_wlanhostop()
@@ -204,8 +201,7 @@ class Codegen(LinkLayer):
             # data frames go by the DS bits; management frames: SA in addr2, DA in addr1
             b0 = self._by_flag(0, 0x08, b0, at(10 if dir == Q_SRC else 4))
             b1 = self._jset_block(0, 0x04, True)      # never a control frame
-            gen_and(b1, b0)
-            return b0
+            return gen_and(b1, b0)
         if dir in (Q_AND, Q_OR, None):
             return self._by_dir(dir, lambda d: self.gen_wlanhostop(eaddr, d), None)
         if dir == "addr1":
@@ -223,24 +219,20 @@ class Codegen(LinkLayer):
                 b1 = self._jset_block(0, 0x08)
                 gen_and(b1, b2)
             b1 = self.gen_bcmp(OR_LINKHDR, 10, 6, eaddr)
-            gen_and(b2, b1)
-            return b1
+            return gen_and(b2, b1)
         if dir == "addr3":
             b0 = self.gen_mcmp(OR_LINKHDR, 0, BPF_B, IEEE80211_FC0_TYPE_CTL, IEEE80211_FC0_TYPE_MASK)
             gen_not(b0)
             b1 = self.gen_bcmp(OR_LINKHDR, 16, 6, eaddr)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if dir == "addr4":
             b0 = self.gen_mcmp(OR_LINKHDR, 1, BPF_B, IEEE80211_FC1_DIR_DSTODS, IEEE80211_FC1_DIR_MASK)
             b1 = self.gen_bcmp(OR_LINKHDR, 24, 6, eaddr)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if dir == "ra":
             b1 = self._jset_block(0, 0x08)
             b0 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
-            gen_and(b1, b0)
-            return b0
+            return gen_and(b1, b0)
         raise AssertionError(dir)
 
     def gen_dnhostop(self, addr, dir):
@@ -265,8 +257,7 @@ class Codegen(LinkLayer):
         b2 = self.gen_cmp(OR_LINKPL, 2 + offset_sh, BPF_H, a)
         gen_and(tmp, b2)
         gen_or(b2, b1)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def gen_host(self, addr, mask, proto, dir, kind):
         # libpcap: gen_host()
@@ -385,8 +376,7 @@ class Codegen(LinkLayer):
             b0 = self.gen_ipfrag()
             gen_and(tmp, b0)
         b1 = self._dir_pair(atom, dir, what)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def _gen_transport(self, v6, ip_proto, atom, dir, what):
         # libpcap: gen_port(), gen_port6(), gen_portrange(), gen_portrange6(): IPv4 (IPv6) and
@@ -400,8 +390,7 @@ class Codegen(LinkLayer):
             gen_or(tmp, b1)
         else:
             b1 = self._transport_op(v6, ip_proto, atom, dir, what)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def gen_port(self, port, ip_proto, dir, v6=False):
         offrel = OR_TRAN_IPV6 if v6 else OR_TRAN_IPV4
@@ -417,8 +406,7 @@ class Codegen(LinkLayer):
             v1, v2 = v2, v1
         b1 = self.gen_cmp_ge(offrel, off, BPF_H, v1)
         b2 = self.gen_cmp_le(offrel, off, BPF_H, v2)
-        gen_and(b1, b2)
-        return b2
+        return gen_and(b1, b2)
 
     def gen_portrange(self, p1, p2, ip_proto, dir, v6=False):
         offrel = OR_TRAN_IPV6 if v6 else OR_TRAN_IPV4
@@ -456,8 +444,7 @@ class Codegen(LinkLayer):
         if proto is None:
             b0 = self.gen_protochain(v, "ip")
             b = self.gen_protochain(v, "ip6")
-            gen_or(b0, b)
-            return b
+            return gen_or(b0, b)
         if proto not in ("ip", "ip6"):
             _err("bad protocol applied for 'protochain'")
         if self.off_linkpl.is_variable:
@@ -528,8 +515,7 @@ class Codegen(LinkLayer):
         j_v.jt = end
         b = Block(JMP(BPF_JEQ), v, s)
         self.free_reg(reg2)
-        gen_and(b0, b)
-        return b
+        return gen_and(b0, b)
 
     def gen_proto(self, v, proto, dir):
         # libpcap: gen_proto()
@@ -538,15 +524,13 @@ class Codegen(LinkLayer):
         if proto is None:
             b0 = self.gen_proto(v, "ip", dir)
             b1 = self.gen_proto(v, "ip6", dir)
-            gen_or(b0, b1)
-            return b1
+            return gen_or(b0, b1)
         if proto == "link":
             return self.gen_linktype(v)
         if proto == "ip":
             b0 = self.gen_linktype(ETHERTYPE_IP)
             b1 = self.gen_cmp(OR_LINKPL, 9, BPF_B, v)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if proto == "ip6":
             b0 = self.gen_linktype(ETHERTYPE_IPV6)
             b2 = self.gen_cmp(OR_LINKPL, 6, BPF_B, IPPROTO_FRAGMENT)
@@ -554,20 +538,17 @@ class Codegen(LinkLayer):
             gen_and(b2, b1)
             b2 = self.gen_cmp(OR_LINKPL, 6, BPF_B, v)
             gen_or(b2, b1)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if proto == "iso":
             if self.linktype == DLT["FRELAY"]:
                 return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | v)
             if self.linktype in (DLT["C_HDLC"], DLT["HDLC"]):
                 b0 = self.gen_linktype((LLCSAP_ISONS << 8) | LLCSAP_ISONS)
                 b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 1, BPF_B, v)
-                gen_and(b0, b1)
-                return b1
+                return gen_and(b0, b1)
             b0 = self.gen_linktype(LLCSAP_ISONS)
             b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 0, BPF_B, v)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if proto == "isis":
             b0 = self.gen_proto(ISO10589_ISIS, "iso", None)
             # Divergence: libpcap 1.10.3 reads the IS-IS PDU type at offset 4 of the payload
@@ -577,8 +558,7 @@ class Codegen(LinkLayer):
             # PDU type offset for DLT_C_HDLC").
             pdu_type = 5 if self.linktype in (DLT["C_HDLC"], DLT["HDLC"]) else 4
             b1 = self.gen_cmp(OR_LINKPL_NOSNAP, pdu_type, BPF_B, v)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         special = {"arp": "arp does not encapsulate another protocol",
                    "rarp": "rarp does not encapsulate another protocol",
                    "atalk": "AppleTalk encapsulation is not specifiable",
@@ -1040,8 +1020,7 @@ class Codegen(LinkLayer):
             b1 = self.gen_mcmp(OR_LINKPL, 16, BPF_W, 0, hostmask)
             b2 = self.gen_mcmp(OR_LINKPL, 16, BPF_W, hostmask, hostmask)
             gen_or(b1, b2)
-            gen_and(b0, b2)
-            return b2
+            return gen_and(b0, b2)
         _err("only link-layer/IP broadcast filters supported")
 
     def gen_mac_multicast(self, offset):
@@ -1079,20 +1058,17 @@ class Codegen(LinkLayer):
                 gen_and(b2, b1)
                 gen_or(b1, b0)
                 b1 = self._jset_block(0, 0x04, True)
-                gen_and(b1, b0)
-                return b0
+                return gen_and(b1, b0)
             if lt == DLT["IP_OVER_FC"]:
                 return self.gen_mac_multicast(2)
         elif proto == "ip":
             b0 = self.gen_linktype(ETHERTYPE_IP)
             b1 = self.gen_cmp_ge(OR_LINKPL, 16, BPF_B, 224)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         elif proto == "ip6":
             b0 = self.gen_linktype(ETHERTYPE_IPV6)
             b1 = self.gen_cmp(OR_LINKPL, 24, BPF_B, 255)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         _err("link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/"
              "802.11/ATM LANE/Fibre Channel")
 

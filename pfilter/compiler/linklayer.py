@@ -207,8 +207,7 @@ class LinkLayer(Primitives):
         if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
             b0 = llc()
             b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
             b0 = llc()
             if ll_proto == ETHERTYPE_ATALK:
@@ -217,13 +216,11 @@ class LinkLayer(Primitives):
                 b1 = self.gen_snap(0x000000, ETHERTYPE_AARP)
             gen_and(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
-            gen_or(b0, b1)
-            return b1
+            return gen_or(b0, b1)
         if ll_proto <= ETHERMTU:
             b0 = llc()
             b1 = self.gen_cmp(dsap[0], dsap[1], BPF_B, ll_proto)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
 
     def gen_ether_linktype(self, ll_proto):
@@ -237,8 +234,7 @@ class LinkLayer(Primitives):
             b0 = self._ether_llc()
             gen_and(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
-            gen_or(b0, b1)
-            return b1
+            return gen_or(b0, b1)
         return self._llc_linktype(ll_proto, self._ether_llc, (OR_LINKTYPE, 2))
 
     def gen_loopback_linktype(self, ll_proto):
@@ -270,8 +266,7 @@ class LinkLayer(Primitives):
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, LINUX_SLL_P_802_3)
             gen_or(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ETHERTYPE_IPX)
-            gen_or(b0, b1)
-            return b1
+            return gen_or(b0, b1)
         return self._llc_linktype(ll_proto, self._sll_llc, (OR_LINKHDR, self.off_linkpl.constant_part))
 
     @staticmethod
@@ -313,8 +308,7 @@ class LinkLayer(Primitives):
     def _lt_wlan(self, ll_proto):
         b0 = self.gen_check_802_11_data_frame()
         b1 = self.gen_llc_linktype(ll_proto)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def _lt_llc(self, ll_proto):
         return self.gen_llc_linktype(ll_proto)
@@ -322,8 +316,7 @@ class LinkLayer(Primitives):
     def _lt_sunatm(self, ll_proto):
         b0 = self.gen_atm_llc_check()
         b1 = self.gen_llc_linktype(ll_proto)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def _lt_raw(self, ll_proto):
         # no type field: look at the IP version nibble
@@ -348,8 +341,7 @@ class LinkLayer(Primitives):
             b1 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJC)
             gen_or(b0, b1)
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, PPP_VJNC)
-            gen_or(b1, b0)
-            return b0
+            return gen_or(b1, b0)
         return self._lt_ppp(ll_proto)
 
     def _lt_loopback(self, ll_proto):
@@ -362,8 +354,7 @@ class LinkLayer(Primitives):
                 b1 = self.gen_loopback_linktype(BSD_AFNUM_INET6_FREEBSD)
                 gen_or(b0, b1)
                 b0 = self.gen_loopback_linktype(BSD_AFNUM_INET6_DARWIN)
-                gen_or(b0, b1)
-                return b1
+                return gen_or(b0, b1)
             return self.gen_loopback_linktype(AF_INET6_LINUX)
         return self.gen_false()
 
@@ -400,8 +391,7 @@ class LinkLayer(Primitives):
             b1 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO9542_ESIS)
             b2 = self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | ISO10589_ISIS)
             gen_or(b1, b2)
-            gen_or(b0, b2)
-            return b2
+            return gen_or(b0, b2)
         return self.gen_false()
 
     def _lt_mfr(self, ll_proto):
@@ -437,8 +427,7 @@ class LinkLayer(Primitives):
         b0 = Block(JMP(BPF_JSET), 0x08, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
         b1 = Block(JMP(BPF_JSET), 0x04, self.gen_load_a(OR_LINKHDR, 0, BPF_B))
         gen_not(b1)
-        gen_and(b1, b0)
-        return b0
+        return gen_and(b1, b0)
 
     def gen_atm_llc_check(self):
         # libpcap: gen_atmfield_code_internal(A_PROTOTYPE, PT_LLC, BPF_JEQ, 0)
@@ -449,13 +438,11 @@ class LinkLayer(Primitives):
         if ll_proto == ETHERTYPE_IP:
             b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
             b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x40, 0xF0)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if ll_proto == ETHERTYPE_IPV6:
             b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
             b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x60, 0xF0)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         _err("unsupported protocol over mpls")
 
     # ------------------------------------------------------------------ SunATM and SS7
@@ -478,8 +465,7 @@ class LinkLayer(Primitives):
         """vpi 0 and vci `vci` (libpcap: gen_atmtype_metac(), gen_atmtype_sc(), ...)."""
         b0 = self.gen_atmfield("vpi", 0)
         b1 = self.gen_atmfield("vci", vci)
-        gen_and(b0, b1)
-        return b1
+        return gen_and(b0, b1)
 
     def gen_atmtype(self, kind):
         # libpcap: gen_atmtype_abbrev(), gen_atmmulti_abbrev(), gen_msg_abbrev()
@@ -492,8 +478,7 @@ class LinkLayer(Primitives):
             b1 = self.gen_atmfield("vci", 4)
             gen_or(b0, b1)
             b0 = self.gen_atmfield("vpi", 0)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if kind in ("connectmsg", "metaconnect"):
             types = _Q2931_CONNECT if kind == "connectmsg" else _Q2931_METACONNECT
             b0 = self.gen_atmfield("msgtype", types[0])
@@ -503,8 +488,7 @@ class LinkLayer(Primitives):
                 b0 = self.gen_atmfield("msgtype", t)
                 gen_or(b0, b1)
             b0 = self._atm_circuit(5 if kind == "connectmsg" else 1)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if kind == "lane":
             b1 = self.gen_atmfield("proto", PT_LANE)
             # every later test sees LANE-encapsulated Ethernet after the pseudo-header
@@ -532,8 +516,7 @@ class LinkLayer(Primitives):
             return self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, False, two)
         b0 = self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, True, two)
         b1 = self.gen_ncmp(OR_PACKET, off, size, mask, BPF_JGT, False, 0)
-        gen_and(b1, b0)
-        return b0
+        return gen_and(b1, b0)
 
     def gen_mtp3field(self, field, value, jtype=BPF_JEQ, reverse=False):
         # libpcap: gen_mtp3field_code(); the h- fields (MTP2-HSL) are 3 bytes further on
@@ -563,8 +546,7 @@ class LinkLayer(Primitives):
             gen_not(b0)
             b1 = self.gen_cmp(OR_LLC, 0, BPF_H, 0xFFFF)
             gen_not(b1)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if lt == DLT["SUNATM"]:
             b0 = self.gen_atm_llc_check()
             self.linktype = self.prevlinktype     # libpcap: gen_atmtype_llc()
@@ -584,23 +566,19 @@ class LinkLayer(Primitives):
             b0 = self.gen_llc_internal()
             b1 = Block(JMP(BPF_JSET), 0x01, self.gen_load_a(OR_LLC, 2, BPF_B))
             gen_not(b1)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if k in ("s", "u"):
             b0 = self.gen_llc_internal()
             b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_FMT if k == "s" else LLC_U_FMT, 0x03)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if k in LLC_S_SUBTYPES:
             b0 = self.gen_llc_internal()
             b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_SUBTYPES[k], LLC_S_CMD_MASK)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         if k in LLC_U_SUBTYPES:
             b0 = self.gen_llc_internal()
             b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_U_SUBTYPES[k], LLC_U_CMD_MASK)
-            gen_and(b0, b1)
-            return b1
+            return gen_and(b0, b1)
         _err(f'unknown LLC type name "{kind}"')
 
 

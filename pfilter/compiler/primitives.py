@@ -76,11 +76,8 @@ class Primitives:
         self.off_prevlinkhdr = self.off_linkhdr.copy()
         self.off_nl = _set(link.off_nl)
         self.off_nl_nosnap = _set(link.off_nl_nosnap)
-        self.is_geneve = False
-        self.is_vlan_vloffset = False
-        self.label_stack_depth = 0
-        self.vlan_stack_depth = 0
-        self.no_optimize = False
+        self.is_geneve = self.is_vlan_vloffset = self.no_optimize = False
+        self.label_stack_depth = self.vlan_stack_depth = 0
 
     @staticmethod
     def gen_retblk(v):
@@ -205,27 +202,16 @@ class Primitives:
         return self.gen_ncmp(offrel, offset, size, mask, BPF_JEQ, False, v)
 
     def gen_bcmp(self, offrel, offset, size, v):
-        # libpcap: gen_bcmp(): compare `size` bytes, last word first
+        # libpcap: gen_bcmp(): compare `size` bytes, last word first, then halfwords, a byte
         b = None
-        while size >= 4:
-            tmp = self.gen_cmp(offrel, offset + size - 4, BPF_W,
-                               int.from_bytes(v[size - 4:size], "big"))
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
-            size -= 4
-        while size >= 2:
-            tmp = self.gen_cmp(offrel, offset + size - 2, BPF_H,
-                               int.from_bytes(v[size - 2:size], "big"))
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
-            size -= 2
-        if size > 0:
-            tmp = self.gen_cmp(offrel, offset, BPF_B, v[0])
-            if b is not None:
-                gen_and(b, tmp)
-            b = tmp
+        for width, code in ((4, BPF_W), (2, BPF_H), (1, BPF_B)):
+            while size >= width:
+                tmp = self.gen_cmp(offrel, offset + size - width, code,
+                                   int.from_bytes(v[size - width:size], "big"))
+                if b is not None:
+                    gen_and(b, tmp)
+                b = tmp
+                size -= width
         return b
 
     def _jset_block(self, offset, k, negate=False):
