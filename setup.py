@@ -5,6 +5,8 @@ PFILTER_ASAN=1 builds with AddressSanitizer and UndefinedBehaviorSanitizer (scri
 so in a copy of the tree and runs tests with libasan preloaded).
 """
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -26,6 +28,11 @@ ASAN = os.environ.get("PFILTER_ASAN", "") not in ("", "0")
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if ASAN else []
 
 extra = (["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O1", "-g"] if ASAN else ["-O3"]) + SANITIZE
+
+# pfilter/_vm.pyx includes pfilter/_vm_cases.pxi, written (git-ignored) by scripts/gen_vm.py from
+# its tables; an sdist carries the file and not the script.
+if Path("scripts/gen_vm.py").exists():
+    subprocess.run([sys.executable, "scripts/gen_vm.py"], check=True)
 
 # Every pfilter/**/*.pyx becomes an extension of the same dotted name (pfilter/_vm.pyx -> pfilter._vm).
 extensions = [

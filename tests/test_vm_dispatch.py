@@ -1,4 +1,4 @@
-"""The VM's dispatch is one C `switch` on the opcode (a jump table), not a chain of ifs, and the
+"""The VM's dispatch is C `switch`es on the opcode (jump tables), not chains of ifs, and the
 packet loop runs without the GIL."""
 import re
 import subprocess
@@ -28,22 +28,32 @@ def _function_body(c_source, name):
     return c_source[m.end():i]
 
 
-def test_opcode_dispatch_compiles_to_a_single_c_switch(generated_c):
-    body = _function_body(generated_c, "bpf_run")
-    assert body.count("switch (__pyx_v_pc->op)") == 1
-    switch = body[body.index("switch (__pyx_v_pc->op)"):]
-    cases = re.findall(r"case (0x[0-9a-fA-F]+|\d+|__pyx_e_\w+):", switch)
-    assert len(cases) >= 49 + 28, f"only {len(cases)} case labels: the dispatch is not one switch"
+def _switch_cases(c_source, function, var):
+    body = _function_body(c_source, function)
+    assert body.count(f"switch ({var})") == 1, f"{function}: not one switch on {var}"
+    switch = body[body.index(f"switch ({var})"):]
+    return re.findall(r"case (0x[0-9a-fA-F]+|\d+|__pyx_e_\w+):", switch)
+
+
+def test_opcode_dispatch_compiles_to_c_switches(generated_c):
+    # bpf_run: the hot cBPF opcodes (ret, loads, ja, JEQ_RUN); pair_step (pfilter/_vm_cases.pxi):
+    # the 8 conditional jumps and 28 load+jump pairs; step (pfilter/_cbpf.pxd): every other statement
+    hot = _switch_cases(generated_c, "bpf_run", "__pyx_v_pc->op")
+    assert len(hot) >= 11, f"only {len(hot)} case labels in bpf_run: its dispatch is not a switch"
+    pairs = _switch_cases(generated_c, "pair_step", "__pyx_v_pc->op")
+    assert len(pairs) == 8 + 28, f"{len(pairs)} case labels in pair_step"
+    stmts = _switch_cases(generated_c, "_cbpf_step", "__pyx_v_op")
+    assert len(stmts) >= 37, f"only {len(stmts)} case labels in step: its dispatch is not a switch"
 
 
 def test_batch_loop_releases_the_gil(generated_c):
-    for name in ("run_batch", "run_indexed", "count_steps"):
-        m = re.search(r"def " + name + r"\(.*?\n(.*?)\n\ndef ", PYX.read_text() + "\n\ndef ", re.S)
+    for name in ("run_rows", "run_records"):     # run_rows: run_batch, run_indexed, count_steps...
+        m = re.search(r"def (?:\w+ )*" + name + r"\(.*?\n(.*?)\n\ndef ", PYX.read_text() + "\n\ndef ", re.S)
         assert m and "with nogil:" in m.group(1), name
     assert "Py_UNBLOCK_THREADS" in generated_c or "PyEval_SaveThread" in generated_c
 
 
-def test_vm_source_is_what_its_generator_writes():
+def test_vm_cases_are_what_their_generator_writes():
     gen = PYX.parents[1] / "scripts" / "gen_vm.py"
     r = subprocess.run([sys.executable, str(gen), "--check"])
-    assert r.returncode == 0, "pfilter/_vm.pyx is out of date: run python3 scripts/gen_vm.py"
+    assert r.returncode == 0, "pfilter/_vm_cases.pxi is out of date: run python3 scripts/gen_vm.py and rebuild"

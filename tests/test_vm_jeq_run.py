@@ -50,7 +50,7 @@ def test_jeq_runs_match_the_python_vm_on_packets():
         tuples = _program(rnd)
         prog = Program(tuples)
         decoded = np.frombuffer(prog._decoded, dtype=np.uint32).reshape(-1, 5)
-        runs += int((decoded[:, 0] == 0x100 + 28).sum())
+        runs += int((decoded[:, 0] == _cvm.JEQ_RUN_OP).sum())
         got = prog.run_batch(batch)
         steps = prog.count_steps(batch)
         for i, pkt in enumerate(packets):
