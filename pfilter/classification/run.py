@@ -5,8 +5,8 @@ each batch (slices of a large batch on threads, without the GIL) and collects a 
 Imports numpy, pfilter.errors, pfilter.batch and the package's rules, plan and result modules;
 at call time pfilter.open (the reader), pfilter.backend, pfilter.native (for backend "native" /
 "auto") and pfilter.capture.split (split files). The engine is the Cython module
-pfilter._classify (which imports nothing from pfilter); without it (PFILTER_PUREPYTHON=1, or not
-built), and for a single rule, each rule's own Program runs instead.
+pfilter._classify (which imports nothing from pfilter), taken through pfilter._impl; without it
+(PFILTER_PUREPYTHON=1, or not built), and for a single rule, each rule's own Program runs instead.
 """
 from __future__ import annotations
 
@@ -20,14 +20,10 @@ from .plan import plan
 from .result import Classification
 from .rules import RuleSet, parse_rules
 
-_PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
-if _PURE:
-    _engine = None
-else:
-    try:
-        from .. import _classify as _engine
-    except ImportError:
-        _engine = None
+from .._impl import PURE as _PURE, native as _native_extension
+
+#: the Cython engine (pfilter._classify), None under PFILTER_PUREPYTHON=1 or when not built
+_engine = _native_extension("pfilter._classify")
 
 __all__ = ["classify", "engine_for"]
 
