@@ -8,6 +8,11 @@ packets to write. Nothing here touches a Python object per packet: selections ar
 arrays, truncation is a caplen array, duplicates are found by pfilter.capture._writer.dedup_select
 (without the GIL), rotation points by vectorised sums over a batch.
 
+The --split fast path (FastSplit, pfilter.capture._splitwrite): plain pcap outputs of a classic
+pcap input get their records writev()n straight from the read buffer, in C, by two writer
+threads (each a share of the files) while the next batch is read and classified; one pass over
+the verdict matrix finds every file's ranges. Measured in bench/results/latest_split.md.
+
 Atomicity: every file is written as an unnamed file and named only when it is complete
 (files.AtomicFile). An OutputSet names all its files at the end, after all of them were flushed,
 or none (abort); a rotated output names each file when the next one starts (a file of a
@@ -369,7 +374,7 @@ class FastSplit:
         n = self.native.verbatim_records(batch.data, batch.offsets, batch.caplen, batch.wirelen)
         if not n:
             return 0
-        data, offsets, caplen, wirelen = batch.data, batch.offsets[:n], batch.caplen[:n], batch.wirelen[:n]
+        data, offsets, caplen = batch.data, batch.offsets[:n], batch.caplen[:n]
         groups = [[] for _ in range(self.workers)]
         load = [0] * self.workers
         order = sorted(range(len(outputs)), key=lambda k: -self._load.get(id(outputs[k]), 0))
@@ -388,17 +393,22 @@ class FastSplit:
             starts, ends, runs = self._lists(g, len(outputs))
             nbytes = np.zeros(len(ks), np.int64)
             npk = np.zeros(len(ks), np.int64)
-            fut = self._pool.submit(self.native.write_selected, fds, data, offsets, caplen, wirelen, sel[:n],
-                                    cols, starts, ends, runs, nbytes, npk)
+            fut = self._pool.submit(self.native.write_selected, fds, data, offsets, caplen, sel[:n], cols,
+                                    starts, ends, runs, nbytes, npk)
             self._pending.append((fut, [outputs[k] for k in ks], nbytes, npk))
         return n
 
     def wait(self):
-        """Wait for the writes in flight; raise the first failure (an OSError naming its file)."""
-        pending, self._pending = self._pending, []
+        """Wait for the writes in flight; raise the first failure (an OSError naming its file).
+        An interruption while waiting leaves the writes not yet seen in flight (for drain())."""
         error = None
-        for fut, outs, nbytes, npk in pending:
-            err, k = fut.result()
+        while self._pending:
+            fut, outs, nbytes, npk = self._pending[0]
+            try:
+                err, k = fut.result()
+            except Exception as e:          # not reached: the arrays were checked before
+                err, k, error = 0, -1, error or e
+            del self._pending[0]
             for out, size, c in zip(outs, nbytes.tolist(), npk.tolist()):
                 self._load[id(out)] = size
                 out.packets_written += c
@@ -411,17 +421,30 @@ class FastSplit:
         if error is not None:
             raise error
 
+    def _settle(self):
+        """Return once no write is in flight, even through interruptions (the last one is
+        raised then): the files hold whole records, and nothing writes to them any more."""
+        interrupted = None
+        for fut, *_ in list(self._pending):
+            while True:
+                try:
+                    fut.exception()
+                    break
+                except KeyboardInterrupt as e:
+                    interrupted = e
+        if interrupted is not None:
+            raise interrupted
+
     def drain(self):
-        """wait(), with interruptions deferred until every write in flight is done."""
-        from .._signals import deferred
-        with deferred():
-            self.wait()
+        """wait() for every write in flight, whatever interrupts the waiting."""
+        self._settle()
+        self.wait()
 
     def close(self):
-        """Wait for the writes in flight (failures ignored: the caller is dropping the files)."""
+        """Wait for the writes in flight (failures ignored: the caller is dropping the files)
+        and end the threads."""
         try:
-            for fut, *_ in self._pending:
-                fut.exception()
+            self._settle()
         finally:
             self._pending = []
             self._pool.shutdown()
@@ -452,8 +475,6 @@ def split_paths(template, rules):
         paths[name] = _FIELD.sub(lambda m: name, template)
     return paths
 
-
-SPLIT_BATCH_BYTES = 16 << 20
 
 
 class SplitSink:
@@ -592,23 +613,29 @@ class SplitSink:
         return set(keys), done
 
     def commit(self):
-        if self.fast:
-            try:
-                self.fast.drain()
-            except BaseException:
-                self.abort()
-                raise
-            self.fast.close()
-            self.fast = False
-        if self.set is not None:
-            self.set.commit()
+        """Wait for the writes in flight, then name every file (OutputSet.commit); an
+        interruption meanwhile is raised once the files are named (pfilter._signals)."""
+        from .._signals import deferred
+        with deferred():
+            if self.fast:
+                try:
+                    self.fast.drain()
+                except BaseException:
+                    self.abort()
+                    raise
+                fast, self.fast = self.fast, False
+                fast.close()
+            if self.set is not None:
+                self.set.commit()
 
     def abort(self):
-        if self.fast:
-            self.fast.close()
-            self.fast = False
-        if self.set is not None:
-            self.set.abort()
+        fast, self.fast = self.fast, False
+        try:
+            if fast:
+                fast.close()
+        finally:
+            if self.set is not None:
+                self.set.abort()
 
     def files(self):
         """{rule name (None: unmatched): [file names]}"""
