@@ -230,9 +230,7 @@ class Codegen(LinkLayer):
             b1 = self.gen_bcmp(OR_LINKHDR, 24, 6, eaddr)
             return gen_and(b0, b1)
         if dir == "ra":
-            b1 = self._jset_block(0, 0x08)
-            b0 = self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr)
-            return gen_and(b1, b0)
+            return gen_and(self._jset_block(0, 0x08), self.gen_bcmp(OR_LINKHDR, 4, 6, eaddr))
         raise AssertionError(dir)
 
     def gen_dnhostop(self, addr, dir):
@@ -404,9 +402,8 @@ class Codegen(LinkLayer):
         # libpcap: gen_portrangeatom() / gen_portrangeatom6()
         if v1 > v2:
             v1, v2 = v2, v1
-        b1 = self.gen_cmp_ge(offrel, off, BPF_H, v1)
-        b2 = self.gen_cmp_le(offrel, off, BPF_H, v2)
-        return gen_and(b1, b2)
+        return gen_and(self.gen_cmp_ge(offrel, off, BPF_H, v1),
+                       self.gen_cmp_le(offrel, off, BPF_H, v2))
 
     def gen_portrange(self, p1, p2, ip_proto, dir, v6=False):
         offrel = OR_TRAN_IPV6 if v6 else OR_TRAN_IPV4
@@ -442,9 +439,7 @@ class Codegen(LinkLayer):
         # and, on that path, never given back (this shapes register numbers that follow).
         reg2 = self.alloc_reg()
         if proto is None:
-            b0 = self.gen_protochain(v, "ip")
-            b = self.gen_protochain(v, "ip6")
-            return gen_or(b0, b)
+            return gen_or(self.gen_protochain(v, "ip"), self.gen_protochain(v, "ip6"))
         if proto not in ("ip", "ip6"):
             _err("bad protocol applied for 'protochain'")
         if self.off_linkpl.is_variable:
@@ -522,15 +517,11 @@ class Codegen(LinkLayer):
         if dir is not None:
             _err("direction applied to 'proto'")
         if proto is None:
-            b0 = self.gen_proto(v, "ip", dir)
-            b1 = self.gen_proto(v, "ip6", dir)
-            return gen_or(b0, b1)
+            return gen_or(self.gen_proto(v, "ip", dir), self.gen_proto(v, "ip6", dir))
         if proto == "link":
             return self.gen_linktype(v)
         if proto == "ip":
-            b0 = self.gen_linktype(ETHERTYPE_IP)
-            b1 = self.gen_cmp(OR_LINKPL, 9, BPF_B, v)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_linktype(ETHERTYPE_IP), self.gen_cmp(OR_LINKPL, 9, BPF_B, v))
         if proto == "ip6":
             b0 = self.gen_linktype(ETHERTYPE_IPV6)
             b2 = self.gen_cmp(OR_LINKPL, 6, BPF_B, IPPROTO_FRAGMENT)
@@ -543,9 +534,8 @@ class Codegen(LinkLayer):
             if self.linktype == DLT["FRELAY"]:
                 return self.gen_cmp(OR_LINKHDR, 2, BPF_H, (0x03 << 8) | v)
             if self.linktype in (DLT["C_HDLC"], DLT["HDLC"]):
-                b0 = self.gen_linktype((LLCSAP_ISONS << 8) | LLCSAP_ISONS)
-                b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 1, BPF_B, v)
-                return gen_and(b0, b1)
+                return gen_and(self.gen_linktype((LLCSAP_ISONS << 8) | LLCSAP_ISONS),
+                               self.gen_cmp(OR_LINKPL_NOSNAP, 1, BPF_B, v))
             b0 = self.gen_linktype(LLCSAP_ISONS)
             b1 = self.gen_cmp(OR_LINKPL_NOSNAP, 0, BPF_B, v)
             return gen_and(b0, b1)
@@ -593,11 +583,7 @@ class Codegen(LinkLayer):
                 if lt in ETHER_DLTS:
                     if eaddr is None:
                         _err(f"unknown ether host '{name}'")
-                    tmp = self.gen_prevlinkhdr_check()
-                    b = self.gen_ehostop(eaddr, dir)
-                    if tmp is not None:
-                        gen_and(tmp, b)
-                    return b
+                    return self._after_prevlinkhdr_check(lambda: self.gen_ehostop(eaddr, dir))
                 for dlts, what in _MAC_LINKS:
                     if lt in dlts:
                         if eaddr is None:
@@ -688,25 +674,13 @@ class Codegen(LinkLayer):
 
     @staticmethod
     def _port_proto_check(proto, real, what):
-        if proto == "udp":
-            if real == IPPROTO_TCP:
-                _err(f"{what} is tcp")
-            if real == IPPROTO_SCTP:
-                _err(f"{what} is sctp")
-            return IPPROTO_UDP
-        if proto == "tcp":
-            if real == IPPROTO_UDP:
-                _err(f"{what} is udp")
-            if real == IPPROTO_SCTP:
-                _err(f"{what} is sctp")
-            return IPPROTO_TCP
-        if proto == "sctp":
-            if real == IPPROTO_UDP:
-                _err(f"{what} is udp")
-            if real == IPPROTO_TCP:
-                _err(f"{what} is tcp")
-            return IPPROTO_SCTP
-        return real
+        # libpcap: gen_scode(): `udp port NAME` refuses a name that is only a TCP or SCTP
+        # service, and so on
+        if proto not in _TRANSPORTS:
+            return real
+        if real in _TRANSPORT_NAMES and _TRANSPORT_NAMES[real] != proto:
+            _err(f"{what} is {_TRANSPORT_NAMES[real]}")
+        return _TRANSPORTS[proto]
 
     @staticmethod
     def _nametoport(name):
@@ -820,11 +794,7 @@ class Codegen(LinkLayer):
         if q.kind in (None, "host") and q.proto == "link":
             lt = self.linktype
             if lt in ETHER_DLTS:
-                tmp = self.gen_prevlinkhdr_check()
-                b = self.gen_ehostop(eaddr, q.dir)
-                if tmp is not None:
-                    gen_and(tmp, b)
-                return b
+                return self._after_prevlinkhdr_check(lambda: self.gen_ehostop(eaddr, q.dir))
             if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["IP_OVER_FC"]) or lt in WLAN_DLTS:
                 return self._gen_mac_hostop_for(eaddr, q.dir)
             _err("ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM "
@@ -1004,11 +974,7 @@ class Codegen(LinkLayer):
             if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
                 return self.gen_ahostop(b"\x00", Q_DST)
             if lt in ETHER_DLTS:
-                b1 = self.gen_prevlinkhdr_check()
-                b0 = self.gen_ehostop(ebroadcast, Q_DST)
-                if b1 is not None:
-                    gen_and(b1, b0)
-                return b0
+                return self._after_prevlinkhdr_check(lambda: self.gen_ehostop(ebroadcast, Q_DST))
             if lt in (DLT["FDDI"], DLT["IEEE802"], DLT["IP_OVER_FC"]) or lt in WLAN_DLTS:
                 return self._gen_mac_hostop_for(ebroadcast, Q_DST)
             _err("not a broadcast link")
@@ -1023,6 +989,13 @@ class Codegen(LinkLayer):
             return gen_and(b0, b2)
         _err("only link-layer/IP broadcast filters supported")
 
+    def _after_prevlinkhdr_check(self, make):
+        """make() for an Ethernet link layer, and the check libpcap makes first that it is
+        one inside an outer one (Geneve, LANE: gen_prevlinkhdr_check())."""
+        b1 = self.gen_prevlinkhdr_check()
+        b0 = make()
+        return b0 if b1 is None else gen_and(b1, b0)
+
     def gen_mac_multicast(self, offset):
         # libpcap: gen_mac_multicast()
         return Block(JMP(BPF_JSET), 1, self.gen_load_a(OR_LINKHDR, offset, BPF_B))
@@ -1034,11 +1007,7 @@ class Codegen(LinkLayer):
             if lt in (DLT["ARCNET"], DLT["ARCNET_LINUX"]):
                 return self.gen_ahostop(b"\x00", Q_DST)
             if lt in ETHER_DLTS:
-                b1 = self.gen_prevlinkhdr_check()
-                b0 = self.gen_mac_multicast(0)
-                if b1 is not None:
-                    gen_and(b1, b0)
-                return b0
+                return self._after_prevlinkhdr_check(lambda: self.gen_mac_multicast(0))
             if lt == DLT["FDDI"]:
                 return self.gen_mac_multicast(1)
             if lt == DLT["IEEE802"]:
@@ -1062,13 +1031,11 @@ class Codegen(LinkLayer):
             if lt == DLT["IP_OVER_FC"]:
                 return self.gen_mac_multicast(2)
         elif proto == "ip":
-            b0 = self.gen_linktype(ETHERTYPE_IP)
-            b1 = self.gen_cmp_ge(OR_LINKPL, 16, BPF_B, 224)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_linktype(ETHERTYPE_IP),
+                           self.gen_cmp_ge(OR_LINKPL, 16, BPF_B, 224))
         elif proto == "ip6":
-            b0 = self.gen_linktype(ETHERTYPE_IPV6)
-            b1 = self.gen_cmp(OR_LINKPL, 24, BPF_B, 255)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_linktype(ETHERTYPE_IPV6),
+                           self.gen_cmp(OR_LINKPL, 24, BPF_B, 255))
         _err("link-layer multicast filters supported only on ethernet/FDDI/token ring/ARCNET/"
              "802.11/ATM LANE/Fibre Channel")
 
@@ -1489,6 +1456,9 @@ class Codegen(LinkLayer):
         gen_not(b)
         return b
 
+
+_TRANSPORTS = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP, "sctp": IPPROTO_SCTP}
+_TRANSPORT_NAMES = {v: k for k, v in _TRANSPORTS.items()}
 
 # names.port_number()'s protocol ("tcp", "udp" or None: both) as libpcap's IP protocol number
 _PORT_PROTO = {None: PROTO_UNDEF, "tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}

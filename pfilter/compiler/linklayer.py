@@ -205,9 +205,7 @@ class LinkLayer(Primitives):
         """What gen_ether_linktype() and gen_linux_sll_linktype() test alike for everything
         but IPX: `llc` makes the "802.2 frame" block, `dsap` is where the DSAP byte is."""
         if ll_proto in (LLCSAP_ISONS, LLCSAP_IP, LLCSAP_NETBEUI):
-            b0 = llc()
-            b1 = self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto)
-            return gen_and(b0, b1)
+            return gen_and(llc(), self.gen_cmp(OR_LLC, 0, BPF_H, (ll_proto << 8) | ll_proto))
         if ll_proto in (ETHERTYPE_ATALK, ETHERTYPE_AARP):
             b0 = llc()
             if ll_proto == ETHERTYPE_ATALK:
@@ -218,9 +216,7 @@ class LinkLayer(Primitives):
             b0 = self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
             return gen_or(b0, b1)
         if ll_proto <= ETHERMTU:
-            b0 = llc()
-            b1 = self.gen_cmp(dsap[0], dsap[1], BPF_B, ll_proto)
-            return gen_and(b0, b1)
+            return gen_and(llc(), self.gen_cmp(dsap[0], dsap[1], BPF_B, ll_proto))
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
 
     def gen_ether_linktype(self, ll_proto):
@@ -306,17 +302,13 @@ class LinkLayer(Primitives):
         return self.gen_cmp(OR_LINKTYPE, 0, BPF_H, ll_proto)
 
     def _lt_wlan(self, ll_proto):
-        b0 = self.gen_check_802_11_data_frame()
-        b1 = self.gen_llc_linktype(ll_proto)
-        return gen_and(b0, b1)
+        return gen_and(self.gen_check_802_11_data_frame(), self.gen_llc_linktype(ll_proto))
 
     def _lt_llc(self, ll_proto):
         return self.gen_llc_linktype(ll_proto)
 
     def _lt_sunatm(self, ll_proto):
-        b0 = self.gen_atm_llc_check()
-        b1 = self.gen_llc_linktype(ll_proto)
-        return gen_and(b0, b1)
+        return gen_and(self.gen_atm_llc_check(), self.gen_llc_linktype(ll_proto))
 
     def _lt_raw(self, ll_proto):
         # no type field: look at the IP version nibble
@@ -436,13 +428,11 @@ class LinkLayer(Primitives):
     def gen_mpls_linktype(self, ll_proto):
         # libpcap: gen_mpls_linktype()
         if ll_proto == ETHERTYPE_IP:
-            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
-            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x40, 0xF0)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01),
+                           self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x40, 0xF0))
         if ll_proto == ETHERTYPE_IPV6:
-            b0 = self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01)
-            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x60, 0xF0)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_mcmp(OR_LINKPL, -2, BPF_B, 0x01, 0x01),
+                           self.gen_mcmp(OR_LINKPL, 0, BPF_B, 0x60, 0xF0))
         _err("unsupported protocol over mpls")
 
     # ------------------------------------------------------------------ SunATM and SS7
@@ -463,9 +453,7 @@ class LinkLayer(Primitives):
 
     def _atm_circuit(self, vci):
         """vpi 0 and vci `vci` (libpcap: gen_atmtype_metac(), gen_atmtype_sc(), ...)."""
-        b0 = self.gen_atmfield("vpi", 0)
-        b1 = self.gen_atmfield("vci", vci)
-        return gen_and(b0, b1)
+        return gen_and(self.gen_atmfield("vpi", 0), self.gen_atmfield("vci", vci))
 
     def gen_atmtype(self, kind):
         # libpcap: gen_atmtype_abbrev(), gen_atmmulti_abbrev(), gen_msg_abbrev()
@@ -572,13 +560,11 @@ class LinkLayer(Primitives):
             b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_FMT if k == "s" else LLC_U_FMT, 0x03)
             return gen_and(b0, b1)
         if k in LLC_S_SUBTYPES:
-            b0 = self.gen_llc_internal()
-            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_SUBTYPES[k], LLC_S_CMD_MASK)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_llc_internal(),
+                           self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_S_SUBTYPES[k], LLC_S_CMD_MASK))
         if k in LLC_U_SUBTYPES:
-            b0 = self.gen_llc_internal()
-            b1 = self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_U_SUBTYPES[k], LLC_U_CMD_MASK)
-            return gen_and(b0, b1)
+            return gen_and(self.gen_llc_internal(),
+                           self.gen_mcmp(OR_LLC, 2, BPF_B, LLC_U_SUBTYPES[k], LLC_U_CMD_MASK))
         _err(f'unknown LLC type name "{kind}"')
 
 
