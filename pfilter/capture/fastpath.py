@@ -297,7 +297,8 @@ def _count_files(_vm, _fastcopy, sources, program_for, progress, announce, worke
             finally:
                 os.close(fd)
 
-    total = total_size(sources)
+    # (the sizes are a stat() per file: only for the progress callback)
+    total = total_size(sources) if progress is not None else 0
     sizes = None
     threads = [threading.Thread(target=_catching(share, k, failed), name="pfilter-files", daemon=True)
                for k in range(min(workers, len(sources)))]
@@ -365,7 +366,7 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
     header = pcap_file_header(first.linktype, max(h.snaplen for h in headers), first.nsec, first.linktype_ext)
     out = None
     total = _Totals()
-    grand = total_size(sources)
+    grand = total_size(sources) if progress is not None else 0
     before = 0
     try:
         if dst is not None:
@@ -399,7 +400,7 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
                 os.close(fd)
             total.add(job)
             size = job.out_size
-            before += total_size([s])
+            before += total_size([s]) if progress is not None else 0
             if status == "write-error":
                 raise OSError(job.error, os.strerror(job.error), out.path)
             if status == "count":
