@@ -320,6 +320,11 @@ class OutputSet:
 
 # ----------------------------------------------------------------------------- the fast path
 
+#: writer threads of the --split fast path (at most the usable cores): the kernel's copies into
+#: the page cache are most of a split's work; two share it with the thread reading and
+#: classifying (bench/results/latest_split.md)
+SPLIT_WRITERS = 2
+
 #: the most (packets x outputs) entries a writer thread decides at a time (its range lists take
 #: 16 bytes an entry: 16 MB at most, touched only as far as there are ranges)
 FAST_ENTRIES = 1 << 20
@@ -594,12 +599,14 @@ class SplitSink:
                 self.fast = False
             else:
                 from .fastpath import default_workers
-                self.fast = FastSplit(native, min(2, default_workers()))
+                self.fast = FastSplit(native, min(SPLIT_WRITERS, default_workers()))
+                # {key: file link type} of the outputs it can write (they stay so to the end)
+                self._fast_keys = {k: file_linktype(o._writer.linktype) for k, o in self.set.outputs.items()
+                                   if FastSplit.usable(o)}
         if not self.fast or self.raw != (16, False) or batch.linktypes is not None or not len(batch):
             return (), 0
         lt = file_linktype(batch.linktype)
-        keys = [k for k, _ in columns if FastSplit.usable(self.set[k])
-                and file_linktype(self.set[k]._writer.linktype) == lt]
+        keys = [k for k, _ in columns if self._fast_keys.get(k) == lt]
         if not keys:
             return (), 0
         if verdicts is not None and keys == list(range(verdicts.shape[1])):
