@@ -77,6 +77,13 @@ def _tag_origin(head, span):
         stack.append(b.jf)
 
 
+def _and_into(inst, b):
+    """The Arth's protocol checks become `inst.b and b` (libpcap: gen_load_internal())."""
+    if inst.b is not None:
+        gen_and(inst.b, b)
+    inst.b = b
+
+
 def _give_span(err, node):
     """Mark a semantic error with the span of the innermost AST node it was raised for (the
     driver turns it into a located error); an error that has one already keeps it."""
@@ -137,11 +144,14 @@ class Codegen(LinkLayer):
         return self._by_dir(dir, one, self._wlan_dir_error_addr)
 
     @staticmethod
-    def _wlan_dir_error_addr(dir, what="addresses other than 802.11 MAC addresses"):
-        if dir in ("ra", "ta"):
-            _err(f"'{dir}' is not a valid qualifier for {what}")
-        n = dir[-1]
-        _err(f"'addr{n}' and 'address{n}' are not valid qualifiers for {what}")
+    def _wlan_dir_error_addr(dir, what="addresses other than 802.11 MAC addresses", only_on=None):
+        """Refuse an 802.11 address qualifier (addr1-4, ra, ta) as libpcap does: not valid for
+        `what`, or (with only_on) supported only on 802.11 `only_on`."""
+        one = dir in ("ra", "ta")
+        words = f"'{dir}' is" if one else f"'addr{dir[-1]}' and 'address{dir[-1]}' are"
+        if only_on is not None:
+            _err(f"{words} only supported on 802.11{only_on}")
+        _err(f"{words} not {'a valid qualifier' if one else 'valid qualifiers'} for {what}")
 
     def gen_hostop6(self, addr, mask, dir, ll_proto, src_off, dst_off):
         # libpcap: gen_hostop6()
@@ -163,19 +173,13 @@ class Codegen(LinkLayer):
     def gen_ehostop(self, eaddr, dir):
         # libpcap: gen_ehostop()
         return self._by_dir(dir, lambda d: self.gen_bcmp(OR_LINKHDR, 6 if d == Q_SRC else 0, 6, eaddr),
-                            lambda d: self._wlan_only_error(d, " with 802.11 headers"))
-
-    @staticmethod
-    def _wlan_only_error(dir, tail=""):
-        if dir in ("ra", "ta"):
-            _err(f"'{dir}' is only supported on 802.11{tail}")
-        n = dir[-1]
-        _err(f"'addr{n}' and 'address{n}' are only supported on 802.11{tail}")
+                            lambda d: self._wlan_dir_error_addr(d, only_on=" with 802.11 headers"))
 
     def _gen_mac_hostop(self, src_off, dst_off, eaddr, dir):
         # libpcap: gen_fhostop(), gen_thostop(), gen_ipfchostop(): fixed MAC offsets
         return self._by_dir(dir, lambda d: self.gen_bcmp(OR_LINKHDR, src_off if d == Q_SRC else dst_off,
-                                                         6, eaddr), self._wlan_only_error)
+                                                         6, eaddr),
+                            lambda d: self._wlan_dir_error_addr(d, only_on=""))
 
     def _by_flag(self, offset, bit, when_set, when_clear):
         """(flag bit set and when_set) or (bit clear and when_clear()), the blocks made in
@@ -416,23 +420,18 @@ class Codegen(LinkLayer):
     def lookup_proto(self, name, proto):
         # libpcap: lookup_proto()
         if proto in (None, "ip", "ip6"):
-            v = names.protocol_number(name)
-            if v is None:
-                _err(f"unknown ip proto '{name}'")
-            return v
-        if proto == "link":
-            v = names.ethertype_number(name)
+            v, what = names.protocol_number(name), "ip"
+        elif proto == "link":
+            v, what = names.ethertype_number(name), "ether"
             if v is None:
                 v = names.llc_sap_number(name)
-                if v is None:
-                    _err(f"unknown ether proto '{name}'")
-            return v
-        if proto == "iso":
-            v = names.iso_proto_number(name)
-            if v is None:
-                _err(f"unknown osi proto '{name}'")
-            return v
-        return None
+        elif proto == "iso":
+            v, what = names.iso_proto_number(name), "osi"
+        else:
+            return None
+        if v is None:
+            _err(f"unknown {what} proto '{name}'")
+        return v
 
     def gen_protochain(self, v, proto):
         # libpcap: gen_protochain(); the scratch register is taken before the ip/ip6 split
@@ -648,16 +647,12 @@ class Codegen(LinkLayer):
             return b
         if kind == "gateway":
             _err("'gateway' not supported in this configuration")
-        if kind == "proto":
+        if kind in ("proto", "protochain"):
             real = self.lookup_proto(name, proto)
-            if real is not None and real >= 0:
-                return self.gen_proto(real, proto, dir)
-            _err(f"unknown protocol: {name}")
-        if kind == "protochain":
-            real = self.lookup_proto(name, proto)
-            if real is not None and real >= 0:
-                return self.gen_protochain(real, proto)
-            _err(f"unknown protocol: {name}")
+            if real is None or real < 0:
+                _err(f"unknown protocol: {name}")
+            return self.gen_proto(real, proto, dir) if kind == "proto" else \
+                self.gen_protochain(real, proto)
         _err("syntax error in filter expression")
 
     def _gen_mac_hostop_for(self, eaddr, dir):
@@ -860,28 +855,11 @@ class Codegen(LinkLayer):
                 _err("radio information not present in capture")
             inst.s += [Stmt(BPF_LDX | BPF_MEM, inst.regno), Stmt(BPF_LD | BPF_IND | size_code)]
         elif proto == "link":
-            s = self.gen_abs_offset_varpart(self.off_linkhdr)
-            if s is not None:
-                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
-                      Stmt(BPF_MISC | BPF_TAX)]
-            else:
-                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
-            s.append(Stmt(BPF_LD | BPF_IND | size_code, self.off_linkhdr.constant_part))
-            inst.s += s
+            inst.s += self._load_indexed(self.off_linkhdr, inst.regno, size_code, 0)
         elif proto in ("ip", "arp", "rarp", "atalk", "decnet", "sca", "lat", "moprc", "mopdl",
                        "ip6"):
-            s = self.gen_abs_offset_varpart(self.off_linkpl)
-            if s is not None:
-                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
-                      Stmt(BPF_MISC | BPF_TAX)]
-            else:
-                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
-            s.append(Stmt(BPF_LD | BPF_IND | size_code, self.off_linkpl.constant_part + self._nl()))
-            inst.s += s
-            b = self.gen_proto_abbrev(proto)
-            if inst.b is not None:
-                gen_and(inst.b, b)
-            inst.b = b
+            inst.s += self._load_indexed(self.off_linkpl, inst.regno, size_code, self._nl())
+            _and_into(inst, self.gen_proto_abbrev(proto))
         elif proto in ("sctp", "tcp", "udp", "icmp", "igmp", "igrp", "pim", "vrrp", "carp"):
             s = self.gen_loadx_iphdrlen()
             s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
@@ -892,31 +870,28 @@ class Codegen(LinkLayer):
             gen_and(self.gen_proto_abbrev(proto), b)
             if inst.b is not None:
                 gen_and(inst.b, b)
-            gen_and(self.gen_proto_abbrev("ip"), b)
-            inst.b = b
+            inst.b = gen_and(self.gen_proto_abbrev("ip"), b)
         elif proto == "icmp6":
-            b = self.gen_proto_abbrev("ip6")
-            if inst.b is not None:
-                gen_and(inst.b, b)
-            inst.b = b
-            b = self.gen_cmp(OR_LINKPL, 6, BPF_B, 58)
-            if inst.b is not None:
-                gen_and(inst.b, b)
-            inst.b = b
-            s = self.gen_abs_offset_varpart(self.off_linkpl)
-            if s is not None:
-                s += [Stmt(BPF_LD | BPF_MEM, inst.regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
-                      Stmt(BPF_MISC | BPF_TAX)]
-            else:
-                s = [Stmt(BPF_LDX | BPF_MEM, inst.regno)]
-            s.append(Stmt(BPF_LD | BPF_IND | size_code,
-                          self.off_linkpl.constant_part + self._nl() + 40))
-            inst.s += s
+            _and_into(inst, self.gen_proto_abbrev("ip6"))
+            _and_into(inst, self.gen_cmp(OR_LINKPL, 6, BPF_B, 58))
+            inst.s += self._load_indexed(self.off_linkpl, inst.regno, size_code, self._nl() + 40)
         else:
             _err("unsupported index operation")
         inst.regno = regno
         inst.s.append(Stmt(BPF_ST, regno))
         return inst
+
+    def _load_indexed(self, off, regno, size_code, offset):
+        """Load at `off` + `offset` + the index in scratch register regno (libpcap's
+        gen_load_internal(): the variable part of off, if any, is added to the index in X)."""
+        s = self.gen_abs_offset_varpart(off)
+        if s is not None:
+            s += [Stmt(BPF_LD | BPF_MEM, regno), Stmt(BPF_ALU | BPF_ADD | BPF_X),
+                  Stmt(BPF_MISC | BPF_TAX)]
+        else:
+            s = [Stmt(BPF_LDX | BPF_MEM, regno)]
+        s.append(Stmt(BPF_LD | BPF_IND | size_code, off.constant_part + offset))
+        return s
 
     def gen_relation(self, code, a0, a1, reversed_):
         # libpcap: gen_relation_internal()
@@ -1041,16 +1016,8 @@ class Codegen(LinkLayer):
 
     def gen_ahostop(self, eaddr, dir):
         # libpcap: gen_ahostop()
-        if dir == Q_SRC:
-            return self.gen_bcmp(OR_LINKHDR, 0, 1, eaddr)
-        if dir == Q_DST:
-            return self.gen_bcmp(OR_LINKHDR, 1, 1, eaddr)
-        if dir == Q_AND or dir is None or dir == Q_OR:
-            b0 = self.gen_ahostop(eaddr, Q_SRC)
-            b1 = self.gen_ahostop(eaddr, Q_DST)
-            (gen_and if dir == Q_AND else gen_or)(b0, b1)
-            return b1
-        self._wlan_only_error(dir)
+        return self._by_dir(dir, lambda d: self.gen_bcmp(OR_LINKHDR, 0 if d == Q_SRC else 1, 1, eaddr),
+                            lambda d: self._wlan_dir_error_addr(d, only_on=""))
 
     # ------------------------------------------------------------------ direction, interfaces
 
