@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from .program import Program
 
-__all__ = ["NativeProgram", "NativeUnavailableError", "available", "jit", "cache_info", "EXTRA_HINT"]
+__all__ = ["NativeProgram", "NativeUnavailableError", "available", "jit", "classifier_for", "cache_info", "EXTRA_HINT"]
 
 EXTRA_HINT = "pip install 'pfilter-bpf[native]' (llvmlite)"
 
@@ -258,7 +258,7 @@ def _filter_function(t: _Ir, name: str) -> Any:
     return flt
 
 
-def _straight_flt(t: _Ir, low: Lowering, name: str) -> None:
+def _straight_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = frozenset()) -> None:
     """The filter of a loop-free program as one basic block. Blocks are evaluated in program order
     (forward jumps only: a topological order), each under `reach`, the i1 "the packet's path runs
     through here" (the or of the incoming edges' conditions). A register entering a block with
@@ -271,11 +271,7 @@ def _straight_flt(t: _Ir, low: Lowering, name: str) -> None:
     flt = _filter_function(t, name)
     p, caplen, wirelen, _total = flt.args
     b = ir.IRBuilder(flt.append_basic_block("entry"))
-    zero_word = ir.GlobalVariable(t.m, ir.ArrayType(t.i8, 8), name=f"{name}_zero")
-    zero_word.initializer = ir.Constant(ir.ArrayType(t.i8, 8), None)
-    zero_word.global_constant = True
-    zero_word.linkage = "internal"
-    zero = b.bitcast(zero_word, t.ptr)
+    zero = b.bitcast(_zero_word(t, name), t.ptr)
     len64 = b.zext(caplen, t.i64, name="len64")
     true, false = ir.Constant(t.i1, 1), ir.Constant(t.i1, 0)
     fail, result = false, t.c32(0)
@@ -326,7 +322,8 @@ def _straight_flt(t: _Ir, low: Lowering, name: str) -> None:
             result = b.select(reach, v, result)
         elif blk.term == "jcond":
             code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
-            cond = t.jcond(b, code, regs["A"], regs["X"] if code & 0x08 else t.c32(k))
+            cond = (false if blk.term_insn[0] in false_at  # type: ignore[index]
+                    else t.jcond(b, code, regs["A"], regs["X"] if code & 0x08 else t.c32(k)))
             if blk.succs[0] == blk.succs[1]:
                 incoming[blk.succs[0]].append((reach, regs))
             else:
@@ -337,9 +334,20 @@ def _straight_flt(t: _Ir, low: Lowering, name: str) -> None:
     b.ret(b.select(fail, t.c32(0), result))
 
 
-def _branching_flt(t: _Ir, low: Lowering, name: str) -> None:
+def _zero_word(t: _Ir, name: str) -> Any:
+    """A constant zero word (8 bytes) the straight-line code reads instead of bytes past caplen."""
+    ir = t.ir
+    word = ir.GlobalVariable(t.m, ir.ArrayType(t.i8, 8), name=f"{name}_zero")
+    word.initializer = ir.Constant(ir.ArrayType(t.i8, 8), None)
+    word.global_constant = True
+    word.linkage = "internal"
+    return word
+
+
+def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = frozenset()) -> None:
     """The filter as the lowering's blocks: a length guard per block where the lowering puts one,
-    the loop budget on backward jumps."""
+    the loop budget on backward jumps. (Both filter builders take the conditional jumps to treat
+    as false, `false_at`, by instruction index: pfilter.native_classify's default verdicts.)"""
     ir = t.ir
     flt = _filter_function(t, name)
     p, buflen, wirelen, total = flt.args
@@ -391,7 +399,10 @@ def _branching_flt(t: _Ir, low: Lowering, name: str) -> None:
             else:
                 b.branch(bbs[blk.succs[0]])
         else:
-            code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
+            pc, (code, _jt, _jf, k) = blk.term_insn  # type: ignore[misc]
+            if pc in false_at:
+                b.branch(bbs[blk.succs[1]])
+                continue
             a = regs.get("A")
             if code == 0x15:
                 # each `jeq #k` sees A through an empty asm: LLVM would otherwise merge a chain of
@@ -495,6 +506,14 @@ def _compile(low: Lowering, indexed: bool = False) -> tuple[Any, float]:
     """(function, seconds) for a lowering's batch loop (`run`, or `run_idx` when indexed): from
     the cache, or generated now."""
     key = low.digest + ("/idx" if indexed else "")
+    name = f"pf{low.digest[:24]}{'i' if indexed else ''}"
+    return machine_code(key, lambda: _module_ir(low, name, indexed), f"{name}_{'run_idx' if indexed else 'run'}",
+                        _RUN_IDX if indexed else _RUN)
+
+
+def machine_code(key: str, make_ir: Any, function: str, prototype: Any) -> tuple[Any, float]:
+    """(callable, seconds): the ctypes `prototype` of `function` in the module make_ir() returns
+    (LLVM IR text), optimised and compiled to machine code now, or taken from the cache by `key`."""
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -505,17 +524,21 @@ def _compile(low: Lowering, indexed: bool = False) -> tuple[Any, float]:
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        name = f"pf{low.digest[:24]}{'i' if indexed else ''}"
-        mod = llvm.parse_assembly(_module_ir(low, name, indexed))
+        mod = llvm.parse_assembly(make_ir())
         mod.verify()
         pto = llvm.create_pipeline_tuning_options(speed_level=2)
         pb = llvm.create_pass_builder(_tm, pto)
         pb.getModulePassManager().run(mod, pb)
         engine.add_module(mod)
         engine.finalize_object()
-        fn = (_RUN_IDX if indexed else _RUN)(engine.get_function_address(f"{name}_{'run_idx' if indexed else 'run'}"))
-        _cache[key] = (fn, time.perf_counter() - t0)
+        _cache[key] = (prototype(engine.get_function_address(function)), time.perf_counter() - t0)
         return _cache[key]
+
+
+def classifier_for(plan: Any) -> Any:
+    """Native code for a classification plan: pfilter.native_classify.classifier_for."""
+    from .native_classify import classifier_for as build
+    return build(plan)
 
 
 def jit(program: Program) -> NativeProgram:

@@ -138,6 +138,7 @@ class Plan:
         self.vparent, self.vcode, self.vstart, self.vlen = [], [], [], []
         self.tvalue, self.tcode, self.tk = [], [], []
         code, starts, usesmem = [], [], []
+        self.programs = []
         self._sites = 0
         self._value(-1, ())          # the root: A = X = 0, as every program starts
         for prog in programs:
@@ -145,6 +146,7 @@ class Plan:
             # what the engine's memory safety rests on (a Program was validated already;
             # foreign tuples may not have been)
             validate(insns, max_insns=COMPILED_MAX_INSNS)
+            self.programs.append(tuple(insns))      # as given: what native code compiles
             starts.append(len(code))
             usesmem.append(any(c in (0x60, 0x61) for c, _, _, _ in insns))
             code.extend(self._rewrite(insns, len(code)))

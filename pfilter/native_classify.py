@@ -1,0 +1,369 @@
+"""Native code for rule sets: one machine-code function per classification plan that runs every
+rule on a packet while the packet is in the registers and the L1 cache, and writes the rule bits,
+counts and byte totals the Cython engine (pfilter._classify.RuleEngine) writes.
+
+Imports pfilter.native (and through it llvmlite, lazily), pfilter.lowering and numpy.
+`classifier_for(plan)` (re-exported as pfilter.native.classifier_for) returns a NativeClassifier
+whose `run` has RuleEngine.run's signature and results; pfilter.classification.run calls it for
+backend "native" (or "auto" on large inputs).
+
+Code shape. Each rule's program (Plan.programs) becomes a filter function as pfilter.native
+builds it for one program (straight-line where it is loop-free and small, branching otherwise),
+always inlined into one loop over the packets. The straight-line rules of a packet then sit in one
+basic block, where LLVM's value numbering computes every load, compare and path predicate the
+rules share (`ldh [12]`, `jeq #0x800`, the TCP header offset) once per packet: the plan's
+hash-consed test nodes, found again on the IR. The verdicts of 64 rules make one word; a packet's
+set bits (usually few) update counts[r], nbytes[r] and out. Each call handles at most
+CHUNK_ROWS rows, so Python regains control (Ctrl-C) between calls; ctypes releases the GIL
+around each call, so threads classify disjoint rows in parallel.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from . import native
+from .lowering import lower
+
+__all__ = ["NativeClassifier", "classifier_for"]
+
+#: rows one native call classifies before returning to Python
+CHUNK_ROWS = 1 << 16
+
+_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, *([ctypes.c_void_p, ctypes.c_int64] + [ctypes.c_void_p] * 4
+                                          + [ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+                                          + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2
+                                          + [ctypes.c_void_p]))
+
+
+def classifier_for(plan: Any) -> NativeClassifier:
+    """Native code for a classification plan (pfilter.classification.plan.Plan): every rule of
+    plan.programs in one function (from the in-memory cache when it was compiled before)."""
+    return NativeClassifier(plan)
+
+
+def _group_jumps(plan: Any) -> list[frozenset[int]]:
+    """Per rule, the instruction indexes of its conditional jumps that are equality-group tests
+    (the `jeq #k` ending a plan test node whose tgroup is set)."""
+    from .classification.plan import OP_TEST
+    ends = list(plan.starts[1:]) + [len(plan.code)]
+    out = []
+    for r, insns in enumerate(plan.programs):
+        rows = plan.code[int(plan.starts[r]):int(ends[r])]
+        at = set()
+        for i in np.flatnonzero(rows["code"] == OP_TEST):
+            if plan.tgroup[int(rows[i]["k"])] >= 0:
+                j = int(i)
+                while (insns[j][0] & 0x07) != 0x05:      # the block's jump (BPF_JMP)
+                    j += 1
+                at.add(j)
+        out.append(frozenset(at))
+    return out
+
+
+def _words(rules: Any, nw: int) -> list[int]:
+    """nw 64-bit words with the bits of `rules` set."""
+    words = [0] * nw
+    for r in rules:
+        words[int(r) >> 6] |= 1 << (int(r) & 63)
+    return words
+
+
+def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
+    import llvmlite.binding as llvm
+    import llvmlite.ir as ir
+
+    m = ir.Module(name=name)
+    m.triple = llvm.get_process_triple()
+    t = native._Ir(m)
+    nr = len(lows)
+    nw = (nr + 63) // 64
+    i1, i8, i32, i64, ptr, i64p, c32, c64 = t.i1, t.i8, t.i32, t.i64, t.ptr, t.i64p, t.c32, t.c64
+    i32p = i32.as_pointer()
+    # per rule: its default verdict (group tests false, inlined) and its exact verdict (a call)
+    defaults, exact = [], []
+    for r, (low, false_at) in enumerate(zip(lows, _group_jumps(plan))):
+        build = native._straight_flt if native._straight_line(low) else native._branching_flt
+        build(t, low, f"{name}_r{r}")
+        exact.append(m.get_global(f"{name}_r{r}_flt"))
+        build(t, low, f"{name}_d{r}", false_at)
+        defaults.append(m.get_global(f"{name}_d{r}_flt"))
+    fty = exact[0].type
+    table = ir.GlobalVariable(m, ir.ArrayType(fty, nr), name=f"{name}_exact")
+    table.initializer = ir.Constant(ir.ArrayType(fty, nr), exact)
+    table.global_constant = True
+    table.linkage = "internal"
+    for f in exact:    # called through the table: keep them out of line
+        f.attributes.discard("alwaysinline")
+        f.attributes.add("noinline")
+    # the groups' trigger masks: row gstart[g] + i = the rules meeting the group's i-th test
+    ngt = len(plan.gtest)
+    trig = []
+    for gt in plan.gtest:
+        s, e = int(plan.trig_start[gt]), int(plan.trig_start[gt + 1])
+        trig.extend(_words(plan.trig[s:e], nw))
+    trig_tab = ir.GlobalVariable(m, ir.ArrayType(i64, max(1, ngt * nw)), name=f"{name}_trig")
+    trig_tab.initializer = ir.Constant(ir.ArrayType(i64, max(1, ngt * nw)), [c64(w) for w in trig] or [c64(0)])
+    trig_tab.global_constant = True
+    trig_tab.linkage = "internal"
+
+    fn = t.function(f"{name}_run", i64, [ptr, i64, i64p, i32p, i32p, i64p, i64, ptr, i64, i64p, i64p, i64, i64, i64p],
+                    noalias=(0, 2, 3, 4, 5, 7, 9, 10, 13))
+    data, size, offsets, caplen, wirelen, rows, packed, out, width, counts, nbytes, start, stop, status = fn.args
+    cttz = ir.Function(m, ir.FunctionType(i64, [i64, i1]), name="llvm.cttz.i64")
+    prefetch = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, i32, i32, i32]), name="llvm.prefetch.p0")
+    eb = ir.IRBuilder(fn.append_basic_block("entry"))
+    total = eb.alloca(i64, name="total")
+    eb.store(c64(0), total)
+    has_rows = eb.icmp_unsigned("!=", eb.ptrtoint(rows, i64), c64(0))
+    has_out = eb.icmp_unsigned("!=", eb.ptrtoint(out, i64), c64(0))
+    is_packed = eb.icmp_unsigned("!=", packed, c64(0))
+    zero_word = eb.bitcast(native._zero_word(t, name), ptr)
+    head = fn.append_basic_block("head")
+    done = fn.append_basic_block("done")
+    eb.branch(head)
+    hb = ir.IRBuilder(head)
+    j = hb.phi(i64, name="j")
+    j.add_incoming(start, eb.block)
+    body = fn.append_basic_block("body")
+    hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
+    b = ir.IRBuilder(body)
+    dummy = ir.GlobalVariable(m, i64, name=f"{name}_norow")
+    dummy.initializer = c64(0)
+    dummy.linkage = "internal"
+
+    def row(b: Any, at: Any) -> Any:
+        """rows[at], or at when there are no rows (the load then reads a dummy word)"""
+        return b.select(has_rows, b.load(b.select(has_rows, b.gep(rows, [at]), dummy)), at)
+
+    nxt = b.add(j, c64(1))
+    i = row(b, j)
+    ahead = b.add(j, c64(native.PREFETCH_AHEAD))
+    pf = fn.append_basic_block("prefetch")
+    check = fn.append_basic_block("check")
+    b.cbranch(b.icmp_signed("<", ahead, stop), pf, check)
+    pb = ir.IRBuilder(pf)
+    po = pb.load(pb.gep(offsets, [row(pb, ahead)]))
+    po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
+    for line in range(native.PREFETCH_LINES):
+        pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(64 * line))]), c32(0), c32(native.PREFETCH_LOCALITY), c32(1)])
+    pb.branch(check)
+    b = ir.IRBuilder(check)
+    o = b.load(b.gep(offsets, [i]))
+    c = b.load(b.gep(caplen, [i]))
+    ok = b.and_(b.and_(b.icmp_signed(">=", o, c64(0)), b.icmp_signed("<=", o, size)),
+                b.icmp_signed("<=", b.zext(c, i64), b.sub(size, o)))
+    run = fn.append_basic_block("run")
+    bad = fn.append_basic_block("bad")
+    b.cbranch(ok, run, bad)
+    badb = ir.IRBuilder(bad)
+    badb.store(c64(1), status)
+    badb.ret(i)
+    b = ir.IRBuilder(run)
+    p = b.gep(data, [o])
+    wl = b.load(b.gep(wirelen, [i]))
+    wl64 = b.zext(wl, i64)
+    len64 = b.zext(c, i64)
+    outrow = b.gep(out, [b.mul(i, width)])
+
+    # 1. the groups: each group's value node computed once from the root through its parents
+    # (bytes past caplen read as zero, a zero divisor as one: any value is safe here, see
+    # below); its constants compared all at once (a vector compare); a match marks the rules
+    # meeting that test, to be evaluated exactly
+
+    def load(b: Any, off: Any, size: int) -> Any:
+        inside = b.icmp_unsigned(">=", len64, b.add(off, c64(size)))
+        return t.load_be(b, b.select(inside, b.gep(p, [off]), zero_word), size)
+
+    def divisor(b: Any, x: Any) -> tuple[Any, Any]:
+        return b, b.select(b.icmp_unsigned("==", x, c32(0)), c32(1), x)
+
+    memo: dict[int, tuple[Any, Any]] = {}
+
+    def value(b: Any, v: int) -> tuple[Any, Any]:
+        """(A, X) of value node v"""
+        if v not in memo:
+            parent = int(plan.vparent[v])
+            a, x = (c32(0), c32(0)) if parent < 0 else value(b, parent)
+            regs = native._Values(A=a, X=x)
+            s = int(plan.vstart[v])
+            for rec in plan.vcode[s:s + int(plan.vlen[v])]:
+                b = native._insn(t, b, int(rec["code"]), int(rec["k"]), regs, load, divisor, wl)
+            memo[v] = (regs["A"], regs["X"])
+        return memo[v]
+
+    trigw = [c64(0)] * nw
+    for g in range(len(plan.gvalue)):
+        a, _x = value(b, int(plan.gvalue[g]))
+        s, e = int(plan.gstart[g]), int(plan.gstart[g + 1])
+        consts = [int(k) for k in plan.gconst[s:e]]
+        lanes = max(16, -(-len(consts) // 16) * 16)
+        consts += [consts[0]] * (lanes - len(consts))
+        vt = ir.VectorType(i32, lanes)
+        splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, None), a, c32(0)), ir.Constant(vt, None),
+                                 ir.Constant(ir.VectorType(i32, lanes), [c32(0)] * lanes))
+        hits = b.bitcast(b.icmp_unsigned("==", splat, ir.Constant(vt, [c32(k) for k in consts])), ir.IntType(lanes))
+        found = fn.append_basic_block(f"found{g}")
+        joined = fn.append_basic_block(f"group{g}")
+        before = b.block
+        b.cbranch(b.icmp_unsigned("!=", hits, ir.Constant(ir.IntType(lanes), 0)), found, joined)
+        fb = ir.IRBuilder(found)
+        idx = fb.zext(_cttz_wide(fb, m, hits, lanes), i64)
+        row0 = fb.mul(fb.add(idx, c64(s)), c64(nw))
+        got = [fb.or_(trigw[w], fb.load(fb.gep(trig_tab, [c64(0), fb.add(row0, c64(w))]))) for w in range(nw)]
+        fb.branch(joined)
+        b = ir.IRBuilder(joined)
+        phis = []
+        for w in range(nw):
+            phis.append(b.phi(i64))
+            phis[w].add_incoming(trigw[w], before)
+            phis[w].add_incoming(got[w], found)
+        trigw = phis
+
+    # 2. default verdicts (inlined: LLVM folds most to a constant), replaced for the marked rules
+    # by their exact verdicts, then 3. the packet's hits
+    for q in range(nw):
+        word = c64(0)
+        for r in range(q * 64, min(q * 64 + 64, nr)):
+            v = b.call(defaults[r], [p, c, wl, total])
+            word = b.or_(word, b.shl(b.zext(b.icmp_unsigned("!=", v, c32(0)), i64), c64(r - q * 64)))
+        word = b.and_(word, b.xor(trigw[q], c64(-1)))
+        again = fn.append_basic_block(f"again{q}")
+        settled = fn.append_basic_block(f"settled{q}")
+        before = b.block
+        b.cbranch(b.icmp_unsigned("!=", trigw[q], c64(0)), again, settled)
+        ab_ = ir.IRBuilder(again)
+        tw = ab_.phi(i64)
+        acc = ab_.phi(i64)
+        tw.add_incoming(trigw[q], before)
+        acc.add_incoming(word, before)
+        bitno = ab_.call(cttz, [tw, ir.Constant(i1, 1)])
+        f = ab_.load(ab_.gep(table, [c64(0), ab_.add(bitno, c64(q * 64))]))
+        v = ab_.call(f, [p, c, wl, total])
+        acc2 = ab_.or_(acc, ab_.shl(ab_.zext(ab_.icmp_unsigned("!=", v, c32(0)), i64), bitno))
+        tw2 = ab_.and_(tw, ab_.sub(tw, c64(1)))
+        tw.add_incoming(tw2, again)
+        acc.add_incoming(acc2, again)
+        ab_.cbranch(ab_.icmp_unsigned("!=", tw2, c64(0)), again, settled)
+        b = ir.IRBuilder(settled)
+        fin = b.phi(i64)
+        fin.add_incoming(word, before)
+        fin.add_incoming(acc2, again)
+        word = fin
+        # the packet's hits in this word, one at a time
+        bits = fn.append_basic_block(f"bits{q}")
+        after = fn.append_basic_block(f"after{q}")
+        entry_block = b.block
+        b.cbranch(b.icmp_unsigned("!=", word, c64(0)), bits, after)
+        bb = ir.IRBuilder(bits)
+        w = bb.phi(i64)
+        w.add_incoming(word, entry_block)
+        rr = bb.add(bb.call(cttz, [w, ir.Constant(i1, 1)]), c64(q * 64))
+        cp = bb.gep(counts, [rr])
+        bb.store(bb.add(bb.load(cp), c64(1)), cp)
+        np_ = bb.gep(nbytes, [rr])
+        bb.store(bb.add(bb.load(np_), wl64), np_)
+        at = bb.select(is_packed, bb.lshr(rr, c64(3)), rr)
+        bit = bb.select(is_packed, bb.trunc(bb.lshr(c64(0x80), bb.and_(rr, c64(7))), i8), ir.Constant(i8, 1))
+        slot = bb.gep(outrow, [bb.select(has_out, at, c64(0))])
+        write = fn.append_basic_block(f"write{q}")
+        nextbit = fn.append_basic_block(f"nextbit{q}")
+        bb.cbranch(has_out, write, nextbit)
+        wb = ir.IRBuilder(write)
+        wb.store(wb.or_(wb.load(slot), bit), slot)
+        wb.branch(nextbit)
+        nb = ir.IRBuilder(nextbit)
+        rest = nb.and_(w, nb.sub(w, c64(1)))
+        w.add_incoming(rest, nextbit)
+        nb.cbranch(nb.icmp_unsigned("!=", rest, c64(0)), bits, after)
+        b = ir.IRBuilder(after)
+    b.branch(head)
+    j.add_incoming(nxt, b.block)
+    db = ir.IRBuilder(done)
+    db.store(c64(0), status)
+    db.ret(stop)
+    return str(m)
+
+
+def _cttz_wide(b: Any, m: Any, v: Any, bits: int) -> Any:
+    """The index (i32) of the lowest set bit of a nonzero iN value."""
+    import llvmlite.ir as ir
+    ty = ir.IntType(bits)
+    f = m.globals.get(f"llvm.cttz.i{bits}")
+    if f is None:
+        f = ir.Function(m, ir.FunctionType(ty, [ty, ir.IntType(1)]), name=f"llvm.cttz.i{bits}")
+    n = b.call(f, [v, ir.Constant(ir.IntType(1), 1)])
+    return n if bits == 32 else b.trunc(n, ir.IntType(32)) if bits > 32 else b.zext(n, ir.IntType(32))
+
+
+class NativeClassifier:
+    """Machine code for a rule set: `run` as pfilter._classify.RuleEngine.run. `compile_seconds`
+    is what generating it took (0.0 when it came from the cache)."""
+
+    __slots__ = ("nrules", "compile_seconds", "_run")
+
+    def __init__(self, plan: Any) -> None:
+        lows = [lower(p) for p in plan.programs]
+        self.nrules = len(lows)
+        digest = hashlib.sha256("/".join(low.digest for low in lows).encode()).hexdigest()
+        key = "classify/" + digest
+        cached = key in native._cache
+        name = f"pc{digest[:24]}"
+        self._run, seconds = native.machine_code(key, lambda: _module_ir(plan, lows, name), f"{name}_run", _RUN)
+        self.compile_seconds = 0.0 if cached else seconds
+
+    def __repr__(self) -> str:
+        return f"<NativeClassifier {self.nrules} rules>"
+
+    def run(self, data: Any, offsets: Any, caplen: Any, wirelen: Any, rows: Any, out: Any, packed: bool,
+            counts: Any, nbytes: Any, classes: bool = True) -> int:
+        """Evaluate every rule on packets `rows` (int64 indices; None = all) of a batch, as
+        RuleEngine.run does: out is None, or a zeroed C-contiguous uint8 array of shape
+        (n, nrules) (or (n, ceil(nrules/8)) with packed, np.packbits order) receiving the rule
+        bits; counts[r] and nbytes[r] grow for every accepting packet. `classes` is accepted for
+        the engine's signature (native code has no class table); returns 0 (classes made)."""
+        del classes
+        data, offsets, caplen, wirelen = (np.ascontiguousarray(a) for a in (data, offsets, caplen, wirelen))
+        if not (data.dtype == np.uint8 and offsets.dtype == np.int64 and caplen.dtype == np.uint32
+                and wirelen.dtype == np.uint32):
+            raise TypeError("data, offsets, caplen, wirelen must be uint8, int64, uint32, uint32 arrays")
+        n = len(offsets)
+        if len(caplen) != n or len(wirelen) != n:
+            raise ValueError("batch arrays differ in length")
+        nr = self.nrules
+        for a in (counts, nbytes):
+            if not (isinstance(a, np.ndarray) and a.dtype == np.int64 and a.shape == (nr,) and a.flags.c_contiguous
+                    and a.flags.writeable):
+                raise ValueError("counts and nbytes need one entry per rule (writable int64 arrays)")
+        if rows is not None:
+            rows = np.ascontiguousarray(rows, dtype=np.int64)
+            if rows.ndim != 1:
+                raise ValueError("rows must be a 1-D array of packet indices")
+            if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= n):
+                bad = rows[(rows < 0) | (rows >= n)][0]
+                raise IndexError(f"row {bad} outside the batch (0..{n - 1})")
+        width = 0
+        if out is not None:
+            width = (nr + 7) // 8 if packed else nr
+            if not (isinstance(out, np.ndarray) and out.dtype == np.uint8 and out.shape == (n, width)
+                    and out.flags.c_contiguous and out.flags.writeable):
+                raise ValueError(f"out must be a writable C-contiguous uint8 array of shape ({n}, {width})")
+        nrows = n if rows is None else len(rows)
+        if nr == 0 or nrows == 0:
+            return 0
+        size = len(data)
+        dp = data.ctypes.data if size else counts.ctypes.data     # never read when size is 0
+        status = np.zeros(1, np.int64)
+        args = (dp, size, offsets.ctypes.data, caplen.ctypes.data, wirelen.ctypes.data,
+                None if rows is None else rows.ctypes.data, int(bool(packed)),
+                None if out is None or not width else out.ctypes.data, width, counts.ctypes.data,
+                nbytes.ctypes.data)
+        j = 0
+        while j < nrows:
+            j = self._run(*args, j, min(nrows, j + CHUNK_ROWS), status.ctypes.data)
+            if status[0]:
+                raise ValueError(f"packet {j} lies outside the data buffer")
+        return 0
