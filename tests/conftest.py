@@ -45,6 +45,23 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line(f"{name}" + (f" ({n} cases)" if n > 1 else "") + f"  [{setting}]")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_home(tmp_path_factory):
+    """Point XDG_CACHE_HOME at a directory of this test session, for this process and the
+    pfilter processes the tests start: pfilter.filter_file and the command use the
+    compiled-program cache (pfilter.compiler.cache) by default and must not fill the user's
+    ~/.cache/pfilter. A test of the cache sets its own directory (monkeypatch.setenv) on top."""
+    import os
+    home = str(tmp_path_factory.mktemp("xdg-cache"))
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = home
+    yield home
+    if before is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture(params=["cython", "python"])
 def vm(request, monkeypatch):
     """Runs the test once with the Cython VM and once with the pure-Python VM."""

@@ -107,15 +107,25 @@ def test_docs_and_help_point_at_nothing_outside_the_repository():
 
 
 def test_every_pfilter_setting_is_in_the_readme_table():
+    """Every PFILTER_* name read by the package, its build, scripts, CI, tests or benchmarks is a
+    row of the one settings table; every row is read somewhere; the README names no other."""
+    setting = re.compile(r"\bPFILTER_[A-Z][A-Z_]*[A-Z]\b")
     used = set()
-    for path in [ROOT / "setup.py", *ROOT.glob("scripts/*"), *ROOT.glob("pfilter/**/*.py"),
-                 *ROOT.glob("pfilter/**/*.pyx"), *ROOT.glob("tests/**/*.py"), *ROOT.glob("bench/**/*.py")]:
+    sources = [ROOT / "setup.py", *ROOT.glob(".ci/*")]
+    for top in ("pfilter", "scripts", "tests", "bench"):
+        sources += [p for p in (ROOT / top).rglob("*") if p.suffix in (".py", ".pyx", ".pxd", ".pxi", ".sh")]
+    for path in sources:
         if path.is_file():
-            used |= set(re.findall(r"\bPFILTER_[A-Z][A-Z_]*[A-Z]\b", path.read_text(errors="replace")))
-    table = set(re.findall(r"^\| `(PFILTER_[A-Z_]+)", README, re.M))
+            used |= set(setting.findall(path.read_text(errors="replace")))
+    rows = [(n, m.group(1)) for n, line in enumerate(README.splitlines())
+            for m in [re.match(r"\| `(PFILTER_[A-Z_]+)", line)] if m]
+    table = {name for _, name in rows}
     assert used, "no settings found: the search is broken"
+    assert {"PFILTER_ASAN", "PFILTER_TEST_JOBS", "PFILTER_FUZZ_DURATION"} <= used   # shell scripts were read
     assert used - table == set()
     assert table - used == set()
+    assert [n for n, _ in rows] == list(range(rows[0][0], rows[0][0] + len(rows)))   # one table
+    assert set(setting.findall(README)) == table
 
 
 def test_the_version_is_written_once():
@@ -150,3 +160,21 @@ def test_the_readme_quick_start_is_two_commands_the_first_making_a_venv():
     assert commands[0].startswith("python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/pfilter -r data/")
     assert commands[1] == "bash scripts/test.sh"
     assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_suite_keeps_compiled_programs_out_of_the_users_cache(tmp_path, monkeypatch):
+    """tests/conftest.py points XDG_CACHE_HOME at a directory of the test session: filter_file
+    and the command (which cache compiled programs by default) fill that one, not ~/.cache."""
+    from pfilter.compiler import cache
+    monkeypatch.delenv("PFILTER_NO_CACHE", raising=False)
+    session = Path(os.environ["XDG_CACHE_HOME"])
+    users = Path(os.path.expanduser("~")) / ".cache"
+    assert Path(cache._cache_dir()) == session / "pfilter" / "programs"
+    assert users not in [session, *session.parents]
+    expr = f"udp port {os.getpid() % 60000 + 1} or tcp"   # a program not cached before in this session
+    before = set((session / "pfilter").rglob("*.txt"))
+    pfilter.filter_file(ROOT / "data" / "sample.pcap", tmp_path / "a.pcap", expr)
+    done = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(ROOT / "data" / "sample.pcap"),
+                           "-w", str(tmp_path / "b.pcap"), expr + " or icmp"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(set((session / "pfilter").rglob("*.txt")) - before) == 2
