@@ -9,7 +9,8 @@
   the interpreter start (the launcher's Python and its site, importing nothing of pfilter), then
   2 threads pread()ing the 1 GB in 1 MB chunks into reused buffers and pwrite()ing as many bytes
   as the filter's output holds (FLOOR below: no walk, no filter). The w2 wall target cannot be
-  met below it.
+  met below it. And the start: the same pfilter command on the capture's header alone (no
+  packet), the serial part that bounds the scaling: "pass scaling" is w1 / w2 without it.
 - A directory of 1,000 captures of about 1 MB (the 1 GB capture cut on record boundaries):
   `pfilter -r DIR --count` against a shell loop of `tcpdump -r FILE --count` (target >= 10x,
   equal counts).
@@ -46,7 +47,9 @@ NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} i
         "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
         "busy 2-core machine a second worker finds no free core. The floor: the interpreter start, 2 threads "
         "reading the 1 GB and writing as many bytes as the output holds, no filter (bench/test_bench_scale.py's "
-        "FLOOR): what no 2-worker pass can go below; its ratios to tcpdump's wall and CPU.")
+        "FLOOR): what no 2-worker pass can go below; its ratios to tcpdump's wall and CPU. Start: the same pfilter "
+        "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
+        "(w1 - start) / (w2 - start).")
 
 
 # The floor of a 2-worker `-r -w` (see the module docstring): argv = input, output, bytes to
@@ -81,6 +84,21 @@ def _floor(src, dst, want, threads=2):
     return [sys.executable, "-c", FLOOR, str(src), str(dst), str(want), str(threads)]
 
 
+def _header_only(src, tmp_path):
+    """A capture holding src's file header and no packet (for the start-up of a command)."""
+    path = tmp_path / "header-only.pcap"
+    with open(src, "rb") as f:
+        path.write_bytes(f.read(24))
+    return path
+
+
+def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2):
+    return {"tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc,
+            "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 wall ratio": w2 / tw, "w1 -> w2 scaling": w1 / w2,
+            "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9), "floor wall s": fw,
+            "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
+
+
 def _env():
     return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -99,8 +117,8 @@ def _tcpdump():
 def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
-                         "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "floor wall s",
-                         "floor wall ratio", "floor CPU ratio", "peak MB w1 / w2"],
+                         "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "start s",
+                         "pass scaling", "floor wall s", "floor wall ratio", "floor CPU ratio", "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
 
 
@@ -123,22 +141,21 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, expr):
     env = _env()
     _run(pf[1], env)
     floor = _floor(huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24)
-    runs = {"td": [], 1: [], 2: [], "floor": []}
+    start = [{str(huge_capture): str(_header_only(huge_capture, tmp_path)),
+              str(tmp_path / "pf2.pcap"): str(tmp_path / "start.pcap")}.get(a, a) for a in pf[2]]
+    runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(_run(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
         for w in (1, 2):
             runs[w].append(_run(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
         runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["start"].append(_run(start, env, tmp=tmp_path))
     want = (tmp_path / "td.pcap").read_bytes()
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
     assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
     (tw, tc, _tm), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
-    fw, fc, _fm = _best(runs["floor"])
-    _table().add(expr, **{"expression": expression_id(expr), "tcpdump wall s": tw, "tcpdump CPU s": tc,
-                       "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc, "w1 wall ratio": w1 / tw,
-                       "w2 wall s": w2, "w2 wall ratio": w2 / tw, "w1 -> w2 scaling": w1 / w2,
-                       "floor wall s": fw, "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc,
-                       "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"})
+    (fw, fc, _fm), (sw, _sc, _sm) = _best(runs["floor"]), _best(runs["start"])
+    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2))
 
 
 def test_count_scaling(huge_capture, tmp_path, compiled):
@@ -149,19 +166,17 @@ def test_count_scaling(huge_capture, tmp_path, compiled):
     want = subprocess.run(td, capture_output=True, text=True, check=True).stdout
     assert counts[1] == counts[2] == want          # "N packets" both
     floor = _floor(huge_capture, tmp_path / "floor.bin", 0)
-    runs = {"td": [], 1: [], 2: [], "floor": []}
+    start = [a if a != str(huge_capture) else str(_header_only(huge_capture, tmp_path)) for a in pf[2]]
+    runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(_run(td, tmp=tmp_path))
         for w in (1, 2):
             runs[w].append(_run(pf[w], env, tmp=tmp_path))
         runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["start"].append(_run(start, env, tmp=tmp_path))
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
-    fw, fc, _fm = _best(runs["floor"])
-    _table().add("count", **{
-        "expression": "--count tcp", "tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1,
-        "w1 CPU ratio": c1 / tc, "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 wall ratio": w2 / tw,
-        "w1 -> w2 scaling": w1 / w2, "floor wall s": fw, "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc,
-        "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"})
+    (fw, fc, _fm), (sw, _sc, _sm) = _best(runs["floor"]), _best(runs["start"])
+    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2))
 
 
 def test_read_strategies(huge_capture, tmp_path):
