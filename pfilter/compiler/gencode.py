@@ -1134,25 +1134,26 @@ class Codegen(LinkLayer):
         if self.label_stack_depth > 0:
             _err("no VLAN match after MPLS")
         if self.linktype in ETHER_DLTS or (self.linktype in WLAN_DLTS and self.linktype != DLT["PPI"]):
-            b0 = self.gen_linktype(ETHERTYPE_8021Q)
-            b1 = self.gen_linktype(ETHERTYPE_8021AD)
-            gen_or(b0, b1)
-            b0 = b1
-            b1 = self.gen_linktype(ETHERTYPE_8021QINQ)
-            gen_or(b0, b1)
-            b0 = b1
-            if vlan_num is not None:
-                if vlan_num > 0x0FFF:
-                    _err(f"VLAN tag {vlan_num} greater than maximum {0x0FFF}")
-                b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_H, vlan_num, 0x0FFF)
-                gen_and(b0, b1)
-                b0 = b1
+            b0 = gen_or(self.gen_linktype(ETHERTYPE_8021Q), self.gen_linktype(ETHERTYPE_8021AD))
+            b0 = gen_or(b0, self.gen_linktype(ETHERTYPE_8021QINQ))
+            b0 = self._and_id(b0, vlan_num, "VLAN tag", 0x0FFF, OR_LINKPL, 0, BPF_H, 0)
             self.off_linkpl.constant_part = (self.off_linkpl.constant_part + 4) & 0xFFFFFFFF
             self.off_linktype.constant_part = (self.off_linktype.constant_part + 4) & 0xFFFFFFFF
         else:
             _err(f"no VLAN support for {self._linktype_desc()}")
         self.vlan_stack_depth += 1
         return b0
+
+    def _and_id(self, b0, value, what, limit, offrel, offset, size, shift):
+        """b0, and when `value` is given (at most `limit`) the test that the field of
+        limit's width at `shift` bits of the `size` load at offrel+offset holds it (the
+        VLAN, MPLS, PPPoE and Geneve ids of libpcap's gen_vlan(), gen_mpls(), ...)."""
+        if value is None:
+            return b0
+        if value > limit:
+            _err(f"{what} {value} greater than maximum {limit}")
+        return gen_and(b0, self.gen_mcmp(offrel, offset, size, (value << shift) & 0xFFFFFFFF,
+                                         (limit << shift) & 0xFFFFFFFF))
 
     def gen_mpls(self, label):
         # libpcap: gen_mpls()
@@ -1166,12 +1167,7 @@ class Codegen(LinkLayer):
                 b0 = self.gen_linktype(PPP_MPLS_UCAST)
             else:
                 _err(f"no MPLS support for {self._linktype_desc()}")
-        if label is not None:
-            if label > 0xFFFFF:
-                _err(f"MPLS label {label} greater than maximum {0xFFFFF}")
-            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_W, (label << 12) & 0xFFFFFFFF, 0xFFFFF000)
-            gen_and(b0, b1)
-            b0 = b1
+        b0 = self._and_id(b0, label, "MPLS label", 0xFFFFF, OR_LINKPL, 0, BPF_W, 12)
         self.off_nl_nosnap = (self.off_nl_nosnap + 4) & 0xFFFFFFFF
         self.off_nl = (self.off_nl + 4) & 0xFFFFFFFF
         self.label_stack_depth += 1
@@ -1184,12 +1180,7 @@ class Codegen(LinkLayer):
     def gen_pppoes(self, sess_num):
         # libpcap: gen_pppoes()
         b0 = self.gen_linktype(ETHERTYPE_PPPOES)
-        if sess_num is not None:
-            if sess_num > 0xFFFF:
-                _err(f"PPPoE session number {sess_num} greater than maximum {0xFFFF}")
-            b1 = self.gen_mcmp(OR_LINKPL, 0, BPF_W, sess_num, 0x0000FFFF)
-            gen_and(b0, b1)
-            b0 = b1
+        b0 = self._and_id(b0, sess_num, "PPPoE session number", 0xFFFF, OR_LINKPL, 0, BPF_W, 0)
         self._push_linkhdr(DLT["PPP"], self.off_linkpl.is_variable,
                            (self.off_linkpl.constant_part + self._nl() + 6) & 0xFFFFFFFF,
                            self.off_linkpl.reg)
@@ -1207,16 +1198,8 @@ class Codegen(LinkLayer):
         else:
             b0 = self.gen_port(GENEVE_PORT, IPPROTO_UDP, Q_DST)
             offrel = OR_TRAN_IPV4
-        b1 = self.gen_mcmp(offrel, 8, BPF_B, 0, 0xC0)
-        gen_and(b0, b1)
-        b0 = b1
-        if vni is not None:
-            if vni > 0xFFFFFF:
-                _err(f"Geneve VNI {vni} greater than maximum {0xFFFFFF}")
-            b1 = self.gen_mcmp(offrel, 12, BPF_W, (vni << 8) & 0xFFFFFFFF, 0xFFFFFF00)
-            gen_and(b0, b1)
-            b0 = b1
-        return b0
+        b0 = gen_and(b0, self.gen_mcmp(offrel, 8, BPF_B, 0, 0xC0))
+        return self._and_id(b0, vni, "Geneve VNI", 0xFFFFFF, offrel, 12, BPF_W, 8)
 
     def gen_geneve(self, vni):
         # libpcap: gen_geneve(), gen_geneve4(), gen_geneve6(), gen_geneve_offsets()
