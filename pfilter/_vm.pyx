@@ -177,6 +177,7 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
     cdef const vm_insn* q
     cdef uint64_t start = spent[0]
     cdef bint host = order_t is HostOrder
+    cdef int taken
     if clear_mem:
         memset(mem, 0, sizeof(mem))
     while True:
@@ -186,13 +187,17 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
         # pair_step (inlined). The other opcodes: a C `switch` here, then step()'s (see
         # tests/test_vm_dispatch.py).
         if pc.op >= PAIR_BASE:
-            pc = pair_step(prog, pc, p, buflen, &A, X, counter, order)
-            if pc == NULL:
+            taken = pair_step(prog, pc, p, buflen, &A, X, counter, order)
+            if taken > 0:
+                pc = prog + pc.jt
+            elif taken == 0:
+                pc = prog + pc.jf
+            else:
                 return 0
             continue
-        if pc.op == 0x06:        # ret #k
+        if pc.op == 0x06:        # ret #k, once per packet: before the compare tree of the switch
             return k
-        elif pc.op == 0x16:      # ret a
+        if pc.op == 0x16:        # ret a
             return A
         elif pc.op == 0x20:      # ld [k]
             if not load_abs(p, buflen, k, 4, host, &A): return 0
@@ -355,6 +360,9 @@ cdef Py_ssize_t run_rows(const uint8_t[::1] prog, bint clear_mem, const uint8_t[
     cdef Py_ssize_t per = chunk_packets(prog)
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
     cdef const uint8_t* base = &data[0] if size else NULL
+    cdef const int64_t* offs = &offsets[0] if npk else NULL
+    cdef const uint32_t* cap = &caplen[0] if npk else NULL
+    cdef const uint32_t* wire = &wirelen[0] if npk else NULL
     cdef BigEndian* bigendian = NULL
     cdef uint64_t spent
     cdef uint32_t r
@@ -367,19 +375,19 @@ cdef Py_ssize_t run_rows(const uint8_t[::1] prog, bint clear_mem, const uint8_t[
             while j < stop:
                 if j + PREFETCH_AHEAD < n:
                     ahead = index[j + PREFETCH_AHEAD] if index != NULL else j + PREFETCH_AHEAD
-                    if 0 <= ahead < npk:
-                        PF_PREFETCH(base + offsets[ahead])
-                        PF_PREFETCH(base + offsets[ahead] + 63)
+                    if index == NULL or 0 <= ahead < npk:
+                        PF_PREFETCH(base + offs[ahead])
+                        PF_PREFETCH(base + offs[ahead] + 63)
                 i = index[j] if index != NULL else j
                 j += 1
-                if not 0 <= i < npk:
+                if index != NULL and not 0 <= i < npk:
                     continue
-                if not inside(offsets[i], caplen[i], size):
+                if not inside(offs[i], cap[i], size):
                     bad = i
                     break
                 if counter_t is Count:
                     counter.n = 0
-                r = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, &spent, counter, bigendian)
+                r = bpf_run(insns, base + offs[i], cap[i], wire[i], clear_mem, &spent, counter, bigendian)
                 if out != NULL:
                     out[i] = r
                 if counter_t is Count:

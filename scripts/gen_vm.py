@@ -30,27 +30,26 @@ HEADER = """\
 # Written by scripts/gen_vm.py when setup.py builds pfilter/_vm.pyx (which includes it): do not
 # edit.
 
-cdef inline const vm_insn* pair_step(const vm_insn* prog, const vm_insn* pc, const uint8_t* p,
-                                     uint32_t buflen, uint32_t* A, uint32_t X, counter_t* counter,
-                                     order_t* order) noexcept nogil:
-    \"\"\"The instruction after pc, a conditional jump or a load+jump pair (pair_op), or NULL when
-    the program returns 0. A pair's load runs first; once it succeeds, the jump is counted, traced
-    or profiled as the instruction it is (pc + 1).\"\"\"
+cdef inline int pair_step(const vm_insn* prog, const vm_insn* pc, const uint8_t* p, uint32_t buflen,
+                          uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
+    \"\"\"Whether the conditional jump, or load+jump pair (pair_op), at pc is taken (1) or not (0);
+    -1 when the program returns 0. A pair's load runs first; once it succeeds, the jump is
+    counted, traced or profiled as the instruction it is (pc + 1). Each case returns constants
+    from the arms of an if/else, so that once inlined the caller's branch on the result is
+    threaded into each case: a predictable branch per case, not a conditional move (which would
+    serialise long chains of tests, as in 20-host filters).\"\"\"
     cdef uint32_t k = pc.k
     cdef bint host = order_t is HostOrder
 """
-# an explicit if/else, not a conditional expression: gcc then emits a predictable branch instead
-# of a conditional move, which serialises long chains of tests (20-host filters)
 CASE = """\
     {kw} pc.op == 0x{op:x}:   # {what}
 {load}        if jump_taken(0x{jcode:x}, A[0], {rhs}):
-            return prog + pc.jt
-        else:
-            return prog + pc.jf
+            return 1
+        return 0
 """
 LOAD = """\
         if not {call}:
-            return NULL
+            return -1
         count(counter, pc - prog + 1, A[0], X)
 """
 
@@ -65,7 +64,7 @@ def cases():
                 out.append(CASE.format(kw="elif" if len(out) > 1 else "if", op=0x100 + 8 * slot + 2 * j + x,
                                        what=what, load=LOAD.format(call=call) if call else "",
                                        jcode=0x15 + 0x10 * j + 8 * x, rhs="X" if x else "pc.k2"))
-    out.append("    return NULL              # not a case decode() writes\n")
+    out.append("    return -1                # not a case decode() writes\n")
     return "".join(out)
 
 
