@@ -201,12 +201,17 @@ def test_a_full_file_system_on_the_fast_path_gives_one_line_and_no_file(tmp_path
     assert sorted(os.listdir(out)) == ["tcp.pcap"] and (out / "tcp.pcap").read_bytes() == b"old"
 
 
-@pytest.mark.parametrize("name", CAPTURES[:3])
+@pytest.mark.parametrize("name", CAPTURES[:3] + ["nanoseconds"])
 def test_the_fast_and_general_paths_write_the_same_files(tmp_path, monkeypatch, name):
     """The fast path (plain pcap outputs written from the read buffer by threads) against the
     writers (PFILTER_NO_FASTPATH), with first-match, an unmatched pcapng file (general path)
-    next to pcap ones (fast path) and all 22 rules."""
-    src = ref.corpus_file(f"pcaps/{name}")
+    next to pcap ones (fast path) and all 22 rules; also a nanosecond pcap."""
+    if name == "nanoseconds":
+        src = tmp_path / "ns.pcap"
+        with pfilter.open(ref.corpus_file(f"pcaps/{CAPTURES[0]}")) as cap:
+            pfilter.write(src, cap, ts_resolution="ns")
+    else:
+        src = ref.corpus_file(f"pcaps/{name}")
     order = list(RULES)[::-1]
     runs = {}
     for path in ("fast", "general"):
