@@ -38,6 +38,9 @@ _JMP = {"jeq": (0x10, False), "jgt": (0x20, False), "jge": (0x30, False), "jset"
         "jne": (0x10, True), "jneq": (0x10, True), "jlt": (0x30, True), "jle": (0x20, True)}
 _JMP_NAME = {0x10: "jeq", 0x20: "jgt", 0x30: "jge", 0x40: "jset"}
 _JMP_INVERSE = {0x10: "jne", 0x20: "jle", 0x30: "jlt"}
+#: the instructions whose whole opcode names one bpf_asm form ({k}: the operand)
+_WHOLE_OPCODE_TEXT = {0x06: "ret #{k}", 0x16: "ret a", 0x02: "st M[{k}]", 0x03: "stx M[{k}]",
+                      0x84: "neg", 0x07: "tax", 0x87: "txa"}
 _LOAD_SIZE = {"ld": 0x00, "ldh": 0x08, "ldb": 0x10}
 
 _NUM = r"[-+]?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|[0-9]+)"
@@ -214,10 +217,8 @@ def disassemble(insns: list[tuple[int, int, int, int]]) -> str:
 def _text(i: int, insn: tuple[int, int, int, int]) -> str:
     code, jt, jf, k = insn
     cls = code & 0x07
-    if code == 0x06:
-        return f"ret #{k}"
-    if code == 0x16:
-        return "ret a"
+    if code in _WHOLE_OPCODE_TEXT:
+        return _WHOLE_OPCODE_TEXT[code].format(k=k)
     if cls in (0x00, 0x01):
         x = "x" if cls == 0x01 else ""
         mode = code & 0xE0
@@ -236,19 +237,9 @@ def _text(i: int, insn: tuple[int, int, int, int]) -> str:
             return f"{name} [{k}]"
         if mode == 0x40:
             return f"{name} [x + {k}]"
-    if code == 0x02:
-        return f"st M[{k}]"
-    if code == 0x03:
-        return f"stx M[{k}]"
     if cls == 0x04:
-        if code == 0x84:
-            return "neg"
         name = _ALU_NAME[code & 0xF0]
         return f"{name} x" if code & 0x08 else f"{name} #{k}"
-    if code == 0x07:
-        return "tax"
-    if code == 0x87:
-        return "txa"
     if code == 0x05:
         return f"ja l{i + 1 + (k - (1 << 32) if k & 0x80000000 else k)}"
     if cls == 0x05:

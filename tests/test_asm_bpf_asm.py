@@ -4,9 +4,12 @@ Facts: the bytes of the ARP example are those Documentation/networking/filter.rs
 "Examples for low-level BPF") prints for `bpf_asm foo` and `bpf_asm -c foo`; the other expected
 tuples follow from the opcode encoding in include/uapi/linux/filter.h and bpf_common.h.
 """
+import re
+
 import pytest
 
 import pfilter
+import pfilter.seccomp as seccomp
 from pfilter import Program
 from pfilter.errors import InvalidProgramError
 
@@ -102,17 +105,26 @@ def test_every_addressing_mode_and_mnemonic_assembles_and_disassembles_back():
     assert t[45] == (0x3D, 2, 3, 0)
 
 
-@pytest.mark.parametrize("text, what", [
-    ("ldh [12]\njeq #1, nowhere\nret #0", "no label 'nowhere'"),
-    ("a: ret #0\na: ret #0", "defined twice"),
-    ("ldq [12]\nret #0", "cannot assemble"),
-    ("ld #0x1ffffffff\nret #0", "32 bits"),
-    ("", "no instructions"),
-    ("x: ldh [12]\njeq #1, x\nret #0", "not after the jump"),
+@pytest.mark.parametrize("assemble, text, line, what", [
+    (Program.from_asm, "ldh [12]\njeq #1, nowhere\nret #0", 2, "no label 'nowhere'"),
+    (Program.from_asm, "a: ret #0\na: ret #0", 2, "defined twice"),
+    (Program.from_asm, "ldq [12]\nret #0", 1, "cannot assemble"),
+    (Program.from_asm, "ld #0x1ffffffff\nret #0", 1, "32 bits"),
+    (Program.from_asm, "", None, "no instructions"),
+    (Program.from_asm, "x: ldh [12]\njeq #1, x\nret #0", 2, "not after the jump"),
+    # the seccomp assembler (pfilter.seccomp.assemble, its readable style) answers alike
+    (seccomp.assemble, "A = nr\nif (A == read) goto x\nx: return ALLOW", 2, "needs a known architecture"),
+    (seccomp.assemble, "goto nowhere\nreturn ALLOW", 1, "unknown label"),
+    (seccomp.assemble, "x: return ALLOW\ngoto x", 2, "backward"),
+    (seccomp.assemble, "A = nr\nfrobnicate\nreturn ALLOW", 2, "not a statement"),
+    (seccomp.assemble, "", None, "empty"),
+    (seccomp.assemble, "return ERRNO(99999)", 1, "16 bits"),
 ])
-def test_bad_assembly_raises_invalid_program_naming_the_line(text, what):
-    with pytest.raises(InvalidProgramError, match=what):
-        Program.from_asm(text)
+def test_bad_assembly_raises_invalid_program_naming_the_line(assemble, text, line, what):
+    with pytest.raises(InvalidProgramError, match=what) as caught:
+        assemble(text)
+    named = re.match(r"line (\d+): ", str(caught.value))
+    assert (int(named.group(1)) if named else None) == line
 
 
 def test_comments_of_both_kinds_are_ignored():

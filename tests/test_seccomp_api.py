@@ -191,17 +191,8 @@ def test_assemble_reads_hand_written_text_with_labels_and_names():
     assert [str(S.Action(int(v))) for v in res] == ["ALLOW", "ERRNO(13)", "ALLOW", "ERRNO(13)", "KILL_PROCESS"]
 
 
-@pytest.mark.parametrize("text, what", [
-    ("A = nr\nif (A == read) goto x\nx: return ALLOW", "needs a known architecture"),
-    ("goto nowhere\nreturn ALLOW", "unknown label"),
-    ("x: return ALLOW\ngoto x", "backward"),
-    ("A = nr\nfrobnicate\nreturn ALLOW", "not a statement"),
-    ("", "empty"),
-    ("return ERRNO(99999)", "16 bits"),
-])
-def test_assemble_errors_name_the_line(text, what):
-    with pytest.raises(InvalidProgramError, match=what):
-        S.assemble(text)
+# S.assemble's errors (each names its line) are tested with bpf_asm's, in
+# tests/test_asm_bpf_asm.py::test_bad_assembly_raises_invalid_program_naming_the_line
 
 
 def test_assemble_resolves_names_with_an_assumed_arch():
