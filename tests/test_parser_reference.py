@@ -46,11 +46,10 @@ def explicit(node):
         return "outbound"
     if isinstance(node, ast.Ifindex):
         return f"ifindex {node.value}"
-    for cls, word, attr in ((ast.Vlan, "vlan", "id"), (ast.Mpls, "mpls", "label"),
-                            (ast.Pppoes, "pppoes", "session"), (ast.Geneve, "geneve", "vni")):
+    for cls, word in ((ast.Vlan, "vlan"), (ast.Mpls, "mpls"), (ast.Pppoes, "pppoes"),
+                      (ast.Geneve, "geneve")):
         if isinstance(node, cls):
-            value = getattr(node, attr)
-            return word if value is None else f"{word} {value}"
+            return word if node.value is None else f"{word} {node.value}"
     if isinstance(node, ast.Pppoed):
         return "pppoed"
     if isinstance(node, ast.Llc):

@@ -20,7 +20,7 @@ Qualifier vocabulary (strings, the words of the language; None when absent):
          "ra", "ta"
   kind:  "host", "net", "port", "portrange", "gateway", "proto", "protochain"
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 
@@ -41,20 +41,40 @@ class Qualifiers:
 # ----------------------------------------------------------------------------- boolean structure
 
 @dataclass(frozen=True)
-class And(Node):
+class Pair(Node):
+    """The base of the nodes with two operands."""
     left: "Expr"
     right: "Expr"
 
 
 @dataclass(frozen=True)
-class Or(Node):
-    left: "Expr"
-    right: "Expr"
-
-
-@dataclass(frozen=True)
-class Not(Node):
+class Unary(Node):
+    """The base of the nodes with one operand."""
     operand: "Expr"
+
+
+@dataclass(frozen=True)
+class Valued(Node):
+    """The base of the nodes that hold one value (an int, or None where it is optional)."""
+    value: Optional[int]
+
+
+@dataclass(frozen=True)
+class Qualified(Node):
+    """The base of the nodes that hold a protocol qualifier (None when unqualified)."""
+    proto: Optional[str]
+
+
+class And(Pair):
+    """`left and right`."""
+
+
+class Or(Pair):
+    """`left or right`."""
+
+
+class Not(Unary):
+    """`not operand`."""
 
 
 # ----------------------------------------------------------------------------- qualified ids
@@ -92,27 +112,20 @@ class ProtoAbbrev(Node):
 
 # ----------------------------------------------------------------------------- other primitives
 
-@dataclass(frozen=True)
-class Broadcast(Node):
-    """`[ether|ip|...] broadcast`; proto None when unqualified."""
-    proto: Optional[str]
+class Broadcast(Qualified):
+    """`[ether|ip|...] broadcast`."""
 
 
-@dataclass(frozen=True)
-class Multicast(Node):
-    proto: Optional[str]
+class Multicast(Qualified):
+    """`[ether|ip|ip6|...] multicast`."""
 
 
-@dataclass(frozen=True)
-class Less(Node):
+class Less(Valued):
     """`less N`: wire length <= N."""
-    value: int
 
 
-@dataclass(frozen=True)
-class Greater(Node):
+class Greater(Valued):
     """`greater N`: wire length >= N."""
-    value: int
 
 
 @dataclass(frozen=True)
@@ -123,45 +136,36 @@ class ByteOp(Node):
     value: int
 
 
-@dataclass(frozen=True)
 class Inbound(Node):
-    pass
+    """`inbound`."""
 
 
-@dataclass(frozen=True)
 class Outbound(Node):
-    pass
+    """`outbound`."""
 
 
-@dataclass(frozen=True)
-class Ifindex(Node):
-    value: int
+class Ifindex(Valued):
+    """`ifindex N`."""
 
 
-@dataclass(frozen=True)
-class Vlan(Node):
-    """`vlan [id]`."""
-    id: Optional[int]
+class Vlan(Valued):
+    """`vlan [id]`: value the VLAN id or None."""
 
 
-@dataclass(frozen=True)
-class Mpls(Node):
-    label: Optional[int]
+class Mpls(Valued):
+    """`mpls [label]`: value the label or None."""
 
 
-@dataclass(frozen=True)
 class Pppoed(Node):
-    pass
+    """`pppoed`."""
 
 
-@dataclass(frozen=True)
-class Pppoes(Node):
-    session: Optional[int]
+class Pppoes(Valued):
+    """`pppoes [session]`: value the session id or None."""
 
 
-@dataclass(frozen=True)
-class Geneve(Node):
-    vni: Optional[int]
+class Geneve(Valued):
+    """`geneve [vni]`: value the VNI or None."""
 
 
 @dataclass(frozen=True)
@@ -208,12 +212,10 @@ class SignalField(Node):
 
 # ----------------------------------------------------------------------------- arithmetic
 
-@dataclass(frozen=True)
-class Number(Node):
-    value: int
+class Number(Valued):
+    """A number in arithmetic."""
 
 
-@dataclass(frozen=True)
 class Length(Node):
     """`len` / `length`: the wire length."""
 
@@ -229,24 +231,23 @@ class Load(Node):
 
 
 @dataclass(frozen=True)
-class Binary(Node):
+class Operation(Node):
+    """The base of the nodes `left op right` of arithmetic."""
+    op: str
+    left: "Arith"
+    right: "Arith"
+
+
+class Binary(Operation):
     """op in "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>"."""
-    op: str
-    left: "Arith"
-    right: "Arith"
 
 
-@dataclass(frozen=True)
-class Negate(Node):
-    operand: "Arith"
+class Negate(Unary):
+    """`- operand`."""
 
 
-@dataclass(frozen=True)
-class Relation(Node):
+class Relation(Operation):
     """`arith relop arith`, op in "=", "!=", ">", "<", ">=", "<=" ("==" is parsed as "=")."""
-    op: str
-    left: "Arith"
-    right: "Arith"
 
 
 Arith = Union[Number, Length, Load, Binary, Negate]
