@@ -14,13 +14,17 @@ design) hands it plain numpy arrays:
 * `signature`: the test nodes whose outcomes name a packet's class (ClassTable, class_lookup);
   equality groups (`Groups`): value nodes compared with many constants, found by binary search.
 
-Semantics are those of pfilter._vm (libpcap's bpf_filter): A, X, M[] start at 0, big-endian
-loads, a load past the captured length or a division by X = 0 returns 0, shifts by X >= 32
-give 0, `len` is the wire length, the loop budget of pfilter.validate.loop_budget per packet and rule.
+Semantics are those of pfilter._vm (libpcap's bpf_filter), from the same definition,
+pfilter/_cbpf.pxd: A, X, M[] start at 0, big-endian loads, a load past the captured length or a
+division by zero returns 0, shifts by 32 or more give 0, `len` is the wire length, the loop
+budget of pfilter.validate.loop_budget per packet and rule.
 """
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
+
+from pfilter._cbpf cimport (LOOP_BUDGET_BASE, LOOP_BUDGET_MAX, LOOP_BUDGET_PER_BYTE, STEP_DONE,
+                            charge_loop, jump_taken, step)
 
 cdef extern from *:
     void __builtin_prefetch(const void* addr) noexcept nogil
@@ -40,9 +44,6 @@ cdef extern from *:
         uint32_t jf
         uint32_t k
 
-DEF LOOP_BUDGET_BASE = 65536       # pfilter.validate.loop_budget: min(BASE + PER_BYTE * caplen, MAX)
-DEF LOOP_BUDGET_PER_BYTE = 32
-DEF LOOP_BUDGET_MAX = 16777216
 DEF PREFETCH_AHEAD = 8         # rows ahead whose packet headers are prefetched
 DEF MAX_CLASS_ENTRIES = 4194304   # bounds the class table (16 bytes an entry) of one run()
 DEF OP_TEST = 0x100
@@ -57,14 +58,6 @@ INSN_SIZE = sizeof(cl_insn)
 DEF T_FALSE = 0
 DEF T_TRUE = 1
 DEF T_ABORT = 2
-
-
-cdef inline uint32_t load32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline uint32_t load16(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 8) | p[1]
 
 
 ctypedef struct ValueMemo:   # one value node's result on the packet stamped `stamp`
@@ -251,107 +244,6 @@ cdef void free_classes(ClassTable* ct) noexcept nogil:
     free(ct.nbytes)
 
 
-cdef inline int step(uint16_t op, uint32_t k, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
-                     uint32_t* A, uint32_t* X) noexcept nogil:
-    """One statement (load, ALU, tax/txa) on registers A and X: 1 done, 0 the program returns
-    0 here (a load past the captured length, a division by zero), -1 not such a statement.
-    Shared by value nodes and rule programs; libpcap: bpf_filter()."""
-    # op is a C integer compared with constants only: Cython emits one C `switch`.
-    if op == 0x20:        # ld [k]
-        if k > buflen or 4 > buflen - k:
-            return 0
-        A[0] = load32(p + k)
-    elif op == 0x28:      # ldh [k]
-        if k > buflen or 2 > buflen - k:
-            return 0
-        A[0] = load16(p + k)
-    elif op == 0x30:      # ldb [k]
-        if k >= buflen:
-            return 0
-        A[0] = p[k]
-    elif op == 0x40:      # ld [x + k]
-        if k > buflen or X[0] > buflen - k or 4 > buflen - (X[0] + k):
-            return 0
-        A[0] = load32(p + X[0] + k)
-    elif op == 0x48:      # ldh [x + k]
-        if k > buflen or X[0] > buflen - k or 2 > buflen - (X[0] + k):
-            return 0
-        A[0] = load16(p + X[0] + k)
-    elif op == 0x50:      # ldb [x + k]
-        if k >= buflen or X[0] >= buflen - k:
-            return 0
-        A[0] = p[X[0] + k]
-    elif op == 0xb1:      # ldxb 4*([k]&0xf)
-        if k >= buflen:
-            return 0
-        X[0] = (p[k] & 0xf) << 2
-    elif op == 0x80:      # ld #pktlen
-        A[0] = wirelen
-    elif op == 0x81:      # ldx #pktlen
-        X[0] = wirelen
-    elif op == 0x00:      # ld #k
-        A[0] = k
-    elif op == 0x01:      # ldx #k
-        X[0] = k
-    elif op == 0x04:      # add #k
-        A[0] += k
-    elif op == 0x14:      # sub #k
-        A[0] -= k
-    elif op == 0x24:      # mul #k
-        A[0] *= k
-    elif op == 0x34:      # div #k
-        if k == 0:
-            return 0
-        A[0] = A[0] // k
-    elif op == 0x94:      # mod #k
-        if k == 0:
-            return 0
-        A[0] = A[0] % k
-    elif op == 0x54:      # and #k
-        A[0] &= k
-    elif op == 0x44:      # or #k
-        A[0] |= k
-    elif op == 0xa4:      # xor #k
-        A[0] ^= k
-    elif op == 0x64:      # lsh #k
-        A[0] = (A[0] << k) if k < 32 else 0
-    elif op == 0x74:      # rsh #k
-        A[0] = (A[0] >> k) if k < 32 else 0
-    elif op == 0x0c:      # add x
-        A[0] += X[0]
-    elif op == 0x1c:      # sub x
-        A[0] -= X[0]
-    elif op == 0x2c:      # mul x
-        A[0] *= X[0]
-    elif op == 0x3c:      # div x
-        if X[0] == 0:
-            return 0
-        A[0] = A[0] // X[0]
-    elif op == 0x9c:      # mod x
-        if X[0] == 0:
-            return 0
-        A[0] = A[0] % X[0]
-    elif op == 0x5c:      # and x
-        A[0] &= X[0]
-    elif op == 0x4c:      # or x
-        A[0] |= X[0]
-    elif op == 0xac:      # xor x
-        A[0] ^= X[0]
-    elif op == 0x6c:      # lsh x
-        A[0] = (A[0] << X[0]) if X[0] < 32 else 0
-    elif op == 0x7c:      # rsh x
-        A[0] = (A[0] >> X[0]) if X[0] < 32 else 0
-    elif op == 0x84:      # neg
-        A[0] = 0u - A[0]
-    elif op == 0x07:      # tax
-        X[0] = A[0]
-    elif op == 0x87:      # txa
-        A[0] = X[0]
-    else:
-        return -1
-    return 1
-
-
 cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
                      uint32_t wirelen) noexcept nogil:
     """Run value node v on the packet and record A, X and whether it aborted."""
@@ -360,6 +252,7 @@ cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
     cdef uint32_t A = 0, X = 0
     cdef uint8_t abort = 0
     cdef int32_t parent = m.vparent[v]
+    cdef uint32_t mem[16]         # (value nodes hold no scratch-memory statement)
     if parent >= 0:
         # a rule reaches v only through its parent, so the parent is normally memoised already
         if m.vm[parent].stamp != m.cur:
@@ -371,7 +264,7 @@ cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
             pc = end
     while pc < end:
         # the planner puts only loads, ALU, tax and txa in value nodes
-        if step(pc.code, pc.k, p, buflen, wirelen, &A, &X) <= 0:
+        if step(pc.code, pc.k, p, buflen, wirelen, &A, &X, mem, False) != STEP_DONE:
             abort = 1
             break
         pc += 1
@@ -398,14 +291,7 @@ cdef inline uint8_t eval_test(Memo* m, uint32_t t, const uint8_t* p, uint32_t bu
         k = m.tk[t]
         if m.tcode[t] & 0x08:      # BPF_X: compare with X
             k = m.vm[v].X
-        if (m.tcode[t] & 0xf0) == 0x10:
-            r = A == k
-        elif (m.tcode[t] & 0xf0) == 0x20:
-            r = A > k
-        elif (m.tcode[t] & 0xf0) == 0x30:
-            r = A >= k
-        else:                      # 0x40: jset
-            r = (A & k) != 0
+        r = jump_taken(m.tcode[t], A, k)
     m.tm[t].res = r
     m.tm[t].stamp = m.cur
     return r
@@ -448,47 +334,22 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
             return k
         elif op == 0x16:      # ret a
             return A
-        elif op == 0x60:      # ld M[k]
-            A = mem[k & 15]
-        elif op == 0x61:      # ldx M[k]
-            X = mem[k & 15]
-        elif op == 0x02:      # st M[k]
-            mem[k & 15] = A
-        elif op == 0x03:      # stx M[k]
-            mem[k & 15] = X
         elif op == 0x05:      # ja (absolute target in jt; aux = 1 when it goes backward)
-            if pc.aux:            # charge the loop's span (rows keep their program positions)
-                back += <uint32_t>(pc - code) + 1 - pc.jt
-                if back > LOOP_BUDGET_BASE + <uint64_t>LOOP_BUDGET_PER_BYTE * buflen or back > LOOP_BUDGET_MAX:
-                    return 0
+            # charge the loop's span (rows keep their program positions)
+            if pc.aux and not charge_loop(&back, 0, <uint32_t>(pc - code) + 1 - pc.jt, buflen):
+                return 0
             pc = code + pc.jt
             continue
-        elif op == 0x15:      # jeq #k
-            pc = code + (pc.jt if A == k else pc.jf)
+        elif (op == 0x15 or op == 0x25 or op == 0x35 or op == 0x45
+              or op == 0x1d or op == 0x2d or op == 0x3d or op == 0x4d):    # jeq jgt jge jset, #k or x
+            if jump_taken(op, A, X if op & 0x08 else k):
+                pc = code + pc.jt
+            else:
+                pc = code + pc.jf
             continue
-        elif op == 0x25:      # jgt #k
-            pc = code + (pc.jt if A > k else pc.jf)
-            continue
-        elif op == 0x35:      # jge #k
-            pc = code + (pc.jt if A >= k else pc.jf)
-            continue
-        elif op == 0x45:      # jset #k
-            pc = code + (pc.jt if (A & k) else pc.jf)
-            continue
-        elif op == 0x1d:      # jeq x
-            pc = code + (pc.jt if A == X else pc.jf)
-            continue
-        elif op == 0x2d:      # jgt x
-            pc = code + (pc.jt if A > X else pc.jf)
-            continue
-        elif op == 0x3d:      # jge x
-            pc = code + (pc.jt if A >= X else pc.jf)
-            continue
-        elif op == 0x4d:      # jset x
-            pc = code + (pc.jt if (A & X) else pc.jf)
-            continue
-        elif step(op, k, p, buflen, wirelen, &A, &X) <= 0:
-            return 0               # aborted, or an opcode planned programs never hold
+        else:
+            if step(op, k, p, buflen, wirelen, &A, &X, mem, False) != STEP_DONE:
+                return 0           # aborted, or an opcode planned programs never hold
         pc += 1
 
 
