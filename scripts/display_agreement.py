@@ -16,7 +16,7 @@ issue 16 names (SCOPE_LINKTYPES) and libpcap's bpf_filter() matches it with `sco
 compiled on the capture's own handle: ARP, or IPv4/IPv6 carrying ICMP, ICMPv6, TCP or UDP where
 the ports are DNS, NTP, DHCP or HTTP's, or ports tcpdump 4.99 prints generically (neither port
 in its print-udp.c/print-tcp.c port dispatch, DECODED_UDP/DECODED_TCP), over Ethernet with or
-without one VLAN tag. For the in-scope lines, tcpdump is given the same filter with `-c k` (k the
+without one VLAN tag; on 802.11, also the common management and control frames (WLAN_FRAMES). For the in-scope lines, tcpdump is given the same filter with `-c k` (k the
 number of in-scope packets among the first N, which are exactly the first k it matches) and the
 printer the indices of those packets.
 """
@@ -53,6 +53,10 @@ DECODED_UDP = [69, 88, 111, 137, 138, 161, 162, 319, 320, 496, 500, 514, 520, 52
                (7000, 7009)]
 DECODED_TCP = [21, 22, 23, 25, 43, 111, 139, 179, 323, 445, 554, 639, 646, 1723, 2049, 6379, 6633, 6653,
                8554, 10288]
+#: 802.11's common frame types (besides data frames carrying the protocols above)
+WLAN_FRAMES = ("(type mgt and (subtype beacon or subtype probe-req or subtype probe-resp or subtype assoc-req"
+               " or subtype assoc-resp or subtype reassoc-req or subtype reassoc-resp or subtype disassoc"
+               " or subtype auth or subtype deauth)) or (type ctl and (subtype rts or subtype cts or subtype ack))")
 #: DNS, NTP, DHCP (BOOTP) and HTTP: the application summaries issue 16 asks for
 APP_PORTS = {"udp": [53, 67, 68, 123], "tcp": [53, 80, 8080]}
 
@@ -67,6 +71,8 @@ def scope_filter(linktype):
         f"({proto} and (({_ports(APP_PORTS[proto])}) or not ({_ports(decoded)})))"
         for proto, decoded in (("udp", DECODED_UDP), ("tcp", DECODED_TCP)))
     base = f"arp or ((ip or ip6) and (icmp or icmp6 or {transport}))"
+    if linktype in (105, 127):
+        return f"{base} or {WLAN_FRAMES}"
     return f"{base} or (vlan and ({base}))" if linktype == 1 else base
 
 
