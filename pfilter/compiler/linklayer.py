@@ -38,6 +38,12 @@ from pfilter.compiler.linkctx import DLT, ETHER_DLTS, JUNIPER_DLTS, WLAN_DLTS
 from pfilter.compiler.primitives import Primitives, fail as _err
 
 
+def _put(s, stmt):
+    """Append stmt to the statement list s; returns it (for jumps to point at)."""
+    s.append(stmt)
+    return stmt
+
+
 class LinkLayer(Primitives):
     """Link-type-dependent code generation, on the primitives; gencode.Codegen builds on it."""
 
@@ -65,18 +71,15 @@ class LinkLayer(Primitives):
         if self.off_linkhdr.reg == -1:
             return None
         s = [Stmt(BPF_LD | BPF_W | BPF_ABS, 0), Stmt(BPF_ALU | BPF_AND | BPF_K, 0xFFFFF000)]
-        jeq_avs = Stmt(JMP(BPF_JEQ), 0x80211000)
-        s.append(jeq_avs)
+        jeq_avs = _put(s, Stmt(JMP(BPF_JEQ), 0x80211000))
         s2 = Stmt(BPF_LD | BPF_W | BPF_ABS, 4)
         s.append(s2)
         jeq_avs.jt = s2
-        jcommon = Stmt(JMP(BPF_JA), 1)
-        s.append(jcommon)
+        jcommon = _put(s, Stmt(JMP(BPF_JA), 1))
         s2 = Stmt(BPF_LD | BPF_W | BPF_IMM, 144)
         s.append(s2)
         jeq_avs.jf = s2
-        s2 = Stmt(BPF_ST, self.off_linkhdr.reg)
-        s.append(s2)
+        s2 = _put(s, Stmt(BPF_ST, self.off_linkhdr.reg))
         jcommon.jf = s2
         s.append(Stmt(BPF_MISC | BPF_TAX))
         return s
@@ -99,8 +102,7 @@ class LinkLayer(Primitives):
             s = [Stmt(BPF_LDX | BPF_IMM, self.off_outermostlinkhdr.constant_part)]
         s += [Stmt(BPF_MISC | BPF_TXA), Stmt(BPF_ALU | BPF_ADD | BPF_K, 24), Stmt(BPF_ST, reg),
               Stmt(BPF_LD | BPF_IND | BPF_B, 0)]
-        j_data1 = Stmt(JMP(BPF_JSET), 0x08)
-        s.append(j_data1)
+        j_data1 = _put(s, Stmt(JMP(BPF_JSET), 0x08))
         j_data2 = Stmt(JMP(BPF_JSET), 0x04)
         j_data1.jt = j_data2
         s.append(j_data2)
@@ -116,26 +118,20 @@ class LinkLayer(Primitives):
             s2 = Stmt(BPF_LD | BPF_ABS | BPF_W, 4)
             j_qos.jf = s2
             s.append(s2)
-            j_flags = Stmt(JMP(BPF_JSET), swap32(0x00000002))
-            s.append(j_flags)
+            j_flags = _put(s, Stmt(JMP(BPF_JSET), swap32(0x00000002)))
             j_flags.jf = snext
-            j_ext = Stmt(JMP(BPF_JSET), swap32(0x80000000))
-            s.append(j_ext)
+            j_ext = _put(s, Stmt(JMP(BPF_JSET), swap32(0x80000000)))
             j_flags.jt = j_ext
             j_ext.jt = snext
-            j_tsft = Stmt(JMP(BPF_JSET), swap32(0x00000001))
-            s.append(j_tsft)
+            j_tsft = _put(s, Stmt(JMP(BPF_JSET), swap32(0x00000001)))
             j_ext.jf = j_tsft
-            s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 16)
-            s.append(s2)
+            s2 = _put(s, Stmt(BPF_LD | BPF_ABS | BPF_B, 16))
             j_tsft.jt = s2
-            j_tsft_pad = Stmt(JMP(BPF_JSET), 0x20)
-            s.append(j_tsft_pad)
+            j_tsft_pad = _put(s, Stmt(JMP(BPF_JSET), 0x20))
             s2 = Stmt(BPF_LD | BPF_ABS | BPF_B, 8)
             s.append(s2)
             j_tsft.jf = s2
-            j_notsft_pad = Stmt(JMP(BPF_JSET), 0x20)
-            s.append(j_notsft_pad)
+            j_notsft_pad = _put(s, Stmt(JMP(BPF_JSET), 0x20))
             roundup = Stmt(BPF_LD | BPF_MEM, reg)
             s += [roundup, Stmt(BPF_ALU | BPF_ADD | BPF_IMM, 3),
                   Stmt(BPF_ALU | BPF_AND | BPF_IMM, 0xFFFFFFFC), Stmt(BPF_ST, reg)]
@@ -245,10 +241,13 @@ class LinkLayer(Primitives):
 
     def gen_ipnet_linktype(self, ll_proto):
         # libpcap: gen_ipnet_linktype()
-        if ll_proto == ETHERTYPE_IP:
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET)
-        if ll_proto == ETHERTYPE_IPV6:
-            return self.gen_cmp(OR_LINKTYPE, 0, BPF_B, IPH_AF_INET6)
+        return self._ip_version_byte(ll_proto, OR_LINKTYPE, 0, IPH_AF_INET, IPH_AF_INET6)
+
+    def _ip_version_byte(self, ll_proto, offrel, offset, v4, v6):
+        """For link types that carry only IPv4 and IPv6: the byte at offrel+offset is v4 (v6)
+        for ETHERTYPE_IP (ETHERTYPE_IPV6); false for every other protocol."""
+        if ll_proto in (ETHERTYPE_IP, ETHERTYPE_IPV6):
+            return self.gen_cmp(offrel, offset, BPF_B, v4 if ll_proto == ETHERTYPE_IP else v6)
         return self.gen_false()
 
     def gen_linux_sll_linktype(self, ll_proto):
@@ -351,11 +350,7 @@ class LinkLayer(Primitives):
         return self.gen_false()
 
     def _lt_pflog(self, ll_proto):
-        if ll_proto == ETHERTYPE_IP:
-            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET)
-        if ll_proto == ETHERTYPE_IPV6:
-            return self.gen_cmp(OR_LINKHDR, PFLOG_AF, BPF_B, AF_INET6_LINUX)
-        return self.gen_false()
+        return self._ip_version_byte(ll_proto, OR_LINKHDR, PFLOG_AF, AF_INET, AF_INET6_LINUX)
 
     def _lt_arcnet(self, ll_proto):
         # Divergence: libpcap 1.10.3 also accepts the RFC 1051 system codes for IPv4 and ARP

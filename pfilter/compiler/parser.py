@@ -377,9 +377,7 @@ class Parser:
             return self.make_id(q, "name", t.value, t.pos, t.end, t), q
         if t.kind == L.HID:
             if self.tok.kind == "/":
-                self.advance()
-                n = self.expect_num("a prefix length")
-                return self.make_id(q, "ipv4", t.value, t.pos, n.end, t, masklen=n.value), q
+                return self.make_masklen_id(q, "ipv4", t), q
             if self.tok.kind == "NETMASK":
                 self.advance()
                 m = self.tok
@@ -393,9 +391,7 @@ class Parser:
             return self.make_id(q, "ipv4", t.value, t.pos, t.end, t), q
         if t.kind == L.HID6:
             if self.tok.kind == "/":
-                self.advance()
-                n = self.expect_num("a prefix length")
-                return self.make_id(q, "ipv6", t.value, t.pos, n.end, t, masklen=n.value), q
+                return self.make_masklen_id(q, "ipv6", t), q
             return self.make_id(q, "ipv6", t.value, t.pos, t.end, t), q
         if t.kind == L.EID:
             return self.make_id(q, "mac", names.parse_mac(t.value), t.pos, t.end, t), q
@@ -409,6 +405,12 @@ class Parser:
         if q.kind == "portrange" and value_kind == "num":
             value_kind, value = "range", (str(value), str(value))
         return ast.Id(pos, end, q, value_kind, value, masklen, mask)
+
+    def make_masklen_id(self, q, value_kind, t):
+        """The id `t/N` (the '/' is the current token)."""
+        self.advance()
+        n = self.expect_num("a prefix length")
+        return self.make_id(q, value_kind, t.value, t.pos, n.end, t, masklen=n.value)
 
     def split_range(self, t):
         """libpcap: pcap_nametoportrange(): "%d-%d" first, else split at the first '-'."""
@@ -574,24 +576,36 @@ class Parser:
         if k in ("PF_RNR", "PF_SRNR"):
             n = self.expect_num("a rule number")
             return ast.PfField(t.pos, n.end, "rnr" if k == "PF_RNR" else "srnr", n.value)
-        if k == "PF_REASON":
-            if v.kind == L.NUM:
-                self.advance()
-                return ast.PfField(t.pos, v.end, "reason", v.value)
-            if v.kind != L.ID:
-                raise self.expected("a PF reason (a number or a name such as 'match')")
+        if k == "PF_REASON" and v.kind == L.NUM:
             self.advance()
-            code = PF_REASONS.get(v.value.lower())
-            if code is None:
-                raise self.semantic(f'unknown PF reason "{v.value}"', v)
-            return ast.PfField(t.pos, v.end, "reason", code)
+            return ast.PfField(t.pos, v.end, "reason", v.value)
+        field, table, expected = ("reason", PF_REASONS, "a PF reason (a number or a name such as "
+                                  "'match')") if k == "PF_REASON" else \
+            ("action", PF_ACTIONS, "a PF action name (such as 'pass' or 'block')")
         if v.kind != L.ID:
-            raise self.expected("a PF action name (such as 'pass' or 'block')")
+            raise self.expected(expected)
         self.advance()
-        code = PF_ACTIONS.get(v.value.lower())
+        code = table.get(v.value.lower())
         if code is None:
-            raise self.semantic(f'unknown PF action "{v.value}"', v)
-        return ast.PfField(t.pos, v.end, "action", code)
+            raise self.semantic(f'unknown PF {field} "{v.value}"', v)
+        return ast.PfField(t.pos, v.end, field, code)
+
+    def wlan_value(self, what, mask, lookup, expected):
+        """(token, value) of an 802.11 type or subtype: a number within `mask`, or a name
+        `lookup` knows."""
+        v = self.tok
+        if v.kind == L.NUM:
+            if v.value & ~mask:
+                raise self.semantic(f"invalid 802.11 {what} value 0x{v.value:02x}", v)
+            value = v.value
+        elif v.kind == L.ID:
+            value = lookup(v.value.lower())
+            if value is None:
+                raise self.semantic(f'unknown 802.11 {what} name "{v.value}"', v)
+        else:
+            raise self.expected(expected)
+        self.advance()
+        return v, value
 
     def parse_p80211(self, start, t):
         # BNF: p80211: TYPE type SUBTYPE subtype | TYPE type | SUBTYPE type_subtype | DIR dir
@@ -600,36 +614,19 @@ class Parser:
         # BNF: type_subtype: ID
         # BNF: dir: NUM | ID
         if t.kind == "TYPE":
-            v = self.tok
-            if v.kind == L.NUM:
-                if v.value & ~0x0c:
-                    raise self.semantic(f"invalid 802.11 type value 0x{v.value:02x}", v)
-                wtype = v.value
-            elif v.kind == L.ID:
-                wtype = WLAN_TYPES.get(v.value.lower())
-                if wtype is None:
-                    raise self.semantic(f'unknown 802.11 type name "{v.value}"', v)
-            else:
-                raise self.expected("an 802.11 frame type (mgt, ctl, data or a number)")
-            self.advance()
+            v, wtype = self.wlan_value("type", 0x0c, WLAN_TYPES.get,
+                                       "an 802.11 frame type (mgt, ctl, data or a number)")
             if self.tok.kind != "SUBTYPE":
                 return ast.Wlan(start.pos, v.end, "type", wtype)
             self.advance()
-            s = self.tok
-            if s.kind == L.NUM:
-                if s.value & ~0xf0:
-                    raise self.semantic(f"invalid 802.11 subtype value 0x{s.value:02x}", s)
-                sub = s.value
-            elif s.kind == L.ID:
-                table = WLAN_SUBTYPES.get(wtype)
+            table = WLAN_SUBTYPES.get(wtype)
+
+            def subtype(name):
                 if table is None:
                     raise self.semantic("unknown 802.11 type", v)
-                sub = table.get(s.value.lower())
-                if sub is None:
-                    raise self.semantic(f'unknown 802.11 subtype name "{s.value}"', s)
-            else:
-                raise self.expected("an 802.11 frame subtype (a name or a number)")
-            self.advance()
+                return table.get(name)
+            s, sub = self.wlan_value("subtype", 0xf0, subtype,
+                                     "an 802.11 frame subtype (a name or a number)")
             return ast.Wlan(start.pos, s.end, "type_subtype", (wtype, sub))
         if t.kind == "SUBTYPE":
             s = self.tok
