@@ -58,50 +58,30 @@ for _words, _proto in (
         (("snp",), "snp"), (("csnp",), "csnp"), (("psnp",), "psnp"), (("clnp",), "clnp"),
         (("stp",), "stp"), (("ipx",), "ipx"), (("netbeui",), "netbeui")):
     KEYWORDS.update(_kw(PNAME, *_words, value=_proto))
-KEYWORDS.update(_kw("HOST", "host"))
-KEYWORDS.update(_kw("NET", "net"))
-KEYWORDS.update(_kw("NETMASK", "mask"))
-KEYWORDS.update(_kw("PORT", "port"))
-KEYWORDS.update(_kw("PORTRANGE", "portrange"))
-KEYWORDS.update(_kw("PROTO", "proto"))
-KEYWORDS.update(_kw("PROTOCHAIN", "protochain"))
-KEYWORDS.update(_kw("GATEWAY", "gateway"))
-KEYWORDS.update(_kw("TYPE", "type"))
-KEYWORDS.update(_kw("SUBTYPE", "subtype"))
-KEYWORDS.update(_kw("DIR", "direction", "dir"))
+# token kind: its words (the token's value is None)
+_PLAIN_KEYWORDS = (
+    ("HOST", "host"), ("NET", "net"), ("NETMASK", "mask"), ("PORT", "port"),
+    ("PORTRANGE", "portrange"), ("PROTO", "proto"), ("PROTOCHAIN", "protochain"),
+    ("GATEWAY", "gateway"), ("TYPE", "type"), ("SUBTYPE", "subtype"), ("DIR", "direction dir"),
+    ("LESS", "less"), ("GREATER", "greater"), ("BYTE", "byte"), ("BROADCAST", "broadcast"),
+    ("MULTICAST", "multicast"), ("AND", "and"), ("OR", "or"), ("!", "not"),
+    ("LEN", "len length"), ("INBOUND", "inbound"), ("OUTBOUND", "outbound"),
+    ("IFINDEX", "ifindex"), ("VLAN", "vlan"), ("MPLS", "mpls"), ("PPPOED", "pppoed"),
+    ("PPPOES", "pppoes"), ("GENEVE", "geneve"), ("LLC", "llc"), ("PF_IFNAME", "on ifname"),
+    ("PF_RSET", "rset ruleset"), ("PF_RNR", "rnr rulenum"), ("PF_SRNR", "srnr subrulenum"),
+    ("PF_REASON", "reason"), ("PF_ACTION", "action"),
+)
+for _kind, _words in _PLAIN_KEYWORDS:
+    KEYWORDS.update(_kw(_kind, *_words.split()))
 for _n in "1234":
     KEYWORDS.update(_kw(ADDR, "address" + _n, "addr" + _n, value="addr" + _n))
-KEYWORDS.update(_kw(ADDR, "ra", value="ra"))
-KEYWORDS.update(_kw(ADDR, "ta", value="ta"))
-KEYWORDS.update(_kw("LESS", "less"))
-KEYWORDS.update(_kw("GREATER", "greater"))
-KEYWORDS.update(_kw("BYTE", "byte"))
-KEYWORDS.update(_kw("BROADCAST", "broadcast"))
-KEYWORDS.update(_kw("MULTICAST", "multicast"))
-KEYWORDS.update(_kw("AND", "and"))
-KEYWORDS.update(_kw("OR", "or"))
-KEYWORDS.update(_kw("!", "not"))
-KEYWORDS.update(_kw("LEN", "len", "length"))
-KEYWORDS.update(_kw("INBOUND", "inbound"))
-KEYWORDS.update(_kw("OUTBOUND", "outbound"))
-KEYWORDS.update(_kw("IFINDEX", "ifindex"))
-KEYWORDS.update(_kw("VLAN", "vlan"))
-KEYWORDS.update(_kw("MPLS", "mpls"))
-KEYWORDS.update(_kw("PPPOED", "pppoed"))
-KEYWORDS.update(_kw("PPPOES", "pppoes"))
-KEYWORDS.update(_kw("GENEVE", "geneve"))
-KEYWORDS.update(_kw("LLC", "llc"))
+for _w in ("ra", "ta"):
+    KEYWORDS.update(_kw(ADDR, _w, value=_w))
 for _w in ("lane", "metac", "bcc", "oam", "oamf4", "oamf4ec", "oamf4sc", "sc", "ilmic",
            "connectmsg", "metaconnect"):
     KEYWORDS.update(_kw(ATM, _w, value=_w))
-KEYWORDS.update(_kw(ATMFIELD, "vpi", value="vpi"))
-KEYWORDS.update(_kw(ATMFIELD, "vci", value="vci"))
-KEYWORDS.update(_kw("PF_IFNAME", "on", "ifname"))
-KEYWORDS.update(_kw("PF_RSET", "rset", "ruleset"))
-KEYWORDS.update(_kw("PF_RNR", "rnr", "rulenum"))
-KEYWORDS.update(_kw("PF_SRNR", "srnr", "subrulenum"))
-KEYWORDS.update(_kw("PF_REASON", "reason"))
-KEYWORDS.update(_kw("PF_ACTION", "action"))
+for _w in ("vpi", "vci"):
+    KEYWORDS.update(_kw(ATMFIELD, _w, value=_w))
 for _w in ("fisu", "lssu", "lsu", "msu", "hfisu", "hlssu", "hmsu"):
     KEYWORDS.update(_kw(MTP2, _w, value=_w))
 for _w in ("sio", "opc", "dpc", "sls", "hsio", "hopc", "hdpc", "hsls"):
