@@ -64,6 +64,22 @@ def _group_jumps(plan: Any) -> list[frozenset[int]]:
     return out
 
 
+def _may_accept(low: Any, false_at: frozenset[int]) -> bool:
+    """Whether the program can return nonzero with the jumps at `false_at` taken as false: some
+    `ret a` or `ret #k` (k != 0) is reachable from the entry. When not, its default verdict is 0."""
+    seen, stack = {0}, [0]
+    while stack:
+        blk = low.blocks[stack.pop()]
+        if blk.term == "ret_a" or (blk.term == "ret_k" and blk.term_insn[1][3]):
+            return True
+        succs = blk.succs[1:] if blk.term == "jcond" and blk.term_insn[0] in false_at else blk.succs
+        for s in succs:
+            if s not in seen:
+                seen.add(s)
+                stack.append(s)
+    return False
+
+
 def _words(rules: Any, nw: int) -> list[int]:
     """nw 64-bit words with the bits of `rules` set."""
     words = [0] * nw
@@ -89,8 +105,11 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
         build = native._straight_flt if native._straight_line(low) else native._branching_flt
         build(t, low, f"{name}_r{r}")
         exact.append(m.get_global(f"{name}_r{r}_flt"))
-        build(t, low, f"{name}_d{r}", false_at)
-        defaults.append(m.get_global(f"{name}_d{r}_flt"))
+        if _may_accept(low, false_at):
+            native._branching_flt(t, low, f"{name}_d{r}", false_at)
+            defaults.append(m.get_global(f"{name}_d{r}_flt"))
+        else:
+            defaults.append(None)
     fty = exact[0].type
     table = ir.GlobalVariable(m, ir.ArrayType(fty, nr), name=f"{name}_exact")
     table.initializer = ir.Constant(ir.ArrayType(fty, nr), exact)
@@ -228,6 +247,8 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     for q in range(nw):
         word = c64(0)
         for r in range(q * 64, min(q * 64 + 64, nr)):
+            if defaults[r] is None:
+                continue
             v = b.call(defaults[r], [p, c, wl, total])
             word = b.or_(word, b.shl(b.zext(b.icmp_unsigned("!=", v, c32(0)), i64), c64(r - q * 64)))
         word = b.and_(word, b.xor(trigw[q], c64(-1)))
