@@ -15,7 +15,6 @@ import ctypes
 import ctypes.util
 import datetime
 import functools
-import importlib.util
 import os
 import platform
 import shutil
@@ -28,6 +27,10 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# the benchmarks share the tests' reference helpers (libpcap, tcpdump, the corpus: reference.CORPUS)
+sys.path.insert(0, str(ROOT / "tests"))
+import reference  # noqa: E402
+
 BASELINE_SOURCE = ROOT / "bench" / "baseline" / "bpf_loop.c"
 RESULTS_DIR = ROOT / "bench" / "results"
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -72,18 +75,9 @@ def require(ok, what):
     pytest.skip(message)
 
 
-def _load_by_path(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-@functools.lru_cache(maxsize=None)
 def gen_capture():
     """scripts/gen_capture.py as a module."""
-    return _load_by_path("pfilter_bench_gen_capture", ROOT / "scripts" / "gen_capture.py")
+    return reference.load_by_path("pfilter_gen_capture", ROOT / "scripts" / "gen_capture.py")
 
 
 # ----------------------------------------------------------------------------- captures

@@ -12,19 +12,14 @@ per-expression report is `python3 bench/optimizer_report.py`.
   (issue 4: pfilter's must be no more for each).
 """
 import statistics
-import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import pytest
-from conftest import ROUNDS, STANDARD_EXPRESSIONS, expression_id, result_table
+from conftest import ROUNDS, STANDARD_EXPRESSIONS, expression_id, reference, result_table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import reference  # noqa: E402
-from pfilter.compiler import driver  # noqa: E402
-from pfilter.optimizer import optimize_program  # noqa: E402
+from pfilter.compiler import driver
+from pfilter.optimizer import optimize_program
 
 TABLE = result_table(
     "optimizer", "Optimizer: time, scaling, and results vs libpcap -O",

@@ -14,17 +14,14 @@ same 1M struct seccomp_data records (a mix of allowed and refused system calls, 
 ns/record (fastest of the interleaved rounds) and the ratio pfilter / libseccomp (target <= 0.5).
 """
 import ctypes
-import importlib.util
 import os
-import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROUNDS, interleaved_best, require, result_table
+from conftest import ROUNDS, interleaved_best, reference, require, result_table
 
 import pfilter.seccomp as S
 
@@ -32,10 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS = int(os.environ.get("PFILTER_BENCH_PACKETS", "1000000"))
 TARGET = 0.5
 
-_spec = importlib.util.spec_from_file_location("seccomp_ref", ROOT / "tests" / "seccomp_ref.py")
-ref = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("seccomp_ref", ref)
-_spec.loader.exec_module(ref)
+ref = reference.load_by_path("seccomp_ref", ROOT / "tests" / "seccomp_ref.py")
 
 # system calls a container runtime's default profile refuses (the rest of x86_64's are allowed)
 REFUSED = {"acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",

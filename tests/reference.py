@@ -13,11 +13,13 @@ default ../shared/corpus. Tests reach it only through this module: `corpus_file(
 import ctypes
 import ctypes.util
 import functools
+import importlib.util
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,32 @@ def fixed_since_1_10_3(dlt, expr, libpcap_program=None):
     if dlt in (104, 112):
         return bool(words & _ISIS_WORDS)
     return dlt == 8 and bool(words & {"inbound", "outbound"})
+
+
+def bytecode_mismatch(dlt, expr, theirs, ours):
+    """None when pfilter's program `ours` is libpcap's `theirs` (each a list of tuples, or an
+    "error: message" string), or differs only by a fixed 1.10.3 bug; else a short summary."""
+    if theirs == ours or (isinstance(theirs, list) and isinstance(ours, list)
+                          and fixed_since_1_10_3(dlt, expr, theirs)):
+        return None
+    return (dlt, expr, theirs if isinstance(theirs, str) else len(theirs),
+            ours if isinstance(ours, str) else len(ours))
+
+
+def load_by_path(name, path):
+    """The Python file `path` (a script, a helper outside any package) imported as module `name`,
+    registered in sys.modules as an import would; the module already there under that name if any."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 class RefError(Exception):
@@ -352,16 +380,23 @@ def bpf_filter_batch(insns, batch):
     return out
 
 
-def corpus_batches():
-    """{(dlt, snaplen): PacketBatch} of every corpus capture libpcap reads, packets as libpcap
-    delivers them, grouped by link type and snapshot length."""
-    import pfilter
-    groups = {}
+def readable_captures():
+    """(pcaps.tsv row, dlt, snaplen, packets) of every corpus capture libpcap reads, packets
+    as read_capture gives them."""
     for row in corpus_pcaps():
         try:
             dlt, snap, pkts, _ = read_capture(str(row["file"]))
         except RefError:
             continue
+        yield row, dlt, snap, pkts
+
+
+def corpus_batches():
+    """{(dlt, snaplen): PacketBatch} of every corpus capture libpcap reads, packets as libpcap
+    delivers them, grouped by link type and snapshot length."""
+    import pfilter
+    groups = {}
+    for _row, dlt, snap, pkts in readable_captures():
         groups.setdefault((dlt, snap), []).extend(pkts)
     return {key: pfilter.PacketBatch.from_packets([p for p, _, _ in pkts], wirelens=[w for _, w, _ in pkts], linktype=key[0])
             for key, pkts in groups.items() if pkts}

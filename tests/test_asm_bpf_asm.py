@@ -105,26 +105,39 @@ def test_every_addressing_mode_and_mnemonic_assembles_and_disassembles_back():
     assert t[45] == (0x3D, 2, 3, 0)
 
 
-@pytest.mark.parametrize("assemble, text, line, what", [
-    (Program.from_asm, "ldh [12]\njeq #1, nowhere\nret #0", 2, "no label 'nowhere'"),
-    (Program.from_asm, "a: ret #0\na: ret #0", 2, "defined twice"),
-    (Program.from_asm, "ldq [12]\nret #0", 1, "cannot assemble"),
-    (Program.from_asm, "ld #0x1ffffffff\nret #0", 1, "32 bits"),
-    (Program.from_asm, "", None, "no instructions"),
-    (Program.from_asm, "x: ldh [12]\njeq #1, x\nret #0", 2, "not after the jump"),
-    # the seccomp assembler (pfilter.seccomp.assemble, its readable style) answers alike
-    (seccomp.assemble, "A = nr\nif (A == read) goto x\nx: return ALLOW", 2, "needs a known architecture"),
-    (seccomp.assemble, "goto nowhere\nreturn ALLOW", 1, "unknown label"),
-    (seccomp.assemble, "x: return ALLOW\ngoto x", 2, "backward"),
-    (seccomp.assemble, "A = nr\nfrobnicate\nreturn ALLOW", 2, "not a statement"),
-    (seccomp.assemble, "", None, "empty"),
-    (seccomp.assemble, "return ERRNO(99999)", 1, "16 bits"),
-])
-def test_bad_assembly_raises_invalid_program_naming_the_line(assemble, text, line, what):
-    with pytest.raises(InvalidProgramError, match=what) as caught:
-        assemble(text)
+# Bad texts for both assemblers: bpf_asm (Program.from_asm) and the seccomp readable style
+# (pfilter.seccomp.assemble). Columns: assembler | the line the error names (- for none) | the
+# text (\n: a new line) | what the message says.
+BAD_ASSEMBLY = r"""
+bpf_asm | 2 | ldh [12]\njeq #1, nowhere\nret #0 | no label 'nowhere'
+bpf_asm | 2 | a: ret #0\na: ret #0 | defined twice
+bpf_asm | 1 | ldq [12]\nret #0 | cannot assemble
+bpf_asm | 1 | ld #0x1ffffffff\nret #0 | 32 bits
+bpf_asm | - |  | no instructions
+bpf_asm | 2 | x: ldh [12]\njeq #1, x\nret #0 | not after the jump
+bpf_asm | 2 | ret #0\nret | cannot assemble `ret`
+bpf_asm | 2 | ldh [12]\njeq #1, a, b, c\na: ret #0 | cannot assemble `jeq
+bpf_asm | 1 | ldh [x + 70000000000]\nret #0 | 32 bits
+seccomp | 2 | A = nr\nif (A == read) goto x\nx: return ALLOW | needs a known architecture
+seccomp | 1 | goto nowhere\nreturn ALLOW | unknown label
+seccomp | 2 | x: return ALLOW\ngoto x | backward
+seccomp | 2 | A = nr\nfrobnicate\nreturn ALLOW | not a statement
+seccomp | - |  | empty
+seccomp | 1 | return ERRNO(99999) | 16 bits
+seccomp | 1 | return FROBNICATE | unknown seccomp action
+seccomp | 1 | A = args[6]\nreturn ALLOW | not a 32-bit number
+seccomp | 3 | return ALLOW\nx: return ALLOW\nx: return KILL | defined twice
+"""
+ASSEMBLERS = {"bpf_asm": Program.from_asm, "seccomp": seccomp.assemble}
+
+
+@pytest.mark.parametrize("row", BAD_ASSEMBLY.strip().splitlines())
+def test_bad_assembly_raises_invalid_program_naming_the_line(row):
+    kind, line, text, what = (field.strip() for field in row.split(" | "))
+    with pytest.raises(InvalidProgramError, match=re.escape(what)) as caught:
+        ASSEMBLERS[kind](text.replace("\\n", "\n"))
     named = re.match(r"line (\d+): ", str(caught.value))
-    assert (int(named.group(1)) if named else None) == line
+    assert (named.group(1) if named else "-") == line
 
 
 def test_comments_of_both_kinds_are_ignored():

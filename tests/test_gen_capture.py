@@ -3,14 +3,12 @@ deterministic, reproduces data/sample.pcap, writes what dpkt, libpcap and tcpdum
 gives the traffic mix it promises; and the benchmark's C baseline (bench/baseline/bpf_loop.c)
 counts on it what tcpdump counts. Imports dpkt, numpy and the script (by path), not pfilter.
 """
-import importlib.util
 import ipaddress
 import os
 import re
 import shutil
 import struct
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -18,20 +16,14 @@ import dpkt
 import numpy as np
 import pytest
 
+import reference
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample.pcap"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load("pfilter_gen_capture", ROOT / "scripts" / "gen_capture.py")
+gen = reference.load_by_path("pfilter_gen_capture", ROOT / "scripts" / "gen_capture.py")
 
 
 def _tcpdump():
@@ -223,7 +215,7 @@ def test_tcpdump_filters_find_each_protocol_in_the_sample():
 
 
 def test_the_benchmark_twenty_host_filter_matches_some_but_not_most_packets():
-    conftest = _load("pfilter_bench_conftest", ROOT / "bench" / "conftest.py")
+    conftest = reference.load_by_path("pfilter_bench_conftest", ROOT / "bench" / "conftest.py")
     matched = _tcpdump_count(SAMPLE, conftest.TWENTY_HOSTS)
     assert 0.02 * 3000 < matched < 0.5 * 3000
     for expr in conftest.STANDARD_EXPRESSIONS:
