@@ -8,8 +8,9 @@ Program.with_backend, pfilter.filter_file, pfilter.classify and the CLI's `--bac
             NativeUnavailableError naming the extra to install (`pip install 'pfilter-bpf[native]'`)
   "auto"    native code where llvmlite is installed and the work is large enough to repay
             compiling it (a batch of at least AUTO_MIN_PACKETS packets, or a pass over at least
-            AUTO_MIN_BYTES of capture files); the VM otherwise. Native code is cached in memory by
-            program hash, so the compile is paid once per program and process.
+            AUTO_MIN_BYTES of capture files; for a rule set, which compiles into one function per
+            set, AUTO_MIN_RULE_SET_PACKETS / _BYTES); the VM otherwise. Native code is cached in
+            memory by program (rule set) hash, so the compile is paid once per process.
 
 Both engines give identical results on every input (tests/test_native_*.py), so `auto` never
 changes an answer, only the time it takes.
@@ -25,12 +26,17 @@ if TYPE_CHECKING:
 
 BACKENDS = ("vm", "native", "auto")
 
-#: Compiling a program takes 10-30 ms (bench/results/latest_native.md); native code saves about
-#: 10-30 ns per packet over the VM, so a run of at least this many packets repays it.
+#: Compiling a program takes tens of ms (bench/results/latest_native.md, "compile ms"); native
+#: code saves 10-30 ns per packet over the VM, so a run of at least this many packets repays it.
 AUTO_MIN_PACKETS = 1 << 20
 #: the same for a pass over capture files, counted in bytes (~500 bytes a packet in the benchmark
 #: capture)
 AUTO_MIN_BYTES = 512 << 20
+#: A rule set compiles in tens of ms per rule (seconds for hundreds of rules,
+#: bench/results/latest_native_compile.md) and saves a few ns per rule and packet over the Cython
+#: engine: about 10M packets repay it whatever the number of rules.
+AUTO_MIN_RULE_SET_PACKETS = 1 << 24
+AUTO_MIN_RULE_SET_BYTES = 8 << 30
 
 
 def check(backend: object) -> str:
@@ -52,9 +58,10 @@ def require_native() -> None:
     native._init()
 
 
-def use_native(backend: str, packets: int | None = None, nbytes: int | None = None) -> bool:
+def use_native(backend: str, packets: int | None = None, nbytes: int | None = None, rules: int = 1) -> bool:
     """Whether work of `packets` packets (or `nbytes` bytes of capture files; None: unknown)
-    runs as native code under `backend`. "native" without llvmlite raises NativeUnavailableError."""
+    runs as native code under `backend`, for one program or (rules > 1) a rule set compiled as
+    one. "native" without llvmlite raises NativeUnavailableError."""
     backend = check(backend)
     if backend == "vm":
         return False
@@ -63,10 +70,12 @@ def use_native(backend: str, packets: int | None = None, nbytes: int | None = No
         return True
     if not native_available():
         return False
+    min_packets, min_bytes = ((AUTO_MIN_RULE_SET_PACKETS, AUTO_MIN_RULE_SET_BYTES) if rules > 1
+                              else (AUTO_MIN_PACKETS, AUTO_MIN_BYTES))
     if packets is not None:
-        return packets >= AUTO_MIN_PACKETS
+        return packets >= min_packets
     if nbytes is not None:
-        return nbytes >= AUTO_MIN_BYTES
+        return nbytes >= min_bytes
     return False
 
 

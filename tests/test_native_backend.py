@@ -55,6 +55,21 @@ def test_auto_uses_native_code_only_for_large_batches(monkeypatch):
     assert prog._native is not None
     assert backend.use_native("auto", nbytes=backend.AUTO_MIN_BYTES)
     assert not backend.use_native("auto", nbytes=backend.AUTO_MIN_BYTES - 1)
+    # a rule set compiles into one larger function: it needs more work to repay it
+    assert not backend.use_native("auto", nbytes=backend.AUTO_MIN_BYTES, rules=64)
+    assert backend.use_native("auto", nbytes=backend.AUTO_MIN_RULE_SET_BYTES, rules=64)
+    assert not backend.use_native("auto", packets=backend.AUTO_MIN_RULE_SET_PACKETS - 1, rules=2)
+    assert backend.use_native("native", packets=1, rules=64) and not backend.use_native("vm", rules=64)
+
+
+@needs_llvmlite
+def test_classify_auto_picks_the_native_classifier_only_for_large_inputs(monkeypatch):
+    from pfilter.classification import run
+    from pfilter.native_classify import NativeClassifier
+    progs = [pfilter.compile(e, optimize="shareable") for e in ("tcp port 80", "udp port 53", "host 10.0.0.1")]
+    assert not isinstance(run.engine_for(progs, "auto", nbytes=1 << 20)[1], NativeClassifier)
+    assert isinstance(run.engine_for(progs, "auto", nbytes=backend.AUTO_MIN_RULE_SET_BYTES)[1], NativeClassifier)
+    assert isinstance(run.engine_for(progs, "native")[1], NativeClassifier)
 
 
 @needs_llvmlite

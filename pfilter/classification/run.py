@@ -94,10 +94,10 @@ def engine_for(progs, backend="vm", nbytes=None):
     """(programs, engine) for one link type's rule programs: the one place classification chooses
     what runs them. The engine (anything with RuleEngine.run's signature) is the native code of
     pfilter.native.classifier_for(plan) under backend "native" (or "auto" for a pass over at
-    least pfilter.backend.AUTO_MIN_BYTES, `nbytes`), else the Cython RuleEngine; None when each
+    least pfilter.backend.AUTO_MIN_RULE_SET_BYTES, `nbytes`), else the Cython RuleEngine; None when each
     program runs alone: a single rule (it gains nothing from the engine), or no engine built."""
     from .. import backend as _backend
-    if len(progs) > 1 and _backend.use_native(backend, nbytes=nbytes):
+    if len(progs) > 1 and _backend.use_native(backend, nbytes=nbytes, rules=len(progs)):
         classifier_for = _native_classifier_for(required=backend == "native")
         if classifier_for is not None:
             return progs, classifier_for(plan(progs))
