@@ -73,11 +73,7 @@ def _both(expr, dlt):
 def test_random_expressions_compile_exactly_as_libpcap_or_fail_alike(seed):
     mismatches = []
     for dlt, expr in _cases(seed, 600):
-        ref, ours = _both(expr, dlt)
-        if isinstance(ref, list) and isinstance(ours, list) and \
-                reference.fixed_since_1_10_3(dlt, expr, ref):
-            continue      # a 1.10.3 bug pfilter fixes (tests/test_compiler_fixed_bugs.py)
-        if ref != ours:
-            mismatches.append((dlt, expr, ref if isinstance(ref, str) else len(ref),
-                               ours if isinstance(ours, str) else len(ours)))
+        mismatch = reference.bytecode_mismatch(dlt, expr, *_both(expr, dlt))
+        if mismatch:
+            mismatches.append(mismatch)
     assert not mismatches, mismatches[:10]

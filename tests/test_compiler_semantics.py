@@ -24,11 +24,7 @@ def corpus():
     """{dlt: (PacketBatch of every corpus packet of that link type, a capture path)}."""
     import pfilter
     groups = {}
-    for row in reference.corpus_pcaps():
-        try:
-            dlt, _snap, pkts, _ = reference.read_capture(str(row["file"]))
-        except reference.RefError:
-            continue
+    for row, dlt, _snap, pkts in reference.readable_captures():
         if pkts:
             entry = groups.setdefault(dlt, ([], row["file"]))
             entry[0].extend(pkts)
