@@ -156,15 +156,29 @@ def stp(b, length):
 
 
 _SAPS = {0x42: "STP", 0xFE: "OSI", 0xAA: "SNAP", 0xE0: "IPX", 0xF0: "NetBeui", 0x06: "IP", 0x00: "Null",
-         0x04: "SNA", 0x98: "ARP"[:0] or "Unknown"}
+         0x04: "SNA"}
 
 
 def _sap(s):
-    return {0x42: "STP", 0xFE: "OSI", 0xAA: "SNAP", 0xE0: "IPX", 0xF0: "NetBeui", 0x06: "IP",
-            0x00: "Null", 0x04: "SNA"}.get(s & 0xFE, "Unknown")
+    return _SAPS.get(s & 0xFE, "Unknown")
 
 
 SLL_TYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+
+
+def _sll_proto(proto, wirelen):
+    """The protocol and length Linux cooked v1/v2 print with -e."""
+    if proto <= 1500:
+        text = {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
+    else:
+        text = f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
+    return text + f", length {wirelen}: "
+
+
+def _sll_body(p, text, b, proto, wirelen, hdr):
+    data = b[hdr:]
+    body = by_ethertype(p, proto, data, wirelen - hdr) if proto > 1500 else None
+    return text + (hex_lines(data, True) if body is None else body), hdr
 
 
 def sll(p, b, wirelen):
@@ -177,16 +191,8 @@ def sll(p, b, wirelen):
         if halen == 6:
             text += mac(b[6:12]) + " "
         if not p.q:             # tcpdump -q leaves out the protocol and length
-            if proto <= 1500:
-                text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
-            else:
-                text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
-            text += f", length {wirelen}: "
-    data = b[16:]
-    body = by_ethertype(p, proto, data, wirelen - 16) if proto > 1500 else None
-    if body is None:
-        return text + hex_lines(data, True), 16
-    return text + body, 16
+            text += _sll_proto(proto, wirelen)
+    return _sll_body(p, text, b, proto, wirelen, 16)
 
 
 def sll2(p, b, wirelen):
@@ -202,16 +208,8 @@ def sll2(p, b, wirelen):
         text += f"ifindex {ifindex} "
         if halen == 6:
             text += mac(b[12:18]) + " "
-        if proto <= 1500:
-            text += {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
-        else:
-            text += f"ethertype {ethertype_name(proto)} (0x{proto:04x})"
-        text += f", length {wirelen}: "
-    data = b[20:]
-    body = by_ethertype(p, proto, data, wirelen - 20) if proto > 1500 else None
-    if body is None:
-        return text + hex_lines(data, True), 20
-    return text + body, 20
+        text += _sll_proto(proto, wirelen)
+    return _sll_body(p, text, b, proto, wirelen, 20)
 
 
 AF_NAMES = {2: "IPv4", 10: "IPv6", 24: "IPv6", 28: "IPv6", 30: "IPv6", 7: "OSI", 16: "Appletalk", 23: "IPX"}
@@ -380,40 +378,21 @@ def frame_relay(p, b, wirelen):
     return text + body, 4
 
 
+#: link type -> printer(p, bytes, wirelen) giving (text, link-header length)
+PRINTERS = {
+    1: ethernet, 113: sll, 276: sll2, 0: null, 108: lambda p, b, w: null(p, b, w, loop=True),
+    101: raw, 12: raw, 14: raw, 228: lambda p, b, w: raw(p, b, w, 4), 229: lambda p, b, w: raw(p, b, w, 6),
+    9: ppp, 50: ppp, 104: chdlc, 239: nflog, 129: arcnet_linux, 242: ipoib, 226: ipnet, 107: frame_relay,
+}
+
+
 def describe(p, linktype, b, wirelen):
     """(text, link-header length) for one packet; None text: tcpdump's unsupported form."""
-    if linktype == 1:
-        return ethernet(p, b, wirelen)
-    if linktype == 113:
-        return sll(p, b, wirelen)
-    if linktype == 276:
-        return sll2(p, b, wirelen)
-    if linktype == 0:
-        return null(p, b, wirelen)
-    if linktype == 108:
-        return null(p, b, wirelen, loop=True)
-    if linktype in (101, 12, 14):
-        return raw(p, b, wirelen)
-    if linktype == 228:
-        return raw(p, b, wirelen, 4)
-    if linktype == 229:
-        return raw(p, b, wirelen, 6)
-    if linktype in (9, 50):
-        return ppp(p, b, wirelen)
-    if linktype == 104:
-        return chdlc(p, b, wirelen)
-    if linktype == 239:
-        return nflog(p, b, wirelen)
-    if linktype == 129:
-        return arcnet_linux(p, b, wirelen)
-    if linktype == 242:
-        return ipoib(p, b, wirelen)
-    if linktype == 226:
-        return ipnet(p, b, wirelen)
-    if linktype == 107:
-        return frame_relay(p, b, wirelen)
-    # Divergence: tcpdump has printers for many more link types (802.11/radiotap, ARCnet, IPoIB,
-    # DSA tags, ...); pfilter prints them as tcpdump prints a link type it cannot decode.
+    printer = PRINTERS.get(linktype)
+    if printer is not None:
+        return printer(p, b, wirelen)
+    # Divergence: tcpdump has printers for many more link types (ARCnet, IPoIB, DSA tags, ...);
+    # pfilter prints them as tcpdump prints a link type it cannot decode.
     return None, len(b)
 
 

@@ -139,6 +139,52 @@ def _mptcp(opt, ln, flags):
     return text
 
 
+#: the data length of the TCP options tcpdump reads a fixed amount of (the others: their length - 2)
+_OPT_DATALEN = {2: 2, 3: 1, 8: 8, 6: 4, 7: 4, 11: 4, 12: 4, 13: 4, 19: 16, 28: 2}
+
+
+def _fastopen(cookie):
+    """tcpdump's TCP Fast Open cookie (option 34, or experimental option 254 with magic 0xf989)."""
+    if not cookie:
+        return " cookiereq"
+    if len(cookie) % 2 or not 4 <= len(cookie) <= 16:
+        return " (invalid)"
+    return " cookie " + bytes(cookie).hex()
+
+
+def _option_data(opt, o, i, datalen, ln, flags, rev, thseq, thack):
+    """The text after a TCP option's name (its data at o[i:i + datalen])."""
+    if opt == 2:
+        return f" {u16(o, i)}"
+    if opt == 3:
+        return f" {o[i]}"
+    if opt == 5:
+        if datalen % 8:
+            return " invalid sack"
+        text = f" {datalen // 8} "
+        base = thseq if rev else thack
+        for j in range(0, datalen, 8):
+            text += f"{{{(u32(o, i + j) - base) & M32}:{(u32(o, i + j + 4) - base) & M32}}}"
+        return text
+    if opt == 8:
+        return f" val {u32(o, i)} ecr {u32(o, i + 4)}"
+    if opt in (6, 7, 11, 12, 13):
+        return f" {u32(o, i)}"
+    if opt == 19:
+        return " shared secret not supplied with -M, can't check - " + bytes(o[i:i + 16]).hex()
+    if opt == 28:
+        v = u16(o, i)
+        return f" {v & 0x7FFF} {'m' if v & 0x8000 else 's'}"
+    if opt == 30:
+        return _mptcp(o[i - 2:i + datalen], ln, flags)
+    if opt == 34:
+        return _fastopen(o[i:i + datalen])
+    if opt == 254:
+        magic = u16(o, i)
+        return "-tfo" + _fastopen(o[i + 2:i + datalen]) if magic == 0xF989 else f"-{magic:04x}"
+    return " 0x" + bytes(o[i:i + datalen]).hex() if datalen else ""
+
+
 def _options(o, hlen, rev, thseq, thack, flags=0):
     parts = []
     i = 0
@@ -161,76 +207,11 @@ def _options(o, hlen, rev, thseq, thack, flags=0):
             hlen -= 1
         hlen -= 1
         name = _OPT_NAMES.get(opt, f"unknown-{opt}")
-        datalen = 0
-        text = name
-        if opt in (0, 1, 4):
-            pass
-        elif opt == 2:
-            datalen = 2
-            if datalen > hlen or i + 2 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += f" {u16(o, i)}"
-        elif opt == 3:
-            datalen = 1
-            if datalen > hlen or i + 1 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += f" {o[i]}"
-        elif opt == 5:
-            datalen = ln - 2
-            if datalen > hlen or i + datalen > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            if datalen % 8:
-                text += " invalid sack"
-            else:
-                text += f" {datalen // 8} "
-                for j in range(0, datalen, 8):
-                    s, e = u32(o, i + j), u32(o, i + j + 4)
-                    if rev:
-                        s, e = (s - thseq) & M32, (e - thseq) & M32
-                    else:
-                        s, e = (s - thack) & M32, (e - thack) & M32
-                    text += f"{{{s}:{e}}}"
-        elif opt == 8:
-            datalen = 8
-            if datalen > hlen or i + 8 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += f" val {u32(o, i)} ecr {u32(o, i + 4)}"
-        elif opt in (6, 7, 11, 12, 13):
-            datalen = 4
-            if datalen > hlen or i + 4 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += f" {u32(o, i)}"
-        elif opt == 19:
-            datalen = 16
-            if datalen > hlen or i + 16 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += " shared secret not supplied with -M, can't check - " + bytes(o[i:i + 16]).hex()
-        elif opt == 28:
-            datalen = 2
-            if datalen > hlen or i + 2 > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            v = u16(o, i)
-            text += f" {v & 0x7FFF} {'m' if v & 0x8000 else 's'}"
-        elif opt == 30:
-            datalen = ln - 2
-            if datalen > hlen or i + datalen > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            text += _mptcp(o[i - 2:i + datalen], ln, flags)
-        else:
-            datalen = ln - 2
-            if datalen > hlen or i + datalen > n:
-                parts.append(name + "[bad opt]")
-                return _join_bad(parts)
-            if datalen:
-                text += " 0x" + bytes(o[i:i + datalen]).hex()
+        datalen = 0 if opt in (0, 1, 4) else _OPT_DATALEN.get(opt, ln - 2)
+        if datalen > hlen or i + datalen > n or (opt == 254 and datalen < 2):
+            parts.append(name + "[bad opt]")
+            return _join_bad(parts)
+        text = name + _option_data(opt, o, i, datalen, ln, flags, rev, thseq, thack)
         i += datalen
         hlen -= datalen
         total = datalen + (1 if opt in (0, 1) else 2)
