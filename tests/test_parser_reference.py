@@ -15,58 +15,58 @@ from pfilter.errors import FilterError, FilterSyntaxError
 _ACTION_NAMES = {v: k for k, v in reversed(list(PF_ACTIONS.items()))}
 
 
+def _pf(node):
+    if node.field == "action":
+        return f"action {_ACTION_NAMES[node.value]}"
+    if isinstance(node.value, str):
+        return f"{node.field} \\{node.value}"
+    return f"{node.field} {node.value}"
+
+
+def _id(node):
+    q = node.quals
+    words = [w for w in (q.proto_word or q.proto, q.dir, q.kind) if w]
+    return " ".join(words + [_value(node)])
+
+
+def _optional(word):
+    return lambda node: word if node.value is None else f"{word} {node.value}"
+
+
+# node class -> its text with nothing left to inheritance or precedence
+_TEXT = {
+    ast.And: lambda n: f"({explicit(n.left)} and {explicit(n.right)})",
+    ast.Or: lambda n: f"({explicit(n.left)} or {explicit(n.right)})",
+    ast.Not: lambda n: f"(not {explicit(n.operand)})",
+    ast.Id: _id,
+    ast.ProtoAbbrev: lambda n: n.proto_word or n.proto,
+    ast.Broadcast: lambda n: f"{n.proto} broadcast" if n.proto else "broadcast",
+    ast.Multicast: lambda n: f"{n.proto} multicast" if n.proto else "multicast",
+    ast.Less: lambda n: f"less {n.value}",
+    ast.Greater: lambda n: f"greater {n.value}",
+    ast.ByteOp: lambda n: f"byte {n.index} {n.op} {n.value}",
+    ast.Inbound: lambda n: "inbound",
+    ast.Outbound: lambda n: "outbound",
+    ast.Ifindex: lambda n: f"ifindex {n.value}",
+    ast.Vlan: _optional("vlan"), ast.Mpls: _optional("mpls"), ast.Pppoes: _optional("pppoes"),
+    ast.Geneve: _optional("geneve"),
+    ast.Pppoed: lambda n: "pppoed",
+    ast.Llc: lambda n: "llc" if n.kind is None else f"llc {n.kind}",
+    ast.PfField: _pf,
+    ast.Wlan: lambda n: (f"type {n.value[0]} subtype {n.value[1]}" if n.field == "type_subtype"
+                         else f"{n.field} {n.value}"),
+    ast.Relation: lambda n: f"({_arith(n.left)} {n.op} {_arith(n.right)})",
+}
+
+
 def explicit(node):
     """The AST as pcap-filter text with nothing left to inheritance or precedence."""
     if node is None:
         return ""
-    if isinstance(node, ast.And):
-        return f"({explicit(node.left)} and {explicit(node.right)})"
-    if isinstance(node, ast.Or):
-        return f"({explicit(node.left)} or {explicit(node.right)})"
-    if isinstance(node, ast.Not):
-        return f"(not {explicit(node.operand)})"
-    if isinstance(node, ast.Id):
-        q = node.quals
-        words = [w for w in (q.proto_word or q.proto, q.dir, q.kind) if w]
-        return " ".join(words + [_value(node)])
-    if isinstance(node, ast.ProtoAbbrev):
-        return node.proto_word or node.proto
-    if isinstance(node, (ast.Broadcast, ast.Multicast)):
-        word = "broadcast" if isinstance(node, ast.Broadcast) else "multicast"
-        return f"{node.proto} {word}" if node.proto else word
-    if isinstance(node, ast.Less):
-        return f"less {node.value}"
-    if isinstance(node, ast.Greater):
-        return f"greater {node.value}"
-    if isinstance(node, ast.ByteOp):
-        return f"byte {node.index} {node.op} {node.value}"
-    if isinstance(node, ast.Inbound):
-        return "inbound"
-    if isinstance(node, ast.Outbound):
-        return "outbound"
-    if isinstance(node, ast.Ifindex):
-        return f"ifindex {node.value}"
-    for cls, word in ((ast.Vlan, "vlan"), (ast.Mpls, "mpls"), (ast.Pppoes, "pppoes"),
-                      (ast.Geneve, "geneve")):
-        if isinstance(node, cls):
-            return word if node.value is None else f"{word} {node.value}"
-    if isinstance(node, ast.Pppoed):
-        return "pppoed"
-    if isinstance(node, ast.Llc):
-        return "llc" if node.kind is None else f"llc {node.kind}"
-    if isinstance(node, ast.PfField):
-        if node.field == "action":
-            return f"action {_ACTION_NAMES[node.value]}"
-        if isinstance(node.value, str):
-            return f"{node.field} \\{node.value}"
-        return f"{node.field} {node.value}"
-    if isinstance(node, ast.Wlan):
-        if node.field == "type_subtype":
-            return f"type {node.value[0]} subtype {node.value[1]}"
-        return f"{node.field} {node.value}"
-    if isinstance(node, ast.Relation):
-        return f"({_arith(node.left)} {node.op} {_arith(node.right)})"
-    raise AssertionError(f"unexpected node {node!r}")
+    text = _TEXT.get(type(node))
+    if text is None:
+        raise AssertionError(f"unexpected node {node!r}")
+    return text(node)
 
 
 def _value(node):
