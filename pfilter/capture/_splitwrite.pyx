@@ -6,20 +6,17 @@ Imports nothing from pfilter. pfilter.capture.split (FastSplit) decides when it 
 pcap in and out, host byte order, same timestamp resolution, no truncation, duplicate removal,
 rotation or compression) and falls back to the writers of pfilter.capture.writer otherwise.
 
-select_runs walks the batch once, packet by packet, and for every output whose column of the
-selection matrix says yes extends that output's list of byte ranges (consecutive records merged
-into one range); write_outputs then writev()s each output's ranges straight from the buffer
-(one copy: the kernel's, into the page cache). Threads of pfilter.capture.split call
-write_outputs for disjoint sets of outputs at the same time.
+verbatim_records checks (in the thread that read the batch) how many of its records can be copied
+as they are; write_selected then walks those packets once, and for every output whose column of
+the selection matrix says yes extends that output's list of byte ranges (consecutive records
+merged into one range), and writev()s each output's ranges straight from the buffer (one copy:
+the kernel's, into the page cache), a chunk of packets at a time. Threads of
+pfilter.capture.split call write_selected for disjoint sets of outputs at the same time.
 """
 from libc.stdint cimport int64_t, uint8_t, uint32_t
-from libc.errno cimport EINVAL
 from libc.string cimport memcpy
 
 include "writev.pxi"
-
-cdef extern from "<limits.h>":
-    int IOV_MAX
 
 
 def verbatim_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,
@@ -48,25 +45,6 @@ cdef inline bint _verbatim(const uint8_t* d, Py_ssize_t size, int64_t offset, ui
     memcpy(&c, d + offset - 8, 4)
     memcpy(&w, d + offset - 4, 4)
     return c == cap and w == wire
-
-
-cdef int _write_ranges(int fd, const uint8_t* d, const int64_t* starts, const int64_t* ends,
-                       int64_t runs) noexcept nogil:
-    cdef iovec vec[1024]
-    cdef int64_t r = 0
-    cdef int cnt, err
-    cdef int limit = 1024 if IOV_MAX > 1024 or IOV_MAX <= 0 else IOV_MAX
-    while r < runs:
-        cnt = 0
-        while cnt < limit and r + cnt < runs:
-            vec[cnt].iov_base = <void*>(d + starts[r + cnt])
-            vec[cnt].iov_len = <size_t>(ends[r + cnt] - starts[r + cnt])
-            cnt += 1
-        err = write_all(fd, vec, cnt)
-        if err:
-            return err
-        r += cnt
-    return 0
 
 
 def write_selected(const int64_t[::1] fds, const uint8_t[::1] data, const int64_t[::1] offsets,
@@ -126,7 +104,7 @@ def write_selected(const int64_t[::1] fds, const uint8_t[::1] data, const int64_
                 break
             for k in range(nout):
                 if runs[k] > 0:
-                    err = _write_ranges(<int>fds[k], d, &starts[k, 0], &ends[k, 0], runs[k])
+                    err = write_ranges(<int>fds[k], d, &starts[k, 0], &ends[k, 0], runs[k])
                     if err:
                         failed = k
                         break

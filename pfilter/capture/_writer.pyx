@@ -157,10 +157,6 @@ def pcapng_epbs(const uint8_t[::1] data, const int64_t[::1] offsets, const uint3
     return pos
 
 
-cdef extern from "<limits.h>":
-    int IOV_MAX
-
-
 def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
                        const uint32_t[::1] caplen, const uint32_t[::1] wirelen,
                        const int64_t[::1] index, int64_t[::1] starts, int64_t[::1] ends):
@@ -200,25 +196,6 @@ def pcap_verbatim_runs(const uint8_t[::1] data, const int64_t[::1] offsets,
     return runs
 
 
-cdef int _write_runs(int fd, const uint8_t* d, const int64_t* starts, const int64_t* ends,
-                     Py_ssize_t runs) noexcept nogil:
-    cdef iovec vec[1024]
-    cdef Py_ssize_t r = 0, cnt
-    cdef int err
-    cdef int limit = 1024 if IOV_MAX > 1024 or IOV_MAX <= 0 else IOV_MAX
-    while r < runs:
-        cnt = 0
-        while cnt < limit and r + cnt < runs:
-            vec[cnt].iov_base = <void*>(d + starts[r + cnt])
-            vec[cnt].iov_len = <size_t>(ends[r + cnt] - starts[r + cnt])
-            cnt += 1
-        err = write_all(fd, vec, <int>cnt)
-        if err:
-            return err
-        r += cnt
-    return 0
-
-
 def write_runs(int fd, const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1] ends,
                Py_ssize_t runs):
     """writev() the ranges data[starts[r]:ends[r]] to fd in order, straight from the buffer
@@ -234,7 +211,7 @@ def write_runs(int fd, const uint8_t[::1] data, const int64_t[::1] starts, const
         if not 0 <= starts[r] <= ends[r] <= size:
             return EINVAL
     with nogil:
-        err = _write_runs(fd, &data[0], &starts[0], &ends[0], runs)
+        err = write_ranges(fd, &data[0], &starts[0], &ends[0], runs)
     return err
 
 
