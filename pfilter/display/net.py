@@ -188,58 +188,34 @@ def ipv6(p, b, length):
     addrs = f"{src} > {dst}: "
     printed_addrs = False
     info = [6, b[8:24], b[24:40], False, b[7], nh]
-    while True:
-        if nh in (0, 60):
-            if len(data) < pos + 2:
-                return out + addrs + ("HBH " if nh == 0 else "DSTOPT ") + "[|ip6]"
-            hl = (data[pos + 1] + 1) * 8
-            if not printed_addrs:
-                out += addrs
-                printed_addrs = True
-            out += "HBH " if nh == 0 else "DSTOPT "
-            nh = data[pos]
-            pos += hl
-            rest -= hl
-            continue
-        if nh == 43:
-            if len(data) < pos + 4:
-                return out + addrs + "[|srcrt]"
-            if not printed_addrs:
-                out += addrs
-                printed_addrs = True
-            out += _rt6(data[pos:pos + (data[pos + 1] + 1) * 8])
-            hl = (data[pos + 1] + 1) * 8
-            nh = data[pos]
-            pos += hl
-            rest -= hl
-            continue
+    while nh in _EXT_HEADERS:
+        need, trunc = _EXT_HEADERS[nh]
+        if len(data) < pos + need:
+            return out + addrs + trunc
+        if not printed_addrs:
+            out += addrs
+            printed_addrs = True
+        header, fragoff = nh, 0
         if nh == 44:
-            if len(data) < pos + 8:
-                return out + addrs + "frag [|frag]"
-            if not printed_addrs:
-                out += addrs
-                printed_addrs = True
-            offlg = u16(data, pos + 2)
-            ident = u32(data, pos + 4)
-            fragoff = offlg & 0xFFF8
-            flen = rest - 8
-            if p.v:
-                out += f"frag (0x{ident:08x}:{fragoff}|{flen})"
-            else:
-                out += f"frag ({fragoff}|{flen})"
-            nh = data[pos]
-            pos += 8
-            rest -= 8
+            hl, fragoff = 8, u16(data, pos + 2) & 0xFFF8
+            ident = f"0x{u32(data, pos + 4):08x}:" if p.v else ""
+            out += f"frag ({ident}{fragoff}|{rest - 8})"
             info[3] = True
+        else:
+            hl = (data[pos + 1] + 1) * 8
+            out += _rt6(data[pos:pos + hl]) if nh == 43 else ("HBH " if nh == 0 else "DSTOPT ")
+        nh = data[pos]
+        pos += hl
+        rest -= hl
+        if header == 44:
             if fragoff:
                 return out
             out += " "
-            continue
-        break
-    if printed_addrs and nh in (6, 17, 33, 132):
-        pass
-    body = demux(p, nh, data[pos:], max(0, rest), src, dst, tuple(info), addrs_done=printed_addrs)
-    return out + (body if printed_addrs or nh in (6, 17, 33, 132) else body)
+    return out + demux(p, nh, data[pos:], max(0, rest), src, dst, tuple(info), addrs_done=printed_addrs)
+
+
+#: IPv6 extension headers tcpdump walks: next header -> (bytes needed, text when truncated)
+_EXT_HEADERS = {0: (2, "HBH [|ip6]"), 60: (2, "DSTOPT [|ip6]"), 43: (4, "[|srcrt]"), 44: (8, "frag [|frag]")}
 
 
 def _rt6(h):
