@@ -8,12 +8,19 @@ pfilter imports and runs without it; asking for native code then raises NativeUn
 naming the extra to install (`pip install 'pfilter-bpf[native]'`).
 
 The generated module holds, per program:
-  * `flt(p, caplen, wirelen, total) -> u32`, internal and always inlined: the lowering's blocks as
-    LLVM blocks, A/X/M[] as stack slots that mem2reg turns into SSA values, one length guard per
-    block where the lowering puts one (no check per load), the indirect-load guards redone when X
-    changes, big-endian loads, libpcap's division-by-zero and shift rules, and the loop budget
-    (a taken backward `ja` adds its span to `*total`; past validate.loop_budget(caplen) for this
-    packet the program returns 0);
+  * `flt(p, caplen, wirelen, total) -> u32`, internal and always inlined, in one of two shapes:
+    - straight-line (loop-free programs of at most STRAIGHT_MAX_BLOCKS blocks): every block
+      evaluated in program order under its reach predicate, registers as SSA values merged by
+      selects, loads reading the packet or a zero word, the lowering's guards and a zero X
+      divisor folded into one `fail` flag; no branch depends on the packet, so mixed traffic
+      costs no mispredictions (the x86 passes that turn selects back into branches are off);
+    - branching (the rest): the lowering's blocks as LLVM blocks, A/X/M[] as stack slots that
+      mem2reg turns into SSA values, one length guard per block where the lowering puts one (no
+      check per load), the indirect-load guards redone when X changes, and the loop budget (a
+      taken backward `ja` adds its span to `*total`; past validate.loop_budget(caplen) for this
+      packet the program returns 0); a chain of `jeq #k` stays a chain (a switch's binary search
+      would mispredict on every packet);
+    both with big-endian loads and libpcap's division-by-zero and shift rules;
   * `run(data, size, offsets, caplen, wirelen, out, start, stop, status) -> i64`: the batch loop.
     Each packet's offset and caplen are checked against the data buffer before it is read (a bad
     one stops the run: status = 1 and its index returned, out filled up to it); the loop stops
@@ -21,6 +28,10 @@ The generated module holds, per program:
     control (Ctrl-C) between calls;
   * `run_idx(..., index, ...)`: the same over the packets index[start:stop] (indexes outside the
     batch skipped, as in the VM).
+The batch loop prefetches the packet PREFETCH_AHEAD places ahead into every cache level
+(locality 3: a non-temporal prefetch keeps the lines out of L2 and costs more than it saves when
+the packets fit in the cache). Rule sets (classify) are compiled by pfilter.native_classify from
+the same filter builders: `classifier_for(plan)`.
 One ctypes call per chunk of packets: ctypes releases the GIL around a call of a CFUNCTYPE
 foreign function, so the filtering runs without it. Compiled code is kept in memory by the
 program's hash (Lowering.digest); NativeProgram.compile_seconds says what generating it cost.
@@ -48,9 +59,10 @@ __all__ = ["NativeProgram", "NativeUnavailableError", "available", "jit", "class
 
 EXTRA_HINT = "pip install 'pfilter-bpf[native]' (llvmlite)"
 
-#: loop charges one call may spend before it returns to Python (as the VM's CHUNK_WORK)
+#: loop charges one call may spend before it returns to Python (as the VM's CHUNK_WORK); straight
+#: instructions too: packets per call = CHUNK_WORK // program length
 CHUNK_WORK = 1 << 26
-#: straight-line instructions one call may run: packets per call = CHUNK_WORK // program length
+#: the batch loop prefetches the headers (PREFETCH_LINES cache lines) of the packet this many ahead
 PREFETCH_AHEAD = 32
 PREFETCH_LINES = 2
 PREFETCH_LOCALITY = 3
