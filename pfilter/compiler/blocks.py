@@ -50,13 +50,10 @@ class Block:
         self.code = code
         self.k = k & 0xFFFFFFFF
         self.stmts = stmts if stmts is not None else []
-        self.jt = None
-        self.jf = None
+        self.jt = self.jf = self.origin = None
         self.sense = False
         self.head = self
-        self.longjt = 0
-        self.longjf = 0
-        self.origin = None
+        self.longjt = self.longjf = 0
 
     @property
     def is_ret(self):
