@@ -88,19 +88,24 @@ cdef inline void putc_(Out *o, char c) noexcept:
     o.len += 1
 
 
-cdef inline void putu(Out *o, unsigned long long v) noexcept:
+cdef inline void put_digits(Out *o, unsigned long long v, unsigned int base) noexcept:
+    """v in decimal or hexadecimal (lower case) digits."""
     cdef char tmp[24]
     cdef int n = 0
     if v == 0:
         putc_(o, b'0')
         return
     while v:
-        tmp[n] = <char>(48 + v % 10)
-        v //= 10
+        tmp[n] = b"0123456789abcdef"[v % base]
+        v //= base
         n += 1
     while n:
         n -= 1
         putc_(o, tmp[n])
+
+
+cdef inline void putu(Out *o, unsigned long long v) noexcept:
+    put_digits(o, v, 10)
 
 
 cdef inline void putu_pad(Out *o, unsigned long v, int width) noexcept:
@@ -955,18 +960,7 @@ cdef int dns_line(Out *o, const uint8_t *m, Py_ssize_t n, long length, int mdns)
 
 
 cdef void put_hex(Out *o, unsigned int v) noexcept:
-    cdef char tmp[8]
-    cdef int k = 0
-    if v == 0:
-        putc_(o, b'0')
-        return
-    while v:
-        tmp[k] = HEX[v & 15]
-        v >>= 4
-        k += 1
-    while k:
-        k -= 1
-        putc_(o, tmp[k])
+    put_digits(o, v, 16)
 
 
 # ----------------------------------------------------------------------------- STP (link.stp)
