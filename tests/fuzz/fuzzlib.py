@@ -74,6 +74,28 @@ def outcome(fn, *args, allowed=(), **kwargs):
         return e
 
 
+def mutate(draw, text, times, *token_sets, insert_max=3, delete_max=4):
+    """`text` after `times` edits (inside a hypothesis composite strategy; `draw` its draw), each
+    at a random place: a random string of 1 to insert_max characters inserted, 1 to delete_max
+    characters deleted, or a token inserted from one of `token_sets`, each a (separator, tokens)
+    pair (the token stands between two separators)."""
+    from hypothesis import strategies as st
+    actions = ["insert", "delete", *range(len(token_sets))]
+    for _ in range(times):
+        i = draw(st.integers(0, len(text)))
+        action = draw(st.sampled_from(actions))
+        cut = 0
+        if action == "insert":
+            piece = draw(st.text(min_size=1, max_size=insert_max))
+        elif action == "delete":
+            piece, cut = "", draw(st.integers(1, delete_max))
+        else:
+            separator, tokens = token_sets[action]
+            piece = separator + draw(st.sampled_from(tokens)) + separator
+        text = text[:i] + piece + text[i + cut:]
+    return text
+
+
 def _env(name, default, kind=float):
     value = os.environ.get(name, "").strip()
     return kind(value) if value else default

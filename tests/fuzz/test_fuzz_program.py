@@ -6,7 +6,6 @@ hostile arguments (only FilterError; nothing written outside `out`)."""
 import re
 
 import numpy as np
-import pytest
 from hypothesis import strategies as st
 
 import fuzzlib
@@ -95,6 +94,12 @@ def _comma(insns):
     return f"{len(insns)}," + ",".join(f"{c} {jt} {jf} {k}" for c, jt, jf, k in insns)
 
 
+#: what a program text's mutations insert besides random characters: near-misses of its numbers
+#: and separators
+TEXT_TOKENS = ["0x", "g", "1g", ",", "{", "}", "-1", "4294967296", "\n", "\u0666", "1_000", "+5", "0b1", " ",
+               "#", "0", "00"]
+
+
 @st.composite
 def program_texts(draw):
     """tcpdump -dd / -ddd text (or the one-line comma form) of a valid program, mutated."""
@@ -102,16 +107,7 @@ def program_texts(draw):
     fmt = draw(st.sampled_from(["dd", "ddd", "comma"]))
     text = _comma(insns) if fmt == "comma" else pfilter.Program.from_tuples(insns).dump(fmt)
     mutations = draw(st.integers(0, 3))
-    for _ in range(mutations):
-        i = draw(st.integers(0, len(text)))
-        action = draw(st.sampled_from(["insert", "delete", "token"]))
-        if action == "insert":
-            text = text[:i] + draw(st.text(min_size=1, max_size=2)) + text[i:]
-        elif action == "delete":
-            text = text[:i] + text[i + draw(st.integers(1, 3)):]
-        else:
-            text = text[:i] + draw(st.sampled_from(["0x", "g", "1g", ",", "{", "}", "-1", "4294967296", "\n",
-                                                    "\u0666", "1_000", "+5", "0b1", " ", "#", "0", "00"])) + text[i:]
+    text = fuzzlib.mutate(draw, text, mutations, ("", TEXT_TOKENS), insert_max=2, delete_max=3)
     return insns, text, mutations > 0
 
 
