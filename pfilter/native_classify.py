@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import struct
 from typing import Any
 
 import numpy as np
@@ -217,30 +218,31 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     trigw = [c64(0)] * nw
     for g in range(len(plan.gvalue)):
         a, _x = value(b, int(plan.gvalue[g]))
-        s, e = int(plan.gstart[g]), int(plan.gstart[g + 1])
-        consts = [int(k) for k in plan.gconst[s:e]]
-        lanes = max(16, -(-len(consts) // 16) * 16)
-        consts += [consts[0]] * (lanes - len(consts))
-        vt = ir.VectorType(i32, lanes)
-        splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, None), a, c32(0)), ir.Constant(vt, None),
-                                 ir.Constant(ir.VectorType(i32, lanes), [c32(0)] * lanes))
-        hits = b.bitcast(b.icmp_unsigned("==", splat, ir.Constant(vt, [c32(k) for k in consts])), ir.IntType(lanes))
-        found = fn.append_basic_block(f"found{g}")
-        joined = fn.append_basic_block(f"group{g}")
-        before = b.block
-        b.cbranch(b.icmp_unsigned("!=", hits, ir.Constant(ir.IntType(lanes), 0)), found, joined)
-        fb = ir.IRBuilder(found)
-        idx = fb.zext(_cttz_wide(fb, m, hits, lanes), i64)
-        row0 = fb.mul(fb.add(idx, c64(s)), c64(nw))
-        got = [fb.or_(trigw[w], fb.load(fb.gep(trig_tab, [c64(0), fb.add(row0, c64(w))]))) for w in range(nw)]
-        fb.branch(joined)
-        b = ir.IRBuilder(joined)
-        phis = []
-        for w in range(nw):
-            phis.append(b.phi(i64))
-            phis[w].add_incoming(trigw[w], before)
-            phis[w].add_incoming(got[w], found)
-        trigw = phis
+        for s in range(int(plan.gstart[g]), int(plan.gstart[g + 1]), 64):
+            # up to 64 constants per vector compare (padded with copies of the first one)
+            consts = [int(k) for k in plan.gconst[s:min(s + 64, int(plan.gstart[g + 1]))]]
+            lanes = -(-len(consts) // 16) * 16
+            consts += [consts[0]] * (lanes - len(consts))
+            vt = ir.VectorType(i32, lanes)
+            splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, None), a, c32(0)), ir.Constant(vt, None),
+                                     ir.Constant(vt, [c32(0)] * lanes))
+            hits = b.zext(b.bitcast(b.icmp_unsigned("==", splat, ir.Constant(vt, [c32(k) for k in consts])),
+                                    ir.IntType(lanes)), i64)
+            found = fn.append_basic_block(f"found{s}")
+            joined = fn.append_basic_block(f"group{s}")
+            before = b.block
+            b.cbranch(b.icmp_unsigned("!=", hits, c64(0)), found, joined)
+            fb = ir.IRBuilder(found)
+            row0 = fb.mul(fb.add(fb.call(cttz, [hits, ir.Constant(i1, 1)]), c64(s)), c64(nw))
+            got = [fb.or_(trigw[w], fb.load(fb.gep(trig_tab, [c64(0), fb.add(row0, c64(w))]))) for w in range(nw)]
+            fb.branch(joined)
+            b = ir.IRBuilder(joined)
+            phis = []
+            for w in range(nw):
+                phis.append(b.phi(i64))
+                phis[w].add_incoming(trigw[w], before)
+                phis[w].add_incoming(got[w], found)
+            trigw = phis
 
     # 2. default verdicts (inlined: LLVM folds most to a constant), replaced for the marked rules
     # by their exact verdicts, then 3. the packet's hits
@@ -309,17 +311,6 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     return str(m)
 
 
-def _cttz_wide(b: Any, m: Any, v: Any, bits: int) -> Any:
-    """The index (i32) of the lowest set bit of a nonzero iN value."""
-    import llvmlite.ir as ir
-    ty = ir.IntType(bits)
-    f = m.globals.get(f"llvm.cttz.i{bits}")
-    if f is None:
-        f = ir.Function(m, ir.FunctionType(ty, [ty, ir.IntType(1)]), name=f"llvm.cttz.i{bits}")
-    n = b.call(f, [v, ir.Constant(ir.IntType(1), 1)])
-    return n if bits == 32 else b.trunc(n, ir.IntType(32)) if bits > 32 else b.zext(n, ir.IntType(32))
-
-
 class NativeClassifier:
     """Machine code for a rule set: `run` as pfilter._classify.RuleEngine.run. `compile_seconds`
     is what generating it took (0.0 when it came from the cache)."""
@@ -327,13 +318,20 @@ class NativeClassifier:
     __slots__ = ("nrules", "compile_seconds", "_run")
 
     def __init__(self, plan: Any) -> None:
-        lows = [lower(p) for p in plan.programs]
-        self.nrules = len(lows)
-        digest = hashlib.sha256("/".join(low.digest for low in lows).encode()).hexdigest()
+        self.nrules = len(plan.programs)
+        self._run, self.compile_seconds = None, 0.0
+        if not self.nrules:
+            return
+        h = hashlib.sha256()
+        for insns in plan.programs:      # the rule set's identity: every program, in order
+            h.update(struct.pack("<I", len(insns)))
+            h.update(b"".join(struct.pack("<HBBI", *t) for t in insns))
+        digest = h.hexdigest()
         key = "classify/" + digest
         cached = key in native._cache
         name = f"pc{digest[:24]}"
-        self._run, seconds = native.machine_code(key, lambda: _module_ir(plan, lows, name), f"{name}_run", _RUN)
+        self._run, seconds = native.machine_code(
+            key, lambda: _module_ir(plan, [lower(p) for p in plan.programs], name), f"{name}_run", _RUN)
         self.compile_seconds = 0.0 if cached else seconds
 
     def __repr__(self) -> str:

@@ -183,6 +183,9 @@ def test_errors_and_empty_inputs():
         nat.run(batch.data, bad, batch.caplen, batch.wirelen, None, None, False, counts, nbytes)
     empty = pfilter.PacketBatch.from_packets([])
     assert nat.run(empty.data, empty.offsets, empty.caplen, empty.wirelen, None, None, False, counts, nbytes) == 0
+    none = native.classifier_for(plan([]))
+    assert none.run(batch.data, batch.offsets, batch.caplen, batch.wirelen, None, None, False,
+                    np.zeros(0, np.int64), np.zeros(0, np.int64)) == 0
     # compiled once per rule set: the second one comes from the cache
     assert native.classifier_for(plan(programs)).compile_seconds == 0.0
 
