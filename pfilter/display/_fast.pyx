@@ -391,12 +391,15 @@ TXT_NAMES[5] = b"SMTP"
 TXT_NAMES[6] = b"FTP"
 TXT_NAMES[7] = b"WHOIS"
 TXT_NAMES[8] = b"RTSP"
-cdef const char *TXT_TRUNC[9]
-TXT_TRUNC[4] = b" [|http]"
-TXT_TRUNC[5] = b" [|smtp]"
-TXT_TRUNC[6] = b" [|ftp]"
-TXT_TRUNC[7] = b" [|whois]"
-TXT_TRUNC[8] = b" [|rtsp]"
+
+
+cdef void put_trunc(Out *o, const char *name) noexcept:
+    """tcpdump's ' [|proto]' for a truncated text protocol line: its name in lower case."""
+    puts_(o, b" [|")
+    while name[0]:
+        putc_(o, name[0] | 0x20)
+        name += 1
+    putc_(o, b']')
 cdef list HTTP_WORDS = []
 cdef list RTSP_WORDS = []
 
@@ -485,7 +488,7 @@ cdef void txtproto(Out *o, const uint8_t *d, Py_ssize_t n, int app) noexcept:
         if not (0x20 <= c < 0x7F or c == 0x09):
             return
         i += 1
-    puts_(o, b": "); put(o, <const char *>d, n); puts_(o, TXT_TRUNC[app])
+    puts_(o, b": "); put(o, <const char *>d, n); put_trunc(o, TXT_NAMES[app])
 
 
 cdef inline int memcmp_(const uint8_t *a, const uint8_t *b, int n) noexcept:
