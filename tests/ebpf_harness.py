@@ -71,21 +71,27 @@ def load_harness(programs):
     return syscall.prog_load(programs[0].prog_type, I.encode(harness(programs)), name="pfilter_h")
 
 
+def run_and_close(fd, batch):
+    """(return values; bool array: the packets the kernel's test harness refused to run, EINVAL)
+    of BPF_PROG_TEST_RUN of the loaded program `fd` over `batch`; closes fd."""
+    from pfilter.ebpf import test_run_fd
+    refused = np.zeros(len(batch), dtype=bool)
+    try:
+        retvals, _ = test_run_fd(fd, batch, refused=refused)
+    finally:
+        os.close(fd)
+    return retvals, refused
+
+
 def verdict_matrix(programs, batch):
     """(bool array packets x programs: did each program match each packet, from test runs of
     harnesses of 31; bool array: the packets the kernel's test harness refused to run, EINVAL);
     an AssertionError when a program returned a value that is no verdict."""
-    from pfilter.ebpf import test_run_fd
     out = np.zeros((len(batch), len(programs)), dtype=bool)
     refused = np.zeros(len(batch), dtype=bool)
     for g in range(0, len(programs), PER_HARNESS):
         group = programs[g:g + PER_HARNESS]
-        fd = load_harness(group)
-        try:
-            mark = np.zeros(len(batch), dtype=bool)
-            retvals, _ = test_run_fd(fd, batch, refused=mark)
-        finally:
-            os.close(fd)
+        retvals, mark = run_and_close(load_harness(group), batch)
         assert g == 0 or np.array_equal(mark, refused), "the kernel refused different packets for another harness"
         refused = mark
         bad = np.flatnonzero(retvals & ERROR_BIT)

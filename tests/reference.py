@@ -402,6 +402,34 @@ def corpus_batches():
             for key, pkts in groups.items() if pkts}
 
 
+def corpus_pools():
+    """{DLT number: PacketBatch of every corpus packet of that link type}, all snapshot lengths
+    together."""
+    import pfilter
+    groups = {}
+    for (dlt, _snap), b in corpus_batches().items():
+        groups.setdefault(dlt, []).extend(b.packet(i) for i in range(len(b)))
+    return {dlt: pfilter.PacketBatch.from_packets(p, linktype=dlt) for dlt, p in groups.items()}
+
+
+def corpus_dlts_with_captures():
+    """The corpus's expression link types (names) that some corpus capture has."""
+    from pfilter.linktypes import linktype_number
+    have = {int(row["linktype"]) for row in corpus_pcaps() if row.get("linktype", "").isdigit()}
+    return sorted(d for d in corpus_expressions() if linktype_number(d) in have)
+
+
+def distinct_paths(prog, batch):
+    """(indices of the first packet of each distinct (verdict, path length) of pfilter Program
+    `prog` over `batch`, in packet order; the return values): a sample of the paths it takes."""
+    import numpy as np
+    out = prog.run_batch(batch)
+    key = prog.count_steps(batch).astype(np.int64) * 2 + (out != 0)
+    _, first = np.unique(key, return_index=True)
+    first.sort()
+    return [int(i) for i in first], out
+
+
 @functools.lru_cache(maxsize=None)
 def _empty_savefile(dlt, snaplen, big_endian=False):
     """An empty pcap file of the given link type: compiling on its handle gives libpcap's

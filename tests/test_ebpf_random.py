@@ -10,11 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from ebpf_harness import require_kernel, verdict_matrix
+from ebpf_harness import require_kernel, run_and_close, verdict_matrix
 from test_lowering import random_program
 
 import pfilter
-from pfilter.ebpf import VerifierError, load, test_run_fd
+from pfilter.ebpf import VerifierError, load
 
 PROGRAMS = 310
 PACKETS = 4000
@@ -107,12 +107,7 @@ def test_random_socket_filters_return_the_vm_values(programs, frames):
     frames = _for(programs, frames)
     payloads = pfilter.PacketBatch.from_packets([frames.packet(i)[14:] for i in range(len(frames))])
     for j, (p, eb) in enumerate(_loadable(programs[:60], "socket")):
-        fd = load(eb)
-        try:
-            refused = np.zeros(len(frames), dtype=bool)
-            got, _ = test_run_fd(fd, frames, refused=refused)
-        finally:
-            os.close(fd)
+        got, refused = run_and_close(load(eb), frames)
         want = p.run_batch(payloads)
         differ = np.flatnonzero((got != want) & ~refused)
         assert len(differ) == 0, (f"program {j} {p.to_tuples()}: kernel {got[differ[0]]} VM {want[differ[0]]} on "

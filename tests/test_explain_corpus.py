@@ -3,7 +3,6 @@ that packet the verdict the explanation states for it; the caret sits under its 
 verdict is the program's."""
 import functools
 
-import numpy as np
 import pytest
 
 import pfilter
@@ -45,31 +44,20 @@ def _alone(expr, span, dlt):
     return pfilter.Program.from_tuples(linearize(root))
 
 
-def corpus_dlts():
-    have = {int(row["linktype"]) for row in ref.corpus_pcaps() if row.get("linktype", "").isdigit()}
-    return sorted(d for d in ref.corpus_expressions() if linktype_number(d) in have)
-
-
 @pytest.fixture(scope="module")
 def pools():
-    groups = {}
-    for (dlt, _snap), b in ref.corpus_batches().items():
-        groups.setdefault(dlt, []).extend(b.packet(i) for i in range(len(b)))
-    return {dlt: pfilter.PacketBatch.from_packets(p, linktype=dlt) for dlt, p in groups.items()}
+    return ref.corpus_pools()
 
 
 def _sample(prog, batch, per_verdict=4):
     """Up to per_verdict accepted and rejected packets with distinct path lengths."""
-    out = prog.run_batch(batch) != 0
-    key = prog.count_steps(batch).astype(np.int64) * 2 + out
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    acc = [int(i) for i in first if out[i]][:per_verdict]
-    rej = [int(i) for i in first if not out[i]][:per_verdict]
+    first, out = ref.distinct_paths(prog, batch)
+    acc = [i for i in first if out[i]][:per_verdict]
+    rej = [i for i in first if not out[i]][:per_verdict]
     return acc + rej
 
 
-@pytest.mark.parametrize("dlt", ref.corpus_params(corpus_dlts))
+@pytest.mark.parametrize("dlt", ref.corpus_params(ref.corpus_dlts_with_captures))
 def test_explanations_name_a_primitive_whose_own_verdict_is_the_stated_one(dlt, pools):
     n = linktype_number(dlt)
     pool = pools[n]

@@ -87,31 +87,17 @@ def test_memory_writes_and_x_changes_are_reported():
 
 def _sample(prog, batch, limit=12):
     """Packets with distinct (verdict, path length): a sample of the paths the program takes."""
-    out = prog.run_batch(batch)
-    key = prog.count_steps(batch).astype(np.int64) * 2 + (out != 0)
-    _, first = np.unique(key, return_index=True)
-    first.sort()
-    return [int(i) for i in first[:limit]], out
+    first, out = ref.distinct_paths(prog, batch)
+    return first[:limit], out
 
 
 @pytest.fixture(scope="module")
 def pools():
-    """{DLT number: PacketBatch of every corpus packet of that link type}."""
-    groups = {}
-    for (dlt, _snap), b in ref.corpus_batches().items():
-        groups.setdefault(dlt, []).extend(b.packet(i) for i in range(len(b)))
-    return {dlt: pfilter.PacketBatch.from_packets(p, linktype=dlt) for dlt, p in groups.items()}
-
-
-def corpus_dlts():
-    """The corpus's expression link types that some corpus capture has."""
-    from pfilter.linktypes import linktype_number
-    have = {int(row["linktype"]) for row in ref.corpus_pcaps() if row.get("linktype", "").isdigit()}
-    return sorted(d for d in ref.corpus_expressions() if linktype_number(d) in have)
+    return ref.corpus_pools()
 
 
 @needs_cvm
-@pytest.mark.parametrize("dlt", ref.corpus_params(corpus_dlts))
+@pytest.mark.parametrize("dlt", ref.corpus_params(ref.corpus_dlts_with_captures))
 def test_corpus_traces_agree_between_vms_and_end_in_the_verdict(dlt, pools):
     from pfilter.linktypes import linktype_number
     exprs = ref.corpus_expressions()[dlt]
