@@ -264,12 +264,14 @@ def ppp(p, b, wirelen, hdlc=True):
     text = ""
     if p.e:
         text = f"{PPP_PROTOS.get(proto, 'unknown')} (0x{proto:04x}), length {wirelen}: "
-    data = b[off:]
-    if proto in (0x0021, 0x0800):
-        return text + net.ipv4(p, data, wirelen - off), off
-    if proto in (0x0057, 0x86DD):
-        return text + net.ipv6(p, data, wirelen - off), off
+    if proto in (0x0021, 0x0800, 0x0057, 0x86DD):
+        return _ip_after(p, text, proto in (0x0021, 0x0800), b, wirelen, off)
     return None, off
+
+
+def _ip_after(p, text, v4, b, wirelen, hdr):
+    """(text and the IPv4 or IPv6 packet after a link header of hdr bytes, hdr)."""
+    return text + (net.ipv4 if v4 else net.ipv6)(p, b[hdr:], wirelen - hdr), hdr
 
 
 def chdlc(p, b, wirelen):
@@ -322,10 +324,8 @@ def arcnet_linux(p, b, wirelen):
     if p.e:
         text = f"{b[0]:02x} {b[1]:02x} {ARC_TYPES.get(b[2], f'{b[2]:02x}')} {wirelen}: "
     data = b[hdr:]
-    if typ in (0xF0, 0xD4):
-        return text + net.ipv4(p, data, wirelen - hdr), hdr
-    if typ == 0xC4:
-        return text + net.ipv6(p, data, wirelen - hdr), hdr
+    if typ in (0xF0, 0xD4, 0xC4):
+        return _ip_after(p, text, typ != 0xC4, b, wirelen, hdr)
     if typ in (0xF1, 0xD5):
         return text + net.arp(p, data, wirelen - hdr), hdr
     if typ == 0xD6:

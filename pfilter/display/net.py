@@ -451,6 +451,13 @@ ICMP6_UNREACH = {0: "unreachable route", 1: "unreachable prohibited", 2: "beyond
                  6: "reject route"}
 
 
+#: ICMPv6 types whose line adds one fixed field: type -> (bytes needed, the text added)
+_ICMP6_FIXED = {2: (8, lambda b: f", mtu {u32(b, 4)}"), 135: (24, lambda b: f", who has {ip6(b[8:24])}"),
+                136: (24, lambda b: f", tgt is {ip6(b[8:24])}"),
+                137: (40, lambda b: f", {ip6(b[24:40])} to {ip6(b[8:24])}"),
+                143: (8, lambda b: f", {u16(b, 6)} group record(s)")}
+
+
 def icmp6(p, b, length, info):
     if len(b) < 4:
         return "ICMP6, [|icmp6]"
@@ -473,19 +480,14 @@ def icmp6(p, b, length, info):
                 port = u16(b, 50) if len(b) >= 52 else 0
                 prn = {17: "udp", 6: "tcp"}.get(nh)
                 out += f", unreachable port, {d} {prn + ' port ' + str(port) if prn else 'protocol ' + str(nh)}"
-            elif code == 3:
-                out += f", unreachable address {d}"
-            elif code == 0:
-                out += f", unreachable route {d}"
-            elif code == 1:
-                out += f", unreachable prohibited {d}"
-            elif code == 2:
-                out += f", beyond scope {d}"
+            elif code <= 3:
+                out += f", {ICMP6_UNREACH[code]} {d}"
             else:
                 out += f", {ICMP6_UNREACH.get(code, f'unknown unreach code ({code})')}"
-    elif t == 2:
-        if len(b) >= 8:
-            out += f", mtu {u32(b, 4)}"
+    elif t in _ICMP6_FIXED:
+        need, more = _ICMP6_FIXED[t]
+        if len(b) >= need:
+            out += more(b)
     elif t == 3:
         if len(b) >= 40:
             d = ip6(b[32:48]) if len(b) >= 48 else ""
@@ -497,18 +499,6 @@ def icmp6(p, b, length, info):
             ptr = u32(b, 4)
             out += {0: f", erroneous - octet {ptr}", 1: f", next header - octet {ptr}",
                     2: f", option - octet {ptr}", 3: f", incomplete header chain - octet {ptr}"}.get(code, f", code-#{code}")
-    elif t == 135:
-        if len(b) >= 24:
-            out += f", who has {ip6(b[8:24])}"
-    elif t == 136:
-        if len(b) >= 24:
-            out += f", tgt is {ip6(b[8:24])}"
-    elif t == 137:
-        if len(b) >= 40:
-            out += f", {ip6(b[24:40])} to {ip6(b[8:24])}"
-    elif t == 143:
-        if len(b) >= 8:
-            out += f", {u16(b, 6)} group record(s)"
     elif t in (130, 131, 132):
         if len(b) >= 24:
             if t == 130 and length > 24:
@@ -516,11 +506,7 @@ def icmp6(p, b, length, info):
                 grp = ip6(b[8:24])
                 out += f" [gaddr {grp}]" if grp != "::" else ""
             else:
-                grp = ip6(b[8:24])
-                if t == 130:
-                    out += f" max resp delay: {u16(b, 4)} addr: {grp}"
-                else:
-                    out += f" max resp delay: {u16(b, 4)} addr: {grp}"
+                out += f" max resp delay: {u16(b, 4)} addr: {ip6(b[8:24])}"
     if not p.v:             # with -v tcpdump ends with the type's own details instead
         out += f", length {length}"
     return out
