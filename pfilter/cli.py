@@ -835,11 +835,5 @@ def _write_labels(path, labels, protect=()):
         w.writerow(["packet", "label"])
         w.writerows(zip(range(len(labels)), labels.tolist()))
         data = text.getvalue().encode("utf-8")
-    from .capture.files import AtomicFile
-    out = AtomicFile(path, protect=protect)
-    try:
-        out.write(data)
-    except BaseException:
-        out.abort()
-        raise
-    out.commit()
+    from .capture.files import write_whole
+    write_whole(path, data, protect=protect)

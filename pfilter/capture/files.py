@@ -370,6 +370,18 @@ def atomic_output(path, protect=()):
     return AtomicFile(path, protect)
 
 
+def write_whole(path, data, protect=()):
+    """Write the bytes `data` to `path` through an AtomicFile: the file appears whole or not at
+    all (nothing is left when the write fails); never over a file of `protect`."""
+    out = AtomicFile(path, protect=protect)
+    try:
+        out.write(data)
+    except BaseException:
+        out.abort()
+        raise
+    out.commit()
+
+
 def _short_temp_name():
     """A temporary name short enough next to any output name (the name limit is per component)."""
     return f".pf{os.urandom(5).hex()}.tmp"

@@ -26,13 +26,7 @@ def run(args: Any, prog: Any) -> int:
     eb = to_ebpf(prog, hook, _verdict(args.on_match), _verdict(args.on_miss))
     if args.ebpf_output:
         from ..capture import files
-        out: Any = cast(Any, files).AtomicFile(args.ebpf_output)
-        try:
-            out.write(eb.object())
-        except BaseException:
-            out.abort()
-            raise
-        out.commit()
+        cast(Any, files).write_whole(args.ebpf_output, eb.object())
     if args.ebpf_dump:
         sys.stdout.write(f"; {hook} program, {len(eb)} instructions, match -> {eb.on_match or 'the cBPF value'}, "
                          f"miss -> {eb.on_miss}\n")
