@@ -55,16 +55,6 @@ cdef extern from "<unistd.h>" nogil:
 
 include "writev.pxi"
 
-cdef extern from *:
-    """
-    #if defined(__GNUC__)
-    #define PF_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
-    #else
-    #define PF_PREFETCH(p) ((void)(p))
-    #endif
-    """
-    void PF_PREFETCH(const void* p) noexcept nogil
-
 # Workers' memory (a chunk buffer and its record arrays, one block each) is kept for the next
 # pass, a few blocks at most: a directory of small files would otherwise map and fault in fresh
 # zeroed pages for every file (measured: half the time of counting 1,000 files of 1 MB).
@@ -140,7 +130,6 @@ STATUS = {0: "eof", 1: "anomaly", 2: "truncated", 3: "count", 4: "read-error", 5
 
 cdef enum:
     HDR = 16
-    PREFETCH_BYTES = 1024      # how far ahead of the header it reads the walk asks for a line
     IOV_BATCH = 1024
     MAX_WORKERS = 256
 
@@ -289,8 +278,6 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
             if have - p < HDR:
                 stop[0] = ST_READ_ERROR if err[0] else ST_TRUNCATED
                 break
-        # the headers ahead, while this one is read (records are a few hundred bytes)
-        PF_PREFETCH(buf + p + PREFETCH_BYTES)
         memcpy(&cap, buf + p + 8, 4)
         if cap > limit:
             stop[0] = ST_ANOMALY
