@@ -7,15 +7,27 @@ Imports pfilter.native (and through it llvmlite, lazily), pfilter.lowering and n
 whose `run` has RuleEngine.run's signature and results; pfilter.classification.run calls it for
 backend "native" (or "auto" on large inputs).
 
-Code shape. Each rule's program (Plan.programs) becomes a filter function as pfilter.native
-builds it for one program (straight-line where it is loop-free and small, branching otherwise),
-always inlined into one loop over the packets. The straight-line rules of a packet then sit in one
-basic block, where LLVM's value numbering computes every load, compare and path predicate the
-rules share (`ldh [12]`, `jeq #0x800`, the TCP header offset) once per packet: the plan's
-hash-consed test nodes, found again on the IR. The verdicts of 64 rules make one word; a packet's
-set bits (usually few) update counts[r], nbytes[r] and out. Each call handles at most
-CHUNK_ROWS rows, so Python regains control (Ctrl-C) between calls; ctypes releases the GIL
-around each call, so threads classify disjoint rows in parallel.
+Code shape, per packet (one loop over the rows; ctypes releases the GIL around each call, so
+threads classify disjoint rows in parallel; a call handles at most CHUNK_ROWS rows, so Python
+regains control, Ctrl-C, between calls):
+  1. the plan's equality groups (a value node such as the IPv4 source address or the TCP
+     destination port, compared `jeq #k` with many constants): each group's value computed once
+     through its chain of value nodes, then compared with all its constants at once (vector
+     compares, 64 lanes at a time); a match ORs in the rules that meet that test (Plan.trig);
+  2. each rule's *default* verdict: its own program (pfilter.native's branching filter) with
+     every group test taken as false, inlined; a rule that cannot accept that way (`host X`,
+     `tcp port N`: found on the lowering's graph) has none, and LLVM threads the tests the
+     remaining rules share (`ldh [12]; jeq #0x800` once per packet);
+  3. the rules marked in 1. replace their default by their exact verdict (the unchanged program,
+     a call through a table);
+  4. the set bits of each 64-rule word (usually few) update counts[r], nbytes[r] and out.
+Why the result is exact: a rule's default differs from its program only on a path through one
+of its group tests that is true. Such a test compares the group's value node, which equals A on
+every path into it (the plan's guarantee), with its constant; so the packet's group value equals
+that constant and step 1 marked the rule, which step 3 then evaluates exactly. Where computing a
+group value reads past caplen, the value is garbage but harmless: a rule reaching that test
+returns 0 at the same load in its default as in its program (the same guards run before the
+test), and a spurious mark only costs an exact evaluation.
 """
 from __future__ import annotations
 
@@ -103,8 +115,7 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     # per rule: its default verdict (group tests false, inlined) and its exact verdict (a call)
     defaults, exact = [], []
     for r, (low, false_at) in enumerate(zip(lows, _group_jumps(plan))):
-        build = native._straight_flt if native._straight_line(low) else native._branching_flt
-        build(t, low, f"{name}_r{r}")
+        native._branching_flt(t, low, f"{name}_r{r}")
         exact.append(m.get_global(f"{name}_r{r}_flt"))
         if _may_accept(low, false_at):
             native._branching_flt(t, low, f"{name}_d{r}", false_at)
