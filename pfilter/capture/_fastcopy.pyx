@@ -12,9 +12,10 @@ walks the record headers from the first record boundary of the chunk, which the 
 before handed over; a record cut by the end of the chunk is finished by a pread of its rest into
 the buffer's tail room, so the chunk owns every record that starts in it and every record is
 contiguous. The walk is a few nanoseconds per record; the program then runs over the chunk's
-records in parallel with the other workers. In chunk order again (the "write turn") the worker
-counts its matches (-c, -C decide here), takes the next output offset for the bytes it will write
-and gives the turn on: its pwritev() of the runs of matching records, straight from its buffer,
+records in parallel with the other workers, and so are its matches counted and laid out as runs
+to write. In chunk order again (the "write turn") the worker takes the next output offset for the
+bytes it will write (with -c or -C the counting moves into the turn: they decide on the counts of
+the chunks before) and gives the turn on: its pwritev() of the runs, straight from its buffer,
 overlaps the other workers' writes. Outputs that cannot be written at an offset (a FIFO) are
 written with writev inside the write turn. The output is in file order and byte-identical
 whatever the number of workers; memory is one chunk (plus the tail room) and its record arrays
