@@ -296,9 +296,9 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     try:
         if range_bytes is None:
             range_bytes = RANGE_BYTES
-            if not to_dir:
+            slots = sum(client.nthreads().values())
+            if not to_dir and slots:                  # (no worker yet: an adaptive cluster)
                 from .capture.fastpath import total_size
-                slots = max(1, sum(client.nthreads().values()))
                 range_bytes = max(range_bytes, -(-total_size(paths) // slots))
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
