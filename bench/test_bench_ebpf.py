@@ -17,6 +17,7 @@ includes its test loop's own cost per run, measured with a program that returns 
 in the notes). The kernel's verdicts must equal the VM's on all SAMPLE packets.
 """
 import os
+import time
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ SAMPLE = 20000
 TIMED = 100
 REPEAT = 10000
 ROUNDS = 3
+EMIT_ROUNDS = 20
 
 _empty = {}
 
@@ -44,12 +46,13 @@ def _notes():
             f"returns at once): {empty} ns/run. `repeated`: pfilter's VM (Program.run_batch) and libpcap's "
             f"bpf_filter() in a C loop over one batch holding each of those packets {REPEAT} times in a row, "
             f"as the kernel runs them; `stream`: the same over the first {SAMPLE} packets once each (best of 5); "
-            f"`matched`: of those {SAMPLE}, where the kernel's verdicts equal the VM's."]
+            f"`matched`: of those {SAMPLE}, where the kernel's verdicts equal the VM's; `emit ms`: lowering and "
+            f"emitting the XDP program from the cBPF program (Program.to_ebpf), best of {EMIT_ROUNDS}."]
 
 
 TABLE = result_table(
     "ebpf", "The kernel's eBPF JIT (BPF_PROG_TEST_RUN) beside pfilter's VM and libpcap's bpf_filter(), same packets",
-    ["expression", "cBPF insns", "eBPF insns xdp", "matched", "kernel xdp", "kernel tc", "pfilter VM repeated",
+    ["expression", "cBPF insns", "eBPF insns xdp", "emit ms", "matched", "kernel xdp", "kernel tc", "pfilter VM repeated",
      "libpcap repeated", "pfilter VM stream", "libpcap stream"], notes=_notes())
 
 
@@ -117,6 +120,12 @@ def test_bench_kernel_ebpf(benchmark, expr, sample, timed, libpcap_program):
     prog = Program.from_tuples(libpcap_program(expr))
     want = prog.match_batch(sample)
     cells = {"expression": _row(expr), "cBPF insns": len(prog), "matched": int(want.sum())}
+    emit = []
+    for _ in range(EMIT_ROUNDS):
+        t0 = time.perf_counter()
+        prog.to_ebpf("xdp")
+        emit.append(time.perf_counter() - t0)
+    cells["emit ms"] = min(emit) * 1e3
     for hook in ("xdp", "tc"):
         eb = prog.to_ebpf(hook)
         fd = load(eb)

@@ -35,7 +35,7 @@ _cvm = _impl.native("pfilter._vm")
 if _cvm is None and not _impl.PURE:  # extension not built: the twin runs, and we say so
     import warnings
     warnings.warn("pfilter's compiled VM is not built (pip install . or pip install -e .); "
-                  "using the pure-Python VM, which is about 1000x slower", RuntimeWarning, stacklevel=2)
+                  "using the pure-Python VM, which is far slower", RuntimeWarning, stacklevel=2)
 from . import _pyvm
 
 VM_NAME = "cython" if _cvm is not None else "python"

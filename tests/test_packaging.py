@@ -178,3 +178,22 @@ def test_the_suite_keeps_compiled_programs_out_of_the_users_cache(tmp_path, monk
                            "-w", str(tmp_path / "b.pcap"), expr + " or icmp"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(set((session / "pfilter").rglob("*.txt")) - before) == 2
+
+
+#: a measured performance figure: a number with a speed unit or a speed-up
+MEASURED_FIGURE = re.compile(
+    r"\b\d[\d,.]*\s*(?:ns(?:/| per | a )(?:packet|pkt|record|run)|[mµu]s (?:to|per|for) |x (?:faster|slower)"
+    r"|times (?:faster|slower)|[KMG]i?B/s|s (?:per|a) GB|s/GB|MB peak|% (?:faster|slower|quicker))", re.I)
+
+
+def test_the_readme_links_to_measured_figures_instead_of_copying_them():
+    """Figures live in bench/results (issue 11): the README links there. A link's own text may
+    quote a figure; a line stating a target ("target <= 0.7x") may give the target."""
+    for sample in ("12.5 ns/packet", "3x faster", "1.2 GB/s", "0.9 ms to lower", "40 MB/s", "2 s per GB"):
+        assert MEASURED_FIGURE.search(sample), sample
+    copied = []
+    for n, line in enumerate(README.splitlines(), 1):
+        text = re.sub(r"\[[^\]]*\]\(bench/results/[^)]*\)", "", line)
+        if MEASURED_FIGURE.search(text) and not re.search(r"\btargets?:?\s*(?:[<>=≤≥]|under|below|above)", text, re.I):
+            copied.append(f"README.md:{n}: {line.strip()}")
+    assert copied == []

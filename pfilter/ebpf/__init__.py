@@ -11,9 +11,8 @@ with pfilter's verdict on every packet.
 Route: the eBPF is emitted directly from pfilter.lowering (pfilter.ebpf.emit), the kernel's own
 cBPF-to-eBPF mapping as the model, rather than through LLVM's BPF target: the emitter places the
 hoisted bounds checks exactly where the verifier must see them (LLVM may merge or move them
-into shapes the verifier cannot follow), needs no optional dependency, and is faster: measured
-on the project's machine, 0.9 ms to lower and emit `ip and tcp port 80` against 2.6 ms for
-llvmlite 0.50's bpfel target to compile a two-block function, before any lowering to IR.
+into shapes the verifier cannot follow) and needs no optional dependency; its time per expression
+is the "emit ms" column of bench/results/latest_ebpf.md (bench/test_bench_ebpf.py).
 
 Hooks and verdicts (named as the kernel names them):
   xdp     packet = the frame from its Ethernet header; on_match/on_miss among XDP_VERDICTS
