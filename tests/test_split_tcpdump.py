@@ -129,7 +129,7 @@ def test_the_command_splits_and_classification_write_gives_the_same_files(tmp_pa
 def test_pcapng_and_compressed_split_files_hold_tcpdumps_packets(tmp_path):
     src = ref.corpus_file(f"pcaps/{CAPTURES[0]}")
     rules = {r: RULES[r] for r in ("tcp", "udp", "ip6")}
-    pfilter.classify(src, rules, split=str(tmp_path / "{rule}.pcapng.gz"))
+    pfilter.classify(src, rules, split=str(tmp_path / "{rule}.pcapng.gz"), packed=True)   # as the command
     seen = 0
     for r, expr in rules.items():
         want = _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr)
@@ -216,15 +216,15 @@ def test_the_fast_and_general_paths_write_the_same_files(tmp_path, monkeypatch, 
     runs = {}
     for path in ("fast", "general"):
         monkeypatch.setenv("PFILTER_NO_FASTPATH", "1" if path == "general" else "0")
-        for first in (False, True):
-            out = tmp_path / f"{path}-{first}"
+        for first, unmatched, packed in ((False, True, False), (True, True, True), (False, False, True)):
+            out = tmp_path / f"{path}-{first}-{unmatched}-{packed}"
             out.mkdir()
             pfilter.classify(src, RULES, order=order, split=str(out / "{rule}.pcap"), first_match=first,
-                             unmatched=str(out / "rest.pcapng"))
-            runs[path, first] = {f: (out / f).read_bytes() for f in os.listdir(out)}
-    for first in (False, True):
-        assert runs["fast", first] == runs["general", first]
-        assert len(runs["fast", first]) == len(RULES) + 1
+                             unmatched=str(out / "rest.pcapng") if unmatched else None, packed=packed)
+            runs[path, first, unmatched, packed] = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    for key in [k[1:] for k in runs if k[0] == "fast"]:
+        assert runs[("fast",) + key] == runs[("general",) + key], key
+        assert len(runs[("fast",) + key]) == len(RULES) + key[1]
 
 
 def test_records_cut_to_the_snapshot_length_are_written_as_tcpdump_writes_them(tmp_path):
@@ -245,11 +245,12 @@ def test_records_cut_to_the_snapshot_length_are_written_as_tcpdump_writes_them(t
     src = tmp_path / "snap200.pcap"
     src.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 200, 1) + b"".join(records))
     rules = {"a": "udp src port 1000 or udp src port 1003", "b": "greater 100", "c": "udp", "d": "less 60"}
-    out = tmp_path / "out"
-    out.mkdir()
-    pfilter.classify(src, rules, split=str(out / "{rule}.pcap"))
-    for r, expr in rules.items():
-        assert (out / f"{r}.pcap").read_bytes() == _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr), r
+    for packed in (False, True):
+        out = tmp_path / f"out-{packed}"
+        out.mkdir()
+        pfilter.classify(src, rules, split=str(out / "{rule}.pcap"), packed=packed)
+        for r, expr in rules.items():
+            assert (out / f"{r}.pcap").read_bytes() == _tcpdump_write(src, tmp_path / f"ref-{r}.pcap", expr), r
 
 
 def test_an_output_that_cannot_be_created_creates_none(tmp_path):

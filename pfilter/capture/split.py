@@ -369,17 +369,18 @@ class FastSplit:
                                     np.empty(nout, np.int64))
         return s
 
-    def write(self, batch, sel, outputs):
+    def write(self, batch, bits, columns, outputs):
         """Start writing packets of `batch` to `outputs` (Outputs that are usable()): packet i
-        to outputs[k] when sel[i, k] (a uint8 matrix). Returns how many of the batch's packets,
-        from the first, are being written: fewer than all at a packet whose record cannot be
-        copied as it is (its pcap record header does not say its caplen and wirelen); the
-        caller writes the rest on the general path, after wait()."""
+        to outputs[k] when column columns[k] of row i of `bits` is set (a selection matrix
+        packed by np.packbits(..., axis=1)). Returns how many of the batch's packets, from the
+        first, are being written: fewer than all at a packet whose record cannot be copied as
+        it is (its pcap record header does not say its caplen and wirelen); the caller writes
+        the rest on the general path, after wait()."""
         self.wait()
         n = self.native.verbatim_records(batch.data, batch.offsets, batch.caplen, batch.wirelen)
         if not n:
             return 0
-        data, offsets, caplen = batch.data, batch.offsets[:n], batch.caplen[:n]
+        data, offsets, caplen, bits = batch.data, batch.offsets[:n], batch.caplen[:n], bits[:n]
         groups = [[] for _ in range(self.workers)]
         load = [0] * self.workers
         order = sorted(range(len(outputs)), key=lambda k: -self._load.get(id(outputs[k]), 0))
@@ -390,15 +391,21 @@ class FastSplit:
             w = outputs[k]._writer
             if w._fill:
                 w.flush()                 # the header (or a general-path write) goes first
+        width = bits.shape[1]
         for g, ks in enumerate(groups):
             if not ks:
                 continue
-            cols = np.array(ks, np.int64)
+            mask = np.zeros(width, np.uint8)
+            slot = np.full(8 * width, -1, np.int64)
+            for pos, k in enumerate(ks):
+                c = columns[k]
+                mask[c >> 3] |= 0x80 >> (c & 7)
+                slot[c] = pos
             fds = np.array([outputs[k]._writer._out.fileno() for k in ks], np.int64)
             starts, ends, runs = self._lists(g, len(outputs))
             nbytes = np.zeros(len(ks), np.int64)
             npk = np.zeros(len(ks), np.int64)
-            fut = self._pool.submit(self.native.write_selected, fds, data, offsets, caplen, sel[:n], cols,
+            fut = self._pool.submit(self.native.write_selected, fds, data, offsets, caplen, bits, mask, slot,
                                     starts, ends, runs, nbytes, npk)
             self._pending.append((fut, [outputs[k] for k in ks], nbytes, npk))
         return n
@@ -557,17 +564,17 @@ class SplitSink:
         if self.set is None:
             self._from_batch(batch)
         nr = len(self.names)
-        if packed:
-            verdicts = np.unpackbits(out, axis=1, count=nr).view(bool)
-        else:
+        verdicts = None
+        if not packed:
             verdicts = out.view(bool)
-        # the packets each output takes: (key, bool column)
+        elif self.first_match or self.unmatched or not self._fast_ready():
+            verdicts = np.unpackbits(out, axis=1, count=nr).view(bool)
+        # the packets each output takes: (key, bool column; None: column `key` of packed `out`)
         columns = []
         taken = np.zeros(len(batch), dtype=bool)
         in_order = set(self.order)
-        plain = not self.first_match and not self.unmatched
         for r in (self.order if self.first_match else range(nr)):
-            col = verdicts[:, r]
+            col = verdicts[:, r] if verdicts is not None else None
             if self.first_match:
                 col = col & ~taken
                 taken |= col
@@ -577,19 +584,19 @@ class SplitSink:
                 columns.append((r, col))
         if self.unmatched:
             columns.append((-1, ~taken))
-        fast, done = self._write_fast(batch, columns, verdicts if plain else None)
+        fast, done = self._write_fast(batch, columns, out if packed and verdicts is None else None)
         for key, col in columns:
             first = done if key in fast else 0
+            if col is None:         # a rule's column of the packed matrix
+                col = ((out[:, key >> 3] >> np.uint8(7 - (key & 7))) & np.uint8(1)).view(bool)
             idx = np.flatnonzero(col[first:])
             if len(idx):
                 if first:
                     idx += first
                 self.set[key].write(batch, idx, self.raw)
 
-    def _write_fast(self, batch, columns, verdicts):
-        """Start writing the outputs that can take the fast path (FastSplit); returns their
-        keys and how many of the batch's packets were written to them. verdicts: the matrix,
-        when each output's column is the matrix's column of the same number."""
+    def _fast_ready(self):
+        """Whether the fast path is (or will be) in use: creates it on first use."""
         if self.fast is None:
             native = None
             if self.raw is not None and os.environ.get("PFILTER_NO_FASTPATH", "") in ("", "0"):
@@ -603,18 +610,25 @@ class SplitSink:
                 # {key: file link type} of the outputs it can write (they stay so to the end)
                 self._fast_keys = {k: file_linktype(o._writer.linktype) for k, o in self.set.outputs.items()
                                    if FastSplit.usable(o)}
-        if not self.fast or self.raw != (16, False) or batch.linktypes is not None or not len(batch):
+        return bool(self.fast) and self.raw == (16, False)
+
+    def _write_fast(self, batch, columns, packed):
+        """Start writing the outputs that can take the fast path (FastSplit); returns their
+        keys and how many of the batch's packets were written to them. packed: the packed
+        verdict matrix, when the columns are its own (else each column is a bool array)."""
+        if not self._fast_ready() or batch.linktypes is not None or not len(batch):
             return (), 0
         lt = file_linktype(batch.linktype)
         keys = [k for k, _ in columns if self._fast_keys.get(k) == lt]
         if not keys:
             return (), 0
-        if verdicts is not None and keys == list(range(verdicts.shape[1])):
-            sel = verdicts.view(np.uint8)
+        if packed is not None:
+            bits, cols = packed, keys
         else:
             chosen = set(keys)
-            sel = np.column_stack([c for k, c in columns if k in chosen]).view(np.uint8)
-        done = self.fast.write(batch, sel, [self.set[k] for k in keys])
+            bits = np.packbits(np.column_stack([c for k, c in columns if k in chosen]), axis=1)
+            cols = list(range(len(keys)))
+        done = self.fast.write(batch, bits, cols, [self.set[k] for k in keys])
         if done < len(batch):
             self.fast.wait()        # the rest goes through the writers, after these records
         return set(keys), done
