@@ -47,7 +47,7 @@ import numpy as np
 
 from .batch import PacketBatch, packet_bytes
 from .errors import FilterError
-from .lowering import INDIRECT_LOADS, LOAD_SIZE, Lowering, lower
+from .lowering import LOAD_SIZE, Lowering, lower
 from .validate import LOOP_BUDGET_BASE, LOOP_BUDGET_MAX, LOOP_BUDGET_PER_BYTE
 
 if TYPE_CHECKING:
@@ -429,7 +429,7 @@ def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = 
 def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
     """Add the batch loop (`run`, or `run_idx` when indexed) calling `<name>_flt`; the module's IR text."""
     ir, m = t.ir, t.m
-    i32, i64, ptr, i64p, c32, c64 = t.i32, t.i64, t.ptr, t.i64p, t.c32, t.c64
+    i32, i64, ptr, i64p, c64 = t.i32, t.i64, t.ptr, t.i64p, t.c64
     flt = m.get_global(f"{name}_flt")
     args = [ptr, i64, i64p, i32.as_pointer(), i32.as_pointer(), i32.as_pointer(), i64, i64, i64p]
     if indexed:
@@ -445,15 +445,7 @@ def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
     eb = ir.IRBuilder(fn.append_basic_block("entry"))
     tot = eb.alloca(i64, name="total")
     eb.store(c64(0), tot)
-    head = fn.append_basic_block("head")
-    body = fn.append_basic_block("body")
-    done = fn.append_basic_block("done")
-    eb.branch(head)
-    hb = ir.IRBuilder(head)
-    j = hb.phi(i64, name="j")
-    j.add_incoming(start, eb.block)
-    hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
-    bb_ = ir.IRBuilder(body)
+    j, bb_, done = _rows_loop(t, fn, eb, start, stop)
     nxt = bb_.add(j, c64(1))
     latch = fn.append_basic_block("latch")
     if indexed:
@@ -465,29 +457,8 @@ def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
         bb_ = ir.IRBuilder(check)
     else:
         i = j
-        ahead = bb_.add(j, c64(PREFETCH_AHEAD))
-        pf = fn.append_basic_block("prefetch")
-        check = fn.append_basic_block("check")
-        bb_.cbranch(bb_.icmp_signed("<", ahead, stop), pf, check)
-        pb = ir.IRBuilder(pf)
-        prefetch = ir.Function(m, ir.FunctionType(ir.VoidType(), [ptr, i32, i32, i32]), name="llvm.prefetch.p0")
-        po = pb.load(pb.gep(offsets, [ahead]))
-        po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
-        for line in range(PREFETCH_LINES):
-            pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(64 * line))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
-        pb.branch(check)
-        bb_ = ir.IRBuilder(check)
-    o = bb_.load(bb_.gep(offsets, [i]))
-    c = bb_.load(bb_.gep(caplen, [i]))
-    ok = bb_.and_(bb_.and_(bb_.icmp_signed(">=", o, c64(0)), bb_.icmp_signed("<=", o, size)),
-                  bb_.icmp_signed("<=", bb_.zext(c, i64), bb_.sub(size, o)))
-    run = fn.append_basic_block("run")
-    bad = fn.append_basic_block("bad")
-    bb_.cbranch(ok, run, bad)
-    badb = ir.IRBuilder(bad)
-    badb.store(c64(1), status)
-    badb.ret(i)
-    rb = ir.IRBuilder(run)
+        bb_ = _prefetch(t, fn, bb_, j, stop, data, size, lambda pb, ahead: pb.load(pb.gep(offsets, [ahead])))
+    rb, o, c = _packet(t, fn, bb_, i, data, size, offsets, caplen, status)
     r = rb.call(flt, [rb.gep(data, [o]), c, rb.load(rb.gep(wl, [i])), tot])
     rb.store(r, rb.gep(out, [i]))
     if low.has_loops:
@@ -499,12 +470,64 @@ def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
     else:
         rb.branch(latch)
     lb = ir.IRBuilder(latch)
-    lb.branch(head)
+    lb.branch(j.parent)
     j.add_incoming(nxt, latch)
     db = ir.IRBuilder(done)
     db.store(c64(0), status)
     db.ret(stop)
     return str(m)
+
+
+def _rows_loop(t: _Ir, fn: Any, eb: Any, start: Any, stop: Any) -> tuple[Any, Any, Any]:
+    """(j, builder of the loop body, exit block) of a loop over rows j = start .. stop-1 entered
+    from builder eb; the caller adds j's incoming value from its latch and fills the exit."""
+    ir = t.ir
+    head = fn.append_basic_block("head")
+    body = fn.append_basic_block("body")
+    done = fn.append_basic_block("done")
+    eb.branch(head)
+    hb = ir.IRBuilder(head)
+    j = hb.phi(t.i64, name="j")
+    j.add_incoming(start, eb.block)
+    hb.cbranch(hb.icmp_signed("<", j, stop), body, done)
+    return j, ir.IRBuilder(body), done
+
+
+def _prefetch(t: _Ir, fn: Any, b: Any, j: Any, stop: Any, data: Any, size: Any, offset_at: Any) -> Any:
+    """Prefetch the headers of the packet PREFETCH_AHEAD rows after row j (when there is one;
+    offset_at(builder, row) loads its offset); a builder to continue with."""
+    ir, c64, c32 = t.ir, t.c64, t.c32
+    ahead = b.add(j, c64(PREFETCH_AHEAD))
+    pf = fn.append_basic_block("prefetch")
+    cont = fn.append_basic_block("check")
+    b.cbranch(b.icmp_signed("<", ahead, stop), pf, cont)
+    pb = ir.IRBuilder(pf)
+    prefetch = t.m.globals.get("llvm.prefetch.p0") or ir.Function(
+        t.m, ir.FunctionType(ir.VoidType(), [t.ptr, t.i32, t.i32, t.i32]), name="llvm.prefetch.p0")
+    po = offset_at(pb, ahead)
+    po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
+    for line in range(PREFETCH_LINES):
+        pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(64 * line))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
+    pb.branch(cont)
+    return ir.IRBuilder(cont)
+
+
+def _packet(t: _Ir, fn: Any, b: Any, i: Any, data: Any, size: Any, offsets: Any, caplen: Any,
+            status: Any) -> tuple[Any, Any, Any]:
+    """(builder, offset, caplen) of packet i once its bytes are known to lie inside the data
+    buffer; a packet outside it ends the call: *status = 1, the packet's index returned."""
+    ir, c64 = t.ir, t.c64
+    o = b.load(b.gep(offsets, [i]))
+    c = b.load(b.gep(caplen, [i]))
+    ok = b.and_(b.and_(b.icmp_signed(">=", o, c64(0)), b.icmp_signed("<=", o, size)),
+                b.icmp_signed("<=", b.zext(c, t.i64), b.sub(size, o)))
+    run = fn.append_basic_block("run")
+    bad = fn.append_basic_block("bad")
+    b.cbranch(ok, run, bad)
+    badb = ir.IRBuilder(bad)
+    badb.store(c64(1), status)
+    badb.ret(i)
+    return ir.IRBuilder(run), o, c
 
 
 _RUN = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
