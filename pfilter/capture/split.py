@@ -587,6 +587,8 @@ class SplitSink:
         fast, done = self._write_fast(batch, columns, out if packed and verdicts is None else None)
         for key, col in columns:
             first = done if key in fast else 0
+            if first >= len(batch):
+                continue
             if col is None:         # a rule's column of the packed matrix
                 col = ((out[:, key >> 3] >> np.uint8(7 - (key & 7))) & np.uint8(1)).view(bool)
             idx = np.flatnonzero(col[first:])
