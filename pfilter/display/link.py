@@ -7,7 +7,7 @@ Each printer returns (text, link-header length); the header length is what -x le
 import socket
 
 from ._util import ETHERTYPE_NAMES, ethertype_name, hex_lines, mac, u16, u32
-from . import net
+from . import net, wlan
 
 
 def by_ethertype(p, etype, b, length):
@@ -382,6 +382,7 @@ def frame_relay(p, b, wirelen):
 PRINTERS = {
     1: ethernet, 113: sll, 276: sll2, 0: null, 108: lambda p, b, w: null(p, b, w, loop=True),
     101: raw, 12: raw, 14: raw, 228: lambda p, b, w: raw(p, b, w, 4), 229: lambda p, b, w: raw(p, b, w, 6),
+    105: wlan.bare, 127: wlan.radiotap,
     9: ppp, 50: ppp, 104: chdlc, 239: nflog, 129: arcnet_linux, 242: ipoib, 226: ipnet, 107: frame_relay,
 }
 
