@@ -14,6 +14,42 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def add_options(parser, table, types=None):
+    """Add the options of `table` to `parser`, in order. The table is laid out as --help prints
+    options: each starts at the line's first column with its flags and metavar (`-j, --workers
+    N`), then, after two spaces or more, its destination with its kind, then its help, continued
+    on the following lines that start with white space. Kinds: `dest` a string; `dest*` a list,
+    the option repeatable; `dest+` a count (-dd: 2); `dest!` a flag (True when given);
+    `dest=VALUE` the string VALUE when given; `dest:{a,b}` one of the choices; `dest:TYPE` a
+    value converted by types[TYPE]."""
+    import re
+    entries = []
+    for line in table.strip("\n").splitlines():
+        if line[:1].isspace():
+            entries[-1][2].append(line.strip())
+            continue
+        head, dest, text = re.split(r"\s{2,}", line.strip(), maxsplit=2)
+        words = head.replace(",", " ").split()
+        flags = [w for w in words if w.startswith("-")]
+        metavar = " ".join(w for w in words if not w.startswith("-")) or None
+        entries.append((flags, dest, [text], metavar))
+    for flags, dest, text, metavar in entries:
+        kw = dict(help=" ".join(text))
+        if metavar is not None:
+            kw["metavar"] = metavar
+        name, kind, value = re.fullmatch(r"(\w+)(?:([*+!])|([=:].*))?", dest).group(1, 2, 3)
+        if kind:
+            kw.update({"*": dict(action="append"), "+": dict(action="count", default=0),
+                       "!": dict(action="store_true")}[kind])
+        elif value and value[0] == "=":
+            kw.update(action="store_const", const=value[1:])
+        elif value and value[1] == "{":
+            kw["choices"] = tuple(value[2:-1].split(","))
+        elif value:
+            kw["type"] = types[value[1:]]
+        parser.add_argument(*flags, dest=name, **kw)
+
+
 def capture_parser(prog, description, count_help):
     """The parser of a sub-command that reads one capture: -r FILE and -c N; the caller adds the
     rest (the expression last)."""

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from ._argparse import Parser as _Parser, UsageError as _UsageError
+from ._argparse import Parser as _Parser, UsageError as _UsageError, add_options
 
 # One filtering process needs no BLAS thread pool: spinning its threads up costs ~0.1 s of CPU
 # at numpy's import. Only the command does this, never `import pfilter`.
@@ -45,88 +45,109 @@ PROGRESS_MIN_BYTES = 64 * 1024 * 1024
 
 
 
+# The options of the main command, in --help's order (pfilter._argparse.add_options reads these
+# tables); tcpdump's display flags are read by pfilter.display.Printer.
+_MAIN_OPTIONS = """
+-r FILE              read*                    read packets from FILE (pcap or pcapng, maybe
+                                              gzip/zstd/xz/bzip2; '-' is standard input; a directory means
+                                              every capture in it); repeatable
+-w FILE              write                    write the matching packets to FILE ('-' is standard output)
+                                              instead of printing them
+-d                   dump+                    print the compiled program and exit: -d as text, -dd as a C
+                                              array, -ddd as decimal numbers
+-y LINKTYPE          linktype                 link type to compile for (name like EN10MB or number); default:
+                                              the capture's, or EN10MB without -r. With -r it overrides the
+                                              file's (tcpdump ignores -y there)
+-s SNAPLEN           snaplen:int              snapshot length to compile for without -r (default 262144); with
+                                              -r the capture's is used, as tcpdump does
+-c COUNT             count:int                stop after COUNT matching packets
+-O                   no_optimize!             do not optimize the program
+-F FILE              filter_file              read the expression from FILE ('#' starts a comment); trailing
+                                              words are then ignored
+--count              count_only!              print only the number of matching packets
+-V FILE              list_file*               read the names of the input files from FILE, one a line (tcpdump
+                                              -V); repeatable
+-j, --workers N      workers:positive         threads sharing the work: the parts of one file, or several
+                                              files at a time (default: the usable cores); the output does not
+                                              depend on it
+--merge              merge!                   write the matches of all inputs in timestamp order (mergecap's
+                                              order: equal timestamps keep the order of the inputs); without
+                                              it the inputs are concatenated in the order given
+--after TIME         after                    only packets at or after TIME (editcap -A): epoch seconds (with
+                                              a fraction) or ISO 8601 (2023-11-14T22:13:20.5Z; no zone: local
+                                              time)
+--before TIME        before                   only packets before TIME (editcap -B), as --after
+--index FILE         index_file               write the capture index of the (single) input to FILE (record
+                                              offsets, timestamps, lengths; numpy .npz), before filtering
+--scheduler ADDRESS  scheduler                run on a Dask cluster (the dask extra: pip install
+                                              'pfilter-bpf[dask]'): the scheduler's address (tcp://host:8786),
+                                              or 'local' for a LocalCluster of this machine; inputs are split
+                                              by index ranges across its workers
+"""
+
+_PRINT_OPTIONS = """
+-n                   numeric!                 do not resolve addresses (pfilter never does; accepted for
+                                              tcpdump habits)
+--quiet              quiet!                   no 'reading from file' line, no final count line
+-e                   eflag+                   print the link-level header on each line
+-t                   tflag+                   time stamps: -t none, -tt seconds since 1970, -ttt delta from
+                                              the previous packet, -tttt date and time, -ttttt delta from the
+                                              first packet
+-x                   xflag+                   each packet in hex after its line (-xx: with the link-level
+                                              header)
+-X                   Xflag+                   each packet in hex and ASCII (-XX: with the link-level header)
+-A                   Aflag+                   each packet in ASCII (-AA: with the link-level header)
+-S                   Sflag!                   absolute TCP sequence numbers
+-#                   numbered!                a packet number at the start of each line
+-v                   vflag+                   verbose: the IP header's TTL, id, flags, protocol, length;
+                                              checksums
+-q                   quick!                   quick output: less protocol information per line (tcpdump's -q;
+                                              pfilter's quiet mode is --quiet)
+--nano               resolution=ns            nanosecond timestamps in output and printed times
+--micro              resolution=us            microsecond timestamps in output and printed times
+"""
+
+_EBPF_OPTIONS = """
+--ebpf HOOK          ebpf:{xdp,tc,socket}     compile the expression to an eBPF program for HOOK (xdp, tc or
+                                              socket) and write it as an ELF object to -o FILE (bpftool prog
+                                              load FILE ...; tc filter ... bpf obj FILE sec tc)
+-o FILE              ebpf_output              the object file --ebpf writes
+--ebpf-dump          ebpf_dump!               print the eBPF program's listing (for --ebpf HOOK; xdp without
+                                              it)
+--on-match VERDICT   on_match                 the eBPF program's verdict for a matching packet (xdp: pass, tc:
+                                              ok; socket: the bytes to keep, by default the filter's snapshot
+                                              length)
+--on-miss VERDICT    on_miss                  its verdict for the others (xdp: drop, tc: shot)
+"""
+
+_ROTATION_OPTIONS = """
+-C FILE_SIZE         file_size:positive       start a new output file once the current one holds more than
+                                              FILE_SIZE million bytes (named OUT, OUT1, OUT2, ... as tcpdump
+                                              -C does)
+-G SECONDS           rotate_seconds:positive  start a new output file every SECONDS of packet time, its name
+                                              through strftime (tcpdump -G, by the packets' timestamps)
+-W FILECOUNT         file_count:positive      with -C: reuse the names after FILECOUNT files (OUT0 ... OUTn);
+                                              with -G alone: stop after FILECOUNT files
+"""
+
+_EDIT_OPTIONS = """
+--snaplen N          truncate:positive        cut written packets to N bytes, keeping their wire length
+                                              (editcap -s N)
+--dedup WINDOW       dedup:positive           --dedup or --dedup=WINDOW: drop a written packet whose bytes
+                                              equal one of the WINDOW - 1 packets before it (editcap -D
+                                              WINDOW; default 5)
+"""
+
+
 def build_parser():
     commands = "".join(f"  pfilter {name} {synopsis}\n      {text}\n"
                        for name, (synopsis, text) in SUBCOMMANDS.items())
     p = _Parser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
                 "compiled to classic BPF and run at native speed.", epilog=f"commands:\n{commands}\n{EPILOG}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-r", dest="read", action="append", metavar="FILE",
-                   help="read packets from FILE (pcap or pcapng, maybe gzip/zstd/xz/bzip2; '-' is "
-                        "standard input; a directory means every capture in it); repeatable")
-    p.add_argument("-w", dest="write", metavar="FILE",
-                   help="write the matching packets to FILE ('-' is standard output) instead of "
-                        "printing them")
-    p.add_argument("-d", dest="dump", action="count", default=0,
-                   help="print the compiled program and exit: -d as text, -dd as a C array, "
-                        "-ddd as decimal numbers")
-    p.add_argument("-y", dest="linktype", metavar="LINKTYPE",
-                   help="link type to compile for (name like EN10MB or number); default: the "
-                        "capture's, or EN10MB without -r. With -r it overrides the file's (tcpdump "
-                        "ignores -y there)")
-    p.add_argument("-s", dest="snaplen", type=int, metavar="SNAPLEN",
-                   help="snapshot length to compile for without -r (default 262144); with -r the "
-                        "capture's is used, as tcpdump does")
-    p.add_argument("-c", dest="count", type=int, metavar="COUNT",
-                   help="stop after COUNT matching packets")
-    p.add_argument("-O", dest="no_optimize", action="store_true",
-                   help="do not optimize the program")
-    p.add_argument("-F", dest="filter_file", metavar="FILE",
-                   help="read the expression from FILE ('#' starts a comment); trailing words "
-                        "are then ignored")
-    p.add_argument("--count", dest="count_only", action="store_true",
-                   help="print only the number of matching packets")
-    p.add_argument("-V", dest="list_file", action="append", metavar="FILE",
-                   help="read the names of the input files from FILE, one a line (tcpdump -V); repeatable")
-    p.add_argument("-j", "--workers", dest="workers", type=_positive_int, metavar="N",
-                   help="threads sharing the work: the parts of one file, or several files at a "
-                        "time (default: the usable cores); the output does not depend on it")
-    p.add_argument("--merge", dest="merge", action="store_true",
-                   help="write the matches of all inputs in timestamp order (mergecap's order: "
-                        "equal timestamps keep the order of the inputs); without it the inputs are "
-                        "concatenated in the order given")
-    p.add_argument("--after", dest="after", metavar="TIME",
-                   help="only packets at or after TIME (editcap -A): epoch seconds (with a "
-                        "fraction) or ISO 8601 (2023-11-14T22:13:20.5Z; no zone: local time)")
-    p.add_argument("--before", dest="before", metavar="TIME",
-                   help="only packets before TIME (editcap -B), as --after")
-    p.add_argument("--index", dest="index_file", metavar="FILE",
-                   help="write the capture index of the (single) input to FILE (record offsets, "
-                        "timestamps, lengths; numpy .npz), before filtering")
-    p.add_argument("--scheduler", dest="scheduler", metavar="ADDRESS",
-                   help="run on a Dask cluster (the dask extra: pip install 'pfilter-bpf[dask]'): "
-                        "the scheduler's address (tcp://host:8786), or 'local' for a LocalCluster "
-                        "of this machine; inputs are split by index ranges across its workers")
+    add_options(p, _MAIN_OPTIONS, _TYPES)
     add_backend_option(p, "the filter")
-    p.add_argument("-n", dest="numeric", action="store_true",
-                   help="do not resolve addresses (pfilter never does; accepted for tcpdump habits)")
-    p.add_argument("--quiet", dest="quiet", action="store_true",
-                   help="no 'reading from file' line, no final count line")
-    # tcpdump's display flags, for the lines printed without -w (pfilter.display.Printer)
-    p.add_argument("-e", dest="eflag", action="count", default=0,
-                   help="print the link-level header on each line")
-    p.add_argument("-t", dest="tflag", action="count", default=0,
-                   help="time stamps: -t none, -tt seconds since 1970, -ttt delta from the previous "
-                        "packet, -tttt date and time, -ttttt delta from the first packet")
-    p.add_argument("-x", dest="xflag", action="count", default=0,
-                   help="each packet in hex after its line (-xx: with the link-level header)")
-    p.add_argument("-X", dest="Xflag", action="count", default=0,
-                   help="each packet in hex and ASCII (-XX: with the link-level header)")
-    p.add_argument("-A", dest="Aflag", action="count", default=0,
-                   help="each packet in ASCII (-AA: with the link-level header)")
-    p.add_argument("-S", dest="Sflag", action="store_true",
-                   help="absolute TCP sequence numbers")
-    p.add_argument("-#", dest="numbered", action="store_true",
-                   help="a packet number at the start of each line")
-    p.add_argument("-v", dest="vflag", action="count", default=0,
-                   help="verbose: the IP header's TTL, id, flags, protocol, length; checksums")
-    p.add_argument("-q", dest="quick", action="store_true",
-                   help="quick output: less protocol information per line (tcpdump's -q; "
-                        "pfilter's quiet mode is --quiet)")
-    p.add_argument("--nano", dest="resolution", action="store_const", const="ns",
-                   help="nanosecond timestamps in output and printed times")
-    p.add_argument("--micro", dest="resolution", action="store_const", const="us",
-                   help="microsecond timestamps in output and printed times")
+    add_options(p, _PRINT_OPTIONS, _TYPES)
     p.add_argument("--time-stamp-precision", dest="resolution", choices=("micro", "nano"),
                    help=argparse.SUPPRESS)
     p.add_argument("--format", choices=("pcap", "pcapng"),
@@ -138,18 +159,7 @@ def build_parser():
                    help="a progress bar on standard error even when it is not a terminal or the "
                         "input is small")
     # eBPF for the kernel's hooks (pfilter.ebpf); the listing and the object file are its cli's
-    p.add_argument("--ebpf", dest="ebpf", choices=("xdp", "tc", "socket"), metavar="HOOK",
-                   help="compile the expression to an eBPF program for HOOK (xdp, tc or socket) and "
-                        "write it as an ELF object to -o FILE (bpftool prog load FILE ...; tc filter "
-                        "... bpf obj FILE sec tc)")
-    p.add_argument("-o", dest="ebpf_output", metavar="FILE", help="the object file --ebpf writes")
-    p.add_argument("--ebpf-dump", dest="ebpf_dump", action="store_true",
-                   help="print the eBPF program's listing (for --ebpf HOOK; xdp without it)")
-    p.add_argument("--on-match", dest="on_match", metavar="VERDICT",
-                   help="the eBPF program's verdict for a matching packet (xdp: pass, tc: ok; "
-                        "socket: the bytes to keep, by default the filter's snapshot length)")
-    p.add_argument("--on-miss", dest="on_miss", metavar="VERDICT",
-                   help="its verdict for the others (xdp: drop, tc: shot)")
+    add_options(p, _EBPF_OPTIONS, _TYPES)
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
@@ -171,20 +181,8 @@ def add_backend_option(p, what):
 def add_output_options(p, rotation=True):
     """The options that shape written files (also `pfilter classify --split`'s)."""
     if rotation:
-        p.add_argument("-C", dest="file_size", type=_positive_int, metavar="FILE_SIZE",
-                       help="start a new output file once the current one holds more than "
-                            "FILE_SIZE million bytes (named OUT, OUT1, OUT2, ... as tcpdump -C does)")
-        p.add_argument("-G", dest="rotate_seconds", type=_positive_int, metavar="SECONDS",
-                       help="start a new output file every SECONDS of packet time, its name "
-                            "through strftime (tcpdump -G, by the packets' timestamps)")
-        p.add_argument("-W", dest="file_count", type=_positive_int, metavar="FILECOUNT",
-                       help="with -C: reuse the names after FILECOUNT files (OUT0 ... OUTn); with "
-                            "-G alone: stop after FILECOUNT files")
-    p.add_argument("--snaplen", dest="truncate", type=_positive_int, metavar="N",
-                   help="cut written packets to N bytes, keeping their wire length (editcap -s N)")
-    p.add_argument("--dedup", dest="dedup", type=_positive_int, metavar="WINDOW",
-                   help="--dedup or --dedup=WINDOW: drop a written packet whose bytes equal one of "
-                        "the WINDOW - 1 packets before it (editcap -D WINDOW; default 5)")
+        add_options(p, _ROTATION_OPTIONS, _TYPES)
+    add_options(p, _EDIT_OPTIONS, _TYPES)
 
 
 def _positive_int(text):
@@ -195,6 +193,10 @@ def _positive_int(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {value}")
     return value
+
+
+#: the value types the option tables name (dest:TYPE)
+_TYPES = {"int": int, "positive": _positive_int}
 
 
 def bare_dedup(argv):
