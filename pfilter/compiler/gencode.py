@@ -132,7 +132,6 @@ class Codegen(LinkLayer):
         backpatch(p, self.gen_retblk(0))
         return p.head
 
-    # ------------------------------------------------------------------ primitives
     # ------------------------------------------------------------------ hosts
 
     def gen_hostop(self, addr, mask, dir, ll_proto, src_off, dst_off):
