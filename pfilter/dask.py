@@ -348,6 +348,10 @@ class _SharedOutput:
         return out
 
 
+class _StartOver(Exception):
+    """_write_in_place cannot finish: its output is dropped and the parts' way taken."""
+
+
 # A part file is copied into the output in pieces of at least this many bytes, spread over the
 # workers (the last copies are what the output waits for).
 COPY_PIECE_BYTES = 32 << 20
@@ -410,22 +414,16 @@ def _write_in_place(client, tasks, expr, paths, target, header, resolution, part
             k = futures.pop(f)
             r = f.result()
             if k >= 0:
-                if r is None or not _joins(tasks, [None] * k + [r], k):
-                    for other in futures:
-                        other.cancel()
-                    dst.abort()
-                    return None
+                # (matched_bytes None: the general path took a damaged file)
+                if r is None or not _joins(tasks, [None] * k + [r], k) or (
+                        "out_size" not in r and r["matched_bytes"] is None):
+                    raise _StartOver
                 results[k] = r
                 if "out_size" in r:
                     placed[k] = True
                     sizes[k] = r.pop("out_size") - offsets[k]
-                elif r["matched_bytes"] is not None:
+                else:
                     sizes[k] = 16 * r["matched"] + r["matched_bytes"]
-                else:                         # the general path took a damaged file
-                    for other in futures:
-                        other.cancel()
-                    dst.abort()
-                    return None
                 while known < n and sizes[known] is not None:
                     offsets[known + 1] = offsets[known] + sizes[known]
                     known += 1
@@ -438,10 +436,12 @@ def _write_in_place(client, tasks, expr, paths, target, header, resolution, part
             while len(futures) < slots and submit():
                 pass
         os.truncate(shared, offsets[n])
-    except BaseException:
+    except BaseException as e:
         for other in futures:
             other.cancel()
         dst.abort()
+        if isinstance(e, _StartOver):
+            return None
         raise
     dst.commit()
     for r in results:

@@ -163,3 +163,23 @@ def test_one_output_written_in_place_and_from_parts(client, inputs, tmp_path, mo
     # the default ranges: the inputs shared by the two workers (two tasks: one in place, one part)
     pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client)
     assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
+
+
+def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch):
+    """Records above the snapshot length (the general path's business) inside the ranges: the
+    in-place output is dropped, the file done again through part files; the same bytes as the
+    local call."""
+    data = bytearray(open(inputs[1], "rb").read())
+    data[16:20] = (100).to_bytes(4, "little")                  # snaplen 100: longer records follow
+    src = tmp_path / "snap100.pcap"
+    src.write_bytes(bytes(data))
+    taken = []
+    real = pdask._write_in_place
+    monkeypatch.setattr(pdask, "_write_in_place", lambda *a: taken.append(real(*a)) or taken[-1])
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(str(src), str(local), "tcp")
+    out = tmp_path / "dask.pcap"
+    pdask.filter_files([str(src)], "tcp", str(out), client=client, range_bytes=300_000)
+    assert taken == [None]
+    assert out.read_bytes() == local.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap", "snap100.pcap"]
