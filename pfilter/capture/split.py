@@ -429,7 +429,7 @@ class FastSplit:
                 out._writer.bytes_written += size
             if err and error is None:
                 error = (OSError(err, os.strerror(err), outs[k].path) if err > 0 else
-                         FilterError("the batch changed while its records were written"))
+                         FilterError("a packet lies outside its batch's data"))
         if error is not None:
             raise error
 
@@ -618,11 +618,13 @@ class SplitSink:
         """Start writing the outputs that can take the fast path (FastSplit); returns their
         keys and how many of the batch's packets were written to them. packed: the packed
         verdict matrix, when the columns are its own (else each column is a bool array)."""
-        if not self._fast_ready() or batch.linktypes is not None or not len(batch):
-            return (), 0
-        lt = file_linktype(batch.linktype)
-        keys = [k for k, _ in columns if self._fast_keys.get(k) == lt]
+        keys = []
+        if self._fast_ready() and batch.linktypes is None and len(batch):
+            lt = file_linktype(batch.linktype)
+            keys = [k for k, _ in columns if self._fast_keys.get(k) == lt]
         if not keys:
+            if self.fast:
+                self.fast.wait()    # the writers may write the same files now: these go first
             return (), 0
         if packed is not None:
             bits, cols = packed, keys
