@@ -8,7 +8,7 @@ words with -e. Anything else: the frame's name only.
 """
 import struct
 
-from ._util import mac, u16
+from ._util import ethertype_name, mac, u16
 
 MGMT_NAMES = {0: "Assoc Request", 1: "Assoc Response", 2: "ReAssoc Request", 3: "ReAssoc Response",
               4: "Probe Request", 5: "Probe Response", 8: "Beacon", 9: "ATIM", 10: "Disassociation",
@@ -303,8 +303,6 @@ def radiotap(p, b, wirelen):
         words.append(int.from_bytes(b[8 + 4 * (len(words) - 1):12 + 4 * (len(words) - 1)], "little"))
     off, text, flags, bit0 = 4 + 4 * len(words), "", 0, 0
     for present in words:
-        if present & 0x60000000:        # a vendor or radiotap namespace switch: not followed here
-            break
         stop = False
         for bitno in range(29):
             if not present & (1 << bitno):
@@ -322,9 +320,9 @@ def radiotap(p, b, wirelen):
                 flags = b[off]
             text += _field(bit, b, off, words[0])
             off += size
-        if stop:
+        if stop or present & 0x40000000:    # an unknown field, or a vendor namespace: not followed
             break
-        bit0 += 32
+        bit0 = 0 if present & 0x20000000 else bit0 + 32
     fcs = 4 if flags & 0x10 else 0
     body, hdr = frame(p, b[hlen:], wirelen - hlen, pad=bool(flags & 0x20), fcslen=fcs)
     return text + body, hlen + hdr
@@ -457,10 +455,16 @@ def _header_e(p, fc, h):
     if typ == 0:
         return text + f"BSSID:{mac(h[16:22])} DA:{mac(h[4:10])} SA:{mac(h[10:16])} "
     if typ == 1:
-        a1, a2 = mac(h[4:10]), mac(h[10:16])
-        return text + {8: f" RA:{a1} TA:{a2} CTL({le16(h, 16):x}) SEQ({le16(h, 18)}) ", 9: f"RA:{a1} ",
-                       10: f"BSSID:{a1} TA:{a2} ", 11: f"RA:{a1} TA:{a2} ", 12: f"RA:{a1} ", 13: f"RA:{a1} ",
-                       14: f"RA:{a1} BSSID:{a2} ", 15: f"RA:{a1} BSSID:{a2} "}.get(sub, "")
+        a1 = mac(h[4:10])
+        if sub == 8:
+            return text + f" RA:{a1} TA:{mac(h[10:16])} CTL({le16(h, 16):x}) SEQ({le16(h, 18)}) "
+        if sub in (10, 11, 14, 15):
+            a2 = mac(h[10:16])
+            return text + {10: f"BSSID:{a1} TA:{a2} ", 11: f"RA:{a1} TA:{a2} "}.get(sub, f"RA:{a1} BSSID:{a2} ")
+        return text + (f"RA:{a1} " if sub in (9, 12, 13) else "")
+    if sub & 0xB:
+        text += "CF " + ("Ack/Poll" if sub & 3 == 3 else "Ack" if sub & 1 else "Poll" if sub & 2 else "")
+        text += ("+QoS" if sub & 8 else "") + " "
     a1, a2, a3 = mac(h[4:10]), mac(h[10:16]), mac(h[16:22])
     ds = (fc >> 8) & 3
     if ds == 0:
@@ -509,8 +513,12 @@ def frame(p, b, wirelen, pad=False, fcslen=0):
     if fc & 0x4000:
         return text + "Data" + _wep(body), hdrlen
     if len(body) >= 8 and body[:3] == b"\xaa\xaa\x03" and body[3:6] == b"\0\0\0":
-        out = link.by_ethertype(p, u16(body, 6), body[8:], wirelen - hdrlen - 8)
+        etype = u16(body, 6)
+        out = link.by_ethertype(p, etype, body[8:], wirelen - hdrlen - 8)
         if out is not None:
+            if p.e:
+                text += ("LLC, dsap SNAP (0xaa) Individual, ssap SNAP (0xaa) Command, ctrl 0x03: oui Ethernet "
+                         f"(0x000000), ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen - hdrlen - 8}: ")
             return text + out, hdrlen + 8
     return None, hdrlen
 
