@@ -10,6 +10,9 @@ from ._util import ETHERTYPE_NAMES, ethertype_name, hex_lines, mac, u16, u32
 from . import net, wlan
 
 
+EAPOL_TYPES = {0: "EAP packet", 1: "EAPOL start", 2: "EAPOL logoff", 3: "EAPOL key", 4: "Encapsulated ASF alert"}
+
+
 def by_ethertype(p, etype, b, length):
     """The network-layer text for an EtherType, or None when tcpdump has no printer for it."""
     if etype == 0x0800:
@@ -24,6 +27,9 @@ def by_ethertype(p, etype, b, length):
         return mpls(p, b, length)
     if etype == 0x88CC:
         return f"LLDP, length {length}"
+    if etype == 0x888E and len(b) >= 4 and not (p.v and b[1] == 0):     # -v: EAP packets' details
+        name = EAPOL_TYPES.get(b[1], "unknown")
+        return f"{name} ({b[1]}) v{b[0]}, len {u16(b, 2)}"
     if etype == 0x8864 and len(b) >= 8 and b[1] == 0:
         text = f"PPPoE  [ses 0x{u16(b, 2):x}] "
         pproto = u16(b, 6)
