@@ -107,6 +107,22 @@ def _ours(path, count=None, **opts):
     return out.getvalue().splitlines()
 
 
+@pytest.mark.parametrize("name,count", [
+    ("tcpdump__ieee802.11_meshid.pcap", None), ("libpcap__wpa2linkuppassphraseiswireshark.pcap", 11),
+    ("tcpdump__reason_code-12.pcap", None), ("tcpdump__status_code-1.pcap", None),
+    ("libpcap__Network_Join_Nokia_Mobile.pcap", None)])
+@pytest.mark.parametrize("flags,opts", [((), {}), (("-e",), {"e": 1}), (("-v",), {"v": 1}), (("-x",), {"x": 1}),
+                                        (("-e", "-v"), {"e": 1, "v": 1})],
+                         ids=lambda v: " ".join(v) if isinstance(v, tuple) else None)
+def test_80211_and_radiotap_print_as_tcpdump(name, count, flags, opts):
+    """Radiotap fields, beacons, probes, (de)authentication, association, EAPOL in data frames
+    (link type 127), and bare 802.11 frames (105)."""
+    path = ref.PCAPS / name
+    theirs = _tcpdump(path, *flags, count=count)
+    assert theirs
+    assert _ours(path, count=count, **opts) == theirs
+
+
 @pytest.mark.parametrize("flags,opts", [
     ((), {}), (("-e",), {"e": 1}), (("-t",), {"t": 1}), (("-tt",), {"t": 2}), (("-ttt",), {"t": 3}),
     (("-tttt",), {"t": 4}), (("-ttttt",), {"t": 5}), (("-x",), {"x": 1}), (("-xx",), {"x": 2}),
