@@ -565,8 +565,7 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
         putc_(o, b'.'); putu(o, be16(t + 2)); puts_(o, b": ")
         if app == 2:
             puts_(o, b"NTPv"); putu(o, (t[8] >> 3) & 7); puts_(o, b", "); puts_(o, NTP_MODES[t[8] & 7])
-            if t[8] & 7 != 7:
-                puts_(o, b", length "); putu(o, ulen - 8)
+            puts_(o, b", length "); putu(o, ulen - 8)
         elif app == 3:
             put_syslog(o, t + 8, ulen - 8)
         elif app == 4 or app == 5:

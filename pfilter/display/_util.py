@@ -25,6 +25,13 @@ def mac(b):
     return ":".join(_HEX2[x] for x in b[:6])
 
 
+def safe_char(c):
+    """A byte as tcpdump's fn_print_char shows it: M- for the high bit, ^X for control characters."""
+    out = "M-" if c & 0x80 else ""
+    c &= 0x7F
+    return out + (chr(c) if 0x20 <= c < 0x7F else "^" + chr(c ^ 0x40))
+
+
 def u16(b, i):
     return (b[i] << 8) | b[i + 1]
 

@@ -2,7 +2,10 @@
 and udp_print do: DNS (and mDNS), NTP, BOOTP/DHCP, HTTP (and the other text protocols' first
 line), SSH's banner; anything else is tcpdump's 'UDP, length N' or nothing after a TCP length.
 """
-from ._util import ip4, ip6, mac, u16, u32
+import struct
+import time
+
+from ._util import ip4, ip6, mac, safe_char, u16, u32
 
 # ----------------------------------------------------------------------------- by port
 
@@ -522,11 +525,95 @@ def ntp(p, b, length):
         return "NTP [|ntp]"
     mode = b[0] & 7
     ver = (b[0] >> 3) & 7
-    out = f"NTPv{ver}, {NTP_MODES[mode]}"
-    if mode in (0, 1, 2, 3, 4, 5):
-        return out + f", length {length}"
-    if mode == 6:
-        return out + f", length {length}"
+    out = f"NTPv{ver}, {NTP_MODES[mode]}, length {length}"
+    if not p.v:
+        return out
+    leap = b[0] & 0xC0
+    out += f"\n\tLeap indicator: {_NTP_LEAP[leap]} ({leap})"
+    try:
+        if mode == 6:
+            return out + _ntp_control(b, length)
+        if mode != 7:
+            return out + _ntp_time(b, length)
+    except IndexError:
+        return out + " [|ntp]"
+    return out
+
+
+_NTP_LEAP = {0: "", 0x40: "+1s", 0x80: "-1s", 0xC0: "clock unsynchronized"}
+
+
+def _ntp_stamp(b, i):
+    """tcpdump's p_ntp_time: seconds.nanoseconds, and the UTC date when the seconds are not 0."""
+    sec, frac = u32(b, i), u32(b, i + 4)
+    text = f"{sec}.{int(frac / 4294967296.0 * 1e9):09d}"
+    if sec:
+        text += " (" + time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(sec - 2208988800)) + ")"
+    return text
+
+
+def _ntp_delta(b, o, i):
+    """tcpdump's p_ntp_delta: the stamp at i less the stamp at o, signed."""
+    ou, ouf, u, uf = u32(b, o), u32(b, o + 4), u32(b, i), u32(b, i + 4)
+    if ou == 0 and ouf == 0:
+        return _ntp_stamp(b, i)
+    if u > ou:
+        sign, n, f = "+", u - ou - (1 if ouf > uf else 0), (uf - ouf) & 0xFFFFFFFF
+    elif u < ou:
+        sign, n, f = "-", ou - u - (1 if uf > ouf else 0), (ouf - uf) & 0xFFFFFFFF
+    else:
+        sign, n, f = ("+", 0, uf - ouf) if uf > ouf else ("-", 0, ouf - uf)
+    return f"{sign}{n}.{int(f / 4294967296.0 * 1e9):09d}"
+
+
+def _ntp_time(b, length):
+    if length < 48:
+        return " (invalid)"
+    stratum, poll, prec = b[1], struct.unpack_from("b", b, 2)[0], struct.unpack_from("b", b, 3)[0]
+    name = {0: "unspecified", 1: "primary reference"}.get(
+        stratum, "secondary reference" if 2 <= stratum <= 15 else "reserved")
+    out = f", Stratum {stratum} ({name}), poll {poll}"
+    if -32 < poll < 32:
+        out += f" ({1 << poll}s)" if poll >= 0 else f" (1/{1 << -poll}s)"
+    out += f", precision {prec}"
+    sfix = lambda i: f"{u16(b, i)}.{int(u16(b, i + 2) / 65536.0 * 1e6):06d}"
+    out += f"\n\tRoot Delay: {sfix(4)}, Root dispersion: {sfix(8)}, Reference-ID: "
+    if stratum == 0:
+        out += "(unspec)"
+    elif stratum == 1:
+        out += "".join(map(safe_char, b[12:16]))
+    else:
+        out += f"0x{u32(b, 12):08x}"
+    out += (f"\n\t  Reference Timestamp:  {_ntp_stamp(b, 16)}\n\t  Originator Timestamp: {_ntp_stamp(b, 24)}"
+            f"\n\t  Receive Timestamp:    {_ntp_stamp(b, 32)}\n\t  Transmit Timestamp:   {_ntp_stamp(b, 40)}"
+            f"\n\t    Originator - Receive Timestamp:  {_ntp_delta(b, 24, 32)}"
+            f"\n\t    Originator - Transmit Timestamp: {_ntp_delta(b, 24, 40)}")
+    if length in (52, 68, 72):
+        out += f"\n\tKey id: {u32(b, 48)}"
+        if length > 52:
+            out += "\n\tAuthentication: " + bytes(b[52:length]).hex()
+            if len(b) < length:
+                raise IndexError
+    elif length > 48:
+        out += f"\n\t({length - 48} more bytes after the header)"
+    return out
+
+
+def _ntp_control(b, length):
+    if length < 12:
+        return " (invalid)"
+    c = b[1]
+    out = (f", {'Response' if c & 0x80 else 'Request'}, {'Error' if c & 0x40 else 'OK'}, "
+           f"{'More' if c & 0x20 else 'Last'}, OpCode={c & 0x1F}\n")
+    status, count = u16(b, 4), u16(b, 10)
+    out += (f"\tSequence={u16(b, 2)}, Status={f'0x{status:x}' if status else '0'}, Assoc.={u16(b, 6)}, "
+            f"Offset={u16(b, 8)}, Count={count}")
+    if 12 + count > length:
+        return out + " (invalid)"
+    if count:
+        if len(b) < 12 + count:
+            raise IndexError
+        out += "\n\tTO-BE-DONE: data not interpreted"
     return out
 
 

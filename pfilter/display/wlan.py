@@ -8,7 +8,7 @@ words with -e. Anything else: the frame's name only.
 """
 import struct
 
-from ._util import ethertype_name, mac, u16
+from ._util import ethertype_name, mac, safe_char, u16
 
 MGMT_NAMES = {0: "Assoc Request", 1: "Assoc Response", 2: "ReAssoc Request", 3: "ReAssoc Response",
               4: "Probe Request", 5: "Probe Response", 8: "Beacon", 9: "ATIM", 10: "Disassociation",
@@ -347,18 +347,11 @@ def _elements(b):
     return out, True
 
 
-def _safe_char(c):
-    """A byte as tcpdump's fn_print_str shows it: M- for the high bit, ^X for control characters."""
-    out = "M-" if c & 0x80 else ""
-    c &= 0x7F
-    return out + (chr(c) if 0x20 <= c < 0x7F else "^" + chr(c ^ 0x40))
-
-
 def _ssid_rates(el, rates=True):
     text = ""
     if 0 in el:
         ssid = el[0]
-        text += " (" + "".join(map(_safe_char, ssid)) + ")"
+        text += " (" + "".join(map(safe_char, ssid)) + ")"
     if rates and el.get(1):
         text += " [" + " ".join(f"{0.5 * (r & 0x7F):2.1f}{'*' if r & 0x80 else ''}" for r in el[1]) + " Mbit]"
     return text
