@@ -265,6 +265,45 @@ def test_inputs_on_and_off_the_fast_path_keep_each_file_in_order(tmp_path, monke
     assert sum(len(v) > 24 for v in runs["fast"].values()) >= 10
 
 
+def test_an_interruption_in_the_api_waits_for_the_writes_in_flight(tmp_path, monkeypatch):
+    """KeyboardInterrupt in classify while the fast path's (slowed) writer threads still write
+    a batch: classify waits for them, then names every file, each the first whole records of
+    what the uninterrupted pass writes."""
+    src = tmp_path / "three-times.pcap"
+    with pfilter.open(ref.corpus_file(f"pcaps/{CAPTURES[0]}")) as cap:
+        batches = list(cap)
+        pfilter.write(src, batches * 3, snaplen=cap.snaplen)
+    rules = {r: RULES[r] for r in ("ip", "tcp", "udp", "small", "not_ip")}
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    matrix = pfilter.classify(src, rules, split=str(whole / "{rule}.pcap")).matrix
+    from pfilter import _impl
+    native = _impl.native("pfilter.capture._splitwrite")
+    if native is not None:
+        import time
+        real = native.write_selected
+        monkeypatch.setattr(native, "write_selected", lambda *a: (time.sleep(0.3), real(*a))[1])
+    seen = []
+
+    def progress(done, total, packets):
+        seen.append(packets)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        pfilter.classify(src, rules, split=str(out / "{rule}.pcap"), progress=progress)
+    assert sorted(os.listdir(out)) == sorted(f"{r}.pcap" for r in rules)
+    assert 0 < seen[-1] < len(matrix)
+    for k, r in enumerate(rules):
+        got, want = (out / f"{r}.pcap").read_bytes(), (whole / f"{r}.pcap").read_bytes()
+        assert want.startswith(got), r
+        with pfilter.open(out / f"{r}.pcap") as cap:
+            n = sum(len(b) for b in cap)
+        # every packet of the batches written before the interruption, and no other
+        assert n == int(matrix[:seen[-1], k].sum()), r
+
+
 def test_records_cut_to_the_snapshot_length_are_written_as_tcpdump_writes_them(tmp_path):
     """Records longer than the file's snapshot length are cut by the reader, so their headers
     in the file no longer say what is written: the fast path stops at the first one and the
