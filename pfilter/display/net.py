@@ -327,9 +327,9 @@ def icmp(p, b, length, info):
             return "ICMP [|icmp]"
         s = f"time stamp {'query' if t == 13 else 'reply'} id {u16(b, 4)} seq {u16(b, 6)}"
         if t == 14:
-            s += f" : org {_ts(u32(b, 8))}, recv {_ts(u32(b, 12))}, xmit {_ts(u32(b, 16))}"
+            s += f": org {_ts(u32(b, 8))}, recv {_ts(u32(b, 12))}, xmit {_ts(u32(b, 16))}"
     elif t == 18:
-        s = f"address mask is 0x{u32(b, 4):08x}" if len(b) >= 8 else "address mask reply"
+        s = f"address mask is 0x{u32(b, 8):08x}" if len(b) >= 12 else "address mask reply"
     elif t == 9:
         s = _router_adv(b)
     elif t in ICMP_SIMPLE:
@@ -367,11 +367,17 @@ def _router_adv(b):
     if len(b) < 8:
         return "router advertisement"
     num, size, life = b[4], b[5], u16(b, 6)
-    mins, secs = divmod(life, 60)
-    lt = f"{mins}:{secs:02d}" if mins else f"{secs}"
-    out = f"router advertisement lifetime {lt}"
+    if life < 60:
+        lt = f"{life}"
+    elif life < 3600:
+        lt = f"{life // 60}:{life % 60:02d}"
+    else:
+        lt = f"{life // 3600}:{life % 3600 // 60:02d}:{life % 60:02d}"
+    out = f"router advertisement lifetime {lt} {num}:"
+    if size != 2:
+        return out + f" [size {size}]"
     for i in range(num):
-        o = 8 + i * size * 4
+        o = 8 + i * 8
         if len(b) < o + 8:
             break
         out += f" {{{ip4(b[o:o + 4])} {u32(b, o + 4)}}}"
