@@ -1,6 +1,7 @@
 """The pure-Python twin of pfilter/_vm.pyx: the same semantics, instruction for instruction.
 
-Imports pfilter.validate (for loop_budget) only. Selected instead of the
+Imports pfilter.semantics (loads, ALU and jumps, the Python definition the optimizer folds with)
+and pfilter.validate (loop_budget) only. Selected instead of the
 Cython VM when PFILTER_PUREPYTHON=1 is set at import time or the extension is not built; the test
 suite runs every VM test against both.
 
@@ -17,9 +18,11 @@ import sys
 
 import numpy as np
 
+from .semantics import alu, jump_taken, load_abs, load_ind, load_msh
 from .validate import loop_budget
 
-M32 = 0xFFFFFFFF
+#: load sizes by their BPF_SIZE bits
+_SIZE = {0x00: 4, 0x08: 2, 0x10: 1}
 
 
 #: the seccomp mode's record: sizeof(struct seccomp_data)
@@ -47,40 +50,22 @@ def run_one(insns, pkt, wirelen, steps=None, order="big", trace=None):
             return k
         elif code == 0x16:      # ret a
             return A
-        elif code == 0x20:      # ld [k]
-            if k > buflen or 4 > buflen - k:
+        elif code == 0x20 or code == 0x28 or code == 0x30:      # ld, ldh, ldb [k]
+            A = load_abs(pkt, k, _SIZE[code & 0x18], order)
+            if A is None:
                 return 0
-            A = int.from_bytes(pkt[k:k + 4], order)
-        elif code == 0x28:      # ldh [k]
-            if k > buflen or 2 > buflen - k:
+        elif code == 0x40 or code == 0x48 or code == 0x50:      # ld, ldh, ldb [x + k]
+            A = load_ind(pkt, X, k, _SIZE[code & 0x18], order)
+            if A is None:
                 return 0
-            A = (pkt[k] << 8) | pkt[k + 1]
-        elif code == 0x30:      # ldb [k]
-            if k >= buflen:
+        elif code == 0xB1:      # ldxb 4*([k]&0xf)
+            X = load_msh(pkt, k)
+            if X is None:
                 return 0
-            A = pkt[k]
         elif code == 0x80:      # ld #pktlen
             A = wirelen
         elif code == 0x81:      # ldx #pktlen
             X = wirelen
-        elif code == 0x40:      # ld [x + k]
-            o = (X + k) & M32
-            if k > buflen or X > buflen - k or 4 > buflen - o:
-                return 0
-            A = int.from_bytes(pkt[o:o + 4], order)
-        elif code == 0x48:      # ldh [x + k]
-            o = (X + k) & M32
-            if k > buflen or X > buflen - k or 2 > buflen - o:
-                return 0
-            A = (pkt[o] << 8) | pkt[o + 1]
-        elif code == 0x50:      # ldb [x + k]
-            if k >= buflen or X >= buflen - k:
-                return 0
-            A = pkt[X + k]
-        elif code == 0xB1:      # ldxb 4*([k]&0xf)
-            if k >= buflen:
-                return 0
-            X = (pkt[k] & 0xF) << 2
         elif code == 0x00:      # ld #k
             A = k
         elif code == 0x01:      # ldx #k
@@ -101,54 +86,12 @@ def run_one(insns, pkt, wirelen, steps=None, order="big", trace=None):
                 pc += k - (1 << 32)
             else:
                 pc += k
-        elif code == 0x15:      # jeq #k
-            pc += jt if A == k else jf
-        elif code == 0x25:      # jgt #k
-            pc += jt if A > k else jf
-        elif code == 0x35:      # jge #k
-            pc += jt if A >= k else jf
-        elif code == 0x45:      # jset #k
-            pc += jt if A & k else jf
-        elif code == 0x1D:      # jeq x
-            pc += jt if A == X else jf
-        elif code == 0x2D:      # jgt x
-            pc += jt if A > X else jf
-        elif code == 0x3D:      # jge x
-            pc += jt if A >= X else jf
-        elif code == 0x4D:      # jset x
-            pc += jt if A & X else jf
+        elif code & 0x07 == 0x05:   # jeq, jgt, jge, jset: #k or x (ja is above)
+            pc += jt if jump_taken(code & 0xF0, A, X if code & 0x08 else k) else jf
         elif code & 0x07 == 0x04:   # ALU
-            op = code & 0xF0
-            if op == 0x80:
-                A = (-A) & M32
-                continue
-            v = X if code & 0x08 else k
-            if op == 0x00:
-                A = (A + v) & M32
-            elif op == 0x10:
-                A = (A - v) & M32
-            elif op == 0x20:
-                A = (A * v) & M32
-            elif op == 0x30:
-                if v == 0:
-                    return 0
-                A //= v
-            elif op == 0x90:
-                if v == 0:
-                    return 0
-                A %= v
-            elif op == 0x50:
-                A &= v
-            elif op == 0x40:
-                A |= v
-            elif op == 0xA0:
-                A ^= v
-            elif op == 0x60:
-                A = (A << v) & M32 if v < 32 else 0
-            elif op == 0x70:
-                A = A >> v if v < 32 else 0
-            else:
-                raise AssertionError(f"unvalidated opcode 0x{code:x}")
+            A = alu(code & 0xF0, A, X if code & 0x08 else k)
+            if A is None:
+                return 0
         elif code == 0x07:      # tax
             X = A
         elif code == 0x87:      # txa

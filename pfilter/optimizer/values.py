@@ -1,6 +1,6 @@
 """Value numbering, facts learned from branches, and the dataflow analyses every pass shares.
 
-Imports pfilter.opcodes and pfilter.optimizer.cfg only.
+Imports pfilter.opcodes, pfilter.semantics and pfilter.optimizer.cfg only.
 
 Values. Every quantity a program computes gets a value number (an int) naming a pure
 expression over the packet: ('k', c) a constant, ('abs', size, off) packet bytes at a fixed
@@ -20,7 +20,8 @@ known to have at least that many captured bytes: an earlier load succeeded) and 
 
 Semantics followed (libpcap: bpf_filter()): a load past the captured length, a division or
 modulo by zero, return 0 from the whole program; shifts by 32 or more give 0; arithmetic is
-32-bit unsigned.
+32-bit unsigned. Constants fold with pfilter.semantics (alu, jump_taken), the definition the
+pure-Python VM runs.
 """
 
 from pfilter.opcodes import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV, BPF_H, BPF_IMM,
@@ -29,9 +30,11 @@ from pfilter.opcodes import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_DIV,
                              BPF_NEG, BPF_OR, BPF_RSH, BPF_ST, BPF_STX, BPF_SUB, BPF_TXA, BPF_W,
                              BPF_XOR)
 
+from pfilter.semantics import M32, jump_taken
+from pfilter.semantics import alu as fold_alu
+
 from .cfg import COND, RET
 
-M32 = 0xFFFFFFFF
 A, X = 0, 1
 NREGS = 18          # A, X, M[0..15]; M[i] is register 2 + i
 FACT_CAP = 16       # facts kept per state (oldest dropped first)
@@ -42,33 +45,6 @@ ALWAYS = "always"   # a statement that always makes the program return 0
 __all__ = ["Values", "State", "Analysis", "evaluate", "decide", "edge_fact", "add_fact",
            "liveness", "live_block", "stmt_uses", "stmt_def", "anticipated",
            "anticipated_block", "decide_jump", "ALWAYS", "A", "X", "NREGS", "M32"]
-
-
-def alu_const(op, a, b):
-    """The 32-bit result of a constant ALU operation, or None when it divides by zero."""
-    if op == BPF_ADD:
-        return (a + b) & M32
-    if op == BPF_SUB:
-        return (a - b) & M32
-    if op == BPF_MUL:
-        return (a * b) & M32
-    if op == BPF_DIV:
-        return None if b == 0 else a // b
-    if op == BPF_MOD:
-        return None if b == 0 else a % b
-    if op == BPF_OR:
-        return a | b
-    if op == BPF_AND:
-        return a & b
-    if op == BPF_XOR:
-        return a ^ b
-    if op == BPF_LSH:
-        return (a << b) & M32 if b < 32 else 0
-    if op == BPF_RSH:
-        return a >> b if b < 32 else 0
-    if op == BPF_NEG:
-        return (-a) & M32
-    raise ValueError(f"unknown ALU operation {op:#x}")
 
 
 _COMMUTATIVE = (BPF_ADD, BPF_MUL, BPF_AND, BPF_OR, BPF_XOR)
@@ -145,9 +121,9 @@ class Values:
     def alu(self, op, a, b, ca, cb):
         """Value number of `a op b` (ca, cb: their constants or None); None if it divides by 0."""
         if op == BPF_NEG:
-            return self.k(alu_const(op, ca, 0)) if ca is not None else self.get(("neg", a))
+            return self.k(fold_alu(op, ca, 0)) if ca is not None else self.get(("neg", a))
         if ca is not None and cb is not None:
-            r = alu_const(op, ca, cb)
+            r = fold_alu(op, ca, cb)
             return None if r is None else self.k(r)
         if cb is not None:
             if cb == 0:
@@ -187,21 +163,11 @@ TOP = (0, M32, frozenset(), 0, frozenset(), None)
 VS_CAP = 16         # possible values kept per value
 
 
-def _test(op, a, c):
-    if op == BPF_JEQ:
-        return a == c
-    if op == BPF_JGT:
-        return a > c
-    if op == BPF_JGE:
-        return a >= c
-    return bool(a & c)
-
-
 def decide(f, op, c):
     """True/False when fact f settles `value op c`, else None."""
     lo, hi, ex, zero, nz, vs = f
     if vs is not None:
-        outcomes = {_test(op, a, c) for a in vs}
+        outcomes = {jump_taken(op, a, c) for a in vs}
         if len(outcomes) == 1:
             return outcomes.pop()
     if op == BPF_JEQ:
@@ -245,7 +211,7 @@ def add_fact(f, op, c, taken):
     """Fact f refined by the outcome `taken` of `value op c`."""
     lo, hi, ex, zero, nz, vs = f
     if vs is not None:
-        vs = frozenset(a for a in vs if _test(op, a, c) == taken)
+        vs = frozenset(a for a in vs if jump_taken(op, a, c) == taken)
     if op == BPF_JEQ:
         if taken:
             return (c, c, frozenset(), 0, frozenset(), frozenset((c,)))
