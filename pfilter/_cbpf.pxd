@@ -47,7 +47,10 @@ cdef inline uint32_t load_at(const uint8_t* p, uint32_t size, bint host) noexcep
 cdef inline bint load_abs(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_t size, bint host,
                           uint32_t* A) noexcept nogil:
     """`ld [k]` of size bytes into A; False when they are not all captured."""
-    if k > buflen or size > buflen - k:
+    if size == 1:
+        if k >= buflen:
+            return False
+    elif k > buflen or size > buflen - k:
         return False
     A[0] = load_at(p + k, size, host)
     return True
@@ -56,7 +59,10 @@ cdef inline bint load_abs(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_
 cdef inline bint load_ind(const uint8_t* p, uint32_t buflen, uint32_t X, uint32_t k, uint32_t size,
                           bint host, uint32_t* A) noexcept nogil:
     """`ld [x + k]` of size bytes into A; False when they are not all captured."""
-    if k > buflen or X > buflen - k or size > buflen - (X + k):
+    if size == 1:                # (the same test, one compare fewer)
+        if k >= buflen or X >= buflen - k:
+            return False
+    elif k > buflen or X > buflen - k or size > buflen - (X + k):
         return False
     A[0] = load_at(p + X + k, size, host)
     return True

@@ -440,13 +440,7 @@ def decide_jump(vals, st, jcode, jk):
         c = jk
     ca = st.const(vals, a)
     if ca is not None:
-        if op == BPF_JEQ:
-            return ca == c
-        if op == BPF_JGT:
-            return ca > c
-        if op == BPF_JGE:
-            return ca >= c
-        return bool(ca & c)
+        return jump_taken(op, ca, c)
     return decide(st.fact(a), op, c)
 
 
