@@ -1,7 +1,7 @@
 """pfilter.classification.rules: the rules of pfilter.classify as (name, rule) pairs (a mapping, a
 list of expressions or a rules file), and their programs compiled per link type.
 
-Imports pfilter.errors, and at call time pfilter.compiler (compile_expression) and pfilter.program.
+Imports pfilter.errors, and at call time pfilter.compiler (through its program cache) and pfilter.program.
 """
 from __future__ import annotations
 
@@ -94,10 +94,12 @@ class RuleSet:
         self._by_linktype = {}
 
     def _compile(self, rule, linktype):
-        from ..compiler.driver import SHAREABLE, compile_expression
-        # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules.
-        return compile_expression(rule, linktype=linktype, snaplen=self.snaplen,
-                                  optimize=SHAREABLE if self.optimize else False)
+        from ..compiler.cache import cached_compile
+        from ..compiler.driver import SHAREABLE
+        # IPv4 and IPv6 copies of a test kept apart: each is then shared across rules. Through
+        # the compiled-program cache, as filter_file: a repeated rule set skips the compiler.
+        return cached_compile(rule, linktype=linktype, snaplen=self.snaplen,
+                              optimize=SHAREABLE if self.optimize else False)
 
     def _applies_elsewhere(self, rule, linktype):
         """True when the rule compiles for some other common link type: its error on
