@@ -67,32 +67,22 @@ BPF_MEMWORDS = 16
 BPF_MAXINSNS = 4096
 
 
-def BPF_CLASS(code):
-    return code & 0x07
+def _bits(name, mask):
+    """libpcap's macro `name`: the opcode's bits under mask."""
+    def bits(code):
+        return code & mask
+    bits.__name__ = bits.__qualname__ = name
+    bits.__doc__ = f"code & {mask:#04x}"
+    return bits
 
 
-def BPF_SIZE(code):
-    return code & 0x18
-
-
-def BPF_MODE(code):
-    return code & 0xE0
-
-
-def BPF_OP(code):
-    return code & 0xF0
-
-
-def BPF_SRC(code):
-    return code & 0x08
-
-
-def BPF_RVAL(code):
-    return code & 0x18
-
-
-def BPF_MISCOP(code):
-    return code & 0xF8
+BPF_CLASS = _bits("BPF_CLASS", 0x07)
+BPF_SIZE = _bits("BPF_SIZE", 0x18)
+BPF_MODE = _bits("BPF_MODE", 0xE0)
+BPF_OP = _bits("BPF_OP", 0xF0)
+BPF_SRC = _bits("BPF_SRC", 0x08)
+BPF_RVAL = _bits("BPF_RVAL", 0x18)
+BPF_MISCOP = _bits("BPF_MISCOP", 0xF8)
 
 
 # Linux "ancillary data" loads: a BPF_LD|BPF_ABS at SKF_AD_OFF + n reads packet metadata in the
