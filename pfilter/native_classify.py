@@ -145,6 +145,8 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
                     noalias=(0, 2, 3, 4, 5, 7, 9, 10, 13))
     data, size, offsets, caplen, wirelen, rows, packed, out, width, counts, nbytes, start, stop, status = fn.args
     cttz = ir.Function(m, ir.FunctionType(i64, [i64, i1]), name="llvm.cttz.i64")
+    bswap64 = m.declare_intrinsic("llvm.bswap", [i64])
+    bitrev64 = ir.Function(m, ir.FunctionType(i64, [i64]), name="llvm.bitreverse.i64")
     eb = ir.IRBuilder(fn.append_basic_block("entry"))
     total = eb.alloca(i64, name="total")
     eb.store(c64(0), total)
@@ -207,8 +209,7 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
             lanes = -(-len(consts) // 16) * 16
             consts += [consts[0]] * (lanes - len(consts))
             vt = ir.VectorType(i32, lanes)
-            splat = b.shuffle_vector(b.insert_element(ir.Constant(vt, None), a, c32(0)), ir.Constant(vt, None),
-                                     ir.Constant(vt, [c32(0)] * lanes))
+            splat = _splat(b, a, lanes)
             hits = b.zext(b.bitcast(b.icmp_unsigned("==", splat, ir.Constant(vt, [c32(k) for k in consts])),
                                     ir.IntType(lanes)), i64)
             found = fn.append_basic_block(f"found{s}")
@@ -259,32 +260,33 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
         fin.add_incoming(word, before)
         fin.add_incoming(acc2, again)
         word = fin
-        # the packet's hits in this word, one at a time
-        bits = fn.append_basic_block(f"bits{q}")
+        # the packet's hits in this word, without a branch on them: counts and byte totals as
+        # vector adds over the word's rules, the output row bytes OR-ed in
+        lanes = min(64, nr - q * 64)
+        mask = b.bitcast(b.trunc(word, ir.IntType(lanes)) if lanes < 64 else word, ir.VectorType(i1, lanes))
+        vt = ir.VectorType(i64, lanes)
+        for arr, add in ((counts, b.zext(mask, vt)),
+                         (nbytes, b.select(mask, _splat(b, wl64, lanes), ir.Constant(vt, None)))):
+            slot = b.bitcast(b.gep(arr, [c64(q * 64)]), vt.as_pointer())
+            b.store(b.add(b.load(slot, align=8), add), slot, align=8)
+        writing = fn.append_basic_block(f"writing{q}")
+        packed_b = fn.append_basic_block(f"packed{q}")
+        bytes_b = fn.append_basic_block(f"bytes{q}")
         after = fn.append_basic_block(f"after{q}")
-        entry_block = b.block
-        b.cbranch(b.icmp_unsigned("!=", word, c64(0)), bits, after)
-        bb = ir.IRBuilder(bits)
-        w = bb.phi(i64)
-        w.add_incoming(word, entry_block)
-        rr = bb.add(bb.call(cttz, [w, ir.Constant(i1, 1)]), c64(q * 64))
-        cp = bb.gep(counts, [rr])
-        bb.store(bb.add(bb.load(cp), c64(1)), cp)
-        np_ = bb.gep(nbytes, [rr])
-        bb.store(bb.add(bb.load(np_), wl64), np_)
-        at = bb.select(is_packed, bb.lshr(rr, c64(3)), rr)
-        bit = bb.select(is_packed, bb.trunc(bb.lshr(c64(0x80), bb.and_(rr, c64(7))), i8), ir.Constant(i8, 1))
-        slot = bb.gep(outrow, [bb.select(has_out, at, c64(0))])
-        write = fn.append_basic_block(f"write{q}")
-        nextbit = fn.append_basic_block(f"nextbit{q}")
-        bb.cbranch(has_out, write, nextbit)
-        wb = ir.IRBuilder(write)
-        wb.store(wb.or_(wb.load(slot), bit), slot)
-        wb.branch(nextbit)
-        nb = ir.IRBuilder(nextbit)
-        rest = nb.and_(w, nb.sub(w, c64(1)))
-        w.add_incoming(rest, nextbit)
-        nb.cbranch(nb.icmp_unsigned("!=", rest, c64(0)), bits, after)
+        b.cbranch(has_out, writing, after)
+        ir.IRBuilder(writing).cbranch(is_packed, packed_b, bytes_b)
+        pb = ir.IRBuilder(packed_b)     # np.packbits order: rule 8k+0 is bit 0x80 of byte k
+        nbyte = (lanes + 7) // 8
+        ty = ir.IntType(8 * nbyte)
+        v = pb.call(bswap64, [pb.call(bitrev64, [word])])
+        slot = pb.bitcast(pb.gep(outrow, [c64(q * 8)]), ty.as_pointer())
+        pb.store(pb.or_(pb.load(slot, align=1), pb.trunc(v, ty) if nbyte < 8 else v), slot, align=1)
+        pb.branch(after)
+        ub = ir.IRBuilder(bytes_b)
+        vt8 = ir.VectorType(i8, lanes)
+        slot = ub.bitcast(ub.gep(outrow, [c64(q * 64)]), vt8.as_pointer())
+        ub.store(ub.or_(ub.load(slot, align=1), ub.zext(mask, vt8)), slot, align=1)
+        ub.branch(after)
         b = ir.IRBuilder(after)
     b.branch(j.parent)
     j.add_incoming(nxt, b.block)
@@ -292,6 +294,15 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     db.store(c64(0), status)
     db.ret(stop)
     return str(m)
+
+
+def _splat(b: Any, v: Any, lanes: int) -> Any:
+    """A vector of `lanes` copies of scalar v."""
+    import llvmlite.ir as ir
+    vt = ir.VectorType(v.type, lanes)
+    i32 = ir.IntType(32)
+    return b.shuffle_vector(b.insert_element(ir.Constant(vt, None), v, ir.Constant(i32, 0)), ir.Constant(vt, None),
+                            ir.Constant(ir.VectorType(i32, lanes), [ir.Constant(i32, 0)] * lanes))
 
 
 class NativeClassifier:
