@@ -381,6 +381,8 @@ def _fn_char(c):
 
 
 def dns(p, msg, length, mdns):
+    if length < 12:
+        return f"domain [length {length} < 12] (invalid)"
     try:
         return _dns(p, msg, length, mdns)
     except (_Trunc, IndexError):
