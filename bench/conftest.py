@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,56 @@ def require(ok, what):
 def gen_capture():
     """scripts/gen_capture.py as a module."""
     return reference.load_by_path("pfilter_gen_capture", ROOT / "scripts" / "gen_capture.py")
+
+
+# ----------------------------------------------------------------------------- commands
+
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
+
+
+def command_env():
+    """The environment of a timed pfilter command: this checkout first on PYTHONPATH."""
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def pfilter_launcher():
+    """The `pfilter` command of this interpreter (its console script, else python -m pfilter)."""
+    script = Path(sys.executable).with_name("pfilter")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
+
+
+def tcpdump_path():
+    path = shutil.which("tcpdump")
+    require(path is not None, "tcpdump (apt-get install tcpdump)")
+    return path
+
+
+def run_command(cmd, env=None, tmp=None, out=None):
+    """(wall seconds, CPU seconds, peak RSS in MB) of one command; fails on a non-zero exit.
+
+    The peak comes from GNU time when installed: a child forked straight from pytest would
+    report pytest's own high-water mark (Linux keeps it across exec). Before the clock starts,
+    the previous run's output `out` is removed and dirty pages are written back (os.sync), so
+    neither command pays for the other's output (freeing it, or the kernel flushing it to disk
+    in the middle of the run): on a 2-core machine that alone moved ratios by 0.1."""
+    if out is not None and os.path.exists(out):
+        os.unlink(out)
+    os.sync()
+    report = None
+    if GNU_TIME and tmp is not None:
+        report = tmp / "rss.txt"
+        cmd = [GNU_TIME, "-f", "%M", "-o", str(report)] + cmd
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    assert os.waitstatus_to_exitcode(status) == 0, f"{cmd[0]} failed: {err.strip()}"
+    peak = usage.ru_maxrss / 1024.0
+    if report is not None:
+        peak = int(report.read_text().split()[-1]) / 1024.0
+    return wall, usage.ru_utime + usage.ru_stime, peak
 
 
 # ----------------------------------------------------------------------------- captures

@@ -10,51 +10,18 @@ not pytest's. Both outputs must be identical, byte for byte. The ratio is not as
 machine's load moves it); the table records it.
 """
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import HUGE_PACKETS, ROUNDS, STANDARD_EXPRESSIONS, expression_id, require, result_table
+from conftest import (HUGE_PACKETS, ROUNDS, STANDARD_EXPRESSIONS, command_env, expression_id, result_table,
+                      run_command, tcpdump_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.5
 MEMORY_LIMIT_MB = 200
-
-
-GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
-
-
-def _run(cmd, env=None, tmp=None, out=None):
-    """(wall seconds, CPU seconds, peak RSS in MB) of one command; fails on a non-zero exit.
-
-    The peak comes from GNU time when installed: a child forked straight from pytest would
-    report pytest's own high-water mark (Linux keeps it across exec). Before the clock starts,
-    the previous run's output `out` is removed and dirty pages are written back (os.sync), so
-    neither command pays for the other's output (freeing it, or the kernel flushing it to disk
-    in the middle of the run): on a 2-core machine that alone moved ratios by 0.1."""
-    if out is not None and os.path.exists(out):
-        os.unlink(out)
-    os.sync()
-    report = None
-    if GNU_TIME and tmp is not None:
-        report = tmp / "rss.txt"
-        cmd = [GNU_TIME, "-f", "%M", "-o", str(report)] + cmd
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    assert proc.returncode == 0, f"{cmd[0]} failed: {err.strip()}"
-    peak = usage.ru_maxrss / 1024.0
-    if report is not None:
-        peak = int(report.read_text().split()[-1]) / 1024.0
-    return wall, usage.ru_utime + usage.ru_stime, peak
 
 
 def _best(runs):
@@ -70,9 +37,7 @@ def _same_file(a, b):
 
 @pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
 def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
-    tcpdump = shutil.which("tcpdump")
-    require(tcpdump is not None, "tcpdump (apt-get install tcpdump)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    tcpdump, env = tcpdump_path(), command_env()
     ours, theirs = tmp_path / "pfilter.pcap", tmp_path / "tcpdump.pcap"
     script = Path(sys.executable).with_name("pfilter")      # the installed console script
     launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
@@ -84,12 +49,12 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
     # which would make every run compile pfilter's sources again).
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pfilter")], check=False,
                    env=dict(env, PYTHONDONTWRITEBYTECODE=""), capture_output=True)
-    _run(pf_cmd, env)                     # warm the page cache and check it works
+    run_command(pf_cmd, env)                     # warm the page cache and check it works
     td_runs, pf_runs = [], []
     for _ in range(rounds):               # interleaved, so both see the same machine load
-        td_runs.append(_run(td_cmd, tmp=tmp_path, out=theirs))
-        pf_runs.append(_run(pf_cmd, env, tmp=tmp_path, out=ours))
-    benchmark.pedantic(lambda: pf_runs.append(_run(pf_cmd, env, tmp=tmp_path, out=ours)), rounds=1, iterations=1)
+        td_runs.append(run_command(td_cmd, tmp=tmp_path, out=theirs))
+        pf_runs.append(run_command(pf_cmd, env, tmp=tmp_path, out=ours))
+    benchmark.pedantic(lambda: pf_runs.append(run_command(pf_cmd, env, tmp=tmp_path, out=ours)), rounds=1, iterations=1)
     td_wall, td_cpu, td_mem = _best(td_runs)
     pf_wall, pf_cpu, pf_mem = _best(pf_runs)
     ratio = pf_wall / td_wall
@@ -150,7 +115,7 @@ def test_filter_file_in_process(benchmark, huge_capture, tmp_path, monkeypatch, 
         monkeypatch.setenv("PFILTER_NO_FASTPATH", "1")
     prog = pfilter.compile(expr)
     out = tmp_path / "o.pcap"
-    def fresh():                          # as in _run: no previous output to free or flush
+    def fresh():                          # as in run_command: no previous output to free or flush
         if out.exists():
             out.unlink()
         os.sync()

@@ -24,7 +24,7 @@ The ratios are recorded, not asserted (a shared machine's load moves them; the l
 in the table's footer); outputs and counts are asserted. Re-run on a quiet machine with
 `python3 -m pytest bench/test_bench_scale.py` (PFILTER_BENCH_ROUNDS=N: best of N).
 
-Imports bench/conftest.py (fixtures, tables) and test_bench_filter_file's _run (one command's
+Imports bench/conftest.py (fixtures, tables) and run_command (one command's
 wall, CPU and peak memory).
 """
 import os
@@ -36,8 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROUNDS, STANDARD_EXPRESSIONS, cache_dir, expression_id, require, result_table
-from test_bench_filter_file import _run
+from conftest import ROUNDS, STANDARD_EXPRESSIONS, cache_dir, command_env, expression_id, pfilter_launcher, require, result_table, run_command, tcpdump_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_FILES = 1000
@@ -99,21 +98,6 @@ def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2):
             "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
 
 
-def _env():
-    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-def _launcher():
-    script = Path(sys.executable).with_name("pfilter")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
-
-
-def _tcpdump():
-    path = shutil.which("tcpdump")
-    require(path is not None, "tcpdump (apt-get install tcpdump)")
-    return path
-
-
 def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
@@ -130,26 +114,26 @@ def _best(runs):
 @pytest.fixture(scope="module")
 def compiled():
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pfilter")], check=False,
-                   env=dict(_env(), PYTHONDONTWRITEBYTECODE=""), capture_output=True)
+                   env=dict(command_env(), PYTHONDONTWRITEBYTECODE=""), capture_output=True)
 
 
 @pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
 def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, expr):
-    td = [_tcpdump(), "-r", str(huge_capture), "-w", str(tmp_path / "td.pcap"), expr]
-    pf = {w: _launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "-w", str(tmp_path / f"pf{w}.pcap"), expr]
+    td = [tcpdump_path(), "-r", str(huge_capture), "-w", str(tmp_path / "td.pcap"), expr]
+    pf = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "-w", str(tmp_path / f"pf{w}.pcap"), expr]
           for w in (1, 2)}
-    env = _env()
-    _run(pf[1], env)
+    env = command_env()
+    run_command(pf[1], env)
     floor = _floor(huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24)
     start = [{str(huge_capture): str(_header_only(huge_capture, tmp_path)),
               str(tmp_path / "pf2.pcap"): str(tmp_path / "start.pcap")}.get(a, a) for a in pf[2]]
     runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
     for _ in range(max(1, ROUNDS)):
-        runs["td"].append(_run(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
+        runs["td"].append(run_command(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
         for w in (1, 2):
-            runs[w].append(_run(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
-        runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
-        runs["start"].append(_run(start, env, tmp=tmp_path))
+            runs[w].append(run_command(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
+        runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["start"].append(run_command(start, env, tmp=tmp_path))
     want = (tmp_path / "td.pcap").read_bytes()
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
     assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
@@ -159,9 +143,9 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, expr):
 
 
 def test_count_scaling(huge_capture, tmp_path, compiled):
-    td = [_tcpdump(), "-r", str(huge_capture), "--count", "tcp"]
-    pf = {w: _launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "--count", "tcp"] for w in (1, 2)}
-    env = _env()
+    td = [tcpdump_path(), "-r", str(huge_capture), "--count", "tcp"]
+    pf = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "--count", "tcp"] for w in (1, 2)}
+    env = command_env()
     counts = {w: subprocess.run(pf[w], env=env, capture_output=True, text=True, check=True).stdout for w in (1, 2)}
     want = subprocess.run(td, capture_output=True, text=True, check=True).stdout
     assert counts[1] == counts[2] == want          # "N packets" both
@@ -169,11 +153,11 @@ def test_count_scaling(huge_capture, tmp_path, compiled):
     start = [a if a != str(huge_capture) else str(_header_only(huge_capture, tmp_path)) for a in pf[2]]
     runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
     for _ in range(max(1, ROUNDS)):
-        runs["td"].append(_run(td, tmp=tmp_path))
+        runs["td"].append(run_command(td, tmp=tmp_path))
         for w in (1, 2):
-            runs[w].append(_run(pf[w], env, tmp=tmp_path))
-        runs["floor"].append(_run(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
-        runs["start"].append(_run(start, env, tmp=tmp_path))
+            runs[w].append(run_command(pf[w], env, tmp=tmp_path))
+        runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["start"].append(run_command(start, env, tmp=tmp_path))
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
     (fw, fc, _fm), (sw, _sc, _sm) = _best(runs["floor"]), _best(runs["start"])
     _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2))
@@ -234,19 +218,19 @@ def small_files(huge_capture):
 
 
 def test_directory_against_a_tcpdump_loop(small_files, tmp_path, compiled):
-    tcpdump = _tcpdump()
+    tcpdump = tcpdump_path()
     expr = "ip and tcp port 80"
     loop = ["sh", "-c", f'for f in "$0"/*.pcap; do {tcpdump} -r "$f" --count "$1" 2>/dev/null; done', str(small_files), expr]
-    pf = _launcher() + ["--quiet", "-r", str(small_files), "--count", expr]
-    env = _env()
+    pf = pfilter_launcher() + ["--quiet", "-r", str(small_files), "--count", expr]
+    env = command_env()
     got = subprocess.run(pf, env=env, capture_output=True, text=True, check=True).stdout
     lines = subprocess.run(loop, capture_output=True, text=True, check=True).stdout.split("\n")
     total = sum(int(line.split()[0]) for line in lines if line.strip())
     assert got == f"{total} packets\n"
     runs = {"loop": [], "pf": []}
     for _ in range(max(1, min(ROUNDS, 3))):
-        runs["loop"].append(_run(loop, tmp=tmp_path))
-        runs["pf"].append(_run(pf, env, tmp=tmp_path))
+        runs["loop"].append(run_command(loop, tmp=tmp_path))
+        runs["pf"].append(run_command(pf, env, tmp=tmp_path))
     (lw, lc, _), (pw, pc, pm) = _best(runs["loop"]), _best(runs["pf"])
     result_table("scale_dir", f"A directory of {SMALL_FILES} captures of about 1 MB: pfilter -r DIR --count vs a "
                  "shell loop of tcpdump -r FILE --count", ["what", "wall s", "CPU s", "speed-up", "count", "peak MB"],
@@ -285,9 +269,9 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
     distributed = pytest.importorskip("distributed")
     import pfilter.dask as pdask
     expr = "tcp"
-    env = _env()
-    local = _launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "-w", str(tmp_path / "local.pcap"), expr]
-    local_count = _launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "--count", expr]
+    env = command_env()
+    local = pfilter_launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "-w", str(tmp_path / "local.pcap"), expr]
+    local_count = pfilter_launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "--count", expr]
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     client = distributed.Client(cluster)
     try:
@@ -295,14 +279,14 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
         runs = {"local": [], "dask": [], "local count": [], "dask count": []}
         n = None
         for _ in range(max(1, min(ROUNDS, 3))):
-            runs["local"].append(_run(local, env, tmp=tmp_path, out=tmp_path / "local.pcap")[0])
+            runs["local"].append(run_command(local, env, tmp=tmp_path, out=tmp_path / "local.pcap")[0])
             if (tmp_path / "dask.pcap").exists():
                 os.unlink(tmp_path / "dask.pcap")
             os.sync()
             t = time.perf_counter()
             pdask.filter_files([str(two_gb)], expr, str(tmp_path / "dask.pcap"), client=client)
             runs["dask"].append(time.perf_counter() - t)
-            runs["local count"].append(_run(local_count, env, tmp=tmp_path)[0])
+            runs["local count"].append(run_command(local_count, env, tmp=tmp_path)[0])
             t = time.perf_counter()
             n = pdask.count([str(two_gb)], expr, client=client)
             runs["dask count"].append(time.perf_counter() - t)

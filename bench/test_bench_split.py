@@ -11,14 +11,11 @@ the memory limit is asserted.
 """
 import filecmp
 import os
-import shutil
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from conftest import HUGE_PACKETS, ROUNDS, require, result_table
-from test_bench_filter_file import GNU_TIME, ROOT
+from conftest import (HUGE_PACKETS, ROOT, ROUNDS, command_env, pfilter_launcher, result_table, run_command,
+                      tcpdump_path)
 
 TARGET_SPEEDUP = 5.0
 MEMORY_LIMIT_MB = 200
@@ -38,37 +35,19 @@ def _timed(cmds, directory, env=None, tmp=None):
     """(wall seconds, CPU seconds, peak RSS MB) of running cmds one after another into an
     emptied `directory`."""
     _clear(directory)
-    wall = cpu = peak = 0.0
-    for cmd in cmds:
-        report = None
-        if GNU_TIME and tmp is not None:
-            report = tmp / "rss.txt"
-            cmd = [GNU_TIME, "-f", "%M", "-o", str(report)] + cmd
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        _pid, status, usage = os.wait4(proc.pid, 0)
-        wall += time.perf_counter() - started
-        err = proc.stderr.read().decode(errors="replace")
-        proc.stderr.close()
-        assert os.waitstatus_to_exitcode(status) == 0, f"{cmd[0]} failed: {err.strip()}"
-        cpu += usage.ru_utime + usage.ru_stime
-        mb = int(report.read_text().split()[-1]) / 1024.0 if report is not None else usage.ru_maxrss / 1024.0
-        peak = max(peak, mb)
-    return wall, cpu, peak
+    runs = [run_command(cmd, env, tmp) for cmd in cmds]
+    return sum(r[0] for r in runs), sum(r[1] for r in runs), max(r[2] for r in runs)
 
 
 def test_split_16_rules_against_16_tcpdump_passes(benchmark, huge_capture, tmp_path):
-    tcpdump = shutil.which("tcpdump")
-    require(tcpdump is not None, "tcpdump (apt-get install tcpdump)")
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    tcpdump, env = tcpdump_path(), command_env()
     names = [f"r{i:02d}" for i in range(len(RULES))]
     rules = tmp_path / "rules.txt"
     rules.write_text("".join(f"{n}: {e}\n" for n, e in zip(names, RULES)))
     ours, theirs = tmp_path / "pfilter", tmp_path / "tcpdump"
     ours.mkdir()
     theirs.mkdir()
-    script = Path(sys.executable).with_name("pfilter")
-    launcher = [str(script)] if script.exists() else [sys.executable, "-m", "pfilter"]
+    launcher = pfilter_launcher()
     pf_cmd = launcher + ["classify", "--no-progress", "-r", str(huge_capture), "-R", str(rules),
                          "--split", str(ours / "{rule}.pcap")]
     td_cmds = [[tcpdump, "-r", str(huge_capture), "-w", str(theirs / f"{n}.pcap"), e] for n, e in zip(names, RULES)]
