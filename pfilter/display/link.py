@@ -6,7 +6,7 @@ Each printer returns (text, link-header length); the header length is what -x le
 """
 import socket
 
-from ._util import ETHERTYPE_NAMES, ethertype_name, hex_lines, mac, u16, u32
+from ._util import ETHERTYPE_NAMES, ethertype_name, hex_lines, mac, safe_char, u16, u32
 from . import net, wlan
 
 
@@ -98,6 +98,10 @@ def ethernet(p, b, wirelen):
         off += 4
         length -= 4
     data = b[off:]
+    if etype <= 1500 and len(data) >= 3:        # 802.3 inside VLAN tags
+        llc, body = _llc_body(p, data, min(etype, length) - 3)
+        if body is not None:
+            return text + ("802.3" + llc if p.e else "") + body, off
     body = by_ethertype(p, etype, data, length)
     if body is None:
         # Divergence: an EtherType pfilter does not decode (LLDP, PTP, IPX, ...) is printed as
@@ -122,19 +126,54 @@ def _llc_frame(p, b, head, l802, wirelen):
     data = b[14:]
     if len(data) < 3:
         return text + "[|llc]", 14
+    llc, body = _llc_body(p, data, min(l802, wirelen - 14) - 3)
+    if body is None:
+        return text + llc + hex_lines(data[3:], True), 14
+    return (text + llc if p.e else "") + body, 14
+
+
+def _llc_body(p, data, length):
+    """(the LLC words -e prints, what follows them or None where pfilter has no printer) of an
+    802.2 frame of `length` bytes after its 3-byte LLC header."""
     dsap, ssap, ctrl = data[0], data[1], data[2]
     llc = (f"LLC, dsap {_sap(dsap)} (0x{dsap & 0xFE:02x}) {'Group' if dsap & 1 else 'Individual'}, "
            f"ssap {_sap(ssap)} (0x{ssap & 0xFE:02x}) {'Response' if ssap & 1 else 'Command'}, ctrl 0x{ctrl:02x}: ")
-    length = min(l802, wirelen - 14) - 3
     if dsap == 0x42 and ssap == 0x42 and ctrl == 0x03:
-        return (text + llc if p.e else "") + stp(data[3:], length), 14
-    if dsap == 0xAA and ssap == 0xAA and ctrl == 0x03 and len(data) >= 8 and not any(data[3:6]):
-        etype = u16(data, 6)
-        body = by_ethertype(p, etype, data[8:], length - 5)
-        if body is not None:
-            snap = f"oui Ethernet (0x000000), ethertype {ethertype_name(etype)} (0x{etype:04x}), length {length - 5}: "
-            return text + llc[:-2] + ", " + snap + body if p.e else body, 14
-    return text + llc + hex_lines(data[3:], True), 14
+        return llc, stp(data[3:], length)
+    if dsap == 0xAA and ssap == 0xAA and ctrl == 0x03 and len(data) >= 8:
+        oui, pid = bytes(data[3:6]), u16(data, 6)
+        if oui == b"\0\0\0":
+            body = by_ethertype(p, pid, data[8:], length - 5)
+            if body is not None:
+                return llc[:-2] + f", oui Ethernet (0x000000), ethertype {ethertype_name(pid)} (0x{pid:04x}), " \
+                                  f"length {length - 5}: ", body
+        elif oui == b"\0\0\x0c" and pid == 0x2000 and not p.v:     # -v: CDP's TLVs decoded, not here
+            return llc[:-2] + f", oui Cisco (0x00000c), pid CDP (0x2000), length {length - 5}: ", cdp(data[8:], length - 5)
+    return llc, None
+
+
+def cdp(b, length):
+    """tcpdump's CDP line at default verbosity: version, TTL, the Device-ID, the other TLVs' data in hex."""
+    if length < 4:
+        return f" (packet length {length} < 4) (invalid)"
+    out = f"CDPv{b[0]}, ttl: {b[1]}s"
+    i, left = 4, length - 4
+    while left:
+        if left < 4:
+            return out + f" (remaining packet length {left} < 4) (invalid)"
+        if len(b) < i + 4:
+            return out + " [|cdp]"
+        typ, ln = u16(b, i), u16(b, i + 2)
+        if ln < 4 or ln > left:
+            return out + (f", {'Device-ID' if typ == 1 else 'unknown field type'} TLV length {ln} too short"
+                          if ln < 4 else f" (TLV length {ln} > {left})") + " (invalid)"
+        if len(b) < i + ln:
+            return out + " [|cdp]"
+        data = b[i + 4:i + ln]
+        out += ", Device-ID '" + "".join(map(safe_char, data)) + "'" if typ == 1 else hex_lines(data, False, "\n\t  ")
+        i += ln
+        left -= ln
+    return out + f", length {length}"
 
 
 STP_VERSIONS = {0: "802.1d", 2: "802.1w", 3: "802.1s", 4: "802.1aq"}
