@@ -99,9 +99,9 @@ def ethernet(p, b, wirelen):
         length -= 4
     data = b[off:]
     if etype <= 1500 and len(data) >= 3:        # 802.3 inside VLAN tags
-        llc, body = _llc_body(p, data, min(etype, length) - 3)
+        llc, body, hdr = _llc_body(p, data, min(etype, length) - 3)
         if body is not None:
-            return text + ("802.3" + llc if p.e else "") + body, off
+            return text + ("802.3" + llc if p.e else "") + body, off + hdr
     body = by_ethertype(p, etype, data, length)
     if body is None:
         # Divergence: an EtherType pfilter does not decode (LLDP, PTP, IPX, ...) is printed as
@@ -126,30 +126,31 @@ def _llc_frame(p, b, head, l802, wirelen):
     data = b[14:]
     if len(data) < 3:
         return text + "[|llc]", 14
-    llc, body = _llc_body(p, data, min(l802, wirelen - 14) - 3)
+    llc, body, hdr = _llc_body(p, data, min(l802, wirelen - 14) - 3)
     if body is None:
         return text + llc + hex_lines(data[3:], True), 14
-    return (text + llc if p.e else "") + body, 14
+    return (text + llc if p.e else "") + body, 14 + hdr
 
 
 def _llc_body(p, data, length):
-    """(the LLC words -e prints, what follows them or None where pfilter has no printer) of an
-    802.2 frame of `length` bytes after its 3-byte LLC header."""
+    """(the LLC words -e prints, what follows them or None where pfilter has no printer, the
+    LLC/SNAP header length tcpdump's -x skips) of an 802.2 frame of `length` bytes after its
+    3-byte LLC header."""
     dsap, ssap, ctrl = data[0], data[1], data[2]
     llc = (f"LLC, dsap {_sap(dsap)} (0x{dsap & 0xFE:02x}) {'Group' if dsap & 1 else 'Individual'}, "
            f"ssap {_sap(ssap)} (0x{ssap & 0xFE:02x}) {'Response' if ssap & 1 else 'Command'}, ctrl 0x{ctrl:02x}: ")
     if dsap == 0x42 and ssap == 0x42 and ctrl == 0x03:
-        return llc, stp(data[3:], length)
+        return llc, stp(data[3:], length), 3
     if dsap == 0xAA and ssap == 0xAA and ctrl == 0x03 and len(data) >= 8:
         oui, pid = bytes(data[3:6]), u16(data, 6)
         if oui == b"\0\0\0":
             body = by_ethertype(p, pid, data[8:], length - 5)
             if body is not None:
                 return llc[:-2] + f", oui Ethernet (0x000000), ethertype {ethertype_name(pid)} (0x{pid:04x}), " \
-                                  f"length {length - 5}: ", body
+                                  f"length {length - 5}: ", body, 8
         elif oui == b"\0\0\x0c" and pid == 0x2000 and not p.v:     # -v: CDP's TLVs decoded, not here
-            return llc[:-2] + f", oui Cisco (0x00000c), pid CDP (0x2000), length {length - 5}: ", cdp(data[8:], length - 5)
-    return llc, None
+            return llc[:-2] + f", oui Cisco (0x00000c), pid CDP (0x2000), length {length - 5}: ", cdp(data[8:], length - 5), 8
+    return llc, None, 0
 
 
 def cdp(b, length):
