@@ -257,35 +257,32 @@ def _chaninfo(freq, flags, present):
     return text + " "
 
 
+def _s8(b, off):
+    return struct.unpack_from("b", b, off)[0]
+
+
+#: radiotap field -> its text, for the fields printed from their own bytes alone
+_FIELD_TEXT = {
+    0: lambda b, o: f"{int.from_bytes(b[o:o + 8], 'little')}us tsft ",
+    2: lambda b, o: f"MCS {b[o] & 0x7F} " if 0x80 <= b[o] <= 0x8F else f"{0.5 * b[o]:2.1f} Mb/s ",
+    4: lambda b, o: f"fhset {b[o]} fhpat {b[o + 1]} ",
+    5: lambda b, o: f"{_s8(b, o)}dBm signal ", 6: lambda b, o: f"{_s8(b, o)}dBm noise ",
+    7: lambda b, o: f"{le16(b, o)} sq ", 8: lambda b, o: f"{-le16(b, o)} tx power ",
+    9: lambda b, o: f"{-le16(b, o)}dB tx attenuation ", 10: lambda b, o: f"{_s8(b, o)}dBm tx power ",
+    11: lambda b, o: f"antenna {b[o]} ", 12: lambda b, o: f"{b[o]}dB signal ", 13: lambda b, o: f"{b[o]}dB noise ",
+}
+
+
 def _field(bit, b, off, present):
     """tcpdump's text for one radiotap field at b[off:]."""
-    if bit == 0:
-        return f"{int.from_bytes(b[off:off + 8], 'little')}us tsft "
+    if bit in _FIELD_TEXT:
+        return _FIELD_TEXT[bit](b, off)
     if bit == 1:
         f = b[off]
         return "".join(w for m, w in ((1, "cfp "), (2, "short preamble "), (4, "wep "), (8, "fragmented "),
                                       (0x40, "bad-fcs ")) if f & m)
-    if bit == 2:
-        r = b[off]
-        return f"MCS {r & 0x7F} " if 0x80 <= r <= 0x8F else f"{0.5 * r:2.1f} Mb/s "
     if bit == 3:
         return "" if present & (1 << 18) else _chaninfo(le16(b, off), le16(b, off + 2), present)
-    if bit == 4:
-        return f"fhset {b[off]} fhpat {b[off + 1]} "
-    if bit in (5, 6):
-        return f"{struct.unpack_from('b', b, off)[0]}dBm {'signal' if bit == 5 else 'noise'} "
-    if bit == 7:
-        return f"{le16(b, off)} sq "
-    if bit == 8:
-        return f"{-le16(b, off)} tx power "
-    if bit == 9:
-        return f"{-le16(b, off)}dB tx attenuation "
-    if bit == 10:
-        return f"{struct.unpack_from('b', b, off)[0]}dBm tx power "
-    if bit == 11:
-        return f"antenna {b[off]} "
-    if bit in (12, 13):
-        return f"{b[off]}dB {'signal' if bit == 12 else 'noise'} "
     if bit == 18:
         return _chaninfo(le16(b, off + 4), int.from_bytes(b[off:off + 4], "little"), present)
     return ""
