@@ -455,15 +455,13 @@ def _header_e(p, fc, h):
     if sub & 0xB:
         text += "CF " + ("Ack/Poll" if sub & 3 == 3 else "Ack" if sub & 1 else "Poll" if sub & 2 else "")
         text += ("+QoS" if sub & 8 else "") + " "
-    a1, a2, a3 = mac(h[4:10]), mac(h[10:16]), mac(h[16:22])
-    ds = (fc >> 8) & 3
-    if ds == 0:
-        return text + f"DA:{a1} SA:{a2} BSSID:{a3} "
-    if ds == 2:
-        return text + f"DA:{a1} BSSID:{a2} SA:{a3} "
-    if ds == 1:
-        return text + f"BSSID:{a1} SA:{a2} DA:{a3} "
-    return text + f"RA:{a1} TA:{a2} DA:{a3} SA:{mac(h[24:30])} "
+    ds = (fc >> 8) & 3              # bit 0: to DS, bit 1: from DS
+    names = _DATA_ADDRS[ds]
+    return text + "".join(f"{name}:{mac(h[off:off + 6])} " for name, off in zip(names, (4, 10, 16, 24)))
+
+
+#: the names of a data frame's addresses 1..4 by its to/from DS bits
+_DATA_ADDRS = {0: ("DA", "SA", "BSSID"), 2: ("DA", "BSSID", "SA"), 1: ("BSSID", "SA", "DA"), 3: ("RA", "TA", "DA", "SA")}
 
 
 def frame(p, b, wirelen, pad=False, fcslen=0):
