@@ -50,8 +50,7 @@ def fold_constants(graph, ctx):
             if form != (code, k):
                 changed = True
             new.append(form)
-            st.note(check)
-            st.regs[dest] = v
+            st.advance(dest, v, check)
         if aborted:
             b.stmts = []
             b.set_ret(BPF_RET | BPF_K, 0)

@@ -22,7 +22,7 @@ Each pass terminates: it removes statements or blocks, or turns blocks into bare
 from pfilter.opcodes import BPF_K, BPF_RET
 
 from .cfg import RET
-from .values import INF, abs_load_bytes, evaluate, stmt_def, stmt_uses, \
+from .values import INF, abs_load_bytes, evaluate, live_out, stmt_def, stmt_uses, \
     term_uses
 
 __all__ = ["remove_dead_code", "drop_covered_loads", "prune_zero_paths"]
@@ -37,17 +37,14 @@ def remove_dead_code(graph, ctx):
     live_in = {}
     changed = False
     for b in reversed(an.order):
-        live = term_uses(b)
-        for s in b.succ:
-            live |= live_in[s.id]
+        live = live_out(b, live_in, term_uses(b))
         if b.stmts:
             st = an.ins[b.id].copy()
             safe = []
             for code, k in b.stmts:
                 dest, v, check = evaluate(vals, st, code, k)
                 safe.append(st.satisfied(check))
-                st.note(check)
-                st.regs[dest] = v
+                st.advance(dest, v, check)
             keep = []
             for (code, k), ok in zip(reversed(b.stmts), reversed(safe)):
                 d = stmt_def(code, k)

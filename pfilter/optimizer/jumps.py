@@ -85,8 +85,7 @@ def _walk(vals, st, entry_regs, b, need, live_in, ant, budget):
                 return []
             if check[1] > need:
                 need = check[1]
-        st.note(check)
-        st.regs[dest] = v
+        st.advance(dest, v, check)
     if b.kind == GOTO:
         return _arrive(vals, st, entry_regs, b.succ[0], need, live_in, ant, budget)
     if b.kind != COND:

@@ -36,7 +36,7 @@ from pfilter.opcodes import (BPF_ABS, BPF_ADD, BPF_ALU, BPF_AND, BPF_B, BPF_H, B
                              BPF_JSET, BPF_K, BPF_LD, BPF_SUB, BPF_W, BPF_XOR)
 
 from .cfg import COND
-from .values import M32, X, anticipated, evaluate, live_block, liveness, stmt_def, stmt_uses, term_uses
+from .values import M32, X, anticipated, evaluate, live_block, live_out, liveness, stmt_def, stmt_uses, term_uses
 
 __all__ = ["fold_into_jumps", "fold_index_arithmetic", "narrow_masked_loads"]
 
@@ -144,9 +144,7 @@ def fold_index_arithmetic(graph, ctx):
     live_in = {}
     changed = False
     for b in reversed(an.order):
-        live = 0
-        for s in b.succ:
-            live |= live_in[s.id]
+        live = live_out(b, live_in)
         if len(b.stmts) >= 5:
             stmts = b.stmts
             # registers live after each statement
@@ -160,8 +158,7 @@ def fold_index_arithmetic(graph, ctx):
             xvals = [st.regs[X]]
             for code, k in stmts:
                 dest, v, check = evaluate(vals, st, code, k)
-                st.note(check)
-                st.regs[dest] = v
+                st.advance(dest, v, check)
                 xvals.append(st.regs[X])
             # xvals[i]: X before statement i
             out = []

@@ -14,7 +14,7 @@ removes statements or raises a `stmt_rank`.
 
 from pfilter.opcodes import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MSH, BPF_TAX, BPF_TXA
 
-from .values import NREGS, A, X, evaluate, live_block, stmt_rank, term_uses
+from .values import NREGS, A, X, evaluate, live_block, live_out, stmt_rank, term_uses
 
 __all__ = ["remove_redundant", "remove_redundant_blocks"]
 
@@ -55,8 +55,7 @@ def remove_redundant(graph, ctx):
             if form != (code, k):
                 changed = True
             new.append(form)
-            st.note(check)
-            st.regs[dest] = v
+            st.advance(dest, v, check)
         b.stmts = new
     return changed
 
@@ -71,9 +70,7 @@ def remove_redundant_blocks(graph, ctx):
     changed = False
     for b in reversed(an.order):
         if b.stmts:
-            live = term_uses(b)
-            for s in b.succ:
-                live |= live_in[s.id]
+            live = live_out(b, live_in, term_uses(b))
             entry = an.ins[b.id]
             st = entry.copy()
             ok = True
@@ -82,8 +79,7 @@ def remove_redundant_blocks(graph, ctx):
                 if not st.satisfied(check):
                     ok = False
                     break
-                st.note(check)
-                st.regs[dest] = v
+                st.advance(dest, v, check)
             if ok:
                 for r in range(NREGS):
                     if live >> r & 1 and st.regs[r] != entry.regs[r]:

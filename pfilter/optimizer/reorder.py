@@ -99,8 +99,7 @@ def _regroup(vals, an, chain, e, f, graph=None):
                 dest, v, check = evaluate(vals, st, code, k)
                 if not st.satisfied(check):
                     may_abort = True
-                st.note(check)
-                st.regs[dest] = v
+                st.advance(dest, v, check)
             key = st.regs[A]
             if key not in recipe:
                 recipe[key] = list(blk.stmts)

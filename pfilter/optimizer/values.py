@@ -43,7 +43,7 @@ LOAD_BYTES = {BPF_W: 4, BPF_H: 2, BPF_B: 1}
 ALWAYS = "always"   # a statement that always makes the program return 0
 
 __all__ = ["Values", "State", "Analysis", "evaluate", "decide", "edge_fact", "add_fact",
-           "liveness", "live_block", "stmt_uses", "stmt_def", "anticipated",
+           "backward", "liveness", "live_block", "live_out", "stmt_uses", "stmt_def", "anticipated",
            "anticipated_block", "decide_jump", "ALWAYS", "A", "X", "NREGS", "M32"]
 
 
@@ -310,6 +310,11 @@ class State:
         elif kind == "div":
             self.facts = add_fact_to(self.facts, check[1], BPF_JEQ, 0, False)
 
+    def advance(self, dest, v, check):
+        """Move past a statement evaluate() gave (dest, v, check): its check passed, dest holds v."""
+        self.note(check)
+        self.regs[dest] = v
+
 
 def add_fact_to(facts, v, op, c, taken):
     old = facts.get(v, TOP)
@@ -465,8 +470,7 @@ class Analysis:
                 st = st.copy()
                 for code, k in b.stmts:
                     dest, v, check = evaluate(vals, st, code, k)
-                    st.note(check)
-                    st.regs[dest] = v
+                    st.advance(dest, v, check)
             self.outs[b.id] = st
 
     def edge_state(self, p, b):
@@ -559,22 +563,33 @@ def term_uses(b):
     return 0
 
 
-def live_block(b, live_in):
-    """Registers live at b's entry, given live_in of its successors."""
-    live = term_uses(b)
+def live_out(b, live_in, live=0):
+    """`live` and the registers live at the entry of any of b's successors."""
     for s in b.succ:
         live |= live_in[s.id]
+    return live
+
+
+def live_block(b, live_in):
+    """Registers live at b's entry, given live_in of its successors."""
+    live = live_out(b, live_in, term_uses(b))
     for code, k in reversed(b.stmts):
         live = (live & ~(1 << stmt_def(code, k))) | stmt_uses(code, k)
     return live
 
 
+def backward(order, transfer):
+    """{block id: transfer(b, results so far)} for the blocks from last to first: a backward
+    data-flow problem over the acyclic graph, each block's value from its successors'."""
+    out = {}
+    for b in reversed(order):
+        out[b.id] = transfer(b, out)
+    return out
+
+
 def liveness(order):
     """live_in[id]: bit set of registers read before written on some path from the block."""
-    live_in = {}
-    for b in reversed(order):
-        live_in[b.id] = live_block(b, live_in)
-    return live_in
+    return backward(order, live_block)
 
 
 INF = 1 << 40
@@ -597,10 +612,7 @@ def anticipated_block(b, ant):
 
 def anticipated(order):
     """ant_in[id] (see anticipated_block) for every block."""
-    ant = {}
-    for b in reversed(order):
-        ant[b.id] = anticipated_block(b, ant)
-    return ant
+    return backward(order, anticipated_block)
 
 
 def abs_load_bytes(code, k):
