@@ -401,14 +401,10 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
             total.add(job)
             size = job.out_size
             before += total_size([s]) if progress is not None else 0
-            if status == "write-error":
-                raise OSError(job.error, os.strerror(job.error), out.path)
+            if not _pass_ended(status, job, out):
+                return None
             if status == "count":
                 break
-            if status != "eof":
-                if out is not None:
-                    out.abort()
-                return None
         if out is not None:
             out.commit()
     except KeyboardInterrupt as err:
@@ -474,11 +470,7 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
             start = job.stop_offset
         walked = job.done
         job = total
-        if status not in ("eof", "count"):
-            if status == "write-error":
-                raise OSError(job.error, os.strerror(job.error), out.path)
-            if out is not None:
-                out.abort()
+        if not _pass_ended(status, job, out):
             # the general path starts over and says what is wrong, if anything (files of a
             # rotation named already are written again by it, whole, under the same names)
             return None
@@ -507,6 +499,19 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
     if byte_range is not None and status == "eof":
         stats.range_end = walked
     return stats
+
+
+def _pass_ended(status, job, out):
+    """True when a pass stopped at the end of its input or of -c; a write error raises its
+    OSError; any other stop (damage, a record the fast path leaves to the general one) drops
+    the output and gives False: the caller returns None and the general path starts over."""
+    if status == "write-error":
+        raise OSError(job.error, os.strerror(job.error), out.path)
+    if status in ("eof", "count"):
+        return True
+    if out is not None:
+        out.abort()
+    return False
 
 
 def _stats(job, out, src, started):
