@@ -108,11 +108,8 @@ def scan_pcap(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int hdrsize,
     cdef int64_t mult = 1 if nsec else 1000
     cdef Py_ssize_t pf = pos
     with nogil:
-        while True:
+        while p != end:                 # the end of the buffer: status stays ST_END
             pf = prefetch_ahead(b, pf, p, end)
-            if p == end:
-                status = ST_END
-                break
             if n >= max_packets or nbytes >= max_bytes:
                 status = ST_LIMIT
                 break
@@ -178,11 +175,8 @@ def scan_pcapng(const uint8_t[::1] buf, Py_ssize_t pos, int64_t base, uint32_t m
     cdef uint32_t i, code, olen, padded, seen, v, k
     cdef int32_t mode
     with nogil:
-        while True:
+        while p != end:                 # the end of the buffer: status stays ST_END
             pf = prefetch_ahead(b, pf, p, end)
-            if p == end:
-                status = ST_END
-                break
             if end - p < 8:
                 status = ST_MORE
                 info = 8

@@ -16,7 +16,7 @@ terminates and never undoes itself):
 from pfilter.opcodes import BPF_ABS, BPF_DIV, BPF_IMM, BPF_IND, BPF_LD, BPF_LDX, BPF_MOD, BPF_RET, BPF_K
 
 from .cfg import COND, RET
-from .values import ALWAYS, A, X, evaluate, stmt_rank
+from .values import forward_states, ALWAYS, A, X, evaluate, stmt_rank
 
 __all__ = ["fold_constants"]
 
@@ -26,8 +26,7 @@ def fold_constants(graph, ctx):
     vals = ctx.vals
     an = ctx.analysis(graph)
     changed = False
-    for b in an.order:
-        st = an.ins[b.id].copy()
+    for b, st in forward_states(an):
         new = []
         aborted = False
         for code, k in b.stmts:

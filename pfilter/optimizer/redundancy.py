@@ -14,7 +14,7 @@ removes statements or raises a `stmt_rank`.
 
 from pfilter.opcodes import BPF_ABS, BPF_IND, BPF_LD, BPF_LDX, BPF_MEM, BPF_MISC, BPF_MSH, BPF_TAX, BPF_TXA
 
-from .values import NREGS, A, X, evaluate, live_block, live_out, stmt_rank, term_uses
+from .values import forward_states, NREGS, A, X, evaluate, live_block, live_out, stmt_rank, term_uses
 
 __all__ = ["remove_redundant", "remove_redundant_blocks"]
 
@@ -31,8 +31,7 @@ def remove_redundant(graph, ctx):
     vals = ctx.vals
     an = ctx.analysis(graph)
     changed = False
-    for b in an.order:
-        st = an.ins[b.id].copy()
+    for b, st in forward_states(an):
         new = []
         for code, k in b.stmts:
             dest, v, check = evaluate(vals, st, code, k)

@@ -43,7 +43,7 @@ LOAD_BYTES = {BPF_W: 4, BPF_H: 2, BPF_B: 1}
 ALWAYS = "always"   # a statement that always makes the program return 0
 
 __all__ = ["Values", "State", "Analysis", "evaluate", "decide", "edge_fact", "add_fact",
-           "backward", "liveness", "live_block", "live_out", "stmt_uses", "stmt_def", "anticipated",
+           "forward_states", "backward", "liveness", "live_block", "live_out", "stmt_uses", "stmt_def", "anticipated",
            "anticipated_block", "decide_jump", "ALWAYS", "A", "X", "NREGS", "M32"]
 
 
@@ -576,6 +576,13 @@ def live_block(b, live_in):
     for code, k in reversed(b.stmts):
         live = (live & ~(1 << stmt_def(code, k))) | stmt_uses(code, k)
     return live
+
+
+def forward_states(an):
+    """(block, a copy of the abstract state at its entry) for every block of the analysis, in
+    order: what a pass that rewrites statements walks (it advances the state past each)."""
+    for b in an.order:
+        yield b, an.ins[b.id].copy()
 
 
 def backward(order, transfer):
