@@ -15,14 +15,12 @@ pure-Python VM runs on a small slice.
 """
 import numpy as np
 import pytest
-from conftest import (BATCH_INFO, ROUNDS, STANDARD_EXPRESSIONS, TWENTY_HOSTS, expression_id,
-                      interleaved_best, record_rate, result_table)
+from conftest import (BATCH_INFO, HOT_LOOPS, HOT_PACKETS, ROUNDS, STANDARD_EXPRESSIONS, TWENTY_HOSTS,
+                      expression_id, head_batch, hot_batch_of, interleaved_best, record_rate, result_table)
 
-from pfilter import PacketBatch, Program
+from pfilter import Program
 
 PYTHON_VM_PACKETS = 2000
-HOT_PACKETS = 4096
-HOT_LOOPS = 64
 
 TABLE = result_table(
     "vm", "VM throughput: pfilter batch VM vs libpcap bpf_filter(), same packets, same run",
@@ -100,25 +98,15 @@ def _interleaved_ratio(prog, tuples, batch, c_baseline):
     return mine / base
 
 
-def _head(batch, n):
-    """The first n packets of batch, copied into a buffer of their own."""
-    return PacketBatch.from_packets([batch.packet(i) for i in range(n)], wirelens=batch.wirelen[:n],
-                                    linktype=batch.linktype, timestamps=batch.timestamps[:n])
-
-
 @pytest.fixture(scope="module")
 def hot_batch(bench_batch):
     """HOT_LOOPS random permutations of the first HOT_PACKETS packets, over one shared buffer."""
-    head = _head(bench_batch, HOT_PACKETS)
-    rng = np.random.default_rng(0)
-    order = np.concatenate([rng.permutation(HOT_PACKETS) for _ in range(HOT_LOOPS)])
-    return PacketBatch(head.data, head.offsets[order], head.caplen[order], head.wirelen[order],
-                       head.timestamps[order], head.linktype)
+    return hot_batch_of(bench_batch)
 
 
 @pytest.fixture(scope="module")
 def small_batch(bench_batch):
-    return _head(bench_batch, PYTHON_VM_PACKETS)
+    return head_batch(bench_batch, PYTHON_VM_PACKETS)
 
 
 _hot = {}     # expr -> libpcap in-cache ns/packet
