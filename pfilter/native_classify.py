@@ -77,18 +77,6 @@ def _group_jumps(plan: Any) -> list[frozenset[int]]:
     return out
 
 
-#: groups of at least this many constants are looked up in a bitmap of their hashes first
-FILTER_MIN_CONSTANTS = 24
-FILTER_LOG2 = 12
-FILTER_BITS = 1 << FILTER_LOG2
-HASH_MULTIPLIER = 0x9E3779B97F4A7C15
-
-
-def _hash(k: int) -> int:
-    """The bitmap position of a 32-bit value (what the generated code computes)."""
-    return ((k * HASH_MULTIPLIER) & 0xFFFFFFFFFFFFFFFF) >> (64 - FILTER_LOG2)
-
-
 def _may_accept(low: Any, false_at: frozenset[int]) -> bool:
     """Whether the program can return nonzero with the jumps at `false_at` taken as false: some
     `ret a` or `ret #k` (k != 0) is reachable from the entry. When not, its default verdict is 0."""
@@ -142,14 +130,16 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     for f in exact:    # called through the table: keep them out of line
         f.attributes.discard("alwaysinline")
         f.attributes.add("noinline")
-    # the groups' trigger masks: row gstart[g] + i = the rules meeting the group's i-th test
+    # the groups' trigger masks: row gstart[g] + i = the rules meeting the group's i-th test,
+    # then a zero row
     ngt = len(plan.gtest)
     trig = []
     for gt in plan.gtest:
         s, e = int(plan.trig_start[gt]), int(plan.trig_start[gt + 1])
         trig.extend(_words(plan.trig[s:e], nw))
-    trig_tab = ir.GlobalVariable(m, ir.ArrayType(i64, max(1, ngt * nw)), name=f"{name}_trig")
-    trig_tab.initializer = ir.Constant(ir.ArrayType(i64, max(1, ngt * nw)), [c64(w) for w in trig] or [c64(0)])
+    trig.extend([0] * nw)       # row ngt: no test matched
+    trig_tab = ir.GlobalVariable(m, ir.ArrayType(i64, len(trig)), name=f"{name}_trig")
+    trig_tab.initializer = ir.Constant(ir.ArrayType(i64, len(trig)), [c64(w) for w in trig])
     trig_tab.global_constant = True
     trig_tab.linkage = "internal"
 
@@ -216,25 +206,6 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     for g in range(len(plan.gvalue)):
         a, _x = value(b, int(plan.gvalue[g]))
         gs, ge = int(plan.gstart[g]), int(plan.gstart[g + 1])
-        skip = None
-        if ge - gs >= FILTER_MIN_CONSTANTS:
-            # a bitmap of the constants' hashes first: most packets' values miss it, and the
-            # vector compares below run only for the few that hit
-            bitmap = [0] * (FILTER_BITS // 64)
-            for k in plan.gconst[gs:ge]:
-                h = _hash(int(k))
-                bitmap[h >> 6] |= 1 << (h & 63)
-            bm = ir.GlobalVariable(m, ir.ArrayType(i64, len(bitmap)), name=f"{name}_filter{g}")
-            bm.initializer = ir.Constant(ir.ArrayType(i64, len(bitmap)), [c64(w) for w in bitmap])
-            bm.global_constant = True
-            bm.linkage = "internal"
-            h = b.lshr(b.mul(b.zext(a, i64), c64(HASH_MULTIPLIER)), c64(64 - FILTER_LOG2))
-            bit = b.and_(b.lshr(b.load(b.gep(bm, [c64(0), b.lshr(h, c64(6))])), b.and_(h, c64(63))), c64(1))
-            search = fn.append_basic_block(f"search{g}")
-            skip = fn.append_basic_block(f"searched{g}")
-            entry_trig, entry_block = trigw, b.block
-            b.cbranch(b.icmp_unsigned("!=", bit, c64(0)), search, skip)
-            b = ir.IRBuilder(search)
         for s in range(gs, ge, 64):
             # up to 64 constants per vector compare (padded with copies of the first one)
             consts = [int(k) for k in plan.gconst[s:min(s + 64, int(plan.gstart[g + 1]))]]
@@ -244,31 +215,11 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
             splat = _splat(b, a, lanes)
             hits = b.zext(b.bitcast(b.icmp_unsigned("==", splat, ir.Constant(vt, [c32(k) for k in consts])),
                                     ir.IntType(lanes)), i64)
-            found = fn.append_basic_block(f"found{s}")
-            joined = fn.append_basic_block(f"group{s}")
-            before = b.block
-            b.cbranch(b.icmp_unsigned("!=", hits, c64(0)), found, joined)
-            fb = ir.IRBuilder(found)
-            row0 = fb.mul(fb.add(fb.call(cttz, [hits, ir.Constant(i1, 1)]), c64(s)), c64(nw))
-            got = [fb.or_(trigw[w], fb.load(fb.gep(trig_tab, [c64(0), fb.add(row0, c64(w))]))) for w in range(nw)]
-            fb.branch(joined)
-            b = ir.IRBuilder(joined)
-            phis = []
-            for w in range(nw):
-                phis.append(b.phi(i64))
-                phis[w].add_incoming(trigw[w], before)
-                phis[w].add_incoming(got[w], found)
-            trigw = phis
-        if skip is not None:
-            last = b.block
-            b.branch(skip)
-            b = ir.IRBuilder(skip)
-            phis = []
-            for w in range(nw):
-                phis.append(b.phi(i64))
-                phis[w].add_incoming(entry_trig[w], entry_block)
-                phis[w].add_incoming(trigw[w], last)
-            trigw = phis
+            # no branch on a match (a third of the packets match some group in a mixed stream):
+            # the matching test's row of the trigger table, or its zero row
+            row0 = b.mul(b.select(b.icmp_unsigned("!=", hits, c64(0)),
+                                  b.add(b.call(cttz, [hits, ir.Constant(i1, 0)]), c64(s)), c64(ngt)), c64(nw))
+            trigw = [b.or_(trigw[w], b.load(b.gep(trig_tab, [c64(0), b.add(row0, c64(w))]))) for w in range(nw)]
 
     # 2. default verdicts (inlined: LLVM folds most to a constant), replaced for the marked rules
     # by their exact verdicts, then 3. the packet's hits
