@@ -31,7 +31,7 @@ PACKETS = 200
 TARGETS = {"Ethernet": 0.95, "Linux cooked": 0.95, "raw IP": 0.95, "all": 0.80}
 #: what pfilter reaches over all the lines today, for the worst flag set of each group (-v
 #: everywhere), less a margin: a regression guard (scripts/display_agreement.py prints the table)
-FLOORS = {"Ethernet": 0.40, "Linux cooked": 0.55, "raw IP": 0.94, "all": 0.43}
+FLOORS = {"Ethernet": 0.42, "Linux cooked": 0.55, "raw IP": 0.94, "all": 0.44}
 
 pytestmark = ref.needs_corpus("pcaps.tsv")
 
