@@ -76,7 +76,7 @@ class NativeUnavailableError(FilterError, ImportError):
 _lock = threading.RLock()
 _engine: Any = None
 _tm: Any = None
-_cache: dict[str, tuple[Any, Any, float]] = {}
+_cache: dict[str, tuple[Any, float]] = {}
 _llvm_error: str | None = None
 
 
@@ -593,7 +593,7 @@ class NativeProgram:
         self.lowering = lower(program)
         cached = self.lowering.digest in _cache
         self._run, seconds = _compile(self.lowering)
-        self._run_idx = None     # compiled on first use of run_indexed
+        self._run_idx: Any = None     # compiled on first use of run_indexed
         self.compile_seconds = 0.0 if cached else seconds
         self._per_call = max(1, CHUNK_WORK // max(1, len(program)))
 

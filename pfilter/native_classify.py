@@ -306,7 +306,8 @@ class NativeClassifier:
 
     def __init__(self, plan: Any) -> None:
         self.nrules = len(plan.programs)
-        self._run, self.compile_seconds = None, 0.0
+        self._run: Any = None
+        self.compile_seconds = 0.0
         if not self.nrules:
             return
         h = hashlib.sha256()
