@@ -923,10 +923,16 @@ cdef int dns_line(Out *o, const uint8_t *m, Py_ssize_t n, long length, int mdns)
             puts_(o, b" [b2&3=0x")
             put_hex(o, flags)
             putc_(o, b']')
-        if qd != 1:
-            puts_(o, b" ["); putu(o, qd); puts_(o, b"q]")
-        if an:
-            puts_(o, b" ["); putu(o, an); puts_(o, b"a]")
+        if opcode == 1:         # inverse query: tcpdump's own order and tests
+            if qd:
+                puts_(o, b" ["); putu(o, qd); puts_(o, b"q]")
+            if an != 1:
+                puts_(o, b" ["); putu(o, an); puts_(o, b"a]")
+        else:
+            if an:
+                puts_(o, b" ["); putu(o, an); puts_(o, b"a]")
+            if qd != 1:
+                puts_(o, b" ["); putu(o, qd); puts_(o, b"q]")
         if ns:
             puts_(o, b" ["); putu(o, ns); puts_(o, b"n]")
         if ar:

@@ -428,10 +428,10 @@ def _dns(p, msg, length, mdns):
         out.append(f"{ident}{DNS_OPS[opcode]}{'+' if flags & 0x0100 else ''}{'%' if flags & 0x0010 else ''}")
         if flags & 0x6CF:
             out.append(f" [b2&3=0x{flags:x}]")
-        if qd != 1:
-            out.append(f" [{qd}q]")
-        if an:
-            out.append(f" [{an}a]")
+        if opcode == 1:         # inverse query: tcpdump's own order and tests
+            out.append((f" [{qd}q]" if qd else "") + (f" [{an}a]" if an != 1 else ""))
+        else:
+            out.append((f" [{an}a]" if an else "") + (f" [{qd}q]" if qd != 1 else ""))
         if ns:
             out.append(f" [{ns}n]")
         if ar:
