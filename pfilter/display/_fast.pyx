@@ -545,8 +545,8 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
             return 0
         ulen = be16(t + 4)
         ua, ub = udp_app[be16(t)], udp_app[be16(t + 2)]
-        if ulen < 8 or ua == 1 or ub == 1 or (ua and ub and ua != ub):
-            return 0
+        if ulen < 8 or ulen > length or ua == 1 or ub == 1 or (ua and ub and ua != ub):
+            return 0                # (a UDP length beyond the IP payload: tcpdump's 'bad length')
         app = ua or ub
         ucap = min(avail, ulen) - 8      # the payload's captured bytes, as the Python printer slices it
         if app == 3 and not syslog_ok(t + 8, ucap) or app == 2 and ucap < 1:

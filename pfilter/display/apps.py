@@ -41,8 +41,10 @@ for _rank, (_ports, _fn) in enumerate((
         TCP_PORTS[_port] = (_rank, _fn)
 
 
-def udp_app(p, sport, dport, data, length):
-    """What follows 'a.p > b.q: ' for a UDP datagram (the ports it tests are UDP_APP_PORTS)."""
+def udp_app(p, sport, dport, data, length, room=None):
+    """What follows 'a.p > b.q: ' for a UDP datagram (the ports it tests are UDP_APP_PORTS);
+    room: the IP payload's length less the UDP header, for tcpdump's 'bad length' (None in a
+    fragment)."""
     ports = (sport, dport)
     if 53 in ports:
         return dns(p, data, length, False)
@@ -70,6 +72,8 @@ def udp_app(p, sport, dport, data, length):
         return _sflow(data, length)
     # Divergence: tcpdump decodes many more UDP protocols by port (SNMP, NFS, RIP, ISAKMP, ...);
     # pfilter prints its generic UDP line for them.
+    if room is not None and length > room:
+        return f"UDP, bad length {length} > {room}"
     return f"UDP, length {length}"
 
 

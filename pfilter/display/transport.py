@@ -257,4 +257,4 @@ def udp(p, b, length, src, dst, info):
     payload = b[8:8 + plen]
     if p.q:
         return out + f"UDP, length {plen}"
-    return out + apps.udp_app(p, sport, dport, payload, plen)
+    return out + apps.udp_app(p, sport, dport, payload, plen, None if info[3] else length - 8)
