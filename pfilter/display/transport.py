@@ -4,7 +4,7 @@ by SYN), window, options, length, the -v checksum, and the application printers 
 """
 import struct
 
-from ._util import checksum_report, ones_sum, u16, u32
+from ._util import checksum_report, ip4, ip6, ones_sum, u16, u32
 from . import apps
 
 _FLAG_CHARS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
@@ -101,7 +101,7 @@ _MPTCP_SUBTYPES = ("capable", "join", "dss", "add-addr", "rem-addr", "prio", "fa
 
 
 def _mptcp(opt, ln, flags):
-    """tcpdump's print-mptcp.c wording for the MP_CAPABLE option; the others by name."""
+    """tcpdump's print-mptcp.c wording for MP_CAPABLE, DSS, ADD_ADDR and FAST_CLOSE; the others by name."""
     if len(opt) < 3:
         return " [|mptcp]"
     sub = opt[2] >> 4
@@ -121,6 +121,18 @@ def _mptcp(opt, ln, flags):
             if ln in (14, 24) and flags & 0x10:
                 text += f",data_len={u16(opt, ln - 2)}"
             text += "}"
+    elif sub == 3 and ln in (8, 10, 16, 18, 20, 22, 28, 30) and len(opt) >= ln:
+        text += " " + {6: "v0-ip6", 4: "v0-ip4", 1: "v1-echo", 0: "v1"}.get(opt[2] & 0xF, "[bad version/echo]")
+        v4 = ln < 20
+        end = 8 if v4 else 20
+        text += f" id {opt[3]} {ip4(opt[4:8]) if v4 else ip6(opt[4:20])}"
+        if ln in (10, 18, 22, 30):
+            text += f":{u16(opt, end)}"
+            end += 2
+        if ln in (16, 18, 28, 30):
+            text += f" hmac 0x{int.from_bytes(opt[end:end + 8], 'big'):x}"
+    elif sub == 7 and ln == 12 and len(opt) >= 12:
+        text += f" key 0x{int.from_bytes(opt[4:12], 'big'):x}"
     elif sub == 2 and len(opt) >= 4:
         f = opt[3]
         i = 4
