@@ -184,6 +184,7 @@ def test_classify_compiles_text_rules_shareable(monkeypatch):
         seen.append(kw.get("optimize"))
         return real(expr, **kw)
     monkeypatch.setattr(driver, "compile_expression", spy)
+    monkeypatch.setenv("PFILTER_NO_CACHE", "1")      # a cache hit would skip the compiler
     batch = pfilter.PacketBatch.from_packets([bytes(60)], linktype=1)
     pfilter.classify(batch, {"a": "tcp port 80", "b": "udp"})
     assert seen and all(o == driver.SHAREABLE for o in seen)
