@@ -21,14 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import (ROUNDS, STANDARD_EXPRESSIONS, expression_id, interleaved_best, record_rate, require,
-                      result_table)
+from conftest import (HOT_LOOPS, HOT_PACKETS, ROUNDS, STANDARD_EXPRESSIONS, expression_id, hot_batch_of,
+                      interleaved_best, record_rate, require, result_table)
 
 import pfilter
-from pfilter import PacketBatch, Program, native
-
-HOT_PACKETS = 4096
-HOT_LOOPS = 64
+from pfilter import Program, native
 
 TABLE = result_table(
     "native", "Native code (llvmlite) vs pfilter's VM vs libpcap bpf_filter(), same packets, same run",
@@ -48,25 +45,16 @@ COMPILE = result_table(
            "code, cache cleared: per program (median and total), and per rule set (one function, "
            "pfilter.native.classifier_for); classification: pfilter.classify(batch, rules) over the 1M "
            "packets, backend='native' (that function) against backend='vm' (the Cython engine), best of "
-           "interleaved rounds, compile excluded. Target (issue 13): 64 and 256 rules at least 4x faster."])
+           "interleaved rounds, compile and plan excluded for both (cached by pfilter.classify after the first call). Target (issue 13): 64 and 256 rules at least 4x faster."])
 
 
 def _require_native():
     require(native.available(), f"llvmlite ({native.EXTRA_HINT})")
 
 
-def _head(batch, n):
-    return PacketBatch.from_packets([batch.packet(i) for i in range(n)], wirelens=batch.wirelen[:n],
-                                    linktype=batch.linktype)
-
-
 @pytest.fixture(scope="module")
 def hot(bench_batch):
-    head = _head(bench_batch, HOT_PACKETS)
-    rng = np.random.default_rng(0)
-    order = np.concatenate([rng.permutation(HOT_PACKETS) for _ in range(HOT_LOOPS)])
-    return PacketBatch(head.data, head.offsets[order], head.caplen[order], head.wirelen[order],
-                       linktype=head.linktype)
+    return hot_batch_of(bench_batch)
 
 
 def _row(expr):

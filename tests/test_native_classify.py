@@ -200,6 +200,22 @@ def test_classify_backend_native_gives_the_vm_classification():
     assert np.array_equal(got.counts, want.counts)
 
 
+def test_a_second_classify_reuses_the_plan_and_the_native_code():
+    from pfilter.classification import run
+    rng = random.Random(4)
+    batch = _truncated_batch(rng, 200)
+    rules = {f"r{i}": _expr(rng) for i in range(20)}
+    first = pfilter.classify(batch, rules, backend="native")
+    before, cached = run._plan.cache_info(), len(native._cache)
+    again = pfilter.classify(batch, rules, backend="native")
+    vm = pfilter.classify(batch, rules, backend="vm")
+    after = run._plan.cache_info()
+    assert after.misses == before.misses and after.hits >= before.hits + 2    # neither backend planned again
+    assert len(native._cache) == cached                                       # nor compiled again
+    assert np.array_equal(again.matrix, first.matrix) and np.array_equal(vm.matrix, first.matrix)
+    assert np.array_equal(again.counts, vm.counts)
+
+
 # ----------------------------------------------------------------------------- the corpus
 
 def test_corpus_rules_on_corpus_captures():

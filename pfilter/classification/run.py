@@ -10,6 +10,7 @@ pfilter._classify (which imports nothing from pfilter), taken through pfilter._i
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -100,12 +101,24 @@ def engine_for(progs, backend="vm", nbytes=None):
     if len(progs) > 1 and _backend.use_native(backend, nbytes=nbytes, rules=len(progs)):
         classifier_for = _native_classifier_for(required=backend == "native")
         if classifier_for is not None:
-            return progs, classifier_for(plan(progs))
+            return progs, classifier_for(_plan(tuple(progs)))
     if len(progs) > 1 and _engine is not None:
-        return progs, plan(progs).engine()
+        return progs, _plan(tuple(progs)).engine()
     if backend != "vm":
         progs = [p.with_backend(backend) for p in progs]
     return progs, None
+
+
+#: rule sets whose plans are kept between classify calls (building one is a pass over every rule)
+PLAN_CACHE_SIZE = 8
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _plan(progs):
+    """plan(progs), kept for the next classify over the same programs (Programs compare by their
+    instructions; a plan is read-only), so a repeated pass pays neither the plan nor, through
+    pfilter.native's cache, the native compile."""
+    return plan(list(progs))
 
 
 def _native_classifier_for(required):
