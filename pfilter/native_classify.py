@@ -202,7 +202,8 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
             memo[v] = (regs["A"], regs["X"])
         return memo[v]
 
-    trigw = [c64(0)] * nw
+    vw = ir.VectorType(i64, nw)     # a row of trigger words, OR-ed as one vector
+    trigv = ir.Constant(vw, None)
     for g in range(len(plan.gvalue)):
         a, _x = value(b, int(plan.gvalue[g]))
         gs, ge = int(plan.gstart[g]), int(plan.gstart[g + 1])
@@ -219,7 +220,10 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
             # the matching test's row of the trigger table, or its zero row
             row0 = b.mul(b.select(b.icmp_unsigned("!=", hits, c64(0)),
                                   b.add(b.call(cttz, [hits, ir.Constant(i1, 0)]), c64(s)), c64(ngt)), c64(nw))
-            trigw = [b.or_(trigw[w], b.load(b.gep(trig_tab, [c64(0), b.add(row0, c64(w))]))) for w in range(nw)]
+            slot = b.bitcast(b.gep(trig_tab, [c64(0), row0]), vw.as_pointer())
+            trigv = b.or_(trigv, b.load(slot, align=8))
+
+    trigw = [b.extract_element(trigv, ir.Constant(i32, w)) for w in range(nw)]
 
     # 2. default verdicts (inlined: LLVM folds most to a constant), replaced for the marked rules
     # by their exact verdicts, then 3. the packet's hits
@@ -257,11 +261,23 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
         # vector adds over the word's rules, the output row bytes OR-ed in
         lanes = min(64, nr - q * 64)
         mask = b.bitcast(b.trunc(word, ir.IntType(lanes)) if lanes < 64 else word, ir.VectorType(i1, lanes))
-        vt = ir.VectorType(i64, lanes)
-        for arr, add in ((counts, b.zext(mask, vt)),
-                         (nbytes, b.select(mask, _splat(b, wl64, lanes), ir.Constant(vt, None)))):
-            slot = b.bitcast(b.gep(arr, [c64(q * 64)]), vt.as_pointer())
-            b.store(b.add(b.load(slot, align=8), add), slot, align=8)
+        # counts and byte totals: one add each per set bit (a packet meets few rules; vector adds
+        # over all the word's rules cost more)
+        counting = fn.append_basic_block(f"counting{q}")
+        counted = fn.append_basic_block(f"counted{q}")
+        before = b.block
+        b.cbranch(b.icmp_unsigned("!=", word, c64(0)), counting, counted)
+        cb = ir.IRBuilder(counting)
+        left = cb.phi(i64)
+        left.add_incoming(word, before)
+        at = cb.add(cb.call(cttz, [left, ir.Constant(i1, 1)]), c64(q * 64))
+        for arr, add in ((counts, c64(1)), (nbytes, wl64)):
+            slot = cb.gep(arr, [at])
+            cb.store(cb.add(cb.load(slot), add), slot)
+        rest = cb.and_(left, cb.sub(left, c64(1)))
+        left.add_incoming(rest, counting)
+        cb.cbranch(cb.icmp_unsigned("!=", rest, c64(0)), counting, counted)
+        b = ir.IRBuilder(counted)
         writing = fn.append_basic_block(f"writing{q}")
         packed_b = fn.append_basic_block(f"packed{q}")
         bytes_b = fn.append_basic_block(f"bytes{q}")
