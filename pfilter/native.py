@@ -356,10 +356,12 @@ def _zero_word(t: _Ir, name: str) -> Any:
     return word
 
 
-def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = frozenset()) -> None:
+def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = frozenset(),
+                   opaque_jeq: bool = True) -> None:
     """The filter as the lowering's blocks: a length guard per block where the lowering puts one,
     the loop budget on backward jumps. (Both filter builders take the conditional jumps to treat
-    as false, `false_at`, by instruction index: pfilter.native_classify's default verdicts.)"""
+    as false, `false_at`, by instruction index: pfilter.native_classify's default verdicts;
+    `opaque_jeq=False` leaves the `jeq`s open to LLVM, for code inlined many times over.)"""
     ir = t.ir
     flt = _filter_function(t, name)
     p, buflen, wirelen, total = flt.args
@@ -416,7 +418,7 @@ def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = 
                 b.branch(bbs[blk.succs[1]])
                 continue
             a = regs.get("A")
-            if code == 0x15:
+            if code == 0x15 and opaque_jeq:
                 # each `jeq #k` sees A through an empty asm: LLVM would otherwise merge a chain of
                 # them into a switch and lower it as a binary search, whose branches depend on
                 # the value and mispredict on mixed traffic; a chain of rarely taken branches

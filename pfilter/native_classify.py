@@ -118,7 +118,10 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
         native._branching_flt(t, low, f"{name}_r{r}")
         exact.append(m.get_global(f"{name}_r{r}_flt"))
         if _may_accept(low, false_at):
-            native._branching_flt(t, low, f"{name}_d{r}", false_at)
+            # plain `jeq`s here: LLVM then shares the loads and tests the inlined defaults repeat
+            # (`ldh [12]; jeq #0x800`) across the rules, which outweighs the mispredicted switch
+            # branches the opaque form avoids in a single filter (bench/results/latest_native_compile.md)
+            native._branching_flt(t, low, f"{name}_d{r}", false_at, opaque_jeq=False)
             defaults.append(m.get_global(f"{name}_d{r}_flt"))
         else:
             defaults.append(None)
