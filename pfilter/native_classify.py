@@ -58,22 +58,22 @@ def classifier_for(plan: Any) -> NativeClassifier:
     return NativeClassifier(plan)
 
 
-def _group_jumps(plan: Any) -> list[frozenset[int]]:
-    """Per rule, the instruction indexes of its conditional jumps that are equality-group tests
-    (the `jeq #k` ending a plan test node whose tgroup is set)."""
+def _group_jumps(plan: Any) -> list[dict[int, int]]:
+    """Per rule, {instruction index: plan test node} of its conditional jumps that are
+    equality-group tests (the `jeq #k` ending a plan test node whose tgroup is set)."""
     from .classification.plan import OP_TEST
     ends = list(plan.starts[1:]) + [len(plan.code)]
     out = []
     for r, insns in enumerate(plan.programs):
         rows = plan.code[int(plan.starts[r]):int(ends[r])]
-        at = set()
+        at = {}
         for i in np.flatnonzero(rows["code"] == OP_TEST):
             if plan.tgroup[int(rows[i]["k"])] >= 0:
                 j = int(i)
                 while (insns[j][0] & 0x07) != 0x05:      # the block's jump (BPF_JMP)
                     j += 1
-                at.add(j)
-        out.append(frozenset(at))
+                at[j] = int(rows[i]["k"])
+        out.append(at)
     return out
 
 
@@ -91,6 +91,61 @@ def _may_accept(low: Any, false_at: frozenset[int]) -> bool:
                 seen.add(s)
                 stack.append(s)
     return False
+
+
+def _ethertypes(plan: Any, lows: list[Any], jumps: list[dict[int, int]]) -> list[frozenset[int] | None]:
+    """Per group: the EtherTypes outside which no rule reaches any of its tests, or None when
+    there is no such set. A rule's EtherType tests are its `jeq #k` on A holding `ldh [12]` (on
+    every path into the block); its test is reached under EtherType e when a path from the entry
+    leads to it, each EtherType test taking the edge e decides. When some rule reaches a test of
+    the group under an EtherType it never compares with (or has loops), there is no set. (A
+    packet too short for `ldh [12]` reaches none: every EtherType test loads it first.)"""
+    out: list[set[int] | None] = [set() for _ in plan.gvalue]
+    for low, gj in zip(lows, jumps):
+        if not gj:
+            continue
+        reached = _reached_by_ethertype(low, gj) if not low.has_loops else None
+        for pc, node in gj.items():
+            g = int(plan.tgroup[node])
+            if reached is None or None in reached[pc]:
+                out[g] = None
+            elif out[g] is not None:
+                out[g] |= reached[pc]     # type: ignore[operator]
+    return [None if st is None else frozenset(st) for st in out]
+
+
+def _reached_by_ethertype(low: Any, jumps: dict[int, int]) -> dict[int, set[int | None]]:
+    """{jump pc: the EtherTypes under which the loop-free program reaches it}; None stands for
+    every EtherType the program never compares with."""
+    from .lowering import _uses_defs
+    holds = [False] * len(low.blocks)     # A holds `ldh [12]` on entry, on every path
+    seen = [False] * len(low.blocks)
+    tests: dict[int, int] = {}            # block -> k of its `jeq #k` on `ldh [12]`
+    for blk in low.blocks:                # forward jumps only: program order is topological
+        h = holds[blk.index] if blk.index else False
+        for _pc, (code, _jt, _jf, k) in blk.body:
+            if "A" in _uses_defs(code, k)[1]:
+                h = (code, k) == (0x28, 12)
+        if h and blk.term == "jcond" and blk.term_insn[1][0] == 0x15:
+            tests[blk.index] = blk.term_insn[1][3]
+        for s in blk.succs:
+            holds[s] = h if not seen[s] else holds[s] and h
+            seen[s] = True
+    out: dict[int, set[int | None]] = {pc: set() for pc in jumps}
+    for e in [*set(tests.values()), None]:
+        stack, visited = [0], {0}
+        while stack:
+            blk = low.blocks[stack.pop()]
+            succs = blk.succs
+            if blk.index in tests:
+                succs = blk.succs[:1] if e == tests[blk.index] else blk.succs[1:]
+            if blk.term == "jcond" and blk.term_insn[0] in out:
+                out[blk.term_insn[0]].add(e)
+            for s in succs:
+                if s not in visited:
+                    visited.add(s)
+                    stack.append(s)
+    return out
 
 
 def _words(rules: Any, nw: int) -> list[int]:
@@ -114,7 +169,9 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     i32p = i32.as_pointer()
     # per rule: its default verdict (group tests false, inlined) and its exact verdict (a call)
     defaults, exact = [], []
-    for r, (low, false_at) in enumerate(zip(lows, _group_jumps(plan))):
+    jumps = _group_jumps(plan)
+    for r, (low, gj) in enumerate(zip(lows, jumps)):
+        false_at = frozenset(gj)
         native._branching_flt(t, low, f"{name}_r{r}")
         exact.append(m.get_global(f"{name}_r{r}_flt"))
         if _may_accept(low, false_at):
@@ -191,13 +248,11 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
     def divisor(b: Any, x: Any) -> tuple[Any, Any]:
         return b, b.select(b.icmp_unsigned("==", x, c32(0)), c32(1), x)
 
-    memo: dict[int, tuple[Any, Any]] = {}
-
-    def value(b: Any, v: int) -> tuple[Any, Any]:
-        """(A, X) of value node v"""
+    def value(b: Any, v: int, memo: dict[int, tuple[Any, Any]]) -> tuple[Any, Any]:
+        """(A, X) of value node v (memo: the values computed before in this basic block)"""
         if v not in memo:
             parent = int(plan.vparent[v])
-            a, x = (c32(0), c32(0)) if parent < 0 else value(b, parent)
+            a, x = (c32(0), c32(0)) if parent < 0 else value(b, parent, memo)
             regs = native._Values(A=a, X=x)
             s = int(plan.vstart[v])
             for rec in plan.vcode[s:s + int(plan.vlen[v])]:
@@ -206,13 +261,14 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
         return memo[v]
 
     vw = ir.VectorType(i64, nw)     # a row of trigger words, OR-ed as one vector
-    trigv = ir.Constant(vw, None)
-    for g in range(len(plan.gvalue)):
-        a, _x = value(b, int(plan.gvalue[g]))
+
+    def group(b: Any, g: int, memo: dict[int, tuple[Any, Any]], trigv: Any) -> Any:
+        """trigv OR-ed with the trigger row of group g's matching test (its zero row if none)"""
+        a, _x = value(b, int(plan.gvalue[g]), memo)
         gs, ge = int(plan.gstart[g]), int(plan.gstart[g + 1])
         for s in range(gs, ge, 64):
             # up to 64 constants per vector compare (padded with copies of the first one)
-            consts = [int(k) for k in plan.gconst[s:min(s + 64, int(plan.gstart[g + 1]))]]
+            consts = [int(k) for k in plan.gconst[s:min(s + 64, ge)]]
             lanes = -(-len(consts) // 16) * 16
             consts += [consts[0]] * (lanes - len(consts))
             vt = ir.VectorType(i32, lanes)
@@ -225,6 +281,37 @@ def _module_ir(plan: Any, lows: list[Any], name: str) -> str:
                                   b.add(b.call(cttz, [hits, ir.Constant(i1, 0)]), c64(s)), c64(ngt)), c64(nw))
             slot = b.bitcast(b.gep(trig_tab, [c64(0), row0]), vw.as_pointer())
             trigv = b.or_(trigv, b.load(slot, align=8))
+        return trigv
+
+    # the groups no rule meets unless the EtherType is one of a few (_ethertypes): looked up
+    # under a branch on it, one per such set of EtherTypes; the others on every packet
+    sets = _ethertypes(plan, lows, jumps)
+    trigv = ir.Constant(vw, None)
+    memo: dict[int, tuple[Any, Any]] = {}
+    for g in range(len(plan.gvalue)):
+        if sets[g] is None:
+            trigv = group(b, g, memo, trigv)
+    etype = load(b, c64(12), 2)
+    for types in sorted({st for st in sets if st is not None}, key=sorted):
+        on = ir.Constant(i1, 0)
+        for k in sorted(types):
+            on = b.or_(on, b.icmp_unsigned("==", etype, c32(k)))
+        inside = fn.append_basic_block()
+        joined = fn.append_basic_block()
+        before = b.block
+        b.cbranch(on, inside, joined)
+        ib = ir.IRBuilder(inside)
+        inner = trigv
+        local: dict[int, tuple[Any, Any]] = dict(memo)
+        for g in range(len(plan.gvalue)):
+            if sets[g] == types:
+                inner = group(ib, g, local, inner)
+        ib.branch(joined)
+        b = ir.IRBuilder(joined)
+        phi = b.phi(vw)
+        phi.add_incoming(trigv, before)
+        phi.add_incoming(inner, ib.block)
+        trigv = phi
 
     trigw = [b.extract_element(trigv, ir.Constant(i32, w)) for w in range(nw)]
 

@@ -163,6 +163,40 @@ def test_groups_are_exercised():
     _check(programs, _truncated_batch(rng, 400), "hosts and ports")
 
 
+def test_groups_behind_an_ethertype_test_are_skipped_only_when_no_rule_reaches_them():
+    # `host X` meets the IPv4 address groups only after `ldh [12]; jeq #0x800` (and the ARP ones
+    # after ARP/RARP): those groups are looked up only for such packets. `ether[26:4] = X` meets
+    # the same IPv4 source value with no EtherType test: that group has no set, so it is looked up
+    # on every packet (on ARP, IPv6 and junk frames too), and the verdicts stay the VM's
+    from pfilter.lowering import lower
+    from pfilter.native_classify import _ethertypes, _group_jumps
+    rng = random.Random(5)
+    hosts = [f"host {h}" for h in HOSTS]
+    programs = [pfilter.compile(e, optimize="shareable") for e in hosts]
+    pl = plan(programs)
+    sets = _ethertypes(pl, [lower(p) for p in pl.programs], _group_jumps(pl))
+    assert frozenset({0x800}) in sets and frozenset({0x806, 0x8035}) in sets and None not in sets
+    # past the packet-class signature (24 tests), the raw loads become group tests too
+    many = [f"10.0.0.{i}" for i in range(1, 41)] + HOSTS
+    mixed = [pfilter.compile(e, optimize="shareable") for e in
+             [f"host {h}" for h in many] + [f"ether[26:4] = 0x{int.from_bytes(bytes(map(int, h.split('.'))), 'big'):08x}"
+                                            for h in many]]
+    pl = plan(mixed)
+    sets = _ethertypes(pl, [lower(p) for p in pl.programs], _group_jumps(pl))
+    assert None in sets and frozenset({0x800}) in sets
+    # frames of every EtherType carrying one of the addresses at offset 26, cut at every length
+    frames = [bytes(12) + struct.pack(">H", etype) + bytes(12) + bytes(map(int, h.split("."))) + bytes(8)
+              for etype in (0x0800, 0x0806, 0x8035, 0x86DD, 0x1234) for h in many[::9]]
+    pkts = [f[:n] for f in frames for n in (len(f), 30, 29, 14, 13)]
+    batch = pfilter.PacketBatch.from_packets(pkts, wirelens=[len(p) + 4 for p in pkts])
+    _check(mixed, batch, "hosts and raw loads on every EtherType")
+    # the raw loads do accept frames that are not IPv4 (a skipped group would miss them)
+    not_ip = np.array([len(p) >= 14 and p[12:14] != b"\x08\x00" for p in pkts])
+    assert _vm_matrix(mixed[len(many):], batch)[not_ip].any()
+    _check(programs, _truncated_batch(rng, 600), "hosts")
+    _check(mixed, _truncated_batch(rng, 600), "hosts and raw loads")
+
+
 def test_errors_and_empty_inputs():
     programs = [pfilter.compile("tcp"), pfilter.compile("udp")]
     nat = native.classifier_for(plan(programs))
