@@ -13,18 +13,22 @@ regains control, Ctrl-C, between calls):
   1. the plan's equality groups (a value node such as the IPv4 source address or the TCP
      destination port, compared `jeq #k` with many constants): each group's value computed once
      through its chain of value nodes, then compared with all its constants at once (vector
-     compares, 64 lanes at a time); a match ORs in the rules that meet that test (Plan.trig);
+     compares, 64 lanes at a time); a match ORs in the rules that meet that test (Plan.trig).
+     A group that no rule reaches unless the EtherType is one of a few (_ethertypes: the IPv4
+     address and port groups, the IPv6 and ARP ones) is looked up only under a branch on those;
   2. each rule's *default* verdict: its own program (pfilter.native's branching filter) with
      every group test taken as false, inlined; a rule that cannot accept that way (`host X`,
      `tcp port N`: found on the lowering's graph) has none, and LLVM threads the tests the
      remaining rules share (`ldh [12]; jeq #0x800` once per packet);
   3. the rules marked in 1. replace their default by their exact verdict (the unchanged program,
      a call through a table);
-  4. the set bits of each 64-rule word (usually few) update counts[r], nbytes[r] and out.
+  4. the set bits of each 64-rule word (usually few) update counts[r] and nbytes[r], one by
+     one, and OR into the output row.
 Why the result is exact: a rule's default differs from its program only on a path through one
 of its group tests that is true. Such a test compares the group's value node, which equals A on
 every path into it (the plan's guarantee), with its constant; so the packet's group value equals
-that constant and step 1 marked the rule, which step 3 then evaluates exactly. Where computing a
+that constant and step 1 marked the rule, which step 3 then evaluates exactly (a group skipped
+for the packet's EtherType has no test any rule reaches). Where computing a
 group value reads past caplen, the value is garbage but harmless: a rule reaching that test
 returns 0 at the same load in its default as in its program (the same guards run before the
 test), and a spurious mark only costs an exact evaluation.
