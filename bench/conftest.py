@@ -396,14 +396,18 @@ def record_rate(benchmark, packets, baseline_ns=None, **extra):
     return best
 
 
-def interleaved_best(functions, rounds=ROUNDS):
+def interleaved_best(functions, rounds=ROUNDS, rotate=False):
     """Fastest time (seconds) of each function, timed in alternation round by round, so that a
     load spike on a shared machine hits every contender alike; a ratio of two of these is steadier
-    than a ratio of two benchmarks run one after the other."""
+    than a ratio of two benchmarks run one after the other. `rotate`: each round starts one
+    contender later, so none always runs right after the same other one (streaming 1M packets,
+    the pass right after the VM's ran up to 20% slower, whatever ran it)."""
     import time
     best = [float("inf")] * len(functions)
-    for _ in range(rounds):
-        for i, fn in enumerate(functions):
+    for r in range(rounds):
+        for k in range(len(functions)):
+            i = (k + r) % len(functions) if rotate else k
+            fn = functions[i]
             started = time.perf_counter()
             fn()
             best[i] = min(best[i], time.perf_counter() - started)
