@@ -24,7 +24,7 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
 
 from pfilter._cbpf cimport (LOOP_BUDGET_BASE, LOOP_BUDGET_MAX, LOOP_BUDGET_PER_BYTE, STEP_DONE,
-                            charge_loop, jump_taken, step)
+                            alu, charge_loop, jump_taken, load_abs, step)
 
 cdef extern from *:
     void __builtin_prefetch(const void* addr) noexcept nogil
@@ -244,9 +244,43 @@ cdef void free_classes(ClassTable* ct) noexcept nogil:
     free(ct.nbytes)
 
 
-cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
-                     uint32_t wirelen) noexcept nogil:
-    """Run value node v on the packet and record A, X and whether it aborted."""
+cdef inline void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
+                            uint32_t wirelen) noexcept nogil:
+    """Run value node v on the packet and record A, X and whether it aborted. Most nodes are one
+    load or `and` on a memoised parent's registers (or none): those run here, in line, since a
+    call costs more than their one statement; the others go to eval_node."""
+    cdef const cl_insn* pc
+    cdef int32_t parent = m.vparent[v]
+    cdef uint32_t A = 0, X = 0
+    cdef bint ok
+    if m.vlen[v] != 1 or (parent >= 0 and (m.vm[parent].stamp != m.cur or m.vm[parent].abort)):
+        eval_node(m, v, p, buflen, wirelen)
+        return
+    if parent >= 0:
+        A = m.vm[parent].A
+        X = m.vm[parent].X
+    pc = m.vcode + m.vstart[v]
+    # the shared helpers given a constant size or opcode: inlined, each is its one case
+    if pc.code == 0x28:       # ldh [k]
+        ok = load_abs(p, buflen, pc.k, 2, False, &A)
+    elif pc.code == 0x30:     # ldb [k]
+        ok = load_abs(p, buflen, pc.k, 1, False, &A)
+    elif pc.code == 0x20:     # ld [k]
+        ok = load_abs(p, buflen, pc.k, 4, False, &A)
+    elif pc.code == 0x54:     # and #k
+        ok = alu(0x54, &A, pc.k)
+    else:
+        eval_node(m, v, p, buflen, wirelen)
+        return
+    m.vm[v].A = A
+    m.vm[v].X = X
+    m.vm[v].abort = not ok
+    m.vm[v].stamp = m.cur
+
+
+cdef void eval_node(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
+                    uint32_t wirelen) noexcept nogil:
+    """eval_value for any node: its parent first when not memoised yet, then its statements."""
     cdef const cl_insn* pc = m.vcode + m.vstart[v]
     cdef const cl_insn* end = pc + m.vlen[v]
     cdef uint32_t A = 0, X = 0
@@ -256,7 +290,7 @@ cdef void eval_value(Memo* m, uint32_t v, const uint8_t* p, uint32_t buflen,
     if parent >= 0:
         # a rule reaches v only through its parent, so the parent is normally memoised already
         if m.vm[parent].stamp != m.cur:
-            eval_value(m, <uint32_t>parent, p, buflen, wirelen)
+            eval_node(m, <uint32_t>parent, p, buflen, wirelen)
         A = m.vm[parent].A
         X = m.vm[parent].X
         abort = <uint8_t>m.vm[parent].abort
