@@ -1,7 +1,10 @@
 # cython: language_level=3
 """The native definition of cBPF's steps, written once: cimported by the VM (pfilter/_vm.pyx) and
-the classifier's engine (pfilter/_classify.pyx). Every helper is `cdef inline`: a caller passing a
-constant opcode or size gets the one operation, as if written in place.
+the classifier's engine (pfilter/_classify.pyx). Every helper is inline: a caller passing a
+constant opcode or size gets the one operation, as if written in place. The loads are C functions
+forced inline (PF_ALWAYS_INLINE): the VM holds one in each of its 28 load+jump cases, and with
+`cdef inline` alone GCC stopped inlining them at its unit-growth limit, leaving calls (and A in
+memory) in the hottest cases.
 
 Semantics are libpcap's bpf_filter() (the Python twin is pfilter/semantics.py):
 
@@ -14,7 +17,7 @@ Semantics are libpcap's bpf_filter() (the Python twin is pfilter/semantics.py):
   tests/test_semantics_native.py checks they agree).
 """
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy     # (for the loads' C below)
 
 cdef enum:
     # pfilter.validate.loop_budget(caplen) = min(BASE + PER_BYTE * caplen, MAX)
@@ -27,53 +30,63 @@ cdef enum:
     STEP_OTHER = -1      # not a statement (ret, a jump)
 
 
-cdef inline uint32_t load32(const uint8_t* p, bint host) noexcept nogil:
-    cdef uint32_t v
-    if host:
-        memcpy(&v, p, 4)
-        return v
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define PF_ALWAYS_INLINE static inline __attribute__((always_inline))
+    #else
+    #define PF_ALWAYS_INLINE static inline
+    #endif
 
+    /* The size (4, 2 or 1) bytes at p as an integer: big-endian, or a 32-bit load in host order. */
+    PF_ALWAYS_INLINE uint32_t pf_load_at(const uint8_t *p, uint32_t size, int host) {
+        uint32_t v;
+        if (size == 4) {
+            if (host) {
+                memcpy(&v, p, 4);
+                return v;
+            }
+            return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+        }
+        if (size == 2)
+            return ((uint32_t)p[0] << 8) | p[1];
+        return p[0];
+    }
 
-cdef inline uint32_t load_at(const uint8_t* p, uint32_t size, bint host) noexcept nogil:
-    """The size (4, 2 or 1) bytes at p as an integer."""
-    if size == 4:
-        return load32(p, host)
-    if size == 2:
-        return (<uint32_t>p[0] << 8) | p[1]
-    return p[0]
+    PF_ALWAYS_INLINE int pf_load_abs(const uint8_t *p, uint32_t buflen, uint32_t k, uint32_t size, int host,
+                                     uint32_t *A) {
+        if (size == 1 ? k >= buflen : (k > buflen || size > buflen - k))
+            return 0;
+        *A = pf_load_at(p + k, size, host);
+        return 1;
+    }
 
+    PF_ALWAYS_INLINE int pf_load_ind(const uint8_t *p, uint32_t buflen, uint32_t X, uint32_t k, uint32_t size,
+                                     int host, uint32_t *A) {
+        /* (size 1: the same test, one compare fewer) */
+        if (size == 1 ? (k >= buflen || X >= buflen - k)
+                      : (k > buflen || X > buflen - k || size > buflen - (X + k)))
+            return 0;
+        *A = pf_load_at(p + X + k, size, host);
+        return 1;
+    }
 
-cdef inline bint load_abs(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_t size, bint host,
-                          uint32_t* A) noexcept nogil:
-    """`ld [k]` of size bytes into A; False when they are not all captured."""
-    if size == 1:
-        if k >= buflen:
-            return False
-    elif k > buflen or size > buflen - k:
-        return False
-    A[0] = load_at(p + k, size, host)
-    return True
-
-
-cdef inline bint load_ind(const uint8_t* p, uint32_t buflen, uint32_t X, uint32_t k, uint32_t size,
-                          bint host, uint32_t* A) noexcept nogil:
-    """`ld [x + k]` of size bytes into A; False when they are not all captured."""
-    if size == 1:                # (the same test, one compare fewer)
-        if k >= buflen or X >= buflen - k:
-            return False
-    elif k > buflen or X > buflen - k or size > buflen - (X + k):
-        return False
-    A[0] = load_at(p + X + k, size, host)
-    return True
-
-
-cdef inline bint load_msh(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_t* X) noexcept nogil:
-    """`ldxb 4*([k]&0xf)` into X; False when byte k is not captured."""
-    if k >= buflen:
-        return False
-    X[0] = (p[k] & 0xf) << 2
-    return True
+    PF_ALWAYS_INLINE int pf_load_msh(const uint8_t *p, uint32_t buflen, uint32_t k, uint32_t *X) {
+        if (k >= buflen)
+            return 0;
+        *X = (uint32_t)(p[k] & 0xf) << 2;
+        return 1;
+    }
+    """
+    # `ld [k]` of size (4, 2 or 1) bytes into A (host order: the seccomp records' 32-bit loads);
+    # False when they are not all captured
+    bint load_abs "pf_load_abs"(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_t size, bint host,
+                                uint32_t* A) noexcept nogil
+    # `ld [x + k]` of size bytes into A; False when they are not all captured
+    bint load_ind "pf_load_ind"(const uint8_t* p, uint32_t buflen, uint32_t X, uint32_t k, uint32_t size,
+                                bint host, uint32_t* A) noexcept nogil
+    # `ldxb 4*([k]&0xf)` into X; False when byte k is not captured
+    bint load_msh "pf_load_msh"(const uint8_t* p, uint32_t buflen, uint32_t k, uint32_t* X) noexcept nogil
 
 
 cdef inline bint alu(uint32_t op, uint32_t* A, uint32_t v) noexcept nogil:
