@@ -139,12 +139,51 @@ _EDIT_OPTIONS = """
 """
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, its width found without importing shutil (argparse imports it for
+    shutil.get_terminal_size, and shutil imports bz2, lzma and fnmatch: ~2 ms of every start,
+    while the parser makes a formatter for each option but formats text only for --help or an
+    error). The same width: $COLUMNS, else standard output's terminal, else 80; minus 2."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        if width is None:
+            try:
+                width = int(os.environ.get("COLUMNS", ""))
+            except ValueError:
+                width = 0
+            if width <= 0:
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, ValueError, OSError):
+                    width = 0
+            width = (width or 80) - 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
+class _MainParser(_Parser):
+    """The main command's parser: its usage names the sub-commands too, made when first printed
+    (formatting it costs ~1 ms that a run without --help or an error does not need)."""
+    _usage_text = None
+
+    @property
+    def usage(self):
+        if self._usage_text is None:
+            self._usage_text = ""           # while formatting, argparse's own usage (None)
+            self._usage_text = self.format_usage()[len("usage: "):].rstrip() + "".join(
+                f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
+        return self._usage_text or None
+
+    @usage.setter
+    def usage(self, value):                 # argparse's __init__ sets None: made when first read
+        self._usage_text = value
+
+
 def build_parser():
     commands = "".join(f"  pfilter {name} {synopsis}\n      {text}\n"
                        for name, (synopsis, text) in SUBCOMMANDS.items())
-    p = _Parser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
-                "compiled to classic BPF and run at native speed.", epilog=f"commands:\n{commands}\n{EPILOG}",
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _MainParser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
+                    "compiled to classic BPF and run at native speed.", epilog=f"commands:\n{commands}\n{EPILOG}",
+                    formatter_class=_Formatter)
     add_options(p, _MAIN_OPTIONS, _TYPES)
     add_backend_option(p, "the filter")
     add_options(p, _PRINT_OPTIONS, _TYPES)
@@ -163,9 +202,6 @@ def build_parser():
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
-    # the usage names the sub-commands too
-    p.usage = p.format_usage()[len("usage: "):].rstrip() + "".join(
-        f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
     return p
 
 

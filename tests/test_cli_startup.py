@@ -1,0 +1,75 @@
+"""What `pfilter -r IN -w OUT EXPR` (and --count) imports: the start-up is part of every run's
+CPU time (bench/results/latest_scale.md, "start s"), so the fast path loads only what it uses.
+With the program in the cache: no compiler, no numpy (the fast path works on bytes), none of
+the printing, Dask, native-code or classification modules, and neither typing nor shutil (the
+main parser's formatter finds the terminal width itself). Each run is a fresh interpreter; what
+it imports is what sys.modules gained after the interpreter's own start.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pfilter import cli
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.pcap"
+
+#: never imported by a fast-path run whose program is cached
+NOT_ON_THE_FAST_PATH = ("numpy", "pfilter.compiler.driver", "pfilter.compiler.parser", "pfilter.compiler.lexer",
+                        "pfilter.compiler.ast", "pfilter.compiler.gencode", "pfilter.optimizer", "pfilter.program",
+                        "pfilter.display", "pfilter.dask", "dask", "distributed", "pfilter.native", "llvmlite",
+                        "pfilter.classification", "pfilter.capture.filterfile", "typing", "shutil")
+
+RUN = """
+import json, sys
+before = set(sys.modules)
+from pfilter import cli
+status = cli.main(sys.argv[1:])
+print(json.dumps([status, sorted(set(sys.modules) - before)]))
+"""
+
+
+def _run(args, cache):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    env.pop("PFILTER_NO_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", RUN, "--quiet", *args], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    status, imported = json.loads(out.splitlines()[-1])
+    assert status == 0
+    return set(imported)
+
+
+@pytest.mark.parametrize("mode", ["write", "count"])
+def test_fast_path_with_a_cached_program_imports_no_compiler(tmp_path, mode):
+    outs = [tmp_path / f"out{i}.pcap" for i in range(2)]
+    runs = []
+    for out in outs:
+        tail = ["-w", str(out)] if mode == "write" else ["--count"]
+        runs.append(_run(["-j", "1", "-r", str(SAMPLE), *tail, "ip and tcp port 80"], tmp_path / "cache"))
+    miss, hit = runs
+    assert "pfilter.compiler.driver" in miss            # the first run compiled ...
+    assert "pfilter.capture.fastpath" in hit            # ... the second took the fast path ...
+    assert not hit & set(NOT_ON_THE_FAST_PATH), sorted(hit & set(NOT_ON_THE_FAST_PATH))   # ... from the cache
+    if mode == "write":
+        assert outs[0].stat().st_size > 24 and outs[0].read_bytes() == outs[1].read_bytes()
+
+
+@pytest.mark.parametrize("columns", [None, "50", "300"])
+def test_main_parser_formats_as_argparse_does(monkeypatch, columns):
+    """The formatter that skips shutil gives argparse's width: the same --help and usage."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    ours = cli.build_parser()
+    stock = cli.build_parser()
+    stock.formatter_class = argparse.RawDescriptionHelpFormatter
+    assert ours.format_help() == stock.format_help()
+    assert ours.format_usage() == stock.format_usage()
+    usage = ours.format_usage()
+    assert usage.startswith("usage: pfilter [-h]") and all(f"\n       pfilter {name} " in usage
+                                                            for name in cli.SUBCOMMANDS)
