@@ -97,7 +97,7 @@ _V4 = rf"{_N}\.{_N}\.{_N}\.{_N}"
 
 
 def _v6_patterns():
-    """libpcap: scanner.l V680 .. V6004, one compiled pattern per alternative.
+    """libpcap: scanner.l V680 .. V6004, one pattern per alternative.
 
     flex takes the longest match among all of them, which a regex alternation would not."""
     shapes = ["W:" * 7 + "W"]
@@ -111,24 +111,43 @@ def _v6_patterns():
         for left in range(groups + 1):
             right = groups - left
             shapes.append(":".join(["W"] * left) + "::" + "W:" * right + "V4")
-    out = []
-    for shape in shapes:
-        rx = re.escape(shape).replace("W", _W).replace("V4", _V4)
-        out.append(re.compile(rx))
-    return out
+    return [re.escape(shape).replace("W", _W).replace("V4", _V4) for shape in shapes]
 
 
-_V6_RES = _v6_patterns()
-_MAC_ALTS = [re.compile(p) for p in (
-    rf"{_B}:{_B}:{_B}:{_B}:{_B}:{_B}", rf"{_B}-{_B}-{_B}-{_B}-{_B}-{_B}",
-    rf"{_B}\.{_B}\.{_B}\.{_B}\.{_B}\.{_B}", rf"{_B2}\.{_B2}\.{_B2}", rf"{_B2}{_B2}{_B2}")]
-_BOGUS_MAC_RE = re.compile(rf"{_B}:+(?:{_B}:+)+")
-_NUM_RES = [re.compile(r"0[xX][0-9A-Fa-f]+"), re.compile(r"[0-9]+")]
-_HID_RES = [re.compile(rf"{_N}\.{_N}\.{_N}\.{_N}"), re.compile(rf"{_N}\.{_N}\.{_N}"),
-            re.compile(rf"{_N}\.{_N}")]
-_ID_RE = re.compile(r"[A-Za-z0-9](?:[-_.A-Za-z0-9]*[.A-Za-z0-9])?")
-_ESCAPED_RE = re.compile(r"\\[^ !()\n\t]+")
-_AID_RE = re.compile(rf"\${_B}")
+class _Patterns:
+    """The scanner's compiled patterns, compiled when the first expression is scanned, and the
+    IPv6 forms (about 70 patterns) when the first one with a ':' is: ~8 ms that importing the
+    compiler, and compiling an expression without IPv6 addresses, need not pay."""
+
+    def __init__(self):
+        self.mac = [re.compile(p) for p in (
+            rf"{_B}:{_B}:{_B}:{_B}:{_B}:{_B}", rf"{_B}-{_B}-{_B}-{_B}-{_B}-{_B}",
+            rf"{_B}\.{_B}\.{_B}\.{_B}\.{_B}\.{_B}", rf"{_B2}\.{_B2}\.{_B2}", rf"{_B2}{_B2}{_B2}")]
+        self.bogus_mac = re.compile(rf"{_B}:+(?:{_B}:+)+")
+        self.num = [re.compile(r"0[xX][0-9A-Fa-f]+"), re.compile(r"[0-9]+")]
+        self.hid = [re.compile(rf"{_N}\.{_N}\.{_N}\.{_N}"), re.compile(rf"{_N}\.{_N}\.{_N}"),
+                    re.compile(rf"{_N}\.{_N}")]
+        self.id = re.compile(r"[A-Za-z0-9](?:[-_.A-Za-z0-9]*[.A-Za-z0-9])?")
+        self.escaped = re.compile(r"\\[^ !()\n\t]+")
+        self.aid = re.compile(rf"\${_B}")
+        self._v6 = None
+
+    @property
+    def v6(self):
+        if self._v6 is None:
+            self._v6 = [re.compile(p) for p in _v6_patterns()]
+        return self._v6
+
+
+_PATTERNS = []      # the one _Patterns, once made
+
+
+def _patterns():
+    if not _PATTERNS:
+        _PATTERNS.append(_Patterns())
+    return _PATTERNS[0]
+
+
 _SPACE = " \r\n\t"
 _TWO_CHAR = {">=": "GEQ", "<=": "LEQ", "!=": "NEQ", "==": "=", "<<": "LSH", ">>": "RSH",
              "&&": "AND", "||": "OR"}
@@ -167,6 +186,7 @@ def tokenize(expression):
     """Split an expression into tokens, the last one EOF. Raises FilterSyntaxError."""
     if not isinstance(expression, str):
         raise FilterSyntaxError("a filter expression must be a string")
+    rx = _patterns()
     tokens = []
     text = expression
     n = len(text)
@@ -186,15 +206,15 @@ def tokenize(expression):
         if c in _ONE_CHAR:
             candidates.append((1, 1, c))
         if c == "$":
-            m = _AID_RE.match(text, pos)
+            m = rx.aid.match(text, pos)
             if m:
                 candidates.append((m.end() - pos, 3, AID))
         elif c == "\\":
-            m = _ESCAPED_RE.match(text, pos)
+            m = rx.escaped.match(text, pos)
             if m:
                 candidates.append((m.end() - pos, 11, "ESCAPED"))
         else:
-            m = _ID_RE.match(text, pos)
+            m = rx.id.match(text, pos)
             if m:
                 id_len = m.end() - pos
                 word = text[pos:pos + id_len]
@@ -208,20 +228,20 @@ def tokenize(expression):
                 run = pos
                 while run < n and text[run] in _HEXISH:
                     run += 1
-                k = _longest(_MAC_ALTS, text, pos)
+                k = _longest(rx.mac, text, pos)
                 if k:
                     candidates.append((k, 4, EID))
-                k = _longest(_NUM_RES, text, pos)
+                k = _longest(rx.num, text, pos)
                 if k:
                     candidates.append((k, 5, NUM))
-                k = _longest(_HID_RES, text, pos)
+                k = _longest(rx.hid, text, pos)
                 if k:
                     candidates.append((k, 6, HID))
                 if ":" in text[pos:run]:
-                    k = _longest(_V6_RES, text, pos)
+                    k = _longest(rx.v6, text, pos)
                     if k:
                         candidates.append((k, 7, HID6))
-                    m = _BOGUS_MAC_RE.match(text, pos)
+                    m = rx.bogus_mac.match(text, pos)
                     if m:
                         candidates.append((m.end() - pos, 8, "BOGUS_MAC"))
         best_kind = None

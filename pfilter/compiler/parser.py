@@ -25,7 +25,6 @@ Arithmetic follows the grammar's precedence declarations: `|` < `&` < `<<` `>>` 
 always shifts them: they bind everything to their right (`a % b * c` is `a % (b * c)`, and
 `-a % b` is `-(a % b)`).
 """
-import dataclasses
 
 from pfilter.compiler import ast
 from pfilter.compiler import lexer as L
@@ -492,7 +491,7 @@ class Parser:
             raise self.expected(VALUE_WANTED[kind])
         node, _q = self.parse_id(q)
         if isinstance(node, ast.Id):
-            node = dataclasses.replace(node, pos=start.pos)
+            node = node.replace(pos=start.pos)
         return node, q
 
     def parse_other(self, start, proto):
