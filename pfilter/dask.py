@@ -14,13 +14,15 @@ Large classic pcap files are cut into byte ranges on record boundaries
 (pfilter.capture.index, computed by a task on a worker); the ranges travel to the workers, not
 the packets: every worker reads its range from the file itself, so the paths must name the same
 files on every worker (a shared file system), and so must the output's directory. One output
-from classic pcap inputs: the workers write into the output itself (a named temporary file next
-to it, renamed when complete); a range whose offset is known when its task starts (the ranges
-before it are done) is written there, the others into part files, each copied into the output
-in the kernel once the ranges before it are done (the input is read once). Otherwise each range
-task writes a part file (in a temporary directory next to the output) and the parts are joined
-in input order as they complete. The output appears
-atomically, as every pfilter output. Other captures (pcapng, compressed) are one task each.
+from classic pcap inputs: a ring of tasks, one per worker thread, writes the output itself (a
+named temporary file next to it, renamed when complete), each member taking every W-th chunk
+of RING_CHUNK_BYTES, as the threads of a local pass share it: a member filters its chunk while
+the others filter theirs, then learns the chunk's offset from the member before (a
+distributed.Queue: only offsets travel) and copies the matches into place; each match is
+written into the output once. Otherwise (a directory of outputs; a ring that cannot finish)
+each range task writes a part file (in a temporary directory next to the output) and the parts
+are joined in input order as they complete. The output appears atomically, as every pfilter
+output. Other captures (pcapng, compressed) are one task each.
 
 Imports pfilter.errors and pfilter.capture at once; dask.distributed only when a function is
 called, so `import pfilter.dask` works without the extra and the calls then raise
@@ -123,65 +125,107 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     return result
 
 
-def _write_range(path, expr, byte_range, target, offset):
-    """On a worker: filter a range (or the whole file) of a classic pcap file into the shared
-    file `target` at `offset`; the stats dict of _run_part (out_size: the offset after its
-    records), or None when the fast path gave up inside it (damage): the client then starts over."""
-    import time
+def _pass(path, expr, byte_range, out_fd, offset):
+    """Filter a range (or the whole file: None) of a classic pcap file into out_fd at offset
+    (PcapCopy, one thread); the finished job, or None when the fast path does not take the file
+    or gave up inside the range (damage): the caller then starts over another way."""
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
     from . import _vm
-    started = time.perf_counter()
     opened = _open_eligible(path)
     if opened is None:
         return None
     in_fd, h = opened
     try:
-        out_fd = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
-            start, end = (24, None) if byte_range is None else byte_range
-            end = -1 if end is None else end
-            job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
-                                     out_size=offset, end=end,
-                                     **_sized((os.fstat(in_fd).st_size if end < 0 else end) - start, 1))
-            if job.run() != "eof":
-                return None
-        finally:
-            os.close(out_fd)
+        decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
+        start, end = (24, -1) if byte_range is None else (byte_range[0], -1 if byte_range[1] is None else byte_range[1])
+        job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
+                                 out_size=offset, end=end,
+                                 **_sized((os.fstat(in_fd).st_size if end < 0 else end) - start, 1))
+        return job if job.run() == "eof" else None
     finally:
         os.close(in_fd)
-    return dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
-                seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes,
-                out_size=job.out_size)
 
 
-def _copy_part(part, start, length, target, offset):
-    """On a worker: copy bytes [start, start + length) of a part file into the shared file
-    `target` at `offset`."""
-    fi = os.open(part, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+def _scratch():
+    """A file descriptor for one chunk's matches while their place in the output is unknown:
+    memory never written back to a disk (memfd), else an unnamed temporary file."""
     try:
-        fo = os.open(target, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            _copy(fi, fo, start, length, offset, part)
-        finally:
-            os.close(fo)
+        return os.memfd_create("pfilter-chunk", getattr(os, "MFD_CLOEXEC", 0))
+    except (AttributeError, OSError):
+        with tempfile.TemporaryFile() as f:
+            return os.dup(f.fileno())
+
+
+def _ring_member(chunks, expr, mine, queues, shared, first, wait):
+    """On a worker: one member of the ring that writes one output (`shared`, a named file) from
+    the chunks [(path, byte range)] in order; this member takes the numbers `mine` (every W-th).
+    A chunk whose offset is known when it starts (the first; all of a ring of one) is filtered
+    straight into the output; any other into a scratch file in memory while the member before
+    finishes the chunk before, whose end offset then arrives on queues[0]; the chunk's own end
+    goes on to queues[1] at once, then its matches are copied into place (in the kernel). So
+    the members filter at the same time, each match reaches the output once, and only offsets
+    travel. The chunks' stats dicts {number: dict}, or None when the fast path left a range, no
+    offset came within `wait` seconds (the member before not running: a busy cluster), or the
+    member before gave up (it sends -1, as this one then does): the client starts over."""
+    import time
+    from distributed import Queue
+    qin, qout = (None if name is None else Queue(name) for name in queues)
+    out_fd = os.open(shared, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    scratch, results, end, k = None, {}, first, 0
+    try:
+        for k, j in enumerate(mine):
+            started = time.perf_counter()
+            path, rng = chunks[j]
+            known = j == 0 or qin is None
+            if not known and scratch is None:
+                scratch = _scratch()
+            job = _pass(path, expr, rng, out_fd if known else scratch, end if known else 0)
+            if job is None:
+                return None
+            at = end if known else qin.get(timeout=wait)
+            if at < 0:
+                return None
+            size = job.out_size - (at if known else 0)
+            end = at + size
+            if qout is not None and j + 1 < len(chunks):
+                qout.put(end)
+                k += 1                         # (mine[k:]: the chunks whose ends were not sent)
+            if not known:
+                _copy(scratch, out_fd, 0, size, at, shared)
+            results[j] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                              seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes,
+                              out_size=end)
+        k = len(mine)
+        return results
+    except TimeoutError:
+        return None
     finally:
-        os.close(fi)
-    return True
+        if qout is not None:
+            for j in mine[k:]:
+                if j + 1 < len(chunks):
+                    qout.put(-1)
+        os.close(out_fd)
+        if scratch is not None:
+            os.close(scratch)
 
 
 def _copy(fi, fo, start, length, offset, name):
     """Copy bytes [start, start + length) of the file fi into fo at offset (None: at its
-    position), in the kernel where it can."""
+    position), in the kernel where it can (copy_file_range; sendfile from another file system)."""
     done = 0
     while done < length:
         at = None if offset is None else offset + done
         try:
             n = os.copy_file_range(fi, fo, length - done, start + done, at)
         except (AttributeError, OSError):
-            data = os.pread(fi, min(length - done, 1 << 22), start + done)
-            n = 0 if not data else os.write(fo, data) if at is None else os.pwrite(fo, data, at)
+            try:
+                if at is not None:
+                    os.lseek(fo, at, os.SEEK_SET)
+                n = os.sendfile(fo, fi, start + done, length - done)
+            except (AttributeError, OSError):
+                data = os.pread(fi, min(length - done, 1 << 22), start + done)
+                n = 0 if not data else os.write(fo, data) if at is None else os.pwrite(fo, data, at)
         if n <= 0:
             raise OSError(f"{name}: short copy")
         done += n
@@ -270,9 +314,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
     a directory (existing, or a name ending in '/'): one output per input, named as the input.
-    range_bytes: the size of a range task (default: into one file, the inputs' size shared by
-    the cluster's threads, at least RANGE_BYTES: every task after the first of a round writes a
-    part file copied afterwards; into a directory, RANGE_BYTES).
+    range_bytes: the size of a range (default: into one file, RING_CHUNK_BYTES, the chunks of the
+    ring of workers that writes it in place; into a directory, RANGE_BYTES, one task each).
     Returns a FilterStats (the sums over all inputs)."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, format_for_path, pcap_file_header
@@ -295,11 +338,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
     try:
         if range_bytes is None:
-            range_bytes = RANGE_BYTES
-            slots = sum(client.nthreads().values())
-            if not to_dir and slots:                  # (no worker yet: an adaptive cluster)
-                from .capture.fastpath import total_size
-                range_bytes = max(range_bytes, -(-total_size(paths) // slots))
+            range_bytes = RANGE_BYTES if to_dir else RING_CHUNK_BYTES
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
         headers = {}
@@ -311,7 +350,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
                                                    cap.linktype_ext), cap.ts_resolution)
         resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
         if not to_dir:
-            direct = _write_in_place(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0], parts)
+            direct = _write_ring(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0])
             if direct is not None:
                 return _total(direct, paths)
         futures = _submit(client, tasks, expr, parts, resolutions)
@@ -348,104 +387,78 @@ class _SharedOutput:
         return out
 
 
-class _StartOver(Exception):
-    """_write_in_place cannot finish: its output is dropped and the parts' way taken."""
+# One output from classic pcap inputs: the ring's chunks (input bytes). Each chunk costs two
+# messages through the scheduler and one wait for the member before (a few ms); a member keeps
+# one chunk's matches in memory (not mapped: outside its resident size).
+RING_CHUNK_BYTES = 32 << 20
+# How long a ring member waits for the offset from the member before it (which runs as long as a
+# chunk takes, well under a second), before the client starts over through part files.
+RING_WAIT_SECONDS = 60.0
 
 
-# A part file is copied into the output in pieces of at least this many bytes, spread over the
-# workers (the last copies are what the output waits for).
-COPY_PIECE_BYTES = 32 << 20
+def _members(client, n):
+    """The worker addresses of a ring of at most n members: one per worker thread."""
+    info = client.scheduler_info(n_workers=-1)["workers"] if n else {}
+    addresses = [a for a, w in sorted(info.items()) for _ in range(max(1, w.get("nthreads", 1)))]
+    # the workers' threads taken in turn: a ring of two on two workers spans both
+    order = sorted(range(len(addresses)), key=lambda i: addresses[:i].count(addresses[i]))
+    return [addresses[i] for i in order][:n]
 
 
-def _write_in_place(client, tasks, expr, paths, target, header, resolution, parts):
-    """One output from classic pcap inputs of its timestamp resolution, written by the workers
-    into the output itself: a task whose offset is known when it starts (the tasks before it
-    are done: their output sizes add up to it) writes its range there; one started while a task
-    before it still runs writes a part file, copied into the output (in the kernel, in pieces
-    across the workers) once its offset is known. Only the parts' matches are written twice,
-    not the input read twice. The results, or None (nothing written) when that does not apply:
-    an input off the fast path, another resolution, a range the fast path gave up on or whose
-    successor's guessed start it did not reach."""
-    from distributed import as_completed
+def _write_ring(client, tasks, expr, paths, target, header, resolution):
+    """One output from classic pcap inputs of its timestamp resolution, written in place by a
+    ring of tasks, one per worker thread, each taking every W-th chunk (_ring_member): the
+    workers filter at the same time, as the threads of a local pass do, and each match is
+    written once. The results, or None (nothing written) when that does not apply: an input off
+    the fast path, another resolution, no worker, a range the fast path gave up on or whose
+    successor's guessed start it did not reach, a member that did not run in time."""
+    import uuid
+    from distributed import Queue
     from .capture.fastpath import _peek
     for p in set(paths):
         h = _peek(p)
         if h is None or h.ts_resolution != resolution:
             return None
     n = len(tasks)
-    slots = max(1, sum(client.nthreads().values()))
+    members = _members(client, n)
+    if not members:
+        return None
     dst = _SharedOutput(target, paths)
-    futures = {}
+    if dst.shared_path is None:              # written in place (a device): not for this
+        dst.abort()
+        return None
+    w = len(members)
+    names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)] if w > 1 else [None]
+    queues = [Queue(name, client=client) for name in names if name]     # held until all are done
+    futures = []
     try:
-        if dst.shared_path is None:          # written in place (a device): not for this
+        dst.write(header)
+        chunks = [(path, rng) for _i, path, rng in tasks]
+        futures = [client.submit(_ring_member, chunks, expr, list(range(m, n, w)),
+                                 (names[m], names[(m + 1) % w]) if w > 1 else (None, None),
+                                 dst.shared_path, len(header), RING_WAIT_SECONDS, workers=[address],
+                                 allow_other_workers=False, pure=False)
+                   for m, address in enumerate(members)]
+        parts = client.gather(futures)
+        results = [None] * n
+        for part in parts:
+            for j, r in (part or {}).items():
+                results[j] = r
+        if any(r is None for r in results) or not all(_joins(tasks, results, k) for k in range(n)):
             dst.abort()
             return None
-        dst.write(header)
-        shared = dst.shared_path
-        results, sizes, copies = [None] * n, [None] * n, []
-        offsets = [len(header)] + [None] * n          # offsets[k]: where task k's records go
-        known = 0                                     # offsets[0..known] are known
-        placed = [False] * n                          # written into the output (or copied there)
-        pending = as_completed()
-        queued = 0
-
-        def submit():
-            nonlocal queued
-            if queued < n:
-                k, queued = queued, queued + 1
-                _i, path, rng = tasks[k]
-                if k <= known:
-                    f = client.submit(_write_range, path, expr, rng, shared, offsets[k], pure=False)
-                else:
-                    f = client.submit(_run_part, path, expr, rng, parts[k], resolution, pure=False)
-                futures[f] = k
-            elif copies:
-                f = client.submit(_copy_part, *copies.pop(0), pure=False)
-                futures[f] = -1
-            else:
-                return False
-            pending.add(f)
-            return True
-
-        for _ in range(slots):
-            if not submit():
-                break
-        for f in pending:
-            k = futures.pop(f)
-            r = f.result()
-            if k >= 0:
-                # (matched_bytes None: the general path took a damaged file)
-                if r is None or not _joins(tasks, [None] * k + [r], k) or (
-                        "out_size" not in r and r["matched_bytes"] is None):
-                    raise _StartOver
-                results[k] = r
-                if "out_size" in r:
-                    placed[k] = True
-                    sizes[k] = r.pop("out_size") - offsets[k]
-                else:
-                    sizes[k] = 16 * r["matched"] + r["matched_bytes"]
-                while known < n and sizes[known] is not None:
-                    offsets[known + 1] = offsets[known] + sizes[known]
-                    known += 1
-                    j = known - 1
-                    if not placed[j] and sizes[j]:
-                        piece = max(COPY_PIECE_BYTES, -(-sizes[j] // slots))
-                        copies.extend((parts[j], 24 + a, min(piece, sizes[j] - a), shared, offsets[j] + a)
-                                      for a in range(0, sizes[j], piece))
-                    placed[j] = True
-            while len(futures) < slots and submit():
-                pass
-        os.truncate(shared, offsets[n])
-    except BaseException as e:
-        for other in futures:
-            other.cancel()
+        os.truncate(dst.shared_path, results[-1].pop("out_size"))
+        for r in results:
+            r.pop("out_size", None)
+    except BaseException:
+        for f in futures:
+            f.cancel()
         dst.abort()
-        if isinstance(e, _StartOver):
-            return None
         raise
+    finally:
+        for q in queues:
+            q.close()
     dst.commit()
-    for r in results:
-        r["written"], r["bytes"] = r["matched"], r["matched_bytes"]
     return results
 
 

@@ -140,29 +140,57 @@ def test_ranges_that_do_not_join_are_redone(client, inputs):
     assert all(r is not None for r in results) and sum(r["matched"] for r in results) == want
 
 
-def test_one_output_written_in_place_and_from_parts(client, inputs, tmp_path, monkeypatch):
-    """Into one file, the workers write the output themselves: a range whose offset is known
-    when it starts goes straight into it, the others into part files copied in afterwards (in
-    pieces across the workers); byte-identical to the local call, no part left behind."""
+def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeypatch):
+    """Into one file, a ring of tasks (one per worker) writes the output in place, chunk by chunk
+    in turn, passing the end offsets on: byte-identical to the local call, every chunk done by the
+    fast path, both workers taking part, no part file left behind."""
     taken = []
-    real = pdask._write_in_place
-
-    def spy(*args):
-        taken.append(real(*args))
-        return taken[-1]
-    monkeypatch.setattr(pdask, "_write_in_place", spy)
-    monkeypatch.setattr(pdask, "COPY_PIECE_BYTES", 50_000)       # several pieces per part
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+    submitted = []
+    real_submit = client.submit
+    monkeypatch.setattr(client, "submit", lambda f, *a, **k: submitted.append(k.get("workers")) or real_submit(f, *a, **k))
     local = tmp_path / "local.pcap"
     pfilter.filter_file(inputs[:3], str(local), "ip and tcp port 80")
     out = tmp_path / "dask.pcap"
     stats = pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client, range_bytes=300_000)
-    assert len(taken) == 1 and taken[0] is not None           # not the fallback through part files only
+    assert len(taken) == 1 and taken[0] is not None           # not the fallback through part files
+    assert len(taken[0]) > 6                                  # several chunks per input, in turn
+    assert sorted(w[0] for w in submitted) == sorted(client.scheduler_info()["workers"])
     assert out.read_bytes() == local.read_bytes()
     assert stats.written == stats.matched == pfilter.filter_file(inputs[:3], None, "ip and tcp port 80").matched
     assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
-    # the default ranges: the inputs shared by the two workers (two tasks: one in place, one part)
+    # the default chunks (each input one chunk here) and a ring of one member
     pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client)
     assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
+    monkeypatch.setattr(pdask, "_members", lambda c, n: [sorted(c.scheduler_info()["workers"])[0]])
+    pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client, range_bytes=300_000)
+    assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
+
+
+def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monkeypatch):
+    """A member waiting for an offset that does not come (the member before it not running, as
+    on a busy cluster) gives up after RING_WAIT_SECONDS; the output is then made through part
+    files: the same bytes, nothing left behind."""
+    taken = []
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 0.5)
+    one = sorted(client.scheduler_info()["workers"])[0]
+    monkeypatch.setattr(pdask, "_members", lambda c, n: [one, "tcp://127.0.0.1:9"])    # never runs
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:3], str(local), "tcp")
+    out = tmp_path / "dask.pcap"
+    real_submit = client.submit
+
+    def submit(f, *a, **k):              # the member for no worker: a task nobody starts
+        if k.get("workers") == ["tcp://127.0.0.1:9"]:
+            return real_submit(lambda: {}, pure=False)
+        return real_submit(f, *a, **k)
+    monkeypatch.setattr(client, "submit", submit)
+    pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
+    assert taken == [None] and out.read_bytes() == local.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
 
 
 def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch):
@@ -174,8 +202,8 @@ def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp
     src = tmp_path / "snap100.pcap"
     src.write_bytes(bytes(data))
     taken = []
-    real = pdask._write_in_place
-    monkeypatch.setattr(pdask, "_write_in_place", lambda *a: taken.append(real(*a)) or taken[-1])
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
     local = tmp_path / "local.pcap"
     pfilter.filter_file(str(src), str(local), "tcp")
     out = tmp_path / "dask.pcap"
