@@ -50,6 +50,9 @@ cdef extern from "<pthread.h>" nogil:
     int pthread_cond_wait(pthread_cond_t* c, pthread_mutex_t* m)
     int pthread_cond_broadcast(pthread_cond_t* c)
 
+cdef extern from *:
+    void __builtin_prefetch(const void* p) nogil
+
 cdef extern from "<unistd.h>" nogil:
     ssize_t pread(int fd, void* buf, size_t count, int64_t offset)
     int64_t lseek(int fd, int64_t offset, int whence)
@@ -133,6 +136,11 @@ cdef enum:
     HDR = 16
     IOV_BATCH = 1024
     MAX_WORKERS = 256
+    # The walk fetches the cache line this far ahead of the record it reads (about one record
+    # of the benchmark's mix): each header load depends on the one before, and one that misses
+    # the L1 cache stalls the walk (with it, the walk and count of 1 GB took ~3% less CPU; 256
+    # and 1024 were no better, every line ahead worse).
+    WALK_PREFETCH = 512
 
 # One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
 # cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
@@ -279,6 +287,7 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
             if have - p < HDR:
                 stop[0] = ST_READ_ERROR if err[0] else ST_TRUNCATED
                 break
+        __builtin_prefetch(buf + p + WALK_PREFETCH)
         memcpy(&cap, buf + p + 8, 4)
         if cap > limit:
             stop[0] = ST_ANOMALY
@@ -307,18 +316,19 @@ cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offs
     cdef Py_ssize_t k
     cdef int64_t r = 0, m = 0, nb = 0, sz = 0
     cdef int nv = 0, ending = ST_NONE
-    cdef uint32_t out_cap
+    cdef uint32_t out_cap, sel
     cdef const uint32_t* verdicts = w.verdicts
     cdef const uint32_t* caplens = w.caplens
     cdef const int64_t* offsets = w.offsets
     cdef iovec* vec = w.vec
     cdef uint8_t* rec
     if sh.out_fd < 0 and want_count < 0 and sh.rotate_size < 0:
-        # counting only: no runs to lay out
+        # counting only: no runs to lay out, and no branch on the verdict (mispredicted about
+        # as often as the matches are a coin toss: `tcp` counted 1 GB ~4% faster without it)
         for k in range(n):
-            if verdicts[k]:
-                m += 1
-                nb += caplens[k]
+            sel = verdicts[k] != 0
+            m += sel
+            nb += caplens[k] & (<uint32_t>0 - sel)
         read[0], matched[0], nbytes[0], size[0] = n, m, nb, nb + HDR * m
         return ST_NONE
     for k in range(n):
