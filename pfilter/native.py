@@ -12,8 +12,11 @@ The generated module holds, per program:
     - straight-line (loop-free programs of at most STRAIGHT_MAX_BLOCKS blocks): every block
       evaluated in program order under its reach predicate, registers as SSA values merged by
       selects, loads reading the packet or a zero word, the lowering's guards and a zero X
-      divisor folded into one `fail` flag; no branch depends on the packet, so mixed traffic
-      costs no mispredictions (the x86 passes that turn selects back into branches are off);
+      divisor folded into one `fail` flag; no branch depends on the packet's bytes, so mixed
+      traffic costs no mispredictions (the x86 passes that turn selects back into branches are
+      off). It is built twice: a fast path for packets of at least _fast_length(low) bytes (the
+      absolute loads read the packet directly, no length guard: almost every packet), the
+      general code for the rest; `ret #0` blocks add nothing (the result starts at 0);
     - branching (the rest): the lowering's blocks as LLVM blocks, A/X/M[] as stack slots that
       mem2reg turns into SSA values, one length guard per block where the lowering puts one (no
       check per load), the indirect-load guards redone when X changes, and the loop budget (a
@@ -30,8 +33,10 @@ The generated module holds, per program:
     batch skipped, as in the VM).
 The batch loop prefetches the packet PREFETCH_AHEAD places ahead into every cache level
 (locality 3: a non-temporal prefetch keeps the lines out of L2 and costs more than it saves when
-the packets fit in the cache). Rule sets (classify) are compiled by pfilter.native_classify from
-the same filter builders: `classifier_for(plan)`.
+the packets fit in the cache), only the lines of the bytes the program is likely to read
+(_prefetch_span: one line for most packets of `vlan and ip`, where a fixed two cost memory
+bandwidth). Rule sets (classify) are compiled by pfilter.native_classify from the same filter
+builders: `classifier_for(plan)`.
 One ctypes call per chunk of packets: ctypes releases the GIL around a call of a CFUNCTYPE
 foreign function, so the filtering runs without it. Compiled code is kept in memory by the
 program's hash (Lowering.digest); NativeProgram.compile_seconds says what generating it cost.
@@ -62,7 +67,7 @@ EXTRA_HINT = "pip install 'pfilter-bpf[native]' (llvmlite)"
 #: loop charges one call may spend before it returns to Python (as the VM's CHUNK_WORK); straight
 #: instructions too: packets per call = CHUNK_WORK // program length
 CHUNK_WORK = 1 << 26
-#: the batch loop prefetches the headers (PREFETCH_LINES cache lines) of the packet this many ahead
+#: the batch loop prefetches the headers (at most PREFETCH_LINES cache lines) of the packet this many ahead
 PREFETCH_AHEAD = 32
 PREFETCH_LINES = 2
 PREFETCH_LOCALITY = 3
@@ -133,6 +138,8 @@ def cache_info() -> dict[str, int]:
 #: packets of a mixed stream take the program's paths in no predictable order, and a mispredicted
 #: branch costs more than the few instructions of the paths not taken
 STRAIGHT_MAX_BLOCKS = 24
+#: the largest caplen the straight-line code's fast path may ask for (see _fast_length)
+FAST_MAX = 128
 
 
 class _Ir:
@@ -285,11 +292,37 @@ def _straight_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = f
     b = ir.IRBuilder(flt.append_basic_block("entry"))
     zero = b.bitcast(_zero_word(t, name), t.ptr)
     len64 = b.zext(caplen, t.i64, name="len64")
+    fast = _fast_length(low)
+    if fast:
+        bbs = flt.append_basic_block("fast"), flt.append_basic_block("slow")
+        b.cbranch(b.icmp_unsigned(">=", len64, t.c64(fast)), *bbs)
+        for bb, known in zip(bbs, (fast, 0)):
+            _straight_body(t, low, ir.IRBuilder(bb), flt, zero, len64, known, false_at)
+    else:
+        _straight_body(t, low, b, flt, zero, len64, 0, false_at)
+
+
+def _fast_length(low: Lowering) -> int:
+    """The caplen of the straight-line code's fast path (0: none): the largest end of an absolute
+    load of at most FAST_MAX bytes, when some block's length guard asks for it. A packet at least
+    that long needs none of those guards and reads those bytes without a select."""
+    ends = [blk.needs for blk in low.blocks if 0 < blk.needs <= FAST_MAX]
+    return max(ends) if ends and any(blk.length_check for blk in low.blocks) else 0
+
+
+def _straight_body(t: _Ir, low: Lowering, b: Any, flt: Any, zero: Any, len64: Any, known: int,
+                   false_at: frozenset[int]) -> None:
+    """The straight-line filter from builder b on, for a packet whose caplen is at least `known`
+    (the length guards and absolute loads it covers are left out / read directly)."""
+    ir = t.ir
+    p, caplen, wirelen, _total = flt.args
     true, false = ir.Constant(t.i1, 1), ir.Constant(t.i1, 0)
     fail, result = false, t.c32(0)
     state = {"reach": true}
 
     def load(b: Any, off: Any, size: int) -> Any:
+        if isinstance(off, ir.Constant) and off.constant + size <= known:
+            return t.load_be(b, b.gep(p, [off]), size)
         inside = b.icmp_unsigned(">=", len64, b.add(off, t.c64(size)) if not isinstance(off, ir.Constant)
                                  else t.c64(off.constant + size))
         return t.load_be(b, b.select(inside, b.gep(p, [off]), zero), size)
@@ -321,7 +354,7 @@ def _straight_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = f
                 regs[r] = v
             state["reach"] = reach
         reach = state["reach"]
-        if blk.length_check:
+        if blk.length_check > known:
             fail = b.or_(fail, b.and_(reach, b.icmp_unsigned("<", len64, t.c64(blk.length_check))))
         guards = {g.at: g.size for g in blk.indirect}
         for pc, (code, _jt, _jf, k) in blk.body:
@@ -330,8 +363,10 @@ def _straight_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = f
                 fail = b.or_(fail, b.and_(reach, b.icmp_unsigned("<", len64, need)))
             b = _insn(t, b, code, k, regs, load, divisor, wirelen)
         if blk.term in ("ret_k", "ret_a"):
-            v = regs["A"] if blk.term == "ret_a" else t.c32(blk.term_insn[1][3])  # type: ignore[index]
-            result = b.select(reach, v, result)
+            # a packet reaches exactly one return and result starts at 0: a `ret #0` adds nothing
+            if blk.term == "ret_a" or blk.term_insn[1][3]:  # type: ignore[index]
+                v = regs["A"] if blk.term == "ret_a" else t.c32(blk.term_insn[1][3])  # type: ignore[index]
+                result = b.select(reach, v, result)
         elif blk.term == "jcond":
             code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
             cond = (false if blk.term_insn[0] in false_at  # type: ignore[index]
@@ -459,7 +494,8 @@ def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
         bb_ = ir.IRBuilder(check)
     else:
         i = j
-        bb_ = _prefetch(t, fn, bb_, j, stop, data, size, lambda pb, ahead: pb.load(pb.gep(offsets, [ahead])))
+        bb_ = _prefetch(t, fn, bb_, j, stop, data, size, lambda pb, ahead: pb.load(pb.gep(offsets, [ahead])),
+                        _prefetch_span(low))
     rb, o, c = _packet(t, fn, bb_, i, data, size, offsets, caplen, status)
     r = rb.call(flt, [rb.gep(data, [o]), c, rb.load(rb.gep(wl, [i])), tot])
     rb.store(r, rb.gep(out, [i]))
@@ -495,9 +531,21 @@ def _rows_loop(t: _Ir, fn: Any, eb: Any, start: Any, stop: Any) -> tuple[Any, An
     return j, ir.IRBuilder(body), done
 
 
-def _prefetch(t: _Ir, fn: Any, b: Any, j: Any, stop: Any, data: Any, size: Any, offset_at: Any) -> Any:
+def _prefetch_span(low: Lowering) -> int:
+    """Bytes from a packet's start the program is likely to read (at most PREFETCH_LINES lines):
+    the largest absolute load's end, an indirect load's end counted from a 20-byte IP header
+    after a 14-byte Ethernet one. Fewer lines fetched per packet is what pays when streaming
+    from memory: `vlan and ip` reads 18 bytes, one line for most packets (bench/results/latest_native.md)."""
+    ends = [blk.needs for blk in low.blocks]
+    ends += [g.size + 14 + 20 for blk in low.blocks for g in blk.indirect]
+    return min(64 * PREFETCH_LINES, max(ends, default=0))
+
+
+def _prefetch(t: _Ir, fn: Any, b: Any, j: Any, stop: Any, data: Any, size: Any, offset_at: Any,
+              span: int | None = None) -> Any:
     """Prefetch the headers of the packet PREFETCH_AHEAD rows after row j (when there is one;
-    offset_at(builder, row) loads its offset); a builder to continue with."""
+    offset_at(builder, row) loads its offset): the lines holding its first `span` bytes, or
+    PREFETCH_LINES lines when span is None; a builder to continue with."""
     ir, c64, c32 = t.ir, t.c64, t.c32
     ahead = b.add(j, c64(PREFETCH_AHEAD))
     pf = fn.append_basic_block("prefetch")
@@ -508,8 +556,12 @@ def _prefetch(t: _Ir, fn: Any, b: Any, j: Any, stop: Any, data: Any, size: Any, 
         t.m, ir.FunctionType(ir.VoidType(), [t.ptr, t.i32, t.i32, t.i32]), name="llvm.prefetch.p0")
     po = offset_at(pb, ahead)
     po = pb.select(pb.icmp_unsigned("<", po, size), po, c64(0))
-    for line in range(PREFETCH_LINES):
-        pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(64 * line))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
+    if span is None:
+        at = [64 * line for line in range(PREFETCH_LINES)]
+    else:
+        at = sorted({min(a, span - 1) for a in range(0, span, 64)} | ({span - 1} if span else set()))
+    for a in at:
+        pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(a))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
     pb.branch(cont)
     return ir.IRBuilder(cont)
 
