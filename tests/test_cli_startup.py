@@ -73,3 +73,41 @@ def test_main_parser_formats_as_argparse_does(monkeypatch, columns):
     usage = ours.format_usage()
     assert usage.startswith("usage: pfilter [-h]") and all(f"\n       pfilter {name} " in usage
                                                             for name in cli.SUBCOMMANDS)
+
+
+QUICK = """
+import atexit, os, sys
+handlers = atexit._ncallbacks()
+if sys.argv[1] == "handler":
+    atexit.register(lambda: print("handler ran", flush=True))
+real_exit = os._exit
+def spy(status):
+    print("quick exit", status, flush=True)
+    real_exit(status)
+os._exit = spy
+print("handlers before", handlers, flush=True)
+sys.argv[1:2] = []
+from pfilter import cli
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.parametrize("handler", [False, True])
+def test_a_fast_path_run_ends_without_finalization_unless_an_exit_handler_waits(tmp_path, handler):
+    """The command ends with os._exit after a fast-path run (no finalization to pay for), with
+    its output flushed; an exit handler registered by someone else still runs (no quick exit)."""
+    out = tmp_path / "out.pcap"
+    runs = []
+    for args in (["-w", str(out)], ["--count"]):
+        proc = subprocess.run([sys.executable, "-c", QUICK, "handler" if handler else "-", "--quiet", "-r",
+                               str(SAMPLE), *args, "tcp"], env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)),
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(proc.stdout.splitlines())
+    written, counted = runs
+    quick = not handler and written[0] == "handlers before 0"
+    assert ("quick exit 0" in written) == quick and ("quick exit 0" in counted) == quick
+    assert ("handler ran" in written) == handler and ("handler ran" in counted) == handler
+    count = [line for line in counted if line.endswith(" packets")]
+    assert len(count) == 1 and int(count[0].split()[0]) > 0          # the --count line got out
+    assert out.stat().st_size > 24 and out.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
