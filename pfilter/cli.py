@@ -453,7 +453,7 @@ def main(argv=None):
     """Entry point of the `pfilter` console script; returns the exit status. As the program
     itself (argv None), a run that the fast path did whole ends the process here (_quick_exit)."""
     status = _main(list(sys.argv[1:] if argv is None else argv))
-    if argv is None and _FAST_PATH_DONE:
+    if argv is None and _FAST_PATH_DONE and status == 0:
         _quick_exit(status)
     return status
 
@@ -471,8 +471,9 @@ def _quick_exit(status):
     fails: main's usual handling then applies at exit) it returns."""
     import threading
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
     except (OSError, ValueError):
         return
     ncallbacks = getattr(__import__("atexit"), "_ncallbacks", None)
