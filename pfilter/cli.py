@@ -145,7 +145,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     while the parser makes a formatter for each option but formats text only for --help or an
     error). The same width: $COLUMNS, else standard output's terminal, else 80; minus 2."""
 
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None, **kwargs):
         if width is None:
             try:
                 width = int(os.environ.get("COLUMNS", ""))
@@ -157,7 +157,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
                 except (AttributeError, ValueError, OSError):
                     width = 0
             width = (width or 80) - 2
-        super().__init__(prog, indent_increment, max_help_position, width)
+        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
 
 
 class _MainParser(_Parser):

@@ -39,7 +39,8 @@ class Frozen:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        own = [name for name in cls.__dict__.get("__annotations__", {}) if not name.startswith("_")]
+        # (a class's own annotations since Python 3.10, also where they are evaluated lazily)
+        own = [name for name in cls.__annotations__ if not name.startswith("_")]
         cls._fields = cls._fields + tuple(name for name in own if name not in cls._fields)
         cls._defaults = dict(cls._defaults, **{name: cls.__dict__[name] for name in own if name in cls.__dict__})
         cls.__match_args__ = cls._fields
