@@ -30,18 +30,22 @@ records whose length (`ld #len`) is 64, as the kernel's seccomp does. The packet
 unchanged by it: the choice is made when Cython specialises the loop, not per load.
 
 How it beats libpcap's interpreter on the same bytecode: `decode()` turns a validated program,
-once, into an internal form (`vm_insn`) whose jump targets are absolute indexes, and where a
-packet load followed by a conditional jump (`ldh [12]; jeq #0x800`), or an `and #k` followed by
-one, becomes a single fused instruction: one dispatch instead of two for the pattern that makes
-up most of every compiled filter. Those pairs, and the conditional jumps, are the cases of
-_vm_cases.pxi, which scripts/gen_vm.py writes from a table when setup.py builds the extension
-(opcodes PAIR_BASE and up, see pair_op). The second instruction of a pair stays in place, so a jump
+once, into an internal form (`vm_insn`) whose jump targets are counted from the jump itself
+(so the loop needs no base pointer to take one), and where a packet load followed by a
+conditional jump (`ldh [12]; jeq #0x800`), or an `and #k` followed by one, becomes a single fused
+instruction: one dispatch instead of two for the pattern that makes up most of every compiled
+filter. Those pairs, and the conditional jumps, are the 64 cases of _vm_cases.pxi, which
+scripts/gen_vm.py writes from a table when setup.py builds the extension; an instruction's
+`slot` (pair_slot) is its case there, the index of one jump table, and every other instruction
+is dispatched on its cBPF opcode. The packet loop holds the interpreter (both are inlined into
+one C function: no call per packet). The second instruction of a pair stays in place, so a jump
 that lands on it still finds it. Scratch memory is cleared per packet only for programs that
 read it. A run of JEQ_RUN_MIN or more `jeq #k` whose false branches each fall to the next (a
 seccomp allow list, a list of ports) becomes a scan in a tight loop, from wherever a jump enters
 it. Nothing else changes: the semantics are instruction-for-instruction those of cBPF.
 """
 from cpython.exc cimport PyErr_CheckSignals
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
@@ -55,13 +59,31 @@ cdef extern from *:
     #else
     #define PF_PREFETCH(p) ((void)(p))
     #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    /* Cython also declares its return variable with the function's return type (where the
+       attribute means nothing), and defines every specialisation of a fused function, used or
+       not: neither is worth a warning. */
+    #pragma GCC diagnostic ignored "-Wattributes"
+    #pragma GCC diagnostic ignored "-Wunused-function"
+    #define PF_INLINED_U32 __attribute__((always_inline)) uint32_t
+    #define PF_INLINED_INT __attribute__((always_inline)) int
+    #else
+    #define PF_INLINED_U32 uint32_t
+    #define PF_INLINED_INT int
+    #endif
     """
     void PF_PREFETCH(const void* p) noexcept nogil
+    # The return types of bpf_run and pair_step: uint32_t and int, with the attribute that makes
+    # the C compiler inline them, bpf_run into every packet loop and pair_step into bpf_run (they
+    # are too large for GCC to inline on its own: a call per packet costs about a tenth of a short
+    # filter's run, and a call per instruction keeps A in memory)
+    ctypedef uint32_t inlined_u32 "PF_INLINED_U32"
+    ctypedef int inlined_int "PF_INLINED_INT"
 
 cdef extern from *:
     """
     typedef struct { uint16_t code; uint8_t jt; uint8_t jf; uint32_t k; } pf_insn;
-    typedef struct { uint32_t op; uint32_t k; uint32_t k2; uint32_t jt; uint32_t jf; } vm_insn;
+    typedef struct { uint16_t slot; uint16_t op; uint32_t k; uint32_t k2; int32_t jt; int32_t jf; } vm_insn;
     """
     ctypedef struct pf_insn:
         uint16_t code
@@ -69,11 +91,12 @@ cdef extern from *:
         uint8_t jf
         uint32_t k
     ctypedef struct vm_insn:
-        uint32_t op      # a cBPF opcode, JEQ_RUN, or a pair's opcode (>= PAIR_BASE)
+        uint16_t slot    # a conditional jump or load+jump pair: its case in _vm_cases.pxi (pair_slot); else NO_SLOT
+        uint16_t op      # the cBPF opcode (the first of a pair's two), or JEQ_RUN
         uint32_t k       # the operand (load offset, constant)
         uint32_t k2      # jumps and pairs: the jump's constant; backward ja: the span it loops over
-        uint32_t jt      # absolute index of the true target (ja: the target)
-        uint32_t jf      # absolute index of the false target
+        int32_t jt       # the true target's index minus this one's (ja: the target's; backward < 0)
+        int32_t jf       # the false target's index minus this one's
 
 cdef enum:
     # One chunk of a batch run (between two looks at pending signals) is at most CHUNK_WORK
@@ -87,11 +110,12 @@ cdef enum:
     # the seccomp mode's record: sizeof(struct seccomp_data)
     SECCOMP_RECORD = 64
     # a run of `jeq #k` tests, each false branch falling to the next (a seccomp allow list, a list
-    # of ports); below PAIR_BASE so that the cBPF switch stays one dense jump table
+    # of ports): an opcode cBPF does not use
     JEQ_RUN = 0xff
     JEQ_RUN_MIN = 4
-    # the cases of _vm_cases.pxi: pair_op(load, jump), PAIR_BASE .. PAIR_BASE + 63
-    PAIR_BASE = 0x100
+    # the cases of _vm_cases.pxi: pair_slot(load, jump), 0 .. PAIR_SLOTS - 1; NO_SLOT: not a jump
+    PAIR_SLOTS = 64
+    NO_SLOT = 0xffff
 
 LOOP_BUDGET_VALUES = (LOOP_BUDGET_BASE, LOOP_BUDGET_PER_BYTE, LOOP_BUDGET_MAX)
 JEQ_RUN_OP = JEQ_RUN       # (for tests of decode())
@@ -129,6 +153,17 @@ ctypedef fused order_t:
     BigEndian
     HostOrder
 
+# The packets a batch loop runs: all of the batch in order, or those an index lists
+ctypedef struct AllRows:
+    char unused
+
+ctypedef struct SomeRows:
+    const int64_t* index
+
+ctypedef fused rows_t:
+    AllRows
+    SomeRows
+
 
 cdef inline void count(counter_t* counter, Py_ssize_t pc, uint32_t A, uint32_t X) noexcept nogil:
     """Instruction pc is about to run with A and X: a Count counts it, a Trace notes a row, a
@@ -147,22 +182,22 @@ cdef inline void count(counter_t* counter, Py_ssize_t pc, uint32_t A, uint32_t X
         counter.hits[pc] += 1
 
 
-cdef inline uint32_t pair_op(uint16_t load, uint16_t jump) noexcept nogil:
-    """The opcode of the _vm_cases.pxi case for `load` (0: none; a packet load or `and #k`)
-    followed by the conditional jump `jump`: PAIR_BASE + 8 * the load's slot (none 0, ld/ldh/ldb
-    [k] 1-3, ld/ldh/ldb [x+k] 4-6, and #k 7) + the jump's (jeq, jgt, jge, jset; #k then x)."""
-    cdef uint32_t slot = 0
+cdef inline uint16_t pair_slot(uint16_t load, uint16_t jump) noexcept nogil:
+    """The _vm_cases.pxi case for `load` (0: none; a packet load or `and #k`) followed by the
+    conditional jump `jump`: 8 * the load's number (none 0, ld/ldh/ldb [k] 1-3, ld/ldh/ldb [x+k]
+    4-6, and #k 7) + the jump's (jeq, jgt, jge, jset; each #k then x)."""
+    cdef uint16_t n = 0
     if load == 0x54:
-        slot = 7
+        n = 7
     elif load:
-        slot = 1 + 3 * ((load >> 6) & 1) + ((load >> 3) & 3)
-    return PAIR_BASE + 8 * slot + 2 * ((jump >> 4) - 1) + ((jump >> 3) & 1)
+        n = 1 + 3 * ((load >> 6) & 1) + ((load >> 3) & 3)
+    return 8 * n + 2 * ((jump >> 4) - 1) + ((jump >> 3) & 1)
 
 
 include "_vm_cases.pxi"
 
 
-cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
+cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, uint32_t wirelen,
                              bint clear_mem, uint64_t* spent, counter_t* counter, order_t* order) noexcept nogil:
     """Run one packet. spent[0] grows by the loop charges of this packet (the caller sums them
     over a chunk). With a Count counter, counter.n receives the number of cBPF instructions
@@ -186,12 +221,12 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
         # Jumps and load+jump pairs, most of what runs, first: one compare, then the C `switch` of
         # pair_step (inlined). The other opcodes: a C `switch` here, then step()'s (see
         # tests/test_vm_dispatch.py).
-        if pc.op >= PAIR_BASE:
-            taken = pair_step(prog, pc, p, buflen, &A, X, counter, order)
+        if pc.slot < PAIR_SLOTS:
+            taken = pair_step(prog, pc, pc.slot, p, buflen, &A, X, counter, order)
             if taken > 0:
-                pc = prog + pc.jt
+                pc += pc.jt
             elif taken == 0:
-                pc = prog + pc.jf
+                pc += pc.jf
             else:
                 return 0
             continue
@@ -213,10 +248,10 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
             if not load_ind(p, buflen, X, k, 1, host, &A): return 0
         elif pc.op == 0xb1:      # ldxb 4*([k]&0xf)
             if not load_msh(p, buflen, k, &X): return 0
-        elif pc.op == 0x05:      # ja (target absolute; a backward one charges its span, k2)
+        elif pc.op == 0x05:      # ja (a backward one charges the span of its loop, k2)
             if pc.k2 and not charge_loop(spent, start, pc.k2, buflen):
                 return 0
-            pc = prog + pc.jt
+            pc += pc.jt
             continue
         elif pc.op == JEQ_RUN:   # jeq #k, first of a run of k2 whose false branches fall to the next
             run_last = pc + (pc.k2 - 1)
@@ -232,9 +267,9 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
                     q += 1
                     count(counter, q - prog, A, X)
             if pc.k == A:
-                pc = prog + pc.jt
+                pc += pc.jt
             else:
-                pc = prog + pc.jf
+                pc += pc.jf
             continue
         else:
             # the rarer statements, out of line: through copies, so that A and X, whose
@@ -250,8 +285,8 @@ cdef uint32_t bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t buflen, ui
 
 def decode(const uint8_t[::1] raw):
     """The internal form (bytes of vm_insn[]) of a validated program given as struct bpf_insn[]
-    bytes: absolute jump targets, conditional jumps and load+jump / and+jump pairs as the cases
-    of _vm_cases.pxi (pair_op), runs of `jeq #k` as JEQ_RUN."""
+    bytes: relative jump targets, conditional jumps and load+jump / and+jump pairs as the cases
+    of _vm_cases.pxi (pair_slot), runs of `jeq #k` as JEQ_RUN."""
     cdef Py_ssize_t n = raw.shape[0] // sizeof(pf_insn), i
     cdef const pf_insn* src = <const pf_insn*>&raw[0]
     out = bytearray(n * sizeof(vm_insn))
@@ -261,26 +296,27 @@ def decode(const uint8_t[::1] raw):
     cdef uint32_t run
     for i in range(n):
         c = src[i].code
+        dst[i].slot = NO_SLOT
         dst[i].op = c
         dst[i].k = src[i].k
         dst[i].k2 = 0
         dst[i].jt = dst[i].jf = 0
         if c == 0x05:
-            dst[i].jt = <uint32_t>(i + 1 + <int32_t>src[i].k)
+            dst[i].jt = 1 + <int32_t>src[i].k
             if <int32_t>src[i].k < 0:       # backward: the loop spans target..i
-                dst[i].k2 = <uint32_t>(i + 1) - dst[i].jt
+                dst[i].k2 = <uint32_t>(-<int32_t>src[i].k)
         elif (c & 0x07) == 0x05:
-            dst[i].op = pair_op(0, c)
+            dst[i].slot = pair_slot(0, c)
             dst[i].k2 = src[i].k
-            dst[i].jt = <uint32_t>(i + 1 + src[i].jt)
-            dst[i].jf = <uint32_t>(i + 1 + src[i].jf)
+            dst[i].jt = 1 + src[i].jt
+            dst[i].jf = 1 + src[i].jf
     for i in range(n - 1):
         c, nc = src[i].code, src[i + 1].code
-        if c in (0x20, 0x28, 0x30, 0x40, 0x48, 0x50, 0x54) and nc in (0x15, 0x25, 0x35, 0x45):
-            dst[i].op = pair_op(c, nc)
+        if c in (0x20, 0x28, 0x30, 0x40, 0x48, 0x50, 0x54) and (nc & 0x07) == 0x05 and nc != 0x05:
+            dst[i].slot = pair_slot(c, nc)
             dst[i].k2 = src[i + 1].k
-            dst[i].jt = dst[i + 1].jt
-            dst[i].jf = dst[i + 1].jf
+            dst[i].jt = dst[i + 1].jt + 1
+            dst[i].jf = dst[i + 1].jf + 1
     # runs of `jeq #k` (JEQ_RUN): k2 = the instructions from i to the run's end
     run = 0
     for i in range(n - 1, -1, -1):
@@ -289,6 +325,7 @@ def decode(const uint8_t[::1] raw):
             continue
         run = run + 1 if run and src[i].jf == 0 else 1
         if run >= JEQ_RUN_MIN:
+            dst[i].slot = NO_SLOT
             dst[i].op = JEQ_RUN
             dst[i].k2 = run
     return bytes(out)
@@ -310,16 +347,12 @@ cdef void run_packets(const uint8_t* prog, bint clear_mem, const uint8_t* base, 
     """out[i] = return value of the decoded program on the packet at base + offsets[i]. The C
     entry point other extensions cimport (pfilter/_vm.pxd): the capture fast path runs it on
     buffers its own scanner laid out, so it checks nothing and runs in one piece."""
-    cdef Py_ssize_t i
-    cdef const vm_insn* insns = <const vm_insn*>prog
+    cdef Py_ssize_t j = 0
     cdef NoCount* nocount = NULL
-    cdef BigEndian* bigendian = NULL
-    cdef uint64_t spent = 0
-    for i in range(n):
-        if i + PREFETCH_AHEAD < n:
-            PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD])
-            PF_PREFETCH(base + offsets[i + PREFETCH_AHEAD] + 63)
-        out[i] = bpf_run(insns, base + offsets[i], caplen[i], wirelen[i], clear_mem, &spent, nocount, bigendian)
+    cdef AllRows* all_rows = NULL
+    while j < n:
+        run_span(<const vm_insn*>prog, clear_mem, base, PY_SSIZE_T_MAX, offsets, caplen, wirelen, n, all_rows, &j, n,
+                 n, nocount, out, NULL)
 
 
 cdef inline bint inside(int64_t offset, uint32_t caplen, Py_ssize_t size) noexcept nogil:
@@ -347,53 +380,77 @@ def first_bad_packet(const uint8_t[::1] data, const int64_t[::1] offsets, const 
     return bad
 
 
+cdef inline Py_ssize_t row(rows_t* rows, Py_ssize_t j) noexcept nogil:
+    """The batch index of the j-th packet to run."""
+    if rows_t is SomeRows:
+        return rows.index[j]
+    else:
+        return j
+
+
+cdef Py_ssize_t run_span(const vm_insn* insns, bint clear_mem, const uint8_t* base, Py_ssize_t size,
+                         const int64_t* offs, const uint32_t* cap, const uint32_t* wire, Py_ssize_t npk,
+                         rows_t* rows, Py_ssize_t* at, Py_ssize_t stop, Py_ssize_t n, counter_t* counter,
+                         uint32_t* out, uint64_t* steps) noexcept nogil:
+    """The packet loop of every batch entry point: the packets row(at[0]) .. row(stop - 1) of a
+    batch of npk packets at base + offs[i] in a buffer of size bytes (n, the end of the whole run,
+    bounds the prefetch). out[i] receives packet i's return value; with a Count counter,
+    steps[i] its instructions executed instead. at[0] advances past the packets run; the loop
+    stops early once the loop charges reach CHUNK_WORK. Returns -1, or the first packet whose
+    offset/caplen point outside the buffer; a row outside the batch is skipped.
+    bpf_run is inlined here (inlined_u32): no call per packet."""
+    cdef Py_ssize_t j = at[0], i, ahead
+    cdef BigEndian* bigendian = NULL
+    cdef uint64_t spent = 0
+    cdef uint32_t r
+    while j < stop:
+        if j + PREFETCH_AHEAD < n:
+            ahead = row(rows, j + PREFETCH_AHEAD)
+            if rows_t is AllRows or 0 <= ahead < npk:
+                PF_PREFETCH(base + offs[ahead])
+                PF_PREFETCH(base + offs[ahead] + 63)
+        i = row(rows, j)
+        j += 1
+        if rows_t is SomeRows:
+            if not 0 <= i < npk:
+                continue
+        if not inside(offs[i], cap[i], size):
+            at[0] = j - 1
+            return i
+        if counter_t is Count:
+            counter.n = 0
+        r = bpf_run(insns, base + offs[i], cap[i], wire[i], clear_mem, &spent, counter, bigendian)
+        if counter_t is Count:
+            steps[i] = counter.n
+        else:
+            out[i] = r
+        if spent >= CHUNK_WORK:
+            break
+    at[0] = j
+    return -1
+
+
 cdef Py_ssize_t run_rows(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data,
                          const int64_t[::1] offsets, const uint32_t[::1] caplen, const uint32_t[::1] wirelen,
-                         const int64_t* index, Py_ssize_t n, Py_ssize_t nout, counter_t* counter,
+                         rows_t* rows, Py_ssize_t n, Py_ssize_t nout, counter_t* counter,
                          uint32_t* out, uint64_t* steps) except -2:
-    """The batch entry points' loop: packets index[0..n) of the batch (index NULL: 0..n). out[i],
-    unless out is NULL, receives packet i's return value; with a Count counter, steps[i] its
-    instructions executed. nout: the length of out (or steps), which must be the batch's.
-    Returns -1, or the first packet whose offset/caplen point outside data (out is then filled
-    up to it); an index outside the batch is skipped."""
-    cdef Py_ssize_t j = 0, i, ahead, stop, bad = -1, npk = offsets.shape[0], size = data.shape[0]
+    """The batch entry points' driver: run_span over rows 0..n of the batch in chunks, with a look
+    at pending signals between two. nout: the length of out (or steps), which must be the
+    batch's. Returns -1, or the first packet whose offset/caplen point outside data (out is then
+    filled up to it)."""
+    cdef Py_ssize_t j = 0, bad = -1, npk = offsets.shape[0], size = data.shape[0]
     cdef Py_ssize_t per = chunk_packets(prog)
     cdef const vm_insn* insns = <const vm_insn*>&prog[0]
     cdef const uint8_t* base = &data[0] if size else NULL
     cdef const int64_t* offs = &offsets[0] if npk else NULL
     cdef const uint32_t* cap = &caplen[0] if npk else NULL
     cdef const uint32_t* wire = &wirelen[0] if npk else NULL
-    cdef BigEndian* bigendian = NULL
-    cdef uint64_t spent
-    cdef uint32_t r
     if caplen.shape[0] != npk or wirelen.shape[0] != npk or nout != npk:
         raise ValueError("batch arrays and out differ in length")
     while j < n and bad < 0:
         with nogil:
-            spent = 0
-            stop = n if n - j < per else j + per
-            while j < stop:
-                if j + PREFETCH_AHEAD < n:
-                    ahead = index[j + PREFETCH_AHEAD] if index != NULL else j + PREFETCH_AHEAD
-                    if index == NULL or 0 <= ahead < npk:
-                        PF_PREFETCH(base + offs[ahead])
-                        PF_PREFETCH(base + offs[ahead] + 63)
-                i = index[j] if index != NULL else j
-                j += 1
-                if index != NULL and not 0 <= i < npk:
-                    continue
-                if not inside(offs[i], cap[i], size):
-                    bad = i
-                    break
-                if counter_t is Count:
-                    counter.n = 0
-                r = bpf_run(insns, base + offs[i], cap[i], wire[i], clear_mem, &spent, counter, bigendian)
-                if out != NULL:
-                    out[i] = r
-                if counter_t is Count:
-                    steps[i] = counter.n
-                if spent >= CHUNK_WORK:
-                    break
+            bad = run_span(insns, clear_mem, base, size, offs, cap, wire, npk, rows, &j, n if n - j < per else j + per,
+                           n, counter, out, steps)
         PyErr_CheckSignals()
     return bad
 
@@ -407,7 +464,8 @@ def run_batch(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data, 
     """out[i] = return value of the decoded program on packet i. Returns -1, or the index of the
     first packet whose offset/caplen point outside data (out is then filled up to it)."""
     cdef NoCount* nocount = NULL
-    return run_rows(prog, clear_mem, data, offsets, caplen, wirelen, NULL, offsets.shape[0], out.shape[0],
+    cdef AllRows* all_rows = NULL
+    return run_rows(prog, clear_mem, data, offsets, caplen, wirelen, all_rows, offsets.shape[0], out.shape[0],
                     nocount, u32_ptr(out), NULL)
 
 
@@ -418,8 +476,10 @@ def run_indexed(const uint8_t[::1] prog, bint clear_mem, const uint8_t[::1] data
     Returns -1, or the first packet whose offset/caplen point outside data. An index outside the
     batch (the caller has refused them) is skipped."""
     cdef NoCount* nocount = NULL
-    return run_rows(prog, clear_mem, data, offsets, caplen, wirelen, &index[0] if index.shape[0] else NULL,
-                    index.shape[0], out.shape[0], nocount, u32_ptr(out), NULL)
+    cdef SomeRows some
+    some.index = &index[0] if index.shape[0] else NULL
+    return run_rows(prog, clear_mem, data, offsets, caplen, wirelen, &some, index.shape[0], out.shape[0], nocount,
+                    u32_ptr(out), NULL)
 
 
 def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[::1] offsets,
@@ -427,7 +487,8 @@ def count_steps(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_t[
     """steps[i] = number of cBPF instructions executed for packet i (path length). Returns -1, or
     the first packet whose offset/caplen point outside data."""
     cdef Count cnt
-    return run_rows(prog, True, data, offsets, caplen, wirelen, NULL, offsets.shape[0], steps.shape[0],
+    cdef AllRows* all_rows = NULL
+    return run_rows(prog, True, data, offsets, caplen, wirelen, all_rows, offsets.shape[0], steps.shape[0],
                     &cnt, NULL, &steps[0] if steps.shape[0] else NULL)
 
 
@@ -483,18 +544,21 @@ def profile_batch(const uint8_t[::1] prog, const uint8_t[::1] data, const int64_
     cdef Profile prof
     if <size_t>hits.shape[0] * sizeof(vm_insn) != <size_t>prog.shape[0]:
         raise ValueError("hits needs one entry per instruction")
+    cdef AllRows* all_rows = NULL
     prof.hits = &hits[0]
-    return run_rows(prog, True, data, offsets, caplen, wirelen, NULL, offsets.shape[0], out.shape[0],
+    return run_rows(prog, True, data, offsets, caplen, wirelen, all_rows, offsets.shape[0], out.shape[0],
                     &prof, u32_ptr(out), NULL)
 
 
 def run_one(const uint8_t[::1] prog, const uint8_t[::1] packet, uint32_t wirelen):
     """Return value of the decoded program on one packet."""
     cdef const uint8_t* p = &packet[0] if packet.shape[0] else NULL
-    cdef uint32_t r
-    cdef uint64_t spent = 0
+    cdef uint32_t r = 0, caplen = <uint32_t>packet.shape[0]
+    cdef int64_t offset = 0
+    cdef Py_ssize_t j = 0
     cdef NoCount* nocount = NULL
-    cdef BigEndian* bigendian = NULL
+    cdef AllRows* all_rows = NULL
     with nogil:
-        r = bpf_run(<const vm_insn*>&prog[0], p, <uint32_t>packet.shape[0], wirelen, True, &spent, nocount, bigendian)
+        run_span(<const vm_insn*>&prog[0], True, p, packet.shape[0], &offset, &caplen, &wirelen, 1, all_rows, &j, 1,
+                 1, nocount, &r, NULL)
     return r

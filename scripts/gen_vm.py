@@ -2,7 +2,7 @@
 """Writes pfilter/_vm_cases.pxi, the VM's cases for conditional jumps and load+jump pairs.
 
 pfilter/_vm.pyx is written by hand; it includes this file, whose one function, pair_step(), its
-dispatch loop calls (inlined by the C compiler) for every opcode >= PAIR_BASE. Its cases differ
+dispatch loop calls (inlined by the C compiler) for every instruction with a slot. Its cases differ
 only in their load and their test, so they are written here from two small tables, each load and
 each test spelled once, their semantics those of pfilter/_cbpf.pxd. setup.py runs this script
 before it compiles the VM, so the file (git-ignored) is never edited or committed;
@@ -17,7 +17,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "pfilter" / "_vm_cases.pxi"
 
-# The loads that pair with a following `jxx #k`: (slot, as _vm.pyx's pair_op numbers them; name;
+# The loads that pair with a following conditional jump: (as _vm.pyx's pair_slot numbers them; name;
 # the _cbpf.pxd call, False when the program returns 0). Slot 0: a jump on its own.
 LOADS = [(0, None, None)] + [
     (1 + 3 * ind + size, f"{name} [{'x+' if ind else ''}k]",
@@ -30,9 +30,9 @@ HEADER = """\
 # Written by scripts/gen_vm.py when setup.py builds pfilter/_vm.pyx (which includes it): do not
 # edit.
 
-cdef inline int pair_step(const vm_insn* prog, const vm_insn* pc, const uint8_t* p, uint32_t buflen,
-                          uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
-    \"\"\"Whether the conditional jump, or load+jump pair (pair_op), at pc is taken (1) or not (0);
+cdef inline inlined_int pair_step(const vm_insn* prog, const vm_insn* pc, uint32_t slot, const uint8_t* p,
+                                  uint32_t buflen, uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
+    \"\"\"Whether the conditional jump, or load+jump pair (pair_slot), at pc is taken (1) or not (0);
     -1 when the program returns 0. A pair's load runs first; once it succeeds, the jump is
     counted, traced or profiled as the instruction it is (pc + 1). Each case returns constants
     from the arms of an if/else, so that once inlined the caller's branch on the result is
@@ -42,7 +42,7 @@ cdef inline int pair_step(const vm_insn* prog, const vm_insn* pc, const uint8_t*
     cdef bint host = order_t is HostOrder
 """
 CASE = """\
-    {kw} pc.op == 0x{op:x}:   # {what}
+    {kw} slot == {op}:   # {what}
 {load}        if jump_taken(0x{jcode:x}, A[0], {rhs}):
             return 1
         return 0
@@ -59,9 +59,9 @@ def cases():
     out = [HEADER]
     for slot, name, call in LOADS:
         for j, jump in enumerate(JUMPS):
-            for x in (0, 1) if slot == 0 else (0,):    # pairs: `jxx #k` only (decode fuses those)
-                what = f"{jump} {'x' if x else '#k'}" if slot == 0 else f"{name}; {jump} #k2"
-                out.append(CASE.format(kw="elif" if len(out) > 1 else "if", op=0x100 + 8 * slot + 2 * j + x,
+            for x in (0, 1):
+                what = f"{jump} {'x' if x else '#k'}" if slot == 0 else f"{name}; {jump} {'x' if x else '#k2'}"
+                out.append(CASE.format(kw="elif" if len(out) > 1 else "if", op=8 * slot + 2 * j + x,
                                        what=what, load=LOAD.format(call=call) if call else "",
                                        jcode=0x15 + 0x10 * j + 8 * x, rhs="X" if x else "pc.k2"))
     out.append("    return -1                # not a case decode() writes\n")

@@ -49,8 +49,8 @@ def test_jeq_runs_match_the_python_vm_on_packets():
     for _ in range(400):
         tuples = _program(rnd)
         prog = Program(tuples)
-        decoded = np.frombuffer(prog._decoded, dtype=np.uint32).reshape(-1, 5)
-        runs += int((decoded[:, 0] == _cvm.JEQ_RUN_OP).sum())
+        decoded = np.frombuffer(prog._decoded, dtype=np.uint16).reshape(-1, 10)     # (slot, op, ...)
+        runs += int((decoded[:, 1] == _cvm.JEQ_RUN_OP).sum())
         got = prog.run_batch(batch)
         steps = prog.count_steps(batch)
         for i, pkt in enumerate(packets):
