@@ -205,6 +205,15 @@ def build_parser():
     return p
 
 
+def parse_args(parser, argv):
+    """parser.parse_intermixed_args(argv): the expression's words may come before, between and
+    after the options, as tcpdump takes them. In one pass when they are together (no word left
+    over): the same namespace, without the intermixed parse's first step, which formats the
+    whole usage (a good part of the command's argument parsing time)."""
+    args, extras = parser.parse_known_args(argv)
+    return parser.parse_intermixed_args(argv) if extras else args
+
+
 def add_backend_option(p, what):
     """--backend, checked by pfilter.backend (the one place the choice is made)."""
     from .backend import BACKENDS
@@ -486,7 +495,7 @@ def _main(argv):
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
-        return _run(build_parser().parse_intermixed_args(bare_dedup(argv)))
+        return _run(parse_args(build_parser(), bare_dedup(argv)))
     except _UsageError as e:       # an unknown flag or a missing argument: status 1, as tcpdump
         sys.stderr.write(build_parser().format_usage())
         return _fail(str(e), 1)

@@ -111,3 +111,25 @@ def test_a_fast_path_run_ends_without_finalization_unless_an_exit_handler_waits(
     count = [line for line in counted if line.endswith(" packets")]
     assert len(count) == 1 and int(count[0].split()[0]) > 0          # the --count line got out
     assert out.stat().st_size > 24 and out.read_bytes()[:4] in (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4")
+
+
+@pytest.mark.parametrize("argv", [
+    ["--quiet", "-j", "1", "-r", "in.pcap", "-w", "out.pcap", "ip and tcp port 80"],
+    ["-r", "in.pcap", "tcp", "port", "80"],
+    ["tcp", "-r", "in.pcap", "port", "80", "-w", "out.pcap"],         # words around the options
+    ["port", "80", "-r", "a.pcap", "and", "tcp", "-r", "b.pcap", "--count", "or", "udp"],
+    ["-r", "in.pcap", "--", "-1", "+", "2", "=", "1"],
+    ["-r", "in.pcap", "--count"],
+    ["--dedup=5", "-dd", "-y", "EN10MB", "vlan", "and", "ip"],
+])
+def test_arguments_parse_as_intermixed_parsing_does(argv):
+    assert vars(cli.parse_args(cli.build_parser(), argv)) == vars(cli.build_parser().parse_intermixed_args(argv))
+
+
+def test_arguments_refused_as_intermixed_parsing_refuses():
+    for argv in (["-r"], ["tcp", "-c", "many", "port", "80"], ["-j", "0", "-r", "x"]):
+        with pytest.raises(cli._UsageError) as ours:
+            cli.parse_args(cli.build_parser(), argv)
+        with pytest.raises(cli._UsageError) as theirs:
+            cli.build_parser().parse_intermixed_args(argv)
+        assert str(ours.value) == str(theirs.value)
