@@ -4,16 +4,17 @@ bpf_filter() C loop, over the same 1M generated packets, in the same run.
 Imports pfilter's public API, bench/conftest.py's fixtures and helpers, and bench/test_bench_classify.py's
 rule list. For each of the five standard expressions, libpcap's optimized program and pfilter's own
 (optimized) program each run as native code, in the VM and (libpcap's program) in the C loop;
-verdicts must agree packet for packet. Streaming: the whole 1M-packet batch (memory latency
-bound); in cache: the first HOT_PACKETS packets HOT_LOOPS times in shuffled orders (as in
-bench/test_bench_vm.py). Ratios come from runs alternating the contenders round by round, each
-round starting with the next one (conftest.interleaved_best, rotate=True: streaming, a pass is
-slower right after the VM's), steadier on a loaded machine. Targets (issue 13): native <= 0.5x the
-VM in cache, <= 0.7x streaming. Compile time: the median over the corpus's EN10MB expressions
-(or the bench rules when the corpus is absent), the total for the 256 bench rules compiled one by
-one, and the 64- and 256-rule sets compiled as one function each; classification of the 1M
-packets with 64 and 256 rules, backend='native' against the Cython engine (target: at least 4x
-faster). Needs llvmlite (skips without it; fails with CI=true).
+verdicts must agree packet for packet; the `memory floor` row does the same for a program that
+reads one byte per packet. Streaming: the whole 1M-packet batch (memory bound: the floor row's
+native time is what memory costs per packet); in cache: the first HOT_PACKETS packets HOT_LOOPS
+times in shuffled orders (as in bench/test_bench_vm.py). Ratios come from runs alternating the
+contenders round by round, each round starting with the next one (conftest.interleaved_best,
+rotate=True: streaming, a pass is slower right after the VM's), steadier on a loaded machine.
+Targets (issue 13): native <= 0.5x the VM in cache, <= 0.7x streaming. Compile time: the median
+over the corpus's EN10MB expressions (or the bench rules when the corpus is absent), the total for
+the 256 bench rules compiled one by one, and the 64- and 256-rule sets compiled as one function
+each; classification of the 1M packets with 64 and 256 rules, backend='native' against the Cython
+engine (target: at least 4x faster). Needs llvmlite (skips without it; fails with CI=true).
 """
 import statistics
 import sys
@@ -37,7 +38,8 @@ TABLE = result_table(
            f"{HOT_PACKETS} packets {HOT_LOOPS} times in shuffled orders (in cache). `program`: libpcap's "
            "optimized program (pcap_compile -O) or pfilter's own. libpcap: bpf_filter() in a C loop "
            "(bench/baseline/bpf_loop.c, cc -O2), one ctypes call per batch. Targets: native/VM <= 0.5 in "
-           "cache, <= 0.7 streaming."])
+           "cache, <= 0.7 streaming. `memory floor`: a program reading one byte of each packet (`ldb [12]; "
+           "ret a`), the least any filter costs; streaming, its native ns/packet is what memory costs."])
 
 COMPILE = result_table(
     "native_compile", "Native code: compile time and classification",
@@ -62,19 +64,35 @@ def _row(expr):
     return "20-host or" if expr.startswith("host 10.0.0.7 or") else expr
 
 
+#: the memory floor: a program that reads one byte of each packet's first cache line and returns
+#: it (the least any filter does); streaming, its native time is what memory costs per packet
+FLOOR = [(0x30, 0, 0, 12), (0x16, 0, 0, 0)]
+
+
 @pytest.mark.parametrize("source", ["libpcap", "pfilter"])
 @pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
 def test_bench_native_vs_vm_vs_libpcap(benchmark, expr, source, bench_batch, hot, libpcap_program, c_baseline):
     _require_native()
     benchmark.group = f"native {expression_id(expr)}"
     tuples = libpcap_program(expr) if source == "libpcap" else pfilter.compile(expr).to_tuples()
+    _compare(benchmark, (expr, source), _row(expr), source, tuples, bench_batch, hot, c_baseline)
+
+
+def test_bench_native_memory_floor(benchmark, bench_batch, hot, c_baseline):
+    _require_native()
+    benchmark.group = "native memory floor"
+    _compare(benchmark, "floor", "memory floor: ldb [12]; ret a", "-", FLOOR, bench_batch, hot, c_baseline)
+
+
+def _compare(benchmark, key, row, source, tuples, bench_batch, hot, c_baseline):
+    """Time native code, the VM and libpcap's C loop on `tuples`, streaming and in cache: one row."""
     prog = Program.from_tuples(tuples)
     native._cache.clear()
     started = time.perf_counter()
     nat = prog.jit()
     compile_ms = (time.perf_counter() - started) * 1e3
     insns = c_baseline.insn_array(tuples)
-    cells = {"expression": _row(expr), "program": source, "insns": len(tuples), "compile ms": compile_ms}
+    cells = {"expression": row, "program": source, "insns": len(tuples), "compile ms": compile_ms}
     for name, batch in (("", bench_batch), (" in-cache", hot)):
         n = len(batch)
         o_nat, o_vm, o_c = (np.empty(n, np.uint32) for _ in range(3))
@@ -95,7 +113,7 @@ def test_bench_native_vs_vm_vs_libpcap(benchmark, expr, source, bench_batch, hot
     record_rate(benchmark, len(bench_batch), engine="pfilter native", program=source, instructions=len(tuples),
                 compile_ms=round(compile_ms, 2), ratio_vm=round(cells["native/VM"], 3),
                 ratio_vm_in_cache=round(cells["in-cache native/VM"], 3))
-    TABLE.add((expr, source), **cells)
+    TABLE.add(key, **cells)
 
 
 def _corpus_expressions():

@@ -21,7 +21,9 @@ The generated module holds, per program:
       mem2reg turns into SSA values, one length guard per block where the lowering puts one (no
       check per load), the indirect-load guards redone when X changes, and the loop budget (a
       taken backward `ja` adds its span to `*total`; past validate.loop_budget(caplen) for this
-      packet the program returns 0); a chain of `jeq #k` stays a chain (a switch's binary search
+      packet the program returns 0); tests of A that ask "is A one of these constants" (`host
+      a or host b or ...`: a chain of `jeq #k`, or a search tree of them) are one vector compare
+      and one branch (_jeq_sets); other `jeq #k` chains stay chains (a switch's binary search
       would mispredict on every packet);
     both with big-endian loads and libpcap's division-by-zero and shift rules;
   * `run(data, size, offsets, caplen, wirelen, out, start, stop, status) -> i64`: the batch loop.
@@ -140,6 +142,8 @@ def cache_info() -> dict[str, int]:
 STRAIGHT_MAX_BLOCKS = 24
 #: the largest caplen the straight-line code's fast path may ask for (see _fast_length)
 FAST_MAX = 128
+#: chains of at least this many `jeq #k` on one A with one target are tested as a set (see _jeq_sets)
+JEQ_SET_MIN = 4
 
 
 class _Ir:
@@ -426,6 +430,7 @@ def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = 
     def load(b: Any, off: Any, size: int) -> Any:
         return t.load_be(b, b.gep(p, [off]), size)
 
+    sets = _jeq_sets(low, false_at) if opaque_jeq else {}
     for blk, bb in zip(low.blocks, bbs):
         b = regs.b = ir.IRBuilder(bb)
         if blk.length_check:
@@ -453,6 +458,10 @@ def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = 
                 b.branch(bbs[blk.succs[1]])
                 continue
             a = regs.get("A")
+            if blk.index in sets:
+                ks, yes, no = sets[blk.index]
+                b.cbranch(_in_set(t, b, a, ks), bbs[yes], bbs[no])
+                continue
             if code == 0x15 and opaque_jeq:
                 # each `jeq #k` sees A through an empty asm: LLVM would otherwise merge a chain of
                 # them into a switch and lower it as a binary search, whose branches depend on
@@ -461,6 +470,68 @@ def _branching_flt(t: _Ir, low: Lowering, name: str, false_at: frozenset[int] = 
                 a = b.asm(ir.FunctionType(t.i32, [t.i32]), "", "=r,0", [a], side_effect=True)
             cond = t.jcond(b, code, a, regs.get("X") if code & 0x08 else t.c32(k))
             b.cbranch(cond, bbs[blk.succs[0]], bbs[blk.succs[1]])
+
+
+def _jeq_sets(low: Lowering, false_at: frozenset[int]) -> dict[int, tuple[list[int], int, int]]:
+    """Regions of tests on one value of A that amount to "is A one of these constants" (`host a
+    or host b or ...`, as a chain of `jeq #k` or, from pfilter's optimizer, a search tree of
+    `jgt #k` over such chains): block index of the region's first test -> (the constants, the
+    block reached when A is one of them, the block reached otherwise).
+
+    A region grows from a test through tests of A against constants that have no instruction
+    before the jump and no predecessor outside it, until it leaves to exactly two blocks, one of
+    them (the `yes` block) entered only by `jeq` edges taken. A does not change inside, so the
+    region reaches `yes` for a value of A only if it equals the constant of such a `jeq`, and
+    whether it does is found by running the region's tests on that constant. Regions with fewer
+    than JEQ_SET_MIN constants are left to the branches."""
+    def test(blk: Any) -> bool:
+        return (blk.term == "jcond" and blk.term_insn[1][0] in (0x15, 0x25, 0x35, 0x45)
+                and blk.term_insn[0] not in false_at)
+    sets: dict[int, tuple[list[int], int, int]] = {}
+    absorbed: set[int] = set()
+    for head in low.blocks:
+        if head.index in absorbed or not test(head):
+            continue
+        region = {head.index}
+        for blk in low.blocks[head.index + 1:]:
+            if test(blk) and not blk.body and blk.preds and set(blk.preds) <= region:
+                region.add(blk.index)
+        edges = [(r, i, s) for r in sorted(region) for i, s in enumerate(low.blocks[r].succs) if s not in region]
+        exits = {s for _r, _i, s in edges}
+        jeq_taken = {(r, 0) for r in region if low.blocks[r].term_insn[1][0] == 0x15}  # type: ignore[index]
+        yes = [x for x in exits if all(s != x or (r, i) in jeq_taken for r, i, s in edges)]
+        if len(exits) != 2 or len(yes) != 1:
+            continue
+        no = (exits - set(yes)).pop()
+        ks = [low.blocks[r].term_insn[1][3] for r, i, s in edges if s == yes[0]]  # type: ignore[index]
+        members = [k for k in dict.fromkeys(ks) if _region_exit(low, head.index, region, k) == yes[0]]
+        if len(members) >= JEQ_SET_MIN:
+            sets[head.index] = (members, yes[0], no)
+            absorbed |= region
+    return sets
+
+
+def _region_exit(low: Lowering, at: int, region: set[int], a: int) -> int:
+    """The block a region of tests on A (see _jeq_sets) leaves to when A is `a`."""
+    while at in region:
+        blk = low.blocks[at]
+        code, _jt, _jf, k = blk.term_insn[1]  # type: ignore[index]
+        op = code & 0xF0
+        taken = {0x10: a == k, 0x20: a > k, 0x30: a >= k, 0x40: a & k != 0}[op]
+        at = blk.succs[0 if taken else 1]
+    return at
+
+
+def _in_set(t: _Ir, b: Any, a: Any, ks: list[int]) -> Any:
+    """The i1 "A is one of ks": one vector compare of A against all of them (no branch per
+    constant: a chain of 20 host tests cost 40 instructions a packet)."""
+    ir = t.ir
+    n = 1 << max(2, (len(ks) - 1).bit_length())
+    vt = ir.VectorType(t.i32, n)
+    one = b.insert_element(ir.Constant(vt, None), a, t.c32(0))
+    all_a = b.shuffle_vector(one, one, ir.Constant(ir.VectorType(t.i32, n), [0] * n))
+    hits = b.icmp_unsigned("==", all_a, ir.Constant(vt, [k & 0xFFFFFFFF for k in ks + ks[:1] * (n - len(ks))]))
+    return b.icmp_unsigned("!=", b.bitcast(hits, ir.IntType(n)), ir.Constant(ir.IntType(n), 0))
 
 
 def _batch_loops(t: _Ir, low: Lowering, name: str, indexed: bool) -> str:
