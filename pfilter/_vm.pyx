@@ -230,8 +230,26 @@ cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t 
             else:
                 return 0
             continue
-        if pc.op == 0x06:        # ret #k, once per packet: before the compare tree of the switch
+        if pc.op == 0x06:        # ret #k, once per packet, and JEQ_RUN: before the compare tree
             return k
+        if pc.op == JEQ_RUN:     # jeq #k, first of a run of k2 whose false branches fall to the next
+            run_last = pc + (pc.k2 - 1)
+            if counter_t is Count:
+                counter.n -= <uint64_t>(pc - prog)
+            q = pc
+            while pc.k != A and pc < run_last:
+                pc += 1
+            if counter_t is Count:
+                counter.n += <uint64_t>(pc - prog)
+            elif counter_t is Trace or counter_t is Profile:
+                while q < pc:
+                    q += 1
+                    count(counter, q - prog, A, X)
+            if pc.k == A:
+                pc += pc.jt
+            else:
+                pc += pc.jf
+            continue
         if pc.op == 0x16:        # ret a
             return A
         elif pc.op == 0x20:      # ld [k]
@@ -252,24 +270,6 @@ cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t 
             if pc.k2 and not charge_loop(spent, start, pc.k2, buflen):
                 return 0
             pc += pc.jt
-            continue
-        elif pc.op == JEQ_RUN:   # jeq #k, first of a run of k2 whose false branches fall to the next
-            run_last = pc + (pc.k2 - 1)
-            if counter_t is Count:
-                counter.n -= <uint64_t>(pc - prog)
-            q = pc
-            while pc.k != A and pc < run_last:
-                pc += 1
-            if counter_t is Count:
-                counter.n += <uint64_t>(pc - prog)
-            elif counter_t is Trace or counter_t is Profile:
-                while q < pc:
-                    q += 1
-                    count(counter, q - prog, A, X)
-            if pc.k == A:
-                pc += pc.jt
-            else:
-                pc += pc.jf
             continue
         else:
             # the rarer statements, out of line: through copies, so that A and X, whose
