@@ -16,10 +16,11 @@ the packets: every worker reads its range from the file itself, so the paths mus
 files on every worker (a shared file system), and so must the output's directory. One output
 from classic pcap inputs: a ring of tasks, one per worker thread, writes the output itself (a
 named temporary file next to it, renamed when complete), each member taking every W-th chunk
-of RING_CHUNK_BYTES, as the threads of a local pass share it: a member filters its chunk while
-the others filter theirs, then learns the chunk's offset from the member before (a
-distributed.Queue: only offsets travel) and copies the matches into place; each match is
-written into the output once. Otherwise (a directory of outputs; a ring that cannot finish)
+of the inputs (ranges of RING_CHUNK_BYTES), as the threads of a local pass share a file: member
+0 filters its chunks straight into the output, the others filter theirs into memory meanwhile,
+send the size of their matches to member 0 and copy them into place at the offset it sends
+back (distributed.Queue: only sizes and offsets travel); each match reaches the output once.
+Otherwise (a directory of outputs; a ring that cannot finish)
 each range task writes a part file (in a temporary directory next to the output) and the parts
 are joined in input order as they complete. The output appears atomically, as every pfilter
 output. Other captures (pcapng, compressed) are one task each.
@@ -157,61 +158,89 @@ def _scratch():
             return os.dup(f.fileno())
 
 
-def _ring_member(chunks, expr, mine, queues, shared, first, wait):
+def _ring_member(chunks, expr, mine, names, shared, first, wait):
     """On a worker: one member of the ring that writes one output (`shared`, a named file) from
     the chunks (each [(range number, path, byte range)]) in order; this member takes the chunk
-    numbers `mine` (every W-th). Member 0 (and a ring of one) filters straight into the output:
-    it waits for each chunk's offset first (the end of the chunk before, from queues[0]). The
-    others filter into a scratch file in memory while the member before finishes the chunk
-    before, then take the offset, send the chunk's end on (queues[1]) at once and copy the
-    matches into place: the members filter at the same time, each match reaches the output
-    once, and only offsets travel. The ranges' stats dicts {range number: dict}, or None when
-    the fast path left a range, no offset came within `wait` seconds (the member before not
-    running: a busy cluster), or the member before gave up (it sends -1, as this one then
-    does): the client starts over."""
+    numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. Member 0 filters
+    its chunks straight into the output; each other member filters its chunk into a scratch
+    file in memory meanwhile, sends (chunk number, size of its matches) to member 0, takes the
+    offset member 0 sends back and copies the matches into place. Member 0, between its chunks,
+    turns the sizes into offsets (the end of its own chunk before, plus the sizes between), so it
+    never waits for a message crossing the ring: the members filter at the same time, each
+    match reaches the output once, and only offsets and sizes travel. ({range number: stats
+    dict}, the output's size (member 0; else None)), or None when the fast path left a range,
+    a message did not come within `wait` seconds (a member not running: a busy cluster), or
+    another member gave up (a size or offset of -1, as this one then sends): the client starts
+    over."""
     import time
     from distributed import Queue
-    qin, qout = (None if name is None else Queue(name) for name in queues)
-    direct = qin is None or mine[0] == 0
+    w, m = len(names), mine[0]
+    queues = [Queue(name) for name in names] if w > 1 else []
     out_fd = os.open(shared, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-    scratch = None if direct else _scratch()
-    results, end, k = {}, first, 0
+    scratch = None if m == 0 else _scratch()
+    results, end, sizes, nxt, sent = {}, first, {}, 1, 0   # member 0: offsets of the chunks < nxt went out
+
+    def offsets_until(stop):
+        """Member 0: send the offsets of the other members' chunks before `stop`; False on -1."""
+        nonlocal end, nxt
+        while nxt < stop:
+            if nxt % w == 0:
+                nxt += 1
+                continue
+            while nxt not in sizes:
+                c, s = queues[0].get(timeout=wait)
+                sizes[c] = s
+                if s < 0:
+                    return False
+            queues[nxt % w].put(end)
+            end += sizes.pop(nxt)
+            nxt += 1
+        return True
+
+    def filtered(j, fd, at):
+        """Filter chunk j into fd at offset `at`: the offset after it, or -1."""
+        for n, path, rng in chunks[j]:
+            started = time.perf_counter()
+            job = _pass(path, expr, rng, fd, at)
+            if job is None:
+                return -1
+            results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                              seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes)
+            at = job.out_size
+        return at
+    done = False
     try:
         for k, j in enumerate(mine):
-            if direct and j > 0 and qin is not None:
-                end = qin.get(timeout=wait)
-            at = end if direct else 0            # where this chunk's matches go (here, or in scratch)
-            for n, path, rng in chunks[j]:
-                started = time.perf_counter()
-                job = _pass(path, expr, rng, out_fd if direct else scratch, at) if at >= 0 else None
-                if job is None:
+            if m == 0:
+                if not offsets_until(j):
                     return None
-                results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
-                                  seconds=time.perf_counter() - started, range_end=job.done,
-                                  matched_bytes=job.bytes)
-                at = job.out_size
-            if not direct:
-                size, at = at, qin.get(timeout=wait)
-                end = at + size
-                if at < 0:
+                end = filtered(j, out_fd, end)
+                if end < 0:
                     return None
             else:
-                end = at
-            if qout is not None and j + 1 < len(chunks):
-                qout.put(end)
-                k += 1                           # (mine[k:]: the chunks whose ends were not sent)
-            if not direct:
+                size = filtered(j, scratch, 0)
+                queues[0].put((j, size))
+                sent = k + 1                     # (mine[sent:]: the chunks whose sizes did not go out)
+                at = queues[m].get(timeout=wait) if size >= 0 else -1
+                if at < 0:
+                    return None
                 _place(scratch, out_fd, size, at, shared)
-        k = len(mine)
-        results[n]["out_size"] = end
-        return results
+        if m == 0 and not offsets_until(len(chunks)):
+            return None
+        done = True
+        return results, end if m == 0 else None
     except TimeoutError:
         return None
     finally:
-        if qout is not None:
-            for j in mine[k:]:
-                if j + 1 < len(chunks):
-                    qout.put(-1)
+        if not done and w > 1:
+            # the others stop at once, not after `wait`
+            if m == 0:
+                for c in range(nxt, len(chunks)):
+                    if c % w:
+                        queues[c % w].put(-1)
+            else:
+                for j in mine[sent:]:
+                    queues[0].put((j, -1))
         os.close(out_fd)
         if scratch is not None:
             os.close(scratch)
@@ -411,15 +440,16 @@ class _SharedOutput:
         return out
 
 
-# One output from classic pcap inputs: the ring's chunks (input bytes). Each chunk costs two
-# messages through the scheduler and one wait for the member before (a few ms); a member keeps
-# one chunk's matches in memory (not mapped: outside its resident size).
+# One output from classic pcap inputs: the ranges of the ring's chunks (input bytes). A chunk of
+# a member other than 0 costs two messages through the scheduler (about a ms each), and the
+# member keeps its matches in memory (a memfd, mapped 8 MB at a time when copied).
 RING_CHUNK_BYTES = 32 << 20
-# How long a ring member waits for the offset from the member before it (which runs as long as a
-# chunk takes, well under a second), before the client starts over through part files.
+# How long a ring member waits for a size or an offset (a chunk takes well under a second)
+# before the client starts over through part files.
 RING_WAIT_SECONDS = 60.0
 # Member 0 writes its chunks straight into the output; the others filter into memory first and
-# copy (a second write of their matches), so member 0's chunks hold this many ranges to theirs one.
+# copy (a second write of their matches: about 1.6 times the CPU of a direct pass, see
+# bench/results/latest_scale_dask.md), so member 0's chunks hold this many ranges to their one.
 RING_DIRECT_SHARE = 2
 
 
@@ -436,7 +466,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     """One output from classic pcap inputs of its timestamp resolution, written in place by a
     ring of tasks, one per worker thread, each taking every W-th chunk (_ring_member): the
     workers filter at the same time, as the threads of a local pass do, and each match is
-    written once. The results, or None (nothing written) when that does not apply: an input off
+    written into the output once. The results, or None (nothing written) when that does not apply: an input off
     the fast path, another resolution, no worker, a range the fast path gave up on or whose
     successor's guessed start it did not reach, a member that did not run in time."""
     import uuid
@@ -454,34 +484,31 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     if dst.shared_path is None:              # written in place (a device): not for this
         dst.abort()
         return None
-    w = len(members)
-    names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)] if w > 1 else [None]
-    queues = [Queue(name, client=client) for name in names if name]     # held until all are done
+    chunks = []                              # member 0's chunks (written direct) hold RING_DIRECT_SHARE ranges
+    for k, (_i, path, rng) in enumerate(tasks):
+        if not chunks or len(chunks[-1]) >= (RING_DIRECT_SHARE if (len(chunks) - 1) % len(members) == 0 else 1):
+            chunks.append([])
+        chunks[-1].append((k, path, rng))
+    w = min(len(members), len(chunks))
+    names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]
+    queues = [Queue(name, client=client) for name in names] if w > 1 else []    # held until all are done
     futures = []
     try:
         dst.write(header)
-        chunks = []                              # member 0's chunks (written direct) hold RING_DIRECT_SHARE ranges
-        for k, (_i, path, rng) in enumerate(tasks):
-            if not chunks or len(chunks[-1]) >= (RING_DIRECT_SHARE if (len(chunks) - 1) % w == 0 else 1):
-                chunks.append([])
-            chunks[-1].append((k, path, rng))
-        w = min(w, len(chunks))
-        futures = [client.submit(_ring_member, chunks, expr, list(range(m, len(chunks), w)),
-                                 (names[m], names[(m + 1) % w]) if w > 1 else (None, None),
+        futures = [client.submit(_ring_member, chunks, expr, list(range(m, len(chunks), w)), names,
                                  dst.shared_path, len(header), RING_WAIT_SECONDS, workers=[address],
                                  allow_other_workers=False, pure=False)
                    for m, address in enumerate(members[:w])]
         parts = client.gather(futures)
         results = [None] * n
         for part in parts:
-            for j, r in (part or {}).items():
+            for j, r in (part or ({}, None))[0].items():
                 results[j] = r
+        size = parts[0] and parts[0][1]
         if any(r is None for r in results) or not all(_joins(tasks, results, k) for k in range(n)):
             dst.abort()
             return None
-        os.truncate(dst.shared_path, results[-1].pop("out_size"))
-        for r in results:
-            r.pop("out_size", None)
+        os.truncate(dst.shared_path, size)
     except BaseException:
         for f in futures:
             f.cancel()

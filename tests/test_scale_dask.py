@@ -5,6 +5,7 @@ the extra."""
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -196,7 +197,8 @@ def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monke
 def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch):
     """Records above the snapshot length (the general path's business) inside the ranges: the
     in-place output is dropped, the file done again through part files; the same bytes as the
-    local call."""
+    local call. With one such record in member 1's first chunk, member 0 learns it at once (a
+    size of -1), not after RING_WAIT_SECONDS."""
     data = bytearray(open(inputs[1], "rb").read())
     data[16:20] = (100).to_bytes(4, "little")                  # snaplen 100: longer records follow
     src = tmp_path / "snap100.pcap"
@@ -204,10 +206,31 @@ def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp
     taken = []
     real = pdask._write_ring
     monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 30.0)
     local = tmp_path / "local.pcap"
     pfilter.filter_file(str(src), str(local), "tcp")
     out = tmp_path / "dask.pcap"
+    started = time.perf_counter()
     pdask.filter_files([str(src)], "tcp", str(out), client=client, range_bytes=300_000)
     assert taken == [None]
     assert out.read_bytes() == local.read_bytes()
     assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap", "snap100.pcap"]
+    # one record 20 bytes above the snapshot length, in the third range (member 1's first chunk)
+    data = open(inputs[1], "rb").read()
+    records, at = [], 24
+    while at < len(data):
+        caplen = int.from_bytes(data[at + 8:at + 12], "little")
+        records.append(bytearray(data[at:at + 16 + caplen]))
+        at += 16 + caplen
+    snaplen = max(int.from_bytes(r[8:12], "little") for r in records)
+    k = next(i for i, _ in enumerate(records) if sum(map(len, records[:i])) > 2 * 300_000 + 1000)
+    grown = records[k] + bytes(snaplen + 20 - (len(records[k]) - 16))
+    grown[8:12] = grown[12:16] = (snaplen + 20).to_bytes(4, "little")
+    records[k] = grown
+    one = tmp_path / "one.pcap"
+    one.write_bytes(data[:16] + snaplen.to_bytes(4, "little") + data[20:24] + b"".join(records))
+    pfilter.filter_file(str(one), str(local), "tcp")
+    started = time.perf_counter()
+    pdask.filter_files([str(one)], "tcp", str(out), client=client, range_bytes=300_000)
+    assert time.perf_counter() - started < 15 and taken[-1] is None
+    assert out.read_bytes() == local.read_bytes()
