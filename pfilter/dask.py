@@ -443,14 +443,15 @@ class _SharedOutput:
 # One output from classic pcap inputs: the ranges of the ring's chunks (input bytes). A chunk of
 # a member other than 0 costs two messages through the scheduler (about a ms each), and the
 # member keeps its matches in memory (a memfd, mapped 8 MB at a time when copied).
-RING_CHUNK_BYTES = 32 << 20
+RING_CHUNK_BYTES = 16 << 20
 # How long a ring member waits for a size or an offset (a chunk takes well under a second)
 # before the client starts over through part files.
 RING_WAIT_SECONDS = 60.0
-# Member 0 writes its chunks straight into the output; the others filter into memory first and
-# copy (a second write of their matches: about 1.6 times the CPU of a direct pass, see
-# bench/results/latest_scale_dask.md), so member 0's chunks hold this many ranges to their one.
-RING_DIRECT_SHARE = 2
+# Ranges per chunk: member 0's, the others'. Member 0 writes its chunks straight into the output;
+# the others filter into memory first and copy (a second write of their matches: about 1.6
+# times the CPU of a direct pass for `tcp`), so member 0 takes more: the two workers' CPU
+# balanced (see bench/results/latest_scale_dask.md).
+RING_SHARES = (3, 2)
 
 
 def _members(client, n):
@@ -484,9 +485,9 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     if dst.shared_path is None:              # written in place (a device): not for this
         dst.abort()
         return None
-    chunks = []                              # member 0's chunks (written direct) hold RING_DIRECT_SHARE ranges
+    chunks = []
     for k, (_i, path, rng) in enumerate(tasks):
-        if not chunks or len(chunks[-1]) >= (RING_DIRECT_SHARE if (len(chunks) - 1) % len(members) == 0 else 1):
+        if not chunks or len(chunks[-1]) >= RING_SHARES[(len(chunks) - 1) % len(members) != 0]:
             chunks.append([])
         chunks[-1].append((k, path, rng))
     w = min(len(members), len(chunks))
