@@ -21,6 +21,14 @@ written with writev inside the write turn. The output is in file order and byte-
 whatever the number of workers; memory is one chunk (plus the tail room) and its record arrays
 per worker.
 
+A mapped pass (mapped=True, what pfilter.capture.fastpath asks for) maps each chunk and its tail
+room from the file (mmap, populated at once) instead of reading it: the walk prefetches every
+line a few pages ahead, so the records come into the cache as fast as a read would copy them,
+and the copy is saved (bench/results/latest_scale.md). Reading is kept for what cannot be
+mapped, for truncating writes (-s: the header of a record is changed in place) and on request.
+A file that shrinks under a mapped pass ends it with a read error (SIGBUS caught, see
+pf_guard), and the caller starts over on the general path.
+
 The walk only accepts records a plain copy reproduces: caplen at most the file's snapshot length
 (and the link type's maximum), header in host byte order. At the first record that is not so, or
 at a record cut by the end of the file, it stops and says where (status ANOMALY / TRUNCATED): the
@@ -115,6 +123,81 @@ cdef extern from *:
 cdef extern from "<sys/uio.h>" nogil:
     ssize_t pwritev(int fd, const iovec* vec, int cnt, int64_t offset)
 
+cdef extern from "<errno.h>" nogil:
+    int EIO, EFAULT
+
+cdef extern from "<sys/mman.h>" nogil:
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, int64_t offset)
+    int munmap(void* addr, size_t length)
+    int PROT_READ, MAP_PRIVATE, MAP_POPULATE
+    void* MAP_FAILED
+
+cdef extern from "<sys/stat.h>" nogil:
+    struct stat:
+        int64_t st_size
+    int fstat(int fd, stat* buf)
+
+# A mapped file that shrinks under a pass (another process truncating it) makes the next access
+# to a page past its new end raise SIGBUS. While a mapped pass runs, a handler turns that into a
+# return from pf_guard (the worker then ends the pass with a read error, and the caller starts
+# over on the general path, which reads and judges what the file holds now). Outside a guarded
+# call the handler puts the previous one back and lets the access fault again.
+cdef extern from *:
+    """
+    #include <setjmp.h>
+    #include <signal.h>
+    #include <string.h>
+    static pthread_mutex_t pf_bus_mu = PTHREAD_MUTEX_INITIALIZER;
+    static int pf_bus_users;
+    static struct sigaction pf_bus_old;
+    static __thread sigjmp_buf *pf_bus_jump;
+
+    static void pf_bus_handler(int sig, siginfo_t *info, void *ctx) {
+        (void)info; (void)ctx;
+        if (pf_bus_jump != NULL)
+            siglongjmp(*pf_bus_jump, 1);
+        sigaction(sig, &pf_bus_old, NULL);
+    }
+
+    /* Install the handler (counted: passes may run in several threads at once). */
+    static void pf_bus_enter(void) {
+        pthread_mutex_lock(&pf_bus_mu);
+        if (pf_bus_users++ == 0) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = pf_bus_handler;
+            sa.sa_flags = SA_SIGINFO;
+            sigemptyset(&sa.sa_mask);
+            sigaction(SIGBUS, &sa, &pf_bus_old);
+        }
+        pthread_mutex_unlock(&pf_bus_mu);
+    }
+
+    static void pf_bus_leave(void) {
+        pthread_mutex_lock(&pf_bus_mu);
+        if (--pf_bus_users == 0)
+            sigaction(SIGBUS, &pf_bus_old, NULL);
+        pthread_mutex_unlock(&pf_bus_mu);
+    }
+
+    /* fn(arg); 0, or -1 when it was cut short by SIGBUS. */
+    static int pf_guard(void (*fn)(void *), void *arg) {
+        sigjmp_buf here;
+        sigjmp_buf *volatile outer = pf_bus_jump;
+        if (sigsetjmp(here, 1)) {
+            pf_bus_jump = outer;
+            return -1;
+        }
+        pf_bus_jump = &here;
+        fn(arg);
+        pf_bus_jump = outer;
+        return 0;
+    }
+    """
+    void pf_bus_enter() nogil
+    void pf_bus_leave() nogil
+    int pf_guard(void (*fn)(void*) noexcept nogil, void* arg) nogil
+
 
 # Status codes (pfilter.capture.fastpath reads them by name from STATUS).
 cdef enum:
@@ -141,6 +224,7 @@ cdef enum:
     # the L1 cache stalls the walk (with it, the walk and count of 1 GB took ~3% less CPU; 256
     # and 1024 were no better, every line ahead worse).
     WALK_PREFETCH = 512
+    MAP_PREFETCH = 16384
 
 # One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
 # cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
@@ -161,6 +245,7 @@ cdef struct Shared:
     Py_ssize_t tail              # room after a chunk for the rest of a record cut by its end
     const uint8_t* prog
     bint clear_mem
+    bint mapped                  # chunks are mapped (mmap), not read into the worker's buffer
     uint32_t limit
     int64_t max_count
     uint32_t truncate            # > 0: records written cut to this many bytes (editcap -s)
@@ -191,6 +276,8 @@ cdef struct Worker:
     uint32_t* wirelens
     uint32_t* verdicts
     iovec* vec
+    uint8_t* map                 # the current chunk's mapping (mapped passes), or NULL
+    size_t map_len
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
 
 
@@ -214,6 +301,8 @@ cdef Py_ssize_t _fill(Shared* sh, uint8_t* buf, Py_ssize_t have, Py_ssize_t want
     """pread bytes [have, want) of the buffer (the buffer starts at file offset `offset`);
     the number of bytes in the buffer afterwards (less than want at the end of the file)."""
     cdef Py_ssize_t n
+    if sh.mapped:
+        return have              # the mapping holds every byte the file has there
     while have < want:
         n = pread(sh.in_fd, buf + have, <size_t>(want - have), offset + have)
         if n < 0:
@@ -268,14 +357,14 @@ cdef int _write(Shared* sh, iovec* vec, int nvec, int64_t pos) noexcept nogil:
     return err
 
 
-cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, int64_t offset,
-                      int* stop, int* err) noexcept nogil:
+cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, Py_ssize_t have,
+                      int64_t offset, int* stop, int* err) noexcept nogil:
     """Walk the record headers from buffer position p (a record boundary) to the end of the
     chunk's `got` bytes, filling w's record arrays; a record cut by the end of the chunk is
     finished by _fill. The number of records; where the walk ended in w.walk_end, why it ended
     early in stop (ANOMALY, TRUNCATED, READ_ERROR). The fields are kept in locals: stores to the
     arrays would otherwise make the compiler load them again for every record."""
-    cdef Py_ssize_t have = got, n = 0
+    cdef Py_ssize_t n = 0, ahead = p
     cdef uint32_t cap
     cdef uint32_t limit = sh.limit
     cdef int64_t* offsets = w.offsets
@@ -287,7 +376,12 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
             if have - p < HDR:
                 stop[0] = ST_READ_ERROR if err[0] else ST_TRUNCATED
                 break
-        __builtin_prefetch(buf + p + WALK_PREFETCH)
+        if sh.mapped:
+            while ahead < p + MAP_PREFETCH:
+                __builtin_prefetch(buf + ahead)
+                ahead += 64
+        else:
+            __builtin_prefetch(buf + p + WALK_PREFETCH)
         memcpy(&cap, buf + p + 8, 4)
         if cap > limit:
             stop[0] = ST_ANOMALY
@@ -365,6 +459,27 @@ cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offs
     return ending
 
 
+cdef struct Guarded:
+    # the arguments of a walk or a program run over a mapped chunk (through pf_guard)
+    Shared* sh
+    Worker* w
+    uint8_t* buf
+    Py_ssize_t p, got, have, n
+    int64_t offset
+    int* stop
+    int* err
+
+
+cdef void _guarded_walk(void* arg) noexcept nogil:
+    cdef Guarded* g = <Guarded*>arg
+    g.n = _walk(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
+
+
+cdef void _guarded_run(void* arg) noexcept nogil:
+    cdef Guarded* g = <Guarded*>arg
+    run_packets(g.sh.prog, g.sh.clear_mem, g.buf, g.w.offsets, g.w.caplens, g.w.wirelens, g.n, g.w.verdicts)
+
+
 cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     """Read, walk, judge and write chunk i; False once the pass is over for this worker."""
     cdef Shared* sh = w.sh
@@ -374,9 +489,34 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     cdef int err = 0, stop = ST_NONE, ending = ST_NONE, nvec = 0
     cdef int64_t stop_at = 0, read = 0, matched = 0, nbytes = 0, size = 0
     cdef bint eof, ordered
+    cdef Py_ssize_t have
+    cdef Guarded g
+    cdef stat st
+    cdef int64_t aligned
+    cdef void* m
     if sh.end >= 0 and sh.end - offset < want:
         want = sh.end - offset if sh.end > offset else 0
-    got = _fill(sh, buf, 0, want, offset, &err) if want > 0 else 0
+    if sh.mapped:
+        if w.map != NULL:
+            munmap(w.map, w.map_len)
+            w.map = NULL
+        got = have = 0
+        if want > 0 and fstat(sh.in_fd, &st) == 0 and st.st_size > offset:
+            have = sh.chunk + sh.tail
+            if have > st.st_size - offset:
+                have = st.st_size - offset
+            got = want if want < have else have
+            aligned = offset & ~(<int64_t>4095)
+            m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, MAP_PRIVATE | MAP_POPULATE, sh.in_fd, aligned)
+            if m == MAP_FAILED:
+                err = errno
+                got = have = 0
+            else:
+                w.map, w.map_len = <uint8_t*>m, <size_t>(offset - aligned + have)
+                buf = w.map + (offset - aligned)
+    else:
+        got = _fill(sh, buf, 0, want, offset, &err) if want > 0 else 0
+        have = got
     eof = got < sh.chunk      # the file (or the range) ends in this chunk
     # ---- walk turn: the records that start in this chunk
     pthread_mutex_lock(&sh.mu)
@@ -394,7 +534,14 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         _finish(sh, ST_CANCELLED, 0, s)
         return False
     p = s - offset
-    n = _walk(sh, w, buf, p, got, offset, &stop, &err)
+    g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err = sh, w, buf, p, got, have, offset, &stop, &err
+    if not sh.mapped:
+        n = _walk(sh, w, buf, p, got, have, offset, &stop, &err)
+    elif pf_guard(_guarded_walk, &g) == 0:
+        n = g.n
+    else:                          # the file shrank under the walk: the general path takes over
+        _finish(sh, ST_READ_ERROR, EIO, s)
+        return False
     p = w.walk_end
     if p < 0:        # (never: a boundary before the chunk)
         p = 0
@@ -411,8 +558,13 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     pthread_cond_broadcast(&sh.cv)
     pthread_mutex_unlock(&sh.mu)
     # ---- judged in parallel with the other workers
-    if n:
+    if n and not sh.mapped:
         run_packets(sh.prog, sh.clear_mem, buf, w.offsets, w.caplens, w.wirelens, n, w.verdicts)
+    elif n:
+        g.n = n
+        if pf_guard(_guarded_run, &g) != 0:
+            _finish(sh, ST_READ_ERROR, EIO, s)
+            return False
     # ---- the selection: without -c and -C it depends on nothing shared, so it is made before
     # the write turn, in parallel with the other workers; with them, inside the turn
     ordered = sh.max_count >= 0 or sh.rotate_size >= 0
@@ -445,6 +597,9 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     pthread_mutex_unlock(&sh.mu)
     if sh.out_fd >= 0 and nvec:
         err = _write(sh, w.vec, nvec, pos)
+        if err == EFAULT and sh.mapped:    # the records' pages went: the input shrank
+            _finish(sh, ST_READ_ERROR, EIO, offset)
+            return False
         if err:
             _finish(sh, ST_WRITE_ERROR, err, offset)
             return False
@@ -476,14 +631,15 @@ cdef class PcapCopy:
     record's file offset) before a matching record once the output holds more than rotate_size
     bytes (out_size: its size at the start), so that the caller starts the next file and a new
     pass from there (tcpdump -C). `workers`: threads sharing the pass (1: the calling thread
-    only); the output is the same whatever their number.
+    only); the output is the same whatever their number. `mapped`: map the chunks instead of
+    reading them (where the file can be mapped and nothing is truncated).
     `limit`: the largest caplen copied as is (min of snapshot length and link type maximum).
     After run(): read, matched, written, bytes (captured bytes written), stop_offset, status,
     error; `done` (file offset reached), `read` and `matched` may be read from another thread
     while it runs."""
 
     cdef bytes prog
-    cdef bint clear_mem
+    cdef bint clear_mem, mapped
     cdef int in_fd, out_fd
     cdef int64_t start, end
     cdef uint32_t limit
@@ -500,13 +656,14 @@ cdef class PcapCopy:
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
                  uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
-                 int64_t end=-1):
+                 int64_t end=-1, bint mapped=False):
         if not decoded_program:
             raise ValueError("empty program")
         if workers < 1 or workers > MAX_WORKERS:
             raise ValueError(f"workers must be 1 to {MAX_WORKERS}, not {workers}")
         self.prog = decoded_program
         self.clear_mem = clear_mem
+        self.mapped = mapped and not truncate     # (truncating writes into the records)
         self.in_fd, self.out_fd = in_fd, out_fd
         self.start, self.limit = start, limit
         self.end = end if end >= 0 else -1
@@ -582,6 +739,7 @@ cdef class PcapCopy:
         cdef size_t a_u32 = ((cap_records * sizeof(uint32_t)) + 15) & ~(<size_t>15)
         cdef size_t need = a_buf + a_off + 3 * a_u32 + cap_records * sizeof(iovec)
         cdef uint8_t* base
+        cdef void* probe
         cdef int i, ok = 1, started = 0, nw = self.nworkers
         if self.ran:
             raise RuntimeError("a PcapCopy runs once")
@@ -595,6 +753,13 @@ cdef class PcapCopy:
         sh.chunk, sh.tail = self.chunk, HDR + self.limit
         sh.prog = self.prog
         sh.clear_mem, sh.limit, sh.max_count = self.clear_mem, self.limit, self.max_count
+        sh.mapped = self.mapped
+        if sh.mapped:              # a file that cannot be mapped is read
+            probe = mmap(NULL, 1, PROT_READ, MAP_PRIVATE, self.in_fd, 0)
+            if probe == MAP_FAILED:
+                sh.mapped = False
+            else:
+                munmap(probe, 1)
         sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
         sh.cancelled = &self.cancelled
         sh.walk_turn, sh.next_start, sh.walk_over = 0, self.start, False
@@ -607,6 +772,7 @@ cdef class PcapCopy:
             raise MemoryError()
         for i in range(nw):
             workers[i].block = NULL
+            workers[i].map = NULL
         for i in range(nw):
             workers[i].sh = sh
             workers[i].id = i
@@ -626,6 +792,8 @@ cdef class PcapCopy:
                 raise MemoryError()
             pthread_mutex_init(&sh.mu, NULL)
             pthread_cond_init(&sh.cv, NULL)
+            if sh.mapped:
+                pf_bus_enter()
             with nogil:
                 for i in range(1, nw):
                     if pthread_create(&threads[i], NULL, _work, &workers[i]) != 0:
@@ -637,12 +805,16 @@ cdef class PcapCopy:
                     _finish(sh, ST_CANCELLED, 0, sh.start)
                 for i in range(1, started + 1):
                     pthread_join(threads[i], NULL)
+                if sh.mapped:
+                    pf_bus_leave()
             pthread_cond_destroy(&sh.cv)
             pthread_mutex_destroy(&sh.mu)
             if started != nw - 1:
                 raise OSError("cannot start a worker thread")
         finally:
             for i in range(nw):
+                if workers[i].map != NULL:
+                    munmap(workers[i].map, workers[i].map_len)
                 if workers[i].block != NULL:
                     pf_block_put(workers[i].block, workers[i].block_size)
             free(workers)

@@ -240,10 +240,12 @@ SMALL_FILE_BYTES = 16 << 20
 
 def _sized(nbytes, workers):
     """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
-    chunk no larger than the file (a directory of small files allocates small buffers)."""
+    chunk no larger than the file (a directory of small files allocates small buffers); chunks
+    mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1."""
     from ._fastcopy import CHUNK_BYTES
     chunk = max(1 << 16, min(CHUNK_BYTES, nbytes))
-    return dict(chunk=chunk, workers=max(1, min(workers, -(-nbytes // chunk))))
+    return dict(chunk=chunk, workers=max(1, min(workers, -(-nbytes // chunk))),
+                mapped=os.environ.get("PFILTER_NO_MMAP", "") in ("", "0"))
 
 
 class _Programs:
