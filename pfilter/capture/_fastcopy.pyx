@@ -129,8 +129,23 @@ cdef extern from "<errno.h>" nogil:
 cdef extern from "<sys/mman.h>" nogil:
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, int64_t offset)
     int munmap(void* addr, size_t length)
+    int madvise(void* addr, size_t length, int advice)
     int PROT_READ, MAP_PRIVATE, MAP_POPULATE
     void* MAP_FAILED
+
+# A chunk's pages are mapped in at once, its tail room's (the next chunk's first bytes) only when
+# a record reaches into it: madvise(MADV_POPULATE_READ) on the chunk (Linux 5.14). Where that is
+# refused, the whole mapping is populated (MAP_POPULATE) from then on.
+cdef extern from *:
+    """
+    #include <sys/mman.h>
+    #ifndef MADV_POPULATE_READ
+    #define MADV_POPULATE_READ 22
+    #endif
+    static volatile int pf_populate_read = 1;
+    """
+    int MADV_POPULATE_READ
+    int pf_populate_read
 
 cdef extern from "<sys/stat.h>" nogil:
     struct stat:
@@ -482,6 +497,7 @@ cdef void _guarded_run(void* arg) noexcept nogil:
 
 cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     """Read, walk, judge and write chunk i; False once the pass is over for this worker."""
+    global pf_populate_read
     cdef Shared* sh = w.sh
     cdef uint8_t* buf = w.buf
     cdef int64_t offset = sh.start + i * sh.chunk, s, pos, rec_off = 0
@@ -490,6 +506,7 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     cdef int64_t stop_at = 0, read = 0, matched = 0, nbytes = 0, size = 0
     cdef bint eof, ordered
     cdef Py_ssize_t have
+    cdef int flags
     cdef Guarded g
     cdef stat st
     cdef int64_t aligned
@@ -507,7 +524,11 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
                 have = st.st_size - offset
             got = want if want < have else have
             aligned = offset & ~(<int64_t>4095)
-            m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, MAP_PRIVATE | MAP_POPULATE, sh.in_fd, aligned)
+            flags = MAP_PRIVATE if pf_populate_read else MAP_PRIVATE | MAP_POPULATE
+            m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, flags, sh.in_fd, aligned)
+            if m != MAP_FAILED and pf_populate_read and madvise(m, <size_t>(offset - aligned + got),
+                                                                 MADV_POPULATE_READ) != 0:
+                pf_populate_read = 0
             if m == MAP_FAILED:
                 err = errno
                 got = have = 0
