@@ -165,9 +165,10 @@ def test_count_scaling(huge_capture, tmp_path, compiled):
 
 def test_read_strategies(huge_capture, tmp_path):
     """Which way of reading pays (the issue's list): bench/baseline/read_strategies.c walks every
-    record of the 1 GB capture by pread() into a reused 1 MB buffer (the fast path's way), 4 MB
-    chunks, one mmap (MADV_SEQUENTIAL, with and without MADV_WILLNEED), 64 MB MAP_POPULATE
-    windows, and (writing) copy_file_range for the runs; CPU time, best of the rounds."""
+    record of the 1 GB capture by pread() into a reused 1 MB buffer, 4 MB chunks, one mmap
+    (MADV_SEQUENTIAL, with and without MADV_WILLNEED), 64 MB MAP_POPULATE windows, 1 MB chunks
+    mapped one at a time with the walk prefetching ahead (the fast path's way), and (writing)
+    copy_file_range for the runs; CPU time, best of the rounds."""
     cc = shutil.which("cc") or shutil.which("gcc")
     require(cc is not None, "a C compiler (apt-get install gcc)")
     exe = tmp_path / "read_strategies"
@@ -177,7 +178,7 @@ def test_read_strategies(huge_capture, tmp_path):
                          notes=["The walk reads each record header and one byte of each record; 'write all' "
                                 "also writes every record to a file (writev from the buffer or the map; "
                                 "copy_file_range for 'cfr'). Best of the rounds."])
-    for mode in ("read", "read4", "mmap", "mmapw", "mmappop", "cfr"):
+    for mode in ("read", "read4", "mmap", "mmapw", "mmappop", "mmapchunk", "cfr"):
         walk, write = [], []
         for _ in range(max(2, ROUNDS)):
             if mode != "cfr":
@@ -186,7 +187,7 @@ def test_read_strategies(huge_capture, tmp_path):
             out = tmp_path / "out.bin"
             if out.exists():
                 out.unlink()
-            if mode in ("read", "mmap", "mmappop", "cfr"):
+            if mode in ("read", "mmap", "mmappop", "mmapchunk", "cfr"):
                 write.append(float(subprocess.run([str(exe), str(huge_capture), mode, str(out)], capture_output=True,
                                                   text=True, check=True).stdout.split()[2]))
         table.add(mode, strategy=mode, **{"walk CPU s": min(walk) if walk else None,
@@ -271,6 +272,51 @@ def _worker_cpu():
     return t.user + t.system
 
 
+def _plain_processes(path, expr, out, scratch):
+    """(wall, CPU) of the ring's work on one file done by two plain processes (os.fork, no dask),
+    the offsets known beforehand (a count pass, not timed): the chunks of pfilter.dask's ring,
+    member 0 straight into the output, member 1 into memory and then into place (scratch True),
+    or straight in too (False: no second write, the floor of any split into two workers)."""
+    import pfilter.dask as pdask
+    from pfilter.capture.files import pcap_file_header  # noqa: F401  (the fast path's imports, before the clock)
+    from pfilter.capture.index import planned_ranges
+    ranges = planned_ranges(path, pdask.RING_CHUNK_BYTES)
+    chunks, k = [], 0
+    while k < len(ranges):
+        take = pdask.RING_SHARES[len(chunks) % 2 != 0]
+        chunks.append(ranges[k:k + take])
+        k += take
+    offsets = [24]
+    for chunk in chunks:
+        offsets.append(offsets[-1] + sum(16 * j.matched + j.bytes for j in (pdask._pass(path, expr, r, -1, 0)
+                                                                            for r in chunk)))
+    with open(path, "rb") as f, open(out, "wb") as o:
+        o.write(f.read(24))
+    os.sync()
+    started = time.perf_counter()
+    pids = []
+    for m in (0, 1):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                fd, buf = os.open(out, os.O_WRONLY), pdask._scratch()
+                for j in range(m, len(chunks), 2):
+                    direct = m == 0 or not scratch
+                    at = offsets[j] if direct else 0
+                    for r in chunks[j]:
+                        at = pdask._pass(path, expr, r, fd if direct else buf, at).out_size
+                    if not direct:
+                        pdask._place(buf, fd, at, offsets[j], out)
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    cpu = 0.0
+    for pid in pids:
+        _pid, _status, usage = os.wait4(pid, 0)
+        cpu += usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - started, cpu
+
+
 def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
     distributed = pytest.importorskip("distributed")
     import pfilter.dask as pdask
@@ -303,12 +349,15 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
             runs["local count"].append(run_command(local_count, env, tmp=tmp_path)[:2])
             took, n = timed(lambda: pdask.count([str(two_gb)], expr, client=client))
             runs["dask count"].append(took)
+            for name, scratch in (("plain", True), ("plain direct", False)):
+                runs.setdefault(name, []).append(_plain_processes(str(two_gb), expr, tmp_path / "plain.pcap", scratch))
         after = client.run(_worker_memory)
     finally:
         client.close()
         cluster.close()
     import filecmp
     assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "dask.pcap", shallow=False)
+    assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "plain.pcap", shallow=False)
     want = subprocess.run(local_count, env=env, capture_output=True, text=True, check=True).stdout
     assert want == f"{n} packets\n"
     table = result_table("scale_dask", "pfilter.dask, LocalCluster of 2 worker processes, vs local --workers 2 (2 GB)",
@@ -323,7 +372,10 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                 "dask workers CPU is the two worker processes' user + system time during the "
                                 "call. -w: a ring of one task per worker (pfilter.dask): member 0 filters its "
                                 "chunks straight into the output, member 1 into memory, then copies its matches "
-                                "into place, so a third of the input costs a second write. A dask worker process "
+                                "into place, so 2/5 of the input (RING_SHARES) costs a second write. The floor "
+                                "rows: that work by two plain processes (fork, no dask) with the offsets known "
+                                "beforehand, with the second write (the ring's) and without it (any split into "
+                                "two workers); their ratio column is to local -j 2. A dask worker process "
                                 "holds about 100 MB of Python, dask and distributed before any pfilter work: the "
                                 "peak minus that is pfilter's share."])
     peaks = [after[w][0] for w in after]
@@ -336,3 +388,10 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                                   "dask workers CPU s": min(c for _, c in runs[dk]),
                                                   "dask worker peak MB": f"{max(peaks):.0f}",
                                                   "worker peak before the passes MB": f"{max(base):.0f}"})
+    for key, what in (("plain", "-w tcp, the ring's work by 2 plain processes"),
+                      ("plain direct", "-w tcp, 2 plain processes, no second write")):
+        pw = min(w for w, _ in runs[key])
+        table.add(key, what=what, **{"local -j 2 wall s": min(w for w, _ in runs["local"]), "dask wall s": pw,
+                                     "dask / local": pw / min(w for w, _ in runs["local"]),
+                                     "local CPU s": min(c for _, c in runs["local"]),
+                                     "dask workers CPU s": min(c for _, c in runs[key])})
