@@ -46,6 +46,7 @@ program's hash (Lowering.digest); NativeProgram.compile_seconds says what genera
 from __future__ import annotations
 
 import ctypes
+import heapq
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,8 @@ STRAIGHT_MAX_BLOCKS = 24
 FAST_MAX = 128
 #: chains of at least this many `jeq #k` on one A with one target are tested as a set (see _jeq_sets)
 JEQ_SET_MIN = 4
+#: the most blocks one such region takes (a longer chain is several regions, one after another)
+REGION_MAX = 256
 
 
 class _Ir:
@@ -483,7 +486,8 @@ def _jeq_sets(low: Lowering, false_at: frozenset[int]) -> dict[int, tuple[list[i
     them (the `yes` block) entered only by `jeq` edges taken. A does not change inside, so the
     region reaches `yes` for a value of A only if it equals the constant of such a `jeq`, and
     whether it does is found by running the region's tests on that constant. Regions with fewer
-    than JEQ_SET_MIN constants are left to the branches."""
+    than JEQ_SET_MIN constants are left to the branches; a region stops growing at REGION_MAX
+    blocks (the chain goes on in another one)."""
     def test(blk: Any) -> bool:
         return (blk.term == "jcond" and blk.term_insn[1][0] in (0x15, 0x25, 0x35, 0x45)
                 and blk.term_insn[0] not in false_at)
@@ -492,10 +496,13 @@ def _jeq_sets(low: Lowering, false_at: frozenset[int]) -> dict[int, tuple[list[i
     for head in low.blocks:
         if head.index in absorbed or not test(head):
             continue
-        region = {head.index}
-        for blk in low.blocks[head.index + 1:]:
-            if test(blk) and not blk.body and blk.preds and set(blk.preds) <= region:
+        region, ahead = {head.index}, sorted(head.succs)
+        while ahead and len(region) < REGION_MAX:     # the successors, in program order
+            blk = low.blocks[heapq.heappop(ahead)]
+            if blk.index not in region and test(blk) and not blk.body and set(blk.preds) <= region:
                 region.add(blk.index)
+                for s in blk.succs:
+                    heapq.heappush(ahead, s)
         edges = [(r, i, s) for r in sorted(region) for i, s in enumerate(low.blocks[r].succs) if s not in region]
         exits = {s for _r, _i, s in edges}
         jeq_taken = {(r, 0) for r in region if low.blocks[r].term_insn[1][0] == 0x15}  # type: ignore[index]
