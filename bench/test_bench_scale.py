@@ -288,8 +288,8 @@ def _plain_processes(path, expr, out, scratch):
         k += take
     offsets = [24]
     for chunk in chunks:
-        offsets.append(offsets[-1] + sum(16 * j.matched + j.bytes for j in (pdask._pass(path, expr, r, -1, 0)
-                                                                            for r in chunk)))
+        offsets.append(offsets[-1] + sum(16 * j.matched + j.bytes for j, _ in (pdask._pass(path, expr, r, -1, 0)
+                                                                               for r in chunk)))
     with open(path, "rb") as f, open(out, "wb") as o:
         o.write(f.read(24))
     os.sync()
@@ -304,7 +304,7 @@ def _plain_processes(path, expr, out, scratch):
                     direct = m == 0 or not scratch
                     at = offsets[j] if direct else 0
                     for r in chunks[j]:
-                        at = pdask._pass(path, expr, r, fd if direct else buf, at).out_size
+                        at = pdask._pass(path, expr, r, fd if direct else buf, at)[0].out_size
                     if not direct:
                         pdask._place(buf, fd, at, offsets[j], out)
             finally:

@@ -126,10 +126,12 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     return result
 
 
-def _pass(path, expr, byte_range, out_fd, offset):
+def _pass(path, expr, byte_range, out_fd, offset, cut=False):
     """Filter a range (or the whole file: None) of a classic pcap file into out_fd at offset
-    (PcapCopy, one thread); the finished job, or None when the fast path does not take the file
-    or gave up inside the range (damage): the caller then starts over another way."""
+    (PcapCopy, one thread); (the finished job, where the range began), or None when
+    the fast path does not take the file, gave up inside the range (damage) or (cut: the range
+    starts at a cut, its first record found by pfilter.capture.index.resync, as
+    planned_ranges does) found no record after the cut: the caller then starts over another way."""
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
     from . import _vm
@@ -140,10 +142,15 @@ def _pass(path, expr, byte_range, out_fd, offset):
     try:
         decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
         start, end = (24, -1) if byte_range is None else (byte_range[0], -1 if byte_range[1] is None else byte_range[1])
+        if cut and start > 24:
+            from .capture.index import resync
+            start = resync(in_fd, h, start, os.fstat(in_fd).st_size)
+            if start is None:
+                return None
         job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
                                  out_size=offset, end=end,
-                                 **_sized((os.fstat(in_fd).st_size if end < 0 else end) - start, 1))
-        return job if job.run() == "eof" else None
+                                 **_sized(max(1, (os.fstat(in_fd).st_size if end < 0 else end) - start), 1))
+        return (job, start) if job.run() == "eof" else None
     finally:
         os.close(in_fd)
 
@@ -201,11 +208,13 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
         """Filter chunk j into fd at offset `at`: the offset after it, or -1."""
         for n, path, rng in chunks[j]:
             started = time.perf_counter()
-            job = _pass(path, expr, rng, fd, at)
-            if job is None:
+            passed = _pass(path, expr, rng, fd, at, cut=True)
+            if passed is None:
                 return -1
+            job, start = passed
             results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
-                              seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes)
+                              seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes,
+                              start=start)
             at = job.out_size
         return at
     done = False
@@ -338,9 +347,12 @@ def _submit(client, tasks, expr, parts, resolutions):
 
 
 def _joins(tasks, results, k):
-    """Whether task k's range ends where task k + 1's starts (or they are of different files)."""
-    return (k + 1 >= len(tasks) or tasks[k][0] != tasks[k + 1][0] or tasks[k][2] is None
-            or results[k]["range_end"] == tasks[k + 1][2][0])
+    """Whether task k's range ends where task k + 1's starts (the start it found after its cut,
+    else its planned one), or they are of different files."""
+    if k + 1 >= len(tasks) or tasks[k][0] != tasks[k + 1][0] or tasks[k][2] is None:
+        return True
+    nxt = results[k + 1] if k + 1 < len(results) and results[k + 1] is not None else {}
+    return results[k]["range_end"] == nxt.get("start", tasks[k + 1][2][0])
 
 
 def _gather_parts(client, tasks, expr, parts, resolutions, futures=None):
@@ -392,8 +404,6 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     try:
         if range_bytes is None:
             range_bytes = RANGE_BYTES if to_dir else RING_CHUNK_BYTES
-        tasks = _plan(client, paths, range_bytes)
-        parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
         headers = {}
         for i, p in enumerate(paths):
             if to_dir or i == 0:
@@ -401,11 +411,13 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
                     srcs = [p] if to_dir else paths
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
-        resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
         if not to_dir:
-            direct = _write_ring(client, tasks, expr, paths, targets[0], headers[0][0], resolutions[0])
+            direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0])
             if direct is not None:
                 return _total(direct, paths)
+        tasks = _plan(client, paths, range_bytes)
+        parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
+        resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
         futures = _submit(client, tasks, expr, parts, resolutions)
         if not to_dir:
             # one output: each part is joined as soon as it and those before it are done
@@ -461,6 +473,15 @@ def _members(client, n):
     # the workers' threads taken in turn: a ring of two on two workers spans both
     order = sorted(range(len(addresses)), key=lambda i: addresses[:i].count(addresses[i]))
     return [addresses[i] for i in order][:n]
+
+
+def _cuts(paths, range_bytes):
+    """The ring's tasks [(input number, path, (cut, next cut or None))]: each input cut every
+    range_bytes without reading it (the members find each range's first record after its cut,
+    and the client checks that the range before ended there)."""
+    return [(i, p, (a, b if b < size else None)) for i, p in enumerate(paths)
+            for size in [os.path.getsize(p)] for a in range(24, max(size, 25), range_bytes)
+            for b in [a + range_bytes]]
 
 
 def _write_ring(client, tasks, expr, paths, target, header, resolution):
