@@ -143,7 +143,7 @@ def cache_info() -> dict[str, int]:
 STRAIGHT_MAX_BLOCKS = 24
 #: the largest caplen the straight-line code's fast path may ask for (see _fast_length)
 FAST_MAX = 128
-#: chains of at least this many `jeq #k` on one A with one target are tested as a set (see _jeq_sets)
+#: tests of A against a set of at least this many constants become one vector compare (see _jeq_sets)
 JEQ_SET_MIN = 4
 #: the most blocks one such region takes (a longer chain is several regions, one after another)
 REGION_MAX = 256
@@ -637,7 +637,7 @@ def _prefetch(t: _Ir, fn: Any, b: Any, j: Any, stop: Any, data: Any, size: Any, 
     if span is None:
         at = [64 * line for line in range(PREFETCH_LINES)]
     else:
-        at = sorted({min(a, span - 1) for a in range(0, span, 64)} | ({span - 1} if span else set()))
+        at = sorted(set(range(0, span, 64)) | {span - 1}) if span else []
     for a in at:
         pb.call(prefetch, [pb.gep(data, [pb.add(po, c64(a))]), c32(0), c32(PREFETCH_LOCALITY), c32(1)])
     pb.branch(cont)
