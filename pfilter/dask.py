@@ -10,8 +10,9 @@ workers.
     pfilter.dask.filter_files(paths, "tcp", "outdir/", client=client)   # one output per input
     pfilter.dask.classify(paths, rules, client=client)                 # one Classification
 
-Large classic pcap files are cut into byte ranges on record boundaries
-(pfilter.capture.index, computed by a task on a worker); the ranges travel to the workers, not
+Large classic pcap files are cut into byte ranges on record boundaries (each range's first
+record found after a cut by pfilter.capture.index.resync: by a planning task on a worker, or,
+for one output, by the member that filters the range); the ranges travel to the workers, not
 the packets: every worker reads its range from the file itself, so the paths must name the same
 files on every worker (a shared file system), and so must the output's directory. One output
 from classic pcap inputs: a ring of tasks, one per worker thread, writes the output itself (a
