@@ -27,7 +27,8 @@ def _program(expr):
 
 
 def _pass(src, dst, expr, mapped, **kw):
-    """(status, read, matched, bytes, stop_offset, done, output bytes) of one PcapCopy pass."""
+    """(status, read, matched, bytes, stop_offset, output bytes) of one PcapCopy pass, and `done`
+    where it is decided (at the end of the input; after -c or -C it is only a progress mark)."""
     decoded, clear = _program(expr)
     fd = os.open(src, os.O_RDONLY)
     out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if dst is not None else -1
@@ -39,7 +40,7 @@ def _pass(src, dst, expr, mapped, **kw):
         if out >= 0:
             os.close(out)
     data = open(dst, "rb").read() if dst is not None else None
-    return status, job.read, job.matched, job.bytes, job.stop_offset, job.done, data
+    return status, job.read, job.matched, job.bytes, job.stop_offset, job.done if status == "eof" else None, data
 
 
 def _capture(tmp_path, n=2500, seed=5, big=0, tail=b""):

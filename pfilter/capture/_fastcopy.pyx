@@ -124,7 +124,7 @@ cdef extern from "<sys/uio.h>" nogil:
     ssize_t pwritev(int fd, const iovec* vec, int cnt, int64_t offset)
 
 cdef extern from "<errno.h>" nogil:
-    int EIO, EFAULT
+    int EIO, EFAULT, EINVAL
 
 cdef extern from "<sys/mman.h>" nogil:
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, int64_t offset)
@@ -526,9 +526,9 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
             aligned = offset & ~(<int64_t>4095)
             flags = MAP_PRIVATE if pf_populate_read else MAP_PRIVATE | MAP_POPULATE
             m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, flags, sh.in_fd, aligned)
-            if m != MAP_FAILED and pf_populate_read and madvise(m, <size_t>(offset - aligned + got),
-                                                                 MADV_POPULATE_READ) != 0:
-                pf_populate_read = 0
+            if (m != MAP_FAILED and pf_populate_read and madvise(m, <size_t>(offset - aligned + got),
+                                                                  MADV_POPULATE_READ) != 0 and errno == EINVAL):
+                pf_populate_read = 0       # (other failures: the pages come in as they are touched)
             if m == MAP_FAILED:
                 err = errno
                 got = have = 0
