@@ -150,7 +150,9 @@ cdef extern from *:
 cdef extern from "<sys/stat.h>" nogil:
     struct stat:
         int64_t st_size
+        unsigned int st_mode
     int fstat(int fd, stat* buf)
+    bint S_ISREG(unsigned int mode)
 
 # A mapped file that shrinks under a pass (another process truncating it) makes the next access
 # to a page past its new end raise SIGBUS. While a mapped pass runs, a handler turns that into a
@@ -518,7 +520,9 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
             munmap(w.map, w.map_len)
             w.map = NULL
         got = have = 0
-        if want > 0 and fstat(sh.in_fd, &st) == 0 and st.st_size > offset:
+        if want > 0 and fstat(sh.in_fd, &st) != 0:
+            err = errno
+        elif want > 0 and st.st_size > offset:
             have = sh.chunk + sh.tail
             if have > st.st_size - offset:
                 have = st.st_size - offset
@@ -761,6 +765,7 @@ cdef class PcapCopy:
         cdef size_t need = a_buf + a_off + 3 * a_u32 + cap_records * sizeof(iovec)
         cdef uint8_t* base
         cdef void* probe
+        cdef stat st
         cdef int i, ok = 1, started = 0, nw = self.nworkers
         if self.ran:
             raise RuntimeError("a PcapCopy runs once")
@@ -775,8 +780,10 @@ cdef class PcapCopy:
         sh.prog = self.prog
         sh.clear_mem, sh.limit, sh.max_count = self.clear_mem, self.limit, self.max_count
         sh.mapped = self.mapped
-        if sh.mapped:              # a file that cannot be mapped is read
-            probe = mmap(NULL, 1, PROT_READ, MAP_PRIVATE, self.in_fd, 0)
+        if sh.mapped:              # what is not a regular file, or cannot be mapped, is read
+            probe = MAP_FAILED
+            if fstat(self.in_fd, &st) == 0 and S_ISREG(st.st_mode):
+                probe = mmap(NULL, 1, PROT_READ, MAP_PRIVATE, self.in_fd, 0)
             if probe == MAP_FAILED:
                 sh.mapped = False
             else:
