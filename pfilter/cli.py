@@ -736,11 +736,14 @@ def _printer(args, resolution):
 
 
 def _report(args, stats, status):
-    """The --count line on standard output and the final summary on standard error."""
-    sys.stdout.flush()
+    """The --count line on standard output and the final summary on standard error. With
+    standard output closed (None) there is no line, as tcpdump's is lost there too."""
+    if sys.stdout is not None:
+        sys.stdout.flush()
     if stats is not None:
         shown = stats.written if args.write is not None else stats.matched
-        if args.count_only and args.write != "-":     # never into a capture on standard output
+        # never into a capture on standard output
+        if args.count_only and args.write != "-" and sys.stdout is not None:
             sys.stdout.write(f"{shown} packet{'s' if shown != 1 else ''}\n")
             sys.stdout.flush()
         if not args.quiet:

@@ -133,3 +133,17 @@ def test_arguments_refused_as_intermixed_parsing_refuses():
         with pytest.raises(cli._UsageError) as theirs:
             cli.build_parser().parse_intermixed_args(argv)
         assert str(ours.value) == str(theirs.value)
+
+
+def test_count_with_standard_output_closed_ends_as_tcpdump_does(tmp_path):
+    """`--count` with standard output closed: tcpdump's line is lost and it exits 0; so does pfilter."""
+    import reference as ref
+
+    def closed(cmd):          # run with file descriptor 1 closed
+        return subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=lambda: os.close(1),
+                              env=dict(os.environ, XDG_CACHE_HOME=str(tmp_path)))
+
+    theirs = closed([ref.tcpdump(), "-r", str(SAMPLE), "--count", "tcp"])
+    ours = closed([sys.executable, "-m", "pfilter", "-r", str(SAMPLE), "--count", "tcp"])
+    assert ours.returncode == theirs.returncode == 0
+    assert b"internal error" not in ours.stderr and b"Traceback" not in ours.stderr
