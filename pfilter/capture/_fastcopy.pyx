@@ -142,6 +142,9 @@ cdef extern from *:
     #ifndef MADV_POPULATE_READ
     #define MADV_POPULATE_READ 22
     #endif
+    #ifndef MAP_POPULATE
+    #define MAP_POPULATE 0       /* (not Linux: the pages come in as they are touched) */
+    #endif
     static volatile int pf_populate_read = 1;
     """
     int MADV_POPULATE_READ
