@@ -37,27 +37,13 @@ static double now(void) {
     return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-/* Walk the whole records in b[0:n), reading a byte of each; the bytes they take. */
-static size_t walk(const uint8_t *b, size_t n, uint64_t *acc, uint64_t *count) {
-    size_t p = 0;
-    while (n - p >= 16) {
-        uint32_t c;
-        memcpy(&c, b + p + 8, 4);
-        if (n - p - 16 < c)
-            break;
-        *acc += b[p + 16 + (c > 20 ? 20 : 0)];
-        (*count)++;
-        p += 16 + c;
-    }
-    return p;
-}
-
-/* walk(), prefetching every cache line `ahead` bytes before the record it reads. */
-static size_t walk_prefetching(const uint8_t *b, size_t n, size_t ahead, uint64_t *acc, uint64_t *count) {
+/* Walk the whole records in b[0:n), reading a byte of each, prefetching every cache line
+ * `ahead` bytes before the record it reads (0: none); the bytes they take. */
+static size_t walk(const uint8_t *b, size_t n, size_t ahead, uint64_t *acc, uint64_t *count) {
     size_t p = 0, fetched = 0;
     while (n - p >= 16) {
         uint32_t c;
-        for (; fetched < p + ahead && fetched < n; fetched += 64)
+        for (; ahead && fetched < p + ahead && fetched < n; fetched += 64)
             __builtin_prefetch(b + fetched);
         memcpy(&c, b + p + 8, 4);
         if (n - p - 16 < c)
@@ -100,7 +86,7 @@ int main(int argc, char **argv) {
             ssize_t got = pread(fd, buf + carry, chunk, off);
             if (got <= 0)
                 break;
-            size_t n = carry + got, used = walk(buf, n, &acc, &count);
+            size_t n = carry + got, used = walk(buf, n, 0, &acc, &count);
             if (!strcmp(mode, "cfr")) {
                 for (size_t left = used; ofd >= 0 && left;) {
                     ssize_t k = copy_file_range(fd, &in, ofd, NULL, left, 0);
@@ -122,34 +108,27 @@ int main(int argc, char **argv) {
         if (!strcmp(mode, "mmapw"))
             madvise(m, size, MADV_WILLNEED);
         for (size_t p = 24; p < size;) {
-            size_t left = size - p, used = walk(m + p, left < chunk + TAIL ? left : chunk + TAIL, &acc, &count);
+            size_t left = size - p, used = walk(m + p, left < chunk + TAIL ? left : chunk + TAIL, 0, &acc, &count);
             if (!used)
                 break;
             out(ofd, m + p, used);
             p += used;
         }
         munmap(m, size);
-    } else if (!strcmp(mode, "mmappop")) {
-        size_t window = 64 << 20;
-        for (size_t p = 24; p < size;) {
-            size_t base = p & ~(size_t)4095, len = size - base < window ? size - base : window;
-            uint8_t *m = mmap(NULL, len, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, base);
-            size_t used = walk(m + (p - base), len - (p - base), &acc, &count);
-            out(ofd, m + (p - base), used);
-            munmap(m, len);
-            if (!used)
-                break;
-            p += used;
-        }
-    } else if (!strcmp(mode, "mmapchunk")) {
+    } else if (!strcmp(mode, "mmappop") || !strcmp(mode, "mmapchunk")) {
 #ifndef MADV_POPULATE_READ
 #define MADV_POPULATE_READ 22
 #endif
+        /* mmappop: 64 MB windows, MAP_POPULATE; mmapchunk: a chunk and its tail room at a time,
+         * MADV_POPULATE_READ on the chunk, the walk prefetching 16 KB ahead */
+        int pop = !strcmp(mode, "mmappop");
+        size_t window = pop ? 64 << 20 : chunk + TAIL;
         for (size_t p = 24; p < size;) {
-            size_t base = p & ~(size_t)4095, len = size - base < chunk + TAIL ? size - base : chunk + TAIL;
-            uint8_t *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, base);
-            madvise(m, len < chunk ? len : chunk, MADV_POPULATE_READ);
-            size_t used = walk_prefetching(m + (p - base), len - (p - base), 16384, &acc, &count);
+            size_t base = p & ~(size_t)4095, len = size - base < window ? size - base : window;
+            uint8_t *m = mmap(NULL, len, PROT_READ, pop ? MAP_SHARED | MAP_POPULATE : MAP_PRIVATE, fd, base);
+            if (!pop)
+                madvise(m, len < chunk ? len : chunk, MADV_POPULATE_READ);
+            size_t used = walk(m + (p - base), len - (p - base), pop ? 0 : 16384, &acc, &count);
             out(ofd, m + (p - base), used);
             munmap(m, len);
             if (!used)
