@@ -34,10 +34,11 @@ once, into an internal form (`vm_insn`) whose jump targets are counted from the 
 (so the loop needs no base pointer to take one), and where a packet load followed by a
 conditional jump (`ldh [12]; jeq #0x800`), or an `and #k` followed by one, becomes a single fused
 instruction: one dispatch instead of two for the pattern that makes up most of every compiled
-filter. Those pairs, and the conditional jumps, are the 64 cases of _vm_cases.pxi, which
-scripts/gen_vm.py writes from a table when setup.py builds the extension; an instruction's
-`slot` (pair_slot) is its case there, the index of one jump table, and every other instruction
-is dispatched on its cBPF opcode. The packet loop holds the interpreter (both are inlined into
+filter. Those pairs, and the conditional jumps, are 64 of the cases of dispatch() in
+_vm_cases.pxi, which scripts/gen_vm.py writes from a table when setup.py builds the extension;
+every instruction's `slot` is its case there, the index of one jump table (the old flat switch's
+cost), whose last three cases send `ret #k`, a JEQ_RUN and every other instruction to the loop's
+own code (the others through a second switch, on their cBPF opcode). The packet loop holds the interpreter (both are inlined into
 one C function: no call per packet). The second instruction of a pair stays in place, so a jump
 that lands on it still finds it. Scratch memory is cleared per packet only for programs that
 read it. A run of JEQ_RUN_MIN or more `jeq #k` whose false branches each fall to the next (a
@@ -73,8 +74,8 @@ cdef extern from *:
     #endif
     """
     void PF_PREFETCH(const void* p) noexcept nogil
-    # The return types of bpf_run and pair_step: uint32_t and int, with the attribute that makes
-    # the C compiler inline them, bpf_run into every packet loop and pair_step into bpf_run (they
+    # The return types of bpf_run and dispatch: uint32_t and int, with the attribute that makes
+    # the C compiler inline them, bpf_run into every packet loop and dispatch into bpf_run (they
     # are too large for GCC to inline on its own: a call per packet costs about a tenth of a short
     # filter's run, and a call per instruction keeps A in memory)
     ctypedef uint32_t inlined_u32 "PF_INLINED_U32"
@@ -91,7 +92,7 @@ cdef extern from *:
         uint8_t jf
         uint32_t k
     ctypedef struct vm_insn:
-        uint16_t slot    # a conditional jump or load+jump pair: its case in _vm_cases.pxi (pair_slot); else NO_SLOT
+        uint16_t slot    # its case in dispatch() (_vm_cases.pxi): pair_slot, SLOT_RET_K, SLOT_JEQ_RUN, SLOT_OTHER
         uint16_t op      # the cBPF opcode (the first of a pair's two), or JEQ_RUN
         uint32_t k       # the operand (load offset, constant)
         uint32_t k2      # jumps and pairs: the jump's constant; backward ja: the span it loops over
@@ -113,9 +114,15 @@ cdef enum:
     # of ports): an opcode cBPF does not use
     JEQ_RUN = 0xff
     JEQ_RUN_MIN = 4
-    # the cases of _vm_cases.pxi: pair_slot(load, jump), 0 .. PAIR_SLOTS - 1; NO_SLOT: not a jump
-    PAIR_SLOTS = 64
-    NO_SLOT = 0xffff
+    # the slots: the cases of dispatch() (_vm_cases.pxi), one jump table. 0 .. 63: the conditional
+    # jumps and load+jump pairs (pair_slot); then the ones it sends back to bpf_run's own code
+    SLOT_RET_K = 64
+    SLOT_JEQ_RUN = 65
+    SLOT_OTHER = 66
+    # what dispatch() returns for those (for the others: taken 1, not taken 0, or -1: return 0)
+    GO_RET_K = 2
+    GO_JEQ_RUN = 3
+    GO_OTHER = 4
 
 LOOP_BUDGET_VALUES = (LOOP_BUDGET_BASE, LOOP_BUDGET_PER_BYTE, LOOP_BUDGET_MAX)
 JEQ_RUN_OP = JEQ_RUN       # (for tests of decode())
@@ -212,27 +219,26 @@ cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t 
     cdef const vm_insn* q
     cdef uint64_t start = spent[0]
     cdef bint host = order_t is HostOrder
-    cdef int taken
+    cdef int go
     if clear_mem:
         memset(mem, 0, sizeof(mem))
     while True:
         count(counter, pc - prog, A, X)
         k = pc.k
-        # Jumps and load+jump pairs, most of what runs, first: one compare, then the C `switch` of
-        # pair_step (inlined). The other opcodes: a C `switch` here, then step()'s (see
-        # tests/test_vm_dispatch.py).
-        if pc.slot < PAIR_SLOTS:
-            taken = pair_step(prog, pc, pc.slot, p, buflen, &A, X, counter, order)
-            if taken > 0:
-                pc += pc.jt
-            elif taken == 0:
-                pc += pc.jf
-            else:
-                return 0
+        # One C `switch` on the slot (dispatch(), inlined): the jumps and load+jump pairs, most of
+        # what runs, done there; ret #k and JEQ_RUN here; the other opcodes through the C `switch`
+        # below, then step()'s (see tests/test_vm_dispatch.py). Each case's constant result is
+        # threaded by the C compiler straight to its branch here.
+        go = dispatch(prog, pc, pc.slot, p, buflen, &A, X, counter, order)
+        if go == 1:
+            pc += pc.jt
             continue
-        if pc.op == 0x06:        # ret #k, once per packet, and JEQ_RUN: before the compare tree
+        if go == 0:
+            pc += pc.jf
+            continue
+        if go == GO_RET_K:
             return k
-        if pc.op == JEQ_RUN:     # jeq #k, first of a run of k2 whose false branches fall to the next
+        if go == GO_JEQ_RUN:     # jeq #k, first of a run of k2 whose false branches fall to the next
             run_last = pc + (pc.k2 - 1)
             if counter_t is Count:
                 counter.n -= <uint64_t>(pc - prog)
@@ -250,6 +256,8 @@ cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t 
             else:
                 pc += pc.jf
             continue
+        if go != GO_OTHER:
+            return 0
         if pc.op == 0x16:        # ret a
             return A
         elif pc.op == 0x20:      # ld [k]
@@ -296,7 +304,7 @@ def decode(const uint8_t[::1] raw):
     cdef uint32_t run
     for i in range(n):
         c = src[i].code
-        dst[i].slot = NO_SLOT
+        dst[i].slot = SLOT_RET_K if c == 0x06 else SLOT_OTHER
         dst[i].op = c
         dst[i].k = src[i].k
         dst[i].k2 = 0
@@ -325,7 +333,7 @@ def decode(const uint8_t[::1] raw):
             continue
         run = run + 1 if run and src[i].jf == 0 else 1
         if run >= JEQ_RUN_MIN:
-            dst[i].slot = NO_SLOT
+            dst[i].slot = SLOT_JEQ_RUN
             dst[i].op = JEQ_RUN
             dst[i].k2 = run
     return bytes(out)

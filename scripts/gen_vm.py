@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Writes pfilter/_vm_cases.pxi, the VM's cases for conditional jumps and load+jump pairs.
+"""Writes pfilter/_vm_cases.pxi, the VM's dispatch: the cases of conditional jumps and load+jump pairs.
 
-pfilter/_vm.pyx is written by hand; it includes this file, whose one function, pair_step(), its
-dispatch loop calls (inlined by the C compiler) for every instruction with a slot. Its cases differ
-only in their load and their test, so they are written here from two small tables, each load and
-each test spelled once, their semantics those of pfilter/_cbpf.pxd. setup.py runs this script
+pfilter/_vm.pyx is written by hand; it includes this file, whose one function, dispatch(), its
+loop calls (inlined by the C compiler) for every instruction: one C `switch` on the instruction's
+slot, one jump table. The 64 cases of jumps and pairs differ only in their load and their test,
+so they are written here from two small tables, each load and each test spelled once, their
+semantics those of pfilter/_cbpf.pxd; the last three cases send the loop to its own code (ret #k,
+a JEQ_RUN, any other instruction). setup.py runs this script
 before it compiles the VM, so the file (git-ignored) is never edited or committed;
 tests/test_vm_dispatch.py checks it is up to date.
 
@@ -25,19 +27,23 @@ LOADS = [(0, None, None)] + [
     for ind in (0, 1) for size, name in enumerate(("ld", "ldh", "ldb"))
 ] + [(7, "and #k", "alu(0x54, A, k)")]
 JUMPS = ["jeq", "jgt", "jge", "jset"]       # BPF_OP 0x10, 0x20, 0x30, 0x40
+# The slots after the pairs' (_vm.pyx's enum): what dispatch() returns for them
+ROUTES = [("SLOT_RET_K", "GO_RET_K", "ret #k"), ("SLOT_JEQ_RUN", "GO_JEQ_RUN", "a run of jeq #k (JEQ_RUN)"),
+          ("SLOT_OTHER", "GO_OTHER", "any other instruction: the loop's switch on its opcode")]
 
 HEADER = """\
 # Written by scripts/gen_vm.py when setup.py builds pfilter/_vm.pyx (which includes it): do not
 # edit.
 
-cdef inline inlined_int pair_step(const vm_insn* prog, const vm_insn* pc, uint32_t slot, const uint8_t* p,
-                                  uint32_t buflen, uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
+cdef inline inlined_int dispatch(const vm_insn* prog, const vm_insn* pc, uint32_t slot, const uint8_t* p,
+                                 uint32_t buflen, uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
     \"\"\"Whether the conditional jump, or load+jump pair (pair_slot), at pc is taken (1) or not (0);
-    -1 when the program returns 0. A pair's load runs first; once it succeeds, the jump is
-    counted, traced or profiled as the instruction it is (pc + 1). Each case returns constants
-    from the arms of an if/else, so that once inlined the caller's branch on the result is
-    threaded into each case: a predictable branch per case, not a conditional move (which would
-    serialise long chains of tests, as in 20-host filters).\"\"\"
+    -1 when the program returns 0; GO_RET_K, GO_JEQ_RUN or GO_OTHER for the loop's own cases. A
+    pair's load runs first; once it succeeds, the jump is counted, traced or profiled as the
+    instruction it is (pc + 1). Each case returns constants from the arms of an if/else, so that
+    once inlined the caller's branch on the result is threaded into each case: a predictable
+    branch per case, not a conditional move (which would serialise long chains of tests, as in
+    20-host filters).\"\"\"
     cdef uint32_t k = pc.k
     cdef bint host = order_t is HostOrder
 """
@@ -64,7 +70,9 @@ def cases():
                 out.append(CASE.format(kw="elif" if len(out) > 1 else "if", op=8 * slot + 2 * j + x,
                                        what=what, load=LOAD.format(call=call) if call else "",
                                        jcode=0x15 + 0x10 * j + 8 * x, rhs="X" if x else "pc.k2"))
-    out.append("    return -1                # not a case decode() writes\n")
+    for slot, go, what in ROUTES:
+        out.append(f"    elif slot == {slot}:   # {what}\n        return {go}\n")
+    out.append("    return -1                # not a slot decode() writes\n")
     return "".join(out)
 
 
