@@ -110,3 +110,26 @@ def test_empty_batch_and_empty_packet():
     nat = native.jit(pfilter.compile("ip"))
     assert len(nat.run_batch(pfilter.PacketBatch.from_packets([]))) == 0
     assert nat.run(b"") == 0
+
+
+def _udp_dns(ip6=False, vlan=False):
+    eth = b"\x00" * 12 + (b"\x81\x00\x00\x05" if vlan else b"") + (b"\x86\xdd" if ip6 else b"\x08\x00")
+    udp = b"\x30\x39\x00\x35\x00\x10\x00\x00" + bytes(range(8))
+    if ip6:
+        return eth + b"\x60" + bytes(3) + b"\x00\x10\x11\x40" + bytes(range(32)) + udp
+    return eth + b"\x46\x00\x00\x30\x00\x00\x00\x00\x40\x11\x00\x00" + bytes(range(8)) + b"\x01\x01\x01\x01" + udp
+
+
+@pytest.mark.parametrize("expr", ["udp port 53 or icmp", "ip and udp port 53", "vlan and ip", "ip6 and udp"])
+def test_straight_line_code_on_every_length_around_its_fast_path(expr):
+    # the straight-line code has a fast path for packets at least _fast_length bytes long (no
+    # length guards) and the general code below it: every captured length of packets that take
+    # the program's accepting paths (IPv4 with options, IPv6, VLAN) gives the VM's result
+    prog = pfilter.compile(expr)
+    low = native.lower(prog)
+    assert native._straight_line(low) and native._fast_length(low) > 0
+    pkts = [p[:n] for p in (_udp_dns(), _udp_dns(ip6=True), _udp_dns(vlan=True)) for n in range(len(p) + 1)]
+    batch = pfilter.PacketBatch.from_packets(pkts)
+    want = prog.run_batch(batch)
+    assert np.array_equal(native.jit(prog).run_batch(batch), want)
+    assert want.any() and not want.all()
