@@ -374,12 +374,31 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
                 return 0
             pc = code + pc.jt
             continue
-        elif (op == 0x15 or op == 0x25 or op == 0x35 or op == 0x45
-              or op == 0x1d or op == 0x2d or op == 0x3d or op == 0x4d):    # jeq jgt jge jset, #k or x
-            if jump_taken(op, A, X if op & 0x08 else k):
-                pc = code + pc.jt
-            else:
-                pc = code + pc.jf
+        # each jump its own case, jump_taken given its constant opcode: one test, no branch on
+        # the opcode (one case for the eight, testing it, was 3-4% slower at 256 rules)
+        elif op == 0x15:      # jeq #k
+            pc = code + (pc.jt if jump_taken(0x15, A, k) else pc.jf)
+            continue
+        elif op == 0x25:      # jgt #k
+            pc = code + (pc.jt if jump_taken(0x25, A, k) else pc.jf)
+            continue
+        elif op == 0x35:      # jge #k
+            pc = code + (pc.jt if jump_taken(0x35, A, k) else pc.jf)
+            continue
+        elif op == 0x45:      # jset #k
+            pc = code + (pc.jt if jump_taken(0x45, A, k) else pc.jf)
+            continue
+        elif op == 0x1d:      # jeq x
+            pc = code + (pc.jt if jump_taken(0x1d, A, X) else pc.jf)
+            continue
+        elif op == 0x2d:      # jgt x
+            pc = code + (pc.jt if jump_taken(0x2d, A, X) else pc.jf)
+            continue
+        elif op == 0x3d:      # jge x
+            pc = code + (pc.jt if jump_taken(0x3d, A, X) else pc.jf)
+            continue
+        elif op == 0x4d:      # jset x
+            pc = code + (pc.jt if jump_taken(0x4d, A, X) else pc.jf)
             continue
         else:
             if step(op, k, p, buflen, wirelen, &A, &X, mem, False) != STEP_DONE:
