@@ -229,7 +229,7 @@ cdef inline inlined_u32 bpf_run(const vm_insn* prog, const uint8_t* p, uint32_t 
         # what runs, done there; ret #k and JEQ_RUN here; the other opcodes through the C `switch`
         # below, then step()'s (see tests/test_vm_dispatch.py). Each case's constant result is
         # threaded by the C compiler straight to its branch here.
-        go = dispatch(prog, pc, pc.slot, p, buflen, &A, X, counter, order)
+        go = dispatch(prog, pc, p, buflen, &A, X, counter, order)
         if go == 1:
             pc += pc.jt
             continue

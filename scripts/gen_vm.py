@@ -35,8 +35,8 @@ HEADER = """\
 # Written by scripts/gen_vm.py when setup.py builds pfilter/_vm.pyx (which includes it): do not
 # edit.
 
-cdef inline inlined_int dispatch(const vm_insn* prog, const vm_insn* pc, uint32_t slot, const uint8_t* p,
-                                 uint32_t buflen, uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
+cdef inline inlined_int dispatch(const vm_insn* prog, const vm_insn* pc, const uint8_t* p, uint32_t buflen,
+                                 uint32_t* A, uint32_t X, counter_t* counter, order_t* order) noexcept nogil:
     \"\"\"Whether the conditional jump, or load+jump pair (pair_slot), at pc is taken (1) or not (0);
     -1 when the program returns 0; GO_RET_K, GO_JEQ_RUN or GO_OTHER for the loop's own cases. A
     pair's load runs first; once it succeeds, the jump is counted, traced or profiled as the
@@ -44,6 +44,7 @@ cdef inline inlined_int dispatch(const vm_insn* prog, const vm_insn* pc, uint32_
     once inlined the caller's branch on the result is threaded into each case: a predictable
     branch per case, not a conditional move (which would serialise long chains of tests, as in
     20-host filters).\"\"\"
+    cdef uint32_t slot = pc.slot
     cdef uint32_t k = pc.k
     cdef bint host = order_t is HostOrder
 """
