@@ -375,7 +375,7 @@ cdef inline uint32_t run_rule(const cl_insn* code, uint32_t start, uint32_t A, u
             pc = code + pc.jt
             continue
         # each jump its own case, jump_taken given its constant opcode: one test, no branch on
-        # the opcode (one case for the eight, testing it, was 3-4% slower at 256 rules)
+        # the opcode (one case for the eight, testing it, was measurably slower at 256 rules)
         elif op == 0x15:      # jeq #k
             pc = code + (pc.jt if jump_taken(0x15, A, k) else pc.jf)
             continue

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from .errors import FilterError
 
-# `typing` is not imported at run time (it costs the command's start-up ~3 ms; pfilter/__init__.py
+# `typing` is not imported at run time (a visible share of the command's start-up; pfilter/__init__.py
 # does the same).
 TYPE_CHECKING = False
 if TYPE_CHECKING:

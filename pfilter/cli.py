@@ -141,7 +141,7 @@ _EDIT_OPTIONS = """
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """argparse's formatter, its width found without importing shutil (argparse imports it for
-    shutil.get_terminal_size, and shutil imports bz2, lzma and fnmatch: ~2 ms of every start,
+    shutil.get_terminal_size, and shutil imports bz2, lzma and fnmatch: a cost at every start,
     while the parser makes a formatter for each option but formats text only for --help or an
     error). The same width: $COLUMNS, else standard output's terminal, else 80; minus 2."""
 
@@ -162,7 +162,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 class _MainParser(_Parser):
     """The main command's parser: its usage names the sub-commands too, made when first printed
-    (formatting it costs ~1 ms that a run without --help or an error does not need)."""
+    (formatting it is work a run without --help or an error does not need)."""
     _usage_text = None
 
     @property
@@ -474,8 +474,8 @@ _FAST_PATH_DONE = False
 
 def _quick_exit(status):
     """End the process with `status` without the interpreter's finalization (freeing every
-    module and object: ~4 ms of CPU per run, more than a tenth of the start-up; see
-    bench/results/latest_scale.md "start s"), once standard output and error are flushed, and
+    module and object: a visible share of the start-up, bench/results/latest_scale.md
+    "start s"), once standard output and error are flushed, and
     only when no exit handler or other thread is there to run. Otherwise (or when a flush
     fails: main's usual handling then applies at exit) it returns."""
     import threading

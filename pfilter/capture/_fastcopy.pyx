@@ -241,7 +241,7 @@ cdef enum:
     MAX_WORKERS = 256
     # The walk fetches the cache line this far ahead of the record it reads (about one record
     # of the benchmark's mix): each header load depends on the one before, and one that misses
-    # the L1 cache stalls the walk (with it, the walk and count of 1 GB took ~3% less CPU; 256
+    # the L1 cache stalls the walk (with it, the walk and count of 1 GB took less CPU; 256
     # and 1024 were no better, every line ahead worse).
     WALK_PREFETCH = 512
     MAP_PREFETCH = 16384
@@ -438,7 +438,7 @@ cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offs
     cdef uint8_t* rec
     if sh.out_fd < 0 and want_count < 0 and sh.rotate_size < 0:
         # counting only: no runs to lay out, and no branch on the verdict (mispredicted about
-        # as often as the matches are a coin toss: `tcp` counted 1 GB ~4% faster without it)
+        # as often as the matches are a coin toss: `tcp` counted faster without it)
         for k in range(n):
             sel = verdicts[k] != 0
             m += sel

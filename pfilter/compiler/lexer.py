@@ -116,7 +116,7 @@ def _v6_patterns():
 
 class _Patterns:
     """The scanner's compiled patterns, compiled when the first expression is scanned, and the
-    IPv6 forms (about 70 patterns) when the first one with a ':' is: ~8 ms that importing the
+    IPv6 forms (about 70 patterns) when the first one with a ':' is: work that importing the
     compiler, and compiling an expression without IPv6 addresses, need not pay."""
 
     def __init__(self):
