@@ -82,8 +82,11 @@ def group_tests(graph, ctx):
 EARLY_MIN = 3       # deferred tests of one value worth an early-exit block (exit_early)
 
 
-def _regroup(vals, an, chain, e, f, graph=None):
-    """Rewrite one chain; with `graph`, also move deferred tests early (see exit_early)."""
+def _regroup(vals, an, chain, e, f, graph=None, entry_ok=None):
+    """Rewrite one chain; with `graph`, also move deferred tests early (see exit_early).
+    Returns False (unchanged), True, or ENTRY when the rewritten chain tests the value already
+    in A at its entry first (allowed only when `entry_ok(head)` says that value still arrives
+    there)."""
     st = an.ins[chain[0][0].id].copy()
     tests = []          # (key, op code, k, exit on true)
     recipe = {}
@@ -127,12 +130,14 @@ def _regroup(vals, an, chain, e, f, graph=None):
     tests = [t + (x,) for t, x in zip(tests, exits)]
     schedule = []       # (stmts, test, key)
     entry_key = an.ins[chain[0][0].id].regs[A]
+    if entry_key not in recipe or (entry_ok is not None and not entry_ok(chain[0][0])):
+        entry_key = None
     for w in sorted(set(window)):
         group = [t for t, tw in zip(tests, window) if tw == w]
         keys = []
         if w and not zero_exit:
             keys.append(aborting[w - 1])
-        if not keys and any(t[0] == entry_key for t in group) and not schedule:
+        if not keys and entry_key is not None and any(t[0] == entry_key for t in group) and not schedule:
             keys.append(entry_key)
         for t in group:
             if t[0] not in keys:
@@ -185,7 +190,29 @@ def _regroup(vals, an, chain, e, f, graph=None):
             blk.set_cond(code, k, out, nxt)
         else:
             blk.set_cond(code, k, nxt, out)
-    return True
+    return ENTRY if not merged[0][0] else True
+
+
+ENTRY = "entry"     # _regroup's result for a chain that now reads A at its entry
+SOURCES_MAX = 256   # blocks _a_sources visits before it gives up (the chain then reloads)
+
+
+def _a_sources(head):
+    """The blocks whose value of A at their exit can reach `head`'s entry unchanged (each
+    predecessor, and further back through blocks that leave A as it came), or None when there
+    are more than SOURCES_MAX."""
+    seen = set()
+    todo = [head]
+    while todo:
+        for p in todo.pop().preds:
+            if p.id in seen:
+                continue
+            seen.add(p.id)
+            if len(seen) > SOURCES_MAX:
+                return None
+            if not any(code & 7 == 0 or code == 0x87 for code, _k in p.stmts):
+                todo.append(p)     # no `ld`/`txa` in p: A at p's exit depends on A at its entry
+    return seen
 
 
 def exit_early(graph, ctx):
@@ -207,6 +234,21 @@ def _regroup_chains(graph, ctx, early_exits):
     vals = ctx.vals
     an = ctx.analysis(graph)
     live_in = liveness(an.order)
+    # The analysis and liveness describe the graph before this call's rewrites, and a rewrite
+    # changes the value of A leaving each block of its chain (the last value loaded before each
+    # exit). So a chain may test the value in A at its entry without reloading it only when no
+    # block rewritten in this call can pass A to that entry, and once one does, no later rewrite
+    # may touch a block that can.
+    rewritten = set()       # ids of the blocks of chains rewritten so far
+    feeding = set()         # ids of blocks whose A reaches a rewritten chain that reads it
+
+    def entry_ok(head):
+        src = _a_sources(head)
+        if src is None or src & rewritten:
+            return False
+        entry_ok.src = src
+        return True
+
     changed = False
     for best in chains:
         e = best[0][0].succ[best[0][1]]
@@ -214,6 +256,13 @@ def _regroup_chains(graph, ctx, early_exits):
         f = last.succ[1 - last_slot]
         if live_in[e.id] & 1 or live_in[f.id] & 1:
             continue
-        if _regroup(vals, an, best, e, f, graph if early_exits else None):
+        ids = {blk.id for blk, _ in best}
+        if ids & feeding:
+            continue
+        r = _regroup(vals, an, best, e, f, graph if early_exits else None, entry_ok)
+        if r:
             changed = True
+            rewritten |= ids
+            if r is ENTRY:
+                feeding |= entry_ok.src
     return changed

@@ -1,15 +1,13 @@
-"""A wrong optimized program the compile fuzzer found (tests/fuzz/test_fuzz_compile.py), kept here
-as a strict expected failure until the optimizer is fixed: it fails the day the bug is gone, so the
-marker comes off then.
+"""A wrong optimized program the compile fuzzer found (tests/fuzz/test_fuzz_compile.py), fixed in
+pfilter/optimizer/reorder.py.
 
 `port 80 or 443 or 8080 or not (ip) and not (port 80 or 443 or 8080)` parses as
 `(... or not ip) and not (port 80 or 443 or 8080)` (and/or have equal precedence, as in libpcap),
-so an IPv6 TCP packet from port 8080 is rejected: libpcap's optimized and unoptimized programs
-and pfilter's unoptimized one (identical to libpcap's) return 0, pfilter's optimized one accepts.
-Present before issue 11's work (reproduced at 1324cfa); removing any one of simplify_edges,
-drop_covered_loads or group_tests from the passes hides it, which narrows where to look."""
-import pytest
-
+so an IPv6 TCP packet from port 8080 is rejected. group_tests regrouped two chains in one call
+from one analysis: the second chain began by testing the value it found in A at its entry
+(the source port, left there by the first chain), while the first chain's rewrite left the
+destination port there instead. A chain now tests its entry value without reloading it only
+when no chain rewritten in the same call can pass A to its entry."""
 import pfilter
 
 EXPR = "port 80 or 443 or 8080 or not (ip) and not (port 80 or 443 or 8080)"
@@ -27,7 +25,6 @@ def test_unoptimized_program_rejects_the_packet():
     assert pfilter.compile(EXPR, optimize=False).run_batch(batch).tolist() == [0]
 
 
-@pytest.mark.xfail(strict=True, reason="known optimizer bug: the optimized program accepts the packet")
 def test_optimized_program_rejects_the_packet_too():
     batch = pfilter.PacketBatch.from_packets([_ipv6_tcp_from_8080()], wirelens=[1516], linktype=1)
     assert pfilter.compile(EXPR, optimize=True).run_batch(batch).tolist() == [0]
