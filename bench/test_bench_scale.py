@@ -278,24 +278,21 @@ def _worker_cpu():
     return t.user + t.system
 
 
-def _plain_processes(path, expr, out, scratch):
+def _plain_processes(path, expr, out, held):
     """(wall, CPU) of the ring's work on one file done by two plain processes (os.fork, no dask),
     the offsets known beforehand (a count pass, not timed): the chunks of pfilter.dask's ring,
-    member 0 straight into the output, member 1 into memory and then into place (scratch True),
-    or straight in too (False: no second write, the floor of any split into two workers)."""
+    every other one each, filtered with their matches held and then written at their offset
+    (held True, as the ring does), or written straight at it (False: the floor of any split
+    into two workers)."""
     import pfilter.dask as pdask
     from pfilter.capture.files import pcap_file_header  # noqa: F401  (the fast path's imports, before the clock)
     from pfilter.capture.index import planned_ranges
-    ranges = planned_ranges(path, pdask.RING_CHUNK_BYTES)
-    chunks, k = [], 0
-    while k < len(ranges):
-        take = pdask.RING_SHARES[len(chunks) % 2 != 0]
-        chunks.append(ranges[k:k + take])
-        k += take
+    chunks = planned_ranges(path, pdask.RING_CHUNK_BYTES)
     offsets = [24]
-    for chunk in chunks:
-        offsets.append(offsets[-1] + sum(16 * j.matched + j.bytes for j, _ in (pdask._pass(path, expr, r, -1, 0)
-                                                                               for r in chunk)))
+    for r in chunks:
+        job, _start, fd = pdask._pass(path, expr, r, -1, 0)
+        os.close(fd)
+        offsets.append(offsets[-1] + 16 * job.matched + job.bytes)
     with open(path, "rb") as f, open(out, "wb") as o:
         o.write(f.read(24))
     os.sync()
@@ -305,14 +302,12 @@ def _plain_processes(path, expr, out, scratch):
         pid = os.fork()
         if pid == 0:
             try:
-                fd, buf = os.open(out, os.O_WRONLY), pdask._scratch()
+                out_fd = os.open(out, os.O_WRONLY)
                 for j in range(m, len(chunks), 2):
-                    direct = m == 0 or not scratch
-                    at = offsets[j] if direct else 0
-                    for r in chunks[j]:
-                        at = pdask._pass(path, expr, r, fd if direct else buf, at)[0].out_size
-                    if not direct:
-                        pdask._place(buf, fd, at, offsets[j], out)
+                    job, _start, fd = pdask._pass(path, expr, chunks[j], out_fd, offsets[j], hold=held)
+                    if held:
+                        job.write_held(out_fd, offsets[j])
+                    os.close(fd)
             finally:
                 os._exit(0)
         pids.append(pid)
@@ -355,8 +350,8 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
             runs["local count"].append(run_command(local_count, env, tmp=tmp_path)[:2])
             took, n = timed(lambda: pdask.count([str(two_gb)], expr, client=client))
             runs["dask count"].append(took)
-            for name, scratch in (("plain", True), ("plain direct", False)):
-                runs.setdefault(name, []).append(_plain_processes(str(two_gb), expr, tmp_path / "plain.pcap", scratch))
+            for name, held in (("plain", True), ("plain direct", False)):
+                runs.setdefault(name, []).append(_plain_processes(str(two_gb), expr, tmp_path / "plain.pcap", held))
         after = client.run(_worker_memory)
     finally:
         client.close()
@@ -376,12 +371,12 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                 "the later ones warm, as a user's second call on the same cluster (the first "
                                 "call's wall time has its own column). Local CPU includes the command's start-up; "
                                 "dask workers CPU is the two worker processes' user + system time during the "
-                                "call. -w: a ring of one task per worker (pfilter.dask): member 0 filters its "
-                                "chunks straight into the output, member 1 into memory, then copies its matches "
-                                "into place, so 2/5 of the input (RING_SHARES) costs a second write. The floor "
+                                "call. -w: a ring of one task per worker (pfilter.dask): each member filters its "
+                                "chunks holding the matches as runs of input offsets, then writes them at the "
+                                "offset the member before sends once its chunk is written. The floor "
                                 "rows: that work by two plain processes (fork, no dask) with the offsets known "
-                                "beforehand, with the second write (the ring's) and without it (any split into "
-                                "two workers); their ratio column is to local -j 2. A dask worker process "
+                                "beforehand, matches held then written (the ring's) and written straight (any "
+                                "split into two workers); their ratio column is to local -j 2. A dask worker process "
                                 "holds about 100 MB of Python, dask and distributed before any pfilter work: the "
                                 "peak minus that is pfilter's share."])
     peaks = [after[w][0] for w in after]
@@ -395,7 +390,7 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                                   "dask worker peak MB": f"{max(peaks):.0f}",
                                                   "worker peak before the passes MB": f"{max(base):.0f}"})
     for key, what in (("plain", "-w tcp, the ring's work by 2 plain processes"),
-                      ("plain direct", "-w tcp, 2 plain processes, no second write")):
+                      ("plain direct", "-w tcp, 2 plain processes writing straight")):
         pw = min(w for w, _ in runs[key])
         table.add(key, what=what, **{"local -j 2 wall s": min(w for w, _ in runs["local"]), "dask wall s": pw,
                                      "dask / local": pw / min(w for w, _ in runs["local"]),

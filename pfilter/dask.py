@@ -17,10 +17,11 @@ the packets: every worker reads its range from the file itself, so the paths mus
 files on every worker (a shared file system), and so must the output's directory. One output
 from classic pcap inputs: a ring of tasks, one per worker thread, writes the output itself (a
 named temporary file next to it, renamed when complete), each member taking every W-th chunk
-of the inputs (ranges of RING_CHUNK_BYTES), as the threads of a local pass share a file: member
-0 filters its chunks straight into the output, the others filter theirs into memory meanwhile,
-send the size of their matches to member 0 and copy them into place at the offset it sends
-back (distributed.Queue: only sizes and offsets travel); each match reaches the output once.
+of the inputs (ranges of RING_CHUNK_BYTES), as the threads of a local pass share a file: each
+member filters its chunk while the others filter or write theirs, keeping the matches as runs of
+input offsets, then writes them at the chunk's output offset, which the member of the chunk
+before sends it once that chunk is written, and sends the offset after them on to the next
+(distributed.Queue: only offsets travel); each match is written once.
 Otherwise (a directory of outputs; a ring that cannot finish)
 each range task writes a part file (in a temporary directory next to the output) and the parts
 are joined in input order as they complete. The output appears atomically, as every pfilter
@@ -127,12 +128,14 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     return result
 
 
-def _pass(path, expr, byte_range, out_fd, offset, cut=False):
+def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False):
     """Filter a range (or the whole file: None) of a classic pcap file into out_fd at offset
-    (PcapCopy, one thread); (the finished job, where the range began), or None when
-    the fast path does not take the file, gave up inside the range (damage) or (cut: the range
-    starts at a cut, its first record found by pfilter.capture.index.resync, as
-    planned_ranges does) found no record after the cut: the caller then starts over another way."""
+    (PcapCopy, one thread; hold: into nothing yet, the matches kept as runs of file offsets for
+    job.write_held); (the finished job, where the range began, the input's descriptor: the
+    caller closes it), or None when the fast path does not take the file, gave up inside the
+    range (damage) or (cut: the range starts at a cut, its first record found by
+    pfilter.capture.index.resync, as planned_ranges does) found no record after the cut: the
+    caller then starts over another way."""
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
     from . import _vm
@@ -147,130 +150,100 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False):
             from .capture.index import resync
             start = resync(in_fd, h, start, os.fstat(in_fd).st_size)
             if start is None:
+                os.close(in_fd)
                 return None
-        job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, start, min(h.snaplen, h.maxcap),
-                                 out_size=offset, end=end,
+        job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, -1 if hold else out_fd, start,
+                                 min(h.snaplen, h.maxcap), out_size=offset, end=end, hold=hold,
                                  **_sized(max(1, (os.fstat(in_fd).st_size if end < 0 else end) - start), 1))
-        return (job, start) if job.run() == "eof" else None
-    finally:
+        if job.run() != "eof":
+            os.close(in_fd)
+            return None
+        return job, start, in_fd
+    except BaseException:
         os.close(in_fd)
-
-
-def _scratch():
-    """A file descriptor for one chunk's matches while their place in the output is unknown:
-    memory never written back to a disk (memfd), else an unnamed temporary file."""
-    try:
-        return os.memfd_create("pfilter-chunk", getattr(os, "MFD_CLOEXEC", 0))
-    except (AttributeError, OSError):
-        with tempfile.TemporaryFile() as f:
-            return os.dup(f.fileno())
+        raise
 
 
 def _ring_member(chunks, expr, mine, names, shared, first, wait):
     """On a worker: one member of the ring that writes one output (`shared`, a named file) from
     the chunks (each [(range number, path, byte range)]) in order; this member takes the chunk
-    numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. Member 0 filters
-    its chunks straight into the output; each other member filters its chunk into a scratch
-    file in memory meanwhile, sends (chunk number, size of its matches) to member 0, takes the
-    offset member 0 sends back and copies the matches into place. Member 0, between its chunks,
-    turns the sizes into offsets (the end of its own chunk before, plus the sizes between), so it
-    never waits for a message crossing the ring: the members filter at the same time, each
-    match reaches the output once, and only offsets and sizes travel. ({range number: stats
-    dict}, the output's size (member 0; else None)), or None when the fast path left a range,
-    a message did not come within `wait` seconds (a member not running: a busy cluster), or
-    another member gave up (a size or offset of -1, as this one then sends): the client starts
-    over."""
+    numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. For each of its
+    chunks it filters the ranges without writing (the matches kept as runs of input offsets,
+    PcapCopy's hold mode), takes the chunk's output offset from its queue (chunk 0: `first`),
+    writes the matches there, and puts the offset after them on the queue of the next chunk's
+    member. So the members filter at the same time, each writing while the others filter, each
+    match is written once, and only offsets travel. ({range number: stats dict}, the output's
+    size (the member of the last chunk; else None)), or None when the fast path left a range, an
+    offset did not come within `wait` seconds (a member not running: a busy cluster), or another
+    member gave up (an offset of -1, which this one passes on as it gives up): the client then
+    starts over."""
     import time
     from distributed import Queue
     w, m = len(names), mine[0]
     queues = [Queue(name) for name in names] if w > 1 else []
     out_fd = os.open(shared, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-    scratch = None if m == 0 else _scratch()
-    results, end, sizes, nxt, sent = {}, first, {}, 1, 0   # member 0: offsets of the chunks < nxt went out
+    results, at, passed_on = {}, first, -1       # passed_on: the last chunk whose successor was told
 
-    def offsets_until(stop):
-        """Member 0: send the offsets of the other members' chunks before `stop`; False on -1."""
-        nonlocal end, nxt
-        while nxt < stop:
-            if nxt % w == 0:
-                nxt += 1
-                continue
-            while nxt not in sizes:
-                c, s = queues[0].get(timeout=wait)
-                sizes[c] = s
-                if s < 0:
-                    return False
-            queues[nxt % w].put(end)
-            end += sizes.pop(nxt)
-            nxt += 1
-        return True
+    def held(j):
+        """Chunk j filtered, its matches held: [(job, input descriptor)], or None."""
+        jobs = []
+        try:
+            for n, path, rng in chunks[j]:
+                started = time.perf_counter()
+                done = _pass(path, expr, rng, -1, 0, cut=True, hold=True)
+                if done is None:
+                    break
+                job, start, fd = done
+                jobs.append((job, fd))
+                results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                                  seconds=time.perf_counter() - started, range_end=job.done,
+                                  matched_bytes=job.bytes, start=start)
+            else:
+                return jobs
+        except BaseException:
+            _close(jobs)
+            raise
+        _close(jobs)
+        return None
 
-    def filtered(j, fd, at):
-        """Filter chunk j into fd at offset `at`: the offset after it, or -1."""
-        for n, path, rng in chunks[j]:
-            started = time.perf_counter()
-            passed = _pass(path, expr, rng, fd, at, cut=True)
-            if passed is None:
-                return -1
-            job, start = passed
-            results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
-                              seconds=time.perf_counter() - started, range_end=job.done, matched_bytes=job.bytes,
-                              start=start)
-            at = job.out_size
-        return at
+    def tell(j, offset):
+        """Pass the offset after chunk j on to the member of chunk j + 1."""
+        nonlocal passed_on
+        passed_on = j
+        if j + 1 < len(chunks) and w > 1:
+            queues[(j + 1) % w].put(offset)
     done = False
     try:
-        for k, j in enumerate(mine):
-            if m == 0:
-                if not offsets_until(j):
-                    return None
-                end = filtered(j, out_fd, end)
-                if end < 0:
-                    return None
-            else:
-                size = filtered(j, scratch, 0)
-                queues[0].put((j, size))
-                sent = k + 1                     # (mine[sent:]: the chunks whose sizes did not go out)
-                at = queues[m].get(timeout=wait) if size >= 0 else -1
+        for j in mine:
+            jobs = held(j)
+            if jobs is None:
+                return None
+            try:
+                if j and w > 1:
+                    at = queues[m].get(timeout=wait)
                 if at < 0:
                     return None
-                _place(scratch, out_fd, size, at, shared)
-        if m == 0 and not offsets_until(len(chunks)):
-            return None
+                for job, _fd in jobs:
+                    at = job.write_held(out_fd, at)
+            finally:
+                _close(jobs)
+            tell(j, at)
         done = True
-        return results, end if m == 0 else None
+        return results, at if mine[-1] == len(chunks) - 1 else None
     except TimeoutError:
         return None
     finally:
         if not done and w > 1:
-            # the others stop at once, not after `wait`
-            if m == 0:
-                for c in range(nxt, len(chunks)):
-                    if c % w:
-                        queues[c % w].put(-1)
-            else:
-                for j in mine[sent:]:
-                    queues[0].put((j, -1))
+            # the next member gives up at once (and passes it on), not after `wait`
+            nxt = min([j for j in mine if j > passed_on] or [len(chunks)])
+            if nxt + 1 < len(chunks):
+                queues[(nxt + 1) % w].put(-1)
         os.close(out_fd)
-        if scratch is not None:
-            os.close(scratch)
 
 
-def _place(scratch, out_fd, size, at, name):
-    """Copy the first size bytes of the scratch file into out_fd at offset `at`: pwrite from a
-    mapping of it, in windows that bound the resident memory (measured: less CPU than sendfile
-    from the memfd); else _copy."""
-    import mmap
-    window = 8 << 20
-    try:
-        for a in range(0, size, window):
-            with mmap.mmap(scratch, min(window, size - a), mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
-                           mmap.PROT_READ, offset=a) as m:
-                done = 0
-                while done < len(m):
-                    done += os.pwrite(out_fd, memoryview(m)[done:], at + a + done)
-    except (OSError, ValueError, AttributeError):
-        _copy(scratch, out_fd, 0, size, at, name)
+def _close(jobs):
+    for _job, fd in jobs:
+        os.close(fd)
 
 
 def _copy(fi, fo, start, length, offset, name):
@@ -453,18 +426,14 @@ class _SharedOutput:
         return out
 
 
-# One output from classic pcap inputs: the ranges of the ring's chunks (input bytes). A chunk of
-# a member other than 0 costs two messages through the scheduler (about a ms each), and the
-# member keeps its matches in memory (a memfd, mapped 8 MB at a time when copied).
-RING_CHUNK_BYTES = 16 << 20
-# How long a ring member waits for a size or an offset (a chunk takes well under a second)
-# before the client starts over through part files.
+# One output from classic pcap inputs: the ring's chunks (input bytes, one range each). Each
+# chunk's offset costs a message through the scheduler (a ms or so) on the path from one
+# chunk's write to the next; a member holds a chunk's matches as runs of input offsets (16
+# bytes a run) until it writes them.
+RING_CHUNK_BYTES = 32 << 20
+# How long a ring member waits for an offset (a chunk takes well under a second) before the
+# client starts over through part files.
 RING_WAIT_SECONDS = 60.0
-# Ranges per chunk: member 0's, the others'. Member 0 writes its chunks straight into the output;
-# the others filter into memory first and copy (a second write of their matches: about 1.6
-# times the CPU of a direct pass for `tcp`), so member 0 takes more: the two workers' CPU
-# balanced (see bench/results/latest_scale_dask.md).
-RING_SHARES = (3, 2)
 
 
 def _members(client, n):
@@ -507,11 +476,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     if dst.shared_path is None:              # written in place (a device): not for this
         dst.abort()
         return None
-    chunks = []
-    for k, (_i, path, rng) in enumerate(tasks):
-        if not chunks or len(chunks[-1]) >= RING_SHARES[(len(chunks) - 1) % len(members) != 0]:
-            chunks.append([])
-        chunks[-1].append((k, path, rng))
+    chunks = [[(k, path, rng)] for k, (_i, path, rng) in enumerate(tasks)]
     w = min(len(members), len(chunks))
     names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]
     queues = [Queue(name, client=client) for name in names] if w > 1 else []    # held until all are done
@@ -527,7 +492,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
         for part in parts:
             for j, r in (part or ({}, None))[0].items():
                 results[j] = r
-        size = parts[0] and parts[0][1]
+        size = max((part[1] for part in parts if part and part[1] is not None), default=None)
         if any(r is None for r in results) or not all(_joins(tasks, results, k) for k in range(n)):
             dst.abort()
             return None

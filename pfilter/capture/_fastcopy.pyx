@@ -36,7 +36,7 @@ caller then starts over on the general path, which knows libpcap's rules for suc
 their error messages.
 """
 from libc.stdint cimport int64_t, uint8_t, uint32_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
 from pfilter._vm cimport run_packets
@@ -271,6 +271,11 @@ cdef struct Shared:
     uint32_t truncate            # > 0: records written cut to this many bytes (editcap -s)
     int64_t rotate_size          # >= 0: stop before a matching record once out_size exceeds it
     volatile int* cancelled
+    # hold mode (one worker): the runs to write are kept as (file offset, length) pairs in
+    # held[0:2 * nheld], written later by PcapCopy.write_held, instead of written now
+    bint hold
+    int64_t* held
+    Py_ssize_t nheld, cap_held
     # handed from chunk to chunk under mu
     pthread_mutex_t mu
     pthread_cond_t cv
@@ -377,6 +382,94 @@ cdef int _write(Shared* sh, iovec* vec, int nvec, int64_t pos) noexcept nogil:
     return err
 
 
+cdef int _hold(Shared* sh, iovec* vec, int nvec, const uint8_t* buf, int64_t offset) noexcept nogil:
+    """Keep the runs vec[0:nvec] of the chunk at file offset `offset` (its bytes at buf) as
+    (file offset, length) pairs; a run that continues the one before (across chunks) extends it.
+    0 or ENOMEM."""
+    cdef int j
+    cdef int64_t at
+    cdef Py_ssize_t cap
+    cdef int64_t* grown
+    for j in range(nvec):
+        at = offset + (<const uint8_t*>vec[j].iov_base - buf)
+        if sh.nheld and sh.held[2 * sh.nheld - 2] + sh.held[2 * sh.nheld - 1] == at:
+            sh.held[2 * sh.nheld - 1] += vec[j].iov_len
+            continue
+        if sh.nheld == sh.cap_held:
+            cap = sh.cap_held * 2 if sh.cap_held else 4096
+            grown = <int64_t*>realloc(sh.held, <size_t>cap * 2 * sizeof(int64_t))
+            if grown == NULL:
+                return 12          # ENOMEM
+            sh.held, sh.cap_held = grown, cap
+        sh.held[2 * sh.nheld] = at
+        sh.held[2 * sh.nheld + 1] = vec[j].iov_len
+        sh.nheld += 1
+    return 0
+
+
+cdef enum:
+    # write_held maps the input this many bytes at a time (or reads them, where it cannot be mapped)
+    HELD_WINDOW = 4 << 20
+
+
+cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos) noexcept nogil:
+    """The held runs written into out_fd from pos[0] on (pos[0] then the offset after them): one
+    window of the input at a time, mapped (or read into a buffer), its runs by pwritev. 0 or
+    an errno."""
+    cdef Py_ssize_t i = 0, j, k, nv, q
+    cdef int64_t base, stop, size
+    cdef uint8_t* m
+    cdef uint8_t* buf = NULL
+    cdef bint mapped
+    cdef Py_ssize_t got
+    cdef int err = 0
+    cdef iovec vec[IOV_BATCH]
+    cdef int64_t* held = sh.held
+    while i < sh.nheld and not err:
+        base = held[2 * i] & ~(<int64_t>4095)
+        j = i + 1
+        while j < sh.nheld and held[2 * j] + held[2 * j + 1] - base <= HELD_WINDOW:
+            j += 1
+        stop = held[2 * j - 2] + held[2 * j - 1]
+        m = <uint8_t*>mmap(NULL, <size_t>(stop - base), PROT_READ, MAP_PRIVATE, in_fd, base)
+        mapped = m != <uint8_t*>MAP_FAILED
+        if mapped and pf_populate_read:
+            madvise(m, <size_t>(stop - base), MADV_POPULATE_READ)
+        if not mapped:
+            if buf == NULL:
+                buf = <uint8_t*>malloc(<size_t>(stop - base if stop - base > HELD_WINDOW else HELD_WINDOW))
+                if buf == NULL:
+                    return 12      # ENOMEM
+            got = 0
+            while got < stop - base:
+                size = pread(in_fd, buf + got, <size_t>(stop - base - got), base + got)
+                if size < 0 and errno == EINTR:
+                    continue
+                if size <= 0:
+                    err = errno if size < 0 else EIO
+                    break
+                got += size
+            m = buf
+        k = i
+        while k < j and not err:
+            nv = j - k if j - k < IOV_BATCH else IOV_BATCH
+            size = 0
+            for q in range(nv):
+                vec[q].iov_base = <void*>(m + (held[2 * (k + q)] - base))
+                vec[q].iov_len = <size_t>held[2 * (k + q) + 1]
+                size += held[2 * (k + q) + 1]
+            err = pwrite_all(out_fd, vec, <int>nv, pos[0])
+            if err == EFAULT and mapped:
+                err = EIO          # the input shrank: its pages went
+            pos[0] += size
+            k += nv
+        if mapped:
+            munmap(m, <size_t>(stop - base))
+        i = j
+    free(buf)
+    return err
+
+
 cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, Py_ssize_t have,
                       int64_t offset, int* stop, int* err) noexcept nogil:
     """Walk the record headers from buffer position p (a record boundary) to the end of the
@@ -436,7 +529,7 @@ cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offs
     cdef const int64_t* offsets = w.offsets
     cdef iovec* vec = w.vec
     cdef uint8_t* rec
-    if sh.out_fd < 0 and want_count < 0 and sh.rotate_size < 0:
+    if sh.out_fd < 0 and not sh.hold and want_count < 0 and sh.rotate_size < 0:
         # counting only: no runs to lay out, and no branch on the verdict (mispredicted about
         # as often as the matches are a coin toss: `tcp` counted faster without it)
         for k in range(n):
@@ -464,7 +557,7 @@ cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offs
             memcpy(rec + 8, &out_cap, 4)
         nb += out_cap
         sz += HDR + out_cap
-        if sh.out_fd >= 0:
+        if sh.out_fd >= 0 or sh.hold:
             if nv and <uint8_t*>vec[nv - 1].iov_base + vec[nv - 1].iov_len == rec:
                 vec[nv - 1].iov_len += HDR + out_cap
             else:
@@ -623,7 +716,12 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         sh.write_turn = i + 1        # the next chunk may take its offset while this one writes
         pthread_cond_broadcast(&sh.cv)
     pthread_mutex_unlock(&sh.mu)
-    if sh.out_fd >= 0 and nvec:
+    if sh.hold and nvec:
+        err = _hold(sh, w.vec, nvec, buf, offset)
+        if err:
+            _finish(sh, ST_WRITE_ERROR, err, offset)
+            return False
+    elif sh.out_fd >= 0 and nvec:
         err = _write(sh, w.vec, nvec, pos)
         if err == EFAULT and sh.mapped:    # the records' pages went: the input shrank
             _finish(sh, ST_READ_ERROR, EIO, offset)
@@ -660,7 +758,9 @@ cdef class PcapCopy:
     bytes (out_size: its size at the start), so that the caller starts the next file and a new
     pass from there (tcpdump -C). `workers`: threads sharing the pass (1: the calling thread
     only); the output is the same whatever their number. `mapped`: map the chunks instead of
-    reading them (where the file can be mapped and nothing is truncated).
+    reading them (where the file can be mapped and nothing is truncated). `hold` (one worker,
+    no output: out_fd -1): the matches are not written but kept as runs of file offsets, for
+    write_held() to write at an output offset known only later (pfilter.dask's ring).
     `limit`: the largest caplen copied as is (min of snapshot length and link type maximum).
     After run(): read, matched, written, bytes (captured bytes written), stop_offset, status,
     error; `done` (file offset reached), `read` and `matched` may be read from another thread
@@ -679,12 +779,12 @@ cdef class PcapCopy:
     cdef Shared* sh
     cdef readonly int64_t written
     cdef volatile int cancelled
-    cdef bint ran
+    cdef bint ran, hold
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
                  uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
-                 int64_t end=-1, bint mapped=False):
+                 int64_t end=-1, bint mapped=False, bint hold=False):
         if not decoded_program:
             raise ValueError("empty program")
         if workers < 1 or workers > MAX_WORKERS:
@@ -700,6 +800,9 @@ cdef class PcapCopy:
         self.rotate_size = rotate_size if rotate_size >= 0 else -1
         self.chunk = max(chunk, 1 << 16)
         self.nworkers = workers
+        if hold and (workers != 1 or out_fd >= 0 or max_count > 0 or truncate or rotate_size >= 0):
+            raise ValueError("hold takes one worker and no output, count, truncation or rotation")
+        self.hold = hold
         self.written = 0
         self.cancelled = 0
         self.ran = False
@@ -709,11 +812,36 @@ cdef class PcapCopy:
         self.sh.read = self.sh.matched = self.sh.bytes = 0
         self.sh.done = self.sh.stop_offset = start
         self.sh.out_size = out_size
+        self.sh.hold, self.sh.held, self.sh.nheld, self.sh.cap_held = hold, NULL, 0, 0
         self.sh.status = ST_EOF
         self.sh.error = 0
 
     def __dealloc__(self):
+        if self.sh != NULL:
+            free(self.sh.held)
         free(self.sh)
+
+    @property
+    def held_runs(self):
+        """How many runs of matching records a hold pass keeps (until write_held)."""
+        return self.sh.nheld
+
+    def write_held(self, int out_fd, int64_t at):
+        """Write the matches a hold pass kept into out_fd at offset `at` (pwritev from windows of
+        the input mapped again, else read; the input's descriptor must still be open); the offset
+        after them. OSError when a write fails, or a read (the input shrank since the pass)."""
+        cdef int err = 0
+        cdef int64_t pos = at
+        if not self.hold or not self.ran or self.sh.status != ST_EOF:
+            raise ValueError("write_held follows a hold pass that ended at the end of its range")
+        with nogil:
+            err = _write_held(self.sh, self.in_fd, out_fd, &pos)
+        free(self.sh.held)
+        self.sh.held, self.sh.nheld, self.sh.cap_held = NULL, 0, 0
+        if err:
+            raise OSError(err, __import__("os").strerror(err))
+        self.written = self.sh.matched
+        return pos
 
     @property
     def read(self):
