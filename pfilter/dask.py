@@ -20,7 +20,7 @@ named temporary file next to it, renamed when complete), each member taking ever
 of the inputs (ranges of RING_CHUNK_BYTES), as the threads of a local pass share a file: each
 member filters its chunk while the others filter or write theirs, keeping the matches as runs of
 input offsets, then writes them at the chunk's output offset, which the member of the chunk
-before sends it once that chunk is written, and sends the offset after them on to the next
+before sends it, having sent the offset after them on to the next member first
 (distributed.Queue: only offsets travel); each match is written once.
 Otherwise (a directory of outputs; a ring that cannot finish)
 each range task writes a part file (in a temporary directory next to the output) and the parts
@@ -170,9 +170,9 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
     numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. For each of its
     chunks it filters the ranges without writing (the matches kept as runs of input offsets,
     PcapCopy's hold mode), takes the chunk's output offset from its queue (chunk 0: `first`),
-    writes the matches there, and puts the offset after them on the queue of the next chunk's
-    member. So the members filter at the same time, each writing while the others filter, each
-    match is written once, and only offsets travel. ({range number: stats dict}, the output's
+    puts the offset after its matches on the queue of the next chunk's member, and writes them.
+    So the members filter and write at the same time, each match is written once, and only
+    offsets travel. ({range number: stats dict}, the output's
     size (the member of the last chunk; else None)), or None when the fast path left a range, an
     offset did not come within `wait` seconds (a member not running: a busy cluster), or another
     member gave up (an offset of -1, which this one passes on as it gives up): the client then
@@ -223,11 +223,13 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
                     at = queues[m].get(timeout=wait)
                 if at < 0:
                     return None
+                # the next chunk's offset goes out before this one is written: the writes of
+                # the members overlap, and only the messages follow one another
+                tell(j, at + sum(job.out_size for job, _fd in jobs))
                 for job, _fd in jobs:
                     at = job.write_held(out_fd, at)
             finally:
                 _close(jobs)
-            tell(j, at)
         done = True
         return results, at if mine[-1] == len(chunks) - 1 else None
     except TimeoutError:
