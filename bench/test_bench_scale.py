@@ -281,9 +281,9 @@ def _worker_cpu():
 def _plain_processes(path, expr, out, held):
     """(wall, CPU) of the ring's work on one file done by two plain processes (os.fork, no dask),
     the offsets known beforehand (a count pass, not timed): the chunks of pfilter.dask's ring,
-    every other one each, filtered with their matches held and then written at their offset
-    (held True, as the ring does), or written straight at it (False: the floor of any split
-    into two workers)."""
+    every other one each, filtered with their matches held and written during the pass over
+    the next (held True, as the ring does), or written straight at their offset (False: the
+    floor of any split into two workers)."""
     import pfilter.dask as pdask
     from pfilter.capture.files import pcap_file_header  # noqa: F401  (the fast path's imports, before the clock)
     from pfilter.capture.index import planned_ranges
@@ -303,11 +303,16 @@ def _plain_processes(path, expr, out, held):
         if pid == 0:
             try:
                 out_fd = os.open(out, os.O_WRONLY)
+                pending = None      # held: each chunk's matches written during the next pass
                 for j in range(m, len(chunks), 2):
-                    job, _start, fd = pdask._pass(path, expr, chunks[j], out_fd, offsets[j], hold=held)
-                    if held:
-                        job.write_held(out_fd, offsets[j])
-                    os.close(fd)
+                    drain = pending and (pending[0], out_fd, offsets[j - 2])
+                    job, _start, fd = pdask._pass(path, expr, chunks[j], out_fd, offsets[j], hold=held, drain=drain)
+                    if pending is not None:
+                        os.close(pending[1])
+                    pending = (job, fd) if held else os.close(fd)
+                if pending is not None:
+                    pending[0].write_held(out_fd, offsets[j])
+                    os.close(pending[1])
             finally:
                 os._exit(0)
         pids.append(pid)
@@ -372,8 +377,8 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                 "call's wall time has its own column). Local CPU includes the command's start-up; "
                                 "dask workers CPU is the two worker processes' user + system time during the "
                                 "call. -w: a ring of one task per worker (pfilter.dask): each member filters its "
-                                "chunks holding the matches as runs of input offsets, then writes them at the "
-                                "offset the member before sends once its chunk is written. The floor "
+                                "chunks holding the matches as runs of input offsets, and writes them, at the "
+                                "offset the member before sends, during its pass over its next chunk. The floor "
                                 "rows: that work by two plain processes (fork, no dask) with the offsets known "
                                 "beforehand, matches held then written (the ring's) and written straight (any "
                                 "split into two workers); their ratio column is to local -j 2. A dask worker process "

@@ -128,14 +128,15 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     return result
 
 
-def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False):
+def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False, drain=None):
     """Filter a range (or the whole file: None) of a classic pcap file into out_fd at offset
     (PcapCopy, one thread; hold: into nothing yet, the matches kept as runs of file offsets for
-    job.write_held); (the finished job, where the range began, the input's descriptor: the
-    caller closes it), or None when the fast path does not take the file, gave up inside the
-    range (damage) or (cut: the range starts at a cut, its first record found by
-    pfilter.capture.index.resync, as planned_ranges does) found no record after the cut: the
-    caller then starts over another way."""
+    job.write_held; drain: (an earlier hold pass, output descriptor, offset) whose matches this
+    pass writes as it goes, PcapCopy.drain); (the finished job, where the range began, the
+    input's descriptor: the caller closes it), or None when the fast path does not take the
+    file, gave up inside the range (damage, or a failed write of the drained matches) or (cut:
+    the range starts at a cut, its first record found by pfilter.capture.index.resync, as
+    planned_ranges does) found no record after the cut: the caller then starts over another way."""
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
     from . import _vm
@@ -155,6 +156,8 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False):
         job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, -1 if hold else out_fd, start,
                                  min(h.snaplen, h.maxcap), out_size=offset, end=end, hold=hold,
                                  **_sized(max(1, (os.fstat(in_fd).st_size if end < 0 else end) - start), 1))
+        if drain is not None:
+            job.drain(*drain)
         if job.run() != "eof":
             os.close(in_fd)
             return None
@@ -166,86 +169,71 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False):
 
 def _ring_member(chunks, expr, mine, names, shared, first, wait):
     """On a worker: one member of the ring that writes one output (`shared`, a named file) from
-    the chunks (each [(range number, path, byte range)]) in order; this member takes the chunk
+    the chunks (each (range number, path, byte range)) in order; this member takes the chunk
     numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. For each of its
-    chunks it filters the ranges without writing (the matches kept as runs of input offsets,
+    chunks it filters the range without writing (the matches kept as runs of input offsets,
     PcapCopy's hold mode), takes the chunk's output offset from its queue (chunk 0: `first`),
-    puts the offset after its matches on the queue of the next chunk's member, and writes them.
-    So the members filter and write at the same time, each match is written once, and only
-    offsets travel. ({range number: stats dict}, the output's
-    size (the member of the last chunk; else None)), or None when the fast path left a range, an
-    offset did not come within `wait` seconds (a member not running: a busy cluster), or another
-    member gave up (an offset of -1, which this one passes on as it gives up): the client then
-    starts over."""
+    puts the offset after its matches on the queue of the next chunk's member, and writes the
+    matches during the pass over its next chunk (PcapCopy.drain: a chunk's worth at a time, so
+    that the members' writes into the one file spread out as a local pass's do instead of
+    colliding). So the members filter and write at the same time, each match is written once,
+    and only offsets travel. ({range number: stats dict}, the output's size (the member of the
+    last chunk; else None)), or None when the fast path left a range, an offset did not come
+    within `wait` seconds (a member not running: a busy cluster), or another member gave up
+    (an offset of -1, which this one passes on as it gives up): the client then starts over."""
     import time
     from distributed import Queue
     w, m = len(names), mine[0]
     queues = [Queue(name) for name in names] if w > 1 else []
     out_fd = os.open(shared, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-    results, at, passed_on = {}, first, -1       # passed_on: the last chunk whose successor was told
-
-    def held(j):
-        """Chunk j filtered, its matches held: [(job, input descriptor)], or None."""
-        jobs = []
-        try:
-            for n, path, rng in chunks[j]:
-                started = time.perf_counter()
-                done = _pass(path, expr, rng, -1, 0, cut=True, hold=True)
-                if done is None:
-                    break
-                job, start, fd = done
-                jobs.append((job, fd))
-                results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
-                                  seconds=time.perf_counter() - started, range_end=job.done,
-                                  matched_bytes=job.bytes, start=start)
-            else:
-                return jobs
-        except BaseException:
-            _close(jobs)
-            raise
-        _close(jobs)
-        return None
+    results, told, passed_on = {}, first, -1     # passed_on: the last chunk whose successor was told
+    pending = None          # (held job, its input descriptor, output offset): written by the next pass
 
     def tell(j, offset):
         """Pass the offset after chunk j on to the member of chunk j + 1."""
-        nonlocal passed_on
-        passed_on = j
+        nonlocal passed_on, told
+        passed_on, told = j, offset
         if j + 1 < len(chunks) and w > 1:
             queues[(j + 1) % w].put(offset)
     done = False
     try:
         for j in mine:
-            jobs = held(j)
-            if jobs is None:
-                return None
+            n, path, rng = chunks[j]
+            started = time.perf_counter()
             try:
-                if j and w > 1:
-                    at = queues[m].get(timeout=wait)
-                if at < 0:
-                    return None
-                # the next chunk's offset goes out before this one is written: the writes of
-                # the members overlap, and only the messages follow one another
-                tell(j, at + sum(job.out_size for job, _fd in jobs))
-                for job, _fd in jobs:
-                    at = job.write_held(out_fd, at)
+                passed = _pass(path, expr, rng, -1, 0, cut=True, hold=True,
+                               drain=pending and (pending[0], out_fd, pending[2]))
             finally:
-                _close(jobs)
+                if pending is not None:
+                    os.close(pending[1])
+                    pending = None
+            if passed is None:
+                return None
+            job, start, fd = passed
+            pending = (job, fd, None)
+            results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                              seconds=time.perf_counter() - started, range_end=job.done,
+                              matched_bytes=job.bytes, start=start)
+            at = first if j == 0 else queues[m].get(timeout=wait) if w > 1 else told
+            if at < 0:
+                return None
+            pending = (job, fd, at)
+            tell(j, at + job.out_size)
+        if pending is not None:
+            pending[0].write_held(out_fd, pending[2])
         done = True
-        return results, at if mine[-1] == len(chunks) - 1 else None
+        return results, told if mine[-1] == len(chunks) - 1 else None
     except TimeoutError:
         return None
     finally:
+        if pending is not None:
+            os.close(pending[1])
         if not done and w > 1:
             # the next member gives up at once (and passes it on), not after `wait`
             nxt = min([j for j in mine if j > passed_on] or [len(chunks)])
             if nxt + 1 < len(chunks):
                 queues[(nxt + 1) % w].put(-1)
         os.close(out_fd)
-
-
-def _close(jobs):
-    for _job, fd in jobs:
-        os.close(fd)
 
 
 def _copy(fi, fo, start, length, offset, name):
@@ -478,7 +466,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     if dst.shared_path is None:              # written in place (a device): not for this
         dst.abort()
         return None
-    chunks = [[(k, path, rng)] for k, (_i, path, rng) in enumerate(tasks)]
+    chunks = [(k, path, rng) for k, (_i, path, rng) in enumerate(tasks)]
     w = min(len(members), len(chunks))
     names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]
     queues = [Queue(name, client=client) for name in names] if w > 1 else []    # held until all are done

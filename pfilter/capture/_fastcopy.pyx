@@ -35,7 +35,7 @@ at a record cut by the end of the file, it stops and says where (status ANOMALY 
 caller then starts over on the general path, which knows libpcap's rules for such records and
 their error messages.
 """
-from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy
 
@@ -276,6 +276,11 @@ cdef struct Shared:
     bint hold
     int64_t* held
     Py_ssize_t nheld, cap_held
+    # draining (one worker): another hold pass's matches written a share per chunk of this one
+    Shared* drain
+    int drain_in, drain_out, drain_error
+    int64_t drain_pos
+    Py_ssize_t drain_next
     # handed from chunk to chunk under mu
     pthread_mutex_t mu
     pthread_cond_t cv
@@ -412,12 +417,14 @@ cdef enum:
     HELD_WINDOW = 4 << 20
 
 
-cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos) noexcept nogil:
-    """The held runs written into out_fd from pos[0] on (pos[0] then the offset after them): one
-    window of the input at a time, mapped (or read into a buffer), its runs by pwritev. 0 or
-    an errno."""
-    cdef Py_ssize_t i = 0, j, k, nv, q
-    cdef int64_t base, stop, size
+cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t* next_run,
+                     int64_t budget) noexcept nogil:
+    """Write held runs from sh.held's run next_run[0] on into out_fd at pos[0] (both then moved
+    past what was written) until at least `budget` bytes are written or none is left: one
+    window of the input at a time (at most HELD_WINDOW bytes, or one run), mapped (or read
+    into a buffer), its runs by pwritev. 0 or an errno."""
+    cdef Py_ssize_t i = next_run[0], j, k, nv, q
+    cdef int64_t base, stop, size, written = 0
     cdef uint8_t* m
     cdef uint8_t* buf = NULL
     cdef bint mapped
@@ -425,10 +432,13 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos) noexcept n
     cdef int err = 0
     cdef iovec vec[IOV_BATCH]
     cdef int64_t* held = sh.held
-    while i < sh.nheld and not err:
+    while i < sh.nheld and not err and written < budget:
         base = held[2 * i] & ~(<int64_t>4095)
+        size = held[2 * i + 1]
         j = i + 1
-        while j < sh.nheld and held[2 * j] + held[2 * j + 1] - base <= HELD_WINDOW:
+        while (j < sh.nheld and held[2 * j] + held[2 * j + 1] - base <= HELD_WINDOW
+               and size < budget - written):
+            size += held[2 * j + 1]
             j += 1
         stop = held[2 * j - 2] + held[2 * j - 1]
         m = <uint8_t*>mmap(NULL, <size_t>(stop - base), PROT_READ, MAP_PRIVATE, in_fd, base)
@@ -462,12 +472,26 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos) noexcept n
             if err == EFAULT and mapped:
                 err = EIO          # the input shrank: its pages went
             pos[0] += size
+            written += size
             k += nv
         if mapped:
             munmap(m, <size_t>(stop - base))
         i = j
     free(buf)
+    next_run[0] = i
     return err
+
+
+cdef void _drain(Shared* sh, int64_t budget) noexcept nogil:
+    """Write about `budget` bytes more of another hold pass's matches (see PcapCopy.drain); a
+    failure ends this pass with a write error."""
+    cdef int err
+    if sh.drain == NULL or sh.drain_error:
+        return
+    err = _write_held(sh.drain, sh.drain_in, sh.drain_out, &sh.drain_pos, &sh.drain_next, budget)
+    if err:
+        sh.drain_error = err
+        _finish(sh, ST_WRITE_ERROR, err, sh.done)
 
 
 cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, Py_ssize_t have,
@@ -721,6 +745,8 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         if err:
             _finish(sh, ST_WRITE_ERROR, err, offset)
             return False
+    if sh.drain != NULL:
+        _drain(sh, sh.chunk)
     elif sh.out_fd >= 0 and nvec:
         err = _write(sh, w.vec, nvec, pos)
         if err == EFAULT and sh.mapped:    # the records' pages went: the input shrank
@@ -780,6 +806,7 @@ cdef class PcapCopy:
     cdef readonly int64_t written
     cdef volatile int cancelled
     cdef bint ran, hold
+    cdef PcapCopy drained
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
@@ -813,6 +840,8 @@ cdef class PcapCopy:
         self.sh.done = self.sh.stop_offset = start
         self.sh.out_size = out_size
         self.sh.hold, self.sh.held, self.sh.nheld, self.sh.cap_held = hold, NULL, 0, 0
+        self.sh.drain = NULL
+        self.drained = None
         self.sh.status = ST_EOF
         self.sh.error = 0
 
@@ -832,16 +861,34 @@ cdef class PcapCopy:
         after them. OSError when a write fails, or a read (the input shrank since the pass)."""
         cdef int err = 0
         cdef int64_t pos = at
+        cdef Py_ssize_t first = 0
         if not self.hold or not self.ran or self.sh.status != ST_EOF:
             raise ValueError("write_held follows a hold pass that ended at the end of its range")
         with nogil:
-            err = _write_held(self.sh, self.in_fd, out_fd, &pos)
-        free(self.sh.held)
-        self.sh.held, self.sh.nheld, self.sh.cap_held = NULL, 0, 0
+            err = _write_held(self.sh, self.in_fd, out_fd, &pos, &first, INT64_MAX)
+        self._release()
         if err:
             raise OSError(err, __import__("os").strerror(err))
         self.written = self.sh.matched
         return pos
+
+    def drain(self, PcapCopy held, int out_fd, int64_t at):
+        """Before run(): have this pass write the matches of the finished hold pass `held` into
+        out_fd at offset `at` as it goes, about a chunk's worth after each chunk of its own (the
+        writes spread over the pass, as a pass writing its own matches spreads them), the rest
+        at its end; `held`'s input must stay open until then. A write error ends this pass
+        (status "write-error", its errno in `error`)."""
+        if self.ran or self.nworkers != 1:
+            raise ValueError("drain comes before run() of a one-worker pass")
+        if not held.hold or not held.ran or held.sh.status != ST_EOF:
+            raise ValueError("drain takes a hold pass that ended at the end of its range")
+        self.drained = held
+        self.sh.drain, self.sh.drain_in, self.sh.drain_out = held.sh, held.in_fd, out_fd
+        self.sh.drain_pos, self.sh.drain_next, self.sh.drain_error = at, 0, 0
+
+    def _release(self):
+        free(self.sh.held)
+        self.sh.held, self.sh.nheld, self.sh.cap_held = NULL, 0, 0
 
     @property
     def read(self):
@@ -966,6 +1013,8 @@ cdef class PcapCopy:
                     pthread_join(threads[i], NULL)
                 if sh.mapped:
                     pf_bus_leave()
+                if sh.drain != NULL and sh.status == ST_EOF:
+                    _drain(sh, INT64_MAX)     # what the pass's chunks left of the other's matches
             pthread_cond_destroy(&sh.cv)
             pthread_mutex_destroy(&sh.mu)
             if started != nw - 1:
@@ -978,6 +1027,10 @@ cdef class PcapCopy:
                     pf_block_put(workers[i].block, workers[i].block_size)
             free(workers)
             free(threads)
+        if self.drained is not None:
+            self.drained._release()
+            self.drained.written = self.drained.sh.matched if sh.status == ST_EOF else 0
+            self.drained = None
         if sh.positional:
             lseek(self.out_fd, sh.out_size, 0)    # the file position after what was written
         self.written = sh.matched if self.out_fd >= 0 else 0
