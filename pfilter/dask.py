@@ -420,7 +420,7 @@ class _SharedOutput:
 # chunk's offset costs a message through the scheduler (a ms or so) on the path from one
 # chunk's write to the next; a member holds a chunk's matches as runs of input offsets (16
 # bytes a run) until it writes them.
-RING_CHUNK_BYTES = 32 << 20
+RING_CHUNK_BYTES = 64 << 20
 # How long a ring member waits for an offset (a chunk takes well under a second) before the
 # client starts over through part files.
 RING_WAIT_SECONDS = 60.0
