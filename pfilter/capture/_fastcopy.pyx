@@ -281,6 +281,12 @@ cdef struct Shared:
     int drain_in, drain_out, drain_error
     int64_t drain_pos
     Py_ssize_t drain_next
+    # guessing a chunk's first record boundary (see _guess); guess_depth 0: never
+    int guess_depth
+    int64_t guess_sec0           # the first record's seconds
+    int64_t guess_span
+    uint32_t frac_max            # 10**6 (usec files) or 10**9 (nsec)
+    int64_t guesses_kept, guesses_missed     # (under mu) speculative walks kept, walked again
     # handed from chunk to chunk under mu
     pthread_mutex_t mu
     pthread_cond_t cv
@@ -537,6 +543,39 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
     return n
 
 
+cdef Py_ssize_t _guess(Shared* sh, const uint8_t* buf, Py_ssize_t got, Py_ssize_t have,
+                      int64_t file_end, int64_t offset) noexcept nogil:
+    """A guess at the chunk's first record boundary (a buffer position), from its bytes alone,
+    by pfilter.capture.index.resync's rule: the first position from which guess_depth record
+    headers in a row look sane (captured length within the limit and the wire length, fraction
+    below a second, the first time within guess_span of the file's first record's, each next
+    within a day), or whose chain ends exactly at the end of the file (file_end >= 0: the
+    file offset where it ends, when within the buffer). -1 when none is found in the buffer.
+    Only a guess: the walk turn checks it against where the walk of the chunk before ended."""
+    cdef Py_ssize_t start, p, last = HDR + <Py_ssize_t>sh.limit + 1
+    cdef uint32_t sec, frac, cap, wire
+    cdef int64_t ref, span, d
+    cdef int seen
+    if last > got:
+        last = got
+    for start in range(last):
+        p, seen, ref, span = start, 0, sh.guess_sec0, sh.guess_span
+        while seen < sh.guess_depth and p + HDR <= have:
+            memcpy(&sec, buf + p, 4)
+            memcpy(&frac, buf + p + 4, 4)
+            memcpy(&cap, buf + p + 8, 4)
+            memcpy(&wire, buf + p + 12, 4)
+            d = <int64_t>sec - ref
+            if cap > sh.limit or cap > wire or frac >= sh.frac_max or d > span or -d > span:
+                break
+            ref, span = sec, 86400
+            p += HDR + cap
+            seen += 1
+        if seen >= sh.guess_depth or (seen and file_end >= 0 and offset + p == file_end):
+            return start
+    return -1
+
+
 cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offset, int64_t want_count,
                  int64_t first_out, int64_t* read, int64_t* matched, int64_t* nbytes, int64_t* size,
                  int* nvec, int64_t* rec_off) noexcept nogil:
@@ -603,8 +642,17 @@ cdef struct Guarded:
     uint8_t* buf
     Py_ssize_t p, got, have, n
     int64_t offset
+    int64_t file_end
     int* stop
     int* err
+
+
+cdef void _guarded_guess_walk(void* arg) noexcept nogil:
+    # g.p -1 on return: no guess
+    cdef Guarded* g = <Guarded*>arg
+    g.p = _guess(g.sh, g.buf, g.got, g.have, g.file_end, g.offset)
+    if g.p >= 0:
+        g.n = _walk(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
 
 
 cdef void _guarded_walk(void* arg) noexcept nogil:
@@ -633,6 +681,10 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     cdef stat st
     cdef int64_t aligned
     cdef void* m
+    cdef Guarded sg
+    cdef Py_ssize_t spec = -1, spec_n = 0, spec_end = 0
+    cdef int spec_stop = ST_NONE, spec_err = 0
+    cdef int64_t file_end = -1
     if sh.end >= 0 and sh.end - offset < want:
         want = sh.end - offset if sh.end > offset else 0
     if sh.mapped:
@@ -663,6 +715,22 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         got = _fill(sh, buf, 0, want, offset, &err) if want > 0 else 0
         have = got
     eof = got < sh.chunk      # the file (or the range) ends in this chunk
+    # ---- a speculative walk: from a guess at the chunk's first record boundary, in parallel
+    # with the walks of the chunks before; the walk turn keeps it when the guess was right
+    # (else the chunk is walked again from the boundary handed over, as without a guess)
+    if sh.guess_depth and i > 0 and not err and got > 0:
+        if sh.mapped:
+            file_end = st.st_size if offset + have == st.st_size else -1
+        else:
+            file_end = offset + got if got < want else -1
+        sg.sh, sg.w, sg.buf, sg.got, sg.have, sg.offset, sg.file_end = sh, w, buf, got, have, offset, file_end
+        sg.stop, sg.err, sg.n = &spec_stop, &spec_err, 0
+        if not sh.mapped:
+            _guarded_guess_walk(&sg)
+        elif pf_guard(_guarded_guess_walk, &sg) != 0:
+            sg.p = -1              # (the walk below meets the same fault and says so)
+        if sg.p >= 0:
+            spec, spec_n, spec_end = sg.p, sg.n, w.walk_end
     # ---- walk turn: the records that start in this chunk
     pthread_mutex_lock(&sh.mu)
     while sh.walk_turn != i and not sh.finished and not sh.walk_over:
@@ -671,6 +739,11 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         pthread_mutex_unlock(&sh.mu)
         return False
     s = sh.next_start
+    if spec >= 0:
+        if s - offset == spec:
+            sh.guesses_kept += 1
+        else:
+            sh.guesses_missed += 1
     pthread_mutex_unlock(&sh.mu)
     if err:
         _finish(sh, ST_READ_ERROR, err, s)
@@ -680,7 +753,10 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         return False
     p = s - offset
     g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err = sh, w, buf, p, got, have, offset, &stop, &err
-    if not sh.mapped:
+    if spec >= 0 and p == spec:
+        n, stop, err = spec_n, spec_stop, spec_err
+        w.walk_end = spec_end
+    elif not sh.mapped:
         n = _walk(sh, w, buf, p, got, have, offset, &stop, &err)
     elif pf_guard(_guarded_walk, &g) == 0:
         n = g.n
@@ -802,6 +878,9 @@ cdef class PcapCopy:
     cdef int64_t rotate_size
     cdef Py_ssize_t chunk
     cdef int nworkers
+    cdef int guess_depth
+    cdef int64_t guess_span
+    cdef bint nsec
     cdef Shared* sh
     cdef readonly int64_t written
     cdef volatile int cancelled
@@ -811,7 +890,8 @@ cdef class PcapCopy:
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
                  uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
-                 int64_t end=-1, bint mapped=False, bint hold=False):
+                 int64_t end=-1, bint mapped=False, bint hold=False, int guess_depth=0,
+                 int64_t guess_span=0, bint nsec=False):
         if not decoded_program:
             raise ValueError("empty program")
         if workers < 1 or workers > MAX_WORKERS:
@@ -830,6 +910,7 @@ cdef class PcapCopy:
         if hold and (workers != 1 or out_fd >= 0 or max_count > 0 or truncate or rotate_size >= 0):
             raise ValueError("hold takes one worker and no output, count, truncation or rotation")
         self.hold = hold
+        self.guess_depth, self.guess_span, self.nsec = max(guess_depth, 0), guess_span, nsec
         self.written = 0
         self.cancelled = 0
         self.ran = False
@@ -839,6 +920,7 @@ cdef class PcapCopy:
         self.sh.read = self.sh.matched = self.sh.bytes = 0
         self.sh.done = self.sh.stop_offset = start
         self.sh.out_size = out_size
+        self.sh.guesses_kept = self.sh.guesses_missed = 0
         self.sh.hold, self.sh.held, self.sh.nheld, self.sh.cap_held = hold, NULL, 0, 0
         self.sh.drain = NULL
         self.drained = None
@@ -849,6 +931,12 @@ cdef class PcapCopy:
         if self.sh != NULL:
             free(self.sh.held)
         free(self.sh)
+
+    @property
+    def guesses(self):
+        """(kept, missed): chunks whose walk from a guessed first record was kept (the guess
+        was right), and those walked again from the boundary handed over."""
+        return self.sh.guesses_kept, self.sh.guesses_missed
 
     @property
     def held_runs(self):
@@ -945,6 +1033,7 @@ cdef class PcapCopy:
         cdef void* probe
         cdef stat st
         cdef int i, ok = 1, started = 0, nw = self.nworkers
+        cdef uint32_t sec0 = 0
         if self.ran:
             raise RuntimeError("a PcapCopy runs once")
         self.ran = True
@@ -968,6 +1057,12 @@ cdef class PcapCopy:
                 munmap(probe, 1)
         sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
         sh.cancelled = &self.cancelled
+        # a speculative walk per chunk (see _chunk) when several workers share the pass: it
+        # needs the file's first record time (its header at offset 24)
+        sh.guess_depth, sh.guess_span = 0, self.guess_span
+        sh.frac_max = 1000000000 if self.nsec else 1000000
+        if nw > 1 and self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
+            sh.guess_depth, sh.guess_sec0 = self.guess_depth, sec0
         sh.walk_turn, sh.next_start, sh.walk_over = 0, self.start, False
         sh.write_turn, sh.finished = 0, 0
         workers = <Worker*>malloc(nw * sizeof(Worker))

@@ -28,7 +28,7 @@ from ..errors import FilterError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-from .files import AtomicFile, compression_for_path, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
+from .files import RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
 
 # Largest record a chunk's headroom must hold; link types allowing more take the general path.
 MAX_FAST_RECORD = 1 << 20
@@ -238,14 +238,20 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 SMALL_FILE_BYTES = 16 << 20
 
 
-def _sized(nbytes, workers):
+def _sized(nbytes, workers, header=None):
     """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
     chunk no larger than the file (a directory of small files allocates small buffers); chunks
-    mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1."""
+    mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1. With
+    several workers and the file's PcapHeader, each chunk's walk starts from a guess at its
+    first record (resync's rule) without waiting for the walk of the chunk before."""
     from ._fastcopy import CHUNK_BYTES
     chunk = max(1 << 16, min(CHUNK_BYTES, nbytes))
-    return dict(chunk=chunk, workers=max(1, min(workers, -(-nbytes // chunk))),
-                mapped=os.environ.get("PFILTER_NO_MMAP", "") in ("", "0"))
+    workers = max(1, min(workers, -(-nbytes // chunk)))
+    guess = {}
+    if workers > 1 and header is not None:
+        guess = dict(guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN, nsec=header.nsec)
+    return dict(chunk=chunk, workers=workers, mapped=os.environ.get("PFILTER_NO_MMAP", "") in ("", "0"),
+                **guess)
 
 
 class _Programs:
@@ -389,7 +395,7 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
                 nbytes = os.fstat(fd).st_size
                 job = _fastcopy.PcapCopy(decoded, clear_mem, fd, out.fileno() if out is not None else -1, 24,
                                          min(h.snaplen, h.maxcap), (count - total.matched) if count else -1,
-                                         out_size=size, **_sized(nbytes, workers))
+                                         out_size=size, **_sized(nbytes, workers, h))
                 report = None
                 if progress is not None:
                     def report(done, _total, st, before=before):
@@ -454,7 +460,7 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
                                      truncate=truncate or 0,
                                      rotate_size=rotate.size if rotate is not None else -1,
                                      out_size=len(header), end=end,
-                                     **_sized(os.fstat(in_fd).st_size - start if end < 0 else end - start, workers))
+                                     **_sized(os.fstat(in_fd).st_size - start if end < 0 else end - start, workers, h))
             status = _run(job, progress, os.fstat(in_fd).st_size, src, total)
             total.add(job)
             if status != "rotate":

@@ -401,6 +401,14 @@ def _copy_owner_and_mode(fd, st):
     os.fchmod(fd, stat.S_IMODE(st.st_mode))
 
 
+# Record headers in a row that pfilter.capture.index.resync() (and the speculative walk of a
+# chunk by several workers, pfilter/capture/_fastcopy.pyx's _guess) wants to see before it takes
+# a position as a record boundary.
+RESYNC_DEPTH = 64
+# How far (seconds) from the first record's time they take a record's time as plausible.
+RESYNC_SPAN = 5 * 365 * 86400
+
+
 def pcap_file_header(linktype, snaplen, nsec, linktype_ext=0):
     """The 24-byte header pfilter's pcap writer (and tcpdump on a little-endian host) writes:
     version 2.4, little-endian, zone and sigfigs 0, the LINKTYPE_ value for the link type."""

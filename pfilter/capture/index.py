@@ -19,14 +19,10 @@ import os
 import numpy as np
 
 from ..errors import FilterError
-from .files import parse_pcap_header, pcap_magic_order
+from .files import RESYNC_DEPTH, RESYNC_SPAN, parse_pcap_header, pcap_magic_order
 
 # Records indexed per call of the header walk (memory: 32 bytes a record).
 INDEX_BLOCK = 1 << 18
-# Record headers in a row that resync() wants to see before it takes a position as a boundary.
-RESYNC_DEPTH = 64
-# How far (seconds) from the first record's time resync() takes a record's time as plausible.
-RESYNC_SPAN = 5 * 365 * 86400
 # The arrays a saved index holds (numpy .npz), and its format version.
 FIELDS = ("offsets", "timestamps", "caplen", "wirelen", "linktypes")
 VERSION = 1
