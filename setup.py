@@ -48,5 +48,8 @@ ONLY = [p for p in os.environ.get("PFILTER_BUILD_ONLY", "").split(",") if p]
 if ONLY:
     extensions = [e for e in extensions if e.sources[0] in ONLY]
 
+# The `pfilter` command is bin/pfilter (see its docstring), installed with its first line
+# pointing at the installing interpreter.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives,
-                            annotate=os.environ.get("PFILTER_ANNOTATE") == "1"))
+                            annotate=os.environ.get("PFILTER_ANNOTATE") == "1"),
+      scripts=["bin/pfilter"])

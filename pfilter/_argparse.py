@@ -1,7 +1,10 @@
 """The argument parser of every pfilter command and sub-command: a command line it refuses raises
 UsageError (the command then prints its usage and one line, and exits non-zero) instead of
-argparse's own exit."""
-import argparse
+argparse's own exit.
+
+argparse (and with it re, enum and gettext) is imported when Parser is first used, not with this
+module: the `pfilter` command's common command lines never build a parser (pfilter.cli.lean_args).
+"""
 import sys
 
 
@@ -9,9 +12,22 @@ class UsageError(Exception):
     """A command line the parser refuses."""
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+def _parser_class():
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UsageError(message)
+    Parser.__module__ = __name__
+    globals()["Parser"] = Parser
+    return Parser
+
+
+def __getattr__(name):
+    # Parser (an argparse.ArgumentParser that raises UsageError), made on first use
+    if name == "Parser":
+        return _parser_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_options(parser, table, types=None):
@@ -53,13 +69,14 @@ def add_options(parser, table, types=None):
 def capture_parser(prog, description, count_help):
     """The parser of a sub-command that reads one capture: -r FILE and -c N; the caller adds the
     rest (the expression last)."""
-    ap = Parser(prog=prog, description=description)
+    ap = _parser_class()(prog=prog, description=description)
     ap.add_argument("-r", dest="read", required=True, metavar="FILE", help="the capture file (pcap or pcapng)")
     ap.add_argument("-c", dest="count", type=_count, default=None, metavar="N", help=count_help)
     return ap
 
 
 def _count(text):
+    import argparse
     try:
         value = int(text, 10)
     except ValueError:

@@ -13,10 +13,11 @@
   `silence_stdout()`, so that nothing more is written to the closed pipe (the interpreter's final
   flush would complain).
 
-Imports the standard library only.
+Imports the standard library only: the signal module's C core (_signal), the signal module
+itself (and with it enum) only to name a signal, so that a run never interrupted does without it.
 """
+import _signal as signal
 import os
-import signal
 import sys
 import threading
 
@@ -30,13 +31,18 @@ class Interrupted(KeyboardInterrupt):
     """The run was stopped by a signal (SIGINT, SIGTERM or SIGHUP)."""
 
     def __init__(self, signum=signal.SIGINT):
-        super().__init__(signal.Signals(signum).name)
+        super().__init__(_name(signum))
         self.signum = int(signum)
 
 
 def signal_name(exc):
     """'SIGINT', 'SIGTERM', ... for an interruption (a plain KeyboardInterrupt is SIGINT)."""
-    return signal.Signals(getattr(exc, "signum", signal.SIGINT)).name
+    return _name(getattr(exc, "signum", signal.SIGINT))
+
+
+def _name(signum):
+    import signal as named
+    return named.Signals(signum).name
 
 
 def exit_status(exc):

@@ -6,11 +6,10 @@ filter_file), pfilter.display and pfilter.linktypes; pfilter.classification is i
 when `pfilter classify` (classify_main, below) runs. Errors are one line on stderr ("pfilter: ..."), never a traceback, with a
 non-zero exit status.
 """
-import argparse
 import os
 import sys
 
-from ._argparse import Parser as _Parser, UsageError as _UsageError, add_options
+from ._argparse import UsageError as _UsageError, add_options
 
 # One filtering process needs no BLAS thread pool: spinning its threads up costs ~0.1 s of CPU
 # at numpy's import. Only the command does this, never `import pfilter`.
@@ -139,51 +138,60 @@ _EDIT_OPTIONS = """
 """
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """argparse's formatter, its width found without importing shutil (argparse imports it for
-    shutil.get_terminal_size, and shutil imports bz2, lzma and fnmatch: a cost at every start,
-    while the parser makes a formatter for each option but formats text only for --help or an
-    error). The same width: $COLUMNS, else standard output's terminal, else 80; minus 2."""
+def _main_parser_class():
+    """The main command's parser class (made on first use: it needs argparse)."""
+    import argparse
+    from ._argparse import Parser
 
-    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None, **kwargs):
-        if width is None:
-            try:
-                width = int(os.environ.get("COLUMNS", ""))
-            except ValueError:
-                width = 0
-            if width <= 0:
+    class _Formatter(argparse.RawDescriptionHelpFormatter):
+        """argparse's formatter, its width found without importing shutil (argparse imports it for
+        shutil.get_terminal_size, and shutil imports bz2, lzma and fnmatch: a cost at every start,
+        while the parser makes a formatter for each option but formats text only for --help or an
+        error). The same width: $COLUMNS, else standard output's terminal, else 80; minus 2."""
+
+        def __init__(self, prog, indent_increment=2, max_help_position=24, width=None, **kwargs):
+            if width is None:
                 try:
-                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
-                except (AttributeError, ValueError, OSError):
+                    width = int(os.environ.get("COLUMNS", ""))
+                except ValueError:
                     width = 0
-            width = (width or 80) - 2
-        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
+                if width <= 0:
+                    try:
+                        width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                    except (AttributeError, ValueError, OSError):
+                        width = 0
+                width = (width or 80) - 2
+            super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
 
+    class _MainParser(Parser):
+        """The main command's parser: its usage names the sub-commands too, made when first printed
+        (formatting it is work a run without --help or an error does not need)."""
+        _usage_text = None
 
-class _MainParser(_Parser):
-    """The main command's parser: its usage names the sub-commands too, made when first printed
-    (formatting it is work a run without --help or an error does not need)."""
-    _usage_text = None
+        @property
+        def usage(self):
+            if self._usage_text is None:
+                self._usage_text = ""           # while formatting, argparse's own usage (None)
+                self._usage_text = self.format_usage()[len("usage: "):].rstrip() + "".join(
+                    f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
+            return self._usage_text or None
 
-    @property
-    def usage(self):
-        if self._usage_text is None:
-            self._usage_text = ""           # while formatting, argparse's own usage (None)
-            self._usage_text = self.format_usage()[len("usage: "):].rstrip() + "".join(
-                f"\n       pfilter {name} {synopsis}" for name, (synopsis, _text) in SUBCOMMANDS.items())
-        return self._usage_text or None
+        @usage.setter
+        def usage(self, value):                 # argparse's __init__ sets None: made when first read
+            self._usage_text = value
 
-    @usage.setter
-    def usage(self, value):                 # argparse's __init__ sets None: made when first read
-        self._usage_text = value
+    _MainParser.formatter_for_help = _Formatter
+    return _MainParser
 
 
 def build_parser():
     commands = "".join(f"  pfilter {name} {synopsis}\n      {text}\n"
                        for name, (synopsis, text) in SUBCOMMANDS.items())
-    p = _MainParser(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
+    import argparse
+    cls = _main_parser_class()
+    p = cls(prog="pfilter", description="Filter capture files with tcpdump's filter language, "
                     "compiled to classic BPF and run at native speed.", epilog=f"commands:\n{commands}\n{EPILOG}",
-                    formatter_class=_Formatter)
+                    formatter_class=cls.formatter_for_help)
     add_options(p, _MAIN_OPTIONS, _TYPES)
     add_backend_option(p, "the filter")
     add_options(p, _PRINT_OPTIONS, _TYPES)
@@ -203,6 +211,83 @@ def build_parser():
     p.add_argument("expression", nargs="*",
                    help="the filter expression (tcpdump syntax); empty matches every packet")
     return p
+
+
+# The options lean_args takes (flag -> (destination, kind)): those of the common runs, `pfilter
+# [-j N] [--quiet] [-n] [--no-progress] -r IN (-w OUT | --count) EXPRESSION`.
+_LEAN = {"-r": ("read", "*"), "-w": ("write", ""), "--count": ("count_only", "!"), "--quiet": ("quiet", "!"),
+         "-n": ("numeric", "!"), "-j": ("workers", "positive"), "--workers": ("workers", "positive"),
+         "--no-progress": ("progress", "false")}
+
+
+def lean_args(argv):
+    """The namespace parse_args(build_parser(), argv) gives, without building the parser (argparse
+    and what it imports are a visible share of a short run's start: bench/results/latest_scale.md
+    "start s"), when argv holds only the options of _LEAN, each value a separate word that does
+    not start with '-' (-jN also), and expression words that do not start with '-'; else None (the
+    parser then decides, with its error messages). The defaults come from the option tables
+    (lean_defaults); tests/test_cli_lean_args.py holds both to the parser's result."""
+    values = {}
+    words = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if not word.startswith("-") or word == "-":
+            if word == "-":
+                return None
+            words.append(word)
+            i += 1
+            continue
+        entry = _LEAN.get(word)
+        if entry is None and word[:2] == "-j" and word[2:].isdigit():
+            argv = argv[:i] + ["-j", word[2:]] + argv[i + 1:]      # -j2: -j 2, as the parser reads it
+            entry = _LEAN["-j"]
+        if entry is None:
+            return None
+        dest, kind = entry
+        if kind == "!":
+            values[dest] = True
+        elif kind == "false":
+            values[dest] = False
+        else:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("-") or not argv[i + 1]:
+                return None
+            value = argv[i + 1]
+            i += 1
+            if kind == "*":
+                values.setdefault(dest, []).append(value)
+            elif kind == "positive":
+                if not value.isdigit() or not value.isascii() or int(value) <= 0:
+                    return None
+                values[dest] = int(value)
+            elif dest in values:
+                return None            # given twice: the parser's rules (the last one wins)
+            else:
+                values[dest] = value
+        i += 1
+    from types import SimpleNamespace
+    args = lean_defaults()
+    args.update(values)
+    args["expression"] = words
+    return SimpleNamespace(**args)
+
+
+def lean_defaults():
+    """Every destination of the main command's parser with its default, read from the option
+    tables as pfilter._argparse.add_options reads them (a list or a string: None; a count: 0; a
+    flag: False), and those of the options build_parser adds itself."""
+    defaults = {}
+    for table in (_MAIN_OPTIONS, _PRINT_OPTIONS, _EBPF_OPTIONS, _ROTATION_OPTIONS, _EDIT_OPTIONS):
+        for line in table.strip("\n").splitlines():
+            if line[:1].isspace():
+                continue
+            dest = [w for w in line.split("  ") if w][1].strip()
+            for mark in "=:":
+                dest = dest.split(mark)[0]
+            name = dest.rstrip("*+!")
+            defaults.setdefault(name, 0 if dest.endswith("+") else False if dest.endswith("!") else None)
+    defaults.update(backend="vm", resolution=None, format=None, progress=True, expression=[])
+    return defaults
 
 
 def parse_args(parser, argv):
@@ -234,8 +319,10 @@ def _positive_int(text):
     try:
         value = int(text, 10)
     except ValueError:
+        import argparse
         raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
     if value <= 0:
+        import argparse
         raise argparse.ArgumentTypeError(f"must be positive, not {value}")
     return value
 
@@ -495,7 +582,8 @@ def _main(argv):
     try:
         if argv and argv[0] in SUBCOMMANDS:
             return _subcommand(argv[0], argv[1:])
-        return _run(parse_args(build_parser(), bare_dedup(argv)))
+        args = lean_args(argv)
+        return _run(args if args is not None else parse_args(build_parser(), bare_dedup(argv)))
     except _UsageError as e:       # an unknown flag or a missing argument: status 1, as tcpdump
         sys.stderr.write(build_parser().format_usage())
         return _fail(str(e), 1)
@@ -763,6 +851,7 @@ def _usable_cores():
 
 def classify_parser():
     """The parser of `pfilter classify`."""
+    from ._argparse import Parser as _Parser
     ap = _Parser(prog="pfilter classify", description="Classify every packet by many named filters in one pass.")
     ap.add_argument("-r", dest="files", action="append", required=True, metavar="FILE",
                     help="capture to read (pcap or pcapng); repeatable")
