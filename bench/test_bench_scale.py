@@ -345,7 +345,7 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
         before = client.run(_worker_memory)
         runs = {"local": [], "dask": [], "local count": [], "dask count": []}
         n = None
-        for _ in range(max(1, min(ROUNDS, 3))):
+        for _ in range(max(1, ROUNDS)):
             runs["local"].append(run_command(local, env, tmp=tmp_path, out=tmp_path / "local.pcap")[:2])
             if (tmp_path / "dask.pcap").exists():
                 os.unlink(tmp_path / "dask.pcap")
