@@ -130,7 +130,7 @@ cdef extern from "<sys/mman.h>" nogil:
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, int64_t offset)
     int munmap(void* addr, size_t length)
     int madvise(void* addr, size_t length, int advice)
-    int PROT_READ, MAP_PRIVATE, MAP_POPULATE
+    int PROT_READ, MAP_PRIVATE, MAP_POPULATE, MADV_DONTNEED
     void* MAP_FAILED
 
 # A chunk's pages are mapped in at once, its tail room's (the next chunk's first bytes) only when
@@ -266,6 +266,8 @@ cdef struct Shared:
     const uint8_t* prog
     bint clear_mem
     bint mapped                  # chunks are mapped (mmap), not read into the worker's buffer
+    uint8_t* whole               # mapped passes: the file from `whole_at` to `whole_end` (its size
+    int64_t whole_at, whole_end  # at the start), mapped once; chunks beyond map themselves
     uint32_t limit
     int64_t max_count
     uint32_t truncate            # > 0: records written cut to this many bytes (editcap -s)
@@ -314,6 +316,8 @@ cdef struct Worker:
     iovec* vec
     uint8_t* map                 # the current chunk's mapping (mapped passes), or NULL
     size_t map_len
+    uint8_t* lent                # the current chunk's pages in the pass's mapping (Shared.whole),
+    size_t lent_len              # dropped (MADV_DONTNEED) before the next chunk, or NULL
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
 
 
@@ -691,6 +695,9 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         if w.map != NULL:
             munmap(w.map, w.map_len)
             w.map = NULL
+        if w.lent != NULL:
+            madvise(w.lent, w.lent_len, MADV_DONTNEED)
+            w.lent = NULL
         got = have = 0
         if want > 0 and fstat(sh.in_fd, &st) != 0:
             err = errno
@@ -700,6 +707,15 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
                 have = st.st_size - offset
             got = want if want < have else have
             aligned = offset & ~(<int64_t>4095)
+        if want > 0 and not err and have and sh.whole != NULL and offset + have <= sh.whole_end:
+            # within the pass's mapping: no mmap and munmap of our own (each takes the process's
+            # mapping lock exclusively, which the other workers' page population then waits for)
+            w.lent = sh.whole + (aligned - sh.whole_at)
+            w.lent_len = <size_t>(offset - aligned + got)
+            if pf_populate_read and madvise(w.lent, w.lent_len, MADV_POPULATE_READ) != 0 and errno == EINVAL:
+                pf_populate_read = 0       # (the pages come in as they are touched)
+            buf = sh.whole + (offset - sh.whole_at)
+        elif want > 0 and not err and have:
             flags = MAP_PRIVATE if pf_populate_read else MAP_PRIVATE | MAP_POPULATE
             m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, flags, sh.in_fd, aligned)
             if (m != MAP_FAILED and pf_populate_read and madvise(m, <size_t>(offset - aligned + got),
@@ -1055,6 +1071,17 @@ cdef class PcapCopy:
                 sh.mapped = False
             else:
                 munmap(probe, 1)
+        sh.whole = NULL
+        if sh.mapped and fstat(self.in_fd, &st) == 0 and st.st_size > self.start:
+            # the part of the file the pass reads, mapped once (chunks then only populate and
+            # drop their pages); what lies beyond the size the file has now maps itself
+            sh.whole_at = self.start & ~(<int64_t>4095)
+            sh.whole_end = st.st_size
+            if self.end >= 0 and self.end + self.chunk + HDR + self.limit < sh.whole_end:
+                sh.whole_end = self.end + self.chunk + HDR + self.limit
+            probe = mmap(NULL, <size_t>(sh.whole_end - sh.whole_at), PROT_READ, MAP_PRIVATE, self.in_fd, sh.whole_at)
+            if probe != MAP_FAILED:
+                sh.whole = <uint8_t*>probe
         sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
         sh.cancelled = &self.cancelled
         # a speculative walk per chunk (see _chunk) when several workers share the pass: it
@@ -1070,10 +1097,14 @@ cdef class PcapCopy:
         if workers == NULL or threads == NULL:
             free(workers)
             free(threads)
+            if sh.whole != NULL:
+                munmap(sh.whole, <size_t>(sh.whole_end - sh.whole_at))
+                sh.whole = NULL
             raise MemoryError()
         for i in range(nw):
             workers[i].block = NULL
             workers[i].map = NULL
+            workers[i].lent = NULL
         for i in range(nw):
             workers[i].sh = sh
             workers[i].id = i
@@ -1115,6 +1146,9 @@ cdef class PcapCopy:
             if started != nw - 1:
                 raise OSError("cannot start a worker thread")
         finally:
+            if sh.whole != NULL:
+                munmap(sh.whole, <size_t>(sh.whole_end - sh.whole_at))
+                sh.whole = NULL
             for i in range(nw):
                 if workers[i].map != NULL:
                     munmap(workers[i].map, workers[i].map_len)
