@@ -132,3 +132,39 @@ def test_a_file_shrinking_under_a_mapped_pass_ends_it_with_a_read_error(tmp_path
     outcomes = eval(proc.stdout.strip())
     assert {status for status, _error in outcomes} <= {"eof", "truncated", "read-error"}
     assert ("read-error", 5) in outcomes or ("truncated", 0) in outcomes, outcomes     # EIO
+
+
+LIMITED = """
+import os, resource, sys
+sys.path[:0] = [sys.argv[4]]
+import pfilter
+from pfilter import _vm
+from pfilter.capture import _fastcopy
+from pfilter.capture.fastpath import _decode
+src, dst, headroom = sys.argv[1], sys.argv[2], int(sys.argv[3])
+decoded, clear = _decode(_vm, pfilter.compile("tcp").to_tuples())
+fd, out = os.open(src, os.O_RDONLY), os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+with open("/proc/self/status") as f:
+    vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, resource.RLIM_INFINITY))
+job = _fastcopy.PcapCopy(decoded, clear, fd, out, 24, 262144, chunk=1 << 20, workers=1, mapped=True)
+print(job.run(), job.read, job.matched)
+"""
+
+
+def test_a_pass_whose_file_cannot_be_mapped_at_once_maps_each_chunk(tmp_path):
+    """When the part of the file a pass reads cannot be mapped at once (here: an address-space
+    limit below its size; also what a file that grew since the pass began has beyond), each
+    chunk maps itself: the same bytes as a read pass."""
+    one = open(_capture(tmp_path), "rb").read()
+    src = tmp_path / "big.pcap"
+    with open(src, "wb") as f:
+        f.write(one)
+        for _ in range(1, -(-(48 << 20) // len(one))):
+            f.write(one[24:])
+    read = _pass(src, tmp_path / "read.pcap", "tcp", False, chunk=1 << 20, workers=1)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(pfilter.__file__)))
+    got = subprocess.run([sys.executable, "-c", LIMITED, str(src), str(tmp_path / "limited.pcap"), str(24 << 20), root],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert got == ["eof", str(read[1]), str(read[2])]
+    assert (tmp_path / "limited.pcap").read_bytes() == read[6]

@@ -21,10 +21,12 @@ written with writev inside the write turn. The output is in file order and byte-
 whatever the number of workers; memory is one chunk (plus the tail room) and its record arrays
 per worker.
 
-A mapped pass (mapped=True, what pfilter.capture.fastpath asks for) maps each chunk and its tail
-room from the file (mmap, populated at once) instead of reading it: the walk prefetches every
-line a few pages ahead, so the records come into the cache as fast as a read would copy them,
-and the copy is saved (bench/results/latest_scale.md). Reading is kept for what cannot be
+A mapped pass (mapped=True, what pfilter.capture.fastpath asks for) maps the part of the file it
+reads once, and each chunk populates its own pages (and its tail room's as they are touched)
+instead of reading them, dropping them again before its worker's next chunk: the walk
+prefetches every line a few pages ahead, so the records come into the cache as fast as a read
+would copy them, and the copy is saved (bench/results/latest_scale.md). A chunk beyond the size
+the file had when the pass began maps itself. Reading is kept for what cannot be
 mapped, for truncating writes (-s: the header of a record is changed in place) and on request.
 A file that shrinks under a mapped pass ends it with a read error (SIGBUS caught, see
 pf_guard), and the caller starts over on the general path.
