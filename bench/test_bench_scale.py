@@ -6,12 +6,13 @@
   --workers 2 wall <= 0.35x.
 - Scaling 1 -> 2 workers for --count and -w (target >= 1.7x).
 - The floor, in the same run: what no filter can avoid with 2 workers, as a ratio to tcpdump:
-  the interpreter start (the launcher's Python and its site, importing nothing of pfilter), then
-  2 threads mapping the 1 GB in 1 MB chunks (pages mapped in at once, as the fast path maps
-  them, but not read) and pwrite()ing as many bytes as the filter's output holds from them
-  (FLOOR below: no walk, no filter). The w2 wall target cannot be
-  met below it. And the start: the same pfilter command on the capture's header alone (no
-  packet), the serial part that bounds the scaling: "pass scaling" is w1 / w2 without it.
+  bench/baseline/floor.c, 2 threads mapping the 1 GB as the fast path maps it (pages populated
+  a 1 MB chunk at a time, not read, dropped after) and pwrite()ing as many bytes as the filter's
+  output holds from them (no walk, no filter, no interpreter). The w2 wall target cannot be met
+  below it plus the start. "Floor scaling": the same with 1 thread over 2 threads, what the
+  machine gives a second thread for the mapping and copying alone. And the start: the same
+  pfilter command on the capture's header alone (no packet), the serial part that bounds the
+  scaling: "pass scaling" is w1 / w2 without it.
 - A directory of 1,000 captures of about 1 MB (the 1 GB capture cut on record boundaries):
   `pfilter -r DIR --count` against a shell loop of `tcpdump -r FILE --count` (target >= 10x,
   equal counts).
@@ -45,48 +46,27 @@ SMALL_BYTES = 1 << 20
 NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} interleaved runs (wall; CPU = "
         "user + system of that command). Targets: workers 1 CPU <= 0.7x and wall <= 0.8x tcpdump's; workers 2 "
         "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
-        "busy 2-core machine a second worker finds no free core. The floor: the interpreter start, 2 threads "
-        "mapping the 1 GB and writing as many bytes as the output holds, no filter (bench/test_bench_scale.py's "
-        "FLOOR): what no 2-worker pass can go below; its ratios to tcpdump's wall and CPU. Start: the same pfilter "
+        "busy 2-core machine a second worker finds no free core. The floor: bench/baseline/floor.c, 2 threads "
+        "mapping the 1 GB as the fast path does and writing as many bytes as the output holds, with no walk, no "
+        "filter and no interpreter: what no 2-worker pass can go below (a command adds its start); its ratios to "
+        "tcpdump's wall and CPU; floor scaling: floor.c with 1 thread over 2 threads, what this machine gives a "
+        "second thread for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
         "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
         "(w1 - start) / (w2 - start).")
 
 
-# The floor of a 2-worker `-r -w` (see the module docstring): argv = input, output, bytes to
-# write, threads. Each thread maps every threads-th chunk (madvise MADV_POPULATE_READ, 22, as
-# the fast path; MADV_WILLNEED where the kernel lacks it) and writes its share of the output at
-# the matching offset from the map.
-FLOOR = """
-import mmap, os, sys, threading
-src, dst, want, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-chunk = 1 << 20
-fd = os.open(src, os.O_RDONLY)
-out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-size = os.fstat(fd).st_size
-n = -(-size // chunk)
-def share(k):
-    for i in range(k, n, threads):
-        m = mmap.mmap(fd, min(chunk, size - i * chunk), prot=mmap.PROT_READ, offset=i * chunk)
-        try:
-            m.madvise(22)
-        except OSError:
-            m.madvise(mmap.MADV_WILLNEED)
-        a, b = i * chunk * want // size, min(size, (i + 1) * chunk) * want // size
-        if b > a:
-            with memoryview(m) as view:
-                os.pwrite(out, view[:b - a], a)
-        m.close()
-ts = [threading.Thread(target=share, args=(k,)) for k in range(1, threads)]
-for t in ts:
-    t.start()
-share(0)
-for t in ts:
-    t.join()
-"""
+@pytest.fixture(scope="module")
+def floor_tool(tmp_path_factory):
+    """bench/baseline/floor.c built: the floor of a pass (see the module docstring)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "a C compiler (apt-get install gcc)")
+    exe = tmp_path_factory.mktemp("floor") / "floor"
+    subprocess.run([cc, "-O2", "-pthread", "-o", str(exe), str(ROOT / "bench" / "baseline" / "floor.c")], check=True)
+    return exe
 
 
-def _floor(src, dst, want, threads=2):
-    return [sys.executable, "-c", FLOOR, str(src), str(dst), str(want), str(threads)]
+def _floor(tool, src, dst, want, threads=2):
+    return [str(tool), str(src), str(dst), str(want), str(threads)]
 
 
 def _header_only(src, tmp_path):
@@ -97,18 +77,20 @@ def _header_only(src, tmp_path):
     return path
 
 
-def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2):
+def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2, fw1):
     return {"tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc,
             "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 wall ratio": w2 / tw, "w1 -> w2 scaling": w1 / w2,
             "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9), "floor wall s": fw,
-            "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
+            "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "floor scaling": fw1 / fw,
+            "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
 
 
 def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
                          "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "start s",
-                         "pass scaling", "floor wall s", "floor wall ratio", "floor CPU ratio", "peak MB w1 / w2"],
+                         "pass scaling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
+                         "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
 
 
@@ -124,49 +106,54 @@ def compiled():
 
 
 @pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS, ids=expression_id)
-def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, expr):
+def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, floor_tool, expr):
     td = [tcpdump_path(), "-r", str(huge_capture), "-w", str(tmp_path / "td.pcap"), expr]
     pf = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "-w", str(tmp_path / f"pf{w}.pcap"), expr]
           for w in (1, 2)}
     env = command_env()
     run_command(pf[1], env)
-    floor = _floor(huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24)
+    floor = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24)
+    floor1 = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", (tmp_path / "pf1.pcap").stat().st_size - 24,
+                    threads=1)
     start = [{str(huge_capture): str(_header_only(huge_capture, tmp_path)),
               str(tmp_path / "pf2.pcap"): str(tmp_path / "start.pcap")}.get(a, a) for a in pf[2]]
-    runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
+    runs = {"td": [], 1: [], 2: [], "floor": [], "floor1": [], "start": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(run_command(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
         for w in (1, 2):
             runs[w].append(run_command(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
         runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["floor1"].append(run_command(floor1, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
         runs["start"].append(run_command(start, env, tmp=tmp_path))
     want = (tmp_path / "td.pcap").read_bytes()
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
     assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
     (tw, tc, _tm), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
-    (fw, fc, _fm), (sw, _sc, _sm) = _best(runs["floor"]), _best(runs["start"])
-    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2))
+    (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
+    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2, fw1))
 
 
-def test_count_scaling(huge_capture, tmp_path, compiled):
+def test_count_scaling(huge_capture, tmp_path, compiled, floor_tool):
     td = [tcpdump_path(), "-r", str(huge_capture), "--count", "tcp"]
     pf = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "--count", "tcp"] for w in (1, 2)}
     env = command_env()
     counts = {w: subprocess.run(pf[w], env=env, capture_output=True, text=True, check=True).stdout for w in (1, 2)}
     want = subprocess.run(td, capture_output=True, text=True, check=True).stdout
     assert counts[1] == counts[2] == want          # "N packets" both
-    floor = _floor(huge_capture, tmp_path / "floor.bin", 0)
+    floor = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", 0)
+    floor1 = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", 0, threads=1)
     start = [a if a != str(huge_capture) else str(_header_only(huge_capture, tmp_path)) for a in pf[2]]
-    runs = {"td": [], 1: [], 2: [], "floor": [], "start": []}
+    runs = {"td": [], 1: [], 2: [], "floor": [], "floor1": [], "start": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(run_command(td, tmp=tmp_path))
         for w in (1, 2):
             runs[w].append(run_command(pf[w], env, tmp=tmp_path))
         runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
+        runs["floor1"].append(run_command(floor1, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
         runs["start"].append(run_command(start, env, tmp=tmp_path))
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
-    (fw, fc, _fm), (sw, _sc, _sm) = _best(runs["floor"]), _best(runs["start"])
-    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2))
+    (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
+    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2, fw1))
 
 
 def test_read_strategies(huge_capture, tmp_path):

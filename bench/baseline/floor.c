@@ -1,0 +1,69 @@
+/* The floor of a `pfilter -r IN -w OUT --workers N` pass (bench/test_bench_scale.py): what any
+ * pass must do that maps its input as pfilter/capture/_fastcopy.pyx does, without walking or
+ * filtering the records and without an interpreter. The file is mapped once; N threads take
+ * every N-th 1 MB chunk, populate its pages (MADV_POPULATE_READ; MADV_WILLNEED where the
+ * kernel lacks it), pwrite() the chunk's share of WANT output bytes at the matching offset from
+ * the map, and drop the pages (MADV_DONTNEED).
+ * Usage: floor INPUT OUTPUT WANT THREADS; exits 0 when every write was whole. */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22
+#endif
+#define CHUNK (1 << 20)
+
+static uint8_t *whole;
+static size_t size, want;
+static int out_fd, threads, failed;
+
+static void *share(void *arg) {
+    size_t k = (size_t)(uintptr_t)arg, n = (size + CHUNK - 1) / CHUNK;
+    for (size_t i = k; i < n; i += threads) {
+        size_t at = i * CHUNK, len = size - at < CHUNK ? size - at : CHUNK;
+        if (madvise(whole + at, len, MADV_POPULATE_READ) != 0)
+            madvise(whole + at, len, MADV_WILLNEED);
+        size_t a = (size_t)((unsigned __int128)at * want / size);
+        size_t b = (size_t)((unsigned __int128)(at + len) * want / size);
+        for (size_t done = 0; done < b - a;) {
+            ssize_t w = pwrite(out_fd, whole + at + done, b - a - done, a + done);
+            if (w <= 0) {
+                failed = 1;
+                break;
+            }
+            done += w;
+        }
+        madvise(whole + at, len, MADV_DONTNEED);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5)
+        return 2;
+    int fd = open(argv[1], O_RDONLY);
+    out_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    want = strtoull(argv[3], NULL, 10);
+    threads = atoi(argv[4]);
+    struct stat st;
+    if (fd < 0 || out_fd < 0 || threads < 1 || fstat(fd, &st) != 0 || st.st_size == 0)
+        return 2;
+    size = st.st_size;
+    whole = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (whole == MAP_FAILED)
+        return 2;
+    pthread_t t[64];
+    for (int k = 1; k < threads && k < 64; k++)
+        pthread_create(&t[k], NULL, share, (void *)(uintptr_t)k);
+    share(0);
+    for (int k = 1; k < threads && k < 64; k++)
+        pthread_join(t[k], NULL);
+    return failed;
+}
