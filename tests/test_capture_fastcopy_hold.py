@@ -153,3 +153,29 @@ def test_an_input_that_shrank_before_the_write_is_a_read_error(tmp_path, mapped)
     finally:
         os.close(out)
         os.close(fd)
+
+
+def test_held_runs_are_no_longer_than_a_write_window(tmp_path):
+    """Every record matching: the held runs are cut at HELD_WINDOW_BYTES (what write_held maps
+    or reads at a time), so a long run of matches never maps or buffers more than that."""
+    one = open(_capture(tmp_path, n=4000), "rb").read()
+    src = tmp_path / "big.pcap"
+    with open(src, "wb") as f:
+        f.write(one)
+        for _ in range(1, -(-(10 << 20) // len(one))):
+            f.write(one[24:])
+    size = os.path.getsize(src)
+    want = _direct(src, "", tmp_path / "direct.pcap")
+    for mapped in (True, False):
+        job, fd = _held(src, "", 24, None, mapped=mapped, chunk=1 << 20)
+        try:
+            assert job.held_runs >= -(-(size - 24) // _fastcopy.HELD_WINDOW_BYTES)
+            out = os.open(tmp_path / "held.pcap", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(out, want[:24])
+                assert job.write_held(out, 24) == size
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
+        assert open(tmp_path / "held.pcap", "rb").read() == want

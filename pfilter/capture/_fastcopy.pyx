@@ -399,17 +399,26 @@ cdef int _write(Shared* sh, iovec* vec, int nvec, int64_t pos) noexcept nogil:
     return err
 
 
+cdef enum:
+    # write_held maps the input this many bytes at a time (or reads them, where it cannot be
+    # mapped), or one held run (no longer than this)
+    HELD_WINDOW = 4 << 20
+
+HELD_WINDOW_BYTES = HELD_WINDOW
+
+
 cdef int _hold(Shared* sh, iovec* vec, int nvec, const uint8_t* buf, int64_t offset) noexcept nogil:
     """Keep the runs vec[0:nvec] of the chunk at file offset `offset` (its bytes at buf) as
-    (file offset, length) pairs; a run that continues the one before (across chunks) extends it.
-    0 or ENOMEM."""
+    (file offset, length) pairs; a run that continues the one before (across chunks) extends it,
+    up to HELD_WINDOW bytes (what write_held maps at a time). 0 or ENOMEM."""
     cdef int j
     cdef int64_t at
     cdef Py_ssize_t cap
     cdef int64_t* grown
     for j in range(nvec):
         at = offset + (<const uint8_t*>vec[j].iov_base - buf)
-        if sh.nheld and sh.held[2 * sh.nheld - 2] + sh.held[2 * sh.nheld - 1] == at:
+        if (sh.nheld and sh.held[2 * sh.nheld - 2] + sh.held[2 * sh.nheld - 1] == at
+                and sh.held[2 * sh.nheld - 1] + <int64_t>vec[j].iov_len <= HELD_WINDOW):
             sh.held[2 * sh.nheld - 1] += vec[j].iov_len
             continue
         if sh.nheld == sh.cap_held:
@@ -424,11 +433,6 @@ cdef int _hold(Shared* sh, iovec* vec, int nvec, const uint8_t* buf, int64_t off
     return 0
 
 
-cdef enum:
-    # write_held maps the input this many bytes at a time (or reads them, where it cannot be mapped)
-    HELD_WINDOW = 4 << 20
-
-
 cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t* next_run,
                      int64_t budget) noexcept nogil:
     """Write held runs from sh.held's run next_run[0] on into out_fd at pos[0] (both then moved
@@ -439,6 +443,7 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t
     cdef int64_t base, stop, size, written = 0
     cdef uint8_t* m
     cdef uint8_t* buf = NULL
+    cdef size_t buf_size = 0
     cdef bint mapped
     cdef Py_ssize_t got
     cdef int err = 0
@@ -458,8 +463,10 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t
         if mapped and pf_populate_read:
             madvise(m, <size_t>(stop - base), MADV_POPULATE_READ)
         if not mapped:
-            if buf == NULL:
-                buf = <uint8_t*>malloc(<size_t>(stop - base if stop - base > HELD_WINDOW else HELD_WINDOW))
+            if buf_size < <size_t>(stop - base):
+                free(buf)
+                buf_size = <size_t>(stop - base if stop - base > HELD_WINDOW else HELD_WINDOW)
+                buf = <uint8_t*>malloc(buf_size)
                 if buf == NULL:
                     return 12      # ENOMEM
             got = 0
