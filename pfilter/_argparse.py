@@ -38,22 +38,10 @@ def add_options(parser, table, types=None):
     the option repeatable; `dest+` a count (-dd: 2); `dest!` a flag (True when given);
     `dest=VALUE` the string VALUE when given; `dest:{a,b}` one of the choices; `dest:TYPE` a
     value converted by types[TYPE]."""
-    import re
-    entries = []
-    for line in table.strip("\n").splitlines():
-        if line[:1].isspace():
-            entries[-1][2].append(line.strip())
-            continue
-        head, dest, text = re.split(r"\s{2,}", line.strip(), maxsplit=2)
-        words = head.replace(",", " ").split()
-        flags = [w for w in words if w.startswith("-")]
-        metavar = " ".join(w for w in words if not w.startswith("-")) or None
-        entries.append((flags, dest, [text], metavar))
-    for flags, dest, text, metavar in entries:
-        kw = dict(help=" ".join(text))
+    for flags, name, kind, value, text, metavar in table_entries(table):
+        kw = dict(help=text)
         if metavar is not None:
             kw["metavar"] = metavar
-        name, kind, value = re.fullmatch(r"(\w+)(?:([*+!])|([=:].*))?", dest).group(1, 2, 3)
         if kind:
             kw.update({"*": dict(action="append"), "+": dict(action="count", default=0),
                        "!": dict(action="store_true")}[kind])
@@ -64,6 +52,44 @@ def add_options(parser, table, types=None):
         elif value:
             kw["type"] = types[value[1:]]
         parser.add_argument(*flags, dest=name, **kw)
+
+
+def table_defaults(table):
+    """{destination: default} of the options of `table`, as add_options makes them (a count: 0;
+    a flag: False; anything else: None), for a namespace made without a parser."""
+    return {name: 0 if kind == "+" else False if kind == "!" else None
+            for _flags, name, kind, _value, _text, _metavar in table_entries(table)}
+
+
+def table_entries(table):
+    """The options of an add_options table: (flags, destination, kind ('*', '+', '!' or ''),
+    value ('=VALUE', ':{a,b}', ':TYPE' or ''), help text, metavar or None) each."""
+    entries = []
+    for line in table.strip("\n").splitlines():
+        if line[:1].isspace():
+            entries[-1][4].append(line.strip())
+            continue
+        head, dest, text = _columns(line.strip())
+        words = head.replace(",", " ").split()
+        flags = [w for w in words if w.startswith("-")]
+        metavar = " ".join(w for w in words if not w.startswith("-")) or None
+        end = 0
+        while end < len(dest) and (dest[end].isalnum() or dest[end] == "_"):
+            end += 1
+        name, rest = dest[:end], dest[end:]
+        kind, value = (rest, "") if rest in ("*", "+", "!") else ("", rest)
+        entries.append([flags, name, kind, value, [text], metavar])
+    return [(f, n, k, v, " ".join(t), m) for f, n, k, v, t, m in entries]
+
+
+def _columns(line):
+    """A table line's three columns: split at the first two runs of two spaces or more."""
+    out = []
+    for _ in range(2):
+        cut = line.find("  ")
+        out.append(line[:cut])
+        line = line[cut:].lstrip()
+    return out + [line]
 
 
 def capture_parser(prog, description, count_help):

@@ -273,19 +273,13 @@ def lean_args(argv):
 
 
 def lean_defaults():
-    """Every destination of the main command's parser with its default, read from the option
-    tables as pfilter._argparse.add_options reads them (a list or a string: None; a count: 0; a
-    flag: False), and those of the options build_parser adds itself."""
+    """Every destination of the main command's parser with its default: those of the option
+    tables (pfilter._argparse.table_defaults), and those of the options build_parser adds itself."""
+    from ._argparse import table_defaults
     defaults = {}
     for table in (_MAIN_OPTIONS, _PRINT_OPTIONS, _EBPF_OPTIONS, _ROTATION_OPTIONS, _EDIT_OPTIONS):
-        for line in table.strip("\n").splitlines():
-            if line[:1].isspace():
-                continue
-            dest = [w for w in line.split("  ") if w][1].strip()
-            for mark in "=:":
-                dest = dest.split(mark)[0]
-            name = dest.rstrip("*+!")
-            defaults.setdefault(name, 0 if dest.endswith("+") else False if dest.endswith("!") else None)
+        for name, default in table_defaults(table).items():
+            defaults.setdefault(name, default)
     defaults.update(backend="vm", resolution=None, format=None, progress=True, expression=[])
     return defaults
 

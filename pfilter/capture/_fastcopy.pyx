@@ -342,20 +342,26 @@ cdef Py_ssize_t _fill(Shared* sh, uint8_t* buf, Py_ssize_t have, Py_ssize_t want
                       int* err) noexcept nogil:
     """pread bytes [have, want) of the buffer (the buffer starts at file offset `offset`);
     the number of bytes in the buffer afterwards (less than want at the end of the file)."""
-    cdef Py_ssize_t n
     if sh.mapped:
         return have              # the mapping holds every byte the file has there
-    while have < want:
-        n = pread(sh.in_fd, buf + have, <size_t>(want - have), offset + have)
-        if n < 0:
+    return have + _pread_full(sh.in_fd, buf + have, want - have, offset + have, err)
+
+
+cdef Py_ssize_t _pread_full(int fd, uint8_t* buf, Py_ssize_t n, int64_t offset, int* err) noexcept nogil:
+    """pread n bytes of fd at offset into buf, as many calls as it takes; the bytes read (fewer
+    at the end of the file, or on an error: its errno in err[0])."""
+    cdef Py_ssize_t got = 0, r
+    while got < n:
+        r = pread(fd, buf + got, <size_t>(n - got), offset + got)
+        if r < 0:
             if errno == EINTR:
                 continue
             err[0] = errno
             break
-        if n == 0:
+        if r == 0:
             break
-        have += n
-    return have
+        got += r
+    return got
 
 
 cdef int pwrite_all(int fd, iovec* vec, int cnt, int64_t offset) noexcept nogil:
@@ -445,7 +451,6 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t
     cdef uint8_t* buf = NULL
     cdef size_t buf_size = 0
     cdef bint mapped
-    cdef Py_ssize_t got
     cdef int err = 0
     cdef iovec vec[IOV_BATCH]
     cdef int64_t* held = sh.held
@@ -469,15 +474,8 @@ cdef int _write_held(Shared* sh, int in_fd, int out_fd, int64_t* pos, Py_ssize_t
                 buf = <uint8_t*>malloc(buf_size)
                 if buf == NULL:
                     return 12      # ENOMEM
-            got = 0
-            while got < stop - base:
-                size = pread(in_fd, buf + got, <size_t>(stop - base - got), base + got)
-                if size < 0 and errno == EINTR:
-                    continue
-                if size <= 0:
-                    err = errno if size < 0 else EIO
-                    break
-                got += size
+            if _pread_full(in_fd, buf, stop - base, base, &err) < stop - base and not err:
+                err = EIO          # the input shrank since the pass
             m = buf
         k = i
         while k < j and not err:
