@@ -236,6 +236,61 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
         os.close(out_fd)
 
 
+def _shared_ring_member(paths, expr, member, members, ring_path, shared, first, wait, chunk):
+    """On a worker: member `member` of a ring of `members` tasks on one host that writes one
+    output (`shared`, a named file) from classic pcap inputs, as the threads of a local pass
+    do: each input one pass whose chunks (of `chunk` bytes) go to the members in turn (chunk i
+    to member i mod members), their walk and write turns handed on through block k of the file
+    `ring_path`, mapped by every member (PcapCopy's ring; pfilter.capture._fastcopy.ring_init
+    made the blocks), so each match is written once, straight from the chunk's mapping, at the
+    offset the turn gives. ([{stats of input k}], the output's size), or None when the fast
+    path left an input or the ring failed (a turn that did not come within `wait` seconds, a
+    member that died in one): the client then starts over."""
+    import mmap
+    import time
+    from .capture import _fastcopy
+    from .capture.fastpath import _decode, _open_eligible, _sized
+    from . import _vm
+    fd = os.open(ring_path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:
+        ring = mmap.mmap(fd, 0)
+    finally:
+        os.close(fd)
+    out_fd = os.open(shared, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+    results, at, job = [], first, None
+    try:
+        for k, path in enumerate(paths):
+            opened = _open_eligible(path)
+            if opened is None:
+                return None
+            in_fd, h = opened
+            started = time.perf_counter()
+            try:
+                decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
+                sized = _sized(max(1, os.fstat(in_fd).st_size - 24), members, h)
+                sized.update(chunk=min(sized["chunk"], chunk), workers=1)
+                job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, 24, min(h.snaplen, h.maxcap),
+                                         out_size=at, ring=ring, ring_block=k, member=member, members=members,
+                                         ring_wait=wait, **sized)
+                status = job.run()
+            finally:
+                os.close(in_fd)
+            if status != "eof":
+                return None
+            done, total = job.ring_chunks
+            results.append(dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
+                                seconds=time.perf_counter() - started, chunks_done=done, chunks=total))
+            at = job.out_size
+        return results, at
+    finally:
+        os.close(out_fd)
+        job = None
+        try:
+            ring.close()
+        except BufferError:         # (a job still holds it: closed when collected)
+            pass
+
+
 def _copy(fi, fo, start, length, offset, name):
     """Copy bytes [start, start + length) of the file fi into fo at offset (None: at its
     position), in the kernel where it can (copy_file_range; sendfile from another file system)."""
@@ -376,7 +431,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
         if not to_dir:
-            direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0])
+            direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0], range_bytes)
             if direct is not None:
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)
@@ -424,6 +479,17 @@ RING_CHUNK_BYTES = 64 << 20
 # How long a ring member waits for an offset (a chunk takes well under a second) before the
 # client starts over through part files.
 RING_WAIT_SECONDS = 60.0
+# Members that all run on one host share their turns through a mapped file (_shared_ring_member:
+# a chunk's turn is handed on in microseconds, so chunks are as small as a local pass's and each
+# is written straight from its mapping); members on several hosts pass offsets by
+# distributed.Queue (_ring_member: a message through the scheduler per chunk).
+RING_SHARED = True
+
+
+def _one_host(addresses):
+    """Whether the worker addresses are all on one host."""
+    from distributed.comm import get_address_host
+    return len({get_address_host(a) for a in addresses}) == 1
 
 
 def _members(client, n):
@@ -444,7 +510,55 @@ def _cuts(paths, range_bytes):
             for b in [a + range_bytes]]
 
 
-def _write_ring(client, tasks, expr, paths, target, header, resolution):
+def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
+    """_write_ring for members on one host (_shared_ring_member): the results per input, or None
+    (the output dropped) when the ring did not finish."""
+    import tempfile
+    from .capture import _fastcopy
+    fd, ring_path = tempfile.mkstemp(prefix=".pfilter-ring-", dir=os.path.dirname(dst.shared_path))
+    futures = []
+    try:
+        import mmap
+        size = -(-len(paths) * _fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
+        os.ftruncate(fd, size)
+        ring = mmap.mmap(fd, size)
+        try:
+            _fastcopy.ring_init(ring, len(paths), len(header))
+            ring.flush()
+        finally:
+            ring.close()
+        dst.write(header)
+        w = len(members)
+        futures = [client.submit(_shared_ring_member, paths, expr, m, w, ring_path, dst.shared_path, len(header),
+                                 RING_WAIT_SECONDS, range_bytes, workers=[address], allow_other_workers=False,
+                                 pure=False)
+                   for m, address in enumerate(members)]
+        parts = client.gather(futures)
+        if any(p is None for p in parts):
+            dst.abort()
+            return None
+        results = []
+        for k in range(len(paths)):
+            mine = [p[0][k] for p in parts]
+            # every chunk judged and written: the last member to end saw them all
+            if max(r["chunks_done"] for r in mine) != max(r["chunks"] for r in mine) or not mine[0]["chunks"]:
+                dst.abort()
+                return None
+            results.append(max(mine, key=lambda r: r["chunks_done"]))
+        os.truncate(dst.shared_path, max(p[1] for p in parts))
+    except BaseException:
+        for f in futures:
+            f.cancel()
+        dst.abort()
+        raise
+    finally:
+        os.close(fd)
+        os.unlink(ring_path)
+    dst.commit()
+    return results
+
+
+def _write_ring(client, tasks, expr, paths, target, header, resolution, range_bytes=RING_CHUNK_BYTES):
     """One output from classic pcap inputs of its timestamp resolution, written in place by a
     ring of tasks, one per worker thread, each taking every W-th chunk (_ring_member): the
     workers filter at the same time, as the threads of a local pass do, and each match is
@@ -466,6 +580,8 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution):
     if dst.shared_path is None:              # written in place (a device): not for this
         dst.abort()
         return None
+    if RING_SHARED and _one_host(members):
+        return _write_shared_ring(client, members, expr, paths, dst, header, range_bytes)
     chunks = [(k, path, rng) for k, (_i, path, rng) in enumerate(tasks)]
     w = min(len(members), len(chunks))
     names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]

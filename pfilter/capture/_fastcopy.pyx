@@ -39,7 +39,7 @@ their error messages.
 """
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from pfilter._vm cimport run_packets
 
@@ -232,10 +232,11 @@ cdef enum:
     ST_CANCELLED = 6   # cancel() was called (from another thread)
     ST_ROTATE = 7      # the output holds more than rotate_size bytes: the matching record at
                        # stop_offset starts the next file (tcpdump -C)
+    ST_RING = 8        # a ring's turn did not come within its wait, or a member died in one
     ST_NONE = -1       # (a chunk that does not end the pass)
 
 STATUS = {0: "eof", 1: "anomaly", 2: "truncated", 3: "count", 4: "read-error", 5: "write-error",
-          6: "cancelled", 7: "rotate"}
+          6: "cancelled", 7: "rotate", 8: "ring-failed"}
 
 cdef enum:
     HDR = 16
@@ -253,6 +254,25 @@ cdef enum:
 CHUNK_BYTES = 1 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS
+
+
+cdef struct Turns:
+    # handed from chunk to chunk under mu
+    pthread_mutex_t mu
+    pthread_cond_t cv
+    int64_t walk_turn            # the chunk to be walked next
+    int64_t next_start           # its first record boundary (a file offset)
+    bint walk_over               # the walk has met the end of the pass
+    int64_t write_turn           # the chunk to be counted and given an output offset next
+    int finished                 # set once processing must stop
+    int opened                   # ring: out_size holds the pass's first output offset
+    int64_t chunks_done          # ring: chunks whose records are all judged and written
+    int64_t chunks_total         # ring: the number of chunks of the pass, once it has ended
+    # results (written by the worker whose write turn it is, or under mu)
+    int64_t out_size             # bytes in the output file so far (header included)
+    int64_t read, matched, bytes, done, stop_offset
+    int status, error
+    int64_t guesses_kept, guesses_missed     # (under mu) speculative walks kept, walked again
 
 
 cdef struct Shared:
@@ -290,19 +310,14 @@ cdef struct Shared:
     int64_t guess_sec0           # the first record's seconds
     int64_t guess_span
     uint32_t frac_max            # 10**6 (usec files) or 10**9 (nsec)
-    int64_t guesses_kept, guesses_missed     # (under mu) speculative walks kept, walked again
-    # handed from chunk to chunk under mu
-    pthread_mutex_t mu
-    pthread_cond_t cv
-    int64_t walk_turn            # the chunk to be walked next
-    int64_t next_start           # its first record boundary (a file offset)
-    bint walk_over               # the walk has met the end of the pass
-    int64_t write_turn           # the chunk to be counted and given an output offset next
-    int finished                 # set once processing must stop
-    # results (written by the worker whose write turn it is, or under mu)
-    int64_t out_size             # bytes in the output file so far (header included)
-    int64_t read, matched, bytes, done, stop_offset
-    int status, error
+    # what the chunks hand on: the pass's own (threads), or a block of a ring's mapping shared
+    # by the processes of a ring (see PcapCopy's ring)
+    Turns* t
+    Turns own
+    bint ring
+    int member                   # the first chunk of this process's workers (ring: its member)
+    int stride                   # chunk i's next is i + stride (the workers of all processes)
+    double wait                  # ring: the longest wait for a turn, in seconds
 
 
 cdef struct Worker:
@@ -323,6 +338,83 @@ cdef struct Worker:
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
 
 
+# A ring (PcapCopy's ring): the processes of one pass share its turns through a block of a shared
+# mapping (a file's), under a process-shared mutex that a member's death does not leave locked
+# (robust: the next to lock it learns of the death) and a condition waited on with a deadline.
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <pthread.h>
+    #include <time.h>
+    static int pf_ring_sync_init(pthread_mutex_t *m, pthread_cond_t *c) {
+        pthread_mutexattr_t ma;
+        pthread_condattr_t ca;
+        int r = pthread_mutexattr_init(&ma);
+        if (r == 0) r = pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+        if (r == 0) r = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+        if (r == 0) r = pthread_mutex_init(m, &ma);
+        pthread_mutexattr_destroy(&ma);
+        if (r == 0) r = pthread_condattr_init(&ca);
+        if (r == 0) r = pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
+        if (r == 0) r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        if (r == 0) r = pthread_cond_init(c, &ca);
+        pthread_condattr_destroy(&ca);
+        return r;
+    }
+    /* 0 locked; 1 locked, but its last owner died holding it (the state is made usable) */
+    static int pf_ring_lock(pthread_mutex_t *m) {
+        int r = pthread_mutex_lock(m);
+        if (r == EOWNERDEAD) {
+            pthread_mutex_consistent(m);
+            return 1;
+        }
+        return 0;
+    }
+    /* 0 woken; 1 the deadline (seconds from now) passed or an owner died */
+    static int pf_ring_wait(pthread_cond_t *c, pthread_mutex_t *m, double seconds) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += (time_t)seconds;
+        ts.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec += 1;
+            ts.tv_nsec -= 1000000000L;
+        }
+        int r = pthread_cond_timedwait(c, m, &ts);
+        if (r == EOWNERDEAD) {
+            pthread_mutex_consistent(m);
+            return 1;
+        }
+        return r == ETIMEDOUT;
+    }
+    """
+    int pf_ring_sync_init(pthread_mutex_t* m, pthread_cond_t* c) nogil
+    int pf_ring_lock(pthread_mutex_t* m) nogil
+    int pf_ring_wait(pthread_cond_t* c, pthread_mutex_t* m, double seconds) nogil
+
+
+cdef void _ring_failed(Shared* sh) noexcept nogil:
+    """(mu held) A ring member is gone or late: every member stops."""
+    if not sh.t.finished or not _is_error(sh.t.status):
+        sh.t.status, sh.t.error, sh.t.stop_offset = ST_RING, 0, sh.t.done
+    sh.t.finished = 1
+    pthread_cond_broadcast(&sh.t.cv)
+
+
+cdef inline void _lock(Shared* sh) noexcept nogil:
+    if not sh.ring:
+        pthread_mutex_lock(&sh.t.mu)
+    elif pf_ring_lock(&sh.t.mu):
+        _ring_failed(sh)
+
+
+cdef inline void _wait(Shared* sh) noexcept nogil:
+    if not sh.ring:
+        pthread_cond_wait(&sh.t.cv, &sh.t.mu)
+    elif pf_ring_wait(&sh.t.cv, &sh.t.mu, sh.wait):
+        _ring_failed(sh)
+
+
 cdef bint _is_error(int status) noexcept nogil:
     return status == ST_READ_ERROR or status == ST_WRITE_ERROR
 
@@ -330,12 +422,12 @@ cdef bint _is_error(int status) noexcept nogil:
 cdef void _finish(Shared* sh, int status, int error, int64_t offset) noexcept nogil:
     """Stop the pass. The first ending stands, except that an I/O error (from a write still
     running for an earlier chunk) replaces an ending that is not one."""
-    pthread_mutex_lock(&sh.mu)
-    if not sh.finished or (_is_error(status) and not _is_error(sh.status)):
-        sh.status, sh.error, sh.stop_offset = status, error, offset
-    sh.finished = 1
-    pthread_cond_broadcast(&sh.cv)
-    pthread_mutex_unlock(&sh.mu)
+    _lock(sh)
+    if not sh.t.finished or (_is_error(status) and not _is_error(sh.t.status)):
+        sh.t.status, sh.t.error, sh.t.stop_offset = status, error, offset
+    sh.t.finished = 1
+    pthread_cond_broadcast(&sh.t.cv)
+    pthread_mutex_unlock(&sh.t.mu)
 
 
 cdef Py_ssize_t _fill(Shared* sh, uint8_t* buf, Py_ssize_t have, Py_ssize_t want, int64_t offset,
@@ -508,7 +600,7 @@ cdef void _drain(Shared* sh, int64_t budget) noexcept nogil:
     err = _write_held(sh.drain, sh.drain_in, sh.drain_out, &sh.drain_pos, &sh.drain_next, budget)
     if err:
         sh.drain_error = err
-        _finish(sh, ST_WRITE_ERROR, err, sh.done)
+        _finish(sh, ST_WRITE_ERROR, err, sh.t.done)
 
 
 cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, Py_ssize_t have,
@@ -755,19 +847,19 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         if sg.p >= 0:
             spec, spec_n, spec_end = sg.p, sg.n, w.walk_end
     # ---- walk turn: the records that start in this chunk
-    pthread_mutex_lock(&sh.mu)
-    while sh.walk_turn != i and not sh.finished and not sh.walk_over:
-        pthread_cond_wait(&sh.cv, &sh.mu)
-    if sh.finished or sh.walk_turn != i:
-        pthread_mutex_unlock(&sh.mu)
+    _lock(sh)
+    while sh.t.walk_turn != i and not sh.t.finished and not sh.t.walk_over:
+        _wait(sh)
+    if sh.t.finished or sh.t.walk_turn != i:
+        pthread_mutex_unlock(&sh.t.mu)
         return False
-    s = sh.next_start
+    s = sh.t.next_start
     if spec >= 0:
         if s - offset == spec:
-            sh.guesses_kept += 1
+            sh.t.guesses_kept += 1
         else:
-            sh.guesses_missed += 1
-    pthread_mutex_unlock(&sh.mu)
+            sh.t.guesses_missed += 1
+    pthread_mutex_unlock(&sh.t.mu)
     if err:
         _finish(sh, ST_READ_ERROR, err, s)
         return False
@@ -792,15 +884,15 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     stop_at = offset + p
     if stop == ST_NONE and eof:
         stop = ST_EOF
-    pthread_mutex_lock(&sh.mu)
-    sh.done = stop_at
+    _lock(sh)
+    sh.t.done = stop_at
     if stop != ST_NONE:
-        sh.walk_over = True
+        sh.t.walk_over = True
     else:
-        sh.walk_turn = i + 1
-        sh.next_start = stop_at
-    pthread_cond_broadcast(&sh.cv)
-    pthread_mutex_unlock(&sh.mu)
+        sh.t.walk_turn = i + 1
+        sh.t.next_start = stop_at
+    pthread_cond_broadcast(&sh.t.cv)
+    pthread_mutex_unlock(&sh.t.mu)
     # ---- judged in parallel with the other workers
     if n and not sh.mapped:
         run_packets(sh.prog, sh.clear_mem, buf, w.offsets, w.caplens, w.wirelens, n, w.verdicts)
@@ -815,30 +907,30 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     if not ordered:
         ending = _select(sh, w, buf, n, offset, -1, 0, &read, &matched, &nbytes, &size, &nvec, &rec_off)
     # ---- write turn: take the output offset (with -c / -C: count and decide first)
-    pthread_mutex_lock(&sh.mu)
-    while sh.write_turn != i and not sh.finished:
-        pthread_cond_wait(&sh.cv, &sh.mu)
-    if sh.finished:
-        pthread_mutex_unlock(&sh.mu)
+    _lock(sh)
+    while sh.t.write_turn != i and not sh.t.finished:
+        _wait(sh)
+    if sh.t.finished:
+        pthread_mutex_unlock(&sh.t.mu)
         return False
-    pthread_mutex_unlock(&sh.mu)
+    pthread_mutex_unlock(&sh.t.mu)
     if ordered:
-        ending = _select(sh, w, buf, n, offset, sh.max_count - sh.matched if sh.max_count >= 0 else -1,
-                         sh.out_size, &read, &matched, &nbytes, &size, &nvec, &rec_off)
+        ending = _select(sh, w, buf, n, offset, sh.max_count - sh.t.matched if sh.max_count >= 0 else -1,
+                         sh.t.out_size, &read, &matched, &nbytes, &size, &nvec, &rec_off)
     if ending == ST_NONE and stop != ST_NONE:
         ending, rec_off = stop, stop_at
-    pos = sh.out_size
-    pthread_mutex_lock(&sh.mu)
-    sh.read += read
-    sh.matched += matched
-    sh.bytes += nbytes
-    sh.out_size += size
+    pos = sh.t.out_size
+    _lock(sh)
+    sh.t.read += read
+    sh.t.matched += matched
+    sh.t.bytes += nbytes
+    sh.t.out_size += size
     if ending == ST_ROTATE or ending == ST_COUNT:
-        sh.done = rec_off
+        sh.t.done = rec_off
     if sh.positional and ending == ST_NONE:
-        sh.write_turn = i + 1        # the next chunk may take its offset while this one writes
-        pthread_cond_broadcast(&sh.cv)
-    pthread_mutex_unlock(&sh.mu)
+        sh.t.write_turn = i + 1        # the next chunk may take its offset while this one writes
+        pthread_cond_broadcast(&sh.t.cv)
+    pthread_mutex_unlock(&sh.t.mu)
     if sh.hold and nvec:
         err = _hold(sh, w.vec, nvec, buf, offset)
         if err:
@@ -854,14 +946,20 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         if err:
             _finish(sh, ST_WRITE_ERROR, err, offset)
             return False
+    if sh.ring:
+        _lock(sh)
+        sh.t.chunks_done += 1
+        if ending != ST_NONE:
+            sh.t.chunks_total = i + 1
+        pthread_mutex_unlock(&sh.t.mu)
     if ending != ST_NONE:
         _finish(sh, ending, 0, rec_off)
         return False
     if not sh.positional:
-        pthread_mutex_lock(&sh.mu)
-        sh.write_turn = i + 1
-        pthread_cond_broadcast(&sh.cv)
-        pthread_mutex_unlock(&sh.mu)
+        _lock(sh)
+        sh.t.write_turn = i + 1
+        pthread_cond_broadcast(&sh.t.cv)
+        pthread_mutex_unlock(&sh.t.mu)
     return True
 
 
@@ -870,7 +968,7 @@ cdef void* _work(void* arg) noexcept nogil:
     cdef Worker* w = <Worker*>arg
     cdef int64_t i = w.id
     while _chunk(w, i):
-        i += w.sh.nworkers
+        i += w.sh.stride
     return NULL
 
 
@@ -909,12 +1007,17 @@ cdef class PcapCopy:
     cdef volatile int cancelled
     cdef bint ran, hold
     cdef PcapCopy drained
+    cdef unsigned char[::1] ring_view
+    cdef int ring_block, member, members
+    cdef double ring_wait
+    cdef int64_t ring_at
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int64_t start,
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
                  uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
                  int64_t end=-1, bint mapped=False, bint hold=False, int guess_depth=0,
-                 int64_t guess_span=0, bint nsec=False):
+                 int64_t guess_span=0, bint nsec=False, unsigned char[::1] ring=None, int ring_block=0,
+                 int member=0, int members=1, double ring_wait=60.0):
         if not decoded_program:
             raise ValueError("empty program")
         if workers < 1 or workers > MAX_WORKERS:
@@ -940,15 +1043,27 @@ cdef class PcapCopy:
         self.sh = <Shared*>malloc(sizeof(Shared))
         if self.sh == NULL:
             raise MemoryError()
-        self.sh.read = self.sh.matched = self.sh.bytes = 0
-        self.sh.done = self.sh.stop_offset = start
-        self.sh.out_size = out_size
-        self.sh.guesses_kept = self.sh.guesses_missed = 0
+        self.sh.t = &self.sh.own
+        self.sh.ring = False
+        self.ring_view = None
+        if ring is not None:
+            if workers != 1 or hold or max_count > 0 or rotate_size >= 0 or not 0 <= member < members:
+                raise ValueError("a ring member is one worker, without hold, count or rotation, "
+                                 "and member is 0 to members - 1")
+            self.ring_view = ring
+            if <size_t>self.ring_view.shape[0] < <size_t>(ring_block + 1) * sizeof(Turns):
+                raise ValueError("the ring's mapping has no such block")
+        self.ring_block, self.member, self.members, self.ring_wait = ring_block, member, members, ring_wait
+        self.ring_at = out_size
+        self.sh.t.read = self.sh.t.matched = self.sh.t.bytes = 0
+        self.sh.t.done = self.sh.t.stop_offset = start
+        self.sh.t.out_size = out_size
+        self.sh.t.guesses_kept = self.sh.t.guesses_missed = 0
         self.sh.hold, self.sh.held, self.sh.nheld, self.sh.cap_held = hold, NULL, 0, 0
         self.sh.drain = NULL
         self.drained = None
-        self.sh.status = ST_EOF
-        self.sh.error = 0
+        self.sh.t.status = ST_EOF
+        self.sh.t.error = 0
 
     def __dealloc__(self):
         if self.sh != NULL:
@@ -959,7 +1074,14 @@ cdef class PcapCopy:
     def guesses(self):
         """(kept, missed): chunks whose walk from a guessed first record was kept (the guess
         was right), and those walked again from the boundary handed over."""
-        return self.sh.guesses_kept, self.sh.guesses_missed
+        return self.sh.t.guesses_kept, self.sh.t.guesses_missed
+
+    @property
+    def ring_chunks(self):
+        """(done, total): a ring's chunks judged and written so far, and the number of chunks of
+        its pass (0 until the pass has ended): read by a member once it has returned, the
+        last member's reading shows whether every member's chunks were written."""
+        return self.sh.t.chunks_done, self.sh.t.chunks_total
 
     @property
     def held_runs(self):
@@ -973,14 +1095,14 @@ cdef class PcapCopy:
         cdef int err = 0
         cdef int64_t pos = at
         cdef Py_ssize_t first = 0
-        if not self.hold or not self.ran or self.sh.status != ST_EOF:
+        if not self.hold or not self.ran or self.sh.t.status != ST_EOF:
             raise ValueError("write_held follows a hold pass that ended at the end of its range")
         with nogil:
             err = _write_held(self.sh, self.in_fd, out_fd, &pos, &first, INT64_MAX)
         self._release()
         if err:
             raise OSError(err, __import__("os").strerror(err))
-        self.written = self.sh.matched
+        self.written = self.sh.t.matched
         return pos
 
     def drain(self, PcapCopy held, int out_fd, int64_t at):
@@ -991,7 +1113,7 @@ cdef class PcapCopy:
         (status "write-error", its errno in `error`)."""
         if self.ran or self.nworkers != 1:
             raise ValueError("drain comes before run() of a one-worker pass")
-        if not held.hold or not held.ran or held.sh.status != ST_EOF:
+        if not held.hold or not held.ran or held.sh.t.status != ST_EOF:
             raise ValueError("drain takes a hold pass that ended at the end of its range")
         self.drained = held
         self.sh.drain, self.sh.drain_in, self.sh.drain_out = held.sh, held.in_fd, out_fd
@@ -1003,35 +1125,35 @@ cdef class PcapCopy:
 
     @property
     def read(self):
-        return self.sh.read
+        return self.sh.t.read
 
     @property
     def matched(self):
-        return self.sh.matched
+        return self.sh.t.matched
 
     @property
     def bytes(self):
-        return self.sh.bytes
+        return self.sh.t.bytes
 
     @property
     def done(self):
-        return self.sh.done
+        return self.sh.t.done
 
     @property
     def out_size(self):
-        return self.sh.out_size
+        return self.sh.t.out_size
 
     @property
     def stop_offset(self):
-        return self.sh.stop_offset
+        return self.sh.t.stop_offset
 
     @property
     def status(self):
-        return self.sh.status
+        return self.sh.t.status
 
     @property
     def error(self):
-        return self.sh.error
+        return self.sh.t.error
 
     @property
     def workers(self):
@@ -1066,6 +1188,10 @@ cdef class PcapCopy:
             # pwritev needs a seekable output; the records go after the out_size bytes it holds
             sh.positional = lseek(self.out_fd, 0, 1) >= 0
         sh.nworkers = nw
+        sh.member, sh.stride = 0, nw
+        if self.ring_view is not None:
+            sh.t = <Turns*>(&self.ring_view[0] + <size_t>self.ring_block * sizeof(Turns))
+            sh.ring, sh.member, sh.stride, sh.wait = True, self.member, self.members, self.ring_wait
         sh.chunk, sh.tail = self.chunk, HDR + self.limit
         sh.prog = self.prog
         sh.clear_mem, sh.limit, sh.max_count = self.clear_mem, self.limit, self.max_count
@@ -1095,10 +1221,11 @@ cdef class PcapCopy:
         # needs the file's first record time (its header at offset 24)
         sh.guess_depth, sh.guess_span = 0, self.guess_span
         sh.frac_max = 1000000000 if self.nsec else 1000000
-        if nw > 1 and self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
+        if sh.stride > 1 and self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
             sh.guess_depth, sh.guess_sec0 = self.guess_depth, sec0
-        sh.walk_turn, sh.next_start, sh.walk_over = 0, self.start, False
-        sh.write_turn, sh.finished = 0, 0
+        if not sh.ring:
+            sh.t.walk_turn, sh.t.next_start, sh.t.walk_over = 0, self.start, False
+            sh.t.write_turn, sh.t.finished = 0, 0
         workers = <Worker*>malloc(nw * sizeof(Worker))
         threads = <pthread_t*>malloc(nw * sizeof(pthread_t))
         if workers == NULL or threads == NULL:
@@ -1114,7 +1241,7 @@ cdef class PcapCopy:
             workers[i].lent = NULL
         for i in range(nw):
             workers[i].sh = sh
-            workers[i].id = i
+            workers[i].id = sh.member + i
             workers[i].block = pf_block_get(need, &workers[i].block_size)
             if workers[i].block == NULL:
                 ok = 0
@@ -1129,8 +1256,15 @@ cdef class PcapCopy:
         try:
             if not ok:
                 raise MemoryError()
-            pthread_mutex_init(&sh.mu, NULL)
-            pthread_cond_init(&sh.cv, NULL)
+            if sh.ring:
+                with nogil:        # the first member to come opens the pass at its output offset
+                    _lock(sh)
+                    if not sh.t.opened:
+                        sh.t.opened, sh.t.out_size = 1, self.ring_at
+                    pthread_mutex_unlock(&sh.t.mu)
+            else:
+                pthread_mutex_init(&sh.t.mu, NULL)
+                pthread_cond_init(&sh.t.cv, NULL)
             if sh.mapped:
                 pf_bus_enter()
             with nogil:
@@ -1142,14 +1276,20 @@ cdef class PcapCopy:
                     _work(&workers[0])
                 else:
                     _finish(sh, ST_CANCELLED, 0, sh.start)
+                if sh.ring:        # the pass's end (its output size) from whichever member it is
+                    _lock(sh)
+                    while not sh.t.finished:
+                        _wait(sh)
+                    pthread_mutex_unlock(&sh.t.mu)
                 for i in range(1, started + 1):
                     pthread_join(threads[i], NULL)
                 if sh.mapped:
                     pf_bus_leave()
-                if sh.drain != NULL and sh.status == ST_EOF:
+                if sh.drain != NULL and sh.t.status == ST_EOF:
                     _drain(sh, INT64_MAX)     # what the pass's chunks left of the other's matches
-            pthread_cond_destroy(&sh.cv)
-            pthread_mutex_destroy(&sh.mu)
+            if not sh.ring:
+                pthread_cond_destroy(&sh.t.cv)
+                pthread_mutex_destroy(&sh.t.mu)
             if started != nw - 1:
                 raise OSError("cannot start a worker thread")
         finally:
@@ -1165,12 +1305,35 @@ cdef class PcapCopy:
             free(threads)
         if self.drained is not None:
             self.drained._release()
-            self.drained.written = self.drained.sh.matched if sh.status == ST_EOF else 0
+            self.drained.written = self.drained.sh.t.matched if sh.t.status == ST_EOF else 0
             self.drained = None
         if sh.positional:
-            lseek(self.out_fd, sh.out_size, 0)    # the file position after what was written
-        self.written = sh.matched if self.out_fd >= 0 else 0
-        return STATUS[sh.status]
+            lseek(self.out_fd, sh.t.out_size, 0)    # the file position after what was written
+        self.written = sh.t.matched if self.out_fd >= 0 else 0
+        return STATUS[sh.t.status]
+
+
+RING_BLOCK_BYTES = sizeof(Turns)
+
+
+def ring_init(unsigned char[::1] ring, int blocks, int64_t first_out, int64_t start=24):
+    """Make `blocks` blocks of RING_BLOCK_BYTES at the start of `ring` (a shared mapping, of a
+    file every member maps) the turns of as many ring passes (PcapCopy's ring, ring_block k):
+    each pass starts at record offset `start`; the first is opened at output offset first_out,
+    each other by its first member (its out_size)."""
+    cdef int k
+    cdef Turns* t
+    if blocks < 1 or <size_t>ring.shape[0] < <size_t>blocks * sizeof(Turns):
+        raise ValueError("the ring's mapping is too small")
+    for k in range(blocks):
+        t = <Turns*>(&ring[0] + <size_t>k * sizeof(Turns))
+        memset(t, 0, sizeof(Turns))
+        if pf_ring_sync_init(&t.mu, &t.cv) != 0:
+            raise OSError("cannot make a process-shared lock")
+        t.next_start, t.done, t.stop_offset = start, start, start
+        t.status = ST_EOF
+        if k == 0:
+            t.opened, t.out_size = 1, first_out
 
 
 def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64_t[::1] seconds,
