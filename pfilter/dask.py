@@ -16,12 +16,15 @@ for one output, by the member that filters the range); the ranges travel to the 
 the packets: every worker reads its range from the file itself, so the paths must name the same
 files on every worker (a shared file system), and so must the output's directory. One output
 from classic pcap inputs: a ring of tasks, one per worker thread, writes the output itself (a
-named temporary file next to it, renamed when complete), each member taking every W-th chunk
-of the inputs (ranges of RING_CHUNK_BYTES), as the threads of a local pass share a file: each
-member filters its chunk while the others filter or write theirs, keeping the matches as runs of
-input offsets, then writes them at the chunk's output offset, which the member of the chunk
-before sends it, having sent the offset after them on to the next member first
-(distributed.Queue: only offsets travel); each match is written once.
+named temporary file next to it, renamed when complete), each member taking every W-th chunk,
+as the threads of a local pass share a file; each match is written once. Members all on one
+host (_shared_ring_member) run a local pass's turns through blocks of a small mapped file next
+to the output (PcapCopy's ring): chunks of a local pass's size, each written straight from its
+mapping at the offset its turn gives. Members on several hosts (_ring_member) take chunks of
+RING_CHUNK_BYTES: each member filters its chunk while the others filter or write theirs,
+keeping the matches as runs of input offsets, then writes them at the chunk's output offset,
+which the member of the chunk before sends it, having sent the offset after them on to the next
+member first (distributed.Queue: only offsets travel).
 Otherwise (a directory of outputs; a ring that cannot finish)
 each range task writes a part file (in a temporary directory next to the output) and the parts
 are joined in input order as they complete. The output appears atomically, as every pfilter
