@@ -311,6 +311,7 @@ def _plain_processes(path, expr, out, held):
 
 
 def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
+    import filecmp
     distributed = pytest.importorskip("distributed")
     import pfilter.dask as pdask
     expr = "tcp"
@@ -330,7 +331,7 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
         return (wall, sum(after[w] - before[w] for w in after)), got
     try:
         before = client.run(_worker_memory)
-        runs = {"local": [], "dask": [], "local count": [], "dask count": []}
+        runs = {"local": [], "dask": [], "dask queue": [], "local count": [], "dask count": []}
         n = None
         for _ in range(max(1, ROUNDS)):
             runs["local"].append(run_command(local, env, tmp=tmp_path, out=tmp_path / "local.pcap")[:2])
@@ -339,6 +340,18 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
             os.sync()                                          # as run_command does before the local run
             took, _ = timed(lambda: pdask.filter_files([str(two_gb)], expr, str(tmp_path / "dask.pcap"), client=client))
             runs["dask"].append(took)
+            if len(runs["dask"]) == 1:          # (the Queue ring's output is compared after the rounds)
+                assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "dask.pcap", shallow=False)
+            if (tmp_path / "dask.pcap").exists():
+                os.unlink(tmp_path / "dask.pcap")
+            os.sync()
+            pdask.RING_SHARED = False           # the ring of members on several hosts
+            try:
+                took, _ = timed(lambda: pdask.filter_files([str(two_gb)], expr, str(tmp_path / "dask.pcap"),
+                                                           client=client))
+            finally:
+                pdask.RING_SHARED = True
+            runs["dask queue"].append(took)
             runs["local count"].append(run_command(local_count, env, tmp=tmp_path)[:2])
             took, n = timed(lambda: pdask.count([str(two_gb)], expr, client=client))
             runs["dask count"].append(took)
@@ -348,7 +361,6 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
     finally:
         client.close()
         cluster.close()
-    import filecmp
     assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "dask.pcap", shallow=False)
     assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "plain.pcap", shallow=False)
     want = subprocess.run(local_count, env=env, capture_output=True, text=True, check=True).stdout
@@ -363,25 +375,31 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                 "the later ones warm, as a user's second call on the same cluster (the first "
                                 "call's wall time has its own column). Local CPU includes the command's start-up; "
                                 "dask workers CPU is the two worker processes' user + system time during the "
-                                "call. -w: a ring of one task per worker (pfilter.dask): each member filters its "
-                                "chunks holding the matches as runs of input offsets, and writes them, at the "
-                                "offset the member before sends, during its pass over its next chunk. The floor "
-                                "rows: that work by two plain processes (fork, no dask) with the offsets known "
-                                "beforehand, matches held then written (the ring's) and written straight (any "
+                                "call. -w: a ring of one task per worker (pfilter.dask); the workers of a "
+                                "LocalCluster are on one host, so its members share a local pass's turns through "
+                                "a mapped file (1 MB chunks, each written straight at the offset its turn gives). "
+                                "The 'offsets by Queue' row: the ring for members on several hosts, forced here "
+                                "(RING_SHARED False): 64 MB chunks, each member holding a chunk's matches as runs of "
+                                "input offsets and writing them, at the offset the member before sends through the "
+                                "scheduler, during its pass over its next chunk (both rows: the same bytes). The "
+                                "plain rows: that Queue ring's work by two plain processes (fork, no dask) with the "
+                                "offsets known beforehand, matches held then written, and written straight (any "
                                 "split into two workers); their ratio column is to local -j 2. A dask worker process "
                                 "holds about 100 MB of Python, dask and distributed before any pfilter work: the "
                                 "peak minus that is pfilter's share."])
     peaks = [after[w][0] for w in after]
     base = [before[w][0] for w in before]
-    for what, lk, dk in (("-w", "local", "dask"), ("--count", "local count", "dask count")):
+    for what, lk, dk in (("-w", "local", "dask"), ("-w queue", "local", "dask queue"),
+                         ("--count", "local count", "dask count")):
         lw, dw = min(w for w, _ in runs[lk]), min(w for w, _ in runs[dk])
-        table.add(what, what=f"{what} {expr}", **{"local -j 2 wall s": lw, "dask wall s": dw, "dask / local": dw / lw,
+        label = f"-w {expr}, offsets by Queue" if what == "-w queue" else f"{what} {expr}"
+        table.add(what, what=label, **{"local -j 2 wall s": lw, "dask wall s": dw, "dask / local": dw / lw,
                                                   "dask first call s": runs[dk][0][0],
                                                   "local CPU s": min(c for _, c in runs[lk]),
                                                   "dask workers CPU s": min(c for _, c in runs[dk]),
                                                   "dask worker peak MB": f"{max(peaks):.0f}",
                                                   "worker peak before the passes MB": f"{max(base):.0f}"})
-    for key, what in (("plain", "-w tcp, the ring's work by 2 plain processes"),
+    for key, what in (("plain", "-w tcp, the Queue ring's work by 2 plain processes"),
                       ("plain direct", "-w tcp, 2 plain processes writing straight")):
         pw = min(w for w, _ in runs[key])
         table.add(key, what=what, **{"local -j 2 wall s": min(w for w, _ in runs["local"]), "dask wall s": pw,
