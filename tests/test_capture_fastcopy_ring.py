@@ -182,3 +182,69 @@ def test_what_cannot_be_a_ring_is_refused(tmp_path):
             _fastcopy.ring_init(bytearray(10), 1, 24)
     finally:
         os.close(fd)
+
+
+def test_a_cancelled_ring_keeps_whole_records(tmp_path):
+    """cancel() of member 0 while the ring runs stops every member at its next chunk: the output
+    is a prefix of one worker's, ending on a record boundary, with the size the ring reports."""
+    import threading
+    srcs = [_capture(tmp_path, n=60000, seed=18)]
+    want, _ = _one_worker(tmp_path, srcs, "")
+    out = tmp_path / "ring.pcap"
+    with open(srcs[0], "rb") as f, open(out, "wb") as o:
+        o.write(f.read(24))
+    ring_path = _ring(tmp_path, 1, 24)
+    child = os.fork()
+    if child == 0:
+        _member(srcs, "", out, ring_path, 1, 2, report=tmp_path / "report1")
+    fd = os.open(ring_path, os.O_RDWR)
+    ring = mmap.mmap(fd, 0)
+    os.close(fd)
+    decoded, clear = _program("")
+    in_fd, out_fd = os.open(srcs[0], os.O_RDONLY), os.open(out, os.O_WRONLY)
+    job = _fastcopy.PcapCopy(decoded, clear, in_fd, out_fd, 24, 262144, out_size=24, workers=1, chunk=1 << 16,
+                             mapped=True, ring=ring, member=0, members=2)
+    ran = threading.Thread(target=job.run)
+    ran.start()
+    size = os.path.getsize(srcs[0])
+    deadline = time.monotonic() + 10
+    while job.done < size // 4 and ran.is_alive() and time.monotonic() < deadline:
+        pass
+    job.cancel()
+    ran.join()
+    _pid, code = os.waitpid(child, 0)
+    os.close(in_fd)
+    os.close(out_fd)
+    got = out.read_bytes()
+    assert _fastcopy.STATUS[job.status] == "cancelled"
+    assert (tmp_path / "report1").read_text().split()[0] == "cancelled"
+    assert 24 < len(got) == job.out_size < len(want) and got == want[:len(got)]
+    at = 24                                                   # whole records
+    while at < len(got):
+        at += 16 + int.from_bytes(got[at + 8:at + 12], "little")
+    assert at == len(got)
+
+
+def test_the_command_forks_its_workers_and_starts_over_when_one_dies(tmp_path, monkeypatch):
+    """pfilter -j 2 on a regular file runs its second worker as a forked process (the ring's
+    turns in an anonymous shared mapping): the same bytes as one worker. A member that dies
+    (here: exits at once, status 4) cancels the ring as soon as it is seen, and the general path
+    writes the output instead: still the same bytes, nothing left behind."""
+    import pfilter
+    from pfilter.capture import fastpath
+    src = _capture(tmp_path, n=20000, seed=19, big=2)
+    one = tmp_path / "one.pcap"
+    pfilter.filter_file(str(src), str(one), "tcp", workers=1)
+    forked = []
+    real = fastpath._fork_ring
+    monkeypatch.setattr(fastpath, "_fork_ring", lambda *a: forked.append(real(*a)) or forked[-1])
+    monkeypatch.setattr(fastpath, "_sized", lambda n, w, h=None, counting=False: dict(
+        chunk=1 << 16, workers=w, mapped=True, guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN, nsec=h.nsec))
+    two = tmp_path / "two.pcap"
+    stats = pfilter.filter_file(str(src), str(two), "tcp", workers=2)
+    assert len(forked) == 1 and two.read_bytes() == one.read_bytes() and stats.written > 0
+    monkeypatch.setattr(_fastcopy, "ring_child", lambda parent: False)      # the member gives up at once
+    three = tmp_path / "three.pcap"
+    stats = pfilter.filter_file(str(src), str(three), "tcp", workers=2)
+    assert len(forked) == 2 and three.read_bytes() == one.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == sorted(["one.pcap", "two.pcap", "three.pcap", src.name])

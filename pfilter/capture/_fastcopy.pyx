@@ -252,6 +252,9 @@ cdef enum:
 # One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
 # cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
 CHUNK_BYTES = 1 << 20
+# A counting pass's chunk (nothing is written from it): 4 MB counted 1 GB with two workers in
+# 0.057 s against 0.067 s with 1 MB chunks (fewer turns handed on), and no slower with one.
+COUNT_CHUNK_BYTES = 4 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS
 
@@ -268,6 +271,7 @@ cdef struct Turns:
     int opened                   # ring: out_size holds the pass's first output offset
     int64_t chunks_done          # ring: chunks whose records are all judged and written
     int64_t chunks_total         # ring: the number of chunks of the pass, once it has ended
+    int cancelled                # ring: cancel() of any member's PcapCopy (every member stops)
     # results (written by the worker whose write turn it is, or under mu)
     int64_t out_size             # bytes in the output file so far (header included)
     int64_t read, matched, bytes, done, stop_offset
@@ -1040,19 +1044,20 @@ cdef class PcapCopy:
         self.written = 0
         self.cancelled = 0
         self.ran = False
-        self.sh = <Shared*>malloc(sizeof(Shared))
-        if self.sh == NULL:
-            raise MemoryError()
-        self.sh.t = &self.sh.own
-        self.sh.ring = False
         self.ring_view = None
         if ring is not None:
             if workers != 1 or hold or max_count > 0 or rotate_size >= 0 or not 0 <= member < members:
                 raise ValueError("a ring member is one worker, without hold, count or rotation, "
                                  "and member is 0 to members - 1")
-            self.ring_view = ring
-            if <size_t>self.ring_view.shape[0] < <size_t>(ring_block + 1) * sizeof(Turns):
+            if ring_block < 0 or <size_t>ring.shape[0] < <size_t>(ring_block + 1) * sizeof(Turns):
                 raise ValueError("the ring's mapping has no such block")
+            self.ring_view = ring
+        self.sh = <Shared*>malloc(sizeof(Shared))
+        if self.sh == NULL:
+            raise MemoryError()
+        self.sh.t = &self.sh.own
+        self.sh.ring = False
+        self.sh.held = NULL
         self.ring_block, self.member, self.members, self.ring_wait = ring_block, member, members, ring_wait
         self.ring_at = out_size
         self.sh.t.read = self.sh.t.matched = self.sh.t.bytes = 0
@@ -1157,11 +1162,23 @@ cdef class PcapCopy:
 
     @property
     def workers(self):
-        return self.nworkers
+        """The workers sharing the pass: its threads, or a ring's members."""
+        return self.members if self.ring_view is not None else self.nworkers
 
     def cancel(self):
-        """Ask a running pass (in another thread) to stop at the next chunk."""
+        """Ask a running pass (in another thread) to stop at the next chunk; a ring member's
+        whole ring (every member's chunks) stops."""
+        cdef Turns* t
         self.cancelled = 1
+        if self.ring_view is not None:     # the members waiting for a turn stop now, too
+            t = <Turns*>(&self.ring_view[0] + <size_t>self.ring_block * sizeof(Turns))
+            with nogil:
+                pf_ring_lock(&t.mu)
+                t.cancelled = 1
+                if not t.finished:
+                    t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
+                pthread_cond_broadcast(&t.cv)
+                pthread_mutex_unlock(&t.mu)
 
     def run(self):
         """Do the pass (GIL released); returns the status name."""
@@ -1216,7 +1233,9 @@ cdef class PcapCopy:
             if probe != MAP_FAILED:
                 sh.whole = <uint8_t*>probe
         sh.truncate, sh.rotate_size = self.truncate, self.rotate_size
-        sh.cancelled = &self.cancelled
+        sh.cancelled = &self.cancelled if not sh.ring else &sh.t.cancelled
+        if sh.ring and self.cancelled:
+            sh.t.cancelled = 1
         # a speculative walk per chunk (see _chunk) when several workers share the pass: it
         # needs the file's first record time (its header at offset 24)
         sh.guess_depth, sh.guess_span = 0, self.guess_span
@@ -1314,6 +1333,43 @@ cdef class PcapCopy:
 
 
 RING_BLOCK_BYTES = sizeof(Turns)
+
+
+cdef extern from *:
+    """
+    #include <signal.h>
+    #include <unistd.h>
+    #ifdef __linux__
+    #include <sys/prctl.h>
+    #endif
+    /* In a forked ring member: killed with its parent; SIGINT, SIGTERM and SIGHUP left to the
+       parent (which cancels the ring). 0, or -1 when the parent is already gone. */
+    static int pf_ring_child(long parent) {
+    #ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+    #endif
+        signal(SIGINT, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        return getppid() == (pid_t)parent ? 0 : -1;
+    }
+    """
+    int pf_ring_child(long parent) nogil
+
+
+cdef extern from "<unistd.h>" nogil:
+    void _exit(int status)
+
+
+def ring_child_exit(int status):
+    """End a forked ring member at once (_exit: no interpreter finalization, no exit handler
+    of the parent's, nothing flushed twice)."""
+    _exit(status)
+
+
+def ring_child(long parent):
+    """Prepare a forked ring member (see pf_ring_child): False when `parent` is already gone."""
+    return pf_ring_child(parent) == 0
 
 
 def ring_init(unsigned char[::1] ring, int blocks, int64_t first_out, int64_t start=24):

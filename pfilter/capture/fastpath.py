@@ -238,14 +238,16 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 SMALL_FILE_BYTES = 16 << 20
 
 
-def _sized(nbytes, workers, header=None):
+def _sized(nbytes, workers, header=None, counting=False):
     """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
     chunk no larger than the file (a directory of small files allocates small buffers); chunks
     mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1. With
     several workers and the file's PcapHeader, each chunk's walk starts from a guess at its
-    first record (resync's rule) without waiting for the walk of the chunk before."""
-    from ._fastcopy import CHUNK_BYTES
-    chunk = max(1 << 16, min(CHUNK_BYTES, nbytes))
+    first record (resync's rule) without waiting for the walk of the chunk before. Counting
+    (no output), chunks of COUNT_CHUNK_BYTES: nothing is written from them, so they need not
+    stay in the CPU cache until a write, and fewer chunks hand on fewer turns."""
+    from ._fastcopy import CHUNK_BYTES, COUNT_CHUNK_BYTES
+    chunk = max(1 << 16, min(COUNT_CHUNK_BYTES if counting else CHUNK_BYTES, nbytes))
     workers = max(1, min(workers, -(-nbytes // chunk)))
     guess = {}
     if workers > 1 and header is not None:
@@ -454,14 +456,22 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
             start = max(24, int(byte_range[0]))
             end = -1 if byte_range[1] is None else max(start, int(byte_range[1]))
         while True:
-            job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1,
-                                     start, min(h.snaplen, h.maxcap),
-                                     (count - total.matched) if count else -1,
-                                     truncate=truncate or 0,
-                                     rotate_size=rotate.size if rotate is not None else -1,
-                                     out_size=len(header), end=end,
-                                     **_sized(os.fstat(in_fd).st_size - start if end < 0 else end - start, workers, h))
-            status = _run(job, progress, os.fstat(in_fd).st_size, src, total)
+            sized = _sized(os.fstat(in_fd).st_size - start if end < 0 else end - start, workers, h,
+                           counting=out is None)
+            args = (decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, start,
+                    min(h.snaplen, h.maxcap), (count - total.matched) if count else -1)
+            kw = dict(truncate=truncate or 0, rotate_size=rotate.size if rotate is not None else -1,
+                      out_size=len(header), end=end, **sized)
+            members = None
+            if _forks(sized["workers"], count, rotate, out):
+                job, members = _fork_ring(_fastcopy, args, kw)
+            else:
+                job = _fastcopy.PcapCopy(*args, **kw)
+            try:
+                status = _run(job, progress, os.fstat(in_fd).st_size, src, total, members)
+            finally:
+                if members is not None and not members.reap():
+                    status = "ring-failed"      # a member died: the general path starts over
             total.add(job)
             if status != "rotate":
                 break
@@ -507,6 +517,96 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
     if byte_range is not None and status == "eof":
         stats.range_end = walked
     return stats
+
+
+def _forks(workers, count, rotate, out):
+    """Whether a pass's workers are processes (_fork_ring) rather than threads: several workers,
+    no -c or -C (decided in chunk order by one process's threads), a seekable output or none,
+    a process that can fork and has no other thread (a forked child keeps only the forking
+    thread), and PFILTER_FORK not 0. Processes do not share a mapping lock and page tables
+    with each other: each maps, populates and drops its chunks' pages without making the
+    others wait or take TLB shootdowns (bench/results/latest_scale.md)."""
+    if workers < 2 or count or rotate is not None or not hasattr(os, "fork"):
+        return False
+    if os.environ.get("PFILTER_FORK", "") == "0" or threading.active_count() != 1:
+        return False
+    if out is not None:
+        try:
+            os.lseek(out.fileno(), 0, os.SEEK_CUR)
+        except OSError:
+            return False
+    return True
+
+
+def _fork_ring(_fastcopy, args, kw):
+    """The workers of one pass as processes: a ring (PcapCopy's ring) whose turns live in an
+    anonymous shared mapping; members 1 .. workers - 1 forked, each running its PcapCopy and
+    exiting (killed if this process dies; signals left to this one, which cancels the ring);
+    (member 0's PcapCopy, which this process runs, the forked _Members)."""
+    import mmap
+    workers = kw.pop("workers")
+    size = -(-_fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
+    ring = mmap.mmap(-1, size)
+    _fastcopy.ring_init(ring, 1, kw["out_size"], args[4])
+    jobs = [_fastcopy.PcapCopy(*args, workers=1, ring=ring, member=m, members=workers, **kw)
+            for m in range(workers)]
+    parent, members = os.getpid(), _Members(jobs[0])
+    try:
+        for m in range(1, workers):
+            pid = os.fork()
+            if pid == 0:
+                code = 4
+                try:
+                    if _fastcopy.ring_child(parent):
+                        jobs[m].run()
+                        code = 0
+                finally:
+                    _fastcopy.ring_child_exit(code)
+            members.pids[pid] = None
+    except BaseException:
+        members.reap()
+        raise
+    return jobs[0], members
+
+
+class _Members:
+    """A ring's forked members (process id: wait status once reaped) and member 0's PcapCopy."""
+
+    def __init__(self, job):
+        self.job, self.pids = job, {}
+
+    def poll(self):
+        """Reap the members that have exited; one that failed (a signal, a status other than 0)
+        before the pass ended cancels the ring at once, rather than after its wait."""
+        for pid, status in self.pids.items():
+            if status is None:
+                try:
+                    got, status = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    got, status = pid, -1
+                if got:
+                    self.pids[pid] = status
+                    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0):
+                        self.job.cancel()
+
+    def reap(self):
+        """Wait for every member (after member 0's pass, or on its way out: the ring then
+        cancelled first, so that they stop at their next chunk); whether all of them ran to
+        their end and every chunk of an ended pass was written."""
+        if self.job.status != 0 or sys.exc_info()[0] is not None:
+            self.job.cancel()
+        for pid, status in self.pids.items():
+            while status is None:
+                try:
+                    status = os.waitpid(pid, 0)[1]
+                except KeyboardInterrupt:
+                    self.job.cancel()
+                except ChildProcessError:
+                    status = -1
+            self.pids[pid] = status
+        ok = all(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 for st in self.pids.values())
+        done, chunks = self.job.ring_chunks
+        return ok and (self.job.status != 0 or done == chunks)
 
 
 def _pass_ended(status, job, out):
@@ -558,9 +658,10 @@ class _Totals:
         self.out_size = job.out_size
 
 
-def _run(job, progress, total, src, base=None):
+def _run(job, progress, total, src, base=None, members=None):
     """job.run() in a helper thread, so that this one can report progress and take Ctrl-C (the
-    pass itself runs without the GIL). base: the counts of the passes before (a _Totals)."""
+    pass itself runs without the GIL). base: the counts of the passes before (a _Totals);
+    members: a ring's forked _Members, watched while the pass runs."""
     r0 = base.read if base is not None else 0
     m0 = base.matched if base is not None else 0
     outcome = {}
@@ -576,6 +677,8 @@ def _run(job, progress, total, src, base=None):
     try:
         while thread.is_alive():
             thread.join(PROGRESS_INTERVAL)
+            if members is not None:
+                members.poll()
             if progress is not None:
                 progress(job.done, total, FilterStats(read=r0 + job.read, matched=m0 + job.matched,
                                                       files=[src]))
