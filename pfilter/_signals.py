@@ -19,7 +19,6 @@ itself (and with it enum) only to name a signal, so that a run never interrupted
 import _signal as signal
 import os
 import sys
-import threading
 
 #: exit status after the output pipe was closed by its reader: tcpdump -w - exits 0 there
 BROKEN_PIPE_STATUS = 0
@@ -92,9 +91,7 @@ class interruptible:
         self._saved = []
 
     def __enter__(self):
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for signum in self.signals:
+        for signum in self.signals:        # (signal.signal refuses other threads than the main one)
             try:
                 current = signal.getsignal(signum)
                 if current in (signal.SIG_DFL, signal.default_int_handler):

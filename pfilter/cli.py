@@ -559,7 +559,7 @@ def _quick_exit(status):
     "start s"), once standard output and error are flushed, and
     only when no exit handler or other thread is there to run. Otherwise (or when a flush
     fails: main's usual handling then applies at exit) it returns."""
-    import threading
+    from .capture.fastpath import other_threads
     try:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
@@ -567,7 +567,7 @@ def _quick_exit(status):
     except (OSError, ValueError):
         return
     ncallbacks = getattr(__import__("atexit"), "_ncallbacks", None)
-    if ncallbacks is None or ncallbacks() or threading.active_count() != 1:
+    if ncallbacks is None or ncallbacks() or other_threads():
         return
     os._exit(status)
 

@@ -20,7 +20,6 @@ import os
 import stat
 import struct
 import sys
-import threading
 import time
 
 from ..errors import FilterError
@@ -281,6 +280,7 @@ def _count_files(_vm, _fastcopy, sources, program_for, progress, announce, worke
     programs.get(h0)                      # compiled (and refused) before any pass
     if announce is not None:
         announce(sources[0], h0.linktype, h0.snaplen)
+    import threading
     lock = threading.Lock()
     jobs = [None] * len(sources)
     stop = threading.Event()
@@ -528,7 +528,7 @@ def _forks(workers, count, rotate, out):
     others wait or take TLB shootdowns (bench/results/latest_scale.md)."""
     if workers < 2 or count or rotate is not None or not hasattr(os, "fork"):
         return False
-    if os.environ.get("PFILTER_FORK", "") == "0" or threading.active_count() != 1:
+    if os.environ.get("PFILTER_FORK", "") == "0" or other_threads():
         return False
     if out is not None:
         try:
@@ -658,6 +658,45 @@ class _Totals:
         self.out_size = job.out_size
 
 
+def other_threads():
+    """How many threads besides this one the interpreter started (by threading or _thread)."""
+    import _thread
+    return _thread._count()
+
+
+def _start_thread(fn):
+    """fn() in a new thread; a function ended(timeout) telling whether that thread is gone
+    (waiting up to timeout seconds, None: until it is), not only fn returned: threading.Thread
+    and its join without importing threading, whose imports (functools, collections) are a
+    sixth of the command's start (bench/results/latest_scale.md, "start s")."""
+    import _thread
+    if hasattr(_thread, "start_joinable_thread"):          # Python 3.13+
+        handle = _thread.start_joinable_thread(fn, daemon=True)
+
+        def ended(timeout):
+            handle.join(-1 if timeout is None else timeout)
+            return handle.is_done()
+        return ended
+    ready, gone = _thread.allocate_lock(), []
+    ready.acquire()
+
+    def boot():
+        sentinel = _thread._set_sentinel()      # released as this thread's state goes
+        sentinel.acquire()
+        gone.append(sentinel)
+        ready.release()
+        fn()
+    _thread.start_new_thread(boot, ())
+    ready.acquire()
+
+    def ended(timeout):
+        if not gone[0].acquire(True, -1 if timeout is None else timeout):
+            return False
+        gone[0].release()
+        return True
+    return ended
+
+
 def _run(job, progress, total, src, base=None, members=None):
     """job.run() in a helper thread, so that this one can report progress and take Ctrl-C (the
     pass itself runs without the GIL). base: the counts of the passes before (a _Totals);
@@ -672,11 +711,9 @@ def _run(job, progress, total, src, base=None, members=None):
         except BaseException as e:      # handed to the calling thread
             outcome["error"] = e
 
-    thread = threading.Thread(target=work, name="pfilter-copy", daemon=True)
-    thread.start()
+    ended = _start_thread(work)
     try:
-        while thread.is_alive():
-            thread.join(PROGRESS_INTERVAL)
+        while not ended(PROGRESS_INTERVAL):
             if members is not None:
                 members.poll()
             if progress is not None:
@@ -684,7 +721,7 @@ def _run(job, progress, total, src, base=None, members=None):
                                                       files=[src]))
     except BaseException:
         job.cancel()
-        thread.join()
+        ended(None)
         raise
     if "error" in outcome:
         raise outcome["error"]
