@@ -124,7 +124,7 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, floor_tool, e
             runs[w].append(run_command(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
         runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
         runs["floor1"].append(run_command(floor1, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
-        runs["start"].append(run_command(start, env, tmp=tmp_path))
+        runs["start"].append(run_command(start, env, tmp=tmp_path, out=tmp_path / "start.pcap"))
     want = (tmp_path / "td.pcap").read_bytes()
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
     assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
