@@ -21,6 +21,15 @@ written with writev inside the write turn. The output is in file order and byte-
 whatever the number of workers; memory is one chunk (plus the tail room) and its record arrays
 per worker.
 
+A ring (ring=, see PcapCopy) is the same pass shared by processes instead of threads: member m
+of `members` takes chunks m, m + members, ..., and the walk and write turns (with the totals,
+the ending and the output size) live in a block of a mapping every member shares (ring_init;
+an anonymous one inherited by forked members for `pfilter -j N`, a small file next to the output
+for pfilter.dask's members on one host), under a robust process-shared lock and a condition
+waited on with a deadline, so that a member that never comes or dies ends the others' pass
+(status ring-failed) instead of hanging them. Processes do not share page tables and a mapping
+lock: each populates and drops its chunks' pages without TLB shootdowns for the others.
+
 A mapped pass (mapped=True, what pfilter.capture.fastpath asks for) maps the part of the file it
 reads once, and each chunk populates its own pages (and its tail room's as they are touched)
 instead of reading them, dropping them again before its worker's next chunk: the walk
