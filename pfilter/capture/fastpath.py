@@ -523,12 +523,12 @@ def _forks(workers, count, rotate, out):
     """Whether a pass's workers are processes (_fork_ring) rather than threads: several workers,
     no -c or -C (decided in chunk order by one process's threads), a seekable output or none,
     a process that can fork and has no other thread (a forked child keeps only the forking
-    thread), and PFILTER_FORK not 0. Processes do not share a mapping lock and page tables
+    thread), and PFILTER_NO_FORK not set. Processes do not share a mapping lock and page tables
     with each other: each maps, populates and drops its chunks' pages without making the
     others wait or take TLB shootdowns (bench/results/latest_scale.md)."""
     if workers < 2 or count or rotate is not None or not hasattr(os, "fork"):
         return False
-    if os.environ.get("PFILTER_FORK", "") == "0" or other_threads():
+    if os.environ.get("PFILTER_NO_FORK", "") not in ("", "0") or other_threads():
         return False
     if out is not None:
         try:
