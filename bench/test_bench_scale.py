@@ -52,7 +52,8 @@ NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} i
         "tcpdump's wall and CPU; floor scaling: floor.c with 1 thread over 2 threads, what this machine gives a "
         "second thread for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
         "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
-        "(w1 - start) / (w2 - start).")
+        "(w1 - start) / (w2 - start). Workers 2 are forked processes (CPU: theirs together); 'w2 threads': the "
+        "same command with PFILTER_NO_FORK=1, its workers threads of one process.")
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +78,10 @@ def _header_only(src, tmp_path):
     return path
 
 
-def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2, fw1):
+def _columns(tw, tc, w1, c1, w2, c2, w2t, start, fw, fc, m1, m2, fw1):
     return {"tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc,
-            "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 wall ratio": w2 / tw, "w1 -> w2 scaling": w1 / w2,
+            "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 CPU s": c2, "w2 wall ratio": w2 / tw,
+            "w1 -> w2 scaling": w1 / w2, "w2 threads wall s": w2t, "threads scaling": w1 / w2t,
             "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9), "floor wall s": fw,
             "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "floor scaling": fw1 / fw,
             "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
@@ -88,7 +90,8 @@ def _columns(tw, tc, w1, c1, w2, start, fw, fc, m1, m2, fw1):
 def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
-                         "w1 wall ratio", "w2 wall s", "w2 wall ratio", "w1 -> w2 scaling", "start s",
+                         "w1 wall ratio", "w2 wall s", "w2 CPU s", "w2 wall ratio", "w1 -> w2 scaling",
+                         "w2 threads wall s", "threads scaling", "start s",
                          "pass scaling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
                          "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
@@ -117,9 +120,13 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, floor_tool, e
                     threads=1)
     start = [{str(huge_capture): str(_header_only(huge_capture, tmp_path)),
               str(tmp_path / "pf2.pcap"): str(tmp_path / "start.pcap")}.get(a, a) for a in pf[2]]
-    runs = {"td": [], 1: [], 2: [], "floor": [], "floor1": [], "start": []}
+    runs = {"td": [], 1: [], 2: [], "2t": [], "floor": [], "floor1": [], "start": []}
+    threads = dict(env, PFILTER_NO_FORK="1")
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(run_command(td, tmp=tmp_path, out=tmp_path / "td.pcap"))
+        runs["2t"].append(run_command(pf[2], threads, tmp=tmp_path, out=tmp_path / "pf2.pcap"))
+        if len(runs["2t"]) == 1:         # (the forked workers' output is compared after the rounds)
+            assert (tmp_path / "pf2.pcap").read_bytes() == (tmp_path / "td.pcap").read_bytes()
         for w in (1, 2):
             runs[w].append(run_command(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
         runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
@@ -130,7 +137,8 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, floor_tool, e
     assert (tmp_path / "floor.bin").stat().st_size == len(want) - 24
     (tw, tc, _tm), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
     (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
-    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2, fw1))
+    w2t = _best(runs["2t"])[0]
+    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1))
 
 
 def test_count_scaling(huge_capture, tmp_path, compiled, floor_tool):
@@ -143,17 +151,21 @@ def test_count_scaling(huge_capture, tmp_path, compiled, floor_tool):
     floor = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", 0)
     floor1 = _floor(floor_tool, huge_capture, tmp_path / "floor.bin", 0, threads=1)
     start = [a if a != str(huge_capture) else str(_header_only(huge_capture, tmp_path)) for a in pf[2]]
-    runs = {"td": [], 1: [], 2: [], "floor": [], "floor1": [], "start": []}
+    runs = {"td": [], 1: [], 2: [], "2t": [], "floor": [], "floor1": [], "start": []}
+    threads = dict(env, PFILTER_NO_FORK="1")
+    assert subprocess.run(pf[2], env=threads, capture_output=True, text=True, check=True).stdout == want
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(run_command(td, tmp=tmp_path))
         for w in (1, 2):
             runs[w].append(run_command(pf[w], env, tmp=tmp_path))
+        runs["2t"].append(run_command(pf[2], threads, tmp=tmp_path))
         runs["floor"].append(run_command(floor, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
         runs["floor1"].append(run_command(floor1, env, tmp=tmp_path, out=tmp_path / "floor.bin"))
         runs["start"].append(run_command(start, env, tmp=tmp_path))
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
     (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
-    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, sw, fw, fc, m1, m2, fw1))
+    w2t = _best(runs["2t"])[0]
+    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1))
 
 
 def test_read_strategies(huge_capture, tmp_path):
