@@ -52,7 +52,9 @@ NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} i
         "tcpdump's wall and CPU; floor scaling: floor.c with 1 thread over 2 threads, what this machine gives a "
         "second thread for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
         "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
-        "(w1 - start) / (w2 - start). Workers 2 are forked processes (CPU: theirs together); 'w2 threads': the "
+        "(w1 - start) / (w2 - start); scaling ceiling: what a perfect 2-worker pass would give the command, "
+        "w1 / (start + max((w1 - start) / 2, floor)): the start stays serial, and no pass goes below the floor. "
+        "Workers 2 are forked processes (CPU: theirs together); 'w2 threads': the "
         "same command with PFILTER_NO_FORK=1, its workers threads of one process.")
 
 
@@ -82,7 +84,8 @@ def _columns(tw, tc, w1, c1, w2, c2, w2t, start, fw, fc, m1, m2, fw1):
     return {"tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc,
             "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 CPU s": c2, "w2 wall ratio": w2 / tw,
             "w1 -> w2 scaling": w1 / w2, "w2 threads wall s": w2t, "threads scaling": w1 / w2t,
-            "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9), "floor wall s": fw,
+            "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9),
+            "scaling ceiling": w1 / (start + max((w1 - start) / 2, fw)), "floor wall s": fw,
             "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "floor scaling": fw1 / fw,
             "peak MB w1 / w2": f"{m1:.0f} / {m2:.0f}"}
 
@@ -92,7 +95,7 @@ def _table():
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
                          "w1 wall ratio", "w2 wall s", "w2 CPU s", "w2 wall ratio", "w1 -> w2 scaling",
                          "w2 threads wall s", "threads scaling", "start s",
-                         "pass scaling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
+                         "pass scaling", "scaling ceiling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
                          "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
 
