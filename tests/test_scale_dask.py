@@ -141,13 +141,13 @@ def test_ranges_that_do_not_join_are_redone(client, inputs):
     assert all(r is not None for r in results) and sum(r["matched"] for r in results) == want
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
-def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeypatch, shared):
+@pytest.mark.parametrize("one_host", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
+def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeypatch, one_host):
     """Into one file, a ring of tasks (one per worker) writes the output in place, chunk by chunk
     in turn, passing the end offsets on (members on one host: their turns in a mapped file; else
     through distributed.Queue): byte-identical to the local call, every chunk done by the fast
     path, both workers taking part, no part file or ring file left behind."""
-    monkeypatch.setattr(pdask, "RING_SHARED", shared)
+    monkeypatch.setattr(pdask, "RING_SHARED", one_host)
     taken = []
     real = pdask._write_ring
     monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
@@ -159,7 +159,7 @@ def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeyp
     out = tmp_path / "dask.pcap"
     stats = pdask.filter_files(inputs[:3], "ip and tcp port 80", str(out), client=client, range_bytes=300_000)
     assert len(taken) == 1 and taken[0] is not None           # not the fallback through part files
-    if shared:                                                # per input: its chunks, all written
+    if one_host:                                              # per input: its chunks, all written
         assert len(taken[0]) == 3 and sum(r["chunks_done"] for r in taken[0]) > 6
     else:                                                     # per chunk of an input
         assert len(taken[0]) > 6
@@ -175,12 +175,12 @@ def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeyp
     assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
-def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monkeypatch, shared):
+@pytest.mark.parametrize("one_host", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
+def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monkeypatch, one_host):
     """A member waiting for an offset (a turn) that does not come (the member before it not
     running, as on a busy cluster) gives up after RING_WAIT_SECONDS; the output is then made
     through part files: the same bytes, nothing left behind."""
-    monkeypatch.setattr(pdask, "RING_SHARED", shared)
+    monkeypatch.setattr(pdask, "RING_SHARED", one_host)
     taken = []
     real = pdask._write_ring
     monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
@@ -202,13 +202,13 @@ def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monke
     assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
-def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch, shared):
+@pytest.mark.parametrize("one_host", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
+def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch, one_host):
     """Records above the snapshot length (the general path's business) inside the ranges: the
     in-place output is dropped, the file done again through part files; the same bytes as the
     local call. With one such record in member 1's first chunk, member 0 learns it at once (a
     size of -1, or the turns' end), not after RING_WAIT_SECONDS."""
-    monkeypatch.setattr(pdask, "RING_SHARED", shared)
+    monkeypatch.setattr(pdask, "RING_SHARED", one_host)
     data = bytearray(open(inputs[1], "rb").read())
     data[16:20] = (100).to_bytes(4, "little")                  # snaplen 100: longer records follow
     src = tmp_path / "snap100.pcap"
