@@ -14,9 +14,12 @@ Imports nothing from pfilter.
 """
 from __future__ import annotations
 
-import importlib
 import os
-from types import ModuleType
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
 
 #: True when PFILTER_PUREPYTHON asked for the pure-Python twins (read at import).
 PURE = os.environ.get("PFILTER_PUREPYTHON", "") not in ("", "0")
@@ -28,7 +31,7 @@ def native(name: str) -> ModuleType | None:
     if PURE:
         return None
     try:
-        return importlib.import_module(name)
+        return _import(name)
     except ImportError:
         return None
 
@@ -37,4 +40,10 @@ def pick(extension: str, twin: str) -> ModuleType:
     """The extension module when it is in use (see native()), else its pure-Python twin, which
     has the same functions with the same results."""
     module = native(extension)
-    return module if module is not None else importlib.import_module(twin)
+    return module if module is not None else _import(twin)
+
+
+def _import(name: str) -> ModuleType:
+    """importlib.import_module(name) without importing importlib (the command's start-up)."""
+    __import__(name)
+    return sys.modules[name]

@@ -265,11 +265,18 @@ def lean_args(argv):
             else:
                 values[dest] = value
         i += 1
-    from types import SimpleNamespace
-    args = lean_defaults()
-    args.update(values)
-    args["expression"] = words
-    return SimpleNamespace(**args)
+    args = _Args()
+    args.__dict__.update(lean_defaults(), **values)
+    args.expression = words
+    return args
+
+
+class _Args:
+    """lean_args' namespace: argparse.Namespace's attributes (vars() gives them), without
+    importing types for SimpleNamespace (the command's start-up)."""
+
+    def __repr__(self):
+        return "Args(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
 
 
 def lean_defaults():

@@ -5,8 +5,6 @@ store them). Imports pfilter.errors only.
 DLT number the compiler works with; `linktype_name` goes back. File values that differ from the
 Linux DLT values (LINKTYPE_RAW 101, ...) map onto the DLT as libpcap's linktype_to_dlt() does.
 """
-import operator
-
 from .errors import FilterError
 
 #: DLT name -> number, as <pcap/dlt.h> defines them on Linux
@@ -73,12 +71,20 @@ _NAME_OF[195] = "IEEE802_15_4_WITHFCS"
 DLT_TO_LINKTYPE = {11: 100, 12: 101, 15: 102, 16: 103, 19: 106}
 
 
+def _index(value):
+    """operator.index(value), without importing operator (the command's start-up)."""
+    method = getattr(type(value), "__index__", None)
+    if method is None:
+        raise TypeError(f"{type(value).__name__!r} object cannot be interpreted as an integer")
+    return method(value)
+
+
 def linktype_number(value):
     """The DLT number for a name or number (LINKTYPE_ numbers accepted); FilterError if unknown."""
     if isinstance(value, bool):
         raise FilterError(f"unknown data link type {value!r}")
     try:
-        num = operator.index(value)  # ints, numpy integers
+        num = _index(value)  # ints, numpy integers
     except TypeError:
         text = str(value).strip()
         try:
