@@ -6,13 +6,15 @@
   --workers 2 wall <= 0.35x.
 - Scaling 1 -> 2 workers for --count and -w (target >= 1.7x).
 - The floor, in the same run: what no filter can avoid with 2 workers, as a ratio to tcpdump:
-  bench/baseline/floor.c, 2 threads mapping the 1 GB as the fast path maps it (pages populated
-  a 1 MB chunk at a time, not read, dropped after) and pwrite()ing as many bytes as the filter's
-  output holds from them (no walk, no filter, no interpreter). The w2 wall target cannot be met
-  below it plus the start. "Floor scaling": the same with 1 thread over 2 threads, what the
-  machine gives a second thread for the mapping and copying alone. And the start: the same
-  pfilter command on the capture's header alone (no packet), the serial part that bounds the
-  scaling: "pass scaling" is w1 / w2 without it.
+  bench/baseline/floor.c, 2 forked processes (as the fast path's workers are) mapping the 1 GB
+  as the fast path maps it (pages populated a 1 MB chunk at a time, not read, dropped after) and
+  pwrite()ing as many bytes as the filter's output holds from them (no walk, no filter, no
+  interpreter). The w2 wall target cannot be met below it plus the start. "Floor scaling": the
+  same with 1 worker over 2, what the machine gives a second worker for the mapping and copying
+  alone. And the start: the same pfilter command on the capture's header alone (no packet), the
+  serial part that bounds the scaling: "pass scaling" is w1 / w2 without it, "scaling ceiling"
+  what a perfect 2-worker pass would give the command (the start serial, the pass halved but
+  not below the floor). "w2 threads": workers 2 as threads of one process (PFILTER_NO_FORK=1).
 - A directory of 1,000 captures of about 1 MB (the 1 GB capture cut on record boundaries):
   `pfilter -r DIR --count` against a shell loop of `tcpdump -r FILE --count` (target >= 10x,
   equal counts).
@@ -46,11 +48,11 @@ SMALL_BYTES = 1 << 20
 NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} interleaved runs (wall; CPU = "
         "user + system of that command). Targets: workers 1 CPU <= 0.7x and wall <= 0.8x tcpdump's; workers 2 "
         "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
-        "busy 2-core machine a second worker finds no free core. The floor: bench/baseline/floor.c, 2 threads "
+        "busy 2-core machine a second worker finds no free core. The floor: bench/baseline/floor.c, 2 processes "
         "mapping the 1 GB as the fast path does and writing as many bytes as the output holds, with no walk, no "
         "filter and no interpreter: what no 2-worker pass can go below (a command adds its start); its ratios to "
-        "tcpdump's wall and CPU; floor scaling: floor.c with 1 thread over 2 threads, what this machine gives a "
-        "second thread for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
+        "tcpdump's wall and CPU; floor scaling: floor.c with 1 worker over 2, what this machine gives a "
+        "second worker for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
         "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
         "(w1 - start) / (w2 - start); scaling ceiling: what a perfect 2-worker pass would give the command, "
         "w1 / (start + max((w1 - start) / 2, floor)): the start stays serial, and no pass goes below the floor. "

@@ -1,10 +1,11 @@
 /* The floor of a `pfilter -r IN -w OUT --workers N` pass (bench/test_bench_scale.py): what any
  * pass must do that maps its input as pfilter/capture/_fastcopy.pyx does, without walking or
- * filtering the records and without an interpreter. The file is mapped once; N threads take
- * every N-th 1 MB chunk, populate its pages (MADV_POPULATE_READ; MADV_WILLNEED where the
+ * filtering the records and without an interpreter. The file is mapped once; N workers (forked
+ * processes, as `pfilter -j N` runs them; threads with a fifth argument "threads") take every
+ * N-th 1 MB chunk, populate its pages (MADV_POPULATE_READ; MADV_WILLNEED where the
  * kernel lacks it), pwrite() the chunk's share of WANT output bytes at the matching offset from
  * the map, and drop the pages (MADV_DONTNEED).
- * Usage: floor INPUT OUTPUT WANT THREADS; exits 0 when every write was whole. */
+ * Usage: floor INPUT OUTPUT WANT WORKERS [threads]; exits 0 when every write was whole. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -12,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef MADV_POPULATE_READ
@@ -46,8 +49,9 @@ static void *share(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5)
+    if (argc != 5 && argc != 6)
         return 2;
+    int use_threads = argc == 6 && strcmp(argv[5], "threads") == 0;
     int fd = open(argv[1], O_RDONLY);
     out_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     want = strtoull(argv[3], NULL, 10);
@@ -60,10 +64,24 @@ int main(int argc, char **argv) {
     if (whole == MAP_FAILED)
         return 2;
     pthread_t t[64];
-    for (int k = 1; k < threads && k < 64; k++)
-        pthread_create(&t[k], NULL, share, (void *)(uintptr_t)k);
+    pid_t pids[64];
+    for (int k = 1; k < threads && k < 64; k++) {
+        if (use_threads) {
+            pthread_create(&t[k], NULL, share, (void *)(uintptr_t)k);
+        } else if ((pids[k] = fork()) == 0) {
+            share((void *)(uintptr_t)k);
+            _exit(failed);
+        }
+    }
     share(0);
-    for (int k = 1; k < threads && k < 64; k++)
-        pthread_join(t[k], NULL);
+    for (int k = 1; k < threads && k < 64; k++) {
+        if (use_threads) {
+            pthread_join(t[k], NULL);
+        } else {
+            int status = 1;
+            if (pids[k] < 0 || waitpid(pids[k], &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+                failed = 1;
+        }
+    }
     return failed;
 }
