@@ -261,8 +261,9 @@ cdef enum:
 # One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
 # cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
 CHUNK_BYTES = 1 << 20
-# A counting pass's chunk (nothing is written from it): 4 MB counted 1 GB with two workers in
-# 0.057 s against 0.067 s with 1 MB chunks (fewer turns handed on), and no slower with one.
+# A counting pass's chunk (nothing is written from it, so it need not stay in the CPU cache
+# until a write): measured, two workers count faster with 4 MB chunks than with 1 MB (fewer
+# turns handed on), one worker no slower (bench/results/latest_scale.md, "--count tcp").
 COUNT_CHUNK_BYTES = 4 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS

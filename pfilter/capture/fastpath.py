@@ -668,7 +668,7 @@ def _start_thread(fn):
     """fn() in a new thread; a function ended(timeout) telling whether that thread is gone
     (waiting up to timeout seconds, None: until it is), not only fn returned: threading.Thread
     and its join without importing threading, whose imports (functools, collections) are a
-    sixth of the command's start (bench/results/latest_scale.md, "start s")."""
+    visible share of the command's start (bench/results/latest_scale.md, "start s")."""
     import _thread
     if hasattr(_thread, "start_joinable_thread"):          # Python 3.13+
         handle = _thread.start_joinable_thread(fn, daemon=True)
