@@ -661,7 +661,11 @@ class _Totals:
 def other_threads():
     """How many threads besides this one the interpreter started (by threading or _thread)."""
     import _thread
-    return _thread._count()
+    count = getattr(_thread, "_count", None)
+    if count is None:                     # (not in this Python: threading knows its own)
+        import threading
+        return threading.active_count() - 1
+    return count()
 
 
 def _start_thread(fn):
@@ -674,7 +678,7 @@ def _start_thread(fn):
         handle = _thread.start_joinable_thread(fn, daemon=True)
 
         def ended(timeout):
-            handle.join(-1 if timeout is None else timeout)
+            handle.join(timeout)
             return handle.is_done()
         return ended
     ready, gone = _thread.allocate_lock(), []
