@@ -1065,6 +1065,7 @@ cdef class PcapCopy:
         self.sh = <Shared*>malloc(sizeof(Shared))
         if self.sh == NULL:
             raise MemoryError()
+        memset(self.sh, 0, sizeof(Shared))
         self.sh.t = &self.sh.own
         self.sh.ring = False
         self.sh.held = NULL
