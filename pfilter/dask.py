@@ -513,6 +513,13 @@ def _cuts(paths, range_bytes):
             for b in [a + range_bytes]]
 
 
+def _drop(futures, dst):
+    """A ring that raised: its tasks cancelled, its output dropped."""
+    for f in futures:
+        f.cancel()
+    dst.abort()
+
+
 def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
     """_write_ring for members on one host (_shared_ring_member): the results per input, or None
     (the output dropped) when the ring did not finish."""
@@ -550,9 +557,7 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
             results.append(max(mine, key=lambda r: r["chunks_done"]))
         os.truncate(dst.shared_path, max(p[1] for p in parts))
     except BaseException:
-        for f in futures:
-            f.cancel()
-        dst.abort()
+        _drop(futures, dst)
         raise
     finally:
         os.close(fd)
@@ -607,9 +612,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
             return None
         os.truncate(dst.shared_path, size)
     except BaseException:
-        for f in futures:
-            f.cancel()
-        dst.abort()
+        _drop(futures, dst)
         raise
     finally:
         for q in queues:
