@@ -529,7 +529,8 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
     futures = []
     try:
         import mmap
-        size = -(-len(paths) * _fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
+        from .capture.fastpath import ring_bytes
+        size = ring_bytes(_fastcopy, len(paths))
         os.ftruncate(fd, size)
         ring = mmap.mmap(fd, size)
         try:

@@ -538,6 +538,12 @@ def _forks(workers, count, rotate, out):
     return True
 
 
+def ring_bytes(_fastcopy, blocks):
+    """The size of a mapping that holds a ring's `blocks` blocks of turns (whole pages)."""
+    import mmap
+    return -(-blocks * _fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
 def _fork_ring(_fastcopy, args, kw):
     """The workers of one pass as processes: a ring (PcapCopy's ring) whose turns live in an
     anonymous shared mapping; members 1 .. workers - 1 forked, each running its PcapCopy and
@@ -545,8 +551,7 @@ def _fork_ring(_fastcopy, args, kw):
     (member 0's PcapCopy, which this process runs, the forked _Members)."""
     import mmap
     workers = kw.pop("workers")
-    size = -(-_fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
-    ring = mmap.mmap(-1, size)
+    ring = mmap.mmap(-1, ring_bytes(_fastcopy, 1))
     _fastcopy.ring_init(ring, 1, kw["out_size"], args[4])
     jobs = [_fastcopy.PcapCopy(*args, workers=1, ring=ring, member=m, members=workers, **kw)
             for m in range(workers)]
