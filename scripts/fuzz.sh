@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-${PFILTER_FUZZ_DURATION:-180}}
 targets=$(python3 tests/fuzz/fuzzlib.py count)
-# pytest and the harness self-test take ~15 s of the duration, each target's workers ~3 s to start
-budget=$(( (duration - 15) / targets - 3 ))
+# pytest and the harness self-test take ~15 s of the duration, each target's workers ~1 s to start
+budget=$(( (duration - 15) / targets - 1 ))
 (( budget >= 2 )) || budget=2
 export PFILTER_FUZZ_SECONDS=$budget
 export PFILTER_FUZZ_JOBS=${PFILTER_FUZZ_JOBS:-$(nproc)}
