@@ -16,9 +16,10 @@ issue 16 names (SCOPE_LINKTYPES) and libpcap's bpf_filter() matches it with `sco
 compiled on the capture's own handle: ARP, or IPv4/IPv6 carrying ICMP, ICMPv6, TCP or UDP where
 the ports are DNS, NTP, DHCP or HTTP's, or ports tcpdump 4.99 prints generically (neither port
 in its print-udp.c/print-tcp.c port dispatch, DECODED_UDP/DECODED_TCP), over Ethernet with or
-without one VLAN tag; on 802.11, also the common management and control frames (WLAN_FRAMES). For the in-scope lines, tcpdump is given the same filter with `-c k` (k the
-number of in-scope packets among the first N, which are exactly the first k it matches) and the
-printer the indices of those packets.
+without one VLAN tag; on 802.11, also the common management and control frames (WLAN_FRAMES). For the in-scope lines, tcpdump writes the
+packets it matches with the same filter and `-c k` (k the number of in-scope packets among the
+first N, which are exactly the first k it matches) to a copy, which it then prints with each flag
+set; the printer is given the indices of those packets.
 """
 import argparse
 import difflib
@@ -27,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -158,8 +160,47 @@ def pfilter_lines(path, flags, packets, indices=None):
 
 
 def matching(ours, theirs):
-    sm = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
-    return sum(b.size for b in sm.get_matching_blocks())
+    """How many of tcpdump's lines pfilter printed identically: the common head and tail, and
+    difflib's matching blocks between what differs (the whole comparison when nothing does: half
+    of the suite's time in this module went to SequenceMatcher on lists that were equal)."""
+    if ours == theirs:
+        return len(theirs)
+    head = 0
+    for a, b in zip(ours, theirs):
+        if a != b:
+            break
+        head += 1
+    tail = 0
+    for a, b in zip(reversed(ours[head:]), reversed(theirs[head:])):
+        if a != b:
+            break
+        tail += 1
+    sm = difflib.SequenceMatcher(None, ours[head:len(ours) - tail], theirs[head:len(theirs) - tail], autojunk=False)
+    return head + tail + sum(b.size for b in sm.get_matching_blocks())
+
+
+#: the first four bytes of a pcap file (microseconds, nanoseconds; either byte order)
+PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "4d3cb2a1")}
+
+
+def _scoped_copy(path, linktype, count, tcpdump, tmp):
+    """(capture, filter) for tcpdump's in-scope lines: the first `count` packets libpcap matches
+    with scope_filter(), written once by `tcpdump -w` (the flag sets then read that copy without a
+    filter, each otherwise paying libpcap's optimizer on the long scope filter: most of this
+    script's time), or the capture itself and the filter when tcpdump cannot write the copy or
+    the capture is not a pcap file (a pcap copy of a pcapng capture can lose what pcap cannot hold,
+    such as the seconds of a time after 2106)."""
+    with open(path, "rb") as f:
+        if f.read(4) not in PCAP_MAGICS:
+            return path, scope_filter(linktype)
+    copy = os.path.join(tmp, "scope.pcap")
+    if os.path.exists(copy):
+        os.unlink(copy)
+    run = subprocess.run([tcpdump, "-c", str(count), "-r", str(path), "-w", copy, scope_filter(linktype)],
+                         capture_output=True)
+    if run.returncode == 0 and os.path.exists(copy):
+        return copy, None
+    return path, scope_filter(linktype)
 
 
 def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False, scope=False):
@@ -172,17 +213,18 @@ def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False,
     os.environ.setdefault("TZ", "UTC")
     import time
     time.tzset()
+    tmp = tempfile.TemporaryDirectory(prefix="pfilter-display-") if scope else None
     try:
         for row in rows:
             lt = int(row["linktype"])
-            expr = indices = None
+            source, expr, indices = row["file"], None, None
             if scope:
                 indices = in_scope(row["file"], lt, packets, row.get("byteorder") == "BE")
                 if not indices:
                     continue
-                expr = scope_filter(lt)
+                source, expr = _scoped_copy(row["file"], lt, len(indices), tcpdump, tmp.name)
             for name, flags in flag_sets.items():
-                theirs = tcpdump_lines(row["file"], flags, len(indices) if scope else packets, tcpdump, expr)
+                theirs = tcpdump_lines(source, flags, len(indices) if scope else packets, tcpdump, expr)
                 if theirs is None:
                     continue
                 ours = pfilter_lines(row["file"], flags, packets, indices)
@@ -192,6 +234,8 @@ def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False,
                 if details:
                     per_file[name].append((len(theirs) - same, row["copied_as"], ours, theirs))
     finally:
+        if tmp is not None:
+            tmp.cleanup()
         if env_tz is None:
             os.environ.pop("TZ", None)
         time.tzset()
