@@ -6,6 +6,7 @@ with status "ring-failed" (a member that dies holding the turns' lock makes the 
 stop the same way: the lock is robust), never a silent short output; and what cannot be a ring is refused.
 The members are real processes (os.fork), as the workers of a cluster are.
 """
+import ctypes
 import mmap
 import os
 import signal
@@ -164,6 +165,40 @@ def test_a_member_killed_before_its_turn(tmp_path):
     _pid, code = os.waitpid(survivor, 0)
     assert time.monotonic() - started < 20
     assert code != 0 and (tmp_path / "report0").read_text().split()[0] == "ring-failed"
+
+
+def test_a_member_that_dies_holding_the_turns_lock(tmp_path):
+    """Member 1 takes the turns' lock (the first field of the ring's block, as ring_init lays it
+    out) and exits holding it: the lock is robust, so member 0's first lock learns of the death
+    and stops the pass with ring-failed at once, not after the ring's wait, and never hangs."""
+    src = _capture(tmp_path, n=3000, seed=18)
+    out = tmp_path / "ring.pcap"
+    with open(src, "rb") as f, open(out, "wb") as o:
+        o.write(f.read(24))
+    ring_path = _ring(tmp_path, 1, 24)
+    victim = os.fork()
+    if victim == 0:
+        code = 1
+        try:
+            fd = os.open(ring_path, os.O_RDWR)
+            ring = mmap.mmap(fd, 0)
+            lock = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(ring)))
+            code = 0 if ctypes.CDLL(None).pthread_mutex_lock(lock) == 0 else 2
+        finally:
+            os._exit(code)         # with the lock held
+    _pid, status = os.waitpid(victim, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    started = time.monotonic()
+    survivor = os.fork()
+    if survivor == 0:
+        _member([src], "tcp", out, ring_path, 0, 2, wait=30.0, report=tmp_path / "report0")
+    while not os.waitpid(survivor, os.WNOHANG)[0]:
+        if time.monotonic() - started > 10:     # (a lock that is not robust: blocked for good)
+            os.kill(survivor, signal.SIGKILL)
+            os.waitpid(survivor, 0)
+            pytest.fail("member 0 did not stop within 10 s of taking a dead member's lock")
+        time.sleep(0.02)
+    assert (tmp_path / "report0").read_text().split()[0] == "ring-failed"
 
 
 def test_what_cannot_be_a_ring_is_refused(tmp_path):
