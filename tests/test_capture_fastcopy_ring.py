@@ -35,6 +35,14 @@ def _ring(tmp_path, blocks, first_out):
     return path
 
 
+def _output_and_ring(tmp_path, srcs):
+    """(the output holding the first input's file header, a ring of one block per input)."""
+    out = tmp_path / "ring.pcap"
+    with open(srcs[0], "rb") as f, open(out, "wb") as o:
+        o.write(f.read(24))
+    return out, _ring(tmp_path, len(srcs), 24)
+
+
 def _member(srcs, expr, out, ring_path, m, w, wait=30.0, chunk=1 << 16, report=None, stall=None):
     """The body of member m (in a forked child): every input in turn, each one ring pass; writes
     'status matched done total' per input to `report` and exits 0 when every pass ended at eof."""
@@ -70,10 +78,7 @@ def _member(srcs, expr, out, ring_path, m, w, wait=30.0, chunk=1 << 16, report=N
 def _run_ring(tmp_path, srcs, expr, w, members=None, **kw):
     """Fork the members (all of 0..w-1, or those in `members`); (output bytes, exit codes,
     reports)."""
-    out = tmp_path / "ring.pcap"
-    with open(srcs[0], "rb") as f, open(out, "wb") as o:
-        o.write(f.read(24))
-    ring_path = _ring(tmp_path, len(srcs), 24)
+    out, ring_path = _output_and_ring(tmp_path, srcs)
     pids = {}
     for m in range(w) if members is None else members:
         pid = os.fork()
@@ -148,10 +153,7 @@ def test_a_member_killed_before_its_turn(tmp_path):
     """Member 1 is killed (SIGKILL) before its first turn: member 0 waits for it no longer than
     the ring's wait and stops with ring-failed."""
     src = _capture(tmp_path, n=3000, seed=16)
-    out = tmp_path / "ring.pcap"
-    with open(src, "rb") as f, open(out, "wb") as o:
-        o.write(f.read(24))
-    ring_path = _ring(tmp_path, 1, 24)
+    out, ring_path = _output_and_ring(tmp_path, [src])
     victim = os.fork()
     if victim == 0:
         _member([src], "tcp", out, ring_path, 1, 2, wait=30.0, stall=lambda: time.sleep(60))
@@ -172,10 +174,7 @@ def test_a_member_that_dies_holding_the_turns_lock(tmp_path):
     out) and exits holding it: the lock is robust, so member 0's first lock learns of the death
     and stops the pass with ring-failed at once, not after the ring's wait, and never hangs."""
     src = _capture(tmp_path, n=3000, seed=18)
-    out = tmp_path / "ring.pcap"
-    with open(src, "rb") as f, open(out, "wb") as o:
-        o.write(f.read(24))
-    ring_path = _ring(tmp_path, 1, 24)
+    out, ring_path = _output_and_ring(tmp_path, [src])
     victim = os.fork()
     if victim == 0:
         code = 1
