@@ -56,7 +56,7 @@ find "$tree/pfilter" -name '*.pyx' | while read -r pyx; do rm -f "${pyx%.pyx}.c"
 
 echo "asan.sh: building the extensions with -fsanitize=address,undefined in $tree" >&2
 start=$SECONDS
-(cd "$tree" && PFILTER_ASAN=1 "$py" setup.py -q build_ext --inplace -j "$(nproc)") >"$work/build.log" 2>&1 || {
+(cd "$tree" && PFILTER_ASAN=1 "$py" setup.py -q build_ext --inplace) >"$work/build.log" 2>&1 || {
   cat "$work/build.log" >&2
   echo "asan.sh: the sanitizer build failed" >&2
   exit 1

@@ -161,8 +161,8 @@ def pfilter_lines(path, flags, packets, indices=None):
 
 def matching(ours, theirs):
     """How many of tcpdump's lines pfilter printed identically: the common head and tail, and
-    difflib's matching blocks between what differs (the whole comparison when nothing does: half
-    of the suite's time in this module went to SequenceMatcher on lists that were equal)."""
+    difflib's matching blocks between what differs (SequenceMatcher only on the middle: it is
+    quadratic in the lines it is given)."""
     if ours == theirs:
         return len(theirs)
     head = 0
@@ -190,17 +190,15 @@ def _scoped_copy(path, linktype, count, tcpdump, tmp):
     script's time), or the capture itself and the filter when tcpdump cannot write the copy or
     the capture is not a pcap file (a pcap copy of a pcapng capture can lose what pcap cannot hold,
     such as the seconds of a time after 2106)."""
+    expr = scope_filter(linktype)
     with open(path, "rb") as f:
         if f.read(4) not in PCAP_MAGICS:
-            return path, scope_filter(linktype)
+            return path, expr
     copy = os.path.join(tmp, "scope.pcap")
-    if os.path.exists(copy):
+    if os.path.exists(copy):           # (the last capture's copy)
         os.unlink(copy)
-    run = subprocess.run([tcpdump, "-c", str(count), "-r", str(path), "-w", copy, scope_filter(linktype)],
-                         capture_output=True)
-    if run.returncode == 0 and os.path.exists(copy):
-        return copy, None
-    return path, scope_filter(linktype)
+    run = subprocess.run([tcpdump, "-c", str(count), "-r", str(path), "-w", copy, expr], capture_output=True)
+    return (copy, None) if run.returncode == 0 and os.path.exists(copy) else (path, expr)
 
 
 def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False, scope=False):

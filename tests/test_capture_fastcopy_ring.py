@@ -15,6 +15,7 @@ import time
 import pytest
 
 from pfilter.capture import _fastcopy
+from pfilter.capture.fastpath import ring_bytes
 from pfilter.capture.files import RESYNC_DEPTH, RESYNC_SPAN
 from test_fastpath_mapped import _capture, _program
 
@@ -23,7 +24,7 @@ EXPRESSIONS = ["", "tcp", "udp port 53 or icmp"]
 
 def _ring(tmp_path, blocks, first_out):
     path = tmp_path / "ring"
-    size = -(-blocks * _fastcopy.RING_BLOCK_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
+    size = ring_bytes(_fastcopy, blocks)
     with open(path, "wb") as f:
         f.truncate(size)
     fd = os.open(path, os.O_RDWR)
