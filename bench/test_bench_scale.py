@@ -20,6 +20,8 @@
   equal counts).
 - Reading strategies (bench/baseline/read_strategies.c): pread() into a reused buffer against
   mmap (MADV_SEQUENTIAL / WILLNEED, MAP_POPULATE windows) and copy_file_range for the writes.
+- Scaling by input size (latest_scale_size.md): w1 / w2 of each command on the 1 GB capture and on
+  its records 2 and 4 times over, where the serial start is a smaller share of the run.
 - pfilter.dask on a LocalCluster of 2 worker processes against local --workers 2 on 2 GB (the
   1 GB capture's records twice): equal outputs and counts, wall within 1.3x; the peak memory of a
   worker process (and what the pass added to it), and of the local command per worker.
@@ -31,6 +33,7 @@ in the table's footer); outputs and counts are asserted. Re-run on a quiet machi
 Imports bench/conftest.py (fixtures, tables) and run_command (one command's
 wall, CPU and peak memory).
 """
+import filecmp
 import os
 import shutil
 import subprocess
@@ -252,18 +255,101 @@ def test_directory_against_a_tcpdump_loop(small_files, tmp_path, compiled):
                                           **{"wall s": lw, "CPU s": lc, "speed-up": 1.0, "count": total})
 
 
-@pytest.fixture(scope="module")
-def two_gb(huge_capture):
-    path = cache_dir() / (huge_capture.stem + "-twice.pcap")
+def _repeated(capture, times, suffix):
+    """capture's records `times` times over in one pcap file (cached beside it)."""
+    path = cache_dir() / (capture.stem + suffix + ".pcap")
     if not path.exists():
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(huge_capture, "rb") as f, open(tmp, "wb") as out:
+        with open(capture, "rb") as f, open(tmp, "wb") as out:
             out.write(f.read(24))
-            for _ in range(2):
+            for _ in range(times):
                 f.seek(24)
                 shutil.copyfileobj(f, out, 1 << 22)
         os.replace(tmp, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def two_gb(huge_capture):
+    return _repeated(huge_capture, 2, "-twice")
+
+
+@pytest.fixture(scope="module")
+def four_gb(huge_capture):
+    return _repeated(huge_capture, 4, "-x4")
+
+
+SIZE_NOTE = ("Scaling 1 -> 2 workers (w1 wall / w2 wall) of the same command on the 1 GB capture and on "
+             "its records 2 and 4 times over (2 GB, 4 GB), best of {rounds} interleaved runs; outputs of 1 "
+             "and 2 workers byte-identical, counts equal (asserted). Start: the command on the capture's header "
+             "alone, the serial part of every run (interpreter, imports, cached program). Compute scaling: "
+             "bench/baseline/spin.c, {spin} steps of a generator that touches no memory, with 1 worker over 2 "
+             "forked workers, in the same rounds: what the machine gave a second worker for work that needs "
+             "only a core while pfilter's runs were timed (about 2 when the host leaves it free). Where it is "
+             "near 2 and a command's scaling is lower, the command's second worker is held back by what the "
+             "cores share (memory, the output's page cache: latest_scale.md, 'floor scaling'); a larger "
+             "input shows how much of the gap the serial start makes.")
+
+SPIN_STEPS = 120_000_000
+
+
+@pytest.fixture(scope="module")
+def spin_tool(tmp_path_factory):
+    """bench/baseline/spin.c built: the machine's scaling for work that needs only a core."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "a C compiler (apt-get install gcc)")
+    exe = tmp_path_factory.mktemp("spin") / "spin"
+    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline" / "spin.c")], check=True)
+    return exe
+
+
+@pytest.mark.parametrize("expr", ["--count tcp"] + STANDARD_EXPRESSIONS, ids=lambda e: "count" if e.startswith("--count")
+                         else expression_id(e))
+def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled, spin_tool, expr):
+    """w1 / w2 on 1, 2 and 4 GB: bench/results/latest_scale_size.md (SIZE_NOTE)."""
+    counting = expr.startswith("--count")
+    env = command_env()
+    sizes = {"1 GB": huge_capture, "2 GB": two_gb, "4 GB": four_gb}
+
+    def command(src, w, out=None):
+        tail = ["--count", expr.split(" ", 1)[1]] if counting else ["-w", str(out), expr]
+        return pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(src)] + tail
+
+    outs = {(name, w): tmp_path / f"{name.replace(' ', '')}-w{w}.pcap" for name in sizes for w in (1, 2)}
+    start = command(_header_only(huge_capture, tmp_path), 2, tmp_path / "start.pcap")
+    runs = {key: [] for key in list(outs) + ["start", "spin1", "spin2"]}
+    shares = {}
+    for name, src in sizes.items():
+        if counting:
+            got = {w: subprocess.run(command(src, w), env=env, capture_output=True, text=True, check=True).stdout
+                   for w in (1, 2)}
+            assert got[1] == got[2] and got[1].endswith(" packets\n")
+    for _ in range(max(1, ROUNDS)):
+        for name, src in sizes.items():
+            for w in (1, 2):
+                out = outs[name, w]
+                runs[name, w].append(run_command(command(src, w, out), env, tmp=tmp_path,
+                                                 out=None if counting else out))
+        runs["start"].append(run_command(start, env, tmp=tmp_path, out=None if counting else tmp_path / "start.pcap"))
+        for w in (1, 2):
+            runs[f"spin{w}"].append(run_command([str(spin_tool), str(SPIN_STEPS), str(w)], tmp=tmp_path))
+    if not counting:
+        for name, src in sizes.items():
+            assert filecmp.cmp(outs[name, 1], outs[name, 2], shallow=False), f"{name}: -j 1 and -j 2 outputs differ"
+            shares[name] = outs[name, 1].stat().st_size / src.stat().st_size
+            for w in (1, 2):
+                outs[name, w].unlink()
+    row = {"start s": _best(runs["start"])[0],
+           "output / input": "-" if counting else f"{shares['1 GB']:.2f}",
+           "compute scaling": _best(runs["spin1"])[0] / _best(runs["spin2"])[0]}
+    for name in sizes:
+        w1, w2 = _best(runs[name, 1])[0], _best(runs[name, 2])[0]
+        row.update({f"{name} w1 s": w1, f"{name} w2 s": w2, f"{name} scaling": w1 / w2})
+    result_table("scale_size", "Scaling 1 -> 2 workers by input size (1, 2 and 4 GB, same run)",
+                 ["expression", "output / input", "start s", "compute scaling"]
+                 + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling")],
+                 notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}")]).add(
+        expr, expression=expr if counting else expression_id(expr), **row)
 
 
 def _worker_memory():
