@@ -73,8 +73,8 @@ _MAIN_OPTIONS = """
                                               order: equal timestamps keep the order of the inputs); without
                                               it the inputs are concatenated in the order given
 --after TIME         after                    only packets at or after TIME (editcap -A): epoch seconds (with
-                                              a fraction) or ISO 8601 (2023-11-14T22:13:20.5Z; no zone: local
-                                              time)
+                                              a fraction) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z,
+                                              2023-11-14 22:13; no zone: local time)
 --before TIME        before                   only packets before TIME (editcap -B), as --after
 --index FILE         index_file               write the capture index of the (single) input to FILE (record
                                               offsets, timestamps, lengths; numpy .npz), before filtering

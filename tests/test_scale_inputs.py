@@ -185,3 +185,65 @@ def test_after_before_on_a_capture_whose_time_goes_back(tmp_path):
     out = tmp_path / "out.pcap"
     run("--quiet", "-r", src, "--after", a, "--before", b, "-w", out, "udp port 53 or icmp")
     assert records(out) == records(want) and len(records(want)) > 20
+
+
+# Packets every 37 s and a quarter from 20 h before 2020-01-01T00:00:00Z to 20 h after: a zone,
+# a minute or a second misread moves the first packet kept.
+_GRID_ORIGIN = 1577836800
+
+
+@pytest.fixture(scope="module")
+def time_grid(tmp_path_factory):
+    import dpkt
+    path = tmp_path_factory.mktemp("grid") / "grid.pcap"
+    with open(path, "wb") as f:
+        w = dpkt.pcap.Writer(f)
+        for k in range(-2000, 2000):
+            w.writepkt(bytes(range(60)), ts=_GRID_ORIGIN + 37 * k + 0.25)
+    return path
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/New_York"])
+@pytest.mark.parametrize("option", ["-A", "-B"])
+def test_every_iso_form_editcap_reads_means_the_same(tmp_path, time_grid, zone, option):
+    """The forms of a time editcap -A / -B reads (seconds left out, one-digit fields, a fraction
+    past nanoseconds, zones Z, +hh, +hhmm, +hh:mm, none: local time) keep the packets editcap
+    keeps, in three time zones of the machine (TZ)."""
+    env = dict(os.environ, TZ=zone)
+    forms = ["2020-01-01 01:02", "2020-01-01T01:02:03", "2020-01-01T01:02:03.5", "2020-01-01T01:02:03,5Z",
+             "2020-1-1 1:2:3", "2020-01-01  01:02:03", "2020-01-01T01:02+01:00", "2019-12-31T23:02:03+0530",
+             "2020-01-01T01:02:03-05", "2020-01-01T01:02:03.123456789123Z", "2020-01-01 00:59:60",
+             "1577840523.5"]
+    flag = "--after" if option == "-A" else "--before"
+    for form in forms:
+        ed = tmp_path / "ed.pcap"
+        subprocess.run([ref.editcap(), "-F", "pcap", option, form, str(time_grid), str(ed)], check=True, env=env)
+        out = tmp_path / "out.pcap"
+        r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(time_grid), flag, form, "-w", str(out)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, (form, r.stderr)
+        want = records(ed)
+        assert 0 < len(want) < 4000, form           # the window cuts the grid
+        assert records(out) == want, (zone, form)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("2020-01-01", "a date needs a time of day (2020-01-01T00:00)"),
+    ("2020-01-01 01:02:03 +01:00", "write the zone right after the time, without a space (2020-01-01 01:02:03+01:00)"),
+    ("2020-01-01 01:02:03 later", "give epoch seconds"),
+    ("2020-01-01t01:02:03z", "give epoch seconds"),
+    ("2020-01-01T24:00", "no such date or time of day"),
+    ("2020-02-30T00:00", "no such date or time of day"),
+])
+def test_a_time_editcap_would_misread_is_refused(tmp_path, time_grid, text, says):
+    """Forms editcap takes without a word but reads otherwise than written (a date alone as that
+    many seconds after 1970, a zone after a space ignored, text after the time ignored, lowercase
+    t and z, hour 24 and 30 February as epoch numbers, keeping every packet) are refused: one
+    line, status 1, no output."""
+    out = tmp_path / "out.pcap"
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(time_grid), "--after", text, "-w", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"pfilter: invalid time {text!r}: {says}")
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not out.exists()

@@ -164,6 +164,9 @@ def test_parse_time():
     assert parse_time("1700000000.000123456") == 1700000000000123456
     assert parse_time("2023-11-14T22:13:20.5Z") == 1700000000500000000
     assert parse_time("2023-11-14 23:13:20+01:00") == 1700000000 * 10**9
-    for bad in ("yesterday", "2023-13-01T00:00:00Z", "nan", ""):
+    assert parse_time("2023-11-14T22:13Z") == 1700000000 * 10**9 - 20 * 10**9
+    assert parse_time("2023-11-14T23:13:20+01") == parse_time("2023-11-14T21:43:20-0030") == 1700000000 * 10**9
+    assert parse_time("2023-11-14T22:13:20.1234567899Z") == 1700000000123456789
+    for bad in ("yesterday", "2023-13-01T00:00:00Z", "nan", "", "2023-11-14", "2023-11-14T22:13:20 +01:00"):
         with pytest.raises(pfilter.FilterError):
             parse_time(bad)

@@ -301,10 +301,22 @@ def planned_ranges(path, max_bytes):
         os.close(fd)
 
 
+# An ISO 8601 date and time as editcap -A / -B reads one: the date, then T or spaces, hours and
+# minutes, optional seconds and fraction (digits past nanoseconds dropped), and a zone written
+# right after the time (Z, +hh, +hhmm, +hh:mm; none: local time). Fields may be one digit wide.
+_ISO_TIME = (r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T| +)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?"
+             r"(Z|[+-]\d{2}(?::?\d{2})?)?")
+_TIME_HELP = "give epoch seconds (1700000000.5) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z, 2023-11-14 22:13)"
+
+
 def parse_time(text):
     """A time for --after / --before as ns since 1970 (an int): epoch seconds with a fraction
-    ("1700000000.25"), or ISO 8601 ("2023-11-14T22:13:20.25Z", "2023-11-14 22:13:20+01:00";
-    without a zone: local time, as editcap reads it). FilterError if it is neither."""
+    ("1700000000.25"), or an ISO 8601 date and time ("2023-11-14T22:13:20.25Z",
+    "2023-11-14 23:13:20+01:00", "2023-11-14 22:13": without a zone, local time), the forms
+    editcap -A / -B reads, with its meaning (_ISO_TIME). FilterError for anything else, and for
+    three forms editcap misreads without a word, keeping every packet or dropping a zone: a date
+    alone ("2023-11-14", which it reads as 2023 seconds after 1970), text after the time, and a
+    zone after a space ("2023-11-14 22:13:20 +01:00", whose zone it ignores)."""
     from decimal import Decimal, InvalidOperation
     t = str(text).strip()
     try:
@@ -315,22 +327,31 @@ def parse_time(text):
         pass
     import datetime
     import re
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?", t)
+    m = re.fullmatch(_ISO_TIME, t)
     if m is None:
-        raise FilterError(f"invalid time {text!r}: give epoch seconds (1700000000.5) or ISO 8601 "
-                          f"(2023-11-14T22:13:20.5Z)")
+        if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", t):
+            raise FilterError(f"invalid time {text!r}: a date needs a time of day ({t}T00:00)")
+        head = re.match(_ISO_TIME, t)
+        if head is not None and re.fullmatch(r"\s+(Z|[+-]\d{2}(?::?\d{2})?)", t[head.end():]):
+            raise FilterError(f"invalid time {text!r}: write the zone right after the time, without a space "
+                              f"({head.group(0)}{t[head.end():].strip()})")
+        raise FilterError(f"invalid time {text!r}: {_TIME_HELP}")
+    year, month, day, hour, minute, second = (int(m.group(i) or 0) for i in range(1, 7))
     try:
-        dt = datetime.datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}")
-    except ValueError:
-        raise FilterError(f"invalid time {text!r}") from None
-    zone = m.group(4)
+        # second 60 (a leap second) is the next minute's first, as mktime() makes it for editcap
+        dt = datetime.datetime(year, month, day, hour, minute) + datetime.timedelta(seconds=second)
+        if second > 60:
+            raise ValueError(second)
+    except (ValueError, OverflowError):
+        raise FilterError(f"invalid time {text!r}: no such date or time of day") from None
+    zone = m.group(8)
     if zone == "Z":
         dt = dt.replace(tzinfo=datetime.timezone.utc)
     elif zone:
         z = zone.replace(":", "")
-        sign = -1 if z[0] == "-" else 1
-        dt = dt.replace(tzinfo=datetime.timezone(sign * datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5]))))
+        offset = datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5] or 0))
+        dt = dt.replace(tzinfo=datetime.timezone(-offset if z[0] == "-" else offset))
     else:
         dt = dt.astimezone()     # local time
-    frac = (m.group(3) or "").ljust(9, "0")
+    frac = (m.group(7) or "")[:9].ljust(9, "0")
     return int(dt.timestamp()) * 1_000_000_000 + int(frac)
