@@ -110,6 +110,21 @@ def test_cli_scheduler_address(client, inputs, tmp_path):
     assert r.stdout == f"{tcpdump_count(inputs[2], 'vlan and ip')} packets\n"
 
 
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_cli_scheduler_local_from_the_installed_command(inputs, tmp_path, how):
+    """--scheduler local as a user runs it: the `pfilter` script (bin/pfilter, which pip installs)
+    or python -m pfilter. The LocalCluster's worker processes are spawned, and import the
+    program's main file again: it must not run the command a second time in each of them."""
+    command = [str(os.path.join(ROOT, "bin", "pfilter"))] if how == "script" else ["-m", "pfilter"]
+    out = tmp_path / "cli.pcap"
+    r = subprocess.run([sys.executable, *command, "--quiet", "--scheduler", "local", "-r", inputs[0], "-r",
+                        inputs[1], "-w", str(out), "tcp"], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:2], str(local), "tcp")
+    assert out.read_bytes() == local.read_bytes()
+
+
 def test_without_dask_the_extra_is_named(tmp_path, inputs):
     code = ("import sys; sys.modules['distributed'] = None; import pfilter, pfilter.dask as d\n"
             "try:\n    d.count(sys.argv[1:], 'tcp')\nexcept pfilter.FilterError as e:\n"
