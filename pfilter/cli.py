@@ -854,8 +854,11 @@ def classify_parser():
     """The parser of `pfilter classify`."""
     from ._argparse import Parser as _Parser
     ap = _Parser(prog="pfilter classify", description="Classify every packet by many named filters in one pass.")
-    ap.add_argument("-r", dest="files", action="append", required=True, metavar="FILE",
-                    help="capture to read (pcap or pcapng); repeatable")
+    ap.add_argument("-r", dest="files", action="append", metavar="FILE",
+                    help="capture to read (pcap or pcapng), repeatable; a directory: the captures in it, "
+                         "recursively (hidden entries skipped); a quoted wildcard: the files it matches")
+    ap.add_argument("-V", dest="list_file", action="append", metavar="FILE",
+                    help="read the names of the captures from FILE, one a line (as tcpdump -V)")
     ap.add_argument("-R", dest="rules", required=True, metavar="RULES",
                     help="rules file: 'name: expression' per line, '#' comments")
     ap.add_argument("--labels", metavar="OUT", help="write the first-match label of every packet to OUT.csv or OUT.npy")
@@ -884,7 +887,7 @@ def classify_parser():
 
 
 def classify_main(argv):
-    """`pfilter classify -r FILE [-r FILE...] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
+    """`pfilter classify -r FILE|DIR [-r ...] [-V LIST] -R RULES [--labels OUT.csv|OUT.npy] [--default LABEL]
     [-y LINKTYPE] [-O] [-j N] [--split 'DIR/{rule}.pcap'] [--first-match] [--unmatched FILE]
     [--format F] [--snaplen N] [--dedup[=W]] [-C MB] [-G S] [-W N] [--backend vm|native|auto]
     [--progress | --no-progress]`:
@@ -911,6 +914,9 @@ def classify_main(argv):
     if args.labels and Path(args.labels).suffix.lower() not in (".csv", ".npy"):
         print(f"pfilter classify: --labels needs a .csv or .npy file name, not {args.labels!r}", file=sys.stderr)
         return 2
+    if not args.files and not args.list_file:
+        print("pfilter classify: give the captures to read: -r FILE (or DIR) or -V FILE", file=sys.stderr)
+        return 2
     truncate, dedup, rotate = output_edits(args)
     writing = args.split is not None or args.unmatched is not None
     if not writing and (args.first_match or truncate or dedup or rotate or args.format):
@@ -922,10 +928,11 @@ def classify_main(argv):
         warnings.simplefilter("always", RuleLinkTypeWarning)
         try:
             try:
-                result = classify(args.files, args.rules, linktype=args.linktype, default=args.default,
+                files = _sources(args.files, args.list_file)
+                result = classify(files, args.rules, linktype=args.linktype, default=args.default,
                                   packed=True, counts_only=not args.labels, optimize=args.optimize,
                                   threads=args.threads if args.threads is not None else _usable_cores(),
-                                  progress=_classify_progress(args),
+                                  progress=_classify_progress(args, files),
                                   split=args.split, first_match=args.first_match,
                                   unmatched=args.unmatched, format=args.format, truncate=truncate,
                                   dedup=dedup, rotate=rotate, backend=args.backend)
@@ -941,7 +948,7 @@ def classify_main(argv):
             sys.stdout.write(result.table())
             sys.stdout.flush()
             if args.labels:
-                _write_labels(args.labels, result.labels(), protect=list(args.files) + [args.rules])
+                _write_labels(args.labels, result.labels(), protect=list(files) + [args.rules])
             if failure is not None:
                 raise failure
         except BrokenPipeError:
@@ -962,20 +969,15 @@ def _classify_warnings(caught):
     caught.clear()
 
 
-def _classify_progress(args):
+def _classify_progress(args, files):
     """--progress: a bar; --no-progress: none; neither: a bar on a terminal for large inputs
     (the same threshold as the other commands)."""
     if args.progress is not None:
         return args.progress
     if not sys.stderr.isatty():
         return None
-    total = 0
-    for f in args.files:
-        try:
-            total += os.path.getsize(f)
-        except OSError:
-            pass
-    return True if total >= PROGRESS_MIN_BYTES else None
+    from .capture.fastpath import total_size
+    return True if total_size(files) >= PROGRESS_MIN_BYTES else None
 
 
 def _classify_error(err, rules_path):

@@ -61,7 +61,7 @@ def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, status, message", [
-    (["-R", "RULES"], 2, "the following arguments are required: -r"),
+    (["-R", "RULES"], 2, "give the captures to read: -r FILE (or DIR) or -V FILE"),
     (["-r", "CAP"], 2, "the following arguments are required: -R"),
     (["-r", "CAP", "-R", "RULES", "--labels", "out.txt"], 2, "--labels needs a .csv or .npy"),
     (["-r", "CAP", "-R", "RULES", "-j", "0"], 1, "threads must be a positive integer"),
@@ -99,3 +99,34 @@ def test_the_pfilter_command_dispatches_classify(rules):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0].split() == ["rule", "packets", "bytes", "share"]
     assert done.stdout.splitlines()[-1].split()[:2] == ["total", "4709"]
+
+
+def test_a_directory_a_wildcard_and_a_list_stand_for_their_captures(tmp_path, capsys):
+    """-r DIR (recursive, hidden entries and files that are not captures skipped, with a warning),
+    a quoted wildcard and -V LIST name the same captures as pfilter -r does: the labels equal
+    those of the files named one by one, in sorted order."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
+    import gen_capture
+    d = tmp_path / "caps"
+    (d / "sub").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    files = [d / "a.pcap", d / "b.pcap", d / "sub" / "c.pcap"]
+    for i, f in enumerate(files):
+        gen_capture.generate(f, 400 + 100 * i, seed=70 + i)
+    gen_capture.generate(d / ".hidden" / "x.pcap", 50, seed=1)
+    (d / "notes.txt").write_text("not a capture\n")
+    rules = tmp_path / "r.rules"
+    rules.write_text(RULES_TEXT)
+    want = pfilter.classify(files, rules, default="").labels()
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{f}\n" for f in files))
+    for how in (["-r", str(d)], ["-r", str(d / "*.pcap"), "-r", str(d / "sub")], ["-V", str(listing)]):
+        out = tmp_path / "labels.npy"
+        assert cli.classify_main([*how, "-R", str(rules), "--labels", str(out)]) == 0, how
+        assert list(np.load(out)) == list(want), how
+        err = capsys.readouterr().err
+        assert ("notes.txt: not a capture file, skipped" in err) == (how[1] == str(d))
+    assert cli.classify_main(["-r", str(tmp_path / "none*.pcap"), "-R", str(rules)]) == 1
+    assert capsys.readouterr().err == f"pfilter classify: {tmp_path / 'none*.pcap'}: no file matches\n"
