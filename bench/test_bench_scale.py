@@ -21,7 +21,9 @@
 - Reading strategies (bench/baseline/read_strategies.c): pread() into a reused buffer against
   mmap (MADV_SEQUENTIAL / WILLNEED, MAP_POPULATE windows) and copy_file_range for the writes.
 - Scaling by input size (latest_scale_size.md): w1 / w2 of each command on the 1 GB capture and on
-  its records 2 and 4 times over, where the serial start is a smaller share of the run.
+  its records 2 and 4 times over, where the serial start is a smaller share of the run, beside
+  two controls in the same rounds: compute only (bench/baseline/spin.c) and reading the mapped
+  input only (floor.c's 'touch').
 - pfilter.dask on a LocalCluster of 2 worker processes against local --workers 2 on 2 GB (the
   1 GB capture's records twice): equal outputs and counts, wall within 1.3x; the peak memory of a
   worker process (and what the pass added to it), and of the local command per worker.
@@ -73,8 +75,8 @@ def floor_tool(tmp_path_factory):
     return exe
 
 
-def _floor(tool, src, dst, want, threads=2):
-    return [str(tool), str(src), str(dst), str(want), str(threads)]
+def _floor(tool, src, dst, want, threads=2, touch=False):
+    return [str(tool), str(src), str(dst), str(want), str(threads)] + (["touch"] if touch else [])
 
 
 def _header_only(src, tmp_path):
@@ -285,10 +287,13 @@ SIZE_NOTE = ("Scaling 1 -> 2 workers (w1 wall / w2 wall) of the same command on 
              "alone, the serial part of every run (interpreter, imports, cached program). Compute scaling: "
              "bench/baseline/spin.c, {spin} steps of a generator that touches no memory, with 1 worker over 2 "
              "forked workers, in the same rounds: what the machine gave a second worker for work that needs "
-             "only a core while pfilter's runs were timed (about 2 when the host leaves it free). Where it is "
-             "near 2 and a command's scaling is lower, the command's second worker is held back by what the "
-             "cores share (memory, the output's page cache: latest_scale.md, 'floor scaling'); a larger "
-             "input shows how much of the gap the serial start makes.")
+             "only a core while pfilter's runs were timed (about 2 when the host leaves it free). Memory-read "
+             "scaling: bench/baseline/floor.c with 'touch' and no output on the 4 GB, 1 worker over 2: mapping "
+             "the cached input and reading one byte of every 512 (about the lines a walk of the record headers "
+             "reads), the memory traffic any pass makes, with no filter and no interpreter. Where compute scaling "
+             "is near 2 and a command's is lower, its second worker is held back by what the cores share "
+             "(memory, the output's page cache: latest_scale.md, 'floor scaling'); a larger input shows how "
+             "much of the gap the serial start makes.")
 
 SPIN_STEPS = 120_000_000
 
@@ -305,7 +310,7 @@ def spin_tool(tmp_path_factory):
 
 @pytest.mark.parametrize("expr", ["--count tcp"] + STANDARD_EXPRESSIONS, ids=lambda e: "count" if e.startswith("--count")
                          else expression_id(e))
-def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled, spin_tool, expr):
+def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled, spin_tool, floor_tool, expr):
     """w1 / w2 on 1, 2 and 4 GB: bench/results/latest_scale_size.md (SIZE_NOTE)."""
     counting = expr.startswith("--count")
     env = command_env()
@@ -317,7 +322,7 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
 
     outs = {(name, w): tmp_path / f"{name.replace(' ', '')}-w{w}.pcap" for name in sizes for w in (1, 2)}
     start = command(_header_only(huge_capture, tmp_path), 2, tmp_path / "start.pcap")
-    runs = {key: [] for key in list(outs) + ["start", "spin1", "spin2"]}
+    runs = {key: [] for key in list(outs) + ["start", "spin1", "spin2", "touch1", "touch2"]}
     shares = {}
     for name, src in sizes.items():
         if counting:
@@ -333,6 +338,8 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
         runs["start"].append(run_command(start, env, tmp=tmp_path, out=None if counting else tmp_path / "start.pcap"))
         for w in (1, 2):
             runs[f"spin{w}"].append(run_command([str(spin_tool), str(SPIN_STEPS), str(w)], tmp=tmp_path))
+            runs[f"touch{w}"].append(run_command(_floor(floor_tool, four_gb, tmp_path / "floor.bin", 0, threads=w,
+                                                        touch=True), tmp=tmp_path))
     if not counting:
         for name, src in sizes.items():
             assert filecmp.cmp(outs[name, 1], outs[name, 2], shallow=False), f"{name}: -j 1 and -j 2 outputs differ"
@@ -341,12 +348,13 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
                 outs[name, w].unlink()
     row = {"start s": _best(runs["start"])[0],
            "output / input": "-" if counting else f"{shares['1 GB']:.2f}",
-           "compute scaling": _best(runs["spin1"])[0] / _best(runs["spin2"])[0]}
+           "compute scaling": _best(runs["spin1"])[0] / _best(runs["spin2"])[0],
+           "memory-read scaling": _best(runs["touch1"])[0] / _best(runs["touch2"])[0]}
     for name in sizes:
         w1, w2 = _best(runs[name, 1])[0], _best(runs[name, 2])[0]
         row.update({f"{name} w1 s": w1, f"{name} w2 s": w2, f"{name} scaling": w1 / w2})
     result_table("scale_size", "Scaling 1 -> 2 workers by input size (1, 2 and 4 GB, same run)",
-                 ["expression", "output / input", "start s", "compute scaling"]
+                 ["expression", "output / input", "start s", "compute scaling", "memory-read scaling"]
                  + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling")],
                  notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}")]).add(
         expr, expression=expr if counting else expression_id(expr), **row)

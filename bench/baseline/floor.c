@@ -4,8 +4,11 @@
  * processes, as `pfilter -j N` runs them; threads with a fifth argument "threads") take every
  * N-th 1 MB chunk, populate its pages (MADV_POPULATE_READ; MADV_WILLNEED where the
  * kernel lacks it), pwrite() the chunk's share of WANT output bytes at the matching offset from
- * the map, and drop the pages (MADV_DONTNEED).
- * Usage: floor INPUT OUTPUT WANT WORKERS [threads]; exits 0 when every write was whole. */
+ * the map, and drop the pages (MADV_DONTNEED). With "touch", each worker also reads one byte of
+ * every TOUCH_STRIDE of its chunks before writing: about the cache lines a walk of the record
+ * headers reads (records of the generated captures are about 500 bytes), the memory traffic any
+ * pass over the packets makes.
+ * Usage: floor INPUT OUTPUT WANT WORKERS [threads] [touch]; exits 0 when every write was whole. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,10 +25,12 @@
 #define MADV_POPULATE_READ 22
 #endif
 #define CHUNK (1 << 20)
+#define TOUCH_STRIDE 512
 
 static uint8_t *whole;
 static size_t size, want;
-static int out_fd, threads, failed;
+static int out_fd, threads, failed, touch;
+static volatile uint64_t touched;
 
 static void *share(void *arg) {
     size_t k = (size_t)(uintptr_t)arg, n = (size + CHUNK - 1) / CHUNK;
@@ -33,6 +38,12 @@ static void *share(void *arg) {
         size_t at = i * CHUNK, len = size - at < CHUNK ? size - at : CHUNK;
         if (madvise(whole + at, len, MADV_POPULATE_READ) != 0)
             madvise(whole + at, len, MADV_WILLNEED);
+        if (touch) {
+            uint64_t sum = 0;
+            for (size_t j = 0; j < len; j += TOUCH_STRIDE)
+                sum += whole[at + j];
+            touched += sum;
+        }
         size_t a = (size_t)((unsigned __int128)at * want / size);
         size_t b = (size_t)((unsigned __int128)(at + len) * want / size);
         for (size_t done = 0; done < b - a;) {
@@ -49,9 +60,17 @@ static void *share(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 5 && argc != 6)
+    if (argc < 5 || argc > 7)
         return 2;
-    int use_threads = argc == 6 && strcmp(argv[5], "threads") == 0;
+    int use_threads = 0;
+    for (int a = 5; a < argc; a++) {
+        if (strcmp(argv[a], "threads") == 0)
+            use_threads = 1;
+        else if (strcmp(argv[a], "touch") == 0)
+            touch = 1;
+        else
+            return 2;
+    }
     int fd = open(argv[1], O_RDONLY);
     out_fd = open(argv[2], O_WRONLY | O_CREAT | O_TRUNC, 0644);
     want = strtoull(argv[3], NULL, 10);
