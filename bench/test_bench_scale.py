@@ -9,7 +9,8 @@
   bench/baseline/floor.c, 2 forked processes (as the fast path's workers are) mapping the 1 GB
   as the fast path maps it (pages populated a 1 MB chunk at a time, not read, dropped after) and
   pwrite()ing as many bytes as the filter's output holds from them (no walk, no filter, no
-  interpreter). The w2 wall target cannot be met below it plus the start. "Floor scaling": the
+  interpreter): a reference for the w2 wall target, not a hard bound (runs vary; a whole tcp
+  command has gone below it). "Floor scaling": the
   same with 1 worker over 2, what the machine gives a second worker for the mapping and copying
   alone. And the start: the same pfilter command on the capture's header alone (no packet), the
   serial part that bounds the scaling: "pass scaling" is w1 / w2 without it, "scaling ceiling"
@@ -55,7 +56,8 @@ NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} i
         "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
         "busy 2-core machine a second worker finds no free core. The floor: bench/baseline/floor.c, 2 processes "
         "mapping the 1 GB as the fast path does and writing as many bytes as the output holds, with no walk, no "
-        "filter and no interpreter: what no 2-worker pass can go below (a command adds its start); its ratios to "
+        "filter and no interpreter: the mapping and copying a 2-worker pass does, measured in the same rounds (a "
+        "reference, not a hard bound: runs vary, and a pass has gone below it); its ratios to "
         "tcpdump's wall and CPU; floor scaling: floor.c with 1 worker over 2, what this machine gives a "
         "second worker for work that only maps and copies, beside the 1.7x asked of pfilter. Start: the same pfilter "
         "command on the capture's header alone (serial: interpreter, imports, cached program); pass scaling: "
