@@ -304,8 +304,8 @@ def planned_ranges(path, max_bytes):
 # An ISO 8601 date and time as editcap -A / -B reads one: the date, then T or spaces, hours and
 # minutes, optional seconds and fraction (digits past nanoseconds dropped), and a zone written
 # right after the time (Z, +hh, +hhmm, +hh:mm; none: local time). Fields may be one digit wide.
-_ISO_TIME = (r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T| +)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?"
-             r"(Z|[+-]\d{2}(?::?\d{2})?)?")
+_ZONE = r"(Z|[+-]\d{2}(?::?\d{2})?)"
+_ISO_TIME = r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T| +)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?" + _ZONE + "?"
 _TIME_HELP = "give epoch seconds (1700000000.5) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z, 2023-11-14 22:13)"
 
 
@@ -332,16 +332,16 @@ def parse_time(text):
         if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", t):
             raise FilterError(f"invalid time {text!r}: a date needs a time of day ({t}T00:00)")
         head = re.match(_ISO_TIME, t)
-        if head is not None and re.fullmatch(r"\s+(Z|[+-]\d{2}(?::?\d{2})?)", t[head.end():]):
+        if head is not None and re.fullmatch(r"\s+" + _ZONE, t[head.end():]):
             raise FilterError(f"invalid time {text!r}: write the zone right after the time, without a space "
                               f"({head.group(0)}{t[head.end():].strip()})")
         raise FilterError(f"invalid time {text!r}: {_TIME_HELP}")
     year, month, day, hour, minute, second = (int(m.group(i) or 0) for i in range(1, 7))
     try:
-        # second 60 (a leap second) is the next minute's first, as mktime() makes it for editcap
-        dt = datetime.datetime(year, month, day, hour, minute) + datetime.timedelta(seconds=second)
         if second > 60:
             raise ValueError(second)
+        # second 60 (a leap second) is the next minute's first, as mktime() makes it for editcap
+        dt = datetime.datetime(year, month, day, hour, minute) + datetime.timedelta(seconds=second)
     except (ValueError, OverflowError):
         raise FilterError(f"invalid time {text!r}: no such date or time of day") from None
     zone = m.group(8)
