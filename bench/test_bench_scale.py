@@ -67,14 +67,19 @@ NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} i
         "same command with PFILTER_NO_FORK=1, its workers threads of one process.")
 
 
+def _built(name, directory, *flags):
+    """bench/baseline/NAME.c compiled (-O2 and flags) into directory/NAME; its path."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    require(cc is not None, "a C compiler (apt-get install gcc)")
+    exe = directory / name
+    subprocess.run([cc, "-O2", *flags, "-o", str(exe), str(ROOT / "bench" / "baseline" / f"{name}.c")], check=True)
+    return exe
+
+
 @pytest.fixture(scope="module")
 def floor_tool(tmp_path_factory):
     """bench/baseline/floor.c built: the floor of a pass (see the module docstring)."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    require(cc is not None, "a C compiler (apt-get install gcc)")
-    exe = tmp_path_factory.mktemp("floor") / "floor"
-    subprocess.run([cc, "-O2", "-pthread", "-o", str(exe), str(ROOT / "bench" / "baseline" / "floor.c")], check=True)
-    return exe
+    return _built("floor", tmp_path_factory.mktemp("floor"), "-pthread")
 
 
 def _floor(tool, src, dst, want, threads=2, touch=False):
@@ -186,10 +191,7 @@ def test_read_strategies(huge_capture, tmp_path):
     (MADV_SEQUENTIAL, with and without MADV_WILLNEED), 64 MB MAP_POPULATE windows, 1 MB chunks
     mapped one at a time with the walk prefetching ahead (the fast path's way), and (writing)
     copy_file_range for the runs; CPU time, best of the rounds."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    require(cc is not None, "a C compiler (apt-get install gcc)")
-    exe = tmp_path / "read_strategies"
-    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline" / "read_strategies.c")], check=True)
+    exe = _built("read_strategies", tmp_path)
     table = result_table("scale_io", "Reading a 1 GB pcap file: CPU seconds (user + system) by strategy",
                          ["strategy", "walk CPU s", "walk + write all CPU s"],
                          notes=["The walk reads each record header and one byte of each record; 'write all' "
@@ -303,11 +305,7 @@ SPIN_STEPS = 120_000_000
 @pytest.fixture(scope="module")
 def spin_tool(tmp_path_factory):
     """bench/baseline/spin.c built: the machine's scaling for work that needs only a core."""
-    cc = shutil.which("cc") or shutil.which("gcc")
-    require(cc is not None, "a C compiler (apt-get install gcc)")
-    exe = tmp_path_factory.mktemp("spin") / "spin"
-    subprocess.run([cc, "-O2", "-o", str(exe), str(ROOT / "bench" / "baseline" / "spin.c")], check=True)
-    return exe
+    return _built("spin", tmp_path_factory.mktemp("spin"))
 
 
 @pytest.mark.parametrize("expr", ["--count tcp"] + STANDARD_EXPRESSIONS, ids=lambda e: "count" if e.startswith("--count")
