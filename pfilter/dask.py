@@ -142,13 +142,12 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False, drain=N
     planned_ranges does) found no record after the cut: the caller then starts over another way."""
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
-    from . import _vm
     opened = _open_eligible(path)
     if opened is None:
         return None
     in_fd, h = opened
     try:
-        decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
+        decoded, clear_mem = _decode(_fastcopy, _tuples(expr, h.linktype, h.snaplen))
         start, end = (24, -1) if byte_range is None else (byte_range[0], -1 if byte_range[1] is None else byte_range[1])
         if cut and start > 24:
             from .capture.index import resync
@@ -253,7 +252,6 @@ def _shared_ring_member(paths, expr, member, members, ring_path, shared, first, 
     import time
     from .capture import _fastcopy
     from .capture.fastpath import _decode, _open_eligible, _sized
-    from . import _vm
     fd = os.open(ring_path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     try:
         ring = mmap.mmap(fd, 0)
@@ -269,7 +267,7 @@ def _shared_ring_member(paths, expr, member, members, ring_path, shared, first, 
             in_fd, h = opened
             started = time.perf_counter()
             try:
-                decoded, clear_mem = _decode(_vm, _tuples(expr, h.linktype, h.snaplen))
+                decoded, clear_mem = _decode(_fastcopy, _tuples(expr, h.linktype, h.snaplen))
                 sized = _sized(max(1, os.fstat(in_fd).st_size - 24), members, h)
                 sized.update(chunk=min(sized["chunk"], chunk), workers=1)
                 job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, out_fd, 24, min(h.snaplen, h.maxcap),

@@ -37,7 +37,7 @@ step "building the sdist"
   || { cat "$TMP/build-sdist.log" >&2; exit 1; }
 SDIST="$(ls "$TMP"/dist/*.tar.gz)"
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' >"$TMP/sdist.txt"
-for src in pfilter/_vm.pyx pfilter/_vm.pxd pfilter/capture/writev.pxi pfilter/py.typed LICENSE CHANGELOG.md data/sample.pcap; do
+for src in pfilter/_vm.pyx pfilter/_vm_core.pxi pfilter/capture/writev.pxi pfilter/py.typed LICENSE CHANGELOG.md data/sample.pcap; do
   grep -qxF "$src" "$TMP/sdist.txt" || { echo "release_check: $src missing from $(basename "$SDIST")" >&2; exit 1; }
 done
 if grep -E '^pfilter/.*\.(c|so|html)$' "$TMP/sdist.txt"; then

@@ -2,7 +2,9 @@
 CPU time (bench/results/latest_scale.md, "start s"), so the fast path loads only what it uses.
 With the program in the cache: no compiler, no numpy (the fast path works on bytes), none of
 the printing, Dask, native-code or classification modules, and neither typing nor shutil (the
-main parser's formatter finds the terminal width itself). Each run is a fresh interpreter; what
+main parser's formatter finds the terminal width itself), nor collections: Cython's typed
+memoryviews import it (pfilter._vm has them; pfilter.capture._fastcopy compiles the VM's core
+in and has none). Each run is a fresh interpreter; what
 it imports is what sys.modules gained after the interpreter's own start.
 """
 import argparse
@@ -22,7 +24,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.pcap"
 NOT_ON_THE_FAST_PATH = ("numpy", "pfilter.compiler.driver", "pfilter.compiler.parser", "pfilter.compiler.lexer",
                         "pfilter.compiler.ast", "pfilter.compiler.gencode", "pfilter.optimizer", "pfilter.program",
                         "pfilter.display", "pfilter.dask", "dask", "distributed", "pfilter.native", "llvmlite",
-                        "pfilter.classification", "pfilter.capture.filterfile", "typing", "shutil")
+                        "pfilter.classification", "pfilter.capture.filterfile", "typing", "shutil",
+                        "pfilter._vm", "collections")
 
 RUN = """
 import json, sys

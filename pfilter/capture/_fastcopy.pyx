@@ -2,8 +2,10 @@
 """The `pfilter -r IN.pcap -w OUT.pcap EXPR` fast path: classic pcap in, classic pcap out, the
 records copied as they are, with no Python object and no numpy array anywhere.
 
-Imports the VM's C entry point (pfilter/_vm.pxd) and nothing else from pfilter; pfilter.capture.
-fastpath decides when it applies and falls back to filter_file for everything else.
+Compiles the VM's native core in (pfilter/_vm_core.pxi, which pfilter/_vm.pyx includes too) and
+imports nothing from pfilter, nor typed memoryviews (arrays and the ring's mapping come through the
+buffer protocol): `pfilter -r` loads this one extension. pfilter.capture.fastpath decides when it
+applies and falls back to filter_file for everything else.
 
 `workers` threads (the calling one, GIL released, and workers - 1 helpers; 1: the calling thread
 alone) share the file symmetrically: chunk i goes to worker i mod workers. A worker pread()s its
@@ -50,7 +52,11 @@ from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memset
 
-from pfilter._vm cimport run_packets
+from cpython.buffer cimport (PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
+                            PyObject_GetBuffer)
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+
+include "../_vm_core.pxi"
 
 cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
@@ -1021,7 +1027,8 @@ cdef class PcapCopy:
     cdef volatile int cancelled
     cdef bint ran, hold
     cdef PcapCopy drained
-    cdef unsigned char[::1] ring_view
+    cdef Py_buffer ring_buf           # the ring's mapping (has_ring), held while this object lives
+    cdef bint has_ring
     cdef int ring_block, member, members
     cdef double ring_wait
     cdef int64_t ring_at
@@ -1030,7 +1037,7 @@ cdef class PcapCopy:
                  uint32_t limit, int64_t max_count=-1, Py_ssize_t chunk=CHUNK_BYTES,
                  uint32_t truncate=0, int64_t rotate_size=-1, int64_t out_size=0, int workers=2,
                  int64_t end=-1, bint mapped=False, bint hold=False, int guess_depth=0,
-                 int64_t guess_span=0, bint nsec=False, unsigned char[::1] ring=None, int ring_block=0,
+                 int64_t guess_span=0, bint nsec=False, object ring=None, int ring_block=0,
                  int member=0, int members=1, double ring_wait=60.0):
         if not decoded_program:
             raise ValueError("empty program")
@@ -1054,14 +1061,17 @@ cdef class PcapCopy:
         self.written = 0
         self.cancelled = 0
         self.ran = False
-        self.ring_view = None
+        if self.has_ring:
+            PyBuffer_Release(&self.ring_buf)
+            self.has_ring = False
         if ring is not None:
             if workers != 1 or hold or max_count > 0 or rotate_size >= 0 or not 0 <= member < members:
                 raise ValueError("a ring member is one worker, without hold, count or rotation, "
                                  "and member is 0 to members - 1")
-            if ring_block < 0 or <size_t>ring.shape[0] < <size_t>(ring_block + 1) * sizeof(Turns):
+            PyObject_GetBuffer(ring, &self.ring_buf, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+            self.has_ring = True
+            if ring_block < 0 or <size_t>self.ring_buf.len < <size_t>(ring_block + 1) * sizeof(Turns):
                 raise ValueError("the ring's mapping has no such block")
-            self.ring_view = ring
         self.sh = <Shared*>malloc(sizeof(Shared))
         if self.sh == NULL:
             raise MemoryError()
@@ -1082,6 +1092,8 @@ cdef class PcapCopy:
         self.sh.t.error = 0
 
     def __dealloc__(self):
+        if self.has_ring:
+            PyBuffer_Release(&self.ring_buf)
         if self.sh != NULL:
             free(self.sh.held)
         free(self.sh)
@@ -1174,15 +1186,15 @@ cdef class PcapCopy:
     @property
     def workers(self):
         """The workers sharing the pass: its threads, or a ring's members."""
-        return self.members if self.ring_view is not None else self.nworkers
+        return self.members if self.has_ring else self.nworkers
 
     def cancel(self):
         """Ask a running pass (in another thread) to stop at the next chunk; a ring member's
         whole ring (every member's chunks) stops."""
         cdef Turns* t
         self.cancelled = 1
-        if self.ring_view is not None:     # the members waiting for a turn stop now, too
-            t = <Turns*>(&self.ring_view[0] + <size_t>self.ring_block * sizeof(Turns))
+        if self.has_ring:                  # the members waiting for a turn stop now, too
+            t = <Turns*>(<uint8_t*>self.ring_buf.buf + <size_t>self.ring_block * sizeof(Turns))
             with nogil:
                 pf_ring_lock(&t.mu)
                 t.cancelled = 1
@@ -1217,8 +1229,8 @@ cdef class PcapCopy:
             sh.positional = lseek(self.out_fd, 0, 1) >= 0
         sh.nworkers = nw
         sh.member, sh.stride = 0, nw
-        if self.ring_view is not None:
-            sh.t = <Turns*>(&self.ring_view[0] + <size_t>self.ring_block * sizeof(Turns))
+        if self.has_ring:
+            sh.t = <Turns*>(<uint8_t*>self.ring_buf.buf + <size_t>self.ring_block * sizeof(Turns))
             sh.ring, sh.member, sh.stride, sh.wait = True, self.member, self.members, self.ring_wait
         sh.chunk, sh.tail = self.chunk, HDR + self.limit
         sh.prog = self.prog
@@ -1383,28 +1395,44 @@ def ring_child(long parent):
     return pf_ring_child(parent) == 0
 
 
-def ring_init(unsigned char[::1] ring, int blocks, int64_t first_out, int64_t start=24):
+def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
     """Make `blocks` blocks of RING_BLOCK_BYTES at the start of `ring` (a shared mapping, of a
     file every member maps) the turns of as many ring passes (PcapCopy's ring, ring_block k):
     each pass starts at record offset `start`; the first is opened at output offset first_out,
     each other by its first member (its out_size)."""
     cdef int k
     cdef Turns* t
-    if blocks < 1 or <size_t>ring.shape[0] < <size_t>blocks * sizeof(Turns):
-        raise ValueError("the ring's mapping is too small")
-    for k in range(blocks):
-        t = <Turns*>(&ring[0] + <size_t>k * sizeof(Turns))
-        memset(t, 0, sizeof(Turns))
-        if pf_ring_sync_init(&t.mu, &t.cv) != 0:
-            raise OSError("cannot make a process-shared lock")
-        t.next_start, t.done, t.stop_offset = start, start, start
-        t.status = ST_EOF
-        if k == 0:
-            t.opened, t.out_size = 1, first_out
+    cdef Py_buffer view
+    PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+    try:
+        if blocks < 1 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
+            raise ValueError("the ring's mapping is too small")
+        for k in range(blocks):
+            t = <Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))
+            memset(t, 0, sizeof(Turns))
+            if pf_ring_sync_init(&t.mu, &t.cv) != 0:
+                raise OSError("cannot make a process-shared lock")
+            t.next_start, t.done, t.stop_offset = start, start, start
+            t.status = ST_EOF
+            if k == 0:
+                t.opened, t.out_size = 1, first_out
+    finally:
+        PyBuffer_Release(&view)
 
 
-def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64_t[::1] seconds,
-                 int64_t[::1] fractions, uint32_t[::1] caplens, uint32_t[::1] wirelens,
+cdef void* _array(object a, Py_buffer* view, Py_ssize_t itemsize, str kinds) except NULL:
+    """The writable, contiguous buffer of array `a` (released by the caller) whose items are
+    itemsize bytes of one of the struct-module kinds `kinds` (int64: "ql", uint32: "IL")."""
+    PyObject_GetBuffer(a, view, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_ANY_CONTIGUOUS)
+    fmt = (view.format or b"B").decode().lstrip("@=<")
+    if view.itemsize != itemsize or len(fmt) != 1 or fmt not in kinds:
+        PyBuffer_Release(view)
+        raise ValueError(f"Buffer dtype mismatch: {itemsize}-byte items of kind {kinds!r} expected")
+    return view.buf
+
+
+def record_index(int fd, int64_t start, int64_t end, object offsets_a, object seconds_a,
+                 object fractions_a, object caplens_a, object wirelens_a,
                  bint swapped, Py_ssize_t chunk=CHUNK_BYTES):
     """Walk the record headers of a classic pcap file from `start` (a record boundary) and
     fill the arrays, up to their length: file offset, seconds, fraction (as recorded), captured
@@ -1412,8 +1440,39 @@ def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64
     headers (one pread of 16 bytes per record when records are larger than a chunk; else the
     chunks). end: stop at this offset (-1: the end of the file).
     Returns (records filled, offset reached, status): status 0 at the end, 1 when the arrays are
-    full, 2 when the file ends inside a record (offset reached: its header)."""
-    cdef Py_ssize_t room = offsets.shape[0], n = 0, have = 0, p = 0
+    full, 2 when the file ends inside a record (offset reached: its header).
+    The arrays: int64 (offsets, seconds, fractions) and uint32 (caplens, wirelens), writable and
+    contiguous (numpy arrays, through the buffer protocol)."""
+    cdef Py_buffer views[5]
+    cdef int got_views = 0, k
+    cdef int64_t* offsets
+    cdef int64_t* seconds
+    cdef int64_t* fractions
+    cdef uint32_t* caplens
+    cdef uint32_t* wirelens
+    try:
+        offsets = <int64_t*>_array(offsets_a, &views[0], 8, "ql")
+        got_views = 1
+        seconds = <int64_t*>_array(seconds_a, &views[1], 8, "ql")
+        got_views = 2
+        fractions = <int64_t*>_array(fractions_a, &views[2], 8, "ql")
+        got_views = 3
+        caplens = <uint32_t*>_array(caplens_a, &views[3], 4, "IL")
+        got_views = 4
+        wirelens = <uint32_t*>_array(wirelens_a, &views[4], 4, "IL")
+        got_views = 5
+        return _record_index(fd, start, end, offsets, seconds, fractions, caplens, wirelens,
+                             views[0].len // 8, min(views[1].len // 8, views[2].len // 8, views[3].len // 4,
+                                                    views[4].len // 4), swapped, chunk)
+    finally:
+        for k in range(got_views):
+            PyBuffer_Release(&views[k])
+
+
+cdef _record_index(int fd, int64_t start, int64_t end, int64_t* offsets, int64_t* seconds,
+                   int64_t* fractions, uint32_t* caplens, uint32_t* wirelens, Py_ssize_t room,
+                   Py_ssize_t others, bint swapped, Py_ssize_t chunk):
+    cdef Py_ssize_t n = 0, have = 0, p = 0
     cdef int64_t base = start, pos = start
     cdef uint8_t* buf = <uint8_t*>malloc(chunk + HDR)
     cdef uint32_t cap, v
@@ -1423,7 +1482,7 @@ def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64
     cdef int k
     if buf == NULL:
         raise MemoryError()
-    if min(seconds.shape[0], fractions.shape[0], caplens.shape[0], wirelens.shape[0]) < room:
+    if others < room:
         free(buf)
         raise ValueError("the arrays must be as long as offsets")
     try:
@@ -1473,3 +1532,17 @@ def record_index(int fd, int64_t start, int64_t end, int64_t[::1] offsets, int64
     if err:
         raise OSError(err, "cannot read the capture")
     return n, pos, status
+
+
+def decode(bytes raw):
+    """pfilter._vm.decode (the same decode_insns), for the fast path: the internal form (bytes of
+    vm_insn[]) of a validated program given as struct bpf_insn[] bytes."""
+    cdef Py_ssize_t n = len(raw) // sizeof(pf_insn)
+    out = PyBytes_FromStringAndSize(NULL, n * sizeof(vm_insn))
+    decode_insns(<const pf_insn*><const char*>raw, n, <vm_insn*>PyBytes_AS_STRING(out))
+    return out
+
+
+def reads_scratch(bytes raw):
+    """pfilter._vm.reads_scratch, for the fast path."""
+    return reads_scratch_insns(<const pf_insn*><const char*>raw, len(raw) // sizeof(pf_insn))

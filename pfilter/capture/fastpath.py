@@ -1,7 +1,7 @@
 """The fast path of filter_file: one classic pcap file in, its matching records copied as they are
 into a pcap file (or only counted), by pfilter.capture._fastcopy, without numpy.
 
-Imports pfilter.errors, pfilter.validate, pfilter._vm and pfilter.capture.files / _fastcopy; never
+Imports pfilter.errors, pfilter.validate and pfilter.capture.files / _fastcopy (the VM compiled in); never
 numpy, the compiler or the reader, so the `pfilter` command starts in a few milliseconds when its
 compiled program is cached (pfilter.cli). Everything it does not handle goes to filter_file's
 general path, which gives the same bytes: fast_filter_file then returns None before writing
@@ -83,8 +83,7 @@ def _native():
     if os.environ.get("PFILTER_NO_FASTPATH", "") not in ("", "0"):
         return None
     from .. import _impl
-    _vm, _fastcopy = _impl.native("pfilter._vm"), _impl.native("pfilter.capture._fastcopy")
-    return (_vm, _fastcopy) if _vm is not None and _fastcopy is not None else None
+    return _impl.native("pfilter.capture._fastcopy")
 
 
 def _open_eligible(src):
@@ -213,12 +212,12 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
     native = _native()
     if native is None:
         return None
-    _vm, _fastcopy = native
+    _fastcopy = native
     if len(sources) == 1:
-        return _one_file(_vm, _fastcopy, sources[0], dst, program_for, count, ts_resolution, progress,
+        return _one_file(_fastcopy, sources[0], dst, program_for, count, ts_resolution, progress,
                          announce, truncate, rotate, workers, byte_range)
     if dst is None and count is None and workers > 1:
-        return _count_files(_vm, _fastcopy, sources, program_for, progress, announce, workers)
+        return _count_files(_fastcopy, sources, program_for, progress, announce, workers)
     headers = []
     for s in sources:
         h = _peek(s)
@@ -229,7 +228,7 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         if headers and h.ts_resolution != headers[0].ts_resolution and dst is not None:
             return None
         headers.append(h)
-    return _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers)
+    return _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, announce, workers)
 
 
 # Files smaller than this are copied without a helper thread watching the pass (for progress and
@@ -258,17 +257,17 @@ def _sized(nbytes, workers, header=None, counting=False):
 class _Programs:
     """Decoded programs by (link type, snapshot length), compiled through program_for once."""
 
-    def __init__(self, _vm, program_for):
-        self._vm, self.program_for, self.cache = _vm, program_for, {}
+    def __init__(self, _fastcopy, program_for):
+        self._fastcopy, self.program_for, self.cache = _fastcopy, program_for, {}
 
     def get(self, h):
         key = (h.linktype, h.snaplen)
         if key not in self.cache:
-            self.cache[key] = _decode(self._vm, self.program_for(h.linktype, h.snaplen, False))
+            self.cache[key] = _decode(self._fastcopy, self.program_for(h.linktype, h.snaplen, False))
         return self.cache[key]
 
 
-def _count_files(_vm, _fastcopy, sources, program_for, progress, announce, workers):
+def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
     """Count the matches of several files, `workers` threads each taking every workers-th file
     (one pass each, GIL released); each file opened once, its program compiled on first need
     (link types may differ: nothing is written). None when a file is not for the fast path."""
@@ -276,7 +275,7 @@ def _count_files(_vm, _fastcopy, sources, program_for, progress, announce, worke
     h0 = _peek(sources[0])
     if h0 is None:
         return None
-    programs = _Programs(_vm, program_for)
+    programs = _Programs(_fastcopy, program_for)
     programs.get(h0)                      # compiled (and refused) before any pass
     if announce is not None:
         announce(sources[0], h0.linktype, h0.snaplen)
@@ -364,10 +363,10 @@ def _sum(jobs, sources):
     return stats
 
 
-def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progress, announce, workers):
+def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, announce, workers):
     """Several files in order into one output (or counted), each pass shared by the workers."""
     started = time.perf_counter()
-    programs = _Programs(_vm, program_for)
+    programs = _Programs(_fastcopy, program_for)
     for h in headers:
         programs.get(h)                   # compiled (and refused) before the output exists
     if announce is not None:
@@ -429,7 +428,7 @@ def _many_files(_vm, _fastcopy, sources, headers, dst, program_for, count, progr
     return _stats(total, out, sources, started)
 
 
-def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progress, announce,
+def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce,
               truncate, rotate, workers, byte_range):
     opened = _open_eligible(src)
     if opened is None:
@@ -440,7 +439,7 @@ def _one_file(_vm, _fastcopy, src, dst, program_for, count, ts_resolution, progr
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
             return None
-        decoded, clear_mem = _decode(_vm, program_for(h.linktype, h.snaplen, False))
+        decoded, clear_mem = _decode(_fastcopy, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
             announce(src, h.linktype, h.snaplen)
         header = pcap_file_header(h.linktype, truncate if truncate is not None else h.snaplen, h.nsec,
@@ -638,12 +637,14 @@ def _stats(job, out, src, started):
     return stats
 
 
-def _decode(_vm, tuples):
+def _decode(_fastcopy, tuples):
+    """(decoded program, whether it reads scratch memory) of validated (code, jt, jf, k) tuples:
+    _fastcopy's decode, the VM's own (pfilter/_vm_core.pxi)."""
     from ..validate import COMPILED_MAX_INSNS, validate
     tuples = [tuple(int(v) for v in t) for t in tuples]
     validate(tuples, COMPILED_MAX_INSNS)
     raw = b"".join(struct.pack("<HBBI", *t) for t in tuples)
-    return _vm.decode(raw), bool(_vm.reads_scratch(raw))
+    return _fastcopy.decode(raw), bool(_fastcopy.reads_scratch(raw))
 
 
 class _Totals:
