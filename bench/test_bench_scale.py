@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+import statistics
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ SMALL_FILES = 1000
 SMALL_BYTES = 1 << 20
 NOTE = ("Input: the generated 2M-packet capture (about 1 GB); best of {rounds} interleaved runs (wall; CPU = "
         "user + system of that command). Targets: workers 1 CPU <= 0.7x and wall <= 0.8x tcpdump's; workers 2 "
-        "wall <= 0.35x; scaling 1 -> 2 >= 1.7x. The load average at the end of the run is in the footer: on a "
+        "wall <= 0.35x; scaling 1 -> 2 >= 1.7x (best w1 over best w2; paired scaling: the median over the rounds of w1 "
+        "over the w2 run right after it, which a host that slows down for minutes at a time moves less). The load average at the end of the run is in the footer: on a "
         "busy 2-core machine a second worker finds no free core. The floor: bench/baseline/floor.c, 2 processes "
         "mapping the 1 GB as the fast path does and writing as many bytes as the output holds, with no walk, no "
         "filter and no interpreter: the mapping and copying a 2-worker pass does, measured in the same rounds (a "
@@ -94,10 +96,15 @@ def _header_only(src, tmp_path):
     return path
 
 
-def _columns(tw, tc, w1, c1, w2, c2, w2t, start, fw, fc, m1, m2, fw1):
+def _paired(runs):
+    """The median over the rounds of w1 / w2 measured back to back in the same round."""
+    return statistics.median(a[0] / b[0] for a, b in zip(runs[1], runs[2]))
+
+
+def _columns(tw, tc, w1, c1, w2, c2, w2t, start, fw, fc, m1, m2, fw1, paired):
     return {"tcpdump wall s": tw, "tcpdump CPU s": tc, "w1 wall s": w1, "w1 CPU s": c1, "w1 CPU ratio": c1 / tc,
             "w1 wall ratio": w1 / tw, "w2 wall s": w2, "w2 CPU s": c2, "w2 wall ratio": w2 / tw,
-            "w1 -> w2 scaling": w1 / w2, "w2 threads wall s": w2t, "threads scaling": w1 / w2t,
+            "w1 -> w2 scaling": w1 / w2, "paired scaling": paired, "w2 threads wall s": w2t, "threads scaling": w1 / w2t,
             "start s": start, "pass scaling": (w1 - start) / max(w2 - start, 1e-9),
             "scaling ceiling": w1 / (start + max((w1 - start) / 2, fw)), "floor wall s": fw,
             "floor wall ratio": fw / tw, "floor CPU ratio": fc / tc, "floor scaling": fw1 / fw,
@@ -108,7 +115,7 @@ def _table():
     return result_table("scale", "pfilter -r -w --workers 1 / 2 vs tcpdump -r -w (1 GB, same run)",
                         ["expression", "tcpdump wall s", "tcpdump CPU s", "w1 wall s", "w1 CPU s", "w1 CPU ratio",
                          "w1 wall ratio", "w2 wall s", "w2 CPU s", "w2 wall ratio", "w1 -> w2 scaling",
-                         "w2 threads wall s", "threads scaling", "start s",
+                         "paired scaling", "w2 threads wall s", "threads scaling", "start s",
                          "pass scaling", "scaling ceiling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
                          "peak MB w1 / w2"],
                         notes=[NOTE.format(rounds=max(1, ROUNDS))])
@@ -155,7 +162,8 @@ def test_workers_against_tcpdump(huge_capture, tmp_path, compiled, floor_tool, e
     (tw, tc, _tm), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
     (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
     w2t = _best(runs["2t"])[0]
-    _table().add(expr, expression=expression_id(expr), **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1))
+    _table().add(expr, expression=expression_id(expr),
+                 **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1, _paired(runs)))
 
 
 def test_count_scaling(huge_capture, tmp_path, compiled, floor_tool):
@@ -182,7 +190,8 @@ def test_count_scaling(huge_capture, tmp_path, compiled, floor_tool):
     (tw, tc, _), (w1, c1, m1), (w2, c2, m2) = _best(runs["td"]), _best(runs[1]), _best(runs[2])
     (fw, fc, _fm), (sw, _sc, _sm), (fw1, _fc1, _fm1) = _best(runs["floor"]), _best(runs["start"]), _best(runs["floor1"])
     w2t = _best(runs["2t"])[0]
-    _table().add("count", expression="--count tcp", **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1))
+    _table().add("count", expression="--count tcp",
+                 **_columns(tw, tc, w1, c1, w2, c2, w2t, sw, fw, fc, m1, m2, fw1, _paired(runs)))
 
 
 def test_read_strategies(huge_capture, tmp_path):
