@@ -133,6 +133,38 @@ def test_index_matches_the_reader_and_cuts_ranges(tmp_path, capture):
     assert (back.offsets == ix.offsets).all() and (back.timestamps == ix.timestamps).all() and back.end == ix.end
 
 
+def test_the_index_walk_takes_only_arrays_it_can_fill(capture):
+    """record_index writes through the buffer protocol (the fast path's extension has no typed
+    memoryviews): arrays of another item size or kind, read-only or too short are refused
+    before anything is written, and the right ones give build_index's records."""
+    fd = os.open(capture, os.O_RDONLY)
+    try:
+        def arrays(n=8, **change):
+            kinds = dict(offsets=np.int64, seconds=np.int64, fractions=np.int64, caplens=np.uint32,
+                         wirelens=np.uint32)
+            kinds.update(change)
+            return [np.zeros(n, k) for k in kinds.values()]
+        for bad in (dict(offsets=np.int32), dict(seconds=np.float64), dict(caplens=np.int64),
+                    dict(wirelens=np.float32)):
+            with pytest.raises(ValueError):
+                _fastcopy.record_index(fd, 24, -1, *arrays(**bad), False)
+        frozen = arrays()
+        frozen[2].flags.writeable = False
+        with pytest.raises((ValueError, BufferError)):
+            _fastcopy.record_index(fd, 24, -1, *frozen, False)
+        short = arrays()
+        short[4] = np.zeros(3, np.uint32)
+        with pytest.raises(ValueError):
+            _fastcopy.record_index(fd, 24, -1, *short, False)
+        good = arrays()
+        n, _pos, status = _fastcopy.record_index(fd, 24, -1, *good, False)
+    finally:
+        os.close(fd)
+    ix = build_index(capture)
+    assert (n, status) == (8, 1)
+    assert (good[0] == ix.offsets[:8]).all() and (good[3] == ix.caplen[:8]).all() and (good[4] == ix.wirelen[:8]).all()
+
+
 def test_index_of_pcapng_nanosecond_and_cut_files(tmp_path):
     ng = tmp_path / "g.pcapng"
     gen_capture.generate(ng, 500, seed=4, pcapng=True)
