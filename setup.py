@@ -29,8 +29,9 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if ASAN e
 
 extra = (["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O1", "-g"] if ASAN else ["-O3"]) + SANITIZE
 
-# pfilter/_vm.pyx includes pfilter/_vm_cases.pxi, written (git-ignored) by scripts/gen_vm.py from
-# its tables; an sdist carries the file and not the script.
+# The VM's core, pfilter/_vm_core.pxi (compiled into pfilter._vm and pfilter.capture._fastcopy),
+# includes pfilter/_vm_cases.pxi, written (git-ignored) by scripts/gen_vm.py from its tables; an
+# sdist carries the file and not the script.
 if Path("scripts/gen_vm.py").exists():
     subprocess.run([sys.executable, "scripts/gen_vm.py"], check=True)
 

@@ -44,6 +44,11 @@ that lands on it still finds it. Scratch memory is cleared per packet only for p
 read it. A run of JEQ_RUN_MIN or more `jeq #k` whose false branches each fall to the next (a
 seccomp allow list, a list of ports) becomes a scan in a tight loop, from wherever a jump enters
 it. Nothing else changes: the semantics are instruction-for-instruction those of cBPF.
+
+This file holds the Python entry points (typed memoryviews over numpy buffers); the native core
+they run (the forms, decode_insns, bpf_run, the packet loops) is _vm_core.pxi, included here and
+compiled into pfilter/capture/_fastcopy.pyx as well, so that the capture fast path needs neither
+this module nor the typed-memoryview support whose import of `collections` every command paid.
 """
 from cpython.exc cimport PyErr_CheckSignals
 
