@@ -1444,26 +1444,17 @@ def record_index(int fd, int64_t start, int64_t end, object offsets_a, object se
     The arrays: int64 (offsets, seconds, fractions) and uint32 (caplens, wirelens), writable and
     contiguous (numpy arrays, through the buffer protocol)."""
     cdef Py_buffer views[5]
+    cdef void* at[5]
     cdef int got_views = 0, k
-    cdef int64_t* offsets
-    cdef int64_t* seconds
-    cdef int64_t* fractions
-    cdef uint32_t* caplens
-    cdef uint32_t* wirelens
+    arrays = (offsets_a, seconds_a, fractions_a, caplens_a, wirelens_a)
     try:
-        offsets = <int64_t*>_array(offsets_a, &views[0], 8, "ql")
-        got_views = 1
-        seconds = <int64_t*>_array(seconds_a, &views[1], 8, "ql")
-        got_views = 2
-        fractions = <int64_t*>_array(fractions_a, &views[2], 8, "ql")
-        got_views = 3
-        caplens = <uint32_t*>_array(caplens_a, &views[3], 4, "IL")
-        got_views = 4
-        wirelens = <uint32_t*>_array(wirelens_a, &views[4], 4, "IL")
-        got_views = 5
-        return _record_index(fd, start, end, offsets, seconds, fractions, caplens, wirelens,
-                             views[0].len // 8, min(views[1].len // 8, views[2].len // 8, views[3].len // 4,
-                                                    views[4].len // 4), swapped, chunk)
+        for k in range(5):
+            at[k] = _array(arrays[k], &views[k], 8 if k < 3 else 4, "ql" if k < 3 else "IL")
+            got_views = k + 1
+        return _record_index(fd, start, end, <int64_t*>at[0], <int64_t*>at[1], <int64_t*>at[2], <uint32_t*>at[3],
+                             <uint32_t*>at[4], views[0].len // 8,
+                             min(views[1].len // 8, views[2].len // 8, views[3].len // 4, views[4].len // 4),
+                             swapped, chunk)
     finally:
         for k in range(got_views):
             PyBuffer_Release(&views[k])
