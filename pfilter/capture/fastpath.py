@@ -209,10 +209,9 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
                             or compression_for_path(dst) is not None):
         return None
     workers = check_workers(workers)
-    native = _native()
-    if native is None:
+    _fastcopy = _native()
+    if _fastcopy is None:
         return None
-    _fastcopy = native
     if len(sources) == 1:
         return _one_file(_fastcopy, sources[0], dst, program_for, count, ts_resolution, progress,
                          announce, truncate, rotate, workers, byte_range)
