@@ -333,6 +333,62 @@ def test_an_interruption_in_the_api_keeps_whole_packets_with_the_stats(tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["in.pcap", "out.pcap"]
 
 
+def _on_ext4(path):
+    """Whether path is on ext4, where the fast path allocates its output's blocks ahead."""
+    run = subprocess.run(["stat", "-f", "-c", "%t", str(path)], capture_output=True, text=True, check=True)
+    return run.stdout.strip() == "ef53"
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_fast_pass_keeps_whole_records_and_no_allocated_tail(tmp_path, monkeypatch, workers):
+    # The fast path allocates the output's blocks ahead, as long as the input, where that pays
+    # (ext4: AtomicFile.preallocate) and cuts the file to what was written when it commits:
+    # interrupted in the middle of the pass, the output still ends after its last whole record.
+    from pfilter.capture import _fastcopy
+    pkts = packets(60000, sizes=(200,))
+    src = write_pcap(tmp_path / "in.pcap", pkts)
+    out = tmp_path / "out.pcap"
+    allocated, real = [], _fastcopy.preallocate
+
+    def preallocate(fd, at, length):
+        allocated.append(real(fd, at, length))
+        return allocated[-1]
+    monkeypatch.setattr(_fastcopy, "preallocate", preallocate)
+    # every packet (no port of the list is theirs) runs the whole unoptimized program of 24,000
+    # instructions: a pass long enough (half a second) to interrupt after its first output
+    slow = pfilter.compile(" or ".join(f"tcp port {p}" for p in range(2000, 3000)) + " or udp", optimize=False)
+
+    def interrupt(done, total, stats):
+        if stats.matched:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt) as e:
+        pfilter.filter_file(src, out, slow, progress=interrupt, workers=workers)
+    kept = libpcap_packets(out)
+    want = [p for p in pkts if is_udp(p)]
+    assert 0 < len(kept) < len(want) and kept == want[:len(kept)]
+    assert e.value.stats.written == len(kept)
+    assert out.stat().st_size == 24 + sum(16 + len(p) for p in kept)
+    assert allocated == [_on_ext4(tmp_path)]
+
+
+def test_preallocation_takes_back_what_it_could_not_finish(tmp_path):
+    # Past the file-size limit (as past the free space) the allocation fails: the file keeps its
+    # size and the writes that follow allocate as they go (and fail where the limit is).
+    code = ("import os, resource, sys\n"
+            "from pfilter.capture import _fastcopy\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))\n"
+            "fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)\n"
+            "os.write(fd, bytes(24))\n"
+            "print(_fastcopy.preallocate(fd, 24, 10_000), _fastcopy.preallocate(fd, 10_024, 1_000_000),"
+            " os.fstat(fd).st_size)\n")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "o.pcap")], capture_output=True, text=True,
+                         cwd=ref.ROOT)
+    assert run.returncode == 0, run.stderr
+    first, second, size = run.stdout.split()
+    ext4 = _on_ext4(tmp_path)
+    assert (first, second, int(size)) == (str(ext4), "False", 10_024 if ext4 else 24)
+
+
 # -- 19: closed pipes, full disks -----------------------------------------------------------------
 
 

@@ -448,6 +448,10 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
         if dst is not None:
             out = AtomicFile(name, protect=[src])
             out.write(header)
+            if rotate is None and not count and byte_range is None:
+                # the output holds at most the input's bytes (its records, whole or cut, and
+                # a header as long): allocated at once, cut to what was written at the end
+                out.preallocate(os.fstat(in_fd).st_size, _fastcopy.preallocate)
         total = _Totals()
         start, end = 24, -1
         if byte_range is not None:
@@ -491,7 +495,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             # rotation named already are written again by it, whole, under the same names)
             return None
         if out is not None:
-            out.commit()
+            out.commit(job.out_size)
     except KeyboardInterrupt as err:
         # Interrupted (Ctrl-C, SIGTERM, SIGHUP): the pass has stopped between chunks, so the
         # output holds whole records; keep them as a valid capture, as tcpdump does.
@@ -500,7 +504,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             job = total
         if out is not None:
             if job is not None:
-                out.commit()
+                out.commit(job.out_size)
             else:
                 out.abort()
         err.stats = _stats(job, out, src, started if job is not None else time.perf_counter())

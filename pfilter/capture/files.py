@@ -150,6 +150,7 @@ class AtomicFile:
         self.replaces = None      # os.stat_result of the file being replaced, if any
         self._fd = -1
         self._finished = False    # committed or aborted
+        self._reserved = False    # blocks allocated ahead (preallocate): commit() needs the length
         if path in ("-", b"-"):
             self.f, self.direct = sys.stdout.buffer, True
             return
@@ -237,11 +238,34 @@ class AtomicFile:
         self.f.flush()
         return self.f.fileno()
 
-    def commit(self):
-        """Give the finished file its name (flushed to disk first when it replaces one)."""
+    def preallocate(self, end, allocate):
+        """Allocate the file's blocks up to `end` bytes before they are written, with
+        allocate(fd, at, length) -> bool (pfilter.capture._fastcopy.preallocate, which does it
+        where it pays); the file's size is then `end` until commit(length) cuts it to what was
+        written. Nothing is done for an output written in place (standard output, a FIFO, a
+        device). True when the blocks were allocated."""
+        if self._fd < 0 or self._reserved:
+            return False
+        at = self.f.tell()
+        try:
+            self._reserved = bool(allocate(self._fd, at, end - at))
+        except OSError as e:
+            raise _os_error(e, self.path) from None
+        return self._reserved
+
+    def commit(self, length=None):
+        """Give the finished file its name (flushed to disk first when it replaces one). After
+        preallocate(), `length` (the bytes written) is required: the file is cut to it first."""
         with deferred():
             if self._finished:
                 return
+            if self._reserved:
+                if length is None:
+                    raise ValueError("AtomicFile.commit: a preallocated file needs its length")
+                try:
+                    os.ftruncate(self._fd, length)
+                except OSError as e:
+                    raise _os_error(e, self.path) from None
             self._finished = True
             if self.direct:
                 try:
