@@ -339,13 +339,13 @@ def _on_ext4(path):
     return run.stdout.strip() == "ef53"
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_an_interrupted_fast_pass_keeps_whole_records_and_no_allocated_tail(tmp_path, monkeypatch, workers):
+@pytest.mark.parametrize("workers, inputs", [(1, 1), (2, 1), (2, 2)])
+def test_an_interrupted_fast_pass_keeps_whole_records_and_no_allocated_tail(tmp_path, monkeypatch, workers, inputs):
     # The fast path allocates the output's blocks ahead, as long as the input, where that pays
     # (ext4: AtomicFile.preallocate) and cuts the file to what was written when it commits:
     # interrupted in the middle of the pass, the output still ends after its last whole record.
     from pfilter.capture import _fastcopy
-    pkts = packets(60000, sizes=(200,))
+    pkts = packets(100000, sizes=(200,))      # 21 MB: watched by a helper thread (SMALL_FILE_BYTES)
     src = write_pcap(tmp_path / "in.pcap", pkts)
     out = tmp_path / "out.pcap"
     allocated, real = [], _fastcopy.preallocate
@@ -355,16 +355,17 @@ def test_an_interrupted_fast_pass_keeps_whole_records_and_no_allocated_tail(tmp_
         return allocated[-1]
     monkeypatch.setattr(_fastcopy, "preallocate", preallocate)
     # every packet (no port of the list is theirs) runs the whole unoptimized program of 24,000
-    # instructions: a pass long enough (half a second) to interrupt after its first output
+    # instructions: a pass long enough (a second) to interrupt after its first output
     slow = pfilter.compile(" or ".join(f"tcp port {p}" for p in range(2000, 3000)) + " or udp", optimize=False)
 
     def interrupt(done, total, stats):
         if stats.matched:
             raise KeyboardInterrupt
+    sources = [src] if inputs == 1 else [src, write_pcap(tmp_path / "in2.pcap", pkts)]
     with pytest.raises(KeyboardInterrupt) as e:
-        pfilter.filter_file(src, out, slow, progress=interrupt, workers=workers)
+        pfilter.filter_file(sources, out, slow, progress=interrupt, workers=workers)
     kept = libpcap_packets(out)
-    want = [p for p in pkts if is_udp(p)]
+    want = [p for p in pkts * inputs if is_udp(p)]
     assert 0 < len(kept) < len(want) and kept == want[:len(kept)]
     assert e.value.stats.written == len(kept)
     assert out.stat().st_size == 24 + sum(16 + len(p) for p in kept)

@@ -372,7 +372,8 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
         announce(sources[0], headers[0].linktype, headers[0].snaplen)
     first = headers[0]
     header = pcap_file_header(first.linktype, max(h.snaplen for h in headers), first.nsec, first.linktype_ext)
-    out = None
+    out = running = None
+    size = len(header)
     total = _Totals()
     grand = total_size(sources) if progress is not None else 0
     before = 0
@@ -380,7 +381,9 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
         if dst is not None:
             out = AtomicFile(dst, protect=list(sources))
             out.write(header)
-        size = len(header)
+            if not count:
+                # at most every input's records: allocated at once, cut on commit (_one_file)
+                out.preallocate(total_size(sources), _fastcopy.preallocate)
         for s, h in zip(sources, headers):
             opened = _open_eligible(s)
             if opened is None or opened[1].linktype != h.linktype or opened[1].snaplen != h.snaplen:
@@ -396,6 +399,7 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
                 job = _fastcopy.PcapCopy(decoded, clear_mem, fd, out.fileno() if out is not None else -1, 24,
                                          min(h.snaplen, h.maxcap), (count - total.matched) if count else -1,
                                          out_size=size, **_sized(nbytes, workers, h))
+                running = job
                 report = None
                 if progress is not None:
                     def report(done, _total, st, before=before):
@@ -407,17 +411,20 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
             finally:
                 os.close(fd)
             total.add(job)
-            size = job.out_size
+            size, running = job.out_size, None
             before += total_size([s]) if progress is not None else 0
             if not _pass_ended(status, job, out):
                 return None
             if status == "count":
                 break
         if out is not None:
-            out.commit()
+            out.commit(size)
     except KeyboardInterrupt as err:
+        if running is not None:   # the pass that was running has stopped: what it wrote is kept
+            total.add(running)
+            size = running.out_size
         if out is not None:
-            out.commit()
+            out.commit(size)
         err.stats = _stats(total, out, sources, started)
         raise
     except BaseException:
