@@ -47,7 +47,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROUNDS, STANDARD_EXPRESSIONS, cache_dir, command_env, expression_id, pfilter_launcher, require, result_table, run_command, tcpdump_path
+from conftest import (ROUNDS, STANDARD_EXPRESSIONS, cache_dir, command_env, expression_id, pfilter_launcher, require,
+                      result_table, run_command, settled, tcpdump_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_FILES = 1000
@@ -294,12 +295,12 @@ def _repeated(capture, times, suffix):
 
 @pytest.fixture(scope="module")
 def two_gb(huge_capture):
-    return _repeated(huge_capture, 2, "-twice")
+    return settled(_repeated(huge_capture, 2, "-twice"))
 
 
 @pytest.fixture(scope="module")
 def four_gb(huge_capture):
-    return _repeated(huge_capture, 4, "-x4")
+    return settled(_repeated(huge_capture, 4, "-x4"))
 
 
 SIZE_NOTE = ("Scaling 1 -> 2 workers (w1 wall / w2 wall) of the same command on the 1 GB capture and on "
