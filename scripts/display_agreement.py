@@ -26,6 +26,7 @@ import difflib
 import io
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -179,26 +180,35 @@ def matching(ours, theirs):
     return head + tail + sum(b.size for b in sm.get_matching_blocks())
 
 
-#: the first four bytes of a pcap file (microseconds, nanoseconds; either byte order)
-PCAP_MAGICS = {bytes.fromhex(m) for m in ("a1b2c3d4", "d4c3b2a1", "a1b23c4d", "4d3cb2a1")}
+#: the first four bytes of a pcap file (microseconds, nanoseconds), by the byte order they mean
+PCAP_MAGICS = {bytes.fromhex("d4c3b2a1"): "<", bytes.fromhex("4d3cb2a1"): "<",
+               bytes.fromhex("a1b2c3d4"): ">", bytes.fromhex("a1b23c4d"): ">"}
 
 
-def _scoped_copy(path, linktype, count, tcpdump, tmp):
-    """(capture, filter) for tcpdump's in-scope lines: the first `count` packets libpcap matches
-    with scope_filter(), written once by `tcpdump -w` (the flag sets then read that copy without a
-    filter, each otherwise paying libpcap's optimizer on the long scope filter: most of this
-    script's time), or the capture itself and the filter when tcpdump cannot write the copy or
-    the capture is not a pcap file (a pcap copy of a pcapng capture can lose what pcap cannot hold,
-    such as the seconds of a time after 2106)."""
+def _scoped_copy(path, linktype, indices, tmp):
+    """(capture, filter) for tcpdump's in-scope lines: a pcap file of the capture's header and its
+    records at `indices` (those libpcap matched with scope_filter(), in_scope()), bytes as they
+    are, so that the flag sets read it without a filter instead of each paying libpcap's
+    optimizer on the long scope filter (once most of this script's time); or the capture itself
+    and the filter when it is not a pcap file, or its records end before the last index."""
     expr = scope_filter(linktype)
     with open(path, "rb") as f:
-        if f.read(4) not in PCAP_MAGICS:
+        data = f.read()
+    order = PCAP_MAGICS.get(data[:4])
+    if order is None:
+        return path, expr
+    keep, parts, at = set(indices), [data[:24]], 24
+    for i in range(max(indices) + 1):
+        if at + 16 > len(data):
             return path, expr
+        end = at + 16 + struct.unpack_from(order + "I", data, at + 8)[0]
+        if i in keep:
+            parts.append(data[at:end])
+        at = end
     copy = os.path.join(tmp, "scope.pcap")
-    if os.path.exists(copy):           # (the last capture's copy)
-        os.unlink(copy)
-    run = subprocess.run([tcpdump, "-c", str(count), "-r", str(path), "-w", copy, expr], capture_output=True)
-    return (copy, None) if run.returncode == 0 and os.path.exists(copy) else (path, expr)
+    with open(copy, "wb") as f:
+        f.write(b"".join(parts))
+    return copy, None
 
 
 def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False, scope=False):
@@ -220,7 +230,7 @@ def measure(rows, flag_sets=None, packets=200, tcpdump="tcpdump", details=False,
                 indices = in_scope(row["file"], lt, packets, row.get("byteorder") == "BE")
                 if not indices:
                     continue
-                source, expr = _scoped_copy(row["file"], lt, len(indices), tcpdump, tmp.name)
+                source, expr = _scoped_copy(row["file"], lt, indices, tmp.name)
             for name, flags in flag_sets.items():
                 theirs = tcpdump_lines(source, flags, len(indices) if scope else packets, tcpdump, expr)
                 if theirs is None:
