@@ -172,8 +172,9 @@ def settled(path):
     (POSIX_FADV_DONTNEED) and read once, sequentially, at the first call of the session. How the
     pages got there changes what every command pays to read them: a file just written sits in the
     cache in the write's small folios, one read back from the disk in readahead's large ones
-    (ext4 since Linux 6.16), and mapping 1 GB of small folios cost 0.065 s more than of large
-    ones, for floor.c as for pfilter (a file being filtered has been read from a disk)."""
+    (ext4 since Linux 6.16), and mapping small folios costs several times more than large ones,
+    for floor.c as for pfilter (latest_scale.md, floor; a file being filtered has been read
+    from a disk)."""
     key = os.path.realpath(path)
     if key not in _SETTLED:
         fd = os.open(path, os.O_RDONLY)
