@@ -1395,8 +1395,9 @@ cdef extern from *:
     """
     #include <errno.h>
     #include <fcntl.h>
-    #include <sys/vfs.h>
     #include <unistd.h>
+    #ifdef __linux__
+    #include <sys/vfs.h>
     #define PF_EXT4_MAGIC 0xEF53
     static int pf_preallocate(int fd, int64_t at, int64_t length) {
         struct statfs fs;
@@ -1409,6 +1410,12 @@ cdef extern from *:
             return -errno;
         return 0;
     }
+    #else
+    static int pf_preallocate(int fd, int64_t at, int64_t length) {
+        (void)fd; (void)at; (void)length;
+        return 0;
+    }
+    #endif
     """
     int pf_preallocate(int fd, int64_t at, int64_t length) nogil
 
