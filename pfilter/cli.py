@@ -676,11 +676,15 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     from .errors import CaptureFormatError, FilterError
     announced = []
 
-    def announce(path, linktype, snaplen):
-        if not args.quiet and not announced:
+    def announce(path, linktype, snaplen, index=0):
+        """tcpdump's line for the index-th input, once (a fast pass that hands over to the general
+        path has announced the inputs it reached)."""
+        if index >= len(announced):
             sys.stderr.write(f"reading from file {path}, link-type {_linktype_label(linktype)}, "
                              f"snapshot length {snaplen}\n")
-        announced.append(path)
+            announced.append(path)
+    if args.quiet:
+        announce = None
 
     truncate, dedup, rotate = output_edits(args)
     if args.write is None and (truncate or dedup or rotate):
@@ -721,7 +725,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
         _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize,
                  swapped=getattr(first, "byteorder", sys.byteorder) != sys.byteorder)
-        announce(first.path, first.linktype, first.snaplen)
+        if announce is not None:
+            announce(first.path, first.linktype, first.snaplen)
     except BaseException:
         first.close()
         raise
@@ -748,7 +753,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
                             count=args.count, optimize=optimize, progress=update,
                             format=args.format, ts_resolution=out_res, on_batch=printer,
                             compiler=_compile, truncate=truncate, dedup=dedup, rotate=rotate,
-                            backend=args.backend)
+                            backend=args.backend, announce=announce)
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
         if bar is not None:
@@ -798,12 +803,12 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         raise FilterError("--merge writes a file: give -w FILE (or --count)")
     from .capture.filterfile import filter_file
     compiler = _compile
-    if sources[0] != "-":         # (standard input is read once, by the pass)
+    if announce is not None and sources[0] != "-":     # (standard input is read once, by the pass)
         announce(sources[0], *_peek_linktype(sources[0]))
     stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
                         optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
                         truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
-                        workers=workers, merge=args.merge, after=after, before=before,
+                        workers=workers, merge=args.merge, after=after, before=before, announce=announce,
                         on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None)
     return _report(args, stats, 0)
 

@@ -247,3 +247,32 @@ def test_a_time_editcap_would_misread_is_refused(tmp_path, time_grid, text, says
     assert r.stderr.startswith(f"pfilter: invalid time {text!r}: {says}")
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("tail", [["--count", "tcp"], ["-w", "OUT", "tcp"], ["-n", "icmp"]],
+                         ids=["count", "write", "print"])
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_every_input_of_a_list_is_announced_as_tcpdump_announces_it(inputs, tmp_path, tail, fast):
+    # tcpdump -V prints its "reading from file" line as it opens each file of the list, between
+    # the previous file's packets and this one's: the same lines at the same places (standard
+    # error into standard output); printing takes the general path, copying and counting the
+    # fast one unless PFILTER_NO_FASTPATH is set. (With -c, tcpdump announces the files after the
+    # count is reached too, and reads nothing from them; pfilter stops at the count.)
+    _d, paths = inputs
+    listing = tmp_path / "list.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    args = ["-V", str(listing)] + [str(tmp_path / "o.pcap") if a == "OUT" else a for a in tail]
+    # (as root, tcpdump gives its privileges up after the first file unless -Z root: the test's
+    # directories are root's own)
+    stay = ["-Z", "root"] if os.geteuid() == 0 else []
+    theirs = subprocess.run([ref.tcpdump(), *stay, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    env = dict(os.environ, PFILTER_NO_FASTPATH="0" if fast else "1")
+    ours = subprocess.run([sys.executable, "-m", "pfilter", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, env=env)
+    assert theirs.returncode == ours.returncode == 0, ours.stdout
+
+    def announced(text):
+        return [(n, line) for n, line in enumerate(text.splitlines()) if line.startswith("reading from file")]
+    assert len(announced(theirs.stdout)) == len(paths)
+    assert announced(ours.stdout) == announced(theirs.stdout)

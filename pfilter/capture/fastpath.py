@@ -192,8 +192,9 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 
     program_for(linktype, snaplen, swapped): the expression compiled for the file, as
     (code, jt, jf, k) tuples; it may raise FilterError (e.g. "expression rejects all packets"),
-    which propagates. announce(path, linktype, snaplen) is called once the program is ready,
-    before the pass. progress(bytes_done, bytes_total, stats) is called while it runs."""
+    which propagates. announce(path, linktype, snaplen, index) is called for the index-th input
+    once its program is ready, before its pass (every input's before parallel passes over
+    several files). progress(bytes_done, bytes_total, stats) is called while it runs."""
     sources = list(src) if isinstance(src, (list, tuple)) else [src]
     if not sources or (len(sources) > 1 and (rotate is not None or truncate is not None
                                              or byte_range is not None)):
@@ -276,8 +277,13 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
         return None
     programs = _Programs(_fastcopy, program_for)
     programs.get(h0)                      # compiled (and refused) before any pass
-    if announce is not None:
-        announce(sources[0], h0.linktype, h0.snaplen)
+    if announce is not None:              # the files are passed at once: each announced now
+        announce(sources[0], h0.linktype, h0.snaplen, 0)
+        for i, s in enumerate(sources[1:], 1):
+            h = _peek(s)
+            if h is None:
+                break
+            announce(s, h.linktype, h.snaplen, i)
     import threading
     lock = threading.Lock()
     jobs = [None] * len(sources)
@@ -368,8 +374,6 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
     programs = _Programs(_fastcopy, program_for)
     for h in headers:
         programs.get(h)                   # compiled (and refused) before the output exists
-    if announce is not None:
-        announce(sources[0], headers[0].linktype, headers[0].snaplen)
     first = headers[0]
     header = pcap_file_header(first.linktype, max(h.snaplen for h in headers), first.nsec, first.linktype_ext)
     out = running = None
@@ -384,7 +388,9 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
             if not count:
                 # at most every input's records: allocated at once, cut on commit (_one_file)
                 out.preallocate(total_size(sources), _fastcopy.preallocate)
-        for s, h in zip(sources, headers):
+        for i, (s, h) in enumerate(zip(sources, headers)):
+            if announce is not None:
+                announce(s, h.linktype, h.snaplen, i)
             opened = _open_eligible(s)
             if opened is None or opened[1].linktype != h.linktype or opened[1].snaplen != h.snaplen:
                 if opened is not None:
@@ -447,7 +453,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             return None
         decoded, clear_mem = _decode(_fastcopy, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
-            announce(src, h.linktype, h.snaplen)
+            announce(src, h.linktype, h.snaplen, 0)
         header = pcap_file_header(h.linktype, truncate if truncate is not None else h.snaplen, h.nsec,
                                   h.linktype_ext)
         number = 0

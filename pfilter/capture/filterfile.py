@@ -170,7 +170,7 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
                 dedup=None, rotate=None, backend=None, workers=None, merge=False, after=None,
-                before=None, cache=True):
+                before=None, cache=True, announce=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -203,6 +203,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     1970 (int) or text (epoch seconds, ISO 8601; pfilter.capture.index.parse_time). A sorted
     pcap input finds the window through its index (pfilter.capture.index) and reads nothing
     else; others are scanned.
+    announce: called as announce(path, linktype, snaplen, index) when the index-th input is
+    opened, before its packets (all of them at once when several files are counted in
+    parallel): what `pfilter -r` prints as tcpdump's "reading from file" line for each.
 
     The output's snapshot length is the input's; with several inputs, the largest of theirs
     (read from their headers before writing), so that no reader cuts a record of a later input.
@@ -231,14 +234,14 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
         with interruptible((signal.SIGINT,)):
             return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
                                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler,
-                                (truncate, dedup, rotate), backend, workers, merge, window)
+                                (truncate, dedup, rotate), backend, workers, merge, window, announce)
     finally:
         close_progress()
 
 
 def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
                  ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None),
-                 backend=None, workers=None, merge=False, window=(None, None)):
+                 backend=None, workers=None, merge=False, window=(None, None), announce=None):
     started = time.perf_counter()
     stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
@@ -268,7 +271,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                          native=programs.native, window_found=not timed or byte_range is not None):
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(
             lt, snap, swapped).to_tuples(), count=count, format=format, ts_resolution=ts_resolution,
-            progress=progress, truncate=truncate, rotate=rotate, workers=workers, byte_range=byte_range)
+            progress=progress, truncate=truncate, rotate=rotate, workers=workers, byte_range=byte_range,
+            announce=announce)
         if fast is not None:
             return fast
     writer = None
@@ -285,6 +289,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
             else:
                 opened = open_for_filtering(s, batch_bytes, batch_packets)
             with opened as cap:
+                if announce is not None:
+                    announce(cap.path, cap.linktype, cap.snaplen, len(stats.files))
                 stats.files.append(cap.path)
                 swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
                 programs.for_linktype(cap.linktype, cap.snaplen, swapped)
