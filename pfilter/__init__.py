@@ -172,7 +172,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 dedup: int | bool | None = None, rotate: Any = None,
                 backend: Literal["vm", "native", "auto"] | None = None, workers: int | None = None,
                 merge: bool = False, after: int | str | None = None,
-                before: int | str | None = None, cache: bool = True) -> FilterStats:
+                before: int | str | None = None, cache: bool = True,
+                announce: Callable[[str, int, int, int], object] | None = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -208,6 +209,9 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     after / before: only packets with after <= timestamp < before (editcap -A / -B), as ns
     since 1970 or text (epoch seconds with a fraction, ISO 8601); a sorted pcap input finds the
     window through its index (pfilter.capture.index) without reading the rest.
+    announce: called as announce(path, linktype, snaplen, index) as the index-th input is
+    opened, before its packets (every input's at once when several are counted in parallel):
+    where `pfilter -r` prints tcpdump's "reading from file" line.
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
@@ -219,7 +223,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                                       ts_resolution=ts_resolution, batch_packets=batch_packets,
                                       on_batch=on_batch, compiler=compiler, truncate=truncate,
                                       dedup=dedup, rotate=rotate, backend=backend, workers=workers,
-                                      merge=merge, after=after, before=before, cache=cache, **extra)
+                                      merge=merge, after=after, before=before, cache=cache,
+                                      announce=announce, **extra)
     return stats
 
 
