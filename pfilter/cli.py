@@ -87,7 +87,7 @@ _MAIN_OPTIONS = """
 _PRINT_OPTIONS = """
 -n                   numeric!                 do not resolve addresses (pfilter never does; accepted for
                                               tcpdump habits)
---quiet              quiet!                   no 'reading from file' line, no final count line
+--quiet              quiet!                   no 'reading from file' lines, no final count line
 -e                   eflag+                   print the link-level header on each line
 -t                   tflag+                   time stamps: -t none, -tt seconds since 1970, -ttt delta from
                                               the previous packet, -tttt date and time, -ttttt delta from the
