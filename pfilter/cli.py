@@ -674,15 +674,15 @@ def _interrupted(args, err):
 def _filter(args, expr, sources, forced_lt, optimize, resolution):
     """The -r path: filter, copy (-w), count (--count) or print the packets of the inputs."""
     from .errors import CaptureFormatError, FilterError
-    announced = []
+    announced = [0]               # inputs announced so far
 
     def announce(path, linktype, snaplen, index=0):
         """tcpdump's line for the index-th input, once (a fast pass that hands over to the general
         path has announced the inputs it reached)."""
-        if index >= len(announced):
+        if index >= announced[0]:
             sys.stderr.write(f"reading from file {path}, link-type {_linktype_label(linktype)}, "
                              f"snapshot length {snaplen}\n")
-            announced.append(path)
+            announced[0] = index + 1
     if args.quiet:
         announce = None
 
