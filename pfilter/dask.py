@@ -36,6 +36,7 @@ DaskUnavailableError (a FilterError and an ImportError) naming it.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
@@ -75,8 +76,49 @@ def connect(address):
             client.close()
             cluster.close()
         return client, close
-    client = distributed.Client(address)
+    _reachable(address)
+    try:
+        client = distributed.Client(address)
+    except OSError:
+        raise                  # (distributed's own: timed out, or the connection closed, naming the address)
+    except Exception as e:     # MemoryError included: a length read from a stranger's bytes
+        raise FilterError(f"{address}: what answers there is not a Dask scheduler "
+                          f"({type(e).__name__} in distributed's handshake)") from None
     return client, client.close
+
+
+def _reachable(address):
+    """Raise the OSError of a TCP connection to a tcp:// or tls:// scheduler address that cannot
+    be made (refused, unknown host, no answer within distributed's connect timeout), naming the
+    address: distributed itself retries a refused connection until its timeout (30 s) and then
+    says only that it timed out. Other schemes are left to distributed."""
+    import socket
+
+    import dask.config
+    from dask.utils import parse_timedelta
+    from distributed.comm.addressing import parse_address, parse_host_port
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range")
+    except ValueError as e:
+        raise FilterError(f"--scheduler {address}: not a scheduler address ({e}); "
+                          "expected tcp://HOST:PORT or 'local'") from None
+    if scheme not in ("tcp", "tls"):
+        return
+    timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.gaierror as e:
+        raise OSError(e.errno, f"unknown host {host!r} ({e.strerror})", address) from None
+    except TimeoutError:
+        raise TimeoutError(errno.ETIMEDOUT, f"no answer within {timeout:g} s", address) from None
+    except ConnectionRefusedError:
+        raise ConnectionRefusedError(errno.ECONNREFUSED, "connection refused: no Dask scheduler listens "
+                                     "there", address) from None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror or str(e), address) from None
 
 
 def _client(client):

@@ -125,6 +125,68 @@ def test_cli_scheduler_local_from_the_installed_command(inputs, tmp_path, how):
     assert out.read_bytes() == local.read_bytes()
 
 
+def _scheduler_cli(address, inputs, out):
+    started = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[0],
+                        "-w", str(out), "tcp"], capture_output=True, text=True, timeout=120)
+    return r, time.monotonic() - started
+
+
+def test_a_scheduler_address_where_none_listens_fails_at_once(inputs, tmp_path):
+    """A refused connection is said at once, naming the address (distributed alone retries it
+    for its whole connect timeout, 30 s, then says only that it timed out); no output is made."""
+    import socket
+    with socket.socket() as s:          # a port of this host that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    out = tmp_path / "out.pcap"
+    r, seconds = _scheduler_cli(address, inputs, out)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert address in r.stderr and "refused" in r.stderr and "Traceback" not in r.stderr
+    assert seconds < 15 and not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_scheduler_address_where_something_else_answers(inputs, tmp_path):
+    """A server that is not a Dask scheduler (here one that answers as a web server does): one
+    line saying so, not distributed's handshake failing on its bytes (a length of exbibytes:
+    'out of memory' before this check)."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                conn.settimeout(5)
+                try:
+                    conn.recv(4096)
+                except OSError:
+                    pass
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    out = tmp_path / "out.pcap"
+    try:
+        r, _ = _scheduler_cli(address, inputs, out)
+    finally:
+        server.close()
+    assert r.returncode != 0 and r.stderr.count("\n") == 1, r.stderr
+    assert address in r.stderr and "not a Dask scheduler" in r.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "127.0.0.1", "tcp://a:b:c"])
+def test_a_malformed_scheduler_address(inputs, tmp_path, address):
+    r, _ = _scheduler_cli(address, inputs, tmp_path / "out.pcap")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a scheduler address" in r.stderr, r.stderr
+
+
 def test_without_dask_the_extra_is_named(tmp_path, inputs):
     code = ("import sys; sys.modules['distributed'] = None; import pfilter, pfilter.dask as d\n"
             "try:\n    d.count(sys.argv[1:], 'tcp')\nexcept pfilter.FilterError as e:\n"
