@@ -791,6 +791,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                               "output options")
         from . import dask as pdask
         client, close = pdask.connect(args.scheduler)
+        if announce is not None:
+            _announce_all(sources, announce)
         try:
             if args.count_only and args.write is None:
                 stats = pdask.count_stats(sources, expr, client=client)
@@ -811,6 +813,18 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                         workers=workers, merge=args.merge, after=after, before=before, announce=announce,
                         on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None)
     return _report(args, stats, 0)
+
+
+def _announce_all(sources, announce):
+    """Announce every input that this host can read (a cluster's workers read them, and may see
+    files that it does not: those are left to the workers to open, and to report)."""
+    from .errors import CaptureFormatError
+    for i, path in enumerate(sources):
+        if path != "-":
+            try:
+                announce(path, *_peek_linktype(path), i)
+            except (OSError, CaptureFormatError):
+                pass
 
 
 def _peek_linktype(path):

@@ -105,9 +105,13 @@ def test_cli_scheduler_address(client, inputs, tmp_path):
     local = tmp_path / "local.pcap"
     pfilter.filter_file(inputs[:2], str(local), "tcp")
     assert out.read_bytes() == local.read_bytes()
-    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[2],
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--scheduler", address, "-r", inputs[2], "-r", inputs[1],
                         "--count", "vlan and ip"], capture_output=True, text=True, timeout=120)
-    assert r.stdout == f"{tcpdump_count(inputs[2], 'vlan and ip')} packets\n"
+    assert r.stdout == f"{tcpdump_count(inputs[2], 'vlan and ip') + tcpdump_count(inputs[1], 'vlan and ip')} packets\n"
+    # every input announced as tcpdump announces it, in the order given
+    want = [subprocess.run([ref.tcpdump(), "-r", p, "-c", "1"], capture_output=True, text=True).stderr.splitlines()[0]
+            for p in (inputs[2], inputs[1])]
+    assert [line for line in r.stderr.splitlines() if line.startswith("reading from file")] == want
 
 
 @pytest.mark.parametrize("how", ["script", "module"])

@@ -276,3 +276,23 @@ def test_every_input_of_a_list_is_announced_as_tcpdump_announces_it(inputs, tmp_
         return [(n, line) for n, line in enumerate(text.splitlines()) if line.startswith("reading from file")]
     assert len(announced(theirs.stdout)) == len(paths)
     assert announced(ours.stdout) == announced(theirs.stdout)
+
+
+@pytest.mark.parametrize("tail", [["--count", "tcp"], ["-w", "OUT", "tcp"]], ids=["count", "write"])
+def test_merged_inputs_are_all_announced_as_they_are_opened(inputs, tmp_path, tail):
+    # --merge opens every input before reading a packet: each input's "reading from file" line
+    # (tcpdump's, for that file), in the order given, before any other line
+    _d, paths = inputs
+    stay = ["-Z", "root"] if os.geteuid() == 0 else []
+    want = []
+    for p in paths:
+        theirs = subprocess.run([ref.tcpdump(), *stay, "-r", p, "--count", "tcp"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, check=True)
+        want += [line for line in theirs.stdout.splitlines() if line.startswith("reading from file")]
+    args = [a for p in paths for a in ("-r", p)] + ["--merge"]
+    args += [str(tmp_path / "o.pcap") if a == "OUT" else a for a in tail]
+    ours = subprocess.run([sys.executable, "-m", "pfilter", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    assert ours.returncode == 0, ours.stdout
+    assert len(want) == len(paths) and ours.stdout.splitlines()[:len(paths)] == want
+    assert sum(line.startswith("reading from file") for line in ours.stdout.splitlines()) == len(paths)

@@ -70,10 +70,12 @@ class _Input:
 
 
 def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=None, window=(None, None),
-                 on_batch=None, writer_for=None):
+                 on_batch=None, writer_for=None, announce=None):
     """Write the packets of `sources` (paths) that `programs` (a filterfile.ProgramSet) accepts
     to dst (None: count only) in mergecap's order; returns a FilterStats. window: (after,
-    before) in ns (editcap -A / -B). writer_for(dst, first_capture, sources): the output."""
+    before) in ns (editcap -A / -B). writer_for(dst, first_capture, sources): the output.
+    announce(path, linktype, snaplen, index): called as each input is opened (all of them
+    before the first packet is read)."""
     from .filterfile import keep_written
     started = time.perf_counter()
     stats = FilterStats(files=[str(s) for s in sources])
@@ -81,6 +83,8 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
     try:
         for i, s in enumerate(sources):
             inputs.append(_Input(i, s, programs, window, stats))
+            if announce is not None:
+                announce(inputs[-1].cap.path, inputs[-1].cap.linktype, inputs[-1].cap.snaplen, i)
         first = inputs[0].cap
         if len({c.cap.linktype for c in inputs}) > 1 and (format or "") != "pcapng" and not str(dst or "").endswith(".pcapng"):
             kinds = sorted({c.cap.linktype for c in inputs})
