@@ -74,6 +74,8 @@ export PYTHONMALLOC=malloc
 export PYTHONPATH="$tree${PYTHONPATH:+:$PYTHONPATH}"
 export PFILTER_CORPUS="$corpus"
 unset PFILTER_PUREPYTHON
+# tests/conftest.py's `vm` fixture then skips the pure-Python VM's runs: no native code in them
+export PFILTER_SANITIZED=1
 
 # The sanitizers are live: a deliberate overflow in a small instrumented library is reported.
 cat >"$work/canary.c" <<'EOF'
