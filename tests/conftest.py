@@ -52,7 +52,6 @@ def _private_cache_home(tmp_path_factory):
     pfilter processes the tests start: pfilter.filter_file and the command use the
     compiled-program cache (pfilter.compiler.cache) by default and must not fill the user's
     ~/.cache/pfilter. A test of the cache sets its own directory (monkeypatch.setenv) on top."""
-    import os
     home = str(tmp_path_factory.mktemp("xdg-cache"))
     before = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = home
@@ -72,7 +71,6 @@ def vm(request, monkeypatch):
         if PURE:        # the run asked for the twins alone (.ci/run's PFILTER_PUREPYTHON=1 step)
             pytest.skip("PFILTER_PUREPYTHON=1: the pure-Python twins only")
         if program._cvm is None:
-            import os
             if os.environ.get("CI", "").lower() == "true":
                 pytest.fail("the Cython VM is not built")
             pytest.skip("the Cython VM is not built")
