@@ -60,7 +60,6 @@ class _Match:
         self.live_in = live_in
         self.pq = {}
         self.qp = {}
-        self.p_blocks = {}                  # P's blocks by id (the keys of pq)
         self.c = None
         self._expanded = set()              # pairs whose successors are already on the stack
 
@@ -108,7 +107,6 @@ class _Match:
             return False
         self.pq[p.id] = q
         self.qp[q.id] = p
-        self.p_blocks[p.id] = p
         return True
 
 
@@ -147,8 +145,8 @@ def merge_rebased(graph, ctx):
             stmts = sum(len(b.stmts) for b in gone)
             if stmts < 2 or stmts + len(gone) - 2 < 1:
                 continue
-            for pid, qb in m.pq.items():     # the twins' origins join
-                qb.origins = qb.origins | m.p_blocks[pid].origins
+            for qb in m.pq.values():         # the twins' origins join
+                qb.origins = qb.origins | m.qp[qb.id].origins
             if start:                       # split q where P joins it
                 tail = graph.new_block(q.order)
                 tail.origins = q.origins
