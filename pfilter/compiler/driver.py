@@ -7,7 +7,7 @@ Imports pfilter.errors, pfilter.program, pfilter.linktypes (optional), pfilter.o
     -> Program.from_tuples (validation)
 
 Programs are immutable, so compilations are memoized on (expression, DLT, snaplen, optimize,
-netmask).
+netmask); the optimizer's work is shared across snapshot lengths (_optimized).
 """
 
 import operator
@@ -76,6 +76,45 @@ def _generate(expr, dlt, snaplen, netmask=None, savefile=True, swapped=False, or
     return linearize(root, origins), not gen.no_optimize
 
 
+#: BPF_RET|BPF_K: the code generator's `ret #k` (k: 0 rejects, the snaplen accepts)
+_RET_K = 0x06
+#: optimized programs by everything but the snaplen: (unoptimized tuples, optimized tuples, snaplen)
+_OPTIMIZED = {}
+_OPTIMIZED_MAX = 4096
+
+
+def _relabel(tuples, old, new):
+    """tuples with every `ret #old` made `ret #new`."""
+    return [(c, jt, jf, new) if c == _RET_K and k == old else (c, jt, jf, k) for c, jt, jf, k in tuples]
+
+
+def _optimized(tuples, key, snaplen, merge_twins, optimize_program):
+    """optimize_program(tuples) for the compilation `key` (every argument but the snaplen), the
+    work shared across snapshot lengths: the snaplen enters a program only as its accepting
+    `ret #snaplen`, and the optimizer reads return values only as labels (equal or not, zero or
+    not), so a program optimized at one snaplen is, with that `ret` relabelled, the program the
+    optimizer makes at another (the same expression over captures of different snaplens, as in a
+    directory of them, is optimized once). Taken only when the unoptimized program is the
+    earlier one relabelled, both snaplens are non-zero and both programs return nothing but 0
+    and the snaplen; tests/test_optimizer_snaplen.py compares with fresh runs."""
+    hit = _OPTIMIZED.get(key)
+    if hit is not None:
+        unopt, opt, old = hit
+        if old == snaplen and unopt == tuples:
+            return opt
+        if old and snaplen and _relabel(unopt, old, snaplen) == tuples:
+            return _relabel(opt, old, snaplen)
+    opt = optimize_program(tuples, merge_twins=merge_twins)
+    if snaplen and all(k in (0, snaplen) for c, _, _, k in tuples + opt if c == _RET_K):
+        if len(_OPTIMIZED) >= _OPTIMIZED_MAX:
+            try:
+                _OPTIMIZED.pop(next(iter(_OPTIMIZED)), None)      # the oldest
+            except (RuntimeError, StopIteration):                # (another thread's change)
+                pass
+        _OPTIMIZED[key] = (tuples, opt, snaplen)
+    return opt
+
+
 @lru_cache(maxsize=4096)
 def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefile=True):
     from pfilter.program import Program
@@ -87,7 +126,8 @@ def _compile_cached(expr, dlt, snaplen, optimize, netmask, swapped=False, savefi
         except ImportError:
             optimize_program = None
         if optimize_program is not None:
-            tuples = optimize_program(tuples, merge_twins=optimize != SHAREABLE)
+            tuples = _optimized(tuples, (expr, dlt, optimize, netmask, swapped, savefile), snaplen,
+                                optimize != SHAREABLE, optimize_program)
     prog = Program.from_tuples(tuples, linktype=dlt, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
     prog._compiled = (expr, dlt, snaplen, optimize, netmask, swapped, savefile)
     return prog
@@ -145,4 +185,9 @@ def compile_expression(expr, linktype="EN10MB", snaplen=262144, optimize=True, n
     return _compile_cached(expr, dlt, snap, opt, netmask, bool(swapped), bool(savefile))
 
 
-compile_expression.cache_clear = _compile_cached.cache_clear
+def _cache_clear():
+    _compile_cached.cache_clear()
+    _OPTIMIZED.clear()
+
+
+compile_expression.cache_clear = _cache_clear
