@@ -569,7 +569,7 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
     futures = []
     try:
         import mmap
-        from .capture.fastpath import ring_bytes
+        from .capture.fastpath import ring_bytes, total_size
         size = ring_bytes(_fastcopy, len(paths))
         os.ftruncate(fd, size)
         ring = mmap.mmap(fd, size)
@@ -579,6 +579,8 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
         finally:
             ring.close()
         dst.write(header)
+        # at most every input's records: allocated at once (where that pays), cut on commit
+        dst.preallocate(total_size(paths), _fastcopy.preallocate)
         w = len(members)
         futures = [client.submit(_shared_ring_member, paths, expr, m, w, ring_path, dst.shared_path, len(header),
                                  RING_WAIT_SECONDS, range_bytes, workers=[address], allow_other_workers=False,
@@ -596,14 +598,15 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
                 dst.abort()
                 return None
             results.append(max(mine, key=lambda r: r["chunks_done"]))
-        os.truncate(dst.shared_path, max(p[1] for p in parts))
+        size = max(p[1] for p in parts)
+        os.truncate(dst.shared_path, size)
     except BaseException:
         _drop(futures, dst)
         raise
     finally:
         os.close(fd)
         os.unlink(ring_path)
-    dst.commit()
+    dst.commit(size)
     return results
 
 
@@ -616,7 +619,8 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     successor's guessed start it did not reach, a member that did not run in time."""
     import uuid
     from distributed import Queue
-    from .capture.fastpath import _peek
+    from .capture import _fastcopy
+    from .capture.fastpath import _peek, total_size
     for p in set(paths):
         h = _peek(p)
         if h is None or h.ts_resolution != resolution:
@@ -638,6 +642,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     futures = []
     try:
         dst.write(header)
+        dst.preallocate(total_size(paths), _fastcopy.preallocate)
         futures = [client.submit(_ring_member, chunks, expr, list(range(m, len(chunks), w)), names,
                                  dst.shared_path, len(header), RING_WAIT_SECONDS, workers=[address],
                                  allow_other_workers=False, pure=False)
@@ -658,7 +663,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     finally:
         for q in queues:
             q.close()
-    dst.commit()
+    dst.commit(size)
     return results
 
 

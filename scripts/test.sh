@@ -52,7 +52,8 @@ export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 # as from a regular install (the hook costs ~12 ms at every interpreter start).
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
 # One pytest worker per usable core (pytest-xdist); PFILTER_TEST_JOBS=N sets the number, 0 runs
-# everything in this one process.
-jobs=(-n "${PFILTER_TEST_JOBS:-auto}")
+# everything in this one process. A worker that runs out of tests takes half of another's
+# (worksteal), so the run does not end on one busy worker.
+jobs=(-n "${PFILTER_TEST_JOBS:-auto}" --dist worksteal)
 [ "${PFILTER_TEST_JOBS:-auto}" != 0 ] || jobs=()
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${jobs[@]}" tests "$@"

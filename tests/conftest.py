@@ -23,6 +23,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "needs_corpus(path): the test reads this corpus file (present)")
 
 
+#: the modules whose tests take longest (tens of seconds each, on a 2 GHz core), run first: with
+#: pytest-xdist's workers (scripts/test.sh) a long test started last keeps one worker busy while
+#: the others have nothing left to do. Longest first; the rest keep their order.
+LONGEST_FIRST = ("test_native_random", "test_display_vs_tcpdump", "test_native_corpus",
+                 "test_agreement_corpus", "test_native_classify", "test_robust_compiler",
+                 "test_optimizer_probes", "test_cli_tcpdump_identical", "test_vm_vs_libpcap",
+                 "test_native_sets", "test_program_text", "test_ebpf_corpus")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(getattr(getattr(item, "module", None), "__name__", "").rsplit(".", 1)[-1],
+                                         len(rank)))
+
+
 def pytest_runtest_setup(item):
     reference.check_missing_reference(item)
 
