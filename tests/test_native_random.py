@@ -30,17 +30,39 @@ def _batch(rng, count=24):
 
 @pytest.mark.parametrize("seed", range(10))
 def test_random_programs_match_the_vm(seed):
+    # compiled 50 at a time (native.jit_many: one module each), the time of this test is LLVM's
     rng = random.Random(1000 + seed)
     batch = _batch(rng)
-    for _ in range(1000):
-        prog = pfilter.Program.from_tuples(random_program(rng, max_len=rng.choice([8, 40, 120])))
-        nat = prog.jit() if hasattr(prog, "jit") else native.jit(prog)
+    progs = [pfilter.Program.from_tuples(random_program(rng, max_len=rng.choice([8, 40, 120])))
+             for _ in range(1000)]
+    natives = [nat for k in range(0, len(progs), 50) for nat in native.jit_many(progs[k:k + 50])]
+    for prog, nat in zip(progs, natives):
         want = prog.run_batch(batch)
         got = nat.run_batch(batch)
         if not np.array_equal(got, want):
             bad = int(np.flatnonzero(got != want)[0])
             pytest.fail(f"{prog.to_tuples()} on {batch.packet(bad).hex()} (wirelen {batch.wirelen[bad]}): "
                         f"native {got[bad]}, VM {want[bad]}")
+
+
+def test_jit_many_gives_each_program_what_jit_gives():
+    rng = random.Random(9)
+    progs = [pfilter.Program.from_tuples(random_program(rng)) for _ in range(30)]
+    progs.append(progs[3])                                        # a program given twice
+    progs.append(pfilter.compile("udp port 5353 and ip6"))
+    native.jit(progs[-1])                                         # one already in the cache
+    batch = _batch(rng)
+    fresh = {d for d in (native.lower(p).digest for p in progs) if d not in native._cache}
+    assert len(fresh) > 10
+    many = native.jit_many(progs)
+    assert [n.program for n in many] == progs
+    # compile time is reported once per program compiled now (its share), else 0.0 as jit says
+    timed = [n.lowering.digest for n in many if n.compile_seconds > 0]
+    assert sorted(timed) == sorted(fresh) and many[-1].compile_seconds == 0.0
+    for prog, nat in zip(progs, many):
+        assert np.array_equal(nat.run_batch(batch), prog.run_batch(batch))
+        assert np.array_equal(native.jit(prog).run_batch(batch), nat.run_batch(batch))
+        assert native.jit(prog)._run is nat._run                  # the same code, from the cache
 
 
 def test_run_and_run_indexed_match():

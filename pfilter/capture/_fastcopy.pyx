@@ -273,9 +273,10 @@ CHUNK_BYTES = 1 << 20
 COUNT_CHUNK_BYTES = 4 << 20
 # What a fault on a file mapping may map besides the faulting page: Linux maps the pages of the
 # page cache around it (fault_around_bytes), and a large folio's pages together (readahead
-# makes folios up to 2 MB). So a walk past its chunk's end may bring in this much: a ring
-# member's worker peak on 2 GB through pfilter.dask was 110 MB over its base with the chunk
-# alone dropped, 43 MB with 64 KB more, 4 MB with 2 MB more (bench/results/latest_scale_dask.md).
+# makes folios up to 2 MB). So a walk past its chunk's end may bring in this much. Measured
+# (Linux 6.18, pfilter.dask's ring of 2 worker processes over 2 GB): a member's peak resident
+# memory grew 110 MB over its base with the chunk alone dropped, 43 MB with 64 KB more, 4 MB
+# with 2 MB more; it grew with the input (every chunk left pages behind).
 cdef int64_t FAULT_AROUND_BYTES = 2 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS
