@@ -271,13 +271,6 @@ CHUNK_BYTES = 1 << 20
 # until a write): measured, two workers count faster with 4 MB chunks than with 1 MB (fewer
 # turns handed on), one worker no slower (bench/results/latest_scale.md, "--count tcp").
 COUNT_CHUNK_BYTES = 4 << 20
-# What a fault on a file mapping may map besides the faulting page: Linux maps the pages of the
-# page cache around it (fault_around_bytes), and a large folio's pages together (readahead
-# makes folios up to 2 MB). So a walk past its chunk's end may bring in this much. Measured
-# (Linux 6.18, pfilter.dask's ring of 2 worker processes over 2 GB): a member's peak resident
-# memory grew 110 MB over its base with the chunk alone dropped, 43 MB with 64 KB more, 4 MB
-# with 2 MB more; it grew with the input (every chunk left pages behind).
-cdef int64_t FAULT_AROUND_BYTES = 2 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS
 
@@ -362,10 +355,6 @@ cdef struct Worker:
     size_t map_len
     uint8_t* lent                # the current chunk's pages in the pass's mapping (Shared.whole),
     size_t lent_len              # dropped (MADV_DONTNEED) before the next chunk, or NULL
-    size_t drop_len              # what is dropped then: lent_len, or in a ring (members in
-                                 # processes of their own) up to the end of the chunk's tail and
-                                 # FAULT_AROUND_BYTES past it: pages a member maps beyond its
-                                 # chunk are not the next chunk's member's to drop
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
 
 
@@ -826,7 +815,7 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
             munmap(w.map, w.map_len)
             w.map = NULL
         if w.lent != NULL:
-            madvise(w.lent, w.drop_len, MADV_DONTNEED)
+            madvise(w.lent, w.lent_len, MADV_DONTNEED)
             w.lent = NULL
         got = have = 0
         if want > 0 and fstat(sh.in_fd, &st) != 0:
@@ -842,11 +831,6 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
             # mapping lock exclusively, which the other workers' page population then waits for)
             w.lent = sh.whole + (aligned - sh.whole_at)
             w.lent_len = <size_t>(offset - aligned + got)
-            w.drop_len = w.lent_len
-            if sh.ring:
-                w.drop_len = <size_t>(offset - aligned + have + FAULT_AROUND_BYTES)
-                if aligned + <int64_t>w.drop_len > sh.whole_end:
-                    w.drop_len = <size_t>(sh.whole_end - aligned)
             if pf_populate_read and madvise(w.lent, w.lent_len, MADV_POPULATE_READ) != 0 and errno == EINVAL:
                 pf_populate_read = 0       # (the pages come in as they are touched)
             buf = sh.whole + (offset - sh.whole_at)
@@ -1261,7 +1245,13 @@ cdef class PcapCopy:
             else:
                 munmap(probe, 1)
         sh.whole = NULL
-        if sh.mapped and fstat(self.in_fd, &st) == 0 and st.st_size > self.start:
+        # Not in a ring (members in processes of their own): a fault on a file mapping maps
+        # pages around the faulting one too (fault_around_bytes; a large folio's pages together,
+        # up to 2 MB), so a walk past its chunk's end leaves pages of the next member's chunks in
+        # this member's page tables, which nobody drops: a pfilter.dask member's peak resident
+        # memory grew with the input (110 MB over its base on 2 GB, Linux 6.18). A member maps
+        # each chunk on its own instead, and unmapping it drops all it brought in.
+        if sh.mapped and not sh.ring and fstat(self.in_fd, &st) == 0 and st.st_size > self.start:
             # the part of the file the pass reads, mapped once (chunks then only populate and
             # drop their pages); what lies beyond the size the file has now maps itself
             sh.whole_at = self.start & ~(<int64_t>4095)
