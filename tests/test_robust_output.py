@@ -283,6 +283,10 @@ def wait_for_progress(proc, out_dir, timeout=30):
 @pytest.mark.parametrize("sig, stdin", [(signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGINT, False),
                                         (signal.SIGINT, True)])
 def test_a_signal_keeps_the_packets_written_as_a_valid_capture(tmp_path, sig, stdin):
+    if os.environ.get("PFILTER_SANITIZED") == "1" and sig != signal.SIGINT:
+        # (scripts/asan.sh: the native code a signal interrupts is the same for every signal;
+        # the SIGINT cases run it, from a file and from standard input)
+        pytest.skip("under the sanitizers: SIGINT stands for every signal")
     pkts = packets(12000, sizes=(1000,))
     data = pcap_bytes(pkts)
     proc, writer = start_stalled(tmp_path, ["-w", "kept.pcap", "udp"], data[:10_000_000], stdin)
