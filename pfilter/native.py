@@ -692,22 +692,33 @@ def machine_code(key: str, make_ir: Any, function: str, prototype: Any) -> tuple
         if hit is not None:
             return hit
         t0 = time.perf_counter()
-        mod = llvm.parse_assembly(make_ir())
-        mod.verify()
-        pto = llvm.create_pipeline_tuning_options(speed_level=2)
-        pb = llvm.create_pass_builder(_tm, pto)
-        pb.getModulePassManager().run(mod, pb)
-        engine.add_module(mod)
-        engine.finalize_object()
+        _add_module(engine, _parsed(make_ir()))
         _cache[key] = (prototype(engine.get_function_address(function)), time.perf_counter() - t0)
         return _cache[key]
+
+
+def _parsed(ir: str) -> Any:
+    """The LLVM module of IR text, verified."""
+    import llvmlite.binding as llvm
+    mod = llvm.parse_assembly(ir)
+    mod.verify()
+    return mod
+
+
+def _add_module(engine: Any, mod: Any) -> None:
+    """Optimise a module (the O2 pipeline for this host's CPU) and compile it into the engine."""
+    import llvmlite.binding as llvm
+    pto = llvm.create_pipeline_tuning_options(speed_level=2)
+    pb = llvm.create_pass_builder(_tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    engine.add_module(mod)
+    engine.finalize_object()
 
 
 def _compile_many(lows: list[Lowering]) -> None:
     """Machine code for the lowerings not yet in the cache, made at once: their modules linked
     into one, optimised and compiled together (the per-module work of LLVM and the JIT paid once)."""
     engine = _init()
-    import llvmlite.binding as llvm
     with _lock:
         todo = {low.digest: low for low in lows if low.digest not in _cache}
         if not todo:
@@ -716,17 +727,12 @@ def _compile_many(lows: list[Lowering]) -> None:
         names = {d: f"pf{d[:24]}" for d in todo}
         mod = None
         for d, low in todo.items():
-            one = llvm.parse_assembly(_module_ir(low, names[d], False))
-            one.verify()
+            one = _parsed(_module_ir(low, names[d], False))
             if mod is None:
                 mod = one
             else:
                 mod.link_in(one)
-        pto = llvm.create_pipeline_tuning_options(speed_level=2)
-        pb = llvm.create_pass_builder(_tm, pto)
-        pb.getModulePassManager().run(mod, pb)
-        engine.add_module(mod)
-        engine.finalize_object()
+        _add_module(engine, mod)
         seconds = (time.perf_counter() - t0) / len(todo)
         for d in todo:
             _cache[d] = (_RUN(engine.get_function_address(f"{names[d]}_run")), seconds)
