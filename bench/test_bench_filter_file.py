@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HUGE_PACKETS, ROUNDS, STANDARD_EXPRESSIONS, command_env, expression_id, result_table,
-                      run_command, tcpdump_path)
+from conftest import (HUGE_PACKETS, READY_NOTE, ROUNDS, STANDARD_EXPRESSIONS, before_timed, command_env,
+                      expression_id, result_table, run_command, tcpdump_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.5
@@ -73,7 +73,7 @@ def test_filter_file_against_tcpdump(benchmark, huge_capture, tmp_path, expr):
                                 f"{rounds} interleaved runs each (wall; CPU = user + system of that "
                                 f"run); target ratio <= {TARGET_RATIO}, peak < {MEMORY_LIMIT_MB} MB. "
                                 f"'in-process': pfilter.filter_file called from Python, start-up excluded "
-                                f"(fast path, and the general numpy-batch path for comparison)."])
+                                f"(fast path, and the general numpy-batch path for comparison).", READY_NOTE])
     table.add(expr, **{"expression": expression_id(expr), "matched MB": ours.stat().st_size / 2**20,
                        "tcpdump s": td_wall, "pfilter s": pf_wall, "ratio": ratio,
                        "tcpdump CPU s": td_cpu, "pfilter CPU s": pf_cpu,
@@ -116,9 +116,7 @@ def test_filter_file_in_process(benchmark, huge_capture, tmp_path, monkeypatch, 
     prog = pfilter.compile(expr)
     out = tmp_path / "o.pcap"
     def fresh():                          # as in run_command: no previous output to free or flush
-        if out.exists():
-            out.unlink()
-        os.sync()
+        before_timed(out)
     stats = benchmark.pedantic(lambda: pfilter.filter_file(huge_capture, out, prog), setup=fresh,
                                rounds=max(1, min(ROUNDS, 3)), iterations=1)
     assert stats.read == HUGE_PACKETS

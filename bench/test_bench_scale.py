@@ -47,8 +47,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ROUNDS, STANDARD_EXPRESSIONS, cache_dir, command_env, expression_id, pfilter_launcher, require,
-                      result_table, run_command, settled, tcpdump_path)
+from conftest import (READY_NOTE, ROUNDS, STANDARD_EXPRESSIONS, before_timed, cache_dir, command_env,
+                      expression_id, pfilter_launcher, require, result_table, run_command, settled, tcpdump_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_FILES = 1000
@@ -119,7 +119,7 @@ def _table():
                          "paired scaling", "w2 threads wall s", "threads scaling", "start s",
                          "pass scaling", "scaling ceiling", "floor wall s", "floor wall ratio", "floor CPU ratio", "floor scaling",
                          "peak MB w1 / w2"],
-                        notes=[NOTE.format(rounds=max(1, ROUNDS))])
+                        notes=[NOTE.format(rounds=max(1, ROUNDS)), READY_NOTE])
 
 
 def _best(runs):
@@ -210,8 +210,7 @@ def test_read_strategies(huge_capture, tmp_path):
                                 "also writes every record to a file (writev from the buffer or the map; "
                                 "copy_file_range for 'cfr'; 'mmapalloc': mmapchunk with the output's blocks "
                                 "allocated by one fallocate on ext4 before the writes, and cut to what was "
-                                "written after them, as the fast path does). The output is removed and the "
-                                "page cache written back (sync) before each write. Best of the rounds."])
+                                "written after them, as the fast path does). Best of the rounds.", READY_NOTE])
     for mode in ("read", "read4", "mmap", "mmapw", "mmappop", "mmapchunk", "cfr", "mmapalloc"):
         walk, write = [], []
         for _ in range(max(2, ROUNDS)):
@@ -219,9 +218,8 @@ def test_read_strategies(huge_capture, tmp_path):
                 walk.append(float(subprocess.run([str(exe), str(huge_capture), mode], capture_output=True,
                                                  text=True, check=True).stdout.split()[2]))
             out = tmp_path / "out.bin"
-            if out.exists():
-                out.unlink()
-            os.sync()
+            if mode in ("read", "mmap", "mmappop", "mmapchunk", "cfr", "mmapalloc"):
+                before_timed(out, os.path.getsize(huge_capture))
             if mode in ("read", "mmap", "mmappop", "mmapchunk", "cfr", "mmapalloc"):
                 fields = subprocess.run([str(exe), str(huge_capture), mode, str(out)], capture_output=True,
                                         text=True, check=True).stdout.split()
@@ -374,7 +372,7 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
     result_table("scale_size", "Scaling 1 -> 2 workers by input size (1, 2 and 4 GB, same run)",
                  ["expression", "output / input", "start s", "compute scaling", "memory-read scaling"]
                  + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling")],
-                 notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}")]).add(
+                 notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}"), READY_NOTE]).add(
         expr, expression=expr if counting else expression_id(expr), **row)
 
 
@@ -394,7 +392,7 @@ def _worker_cpu():
     return t.user + t.system
 
 
-def _plain_processes(path, expr, out, held):
+def _plain_processes(path, expr, out, held, writes):
     """(wall, CPU) of the ring's work on one file done by two plain processes (os.fork, no dask),
     the offsets known beforehand (a count pass, not timed): the chunks of pfilter.dask's ring,
     every other one each, filtered with their matches held and written during the pass over
@@ -411,7 +409,7 @@ def _plain_processes(path, expr, out, held):
         offsets.append(offsets[-1] + 16 * job.matched + job.bytes)
     with open(path, "rb") as f, open(out, "wb") as o:
         o.write(f.read(24))
-    os.sync()
+    before_timed(writes=writes)
     started = time.perf_counter()
     pids = []
     for m in (0, 1):
@@ -464,16 +462,13 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
         n = None
         for _ in range(max(1, ROUNDS)):
             runs["local"].append(run_command(local, env, tmp=tmp_path, out=tmp_path / "local.pcap")[:2])
-            if (tmp_path / "dask.pcap").exists():
-                os.unlink(tmp_path / "dask.pcap")
-            os.sync()                                          # as run_command does before the local run
+            writes = os.path.getsize(tmp_path / "local.pcap")
+            before_timed(tmp_path / "dask.pcap", writes)         # as run_command does before the local run
             took, _ = timed(lambda: pdask.filter_files([str(two_gb)], expr, str(tmp_path / "dask.pcap"), client=client))
             runs["dask"].append(took)
             if len(runs["dask"]) == 1:          # (the Queue ring's output is compared after the rounds)
                 assert filecmp.cmp(tmp_path / "local.pcap", tmp_path / "dask.pcap", shallow=False)
-            if (tmp_path / "dask.pcap").exists():
-                os.unlink(tmp_path / "dask.pcap")
-            os.sync()
+            before_timed(tmp_path / "dask.pcap", writes)
             pdask.RING_SHARED = False           # the ring of members on several hosts
             try:
                 took, _ = timed(lambda: pdask.filter_files([str(two_gb)], expr, str(tmp_path / "dask.pcap"),
@@ -485,7 +480,8 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
             took, n = timed(lambda: pdask.count([str(two_gb)], expr, client=client))
             runs["dask count"].append(took)
             for name, held in (("plain", True), ("plain direct", False)):
-                runs.setdefault(name, []).append(_plain_processes(str(two_gb), expr, tmp_path / "plain.pcap", held))
+                runs.setdefault(name, []).append(_plain_processes(str(two_gb), expr, tmp_path / "plain.pcap", held,
+                                                                               writes))
         after = client.run(_worker_memory)
     finally:
         client.close()
@@ -515,7 +511,7 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
                                 "offsets known beforehand, matches held then written, and written straight (any "
                                 "split into two workers); their ratio column is to local -j 2. A dask worker process "
                                 "holds about 100 MB of Python, dask and distributed before any pfilter work: the "
-                                "peak minus that is pfilter's share."])
+                                "peak minus that is pfilter's share.", READY_NOTE])
     peaks = [after[w][0] for w in after]
     base = [before[w][0] for w in before]
     for what, lk, dk in (("-w", "local", "dask"), ("-w queue", "local", "dask queue"),
