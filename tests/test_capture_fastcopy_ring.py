@@ -223,7 +223,7 @@ def test_a_cancelled_ring_keeps_whole_records(tmp_path):
     """cancel() of member 0 while the ring runs stops every member at its next chunk: the output
     is a prefix of one worker's, ending on a record boundary, with the size the ring reports."""
     import threading
-    srcs = [_capture(tmp_path, n=60000, seed=18)]
+    srcs = [_capture(tmp_path, n=60000, seed=18, distinct=3000)]
     want, _ = _one_worker(tmp_path, srcs, "")
     out = tmp_path / "ring.pcap"
     with open(srcs[0], "rb") as f, open(out, "wb") as o:
@@ -267,7 +267,7 @@ def test_the_command_forks_its_workers_and_starts_over_when_one_dies(tmp_path, m
     writes the output instead: still the same bytes, nothing left behind."""
     import pfilter
     from pfilter.capture import fastpath
-    src = _capture(tmp_path, n=20000, seed=19, big=2)
+    src = _capture(tmp_path, n=20000, seed=19, big=2, distinct=2000)
     one = tmp_path / "one.pcap"
     pfilter.filter_file(str(src), str(one), "tcp", workers=1)
     monkeypatch.setattr(fastpath, "other_threads", lambda: 0)      # (pytest-xdist's threads: not ours)
