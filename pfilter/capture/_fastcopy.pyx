@@ -147,7 +147,7 @@ cdef extern from "<sys/mman.h>" nogil:
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, int64_t offset)
     int munmap(void* addr, size_t length)
     int madvise(void* addr, size_t length, int advice)
-    int PROT_READ, MAP_PRIVATE, MAP_POPULATE, MADV_DONTNEED
+    int PROT_READ, PROT_NONE, MAP_PRIVATE, MAP_POPULATE, MAP_ANONYMOUS, MAP_FIXED, MAP_NORESERVE, MADV_DONTNEED
     void* MAP_FAILED
 
 # A chunk's pages are mapped in at once, its tail room's (the next chunk's first bytes) only when
@@ -788,6 +788,39 @@ cdef void _guarded_run(void* arg) noexcept nogil:
     run_packets(g.sh.prog, g.sh.clear_mem, g.buf, g.w.offsets, g.w.caplens, g.w.wirelens, g.n, g.w.verdicts)
 
 
+# A ring member maps each chunk on its own (PcapCopy.run: not the pass's `whole` mapping), in a
+# window of whole 2 MB blocks of the file at an address that is a multiple of 2 MB. The page
+# cache holds a file read from disk in folios of up to 2 MB (ext4 since Linux 6.16), and such a
+# folio maps as one page-table entry only where file offset and address are both aligned so; a
+# mapping of just the chunk's pages maps them 4 KB at a time, with the kernel work and the TLB
+# misses that brings. Measured on 1 GB with 2 forked workers, interleaved A/B: CPU 0.317 ->
+# 0.281 s for `-w 'ip and tcp port 80'`, 0.497 -> 0.468 s for `-w tcp`.
+cdef enum:
+    PMD_BYTES = 2 << 20
+
+
+cdef void* _map_window(size_t length, int flags, int fd, int64_t at) noexcept nogil:
+    """mmap() of length bytes of fd from `at` (both multiples of PMD_BYTES), read-only, at an
+    address that is a multiple of PMD_BYTES: a reservation PMD_BYTES longer, the file mapped over
+    its first aligned address, the rest of the reservation given back. MAP_FAILED on failure."""
+    cdef uint8_t* r = <uint8_t*>mmap(NULL, length + PMD_BYTES, PROT_NONE,
+                                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    cdef uint8_t* a
+    cdef void* m
+    if <void*>r == MAP_FAILED:
+        return MAP_FAILED
+    a = <uint8_t*>((<size_t>r + PMD_BYTES - 1) & ~(<size_t>PMD_BYTES - 1))
+    m = mmap(a, length, PROT_READ, flags | MAP_FIXED, fd, at)
+    if m == MAP_FAILED:
+        munmap(r, length + PMD_BYTES)
+        return MAP_FAILED
+    if a > r:
+        munmap(r, <size_t>(a - r))
+    if r + length + PMD_BYTES > a + length:
+        munmap(a + length, <size_t>((r + length + PMD_BYTES) - (a + length)))
+    return m
+
+
 cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     """Read, walk, judge and write chunk i; False once the pass is over for this worker."""
     global pf_populate_read
@@ -808,6 +841,8 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     cdef Py_ssize_t spec = -1, spec_n = 0, spec_end = 0
     cdef int spec_stop = ST_NONE, spec_err = 0
     cdef int64_t file_end = -1
+    cdef int64_t win_at
+    cdef size_t win_len
     if sh.end >= 0 and sh.end - offset < want:
         want = sh.end - offset if sh.end > offset else 0
     if sh.mapped:
@@ -836,16 +871,20 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
             buf = sh.whole + (offset - sh.whole_at)
         elif want > 0 and not err and have:
             flags = MAP_PRIVATE if pf_populate_read else MAP_PRIVATE | MAP_POPULATE
-            m = mmap(NULL, <size_t>(offset - aligned + have), PROT_READ, flags, sh.in_fd, aligned)
-            if (m != MAP_FAILED and pf_populate_read and madvise(m, <size_t>(offset - aligned + got),
+            # (the window's bytes past the file's end are never read: the walk stops at `have`)
+            win_at = offset & ~(<int64_t>PMD_BYTES - 1)
+            win_len = <size_t>((offset - win_at + have + PMD_BYTES - 1) & ~(<int64_t>PMD_BYTES - 1))
+            m = _map_window(win_len, flags, sh.in_fd, win_at)
+            if (m != MAP_FAILED and pf_populate_read and madvise(<uint8_t*>m + (aligned - win_at),
+                                                                  <size_t>(offset - aligned + got),
                                                                   MADV_POPULATE_READ) != 0 and errno == EINVAL):
                 pf_populate_read = 0       # (other failures: the pages come in as they are touched)
             if m == MAP_FAILED:
                 err = errno
                 got = have = 0
             else:
-                w.map, w.map_len = <uint8_t*>m, <size_t>(offset - aligned + have)
-                buf = w.map + (offset - aligned)
+                w.map, w.map_len = <uint8_t*>m, win_len
+                buf = w.map + (offset - win_at)
     else:
         got = _fill(sh, buf, 0, want, offset, &err) if want > 0 else 0
         have = got
@@ -1250,7 +1289,7 @@ cdef class PcapCopy:
         # up to 2 MB), so a walk past its chunk's end leaves pages of the next member's chunks in
         # this member's page tables, which nobody drops: a pfilter.dask member's peak resident
         # memory grew with the input (110 MB over its base on 2 GB, Linux 6.18). A member maps
-        # each chunk on its own instead, and unmapping it drops all it brought in.
+        # each chunk on its own instead (_map_window), and unmapping it drops all it brought in.
         if sh.mapped and not sh.ring and fstat(self.in_fd, &st) == 0 and st.st_size > self.start:
             # the part of the file the pass reads, mapped once (chunks then only populate and
             # drop their pages); what lies beyond the size the file has now maps itself
