@@ -130,7 +130,7 @@ def tcpdump_path():
 
 # How much free memory warm_free_memory makes ready, as a multiple of the bytes the timed
 # command writes: twice the output's size left half the slow runs (measured: 2 GB before a
-# 1.4 GB output, 1.0-1.1 s against 0.54 s; 4 GB, 0.54 s every time).
+# 1.4 GB output, 0.94-1.10 s against 0.54 s; 4 GB, 0.54-0.57 s every time).
 WARM_FACTOR = 3
 WARM_MIN = 256 << 20
 
@@ -192,7 +192,7 @@ def before_timed(out=None, writes=0):
         warm_free_memory(writes)
 
 
-def run_command(cmd, env=None, tmp=None, out=None, writes=0):
+def run_command(cmd, env=None, tmp=None, out=None):
     """(wall seconds, CPU seconds, peak RSS in MB) of one command; fails on a non-zero exit.
 
     The peak comes from GNU time when installed: a child forked straight from pytest would
@@ -201,7 +201,7 @@ def run_command(cmd, env=None, tmp=None, out=None, writes=0):
     memory is warmed for what the command writes (before_timed), so neither command pays for the
     other's output (freeing it, or the kernel flushing it to disk in the middle of the run: on a
     2-core machine that alone moved ratios by 0.1) nor for memory its host took back."""
-    before_timed(out, writes)
+    before_timed(out)
     report = None
     if GNU_TIME and tmp is not None:
         report = tmp / "rss.txt"
