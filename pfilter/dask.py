@@ -598,8 +598,7 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
                 dst.abort()
                 return None
             results.append(max(mine, key=lambda r: r["chunks_done"]))
-        size = max(p[1] for p in parts)
-        os.truncate(dst.shared_path, size)
+        size = max(p[1] for p in parts)       # (commit cuts the file to it)
     except BaseException:
         _drop(futures, dst)
         raise
@@ -656,7 +655,6 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
         if any(r is None for r in results) or not all(_joins(tasks, results, k) for k in range(n)):
             dst.abort()
             return None
-        os.truncate(dst.shared_path, size)
     except BaseException:
         _drop(futures, dst)
         raise

@@ -254,14 +254,15 @@ class AtomicFile:
         return self._reserved
 
     def commit(self, length=None):
-        """Give the finished file its name (flushed to disk first when it replaces one). After
-        preallocate(), `length` (the bytes written) is required: the file is cut to it first."""
+        """Give the finished file its name (flushed to disk first when it replaces one). Given
+        `length` (the bytes written), the file is cut to it first; after preallocate() it is
+        required."""
         with deferred():
             if self._finished:
                 return
-            if self._reserved:
-                if length is None:
-                    raise ValueError("AtomicFile.commit: a preallocated file needs its length")
+            if self._reserved and length is None:
+                raise ValueError("AtomicFile.commit: a preallocated file needs its length")
+            if length is not None and self._fd >= 0:
                 try:
                     os.ftruncate(self._fd, length)
                 except OSError as e:
