@@ -199,7 +199,7 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False, drain=N
                 return None
         job = _fastcopy.PcapCopy(decoded, clear_mem, in_fd, -1 if hold else out_fd, start,
                                  min(h.snaplen, h.maxcap), out_size=offset, end=end, hold=hold,
-                                 **_sized(max(1, (os.fstat(in_fd).st_size if end < 0 else end) - start), 1))
+                                 **_sized(max(1, (os.fstat(in_fd).st_size if end < 0 else end) - start), 1, h))
         if drain is not None:
             job.drain(*drain)
         if job.run() != "eof":

@@ -34,9 +34,11 @@ lock: each populates and drops its chunks' pages without TLB shootdowns for the 
 
 A mapped pass (mapped=True, what pfilter.capture.fastpath asks for) maps the part of the file it
 reads once, and each chunk populates its own pages (and its tail room's as they are touched)
-instead of reading them, dropping them again before its worker's next chunk: the walk
-prefetches every line a few pages ahead, so the records come into the cache as fast as a read
-would copy them, and the copy is saved (bench/results/latest_scale.md). A chunk beyond the size
+instead of reading them, dropping them again before its worker's next chunk, and the copy is
+saved (bench/results/latest_scale.md). Its chunks are walked as several chains at once from
+guessed record boundaries (_walk_chains), so that the memory the headers are read from is
+waited for once per chain step rather than once per record, and only the lines records start on
+are read; what they leave to one chain (_walk) prefetches every line ahead. A chunk beyond the size
 the file had when the pass began maps itself. Reading is kept for what cannot be
 mapped, for truncating writes (-s: the header of a record is changed in place) and on request.
 A file that shrinks under a mapped pass ends it with a read error (SIGBUS caught, see
@@ -50,7 +52,7 @@ their error messages.
 """
 from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 
 from cpython.buffer cimport (PyBUF_ANY_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
                             PyObject_GetBuffer)
@@ -328,6 +330,8 @@ cdef struct Shared:
     Py_ssize_t drain_next
     # guessing a chunk's first record boundary (see _guess); guess_depth 0: never
     int guess_depth
+    int chain_depth              # guessing the starts of a mapped chunk's chains (_walk_chains); 0: one chain
+    int64_t chains_kept, chains_missed   # (the workers' own, added up once they have stopped)
     int64_t guess_sec0           # the first record's seconds
     int64_t guess_span
     uint32_t frac_max            # 10**6 (usec files) or 10**9 (nsec)
@@ -357,6 +361,7 @@ cdef struct Worker:
     uint8_t* lent                # the current chunk's pages in the pass's mapping (Shared.whole),
     size_t lent_len              # dropped (MADV_DONTNEED) before the next chunk, or NULL
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
+    int64_t chains_kept, chains_missed   # _walk_chains' guessed spans kept, and walked again
 
 
 # A ring (PcapCopy's ring): the processes of one pass share its turns through a block of a shared
@@ -625,13 +630,14 @@ cdef void _drain(Shared* sh, int64_t budget) noexcept nogil:
 
 
 cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got, Py_ssize_t have,
-                      int64_t offset, int* stop, int* err) noexcept nogil:
+                      int64_t offset, int* stop, int* err, Py_ssize_t n0=0) noexcept nogil:
     """Walk the record headers from buffer position p (a record boundary) to the end of the
-    chunk's `got` bytes, filling w's record arrays; a record cut by the end of the chunk is
-    finished by _fill. The number of records; where the walk ended in w.walk_end, why it ended
-    early in stop (ANOMALY, TRUNCATED, READ_ERROR). The fields are kept in locals: stores to the
-    arrays would otherwise make the compiler load them again for every record."""
-    cdef Py_ssize_t n = 0, ahead = p
+    chunk's `got` bytes, filling w's record arrays from entry n0; a record cut by the end of the
+    chunk is finished by _fill. The number of records (n0 included); where the walk ended in
+    w.walk_end, why it ended early in stop (ANOMALY, TRUNCATED, READ_ERROR). The fields are kept
+    in locals: stores to the arrays would otherwise make the compiler load them again for every
+    record."""
+    cdef Py_ssize_t n = n0, ahead = p
     cdef uint32_t cap
     cdef uint32_t limit = sh.limit
     cdef int64_t* offsets = w.offsets
@@ -668,23 +674,31 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
 
 
 cdef Py_ssize_t _guess(Shared* sh, const uint8_t* buf, Py_ssize_t got, Py_ssize_t have,
-                      int64_t file_end, int64_t offset) noexcept nogil:
+                      int64_t file_end, int64_t offset, Py_ssize_t first=0, int depth=0,
+                      Py_ssize_t scan=0) noexcept nogil:
     """A guess at the chunk's first record boundary (a buffer position), from its bytes alone,
     by pfilter.capture.index.resync's rule: the first position from which guess_depth record
     headers in a row look sane (captured length within the limit and the wire length, fraction
     below a second, the first time within guess_span of the file's first record's, each next
     within a day), or whose chain ends exactly at the end of the file (file_end >= 0: the
     file offset where it ends, when within the buffer). -1 when none is found in the buffer.
-    Only a guess: the walk turn checks it against where the walk of the chunk before ended."""
-    cdef Py_ssize_t start, p, last = HDR + <Py_ssize_t>sh.limit + 1
+    Only a guess: the walk turn checks it against where the walk of the chunk before ended.
+    first, depth, scan: the search starts at buffer position `first` (no earlier), with `depth`
+    headers in a row in place of guess_depth (0: guess_depth), over `scan` positions in place of
+    a record's largest length (0)."""
+    cdef Py_ssize_t start, p, last = first + HDR + <Py_ssize_t>sh.limit + 1
     cdef uint32_t sec, frac, cap, wire
     cdef int64_t ref, span, d
     cdef int seen
+    if depth <= 0:
+        depth = sh.guess_depth
+    if scan > 0:
+        last = first + scan
     if last > got:
         last = got
-    for start in range(last):
+    for start in range(first, last):
         p, seen, ref, span = start, 0, sh.guess_sec0, sh.guess_span
-        while seen < sh.guess_depth and p + HDR <= have:
+        while seen < depth and p + HDR <= have:
             memcpy(&sec, buf + p, 4)
             memcpy(&frac, buf + p + 4, 4)
             memcpy(&cap, buf + p + 8, 4)
@@ -695,9 +709,106 @@ cdef Py_ssize_t _guess(Shared* sh, const uint8_t* buf, Py_ssize_t got, Py_ssize_
             ref, span = sec, 86400
             p += HDR + cap
             seen += 1
-        if seen >= sh.guess_depth or (seen and file_end >= 0 and offset + p == file_end):
+        if seen >= depth or (seen and file_end >= 0 and offset + p == file_end):
             return start
     return -1
+
+
+cdef enum:
+    # A mapped chunk is walked as CHAINS_MAX chains at most, each over CHAIN_MIN_BYTES at least,
+    # its start guessed from CHAIN_DEPTH headers in a row (see _walk_chains)
+    CHAINS_MAX = 8
+    CHAIN_MIN_BYTES = 1 << 16
+    CHAIN_DEPTH = 8
+    CHAIN_SCAN = 8192            # (bytes: a span whose start is not found within them is left out)
+
+
+cdef Py_ssize_t _walk_chains(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssize_t got,
+                             Py_ssize_t have, int64_t offset, int* stop, int* err) noexcept nogil:
+    """_walk of a mapped chunk, its records the same, in the same order, found faster: the
+    chunk's bytes from p on are cut into up to CHAINS_MAX spans, each span's first record
+    boundary guessed (_guess, CHAIN_DEPTH headers in a row), and the spans' headers walked in
+    turn, one record of each span after the other. A walk reads a header, and only then knows
+    where the next one is: one chain waits for memory at every record, several keep as many
+    loads in flight. Each header's line (and the next line, the packet's first bytes) is
+    prefetched as soon as its position is known, so no line the records do not start on is read,
+    where _walk streams every line of the chunk through the cache (the memory two workers share;
+    bench/results/latest_scale.md).
+    Each span's records go to a stretch of the arrays of their own. A span that ends exactly on
+    the next span's guessed start proves that guess a boundary; the spans proven so, from the
+    first (whose start p is known), are kept (their entries moved together), and _walk goes on
+    from where the last of them stopped: past a wrong guess, at a record the spans leave to it
+    (one reaching past what is mapped, a caplen above the limit), and over the chunk's end."""
+    cdef Py_ssize_t starts[CHAINS_MAX + 1]
+    cdef Py_ssize_t at[CHAINS_MAX]
+    cdef Py_ssize_t seg[CHAINS_MAX]
+    cdef Py_ssize_t cnt[CHAINS_MAX]
+    cdef bint running[CHAINS_MAX]
+    cdef Py_ssize_t step, g, x, idx, n
+    cdef int j, k, nk, live
+    cdef uint32_t cap
+    cdef uint32_t limit = sh.limit
+    cdef int64_t* offsets = w.offsets
+    cdef uint32_t* caplens = w.caplens
+    cdef uint32_t* wirelens = w.wirelens
+    nk = <int>((got - p) // CHAIN_MIN_BYTES)
+    if nk > CHAINS_MAX:
+        nk = CHAINS_MAX
+    if sh.chain_depth <= 0 or nk < 2:
+        return _walk(sh, w, buf, p, got, have, offset, stop, err)
+    step = (got - p) // nk
+    starts[0] = p
+    k = 1
+    for j in range(1, nk):
+        g = _guess(sh, buf, got, have, -1, offset, p + j * step, sh.chain_depth, CHAIN_SCAN)
+        if g > starts[k - 1] and g < got:
+            starts[k] = g
+            k += 1
+    nk = k
+    if nk < 2:
+        return _walk(sh, w, buf, p, got, have, offset, stop, err)
+    starts[nk] = got
+    seg[0] = 0
+    for k in range(nk):
+        if k > 0:
+            seg[k] = seg[k - 1] + (starts[k] - starts[k - 1] + HDR - 1) // HDR
+        at[k], cnt[k], running[k] = starts[k], 0, True
+    live = nk
+    while live:
+        live = 0
+        for k in range(nk):
+            if not running[k]:
+                continue
+            x = at[k]
+            if x >= starts[k + 1] or have - x < HDR:
+                running[k] = False
+                continue
+            memcpy(&cap, buf + x + 8, 4)
+            if cap > limit or have - x - HDR < <Py_ssize_t>cap:
+                running[k] = False
+                continue
+            idx = seg[k] + cnt[k]
+            offsets[idx] = x + HDR
+            caplens[idx] = cap
+            memcpy(&wirelens[idx], buf + x + 12, 4)
+            cnt[k] += 1
+            x += HDR + cap
+            at[k] = x
+            __builtin_prefetch(buf + x)
+            __builtin_prefetch(buf + x + 64)
+            live = 1
+    n = cnt[0]
+    k = 0
+    while k + 1 < nk and at[k] == starts[k + 1]:
+        k += 1
+        if seg[k] != n and cnt[k]:
+            memmove(&offsets[n], &offsets[seg[k]], cnt[k] * sizeof(int64_t))
+            memmove(&caplens[n], &caplens[seg[k]], cnt[k] * sizeof(uint32_t))
+            memmove(&wirelens[n], &wirelens[seg[k]], cnt[k] * sizeof(uint32_t))
+        n += cnt[k]
+    w.chains_kept += k
+    w.chains_missed += nk - 1 - k
+    return _walk(sh, w, buf, at[k], got, have, offset, stop, err, n)
 
 
 cdef int _select(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t n, int64_t offset, int64_t want_count,
@@ -776,12 +887,12 @@ cdef void _guarded_guess_walk(void* arg) noexcept nogil:
     cdef Guarded* g = <Guarded*>arg
     g.p = _guess(g.sh, g.buf, g.got, g.have, g.file_end, g.offset)
     if g.p >= 0:
-        g.n = _walk(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
+        g.n = _walk_chains(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
 
 
 cdef void _guarded_walk(void* arg) noexcept nogil:
     cdef Guarded* g = <Guarded*>arg
-    g.n = _walk(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
+    g.n = _walk_chains(g.sh, g.w, g.buf, g.p, g.got, g.have, g.offset, g.stop, g.err)
 
 
 cdef void _guarded_run(void* arg) noexcept nogil:
@@ -1126,6 +1237,7 @@ cdef class PcapCopy:
         self.sh.t.done = self.sh.t.stop_offset = start
         self.sh.t.out_size = out_size
         self.sh.t.guesses_kept = self.sh.t.guesses_missed = 0
+        self.sh.chains_kept = self.sh.chains_missed = 0
         self.sh.hold, self.sh.held, self.sh.nheld, self.sh.cap_held = hold, NULL, 0, 0
         self.sh.drain = NULL
         self.drained = None
@@ -1144,6 +1256,13 @@ cdef class PcapCopy:
         """(kept, missed): chunks whose walk from a guessed first record was kept (the guess
         was right), and those walked again from the boundary handed over."""
         return self.sh.t.guesses_kept, self.sh.t.guesses_missed
+
+    @property
+    def chains(self):
+        """(kept, missed): the spans of this process's chunks walked as chains of their own from
+        a guessed first record and kept (the span before ended on the guess), and those walked
+        again by the span before (see _walk_chains); after run()."""
+        return self.sh.chains_kept, self.sh.chains_missed
 
     @property
     def ring_chunks(self):
@@ -1250,7 +1369,7 @@ cdef class PcapCopy:
         cdef Worker* workers
         cdef pthread_t* threads
         cdef Py_ssize_t room = self.chunk + HDR + self.limit
-        cdef Py_ssize_t cap_records = room // HDR + 2
+        cdef Py_ssize_t cap_records = room // HDR + 2 + CHAINS_MAX    # (_walk_chains' stretches)
         cdef size_t a_buf = (room + 63) & ~(<size_t>63)
         cdef size_t a_off = cap_records * sizeof(int64_t)
         cdef size_t a_u32 = ((cap_records * sizeof(uint32_t)) + 15) & ~(<size_t>15)
@@ -1309,10 +1428,14 @@ cdef class PcapCopy:
             sh.t.cancelled = 1
         # a speculative walk per chunk (see _chunk) when several workers share the pass: it
         # needs the file's first record time (its header at offset 24)
-        sh.guess_depth, sh.guess_span = 0, self.guess_span
+        sh.guess_depth, sh.chain_depth, sh.guess_span = 0, 0, self.guess_span
         sh.frac_max = 1000000000 if self.nsec else 1000000
-        if sh.stride > 1 and self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
-            sh.guess_depth, sh.guess_sec0 = self.guess_depth, sec0
+        if self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
+            sh.guess_sec0 = sec0
+            if sh.stride > 1:
+                sh.guess_depth = self.guess_depth
+            if sh.mapped:
+                sh.chain_depth = CHAIN_DEPTH
         if not sh.ring:
             sh.t.walk_turn, sh.t.next_start, sh.t.walk_over = 0, self.start, False
             sh.t.write_turn, sh.t.finished = 0, 0
@@ -1329,6 +1452,7 @@ cdef class PcapCopy:
             workers[i].block = NULL
             workers[i].map = NULL
             workers[i].lent = NULL
+            workers[i].chains_kept = workers[i].chains_missed = 0
         for i in range(nw):
             workers[i].sh = sh
             workers[i].id = sh.member + i
@@ -1386,7 +1510,10 @@ cdef class PcapCopy:
             if sh.whole != NULL:
                 munmap(sh.whole, sh.whole_len)
                 sh.whole = NULL
+            sh.chains_kept = sh.chains_missed = 0
             for i in range(nw):
+                sh.chains_kept += workers[i].chains_kept
+                sh.chains_missed += workers[i].chains_missed
                 if workers[i].map != NULL:
                     munmap(workers[i].map, workers[i].map_len)
                 if workers[i].block != NULL:

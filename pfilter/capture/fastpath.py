@@ -240,15 +240,16 @@ def _sized(nbytes, workers, header=None, counting=False):
     """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
     chunk no larger than the file (a directory of small files allocates small buffers); chunks
     mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1. With
-    several workers and the file's PcapHeader, each chunk's walk starts from a guess at its
-    first record (resync's rule) without waiting for the walk of the chunk before. Counting
+    the file's PcapHeader, a mapped chunk is walked as several chains from guesses at record
+    boundaries inside it (_walk_chains), and with several workers each chunk's walk starts from a
+    guess at its first record (resync's rule) without waiting for the walk of the chunk before. Counting
     (no output), chunks of COUNT_CHUNK_BYTES: nothing is written from them, so they need not
     stay in the CPU cache until a write, and fewer chunks hand on fewer turns."""
     from ._fastcopy import CHUNK_BYTES, COUNT_CHUNK_BYTES
     chunk = max(1 << 16, min(COUNT_CHUNK_BYTES if counting else CHUNK_BYTES, nbytes))
     workers = max(1, min(workers, -(-nbytes // chunk)))
     guess = {}
-    if workers > 1 and header is not None:
+    if header is not None:
         guess = dict(guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN, nsec=header.nsec)
     return dict(chunk=chunk, workers=workers, mapped=os.environ.get("PFILTER_NO_MMAP", "") in ("", "0"),
                 **guess)
@@ -303,7 +304,7 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
                 with lock:
                     decoded, clear_mem = programs.get(h)
                 job = _fastcopy.PcapCopy(decoded, clear_mem, fd, -1, 24, min(h.snaplen, h.maxcap),
-                                         **_sized(os.fstat(fd).st_size, 1))
+                                         **_sized(os.fstat(fd).st_size, 1, h, counting=True))
                 jobs[i] = job
                 if job.run() != "eof":
                     failed.append(i)
