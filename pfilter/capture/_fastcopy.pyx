@@ -266,13 +266,17 @@ cdef enum:
     WALK_PREFETCH = 512
     MAP_PREFETCH = 16384
 
-# One chunk: large enough that per-chunk work vanishes, small enough to still be in the CPU
-# cache when its records are judged and written (1 MB measured best of 256 KB to 8 MB).
+# One chunk read into a worker's buffer: large enough that per-chunk work vanishes, small enough
+# to still be in the CPU cache when its records are judged and written from that buffer (1 MB
+# measured best of 256 KB to 8 MB).
 CHUNK_BYTES = 1 << 20
-# A counting pass's chunk (nothing is written from it, so it need not stay in the CPU cache
-# until a write): measured, two workers count faster with 4 MB chunks than with 1 MB (fewer
-# turns handed on), one worker no slower (bench/results/latest_scale.md, "--count tcp").
-COUNT_CHUNK_BYTES = 4 << 20
+# A chunk that need not stay in the CPU cache until a write: a counting pass's (nothing is
+# written from it) and a mapped pass's (its records are written from the page cache, and its
+# walk reads only the lines records start on: _walk_chains). Measured on 1 GB against 1 MB: two
+# workers count faster (fewer turns handed on), one no slower; mapped -w 4-12% faster with one
+# worker or two for 'ip and tcp port 80', 'udp port 53 or icmp' and 'vlan and ip', the same for
+# 'tcp' (8 and 16 MB slower again) (bench/results/latest_scale.md).
+WIDE_CHUNK_BYTES = 4 << 20
 # The most threads one pass runs.
 WORKERS_MAX = MAX_WORKERS
 

@@ -236,23 +236,29 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 SMALL_FILE_BYTES = 16 << 20
 
 
+#: a mapped pass takes wide chunks when each worker gets at least this many of them
+WIDE_CHUNKS_PER_WORKER = 4
+
+
 def _sized(nbytes, workers, header=None, counting=False):
     """PcapCopy's chunk and workers for a file of nbytes: no more workers than chunks, and a
     chunk no larger than the file (a directory of small files allocates small buffers); chunks
     mapped rather than read (see pfilter/capture/_fastcopy.pyx) unless PFILTER_NO_MMAP=1. With
     the file's PcapHeader, a mapped chunk is walked as several chains from guesses at record
     boundaries inside it (_walk_chains), and with several workers each chunk's walk starts from a
-    guess at its first record (resync's rule) without waiting for the walk of the chunk before. Counting
-    (no output), chunks of COUNT_CHUNK_BYTES: nothing is written from them, so they need not
-    stay in the CPU cache until a write, and fewer chunks hand on fewer turns."""
-    from ._fastcopy import CHUNK_BYTES, COUNT_CHUNK_BYTES
-    chunk = max(1 << 16, min(COUNT_CHUNK_BYTES if counting else CHUNK_BYTES, nbytes))
+    guess at its first record (resync's rule) without waiting for the walk of the chunk before.
+    Counting (no output), or mapped over at least WIDE_CHUNKS_PER_WORKER wide chunks per worker,
+    chunks of WIDE_CHUNK_BYTES (see _fastcopy): a smaller file keeps 1 MB chunks, enough of them
+    to share among its workers."""
+    from ._fastcopy import CHUNK_BYTES, WIDE_CHUNK_BYTES
+    mapped = os.environ.get("PFILTER_NO_MMAP", "") in ("", "0")
+    wide = counting or (mapped and nbytes >= WIDE_CHUNK_BYTES * WIDE_CHUNKS_PER_WORKER * max(1, workers))
+    chunk = max(1 << 16, min(WIDE_CHUNK_BYTES if wide else CHUNK_BYTES, nbytes))
     workers = max(1, min(workers, -(-nbytes // chunk)))
     guess = {}
     if header is not None:
         guess = dict(guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN, nsec=header.nsec)
-    return dict(chunk=chunk, workers=workers, mapped=os.environ.get("PFILTER_NO_MMAP", "") in ("", "0"),
-                **guess)
+    return dict(chunk=chunk, workers=workers, mapped=mapped, **guess)
 
 
 class _Programs:
