@@ -17,6 +17,7 @@ import pfilter
 from pfilter import _vm
 from pfilter.capture import _fastcopy
 from pfilter.capture.fastpath import _decode
+from pfilter.capture.files import RESYNC_DEPTH, RESYNC_SPAN
 from test_capture_fastpath import packet, write_pcap
 
 EXPRESSIONS = ["", "tcp", "udp port 53 or icmp", "vlan and ip", "ip6"]
@@ -99,7 +100,7 @@ import pfilter
 from pfilter import _vm
 from pfilter.capture import _fastcopy
 from pfilter.capture.fastpath import _decode
-src, keep = sys.argv[1], int(sys.argv[2])
+src, keep, kw = sys.argv[1], int(sys.argv[2]), eval(sys.argv[4])
 decoded, clear = _decode(_vm, pfilter.compile("tcp").to_tuples())
 outcomes = set()
 for attempt in range(40):
@@ -109,7 +110,7 @@ for attempt in range(40):
             f.truncate(FULL)
     fd = os.open(src, os.O_RDONLY)
     out = os.open(src + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    job = _fastcopy.PcapCopy(decoded, clear, fd, out, 24, 262144, chunk=1 << 16, workers=2, mapped=True)
+    job = _fastcopy.PcapCopy(decoded, clear, fd, out, 24, 262144, workers=2, mapped=True, **kw)
     t = threading.Thread(target=lambda: outcomes.add((job.run(), job.error)))
     t.start()
     while t.is_alive() and job.done < keep // 4:
@@ -122,15 +123,18 @@ print(sorted(outcomes))
 """
 
 
-def test_a_file_shrinking_under_a_mapped_pass_ends_it_with_a_read_error(tmp_path):
+@pytest.mark.parametrize("kw", [dict(chunk=1 << 16),
+                                dict(chunk=1 << 20, guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN)],
+                         ids=["one-chain", "chains"])
+def test_a_file_shrinking_under_a_mapped_pass_ends_it_with_a_read_error(tmp_path, kw):
     rng = random.Random(9)
     recs = [(packet(rng, size=1400), None, None) for _ in range(600)] * 20     # (12,000: building is slow)
     src = write_pcap(tmp_path / "shrinking.pcap", recs)
     full = os.path.getsize(src)
     code = SHRINK.replace("FULL", str(full))
     root = os.path.dirname(os.path.dirname(os.path.abspath(pfilter.__file__)))
-    proc = subprocess.run([sys.executable, "-c", code, str(src), str(full // 3), root], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(full // 3), root, repr(kw)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]          # never killed by SIGBUS
     outcomes = eval(proc.stdout.strip())
     assert {status for status, _error in outcomes} <= {"eof", "truncated", "read-error"}
