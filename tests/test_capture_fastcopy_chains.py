@@ -107,3 +107,36 @@ def test_the_command_walks_in_chains(tmp_path, monkeypatch):
     monkeypatch.setattr(_fastcopy, "PcapCopy", real)
     want, _ = _pass(src, tmp_path / "read.pcap", "tcp", mapped=False)
     assert (tmp_path / "out.pcap").read_bytes() == want[-1]
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_damaged_captures_stop_where_one_chain_stops(tmp_path, seed):
+    """Record headers damaged at random places past the first chunk (a caplen made huge, a few
+    bytes longer or shorter, a header overwritten): the walk stops at a caplen above the limit,
+    runs out of sync through packet data, or meets the file's end inside a record, and the spans
+    after the damage guess wrong. A pass walking in chains gives the status, stop offset, counts
+    and output of a read pass."""
+    rng = random.Random(seed)
+    data = bytearray(_capture(tmp_path / "in.pcap", seed=seed).read_bytes())
+    heads, at = [], 24
+    while at + 16 <= len(data):
+        heads.append(at)
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    for _ in range(rng.choice([1, 2, 3])):
+        at = rng.choice([h for h in heads if h > CHUNK])
+        cap = struct.unpack_from("<I", data, at + 8)[0]
+        how = rng.randrange(4)
+        if how == 0:
+            struct.pack_into("<I", data, at + 8, rng.randrange(3000, 400000))
+        elif how == 1:
+            struct.pack_into("<I", data, at + 8, cap + rng.randrange(1, 40))
+        elif how == 2:
+            struct.pack_into("<I", data, at + 8, max(0, cap - rng.randrange(1, 16)))
+        else:
+            data[at:at + 16] = bytes(rng.getrandbits(8) for _ in range(16))
+    src = tmp_path / "damaged.pcap"
+    src.write_bytes(bytes(data))
+    for limit in (262144, 2000):
+        want, _ = _pass(src, tmp_path / "read.pcap", "tcp", mapped=False, limit=limit)
+        got, _ = _pass(src, tmp_path / "mapped.pcap", "tcp", mapped=True, limit=limit)
+        assert got == want, (limit, want[:5], got[:5])
