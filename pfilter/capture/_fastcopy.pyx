@@ -1430,8 +1430,9 @@ cdef class PcapCopy:
         sh.cancelled = &self.cancelled if not sh.ring else &sh.t.cancelled
         if sh.ring and self.cancelled:
             sh.t.cancelled = 1
-        # a speculative walk per chunk (see _chunk) when several workers share the pass: it
-        # needs the file's first record time (its header at offset 24)
+        # a speculative walk per chunk (see _chunk) when several workers share the pass, and a
+        # mapped chunk walked in chains (_walk_chains): their guesses need the file's first
+        # record time (its header at offset 24)
         sh.guess_depth, sh.chain_depth, sh.guess_span = 0, 0, self.guess_span
         sh.frac_max = 1000000000 if self.nsec else 1000000
         if self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
