@@ -334,7 +334,7 @@ cdef struct Shared:
     Py_ssize_t drain_next
     # guessing a chunk's first record boundary (see _guess); guess_depth 0: never
     int guess_depth
-    int chain_depth              # guessing the starts of a mapped chunk's chains (_walk_chains); 0: one chain
+    bint chained                 # a mapped chunk is walked in chains (_walk_chains); else in one
     int64_t chains_kept, chains_missed   # (the workers' own, added up once they have stopped)
     int64_t guess_sec0           # the first record's seconds
     int64_t guess_span
@@ -758,13 +758,13 @@ cdef Py_ssize_t _walk_chains(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, 
     nk = <int>((got - p) // CHAIN_MIN_BYTES)
     if nk > CHAINS_MAX:
         nk = CHAINS_MAX
-    if sh.chain_depth <= 0 or nk < 2:
+    if not sh.chained or nk < 2:
         return _walk(sh, w, buf, p, got, have, offset, stop, err)
     step = (got - p) // nk
     starts[0] = p
     k = 1
     for j in range(1, nk):
-        g = _guess(sh, buf, got, have, -1, offset, p + j * step, sh.chain_depth, CHAIN_SCAN)
+        g = _guess(sh, buf, got, have, -1, offset, p + j * step, CHAIN_DEPTH, CHAIN_SCAN)
         if g > starts[k - 1] and g < got:
             starts[k] = g
             k += 1
@@ -1433,14 +1433,14 @@ cdef class PcapCopy:
         # a speculative walk per chunk (see _chunk) when several workers share the pass, and a
         # mapped chunk walked in chains (_walk_chains): their guesses need the file's first
         # record time (its header at offset 24)
-        sh.guess_depth, sh.chain_depth, sh.guess_span = 0, 0, self.guess_span
+        sh.guess_depth, sh.chained, sh.guess_span = 0, False, self.guess_span
         sh.frac_max = 1000000000 if self.nsec else 1000000
         if self.guess_depth > 0 and pread(self.in_fd, &sec0, 4, 24) == 4:
             sh.guess_sec0 = sec0
             if sh.stride > 1:
                 sh.guess_depth = self.guess_depth
             if sh.mapped:
-                sh.chain_depth = CHAIN_DEPTH
+                sh.chained = True
         if not sh.ring:
             sh.t.walk_turn, sh.t.next_start, sh.t.walk_over = 0, self.start, False
             sh.t.write_turn, sh.t.finished = 0, 0
