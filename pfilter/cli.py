@@ -693,8 +693,18 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     from .capture.fastpath import check_workers, fast_path_applies, total_size
     workers = check_workers(args.workers)
     native = use_native(args.backend, nbytes=total_size(sources))
-    if args.scheduler or args.merge or args.after or args.before or args.index_file:
+    timed = bool(args.after or args.before)
+    if args.scheduler or args.merge or args.index_file or (timed and len(sources) != 1):
         return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
+    byte_range = None
+    if timed:
+        # one pcap file and a time window: the fast path over the window's records, numpy-free
+        # (filter_file decides the same way; the general path scans what the index cannot take)
+        from .capture.index import parse_time, window_range
+        byte_range = window_range(sources[0], parse_time(args.after) if args.after else None,
+                                  parse_time(args.before) if args.before else None)
+        if byte_range is None:
+            return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     if fast_path_applies(per_batch=args.write is None and not args.count_only, dedup=dedup, native=native):
         # Plain pcap files to copy or count: the fast path, numpy-free (None: not for these inputs).
         from .capture.fastpath import fast_filter_file
@@ -708,7 +718,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
             stats = fast_filter_file(sources, args.write, program_for, count=args.count,
                                      format=args.format, ts_resolution=resolution, progress=update,
                                      announce=announce, truncate=truncate, rotate=Rotation.make(rotate),
-                                     workers=workers)
+                                     workers=workers, byte_range=byte_range)
         finally:
             if bar is not None:
                 bar.close()
@@ -716,6 +726,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
             global _FAST_PATH_DONE
             _FAST_PATH_DONE = True
             return _report(args, stats, 0)
+    if timed:
+        return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
 
     # Compile (and refuse) before creating any output, for the first input's link type.
     # The first input is opened once (it may be a pipe) and handed to filter_file open.

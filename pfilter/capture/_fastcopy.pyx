@@ -50,7 +50,7 @@ at a record cut by the end of the file, it stops and says where (status ANOMALY 
 caller then starts over on the general path, which knows libpcap's rules for such records and
 their error messages.
 """
-from libc.stdint cimport INT64_MAX, int64_t, uint8_t, uint32_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove, memset
 
@@ -1662,31 +1662,233 @@ cdef void* _array(object a, Py_buffer* view, Py_ssize_t itemsize, str kinds) exc
 
 def record_index(int fd, int64_t start, int64_t end, object offsets_a, object seconds_a,
                  object fractions_a, object caplens_a, object wirelens_a,
-                 bint swapped, Py_ssize_t chunk=CHUNK_BYTES):
+                 bint swapped, Py_ssize_t chunk=CHUNK_BYTES, int64_t first_sec=-1, bint nsec=False,
+                 int64_t guess_span=0, bint mapped=True, Py_ssize_t window=WIDE_CHUNK_BYTES):
     """Walk the record headers of a classic pcap file from `start` (a record boundary) and
     fill the arrays, up to their length: file offset, seconds, fraction (as recorded), captured
     and wire length of each record (headers in the file's byte order: `swapped`). Reads only the
-    headers (one pread of 16 bytes per record when records are larger than a chunk; else the
-    chunks). end: stop at this offset (-1: the end of the file).
+    headers. end: stop at this offset (-1: the end of the file).
+    A regular file in host byte order is mapped, `window` bytes at a time, and walked as
+    the fast path's mapped chunks are (_walk_chains: several chains from guessed boundaries,
+    only the lines records start on read; first_sec, the file's first record's seconds, nsec and
+    guess_span feed the guesses, first_sec -1: one chain); else (or mapped=False) read, `chunk`
+    bytes at a time (one pread of 16 bytes per record when records are larger than a chunk).
     Returns (records filled, offset reached, status): status 0 at the end, 1 when the arrays are
     full, 2 when the file ends inside a record (offset reached: its header).
     The arrays: int64 (offsets, seconds, fractions) and uint32 (caplens, wirelens), writable and
     contiguous (numpy arrays, through the buffer protocol)."""
     cdef Py_buffer views[5]
     cdef void* at[5]
-    cdef int got_views = 0, k
+    cdef int got_views = 0, k, status
+    cdef Py_ssize_t room, n
     arrays = (offsets_a, seconds_a, fractions_a, caplens_a, wirelens_a)
     try:
         for k in range(5):
             at[k] = _array(arrays[k], &views[k], 8 if k < 3 else 4, "ql" if k < 3 else "IL")
             got_views = k + 1
-        return _record_index(fd, start, end, <int64_t*>at[0], <int64_t*>at[1], <int64_t*>at[2], <uint32_t*>at[3],
-                             <uint32_t*>at[4], views[0].len // 8,
-                             min(views[1].len // 8, views[2].len // 8, views[3].len // 4, views[4].len // 4),
-                             swapped, chunk)
+        room = views[0].len // 8
+        if min(views[1].len // 8, views[2].len // 8, views[3].len // 4, views[4].len // 4) < room:
+            raise ValueError("the arrays must be as long as offsets")
+        n = 0
+        status = -1
+        if mapped and not swapped:
+            n, start, status = _record_index_mapped(fd, start, end, <int64_t*>at[0], <int64_t*>at[1],
+                                                    <int64_t*>at[2], <uint32_t*>at[3], <uint32_t*>at[4], room,
+                                                    first_sec, nsec, guess_span, window)
+        if status >= 0:
+            return n, start, status
+        # (not mapped, or the file shrank under the mapping: read from where the walk stopped)
+        n2, start, status = _record_index(fd, start, end, <int64_t*>at[0] + n, <int64_t*>at[1] + n,
+                                          <int64_t*>at[2] + n, <uint32_t*>at[3] + n, <uint32_t*>at[4] + n,
+                                          room - n, room - n, swapped, chunk)
+        return n + n2, start, status
     finally:
         for k in range(got_views):
             PyBuffer_Release(&views[k])
+
+
+def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec, int64_t first_sec=-1,
+                  int64_t guess_span=0, bint mapped=True, Py_ssize_t window=WIDE_CHUNK_BYTES):
+    """The byte range (start, end) of the records of a classic pcap file (header at offset 0, in
+    the file's byte order: `swapped`) whose time t (ns) is after <= t < before, by one walk of its
+    record headers as record_index's (see there for first_sec, guess_span, mapped and window),
+    keeping no array: start, the first such record's offset (or where the whole records end);
+    end, the first record's at or past `before` (or where the whole records end). None when a
+    record's time is before the time of the one before it (the window is then not one run of
+    records). A record cut by the end of the file is left out, as build_index leaves it out."""
+    cdef Py_ssize_t block = 1 << 14, n, k
+    cdef int64_t* offs = <int64_t*>malloc(block * 3 * sizeof(int64_t) + block * 2 * sizeof(uint32_t))
+    cdef int64_t* secs = offs + block
+    cdef int64_t* fracs = secs + block
+    cdef uint32_t* caps = <uint32_t*>(fracs + block)
+    cdef uint32_t* wires = caps + block
+    cdef int64_t pos = 24, size, t, last = INT64_MIN, start = -1, end = -1, whole_end = 24
+    cdef int64_t mult = 1 if nsec else 1000
+    cdef int status = 1
+    cdef stat st
+    if offs == NULL:
+        raise MemoryError()
+    try:
+        if fstat(fd, &st) != 0:
+            raise OSError(errno, "cannot read the capture")
+        size = st.st_size
+        while status == 1:
+            n = 0
+            status = -1
+            if mapped and not swapped:
+                n, pos, status = _record_index_mapped(fd, pos, -1, offs, secs, fracs, caps, wires, block,
+                                                      first_sec, nsec, guess_span, window)
+            if status < 0:
+                k, pos, status = _record_index(fd, pos, -1, offs + n, secs + n, fracs + n, caps + n, wires + n,
+                                               block - n, block - n, swapped, CHUNK_BYTES)
+                n += k
+            for k in range(n):
+                if offs[k] + HDR + <int64_t>caps[k] > size:
+                    status = 0          # (cut by the end of the file: the last record walked)
+                    break
+                t = secs[k] * 1000000000 + fracs[k] * mult
+                if t < last:
+                    return None
+                last = t
+                if start < 0 and t >= after:
+                    start = offs[k]
+                if end < 0 and t >= before:
+                    end = offs[k]
+                whole_end = offs[k] + HDR + caps[k]
+    finally:
+        free(offs)
+    if start < 0:
+        start = whole_end
+    if end < 0:
+        end = whole_end
+    return start, max(start, end)
+
+
+cdef struct IndexWindow:
+    # one mapped window of record_index's walk (through pf_guard)
+    Shared* sh
+    Worker* w
+    uint8_t* buf                 # the file at `pos`
+    int64_t pos
+    Py_ssize_t got, have         # records starting in buf[0:got] are the window's; have: mapped
+    int64_t* offsets             # where its records go (room of them at most)
+    int64_t* seconds
+    int64_t* fractions
+    uint32_t* caplens
+    uint32_t* wirelens
+    Py_ssize_t room
+    Py_ssize_t n                 # out: records stored
+    Py_ssize_t walked            # out: buffer position after them
+
+
+cdef void _index_window(void* arg) noexcept nogil:
+    """The window's records by _walk_chains (buffer positions of their data in w.offsets), then
+    their headers copied out (lines the walk has just read). A record reaching past what is
+    mapped ends the walk before it (walked: its header)."""
+    cdef IndexWindow* x = <IndexWindow*>arg
+    cdef int stop = ST_NONE, err = 0
+    cdef Py_ssize_t n, k, q
+    cdef uint32_t h[4]
+    n = _walk_chains(x.sh, x.w, x.buf, 0, x.got, x.have, x.pos, &stop, &err)
+    x.walked = x.w.walk_end
+    if n > x.room:
+        n = x.room
+        x.walked = x.w.offsets[n] - HDR
+    for k in range(n):
+        q = x.w.offsets[k] - HDR
+        memcpy(h, x.buf + q, HDR)
+        x.offsets[k] = x.pos + q
+        x.seconds[k] = h[0]
+        x.fractions[k] = h[1]
+        x.caplens[k] = h[2]
+        x.wirelens[k] = h[3]
+    x.n = n
+
+
+cdef tuple _record_index_mapped(int fd, int64_t start, int64_t end, int64_t* offsets, int64_t* seconds,
+                                int64_t* fractions, uint32_t* caplens, uint32_t* wirelens, Py_ssize_t room,
+                                int64_t first_sec, bint nsec, int64_t guess_span, Py_ssize_t chunk):
+    """record_index over windows of the file mapped in turn, chunk bytes of records each (see
+    there); status -1 when the file cannot be mapped or shrank under a window (the walk goes on
+    reading from the offset given)."""
+    cdef Shared sh
+    cdef Worker w
+    cdef IndexWindow x
+    cdef stat st
+    cdef int64_t pos = start, size, win_at, stop_at
+    cdef Py_ssize_t n = 0, cap_records
+    cdef Py_ssize_t tail = PMD_BYTES       # (a record reaching past the window's chunk: mapped too)
+    cdef size_t win_len
+    cdef void* m
+    cdef uint32_t h[4]
+    cdef int status = 0
+    cdef bint failed = False
+    if fstat(fd, &st) != 0 or not S_ISREG(st.st_mode) or chunk < HDR:
+        return 0, start, -1
+    size = st.st_size
+    memset(&sh, 0, sizeof(Shared))
+    memset(&w, 0, sizeof(Worker))
+    sh.in_fd, sh.mapped, sh.limit = fd, True, 0xFFFFFFFF
+    sh.chained = first_sec >= 0
+    sh.guess_sec0, sh.guess_span = first_sec, guess_span
+    sh.frac_max = 1000000000 if nsec else 1000000
+    w.sh = &sh
+    cap_records = (chunk + tail) // HDR + 2 + CHAINS_MAX
+    w.block = malloc(cap_records * (sizeof(int64_t) + 2 * sizeof(uint32_t)))
+    if w.block == NULL:
+        raise MemoryError()
+    w.offsets = <int64_t*>w.block
+    w.caplens = <uint32_t*>(w.offsets + cap_records)
+    w.wirelens = w.caplens + cap_records
+    pf_bus_enter()
+    try:
+        with nogil:
+            while True:
+                stop_at = size if end < 0 or end > size else end
+                if pos >= stop_at:
+                    status = 0
+                    break
+                if n == room:
+                    status = 1
+                    break
+                if size - pos < HDR:
+                    status = 2
+                    break
+                win_at = pos & ~(<int64_t>PMD_BYTES - 1)
+                x.got = chunk if stop_at - pos > chunk else <Py_ssize_t>(stop_at - pos)
+                x.have = chunk + tail if size - pos > chunk + tail else <Py_ssize_t>(size - pos)
+                win_len = <size_t>((pos - win_at + x.have + PMD_BYTES - 1) & ~(<int64_t>PMD_BYTES - 1))
+                m = _map_window(win_len, MAP_PRIVATE if pf_populate_read else MAP_PRIVATE | MAP_POPULATE, fd, win_at)
+                if m == MAP_FAILED:
+                    failed = True
+                    break
+                if pf_populate_read and madvise(<uint8_t*>m + (pos & ~(<int64_t>4095)) - win_at,
+                                                <size_t>(pos - (pos & ~(<int64_t>4095)) + x.got),
+                                                MADV_POPULATE_READ) != 0 and errno == EINVAL:
+                    pf_populate_read = 0
+                x.sh, x.w, x.buf, x.pos = &sh, &w, <uint8_t*>m + (pos - win_at), pos
+                x.offsets, x.seconds, x.fractions = offsets + n, seconds + n, fractions + n
+                x.caplens, x.wirelens, x.room, x.n = caplens + n, wirelens + n, room - n, 0
+                if pf_guard(_index_window, &x) != 0:
+                    munmap(m, win_len)
+                    failed = True            # (the file shrank: read from pos on)
+                    break
+                n += x.n
+                if x.n == 0 and x.walked == 0:
+                    # a record longer than the window: its header alone, and on past its data
+                    memcpy(h, x.buf, HDR)
+                    offsets[n], seconds[n], fractions[n], caplens[n], wirelens[n] = pos, h[0], h[1], h[2], h[3]
+                    n += 1
+                    pos += HDR + <int64_t>h[2]
+                else:
+                    pos += x.walked
+                munmap(m, win_len)
+    finally:
+        pf_bus_leave()
+        free(w.block)
+    if failed:
+        return n, pos, -1
+    return n, pos, status
 
 
 cdef _record_index(int fd, int64_t start, int64_t end, int64_t* offsets, int64_t* seconds,

@@ -264,7 +264,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
         return merge_filter([s.path if isinstance(s, Capture) else s for s in sources], dst, programs, count,
                             format, ts_resolution, window, on_batch, _writer_for, announce)
     byte_range = None
-    if timed and len(sources) == 1 and isinstance(sources[0], str) and _plain_pcap(sources[0]):
+    if timed and len(sources) == 1 and isinstance(sources[0], str):
         from .index import window_range
         byte_range = window_range(sources[0], *window)      # None: not sorted, scanned below
     if fast_path_applies(per_batch=on_batch is not None, batch_packets=batch_packets, dedup=dedup,
@@ -386,18 +386,6 @@ def _inside(timestamps, window):
     if before is not None:
         inside &= timestamps < before
     return inside
-
-
-def _plain_pcap(path):
-    """Whether path names a regular file starting with a classic pcap magic."""
-    from .files import pcap_magic_order
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-        with open(path, "rb") as f:
-            return pcap_magic_order(f.read(24)) is not None
-    except (OSError, ValueError):
-        return False
 
 
 def _size(s):

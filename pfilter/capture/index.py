@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
 from ..errors import FilterError
 from .files import RESYNC_DEPTH, RESYNC_SPAN, parse_pcap_header, pcap_magic_order
@@ -35,6 +34,7 @@ class CaptureIndex:
     bytes when indexed), `end` (the offset after the last whole record)."""
 
     def __init__(self, path, format, offsets, timestamps, caplen, wirelen, linktypes, size, end):
+        import numpy as np
         self.path, self.format = path, format
         self.offsets = np.asarray(offsets, np.int64)
         self.timestamps = np.asarray(timestamps, np.int64)
@@ -52,6 +52,7 @@ class CaptureIndex:
     @property
     def sorted(self):
         """True when the timestamps never go back (a time window is then one run of records)."""
+        import numpy as np
         return bool(len(self) < 2 or np.all(np.diff(self.timestamps) >= 0))
 
     def record_end(self, i):
@@ -61,6 +62,7 @@ class CaptureIndex:
     def ranges(self, parts=None, max_bytes=None):
         """Byte ranges [(start, end), ...] on record boundaries covering every record, about
         equal in bytes: `parts` of them, or as many as keep each under max_bytes."""
+        import numpy as np
         n = len(self)
         if n == 0:
             return []
@@ -76,6 +78,7 @@ class CaptureIndex:
     def window(self, after=None, before=None):
         """(i, j): the records i..j-1 whose timestamps t (ns) satisfy after <= t < before
         (editcap -A / -B), by binary search; FilterError when the timestamps are not sorted."""
+        import numpy as np
         if not self.sorted:
             raise FilterError(f"{self.path}: timestamps out of order: a time window is not one run of records")
         i = 0 if after is None else int(np.searchsorted(self.timestamps, after, "left"))
@@ -102,6 +105,7 @@ class CaptureIndex:
 
     def save(self, path):
         """Write the index to `path` (numpy .npz; atomic: pfilter.capture.files.AtomicFile)."""
+        import numpy as np
         from .files import AtomicFile
         import io
         buf = io.BytesIO()
@@ -118,6 +122,7 @@ class CaptureIndex:
     @classmethod
     def load(cls, path):
         """An index written by save()."""
+        import numpy as np
         with np.load(path, allow_pickle=False) as z:
             if int(z["version"]) != VERSION:
                 raise FilterError(f"{path}: index format {int(z['version'])}, not {VERSION}")
@@ -136,7 +141,8 @@ def build_index(path):
 
 
 def _pcap_index(path):
-    opened = _pcap_blocks(path)
+    import numpy as np
+    opened = _pcap_blocks(path, fresh=True)
     if opened is None:
         return None
     h, size, blocks = opened
@@ -147,40 +153,59 @@ def _pcap_index(path):
     return CaptureIndex(path, "pcap", *cat, np.full(len(cat[0]), h.linktype, np.uint16), size, end)
 
 
-def _pcap_blocks(path):
-    """(PcapHeader, file size, blocks) of a classic pcap file the header walk reads, else None:
-    blocks yields (offsets, timestamps ns, caplen, wirelen) arrays of up to INDEX_BLOCK records
-    of whole records, in file order (memory: one block)."""
+def _pcap_open(path):
+    """(_fastcopy, fd, PcapHeader, file size, the header walk's guess arguments) of a classic pcap
+    file the header walk reads (record_index, record_window), else None."""
     try:
         from . import _fastcopy
     except ImportError:
         return None
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    head = os.pread(fd, 24, 0)
+    head = os.pread(fd, 28, 0)
     if len(head) < 24 or pcap_magic_order(head) is None:
         os.close(fd)
         return None
-    h = parse_pcap_header(head, path)
+    h = parse_pcap_header(head[:24], path)
     if h.kuznetzov or h.hdrsize != 16 or h.lengths_swapped:
         os.close(fd)
         return None
-    size = os.fstat(fd).st_size
+    # the walk's guesses at record boundaries go by the first record's time
+    guess = dict(nsec=h.nsec, guess_span=RESYNC_SPAN)
+    if len(head) == 28:
+        guess["first_sec"] = int.from_bytes(head[24:], h.byteorder)
+    return _fastcopy, fd, h, os.fstat(fd).st_size, guess
+
+
+def _pcap_blocks(path, fresh=False):
+    """(PcapHeader, file size, blocks) of a classic pcap file the header walk reads, else None:
+    blocks yields (offsets, timestamps ns, caplen, wirelen) arrays of up to INDEX_BLOCK records
+    of whole records, in file order (memory: one block). The arrays are views of one set the
+    next block overwrites, or with fresh=True, of a set of their own."""
+    import numpy as np
+    opened = _pcap_open(path)
+    if opened is None:
+        return None
+    _fastcopy, fd, h, size, guess = opened
     mult = 1 if h.nsec else 1000
 
     def blocks():
         try:
-            pos = 24
-            arrays = (np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.int64),
-                      np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.uint32),
-                      np.empty(INDEX_BLOCK, np.uint32))
+            pos, arrays = 24, None
             while True:
-                n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped)
-                off, sec, frac, cap, wire = (a[:n] for a in arrays)
-                whole = off + 16 + cap.astype(np.int64) <= size
-                keep = n if whole.all() else int(np.argmin(whole))
+                if arrays is None or fresh:
+                    arrays = (np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.int64),
+                              np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.uint32),
+                              np.empty(INDEX_BLOCK, np.uint32))
+                n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped, **guess)
+                # records follow each other: only the last can reach past the end of the file
+                keep = n - 1 if n and int(arrays[0][n - 1]) + 16 + int(arrays[3][n - 1]) > size else n
                 if keep:
-                    yield (off[:keep].copy(), sec[:keep] * 1_000_000_000 + frac[:keep] * mult, cap[:keep].copy(),
-                           wire[:keep].copy())
+                    off, ts, frac, cap, wire = (a[:keep] for a in arrays)
+                    ts *= 1_000_000_000            # (seconds to ns in place, the fraction added)
+                    if mult != 1:
+                        frac *= mult
+                    ts += frac
+                    yield off, ts, cap, wire
                 if status != 1 or keep < n:
                     return
         finally:
@@ -190,37 +215,29 @@ def _pcap_blocks(path):
 
 def window_range(path, after=None, before=None):
     """The byte range (start, end) of the records of a classic pcap file with after <= t <
-    before (ns), found by one walk of the record headers holding one block at a time (bounded
-    memory whatever the file's size); None when the file is not one the walk reads or its
-    timestamps go back (the window is then not one run of records)."""
-    opened = _pcap_blocks(path)
+    before (ns), found by one walk of the record headers (_fastcopy.record_window: no array,
+    bounded memory whatever the file's size, and no numpy to import); None when path is not a
+    regular file the walk reads or its timestamps go back (the window is then not one run of
+    records: the general path scans it)."""
+    import stat
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):     # (a pipe is not opened here: it is read once)
+            return None
+    except (OSError, ValueError):
+        return None
+    opened = _pcap_open(path)
     if opened is None:
         return None
-    _h, _size, blocks = opened
-    start = end = None
-    last_ts, last_end = None, 24
-    for off, ts, cap, _wire in blocks:
-        if (last_ts is not None and ts[0] < last_ts) or (len(ts) > 1 and np.any(np.diff(ts) < 0)):
-            blocks.close()
-            return None
-        if start is None:
-            i = 0 if after is None else int(np.searchsorted(ts, after, "left"))
-            if i < len(ts):
-                start = int(off[i])
-        if end is None and before is not None:
-            j = int(np.searchsorted(ts, before, "left"))
-            if j < len(ts):
-                end = int(off[j])
-        last_ts = int(ts[-1])
-        last_end = int(off[-1]) + 16 + int(cap[-1])
-    if start is None:
-        start = last_end
-    if end is None:
-        end = last_end
-    return start, max(start, end)
+    _fastcopy, fd, h, _size, guess = opened
+    try:
+        return _fastcopy.record_window(fd, -(1 << 63) if after is None else after,
+                                       (1 << 63) - 1 if before is None else before, h.swapped, **guess)
+    finally:
+        os.close(fd)
 
 
 def _reader_index(path):
+    import numpy as np
     from .reader import open_capture
     offs, ts, cap, wire, lts = [], [], [], [], []
     with open_capture(path) as c:
