@@ -2,9 +2,9 @@
 what a user runs today, `editcap -A A -B B IN TMP` then `tcpdump -r TMP -w OUT EXPR` (same run,
 interleaved, outputs byte-identical: asserted). pfilter finds the window's byte range by one walk
 of the record headers (pfilter.capture.index.window_range: the file mapped a window at a time,
-walked in chains, no array kept) and filters only those bytes on the fast path; "walk alone" is
-the same command with a window past the capture's end (no record to filter: the start and the
-walk). Results: bench/results/latest_scale_window.md.
+walked in chains, no array kept; with -j 2 two threads walk a half each) and filters only those
+bytes on the fast path; "walk alone" is the same command with a window past the capture's end (no
+record to filter: the start and the walk). Results: bench/results/latest_scale_window.md.
 """
 import os
 import subprocess
@@ -58,23 +58,25 @@ def test_window_against_editcap_then_tcpdump(huge_capture, tmp_path, window):
                 _editcap(), a, b, str(huge_capture), str(ed), tcpdump_path(), str(td_out), EXPR]
     pf = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "--after", a, "--before", b,
                                    "-w", str(tmp_path / f"pf{w}.pcap"), EXPR] for w in (1, 2)}
-    walk = pfilter_launcher() + ["--quiet", "-j", "1", "-r", str(huge_capture), "--after", _seconds(last + 10**9),
-                                 "--count", EXPR]
+    walk = {w: pfilter_launcher() + ["--quiet", "-j", str(w), "-r", str(huge_capture), "--after",
+                                     _seconds(last + 10**9), "--count", EXPR] for w in (1, 2)}
     env = command_env()
-    runs = {"td": [], 1: [], 2: [], "walk": []}
+    runs = {"td": [], 1: [], 2: [], "walk1": [], "walk2": []}
     for _ in range(max(1, ROUNDS)):
         runs["td"].append(run_command(baseline, tmp=tmp_path, out=td_out))
         os.unlink(ed)
         for w in (1, 2):
             runs[w].append(run_command(pf[w], env, tmp=tmp_path, out=tmp_path / f"pf{w}.pcap"))
-        runs["walk"].append(run_command(walk, env, tmp=tmp_path))
+            runs[f"walk{w}"].append(run_command(walk[w], env, tmp=tmp_path))
     want = td_out.read_bytes()
     assert len(want) > 24
     assert (tmp_path / "pf1.pcap").read_bytes() == want and (tmp_path / "pf2.pcap").read_bytes() == want
-    assert subprocess.run(walk, env=env, capture_output=True, text=True, check=True).stdout == "0 packets\n"
+    for w in (1, 2):
+        assert subprocess.run(walk[w], env=env, capture_output=True, text=True, check=True).stdout == "0 packets\n"
     tw, tc = min(r[0] for r in runs["td"]), min(r[1] for r in runs["td"])
     rows = [("td", "editcap -A -B, then tcpdump -r -w"), (1, "pfilter --after --before -w, -j 1"),
-            (2, "pfilter --after --before -w, -j 2"), ("walk", "pfilter, walk alone (-j 1)")]
+            (2, "pfilter --after --before -w, -j 2"), ("walk1", "pfilter, walk alone, -j 1"),
+            ("walk2", "pfilter, walk alone, -j 2 (two threads)")]
     for key, what in rows:
         wall, cpu, peak = min(r[0] for r in runs[key]), min(r[1] for r in runs[key]), max(r[2] for r in runs[key])
         _table().add(f"{name}/{key}", window=f"{name} ({a} - {b})" if key == "td" else name, command=what,

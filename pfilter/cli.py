@@ -702,7 +702,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         # (filter_file decides the same way; the general path scans what the index cannot take)
         from .capture.index import parse_time, window_range
         byte_range = window_range(sources[0], parse_time(args.after) if args.after else None,
-                                  parse_time(args.before) if args.before else None)
+                                  parse_time(args.before) if args.before else None, workers)
         if byte_range is None:
             return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     if fast_path_applies(per_batch=args.write is None and not args.count_only, dedup=dedup, native=native):

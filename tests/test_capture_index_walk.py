@@ -19,6 +19,7 @@ import pytest
 
 from pfilter.capture import _fastcopy
 from pfilter.capture.files import RESYNC_SPAN
+from pfilter.capture import index
 from pfilter.capture.index import build_index, window_range
 from test_capture_fastcopy_guess import _fake_chain
 
@@ -165,24 +166,61 @@ def _same_window(got, path, after, before):
         assert got == index.byte_range(i, j)
 
 
-@pytest.mark.parametrize("mapped", [True, False])
-def test_record_window_is_the_index_window(tmp_path, mapped):
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("guesses", ["resync", "wrong"])
+def test_window_range_is_the_index_window(tmp_path, monkeypatch, workers, guesses):
+    """window_range (one walk, or parts walked by threads from resync's guesses) finds the range
+    of the index's window; guesses that are not record boundaries (here: a byte past each) cost a
+    walk again, never a different range."""
+    monkeypatch.setattr(index, "WINDOW_SPLIT_BYTES", 1 << 18)
+    if guesses == "wrong":
+        real = index.resync
+        monkeypatch.setattr(index, "resync", lambda *a, **kw: real(*a, **kw) + 1)
     rng = random.Random(8)
     src = _write(tmp_path / "in.pcap", _records(n=8000, fakes=True),
                  tail=struct.pack("<IIII", T0 + 99, 0, 5000, 5000) + bytes(10))
+    lo, hi = T0 * 10**9, (T0 + 8) * 10**9
+    cases = [(None, None), (lo - 1, None), (None, hi + 10**9), (hi + 10**9, None), (None, lo)]
+    cases += [tuple(sorted(rng.randrange(lo, hi) for _ in range(2))) for _ in range(12)]
+    for after, before in cases:
+        _same_window(window_range(src, after, before, workers=workers), src, after, before)
+
+
+def test_record_window_mapped_or_read_says_the_same(tmp_path):
+    src = _write(tmp_path / "in.pcap", _records(n=8000, fakes=True))
+    offsets = _plain_walk(src)[0][0]
     fd = os.open(src, os.O_RDONLY)
     try:
-        lo, hi = T0 * 10**9, (T0 + 8) * 10**9
-        cases = [(None, None), (lo - 1, None), (None, hi + 10**9), (hi + 10**9, None), (None, lo)]
-        cases += [tuple(sorted(rng.randrange(lo, hi) for _ in range(2))) for _ in range(12)]
-        for after, before in cases:
-            got = _fastcopy.record_window(fd, -(1 << 63) if after is None else after,
-                                          (1 << 63) - 1 if before is None else before, False, False,
-                                          first_sec=T0, guess_span=RESYNC_SPAN, mapped=mapped, window=WINDOW)
-            _same_window(got, src, after, before)
-            assert window_range(src, after, before) == got
+        for a, b in [(24, -1), (int(offsets[100]), int(offsets[5000])), (int(offsets[100]), int(offsets[5000]) + 3)]:
+            for after, before in [(T0 * 10**9, (T0 + 3) * 10**9), ((T0 + 2) * 10**9, (T0 + 9) * 10**9)]:
+                got = {mapped: _fastcopy.record_window(fd, after, before, False, False, first_sec=T0,
+                                                       guess_span=RESYNC_SPAN, mapped=mapped, window=WINDOW,
+                                                       start=a, end=b) for mapped in (True, False)}
+                assert got[True] == got[False]
+                first_in, first_past, whole_end, first_t, last_t, reached, back = got[True]
+                assert not back and first_t <= last_t and whole_end <= reached
+                assert reached == (os.path.getsize(src) if b < 0 else int(offsets[offsets >= b][0]))
     finally:
         os.close(fd)
+
+
+def test_times_that_go_back_where_a_part_starts_have_no_window(tmp_path, monkeypatch):
+    """Each part of a shared walk in order, the time going back just where the second part begins:
+    the parts are put together and no window is found."""
+    monkeypatch.setattr(index, "WINDOW_SPLIT_BYTES", 1 << 18)
+    src = _write(tmp_path / "in.pcap", _records(n=5000))
+    offsets = _plain_walk(src)[0][0].tolist()
+    size = os.path.getsize(src)
+    with open(src, "rb") as f:
+        from pfilter.capture.files import parse_pcap_header
+        guess = index.resync(f.fileno(), parse_pcap_header(f.read(24), str(src)), 24 + (size - 24) // 2, size)
+    cut = offsets.index(guess)
+    times = [(T0 + i // 1000, (i % 1000) * 1000) for i in range(5000)]
+    times[cut:] = [(T0 + i // 1000, (i % 1000) * 1000) for i in range(5000 - cut)]    # (from the start again)
+    _write(src, _records(n=5000, times=times))
+    assert _plain_walk(src)[0][0].tolist() == offsets
+    assert window_range(src, None, None, workers=1) is None
+    assert window_range(src, None, None, workers=2) is None
 
 
 def test_times_that_go_back_have_no_window(tmp_path):

@@ -1708,23 +1708,29 @@ def record_index(int fd, int64_t start, int64_t end, object offsets_a, object se
 
 
 def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec, int64_t first_sec=-1,
-                  int64_t guess_span=0, bint mapped=True, Py_ssize_t window=WIDE_CHUNK_BYTES):
-    """The byte range (start, end) of the records of a classic pcap file (header at offset 0, in
-    the file's byte order: `swapped`) whose time t (ns) is after <= t < before, by one walk of its
-    record headers as record_index's (see there for first_sec, guess_span, mapped and window),
-    keeping no array: start, the first such record's offset (or where the whole records end);
-    end, the first record's at or past `before` (or where the whole records end). None when a
-    record's time is before the time of the one before it (the window is then not one run of
-    records). A record cut by the end of the file is left out, as build_index leaves it out."""
+                  int64_t guess_span=0, bint mapped=True, Py_ssize_t window=WIDE_CHUNK_BYTES, int64_t start=24,
+                  int64_t end=-1):
+    """One walk of the record headers of a classic pcap file (header at offset 0, in the file's
+    byte order: `swapped`) from `start` (a record boundary) to the first record at or past `end`
+    (-1: the end of the file), as record_index's (see there for first_sec, guess_span, mapped and
+    window), keeping no array, for pfilter.capture.index.window_range: of the whole records walked
+    (a record cut by the end of the file is left out, as build_index leaves it out), with their
+    times t (ns):
+    (first_in: the offset of the first with t >= after, or -1; first_past: of the first with
+    t >= before, or -1; whole_end: the offset after the last (start if none); first_t, last_t:
+    the times of the first and the last (None if none); reached: the offset where the walk
+    stopped (the next record's); back: a time before the time of the record before it)."""
     cdef Py_ssize_t block = 1 << 14, n, k
     cdef int64_t* offs = <int64_t*>malloc(block * 3 * sizeof(int64_t) + block * 2 * sizeof(uint32_t))
     cdef int64_t* secs = offs + block
     cdef int64_t* fracs = secs + block
     cdef uint32_t* caps = <uint32_t*>(fracs + block)
     cdef uint32_t* wires = caps + block
-    cdef int64_t pos = 24, size, t, last = INT64_MIN, start = -1, end = -1, whole_end = 24
+    cdef int64_t pos = start, size, t, first_t = INT64_MIN, last = INT64_MIN, first_in = -1, first_past = -1
+    cdef int64_t whole_end = start
     cdef int64_t mult = 1 if nsec else 1000
     cdef int status = 1
+    cdef bint back = False, seen = False
     cdef stat st
     if offs == NULL:
         raise MemoryError()
@@ -1732,36 +1738,36 @@ def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec
         if fstat(fd, &st) != 0:
             raise OSError(errno, "cannot read the capture")
         size = st.st_size
-        while status == 1:
+        while status == 1 and not back:
             n = 0
             status = -1
             if mapped and not swapped:
-                n, pos, status = _record_index_mapped(fd, pos, -1, offs, secs, fracs, caps, wires, block,
+                n, pos, status = _record_index_mapped(fd, pos, end, offs, secs, fracs, caps, wires, block,
                                                       first_sec, nsec, guess_span, window)
             if status < 0:
-                k, pos, status = _record_index(fd, pos, -1, offs + n, secs + n, fracs + n, caps + n, wires + n,
+                k, pos, status = _record_index(fd, pos, end, offs + n, secs + n, fracs + n, caps + n, wires + n,
                                                block - n, block - n, swapped, CHUNK_BYTES)
                 n += k
-            for k in range(n):
-                if offs[k] + HDR + <int64_t>caps[k] > size:
-                    status = 0          # (cut by the end of the file: the last record walked)
-                    break
-                t = secs[k] * 1000000000 + fracs[k] * mult
-                if t < last:
-                    return None
-                last = t
-                if start < 0 and t >= after:
-                    start = offs[k]
-                if end < 0 and t >= before:
-                    end = offs[k]
-                whole_end = offs[k] + HDR + caps[k]
+            with nogil:
+                for k in range(n):
+                    if offs[k] + HDR + <int64_t>caps[k] > size:
+                        status = 0          # (cut by the end of the file: the last record walked)
+                        break
+                    t = secs[k] * 1000000000 + fracs[k] * mult
+                    if not seen:
+                        first_t, seen = t, True
+                    elif t < last:
+                        back = True
+                        break
+                    last = t
+                    if first_in < 0 and t >= after:
+                        first_in = offs[k]
+                    if first_past < 0 and t >= before:
+                        first_past = offs[k]
+                    whole_end = offs[k] + HDR + caps[k]
     finally:
         free(offs)
-    if start < 0:
-        start = whole_end
-    if end < 0:
-        end = whole_end
-    return start, max(start, end)
+    return (first_in, first_past, whole_end, first_t if seen else None, last if seen else None, pos, back)
 
 
 cdef struct IndexWindow:

@@ -266,7 +266,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     byte_range = None
     if timed and len(sources) == 1 and isinstance(sources[0], str):
         from .index import window_range
-        byte_range = window_range(sources[0], *window)      # None: not sorted, scanned below
+        byte_range = window_range(sources[0], *window, workers=workers)    # None: scanned below
     if fast_path_applies(per_batch=on_batch is not None, batch_packets=batch_packets, dedup=dedup,
                          native=programs.native, window_found=not timed or byte_range is not None):
         fast = fast_filter_file(sources, dst, lambda lt, snap, swapped: programs.for_linktype(

@@ -22,6 +22,8 @@ from .files import RESYNC_DEPTH, RESYNC_SPAN, parse_pcap_header, pcap_magic_orde
 
 # Records indexed per call of the header walk (memory: 32 bytes a record).
 INDEX_BLOCK = 1 << 18
+# The least bytes of a pcap file each thread of a time window's walk takes (window_range).
+WINDOW_SPLIT_BYTES = 64 << 20
 # The arrays a saved index holds (numpy .npz), and its format version.
 FIELDS = ("offsets", "timestamps", "caplen", "wirelen", "linktypes")
 VERSION = 1
@@ -213,12 +215,14 @@ def _pcap_blocks(path, fresh=False):
     return h, size, blocks()
 
 
-def window_range(path, after=None, before=None):
+def window_range(path, after=None, before=None, workers=1):
     """The byte range (start, end) of the records of a classic pcap file with after <= t <
     before (ns), found by one walk of the record headers (_fastcopy.record_window: no array,
-    bounded memory whatever the file's size, and no numpy to import); None when path is not a
-    regular file the walk reads or its timestamps go back (the window is then not one run of
-    records: the general path scans it)."""
+    bounded memory whatever the file's size, and no numpy to import), shared by up to `workers`
+    threads over parts of at least WINDOW_SPLIT_BYTES, each part's start guessed by resync() and
+    checked against where the walk of the part before stopped (a part whose guess was wrong is
+    walked again from there); None when path is not a regular file the walk reads or its
+    timestamps go back (the window is then not one run of records: the general path scans it)."""
     import stat
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):     # (a pipe is not opened here: it is read once)
@@ -228,12 +232,63 @@ def window_range(path, after=None, before=None):
     opened = _pcap_open(path)
     if opened is None:
         return None
-    _fastcopy, fd, h, _size, guess = opened
+    _fastcopy, fd, h, size, guess = opened
+    lo = -(1 << 63) if after is None else after
+    hi = (1 << 63) - 1 if before is None else before
+
+    def walk(a, b):
+        return _fastcopy.record_window(fd, lo, hi, h.swapped, start=a, end=b, **guess)
     try:
-        return _fastcopy.record_window(fd, -(1 << 63) if after is None else after,
-                                       (1 << 63) - 1 if before is None else before, h.swapped, **guess)
+        parts = max(1, min(int(workers or 1), (size - 24) // WINDOW_SPLIT_BYTES))
+        starts = [24]
+        for k in range(1, parts):
+            b = resync(fd, h, 24 + (size - 24) * k // parts, size)
+            if b is not None and starts[-1] < b < size:
+                starts.append(b)
+        ranges = list(zip(starts, starts[1:] + [-1]))
+        results = _walk_parts(walk, ranges)
+        first_in = first_past = last_t = None
+        whole_end = pos = 24
+        for (a, b), r in zip(ranges, results):
+            if a != pos:                # a wrong guess: this part from where the part before stopped
+                r = walk(pos, b)
+            fi, fp, we, ft, lt, pos, back = r
+            if back or (ft is not None and last_t is not None and ft < last_t):
+                return None
+            if ft is not None:
+                last_t, whole_end = lt, we
+            if first_in is None and fi >= 0:
+                first_in = fi
+            if first_past is None and fp >= 0:
+                first_past = fp
     finally:
         os.close(fd)
+    start = whole_end if first_in is None else first_in
+    end = whole_end if first_past is None else first_past
+    return start, max(start, end)
+
+
+def _walk_parts(walk, ranges):
+    """[walk(a, b) for (a, b) in ranges], the first in this thread and the others in threads of
+    their own (the walk runs without the GIL); an exception of any is raised here."""
+    from .fastpath import _start_thread
+    results, errors, ended = [None] * len(ranges), [], []
+
+    def part(k):
+        def run():
+            try:
+                results[k] = walk(*ranges[k])
+            except BaseException as e:      # handed to the calling thread
+                errors.append(e)
+        return run
+    for k in range(1, len(ranges)):
+        ended.append(_start_thread(part(k)))
+    part(0)()
+    for e in ended:
+        e(None)
+    if errors:
+        raise errors[0]
+    return results
 
 
 def _reader_index(path):
