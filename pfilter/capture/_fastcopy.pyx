@@ -365,6 +365,8 @@ cdef struct Worker:
     uint8_t* lent                # the current chunk's pages in the pass's mapping (Shared.whole),
     size_t lent_len              # dropped (MADV_DONTNEED) before the next chunk, or NULL
     Py_ssize_t walk_end          # where the walk of the current chunk ended (buffer position)
+    int64_t* seconds             # NULL, or where the walk also puts each record's seconds and
+    int64_t* fractions           # fraction (record_index's walk: as its offsets, caplens, wirelens)
     int64_t chains_kept, chains_missed   # _walk_chains' guessed spans kept, and walked again
 
 
@@ -642,11 +644,13 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
     in locals: stores to the arrays would otherwise make the compiler load them again for every
     record."""
     cdef Py_ssize_t n = n0, ahead = p
-    cdef uint32_t cap
+    cdef uint32_t cap, v
     cdef uint32_t limit = sh.limit
     cdef int64_t* offsets = w.offsets
     cdef uint32_t* caplens = w.caplens
     cdef uint32_t* wirelens = w.wirelens
+    cdef int64_t* seconds = w.seconds
+    cdef int64_t* fractions = w.fractions
     while p < got:
         if have - p < HDR:
             have = _fill(sh, buf, have, p + HDR, offset, err)
@@ -671,6 +675,11 @@ cdef Py_ssize_t _walk(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, Py_ssiz
         offsets[n] = p + HDR
         caplens[n] = cap
         memcpy(&wirelens[n], buf + p + 12, 4)
+        if seconds != NULL:
+            memcpy(&v, buf + p, 4)
+            seconds[n] = v
+            memcpy(&v, buf + p + 4, 4)
+            fractions[n] = v
         n += 1
         p += HDR + cap
     w.walk_end = p
@@ -750,11 +759,13 @@ cdef Py_ssize_t _walk_chains(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, 
     cdef bint running[CHAINS_MAX]
     cdef Py_ssize_t step, g, x, idx, n
     cdef int j, k, nk, live
-    cdef uint32_t cap
+    cdef uint32_t cap, v
     cdef uint32_t limit = sh.limit
     cdef int64_t* offsets = w.offsets
     cdef uint32_t* caplens = w.caplens
     cdef uint32_t* wirelens = w.wirelens
+    cdef int64_t* seconds = w.seconds
+    cdef int64_t* fractions = w.fractions
     nk = <int>((got - p) // CHAIN_MIN_BYTES)
     if nk > CHAINS_MAX:
         nk = CHAINS_MAX
@@ -795,6 +806,11 @@ cdef Py_ssize_t _walk_chains(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, 
             offsets[idx] = x + HDR
             caplens[idx] = cap
             memcpy(&wirelens[idx], buf + x + 12, 4)
+            if seconds != NULL:
+                memcpy(&v, buf + x, 4)
+                seconds[idx] = v
+                memcpy(&v, buf + x + 4, 4)
+                fractions[idx] = v
             cnt[k] += 1
             x += HDR + cap
             at[k] = x
@@ -809,6 +825,9 @@ cdef Py_ssize_t _walk_chains(Shared* sh, Worker* w, uint8_t* buf, Py_ssize_t p, 
             memmove(&offsets[n], &offsets[seg[k]], cnt[k] * sizeof(int64_t))
             memmove(&caplens[n], &caplens[seg[k]], cnt[k] * sizeof(uint32_t))
             memmove(&wirelens[n], &wirelens[seg[k]], cnt[k] * sizeof(uint32_t))
+            if seconds != NULL:
+                memmove(&seconds[n], &seconds[seg[k]], cnt[k] * sizeof(int64_t))
+                memmove(&fractions[n], &fractions[seg[k]], cnt[k] * sizeof(int64_t))
         n += cnt[k]
     w.chains_kept += k
     w.chains_missed += nk - 1 - k
@@ -1458,6 +1477,7 @@ cdef class PcapCopy:
             workers[i].map = NULL
             workers[i].lent = NULL
             workers[i].chains_kept = workers[i].chains_missed = 0
+            workers[i].seconds = workers[i].fractions = NULL
         for i in range(nw):
             workers[i].sh = sh
             workers[i].id = sh.member + i
@@ -1720,7 +1740,7 @@ def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec
     t >= before, or -1; whole_end: the offset after the last (start if none); first_t, last_t:
     the times of the first and the last (None if none); reached: the offset where the walk
     stopped (the next record's); back: a time before the time of the record before it)."""
-    cdef Py_ssize_t block = 1 << 14, n, k
+    cdef Py_ssize_t block = 1 << 17, n, k
     cdef int64_t* offs = <int64_t*>malloc(block * 3 * sizeof(int64_t) + block * 2 * sizeof(uint32_t))
     cdef int64_t* secs = offs + block
     cdef int64_t* fracs = secs + block
@@ -1788,26 +1808,23 @@ cdef struct IndexWindow:
 
 
 cdef void _index_window(void* arg) noexcept nogil:
-    """The window's records by _walk_chains (buffer positions of their data in w.offsets), then
-    their headers copied out (lines the walk has just read). A record reaching past what is
-    mapped ends the walk before it (walked: its header)."""
+    """The window's records by _walk_chains (buffer positions of their data in w.offsets, their
+    times in w.seconds and w.fractions), copied out. A record reaching past what is mapped ends
+    the walk before it (walked: its header)."""
     cdef IndexWindow* x = <IndexWindow*>arg
     cdef int stop = ST_NONE, err = 0
-    cdef Py_ssize_t n, k, q
-    cdef uint32_t h[4]
+    cdef Py_ssize_t n, k
     n = _walk_chains(x.sh, x.w, x.buf, 0, x.got, x.have, x.pos, &stop, &err)
     x.walked = x.w.walk_end
     if n > x.room:
         n = x.room
         x.walked = x.w.offsets[n] - HDR
     for k in range(n):
-        q = x.w.offsets[k] - HDR
-        memcpy(h, x.buf + q, HDR)
-        x.offsets[k] = x.pos + q
-        x.seconds[k] = h[0]
-        x.fractions[k] = h[1]
-        x.caplens[k] = h[2]
-        x.wirelens[k] = h[3]
+        x.offsets[k] = x.pos + x.w.offsets[k] - HDR
+    memcpy(x.seconds, x.w.seconds, n * sizeof(int64_t))
+    memcpy(x.fractions, x.w.fractions, n * sizeof(int64_t))
+    memcpy(x.caplens, x.w.caplens, n * sizeof(uint32_t))
+    memcpy(x.wirelens, x.w.wirelens, n * sizeof(uint32_t))
     x.n = n
 
 
@@ -1840,11 +1857,13 @@ cdef tuple _record_index_mapped(int fd, int64_t start, int64_t end, int64_t* off
     sh.frac_max = 1000000000 if nsec else 1000000
     w.sh = &sh
     cap_records = (chunk + tail) // HDR + 2 + CHAINS_MAX
-    w.block = malloc(cap_records * (sizeof(int64_t) + 2 * sizeof(uint32_t)))
+    w.block = malloc(cap_records * (3 * sizeof(int64_t) + 2 * sizeof(uint32_t)))
     if w.block == NULL:
         raise MemoryError()
     w.offsets = <int64_t*>w.block
-    w.caplens = <uint32_t*>(w.offsets + cap_records)
+    w.seconds = w.offsets + cap_records
+    w.fractions = w.seconds + cap_records
+    w.caplens = <uint32_t*>(w.fractions + cap_records)
     w.wirelens = w.caplens + cap_records
     pf_bus_enter()
     try:
