@@ -217,7 +217,7 @@ def build_parser():
 # [-j N] [--quiet] [-n] [--no-progress] -r IN (-w OUT | --count) EXPRESSION`.
 _LEAN = {"-r": ("read", "*"), "-w": ("write", ""), "--count": ("count_only", "!"), "--quiet": ("quiet", "!"),
          "-n": ("numeric", "!"), "-j": ("workers", "positive"), "--workers": ("workers", "positive"),
-         "--no-progress": ("progress", "false")}
+         "--no-progress": ("progress", "false"), "--after": ("after", ""), "--before": ("before", "")}
 
 
 def lean_args(argv):

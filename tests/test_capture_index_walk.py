@@ -233,12 +233,12 @@ def test_times_that_go_back_have_no_window(tmp_path):
 
 
 def test_the_command_takes_a_window_on_the_fast_path(tmp_path):
-    """--after/--before on one pcap file: the fast pass over the window's records, numpy never
-    imported; the same packets as the general path, which scans for them (the window given to a
+    """--after/--before on one pcap file: the fast pass over the window's records, neither numpy
+    nor the argument parser imported; the same packets as the general path, which scans for them (the window given to a
     capture read from standard input)."""
     src = _write(tmp_path / "in.pcap", _records(n=5000))
     run = ("import json, sys\nfrom pfilter import cli\nstatus = cli.main(sys.argv[1:])\n"
-           "print(json.dumps([status, 'numpy' in sys.modules]), file=sys.stderr)\n")
+           "print(json.dumps([status, 'numpy' in sys.modules, 'argparse' in sys.modules]), file=sys.stderr)\n")
     args = ["--after", str(T0 + 1.5), "--before", str(T0 + 3), "-w"]
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
     env.pop("PFILTER_NO_CACHE", None)
@@ -246,7 +246,7 @@ def test_the_command_takes_a_window_on_the_fast_path(tmp_path):
         fast = subprocess.run([sys.executable, "-c", run, "--quiet", "-r", str(src), *args,
                                str(tmp_path / "fast.pcap"), "len >= 100"], capture_output=True, text=True,
                               check=True, env=env)
-        assert fast.stderr.strip().splitlines()[-1] == f"[0, {imports_numpy}]"
+        assert fast.stderr.strip().splitlines()[-1] == f"[0, {imports_numpy}, false]"
     with open(src, "rb") as f:
         slow = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", "-", *args, str(tmp_path / "slow.pcap"),
                                "len >= 100"], stdin=f, capture_output=True, text=True, check=True)

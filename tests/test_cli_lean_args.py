@@ -20,6 +20,8 @@ LEAN = [
     ["-r", "in.pcap", "-j", "3", "-j", "04", "udp"],                   # the last -j stands
     ["-r", "in.pcap", ""],
     [],
+    ["-r", "in.pcap", "--after", "1700000000.5", "--before", "2023-11-14 22:13", "-w", "o.pcap", "tcp"],
+    ["--before", "1700000001", "-r", "in.pcap", "--count"],
 ]
 
 NOT_LEAN = [
@@ -40,6 +42,9 @@ NOT_LEAN = [
     ["--help"],
     ["-r", "in.pcap", "-w", ""],
     ["-r", "in.pcap", "less", "-1"],
+    ["-r", "in.pcap", "--after", "-5", "--count"],   # (a value that starts with '-')
+    ["-r", "in.pcap", "--after", "1", "--after", "2"],
+    ["-r", "in.pcap", "--after=1", "--count"],
 ]
 
 
