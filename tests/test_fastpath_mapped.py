@@ -100,8 +100,8 @@ import pfilter
 from pfilter import _vm
 from pfilter.capture import _fastcopy
 from pfilter.capture.fastpath import _decode
-src, keep, kw = sys.argv[1], int(sys.argv[2]), eval(sys.argv[4])
-decoded, clear = _decode(_vm, pfilter.compile("tcp").to_tuples())
+src, keep, kw, expr = sys.argv[1], int(sys.argv[2]), eval(sys.argv[4]), sys.argv[5]
+decoded, clear = _decode(_vm, pfilter.compile(expr).to_tuples())
 outcomes = set()
 for attempt in range(40):
     with open(src, "r+b") as f:                     # the whole file back
@@ -124,16 +124,20 @@ print(sorted(outcomes))
 
 
 @pytest.mark.parametrize("kw", [dict(chunk=1 << 16),
-                                dict(chunk=1 << 20, guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN)],
-                         ids=["one-chain", "chains"])
+                                dict(chunk=1 << 20, guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN),
+                                dict(chunk=1 << 20, guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN, small=True)],
+                         ids=["one-chain", "chains", "gathered"])
 def test_a_file_shrinking_under_a_mapped_pass_ends_it_with_a_read_error(tmp_path, kw):
-    rng = random.Random(9)
-    recs = [(packet(rng, size=1400), None, None) for _ in range(600)] * 20     # (12,000: building is slow)
-    src = write_pcap(tmp_path / "shrinking.pcap", recs)
+    if kw.pop("small", False):           # many small runs: each chunk's gathered (and SIGBUS there caught)
+        src, expr = _many_small_matches(tmp_path / "shrinking.pcap", n=240000), "udp port 53"
+    else:
+        rng = random.Random(9)
+        recs = [(packet(rng, size=1400), None, None) for _ in range(600)] * 20     # (12,000: building is slow)
+        src, expr = write_pcap(tmp_path / "shrinking.pcap", recs), "tcp"
     full = os.path.getsize(src)
     code = SHRINK.replace("FULL", str(full))
     root = os.path.dirname(os.path.dirname(os.path.abspath(pfilter.__file__)))
-    proc = subprocess.run([sys.executable, "-c", code, str(src), str(full // 3), root, repr(kw)],
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(full // 3), root, repr(kw), expr],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]          # never killed by SIGBUS
     outcomes = eval(proc.stdout.strip())
@@ -175,3 +179,41 @@ def test_a_pass_whose_file_cannot_be_mapped_at_once_maps_each_chunk(tmp_path):
                          capture_output=True, text=True, check=True).stdout.split()
     assert got == ["eof", str(read[1]), str(read[2])]
     assert (tmp_path / "limited.pcap").read_bytes() == read[6]
+
+
+def _many_small_matches(path, n=60000):
+    """n records of 42-byte UDP packets, every tenth to port 53: a tenth of the bytes match, in
+    runs of one record (thousands of runs a megabyte)."""
+    import dpkt
+
+    def udp(dport):
+        ip = dpkt.ip.IP(src=b"\x0a\0\0\x01", dst=b"\x0a\0\0\x02", p=17, data=dpkt.udp.UDP(sport=1, dport=dport))
+        ip.len = len(ip)
+        return bytes(dpkt.ethernet.Ethernet(type=0x0800, data=ip))
+    hit, miss = udp(53), udp(9)
+    return write_pcap(path, [(hit if i % 10 == 3 else miss, None, None) for i in range(n)])
+
+
+def test_many_small_runs_are_gathered_and_written_as_they_are(tmp_path):
+    """A pass of several mapped workers writes a chunk of many small runs (at least GATHER_RUNS,
+    less than 1 / GATHER_SHARE of its bytes) from its worker's buffer in one piece: the same
+    output as a read pass, in threads and in the command's forked workers."""
+    src = _many_small_matches(tmp_path / "in.pcap")
+    want = _pass(src, tmp_path / "read.pcap", "udp port 53", False, chunk=1 << 20, workers=1)
+    decoded, clear = _program("udp port 53")
+    fd, out = os.open(src, os.O_RDONLY), os.open(tmp_path / "mapped.pcap", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        job = _fastcopy.PcapCopy(decoded, clear, fd, out, 24, 262144, mapped=True, chunk=1 << 20, workers=2,
+                                 guess_depth=RESYNC_DEPTH, guess_span=RESYNC_SPAN)
+        assert job.run() == "eof"
+    finally:
+        os.close(fd)
+        os.close(out)
+    assert job.gathered >= 3 and job.matched == 6000
+    assert (tmp_path / "mapped.pcap").read_bytes() == want[-1]
+    one = _pass(src, tmp_path / "one.pcap", "udp port 53", True, chunk=1 << 20, workers=1)
+    assert one[-1] == want[-1]
+    cmd = [sys.executable, "-m", "pfilter", "--quiet", "-j", "2", "-r", str(src), "-w", str(tmp_path / "cli.pcap"),
+           "udp port 53"]
+    subprocess.run(cmd, check=True)
+    assert (tmp_path / "cli.pcap").read_bytes() == open(src, "rb").read(24) + want[-1]
