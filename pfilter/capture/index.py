@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 
-
 from ..errors import FilterError
 from .files import RESYNC_DEPTH, RESYNC_SPAN, parse_pcap_header, pcap_magic_order
 
@@ -144,7 +143,7 @@ def build_index(path):
 
 def _pcap_index(path):
     import numpy as np
-    opened = _pcap_blocks(path, fresh=True)
+    opened = _pcap_blocks(path)
     if opened is None:
         return None
     h, size, blocks = opened
@@ -178,11 +177,10 @@ def _pcap_open(path):
     return _fastcopy, fd, h, os.fstat(fd).st_size, guess
 
 
-def _pcap_blocks(path, fresh=False):
+def _pcap_blocks(path):
     """(PcapHeader, file size, blocks) of a classic pcap file the header walk reads, else None:
     blocks yields (offsets, timestamps ns, caplen, wirelen) arrays of up to INDEX_BLOCK records
-    of whole records, in file order (memory: one block). The arrays are views of one set the
-    next block overwrites, or with fresh=True, of a set of their own."""
+    of whole records, in file order, each block in arrays of its own."""
     import numpy as np
     opened = _pcap_open(path)
     if opened is None:
@@ -192,12 +190,11 @@ def _pcap_blocks(path, fresh=False):
 
     def blocks():
         try:
-            pos, arrays = 24, None
+            pos = 24
             while True:
-                if arrays is None or fresh:
-                    arrays = (np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.int64),
-                              np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.uint32),
-                              np.empty(INDEX_BLOCK, np.uint32))
+                arrays = (np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.int64),
+                          np.empty(INDEX_BLOCK, np.int64), np.empty(INDEX_BLOCK, np.uint32),
+                          np.empty(INDEX_BLOCK, np.uint32))
                 n, pos, status = _fastcopy.record_index(fd, pos, -1, *arrays, h.swapped, **guess)
                 # records follow each other: only the last can reach past the end of the file
                 keep = n - 1 if n and int(arrays[0][n - 1]) + 16 + int(arrays[3][n - 1]) > size else n
