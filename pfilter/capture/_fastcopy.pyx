@@ -1742,8 +1742,8 @@ def record_index(int fd, int64_t start, int64_t end, object offsets_a, object se
     contiguous (numpy arrays, through the buffer protocol)."""
     cdef Py_buffer views[5]
     cdef void* at[5]
-    cdef int got_views = 0, k, status
-    cdef Py_ssize_t room, n
+    cdef int got_views = 0, k
+    cdef Py_ssize_t room
     arrays = (offsets_a, seconds_a, fractions_a, caplens_a, wirelens_a)
     try:
         for k in range(5):
@@ -1752,19 +1752,8 @@ def record_index(int fd, int64_t start, int64_t end, object offsets_a, object se
         room = views[0].len // 8
         if min(views[1].len // 8, views[2].len // 8, views[3].len // 4, views[4].len // 4) < room:
             raise ValueError("the arrays must be as long as offsets")
-        n = 0
-        status = -1
-        if mapped and not swapped:
-            n, start, status = _record_index_mapped(fd, start, end, <int64_t*>at[0], <int64_t*>at[1],
-                                                    <int64_t*>at[2], <uint32_t*>at[3], <uint32_t*>at[4], room,
-                                                    first_sec, nsec, guess_span, window)
-        if status >= 0:
-            return n, start, status
-        # (not mapped, or the file shrank under the mapping: read from where the walk stopped)
-        n2, start, status = _record_index(fd, start, end, <int64_t*>at[0] + n, <int64_t*>at[1] + n,
-                                          <int64_t*>at[2] + n, <uint32_t*>at[3] + n, <uint32_t*>at[4] + n,
-                                          room - n, room - n, swapped, chunk)
-        return n + n2, start, status
+        return _index_walk(fd, start, end, <int64_t*>at[0], <int64_t*>at[1], <int64_t*>at[2], <uint32_t*>at[3],
+                           <uint32_t*>at[4], room, swapped, chunk, first_sec, nsec, guess_span, mapped, window)
     finally:
         for k in range(got_views):
             PyBuffer_Release(&views[k])
@@ -1802,15 +1791,8 @@ def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec
             raise OSError(errno, "cannot read the capture")
         size = st.st_size
         while status == 1 and not back:
-            n = 0
-            status = -1
-            if mapped and not swapped:
-                n, pos, status = _record_index_mapped(fd, pos, end, offs, secs, fracs, caps, wires, block,
-                                                      first_sec, nsec, guess_span, window)
-            if status < 0:
-                k, pos, status = _record_index(fd, pos, end, offs + n, secs + n, fracs + n, caps + n, wires + n,
-                                               block - n, block - n, swapped, CHUNK_BYTES)
-                n += k
+            n, pos, status = _index_walk(fd, pos, end, offs, secs, fracs, caps, wires, block, swapped, CHUNK_BYTES,
+                                         first_sec, nsec, guess_span, mapped, window)
             with nogil:
                 for k in range(n):
                     if offs[k] + HDR + <int64_t>caps[k] > size:
@@ -1831,6 +1813,24 @@ def record_window(int fd, int64_t after, int64_t before, bint swapped, bint nsec
     finally:
         free(offs)
     return (first_in, first_past, whole_end, first_t if seen else None, last if seen else None, pos, back)
+
+
+cdef tuple _index_walk(int fd, int64_t start, int64_t end, int64_t* offsets, int64_t* seconds,
+                       int64_t* fractions, uint32_t* caplens, uint32_t* wirelens, Py_ssize_t room, bint swapped,
+                       Py_ssize_t chunk, int64_t first_sec, bint nsec, int64_t guess_span, bint mapped,
+                       Py_ssize_t window):
+    """record_index's walk (see there) into arrays of `room` records: mapped when it can be, read
+    from where the mapped walk stopped when it cannot (or the file shrank under it)."""
+    cdef Py_ssize_t n = 0
+    cdef int status = -1
+    if mapped and not swapped:
+        n, start, status = _record_index_mapped(fd, start, end, offsets, seconds, fractions, caplens, wirelens,
+                                                room, first_sec, nsec, guess_span, window)
+    if status >= 0:
+        return n, start, status
+    k, start, status = _record_index(fd, start, end, offsets + n, seconds + n, fractions + n, caplens + n,
+                                     wirelens + n, room - n, room - n, swapped, chunk)
+    return n + k, start, status
 
 
 cdef struct IndexWindow:
