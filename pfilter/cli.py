@@ -70,8 +70,8 @@ _MAIN_OPTIONS = """
                                               files at a time (default: the usable cores); the output does not
                                               depend on it
 --merge              merge!                   write the matches of all inputs in timestamp order (mergecap's
-                                              order: equal timestamps keep the order of the inputs); without
-                                              it the inputs are concatenated in the order given
+                                              order: on equal timestamps the later input's packet first);
+                                              without it the inputs are concatenated in the order given
 --after TIME         after                    only packets at or after TIME (editcap -A): epoch seconds (with
                                               a fraction) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z,
                                               2023-11-14 22:13; no zone: local time)
@@ -383,14 +383,20 @@ def _expression(args):
 
 
 def _sources(paths, lists=()):
-    """Input paths; a directory stands for the capture files in it (sorted, recursively; hidden
-    entries skipped), a name that does not exist but holds a wildcard for the names it matches
-    (sorted), and -V FILE for the names it lists (one a line)."""
+    """Input paths; a directory stands for the capture files in it (recursively, sorted by path
+    as `find DIR | sort` lists them; hidden entries skipped; symbolic links to files followed,
+    to directories not, as `grep -r`), a name that does not exist but holds a wildcard for the
+    names it matches (sorted), and -V FILE for the names it lists (one a line). A directory or
+    file that cannot be read raises its OSError (nothing is left out unsaid)."""
     out = []
     paths = list(paths or [])
     for listing in lists or ():
         from ._textfile import read_text_file
-        paths.extend(line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip())
+        names = [line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip()]
+        if not names:
+            from .errors import FilterError
+            raise FilterError(f"{listing}: no file names in this list")
+        paths.extend(names)
     expanded = []
     for path in paths:
         # Divergence: tcpdump opens a -r name as it is; pfilter expands a name that does not
@@ -406,51 +412,95 @@ def _sources(paths, lists=()):
             expanded.append(path)
     for path in expanded:
         if path != "-" and os.path.isdir(path):
-            found = []
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                for name in sorted(files):
-                    if name.startswith("."):
-                        continue
-                    full = os.path.join(root, name)
-                    if _looks_like_capture(full):
-                        found.append(full)
-            if not found:
-                from .errors import FilterError
-                raise FilterError(f"{path}: no capture files in this directory")
-            out.extend(found)
+            out.extend(_directory_captures(path))
         else:
             out.append(path)
     return out
 
 
+def _directory_captures(path):
+    """The capture files under a directory, in path order (see _sources)."""
+    def unreadable(err):
+        raise OSError(err.errno, err.strerror, err.filename) from None
+
+    found = []
+    for root, dirs, files in os.walk(path, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith("."):
+                full = os.path.join(root, name)
+                if _looks_like_capture(full):
+                    found.append(full)
+    if not found:
+        from .errors import FilterError
+        raise FilterError(f"{path}: no capture files in this directory")
+    return sorted(found, key=lambda full: os.path.relpath(full, path).split(os.sep))
+
+
 _MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-           b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34", b"\x0a\x0d\x0d\x0a", b"\x1f\x8b", b"\x28\xb5\x2f\xfd",
-           b"\xfd7zXZ", b"BZh")
+           b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34", b"\x0a\x0d\x0d\x0a")
+#: compressed files: their magic, and what the inside must start with (one of _MAGICS)
+_PACKED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ": "xz", b"BZh": "bzip2"}
 
 
 def _looks_like_capture(path):
-    """Whether a directory entry starts with a capture's magic. Only regular files are read:
-    opened non-blocking (a FIFO that appears under the name cannot hang the open), and anything
-    else is skipped with a one-line warning."""
+    """Whether a directory entry is a capture: a regular file starting with a capture's magic,
+    or compressed (gzip, xz, bzip2, zstd) with one at the start of what it holds. Opened
+    non-blocking (a FIFO that appears under the name cannot hang the open); anything else is
+    skipped with a one-line warning, and so is a symbolic link that leads nowhere. A file that
+    cannot be opened or read raises its OSError."""
     import stat
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError:
-        return False
+    except OSError as err:
+        if os.path.islink(path) and not os.path.exists(path):
+            sys.stderr.write(f"pfilter: warning: {path}: a symbolic link to nothing, skipped\n")
+            return False
+        raise OSError(err.errno, err.strerror, path) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             sys.stderr.write(f"pfilter: warning: {path}: not a regular file, skipped\n")
             return False
-        head = os.pread(fd, 6, 0)
-    except OSError:
-        return False
+        head = os.pread(fd, 1 << 12, 0)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, path) from None
     finally:
         os.close(fd)
-    if not any(head.startswith(m) for m in _MAGICS):
+    kind = next((k for m, k in _PACKED.items() if head.startswith(m)), None)
+    if kind is not None:
+        head = _unpacked_head(kind, head)
+    if head is not None and not any(head.startswith(m) for m in _MAGICS):
         sys.stderr.write(f"pfilter: warning: {path}: not a capture file, skipped\n")
         return False
     return True
+
+
+def _unpacked_head(kind, data):
+    """The first bytes that a compressed file's start (`data`) decompresses to: b"" when it is
+    not what it claims; None when that start cannot tell (bzip2's first block decompresses only
+    whole, up to 900 KB; a zstd block of more than `data`; zstd without the zstandard package:
+    the file is then taken as a capture, and the reader says what it is)."""
+    try:
+        if kind == "bzip2":
+            # "BZh", the block size 1-9, and a block's magic (the digits of pi)
+            ok = data[3:4] in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9") and \
+                data[4:10] == b"\x31\x41\x59\x26\x53\x59"
+            return None if ok else b""
+        if kind == "gzip":
+            import zlib
+            head = zlib.decompressobj(31).decompress(data, 8)
+        elif kind == "xz":
+            import lzma
+            head = lzma.LZMADecompressor().decompress(data, 8)
+        else:
+            try:
+                import zstandard
+            except ImportError:
+                return None
+            head = zstandard.ZstdDecompressor().decompressobj().decompress(data)[:8]
+    except Exception:       # zlib.error, lzma.LZMAError, zstandard.ZstdError, ...: not that format
+        return b""
+    return head or None
 
 
 def _linktype_label(linktype):

@@ -76,8 +76,7 @@ def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
     d, paths = inputs
     out = tmp_path / "all.pcap"
     run("--quiet", "-r", d, "-w", out, "tcp")
-    # sorted walk: a.pcap, then sub/b.pcap, sub/d.pcap before sub/deeper/? os.walk lists a
-    # directory's files before its subdirectories
+    # sorted by path, as `find DIR | sort`: a.pcap, sub/b.pcap, sub/d.pcap ('.' < 'e'), sub/deeper/c.pcap
     order = [paths[0], paths[1], paths[3], paths[2]]
     want = []
     for k, p in enumerate(order):
@@ -97,6 +96,61 @@ def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
     assert records(g) == records(tmp_path / "t1.pcap") + records(tmp_path / "t2.pcap")
     r = run("-r", os.path.join(d, "nothing*.pcap"), "tcp", check=False)
     assert r.returncode == 1 and r.stderr.strip().endswith("no file matches")
+
+
+def _without_file_access_override():
+    """A prefix that runs a command without root's power to read any file (so that permissions
+    hold for it), or [] when this is not root."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(tmp_path):
+    import bz2
+    import gzip
+    import lzma
+    d = tmp_path / "d"
+    (d / "a").mkdir(parents=True)
+    gen_capture.generate(d / "b.pcap", 400, seed=31)
+    gen_capture.generate(d / "a" / "x.pcap", 300, seed=32)
+    raw = (d / "b.pcap").read_bytes()
+    (d / "c.pcap.gz").write_bytes(gzip.compress(raw))
+    (d / "e.pcap.xz").write_bytes(lzma.compress(raw))
+    (d / "f.pcap.bz2").write_bytes(bz2.compress(raw))
+    # compressed files that hold no capture, a text starting with bzip2's magic, links to nothing
+    (d / "syslog.1.gz").write_bytes(gzip.compress(b"Dec  6 kernel: hello\n" * 50))
+    (d / "old.xz").write_bytes(lzma.compress(b"log line\n" * 50))
+    (d / "notes.txt").write_bytes(b"BZh text, not a capture\n")
+    os.symlink("nowhere.pcap", d / "gone.pcap")
+    os.symlink("loop", d / "loop")
+    r = run("-r", d, "--count", "")
+    # path order (a/x.pcap before b.pcap), compressed captures read, the rest named and skipped
+    opened = [line.split(",")[0].split()[-1] for line in r.stderr.splitlines() if line.startswith("reading from")]
+    assert opened == [str(d / n) for n in ("a/x.pcap", "b.pcap", "c.pcap.gz", "e.pcap.xz", "f.pcap.bz2")]
+    assert r.stdout == f"{300 + 4 * 400} packets\n"
+    for name, why in [("syslog.1.gz", "not a capture file"), ("old.xz", "not a capture file"),
+                      ("notes.txt", "not a capture file"), ("gone.pcap", "a symbolic link to nothing"),
+                      ("loop", "a symbolic link to nothing")]:
+        assert f"pfilter: warning: {d / name}: {why}, skipped" in r.stderr.splitlines()
+    # a file or a directory that cannot be read is an error, not a capture left out unsaid
+    prefix = _without_file_access_override()
+    if prefix and subprocess.run(prefix + ["true"]).returncode != 0:
+        pytest.skip("setpriv cannot drop root's file access override here")
+    for locked in (d / "b.pcap", d / "a"):
+        locked.chmod(0)
+        try:
+            out = tmp_path / "out.pcap"
+            r = subprocess.run(prefix + [sys.executable, "-m", "pfilter", "-r", str(d), "-w", str(out), "tcp"],
+                               capture_output=True, text=True)
+        finally:
+            locked.chmod(0o755)
+        assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {locked}: Permission denied"
+        assert "Traceback" not in r.stderr and not out.exists()
+    listing = tmp_path / "empty.txt"
+    listing.write_text("\n\n")
+    r = run("-V", listing, "--count", "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.strip() == f"pfilter: {listing}: no file names in this list"
 
 
 def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):

@@ -197,8 +197,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     own, else "vm").
     workers: threads sharing the work on the fast path (the parts of one file, or several files
     counted at a time; default: the usable cores); the output does not depend on it.
-    merge: write the inputs' matches in timestamp order, as mergecap does (equal timestamps
-    keep the order of the inputs); without it the inputs are concatenated in the order given.
+    merge: write the inputs' matches in timestamp order, as mergecap does (on equal timestamps
+    the later input's packet first); without it the inputs are concatenated in the order given.
     after / before: only packets with after <= timestamp < before (editcap -A / -B): ns since
     1970 (int) or text (epoch seconds, ISO 8601; pfilter.capture.index.parse_time). A sorted
     pcap input finds the window through its index (pfilter.capture.index) and reads nothing
