@@ -153,6 +153,30 @@ def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(t
     assert r.returncode == 1 and r.stderr.strip() == f"pfilter: {listing}: no file names in this list"
 
 
+def test_an_interrupted_merge_reports_every_packet_it_wrote(tmp_path, monkeypatch):
+    # Ctrl-C arriving while a run of packets is written: the run is written whole and counted
+    import signal
+    from pfilter.capture import writer
+    paths = [tmp_path / "a.pcap", tmp_path / "b.pcap"]
+    for k, p in enumerate(paths):
+        gen_capture.generate(p, 3000, seed=41 + k)
+    write, calls = writer.PcapWriter.write.__wrapped__, []
+
+    @writer._uninterrupted
+    def write_then_interrupt(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)         # inside the write: held back until it ends
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer.PcapWriter, "write", write_then_interrupt)
+    out = tmp_path / "m.pcap"
+    with pytest.raises(KeyboardInterrupt) as info:
+        pfilter.filter_file([str(p) for p in paths], str(out), "", merge=True)
+    assert len(calls) == 5
+    assert info.value.stats.written == len(records(out)) > 0
+
+
 def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
     d, paths = inputs
     # a nanosecond and a pcapng input too, and an input with repeated timestamps (ties)

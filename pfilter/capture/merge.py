@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from .._signals import deferred
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats
 from .reader import open_capture
@@ -118,13 +119,14 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                 run = min(run, left)
             rows = c.idx[c.pos:c.pos + run]
             c.pos += run
-            if writer is not None:
-                if writer.format == "pcapng":
-                    writer.interfaces, writer.source = c.cap.interfaces, k
-                writer.write(c.batch, rows)
-                stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
-                stats.written += len(rows)
-            stats.matched += len(rows)
+            with deferred():      # an interruption comes after the run is written and counted
+                if writer is not None:
+                    if writer.format == "pcapng":
+                        writer.interfaces, writer.source = c.cap.interfaces, k
+                    writer.write(c.batch, rows)
+                    stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
+                    stats.written += len(rows)
+                stats.matched += len(rows)
             if on_batch is not None:
                 on_batch(c.batch, rows)
             if left is not None:
