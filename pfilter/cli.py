@@ -34,7 +34,7 @@ environment:
 
 The expression is the trailing words, in tcpdump's language (man pcap-filter).
 Output is pcap (pcapng when the output name ends in .pcapng or with --format pcapng), with the
-input's timestamp resolution unless --micro / --nano say otherwise.
+first input's timestamp resolution (pcapng: each input's) unless --micro / --nano say otherwise.
 """
 
 
@@ -784,7 +784,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     from .capture.filterfile import filter_file, open_for_filtering
     first = open_for_filtering(sources[0])
     try:
-        first_lt, first_snap, first_res = first.linktype, first.snaplen, first.ts_resolution
+        first_lt, first_snap = first.linktype, first.snaplen
         _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize,
                  swapped=getattr(first, "byteorder", sys.byteorder) != sys.byteorder)
         if announce is not None:
@@ -794,7 +794,6 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         raise
     sources[0] = first
 
-    out_res = resolution or first_res
     printer = None
     if args.write is None and not args.count_only:
         from .display import Printer
@@ -813,7 +812,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     try:
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
-                            format=args.format, ts_resolution=out_res, on_batch=printer,
+                            format=args.format, ts_resolution=resolution, on_batch=printer,
                             compiler=_compile, truncate=truncate, dedup=dedup, rotate=rotate,
                             backend=args.backend, announce=announce)
     except CaptureFormatError as err:

@@ -177,6 +177,33 @@ def test_an_interrupted_merge_reports_every_packet_it_wrote(tmp_path, monkeypatc
     assert info.value.stats.written == len(records(out)) > 0
 
 
+def _nano_lines(path):
+    """tcpdump --nano -tt -n's lines of a capture: every timestamp to the nanosecond."""
+    return tcpdump("--nano", "-tt", "-n", "-r", path).stdout.decode().splitlines()
+
+
+@pytest.mark.parametrize("pcapng", [False, True], ids=["pcap-inputs", "pcapng-inputs"])
+def test_pcapng_output_keeps_each_inputs_resolution(tmp_path, pcapng):
+    # a microsecond input first, a nanosecond one after: a pcapng output holds both as they
+    # are (an interface each, as mergecap writes them); --micro asks for microseconds
+    ext = "pcapng" if pcapng else "pcap"
+    us, ns = tmp_path / f"us.{ext}", tmp_path / f"ns.{ext}"
+    gen_capture.generate(us, 300, seed=51, pcapng=pcapng)
+    gen_capture.generate(ns, 300, seed=52, pcapng=pcapng, nanosecond=True)
+    assert any(not line.split()[0].endswith("000") for line in _nano_lines(ns))
+    out = tmp_path / "out.pcapng"
+    run("--quiet", "-r", us, "-r", ns, "-w", out, "")
+    assert _nano_lines(out) == _nano_lines(us) + _nano_lines(ns)
+    merged, theirs = tmp_path / "merged.pcapng", tmp_path / "mergecap.pcapng"
+    run("--quiet", "-r", us, "-r", ns, "--merge", "-w", merged, "")
+    subprocess.run([ref.mergecap(), "-w", str(theirs), str(us), str(ns)], check=True)
+    assert _nano_lines(merged) == _nano_lines(theirs)
+    micro = tmp_path / "micro.pcapng"
+    run("--quiet", "--micro", "-r", us, "-r", ns, "-w", micro, "")
+    assert all(line.split()[0].endswith("000") for line in _nano_lines(micro))
+    assert len(_nano_lines(micro)) == 600
+
+
 def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
     d, paths = inputs
     # a nanosecond and a pcapng input too, and an input with repeated timestamps (ties)

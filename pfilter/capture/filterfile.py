@@ -304,6 +304,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                 raw = None
                 if writer is not None and writer.format == "pcapng":
                     writer.interfaces, writer.source = cap.interfaces, len(stats.files) - 1
+                    writer.source_nsec = cap.ts_resolution == "ns"
                 elif writer is not None and cap.format == "pcap" and cap.ts_resolution == (
                         "ns" if writer.nsec else "us"):
                     raw = cap.pcap_layout       # timestamps copied as recorded, as tcpdump does
@@ -404,11 +405,15 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
     if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
         raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
                           f"(name the output .pcapng)")
-    return dict(format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
+    args = dict(format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
                 ts_resolution=ts_resolution or cap.ts_resolution,
                 linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
                 protect=[s.path if isinstance(s, Capture) else s for s in sources
                          if isinstance(s, (str, os.PathLike, Capture))])
+    if fmt == "pcapng":
+        # no resolution asked for: each interface keeps its input's (mergecap's way), none is cut
+        args["keep_resolution"] = ts_resolution is None
+    return args
 
 
 def _writer_for(dst, cap, format, ts_resolution, sources):

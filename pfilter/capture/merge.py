@@ -94,8 +94,10 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
         if dst is not None:
             writer = writer_for(dst, first, format, ts_resolution, list(sources))
         # Timestamps are compared as the output holds them (microseconds: cut, as written), as
-        # mergecap compares the files tcpdump wrote.
-        if (ts_resolution or first.ts_resolution) == "us":
+        # mergecap compares the files tcpdump wrote; a pcapng output with no resolution asked
+        # for keeps each input's (writer.PcapngWriter, keep_resolution): compared whole.
+        kept = writer is not None and writer.format == "pcapng" and ts_resolution is None
+        if not kept and (ts_resolution or first.ts_resolution) == "us":
             for c in inputs:
                 c.unit = 1000
         # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap
@@ -123,6 +125,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                 if writer is not None:
                     if writer.format == "pcapng":
                         writer.interfaces, writer.source = c.cap.interfaces, k
+                        writer.source_nsec = c.cap.ts_resolution == "ns"
                     writer.write(c.batch, rows)
                     stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
                     stats.written += len(rows)

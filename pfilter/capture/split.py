@@ -125,6 +125,7 @@ class Output:
         self.nsec = self.args.get("ts_resolution", "us") == "ns"
         self.interfaces = self.args.get("interfaces")
         self.source = 0
+        self.source_nsec = self.nsec    # the resolution of the input `source` (a pcap input)
         self.packets_written = 0
         self.bytes_written = 0          # captured bytes of the packets written
         self.files = []                 # names of the files started, in order
@@ -179,7 +180,7 @@ class Output:
     def _put(self, batch, idx, raw):
         w = self._writer
         if w.format == "pcapng":
-            w.interfaces, w.source = self.interfaces, self.source
+            w.interfaces, w.source, w.source_nsec = self.interfaces, self.source, self.source_nsec
             n = w.write(batch, idx)
         elif raw is not None:
             n = w.write(batch, idx, raw)
@@ -539,6 +540,7 @@ class SplitSink:
         self.source = (self.source + 1) if hasattr(self, "source") else 0
         for out in self.set:
             out.interfaces, out.source = cap.interfaces, self.source
+            out.source_nsec = cap.ts_resolution == "ns"
 
     def _from_batch(self, batch):
         """Outputs for batches given directly (no file header): the batch's link type, the

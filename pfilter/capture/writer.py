@@ -262,30 +262,37 @@ def _option(code, value):
 
 class PcapngWriter(CaptureWriter):
     """pcapng, one little-endian section; an Interface Description Block per input interface
-    (or per link type), written before its first packet; Enhanced Packet Blocks with if_tsresol
-    10^-9 when ts_resolution == "ns" (else the default 10^-6)."""
+    (or per link type and resolution), written before its first packet; Enhanced Packet Blocks
+    with if_tsresol 10^-9 when ts_resolution == "ns" (else the default 10^-6). With
+    keep_resolution, each interface keeps its input's resolution instead, as mergecap keeps
+    them (an input interface's if_tsresol finer than microseconds: 10^-9; a pcap input's
+    source_nsec, which the caller sets with `source`): no timestamp is cut."""
 
     format = "pcapng"
 
     def __init__(self, dst, linktype=1, snaplen=262144, ts_resolution="us", interfaces=None,
-                 protect=()):
+                 protect=(), keep_resolution=False):
         self._set_format(linktype, snaplen, ts_resolution)
         self.interfaces = interfaces   # the input's interface list (dicts), read when needed
         self.source = 0                # which input `interfaces` belongs to (several inputs)
+        self.keep_resolution = keep_resolution
+        self.source_nsec = self.nsec   # the resolution of the input `source` (a pcap input)
         self._out_ids = {}
+        self._out_nsec = []            # each output interface's resolution (True: ns)
         super().__init__(dst, protect)
         opts = _option(4, b"pfilter") + _option(0, b"")
         body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + opts
         total = 12 + len(body)
         self._emit(struct.pack("<II", 0x0A0D0D0A, total) + body + struct.pack("<I", total))
 
-    def _interface(self, key, linktype, snaplen, name=None):
+    def _interface(self, key, linktype, snaplen, name=None, nsec=None):
         if key in self._out_ids:
             return self._out_ids[key]
+        nsec = self.nsec if nsec is None or not self.keep_resolution else nsec
         opts = b""
         if name:
             opts += _option(2, name.encode("utf-8", "replace"))
-        if self.nsec:
+        if nsec:
             opts += _option(9, b"\x09")
         if opts:
             opts += _option(0, b"")
@@ -293,6 +300,7 @@ class PcapngWriter(CaptureWriter):
         total = 12 + len(body)
         self._emit(struct.pack("<II", 1, total) + body + struct.pack("<I", total))
         self._out_ids[key] = len(self._out_ids)
+        self._out_nsec.append(bool(nsec))
         return self._out_ids[key]
 
     def _iface_ids(self, batch, idx):
@@ -303,16 +311,17 @@ class PcapngWriter(CaptureWriter):
             for iface in np.unique(src):
                 info = self.interfaces[int(iface)]
                 oid = self._interface(("if", self.source, int(iface)), info["linktype"], info["snaplen"],
-                                      info.get("name"))
+                                      info.get("name"), int(info.get("units") or 1000000) > 1000000)
                 out[src == iface] = oid
             return out
+        nsec = bool(self.source_nsec) if self.keep_resolution else self.nsec
         if batch.linktypes is not None:
             lts = batch.linktypes[idx]
             out = np.empty(len(idx), np.uint32)
             for lt in np.unique(lts):
-                out[lts == lt] = self._interface(("lt", int(lt)), int(lt), self.snaplen)
+                out[lts == lt] = self._interface(("lt", int(lt), nsec), int(lt), self.snaplen, nsec=nsec)
             return out
-        oid = self._interface(("lt", int(batch.linktype)), int(batch.linktype), self.snaplen)
+        oid = self._interface(("lt", int(batch.linktype), nsec), int(batch.linktype), self.snaplen, nsec=nsec)
         return np.full(len(idx), oid, np.uint32)
 
     @_uninterrupted
@@ -325,22 +334,29 @@ class PcapngWriter(CaptureWriter):
         caplen = batch.caplen[idx].astype(np.int64)
         size = 32 * len(idx) + int(((caplen + 3) & ~3).sum())
         out = self._stage(size)
-        used = _assembler().pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
-                                        batch.timestamps, idx, ids, self.nsec, out)
-        if used < 0:
-            raise _bad_packet(batch, used)
+        nsec = np.array(self._out_nsec, bool)[ids]
+        # runs of packets on interfaces of one resolution (one run unless they differ)
+        cuts = [0] + (np.flatnonzero(nsec[1:] != nsec[:-1]) + 1).tolist() + [len(idx)]
+        used = 0
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            got = _assembler().pcapng_epbs(batch.data, batch.offsets, batch.caplen, batch.wirelen,
+                                           batch.timestamps, idx[a:b], ids[a:b], bool(nsec[a]), out[used:])
+            if got < 0:
+                raise _bad_packet(batch, got)
+            used += got
         self._staged(used)
         self.packets_written += len(idx)
         return len(idx)
 
 
 def open_writer(dst, format=None, linktype=1, snaplen=262144, ts_resolution="us", linktype_ext=0,
-                interfaces=None, protect=()):
+                interfaces=None, protect=(), keep_resolution=False):
     """A PcapWriter or PcapngWriter for dst ("-" is standard output, not atomic). The format is
-    `format`, else pcapng for a .pcapng name, else pcap."""
+    `format`, else pcapng for a .pcapng name, else pcap. keep_resolution (pcapng): each
+    interface at its input's resolution rather than at ts_resolution (PcapngWriter)."""
     fmt = format or format_for_path(dst)
     if fmt == "pcap":
         return PcapWriter(dst, linktype, snaplen, ts_resolution, linktype_ext, protect)
     if fmt == "pcapng":
-        return PcapngWriter(dst, linktype, snaplen, ts_resolution, interfaces, protect)
+        return PcapngWriter(dst, linktype, snaplen, ts_resolution, interfaces, protect, keep_resolution)
     raise FilterError(f"unknown capture format {fmt!r} (pcap or pcapng)")
