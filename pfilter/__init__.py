@@ -173,7 +173,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 backend: Literal["vm", "native", "auto"] | None = None, workers: int | None = None,
                 merge: bool = False, after: int | str | None = None,
                 before: int | str | None = None, cache: bool = True,
-                announce: Callable[[str, int, int, int], object] | None = None) -> FilterStats:
+                announce: Callable[[str, int, int, int], object] | None = None,
+                on_damage: Callable[[CaptureFormatError], object] | None = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
     `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
 
@@ -212,6 +213,9 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     announce: called as announce(path, linktype, snaplen, index) as the index-th input is
     opened, before its packets (every input's at once when several are counted in parallel):
     where `pfilter -r` prints tcpdump's "reading from file" line.
+    on_damage: called as on_damage(error) with the CaptureFormatError of a damaged input of a
+    concatenation instead of raising it: that input ends at its damage and the inputs after it
+    are read, as `tcpdump -V` reads on (with merge, the error ends the run, as in mergecap).
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
     and the output committed (as tcpdump leaves them); the exception carries the stats as
@@ -224,7 +228,7 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                                       on_batch=on_batch, compiler=compiler, truncate=truncate,
                                       dedup=dedup, rotate=rotate, backend=backend, workers=workers,
                                       merge=merge, after=after, before=before, cache=cache,
-                                      announce=announce, **extra)
+                                      announce=announce, on_damage=on_damage, **extra)
     return stats
 
 

@@ -809,12 +809,14 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     bar, update = _progress_bar(args, sources)
     status = 0
     stats = None
+    on_damage, damaged = _reading_on(sources)
     try:
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
                             format=args.format, ts_resolution=resolution, on_batch=printer,
                             compiler=_compile, truncate=truncate, dedup=dedup, rotate=rotate,
-                            backend=args.backend, announce=announce)
+                            backend=args.backend, announce=announce, on_damage=on_damage)
+        status = 1 if damaged else 0
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
         if bar is not None:
@@ -827,6 +829,24 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         if bar is not None:
             bar.close()
     return _report(args, stats, status)
+
+
+def _reading_on(sources):
+    """(filter_file's on_damage, the list of the damaged inputs' errors): with several inputs
+    concatenated, a damaged one is reported on its line and the next is read, as `tcpdump -V`
+    reads on (the exit status then says 1); one input: (None, []), its error ends the run."""
+    # Divergence: tcpdump -V stops at a file it cannot open (a damaged header) and exits with
+    # the last file's status; pfilter reads on after any damaged input and exits 1.
+    damaged = []
+    if len(sources) < 2:
+        return None, damaged
+
+    def on_damage(err):
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        _fail(_one_line(err))
+        damaged.append(err)
+    return on_damage, damaged
 
 
 def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers):
@@ -868,12 +888,14 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     compiler = _compile
     if announce is not None and sources[0] != "-":     # (standard input is read once, by the pass)
         announce(sources[0], *_peek_linktype(sources[0]))
+    on_damage, damaged = _reading_on(sources) if not args.merge else (None, [])
     stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
                         optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
                         truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
                         workers=workers, merge=args.merge, after=after, before=before, announce=announce,
-                        on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None)
-    return _report(args, stats, 0)
+                        on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None,
+                        on_damage=on_damage)
+    return _report(args, stats, 1 if damaged else 0)
 
 
 def _announce_all(sources, announce):

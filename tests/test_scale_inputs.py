@@ -204,6 +204,51 @@ def test_pcapng_output_keeps_each_inputs_resolution(tmp_path, pcapng):
     assert len(_nano_lines(micro)) == 600
 
 
+def test_a_damaged_input_of_a_list_is_reported_and_the_next_one_read(tmp_path):
+    # as tcpdump -V reads on after a damaged file: its packets before the damage, then the
+    # next files; pfilter says so on a line of its own and exits 1
+    a, d = tmp_path / "a.pcap", tmp_path / "d.pcap"
+    gen_capture.generate(a, 300, seed=61)
+    gen_capture.generate(d, 300, seed=62)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(a.read_bytes()[:10000])
+    short = tmp_path / "short.pcap"
+    short.write_bytes(a.read_bytes()[:12])
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{a}\n{cut}\n{short}\n{d}\n")
+    theirs = tmp_path / "tcpdump.pcap"
+    # (tcpdump stops at a file it cannot open: its list has no short.pcap)
+    (tmp_path / "list3.txt").write_text(f"{a}\n{cut}\n{d}\n")
+    # (as root, -Z root: tcpdump gives up root after opening its first file, and the test's
+    # directory is root's alone)
+    keep = ["-Z", "root"] if os.geteuid() == 0 else []
+    subprocess.run([ref.tcpdump(), *keep, "-V", str(tmp_path / "list3.txt"), "-w", str(theirs), "tcp"],
+                   capture_output=True)
+    want = count_tcpdump(theirs, "")
+    assert want > count_tcpdump(a, "tcp")
+    for j in ("1", "2"):
+        out = tmp_path / f"o{j}.pcap"
+        r = run("-V", listing, "-j", j, "-w", out, "tcp", check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert out.read_bytes() == theirs.read_bytes()
+        errors = [line for line in r.stderr.splitlines() if line.startswith("pfilter: ")]
+        assert len(errors) == 2 and errors[0].startswith(f"pfilter: {cut}: offset ")
+        assert errors[1].startswith(f"pfilter: {short}: offset 0: ")
+        r = run("-V", listing, "-j", j, "--count", "tcp", check=False)
+        assert r.returncode == 1 and r.stdout == f"{want} packets\n"
+    # the API: on_damage takes each error; without it the first one ends the run
+    seen = []
+    stats = pfilter.filter_file([str(a), str(cut), str(short), str(d)], str(tmp_path / "api.pcap"), "tcp",
+                                on_damage=seen.append)
+    assert [type(e) for e in seen] == [pfilter.CaptureFormatError] * 2 and stats.written == want
+    assert (tmp_path / "api.pcap").read_bytes() == theirs.read_bytes()
+    with pytest.raises(pfilter.CaptureFormatError):
+        pfilter.filter_file([str(a), str(cut), str(d)], str(tmp_path / "api2.pcap"), "tcp")
+    # --merge stops at the damage, as mergecap does
+    r = run("-V", listing, "--merge", "-w", tmp_path / "m.pcap", "tcp", check=False)
+    assert r.returncode == 1 and len([x for x in r.stderr.splitlines() if x.startswith("pfilter: ")]) == 1
+
+
 def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
     d, paths = inputs
     # a nanosecond and a pcapng input too, and an input with repeated timestamps (ties)

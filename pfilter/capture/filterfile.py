@@ -170,7 +170,7 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
                 progress=None, format=None, ts_resolution=None, batch_packets=None,
                 batch_bytes=CACHE_BATCH_BYTES, on_batch=None, compiler=None, *, truncate=None,
                 dedup=None, rotate=None, backend=None, workers=None, merge=False, after=None,
-                before=None, cache=True, announce=None):
+                before=None, cache=True, announce=None, on_damage=None):
     """Write the packets of capture(s) `src` matching `expr` (a string or a Program) to `dst`.
 
     src: a path, '-', a file object, an open Capture, or a list of them (read in order into one
@@ -206,6 +206,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     announce: called as announce(path, linktype, snaplen, index) when the index-th input is
     opened, before its packets (all of them at once when several files are counted in
     parallel): what `pfilter -r` prints as tcpdump's "reading from file" line for each.
+    on_damage: called as on_damage(error) with the CaptureFormatError of a damaged input of a
+    concatenation instead of raising it: that input ends at its damage (its packets before it
+    kept) and the inputs after it are read, as `tcpdump -V` reads on (--merge stops, as mergecap).
 
     The output's snapshot length is the input's; with several inputs, the largest of theirs
     (read from their headers before writing), so that no reader cuts a record of a later input.
@@ -234,14 +237,16 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
         with interruptible((signal.SIGINT,)):
             return _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, report, format,
                                 ts_resolution, batch_packets, batch_bytes, on_batch, compiler,
-                                (truncate, dedup, rotate), backend, workers, merge, window, announce)
+                                (truncate, dedup, rotate), backend, workers, merge, window, announce,
+                                on_damage)
     finally:
         close_progress()
 
 
 def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progress, format,
                  ts_resolution, batch_packets, batch_bytes, on_batch, compiler, edits=(None, None, None),
-                 backend=None, workers=None, merge=False, window=(None, None), announce=None):
+                 backend=None, workers=None, merge=False, window=(None, None), announce=None,
+                 on_damage=None):
     started = time.perf_counter()
     stats = FilterStats()
     programs = ProgramSet(expr, snaplen, optimize, linktype, compiler)
@@ -287,7 +292,13 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                     s.batch_packets = batch_packets
                 opened = s
             else:
-                opened = open_for_filtering(s, batch_bytes, batch_packets)
+                try:
+                    opened = open_for_filtering(s, batch_bytes, batch_packets)
+                except CaptureFormatError as err:
+                    if on_damage is None:
+                        raise
+                    on_damage(err)          # (nothing of it read: the next input)
+                    continue
             with opened as cap:
                 if announce is not None:
                     announce(cap.path, cap.linktype, cap.snaplen, len(stats.files))
@@ -351,10 +362,16 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                         if count is not None and selected >= count:
                             break
                 except (CaptureFormatError, KeyboardInterrupt) as err:
-                    # the packets before the damage (or the interruption) make a valid capture
-                    w, writer = writer, None
-                    keep_written(w, stats, started, err)
-                    raise
+                    # the packets before the damage (or the interruption) make a valid capture;
+                    # with on_damage, the damaged input ends there and the next one is read
+                    try:
+                        if on_damage is None or not isinstance(err, CaptureFormatError):
+                            raise
+                        on_damage(err)
+                    except BaseException as stop:
+                        w, writer = writer, None
+                        keep_written(w, stats, started, stop)
+                        raise
                 finally:
                     if READ_AHEAD:
                         batches.close()
@@ -423,7 +440,7 @@ def _writer_for(dst, cap, format, ts_resolution, sources):
 def _output_snaplen(first, sources):
     """The snapshot length of the output header, decided before writing: the first input's
     (as tcpdump writes it) when it is the only one; with several, the largest of the inputs'
-    (as mergecap does), read from each header, or the link type's maximum (libpcap's 262144 for
+    (mergecap writes 262144 whatever they say), read from each header, or the link type's maximum (libpcap's 262144 for
     most) when an input cannot be looked at beforehand (standard input, a FIFO, a file object).
     A record longer than the header's snapshot length is cut back by every reader: no input's
     record may be."""
