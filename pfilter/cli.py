@@ -692,6 +692,7 @@ def _run(args):
     if not sources:
         raise FilterError("no input: give a capture file with -r FILE (pfilter reads captures, "
                           "it does not capture)")
+    _keep_text_inputs(args)
 
     from ._signals import interruptible
     with interruptible():     # SIGINT, SIGTERM, SIGHUP: keep what was written, say so, 128 + signum
@@ -829,6 +830,19 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         if bar is not None:
             bar.close()
     return _report(args, stats, status)
+
+
+def _keep_text_inputs(args):
+    """Refuse an output (-w) that is the -V file list or the -F expression file, as an input
+    capture is refused (tcpdump would replace it)."""
+    if args.write in (None, "-"):
+        return
+    from .capture.files import output_target, same_file
+    from .errors import FilterError
+    target = output_target(args.write)
+    for what, path in [("file list", p) for p in (args.list_file or ())] + [("filter file", args.filter_file)]:
+        if path not in (None, "-") and same_file(target, path):
+            raise FilterError(f"{args.write}: refusing to overwrite the {what} {path}")
 
 
 def _reading_on(sources):

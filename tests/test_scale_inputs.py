@@ -147,6 +147,11 @@ def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(t
             locked.chmod(0o755)
         assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {locked}: Permission denied"
         assert "Traceback" not in r.stderr and not out.exists()
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{d / 'b.pcap'}\n")
+    r = run("-V", listing, "-w", listing, "tcp", check=False)
+    assert r.returncode == 1 and "refusing to overwrite the file list" in r.stderr
+    assert listing.read_text() == f"{d / 'b.pcap'}\n"
     listing = tmp_path / "empty.txt"
     listing.write_text("\n\n")
     r = run("-V", listing, "--count", "tcp", check=False)
