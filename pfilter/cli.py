@@ -745,7 +745,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     workers = check_workers(args.workers)
     native = use_native(args.backend, nbytes=total_size(sources))
     timed = bool(args.after or args.before)
-    if args.scheduler or args.merge or args.index_file or (timed and len(sources) != 1):
+    if args.scheduler is not None or args.merge or args.index_file or (timed and len(sources) != 1):
         return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     byte_range = None
     if timed:
@@ -845,6 +845,15 @@ def _keep_text_inputs(args):
             raise FilterError(f"{args.write}: refusing to overwrite the {what} {path}")
 
 
+def _workers_count(text):
+    """classify's -j N: 1 to WORKERS_MAX, as the main command takes it (argparse's type)."""
+    import argparse
+    from .capture.fastpath import WORKERS_MAX
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= WORKERS_MAX:
+        raise argparse.ArgumentTypeError(f"a number from 1 to {WORKERS_MAX}, not {text!r}")
+    return int(text)
+
+
 def _reading_on(sources):
     """(filter_file's on_damage, the list of the damaged inputs' errors): with several inputs
     concatenated, a damaged one is reported on its line and the next is read, as `tcpdump -V`
@@ -877,13 +886,15 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         after = parse_time(args.after) if args.after else None
         before = parse_time(args.before) if args.before else None
     edits = output_edits(args)
-    if args.scheduler:
+    if args.scheduler is not None:
+        if not args.scheduler.strip():
+            raise FilterError("--scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'")
         if args.write is None and not args.count_only:
             raise FilterError("--scheduler needs -w FILE (or DIR/) or --count")
         if (args.merge or after is not None or before is not None or any(edits) or args.count
-                or forced_lt is not None or args.no_optimize):
-            raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O and the "
-                              "output options")
+                or forced_lt is not None or args.no_optimize or args.resolution or args.format):
+            raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O, --micro/--nano, "
+                              "--format and the output options")
         from . import dask as pdask
         client, close = pdask.connect(args.scheduler)
         if announce is not None:
@@ -981,7 +992,7 @@ def classify_parser():
     ap.add_argument("--default", default="", metavar="LABEL", help="label of packets no rule accepts (default: empty)")
     ap.add_argument("-y", dest="linktype", metavar="LINKTYPE", help="compile the rules for this link type")
     ap.add_argument("-O", dest="optimize", action="store_false", help="do not optimize the rule programs")
-    ap.add_argument("-j", "--workers", "--threads", dest="threads", type=int, default=None, metavar="N",
+    ap.add_argument("-j", "--workers", "--threads", dest="threads", type=_workers_count, default=None, metavar="N",
                     help="threads sharing each batch (default: the usable cores)")
     ap.add_argument("--split", metavar="TEMPLATE",
                     help="write every rule's packets into its own file, the name TEMPLATE with "

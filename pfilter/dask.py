@@ -106,6 +106,12 @@ def _reachable(address):
         raise FilterError(f"--scheduler {address}: not a scheduler address ({e}); "
                           "expected tcp://HOST:PORT or 'local'") from None
     if scheme not in ("tcp", "tls"):
+        from distributed.comm.registry import get_backend
+        try:
+            get_backend(scheme)
+        except (ValueError, ImportError) as e:
+            raise FilterError(f"--scheduler {address}: not a scheduler address ({e}); "
+                              "expected tcp://HOST:PORT or 'local'") from None
         return
     timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
     try:
@@ -358,12 +364,16 @@ def _copy(fi, fo, start, length, offset, name):
 # ---------------------------------------------------------------------------------- client side
 
 def _paths(paths):
+    """The inputs as absolute paths: a worker's working directory is not this process's, and a
+    relative name would open another file there, or none."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
     out = [os.fsdecode(p) if isinstance(p, bytes) else os.fspath(p) for p in paths]
     if not out:
         raise FilterError("no input capture")
-    return out
+    if "-" in out:
+        raise FilterError("standard input cannot be read by a cluster's workers: give capture files")
+    return [os.path.abspath(p) for p in out]
 
 
 def _plan(client, paths, range_bytes):
@@ -437,25 +447,46 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None):
     return results
 
 
+def _pcap_name(name):
+    """An output's name in a directory, from its input's: what it holds, an uncompressed pcap
+    file ('a.pcap.gz' -> 'a.pcap', 'b.pcapng' -> 'b.pcap')."""
+    from .capture.files import COMPRESSION_SUFFIXES
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+    stem, ext = os.path.splitext(name)
+    return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
+
+
 def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
-    a directory (existing, or a name ending in '/'): one output per input, named as the input.
+    a directory (existing, or a name ending in '/'): one output per input, named as the input
+    (as a pcap file: 'a.pcapng.gz' gives 'a.pcap'). Relative paths are this process's.
     range_bytes: the size of a range (default: into one file, RING_CHUNK_BYTES, the chunks of the
     ring of workers that writes it in place; into a directory, RANGE_BYTES, one task each).
     Returns a FilterStats (the sums over all inputs)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import AtomicFile, format_for_path, pcap_file_header
+    from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
     paths = _paths(paths)
-    out = os.fspath(out)
+    out = os.fsdecode(out) if isinstance(out, bytes) else os.fspath(out)
     to_dir = out.endswith(os.sep) or os.path.isdir(out)
+    out = os.path.abspath(out)
     _tuples(expr, 1, 262144) if expr else None
-    if not to_dir and format_for_path(out) != "pcap":
-        raise FilterError(f"{out}: pfilter.dask writes pcap outputs (or a directory of them)")
+    if not to_dir and (format_for_path(out) != "pcap" or compression_for_path(out)):
+        raise FilterError(f"{out}: pfilter.dask writes uncompressed pcap outputs (or a directory of them)")
+    if not to_dir and len(paths) > 1:
+        kinds = {}
+        for p in paths:
+            with open_capture(p) as cap:
+                kinds.setdefault(file_linktype(cap.linktype), p)
+        if len(kinds) > 1:
+            raise FilterError(f"{out}: inputs of several link types ({', '.join(map(str, kinds))}) cannot "
+                              f"go into one pcap file (give a directory: one output per input)")
     if to_dir:
         os.makedirs(out, exist_ok=True)
-        names = [os.path.basename(p) for p in paths]
+        names = [_pcap_name(os.path.basename(p)) for p in paths]
         if len(set(names)) != len(names):
             raise FilterError(f"{out}: several inputs have the same name; give one output file instead")
         targets = [os.path.join(out, n) for n in names]
@@ -717,6 +748,8 @@ def classify(paths, rules, client=None, **options):
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
     paths = _paths(paths)
+    if isinstance(rules, (str, bytes, os.PathLike)):
+        rules = os.path.abspath(os.fsdecode(rules))      # a rules file, read on the workers
     client, close = _client(client)
     try:
         results = client.gather(client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths),

@@ -87,6 +87,37 @@ def test_filter_files_into_a_directory(client, inputs, tmp_path):
         assert (d / os.path.basename(p)).read_bytes() == want.read_bytes()
 
 
+def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_path, monkeypatch):
+    # a worker's working directory is not ours: names are made absolute before they travel
+    monkeypatch.chdir(os.path.dirname(inputs[0]))
+    names = [os.path.basename(p) for p in inputs[:2]]
+    assert pdask.count(names, "tcp", client=client) == pfilter.filter_file(inputs[:2], None, "tcp").matched
+    out = os.path.relpath(tmp_path / "rel.pcap")
+    pdask.filter_files(names, "tcp", out, client=client)
+    pfilter.filter_file(inputs[:2], str(tmp_path / "local.pcap"), "tcp")
+    assert (tmp_path / "rel.pcap").read_bytes() == (tmp_path / "local.pcap").read_bytes()
+    rules = tmp_path / "rules.txt"
+    rules.write_text("".join(f"{k}: {v}\n" for k, v in RULES.items()))
+    got = pdask.classify(names, os.path.relpath(rules), client=client)
+    assert (got.counts == pfilter.classify(inputs[:2], RULES).counts).all()
+
+
+def test_what_one_pcap_output_cannot_hold_is_refused(client, inputs, tmp_path):
+    raw = tmp_path / "raw.pcap"
+    pfilter.Writer(str(raw), linktype="RAW").close()       # a raw IP capture (no packet)
+    with pytest.raises(pfilter.FilterError, match="several link types"):
+        pdask.filter_files([inputs[0], str(raw)], "", str(tmp_path / "mixed.pcap"), client=client)
+    with pytest.raises(pfilter.FilterError, match="uncompressed pcap"):
+        pdask.filter_files(inputs[:1], "tcp", str(tmp_path / "out.pcap.gz"), client=client)
+    # into a directory: every output a pcap file, named for it
+    d = tmp_path / "dir"
+    pdask.filter_files(inputs[2:], "tcp", str(d) + os.sep, client=client)
+    assert sorted(os.listdir(d)) == ["in2.pcap", "in3.pcap"]
+    assert (d / "in3.pcap").read_bytes()[:4] == b"\xd4\xc3\xb2\xa1"
+    with pytest.raises(pfilter.FilterError, match="standard input"):
+        pdask.count(["-"], "tcp", client=client)
+
+
 def test_classify_equals_local(client, inputs):
     got = pdask.classify(inputs, RULES, client=client)
     want = pfilter.classify(inputs, RULES)
@@ -185,7 +216,7 @@ def test_a_scheduler_address_where_something_else_answers(inputs, tmp_path):
     assert address in r.stderr and "not a Dask scheduler" in r.stderr and not out.exists()
 
 
-@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "127.0.0.1", "tcp://a:b:c"])
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "127.0.0.1", "tcp://a:b:c", "http://127.0.0.1:8786"])
 def test_a_malformed_scheduler_address(inputs, tmp_path, address):
     r, _ = _scheduler_cli(address, inputs, tmp_path / "out.pcap")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a scheduler address" in r.stderr, r.stderr
