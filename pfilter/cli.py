@@ -744,16 +744,15 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     from .capture.fastpath import check_workers, fast_path_applies, total_size
     workers = check_workers(args.workers)
     native = use_native(args.backend, nbytes=total_size(sources))
-    timed = bool(args.after or args.before)
+    timed = args.after is not None or args.before is not None
     if args.scheduler is not None or args.merge or args.index_file or (timed and len(sources) != 1):
         return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     byte_range = None
     if timed:
         # one pcap file and a time window: the fast path over the window's records, numpy-free
         # (filter_file decides the same way; the general path scans what the index cannot take)
-        from .capture.index import parse_time, window_range
-        byte_range = window_range(sources[0], parse_time(args.after) if args.after else None,
-                                  parse_time(args.before) if args.before else None, workers)
+        from .capture.index import parse_window, window_range
+        byte_range = window_range(sources[0], *parse_window(args.after, args.before), workers)
         if byte_range is None:
             return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     if fast_path_applies(per_batch=args.write is None and not args.count_only, dedup=dedup, native=native):
@@ -845,6 +844,24 @@ def _keep_text_inputs(args):
             raise FilterError(f"{args.write}: refusing to overwrite the {what} {path}")
 
 
+def _check_index_file(args, sources):
+    """--index FILE: one input, a capture file, and an index file that is neither standard output
+    nor the output."""
+    from .capture.files import output_target
+    from .errors import FilterError
+    if len(sources) != 1:
+        raise FilterError("--index writes the index of one input: give one -r FILE")
+    if sources[0] == "-":
+        raise FilterError("--index needs a capture file (standard input is read once)")
+    if args.index_file in ("", "-"):
+        raise FilterError("--index needs a file name for the index")
+    if args.scheduler is not None:
+        raise FilterError("--index is written here, not on a cluster: leave out --scheduler")
+    if args.write not in (None, "-") and os.path.abspath(output_target(args.index_file)) == \
+            os.path.abspath(output_target(args.write)):
+        raise FilterError(f"{args.index_file}: the index and the output (-w) need names of their own")
+
+
 def _workers_count(text):
     """classify's -j N: 1 to WORKERS_MAX, as the main command takes it (argparse's type)."""
     import argparse
@@ -875,16 +892,12 @@ def _reading_on(sources):
 def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers):
     """-r with --scheduler (a Dask cluster), --merge, --after/--before or --index."""
     from .errors import FilterError
-    if args.index_file:
-        if len(sources) != 1:
-            raise FilterError("--index writes the index of one input: give one -r FILE")
-        from .capture.index import build_index
-        build_index(sources[0]).save(args.index_file)
+    if args.index_file is not None:
+        _check_index_file(args, sources)
     after = before = None
-    if args.after or args.before:
-        from .capture.index import parse_time
-        after = parse_time(args.after) if args.after else None
-        before = parse_time(args.before) if args.before else None
+    if args.after is not None or args.before is not None:
+        from .capture.index import parse_window
+        after, before = parse_window(args.after, args.before)
     edits = output_edits(args)
     if args.scheduler is not None:
         if not args.scheduler.strip():
@@ -920,6 +933,10 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                         workers=workers, merge=args.merge, after=after, before=before, announce=announce,
                         on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None,
                         on_damage=on_damage)
+    if args.index_file is not None:
+        # written once the run has gone well (its arguments, expression and input all good)
+        from .capture.index import build_index
+        build_index(sources[0]).save(args.index_file)
     return _report(args, stats, 1 if damaged else 0)
 
 

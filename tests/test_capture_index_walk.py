@@ -177,13 +177,22 @@ def test_window_range_is_the_index_window(tmp_path, monkeypatch, workers, guesse
         real = index.resync
         monkeypatch.setattr(index, "resync", lambda *a, **kw: real(*a, **kw) + 1)
     rng = random.Random(8)
-    src = _write(tmp_path / "in.pcap", _records(n=8000, fakes=True),
-                 tail=struct.pack("<IIII", T0 + 99, 0, 5000, 5000) + bytes(10))
+    records = _records(n=8000, fakes=True)
+    src = _write(tmp_path / "in.pcap", records)
     lo, hi = T0 * 10**9, (T0 + 8) * 10**9
     cases = [(None, None), (lo - 1, None), (None, hi + 10**9), (hi + 10**9, None), (None, lo)]
     cases += [tuple(sorted(rng.randrange(lo, hi) for _ in range(2))) for _ in range(12)]
     for after, before in cases:
         _same_window(window_range(src, after, before, workers=workers), src, after, before)
+    # damage (a record cut by the end of the file, a header no walk takes, inside the window
+    # or past it): no range, so that the general path's scan reports it where it is
+    cut = _write(tmp_path / "cut.pcap", records, tail=struct.pack("<IIII", T0 + 99, 0, 5000, 5000) + bytes(10))
+    bad = list(records)
+    bad[6000] = bad[6000][:3] + (0x7FFFFFF0,)
+    bad = _write(tmp_path / "bad.pcap", bad[:6001])
+    for path in (cut, bad):
+        for after, before in cases[:5]:
+            assert window_range(path, after, before, workers=workers) is None
 
 
 def test_record_window_mapped_or_read_says_the_same(tmp_path):

@@ -305,6 +305,87 @@ def test_after_before_equal_editcap_then_tcpdump(tmp_path, kind):
         assert n.stdout == f"{len(records(want))} packets\n"
 
 
+def test_a_window_over_a_damaged_capture_reports_the_damage(tmp_path):
+    # the window's walk stops at the damage: the scan then says where it is, as without a window
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 3000, seed=71)
+    data = bytearray(src.read_bytes())
+    offsets = [r for r in _record_offsets(data)]
+    bad = tmp_path / "bad.pcap"
+    data[offsets[2000] + 8:offsets[2000] + 12] = (0x7FFFFFF0).to_bytes(4, "little")
+    bad.write_bytes(bytes(data))
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(src.read_bytes()[:offsets[2500] + 30])
+    t = records(src)[1000][0]
+    for path, where in ((bad, offsets[2000]), (cut, offsets[2500])):
+        plain = run("-r", path, "--count", "tcp", check=False)
+        assert plain.returncode == 1 and f"offset {where}:" in plain.stderr
+        for opts in (["--after", str(t // 10**9)], ["--before", str(t // 10**9 + 1)]):
+            for j in ("1", "2"):
+                r = run("-r", path, *opts, "-j", j, "--count", "tcp", check=False)
+                errors = [line for line in r.stderr.splitlines() if line.startswith("pfilter: ")]
+                assert r.returncode == 1 and errors == [f"pfilter: {path}: offset {where}: " +
+                                                        plain.stderr.split(f"offset {where}: ")[1].splitlines()[0]]
+
+
+def _record_offsets(data):
+    pos = 24
+    while pos + 16 <= len(data):
+        yield pos
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+
+
+@pytest.mark.parametrize("opts, says", [
+    (["--after", "1700000002", "--before", "1700000001"], "is later than --before"),
+    (["--after", ""], "invalid time"),
+    (["--before", "1700000001.0000000001"], "at most 9 digits"),
+    (["--after", "1_700_000_001"], "invalid time"),
+    (["--after", "2023-11-14T22:13:20+24:00"], "no such zone offset"),
+])
+def test_a_window_editcap_would_refuse_or_misread_is_refused(tmp_path, opts, says):
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 50, seed=72)
+    r = run("-r", src, *opts, "--count", "", check=False)
+    assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_times_past_what_a_capture_holds_and_local_summer_time(tmp_path):
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 200, seed=73)
+    everything = run("-r", src, "--count", "")
+    assert run("-r", src, "--before", "2300-01-01T00:00Z", "--count", "").stdout == everything.stdout
+    assert run("-r", src, "--after", "0001-01-01T00:00+01:00", "--count", "").stdout == everything.stdout
+    # a zone-less time in the hour a change to summer time skips, and in the one the change back
+    # repeats: what editcap's mktime() makes of it
+    for when in ("2023-03-26 02:30", "2023-10-29 02:30"):
+        stamps = [1679790600, 1679792400, 1679794200, 1698539400, 1698541200, 1698543000, 1698544800]
+        w = tmp_path / "dst.pcap"
+        with pfilter.open(str(w), "w", linktype="EN10MB", ts_resolution="us") as out:
+            out.write(pfilter.PacketBatch.from_packets([bytes(60)] * len(stamps),
+                                                       timestamps=[s * 10**9 for s in stamps]))
+        env = dict(os.environ, TZ="Europe/Berlin")
+        ed = tmp_path / "ed.pcap"
+        subprocess.run([ref.editcap(), "-F", "pcap", "-A", when, str(w), str(ed)], check=True, env=env)
+        got = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(w), "--after", when, "--count", ""],
+                             capture_output=True, text=True, env=env)
+        assert got.stdout == f"{len(records(ed))} packets\n", when
+
+
+def test_the_index_file_is_written_last_and_apart(tmp_path):
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 100, seed=74)
+    idx = tmp_path / "in.idx"
+    for bad in (["--after", "bogus", "--count", "tcp"], ["--count", "tcp port ((("]):
+        assert run("-r", src, "--index", idx, *bad, check=False).returncode == 1
+        assert not idx.exists()
+    for opts, says in ((["-w", idx], "names of their own"), (["-w", "-"], None)):
+        r = run("-r", src, "--index", "-" if says is None else idx, *opts, "tcp", check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert not idx.exists()
+    run("-r", src, "--index", idx, "--count", "tcp")
+    assert idx.exists()
+
+
 def test_after_before_iso_8601_and_through_the_index(tmp_path):
     src = tmp_path / "in.pcap"
     gen_capture.generate(src, 3000, seed=41)

@@ -224,10 +224,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     if not sources:
         raise FilterError("no input capture")
     from .fastpath import check_workers
-    from .index import parse_time
+    from .index import parse_window
     workers = check_workers(workers)
-    window = tuple(None if t is None else (int(t) if isinstance(t, (int, np.integer)) else parse_time(t))
-                   for t in (after, before))
+    window = parse_window(*(int(t) if isinstance(t, np.integer) else t for t in (after, before)))
     if count is not None and count < 0:
         raise FilterError("count must not be negative")
     if compiler is None and cache:

@@ -151,7 +151,22 @@ def _pcap_index(path):
     cat = [np.concatenate([p[k] for p in parts]) if parts else np.zeros(0, t)
            for k, t in enumerate((np.int64, np.int64, np.uint32, np.uint32))]
     end = int(cat[0][-1]) + 16 + int(cat[2][-1]) if len(cat[0]) else 24
+    if end < size and not _cut_by_the_end(path, h, end, size):
+        return None             # a header the walk refuses: the reader's index raises its error
     return CaptureIndex(path, "pcap", *cat, np.full(len(cat[0]), h.linktype, np.uint16), size, end)
+
+
+def _cut_by_the_end(path, h, end, size):
+    """Whether what follows the last whole record at `end` is a record cut by the end of the
+    file (a header cut short, or one whose captured bytes reach past the end), not damage."""
+    import struct
+    with open(path, "rb") as f:
+        f.seek(end)
+        head = f.read(16)
+    if len(head) < 16:
+        return True
+    caplen = struct.unpack((">" if h.byteorder == "big" else "<") + "I", head[8:12])[0]
+    return caplen <= max(h.snaplen, h.maxcap) and end + 16 + caplen > size
 
 
 def _pcap_open(path):
@@ -260,6 +275,10 @@ def window_range(path, after=None, before=None, workers=1):
                 first_past = fp
     finally:
         os.close(fd)
+    if whole_end != size:
+        # the walk stopped short of the end (a header it refuses, a record cut by the end of the
+        # file): damage, which the general path's scan reports where it is, as without a window
+        return None
     start = whole_end if first_in is None else first_in
     end = whole_end if first_past is None else first_past
     return start, max(start, end)
@@ -372,10 +391,21 @@ def planned_ranges(path, max_bytes):
 
 # An ISO 8601 date and time as editcap -A / -B reads one: the date, then T or spaces, hours and
 # minutes, optional seconds and fraction (digits past nanoseconds dropped), and a zone written
-# right after the time (Z, +hh, +hhmm, +hh:mm; none: local time). Fields may be one digit wide.
+# right after the time (Z, +hh, +hhmm, +hh:mm; none: local time, as mktime() makes it). Fields
+# may be one digit wide.
 _ZONE = r"(Z|[+-]\d{2}(?::?\d{2})?)"
 _ISO_TIME = r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T| +)(\d{1,2}):(\d{1,2})(?::(\d{1,2})(?:[.,](\d+))?)?" + _ZONE + "?"
 _TIME_HELP = "give epoch seconds (1700000000.5) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z, 2023-11-14 22:13)"
+
+
+def parse_window(after, before):
+    """(after, before) in ns from --after / --before (each None, ns as an int, or text for
+    parse_time); FilterError when after is later than before, as editcap refuses it."""
+    window = tuple(None if t is None else (t if isinstance(t, int) and not isinstance(t, bool) else parse_time(t))
+                   for t in (after, before))
+    if None not in window and window[0] > window[1]:
+        raise FilterError(f"--after {after} is later than --before {before}: the window holds no time")
+    return window
 
 
 def parse_time(text):
@@ -386,16 +416,12 @@ def parse_time(text):
     three forms editcap misreads without a word, keeping every packet or dropping a zone: a date
     alone ("2023-11-14", which it reads as 2023 seconds after 1970), text after the time, and a
     zone after a space ("2023-11-14 22:13:20 +01:00", whose zone it ignores)."""
-    from decimal import Decimal, InvalidOperation
-    t = str(text).strip()
-    try:
-        d = Decimal(t)
-        if d.is_finite():
-            return int(d * 1_000_000_000)
-    except InvalidOperation:
-        pass
     import datetime
     import re
+    t = str(text).strip()
+    epoch = re.fullmatch(r"(\d+)(?:\.(\d*))?", t)
+    if epoch is not None:
+        return _clamped(int(epoch.group(1)) * 1_000_000_000 + _nanoseconds(text, epoch.group(2)))
     m = re.fullmatch(_ISO_TIME, t)
     if m is None:
         if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", t):
@@ -414,13 +440,39 @@ def parse_time(text):
     except (ValueError, OverflowError):
         raise FilterError(f"invalid time {text!r}: no such date or time of day") from None
     zone = m.group(8)
+    frac = int((m.group(7) or "")[:9].ljust(9, "0"))
+    if not zone:
+        # local time as editcap's mktime() makes it (tm_isdst -1: in an hour that a change to or
+        # from summer time skips or repeats, the C library's choice)
+        import time
+        try:
+            seconds = int(time.mktime((dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, 0, 0, -1)))
+        except (OverflowError, ValueError):
+            raise FilterError(f"invalid time {text!r}: out of this system's range of local times") from None
+        return _clamped(seconds * 1_000_000_000 + frac)
     if zone == "Z":
         dt = dt.replace(tzinfo=datetime.timezone.utc)
-    elif zone:
-        z = zone.replace(":", "")
-        offset = datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5] or 0))
-        dt = dt.replace(tzinfo=datetime.timezone(-offset if z[0] == "-" else offset))
     else:
-        dt = dt.astimezone()     # local time
-    frac = (m.group(7) or "")[:9].ljust(9, "0")
-    return int(dt.timestamp()) * 1_000_000_000 + int(frac)
+        z = zone.replace(":", "")
+        try:
+            offset = datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5] or 0))
+            dt = dt.replace(tzinfo=datetime.timezone(-offset if z[0] == "-" else offset))
+        except ValueError:
+            raise FilterError(f"invalid time {text!r}: no such zone offset ({zone})") from None
+    epoch_dt = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return _clamped((dt - epoch_dt) // datetime.timedelta(seconds=1) * 1_000_000_000 + frac)
+
+
+def _nanoseconds(text, digits):
+    """The digits after an epoch time's point as ns; FilterError past nanoseconds (editcap
+    reads more of them as a number of nanoseconds: '.5000000000' would be 5 s)."""
+    digits = digits or ""
+    if len(digits) > 9:
+        raise FilterError(f"invalid time {text!r}: at most 9 digits after the point (nanoseconds)")
+    return int(digits.ljust(9, "0"))
+
+
+def _clamped(ns):
+    """A time as int64 ns, which every timestamp a capture holds fits in: a time past the ends
+    of that range keeps its meaning for every packet (all after it, or all before it)."""
+    return max(-(1 << 63), min(ns, (1 << 63) - 1))
