@@ -131,6 +131,20 @@ def test_index_matches_the_reader_and_cuts_ranges(tmp_path, capture):
     ix.save(tmp_path / "ix.npz")
     back = CaptureIndex.load(tmp_path / "ix.npz")
     assert (back.offsets == ix.offsets).all() and (back.timestamps == ix.timestamps).all() and back.end == ix.end
+    assert os.path.isabs(back.path)
+    # what is not an index, and the index of a capture changed since, are FilterErrors
+    bad = tmp_path / "bad.npz"
+    for data in (b"", b"PK\x03\x04 cut short", open(capture, "rb").read(1000)):
+        bad.write_bytes(data)
+        with pytest.raises(pfilter.FilterError, match="not a pfilter capture index"):
+            CaptureIndex.load(bad)
+    changed = tmp_path / "changed.pcap"
+    changed.write_bytes(open(capture, "rb").read())
+    build_index(changed).save(tmp_path / "changed.npz")
+    with open(changed, "ab") as f:
+        f.write(bytes(100))
+    with pytest.raises(pfilter.FilterError, match="stale"):
+        CaptureIndex.load(tmp_path / "changed.npz")
 
 
 def test_the_index_walk_takes_only_arrays_it_can_fill(capture):

@@ -110,8 +110,14 @@ class CaptureIndex:
         from .files import AtomicFile
         import io
         buf = io.BytesIO()
-        np.savez(buf, version=np.int64(VERSION), path=np.array(os.fspath(self.path)), format=np.array(self.format),
-                 size=np.int64(self.size), end=np.int64(self.end), **{k: getattr(self, k) for k in FIELDS})
+        capture = os.path.abspath(os.fspath(self.path))
+        try:
+            mtime = os.stat(capture).st_mtime_ns     # (load() tells an index from a changed capture)
+        except OSError:
+            mtime = -1
+        np.savez(buf, version=np.int64(VERSION), path=np.array(capture), format=np.array(self.format),
+                 size=np.int64(self.size), end=np.int64(self.end), mtime_ns=np.int64(mtime),
+                 **{k: getattr(self, k) for k in FIELDS})
         out = AtomicFile(os.fspath(path), protect=[self.path])
         try:
             out.write(buf.getvalue())
@@ -122,12 +128,35 @@ class CaptureIndex:
 
     @classmethod
     def load(cls, path):
-        """An index written by save()."""
+        """An index written by save(). FilterError for a file that is not one, and for the index
+        of a capture that has changed since (another size or modification time) rather than
+        offsets into what is there now; OSError when the file cannot be read."""
+        import zipfile
+
         import numpy as np
-        with np.load(path, allow_pickle=False) as z:
-            if int(z["version"]) != VERSION:
-                raise FilterError(f"{path}: index format {int(z['version'])}, not {VERSION}")
-            return cls(str(z["path"]), str(z["format"]), *(z[k] for k in FIELDS), int(z["size"]), int(z["end"]))
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if int(z["version"]) != VERSION:
+                    raise FilterError(f"{path}: index format {int(z['version'])}, not {VERSION}")
+                arrays = [z[k] for k in FIELDS]
+                capture, fmt, size, end = str(z["path"]), str(z["format"]), int(z["size"]), int(z["end"])
+                mtime = int(z["mtime_ns"]) if "mtime_ns" in z.files else -1
+        except OSError:
+            raise
+        except FilterError:
+            raise
+        except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise FilterError(f"{path}: not a pfilter capture index ({type(e).__name__}: {e})") from None
+        if len({len(a) for a in arrays}) > 1:
+            raise FilterError(f"{path}: not a pfilter capture index (arrays of different lengths)")
+        try:
+            st = os.stat(capture)
+        except OSError:
+            st = None           # (the capture gone or elsewhere: the arrays still load)
+        if st is not None and (st.st_size != size or (mtime >= 0 and st.st_mtime_ns != mtime)):
+            raise FilterError(f"{path}: the index of {capture} is stale: the capture has changed since "
+                              f"(size {size}, now {st.st_size}); build it again")
+        return cls(capture, fmt, *arrays, size, end)
 
 
 def build_index(path):
