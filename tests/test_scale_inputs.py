@@ -349,6 +349,16 @@ def test_a_window_editcap_would_refuse_or_misread_is_refused(tmp_path, opts, say
     assert r.returncode == 1 and says in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
+def test_the_api_takes_a_time_as_ns_or_text_not_a_float(tmp_path):
+    src = tmp_path / "in.pcap"
+    gen_capture.generate(src, 100, seed=75)
+    t = records(src)[40][0]
+    assert pfilter.filter_file(str(src), None, "", after=t).read == 60
+    assert pfilter.filter_file(str(src), None, "", after=f"{t // 10**9}.{t % 10**9:09d}").read == 60
+    with pytest.raises(pfilter.FilterError, match="as a float"):
+        pfilter.filter_file(str(src), None, "", after=t / 1e9)
+
+
 def test_times_past_what_a_capture_holds_and_local_summer_time(tmp_path):
     src = tmp_path / "in.pcap"
     gen_capture.generate(src, 200, seed=73)

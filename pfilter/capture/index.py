@@ -429,7 +429,12 @@ _TIME_HELP = "give epoch seconds (1700000000.5) or an ISO 8601 date and time (20
 
 def parse_window(after, before):
     """(after, before) in ns from --after / --before (each None, ns as an int, or text for
-    parse_time); FilterError when after is later than before, as editcap refuses it."""
+    parse_time); FilterError when after is later than before, as editcap refuses it, and for a
+    float (seconds or ns? an int is ns, text with a point is seconds)."""
+    for t in (after, before):
+        if isinstance(t, float):
+            raise FilterError(f"a time as a float ({t!r}): give ns since 1970 as an int, or text "
+                              f"('{t:.9f}' for seconds)")
     window = tuple(None if t is None else (t if isinstance(t, int) and not isinstance(t, bool) else parse_time(t))
                    for t in (after, before))
     if None not in window and window[0] > window[1]:
