@@ -64,7 +64,7 @@ def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
     (["-R", "RULES"], 2, "give the captures to read: -r FILE (or DIR) or -V FILE"),
     (["-r", "CAP"], 2, "the following arguments are required: -R"),
     (["-r", "CAP", "-R", "RULES", "--labels", "out.txt"], 2, "--labels needs a .csv or .npy"),
-    (["-r", "CAP", "-R", "RULES", "-j", "0"], 1, "threads must be a positive integer"),
+    (["-r", "CAP", "-R", "RULES", "-j", "0"], 2, "a number from 1 to 256, not '0'"),
     (["-r", "/nonexistent.pcap", "-R", "RULES"], 1, "/nonexistent.pcap"),
     (["-r", "CAP", "-R", "/nonexistent.rules"], 1, "cannot read rules file"),
 ])
