@@ -479,7 +479,8 @@ def _unpacked_head(kind, data):
     """The first bytes that a compressed file's start (`data`) decompresses to: b"" when it is
     not what it claims; None when that start cannot tell (bzip2's first block decompresses only
     whole, up to 900 KB; a zstd block of more than `data`; zstd without the zstandard package:
-    the file is then taken as a capture, and the reader says what it is)."""
+    the file is then taken as a capture, and the reader says what it is). Not the reader's
+    capture.sources.Inflater: that module imports numpy, which a directory scan needs not."""
     try:
         if kind == "bzip2":
             # "BZh", the block size 1-9, and a block's magic (the digits of pi)
