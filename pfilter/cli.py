@@ -910,6 +910,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O, --micro/--nano, "
                               "--format and the output options")
         from . import dask as pdask
+        pdask.quiet(("asyncio",))
         client, close = pdask.connect(args.scheduler)
         if announce is not None:
             _announce_all(sources, announce)
@@ -918,6 +919,9 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                 stats = pdask.count_stats(sources, expr, client=client)
             else:
                 stats = pdask.filter_files(sources, expr, args.write, client=client)
+        except BaseException:
+            pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
+            raise
         finally:
             close()
         return _report(args, stats, 0)

@@ -87,6 +87,16 @@ def connect(address):
     return client, client.close
 
 
+def quiet(names=("asyncio", "distributed", "tornado")):
+    """Silence what these loggers log from here on: asyncio's (a task of the client's event loop
+    abandoned by an interruption: 'Task exception was never retrieved', from the loop's thread at
+    any moment), and on a run given up, dask.distributed's (closed connections), so that the
+    command's one line is what it prints."""
+    import logging
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
 def _reachable(address):
     """Raise the OSError of a TCP connection to a tcp:// or tls:// scheduler address that cannot
     be made (refused, unknown host, no answer within distributed's connect timeout), naming the
