@@ -67,9 +67,23 @@ def connect(address):
     (one single-threaded worker process per usable core), anything else is a scheduler's address."""
     distributed = _distributed()
     if address == "local":
+        import signal
+        import threading
+
         from .capture.fastpath import default_workers
-        cluster = distributed.LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+        # The cluster's processes start with SIGINT ignored (kept across exec, and by Python's
+        # start-up): Ctrl-C at a terminal reaches the whole process group, and only this process
+        # is to answer it (closing the cluster), not every worker with a traceback of its own.
+        main = threading.current_thread() is threading.main_thread()
+        saved = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            # (its workers' warnings, tasks cancelled by an interruption among them, not shown)
+            import logging
+            cluster = distributed.LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True,
+                                               dashboard_address=None, silence_logs=logging.ERROR)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, saved)
         client = distributed.Client(cluster)
 
         def close():

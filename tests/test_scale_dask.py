@@ -167,6 +167,33 @@ def _scheduler_cli(address, inputs, out):
     return r, time.monotonic() - started
 
 
+def test_ctrl_c_under_scheduler_local_prints_one_line(tmp_path):
+    # Ctrl-C at a terminal reaches the whole process group: the LocalCluster's workers ignore it
+    # (no traceback of theirs), and the command says its one line. The input is a FIFO nobody
+    # writes: the run waits on it with the cluster up.
+    import signal
+    fifo = tmp_path / "in.pcap"
+    os.mkfifo(fifo)
+    p = subprocess.Popen([sys.executable, "-m", "pfilter", "-r", str(fifo), "--count", "--scheduler", "local", "tcp"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:      # the cluster's processes started, and a moment more
+            kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            if len(kids) >= 2:
+                break
+            time.sleep(0.2)
+        time.sleep(2)
+        os.killpg(p.pid, signal.SIGINT)
+        _out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == ["pfilter: interrupted by SIGINT"], err
+
+
 def test_a_scheduler_address_where_none_listens_fails_at_once(inputs, tmp_path):
     """A refused connection is said at once, naming the address (distributed alone retries it
     for its whole connect timeout, 30 s, then says only that it timed out); no output is made."""
