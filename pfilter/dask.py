@@ -74,13 +74,15 @@ def connect(address):
         # The cluster's processes start with SIGINT ignored (kept across exec, and by Python's
         # start-up): Ctrl-C at a terminal reaches the whole process group, and only this process
         # is to answer it (closing the cluster), not every worker with a traceback of its own.
+        # (A Ctrl-C while the cluster starts, two or three seconds, is lost with it.)
         main = threading.current_thread() is threading.main_thread()
         saved = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            # (its workers' warnings, tasks cancelled by an interruption among them, not shown)
+            # (its workers' warnings, tasks cancelled by an interruption among them, not shown; the
+            # scheduler's HTTP server on a free port: its default, 8787, may be another cluster's)
             import logging
             cluster = distributed.LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.ERROR)
+                                               dashboard_address=":0", silence_logs=logging.ERROR)
         finally:
             if main:
                 signal.signal(signal.SIGINT, saved)
