@@ -484,8 +484,7 @@ def _unpacked_head(kind, data):
     try:
         if kind == "bzip2":
             # "BZh", the block size 1-9, and a block's magic (the digits of pi)
-            ok = data[3:4] in (b"1", b"2", b"3", b"4", b"5", b"6", b"7", b"8", b"9") and \
-                data[4:10] == b"\x31\x41\x59\x26\x53\x59"
+            ok = b"1" <= data[3:4] <= b"9" and data[4:10] == b"\x31\x41\x59\x26\x53\x59"
             return None if ok else b""
         if kind == "gzip":
             import zlib

@@ -313,8 +313,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                                         truncate=truncate, dedup=dedup, rotate=rotate)
                 raw = None
                 if writer is not None and writer.format == "pcapng":
-                    writer.interfaces, writer.source = cap.interfaces, len(stats.files) - 1
-                    writer.source_nsec = cap.ts_resolution == "ns"
+                    writer.from_input(cap, len(stats.files) - 1)
                 elif writer is not None and cap.format == "pcap" and cap.ts_resolution == (
                         "ns" if writer.nsec else "us"):
                     raw = cap.pcap_layout       # timestamps copied as recorded, as tcpdump does

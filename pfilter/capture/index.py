@@ -136,17 +136,14 @@ class CaptureIndex:
         import numpy as np
         try:
             with np.load(path, allow_pickle=False) as z:
-                if int(z["version"]) != VERSION:
-                    raise FilterError(f"{path}: index format {int(z['version'])}, not {VERSION}")
+                version = int(z["version"])
                 arrays = [z[k] for k in FIELDS]
                 capture, fmt, size, end = str(z["path"]), str(z["format"]), int(z["size"]), int(z["end"])
                 mtime = int(z["mtime_ns"]) if "mtime_ns" in z.files else -1
-        except OSError:
-            raise
-        except FilterError:
-            raise
         except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FilterError(f"{path}: not a pfilter capture index ({type(e).__name__}: {e})") from None
+        if version != VERSION:
+            raise FilterError(f"{path}: index format {version}, not {VERSION}")
         if len({len(a) for a in arrays}) > 1:
             raise FilterError(f"{path}: not a pfilter capture index (arrays of different lengths)")
         try:

@@ -124,8 +124,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
             with deferred():      # an interruption comes after the run is written and counted
                 if writer is not None:
                     if writer.format == "pcapng":
-                        writer.interfaces, writer.source = c.cap.interfaces, k
-                        writer.source_nsec = c.cap.ts_resolution == "ns"
+                        writer.from_input(c.cap, k)
                     writer.write(c.batch, rows)
                     stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
                     stats.written += len(rows)

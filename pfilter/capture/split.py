@@ -177,6 +177,10 @@ class Output:
         self.packets_written += n
         return n
 
+    def from_input(self, cap, source):
+        """The packets written next are input number `source`'s, the open Capture `cap`."""
+        self.interfaces, self.source, self.source_nsec = cap.interfaces, source, cap.ts_resolution == "ns"
+
     def _put(self, batch, idx, raw):
         w = self._writer
         if w.format == "pcapng":
@@ -539,8 +543,7 @@ class SplitSink:
         self.raw = cap.pcap_layout if cap.format == "pcap" and (cap.ts_resolution == "ns") == self.nsec else None
         self.source = (self.source + 1) if hasattr(self, "source") else 0
         for out in self.set:
-            out.interfaces, out.source = cap.interfaces, self.source
-            out.source_nsec = cap.ts_resolution == "ns"
+            out.from_input(cap, self.source)
 
     def _from_batch(self, batch):
         """Outputs for batches given directly (no file header): the batch's link type, the

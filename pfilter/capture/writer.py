@@ -285,10 +285,17 @@ class PcapngWriter(CaptureWriter):
         total = 12 + len(body)
         self._emit(struct.pack("<II", 0x0A0D0D0A, total) + body + struct.pack("<I", total))
 
-    def _interface(self, key, linktype, snaplen, name=None, nsec=None):
+    def from_input(self, cap, source):
+        """The packets written next are input number `source`'s, the open Capture `cap`."""
+        self.interfaces, self.source, self.source_nsec = cap.interfaces, source, cap.ts_resolution == "ns"
+
+    def _resolution(self, input_nsec):
+        """Whether an output interface for an input of that resolution is in ns."""
+        return bool(input_nsec) if self.keep_resolution else self.nsec
+
+    def _interface(self, key, linktype, snaplen, nsec, name=None):
         if key in self._out_ids:
             return self._out_ids[key]
-        nsec = self.nsec if nsec is None or not self.keep_resolution else nsec
         opts = b""
         if name:
             opts += _option(2, name.encode("utf-8", "replace"))
@@ -311,17 +318,18 @@ class PcapngWriter(CaptureWriter):
             for iface in np.unique(src):
                 info = self.interfaces[int(iface)]
                 oid = self._interface(("if", self.source, int(iface)), info["linktype"], info["snaplen"],
-                                      info.get("name"), int(info.get("units") or 1000000) > 1000000)
+                                      self._resolution(int(info.get("units") or 1000000) > 1000000),
+                                      info.get("name"))
                 out[src == iface] = oid
             return out
-        nsec = bool(self.source_nsec) if self.keep_resolution else self.nsec
+        nsec = self._resolution(self.source_nsec)
         if batch.linktypes is not None:
             lts = batch.linktypes[idx]
             out = np.empty(len(idx), np.uint32)
             for lt in np.unique(lts):
-                out[lts == lt] = self._interface(("lt", int(lt), nsec), int(lt), self.snaplen, nsec=nsec)
+                out[lts == lt] = self._interface(("lt", int(lt), nsec), int(lt), self.snaplen, nsec)
             return out
-        oid = self._interface(("lt", int(batch.linktype), nsec), int(batch.linktype), self.snaplen, nsec=nsec)
+        oid = self._interface(("lt", int(batch.linktype), nsec), int(batch.linktype), self.snaplen, nsec)
         return np.full(len(idx), oid, np.uint32)
 
     @_uninterrupted
