@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -249,8 +250,16 @@ def compile_for_capture(path, expr, optimize=False):
 @functools.lru_cache(maxsize=1024)
 def read_capture(path):
     """(dlt, snaplen, [(bytes, wirelen, ts_ns)], error) as libpcap reads the file (nanosecond
-    precision); error is libpcap's message when it stopped on a damaged record, else None."""
+    precision); error is libpcap's message when it stopped on a damaged record, else None.
+    A pcap file's times are read as libpcap 1.11 reads them, the seconds and fraction unsigned
+    (the pcap specification; the README's "Differences from tcpdump"): 1.10.3 reads them signed
+    and keeps every bit of both, so its tv_sec and tv_usec give the unsigned ones exactly."""
     lib = libpcap()
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    # a pcap file: ns per unit of its fraction (None: pcapng)
+    scale = next((unit for order in "<>" for value, unit in ((0xA1B23C4D, 1), (0xA1B2C3D4, 1000), (0xA1B2CD34, 1000))
+                  if magic == struct.pack(order + "I", value)), None)
     p = _open(path)
     try:
         dlt, snap = lib.pcap_datalink(p), lib.pcap_snapshot(p)
@@ -260,7 +269,10 @@ def read_capture(path):
             if r != 1:
                 break
             h = hdr.contents
-            pkts.append((ctypes.string_at(data, h.caplen), h.len, h.tv_sec * 1_000_000_000 + h.tv_usec))
+            sec, frac = h.tv_sec, h.tv_usec
+            if scale is not None:
+                sec, frac = sec & 0xFFFFFFFF, (frac // scale & 0xFFFFFFFF) * scale
+            pkts.append((ctypes.string_at(data, h.caplen), h.len, sec * 1_000_000_000 + frac))
         err = lib.pcap_geterr(p).decode(errors="replace") if r == -1 else None
         return dlt, snap, pkts, err
     finally:

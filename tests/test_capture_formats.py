@@ -189,11 +189,13 @@ def test_pcap_unsupported_versions_are_refused(tmp_path, header):
         pfilter.open(path)
 
 
-def test_pcap_negative_seconds_read_as_signed_like_libpcap(tmp_path):
-    times = [(-1, 5), (-2117514496, 0)]
-    path = write(tmp_path, "a.pcap", build_pcap([b"a", b"b"], times))
+def test_pcap_seconds_and_fraction_are_unsigned_as_the_pcap_specification_says(tmp_path):
+    # Divergence: libpcap 1.10.3 reads them signed (1901); 1.11, editcap and mergecap unsigned (2106)
+    times = [(-1, 5), (-2117514496, 0), (0x7FFFFFFF, -1)]
+    path = write(tmp_path, "a.pcap", build_pcap([b"a", b"b", b"c"], times))
     out, _ = read_all(path)
-    assert [t for _, _, t, _, _ in out] == [-1_000_000_000 + 5000, -2117514496 * 1_000_000_000]
+    assert [t for _, _, t, _, _ in out] == [0xFFFFFFFF * 10**9 + 5000, 2177452800 * 10**9,
+                                            0x7FFFFFFF * 10**9 + 0xFFFFFFFF * 1000]
 
 
 def test_unknown_magic_is_refused_with_offset_zero(tmp_path):

@@ -2,6 +2,7 @@
 skipped), repeated -r, -V FILE, globs, files counted in parallel; --merge against mergecap of
 tcpdump's outputs; --after/--before against editcap -A/-B then tcpdump."""
 import os
+import struct
 import subprocess
 import sys
 
@@ -303,6 +304,43 @@ def test_after_before_equal_editcap_then_tcpdump(tmp_path, kind):
         assert len(records(want)) > 100
         n = run("--quiet", "-r", src, "--count", *opts, "tcp")
         assert n.stdout == f"{len(records(want))} packets\n"
+
+
+def _pcap_at(path, seconds):
+    """A microsecond pcap of one small frame a second in `seconds` (each an unsigned 32-bit
+    number of seconds, as the pcap specification has them)."""
+    frame = bytes(12) + b"\x08\x00" + bytes(46)
+    recs = b"".join(struct.pack("<IIII", s, 250000, len(frame), len(frame)) + frame for s in seconds)
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + recs)
+    return path
+
+
+def test_times_from_2038_on_merge_convert_and_select_as_mergecap_and_editcap_do(tmp_path):
+    # seconds of 2**31 and more are 2038-2106 to the pcap specification, mergecap and editcap
+    # (libpcap 1.10.3 reads them signed: 1901-1969, before every other time)
+    a = _pcap_at(tmp_path / "a.pcap", [1_000_000_000, 0x80000010, 0xA0000000])
+    b = _pcap_at(tmp_path / "b.pcap", [0x7FFFFFF0, 0x90000000, 0xB0000000])
+    want = tmp_path / "want.pcap"
+    subprocess.run([ref.mergecap(), "-F", "pcap", "-w", want, a, b], check=True)
+    out = tmp_path / "merged.pcap"
+    run("--quiet", "--merge", "-w", out, "-r", a, "-r", b, "")
+    got = records(out)
+    assert got == records(want) and [t // 10**9 for t, *_ in got] == sorted(t // 10**9 for t, *_ in got)
+    # to pcapng: the same times as editcap's conversion (pcapng's are 64-bit: no sign to guess)
+    ng_want, ng = tmp_path / "want.pcapng", tmp_path / "a.pcapng"
+    subprocess.run([ref.editcap(), "-F", "pcapng", a, ng_want], check=True)
+    run("--quiet", "-r", a, "-w", ng, "")
+    assert [r[0] for r in records(ng)] == [r[0] for r in records(ng_want)] == [r[0] for r in records(a)]
+    # --after / --before: through the index (pcap) and by scanning (pcapng), as editcap selects
+    for after, before in (("2038-01-19T03:14:00Z", None), (None, "2050-01-01T00:00:00Z"),
+                          ("2038-01-19T03:14:20Z", "2100-01-01T00:00:00Z")):
+        ed = tmp_path / "ed.pcap"
+        cmd = [ref.editcap(), "-F", "pcap"] + (["-A", after[:-1]] if after else []) + (["-B", before[:-1]] if before else [])
+        subprocess.run(cmd + [str(a), str(ed)], check=True, env={**os.environ, "TZ": "UTC"})
+        opts = (["--after", after] if after else []) + (["--before", before] if before else [])
+        for src in (a, ng):
+            c = run("--quiet", "-r", src, "--count", *opts, "")
+            assert c.stdout == f"{len(records(ed))} packets\n", (src, after, before)
 
 
 def test_a_window_over_a_damaged_capture_reports_the_damage(tmp_path):

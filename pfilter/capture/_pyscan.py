@@ -30,7 +30,7 @@ def scan_pcap(buf, pos, swapped, hdrsize, nsec, snaplen, maxcap, lengths_swapped
     # libpcap: pcap_next_packet()
     b = memoryview(buf).cast("B") if len(buf) else b""
     end = len(buf)
-    rec = struct.Struct(_host_prefix(swapped) + "iiII")
+    rec = struct.Struct(_host_prefix(swapped) + "IIII")
     mult = 1 if nsec else 1000
     n = nbytes = 0
     p = pos

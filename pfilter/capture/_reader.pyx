@@ -102,7 +102,7 @@ def scan_pcap(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int hdrsize,
     cdef Py_ssize_t nbytes = 0
     cdef const uint8_t* b = &buf[0] if end > 0 else NULL
     cdef uint32_t cap, wire, t, keep
-    cdef int32_t sec, frac
+    cdef uint32_t sec, frac         # unsigned: pfilter/capture/reader.py says why
     cdef int status = ST_END
     cdef int64_t info = 0
     cdef int64_t mult = 1 if nsec else 1000
@@ -117,8 +117,8 @@ def scan_pcap(const uint8_t[::1] buf, Py_ssize_t pos, bint swapped, int hdrsize,
                 status = ST_MORE
                 info = hdrsize
                 break
-            sec = <int32_t>rd32(b + p, swapped)
-            frac = <int32_t>rd32(b + p + 4, swapped)
+            sec = rd32(b + p, swapped)
+            frac = rd32(b + p + 4, swapped)
             cap = rd32(b + p + 8, swapped)
             wire = rd32(b + p + 12, swapped)
             if lengths_swapped == 2 or (lengths_swapped == 1 and cap > wire):

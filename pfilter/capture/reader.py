@@ -14,6 +14,9 @@ again.
 Format facts follow libpcap 1.10.3 (sf-pcap.c, sf-pcapng.c): link-type upper bits masked, snapshot
 length 0 or above INT_MAX replaced by the link type's maximum, records longer than the snapshot
 length cut to it, records longer than the link type's maximum refused, the same error texts.
+Divergence: a pcap record's seconds and fraction are unsigned, as the pcap specification, libpcap
+1.11, editcap and mergecap read them (1.10.3 reads them signed), so a time from 2038 on sorts,
+converts and selects as those tools do.
 Damage raises CaptureFormatError with the file offset of the damaged record, but only after every
 intact packet before it was delivered (the batch first, the error on the next call).
 """
