@@ -531,7 +531,13 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
         if not to_dir:
-            direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0], range_bytes)
+            # one ring at a time on a cluster: a ring takes every worker thread, and two rings
+            # started at once could each hold a thread the other's member waits for (until
+            # RING_WAIT_SECONDS, then the output is made again from parts)
+            from distributed import Lock
+            with Lock(RING_LOCK, scheduler_rpc=client.scheduler, loop=client.loop):
+                direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0],
+                                     range_bytes)
             if direct is not None:
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)
@@ -579,6 +585,8 @@ RING_CHUNK_BYTES = 64 << 20
 # How long a ring member waits for an offset (a chunk takes well under a second) before the
 # client starts over through part files.
 RING_WAIT_SECONDS = 60.0
+# The name of the cluster-wide lock that lets one ring run at a time (filter_files).
+RING_LOCK = "pfilter-ring"
 # Members that all run on one host share their turns through a mapped file (_shared_ring_member:
 # a chunk's turn is handed on in microseconds, so chunks are as small as a local pass's and each
 # is written straight from its mapping); members on several hosts pass offsets by

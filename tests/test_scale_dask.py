@@ -319,6 +319,35 @@ def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeyp
     assert taken[-1] is not None and out.read_bytes() == local.read_bytes()
 
 
+def test_filter_files_called_at_once_from_several_threads(client, inputs, tmp_path, monkeypatch):
+    """Rings started at once on one cluster run one after another (a lock on the scheduler):
+    each takes every worker thread, so two at once could each hold the thread the other's member
+    waits for, and every call would wait RING_WAIT_SECONDS, then redo its output from parts."""
+    import threading
+    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 5.0)
+    taken = []
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+    exprs = ["tcp", "udp", "ip and tcp port 80", "icmp"]
+    errors = []
+
+    def call(k):
+        try:
+            pdask.filter_files(inputs[:3], exprs[k], str(tmp_path / f"d{k}.pcap"), client=client, range_bytes=300_000)
+        except BaseException as e:      # (reported below, in the test's thread)
+            errors.append(e)
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(len(exprs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(taken) == len(exprs) and all(r is not None for r in taken)     # no fallback
+    for k, e in enumerate(exprs):
+        pfilter.filter_file(inputs[:3], str(tmp_path / f"l{k}.pcap"), e)
+        assert (tmp_path / f"d{k}.pcap").read_bytes() == (tmp_path / f"l{k}.pcap").read_bytes(), e
+
+
 @pytest.mark.parametrize("one_host", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
 def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monkeypatch, one_host):
     """A member waiting for an offset (a turn) that does not come (the member before it not
