@@ -51,9 +51,10 @@ export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 # compat: a plain path entry instead of an import hook, so the `pfilter` command starts as fast
 # as from a regular install (the hook costs ~12 ms at every interpreter start).
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
-# One pytest worker per usable core (pytest-xdist); PFILTER_TEST_JOBS=N sets the number, 0 runs
-# everything in this one process. A worker that runs out of tests takes half of another's
-# (worksteal), so the run does not end on one busy worker.
-jobs=(-n "${PFILTER_TEST_JOBS:-auto}" --dist worksteal)
-[ "${PFILTER_TEST_JOBS:-auto}" != 0 ] || jobs=()
+# pytest workers (pytest-xdist) as scripts/test_jobs.sh says: one more than the usable cores, or
+# PFILTER_TEST_JOBS=N; 0 runs everything in this one process. A worker that runs out of tests
+# takes half of another's (worksteal), so the run does not end on one busy worker.
+n_jobs="$(bash scripts/test_jobs.sh)"
+jobs=(-n "$n_jobs" --dist worksteal)
+[ "$n_jobs" != 0 ] || jobs=()
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${jobs[@]}" tests "$@"
