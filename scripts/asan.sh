@@ -103,8 +103,8 @@ for src in sorted(tree.joinpath("pfilter").rglob("*.pyx")):
 EOF
 
 if [ $# -eq 0 ]; then
-  # pytest workers as scripts/test.sh runs the suite (scripts/test_jobs.sh)
-  set -- -n "$(bash "$repo/scripts/test_jobs.sh")" --dist worksteal \
+  # one pytest worker per usable core (PFILTER_TEST_JOBS=N): scripts/test.sh says why not one more
+  set -- -n "${PFILTER_TEST_JOBS:-auto}" --dist worksteal \
          tests/test_vm_*.py tests/test_robust_vm.py tests/test_batch.py \
          tests/test_capture_*.py tests/test_robust_reader.py \
          tests/test_writer_*.py tests/test_robust_writer*.py tests/test_robust_output.py \

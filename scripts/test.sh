@@ -51,10 +51,14 @@ export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
 # compat: a plain path entry instead of an import hook, so the `pfilter` command starts as fast
 # as from a regular install (the hook costs ~12 ms at every interpreter start).
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[test]" --config-settings editable_mode=compat
-# pytest workers (pytest-xdist) as scripts/test_jobs.sh says: one more than the usable cores, or
-# PFILTER_TEST_JOBS=N; 0 runs everything in this one process. A worker that runs out of tests
+# pytest workers (pytest-xdist): one more than the usable cores, or PFILTER_TEST_JOBS=N (0 runs
+# everything in this one process). The extra worker runs while another waits: many tests wait
+# on a subprocess, a signal's timer or a starting Dask cluster, and with one worker per core
+# that core idled (on 2 cores, 3 workers ran the suite in 521 s, both cores busy: 1,026 CPU-s).
+# scripts/asan.sh and .ci/run's pure-Python step keep one per core: instrumented code, or the
+# release check's build beside them, leaves no core waiting. A worker that runs out of tests
 # takes half of another's (worksteal), so the run does not end on one busy worker.
-n_jobs="$(bash scripts/test_jobs.sh)"
+n_jobs="${PFILTER_TEST_JOBS:-$(( $(nproc) + 1 ))}"
 jobs=(-n "$n_jobs" --dist worksteal)
 [ "$n_jobs" != 0 ] || jobs=()
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider "${jobs[@]}" tests "$@"
