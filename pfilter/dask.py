@@ -535,9 +535,17 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
             # started at once could each hold a thread the other's member waits for (until
             # RING_WAIT_SECONDS, then the output is made again from parts)
             from distributed import Lock
-            with Lock(RING_LOCK, scheduler_rpc=client.scheduler, loop=client.loop):
-                direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0],
-                                     range_bytes)
+            lock = Lock(RING_LOCK, scheduler_rpc=client.scheduler, loop=client.loop)
+            try:
+                with lock:
+                    direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0],
+                                         range_bytes)
+            finally:
+                # its lease-refreshing timer holds it on the client's loop (close() would end
+                # the lock for every client)
+                timer = getattr(lock, "refresh_callback", None)
+                if timer is not None:
+                    timer.stop()
             if direct is not None:
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)

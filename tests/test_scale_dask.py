@@ -343,6 +343,10 @@ def test_filter_files_called_at_once_from_several_threads(client, inputs, tmp_pa
         t.join()
     assert not errors
     assert len(taken) == len(exprs) and all(r is not None for r in taken)     # no fallback
+    import gc
+    from distributed.semaphore import Semaphore
+    gc.collect()                        # no lock left behind on the client's loop
+    assert not [o for o in gc.get_objects() if isinstance(o, Semaphore)]
     for k, e in enumerate(exprs):
         pfilter.filter_file(inputs[:3], str(tmp_path / f"l{k}.pcap"), e)
         assert (tmp_path / f"d{k}.pcap").read_bytes() == (tmp_path / f"l{k}.pcap").read_bytes(), e
