@@ -343,6 +343,19 @@ def test_times_from_2038_on_merge_convert_and_select_as_mergecap_and_editcap_do(
             assert c.stdout == f"{len(records(ed))} packets\n", (src, after, before)
 
 
+def test_an_input_of_another_link_type_into_one_pcap_is_named(tmp_path):
+    a = _pcap_at(tmp_path / "a.pcap", [1_000_000_000])
+    b = tmp_path / "b.pcap"
+    b.write_bytes(a.read_bytes()[:20] + struct.pack("<I", 113) + a.read_bytes()[24:])   # LINUX_SLL
+    out = tmp_path / "out.pcap"
+    r = run("-r", a, "-r", b, "-w", out, "", check=False)
+    assert r.returncode == 1 and not out.exists()
+    assert r.stderr.splitlines()[-1] == (f"pfilter: {b}: link type 113 cannot go into {out}, a pcap file of link "
+                                         f"type 1: write pcapng instead (name the output .pcapng)")
+    run("--quiet", "-r", a, "-r", b, "-w", tmp_path / "out.pcapng", "")
+    assert [r[1] for r in records(tmp_path / "out.pcapng")] == [60, 60]
+
+
 def test_a_window_over_a_damaged_capture_reports_the_damage(tmp_path):
     # the window's walk stops at the damage: the scan then says where it is, as without a window
     src = tmp_path / "in.pcap"
