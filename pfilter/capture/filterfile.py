@@ -22,7 +22,7 @@ from .._progress import progress_callback
 from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats, fast_filter_file, fast_path_applies
-from .files import MAXIMUM_SNAPLEN, file_linktype, max_snaplen_for_linktype
+from .files import MAXIMUM_SNAPLEN, max_snaplen_for_linktype
 from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
 
@@ -311,10 +311,9 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                         from .split import Output
                         writer = Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
                                         truncate=truncate, dedup=dedup, rotate=rotate)
-                out_lt = getattr(writer, "linktype", None) if writer is not None and writer.format == "pcap" else None
-                if out_lt is not None and file_linktype(cap.linktype) != file_linktype(out_lt):
+                if not getattr(writer, "takes", lambda lt: True)(cap.linktype):
                     raise FilterError(f"{cap.path}: link type {cap.linktype} cannot go into {dst}, a pcap file of "
-                                      f"link type {out_lt}: write pcapng instead (name the output .pcapng)")
+                                      f"link type {writer.linktype}: write pcapng instead (name the output .pcapng)")
                 raw = None
                 if writer is not None and writer.format == "pcapng":
                     writer.from_input(cap, len(stats.files) - 1)

@@ -197,6 +197,11 @@ class PcapWriter(CaptureWriter):
         super().__init__(dst, protect)
         self._emit(pcap_file_header(self.linktype, self.snaplen, self.nsec, linktype_ext))
 
+    def takes(self, linktype):
+        """Whether packets of this link type can go into the file (one link type per pcap file;
+        a DLT number and its LINKTYPE_ value are the same)."""
+        return linktype == self.linktype or file_linktype(linktype) == file_linktype(self.linktype)
+
     @_uninterrupted
     def write(self, batch, which=None, raw_layout=None):
         """Write the batch's packets (all, a bool mask, or int indices); returns how many.
@@ -213,7 +218,7 @@ class PcapWriter(CaptureWriter):
         else:
             kinds = [batch.linktype]
         for lt in kinds:
-            if lt != self.linktype and file_linktype(lt) != file_linktype(self.linktype):
+            if not self.takes(lt):
                 raise FilterError(f"a packet of link type {lt} cannot go into a pcap file of link "
                                   f"type {self.linktype}: write pcapng instead")
         caplen = batch.caplen[idx]
