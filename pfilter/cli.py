@@ -1031,6 +1031,11 @@ def classify_parser():
                     help="show a progress bar on standard error (default: on a terminal, for large inputs)")
     ap.add_argument("--no-progress", dest="progress", action="store_false",
                     help="no progress bar")
+    ap.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on a Dask cluster (the dask extra: pip install 'pfilter-bpf[dask]'), one "
+                         "task per input: the scheduler's address (tcp://host:8786), or 'local' for a "
+                         "LocalCluster of this machine; the table and --labels as without it "
+                         "(--split and --unmatched are written here, without it)")
     return ap
 
 
@@ -1071,19 +1076,32 @@ def classify_main(argv):
         print("pfilter classify: --first-match, --format, --snaplen, --dedup, -C and -G apply to "
               "--split / --unmatched files", file=sys.stderr)
         return 2
+    if args.scheduler is not None:
+        if not args.scheduler.strip():
+            print("pfilter classify: --scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'",
+                  file=sys.stderr)
+            return 2
+        if writing or args.progress:
+            print("pfilter classify: --scheduler takes no --split, --unmatched or --progress (the "
+                  "cluster's workers classify, this process writes only the table and --labels)", file=sys.stderr)
+            return 2
     status = 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuleLinkTypeWarning)
         try:
             try:
                 files = _sources(args.files, args.list_file)
-                result = classify(files, args.rules, linktype=args.linktype, default=args.default,
-                                  packed=True, counts_only=not args.labels, optimize=args.optimize,
-                                  threads=args.threads if args.threads is not None else _usable_cores(),
-                                  progress=_classify_progress(args, files),
-                                  split=args.split, first_match=args.first_match,
-                                  unmatched=args.unmatched, format=args.format, truncate=truncate,
-                                  dedup=dedup, rotate=rotate, backend=args.backend)
+                options = dict(linktype=args.linktype, default=args.default, packed=True,
+                               counts_only=not args.labels, optimize=args.optimize, backend=args.backend)
+                if args.scheduler is not None:
+                    result = _classify_on_cluster(args, files, options)
+                else:
+                    result = classify(files, args.rules,
+                                      threads=args.threads if args.threads is not None else _usable_cores(),
+                                      progress=_classify_progress(args, files),
+                                      split=args.split, first_match=args.first_match,
+                                      unmatched=args.unmatched, format=args.format, truncate=truncate,
+                                      dedup=dedup, rotate=rotate, **options)
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
                 if result is None or not result.packets:
@@ -1106,6 +1124,29 @@ def classify_main(argv):
             print(f"pfilter classify: {_classify_error(e, args.rules)}", file=sys.stderr)
             status = 1
     return status
+
+
+def _classify_on_cluster(args, files, options):
+    """classify_main's --scheduler: pfilter.dask.classify on the cluster, one task per input (the
+    workers' threads: one each, as the cluster gives them). The rules that had no meaning on a
+    link type of the input are warned of here, as the local run warns of them (the workers'
+    own warnings stay on the workers)."""
+    import warnings
+
+    from . import dask as pdask
+    from .classification.rules import RuleLinkTypeWarning, inapplicable_message
+    pdask.quiet(("asyncio",))
+    client, close = pdask.connect(args.scheduler)
+    try:
+        result = pdask.classify(files, args.rules, client=client, threads=args.threads or 1, **options)
+    except BaseException:
+        pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
+        raise
+    finally:
+        close()
+    for item in result.inapplicable:
+        warnings.warn(RuleLinkTypeWarning(inapplicable_message(*item)))
+    return result
 
 
 def _classify_warnings(caught):

@@ -78,11 +78,13 @@ def connect(address):
         main = threading.current_thread() is threading.main_thread()
         saved = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
         try:
-            # (its workers' warnings, tasks cancelled by an interruption among them, not shown; the
+            # (its workers' logs not shown: warnings, tasks cancelled by an interruption, a task's
+            # failure with its traceback, which reaches this process as the exception that the
+            # command's one line names; the
             # scheduler's HTTP server on a free port: its default, 8787, may be another cluster's)
             import logging
             cluster = distributed.LocalCluster(n_workers=default_workers(), threads_per_worker=1, processes=True,
-                                               dashboard_address=":0", silence_logs=logging.ERROR)
+                                               dashboard_address=":0", silence_logs=logging.CRITICAL)
         finally:
             if main:
                 signal.signal(signal.SIGINT, saved)
@@ -777,21 +779,31 @@ def _append(fd, part):
 
 
 def _classify_file(path, rules, options):
+    """One input's classification, on a worker. Its RuleLinkTypeWarnings are not shown there (a
+    worker's standard error is no user's): the result's `inapplicable` carries them back."""
+    import warnings
+
     import pfilter
-    return pfilter.classify(path, rules, **options)
+    from .classification import RuleLinkTypeWarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuleLinkTypeWarning)
+        return pfilter.classify(path, rules, **options)
 
 
 def classify(paths, rules, client=None, **options):
     """pfilter.classify over several captures, one task per input: a Classification whose
     matrix rows are the inputs' packets in the order given and whose counts are the sums, as
-    pfilter.classify(paths, rules) gives (options: its keyword arguments, except split)."""
+    pfilter.classify(paths, rules) gives (options: its keyword arguments, except split). A rules
+    file is read here and its rules sent to the workers (they need no copy of it)."""
     import numpy as np
     from .classification import Classification
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
     paths = _paths(paths)
     if isinstance(rules, (str, bytes, os.PathLike)):
-        rules = os.path.abspath(os.fsdecode(rules))      # a rules file, read on the workers
+        # a rules file is read here: the rules travel, and a worker on another machine needs no copy
+        from .classification.rules import parse_rules
+        rules = dict(parse_rules(os.fsdecode(rules)))
     client, close = _client(client)
     try:
         results = client.gather(client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths),

@@ -160,6 +160,52 @@ def test_cli_scheduler_local_from_the_installed_command(inputs, tmp_path, how):
     assert out.read_bytes() == local.read_bytes()
 
 
+def test_cli_classify_scheduler_equals_local(client, inputs, tmp_path):
+    """`pfilter classify --scheduler ADDRESS`: the same table, labels and warnings (a rule that has
+    no meaning on Ethernet: one line, as the local run says it) as without it. The rules file is
+    read by this process: it is given by a relative name that no worker's directory holds."""
+    (tmp_path / "rules.txt").write_text("web: tcp port 80 or tcp port 443\nair: wlan addr1 0:0:0:0:0:1\n"
+                                        "dns: udp port 53\n")
+    runs = {}
+    for how, extra in (("local", []), ("cluster", ["--scheduler", client.scheduler.address])):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", inputs[0], "-r", inputs[3], "-r",
+                            inputs[1], "-R", "rules.txt", "--labels", f"{how}.csv", "--default", "other", *extra],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": ROOT})
+        assert r.returncode == 0, r.stderr
+        runs[how] = r.stdout, r.stderr, (tmp_path / f"{how}.csv").read_text()
+    assert runs["cluster"] == runs["local"]
+    stdout, stderr, labels = runs["local"]
+    assert "rule 'air' cannot apply to link type EN10MB" in stderr and stderr.count("\n") == 1, stderr
+    assert len(labels.splitlines()) == 2500 + 3000 + 800 + 1 and "web" in stdout
+
+
+def test_cli_classify_scheduler_refuses_what_it_does_not_do(inputs, tmp_path):
+    rules = tmp_path / "rules.txt"
+    rules.write_text("web: tcp port 80\n")
+    for extra in (["--split", str(tmp_path / "{rule}.pcap")], ["--unmatched", str(tmp_path / "u.pcap")],
+                  ["--progress"]):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "--scheduler", "local", "-r", inputs[0],
+                            "-R", str(rules), *extra], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--scheduler takes no" in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["rules.txt"]
+
+
+@pytest.mark.parametrize("command", [["--count", "tcp"], ["classify", "-R", "RULES"]])
+def test_a_task_that_fails_under_scheduler_local_is_one_line(tmp_path, command):
+    """A task's failure on a LocalCluster's worker (here: an input that is not there) is the
+    command's one line, naming the file: not also the worker's log with its traceback."""
+    rules = tmp_path / "rules.txt"
+    rules.write_text("web: tcp port 80\n")
+    missing = str(tmp_path / "gone.pcap")
+    command = [str(rules) if a == "RULES" else a for a in command]
+    lead, rest = (command[:1], command[1:]) if command[0] == "classify" else ([], command)
+    r = subprocess.run([sys.executable, "-m", "pfilter", *lead, "--scheduler", "local", "-r", missing, *rest],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines() == [f"pfilter{' classify' if lead else ''}: {missing}: No such file or directory"]
+
+
 def _scheduler_cli(address, inputs, out):
     started = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[0],

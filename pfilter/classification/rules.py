@@ -75,6 +75,13 @@ def is_program(obj):
     return hasattr(obj, "to_tuples") and hasattr(obj, "instructions")
 
 
+def inapplicable_message(name, lt_name, reason):
+    """What a RuleLinkTypeWarning says of one (rule, link type name, reason) of
+    Classification.inapplicable."""
+    return (f"rule {name!r} cannot apply to link type {lt_name} ({reason}): it matches "
+            f"no packet of that link type")
+
+
 class RuleLinkTypeWarning(UserWarning):
     """A rule has no meaning on a link type of the input (`ether host ...` on a NULL capture,
     `vlan` on raw IP): it matches no packet of that link type. Classification.inapplicable
@@ -139,9 +146,7 @@ class RuleSet:
                         raise FilterError(f"rule {name!r} (link type {lt_name}): {e}") from e
                     reason = str(e).split("\n")[0]
                     self.inapplicable.append((name, lt_name, reason))
-                    warnings.warn(RuleLinkTypeWarning(
-                        f"rule {name!r} cannot apply to link type {lt_name} ({reason}): it matches "
-                        f"no packet of that link type"), stacklevel=4)
+                    warnings.warn(RuleLinkTypeWarning(inapplicable_message(name, lt_name, reason)), stacklevel=4)
                     from ..program import Program
                     progs.append(Program.from_tuples([(BPF_RET | BPF_K, 0, 0, 0)], linktype=linktype,
                                                      snaplen=self.snaplen))
