@@ -392,6 +392,9 @@ def _sources(paths, lists=()):
     paths = list(paths or [])
     for listing in lists or ():
         from ._textfile import read_text_file
+        # Divergence: tcpdump drops only a line's newline, so that a blank line is an empty name
+        # (an error) and a CRLF list's names end in CR; pfilter drops the whitespace around each
+        # name and skips blank lines.
         names = [line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip()]
         if not names:
             from .errors import FilterError

@@ -92,6 +92,13 @@ def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
             o = tmp_path / f"o{j}.pcap"
             run("--quiet", *how, "-j", j, "-w", o, "tcp")
             assert o.read_bytes() == out.read_bytes()
+    # Divergence: a list written on Windows, with blank lines and indented names, is read as the
+    # plain one (tcpdump -V would look for 'a.pcap\r' and for an empty name)
+    messy = tmp_path / "messy.txt"
+    messy.write_bytes(("\r\n\r\n".join(f"  {p}\t" for p in order) + "\r\n\r\n").encode())
+    o = tmp_path / "messy.pcap"
+    run("--quiet", "-V", messy, "-w", o, "tcp")
+    assert o.read_bytes() == out.read_bytes()
     g = tmp_path / "g.pcap"
     run("--quiet", "-r", os.path.join(d, "sub", "*.pcap"), "-w", g, "tcp")
     assert records(g) == records(tmp_path / "t1.pcap") + records(tmp_path / "t2.pcap")
