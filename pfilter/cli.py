@@ -912,21 +912,31 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O, --micro/--nano, "
                               "--format and the output options")
         from . import dask as pdask
+        from .errors import CaptureFormatError
         pdask.quiet(("asyncio",))
         client, close = pdask.connect(args.scheduler)
         if announce is not None:
             _announce_all(sources, announce)
+        # a damaged input: as without --scheduler (its packets before the damage kept; with
+        # several inputs its line and the next input, with one the line ends the run)
+        on_damage, damaged = _reading_on(sources)
         try:
             if args.count_only and args.write is None:
-                stats = pdask.count_stats(sources, expr, client=client)
+                stats = pdask.count_stats(sources, expr, client=client, on_damage=on_damage)
             else:
-                stats = pdask.filter_files(sources, expr, args.write, client=client)
+                stats = pdask.filter_files(sources, expr, args.write, client=client, on_damage=on_damage)
+        except CaptureFormatError as err:
+            # (one input that is no capture: its line alone, as without --scheduler)
+            stats = err.stats if err.stats is not None and (err.stats.read or len(sources) > 1) else None
+            sys.stdout.flush()
+            _fail(_one_line(err))
+            damaged.append(err)
         except BaseException:
             pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
             raise
         finally:
             close()
-        return _report(args, stats, 0)
+        return _report(args, stats, 1 if damaged else 0)
     if args.write is None and not args.count_only and args.merge:
         raise FilterError("--merge writes a file: give -w FILE (or --count)")
     from .capture.filterfile import filter_file

@@ -195,15 +195,25 @@ def _run_part(path, expr, byte_range, part, ts_resolution):
     from .capture.fastpath import fast_filter_file
     stats = fast_filter_file(path, part, lambda lt, snap, swapped: _tuples(expr, lt, snap),
                              byte_range=byte_range, workers=1, ts_resolution=ts_resolution)
+    damage = None
     if stats is None:
         if byte_range is not None:
             return None
+        from .capture.fastpath import FilterStats
         from .capture.filterfile import filter_file
-        stats = filter_file(path, part, expr, workers=1, ts_resolution=ts_resolution,
-                            format="pcap" if part is not None else None)
+        from .errors import CaptureFormatError
+        try:
+            stats = filter_file(path, part, expr, workers=1, ts_resolution=ts_resolution,
+                                format="pcap" if part is not None else None)
+        except CaptureFormatError as err:
+            # a damaged input: the packets before the damage were filtered (and kept in `part`),
+            # the client decides whether the run ends here (_damaged)
+            damage, stats = err, err.stats if err.stats is not None else FilterStats(files=[path])
+            err.stats = None
     result = stats.as_dict()
     result["range_end"] = stats.range_end
     result["matched_bytes"] = stats.matched_bytes      # None: not the fast path
+    result["damage"] = damage
     return result
 
 
@@ -391,9 +401,8 @@ def _copy(fi, fo, start, length, offset, name):
 
 # ---------------------------------------------------------------------------------- client side
 
-def _paths(paths):
-    """The inputs as absolute paths: a worker's working directory is not this process's, and a
-    relative name would open another file there, or none."""
+def _names(paths):
+    """The inputs' names as given (str)."""
     if isinstance(paths, (str, bytes, os.PathLike)):
         paths = [paths]
     out = [os.fsdecode(p) if isinstance(p, bytes) else os.fspath(p) for p in paths]
@@ -401,7 +410,40 @@ def _paths(paths):
         raise FilterError("no input capture")
     if "-" in out:
         raise FilterError("standard input cannot be read by a cluster's workers: give capture files")
-    return [os.path.abspath(p) for p in out]
+    return out
+
+
+def _paths(paths):
+    """The inputs as absolute paths: a worker's working directory is not this process's, and a
+    relative name would open another file there, or none."""
+    return [os.path.abspath(p) for p in _names(paths)]
+
+
+def _damaged(results, tasks, names, on_damage):
+    """The damaged inputs among the tasks' results, in input order, each error naming its input
+    as the caller did (names): with on_damage, each is passed to it, as filter_file's on_damage,
+    and len(names) returned (every input kept); without, the number of inputs kept (those up to
+    the first damaged one, whose packets before the damage count) and its error."""
+    seen = set()
+    for k, r in enumerate(results):
+        i = tasks[k][0]
+        if r is not None and r.get("damage") is not None and i not in seen:
+            seen.add(i)
+            err = r["damage"].renamed(names[i]) if r["damage"].path is not None else r["damage"]
+            if on_damage is None:
+                return i + 1, err
+            on_damage(err)
+    return len(names), None
+
+
+def _kept(results, tasks, paths, keep, err):
+    """The FilterStats of the first `keep` inputs; raised as err.stats when an input was damaged
+    (err)."""
+    stats = _total([r for k, r in enumerate(results) if tasks[k][0] < keep], paths[:keep])
+    if err is not None:
+        err.stats = stats
+        raise err
+    return stats
 
 
 def _plan(client, paths, range_bytes):
@@ -426,15 +468,19 @@ def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
     return count_stats(paths, expr, client, range_bytes=range_bytes).matched
 
 
-def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
-    """count()'s FilterStats (packets read and matched)."""
+def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=None):
+    """count()'s FilterStats (packets read and matched). A damaged input counts its packets
+    before the damage, as pfilter.filter_file's: then without on_damage its CaptureFormatError is
+    raised (err.stats: the inputs up to it), with on_damage it is passed to it (each, in input
+    order) and the inputs after it are counted too."""
+    names = _names(paths)
     paths = _paths(paths)
     _tuples(expr, 1, 262144) if expr else None          # a syntax error is raised here, not on a worker
     client, close = _client(client)
     try:
         tasks = _plan(client, paths, range_bytes)
         results = _gather_parts(client, tasks, expr, [None] * len(tasks), [None] * len(tasks))
-        return _total(results, paths)
+        return _kept(results, tasks, paths, *_damaged(results, tasks, names, on_damage))
     finally:
         close()
 
@@ -486,17 +532,22 @@ def _pcap_name(name):
     return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
 
 
-def filter_files(paths, expr, out, client=None, *, range_bytes=None):
+def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
     a directory (existing, or a name ending in '/'): one output per input, named as the input
     (as a pcap file: 'a.pcapng.gz' gives 'a.pcap'). Relative paths are this process's.
     range_bytes: the size of a range (default: into one file, RING_CHUNK_BYTES, the chunks of the
     ring of workers that writes it in place; into a directory, RANGE_BYTES, one task each).
-    Returns a FilterStats (the sums over all inputs)."""
+    Returns a FilterStats (the sums over all inputs). A damaged input is kept up to its damage,
+    as pfilter.filter_file keeps it: without on_damage the outputs end with it (inputs after it
+    not written) and its CaptureFormatError is raised (err.stats: what was written); with
+    on_damage it is passed to it (each, in input order) and the inputs after it are written."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
+    from .errors import CaptureFormatError
+    given = _names(paths)
     paths = _paths(paths)
     out = os.fsdecode(out) if isinstance(out, bytes) else os.fspath(out)
     to_dir = out.endswith(os.sep) or os.path.isdir(out)
@@ -504,11 +555,23 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     _tuples(expr, 1, 262144) if expr else None
     if not to_dir and (format_for_path(out) != "pcap" or compression_for_path(out)):
         raise FilterError(f"{out}: pfilter.dask writes uncompressed pcap outputs (or a directory of them)")
+    def opened(i):
+        """The i-th input opened here (a damaged one's error naming it as the caller did)."""
+        try:
+            return open_capture(paths[i])
+        except CaptureFormatError as e:
+            raise e.renamed(given[i]) from None
+
     if not to_dir and len(paths) > 1:
         kinds = {}
-        for p in paths:
-            with open_capture(p) as cap:
-                kinds.setdefault(file_linktype(cap.linktype), p)
+        for i, p in enumerate(paths):
+            try:
+                with opened(i) as cap:
+                    kinds.setdefault(file_linktype(cap.linktype), p)
+            except CaptureFormatError:
+                if i == 0:          # (the output's header is the first input's, as without a cluster)
+                    raise
+                # a later input that is no capture: its task says so (_damaged)
         if len(kinds) > 1:
             raise FilterError(f"{out}: inputs of several link types ({', '.join(map(str, kinds))}) cannot "
                               f"go into one pcap file (give a directory: one output per input)")
@@ -525,10 +588,16 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
     try:
         if range_bytes is None:
             range_bytes = RANGE_BYTES if to_dir else RING_CHUNK_BYTES
-        headers = {}
+        headers = {}                  # (none for an input of a directory that is no capture)
         for i, p in enumerate(paths):
             if to_dir or i == 0:
-                with open_capture(p) as cap:
+                try:
+                    cap = opened(i)
+                except CaptureFormatError:
+                    if not to_dir:
+                        raise
+                    continue
+                with cap:
                     srcs = [p] if to_dir else paths
                     headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
                                                    cap.linktype_ext), cap.ts_resolution)
@@ -552,20 +621,24 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None):
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
-        resolutions = [headers[t[0] if to_dir else 0][1] for t in tasks]
+        resolutions = [headers.get(t[0] if to_dir else 0, (None, None))[1] for t in tasks]
         futures = _submit(client, tasks, expr, parts, resolutions)
         if not to_dir:
-            # one output: each part is joined as soon as it and those before it are done
-            streamed = _stream(futures, tasks, parts, targets[0], headers[0][0], paths)
+            # one output: each part is joined as soon as it and those before it are done (up to
+            # a damaged input: then the parts are joined below, as far as the run goes)
+            streamed = _stream(futures, tasks, parts, targets[0], headers[0][0], paths, on_damage is None)
             if streamed is not None:
-                return _total(streamed, paths)
+                return _kept(streamed, tasks, paths, *_damaged(streamed, tasks, given, on_damage))
         results = _gather_parts(client, tasks, expr, parts, resolutions, futures)
+        keep, err = _damaged(results, tasks, given, on_damage)
         # join the parts in input order (their own pcap headers left out)
-        for i in (range(len(paths)) if to_dir else [0]):
+        for i in (range(keep) if to_dir else [0]):
+            if i not in headers:
+                continue
             header = headers[i][0]
-            mine = [k for k, t in enumerate(tasks) if not to_dir or t[0] == i]
+            mine = [k for k, t in enumerate(tasks) if t[0] < keep and (not to_dir or t[0] == i)]
             _write_joined(AtomicFile(targets[i], protect=paths), header, mine, parts)
-        return _total(results, paths)
+        return _kept(results, tasks, paths, keep, err)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         close()
@@ -740,16 +813,18 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     return results
 
 
-def _stream(futures, tasks, parts, target, header, paths):
+def _stream(futures, tasks, parts, target, header, paths, stop_at_damage):
     """Join the parts into target in order while later tasks still run; the results, or None
-    (nothing written) when a range needs redoing (then _gather_parts does it)."""
+    (nothing written) when a range needs redoing (then _gather_parts does it) or
+    (stop_at_damage) an input was damaged."""
     from .capture.files import AtomicFile
     dst = AtomicFile(target, protect=paths)
     results = []
 
     def joins(k):
         results.append(futures[k].result())
-        return results[-1] is not None and _joins(tasks, results, k)
+        return (results[-1] is not None and _joins(tasks, results, k)
+                and not (stop_at_damage and results[-1]["damage"] is not None))
     return results if _write_joined(dst, header, range(len(futures)), parts, joins) else None
 
 

@@ -69,9 +69,17 @@ class CaptureFormatError(FilterError):
     def __init__(self, message: str, offset: int | None = None, path: str | bytes | None = None) -> None:
         self.offset = offset
         self.path = path
+        self.detail = message
         where = []
         if path is not None:
             where.append(str(path))
         if offset is not None:
             where.append(f"offset {offset}")
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
+
+    def renamed(self, path: str | bytes) -> CaptureFormatError:
+        """The same error naming the file `path` (a name of it as the user gave it, where this
+        one names it as a worker opened it), its stats and partial kept."""
+        err = CaptureFormatError(self.detail, self.offset, path)
+        err.stats, err.partial = self.stats, self.partial
+        return err

@@ -3,6 +3,7 @@
 ranges across the workers; the CLI's --scheduler; without dask.distributed, one error naming
 the extra."""
 import os
+import re
 import subprocess
 import sys
 import time
@@ -467,3 +468,99 @@ def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp
     pdask.filter_files([str(one)], "tcp", str(out), client=client, range_bytes=300_000)
     assert time.perf_counter() - started < 15 and taken[-1] is None
     assert out.read_bytes() == local.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def damaged(inputs, tmp_path_factory):
+    """Three damaged inputs: a record length past the snapshot length half way through (a file
+    cut into several ranges), a file cut inside its last record, and a file that is no capture."""
+    import struct
+    d = tmp_path_factory.mktemp("damaged")
+    data = bytearray(open(inputs[2], "rb").read())
+    off, n = 24, 0
+    while n < 1700:
+        off += 16 + struct.unpack_from("<I", data, off + 8)[0]
+        n += 1
+    struct.pack_into("<I", data, off + 8, 0x7FFFFFFF)
+    (d / "bad.pcap").write_bytes(data)
+    (d / "cut.pcap").write_bytes(open(inputs[1], "rb").read()[:-100])
+    (d / "notes.pcap").write_text("not a capture\n")
+    return [str(d / "bad.pcap"), str(d / "cut.pcap"), str(d / "notes.pcap")]
+
+
+def _local(sources, out, expr, on_damage):
+    """pfilter.filter_file's stats and error (None when it raised none)."""
+    try:
+        return pfilter.filter_file(sources, out, expr, on_damage=on_damage), None
+    except pfilter.CaptureFormatError as err:
+        return err.stats, err
+
+
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_damaged_input_is_kept_up_to_its_damage_as_locally(client, inputs, damaged, tmp_path, which):
+    """A damaged input among several: its packets before the damage counted and written, and
+    then (without on_damage) the run ends with its error, naming it as the caller did, or (with
+    on_damage) each error passed on in input order and the inputs after it read: the counts,
+    outputs and errors of pfilter.filter_file."""
+    sources = [inputs[0], damaged[which], inputs[3], damaged[(which + 1) % 3]]
+    expr = "tcp or udp port 53"
+    for keep_going in (False, True):
+        mine, theirs = [], []
+        local_out, dask_out = tmp_path / f"local{keep_going}.pcap", tmp_path / f"dask{keep_going}.pcap"
+        want_count, want_err = _local(sources, None, expr, theirs.append if keep_going else None)
+        want_out, _ = _local(sources, str(local_out), expr, None if not keep_going else (lambda e: None))
+        try:
+            got_count, got_err = pdask.count_stats(sources, expr, client=client, range_bytes=300_000,
+                                                   on_damage=mine.append if keep_going else None), None
+        except pfilter.CaptureFormatError as err:
+            got_count, got_err = err.stats, err
+        assert (got_count.read, got_count.matched) == (want_count.read, want_count.matched)
+        assert str(got_err) == str(want_err) and [str(e) for e in mine] == [str(e) for e in theirs]
+        assert bool(theirs) == keep_going and (want_err is None) == keep_going
+        for range_bytes in (None, 300_000):       # the ring's chunks, or ranges into part files
+            try:
+                stats, err = pdask.filter_files(sources, expr, str(dask_out), client=client, range_bytes=range_bytes,
+                                                on_damage=None if not keep_going else (lambda e: None)), None
+            except pfilter.CaptureFormatError as e:
+                stats, err = e.stats, e
+            assert dask_out.read_bytes() == local_out.read_bytes()
+            assert (stats.read, stats.written) == (want_out.read, want_out.written)
+            assert (err is None) == keep_going
+
+
+def test_a_damaged_input_into_a_directory(client, inputs, damaged, tmp_path):
+    """One output per input: the damaged input's holds its packets before the damage; without
+    on_damage the inputs after it get none."""
+    sources = [inputs[0], damaged[0], inputs[1]]
+    with pytest.raises(pfilter.CaptureFormatError) as caught:
+        pdask.filter_files(sources, "tcp", str(tmp_path / "out") + os.sep, client=client)
+    assert caught.value.path == damaged[0] and sorted(os.listdir(tmp_path / "out")) == ["bad.pcap", "in0.pcap"]
+    want = tmp_path / "want.pcap"
+    _local([damaged[0]], str(want), "tcp", None)
+    assert (tmp_path / "out" / "bad.pcap").read_bytes() == want.read_bytes()
+    errors = []
+    pdask.filter_files(sources, "tcp", str(tmp_path / "all") + os.sep, client=client, on_damage=errors.append)
+    assert [e.path for e in errors] == [damaged[0]] and len(os.listdir(tmp_path / "all")) == 3
+
+
+def test_cli_scheduler_with_damaged_inputs_as_without(client, inputs, damaged, tmp_path):
+    """`pfilter --scheduler` with damaged inputs: the same output, lines, summary and status 1
+    as without it (the inputs announced all at once first, as a parallel local count does)."""
+    runs = {}
+    for how, extra in (("local", []), ("cluster", ["--scheduler", client.scheduler.address])):
+        for tail in (["-w", str(tmp_path / f"{how}.pcap")], ["--count"]):
+            r = subprocess.run([sys.executable, "-m", "pfilter", "-r", inputs[0], "-r", damaged[1], "-r", inputs[2],
+                                "-r", damaged[0], *extra, *tail, "tcp"], capture_output=True, text=True, timeout=120)
+            lines = r.stderr.splitlines()
+            lines = [re.sub(r" in [0-9.]+ s$", "", x) for x in lines]       # (the summary's seconds)
+            runs[how, tail[0]] = (r.returncode, r.stdout, [x for x in lines if not x.startswith("reading from")],
+                                  sorted(x for x in lines if x.startswith("reading from")))
+        one = subprocess.run([sys.executable, "-m", "pfilter", "-r", damaged[0], *extra, "-w",
+                              str(tmp_path / f"{how}1.pcap"), "tcp"], capture_output=True, text=True, timeout=120)
+        runs[how, "one"] = one.returncode, re.sub(r" in [0-9.]+ s\n", "\n", one.stderr)
+    for tail in ("-w", "--count", "one"):
+        local, cluster = runs["local", tail], runs["cluster", tail]
+        assert local[0] == 1 and cluster[:-1] == local[:-1] if tail != "one" else cluster == local, (tail, cluster, local)
+    assert (tmp_path / "cluster.pcap").read_bytes() == (tmp_path / "local.pcap").read_bytes()
+    assert (tmp_path / "cluster1.pcap").read_bytes() == (tmp_path / "local1.pcap").read_bytes()
+    assert runs["cluster", "one"][1].count("\n") == 3      # announced, the damage, the summary

@@ -257,6 +257,14 @@ def test_a_damaged_input_of_a_list_is_reported_and_the_next_one_read(tmp_path):
     assert (tmp_path / "api.pcap").read_bytes() == theirs.read_bytes()
     with pytest.raises(pfilter.CaptureFormatError):
         pfilter.filter_file([str(a), str(cut), str(d)], str(tmp_path / "api2.pcap"), "tcp")
+    # ... and what it wrote before stays, also when the input that ends it is no capture at all
+    # (its header is damaged: the run ends as it opens it)
+    with pytest.raises(pfilter.CaptureFormatError) as caught:
+        pfilter.filter_file([str(a), str(short), str(d)], str(tmp_path / "api3.pcap"), "tcp")
+    tcpdump_a = tmp_path / "a_tcp.pcap"
+    subprocess.run([ref.tcpdump(), "-r", str(a), "-w", str(tcpdump_a), "tcp"], check=True, capture_output=True)
+    assert (tmp_path / "api3.pcap").read_bytes() == tcpdump_a.read_bytes()
+    assert caught.value.path == str(short) and caught.value.stats.written == count_tcpdump(a, "tcp")
     # --merge stops at the damage, as mergecap does
     r = run("-V", listing, "--merge", "-w", tmp_path / "m.pcap", "tcp", check=False)
     assert r.returncode == 1 and len([x for x in r.stderr.splitlines() if x.startswith("pfilter: ")]) == 1

@@ -384,8 +384,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
         if writer is not None:
             w, writer = writer, None
             w.close()
-    except KeyboardInterrupt as err:
-        # between inputs (opening the next one): keep what was written
+    except (KeyboardInterrupt, CaptureFormatError) as err:
+        # between inputs (opening the next one, or one that is no capture): keep what was written
         w, writer = writer, None
         keep_written(w, stats, started, err)
         raise
