@@ -854,26 +854,34 @@ def _append(fd, part):
 
 
 def _classify_file(path, rules, options):
-    """One input's classification, on a worker. Its RuleLinkTypeWarnings are not shown there (a
-    worker's standard error is no user's): the result's `inapplicable` carries them back."""
+    """One input's classification, on a worker; a damaged input's error is returned (its
+    `partial`: the packets before the damage), not raised, so that the client can put the
+    inputs before it in front. Its RuleLinkTypeWarnings are not shown there (a worker's
+    standard error is no user's): the result's `inapplicable` carries them back."""
     import warnings
 
     import pfilter
     from .classification import RuleLinkTypeWarning
+    from .errors import CaptureFormatError
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuleLinkTypeWarning)
-        return pfilter.classify(path, rules, **options)
+        try:
+            return pfilter.classify(path, rules, **options)
+        except CaptureFormatError as err:
+            return err
 
 
 def classify(paths, rules, client=None, **options):
     """pfilter.classify over several captures, one task per input: a Classification whose
     matrix rows are the inputs' packets in the order given and whose counts are the sums, as
     pfilter.classify(paths, rules) gives (options: its keyword arguments, except split). A rules
-    file is read here and its rules sent to the workers (they need no copy of it)."""
-    import numpy as np
-    from .classification import Classification
+    file is read here and its rules sent to the workers (they need no copy of it). A damaged
+    input raises its CaptureFormatError, as pfilter.classify does: its `partial` is the
+    Classification of the inputs before it and of its packets before the damage."""
+    from .errors import CaptureFormatError
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
+    given = _names(paths)
     paths = _paths(paths)
     if isinstance(rules, (str, bytes, os.PathLike)):
         # a rules file is read here: the rules travel, and a worker on another machine needs no copy
@@ -885,6 +893,19 @@ def classify(paths, rules, client=None, **options):
                                            pure=False))
     finally:
         close()
+    for i, r in enumerate(results):
+        if isinstance(r, CaptureFormatError):
+            err = r.renamed(given[i]) if r.path is not None else r
+            before = results[:i] + ([r.partial] if r.partial is not None else [])
+            err.partial = _joined(before, given[:i + 1]) if before else None
+            raise err
+    return _joined(results, given)
+
+
+def _joined(results, names):
+    """One Classification of several inputs' (in order): matrices joined, counts summed."""
+    import numpy as np
+    from .classification import Classification
     first = results[0]
 
     def cat(name):
@@ -901,5 +922,5 @@ def classify(paths, rules, client=None, **options):
             if item not in seen:
                 seen.append(item)
     res.inapplicable = seen
-    res.source = list(paths)
+    res.source = list(names)
     return res

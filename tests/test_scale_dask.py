@@ -564,3 +564,27 @@ def test_cli_scheduler_with_damaged_inputs_as_without(client, inputs, damaged, t
     assert (tmp_path / "cluster.pcap").read_bytes() == (tmp_path / "local.pcap").read_bytes()
     assert (tmp_path / "cluster1.pcap").read_bytes() == (tmp_path / "local1.pcap").read_bytes()
     assert runs["cluster", "one"][1].count("\n") == 3      # announced, the damage, the summary
+
+
+@pytest.mark.parametrize("which", [0, 2])
+def test_classify_with_a_damaged_input_as_locally(client, inputs, damaged, tmp_path, which):
+    """pfilter.dask.classify: a damaged input's error, naming it as given, whose partial result
+    is the local one (the inputs before it and its packets before the damage); and `pfilter
+    classify --scheduler` prints that table and that line, as without it."""
+    sources = [inputs[0], inputs[3], damaged[which], inputs[1]]
+    with pytest.raises(pfilter.CaptureFormatError) as theirs:
+        pfilter.classify(sources, RULES)
+    with pytest.raises(pfilter.CaptureFormatError) as mine:
+        pdask.classify(sources, RULES, client=client)
+    assert str(mine.value) == str(theirs.value)
+    got, want = mine.value.partial, theirs.value.partial
+    assert got.packets == want.packets > 0 and (got.counts == want.counts).all()
+    assert np.array_equal(got.matrix, want.matrix) and list(got.labels()) == list(want.labels())
+    rules = tmp_path / "rules.txt"
+    rules.write_text("".join(f"{k}: {v}\n" for k, v in RULES.items()))
+    runs = []
+    for extra in ([], ["--scheduler", client.scheduler.address]):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "classify", *[a for s in sources for a in ("-r", s)],
+                            "-R", str(rules), *extra], capture_output=True, text=True, timeout=120)
+        runs.append((r.returncode, r.stdout, r.stderr))
+    assert runs[1] == runs[0] and runs[0][0] == 1 and runs[0][2].count("\n") == 1, runs
