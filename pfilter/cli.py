@@ -944,12 +944,17 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     if announce is not None and sources[0] != "-":     # (standard input is read once, by the pass)
         announce(sources[0], *_peek_linktype(sources[0]))
     on_damage, damaged = _reading_on(sources) if not args.merge else (None, [])
-    stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
-                        optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
-                        truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
-                        workers=workers, merge=args.merge, after=after, before=before, announce=announce,
-                        on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None,
-                        on_damage=on_damage)
+    bar, update = _progress_bar(args, sources)
+    try:
+        stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
+                            optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
+                            truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
+                            workers=workers, merge=args.merge, after=after, before=before, announce=announce,
+                            on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None,
+                            on_damage=on_damage, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.index_file is not None:
         # written once the run has gone well (its arguments, expression and input all good)
         from .capture.index import build_index

@@ -485,6 +485,30 @@ def test_progress_callable_sees_the_whole_input(tmp_path, path_kind):
         pfilter.filter_file(src, tmp_path / "o.pcap", "udp", progress="yes")
 
 
+@pytest.mark.parametrize("how", ["merge", "window"])
+def test_progress_of_a_merge_and_of_a_scanned_window(tmp_path, how):
+    """--merge and a time window scanned (a pcapng input) report progress too, up to the whole
+    input (all inputs, for a merge)."""
+    from pfilter.capture.writer import PcapngWriter
+    a = write_pcap(tmp_path / "a.pcap", packets(3000))
+    b = write_pcap(tmp_path / "b.pcap", packets(2000))
+    seen = []
+    if how == "merge":
+        sources, options = [a, b], dict(merge=True)
+    else:
+        ng = tmp_path / "in.pcapng"
+        with pfilter.open(a) as cap, PcapngWriter(str(ng), linktype=cap.linktype) as w:
+            for batch in cap:
+                w.write(batch)
+        first = next(iter(pfilter.open(ng))).timestamps[0]
+        sources, options = [ng], dict(after=int(first) + 1)
+    stats = pfilter.filter_file(sources, tmp_path / "o.pcap", "udp", progress=lambda d, t, s: seen.append((d, t)),
+                                **options)
+    total = sum(os.path.getsize(s) for s in sources)
+    assert stats.written > 0 and len(seen) >= 2 and seen[-1] == (total, total)
+    assert all(x[0] <= y[0] for x, y in zip(seen, seen[1:]))
+
+
 def test_cli_progress_option_shows_the_bar_off_a_terminal(tmp_path):
     src = write_pcap(tmp_path / "in.pcap", packets(3000))
     env = dict(os.environ, PFILTER_NO_FASTPATH="1")

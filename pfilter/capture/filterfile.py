@@ -266,7 +266,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
             raise FilterError("--merge writes one plain output: no -C/-G, --snaplen or --dedup")
         from .merge import merge_filter
         return merge_filter([s.path if isinstance(s, Capture) else s for s in sources], dst, programs, count,
-                            format, ts_resolution, window, on_batch, _writer_for, announce)
+                            format, ts_resolution, window, on_batch, _writer_for, announce, progress,
+                            sum(_size(s) for s in sources))
     byte_range = None
     if timed and len(sources) == 1 and isinstance(sources[0], str):
         from .index import window_range

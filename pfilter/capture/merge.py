@@ -11,6 +11,7 @@ one small batch per input; the runs of consecutive packets one input contributes
 numpy and written as index arrays, so Python works per run, not per packet.
 """
 import heapq
+import os
 import sys
 import time
 
@@ -31,6 +32,11 @@ class _Input:
 
     def __init__(self, number, path, programs, window, stats):
         self.number, self.programs, self.window, self.stats = number, programs, window, stats
+        self.done = 0         # bytes of the input read (the last batch's last record's offset; at
+        try:                  # its end, its size)
+            self.size = os.path.getsize(path)
+        except (OSError, TypeError):
+            self.size = 0
         self.cap = open_capture(path, batch_bytes=MERGE_BATCH_BYTES)
         self.swapped = getattr(self.cap, "byteorder", sys.byteorder) != sys.byteorder
         self.programs.for_linktype(self.cap.linktype, self.cap.snaplen, self.swapped)
@@ -46,6 +52,7 @@ class _Input:
             try:
                 batch = next(self.batches)
             except StopIteration:
+                self.done = max(self.done, self.size)
                 return False
             mask = self.programs.match(batch, self.cap.snaplen, self.swapped)
             after, before = self.window
@@ -60,6 +67,8 @@ class _Input:
             else:
                 self.stats.read += len(batch)
             self.batch, self.idx, self.pos = batch, np.flatnonzero(mask), 0
+            if batch.file_offsets is not None and len(batch):
+                self.done = int(batch.file_offsets[-1])
             self.ts = batch.timestamps[self.idx] // self.unit
         return True
 
@@ -71,12 +80,13 @@ class _Input:
 
 
 def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=None, window=(None, None),
-                 on_batch=None, writer_for=None, announce=None):
+                 on_batch=None, writer_for=None, announce=None, progress=None, total_bytes=0):
     """Write the packets of `sources` (paths) that `programs` (a filterfile.ProgramSet) accepts
     to dst (None: count only) in mergecap's order; returns a FilterStats. window: (after,
     before) in ns (editcap -A / -B). writer_for(dst, first_capture, sources): the output.
     announce(path, linktype, snaplen, index): called as each input is opened (all of them
-    before the first packet is read)."""
+    before the first packet is read). progress(bytes_done, total_bytes, stats): called as the
+    inputs are read (bytes_done: over all of them)."""
     from .filterfile import keep_written
     started = time.perf_counter()
     stats = FilterStats(files=[str(s) for s in sources])
@@ -103,6 +113,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
         # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap
         heap = [(c.head(), -c.number) for c in inputs if c.advance()]
         heapq.heapify(heap)
+        reported = [c.done for c in inputs]
         left = count
         while heap:
             _t, nk = heapq.heappop(heap)
@@ -137,6 +148,9 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                     break
             if c.advance():
                 heapq.heappush(heap, (c.head(), -k))
+            if progress is not None and c.done != reported[k]:
+                reported[k] = c.done
+                progress(sum(reported), total_bytes, stats)
         w, writer = writer, None
         keep_written(w, stats, started)
     except (CaptureFormatError, KeyboardInterrupt) as err:
