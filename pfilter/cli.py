@@ -920,14 +920,19 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         # a damaged input: as without --scheduler (its packets before the damage kept; with
         # several inputs its line and the next input, with one the line ends the run)
         on_damage, damaged = _reading_on(sources)
+        bar, update = _progress_bar(args, sources)
         try:
             if args.count_only and args.write is None:
-                stats = pdask.count_stats(sources, expr, client=client, on_damage=on_damage)
+                stats = pdask.count_stats(sources, expr, client=client, on_damage=on_damage, progress=update)
             else:
-                stats = pdask.filter_files(sources, expr, args.write, client=client, on_damage=on_damage)
+                stats = pdask.filter_files(sources, expr, args.write, client=client, on_damage=on_damage,
+                                           progress=update)
         except CaptureFormatError as err:
             # (one input that is no capture: its line alone, as without --scheduler)
             stats = err.stats if err.stats is not None and (err.stats.read or len(sources) > 1) else None
+            if bar is not None:
+                bar.close()
+                bar = None
             sys.stdout.flush()
             _fail(_one_line(err))
             damaged.append(err)
@@ -935,6 +940,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
             raise
         finally:
+            if bar is not None:
+                bar.close()
             close()
         return _report(args, stats, 1 if damaged else 0)
     if args.write is None and not args.count_only and args.merge:

@@ -468,18 +468,21 @@ def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
     return count_stats(paths, expr, client, range_bytes=range_bytes).matched
 
 
-def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=None):
+def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=None, progress=None):
     """count()'s FilterStats (packets read and matched). A damaged input counts its packets
     before the damage, as pfilter.filter_file's: then without on_damage its CaptureFormatError is
     raised (err.stats: the inputs up to it), with on_damage it is passed to it (each, in input
-    order) and the inputs after it are counted too."""
+    order) and the inputs after it are counted too. progress: called as progress(bytes_done,
+    bytes_total, None) as the ranges are done (filter_file's; the inputs' sizes as this
+    process sees them)."""
     names = _names(paths)
     paths = _paths(paths)
     _tuples(expr, 1, 262144) if expr else None          # a syntax error is raised here, not on a worker
     client, close = _client(client)
     try:
         tasks = _plan(client, paths, range_bytes)
-        results = _gather_parts(client, tasks, expr, [None] * len(tasks), [None] * len(tasks))
+        results = _gather_parts(client, tasks, expr, [None] * len(tasks), [None] * len(tasks),
+                                progress=_Progress(progress, tasks, paths))
         return _kept(results, tasks, paths, *_damaged(results, tasks, names, on_damage))
     finally:
         close()
@@ -501,12 +504,55 @@ def _joins(tasks, results, k):
     return results[k]["range_end"] == nxt.get("start", tasks[k + 1][2][0])
 
 
-def _gather_parts(client, tasks, expr, parts, resolutions, futures=None):
+class _Progress:
+    """A progress callback (progress(bytes_done, bytes_total, None), as filter_file's) told of
+    the tasks as they end: each counts the bytes of its range (its file, when whole), once."""
+
+    def __init__(self, report, tasks, paths):
+        self.report = report
+        sizes = {}
+        for i, p in enumerate(paths):
+            try:
+                sizes[i] = os.path.getsize(p)
+            except OSError:               # (one that only the workers see)
+                sizes[i] = 0
+        self.total = sum(sizes.values())
+        first = {}                        # an input's first range counts its header too
+        for i, _p, r in tasks:
+            first.setdefault(i, r)
+        self.share = [sizes[i] if r is None else
+                      (sizes[i] if r[1] is None else min(r[1], sizes[i])) - (0 if r is first[i] else r[0])
+                      for i, _p, r in tasks]
+        self.seen, self.done = set(), 0
+
+    def ended(self, k):
+        if self.report is not None and k not in self.seen:
+            self.seen.add(k)
+            self.done += max(0, self.share[k])
+            self.report(min(self.done, self.total), self.total, None)
+
+    def finished(self):
+        if self.report is not None:
+            self.report(self.total, self.total, None)
+
+    def watch(self, futures):
+        """Wait for the futures, each reported as it ends."""
+        if self.report is None:
+            return
+        from distributed import as_completed
+        where = {f.key: k for k, f in enumerate(futures)}
+        for f in as_completed(futures):
+            self.ended(where[f.key])
+
+
+def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progress=None):
     """Run the tasks; their stats dicts, in order. An input whose range the fast path gave up
     on, or whose ranges do not join (a guessed start that is not where the walk of the range
-    before stopped), is filtered whole again."""
+    before stopped), is filtered whole again. progress: a _Progress, told of each task."""
     if futures is None:
         futures = _submit(client, tasks, expr, parts, resolutions)
+    if progress is not None:
+        progress.watch(futures)
     results = client.gather(futures)
     redo = {tasks[k][0] for k, r in enumerate(results) if r is None}
     redo |= {tasks[k][0] for k in range(len(tasks)) if results[k] is not None and not _joins(tasks, results, k)}
@@ -532,7 +578,7 @@ def _pcap_name(name):
     return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
 
 
-def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None):
+def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
     a directory (existing, or a name ending in '/'): one output per input, named as the input
@@ -542,7 +588,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     Returns a FilterStats (the sums over all inputs). A damaged input is kept up to its damage,
     as pfilter.filter_file keeps it: without on_damage the outputs end with it (inputs after it
     not written) and its CaptureFormatError is raised (err.stats: what was written); with
-    on_damage it is passed to it (each, in input order) and the inputs after it are written."""
+    on_damage it is passed to it (each, in input order) and the inputs after it are written.
+    progress: as count_stats' (a ring that writes one output in place reports at its end)."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
@@ -618,18 +665,20 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                 if timer is not None:
                     timer.stop()
             if direct is not None:
+                _Progress(progress, [], paths).finished()
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
         resolutions = [headers.get(t[0] if to_dir else 0, (None, None))[1] for t in tasks]
         futures = _submit(client, tasks, expr, parts, resolutions)
+        tracker = _Progress(progress, tasks, paths)
         if not to_dir:
             # one output: each part is joined as soon as it and those before it are done (up to
             # a damaged input: then the parts are joined below, as far as the run goes)
-            streamed = _stream(futures, tasks, parts, targets[0], headers[0][0], paths, on_damage is None)
+            streamed = _stream(futures, tasks, parts, targets[0], headers[0][0], paths, on_damage is None, tracker)
             if streamed is not None:
                 return _kept(streamed, tasks, paths, *_damaged(streamed, tasks, given, on_damage))
-        results = _gather_parts(client, tasks, expr, parts, resolutions, futures)
+        results = _gather_parts(client, tasks, expr, parts, resolutions, futures, tracker)
         keep, err = _damaged(results, tasks, given, on_damage)
         # join the parts in input order (their own pcap headers left out)
         for i in (range(keep) if to_dir else [0]):
@@ -813,16 +862,17 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     return results
 
 
-def _stream(futures, tasks, parts, target, header, paths, stop_at_damage):
+def _stream(futures, tasks, parts, target, header, paths, stop_at_damage, progress):
     """Join the parts into target in order while later tasks still run; the results, or None
     (nothing written) when a range needs redoing (then _gather_parts does it) or
-    (stop_at_damage) an input was damaged."""
+    (stop_at_damage) an input was damaged. progress: a _Progress, told of each part joined."""
     from .capture.files import AtomicFile
     dst = AtomicFile(target, protect=paths)
     results = []
 
     def joins(k):
         results.append(futures[k].result())
+        progress.ended(k)
         return (results[-1] is not None and _joins(tasks, results, k)
                 and not (stop_at_damage and results[-1]["damage"] is not None))
     return results if _write_joined(dst, header, range(len(futures)), parts, joins) else None

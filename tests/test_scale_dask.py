@@ -588,3 +588,30 @@ def test_classify_with_a_damaged_input_as_locally(client, inputs, damaged, tmp_p
                             "-R", str(rules), *extra], capture_output=True, text=True, timeout=120)
         runs.append((r.returncode, r.stdout, r.stderr))
     assert runs[1] == runs[0] and runs[0][0] == 1 and runs[0][2].count("\n") == 1, runs
+
+
+def test_progress_is_reported_as_the_tasks_end(client, inputs, tmp_path):
+    """count_stats and filter_files call progress(bytes_done, bytes_total, None) as their tasks
+    end, up to the inputs' whole size (a ring writing one output from pcap files: once, at its
+    end); the CLI's --progress draws the bar with --scheduler too."""
+    pcaps = inputs[:3]
+    for sources, call in ((inputs, lambda progress: pdask.count_stats(inputs, "tcp", client=client, range_bytes=300_000,
+                                                                      progress=progress)),
+                          (inputs, lambda progress: pdask.filter_files(inputs, "tcp", str(tmp_path / "d") + os.sep,
+                                                                       client=client, range_bytes=300_000,
+                                                                       progress=progress)),
+                          (inputs, lambda progress: pdask.filter_files(inputs, "tcp", str(tmp_path / "parts.pcap"),
+                                                                       client=client, progress=progress)),
+                          (pcaps, lambda progress: pdask.filter_files(pcaps, "tcp", str(tmp_path / "ring.pcap"),
+                                                                      client=client, progress=progress))):
+        total = sum(os.path.getsize(p) for p in sources)
+        seen = []
+        call(lambda done, whole, info: seen.append((done, whole)))
+        assert seen and seen[-1] == (total, total), seen
+        assert all(a[0] <= b[0] and a[1] == total for a, b in zip(seen, seen[1:]))
+        assert len(seen) > 1 or sources is pcaps
+    assert len(seen) == 1
+    r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--progress", "--scheduler", client.scheduler.address,
+                        *[a for p in inputs for a in ("-r", p)], "--count", "tcp"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "pfilter" in r.stderr and "Traceback" not in r.stderr, r.stderr
