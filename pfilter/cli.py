@@ -1106,9 +1106,9 @@ def classify_main(argv):
             print("pfilter classify: --scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'",
                   file=sys.stderr)
             return 2
-        if writing or args.progress:
-            print("pfilter classify: --scheduler takes no --split, --unmatched or --progress (the "
-                  "cluster's workers classify, this process writes only the table and --labels)", file=sys.stderr)
+        if writing:
+            print("pfilter classify: --scheduler takes no --split or --unmatched (the cluster's workers "
+                  "classify, this process writes only the table and --labels)", file=sys.stderr)
             return 2
     status = 0
     with warnings.catch_warnings(record=True) as caught:
@@ -1119,7 +1119,7 @@ def classify_main(argv):
                 options = dict(linktype=args.linktype, default=args.default, packed=True,
                                counts_only=not args.labels, optimize=args.optimize, backend=args.backend)
                 if args.scheduler is not None:
-                    result = _classify_on_cluster(args, files, options)
+                    result = _classify_on_cluster(args, files, dict(options, progress=_classify_progress(args, files)))
                 else:
                     result = classify(files, args.rules,
                                       threads=args.threads if args.threads is not None else _usable_cores(),

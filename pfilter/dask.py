@@ -927,7 +927,10 @@ def classify(paths, rules, client=None, **options):
     pfilter.classify(paths, rules) gives (options: its keyword arguments, except split). A rules
     file is read here and its rules sent to the workers (they need no copy of it). A damaged
     input raises its CaptureFormatError, as pfilter.classify does: its `partial` is the
-    Classification of the inputs before it and of its packets before the damage."""
+    Classification of the inputs before it and of its packets before the damage. progress: as
+    pfilter.classify's (True: a bar), told of each input as its task ends (the third argument
+    of a callable is None)."""
+    from ._progress import progress_callback
     from .errors import CaptureFormatError
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
@@ -937,11 +940,16 @@ def classify(paths, rules, client=None, **options):
         # a rules file is read here: the rules travel, and a worker on another machine needs no copy
         from .classification.rules import parse_rules
         rules = dict(parse_rules(os.fsdecode(rules)))
+    tasks = [(i, p, None) for i, p in enumerate(paths)]
+    report, close_progress = progress_callback(options.pop("progress", None),
+                                               _Progress(None, tasks, paths).total)
     client, close = _client(client)
     try:
-        results = client.gather(client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths),
-                                           pure=False))
+        futures = client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths), pure=False)
+        _Progress(report, tasks, paths).watch(futures)
+        results = client.gather(futures)
     finally:
+        close_progress()
         close()
     for i, r in enumerate(results):
         if isinstance(r, CaptureFormatError):

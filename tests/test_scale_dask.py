@@ -184,8 +184,7 @@ def test_cli_classify_scheduler_equals_local(client, inputs, tmp_path):
 def test_cli_classify_scheduler_refuses_what_it_does_not_do(inputs, tmp_path):
     rules = tmp_path / "rules.txt"
     rules.write_text("web: tcp port 80\n")
-    for extra in (["--split", str(tmp_path / "{rule}.pcap")], ["--unmatched", str(tmp_path / "u.pcap")],
-                  ["--progress"]):
+    for extra in (["--split", str(tmp_path / "{rule}.pcap")], ["--unmatched", str(tmp_path / "u.pcap")]):
         r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "--scheduler", "local", "-r", inputs[0],
                             "-R", str(rules), *extra], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--scheduler takes no" in r.stderr, r.stderr
@@ -611,6 +610,14 @@ def test_progress_is_reported_as_the_tasks_end(client, inputs, tmp_path):
         assert all(a[0] <= b[0] and a[1] == total for a, b in zip(seen, seen[1:]))
         assert len(seen) > 1 or sources is pcaps
     assert len(seen) == 1
+    seen = []
+    pdask.classify(inputs, RULES, client=client, progress=lambda done, whole, info: seen.append(done))
+    assert sorted(seen) == seen and len(seen) == len(inputs) and seen[-1] == sum(os.path.getsize(p) for p in inputs)
+    (tmp_path / "rules.txt").write_text("web: tcp port 80\n")
+    r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "--progress", "--scheduler",
+                        client.scheduler.address, "-r", inputs[0], "-R", str(tmp_path / "rules.txt")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "pfilter" in r.stderr and "web" in r.stdout, r.stderr
     r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--progress", "--scheduler", client.scheduler.address,
                         *[a for p in inputs for a in ("-r", p)], "--count", "tcp"], capture_output=True, text=True,
                        timeout=120)
