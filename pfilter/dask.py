@@ -940,13 +940,12 @@ def classify(paths, rules, client=None, **options):
         # a rules file is read here: the rules travel, and a worker on another machine needs no copy
         from .classification.rules import parse_rules
         rules = dict(parse_rules(os.fsdecode(rules)))
-    tasks = [(i, p, None) for i, p in enumerate(paths)]
-    report, close_progress = progress_callback(options.pop("progress", None),
-                                               _Progress(None, tasks, paths).total)
+    tracker = _Progress(None, [(i, p, None) for i, p in enumerate(paths)], paths)
+    tracker.report, close_progress = progress_callback(options.pop("progress", None), tracker.total)
     client, close = _client(client)
     try:
         futures = client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths), pure=False)
-        _Progress(report, tasks, paths).watch(futures)
+        tracker.watch(futures)
         results = client.gather(futures)
     finally:
         close_progress()
