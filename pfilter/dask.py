@@ -429,7 +429,7 @@ def _damaged(results, tasks, names, on_damage):
         i = tasks[k][0]
         if r is not None and r.get("damage") is not None and i not in seen:
             seen.add(i)
-            err = r["damage"].renamed(names[i]) if r["damage"].path is not None else r["damage"]
+            err = r["damage"].renamed(names[i])
             if on_damage is None:
                 return i + 1, err
             on_damage(err)
@@ -509,9 +509,9 @@ class _Progress:
     the tasks as they end: each counts the bytes of its range (its file, when whole), once."""
 
     def __init__(self, report, tasks, paths):
-        self.report = report
-        sizes = {}
-        for i, p in enumerate(paths):
+        self.report = report or None
+        sizes = {i: 0 for i in range(len(paths))}
+        for i, p in enumerate(paths if self.report is not None else ()):     # (no progress: no stat)
             try:
                 sizes[i] = os.path.getsize(p)
             except OSError:               # (one that only the workers see)
@@ -940,8 +940,9 @@ def classify(paths, rules, client=None, **options):
         # a rules file is read here: the rules travel, and a worker on another machine needs no copy
         from .classification.rules import parse_rules
         rules = dict(parse_rules(os.fsdecode(rules)))
-    tracker = _Progress(None, [(i, p, None) for i, p in enumerate(paths)], paths)
-    tracker.report, close_progress = progress_callback(options.pop("progress", None), tracker.total)
+    wanted = options.pop("progress", None)
+    tracker = _Progress(wanted, [(i, p, None) for i, p in enumerate(paths)], paths)
+    tracker.report, close_progress = progress_callback(wanted, tracker.total)
     client, close = _client(client)
     try:
         futures = client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths), pure=False)
@@ -952,7 +953,7 @@ def classify(paths, rules, client=None, **options):
         close()
     for i, r in enumerate(results):
         if isinstance(r, CaptureFormatError):
-            err = r.renamed(given[i]) if r.path is not None else r
+            err = r.renamed(given[i])
             before = results[:i] + ([r.partial] if r.partial is not None else [])
             err.partial = _joined(before, given[:i + 1]) if before else None
             raise err

@@ -79,7 +79,10 @@ class CaptureFormatError(FilterError):
 
     def renamed(self, path: str | bytes) -> CaptureFormatError:
         """The same error naming the file `path` (a name of it as the user gave it, where this
-        one names it as a worker opened it), its stats and partial kept."""
+        one names it as a worker opened it), its stats and partial kept; itself when it names
+        no file."""
+        if self.path is None:
+            return self
         err = CaptureFormatError(self.detail, self.offset, path)
         err.stats, err.partial = self.stats, self.partial
         return err
