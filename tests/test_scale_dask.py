@@ -368,9 +368,12 @@ def test_one_output_written_in_place_by_a_ring(client, inputs, tmp_path, monkeyp
 def test_filter_files_called_at_once_from_several_threads(client, inputs, tmp_path, monkeypatch):
     """Rings started at once on one cluster run one after another (a lock on the scheduler):
     each takes every worker thread, so two at once could each hold the thread the other's member
-    waits for, and every call would wait RING_WAIT_SECONDS, then redo its output from parts."""
+    waits for, and every call would wait RING_WAIT_SECONDS, then redo its output from parts.
+    The wait is 30 s, not the 60 s default (a deadlock still shows, as a fallback), nor a few
+    seconds: on a loaded machine (CI: three test processes and the cluster's two on two cores) a
+    member's task started more than 5 s after its partner's once, and that ring fell back."""
     import threading
-    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 5.0)
+    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 30.0)
     taken = []
     real = pdask._write_ring
     monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
