@@ -40,6 +40,8 @@ first input's timestamp resolution (pcapng: each input's) unless --micro / --nan
 
 # Inputs smaller than this finish too fast for a progress bar to help.
 PROGRESS_MIN_BYTES = 64 * 1024 * 1024
+# An empty --scheduler (pfilter and pfilter classify).
+SCHEDULER_NEEDED = "--scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'"
 
 
 
@@ -904,7 +906,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     edits = output_edits(args)
     if args.scheduler is not None:
         if not args.scheduler.strip():
-            raise FilterError("--scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'")
+            raise FilterError(SCHEDULER_NEEDED)
         if args.write is None and not args.count_only:
             raise FilterError("--scheduler needs -w FILE (or DIR/) or --count")
         if (args.merge or after is not None or before is not None or any(edits) or args.count
@@ -1103,8 +1105,7 @@ def classify_main(argv):
         return 2
     if args.scheduler is not None:
         if not args.scheduler.strip():
-            print("pfilter classify: --scheduler needs a scheduler's address (tcp://HOST:PORT) or 'local'",
-                  file=sys.stderr)
+            print(f"pfilter classify: {SCHEDULER_NEEDED}", file=sys.stderr)
             return 2
         if writing:
             print("pfilter classify: --scheduler takes no --split or --unmatched (the cluster's workers "

@@ -300,6 +300,20 @@ def test_a_malformed_scheduler_address(inputs, tmp_path, address):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not a scheduler address" in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize("command, status", [(["--count", "tcp"], 1), (["classify", "-R", "RULES"], 2)])
+def test_an_empty_scheduler_address(inputs, tmp_path, command, status):
+    """--scheduler '' (an unset variable in a script): one line that says what it takes, before
+    any cluster is sought; the command's status for a usage error (pfilter's is tcpdump's 1)."""
+    rules = tmp_path / "rules.txt"
+    rules.write_text("web: tcp port 80\n")
+    command = [str(rules) if a == "RULES" else a for a in command]
+    lead, rest = (command[:1], command[1:]) if command[0] == "classify" else ([], command)
+    r = subprocess.run([sys.executable, "-m", "pfilter", *lead, "--scheduler", " ", "-r", inputs[0], *rest],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == status and r.stderr.count("\n") == 1, r.stderr
+    assert "--scheduler needs a scheduler's address" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_without_dask_the_extra_is_named(tmp_path, inputs):
     code = ("import sys; sys.modules['distributed'] = None; import pfilter, pfilter.dask as d\n"
             "try:\n    d.count(sys.argv[1:], 'tcp')\nexcept pfilter.FilterError as e:\n"
