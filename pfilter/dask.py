@@ -458,8 +458,26 @@ def _total(dicts, paths):
         if d is not None:
             for k in ("read", "matched", "written", "bytes"):
                 setattr(stats, k, getattr(stats, k) + d[k])
-            stats.seconds = max(stats.seconds, d["seconds"])
     return stats
+
+
+def _timed(fn):
+    """fn (count_stats, filter_files) with its FilterStats' seconds the wall time of the call, as
+    the local calls' (the workers' tasks overlap: none of theirs is the run's)."""
+    @functools.wraps(fn)
+    def timed(*args, **kwargs):
+        import time
+        from .errors import CaptureFormatError
+        started = time.perf_counter()
+        try:
+            stats = fn(*args, **kwargs)
+        except CaptureFormatError as err:
+            if err.stats is not None:
+                err.stats.seconds = time.perf_counter() - started
+            raise
+        stats.seconds = time.perf_counter() - started
+        return stats
+    return timed
 
 
 def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
@@ -468,6 +486,7 @@ def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
     return count_stats(paths, expr, client, range_bytes=range_bytes).matched
 
 
+@_timed
 def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=None, progress=None):
     """count()'s FilterStats (packets read and matched). A damaged input counts its packets
     before the damage, as pfilter.filter_file's: then without on_damage its CaptureFormatError is
@@ -578,6 +597,7 @@ def _pcap_name(name):
     return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
 
 
+@_timed
 def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`

@@ -77,6 +77,19 @@ def test_filter_files_byte_identical_to_local(client, inputs, tmp_path):
     assert out.read_bytes() == local.read_bytes()
 
 
+def test_seconds_are_the_calls_wall_time(client, inputs, tmp_path, monkeypatch):
+    """The stats' seconds are the call's, as the local calls' (the summary line's "in N s"), not
+    one task's: here the planning, in this process, is made to take 0.3 s more."""
+    import time
+    real = pdask._plan
+    monkeypatch.setattr(pdask, "_plan", lambda *a: time.sleep(0.3) or real(*a))
+    for call in (lambda: pdask.count_stats(inputs, "tcp", client=client),
+                 lambda: pdask.filter_files(inputs, "tcp", str(tmp_path / "out"), client=client)):
+        started = time.perf_counter()
+        stats = call()
+        assert 0.3 <= stats.seconds <= time.perf_counter() - started
+
+
 def test_filter_files_into_a_directory(client, inputs, tmp_path):
     d = tmp_path / "out"
     pdask.filter_files(inputs[:3], "ip and tcp port 80", str(d) + os.sep, client=client, range_bytes=300_000)
