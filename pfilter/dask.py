@@ -609,7 +609,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     as pfilter.filter_file keeps it: without on_damage the outputs end with it (inputs after it
     not written) and its CaptureFormatError is raised (err.stats: what was written); with
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
-    progress: as count_stats' (a ring that writes one output in place reports at its end)."""
+    progress: as count_stats' (a ring that writes one output in place: as its walks go on, with
+    members on one host; at its end, across hosts)."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
@@ -677,7 +678,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
             try:
                 with lock:
                     direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0],
-                                         range_bytes)
+                                         range_bytes, progress)
             finally:
                 # its lease-refreshing timer holds it on the client's loop (close() would end
                 # the lock for every client)
@@ -744,6 +745,8 @@ RING_LOCK = "pfilter-ring"
 # is written straight from its mapping); members on several hosts pass offsets by
 # distributed.Queue (_ring_member: a message through the scheduler per chunk).
 RING_SHARED = True
+# How often (seconds) a ring on one host reports its progress (_watch_ring).
+RING_PROGRESS_SECONDS = 0.25
 
 
 def _one_host(addresses):
@@ -777,9 +780,10 @@ def _drop(futures, dst):
     dst.abort()
 
 
-def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
+def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, progress=None):
     """_write_ring for members on one host (_shared_ring_member): the results per input, or None
-    (the output dropped) when the ring did not finish."""
+    (the output dropped) when the ring did not finish. progress: as filter_files', told of the
+    bytes the members' walks have reached (_watch_ring)."""
     import tempfile
     from .capture import _fastcopy
     fd, ring_path = tempfile.mkstemp(prefix=".pfilter-ring-", dir=os.path.dirname(dst.shared_path))
@@ -803,6 +807,8 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
                                  RING_WAIT_SECONDS, range_bytes, workers=[address], allow_other_workers=False,
                                  pure=False)
                    for m, address in enumerate(members)]
+        if progress is not None:
+            _watch_ring(futures, fd, paths, progress)
         parts = client.gather(futures)
         if any(p is None for p in parts):
             dst.abort()
@@ -826,7 +832,28 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes):
     return results
 
 
-def _write_ring(client, tasks, expr, paths, target, header, resolution, range_bytes=RING_CHUNK_BYTES):
+def _watch_ring(futures, fd, paths, report):
+    """Until the ring's tasks have ended: report(bytes, the inputs' size, None) every
+    RING_PROGRESS_SECONDS, the bytes those of the turns' file `fd` (one block per input) say
+    the walks have reached (a ring reports to no client while it runs)."""
+    import mmap
+    from distributed import wait
+    from .capture import _fastcopy
+    total = sum(os.path.getsize(p) for p in paths)
+    ring = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    try:
+        while True:
+            try:
+                wait(futures, timeout=RING_PROGRESS_SECONDS)
+                return
+            except TimeoutError:
+                report(min(sum(_fastcopy.ring_done(ring, len(paths))), total), total, None)
+    finally:
+        ring.close()
+
+
+def _write_ring(client, tasks, expr, paths, target, header, resolution, range_bytes=RING_CHUNK_BYTES,
+                progress=None):
     """One output from classic pcap inputs of its timestamp resolution, written in place by a
     ring of tasks, one per worker thread, each taking every W-th chunk (_ring_member): the
     workers filter at the same time, as the threads of a local pass do, and each match is
@@ -850,7 +877,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
         dst.abort()
         return None
     if RING_SHARED and _one_host(members):
-        return _write_shared_ring(client, members, expr, paths, dst, header, range_bytes)
+        return _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, progress)
     chunks = [(k, path, rng) for k, (_i, path, rng) in enumerate(tasks)]
     w = min(len(members), len(chunks))
     names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]

@@ -1687,6 +1687,20 @@ def ring_child(long parent):
     return pf_ring_child(parent) == 0
 
 
+def ring_done(object ring, int blocks):
+    """The file offset the walk of each of the first `blocks` ring passes of `ring` (made by
+    ring_init) has reached, read without their lock: a pass's progress, seen from outside it."""
+    cdef Py_buffer view
+    cdef int k
+    PyObject_GetBuffer(ring, &view, PyBUF_ANY_CONTIGUOUS)
+    try:
+        if blocks < 0 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
+            raise ValueError("the ring's mapping is too small")
+        return [(<Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))).done for k in range(blocks)]
+    finally:
+        PyBuffer_Release(&view)
+
+
 def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
     """Make `blocks` blocks of RING_BLOCK_BYTES at the start of `ring` (a shared mapping, of a
     file every member maps) the turns of as many ring passes (PcapCopy's ring, ring_block k):
