@@ -764,6 +764,14 @@ def _members(client, n):
     return [addresses[i] for i in order][:n]
 
 
+def _busy(client, addresses):
+    """Whether any of the workers runs or holds tasks (another client's: a ring runs alone, see
+    RING_LOCK): then a ring member there might not start for a while, and the others would wait
+    for its turns up to RING_WAIT_SECONDS before the output is made from parts anyway."""
+    held = client.processing()           # (all of them: a worker that has left is no key)
+    return any(held.get(a) for a in set(addresses))
+
+
 def _cuts(paths, range_bytes):
     """The ring's tasks [(input number, path, (cut, next cut or None))]: each input cut every
     range_bytes without reading it (the members find each range's first record after its cut,
@@ -858,7 +866,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     ring of tasks, one per worker thread, each taking every W-th chunk (_ring_member): the
     workers filter at the same time, as the threads of a local pass do, and each match is
     written into the output once. The results, or None (nothing written) when that does not apply: an input off
-    the fast path, another resolution, no worker, a range the fast path gave up on or whose
+    the fast path, another resolution, no worker or a busy one, a range the fast path gave up on or whose
     successor's guessed start it did not reach, a member that did not run in time."""
     import uuid
     from distributed import Queue
@@ -870,7 +878,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
             return None
     n = len(tasks)
     members = _members(client, n)
-    if not members:
+    if not members or _busy(client, members):
         return None
     dst = _SharedOutput(target, paths)
     if dst.shared_path is None:              # written in place (a device): not for this

@@ -455,6 +455,26 @@ def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monke
     assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
 
 
+def test_a_busy_cluster_takes_no_ring(client, inputs, tmp_path, monkeypatch):
+    """A worker already running a task (another client's) would hold its ring member back, and
+    the other members would wait for it: the output is made from parts at once, the same bytes."""
+    import time
+    taken = []
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+    busy = client.submit(time.sleep, 4, workers=[sorted(client.scheduler_info()["workers"])[0]], pure=False)
+    while busy.status == "pending" and not any(client.processing().values()):
+        time.sleep(0.01)
+    local = tmp_path / "local.pcap"
+    pfilter.filter_file(inputs[:3], str(local), "tcp")
+    out = tmp_path / "dask.pcap"
+    pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
+    assert taken == [None] and out.read_bytes() == local.read_bytes()
+    busy.result()
+    pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
+    assert taken[-1] is not None and out.read_bytes() == local.read_bytes()      # idle again: the ring
+
+
 @pytest.mark.parametrize("one_host", [True, False], ids=["turns-in-a-mapped-file", "offsets-by-queue"])
 def test_one_output_starts_over_on_what_the_fast_path_leaves(client, inputs, tmp_path, monkeypatch, one_host):
     """Records above the snapshot length (the general path's business) inside the ranges: the
