@@ -841,9 +841,9 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, p
 
 
 def _watch_ring(futures, fd, paths, report):
-    """Until the ring's tasks have ended: report(bytes, the inputs' size, None) every
-    RING_PROGRESS_SECONDS, the bytes those of the turns' file `fd` (one block per input) say
-    the walks have reached (a ring reports to no client while it runs)."""
+    """Until the ring's tasks have ended, every RING_PROGRESS_SECONDS: report(bytes, the inputs'
+    size, None), the bytes the members' walks have reached as the turns' file `fd` (a block per
+    input) tells them (the members themselves report to no client while they run)."""
     import mmap
     from distributed import wait
     from .capture import _fastcopy
