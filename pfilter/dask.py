@@ -255,7 +255,7 @@ def _pass(path, expr, byte_range, out_fd, offset, cut=False, hold=False, drain=N
         raise
 
 
-def _ring_member(chunks, expr, mine, names, shared, first, wait):
+def _ring_member(chunks, expr, mine, names, shared, first, wait, topic=None):
     """On a worker: one member of the ring that writes one output (`shared`, a named file) from
     the chunks (each (range number, path, byte range)) in order; this member takes the chunk
     numbers `mine` (every W-th of W = len(names)), its queue is names[mine[0]]. For each of its
@@ -268,7 +268,9 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
     and only offsets travel. ({range number: stats dict}, the output's size (the member of the
     last chunk; else None)), or None when the fast path left a range, an offset did not come
     within `wait` seconds (a member not running: a busy cluster), or another member gave up
-    (an offset of -1, which this one passes on as it gives up): the client then starts over."""
+    (an offset of -1, which this one passes on as it gives up): the client then starts over.
+    topic: an event topic the client follows for its progress, told the input bytes of each
+    chunk as it is judged."""
     import time
     from distributed import Queue
     w, m = len(names), mine[0]
@@ -302,6 +304,9 @@ def _ring_member(chunks, expr, mine, names, shared, first, wait):
             results[n] = dict(read=job.read, matched=job.matched, written=job.matched, bytes=job.bytes,
                               seconds=time.perf_counter() - started, range_end=job.done,
                               matched_bytes=job.bytes, start=start)
+            if topic is not None:
+                from distributed import get_worker
+                get_worker().log_event(topic, job.done - (0 if rng is None or rng[0] <= 24 else start))
             at = first if j == 0 else queues[m].get(timeout=wait) if w > 1 else told
             if at < 0:
                 return None
@@ -609,8 +614,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     as pfilter.filter_file keeps it: without on_damage the outputs end with it (inputs after it
     not written) and its CaptureFormatError is raised (err.stats: what was written); with
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
-    progress: as count_stats' (a ring that writes one output in place: as its walks go on, with
-    members on one host; at its end, across hosts)."""
+    progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
     from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
@@ -890,12 +894,13 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     w = min(len(members), len(chunks))
     names = [f"pfilter-ring-{uuid.uuid4().hex}" for _ in range(w)]
     queues = [Queue(name, client=client) for name in names] if w > 1 else []    # held until all are done
-    futures = []
+    futures, topic = [], None
     try:
+        topic = _follow(client, paths, progress)
         dst.write(header)
         dst.preallocate(total_size(paths), _fastcopy.preallocate)
         futures = [client.submit(_ring_member, chunks, expr, list(range(m, len(chunks), w)), names,
-                                 dst.shared_path, len(header), RING_WAIT_SECONDS, workers=[address],
+                                 dst.shared_path, len(header), RING_WAIT_SECONDS, topic, workers=[address],
                                  allow_other_workers=False, pure=False)
                    for m, address in enumerate(members[:w])]
         parts = client.gather(futures)
@@ -913,8 +918,27 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     finally:
         for q in queues:
             q.close()
+        if topic is not None:
+            client.unsubscribe_topic(topic)
     dst.commit(size)
     return results
+
+
+def _follow(client, paths, report):
+    """A new event topic whose events (a chunk's input bytes, from _ring_member) are added up
+    and reported as report(bytes, the inputs' size, None); None without report. (An event is sent
+    through the scheduler before its member's result, so all have come once the results have.)"""
+    if report is None:
+        return None
+    import uuid
+    topic = f"pfilter-ring-progress-{uuid.uuid4().hex}"
+    total, tally = sum(os.path.getsize(p) for p in paths), [0]
+
+    def seen(event):
+        tally[0] += event[1]
+        report(min(tally[0], total), total, None)
+    client.subscribe_topic(topic, seen)
+    return topic
 
 
 def _stream(futures, tasks, parts, target, header, paths, stop_at_damage, progress):

@@ -645,6 +645,14 @@ def test_progress_is_reported_as_the_tasks_end(client, inputs, tmp_path, monkeyp
     go on, read from its turns' file); the CLI's --progress draws the bar with --scheduler too."""
     pcaps = inputs[:3]
     monkeypatch.setattr(pdask, "RING_PROGRESS_SECONDS", 0.001)
+    taken = []
+    real = pdask._write_ring
+    monkeypatch.setattr(pdask, "_write_ring", lambda *a: taken.append(real(*a)) or taken[-1])
+
+    def queue_ring(call, *args, **kwargs):         # members on several hosts: offsets by Queue
+        with monkeypatch.context() as m:
+            m.setattr(pdask, "RING_SHARED", False)
+            return call(*args, **kwargs)
     for sources, call in ((inputs, lambda progress: pdask.count_stats(inputs, "tcp", client=client, range_bytes=300_000,
                                                                       progress=progress)),
                           (inputs, lambda progress: pdask.filter_files(inputs, "tcp", str(tmp_path / "d") + os.sep,
@@ -653,13 +661,17 @@ def test_progress_is_reported_as_the_tasks_end(client, inputs, tmp_path, monkeyp
                           (inputs, lambda progress: pdask.filter_files(inputs, "tcp", str(tmp_path / "parts.pcap"),
                                                                        client=client, progress=progress)),
                           (pcaps, lambda progress: pdask.filter_files(pcaps, "tcp", str(tmp_path / "ring.pcap"),
-                                                                      client=client, progress=progress))):
+                                                                      client=client, progress=progress)),
+                          (pcaps, lambda progress: queue_ring(pdask.filter_files, pcaps, "tcp",
+                                                              str(tmp_path / "queue.pcap"), client=client,
+                                                              range_bytes=300_000, progress=progress))):
         total = sum(os.path.getsize(p) for p in sources)
         seen = []
         call(lambda done, whole, info: seen.append((done, whole)))
         assert seen and seen[-1] == (total, total), seen
         assert all(a[0] <= b[0] and a[1] == total for a, b in zip(seen, seen[1:]))
         assert any(0 < done < total for done, _whole in seen), seen      # (not only at the end)
+    assert len(taken) == 3 and taken[0] is None and None not in taken[1:]      # (a pcapng input: parts)
     seen = []
     pdask.classify(inputs, RULES, client=client, progress=lambda done, whole, info: seen.append(done))
     assert sorted(seen) == seen and len(seen) == len(inputs) and seen[-1] == sum(os.path.getsize(p) for p in inputs)
