@@ -445,7 +445,7 @@ def test_dask_local_cluster_against_local_workers(two_gb, tmp_path, compiled):
     env = command_env()
     local = pfilter_launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "-w", str(tmp_path / "local.pcap"), expr]
     local_count = pfilter_launcher() + ["--quiet", "-j", "2", "-r", str(two_gb), "--count", expr]
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = distributed.Client(cluster)
 
     def timed(call):
