@@ -909,6 +909,9 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             raise FilterError(SCHEDULER_NEEDED)
         if args.write is None and not args.count_only:
             raise FilterError("--scheduler needs -w FILE (or DIR/) or --count")
+        if args.write == "-":
+            from .dask import NO_STDOUT
+            raise FilterError(NO_STDOUT)
         if (args.merge or after is not None or before is not None or any(edits) or args.count
                 or forced_lt is not None or args.no_optimize or args.resolution or args.format):
             raise FilterError("--scheduler takes none of --merge, --after/--before, -c, -y, -O, --micro/--nano, "

@@ -48,6 +48,8 @@ from .errors import FilterError
 # (a few ms on the scheduler) vanishes, small enough to spread a file over many workers.
 RANGE_BYTES = 256 << 20
 EXTRA = "pip install 'pfilter-bpf[dask]'"
+# Why filter_files takes no "-" (its parts and its ring are files next to the output).
+NO_STDOUT = "standard output cannot be written by a cluster's workers: give an output file"
 
 
 class DaskUnavailableError(FilterError, ImportError):
@@ -418,6 +420,29 @@ def _names(paths):
     return out
 
 
+def _as_given(fn):
+    """fn (count_stats, filter_files, classify) with the input an OSError names (a missing file,
+    one that cannot be read) named as the caller gave it, not as the absolute path the workers
+    were given (_paths)."""
+    @functools.wraps(fn)
+    def call(paths, *args, **kwargs):
+        if not isinstance(paths, (str, bytes, os.PathLike)):
+            paths = list(paths)                   # (read twice: an iterator once)
+        try:
+            return fn(paths, *args, **kwargs)
+        except OSError as err:
+            try:
+                given = {os.path.abspath(g): g for g in _names(paths)}
+            except FilterError:
+                raise err from None
+            for attr in ("filename", "filename2"):
+                name = getattr(err, attr, None)
+                if isinstance(name, str) and name in given:
+                    setattr(err, attr, given[name])
+            raise
+    return call
+
+
 def _paths(paths):
     """The inputs as absolute paths: a worker's working directory is not this process's, and a
     relative name would open another file there, or none."""
@@ -491,6 +516,7 @@ def count(paths, expr, client=None, *, range_bytes=RANGE_BYTES):
     return count_stats(paths, expr, client, range_bytes=range_bytes).matched
 
 
+@_as_given
 @_timed
 def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=None, progress=None):
     """count()'s FilterStats (packets read and matched). A damaged input counts its packets
@@ -602,6 +628,7 @@ def _pcap_name(name):
     return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
 
 
+@_as_given
 @_timed
 def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
@@ -619,14 +646,17 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
+    from .capture.files import output_target
     given = _names(paths)
     paths = _paths(paths)
-    out = os.fsdecode(out) if isinstance(out, bytes) else os.fspath(out)
+    shown = out = os.fsdecode(out) if isinstance(out, bytes) else os.fspath(out)   # (shown: as given)
+    if out == "-":
+        raise FilterError(NO_STDOUT)
     to_dir = out.endswith(os.sep) or os.path.isdir(out)
     out = os.path.abspath(out)
     _tuples(expr, 1, 262144) if expr else None
     if not to_dir and (format_for_path(out) != "pcap" or compression_for_path(out)):
-        raise FilterError(f"{out}: pfilter.dask writes uncompressed pcap outputs (or a directory of them)")
+        raise FilterError(f"{shown}: pfilter.dask writes uncompressed pcap outputs (or a directory of them)")
     def opened(i):
         """The i-th input opened here (a damaged one's error naming it as the caller did)."""
         try:
@@ -645,18 +675,38 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                     raise
                 # a later input that is no capture: its task says so (_damaged)
         if len(kinds) > 1:
-            raise FilterError(f"{out}: inputs of several link types ({', '.join(map(str, kinds))}) cannot "
+            raise FilterError(f"{shown}: inputs of several link types ({', '.join(map(str, kinds))}) cannot "
                               f"go into one pcap file (give a directory: one output per input)")
     if to_dir:
         os.makedirs(out, exist_ok=True)
         names = [_pcap_name(os.path.basename(p)) for p in paths]
         if len(set(names)) != len(names):
-            raise FilterError(f"{out}: several inputs have the same name; give one output file instead")
+            raise FilterError(f"{shown}: several inputs have the same name; give one output file instead")
         targets = [os.path.join(out, n) for n in names]
     else:
         targets = [out] * len(paths)
+    # an output that is an input, refused before anything is written (both named as given)
+    inputs = {}
+    for p, g in zip(paths, given):
+        try:
+            st = os.stat(p)
+        except OSError:                     # (the workers say so)
+            continue
+        inputs.setdefault((st.st_dev, st.st_ino), g)
+    for target in dict.fromkeys(targets):
+        try:
+            st = os.stat(output_target(target))
+        except OSError:                     # (a new file)
+            continue
+        if (st.st_dev, st.st_ino) in inputs:
+            name = os.path.join(shown, os.path.basename(target)) if to_dir else shown
+            raise FilterError(f"{name}: refusing to overwrite the input file {inputs[st.st_dev, st.st_ino]}")
     client, close = _client(client)
-    work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
+    try:
+        work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
+    except OSError as e:          # (the output's directory: missing, not writable)
+        close()
+        raise type(e)(e.errno, e.strerror, shown) from None
     try:
         if range_bytes is None:
             range_bytes = RANGE_BYTES if to_dir else RING_CHUNK_BYTES
@@ -1000,6 +1050,7 @@ def _classify_file(path, rules, options):
             return err
 
 
+@_as_given
 def classify(paths, rules, client=None, **options):
     """pfilter.classify over several captures, one task per input: a Classification whose
     matrix rows are the inputs' packets in the order given and whose counts are the sums, as

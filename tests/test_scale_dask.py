@@ -116,6 +116,41 @@ def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_pa
     assert (got.counts == pfilter.classify(inputs[:2], RULES).counts).all()
 
 
+def test_file_errors_name_the_files_as_given(client, inputs, tmp_path, monkeypatch):
+    """The workers get absolute paths; the errors name the files as the caller (or the command
+    line) did, as without a cluster, and an output that cannot be made leaves nothing."""
+    import shutil
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(inputs[0], "a.pcap")
+    for call in (lambda: pdask.count_stats(["a.pcap", "gone.pcap"], "tcp", client=client),
+                 lambda: pdask.filter_files(iter(["a.pcap", "gone.pcap"]), "tcp", "out.pcap", client=client),
+                 lambda: pdask.classify(["gone.pcap"], RULES, client=client)):
+        with pytest.raises(FileNotFoundError) as err:
+            call()
+        assert err.value.filename == "gone.pcap"
+    with pytest.raises(FileNotFoundError) as err:            # the output's directory is missing
+        pdask.filter_files(["a.pcap"], "tcp", os.path.join("no", "out.pcap"), client=client)
+    assert err.value.filename == os.path.join("no", "out.pcap")
+    before = (tmp_path / "a.pcap").read_bytes()
+    for out, name in (("a.pcap", "a.pcap"), ("." + os.sep, os.path.join(".", "a.pcap"))):
+        with pytest.raises(pfilter.FilterError, match=f"^{re.escape(name)}: refusing to overwrite the input "
+                                                      "file a.pcap$"):
+            pdask.filter_files(["a.pcap"], "tcp", out, client=client)
+    assert (tmp_path / "a.pcap").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["a.pcap"]
+    with pytest.raises(pfilter.FilterError, match="standard output cannot be written"):
+        pdask.filter_files(["a.pcap"], "tcp", "-", client=client)
+    assert sorted(os.listdir(tmp_path)) == ["a.pcap"]
+    # the command: one line each, as without --scheduler (standard output refused before any cluster)
+    for args, line in ((["-r", "gone.pcap", "--count"], "pfilter: gone.pcap: No such file or directory"),
+                       (["-r", "a.pcap", "-w", "a.pcap"], "pfilter: a.pcap: refusing to overwrite the input file a.pcap"),
+                       (["-r", "a.pcap", "-w", "-"], "pfilter: standard output cannot be written by a cluster's "
+                                                      "workers: give an output file")):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "--scheduler", client.scheduler.address, *args, "tcp"],
+                           capture_output=True, timeout=120)
+        assert r.returncode == 1 and r.stdout == b"", r.stderr
+        assert r.stderr.decode().splitlines()[-1] == line and b"Traceback" not in r.stderr
+
+
 def test_what_one_pcap_output_cannot_hold_is_refused(client, inputs, tmp_path):
     raw = tmp_path / "raw.pcap"
     pfilter.Writer(str(raw), linktype="RAW").close()       # a raw IP capture (no packet)
