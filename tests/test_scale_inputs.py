@@ -541,6 +541,7 @@ def test_every_iso_form_editcap_reads_means_the_same(tmp_path, time_grid, zone, 
 
 @pytest.mark.parametrize("text, says", [
     ("2020-01-01", "a date needs a time of day (2020-01-01T00:00)"),
+    ("2020-13-01", "no such date"),              # (not a time of day to add to it)
     ("2020-01-01 01:02:03 +01:00", "write the zone right after the time, without a space (2020-01-01 01:02:03+01:00)"),
     ("2020-01-01 01:02:03 later", "give epoch seconds"),
     ("2020-01-01t01:02:03z", "give epoch seconds"),

@@ -456,6 +456,10 @@ def parse_time(text):
     m = re.fullmatch(_ISO_TIME, t)
     if m is None:
         if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", t):
+            try:
+                datetime.date(*map(int, t.split("-")))
+            except ValueError:
+                raise FilterError(f"invalid time {text!r}: no such date") from None
             raise FilterError(f"invalid time {text!r}: a date needs a time of day ({t}T00:00)")
         head = re.match(_ISO_TIME, t)
         if head is not None and re.fullmatch(r"\s+" + _ZONE, t[head.end():]):
