@@ -294,6 +294,41 @@ def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
         assert c.stdout == f"{len(want)} packets\n"
 
 
+def test_a_merge_of_more_inputs_than_the_open_file_limit(tmp_path):
+    """--merge opens every input at once: with more inputs than the soft limit on open files
+    (1,024 on a stock Debian shell) it raises the limit towards the hard one; above the hard
+    limit it says so in one line and writes nothing."""
+    import resource
+    import struct
+    d = tmp_path / "many"
+    d.mkdir()
+    one = tmp_path / "one.pcap"
+    gen_capture.generate(one, 450, seed=100)
+    data = one.read_bytes()
+    at, cuts = 24, []
+    while at < len(data):                   # its records, 3 a file
+        cuts.append(at)
+        at += 16 + struct.unpack_from("<I", data, at + 8)[0]
+    for k in range(150):
+        end = cuts[3 * k + 3] if 3 * k + 3 < len(cuts) else len(data)
+        (d / f"{k:03d}.pcap").write_bytes(data[:24] + data[cuts[3 * k]:end])
+    out, want = tmp_path / "merged.pcap", tmp_path / "unlimited.pcap"
+    run("--quiet", "--merge", "-w", want, "-r", d, "tcp or udp")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    for limits in ((64, hard), (64, 64)):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--merge", "-w", str(out), "-r", str(d),
+                            "tcp or udp"], capture_output=True, text=True,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limits))
+        if limits[1] == hard:
+            assert r.returncode == 0 and records(out) == records(want) and len(records(want)) > 150, r.stderr
+            out.unlink()
+        else:
+            assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+                "pfilter: --merge reads its 150 inputs at once and may open only 64 files (ulimit -Hn): merge "
+                "fewer at a time, then merge the outputs"]
+            assert not out.exists()
+
+
 @pytest.mark.parametrize("kind", ["pcap", "pcapng", "nanosecond"])
 def test_after_before_equal_editcap_then_tcpdump(tmp_path, kind):
     src = tmp_path / ("in.pcapng" if kind == "pcapng" else "in.pcap")

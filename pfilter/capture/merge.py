@@ -24,6 +24,28 @@ from .reader import open_capture
 
 # Batches of each input: small, since every input holds one while the merge runs.
 MERGE_BATCH_BYTES = 1 << 18
+# Descriptors a merge keeps beside one per input (the output, standard streams, a compressed
+# input's second one, the interpreter's own).
+SPARE_DESCRIPTORS = 64
+
+
+def _room_for(inputs):
+    """Let this process open every input at once (a merge reads them side by side): the soft
+    limit on open files raised towards the hard one when it is short (1,024 on a stock Debian
+    shell, a directory of 1,500 captures failed with "Too many open files"); FilterError, saying
+    so, when even the hard limit is short."""
+    try:
+        import resource
+    except ImportError:                   # (no such limits here)
+        return
+    need = inputs + SPARE_DESCRIPTORS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise FilterError(f"--merge reads its {inputs} inputs at once and may open only {hard} files "
+                          f"(ulimit -Hn): merge fewer at a time, then merge the outputs")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
 
 
 class _Input:
@@ -91,6 +113,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
     started = time.perf_counter()
     stats = FilterStats(files=[str(s) for s in sources])
     inputs, writer = [], None
+    _room_for(len(sources))
     try:
         for i, s in enumerate(sources):
             inputs.append(_Input(i, s, programs, window, stats))
