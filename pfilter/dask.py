@@ -477,8 +477,33 @@ def _kept(results, tasks, paths, keep, err):
 
 
 def _plan(client, paths, range_bytes):
-    plans = client.gather(client.map(_plan_file, paths, [range_bytes] * len(paths), pure=False))
+    """The tasks [(input number, path, byte range or None)], planned on the workers (a few
+    inputs to a task, _grouped)."""
+    cuts = _grouped(client, len(paths))
+    groups = client.map(_plan_files, [paths[a:b] for a, b in cuts], [range_bytes] * len(cuts), pure=False)
+    plans = [plan for group in client.gather(groups) for plan in group]
     return [(i, p, r) for i, (p, ranges) in enumerate(zip(paths, plans)) for r in ranges]
+
+
+def _plan_files(paths, range_bytes):
+    """On a worker: _plan_file of each path."""
+    return [_plan_file(p, range_bytes) for p in paths]
+
+
+# The most inputs one task plans, or filters whole (a task costs a few ms of the scheduler's and
+# a worker's time: a directory of 1,500 small captures took 5 s on a LocalCluster of 2 workers
+# with a task per input for each); fewer when that would leave a worker thread without
+# GROUP_SHARE tasks.
+GROUP_FILES = 32
+GROUP_SHARE = 4
+
+
+def _grouped(client, n):
+    """[(start, end)]: n consecutive items cut into groups of at most GROUP_FILES, at least
+    GROUP_SHARE groups per worker thread where there are that many items."""
+    threads = max(1, sum(client.nthreads().values()))
+    size = max(1, min(GROUP_FILES, n // (GROUP_SHARE * threads)))
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def _total(dicts, paths):
@@ -539,10 +564,53 @@ def count_stats(paths, expr, client=None, *, range_bytes=RANGE_BYTES, on_damage=
 
 
 def _submit(client, tasks, expr, parts, resolutions):
-    """Futures of the tasks [(input number, path, byte range)], in order (part files `parts`,
-    timestamp resolutions of their outputs)."""
-    return client.map(_run_part, [p for _i, p, _r in tasks], [expr] * len(tasks), [r for _i, _p, r in tasks],
-                      parts, resolutions, pure=False)
+    """A future per task [(input number, path, byte range)], in order (part files `parts`,
+    timestamp resolutions of their outputs): _Share of a task that filters several whole inputs
+    one after another (consecutive ones, _grouped), or of one range of a large input."""
+    whole = [k for k, t in enumerate(tasks) if t[2] is None]
+    cuts = dict((whole[a], whole[b - 1] + 1) for a, b in _grouped(client, len(whole)))
+    futures, k = [], 0
+    while k < len(tasks):
+        end = k + 1
+        if k in cuts:                       # (whole inputs: consecutive, up to the group's end)
+            while end < cuts[k] and tasks[end][2] is None:
+                end += 1
+        group = client.submit(_run_parts, [(tasks[m][1], expr, tasks[m][2], parts[m], resolutions[m])
+                                           for m in range(k, end)], pure=False)
+        futures.extend(_Share(group, m - k) for m in range(k, end))
+        k = end
+    return futures
+
+
+def _run_parts(items):
+    """On a worker: _run_part of each (path, expr, byte range, part, resolution), in order."""
+    return [_run_part(*item) for item in items]
+
+
+class _Share:
+    """A task's share of a future that runs several (_run_parts): its result is the future's
+    at position `pos`."""
+    __slots__ = ("future", "pos")
+
+    def __init__(self, future, pos):
+        self.future, self.pos = future, pos
+
+    @property
+    def key(self):
+        return self.future.key
+
+    def result(self):
+        return self.future.result()[self.pos]
+
+    def cancel(self):
+        self.future.cancel()
+
+
+def _gathered(client, shares):
+    """The results of _submit's futures, in order (each future gathered once)."""
+    futures = list({s.key: s.future for s in shares}.values())
+    got = dict(zip([f.key for f in futures], client.gather(futures)))
+    return [got[s.key][s.pos] for s in shares]
 
 
 def _joins(tasks, results, k):
@@ -590,9 +658,12 @@ class _Progress:
         if self.report is None:
             return
         from distributed import as_completed
-        where = {f.key: k for k, f in enumerate(futures)}
-        for f in as_completed(futures):
-            self.ended(where[f.key])
+        where = {}
+        for k, f in enumerate(futures):               # (a _Share's future: several tasks)
+            where.setdefault(f.key, []).append(k)
+        for f in as_completed(list({f.key: getattr(f, "future", f) for f in futures}.values())):
+            for k in where[f.key]:
+                self.ended(k)
 
 
 def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progress=None):
@@ -603,7 +674,7 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progres
         futures = _submit(client, tasks, expr, parts, resolutions)
     if progress is not None:
         progress.watch(futures)
-    results = client.gather(futures)
+    results = _gathered(client, futures)
     redo = {tasks[k][0] for k, r in enumerate(results) if r is None}
     redo |= {tasks[k][0] for k in range(len(tasks)) if results[k] is not None and not _joins(tasks, results, k)}
     for i in sorted(redo):

@@ -116,6 +116,33 @@ def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_pa
     assert (got.counts == pfilter.classify(inputs[:2], RULES).counts).all()
 
 
+def test_many_small_inputs_take_a_task_for_several(client, inputs, tmp_path, monkeypatch):
+    """Whole inputs are planned and filtered several to a task (each task costs the scheduler
+    and a worker some ms), still at least GROUP_SHARE tasks per worker thread: the same counts,
+    outputs and progress as one task per input."""
+    import shutil
+    small = []
+    for k in range(40):
+        small.append(str(tmp_path / f"s{k:02d}.pcap"))
+        shutil.copy(inputs[k % 3], small[-1])
+    calls = []
+    for name in ("submit", "map"):
+        real = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda f, *a, _real=real, **k: calls.append(f.__name__) or _real(f, *a, **k))
+    seen = []
+    stats = pdask.count_stats(small, "tcp", client=client, progress=lambda done, whole, info: seen.append(done))
+    assert stats.matched == pfilter.filter_file(small, None, "tcp").matched and stats.read > 0
+    assert seen[-1] == sum(os.path.getsize(p) for p in small) and seen == sorted(seen) and len(seen) > 2
+    threads = sum(client.nthreads().values())
+    runs = calls.count("_run_parts")
+    assert pdask.GROUP_SHARE * threads <= runs < len(small) and "_run_part" not in calls and "_plan_file" not in calls
+    out = tmp_path / "out"
+    pdask.filter_files(small, "tcp", str(out) + os.sep, client=client)
+    for p in small:
+        pfilter.filter_file(p, str(tmp_path / "local.pcap"), "tcp")
+        assert (out / os.path.basename(p)).read_bytes() == (tmp_path / "local.pcap").read_bytes()
+
+
 def test_file_errors_name_the_files_as_given(client, inputs, tmp_path, monkeypatch):
     """The workers get absolute paths; the errors name the files as the caller (or the command
     line) did, as without a cluster, and an output that cannot be made leaves nothing."""
