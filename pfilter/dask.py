@@ -577,7 +577,8 @@ def _submit(client, tasks, expr, parts, resolutions):
                 end += 1
         group = client.submit(_run_parts, [(tasks[m][1], expr, tasks[m][2], parts[m], resolutions[m])
                                            for m in range(k, end)], pure=False)
-        futures.extend(_Share(group, m - k) for m in range(k, end))
+        fetched = []                        # (the group's results, once fetched: shared by its tasks)
+        futures.extend(_Share(group, m - k, fetched) for m in range(k, end))
         k = end
     return futures
 
@@ -589,18 +590,21 @@ def _run_parts(items):
 
 class _Share:
     """A task's share of a future that runs several (_run_parts): its result is the future's
-    at position `pos`."""
-    __slots__ = ("future", "pos")
+    at position `pos`, fetched once for all its shares (`fetched`: a list they share; a fetch
+    is a round trip through the client's event loop)."""
+    __slots__ = ("future", "pos", "fetched")
 
-    def __init__(self, future, pos):
-        self.future, self.pos = future, pos
+    def __init__(self, future, pos, fetched):
+        self.future, self.pos, self.fetched = future, pos, fetched
 
     @property
     def key(self):
         return self.future.key
 
     def result(self):
-        return self.future.result()[self.pos]
+        if not self.fetched:
+            self.fetched.append(self.future.result())
+        return self.fetched[0][self.pos]
 
     def cancel(self):
         self.future.cancel()
