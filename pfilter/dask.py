@@ -653,9 +653,13 @@ class _Progress:
             self.done += max(0, self.share[k])
             self.report(min(self.done, self.total), self.total, None)
 
-    def finished(self):
+    def reached(self, nbytes):
+        """Report nbytes of the inputs done (a ring's members, not its tasks, tell them)."""
         if self.report is not None:
-            self.report(self.total, self.total, None)
+            self.report(min(nbytes, self.total), self.total, None)
+
+    def finished(self):
+        self.reached(self.total)
 
     def watch(self, futures):
         """Wait for the futures, each reported as it ends."""
@@ -718,10 +722,10 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import AtomicFile, compression_for_path, file_linktype, format_for_path, pcap_file_header
+    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_target,
+                                overwritten, pcap_file_header)
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
-    from .capture.files import output_target
     given = _names(paths)
     paths = _paths(paths)
     shown = out = os.fsdecode(out) if isinstance(out, bytes) else os.fspath(out)   # (shown: as given)
@@ -761,21 +765,11 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     else:
         targets = [out] * len(paths)
     # an output that is an input, refused before anything is written (both named as given)
-    inputs = {}
-    for p, g in zip(paths, given):
-        try:
-            st = os.stat(p)
-        except OSError:                     # (the workers say so)
-            continue
-        inputs.setdefault((st.st_dev, st.st_ino), g)
-    for target in dict.fromkeys(targets):
-        try:
-            st = os.stat(output_target(target))
-        except OSError:                     # (a new file)
-            continue
-        if (st.st_dev, st.st_ino) in inputs:
-            name = os.path.join(shown, os.path.basename(target)) if to_dir else shown
-            raise FilterError(f"{name}: refusing to overwrite the input file {inputs[st.st_dev, st.st_ino]}")
+    resolved = {output_target(t): t for t in targets}
+    hit = overwritten(resolved, paths)
+    if hit is not None:
+        name = os.path.join(shown, os.path.basename(resolved[hit[0]])) if to_dir else shown
+        raise FilterError(f"{name}: refusing to overwrite the input file {given[paths.index(hit[1])]}")
     client, close = _client(client)
     try:
         work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))
@@ -804,10 +798,11 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
             # RING_WAIT_SECONDS, then the output is made again from parts)
             from distributed import Lock
             lock = Lock(RING_LOCK, scheduler_rpc=client.scheduler, loop=client.loop)
+            tracker = _Progress(progress, [], paths)
             try:
                 with lock:
                     direct = _write_ring(client, _cuts(paths, range_bytes), expr, paths, targets[0], *headers[0],
-                                         range_bytes, progress)
+                                         range_bytes, tracker if progress else None)
             finally:
                 # its lease-refreshing timer holds it on the client's loop (close() would end
                 # the lock for every client)
@@ -815,7 +810,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                 if timer is not None:
                     timer.stop()
             if direct is not None:
-                _Progress(progress, [], paths).finished()
+                tracker.finished()
                 return _total(direct, paths)
         tasks = _plan(client, paths, range_bytes)
         parts = [os.path.join(work, f"{k:06d}.pcap") for k in range(len(tasks))]
@@ -921,7 +916,7 @@ def _drop(futures, dst):
 
 def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, progress=None):
     """_write_ring for members on one host (_shared_ring_member): the results per input, or None
-    (the output dropped) when the ring did not finish. progress: as filter_files', told of the
+    (the output dropped) when the ring did not finish. progress: a _Progress, told of the
     bytes the members' walks have reached (_watch_ring)."""
     import tempfile
     from .capture import _fastcopy
@@ -971,14 +966,13 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, p
     return results
 
 
-def _watch_ring(futures, fd, paths, report):
-    """Until the ring's tasks have ended, every RING_PROGRESS_SECONDS: report(bytes, the inputs'
-    size, None), the bytes the members' walks have reached as the turns' file `fd` (a block per
-    input) tells them (the members themselves report to no client while they run)."""
+def _watch_ring(futures, fd, paths, progress):
+    """Until the ring's tasks have ended, every RING_PROGRESS_SECONDS: progress (a _Progress)
+    told the bytes the members' walks have reached as the turns' file `fd` (a block per input)
+    tells them (the members themselves report to no client while they run)."""
     import mmap
     from distributed import wait
     from .capture import _fastcopy
-    total = sum(os.path.getsize(p) for p in paths)
     ring = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     try:
         while True:
@@ -986,7 +980,7 @@ def _watch_ring(futures, fd, paths, report):
                 wait(futures, timeout=RING_PROGRESS_SECONDS)
                 return
             except TimeoutError:
-                report(min(sum(_fastcopy.ring_done(ring, len(paths))), total), total, None)
+                progress.reached(sum(_fastcopy.ring_done(ring, len(paths))))
     finally:
         ring.close()
 
@@ -998,7 +992,8 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     workers filter at the same time, as the threads of a local pass do, and each match is
     written into the output once. The results, or None (nothing written) when that does not apply: an input off
     the fast path, another resolution, no worker or a busy one, a range the fast path gave up on or whose
-    successor's guessed start it did not reach, a member that did not run in time."""
+    successor's guessed start it did not reach, a member that did not run in time. progress: a
+    _Progress told of the members' bytes as they go, or None."""
     import uuid
     from distributed import Queue
     from .capture import _fastcopy
@@ -1023,7 +1018,7 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     queues = [Queue(name, client=client) for name in names] if w > 1 else []    # held until all are done
     futures, topic = [], None
     try:
-        topic = _follow(client, paths, progress)
+        topic = _follow(client, progress)
         dst.write(header)
         dst.preallocate(total_size(paths), _fastcopy.preallocate)
         futures = [client.submit(_ring_member, chunks, expr, list(range(m, len(chunks), w)), names,
@@ -1051,19 +1046,19 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
     return results
 
 
-def _follow(client, paths, report):
+def _follow(client, progress):
     """A new event topic whose events (a chunk's input bytes, from _ring_member) are added up
-    and reported as report(bytes, the inputs' size, None); None without report. (An event is sent
-    through the scheduler before its member's result, so all have come once the results have.)"""
-    if report is None:
+    and told to progress (a _Progress); None without it. (An event is sent through the
+    scheduler before its member's result, so all have come once the results have.)"""
+    if progress is None:
         return None
     import uuid
     topic = f"pfilter-ring-progress-{uuid.uuid4().hex}"
-    total, tally = sum(os.path.getsize(p) for p in paths), [0]
+    tally = [0]
 
     def seen(event):
         tally[0] += event[1]
-        report(min(tally[0], total), total, None)
+        progress.reached(tally[0])
     client.subscribe_topic(topic, seen)
     return topic
 

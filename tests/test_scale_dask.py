@@ -132,7 +132,7 @@ def test_a_ring_s_walks_are_watched(client, inputs, tmp_path, monkeypatch):
             _fastcopy.ring_init(ring, len(pcaps), 24)
         seen = []
         pdask._watch_ring([client.submit(time.sleep, 0.3, pure=False)], fd, pcaps,
-                          lambda done, whole, info: seen.append((done, whole)))
+                          pdask._Progress(lambda done, whole, info: seen.append((done, whole)), [], pcaps))
     finally:
         os.close(fd)
     total = sum(os.path.getsize(p) for p in pcaps)

@@ -57,6 +57,28 @@ def same_file(a, b):
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def overwritten(targets, sources):
+    """The first (target, source) where an output target is an existing input source (device
+    and inode), or None; each path stat-ed once (sources: "-", None and open files skipped)."""
+    inputs = {}
+    for src in sources:
+        if src in (None, "-") or hasattr(src, "read"):
+            continue
+        try:
+            st = os.stat(src)
+        except (OSError, TypeError, ValueError):
+            continue
+        inputs.setdefault((st.st_dev, st.st_ino), src)
+    for target in targets if inputs else ():
+        try:
+            st = os.stat(target)
+        except (OSError, TypeError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) in inputs:
+            return target, inputs[st.st_dev, st.st_ino]
+    return None
+
+
 #: output compression by the destination name's extension (the reader recognises all four by
 #: their magic numbers, whatever the name)
 COMPRESSION_SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".xz": "xz", ".bz2": "bzip2"}
@@ -155,9 +177,9 @@ class AtomicFile:
             self.f, self.direct = sys.stdout.buffer, True
             return
         target = output_target(path)
-        for src in protect:
-            if src not in (None, "-") and not hasattr(src, "read") and same_file(target, src):
-                raise FilterError(f"{self.path}: refusing to overwrite the input file {src}")
+        hit = overwritten([target], protect)
+        if hit is not None:
+            raise FilterError(f"{self.path}: refusing to overwrite the input file {hit[1]}")
         self.target = target
         try:
             st = os.stat(target)
