@@ -644,3 +644,41 @@ def test_merged_inputs_are_all_announced_as_they_are_opened(inputs, tmp_path, ta
     assert ours.returncode == 0, ours.stdout
     assert len(want) == len(paths) and ours.stdout.splitlines()[:len(paths)] == want
     assert sum(line.startswith("reading from file") for line in ours.stdout.splitlines()) == len(paths)
+
+
+def test_rotated_outputs_of_many_inputs_check_each_input_once(tmp_path, monkeypatch):
+    """-C rotation over many inputs: every output file refuses to replace an input, but the inputs
+    are looked up once for the call, not once per output file (outputs x inputs stats: 39 x 24
+    here, millions for thousands of inputs)."""
+    import pfilter.capture.files as files
+    d = tmp_path / "in"
+    d.mkdir()
+    paths = []
+    for i in range(24):
+        p = d / f"{i:02}.pcap"
+        gen_capture.generate(p, 60, seed=40 + i)
+        paths.append(str(p))
+    looked = []
+    real_stat = os.stat
+
+    def stat(path, *a, **kw):
+        if sys._getframe(1).f_code.co_filename == files.__file__:    # the overwrite checks
+            looked.append(os.fspath(path))
+        return real_stat(path, *a, **kw)
+
+    monkeypatch.setattr(files.os, "stat", stat)
+    out = tmp_path / "out.pcap"
+    stats = pfilter.filter_file(paths, str(out), "", rotate={"size": 20000})
+    written = sorted(tmp_path.glob("out.pcap*"))
+    assert len(written) >= 8 and stats.matched == 24 * 60
+    assert sum(len(records(p)) for p in written) == 24 * 60
+    assert max(looked.count(p) for p in paths) == 1
+    # still refused: a rotated name that is one of the inputs
+    for p in written:
+        p.unlink()
+    victim = tmp_path / "out.pcap3"
+    victim.write_bytes(open(paths[0], "rb").read())
+    before = victim.read_bytes()
+    with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input file"):
+        pfilter.filter_file(paths + [str(victim)], str(out), "", rotate={"size": 20000})
+    assert victim.read_bytes() == before

@@ -57,18 +57,27 @@ def same_file(a, b):
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+class Inputs:
+    """The inputs `sources` that no output may replace, by device and inode, each stat-ed once
+    ("-", None, open files and paths that do not exist skipped): outputs made one after another
+    (-C/-G rotation, classify --split) check against one Inputs, not against every input again."""
+
+    def __init__(self, sources):
+        self.ids = {}
+        for src in sources:
+            if src in (None, "-") or hasattr(src, "read"):
+                continue
+            try:
+                st = os.stat(src)
+            except (OSError, TypeError, ValueError):
+                continue
+            self.ids.setdefault((st.st_dev, st.st_ino), src)
+
+
 def overwritten(targets, sources):
     """The first (target, source) where an output target is an existing input source (device
-    and inode), or None; each path stat-ed once (sources: "-", None and open files skipped)."""
-    inputs = {}
-    for src in sources:
-        if src in (None, "-") or hasattr(src, "read"):
-            continue
-        try:
-            st = os.stat(src)
-        except (OSError, TypeError, ValueError):
-            continue
-        inputs.setdefault((st.st_dev, st.st_ino), src)
+    and inode), or None; each path stat-ed once. sources: paths (see Inputs) or an Inputs."""
+    inputs = (sources if isinstance(sources, Inputs) else Inputs(sources)).ids
     for target in targets if inputs else ():
         try:
             st = os.stat(target)

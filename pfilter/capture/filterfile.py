@@ -22,7 +22,7 @@ from .._progress import progress_callback
 from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats, fast_filter_file, fast_path_applies
-from .files import MAXIMUM_SNAPLEN, max_snaplen_for_linktype
+from .files import MAXIMUM_SNAPLEN, Inputs, max_snaplen_for_linktype
 from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
 
@@ -427,8 +427,8 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
     args = dict(format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
                 ts_resolution=ts_resolution or cap.ts_resolution,
                 linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
-                protect=[s.path if isinstance(s, Capture) else s for s in sources
-                         if isinstance(s, (str, os.PathLike, Capture))])
+                protect=Inputs([s.path if isinstance(s, Capture) else s for s in sources
+                                if isinstance(s, (str, os.PathLike, Capture))]))
     if fmt == "pcapng":
         # no resolution asked for: each interface keeps its input's (mergecap's way), none is cut
         args["keep_resolution"] = ts_resolution is None
