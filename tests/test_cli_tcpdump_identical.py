@@ -9,6 +9,7 @@ nanosecond inputs are compared with `tcpdump --nano`.
 """
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +29,9 @@ IDS = ["ip-tcp-80", "tcp", "dns-or-icmp", "vlan-ip", "20-host-or", "every-packet
 # stops at the second interface, pfilter reads on (see test_capture_equality.DIVERGENT).
 DIVERGENT = {"pcapplusplus__Pcap++Test__PcapExamples__pcapng-example.pcapng",
              "pcapplusplus__Pcap++Test__PcapExamples__too_many_interfaces.pcapng"}
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample.pcap"
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +104,21 @@ def test_a_damaged_capture_keeps_the_good_packets_and_fails_like_tcpdump(tmp_pat
     assert t_status == 1 and p_status == 1
     assert p_err.startswith("pfilter: ") and "truncated dump file" in p_err and p_err.count("\n") == 1
     assert (tmp_path / "t.pcap").read_bytes() == (tmp_path / "p.pcap").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
+def test_a_file_cut_inside_its_header_fails_in_tcpdump_s_words(tmp_path, capsys, fmt):
+    """Each length a file's header can be cut to: pfilter's line says what tcpdump's says (libpcap
+    counts the bytes it got after the 4-byte magic number), after pfilter's 'NAME: offset 0: '."""
+    whole = tmp_path / f"whole.{fmt}"
+    pfilter.filter_file(str(SAMPLE), str(whole), "", format=fmt)
+    data = whole.read_bytes()
+    header = 24 if fmt == "pcap" else 28 + 4      # (pcapng: the section header's fixed part)
+    for n in range(header):
+        cut = tmp_path / f"cut{n}.{fmt}"
+        cut.write_bytes(data[:n])
+        t_status, t_err = run_tcpdump(cut, tmp_path / "t.pcap", "")
+        p_status, p_err = run_pfilter(cut, tmp_path / "p.pcap", "", capsys)
+        said = t_err.strip().splitlines()[-1].removeprefix("tcpdump: ")
+        assert t_status == p_status == 1, (n, t_err, p_err)
+        assert p_err.strip() == f"pfilter: {cut}: offset 0: {said}", n

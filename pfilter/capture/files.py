@@ -501,8 +501,9 @@ def parse_pcap_header(hdr, path=None):
     message, the offset) when the 24 bytes are short or name an unsupported version."""
     # libpcap: pcap_check_header()
     if len(hdr) < 24:
-        raise CaptureFormatError(f"truncated dump file; tried to read 24 file header bytes, only got {len(hdr)}",
-                                 0, path)
+        # (libpcap counts the bytes after the magic number, which it read first)
+        raise CaptureFormatError(f"truncated dump file; tried to read 24 file header bytes, only got "
+                                 f"{max(len(hdr) - 4, 0)}", 0, path)
     order, magic = pcap_magic_order(hdr)
     prefix = "<" if order == "little" else ">"
     major, minor, _zone, _sigfigs, snaplen, linktype = struct.unpack(prefix + "HHiIII", hdr[4:24])
