@@ -82,6 +82,19 @@ def test_snaplen_equals_editcap_s(tmp_path, name, snaplen):
     assert any(c < w for _t, c, w, _d in got) or snaplen >= 1500
 
 
+@pytest.mark.parametrize("how", [dict(workers=1), dict(workers=2), dict(dedup=1)], ids=["fast", "fast-j2", "general"])
+def test_snaplen_above_the_input_s_keeps_its_header_as_editcap(tmp_path, how):
+    """--snaplen N over an input whose header says less than N: editcap -s N keeps the input's
+    snapshot length; every path writes editcap's file byte for byte, above and below it."""
+    cut = tmp_path / "cut100.pcap"
+    pfilter.filter_file(ref.ROOT / "data" / "sample.pcap", cut, "", truncate=100)
+    for n in (60, 100, 101, 65535):
+        want = _editcap(cut, tmp_path / f"e{n}.pcap", "-s", str(n))
+        got = tmp_path / f"p{n}.pcap"
+        pfilter.filter_file(cut, got, "", truncate=n, **how)
+        assert got.read_bytes() == want.read_bytes(), n
+
+
 @pytest.mark.parametrize("window", [1, 2, 3, 5, 10, 100])
 def test_dedup_equals_editcap_D_across_batches(tmp_path, dup_capture, window):
     want, _ = _packets(_editcap(dup_capture, tmp_path / "e.pcap", "-D", str(window)))

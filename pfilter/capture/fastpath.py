@@ -27,7 +27,8 @@ from ..errors import FilterError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-from .files import RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header, pcap_file_header, pcap_magic_order
+from .files import (RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header,
+                    pcap_file_header, pcap_magic_order, truncated_snaplen)
 
 # Largest record a chunk's headroom must hold; link types allowing more take the general path.
 MAX_FAST_RECORD = 1 << 20
@@ -461,7 +462,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
         decoded, clear_mem = _decode(_fastcopy, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
             announce(src, h.linktype, h.snaplen, 0)
-        header = pcap_file_header(h.linktype, truncate if truncate is not None else h.snaplen, h.nsec,
+        header = pcap_file_header(h.linktype, truncated_snaplen(h.snaplen, truncate), h.nsec,
                                   h.linktype_ext)
         number = 0
         name = dst if rotate is None else rotate.name(dst, 0, None)

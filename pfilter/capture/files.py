@@ -465,6 +465,17 @@ RESYNC_DEPTH = 64
 RESYNC_SPAN = 5 * 365 * 86400
 
 
+def truncated_snaplen(snaplen, truncate):
+    """The header snapshot length of an output whose records are cut to `truncate` bytes
+    (--snaplen), where it would say `snaplen` uncut (None: not known yet): the smaller of the
+    two, as editcap -s writes it."""
+    # Divergence: an input whose header says 0 is read as libpcap reads it (the link type's
+    # largest, 262144 for most), so the output says the cut; editcap -s writes 262144 for it.
+    if truncate is None or snaplen is None:
+        return snaplen if truncate is None else truncate
+    return min(snaplen, truncate)
+
+
 def pcap_file_header(linktype, snaplen, nsec, linktype_ext=0):
     """The 24-byte header pfilter's pcap writer (and tcpdump on a little-endian host) writes:
     version 2.4, little-endian, zone and sigfigs 0, the LINKTYPE_ value for the link type."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import FilterError
 from .rotate import Rotation
-from .files import DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, file_linktype, format_for_path
+from .files import (DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, file_linktype, format_for_path, truncated_snaplen)
 from .writer import _native, open_writer
 
 
@@ -117,10 +117,10 @@ class Output:
             raise FilterError("rotating output files (-C/-G) needs a file name, not standard output")
         self.args = dict(writer_args)
         if self.truncate is not None:
-            # Divergence: editcap -F pcap -s N writes N as a pcap input's header snapshot length
-            # but keeps a pcapng input interface's; pfilter's header says N for every input
-            # (no record is longer). The packets are the same.
-            self.args["snaplen"] = self.truncate
+            # Divergence: editcap -F pcap -s N keeps a pcapng input interface's snapshot length;
+            # pfilter's header cuts it as a pcap input's (no record is longer). The packets are
+            # the same.
+            self.args["snaplen"] = truncated_snaplen(self.args.get("snaplen"), self.truncate)
         self.format = self.args.get("format") or format_for_path(self.path)
         self.nsec = self.args.get("ts_resolution", "us") == "ns"
         self.interfaces = self.args.get("interfaces")
