@@ -112,13 +112,23 @@ def _count(text):
     return value
 
 
+def wants_usage(message):
+    """Whether a refused command line's message calls for the usage before it: an unknown option,
+    a missing argument, options that exclude each other. A bad value of a known option ('-j abc')
+    is one line alone, as tcpdump says 'invalid packet count abc'."""
+    bad_value = message.startswith("argument ") and ": expected " not in message \
+        and "not allowed with argument" not in message
+    return not bad_value
+
+
 def parse(parser, argv):
-    """`parser`'s namespace for `argv`; None after printing the usage and the error in one line
-    (the caller then exits with status 1)."""
+    """`parser`'s namespace for `argv`; None after printing the error in one line, after the
+    usage where it helps (wants_usage); the caller then exits with status 1."""
     try:
         return parser.parse_args(argv)
     except UsageError as e:
-        sys.stderr.write(parser.format_usage())
+        if wants_usage(str(e)):
+            sys.stderr.write(parser.format_usage())
         sys.stderr.write(f"pfilter: {e}\n")
         sys.stderr.flush()
         return None

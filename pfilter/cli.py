@@ -641,7 +641,9 @@ def _main(argv):
         args = lean_args(argv)
         return _run(args if args is not None else parse_args(build_parser(), bare_dedup(argv)))
     except _UsageError as e:       # an unknown flag or a missing argument: status 1, as tcpdump
-        sys.stderr.write(build_parser().format_usage())
+        from ._argparse import wants_usage
+        if wants_usage(str(e)):
+            sys.stderr.write(build_parser().format_usage())
         return _fail(str(e), 1)
     except KeyboardInterrupt as e:    # Ctrl-C, or SIGTERM/SIGHUP (pfilter._signals)
         from ._signals import exit_status, signal_name

@@ -300,3 +300,20 @@ def test_a_closed_standard_output_ends_quietly(tmp_path, argv):
         os.close(write_end)
     err = [line for line in done.stderr.decode().splitlines() if not line.startswith("reading from file")]
     assert done.returncode == _signals.BROKEN_PIPE_STATUS and err == [], done.stderr
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["-j", "abc"], "pfilter: argument -j/--workers: invalid number 'abc'"),
+    (["-c", "abc"], "pfilter: argument -c: invalid int value: 'abc'"),
+    (["--backend", "x"], "pfilter: argument --backend: invalid choice: 'x' (choose from 'vm', 'native', 'auto')"),
+    (["--snaplen", "0"], None),
+])
+def test_a_bad_value_of_a_known_option_is_one_line_and_an_unknown_option_shows_the_usage(capsys, argv, line):
+    """As tcpdump ('tcpdump: invalid packet count abc'): a known option given a bad value is one
+    line, status 1; an unknown option prints the usage before its line."""
+    status, out, err = run(capsys, "-r", SAMPLE, *argv, "tcp")
+    assert status == 1 and out == "" and err.count("\n") == 1 and "usage:" not in err, err
+    assert line is None or err == line + "\n"
+    status, out, err = run(capsys, "-r", SAMPLE, "--no-such-option", "tcp")
+    assert status == 1 and err.startswith("usage: pfilter") and err.endswith(
+        "pfilter: unrecognized arguments: --no-such-option\n")
