@@ -15,6 +15,8 @@ from .errors import FilterError
 #: the built-in bar redraws at most this often (seconds)
 REDRAW_SECONDS = 0.1
 
+_SHOWN = []         # the bars on the terminal now (say() writes above the newest)
+
 
 class ProgressBar:
     """A byte-count progress bar on `file` (default standard error) that disappears when closed
@@ -28,12 +30,26 @@ class ProgressBar:
         self._tqdm = None
         self._drawn = 0
         self._last = 0.0
+        _SHOWN.append(self)
         try:
             from tqdm import tqdm
         except ImportError:
             return
         self._tqdm = tqdm(total=self.total or None, unit="B", unit_scale=True, unit_divisor=1024,
                           file=self.file, leave=False, desc=desc)
+
+    def say(self, line):
+        """Write the text `line` (ending in a newline) on the bar's line, the bar drawn again
+        below it: a line written while the bar shows would otherwise follow the bar."""
+        if self._tqdm is not None:
+            self._tqdm.clear()
+            self._write(line)
+            self._tqdm.refresh()
+            return
+        drawn, self._drawn = self._drawn, 0
+        self._write(("\r" + " " * drawn + "\r" if drawn else "") + line)
+        if drawn:
+            self._draw()
 
     def __call__(self, done, total=None, info=None):
         done = max(0, int(done))
@@ -71,6 +87,8 @@ class ProgressBar:
 
     def close(self):
         """Remove the bar from the terminal."""
+        if self in _SHOWN:
+            _SHOWN.remove(self)
         if self._tqdm is not None:
             self._tqdm.close()
             self._tqdm = None
@@ -83,6 +101,17 @@ class ProgressBar:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def say(line, file=None):
+    """Write the text `line` (ending in a newline) to `file` (standard error), above the progress
+    bar shown there if there is one."""
+    file = sys.stderr if file is None else file
+    bar = next((b for b in reversed(_SHOWN) if b.file is file), None)
+    if bar is not None:
+        bar.say(line)
+    else:
+        file.write(line)
 
 
 def _size(n):

@@ -738,8 +738,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         """tcpdump's line for the index-th input, once (a fast pass that hands over to the general
         path has announced the inputs it reached)."""
         if index >= announced[0]:
-            sys.stderr.write(f"reading from file {path}, link-type {_linktype_label(linktype)}, "
-                             f"snapshot length {snaplen}\n")
+            from ._progress import say          # (above the bar, when one shows)
+            say(f"reading from file {path}, link-type {_linktype_label(linktype)}, snapshot length {snaplen}\n")
             announced[0] = index + 1
     if args.quiet:
         announce = None

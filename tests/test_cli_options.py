@@ -228,6 +228,24 @@ def test_progress_bar_on_a_terminal_for_large_inputs(monkeypatch, tmp_path, caps
     assert status == 0 and "\r" not in err
 
 
+@pytest.mark.parametrize("with_tqdm", [True, False], ids=["tqdm", "built-in"])
+def test_the_reading_line_is_written_above_the_bar_not_after_it(monkeypatch, tmp_path, capsys, with_tqdm):
+    """A bar shows from the start; the 'reading from file' line then clears it, takes its line,
+    and the bar is drawn again below (the line followed the bar on the bar's line)."""
+    if with_tqdm:
+        optional_package("tqdm")
+    else:
+        monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setattr(cli, "PROGRESS_MIN_BYTES", 1000)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    for argv in (["-w", tmp_path / "o.pcap"], ["--count"]):
+        status, _, err = run(capsys, "-r", HTTP, *argv, "tcp")
+        assert status == 0
+        before, line, after = err.partition(f"reading from file {HTTP}, link-type")
+        assert line and (before == "" or before.rstrip(" ").endswith("\r")), repr(before)   # (cleared)
+        assert after.split("\n", 1)[1].startswith("\r") or "pfilter:" not in after.split("\n", 1)[1]
+
+
 def test_snaplen_option_is_ignored_with_a_capture_like_tcpdump(capsys):
     status, out, _ = run(capsys, "-r", HTTP, "-s", "100", "-d", "tcp")
     theirs = subprocess.run([ref.tcpdump(), "-r", str(HTTP), "-s", "100", "-d", "tcp"], capture_output=True, text=True)
