@@ -871,7 +871,8 @@ RING_LOCK = "pfilter-ring"
 # is written straight from its mapping); members on several hosts pass offsets by
 # distributed.Queue (_ring_member: a message through the scheduler per chunk).
 RING_SHARED = True
-# How often (seconds) a ring on one host reports its progress (_watch_ring).
+# How often (seconds) the client looks at a running ring: its progress on one host (_watching),
+# a member's worker that left the cluster (_ring_parts).
 RING_PROGRESS_SECONDS = 0.25
 
 
@@ -917,7 +918,7 @@ def _drop(futures, dst):
 def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, progress=None):
     """_write_ring for members on one host (_shared_ring_member): the results per input, or None
     (the output dropped) when the ring did not finish. progress: a _Progress, told of the
-    bytes the members' walks have reached (_watch_ring)."""
+    bytes the members' walks have reached (_watching)."""
     import tempfile
     from .capture import _fastcopy
     fd, ring_path = tempfile.mkstemp(prefix=".pfilter-ring-", dir=os.path.dirname(dst.shared_path))
@@ -941,10 +942,8 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, p
                                  RING_WAIT_SECONDS, range_bytes, workers=[address], allow_other_workers=False,
                                  pure=False)
                    for m, address in enumerate(members)]
-        if progress is not None:
-            _watch_ring(futures, fd, paths, progress)
-        parts = client.gather(futures)
-        if any(p is None for p in parts):
+        parts = _ring_parts(client, futures, members, _watching(fd, paths, progress))
+        if parts is None or any(p is None for p in parts):
             dst.abort()
             return None
         results = []
@@ -966,23 +965,49 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, p
     return results
 
 
-def _watch_ring(futures, fd, paths, progress):
-    """Until the ring's tasks have ended, every RING_PROGRESS_SECONDS: progress (a _Progress)
-    told the bytes the members' walks have reached as the turns' file `fd` (a block per input)
-    tells them (the members themselves report to no client while they run)."""
+def _watching(fd, paths, progress):
+    """A tick for _ring_parts that tells progress (a _Progress) the bytes the members' walks have
+    reached, as the turns' file `fd` (a block per input) tells them (the members themselves report
+    to no client while they run); None without progress."""
+    if progress is None:
+        return None
     import mmap
-    from distributed import wait
     from .capture import _fastcopy
-    ring = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    try:
-        while True:
+
+    def tick():
+        ring = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+        try:
+            progress.reached(sum(_fastcopy.ring_done(ring, len(paths))))
+        finally:
+            ring.close()
+    return tick
+
+
+def _ring_parts(client, futures, members, tick=None):
+    """The results of a ring's member tasks (futures, the i-th bound to worker members[i]), a
+    member's error raised; None, the tasks cancelled, when a member's worker left the cluster
+    before its result came: its task may run on that worker only, and a worker that comes back
+    (a nanny's restart) has another address, so it would wait for ever; the others give up on
+    its turns within RING_WAIT_SECONDS, and the client makes the output from parts. tick: called
+    every RING_PROGRESS_SECONDS while the members run."""
+    from distributed import wait
+    while True:
+        try:
+            wait(futures, timeout=RING_PROGRESS_SECONDS)
+        except TimeoutError:
+            if tick is not None:
+                tick()
+            present = client.processing()          # (every worker of the cluster: a key each)
+            if all(f.done() or a in present for f, a in zip(futures, members)):
+                continue
+        else:
             try:
-                wait(futures, timeout=RING_PROGRESS_SECONDS)
-                return
-            except TimeoutError:
-                progress.reached(sum(_fastcopy.ring_done(ring, len(paths))))
-    finally:
-        ring.close()
+                return [f.result(timeout=RING_WAIT_SECONDS) for f in futures]
+            except TimeoutError:        # (a member's worker left between its end and its result)
+                pass
+        for f in futures:
+            f.cancel()
+        return None
 
 
 def _write_ring(client, tasks, expr, paths, target, header, resolution, range_bytes=RING_CHUNK_BYTES,
@@ -1025,7 +1050,10 @@ def _write_ring(client, tasks, expr, paths, target, header, resolution, range_by
                                  dst.shared_path, len(header), RING_WAIT_SECONDS, topic, workers=[address],
                                  allow_other_workers=False, pure=False)
                    for m, address in enumerate(members[:w])]
-        parts = client.gather(futures)
+        parts = _ring_parts(client, futures, members[:w])
+        if parts is None:
+            dst.abort()
+            return None
         results = [None] * n
         for part in parts:
             for j, r in (part or ({}, None))[0].items():

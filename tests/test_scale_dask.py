@@ -117,9 +117,9 @@ def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_pa
 
 
 def test_a_ring_s_walks_are_watched(client, inputs, tmp_path, monkeypatch):
-    """_watch_ring reports, while the ring's tasks run, the offsets the walks have reached as the
-    turns' file tells them (a ring of small inputs may end before the first look: here the
-    turns stand still and the task that runs is a sleep)."""
+    """_ring_parts, watching (_watching), reports while the ring's tasks run the offsets the walks
+    have reached as the turns' file tells them (a ring of small inputs may end before the first
+    look: here the turns stand still and the task that runs is a sleep)."""
     import mmap
     import time
     from pfilter.capture import _fastcopy
@@ -131,8 +131,10 @@ def test_a_ring_s_walks_are_watched(client, inputs, tmp_path, monkeypatch):
         with mmap.mmap(fd, 0) as ring:
             _fastcopy.ring_init(ring, len(pcaps), 24)
         seen = []
-        pdask._watch_ring([client.submit(time.sleep, 0.3, pure=False)], fd, pcaps,
-                          pdask._Progress(lambda done, whole, info: seen.append((done, whole)), [], pcaps))
+        worker = sorted(client.scheduler_info()["workers"])[0]
+        progress = pdask._Progress(lambda done, whole, info: seen.append((done, whole)), [], pcaps)
+        assert pdask._ring_parts(client, [client.submit(time.sleep, 0.3, workers=[worker], pure=False)], [worker],
+                                 pdask._watching(fd, pcaps, progress)) == [None]
     finally:
         os.close(fd)
     total = sum(os.path.getsize(p) for p in pcaps)
@@ -538,6 +540,40 @@ def test_a_ring_member_that_does_not_run_in_time(client, inputs, tmp_path, monke
     pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
     assert taken == [None] and out.read_bytes() == local.read_bytes()
     assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
+
+
+def test_a_ring_member_whose_worker_dies_is_not_waited_for(inputs, tmp_path):
+    """A ring member's worker killed while the member runs (its nanny starts a new worker, at
+    another address): the member's task may run on the old address only, so it would never end;
+    the client gives up on the ring (its tasks cancelled) instead of waiting for ever, and the
+    next call, on the new worker, writes the same bytes as a local run."""
+    import signal
+    import threading
+    import time
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    try:
+        a, b = sorted(c.scheduler_info()["workers"])
+        futures = [c.submit(time.sleep, 120, workers=[a], allow_other_workers=False, pure=False),
+                   c.submit(time.sleep, 0.1, workers=[b], allow_other_workers=False, pure=False)]
+        distributed.wait(futures[1])
+        os.kill(c.run(os.getpid, workers=[a])[a], signal.SIGKILL)
+        got = []
+        waiting = threading.Thread(target=lambda: got.append(pdask._ring_parts(c, futures, [a, b])), daemon=True)
+        started = time.monotonic()
+        waiting.start()
+        waiting.join(60)
+        assert got == [None] and time.monotonic() - started < 60
+        assert futures[0].cancelled()
+        c.wait_for_workers(2, timeout=60)
+        local, out = tmp_path / "local.pcap", tmp_path / "dask.pcap"
+        pfilter.filter_file(inputs[:3], str(local), "tcp")
+        pdask.filter_files(inputs[:3], "tcp", str(out), client=c)
+        assert out.read_bytes() == local.read_bytes()
+        assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
+    finally:
+        c.close()
+        cluster.close()
 
 
 def test_a_busy_cluster_takes_no_ring(client, inputs, tmp_path, monkeypatch):
