@@ -604,10 +604,76 @@ def _subcommand(name, argv):
 def main(argv=None):
     """Entry point of the `pfilter` console script; returns the exit status. As the program
     itself (argv None), a run that the fast path did whole ends the process here (_quick_exit)."""
+    if argv is None:
+        _closed_streams()
     status = _main(list(sys.argv[1:] if argv is None else argv))
     if argv is None and _FAST_PATH_DONE and status == 0:
         _quick_exit(status)
     return status
+
+
+class _ClosedStream:
+    """A standard stream the program was started without (its descriptor closed: `2>&-`): using
+    it is an OSError naming it (`-w -` then fails in one line instead of losing what it writes)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def _closed(self, *args, **kwargs):
+        import errno
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+
+    write = read = readline = fileno = _closed
+    buffer = property(_closed)
+
+    def isatty(self):
+        return False
+
+    def flush(self):
+        pass
+
+
+class _Diagnostics:
+    """Standard error for the program: a diagnostic that cannot be written (2>/dev/full, a reader
+    gone) is dropped, as tcpdump drops it, instead of failing the work it reports on."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _closed_streams():
+    """The standard streams the program was started without: each descriptor held by /dev/null,
+    so that no file opened later takes its number (an output file on descriptor 1 would take
+    whatever is printed); standard error then writes there (diagnostics lost, the work done, as
+    tcpdump), standard input and output are _ClosedStream. Standard error is _Diagnostics."""
+    for fd, name, shown in ((0, "stdin", "standard input"), (1, "stdout", "standard output"),
+                            (2, "stderr", "standard error")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        setattr(sys, name, open(fd, "w", closefd=False) if fd == 2 else _ClosedStream(shown))
+    sys.stderr = _Diagnostics(sys.stderr)
 
 
 #: set when the fast path filtered every input: nothing the interpreter's finalization would do

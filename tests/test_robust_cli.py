@@ -317,3 +317,36 @@ def test_a_bad_value_of_a_known_option_is_one_line_and_an_unknown_option_shows_t
     status, out, err = run(capsys, "-r", SAMPLE, "--no-such-option", "tcp")
     assert status == 1 and err.startswith("usage: pfilter") and err.endswith(
         "pfilter: unrecognized arguments: --no-such-option\n")
+
+
+def _closing(*fds):
+    def close():
+        for fd in fds:
+            os.close(fd)
+    return close
+
+
+def test_closed_or_full_standard_streams(tmp_path):
+    """Started with a standard stream closed (cron jobs, daemons: `2>&-`) or standard error on a
+    full device: the work is done and its status kept, as tcpdump's, when only diagnostics are
+    lost; a closed standard output or input that the run needs is one line, status 1, nothing
+    written to a file that took the closed descriptor's number."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "pfilter", "-r", str(SAMPLE)]
+    want = tmp_path / "want.pcap"
+    assert subprocess.run(cmd + ["-w", str(want), "tcp"], env=env, capture_output=True).returncode == 0
+    for how in (dict(preexec_fn=_closing(2)), dict(stderr=open("/dev/full", "w"))):
+        out = tmp_path / "out.pcap"
+        r = subprocess.run(cmd + ["-w", str(out), "tcp"], env=env, stdout=subprocess.PIPE, **how)
+        assert r.returncode == 0 and out.read_bytes() == want.read_bytes()
+        out.unlink()
+        r = subprocess.run(cmd + ["--count", "tcp"], env=env, stdout=subprocess.PIPE, **how)
+        assert r.returncode == 0 and r.stdout.split()[1:] == [b"packets"]
+    for argv, closed, name in ((["-w", "-", "tcp"], 1, "standard output"), (["-c", "2", "tcp"], 1, "standard output"),
+                               (["-r", "-", "--count", "tcp"], 0, "standard input")):
+        r = subprocess.run((cmd + argv) if argv[0] != "-r" else cmd[:3] + argv, env=env, stderr=subprocess.PIPE,
+                           stdout=subprocess.DEVNULL if closed != 1 else None, text=True, preexec_fn=_closing(closed),
+                           cwd=tmp_path)
+        assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {name}: Bad file descriptor", r.stderr
+        assert "Traceback" not in r.stderr and os.listdir(tmp_path) == ["want.pcap"] or set(os.listdir(tmp_path)) <= {
+            "want.pcap", "cache"}
