@@ -612,25 +612,19 @@ def main(argv=None):
     return status
 
 
-class _ClosedStream:
-    """A standard stream the program was started without (its descriptor closed: `2>&-`): using
-    it is an OSError naming it (`-w -` then fails in one line instead of losing what it writes)."""
-
-    def __init__(self, name):
-        self.name = name
+class _ClosedInput:
+    """Standard input when the program was started without it (`<&-`): reading it (`-r -`) is
+    an OSError naming it, one line and status 1, as a file that cannot be read."""
 
     def _closed(self, *args, **kwargs):
         import errno
-        raise OSError(errno.EBADF, os.strerror(errno.EBADF), self.name)
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), "standard input")
 
-    write = read = readline = fileno = _closed
+    read = readline = fileno = _closed
     buffer = property(_closed)
 
     def isatty(self):
         return False
-
-    def flush(self):
-        pass
 
 
 class _Diagnostics:
@@ -659,10 +653,10 @@ class _Diagnostics:
 def _closed_streams():
     """The standard streams the program was started without: each descriptor held by /dev/null,
     so that no file opened later takes its number (an output file on descriptor 1 would take
-    whatever is printed); standard error then writes there (diagnostics lost, the work done, as
-    tcpdump), standard input and output are _ClosedStream. Standard error is _Diagnostics."""
-    for fd, name, shown in ((0, "stdin", "standard input"), (1, "stdout", "standard output"),
-                            (2, "stderr", "standard error")):
+    whatever is printed). Standard output and error then write there: what goes to them is lost
+    and the status is the work's, as tcpdump's (`>&-` asks for that: lines, counts, `-w -`);
+    standard input is _ClosedInput. Standard error is _Diagnostics."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
         if getattr(sys, name) is not None:
             continue
         try:
@@ -672,7 +666,7 @@ def _closed_streams():
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
-        setattr(sys, name, open(fd, "w", closefd=False) if fd == 2 else _ClosedStream(shown))
+        setattr(sys, name, _ClosedInput() if fd == 0 else open(fd, "w", closefd=False))
     sys.stderr = _Diagnostics(sys.stderr)
 
 
