@@ -449,6 +449,37 @@ def test_file_system_failures_are_oserror_subclasses(tmp_path, path_kind):
         pfilter.filter_file(src, src, "udp")           # a usage error stays a FilterError
 
 
+def test_a_file_its_user_may_not_write_is_not_replaced(tmp_path):
+    """The new output is renamed over the old one, which only the directory's permission
+    allows: a file the user may not write (mode 444) is refused as tcpdump's open of it fails
+    ('Permission denied', status 1), left as it was, with its owner. (Run without root's power to
+    write any file: setpriv drops it.)"""
+    if os.geteuid() == 0 and subprocess.run(["setpriv", "--bounding-set", "-dac_override", "true"]).returncode:
+        pytest.skip("setpriv cannot drop root's file access override here")
+    prefix = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    kept = tmp_path / "kept.pcap"
+    kept.write_bytes(b"old")
+    kept.chmod(0o444)
+    theirs = subprocess.run(prefix + [ref.tcpdump(), "-r", str(SAMPLE), "-w", str(kept), "tcp"],
+                            capture_output=True, text=True)
+    ours = subprocess.run(prefix + [sys.executable, "-m", "pfilter", "-r", str(SAMPLE), "-w", str(kept), "tcp"],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ref.ROOT)))
+    said = theirs.stderr.splitlines()[-1].removeprefix("tcpdump: ")
+    assert said.endswith("Permission denied") and theirs.returncode == ours.returncode == 1
+    assert ours.stderr.splitlines()[-1] == f"pfilter: {said}" and kept.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["kept.pcap"]
+
+
+def test_a_file_no_new_file_can_be_made_beside_is_named_with_its_directory(tmp_path):
+    """/proc/version: opening it for writing works (as root), but no file can be made in /proc
+    to replace it: the message says so, not 'No such file or directory' of a file that is there."""
+    if not os.path.isfile("/proc/version") or not os.access("/proc/version", os.W_OK):
+        pytest.skip("needs /proc/version writable (root)")
+    with pytest.raises(OSError) as e:
+        pfilter.filter_file(str(SAMPLE), "/proc/version", "tcp")
+    assert e.value.filename == "/proc/version" and e.value.strerror.startswith("cannot make a new file in /proc: ")
+
+
 def test_bytes_paths_work(tmp_path, path_kind):
     src = write_pcap(tmp_path / "in.pcap", packets(100))
     stats = pfilter.filter_file(os.fsencode(src), os.fsencode(tmp_path / "o.pcap"), "udp")

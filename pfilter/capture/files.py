@@ -160,6 +160,22 @@ def output_target(path):
     return os.path.realpath(path) if os.path.islink(path) else path
 
 
+def _why_not(target, st, err):
+    """The error to report when no new file could be made beside `target` (its os.stat_result
+    st, None when there is none) for replacing it: opening the file itself for writing (not cut)
+    says what is wrong with it ('Permission denied'); when that open works, err says that no new
+    file can be made in the directory (a temporary file's 'No such file or directory' alone
+    named a file that is there: /proc/version). Without a file there, err as it is."""
+    if st is None or not err.errno:
+        return err                  # (tcpdump's words: its fopen() fails the same way)
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CLOEXEC))
+    except OSError as e:
+        return e
+    where = os.path.dirname(os.path.abspath(target))
+    return OSError(err.errno, f"cannot make a new file in {where}: {err.strerror}")
+
+
 class AtomicFile:
     """A binary output file that appears whole under its name on commit(), or not at all.
 
@@ -206,6 +222,10 @@ class AtomicFile:
             return
         self._dir = -1            # the destination's directory, open: names are made relative to it
         self._name = os.path.basename(target)
+        if st is not None and not os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+            # the new file is renamed over the old, which the directory alone allows: a file its
+            # user may not write is refused, as tcpdump's open of it fails
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
         try:
             self._dir = os.open(os.path.dirname(os.path.abspath(target)),
                                 os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -218,7 +238,7 @@ class AtomicFile:
                 _copy_owner_and_mode(fd, st)
         except OSError as e:
             self._discard()
-            raise _os_error(e, self.path) from None
+            raise _os_error(_why_not(target, st, e), self.path) from None
         self.f = os.fdopen(fd, "wb", buffering=0, closefd=False)
 
     def _unnamed(self):
