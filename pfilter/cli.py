@@ -849,7 +849,18 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     # Compile (and refuse) before creating any output, for the first input's link type.
     # The first input is opened once (it may be a pipe) and handed to filter_file open.
     from .capture.filterfile import filter_file, open_for_filtering
-    first = open_for_filtering(sources[0])
+    skipped = []        # leading inputs of several whose header is damaged: reported, read on
+    while True:
+        try:
+            first = open_for_filtering(sources[0])
+            break
+        except CaptureFormatError as err:
+            if len(sources) < 2:
+                raise
+            sys.stdout.flush()
+            _fail(_one_line(err))
+            skipped.append(err)
+            sources = sources[1:]
     try:
         first_lt, first_snap = first.linktype, first.snaplen
         _compile(expr, forced_lt if forced_lt is not None else first_lt, args.snaplen or first_snap, optimize,
@@ -876,7 +887,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     bar, update = _progress_bar(args, sources)
     status = 0
     stats = None
-    on_damage, damaged = _reading_on(sources)
+    on_damage, damaged = _reading_on(sources if not skipped else sources + skipped)
+    damaged += skipped
     try:
         stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
                             count=args.count, optimize=optimize, progress=update,
