@@ -1207,8 +1207,8 @@ def classify_main(argv):
                                       dedup=dedup, rotate=rotate, **options)
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
-                if result is None or not result.packets:
-                    raise
+                if result is None or (not result.packets and e.offset == 0):
+                    raise                   # (no capture opened: no table, as tcpdump makes no file)
                 _classify_warnings(caught)
                 failure = e
             else:

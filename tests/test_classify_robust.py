@@ -144,14 +144,27 @@ def test_cli_prints_the_table_of_the_intact_packets_then_the_error_line(truncate
     assert len(labels.read_text().splitlines()) == intact + 1
 
 
-def test_a_capture_damaged_before_its_first_packet_gives_only_the_error_line(tmp_path, capsys):
+def test_a_capture_damaged_before_its_first_packet_is_classified_as_empty(tmp_path, capsys):
+    """Its intact packets are none: a table of zeros, a labels file of none and --split files
+    with the header alone (as `tcpdump -w` writes for it), then the error line; a file that is
+    no capture at all (its header damaged) gives the error line alone."""
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(SAMPLE.read_bytes()[:24] + b"\xff" * 40)
     rules = tmp_path / "r.rules"
     rules.write_text("web: tcp\n")
-    assert cli.classify_main(["-r", str(bad), "-R", str(rules)]) == 1
+    labels = tmp_path / "labels.csv"
+    split = tmp_path / "web.pcap"
+    assert cli.classify_main(["-r", str(bad), "-R", str(rules), "--labels", str(labels),
+                              "--split", str(tmp_path / "{rule}.pcap")]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and len(err.splitlines()) == 1
+    assert out.splitlines()[-1].split()[:2] == ["total", "0"] and len(err.splitlines()) == 1
+    assert labels.read_text().splitlines() == ["packet,label"] and split.read_bytes() == SAMPLE.read_bytes()[:24]
+    for no_capture in (SAMPLE.read_bytes()[:10], b"not a capture at all\n"):
+        bad.write_bytes(no_capture)
+        labels.unlink(missing_ok=True)
+        assert cli.classify_main(["-r", str(bad), "-R", str(rules), "--labels", str(labels)]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and not labels.exists()
 
 
 # ----------------------------------------------------------------------------- rules files
