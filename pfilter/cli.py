@@ -51,7 +51,8 @@ SCHEDULER_NEEDED = "--scheduler needs a scheduler's address (tcp://HOST:PORT) or
 _MAIN_OPTIONS = """
 -r FILE              read*                    read packets from FILE (pcap or pcapng, maybe
                                               gzip/zstd/xz/bzip2; '-' is standard input; a directory means
-                                              every capture in it); repeatable
+                                              every capture in it; a quoted wildcard, the captures it
+                                              matches, ** at any depth); repeatable
 -w FILE              write                    write the matching packets to FILE ('-' is standard output)
                                               instead of printing them
 -d                   dump+                    print the compiled program and exit: -d as text, -dd as a C
@@ -387,11 +388,14 @@ def _expression(args):
 def _sources(paths, lists=()):
     """Input paths; a directory stands for the capture files in it (recursively, sorted by path
     as `find DIR | sort` lists them; hidden entries skipped; symbolic links to files followed,
-    to directories not, as `grep -r`), a name that does not exist but holds a wildcard for the
-    names it matches (sorted), and -V FILE for the names it lists (one a line). A directory or
-    file that cannot be read raises its OSError (nothing is left out unsaid)."""
+    to directories not, as `grep -r`), a -r name that does not exist but holds a wildcard for
+    the names it matches (sorted; `**` for any depth; what is no capture among them skipped with
+    a warning, as in a directory), and -V FILE for the names it lists (one a line, each taken as
+    it is, as tcpdump takes them). A directory or file that cannot be read raises its OSError
+    (nothing is left out unsaid)."""
     out = []
     paths = list(paths or [])
+    listed = len(paths)             # (the names after these come from -V lists)
     for listing in lists or ():
         from ._textfile import read_text_file
         # Divergence: tcpdump drops only a line's newline, so that a blank line is an empty name
@@ -403,16 +407,20 @@ def _sources(paths, lists=()):
             raise FilterError(f"{listing}: no file names in this list")
         paths.extend(names)
     expanded = []
-    for path in paths:
+    for k, path in enumerate(paths):
         # Divergence: tcpdump opens a -r name as it is; pfilter expands a name that does not
         # exist and holds a wildcard (a quoted 'day*.pcap'), in sorted order.
-        if path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
+        if k < listed and path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
             import glob
-            matches = sorted(glob.glob(path))
+            matches = sorted(glob.glob(path, recursive=True))
             if not matches:
                 from .errors import FilterError
                 raise FilterError(f"{path}: no file matches")
-            expanded.extend(matches)
+            found = [m for m in matches if os.path.isdir(m) or _looks_like_capture(m)]
+            if not found:
+                from .errors import FilterError
+                raise FilterError(f"{path}: no capture file matches")
+            expanded.extend(found)
         else:
             expanded.append(path)
     for path in expanded:
@@ -1108,7 +1116,7 @@ def classify_parser():
     ap = _Parser(prog="pfilter classify", description="Classify every packet by many named filters in one pass.")
     ap.add_argument("-r", dest="files", action="append", metavar="FILE",
                     help="capture to read (pcap or pcapng), repeatable; a directory: the captures in it, "
-                         "recursively (hidden entries skipped); a quoted wildcard: the files it matches")
+                         "recursively (hidden entries skipped); a quoted wildcard: the captures it matches (** at any depth)")
     ap.add_argument("-V", dest="list_file", action="append", metavar="FILE",
                     help="read the names of the captures from FILE, one a line (as tcpdump -V)")
     ap.add_argument("-R", dest="rules", required=True, metavar="RULES",

@@ -106,6 +106,33 @@ def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
     assert r.returncode == 1 and r.stderr.strip().endswith("no file matches")
 
 
+def test_a_wildcard_takes_what_a_directory_takes_and_a_list_is_taken_as_written(tmp_path):
+    """A quoted wildcard (-r 'mix/*') skips a symbolic link to nothing and a file that is no
+    capture with a warning, as a directory scan does, and reads the rest; '**' matches at any
+    depth; a -V list's names are opened as written, as tcpdump opens them ('*' is no wildcard)."""
+    mix = tmp_path / "mix"
+    (mix / "sub").mkdir(parents=True)
+    gen_capture.generate(mix / "a.pcap", 200, seed=71)
+    gen_capture.generate(mix / "sub" / "b.pcap", 200, seed=72)
+    os.symlink("nowhere.pcap", mix / "dangling.pcap")
+    (mix / "notes.txt").write_text("no capture\n")
+    want = count_tcpdump(mix / "a.pcap", "tcp")
+    r = run("-r", mix / "*", "--count", "tcp")
+    assert r.stdout == f"{want + count_tcpdump(mix / 'sub' / 'b.pcap', 'tcp')} packets\n"
+    for name, why in (("dangling.pcap", "a symbolic link to nothing"), ("notes.txt", "not a capture file")):
+        assert f"pfilter: warning: {mix / name}: {why}, skipped" in r.stderr.splitlines()
+    r = run("-r", mix / "**" / "b.pcap", "--count", "tcp")
+    assert r.stdout == f"{count_tcpdump(mix / 'sub' / 'b.pcap', 'tcp')} packets\n"
+    r = run("-r", mix / "*.txt", "--count", "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {mix / '*.txt'}: no capture file matches"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{mix / '*.pcap'}\n")
+    theirs = subprocess.run([ref.tcpdump(), "-V", str(listing), "-w", os.devnull, "tcp"], capture_output=True, text=True)
+    r = run("-V", listing, "--count", "tcp", check=False)
+    said = theirs.stderr.strip().splitlines()[-1].removeprefix("tcpdump: ")
+    assert theirs.returncode == r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {said}"
+
+
 def _without_file_access_override():
     """A prefix that runs a command without root's power to read any file (so that permissions
     hold for it), or [] when this is not root."""
