@@ -1000,6 +1000,14 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                               "--format and the output options")
         from . import dask as pdask
         from .errors import CaptureFormatError
+        if expr:
+            # refused here as without a cluster (the first input's link type: "expression rejects
+            # all packets"); pfilter.dask, as pfilter.filter_file, filters with such a program
+            try:
+                first = _peek_linktype(sources[0]) if sources[0] != "-" else (1, 262144)
+            except (OSError, CaptureFormatError):
+                first = (1, 262144)         # (left to the workers to open, and to report)
+            _compile(expr, *first)
         pdask.quiet(("asyncio",))
         client, close = pdask.connect(args.scheduler)
         if announce is not None:

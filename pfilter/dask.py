@@ -42,7 +42,7 @@ import os
 import shutil
 import tempfile
 
-from .errors import FilterError
+from .errors import CaptureFormatError, FilterError
 
 # A range task's share of a large pcap file (bytes): large enough that a task's overhead
 # (a few ms on the scheduler) vanishes, small enough to spread a file over many workers.
@@ -172,11 +172,10 @@ def _client(client):
 
 @functools.lru_cache(maxsize=64)
 def _tuples(expr, linktype, snaplen):
+    """The program of `expr` for a link type, as pfilter.filter_file compiles it (one that
+    rejects every packet is run, as there: `pfilter --scheduler` refuses it before, as tcpdump)."""
     import pfilter
-    prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, netmask=0)
-    if prog.rejects_all:
-        raise FilterError("expression rejects all packets")
-    return prog.to_tuples()
+    return pfilter.compile(expr, linktype=linktype, snaplen=snaplen, netmask=0).to_tuples()
 
 
 def _plan_file(path, range_bytes):
@@ -429,7 +428,12 @@ def _as_given(fn):
         if not isinstance(paths, (str, bytes, os.PathLike)):
             paths = list(paths)                   # (read twice: an iterator once)
         try:
-            return fn(paths, *args, **kwargs)
+            return _files_as_given(fn(paths, *args, **kwargs), paths)
+        except CaptureFormatError as err:
+            if fn.__name__ != "classify":         # (the local calls' err.stats: what was read)
+                from .capture.fastpath import FilterStats
+                err.stats = _files_as_given(err.stats if err.stats is not None else FilterStats(), paths)
+            raise
         except OSError as err:
             try:
                 given = {os.path.abspath(g): g for g in _names(paths)}
@@ -441,6 +445,16 @@ def _as_given(fn):
                     setattr(err, attr, given[name])
             raise
     return call
+
+
+def _files_as_given(stats, paths):
+    """A FilterStats whose `files` (the inputs read, as the workers were given them: absolute)
+    are named as the caller gave them, as the local calls name them; anything else as it is."""
+    files = getattr(stats, "files", None)
+    if isinstance(files, list):
+        given = {os.path.abspath(g): g for g in _names(paths)}
+        stats.files = [given.get(f, f) for f in files]
+    return stats
 
 
 def _paths(paths):
@@ -1164,6 +1178,9 @@ def classify(paths, rules, client=None, **options):
     from .errors import CaptureFormatError
     if "split" in options or "unmatched" in options:
         raise FilterError("pfilter.dask.classify does not write split files")
+    if not isinstance(paths, (str, bytes, os.PathLike)) and not paths:
+        import pfilter
+        return pfilter.classify([], rules, **options)       # (no input, no task: as locally)
     given = _names(paths)
     paths = _paths(paths)
     if isinstance(rules, (str, bytes, os.PathLike)):

@@ -808,3 +808,30 @@ def test_progress_is_reported_as_the_tasks_end(client, inputs, tmp_path, monkeyp
                         *[a for p in inputs for a in ("-r", p)], "--count", "tcp"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "pfilter" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_what_the_local_api_takes_the_cluster_takes_alike(client, inputs, tmp_path, monkeypatch):
+    """An expression that rejects every packet is filtered (an empty output, a count of 0), as
+    pfilter.filter_file does (the command refuses it, with or without --scheduler, as tcpdump);
+    no input to classify is an empty Classification; the stats' files are named as given; a lone
+    input that is no capture raises with the stats of nothing read, as locally."""
+    never = "tcp and udp"
+    local, out = tmp_path / "local.pcap", tmp_path / "dask.pcap"
+    want = pfilter.filter_file(inputs[:2], str(local), never)
+    got = pdask.filter_files(inputs[:2], never, str(out), client=client)
+    assert (got.read, got.matched) == (want.read, 0) and out.read_bytes() == local.read_bytes()
+    assert pdask.count_stats(inputs[:2], never, client=client).matched == 0
+    assert pdask.classify([], RULES, client=client).packets == pfilter.classify([], RULES).packets == 0
+    monkeypatch.chdir(os.path.dirname(inputs[0]))
+    names = [os.path.basename(p) for p in inputs[:2]]
+    assert pdask.count_stats(names, "tcp", client=client).files == pfilter.filter_file(names, None, "tcp").files
+    assert pdask.filter_files(names, "tcp", str(out), client=client).files == names
+    text = tmp_path / "notes.pcap"
+    text.write_text("not a capture\n")
+    with pytest.raises(pfilter.CaptureFormatError) as caught:
+        pdask.filter_files([str(text)], "tcp", str(out), client=client)
+    assert (caught.value.stats.read, caught.value.stats.written) == (0, 0)
+    for command in ([], ["--scheduler", client.scheduler.address]):
+        r = subprocess.run([sys.executable, "-m", "pfilter", "-r", inputs[0], "-w", str(out), *command, never],
+                           capture_output=True, text=True)
+        assert r.returncode == 1 and r.stderr.splitlines()[-1] == "pfilter: expression rejects all packets"
