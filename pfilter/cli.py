@@ -725,8 +725,10 @@ def _main(argv):
     except ValueError as e:   # FilterError and its subclasses are ValueErrors
         return _fail(_one_line(e))
     except OSError as e:
-        return _fail(f"{getattr(e, 'filename', None) or ''}{': ' if getattr(e, 'filename', None) else ''}"
-                     f"{e.strerror or e}")
+        name = getattr(e, "filename", None)
+        if name == "" or name == b"":
+            name = "''"                 # (an empty name given: -r '', said as such)
+        return _fail(f"{os.fsdecode(name)}: {e.strerror or e}" if name else f"{e.strerror or e}")
     except Exception as e:   # a bug in pfilter: still one line, and say so
         return _fail(f"internal error: {type(e).__name__}: {e}", 3)
 

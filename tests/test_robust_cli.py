@@ -353,3 +353,10 @@ def test_closed_or_full_standard_streams(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pfilter", "-r", "-", "--count", "tcp"], env=env, stderr=subprocess.PIPE,
                        text=True, preexec_fn=_closing(0))
     assert r.returncode == 1 and r.stderr == "pfilter: standard input: Bad file descriptor\n"
+
+
+def test_an_empty_file_name_is_named_in_the_error(capsys, tmp_path):
+    """-r '' and -w '': one line that shows the empty name (tcpdump: ': No such file ...')."""
+    for argv in (["-r", ""], ["-r", SAMPLE, "-w", ""]):
+        status, out, err = run(capsys, *argv, "tcp")
+        assert status == 1 and err.splitlines()[-1] == "pfilter: '': No such file or directory"
