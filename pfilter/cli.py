@@ -1250,12 +1250,8 @@ def classify_main(argv):
 def _classify_on_cluster(args, files, options):
     """classify_main's --scheduler: pfilter.dask.classify on the cluster, one task per input (the
     workers' threads: one each, as the cluster gives them). The rules that had no meaning on a
-    link type of the input are warned of here, as the local run warns of them (the workers'
-    own warnings stay on the workers)."""
-    import warnings
-
+    link type of the input are warned of by pfilter.dask.classify, as the local run warns."""
     from . import dask as pdask
-    from .classification.rules import RuleLinkTypeWarning, inapplicable_message
     pdask.quiet(("asyncio",))
     client, close = pdask.connect(args.scheduler)
     try:
@@ -1265,8 +1261,6 @@ def _classify_on_cluster(args, files, options):
         raise
     finally:
         close()
-    for item in result.inapplicable:
-        warnings.warn(RuleLinkTypeWarning(inapplicable_message(*item)))
     return result
 
 

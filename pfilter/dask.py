@@ -1203,8 +1203,22 @@ def classify(paths, rules, client=None, **options):
             err = r.renamed(given[i])
             before = results[:i] + ([r.partial] if r.partial is not None else [])
             err.partial = _joined(before, given[:i + 1]) if before else None
+            _warn_inapplicable(err.partial)
             raise err
-    return _joined(results, given)
+    joined = _joined(results, given)
+    _warn_inapplicable(joined)
+    return joined
+
+
+def _warn_inapplicable(result):
+    """A RuleLinkTypeWarning here for each rule that had no meaning on a link type of the
+    inputs, as pfilter.classify warns (the workers' own warnings stay on the workers)."""
+    if result is None:
+        return
+    import warnings
+    from .classification.rules import RuleLinkTypeWarning, inapplicable_message
+    for item in result.inapplicable:
+        warnings.warn(RuleLinkTypeWarning(inapplicable_message(*item)), stacklevel=4)
 
 
 def _joined(results, names):

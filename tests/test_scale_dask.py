@@ -835,3 +835,24 @@ def test_what_the_local_api_takes_the_cluster_takes_alike(client, inputs, tmp_pa
         r = subprocess.run([sys.executable, "-m", "pfilter", "-r", inputs[0], "-w", str(out), *command, never],
                            capture_output=True, text=True)
         assert r.returncode == 1 and r.stderr.splitlines()[-1] == "pfilter: expression rejects all packets"
+
+
+def test_classify_warns_of_a_rule_without_meaning_on_an_input_as_locally(client, inputs, tmp_path):
+    """`ether host ...` over an Ethernet and a NULL (loopback) capture: pfilter.dask.classify
+    warns (RuleLinkTypeWarning) as pfilter.classify does, once, and lists it in `inapplicable`."""
+    import warnings
+    with pfilter.open(inputs[0]) as cap:
+        batch = next(iter(cap))
+    ip = [batch.packet(i)[14:] for i in range(len(batch)) if batch.packet(i)[12:14] == b"\x08\x00"][:50]
+    null = tmp_path / "null.pcap"
+    pfilter.write(str(null), pfilter.PacketBatch.from_packets([b"\x02\x00\x00\x00" + p for p in ip], linktype=0))
+    rules = {"mac": "ether host 00:11:22:33:44:55", "tcp": "tcp"}
+    said = {}
+    for name, run in (("local", lambda: pfilter.classify([inputs[0], str(null)], rules)),
+                      ("dask", lambda: pdask.classify([inputs[0], str(null)], rules, client=client))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = run()
+        said[name] = ([str(w.message) for w in caught if issubclass(w.category, pfilter.RuleLinkTypeWarning)],
+                      result.inapplicable, [int(c) for c in result.counts])
+    assert said["dask"] == said["local"] and len(said["local"][0]) == 1
