@@ -1009,7 +1009,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                 first = _peek_linktype(sources[0]) if sources[0] != "-" else (1, 262144)
             except (OSError, CaptureFormatError):
                 first = (1, 262144)         # (left to the workers to open, and to report)
-            _compile(expr, *first)
+            _program_tuples(expr, *first, True)
         pdask.quiet(("asyncio",))
         client, close = pdask.connect(args.scheduler)
         if announce is not None:

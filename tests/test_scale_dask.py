@@ -831,10 +831,15 @@ def test_what_the_local_api_takes_the_cluster_takes_alike(client, inputs, tmp_pa
     with pytest.raises(pfilter.CaptureFormatError) as caught:
         pdask.filter_files([str(text)], "tcp", str(out), client=client)
     assert (caught.value.stats.read, caught.value.stats.written) == (0, 0)
+    long = " or ".join(f"(host 10.9.{i // 200}.{i % 200} and port {i + 1})" for i in range(320)) + " or tcp"
+    assert len(pfilter.compile(long)) > 4096            # (more than the kernel takes: offline, tcpdump runs it)
     for command in ([], ["--scheduler", client.scheduler.address]):
         r = subprocess.run([sys.executable, "-m", "pfilter", "-r", inputs[0], "-w", str(out), *command, never],
                            capture_output=True, text=True)
         assert r.returncode == 1 and r.stderr.splitlines()[-1] == "pfilter: expression rejects all packets"
+        r = subprocess.run([sys.executable, "-m", "pfilter", "-r", inputs[0], "--count", *command, long],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout == f"{tcpdump_count(inputs[0], 'tcp')} packets\n", r.stderr
 
 
 def test_classify_warns_of_a_rule_without_meaning_on_an_input_as_locally(client, inputs, tmp_path):
