@@ -1005,8 +1005,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         if expr:
             # refused here as without a cluster (the first input's link type: "expression rejects
             # all packets"); pfilter.dask, as pfilter.filter_file, filters with such a program
-            try:
-                first = _peek_linktype(sources[0]) if sources[0] != "-" else (1, 262144)
+            try:            # (a regular file: a FIFO's open would wait for its writer here)
+                first = _peek_linktype(sources[0]) if os.path.isfile(sources[0]) else (1, 262144)
             except (OSError, CaptureFormatError):
                 first = (1, 262144)         # (left to the workers to open, and to report)
             _program_tuples(expr, *first, True)
@@ -1018,6 +1018,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         # several inputs its line and the next input, with one the line ends the run)
         on_damage, damaged = _reading_on(sources)
         bar, update = _progress_bar(args, sources)
+        abandon = True
         try:
             if args.count_only and args.write is None:
                 stats = pdask.count_stats(sources, expr, client=client, on_damage=on_damage, progress=update)
@@ -1033,13 +1034,16 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             sys.stdout.flush()
             _fail(_one_line(err))
             damaged.append(err)
+            abandon = False
         except BaseException:
             pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
             raise
+        else:
+            abandon = False
         finally:
             if bar is not None:
                 bar.close()
-            close()
+            close(abandon)          # (given up: a local cluster's workers killed, not waited for)
         return _report(args, stats, 1 if damaged else 0)
     if args.write is None and not args.count_only and args.merge:
         raise FilterError("--merge writes a file: give -w FILE (or --count)")
@@ -1252,15 +1256,19 @@ def _classify_on_cluster(args, files, options):
     workers' threads: one each, as the cluster gives them). The rules that had no meaning on a
     link type of the input are warned of by pfilter.dask.classify, as the local run warns."""
     from . import dask as pdask
+    from .errors import CaptureFormatError
     pdask.quiet(("asyncio",))
     client, close = pdask.connect(args.scheduler)
+    abandon = True
     try:
         result = pdask.classify(files, args.rules, client=client, threads=args.threads or 1, **options)
-    except BaseException:
+        abandon = False
+    except BaseException as e:
         pdask.quiet()           # the one line pfilter prints, not the client's abandoned tasks
+        abandon = not isinstance(e, CaptureFormatError)       # (a damaged input: every task ended)
         raise
     finally:
-        close()
+        close(abandon)
     return result
 
 

@@ -66,7 +66,8 @@ def _distributed():
 
 def connect(address):
     """(client, close) for the CLI's --scheduler: 'local' starts a LocalCluster of this machine
-    (one single-threaded worker process per usable core), anything else is a scheduler's address."""
+    (one single-threaded worker process per usable core), anything else is a scheduler's address.
+    close(abandon=True) after a run given up: a local cluster's workers are killed, not waited for."""
     distributed = _distributed()
     if address == "local":
         import signal
@@ -92,8 +93,19 @@ def connect(address):
                 signal.signal(signal.SIGINT, saved)
         client = distributed.Client(cluster)
 
-        def close():
+        def close(abandon=False):
+            """abandon: the run was given up (Ctrl-C, an error): the workers' processes are
+            killed first, not asked to end (they would wait for their running task: seconds)."""
             client.close()
+            if abandon:
+                import signal
+                for nanny in list(cluster.workers.values()):
+                    pid = getattr(getattr(getattr(nanny, "process", None), "process", None), "pid", None)
+                    if pid:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
             cluster.close()
         return client, close
     _reachable(address)
@@ -104,7 +116,7 @@ def connect(address):
     except Exception as e:     # MemoryError included: a length read from a stranger's bytes
         raise FilterError(f"{address}: what answers there is not a Dask scheduler "
                           f"({type(e).__name__} in distributed's handshake)") from None
-    return client, client.close
+    return client, lambda abandon=False: client.close()
 
 
 def quiet(names=("asyncio", "distributed", "tornado")):
