@@ -54,7 +54,8 @@ _MAIN_OPTIONS = """
                                               every capture in it; a quoted wildcard, the captures it
                                               matches, ** at any depth); repeatable
 -w FILE              write                    write the matching packets to FILE ('-' is standard output)
-                                              instead of printing them
+                                              instead of printing them; a directory (DIR/): one output per
+                                              input, named as it
 -d                   dump+                    print the compiled program and exit: -d as text, -dd as a C
                                               array, -ddd as decimal numbers
 -y LINKTYPE          linktype                 link type to compile for (name like EN10MB or number); default:
@@ -822,6 +823,9 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
     workers = check_workers(args.workers)
     native = use_native(args.backend, nbytes=total_size(sources))
     timed = args.after is not None or args.before is not None
+    if args.scheduler is None and args.write not in (None, "-") and (
+            args.write.endswith(os.sep) or os.path.isdir(args.write)):
+        return _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     if args.scheduler is not None or args.merge or args.index_file or (timed and len(sources) != 1):
         return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     byte_range = None
@@ -976,6 +980,85 @@ def _reading_on(sources):
         _fail(_one_line(err))
         damaged.append(err)
     return on_damage, damaged
+
+
+def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, workers):
+    """-w DIR (a directory, or a name ending in '/', made when missing): one output per input,
+    named as the input (capture.files.output_name_for; .pcapng with --format pcapng), as
+    pfilter.dask.filter_files and --scheduler write a directory; each input filtered as it would
+    be alone (its fast path, its workers, -c N of its own as tcpdump -V counts). A damaged input
+    is reported on its line and the next one read (exit 1); one summary for all."""
+    import time
+    from .capture.fastpath import FilterStats
+    from .capture.files import output_name_for, output_target, overwritten
+    from .capture.filterfile import filter_file
+    from .errors import CaptureFormatError, FilterError
+    truncate, dedup, rotate = output_edits(args)
+    if args.merge or rotate:
+        raise FilterError(f"{args.write}: a directory takes one output per input: --merge, -C and -G write "
+                          f"one output (give -w FILE)")
+    if "-" in sources:
+        raise FilterError(f"{args.write}: standard input has no name for an output in a directory (give -w FILE)")
+    names = [output_name_for(s) for s in sources]
+    if args.format == "pcapng":
+        names = [os.path.splitext(n)[0] + ".pcapng" for n in names]
+    seen = set()
+    for src, name in zip(sources, names):
+        if name in seen:
+            raise FilterError(f"{args.write}: several inputs would write {name} ({src} the second); give -w FILE")
+        seen.add(name)
+    os.makedirs(args.write, exist_ok=True)
+    targets = [os.path.join(args.write, n) for n in names]
+    hit = overwritten({output_target(t): t for t in targets}, sources)
+    if hit is not None:
+        raise FilterError(f"{hit[0]}: refusing to overwrite the input file {hit[1]}")
+    after = before = None
+    if args.after is not None or args.before is not None:
+        from .capture.index import parse_window
+        after, before = parse_window(args.after, args.before)
+    total, damaged, started = FilterStats(), [], time.perf_counter()
+    bar, update = _progress_bar(args, sources)
+    base = [0]
+    try:
+        for i, (src, target) in enumerate(zip(sources, targets)):
+            told = None if announce is None else (lambda path, lt, snap, _k=0, i=i: announce(path, lt, snap, i))
+            moved = None if update is None else (lambda done, whole, info: update(base[0] + done, None, info))
+            try:
+                stats = filter_file(src, target, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
+                                    optimize=optimize, format=args.format, ts_resolution=resolution,
+                                    compiler=_compile, truncate=truncate, dedup=dedup, backend=args.backend,
+                                    workers=1 if _small(src) else workers, after=after, before=before,
+                                    announce=told, progress=moved)
+            except CaptureFormatError as err:
+                stats = err.stats
+                if bar is not None:
+                    bar.close()
+                    bar = update = None
+                _fail(_one_line(err))
+                damaged.append(err)
+            if stats is not None:
+                for k in ("read", "matched", "written", "bytes"):
+                    setattr(total, k, getattr(total, k) + getattr(stats, k))
+                total.files += stats.files
+            try:
+                base[0] += os.path.getsize(src)
+            except OSError:
+                pass
+    finally:
+        if bar is not None:
+            bar.close()
+    total.seconds = time.perf_counter() - started
+    return _report(args, total, 1 if damaged else 0)
+
+
+def _small(path):
+    """Whether an input is small enough for one worker (a pass of milliseconds, which a second
+    worker's start would cost as much as it saves: capture.fastpath.SMALL_FILE_BYTES)."""
+    from .capture.fastpath import SMALL_FILE_BYTES
+    try:
+        return os.path.getsize(path) < SMALL_FILE_BYTES
+    except OSError:
+        return False
 
 
 def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers):

@@ -722,17 +722,6 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progres
     return results
 
 
-def _pcap_name(name):
-    """An output's name in a directory, from its input's: what it holds, an uncompressed pcap
-    file ('a.pcap.gz' -> 'a.pcap', 'b.pcapng' -> 'b.pcap')."""
-    from .capture.files import COMPRESSION_SUFFIXES
-    for suffix in COMPRESSION_SUFFIXES:
-        if name.lower().endswith(suffix):
-            name = name[:-len(suffix)]
-    stem, ext = os.path.splitext(name)
-    return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
-
-
 @_as_given
 @_timed
 def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None):
@@ -748,8 +737,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_target,
-                                overwritten, pcap_file_header)
+    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_name_for,
+                                output_target, overwritten, pcap_file_header)
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
     given = _names(paths)
@@ -784,7 +773,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                               f"go into one pcap file (give a directory: one output per input)")
     if to_dir:
         os.makedirs(out, exist_ok=True)
-        names = [_pcap_name(os.path.basename(p)) for p in paths]
+        names = [output_name_for(p) for p in paths]
         if len(set(names)) != len(names):
             raise FilterError(f"{shown}: several inputs have the same name; give one output file instead")
         targets = [os.path.join(out, n) for n in names]

@@ -99,6 +99,16 @@ def test_filter_files_into_a_directory(client, inputs, tmp_path):
         subprocess.run([ref.tcpdump(), "-r", p, "-w", str(want), "ip and tcp port 80"], check=True,
                        stderr=subprocess.DEVNULL)
         assert (d / os.path.basename(p)).read_bytes() == want.read_bytes()
+    # the command writes a directory alike, with --scheduler and without (pcapng: a pcap file)
+    for how in ([], ["--scheduler", client.scheduler.address]):
+        e = tmp_path / f"cli{len(how)}"
+        r = subprocess.run([sys.executable, "-m", "pfilter", *[a for p in inputs for a in ("-r", p)], "-w",
+                            str(e) + os.sep, *how, "ip and tcp port 80"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert sorted(os.listdir(e)) == ["in0.pcap", "in1.pcap", "in2.pcap", "in3.pcap"]
+        for name in ("in0.pcap", "in1.pcap", "in2.pcap"):
+            assert (e / name).read_bytes() == (d / name).read_bytes()
+    assert (tmp_path / "cli0" / "in3.pcap").read_bytes() == (tmp_path / "cli2" / "in3.pcap").read_bytes()
 
 
 def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_path, monkeypatch):

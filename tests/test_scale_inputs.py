@@ -736,3 +736,43 @@ def test_rotated_outputs_of_many_inputs_check_each_input_once(tmp_path, monkeypa
     with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input file"):
         pfilter.filter_file(paths + [str(victim)], str(out), "", rotate={"size": 20000})
     assert victim.read_bytes() == before
+
+
+def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
+    """-w DIR/ (made when missing) or an existing directory: one output per input, named as the
+    input (a pcapng or compressed input's as a pcap file), each what `tcpdump -r IN -w OUT` writes
+    for it, as pfilter.dask and --scheduler write a directory; -j 1 and 2 alike. A damaged input
+    is reported on its line, the others written, exit 1. Refused in one line, nothing written:
+    two inputs of one name, --merge or -C into it, standard input, an output that is an input."""
+    import gzip
+    d, paths = inputs
+    packed = tmp_path / "packed.pcap.gz"
+    packed.write_bytes(gzip.compress(open(paths[0], "rb").read()))
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(open(paths[1], "rb").read()[:30000])
+    sources = [paths[1], str(packed), paths[2], str(cut)]
+    for j, out in (("1", tmp_path / "new" / "deeper"), ("2", tmp_path / "existing")):
+        given = str(out) + os.sep if j == "1" else str(out)
+        if j == "2":
+            out.mkdir()
+        r = run(*[a for s in sources for a in ("-r", s)], "-j", j, "-w", given, "tcp", check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert [line for line in r.stderr.splitlines() if line.startswith("pfilter: ")] == [
+            line for line in r.stderr.splitlines() if line.startswith(f"pfilter: {cut}: offset ")]
+        assert sorted(os.listdir(out)) == ["b.pcap", "c.pcap", "cut.pcap", "packed.pcap"]
+        plain = [paths[1], paths[0], paths[2], str(cut)]      # (tcpdump reads no gzip: its original)
+        for src, name in zip(plain, ["b.pcap", "packed.pcap", "c.pcap", "cut.pcap"]):
+            want = tmp_path / "want.pcap"
+            want.unlink(missing_ok=True)
+            subprocess.run([ref.tcpdump(), "-r", src, "-w", str(want), "tcp"], capture_output=True)
+            assert (out / name).read_bytes() == want.read_bytes(), name
+    again = tmp_path / "again"
+    for argv, says in ((["-r", paths[0], "-r", paths[0]], "several inputs would write a.pcap"),
+                       (["-r", paths[0], "-r", paths[1], "--merge"], "--merge, -C and -G write one output"),
+                       (["-r", paths[0], "-C", "1"], "--merge, -C and -G write one output"),
+                       (["-r", "-"], "standard input has no name")):
+        r = run(*argv, "-w", str(again) + os.sep, "tcp", check=False)
+        assert r.returncode == 1 and says in r.stderr.splitlines()[-1] and "Traceback" not in r.stderr, r.stderr
+    r = run("-r", d, "-w", os.path.dirname(paths[0]), "tcp", check=False)
+    assert r.returncode == 1 and "refusing to overwrite the input file" in r.stderr.splitlines()[-1]
+    assert not again.exists() or not os.listdir(again)

@@ -469,9 +469,10 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
         if dst is not None:
             out = AtomicFile(name, protect=[src])
             out.write(header)
-            if rotate is None and not count and byte_range is None:
+            if rotate is None and not count and byte_range is None and os.fstat(in_fd).st_size >= SMALL_FILE_BYTES:
                 # the output holds at most the input's bytes (its records, whole or cut, and
                 # a header as long): allocated at once, cut to what was written at the end
+                # (a small one is written by one worker: allocating and cutting cost more)
                 out.preallocate(os.fstat(in_fd).st_size, _fastcopy.preallocate)
         total = _Totals()
         start, end = 24, -1
@@ -737,6 +738,11 @@ def _run(job, progress, total, src, base=None, members=None):
     members: a ring's forked _Members, watched while the pass runs."""
     r0 = base.read if base is not None else 0
     m0 = base.matched if base is not None else 0
+    if members is None and total < SMALL_FILE_BYTES:       # (as _many_files runs its small inputs)
+        status = job.run()
+        if progress is not None and status != "rotate":
+            progress(job.done, total, FilterStats(read=r0 + job.read, matched=m0 + job.matched, files=[src]))
+        return status
     outcome = {}
 
     def work():

@@ -104,6 +104,18 @@ def compression_for_path(path):
     return None
 
 
+def output_name_for(path):
+    """The name of an input's output in a directory (`-w DIR/`, pfilter.dask.filter_files into a
+    directory): the input's, as an uncompressed pcap file ('a.pcap.gz' -> 'a.pcap', 'b.pcapng'
+    -> 'b.pcap')."""
+    name = os.path.basename(os.fsdecode(path))
+    for suffix in COMPRESSION_SUFFIXES:
+        if name.lower().endswith(suffix):
+            name = name[:-len(suffix)]
+    stem, ext = os.path.splitext(name)
+    return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
+
+
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
     name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
