@@ -789,8 +789,10 @@ def _interrupted(args, err):
     stats = getattr(err, "stats", None)
     what = f"interrupted by {signal_name(err)}"
     if stats is not None and args.write not in (None, "-"):
-        what += (f": {stats.written} packet{'s' if stats.written != 1 else ''} written to {args.write}"
-                 f" ({stats.read} read)")
+        where = ""              # (none when nothing was made: a merge interrupted before writing)
+        if os.path.lexists(args.write):
+            where = f" to {args.write}" + (" and the files after it" if output_edits(args)[2] else "")
+        what += f": {stats.written} packet{'s' if stats.written != 1 else ''} written{where} ({stats.read} read)"
     elif stats is not None:
         what += f" after {stats.read} packet{'s' if stats.read != 1 else ''} read"
     try:
@@ -1024,6 +1026,7 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
             told = None if announce is None else (lambda path, lt, snap, _k=0, i=i: announce(path, lt, snap, i))
             moved = None if update is None else (lambda done, whole, info: update(base[0] + done, None, info))
             try:
+                stats = None
                 stats = filter_file(src, target, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
                                     optimize=optimize, format=args.format, ts_resolution=resolution,
                                     compiler=_compile, truncate=truncate, dedup=dedup, backend=args.backend,
@@ -1036,10 +1039,12 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
                     bar = update = None
                 _fail(_one_line(err))
                 damaged.append(err)
-            if stats is not None:
-                for k in ("read", "matched", "written", "bytes"):
-                    setattr(total, k, getattr(total, k) + getattr(stats, k))
-                total.files += stats.files
+            except KeyboardInterrupt as err:        # (its line says what all the outputs hold)
+                _add_stats(total, getattr(err, "stats", None))
+                total.seconds = time.perf_counter() - started
+                err.stats = total
+                raise
+            _add_stats(total, stats)
             try:
                 base[0] += os.path.getsize(src)
             except OSError:
@@ -1049,6 +1054,14 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
             bar.close()
     total.seconds = time.perf_counter() - started
     return _report(args, total, 1 if damaged else 0)
+
+
+def _add_stats(total, stats):
+    """Add a FilterStats (None: nothing) to the running `total`."""
+    if stats is not None:
+        for k in ("read", "matched", "written", "bytes"):
+            setattr(total, k, getattr(total, k) + getattr(stats, k))
+        total.files += stats.files
 
 
 def _small(path):

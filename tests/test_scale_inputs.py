@@ -776,3 +776,30 @@ def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
     r = run("-r", d, "-w", os.path.dirname(paths[0]), "tcp", check=False)
     assert r.returncode == 1 and "refusing to overwrite the input file" in r.stderr.splitlines()[-1]
     assert not again.exists() or not os.listdir(again)
+
+
+def test_an_interrupted_directory_output_says_what_all_its_outputs_hold(inputs, tmp_path, monkeypatch, capsys):
+    """Interrupted at its second input, -w DIR/ names the packets of both outputs, and a merge
+    interrupted before its output exists names no file."""
+    import pfilter.capture.filterfile as ff
+    from pfilter import cli
+    d, paths = inputs
+    real = ff.filter_file
+
+    def second_interrupted(src, dst, *a, **k):
+        if src == paths[1]:
+            err = KeyboardInterrupt()
+            err.stats = pfilter.FilterStats(read=7, matched=3, written=3, files=[src])
+            raise err
+        return real(src, dst, *a, **k)
+    monkeypatch.setattr(ff, "filter_file", second_interrupted)
+    first = pfilter.filter_file(paths[0], None, "tcp")
+    status = cli.main(["-r", paths[0], "-r", paths[1], "-w", str(tmp_path / "out") + os.sep, "tcp"])
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert status == 130 and line == (f"pfilter: interrupted by SIGINT: {first.matched + 3} packets written to "
+                                      f"{tmp_path / 'out'}{os.sep} ({first.read + 7} read)")
+    err = KeyboardInterrupt()
+    err.stats = pfilter.FilterStats()
+    assert cli._interrupted(cli.parse_args(cli.build_parser(), ["-r", paths[0], "--merge", "-w",
+                                                                 str(tmp_path / "none.pcap")]), err) == 130
+    assert capsys.readouterr().err == "pfilter: interrupted by SIGINT: 0 packets written (0 read)\n"
