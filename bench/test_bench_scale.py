@@ -277,6 +277,40 @@ def test_directory_against_a_tcpdump_loop(small_files, tmp_path, compiled):
                                           **{"wall s": lw, "CPU s": lc, "speed-up": 1.0, "count": total})
 
 
+def test_directory_output_against_a_tcpdump_loop(small_files, tmp_path, compiled):
+    """-w OUTDIR/ (one output per input) against a shell loop of tcpdump writing each input's
+    output under the same name: outputs byte-identical (asserted), each round into new directories."""
+    tcpdump = tcpdump_path()
+    expr = "ip and tcp port 80"
+    env = command_env()
+
+    def commands(k):
+        mine, theirs = tmp_path / f"pf{k}", tmp_path / f"td{k}"
+        theirs.mkdir()
+        loop = ["sh", "-c", f'for f in "$0"/*.pcap; do {tcpdump} -r "$f" -w "$1/${{f##*/}}" "$2" 2>/dev/null; done',
+                str(small_files), str(theirs), expr]
+        return loop, pfilter_launcher() + ["--quiet", "-r", str(small_files), "-w", f"{mine}/", expr], mine, theirs
+    loop, pf, mine, theirs = commands("check")
+    subprocess.run(loop, check=True)
+    subprocess.run(pf, env=env, check=True, capture_output=True)
+    names = sorted(os.listdir(theirs))
+    assert sorted(os.listdir(mine)) == names and len(names) == len(list(small_files.iterdir()))
+    assert all((mine / n).read_bytes() == (theirs / n).read_bytes() for n in names)
+    runs = {"loop": [], "pf": []}
+    for k in range(max(1, min(ROUNDS, 3))):
+        loop, pf, mine, theirs = commands(k)
+        runs["loop"].append(run_command(loop, tmp=tmp_path))
+        runs["pf"].append(run_command(pf, env, tmp=tmp_path))
+        shutil.rmtree(mine)
+        shutil.rmtree(theirs)
+    (lw, lc, _), (pw, pc, pm) = _best(runs["loop"]), _best(runs["pf"])
+    table = result_table("scale_dir", "", [])
+    table.add("dir-w", what="pfilter -r DIR -w OUTDIR/ (one output per input)",
+              **{"wall s": pw, "CPU s": pc, "speed-up": lw / pw, "peak MB": pm})
+    table.add("loop-w", what='for f in DIR/*; do tcpdump -r $f -w OUTDIR/${f##*/}; done',
+              **{"wall s": lw, "CPU s": lc, "speed-up": 1.0})
+
+
 def _repeated(capture, times, suffix):
     """capture's records `times` times over in one pcap file (cached beside it)."""
     path = cache_dir() / (capture.stem + suffix + ".pcap")
