@@ -891,6 +891,19 @@ RING_SHARED = True
 RING_PROGRESS_SECONDS = 0.25
 
 
+def _here(addresses):
+    """Whether the worker addresses are all of this host (a loopback address, or one of its
+    own): a process-shared lock in a file they map is then this process's to take too."""
+    import socket
+    from distributed.comm import get_address_host
+    own = {"localhost", "127.0.0.1", "::1", socket.gethostname()}
+    try:
+        own.update(socket.gethostbyname_ex(socket.gethostname())[2])
+    except OSError:
+        pass
+    return all(get_address_host(a) in own for a in addresses)
+
+
 def _one_host(addresses):
     """Whether the worker addresses are all on one host."""
     from distributed.comm import get_address_host
@@ -958,6 +971,11 @@ def _write_shared_ring(client, members, expr, paths, dst, header, range_bytes, p
                                  pure=False)
                    for m, address in enumerate(members)]
         parts = _ring_parts(client, futures, members, _watching(fd, paths, progress))
+        if parts is None and _here(members):
+            # the members still waiting for the turns of one that left stop now, not after
+            # RING_WAIT_SECONDS (their workers are then free for the parts)
+            with mmap.mmap(fd, 0) as ring:
+                _fastcopy.ring_cancel(ring, len(paths))
         if parts is None or any(p is None for p in parts):
             dst.abort()
             return None

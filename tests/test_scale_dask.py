@@ -592,6 +592,36 @@ def test_a_ring_member_whose_worker_dies_is_not_waited_for(inputs, tmp_path):
         cluster.close()
 
 
+def test_the_members_of_a_ring_given_up_stop_at_once(client, inputs, tmp_path, monkeypatch):
+    """A ring on this host whose second member's worker is not in the cluster (left, as a killed
+    worker leaves): the client gives up on the ring at once, and the member that runs, waiting
+    for the missing member's turns, stops then too (ring_cancel), not RING_WAIT_SECONDS (here 120)
+    later: its worker is free again for the parts and for the next call; the same bytes."""
+    import time
+    monkeypatch.setattr(pdask, "RING_SHARED", True)
+    monkeypatch.setattr(pdask, "RING_WAIT_SECONDS", 120.0)
+    one = sorted(client.scheduler_info()["workers"])[0]
+    monkeypatch.setattr(pdask, "_members", lambda c, n: [one, "tcp://127.0.0.1:9"])    # not in the cluster
+    real_submit = client.submit
+
+    def submit(f, *a, **k):              # the member for no worker: a task that never ends
+        if k.get("workers") == ["tcp://127.0.0.1:9"]:
+            return real_submit(time.sleep, 3600, workers=["tcp://127.0.0.1:9"], allow_other_workers=False,
+                               pure=False)
+        return real_submit(f, *a, **k)
+    monkeypatch.setattr(client, "submit", submit)
+    local, out = tmp_path / "local.pcap", tmp_path / "dask.pcap"
+    pfilter.filter_file(inputs[:3], str(local), "tcp")
+    started = time.monotonic()
+    pdask.filter_files(inputs[:3], "tcp", str(out), client=client, range_bytes=300_000)
+    assert out.read_bytes() == local.read_bytes() and time.monotonic() - started < 60
+    deadline = time.monotonic() + 10
+    while any(client.processing().values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(client.processing().values()), client.processing()
+    assert sorted(os.listdir(tmp_path)) == ["dask.pcap", "local.pcap"]
+
+
 def test_a_busy_cluster_takes_no_ring(client, inputs, tmp_path, monkeypatch):
     """A worker already running a task (another client's) would hold its ring member back, and
     the other members would wait for it: the output is made from parts at once, the same bytes."""

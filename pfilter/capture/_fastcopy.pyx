@@ -1701,6 +1701,31 @@ def ring_done(object ring, int blocks):
         PyBuffer_Release(&view)
 
 
+def ring_cancel(object ring, int blocks):
+    """Stop the first `blocks` ring passes of `ring` (made by ring_init) from outside them, as
+    cancel() of a member's PcapCopy stops its ring: a member waiting for a turn (of a member that
+    will never come: its worker left) or walking stops at once, status "cancelled". For a
+    process of the members' host only (the blocks' locks are that kernel's)."""
+    cdef Py_buffer view
+    cdef int k
+    cdef Turns* t
+    PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+    try:
+        if blocks < 0 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
+            raise ValueError("the ring's mapping is too small")
+        for k in range(blocks):
+            t = <Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))
+            with nogil:
+                pf_ring_lock(&t.mu)
+                t.cancelled = 1
+                if not t.finished:
+                    t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
+                pthread_cond_broadcast(&t.cv)
+                pthread_mutex_unlock(&t.mu)
+    finally:
+        PyBuffer_Release(&view)
+
+
 def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
     """Make `blocks` blocks of RING_BLOCK_BYTES at the start of `ring` (a shared mapping, of a
     file every member maps) the turns of as many ring passes (PcapCopy's ring, ring_block k):
