@@ -541,8 +541,8 @@ def _compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
     tuples, rejects, prog = cached_program(expr, linktype, snaplen, optimize, **options)
     _refuse_rejects_all(optimize, rejects)
     if prog is None:
-        from .program import Program
-        prog = Program.from_tuples(tuples, linktype=linktype, snaplen=snaplen, source=expr)
+        from .compiler.cache import program_of
+        prog = program_of(tuples, linktype, snaplen, expr)
     return prog
 
 

@@ -72,3 +72,17 @@ def test_a_bad_expression_is_reported_as_without_the_cache(cache_home, tmp_path)
         pfilter.filter_file(PCAP, tmp_path / "a.pcap", "tcp port")
     assert e.value.position is not None and _entries(cache_home) == []
     assert not (tmp_path / "a.pcap").exists()
+
+
+def test_a_cached_program_longer_than_the_kernel_takes_runs_again(cache_home, tmp_path):
+    """A filter of hundreds of hosts compiles to more than 4096 instructions (the kernel's limit,
+    not tcpdump's offline): its cache hit (the second call) runs it as the first call did; it
+    was refused there ('more than the limit of 4096')."""
+    long = " or ".join(f"(host 10.9.{i // 200}.{i % 200} and port {i + 1})" for i in range(320)) + " or tcp"
+    first = pfilter.filter_file(PCAP, tmp_path / "a.pcap", long)
+    assert len(pfilter.compile(long)) > 4096 and len(_entries(cache_home)) == 1
+    again = pfilter.filter_file(PCAP, tmp_path / "b.pcap", long)
+    assert again.matched == first.matched > 0
+    assert (tmp_path / "a.pcap").read_bytes() == (tmp_path / "b.pcap").read_bytes()
+    from pfilter.compiler.cache import cached_compile
+    assert cached_compile(long).to_tuples() == pfilter.compile(long).to_tuples()

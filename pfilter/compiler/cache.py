@@ -202,7 +202,13 @@ def cached_compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
     """pfilter.compile through the on-disk cache of cached_program: the same Program's
     instructions, without importing the compiler on a hit."""
     tuples, _rejects, prog = cached_program(expr, linktype, snaplen, optimize, **options)
-    if prog is None:
-        from ..program import Program
-        prog = Program.from_tuples(tuples, linktype=linktype, snaplen=snaplen, source=expr)
-    return prog
+    return prog if prog is not None else program_of(tuples, linktype, snaplen, expr)
+
+
+def program_of(tuples, linktype, snaplen, expr):
+    """The Program of a compiled expression's cached instructions: as long as the compiler
+    makes them (validate.COMPILED_MAX_INSNS, not the kernel's 4096, which a compiled filter
+    of hundreds of hosts passes: the compiler's own Program takes it)."""
+    from ..program import Program
+    from ..validate import COMPILED_MAX_INSNS
+    return Program.from_tuples(tuples, linktype=linktype, snaplen=snaplen, source=expr, max_insns=COMPILED_MAX_INSNS)
