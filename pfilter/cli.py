@@ -55,7 +55,7 @@ _MAIN_OPTIONS = """
                                               matches, ** at any depth); repeatable
 -w FILE              write                    write the matching packets to FILE ('-' is standard output)
                                               instead of printing them; a directory (DIR/): one output per
-                                              input, named as it
+                                              input, named as it (its path under a -r DIR)
 -d                   dump+                    print the compiled program and exit: -d as text, -dd as a C
                                               array, -ddd as decimal numbers
 -y LINKTYPE          linktype                 link type to compile for (name like EN10MB or number); default:
@@ -986,13 +986,14 @@ def _reading_on(sources):
 
 def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, workers):
     """-w DIR (a directory, or a name ending in '/', made when missing): one output per input,
-    named as the input (capture.files.output_name_for; .pcapng with --format pcapng), as
+    named as the input (capture.files.output_names: under a -r DIR, its path there; .pcapng
+    with --format pcapng), as
     pfilter.dask.filter_files and --scheduler write a directory; each input filtered as it would
     be alone (its fast path, its workers, -c N of its own as tcpdump -V counts). A damaged input
     is reported on its line and the next one read (exit 1); one summary for all."""
     import time
     from .capture.fastpath import FilterStats
-    from .capture.files import output_name_for, output_target, overwritten
+    from .capture.files import output_names, output_target, overwritten
     from .capture.filterfile import filter_file
     from .errors import CaptureFormatError, FilterError
     truncate, dedup, rotate = output_edits(args)
@@ -1001,7 +1002,7 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
                           f"one output (give -w FILE)")
     if "-" in sources:
         raise FilterError(f"{args.write}: standard input has no name for an output in a directory (give -w FILE)")
-    names = [output_name_for(s) for s in sources]
+    names = output_names(sources, _roots(args))
     if args.format == "pcapng":
         names = [os.path.splitext(n)[0] + ".pcapng" for n in names]
     seen = set()
@@ -1009,11 +1010,12 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
         if name in seen:
             raise FilterError(f"{args.write}: several inputs would write {name} ({src} the second); give -w FILE")
         seen.add(name)
-    os.makedirs(args.write, exist_ok=True)
     targets = [os.path.join(args.write, n) for n in names]
     hit = overwritten({output_target(t): t for t in targets}, sources)
     if hit is not None:
         raise FilterError(f"{hit[0]}: refusing to overwrite the input file {hit[1]}")
+    for where in dict.fromkeys(os.path.dirname(t) for t in targets):
+        os.makedirs(where, exist_ok=True)
     after = before = None
     if args.after is not None or args.before is not None:
         from .capture.index import parse_window
@@ -1054,6 +1056,12 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
             bar.close()
     total.seconds = time.perf_counter() - started
     return _report(args, total, 1 if damaged else 0)
+
+
+def _roots(args):
+    """The -r arguments that are directories: an output directory keeps its inputs' paths under
+    them (capture.files.output_names)."""
+    return [r for r in args.read or () if r != "-" and os.path.isdir(r)]
 
 
 def _add_stats(total, stats):
@@ -1120,7 +1128,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
                 stats = pdask.count_stats(sources, expr, client=client, on_damage=on_damage, progress=update)
             else:
                 stats = pdask.filter_files(sources, expr, args.write, client=client, on_damage=on_damage,
-                                           progress=update)
+                                           progress=update, names=_roots(args))
         except CaptureFormatError as err:
             # (one input that is no capture: its line alone, as without --scheduler)
             stats = err.stats if err.stats is not None and (err.stats.read or len(sources) > 1) else None

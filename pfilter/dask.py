@@ -724,11 +724,12 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progres
 
 @_as_given
 @_timed
-def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None):
+def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=None, progress=None, names=()):
     """Write the packets of `paths` that `expr` matches: `out` a file (pcap): the inputs'
     matches in the order given, byte for byte what `pfilter -r A -r B ... -w out` writes; `out`
     a directory (existing, or a name ending in '/'): one output per input, named as the input
-    (as a pcap file: 'a.pcapng.gz' gives 'a.pcap'). Relative paths are this process's.
+    (as a pcap file: 'a.pcapng.gz' gives 'a.pcap'; an input under one of the directories `names`
+    keeps its path under it: capture.files.output_names). Relative paths are this process's.
     range_bytes: the size of a range (default: into one file, RING_CHUNK_BYTES, the chunks of the
     ring of workers that writes it in place; into a directory, RANGE_BYTES, one task each).
     Returns a FilterStats (the sums over all inputs). A damaged input is kept up to its damage,
@@ -737,7 +738,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_name_for,
+    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_names,
                                 output_target, overwritten, pcap_file_header)
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
@@ -773,7 +774,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                               f"go into one pcap file (give a directory: one output per input)")
     if to_dir:
         os.makedirs(out, exist_ok=True)
-        names = [output_name_for(p) for p in paths]
+        names = output_names(given, names)
         if len(set(names)) != len(names):
             raise FilterError(f"{shown}: several inputs have the same name; give one output file instead")
         targets = [os.path.join(out, n) for n in names]
@@ -783,8 +784,10 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     resolved = {output_target(t): t for t in targets}
     hit = overwritten(resolved, paths)
     if hit is not None:
-        name = os.path.join(shown, os.path.basename(resolved[hit[0]])) if to_dir else shown
+        name = os.path.join(shown, os.path.relpath(resolved[hit[0]], out)) if to_dir else shown
         raise FilterError(f"{name}: refusing to overwrite the input file {given[paths.index(hit[1])]}")
+    for where in dict.fromkeys(os.path.dirname(t) for t in targets) if to_dir else ():
+        os.makedirs(where, exist_ok=True)
     client, close = _client(client)
     try:
         work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))

@@ -4,6 +4,7 @@ ranges across the workers; the CLI's --scheduler; without dask.distributed, one 
 the extra."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -109,6 +110,22 @@ def test_filter_files_into_a_directory(client, inputs, tmp_path):
         for name in ("in0.pcap", "in1.pcap", "in2.pcap"):
             assert (e / name).read_bytes() == (d / name).read_bytes()
     assert (tmp_path / "cli0" / "in3.pcap").read_bytes() == (tmp_path / "cli2" / "in3.pcap").read_bytes()
+    # inputs under a directory (names=: the -r DIR given) keep their paths under it, as the command's
+    tree = tmp_path / "tree"
+    for day in ("day1", "day2"):
+        (tree / day).mkdir(parents=True)
+        shutil.copy(inputs[0], tree / day / "eth0.pcap")
+    days = [str(tree / "day1" / "eth0.pcap"), str(tree / "day2" / "eth0.pcap")]
+    with pytest.raises(pfilter.FilterError, match="several inputs have the same name"):
+        pdask.filter_files(days, "tcp", str(tmp_path / "flat") + os.sep, client=client)
+    pdask.filter_files(days, "tcp", str(tmp_path / "kept") + os.sep, client=client, names=[str(tree)])
+    for how in ([], ["--scheduler", client.scheduler.address]):
+        e = tmp_path / f"tree{len(how)}"
+        r = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(tree), "-w", str(e) + os.sep, *how, "tcp"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        for day in ("day1", "day2"):
+            assert (e / day / "eth0.pcap").read_bytes() == (tmp_path / "kept" / day / "eth0.pcap").read_bytes()
 
 
 def test_relative_paths_are_this_processs_not_the_workers(client, inputs, tmp_path, monkeypatch):

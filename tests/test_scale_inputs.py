@@ -776,6 +776,19 @@ def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
     r = run("-r", d, "-w", os.path.dirname(paths[0]), "tcp", check=False)
     assert r.returncode == 1 and "refusing to overwrite the input file" in r.stderr.splitlines()[-1]
     assert not again.exists() or not os.listdir(again)
+    # under a -r DIR, an input keeps its path there (two days' eth0.pcap stay apart), as cp -r
+    tree = tmp_path / "tree"
+    for day, src in (("day1", paths[0]), ("day2", paths[1])):
+        (tree / day).mkdir(parents=True)
+        (tree / day / "eth0.pcap").write_bytes(open(src, "rb").read())
+    out = tmp_path / "days"
+    run("-r", tree, "-r", paths[2], "-w", str(out) + os.sep, "tcp")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.pcap")) == ["c.pcap", "day1/eth0.pcap",
+                                                                             "day2/eth0.pcap"]
+    for day, src in (("day1", paths[0]), ("day2", paths[1])):
+        want = tmp_path / "want.pcap"
+        subprocess.run([ref.tcpdump(), "-r", src, "-w", str(want), "tcp"], capture_output=True)
+        assert (out / day / "eth0.pcap").read_bytes() == want.read_bytes()
 
 
 def test_an_interrupted_directory_output_says_what_all_its_outputs_hold(inputs, tmp_path, monkeypatch, capsys):

@@ -116,6 +116,25 @@ def output_name_for(path):
     return stem + ".pcap" if ext.lower() in (".pcapng", ".ntar", ".scap") else name
 
 
+def output_names(paths, roots=()):
+    """The names (paths relative to the output directory) of the inputs' outputs in a directory:
+    an input found under one of the directories `roots` (the `-r DIR` given) keeps its path under
+    it, as `cp -r` would ('day1/eth0.pcap' and 'day2/eth0.pcap' stay apart), any other its name;
+    each as output_name_for names it."""
+    names = []
+    for path in paths:
+        path = os.fsdecode(path)
+        rel = None
+        for root in roots:
+            under = os.path.relpath(path, os.fsdecode(root))
+            if under != os.pardir and not under.startswith(os.pardir + os.sep):
+                rel = under
+                break
+        head = os.path.dirname(rel) if rel is not None else ""
+        names.append(os.path.join(head, output_name_for(path)))
+    return names
+
+
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
     name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
