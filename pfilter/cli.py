@@ -437,18 +437,17 @@ def _directory_captures(path):
     def unreadable(err):
         raise OSError(err.errno, err.strerror, err.filename) from None
 
-    found = []
+    entries = []
     for root, dirs, files in os.walk(path, onerror=unreadable):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            if not name.startswith("."):
-                full = os.path.join(root, name)
-                if _looks_like_capture(full):
-                    found.append(full)
+        entries += [os.path.join(root, name) for name in files if not name.startswith(".")]
+    # in path order, and so are the warnings of what is skipped
+    entries.sort(key=lambda full: os.path.relpath(full, path).split(os.sep))
+    found = [full for full in entries if _looks_like_capture(full)]
     if not found:
         from .errors import FilterError
         raise FilterError(f"{path}: no capture files in this directory")
-    return sorted(found, key=lambda full: os.path.relpath(full, path).split(os.sep))
+    return found
 
 
 _MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",

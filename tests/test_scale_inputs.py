@@ -168,6 +168,8 @@ def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(t
                       ("notes.txt", "not a capture file"), ("gone.pcap", "a symbolic link to nothing"),
                       ("loop", "a symbolic link to nothing")]:
         assert f"pfilter: warning: {d / name}: {why}, skipped" in r.stderr.splitlines()
+    warned = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("pfilter: warning: ")]
+    assert warned == sorted(warned, key=lambda p: os.path.relpath(p, d).split(os.sep))     # in path order
     # a file or a directory that cannot be read is an error, not a capture left out unsaid
     prefix = _without_file_access_override()
     if prefix and subprocess.run(prefix + ["true"]).returncode != 0:
