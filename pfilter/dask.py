@@ -770,8 +770,10 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                     raise
                 # a later input that is no capture: its task says so (_damaged)
         if len(kinds) > 1:
-            raise FilterError(f"{shown}: inputs of several link types ({', '.join(map(str, kinds))}) cannot "
-                              f"go into one pcap file (give a directory: one output per input)")
+            # (the local command's words; it would write pcapng, which the cluster's ring does not)
+            (first, _), (other, path) = list(kinds.items())[:2]
+            raise FilterError(f"{given[paths.index(path)]}: link type {other} cannot go into {shown}, a pcap file of "
+                              f"link type {first}: give a directory instead (one output per input)")
     if to_dir:
         os.makedirs(out, exist_ok=True)
         names = output_names(given, names)
