@@ -792,6 +792,8 @@ def _interrupted(args, err):
         if os.path.lexists(args.write):
             where = f" to {args.write}" + (" and the files after it" if output_edits(args)[2] else "")
         what += f": {stats.written} packet{'s' if stats.written != 1 else ''} written{where} ({stats.read} read)"
+        if getattr(err, "cut_short", None):
+            what += f"; {err.cut_short} ends where its input was interrupted"
     elif stats is not None:
         what += f" after {stats.read} packet{'s' if stats.read != 1 else ''} read"
     try:
@@ -988,14 +990,18 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
     named as the input (capture.files.output_names: under a -r DIR, its path there; .pcapng
     with --format pcapng), as
     pfilter.dask.filter_files and --scheduler write a directory; each input filtered as it would
-    be alone (its fast path, its workers, -c N of its own as tcpdump -V counts). A damaged input
-    is reported on its line and the next one read (exit 1); one summary for all."""
+    be alone (its fast path, its workers, -c N of its own as tcpdump -V counts). A damaged input,
+    or one of a link type the expression has no meaning on, is reported on its line and the next
+    one read (exit 1); one summary for all."""
     import time
     from .capture.fastpath import FilterStats
-    from .capture.files import output_names, output_target, overwritten
+    from .capture.files import name_clash, output_names, output_target, overwritten
     from .capture.filterfile import filter_file
-    from .errors import CaptureFormatError, FilterError
+    from .errors import CaptureFormatError, FilterError, FilterSyntaxError
     truncate, dedup, rotate = output_edits(args)
+    if os.path.exists(args.write.rstrip(os.sep) or args.write) and not os.path.isdir(args.write.rstrip(os.sep)):
+        import errno
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), args.write)
     if args.merge or rotate:
         raise FilterError(f"{args.write}: a directory takes one output per input: --merge, -C and -G write "
                           f"one output (give -w FILE)")
@@ -1004,11 +1010,9 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
     names = output_names(sources, _roots(args))
     if args.format == "pcapng":
         names = [os.path.splitext(n)[0] + ".pcapng" for n in names]
-    seen = set()
-    for src, name in zip(sources, names):
-        if name in seen:
-            raise FilterError(f"{args.write}: several inputs would write {name} ({src} the second); give -w FILE")
-        seen.add(name)
+    clash = name_clash(names, sources)
+    if clash is not None:
+        raise FilterError(f"{args.write}: {clash}; give -w FILE")
     targets = [os.path.join(args.write, n) for n in names]
     hit = overwritten({output_target(t): t for t in targets}, sources)
     if hit is not None:
@@ -1033,17 +1037,23 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
                                     compiler=_compile, truncate=truncate, dedup=dedup, backend=args.backend,
                                     workers=1 if _small(src) else workers, after=after, before=before,
                                     announce=told, progress=moved)
-            except CaptureFormatError as err:
-                stats = err.stats
+            except FilterError as err:
+                if isinstance(err, FilterSyntaxError):
+                    raise                   # (the expression's: every input's)
+                # damaged, or the expression without meaning on its link type: said, and the next
+                stats = getattr(err, "stats", None)
                 if bar is not None:
                     bar.close()
                     bar = update = None
-                _fail(_one_line(err))
+                _fail(_one_line(err) if isinstance(err, CaptureFormatError) else f"{src}: {_one_line(err)}")
                 damaged.append(err)
             except KeyboardInterrupt as err:        # (its line says what all the outputs hold)
-                _add_stats(total, getattr(err, "stats", None))
+                stats = getattr(err, "stats", None)
+                _add_stats(total, stats)
                 total.seconds = time.perf_counter() - started
                 err.stats = total
+                if stats is not None and os.path.lexists(target):
+                    err.cut_short = target          # (whole records, up to where it stopped)
                 raise
             _add_stats(total, stats)
             try:

@@ -738,8 +738,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, output_names,
-                                output_target, overwritten, pcap_file_header)
+    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, name_clash,
+                                output_names, output_target, overwritten, pcap_file_header)
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
     given = _names(paths)
@@ -777,8 +777,9 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     if to_dir:
         os.makedirs(out, exist_ok=True)
         names = output_names(given, names)
-        if len(set(names)) != len(names):
-            raise FilterError(f"{shown}: several inputs have the same name; give one output file instead")
+        clash = name_clash(names, given)
+        if clash is not None:
+            raise FilterError(f"{shown}: {clash}; give one output file instead")
         targets = [os.path.join(out, n) for n in names]
     else:
         targets = [out] * len(paths)

@@ -116,7 +116,7 @@ def test_filter_files_into_a_directory(client, inputs, tmp_path):
         (tree / day).mkdir(parents=True)
         shutil.copy(inputs[0], tree / day / "eth0.pcap")
     days = [str(tree / "day1" / "eth0.pcap"), str(tree / "day2" / "eth0.pcap")]
-    with pytest.raises(pfilter.FilterError, match="several inputs have the same name"):
+    with pytest.raises(pfilter.FilterError, match="several inputs would write eth0.pcap"):
         pdask.filter_files(days, "tcp", str(tmp_path / "flat") + os.sep, client=client)
     pdask.filter_files(days, "tcp", str(tmp_path / "kept") + os.sep, client=client, names=[str(tree)])
     for how in ([], ["--scheduler", client.scheduler.address]):

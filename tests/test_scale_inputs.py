@@ -769,7 +769,11 @@ def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
             subprocess.run([ref.tcpdump(), "-r", src, "-w", str(want), "tcp"], capture_output=True)
             assert (out / name).read_bytes() == want.read_bytes(), name
     again = tmp_path / "again"
-    for argv, says in ((["-r", paths[0], "-r", paths[0]], "several inputs would write a.pcap"),
+    other = tmp_path / "other" / "a.pcap"
+    other.parent.mkdir()
+    other.write_bytes(open(paths[1], "rb").read())
+    for argv, says in ((["-r", paths[0], "-r", paths[0]], f"{paths[0]} is given twice"),
+                       (["-r", paths[0], "-r", other], f"several inputs would write a.pcap ({paths[0]} and {other})"),
                        (["-r", paths[0], "-r", paths[1], "--merge"], "--merge, -C and -G write one output"),
                        (["-r", paths[0], "-C", "1"], "--merge, -C and -G write one output"),
                        (["-r", "-"], "standard input has no name")):
@@ -778,6 +782,19 @@ def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
     r = run("-r", d, "-w", os.path.dirname(paths[0]), "tcp", check=False)
     assert r.returncode == 1 and "refusing to overwrite the input file" in r.stderr.splitlines()[-1]
     assert not again.exists() or not os.listdir(again)
+    plain = tmp_path / "plain"
+    plain.write_text("a file\n")
+    r = run("-r", paths[0], "-w", str(plain) + os.sep, "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.splitlines()[-1] == f"pfilter: {plain}{os.sep}: Not a directory"
+    # an input of a link type the expression means nothing on: named on its line, the others written
+    raw = tmp_path / "raw.pcap"
+    pfilter.Writer(str(raw), linktype="RAW").close()
+    out = tmp_path / "mixed"
+    r = run("-r", paths[0], "-r", raw, "-r", paths[2], "-w", str(out) + os.sep, "ether host 00:11:22:33:44:55",
+            check=False)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("pfilter: ")]
+    assert r.returncode == 1 and len(errors) == 1 and errors[0].startswith(f"pfilter: {raw}: ")
+    assert sorted(os.listdir(out)) == ["a.pcap", "c.pcap"]
     # under a -r DIR, an input keeps its path there (two days' eth0.pcap stay apart), as cp -r
     tree = tmp_path / "tree"
     for day, src in (("day1", paths[0]), ("day2", paths[1])):
@@ -803,6 +820,7 @@ def test_an_interrupted_directory_output_says_what_all_its_outputs_hold(inputs, 
 
     def second_interrupted(src, dst, *a, **k):
         if src == paths[1]:
+            open(dst, "wb").close()                 # (what it had written: kept, as tcpdump keeps it)
             err = KeyboardInterrupt()
             err.stats = pfilter.FilterStats(read=7, matched=3, written=3, files=[src])
             raise err
@@ -812,7 +830,8 @@ def test_an_interrupted_directory_output_says_what_all_its_outputs_hold(inputs, 
     status = cli.main(["-r", paths[0], "-r", paths[1], "-w", str(tmp_path / "out") + os.sep, "tcp"])
     line = capsys.readouterr().err.splitlines()[-1]
     assert status == 130 and line == (f"pfilter: interrupted by SIGINT: {first.matched + 3} packets written to "
-                                      f"{tmp_path / 'out'}{os.sep} ({first.read + 7} read)")
+                                      f"{tmp_path / 'out'}{os.sep} ({first.read + 7} read); "
+                                      f"{tmp_path / 'out' / 'b.pcap'} ends where its input was interrupted")
     err = KeyboardInterrupt()
     err.stats = pfilter.FilterStats()
     assert cli._interrupted(cli.parse_args(cli.build_parser(), ["-r", paths[0], "--merge", "-w",

@@ -135,6 +135,23 @@ def output_names(paths, roots=()):
     return names
 
 
+def name_clash(names, sources):
+    """Where two inputs would write one output of a directory (output_names): the words for it
+    ('several inputs would write NAME (A and B)', or 'A is given twice'), or None."""
+    first = {}
+    for name, src in zip(names, sources):
+        if name not in first:
+            first[name] = src
+            continue
+        earlier = first[name]
+        try:
+            twice = os.path.samefile(earlier, src)
+        except (OSError, TypeError, ValueError):
+            twice = earlier == src
+        return f"{src} is given twice" if twice else f"several inputs would write {name} ({earlier} and {src})"
+    return None
+
+
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
     name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
