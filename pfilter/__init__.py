@@ -240,7 +240,8 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
              progress: ProgressArg = None, split: PathArg | None = None, first_match: bool = False,
              unmatched: PathArg | None = None, format: CaptureFormat | None = None,
              truncate: int | None = None, dedup: int | bool | None = None,
-             rotate: Any = None, backend: Literal["vm", "native", "auto"] = "vm") -> Classification:
+             rotate: Any = None, backend: Literal["vm", "native", "auto"] = "vm",
+             on_damage: Callable[[CaptureFormatError], object] | None = None) -> Classification:
     """Evaluate many named filters over every packet of `source` in one pass; returns a
     Classification (per-rule counts and bytes, the packets x rules matrix, labels).
 
@@ -270,8 +271,9 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     matches no packet of that link type: a RuleLinkTypeWarning says so and the result's
     `inapplicable` lists it (with `linktype` given, it is an error instead). A damaged capture
     raises CaptureFormatError after the packets before the damage were classified; its
-    `partial` attribute is the Classification of those packets. File-system failures raise
-    the matching OSError.
+    `partial` attribute is the Classification of those packets; with on_damage (a callable)
+    the error is passed to it instead and the next capture read (as filter_file's on_damage).
+    File-system failures raise the matching OSError.
     backend: "vm", "native" or "auto" (pfilter.backend): a rule set runs the shared-test engine
     (pfilter._classify) under "vm", its native code (pfilter.native.classifier_for) under
     "native", and under "auto" native code for large inputs where llvmlite is installed; a single
@@ -283,5 +285,5 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
                                        snaplen=snaplen, threads=threads, progress=progress,
                                        split=split, first_match=first_match, unmatched=unmatched,
                                        format=format, truncate=truncate, dedup=dedup, rotate=rotate,
-                                       backend=backend)
+                                       backend=backend, on_damage=on_damage)
     return result

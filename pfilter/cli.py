@@ -1329,8 +1329,15 @@ def classify_main(argv):
         try:
             try:
                 files = _sources(args.files, args.list_file)
+                # several inputs: a damaged one said on its line and the next read, as -r reads on
+                damaged = []
+
+                def on_damage(err):
+                    print(f"pfilter classify: {_classify_error(err, args.rules)}", file=sys.stderr)
+                    damaged.append(err)
                 options = dict(linktype=args.linktype, default=args.default, packed=True,
-                               counts_only=not args.labels, optimize=args.optimize, backend=args.backend)
+                               counts_only=not args.labels, optimize=args.optimize, backend=args.backend,
+                               on_damage=on_damage if len(files) > 1 else None)
                 if args.scheduler is not None:
                     result = _classify_on_cluster(args, files, dict(options, progress=_classify_progress(args, files)))
                 else:
@@ -1340,6 +1347,7 @@ def classify_main(argv):
                                       split=args.split, first_match=args.first_match,
                                       unmatched=args.unmatched, format=args.format, truncate=truncate,
                                       dedup=dedup, rotate=rotate, **options)
+                status = 1 if damaged else 0
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
                 if result is None or (not result.packets and e.offset == 0):
@@ -1352,7 +1360,8 @@ def classify_main(argv):
             sys.stdout.write(result.table())
             sys.stdout.flush()
             if args.labels:
-                _write_labels(args.labels, result.labels(), protect=list(files) + [args.rules])
+                _write_labels(args.labels, result.labels(), protect=list(files) + [args.rules] + list(
+                    args.list_file or ()))
             if failure is not None:
                 raise failure
         except BrokenPipeError:
@@ -1409,7 +1418,7 @@ def _classify_error(err, rules_path):
     """An error as one line; a file-system failure names its file (and the rules file as such)."""
     from .errors import FilterSyntaxError
     if isinstance(err, FilterSyntaxError):
-        return err.message
+        return _one_line(err)       # (at offset N of 'expression'), as the main command says it
     if isinstance(err, OSError) and err.strerror:
         name = err.filename if err.filename is not None else ""
         what = "cannot read rules file: " if name and os.fsdecode(name) == rules_path else ""

@@ -1196,7 +1196,8 @@ def classify(paths, rules, client=None, **options):
     pfilter.classify(paths, rules) gives (options: its keyword arguments, except split). A rules
     file is read here and its rules sent to the workers (they need no copy of it). A damaged
     input raises its CaptureFormatError, as pfilter.classify does: its `partial` is the
-    Classification of the inputs before it and of its packets before the damage. progress: as
+    Classification of the inputs before it and of its packets before the damage (on_damage: as
+    pfilter.classify's, the error passed to it and the next inputs kept). progress: as
     pfilter.classify's (True: a bar), told of each input as its task ends (the third argument
     of a callable is None)."""
     from ._progress import progress_callback
@@ -1213,6 +1214,7 @@ def classify(paths, rules, client=None, **options):
         from .classification.rules import parse_rules
         rules = dict(parse_rules(os.fsdecode(rules)))
     wanted = options.pop("progress", None)
+    on_damage = options.pop("on_damage", None)
     tracker = _Progress(wanted, [(i, p, None) for i, p in enumerate(paths)], paths)
     tracker.report, close_progress = progress_callback(wanted, tracker.total)
     client, close = _client(client)
@@ -1223,14 +1225,20 @@ def classify(paths, rules, client=None, **options):
     finally:
         close_progress()
         close()
+    kept = []
     for i, r in enumerate(results):
         if isinstance(r, CaptureFormatError):
             err = r.renamed(given[i])
-            before = results[:i] + ([r.partial] if r.partial is not None else [])
+            if on_damage is not None:       # (said, and the next input's classification kept)
+                on_damage(err)
+                kept += [(r.partial, given[i])] if r.partial is not None else []
+                continue
+            before = [k for k, _ in kept] + ([r.partial] if r.partial is not None else [])
             err.partial = _joined(before, given[:i + 1]) if before else None
             _warn_inapplicable(err.partial)
             raise err
-    joined = _joined(results, given)
+        kept.append((r, given[i]))
+    joined = _joined([k for k, _ in kept], [n for _, n in kept])
     _warn_inapplicable(joined)
     return joined
 

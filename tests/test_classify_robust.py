@@ -264,3 +264,42 @@ def test_labels_are_written_atomically_and_never_over_an_input(tmp_path, capsys)
     labels = np.load(out)
     assert list(labels) == list(pfilter.classify(SAMPLE, rules, default="").labels())
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_damaged_input_among_several_is_said_and_the_next_read(truncated, tmp_path, capsys):
+    """As `pfilter -r A -r B` reads on (and tcpdump -V): the damaged input's line, then the next
+    inputs classified; table, labels and split files of every packet read (split files as
+    tcpdump -V writes them); exit 1. From Python, on_damage= takes the error."""
+    rules = tmp_path / "r.rules"
+    rules.write_text("web: tcp port 80 or tcp port 443\ndns: udp port 53\n")
+    labels, out = tmp_path / "labels.csv", tmp_path / "split"
+    out.mkdir()
+    status = cli.classify_main(["-r", str(SAMPLE), "-r", str(truncated), "-r", str(SAMPLE), "-R", str(rules),
+                                "--labels", str(labels), "--split", str(out / "{rule}.pcap")])
+    text, err = capsys.readouterr()
+    packets = 2 * len(ref.read_capture(str(SAMPLE))[2]) + len(ref.read_capture(str(truncated))[2])
+    assert status == 1 and text.splitlines()[-1].split()[:2] == ["total", str(packets)]
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith(f"pfilter classify: {truncated}")]
+    assert len(err.splitlines()) == 1 and len(labels.read_text().splitlines()) == packets + 1
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{SAMPLE}\n{truncated}\n{SAMPLE}\n")
+    want = tmp_path / "want.pcap"
+    subprocess.run([ref.tcpdump(), "-Z", "root", "-V", str(listing), "-w", str(want), "udp port 53"],
+                   capture_output=True)
+    assert (out / "dns.pcap").read_bytes() == want.read_bytes()
+    seen = []
+    got = pfilter.classify([SAMPLE, truncated, SAMPLE], {"dns": "udp port 53"}, on_damage=seen.append)
+    assert got.packets == packets and [type(e) for e in seen] == [pfilter.CaptureFormatError]
+
+
+def test_the_labels_never_replace_the_list_of_inputs_and_a_bad_rule_says_where(tmp_path, capsys):
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"{SAMPLE}\n")
+    rules = tmp_path / "r.rules"
+    rules.write_text("web: tcp\n")
+    assert cli.classify_main(["-V", str(listing), "-R", str(rules), "--labels", str(listing)]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"refusing to overwrite the input file {listing}")
+    assert listing.read_text() == f"{SAMPLE}\n"
+    rules.write_text("bad: tcp and frob\n")
+    assert cli.classify_main(["-r", str(SAMPLE), "-R", str(rules)]) == 1
+    assert capsys.readouterr().err.strip().endswith("(at offset 8 of 'tcp and frob')")

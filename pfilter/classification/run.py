@@ -52,10 +52,12 @@ def _sources(source):
     return source, total
 
 
-def _iter_batches(source, on_open=None):
+def _iter_batches(source, on_open=None, on_damage=None):
     """(batch, bytes read so far) from the paths and batches of _sources(); the byte count is
     the files' offsets (a batch given directly counts its data bytes). on_open(capture) is
-    called as each file is opened (then its batches are read for writing split files)."""
+    called as each file is opened (then its batches are read for writing split files).
+    on_damage(err): a damaged file's CaptureFormatError, its batches before the damage given,
+    and the next file read (without it, the error ends the reading)."""
     from .. import open as open_capture
     done = 0
     for item in source:
@@ -63,25 +65,18 @@ def _iter_batches(source, on_open=None):
             done += int(item.data.nbytes)
             yield item, done
         elif isinstance(item, (str, os.PathLike)):
-            if on_open is not None:
-                # read in large batches (SPLIT_BATCH_BYTES): records are written straight from
-                # the read buffer, with fewer calls per output file
-                # (a pipe is read in filter_file's windows and batches: a window waits until it
-                # is full, and an interruption writes the packets of the full ones)
-                regular = item not in ("-", b"-") and os.path.isfile(item)
-                if regular:
-                    opened = open_capture(item, batch_bytes=SPLIT_BATCH_BYTES)
-                else:
-                    from ..capture.filterfile import CACHE_BATCH_BYTES, REUSE_WINDOW_BYTES
-                    opened = open_capture(item, batch_bytes=CACHE_BATCH_BYTES, window_bytes=REUSE_WINDOW_BYTES)
-            else:
-                opened = open_capture(item)
-            with opened as cap:
-                if on_open is not None:
-                    on_open(cap)
-                for batch in cap:
-                    offsets = getattr(batch, "file_offsets", None)
-                    yield batch, done + (int(offsets[-1]) if offsets is not None and len(offsets) else 0)
+            try:
+                opened = _opened(item, open_capture, on_open is not None)
+                with opened as cap:
+                    if on_open is not None:
+                        on_open(cap)
+                    for batch in cap:
+                        offsets = getattr(batch, "file_offsets", None)
+                        yield batch, done + (int(offsets[-1]) if offsets is not None and len(offsets) else 0)
+            except CaptureFormatError as err:
+                if on_damage is None:
+                    raise
+                on_damage(err)
             try:
                 done += os.path.getsize(item)
             except OSError:
@@ -89,6 +84,19 @@ def _iter_batches(source, on_open=None):
         else:
             raise FilterError(f"source items must be paths or PacketBatch objects, not {type(item).__name__}")
 
+
+
+def _opened(item, open_capture, splitting):
+    """The capture `item` open for classifying: for split files (splitting) in large batches
+    (SPLIT_BATCH_BYTES): records are written straight from the read buffer, with fewer calls per
+    output file (a pipe is read in filter_file's windows and batches: a window waits until it is
+    full, and an interruption writes the packets of the full ones)."""
+    if not splitting:
+        return open_capture(item)
+    if item not in ("-", b"-") and os.path.isfile(item):
+        return open_capture(item, batch_bytes=SPLIT_BATCH_BYTES)
+    from ..capture.filterfile import CACHE_BATCH_BYTES, REUSE_WINDOW_BYTES
+    return open_capture(item, batch_bytes=CACHE_BATCH_BYTES, window_bytes=REUSE_WINDOW_BYTES)
 
 
 def engine_for(progs, backend="vm", nbytes=None):
@@ -194,7 +202,7 @@ def _row_any(out):
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
              counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None,
              split=None, first_match=False, unmatched=None, format=None, truncate=None,
-             dedup=None, rotate=None, backend="vm"):
+             dedup=None, rotate=None, backend="vm", on_damage=None):
     """Evaluate many named filters over every packet of `source` in one pass.
 
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
@@ -228,6 +236,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     so and the result's `inapplicable` lists it (with `linktype` given, it is an error instead).
     A damaged capture raises CaptureFormatError after the packets before the damage were
     classified; the exception's `partial` attribute is the Classification of those packets.
+    With on_damage (a callable) a damaged capture's error is passed to it instead and the next
+    capture is read, as filter_file's on_damage.
     Reading errors (a missing file) raise the matching OSError."""
     pairs = parse_rules(rules)
     names = [n for n, _ in pairs]
@@ -289,7 +299,7 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
         pool = ThreadPoolExecutor(threads, thread_name_prefix="pfilter-classify")
     done = 0
     try:
-        for batch, done in _iter_batches(items, sink.opened if sink is not None else None):
+        for batch, done in _iter_batches(items, sink.opened if sink is not None else None, on_damage):
             n = len(batch)
             out = np.zeros((n, bwidth), dtype=np.uint8)
             _run_batch(ruleset, batch, linktype, out, keep_packed, counts, nbytes, pool, threads)
