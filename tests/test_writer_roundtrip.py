@@ -5,6 +5,7 @@ Cython record assembly and its pure-Python fallback write the same bytes.
 """
 import os
 import struct
+import subprocess
 
 import numpy as np
 import pytest
@@ -213,3 +214,22 @@ def test_records_copied_verbatim_from_the_input_equal_assembled_ones(tmp_path, m
     assert (len(calls) > 5) == (snaplen == 65535)      # no verbatim batch holds a cut record
     got = [p for p in read_all(tmp_path / "o0.pcap")[0]]
     assert [p for p, *_ in got] == [p[:snaplen] for p in pkts if p and p[0] & 1]
+
+
+def test_a_pcapng_output_without_packets_still_describes_its_interfaces(tmp_path):
+    """No packet matched: the pcapng file still holds the input's interfaces (one of its link type
+    for a pcap input), as mergecap and editcap write it; tcpdump refuses a pcapng file without any
+    ('the capture file has no Interface Description Blocks')."""
+    sample = ref.ROOT / "data" / "sample.pcap"
+    out = tmp_path / "none.pcapng"
+    assert pfilter.filter_file(str(sample), str(out), "len > 100000").written == 0
+    r = subprocess.run([ref.tcpdump(), "-r", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0 and "link-type EN10MB" in r.stderr and r.stdout == ""
+    with pfilter.open(str(out)) as cap:
+        assert [i["linktype"] for i in cap.interfaces] == [1] and sum(len(b) for b in cap) == 0
+    two = ref.corpus_file("pcaps/pcapplusplus__Pcap++Test__PcapExamples__pcapng-example.pcapng")
+    with pfilter.open(str(two)) as cap:
+        want = [(i["linktype"], i["snaplen"]) for i in cap.interfaces]
+    pfilter.filter_file(str(two), str(out), "len > 100000")
+    with pfilter.open(str(out)) as cap:
+        assert [(i["linktype"], i["snaplen"]) for i in cap.interfaces] == want

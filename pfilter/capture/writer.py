@@ -294,6 +294,21 @@ class PcapngWriter(CaptureWriter):
         """The packets written next are input number `source`'s, the open Capture `cap`."""
         self.interfaces, self.source, self.source_nsec = cap.interfaces, source, cap.ts_resolution == "ns"
 
+    @_uninterrupted
+    def close(self):
+        """As CaptureWriter.close; a file that got no packet still describes its interfaces (the
+        input's, or one of its link type), as mergecap and editcap write it: readers (tcpdump)
+        refuse a pcapng file without any."""
+        if not self._closed and not self._out_ids:
+            if self.interfaces:
+                for k, info in enumerate(self.interfaces):
+                    self._interface(("if", self.source, k), info["linktype"], info["snaplen"],
+                                    self._resolution(int(info.get("units") or 1000000) > 1000000), info.get("name"))
+            else:
+                nsec = self._resolution(self.source_nsec)
+                self._interface(("lt", self.linktype, nsec), self.linktype, self.snaplen, nsec)
+        super().close()
+
     def _resolution(self, input_nsec):
         """Whether an output interface for an input of that resolution is in ns."""
         return bool(input_nsec) if self.keep_resolution else self.nsec
