@@ -303,3 +303,12 @@ def test_the_labels_never_replace_the_list_of_inputs_and_a_bad_rule_says_where(t
     rules.write_text("bad: tcp and frob\n")
     assert cli.classify_main(["-r", str(SAMPLE), "-R", str(rules)]) == 1
     assert capsys.readouterr().err.strip().endswith("(at offset 8 of 'tcp and frob')")
+
+
+def test_two_split_outputs_of_one_name_are_named(tmp_path, capsys):
+    rules = tmp_path / "r.rules"
+    rules.write_text("a: tcp\nb: udp\n")
+    status = cli.classify_main(["-r", str(SAMPLE), "-R", str(rules), "--split", str(tmp_path / "{rule}.pcap"),
+                                "--unmatched", str(tmp_path / "a.pcap")])
+    assert status == 1 and capsys.readouterr().err == (
+        f"pfilter classify: split: two outputs would have the same file name {tmp_path / 'a.pcap'}\n")

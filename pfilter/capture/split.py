@@ -516,7 +516,8 @@ class SplitSink:
                             rotate=Rotation.make(rotate))
         targets = list(self.paths.values()) + ([self.unmatched] if self.unmatched else [])
         if len(set(targets)) != len(targets):
-            raise FilterError("split: two outputs would have the same file name")
+            twice = next(t for k, t in enumerate(targets) if t in targets[:k])
+            raise FilterError(f"split: two outputs would have the same file name {twice}")
         self.set = None
         self.raw = None
         self.fast = None            # FastSplit once the first batch is written (False: none)
