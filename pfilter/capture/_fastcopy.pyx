@@ -435,6 +435,17 @@ cdef void _ring_failed(Shared* sh) noexcept nogil:
     pthread_cond_broadcast(&sh.t.cv)
 
 
+cdef void _cancel_turns(Turns* t) noexcept nogil:
+    """Stop a ring pass from any of its members or from outside (PcapCopy.cancel, ring_cancel):
+    cancelled, finished unless it was, every member waiting for a turn woken."""
+    pf_ring_lock(&t.mu)
+    t.cancelled = 1
+    if not t.finished:
+        t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
+    pthread_cond_broadcast(&t.cv)
+    pthread_mutex_unlock(&t.mu)
+
+
 cdef inline void _lock(Shared* sh) noexcept nogil:
     if not sh.ring:
         pthread_mutex_lock(&sh.t.mu)
@@ -1421,12 +1432,7 @@ cdef class PcapCopy:
         if self.has_ring:                  # the members waiting for a turn stop now, too
             t = <Turns*>(<uint8_t*>self.ring_buf.buf + <size_t>self.ring_block * sizeof(Turns))
             with nogil:
-                pf_ring_lock(&t.mu)
-                t.cancelled = 1
-                if not t.finished:
-                    t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
-                pthread_cond_broadcast(&t.cv)
-                pthread_mutex_unlock(&t.mu)
+                _cancel_turns(t)
 
     def run(self):
         """Do the pass (GIL released); returns the status name."""
@@ -1716,12 +1722,7 @@ def ring_cancel(object ring, int blocks):
         for k in range(blocks):
             t = <Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))
             with nogil:
-                pf_ring_lock(&t.mu)
-                t.cancelled = 1
-                if not t.finished:
-                    t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
-                pthread_cond_broadcast(&t.cv)
-                pthread_mutex_unlock(&t.mu)
+                _cancel_turns(t)
     finally:
         PyBuffer_Release(&view)
 
