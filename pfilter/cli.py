@@ -995,7 +995,7 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
     one read (exit 1); one summary for all."""
     import time
     from .capture.fastpath import FilterStats
-    from .capture.files import name_clash, output_names, output_target, overwritten
+    from .capture.files import directory_targets
     from .capture.filterfile import filter_file
     from .errors import CaptureFormatError, FilterError, FilterSyntaxError
     truncate, dedup, rotate = output_edits(args)
@@ -1007,18 +1007,8 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
                           f"one output (give -w FILE)")
     if "-" in sources:
         raise FilterError(f"{args.write}: standard input has no name for an output in a directory (give -w FILE)")
-    names = output_names(sources, _roots(args))
-    if args.format == "pcapng":
-        names = [os.path.splitext(n)[0] + ".pcapng" for n in names]
-    clash = name_clash(names, sources)
-    if clash is not None:
-        raise FilterError(f"{args.write}: {clash}; give -w FILE")
-    targets = [os.path.join(args.write, n) for n in names]
-    hit = overwritten({output_target(t): t for t in targets}, sources)
-    if hit is not None:
-        raise FilterError(f"{hit[0]}: refusing to overwrite the input file {hit[1]}")
-    for where in dict.fromkeys(os.path.dirname(t) for t in targets):
-        os.makedirs(where, exist_ok=True)
+    targets = directory_targets(args.write, args.write, sources, roots=_roots(args),
+                                suffix=".pcapng" if args.format == "pcapng" else None)
     after = before = None
     if args.after is not None or args.before is not None:
         from .capture.index import parse_window

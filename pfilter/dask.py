@@ -447,10 +447,7 @@ def _as_given(fn):
                 err.stats = _files_as_given(err.stats if err.stats is not None else FilterStats(), paths)
             raise
         except OSError as err:
-            try:
-                given = {os.path.abspath(g): g for g in _names(paths)}
-            except FilterError:
-                raise err from None
+            given = _as_named(paths)
             for attr in ("filename", "filename2"):
                 name = getattr(err, attr, None)
                 if isinstance(name, str) and name in given:
@@ -459,12 +456,21 @@ def _as_given(fn):
     return call
 
 
+def _as_named(paths):
+    """{absolute path (as the workers get it): the name the caller gave}; {} when `paths` names
+    no input (the call's own error says so)."""
+    try:
+        return {os.path.abspath(g): g for g in _names(paths)}
+    except FilterError:
+        return {}
+
+
 def _files_as_given(stats, paths):
     """A FilterStats whose `files` (the inputs read, as the workers were given them: absolute)
     are named as the caller gave them, as the local calls name them; anything else as it is."""
     files = getattr(stats, "files", None)
     if isinstance(files, list):
-        given = {os.path.abspath(g): g for g in _names(paths)}
+        given = _as_named(paths)
         stats.files = [given.get(f, f) for f in files]
     return stats
 
@@ -738,8 +744,8 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
     from .capture.filterfile import _output_snaplen
-    from .capture.files import (AtomicFile, compression_for_path, file_linktype, format_for_path, name_clash,
-                                output_names, output_target, overwritten, pcap_file_header)
+    from .capture.files import (AtomicFile, compression_for_path, directory_targets, file_linktype, format_for_path,
+                                output_target, overwritten, pcap_file_header)
     from .capture.reader import open_capture
     from .errors import CaptureFormatError
     given = _names(paths)
@@ -774,23 +780,14 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
             (first, _), (other, path) = list(kinds.items())[:2]
             raise FilterError(f"{given[paths.index(path)]}: link type {other} cannot go into {shown}, a pcap file of "
                               f"link type {first}: give a directory instead (one output per input)")
+    # an output that is an input (or two of one name), refused before anything is written
     if to_dir:
-        os.makedirs(out, exist_ok=True)
-        names = output_names(given, names)
-        clash = name_clash(names, given)
-        if clash is not None:
-            raise FilterError(f"{shown}: {clash}; give one output file instead")
-        targets = [os.path.join(out, n) for n in names]
+        targets = directory_targets(out, shown, paths, given, names, hint="give one output file instead")
     else:
         targets = [out] * len(paths)
-    # an output that is an input, refused before anything is written (both named as given)
-    resolved = {output_target(t): t for t in targets}
-    hit = overwritten(resolved, paths)
-    if hit is not None:
-        name = os.path.join(shown, os.path.relpath(resolved[hit[0]], out)) if to_dir else shown
-        raise FilterError(f"{name}: refusing to overwrite the input file {given[paths.index(hit[1])]}")
-    for where in dict.fromkeys(os.path.dirname(t) for t in targets) if to_dir else ():
-        os.makedirs(where, exist_ok=True)
+        hit = overwritten([output_target(out)], paths)
+        if hit is not None:
+            raise FilterError(f"{shown}: refusing to overwrite the input file {given[paths.index(hit[1])]}")
     client, close = _client(client)
     try:
         work = tempfile.mkdtemp(prefix=".pfilter-parts-", dir=os.path.dirname(os.path.abspath(targets[0])))

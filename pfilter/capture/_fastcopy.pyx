@@ -1693,16 +1693,24 @@ def ring_child(long parent):
     return pf_ring_child(parent) == 0
 
 
+cdef Turns* _ring_blocks(object ring, Py_buffer* view, int blocks, int flags, int least) except NULL:
+    """The first of `blocks` ring blocks (at least `least`) at the start of `ring`'s buffer, taken
+    into `view` (the caller releases it; released here when the mapping is too small)."""
+    PyObject_GetBuffer(ring, view, flags | PyBUF_ANY_CONTIGUOUS)
+    if blocks < least or <size_t>view.len < <size_t>blocks * sizeof(Turns):
+        PyBuffer_Release(view)
+        raise ValueError("the ring's mapping is too small")
+    return <Turns*>view.buf
+
+
 def ring_done(object ring, int blocks):
     """The file offset the walk of each of the first `blocks` ring passes of `ring` (made by
     ring_init) has reached, read without their lock: a pass's progress, seen from outside it."""
     cdef Py_buffer view
     cdef int k
-    PyObject_GetBuffer(ring, &view, PyBUF_ANY_CONTIGUOUS)
+    cdef Turns* turns = _ring_blocks(ring, &view, blocks, 0, 0)
     try:
-        if blocks < 0 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
-            raise ValueError("the ring's mapping is too small")
-        return [(<Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))).done for k in range(blocks)]
+        return [turns[k].done for k in range(blocks)]
     finally:
         PyBuffer_Release(&view)
 
@@ -1714,15 +1722,11 @@ def ring_cancel(object ring, int blocks):
     process of the members' host only (the blocks' locks are that kernel's)."""
     cdef Py_buffer view
     cdef int k
-    cdef Turns* t
-    PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+    cdef Turns* turns = _ring_blocks(ring, &view, blocks, PyBUF_WRITABLE, 0)
     try:
-        if blocks < 0 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
-            raise ValueError("the ring's mapping is too small")
         for k in range(blocks):
-            t = <Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))
             with nogil:
-                _cancel_turns(t)
+                _cancel_turns(&turns[k])
     finally:
         PyBuffer_Release(&view)
 
@@ -1735,12 +1739,10 @@ def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
     cdef int k
     cdef Turns* t
     cdef Py_buffer view
-    PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE | PyBUF_ANY_CONTIGUOUS)
+    cdef Turns* turns = _ring_blocks(ring, &view, blocks, PyBUF_WRITABLE, 1)
     try:
-        if blocks < 1 or <size_t>view.len < <size_t>blocks * sizeof(Turns):
-            raise ValueError("the ring's mapping is too small")
         for k in range(blocks):
-            t = <Turns*>(<uint8_t*>view.buf + <size_t>k * sizeof(Turns))
+            t = &turns[k]
             memset(t, 0, sizeof(Turns))
             if pf_ring_sync_init(&t.mu, &t.cv) != 0:
                 raise OSError("cannot make a process-shared lock")

@@ -233,7 +233,8 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
 
 
 # Files smaller than this are copied without a helper thread watching the pass (for progress and
-# Ctrl-C): it ends within milliseconds, and a thread per file would cost more than the pass.
+# Ctrl-C; _run): it ends within milliseconds, and handing the GIL to a thread and back (about
+# 3 ms) would cost more than the pass.
 SMALL_FILE_BYTES = 16 << 20
 
 
@@ -418,10 +419,7 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
                 if progress is not None:
                     def report(done, _total, st, before=before):
                         progress(before + done, grand, st)
-                if nbytes < SMALL_FILE_BYTES:
-                    status = job.run()        # done in milliseconds: no helper thread to watch it
-                else:
-                    status = _run(job, report, nbytes, s, total)
+                status = _run(job, report, nbytes, s, total)      # (a small file: in this thread)
             finally:
                 os.close(fd)
             total.add(job)
@@ -738,7 +736,7 @@ def _run(job, progress, total, src, base=None, members=None):
     members: a ring's forked _Members, watched while the pass runs."""
     r0 = base.read if base is not None else 0
     m0 = base.matched if base is not None else 0
-    if members is None and total < SMALL_FILE_BYTES:       # (as _many_files runs its small inputs)
+    if members is None and total < SMALL_FILE_BYTES:       # (SMALL_FILE_BYTES: in this thread)
         status = job.run()
         if progress is not None and status != "rotate":
             progress(job.done, total, FilterStats(read=r0 + job.read, matched=m0 + job.matched, files=[src]))

@@ -152,6 +152,31 @@ def name_clash(names, sources):
     return None
 
 
+def directory_targets(out, shown, sources, given=None, roots=(), hint="give -w FILE", suffix=None):
+    """The outputs of the inputs `sources` in the directory `out` (output_names; `suffix` the
+    extension each takes instead, if any), refused in one FilterError before anything is written
+    where two would have one name (name_clash) or one would replace an input; then their
+    directories made. shown: `out` as the caller named it; given: the inputs so named (default:
+    sources); hint: what to do instead, said after a clash."""
+    sources = list(sources)
+    given = sources if given is None else list(given)
+    names = output_names(given, roots)
+    if suffix is not None:
+        names = [os.path.splitext(n)[0] + suffix for n in names]
+    clash = name_clash(names, given)
+    if clash is not None:
+        raise FilterError(f"{shown}: {clash}; {hint}")
+    targets = [os.path.join(out, n) for n in names]
+    resolved = {output_target(t): t for t in targets}
+    hit = overwritten(resolved, sources)
+    if hit is not None:
+        raise FilterError(f"{os.path.join(shown, os.path.relpath(resolved[hit[0]], out))}: refusing to overwrite "
+                          f"the input file {given[sources.index(hit[1])]}")
+    for where in dict.fromkeys(os.path.dirname(t) for t in targets):
+        os.makedirs(where, exist_ok=True)
+    return targets
+
+
 def format_for_path(path, default="pcap"):
     """Output format from a destination name: .pcapng/.ntar (optionally compressed) -> pcapng."""
     name = os.fsdecode(path).lower() if path not in (None, "-", b"-") else ""
