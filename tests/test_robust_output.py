@@ -549,3 +549,56 @@ def test_cli_progress_option_shows_the_bar_off_a_terminal(tmp_path):
                            capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == quiet.returncode == 0
     assert "pfilter" in run.stderr and quiet.stderr == ""
+
+
+@pytest.mark.parametrize("how", ["stdin", "stdin-rotated", "stdout-append", "stdout-readwrite", "classify-split"])
+def test_standard_streams_on_the_input_never_overwrite_it(tmp_path, how):
+    """`-r - < in.pcap -w in.pcap` (or a -C name equal to standard input's file, a --split
+    output) and `-w - >> in.pcap` / `1<> in.pcap` would replace or corrupt the input: refused
+    with one line, the input untouched (standard input and output are checked by what they are
+    open on, as any other input)."""
+    src = write_pcap(tmp_path / "in.pcap", packets(3000))     # (over 1 MB: -C 1 makes o.pcap1)
+    before = src.read_bytes()
+    stdin, stdout = subprocess.DEVNULL, subprocess.PIPE
+    if how == "stdin":
+        argv, stdin = ["-r", "-", "-w", str(src), "udp"], open(src, "rb")
+    elif how == "stdin-rotated":
+        rotated = tmp_path / "o.pcap1"
+        rotated.write_bytes(before)
+        src, argv, stdin = rotated, ["-r", "-", "-w", str(tmp_path / "o.pcap"), "-C", "1", ""], open(rotated, "rb")
+    elif how == "classify-split":
+        rules = tmp_path / "rules.txt"
+        rules.write_text("in: udp\n")
+        argv = ["classify", "-r", "-", "-R", str(rules), "--split", str(tmp_path / "{rule}.pcap")]
+        stdin = open(src, "rb")
+    else:
+        argv = ["-r", str(src), "-w", "-", "udp"]
+        stdout = open(src, "ab" if how == "stdout-append" else "r+b")
+    with stdin if stdin is not subprocess.DEVNULL else open(os.devnull, "rb") as i:
+        run = subprocess.run(PFILTER + ["--quiet"] * (not argv[0] == "classify") + argv, stdin=i,
+                             stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=60)
+    if stdout is not subprocess.PIPE:
+        stdout.close()
+    assert run.returncode == 1 and run.stderr.count("\n") == 1 and "refusing to overwrite" in run.stderr, run.stderr
+    assert src.read_bytes() == before
+
+
+def test_an_output_never_replaces_a_capture_this_process_reads(tmp_path):
+    """A Writer (pfilter.open(path, "w")) over a capture still open for reading in this process
+    is refused (the README's read-filter-write loop with one name twice); once the reader is
+    closed or read to its end the name may be written."""
+    src = write_pcap(tmp_path / "in.pcap", packets(300))
+    before = src.read_bytes()
+    prog = pfilter.compile("udp")
+    with pfilter.open(src) as cap:
+        with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input file"):
+            with pfilter.open(src, "w") as out:
+                for batch in cap:
+                    out.write(batch, prog.match_batch(batch))
+    assert src.read_bytes() == before and str(src) not in files._being_read().values()
+    cap = pfilter.open(src)
+    batches = list(cap)        # read to its end, not closed: no longer an input
+    with pfilter.open(src, "w") as out:
+        for batch in batches:
+            out.write(batch, prog.match_batch(batch))
+    assert 0 < len(src.read_bytes()) < len(before)

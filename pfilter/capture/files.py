@@ -57,15 +57,71 @@ def same_file(a, b):
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def _file_id(fd):
+    """(device, inode) of an open descriptor that is a regular file, or None."""
+    try:
+        st = os.fstat(fd)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+
+
+#: the regular files this process reads as captures (pfilter.open and every reader, until
+#: closed, read to their end or collected): (device, inode) -> (name, the file objects); no
+#: output replaces one of them
+_READING = {}
+
+
+def reading(f, name):
+    """Note that `f` (an open file object) is read as a capture named `name`; the key to give
+    back to done_reading with `f`, or None when it is no regular file."""
+    import weakref
+    try:
+        key = _file_id(f.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    if key is not None:
+        _READING.setdefault(key, (name, weakref.WeakSet()))[1].add(f)
+    return key
+
+
+def done_reading(key, f):
+    """`f`, noted as `key` (reading), is no longer read."""
+    held = _READING.get(key)
+    if held is not None:
+        held[1].discard(f)
+        if not held[1]:
+            del _READING[key]
+
+
+def _being_read():
+    """{(device, inode): name} of the captures this process reads now (_READING)."""
+    ids = {}
+    for key, (name, objs) in list(_READING.items()):
+        if any(not getattr(f, "closed", True) for f in list(objs)):
+            ids[key] = name
+    return ids
+
+
 class Inputs:
     """The inputs `sources` that no output may replace, by device and inode, each stat-ed once
-    ("-", None, open files and paths that do not exist skipped): outputs made one after another
-    (-C/-G rotation, classify --split) check against one Inputs, not against every input again."""
+    (None and paths that do not exist skipped; "-" and open files by what they are open on, when
+    that is a regular file: `-r - < in.pcap`): outputs made one after another (-C/-G rotation,
+    classify --split) check against one Inputs, not against every input again."""
 
     def __init__(self, sources):
         self.ids = {}
         for src in sources:
-            if src in (None, "-") or hasattr(src, "read"):
+            if src is None:
+                continue
+            if isinstance(src, str) and src == "-" or hasattr(src, "read"):
+                try:
+                    key = _file_id(0 if isinstance(src, str) else src.fileno())
+                except (AttributeError, OSError, ValueError):
+                    key = None
+                if key is not None:
+                    self.ids.setdefault(key, "- (standard input)" if isinstance(src, str)
+                                        else getattr(src, "name", "<stream>"))
                 continue
             try:
                 st = os.stat(src)
@@ -76,8 +132,11 @@ class Inputs:
 
 def overwritten(targets, sources):
     """The first (target, source) where an output target is an existing input source (device
-    and inode), or None; each path stat-ed once. sources: paths (see Inputs) or an Inputs."""
+    and inode), or a capture this process has open for reading (reading), or None; each path
+    stat-ed once. sources: paths (see Inputs) or an Inputs."""
     inputs = (sources if isinstance(sources, Inputs) else Inputs(sources)).ids
+    if _READING:
+        inputs = {**_being_read(), **inputs}
     for target in targets if inputs else ():
         try:
             st = os.stat(target)
@@ -86,6 +145,15 @@ def overwritten(targets, sources):
         if (st.st_dev, st.st_ino) in inputs:
             return target, inputs[st.st_dev, st.st_ino]
     return None
+
+
+def stdout_overwrites(protect):
+    """The input standard output is open on (`-w - >> in.pcap`), or None."""
+    key = _file_id(1)
+    if key is None:
+        return None
+    inputs = (protect if isinstance(protect, Inputs) else Inputs(protect)).ids
+    return inputs.get(key) or _being_read().get(key)
 
 
 #: output compression by the destination name's extension (the reader recognises all four by
@@ -272,6 +340,9 @@ class AtomicFile:
         self._finished = False    # committed or aborted
         self._reserved = False    # blocks allocated ahead (preallocate): commit() needs the length
         if path in ("-", b"-"):
+            src = stdout_overwrites(protect)
+            if src is not None:
+                raise FilterError(f"-: standard output is the input file {src}: refusing to overwrite it")
             self.f, self.direct = sys.stdout.buffer, True
             return
         target = output_target(path)

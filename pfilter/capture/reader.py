@@ -30,7 +30,7 @@ from .. import _impl
 from ..batch import PacketBatch
 from ..errors import CaptureFormatError, FilterError
 from ._scancodes import ST_END, ST_MORE
-from .files import pcap_magic_order
+from .files import done_reading, pcap_magic_order, reading
 from .pcap import PcapFormat
 from .pcapng import PCAPNG_SHB, PcapngFormat
 from .sources import Source as _Source, Window, open_stream
@@ -87,6 +87,8 @@ class Capture:
         self.batch_packets = int(batch_packets)
         self.batch_bytes = int(batch_bytes)
         self._f, self.path, self._owns = open_stream(path)
+        # no output of this process replaces the file while it is read (a Writer over it)
+        self._reading = reading(self._f, "- (standard input)" if self.path == "-" else self.path)
         self._win = None
         self._pending = None
         self._done = False
@@ -133,16 +135,20 @@ class Capture:
         if self._pending is not None:
             err, self._pending = self._pending, None
             self._done = True
+            self._read_all()
             raise err
         if self._done or self._win is None:
+            self._read_all()
             raise StopIteration
         try:
             batch = self._next_batch()
         except CaptureFormatError:
             self._done = True
+            self._read_all()
             raise
         if batch is None:
             self._done = True
+            self._read_all()
             raise StopIteration
         self.packets_read += len(batch)
         self._last_n = len(batch)
@@ -197,9 +203,16 @@ class Capture:
 
     # -- context manager -------------------------------------------------------------------------
 
+    def _read_all(self):
+        """The file is no longer read (closed, or read to its end): outputs may replace it."""
+        if getattr(self, "_reading", None) is not None:
+            done_reading(self._reading, self._f)
+            self._reading = None
+
     def close(self) -> None:
         """Release the file; batches already delivered stay valid."""
         self._done = True
+        self._read_all()
         if self._win is not None:
             self._win.close()
             self._win = None
