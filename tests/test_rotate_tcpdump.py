@@ -224,3 +224,24 @@ def test_a_damaged_input_after_rotations_gives_tcpdumps_files(tmp_path, packet_c
     want = _files(a)
     assert len(want) >= 3
     assert _files(b) == want
+
+
+@pytest.mark.parametrize("opts", [["-C", "1"], ["-C", "1", "-W", "2"], ["-G", "60", "-C", "1"]])
+@pytest.mark.parametrize("suffix", [".pcap.gz", ".pcapng.xz"])
+def test_every_file_of_a_compressed_rotation_is_compressed(tmp_path, timed_capture, opts, suffix):
+    """A compressed output name rotated: every file of the series is compressed as the name
+    says ('out.pcap.gz1' too, whose name no longer ends in .gz), holding what the uncompressed
+    rotation's file of the same number holds (-C counts the bytes before compression)."""
+    import gzip
+    import lzma
+    plain, packed = tmp_path / "plain", tmp_path / "packed"
+    plain.mkdir()
+    packed.mkdir()
+    plain_ext = suffix.rsplit(".", 1)[0]
+    name = "out-%H%M" if "-G" in opts else "out"
+    _pfilter(timed_capture, plain, [*opts, "-w", name + plain_ext])
+    _pfilter(timed_capture, packed, [*opts, "-w", name + suffix])
+    want, got = _files(plain), _files(packed)
+    assert len(want) >= 2
+    opener = gzip.decompress if suffix.endswith(".gz") else lzma.decompress
+    assert {name.replace(suffix, plain_ext): opener(data) for name, data in got.items()} == want

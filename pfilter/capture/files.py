@@ -581,10 +581,11 @@ class CompressedAtomicFile(AtomicFile):
         super().commit()
 
 
-def atomic_output(path, protect=()):
-    """The atomic output for `path`: compressed when its name ends in .gz, .zst, .xz or .bz2
-    (CompressedAtomicFile), else a plain AtomicFile. "-" (standard output) is never compressed."""
-    kind = compression_for_path(path)
+def atomic_output(path, protect=(), kind=None):
+    """The atomic output for `path`: compressed as `kind` says ("gzip", ...), else when its name
+    ends in .gz, .zst, .xz or .bz2 (CompressedAtomicFile), else a plain AtomicFile. "-"
+    (standard output) is compressed only when `kind` says so."""
+    kind = kind or compression_for_path(path)
     if kind is not None:
         return CompressedAtomicFile(path, protect, kind)
     return AtomicFile(path, protect)

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import FilterError
 from .rotate import Rotation
-from .files import (DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, file_linktype, format_for_path, truncated_snaplen)
+from .files import (DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, compression_for_path, file_linktype,
+                    format_for_path, truncated_snaplen)
 from .writer import _native, open_writer
 
 
@@ -142,7 +143,9 @@ class Output:
     # -- files
 
     def _open(self, name):
-        self._writer = open_writer(name, **self.args)
+        # a rotated file has the format and compression of the name given ('r.pcap.gz1': gzip)
+        self._writer = open_writer(name, **{"format": self.format, **self.args},
+                                   compression=compression_for_path(self.path))
         self.format = self._writer.format
         self.files.append(name)
         return self._writer

@@ -106,8 +106,10 @@ class CaptureWriter:
 
     format = None
 
-    def __init__(self, dst, protect=()):
-        self._out = atomic_output(dst, protect)   # compressed by the name's extension
+    def __init__(self, dst, protect=(), compression=None):
+        # compressed by the name's extension, or as `compression` says (a rotated file of a
+        # compressed name: 'r.pcap.gz1' is gzip as 'r.pcap.gz')
+        self._out = atomic_output(dst, protect, compression)
         self.path = dst
         self.packets_written = 0
         self.bytes_written = 0
@@ -192,9 +194,9 @@ class PcapWriter(CaptureWriter):
     format = "pcap"
 
     def __init__(self, dst, linktype=1, snaplen=262144, ts_resolution="us", linktype_ext=0,
-                 protect=()):
+                 protect=(), compression=None):
         self._set_format(linktype, snaplen, ts_resolution)
-        super().__init__(dst, protect)
+        super().__init__(dst, protect, compression)
         self._emit(pcap_file_header(self.linktype, self.snaplen, self.nsec, linktype_ext))
 
     def takes(self, linktype):
@@ -276,7 +278,7 @@ class PcapngWriter(CaptureWriter):
     format = "pcapng"
 
     def __init__(self, dst, linktype=1, snaplen=262144, ts_resolution="us", interfaces=None,
-                 protect=(), keep_resolution=False):
+                 protect=(), keep_resolution=False, compression=None):
         self._set_format(linktype, snaplen, ts_resolution)
         self.interfaces = interfaces   # the input's interface list (dicts), read when needed
         self.source = 0                # which input `interfaces` belongs to (several inputs)
@@ -284,7 +286,7 @@ class PcapngWriter(CaptureWriter):
         self.source_nsec = self.nsec   # the resolution of the input `source` (a pcap input)
         self._out_ids = {}
         self._out_nsec = []            # each output interface's resolution (True: ns)
-        super().__init__(dst, protect)
+        super().__init__(dst, protect, compression)
         opts = _option(4, b"pfilter") + _option(0, b"")
         body = struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + opts
         total = 12 + len(body)
@@ -378,13 +380,15 @@ class PcapngWriter(CaptureWriter):
 
 
 def open_writer(dst, format=None, linktype=1, snaplen=262144, ts_resolution="us", linktype_ext=0,
-                interfaces=None, protect=(), keep_resolution=False):
+                interfaces=None, protect=(), keep_resolution=False, compression=None):
     """A PcapWriter or PcapngWriter for dst ("-" is standard output, not atomic). The format is
-    `format`, else pcapng for a .pcapng name, else pcap. keep_resolution (pcapng): each
-    interface at its input's resolution rather than at ts_resolution (PcapngWriter)."""
+    `format`, else pcapng for a .pcapng name, else pcap; compressed as `compression` says, else
+    by the name's extension. keep_resolution (pcapng): each interface at its input's resolution
+    rather than at ts_resolution (PcapngWriter)."""
     fmt = format or format_for_path(dst)
     if fmt == "pcap":
-        return PcapWriter(dst, linktype, snaplen, ts_resolution, linktype_ext, protect)
+        return PcapWriter(dst, linktype, snaplen, ts_resolution, linktype_ext, protect, compression)
     if fmt == "pcapng":
-        return PcapngWriter(dst, linktype, snaplen, ts_resolution, interfaces, protect, keep_resolution)
+        return PcapngWriter(dst, linktype, snaplen, ts_resolution, interfaces, protect, keep_resolution,
+                            compression)
     raise FilterError(f"unknown capture format {fmt!r} (pcap or pcapng)")
