@@ -18,6 +18,14 @@ def _parser_class():
     class Parser(argparse.ArgumentParser):
         def error(self, message):
             raise UsageError(message)
+
+        # an option whose value is optional and attached (its metavar '[=WINDOW]': --dedup or
+        # --dedup=5) shows as `--dedup[=WINDOW]`, as GNU tools show one, not `--dedup [=WINDOW]`
+        def format_usage(self):
+            return super().format_usage().replace(" [=", "[=")
+
+        def format_help(self):
+            return super().format_help().replace(" [=", "[=")
     Parser.__module__ = __name__
     globals()["Parser"] = Parser
     return Parser

@@ -136,7 +136,7 @@ _ROTATION_OPTIONS = """
 _EDIT_OPTIONS = """
 --snaplen N          truncate:positive        cut written packets to N bytes, keeping their wire length
                                               (editcap -s N)
---dedup WINDOW       dedup:positive           --dedup or --dedup=WINDOW: drop a written packet whose bytes
+--dedup [=WINDOW]    dedup:positive           --dedup or --dedup=WINDOW: drop a written packet whose bytes
                                               equal one of the WINDOW - 1 packets before it (editcap -D
                                               WINDOW; default 5)
 """
@@ -351,7 +351,8 @@ def output_edits(args):
         from .capture.rotate import C_UNIT
         rotate = dict(size=args.file_size * C_UNIT if args.file_size else None,
                       seconds=args.rotate_seconds, files=args.file_count)
-    return args.truncate, args.dedup, rotate
+    from .capture.split import check_snaplen
+    return check_snaplen(args.truncate), args.dedup, rotate
 
 
 def _version():
@@ -999,7 +1000,8 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
     from .capture.filterfile import filter_file
     from .errors import CaptureFormatError, FilterError, FilterSyntaxError
     truncate, dedup, rotate = output_edits(args)
-    if os.path.exists(args.write.rstrip(os.sep) or args.write) and not os.path.isdir(args.write.rstrip(os.sep)):
+    named = args.write.rstrip(os.sep) or os.sep     # ('/': the root directory)
+    if os.path.exists(named) and not os.path.isdir(named):
         import errno
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), args.write)
     if args.merge or rotate:

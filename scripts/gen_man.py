@@ -43,7 +43,13 @@ def _option(action, sep=" "):
     """-r FILE as troff: bold option, italic argument."""
     meta = _metavar(action)
     names = ", ".join(f"\\fB{esc(o)}\\fR" for o in action.option_strings)
-    return names + (f"{sep}\\fI{esc(meta)}\\fR" if meta else "")
+    return names + (f"{_joined(meta, sep)}\\fI{esc(meta)}\\fR" if meta else "")
+
+
+def _joined(meta, sep=" "):
+    """What comes between an option and its metavar: nothing for an optional attached value
+    ('[=WINDOW]': --dedup[=WINDOW], as --help shows it), else sep."""
+    return "" if meta.startswith("[=") else sep
 
 
 def _visible(parser):
@@ -61,7 +67,7 @@ def synopsis(parser, name):
         if a.option_strings:
             opt = f"\\fB{esc(a.option_strings[0])}\\fR"
             meta = _metavar(a)
-            item = opt + (f" \\fI{esc(meta)}\\fR" if meta else "")
+            item = opt + (f"{_joined(meta)}\\fI{esc(meta)}\\fR" if meta else "")
             parts.append(item if a.required else f"[{item}]")
         else:
             meta = esc(_metavar(a) if a.metavar else a.dest)

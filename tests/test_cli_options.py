@@ -272,3 +272,36 @@ def test_reading_line_names_the_link_type_as_tcpdump_does(capsys, tmp_path):
         assert ours == theirs, row["copied_as"]
         checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize("opts", [["-c", "99999999999999999999999"], ["-C", "18446744073709552"],
+                                  ["-C", "18446744073709552", "-W", "3"]])
+def test_limits_beyond_any_file_are_no_limit(tmp_path, capsys, opts):
+    """-c or -C larger than any file (and than a 64-bit number) mean no limit, as tcpdump's
+    (they gave "internal error: OverflowError" on the fast path): the output is the whole
+    filtered input, under tcpdump's names."""
+    out = tmp_path / "out"
+    out.mkdir()
+    status, _out, err = run(capsys, "--quiet", "-r", HTTP, "-w", out / "o.pcap", *opts, "tcp")
+    assert status == 0 and err == ""
+    want = tmp_path / "want.pcap"
+    assert run(capsys, "--quiet", "-r", HTTP, "-w", want, "tcp")[0] == 0
+    name = "o.pcap0" if "-W" in opts else "o.pcap"
+    assert [p.name for p in out.iterdir()] == [name]
+    assert (out / name).read_bytes() == want.read_bytes()
+
+
+def test_a_snaplen_beyond_the_format_is_one_line(tmp_path, capsys):
+    status, _out, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "--snaplen", "4294967296", "tcp")
+    assert status == 1 and err == "pfilter: invalid snaplen 4294967296 (a positive number of bytes)\n"
+    assert not (tmp_path / "o.pcap").exists()
+
+
+def test_an_optional_attached_value_shows_attached(capsys):
+    """--dedup takes its window attached (--dedup=5: a bare --dedup leaves the next word to the
+    expression): usage, --help and the manual page show --dedup[=WINDOW], not --dedup WINDOW."""
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "[--dedup[=WINDOW]]" in out and "--dedup WINDOW" not in out and "--dedup [=" not in out
+    assert "\\fB\\-\\-dedup\\fR\\fI[=WINDOW]\\fR" in (ROOT / "man" / "pfilter.1").read_text()

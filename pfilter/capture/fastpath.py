@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 from .files import (RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header,
                     pcap_file_header, pcap_magic_order, truncated_snaplen)
 
+#: a packet count or byte size no file reaches (a record takes 16 bytes or more): -c or -C at
+#: or above it is no limit (the native pass takes 64-bit signed numbers)
+NO_LIMIT = 1 << 62
+
 # Largest record a chunk's headroom must hold; link types allowing more take the general path.
 MAX_FAST_RECORD = 1 << 20
 # How often (seconds) the progress callback is called while the copy runs.
@@ -202,6 +206,8 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         return None
     if count is not None and count <= 0:
         return None
+    if count is not None and count >= NO_LIMIT:
+        count = None            # (more records than any file holds: no limit, as for tcpdump)
     if rotate is not None and (rotate.seconds is not None or rotate.size is None or dst is None):
         return None
     if truncate is not None and dst is None:
@@ -482,7 +488,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
                            counting=out is None)
             args = (decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, start,
                     min(h.snaplen, h.maxcap), (count - total.matched) if count else -1)
-            kw = dict(truncate=truncate or 0, rotate_size=rotate.size if rotate is not None else -1,
+            kw = dict(truncate=truncate or 0, rotate_size=min(rotate.size, NO_LIMIT) if rotate is not None else -1,
                       out_size=len(header), end=end, **sized)
             members = None
             if _forks(sized["workers"], count, rotate, out):
