@@ -187,3 +187,22 @@ def test_bad_dedup_windows_are_filter_errors(tmp_path, dup_capture, value):
     with pytest.raises(pfilter.FilterError, match="dedup window"):
         pfilter.filter_file(dup_capture, tmp_path / "p.pcap", "", dedup=value)
     assert not (tmp_path / "p.pcap").exists()
+
+
+@pytest.mark.parametrize("name", ["sample.pcap", "cut100.pcap"])
+def test_snaplen_into_pcapng_keeps_the_interfaces_as_editcap(tmp_path, name):
+    """--snaplen N with pcapng output from a pcap input: the packets cut, the interface's
+    snapshot length the input's, as `editcap -F pcapng -s N` writes it (it said N)."""
+    src = ref.ROOT / "data" / "sample.pcap"
+    if name == "cut100.pcap":
+        pfilter.filter_file(src, tmp_path / name, "", truncate=100)
+        src = tmp_path / name
+    want = tmp_path / "e.pcapng"
+    r = subprocess.run([ref.editcap(), "-F", "pcapng", "-s", "64", str(src), str(want)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = tmp_path / "p.pcapng"
+    pfilter.filter_file(src, got, "", truncate=64)
+    with pfilter.open(want) as e, pfilter.open(got) as p:
+        assert [b.packet(i) for b in p for i in range(len(b))] == [b.packet(i) for b in e for i in range(len(b))]
+        assert [i["snaplen"] for i in p.interfaces] == [i["snaplen"] for i in e.interfaces] == [
+            262144 if name == "sample.pcap" else 100]

@@ -117,12 +117,12 @@ class Output:
         if self.rotate is not None and self.path == "-":
             raise FilterError("rotating output files (-C/-G) needs a file name, not standard output")
         self.args = dict(writer_args)
-        if self.truncate is not None:
+        self.format = self.args.get("format") or format_for_path(self.path)
+        if self.truncate is not None and self.format == "pcap":
             # Divergence: editcap -F pcap -s N keeps a pcapng input interface's snapshot length;
             # pfilter's header cuts it as a pcap input's (no record is longer). The packets are
-            # the same.
+            # the same. A pcapng output's interfaces keep theirs, as editcap -F pcapng -s N.
             self.args["snaplen"] = truncated_snaplen(self.args.get("snaplen"), self.truncate)
-        self.format = self.args.get("format") or format_for_path(self.path)
         self.nsec = self.args.get("ts_resolution", "us") == "ns"
         self.interfaces = self.args.get("interfaces")
         self.source = 0
