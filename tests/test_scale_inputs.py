@@ -837,3 +837,29 @@ def test_an_interrupted_directory_output_says_what_all_its_outputs_hold(inputs, 
     assert cli._interrupted(cli.parse_args(cli.build_parser(), ["-r", paths[0], "--merge", "-w",
                                                                  str(tmp_path / "none.pcap")]), err) == 130
     assert capsys.readouterr().err == "pfilter: interrupted by SIGINT: 0 packets written (0 read)\n"
+
+
+def test_merge_takes_snaplen_dedup_and_rotation_as_editcap_and_tcpdump_after_mergecap(inputs, tmp_path):
+    """--merge with --snaplen, --dedup and -C: the files tcpdump -C writes from `mergecap` of
+    tcpdump's outputs cut by `editcap -s N -D W` (it was refused: "--merge writes one plain
+    output"). Two inputs are the same file, so that every packet of it has a duplicate."""
+    d, paths = inputs
+    srcs = [paths[0], paths[1], paths[0], paths[3]]
+    parts = []
+    for k, p in enumerate(srcs):
+        parts.append(tmp_path / f"m{k}.pcap")
+        tcpdump("-r", p, "-w", parts[-1], "ip")
+    merged, edited = tmp_path / "mergecap.pcap", tmp_path / "edited.pcap"
+    subprocess.run([ref.mergecap(), "-F", "pcap", "-w", merged, *parts], check=True)
+    subprocess.run([ref.editcap(), "-F", "pcap", "-s", "600", "-D", "3", merged, edited], check=True,
+                   capture_output=True)
+    want_dir, got_dir = tmp_path / "want", tmp_path / "got"
+    want_dir.mkdir()
+    got_dir.mkdir()
+    tcpdump("-Z", "root", "-r", edited, "-w", want_dir / "o.pcap", "-C", "1")
+    run("--quiet", "--merge", *sum((["-r", p] for p in srcs), []), "-w", got_dir / "o.pcap",
+        "--snaplen", "600", "--dedup=3", "-C", "1", "ip")
+    want = sorted(p.name for p in want_dir.iterdir())
+    assert len(want) >= 2 and sorted(p.name for p in got_dir.iterdir()) == want
+    for name in want:
+        assert records(got_dir / name) == records(want_dir / name), name

@@ -262,11 +262,16 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     plain = truncate is None and not dedup and rotate is None
     timed = window != (None, None)
     if merge and len(sources) > 1:
-        if not plain:
-            raise FilterError("--merge writes one plain output: no -C/-G, --snaplen or --dedup")
         from .merge import merge_filter
+
+        def writer_for(dst, cap, format, ts_resolution, sources):
+            if plain:
+                return _writer_for(dst, cap, format, ts_resolution, sources)
+            from .split import Output
+            return Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
+                          truncate=truncate, dedup=dedup, rotate=rotate)
         return merge_filter([s.path if isinstance(s, Capture) else s for s in sources], dst, programs, count,
-                            format, ts_resolution, window, on_batch, _writer_for, announce, progress,
+                            format, ts_resolution, window, on_batch, writer_for, announce, progress,
                             sum(_size(s) for s in sources))
     byte_range = None
     if timed and len(sources) == 1 and isinstance(sources[0], str):

@@ -126,6 +126,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                               f"(name the output .pcapng)")
         if dst is not None:
             writer = writer_for(dst, first, format, ts_resolution, list(sources))
+        edited = writer is not None and hasattr(writer, "rotate")
         # Timestamps are compared as the output holds them (microseconds: cut, as written), as
         # mergecap compares the files tcpdump wrote; a pcapng output with no resolution asked
         # for keeps each input's (writer.PcapngWriter, keep_resolution): compared whole.
@@ -159,9 +160,14 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                 if writer is not None:
                     if writer.format == "pcapng":
                         writer.from_input(c.cap, k)
-                    writer.write(c.batch, rows)
-                    stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
-                    stats.written += len(rows)
+                    if edited:          # (split.Output: --snaplen, --dedup, -C/-G)
+                        before = writer.bytes_written
+                        stats.written += writer.write(c.batch, rows)
+                        stats.bytes += writer.bytes_written - before
+                    else:
+                        writer.write(c.batch, rows)
+                        stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
+                        stats.written += len(rows)
                 stats.matched += len(rows)
             if on_batch is not None:
                 on_batch(c.batch, rows)
@@ -169,6 +175,8 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                 left -= run
                 if left <= 0:
                     break
+            if edited and writer.stopped:       # -G -W: the last file is done
+                break
             if c.advance():
                 heapq.heappush(heap, (c.head(), -k))
             if progress is not None and c.done != reported[k]:
