@@ -376,9 +376,11 @@ def evaluate(vals, st, code, k):
             xv = regs[X]
             xc = st.const(vals, xv)
             if xc is not None:
-                off = xc + k
-                if off > M32:
-                    return dest, vals.get(("ind", size, xv, k)), ALWAYS
+                # an indexed load whose X is known becomes the absolute load at X + k, the sum
+                # taken modulo 2^32 as libpcap's optimizer takes it (`ldx #2; ldh [x + -2]`,
+                # BACnet MS/TP's `ip[2:2]`, becomes `ldh [0]`: what tcpdump runs), where the
+                # unoptimized program (and libpcap's interpreter) finds X + k past the packet
+                off = (xc + k) & M32
                 return dest, vals.get(("abs", size, off)), ("abs", off + nb)
             base, extra = vals.split_offset(xv)
             if extra and k + extra <= M32:
