@@ -111,14 +111,21 @@ class Debugger(cmd.Cmd):
             self.say(f"{len(self.program)} instructions")
         elif what == "pcap":
             from . import open as _open
+            from .errors import CaptureFormatError
             pkts = []
             lts = set()
-            with _open(rest) as cap:
-                for batch in cap:
-                    for i in range(len(batch)):
-                        lt = batch.linktype_of(i)
-                        lts.add(lt)
-                        pkts.append((batch.packet(i), int(batch.wirelen[i]), lt))
+            damage = None
+            try:
+                with _open(rest) as cap:
+                    for batch in cap:
+                        for i in range(len(batch)):
+                            lt = batch.linktype_of(i)
+                            lts.add(lt)
+                            pkts.append((batch.packet(i), int(batch.wirelen[i]), lt))
+            except CaptureFormatError as e:
+                if not pkts:
+                    raise           # nothing intact before the damage (or a damaged header): an error
+                damage = e          # the packets before the damage are kept, the damage said
             self.capture = pkts
             if lts:
                 self.linktype = min(lts)
@@ -128,6 +135,8 @@ class Debugger(cmd.Cmd):
             self.selected = None
             self.trace = None
             self.say(f"{len(pkts)} packets")
+            if damage is not None:
+                self.say(f"warning: {' '.join(str(damage).split())} (the {len(pkts)} packets before it are loaded)")
         else:
             raise FilterError("load expr EXPR | load bpf TEXT | load asm FILE | load pcap FILE")
 
@@ -147,10 +156,7 @@ class Debugger(cmd.Cmd):
         self.pos = 0
 
     def do_select(self, arg: str) -> None:
-        try:
-            n = int(arg)
-        except ValueError:
-            raise FilterError("select N: a packet number") from None
+        n = _number(arg, "select N: N is a packet number (1 is the first)")
         self._select(n)
         self.say(f"packet {n}: {len(self.capture[n - 1][0])} bytes, {len(self.trace.steps)} steps")
 
@@ -170,11 +176,11 @@ class Debugger(cmd.Cmd):
 
     def do_step(self, arg: str) -> None:
         t = self._current()
-        n = int(arg) if arg.strip() else 1
+        n = _number(arg, "step [N]: N is how many instructions to run, 1 or more", low=1) if arg.strip() else 1
         if self.pos >= len(t.steps):
             self._finished()
             return
-        for _ in range(max(n, 1)):
+        for _ in range(n):
             if self.pos >= len(t.steps):
                 break
             self._show(self.pos)
@@ -202,7 +208,7 @@ class Debugger(cmd.Cmd):
             self.breakpoints.clear()
         else:
             self._need(packet=False)
-            pc = int(arg)
+            pc = _number(arg, "break [PC | reset]: PC is an instruction number (0 is the first)")
             if not 0 <= pc < len(self.program):
                 raise FilterError(f"instructions run from 0 to {len(self.program) - 1}")
             self.breakpoints.add(pc)
@@ -212,7 +218,8 @@ class Debugger(cmd.Cmd):
 
     def do_run(self, arg: str) -> None:
         self._need()
-        n = int(arg) if arg.strip() else len(self.capture)
+        n = (_number(arg, "run [N]: N is how many packets to run over, 1 or more", low=1) if arg.strip()
+             else len(self.capture))
         matched = 0
         for i in range(1, min(n, len(self.capture)) + 1):
             pkt, wl, _lt = self.capture[i - 1]
@@ -239,6 +246,9 @@ class Debugger(cmd.Cmd):
             if s.mem_write is not None:
                 mem[s.mem_write[0]] = s.mem_write[1]
         what = arg.strip().upper() or "AXM"
+        if not set(what) <= set("AXM"):
+            raise FilterError(f"print [A|X|M]: no register {arg.strip()!r}: A (the accumulator), X (the index) "
+                              "and M (scratch memory M[0..15]) can be printed (nothing: all three)")
         if "A" in what:
             self.say(f"A = 0x{a:x} ({a})")
         if "X" in what:
@@ -268,6 +278,18 @@ class Debugger(cmd.Cmd):
             raise FilterError("explain needs a program loaded as an expression (load expr EXPR)")
         pkt, wl, _lt = self.capture[self.selected - 1]   # type: ignore[operator]
         self.say(str(self.program.explain(pkt, wl)))
+
+
+def _number(arg: str, usage: str, low: int | None = None) -> int:
+    """arg as a whole number (at least `low`), or a FilterError saying what was expected."""
+    text = arg.strip()
+    try:
+        n = int(text)
+    except ValueError:
+        raise FilterError(f"{usage}, not {text!r}") from None
+    if low is not None and n < low:
+        raise FilterError(f"{usage}, not {text!r}")
+    return n
 
 
 def _parser() -> Any:
@@ -303,6 +325,9 @@ def cli_main(argv: list[str]) -> int:
     args = parse(_parser(), argv)
     if args is None:
         return 1
+    if args.asm and args.expression:
+        from .cli import _fail
+        return _fail("debug: give a program (--asm FILE) or an expression, not both")
     dbg = Debugger(stdin=None if sys.stdin.isatty() else sys.stdin)
     if not sys.stdin.isatty():
         dbg.prompt = ""

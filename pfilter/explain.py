@@ -312,12 +312,37 @@ def _parser() -> Any:
 def packets(path: str) -> Any:
     """(number from 1, packet bytes, wire length, link type) for every packet of a capture."""
     from . import open as _open
-    n = 0
     with _open(path) as cap:
-        for batch in cap:
-            for i in range(len(batch)):
-                n += 1
-                yield n, batch.packet(i), int(batch.wirelen[i]), batch.linktype_of(i)
+        yield from _numbered(cap)
+
+
+def _numbered(cap: Any) -> Any:
+    n = 0
+    for batch in cap:
+        for i in range(len(batch)):
+            n += 1
+            yield n, batch.packet(i), int(batch.wirelen[i]), batch.linktype_of(i)
+
+
+class _OutputError(Exception):
+    """A write to standard output failed (not a closed pipe): said as such, not as the input."""
+
+    def __init__(self, err: OSError) -> None:
+        super().__init__(err.strerror or str(err))
+
+
+def _write(out: Any, text: str, flush: bool = False) -> None:
+    """Write to standard output. A closed pipe (BrokenPipeError) goes up to pfilter.cli.main,
+    which ends quietly with the status of every command (pfilter._signals.BROKEN_PIPE_STATUS);
+    any other failure (`> /dev/full`) is an _OutputError naming standard output."""
+    try:
+        out.write(text)
+        if flush:
+            out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise _OutputError(e) from None
 
 
 def cli_main(argv: list[str]) -> int:
@@ -325,7 +350,9 @@ def cli_main(argv: list[str]) -> int:
     import sys
 
     from . import compile as _compile
+    from . import open as _open
     from .cli import _fail, _one_line
+    from .compiler.parser import parse as _parse_expression
     args = parse(_parser(), argv)
     if args is None:
         return 1
@@ -336,26 +363,35 @@ def cli_main(argv: list[str]) -> int:
     shown = 0
     out = sys.stdout
     try:
-        for n, pkt, wl, lt in packets(args.read):
-            if args.packet is not None and n != args.packet:
-                if n > args.packet:
+        with _open(args.read) as cap:
+            # the expression is compiled per link type when a packet of it comes; its syntax is
+            # checked now (once the input is open, as tcpdump), so that an error is said even
+            # when no packet is read (an empty capture, -c 0)
+            _parse_expression(expr)
+            for n, pkt, wl, lt in _numbered(cap):
+                if args.packet is not None and n != args.packet:
+                    if n > args.packet:
+                        break
+                    continue
+                if args.count is not None and shown >= args.count:
                     break
-                continue
-            if args.count is not None and shown >= args.count:
-                break
-            prog = progs.get(lt)
-            if prog is None:
-                prog = progs[lt] = _compile(expr, linktype=lt)
-            x = explain(prog, pkt, wl)
-            if (args.matched and not x.verdict) or (args.unmatched and x.verdict):
-                continue
-            shown += 1
-            out.write(f"packet {n}" + (f": {x.summary}" if x.summary else "") + "\n" + str(x) + "\n")
+                prog = progs.get(lt)
+                if prog is None:
+                    prog = progs[lt] = _compile(expr, linktype=lt)
+                x = explain(prog, pkt, wl)
+                if (args.matched and not x.verdict) or (args.unmatched and x.verdict):
+                    continue
+                shown += 1
+                _write(out, f"packet {n}" + (f": {x.summary}" if x.summary else "") + "\n" + str(x) + "\n")
         if args.packet is not None and shown == 0 and not (args.matched or args.unmatched):
             return _fail(f"{args.read}: no packet {args.packet}")
+        _write(out, "", flush=True)
+    except BrokenPipeError:
+        raise                         # pfilter.cli.main: a closed standard output ends quietly
+    except _OutputError as e:
+        return _fail(f"standard output: {e}")
     except ValueError as e:
         return _fail(_one_line(e))
     except OSError as e:
         return _fail(f"{e.filename or args.read}: {e.strerror or e}")
-    out.flush()
     return 0

@@ -48,23 +48,26 @@ class Profile:
     def executed(self) -> int:
         return int(self.hits.sum())
 
-    def per_primitive(self) -> list[tuple[tuple[int, int] | None, int, int]]:
+    def per_primitive(self) -> list[tuple[tuple[int, int] | None, int, int | None]]:
         """(span, instructions run, packets that entered it) per primitive, in source order;
-        span None gathers the instructions of no primitive (the final `ret`s). An instruction
-        shared by several primitives counts for each of them; the packets that entered a
-        primitive are the runs of its most-run instruction."""
+        span None gathers the instructions of no primitive (the final `ret`s: the packets that
+        entered them are those that reached a `ret`, not rejected by a load past the end). An
+        instruction shared by several primitives counts for each of them. A packet entered a
+        primitive when it ran any of its instructions: the runs of its instructions reached
+        from outside it (_entered); None where the counts cannot tell that exactly."""
         origins = self.program.origins
         if origins is None:
             return []
         runs: dict[Any, int] = {}
-        entered: dict[Any, int] = {}
+        members: dict[Any, set[int]] = {}
         for i, spans in enumerate(origins):
             h = int(self.hits[i])
             for span in (spans or (None,)):
                 runs[span] = runs.get(span, 0) + h
-                entered[span] = max(entered.get(span, 0), h)
+                members.setdefault(span, set()).add(i)
         keys = sorted((s for s in runs if s is not None)) + ([None] if None in runs else [])
-        return [(s, runs[s], entered[s]) for s in keys]
+        tuples = self.program.to_tuples()
+        return [(s, runs[s], _entered(tuples, self.hits, members[s])) for s in keys]
 
     def report(self, title: str = "") -> str:
         """The `-d` listing with each instruction's count, share and hot marks, then the table per
@@ -92,8 +95,86 @@ class Profile:
             lines.append(f"# {'instructions':>12} {'share':>6} {'packets':>12}  primitive")
             for span, runs, entered in table:
                 name = f"`{expr[span[0]:span[1]]}`" if span is not None else "(returns)"
-                lines.append(f"  {runs:>12} {100 * runs / total:5.1f}% {entered:>12}  {name}")
+                shown = "-" if entered is None else entered
+                lines.append(f"  {runs:>12} {100 * runs / total:5.1f}% {shown:>12}  {name}")
+            if any(e is None for _, _, e in table):
+                lines.append("# packets: how many ran any of its instructions; -: the counts cannot tell")
         return "\n".join(lines) + "\n"
+
+
+def _successors(insn: tuple[int, int, int, int], pc: int) -> tuple[int, ...]:
+    code, jt, jf, k = insn
+    if code & 0x07 == 0x06:                           # ret
+        return ()
+    if code & 0x07 == 0x05:
+        return (pc + 1 + k,) if code == 0x05 else (pc + 1 + jt, pc + 1 + jf)
+    return (pc + 1,)
+
+
+def _cannot_abort(code: int) -> bool:
+    """An instruction that always goes on to the next one: no packet load (which ends the run
+    past the captured bytes), no division or modulo (which ends it dividing by zero)."""
+    cls = code & 0x07
+    if cls in (0x00, 0x01):                           # ld, ldx: immediate, length, M[] only
+        return code & 0xE0 in (0x00, 0x60, 0x80)
+    if cls == 0x04:                                   # alu
+        return code & 0xF0 not in (0x30, 0x90)
+    return cls in (0x02, 0x03, 0x07)                  # st, stx, tax/txa
+
+
+def _entered(tuples: list[tuple[int, int, int, int]], hits: Any, group: set[int]) -> int | None:
+    """How many packets ran at least one instruction of `group`, from the per-instruction counts:
+    the runs that came into the group from outside it (pc 0 included). Every instruction runs at
+    most once per packet (jumps go forward) and, when no path leaves the group and comes back,
+    each packet enters it at most once; an instruction reached both from inside the group and
+    from outside counts the runs of the outside edges, each known from the counts when its
+    target has no other predecessor, when it is the other branch of such a jump, or when its
+    source cannot end the run. None when any of that does not hold."""
+    n = len(tuples)
+    if any(t[0] == 0x05 and t[3] & 0x80000000 for t in tuples):
+        return None                                   # a loop (backward ja): counts are not packets
+    preds: list[set[int]] = [set() for _ in range(n)]
+    for pc, insn in enumerate(tuples):
+        for t in _successors(insn, pc):
+            if t < n:
+                preds[t].add(pc)
+
+    def edge(src: int, dst: int) -> int | None:
+        if preds[dst] == {src}:
+            return int(hits[dst])
+        code, jt, jf, _k = tuples[src]
+        if code & 0x07 == 0x05 and code != 0x05 and jt != jf:
+            other = src + 1 + (jf if src + 1 + jt == dst else jt)
+            return int(hits[src]) - int(hits[other]) if preds[other] == {src} else None
+        if code & 0x07 == 0x05 or _cannot_abort(code):
+            return int(hits[src])
+        return None
+
+    # a path out of the group and back into it: a packet may enter it twice
+    stack = [t for pc in group for t in _successors(tuples[pc], pc) if t < n and t not in group]
+    seen: set[int] = set()
+    while stack:
+        pc = stack.pop()
+        if pc in seen:
+            continue
+        seen.add(pc)
+        for t in _successors(tuples[pc], pc):
+            if t in group:
+                return None
+            if t < n:
+                stack.append(t)
+    total = 0
+    for pc in group:
+        outside = preds[pc] - group
+        if outside == preds[pc]:
+            total += int(hits[pc])                    # entered here only (pc 0 has no predecessor)
+            continue
+        for src in outside:
+            e = edge(src, pc)
+            if e is None:
+                return None
+            total += e
+    return total
 
 
 def profile_batch(prog: Program, batch: PacketBatch) -> Profile:
