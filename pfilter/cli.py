@@ -351,8 +351,11 @@ def output_edits(args):
         from .capture.rotate import C_UNIT
         rotate = dict(size=args.file_size * C_UNIT if args.file_size else None,
                       seconds=args.rotate_seconds, files=args.file_count)
-    from .capture.split import check_snaplen
-    return check_snaplen(args.truncate), args.dedup, rotate
+    truncate = args.truncate
+    if truncate is not None:
+        from .capture.split import check_snaplen       # (numpy: not for a plain run's start)
+        truncate = check_snaplen(truncate)
+    return truncate, args.dedup, rotate
 
 
 def _version():
