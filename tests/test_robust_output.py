@@ -602,3 +602,22 @@ def test_an_output_never_replaces_a_capture_this_process_reads(tmp_path):
         for batch in batches:
             out.write(batch, prog.match_batch(batch))
     assert 0 < len(src.read_bytes()) < len(before)
+
+
+def test_a_link_to_a_pipe_is_written_through(tmp_path):
+    """-w /dev/stdout with standard output a pipe (a link to 'pipe:[N]', a name that does not
+    exist) is written through the link, as -w - ('No such file or directory' before), and so is
+    a link to a FIFO."""
+    src = write_pcap(tmp_path / "in.pcap", packets(300))
+    want = subprocess.run(PFILTER + ["--quiet", "-r", str(src), "-w", "-", "udp"], capture_output=True, timeout=60)
+    got = subprocess.run(PFILTER + ["--quiet", "-r", str(src), "-w", "/dev/stdout", "udp"], capture_output=True,
+                         timeout=60)
+    assert got.returncode == 0 and got.stderr == b"" and got.stdout == want.stdout and len(want.stdout) > 24
+    fifo, link = tmp_path / "fifo", tmp_path / "link.pcap"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    run = subprocess.run(PFILTER + ["--quiet", "-r", str(src), "-w", str(link), "udp"], capture_output=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert reader.communicate(timeout=60)[0] == want.stdout and link.is_symlink()

@@ -298,7 +298,14 @@ def output_target(path):
     """The file an output path writes: a symbolic link is followed (to its target, existing or
     not), as tcpdump's fopen() does, so the link stays and its target is replaced."""
     path = os.fspath(path)
-    return os.path.realpath(path) if os.path.islink(path) else path
+    if not os.path.islink(path):
+        return path
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return path     # a pipe, socket or device (/dev/stdout): written through the link
+    except OSError:
+        pass
+    return os.path.realpath(path)
 
 
 def _why_not(target, st, err):
