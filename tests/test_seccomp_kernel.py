@@ -178,3 +178,22 @@ def test_seccomp_validator_accepts_exactly_the_opcodes_the_kernel_accepts(kernel
         "len"])
 def test_seccomp_validator_agrees_with_the_kernel_on_loads_jumps_and_scratch(kernel, prog):
     assert _validator_accepts(prog) == _accepts(prog)
+
+
+@pytest.mark.parametrize("op, value", [(">>=", 0x80000ABC), ("<<=", 0x00000ABD)], ids=["rsh", "lsh"])
+def test_shift_by_x_is_what_the_kernel_computes(kernel, op, value):
+    """`A >>= X` / `A <<= X` with X from args[0]: the kernel takes X modulo 32 (libpcap, and the
+    packet VM, give 0 for X >= 32); the emulator must predict the errno the kernel returns."""
+    nr = _nr("getppid")
+    text = (f"A = nr\nif (A != {nr}) goto ok\nA = args[0]\nX = A\nA = 0x{value:x}\nA {op} X\n"
+            "A &= 0x7ff\nA += 1\nA |= 0x50000\nreturn A\nok: return ALLOW\n")
+    prog = S.assemble(text, arch=ARCH)
+    shifts = [0, 1, 5, 31, 32, 33, 63, 64, 0xFFFFFFFF]
+    calls = [(nr, (x,)) for x in shifts]
+    predicted = [S.Action(int(v)) for v in S.run(prog, S.records([(nr, x) for x in shifts], arch=ARCH))]
+    installed = _in_child(prog.sock_fprog(), calls)
+    assert installed[0] == 0, f"the kernel refused the program: {errno.errorcode.get(installed[0])}"
+    assert [a.name for a in predicted] == ["ERRNO"] * len(shifts)
+    assert {x: a.data for x, a in zip(shifts, predicted)} == dict(zip(shifts, installed[1]))
+    # the case libpcap's rule gets wrong is exercised: X = 32 is not a shift to 0 in the kernel
+    assert installed[1][shifts.index(32)] != 1

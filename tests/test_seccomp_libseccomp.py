@@ -186,3 +186,26 @@ def test_disasm_libseccomp_style_matches_on_every_seccomp_opcode(tools, tmp_path
             expected = subprocess.run([str(disasm), "-a", "x86_64"], stdin=f, capture_output=True, check=True).stdout
         assert S.disasm(prog, style="libseccomp").encode() == expected
         assert S.assemble(S.disasm(prog)) == prog
+
+
+def test_disasm_libseccomp_style_names_every_action_as_scmp_bpf_disasm(tools, tmp_path):
+    """scmp_bpf_disasm (bpf_decode_action) names KILL_PROCESS, KILL, TRAP, ERRNO(n), TRACE(n), LOG
+    and ALLOW, drops the data of all but ERRNO and TRACE, and prints any other value (USER_NOTIF
+    among them) as 0x%.8x; the readable style keeps every bit and assembles back."""
+    import subprocess
+
+    from test_seccomp_api import EVERY_ACTION
+    _, disasm = tools
+    values = [act | data for act in EVERY_ACTION for data in (0, 1, 0xFFFF)] + [0x12345678, 0x7FFE0000, 0x00010000]
+    tuples = [(0x20, 0, 0, 0)]
+    for i, v in enumerate(values):
+        tuples += [(0x15, 0, 1, i), (0x06, 0, 0, v)]
+    tuples.append((0x06, 0, 0, int(S.ALLOW)))
+    prog = S.load(tuples)
+    path = tmp_path / "actions.bpf"
+    path.write_bytes(prog.sock_fprog())
+    with open(path, "rb") as f:
+        expected = subprocess.run([str(disasm), "-a", "x86_64"], stdin=f, capture_output=True, check=True).stdout
+    assert S.disasm(prog, style="libseccomp").encode() == expected
+    assert b"ret 0x7fc00000\n" in expected
+    assert S.assemble(S.disasm(prog)) == prog

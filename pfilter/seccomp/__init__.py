@@ -18,7 +18,9 @@ captures or the expression compiler.
 
 A program is a pfilter.Program that the kernel's seccomp rules also accept (pfilter.validate,
 seccomp=True). `run` is the VM's seccomp mode: the same loop as for packets with host-order
-32-bit loads over 64-byte records (`ld #len` reads 64), the GIL released.
+32-bit loads over 64-byte records (`ld #len` reads 64), the GIL released; a program that shifts
+by X runs in pfilter.seccomp.kernelvm instead, since the kernel takes X modulo 32 where libpcap
+(and the packet VM) gives 0 for X >= 32.
 """
 from __future__ import annotations
 
@@ -31,7 +33,8 @@ import numpy as np
 from .. import _pyvm
 from ..errors import FilterError, InvalidProgramError
 from ..program import _cvm, Program
-from ..validate import SECCOMP_DATA_SIZE, validate
+from ..validate import BPF_MAXINSNS, SECCOMP_DATA_SIZE, validate
+from . import kernelvm
 from .actions import (ALLOW, ERRNO, KILL, KILL_PROCESS, KILL_THREAD, LOG, TRACE, TRAP, USER_NOTIF, Action,
                       action)
 from .arch import ARCHES, X32_SYSCALL_BIT, Arch, arch, syscall_name, syscall_number
@@ -54,11 +57,50 @@ assert SECCOMP_DATA.itemsize == SECCOMP_DATA_SIZE
 
 _INSN = struct.Struct("=HBBI")     # struct sock_filter, host byte order
 
+#: the most bytes a raw filter has (the kernel's BPF_MAXINSNS instructions); read_raw reads one more
+MAX_RAW = BPF_MAXINSNS * _INSN.size
+
+#: the first 4 bytes of capture files (classic pcap in either byte order, with micro- or
+#: nanosecond or Kuznetzov's magic; pcapng's section header block), which no filter starts with:
+#: their first opcode is above 0xff
+_CAPTURE_MAGIC = {bytes.fromhex(m): kind for m, kind in (
+    ("a1b2c3d4", "pcap"), ("d4c3b2a1", "pcap"), ("a1b23c4d", "pcap"), ("4d3cb2a1", "pcap"),
+    ("a1b2cd34", "pcap"), ("34cdb2a1", "pcap"), ("0a0d0d0a", "pcapng"))}
+
+
+def read_raw(f: Any) -> bytes:
+    """At most MAX_RAW + 1 bytes of a binary file object: enough to tell a filter that is too long
+    (raw_problem) without reading /dev/zero to its end."""
+    chunks, left = [], MAX_RAW + 1
+    while left > 0:
+        b = f.read(left)
+        if not b:
+            break
+        chunks.append(b)
+        left -= len(b)
+    return b"".join(chunks)
+
+
+def raw_problem(raw: bytes) -> str | None:
+    """Why `raw` cannot be a raw filter before its instructions are looked at (a capture file,
+    more than BPF_MAXINSNS instructions, a partial instruction), or None."""
+    kind = _CAPTURE_MAGIC.get(bytes(raw[:4]))
+    if kind is not None:
+        return f"a {kind} capture file, not a seccomp filter (raw struct sock_filter instructions)"
+    if len(raw) > MAX_RAW:
+        return (f"too long for a seccomp filter: more than {BPF_MAXINSNS} instructions "
+                f"({MAX_RAW} bytes)")
+    if len(raw) % _INSN.size:
+        return f"{len(raw)} bytes are not a whole number of {_INSN.size}-byte struct sock_filter instructions"
+    return None
+
 
 def load(obj: Any) -> Program:
     """A seccomp filter from raw `struct sock_filter` bytes (host byte order, what libseccomp's
-    export_bpf writes), a file holding them (str or path-like), (code, jt, jf, k) tuples or a
-    Program; checked with the kernel's seccomp rules (InvalidProgramError naming the instruction)."""
+    export_bpf writes), a file holding them (str or path-like; at most MAX_RAW + 1 bytes are read),
+    (code, jt, jf, k) tuples or a Program; checked with the kernel's seccomp rules
+    (InvalidProgramError naming the instruction; a capture file or a file too long is refused
+    before)."""
     if isinstance(obj, Program):
         validate(obj.to_tuples(), seccomp=True)
         return obj
@@ -66,12 +108,12 @@ def load(obj: Any) -> Program:
     if isinstance(obj, (str, os.PathLike)):
         source = os.fsdecode(obj)
         with open(obj, "rb") as f:
-            obj = f.read()
+            obj = read_raw(f)
     if isinstance(obj, (bytes, bytearray, memoryview)):
         raw = bytes(obj)
-        if len(raw) % _INSN.size:
-            raise InvalidProgramError(f"{len(raw)} bytes are not a whole number of {_INSN.size}-byte "
-                                      "struct sock_filter instructions")
+        problem = raw_problem(raw)
+        if problem is not None:
+            raise InvalidProgramError(f"{source}: {problem}" if source is not None else problem)
         tuples = list(_INSN.iter_unpack(raw))
     else:
         try:
@@ -102,14 +144,18 @@ def _record_bytes(recs: Any) -> NDArray[np.uint8]:
 
 def run(program: Any, recs: Any) -> NDArray[np.uint32]:
     """The filter's return value (numpy uint32) for each struct seccomp_data record, in the VM's
-    seccomp mode (GIL released). Decode a value with Action(value)."""
+    seccomp mode (GIL released), with the kernel's rules where they differ from libpcap's (a shift
+    by X >= 32: see pfilter.seccomp.kernelvm). Decode a value with Action(value)."""
     prog = load(program)
     data = _record_bytes(recs)
     out = np.empty(len(data) // SECCOMP_DATA_SIZE, dtype=np.uint32)
-    if _cvm is not None and prog._decoded is not None:
+    insns = prog.to_tuples()
+    if kernelvm.needs_kernel_rules(insns):
+        kernelvm.run_records(insns, data, out)
+    elif _cvm is not None and prog._decoded is not None:
         _cvm.run_records(prog._decoded, prog._clear_mem, data, out)
     else:
-        _pyvm.run_records(prog.to_tuples(), data, out)
+        _pyvm.run_records(insns, data, out)
     return out
 
 

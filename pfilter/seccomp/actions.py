@@ -2,7 +2,8 @@
 Imports only pfilter.errors.
 
 A filter's 32-bit return value is an action (its high 16 bits) and data (the low 16: the errno of
-ERRNO, the message of TRACE). The kernel runs the most restrictive action among all installed
+ERRNO, the message of TRACE; the kernel ignores the data of the other actions, but a filter may
+carry it and the text keeps it: `TRAP(2)`). The kernel runs the most restrictive action among all installed
 filters; one filter's value decodes with Action(value).
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ NAMES = {
 }
 _BY_NAME = {v: k for k, v in NAMES.items()}
 _BY_NAME.update({"KILL_THREAD": 0x00000000, "NOTIFY": 0x7FC00000})
+#: the actions whose data is always shown (`ERRNO(0)`); the others show theirs when not 0 (`TRAP(2)`)
 _WITH_DATA = ("ERRNO", "TRACE")
 _TEXT = re.compile(r"\s*([A-Za-z_]+)\s*(?:\(\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*\))?\s*", re.ASCII)
 
@@ -52,7 +54,8 @@ class Action(int):
 
     @property
     def data(self) -> int:
-        """The data bits (SECCOMP_RET_DATA): ERRNO's errno, TRACE's message."""
+        """The data bits (SECCOMP_RET_DATA): ERRNO's errno, TRACE's message (the other actions'
+        data, which the kernel ignores, is kept too)."""
         return int(self) & RET_DATA
 
     @property
@@ -64,7 +67,7 @@ class Action(int):
         name = self.name
         if name is None:
             return f"0x{int(self):08x}"
-        return f"{name}({self.data})" if name in _WITH_DATA else name
+        return f"{name}({self.data})" if name in _WITH_DATA or self.data else name
 
     def __repr__(self) -> str:
         return f"Action({str(self)})"
@@ -72,7 +75,8 @@ class Action(int):
 
 def parse(text: str) -> Action:
     """An Action from its name: ALLOW, KILL, KILL_PROCESS, TRAP, LOG, USER_NOTIF, ERRNO(n),
-    TRACE(n), or a number (decimal or 0x hex)."""
+    TRACE(n), or a number (decimal or 0x hex). Any action takes data in parentheses (`TRAP(2)`,
+    0..65535; 0 when none is given), as str() shows it."""
     m = _TEXT.fullmatch(text)
     if m is None:
         try:
@@ -83,8 +87,6 @@ def parse(text: str) -> Action:
     if name not in _BY_NAME:
         raise FilterError(f"unknown seccomp action {m.group(1)!r} (known: {', '.join(NAMES.values())})")
     value = 0 if data is None else int(data, 0)
-    if data is not None and name not in _WITH_DATA:
-        raise FilterError(f"action {name} takes no data")
     if value > RET_DATA:
         raise FilterError(f"{name} data {value} does not fit in 16 bits")
     return Action(_BY_NAME[name] | value)

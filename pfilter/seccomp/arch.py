@@ -73,13 +73,23 @@ def _table(name: str) -> tuple[dict[str, int], dict[int, str]]:
 
 def syscall_number(syscall: str | int, arch_name: str | Arch = "x86_64") -> int:
     """The number (struct seccomp_data's nr, as an unsigned 32-bit value) of a system call name
-    on an architecture; an integer is taken as the number itself."""
+    on an architecture (`ARCH:name` for one of another architecture sharing its audit token:
+    `x32:read` on x86_64); an integer is taken as the number itself."""
     a = arch(arch_name)
     if not isinstance(syscall, str):
         nr = int(syscall)
         if not -(1 << 31) <= nr <= 0xFFFFFFFF:
             raise FilterError(f"system call number {nr} does not fit in 32 bits")
         return nr & 0xFFFFFFFF
+    if ":" in syscall:
+        # `x32:read`, as disassembly spells an x32 call under x86_64's token: a call of another
+        # architecture that records of this one carry (the same audit token)
+        prefix, sysname = syscall.split(":", 1)
+        other = arch(prefix)
+        if other.token != a.token:
+            raise FilterError(f"system call {syscall!r} is one of {other.name}, not of {a.name} "
+                              f"(their records differ: audit token 0x{other.token:08x}, not 0x{a.token:08x})")
+        return syscall_number(sysname, other)
     nr = _table(a.name)[0].get(syscall)
     if nr is None:
         if syscall.isdigit():

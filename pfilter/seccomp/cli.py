@@ -4,9 +4,11 @@ SUBCOMMANDS, which runs it under the common handling of Ctrl-C and a closed stan
 
   disasm FILE   a raw filter (struct sock_filter[], `-` for standard input) as text
   emu FILE SYSCALL [ARGS...]   the action the filter returns for one system call
-  asm FILE      the readable text (disasm's default style) back to a raw filter (-o OUT)
+  asm FILE      the readable text (disasm's default style) back to a raw filter (-o OUT, written
+                with pfilter.capture.files' atomic writer; -o - is standard output)
   dump PID      the filters installed in a running process (ptrace PTRACE_SECCOMP_GET_FILTER;
-                needs CAP_SYS_ADMIN and a kernel with CONFIG_CHECKPOINT_RESTORE)
+                needs CAP_SYS_ADMIN and a kernel with CONFIG_CHECKPOINT_RESTORE); a process with
+                no filter (/proc/PID/status `Seccomp:` 0, or 1 for strict mode) is said so
 """
 from __future__ import annotations
 
@@ -42,15 +44,45 @@ def _parser():
                     help="x86_64, i386, x32, aarch64, arm or riscv64: emu's record (default: this machine's, "
                          f"{_HOST_ARCH}); for disasm and asm, the system call names to assume before the filter "
                          "checks an architecture")
-    ap.add_argument("-o", dest="output", metavar="OUT", help="asm: write the raw filter to OUT (atomically)")
+    ap.add_argument("-o", dest="output", metavar="OUT",
+                    help="asm: write the raw filter to OUT (atomically; through a symbolic link, straight "
+                         "into a FIFO or device; - for standard output)")
     return ap
 
 
 def _read_input(path):
+    """The text asm reads (all of it)."""
     if path == "-":
         return sys.stdin.buffer.read()
     with open(path, "rb") as f:
         return f.read()
+
+
+def _read_filter(path):
+    """A raw filter's bytes (at most one more than the longest filter: /dev/zero is refused as
+    too long, not read to the end), refused with its name when it is a capture file or too long."""
+    import pfilter.seccomp as S
+    from ..errors import FilterError
+    if path == "-":
+        raw = S.read_raw(sys.stdin.buffer)
+    else:
+        with open(path, "rb") as f:
+            raw = S.read_raw(f)
+    problem = S.raw_problem(raw)
+    if problem is not None:
+        raise FilterError(f"{'standard input' if path == '-' else path}: {problem}")
+    return raw
+
+
+def _syscall(text):
+    """emu's system call argument: a name (`read`, `x32:read`) or a number (decimal, 0x hex,
+    negative)."""
+    if text[:1].isdigit() or text[:1] in "-+":
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise _UsageError(f"system call {text!r} is neither a name nor a number (decimal or 0x hex)") from None
+    return text
 
 
 def _number(text):
@@ -70,12 +102,15 @@ def _dump(pid, style, arch):
 
     def fail(what):
         e = ctypes.get_errno()
+        if e in (errno.EMEDIUMTYPE, errno.EINVAL):
+            _check_mode(pid)                  # not in filter mode: the kernel says EINVAL
         if e == errno.EMEDIUMTYPE:
             raise OSError(e, f"process {pid} has no seccomp filter")
         if e == errno.EACCES or e == errno.EPERM:
             raise PermissionError(e, f"{what} on process {pid}: {os.strerror(e)} (needs CAP_SYS_ADMIN)")
         raise OSError(e, f"{what} on process {pid}: {os.strerror(e)}")
 
+    _check_mode(pid)
     if libc.ptrace(PTRACE_ATTACH, pid, None, None) == -1:
         fail("ptrace(PTRACE_ATTACH)")
     try:
@@ -100,6 +135,29 @@ def _dump(pid, style, arch):
         text.append(f"# filter {i} of {len(out)} (0 is the most recent): {len(raw) // 8} instructions\n")
         text.append(S.disasm(S.load(raw), style=style, arch=arch))
     return "".join(text)
+
+
+def _seccomp_mode(pid):
+    """The `Seccomp:` field of /proc/PID/status (0 none, 1 strict, 2 filter), or None when it
+    cannot be read (no such process, no such field: ptrace then says what is wrong)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Seccomp:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_mode(pid):
+    """Refuse, in words, a process that is not in seccomp filter mode (PTRACE_SECCOMP_GET_FILTER
+    would fail with EINVAL: 'Invalid argument')."""
+    mode = _seccomp_mode(pid)
+    if mode == 0:
+        raise OSError(errno.EINVAL, f"process {pid} has no seccomp filter")
+    if mode == 1:
+        raise OSError(errno.EINVAL, f"process {pid} is in seccomp strict mode: it has no filter to show")
 
 
 def cli_main(argv):
@@ -129,15 +187,15 @@ def cli_main(argv):
         return e.code if isinstance(e.code, int) else 0
     try:
         if args.command == "disasm":
-            sys.stdout.write(S.disasm(S.load(_read_input(args.target)), style=args.style, arch=args.arch))
+            sys.stdout.write(S.disasm(S.load(_read_filter(args.target)), style=args.style, arch=args.arch))
         elif args.command == "emu":
             arch = args.arch or _HOST_ARCH
             name, *values = args.call
             if len(values) > 6:
                 raise FilterError(f"a system call has at most 6 arguments, not {len(values)}")
-            call = int(name, 0) if name[:1].isdigit() or name[:1] == "-" else name
+            call = _syscall(name)
             rec = S.record(call, *[_number(v) for v in values], arch=arch)
-            print(S.Action(int(S.run(S.load(_read_input(args.target)), rec)[0])))
+            print(S.Action(int(S.run(S.load(_read_filter(args.target)), rec)[0])))
         elif args.command == "asm":
             text = _read_input(args.target).decode("utf-8", errors="strict")
             raw = S.assemble(text, arch=args.arch).sock_fprog()
@@ -145,8 +203,12 @@ def cli_main(argv):
                 if sys.stdout.isatty():
                     raise FilterError("asm writes a binary filter: give -o OUT (or redirect standard output)")
                 sys.stdout.buffer.write(raw)
+            elif args.output == "-":
+                sys.stdout.flush()
+                sys.stdout.buffer.write(raw)
+                sys.stdout.buffer.flush()
             else:
-                _write_atomic(args.output, raw, args.target)
+                _write_output(args.output, raw, args.target)
         else:
             sys.stdout.write(_dump(pid, args.style, args.arch))
     except _UsageError as e:
@@ -166,30 +228,10 @@ def cli_main(argv):
     return 0
 
 
-def _write_atomic(path, data, source):
-    """Write `data` to `path` through a temporary file in its directory, renamed over it at the
-    end; never over the input."""
-    import tempfile
-    if source != "-" and os.path.exists(path) and os.path.samefile(path, source):
-        raise OSError(errno.EINVAL, f"{path}: the output would replace the input")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".pfilter-seccomp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+def _write_output(path, data, source):
+    """asm's -o: the project's atomic writer (pfilter.capture.files.write_whole: a regular file
+    appears whole or not at all, a symbolic link is written through, a FIFO or device (/dev/stdout)
+    written in place, never over the input, errors name `path`)."""
+    from ..capture.files import write_whole
+    write_whole(path, data, protect=[source])
 
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

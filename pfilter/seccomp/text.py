@@ -66,8 +66,23 @@ def _libseccomp_args(code: int, jt: int, jf: int, k: int, line: int) -> str:
     if cls == _CLASS_RET:
         if code & 0x18 == 0x10:
             return "$acc"
-        return str(Action(k)) if code & 0x08 == 0 else "???"
+        return _libseccomp_action(k) if code & 0x08 == 0 else "???"
     return ""
+
+
+#: the actions scmp_bpf_disasm's bpf_decode_action() names (libseccomp 2.5.4), data shown for
+#: the first two only; any other value (USER_NOTIF among them) is printed as 0x%.8x
+_LIBSECCOMP_WITH_DATA = {0x00050000: "ERRNO", 0x7FF00000: "TRACE"}
+_LIBSECCOMP_NAMES = {0x80000000: "KILL_PROCESS", 0x00000000: "KILL", 0x00030000: "TRAP", 0x7FFC0000: "LOG",
+                     0x7FFF0000: "ALLOW"}
+
+
+def _libseccomp_action(k: int) -> str:
+    """scmp_bpf_disasm's bpf_decode_action()."""
+    act, data = k & 0xFFFF0000, k & 0xFFFF
+    if act in _LIBSECCOMP_WITH_DATA:
+        return f"{_LIBSECCOMP_WITH_DATA[act]}({data})"
+    return _LIBSECCOMP_NAMES.get(act, f"0x{k:08x}")
 
 
 def disasm_libseccomp(insns) -> str:
