@@ -60,7 +60,8 @@ _MAIN_OPTIONS = """
                                               array, -ddd as decimal numbers
 -y LINKTYPE          linktype                 link type to compile for (name like EN10MB or number); default:
                                               the capture's, or EN10MB without -r. With -r it overrides the
-                                              file's (tcpdump ignores -y there)
+                                              file's (tcpdump ignores -y there); with --ebpf, what the hook
+                                              sees (EN10MB, or RAW, IPV4, IPV6)
 -s SNAPLEN           snaplen:int              snapshot length to compile for without -r (default 262144); with
                                               -r the capture's is used, as tcpdump does
 -c COUNT             count:int                stop after COUNT matching packets
@@ -755,7 +756,7 @@ def _run(args):
         raise FilterError(f"invalid packet count {args.count}")
 
     sources = _sources(args.read, args.list_file) if (args.read or args.list_file) else []
-    if args.ebpf or args.ebpf_dump or args.ebpf_output:
+    if args.ebpf or args.ebpf_dump or args.ebpf_output or args.on_match is not None or args.on_miss is not None:
         from .ebpf.cli import run as run_ebpf
         return run_ebpf(args, _compile(expr, 1 if forced_lt is None else forced_lt, args.snaplen or 262144, optimize))
     if args.dump:

@@ -351,3 +351,71 @@ def test_jumps_beyond_16_bit_offsets_become_gotol():
     r = test_run(eb, frames)
     assert list(r.matched) == [prog.run(f) != 0 for f in frames]
     assert 0 < r.matched.sum() < len(frames)
+
+
+# ----------------------------------------------------------------------------- link types and targets
+
+def ipv4_packet(proto, dport):
+    l4 = struct.pack("!HHHH", 1234, dport, 8, 0) + bytes(12)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0x1234, bytes([10, 0, 0, 1]),
+                       bytes([10, 0, 0, 2])) + l4
+
+
+def ipv6_packet(nh, dport):
+    l4 = struct.pack("!HHHH", 1234, dport, 8, 0) + bytes(12)
+    return (b"\x60" + bytes(3) + len(l4).to_bytes(2, "big") + bytes([nh, 64]) + bytes(15) + b"\x01"
+            + bytes(15) + b"\x02" + l4)
+
+
+RAW_PACKETS = [ipv4_packet(17, 53), ipv4_packet(17, 54), ipv4_packet(6, 53), ipv6_packet(17, 53),
+               ipv6_packet(6, 53), ipv6_packet(17, 99)]
+RAW_EXPRESSIONS = ["udp port 53", "ip and udp", "ip6 and dst port 53", "ip", "ip6", "host 10.0.0.1",
+                   "ip6 dst host ::2", "len > 40", "ip[9] = 6"]
+
+
+@pytest.mark.parametrize("linktype", ["RAW", 101, "IPV4", "IPV6"])
+def test_raw_ip_link_types_read_raw_ip_packets_at_every_hook(linktype):
+    """XDP and tc on a layer-3 device (tun) see the IP packet from its first byte; a socket filter
+    sees it so in BPF_PROG_TEST_RUN (the frame from its network header) and on SOCK_DGRAM. A
+    program compiled for RAW, IPV4 or IPV6 gives the VM's verdicts there."""
+    require_kernel()
+    eth = [bytes(12) + (b"\x86\xdd" if p[0] >> 4 == 6 else b"\x08\x00") + p for p in RAW_PACKETS]
+    for expr in RAW_EXPRESSIONS:
+        prog = pfilter.compile(expr, linktype=linktype)
+        want = [prog.run(p) != 0 for p in RAW_PACKETS]
+        for hook, frames in (("xdp", RAW_PACKETS), ("tc", RAW_PACKETS), ("socket", eth)):
+            assert list(test_run(prog.to_ebpf(hook), frames).matched) == want, (expr, hook)
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc", "socket"])
+@pytest.mark.parametrize("linktype", ["LINUX_SLL", "LINUX_SLL2", "IEEE802_11_RADIO", "NULL", "LOOP", "IEEE802_11"])
+def test_a_program_for_a_link_type_the_hook_does_not_see_is_refused(hook, linktype):
+    prog = pfilter.compile("tcp", linktype=linktype)
+    with pytest.raises(pfilter.FilterError, match=r"sees the frame from its Ethernet header|sees Ethernet frames"):
+        prog.to_ebpf(hook)
+    # a program of unknown link type (from_tuples) is taken as it is
+    assert len(pfilter.Program.from_tuples(prog.to_tuples()).to_ebpf(hook)) > 0
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc"])
+def test_an_object_never_redirects_nowhere(hook):
+    """`redirect` needs a target a helper call sets (bpf_redirect()); the program makes none, so
+    the kernel would drop every such packet: object() refuses it; the instructions (load,
+    test_run, a caller's own program) keep it."""
+    prog = pfilter.compile("tcp")
+    other = "pass" if hook == "xdp" else "ok"
+    for kw in ({"on_match": "redirect"}, {"on_miss": "redirect", "on_match": other}):
+        eb = prog.to_ebpf(hook, **kw)
+        with pytest.raises(pfilter.FilterError, match=r"redirect.*bpf_redirect\(\).*makes none"):
+            eb.object()
+        assert len(bytes(eb)) > 0
+
+
+def test_verdict_messages_name_the_hook_as_the_kernel_does():
+    prog = pfilter.compile("tcp")
+    with pytest.raises(pfilter.FilterError, match="'accept' is not an XDP verdict"):
+        prog.to_ebpf("xdp", on_match="accept")
+    with pytest.raises(pfilter.FilterError, match="9 is not a tc verdict"):
+        prog.to_ebpf("tc", on_match=9)
+    with pytest.raises(pfilter.FilterError, match="number of bytes to keep"):
+        prog.to_ebpf("socket", on_match="pass")

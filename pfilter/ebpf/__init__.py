@@ -22,6 +22,10 @@ Hooks and verdicts (named as the kernel names them):
           first (bpf_skb_pull_data), so every byte reads as in the capture; `len` is skb->len
   socket  the legacy packet loads (LD_ABS/LD_IND); returns the cBPF program's own value (the
           bytes to keep) when on_match is None, else on_match; on_miss is 0 ("drop")
+The program must be compiled for what the hook sees (HOOK_LINKTYPES): EN10MB, or RAW, IPV4 or
+IPV6 (raw IP: XDP and tc on a layer-3 device such as tun, a socket filter on a SOCK_DGRAM socket);
+a Program compiled for another link type is refused (FilterError). `redirect` (XDP, tc) needs a
+target that only a helper call sets, which the program does not make: object() refuses it.
 The packet's bytes are the capture's; on a live interface the kernel may have removed a VLAN
 tag into metadata (VLAN offload) before tc and socket filters run. A socket filter sees the
 frame from its link-layer header on an AF_PACKET socket (where libpcap attaches its filters);
@@ -68,27 +72,90 @@ TEST_RUN_MIN = 14
 LICENSE = "GPL"
 
 
-def _verdict(hook: str, names: dict[str, int], value: Any, what: str) -> tuple[str | None, int | None]:
-    """(name, value) of a verdict given by name (or by its number)."""
-    if value is None:
-        if hook == "socket" and what == "on_match":
+#: how each hook's program is called in messages
+HOOK_PROGRAM = {"xdp": "an XDP program", "tc": "a tc program", "socket": "a socket filter"}
+#: verdicts that act on a target only a helper call sets (bpf_redirect(), bpf_redirect_map()),
+#: which these programs never make: the kernel drops a packet "redirected" nowhere. Loading and
+#: test_run accept them (a caller's own program may call the emitted one and redirect); object()
+#: and the command, whose programs are attached as they are, refuse them
+NEEDS_TARGET = {"xdp": {"redirect": "bpf_redirect() or bpf_redirect_map()"},
+                "tc": {"redirect": "bpf_redirect()"}, "socket": {}}
+#: the link types (DLT numbers) of the packets each hook's program sees: XDP and tc see the frame
+#: from its Ethernet header, or the IP packet on a layer-3 device (tun, wireguard); a socket
+#: filter the frame from its link-layer header on an AF_PACKET socket (an Ethernet device's:
+#: libpcap's cooked headers, LINUX_SLL/LINUX_SLL2, are made in user space) or the IP packet
+#: (SOCK_DGRAM, a layer-3 device; BPF_PROG_TEST_RUN hands it the frame from its network header).
+#: RAW is DLT 12 (LINKTYPE_RAW 101), IPV4 228, IPV6 229
+HOOK_LINKTYPES = {"xdp": (1, 12, 228, 229), "tc": (1, 12, 228, 229), "socket": (1, 12, 228, 229)}
+_SEES = {"xdp": "sees Ethernet frames (raw IP on a layer-3 device such as tun)",
+         "tc": "sees Ethernet frames (raw IP on a layer-3 device such as tun)",
+         "socket": "sees the frame from its Ethernet header on an AF_PACKET socket (raw IP on a "
+                   "SOCK_DGRAM socket or a layer-3 device such as tun)"}
+
+
+def linktype_problem(hook: str, linktype: int | None) -> str | None:
+    """Why a program compiled for `linktype` (a DLT number; None: unknown, not checked) reads
+    `hook`'s packets wrongly, or None: "an XDP program sees Ethernet frames (...), not LINUX_SLL
+    (Linux cooked v1)"."""
+    from .. import linktypes
+    if linktype is None or linktypes.LINKTYPE_TO_DLT.get(linktype, linktype) in HOOK_LINKTYPES[hook]:
+        return None
+    label: str = getattr(linktypes, "linktype_label")(linktype)
+    return f"{HOOK_PROGRAM[hook]} {_SEES[hook]}, not {label}"
+
+
+def target_problem(hook: str, verdict: str | None, what: str = "on_match") -> str | None:
+    """Why the verdict named `verdict` cannot be the verdict of a program attached as it is, or None."""
+    helper = NEEDS_TARGET[hook].get(verdict or "")
+    if helper is None:
+        return None
+    usable = ", ".join(n for n in HOOKS[hook][0] if n not in NEEDS_TARGET[hook])
+    return (f"{what} {verdict}: {HOOK_PROGRAM[hook]} redirects to the target a {helper} call sets, and "
+            f"this program makes none (the kernel would drop those packets); the verdicts are {usable}")
+
+
+def _verdict(hook: str, value: Any, what: str, match: bool) -> tuple[str | None, int | None]:
+    """(name, value) of a verdict given by name (any case) or by its number; `what` names the
+    argument in messages ("on_match", or the command's "--on-match"), `match` says which it is."""
+    names = HOOKS[hook][0]
+    article_hook = {"xdp": "an XDP", "tc": "a tc", "socket": "a socket filter"}[hook]
+    if hook == "socket" and match:
+        if value is None:
             return None, None
-        raise FilterError(f"{what} must be a {hook} verdict: {', '.join(names)}")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FilterError(f"{what} for a socket filter is the number of bytes to keep "
+                              f"(1..{0xFFFFFFFF}), not {value!r}")
+        if not 0 < value <= 0xFFFFFFFF:
+            raise FilterError(f"{what} for a socket filter is the number of bytes to keep (1..{0xFFFFFFFF}), not {value}")
+        return str(value), value
+    if value is None:
+        raise FilterError(f"{what} must be {article_hook} verdict: {', '.join(names)}")
     if isinstance(value, str):
         if value.lower() not in names:
-            raise FilterError(f"{what}: {value!r} is not a {hook} verdict; the verdicts are {', '.join(names)}")
+            raise FilterError(f"{what}: {value!r} is not {article_hook} verdict; the verdicts are {', '.join(names)}")
         return value.lower(), names[value.lower()]
     if isinstance(value, bool) or not isinstance(value, int):
         raise FilterError(f"{what} must be a verdict name, not {type(value).__name__}")
-    if hook == "socket" and what == "on_match":
-        if not 0 < value <= 0xFFFFFFFF:
-            raise FilterError(f"on_match for a socket filter is the number of bytes to keep (1..{0xFFFFFFFF}), not {value}")
-        return str(value), value
     for name, v in names.items():
         if v == value:
             return name, v
-    raise FilterError(f"{what}: {value} is not a {hook} verdict; the verdicts are "
+    raise FilterError(f"{what}: {value} is not {article_hook} verdict; the verdicts are "
                       + ", ".join(f"{n} ({v})" for n, v in names.items()))
+
+
+def verdicts(hook: str, on_match: str | int | None = None, on_miss: str | int | None = None,
+             what: tuple[str, str] = ("on_match", "on_miss")) -> tuple[str | None, int | None, str, int]:
+    """(match name, match value, miss name, miss value) of the verdicts given (None: the hook's
+    default), FilterError naming them as `what` says when they are no verdicts of `hook` or equal."""
+    if hook not in HOOKS:
+        raise FilterError(f"hook must be one of {', '.join(HOOKS)}, not {hook!r}")
+    d_match, d_miss = HOOKS[hook][1:3]
+    m_name, m_value = _verdict(hook, d_match if on_match is None else on_match, what[0], True)
+    x_name, x_value = _verdict(hook, d_miss if on_miss is None else on_miss, what[1], False)
+    if m_value is not None and m_value == x_value:
+        raise FilterError(f"{what[0]} and {what[1]} are both {m_name!r}")
+    assert x_name is not None and x_value is not None
+    return m_name, m_value, x_name, x_value
 
 
 class EbpfProgram:
@@ -100,16 +167,12 @@ class EbpfProgram:
     def __init__(self, program: Any, hook: str = "xdp", on_match: str | int | None = None,
                  on_miss: str | int | None = None) -> None:
         from ..lowering import lower
-        if hook not in HOOKS:
-            raise FilterError(f"hook must be one of {', '.join(HOOKS)}, not {hook!r}")
-        names, d_match, d_miss = HOOKS[hook][:3]
+        self.on_match, self.match_value, self.on_miss, self.miss_value = verdicts(hook, on_match, on_miss)
         self.hook = hook
-        self.on_match, self.match_value = _verdict(hook, names, d_match if on_match is None else on_match, "on_match")
-        self.on_miss, self.miss_value = _verdict(hook, names, d_miss if on_miss is None else on_miss, "on_miss")
-        if self.match_value is not None and self.match_value == self.miss_value:
-            raise FilterError(f"on_match and on_miss are both {self.on_match!r}")
+        problem = linktype_problem(hook, getattr(program, "linktype", None))
+        if problem:
+            raise FilterError(f"{problem}: compile for EN10MB, RAW, IPV4 or IPV6")
         self.program = program
-        assert self.miss_value is not None
         self.insns = emit(lower(program), hook, self.match_value, self.miss_value)
 
     @property
@@ -136,9 +199,14 @@ class EbpfProgram:
 
     def object(self, name: str = "pfilter") -> bytes:
         """An ELF relocatable object (EM_BPF) with the program in section `self.section` under
-        the function symbol `name` and a "GPL" license section."""
+        the function symbol `name` and a "GPL" license section. A "redirect" verdict is refused
+        here (NEEDS_TARGET: the program sets no target, the kernel would drop those packets)."""
         if not name.isidentifier():
             raise FilterError(f"the program's symbol name must be an identifier, not {name!r}")
+        for what, verdict in (("on_match", self.on_match), ("on_miss", self.on_miss)):
+            problem = target_problem(self.hook, verdict, what)
+            if problem:
+                raise FilterError(problem)
         return elf.object_file(bytes(self), self.section, name, LICENSE)
 
     def matches(self, retvals: NDArray[Any]) -> NDArray[np.bool_]:
