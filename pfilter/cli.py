@@ -841,7 +841,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         # one pcap file and a time window: the fast path over the window's records, numpy-free
         # (filter_file decides the same way; the general path scans what the index cannot take)
         from .capture.index import parse_window, window_range
-        byte_range = window_range(sources[0], *parse_window(args.after, args.before), workers)
+        byte_range = window_range(sources[0], *parse_window(args.after, args.before, ("--after", "--before")), workers)
         if byte_range is None:
             return _scale(args, expr, sources, forced_lt, optimize, resolution, announce, workers)
     if fast_path_applies(per_batch=args.write is None and not args.count_only, dedup=dedup, native=native):
@@ -1018,7 +1018,7 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
     after = before = None
     if args.after is not None or args.before is not None:
         from .capture.index import parse_window
-        after, before = parse_window(args.after, args.before)
+        after, before = parse_window(args.after, args.before, ("--after", "--before"))
     total, damaged, started = FilterStats(), [], time.perf_counter()
     bar, update = _progress_bar(args, sources)
     base = [0]
@@ -1095,7 +1095,7 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     after = before = None
     if args.after is not None or args.before is not None:
         from .capture.index import parse_window
-        after, before = parse_window(args.after, args.before)
+        after, before = parse_window(args.after, args.before, ("--after", "--before"))
     edits = output_edits(args)
     if args.scheduler is not None:
         if not args.scheduler.strip():

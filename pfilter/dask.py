@@ -1246,9 +1246,9 @@ def _warn_inapplicable(result):
     if result is None:
         return
     import warnings
-    from .classification.rules import RuleLinkTypeWarning, inapplicable_message
+    from .classification.rules import RuleLinkTypeWarning, caller_stacklevel, inapplicable_message
     for item in result.inapplicable:
-        warnings.warn(RuleLinkTypeWarning(inapplicable_message(*item)), stacklevel=4)
+        warnings.warn(RuleLinkTypeWarning(inapplicable_message(*item)), stacklevel=caller_stacklevel())
 
 
 def _joined(results, names):

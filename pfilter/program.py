@@ -352,8 +352,40 @@ class Program:
             return int(_cvm.run_one(self._decoded, np.frombuffer(packet, np.uint8) if packet else np.zeros(0, np.uint8), wl))
         return _pyvm.run_one(self._tuples, packet, wl)
 
+    def check_linktype(self, linktypes: Iterable[int], what: str = "the packets") -> None:
+        """Refuse (FilterError) link types other than the one the program was compiled for: its
+        verdicts on such packets mean nothing (an Ethernet `tcp` reads a raw IP packet's bytes as
+        an Ethernet header). A program of no known link type (from_tuples without one) runs on
+        any."""
+        if self.linktype is None:
+            return
+        from .linktypes import LINKTYPE_TO_DLT, linktype_name
+        want = LINKTYPE_TO_DLT.get(int(self.linktype), int(self.linktype))
+        for lt in linktypes:
+            if LINKTYPE_TO_DLT.get(int(lt), int(lt)) != want:
+                raise FilterError(
+                    f"this program was compiled for link type {linktype_name(want)}, but {what} are "
+                    f"{linktype_name(int(lt))}: compile it for that link type (or give the expression "
+                    f"as text to filter_file and classify, which compile it for each link type)")
+
+    def _check_batch(self, batch: PacketBatch) -> None:
+        lts = batch.linktypes
+        if self.linktype is None:
+            return
+        if lts is None or not len(lts):
+            self.check_linktype([batch.linktype])
+        else:
+            lo, hi = int(lts.min()), int(lts.max())
+            self.check_linktype([lo] if lo == hi else np.unique(lts).tolist())
+
     def run_batch(self, batch: PacketBatch, out: NDArray[np.uint32] | None = None) -> NDArray[np.uint32]:
-        """One uint32 return value per packet of a PacketBatch."""
+        """One uint32 return value per packet of a PacketBatch (FilterError when its packets are
+        of a link type other than the program's: check_linktype)."""
+        self._check_batch(batch)
+        return self._run_batch(batch, out)
+
+    def _run_batch(self, batch: PacketBatch, out: NDArray[np.uint32] | None = None) -> NDArray[np.uint32]:
+        """run_batch without the link type check (callers that chose the program per link type)."""
         data, offsets, caplen, wirelen = _arrays(batch, "run_batch")
         n = len(offsets)
         if self.backend != "vm" and _use_native(self.backend, n):
@@ -372,7 +404,12 @@ class Program:
     def run_indexed(self, batch: PacketBatch, index: NDArray[np.integer[Any]],
                     out: NDArray[np.uint32]) -> NDArray[np.uint32]:
         """Run only packets `index` (integer array, each in 0..len(batch)-1) of the batch, writing
-        out[index]; out is a uint32 array of len(batch)."""
+        out[index]; out is a uint32 array of len(batch). FilterError as run_batch."""
+        self._check_batch(batch)
+        return self._run_indexed(batch, index, out)
+
+    def _run_indexed(self, batch: PacketBatch, index: NDArray[np.integer[Any]],
+                     out: NDArray[np.uint32]) -> NDArray[np.uint32]:
         data, offsets, caplen, wirelen = _arrays(batch, "run_indexed")
         n = len(offsets)
         if self.backend != "vm" and _use_native(self.backend, int(np.size(index))):
@@ -392,7 +429,8 @@ class Program:
         return out
 
     def match_batch(self, batch: PacketBatch) -> NDArray[np.bool_]:
-        """One bool per packet: did the program accept it (nonzero return)?"""
+        """One bool per packet: did the program accept it (nonzero return)? FilterError as
+        run_batch."""
         return self.run_batch(batch) != 0
 
     def count_steps(self, batch: PacketBatch) -> NDArray[np.uint64]:
@@ -454,3 +492,18 @@ def _wirelen(wirelen: object) -> int:
     if not 0 <= wl <= 0xFFFFFFFF:
         raise FilterError(f"wirelen must lie in 0..{0xFFFFFFFF}, not {wl}")
     return wl
+
+
+def matches_unchecked(prog: Any, batch: PacketBatch) -> NDArray[np.bool_]:
+    """prog.match_batch(batch) for a caller that chose prog for the batch's link type itself
+    (a ProgramSet or RuleSet: per link type, or the one a forced link type asks for)."""
+    if isinstance(prog, Program):
+        return prog._run_batch(batch) != 0
+    return prog.match_batch(batch)  # type: ignore[no-any-return]
+
+
+def run_indexed_unchecked(prog: Any, batch: PacketBatch, index: Any, out: Any) -> NDArray[np.uint32]:
+    """prog.run_indexed for such a caller (matches_unchecked)."""
+    if isinstance(prog, Program):
+        return prog._run_indexed(batch, index, out)
+    return prog.run_indexed(batch, index, out)  # type: ignore[no-any-return]

@@ -268,3 +268,15 @@ def test_pfilter_classify_stays_a_function_after_the_engine_module_is_imported(b
     import pfilter.classification.run  # noqa: F401
     assert pfilter.classify(batches, ["tcp"]).rules == ("tcp",)
     assert callable(pfilter.classify) and not hasattr(pfilter.classify, "__path__")
+
+
+def test_a_rule_link_type_warning_points_at_the_callers_line(tmp_path):
+    """RuleLinkTypeWarning names the line that called pfilter.classify (it named a line inside
+    pfilter)."""
+    import warnings
+    raw = tmp_path / "raw.pcap"
+    pfilter.write(raw, pfilter.PacketBatch.from_packets([bytes([0x45]) + bytes(39)], linktype=101))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pfilter.classify(raw, {"e": "ether host 1:2:3:4:5:6", "t": "tcp"})
+    assert [(w.category, w.filename) for w in caught] == [(pfilter.RuleLinkTypeWarning, __file__)]

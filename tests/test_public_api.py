@@ -350,3 +350,57 @@ def test_file_system_failures_of_the_writer_are_oserrors(tmp_path):
     with pytest.raises(IsADirectoryError):
         pfilter.write(tmp_path, batch)
     assert os.listdir(tmp_path) == []
+
+
+def _raw_capture(path):
+    """The sample's IPv4 packets without their Ethernet header, as a raw IP (LINKTYPE 101) file."""
+    with pfilter.open(SAMPLE) as cap:
+        packets = [b.packet(i)[14:] for b in cap for i in range(len(b)) if b.packet(i)[12:14] == b"\x08\x00"]
+    pfilter.write(path, pfilter.PacketBatch.from_packets(packets, linktype=101))
+    return path
+
+
+def _tcpdump_count(path, expr):
+    r = subprocess.run([ref.tcpdump(), "-r", str(path), "--count", expr], capture_output=True, text=True, check=True)
+    return int(r.stdout.split()[0])
+
+
+def test_a_program_runs_only_on_the_link_type_it_was_compiled_for(tmp_path):
+    """A Program compiled for Ethernet over raw IP packets read their bytes as an Ethernet
+    header: filter_file, classify and match_batch gave wrong counts without a word. Now a
+    FilterError names both link types; the expression as text (compiled per link type) and a
+    program compiled for the capture's link type give tcpdump's count."""
+    raw = _raw_capture(tmp_path / "raw.pcap")
+    want = _tcpdump_count(raw, "tcp")
+    assert want > 0
+    ether = pfilter.compile("tcp")
+    for call in (lambda: pfilter.filter_file(raw, None, ether), lambda: pfilter.classify(raw, {"t": ether}),
+                 lambda: [ether.match_batch(b) for b in pfilter.open(raw)]):
+        with pytest.raises(pfilter.FilterError, match="compiled for link type EN10MB, but .* RAW"):
+            call()
+    assert pfilter.filter_file(raw, None, "tcp").matched == want
+    as_raw = pfilter.compile("tcp", linktype="RAW")         # DLT 12 for a file's LINKTYPE 101: the same
+    assert pfilter.filter_file(raw, None, as_raw).matched == want
+    assert pfilter.classify(raw, {"t": as_raw}).counts.tolist() == [want]
+    with pfilter.open(raw) as cap:
+        assert sum(int(as_raw.match_batch(b).sum()) for b in cap) == want
+    foreign = pfilter.Program.from_tuples(as_raw.to_tuples())        # no link type known: runs
+    assert pfilter.filter_file(raw, None, foreign).matched == want
+    # linktype= (the packets taken as that link type, by name) with a program compiled for it runs
+    assert pfilter.filter_file(SAMPLE, None, as_raw, linktype="RAW").read == 3000
+
+
+def test_count_must_be_positive_and_a_closed_capture_is_not_empty(tmp_path):
+    """count=0 read every packet and reported none matched (tcpdump -c 0: "invalid packet
+    count"): refused, as count=True; iterating a closed capture gave no batch, as an empty file
+    would: refused."""
+    for bad in (0, True, 1.5):
+        with pytest.raises(pfilter.FilterError, match="count must be a positive number"):
+            pfilter.filter_file(SAMPLE, None, "tcp", count=bad)
+    assert pfilter.filter_file(SAMPLE, None, "tcp", count=1).matched == 1
+    cap = pfilter.open(SAMPLE)
+    first = next(iter(cap))
+    cap.close()
+    with pytest.raises(pfilter.FilterError, match="closed"):
+        next(iter(cap))
+    assert len(first) > 0           # (a batch read before closing stays valid)

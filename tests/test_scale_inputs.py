@@ -863,3 +863,17 @@ def test_merge_takes_snaplen_dedup_and_rotation_as_editcap_and_tcpdump_after_mer
     assert len(want) >= 2 and sorted(p.name for p in got_dir.iterdir()) == want
     for name in want:
         assert records(got_dir / name) == records(want_dir / name), name
+
+
+def test_each_input_is_announced_once_when_counting_a_mixed_list(inputs, tmp_path):
+    """Counting pcap files and a pcapng one with several workers: the fast path (pcap only)
+    declines the list, and announce(path, linktype, snaplen, index) is called once per input,
+    in order (it announced the pcap files, declined, and the general path announced them again)."""
+    _d, paths = inputs
+    ng = tmp_path / "ng.pcapng"
+    gen_capture.generate(ng, 300, seed=33, pcapng=True)
+    for srcs in ([paths[0], str(ng)], [paths[0], paths[1], str(ng)], [str(ng), paths[0]]):
+        calls = []
+        stats = pfilter.filter_file(srcs, None, "tcp", workers=2, announce=lambda *a: calls.append((a[0], a[3])))
+        assert [c[1] for c in calls] == list(range(len(srcs))) and [str(c[0]) for c in calls] == srcs
+        assert stats.matched == sum(count_tcpdump(s, "tcp") for s in srcs)

@@ -293,11 +293,10 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
     programs = _Programs(_fastcopy, program_for)
     programs.get(h0)                      # compiled (and refused) before any pass
     if announce is not None:              # the files are passed at once: each announced now
-        announce(sources[0], h0.linktype, h0.snaplen, 0)
-        for i, s in enumerate(sources[1:], 1):
-            h = _peek(s)
-            if h is None:
-                break
+        heads = [h0] + [_peek(s) for s in sources[1:]]
+        if any(h is None for h in heads):
+            return None                   # (before announcing any: the general path will)
+        for i, (s, h) in enumerate(zip(sources, heads)):
             announce(s, h.linktype, h.snaplen, i)
     import threading
     lock = threading.Lock()

@@ -49,6 +49,9 @@ class ProgramSet:
         self.expr = expr
         self.snaplen = snaplen
         self.optimize = optimize
+        if linktype is not None:
+            from ..linktypes import linktype_number
+            linktype = linktype_number(linktype)         # (a name: "RAW")
         self.forced_linktype = linktype
         self.compiler = compiler
         self._programs = {}
@@ -59,9 +62,12 @@ class ProgramSet:
         (so `ip broadcast` works) and, for NULL/ENC, the AF value in the file's byte order
         (`swapped`: the file was written on a host of the other byte order)."""
         import pfilter
-        if isinstance(self.expr, pfilter.Program):
-            return self.expr
         lt = self.forced_linktype if self.forced_linktype is not None else int(linktype)
+        if isinstance(self.expr, pfilter.Program):
+            # a Program runs only on the link type it was compiled for (FilterError otherwise)
+            self.expr.check_linktype([lt], "the packets" if self.forced_linktype is None
+                                     else "the packets (linktype=)")
+            return self.expr
         key = (lt, self.snaplen or snaplen or 262144, bool(swapped))
         prog = self._programs.get(key)
         if prog is None:
@@ -76,15 +82,17 @@ class ProgramSet:
         return prog.jit() if self.native else prog
 
     def match(self, batch, snaplen=None, swapped=False):
-        """Bool mask of the batch's packets the expression accepts."""
+        """Bool mask of the batch's packets the expression accepts (each program chosen for its
+        packets' link type here: run without the Program's own check)."""
+        from ..program import matches_unchecked
         if batch.linktypes is None or self.forced_linktype is not None:
-            return self._engine(batch.linktype, snaplen, swapped).match_batch(batch)
+            return matches_unchecked(self._engine(batch.linktype, snaplen, swapped), batch)
         kinds = np.unique(batch.linktypes)
         if len(kinds) == 1:
-            return self._engine(int(kinds[0]), snaplen, swapped).match_batch(batch)
+            return matches_unchecked(self._engine(int(kinds[0]), snaplen, swapped), batch)
         mask = np.zeros(len(batch), dtype=bool)
         for lt in kinds:
-            mask |= self._engine(int(lt), snaplen, swapped).match_batch(batch) & (batch.linktypes == lt)
+            mask |= matches_unchecked(self._engine(int(lt), snaplen, swapped), batch) & (batch.linktypes == lt)
         return mask
 
 
@@ -227,8 +235,9 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     from .index import parse_window
     workers = check_workers(workers)
     window = parse_window(*(int(t) if isinstance(t, np.integer) else t for t in (after, before)))
-    if count is not None and count < 0:
-        raise FilterError("count must not be negative")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        # (tcpdump -c 0: "invalid packet count"; count=0 read every packet and matched none)
+        raise FilterError(f"count must be a positive number of packets (None: all), not {count!r}")
     if compiler is None and cache:
         from ..compiler.cache import cached_compile as compiler
     report, close_progress = progress_callback(progress, sum(_size(s) for s in sources))

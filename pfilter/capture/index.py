@@ -424,10 +424,11 @@ _ISO_TIME = r"(\d{4})-(\d{1,2})-(\d{1,2})(?:T| +)(\d{1,2}):(\d{1,2})(?::(\d{1,2}
 _TIME_HELP = "give epoch seconds (1700000000.5) or an ISO 8601 date and time (2023-11-14T22:13:20.5Z, 2023-11-14 22:13)"
 
 
-def parse_window(after, before):
+def parse_window(after, before, names=("after", "before")):
     """(after, before) in ns from --after / --before (each None, ns as an int, or text for
     parse_time); FilterError when after is later than before, as editcap refuses it, and for a
-    float (seconds or ns? an int is ns, text with a point is seconds)."""
+    float (seconds or ns? an int is ns, text with a point is seconds). names: the two as the
+    caller's user knows them (the command's ("--after", "--before"))."""
     for t in (after, before):
         if isinstance(t, float):
             raise FilterError(f"a time as a float ({t!r}): give ns since 1970 as an int, or text "
@@ -435,7 +436,7 @@ def parse_window(after, before):
     window = tuple(None if t is None else (t if isinstance(t, int) and not isinstance(t, bool) else parse_time(t))
                    for t in (after, before))
     if None not in window and window[0] > window[1]:
-        raise FilterError(f"--after {after} is later than --before {before}: the window holds no time")
+        raise FilterError(f"{names[0]} {after} is later than {names[1]} {before}: the window holds no time")
     return window
 
 

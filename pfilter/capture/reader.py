@@ -86,6 +86,7 @@ class Capture:
             raise FilterError("batch_packets, batch_bytes and window_bytes must be positive")
         self.batch_packets = int(batch_packets)
         self.batch_bytes = int(batch_bytes)
+        self._closed = False
         self._f, self.path, self._owns = open_stream(path)
         # no output of this process replaces the file while it is read (a Writer over it)
         self._reading = reading(self._f, "- (standard input)" if self.path == "-" else self.path)
@@ -132,6 +133,9 @@ class Capture:
         return self
 
     def __next__(self) -> PacketBatch:
+        if self._closed:
+            # (it read as an empty capture: a loop over a closed one found no packet, silently)
+            raise FilterError(f"{self.path}: the capture is closed")
         if self._pending is not None:
             err, self._pending = self._pending, None
             self._done = True
@@ -210,7 +214,8 @@ class Capture:
             self._reading = None
 
     def close(self) -> None:
-        """Release the file; batches already delivered stay valid."""
+        """Release the file; batches already delivered stay valid (reading on raises FilterError)."""
+        self._closed = True
         self._done = True
         self._read_all()
         if self._win is not None:

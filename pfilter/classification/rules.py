@@ -82,6 +82,18 @@ def inapplicable_message(name, lt_name, reason):
             f"no packet of that link type")
 
 
+def caller_stacklevel():
+    """The warnings.warn stacklevel of the first frame outside the pfilter package, for a warn()
+    in the function calling this one: the user's line that called pfilter (classify, dask)."""
+    import os
+    import sys
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class RuleLinkTypeWarning(UserWarning):
     """A rule has no meaning on a link type of the input (`ether host ...` on a NULL capture,
     `vlan` on raw IP): it matches no packet of that link type. Classification.inapplicable
@@ -129,6 +141,10 @@ class RuleSet:
             progs = []
             for name, rule in self.pairs:
                 if is_program(rule):
+                    try:        # a Program runs only on its own link type
+                        getattr(rule, "check_linktype", lambda *a: None)([linktype], "the input's packets")
+                    except FilterError as e:
+                        raise FilterError(f"rule {name!r}: {e}") from None
                     progs.append(rule)
                     continue
                 try:
@@ -146,7 +162,8 @@ class RuleSet:
                         raise FilterError(f"rule {name!r} (link type {lt_name}): {e}") from e
                     reason = str(e).split("\n")[0]
                     self.inapplicable.append((name, lt_name, reason))
-                    warnings.warn(RuleLinkTypeWarning(inapplicable_message(name, lt_name, reason)), stacklevel=4)
+                    warnings.warn(RuleLinkTypeWarning(inapplicable_message(name, lt_name, reason)),
+                                  stacklevel=caller_stacklevel())
                     from ..program import Program
                     progs.append(Program.from_tuples([(BPF_RET | BPF_K, 0, 0, 0)], linktype=linktype,
                                                      snaplen=self.snaplen))

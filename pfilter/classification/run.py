@@ -17,6 +17,7 @@ import numpy as np
 
 from ..batch import PacketBatch
 from ..errors import CaptureFormatError, FilterError
+from ..program import matches_unchecked, run_indexed_unchecked
 from .plan import plan
 from .result import Classification
 from .rules import RuleSet, parse_rules
@@ -175,10 +176,10 @@ def _run_batch(ruleset, batch, linktype, out, packed, counts, nbytes, pool=None,
         # a single rule, or no engine: each rule's own Program over the batch
         for r, prog in enumerate(progs):
             if rows is None:
-                hit = prog.match_batch(batch)
+                hit = matches_unchecked(prog, batch)        # (chosen for the link type: RuleSet)
             else:
                 verdicts = np.zeros(len(batch), dtype=np.uint32)
-                hit = prog.run_indexed(batch, rows, verdicts) != 0
+                hit = run_indexed_unchecked(prog, batch, rows, verdicts) != 0
             counts[r] += np.count_nonzero(hit)
             nbytes[r] += int(batch.wirelen.sum(dtype=np.int64, where=hit))
             if out is not None:
