@@ -68,7 +68,9 @@ def packets():
 
 
 def run_both_vms(prog, batch):
-    """The program's return values on the batch, checked equal on the Cython and Python VMs."""
+    """The program's return values on the batch, checked equal on the Cython and Python VMs (the
+    random packets taken as the program's link type: a Program refuses others)."""
+    batch.linktype = prog.linktype if prog.linktype is not None else 1
     fast = prog.run_batch(batch)
     if program._cvm is not None and len(prog) <= 600:
         tuples = prog.to_tuples()
