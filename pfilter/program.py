@@ -369,9 +369,9 @@ class Program:
                     f"as text to filter_file and classify, which compile it for each link type)")
 
     def _check_batch(self, batch: PacketBatch) -> None:
+        if self.linktype is None or not isinstance(batch, PacketBatch):
+            return                  # (what is no PacketBatch: _arrays says so)
         lts = batch.linktypes
-        if self.linktype is None:
-            return
         if lts is None or not len(lts):
             self.check_linktype([batch.linktype])
         else:
