@@ -183,3 +183,43 @@ def test_flag_combinations_print_as_tcpdump(name, flags):
                           capture_output=True, text=True)
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.splitlines() == _tcpdump(path, "-c", "100", *flags)
+
+
+def _command(name, *args):
+    """pfilter's printed lines and tcpdump's for the same capture and arguments."""
+    path = ref.corpus_file(f"pcaps/{name}")
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(path), *args],
+                          capture_output=True, text=True)
+    assert ours.returncode == 0, ours.stderr
+    theirs = _tcpdump(path, *args)
+    assert theirs
+    return ours.stdout.splitlines(), theirs
+
+
+@pytest.mark.parametrize("name,args", [
+    # ICMP errors with -v: the quoted datagram ends at its own total length (no false truncation,
+    # no checksum over a part of the inner ICMP), then RFC 4884 MPLS extensions
+    ("pcapplusplus__Packet++Test__PacketExamples__IcmpPackets.pcap", ["-v"]),
+    # IPv4 options with their contents (RR, LSRR, timestamps), IGMPv3 query details
+    ("pcapplusplus__Packet++Test__PacketExamples__ipv4-options.pcap", ["-v"]),
+    # ICMPv6 neighbour and router discovery at -v: the length after the name, flags, option lines
+    ("pcapplusplus__Packet++Test__PacketExamples__IcmpV6_NeighAdvSoli.pcap", ["-v"]),
+    ("pcapplusplus__Packet++Test__PacketExamples__IcmpV6_NeighAdvSoli.pcap", ["-vv"]),
+    ("tcpdump__dcb_ets.pcap", ["-v", "ip6 proto 58"]),
+    # TCP RST data at -v: at most 30 bytes ('+' when cut, '!' when not captured), escaped as tcpdump
+    ("tcpdump__tcp_rst_data.pcap", ["-v"]), ("tcpdump__tcp_rst_diag_payload.pcap", ["-v"]),
+    ("tcpdump__tcp_rst_data-trunc.pcap", ["-v"]), ("tcpdump__tcp_rst_diag_payload-trunc.pcap", ["-v"]),
+    # DNS: the extended RCODE of the OPT record, URI records, answers and questions past the capture
+    ("tcpdump__dns-badcookie.pcap", []), ("tcpdump__dns-badcookie.pcap", ["-v"]),
+    ("tcpdump__dns-badvers.pcap", ["-v"]),
+    ("tcpdump__dns-uri.pcap", []), ("tcpdump__dns-uri.pcap", ["-v"]),
+    ("tcpdump__dns_udp_2.pcap", []), ("tcpdump__dns_udp_2.pcap", ["-v"]),
+    ("tcpdump__dns_fwdptr.pcap", []), ("tcpdump__dns_fwdptr.pcap", ["-v"]),
+    # ICMPv6 node information queries, RPL, a zero length
+    ("tcpdump__icmpv6-ni-flags.pcap", []), ("tcpdump__icmpv6-ni-flags.pcap", ["-v"]),
+    ("tcpdump__rpl-14-dao.pcap", []), ("tcpdump__rpl-14-dao.pcap", ["-v"]), ("tcpdump__rpl-14-dao.pcap", ["-vv"]),
+    ("tcpdump__icmpv6-length-zero.pcapng", []), ("tcpdump__icmpv6-length-zero.pcapng", ["-v"]),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_protocol_details_print_as_tcpdump(name, args):
+    ours, theirs = _command(name, *args)
+    assert ours == theirs

@@ -846,6 +846,10 @@ cdef int dns_line(Out *o, const uint8_t *m, Py_ssize_t n, long length, int mdns)
     ns = be16(m + 8)
     ar = be16(m + 10)
     opcode = (flags >> 11) & 0xF
+    if flags & 0x8000 and (ar or qd > 1):
+        # a response with an additional record (an OPT record's extended RCODE: BadVers) or
+        # several questions (tcpdump's commas between them): apps._dns
+        return 0
     putu(o, ident)
     put_bytes(o, DNS_OPS_B[opcode])
     off = 12

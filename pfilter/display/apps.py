@@ -319,8 +319,83 @@ DNS_RCODES = ["", " FormErr", " ServFail", " NXDomain", " NotImp", " Refused", "
               " NXRRSet", " NotAuth", " NotZone", " Resp11", " Resp12", " Resp13", " Resp14", " NoChange"]
 
 
+#: tcpdump's names of the extended RCODEs (16 and up, from an OPT record), its typos kept
+DNS_EXT_RCODES = [" BadVers", "Resp17", " Resp18", " Resp19", " Resp20", "Resp21", " Resp22", " BadCookie"]
+
+
+def _rcode_name(rcode):
+    if rcode < 16:
+        return DNS_RCODES[rcode]
+    if rcode < 24:
+        return DNS_EXT_RCODES[rcode - 16]
+    return f" Resp{rcode & 0xFFF}"
+
+
 class _Trunc(Exception):
     pass
+
+
+def _nskip(msg, off):
+    """The offset after the name at off (a pointer ends it), or None: tcpdump's ns_nskip."""
+    n = len(msg)
+    if off >= n:
+        return None
+    i = msg[off]
+    off += 1
+    while i:
+        kind = i & 0xC0
+        if kind == 0xC0:
+            return off + 1
+        if kind == 0x40:            # EDNS0 bit label
+            if i & 0x3F != 1 or off >= n:
+                return None
+            bits = msg[off] or 256
+            off += 1 + (bits + 7) // 8
+        elif kind == 0x80:
+            return None
+        else:
+            off += i
+        if off >= n:
+            return None
+        i = msg[off]
+        off += 1
+    return off
+
+
+def _ext_rcode(msg, rcode, qd, an_ns, ar):
+    """The RCODE with the upper bits an OPT record in the additional section carries, found as
+    tcpdump finds it (it gives up at the first name or record that runs off the capture)."""
+    n = len(msg)
+    off = 12
+    for _ in range(qd):
+        off = _nskip(msg, off)
+        if off is None or off + 4 >= n:
+            return rcode
+        off += 4
+    for _ in range(an_ns):
+        off = _nskip(msg, off)
+        if off is None or off + 10 > n:
+            return rcode
+        off += 10 + u16(msg, off + 8)
+        if off >= n:
+            return rcode
+    for _ in range(ar):
+        off = _nskip(msg, off)
+        if off is None or off + 2 > n:
+            return rcode
+        typ = u16(msg, off)
+        off += 4
+        if off + 1 > n:
+            return rcode
+        if typ == 41:
+            return rcode | (msg[off] << 4)
+        off += 4
+        if off + 2 > n:
+            return rcode
+        off += 2 + u16(msg, off)
+        if off >= n:
+            return rcode
+    return rcode
 
 
 def _name(msg, off, depth=0):
@@ -408,13 +483,18 @@ def _dns(p, msg, length, mdns):
     qd, an, ns, ar = u16(msg, 4), u16(msg, 6), u16(msg, 8), u16(msg, 10)
     opcode = (flags >> 11) & 0xF
     if flags & 0x8000:
-        out.append(f"{ident}{DNS_OPS[opcode]}{DNS_RCODES[flags & 0xF]}{'*' if flags & 0x0400 else ''}"
+        rcode = _ext_rcode(msg, flags & 0xF, qd, an + ns, ar) if ar else flags & 0xF
+        out.append(f"{ident}{DNS_OPS[opcode]}{_rcode_name(rcode)}{'*' if flags & 0x0400 else ''}"
                    f"{'' if flags & 0x0080 else '-'}{'|' if flags & 0x0200 else ''}{'$' if flags & 0x0020 else ''}")
         if qd != 1:
             out.append(f" [{qd}q]")
         off = 12
-        for _ in range(qd):
-            _t, off = _name(msg, off)
+        for i in range(qd):         # skipped as tcpdump skips them, a comma between two
+            if i:
+                out.append(",")
+            off = _nskip(msg, off)
+            if off is None:
+                raise _Trunc
             off += 4
         out.append(f" {an}/{ns}/{ar}")
         first = True
@@ -476,10 +556,14 @@ def _rr(p, msg, off, mdns):
         name, off = _name(msg, off)
         s = " " + name
     else:
-        _n, off = _name(msg, off)
+        # tcpdump skips the name without reading where pointers lead; a record it cannot skip
+        # prints nothing and ends the section (the capture's end)
+        off = _nskip(msg, off)
         s = ""
+        if off is None:
+            return s, len(msg)
     if off + 10 > len(msg):
-        raise _Trunc
+        return s, len(msg)
     t, c = u16(msg, off), u16(msg, off + 2)
     rdlen = u16(msg, off + 8)
     off += 10
@@ -508,6 +592,10 @@ def _rr(p, msg, off, mdns):
         s += f" {_name(msg, off + 6)[0]}:{u16(msg, off + 4)} {u16(msg, off)} {u16(msg, off + 2)}"
     elif t == 28 and rdlen >= 16:
         s += f" {ip6(msg[off:off + 16])}"
+    elif t == 256:
+        if rdlen < 4:
+            raise _Trunc
+        s += f" {u16(msg, off)} {u16(msg, off + 2)} " + "".join(_fn_char(x) for x in msg[off + 4:end])
     elif t == 41:
         s += f" UDPsize={c}"
         ttl = u32(msg, off - 6)

@@ -4,7 +4,7 @@ by SYN), window, options, length, the -v checksum, and the application printers 
 """
 import struct
 
-from ._util import checksum_report, ip4, ip6, ones_sum, u16, u32
+from ._util import checksum_report, ip4, ip6, ones_sum, safe_char, u16, u32
 from . import apps
 
 _FLAG_CHARS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
@@ -27,14 +27,15 @@ def _pseudo_sum(info, proto, length):
 def tcp(p, b, length, src, dst, info):
     if len(b) < 4:
         return f"{src} > {dst}: [|tcp]"
-    if len(b) < 20:
-        return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|tcp]"
-    sport, dport, seq, ack, hlen, flags, win, csum, urp = _TCP_HEADER(b)
     # tcpdump shows the addresses only when TCP follows the IP header directly
+    if len(b) < 20:
+        sport, dport = u16(b, 0), u16(b, 2)
+        return (f"{src}.{sport} > {dst}.{dport}: " if info[5] == 6 else f"{sport} > {dport}: ") + " [|tcp]"
+    sport, dport, seq, ack, hlen, flags, win, csum, urp = _TCP_HEADER(b)
     head = f"{src}.{sport} > {dst}.{dport}: " if info[5] == 6 else f"{sport} > {dport}: "
     hlen = (hlen >> 4) * 4
     if hlen < 20:
-        return head + f"tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]"
+        return head + f" tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]"
     if p.q:
         out = head + f"tcp {length - hlen}"
         if hlen > length:
@@ -93,8 +94,13 @@ def tcp(p, b, length, src, dst, info):
 
 
 def _rst_data(payload, dlen):
-    text = "".join(chr(c) if 0x20 <= c < 0x7F else "." for c in payload[:dlen])
-    return f" [RST {text}]"
+    """tcpdump's print_tcp_rst_data: '!' when the data is not all captured, at most 30 bytes
+    shown ('+' when cut), each as fn_print_char shows a byte (M- and ^ escapes)."""
+    out = " [RST" if len(payload) >= dlen else " [!RST"
+    if dlen > 30:
+        dlen = 30
+        out += "+"
+    return out + " " + "".join(safe_char(c) for c in payload[:dlen]) + "]"
 
 
 _MPTCP_SUBTYPES = ("capable", "join", "dss", "add-addr", "rem-addr", "prio", "fail", "fast-close")
@@ -242,8 +248,9 @@ def _join_bad(parts):
 def udp(p, b, length, src, dst, info):
     if len(b) < 8:
         if len(b) >= 4:
-            return f"{src}.{u16(b, 0)} > {dst}.{u16(b, 2)}: [|udp]"
-        return f"{src} > {dst}: [|udp]"
+            sport, dport = u16(b, 0), u16(b, 2)
+            return (f"{src}.{sport} > {dst}.{dport}: " if info[5] == 17 else f"{sport} > {dport}: ") + " [|udp]"
+        return (f"{src} > {dst}: " if info[5] == 17 else "") + " [|udp]"
     sport, dport = u16(b, 0), u16(b, 2)
     head = f"{src}.{sport} > {dst}.{dport}: " if info[5] == 17 else f"{sport} > {dport}: "
     if length < 8:
