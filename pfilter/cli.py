@@ -818,7 +818,9 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         path has announced the inputs it reached)."""
         if index >= announced[0]:
             from ._progress import say          # (above the bar, when one shows)
-            say(f"reading from file {path}, link-type {_linktype_label(linktype)}, snapshot length {snaplen}\n")
+            from .linktypes import file_warnings
+            say(f"reading from file {path}, link-type {_linktype_label(linktype)}, snapshot length {snaplen}\n"
+                + file_warnings(linktype))
             announced[0] = index + 1
     if args.quiet:
         announce = None

@@ -155,6 +155,13 @@ def linktype_label(num):
     return linktype_name(num)
 
 
+def file_warnings(linktype):
+    """What tcpdump writes to stderr after its "reading from file" line for a capture of this
+    (first) link type: for Linux cooked v2, that the interface names (looked up by index on the
+    machine reading the file) might be wrong."""
+    return "Warning: interface names might be incorrect\n" if int(linktype) == 276 else ""
+
+
 def linktype_for_file(dlt):
     """The LINKTYPE_ value to store in a capture file header for a DLT number."""
     return DLT_TO_LINKTYPE.get(dlt, dlt)

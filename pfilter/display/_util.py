@@ -60,15 +60,15 @@ def hex_lines(data, ascii_column=False, prefix="\n\t"):
 
 def ascii_dump(data):
     """tcpdump's ascii_print (-A): a newline, then the bytes with non-printing ones as '.';
-    newlines, tabs and spaces kept, a carriage return before a newline dropped."""
+    newlines, tabs and spaces kept; a carriage return is dropped before a newline and as the
+    last or second-to-last byte, a '.' elsewhere."""
     out = ["\n"]
     n = len(data)
     for i in range(n):
         c = data[i]
         if c == 0x0D:
-            if i + 1 < n and data[i + 1] == 0x0A:
-                continue
-            out.append(".")
+            if n - i - 1 > 1 and data[i + 1] != 0x0A:
+                out.append(".")
         elif 0x21 <= c <= 0x7E or c in (0x09, 0x20, 0x0A):
             out.append(chr(c))
         else:

@@ -8,7 +8,7 @@ words with -e. Anything else: the frame's name only.
 """
 import struct
 
-from ._util import ethertype_name, mac, safe_char, u16
+from ._util import mac, safe_char
 
 MGMT_NAMES = {0: "Assoc Request", 1: "Assoc Response", 2: "ReAssoc Request", 3: "ReAssoc Response",
               4: "Probe Request", 5: "Probe Response", 8: "Beacon", 9: "ATIM", 10: "Disassociation",
@@ -229,7 +229,76 @@ def le16(b, i):
 
 #: radiotap field -> (alignment, size) for the fields tcpdump knows
 _FIELDS = {0: (8, 8), 1: (1, 1), 2: (1, 1), 3: (2, 4), 4: (1, 2), 5: (1, 1), 6: (1, 1), 7: (2, 2), 8: (2, 2),
-           9: (2, 2), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (2, 2), 18: (4, 8)}
+           9: (2, 2), 10: (1, 1), 11: (1, 1), 12: (1, 1), 13: (1, 1), 14: (2, 2), 18: (4, 8), 19: (1, 3),
+           20: (4, 8), 21: (2, 12)}
+
+#: 802.11n data rates in Mb/s by MCS index 0..76: 20 MHz long GI, 20 MHz short GI, 40 MHz long GI,
+#: 40 MHz short GI (0.0: no such rate)
+_HT_RATES = (
+    6.5,7.2,13.5,15.0, 13.0,14.4,27.0,30.0, 19.5,21.7,40.5,45.0, 26.0,28.9,54.0,60.0,
+    39.0,43.3,81.0,90.0, 52.0,57.8,108.0,120.0, 58.5,65.0,121.5,135.0, 65.0,72.2,135.0,150.0,
+    13.0,14.4,27.0,30.0, 26.0,28.9,54.0,60.0, 39.0,43.3,81.0,90.0, 52.0,57.8,108.0,120.0,
+    78.0,86.7,162.0,180.0, 104.0,115.6,216.0,240.0, 117.0,130.0,243.0,270.0, 130.0,144.4,270.0,300.0,
+    19.5,21.7,40.5,45.0, 39.0,43.3,81.0,90.0, 58.5,65.0,121.5,135.0, 78.0,86.7,162.0,180.0,
+    117.0,130.0,243.0,270.0, 156.0,173.3,324.0,360.0, 175.5,195.0,364.5,405.0, 195.0,216.7,405.0,450.0,
+    26.0,28.9,54.0,60.0, 52.0,57.8,108.0,120.0, 78.0,86.7,162.0,180.0, 104.0,115.6,216.0,240.0,
+    156.0,173.3,324.0,360.0, 208.0,231.1,432.0,480.0, 234.0,260.0,486.0,540.0, 260.0,288.9,540.0,600.0,
+    0.0,0.0,6.0,6.7, 39.0,43.3,81.0,90.0, 52.0,57.8,108.0,120.0, 65.0,72.2,135.0,150.0,
+    58.5,65.0,121.5,135.0, 78.0,86.7,162.0,180.0, 97.5,108.3,202.5,225.0, 52.0,57.8,108.0,120.0,
+    65.0,72.2,135.0,150.0, 65.0,72.2,135.0,150.0, 78.0,86.7,162.0,180.0, 91.0,101.1,189.0,210.0,
+    91.0,101.1,189.0,210.0, 104.0,115.6,216.0,240.0, 78.0,86.7,162.0,180.0, 97.5,108.3,202.5,225.0,
+    97.5,108.3,202.5,225.0, 117.0,130.0,243.0,270.0, 136.5,151.7,283.5,315.0, 136.5,151.7,283.5,315.0,
+    156.0,173.3,324.0,360.0, 65.0,72.2,135.0,150.0, 78.0,86.7,162.0,180.0, 91.0,101.1,189.0,210.0,
+    78.0,86.7,162.0,180.0, 91.0,101.1,189.0,210.0, 104.0,115.6,216.0,240.0, 117.0,130.0,243.0,270.0,
+    104.0,115.6,216.0,240.0, 117.0,130.0,243.0,270.0, 130.0,144.4,270.0,300.0, 130.0,144.4,270.0,300.0,
+    143.0,158.9,297.0,330.0, 97.5,108.3,202.5,225.0, 117.0,130.0,243.0,270.0, 136.5,151.7,283.5,315.0,
+    117.0,130.0,243.0,270.0, 136.5,151.7,283.5,315.0, 156.0,173.3,324.0,360.0, 175.5,195.0,364.5,405.0,
+    156.0,173.3,324.0,360.0, 175.5,195.0,364.5,405.0, 195.0,216.7,405.0,450.0, 195.0,216.7,405.0,450.0,
+    214.5,238.3,445.5,495.0,
+)
+_HT_BANDWIDTH = ("20 MHz", "40 MHz", "20 MHz (L)", "20 MHz (U)")
+_VHT_BANDWIDTH = ("20 MHz", "40 MHz", "20 MHz (L)", "20 MHz (U)", "80 MHz", "80 MHz (L)", "80 MHz (U)",
+                  "80 MHz (LL)", "80 MHz (LU)", "80 MHz (UL)", "80 MHz (UU)", "160 MHz", "160 MHz (L)",
+                  "160 MHz (U)", "160 MHz (LL)", "160 MHz (LU)", "160 MHz (UL)", "160 MHz (UU)",
+                  "160 MHz (LLL)", "160 MHz (LLU)", "160 MHz (LUL)", "160 MHz (UUU)", "160 MHz (ULL)",
+                  "160 MHz (ULU)", "160 MHz (UUL)", "160 MHz (UUU)") + tuple(f"unknown ({i})" for i in range(26, 32))
+
+
+def _mcs(b, o):
+    """tcpdump's text of the radiotap MCS field (known, flags, index)."""
+    known, flags, index = b[o], b[o + 1], b[o + 2]
+    text = ""
+    if known & 0x02:
+        rate = 0.0
+        if index <= 76 and known & 0x05:
+            rate = _HT_RATES[4 * index + (2 if flags & 3 == 1 else 0) + (1 if flags & 4 else 0)]
+        text += f"{rate:.1f} Mb/s MCS {index} " if rate else f"MCS {index} "
+    if known & 0x01:
+        text += _HT_BANDWIDTH[flags & 3] + " "
+    if known & 0x04:
+        text += ("short" if flags & 4 else "long") + " GI "
+    if known & 0x08:
+        text += ("greenfield" if flags & 8 else "mixed") + " "
+    if known & 0x10:
+        text += ("LDPC" if flags & 0x10 else "BCC") + " FEC "
+    if known & 0x20:
+        text += f"RX-STBC{(flags & 0x60) >> 5} "
+    return text
+
+
+def _vht(b, o):
+    """tcpdump's text of the radiotap VHT field: each user's MCS and coding, bandwidth, GI."""
+    known, flags, bw, coding = le16(b, o), b[o + 2], b[o + 3], b[o + 8]
+    text = ""
+    for user in range(4):
+        mcs_nss = b[o + 4 + user]
+        if mcs_nss & 0x0F:
+            text += f"User {user} MCS {mcs_nss >> 4} {'LDPC' if coding & (1 << user) else 'BCC'} FEC "
+    if known & 0x40:
+        text += _VHT_BANDWIDTH[bw & 0x1F] + " "
+    if known & 0x04:
+        text += ("short" if flags & 4 else "long") + " GI "
+    return text
 
 
 def _chaninfo(freq, flags, present):
@@ -270,6 +339,7 @@ _FIELD_TEXT = {
     7: lambda b, o: f"{le16(b, o)} sq ", 8: lambda b, o: f"{-le16(b, o)} tx power ",
     9: lambda b, o: f"{-le16(b, o)}dB tx attenuation ", 10: lambda b, o: f"{_s8(b, o)}dBm tx power ",
     11: lambda b, o: f"antenna {b[o]} ", 12: lambda b, o: f"{b[o]}dB signal ", 13: lambda b, o: f"{b[o]}dB noise ",
+    19: _mcs, 21: _vht,
 }
 
 
@@ -500,15 +570,12 @@ def frame(p, b, wirelen, pad=False, fcslen=0):
         return text, hdrlen
     if fc & 0x4000:
         return text + "Data" + _wep(body), hdrlen
-    if len(body) >= 8 and body[:3] == b"\xaa\xaa\x03" and body[3:6] == b"\0\0\0":
-        etype = u16(body, 6)
-        out = link.by_ethertype(p, etype, body[8:], wirelen - hdrlen - 8)
-        if out is not None:
-            if p.e:
-                text += ("LLC, dsap SNAP (0xaa) Individual, ssap SNAP (0xaa) Command, ctrl 0x03: oui Ethernet "
-                         f"(0x000000), ethertype {ethertype_name(etype)} (0x{etype:04x}), length {wirelen - hdrlen - 8}: ")
-            return text + out, hdrlen + 8
-    return None, hdrlen
+    # the source and destination by the to/from DS bits (tcpdump's get_data_src_dst_mac)
+    src, dst = {0: (10, 4), 2: (16, 4), 1: (10, 16), 3: (24, 16)}[(fc >> 8) & 3]
+    out, llc_hdr, unknown = link.llc(p, body, wirelen - hdrlen, mac(b[src:src + 6]), mac(b[dst:dst + 6]))
+    if unknown:
+        out += link.default_print(p, body)
+    return text + out, hdrlen + llc_hdr
 
 
 __all__ = ["radiotap", "bare", "frame"]
