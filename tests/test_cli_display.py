@@ -39,7 +39,7 @@ def test_ip_lines_are_tcpdump_n_lines():
 
 
 def test_truncated_and_unknown_packets_are_described():
-    assert display.describe(b"", 1, 60) == "[|ether]"
+    assert display.describe(b"", 1, 60) == " [|ether]"      # (after the time stamp: "<ts>  [|ether]", as tcpdump)
     assert "ARP" in display.describe(bytes(12) + b"\x08\x06" + bytes(5), 1)
     assert display.describe(bytes([0x45]) + bytes(5), 101).startswith("IP")
     # tcpdump's line for a link type it has no printer for
@@ -186,3 +186,24 @@ def test_sll2_warning_is_tcpdump_s():
         ours = _pfilter_cli("-r", str(path), *extra).stderr.splitlines()
         assert ours[:2] == theirs[:2] and theirs[1] + "\n" == display.file_warnings(276)
     assert display.file_warnings(1) == ""
+
+
+def _records(path, records, snaplen=262144, linktype=1):
+    """A pcap file of (seconds, captured bytes, wire length) records."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
+        for sec, data, wire in records:
+            f.write(struct.pack("<IIII", sec, 0, len(data), wire) + data)
+    return path
+
+
+def test_invalid_headers_short_frames_and_zero_reference_times_as_tcpdump(tmp_path):
+    """tcpdump 4.99's '[Invalid header: len(N) > 262144]' (its own limit, not the file's
+    snapshot length), ' [|ether]' and 'IP  [|ip]' with nd_print_trunc's space before the marker,
+    and -ttt/-ttttt whose reference is unset while it is zero (a packet stamped 0)."""
+    ip = bytes(12) + b"\x08\x00" + b"\x45\x00"
+    path = _records(tmp_path / "odd.pcap", [
+        (0, bytes(range(60)), 60), (1_700_000_000, bytes(60), 300_000), (1_700_000_001, bytes(10), 10),
+        (1_700_000_002, ip, 16), (0, ip + bytes(40), 56), (1_700_000_005, ip + bytes(40), 56)], snaplen=100)
+    for flags in ([], ["-e"], ["-ttt"], ["-ttttt"], ["-tt"]):
+        _assert_same_output(path, *flags)

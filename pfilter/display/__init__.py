@@ -27,6 +27,7 @@ import time
 
 from . import apps, link
 from ._util import ascii_dump, hex_lines
+from ..capture.files import MAXIMUM_SNAPLEN
 
 try:
     from . import _fast
@@ -77,8 +78,8 @@ class Printer:
     -t: 1 no time, 2 seconds since 1970, 3 delta from the previous packet, 4 date and time,
     5 delta from the first packet), x (-x 1, -xx 2), X (-X 1, -XX 2), A (-A 1, -AA 2),
     S (absolute sequence numbers), number (-#), v (-v count), q (quick output);
-    resolution "us" or "ns" (tcpdump --nano); snaplen the capture's (for tcpdump's invalid
-    header report)."""
+    resolution "us" or "ns" (tcpdump --nano); snaplen the capture's (kept for callers: a record
+    is judged against tcpdump's own limit, MAXIMUM_SNAPLEN)."""
 
     def __init__(self, e=0, t=0, x=0, X=0, A=0, S=False, number=False, v=0, q=False,
                  resolution="us", snaplen=None):
@@ -129,12 +130,14 @@ class Printer:
             return ""
         if self.resolution != "ns":
             ts_ns -= ts_ns % 1000
+        # -ttt and -ttttt: tcpdump's reference is "not set" while it is zero (no packet yet, or
+        # a packet stamped 0, as every pcapng simple packet block is): the packet is its own
         if t == 3:
-            prev = self._prev_ns if self._prev_ns is not None else ts_ns
+            prev = self._prev_ns if self._prev_ns else ts_ns
             self._prev_ns = ts_ns
             return self._delta(ts_ns - prev)
         if t == 5:
-            if self._first_ns is None:
+            if not self._first_ns:
                 self._first_ns = ts_ns
             return self._delta(ts_ns - self._first_ns)
         sec, frac = divmod(ts_ns, 1_000_000_000)
@@ -173,7 +176,7 @@ class Printer:
             packet = bytes(packet)
         caplen = len(packet)
         wirelen = caplen if wirelen is None else int(wirelen)
-        if not caplen or wirelen < caplen or not wirelen or (self.snaplen and caplen > self.snaplen):
+        if not caplen or wirelen < caplen or not wirelen or caplen > MAXIMUM_SNAPLEN or wirelen > MAXIMUM_SNAPLEN:
             return self._invalid(caplen, wirelen)
         head = f"{self.count:5d}  " if self.number else ""
         head += self.stamp(int(ts_ns))
@@ -201,8 +204,10 @@ class Printer:
             bad.append(" len==0")
         elif wirelen < caplen:
             bad.append(f" len({wirelen}) < caplen({caplen})")
-        if self.snaplen and caplen > self.snaplen:
-            bad.append(f" caplen({caplen}) > snapshot_length({self.snaplen})")
+        if caplen > MAXIMUM_SNAPLEN:         # (tcpdump 4.99's limits, whatever the file's)
+            bad.append(f" caplen({caplen}) > {MAXIMUM_SNAPLEN}")
+        if wirelen > MAXIMUM_SNAPLEN:
+            bad.append(f" len({wirelen}) > {MAXIMUM_SNAPLEN}")
         return "[Invalid header:" + ",".join(bad) + "]"
 
     def _fast_ok(self, batch):
@@ -238,7 +243,7 @@ class Printer:
             o = int(offsets[i])
             return fmt(view[o:o + int(caplens[i])].tobytes(), 1, int(stamps[i]), int(wirelens[i]))
         text = _fast.format_batch(data, offsets, caplens, wirelens, stamps, idx, self.t, self.resolution == "ns",
-                                  None if self.S else self.tcp_seq, slow, self.snaplen)
+                                  None if self.S else self.tcp_seq, slow, MAXIMUM_SNAPLEN)
         raw = getattr(out, "buffer", None)
         if raw is not None and (getattr(out, "encoding", "") or "").lower().replace("-", "") == "utf8":
             out.flush()                 # the bytes go under the text layer, in order

@@ -714,7 +714,7 @@ def format_batch(const uint8_t[::1] data, const int64_t[::1] offsets, const uint
             wirelen = wirelens[i]
             p = &data[0] + offsets[i] if caplen else NULL
             done = 0
-            if caplen >= 14 and wirelen >= caplen and (snap == 0 or caplen <= snap):
+            if caplen >= 14 and wirelen >= caplen and (snap == 0 or (caplen <= snap and wirelen <= snap)):
                 etype = be16(p + 12)
                 hdr = 14
                 while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and caplen >= hdr + 4:

@@ -85,7 +85,7 @@ def default_print(p, data):
 
 def ethernet(p, b, wirelen):
     if len(b) < 14:
-        return "[|ether]", len(b)
+        return " [|ether]", len(b)
     dst, src = b[0:6], b[6:12]
     etype = u16(b, 12)
     off = 14

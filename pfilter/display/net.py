@@ -78,7 +78,7 @@ _FRAG_FLAGS = ((0x2000, "+"), (0x4000, "DF"), (0x8000, "rsvd"))
 def ipv4(p, b, length):
     pre = "" if p.e else "IP "
     if len(b) < 20:
-        return pre + "[|ip]"
+        return pre + " [|ip]"             # (tcpdump's nd_print_trunc: a space before it)
     ver = b[0] >> 4
     if ver != 4:
         if ver == 6:
