@@ -1,7 +1,7 @@
 """The fast path of filter_file: one classic pcap file in, its matching records copied as they are
 into a pcap file (or only counted), by pfilter.capture._fastcopy, without numpy.
 
-Imports pfilter.errors, pfilter.validate and pfilter.capture.files / _fastcopy (the VM compiled in); never
+Imports pfilter.errors, pfilter.validate and pfilter.capture.files / swap / _fastcopy (the VM compiled in); never
 numpy, the compiler or the reader, so the `pfilter` command starts in a few milliseconds when its
 compiled program is cached (pfilter.cli). Everything it does not handle goes to filter_file's
 general path, which gives the same bytes: fast_filter_file then returns None before writing
@@ -10,9 +10,10 @@ length, a record cut by the end of the file), after dropping its temporary outpu
 path starts over and applies libpcap's rules and error messages.
 
 It applies when: the input is one regular, uncompressed pcap file of version 2.4 with
-little-endian headers (what the writer writes) on a little-endian host, standard 16-byte record
-headers; the output is a pcap file (not standard output) of the input's timestamp resolution, or
-there is no output (counting); and nothing wants the packets themselves (no printing).
+little-endian headers (what the writer writes) on a little-endian host (so never a file whose
+pseudo-headers libpcap would swap: pfilter.capture.swap), standard 16-byte record headers; the
+output is a pcap file (not standard output) of the input's timestamp resolution, or there is no
+output (counting); and nothing wants the packets themselves (no printing).
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from typing import Any
 from .files import (RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header,
                     pcap_file_header, pcap_magic_order, truncated_snaplen)
+# (a raw copy would keep pseudo-headers libpcap swaps into this host's order; the general path
+# swaps them)
+from .swap import PSEUDO_HEADER_LINKTYPES
 
 #: a packet count or byte size no file reaches (a record takes 16 bytes or more): -c or -C at
 #: or above it is no limit (the native pass takes 64-bit signed numbers)
@@ -115,7 +119,8 @@ def _open_eligible(src):
             if len(head) == 24 and pcap_magic_order(head) is not None:
                 h = parse_pcap_header(head, src)
                 if (h.byteorder == "little" and h.version == (2, 4) and not h.kuznetzov
-                        and h.hdrsize == 16 and min(h.snaplen, h.maxcap) <= MAX_FAST_RECORD):
+                        and h.hdrsize == 16 and min(h.snaplen, h.maxcap) <= MAX_FAST_RECORD
+                        and not (h.swapped and h.linktype in PSEUDO_HEADER_LINKTYPES)):
                     return fd, h
     except (OSError, ValueError):
         pass

@@ -12,6 +12,7 @@ import struct
 from ..batch import PacketBatch
 from ._scancodes import ST_BADCAPLEN
 from .files import parse_pcap_header
+from .swap import PSEUDO_HEADER_LINKTYPES, swap_packets
 
 
 class PcapFormat:
@@ -30,6 +31,9 @@ class PcapFormat:
         self.ts_resolution, self.kuznetzov = h.ts_resolution, h.kuznetzov
         self.start = 24                 # the first record
         self.min_record = self.min_header = h.hdrsize
+        # a file from a host of the other byte order, of a link type whose pseudo-header libpcap
+        # swaps (pfilter.capture.swap): every batch's packets are swapped as they are delivered
+        self.swaps = h.swapped and self.linktype in PSEUDO_HEADER_LINKTYPES
 
     @property
     def layout(self):
@@ -44,6 +48,9 @@ class PcapFormat:
         batch = None
         if n:
             offsets, caplen, wirelen, stamps, fileoffs = (a[:n] for a in arrays)
+            if self.swaps:
+                # in place: the scan never passes these records again (the next starts after them)
+                swap_packets(win.arr, offsets, caplen, wirelen, self.linktype)
             batch = PacketBatch(win.arr, offsets, caplen, wirelen, stamps, self.linktype, file_offsets=fileoffs)
         return batch, win.base + rel, status, info
 

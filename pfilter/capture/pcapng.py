@@ -16,10 +16,12 @@ from ..batch import PacketBatch
 from ._scancodes import (ST_BADLEN, ST_BLOCK, ST_CAPLEN, ST_FULL, ST_NOIFACE, ST_SHORT, ST_TOOBIG,
                          ST_TRAILER, ST_UNALIGNED, ts_mode)
 from .files import adjust_snaplen, max_snaplen_for_linktype
+from .swap import PSEUDO_HEADER_LINKTYPES, swap_mixed
 
 PCAPNG_SHB = 0x0A0D0D0A
 PCAPNG_BOM = 0x1A2B3C4D
 BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
+_SWAP_LINKTYPES = np.array(sorted(PSEUDO_HEADER_LINKTYPES), np.uint16)
 
 SHB_INSANE_MAX = 1024 * 1024
 INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
@@ -62,6 +64,10 @@ class PcapngFormat:
         self.interfaces = _InterfaceList(self.ifaces)
         self._section_base = 0
         self._max_blocksize = INITIAL_MAX_BLOCKSIZE
+        # how many interfaces were looked at for a link type whose pseudo-header libpcap swaps in
+        # a section of the other byte order (pfilter.capture.swap), and whether one has it
+        self._swap_checked = 0
+        self._swap_linktypes = False
         head = self.win.bytes(0, 12)
         if len(head) < 12:
             raise self.win.error("unknown file format", 0)
@@ -248,9 +254,40 @@ class PcapngFormat:
         if n:
             offsets, caplen, wirelen, stamps, fileoffs = (a[:n] for a in arrays)
             ifaces, linktypes = extra[0][:n], extra[1][:n]
+            if self._swap_linktypes or self._new_swap_linktypes():
+                self._swap(offsets, caplen, wirelen, fileoffs, linktypes)
             batch = PacketBatch(win.arr, offsets, caplen, wirelen, stamps, int(linktypes[0]),
                                 linktypes=linktypes, interfaces=ifaces, file_offsets=fileoffs)
         return batch, win.base + rel, status, info
+
+    def _new_swap_linktypes(self):
+        """Whether an interface added since the last look has a link type pfilter.capture.swap
+        handles (then every later batch looks at its packets' link types)."""
+        t = self.ifaces
+        if t.count > self._swap_checked:
+            new = t.linktype[self._swap_checked:t.count]
+            self._swap_checked = t.count
+            self._swap_linktypes = bool(np.isin(new, _SWAP_LINKTYPES).any())
+        return self._swap_linktypes
+
+    def _swap(self, offsets, caplen, wirelen, fileoffs, linktypes):
+        """Swap in place the pseudo-headers of the batch's packets of those link types that come
+        from a section of the other byte order, as libpcap does (pfilter.capture.swap). A batch
+        may span sections: a packet's section is swapped when its block type (2, 3 or 6), read in
+        this host's order, is not a small number."""
+        sel = np.flatnonzero(np.isin(linktypes, _SWAP_LINKTYPES))
+        if not len(sel):
+            return
+        arr = self.win.arr
+        at = fileoffs[sel] - self.win.base
+        btype = arr[at].astype(np.uint32)
+        for k in range(1, 4):
+            btype |= arr[at + k].astype(np.uint32) << (8 * k)
+        if not _HOST_LITTLE:
+            btype = btype.byteswap()
+        swapped = btype > 0xFFFF
+        if swapped.any():
+            swap_mixed(arr, offsets[sel], caplen[sel], wirelen[sel], linktypes[sel], swapped)
 
     def truncated(self, pos, need, avail):
         """The error for a block at pos that needs `need` bytes where the file has `avail`."""

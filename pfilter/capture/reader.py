@@ -14,6 +14,10 @@ again.
 Format facts follow libpcap 1.10.3 (sf-pcap.c, sf-pcapng.c): link-type upper bits masked, snapshot
 length 0 or above INT_MAX replaced by the link type's maximum, records longer than the snapshot
 length cut to it, records longer than the link type's maximum refused, the same error texts.
+In a file or pcapng section of the other byte order, the pseudo-headers libpcap swaps (CAN IDs of
+Linux cooked captures, USB_LINUX/USB_LINUX_MMAPPED headers, NFLOG TLVs, PFLOG uid/pid) are
+swapped in place in the window before their batch is delivered (pfilter.capture.swap), so filters,
+printing and every output see libpcap's bytes; other link types pay nothing.
 Divergence: a pcap record's seconds and fraction are unsigned, as the pcap specification, libpcap
 1.11, editcap and mergecap read them (1.10.3 reads them signed), so a time from 2038 on sorts,
 converts and selects as those tools do.
