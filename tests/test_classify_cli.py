@@ -130,3 +130,65 @@ def test_a_directory_a_wildcard_and_a_list_stand_for_their_captures(tmp_path, ca
         assert ("notes.txt: not a capture file, skipped" in err) == (how[1] == str(d))
     assert cli.classify_main(["-r", str(tmp_path / "none*.pcap"), "-R", str(rules)]) == 1
     assert capsys.readouterr().err == f"pfilter classify: {tmp_path / 'none*.pcap'}: no file matches\n"
+
+
+def _tcpdump_count(path, expr):
+    import subprocess
+    r = subprocess.run([ref.tcpdump(), "-r", str(path), "--count", expr], capture_output=True, text=True, check=True)
+    return int(r.stdout.split()[0])
+
+
+@pytest.mark.parametrize("case", ["spelling", "rotation", "stdout"])
+def test_two_split_outputs_never_share_a_file(tmp_path, capsys, case):
+    """One file for two outputs kept only the last one's packets, with status 0: the same name
+    spelt twice ('d/./tcp.pcap'), a -C rotation's numbered file that is another rule's ('a'
+    rotates into 'a1'), and standard output (where the table goes too). Refused now, nothing
+    written."""
+    d = tmp_path / "d"
+    d.mkdir()
+    r = tmp_path / "r.txt"
+    r.write_text("tcp: tcp\nudp: udp\n" if case != "rotation" else "a: tcp\na1: udp\n")
+    extra = {"spelling": ["--unmatched", str(d) + "/./tcp.pcap"], "rotation": ["-C", "1"],
+             "stdout": ["--unmatched", "-"]}[case]
+    status = cli.main(["classify", "-r", str(PCAP), "-R", str(r), "--split", str(d / "{rule}") + (
+        ".pcap" if case != "rotation" else ""), *extra])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and "split:" in err, err
+    assert list(d.iterdir()) == []
+
+
+def test_rule_names_are_not_strftime_patterns(tmp_path, capsys):
+    """With -G the split names go through strftime, and a rule named '%Y' or '%G' became the
+    year: both rules wrote one file. A rule's name is kept as written now; each file holds its
+    rule's packets (tcpdump's count)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    r = tmp_path / "r.txt"
+    r.write_text("%Y: tcp\n%G: udp\n")
+    assert cli.main(["classify", "-r", str(PCAP), "-R", str(r), "--split", str(d / "{rule}.pcap"),
+                     "-G", "100000000"]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in d.iterdir()) == ["%G.pcap", "%Y.pcap"]
+    for name, expr in (("%Y.pcap", "tcp"), ("%G.pcap", "udp")):
+        assert _tcpdump_count(d / name, "") == _tcpdump_count(PCAP, expr) > 0
+
+
+def test_a_split_into_more_files_than_the_soft_limit(tmp_path, capsys):
+    """600 rules split under a soft limit of 1,024 open files failed ('Too many open files')
+    after reading: the soft limit is raised towards the hard one, as --merge raises it."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    d = tmp_path / "d"
+    d.mkdir()
+    r = tmp_path / "r.txt"
+    r.write_text("".join(f"r{i}: len > {i}\n" for i in range(600)))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        assert cli.main(["classify", "-r", str(PCAP), "-R", str(r), "--split", str(d / "{rule}.pcap")]) == 0
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    capsys.readouterr()
+    assert len(list(d.iterdir())) == 600
+    assert _tcpdump_count(d / "r100.pcap", "") == _tcpdump_count(PCAP, "len > 100")

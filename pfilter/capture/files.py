@@ -48,6 +48,29 @@ def file_linktype(linktype):
     return linktype_for_file(LINKTYPE_TO_DLT.get(linktype, linktype))
 
 
+def room_for_open_files(need, refusal):
+    """Let this process hold `need` open files: the soft limit (1,024 on a stock Debian shell)
+    raised towards the hard one when it is short; FilterError(refusal(hard limit)) when even the
+    hard limit is short."""
+    try:
+        import resource
+    except ImportError:                   # (no such limits here)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise FilterError(refusal(hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
+def same_place(path):
+    """A path as the file system reaches it (its directory's links resolved, '.' and '..' gone),
+    for telling whether two output names are one file before either exists."""
+    path = os.path.abspath(os.fsdecode(path))
+    return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+
+
 def same_file(a, b):
     """True when paths a and b name the same existing file (device and inode)."""
     try:

@@ -34,18 +34,10 @@ def _room_for(inputs):
     limit on open files raised towards the hard one when it is short (1,024 on a stock Debian
     shell, a directory of 1,500 captures failed with "Too many open files"); FilterError, saying
     so, when even the hard limit is short."""
-    try:
-        import resource
-    except ImportError:                   # (no such limits here)
-        return
-    need = inputs + SPARE_DESCRIPTORS
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY or soft >= need:
-        return
-    if hard != resource.RLIM_INFINITY and hard < need:
-        raise FilterError(f"--merge reads its {inputs} inputs at once and may open only {hard} files "
-                          f"(ulimit -Hn): merge fewer at a time, then merge the outputs")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+    from .files import room_for_open_files
+    room_for_open_files(inputs + SPARE_DESCRIPTORS, lambda hard: (
+        f"--merge reads its {inputs} inputs at once and may open only {hard} files "
+        f"(ulimit -Hn): merge fewer at a time, then merge the outputs"))
 
 
 class _Input:

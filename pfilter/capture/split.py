@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import FilterError
 from .rotate import Rotation
 from .files import (DEDUP_DEFAULT_WINDOW, DEDUP_MAX_WINDOW, AtomicFile, compression_for_path, file_linktype,
-                    format_for_path, truncated_snaplen)
+                    format_for_path, room_for_open_files, same_place, truncated_snaplen)
 from .writer import _native, open_writer
 
 
@@ -475,10 +475,11 @@ class FastSplit:
 _FIELD = re.compile(r"\{(\w*)\}")
 
 
-def split_paths(template, rules):
+def split_paths(template, rules, strftime=False):
     """{rule name: output path} from a template containing `{rule}` (each rule's name put in
     its place). Names are checked to make distinct, plain file names: a rule name that is not
-    usable in a file name (a '/', '..', a NUL) is refused."""
+    usable in a file name (a '/', '..', a NUL) is refused. strftime: the paths go through
+    strftime (-G): a '%' of a rule name is kept as it is ('%Y' stays '%Y', not the year)."""
     if not isinstance(template, (str, os.PathLike)):
         raise FilterError(f"split template must be a path with {{rule}}, not {type(template).__name__}")
     template = os.fsdecode(template)
@@ -492,8 +493,35 @@ def split_paths(template, rules):
     for name in rules:
         if "/" in name or "\0" in name or name in (".", ".."):
             raise FilterError(f"rule name {name!r} cannot be part of a file name")
-        paths[name] = _FIELD.sub(lambda m: name, template)
+        part = name.replace("%", "%%") if strftime else name
+        paths[name] = _FIELD.sub(lambda m: part, template)
     return paths
+
+
+#: descriptors a split keeps open per output (its unnamed file and its directory) and beside them
+SPLIT_DESCRIPTORS_PER_OUTPUT = 2
+SPLIT_SPARE_DESCRIPTORS = 64
+
+
+def _clashing_outputs(targets, rotate):
+    """Words for two outputs of a split that would write one file, or None: the same file under
+    two spellings ('u1/./tcp.pcap'), or a -C rotation's numbered files ('a' rotates into 'a1',
+    'a2', ...) taking another output's name."""
+    seen = {}
+    for t in targets:
+        place = same_place(t)
+        if place in seen:
+            return f"two outputs would have the same file name {t}" + (
+                f" ({seen[place]} and {t})" if seen[place] != t else "")
+        seen[place] = t
+    if rotate is not None and rotate.size is not None:
+        for place, t in seen.items():
+            for other_place, other in seen.items():
+                rest = other_place[len(place):] if other_place.startswith(place) else ""
+                if other_place != place and rest.isdigit():
+                    return (f"{t} rotates (-C) into {t}{rest}, which is also an output ({other}): "
+                            f"rename a rule")
+    return None
 
 
 
@@ -509,7 +537,9 @@ class SplitSink:
             items, (list, tuple)) else []
         self.names = list(names)
         self.order = [self.names.index(o) for o in (order if order is not None else names)]
-        self.paths = split_paths(split, self.names) if split is not None else {}
+        rotation = Rotation.make(rotate)
+        self.paths = split_paths(split, self.names, strftime=rotation is not None and rotation.seconds is not None
+                                 ) if split is not None else {}
         self.first_match = bool(first_match)
         self.unmatched = os.fsdecode(unmatched) if unmatched is not None else None
         if format is not None and format not in ("pcap", "pcapng"):
@@ -518,9 +548,15 @@ class SplitSink:
         self.options = dict(truncate=check_snaplen(truncate), dedup=check_dedup(dedup),
                             rotate=Rotation.make(rotate))
         targets = list(self.paths.values()) + ([self.unmatched] if self.unmatched else [])
-        if len(set(targets)) != len(targets):
-            twice = next(t for k, t in enumerate(targets) if t in targets[:k])
-            raise FilterError(f"split: two outputs would have the same file name {twice}")
+        if "-" in targets:
+            # (standard output carries the table: a capture there would be cut by its text)
+            raise FilterError("split: a split output cannot be standard output ('-'): name a file")
+        clash = _clashing_outputs(targets, self.options["rotate"])
+        if clash is not None:
+            raise FilterError(f"split: {clash}")
+        room_for_open_files(SPLIT_DESCRIPTORS_PER_OUTPUT * len(targets) + SPLIT_SPARE_DESCRIPTORS, lambda hard: (
+            f"split: {len(targets)} outputs at once need more open files than the {hard} this process "
+            f"may have (ulimit -Hn): split fewer rules at a time"))
         self.set = None
         self.raw = None
         self.fast = None            # FastSplit once the first batch is written (False: none)
