@@ -22,7 +22,7 @@ examples:
   pfilter -r in.pcap --count vlan and ip                how many packets match
   pfilter -r captures/ -w all-dns.pcap udp port 53      every capture of a directory, one output
   pfilter -r in.pcap.gz -c 100 -w first100.pcap tcp     gzip/zstd input; stop after 100 matches
-  pfilter -d 'ip host 192.0.2.1'                        the cBPF program, as tcpdump -d prints it
+  pfilter -d 'ip host 192.0.2.1'                        the cBPF program in tcpdump -d's form
   pfilter -y LINUX_SLL -ddd 'tcp'                       ... for another link type (-dd: C array)
   pfilter -r in.pcap -F filter.txt -w out.pcap          the expression from a file
   pfilter classify -r in.pcap -R rules.txt              many named filters, one pass (see --help)
@@ -202,6 +202,10 @@ def build_parser():
     add_options(p, _PRINT_OPTIONS, _TYPES)
     p.add_argument("--time-stamp-precision", dest="resolution", choices=("micro", "nano"),
                    help=argparse.SUPPRESS)
+    # tcpdump's live-capture options: refused in one line that says what to use (_run)
+    for flags, kind in _LIVE_OPTIONS:
+        p.add_argument(*flags, dest="live", action="append_const" if kind == "!" else "append",
+                       **({"const": flags[0]} if kind == "!" else {}), help=argparse.SUPPRESS)
     p.add_argument("--format", choices=("pcap", "pcapng"),
                    help="output format (default: pcapng for a .pcapng name, else pcap)")
     add_output_options(p)
@@ -284,6 +288,12 @@ class _Args:
         return "Args(" + ", ".join(f"{k}={v!r}" for k, v in vars(self).items()) + ")"
 
 
+#: tcpdump's options for capturing live (flags, '!' for those that take no value): pfilter reads
+#: files, and says so in one line rather than with its usage (_run)
+_LIVE_OPTIONS = ((("-i", "--interface"), ""), (("-D", "--list-interfaces"), "!"),
+                 (("-L", "--list-data-link-types"), "!"), (("-I", "--monitor-mode"), "!"))
+
+
 def lean_defaults():
     """Every destination of the main command's parser with its default: those of the option
     tables (pfilter._argparse.table_defaults), and those of the options build_parser adds itself."""
@@ -292,7 +302,7 @@ def lean_defaults():
     for table in (_MAIN_OPTIONS, _PRINT_OPTIONS, _EBPF_OPTIONS, _ROTATION_OPTIONS, _EDIT_OPTIONS):
         for name, default in table_defaults(table).items():
             defaults.setdefault(name, default)
-    defaults.update(backend="vm", resolution=None, format=None, progress=True, expression=[])
+    defaults.update(backend="vm", resolution=None, format=None, progress=True, expression=[], live=None)
     return defaults
 
 
@@ -738,6 +748,13 @@ def _main(argv):
         return _fail(f"internal error: {type(e).__name__}: {e}", 3)
 
 
+def _stdin_is_a_terminal():
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
 def _run(args):
     from .errors import FilterError
     from .linktypes import linktype_number
@@ -748,14 +765,26 @@ def _run(args):
     # Divergence: with -r, tcpdump ignores -y; pfilter compiles for it (a file whose header
     # names the wrong link type can still be filtered).
     forced_lt = linktype_number(args.linktype) if args.linktype is not None else None
-    if args.snaplen is not None and args.snaplen <= 0:
+    if args.live:
+        what = args.live[0]
+        shown = f"-i {what}" if not what.startswith("-") else what
+        raise FilterError(f"{shown}: pfilter reads capture files, it does not capture: capture with tcpdump "
+                          f"(tcpdump -i IFACE -w FILE), then pfilter -r FILE")
+    from .capture.files import MAXIMUM_SNAPLEN
+    if args.snaplen is not None and not 0 <= args.snaplen <= MAXIMUM_SNAPLEN:
+        raise FilterError(f"invalid snaplen {args.snaplen} (must be >= 0 and <= {MAXIMUM_SNAPLEN})")   # tcpdump's
+    if args.snaplen == 0:
         args.snaplen = 262144
+    if args.tflag > 5:
+        raise FilterError("only -t, -tt, -ttt, -tttt and -ttttt are supported")                      # tcpdump's
     if args.read:
         args.snaplen = None     # tcpdump -r compiles for the file's snapshot length, whatever -s says
     if args.count is not None and args.count <= 0:
         raise FilterError(f"invalid packet count {args.count}")
 
     sources = _sources(args.read, args.list_file) if (args.read or args.list_file) else []
+    if "-" in sources and _stdin_is_a_terminal():
+        raise FilterError("-r -: standard input is a terminal, not a capture: redirect a file or a pipe into it")
     if args.ebpf or args.ebpf_dump or args.ebpf_output or args.on_match is not None or args.on_miss is not None:
         from .ebpf.cli import run as run_ebpf
         return run_ebpf(args, _compile(expr, 1 if forced_lt is None else forced_lt, args.snaplen or 262144, optimize))

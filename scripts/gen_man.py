@@ -144,8 +144,10 @@ def page():
     out += [".SH \"EXIT STATUS\"",
             ".TP", "0", "success" + (f"; also when {closed}" if BROKEN_PIPE_STATUS == 0 else ""),
             ".TP", "1", "bad input: an expression, a rule, a capture or a file that cannot be used "
-                        "(one line on standard error)",
-            ".TP", "2", "bad usage (an unknown option, a missing argument)",
+                        "(one line on standard error); also bad usage (an unknown option, a missing "
+                        "argument: the usage, then one line) of pfilter itself and of explain, debug and "
+                        "profile, as tcpdump",
+            ".TP", "2", "bad usage of pfilter classify and pfilter seccomp",
             ".TP", "130", "interrupted by Ctrl\\-C (128 plus the signal number for SIGTERM and SIGHUP)",
             ] + ([".TP", str(BROKEN_PIPE_STATUS), closed] if BROKEN_PIPE_STATUS else []) + [
             ".SH \"SEE ALSO\"",

@@ -305,3 +305,39 @@ def test_an_optional_attached_value_shows_attached(capsys):
     out = capsys.readouterr().out
     assert "[--dedup[=WINDOW]]" in out and "--dedup WINDOW" not in out and "--dedup [=" not in out
     assert "\\fB\\-\\-dedup\\fR\\fI[=WINDOW]\\fR" in (ROOT / "man" / "pfilter.1").read_text()
+
+
+@pytest.mark.parametrize("argv", [["-i", "eth0"], ["-i", "eth0", "-r", str(HTTP)], ["-D"], ["--list-interfaces"],
+                                  ["-L"], ["-I", "-r", str(HTTP)], ["--interface=eth0"]])
+def test_live_capture_options_say_pfilter_reads_files(capsys, argv):
+    """tcpdump's live-capture options (-i, -D, -L, -I) got the 17-line usage and 'unrecognized
+    arguments': one line now, saying to capture with tcpdump and read the file."""
+    status, out, err = run(capsys, *argv, "tcp")
+    assert status == 1 and out == "" and err.count("\n") == 1
+    assert "pfilter reads capture files, it does not capture" in err and "tcpdump -i" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-s", "300000"], "invalid snaplen 300000 (must be >= 0 and <= 262144)"),
+    (["-s", "-1"], "invalid snaplen -1 (must be >= 0 and <= 262144)"),
+    (["-tttttt"], "only -t, -tt, -ttt, -tttt and -ttttt are supported"),
+])
+def test_values_tcpdump_refuses_are_refused_in_its_words(capsys, argv, message):
+    theirs = subprocess.run([ref.tcpdump(), *argv, "-r", str(HTTP), "-c", "1"], capture_output=True, text=True)
+    assert theirs.returncode != 0 and theirs.stderr.strip() == f"tcpdump: {message}"
+    status, out, err = run(capsys, *argv, "-r", HTTP, "-c", "1")
+    assert status == 1 and out == "" and err == f"pfilter: {message}\n"
+
+
+def test_standard_input_on_a_terminal_is_refused(tmp_path):
+    """-r - with a terminal on standard input waited for two Ctrl-D: refused at once."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "pfilter", "-r", "-", "tcp"], stdin=slave, capture_output=True,
+                           text=True, timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert r.returncode == 1 and r.stderr == (
+        "pfilter: -r -: standard input is a terminal, not a capture: redirect a file or a pipe into it\n")
