@@ -270,15 +270,16 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)
     plain = truncate is None and not dedup and rotate is None
     timed = window != (None, None)
+
+    def writer_for(dst, cap, format, ts_resolution, sources):
+        """The output: a plain writer, or an Output that cuts, de-duplicates or rotates."""
+        if plain:
+            return _writer_for(dst, cap, format, ts_resolution, sources)
+        from .split import Output
+        return Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
+                      truncate=truncate, dedup=dedup, rotate=rotate)
     if merge and len(sources) > 1:
         from .merge import merge_filter
-
-        def writer_for(dst, cap, format, ts_resolution, sources):
-            if plain:
-                return _writer_for(dst, cap, format, ts_resolution, sources)
-            from .split import Output
-            return Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
-                          truncate=truncate, dedup=dedup, rotate=rotate)
         return merge_filter([s.path if isinstance(s, Capture) else s for s in sources], dst, programs, count,
                             format, ts_resolution, window, on_batch, writer_for, announce, progress,
                             sum(_size(s) for s in sources))
@@ -320,12 +321,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                 swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
                 programs.for_linktype(cap.linktype, cap.snaplen, swapped)
                 if writer is None and dst is not None:
-                    if plain:
-                        writer = _writer_for(dst, cap, format, ts_resolution, sources)
-                    else:
-                        from .split import Output
-                        writer = Output(dst, _writer_args(dst, cap, format, ts_resolution, sources),
-                                        truncate=truncate, dedup=dedup, rotate=rotate)
+                    writer = writer_for(dst, cap, format, ts_resolution, sources)
                 if not getattr(writer, "takes", lambda lt: True)(cap.linktype):
                     raise FilterError(f"{cap.path}: link type {cap.linktype} cannot go into {dst}, a pcap file of "
                                       f"link type {writer.linktype}: write pcapng instead (name the output .pcapng)")

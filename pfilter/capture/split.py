@@ -515,12 +515,15 @@ def _clashing_outputs(targets, rotate):
                 f" ({seen[place]} and {t})" if seen[place] != t else "")
         seen[place] = t
     if rotate is not None and rotate.size is not None:
-        for place, t in seen.items():
-            for other_place, other in seen.items():
-                rest = other_place[len(place):] if other_place.startswith(place) else ""
-                if other_place != place and rest.isdigit():
-                    return (f"{t} rotates (-C) into {t}{rest}, which is also an output ({other}): "
-                            f"rename a rule")
+        for other_place, other in seen.items():
+            # a name that is another output's and a number: one of that output's rotated files
+            place = other_place
+            while place[-1:].isdigit():
+                place = place[:-1]
+                if place in seen:
+                    t = seen[place]
+                    return (f"{t} rotates (-C) into {t}{other_place[len(place):]}, which is also an output "
+                            f"({other}): rename a rule")
     return None
 
 

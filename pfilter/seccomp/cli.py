@@ -208,7 +208,9 @@ def cli_main(argv):
                 sys.stdout.buffer.write(raw)
                 sys.stdout.buffer.flush()
             else:
-                _write_output(args.output, raw, args.target)
+                # the project's atomic writer: through a symbolic link, straight into a FIFO or device
+                from ..capture.files import write_whole
+                write_whole(args.output, raw, protect=[args.target])
         else:
             sys.stdout.write(_dump(pid, args.style, args.arch))
     except _UsageError as e:
@@ -226,12 +228,4 @@ def cli_main(argv):
         print(f"pfilter seccomp: {where + ': ' if where else ''}{msg}", file=sys.stderr)
         return 1
     return 0
-
-
-def _write_output(path, data, source):
-    """asm's -o: the project's atomic writer (pfilter.capture.files.write_whole: a regular file
-    appears whole or not at all, a symbolic link is written through, a FIFO or device (/dev/stdout)
-    written in place, never over the input, errors name `path`)."""
-    from ..capture.files import write_whole
-    write_whole(path, data, protect=[source])
 
