@@ -1351,11 +1351,15 @@ def classify_main(argv):
                   "classify, this process writes only the table and --labels)", file=sys.stderr)
             return 2
     status = 0
+    labels_out = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuleLinkTypeWarning)
         try:
             try:
                 files = _sources(args.files, args.list_file)
+                if args.labels:         # opened before the pass: a place it cannot be made fails first
+                    labels_out = _labels_output(args.labels, protect=list(files) + [args.rules] + list(
+                        args.list_file or ()))
                 # several inputs: a damaged one said on its line and the next read, as -r reads on
                 damaged = []
 
@@ -1386,9 +1390,9 @@ def classify_main(argv):
                 failure = None
             sys.stdout.write(result.table())
             sys.stdout.flush()
-            if args.labels:
-                _write_labels(args.labels, result.labels(), protect=list(files) + [args.rules] + list(
-                    args.list_file or ()))
+            if labels_out is not None:
+                _write_labels(labels_out, args.labels, result.labels())
+                labels_out = None
             if failure is not None:
                 raise failure
         except BrokenPipeError:
@@ -1397,6 +1401,9 @@ def classify_main(argv):
             _classify_warnings(caught)
             print(f"pfilter classify: {_classify_error(e, args.rules)}", file=sys.stderr)
             status = 1
+        finally:
+            if labels_out is not None:
+                labels_out.abort()
     return status
 
 
@@ -1453,9 +1460,17 @@ def _classify_error(err, rules_path):
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _write_labels(path, labels, protect=()):
-    """labels to OUT.npy (numpy str array) or OUT.csv (header `packet,label`, one row a packet),
-    atomically (the file appears whole or not at all) and never over a file of `protect`."""
+def _labels_output(path, protect=()):
+    """The atomic output --labels writes (pfilter.capture.files.AtomicFile), never over a file
+    of `protect`: opened before the pass, so that a directory missing or not writable is said
+    before the work rather than after it."""
+    from .capture.files import AtomicFile
+    return AtomicFile(path, protect=protect)
+
+
+def _write_labels(out, path, labels):
+    """labels to `out` (_labels_output of `path`) as OUT.npy (numpy str array) or OUT.csv
+    (header `packet,label`, one row a packet), committed: the file appears whole or not at all."""
     import io
     from pathlib import Path
 
@@ -1471,5 +1486,5 @@ def _write_labels(path, labels, protect=()):
         w.writerow(["packet", "label"])
         w.writerows(zip(range(len(labels)), labels.tolist()))
         data = text.getvalue().encode("utf-8")
-    from .capture.files import write_whole
-    write_whole(path, data, protect=protect)
+    out.write(data)
+    out.commit()

@@ -67,6 +67,9 @@ def test_writes_first_match_labels_to_npy(rules, tmp_path, capsys):
     (["-r", "CAP", "-R", "RULES", "-j", "0"], 2, "a number from 1 to 256, not '0'"),
     (["-r", "/nonexistent.pcap", "-R", "RULES"], 1, "/nonexistent.pcap"),
     (["-r", "CAP", "-R", "/nonexistent.rules"], 1, "cannot read rules file"),
+    # before the pass: no table printed, then the labels lost for want of a directory
+    (["-r", "CAP", "-R", "RULES", "--labels", "/nonexistent/labels.csv"], 1,
+     "/nonexistent/labels.csv: No such file or directory"),
 ])
 def test_errors_are_one_line_on_stderr_with_a_nonzero_status(rules, capsys, argv, status, message):
     argv = [str(PCAP) if a == "CAP" else str(rules) if a == "RULES" else a for a in argv]
@@ -88,7 +91,12 @@ def test_a_rule_that_does_not_compile_is_one_line_naming_the_rule(tmp_path, caps
     f.write_text("ok: tcp\nbroken: tcp port\n")
     assert cli.classify_main(["-r", str(PCAP), "-R", str(f)]) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "rule 'broken'" in err[0]
+    assert len(err) == 1 and f"rule 'broken' ({f}:2)" in err[0]
+    # a rule meaningless on the link type named: the file's line and the link type
+    f.write_text("# addresses\n\nmac: ether host 00:11:22:33:44:55\n")
+    assert cli.classify_main(["-r", str(PCAP), "-R", str(f), "-y", "RAW"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and f"rule 'mac' ({f}:3, link type RAW): " in err[0]
 
 
 def test_the_pfilter_command_dispatches_classify(rules):

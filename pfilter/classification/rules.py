@@ -48,10 +48,16 @@ def parse_rules(rules):
     return out
 
 
+class _FilePairs(list):
+    """The (name, expression) pairs of a rules file; `where` maps each name to 'FILE:LINE', which
+    a rule's error names (RuleSet.rule)."""
+    where: dict
+
+
 def _read_rules_file(path):
     from .._textfile import read_text_file
     text = read_text_file(path, "rules file")     # OSError when it cannot be read
-    out, where = [], {}
+    out, where = _FilePairs(), {}
     for lineno, line in enumerate(text.split("\n"), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -68,6 +74,7 @@ def _read_rules_file(path):
         out.append((name, expr))
     if not out:
         raise FilterError(f"{path}: no rules in the file")
+    out.where = {name: f"{path}:{lineno}" for name, lineno in where.items()}
     return out
 
 
@@ -105,12 +112,19 @@ class RuleSet:
 
     def __init__(self, pairs, optimize, snaplen, forced_linktype=False, engine_for=lambda progs: progs):
         self.pairs, self.optimize, self.snaplen = pairs, optimize, snaplen
+        self._where = getattr(pairs, "where", {})      # a rules file's 'FILE:LINE' per name
         self.forced_linktype = forced_linktype
         #: what runs the programs of one link type (pfilter.classification.run.engine_for)
         self.engine_for = engine_for
         #: (rule name, link type name, reason) of each rule that cannot apply to a link type
         self.inapplicable = []
         self._by_linktype = {}
+
+    def rule(self, name, *more):
+        """How an error names a rule: `rule 'web'`, then in parentheses where a rules file has it
+        and `more` (the link type)."""
+        said = [w for w in (self._where.get(name),) + more if w]
+        return f"rule {name!r} ({', '.join(said)})" if said else f"rule {name!r}"
 
     def _compile(self, rule, linktype):
         from ..compiler.cache import cached_compile
@@ -144,13 +158,13 @@ class RuleSet:
                     try:        # a Program runs only on its own link type
                         getattr(rule, "check_linktype", lambda *a: None)([linktype], "the input's packets")
                     except FilterError as e:
-                        raise FilterError(f"rule {name!r}: {e}") from None
+                        raise FilterError(f"{self.rule(name)}: {e}") from None
                     progs.append(rule)
                     continue
                 try:
                     progs.append(self._compile(rule, linktype))
                 except FilterSyntaxError as e:
-                    raise FilterSyntaxError(f"rule {name!r}: {e.message}", e.expression, e.position,
+                    raise FilterSyntaxError(f"{self.rule(name)}: {e.message}", e.expression, e.position,
                                             e.length) from e
                 except FilterError as e:
                     from ..linktypes import linktype_name
@@ -159,7 +173,7 @@ class RuleSet:
                     # matches nothing there; one that compiles nowhere, or for the link type
                     # the caller named, is an error.
                     if self.forced_linktype or not self._applies_elsewhere(rule, linktype):
-                        raise FilterError(f"rule {name!r} (link type {lt_name}): {e}") from e
+                        raise FilterError(f"{self.rule(name, f'link type {lt_name}')}: {e}") from e
                     reason = str(e).split("\n")[0]
                     self.inapplicable.append((name, lt_name, reason))
                     warnings.warn(RuleLinkTypeWarning(inapplicable_message(name, lt_name, reason)),
