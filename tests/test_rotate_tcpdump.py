@@ -181,6 +181,33 @@ def test_rotation_needs_a_file_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("general", [False, True], ids=["fast-path", "general-path"])
+@pytest.mark.parametrize("name, opts", [
+    ("out.pcap1", ["-C", "1"]),
+    ("out.pcap2", ["-C", "1", "-W", "3"]),
+    ("out.pcap07", ["-C", "1", "-W", "12"]),
+    ("out.pcap1", ["-C", "1", "-G", "3600"]),
+])
+def test_a_rotation_into_the_input_is_refused_before_any_file_is_written(tmp_path, general, name, opts):
+    # The input is one of the names the rotation would write (tcpdump writes over it): refused
+    # before the first file, so that no output is left from a refused run.
+    shutil.copy(ref.ROOT / "data" / "sample.pcap", tmp_path / name)
+    r = subprocess.run([sys.executable, "-m", "pfilter", "-r", name, *opts, "-w", "out.pcap", "tcp"],
+                       capture_output=True, text=True, cwd=tmp_path,
+                       env=dict(os.environ, **({"PFILTER_NO_FASTPATH": "1"} if general else {})))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.splitlines()[-1] == (f"pfilter: out.pcap: -C would rotate into the input file {name}: "
+                                         f"refusing to overwrite it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    # from Python too, and a name the rotation never writes is no clash ("out.pcap01" without -W)
+    rotate = {"size": 1000000, **({"files": int(opts[opts.index("-W") + 1])} if "-W" in opts else {})}
+    with pytest.raises(pfilter.FilterError, match="-C would rotate into the input file"):
+        pfilter.filter_file(tmp_path / name, tmp_path / "out.pcap", "tcp", rotate=rotate)
+    os.rename(tmp_path / name, tmp_path / "out.pcap01")
+    stats = pfilter.filter_file(tmp_path / "out.pcap01", tmp_path / "out.pcap", "tcp", rotate={"size": 1000000})
+    assert stats.written > 0 and (tmp_path / "out.pcap").exists()
+
+
 @pytest.mark.parametrize("opts", [["-C", "1", "-W", "3"], ["--snaplen", "100", "-C", "1"], ["--snaplen", "64"]])
 def test_the_fast_path_rotates_and_truncates_as_the_general_path(tmp_path, opts):
     from pfilter.capture.fastpath import fast_filter_file
@@ -245,3 +272,14 @@ def test_every_file_of_a_compressed_rotation_is_compressed(tmp_path, timed_captu
     assert len(want) >= 2
     opener = gzip.decompress if suffix.endswith(".gz") else lzma.decompress
     assert {name.replace(suffix, plain_ext): opener(data) for name, data in got.items()} == want
+
+
+def test_a_split_rotating_into_the_input_is_refused_before_any_file_is_written(tmp_path):
+    shutil.copy(ref.ROOT / "data" / "sample.pcap", tmp_path / "tcp.pcap1")
+    (tmp_path / "rules.txt").write_text("udp: udp\ntcp: tcp\n")
+    r = subprocess.run([sys.executable, "-m", "pfilter", "classify", "-r", "tcp.pcap1", "-R", "rules.txt",
+                        "--split", "{rule}.pcap", "-C", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr == ("pfilter classify: tcp.pcap: -C would rotate into the input file tcp.pcap1: "
+                        "refusing to overwrite it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.txt", "tcp.pcap1"]

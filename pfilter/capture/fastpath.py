@@ -215,6 +215,8 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         count = None            # (more records than any file holds: no limit, as for tcpdump)
     if rotate is not None and (rotate.seconds is not None or rotate.size is None or dst is None):
         return None
+    if rotate is not None:
+        rotate.refuse_over_input(dst, sources)
     if truncate is not None and dst is None:
         return None
     if dst is not None and (not isinstance(dst, (str, os.PathLike)) or dst == "-"

@@ -268,6 +268,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     from .rotate import Rotation
     from .split import check_dedup, check_snaplen
     truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)
+    if rotate is not None:
+        rotate.refuse_over_input(dst, sources)
     plain = truncate is None and not dedup and rotate is None
     timed = window != (None, None)
 

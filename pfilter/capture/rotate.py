@@ -75,5 +75,31 @@ class Rotation:
             return base
         return f"{base}{number:0{self.width if self.size is not None else 0}d}"
 
+    def numbered(self, base: str, name: str) -> bool:
+        """Whether `name` is one of the -C numbered files of the output `base` ('out.pcap3' of
+        'out.pcap'; with -W 10, 'out.pcap0' .. 'out.pcap9'): base, then a number as name() writes it."""
+        digits = name[len(base):]
+        if self.size is None or not name.startswith(base) or not digits.isdigit() or not digits.isascii():
+            return False
+        n, width = int(digits), self.width
+        return (n > 0 or width > 0) and f"{n:0{width}d}" == digits and (self.files is None or n < self.files)
+
+    def refuse_over_input(self, dst: str, sources) -> None:
+        """A FilterError when a -C rotation of the output `dst` would write over an input among
+        `sources` (paths; other objects are skipped): said before the first file is written
+        (the writer also refuses each file it opens over an input, after the files before it).
+        A -G name with strftime fields is not predicted here."""
+        import os
+
+        from .files import output_target, same_place
+        if self.size is None or dst in (None, "-") or (self.seconds is not None and "%" in dst):
+            return
+        base = same_place(output_target(dst))
+        for src in sources:
+            path = getattr(src, "path", src)
+            if isinstance(path, (str, os.PathLike)) and self.numbered(base, same_place(path)):
+                raise FilterError(f"{os.fsdecode(dst)}: -C would rotate into the input file "
+                                  f"{os.fsdecode(path)}: refusing to overwrite it")
+
     def __repr__(self) -> str:
         return f"Rotation(size={self.size}, seconds={self.seconds}, files={self.files})"

@@ -557,6 +557,9 @@ class SplitSink:
         clash = _clashing_outputs(targets, self.options["rotate"])
         if clash is not None:
             raise FilterError(f"split: {clash}")
+        if self.options["rotate"] is not None:
+            for t in targets:
+                self.options["rotate"].refuse_over_input(t, self.sources)
         room_for_open_files(SPLIT_DESCRIPTORS_PER_OUTPUT * len(targets) + SPLIT_SPARE_DESCRIPTORS, lambda hard: (
             f"split: {len(targets)} outputs at once need more open files than the {hard} this process "
             f"may have (ulimit -Hn): split fewer rules at a time"))
