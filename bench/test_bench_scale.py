@@ -347,7 +347,11 @@ SIZE_NOTE = ("Scaling 1 -> 2 workers (w1 wall / w2 wall) of the same command on 
              "reads), the memory traffic any pass makes, with no filter and no interpreter. Where compute scaling "
              "is near 2 and a command's is lower, its second worker is held back by what the cores share "
              "(memory, the output's page cache: latest_scale.md, 'floor scaling'); a larger input shows how "
-             "much of the gap the serial start makes.")
+             "much of the gap the serial start makes. Compute ceiling: the scaling the command would reach "
+             "on that input if its pass (w1 - start) scaled as well as the compute control in the same rounds "
+             "and the start stayed serial, w1 / (start + (w1 - start) / compute scaling): a command whose "
+             "compute ceiling is below the 1.7x asked of it cannot reach 1.7x on this machine whatever pfilter "
+             "does, unless its start or its w1 pass changes.")
 
 SPIN_STEPS = 120_000_000
 
@@ -402,10 +406,11 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
            "memory-read scaling": _best(runs["touch1"])[0] / _best(runs["touch2"])[0]}
     for name in sizes:
         w1, w2 = _best(runs[name, 1])[0], _best(runs[name, 2])[0]
-        row.update({f"{name} w1 s": w1, f"{name} w2 s": w2, f"{name} scaling": w1 / w2})
+        row.update({f"{name} w1 s": w1, f"{name} w2 s": w2, f"{name} scaling": w1 / w2,
+                    f"{name} compute ceiling": w1 / (row["start s"] + (w1 - row["start s"]) / row["compute scaling"])})
     result_table("scale_size", "Scaling 1 -> 2 workers by input size (1, 2 and 4 GB, same run)",
                  ["expression", "output / input", "start s", "compute scaling", "memory-read scaling"]
-                 + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling")],
+                 + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling", "compute ceiling")],
                  notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}"), READY_NOTE]).add(
         expr, expression=expr if counting else expression_id(expr), **row)
 
