@@ -107,6 +107,12 @@ _PRINT_OPTIONS = """
                                               checksums
 -q                   quick!                   quick output: less protocol information per line (tcpdump's -q;
                                               pfilter's quiet mode is --quiet)
+-K                   Kflag!                   with -v, do not verify IP, TCP and UDP checksums (tcpdump -K)
+-l                   line_buffered!           send printed lines on as each batch of packets is printed rather
+                                              than when the output buffer fills (tcpdump -l: pfilter -r F -l
+                                              | grep ...)
+-U                   packet_buffered!         accepted for tcpdump habits: -w - sends written packets on batch
+                                              by batch; a -w file appears whole when it is complete
 --nano               resolution=ns            nanosecond timestamps in output and printed times
 --micro              resolution=us            microsecond timestamps in output and printed times
 """
@@ -925,17 +931,7 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         raise
     sources[0] = first
 
-    printer = None
-    if args.write is None and not args.count_only:
-        from .display import Printer
-        out = sys.stdout
-        # tcpdump prints microseconds, also from a nanosecond file, unless told --nano
-        lines = Printer(e=args.eflag, t=args.tflag, x=args.xflag, X=args.Xflag, A=args.Aflag, S=args.Sflag,
-                        number=args.numbered, v=args.vflag, q=args.quick, resolution=resolution or "us",
-                        snaplen=first_snap)
-
-        def printer(batch, idx):
-            lines.write_batch(batch, idx, out)
+    printer = _printer(args, resolution, first_snap) if args.write is None and not args.count_only else None
 
     bar, update = _progress_bar(args, sources)
     status = 0
@@ -1228,13 +1224,20 @@ def _peek_linktype(path):
         return cap.linktype, cap.snaplen
 
 
-def _printer(args, resolution):
+def _printer(args, resolution, snaplen=None):
+    """The on_batch of print mode: each batch's matching packets as tcpdump's lines on standard
+    output (microseconds, also from a nanosecond file, unless --nano says otherwise, as tcpdump),
+    flushed after each batch with -l."""
     from .display import Printer
     lines = Printer(e=args.eflag, t=args.tflag, x=args.xflag, X=args.Xflag, A=args.Aflag, S=args.Sflag,
-                    number=args.numbered, v=args.vflag, q=args.quick, resolution=resolution or "us")
+                    number=args.numbered, v=args.vflag, q=args.quick, K=args.Kflag,
+                    resolution=resolution or "us", snaplen=snaplen)
+    out = sys.stdout
 
     def printer(batch, idx):
-        lines.write_batch(batch, idx, sys.stdout)
+        lines.write_batch(batch, idx, out)
+        if args.line_buffered:
+            out.flush()
     return printer
 
 

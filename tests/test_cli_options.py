@@ -342,3 +342,43 @@ def test_standard_input_on_a_terminal_is_refused(tmp_path):
         os.close(slave)
     assert r.returncode == 1 and r.stderr == (
         "pfilter: -r -: standard input is a terminal, not a capture: redirect a file or a pipe into it\n")
+
+
+def test_minus_l_sends_printed_lines_on_batch_by_batch(tmp_path, monkeypatch, capsys):
+    """tcpdump -l: the lines of each batch are flushed to standard output as it is printed (a
+    pipe to grep sees them during the run, not at its end); the lines are those without -l."""
+    import io
+    with pfilter.open(ROOT / "data" / "sample.pcap") as cap:
+        batches = list(cap)
+    big = tmp_path / "big.pcap"
+    pfilter.write(big, batches * 4)         # about 6 MB: more than one batch of the reader
+    seen = {}
+    for flags in ([], ["-l"]):
+        class Counting(io.StringIO):
+            flushes = 0
+
+            def flush(self):
+                Counting.flushes += 1
+                super().flush()
+        out = Counting()
+        monkeypatch.setattr(sys, "stdout", out)
+        assert cli.main(["--quiet", "-r", str(big), *flags, "udp"]) == 0
+        seen[tuple(flags)] = (out.getvalue(), Counting.flushes)
+    assert seen[("-l",)][0] == seen[()][0] and seen[()][0].count("\n") > 1000
+    assert seen[("-l",)][1] >= seen[()][1] + 2
+
+
+def test_minus_l_and_minus_U_are_taken_as_tcpdump_takes_them(tmp_path):
+    src = ROOT / "data" / "sample.pcap"
+    env = dict(os.environ, TZ="UTC")
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(src), "-l", "-c", "20", "tcp"],
+                          capture_output=True, text=True, env=env)
+    theirs = subprocess.run([ref.tcpdump(), "-n", "-r", str(src), "-l", "-c", "20", "tcp"],
+                            capture_output=True, text=True, env=env)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout
+    ours = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(src), "-U", "-w", "-", "tcp"],
+                          capture_output=True, env=env)
+    theirs = subprocess.run([ref.tcpdump(), "-r", str(src), "-U", "-w", "-", "tcp"], capture_output=True, env=env)
+    assert ours.returncode == theirs.returncode == 0, ours.stderr
+    assert ours.stdout == theirs.stdout

@@ -77,14 +77,18 @@ class Printer:
     """tcpdump's display flags and state. Counts as tcpdump counts them: e (-e), t (number of
     -t: 1 no time, 2 seconds since 1970, 3 delta from the previous packet, 4 date and time,
     5 delta from the first packet), x (-x 1, -xx 2), X (-X 1, -XX 2), A (-A 1, -AA 2),
-    S (absolute sequence numbers), number (-#), v (-v count), q (quick output);
+    S (absolute sequence numbers), number (-#), v (-v count), q (quick output),
+    K (-K: no IP/TCP/UDP checksum verification: under -v no IPv4 header "bad cksum", no TCP
+    ", cksum 0x...." and no UDP "[udp sum ok]", "[bad udp cksum ...]" or "[no cksum]"; ICMP's,
+    ICMPv6's and the other protocols' checks stay, as tcpdump 4.99's -K leaves them);
     resolution "us" or "ns" (tcpdump --nano); snaplen the capture's (kept for callers: a record
     is judged against tcpdump's own limit, MAXIMUM_SNAPLEN)."""
 
     def __init__(self, e=0, t=0, x=0, X=0, A=0, S=False, number=False, v=0, q=False,
-                 resolution="us", snaplen=None):
+                 resolution="us", snaplen=None, K=False):
         self.e, self.t, self.x, self.X, self.A = int(e), int(t), int(x), int(X), int(A)
         self.S, self.number, self.v, self.q = bool(S), bool(number), int(v), bool(q)
+        self.K = bool(K)
         self.resolution = resolution
         self.snaplen = snaplen
         self.tcp_seq = {}

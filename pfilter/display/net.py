@@ -116,7 +116,7 @@ def _ipv4_body(p, b, ip_len, hlen, length):
         if hlen > 20:
             text, cut = _ip_options(b[20:hlen])
             out += f", options ({text}{' [truncated-option]' if cut else ''})"
-        if len(b) >= hlen:
+        if len(b) >= hlen and not p.K:        # -K: tcpdump's print-ip.c skips the check
             total = ones_sum(b[:hlen])
             ok, should = checksum_report(u16(b, 10), total)
             if not ok:

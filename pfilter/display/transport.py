@@ -64,7 +64,7 @@ def tcp(p, b, length, src, dst, info):
         thseq, thack = th
     if hlen > length:
         return out + f" [bad hdr length {hlen} - too long, > {length}]"
-    if p.v and not info[3] and len(b) >= length:
+    if p.v and not p.K and not info[3] and len(b) >= length:      # -K: no ", cksum" at all
         stored = csum
         ok, should = checksum_report(stored, ones_sum(b[:length], _pseudo_sum(info, 6, length)))
         out += f", cksum 0x{stored:04x}" + (" (correct)" if ok else f" (incorrect -> 0x{should:04x})")
@@ -265,7 +265,7 @@ def udp(p, b, length, src, dst, info):
     if ulen > plen:
         plen = ulen
     out = head
-    if p.v and not info[3]:
+    if p.v and not p.K and not info[3]:          # -K: no "[udp sum ok]" nor "[no cksum]"
         stored = u16(b, 6)
         if info[0] == 4 and p.v > 1 or info[0] == 6:
             if info[0] == 4 and stored == 0:
