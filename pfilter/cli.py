@@ -82,7 +82,8 @@ _MAIN_OPTIONS = """
                                               2023-11-14 22:13; no zone: local time)
 --before TIME        before                   only packets before TIME (editcap -B), as --after
 --index FILE         index_file               write the capture index of the (single) input to FILE (record
-                                              offsets, timestamps, lengths; numpy .npz), before filtering
+                                              offsets, timestamps, lengths; numpy .npz) once the run has
+                                              gone well (a damaged input: none)
 --scheduler ADDRESS  scheduler                run on a Dask cluster (the dask extra: pip install
                                               'pfilter-bpf[dask]'): the scheduler's address (tcp://host:8786),
                                               or 'local' for a LocalCluster of this machine; inputs are split
@@ -1184,25 +1185,48 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
     if args.write is None and not args.count_only and args.merge:
         raise FilterError("--merge writes a file: give -w FILE (or --count)")
     from .capture.filterfile import filter_file
+    from .errors import CaptureFormatError
     compiler = _compile
     if announce is not None and sources[0] != "-":     # (standard input is read once, by the pass)
         announce(sources[0], *_peek_linktype(sources[0]))
+    index_out = None
+    if args.index_file is not None:
+        # opened before the pass (a place it cannot be made is said before the work), written
+        # after it: once the run has gone well (its arguments, expression and input all good)
+        from .capture.files import AtomicFile
+        index_out = AtomicFile(args.index_file, protect=sources)
     on_damage, damaged = _reading_on(sources) if not args.merge else (None, [])
     bar, update = _progress_bar(args, sources)
     try:
-        stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen, count=args.count,
-                            optimize=optimize, format=args.format, ts_resolution=resolution, compiler=compiler,
-                            truncate=edits[0], dedup=edits[1], rotate=edits[2], backend=args.backend,
-                            workers=workers, merge=args.merge, after=after, before=before, announce=announce,
-                            on_batch=_printer(args, resolution) if args.write is None and not args.count_only else None,
-                            on_damage=on_damage, progress=update)
+        try:
+            stats = filter_file(sources, args.write, expr, linktype=forced_lt, snaplen=args.snaplen,
+                                count=args.count, optimize=optimize, format=args.format, ts_resolution=resolution,
+                                compiler=compiler, truncate=edits[0], dedup=edits[1], rotate=edits[2],
+                                backend=args.backend, workers=workers, merge=args.merge, after=after, before=before,
+                                announce=announce, on_batch=_printer(args, resolution)
+                                if args.write is None and not args.count_only else None,
+                                on_damage=on_damage, progress=update)
+        except CaptureFormatError as err:
+            # one damaged input (or --merge's): the packets before the damage were written and
+            # counted; the summary says so after the damage's line, as on the other paths (no index)
+            stats = getattr(err, "stats", None)
+            if bar is not None:
+                bar.close()
+                bar = None
+            if sys.stdout is not None:
+                sys.stdout.flush()
+            _fail(_one_line(err) + (" (no index written)" if index_out is not None else ""))
+            damaged.append(err)
+        else:
+            if index_out is not None:
+                from .capture.index import build_index
+                build_index(sources[0]).save(args.index_file, out=index_out)
+                index_out = None
     finally:
         if bar is not None:
             bar.close()
-    if args.index_file is not None:
-        # written once the run has gone well (its arguments, expression and input all good)
-        from .capture.index import build_index
-        build_index(sources[0]).save(args.index_file)
+        if index_out is not None:
+            index_out.abort()
     return _report(args, stats, 1 if damaged else 0)
 
 

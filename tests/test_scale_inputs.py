@@ -498,6 +498,8 @@ def _record_offsets(data):
     (["--before", "1700000001.0000000001"], "at most 9 digits"),
     (["--after", "1_700_000_001"], "invalid time"),
     (["--after", "2023-11-14T22:13:20+24:00"], "no such zone offset"),
+    (["--after", "2023-11-14T22:13:20+01:99"], "no such zone offset"),
+    (["--after", "\uff11\uff17\uff10\uff10"], "invalid time"),        # full-width digits
 ])
 def test_a_window_editcap_would_refuse_or_misread_is_refused(tmp_path, opts, says):
     src = tmp_path / "in.pcap"
@@ -551,6 +553,20 @@ def test_the_index_file_is_written_last_and_apart(tmp_path):
     assert not idx.exists()
     run("-r", src, "--index", idx, "--count", "tcp")
     assert idx.exists()
+    # an index that cannot be made is said before the pass: no output written for nothing
+    out = tmp_path / "out.pcap"
+    r = run("-r", src, "--index", tmp_path / "nodir" / "in.idx", "-w", out, "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.splitlines()[-1].endswith("nodir/in.idx: No such file or directory")
+    assert not out.exists()
+    # a damaged input: its line, no index, and the summary of the packets before the damage
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(src.read_bytes()[:-30])
+    plain = run("-r", cut, "--count", "tcp", check=False)
+    r = run("-r", cut, "--index", tmp_path / "cut.idx", "--count", "tcp", check=False)
+    assert r.returncode == plain.returncode == 1 and r.stdout == plain.stdout
+    assert r.stderr.splitlines() == [line + (" (no index written)" if "truncated" in line else "")
+                                     for line in plain.stderr.splitlines()]
+    assert not (tmp_path / "cut.idx").exists()
 
 
 def test_after_before_iso_8601_and_through_the_index(tmp_path):
@@ -735,9 +751,9 @@ def test_rotated_outputs_of_many_inputs_check_each_input_once(tmp_path, monkeypa
     victim = tmp_path / "out.pcap3"
     victim.write_bytes(open(paths[0], "rb").read())
     before = victim.read_bytes()
-    with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input file"):
+    with pytest.raises(pfilter.FilterError, match="-C would rotate into the input file .*out.pcap3: refusing"):
         pfilter.filter_file(paths + [str(victim)], str(out), "", rotate={"size": 20000})
-    assert victim.read_bytes() == before
+    assert victim.read_bytes() == before and not out.exists()      # (refused before the first file)
 
 
 def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):

@@ -104,8 +104,9 @@ class CaptureIndex:
             f.seek(off + 16)
             return f.read(int(self.caplen[i]))
 
-    def save(self, path):
-        """Write the index to `path` (numpy .npz; atomic: pfilter.capture.files.AtomicFile)."""
+    def save(self, path, out=None):
+        """Write the index to `path` (numpy .npz; atomic: pfilter.capture.files.AtomicFile), or
+        to `out`, an AtomicFile opened for it beforehand (committed here, aborted on failure)."""
         import numpy as np
         from .files import AtomicFile
         import io
@@ -118,7 +119,8 @@ class CaptureIndex:
         np.savez(buf, version=np.int64(VERSION), path=np.array(capture), format=np.array(self.format),
                  size=np.int64(self.size), end=np.int64(self.end), mtime_ns=np.int64(mtime),
                  **{k: getattr(self, k) for k in FIELDS})
-        out = AtomicFile(os.fspath(path), protect=[self.path])
+        if out is None:
+            out = AtomicFile(os.fspath(path), protect=[self.path])
         try:
             out.write(buf.getvalue())
         except BaseException:
@@ -451,6 +453,8 @@ def parse_time(text):
     import datetime
     import re
     t = str(text).strip()
+    if not t.isascii():         # (\d would take other scripts' digits, which editcap refuses)
+        raise FilterError(f"invalid time {text!r}: {_TIME_HELP}")
     epoch = re.fullmatch(r"(\d+)(?:\.(\d*))?", t)
     if epoch is not None:
         return _clamped(int(epoch.group(1)) * 1_000_000_000 + _nanoseconds(text, epoch.group(2)))
@@ -476,7 +480,7 @@ def parse_time(text):
     except (ValueError, OverflowError):
         raise FilterError(f"invalid time {text!r}: no such date or time of day") from None
     zone = m.group(8)
-    frac = int((m.group(7) or "")[:9].ljust(9, "0"))
+    frac = int((m.group(7) or "")[:9].ljust(9, "0"))     # (editcap too reads an ISO time's first 9)
     if not zone:
         # local time as editcap's mktime() makes it (tm_isdst -1: in an hour that a change to or
         # from summer time skips or repeats, the C library's choice)
@@ -491,6 +495,8 @@ def parse_time(text):
     else:
         z = zone.replace(":", "")
         try:
+            if int(z[3:5] or 0) >= 60:
+                raise ValueError(z)
             offset = datetime.timedelta(hours=int(z[1:3]), minutes=int(z[3:5] or 0))
             dt = dt.replace(tzinfo=datetime.timezone(-offset if z[0] == "-" else offset))
         except ValueError:
