@@ -190,7 +190,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     progress: True shows a progress bar on standard error (tqdm's when installed); a callable
     is called as progress(bytes_done, bytes_total, stats) as the pass goes on.
     format: "pcap" or "pcapng" (None: from dst's name, else pcap).
-    ts_resolution: "us" or "ns" for pcap output (None: the first input's).
+    ts_resolution: "us" or "ns" for pcap output (None: the input's; several: "ns" when any
+    input has nanoseconds).
     batch_packets / batch_bytes: batch size limits (None: the defaults, sized for the CPU cache).
     on_batch: called as on_batch(batch, indices) with the matched packets of each batch; the
     batch's data may be reused once it returns (copy what must outlive it).

@@ -34,7 +34,8 @@ environment:
 
 The expression is the trailing words, in tcpdump's language (man pcap-filter).
 Output is pcap (pcapng when the output name ends in .pcapng or with --format pcapng), with the
-first input's timestamp resolution (pcapng: each input's) unless --micro / --nano say otherwise.
+input's timestamp resolution (several: nanoseconds when any has them; pcapng: each input's)
+unless --micro / --nano say otherwise.
 """
 
 

@@ -743,7 +743,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     not written) and its CaptureFormatError is raised (err.stats: what was written); with
     on_damage it is passed to it (each, in input order) and the inputs after it are written.
     progress: as count_stats' (a ring that writes one output in place: as its walks go on)."""
-    from .capture.filterfile import _output_snaplen
+    from .capture.filterfile import output_header
     from .capture.files import (AtomicFile, compression_for_path, directory_targets, file_linktype, format_for_path,
                                 output_target, overwritten, pcap_file_header)
     from .capture.reader import open_capture
@@ -807,9 +807,9 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
                         raise
                     continue
                 with cap:
-                    srcs = [p] if to_dir else paths
-                    headers[i] = (pcap_file_header(cap.linktype, _output_snaplen(cap, srcs), cap.ts_resolution == "ns",
-                                                   cap.linktype_ext), cap.ts_resolution)
+                    snaplen, resolution = output_header(cap, [p] if to_dir else paths)
+                    headers[i] = (pcap_file_header(cap.linktype, snaplen, resolution == "ns", cap.linktype_ext),
+                                  resolution)
         if not to_dir:
             # one ring at a time on a cluster: a ring takes every worker thread, and two rings
             # started at once could each hold a thread the other's member waits for (until

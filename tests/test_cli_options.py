@@ -126,6 +126,27 @@ def test_nanosecond_input_gives_nanosecond_output_unless_micro(tmp_path, capsys)
         assert b.ts_resolution == "us" and next(iter(b)).timestamps[0] == 5_123_456_000
 
 
+@pytest.mark.parametrize("merge", [[], ["--merge"]], ids=["concatenated", "merged"])
+def test_several_inputs_keep_nanoseconds_whatever_their_order(tmp_path, capsys, merge):
+    """A microsecond input before a nanosecond one does not cut the second's timestamps: the
+    output is in nanoseconds when any input is (merged: mergecap -F nsecpcap's bytes)."""
+    us, ns = tmp_path / "us.pcap", tmp_path / "ns.pcap"
+    us.write_bytes(build_pcap([b"\x01" * 20, b"\x02" * 20], [(5, 1), (7, 3)]))
+    ns.write_bytes(build_pcap([b"\x03" * 20, b"\x04" * 20], [(5, 1500), (6, 999_999_999)], nsec=True))
+    for order in ((us, ns), (ns, us)):
+        out = tmp_path / "out.pcap"
+        status, _out, err = run(capsys, "--quiet", *merge, "-r", order[0], "-r", order[1], "-w", out, "")
+        assert status == 0, err
+        with pfilter.open(out) as cap:
+            stamps = [int(t) for b in cap for t in b.timestamps]
+            assert cap.ts_resolution == "ns"
+        assert sorted(stamps) == [5_000_001_000, 5_000_001_500, 6_999_999_999, 7_000_003_000]
+        if merge:
+            theirs = tmp_path / "mergecap.pcap"
+            subprocess.run([ref.mergecap(), "-F", "nsecpcap", "-w", str(theirs), *map(str, order)], check=True)
+            assert out.read_bytes()[24:] == theirs.read_bytes()[24:]
+
+
 def test_pcapng_output_by_name_or_format(tmp_path, capsys):
     run(capsys, "-r", HTTP, "-c", "3", "-w", tmp_path / "o.pcapng", "tcp")
     run(capsys, "-r", HTTP, "-c", "3", "--format", "pcapng", "-w", tmp_path / "o.cap", "tcp")

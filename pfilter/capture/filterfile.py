@@ -190,7 +190,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     progress: True for a progress bar on standard error (tqdm's when installed), or a callable
     called as progress(bytes_done, bytes_total, stats) as the pass goes on.
     format: "pcap" or "pcapng" (default: from dst's name, else pcap).
-    ts_resolution: "us" or "ns" for pcap output (default: the first input's).
+    ts_resolution: "us" or "ns" for pcap output (default: the input's; several: "ns" when any
+    input has nanoseconds, output_header).
     on_batch: called as on_batch(batch, indices) for the matched packets of each batch; the
     batch's data may be reused once the callback returns (copy what must outlive it).
     compiler: called like pfilter.compile to make each link type's Program (default: pfilter.compile
@@ -436,8 +437,9 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
     if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
         raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
                           f"(name the output .pcapng)")
-    args = dict(format=fmt, linktype=cap.linktype, snaplen=_output_snaplen(cap, sources),
-                ts_resolution=ts_resolution or cap.ts_resolution,
+    snaplen, resolution = output_header(cap, sources)
+    args = dict(format=fmt, linktype=cap.linktype, snaplen=snaplen,
+                ts_resolution=ts_resolution or resolution,
                 linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
                 protect=Inputs([s.path if isinstance(s, Capture) else s for s in sources
                                 if isinstance(s, (str, os.PathLike, Capture))]))
@@ -451,24 +453,27 @@ def _writer_for(dst, cap, format, ts_resolution, sources):
     return open_writer(dst, **_writer_args(dst, cap, format, ts_resolution, sources))
 
 
-def _output_snaplen(first, sources):
-    """The snapshot length of the output header, decided before writing: the first input's
-    (as tcpdump writes it) when it is the only one; with several, the largest of the inputs'
-    (mergecap writes 262144 whatever they say), read from each header, or the link type's maximum (libpcap's 262144 for
-    most) when an input cannot be looked at beforehand (standard input, a FIFO, a file object).
-    A record longer than the header's snapshot length is cut back by every reader: no input's
-    record may be."""
+def output_header(first, sources):
+    """(snapshot length, timestamp resolution) of the output header when the caller asks for
+    neither, decided before writing: the first input's (as tcpdump writes them) when it is the
+    only one; with several, the largest snapshot length of the inputs' (mergecap writes 262144
+    whatever they say) and nanoseconds when any input has them, read from each header; with an
+    input that cannot be looked at beforehand (standard input, a FIFO, a file object), the link
+    type's maximum snapshot length (libpcap's 262144 for most) and the first input's resolution.
+    A record longer than the header's snapshot length is cut back by every reader, and a
+    nanosecond timestamp written into a microsecond file loses its last digits: no input's may."""
     # Divergence: tcpdump -V (a list of files) writes the first file's snapshot length and
-    # later, longer records are cut back by every reader.
+    # later, longer records are cut back by every reader; tcpdump -w writes microseconds.
     if len(sources) == 1:
-        return first.snaplen
-    snaplen = _capture_snaplen(first)
+        return first.snaplen, first.ts_resolution
+    snaplen, resolution = _capture_snaplen(first), first.ts_resolution
     for s in sources[1:]:
-        other = _peek_snaplen(s)
+        other = _peek_header(s)
         if other is None:
-            return max(snaplen, max_snaplen_for_linktype(first.linktype))
-        snaplen = max(snaplen, other)
-    return snaplen
+            return max(snaplen, max_snaplen_for_linktype(first.linktype)), first.ts_resolution
+        snaplen = max(snaplen, other[0])
+        resolution = "ns" if "ns" in (resolution, other[1]) else resolution
+    return snaplen, resolution
 
 
 def _capture_snaplen(cap):
@@ -476,17 +481,17 @@ def _capture_snaplen(cap):
     return max([cap.snaplen] + [int(i.get("snaplen") or MAXIMUM_SNAPLEN) for i in (cap.interfaces or [])])
 
 
-def _peek_snaplen(src):
-    """The snapshot length of a capture named by a path to a regular file (its header read on
-    a separate open; the pass opens it again later), else None."""
+def _peek_header(src):
+    """(snapshot length, timestamp resolution) of a capture named by a path to a regular file
+    (its header read on a separate open; the pass opens it again later), else None."""
     if isinstance(src, Capture):
-        return _capture_snaplen(src)
+        return _capture_snaplen(src), src.ts_resolution
     if not isinstance(src, (str, os.PathLike)) or src == "-":
         return None
     try:
         if not stat.S_ISREG(os.stat(src).st_mode):
             return None
         with open_capture(src) as cap:
-            return _capture_snaplen(cap)
+            return _capture_snaplen(cap), cap.ts_resolution
     except (OSError, FilterError):
         return None       # the pass reports what is wrong with it

@@ -123,7 +123,8 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
         # mergecap compares the files tcpdump wrote; a pcapng output with no resolution asked
         # for keeps each input's (writer.PcapngWriter, keep_resolution): compared whole.
         kept = writer is not None and writer.format == "pcapng" and ts_resolution is None
-        if not kept and (ts_resolution or first.ts_resolution) == "us":
+        from .filterfile import output_header
+        if not kept and (ts_resolution or output_header(first, list(sources))[1]) == "us":
             for c in inputs:
                 c.unit = 1000
         # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap
