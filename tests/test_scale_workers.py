@@ -195,6 +195,40 @@ def test_index_of_pcapng_nanosecond_and_cut_files(tmp_path):
     assert len(c) == 499 and c.end == int(b.offsets[499])
 
 
+def test_index_of_a_compressed_capture_has_its_records_but_no_file_offsets(tmp_path, capture):
+    """A gzip capture's index: the same times, lengths and link types as the plain file's, its
+    offsets those of the decompressed stream: packet(i), ranges() and byte_range() refuse
+    rather than read the compressed bytes there (saved and loaded alike)."""
+    import gzip
+    packed = tmp_path / "c.pcap.gz"
+    packed.write_bytes(gzip.compress(open(capture, "rb").read()))
+    plain, ix = build_index(capture), build_index(packed)
+    assert plain.compression is None and ix.compression == "gzip" and len(ix) == len(plain)
+    for k in ("offsets", "timestamps", "caplen", "wirelen", "linktypes"):
+        assert (getattr(ix, k) == getattr(plain, k)).all(), k
+    ix.save(tmp_path / "c.npz")
+    for index in (ix, CaptureIndex.load(tmp_path / "c.npz")):
+        for call in (lambda: index.packet(0), lambda: index.ranges(2), lambda: index.byte_range(0, 3)):
+            with pytest.raises(pfilter.FilterError, match="gzip-compressed: its index's offsets are those of the "
+                                                          "decompressed stream"):
+                call()
+        assert index.window(None, None) == (0, len(plain))
+
+
+def test_index_window_takes_times_as_filter_file_does(capture):
+    ix = build_index(capture)
+    t = int(ix.timestamps[100])
+    text = f"{t // 10**9}.{t % 10**9:09d}"
+    assert ix.window(text, None) == ix.window(t, None) == ix.window(np.int64(t), None)
+    assert ix.window(text, None)[0] <= 100 < ix.window(None, t + 1)[1]
+    iso = __import__("datetime").datetime.fromtimestamp(t // 10**9, __import__("datetime").timezone.utc)
+    assert ix.window(iso.strftime("%Y-%m-%dT%H:%M:%SZ"), None) == ix.window(t // 10**9 * 10**9, None)
+    with pytest.raises(pfilter.FilterError, match="as a float"):
+        ix.window(t / 1e9, None)
+    with pytest.raises(TypeError):
+        ix.packet(1.5)
+
+
 def test_cli_index_file_is_written_only_when_asked(tmp_path, capture):
     out = tmp_path / "ix.npz"
     r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", capture, "--index", str(out), "--count",

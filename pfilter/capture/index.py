@@ -32,11 +32,14 @@ class CaptureIndex:
     """The records of one capture: offsets (int64, the file offset of each record header; for
     pcapng, of its block), timestamps (int64 ns since 1970), caplen, wirelen (uint32),
     linktypes (uint16 per record). `path`, `format` ("pcap"/"pcapng"), `size` (the file's
-    bytes when indexed), `end` (the offset after the last whole record)."""
+    bytes when indexed), `end` (the offset after the last whole record), `compression` (None,
+    or "gzip", ... for a compressed capture: its offsets are then those of the decompressed
+    stream, and ranges(), byte_range() and packet() refuse)."""
 
-    def __init__(self, path, format, offsets, timestamps, caplen, wirelen, linktypes, size, end):
+    def __init__(self, path, format, offsets, timestamps, caplen, wirelen, linktypes, size, end,
+                 compression=None):
         import numpy as np
-        self.path, self.format = path, format
+        self.path, self.format, self.compression = path, format, compression
         self.offsets = np.asarray(offsets, np.int64)
         self.timestamps = np.asarray(timestamps, np.int64)
         self.caplen = np.asarray(caplen, np.uint32)
@@ -64,6 +67,7 @@ class CaptureIndex:
         """Byte ranges [(start, end), ...] on record boundaries covering every record, about
         equal in bytes: `parts` of them, or as many as keep each under max_bytes."""
         import numpy as np
+        self._in_the_file("ranges()")
         n = len(self)
         if n == 0:
             return []
@@ -77,17 +81,28 @@ class CaptureIndex:
         return [(int(self.offsets[a]), self.record_end(b - 1)) for a, b in zip(bounds, bounds[1:]) if b > a]
 
     def window(self, after=None, before=None):
-        """(i, j): the records i..j-1 whose timestamps t (ns) satisfy after <= t < before
-        (editcap -A / -B), by binary search; FilterError when the timestamps are not sorted."""
+        """(i, j): the records i..j-1 whose timestamps t satisfy after <= t < before (editcap
+        -A / -B), by binary search: each None, ns since 1970 as an int, or text as --after takes
+        it (parse_time); FilterError when the timestamps are not sorted, and for a float."""
         import numpy as np
+        after, before = parse_window(int(after) if isinstance(after, np.integer) else after,
+                                     int(before) if isinstance(before, np.integer) else before)
         if not self.sorted:
             raise FilterError(f"{self.path}: timestamps out of order: a time window is not one run of records")
         i = 0 if after is None else int(np.searchsorted(self.timestamps, after, "left"))
         j = len(self) if before is None else int(np.searchsorted(self.timestamps, before, "left"))
         return i, max(i, j)
 
+    def _in_the_file(self, what):
+        """FilterError when the offsets are not the file's: a compressed capture's are those of
+        its decompressed stream (the times, lengths and link types still hold)."""
+        if self.compression is not None:
+            raise FilterError(f"{what}: {self.path} is {self.compression}-compressed: its index's offsets are "
+                              f"those of the decompressed stream, not of the file (decompress it first)")
+
     def byte_range(self, i, j):
         """The file offsets (start, end) of records i..j-1."""
+        self._in_the_file("byte_range()")
         if j <= i:
             return (self.end, self.end)
         return (int(self.offsets[i]), self.record_end(j - 1))
@@ -96,6 +111,10 @@ class CaptureIndex:
         """The captured bytes of record i (pcap only)."""
         if self.format != "pcap":
             raise FilterError("packet(i) reads classic pcap records only")
+        self._in_the_file("packet(i)")
+        import numpy as np
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"packet(i) takes a record number (an int), not {type(i).__name__}")
         i = int(i)
         if not -len(self) <= i < len(self):
             raise IndexError(i)
@@ -118,6 +137,7 @@ class CaptureIndex:
             mtime = -1
         np.savez(buf, version=np.int64(VERSION), path=np.array(capture), format=np.array(self.format),
                  size=np.int64(self.size), end=np.int64(self.end), mtime_ns=np.int64(mtime),
+                 compression=np.array(self.compression or ""),
                  **{k: getattr(self, k) for k in FIELDS})
         if out is None:
             out = AtomicFile(os.fspath(path), protect=[self.path])
@@ -142,6 +162,7 @@ class CaptureIndex:
                 arrays = [z[k] for k in FIELDS]
                 capture, fmt, size, end = str(z["path"]), str(z["format"]), int(z["size"]), int(z["end"])
                 mtime = int(z["mtime_ns"]) if "mtime_ns" in z.files else -1
+                compression = (str(z["compression"]) or None) if "compression" in z.files else None
         except (ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise FilterError(f"{path}: not a pfilter capture index ({type(e).__name__}: {e})") from None
         if version != VERSION:
@@ -155,7 +176,7 @@ class CaptureIndex:
         if st is not None and (st.st_size != size or (mtime >= 0 and st.st_mtime_ns != mtime)):
             raise FilterError(f"{path}: the index of {capture} is stale: the capture has changed since "
                               f"(size {size}, now {st.st_size}); build it again")
-        return cls(capture, fmt, *arrays, size, end)
+        return cls(capture, fmt, *arrays, size, end, compression=compression)
 
 
 def build_index(path):
@@ -340,7 +361,7 @@ def _reader_index(path):
     from .reader import open_capture
     offs, ts, cap, wire, lts = [], [], [], [], []
     with open_capture(path) as c:
-        fmt = c.format
+        fmt, compression = c.format, c.compression
         for batch in c:
             if batch.file_offsets is None:
                 raise FilterError(f"{path}: this input has no record offsets to index")
@@ -356,7 +377,7 @@ def _reader_index(path):
         size = 0
     cat = [np.concatenate(a) if a else np.zeros(0, t)
            for a, t in ((offs, np.int64), (ts, np.int64), (cap, np.uint32), (wire, np.uint32), (lts, np.uint16))]
-    return CaptureIndex(path, fmt, *cat, size, size)
+    return CaptureIndex(path, fmt, *cat, size, size, compression=compression)
 
 
 def resync(fd, header, offset, size, depth=RESYNC_DEPTH):
