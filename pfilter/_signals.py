@@ -39,7 +39,16 @@ def signal_name(exc):
     return _name(getattr(exc, "signum", signal.SIGINT))
 
 
+#: the names of TERMINATING, known without importing the signal module: a second signal that
+#: lands while the handler of the first imports it would leave that import half done (and the
+#: run ended by an AttributeError instead of keeping what was written)
+_NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
 def _name(signum):
+    name = _NAMES.get(int(signum))
+    if name is not None:
+        return name
     import signal as named
     return named.Signals(signum).name
 

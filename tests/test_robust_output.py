@@ -307,6 +307,56 @@ def test_a_signal_keeps_the_packets_written_as_a_valid_capture(tmp_path, sig, st
     assert os.listdir(tmp_path / "out") == ["kept.pcap"]      # and nothing else, hidden or not
 
 
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_two_signals_at_once_still_keep_the_packets_written(tmp_path, stdin):
+    """Ctrl-C pressed twice, or `timeout -s INT` with a process group: the second signal lands
+    while the first is handled (the handler once imported the signal module to name it, and a
+    second signal inside that import ended the run with an AttributeError and no output)."""
+    pkts = packets(12000, sizes=(1000,))
+    proc, writer = start_stalled(tmp_path, ["-w", "kept.pcap", "udp"], pcap_bytes(pkts)[:10_000_000], stdin)
+    try:
+        wait_for_progress(proc, tmp_path / "out")
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=30)[1].decode()
+    finally:
+        writer.close()
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "internal error" not in err and "Traceback" not in err
+    assert err.splitlines()[-1].startswith("pfilter: interrupted by SIGINT: ")
+    kept = libpcap_packets(tmp_path / "out" / "kept.pcap")
+    want = [p for p in pkts if is_udp(p)]
+    assert 0 < len(kept) < len(want) and kept == want[:len(kept)]
+    assert os.listdir(tmp_path / "out") == ["kept.pcap"]
+
+
+def test_a_thread_whose_end_was_interrupted_is_still_seen_to_end():
+    """fastpath._start_thread's ended(): a KeyboardInterrupt between taking the finished
+    thread's sentinel and giving it back leaves it held here; the wait after it (the pass's
+    clean-up after Ctrl-C) used to wait for it forever."""
+    from pfilter.capture import fastpath
+    import _thread
+    sentinels = []
+    real = _thread._set_sentinel
+
+    def keep():
+        lock = real()
+        sentinels.append(lock)
+        return lock
+    _thread._set_sentinel = keep
+    try:
+        ended = fastpath._start_thread(lambda: None)
+    finally:
+        _thread._set_sentinel = real
+    deadline = time.monotonic() + 10
+    while not sentinels[0].acquire(True, 0.1):      # what the interrupted ended() left behind
+        assert time.monotonic() < deadline
+    started = time.monotonic()
+    assert ended(None) and time.monotonic() - started < 5
+    assert ended(0) and ended(None)
+
+
 def test_sigkill_leaves_no_file_and_the_old_output_intact(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.pcap").write_bytes(b"old contents")
