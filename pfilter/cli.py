@@ -411,7 +411,7 @@ def _expression(args):
 
 def _sources(paths, lists=()):
     """Input paths; a directory stands for the capture files in it (recursively, sorted by path
-    as `find DIR | sort` lists them; hidden entries skipped; symbolic links to files followed,
+    as `find DIR | LC_ALL=C sort` lists them; hidden entries skipped; symbolic links to files followed,
     to directories not, as `grep -r`), a -r name that does not exist but holds a wildcard for
     the names it matches (sorted; `**` for any depth; what is no capture among them skipped with
     a warning, as in a directory), and -V FILE for the names it lists (one a line, each taken as
@@ -435,28 +435,82 @@ def _sources(paths, lists=()):
         # Divergence: tcpdump opens a -r name as it is; pfilter expands a name that does not
         # exist and holds a wildcard (a quoted 'day*.pcap'), in sorted order.
         if k < listed and path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
-            import glob
-            matches = sorted(glob.glob(path, recursive=True))
-            if not matches:
-                from .errors import FilterError
-                raise FilterError(f"{path}: no file matches")
-            found = [m for m in matches if os.path.isdir(m) or _looks_like_capture(m)]
-            if not found:
-                from .errors import FilterError
-                raise FilterError(f"{path}: no capture file matches")
-            expanded.extend(found)
-        else:
-            expanded.append(path)
-    for path in expanded:
-        if path != "-" and os.path.isdir(path):
+            out.extend(_glob_captures(path))
+        elif path != "-" and os.path.isdir(path):
             out.extend(_directory_captures(path))
         else:
             out.append(path)
     return out
 
 
-def _directory_captures(path):
-    """The capture files under a directory, in path order (see _sources)."""
+def _path_order(path):
+    """The sort key of `find DIR | LC_ALL=C sort`: the path's bytes."""
+    return os.fsencode(path)
+
+
+def _glob_captures(pattern):
+    """The captures a -r wildcard stands for: the files it matches and those under the
+    directories it matches, each once, in path order (_path_order). Its words match as glob's
+    (hidden names only by a word starting with '.'; `**`: any number of directories), but `**`
+    descends into directories only, not into symbolic links to them, as -r DIR walks (a link
+    back up the tree would repeat every file below it, without end)."""
+    import fnmatch
+    from .errors import FilterError
+
+    def has_magic(word):
+        return any(c in word for c in "*?[")
+
+    def names(base):
+        try:
+            with os.scandir(base or os.curdir) as it:
+                return sorted(((e.name, e) for e in it), key=lambda ne: _path_order(ne[0]))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise OSError(err.errno, err.strerror, base or os.curdir) from None
+
+    def hidden(name, word):
+        return name.startswith(".") and not word.startswith(".")
+
+    def expand(base, words):
+        if not words:
+            yield base
+            return
+        word, rest = words[0], words[1:]
+        if word == "**":
+            yield from expand(base, rest)                   # no directory
+            for name, entry in names(base):
+                if not name.startswith(".") and entry.is_dir(follow_symlinks=False):
+                    yield from expand(os.path.join(base, name), words)
+        elif has_magic(word):
+            for name, entry in names(base):
+                if fnmatch.fnmatchcase(name, word) and not hidden(name, word):
+                    yield from expand(os.path.join(base, name), rest)
+        else:
+            nxt = os.path.join(base, word) if base else word
+            if rest or os.path.lexists(nxt):
+                yield from expand(nxt, rest)
+
+    words = [w for w in pattern.split(os.sep) if w]
+    matches = [m for m in expand(os.sep if pattern.startswith(os.sep) else "", words) if m and os.path.lexists(m)]
+    if not matches:
+        raise FilterError(f"{pattern}: no file matches")
+    found, seen = [], set()
+    for m in matches:
+        for f in (_directory_captures(m, empty_ok=True) if os.path.isdir(m) else
+                  [m] if _looks_like_capture(m) else []):
+            key = os.path.normpath(f)
+            if key not in seen:
+                seen.add(key)
+                found.append(f)
+    if not found:
+        raise FilterError(f"{pattern}: no capture file matches")
+    return sorted(found, key=_path_order)
+
+
+def _directory_captures(path, empty_ok=False):
+    """The capture files under a directory, in path order (see _sources); FilterError when
+    there is none, unless empty_ok."""
     def unreadable(err):
         raise OSError(err.errno, err.strerror, err.filename) from None
 
@@ -465,9 +519,9 @@ def _directory_captures(path):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         entries += [os.path.join(root, name) for name in files if not name.startswith(".")]
     # in path order, and so are the warnings of what is skipped
-    entries.sort(key=lambda full: os.path.relpath(full, path).split(os.sep))
+    entries.sort(key=_path_order)
     found = [full for full in entries if _looks_like_capture(full)]
-    if not found:
+    if not found and not empty_ok:
         from .errors import FilterError
         raise FilterError(f"{path}: no capture files in this directory")
     return found

@@ -73,6 +73,34 @@ def test_directory_recursive_counts_equal_a_tcpdump_loop(inputs, expr):
     assert ".hidden" not in r.stderr and ".y.pcap" not in r.stderr
 
 
+def test_a_directory_and_a_wildcard_read_each_capture_once_in_find_sort_order(inputs, tmp_path):
+    """-r DIR in the order `find DIR -type f | LC_ALL=C sort` lists (a-b.pcap, a.pcap, a/x.pcap:
+    '-' < '.' < '/'), equal to tcpdump -V of that list; a quoted wildcard with ** reads each
+    capture once (not once more for every directory above it that ** also matches) and does
+    not follow a link back up the tree."""
+    import shutil
+    _d, paths = inputs
+    d = tmp_path / "ord"
+    (d / "a").mkdir(parents=True)
+    for name, src in (("a/x.pcap", 0), ("a.pcap", 1), ("a-b.pcap", 2), ("B.pcap", 3)):
+        shutil.copy(paths[src], d / name)
+    listed = subprocess.run(f"find {d} -type f | LC_ALL=C sort", shell=True, capture_output=True, text=True,
+                            check=True).stdout
+    listing = tmp_path / "list.txt"
+    listing.write_text(listed)
+    ours, theirs = tmp_path / "ours.pcap", tmp_path / "theirs.pcap"
+    run("--quiet", "-r", d, "-w", ours, "tcp")
+    tcpdump("-Z", "root", "-V", listing, "-w", theirs, "tcp")      # (as root: no privileges dropped
+    assert ours.read_bytes() == theirs.read_bytes()                 # before the second file's open)
+    everything = run("-r", d, "--count", "").stdout
+    os.symlink("..", d / "a" / "up")               # a loop: ord/a/up/a/up/...
+    for pattern in (f"{d}/**", f"{d}/**/*.pcap", f"{d}/*"):
+        r = run("-r", pattern, "--count", "")
+        assert r.stdout == everything and "from 4 files" in r.stderr, pattern
+    assert run("-r", f"{d}/**", "-w", tmp_path / "glob.pcap", "tcp").returncode == 0
+    assert (tmp_path / "glob.pcap").read_bytes() == theirs.read_bytes()
+
+
 def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
     d, paths = inputs
     out = tmp_path / "all.pcap"
@@ -169,7 +197,7 @@ def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(t
                       ("loop", "a symbolic link to nothing")]:
         assert f"pfilter: warning: {d / name}: {why}, skipped" in r.stderr.splitlines()
     warned = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("pfilter: warning: ")]
-    assert warned == sorted(warned, key=lambda p: os.path.relpath(p, d).split(os.sep))     # in path order
+    assert warned == sorted(warned, key=os.fsencode)     # in path order
     # a file or a directory that cannot be read is an error, not a capture left out unsaid
     prefix = _without_file_access_override()
     if prefix and subprocess.run(prefix + ["true"]).returncode != 0:
