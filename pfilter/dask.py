@@ -4,7 +4,7 @@ workers.
 
     import pfilter.dask
     from distributed import Client
-    client = Client("tcp://scheduler:8786")       # or None: the current client, else a LocalCluster
+    client = Client("tcp://scheduler:8786")       # or its address; None: the current client, else a LocalCluster
     pfilter.dask.count(paths, "tcp port 80", client=client)             # the total
     pfilter.dask.filter_files(paths, "tcp", "out.pcap", client=client)  # as `pfilter -r ... -w out.pcap`
     pfilter.dask.filter_files(paths, "tcp", "outdir/", client=client)   # one output per input
@@ -113,9 +113,9 @@ def connect(address):
         client = distributed.Client(address)
     except OSError:
         raise                  # (distributed's own: timed out, or the connection closed, naming the address)
-    except Exception as e:     # MemoryError included: a length read from a stranger's bytes
-        raise FilterError(f"{address}: what answers there is not a Dask scheduler "
-                          f"({type(e).__name__} in distributed's handshake)") from None
+    except Exception:          # MemoryError included: a length read from a stranger's bytes
+        raise FilterError(f"{address}: what answers there is not a Dask scheduler (its first bytes "
+                          f"are not a scheduler's handshake)") from None
     return client, lambda abandon=False: client.close()
 
 
@@ -157,7 +157,19 @@ def _reachable(address):
         return
     timeout = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), default="seconds")
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            if scheme == "tcp":
+                # a scheduler speaks first (its handshake, as soon as it accepts): something
+                # else that accepts and waits (a web server) would keep distributed's handshake
+                # waiting without end
+                try:
+                    said = sock.recv(1, socket.MSG_PEEK)
+                except TimeoutError:
+                    raise FilterError(f"{address}: what answers there is not a Dask scheduler (it said "
+                                      f"nothing within {timeout:g} s)") from None
+                if not said:
+                    raise FilterError(f"{address}: what answers there is not a Dask scheduler (it closed "
+                                      f"the connection)")
     except socket.gaierror as e:
         raise OSError(e.errno, f"unknown host {host!r} ({e.strerror})", address) from None
     except TimeoutError:
@@ -170,9 +182,19 @@ def _reachable(address):
 
 
 def _client(client):
-    """(client, close): the given one, the current one, or a temporary LocalCluster."""
+    """(client, close): the given one (a scheduler's address: a client of it, closed after), the
+    current one, or a temporary LocalCluster. FilterError for a closed client and for anything
+    else given."""
     distributed = _distributed()
+    if isinstance(client, str):
+        return connect(client)         # (a scheduler's address, as --scheduler takes it)
     if client is not None:
+        if not isinstance(client, distributed.Client):
+            raise FilterError(f"client: a distributed.Client or a scheduler's address, not "
+                              f"{type(client).__name__}")
+        if client.status in ("closing", "closed"):
+            raise FilterError("client: this distributed.Client is closed (make a new one, or give "
+                              "client=None for a LocalCluster of this machine)")
         return client, lambda: None
     try:
         return distributed.get_client(), lambda: None

@@ -431,6 +431,45 @@ def test_a_scheduler_address_where_something_else_answers(inputs, tmp_path):
     assert address in r.stderr and "not a Dask scheduler" in r.stderr and not out.exists()
 
 
+def test_a_scheduler_address_where_something_silent_answers(inputs, tmp_path):
+    """A server that accepts and waits for its client to speak (a web server): distributed's
+    handshake waited for it without end; one line once the connect timeout has passed."""
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    out = tmp_path / "out.pcap"
+    try:
+        started = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "--scheduler", address, "-r", inputs[0],
+                            "-w", str(out), "tcp"], capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT="2s"))
+        seconds = time.monotonic() - started
+    finally:
+        server.close()
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr == (f"pfilter: {address}: what answers there is not a Dask scheduler (it said nothing "
+                        f"within 2 s)\n")
+    assert seconds < 60 and not out.exists()
+
+
+def test_a_closed_client_or_no_client_is_a_filter_error(client, inputs):
+    from distributed import Client
+    other = Client(client.scheduler.address)
+    other.close()
+    for bad, says in ((other, "this distributed.Client is closed"), (42, "not int")):
+        for call in (lambda: pdask.count(inputs[:1], "tcp", client=bad),
+                     lambda: pdask.filter_files(inputs[:1], "tcp", "never.pcap", client=bad),
+                     lambda: pdask.classify(inputs[:1], {"t": "tcp"}, client=bad)):
+            with pytest.raises(pfilter.FilterError, match=says):
+                call()
+    assert not os.path.exists("never.pcap")
+    # an address stands for a client of it, as --scheduler takes one
+    assert pdask.count(inputs[:1], "tcp", client=client.scheduler.address) == pdask.count(inputs[:1], "tcp",
+                                                                                         client=client)
+
+
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:99999", "127.0.0.1", "tcp://a:b:c", "http://127.0.0.1:8786"])
 def test_a_malformed_scheduler_address(inputs, tmp_path, address):
     r, _ = _scheduler_cli(address, inputs, tmp_path / "out.pcap")
