@@ -17,12 +17,14 @@ MAX_TEXT_FILE_BYTES = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_text_file(path, what="file", limit=None):
+def read_text_file(path, what="file", limit=None, names=False):
     """The text of `path` (a str, bytes or os.PathLike), BOM removed. `what` names the file in
     messages ("filter file", "rules file"). Raises FilterError when the file is larger than
     `limit` bytes (default MAX_TEXT_FILE_BYTES), holds a NUL byte or is not UTF-8; OSError (with
     the file name) when it cannot be read. Reads at most limit + 1 bytes, so a device or a pipe
-    that never ends is refused rather than read forever."""
+    that never ends is refused rather than read forever. names: a list of file names (tcpdump
+    -V), whose bytes are taken as the file system takes a name's (os.fsdecode: any bytes but
+    NUL), not as UTF-8 text."""
     limit = MAX_TEXT_FILE_BYTES if limit is None else limit
     name = os.fsdecode(path)
     with open(path, "rb") as f:
@@ -33,6 +35,8 @@ def read_text_file(path, what="file", limit=None):
     nul = data.find(b"\0", skip)
     if nul >= 0:
         raise FilterError(f"{name}: {what} is not text (NUL byte at offset {nul})")
+    if names:
+        return os.fsdecode(data[skip:])
     try:
         return data[skip:].decode("utf-8")
     except UnicodeDecodeError as e:

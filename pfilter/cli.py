@@ -425,7 +425,7 @@ def _sources(paths, lists=()):
         # Divergence: tcpdump drops only a line's newline, so that a blank line is an empty name
         # (an error) and a CRLF list's names end in CR; pfilter drops the whitespace around each
         # name and skips blank lines.
-        names = [line.strip() for line in read_text_file(listing, "file list").splitlines() if line.strip()]
+        names = [line.strip() for line in read_text_file(listing, "file list", names=True).splitlines() if line.strip()]
         if not names:
             from .errors import FilterError
             raise FilterError(f"{listing}: no file names in this list")

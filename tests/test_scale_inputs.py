@@ -101,6 +101,19 @@ def test_a_directory_and_a_wildcard_read_each_capture_once_in_find_sort_order(in
     assert (tmp_path / "glob.pcap").read_bytes() == theirs.read_bytes()
 
 
+def test_a_list_names_files_by_their_bytes(inputs, tmp_path):
+    """tcpdump -V takes a list's names as bytes: a name that is not UTF-8 (a Latin-1 file
+    system's) is a file like any other, not a list refused as text."""
+    import shutil
+    _d, paths = inputs
+    name = os.fsencode(tmp_path) + b"/caf\xe9.pcap"
+    shutil.copy(paths[0], name)
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(name + b"\n" + os.fsencode(paths[1]) + b"\n")
+    want = sum(count_tcpdump(p, "tcp") for p in paths[:2])
+    assert run("-V", listing, "--count", "tcp").stdout == f"{want} packets\n"
+
+
 def test_directory_output_is_the_inputs_in_order(inputs, tmp_path):
     d, paths = inputs
     out = tmp_path / "all.pcap"
