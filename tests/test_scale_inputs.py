@@ -797,6 +797,23 @@ def test_rotated_outputs_of_many_inputs_check_each_input_once(tmp_path, monkeypa
     assert victim.read_bytes() == before and not out.exists()      # (refused before the first file)
 
 
+def test_an_output_that_would_be_another_outputs_directory_is_refused_before_any(inputs, tmp_path):
+    """-w DIR/ of DIR/sub.pcap.gz (written as sub.pcap) and DIR/sub.pcap/c.pcap (written as
+    sub.pcap/c.pcap): refused before any output, not after the first ones."""
+    import gzip
+    import shutil
+    _d, paths = inputs
+    d = tmp_path / "in"
+    (d / "sub.pcap").mkdir(parents=True)
+    (d / "sub.pcap.gz").write_bytes(gzip.compress(open(paths[0], "rb").read()))
+    shutil.copy(paths[1], d / "sub.pcap" / "c.pcap")
+    shutil.copy(paths[2], d / "z.pcap")
+    r = run("-r", d, "-w", f"{tmp_path / 'out'}/", "tcp", check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "the output sub.pcap of" in r.stderr and "would also be the directory of the output sub.pcap/c.pcap" in r.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_directory_output_takes_one_output_per_input(inputs, tmp_path):
     """-w DIR/ (made when missing) or an existing directory: one output per input, named as the
     input (a pcapng or compressed input's as a pcap file), each what `tcpdump -r IN -w OUT` writes

@@ -227,8 +227,9 @@ def output_names(paths, roots=()):
 
 
 def name_clash(names, sources):
-    """Where two inputs would write one output of a directory (output_names): the words for it
-    ('several inputs would write NAME (A and B)', or 'A is given twice'), or None."""
+    """Where two inputs would write one output of a directory (output_names), or one output's
+    name is another's directory: the words for it ('several inputs would write NAME (A and B)',
+    'A is given twice', ...), or None."""
     first = {}
     for name, src in zip(names, sources):
         if name not in first:
@@ -240,6 +241,14 @@ def name_clash(names, sources):
         except (OSError, TypeError, ValueError):
             twice = earlier == src
         return f"{src} is given twice" if twice else f"several inputs would write {name} ({earlier} and {src})"
+    for name, src in zip(names, sources):
+        # one output's name as another's directory ('sub.pcap' and 'sub.pcap/c.pcap')
+        folder = os.path.dirname(name)
+        while folder:
+            if folder in first:
+                return (f"the output {folder} of {first[folder]} would also be the directory of the "
+                        f"output {name} of {src}")
+            folder = os.path.dirname(folder)
     return None
 
 
