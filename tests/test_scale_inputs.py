@@ -101,6 +101,23 @@ def test_a_directory_and_a_wildcard_read_each_capture_once_in_find_sort_order(in
     assert (tmp_path / "glob.pcap").read_bytes() == theirs.read_bytes()
 
 
+def test_inputs_of_two_link_types_into_one_pcap_file_are_refused_before_any_packet(inputs, tmp_path):
+    """A later input of another link type is said before the first input is filtered (its
+    header is read with the others' before writing), not after every input before it."""
+    _d, paths = inputs
+    sll = tmp_path / "sll.pcap"
+    pfilter.write(str(sll), pfilter.PacketBatch.from_packets([bytes(40)] * 5, linktype=113))
+    seen = []
+    out = tmp_path / "mixed.pcap"
+    with pytest.raises(pfilter.FilterError, match=f"{sll}: link type 113 cannot go into .*mixed.pcap, a pcap "
+                                                  f"file of link type 1: write pcapng instead"):
+        pfilter.filter_file(paths[:3] + [str(sll)], str(out), "", on_batch=lambda b, i: seen.append(len(b)))
+    assert seen == [] and not out.exists()
+    r = run("-r", paths[0], "-r", sll, "-w", out, "tcp", check=False)
+    assert r.returncode == 1 and "packets written" not in r.stderr and not out.exists()
+    assert run("-r", paths[0], "-r", sll, "-w", tmp_path / "mixed.pcapng", "tcp").returncode == 0
+
+
 def test_a_list_names_files_by_their_bytes(inputs, tmp_path):
     """tcpdump -V takes a list's names as bytes: a name that is not UTF-8 (a Latin-1 file
     system's) is a file like any other, not a list refused as text."""

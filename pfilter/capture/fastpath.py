@@ -323,10 +323,11 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
             try:
                 with lock:
                     decoded, clear_mem = programs.get(h)
+                job_size = os.fstat(fd).st_size
                 job = _fastcopy.PcapCopy(decoded, clear_mem, fd, -1, 24, min(h.snaplen, h.maxcap),
-                                         **_sized(os.fstat(fd).st_size, 1, h, counting=True))
+                                         **_sized(job_size, 1, h, counting=True))
                 jobs[i] = job
-                if job.run() != "eof":
+                if _unless_cut(job.run(), fd, job_size) != "eof":
                     failed.append(i)
                     return
             finally:
@@ -431,7 +432,7 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
                 if progress is not None:
                     def report(done, _total, st, before=before):
                         progress(before + done, grand, st)
-                status = _run(job, report, nbytes, s, total)      # (a small file: in this thread)
+                status = _unless_cut(_run(job, report, nbytes, s, total), fd, nbytes)   # (small: in this thread)
             finally:
                 os.close(fd)
             total.add(job)
@@ -485,6 +486,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
                 # (a small one is written by one worker: allocating and cutting cost more)
                 out.preallocate(os.fstat(in_fd).st_size, _fastcopy.preallocate)
         total = _Totals()
+        size0 = os.fstat(in_fd).st_size
         start, end = 24, -1
         if byte_range is not None:
             start = max(24, int(byte_range[0]))
@@ -522,6 +524,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             start = job.stop_offset
         walked = job.done
         job = total
+        status = _unless_cut(status, in_fd, size0)
         if not _pass_ended(status, job, out):
             # the general path starts over and says what is wrong, if anything (files of a
             # rotation named already are written again by it, whole, under the same names)
@@ -646,6 +649,17 @@ class _Members:
         ok = all(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 for st in self.pids.values())
         done, chunks = self.job.ring_chunks
         return ok and (self.job.status != 0 or done == chunks)
+
+
+def _unless_cut(status, fd, size):
+    """A pass's status, or "input-cut" when its input (open as fd) has become shorter than the
+    `size` it had when the pass started: a pass over a file cut while it was read may have
+    taken the cut for its end, or read pages the cut emptied. The general path then starts over
+    on the file as it is (and says where a record is cut short)."""
+    try:
+        return "input-cut" if os.fstat(fd).st_size < size else status
+    except OSError:
+        return status
 
 
 def _pass_ended(status, job, out):

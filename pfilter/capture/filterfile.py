@@ -22,7 +22,7 @@ from .._progress import progress_callback
 from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats, fast_filter_file, fast_path_applies
-from .files import MAXIMUM_SNAPLEN, Inputs, max_snaplen_for_linktype
+from .files import MAXIMUM_SNAPLEN, Inputs, file_linktype, max_snaplen_for_linktype
 from .reader import Capture, open_capture
 from .writer import format_for_path, open_writer
 
@@ -437,7 +437,13 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
     if fmt == "pcap" and cap.format == "pcapng" and len({i["linktype"] for i in cap.interfaces}) > 1:
         raise FilterError(f"{cap.path}: interfaces of several link types need pcapng output "
                           f"(name the output .pcapng)")
-    snaplen, resolution = output_header(cap, sources)
+    others = [] if fmt == "pcap" else None
+    snaplen, resolution = output_header(cap, sources, others)
+    for path, linktype in others or ():
+        # said before the first packet is written, not when this input's turn comes
+        if file_linktype(linktype) != file_linktype(cap.linktype):
+            raise FilterError(f"{path}: link type {linktype} cannot go into {dst}, a pcap file of link type "
+                              f"{cap.linktype}: write pcapng instead (name the output .pcapng)")
     args = dict(format=fmt, linktype=cap.linktype, snaplen=snaplen,
                 ts_resolution=ts_resolution or resolution,
                 linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
@@ -453,7 +459,7 @@ def _writer_for(dst, cap, format, ts_resolution, sources):
     return open_writer(dst, **_writer_args(dst, cap, format, ts_resolution, sources))
 
 
-def output_header(first, sources):
+def output_header(first, sources, linktypes=None):
     """(snapshot length, timestamp resolution) of the output header when the caller asks for
     neither, decided before writing: the first input's (as tcpdump writes them) when it is the
     only one; with several, the largest snapshot length of the inputs' (mergecap writes 262144
@@ -461,7 +467,8 @@ def output_header(first, sources):
     input that cannot be looked at beforehand (standard input, a FIFO, a file object), the link
     type's maximum snapshot length (libpcap's 262144 for most) and the first input's resolution.
     A record longer than the header's snapshot length is cut back by every reader, and a
-    nanosecond timestamp written into a microsecond file loses its last digits: no input's may."""
+    nanosecond timestamp written into a microsecond file loses its last digits: no input's may.
+    linktypes: a list, given (path, link type) of each other classic pcap input looked at."""
     # Divergence: tcpdump -V (a list of files) writes the first file's snapshot length and
     # later, longer records are cut back by every reader; tcpdump -w writes microseconds.
     if len(sources) == 1:
@@ -473,6 +480,8 @@ def output_header(first, sources):
             return max(snaplen, max_snaplen_for_linktype(first.linktype)), first.ts_resolution
         snaplen = max(snaplen, other[0])
         resolution = "ns" if "ns" in (resolution, other[1]) else resolution
+        if linktypes is not None and other[2] is not None:
+            linktypes.append((s.path if isinstance(s, Capture) else s, other[2]))
     return snaplen, resolution
 
 
@@ -482,16 +491,17 @@ def _capture_snaplen(cap):
 
 
 def _peek_header(src):
-    """(snapshot length, timestamp resolution) of a capture named by a path to a regular file
-    (its header read on a separate open; the pass opens it again later), else None."""
+    """(snapshot length, timestamp resolution, link type: None for pcapng) of a capture named by
+    a path to a regular file (its header read on a separate open; the pass opens it again
+    later), else None."""
     if isinstance(src, Capture):
-        return _capture_snaplen(src), src.ts_resolution
+        return _capture_snaplen(src), src.ts_resolution, src.linktype if src.format == "pcap" else None
     if not isinstance(src, (str, os.PathLike)) or src == "-":
         return None
     try:
         if not stat.S_ISREG(os.stat(src).st_mode):
             return None
         with open_capture(src) as cap:
-            return _capture_snaplen(cap), cap.ts_resolution
+            return _capture_snaplen(cap), cap.ts_resolution, cap.linktype if cap.format == "pcap" else None
     except (OSError, FilterError):
         return None       # the pass reports what is wrong with it
