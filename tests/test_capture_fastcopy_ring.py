@@ -170,6 +170,49 @@ def test_a_member_killed_before_its_turn(tmp_path):
     assert code != 0 and (tmp_path / "report0").read_text().split()[0] == "ring-failed"
 
 
+def test_a_member_killed_while_it_waits_does_not_hang_the_others(tmp_path):
+    """Member 1 waits for chunk 0's turn (member 0 has not run) and is killed there (SIGKILL, as
+    the OOM killer does): a later wake of the ring's waiters (here ring_cancel from outside, as
+    the command's cancel; member 0's turns alike) returns. With a process-shared condition
+    variable it did not: glibc's broadcast waits for every waiter of a group to leave it."""
+    src = _capture(tmp_path, n=3000, seed=19)
+    out, ring_path = _output_and_ring(tmp_path, [src])
+    victim = os.fork()
+    if victim == 0:
+        _member([src], "tcp", out, ring_path, 1, 2, wait=60.0)
+    time.sleep(1.0)                       # (in its wait for chunk 0's turn by now)
+    os.kill(victim, signal.SIGKILL)
+    os.waitpid(victim, 0)
+    canceller = os.fork()
+    if canceller == 0:
+        code = 1
+        try:
+            with open(ring_path, "r+b") as f:
+                _fastcopy.ring_cancel(mmap.mmap(f.fileno(), 0), 1)
+            code = 0
+        finally:
+            os._exit(code)
+    started = time.monotonic()
+    while not os.waitpid(canceller, os.WNOHANG)[0]:
+        if time.monotonic() - started > 10:
+            os.kill(canceller, signal.SIGKILL)
+            os.waitpid(canceller, 0)
+            pytest.fail("waking the ring's waiters hung on the member killed in its wait")
+        time.sleep(0.02)
+    # and member 0, run now, sees the cancelled ring at once
+    survivor = os.fork()
+    if survivor == 0:
+        _member([src], "tcp", out, ring_path, 0, 2, wait=30.0, report=tmp_path / "report0")
+    started = time.monotonic()
+    while not os.waitpid(survivor, os.WNOHANG)[0]:
+        if time.monotonic() - started > 20:
+            os.kill(survivor, signal.SIGKILL)
+            os.waitpid(survivor, 0)
+            pytest.fail("member 0 hung after its partner was killed in its wait")
+        time.sleep(0.02)
+    assert (tmp_path / "report0").read_text().split()[0] == "cancelled"
+
+
 def test_a_member_that_dies_holding_the_turns_lock(tmp_path):
     """Member 1 takes the turns' lock (the first field of the ring's block, as ring_init lays it
     out) and exits holding it: the lock is robust, so member 0's first lock learns of the death

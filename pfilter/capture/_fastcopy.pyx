@@ -284,7 +284,9 @@ WORKERS_MAX = MAX_WORKERS
 cdef struct Turns:
     # handed from chunk to chunk under mu
     pthread_mutex_t mu
-    pthread_cond_t cv
+    pthread_cond_t cv            # threads of one process wait on cv; a ring's processes on seq
+    unsigned int seq             # ring: bumped and woken by _broadcast (a futex: see pf_ring_wake)
+    int shared                   # ring: the members are processes (seq, not cv)
     int64_t walk_turn            # the chunk to be walked next
     int64_t next_start           # its first record boundary (a file offset)
     bint walk_over               # the walk has met the end of the pass
@@ -404,27 +406,47 @@ cdef extern from *:
         }
         return 0;
     }
-    /* 0 woken; 1 the deadline (seconds from now) passed or an owner died */
-    static int pf_ring_wait(pthread_cond_t *c, pthread_mutex_t *m, double seconds) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)seconds;
-        ts.tv_nsec += (long)((seconds - (double)(time_t)seconds) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec += 1;
-            ts.tv_nsec -= 1000000000L;
-        }
-        int r = pthread_cond_timedwait(c, m, &ts);
-        if (r == EOWNERDEAD) {
-            pthread_mutex_consistent(m);
+    /* A ring's members wait on a futex word (seq), not on the process-shared condition
+       variable: glibc's pthread_cond_broadcast waits for the waiters of a group to leave it,
+       and a member killed while waiting (SIGKILL, the OOM killer) never leaves, so every
+       broadcast after it (the parent's cancel included) would wait forever. A futex wait
+       holds nothing: a dead waiter is simply gone. */
+    #include <linux/futex.h>
+    #include <limits.h>
+    #include <sys/syscall.h>
+    #include <unistd.h>
+    static void pf_ring_wake(unsigned int *seq) {
+        __atomic_add_fetch(seq, 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    }
+    /* (m held) 0 woken (or spuriously: the caller looks again); 1 `seconds` passed or an
+       owner of m died. A wake between the load of seq and the wait changes seq: the wait then
+       returns at once, so none is lost. */
+    static int pf_ring_wait(unsigned int *seq, pthread_mutex_t *m, double seconds) {
+        unsigned int seen = __atomic_load_n(seq, __ATOMIC_SEQ_CST);
+        struct timespec rel;
+        rel.tv_sec = (time_t)seconds;
+        rel.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9);
+        pthread_mutex_unlock(m);
+        long r = syscall(SYS_futex, seq, FUTEX_WAIT, seen, &rel, NULL, 0);
+        int timed_out = r == -1 && errno == ETIMEDOUT;
+        if (pf_ring_lock(m))
             return 1;
-        }
-        return r == ETIMEDOUT;
+        return timed_out;
     }
     """
     int pf_ring_sync_init(pthread_mutex_t* m, pthread_cond_t* c) nogil
     int pf_ring_lock(pthread_mutex_t* m) nogil
-    int pf_ring_wait(pthread_cond_t* c, pthread_mutex_t* m, double seconds) nogil
+    void pf_ring_wake(unsigned int* seq) nogil
+    int pf_ring_wait(unsigned int* seq, pthread_mutex_t* m, double seconds) nogil
+
+
+cdef inline void _broadcast(Turns* t) noexcept nogil:
+    """Wake every worker waiting on the turns (threads: cv; a ring's processes: seq)."""
+    if t.shared:
+        pf_ring_wake(&t.seq)
+    else:
+        pthread_cond_broadcast(&t.cv)
 
 
 cdef void _ring_failed(Shared* sh) noexcept nogil:
@@ -432,7 +454,7 @@ cdef void _ring_failed(Shared* sh) noexcept nogil:
     if not sh.t.finished or not _is_error(sh.t.status):
         sh.t.status, sh.t.error, sh.t.stop_offset = ST_RING, 0, sh.t.done
     sh.t.finished = 1
-    pthread_cond_broadcast(&sh.t.cv)
+    _broadcast(sh.t)
 
 
 cdef void _cancel_turns(Turns* t) noexcept nogil:
@@ -442,7 +464,7 @@ cdef void _cancel_turns(Turns* t) noexcept nogil:
     t.cancelled = 1
     if not t.finished:
         t.status, t.error, t.stop_offset, t.finished = ST_CANCELLED, 0, t.done, 1
-    pthread_cond_broadcast(&t.cv)
+    _broadcast(t)
     pthread_mutex_unlock(&t.mu)
 
 
@@ -456,7 +478,7 @@ cdef inline void _lock(Shared* sh) noexcept nogil:
 cdef inline void _wait(Shared* sh) noexcept nogil:
     if not sh.ring:
         pthread_cond_wait(&sh.t.cv, &sh.t.mu)
-    elif pf_ring_wait(&sh.t.cv, &sh.t.mu, sh.wait):
+    elif pf_ring_wait(&sh.t.seq, &sh.t.mu, sh.wait):
         _ring_failed(sh)
 
 
@@ -471,7 +493,7 @@ cdef void _finish(Shared* sh, int status, int error, int64_t offset) noexcept no
     if not sh.t.finished or (_is_error(status) and not _is_error(sh.t.status)):
         sh.t.status, sh.t.error, sh.t.stop_offset = status, error, offset
     sh.t.finished = 1
-    pthread_cond_broadcast(&sh.t.cv)
+    _broadcast(sh.t)
     pthread_mutex_unlock(&sh.t.mu)
 
 
@@ -1125,7 +1147,7 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     else:
         sh.t.walk_turn = i + 1
         sh.t.next_start = stop_at
-    pthread_cond_broadcast(&sh.t.cv)
+    _broadcast(sh.t)
     pthread_mutex_unlock(&sh.t.mu)
     # ---- judged in parallel with the other workers
     if n and not sh.mapped:
@@ -1171,7 +1193,7 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
         sh.t.done = rec_off
     if sh.positional and ending == ST_NONE:
         sh.t.write_turn = i + 1        # the next chunk may take its offset while this one writes
-        pthread_cond_broadcast(&sh.t.cv)
+        _broadcast(sh.t)
     pthread_mutex_unlock(&sh.t.mu)
     if sh.hold and nvec:
         err = _hold(sh, w.vec, nvec, buf, offset)
@@ -1200,7 +1222,7 @@ cdef bint _chunk(Worker* w, int64_t i) noexcept nogil:
     if not sh.positional:
         _lock(sh)
         sh.t.write_turn = i + 1
-        pthread_cond_broadcast(&sh.t.cv)
+        _broadcast(sh.t)
         pthread_mutex_unlock(&sh.t.mu)
     return True
 
@@ -1746,6 +1768,7 @@ def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
             memset(t, 0, sizeof(Turns))
             if pf_ring_sync_init(&t.mu, &t.cv) != 0:
                 raise OSError("cannot make a process-shared lock")
+            t.shared = 1
             t.next_start, t.done, t.stop_offset = start, start, start
             t.status = ST_EOF
             if k == 0:
