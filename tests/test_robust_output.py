@@ -322,7 +322,10 @@ def test_two_signals_at_once_still_keep_the_packets_written(tmp_path, stdin):
     finally:
         writer.close()
         proc.kill()
-    assert proc.returncode == 130, err
+    # 130, or ended by SIGINT (-2): a second signal that comes once the first has been handled
+    # and said (the output named) ends the interpreter as an uncaught Ctrl-C does; a shell sees
+    # 130 either way
+    assert proc.returncode in (130, -signal.SIGINT), err
     assert "internal error" not in err and "Traceback" not in err
     assert err.splitlines()[-1].startswith("pfilter: interrupted by SIGINT: ")
     kept = libpcap_packets(tmp_path / "out" / "kept.pcap")
