@@ -554,6 +554,32 @@ def test_a_file_its_user_may_not_write_is_not_replaced(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["kept.pcap"]
 
 
+def test_an_output_on_a_read_only_file_system_says_so_as_tcpdump(tmp_path):
+    """An existing output on a read-only mount: 'Read-only file system' (EROFS), as tcpdump says
+    and as a new name there says, not 'Permission denied'; the old file left as it was."""
+    if os.geteuid() != 0:
+        ref._missing("root, to mount a read-only tmpfs")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ro)]).returncode:
+        ref._missing("mount -t tmpfs")
+    try:
+        (ro / "o.pcap").write_bytes(b"old")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        for name in ("o.pcap", "new.pcap"):
+            theirs = subprocess.run(["tcpdump", "-r", str(SAMPLE), "-w", str(ro / name), "tcp"],
+                                    capture_output=True, text=True)
+            ours = subprocess.run([sys.executable, "-m", "pfilter", "-r", str(SAMPLE), "-w", str(ro / name), "tcp"],
+                                  capture_output=True, text=True)
+            assert theirs.stderr.splitlines()[-1].endswith("Read-only file system")
+            assert ours.returncode == 1 and ours.stderr.splitlines()[-1] == f"pfilter: {ro / name}: Read-only file system"
+        with pytest.raises(OSError) as e:
+            pfilter.filter_file(SAMPLE, ro / "o.pcap", "tcp")
+        assert e.value.errno == 30 and (ro / "o.pcap").read_bytes() == b"old"
+    finally:
+        subprocess.run(["umount", str(ro)])
+
+
 def test_a_file_no_new_file_can_be_made_beside_is_named_with_its_directory(tmp_path):
     """/proc/version: opening it for writing works (as root), but no file can be made in /proc
     to replace it: the message says so, not 'No such file or directory' of a file that is there."""

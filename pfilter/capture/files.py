@@ -407,8 +407,14 @@ class AtomicFile:
         self._name = os.path.basename(target)
         if st is not None and not os.access(target, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
             # the new file is renamed over the old, which the directory alone allows: a file its
-            # user may not write is refused, as tcpdump's open of it fails
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), self.path)
+            # user may not write is refused, as tcpdump's open of it fails (with its reason: a
+            # read-only file system says so, as there)
+            try:
+                readonly = bool(os.statvfs(target).f_flag & os.ST_RDONLY)
+            except OSError:
+                readonly = False
+            code = errno.EROFS if readonly else errno.EACCES
+            raise OSError(code, os.strerror(code), self.path)
         try:
             self._dir = os.open(os.path.dirname(os.path.abspath(target)),
                                 os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
