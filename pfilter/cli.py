@@ -416,7 +416,7 @@ def _sources(paths, lists=()):
     the names it matches (sorted; `**` for any depth; what is no capture among them skipped with
     a warning, as in a directory), and -V FILE for the names it lists (one a line, each taken as
     it is, as tcpdump takes them). A directory or file that cannot be read raises its OSError
-    (nothing is left out unsaid)."""
+    (nothing is left out unsaid), a name that does not exist before any input is read."""
     out = []
     paths = list(paths or [])
     listed = len(paths)             # (the names after these come from -V lists)
@@ -439,6 +439,8 @@ def _sources(paths, lists=()):
         elif path != "-" and os.path.isdir(path):
             out.extend(_directory_captures(path))
         else:
+            if path != "-":
+                os.stat(path)      # one that is missing is said before any input is read
             out.append(path)
     return out
 

@@ -118,6 +118,20 @@ def test_inputs_of_two_link_types_into_one_pcap_file_are_refused_before_any_pack
     assert run("-r", paths[0], "-r", sll, "-w", tmp_path / "mixed.pcapng", "tcp").returncode == 0
 
 
+def test_a_missing_input_is_said_before_any_input_is_read(inputs, tmp_path):
+    """A name of a list (or a later -r) that does not exist: one line before anything is read
+    or announced, no output made (not after the inputs before it, whose work was then lost)."""
+    _d, paths = inputs
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{paths[0]}\n{tmp_path / 'nope.pcap'}\n{paths[1]}\n")
+    out = tmp_path / "out.pcap"
+    for how in (["-V", listing], ["-r", paths[0], "-r", tmp_path / "nope.pcap"]):
+        for what in (["-w", out], ["--count"]):
+            r = run(*how, *what, "tcp", check=False)
+            assert r.returncode == 1 and r.stdout == "" and not out.exists()
+            assert r.stderr == f"pfilter: {tmp_path / 'nope.pcap'}: No such file or directory\n"
+
+
 def test_a_list_names_files_by_their_bytes(inputs, tmp_path):
     """tcpdump -V takes a list's names as bytes: a name that is not UTF-8 (a Latin-1 file
     system's) is a file like any other, not a list refused as text."""
