@@ -853,10 +853,10 @@ def _run(args):
         from .ebpf.cli import run as run_ebpf
         return run_ebpf(args, _compile(expr, 1 if forced_lt is None else forced_lt, args.snaplen or 262144, optimize))
     if args.dump:
-        from .capture import open_capture
+        from .capture.reader import PEEK_WINDOW_BYTES, open_capture
         lt, snap, swapped = forced_lt, args.snaplen, False
         if sources:
-            with open_capture(sources[0]) as cap:
+            with open_capture(sources[0], window_bytes=PEEK_WINDOW_BYTES) as cap:
                 lt = cap.linktype if lt is None else lt
                 snap = cap.snaplen if snap is None else snap
                 swapped = getattr(cap, "byteorder", sys.byteorder) != sys.byteorder
@@ -1300,8 +1300,8 @@ def _announce_all(sources, announce):
 
 
 def _peek_linktype(path):
-    from .capture import open_capture
-    with open_capture(path) as cap:
+    from .capture.reader import PEEK_WINDOW_BYTES, open_capture
+    with open_capture(path, window_bytes=PEEK_WINDOW_BYTES) as cap:
         return cap.linktype, cap.snaplen
 
 

@@ -768,7 +768,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     from .capture.filterfile import output_header
     from .capture.files import (AtomicFile, compression_for_path, directory_targets, file_linktype, format_for_path,
                                 output_target, overwritten, pcap_file_header)
-    from .capture.reader import open_capture
+    from .capture.reader import PEEK_WINDOW_BYTES, open_capture
     from .errors import CaptureFormatError
     given = _names(paths)
     paths = _paths(paths)
@@ -783,7 +783,7 @@ def filter_files(paths, expr, out, client=None, *, range_bytes=None, on_damage=N
     def opened(i):
         """The i-th input opened here (a damaged one's error naming it as the caller did)."""
         try:
-            return open_capture(paths[i])
+            return open_capture(paths[i], window_bytes=PEEK_WINDOW_BYTES)
         except CaptureFormatError as e:
             raise e.renamed(given[i]) from None
 

@@ -23,7 +23,7 @@ from .._signals import deferred, interruptible
 from ..errors import CaptureFormatError, FilterError
 from .fastpath import FilterStats, fast_filter_file, fast_path_applies
 from .files import MAXIMUM_SNAPLEN, Inputs, file_linktype, max_snaplen_for_linktype
-from .reader import Capture, open_capture
+from .reader import PEEK_WINDOW_BYTES, Capture, open_capture
 from .writer import format_for_path, open_writer
 
 
@@ -501,7 +501,7 @@ def _peek_header(src):
     try:
         if not stat.S_ISREG(os.stat(src).st_mode):
             return None
-        with open_capture(src) as cap:
+        with open_capture(src, window_bytes=PEEK_WINDOW_BYTES) as cap:
             return _capture_snaplen(cap), cap.ts_resolution, cap.linktype if cap.format == "pcap" else None
     except (OSError, FilterError):
         return None       # the pass reports what is wrong with it

@@ -51,6 +51,9 @@ _scan = _impl.pick("pfilter.capture._reader", "pfilter.capture._pyscan")
 DEFAULT_BATCH_PACKETS = 65536
 DEFAULT_BATCH_BYTES = 32 * 1024 * 1024
 DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024
+#: the window of a capture opened only to read its header (link type, snapshot length, ...):
+#: a compressed input is then decompressed this far, not a whole window's worth
+PEEK_WINDOW_BYTES = 64 * 1024
 
 __all__ = ["Capture", "open_capture", "DEFAULT_BATCH_PACKETS", "DEFAULT_BATCH_BYTES", "DEFAULT_WINDOW_BYTES",
            "_Source"]
