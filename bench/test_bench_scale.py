@@ -351,7 +351,11 @@ SIZE_NOTE = ("Scaling 1 -> 2 workers (w1 wall / w2 wall) of the same command on 
              "on that input if its pass (w1 - start) scaled as well as the compute control in the same rounds "
              "and the start stayed serial, w1 / (start + (w1 - start) / compute scaling): a command whose "
              "compute ceiling is below the 1.7x asked of it cannot reach 1.7x on this machine whatever pfilter "
-             "does, unless its start or its w1 pass changes.")
+             "does, unless its start or its w1 pass changes. Interpreter: `python -c pass` of the same "
+             "interpreter in the same rounds, the part of the start no program of this Python avoids; 1 GB "
+             "ceiling, interpreter start only: the compute ceiling on 1 GB with none of pfilter's own start "
+             "(start - interpreter taken off w1 and off the serial part): what the command could reach if "
+             "pfilter's imports, header reading and program lookup cost nothing.")
 
 SPIN_STEPS = 120_000_000
 
@@ -376,7 +380,7 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
 
     outs = {(name, w): tmp_path / f"{name.replace(' ', '')}-w{w}.pcap" for name in sizes for w in (1, 2)}
     start = command(_header_only(huge_capture, tmp_path), 2, tmp_path / "start.pcap")
-    runs = {key: [] for key in list(outs) + ["start", "spin1", "spin2", "touch1", "touch2"]}
+    runs = {key: [] for key in list(outs) + ["start", "interpreter", "spin1", "spin2", "touch1", "touch2"]}
     shares = {}
     for name, src in sizes.items():
         if counting:
@@ -390,6 +394,7 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
                 runs[name, w].append(run_command(command(src, w, out), env, tmp=tmp_path,
                                                  out=None if counting else out))
         runs["start"].append(run_command(start, env, tmp=tmp_path, out=None if counting else tmp_path / "start.pcap"))
+        runs["interpreter"].append(run_command([sys.executable, "-c", "pass"], env, tmp=tmp_path))
         for w in (1, 2):
             runs[f"spin{w}"].append(run_command([str(spin_tool), str(SPIN_STEPS), str(w)], tmp=tmp_path))
             runs[f"touch{w}"].append(run_command(_floor(floor_tool, four_gb, tmp_path / "floor.bin", 0, threads=w,
@@ -400,17 +405,23 @@ def test_scaling_by_input_size(huge_capture, two_gb, four_gb, tmp_path, compiled
             shares[name] = outs[name, 1].stat().st_size / src.stat().st_size
             for w in (1, 2):
                 outs[name, w].unlink()
-    row = {"start s": _best(runs["start"])[0],
+    row = {"start s": _best(runs["start"])[0], "interpreter s": _best(runs["interpreter"])[0],
            "output / input": "-" if counting else f"{shares['1 GB']:.2f}",
            "compute scaling": _best(runs["spin1"])[0] / _best(runs["spin2"])[0],
            "memory-read scaling": _best(runs["touch1"])[0] / _best(runs["touch2"])[0]}
     for name in sizes:
         w1, w2 = _best(runs[name, 1])[0], _best(runs[name, 2])[0]
+        start, bare, compute = row["start s"], row["interpreter s"], row["compute scaling"]
         row.update({f"{name} w1 s": w1, f"{name} w2 s": w2, f"{name} scaling": w1 / w2,
-                    f"{name} compute ceiling": w1 / (row["start s"] + (w1 - row["start s"]) / row["compute scaling"])})
+                    f"{name} compute ceiling": w1 / (start + (w1 - start) / compute)})
+        if name == "1 GB":
+            # the same with none of pfilter's own start (imports, the header, the cached program)
+            own = max(0.0, start - bare)
+            row["1 GB ceiling, interpreter start only"] = (w1 - own) / (bare + (w1 - start) / compute)
     result_table("scale_size", "Scaling 1 -> 2 workers by input size (1, 2 and 4 GB, same run)",
-                 ["expression", "output / input", "start s", "compute scaling", "memory-read scaling"]
-                 + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling", "compute ceiling")],
+                 ["expression", "output / input", "start s", "interpreter s", "compute scaling", "memory-read scaling"]
+                 + [f"{n} {c}" for n in sizes for c in ("w1 s", "w2 s", "scaling", "compute ceiling")]
+                 + ["1 GB ceiling, interpreter start only"],
                  notes=[SIZE_NOTE.format(rounds=max(1, ROUNDS), spin=f"{SPIN_STEPS:,}"), READY_NOTE]).add(
         expr, expression=expr if counting else expression_id(expr), **row)
 

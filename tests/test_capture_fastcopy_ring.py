@@ -192,25 +192,24 @@ def test_a_member_killed_while_it_waits_does_not_hang_the_others(tmp_path):
             code = 0
         finally:
             os._exit(code)
-    started = time.monotonic()
-    while not os.waitpid(canceller, os.WNOHANG)[0]:
-        if time.monotonic() - started > 10:
-            os.kill(canceller, signal.SIGKILL)
-            os.waitpid(canceller, 0)
-            pytest.fail("waking the ring's waiters hung on the member killed in its wait")
-        time.sleep(0.02)
+    _ends_within(canceller, time.monotonic(), 10, "waking the ring's waiters hung on the member killed in its wait")
     # and member 0, run now, sees the cancelled ring at once
     survivor = os.fork()
     if survivor == 0:
         _member([src], "tcp", out, ring_path, 0, 2, wait=30.0, report=tmp_path / "report0")
-    started = time.monotonic()
-    while not os.waitpid(survivor, os.WNOHANG)[0]:
-        if time.monotonic() - started > 20:
-            os.kill(survivor, signal.SIGKILL)
-            os.waitpid(survivor, 0)
-            pytest.fail("member 0 hung after its partner was killed in its wait")
-        time.sleep(0.02)
+    _ends_within(survivor, time.monotonic(), 20, "member 0 hung after its partner was killed in its wait")
     assert (tmp_path / "report0").read_text().split()[0] == "cancelled"
+
+
+def _ends_within(pid, started, seconds, failure):
+    """Reap the forked `pid`, or kill it and fail the test with `failure` once `seconds` have
+    passed since `started`."""
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() - started > seconds:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(failure)
+        time.sleep(0.02)
 
 
 def test_a_member_that_dies_holding_the_turns_lock(tmp_path):
@@ -235,12 +234,8 @@ def test_a_member_that_dies_holding_the_turns_lock(tmp_path):
     survivor = os.fork()
     if survivor == 0:
         _member([src], "tcp", out, ring_path, 0, 2, wait=30.0, report=tmp_path / "report0")
-    while not os.waitpid(survivor, os.WNOHANG)[0]:
-        if time.monotonic() - started > 10:     # (a lock that is not robust: blocked for good)
-            os.kill(survivor, signal.SIGKILL)
-            os.waitpid(survivor, 0)
-            pytest.fail("member 0 did not stop within 10 s of taking a dead member's lock")
-        time.sleep(0.02)
+    # (a lock that is not robust: blocked for good)
+    _ends_within(survivor, started, 10, "member 0 did not stop within 10 s of taking a dead member's lock")
     assert (tmp_path / "report0").read_text().split()[0] == "ring-failed"
 
 
