@@ -416,7 +416,7 @@ def _sources(paths, lists=()):
     the names it matches (sorted; `**` for any depth; what is no capture among them skipped with
     a warning, as in a directory), and -V FILE for the names it lists (one a line, each taken as
     it is, as tcpdump takes them). A directory or file that cannot be read raises its OSError
-    (nothing is left out unsaid), a name that does not exist before any input is read."""
+    (nothing is left out unsaid); a name that does not exist is left to _all_there."""
     out = []
     paths = list(paths or [])
     listed = len(paths)             # (the names after these come from -V lists)
@@ -439,10 +439,17 @@ def _sources(paths, lists=()):
         elif path != "-" and os.path.isdir(path):
             out.extend(_directory_captures(path))
         else:
-            if path != "-":
-                os.stat(path)      # one that is missing is said before any input is read
             out.append(path)
     return out
+
+
+def _all_there(sources):
+    """Raise the OSError of the first input that is not there (FileNotFoundError, ...): called
+    once the options are known good and before any input is read, so that a missing name late in
+    a list is said before the work on the ones before it (whose output it would end)."""
+    for path in sources:
+        if path != "-":
+            os.stat(path)
 
 
 def _path_order(path):
@@ -867,6 +874,10 @@ def _run(args):
     if not sources:
         raise FilterError("no input: give a capture file with -r FILE (pfilter reads captures, "
                           "it does not capture)")
+    if (args.file_size or args.rotate_seconds) and args.write is None:
+        from .capture.rotate import NEEDS_OUTPUT
+        raise FilterError(NEEDS_OUTPUT)
+    _all_there(sources)
     _keep_text_inputs(args)
 
     from ._signals import interruptible
@@ -1441,6 +1452,7 @@ def classify_main(argv):
         try:
             try:
                 files = _sources(args.files, args.list_file)
+                _all_there(files)
                 if args.labels:         # opened before the pass: a place it cannot be made fails first
                     labels_out = _labels_output(args.labels, protect=list(files) + [args.rules] + list(
                         args.list_file or ()))

@@ -636,8 +636,9 @@ def test_the_index_file_is_written_last_and_apart(tmp_path):
     plain = run("-r", cut, "--count", "tcp", check=False)
     r = run("-r", cut, "--index", tmp_path / "cut.idx", "--count", "tcp", check=False)
     assert r.returncode == plain.returncode == 1 and r.stdout == plain.stdout
-    assert r.stderr.splitlines() == [line + (" (no index written)" if "truncated" in line else "")
-                                     for line in plain.stderr.splitlines()]
+    timeless = lambda text: [line.split(" in ")[0] for line in text.splitlines()]    # noqa: E731
+    assert timeless(r.stderr) == [line + (" (no index written)" if "truncated" in line else "")
+                                  for line in timeless(plain.stderr)]
     assert not (tmp_path / "cut.idx").exists()
 
 

@@ -265,7 +265,8 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
     programs.native = use_native(backend, nbytes=sum(_size(s) for s in sources))
     truncate, dedup, rotate = edits
     if rotate is not None and dst is None:
-        raise FilterError("rotating output files (-C/-G) needs an output file (-w)")
+        from .rotate import NEEDS_OUTPUT
+        raise FilterError(NEEDS_OUTPUT)
     from .rotate import Rotation
     from .split import check_dedup, check_snaplen
     truncate, dedup, rotate = check_snaplen(truncate), check_dedup(dedup), Rotation.make(rotate)

@@ -29,6 +29,8 @@ from ..errors import FilterError
 
 #: tcpdump -C counts in units of 1,000,000 bytes
 C_UNIT = 1000000
+#: what a rotation without an output file is told
+NEEDS_OUTPUT = "rotating output files (-C/-G) needs an output file (-w)"
 
 
 class Rotation:
