@@ -159,13 +159,19 @@ def damage(entry, how):
     elif how == "invalid program":
         lines = entry.with_suffix(".bak").read_text().split("\n")
         entry.write_text("\n".join(lines[:2] + ["21 200 200 0"] + lines[2:]))
+    elif how == "valid program of another port":      # (a bad sync, an edit: its CRC says so)
+        lines = entry.with_suffix(".bak").read_text().split("\n")
+        assert any(line.endswith(" 443") for line in lines[2:])
+        entry.write_text("\n".join(lines[:2] + [line[:-4] + " 444" if line.endswith(" 443") else line
+                                                for line in lines[2:]]))
     elif how == "fifo":
         os.mkfifo(entry)
     elif how == "directory":
         entry.mkdir()
 
 
-@pytest.mark.parametrize("how", ["garbage", "wrong program", "invalid program", "fifo", "directory"])
+@pytest.mark.parametrize("how", ["garbage", "wrong program", "invalid program", "valid program of another port",
+                                 "fifo", "directory"])
 def test_a_damaged_cache_entry_is_a_miss(tmp_path, how):
     out = tmp_path / "o.pcap"
     assert command("--quiet", "-r", SAMPLE, "-w", out, "tcp port 443",

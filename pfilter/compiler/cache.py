@@ -150,7 +150,9 @@ def cached_program(expr, linktype=1, snaplen=262144, optimize=True, **options):
     keyed by the expression, link type, snapshot length, optimization, options and the
     compiler's source files; bounded by prune_cache; PFILTER_NO_CACHE=1 turns it off). A cache
     hit imports neither the compiler nor numpy (the Program is then None); a damaged or
-    unwritable cache is a miss, never an error. rejects_all is only decided for optimized
+    unwritable cache is a miss, never an error: an entry is its key line, its verdict line with
+    a CRC-32 of the instructions, and the instructions, so that one changed into another valid
+    program (a bad sync, an edit) is a miss too. rejects_all is only decided for optimized
     programs."""
     import zlib
     directory = _cache_dir()
@@ -166,16 +168,19 @@ def cached_program(expr, linktype=1, snaplen=262144, optimize=True, **options):
             text = _read_cache_entry(path)
             if text is None:
                 raise ValueError("no entry")
-            lines = text.split("\n")
-            if lines[0] != key or lines[1] not in ("ok", "rejects-all"):
+            key_line, flag_line, body = text.split("\n", 2)
+            flag, _, check = flag_line.partition(" ")
+            if key_line != key or flag not in ("ok", "rejects-all"):
                 raise ValueError("another key")
-            tuples = [tuple(int(v) for v in line.split()) for line in lines[2:] if line]
+            if check != f"{zlib.crc32(body.encode('ascii')):08x}":
+                raise ValueError("a body changed since it was written")    # (a valid program, not ours)
+            tuples = [tuple(int(v) for v in line.split()) for line in body.split("\n") if line]
             from ..validate import COMPILED_MAX_INSNS, validate
             validate(tuples, COMPILED_MAX_INSNS)
         except Exception:       # whatever is wrong with an entry (damaged, foreign), it is a miss
             pass
         else:
-            return tuples, lines[1] == "rejects-all", None
+            return tuples, flag == "rejects-all", None
     import pfilter
     prog = pfilter.compile(expr, linktype=linktype, snaplen=snaplen, optimize=optimize, **options)
     rejects = bool(prog.rejects_all) if optimize else False
@@ -184,8 +189,9 @@ def cached_program(expr, linktype=1, snaplen=262144, optimize=True, **options):
         tmp = f"{path}.{os.getpid()}.{os.urandom(3).hex()}.tmp"
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            text = (key + "\n" + ("rejects-all" if rejects else "ok") + "\n"
-                    + "".join(f"{c} {jt} {jf} {k}\n" for c, jt, jf, k in tuples))
+            body = "".join(f"{c} {jt} {jf} {k}\n" for c, jt, jf, k in tuples)
+            text = (key + "\n" + ("rejects-all" if rejects else "ok")
+                    + f" {zlib.crc32(body.encode('ascii')):08x}\n" + body)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
             with open(fd, "wb") as f:
                 f.write(text.encode("utf-8", "surrogatepass"))
