@@ -176,7 +176,8 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
                 announce: Callable[[str, int, int, int], object] | None = None,
                 on_damage: Callable[[CaptureFormatError], object] | None = None) -> FilterStats:
     """Copy the packets of capture(s) `src` that match `expr` into a new capture `dst`, as
-    `tcpdump -r SRC -w DST EXPR` does (the same bytes); returns a FilterStats.
+    `tcpdump -r SRC -w DST EXPR` does (the same bytes, but for a nanosecond input's resolution,
+    kept unless ts_resolution="us": tcpdump writes microseconds); returns a FilterStats.
 
     src: a file name, "-" (standard input), a binary file object, an open Capture, or a list of
     them (read in order into one output).
@@ -219,8 +220,12 @@ def filter_file(src: InputArg | Capture | Sequence[InputArg | Capture], dst: Pat
     are read, as `tcpdump -V` reads on (with merge, the error ends the run, as in mergecap).
 
     A damaged input raises CaptureFormatError after the packets before the damage were written
-    and the output committed (as tcpdump leaves them); the exception carries the stats as
-    `.stats`. File-system failures raise the matching OSError (FileNotFoundError, ...)."""
+    and the output committed (as tcpdump leaves them); so does an interruption
+    (KeyboardInterrupt: Ctrl-C, or one raised by a callback), which keeps the whole packets
+    written so far as a valid capture at `dst`, as tcpdump does (pfilter.open(..., "w") and
+    pfilter.write leave `dst` as it was instead). Either exception carries the stats as `.stats`.
+    Any other exception, from a callback too, leaves `dst` as it was. File-system failures raise
+    the matching OSError (FileNotFoundError, ...)."""
     from .capture.filterfile import filter_file as _filter_file
     extra = {} if batch_bytes is None else {"batch_bytes": batch_bytes}
     stats: FilterStats = _filter_file(src, dst, expr, linktype=linktype, snaplen=snaplen, count=count,

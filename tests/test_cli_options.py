@@ -314,7 +314,8 @@ def test_limits_beyond_any_file_are_no_limit(tmp_path, capsys, opts):
 
 def test_a_snaplen_beyond_the_format_is_one_line(tmp_path, capsys):
     status, _out, err = run(capsys, "-r", HTTP, "-w", tmp_path / "o.pcap", "--snaplen", "4294967296", "tcp")
-    assert status == 1 and err == "pfilter: invalid snaplen 4294967296 (a positive number of bytes)\n"
+    assert status == 1 and err == ("pfilter: invalid length to cut packets to: 4294967296 (--snaplen, truncate=: "
+                                   "a positive number of bytes)\n")
     assert not (tmp_path / "o.pcap").exists()
 
 

@@ -531,6 +531,11 @@ def test_file_system_failures_are_oserror_subclasses(tmp_path, path_kind):
     assert not (tmp_path / "o.pcap").exists()
     with pytest.raises(pfilter.FilterError, match="refusing to overwrite the input"):
         pfilter.filter_file(src, src, "udp")           # a usage error stays a FilterError
+    import io
+    with pytest.raises(pfilter.FilterError, match="dst: a file name, '-' .* not BytesIO"):
+        pfilter.filter_file(src, io.BytesIO(), "udp")
+    with pytest.raises(pfilter.FilterError, match="cut packets to: 0 .*truncate="):
+        pfilter.filter_file(src, None, "udp", truncate=0)
 
 
 def test_a_file_its_user_may_not_write_is_not_replaced(tmp_path):

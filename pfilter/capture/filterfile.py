@@ -230,6 +230,8 @@ def filter_file(src, dst, expr, linktype=None, snaplen=None, count=None, optimiz
     is then left as it was."""
     sources = _inputs(src)
     dst = _path(dst)
+    if dst is not None and not isinstance(dst, (str, os.PathLike)):
+        raise FilterError(f"dst: a file name, '-' (standard output) or None (count only), not {type(dst).__name__}")
     if not sources:
         raise FilterError("no input capture")
     from .fastpath import check_workers

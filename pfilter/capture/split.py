@@ -38,7 +38,8 @@ def check_snaplen(snaplen):
     if snaplen is None:
         return None
     if isinstance(snaplen, bool) or not isinstance(snaplen, int) or not 0 < snaplen <= 0x7FFFFFFF:
-        raise FilterError(f"invalid snaplen {snaplen!r} (a positive number of bytes)")
+        raise FilterError(f"invalid length to cut packets to: {snaplen!r} (--snaplen, truncate=: a positive "
+                          f"number of bytes)")
     return snaplen
 
 
