@@ -114,3 +114,23 @@ def test_inputs_of_different_link_types_need_pcapng_output(tmp_path):
     # one output interface per input interface: eth, raw, then each pcapng input's two
     assert got == [(1, 0), (101, 1), (1, 3), (113, 2), (1, 5), (113, 4)]
     assert names == [None, None, "a", "b", "a", "b"]
+
+
+def test_progress_over_a_compressed_input_counts_its_bytes(tmp_path):
+    """progress(done, total, stats) in one unit: a compressed input's done is the compressed
+    bytes read (its records' offsets are those of the decompressed data, which run past the
+    file's size): done never passes total and never goes back, and ends at total."""
+    import gzip
+    with pfilter.open(ref.ROOT / "data" / "sample.pcap") as cap:
+        batches = list(cap)
+    plain = tmp_path / "rep.pcap"
+    pfilter.write(plain, batches * 12)
+    packed = tmp_path / "rep.pcap.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), 1))
+    calls = []
+    pfilter.filter_file([str(packed), str(ref.ROOT / "data" / "sample.pcap")], None, "tcp",
+                        progress=lambda done, total, stats: calls.append((done, total)), batch_bytes=1 << 20)
+    total = packed.stat().st_size + (ref.ROOT / "data" / "sample.pcap").stat().st_size
+    done = [d for d, t in calls]
+    assert len(calls) > 3 and {t for _d, t in calls} == {total}
+    assert all(a <= b for a, b in zip(done, done[1:])) and max(done) == done[-1] == total

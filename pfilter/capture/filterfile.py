@@ -375,7 +375,9 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                         if on_batch is not None and len(idx):
                             on_batch(batch, idx)
                         if progress is not None and batch.file_offsets is not None and n:
-                            progress(done_bytes + int(batch.file_offsets[-1]), total_bytes, stats)
+                            at = cap.file_position(int(batch.file_offsets[-1]))
+                            if at is not None:
+                                progress(done_bytes + at, total_bytes, stats)
                         del batch, mask
                         if count is not None and selected >= count:
                             break

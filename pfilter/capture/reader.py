@@ -214,6 +214,17 @@ class Capture:
 
     # -- context manager -------------------------------------------------------------------------
 
+    def file_position(self, offset: int) -> int | None:
+        """How far into the file the record at data offset `offset` is, for progress: the offset
+        itself, or for a compressed input the compressed bytes read so far (its data offsets run
+        past the file's size); None when that cannot be told."""
+        if self.compression is None:
+            return offset
+        try:
+            return self._f.tell()
+        except (OSError, ValueError, AttributeError):
+            return None
+
     def _read_all(self):
         """The file is no longer read (closed, or read to its end): outputs may replace it."""
         if getattr(self, "_reading", None) is not None:
