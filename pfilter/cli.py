@@ -1487,7 +1487,7 @@ def classify_main(argv):
             sys.stdout.write(result.table())
             sys.stdout.flush()
             if labels_out is not None:
-                _write_labels(labels_out, args.labels, result.labels())
+                _write_labels(labels_out, args.labels, result)
                 labels_out = None
             if failure is not None:
                 raise failure
@@ -1564,23 +1564,40 @@ def _labels_output(path, protect=()):
     return AtomicFile(path, protect=protect)
 
 
-def _write_labels(out, path, labels):
-    """labels to `out` (_labels_output of `path`) as OUT.npy (numpy str array) or OUT.csv
-    (header `packet,label`, one row a packet), committed: the file appears whole or not at all."""
+#: packets whose labels are made and written at a time (the whole file is never held as text)
+LABELS_CHUNK = 1 << 16
+
+
+def _write_labels(out, path, result):
+    """The first-match labels of a Classification to `out` (_labels_output of `path`) as
+    OUT.npy (a numpy str array, as result.labels()) or OUT.csv (header `packet,label`, one row
+    a packet), committed: the file appears whole or not at all. Written a chunk of packets at a
+    time from the label codes, so that memory does not grow with packets x the longest name."""
     import io
     from pathlib import Path
 
     import numpy as np
+    codes, names = result.label_codes()
+    table = np.array(list(names) + [str(result.default or "")], dtype=str)   # -1: the default
+    n = len(codes)
     if Path(path).suffix.lower() == ".npy":
-        buf = io.BytesIO()
-        np.save(buf, labels)
-        data = buf.getbuffer()
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(table.dtype),
+                                                    "fortran_order": False, "shape": (n,)})
+        out.write(head.getvalue())
+        for s in range(0, n, LABELS_CHUNK):
+            out.write(table[codes[s:s + LABELS_CHUNK]].tobytes())
     else:
         import csv
         text = io.StringIO()
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["packet", "label"])
-        w.writerows(zip(range(len(labels)), labels.tolist()))
-        data = text.getvalue().encode("utf-8")
-    out.write(data)
+        out.write(text.getvalue().encode("utf-8"))
+        text.seek(0)
+        text.truncate()
+        for s in range(0, n, LABELS_CHUNK):
+            w.writerows(zip(range(s, min(n, s + LABELS_CHUNK)), table[codes[s:s + LABELS_CHUNK]].tolist()))
+            out.write(text.getvalue().encode("utf-8"))
+            text.seek(0)
+            text.truncate()
     out.commit()

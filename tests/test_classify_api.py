@@ -280,3 +280,21 @@ def test_a_rule_link_type_warning_points_at_the_callers_line(tmp_path):
         warnings.simplefilter("always")
         pfilter.classify(raw, {"e": "ether host 1:2:3:4:5:6", "t": "tcp"})
     assert [(w.category, w.filename) for w in caught] == [(pfilter.RuleLinkTypeWarning, __file__)]
+
+
+@pytest.mark.parametrize("nrules", [1, 7, 8, 9, 200])
+def test_label_codes_of_packed_and_plain_matrices_are_the_first_match(nrules):
+    """label_codes() without an order reads a packed matrix's first set bit per row without
+    unpacking it: the same codes as the first True of the plain matrix, and as with an order."""
+    from pfilter.classification.result import Classification
+    rng = np.random.default_rng(nrules)
+    m = rng.random((70_000, nrules)) < 2.0 / nrules / 3
+    rules = [f"r{i}" for i in range(nrules)]
+    want = np.where(m.any(axis=1), m.argmax(axis=1), -1)
+    back = list(reversed(range(nrules)))
+    want_back = np.where(m[:, back].any(axis=1), m[:, back].argmax(axis=1), -1)
+    for packed, matrix in ((False, m), (True, np.packbits(m, axis=1))):
+        c = Classification(rules, rules, matrix, packed, m.sum(0), m.sum(0), len(m), len(m), 0, 0, None, None,
+                           None, "")
+        assert (c.label_codes()[0] == want).all()
+        assert (c.label_codes([rules[i] for i in back])[0] == want_back).all()

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 __all__ = ["Classification"]
 
 
+#: the number of zero bits above the highest set bit of a byte (0 for 0: not used there)
+_LEADING_ZEROS = np.array([0] + [7 - v.bit_length() + 1 for v in range(1, 256)], dtype=np.int32)
+
+
 class Classification:
     """The result of pfilter.classify.
 
@@ -144,15 +148,26 @@ class Classification:
         names = tuple(self.order if order is None else order)
         idx = [self._index(nm) for nm in names]
         codes = np.full(self.packets, -1, dtype=np.int32)
+        if not idx:
+            return codes, names
+        # the rules in their own order (the common case): the matrix as it is, no column copy;
+        # packed, the first set bit of each row's first non-zero byte (packbits: rule 0 is the
+        # first byte's high bit), without unpacking
+        identity = idx == list(range(len(self.rules)))
         chunk = 1 << 16
         for s in range(0, self.packets, chunk):
             block = self.matrix[s:s + chunk]
+            if identity and self.packed:
+                nonzero = block != 0
+                first = nonzero.argmax(axis=1)
+                byte = block[np.arange(len(block)), first]
+                codes[s:s + len(block)] = np.where(nonzero.any(axis=1), first * 8 + _LEADING_ZEROS[byte], -1)
+                continue
             if self.packed:
                 block = np.unpackbits(block, axis=1, count=len(self.rules))
-            sub = block[:, idx].astype(bool, copy=False) if idx else np.zeros((len(block), 0), bool)
-            if sub.shape[1]:
-                hit = sub.any(axis=1)
-                codes[s:s + len(block)] = np.where(hit, sub.argmax(axis=1), -1)
+            sub = block if identity else block[:, idx]
+            sub = sub.astype(bool, copy=False)
+            codes[s:s + len(block)] = np.where(sub.any(axis=1), sub.argmax(axis=1), -1)
         return codes, names
 
     @overload
