@@ -1396,7 +1396,7 @@ def classify_parser():
                     help="run on a Dask cluster (the dask extra: pip install 'pfilter-bpf[dask]'), one "
                          "task per input: the scheduler's address (tcp://host:8786), or 'local' for a "
                          "LocalCluster of this machine; the table and --labels as without it "
-                         "(--split and --unmatched are written here, without it)")
+                         "(--split and --unmatched are not written through a cluster: leave it out)")
     return ap
 
 

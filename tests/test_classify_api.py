@@ -298,3 +298,18 @@ def test_label_codes_of_packed_and_plain_matrices_are_the_first_match(nrules):
                            None, "")
         assert (c.label_codes()[0] == want).all()
         assert (c.label_codes([rules[i] for i in back])[0] == want_back).all()
+
+
+def test_arguments_a_user_might_mistake(tmp_path):
+    """An expression given where a rules file's name goes, a single name as `order`, and a bytes
+    path: each said for what it is, or taken."""
+    sample = str(ref.ROOT / "data" / "sample.pcap")
+    with pytest.raises(FileNotFoundError, match=r"no such rules file .*give \['tcp port 80'\] or"):
+        pfilter.classify(sample, "tcp port 80")
+    with pytest.raises(FileNotFoundError) as e:          # a file name: the plain error
+        pfilter.classify(sample, str(tmp_path / "rules.txt"))
+    assert e.value.strerror == "No such file or directory"
+    with pytest.raises(pfilter.FilterError, match=r"order: a list of rule names, not a string \(\['web'\]"):
+        pfilter.classify(sample, {"web": "tcp port 80"}, order="web")
+    assert (pfilter.classify(sample.encode(), {"web": "tcp port 80"}).counts
+            == pfilter.classify(sample, {"web": "tcp port 80"}).counts).all()

@@ -20,8 +20,14 @@ def parse_rules(rules):
     """Normalise `rules` into a list of (name, rule) pairs, rule an expression string or a
     Program. Accepts a mapping name -> rule, a list of expressions (names = the expressions), or
     the path of a rules file: `name: expression` per line, `#` starts a comment, blank lines are
-    ignored. Names are non-empty, without whitespace or ':', and unique."""
+    ignored. Names are non-empty and unique (a rules file's also without whitespace or ':'). A
+    string is always a rules file's name: one that does not exist and looks like an expression
+    (no '.' or '/': 'tcp port 80') raises FileNotFoundError saying how to give one instead."""
     if isinstance(rules, (str, os.PathLike)):
+        if isinstance(rules, str) and not any(c in rules for c in "./") and not os.path.lexists(rules):
+            import errno
+            raise FileNotFoundError(errno.ENOENT, f"no such rules file (a string names a rules file; for an "
+                                                  f"expression give [{rules!r}] or {{'name': {rules!r}}})", rules)
         return _read_rules_file(Path(rules))
     if isinstance(rules, Mapping):
         pairs = [(k, v) for k, v in rules.items()]

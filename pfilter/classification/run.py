@@ -38,6 +38,8 @@ def _sources(source):
     known beforehand (a path or a list/tuple of paths; 0 otherwise)."""
     if isinstance(source, PacketBatch):
         return [source], 0
+    if isinstance(source, bytes):
+        source = os.fsdecode(source)
     if isinstance(source, (str, os.PathLike)):
         source = [source]
     elif not hasattr(source, "__iter__"):
@@ -243,6 +245,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     pairs = parse_rules(rules)
     names = [n for n, _ in pairs]
     if order is not None:
+        if isinstance(order, str):
+            raise FilterError(f"order: a list of rule names, not a string ({[order]!r} for one)")
         order = list(order)
         unknown = [o for o in order if o not in names]
         if unknown:
