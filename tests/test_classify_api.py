@@ -313,3 +313,24 @@ def test_arguments_a_user_might_mistake(tmp_path):
         pfilter.classify(sample, {"web": "tcp port 80"}, order="web")
     assert (pfilter.classify(sample.encode(), {"web": "tcp port 80"}).counts
             == pfilter.classify(sample, {"web": "tcp port 80"}).counts).all()
+
+
+def test_write_of_a_result_made_with_on_damage_and_split_options_without_a_split(tmp_path):
+    """A result classified with on_damage= over a damaged capture is written again with it (the
+    split files equal the one-pass ones); split options without a split are refused."""
+    sample = ref.ROOT / "data" / "sample.pcap"
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(sample.read_bytes()[:800_000])
+    inputs = [str(sample), str(cut), str(sample)]
+    rules = {"web": "tcp port 80", "dns": "udp port 53"}
+    seen = []
+    one = pfilter.classify(inputs, rules, on_damage=seen.append, split=str(tmp_path / "one-{rule}.pcap"))
+    again = []
+    pfilter.classify(inputs, rules, on_damage=seen.append).write(str(tmp_path / "two-{rule}.pcap"),
+                                                                 on_damage=again.append)
+    assert len(seen) == 2 and len(again) == 1 and one.packets > 0
+    for name in rules:
+        assert (tmp_path / f"one-{name}.pcap").read_bytes() == (tmp_path / f"two-{name}.pcap").read_bytes()
+    for option in ({"rotate": {"size": 1000}}, {"truncate": 64}, {"dedup": True}, {"format": "pcapng"}):
+        with pytest.raises(pfilter.FilterError, match="apply to split files"):
+            pfilter.classify(str(sample), rules, **option)

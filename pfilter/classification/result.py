@@ -13,13 +13,14 @@ import numpy as np
 from ..errors import FilterError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import EllipsisType
     from typing import Any, Literal
 
     import pandas as pd
     from numpy.typing import NDArray
 
+    from ..errors import CaptureFormatError
     from ..program import Program
 
 __all__ = ["Classification"]
@@ -85,11 +86,14 @@ class Classification:
 
     def write(self, split: str | None = None, *, source: Any = None, first_match: bool = False,
               unmatched: str | None = None, format: str | None = None, truncate: int | None = None,
-              dedup: int | bool | None = None, rotate: Any = None) -> dict[str | None, list[str]]:
+              dedup: int | bool | None = None, rotate: Any = None,
+              on_damage: Callable[[CaptureFormatError], object] | None = None) -> dict[str | None, list[str]]:
         """Write every rule's packets into its own file (`split`, a template with {rule}) and
         the packets no rule accepts into `unmatched`, as classify(split=...) does, from this
         result's matrix: the capture (`source`, default the paths classified) is read again but
-        no rule runs again. Returns {rule name (None: unmatched): [file names]}."""
+        no rule runs again. on_damage: as classify's, for a result classify made with it (a
+        damaged capture's packets before its damage written, its error passed on, the next
+        capture read). Returns {rule name (None: unmatched): [file names]}."""
         if self.matrix is None:
             raise FilterError("write needs the matrix: classify(..., counts_only=True) keeps none")
         if split is None and unmatched is None:
@@ -104,7 +108,7 @@ class Classification:
                           truncate, dedup, rotate)
         row = 0
         try:
-            for batch, _done in _iter_batches(items, sink.opened):
+            for batch, _done in _iter_batches(items, sink.opened, on_damage):
                 n = len(batch)
                 if row + n > self.packets:
                     raise FilterError(f"write: the source has more packets than the {self.packets} classified")

@@ -277,6 +277,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     writing = split is not None or unmatched is not None
     if first_match and not writing:
         raise FilterError("first_match applies to split files: give split= or unmatched=")
+    if not writing and (format is not None or truncate is not None or dedup or rotate is not None):
+        raise FilterError("format, truncate, dedup and rotate apply to split files: give split= or unmatched=")
     from ..capture.split import SplitSink
     sink = SplitSink(items, names, order, split, first_match, unmatched, format, truncate, dedup,
                       rotate) if writing else None
