@@ -45,8 +45,9 @@ PROGRESS_INTERVAL = 0.1
 
 
 class FilterStats:
-    """What filter_file did: packets read, matched and written, bytes of packet data written,
-    wall seconds, and the inputs it read. Reads like a dict too (stats["written"])."""
+    """What filter_file did: packets read (with after= / before=, those inside the window, as
+    editcap keeps them), matched and written, bytes of packet data written, wall seconds, and
+    the inputs it read. Reads like a dict too (stats["written"])."""
 
     __slots__ = ("read", "matched", "written", "bytes", "seconds", "files", "range_end", "matched_bytes")
     FIELDS = ("read", "matched", "written", "bytes", "seconds", "files")
