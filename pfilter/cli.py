@@ -434,7 +434,7 @@ def _sources(paths, lists=()):
     for k, path in enumerate(paths):
         # Divergence: tcpdump opens a -r name as it is; pfilter expands a name that does not
         # exist and holds a wildcard (a quoted 'day*.pcap'), in sorted order.
-        if k < listed and path != "-" and not os.path.lexists(path) and any(c in path for c in "*?["):
+        if k < listed and path != "-" and not os.path.lexists(path) and _has_magic(path):
             out.extend(_glob_captures(path))
         elif path != "-" and os.path.isdir(path):
             out.extend(_directory_captures(path))
@@ -457,6 +457,11 @@ def _path_order(path):
     return os.fsencode(path)
 
 
+def _has_magic(word):
+    """Whether a -r name (or one word of it) holds a wildcard."""
+    return any(c in word for c in "*?[")
+
+
 def _glob_captures(pattern):
     """The captures a -r wildcard stands for: the files it matches and those under the
     directories it matches, each once, in path order (_path_order). Its words match as glob's
@@ -466,13 +471,10 @@ def _glob_captures(pattern):
     import fnmatch
     from .errors import FilterError
 
-    def has_magic(word):
-        return any(c in word for c in "*?[")
-
-    def names(base):
+    def names(base):          # (in any order: the captures found are sorted at the end)
         try:
             with os.scandir(base or os.curdir) as it:
-                return sorted(((e.name, e) for e in it), key=lambda ne: _path_order(ne[0]))
+                return [(e.name, e) for e in it]
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as err:
@@ -491,7 +493,7 @@ def _glob_captures(pattern):
             for name, entry in names(base):
                 if not name.startswith(".") and entry.is_dir(follow_symlinks=False):
                     yield from expand(os.path.join(base, name), words)
-        elif has_magic(word):
+        elif _has_magic(word):
             for name, entry in names(base):
                 if fnmatch.fnmatchcase(name, word) and not hidden(name, word):
                     yield from expand(os.path.join(base, name), rest)
@@ -1016,11 +1018,8 @@ def _filter(args, expr, sources, forced_lt, optimize, resolution):
         status = 1 if damaged else 0
     except CaptureFormatError as err:
         stats = getattr(err, "stats", None)
-        if bar is not None:
-            bar.close()
-            bar = None
-        sys.stdout.flush()
-        _fail(_one_line(err))
+        _say_damage(err, bar)
+        bar = None
         status = 1
     finally:
         if bar is not None:
@@ -1233,11 +1232,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         except CaptureFormatError as err:
             # (one input that is no capture: its line alone, as without --scheduler)
             stats = err.stats if err.stats is not None and (err.stats.read or len(sources) > 1) else None
-            if bar is not None:
-                bar.close()
-                bar = None
-            sys.stdout.flush()
-            _fail(_one_line(err))
+            _say_damage(err, bar)
+            bar = None
             damaged.append(err)
             abandon = False
         except BaseException:
@@ -1278,12 +1274,8 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
             # one damaged input (or --merge's): the packets before the damage were written and
             # counted; the summary says so after the damage's line, as on the other paths (no index)
             stats = getattr(err, "stats", None)
-            if bar is not None:
-                bar.close()
-                bar = None
-            if sys.stdout is not None:
-                sys.stdout.flush()
-            _fail(_one_line(err) + (" (no index written)" if index_out is not None else ""))
+            _say_damage(err, bar, " (no index written)" if index_out is not None else "")
+            bar = None
             damaged.append(err)
         else:
             if index_out is not None:
@@ -1296,6 +1288,16 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         if index_out is not None:
             index_out.abort()
     return _report(args, stats, 1 if damaged else 0)
+
+
+def _say_damage(err, bar, note=""):
+    """A damaged input's one line (and `note`), after the progress bar is closed and what was
+    printed on standard output before the damage is flushed."""
+    if bar is not None:
+        bar.close()
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    _fail(_one_line(err) + note)
 
 
 def _announce_all(sources, announce):
@@ -1454,7 +1456,8 @@ def classify_main(argv):
                 files = _sources(args.files, args.list_file)
                 _all_there(files)
                 if args.labels:         # opened before the pass: a place it cannot be made fails first
-                    labels_out = _labels_output(args.labels, protect=list(files) + [args.rules] + list(
+                    from .capture.files import AtomicFile
+                    labels_out = AtomicFile(args.labels, protect=list(files) + [args.rules] + list(
                         args.list_file or ()))
                 # several inputs: a damaged one said on its line and the next read, as -r reads on
                 damaged = []
@@ -1556,20 +1559,12 @@ def _classify_error(err, rules_path):
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
-def _labels_output(path, protect=()):
-    """The atomic output --labels writes (pfilter.capture.files.AtomicFile), never over a file
-    of `protect`: opened before the pass, so that a directory missing or not writable is said
-    before the work rather than after it."""
-    from .capture.files import AtomicFile
-    return AtomicFile(path, protect=protect)
-
-
 #: packets whose labels are made and written at a time (the whole file is never held as text)
 LABELS_CHUNK = 1 << 16
 
 
 def _write_labels(out, path, result):
-    """The first-match labels of a Classification to `out` (_labels_output of `path`) as
+    """The first-match labels of a Classification to `out` (the AtomicFile of `path`) as
     OUT.npy (a numpy str array, as result.labels()) or OUT.csv (header `packet,label`, one row
     a packet), committed: the file appears whole or not at all. Written a chunk of packets at a
     time from the label codes, so that memory does not grow with packets x the longest name."""
@@ -1592,10 +1587,7 @@ def _write_labels(out, path, result):
         text = io.StringIO()
         w = csv.writer(text, lineterminator="\n")
         w.writerow(["packet", "label"])
-        out.write(text.getvalue().encode("utf-8"))
-        text.seek(0)
-        text.truncate()
-        for s in range(0, n, LABELS_CHUNK):
+        for s in range(0, max(n, 1), LABELS_CHUNK):      # (no packet: the header alone)
             w.writerows(zip(range(s, min(n, s + LABELS_CHUNK)), table[codes[s:s + LABELS_CHUNK]].tolist()))
             out.write(text.getvalue().encode("utf-8"))
             text.seek(0)

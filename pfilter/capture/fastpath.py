@@ -737,7 +737,9 @@ def _start_thread(fn):
             handle.join(timeout)
             return handle.is_done()
         return ended
-    ready, gone, returned = _thread.allocate_lock(), [], []
+    ready, gone = _thread.allocate_lock(), []
+    # the sentinel taken once (the thread is gone); when fn was first seen returned
+    state = {"returned": False, "gone": False, "since": None}
     ready.acquire()
 
     def boot():
@@ -748,30 +750,29 @@ def _start_thread(fn):
         try:
             fn()
         finally:
-            returned.append(True)
+            state["returned"] = True
     _thread.start_new_thread(boot, ())
     ready.acquire()
     import time
-    seen = []       # the sentinel taken (once is enough), or when fn was first seen returned
 
     def ended(timeout):
         # A Ctrl-C (KeyboardInterrupt from the signal handler) may land between the sentinel's
         # acquire and its release, leaving it held by this thread: the caller's next wait would
         # then never end. The wait is therefore taken in short steps, and a sentinel still held
         # a second after fn returned is taken to be that one (the thread goes in microseconds).
-        if seen and seen[0] is True:
+        if state["gone"]:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic()))
             if gone[0].acquire(True, step):
-                seen[:] = [True]
+                state["gone"] = True
                 gone[0].release()
                 return True
-            if returned:
-                if not seen:
-                    seen.append(time.monotonic())
-                elif time.monotonic() - seen[0] > 1.0:
+            if state["returned"]:
+                if state["since"] is None:
+                    state["since"] = time.monotonic()
+                elif time.monotonic() - state["since"] > 1.0:
                     return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False

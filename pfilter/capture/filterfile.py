@@ -329,8 +329,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                 if writer is None and dst is not None:
                     writer = writer_for(dst, cap, format, ts_resolution, sources)
                 if not getattr(writer, "takes", lambda lt: True)(cap.linktype):
-                    raise FilterError(f"{cap.path}: link type {cap.linktype} cannot go into {dst}, a pcap file of "
-                                      f"link type {writer.linktype}: write pcapng instead (name the output .pcapng)")
+                    raise _wrong_linktype(cap.path, cap.linktype, dst, writer.linktype)
                 raw = None
                 if writer is not None and writer.format == "pcapng":
                     writer.from_input(cap, len(stats.files) - 1)
@@ -447,8 +446,7 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
     for path, linktype in others or ():
         # said before the first packet is written, not when this input's turn comes
         if file_linktype(linktype) != file_linktype(cap.linktype):
-            raise FilterError(f"{path}: link type {linktype} cannot go into {dst}, a pcap file of link type "
-                              f"{cap.linktype}: write pcapng instead (name the output .pcapng)")
+            raise _wrong_linktype(path, linktype, dst, cap.linktype)
     args = dict(format=fmt, linktype=cap.linktype, snaplen=snaplen,
                 ts_resolution=ts_resolution or resolution,
                 linktype_ext=cap.linktype_ext, interfaces=cap.interfaces if fmt == "pcapng" else None,
@@ -458,6 +456,12 @@ def _writer_args(dst, cap, format, ts_resolution, sources):
         # no resolution asked for: each interface keeps its input's (mergecap's way), none is cut
         args["keep_resolution"] = ts_resolution is None
     return args
+
+
+def _wrong_linktype(path, linktype, dst, output_linktype):
+    """The FilterError of an input whose link type a pcap output of another cannot take."""
+    return FilterError(f"{path}: link type {linktype} cannot go into {dst}, a pcap file of link type "
+                       f"{output_linktype}: write pcapng instead (name the output .pcapng)")
 
 
 def _writer_for(dst, cap, format, ts_resolution, sources):

@@ -123,8 +123,12 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
         # mergecap compares the files tcpdump wrote; a pcapng output with no resolution asked
         # for keeps each input's (writer.PcapngWriter, keep_resolution): compared whole.
         kept = writer is not None and writer.format == "pcapng" and ts_resolution is None
-        from .filterfile import output_header
-        if not kept and (ts_resolution or output_header(first, list(sources))[1]) == "us":
+        if writer is not None:
+            output_ns = writer.nsec
+        else:       # (counting: the resolution an output would have, from the inputs open here)
+            from .filterfile import output_header
+            output_ns = (ts_resolution or output_header(first, [c.cap for c in inputs])[1]) == "ns"
+        if not kept and not output_ns:
             for c in inputs:
                 c.unit = 1000
         # heap keys (timestamp, -input): the last input first on equal timestamps, as mergecap

@@ -549,18 +549,17 @@ class SplitSink:
         if format is not None and format not in ("pcap", "pcapng"):
             raise FilterError(f"unknown capture format {format!r} (pcap or pcapng)")
         self.format = format
-        self.options = dict(truncate=check_snaplen(truncate), dedup=check_dedup(dedup),
-                            rotate=Rotation.make(rotate))
+        self.options = dict(truncate=check_snaplen(truncate), dedup=check_dedup(dedup), rotate=rotation)
         targets = list(self.paths.values()) + ([self.unmatched] if self.unmatched else [])
         if "-" in targets:
             # (standard output carries the table: a capture there would be cut by its text)
             raise FilterError("split: a split output cannot be standard output ('-'): name a file")
-        clash = _clashing_outputs(targets, self.options["rotate"])
+        clash = _clashing_outputs(targets, rotation)
         if clash is not None:
             raise FilterError(f"split: {clash}")
-        if self.options["rotate"] is not None:
+        if rotation is not None:
             for t in targets:
-                self.options["rotate"].refuse_over_input(t, self.sources)
+                rotation.refuse_over_input(t, self.sources)
         room_for_open_files(SPLIT_DESCRIPTORS_PER_OUTPUT * len(targets) + SPLIT_SPARE_DESCRIPTORS, lambda hard: (
             f"split: {len(targets)} outputs at once need more open files than the {hard} this process "
             f"may have (ulimit -Hn): split fewer rules at a time"))

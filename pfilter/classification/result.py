@@ -27,7 +27,7 @@ __all__ = ["Classification"]
 
 
 #: the number of zero bits above the highest set bit of a byte (0 for 0: not used there)
-_LEADING_ZEROS = np.array([0] + [7 - v.bit_length() + 1 for v in range(1, 256)], dtype=np.int32)
+_LEADING_ZEROS = np.array([0] + [8 - v.bit_length() for v in range(1, 256)], dtype=np.int32)
 
 
 class Classification:
