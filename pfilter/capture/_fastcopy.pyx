@@ -382,19 +382,15 @@ cdef extern from *:
     #include <errno.h>
     #include <pthread.h>
     #include <time.h>
-    static int pf_ring_sync_init(pthread_mutex_t *m, pthread_cond_t *c) {
+    /* a ring's turns lock: process-shared and robust (its members wait on a futex word, not on
+       a condition variable: pf_ring_wait) */
+    static int pf_ring_sync_init(pthread_mutex_t *m) {
         pthread_mutexattr_t ma;
-        pthread_condattr_t ca;
         int r = pthread_mutexattr_init(&ma);
         if (r == 0) r = pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
         if (r == 0) r = pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
         if (r == 0) r = pthread_mutex_init(m, &ma);
         pthread_mutexattr_destroy(&ma);
-        if (r == 0) r = pthread_condattr_init(&ca);
-        if (r == 0) r = pthread_condattr_setpshared(&ca, PTHREAD_PROCESS_SHARED);
-        if (r == 0) r = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        if (r == 0) r = pthread_cond_init(c, &ca);
-        pthread_condattr_destroy(&ca);
         return r;
     }
     /* 0 locked; 1 locked, but its last owner died holding it (the state is made usable) */
@@ -435,7 +431,7 @@ cdef extern from *:
         return timed_out;
     }
     """
-    int pf_ring_sync_init(pthread_mutex_t* m, pthread_cond_t* c) nogil
+    int pf_ring_sync_init(pthread_mutex_t* m) nogil
     int pf_ring_lock(pthread_mutex_t* m) nogil
     void pf_ring_wake(unsigned int* seq) nogil
     int pf_ring_wait(unsigned int* seq, pthread_mutex_t* m, double seconds) nogil
@@ -1766,7 +1762,7 @@ def ring_init(object ring, int blocks, int64_t first_out, int64_t start=24):
         for k in range(blocks):
             t = &turns[k]
             memset(t, 0, sizeof(Turns))
-            if pf_ring_sync_init(&t.mu, &t.cv) != 0:
+            if pf_ring_sync_init(&t.mu) != 0:
                 raise OSError("cannot make a process-shared lock")
             t.shared = 1
             t.next_start, t.done, t.stop_offset = start, start, start
