@@ -215,6 +215,25 @@ def test_index_of_a_compressed_capture_has_its_records_but_no_file_offsets(tmp_p
         assert index.window(None, None) == (0, len(plain))
 
 
+def test_index_caplen_is_what_libpcap_reads_of_records_longer_than_the_snaplen(tmp_path, capture):
+    """Records stored longer than the file header's snapshot length (128 here): libpcap gives
+    their first 128 bytes, and so does the index, plain or compressed alike (the walk of the
+    plain file's headers reads the stored length)."""
+    import gzip
+    data = bytearray(open(capture, "rb").read())
+    data[16:20] = struct.pack("<I", 128)
+    cut = tmp_path / "snap128.pcap"
+    cut.write_bytes(bytes(data))
+    packed = tmp_path / "snap128.pcap.gz"
+    packed.write_bytes(gzip.compress(bytes(data)))
+    _dlt, _snap, pkts, err = ref.read_capture(str(cut))
+    assert err is None and any(len(p[0]) == 128 for p in pkts)
+    plain, ix = build_index(cut), build_index(packed)
+    assert plain.caplen.tolist() == ix.caplen.tolist() == [len(p[0]) for p in pkts]
+    assert [plain.packet(i) for i in range(len(plain))] == [p[0] for p in pkts]
+    assert plain.end == len(data) and plain.offsets.tolist() == build_index(capture).offsets.tolist()
+
+
 def test_index_window_takes_times_as_filter_file_does(capture):
     ix = build_index(capture)
     t = int(ix.timestamps[100])

@@ -31,7 +31,9 @@ VERSION = 1
 class CaptureIndex:
     """The records of one capture: offsets (int64, the file offset of each record header; for
     pcapng, of its block), timestamps (int64 ns since 1970), caplen, wirelen (uint32),
-    linktypes (uint16 per record). `path`, `format` ("pcap"/"pcapng"), `size` (the file's
+    linktypes (uint16 per record). caplen is the captured length as libpcap (and pfilter's
+    reader) gives it, at most the file's snapshot length: a record stored longer is cut there,
+    and packet(i) returns those bytes. `path`, `format` ("pcap"/"pcapng"), `size` (the file's
     bytes when indexed), `end` (the offset after the last whole record), `compression` (None,
     or "gzip", ... for a compressed capture: its offsets are then those of the decompressed
     stream, and ranges(), byte_range() and packet() refuse)."""
@@ -202,6 +204,7 @@ def _pcap_index(path):
     end = int(cat[0][-1]) + 16 + int(cat[2][-1]) if len(cat[0]) else 24
     if end < size and not _cut_by_the_end(path, h, end, size):
         return None             # a header the walk refuses: the reader's index raises its error
+    np.minimum(cat[2], h.snaplen, out=cat[2])     # (caplen as a reader gives it: see CaptureIndex)
     return CaptureIndex(path, "pcap", *cat, np.full(len(cat[0]), h.linktype, np.uint16), size, end)
 
 
