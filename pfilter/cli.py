@@ -635,8 +635,8 @@ def _compile(expr, linktype=1, snaplen=262144, optimize=True, **options):
 
 def _refuse_rejects_all(optimize, rejects):
     if optimize and rejects:
-        from .errors import FilterError
-        raise FilterError("expression rejects all packets")
+        from .errors import RejectsAllError
+        raise RejectsAllError("expression rejects all packets")
 
 
 def _progress_bar(args, sources):

@@ -44,6 +44,11 @@ class FilterSyntaxError(FilterError):
         return f"{self.message}\n  {shown}\n  {caret}"
 
 
+class RejectsAllError(FilterError):
+    """"expression rejects all packets": the command's refusal (pfilter.cli, as tcpdump's) of an
+    optimized program that accepts nothing on the link type it was compiled for."""
+
+
 class InvalidProgramError(FilterError):
     """A cBPF program the validator refuses. `.index` names the offending instruction (or None)."""
 

@@ -122,3 +122,40 @@ def test_a_file_cut_inside_its_header_fails_in_tcpdump_s_words(tmp_path, capsys,
         said = t_err.strip().splitlines()[-1].removeprefix("tcpdump: ")
         assert t_status == p_status == 1, (n, t_err, p_err)
         assert p_err.strip() == f"pfilter: {cut}: offset 0: {said}", n
+
+
+def _pcapng(interfaces, packets):
+    from test_capture_formats import epb, idb, shb
+    return shb() + b"".join(idb(linktype=lt) for lt in interfaces) + b"".join(
+        epb("<", iface, 1_700_000_000_000_000 + k, data) for k, (iface, data) in enumerate(packets))
+
+
+def test_an_interface_on_which_the_expression_matches_nothing_matches_nothing(tmp_path, capsys):
+    """`arp` on a pcapng file of an Ethernet and a raw IP interface (a file libpcap refuses):
+    the raw IP interface's packets match nothing and the Ethernet one's ARP packets are written,
+    as tcpdump writes them from the Ethernet packets alone; with a raw IP first interface (the
+    file's link type, as libpcap sees it), tcpdump's refusal on raw IP packets."""
+    import struct
+    frames = [p[0] for p in ref.read_capture(str(SAMPLE))[2][:200]]
+    arp = bytes.fromhex("ffffffffffff02000000000108060001080006040001020000000001c0000201000000000000c0000202")
+    ip = [f[14:] for f in frames if f[12:14] == b"\x08\x00"][:50]
+    eth = [(0, f) for f in frames[:100]] + [(0, arp)] * 3 + [(0, f) for f in frames[100:]]
+    mixed = [(0, f) for f in frames[:100]] + [(1, p) for p in ip] + [(0, arp)] * 3 + [(0, f) for f in frames[100:]]
+    (tmp_path / "eth.pcapng").write_bytes(_pcapng([1], eth))
+    (tmp_path / "mixed.pcapng").write_bytes(_pcapng([1, 101], mixed))
+    (tmp_path / "raw-first.pcapng").write_bytes(_pcapng([101, 1], [(1 - i, p) for i, p in mixed]))
+    assert run_tcpdump(tmp_path / "eth.pcapng", tmp_path / "ref.pcap", "arp")[0] == 0
+    want = [p[0] for p in ref.read_capture(str(tmp_path / "ref.pcap"))[2]]
+    assert len(want) > 3 and want.count(arp) == 3
+    for optimize in ([], ["-O"]):
+        assert cli.main(["--quiet", *optimize, "-r", str(tmp_path / "mixed.pcapng"), "-w",
+                         str(tmp_path / "out.pcapng"), "arp"]) == 0
+        assert [p[0] for p in ref.read_capture(str(tmp_path / "out.pcapng"))[2]] == want
+    capsys.readouterr()
+    raw = tmp_path / "raw.pcap"
+    raw.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101) + b"".join(
+        struct.pack("<IIII", 1, k, len(p), len(p)) + p for k, p in enumerate(ip)))
+    status, err = run_tcpdump(raw, tmp_path / "r.pcap", "arp")
+    assert status != 0 and "expression rejects all packets" in err
+    assert cli.main(["--quiet", "-r", str(tmp_path / "raw-first.pcapng"), "--count", "arp"]) == 1
+    assert capsys.readouterr().err.strip() == "pfilter: expression rejects all packets"

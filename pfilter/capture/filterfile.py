@@ -20,7 +20,7 @@ import numpy as np
 
 from .._progress import progress_callback
 from .._signals import deferred, interruptible
-from ..errors import CaptureFormatError, FilterError
+from ..errors import CaptureFormatError, FilterError, RejectsAllError
 from .fastpath import FilterStats, fast_filter_file, fast_path_applies
 from .files import MAXIMUM_SNAPLEN, Inputs, file_linktype, max_snaplen_for_linktype
 from .reader import PEEK_WINDOW_BYTES, Capture, open_capture
@@ -55,6 +55,7 @@ class ProgramSet:
         self.forced_linktype = linktype
         self.compiler = compiler
         self._programs = {}
+        self._no_match = set()   # (link type, snaplen, swapped) of match(): another interface's, refused
         self.native = False      # run the programs as native code (pfilter.backend decides)
 
     def for_linktype(self, linktype, snaplen=None, swapped=False):
@@ -81,18 +82,31 @@ class ProgramSet:
         prog = self.for_linktype(linktype, snaplen, swapped)
         return prog.jit() if self.native else prog
 
-    def match(self, batch, snaplen=None, swapped=False):
+    def match(self, batch, snaplen=None, swapped=False, own=None):
         """Bool mask of the batch's packets the expression accepts (each program chosen for its
-        packets' link type here: run without the Program's own check)."""
+        packets' link type here: run without the Program's own check). own: the capture's link
+        type (a pcapng file's: its first interface's, the one libpcap gives the whole file).
+        Another interface's link type on which the expression can match nothing (the
+        command's compiler refuses its program: RejectsAllError) gives its packets no match
+        rather than end the run, as on `arp` and a raw IP interface beside Ethernet ones."""
         from ..program import matches_unchecked
         if batch.linktypes is None or self.forced_linktype is not None:
             return matches_unchecked(self._engine(batch.linktype, snaplen, swapped), batch)
         kinds = np.unique(batch.linktypes)
-        if len(kinds) == 1:
-            return matches_unchecked(self._engine(int(kinds[0]), snaplen, swapped), batch)
         mask = np.zeros(len(batch), dtype=bool)
         for lt in kinds:
-            mask |= matches_unchecked(self._engine(int(lt), snaplen, swapped), batch) & (batch.linktypes == lt)
+            if (int(lt), snaplen, swapped) in self._no_match:
+                continue
+            try:
+                engine = self._engine(int(lt), snaplen, swapped)
+            except RejectsAllError:
+                if own is None or int(lt) == own:
+                    raise
+                self._no_match.add((int(lt), snaplen, swapped))
+                continue
+            if len(kinds) == 1:
+                return matches_unchecked(engine, batch)
+            mask |= matches_unchecked(engine, batch) & (batch.linktypes == lt)
         return mask
 
 
@@ -341,7 +355,7 @@ def _filter_file(sources, dst, expr, linktype, snaplen, count, optimize, progres
                 try:
                     for batch in batches:
                         n = len(batch)
-                        mask = programs.match(batch, cap.snaplen, swapped)
+                        mask = programs.match(batch, cap.snaplen, swapped, cap.linktype)
                         inside = None
                         if timed:     # editcap -A / -B: the packets outside are not read at all
                             inside = _inside(batch.timestamps, window)

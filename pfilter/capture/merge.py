@@ -68,7 +68,7 @@ class _Input:
             except StopIteration:
                 self.done = max(self.done, self.size)
                 return False
-            mask = self.programs.match(batch, self.cap.snaplen, self.swapped)
+            mask = self.programs.match(batch, self.cap.snaplen, self.swapped, self.cap.linktype)
             after, before = self.window
             if after is not None or before is not None:
                 inside = np.ones(len(batch), bool)
