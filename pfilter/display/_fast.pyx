@@ -316,8 +316,9 @@ cdef int tcp_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail,
         if app == 1:
             return 0
         if app == 2:
-            if avail >= hlen + 4 and t[hlen] == b'S' and t[hlen + 1] == b'S' and t[hlen + 2] == b'H' and t[hlen + 3] == b'-':
-                return 0        # an SSH banner
+            if avail < hlen + 4 or (t[hlen] == b'S' and t[hlen + 1] == b'S' and t[hlen + 2] == b'H'
+                                    and t[hlen + 3] == b'-'):
+                return 0        # an SSH banner, or a payload too short to tell (Python)
             app = 0
     if hlen > 20 and not options_ok(t + 20, hlen - 20):
         return 0
@@ -380,7 +381,7 @@ cdef int tcp_line(Out *o, const uint8_t *ip, const uint8_t *t, Py_ssize_t avail,
     if app >= 4:
         grow(o, 64 + (avail - hlen if avail > hlen else 0))
         puts_(o, b": ")
-        txtproto(o, t + hlen, min(avail - hlen, dlen), app)
+        txtproto(o, t + hlen, min(avail - hlen, dlen), dlen, app)
     return 1
 
 
@@ -409,11 +410,15 @@ def set_text_commands(http, rtsp):
     RTSP_WORDS[:] = [w.encode("ascii") for w in rtsp]
 
 
-cdef Py_ssize_t token(const uint8_t *d, Py_ssize_t idx, Py_ssize_t n, Py_ssize_t *start, Py_ssize_t *tlen) noexcept:
-    """tcpdump's fetch_token: (index after the token and its blanks, or 0)."""
+cdef Py_ssize_t token(const uint8_t *d, Py_ssize_t idx, Py_ssize_t n, Py_ssize_t wire, Py_ssize_t *start,
+                      Py_ssize_t *tlen) noexcept:
+    """tcpdump's fetch_token over n captured bytes of wire: (index after the token and its
+    blanks, or 0: also a token that runs past the captured bytes)."""
     cdef Py_ssize_t st = idx
     cdef uint8_t c
-    while idx < n:
+    while idx < wire:
+        if idx >= n:
+            return 0
         c = d[idx]
         if c > 0x7F:
             return 0
@@ -456,20 +461,21 @@ cdef int is_command(const uint8_t *d, Py_ssize_t st, Py_ssize_t tl, list words) 
     return 0
 
 
-cdef void txtproto(Out *o, const uint8_t *d, Py_ssize_t n, int app) noexcept:
+cdef void txtproto(Out *o, const uint8_t *d, Py_ssize_t n, Py_ssize_t wire, int app) noexcept:
     """tcpdump's txtproto_print without -v: the name, and the first line when it is a request
-    or response (or for protocols without request words)."""
+    or response (or for protocols without request words). n bytes captured of the payload's
+    wire bytes: a line that runs past the captured ones prints only the truncation mark."""
     cdef int print_this = app in (5, 6, 7)
     cdef Py_ssize_t idx, st = 0, tl = 0, i
     cdef uint8_t c
     if n < 0:
         n = 0
     if not print_this:
-        idx = token(d, 0, n, &st, &tl)
+        idx = token(d, 0, n, wire, &st, &tl)
         if idx:
             if is_command(d, st, tl, HTTP_WORDS if app == 4 else RTSP_WORDS):
                 print_this = 1
-            idx = token(d, idx, n, &st, &tl)
+            idx = token(d, idx, n, wire, &st, &tl)
             if idx and tl == 3 and 0x30 <= d[st] <= 0x39 and 0x30 <= d[st + 1] <= 0x39 and 0x30 <= d[st + 2] <= 0x39:
                 print_this = 1
     puts_(o, TXT_NAMES[app])
@@ -484,10 +490,15 @@ cdef void txtproto(Out *o, const uint8_t *d, Py_ssize_t n, int app) noexcept:
         if c == 0x0D:
             if i + 1 < n and d[i + 1] == 0x0A:
                 puts_(o, b": "); put(o, <const char *>d, i)
+            elif i + 1 == n and n < wire:
+                put_trunc(o, TXT_NAMES[app])
             return
         if not (0x20 <= c < 0x7F or c == 0x09):
             return
         i += 1
+    if n < wire:
+        put_trunc(o, TXT_NAMES[app])
+        return
     puts_(o, b": "); put(o, <const char *>d, n); put_trunc(o, TXT_NAMES[app])
 
 
@@ -577,8 +588,8 @@ cdef int ip_line(Out *o, const uint8_t *p, int hdr, unsigned int etype, Py_ssize
             puts_(o, b"UDP, length "); putu(o, ulen - 8)
         return 1
     if proto == 1 and not v6:
-        if avail < 8 or (t[0] != 0 and t[0] != 8 and t[0] != 11):
-            return 0
+        if avail < 8 or (t[0] != 0 and t[0] != 8 and t[0] != 11) or (t[0] == 11 and avail < 28):
+            return 0        # (time exceeded: tcpdump reads the quoted destination, Python says so)
         grow(o, 256)
         puts_(o, b"IP "); put_ip4(o, ip + 12); puts_(o, b" > "); put_ip4(o, ip + 16)
         if t[0] == 11:

@@ -32,7 +32,7 @@ for _rank, (_ports, _fn) in enumerate((
         ((43,), lambda p, d, n: ": " + txtproto(p, d, n, "WHOIS", None)),
         ((179,), lambda p, d, n: ": BGP"),
         ((6633, 6653), lambda p, d, n: _openflow(d, n)),
-        ((22,), lambda p, d, n: _ssh(d)),
+        ((22,), lambda p, d, n: _ssh(d, n)),
         ((21,), lambda p, d, n: ": " + txtproto(p, d, n, "FTP", None)),
         ((80, 8080), lambda p, d, n: ": " + txtproto(p, d, n, "HTTP", HTTP_CMDS, second_token=True)),
         ((554, 8554), lambda p, d, n: ": " + txtproto(p, d, n, "RTSP", RTSP_CMDS, second_token=True)),
@@ -84,12 +84,16 @@ SYSLOG_SEVERITIES = "emergency alert critical error warning notice info debug".s
 
 def _syslog(p, b, length):
     i, pri = 1, 0
-    if not b or b[0] != 0x3C:
+    if not b:
+        return " [|syslog]"        # (tcpdump's read past the captured bytes)
+    if b[0] != 0x3C:
         return "[|syslog]"
     while i < len(b) and i <= 4 and 0x30 <= b[i] <= 0x39:
         pri = pri * 10 + b[i] - 0x30
         i += 1
-    if i >= len(b) or b[i] != 0x3E or pri > 191:
+    if i >= len(b):
+        return " [|syslog]"
+    if b[i] != 0x3E or pri > 191:
         return "[|syslog]"
     fac, sev = pri >> 3, pri & 7
     text = f"SYSLOG {SYSLOG_FACILITIES[fac] if fac < 24 else f'unknown ({fac})'}.{SYSLOG_SEVERITIES[sev]}, length: {length}"
@@ -182,9 +186,13 @@ RTSP_CMDS = frozenset("DESCRIBE ANNOUNCE GET_PARAMETER OPTIONS PAUSE PLAY RECORD
 MAX_TOKEN = 128
 
 
-def _token(data, idx, n):
+def _token(data, idx, n, wire):
+    """tcpdump's fetch_token over n captured bytes of wire: (index after the token and its
+    blanks, the token), or (0, b"") (a token that runs past the captured bytes too)."""
     start = idx
-    while idx < n:
+    while idx < wire:
+        if idx >= n:
+            return 0, b""
         c = data[idx]
         if c > 0x7F:
             return 0, b""
@@ -207,15 +215,22 @@ def _token(data, idx, n):
 
 
 def _txt_line(data, idx, n, prefix, proto):
-    """(text, next index or 0) as tcpdump's print_txt_line."""
+    """(text, next index or 0) as tcpdump's print_txt_line: n is the payload's length on the
+    wire; a line that runs past the captured bytes prints nothing of itself, only the
+    truncation mark (tcpdump's fetch beyond the capture)."""
     start = idx
+    have = len(data)
     while idx < n:
+        if idx >= have:
+            return f" [|{proto.lower()}]", 0
         c = data[idx]
         if c == 0x0A:
             return prefix + bytes(data[start:idx]).decode("latin-1"), idx + 1
         if c == 0x0D:
             if idx + 1 >= n:
                 return "", 0
+            if idx + 1 >= have:
+                return f" [|{proto.lower()}]", 0
             if data[idx + 1] == 0x0A:
                 return prefix + bytes(data[start:idx]).decode("latin-1"), idx + 2
             return "", 0
@@ -229,25 +244,25 @@ def txtproto(p, data, length, proto, cmds, second_token=False):
     n = min(len(data), length)
     print_this = cmds is None
     if cmds is not None:
-        idx, tok = _token(data, 0, n)
+        idx, tok = _token(data, 0, n, length)
         if idx:
             if tok.decode("ascii").upper() in cmds:
                 print_this = True
             if second_token:
-                idx, tok = _token(data, idx, n)
+                idx, tok = _token(data, idx, n, length)
             if idx and len(tok) == 3 and tok.isdigit():
                 print_this = True
     if p.v and print_this:
         out = [proto, f", length: {length}"]
         idx = 0
-        while idx < n:
-            text, idx = _txt_line(data, idx, n, "\n\t", proto)
+        while idx < length:
+            text, idx = _txt_line(data, idx, length, "\n\t", proto)
             out.append(text)
             if not idx:
                 break
         return "".join(out)
     if print_this:
-        return proto + _txt_line(data, 0, n, ": ", proto)[0]
+        return proto + _txt_line(data, 0, length, ": ", proto)[0]
     return proto
 
 
@@ -287,15 +302,29 @@ def _openflow(b, length):
     return "".join(out)
 
 
-def _ssh(data):
-    if len(data) < 4 or bytes(data[:4]) != b"SSH-":
-        return ""
-    end = bytes(data).find(b"\r\n")
-    if end < 0:
-        end = bytes(data).find(b"\n")
-    if end < 0 or end > 255:
-        return ""
-    return ": SSH: " + bytes(data[:end]).decode("latin-1")
+def _ssh(data, length):
+    """tcpdump's SSH identification line: a payload (length bytes on the wire, data those
+    captured) that starts with "SSH-" and whose first line ends within 256 bytes, all of it
+    printable; ' [|ssh]' where tcpdump reads past the captured bytes to tell."""
+    n = len(data)
+    for k, want in enumerate(b"SSH-"):
+        if k >= n:
+            return " [|ssh]"
+        if data[k] != want:
+            return ""
+    idx = 4
+    while idx < length:
+        if idx >= n:
+            return " [|ssh]"
+        c = data[idx]
+        if c == 0x0A or c == 0x0D and idx + 1 < n and data[idx + 1] == 0x0A:
+            return ": SSH: " + bytes(data[:idx]).decode("latin-1")
+        if c == 0x0D and idx + 1 >= n and idx + 1 < length:
+            return " [|ssh]"
+        if c == 0x0D or not 0x20 <= c < 0x7F or idx >= 255:
+            return ""
+        idx += 1
+    return ""
 
 
 # ----------------------------------------------------------------------------- DNS
@@ -502,7 +531,12 @@ def _dns(p, msg, length, mdns):
         while left:
             if off >= len(msg) and not first:
                 break
-            text, off = _rr(p, msg, off, mdns)
+            try:
+                text, off = _rr(p, msg, off, mdns)
+            except _Trunc as e:
+                if e.args:             # the record's text before its cut data
+                    out.append(("" if first else ",") + e.args[0])
+                raise
             out.append(("" if first else ",") + text)
             first = False
             left -= 1
@@ -575,7 +609,7 @@ def _rr(p, msg, off, mdns):
     s += f" {DNS_TYPES.get(t, f'Type{t}')}"
     end = off + rdlen
     if end > len(msg):
-        raise _Trunc
+        raise _Trunc(s)            # (printed, as tcpdump prints the type before the data)
     if t == 1 and rdlen >= 4:
         s += f" {ip4(msg[off:off + 4])}"
     elif t in (2, 5, 12, 39):
@@ -616,7 +650,7 @@ NTP_MODES = {0: "unspecified", 1: "symmetric active", 2: "symmetric passive", 3:
 
 def ntp(p, b, length):
     if len(b) < 1:
-        return "NTP [|ntp]"
+        return " [|ntp]"
     mode = b[0] & 7
     ver = (b[0] >> 3) & 7
     out = f"NTPv{ver}, {NTP_MODES[mode]}, length {length}"

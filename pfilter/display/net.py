@@ -237,7 +237,7 @@ def _ip_final_dst(opts, dst):
 def ipv6(p, b, length):
     pre = "" if p.e else "IP6 "
     if len(b) < 40:
-        return pre + "[|ip6]"
+        return " [|ip6]"               # (tcpdump prints nothing of a header it cannot read whole)
     if b[0] >> 4 != 6:
         return pre + f"version error: {b[0] >> 4} != 6"
     plen = u16(b, 4)
@@ -388,6 +388,12 @@ def icmp(p, b, length, info):
         s = f"echo {'reply' if t == 0 else 'request'}, id {u16(b, 4)}, seq {u16(b, 6)}"
     elif t == 3:
         s = _icmp_unreach(b, code)
+        if s is None:
+            return " [|icmp]"
+    elif t in (5, 11) and len(b) < 28:      # (tcpdump reads the quoted destination for both)
+        return " [|icmp]"
+    elif t == 12 and code == 0 and len(b) < 5:
+        return " [|icmp]"
     elif t == 11:
         s = {0: "time exceeded in-transit", 1: "ip reassembly time exceeded"}.get(code, f"time exceeded-#{code}")
     elif t == 5:
@@ -511,14 +517,18 @@ def _router_adv(b):
 
 
 def _icmp_unreach(b, code):
+    """The text of a destination unreachable, or None where tcpdump reads past the captured
+    bytes for it (the quoted destination, a port unreachable's port)."""
     if len(b) < 28:
-        return f"unreachable code {code}" if code not in ICMP_UNREACH else "[|icmp]"
+        return f"unreachable code {code}" if code not in ICMP_UNREACH and code not in (2, 3, 4) else None
     inner = b[8:]
     d = ip4(inner[16:20])
     pr = inner[9]
     ihl = (inner[0] & 0x0F) * 4
     if code == 3:
-        port = u16(inner, ihl + 2) if len(inner) >= ihl + 4 else 0
+        if len(inner) < ihl + 4:
+            return None
+        port = u16(inner, ihl + 2)
         if pr == 17:
             return f"{d} udp port {port} unreachable"
         if pr == 6:
@@ -628,6 +638,8 @@ _ICMP6_KNOWN = frozenset(range(1, 5)) | frozenset(range(128, 148)) | {155}
 def icmp6(p, b, length, info):
     if length == 0:
         return "ICMP6, length 0 (invalid)"
+    if not b:
+        return " [|icmp6]"
     if len(b) < 4:
         return "ICMP6, [|icmp6]"
     t, code = b[0], b[1]

@@ -79,10 +79,10 @@ def tcp(p, b, length, src, dst, info):
     if flags & 0x20:
         out += f", urg {urp}"
     if hlen > 20:
-        opts = _options(b[20:hlen], hlen - 20, rev, thseq, thack, flags)
+        opts, ended = _options(b[20:hlen], hlen - 20, rev, thseq, thack, flags)
         out += ", options [" + opts
-        if opts.endswith("[bad opt]"):
-            return out + "]"
+        if ended:
+            return out
         out += "]"
     out += f", length {dlen}"
     if dlen <= 0:
@@ -204,31 +204,37 @@ def _option_data(opt, o, i, datalen, ln, flags, rev, thseq, thack):
 
 
 def _options(o, hlen, rev, thseq, thack, flags=0):
+    """(text, ended): the options as tcpdump prints them, from the captured bytes o of hlen;
+    ended: the text ends the line (tcpdump stops there), closing bracket included where
+    tcpdump prints one. A bad option: '[bad opt]', and ']' after the first option; an
+    option's data not all captured: ' [|tcp]', and '>' after the first option; its kind or
+    length byte not captured: ' [|tcp]' alone."""
     parts = []
     i = 0
     n = len(o)
     while hlen > 0:
+        sep = "," if parts else ""
         if i >= n:
-            return ",".join(parts) + ("," if parts else "") + "[|tcp]"
+            return ",".join(parts) + sep + " [|tcp]", True
         opt = o[i]
         i += 1
         if opt in (0, 1):
             ln = 1
         else:
             if i >= n:
-                return ",".join(parts) + ("," if parts else "") + "[bad opt]"
+                return ",".join(parts) + sep + " [|tcp]", True
             ln = o[i]
             i += 1
             if ln < 2 or ln > hlen:
-                parts.append("[bad opt]")
-                return _join_bad(parts)
+                return ",".join(parts) + sep + "[bad opt]" + ("]" if parts else ""), True
             hlen -= 1
         hlen -= 1
         name = _OPT_NAMES.get(opt, f"unknown-{opt}")
         datalen = 0 if opt in (0, 1, 4) else _OPT_DATALEN.get(opt, ln - 2)
-        if datalen > hlen or i + datalen > n or (opt == 254 and datalen < 2):
-            parts.append(name + "[bad opt]")
-            return _join_bad(parts)
+        if datalen > hlen or (opt == 254 and datalen < 2):
+            return ",".join(parts) + sep + name + "[bad opt]" + ("]" if parts else ""), True
+        if i + datalen > n:
+            return ",".join(parts) + sep + name + " [|tcp]" + (">" if parts else ""), True
         text = name + _option_data(opt, o, i, datalen, ln, flags, rev, thseq, thack)
         i += datalen
         hlen -= datalen
@@ -238,11 +244,7 @@ def _options(o, hlen, rev, thseq, thack, flags=0):
         parts.append(text)
         if opt == 0:
             break
-    return ",".join(parts)
-
-
-def _join_bad(parts):
-    return ",".join(parts)
+    return ",".join(parts), False
 
 
 def udp(p, b, length, src, dst, info):
