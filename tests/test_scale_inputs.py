@@ -422,6 +422,42 @@ def test_merge_equals_mergecap_of_tcpdumps_outputs(inputs, tmp_path):
         assert c.stdout == f"{len(want)} packets\n"
 
 
+@pytest.mark.parametrize("window", [None, 2048], ids=["windows", "tiny-windows"])
+def test_merge_of_interleaved_unsorted_inputs_equals_mergecap(tmp_path, monkeypatch, capsys, window):
+    """Inputs whose packets alternate, whose timestamps go back here and there and tie across
+    inputs, merged a batch at a time (pfilter.capture.merge._merge_batches), batches of a few
+    packets too (tiny windows): mergecap's order exactly, with -c cutting it anywhere."""
+    import random
+    from pfilter import cli
+    from pfilter.capture import merge
+    if window:
+        monkeypatch.setattr(merge, "MERGE_MEMORY_BYTES", window)
+        monkeypatch.setattr(merge, "MERGE_MIN_WINDOW_BYTES", window)
+        monkeypatch.setattr(merge, "MERGE_BATCH_BYTES", window)
+    rng = random.Random(7)
+    srcs = []
+    for k in range(4):
+        base = tmp_path / f"base{k}.pcap"
+        gen_capture.generate(base, 900, seed=40 + k)
+        recs = records(base)
+        path = tmp_path / f"in{k}.pcap"
+        with open(path, "wb") as f:
+            f.write(base.read_bytes()[:24])
+            t = 1_700_000_000_000_000
+            for ts, cap, wire, data in recs:
+                t += rng.choice([0, 0, 1, 2, 5, -3])          # ties, steps back
+                f.write(struct.pack("<IIII", t // 1_000_000, t % 1_000_000, cap, wire) + data)
+        srcs.append(path)
+    want = tmp_path / "mergecap.pcap"
+    subprocess.run([ref.mergecap(), "-F", "pcap", "-w", want, *srcs], check=True)
+    for extra in ([], ["-c", "1234"]):
+        out = tmp_path / "merged.pcap"
+        args = ["--quiet", "--merge", *extra, "-w", str(out)] + sum((["-r", str(p)] for p in srcs), [])
+        assert cli.main(args) == 0, capsys.readouterr().err
+        got = records(out)
+        assert got == records(want)[:len(got)] and len(got) == (1234 if extra else 3600)
+
+
 def test_a_merge_of_more_inputs_than_the_open_file_limit(tmp_path):
     """--merge opens every input at once: with more inputs than the soft limit on open files
     (1,024 on a stock Debian shell) it raises the limit towards the hard one; above the hard
