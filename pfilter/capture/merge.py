@@ -25,18 +25,35 @@ from .reader import open_capture
 # Batches of each input: small, since every input holds one while the merge runs. Each input
 # reads through a window (its batches' bytes; a record longer widens it while it is read) of
 # MERGE_MEMORY_BYTES shared out among the inputs, between MERGE_MIN_WINDOW_BYTES and
-# MERGE_BATCH_BYTES: 1,000 inputs of 1 MB once held 2.2 GB (a whole reader window each).
+# MERGE_BATCH_BYTES; a quarter of it goes to inputs the merge takes a whole batch of at a time
+# (their packets come before every other input's): their windows double, up to
+# MERGE_BATCH_BYTES, and go back to their share once another input's packets come between.
+# 1,000 inputs of 1 MB once held 2.2 GB (a whole reader window each).
 MERGE_BATCH_BYTES = 1 << 18
-MERGE_MEMORY_BYTES = 32 << 20
+MERGE_MEMORY_BYTES = 16 << 20
 MERGE_MIN_WINDOW_BYTES = 16 << 10
 
 
-def merge_window_bytes(inputs):
-    """The window (and batch) size of each of `inputs` inputs read side by side."""
-    return max(MERGE_MIN_WINDOW_BYTES, min(MERGE_BATCH_BYTES, MERGE_MEMORY_BYTES // max(1, inputs)))
-# Descriptors a merge keeps beside one per input (the output, standard streams, a compressed
-# input's second one, the interpreter's own).
-SPARE_DESCRIPTORS = 64
+class _Windows:
+    """The inputs' window sizes: `share` each, some grown within `spare` bytes more."""
+
+    def __init__(self, inputs):
+        self.share = max(MERGE_MIN_WINDOW_BYTES,
+                         min(MERGE_BATCH_BYTES, MERGE_MEMORY_BYTES * 3 // 4 // max(1, inputs)))
+        self.spare = MERGE_MEMORY_BYTES // 4
+
+    def resize(self, c, size):
+        """c's window to `size` (within its share and MERGE_BATCH_BYTES, as spare allows)."""
+        size = max(self.share, min(MERGE_BATCH_BYTES, size))
+        if size - c.window_bytes > self.spare:
+            return
+        self.spare -= size - c.window_bytes
+        c.set_window(size)
+
+
+# Descriptors a merge keeps beside one per input: the standard streams, the output and its
+# directory, a compressed input's second one, a few the interpreter opens while it imports.
+SPARE_DESCRIPTORS = 16
 
 
 def _room_for(inputs):
@@ -62,8 +79,9 @@ class _Input:
             self.size = os.path.getsize(path)
         except (OSError, TypeError):
             self.size = 0
-        self.cap = open_capture(path, batch_bytes=window_bytes, window_bytes=window_bytes,
+        self.cap = open_capture(path, batch_bytes=window_bytes, window_bytes=window_bytes, reuse_buffer=True,
                                 batch_packets=max(64, window_bytes // 32))
+        self.window_bytes = window_bytes
         self.swapped = getattr(self.cap, "byteorder", sys.byteorder) != sys.byteorder
         self.programs.for_linktype(self.cap.linktype, self.cap.snaplen, self.swapped)
         self.batches = iter(self.cap)
@@ -109,6 +127,16 @@ class _Input:
     def head(self):
         return int(self.ts[self.pos])
 
+    def set_window(self, size):
+        """Read the next batches through a window of `size` bytes."""
+        win = getattr(self.cap, "_win", None)
+        if win is not None:
+            if size < self.window_bytes:
+                win.src.pool = []       # (the larger buffer goes with the batch that holds it)
+            win.src.window_bytes = self.cap.batch_bytes = size
+            self.cap.batch_packets = max(64, size // 32)
+        self.window_bytes = size
+
     def close(self):
         self.cap.close()
 
@@ -126,9 +154,10 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
     stats = FilterStats(files=[str(s) for s in sources])
     inputs, writer = [], None
     _room_for(len(sources))
+    windows = _Windows(len(sources))
     try:
         for i, s in enumerate(sources):
-            inputs.append(_Input(i, s, programs, window, stats, merge_window_bytes(len(sources))))
+            inputs.append(_Input(i, s, programs, window, stats, windows.share))
             if announce is not None:
                 announce(inputs[-1].cap.path, inputs[-1].cap.linktype, inputs[-1].cap.snaplen, i)
         first = inputs[0].cap
@@ -152,7 +181,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
             for c in inputs:
                 c.unit = 1000
         if on_batch is None and (writer is None or writer.format == "pcap"):
-            _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes)
+            _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, windows)
             w, writer = writer, None
             keep_written(w, stats, started)
             stats.seconds = time.perf_counter() - started
@@ -220,7 +249,7 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
     return stats
 
 
-def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes):
+def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, windows):
     """merge_filter's loop for a pcap output or a count, many packets at a time rather than a
     run of one input's packets at a time (inputs whose packets alternate made runs of one
     packet, and Python's work per packet cost 10 times mergecap's time).
@@ -260,16 +289,25 @@ def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes):
         keys = np.concatenate([c.keys[c.pos:end] for c, end in parts])
         order = np.lexsort((np.arange(len(keys)), -np.array([c.number for c, _ in parts])[which], keys))
         n = len(order)
+        if len(parts) == 1:             # one input's packets, in its order: from its batch
+            c, end = parts[0]
+            batch, order = c.batch, c.idx[c.pos:end]
+            if c.pos == 0 and end == len(c.idx):
+                windows.resize(c, c.window_bytes * 2)   # it leads: read it in larger batches
+        else:
+            batch = _gathered(parts) if writer is not None else None
+            for c, _end in parts:
+                if c.window_bytes > windows.share:
+                    windows.resize(c, windows.share)
         with deferred():      # an interruption comes after these packets are written and counted
             if writer is not None and n:
-                batch = _gathered(parts)
                 if edited:          # (split.Output: --snaplen, --dedup, -C/-G)
                     before = writer.bytes_written
                     stats.written += writer.write(batch, order)
                     stats.bytes += writer.bytes_written - before
                 else:
                     writer.write(batch, order)
-                    stats.bytes += int(batch.caplen.sum(dtype=np.int64))
+                    stats.bytes += int(batch.caplen[order].sum(dtype=np.int64))
                     stats.written += n
             elif n:
                 stats.bytes += sum(int(c.batch.caplen[c.idx[c.pos:end]].sum(dtype=np.int64)) for c, end in parts)
@@ -290,6 +328,9 @@ def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes):
                 heapq.heappush(tails, (c.key_max, -c.number, c.loads))
             else:
                 c.loads = -1            # (its tail in the heap goes with it)
+                windows.resize(c, windows.share)
+                c.batch = c.idx = c.ts = c.keys = None
+                c.close()               # (its buffers and descriptor: a merge of many ends one by one)
             if progress is not None and c.done != reported[c.number]:
                 reported[c.number] = c.done
                 progress(sum(reported), total_bytes, stats)
