@@ -28,7 +28,9 @@ member first (distributed.Queue: only offsets travel).
 Otherwise (a directory of outputs; a ring that cannot finish)
 each range task writes a part file (in a temporary directory next to the output) and the parts
 are joined in input order as they complete. The output appears atomically, as every pfilter
-output. Other captures (pcapng, compressed) are one task each.
+output. Other captures (pcapng, compressed) are one task each. A scheduler without a worker
+(none started, or all lost during a call) would leave the tasks waiting for ever: a call waits
+NO_WORKERS_SECONDS for one, then raises FilterError saying so.
 
 Imports pfilter.errors and pfilter.capture at once; dask.distributed only when a function is
 called, so `import pfilter.dask` works without the extra and the calls then raise
@@ -181,7 +183,95 @@ def _reachable(address):
         raise OSError(e.errno, e.strerror or str(e), address) from None
 
 
+# A scheduler without a worker keeps tasks waiting for one for ever: a call waits this long for
+# a first worker, and is given up once every worker has been gone this long (seconds).
+NO_WORKERS_SECONDS = 30.0
+# Why a call was given up, by the id of its thread (_watch; _as_given raises it).
+_LOST = {}
+
+
 def _client(client):
+    """(client, close) of _found_client, watched (_watch) until close()."""
+    found, close = _found_client(client)
+    return found, _watch(found, close)
+
+
+def _watch(client, close):
+    """close, with a watch on the scheduler's workers until it is called: FilterError now when
+    none comes within NO_WORKERS_SECONDS; and when all are gone that long during the call, its
+    futures cancelled, which _as_given turns into a FilterError saying why."""
+    import threading
+    import time
+    address = getattr(getattr(client, "scheduler", None), "address", "the scheduler")
+
+    def workers():
+        try:
+            return len(client.nthreads())
+        except Exception:           # (the scheduler gone: the call's own wait says so)
+            return -1
+    if workers() == 0:
+        try:
+            client.wait_for_workers(1, timeout=NO_WORKERS_SECONDS)
+        except Exception:
+            close()
+            raise FilterError(f"{address}: the Dask scheduler has no worker (none came within "
+                              f"{NO_WORKERS_SECONDS:g} s): start some (dask worker {address})") from None
+    stop = threading.Event()
+    me = threading.get_ident()
+
+    def watch():
+        since = None
+        while not stop.wait(min(1.0, NO_WORKERS_SECONDS / 4)):
+            if workers() != 0:
+                since = None
+                continue
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since >= NO_WORKERS_SECONDS:
+                _LOST[me] = (f"{address}: the Dask scheduler has had no worker for {NO_WORKERS_SECONDS:g} s "
+                             f"(all of them lost): the run is given up")
+                try:        # (again each time: the call may submit more while it ends)
+                    client.cancel(list(client.futures.values()), force=True)
+                except Exception:
+                    pass
+    thread = threading.Thread(target=watch, name="pfilter-dask-workers", daemon=True)
+    thread.start()
+
+    def closing(*args, **kwargs):
+        stop.set()
+        thread.join()
+        return close(*args, **kwargs)
+    return closing
+
+
+def _finishing(futures):
+    """The futures (distributed's, or _Share's: their futures) as they finish, waited for in
+    steps: a call _watch gave up on ends with FilterError rather than wait for ever."""
+    import threading
+    from distributed import wait
+    me = threading.get_ident()
+    left = list({f.key: getattr(f, "future", f) for f in futures}.values())
+    while left:
+        if me in _LOST:
+            raise FilterError(_LOST[me])
+        try:
+            done, _pending = wait(left, timeout=0.5, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            continue
+        if me in _LOST:         # (its futures were cancelled: done, but gathering them would wait)
+            raise FilterError(_LOST[me])
+        for f in done:
+            yield f
+        left = [f for f in left if f not in done]
+
+
+def _done(futures):
+    """Wait until every one of the futures has finished (_finishing)."""
+    for _f in _finishing(futures):
+        pass
+    return futures
+
+
+def _found_client(client):
     """(client, close): the given one (a scheduler's address: a client of it, closed after), the
     current one, or a temporary LocalCluster. FilterError for a closed client and for anything
     else given."""
@@ -456,11 +546,14 @@ def _names(paths):
 def _as_given(fn):
     """fn (count_stats, filter_files, classify) with the input an OSError names (a missing file,
     one that cannot be read) named as the caller gave it, not as the absolute path the workers
-    were given (_paths)."""
+    were given (_paths); a call _watch gave up raises FilterError saying why."""
     @functools.wraps(fn)
     def call(paths, *args, **kwargs):
+        import threading
         if not isinstance(paths, (str, bytes, os.PathLike)):
             paths = list(paths)                   # (read twice: an iterator once)
+        me = threading.get_ident()
+        _LOST.pop(me, None)
         try:
             return _files_as_given(fn(paths, *args, **kwargs), paths)
         except CaptureFormatError as err:
@@ -475,6 +568,13 @@ def _as_given(fn):
                 if isinstance(name, str) and name in given:
                     setattr(err, attr, given[name])
             raise
+        except BaseException:
+            lost = _LOST.pop(me, None)
+            if lost is None:
+                raise
+            raise FilterError(lost) from None
+        finally:
+            _LOST.pop(me, None)
     return call
 
 
@@ -535,7 +635,7 @@ def _plan(client, paths, range_bytes):
     inputs to a task, _grouped)."""
     cuts = _grouped(client, len(paths))
     groups = client.map(_plan_files, [paths[a:b] for a, b in cuts], [range_bytes] * len(cuts), pure=False)
-    plans = [plan for group in client.gather(groups) for plan in group]
+    plans = [plan for group in client.gather(_done(groups)) for plan in group]
     return [(i, p, r) for i, (p, ranges) in enumerate(zip(paths, plans)) for r in ranges]
 
 
@@ -667,7 +767,7 @@ class _Share:
 def _gathered(client, shares):
     """The results of _submit's futures, in order (each future gathered once)."""
     futures = list({s.key: s.future for s in shares}.values())
-    got = dict(zip([f.key for f in futures], client.gather(futures)))
+    got = dict(zip([f.key for f in futures], client.gather(_done(futures))))
     return [got[s.key][s.pos] for s in shares]
 
 
@@ -719,11 +819,10 @@ class _Progress:
         """Wait for the futures, each reported as it ends."""
         if self.report is None:
             return
-        from distributed import as_completed
         where = {}
         for k, f in enumerate(futures):               # (a _Share's future: several tasks)
             where.setdefault(f.key, []).append(k)
-        for f in as_completed(list({f.key: getattr(f, "future", f) for f in futures}.values())):
+        for f in _finishing(futures):
             for k in where[f.key]:
                 self.ended(k)
 
@@ -745,8 +844,8 @@ def _gather_parts(client, tasks, expr, parts, resolutions, futures=None, progres
             results[k] = None
             if parts[k] is not None and os.path.exists(parts[k]):
                 os.unlink(parts[k])
-        results[ks[0]] = client.submit(_run_part, tasks[ks[0]][1], expr, None, parts[ks[0]], resolutions[ks[0]],
-                                       pure=False).result()
+        results[ks[0]] = _done([client.submit(_run_part, tasks[ks[0]][1], expr, None, parts[ks[0]],
+                                              resolutions[ks[0]], pure=False)])[0].result()
     return results
 
 
@@ -1158,6 +1257,7 @@ def _stream(futures, tasks, parts, target, header, paths, stop_at_damage, progre
     results = []
 
     def joins(k):
+        _done([futures[k]])
         results.append(futures[k].result())
         progress.ended(k)
         return (results[-1] is not None and _joins(tasks, results, k)
@@ -1240,7 +1340,7 @@ def classify(paths, rules, client=None, **options):
     try:
         futures = client.map(_classify_file, paths, [rules] * len(paths), [options] * len(paths), pure=False)
         tracker.watch(futures)
-        results = client.gather(futures)
+        results = client.gather(_done(futures))
     finally:
         close_progress()
         close()

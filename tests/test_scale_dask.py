@@ -967,3 +967,62 @@ def test_classify_warns_of_a_rule_without_meaning_on_an_input_as_locally(client,
         said[name] = ([str(w.message) for w in caught if issubclass(w.category, pfilter.RuleLinkTypeWarning)],
                       result.inapplicable, [int(c) for c in result.counts])
     assert said["dask"] == said["local"] and len(said["local"][0]) == 1
+
+
+def test_a_scheduler_without_workers_is_an_error_not_a_wait(inputs, monkeypatch):
+    """A scheduler with no worker would keep the tasks waiting for ever: the calls wait
+    NO_WORKERS_SECONDS for one, then raise FilterError saying so."""
+    monkeypatch.setattr(pdask, "NO_WORKERS_SECONDS", 2.0)
+    cluster = distributed.LocalCluster(n_workers=0, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    try:
+        for call in (lambda: pdask.count(inputs[:1], "tcp", client=c),
+                     lambda: pdask.classify(inputs[:1], RULES, client=c)):
+            started = time.monotonic()
+            with pytest.raises(pfilter.FilterError, match=r"the Dask scheduler has no worker \(none came within 2 s\)"):
+                call()
+            assert time.monotonic() - started < 30
+    finally:
+        c.close()
+        cluster.close()
+
+
+def test_a_run_whose_workers_are_all_lost_is_given_up(inputs, tmp_path, monkeypatch):
+    """The only worker killed while its task runs (here: a task blocked reading a FIFO nobody
+    writes): the tasks would wait for a worker for ever; the call raises FilterError once the
+    scheduler has had no worker for NO_WORKERS_SECONDS."""
+    import signal
+    import threading
+    monkeypatch.setattr(pdask, "NO_WORKERS_SECONDS", 2.0)
+    cluster = distributed.LocalCluster(n_workers=0, dashboard_address=":0")
+    c = distributed.Client(cluster)
+    worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                               "--no-nanny", "--nthreads", "1", "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c.wait_for_workers(1, timeout=60)
+        fifo = tmp_path / "nobody-writes.pcap"
+        os.mkfifo(fifo)
+        raised = []
+
+        def run():
+            try:
+                pdask.count([str(fifo)], "tcp", client=c)
+            except BaseException as e:          # (handed to the test's thread)
+                raised.append(e)
+        waiting = threading.Thread(target=run, daemon=True)
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while not any(c.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(worker.pid, signal.SIGKILL)
+        started = time.monotonic()
+        waiting.join(60)
+        assert not waiting.is_alive() and time.monotonic() - started < 60
+        assert len(raised) == 1 and isinstance(raised[0], pfilter.FilterError), raised
+        assert "the Dask scheduler has had no worker for 2 s (all of them lost): the run is given up" in str(raised[0])
+    finally:
+        worker.kill()
+        worker.wait()
+        c.close()
+        cluster.close()
