@@ -271,7 +271,9 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     own file in the same pass, as `tcpdump -r SRC -w FILE RULE` writes it (first_match: only
     into the first rule of `order` that matches); unmatched: a file for the packets no rule
     accepts; format / truncate / dedup / rotate: as filter_file's. The files appear together
-    at the end, or none on an error. Classification.write() does the same from a result.
+    at the end; a damaged input or an interruption ends the pass there and they hold the
+    packets before it (whole records, as filter_file keeps them); on any other error none
+    appears. Classification.write() does the same from a result.
 
     A rule that has no meaning on a link type of the input (`ether host ...` on a NULL capture)
     matches no packet of that link type: a RuleLinkTypeWarning says so and the result's

@@ -1478,6 +1478,16 @@ def classify_main(argv):
                                       unmatched=args.unmatched, format=args.format, truncate=truncate,
                                       dedup=dedup, rotate=rotate, **options)
                 status = 1 if damaged else 0
+            except KeyboardInterrupt as e:
+                if args.split is None and args.unmatched is None:
+                    raise
+                # (the split files are kept, whole records, as -w keeps its output: say so)
+                from ._signals import exit_status, signal_name
+                partial = getattr(e, "partial", None)
+                read = "" if partial is None else f" ({partial.packets} packet{'s' if partial.packets != 1 else ''} read)"
+                _classify_warnings(caught)
+                return _fail(f"interrupted by {signal_name(e)}: the split files hold the packets before it{read}"
+                             + ("; no labels written" if args.labels else ""), exit_status(e))
             except CaptureFormatError as e:
                 result = getattr(e, "partial", None)
                 if result is None or (not result.packets and e.offset == 0):

@@ -230,9 +230,10 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     with first_match=True only into the first of `order`. unmatched: a file for the packets no
     rule (of `order`, with first_match) accepts. format: "pcap" or "pcapng" for those files
     (default: by name). truncate / dedup / rotate: as filter_file's (editcap -s, editcap -D,
-    tcpdump -C/-G/-W), for each file. The files appear together when the pass ends; on an
-    error none of them does (a damaged input or an interruption keeps the packets before it,
-    as filter_file does). Classification.write() writes them later from a finished result.
+    tcpdump -C/-G/-W), for each file. The files appear together when the pass ends. A damaged
+    input or an interruption ends the pass there: the files then appear holding the packets
+    before it, whole records, as filter_file keeps them (the exception's `partial`: their
+    Classification); on any other error none of them does. Classification.write() writes them later from a finished result.
 
     Returns a Classification. A rule that has no meaning on a link type of the input (`ether
     host ...` on a NULL capture) matches no packet of that link type: a RuleLinkTypeWarning says
@@ -333,8 +334,7 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
         # filter_file keeps them): the caller gets them with the error
         if sink is not None:
             sink.commit()
-        if isinstance(err, CaptureFormatError):
-            err.partial = result()
+        err.partial = result()
         raise
     finally:
         if sink is not None:
