@@ -736,3 +736,28 @@ def test_a_link_to_a_pipe_is_written_through(tmp_path):
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert reader.communicate(timeout=60)[0] == want.stdout and link.is_symlink()
+
+
+@pytest.mark.parametrize("passes_before", [1, 2])
+def test_an_interruption_as_a_rotation_opens_its_next_file_leaves_no_empty_file(tmp_path, monkeypatch, passes_before):
+    """-C on the fast path interrupted just as a pass starts into the next file of the rotation
+    (before any record of it): the files before it are kept whole, and no file holding only a
+    header is left (tcpdump -C never makes a file without a packet)."""
+    from pfilter.capture import fastpath
+    pkts = packets(3000, sizes=(1000,))
+    src = write_pcap(tmp_path / "in.pcap", pkts)
+    out = tmp_path / "out.pcap"
+    real, calls = fastpath._run, []
+
+    def run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > passes_before:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(fastpath, "_run", run)
+    with pytest.raises(KeyboardInterrupt):
+        pfilter.filter_file(src, out, "", rotate=dict(size=1_000_000))       # files of 1 MB
+    names = sorted(os.listdir(tmp_path))
+    assert names == ["in.pcap", "out.pcap"] + [f"out.pcap{k}" for k in range(1, passes_before)]
+    kept = [p for n in names[1:] for p in libpcap_packets(tmp_path / n)]
+    assert kept == pkts[:len(kept)] and all(os.path.getsize(tmp_path / n) > 24 for n in names)

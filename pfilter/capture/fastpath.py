@@ -467,6 +467,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
         return None
     in_fd, h = opened
     out = job = total = None
+    number, header = 0, b""
     started = time.perf_counter()
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
@@ -535,14 +536,16 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
     except KeyboardInterrupt as err:
         # Interrupted (Ctrl-C, SIGTERM, SIGHUP): the pass has stopped between chunks, so the
         # output holds whole records; keep them as a valid capture, as tcpdump does.
+        current = job
         if total is not None and job is not total:
             total.add(job)
             job = total
         if out is not None:
-            if job is not None:
-                out.commit(job.out_size)
+            if job is None or (number > 0 and (current is None or current is total
+                                               or current.out_size <= len(header))):
+                out.abort()         # (-C: a next file with no record yet; tcpdump makes none)
             else:
-                out.abort()
+                out.commit(job.out_size)
         err.stats = _stats(job, out, src, started if job is not None else time.perf_counter())
         raise
     except BaseException:
