@@ -810,6 +810,12 @@ def _main(argv):
         return BROKEN_PIPE_STATUS
     except MemoryError:
         return _fail("out of memory")
+    except ImportError as e:    # a part of pfilter or numpy that would not load (a memory limit, a broken install)
+        cause = e
+        while cause.__cause__ is not None or cause.__context__ is not None:     # (numpy's: its loader's)
+            cause = cause.__cause__ or cause.__context__
+        text = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
+        return _fail(f"cannot load {e.name or 'a module it needs'}: {text}")
     except ValueError as e:   # FilterError and its subclasses are ValueErrors
         return _fail(_one_line(e))
     except OSError as e:
@@ -817,8 +823,12 @@ def _main(argv):
         if name == "" or name == b"":
             name = "''"                 # (an empty name given: -r '', said as such)
         return _fail(f"{os.fsdecode(name)}: {e.strerror or e}" if name else f"{e.strerror or e}")
+    except RuntimeError as e:
+        if "can't start new thread" in str(e):      # (threading's words: a memory or process limit)
+            return _fail("cannot start a thread: out of memory or over the limit on processes")
+        return _fail(f"internal error: {type(e).__name__}: {_one_line(e)}", 3)
     except Exception as e:   # a bug in pfilter: still one line, and say so
-        return _fail(f"internal error: {type(e).__name__}: {e}", 3)
+        return _fail(f"internal error: {type(e).__name__}: {_one_line(e)}", 3)
 
 
 def _stdin_is_a_terminal():

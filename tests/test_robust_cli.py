@@ -366,3 +366,35 @@ def test_an_empty_file_name_is_named_in_the_error(capsys, tmp_path):
     for argv in (["-r", ""], ["-r", SAMPLE, "-w", ""]):
         status, out, err = run(capsys, *argv, "tcp")
         assert status == 1 and err.splitlines()[-1] == "pfilter: '': No such file or directory"
+
+
+@pytest.mark.parametrize("raised, line, status", [
+    (RuntimeError("can't start new thread"),
+     "pfilter: cannot start a thread: out of memory or over the limit on processes", 1),
+    (RuntimeError("first line\nsecond line"), "pfilter: internal error: RuntimeError: first line", 3),
+    (KeyError("x"), "pfilter: internal error: KeyError: 'x'", 3),
+])
+def test_resource_failures_and_internal_errors_are_one_line(monkeypatch, capsys, raised, line, status):
+    from pfilter import cli
+
+    def fail(_args):
+        raise raised
+    monkeypatch.setattr(cli, "_run", fail)
+    assert cli.main(["-r", str(SAMPLE), "tcp"]) == status
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_a_module_that_will_not_load_names_its_loader_s_reason(monkeypatch, capsys):
+    """Under a memory limit numpy's import fails with pages of advice around its loader's
+    one-line reason (the exception's cause): that reason is the line."""
+    from pfilter import cli
+
+    def fail(_args):
+        try:
+            raise ImportError("libx.so: failed to map segment from shared object")
+        except ImportError as inner:
+            raise ImportError("\n\nIMPORTANT: PLEASE READ THIS\n\nmany lines") from inner
+    monkeypatch.setattr(cli, "_run", fail)
+    assert cli.main(["-r", str(SAMPLE), "tcp"]) == 1
+    assert capsys.readouterr().err == ("pfilter: cannot load a module it needs: libx.so: failed to map segment "
+                                       "from shared object\n")
