@@ -550,12 +550,17 @@ def _looks_like_capture(path):
     non-blocking (a FIFO that appears under the name cannot hang the open); anything else is
     skipped with a one-line warning, and so is a symbolic link that leads nowhere. A file that
     cannot be opened or read raises its OSError."""
+    import errno
     import stat
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):     # (a socket cannot even be opened: ENXIO)
+            sys.stderr.write(f"pfilter: warning: {path}: not a regular file, skipped\n")
+            return False
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as err:
-        if os.path.islink(path) and not os.path.exists(path):
-            sys.stderr.write(f"pfilter: warning: {path}: a symbolic link to nothing, skipped\n")
+        if os.path.islink(path) and err.errno in (errno.ENOENT, errno.ELOOP):
+            what = "a loop of symbolic links" if err.errno == errno.ELOOP else "a symbolic link to nothing"
+            sys.stderr.write(f"pfilter: warning: {path}: {what}, skipped\n")
             return False
         raise OSError(err.errno, err.strerror, path) from None
     try:

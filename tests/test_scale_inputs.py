@@ -231,14 +231,17 @@ def test_directory_scan_takes_compressed_captures_and_says_what_it_cannot_read(t
     (d / "notes.txt").write_bytes(b"BZh text, not a capture\n")
     os.symlink("nowhere.pcap", d / "gone.pcap")
     os.symlink("loop", d / "loop")
-    r = run("-r", d, "--count", "")
+    import socket
+    with socket.socket(socket.AF_UNIX) as sock:       # (opening one fails: ENXIO)
+        sock.bind(str(d / "sock.pcap"))
+        r = run("-r", d, "--count", "")
     # path order (a/x.pcap before b.pcap), compressed captures read, the rest named and skipped
     opened = [line.split(",")[0].split()[-1] for line in r.stderr.splitlines() if line.startswith("reading from")]
     assert opened == [str(d / n) for n in ("a/x.pcap", "b.pcap", "c.pcap.gz", "e.pcap.xz", "f.pcap.bz2")]
     assert r.stdout == f"{300 + 4 * 400} packets\n"
     for name, why in [("syslog.1.gz", "not a capture file"), ("old.xz", "not a capture file"),
                       ("notes.txt", "not a capture file"), ("gone.pcap", "a symbolic link to nothing"),
-                      ("loop", "a symbolic link to nothing")]:
+                      ("loop", "a loop of symbolic links"), ("sock.pcap", "not a regular file")]:
         assert f"pfilter: warning: {d / name}: {why}, skipped" in r.stderr.splitlines()
     warned = [line.split(": ")[2] for line in r.stderr.splitlines() if line.startswith("pfilter: warning: ")]
     assert warned == sorted(warned, key=os.fsencode)     # in path order
