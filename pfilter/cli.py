@@ -1463,7 +1463,7 @@ def classify_main(argv):
                   "classify, this process writes only the table and --labels)", file=sys.stderr)
             return 2
     status = 0
-    labels_out = None
+    labels_out = stream = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuleLinkTypeWarning)
         try:
@@ -1486,6 +1486,11 @@ def classify_main(argv):
                 if args.scheduler is not None:
                     result = _classify_on_cluster(args, files, dict(options, progress=_classify_progress(args, files)))
                 else:
+                    if labels_out is not None:      # written as the pass goes: no matrix kept
+                        from .classification.rules import parse_rules
+                        stream = _LabelStream(labels_out, args.labels, [n for n, _ in parse_rules(args.rules)],
+                                              args.default)
+                        options.update(counts_only=True, on_block=stream.add)
                     result = classify(files, args.rules,
                                       threads=args.threads if args.threads is not None else _usable_cores(),
                                       progress=_classify_progress(args, files),
@@ -1515,7 +1520,11 @@ def classify_main(argv):
             sys.stdout.write(result.table())
             sys.stdout.flush()
             if labels_out is not None:
-                _write_labels(labels_out, args.labels, result)
+                if stream is not None:
+                    stream.finish()
+                    labels_out.commit()
+                else:
+                    _write_labels(labels_out, args.labels, result)
                 labels_out = None
             if failure is not None:
                 raise failure
@@ -1586,6 +1595,54 @@ def _classify_error(err, rules_path):
 
 #: packets whose labels are made and written at a time (the whole file is never held as text)
 LABELS_CHUNK = 1 << 16
+
+
+class _LabelStream:
+    """--labels written as the pass goes, each batch's rows of the matrix (packed) given to
+    add(): first-match labels of `names` (the rules' order; `default` for none) as _write_labels
+    writes them, the file's .npy header (its shape: the packets) written again at the end, in
+    place, at the length it was given first. Memory: one batch's labels, whatever the input."""
+
+    def __init__(self, out, path, names, default):
+        from pathlib import Path
+
+        import numpy as np
+        self.out, self.names = out, list(names)
+        self.table = np.array(self.names + [str(default or "")], dtype=str)    # -1: the default
+        self.npy = Path(path).suffix.lower() == ".npy"
+        self.packets = 0
+        if self.npy:
+            self.head_bytes = len(self._head(10 ** 19))
+            out.write(self._head(0))
+        else:
+            out.write(b"packet,label\n")
+
+    def _head(self, n):
+        import numpy as np
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.table.dtype), "fortran_order": False,
+                     "shape": (n,)})
+        size = getattr(self, "head_bytes", None) or -(-(10 + len(text) + 1) // 64) * 64
+        text = text + " " * (size - 10 - len(text) - 1) + "\n"
+        return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin-1")
+
+    def add(self, block):
+        import csv
+        import io
+        from .classification.result import block_codes
+        labels = self.table[block_codes(block, True, len(self.names), list(range(len(self.names))))]
+        if self.npy:
+            self.out.write(labels.tobytes())
+        else:
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerows(
+                zip(range(self.packets, self.packets + len(labels)), labels.tolist()))
+            self.out.write(text.getvalue().encode("utf-8"))
+        self.packets += len(labels)
+
+    def finish(self):
+        """The .npy header's shape made the packets written."""
+        if self.npy:
+            os.pwrite(self.out.fileno(), self._head(self.packets), 0)
 
 
 def _write_labels(out, path, result):

@@ -200,3 +200,41 @@ def test_a_split_into_more_files_than_the_soft_limit(tmp_path, capsys):
     capsys.readouterr()
     assert len(list(d.iterdir())) == 600
     assert _tcpdump_count(d / "r100.pcap", "") == _tcpdump_count(PCAP, "len > 100")
+
+
+@pytest.mark.parametrize("ext", ["csv", "npy"])
+def test_labels_are_written_as_the_pass_goes_and_equal_the_api_s(tmp_path, capsys, monkeypatch, ext):
+    """--labels is written batch by batch during the pass (the command keeps no matrix: classify
+    runs counts_only, memory does not grow with the packets), equal to the API's labels, also
+    over several inputs one of which is cut short (its packets before the damage labelled)."""
+    from pfilter.classification import run
+    sample = ref.ROOT / "data" / "sample.pcap"
+    data = sample.read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[:len(data) // 2])
+    rules = tmp_path / "r.rules"
+    rules.write_text("web: tcp port 80 or tcp port 443\ndns: udp port 53\nv6: ip6\n")
+    seen = []
+    real = run.classify
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("counts_only"), kwargs.get("on_block") is not None))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(run, "classify", spy)
+    import pfilter.classification as pc
+    monkeypatch.setattr(pc, "classify", spy)
+    inputs = [sample, cut, sample]
+    out = tmp_path / f"labels.{ext}"
+    status = cli.classify_main(sum((["-r", str(p)] for p in inputs), []) + ["-R", str(rules), "--labels", str(out),
+                                                                           "--default", "other", "-j", "2"])
+    assert status == 1 and seen == [(True, True)]
+    want = pfilter.classify(inputs, rules, default="other", on_damage=lambda e: None).labels()
+    if ext == "npy":
+        got = np.load(out)
+        assert got.dtype == want.dtype
+    else:
+        with out.open() as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["packet", "label"] and [r[0] for r in rows[1:]] == [str(i) for i in range(len(rows) - 1)]
+        got = np.array([r[1] for r in rows[1:]])
+    assert len(got) == len(want) > 3000 and (got == want).all()

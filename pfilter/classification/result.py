@@ -30,6 +30,27 @@ __all__ = ["Classification"]
 _LEADING_ZEROS = np.array([0] + [8 - v.bit_length() for v in range(1, 256)], dtype=np.int32)
 
 
+def block_codes(block: NDArray[Any], packed: bool, nrules: int, idx: list[int]) -> NDArray[np.int32]:
+    """label_codes of the rows `block` of a matrix (packed: packbits rows of nrules bits): for
+    each row, the position in idx of the first rule of idx that accepts it, -1 if none does."""
+    if not idx:
+        return np.full(len(block), -1, dtype=np.int32)
+    # the rules in their own order (the common case): the block as it is, no column copy;
+    # packed, the first set bit of each row's first non-zero byte (packbits: rule 0 is the
+    # first byte's high bit), without unpacking
+    identity = idx == list(range(nrules))
+    if identity and packed:
+        nonzero = block != 0
+        first = nonzero.argmax(axis=1)
+        byte = block[np.arange(len(block)), first]
+        return np.where(nonzero.any(axis=1), first * 8 + _LEADING_ZEROS[byte], -1).astype(np.int32)
+    if packed:
+        block = np.unpackbits(block, axis=1, count=nrules)
+    sub = block if identity else block[:, idx]
+    sub = sub.astype(bool, copy=False)
+    return np.where(sub.any(axis=1), sub.argmax(axis=1), -1).astype(np.int32)
+
+
 class Classification:
     """The result of pfilter.classify.
 
@@ -157,21 +178,10 @@ class Classification:
         # the rules in their own order (the common case): the matrix as it is, no column copy;
         # packed, the first set bit of each row's first non-zero byte (packbits: rule 0 is the
         # first byte's high bit), without unpacking
-        identity = idx == list(range(len(self.rules)))
         chunk = 1 << 16
         for s in range(0, self.packets, chunk):
             block = self.matrix[s:s + chunk]
-            if identity and self.packed:
-                nonzero = block != 0
-                first = nonzero.argmax(axis=1)
-                byte = block[np.arange(len(block)), first]
-                codes[s:s + len(block)] = np.where(nonzero.any(axis=1), first * 8 + _LEADING_ZEROS[byte], -1)
-                continue
-            if self.packed:
-                block = np.unpackbits(block, axis=1, count=len(self.rules))
-            sub = block if identity else block[:, idx]
-            sub = sub.astype(bool, copy=False)
-            codes[s:s + len(block)] = np.where(sub.any(axis=1), sub.argmax(axis=1), -1)
+            codes[s:s + len(block)] = block_codes(block, self.packed, len(self.rules), idx)
         return codes, names
 
     @overload

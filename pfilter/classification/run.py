@@ -205,7 +205,7 @@ def _row_any(out):
 def classify(source, rules, *, linktype=None, order=None, default=None, packed=False,
              counts_only=False, optimize=True, snaplen=262144, threads=1, progress=None,
              split=None, first_match=False, unmatched=None, format=None, truncate=None,
-             dedup=None, rotate=None, backend="vm", on_damage=None):
+             dedup=None, rotate=None, backend="vm", on_damage=None, on_block=None):
     """Evaluate many named filters over every packet of `source` in one pass.
 
     source: a capture path (or list of paths, read with pfilter.open), a PacketBatch, or an
@@ -318,6 +318,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
             matched_bytes += int(batch.wirelen.sum(dtype=np.int64, where=hit))
             if sink is not None:
                 sink.write(batch, out, keep_packed)
+            if on_block is not None:        # (the command's --labels, written as the pass goes)
+                on_block(out)
             if not counts_only:
                 blocks.append(out)
                 # copies: a batch read for splitting lives only until the next one is read
