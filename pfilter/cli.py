@@ -813,8 +813,8 @@ def _main(argv):
         from ._signals import BROKEN_PIPE_STATUS, silence_stdout
         silence_stdout()
         return BROKEN_PIPE_STATUS
-    except MemoryError:
-        return _fail("out of memory")
+    except MemoryError as e:
+        return _fail(str(e) if str(e).startswith("out of memory") else "out of memory")
     except ImportError as e:    # a part of pfilter or numpy that would not load (a memory limit, a broken install)
         cause = e
         while cause.__cause__ is not None or cause.__context__ is not None:     # (numpy's: its loader's)
@@ -1295,7 +1295,12 @@ def _scale(args, expr, sources, forced_lt, optimize, resolution, announce, worke
         else:
             if index_out is not None:
                 from .capture.index import build_index
-                build_index(sources[0]).save(args.index_file, out=index_out)
+                try:
+                    build_index(sources[0]).save(args.index_file, out=index_out)
+                except MemoryError:
+                    # (the output is complete: say so, for the index, of the packets' count, failed)
+                    done = f"; {args.write} is complete" if args.write not in (None, "-") else ""
+                    raise MemoryError(f"out of memory building the index (no index written){done}") from None
                 index_out = None
     finally:
         if bar is not None:
