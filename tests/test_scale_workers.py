@@ -269,3 +269,18 @@ def test_parse_time():
     for bad in ("yesterday", "2023-13-01T00:00:00Z", "nan", "", "2023-11-14", "2023-11-14T22:13:20 +01:00"):
         with pytest.raises(pfilter.FilterError):
             parse_time(bad)
+
+
+def test_an_index_that_runs_out_of_memory_says_the_output_is_complete(tmp_path, capture, monkeypatch, capsys):
+    """--index built after the pass: out of memory there (an index is 26 bytes a packet) is one
+    line saying no index was written and that the -w output, already whole, is complete."""
+    from pfilter import cli
+    from pfilter.capture import index
+
+    def short_of_memory(path):
+        raise MemoryError
+    monkeypatch.setattr(index, "build_index", short_of_memory)
+    out, ix = tmp_path / "out.pcap", tmp_path / "ix.npz"
+    assert cli.main(["--quiet", "-r", capture, "--index", str(ix), "-w", str(out), "tcp"]) == 1
+    assert capsys.readouterr().err == f"pfilter: out of memory building the index (no index written); {out} is complete\n"
+    assert not ix.exists() and out.read_bytes() == tcpdump_write(capture, tmp_path / "ref.pcap", "tcp")
