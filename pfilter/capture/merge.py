@@ -212,22 +212,12 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
                 if writer is not None:
                     if writer.format == "pcapng":
                         writer.from_input(c.cap, k)
-                    if edited:          # (split.Output: --snaplen, --dedup, -C/-G)
-                        before = writer.bytes_written
-                        stats.written += writer.write(c.batch, rows)
-                        stats.bytes += writer.bytes_written - before
-                    else:
-                        writer.write(c.batch, rows)
-                        stats.bytes += int(c.batch.caplen[rows].sum(dtype=np.int64))
-                        stats.written += len(rows)
+                    _write_counted(writer, edited, stats, c.batch, rows)
                 stats.matched += len(rows)
             if on_batch is not None:
                 on_batch(c.batch, rows)
-            if left is not None:
-                left -= run
-                if left <= 0:
-                    break
-            if edited and writer.stopped:       # -G -W: the last file is done
+            left = None if left is None else left - run
+            if _stops(left, edited, writer):
                 break
             if c.advance():
                 heapq.heappush(heap, (c.head(), -k))
@@ -247,6 +237,23 @@ def merge_filter(sources, dst, programs, count=None, format=None, ts_resolution=
             writer.abort()
     stats.seconds = time.perf_counter() - started
     return stats
+
+
+def _stops(left, edited, writer):
+    """Whether the merge ends here: -c's count reached, or -G -W's last file done."""
+    return (left is not None and left <= 0) or bool(edited and writer.stopped)
+
+
+def _write_counted(writer, edited, stats, batch, rows):
+    """Write the batch's packets `rows` (in that order) and count them in stats."""
+    if edited:          # (split.Output: --snaplen, --dedup, -C/-G: it says what it wrote)
+        before = writer.bytes_written
+        stats.written += writer.write(batch, rows)
+        stats.bytes += writer.bytes_written - before
+    else:
+        writer.write(batch, rows)
+        stats.bytes += int(batch.caplen[rows].sum(dtype=np.int64))
+        stats.written += len(rows)
 
 
 def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, windows):
@@ -301,24 +308,14 @@ def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, 
                     windows.resize(c, windows.share)
         with deferred():      # an interruption comes after these packets are written and counted
             if writer is not None and n:
-                if edited:          # (split.Output: --snaplen, --dedup, -C/-G)
-                    before = writer.bytes_written
-                    stats.written += writer.write(batch, order)
-                    stats.bytes += writer.bytes_written - before
-                else:
-                    writer.write(batch, order)
-                    stats.bytes += int(batch.caplen[order].sum(dtype=np.int64))
-                    stats.written += n
+                _write_counted(writer, edited, stats, batch, order)
             elif n:
                 stats.bytes += sum(int(c.batch.caplen[c.idx[c.pos:end]].sum(dtype=np.int64)) for c, end in parts)
             stats.matched += n
             for c, end in parts:
                 c.pos = end
-        if left is not None:
-            left -= n
-            if left <= 0:
-                break
-        if edited and writer.stopped:       # -G -W: the last file is done
+        left = None if left is None else left - n
+        if _stops(left, edited, writer):
             break
         for c, _end in parts:
             if c.pos < len(c.idx):
