@@ -247,7 +247,8 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
              unmatched: PathArg | None = None, format: CaptureFormat | None = None,
              truncate: int | None = None, dedup: int | bool | None = None,
              rotate: Any = None, backend: Literal["vm", "native", "auto"] = "vm",
-             on_damage: Callable[[CaptureFormatError], object] | None = None) -> Classification:
+             on_damage: Callable[[CaptureFormatError], object] | None = None,
+             on_block: Callable[[Any], object] | None = None) -> Classification:
     """Evaluate many named filters over every packet of `source` in one pass; returns a
     Classification (per-rule counts and bytes, the packets x rules matrix, labels).
 
@@ -282,6 +283,10 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
     `partial` attribute is the Classification of those packets; with on_damage (a callable)
     the error is passed to it instead and the next capture read (as filter_file's on_damage).
     File-system failures raise the matching OSError.
+    on_block: called with each batch's rows of the packets x rules matrix as the pass goes
+    (numpy uint8, packbits rows when packed or counts_only, else 0/1 bytes), in input order:
+    with counts_only=True, per-packet results streamed with no matrix kept (the command's
+    --labels; pfilter.classification.result.block_codes gives a block's first-match codes).
     backend: "vm", "native" or "auto" (pfilter.backend): a rule set runs the shared-test engine
     (pfilter._classify) under "vm", its native code (pfilter.native.classifier_for) under
     "native", and under "auto" native code for large inputs where llvmlite is installed; a single
@@ -293,5 +298,5 @@ def classify(source: PathArg | PacketBatch | Iterable[PathArg | PacketBatch],
                                        snaplen=snaplen, threads=threads, progress=progress,
                                        split=split, first_match=first_match, unmatched=unmatched,
                                        format=format, truncate=truncate, dedup=dedup, rotate=rotate,
-                                       backend=backend, on_damage=on_damage)
+                                       backend=backend, on_damage=on_damage, on_block=on_block)
     return result

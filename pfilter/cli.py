@@ -815,14 +815,14 @@ def _main(argv):
         return BROKEN_PIPE_STATUS
     except MemoryError as e:
         return _fail(str(e) if str(e).startswith("out of memory") else "out of memory")
+    except ValueError as e:   # FilterError and its subclasses are ValueErrors
+        return _fail(_one_line(e))
     except ImportError as e:    # a part of pfilter or numpy that would not load (a memory limit, a broken install)
         cause = e
         while cause.__cause__ is not None or cause.__context__ is not None:     # (numpy's: its loader's)
             cause = cause.__cause__ or cause.__context__
         text = next((line.strip() for line in str(cause).splitlines() if line.strip()), type(cause).__name__)
         return _fail(f"cannot load {e.name or 'a module it needs'}: {text}")
-    except ValueError as e:   # FilterError and its subclasses are ValueErrors
-        return _fail(_one_line(e))
     except OSError as e:
         name = getattr(e, "filename", None)
         if name == "" or name == b"":

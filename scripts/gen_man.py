@@ -148,6 +148,7 @@ def page():
                         "argument: the usage, then one line) of pfilter itself and of explain, debug and "
                         "profile, as tcpdump",
             ".TP", "2", "bad usage of pfilter classify and pfilter seccomp",
+            ".TP", "3", "an internal error: a bug in pfilter (one line on standard error naming it; please report it)",
             ".TP", "130", "interrupted by Ctrl\\-C (128 plus the signal number for SIGTERM and SIGHUP)",
             ] + ([".TP", str(BROKEN_PIPE_STATUS), closed] if BROKEN_PIPE_STATUS else []) + [
             ".SH \"SEE ALSO\"",
