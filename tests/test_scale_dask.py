@@ -193,6 +193,14 @@ def test_many_small_inputs_take_a_task_for_several(client, inputs, tmp_path, mon
     for p in small:
         pfilter.filter_file(p, str(tmp_path / "local.pcap"), "tcp")
         assert (out / os.path.basename(p)).read_bytes() == (tmp_path / "local.pcap").read_bytes()
+    # classify too (a task an input made a directory of 1,000 small captures 8 times slower)
+    calls.clear()
+    seen.clear()
+    got = pdask.classify(small, RULES, client=client, progress=lambda done, whole, info: seen.append(done))
+    want = pfilter.classify(small, RULES)
+    assert (got.matrix == want.matrix).all() and (got.counts == want.counts).all() and got.packets == want.packets
+    assert pdask.GROUP_SHARE * threads <= calls.count("_classify_files") < len(small)
+    assert "_classify_file" not in calls and seen[-1] == sum(os.path.getsize(p) for p in small)
 
 
 def test_file_errors_name_the_files_as_given(client, inputs, tmp_path, monkeypatch):
