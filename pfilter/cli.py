@@ -1158,7 +1158,7 @@ def _per_input(args, expr, sources, forced_lt, optimize, resolution, announce, w
                 _add_stats(total, stats)
                 total.seconds = time.perf_counter() - started
                 err.stats = total
-                if stats is not None and os.path.lexists(target):
+                if stats is not None and os.path.lexists(target) and not getattr(err, "complete", False):
                     err.cut_short = target          # (whole records, up to where it stopped)
                 raise
             _add_stats(total, stats)

@@ -761,3 +761,39 @@ def test_an_interruption_as_a_rotation_opens_its_next_file_leaves_no_empty_file(
     assert names == ["in.pcap", "out.pcap"] + [f"out.pcap{k}" for k in range(1, passes_before)]
     kept = [p for n in names[1:] for p in libpcap_packets(tmp_path / n)]
     assert kept == pkts[:len(kept)] and all(os.path.getsize(tmp_path / n) > 24 for n in names)
+
+
+def test_a_signal_as_an_output_of_a_directory_is_named_does_not_call_it_cut_short(tmp_path, monkeypatch, capsys):
+    """-w DIR/: a signal that comes as an input's output is named (its pass over; the signal is
+    raised once the name is given) leaves that output whole, and the line does not say it
+    "ends where its input was interrupted"; one that comes mid-pass does."""
+    from pfilter import cli
+    from pfilter.capture import fastpath, files
+    d = tmp_path / "in"
+    d.mkdir()
+    pkts = packets(20000, sizes=(200,))
+    for name in ("a.pcap", "b.pcap"):
+        write_pcap(d / name, pkts)
+    real = files.AtomicFile.commit
+    hit = []
+
+    def commit(self, length=None):
+        real(self, length)
+        if str(self.path).endswith("a.pcap") and not hit:
+            hit.append(self.path)
+            raise KeyboardInterrupt
+    monkeypatch.setattr(files.AtomicFile, "commit", commit)
+    out = tmp_path / "out"
+    assert cli.main(["--quiet", "-j", "1", "-r", str(d), "-w", f"{out}/", ""]) == 130
+    err = capsys.readouterr().err
+    assert hit and "ends where its input was interrupted" not in err, err
+    assert libpcap_packets(out / "a.pcap") == pkts and not (out / "b.pcap").exists()
+    monkeypatch.setattr(files.AtomicFile, "commit", real)
+    real_run = fastpath._run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(fastpath, "_run", interrupted)
+    assert cli.main(["--quiet", "-j", "1", "-r", str(d), "-w", f"{tmp_path / 'out2'}/", ""]) == 130
+    assert f"{tmp_path / 'out2' / 'a.pcap'} ends where its input was interrupted" in capsys.readouterr().err
+    monkeypatch.setattr(fastpath, "_run", real_run)

@@ -468,6 +468,8 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
     in_fd, h = opened
     out = job = total = None
     number, header = 0, b""
+    file_job = None         # the pass writing the current output file (None: none yet)
+    whole = False           # the pass ended: its output holds all it will (to be named)
     started = time.perf_counter()
     try:
         if dst is not None and ts_resolution not in (None, h.ts_resolution):
@@ -505,6 +507,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
                 job, members = _fork_ring(_fastcopy, args, kw)
             else:
                 job = _fastcopy.PcapCopy(*args, **kw)
+            file_job = job
             try:
                 status = _run(job, progress, os.fstat(in_fd).st_size, src, total, members)
             finally:
@@ -523,6 +526,7 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             done.commit()
             out = AtomicFile(rotate.name(dst, number, None), protect=[src])
             out.write(header)
+            file_job = None
             start = job.stop_offset
         walked = job.done
         job = total
@@ -531,22 +535,23 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
             # the general path starts over and says what is wrong, if anything (files of a
             # rotation named already are written again by it, whole, under the same names)
             return None
+        whole = True
         if out is not None:
             out.commit(job.out_size)
     except KeyboardInterrupt as err:
         # Interrupted (Ctrl-C, SIGTERM, SIGHUP): the pass has stopped between chunks, so the
         # output holds whole records; keep them as a valid capture, as tcpdump does.
-        current = job
         if total is not None and job is not total:
             total.add(job)
             job = total
         if out is not None:
-            if job is None or (number > 0 and (current is None or current is total
-                                               or current.out_size <= len(header))):
+            if not whole and (job is None or (number > 0 and (file_job is None
+                                                               or file_job.out_size <= len(header)))):
                 out.abort()         # (-C: a next file with no record yet; tcpdump makes none)
             else:
                 out.commit(job.out_size)
         err.stats = _stats(job, out, src, started if job is not None else time.perf_counter())
+        err.complete = whole        # (the output was whole before the signal came)
         raise
     except BaseException:
         if out is not None:
