@@ -1603,10 +1603,12 @@ LABELS_CHUNK = 1 << 16
 
 
 class _LabelStream:
-    """--labels written as the pass goes, each batch's rows of the matrix (packed) given to
-    add(): first-match labels of `names` (the rules' order; `default` for none) as _write_labels
-    writes them, the file's .npy header (its shape: the packets) written again at the end, in
-    place, at the length it was given first. Memory: one batch's labels, whatever the input."""
+    """--labels written a block of packets at a time: add(block) takes a block of rows of the
+    matrix (packed; each batch's, as the pass goes), add_codes(codes) their label codes
+    (Classification.label_codes); first-match labels of `names` (`default` for none) as OUT.npy
+    (a numpy str array, as result.labels()) or OUT.csv (header `packet,label`, one row a packet).
+    finish() gives the .npy header its shape (the packets), written again in place at the length
+    it was given first. Memory: one block's labels, whatever the input."""
 
     def __init__(self, out, path, names, default):
         from pathlib import Path
@@ -1631,13 +1633,16 @@ class _LabelStream:
         return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin-1")
 
     def add(self, block):
-        import csv
-        import io
         from .classification.result import block_codes
-        labels = self.table[block_codes(block, True, len(self.names), list(range(len(self.names))))]
+        self.add_codes(block_codes(block, True, len(self.names), list(range(len(self.names)))))
+
+    def add_codes(self, codes):
+        labels = self.table[codes]
         if self.npy:
             self.out.write(labels.tobytes())
         else:
+            import csv
+            import io
             text = io.StringIO()
             csv.writer(text, lineterminator="\n").writerows(
                 zip(range(self.packets, self.packets + len(labels)), labels.tolist()))
@@ -1651,32 +1656,12 @@ class _LabelStream:
 
 
 def _write_labels(out, path, result):
-    """The first-match labels of a Classification to `out` (the AtomicFile of `path`) as
-    OUT.npy (a numpy str array, as result.labels()) or OUT.csv (header `packet,label`, one row
-    a packet), committed: the file appears whole or not at all. Written a chunk of packets at a
-    time from the label codes, so that memory does not grow with packets x the longest name."""
-    import io
-    from pathlib import Path
-
-    import numpy as np
+    """The first-match labels of a Classification (a cluster's: its matrix) to `out` (the
+    AtomicFile of `path`), as _LabelStream writes them, a chunk of packets at a time, committed:
+    the file appears whole or not at all."""
     codes, names = result.label_codes()
-    table = np.array(list(names) + [str(result.default or "")], dtype=str)   # -1: the default
-    n = len(codes)
-    if Path(path).suffix.lower() == ".npy":
-        head = io.BytesIO()
-        np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(table.dtype),
-                                                    "fortran_order": False, "shape": (n,)})
-        out.write(head.getvalue())
-        for s in range(0, n, LABELS_CHUNK):
-            out.write(table[codes[s:s + LABELS_CHUNK]].tobytes())
-    else:
-        import csv
-        text = io.StringIO()
-        w = csv.writer(text, lineterminator="\n")
-        w.writerow(["packet", "label"])
-        for s in range(0, max(n, 1), LABELS_CHUNK):      # (no packet: the header alone)
-            w.writerows(zip(range(s, min(n, s + LABELS_CHUNK)), table[codes[s:s + LABELS_CHUNK]].tolist()))
-            out.write(text.getvalue().encode("utf-8"))
-            text.seek(0)
-            text.truncate()
+    stream = _LabelStream(out, path, names, result.default)
+    for s in range(0, len(codes), LABELS_CHUNK):
+        stream.add_codes(codes[s:s + LABELS_CHUNK])
+    stream.finish()
     out.commit()

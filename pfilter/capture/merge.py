@@ -128,13 +128,8 @@ class _Input:
         return int(self.ts[self.pos])
 
     def set_window(self, size):
-        """Read the next batches through a window of `size` bytes."""
-        win = getattr(self.cap, "_win", None)
-        if win is not None:
-            if size < self.window_bytes:
-                win.src.pool = []       # (the larger buffer goes with the batch that holds it)
-            win.src.window_bytes = self.cap.batch_bytes = size
-            self.cap.batch_packets = max(64, size // 32)
+        """Read the next batches through a window (and in batches) of `size` bytes."""
+        self.cap.set_window_bytes(size, batch_packets=max(64, size // 32))
         self.window_bytes = size
 
     def close(self):
@@ -289,23 +284,20 @@ def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, 
             c = inputs[-heapq.heappop(heads)[1]]
             keys = c.keys[c.pos:]
             parts.append((c, c.pos + int(np.searchsorted(keys, bound[0], "right" if -c.number <= bound[1] else "left"))))
-        sizes = np.array([end - c.pos for c, end in parts], np.int64)
-        if left is not None and sizes.sum() > left:
-            parts, sizes = _first(parts, sizes, left)
-        which = np.repeat(np.arange(len(parts)), sizes)
-        keys = np.concatenate([c.keys[c.pos:end] for c, end in parts])
-        order = np.lexsort((np.arange(len(keys)), -np.array([c.number for c, _ in parts])[which], keys))
-        n = len(order)
+        if left is not None and sum(end - c.pos for c, end in parts) > left:
+            parts = _first(parts, left)
         if len(parts) == 1:             # one input's packets, in its order: from its batch
             c, end = parts[0]
             batch, order = c.batch, c.idx[c.pos:end]
             if c.pos == 0 and end == len(c.idx):
                 windows.resize(c, c.window_bytes * 2)   # it leads: read it in larger batches
         else:
+            order = _merged_order(parts)[1]
             batch = _gathered(parts) if writer is not None else None
             for c, _end in parts:
                 if c.window_bytes > windows.share:
                     windows.resize(c, windows.share)
+        n = len(order)
         with deferred():      # an interruption comes after these packets are written and counted
             if writer is not None and n:
                 _write_counted(writer, edited, stats, batch, order)
@@ -333,14 +325,21 @@ def _merge_batches(inputs, writer, edited, stats, count, progress, total_bytes, 
                 progress(sum(reported), total_bytes, stats)
 
 
-def _first(parts, sizes, n):
-    """parts and sizes cut to the first n packets of their merged order (-c): each input's
-    first ones, as many as it has among them."""
-    which = np.repeat(np.arange(len(parts)), sizes)
+def _merged_order(parts):
+    """(which, order) of the packets parts take ((input, end): its matching rows from its
+    position to end), laid one input after the other: which[k], the part of the k-th; order, the
+    merge's order of them (by key, -input, position)."""
+    which = np.repeat(np.arange(len(parts)), [end - c.pos for c, end in parts])
     keys = np.concatenate([c.keys[c.pos:end] for c, end in parts])
-    order = np.lexsort((np.arange(len(keys)), -np.array([c.number for c, _ in parts])[which], keys))[:n]
-    taken = np.bincount(which[order], minlength=len(parts))
-    return [(c, c.pos + int(k)) for (c, _end), k in zip(parts, taken)], taken
+    return which, np.lexsort((np.arange(len(keys)), -np.array([c.number for c, _ in parts])[which], keys))
+
+
+def _first(parts, n):
+    """parts cut to the first n packets of their merged order (-c): each input's first ones, as
+    many as it has among them."""
+    which, order = _merged_order(parts)
+    taken = np.bincount(which[order[:n]], minlength=len(parts))
+    return [(c, c.pos + int(k)) for (c, _end), k in zip(parts, taken)]
 
 
 def _gathered(parts):

@@ -214,6 +214,19 @@ class Capture:
 
     # -- context manager -------------------------------------------------------------------------
 
+    def set_window_bytes(self, size: int, batch_packets: int | None = None) -> None:
+        """Read the next batches through a window of `size` bytes, in batches of at most that
+        many bytes (and batch_packets packets); a smaller window lets go of the larger buffer
+        (a batch delivered keeps what it holds)."""
+        win = self._win
+        if win is not None:
+            if size < win.src.window_bytes:
+                win.src.pool = []
+            win.src.window_bytes = size
+        self.batch_bytes = size
+        if batch_packets is not None:
+            self.batch_packets = batch_packets
+
     def file_position(self, offset: int) -> int | None:
         """How far into the file the record at data offset `offset` is, for progress: the offset
         itself, or for a compressed input the compressed bytes read so far (its data offsets run

@@ -233,7 +233,8 @@ def classify(source, rules, *, linktype=None, order=None, default=None, packed=F
     tcpdump -C/-G/-W), for each file. The files appear together when the pass ends. A damaged
     input or an interruption ends the pass there: the files then appear holding the packets
     before it, whole records, as filter_file keeps them (the exception's `partial`: their
-    Classification); on any other error none of them does. Classification.write() writes them later from a finished result.
+    Classification); on any other error none of them does. Classification.write() writes them
+    later from a finished result.
 
     Returns a Classification. A rule that has no meaning on a link type of the input (`ether
     host ...` on a NULL capture) matches no packet of that link type: a RuleLinkTypeWarning says
