@@ -3,7 +3,9 @@
 records copied as they are, with no Python object and no numpy array anywhere.
 
 Compiles the VM's native core in (pfilter/_vm_core.pxi, which pfilter/_vm.pyx includes too) and
-imports nothing from pfilter, nor typed memoryviews (arrays and the ring's mapping come through the
+the reader's pcapng scanner (pfilter/capture/_scan.pxi, for NgCopy: pcapng in, pcap out, below),
+imports nothing from pfilter but the scanner's status codes (pfilter.capture._scancodes), nor typed
+memoryviews (arrays and the ring's mapping come through the
 buffer protocol): `pfilter -r` loads this one extension. pfilter.capture.fastpath decides when it
 applies and falls back to filter_file for everything else.
 
@@ -2097,3 +2099,336 @@ def decode(bytes raw):
 def reads_scratch(bytes raw):
     """pfilter._vm.reads_scratch, for the fast path."""
     return reads_scratch_insns(<const pf_insn*><const char*>raw, len(raw) // sizeof(pf_insn))
+
+
+# -- pcapng in, pcap out -----------------------------------------------------------------------
+
+include "_scan.pxi"
+include "_split_ts.pxi"
+
+cdef enum:
+    NG_BATCH = 4096                 # packets scanned and judged at a time
+    NG_BATCH_BYTES = 8 << 20        # (or this much of their captured data)
+    NG_IFACES = 16                  # the interface table's first capacity (doubled when full)
+    NG_STRETCH = 4 << 20            # the mapping populated ahead of the walk, dropped behind it, in these
+
+
+cdef struct NgStep:
+    # one batch of NgCopy's pass: the scan from `pos` and the program's verdicts (through
+    # pf_guard: both read the mapping)
+    const uint8_t* map
+    Py_ssize_t size, pos, n, next_pos
+    int64_t info
+    int status
+    uint32_t max_blocksize
+    int64_t* state
+    NgIfaces* ift
+    NgPackets* pk
+    const uint8_t* prog
+    bint clear_mem
+    uint32_t* verdicts
+
+
+cdef void _ng_step(void* arg) noexcept nogil:
+    cdef NgStep* s = <NgStep*>arg
+    s.status = scan_pcapng_blocks(s.map, s.pos, s.size, 0, s.max_blocksize, s.state, s.ift, s.pk,
+                                  NG_BATCH, NG_BATCH_BYTES, &s.n, &s.next_pos, &s.info)
+    if s.n:
+        run_packets(s.prog, s.clear_mem, s.map, s.pk.offsets, s.pk.caplens, s.pk.wirelens, s.n, s.verdicts)
+
+
+cdef bint _ng_grow(NgIfaces* t) noexcept nogil:
+    """Double the interface table (or give it its first capacity); False when out of memory."""
+    cdef int64_t cap = t.capacity * 2 if t.capacity else NG_IFACES
+    cdef void* p
+    p = realloc(t.linktype, cap * sizeof(uint16_t))
+    if p == NULL:
+        return False
+    t.linktype = <uint16_t*>p
+    p = realloc(t.snaplen, cap * sizeof(uint32_t))
+    if p == NULL:
+        return False
+    t.snaplen = <uint32_t*>p
+    p = realloc(t.tsmode, cap * sizeof(int32_t))
+    if p == NULL:
+        return False
+    t.tsmode = <int32_t*>p
+    p = realloc(t.units, cap * sizeof(uint64_t))
+    if p == NULL:
+        return False
+    t.units = <uint64_t*>p
+    p = realloc(t.tsoffset, cap * sizeof(int64_t))
+    if p == NULL:
+        return False
+    t.tsoffset = <int64_t*>p
+    p = realloc(t.offset, cap * sizeof(int64_t))
+    if p == NULL:
+        return False
+    t.offset = <int64_t*>p
+    p = realloc(t.nameoff, cap * sizeof(int64_t))
+    if p == NULL:
+        return False
+    t.nameoff = <int64_t*>p
+    p = realloc(t.namelen, cap * sizeof(uint16_t))
+    if p == NULL:
+        return False
+    t.namelen = <uint16_t*>p
+    t.capacity = cap
+    return True
+
+
+cdef void _ng_free(NgIfaces* t) noexcept nogil:
+    free(t.linktype)
+    free(t.snaplen)
+    free(t.tsmode)
+    free(t.units)
+    free(t.tsoffset)
+    free(t.offset)
+    free(t.nameoff)
+    free(t.namelen)
+
+
+cdef class NgCopy:
+    """One pass over a pcapng file (pfilter.capture.fastpath's pcapng path): its packets judged
+    by the program and those with a non-zero verdict written to out_fd as classic pcap records
+    (out_fd -1: only counted), timestamps in ns (nsec) or us, after the output's file header
+    (out_size bytes, written by the caller) -- what the general path writes for a pcapng input.
+
+    The file is read through one mapping (each stretch of it populated before the walk reaches
+    it and dropped behind it) by the calling thread alone, GIL released; the blocks are walked by
+    the reader's own pcapng scanner (pfilter/capture/_scan.pxi), so every block, interface and
+    timestamp rule is the general path's. It stops, for the general path to start over, at
+    what it leaves to that path (status "anomaly", stop_offset the block's offset): a section
+    in the other byte order, an interface of another link type than `linktype`, a block the
+    scanner leaves to Python (an unusual interface description, damage, a block cut by the end
+    of the file). A file that shrinks under the pass ends it with "read-error".
+    After run(): read, matched, written, bytes (captured bytes written), out_size, status,
+    error, stop_offset; `done` (file offset reached), `read` and `matched` may be read from
+    another thread while it runs."""
+
+    cdef bytes prog
+    cdef bint clear_mem, nsec
+    cdef int in_fd, out_fd
+    cdef uint16_t linktype
+    cdef uint32_t max_blocksize
+    cdef int64_t max_count
+    cdef readonly int64_t read, matched, written, bytes, done, out_size, stop_offset, error
+    cdef readonly int status
+    cdef volatile int cancelled
+    cdef bint ran
+
+    def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int linktype,
+                 uint32_t max_blocksize, bint nsec=False, int64_t max_count=-1, int64_t out_size=0):
+        if not decoded_program:
+            raise ValueError("empty program")
+        self.prog = decoded_program
+        self.clear_mem = clear_mem
+        self.in_fd, self.out_fd = in_fd, out_fd
+        self.linktype = <uint16_t>linktype
+        self.max_blocksize = max_blocksize
+        self.nsec = nsec
+        self.max_count = max_count if max_count > 0 else -1
+        self.out_size = out_size
+        self.status = ST_NONE
+
+    def cancel(self):
+        """Ask a running pass (in another thread) to stop at its next batch."""
+        self.cancelled = 1
+
+    def run(self):
+        """Do the pass (GIL released); returns the status name."""
+        if self.ran:
+            raise ValueError("an NgCopy runs once")
+        self.ran = True
+        cdef const uint8_t* prog = <const uint8_t*>PyBytes_AS_STRING(self.prog)
+        with nogil:
+            self.status = self._pass(prog)
+        return STATUS[self.status]
+
+    cdef int _pass(self, const uint8_t* prog) noexcept nogil:
+        global pf_populate_read
+        cdef stat st
+        cdef size_t maplen
+        cdef uint8_t* m
+        cdef NgIfaces ift
+        cdef NgPackets pk
+        cdef NgStep s
+        cdef int64_t state[3]
+        cdef int64_t checked = 0, populated = 0, dropped = 0, want, at, k
+        cdef int status = ST_NONE, err, nv, j
+        cdef uint32_t sec, frac, cap
+        cdef uint8_t* hdrs = NULL
+        cdef uint8_t* h
+        cdef int64_t pending = 0
+        cdef iovec vec[IOV_BATCH]
+        cdef void* block = NULL
+        if fstat(self.in_fd, &st) != 0:
+            self.error = errno
+            return ST_READ_ERROR
+        if st.st_size <= 0:
+            return ST_ANOMALY
+        memset(&ift, 0, sizeof(ift))
+        maplen = <size_t>((st.st_size + PMD_BYTES - 1) // PMD_BYTES * PMD_BYTES)
+        m = <uint8_t*>_map_window(maplen, MAP_PRIVATE, self.in_fd, 0)
+        if <void*>m == MAP_FAILED:
+            self.error = errno
+            return ST_READ_ERROR
+        # the batch's arrays and the headers of its matches (IOV_BATCH / 2 of them at a time)
+        block = malloc(NG_BATCH * (3 * sizeof(int64_t) + 3 * sizeof(uint32_t) + sizeof(uint16_t))
+                       + (IOV_BATCH // 2) * HDR)
+        if block == NULL or not _ng_grow(&ift):
+            free(block)
+            _ng_free(&ift)
+            munmap(m, maplen)
+            self.error = 12         # ENOMEM
+            return ST_READ_ERROR
+        pk.offsets = <int64_t*>block
+        pk.stamps = pk.offsets + NG_BATCH
+        pk.fileoffs = pk.stamps + NG_BATCH
+        pk.caplens = <uint32_t*>(pk.fileoffs + NG_BATCH)
+        pk.wirelens = pk.caplens + NG_BATCH
+        s.verdicts = pk.wirelens + NG_BATCH
+        pk.ifaces = <uint32_t*>malloc(NG_BATCH * sizeof(uint32_t))
+        pk.linktypes = <uint16_t*>(s.verdicts + NG_BATCH)
+        hdrs = <uint8_t*>(pk.linktypes + NG_BATCH)
+        if pk.ifaces == NULL:
+            free(block)
+            _ng_free(&ift)
+            munmap(m, maplen)
+            self.error = 12
+            return ST_READ_ERROR
+        state[0] = state[1] = state[2] = 0
+        s.map, s.size, s.pos = m, st.st_size, 0
+        s.max_blocksize, s.state, s.ift, s.pk = self.max_blocksize, state, &ift, &pk
+        s.prog, s.clear_mem = prog, self.clear_mem
+        pf_bus_enter()
+        while status == ST_NONE:
+            if self.cancelled:
+                status = ST_CANCELLED
+                break
+            # the next stretch mapped in before the walk reaches it; what is behind dropped
+            want = s.pos + 2 * <int64_t>NG_STRETCH
+            if want > s.size:
+                want = s.size
+            if populated < want:
+                at = populated
+                populated = (want + NG_STRETCH - 1) // NG_STRETCH * NG_STRETCH
+                if populated > <int64_t>maplen:
+                    populated = maplen
+                if pf_populate_read and madvise(m + at, <size_t>(populated - at), MADV_POPULATE_READ) != 0 \
+                        and errno == EINVAL:
+                    pf_populate_read = 0        # (the pages come in as they are touched)
+            at = s.pos // NG_STRETCH * NG_STRETCH - NG_STRETCH
+            if at > dropped:
+                madvise(m + dropped, <size_t>(at - dropped), MADV_DONTNEED)
+                dropped = at
+            if pf_guard(_ng_step, &s) != 0:
+                self.error = EIO
+                status = ST_READ_ERROR
+                break
+            if s.status == ST_FULL and not _ng_grow(&ift):
+                self.error = 12
+                status = ST_READ_ERROR
+                break
+            # what the general path alone does: sections of the other byte order (their
+            # pseudo-headers swapped), interfaces of other link types (a pcap output of one)
+            if state[0] != 0:
+                status = ST_ANOMALY
+            while checked < state[1] and status == ST_NONE:
+                if ift.linktype[checked] != self.linktype:
+                    status = ST_ANOMALY
+                checked += 1
+            if status != ST_NONE:
+                self.stop_offset = s.pos
+                break
+            nv = 0
+            j = 0
+            pending = 0
+            err = 0
+            for k in range(s.n):
+                self.read += 1
+                if s.verdicts[k] == 0:
+                    continue
+                self.matched += 1
+                cap = pk.caplens[k]
+                self.bytes += cap
+                if self.out_fd >= 0:
+                    split_ts(pk.stamps[k], self.nsec, &sec, &frac)
+                    h = hdrs + j * HDR
+                    memcpy(h, &sec, 4)
+                    memcpy(h + 4, &frac, 4)
+                    memcpy(h + 8, &cap, 4)
+                    memcpy(h + 12, &pk.wirelens[k], 4)
+                    vec[nv].iov_base = <void*>h
+                    vec[nv].iov_len = HDR
+                    nv += 1
+                    j += 1
+                    if cap:
+                        vec[nv].iov_base = <void*>(m + pk.offsets[k])
+                        vec[nv].iov_len = cap
+                        nv += 1
+                    pending += HDR + cap
+                    self.written += 1
+                    if nv > IOV_BATCH - 2:
+                        err = pwrite_all(self.out_fd, vec, nv, self.out_size)
+                        if err:
+                            break
+                        self.out_size += pending
+                        nv = j = pending = 0
+                if self.max_count > 0 and self.matched >= self.max_count:
+                    status = ST_COUNT
+                    self.stop_offset = pk.fileoffs[k]
+                    break
+            if err == 0 and nv:
+                err = pwrite_all(self.out_fd, vec, nv, self.out_size)
+                if err == 0:
+                    self.out_size += pending
+            if err:
+                # EFAULT: the mapping's pages went under the write (the input shrank)
+                self.error = err
+                status = ST_READ_ERROR if err == EFAULT else ST_WRITE_ERROR
+                break
+            if status != ST_NONE:
+                break
+            s.pos = s.next_pos
+            self.done = s.pos
+            if s.status == ST_END:
+                status = ST_EOF
+            elif s.status != ST_LIMIT and s.status != ST_FULL:
+                self.stop_offset = s.pos
+                status = ST_ANOMALY
+        pf_bus_leave()
+        free(pk.ifaces)
+        free(block)
+        _ng_free(&ift)
+        munmap(m, maplen)
+        return status
+
+
+def ng_first_interface(bytes head, uint32_t max_blocksize):
+    """(link type, snapshot length, timestamp units) of the first interface of a pcapng file
+    whose first bytes are `head`, read by the scanner NgCopy walks with, when head holds it
+    after sections in this host's byte order only; else None (the general path reads it)."""
+    cdef NgIfaces ift
+    cdef NgPackets pk
+    cdef int64_t state[3]
+    cdef Py_ssize_t n = 0, pos = 0
+    cdef int64_t info = 0
+    cdef uint16_t linktype = 0
+    cdef uint32_t snaplen = 0
+    cdef int32_t tsmode = 0
+    cdef uint64_t units = 0
+    cdef int64_t tsoffset = 0, offset = 0, nameoff = 0
+    cdef uint16_t namelen = 0
+    state[0] = state[1] = state[2] = 0
+    ift.capacity = 1
+    ift.linktype, ift.snaplen, ift.tsmode, ift.units = &linktype, &snaplen, &tsmode, &units
+    ift.tsoffset, ift.offset, ift.nameoff, ift.namelen = &tsoffset, &offset, &nameoff, &namelen
+    memset(&pk, 0, sizeof(pk))
+    # no packet taken (max_packets 0): the scan stops at the first packet block, or at a second
+    # interface (the table full)
+    scan_pcapng_blocks(<const uint8_t*>PyBytes_AS_STRING(head), 0, len(head), 0, max_blocksize, state,
+                       &ift, &pk, 0, 0, &n, &pos, &info)
+    if state[1] < 1 or state[0] != 0:
+        return None
+    return linktype, snaplen, units

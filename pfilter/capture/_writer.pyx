@@ -50,15 +50,7 @@ cdef inline int64_t selected(const int64_t* index, Py_ssize_t k, const int64_t* 
     return i
 
 
-cdef inline void split_ts(int64_t ts, bint nsec, uint32_t* sec, uint32_t* frac) noexcept nogil:
-    # Floor division, so pre-1970 times keep a fraction in [0, 1 s) as libpcap reads them.
-    cdef int64_t s = ts // 1000000000
-    cdef int64_t f = ts % 1000000000
-    if f < 0:
-        f += 1000000000
-        s -= 1
-    sec[0] = <uint32_t>s
-    frac[0] = <uint32_t>(f if nsec else f // 1000)
+include "_split_ts.pxi"
 
 
 def pcap_records(const uint8_t[::1] data, const int64_t[::1] offsets, const uint32_t[::1] caplen,

@@ -28,8 +28,9 @@ from ..errors import FilterError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
-from .files import (RESYNC_DEPTH, RESYNC_SPAN, AtomicFile, compression_for_path, format_for_path, parse_pcap_header,
-                    pcap_file_header, pcap_magic_order, truncated_snaplen)
+from .files import (INITIAL_MAX_BLOCKSIZE, PCAPNG_BOM, PCAPNG_SHB, RESYNC_DEPTH, RESYNC_SPAN, SHB_INSANE_MAX,
+                    AtomicFile, adjust_snaplen, compression_for_path, format_for_path, max_blocksize,
+                    parse_pcap_header, pcap_file_header, pcap_magic_order, truncated_snaplen)
 # (a raw copy would keep pseudo-headers libpcap swaps into this host's order; the general path
 # swaps them)
 from .swap import PSEUDO_HEADER_LINKTYPES
@@ -464,6 +465,8 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
               truncate, rotate, workers, byte_range):
     opened = _open_eligible(src)
     if opened is None:
+        if truncate is None and rotate is None and byte_range is None:
+            return _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce)
         return None
     in_fd, h = opened
     out = job = total = None
@@ -563,6 +566,92 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
     if byte_range is not None and status == "eof":
         stats.range_end = walked
     return stats
+
+
+def _open_pcapng(src):
+    """(file descriptor, link type, snapshot length, timestamp resolution) of src when it is a
+    pcapng file NgCopy can start on: a regular file (decided as _open_eligible does) whose first
+    section is in this host's (little-endian) byte order, of version 1.0 or 1.2, and whose first
+    interface the scanner reads within its first PEEK_BYTES with a snapshot length libpcap keeps
+    as it is; else None (the general path reads it, with libpcap's messages)."""
+    if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-") or sys.byteorder != "little":
+        return None
+    try:
+        before = os.stat(src)
+        if not stat.S_ISREG(before.st_mode):
+            return None
+        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
+            os.set_blocking(fd, True)
+            head = os.pread(fd, PEEK_BYTES, 0)
+            if len(head) >= 28:
+                btype, total, bom, major, minor = struct.unpack_from("<IIIHH", head)
+                if (btype == PCAPNG_SHB and bom == PCAPNG_BOM and (major, minor) in ((1, 0), (1, 2))
+                        and 28 <= total <= SHB_INSANE_MAX):
+                    from ._fastcopy import ng_first_interface
+                    first = ng_first_interface(head, INITIAL_MAX_BLOCKSIZE)
+                    if first is not None and adjust_snaplen(first[0], first[1]) == first[1]:
+                        return fd, first[0], first[1], "ns" if first[2] > 1000000 else "us"
+    except (OSError, ValueError, struct.error):
+        pass
+    os.close(fd)
+    return None
+
+
+#: how much of a pcapng file _open_pcapng reads to find its first interface
+PEEK_BYTES = 1 << 16
+
+
+def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce):
+    """_one_file for a pcapng input (NgCopy: one worker; pcap output or a count), or None."""
+    opened = _open_pcapng(src)
+    if opened is None:
+        return None
+    in_fd, linktype, snaplen, resolution = opened
+    out = job = None
+    whole = False
+    started = time.perf_counter()
+    try:
+        decoded, clear_mem = _decode(_fastcopy, program_for(linktype, snaplen, False))
+        if announce is not None:
+            announce(src, linktype, snaplen, 0)
+        nsec = (ts_resolution or resolution) == "ns"
+        header = pcap_file_header(linktype, snaplen, nsec, 0)
+        size0 = os.fstat(in_fd).st_size
+        if dst is not None:
+            out = AtomicFile(dst, protect=[src])
+            out.write(header)
+            if not count and size0 >= SMALL_FILE_BYTES:
+                # the output is smaller than the input (a block's 28 bytes or more of framing
+                # become a record's 16): allocated at once, cut to what was written at the end
+                out.preallocate(size0, _fastcopy.preallocate)
+        job = _fastcopy.NgCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, linktype,
+                               max_blocksize(linktype), nsec=nsec, max_count=count or -1,
+                               out_size=len(header))
+        status = _unless_cut(_run(job, progress, size0, src), in_fd, size0)
+        if not _pass_ended(status, job, out):
+            return None         # the general path starts over and says what is wrong, if anything
+        whole = True
+        if out is not None:
+            out.commit(job.out_size)
+    except KeyboardInterrupt as err:
+        # as _one_file: the pass stopped between batches, the output holds whole records
+        if out is not None:
+            out.commit(job.out_size if job is not None else len(header))
+        err.stats = _stats(job, out, src, started)
+        err.complete = whole
+        raise
+    except BaseException:
+        if out is not None:
+            out.abort()
+        raise
+    finally:
+        os.close(in_fd)
+    return _stats(job, out, src, started)
 
 
 def _forks(workers, count, rotate, out):

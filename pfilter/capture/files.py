@@ -40,6 +40,20 @@ def adjust_snaplen(linktype, snaplen):
     return snaplen
 
 
+# pcapng: the first block's type, the byte-order magic (in the section's order), the largest
+# section header block, and the largest block before the first interface says its link type
+PCAPNG_SHB = 0x0A0D0D0A
+PCAPNG_BOM = 0x1A2B3C4D
+SHB_INSANE_MAX = 1024 * 1024
+INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
+
+
+def max_blocksize(linktype):
+    """The largest pcapng block libpcap reads once the first interface's link type is known."""
+    # libpcap: MAX_BLOCKSIZE_FOR_SNAPLEN()
+    return max(INITIAL_MAX_BLOCKSIZE, 8 + 20 + max_snaplen_for_linktype(linktype) + 131072 + 4)
+
+
 def file_linktype(linktype):
     """The LINKTYPE_ value libpcap writes for a link type read from a file: a DLT number used
     as a file value (12 for raw IP) becomes its LINKTYPE_ (101)."""

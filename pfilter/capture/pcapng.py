@@ -15,16 +15,12 @@ import numpy as np
 from ..batch import PacketBatch
 from ._scancodes import (ST_BADLEN, ST_BLOCK, ST_CAPLEN, ST_FULL, ST_NOIFACE, ST_SHORT, ST_TOOBIG,
                          ST_TRAILER, ST_UNALIGNED, ts_mode)
-from .files import adjust_snaplen, max_snaplen_for_linktype
+from .files import (INITIAL_MAX_BLOCKSIZE, PCAPNG_BOM, PCAPNG_SHB, SHB_INSANE_MAX, adjust_snaplen,
+                    max_blocksize as _max_blocksize)
 from .swap import PSEUDO_HEADER_LINKTYPES, swap_mixed
 
-PCAPNG_SHB = 0x0A0D0D0A
-PCAPNG_BOM = 0x1A2B3C4D
 BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
 _SWAP_LINKTYPES = np.array(sorted(PSEUDO_HEADER_LINKTYPES), np.uint16)
-
-SHB_INSANE_MAX = 1024 * 1024
-INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
 
 _HOST_LITTLE = sys.byteorder == "little"
 
@@ -37,11 +33,6 @@ _MESSAGES = {
     ST_SHORT: "block of type {info} in pcapng dump file is too short",
     ST_NOIFACE: "a packet arrived on interface {info}, but there's no Interface Description Block for that interface",
 }
-
-
-def _max_blocksize(linktype):
-    # libpcap: MAX_BLOCKSIZE_FOR_SNAPLEN()
-    return max(INITIAL_MAX_BLOCKSIZE, 8 + 20 + max_snaplen_for_linktype(linktype) + 131072 + 4)
 
 
 class PcapngFormat:

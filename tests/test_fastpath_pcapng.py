@@ -1,0 +1,273 @@
+"""The pcapng fast path (pfilter.capture._fastcopy.NgCopy, driven by pfilter.capture.fastpath):
+a pcapng input filtered into a pcap file, or counted, without the general path's batches.
+
+It must write what the general path writes (PFILTER_NO_FASTPATH=1) byte for byte and stop as it
+does (same packets kept, same error) on every input, and what tcpdump writes where tcpdump is the
+reference; whatever it leaves to the general path (sections of the other byte order, interfaces
+of another link type, damage) the general path then does from the start."""
+import os
+import random
+import struct
+import subprocess
+import sys
+
+import pytest
+
+import pfilter
+import reference as ref
+from test_capture_fastpath import general, outcome, packet, write_pcap
+
+EXPRESSIONS = ["", "tcp", "udp port 53 or icmp", "vlan and ip", "ip and tcp port 80", "ip6"]
+
+
+@pytest.fixture
+def ng_jobs(monkeypatch):
+    """The NgCopy jobs the fast path runs (their status after the pass: 0 eof, 1 anomaly...)."""
+    from pfilter.capture import _fastcopy
+    runs = []
+    real = _fastcopy.NgCopy
+
+    def make(*args, **kw):
+        job = real(*args, **kw)
+        runs.append(job)
+        return job
+    monkeypatch.setattr(_fastcopy, "NgCopy", make)
+    return runs
+
+
+# -- pcapng blocks, written here so that a test can make any section, interface or damage ------
+
+def block(btype, body, order="<"):
+    body += b"\0" * (-len(body) % 4)
+    total = 12 + len(body)
+    return struct.pack(order + "II", btype, total) + body + struct.pack(order + "I", total)
+
+
+def shb(order="<", minor=0):
+    return block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, minor, -1), order)
+
+
+def idb(linktype=1, snaplen=262144, tsresol=None, tsoffset=None, order="<"):
+    opts = b""
+    if tsresol is not None:
+        opts += struct.pack(order + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
+    if tsoffset is not None:
+        opts += struct.pack(order + "HHq", 14, 8, tsoffset)
+    if opts:
+        opts += struct.pack(order + "HH", 0, 0)
+    return block(1, struct.pack(order + "HHI", linktype, 0, snaplen) + opts, order)
+
+
+def epb(data, ts, iface=0, wire=None, order="<"):
+    return block(6, struct.pack(order + "IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data),
+                                len(data) + 4 if wire is None else wire) + data, order)
+
+
+def spb(data, wire=None, order="<"):
+    return block(3, struct.pack(order + "I", len(data) + 4 if wire is None else wire) + data, order)
+
+
+def generated_pcapng(path, n=2000, seed=1, tsresol=None, tsoffset=None, extra=b""):
+    """One section, one Ethernet interface, n EPBs (a few SPBs and a name-resolution block among
+    them); the blocks' file offsets too."""
+    rng = random.Random(seed)
+    units = 10 ** 6 if tsresol is None else (1 << (tsresol & 0x7F) if tsresol & 0x80 else 10 ** tsresol)
+    data = shb() + idb(tsresol=tsresol, tsoffset=tsoffset)
+    starts = []
+    t = 1700000000 * units
+    for i in range(n):
+        starts.append(len(data))
+        t += rng.randint(0, 3 * units // 1000 + 1)
+        p = packet(rng)
+        if i % 97 == 5:
+            data += spb(p)
+        elif i % 211 == 7:
+            data += block(4, b"\x01\0\x08\0\x0a\0\0\x01host\0\0\0\0\0\0\0\0")    # a name record
+        else:
+            data += epb(p, t)
+    data += extra
+    path.write_bytes(data)
+    return path, starts
+
+
+def cleanup(*paths):
+    for p in paths:
+        if os.path.exists(p):
+            os.unlink(p)
+
+
+@pytest.mark.parametrize("expr", EXPRESSIONS)
+def test_generated_pcapng_same_bytes_and_stats_as_the_general_path(tmp_path, ng_jobs, expr):
+    src, _ = generated_pcapng(tmp_path / "in.pcapng")
+    fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", expr)
+    slow = outcome(general, src, tmp_path / "slow.pcap", expr)
+    assert [job.status for job in ng_jobs] == [0]        # taken, to the end of the file
+    assert fast == slow
+    assert fast[0][0] == sum(i % 211 != 7 for i in range(2000)) and 0 < fast[0][1] <= fast[0][0]
+    fast = outcome(pfilter.filter_file, src, None, expr)
+    assert fast == outcome(general, src, None, expr) and ng_jobs[-1].status == 0
+
+
+@pytest.mark.parametrize("tsresol,tsoffset", [(None, None), (9, None), (3, None), (0x80 | 20, None),
+                                              (6, 1000), (9, -5)])
+def test_timestamp_resolutions_and_offsets_as_the_general_path(tmp_path, ng_jobs, tsresol, tsoffset):
+    """if_tsresol (decimal, binary) and if_tsoffset: every record's seconds and fraction as the
+    general path writes them, in the output resolution it picks (ns for a finer interface)."""
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", n=500, seed=3, tsresol=tsresol, tsoffset=tsoffset)
+    for kw in ({}, {"ts_resolution": "us"}, {"ts_resolution": "ns"}):
+        fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", "udp or icmp", **kw)
+        slow = outcome(general, src, tmp_path / "slow.pcap", "udp or icmp", **kw)
+        assert fast == slow, kw
+        assert ng_jobs[-1].status == 0
+        cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+
+
+@pytest.mark.parametrize("expr", ["tcp", "udp port 53 or icmp", "not vlan"])
+def test_editcap_pcapng_same_as_tcpdump(tmp_path, ng_jobs, expr):
+    """A capture converted by editcap (Wireshark's own pcapng writer) filtered by pfilter and by
+    tcpdump: the same pcap file, byte for byte."""
+    rng = random.Random(5)
+    pcap = write_pcap(tmp_path / "in.pcap", [(packet(rng), None, None) for _ in range(3000)])
+    src = tmp_path / "in.pcapng"
+    subprocess.run([ref.editcap(), "-F", "pcapng", str(pcap), str(src)], check=True, capture_output=True)
+    subprocess.run([ref.tcpdump(), "-r", str(src), "-w", str(tmp_path / "td.pcap"), expr], check=True,
+                   capture_output=True)
+    stats = pfilter.filter_file(src, tmp_path / "pf.pcap", expr)
+    assert [job.status for job in ng_jobs] == [0]
+    assert (tmp_path / "pf.pcap").read_bytes() == (tmp_path / "td.pcap").read_bytes()
+    assert stats["read"] == 3000
+
+
+@pytest.mark.parametrize("count", [1, 7, 500, 1990, 5000])
+def test_packet_count_limit_stops_where_the_general_path_stops(tmp_path, ng_jobs, count):
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", seed=4)
+    fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", "tcp", count=count)
+    assert fast == outcome(general, src, tmp_path / "slow.pcap", "tcp", count=count)
+    assert ng_jobs[-1].status in (0, 3)
+
+
+def test_left_to_the_general_path_which_starts_over(tmp_path, ng_jobs):
+    """A later section in the other byte order, an interface of another link type, an unusual
+    interface (snapshot length 0): NgCopy stops ("anomaly") and the general path's result is
+    the call's."""
+    body, _ = generated_pcapng(tmp_path / "base.pcapng", n=300, seed=6)
+    base = body.read_bytes()
+    rng = random.Random(8)
+    tails = {
+        "big-endian section": shb(">") + idb(order=">") + b"".join(epb(packet(rng), 5 << 32, order=">")
+                                                               for _ in range(20)),
+        "raw IP interface": idb(linktype=101) + b"".join(epb(packet(rng)[14:], 7 << 32, iface=1)
+                                                         for _ in range(20)),
+        "snapshot length 0": idb(snaplen=0) + epb(packet(rng), 9 << 32, iface=1),
+    }
+    for name, tail in tails.items():
+        src = tmp_path / "in.pcapng"
+        src.write_bytes(base + tail + epb(packet(rng), 11 << 32))
+        for expr in ("", "tcp", "ip"):
+            fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", expr)
+            slow = outcome(general, src, tmp_path / "slow.pcap", expr)
+            assert fast == slow, (name, expr)
+            assert ng_jobs[-1].status == 1, name
+            cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+
+
+def test_not_taken_where_the_first_section_or_interface_is_not_for_it(tmp_path, ng_jobs):
+    """Big-endian first section, version 1.1, no interface before the first packet, snapshot
+    length 0: never started (the general path reads them)."""
+    rng = random.Random(2)
+    p = packet(rng)
+    cases = {
+        "big-endian": shb(">") + idb(order=">") + epb(p, 1 << 32, order=">"),
+        "version 1.1": shb(minor=1) + idb() + epb(p, 1 << 32),
+        "packet first": shb() + epb(p, 1 << 32) + idb(),
+        "snapshot length 0": shb() + idb(snaplen=0) + epb(p, 1 << 32),
+    }
+    for name, data in cases.items():
+        src = tmp_path / "in.pcapng"
+        src.write_bytes(data)
+        fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", "tcp")
+        assert fast == outcome(general, src, tmp_path / "slow.pcap", "tcp"), name
+        cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+    assert ng_jobs == []
+
+
+def test_mutated_pcapng_same_as_the_general_path(tmp_path, ng_jobs):
+    """Random damage to block lengths, trailers, interface ids and captured lengths, cuts and
+    trailing garbage: NgCopy must end as the general path does (same packets, same error)."""
+    src, starts = generated_pcapng(tmp_path / "clean.pcapng", n=800, seed=9)
+    clean = src.read_bytes()
+    rng = random.Random(21)
+    for trial in range(80):
+        data = bytearray(clean)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.choice(starts)
+            what = rng.choice(["total", "trailer", "iface", "caplen", "cut", "garbage", "type"])
+            if what == "total":
+                data[at + 4:at + 8] = struct.pack("<I", rng.choice([0, 8, 13, 1 << 30, rng.getrandbits(16) * 4]))
+            elif what == "trailer":
+                total = struct.unpack_from("<I", data, at + 4)[0]
+                if at + total <= len(data):
+                    data[at + total - 4:at + total] = struct.pack("<I", rng.getrandbits(32))
+            elif what == "iface":
+                data[at + 8:at + 12] = struct.pack("<I", rng.choice([1, 5, 0xFFFFFFFF]))
+            elif what == "caplen":
+                data[at + 20:at + 24] = struct.pack("<I", rng.choice([0, 1, 262145, 0xFFFFFFFF, rng.getrandbits(12)]))
+            elif what == "cut":
+                del data[at + rng.randint(1, 40):]
+            elif what == "type":
+                data[at:at + 4] = struct.pack("<I", rng.choice([1, 2, 3, 5, 0x0A0D0D0A, 0xBAD]))
+            else:
+                data += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+        path = tmp_path / f"m{trial}.pcapng"
+        path.write_bytes(bytes(data))
+        for expr in ("", "tcp"):
+            fast = outcome(pfilter.filter_file, path, tmp_path / "fast.pcap", expr)
+            slow = outcome(general, path, tmp_path / "slow.pcap", expr)
+            assert fast == slow, (trial, expr)
+            cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+    assert {job.status for job in ng_jobs} >= {0, 1}       # clean ends and handovers
+
+
+@pytest.mark.parametrize("expr", ["tcp", "udp port 53 or icmp"])
+def test_corpus_pcapng_same_as_general_path(tmp_path, ng_jobs, expr):
+    """Every pcapng capture of the corpus: the same output and stats (or the same error)."""
+    taken = 0
+    for row in ref.corpus_pcaps():
+        if row["format"] != "pcapng":
+            continue
+        path = row["file"]
+        before = len(ng_jobs)
+        fast = outcome(pfilter.filter_file, path, tmp_path / "fast.pcap", expr)
+        slow = outcome(general, path, tmp_path / "slow.pcap", expr)
+        assert fast == slow, path
+        taken += len(ng_jobs) > before and ng_jobs[-1].status in (0, 3)
+        cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+    assert taken >= 20, f"the pcapng fast path took only {taken} corpus files"
+
+
+def test_cli_on_pcapng_with_a_cached_program_never_imports_numpy(tmp_path):
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", n=200)
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    code = ("import sys; from pfilter import cli; s = cli.main(['--quiet', '-r', sys.argv[1], '-w', sys.argv[2], "
+            "'tcp']); print(s, 'numpy' in sys.modules)")
+    outs = [subprocess.run([sys.executable, "-c", code, str(src), str(tmp_path / f"o{i}.pcap")], env=env,
+                           capture_output=True, text=True, check=True).stdout.split() for i in range(2)]
+    assert outs[1] == ["0", "False"], outs
+    general(src, tmp_path / "slow.pcap", "tcp")
+    assert (tmp_path / "o1.pcap").read_bytes() == (tmp_path / "slow.pcap").read_bytes()
+
+
+def test_cancelled_pass_stops_and_reports_it(tmp_path):
+    from pfilter import _vm
+    from pfilter.capture import _fastcopy
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", n=50)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        job = _fastcopy.NgCopy(_vm.decode(pfilter.compile("tcp").instructions.tobytes()), False, fd, -1, 1,
+                               16 << 20)
+        job.cancel()
+        assert job.run() == "cancelled" and job.read == 0
+        with pytest.raises(ValueError, match="once"):
+            job.run()
+    finally:
+        os.close(fd)
