@@ -2107,8 +2107,7 @@ include "_scan.pxi"
 include "_split_ts.pxi"
 
 cdef enum:
-    NG_BATCH = 4096                 # packets scanned and judged at a time
-    NG_BATCH_BYTES = 8 << 20        # (or this much of their captured data)
+    NG_BATCH = 16384                # packets scanned and judged at a time, at most
     NG_IFACES = 16                  # the interface table's first capacity (doubled when full)
     NG_STRETCH = 4 << 20            # the mapping populated ahead of the walk, dropped behind it, in these
 
@@ -2129,10 +2128,105 @@ cdef struct NgStep:
     uint32_t* verdicts
 
 
+cdef extern from *:
+    """
+    /* into every cache level (prefetcht0): the lines stay until the scan reads them */
+    static inline void pf_prefetch_keep(const uint8_t* p) { __builtin_prefetch(p, 0, 3); }
+    """
+    void pf_prefetch_keep(const uint8_t* p) nogil
+
+
+cdef enum:
+    NG_CHAINS = 8                   # block walks _ng_warm runs at once
+    NG_WARM_BYTES = 1 << 20         # the stretch warmed and then scanned at a time
+    NG_BATCH_BYTES = 7 << 17        # a batch's captured data, at most (the rest of a stretch:
+                                    # the blocks' framing)
+    NG_SYNC_BYTES = 1 << 16         # how far _ng_sync looks for a block start
+
+
+cdef inline bint _ng_block_at(const uint8_t* m, Py_ssize_t q, Py_ssize_t size, uint32_t max_blocksize) noexcept nogil:
+    """Whether an enhanced packet block, whose trailer repeats its length, plausibly starts at q,
+    followed by another block (or the end of the file)."""
+    cdef uint32_t btype, total, nxt
+    if size - q < 32:
+        return False
+    memcpy(&btype, m + q, 4)
+    memcpy(&total, m + q + 4, 4)
+    if btype != 6 or total < 32 or total % 4 != 0 or total > max_blocksize or size - q < <Py_ssize_t>total:
+        return False
+    memcpy(&nxt, m + q + total - 4, 4)
+    if nxt != total:
+        return False
+    if size - q - total < 12:
+        return size - q == total
+    memcpy(&nxt, m + q + total + 4, 4)
+    return nxt >= 12 and nxt % 4 == 0 and nxt <= max_blocksize
+
+
+cdef void _ng_warm(const uint8_t* m, Py_ssize_t pos, Py_ssize_t stop, Py_ssize_t size,
+                   uint32_t max_blocksize) noexcept nogil:
+    """Bring into the cache the lines the scan of the blocks from pos (a block start) to about
+    stop will read: each block's first line (type, length, the packet block's fields and the
+    first bytes of its packet, which the program reads), its trailer and the next line. One walk
+    would wait for each block's length before it can ask for the next block: NG_CHAINS walks, from
+    pos and from block starts found (_ng_block_at) at even steps through the stretch, take their
+    steps in turn, so that their loads are waited for together. What they find only guides the
+    cache: the scan that follows checks every block itself, so a wrong guess costs time only."""
+    cdef Py_ssize_t at[NG_CHAINS]
+    cdef Py_ssize_t ends[NG_CHAINS]
+    cdef Py_ssize_t step = (stop - pos) // NG_CHAINS, q, lim, x
+    cdef uint32_t total
+    cdef int c, live = 0, k
+    if stop <= pos:
+        return
+    for c in range(NG_CHAINS):
+        if c == 0:
+            q = pos
+        else:
+            q = (pos + c * step + 3) & ~(<Py_ssize_t>3)
+            q += (pos - q) & 3                      # (blocks keep the file's 4-byte alignment)
+            lim = q + NG_SYNC_BYTES
+            if lim > stop:
+                lim = stop
+            while q < lim and not _ng_block_at(m, q, size, max_blocksize):
+                q += 4
+            if q >= lim:
+                continue
+        if live:
+            ends[live - 1] = q
+        at[live] = q
+        live += 1
+    if live == 0:
+        return
+    ends[live - 1] = stop
+    while live:
+        k = 0
+        for c in range(live):
+            x = at[c]
+            if size - x < 8:
+                continue
+            memcpy(&total, m + x + 4, 4)
+            if total < 12 or total % 4 != 0 or total > max_blocksize or <Py_ssize_t>total > size - x:
+                continue
+            pf_prefetch_keep(m + x + 64)
+            pf_prefetch_keep(m + x + total - 4)
+            x += total
+            if x >= ends[c]:
+                continue
+            at[k] = x
+            ends[k] = ends[c]
+            k += 1
+        live = k
+
+
 cdef void _ng_step(void* arg) noexcept nogil:
     cdef NgStep* s = <NgStep*>arg
+    cdef Py_ssize_t stop = s.pos + NG_WARM_BYTES
+    if stop > s.size:
+        stop = s.size
+    _ng_warm(s.map, s.pos, stop, s.size, s.max_blocksize)
     s.status = scan_pcapng_blocks(s.map, s.pos, s.size, 0, s.max_blocksize, s.state, s.ift, s.pk,
-                                  NG_BATCH, NG_BATCH_BYTES, &s.n, &s.next_pos, &s.info)
+                                  NG_BATCH, NG_BATCH_BYTES, &s.n, &s.next_pos, &s.info, False)
     if s.n:
         run_packets(s.prog, s.clear_mem, s.map, s.pk.offsets, s.pk.caplens, s.pk.wirelens, s.n, s.verdicts)
 

@@ -107,7 +107,7 @@ cdef struct NgPackets:
 cdef int scan_pcapng_blocks(const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, int64_t base,
                             uint32_t max_blocksize, int64_t* state, NgIfaces* ift, NgPackets* pk,
                             Py_ssize_t max_packets, Py_ssize_t max_bytes, Py_ssize_t* n_out,
-                            Py_ssize_t* pos_out, int64_t* info_out) noexcept nogil:
+                            Py_ssize_t* pos_out, int64_t* info_out, bint prefetch=True) noexcept nogil:
     """Scan pcapng blocks from b[pos:end] (b at file offset `base`): EPB, SPB and PB become
     packets in pk (at most max_packets, or until max_bytes of captured data), other block types
     are skipped. Section headers and interface descriptions are read here too, into `state`
@@ -116,7 +116,9 @@ cdef int scan_pcapng_blocks(const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, in
     by the buffer's end, damaged, or unusual (snapshot length 0 or above INT_MAX) stops the scan
     (ST_BLOCK) for Python, which reads it with libpcap's messages; a full table stops it with
     ST_FULL. Interface ids are reported file-wide (section base + id). The status; the packets,
-    the new position and the status's detail in n_out, pos_out and info_out."""
+    the new position and the status's detail in n_out, pos_out and info_out. prefetch: stream
+    every line of b ahead of the walk into the cache (False: the caller has brought in the lines
+    the walk reads, as NgCopy's _ng_warm does)."""
     # libpcap: pcap_ng_next_packet(), read_block(), add_interface(), process_idb_options()
     cdef Py_ssize_t n = 0, p = pos, nbytes = 0, datapos, pf = pos
     cdef const uint8_t* body
@@ -131,7 +133,8 @@ cdef int scan_pcapng_blocks(const uint8_t* b, Py_ssize_t pos, Py_ssize_t end, in
     cdef uint32_t i, code, olen, padded, seen, v, k
     cdef int32_t mode
     while p != end:                 # the end of the buffer: status stays ST_END
-        pf = prefetch_ahead(b, pf, p, end)
+        if prefetch:
+            pf = prefetch_ahead(b, pf, p, end)
         if end - p < 8:
             status = ST_MORE
             info = 8
