@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (HUGE_PACKETS, READY_NOTE, ROUNDS, STANDARD_EXPRESSIONS, before_timed, command_env,
-                      expression_id, result_table, run_command, tcpdump_path)
+                      expression_id, pfilter_launcher, result_table, run_command, tcpdump_path)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_RATIO = 0.5
@@ -124,3 +124,69 @@ def test_filter_file_in_process(benchmark, huge_capture, tmp_path, monkeypatch, 
     if best:
         column = "pfilter in-process s" if path == "fast" else "general path in-process s"
         result_table("filter_file", "", []).add(expr, **{column: best})
+
+
+@pytest.fixture(scope="module")
+def huge_pcapng():
+    """The generated 2M-packet capture written as pcapng (one section, one interface, microsecond
+    timestamps: what dumpcap and Wireshark save by default), cached across runs."""
+    from conftest import generated_capture, settled
+    return settled(generated_capture(HUGE_PACKETS, pcapng=True))
+
+
+@pytest.mark.parametrize("expr", STANDARD_EXPRESSIONS + ["--count tcp"], ids=expression_id)
+def test_pcapng_against_tcpdump(benchmark, huge_pcapng, tmp_path, expr):
+    """`pfilter -r big.pcapng -w out EXPR` (the pcapng fast path, _fastcopy.NgCopy) against
+    tcpdump's same command and against pfilter's general path (PFILTER_NO_FASTPATH=1: the path
+    every pcapng input took before), interleaved; outputs identical byte for byte. --count: the
+    packets counted (tcpdump has no count without printing: its -w to /dev/null)."""
+    tcpdump, env = tcpdump_path(), command_env()
+    general_env = dict(env, PFILTER_NO_FASTPATH="1")
+    counting = expr.startswith("--count ")
+    text = expr.split(" ", 1)[1] if counting else expr
+    ours, theirs, slow = tmp_path / "pfilter.pcap", tmp_path / "tcpdump.pcap", tmp_path / "general.pcap"
+    launcher = pfilter_launcher()
+    if counting:
+        pf_cmd = launcher + ["--quiet", "-r", str(huge_pcapng), "--count", text]
+        gp_cmd = pf_cmd
+        td_cmd = [tcpdump, "-r", str(huge_pcapng), "-w", "/dev/null", text]
+    else:
+        pf_cmd = launcher + ["--quiet", "-r", str(huge_pcapng), "-w", str(ours), text]
+        gp_cmd = launcher + ["--quiet", "-r", str(huge_pcapng), "-w", str(slow), text]
+        td_cmd = [tcpdump, "-r", str(huge_pcapng), "-w", str(theirs), text]
+    rounds = max(1, ROUNDS)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "pfilter")], check=False,
+                   env=dict(env, PYTHONDONTWRITEBYTECODE=""), capture_output=True)
+    run_command(pf_cmd, env)                     # warm the page cache and check it works
+    td_runs, pf_runs, gp_runs = [], [], []
+    for _ in range(rounds):
+        td_runs.append(run_command(td_cmd, tmp=tmp_path, out=None if counting else theirs))
+        pf_runs.append(run_command(pf_cmd, env, tmp=tmp_path, out=None if counting else ours))
+        gp_runs.append(run_command(gp_cmd, general_env, tmp=tmp_path, out=None if counting else slow))
+    benchmark.pedantic(lambda: pf_runs.append(run_command(pf_cmd, env, tmp=tmp_path, out=None if counting else ours)),
+                       rounds=1, iterations=1)
+    td_wall, td_cpu, _ = _best(td_runs)
+    pf_wall, pf_cpu, pf_mem = _best(pf_runs)
+    gp_wall, gp_cpu, _ = _best(gp_runs)
+    if not counting:
+        assert _same_file(ours, theirs), "pfilter's output differs from tcpdump's"
+        assert _same_file(ours, slow), "the fast path's output differs from the general path's"
+    benchmark.extra_info.update(tcpdump_s=round(td_wall, 3), pfilter_s=round(pf_wall, 3),
+                                general_s=round(gp_wall, 3), tcpdump_cpu_s=round(td_cpu, 3),
+                                pfilter_cpu_s=round(pf_cpu, 3), general_cpu_s=round(gp_cpu, 3))
+    size_mb = huge_pcapng.stat().st_size / 2**20
+    table = result_table("filter_pcapng", "pfilter -r IN.pcapng -w vs tcpdump, and vs pfilter's general path (same run)",
+                         ["command", "tcpdump s", "tcpdump CPU s", "pfilter s", "pfilter CPU s", "wall ratio",
+                          "CPU ratio", "general path s", "general path CPU s", "fast / general CPU",
+                          "pfilter peak MB"],
+                         notes=[f"Input: the {HUGE_PACKETS}-packet generated capture as pcapng ({size_mb:.0f} MB, "
+                                f"microsecond timestamps); fastest of {rounds} interleaved runs each (wall; CPU = "
+                                f"user + system). Ratios: pfilter over tcpdump. General path: the same pfilter "
+                                f"command with PFILTER_NO_FASTPATH=1 (numpy batches: every pcapng input before "
+                                f"the pcapng fast path). --count's tcpdump: -w /dev/null.", READY_NOTE])
+    table.add(expr, **{"command": ("--count " if counting else "-w ") + expression_id(text),
+                       "tcpdump s": td_wall, "tcpdump CPU s": td_cpu, "pfilter s": pf_wall, "pfilter CPU s": pf_cpu,
+                       "wall ratio": pf_wall / td_wall, "CPU ratio": pf_cpu / td_cpu,
+                       "general path s": gp_wall, "general path CPU s": gp_cpu,
+                       "fast / general CPU": pf_cpu / gp_cpu, "pfilter peak MB": pf_mem})
+    assert pf_mem < MEMORY_LIMIT_MB, f"peak memory {pf_mem:.0f} MB"

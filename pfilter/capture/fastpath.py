@@ -14,6 +14,12 @@ little-endian headers (what the writer writes) on a little-endian host (so never
 pseudo-headers libpcap would swap: pfilter.capture.swap), standard 16-byte record headers; the
 output is a pcap file (not standard output) of the input's timestamp resolution, or there is no
 output (counting); and nothing wants the packets themselves (no printing).
+
+A single pcapng file goes to _fastcopy.NgCopy under the same conditions (but one worker, and no
+-C, --snaplen or time window): its first section in this host's byte order, of version 1.0 or
+1.2, with its first interface among its first PEEK_BYTES; NgCopy gives the file back to the
+general path, which starts over, at a later section of the other byte order, an interface of
+another link type, or damage (_open_pcapng, _one_pcapng).
 """
 from __future__ import annotations
 
