@@ -2500,7 +2500,8 @@ cdef class NgCopy:
 
 
 def ng_first_interface(bytes head, uint32_t max_blocksize):
-    """(link type, snapshot length, timestamp units) of the first interface of a pcapng file
+    """(link type, snapshot length, timestamp units, whether no other interface comes before the
+    first packet) of the first interface of a pcapng file
     whose first bytes are `head`, read by the scanner NgCopy walks with, when head holds it
     after sections in this host's byte order only; else None (the general path reads it)."""
     cdef NgIfaces ift
@@ -2521,8 +2522,10 @@ def ng_first_interface(bytes head, uint32_t max_blocksize):
     memset(&pk, 0, sizeof(pk))
     # no packet taken (max_packets 0): the scan stops at the first packet block, or at a second
     # interface (the table full)
-    scan_pcapng_blocks(<const uint8_t*>PyBytes_AS_STRING(head), 0, len(head), 0, max_blocksize, state,
-                       &ift, &pk, 0, 0, &n, &pos, &info)
+    cdef int status = scan_pcapng_blocks(<const uint8_t*>PyBytes_AS_STRING(head), 0, len(head), 0, max_blocksize,
+                                         state, &ift, &pk, 0, 0, &n, &pos, &info)
     if state[1] < 1 or state[0] != 0:
         return None
-    return linktype, snaplen, units
+    # (alone: the scan reached a packet block, which it does not take, with one interface;
+    # a second one before it would have filled the table)
+    return linktype, snaplen, units, status == ST_LIMIT

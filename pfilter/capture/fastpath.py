@@ -242,9 +242,11 @@ def fast_filter_file(src, dst, program_for, count=None, format=None, ts_resoluti
         return _count_files(_fastcopy, sources, program_for, progress, announce, workers)
     headers = []
     for s in sources:
-        h = _peek(s)
+        h = _peek_input(s)
         if h is None or (headers and h.linktype != headers[0].linktype):
             return None
+        if isinstance(h, NgHeader) and not h.alone:
+            return None     # (the general path's output header: the largest snapshot length it sees)
         if ts_resolution not in (None, h.ts_resolution) and dst is not None:
             return None
         if headers and h.ts_resolution != headers[0].ts_resolution and dst is not None:
@@ -302,13 +304,13 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
     (one pass each, GIL released); each file opened once, its program compiled on first need
     (link types may differ: nothing is written). None when a file is not for the fast path."""
     started = time.perf_counter()
-    h0 = _peek(sources[0])
+    h0 = _peek_input(sources[0])
     if h0 is None:
         return None
     programs = _Programs(_fastcopy, program_for)
     programs.get(h0)                      # compiled (and refused) before any pass
     if announce is not None:              # the files are passed at once: each announced now
-        heads = [h0] + [_peek(s) for s in sources[1:]]
+        heads = [h0] + [_peek_input(s) for s in sources[1:]]
         if any(h is None for h in heads):
             return None                   # (before announcing any: the general path will)
         for i, (s, h) in enumerate(zip(sources, heads)):
@@ -323,7 +325,7 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
         for i in range(k, len(sources), workers):
             if stop.is_set() or failed:
                 return
-            opened = _open_eligible(sources[i])
+            opened = _open_input(sources[i])
             if opened is None:
                 failed.append(i)
                 return
@@ -332,8 +334,8 @@ def _count_files(_fastcopy, sources, program_for, progress, announce, workers):
                 with lock:
                     decoded, clear_mem = programs.get(h)
                 job_size = os.fstat(fd).st_size
-                job = _fastcopy.PcapCopy(decoded, clear_mem, fd, -1, 24, min(h.snaplen, h.maxcap),
-                                         **_sized(job_size, 1, h, counting=True))
+                job = _job(_fastcopy, h, decoded, clear_mem, fd, -1, -1, 0, False,
+                           _sized(job_size, 1, h, counting=True))
                 jobs[i] = job
                 if _unless_cut(job.run(), fd, job_size) != "eof":
                     failed.append(i)
@@ -421,8 +423,9 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
         for i, (s, h) in enumerate(zip(sources, headers)):
             if announce is not None:
                 announce(s, h.linktype, h.snaplen, i)
-            opened = _open_eligible(s)
-            if opened is None or opened[1].linktype != h.linktype or opened[1].snaplen != h.snaplen:
+            opened = _open_input(s)
+            if (opened is None or type(opened[1]) is not type(h) or opened[1].linktype != h.linktype
+                    or opened[1].snaplen != h.snaplen):
                 if opened is not None:
                     os.close(opened[0])
                 if out is not None:
@@ -432,9 +435,9 @@ def _many_files(_fastcopy, sources, headers, dst, program_for, count, progress, 
             try:
                 decoded, clear_mem = programs.get(h)
                 nbytes = os.fstat(fd).st_size
-                job = _fastcopy.PcapCopy(decoded, clear_mem, fd, out.fileno() if out is not None else -1, 24,
-                                         min(h.snaplen, h.maxcap), (count - total.matched) if count else -1,
-                                         out_size=size, **_sized(nbytes, workers, h))
+                job = _job(_fastcopy, h, decoded, clear_mem, fd, out.fileno() if out is not None else -1,
+                           (count - total.matched) if count else -1, size, first.nsec,
+                           _sized(nbytes, workers, h))
                 running = job
                 report = None
                 if progress is not None:
@@ -574,8 +577,49 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
     return stats
 
 
+class NgHeader:
+    """What the pcapng fast path knows of a file before its pass: its first interface's link
+    type, snapshot length and timestamp resolution, and whether that interface is the only one
+    before the first packet (the general path's output header then takes its snapshot length)."""
+
+    __slots__ = ("linktype", "snaplen", "ts_resolution", "alone")
+    format = "pcapng"
+    linktype_ext = 0
+
+    def __init__(self, linktype, snaplen, ts_resolution, alone):
+        self.linktype, self.snaplen, self.ts_resolution, self.alone = linktype, snaplen, ts_resolution, alone
+
+    @property
+    def nsec(self):
+        return self.ts_resolution == "ns"
+
+
+def _open_input(src):
+    """(file descriptor, PcapHeader or NgHeader) of src when a fast path can read it, else None."""
+    return _open_eligible(src) or _open_pcapng(src)
+
+
+def _peek_input(src):
+    """The PcapHeader or NgHeader of src when a fast path can read it, else None (closed)."""
+    opened = _open_input(src)
+    if opened is None:
+        return None
+    os.close(opened[0])
+    return opened[1]
+
+
+def _job(_fastcopy, h, decoded, clear_mem, fd, out_fd, count, out_size, nsec, sized):
+    """The pass over one input open as fd: a PcapCopy (sized: _sized's keywords) for a pcap
+    file, an NgCopy (one worker, records in nsec or us) for a pcapng one."""
+    if isinstance(h, NgHeader):
+        return _fastcopy.NgCopy(decoded, clear_mem, fd, out_fd, h.linktype, max_blocksize(h.linktype), nsec=nsec,
+                                max_count=count, out_size=out_size)
+    return _fastcopy.PcapCopy(decoded, clear_mem, fd, out_fd, 24, min(h.snaplen, h.maxcap), count,
+                              out_size=out_size, **sized)
+
+
 def _open_pcapng(src):
-    """(file descriptor, link type, snapshot length, timestamp resolution) of src when it is a
+    """(file descriptor, NgHeader) of src when it is a
     pcapng file NgCopy can start on: a regular file (decided as _open_eligible does) whose first
     section is in this host's (little-endian) byte order, of version 1.0 or 1.2, and whose first
     interface the scanner reads within its first PEEK_BYTES with a snapshot length libpcap keeps
@@ -601,7 +645,7 @@ def _open_pcapng(src):
                     from ._fastcopy import ng_first_interface
                     first = ng_first_interface(head, INITIAL_MAX_BLOCKSIZE)
                     if first is not None and adjust_snaplen(first[0], first[1]) == first[1]:
-                        return fd, first[0], first[1], "ns" if first[2] > 1000000 else "us"
+                        return fd, NgHeader(first[0], first[1], "ns" if first[2] > 1000000 else "us", first[3])
     except (OSError, ValueError, struct.error):
         pass
     os.close(fd)
@@ -617,7 +661,8 @@ def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress
     opened = _open_pcapng(src)
     if opened is None:
         return None
-    in_fd, linktype, snaplen, resolution = opened
+    in_fd, h = opened
+    linktype, snaplen, resolution = h.linktype, h.snaplen, h.ts_resolution
     out = job = None
     whole = False
     started = time.perf_counter()
