@@ -334,3 +334,98 @@ def test_simple_packet_blocks_longer_on_the_wire_as_the_general_path(tmp_path, n
         assert fast == outcome(general, src, tmp_path / "slow.pcap", expr), expr
         assert ng_jobs[-1].status == 0
         cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
+
+
+# -- interruptions, full disks, inputs that shrink ----------------------------------------------
+
+def many_pcapng(path, pkts):
+    data = [shb(), idb()]
+    data += [epb(p, (1700000000 << 20) + i) for i, p in enumerate(pkts)]
+    path.write_bytes(b"".join(data))
+    return path
+
+
+def test_an_interrupted_pcapng_pass_keeps_whole_records(tmp_path, ng_jobs):
+    from test_robust_output import is_udp, libpcap_packets, packets
+    pkts = packets(100000, sizes=(200,))      # 24 MB: watched by a helper thread (SMALL_FILE_BYTES)
+    src = many_pcapng(tmp_path / "in.pcapng", pkts)
+    out = tmp_path / "out.pcap"
+    # every packet runs the whole unoptimized program of 24,000 instructions: a pass long enough
+    # to interrupt after its first output
+    slow = pfilter.compile(" or ".join(f"tcp port {p}" for p in range(2000, 3000)) + " or udp", optimize=False)
+
+    def interrupt(done, total, stats):
+        if stats.matched:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt) as e:
+        pfilter.filter_file(src, out, slow, progress=interrupt)
+    kept = libpcap_packets(out)
+    want = [p for p in pkts if is_udp(p)]
+    assert 0 < len(kept) < len(want) and kept == want[:len(kept)]
+    assert e.value.stats.written == len(kept) and ng_jobs[-1].status == 6       # cancelled
+    assert out.stat().st_size == 24 + sum(16 + len(p) for p in kept)
+    assert os.listdir(tmp_path) == ["in.pcapng", "out.pcap"]
+
+
+@pytest.mark.parametrize("how", ["dev-full", "file-size-limit"])
+def test_a_full_disk_gives_one_line_and_leaves_the_old_output_intact(tmp_path, how):
+    import resource
+    from test_robust_output import packets
+    src = many_pcapng(tmp_path / "in.pcapng", packets(3000))
+    (tmp_path / "out").mkdir()
+    old = tmp_path / "out" / "o.pcap"
+    old.write_bytes(b"old contents")
+    target = "/dev/full" if how == "dev-full" else str(old)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    run = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), "-w", target, ""],
+                         capture_output=True, text=True, preexec_fn=limit if how == "file-size-limit" else None,
+                         timeout=60, cwd=ref.ROOT)
+    message = "No space left on device" if how == "dev-full" else "File too large"
+    assert run.returncode == 1 and run.stderr == f"pfilter: {target}: {message}\n"
+    assert old.read_bytes() == b"old contents" and os.listdir(tmp_path / "out") == ["o.pcap"]
+
+
+SHRINK = """
+import os, sys, threading
+sys.path[:0] = [sys.argv[3]]
+import pfilter
+from pfilter import _vm
+from pfilter.capture import _fastcopy
+from pfilter.capture.fastpath import _decode
+src, keep, full = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
+decoded, clear = _decode(_vm, pfilter.compile("tcp").to_tuples())
+outcomes = set()
+for attempt in range(40):
+    with open(src, "r+b") as f:                     # the whole file back
+        f.seek(0, 2)
+        if f.tell() < full:
+            f.truncate(full)
+    fd = os.open(src, os.O_RDONLY)
+    out = os.open(src + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    job = _fastcopy.NgCopy(decoded, clear, fd, out, 1, 16 << 20)
+    t = threading.Thread(target=lambda: outcomes.add((job.run(), job.error)))
+    t.start()
+    while t.is_alive() and job.done < keep // 4:
+        pass
+    os.truncate(src, keep)                          # shrink it under the pass
+    t.join()
+    os.close(fd)
+    os.close(out)
+print(sorted(outcomes))
+"""
+
+
+def test_a_pcapng_file_shrinking_under_the_pass_ends_it_with_a_read_error(tmp_path):
+    """Mapped pages past the new end raise SIGBUS in the scan, or fail the write (EFAULT): the
+    pass ends with "read-error" (or ends before the cut), the process is never killed."""
+    rng = random.Random(9)
+    src = many_pcapng(tmp_path / "shrinking.pcapng", [packet(rng, size=1400) for _ in range(600)] * 40)
+    full = os.path.getsize(src)
+    proc = subprocess.run([sys.executable, "-c", SHRINK, str(src), str(full // 3), str(ref.ROOT), str(full)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]          # never killed by SIGBUS
+    outcomes = eval(proc.stdout.strip())
+    assert {status for status, _error in outcomes} <= {"eof", "anomaly", "read-error"}, outcomes
+    assert any(status == "read-error" for status, _error in outcomes), outcomes
