@@ -429,3 +429,75 @@ def test_a_pcapng_file_shrinking_under_the_pass_ends_it_with_a_read_error(tmp_pa
     outcomes = eval(proc.stdout.strip())
     assert {status for status, _error in outcomes} <= {"eof", "anomaly", "read-error"}, outcomes
     assert any(status == "read-error" for status, _error in outcomes), outcomes
+
+
+# -- one file counted by several workers (_ng_shared) ---------------------------------------------
+
+@pytest.fixture
+def shared_small(monkeypatch):
+    """Every pcapng file counted with workers > 1 is shared among them, however small."""
+    from pfilter.capture import fastpath
+    monkeypatch.setattr(fastpath, "NG_SHARED_BYTES", 0)
+
+
+def counted(src, expr, workers):
+    stats = pfilter.filter_file(src, None, expr, workers=workers)
+    return stats.read, stats.matched
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5, 8])
+def test_shared_counts_equal_one_pass(tmp_path, ng_jobs, shared_small, workers):
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", n=3000, seed=workers)
+    for expr in ("", "tcp", "udp port 53 or icmp"):
+        before = len(ng_jobs)
+        assert counted(src, expr, workers) == counted(src, expr, 1) == tuple(
+            outcome(general, src, None, expr)[0][:2])
+        ranges = ng_jobs[before:-1]                 # (the last: the one-worker count)
+        assert len(ranges) == workers and all(j.status == 0 for j in ranges)
+        assert [j.start for j in ranges[1:]] == [j.range_end for j in ranges[:-1]]
+
+
+def test_shared_count_falls_back_to_one_pass_where_ranges_do_not_join(tmp_path, ng_jobs, shared_small):
+    """An interface described halfway, a second section, and a packet whose payload is a packet
+    block (a pcapng file carried in a capture) where a range is looked for: the ranges are given
+    up for one pass, whose count is the general path's."""
+    rng = random.Random(30)
+    head, _ = generated_pcapng(tmp_path / "a.pcapng", n=1000, seed=31)
+    half = head.read_bytes()
+    tail = b"".join(epb(packet(rng), (1 << 40) + i) for i in range(1000))
+    fake = epb(b"\x06\0\0\0\x40\0\0\0" + bytes(56) + b"\x40\0\0\0", 5)      # an EPB inside an EPB
+    cases = {"interface": half + idb() + tail,
+             "section": half + shb() + idb() + tail,
+             "block in a payload": half + b"".join(epb(fake * 40, 3 << 32) for _ in range(400)) + tail}
+    for name, data in cases.items():
+        src = tmp_path / "in.pcapng"
+        src.write_bytes(data)
+        for workers in (2, 3):
+            before = len(ng_jobs)
+            assert counted(src, "tcp", workers) == tuple(outcome(general, src, None, "tcp")[0][:2]), name
+            jobs = ng_jobs[before:]
+            assert jobs[-1].start == 0 and jobs[-1].stop == -1 and jobs[-1].status == 0, name   # one pass
+
+
+def test_shared_counts_of_damaged_files_equal_the_general_path(tmp_path, ng_jobs, shared_small):
+    src, starts = generated_pcapng(tmp_path / "clean.pcapng", n=1500, seed=33)
+    clean = src.read_bytes()
+    rng = random.Random(34)
+    for trial in range(30):
+        data = bytearray(clean)
+        at = rng.choice(starts)
+        what = rng.choice(["total", "trailer", "cut", "garbage"])
+        if what == "total":
+            data[at + 4:at + 8] = struct.pack("<I", rng.choice([0, 13, 1 << 30]))
+        elif what == "trailer":
+            total = struct.unpack_from("<I", data, at + 4)[0]
+            data[at + total - 4:at + total] = b"\xff\xff\xff\xff"
+        elif what == "cut":
+            del data[at + rng.randint(1, 40):]
+        else:
+            data += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 40)))
+        path = tmp_path / f"m{trial}.pcapng"
+        path.write_bytes(bytes(data))
+        for workers in (2, 4):
+            fast = outcome(pfilter.filter_file, path, None, "tcp", workers=workers)
+            assert fast == outcome(general, path, None, "tcp"), (trial, what, workers)

@@ -2116,7 +2116,7 @@ cdef struct NgStep:
     # one batch of NgCopy's pass: the scan from `pos` and the program's verdicts (through
     # pf_guard: both read the mapping)
     const uint8_t* map
-    Py_ssize_t size, pos, n, next_pos
+    Py_ssize_t size, end, pos, n, next_pos, max_packets
     int64_t info
     int status
     uint32_t max_blocksize
@@ -2220,13 +2220,15 @@ cdef void _ng_warm(const uint8_t* m, Py_ssize_t pos, Py_ssize_t stop, Py_ssize_t
 
 
 cdef void _ng_step(void* arg) noexcept nogil:
+    # the blocks from s.pos up to s.end (a batch of at most s.max_packets packets; one: no warming)
     cdef NgStep* s = <NgStep*>arg
     cdef Py_ssize_t stop = s.pos + NG_WARM_BYTES
-    if stop > s.size:
-        stop = s.size
-    _ng_warm(s.map, s.pos, stop, s.size, s.max_blocksize)
-    s.status = scan_pcapng_blocks(s.map, s.pos, s.size, 0, s.max_blocksize, s.state, s.ift, s.pk,
-                                  NG_BATCH, NG_BATCH_BYTES, &s.n, &s.next_pos, &s.info, False)
+    if stop > s.end:
+        stop = s.end
+    if s.max_packets > 1:
+        _ng_warm(s.map, s.pos, stop, s.size, s.max_blocksize)
+    s.status = scan_pcapng_blocks(s.map, s.pos, s.end, 0, s.max_blocksize, s.state, s.ift, s.pk,
+                                  s.max_packets, NG_BATCH_BYTES, &s.n, &s.next_pos, &s.info, False)
     if s.n:
         run_packets(s.prog, s.clear_mem, s.map, s.pk.offsets, s.pk.caplens, s.pk.wirelens, s.n, s.verdicts)
 
@@ -2298,7 +2300,15 @@ cdef class NgCopy:
     of the file). A file that shrinks under the pass ends it with "read-error".
     After run(): read, matched, written, bytes (captured bytes written), out_size, status,
     error, stop_offset; `done` (file offset reached), `read` and `matched` may be read from
-    another thread while it runs."""
+    another thread while it runs.
+
+    A range of the file (one of several passes sharing it, pfilter.capture.fastpath's
+    _ng_ranges): `start`, a packet block's offset (the blocks before the first packet are read
+    first, for the interfaces: those of the file's first section), and `stop`: the pass takes the
+    packet blocks that start before stop and ends at the first one at or after it (range_end,
+    the file's size at its end). meta_changed: the range held a section header or an interface
+    description, so a later range's start, which assumes the first section's interfaces, may
+    not know what it should; the caller then does the file in one pass."""
 
     cdef bytes prog
     cdef bint clear_mem, nsec
@@ -2307,12 +2317,15 @@ cdef class NgCopy:
     cdef uint32_t max_blocksize
     cdef int64_t max_count
     cdef readonly int64_t read, matched, written, bytes, done, out_size, stop_offset, error
+    cdef readonly int64_t start, stop, range_end
+    cdef readonly bint meta_changed
     cdef readonly int status
     cdef volatile int cancelled
     cdef bint ran
 
     def __init__(self, bytes decoded_program, bint clear_mem, int in_fd, int out_fd, int linktype,
-                 uint32_t max_blocksize, bint nsec=False, int64_t max_count=-1, int64_t out_size=0):
+                 uint32_t max_blocksize, bint nsec=False, int64_t max_count=-1, int64_t out_size=0,
+                 int64_t start=0, int64_t stop=-1):
         if not decoded_program:
             raise ValueError("empty program")
         self.prog = decoded_program
@@ -2323,6 +2336,9 @@ cdef class NgCopy:
         self.nsec = nsec
         self.max_count = max_count if max_count > 0 else -1
         self.out_size = out_size
+        self.start = start if start > 0 else 0
+        self.stop = stop if stop >= 0 else -1
+        self.range_end = -1
         self.status = ST_NONE
 
     def cancel(self):
@@ -2348,7 +2364,7 @@ cdef class NgCopy:
         cdef NgPackets pk
         cdef NgStep s
         cdef int64_t state[3]
-        cdef int64_t checked = 0, populated = 0, dropped = 0, want, at, k
+        cdef int64_t checked = 0, populated = 0, dropped = 0, want, at, k, meta0 = 0, section0 = 0
         cdef int status = ST_NONE, err, nv, j
         cdef uint32_t sec, frac, cap
         cdef uint8_t* hdrs = NULL
@@ -2392,10 +2408,33 @@ cdef class NgCopy:
             self.error = 12
             return ST_READ_ERROR
         state[0] = state[1] = state[2] = 0
-        s.map, s.size, s.pos = m, st.st_size, 0
+        s.map, s.size, s.pos, s.end, s.max_packets = m, st.st_size, 0, st.st_size, NG_BATCH
         s.max_blocksize, s.state, s.ift, s.pk = self.max_blocksize, state, &ift, &pk
         s.prog, s.clear_mem = prog, self.clear_mem
         pf_bus_enter()
+        if self.start > 0 or self.stop >= 0:
+            # a range: the interfaces of the blocks before the first packet, then on from `start`
+            # (what its own blocks change, meta_changed says)
+            s.max_packets = 0
+            while status == ST_NONE:
+                if pf_guard(_ng_step, &s) != 0:
+                    self.error = EIO
+                    status = ST_READ_ERROR
+                elif s.status == ST_FULL:
+                    if not _ng_grow(&ift):
+                        self.error = 12
+                        status = ST_READ_ERROR
+                    s.pos = s.next_pos
+                elif s.status != ST_LIMIT or (self.start > 0 and s.next_pos > self.start) or state[0] != 0:
+                    self.stop_offset = s.next_pos
+                    status = ST_ANOMALY
+                else:
+                    break
+            s.pos, s.max_packets = self.start if self.start > 0 else s.next_pos, NG_BATCH
+        meta0, section0 = state[1], state[2]
+        populated = dropped = s.pos // NG_STRETCH * NG_STRETCH
+        if self.stop >= 0 and self.stop < s.size:
+            s.end = self.stop               # up to stop, then packet by packet to the next packet
         while status == ST_NONE:
             if self.cancelled:
                 status = ST_CANCELLED
@@ -2434,6 +2473,10 @@ cdef class NgCopy:
                 checked += 1
             if status != ST_NONE:
                 self.stop_offset = s.pos
+                break
+            if s.max_packets == 1 and s.n == 1 and pk.fileoffs[0] >= self.stop:
+                self.range_end = pk.fileoffs[0]         # the next range's first packet
+                status = ST_EOF
                 break
             nv = 0
             j = 0
@@ -2486,11 +2529,16 @@ cdef class NgCopy:
                 break
             s.pos = s.next_pos
             self.done = s.pos
-            if s.status == ST_END:
+            if s.end < s.size and (s.status == ST_END or s.status == ST_MORE):
+                # at stop, or at a block across it: on one packet at a time, with the whole file
+                s.end, s.max_packets = s.size, 1
+            elif s.status == ST_END:
+                self.range_end = s.pos
                 status = ST_EOF
             elif s.status != ST_LIMIT and s.status != ST_FULL:
                 self.stop_offset = s.pos
                 status = ST_ANOMALY
+        self.meta_changed = state[1] != meta0 or state[2] != section0
         pf_bus_leave()
         free(pk.ifaces)
         free(block)
@@ -2529,3 +2577,27 @@ def ng_first_interface(bytes head, uint32_t max_blocksize):
     # (alone: the scan reached a packet block, which it does not take, with one interface;
     # a second one before it would have filled the table)
     return linktype, snaplen, units, status == ST_LIMIT
+
+
+def ng_sync(int fd, int64_t offset, uint32_t max_blocksize, Py_ssize_t span=1 << 20):
+    """The file offset of the first place at or after `offset` (rounded up to the 4-byte
+    alignment every pcapng block keeps) where an enhanced packet block plausibly starts
+    (_ng_block_at) within the next `span` bytes of fd, or -1: where a range of a pcapng pass may
+    start (the range before checks it: its last block must end there)."""
+    cdef int64_t at = (offset + 3) & ~(<int64_t>3)
+    cdef Py_ssize_t got, q = 0, want = span + 64 * 1024
+    cdef int err = 0
+    cdef uint8_t* buf = <uint8_t*>malloc(want)
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        with nogil:
+            got = _pread_full(fd, buf, want, at, &err)
+            q = 0
+            while q < span and q < got and not _ng_block_at(buf, q, got, max_blocksize):
+                q += 4
+        if err:
+            raise OSError(err, "cannot read the capture")
+        return at + q if q < span and q < got else -1
+    finally:
+        free(buf)

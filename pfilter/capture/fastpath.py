@@ -475,7 +475,8 @@ def _one_file(_fastcopy, src, dst, program_for, count, ts_resolution, progress, 
     opened = _open_eligible(src)
     if opened is None:
         if truncate is None and rotate is None and byte_range is None:
-            return _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce)
+            return _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce,
+                               workers)
         return None
     in_fd, h = opened
     out = job = total = None
@@ -656,8 +657,9 @@ def _open_pcapng(src):
 PEEK_BYTES = 1 << 16
 
 
-def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce):
-    """_one_file for a pcapng input (NgCopy: one worker; pcap output or a count), or None."""
+def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce, workers=1):
+    """_one_file for a pcapng input (NgCopy; pcap output or a count, which `workers` share on a
+    file of NG_SHARED_BYTES or more: _ng_shared), or None."""
     opened = _open_pcapng(src)
     if opened is None:
         return None
@@ -680,6 +682,11 @@ def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress
                 # the output is smaller than the input (a block's 28 bytes or more of framing
                 # become a record's 16): allocated at once, cut to what was written at the end
                 out.preallocate(size0, _fastcopy.preallocate)
+        if out is None and not count and workers > 1 and size0 >= NG_SHARED_BYTES:
+            shared = _ng_shared(_fastcopy, in_fd, h, decoded, clear_mem, size0, workers, progress, src)
+            if shared is not None:
+                whole = True
+                return _stats(shared, None, src, started)
         job = _fastcopy.NgCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, linktype,
                                max_blocksize(linktype), nsec=nsec, max_count=count or -1,
                                out_size=len(header))
@@ -703,6 +710,50 @@ def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress
     finally:
         os.close(in_fd)
     return _stats(job, out, src, started)
+
+
+#: a pcapng file is counted by several workers (_ng_shared) from this size on (each range costs a
+#: thread, a read of the interfaces and a search for its first block)
+NG_SHARED_BYTES = 32 << 20
+
+
+def _ng_shared(_fastcopy, fd, h, decoded, clear_mem, size, workers, progress, src):
+    """Count a pcapng file's matches with `workers` NgCopy passes over ranges of it at once (GIL
+    released), each from the first packet block found at or after its share of the file
+    (_fastcopy.ng_sync); the totals (a _Totals), or None when the ranges do not join up (a
+    range's last block does not end where the next starts, or holds a section header or an
+    interface: the next range's start did not know them), or one fails: the caller then counts
+    the file in one pass."""
+    starts = [0]
+    for k in range(1, workers):
+        at = _fastcopy.ng_sync(fd, size * k // workers, max_blocksize(h.linktype))
+        if at > starts[-1]:
+            starts.append(at)
+    if len(starts) < 2:
+        return None
+    ends = starts[1:] + [-1]
+    jobs = [_fastcopy.NgCopy(decoded, clear_mem, fd, -1, h.linktype, max_blocksize(h.linktype), start=a, stop=b)
+            for a, b in zip(starts, ends)]
+    waits = [_start_thread(job.run) for job in jobs]
+    try:
+        for ended in waits:
+            while not ended(PROGRESS_INTERVAL):
+                if progress is not None:
+                    progress(sum(max(0, j.done - j.start) for j in jobs), size, _sum(jobs, [src]))
+    except BaseException:
+        for job in jobs:
+            job.cancel()
+        for ended in waits:
+            ended(None)
+        raise
+    if any(j.status != 0 for j in jobs) or any(j.range_end != b or j.meta_changed for j, b in zip(jobs, ends[:-1])):
+        return None
+    total = _Totals()
+    for job in jobs:
+        total.add(job)
+    if progress is not None:
+        progress(size, size, _sum(jobs, [src]))
+    return total
 
 
 def _forks(workers, count, rotate, out):
