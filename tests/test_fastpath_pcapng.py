@@ -336,7 +336,7 @@ def test_simple_packet_blocks_longer_on_the_wire_as_the_general_path(tmp_path, n
         cleanup(tmp_path / "fast.pcap", tmp_path / "slow.pcap")
 
 
-# -- interruptions, full disks, inputs that shrink ----------------------------------------------
+# -- interruptions and inputs that shrink (full disks: test_robust_output.py) ----------------------------------------------
 
 def many_pcapng(path, pkts):
     data = [shb(), idb()]
@@ -367,63 +367,17 @@ def test_an_interrupted_pcapng_pass_keeps_whole_records(tmp_path, ng_jobs):
     assert os.listdir(tmp_path) == ["in.pcapng", "out.pcap"]
 
 
-@pytest.mark.parametrize("how", ["dev-full", "file-size-limit"])
-def test_a_full_disk_gives_one_line_and_leaves_the_old_output_intact(tmp_path, how):
-    import resource
-    from test_robust_output import packets
-    src = many_pcapng(tmp_path / "in.pcapng", packets(3000))
-    (tmp_path / "out").mkdir()
-    old = tmp_path / "out" / "o.pcap"
-    old.write_bytes(b"old contents")
-    target = "/dev/full" if how == "dev-full" else str(old)
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
-    run = subprocess.run([sys.executable, "-m", "pfilter", "--quiet", "-r", str(src), "-w", target, ""],
-                         capture_output=True, text=True, preexec_fn=limit if how == "file-size-limit" else None,
-                         timeout=60, cwd=ref.ROOT)
-    message = "No space left on device" if how == "dev-full" else "File too large"
-    assert run.returncode == 1 and run.stderr == f"pfilter: {target}: {message}\n"
-    assert old.read_bytes() == b"old contents" and os.listdir(tmp_path / "out") == ["o.pcap"]
-
-
-SHRINK = """
-import os, sys, threading
-sys.path[:0] = [sys.argv[3]]
-import pfilter
-from pfilter import _vm
-from pfilter.capture import _fastcopy
-from pfilter.capture.fastpath import _decode
-src, keep, full = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
-decoded, clear = _decode(_vm, pfilter.compile("tcp").to_tuples())
-outcomes = set()
-for attempt in range(40):
-    with open(src, "r+b") as f:                     # the whole file back
-        f.seek(0, 2)
-        if f.tell() < full:
-            f.truncate(full)
-    fd = os.open(src, os.O_RDONLY)
-    out = os.open(src + ".out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    job = _fastcopy.NgCopy(decoded, clear, fd, out, 1, 16 << 20)
-    t = threading.Thread(target=lambda: outcomes.add((job.run(), job.error)))
-    t.start()
-    while t.is_alive() and job.done < keep // 4:
-        pass
-    os.truncate(src, keep)                          # shrink it under the pass
-    t.join()
-    os.close(fd)
-    os.close(out)
-print(sorted(outcomes))
-"""
-
-
 def test_a_pcapng_file_shrinking_under_the_pass_ends_it_with_a_read_error(tmp_path):
     """Mapped pages past the new end raise SIGBUS in the scan, or fail the write (EFAULT): the
     pass ends with "read-error" (or ends before the cut), the process is never killed."""
+    from test_fastpath_mapped import SHRINK
     rng = random.Random(9)
     src = many_pcapng(tmp_path / "shrinking.pcapng", [packet(rng, size=1400) for _ in range(600)] * 40)
     full = os.path.getsize(src)
-    proc = subprocess.run([sys.executable, "-c", SHRINK, str(src), str(full // 3), str(ref.ROOT), str(full)],
+    pcap_pass = "_fastcopy.PcapCopy(decoded, clear, fd, out, 24, 262144, workers=2, mapped=True, **kw)"
+    assert pcap_pass in SHRINK
+    code = SHRINK.replace("FULL", str(full)).replace(pcap_pass, "_fastcopy.NgCopy(decoded, clear, fd, out, 1, 16 << 20)")
+    proc = subprocess.run([sys.executable, "-c", code, str(src), str(full // 3), str(ref.ROOT), "{}", "tcp"],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]          # never killed by SIGBUS
     outcomes = eval(proc.stdout.strip())

@@ -2233,42 +2233,24 @@ cdef void _ng_step(void* arg) noexcept nogil:
         run_packets(s.prog, s.clear_mem, s.map, s.pk.offsets, s.pk.caplens, s.pk.wirelens, s.n, s.verdicts)
 
 
+cdef bint _regrow(void** p, size_t size) noexcept nogil:
+    """realloc *p to size bytes; False (and *p as it was) when out of memory."""
+    cdef void* q = realloc(p[0], size)
+    if q == NULL:
+        return False
+    p[0] = q
+    return True
+
+
 cdef bint _ng_grow(NgIfaces* t) noexcept nogil:
     """Double the interface table (or give it its first capacity); False when out of memory."""
     cdef int64_t cap = t.capacity * 2 if t.capacity else NG_IFACES
-    cdef void* p
-    p = realloc(t.linktype, cap * sizeof(uint16_t))
-    if p == NULL:
+    if not (_regrow(<void**>&t.linktype, cap * sizeof(uint16_t)) and _regrow(<void**>&t.snaplen, cap * sizeof(uint32_t))
+            and _regrow(<void**>&t.tsmode, cap * sizeof(int32_t)) and _regrow(<void**>&t.units, cap * sizeof(uint64_t))
+            and _regrow(<void**>&t.tsoffset, cap * sizeof(int64_t)) and _regrow(<void**>&t.offset, cap * sizeof(int64_t))
+            and _regrow(<void**>&t.nameoff, cap * sizeof(int64_t))
+            and _regrow(<void**>&t.namelen, cap * sizeof(uint16_t))):
         return False
-    t.linktype = <uint16_t*>p
-    p = realloc(t.snaplen, cap * sizeof(uint32_t))
-    if p == NULL:
-        return False
-    t.snaplen = <uint32_t*>p
-    p = realloc(t.tsmode, cap * sizeof(int32_t))
-    if p == NULL:
-        return False
-    t.tsmode = <int32_t*>p
-    p = realloc(t.units, cap * sizeof(uint64_t))
-    if p == NULL:
-        return False
-    t.units = <uint64_t*>p
-    p = realloc(t.tsoffset, cap * sizeof(int64_t))
-    if p == NULL:
-        return False
-    t.tsoffset = <int64_t*>p
-    p = realloc(t.offset, cap * sizeof(int64_t))
-    if p == NULL:
-        return False
-    t.offset = <int64_t*>p
-    p = realloc(t.nameoff, cap * sizeof(int64_t))
-    if p == NULL:
-        return False
-    t.nameoff = <int64_t*>p
-    p = realloc(t.namelen, cap * sizeof(uint16_t))
-    if p == NULL:
-        return False
-    t.namelen = <uint16_t*>p
     t.capacity = cap
     return True
 

@@ -103,19 +103,18 @@ def _native():
     return _impl.native("pfilter.capture._fastcopy")
 
 
-def _open_eligible(src):
-    """(file descriptor, PcapHeader) of src when the fast path can read it, else None: one
-    open for the header check and the pass. Whether src is a regular file is decided from its
-    stat() before opening it: anything else (a FIFO, a terminal, a device) is left unopened for
-    the general path, since opening a FIFO here and again there would take its writer's data
-    (or its life: SIGPIPE) away."""
+def _open_regular(src):
+    """A read-only file descriptor of src when it names a regular file (on a little-endian host,
+    the fast paths' own), else None. Whether it is one is decided from its stat() before opening
+    it: anything else (a FIFO, a terminal, a device) is left unopened for the general path, since
+    opening a FIFO here and again there would take its writer's data (or its life: SIGPIPE)
+    away; O_NONBLOCK: should the name have become a FIFO since, the open does not wait for it."""
     if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-") or sys.byteorder != "little":
         return None
     try:
         before = os.stat(src)
         if not stat.S_ISREG(before.st_mode):
             return None
-        # O_NONBLOCK: should the name have become a FIFO since, the open does not wait for it
         fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return None
@@ -123,13 +122,27 @@ def _open_eligible(src):
         st = os.fstat(fd)
         if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
             os.set_blocking(fd, True)
-            head = os.pread(fd, 24, 0)
-            if len(head) == 24 and pcap_magic_order(head) is not None:
-                h = parse_pcap_header(head, src)
-                if (h.byteorder == "little" and h.version == (2, 4) and not h.kuznetzov
-                        and h.hdrsize == 16 and min(h.snaplen, h.maxcap) <= MAX_FAST_RECORD
-                        and not (h.swapped and h.linktype in PSEUDO_HEADER_LINKTYPES)):
-                    return fd, h
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _open_eligible(src):
+    """(file descriptor, PcapHeader) of src when the fast path can read it, else None: one
+    open (_open_regular) for the header check and the pass."""
+    fd = _open_regular(src)
+    if fd is None:
+        return None
+    try:
+        head = os.pread(fd, 24, 0)
+        if len(head) == 24 and pcap_magic_order(head) is not None:
+            h = parse_pcap_header(head, src)
+            if (h.byteorder == "little" and h.version == (2, 4) and not h.kuznetzov
+                    and h.hdrsize == 16 and min(h.snaplen, h.maxcap) <= MAX_FAST_RECORD
+                    and not (h.swapped and h.linktype in PSEUDO_HEADER_LINKTYPES)):
+                return fd, h
     except (OSError, ValueError):
         pass
     os.close(fd)
@@ -621,32 +634,23 @@ def _job(_fastcopy, h, decoded, clear_mem, fd, out_fd, count, out_size, nsec, si
 
 def _open_pcapng(src):
     """(file descriptor, NgHeader) of src when it is a
-    pcapng file NgCopy can start on: a regular file (decided as _open_eligible does) whose first
+    pcapng file NgCopy can start on: a regular file (_open_regular) whose first
     section is in this host's (little-endian) byte order, of version 1.0 or 1.2, and whose first
     interface the scanner reads within its first PEEK_BYTES with a snapshot length libpcap keeps
     as it is; else None (the general path reads it, with libpcap's messages)."""
-    if not isinstance(src, (str, bytes, os.PathLike)) or src in ("-", b"-") or sys.byteorder != "little":
+    fd = _open_regular(src)
+    if fd is None:
         return None
     try:
-        before = os.stat(src)
-        if not stat.S_ISREG(before.st_mode):
-            return None
-        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) == (before.st_dev, before.st_ino):
-            os.set_blocking(fd, True)
-            head = os.pread(fd, PEEK_BYTES, 0)
-            if len(head) >= 28:
-                btype, total, bom, major, minor = struct.unpack_from("<IIIHH", head)
-                if (btype == PCAPNG_SHB and bom == PCAPNG_BOM and (major, minor) in ((1, 0), (1, 2))
-                        and 28 <= total <= SHB_INSANE_MAX):
-                    from ._fastcopy import ng_first_interface
-                    first = ng_first_interface(head, INITIAL_MAX_BLOCKSIZE)
-                    if first is not None and adjust_snaplen(first[0], first[1]) == first[1]:
-                        return fd, NgHeader(first[0], first[1], "ns" if first[2] > 1000000 else "us", first[3])
+        head = os.pread(fd, PEEK_BYTES, 0)
+        if len(head) >= 28:
+            btype, total, bom, major, minor = struct.unpack_from("<IIIHH", head)
+            if (btype == PCAPNG_SHB and bom == PCAPNG_BOM and (major, minor) in ((1, 0), (1, 2))
+                    and 28 <= total <= SHB_INSANE_MAX):
+                from ._fastcopy import ng_first_interface
+                first = ng_first_interface(head, INITIAL_MAX_BLOCKSIZE)
+                if first is not None and adjust_snaplen(first[0], first[1]) == first[1]:
+                    return fd, NgHeader(first[0], first[1], "ns" if first[2] > 1000000 else "us", first[3])
     except (OSError, ValueError, struct.error):
         pass
     os.close(fd)
