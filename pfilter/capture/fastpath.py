@@ -183,9 +183,10 @@ def total_size(sources):
     return total
 
 
-def _peek(src):
-    """The PcapHeader of src when the fast path can read it, else None (the file is closed)."""
-    opened = _open_eligible(src)
+def _peek(src, opener=None):
+    """The PcapHeader of src when the fast path can read it, else None (the file is closed);
+    opener: what opens it (default _open_eligible; _peek_input's: either fast path's header)."""
+    opened = (opener or _open_eligible)(src)
     if opened is None:
         return None
     os.close(opened[0])
@@ -615,11 +616,7 @@ def _open_input(src):
 
 def _peek_input(src):
     """The PcapHeader or NgHeader of src when a fast path can read it, else None (closed)."""
-    opened = _open_input(src)
-    if opened is None:
-        return None
-    os.close(opened[0])
-    return opened[1]
+    return _peek(src, _open_input)
 
 
 def _job(_fastcopy, h, decoded, clear_mem, fd, out_fd, count, out_size, nsec, sized):
