@@ -106,7 +106,7 @@ if [ $# -eq 0 ]; then
   # one pytest worker per usable core (PFILTER_TEST_JOBS=N): scripts/test.sh says why not one more
   set -- -n "${PFILTER_TEST_JOBS:-auto}" --dist worksteal \
          tests/test_vm_*.py tests/test_robust_vm.py tests/test_batch.py \
-         tests/test_capture_*.py tests/test_robust_reader.py \
+         tests/test_capture_*.py tests/test_fastpath_*.py tests/test_robust_reader.py \
          tests/test_writer_*.py tests/test_robust_writer*.py tests/test_robust_output.py \
          tests/test_classify_*.py
 fi
