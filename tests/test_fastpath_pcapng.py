@@ -459,3 +459,13 @@ def test_shared_counts_of_damaged_files_equal_the_general_path(tmp_path, ng_jobs
         for workers in (2, 4):
             fast = outcome(pfilter.filter_file, path, None, "tcp", workers=workers)
             assert fast == outcome(general, path, None, "tcp"), (trial, what, workers)
+
+
+def test_no_mapping_asked_for_leaves_pcapng_to_the_general_path(tmp_path, ng_jobs, monkeypatch):
+    """PFILTER_NO_MMAP=1: NgCopy only maps its input, so a pcapng file is read by the general
+    path, with the same result."""
+    src, _ = generated_pcapng(tmp_path / "in.pcapng", n=300, seed=70)
+    monkeypatch.setenv("PFILTER_NO_MMAP", "1")
+    fast = outcome(pfilter.filter_file, src, tmp_path / "fast.pcap", "tcp")
+    assert ng_jobs == []
+    assert fast == outcome(general, src, tmp_path / "slow.pcap", "tcp")

@@ -660,7 +660,10 @@ PEEK_BYTES = 1 << 16
 
 def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress, announce, workers=1):
     """_one_file for a pcapng input (NgCopy; pcap output or a count, which `workers` share on a
-    file of NG_SHARED_BYTES or more: _ng_shared), or None."""
+    file of NG_SHARED_BYTES or more: _ng_shared), or None. NgCopy only maps its input:
+    with PFILTER_NO_MMAP=1 the general path reads it."""
+    if os.environ.get("PFILTER_NO_MMAP", "") not in ("", "0"):
+        return None
     opened = _open_pcapng(src)
     if opened is None:
         return None
