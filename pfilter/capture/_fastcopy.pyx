@@ -2366,7 +2366,7 @@ cdef class NgCopy:
             self.error = errno
             return ST_READ_ERROR
         # the batch's arrays and the headers of its matches (IOV_BATCH / 2 of them at a time)
-        block = malloc(NG_BATCH * (3 * sizeof(int64_t) + 3 * sizeof(uint32_t) + sizeof(uint16_t))
+        block = malloc(NG_BATCH * (3 * sizeof(int64_t) + 4 * sizeof(uint32_t) + sizeof(uint16_t))
                        + (IOV_BATCH // 2) * HDR)
         if block == NULL or not _ng_grow(&ift):
             free(block)
@@ -2380,15 +2380,9 @@ cdef class NgCopy:
         pk.caplens = <uint32_t*>(pk.fileoffs + NG_BATCH)
         pk.wirelens = pk.caplens + NG_BATCH
         s.verdicts = pk.wirelens + NG_BATCH
-        pk.ifaces = <uint32_t*>malloc(NG_BATCH * sizeof(uint32_t))
-        pk.linktypes = <uint16_t*>(s.verdicts + NG_BATCH)
+        pk.ifaces = s.verdicts + NG_BATCH
+        pk.linktypes = <uint16_t*>(pk.ifaces + NG_BATCH)
         hdrs = <uint8_t*>(pk.linktypes + NG_BATCH)
-        if pk.ifaces == NULL:
-            free(block)
-            _ng_free(&ift)
-            munmap(m, maplen)
-            self.error = 12
-            return ST_READ_ERROR
         state[0] = state[1] = state[2] = 0
         s.map, s.size, s.pos, s.end, s.max_packets = m, st.st_size, 0, st.st_size, NG_BATCH
         s.max_blocksize, s.state, s.ift, s.pk = self.max_blocksize, state, &ift, &pk
@@ -2522,7 +2516,6 @@ cdef class NgCopy:
                 status = ST_ANOMALY
         self.meta_changed = state[1] != meta0 or state[2] != section0
         pf_bus_leave()
-        free(pk.ifaces)
         free(block)
         _ng_free(&ift)
         munmap(m, maplen)

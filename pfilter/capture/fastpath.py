@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from typing import Any
 from .files import (INITIAL_MAX_BLOCKSIZE, PCAPNG_BOM, PCAPNG_SHB, RESYNC_DEPTH, RESYNC_SPAN, SHB_INSANE_MAX,
                     AtomicFile, adjust_snaplen, compression_for_path, format_for_path, max_blocksize,
-                    parse_pcap_header, pcap_file_header, pcap_magic_order, truncated_snaplen)
+                    parse_pcap_header, pcap_file_header, pcap_magic_order, pcapng_resolution, truncated_snaplen)
 # (a raw copy would keep pseudo-headers libpcap swaps into this host's order; the general path
 # swaps them)
 from .swap import PSEUDO_HEADER_LINKTYPES
@@ -621,7 +621,7 @@ def _peek_input(src):
 
 def _job(_fastcopy, h, decoded, clear_mem, fd, out_fd, count, out_size, nsec, sized):
     """The pass over one input open as fd: a PcapCopy (sized: _sized's keywords) for a pcap
-    file, an NgCopy (one worker, records in nsec or us) for a pcapng one."""
+    file, an NgCopy (one worker, records in nsec or us; sized unused) for a pcapng one."""
     if isinstance(h, NgHeader):
         return _fastcopy.NgCopy(decoded, clear_mem, fd, out_fd, h.linktype, max_blocksize(h.linktype), nsec=nsec,
                                 max_count=count, out_size=out_size)
@@ -647,7 +647,7 @@ def _open_pcapng(src):
                 from ._fastcopy import ng_first_interface
                 first = ng_first_interface(head, INITIAL_MAX_BLOCKSIZE)
                 if first is not None and adjust_snaplen(first[0], first[1]) == first[1]:
-                    return fd, NgHeader(first[0], first[1], "ns" if first[2] > 1000000 else "us", first[3])
+                    return fd, NgHeader(first[0], first[1], pcapng_resolution(first[2]), first[3])
     except (OSError, ValueError, struct.error):
         pass
     os.close(fd)
@@ -668,16 +668,15 @@ def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress
     if opened is None:
         return None
     in_fd, h = opened
-    linktype, snaplen, resolution = h.linktype, h.snaplen, h.ts_resolution
     out = job = None
     whole = False
     started = time.perf_counter()
     try:
-        decoded, clear_mem = _decode(_fastcopy, program_for(linktype, snaplen, False))
+        decoded, clear_mem = _decode(_fastcopy, program_for(h.linktype, h.snaplen, False))
         if announce is not None:
-            announce(src, linktype, snaplen, 0)
-        nsec = (ts_resolution or resolution) == "ns"
-        header = pcap_file_header(linktype, snaplen, nsec, 0)
+            announce(src, h.linktype, h.snaplen, 0)
+        nsec = (ts_resolution or h.ts_resolution) == "ns"
+        header = pcap_file_header(h.linktype, h.snaplen, nsec, h.linktype_ext)
         size0 = os.fstat(in_fd).st_size
         if dst is not None:
             out = AtomicFile(dst, protect=[src])
@@ -691,9 +690,8 @@ def _one_pcapng(_fastcopy, src, dst, program_for, count, ts_resolution, progress
             if shared is not None:
                 whole = True
                 return _stats(shared, None, src, started)
-        job = _fastcopy.NgCopy(decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, linktype,
-                               max_blocksize(linktype), nsec=nsec, max_count=count or -1,
-                               out_size=len(header))
+        job = _job(_fastcopy, h, decoded, clear_mem, in_fd, out.fileno() if out is not None else -1, count or -1,
+                   len(header), nsec, None)
         status = _unless_cut(_run(job, progress, size0, src), in_fd, size0)
         if not _pass_ended(status, job, out):
             return None         # the general path starts over and says what is wrong, if anything

@@ -48,6 +48,12 @@ SHB_INSANE_MAX = 1024 * 1024
 INITIAL_MAX_BLOCKSIZE = 16 * 1024 * 1024
 
 
+def pcapng_resolution(units):
+    """The timestamp resolution ("us" or "ns") a pcapng capture reads as, from its first
+    interface's units per second (if_tsresol): nanoseconds for anything finer than microseconds."""
+    return "ns" if units > 1000000 else "us"
+
+
 def max_blocksize(linktype):
     """The largest pcapng block libpcap reads once the first interface's link type is known."""
     # libpcap: MAX_BLOCKSIZE_FOR_SNAPLEN()

@@ -16,7 +16,7 @@ from ..batch import PacketBatch
 from ._scancodes import (ST_BADLEN, ST_BLOCK, ST_CAPLEN, ST_FULL, ST_NOIFACE, ST_SHORT, ST_TOOBIG,
                          ST_TRAILER, ST_UNALIGNED, ts_mode)
 from .files import (INITIAL_MAX_BLOCKSIZE, PCAPNG_BOM, PCAPNG_SHB, SHB_INSANE_MAX, adjust_snaplen,
-                    max_blocksize as _max_blocksize)
+                    max_blocksize as _max_blocksize, pcapng_resolution)
 from .swap import PSEUDO_HEADER_LINKTYPES, swap_mixed
 
 BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
@@ -105,7 +105,7 @@ class PcapngFormat:
         first = self.interfaces[0]
         self.linktype = first["linktype"]
         self.snaplen = first["snaplen"]
-        self.ts_resolution = "ns" if first["units"] > 1000000 else "us"
+        self.ts_resolution = pcapng_resolution(first["units"])
         self._max_blocksize = _max_blocksize(self.linktype)
 
     def _read_block(self, pos):
